@@ -1,0 +1,132 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+import { ConfigError, loadConfig } from '../config/load.js';
+import { startServer } from '../server.js';
+import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
+import type { PullFilter } from '../storage/meta-store.js';
+import { resolvePypiPin, writePypiPin } from './pin.js';
+
+const USAGE = `airlock: an approved internal registry mirror for PyPI, Hugging Face and OCI
+
+usage:
+  airlock serve   [--config FILE]                 start the server
+  airlock check   [--config FILE]                 validate the configuration and policy, then exit
+  airlock records [--config FILE] [--name N] [--ecosystem E] [--decision allow|deny]
+                  [--since TIME] [--until TIME] [--limit N] [--json]
+                                                  list pull records (newest first)
+  airlock pin pypi 'NAME==VERSION' [--config FILE] [--print]
+                                                  resolve a release upstream and add it, with its
+                                                  file hashes, to the policy (comments are kept)
+
+--config defaults to config/airlock.yaml.`;
+
+function fail(msg: string, code = 2): never {
+  process.stderr.write(`airlock: ${msg}\n`);
+  process.exit(code);
+}
+
+function parseTime(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+  if (!Number.isFinite(n)) fail(`${flag}: expected an ISO-8601 time or epoch milliseconds, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c', default: 'config/airlock.yaml' },
+      name: { type: 'string' },
+      ecosystem: { type: 'string' },
+      decision: { type: 'string' },
+      since: { type: 'string' },
+      until: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      print: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const [cmd, ...rest] = positionals;
+  if (values.help || !cmd) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  const configFile = values.config!;
+  switch (cmd) {
+    case 'serve': {
+      const loaded = loadConfig(configFile);
+      const { airlock, stop } = await startServer(loaded);
+      let stopping = false;
+      const shutdown = (sig: string) => {
+        if (stopping) return;
+        stopping = true;
+        airlock.log.info({ signal: sig }, 'shutting down');
+        stop().then(() => process.exit(0), () => process.exit(1));
+      };
+      process.on('SIGINT', () => shutdown('SIGINT'));
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGHUP', () => airlock.reloadPolicy());
+      return;
+    }
+    case 'check': {
+      const loaded = loadConfig(configFile);
+      process.stdout.write(`${loaded.configFile}: OK (${loaded.policy.pypi.size} PyPI allow entries; policy in ${loaded.policyFile})\n`);
+      return;
+    }
+    case 'records': {
+      const loaded = loadConfig(configFile);
+      const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+      const f: PullFilter = {
+        name: values.name,
+        ecosystem: values.ecosystem as PullFilter['ecosystem'],
+        decision: values.decision as PullFilter['decision'],
+        since: parseTime(values.since, '--since'),
+        until: parseTime(values.until, '--until'),
+        limit: values.limit ? Number(values.limit) : 100,
+      };
+      const rows = await meta.listPulls(f);
+      await meta.close();
+      if (values.json) {
+        process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+        return;
+      }
+      for (const r of rows) {
+        process.stdout.write(
+          [new Date(r.ts).toISOString(), r.client, r.ecosystem, r.name, r.version ?? '-', r.filename ?? '-', r.cache, r.decision, r.reason ?? ''].join('\t') + '\n',
+        );
+      }
+      return;
+    }
+    case 'pin': {
+      const [eco, req] = rest;
+      if (eco !== 'pypi' || !req) fail(`usage: airlock pin pypi 'NAME==VERSION' (Hugging Face and OCI pins arrive with those front-ends)`);
+      const pin = await resolvePypiPin(configFile, req);
+      const loaded = loadConfig(configFile);
+      if (values.print) {
+        process.stdout.write(JSON.stringify({ name: pin.name, versions: `==${pin.version}`, sha256: pin.sha256 }) + '\n');
+        return;
+      }
+      const how = writePypiPin(loaded.policyFile, loaded.policyPathInFile, pin);
+      // Validate the result so a pin never leaves a policy that fails to load.
+      loadConfig(configFile);
+      process.stdout.write(`${how} ${pin.name}==${pin.version} (${pin.files.length} files, from the ${pin.source} index) in ${loaded.policyFile}\n`);
+      return;
+    }
+    default:
+      fail(`unknown command ${JSON.stringify(cmd)}\n\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((e) => {
+  if (e instanceof ConfigError) fail(e.message);
+  if (e && typeof e === 'object' && 'code' in e && typeof (e as { code: unknown }).code === 'string' && (e as Error).name === 'AirlockError') {
+    fail((e as Error).message);
+  }
+  if ((e as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') fail((e as Error).message);
+  process.stderr.write(`airlock: unexpected error: ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});

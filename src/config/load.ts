@@ -1,0 +1,113 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { LineCounter, parseDocument, type Document } from 'yaml';
+import type { z } from 'zod';
+import { Policy } from '../policy/index.js';
+import { PolicyError, pathString } from '../policy/types.js';
+import { configSchema, policySchema, type Config, type PolicyConfig } from './schema.js';
+
+/** A configuration problem: names the file, the field (with its line) and what was expected. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface LoadedConfig {
+  config: Config;
+  policy: Policy;
+  configFile: string;
+  /** The file that holds the policy (the config itself, or policy_file), and where in it. */
+  policyFile: string;
+  policyPathInFile: string[];
+  dataDir: string;
+}
+
+interface ParsedYaml {
+  file: string;
+  doc: Document;
+  lines: LineCounter;
+  value: unknown;
+}
+
+function readYaml(file: string): ParsedYaml {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`${file}: cannot read file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
+  if (doc.errors.length > 0) {
+    const err = doc.errors[0];
+    const pos = err.linePos?.[0];
+    throw new ConfigError(`${file}${pos ? `:${pos.line}:${pos.col}` : ''}: invalid YAML: ${err.message.split('\n')[0]}`);
+  }
+  return { file, doc, lines, value: doc.toJS() ?? {} };
+}
+
+function where(y: ParsedYaml, path: (string | number)[]): string {
+  for (let p = path; p.length > 0; p = p.slice(0, -1)) {
+    const node = y.doc.getIn(p, true) as { range?: [number, number, number] } | undefined;
+    if (node && node.range) return `${y.file}:${y.lines.linePos(node.range[0]).line}`;
+  }
+  return y.file;
+}
+
+function zodMessage(y: ParsedYaml, base: (string | number)[], error: z.ZodError): string {
+  const issue = error.issues[0];
+  const path = [...base, ...(issue.path as (string | number)[])];
+  if (issue.code === 'unrecognized_keys') {
+    const keys = (issue as { keys: string[] }).keys;
+    const full = [...path, keys[0]];
+    return `${where(y, full)}: ${pathString(full)}: unknown key ${JSON.stringify(keys[0])} (expected one of the documented keys; see README "Configuration")`;
+  }
+  return `${where(y, path)}: ${pathString(path) || '(top level)'}: ${issue.message}`;
+}
+
+/**
+ * Load and validate the configuration (and its policy). Any problem throws ConfigError before
+ * anything starts: nothing half-starts on a bad file.
+ */
+export function loadConfig(configFile: string): LoadedConfig {
+  const file = resolve(configFile);
+  const y = readYaml(file);
+  const parsed = configSchema.safeParse(y.value);
+  if (!parsed.success) throw new ConfigError(zodMessage(y, [], parsed.error));
+  const config = parsed.data;
+
+  if (config.policy && config.policy_file) {
+    throw new ConfigError(`${where(y, ['policy_file'])}: policy_file: give either an inline "policy" or a "policy_file", not both`);
+  }
+  let policyYaml = y;
+  let policyBase: string[] = ['policy'];
+  let policyConfig: PolicyConfig = config.policy ?? {};
+  if (config.policy_file) {
+    const pf = resolve(dirname(file), config.policy_file);
+    policyYaml = readYaml(pf);
+    policyBase = [];
+    const pp = policySchema.safeParse(policyYaml.value);
+    if (!pp.success) throw new ConfigError(zodMessage(policyYaml, [], pp.error));
+    policyConfig = pp.data;
+  }
+  let policy: Policy;
+  try {
+    policy = new Policy(policyConfig);
+  } catch (e) {
+    if (e instanceof PolicyError) {
+      const full = [...policyBase, ...e.path];
+      throw new ConfigError(`${where(policyYaml, full)}: ${pathString(full)}: ${e.message}`);
+    }
+    throw e;
+  }
+  return {
+    config,
+    policy,
+    configFile: file,
+    policyFile: policyYaml.file,
+    policyPathInFile: policyBase,
+    dataDir: resolve(config.data_dir),
+  };
+}

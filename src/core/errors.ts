@@ -1,0 +1,48 @@
+/**
+ * One error type for the whole core, with stable string codes. Each front-end maps
+ * codes to its own protocol envelope (PEP 503 page / HTTP status, HF X-Error-Code,
+ * OCI error JSON); the core never renders anything itself.
+ */
+export type AirlockErrorCode =
+  | 'POLICY_DENIED'
+  | 'NOT_FOUND'
+  | 'BAD_REQUEST'
+  | 'DIGEST_MISMATCH'
+  | 'SIZE_MISMATCH'
+  | 'UPSTREAM_UNAVAILABLE'
+  | 'UPSTREAM_BAD_RESPONSE'
+  | 'UPSTREAM_HOST_NOT_ALLOWED'
+  | 'NO_VERIFIABLE_DIGEST'
+  | 'INTERNAL';
+
+const STATUS: Record<AirlockErrorCode, number> = {
+  POLICY_DENIED: 403,
+  NOT_FOUND: 404,
+  BAD_REQUEST: 400,
+  DIGEST_MISMATCH: 502,
+  SIZE_MISMATCH: 502,
+  UPSTREAM_UNAVAILABLE: 502,
+  UPSTREAM_BAD_RESPONSE: 502,
+  UPSTREAM_HOST_NOT_ALLOWED: 502,
+  NO_VERIFIABLE_DIGEST: 403,
+  INTERNAL: 500,
+};
+
+export class AirlockError extends Error {
+  readonly code: AirlockErrorCode;
+  readonly status: number;
+  /** The policy rule (or other source) behind the error, e.g. "pypi.allow[3]". */
+  readonly rule?: string;
+
+  constructor(code: AirlockErrorCode, message: string, opts: { status?: number; rule?: string; cause?: unknown } = {}) {
+    super(message, opts.cause !== undefined ? { cause: opts.cause } : undefined);
+    this.name = 'AirlockError';
+    this.code = code;
+    this.status = opts.status ?? STATUS[code];
+    this.rule = opts.rule;
+  }
+}
+
+export function isAirlockError(e: unknown): e is AirlockError {
+  return e instanceof AirlockError;
+}

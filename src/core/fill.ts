@@ -1,0 +1,333 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { AirlockError } from './errors.js';
+import { resolveRange, type RangeSpec } from './range.js';
+import type { BlobStore, ByteRange } from '../storage/blob-store.js';
+import type { MetaStore } from '../storage/meta-store.js';
+
+/** What an upstream opener returns: a Node stream (undici request body) and its declared length. */
+export interface UpstreamBody {
+  body: Readable;
+  size?: number;
+}
+
+export interface FillSpec {
+  /** Expected SHA-256 (hex): the content address and the check. */
+  sha256: string;
+  /** Expected size when the index/manifest states one; checked before and while streaming. */
+  size?: number;
+  /** Opens the upstream body. Must throw AirlockError for non-2xx answers. */
+  open(signal: AbortSignal): Promise<UpstreamBody>;
+}
+
+/**
+ * Bytes held back from every reader until the digest has been checked: no client ever receives
+ * the last bytes of a file that has not verified, so a tampered file never arrives whole.
+ */
+export const HOLD_BACK = 64 * 1024;
+const READ_CHUNK = 1 << 20;
+/** Upstream bytes queued for the spool file before the upstream socket is paused. */
+const QUEUE_HIGH = 8 << 20;
+
+type FillState = 'opening' | 'running' | 'verified' | 'failed';
+
+/**
+ * One upstream download, spooled to a local file while it is hashed. Any number of readers tail
+ * the spool file (positional reads on the fill's own descriptor, so a rename on commit does not
+ * disturb them); memory stays bounded by the queue, whatever the file size or number of readers.
+ */
+export class Fill extends EventEmitter {
+  state: FillState = 'opening';
+  written = 0;
+  size: number | undefined;
+  error: Error | undefined;
+  readonly ready: Promise<void>;
+  readonly settled: Promise<void>;
+  private fh: FileHandle | undefined;
+  private tmpPath: string;
+  private readers = 0;
+  private readonly abort = new AbortController();
+  private resolveReady!: () => void;
+  private rejectReady!: (e: Error) => void;
+  private resolveSettled!: () => void;
+  private rejectSettled!: (e: Error) => void;
+
+  constructor(
+    private readonly spec: FillSpec,
+    private readonly store: BlobStore,
+    private readonly meta: MetaStore,
+  ) {
+    super();
+    this.setMaxListeners(0);
+    this.tmpPath = join(store.spoolDir, `${spec.sha256}.${randomBytes(6).toString('hex')}.part`);
+    this.ready = new Promise((res, rej) => ((this.resolveReady = res), (this.rejectReady = rej)));
+    this.settled = new Promise((res, rej) => ((this.resolveSettled = res), (this.rejectSettled = rej)));
+    // Callers may not await these; never let them become unhandled rejections.
+    this.ready.catch(() => {});
+    this.settled.catch(() => {});
+  }
+
+  /** Bytes readers may have now. */
+  available(): number {
+    return this.state === 'verified' ? this.written : Math.max(0, this.written - HOLD_BACK);
+  }
+
+  async run(): Promise<void> {
+    let up: UpstreamBody;
+    try {
+      this.fh = await open(this.tmpPath, 'wx+');
+      up = await this.spec.open(this.abort.signal);
+      if (this.spec.size !== undefined && up.size !== undefined && this.spec.size !== up.size) {
+        up.body.destroy();
+        throw new AirlockError(
+          'SIZE_MISMATCH',
+          `upstream declares ${up.size} bytes for sha256:${this.spec.sha256}, the index says ${this.spec.size}`,
+        );
+      }
+      this.size = this.spec.size ?? up.size;
+    } catch (e) {
+      this.fail(e as Error);
+      return;
+    }
+    this.state = 'running';
+    this.resolveReady();
+    this.pump(up.body);
+  }
+
+  private pump(body: Readable): void {
+    const hash = createHash('sha256');
+    const queue: Buffer[] = [];
+    let queued = 0;
+    let received = 0;
+    let ended = false;
+    let writing = false;
+
+    const drain = async (): Promise<void> => {
+      if (writing || this.state !== 'running') return;
+      writing = true;
+      try {
+        while (queue.length > 0) {
+          const bufs = queue.splice(0, queue.length);
+          let n = 0;
+          for (const b of bufs) n += b.length;
+          await this.fh!.writev(bufs, this.written);
+          this.written += n;
+          queued -= n;
+          this.emit('progress');
+          if (body.isPaused() && queued < QUEUE_HIGH / 2) body.resume();
+          if (this.state !== 'running') return;
+        }
+      } catch (e) {
+        body.destroy();
+        this.fail(e as Error);
+        return;
+      } finally {
+        writing = false;
+      }
+      if (ended && queue.length === 0) await this.commit(hash.digest('hex'));
+    };
+
+    body.on('data', (chunk: Buffer) => {
+      if (this.state !== 'running') return;
+      received += chunk.length;
+      if (this.size !== undefined && received > this.size) {
+        body.destroy();
+        this.fail(new AirlockError('SIZE_MISMATCH', `upstream sent more than the ${this.size} bytes declared for sha256:${this.spec.sha256}`));
+        return;
+      }
+      hash.update(chunk);
+      queue.push(chunk);
+      queued += chunk.length;
+      if (queued >= QUEUE_HIGH) body.pause();
+      void drain();
+    });
+    body.on('end', () => {
+      ended = true;
+      void drain();
+    });
+    body.on('error', (e) => this.fail(new AirlockError('UPSTREAM_UNAVAILABLE', `upstream transfer failed: ${e.message}`, { cause: e })));
+    body.on('close', () => {
+      if (!ended && this.state === 'running') this.fail(new AirlockError('UPSTREAM_UNAVAILABLE', 'upstream closed the connection early'));
+    });
+  }
+
+  private async commit(digest: string): Promise<void> {
+    if (this.state !== 'running') return;
+    try {
+      if (digest !== this.spec.sha256) {
+        throw new AirlockError('DIGEST_MISMATCH', `upstream bytes have sha256:${digest}, expected sha256:${this.spec.sha256}`);
+      }
+      if (this.size !== undefined && this.written !== this.size) {
+        throw new AirlockError('SIZE_MISMATCH', `upstream sent ${this.written} bytes, expected ${this.size}`);
+      }
+      await this.fh!.sync();
+      await this.store.putFile(this.spec.sha256, this.tmpPath);
+      await this.meta.putBlob({ sha256: this.spec.sha256, size: this.written, createdAt: Date.now() });
+    } catch (e) {
+      this.fail(e as Error);
+      return;
+    }
+    this.size = this.written;
+    this.state = 'verified';
+    this.emit('progress');
+    this.resolveSettled();
+    this.maybeClose();
+  }
+
+  private fail(e: Error): void {
+    if (this.state === 'failed' || this.state === 'verified') return;
+    const wasOpening = this.state === 'opening';
+    this.state = 'failed';
+    this.error = e;
+    this.abort.abort();
+    if (wasOpening) this.rejectReady(e);
+    this.rejectSettled(e);
+    this.emit('progress');
+    unlink(this.tmpPath).catch(() => {});
+    this.maybeClose();
+  }
+
+  private maybeClose(): void {
+    if (this.readers === 0 && (this.state === 'verified' || this.state === 'failed') && this.fh) {
+      const fh = this.fh;
+      this.fh = undefined;
+      fh.close().catch(() => {});
+    }
+  }
+
+  /** A reader over the spool file, from range.start to range.end (or to the end of the file). */
+  reader(range?: ByteRange): Readable {
+    this.readers++;
+    const fill = this;
+    let pos = range?.start ?? 0;
+    const stop = range ? range.end + 1 : Infinity;
+    let released = false;
+    const release = () => {
+      if (!released) {
+        released = true;
+        fill.readers--;
+        fill.maybeClose();
+      }
+    };
+    const stream = new Readable({
+      highWaterMark: READ_CHUNK,
+      read() {
+        const step = () => {
+          if (stream.destroyed) return;
+          if (fill.state === 'failed') {
+            stream.destroy(fill.error);
+            return;
+          }
+          const limit = Math.min(fill.available(), stop);
+          if (pos < limit) {
+            const len = Math.min(READ_CHUNK, limit - pos);
+            const buf = Buffer.allocUnsafe(len);
+            fill.fh!.read(buf, 0, len, pos).then(
+              ({ bytesRead }) => {
+                if (bytesRead === 0) {
+                  stream.destroy(new AirlockError('INTERNAL', 'spool file shorter than written'));
+                  return;
+                }
+                pos += bytesRead;
+                stream.push(bytesRead === len ? buf : buf.subarray(0, bytesRead));
+              },
+              (e) => stream.destroy(e),
+            );
+            return;
+          }
+          if (fill.state === 'verified' && pos >= Math.min(fill.written, stop)) {
+            stream.push(null);
+            return;
+          }
+          fill.once('progress', step);
+        };
+        step();
+      },
+      destroy(err, cb) {
+        release();
+        cb(err);
+      },
+    });
+    stream.once('end', release);
+    return stream;
+  }
+}
+
+export type CacheOutcome = 'hit' | 'miss' | 'join';
+
+export interface Served {
+  cache: CacheOutcome;
+  /** Total size of the blob, when known before the transfer ends. */
+  size: number | undefined;
+  /** The range served, when one was asked for and the size is known. */
+  range: ByteRange | undefined;
+  /** A range was asked for that lies outside the blob: answer 416 (body is empty). */
+  unsatisfiable: boolean;
+  body: Readable;
+  /** Resolves once the content is verified and committed (at once for hits); rejects on mismatch. */
+  settled: Promise<void>;
+}
+
+/**
+ * The one fetch-verify-cache path every front-end uses. A hit streams from the blob store; a
+ * miss starts (or joins) the single in-flight fill for that digest, so N concurrent clients cost
+ * one upstream transfer and each streams as bytes arrive.
+ */
+export class BlobCache {
+  private readonly inflight = new Map<string, Fill>();
+
+  constructor(
+    readonly store: BlobStore,
+    readonly meta: MetaStore,
+  ) {}
+
+  /** Size of a cached blob, without touching the blob backend. */
+  async cachedSize(sha256: string): Promise<number | undefined> {
+    return (await this.meta.getBlob(sha256))?.size;
+  }
+
+  inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  /** @param want the client's Range header, parsed; resolved here once the size is known. */
+  async fetch(spec: FillSpec, want?: RangeSpec): Promise<Served> {
+    const rec = await this.meta.getBlob(spec.sha256);
+    if (rec) {
+      const r = resolveRange(want, rec.size);
+      if (r === 'unsatisfiable') return unsatisfiable('hit', rec.size);
+      try {
+        const body = await this.store.open(spec.sha256, r);
+        return { cache: 'hit', size: rec.size, range: r, unsatisfiable: false, body, settled: Promise.resolve() };
+      } catch (e) {
+        if ((e as AirlockError).code !== 'NOT_FOUND') throw e;
+        // The descriptor outlived its file (deleted by hand, lost volume): forget it and refill.
+        await this.meta.deleteBlob(spec.sha256);
+      }
+    }
+    let fill = this.inflight.get(spec.sha256);
+    let cache: CacheOutcome = 'join';
+    if (!fill) {
+      cache = 'miss';
+      const f = new Fill(spec, this.store, this.meta);
+      fill = f;
+      this.inflight.set(spec.sha256, f);
+      const forget = () => {
+        if (this.inflight.get(spec.sha256) === f) this.inflight.delete(spec.sha256);
+      };
+      f.settled.then(forget, forget);
+      void f.run();
+    }
+    await fill.ready;
+    const r = fill.size !== undefined ? resolveRange(want, fill.size) : undefined;
+    if (r === 'unsatisfiable') return unsatisfiable(cache, fill.size);
+    return { cache, size: fill.size, range: r, unsatisfiable: false, body: fill.reader(r), settled: fill.settled };
+  }
+}
+
+function unsatisfiable(cache: CacheOutcome, size: number | undefined): Served {
+  return { cache, size, range: undefined, unsatisfiable: true, body: Readable.from([]), settled: Promise.resolve() };
+}

@@ -1,0 +1,47 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics (prom-client). Label values are bounded: ecosystems, cache states, refusal codes. */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'airlock_http_requests_total',
+    help: 'HTTP requests answered, by front-end and status class',
+    labelNames: ['ecosystem', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly bytes = new Counter({
+    name: 'airlock_bytes_sent_total',
+    help: 'Artefact bytes sent to clients',
+    labelNames: ['ecosystem', 'cache'] as const,
+    registers: [this.registry],
+  });
+  readonly pulls = new Counter({
+    name: 'airlock_pulls_total',
+    help: 'Artefacts served or refused',
+    labelNames: ['ecosystem', 'cache', 'decision'] as const,
+    registers: [this.registry],
+  });
+  readonly refusals = new Counter({
+    name: 'airlock_refusals_total',
+    help: 'Refusals by reason code',
+    labelNames: ['ecosystem', 'code'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamLatency = new Histogram({
+    name: 'airlock_upstream_request_seconds',
+    help: 'Time to upstream response headers',
+    labelNames: ['ecosystem', 'kind', 'outcome'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly stalePages = new Counter({
+    name: 'airlock_stale_pages_served_total',
+    help: 'Index pages served from cache because the upstream failed',
+    labelNames: ['ecosystem'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(defaults = true) {
+    if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'airlock_' });
+  }
+}

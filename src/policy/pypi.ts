@@ -1,0 +1,171 @@
+import { satisfies, validRange } from '@renovatebot/pep440';
+import picomatch from 'picomatch';
+import { normalizeName, isValidProjectName } from '../pypi/names.js';
+import { PolicyError, pathString, type Decision } from './types.js';
+
+export interface PypiAllowInput {
+  name: string;
+  /** PEP 440 specifier set; absent or empty means every version. */
+  versions?: string;
+  /** Allowed file digests; when present, only these files of matching versions are served. */
+  sha256?: string[];
+  /** Admit pre-releases that match the specifier (off by default, as in PEP 440). */
+  prereleases?: boolean;
+}
+
+export interface PypiDenyInput {
+  name: string;
+  versions?: string;
+  reason?: string;
+}
+
+export interface PypiPolicyInput {
+  internal?: string[];
+  allow?: PypiAllowInput[];
+  deny?: PypiDenyInput[];
+}
+
+interface AllowRule {
+  id: string;
+  versions: string;
+  sha256: Set<string> | null;
+  prereleases: boolean;
+}
+
+interface DenyRule {
+  id: string;
+  versions: string;
+  reason: string | undefined;
+}
+
+export type ProjectDecision =
+  | { allow: true; source: 'public' | 'internal'; rule: string }
+  | { allow: false; rule: string; code: 'not_allowlisted' | 'denied'; reason: string };
+
+const GLOB_CHARS = /^[a-z0-9*?-]+$/;
+
+/**
+ * The compiled PyPI policy. Rules are indexed by normalised name, so a decision costs the same
+ * with 10 or 10,000 entries; internal-name globs are compiled to one matcher.
+ */
+export class PypiPolicy {
+  private readonly allow = new Map<string, AllowRule[]>();
+  private readonly deny = new Map<string, DenyRule[]>();
+  private readonly internalGlobs: { id: string; glob: string; test: (s: string) => boolean }[] = [];
+
+  constructor(input: PypiPolicyInput, base: (string | number)[] = ['pypi']) {
+    (input.internal ?? []).forEach((g, i) => {
+      const glob = normalizeName(g.trim());
+      if (!GLOB_CHARS.test(glob) || glob.startsWith('-') || glob.endsWith('-')) {
+        throw new PolicyError([...base, 'internal', i], `bad glob ${JSON.stringify(g)}: expected a project name with * or ? wildcards, e.g. "acme-*"`);
+      }
+      this.internalGlobs.push({ id: pathString([...base, 'internal', i]), glob, test: picomatch(glob) });
+    });
+    (input.allow ?? []).forEach((r, i) => {
+      const name = checkName(r.name, [...base, 'allow', i, 'name']);
+      const versions = checkSpecifier(r.versions, [...base, 'allow', i, 'versions']);
+      const sha256 = r.sha256 ? new Set(r.sha256.map((h, j) => checkSha256(h, [...base, 'allow', i, 'sha256', j]))) : null;
+      push(this.allow, name, { id: pathString([...base, 'allow', i]), versions, sha256, prereleases: r.prereleases ?? false });
+    });
+    (input.deny ?? []).forEach((r, i) => {
+      const name = checkName(r.name, [...base, 'deny', i, 'name']);
+      const versions = checkSpecifier(r.versions, [...base, 'deny', i, 'versions']);
+      push(this.deny, name, { id: pathString([...base, 'deny', i]), versions, reason: r.reason });
+    });
+  }
+
+  /** The glob rule id when the name belongs to the internal index. */
+  internalRule(name: string): string | null {
+    for (const g of this.internalGlobs) if (g.test(name)) return g.id;
+    return null;
+  }
+
+  /** Whether a project page may be shown at all, and from which index. `name` is normalised. */
+  decideProject(name: string): ProjectDecision {
+    const wholeDeny = this.deny.get(name)?.find((d) => d.versions === '');
+    if (wholeDeny) {
+      return { allow: false, rule: wholeDeny.id, code: 'denied', reason: `${name} is denied by policy rule ${wholeDeny.id}${wholeDeny.reason ? `: ${wholeDeny.reason}` : ''}` };
+    }
+    const internal = this.internalRule(name);
+    if (internal) return { allow: true, source: 'internal', rule: internal };
+    const allows = this.allow.get(name);
+    if (allows) return { allow: true, source: 'public', rule: allows[0].id };
+    return {
+      allow: false,
+      rule: 'pypi.allow',
+      code: 'not_allowlisted',
+      reason: `${name} is not on the PyPI allowlist (ask for it to be added under policy.pypi.allow, or run: airlock pin pypi '${name}==<version>')`,
+    };
+  }
+
+  /** Whether one file (name normalised, version from its filename) may be served. */
+  decideFile(name: string, version: string, sha256: string | undefined): Decision {
+    for (const d of this.deny.get(name) ?? []) {
+      if (d.versions === '' || satisfies(version, d.versions, { prereleases: true })) {
+        return { allow: false, rule: d.id, code: 'denied', reason: `${name} ${version} is denied by policy rule ${d.id}${d.reason ? `: ${d.reason}` : ''}` };
+      }
+    }
+    const allows = this.allow.get(name);
+    const internal = this.internalRule(name);
+    if (!allows) {
+      if (internal) return { allow: true, rule: internal };
+      const p = this.decideProject(name);
+      return p.allow ? { allow: true, rule: p.rule } : p;
+    }
+    let hashMiss: AllowRule | undefined;
+    for (const a of allows) {
+      if (a.versions !== '' && !satisfies(version, a.versions, { prereleases: a.prereleases })) continue;
+      if (a.sha256 && !(sha256 && a.sha256.has(sha256))) {
+        hashMiss = a;
+        continue;
+      }
+      return { allow: true, rule: a.id };
+    }
+    if (hashMiss) {
+      return {
+        allow: false,
+        rule: hashMiss.id,
+        code: 'hash_not_pinned',
+        reason: `${name} ${version}: file sha256 ${sha256 ?? '(none given)'} is not among the hashes pinned by policy rule ${hashMiss.id}`,
+      };
+    }
+    const ranges = allows.map((a) => `${a.versions || 'any'} (policy rule ${a.id})`).join(' or ');
+    return { allow: false, rule: allows[0].id, code: 'version_not_allowed', reason: `${name} ${version} is outside the allowed range ${ranges}` };
+  }
+
+  /** Names a client may ask for, for the root listing (internal globs cannot be listed). */
+  listedNames(): string[] {
+    return [...this.allow.keys()].filter((n) => !this.deny.get(n)?.some((d) => d.versions === '')).sort();
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const v of this.allow.values()) n += v.length;
+    return n;
+  }
+}
+
+function push<T>(m: Map<string, T[]>, k: string, v: T): void {
+  const list = m.get(k);
+  if (list) list.push(v);
+  else m.set(k, [v]);
+}
+
+function checkName(name: string, path: (string | number)[]): string {
+  if (typeof name !== 'string' || !isValidProjectName(name)) {
+    throw new PolicyError(path, `bad project name ${JSON.stringify(name)}: expected a PEP 508 name (letters, digits, '.', '_', '-')`);
+  }
+  return normalizeName(name);
+}
+
+function checkSpecifier(spec: string | undefined, path: (string | number)[]): string {
+  const s = (spec ?? '').trim();
+  if (s === '') return '';
+  if (!validRange(s)) throw new PolicyError(path, `bad version specifier ${JSON.stringify(spec)}: expected a PEP 440 specifier set such as ">=2.31,<3" or "==2.5.1"`);
+  return s;
+}
+
+function checkSha256(h: string, path: (string | number)[]): string {
+  if (typeof h !== 'string' || !/^[0-9a-fA-F]{64}$/.test(h)) throw new PolicyError(path, `bad sha256 ${JSON.stringify(h)}: expected 64 hex digits`);
+  return h.toLowerCase();
+}

@@ -1,0 +1,27 @@
+/** Stable refusal codes: bounded label values for metrics, and what a log search keys on. */
+export type RefusalCode =
+  | 'not_allowlisted'
+  | 'denied'
+  | 'version_not_allowed'
+  | 'hash_not_pinned'
+  | 'internal_missing'
+  | 'no_sha256';
+
+export type Decision =
+  | { allow: true; rule: string }
+  | { allow: false; rule: string; code: RefusalCode; reason: string };
+
+export class PolicyError extends Error {
+  /** Dotted path inside the policy, e.g. "pypi.allow[3].versions". */
+  constructor(
+    readonly path: (string | number)[],
+    message: string,
+  ) {
+    super(message);
+    this.name = 'PolicyError';
+  }
+}
+
+export function pathString(path: (string | number)[]): string {
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
+}

@@ -1,0 +1,242 @@
+import { Hono, type Context } from 'hono';
+import type { Logger } from 'pino';
+import { AirlockError } from '../core/errors.js';
+import type { BlobCache, FillSpec } from '../core/fill.js';
+import { parseRange } from '../core/range.js';
+import type { Recorder } from '../core/records.js';
+import { clientAddress, sendStream, type AppEnv } from '../http/send.js';
+import type { Policy } from '../policy/index.js';
+import { contentLength, type UpstreamHttp } from '../upstream/http.js';
+import { negotiate, JSON_V1, type SimpleFormat } from './accept.js';
+import { parseFilename } from './filenames.js';
+import { filterProject } from './filter.js';
+import type { FilteredProject } from './model.js';
+import { isValidFilename, isValidProjectName, normalizeName } from './names.js';
+import type { IndexSource, PypiIndex } from './index.js';
+import { renderHtml, renderJson, renderRootHtml, renderRootJson } from './render.js';
+
+export interface PypiDeps {
+  policy: () => Policy;
+  index: PypiIndex;
+  cache: BlobCache;
+  http: UpstreamHttp;
+  recorder: Recorder;
+  log: Logger;
+  /** Seconds clients may cache a project page. */
+  pageMaxAge: number;
+}
+
+/** HTTP reason phrases carry the policy's reason too: pip prints them ("403 Client Error: <reason>"). */
+function reasonPhrase(s: string): string {
+  return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
+}
+
+function refuse(c: Context<AppEnv>, status: number, message: string): Response {
+  const outgoing = c.env?.outgoing;
+  if (outgoing) outgoing.statusMessage = reasonPhrase(message);
+  return c.text(`${message}\n`, status as 400, { 'x-airlock-reason': reasonPhrase(message), 'cache-control': 'no-store' });
+}
+
+const CONTENT_TYPE: Record<SimpleFormat, string> = {
+  'application/vnd.pypi.simple.v1+json': 'application/vnd.pypi.simple.v1+json',
+  'application/vnd.pypi.simple.v1+html': 'application/vnd.pypi.simple.v1+html; charset=utf-8',
+  'text/html': 'text/html; charset=utf-8',
+};
+
+/**
+ * The PyPI front-end, mounted at /pypi: the simple API (PEP 503/691) at /pypi/simple/ and
+ * verified file downloads at /pypi/files/<project>/<filename>. Thin: parse, ask policy,
+ * fetch through the core, answer in PyPI's format.
+ */
+export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  // Rendered pages, per parsed page object and policy object: a warm page costs a lookup.
+  const rendered = new WeakMap<object, WeakMap<object, { filtered: FilteredProject; html?: string; json?: string }>>();
+
+  app.get('/simple', (c) => c.redirect('/pypi/simple/', 301));
+
+  app.get('/simple/', (c) => {
+    const format = negotiate(c.req.header('accept'), c.req.query('format'));
+    if (!format) return refuse(c, 406, 'none of the media types in Accept is offered: use application/vnd.pypi.simple.v1+json or text/html');
+    const names = d.policy().pypi.listedNames();
+    const body = format === JSON_V1 ? renderRootJson(names) : renderRootHtml(names);
+    return c.body(body, 200, { 'content-type': CONTENT_TYPE[format], vary: 'Accept', 'cache-control': `max-age=${d.pageMaxAge}` });
+  });
+
+  app.get('/simple/:name', (c) => {
+    const raw = c.req.param('name');
+    if (!isValidProjectName(raw)) return refuse(c, 400, `invalid project name: expected a PEP 508 name`);
+    return c.redirect(`/pypi/simple/${normalizeName(raw)}/`, 301);
+  });
+
+  app.get('/simple/:name/', async (c) => {
+    const raw = c.req.param('name');
+    if (!isValidProjectName(raw)) return refuse(c, 400, 'invalid project name: expected a PEP 508 name');
+    const name = normalizeName(raw);
+    if (name !== raw) return c.redirect(`/pypi/simple/${name}/`, 301);
+    const format = negotiate(c.req.header('accept'), c.req.query('format'));
+    if (!format) return refuse(c, 406, 'none of the media types in Accept is offered: use application/vnd.pypi.simple.v1+json or text/html');
+    const policy = d.policy();
+    const decision = policy.pypi.decideProject(name);
+    if (!decision.allow) {
+      d.log.warn({ ecosystem: 'pypi', name, rule: decision.rule, reason: decision.reason, client: clientAddress(c) }, 'project refused');
+      return refuse(c, 403, decision.reason);
+    }
+    const page = await loadPage(name, decision.source, decision.rule);
+    let perPolicy = rendered.get(page.project);
+    if (!perPolicy) rendered.set(page.project, (perPolicy = new WeakMap()));
+    let entry = perPolicy.get(policy);
+    if (!entry) perPolicy.set(policy, (entry = { filtered: filterProject(page.project, policy.pypi) }));
+    const body = format === JSON_V1 ? (entry.json ??= renderJson(entry.filtered)) : (entry.html ??= renderHtml(entry.filtered));
+    const headers: Record<string, string> = {
+      'content-type': CONTENT_TYPE[format],
+      vary: 'Accept',
+      'cache-control': `max-age=${d.pageMaxAge}`,
+    };
+    if (page.stale) {
+      headers['x-airlock-stale'] = `upstream failed (${reasonPhrase(page.staleReason ?? '')}); page fetched ${new Date(page.fetchedAt).toISOString()}`;
+      headers['cache-control'] = 'no-store';
+    }
+    return c.body(body, 200, headers);
+  });
+
+  /** The page for a project, mapping "internal index lacks it" to the refusal it must be. */
+  async function loadPage(name: string, source: IndexSource, rule: string) {
+    try {
+      return await d.index.project(name, source);
+    } catch (e) {
+      if (e instanceof AirlockError && e.code === 'NOT_FOUND') {
+        if (source === 'internal') {
+          throw new AirlockError(
+            'POLICY_DENIED',
+            `${name} is an internal name (policy rule ${rule}) but the internal index has no such project; the public project of that name is never served`,
+            { rule },
+          );
+        }
+        throw new AirlockError('NOT_FOUND', `the upstream index has no project ${name}`);
+      }
+      throw e;
+    }
+  }
+
+  app.get('/files/:name/:filename', async (c) => {
+    const name = c.req.param('name');
+    const requested = c.req.param('filename');
+    if (!isValidProjectName(name) || normalizeName(name) !== name) return refuse(c, 400, 'invalid project name in file URL');
+    if (!isValidFilename(requested)) return refuse(c, 400, 'invalid filename in file URL');
+    const isMetadata = requested.endsWith('.metadata');
+    const filename = isMetadata ? requested.slice(0, -'.metadata'.length) : requested;
+    const client = clientAddress(c);
+    const requestId = c.get('requestId');
+    const isHead = c.req.method === 'HEAD';
+    const base = { ts: Date.now(), client, ecosystem: 'pypi' as const, name, filename: requested, requestId };
+
+    const policy = d.policy();
+    const pd = policy.pypi.decideProject(name);
+    if (!pd.allow) {
+      if (!isHead) d.recorder.record({ ...base, cache: 'none', decision: 'deny', reason: pd.reason, rule: pd.rule, code: pd.code });
+      return refuse(c, 403, pd.reason);
+    }
+    const page = await loadPage(name, pd.source, pd.rule);
+    const file = page.project.files.find((f) => f.filename === filename);
+    const parsed = file ? parseFilename(file.filename, name) : null;
+    if (!file || !parsed || parsed.name !== name) return refuse(c, 404, `${filename} is not a file of ${name} on the ${pd.source} index`);
+    const sha = file.hashes.sha256;
+    const fd = policy.pypi.decideFile(name, parsed.version, sha);
+    if (!fd.allow) {
+      if (!isHead) d.recorder.record({ ...base, version: parsed.version, sha256: sha, cache: 'none', decision: 'deny', reason: fd.reason, rule: fd.rule, code: fd.code });
+      return refuse(c, 403, fd.reason);
+    }
+    if (!sha) {
+      const reason = `${filename}: the ${pd.source} index gives no sha256 for this file, so Airlock cannot verify it`;
+      if (!isHead) d.recorder.record({ ...base, version: parsed.version, cache: 'none', decision: 'deny', reason, rule: fd.rule, code: 'no_sha256' });
+      return refuse(c, 403, reason);
+    }
+    let expected: string;
+    let expectedSize: number | undefined;
+    if (isMetadata) {
+      const mdSha = file.coreMetadata && file.coreMetadata !== true ? file.coreMetadata.sha256 : undefined;
+      if (!mdSha) return refuse(c, 404, `${filename} has no verifiable core metadata (PEP 658) on the ${pd.source} index`);
+      expected = mdSha;
+    } else {
+      expected = sha;
+      expectedSize = file.size;
+    }
+    const upstreamUrl = new URL(file.url + (isMetadata ? '.metadata' : ''));
+    if (!d.index.allowFileUrl(upstreamUrl, pd.source)) {
+      const reason = `${filename}: the index points at host ${upstreamUrl.host}, which is not in pypi.file_hosts`;
+      if (!isHead) d.recorder.record({ ...base, version: parsed.version, sha256: expected, cache: 'none', decision: 'deny', reason, rule: 'pypi.file_hosts', code: 'file_host' });
+      return refuse(c, 502, reason);
+    }
+
+    const headers: Record<string, string> = {
+      'content-type': isMetadata ? 'text/plain; charset=utf-8' : 'application/octet-stream',
+      'accept-ranges': 'bytes',
+      etag: `"${expected}"`,
+      'cache-control': 'public, max-age=31536000, immutable',
+      'x-airlock-sha256': expected,
+    };
+    if (isHead) {
+      const size = (await d.cache.cachedSize(expected)) ?? expectedSize;
+      if (size !== undefined) headers['content-length'] = String(size);
+      return sendStream(c, 200, headers, null);
+    }
+
+    const spec: FillSpec = {
+      sha256: expected,
+      size: expectedSize,
+      open: async (signal) => {
+        const res = await d.http.get(upstreamUrl, { signal, allowUrl: (u) => d.index.allowFileUrl(u, pd.source) });
+        if (res.status !== 200) {
+          res.body.resume();
+          throw new AirlockError('UPSTREAM_BAD_RESPONSE', `upstream answered ${res.status} for ${filename}`);
+        }
+        return { body: res.body, size: contentLength(res.headers) };
+      },
+    };
+    const served = await d.cache.fetch(spec, parseRange(c.req.header('range')));
+    headers['x-airlock-cache'] = served.cache;
+    if (served.unsatisfiable) {
+      return sendStream(c, 416, { ...headers, 'content-range': `bytes */${served.size}` }, null);
+    }
+    let status = 200;
+    if (served.range) {
+      status = 206;
+      headers['content-range'] = `bytes ${served.range.start}-${served.range.end}/${served.size}`;
+      headers['content-length'] = String(served.range.end - served.range.start + 1);
+    } else if (served.size !== undefined) {
+      headers['content-length'] = String(served.size);
+    }
+    return sendStream(c, status, headers, served.body, ({ error }) => {
+      const rec = { ...base, version: parsed.version, sha256: expected, size: served.size ?? null, cache: served.cache };
+      if (!error) {
+        d.recorder.record({ ...rec, decision: 'allow', rule: fd.rule });
+        return;
+      }
+      const cause = served.settled.then(
+        () => null,
+        (e: Error) => e,
+      );
+      void cause.then((fillError) => {
+        if (fillError) {
+          const code = fillError instanceof AirlockError && fillError.code === 'DIGEST_MISMATCH' ? 'digest_mismatch' : 'upstream_failed';
+          d.recorder.record({ ...rec, decision: 'deny', reason: `${filename}: ${fillError.message}; transfer cut, nothing cached`, rule: fd.rule, code });
+        } else {
+          d.recorder.record({ ...rec, decision: 'allow', rule: fd.rule, reason: `client closed the connection early (${error.message})` });
+        }
+      });
+    });
+  });
+
+  app.onError((err, c) => {
+    if (err instanceof AirlockError) {
+      if (err.status >= 500) d.log.error({ ecosystem: 'pypi', code: err.code, err: err.message, path: c.req.path }, 'request failed');
+      else d.log.warn({ ecosystem: 'pypi', code: err.code, reason: err.message, path: c.req.path }, 'request refused');
+      return refuse(c as Context<AppEnv>, err.status, err.message);
+    }
+    d.log.error({ ecosystem: 'pypi', err, path: c.req.path }, 'unexpected error');
+    return refuse(c as Context<AppEnv>, 500, 'internal error (see the Airlock log)');
+  });
+
+  return app;
+}

@@ -1,0 +1,107 @@
+import { mkdirSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { serve, type ServerType } from '@hono/node-server';
+import type { Dispatcher } from 'undici';
+import { buildApp } from './app.js';
+import { loadConfig, type LoadedConfig } from './config/load.js';
+import { BlobCache } from './core/fill.js';
+import { Recorder } from './core/records.js';
+import { createLogger, type Logger } from './obs/logger.js';
+import { Metrics } from './obs/metrics.js';
+import type { Policy } from './policy/index.js';
+import { PypiIndex } from './pypi/index.js';
+import { createPypiApp } from './pypi/routes.js';
+import { FsBlobStore } from './storage/fs-blob-store.js';
+import { SqliteMetaStore } from './storage/sqlite-meta-store.js';
+import { UpstreamHttp } from './upstream/http.js';
+
+export interface AirlockOptions {
+  log?: Logger;
+  dispatcher?: Dispatcher;
+  /** Collect Node default metrics (off in tests that build many instances). */
+  defaultMetrics?: boolean;
+}
+
+/** The composition root: the only place concrete stores and clients are chosen. */
+export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions = {}) {
+  const { config } = loaded;
+  const log = opts.log ?? createLogger(config.log_level);
+  mkdirSync(loaded.dataDir, { recursive: true });
+  const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+  const store = await FsBlobStore.create(loaded.dataDir);
+  const metrics = new Metrics(opts.defaultMetrics ?? true);
+  const http = new UpstreamHttp({ dispatcher: opts.dispatcher, headersTimeoutMs: config.pypi.timeout * 1000 });
+  const cache = new BlobCache(store, meta);
+  const recorder = new Recorder(meta, metrics, log);
+  let policy: Policy = loaded.policy;
+
+  const index = new PypiIndex({
+    http,
+    meta,
+    metrics,
+    log,
+    publicUrl: config.pypi.upstream,
+    internalUrl: config.pypi.internal,
+    fileHosts: config.pypi.file_hosts,
+    ttlSeconds: config.pypi.index_ttl,
+    maxPageBytes: config.pypi.max_page_bytes,
+  });
+  const pypi = createPypiApp({ policy: () => policy, index, cache, http, recorder, log, pageMaxAge: Math.min(config.pypi.index_ttl, 300) });
+  const app = buildApp({ log, metrics, meta, frontends: { '/pypi': pypi } });
+
+  return {
+    app,
+    log,
+    meta,
+    store,
+    cache,
+    metrics,
+    /** Re-read the policy from disk; a bad file keeps the old policy and says why. */
+    reloadPolicy(): boolean {
+      try {
+        policy = loadConfig(loaded.configFile).policy;
+        log.info({ file: loaded.policyFile, entries: policy.pypi.size }, 'policy reloaded');
+        return true;
+      } catch (e) {
+        log.error({ err: (e as Error).message }, 'policy reload failed; keeping the previous policy');
+        return false;
+      }
+    },
+    async close() {
+      await http.close();
+      await meta.close();
+    },
+  };
+}
+
+export type Airlock = Awaited<ReturnType<typeof createAirlock>>;
+
+function splitListen(listen: string): { hostname: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  return { hostname: listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(listen.slice(i + 1)) };
+}
+
+/** Start listening; resolves once the socket is bound. */
+export async function startServer(loaded: LoadedConfig, opts: AirlockOptions = {}): Promise<{ airlock: Airlock; server: ServerType; port: number; stop: () => Promise<void> }> {
+  const airlock = await createAirlock(loaded, opts);
+  const { hostname, port } = splitListen(loaded.config.listen);
+  const server = await new Promise<ServerType>((resolve, reject) => {
+    const s = serve({ fetch: airlock.app.fetch, hostname, port }, () => resolve(s));
+    s.once('error', reject);
+  });
+  const bound = (server.address() as AddressInfo).port;
+  airlock.log.info({ listen: `${hostname}:${bound}`, dataDir: loaded.dataDir, config: loaded.configFile }, 'airlock listening');
+  return {
+    airlock,
+    server,
+    port: bound,
+    stop: async () => {
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+      });
+      await airlock.close();
+    },
+  };
+}

@@ -1,0 +1,26 @@
+import type { Readable } from 'node:stream';
+
+/** A byte range, inclusive at both ends, already resolved against the blob's size. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * The content-addressed blob seam. Blobs are immutable and named by their SHA-256.
+ * Fills spool to a local file first (see core/fill.ts) and hand the verified file over with
+ * putFile(): the filesystem store renames it into place, an S3-compatible store would upload it.
+ */
+export interface BlobStore {
+  /** Size of a stored blob, or null when absent. */
+  stat(sha256: string): Promise<{ size: number } | null>;
+  /** A stream of the blob (or of one range of it). Throws AirlockError NOT_FOUND when absent. */
+  open(sha256: string, range?: ByteRange): Promise<Readable>;
+  /** Move a fully written, verified and fsynced local file into the store under its digest. */
+  putFile(sha256: string, localPath: string): Promise<void>;
+  delete(sha256: string): Promise<void>;
+  /** A local directory for in-progress fills (on the same filesystem as the store, for the FS backend). */
+  readonly spoolDir: string;
+}
+
+export const SHA256_HEX = /^[0-9a-f]{64}$/;

@@ -1,0 +1,63 @@
+/**
+ * The metadata seam: blob descriptors, cached index pages and pull records.
+ * Methods are async although the embedded SQLite backend is synchronous, so that a
+ * PostgreSQL backend (several replicas sharing state) can drop in without changing callers.
+ */
+export interface BlobRecord {
+  sha256: string;
+  size: number;
+  createdAt: number;
+}
+
+export interface CachedPage {
+  /** e.g. "pypi:public:requests" */
+  key: string;
+  /** Parsed, normalised model as JSON (never the upstream bytes). */
+  body: string;
+  fetchedAt: number;
+  etag?: string | null;
+}
+
+export type Ecosystem = 'pypi' | 'hf' | 'oci';
+export type CacheState = 'hit' | 'miss' | 'join' | 'none';
+export type Decision = 'allow' | 'deny' | 'error';
+
+export interface PullRecord {
+  ts: number;
+  client: string;
+  ecosystem: Ecosystem;
+  name: string;
+  version?: string | null;
+  filename?: string | null;
+  sha256?: string | null;
+  size?: number | null;
+  cache: CacheState;
+  decision: Decision;
+  reason?: string | null;
+  rule?: string | null;
+  requestId?: string | null;
+}
+
+export interface StoredPullRecord extends PullRecord {
+  id: number;
+}
+
+export interface PullFilter {
+  ecosystem?: Ecosystem;
+  name?: string;
+  decision?: Decision;
+  since?: number;
+  until?: number;
+  limit?: number;
+}
+
+export interface MetaStore {
+  getBlob(sha256: string): Promise<BlobRecord | null>;
+  putBlob(rec: BlobRecord): Promise<void>;
+  deleteBlob(sha256: string): Promise<void>;
+  getPage(key: string): Promise<CachedPage | null>;
+  putPage(page: CachedPage): Promise<void>;
+  recordPull(rec: PullRecord): Promise<void>;
+  listPulls(filter: PullFilter): Promise<StoredPullRecord[]>;
+  close(): Promise<void>;
+}

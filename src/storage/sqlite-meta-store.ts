@@ -1,0 +1,173 @@
+import Database from 'better-sqlite3';
+import type {
+  BlobRecord,
+  CachedPage,
+  MetaStore,
+  PullFilter,
+  PullRecord,
+  StoredPullRecord,
+} from './meta-store.js';
+
+const MIGRATIONS: string[] = [
+  `CREATE TABLE blobs (
+     sha256 TEXT PRIMARY KEY,
+     size INTEGER NOT NULL,
+     created_at INTEGER NOT NULL
+   );
+   CREATE TABLE pages (
+     key TEXT PRIMARY KEY,
+     body TEXT NOT NULL,
+     fetched_at INTEGER NOT NULL,
+     etag TEXT
+   );
+   CREATE TABLE pulls (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     ts INTEGER NOT NULL,
+     client TEXT NOT NULL,
+     ecosystem TEXT NOT NULL,
+     name TEXT NOT NULL,
+     version TEXT,
+     filename TEXT,
+     sha256 TEXT,
+     size INTEGER,
+     cache TEXT NOT NULL,
+     decision TEXT NOT NULL,
+     reason TEXT,
+     rule TEXT,
+     request_id TEXT
+   );
+   CREATE INDEX pulls_name_ts ON pulls (ecosystem, name, ts);
+   CREATE INDEX pulls_ts ON pulls (ts);
+   CREATE INDEX pulls_sha256 ON pulls (sha256);`,
+];
+
+interface PullRow {
+  id: number;
+  ts: number;
+  client: string;
+  ecosystem: string;
+  name: string;
+  version: string | null;
+  filename: string | null;
+  sha256: string | null;
+  size: number | null;
+  cache: string;
+  decision: string;
+  reason: string | null;
+  rule: string | null;
+  request_id: string | null;
+}
+
+/** SQLite (better-sqlite3, WAL) implementation of MetaStore: the embedded default. */
+export class SqliteMetaStore implements MetaStore {
+  private readonly db: Database.Database;
+  private readonly stmts;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    // NORMAL in WAL mode: a committed transaction survives a process crash; an OS crash may lose
+    // the last ones, never corrupts. Blob files themselves are fsynced before their row exists.
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+    this.stmts = {
+      getBlob: this.db.prepare<[string], { sha256: string; size: number; created_at: number }>(
+        'SELECT sha256, size, created_at FROM blobs WHERE sha256 = ?',
+      ),
+      putBlob: this.db.prepare('INSERT OR REPLACE INTO blobs (sha256, size, created_at) VALUES (?, ?, ?)'),
+      deleteBlob: this.db.prepare('DELETE FROM blobs WHERE sha256 = ?'),
+      getPage: this.db.prepare<[string], { key: string; body: string; fetched_at: number; etag: string | null }>(
+        'SELECT key, body, fetched_at, etag FROM pages WHERE key = ?',
+      ),
+      putPage: this.db.prepare('INSERT OR REPLACE INTO pages (key, body, fetched_at, etag) VALUES (?, ?, ?, ?)'),
+      insertPull: this.db.prepare(
+        `INSERT INTO pulls (ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id)
+         VALUES (@ts, @client, @ecosystem, @name, @version, @filename, @sha256, @size, @cache, @decision, @reason, @rule, @requestId)`,
+      ),
+    };
+  }
+
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  async getBlob(sha256: string): Promise<BlobRecord | null> {
+    const r = this.stmts.getBlob.get(sha256);
+    return r ? { sha256: r.sha256, size: r.size, createdAt: r.created_at } : null;
+  }
+
+  async putBlob(rec: BlobRecord): Promise<void> {
+    this.stmts.putBlob.run(rec.sha256, rec.size, rec.createdAt);
+  }
+
+  async deleteBlob(sha256: string): Promise<void> {
+    this.stmts.deleteBlob.run(sha256);
+  }
+
+  async getPage(key: string): Promise<CachedPage | null> {
+    const r = this.stmts.getPage.get(key);
+    return r ? { key: r.key, body: r.body, fetchedAt: r.fetched_at, etag: r.etag } : null;
+  }
+
+  async putPage(page: CachedPage): Promise<void> {
+    this.stmts.putPage.run(page.key, page.body, page.fetchedAt, page.etag ?? null);
+  }
+
+  async recordPull(rec: PullRecord): Promise<void> {
+    this.stmts.insertPull.run({
+      ts: rec.ts,
+      client: rec.client,
+      ecosystem: rec.ecosystem,
+      name: rec.name,
+      version: rec.version ?? null,
+      filename: rec.filename ?? null,
+      sha256: rec.sha256 ?? null,
+      size: rec.size ?? null,
+      cache: rec.cache,
+      decision: rec.decision,
+      reason: rec.reason ?? null,
+      rule: rec.rule ?? null,
+      requestId: rec.requestId ?? null,
+    });
+  }
+
+  async listPulls(f: PullFilter): Promise<StoredPullRecord[]> {
+    const where: string[] = [];
+    const args: Record<string, unknown> = {};
+    if (f.ecosystem) (where.push('ecosystem = @ecosystem'), (args.ecosystem = f.ecosystem));
+    if (f.name) (where.push('name = @name'), (args.name = f.name));
+    if (f.decision) (where.push('decision = @decision'), (args.decision = f.decision));
+    if (f.since !== undefined) (where.push('ts >= @since'), (args.since = f.since));
+    if (f.until !== undefined) (where.push('ts <= @until'), (args.until = f.until));
+    args.limit = Math.max(1, Math.min(f.limit ?? 1000, 100_000));
+    const sql = `SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT @limit`;
+    const rows = this.db.prepare<Record<string, unknown>, PullRow>(sql).all(args);
+    return rows.map((r) => ({
+      id: r.id,
+      ts: r.ts,
+      client: r.client,
+      ecosystem: r.ecosystem as StoredPullRecord['ecosystem'],
+      name: r.name,
+      version: r.version,
+      filename: r.filename,
+      sha256: r.sha256,
+      size: r.size,
+      cache: r.cache as StoredPullRecord['cache'],
+      decision: r.decision as StoredPullRecord['decision'],
+      reason: r.reason,
+      rule: r.rule,
+      requestId: r.request_id,
+    }));
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}

@@ -1,0 +1,120 @@
+import type { Readable } from 'node:stream';
+import { Agent, request, type Dispatcher } from 'undici';
+import { AirlockError } from '../core/errors.js';
+
+export interface UpstreamResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Readable;
+  /** The URL that finally answered, after redirects. */
+  url: URL;
+}
+
+export interface GetOptions {
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  /** Every hop (the first URL and each redirect) must pass; the proxy never fetches an arbitrary URL. */
+  allowUrl: (url: URL) => boolean;
+  maxRedirects?: number;
+  method?: 'GET' | 'HEAD';
+}
+
+export interface UpstreamHttpOptions {
+  dispatcher?: Dispatcher;
+  /** Time allowed for the response headers. */
+  headersTimeoutMs?: number;
+  /** Time allowed between two body chunks. */
+  bodyTimeoutMs?: number;
+  userAgent?: string;
+}
+
+/**
+ * The one HTTP client for upstreams (undici `request`: the body is a Node stream, so hashing,
+ * spooling and serving stay in Node streams). Redirects are followed here, hop by hop, each hop
+ * checked against the caller's allow rule; credentials never cross to another host.
+ */
+export class UpstreamHttp {
+  readonly dispatcher: Dispatcher;
+  private readonly headersTimeout: number;
+  private readonly bodyTimeout: number;
+  private readonly userAgent: string;
+
+  constructor(opts: UpstreamHttpOptions = {}) {
+    this.dispatcher = opts.dispatcher ?? new Agent({ connections: 64, pipelining: 1, keepAliveTimeout: 30_000 });
+    this.headersTimeout = opts.headersTimeoutMs ?? 30_000;
+    this.bodyTimeout = opts.bodyTimeoutMs ?? 60_000;
+    this.userAgent = opts.userAgent ?? 'airlock/0.1';
+  }
+
+  async get(url: URL, opts: GetOptions): Promise<UpstreamResponse> {
+    let current = url;
+    let headers: Record<string, string> = { 'user-agent': this.userAgent, ...(opts.headers ?? {}) };
+    const max = opts.maxRedirects ?? 5;
+    for (let hop = 0; ; hop++) {
+      if (!opts.allowUrl(current)) {
+        throw new AirlockError('UPSTREAM_HOST_NOT_ALLOWED', `refusing to fetch ${redact(current)}: host ${current.host} is not a configured upstream or file host`);
+      }
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await request(current, {
+          method: opts.method ?? 'GET',
+          headers,
+          signal: opts.signal,
+          dispatcher: this.dispatcher,
+          headersTimeout: this.headersTimeout,
+          bodyTimeout: this.bodyTimeout,
+        });
+      } catch (e) {
+        throw new AirlockError('UPSTREAM_UNAVAILABLE', `upstream ${current.host} unreachable: ${(e as Error).message}`, { cause: e });
+      }
+      const loc = res.headers.location;
+      if (res.statusCode >= 300 && res.statusCode < 400 && typeof loc === 'string') {
+        res.body.resume();
+        if (hop >= max) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `too many redirects from ${redact(url)}`);
+        const next = new URL(loc, current);
+        if (next.host !== current.host && headers.authorization) {
+          const { authorization: _drop, ...rest } = headers;
+          headers = rest;
+        }
+        current = next;
+        continue;
+      }
+      return { status: res.statusCode, headers: res.headers, body: res.body as unknown as Readable, url: current };
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+}
+
+/** Read a body as text, refusing more than maxBytes (a multi-MB index page is fine; 1 GB is not). */
+export async function readBounded(body: Readable, maxBytes: number): Promise<string> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of body) {
+    n += (chunk as Buffer).length;
+    if (n > maxBytes) {
+      body.destroy();
+      throw new AirlockError('UPSTREAM_BAD_RESPONSE', `upstream response exceeds ${maxBytes} bytes`);
+    }
+    parts.push(chunk as Buffer);
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+export function header(h: UpstreamResponse['headers'], name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export function contentLength(h: UpstreamResponse['headers']): number | undefined {
+  const v = header(h, 'content-length');
+  if (v === undefined || !/^\d+$/.test(v)) return undefined;
+  return Number(v);
+}
+
+/** A URL without userinfo or query, safe for logs and error messages. */
+export function redact(u: URL): string {
+  return `${u.protocol}//${u.host}${u.pathname}`;
+}
