@@ -1,0 +1,68 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config/load.js';
+
+function write(text: string, name = 'airlock.yaml'): string {
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-cfg-'));
+  const f = join(dir, name);
+  writeFileSync(f, text);
+  return f;
+}
+
+function errorOf(file: string): string {
+  try {
+    loadConfig(file);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('configuration loading', () => {
+  it('loads the shipped example', () => {
+    const c = loadConfig('config/airlock.yaml');
+    expect(c.config.listen).toBe('127.0.0.1:8080');
+    expect(c.config.pypi.upstream).toBe('https://pypi.org/simple/');
+    expect(c.policy.pypi.size).toBeGreaterThan(0);
+  });
+  it('applies defaults to an empty file', () => {
+    const c = loadConfig(write(''));
+    expect(c.config.data_dir).toBe('./data');
+    expect(c.config.pypi.file_hosts).toEqual(['files.pythonhosted.org']);
+  });
+  it('names the file, line and field of an unknown key', () => {
+    const f = write('listen: 127.0.0.1:8080\npypi:\n  upstream: https://pypi.org/simple/\n  uptream: x\n');
+    expect(errorOf(f)).toBe(`${f}:4: pypi.uptream: unknown key "uptream" (expected one of the documented keys; see README "Configuration")`);
+  });
+  it('names a bad specifier with its line', () => {
+    const f = write('policy:\n  pypi:\n    allow:\n      - { name: requests }\n      - { name: torch, versions: ">=2;<3" }\n');
+    const m = errorOf(f);
+    expect(m).toContain(`${f}:5: policy.pypi.allow[1].versions: bad version specifier ">=2;<3"`);
+    expect(m).toContain('expected a PEP 440 specifier set');
+  });
+  it('names a bad glob', () => {
+    const f = write('policy:\n  pypi:\n    internal: ["acme/*"]\n');
+    expect(errorOf(f)).toContain('policy.pypi.internal[0]: bad glob "acme/*"');
+  });
+  it('names a bad value type and a bad URL', () => {
+    expect(errorOf(write('pypi:\n  index_ttl: soon\n'))).toMatch(/:2: pypi\.index_ttl: .*number/);
+    expect(errorOf(write('pypi:\n  upstream: ftp://x/simple/\n'))).toContain('pypi.upstream: expected an http(s) URL');
+    expect(errorOf(write('listen: localhost\n'))).toContain('listen: expected host:port');
+    expect(errorOf(write('listen: 8080\n'))).toContain('listen: Invalid input: expected string, received number');
+  });
+  it('names a missing policy file and validates a separate one', () => {
+    const f = write('policy_file: nope.yaml\n');
+    expect(errorOf(f)).toMatch(/nope\.yaml: cannot read file: ENOENT/);
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-cfg-'));
+    writeFileSync(join(dir, 'policy.yaml'), 'pypi:\n  allow:\n    - { name: x, version: "1" }\n');
+    writeFileSync(join(dir, 'airlock.yaml'), 'policy_file: policy.yaml\n');
+    expect(errorOf(join(dir, 'airlock.yaml'))).toBe(`${join(dir, 'policy.yaml')}:3: pypi.allow[0].version: unknown key "version" (expected one of the documented keys; see README "Configuration")`);
+  });
+  it('reports invalid YAML and duplicate keys with a position', () => {
+    expect(errorOf(write('listen: [\n'))).toMatch(/:\d+:\d+: invalid YAML/);
+    expect(errorOf(write('listen: a:1\nlisten: b:2\n'))).toMatch(/invalid YAML/);
+  });
+});

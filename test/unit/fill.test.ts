@@ -1,0 +1,144 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { BlobCache, HOLD_BACK, type FillSpec } from '../../src/core/fill.js';
+import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
+import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-fill-'));
+  const store = await FsBlobStore.create(dir);
+  const meta = new SqliteMetaStore(':memory:');
+  return { dir, store, meta, cache: new BlobCache(store, meta) };
+}
+
+/** An upstream whose bytes the test releases by hand. */
+function controlled(size?: number) {
+  const body = new PassThrough();
+  let opens = 0;
+  const open = async (): Promise<{ body: Readable; size?: number }> => {
+    opens++;
+    return { body, size };
+  };
+  return { body, open, opens: () => opens };
+}
+
+function collect(r: Readable): { data: () => Buffer; done: Promise<Error | null> } {
+  const chunks: Buffer[] = [];
+  r.on('data', (c) => chunks.push(c));
+  const done = new Promise<Error | null>((res) => {
+    r.on('end', () => res(null));
+    r.on('error', (e) => res(e));
+  });
+  return { data: () => Buffer.concat(chunks), done };
+}
+
+const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
+
+describe('verified fill', () => {
+  it('holds back the tail until the digest checks, then releases it', async () => {
+    const { cache } = await setup();
+    const bytes = randomBytes(1024 * 1024);
+    const up = controlled(bytes.length);
+    const served = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: up.open });
+    const got = collect(served.body);
+    up.body.write(bytes.subarray(0, bytes.length - 10));
+    await tick();
+    // Everything but the held-back tail may flow; never the end of the file.
+    expect(got.data().length).toBeLessThanOrEqual(bytes.length - HOLD_BACK);
+    expect(got.data().length).toBeGreaterThan(0);
+    up.body.end(bytes.subarray(bytes.length - 10));
+    expect(await got.done).toBeNull();
+    expect(got.data().equals(bytes)).toBe(true);
+    expect(served.cache).toBe('miss');
+    expect((await cache.fetch({ sha256: sha(bytes), open: up.open })).cache).toBe('hit');
+  });
+
+  it('on a mismatch errors every reader before the last bytes, and stores nothing', async () => {
+    const { cache, store, dir } = await setup();
+    const bytes = randomBytes(512 * 1024);
+    const up = controlled();
+    const spec: FillSpec = { sha256: sha(bytes), open: up.open };
+    const a = await cache.fetch(spec);
+    const b = await cache.fetch(spec);
+    expect([a.cache, b.cache]).toEqual(['miss', 'join']);
+    const ra = collect(a.body);
+    const rb = collect(b.body);
+    const tampered = Buffer.from(bytes);
+    tampered[tampered.length - 1] ^= 1;
+    up.body.end(tampered);
+    const [ea, eb] = await Promise.all([ra.done, rb.done]);
+    expect(ea?.message).toMatch(/expected sha256:/);
+    expect(eb?.message).toMatch(/expected sha256:/);
+    expect(ra.data().length).toBeLessThanOrEqual(bytes.length - HOLD_BACK);
+    expect(rb.data().length).toBeLessThanOrEqual(bytes.length - HOLD_BACK);
+    expect(up.opens()).toBe(1);
+    expect(await store.stat(sha(bytes))).toBeNull();
+    await tick();
+    expect(readdirSync(join(dir, 'spool'))).toEqual([]);
+    await expect(a.settled).rejects.toThrow(/DIGEST|expected sha256/);
+  });
+
+  it('refuses a body longer than declared, and a declared size that disagrees with the index', async () => {
+    const { cache } = await setup();
+    const bytes = randomBytes(1000);
+    const up = controlled(500);
+    const s = await cache.fetch({ sha256: sha(bytes), open: up.open });
+    const r = collect(s.body);
+    up.body.end(bytes);
+    expect((await r.done)?.message).toMatch(/more than the 500 bytes/);
+    const up2 = controlled(999);
+    await expect(cache.fetch({ sha256: sha(bytes), size: 1000, open: up2.open })).rejects.toThrow(/declares 999 bytes/);
+  });
+
+  it('shares one upstream transfer among concurrent readers that each stream as bytes arrive', async () => {
+    const { cache } = await setup();
+    const bytes = randomBytes(4 * 1024 * 1024);
+    const up = controlled(bytes.length);
+    const spec: FillSpec = { sha256: sha(bytes), size: bytes.length, open: up.open };
+    const readers = await Promise.all(Array.from({ length: 16 }, () => cache.fetch(spec)));
+    const got = readers.map((s) => collect(s.body));
+    up.body.write(bytes.subarray(0, 2 * 1024 * 1024));
+    await tick(100);
+    for (const g of got) expect(g.data().length).toBeGreaterThan(1024 * 1024);
+    up.body.end(bytes.subarray(2 * 1024 * 1024));
+    await Promise.all(got.map((g) => g.done));
+    for (const g of got) expect(g.data().equals(bytes)).toBe(true);
+    expect(up.opens()).toBe(1);
+    expect(cache.inflightCount()).toBe(0);
+  });
+
+  it('serves a range of an in-flight fill', async () => {
+    const { cache } = await setup();
+    const bytes = randomBytes(300_000);
+    const up = controlled(bytes.length);
+    const s = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: up.open }, { kind: 'from', start: 1000, end: 1999 });
+    const r = collect(s.body);
+    up.body.end(bytes);
+    expect(await r.done).toBeNull();
+    expect(s.range).toEqual({ start: 1000, end: 1999 });
+    expect(r.data().equals(bytes.subarray(1000, 2000))).toBe(true);
+  });
+
+  it('refills when a blob file vanished behind its descriptor', async () => {
+    const { cache, store } = await setup();
+    const bytes = randomBytes(1000);
+    const up = controlled(bytes.length);
+    const s = await cache.fetch({ sha256: sha(bytes), open: up.open });
+    up.body.end(bytes);
+    await collect(s.body).done;
+    await store.delete(sha(bytes));
+    const up2 = controlled(bytes.length);
+    const again = await cache.fetch({ sha256: sha(bytes), open: up2.open });
+    expect(again.cache).toBe('miss');
+    up2.body.end(bytes);
+    const r = collect(again.body);
+    await r.done;
+    expect(r.data().equals(bytes)).toBe(true);
+  });
+});
