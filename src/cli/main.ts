@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../config/load.js';
@@ -79,6 +80,7 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'records': {
       const loaded = loadConfig(configFile);
+      mkdirSync(loaded.dataDir, { recursive: true });
       const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
       const f: PullFilter = {
         name: values.name,

@@ -1,0 +1,91 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeIndex, sha256 } from '../helpers/fake-index.js';
+
+const CLI = join(process.cwd(), 'dist', 'cli', 'main.js');
+
+function airlock(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('node', [CLI, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe('airlock CLI', () => {
+  const pub = new FakeIndex();
+  let dir: string;
+  let config: string;
+  beforeAll(async () => {
+    await pub.start();
+    pub
+      .add('requests', { filename: 'requests-2.32.3-py3-none-any.whl', bytes: Buffer.from('wheel') })
+      .add('requests', { filename: 'requests-2.32.3.tar.gz', bytes: Buffer.from('sdist') })
+      .add('requests', { filename: 'requests-2.31.0-py3-none-any.whl', bytes: Buffer.from('old') });
+    dir = mkdtempSync(join(tmpdir(), 'airlock-cli-'));
+    config = join(dir, 'airlock.yaml');
+    writeFileSync(
+      config,
+      `# top comment
+listen: 127.0.0.1:0
+data_dir: ${join(dir, 'data')}
+pypi:
+  upstream: ${pub.simpleUrl}
+  file_hosts: ["127.0.0.1:${pub.port}"]
+policy:
+  pypi:
+    # approved packages
+    allow:
+      - { name: certifi } # keep me
+`,
+    );
+  });
+  afterAll(() => pub.stop());
+
+  it('pins a release with its file hashes, keeping comments and order', async () => {
+    const r = await airlock(['pin', 'pypi', 'Requests==2.32.3', '--config', config]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('added requests==2.32.3 (2 files, from the public index)');
+    const text = readFileSync(config, 'utf8');
+    expect(text).toContain('# top comment');
+    expect(text).toContain('# approved packages');
+    expect(text).toContain('- { name: certifi } # keep me');
+    expect(text).toContain(sha256('wheel'));
+    expect(text).toContain(sha256('sdist'));
+    expect(text).not.toContain(sha256('old'));
+    expect(text.indexOf('certifi')).toBeLessThan(text.indexOf('requests'));
+    // Pinning again replaces the entry instead of adding a twin.
+    const again = await airlock(['pin', 'pypi', 'requests==2.32.3', '--config', config]);
+    expect(again.stdout).toContain('updated requests==2.32.3');
+    expect(readFileSync(config, 'utf8').match(/name: requests/g)).toHaveLength(1);
+    const check = await airlock(['check', '--config', config]);
+    expect(check.stdout).toContain('OK (2 PyPI allow entries');
+  });
+
+  it('explains what it cannot pin', async () => {
+    const r = await airlock(['pin', 'pypi', 'requests>=2', '--config', config]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('expected NAME==VERSION');
+    const missing = await airlock(['pin', 'pypi', 'requests==9.9', '--config', config]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('has no files with a sha256 for requests==9.9');
+  });
+
+  it('stops on a bad configuration naming file, line and field', async () => {
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'pypi:\n  upstream: https://pypi.org/simple/\npolicy:\n  pypi:\n    allow:\n      - { name: x, versions: "~=" }\n');
+    const r = await airlock(['serve', '--config', bad]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${bad}:6: policy.pypi.allow[0].versions: bad version specifier "~="`);
+  });
+
+  it('lists pull records', async () => {
+    const r = await airlock(['records', '--config', config, '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual([]);
+  });
+});
