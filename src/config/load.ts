@@ -71,10 +71,14 @@ function zodMessage(y: ParsedYaml, base: (string | number)[], error: z.ZodError)
  * Load and validate the configuration (and its policy). Any problem throws ConfigError before
  * anything starts: nothing half-starts on a bad file.
  */
-export function loadConfig(configFile: string): LoadedConfig {
+export function loadConfig(configFile: string, env: Record<string, string | undefined> = process.env): LoadedConfig {
   const file = resolve(configFile);
   const y = readYaml(file);
-  const parsed = configSchema.safeParse(y.value);
+  // Container-friendly overrides for the two settings that depend on where Airlock runs.
+  const value = { ...(y.value as Record<string, unknown>) };
+  if (env.AIRLOCK_LISTEN) value.listen = env.AIRLOCK_LISTEN;
+  if (env.AIRLOCK_DATA_DIR) value.data_dir = env.AIRLOCK_DATA_DIR;
+  const parsed = configSchema.safeParse(value);
   if (!parsed.success) throw new ConfigError(zodMessage(y, [], parsed.error));
   const config = parsed.data;
 

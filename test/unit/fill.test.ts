@@ -56,7 +56,9 @@ describe('verified fill', () => {
     expect(await got.done).toBeNull();
     expect(got.data().equals(bytes)).toBe(true);
     expect(served.cache).toBe('miss');
-    expect((await cache.fetch({ sha256: sha(bytes), open: up.open })).cache).toBe('hit');
+    const hit = await cache.fetch({ sha256: sha(bytes), open: up.open });
+    expect(hit.cache).toBe('hit');
+    hit.body.destroy();
   });
 
   it('on a mismatch errors every reader before the last bytes, and stores nothing', async () => {
