@@ -6,6 +6,7 @@ import type { Dispatcher } from 'undici';
 import { buildApp } from './app.js';
 import { loadConfig, type LoadedConfig } from './config/load.js';
 import { BlobCache } from './core/fill.js';
+import { HashPool } from './core/hasher.js';
 import { Recorder } from './core/records.js';
 import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
@@ -32,7 +33,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const store = await FsBlobStore.create(loaded.dataDir);
   const metrics = new Metrics(opts.defaultMetrics ?? true);
   const http = new UpstreamHttp({ dispatcher: opts.dispatcher, headersTimeoutMs: config.pypi.timeout * 1000 });
-  const cache = new BlobCache(store, meta);
+  const hashes = new HashPool(2);
+  const cache = new BlobCache(store, meta, hashes, (sha256, e) => log.error({ digest: sha256, err: (e as Error).message }, 'verified blob could not be committed to the store; it will be fetched again next time'));
   const recorder = new Recorder(meta, metrics, log);
   let policy: Policy = loaded.policy;
 
@@ -69,6 +71,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
       }
     },
     async close() {
+      await hashes.close();
       await http.close();
       await meta.close();
     },

@@ -35,6 +35,9 @@ export function sendStream(
       done?.({});
       return RESPONSE_ALREADY_SENT;
     }
+    // Send the status line and headers now: the client's time to first byte is the upstream's
+    // answer, not the first held-back-checked body chunk.
+    outgoing.flushHeaders();
     pipeline(body, outgoing, (err) => {
       if (err) outgoing.destroy();
       done?.({ error: err ?? undefined });

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { get } from 'node:http';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
@@ -98,7 +99,7 @@ policy:
     const res = await fetch(`${a.url}/pypi/simple/tinylib/`, { headers: { accept: PIP_ACCEPT } });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('application/vnd.pypi.simple.v1+json');
-    expect(res.headers.get('vary')).toBe('Accept');
+    expect(res.headers.get('vary')).toBe('Accept, Accept-Encoding');
     const doc = await res.json();
     expect(doc.name).toBe('tinylib');
     expect(doc.meta['api-version']).toBe('1.1');
@@ -115,6 +116,16 @@ policy:
     expect(f10['upload-time']).toBe('2024-01-01T00:00:00.000000Z');
     const f15 = doc.files.find((f: any) => f.filename === 'tinylib-1.5-py3-none-any.whl');
     expect(f15.yanked).toBe('broken build');
+  });
+
+  it('gzips pages for clients that ask, and only for them', async () => {
+    const gz = await rawGet(`${a.url}/pypi/simple/tinylib/`, { accept: PIP_ACCEPT, 'accept-encoding': 'gzip, deflate' });
+    expect(gz.headers['content-encoding']).toBe('gzip');
+    const plain = await rawGet(`${a.url}/pypi/simple/tinylib/`, { accept: PIP_ACCEPT });
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(gunzipSync(gz.body).equals(plain.body)).toBe(true);
+    const refused = await rawGet(`${a.url}/pypi/simple/tinylib/`, { accept: PIP_ACCEPT, 'accept-encoding': 'gzip;q=0, identity' });
+    expect(refused.headers['content-encoding']).toBeUndefined();
   });
 
   it('re-renders HTML from an HTML upstream and drops an upstream <base href>', async () => {
@@ -204,6 +215,8 @@ policy:
     expect(first.headers['x-airlock-cache']).toBe('miss');
     expect(first.headers['content-length']).toBe(String(big.length));
     expect(sha256(first.body)).toBe(sha256(big));
+    // The commit (fsync, rename) follows the verified transfer; wait for it.
+    await a.airlock.cache.idle();
     const before = pub.count('/files/biglib-1.0-py3-none-any.whl');
     const second = await rawGet(url);
     expect(second.headers['x-airlock-cache']).toBe('hit');
@@ -305,6 +318,7 @@ policy:
 
   it('serves the last good page, marked stale, when the upstream is down or answers garbage; cached files keep working', async () => {
     await rawGet(`${a.url}/pypi/files/biglib/biglib-1.0-py3-none-any.whl`);
+    await a.airlock.cache.idle();
     for (const mode of ['down', 'garbage', 'error-page'] as const) {
       pub.mode = mode;
       const res = await fetch(`${a.url}/pypi/simple/biglib/`, { headers: { accept: PIP_ACCEPT } });

@@ -5,16 +5,18 @@ import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { BlobCache, HOLD_BACK, type FillSpec } from '../../src/core/fill.js';
+import { HashPool } from '../../src/core/hasher.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 
+const hashes = new HashPool(2);
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 async function setup() {
   const dir = mkdtempSync(join(tmpdir(), 'airlock-fill-'));
   const store = await FsBlobStore.create(dir);
   const meta = new SqliteMetaStore(':memory:');
-  return { dir, store, meta, cache: new BlobCache(store, meta) };
+  return { dir, store, meta, cache: new BlobCache(store, meta, hashes) };
 }
 
 /** An upstream whose bytes the test releases by hand. */
@@ -56,6 +58,7 @@ describe('verified fill', () => {
     expect(await got.done).toBeNull();
     expect(got.data().equals(bytes)).toBe(true);
     expect(served.cache).toBe('miss');
+    expect(await cache.idle()).toBeUndefined();
     const hit = await cache.fetch({ sha256: sha(bytes), open: up.open });
     expect(hit.cache).toBe('hit');
     hit.body.destroy();
@@ -112,6 +115,7 @@ describe('verified fill', () => {
     await Promise.all(got.map((g) => g.done));
     for (const g of got) expect(g.data().equals(bytes)).toBe(true);
     expect(up.opens()).toBe(1);
+    await cache.idle();
     expect(cache.inflightCount()).toBe(0);
   });
 
@@ -134,6 +138,7 @@ describe('verified fill', () => {
     const s = await cache.fetch({ sha256: sha(bytes), open: up.open });
     up.body.end(bytes);
     await collect(s.body).done;
+    await cache.idle();
     await store.delete(sha(bytes));
     const up2 = controlled(bytes.length);
     const again = await cache.fetch({ sha256: sha(bytes), open: up2.open });

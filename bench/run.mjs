@@ -1,0 +1,385 @@
+// npm run bench [-- --quick]
+// Measures Airlock beside the direct download, a plain Node server and (when installed) nginx,
+// side by side in one run on this machine, and prints ratios. Writes bench/results/<time>.json.
+// A program, not a test: it asserts nothing; it reports each target as met or missed.
+import { execFile, spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync, readFileSync, mkdirSync, existsSync } from 'node:fs';
+import { cpus, totalmem, tmpdir, release } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import autocannon from 'autocannon';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const QUICK = process.argv.includes('--quick');
+const MiB = 1 << 20;
+const GiB = 1 << 30;
+const S = QUICK
+  ? { big: 64 * MiB, coal: 32 * MiB, distinct: 64 * MiB, reps: 1, loadSec: 1, bigPage: 5000, policy: 10_000 }
+  : { big: 1 * GiB, coal: 256 * MiB, distinct: 1 * GiB, reps: 3, loadSec: 5, bigPage: 5000, policy: 10_000 };
+const FAST_WAN = 200 * MiB;
+const SLOW_WAN = 20 * MiB;
+const CLIENTS = 16;
+const DISTINCT = 8;
+
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+process.on('SIGINT', () => process.exit(130));
+
+function startChild(cmd, args, opts = {}) {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], ...opts });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+/** Start a node program that prints one JSON line when ready. */
+function startJsonChild(script, args) {
+  const child = startChild(process.execPath, [script, ...args]);
+  return new Promise((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout });
+    rl.once('line', (l) => resolve({ child, info: JSON.parse(l) }));
+    child.once('exit', (c) => reject(new Error(`${script} exited with ${c}`)));
+  });
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** curl a URL to /dev/null: seconds to first byte, total seconds, bytes. */
+function curl(url) {
+  return new Promise((resolve, reject) => {
+    execFile('curl', ['-s', '-S', '--fail', '-o', '/dev/null', '-w', '%{time_starttransfer} %{time_total} %{size_download}', url], (err, out) => {
+      if (err) return reject(new Error(`curl ${url}: ${err.message}`));
+      const [ttfb, total, bytes] = out.trim().split(' ').map(Number);
+      resolve({ ttfb, total, bytes, mibps: bytes / MiB / total });
+    });
+  });
+}
+
+async function get(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`${url}: ${r.status} ${await r.text()}`);
+  return r;
+}
+
+/** Peak RSS sampler for one pid (VmRSS every 20 ms). */
+class RssSampler {
+  constructor(pid) {
+    this.pid = pid;
+    this.peak = 0;
+    this.timer = setInterval(() => this.sample(), 20);
+  }
+  sample() {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
+      if (m) this.peak = Math.max(this.peak, Number(m[1]) * 1024);
+    } catch {}
+  }
+  reset() {
+    const p = this.peak;
+    this.peak = 0;
+    this.sample();
+    return p;
+  }
+  stop() {
+    clearInterval(this.timer);
+    return this.peak;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+const results = {
+  machine: {
+    cpu: cpus()[0]?.model,
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / GiB),
+    kernel: release(),
+    node: process.version,
+    date: new Date().toISOString(),
+    quick: QUICK,
+  },
+  sizes: S,
+  rows: [],
+  targets: [],
+};
+const row = (scenario, subject, figures) => {
+  results.rows.push({ scenario, subject, ...figures });
+};
+const target = (name, ok, detail) => results.targets.push({ name, met: ok, detail });
+
+console.log(`Airlock benchmark${QUICK ? ' (quick)' : ''}: ${results.machine.cpu}, ${results.machine.cores} cores, ${results.machine.memoryGiB} GiB, Node ${process.version}`);
+
+const work = mkdtempSync(join(tmpdir(), 'airlock-bench-'));
+const files = [{ name: 'bench_big-1.0-py3-none-any.whl', project: 'bench-big', size: S.big, seed: 1 }];
+for (let r = 0; r < S.reps; r++) files.push({ name: `bench_cold${r}-1.0-py3-none-any.whl`, project: `bench-cold${r}`, size: S.big, seed: 100 + r });
+for (let r = 0; r < S.reps; r++) files.push({ name: `bench_wan${r}-1.0-py3-none-any.whl`, project: `bench-wan${r}`, size: S.big, seed: 200 + r });
+files.push({ name: 'bench_coal1-1.0-py3-none-any.whl', project: 'bench-coal1', size: S.coal, seed: 300 });
+files.push({ name: 'bench_coal16-1.0-py3-none-any.whl', project: 'bench-coal16', size: S.coal, seed: 301 });
+for (let i = 0; i < DISTINCT; i++) files.push({ name: `bench_d${i}-1.0-py3-none-any.whl`, project: `bench-d${i}`, size: S.distinct, seed: 400 + i });
+
+process.stdout.write('preparing upstream (hashing generated files)... ');
+const up = await startJsonChild(join(ROOT, 'bench', 'upstream.mjs'), [JSON.stringify({ files, bigPageFiles: S.bigPage })]);
+const UP = `http://127.0.0.1:${up.info.port}`;
+console.log('ready');
+const setRate = (bps) => get(`${UP}/-/rate?bps=${bps}`);
+
+// The policy: every bench project, plus filler entries up to S.policy (the scale row).
+const allow = files.map((f) => `      - { name: ${f.project} }`);
+allow.push('      - { name: bigpage }');
+for (let i = allow.length; i < S.policy; i++) allow.push(`      - { name: filler-${i}, versions: ">=1,<2" }`);
+
+let airlockSeq = 0;
+async function startAirlock() {
+  const dir = join(work, `airlock-${airlockSeq++}`);
+  mkdirSync(dir, { recursive: true });
+  const cfg = join(dir, 'airlock.yaml');
+  writeFileSync(
+    cfg,
+    `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: warn\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${up.info.port}"]\n  index_ttl: 3600\npolicy:\n  pypi:\n    allow:\n${allow.join('\n')}\n`,
+  );
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const child = startChild(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', cfg], {
+    env: { ...process.env, AIRLOCK_LISTEN: `127.0.0.1:${port}` },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`${url}/-/healthz`)).ok) break;
+    } catch {}
+    await sleep(50);
+  }
+  const rss = new RssSampler(child.pid);
+  return {
+    url,
+    dir,
+    rss,
+    fileUrl: (f) => `${url}/pypi/files/${f.project}/${f.name}`,
+    blobPath: (f) => join(dir, 'data', 'blobs', 'sha256', up.info.files[f.name].sha256.slice(0, 2), up.info.files[f.name].sha256),
+    warmPage: (f) => get(`${url}/pypi/simple/${f.project}/`).then((r) => r.text()),
+    async stop() {
+      rss.stop();
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+const peakRss = {};
+
+// 1. Cold pull-through -------------------------------------------------------------------------
+for (const [label, bps, prefix] of [
+  ['unthrottled', 0, 'bench-cold'],
+  ['200 MiB/s', FAST_WAN, 'bench-wan'],
+]) {
+  await setRate(bps);
+  const direct = [];
+  const through = [];
+  let peak = 0;
+  for (let r = 0; r < S.reps; r++) {
+    const f = files.find((x) => x.project === `${prefix}${r}`);
+    direct.push(await curl(`${UP}/files/${f.name}`));
+    const a = await startAirlock();
+    await a.warmPage(f);
+    a.rss.reset();
+    through.push(await curl(a.fileUrl(f)));
+    peak = Math.max(peak, a.rss.reset());
+    await a.stop();
+  }
+  const d = { mibps: median(direct.map((x) => x.mibps)), ttfbMs: median(direct.map((x) => x.ttfb)) * 1000 };
+  const t = { mibps: median(through.map((x) => x.mibps)), ttfbMs: median(through.map((x) => x.ttfb)) * 1000 };
+  const ratio = t.mibps / d.mibps;
+  row(`cold ${label}`, 'direct from upstream', d);
+  row(`cold ${label}`, 'Airlock (verify + cache)', { ...t, ratio, peakRssMB: peak / 1e6 });
+  peakRss[`cold ${label}`] = peak;
+  const need = bps ? 0.95 : 0.6;
+  target(`cold ${label} throughput >= ${need}x direct`, ratio >= need, `${ratio.toFixed(2)}x`);
+  target(`cold ${label} TTFB within 5 ms of direct`, t.ttfbMs - d.ttfbMs <= 5, `+${(t.ttfbMs - d.ttfbMs).toFixed(1)} ms`);
+}
+await setRate(0);
+
+// 2. Warm serve ----------------------------------------------------------------------------------
+{
+  const f = files[0];
+  const a = await startAirlock();
+  await a.warmPage(f);
+  await curl(a.fileUrl(f)); // fill the cache
+  const blob = a.blobPath(f);
+  const plain = await startJsonChild(join(ROOT, 'bench', 'plain.mjs'), [blob]);
+  let nginx = null;
+  const nginxBin = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
+  if (nginxBin) {
+    const nd = join(work, 'nginx');
+    mkdirSync(nd, { recursive: true });
+    const port = 40000 + Math.floor(Math.random() * 10000);
+    writeFileSync(
+      join(nd, 'nginx.conf'),
+      `${process.getuid?.() === 0 ? 'user root; ' : ''}worker_processes 1; pid ${nd}/nginx.pid; error_log ${nd}/error.log; daemon off;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; client_body_temp_path ${nd}; proxy_temp_path ${nd}; fastcgi_temp_path ${nd}; uwsgi_temp_path ${nd}; scgi_temp_path ${nd};\n  server { listen 127.0.0.1:${port}; location /blob { alias ${blob}; default_type application/octet-stream; } } }\n`,
+    );
+    const child = startChild(nginxBin, ['-c', join(nd, 'nginx.conf'), '-p', nd]);
+    for (let i = 0; i < 100; i++) {
+      try {
+        if ((await fetch(`http://127.0.0.1:${port}/blob`, { method: 'HEAD' })).ok) break;
+      } catch {}
+      await sleep(50);
+    }
+    nginx = { child, url: `http://127.0.0.1:${port}/blob` };
+  }
+  const A = [], P = [], N = [];
+  a.rss.reset();
+  for (let r = 0; r < S.reps; r++) {
+    A.push(await curl(a.fileUrl(f)));
+    P.push(await curl(`http://127.0.0.1:${plain.info.port}/`));
+    if (nginx) N.push(await curl(nginx.url));
+  }
+  peakRss['warm serve'] = a.rss.reset();
+  const am = median(A.map((x) => x.mibps));
+  const pm = median(P.map((x) => x.mibps));
+  row('warm serve', 'plain Node http pipe', { mibps: pm });
+  if (nginx) row('warm serve', 'nginx sendfile', { mibps: median(N.map((x) => x.mibps)) });
+  else row('warm serve', 'nginx sendfile', { note: 'nginx not installed: row skipped' });
+  row('warm serve', 'Airlock (cache hit)', { mibps: am, ratioVsNode: am / pm, ratioVsNginx: nginx ? am / median(N.map((x) => x.mibps)) : null, peakRssMB: peakRss['warm serve'] / 1e6 });
+  target('warm serve >= 0.95x plain Node pipe', am / pm >= 0.95, `${(am / pm).toFixed(2)}x`);
+  if (nginx) {
+    const r = am / median(N.map((x) => x.mibps));
+    target('warm serve >= 0.7x nginx sendfile', r >= 0.7, `${r.toFixed(2)}x`);
+    nginx.child.kill('SIGTERM');
+  } else target('warm serve >= 0.7x nginx sendfile', null, 'nginx not installed');
+  plain.child.kill('SIGTERM');
+
+  // 5. Small requests (on the same warm instance) ----------------------------------------------
+  const jsonBody = join(work, 'page.json');
+  const htmlBody = join(work, 'page.html');
+  const pj = await (await fetch(`${a.url}/pypi/simple/${f.project}/`, { headers: { accept: 'application/vnd.pypi.simple.v1+json' } })).text();
+  const ph = await (await fetch(`${a.url}/pypi/simple/${f.project}/`, { headers: { accept: 'text/html' } })).text();
+  writeFileSync(jsonBody, pj);
+  writeFileSync(htmlBody, ph);
+  for (const [label, accept, body, type] of [
+    ['PyPI page JSON', 'application/vnd.pypi.simple.v1+json', jsonBody, 'application/vnd.pypi.simple.v1+json'],
+    ['PyPI page HTML', 'text/html', htmlBody, 'text/html; charset=utf-8'],
+  ]) {
+    const base = await startJsonChild(join(ROOT, 'bench', 'plain.mjs'), [blob, body, type]);
+    const air = await load(`${a.url}/pypi/simple/${f.project}/`, { accept });
+    const ref = await load(`http://127.0.0.1:${base.info.port}/bytes`, {});
+    base.child.kill('SIGTERM');
+    row(`small: ${label}`, 'plain Node, fixed bytes', { rps: ref.rps, p99Ms: ref.p99 });
+    row(`small: ${label}`, 'Airlock (warm)', { rps: air.rps, p99Ms: air.p99, ratio: air.rps / ref.rps });
+    target(`small ${label} >= 0.5x plain Node`, air.rps / ref.rps >= 0.5, `${(air.rps / ref.rps).toFixed(2)}x`);
+  }
+  row('small: OCI manifest HEAD', 'Airlock', { note: 'OCI front-end not built yet' });
+  row('small: HF resolve HEAD', 'Airlock', { note: 'Hugging Face front-end not built yet' });
+
+  // 6. Scale of metadata: a 5,000-file page under a 10,000-entry policy ----------------------------
+  await get(`${a.url}/pypi/simple/bigpage/`);
+  for (const [label, accept] of [
+    ['JSON', 'application/vnd.pypi.simple.v1+json'],
+    ['HTML', 'text/html'],
+  ]) {
+    const r = await load(`${a.url}/pypi/simple/bigpage/`, { accept }, 8);
+    row(`scale: ${S.bigPage}-file page ${label}`, `Airlock (warm, ${S.policy}-entry policy)`, { rps: r.rps, p99Ms: r.p99, p50Ms: r.p50 });
+    target(`${S.bigPage}-file page ${label} p99 < 50 ms`, r.p99 < 50, `${r.p99} ms`);
+  }
+  await a.stop();
+}
+
+async function load(url, headers, connections = 32) {
+  const r = await autocannon({ url, headers, connections, duration: S.loadSec, pipelining: 1 });
+  if (r.non2xx || r.errors) throw new Error(`${url}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+  return { rps: r.requests.average, p99: r.latency.p99, p50: r.latency.p50 };
+}
+
+// Policy evaluation cost, in this process: 10 vs 10,000 entries.
+{
+  const { Policy } = await import(join(ROOT, 'dist', 'policy', 'index.js'));
+  const mk = (n) => new Policy({ pypi: { allow: Array.from({ length: n }, (_, i) => ({ name: `pkg-${i}`, versions: '>=1,<2' })) } }).pypi;
+  const cost = (p, n) => {
+    const N = 200_000;
+    for (let i = 0; i < 10_000; i++) p.decideFile(`pkg-${i % n}`, '1.5', undefined);
+    const t = process.hrtime.bigint();
+    for (let i = 0; i < N; i++) p.decideFile(`pkg-${i % n}`, '1.5', undefined);
+    return Number(process.hrtime.bigint() - t) / N;
+  };
+  const small = cost(mk(10), 10);
+  const large = cost(mk(S.policy), S.policy);
+  row('scale: policy decideFile', '10 entries', { nsPerDecision: small });
+  row('scale: policy decideFile', `${S.policy} entries`, { nsPerDecision: large, ratio: large / small });
+  target('policy evaluation O(1) in entries (10k/10 cost ratio < 2)', large / small < 2, `${(large / small).toFixed(2)}x`);
+}
+
+// 3. Coalescing ----------------------------------------------------------------------------------
+{
+  await setRate(SLOW_WAN);
+  const one = files.find((f) => f.project === 'bench-coal1');
+  const many = files.find((f) => f.project === 'bench-coal16');
+  let a = await startAirlock();
+  await a.warmPage(one);
+  const single = await curl(a.fileUrl(one));
+  await a.stop();
+  a = await startAirlock();
+  await a.warmPage(many);
+  await get(`${UP}/-/reset`);
+  a.rss.reset();
+  const all = await Promise.all(Array.from({ length: CLIENTS }, () => curl(a.fileUrl(many))));
+  peakRss['coalescing'] = a.rss.reset();
+  const counts = await (await get(`${UP}/-/counts`)).json();
+  const fetches = counts[`/files/${many.name}`] ?? 0;
+  const worst = Math.max(...all.map((x) => x.total));
+  row('coalescing (20 MiB/s)', '1 client', { totalS: single.total, ttfbMs: single.ttfb * 1000 });
+  row('coalescing (20 MiB/s)', `${CLIENTS} clients at once`, {
+    upstreamFetches: fetches,
+    worstTotalS: worst,
+    medianTotalS: median(all.map((x) => x.total)),
+    worstTtfbMs: Math.max(...all.map((x) => x.ttfb)) * 1000,
+    ratio: worst / single.total,
+    peakRssMB: peakRss['coalescing'] / 1e6,
+  });
+  target(`coalescing: exactly 1 upstream fetch for ${CLIENTS} clients`, fetches === 1, `${fetches}`);
+  target(`coalescing: every client within 1.2x single-client time`, worst / single.total <= 1.2, `${(worst / single.total).toFixed(2)}x`);
+  await a.stop();
+  await setRate(0);
+}
+
+// 4. Memory: 8 concurrent distinct cold transfers --------------------------------------------------
+{
+  const a = await startAirlock();
+  const ds = files.filter((f) => f.project.startsWith('bench-d'));
+  for (const f of ds) await a.warmPage(f);
+  a.rss.reset();
+  const t0 = performance.now();
+  const all = await Promise.all(ds.map((f) => curl(a.fileUrl(f))));
+  const secs = (performance.now() - t0) / 1000;
+  peakRss['8 distinct'] = a.rss.reset();
+  row(`memory: ${DISTINCT} distinct cold ${S.distinct / MiB} MiB transfers`, 'Airlock', {
+    aggregateMibps: all.reduce((s, x) => s + x.bytes, 0) / MiB / secs,
+    peakRssMB: peakRss['8 distinct'] / 1e6,
+  });
+  await a.stop();
+}
+const worstRss = Math.max(...Object.values(peakRss));
+target('peak RSS <= 200 MB in every scenario', worstRss <= 200e6, `${(worstRss / 1e6).toFixed(0)} MB (worst)`);
+results.peakRssBytes = peakRss;
+
+// ---------------------------------------------------------------------------------------------
+up.child.kill('SIGTERM');
+rmSync(work, { recursive: true, force: true });
+
+const fmt = (v) => (typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2)) : v ?? '');
+console.log('');
+for (const r of results.rows) {
+  const { scenario, subject, ...fig } = r;
+  const figs = Object.entries(fig)
+    .filter(([, v]) => v !== null && v !== undefined)
+    .map(([k, v]) => `${k}=${fmt(v)}`)
+    .join('  ');
+  console.log(`${scenario.padEnd(42)} ${subject.padEnd(38)} ${figs}`);
+}
+console.log('\nTargets:');
+for (const t of results.targets) console.log(`  [${t.met === null ? 'n/a ' : t.met ? ' ok ' : 'MISS'}] ${t.name}: ${t.detail}`);
+const outDir = join(ROOT, 'bench', 'results');
+mkdirSync(outDir, { recursive: true });
+const out = join(outDir, `${results.machine.date.replace(/[:.]/g, '-')}${QUICK ? '-quick' : ''}.json`);
+writeFileSync(out, JSON.stringify(results, null, 2));
+console.log(`\nwrote ${out}`);
+process.exit(0);

@@ -1,0 +1,112 @@
+// The benchmark's loopback upstream: a PyPI-shaped index whose files are generated on the fly
+// (deterministic bytes, no disk), optionally throttled, with request counters.
+// Started by bench/run.mjs as its own process so it does not share an event loop with Airlock
+// or the load generator. Prints one JSON line {port, files:{name:{sha256,size}}} when ready.
+import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
+
+const spec = JSON.parse(process.argv[2]); // { files: [{ name, size, seed }], bigPageFiles }
+const BLOCK = 1 << 20;
+
+/** Chunk i of file `seed`: a fixed pseudo-random MiB, stamped with (seed, i) so files and positions differ. */
+const base = Buffer.alloc(BLOCK);
+{
+  let x = 0x9e3779b9;
+  for (let i = 0; i < BLOCK; i += 4) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    base.writeUInt32LE(x, i);
+  }
+}
+function chunk(seed, i, len) {
+  const b = Buffer.allocUnsafe(len);
+  base.copy(b, 0, 0, len);
+  if (len >= 16) {
+    b.writeUInt32LE(seed, 0);
+    b.writeUInt32LE(i, 4);
+  }
+  return b;
+}
+
+const files = new Map();
+for (const f of spec.files) {
+  const h = createHash('sha256');
+  for (let i = 0, off = 0; off < f.size; i++, off += BLOCK) h.update(chunk(f.seed, i, Math.min(BLOCK, f.size - off)));
+  files.set(f.name, { ...f, sha256: h.digest('hex') });
+}
+
+let rate = 0; // bytes/s, 0 = unthrottled
+const counts = new Map();
+
+function pageFor(project) {
+  if (project === 'bigpage') {
+    const out = [];
+    for (let i = 0; i < spec.bigPageFiles; i++) {
+      const v = `${Math.floor(i / 20)}.${i % 20}.0`;
+      out.push({
+        filename: `bigpage-${v}-cp311-cp311-manylinux_2_17_x86_64.whl`,
+        url: `/files/bigpage-${v}-cp311-cp311-manylinux_2_17_x86_64.whl`,
+        hashes: { sha256: createHash('sha256').update(String(i)).digest('hex') },
+        'requires-python': '>=3.9',
+        size: 1000 + i,
+        'upload-time': '2024-01-01T00:00:00.000000Z',
+        yanked: false,
+      });
+    }
+    return out;
+  }
+  const f = [...files.values()].find((x) => x.project === project);
+  if (!f) return null;
+  return [{ filename: f.name, url: `/files/${f.name}`, hashes: { sha256: f.sha256 }, size: f.size, yanked: false, 'upload-time': '2024-01-01T00:00:00.000000Z' }];
+}
+
+const server = createServer((req, res) => {
+  const url = new URL(req.url, 'http://x');
+  counts.set(url.pathname, (counts.get(url.pathname) ?? 0) + 1);
+  if (url.pathname === '/-/rate') {
+    rate = Number(url.searchParams.get('bps') ?? 0);
+    return res.end('ok');
+  }
+  if (url.pathname === '/-/counts') return res.end(JSON.stringify(Object.fromEntries(counts)));
+  if (url.pathname === '/-/reset') {
+    counts.clear();
+    return res.end('ok');
+  }
+  const page = /^\/simple\/([^/]+)\/$/.exec(url.pathname);
+  if (page) {
+    const list = pageFor(page[1]);
+    if (!list) return res.writeHead(404).end();
+    return res.writeHead(200, { 'content-type': 'application/vnd.pypi.simple.v1+json' }).end(JSON.stringify({ meta: { 'api-version': '1.1' }, name: page[1], files: list }));
+  }
+  const fm = /^\/files\/(.+)$/.exec(url.pathname);
+  const f = fm && files.get(fm[1]);
+  if (!f) return res.writeHead(404).end();
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(f.size) });
+  if (req.method === 'HEAD') return res.end();
+  let i = 0;
+  let off = 0;
+  const started = performance.now();
+  const myRate = rate;
+  let closed = false;
+  res.on('close', () => (closed = true));
+  const pump = () => {
+    while (!closed && off < f.size) {
+      if (myRate) {
+        const due = started + (off / myRate) * 1000;
+        const wait = due - performance.now();
+        if (wait > 1) return void setTimeout(pump, wait);
+      }
+      const len = Math.min(BLOCK, f.size - off);
+      const ok = res.write(chunk(f.seed, i++, len));
+      off += len;
+      if (!ok) return void res.once('drain', pump);
+    }
+    if (!closed) res.end();
+  };
+  pump();
+});
+server.keepAliveTimeout = 60_000;
+server.listen(0, '127.0.0.1', () => {
+  const out = {};
+  for (const [name, f] of files) out[name] = { sha256: f.sha256, size: f.size, project: f.project };
+  process.stdout.write(JSON.stringify({ port: server.address().port, files: out }) + '\n');
+});

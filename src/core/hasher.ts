@@ -1,0 +1,108 @@
+import { Worker } from 'node:worker_threads';
+
+/**
+ * SHA-256 of a spool file, computed on worker threads while the file is being written.
+ *
+ * Why: on this kind of machine undici delivers an upstream body at ~0.6-1 GiB/s and node:crypto
+ * hashes at ~1.4 GiB/s, both on the main thread; together they capped a cold pull-through at
+ * ~550 MiB/s before anything was written or served (bench/, and the note in src/core/fill.ts).
+ * Reading the spool file back from the page cache on another thread costs far less than copying
+ * every chunk into a message, so the main thread only says "written up to N".
+ */
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const { openSync, readSync, closeSync } = require('node:fs');
+const { createHash } = require('node:crypto');
+const jobs = new Map();
+const buf = Buffer.allocUnsafe(4 << 20);
+function catchUp(job, upTo) {
+  while (job.pos < upTo) {
+    const n = readSync(job.fd, buf, 0, Math.min(buf.length, upTo - job.pos), job.pos);
+    if (n === 0) throw new Error('spool file shorter than written');
+    job.hash.update(n === buf.length ? buf : buf.subarray(0, n));
+    job.pos += n;
+  }
+}
+parentPort.on('message', (m) => {
+  try {
+    if (m.type === 'start') { jobs.set(m.id, { fd: openSync(m.path, 'r'), pos: 0, hash: createHash('sha256') }); return; }
+    const job = jobs.get(m.id);
+    if (!job) return;
+    if (m.type === 'progress') catchUp(job, m.upTo);
+    else if (m.type === 'finish') { catchUp(job, m.upTo); jobs.delete(m.id); closeSync(job.fd); parentPort.postMessage({ id: m.id, digest: job.hash.digest('hex') }); }
+    else if (m.type === 'abort') { jobs.delete(m.id); closeSync(job.fd); }
+  } catch (e) {
+    const job = jobs.get(m.id);
+    if (job) { jobs.delete(m.id); try { closeSync(job.fd); } catch {} }
+    parentPort.postMessage({ id: m.id, error: String(e && e.message || e) });
+  }
+});
+`;
+
+export interface SpoolHash {
+  /** Bytes [0, upTo) are in the spool file. */
+  progress(upTo: number): void;
+  /** Every byte is written; resolves with the hex digest. */
+  finish(total: number): Promise<string>;
+  abort(): void;
+}
+
+export class HashPool {
+  private workers: Worker[] = [];
+  private next = 0;
+  private seq = 0;
+  private readonly pending = new Map<number, { resolve: (d: string) => void; reject: (e: Error) => void }>();
+
+  constructor(private readonly size = 2) {}
+
+  private worker(): Worker {
+    if (this.workers.length < this.size) {
+      const w = new Worker(WORKER_SOURCE, { eval: true });
+      w.unref();
+      w.on('message', (m: { id: number; digest?: string; error?: string }) => {
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        if (m.digest) p.resolve(m.digest);
+        else p.reject(new Error(`hashing failed: ${m.error}`));
+      });
+      w.on('error', (e) => {
+        for (const p of this.pending.values()) p.reject(e);
+        this.pending.clear();
+        this.workers = this.workers.filter((x) => x !== w);
+      });
+      this.workers.push(w);
+      return w;
+    }
+    return this.workers[this.next++ % this.workers.length];
+  }
+
+  start(path: string): SpoolHash {
+    const w = this.worker();
+    const id = ++this.seq;
+    w.postMessage({ type: 'start', id, path });
+    let done = false;
+    return {
+      progress: (upTo) => {
+        if (!done) w.postMessage({ type: 'progress', id, upTo });
+      },
+      finish: (total) => {
+        done = true;
+        return new Promise<string>((resolve, reject) => {
+          this.pending.set(id, { resolve, reject });
+          w.postMessage({ type: 'finish', id, upTo: total });
+        });
+      },
+      abort: () => {
+        if (done) return;
+        done = true;
+        w.postMessage({ type: 'abort', id });
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+    this.workers = [];
+  }
+}
