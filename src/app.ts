@@ -39,7 +39,8 @@ export function buildApp(d: AppDeps): Hono<AppEnv> {
     const id = given && REQUEST_ID.test(given) ? given : randomUUID();
     c.set('requestId', id);
     await next();
-    const status = c.res.status;
+    // Bodies sent straight to the Node response (src/http/send.ts) carry their status there.
+    const status = c.env?.outgoing?.headersSent ? c.env.outgoing.statusCode : c.res.status;
     d.metrics.requests.inc({ ecosystem: ecosystemOf(c.req.path), status: `${Math.floor(status / 100)}xx` });
   });
 

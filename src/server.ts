@@ -33,7 +33,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const store = await FsBlobStore.create(loaded.dataDir);
   const metrics = new Metrics(opts.defaultMetrics ?? true);
   const http = new UpstreamHttp({ dispatcher: opts.dispatcher, headersTimeoutMs: config.pypi.timeout * 1000 });
-  const hashes = new HashPool(2);
+  const hashes = new HashPool(1).warm();
   const cache = new BlobCache(store, meta, hashes, (sha256, e) => log.error({ digest: sha256, err: (e as Error).message }, 'verified blob could not be committed to the store; it will be fetched again next time'));
   const recorder = new Recorder(meta, metrics, log);
   let policy: Policy = loaded.policy;

@@ -29,15 +29,15 @@ export interface FillSpec {
  * the last bytes of a file that has not verified, so a tampered file never arrives whole.
  */
 export const HOLD_BACK = 64 * 1024;
-const READ_CHUNK = 1 << 20;
+const READ_CHUNK = 256 << 10;
 /**
  * The most recent chunks written to the spool stay in memory (bounded), so readers keeping pace
  * with the upstream take them without a file read or a new buffer; slower readers fall back to
  * positional reads of the spool file. bench/ measured the file-only path at ~250 MiB/s cold.
  */
-const WINDOW_MAX = 8 << 20;
+const WINDOW_MAX = 1 << 20;
 /** Upstream bytes queued for the spool file before the upstream socket is paused. */
-const QUEUE_HIGH = 8 << 20;
+const QUEUE_HIGH = 1 << 20;
 
 type FillState = 'opening' | 'running' | 'verified' | 'failed';
 

@@ -14,7 +14,7 @@ const { parentPort } = require('node:worker_threads');
 const { openSync, readSync, closeSync } = require('node:fs');
 const { createHash } = require('node:crypto');
 const jobs = new Map();
-const buf = Buffer.allocUnsafe(4 << 20);
+const buf = Buffer.allocUnsafe(1 << 20);
 function catchUp(job, upTo) {
   while (job.pos < upTo) {
     const n = readSync(job.fd, buf, 0, Math.min(buf.length, upTo - job.pos), job.pos);
@@ -75,6 +75,12 @@ export class HashPool {
       return w;
     }
     return this.workers[this.next++ % this.workers.length];
+  }
+
+  /** Start the workers now: a first cold pull should not wait ~10 ms for a thread to boot. */
+  warm(): this {
+    while (this.workers.length < this.size) this.worker();
+    return this;
   }
 
   start(path: string): SpoolHash {

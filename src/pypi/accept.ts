@@ -65,6 +65,19 @@ function qualityOf(format: SimpleFormat, entries: Entry[]): number {
  */
 export function negotiate(accept: string | undefined | null, format?: string | null): SimpleFormat | null {
   if (format) return ALIASES[format.trim().toLowerCase()] ?? null;
+  const key = accept ?? '';
+  const hit = memo.get(key);
+  if (hit !== undefined) return hit;
+  const chosen = choose(accept);
+  // Clients send a handful of distinct headers; remember them (bounded) instead of re-parsing.
+  if (memo.size >= 256) memo.clear();
+  memo.set(key, chosen);
+  return chosen;
+}
+
+const memo = new Map<string, SimpleFormat | null>();
+
+function choose(accept: string | undefined | null): SimpleFormat | null {
   const entries = parseAccept(accept && accept.trim() ? accept : '*/*');
   let chosen: SimpleFormat | null = null;
   let chosenQ = 0;

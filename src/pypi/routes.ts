@@ -5,7 +5,7 @@ import { AirlockError } from '../core/errors.js';
 import type { BlobCache, FillSpec } from '../core/fill.js';
 import { parseRange } from '../core/range.js';
 import type { Recorder } from '../core/records.js';
-import { clientAddress, sendStream, type AppEnv } from '../http/send.js';
+import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
 import type { Policy } from '../policy/index.js';
 import { contentLength, type UpstreamHttp } from '../upstream/http.js';
 import { negotiate, JSON_V1, type SimpleFormat } from './accept.js';
@@ -119,7 +119,7 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
       headers['x-airlock-stale'] = `upstream failed (${reasonPhrase(page.staleReason ?? '')}); page fetched ${new Date(page.fetchedAt).toISOString()}`;
       headers['cache-control'] = 'no-store';
     }
-    return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
+    return sendBytes(c, 200, headers, body);
   });
 
   /** The page for a project, mapping "internal index lacks it" to the refusal it must be. */

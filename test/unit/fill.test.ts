@@ -131,6 +131,40 @@ describe('verified fill', () => {
     expect(r.data().equals(bytes.subarray(1000, 2000))).toBe(true);
   });
 
+  it('releases the tail on verification, before the commit (fsync, rename) completes', async () => {
+    const { store, meta } = await setup();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    // A store whose commit waits for the test: the reader must finish regardless.
+    const slow = Object.assign(Object.create(Object.getPrototypeOf(store)), store, {
+      putFile: async (sha256: string, path: string) => {
+        await gate;
+        return store.putFile(sha256, path);
+      },
+    });
+    const cache = new BlobCache(slow, meta, hashes);
+    const bytes = randomBytes(200_000);
+    const up = controlled(bytes.length);
+    const s = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: up.open });
+    const r = collect(s.body);
+    up.body.end(bytes);
+    expect(await r.done).toBeNull();
+    expect(r.data().equals(bytes)).toBe(true);
+    // Not yet in the store: a request now joins the fill and is served from its spool file.
+    expect(await store.stat(sha(bytes))).toBeNull();
+    const joined = await cache.fetch({ sha256: sha(bytes), open: up.open });
+    expect(joined.cache).toBe('join');
+    const j = collect(joined.body);
+    expect(await j.done).toBeNull();
+    expect(j.data().equals(bytes)).toBe(true);
+    release();
+    await cache.idle();
+    expect(await store.stat(sha(bytes))).toEqual({ size: bytes.length });
+    const hit = await cache.fetch({ sha256: sha(bytes), open: up.open });
+    expect(hit.cache).toBe('hit');
+    hit.body.destroy();
+  });
+
   it('refills when a blob file vanished behind its descriptor', async () => {
     const { cache, store } = await setup();
     const bytes = randomBytes(1000);
