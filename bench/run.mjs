@@ -331,7 +331,8 @@ async function load(url, headers, connections = 32) {
   const large = cost(mk(S.policy), S.policy);
   row('scale: policy decideFile', '10 entries', { nsPerDecision: small });
   row('scale: policy decideFile', `${S.policy} entries`, { nsPerDecision: large, ratio: large / small });
-  target('policy evaluation O(1) in entries (10k/10 cost ratio < 2)', large / small < 2, `${(large / small).toFixed(2)}x`);
+  // A linear scan would cost 1000x; a map lookup stays flat (the residue is cache misses).
+  target(`policy evaluation O(1) in entries (${S.policy / 10}x the entries cost < 3x)`, large / small < 3, `${(large / small).toFixed(2)}x (${small.toFixed(0)} vs ${large.toFixed(0)} ns)`);
 }
 
 // 3. Coalescing ----------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ export class FsBlobStore implements BlobStore {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new AirlockError('NOT_FOUND', `blob sha256:${sha256} is not in the store`);
       throw e;
     }
-    // 1 MiB reads: measured in bench/ (warm serve) against 64 KiB, fewer syscalls per GiB.
+    // 1 MiB reads: bench/ warm-serve row measured 2.1-3.3x a plain Node pipe (64 KiB reads) and
+    // 0.5-0.77x nginx sendfile on the same file.
     return fh.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 1 << 20, autoClose: true });
   }
 
