@@ -81,15 +81,16 @@ async function main(argv: string[]): Promise<void> {
     case 'records': {
       const loaded = loadConfig(configFile);
       mkdirSync(loaded.dataDir, { recursive: true });
-      const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
       const f: PullFilter = {
         name: values.name,
         ecosystem: values.ecosystem as PullFilter['ecosystem'],
         decision: values.decision as PullFilter['decision'],
         since: parseTime(values.since, '--since'),
         until: parseTime(values.until, '--until'),
-        limit: values.limit ? Number(values.limit) : 100,
+        limit: values.limit === undefined ? 100 : Number(values.limit),
       };
+      if (!Number.isInteger(f.limit) || f.limit! < 1) fail(`--limit: expected a positive whole number, got ${JSON.stringify(values.limit)}`);
+      const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
       const rows = await meta.listPulls(f);
       await meta.close();
       if (values.json) {
