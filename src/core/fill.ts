@@ -130,7 +130,8 @@ export class Fill extends EventEmitter {
           const bufs = queue.splice(0, queue.length);
           let n = 0;
           for (const b of bufs) n += b.length;
-          await this.fh!.writev(bufs, this.written);
+          const { bytesWritten } = await this.fh!.writev(bufs, this.written);
+          if (bytesWritten !== n) throw new AirlockError('INTERNAL', `short write to the spool file (${bytesWritten} of ${n} bytes): disk full?`);
           let pos = this.written;
           for (const b of bufs) {
             this.window.push({ pos, buf: b });

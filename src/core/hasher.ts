@@ -51,7 +51,7 @@ export class HashPool {
   private workers: Worker[] = [];
   private next = 0;
   private seq = 0;
-  private readonly pending = new Map<number, { resolve: (d: string) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { worker: Worker; resolve: (d: string) => void; reject: (e: Error) => void }>();
 
   constructor(private readonly size = 2) {}
 
@@ -66,11 +66,16 @@ export class HashPool {
         if (m.digest) p.resolve(m.digest);
         else p.reject(new Error(`hashing failed: ${m.error}`));
       });
-      w.on('error', (e) => {
-        for (const p of this.pending.values()) p.reject(e);
-        this.pending.clear();
+      const lost = (e: Error) => {
+        for (const [id, p] of this.pending) {
+          if (p.worker !== w) continue;
+          this.pending.delete(id);
+          p.reject(e);
+        }
         this.workers = this.workers.filter((x) => x !== w);
-      });
+      };
+      w.on('error', lost);
+      w.on('exit', (code) => lost(new Error(`hash worker exited with code ${code}`)));
       this.workers.push(w);
       return w;
     }
@@ -95,7 +100,9 @@ export class HashPool {
       finish: (total) => {
         done = true;
         return new Promise<string>((resolve, reject) => {
-          this.pending.set(id, { resolve, reject });
+          // A worker that died mid-job can never answer: fail the fill instead of hanging it.
+          if (!this.workers.includes(w)) return reject(new Error('hashing failed: hash worker exited'));
+          this.pending.set(id, { worker: w, resolve, reject });
           w.postMessage({ type: 'finish', id, upTo: total });
         });
       },
