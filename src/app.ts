@@ -5,6 +5,7 @@ import type { AppEnv } from './http/send.js';
 import type { Metrics } from './obs/metrics.js';
 import type { MetaStore, PullFilter } from './storage/meta-store.js';
 import { AirlockError } from './core/errors.js';
+import { parseTime } from './core/time.js';
 
 export interface AppDeps {
   log: Logger;
@@ -21,13 +22,6 @@ function ecosystemOf(path: string): string {
   if (path.startsWith('/hf/')) return 'hf';
   if (path.startsWith('/v2/') || path === '/v2') return 'oci';
   return 'admin';
-}
-
-function parseTime(v: string | undefined, field: string): number | undefined {
-  if (v === undefined || v === '') return undefined;
-  const n = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
-  if (!Number.isFinite(n)) throw new AirlockError('BAD_REQUEST', `${field}: expected an ISO-8601 time or epoch milliseconds`);
-  return n;
 }
 
 /** The root app: shared middleware, admin endpoints under /-/, and the protocol front-ends. */

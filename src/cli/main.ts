@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../config/load.js';
+import { parseTime } from '../core/time.js';
 import { startServer } from '../server.js';
 import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
 import type { PullFilter } from '../storage/meta-store.js';
@@ -25,13 +26,6 @@ usage:
 function fail(msg: string, code = 2): never {
   process.stderr.write(`airlock: ${msg}\n`);
   process.exit(code);
-}
-
-function parseTime(v: string | undefined, flag: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
-  if (!Number.isFinite(n)) fail(`${flag}: expected an ISO-8601 time or epoch milliseconds, got ${JSON.stringify(v)}`);
-  return n;
 }
 
 async function main(argv: string[]): Promise<void> {
