@@ -112,7 +112,6 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
       'content-type': CONTENT_TYPE[format],
       vary: 'Accept, Accept-Encoding',
       'cache-control': `max-age=${d.pageMaxAge}`,
-      'content-length': String(body.length),
     };
     if (gzip) headers['content-encoding'] = 'gzip';
     if (page.stale) {
