@@ -11,6 +11,8 @@ import { Recorder } from './core/records.js';
 import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import type { Policy } from './policy/index.js';
+import { RegistryClient } from './oci/registry-client.js';
+import { createOciApp } from './oci/routes.js';
 import { PypiIndex } from './pypi/index.js';
 import { createPypiApp } from './pypi/routes.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
@@ -50,7 +52,35 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     maxPageBytes: config.pypi.max_page_bytes,
   });
   const pypi = createPypiApp({ policy: () => policy, index, cache, http, recorder, log, pageMaxAge: Math.min(config.pypi.index_ttl, 300) });
-  const app = buildApp({ log, metrics, meta, frontends: { '/pypi': pypi } });
+  const ociHttp = new UpstreamHttp({ dispatcher: opts.dispatcher, headersTimeoutMs: config.oci.timeout * 1000 });
+  const registries = new Map<string, RegistryClient>();
+  for (const [key, r] of Object.entries(config.oci.registries)) {
+    registries.set(
+      key,
+      new RegistryClient(
+        {
+          key,
+          url: r.url,
+          blobHosts: r.blob_hosts,
+          authHosts: r.auth_hosts,
+          username: r.username_env ? process.env[r.username_env] : undefined,
+          password: r.password_env ? process.env[r.password_env] : undefined,
+        },
+        ociHttp,
+      ),
+    );
+  }
+  const oci = createOciApp({
+    policy: () => policy,
+    registries,
+    defaultRegistry: config.oci.default_registry,
+    cache,
+    meta,
+    recorder,
+    log,
+    maxManifestBytes: config.oci.max_manifest_bytes,
+  });
+  const app = buildApp({ log, metrics, meta, frontends: { '/pypi': pypi, '/v2': oci } });
 
   return {
     app,
@@ -63,7 +93,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     reloadPolicy(): boolean {
       try {
         policy = loadConfig(loaded.configFile).policy;
-        log.info({ file: loaded.policyFile, entries: policy.pypi.size }, 'policy reloaded');
+        log.info({ file: loaded.policyFile, pypi: policy.pypi.size, oci: policy.oci.size }, 'policy reloaded');
         return true;
       } catch (e) {
         log.error({ err: (e as Error).message }, 'policy reload failed; keeping the previous policy');
@@ -73,6 +103,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     async close() {
       await hashes.close();
       await http.close();
+      await ociHttp.close();
       await meta.close();
     },
   };

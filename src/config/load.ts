@@ -80,6 +80,33 @@ function zodMessage(y: ParsedYaml, base: (string | number)[], error: z.ZodError)
   return `${where(y, path)}: ${pathString(path) || '(top level)'}: ${issue.message}`;
 }
 
+/** Cross-checks between the OCI registries and the policy, and credentials named by environment variable. */
+function checkOciWiring(y: ParsedYaml, policyYaml: ParsedYaml, policyBase: string[], config: Config, policyConfig: PolicyConfig, env: Record<string, string | undefined>): void {
+  const regs = config.oci.registries;
+  if (!regs[config.oci.default_registry]) {
+    throw new ConfigError(`${where(y, ['oci', 'default_registry'])}: oci.default_registry: ${JSON.stringify(config.oci.default_registry)} is not one of oci.registries (${Object.keys(regs).join(', ')})`);
+  }
+  for (const [key, r] of Object.entries(regs)) {
+    for (const field of ['username_env', 'password_env'] as const) {
+      const name = r[field];
+      if (name !== undefined && env[name] === undefined) {
+        throw new ConfigError(`${where(y, ['oci', 'registries', key, field])}: oci.registries.${key}.${field}: environment variable ${name} is not set`);
+      }
+    }
+    if ((r.username_env === undefined) !== (r.password_env === undefined)) {
+      throw new ConfigError(`${where(y, ['oci', 'registries', key])}: oci.registries.${key}: give both username_env and password_env, or neither`);
+    }
+  }
+  (policyConfig.oci?.allow ?? []).forEach((a, i) => {
+    const host = a.repository.split('/')[0].toLowerCase();
+    const key = ['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com'].includes(host) ? 'docker.io' : host;
+    if (!regs[key]) {
+      const full = [...policyBase, 'oci', 'allow', i, 'repository'];
+      throw new ConfigError(`${where(policyYaml, full)}: ${pathString(full)}: registry ${host} is not configured in oci.registries (${Object.keys(regs).join(', ')})`);
+    }
+  });
+}
+
 /**
  * Load and validate the configuration (and its policy). Any problem throws ConfigError before
  * anything starts: nothing half-starts on a bad file.
@@ -119,6 +146,7 @@ export function loadConfig(configFile: string, env: Record<string, string | unde
     }
     throw e;
   }
+  checkOciWiring(y, policyYaml, policyBase, config, policyConfig, env);
   return {
     config,
     policy,

@@ -34,6 +34,50 @@ const pypiDeny = z
   })
   .strict();
 
+const ociAllow = z
+  .object({
+    repository: z.string(),
+    digests: z.array(z.string()).optional(),
+    tags: z.record(z.string(), z.string()).optional(),
+  })
+  .strict();
+
+const ociDeny = z
+  .object({
+    repository: z.string(),
+    digests: z.array(z.string()).optional(),
+    reason: z.string().optional(),
+  })
+  .strict();
+
+const hostPattern = z.string().regex(/^(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$/, 'expected a host name (optionally *.domain, optionally with :port)');
+
+const ociRegistry = z
+  .object({
+    /** Where the registry's /v2/ API lives. */
+    url: httpUrl.refine((s) => !/\/v2\/?$/.test(new URL(s).pathname), 'give the registry root, without /v2/'),
+    /** Hosts the registry may redirect blob downloads to (its CDN); nothing else is fetched. */
+    blob_hosts: z.array(hostPattern).default([]),
+    /** Hosts allowed as the Bearer token realm besides the registry's own host. */
+    auth_hosts: z.array(hostPattern).default([]),
+    /** Environment variables holding upstream credentials (never written in the file). */
+    username_env: z.string().optional(),
+    password_env: z.string().optional(),
+  })
+  .strict();
+
+/** Public registries known out of the box; a config that lists `registries` replaces this set. */
+export const DEFAULT_OCI_REGISTRIES = {
+  'docker.io': {
+    url: 'https://registry-1.docker.io',
+    blob_hosts: ['production.cloudflare.docker.com', 'production.cloudfront.docker.com'],
+    auth_hosts: ['auth.docker.io'],
+  },
+  'ghcr.io': { url: 'https://ghcr.io', blob_hosts: ['pkg-containers.githubusercontent.com'], auth_hosts: [] },
+  'quay.io': { url: 'https://quay.io', blob_hosts: ['*.quay.io'], auth_hosts: [] },
+  'nvcr.io': { url: 'https://nvcr.io', blob_hosts: [], auth_hosts: [] },
+};
+
 export const policySchema = z
   .object({
     pypi: z
@@ -41,6 +85,13 @@ export const policySchema = z
         internal: z.array(z.string()).optional(),
         allow: z.array(pypiAllow).optional(),
         deny: z.array(pypiDeny).optional(),
+      })
+      .strict()
+      .optional(),
+    oci: z
+      .object({
+        allow: z.array(ociAllow).optional(),
+        deny: z.array(ociDeny).optional(),
       })
       .strict()
       .optional(),
@@ -59,6 +110,16 @@ export const configSchema = z
         file_hosts: z.array(z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'expected a host name, optionally with :port')).default(['files.pythonhosted.org']),
         index_ttl: z.number().int().min(0).default(600),
         max_page_bytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+        timeout: z.number().positive().default(30),
+      })
+      .strict()
+      .prefault({}),
+    oci: z
+      .object({
+        /** Registry for names with no registry prefix and no ?ns= (Docker's registry-mirrors traffic). */
+        default_registry: z.string().default('docker.io'),
+        registries: z.record(z.string().regex(/^[a-z0-9.-]+(:\d{1,5})?$/, 'expected a registry host name as clients write it (e.g. ghcr.io)'), ociRegistry).default(DEFAULT_OCI_REGISTRIES),
+        max_manifest_bytes: z.number().int().min(1024).default(4 * 1024 * 1024),
         timeout: z.number().positive().default(30),
       })
       .strict()

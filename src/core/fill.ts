@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { HashPool, SpoolHash } from './hasher.js';
 import { EventEmitter } from 'node:events';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
@@ -376,6 +376,48 @@ export class BlobCache {
 
   inflightCount(): number {
     return this.inflight.size;
+  }
+
+  /**
+   * Store a small body that was read and verified in memory (an OCI manifest, at most a few MiB),
+   * by the same temp file, fsync, rename path as a fill. Returns the sha256 it was stored under.
+   */
+  async putSmall(bytes: Buffer): Promise<string> {
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    if (await this.meta.getBlob(sha256)) return sha256;
+    const tmp = join(this.store.spoolDir, `${sha256}.${randomBytes(6).toString('hex')}.small`);
+    const fh = await open(tmp, 'wx');
+    try {
+      await fh.writeFile(bytes);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await this.store.putFile(sha256, tmp);
+    } catch (e) {
+      await unlink(tmp).catch(() => {});
+      throw e;
+    }
+    await this.meta.putBlob({ sha256, size: bytes.length, createdAt: Date.now() });
+    return sha256;
+  }
+
+  /** Read a small cached blob whole (null when absent); refuses anything over maxBytes. */
+  async readSmall(sha256: string, maxBytes: number): Promise<Buffer | null> {
+    const rec = await this.meta.getBlob(sha256);
+    if (!rec || rec.size > maxBytes) return null;
+    let body: Readable;
+    try {
+      body = await this.store.open(sha256);
+    } catch (e) {
+      if ((e as AirlockError).code !== 'NOT_FOUND') throw e;
+      await this.meta.deleteBlob(sha256);
+      return null;
+    }
+    const parts: Buffer[] = [];
+    for await (const chunk of body) parts.push(chunk as Buffer);
+    return Buffer.concat(parts);
   }
 
   /** @param want the client's Range header, parsed; resolved here once the size is known. */

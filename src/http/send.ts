@@ -28,6 +28,13 @@ export function sendStream(
   done?: (r: SendResult) => void,
 ): Response {
   const outgoing = c.env?.outgoing;
+  if (c.req.method === 'HEAD') {
+    // Hono answers HEAD by running the GET route and re-wrapping its Response, which would
+    // write the head a second time after a bypass: HEAD answers always go back through Hono.
+    body?.destroy();
+    done?.({});
+    return new Response(null, { status, headers });
+  }
   if (outgoing && typeof outgoing.writeHead === 'function') {
     outgoing.writeHead(status, headers);
     if (!body) {
@@ -66,11 +73,12 @@ export function clientAddress(c: Context<AppEnv>): string {
  */
 export function sendBytes(c: Context<AppEnv>, status: number, headers: Record<string, string>, body: Uint8Array): Response {
   const outgoing = c.env?.outgoing;
+  headers['content-length'] = String(body.length);
+  if (c.req.method === 'HEAD') return new Response(null, { status, headers });
   if (outgoing && typeof outgoing.writeHead === 'function') {
-    headers['content-length'] = String(body.length);
     outgoing.writeHead(status, headers);
-    outgoing.end(c.req.method === 'HEAD' ? undefined : body);
+    outgoing.end(body);
     return RESPONSE_ALREADY_SENT;
   }
-  return new Response(c.req.method === 'HEAD' ? null : (body as Uint8Array<ArrayBuffer>), { status, headers });
+  return new Response(body as Uint8Array<ArrayBuffer>, { status, headers });
 }

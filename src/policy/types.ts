@@ -5,7 +5,10 @@ export type RefusalCode =
   | 'version_not_allowed'
   | 'hash_not_pinned'
   | 'internal_missing'
-  | 'no_sha256';
+  | 'no_sha256'
+  | 'digest_not_pinned'
+  | 'tag_not_pinned'
+  | 'not_referenced';
 
 export type Decision =
   | { allow: true; rule: string }

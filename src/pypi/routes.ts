@@ -3,8 +3,8 @@ import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
 import type { BlobCache, FillSpec } from '../core/fill.js';
-import { parseRange } from '../core/range.js';
 import type { Recorder } from '../core/records.js';
+import { serveBlob } from '../http/serve-blob.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
 import type { Policy } from '../policy/index.js';
 import { contentLength, type UpstreamHttp } from '../upstream/http.js';
@@ -215,37 +215,13 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
         return { body: res.body, size: contentLength(res.headers) };
       },
     };
-    const served = await d.cache.fetch(spec, parseRange(c.req.header('range')));
-    headers['x-airlock-cache'] = served.cache;
-    if (served.unsatisfiable) {
-      return sendStream(c, 416, { ...headers, 'content-range': `bytes */${served.size}` }, null);
-    }
-    let status = 200;
-    if (served.range) {
-      status = 206;
-      headers['content-range'] = `bytes ${served.range.start}-${served.range.end}/${served.size}`;
-      headers['content-length'] = String(served.range.end - served.range.start + 1);
-    } else if (served.size !== undefined) {
-      headers['content-length'] = String(served.size);
-    }
-    return sendStream(c, status, headers, served.body, ({ error }) => {
-      const rec = { ...base, version: parsed.version, sha256: expected, size: served.size ?? null, cache: served.cache };
-      if (!error) {
-        d.recorder.record({ ...rec, decision: 'allow', rule: fd.rule });
-        return;
+    return serveBlob(c, d.cache, spec, headers, (o) => {
+      const rec = { ...base, version: parsed.version, sha256: expected, size: o.size, cache: o.cache };
+      if (o.failure) {
+        d.recorder.record({ ...rec, decision: 'deny', reason: `${filename}: ${o.failure.message}; transfer cut, nothing cached`, rule: fd.rule, code: o.failure.code });
+      } else {
+        d.recorder.record({ ...rec, decision: 'allow', rule: fd.rule, reason: o.clientClosed ? `client closed the connection early (${o.clientClosed})` : undefined });
       }
-      const cause = served.settled.then(
-        () => null,
-        (e: Error) => e,
-      );
-      void cause.then((fillError) => {
-        if (fillError) {
-          const code = fillError instanceof AirlockError && fillError.code === 'DIGEST_MISMATCH' ? 'digest_mismatch' : 'upstream_failed';
-          d.recorder.record({ ...rec, decision: 'deny', reason: `${filename}: ${fillError.message}; transfer cut, nothing cached`, rule: fd.rule, code });
-        } else {
-          d.recorder.record({ ...rec, decision: 'allow', rule: fd.rule, reason: `client closed the connection early (${error.message})` });
-        }
-      });
     });
   });
 

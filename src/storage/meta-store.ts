@@ -51,6 +51,21 @@ export interface PullFilter {
   limit?: number;
 }
 
+/** A verified manifest's descriptor; its bytes are a blob in the BlobStore under the same sha256. */
+export interface OciManifestRecord {
+  /** "sha256:<hex>" */
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+
+/** An edge from a verified manifest to what it references, per repository (index -> manifest -> blobs). */
+export interface OciLink {
+  digest: string;
+  size: number;
+  kind: 'manifest' | 'blob';
+}
+
 export interface MetaStore {
   getBlob(sha256: string): Promise<BlobRecord | null>;
   putBlob(rec: BlobRecord): Promise<void>;
@@ -59,5 +74,10 @@ export interface MetaStore {
   putPage(page: CachedPage): Promise<void>;
   recordPull(rec: PullRecord): Promise<void>;
   listPulls(filter: PullFilter): Promise<StoredPullRecord[]>;
+  getOciManifest(digest: string): Promise<OciManifestRecord | null>;
+  /** Store a verified manifest's descriptor and its references within `repo`, atomically. */
+  putOciManifest(repo: string, m: OciManifestRecord, children: OciLink[]): Promise<void>;
+  /** The verified manifests of `repo` that reference `digest`, with the size they declare for it. */
+  getOciParents(repo: string, digest: string): Promise<{ parent: string; size: number; kind: OciLink['kind'] }[]>;
   close(): Promise<void>;
 }

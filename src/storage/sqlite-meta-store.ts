@@ -3,6 +3,8 @@ import type {
   BlobRecord,
   CachedPage,
   MetaStore,
+  OciLink,
+  OciManifestRecord,
   PullFilter,
   PullRecord,
   StoredPullRecord,
@@ -39,6 +41,19 @@ const MIGRATIONS: string[] = [
    CREATE INDEX pulls_name_ts ON pulls (ecosystem, name, ts);
    CREATE INDEX pulls_ts ON pulls (ts);
    CREATE INDEX pulls_sha256 ON pulls (sha256);`,
+  `CREATE TABLE oci_manifests (
+     digest TEXT PRIMARY KEY,
+     media_type TEXT NOT NULL,
+     size INTEGER NOT NULL
+   );
+   CREATE TABLE oci_links (
+     repo TEXT NOT NULL,
+     parent TEXT NOT NULL,
+     child TEXT NOT NULL,
+     size INTEGER NOT NULL,
+     kind TEXT NOT NULL,
+     PRIMARY KEY (repo, child, parent)
+   ) WITHOUT ROWID;`,
 ];
 
 interface PullRow {
@@ -84,6 +99,14 @@ export class SqliteMetaStore implements MetaStore {
       insertPull: this.db.prepare(
         `INSERT INTO pulls (ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id)
          VALUES (@ts, @client, @ecosystem, @name, @version, @filename, @sha256, @size, @cache, @decision, @reason, @rule, @requestId)`,
+      ),
+      getOciManifest: this.db.prepare<[string], { digest: string; media_type: string; size: number }>(
+        'SELECT digest, media_type, size FROM oci_manifests WHERE digest = ?',
+      ),
+      putOciManifest: this.db.prepare('INSERT OR REPLACE INTO oci_manifests (digest, media_type, size) VALUES (?, ?, ?)'),
+      putOciLink: this.db.prepare('INSERT OR IGNORE INTO oci_links (repo, parent, child, size, kind) VALUES (?, ?, ?, ?, ?)'),
+      getOciParents: this.db.prepare<[string, string], { parent: string; size: number; kind: OciLink['kind'] }>(
+        'SELECT parent, size, kind FROM oci_links WHERE repo = ? AND child = ?',
       ),
     };
   }
@@ -165,6 +188,22 @@ export class SqliteMetaStore implements MetaStore {
       rule: r.rule,
       requestId: r.request_id,
     }));
+  }
+
+  async getOciManifest(digest: string): Promise<OciManifestRecord | null> {
+    const r = this.stmts.getOciManifest.get(digest);
+    return r ? { digest: r.digest, mediaType: r.media_type, size: r.size } : null;
+  }
+
+  async putOciManifest(repo: string, m: OciManifestRecord, children: OciLink[]): Promise<void> {
+    this.db.transaction(() => {
+      this.stmts.putOciManifest.run(m.digest, m.mediaType, m.size);
+      for (const c of children) this.stmts.putOciLink.run(repo, m.digest, c.digest, c.size, c.kind);
+    })();
+  }
+
+  async getOciParents(repo: string, digest: string): Promise<{ parent: string; size: number; kind: OciLink['kind'] }[]> {
+    return this.stmts.getOciParents.all(repo, digest);
   }
 
   async close(): Promise<void> {

@@ -90,6 +90,11 @@ export class UpstreamHttp {
 
 /** Read a body as text, refusing more than maxBytes (a multi-MB index page is fine; 1 GB is not). */
 export async function readBounded(body: Readable, maxBytes: number): Promise<string> {
+  return (await readBoundedBytes(body, maxBytes)).toString('utf8');
+}
+
+/** Read a body whole as bytes, refusing more than maxBytes. */
+export async function readBoundedBytes(body: Readable, maxBytes: number): Promise<Buffer> {
   const parts: Buffer[] = [];
   let n = 0;
   for await (const chunk of body) {
@@ -100,7 +105,7 @@ export async function readBounded(body: Readable, maxBytes: number): Promise<str
     }
     parts.push(chunk as Buffer);
   }
-  return Buffer.concat(parts).toString('utf8');
+  return Buffer.concat(parts);
 }
 
 export function header(h: UpstreamResponse['headers'], name: string): string | undefined {

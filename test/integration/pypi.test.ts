@@ -1,42 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { get } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
+import { rawGet, records } from '../helpers/http.js';
 
 const PIP_ACCEPT = 'application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01';
 const HTML_ONLY = 'text/html';
-
-/** GET with the raw Node client: tells a clean end from a cut transfer. */
-function rawGet(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer; complete: boolean }> {
-  return new Promise((resolve, reject) => {
-    const req = get(url, { headers }, (res) => {
-      const chunks: Buffer[] = [];
-      let done = false;
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        done = true;
-        resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), complete: res.complete });
-      });
-      res.on('error', () => {
-        if (!done) resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), complete: false });
-      });
-      res.on('aborted', () => {
-        if (!done) resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), complete: false });
-      });
-    });
-    req.on('error', reject);
-  });
-}
-
-async function records(a: TestAirlock, q = ''): Promise<any[]> {
-  // Records are written just after the response ends; give the event loop a moment.
-  await new Promise((r) => setTimeout(r, 50));
-  return (await (await fetch(`${a.url}/-/records?${q}`)).json()).records;
-}
 
 describe('PyPI front-end against a local upstream', () => {
   const pub = new FakeIndex();

@@ -1,0 +1,53 @@
+import type { Context } from 'hono';
+import { AirlockError } from '../core/errors.js';
+import type { BlobCache, CacheOutcome, FillSpec } from '../core/fill.js';
+import { parseRange } from '../core/range.js';
+import { sendStream, type AppEnv } from './send.js';
+
+export interface BlobOutcome {
+  cache: CacheOutcome;
+  size: number | null;
+  /** The whole answer reached the client. */
+  ok: boolean;
+  /** Why the transfer was cut, when the fill itself failed (the client got no clean end). */
+  failure?: { code: 'digest_mismatch' | 'upstream_failed'; message: string };
+  /** The client went away early while the content itself was fine. */
+  clientClosed?: string;
+}
+
+/**
+ * Serve a verified blob (cached, or filled from upstream through the one BlobCache path) with
+ * Range support, and report how it ended, so each front-end can write its own pull record.
+ * The caller passes the protocol's headers; Content-Length/Content-Range are set here.
+ */
+export async function serveBlob(
+  c: Context<AppEnv>,
+  cache: BlobCache,
+  spec: FillSpec,
+  headers: Record<string, string>,
+  done: (o: BlobOutcome) => void,
+): Promise<Response> {
+  const served = await cache.fetch(spec, parseRange(c.req.header('range')));
+  if (served.unsatisfiable) {
+    return sendStream(c, 416, { ...headers, 'content-range': `bytes */${served.size}` }, null);
+  }
+  let status = 200;
+  if (served.range) {
+    status = 206;
+    headers['content-range'] = `bytes ${served.range.start}-${served.range.end}/${served.size}`;
+    headers['content-length'] = String(served.range.end - served.range.start + 1);
+  } else if (served.size !== undefined) {
+    headers['content-length'] = String(served.size);
+  }
+  const size = served.size ?? null;
+  return sendStream(c, status, headers, served.body, ({ error }) => {
+    if (!error) return done({ cache: served.cache, size, ok: true });
+    void served.settled.then(
+      () => done({ cache: served.cache, size, ok: false, clientClosed: error.message }),
+      (fillError: Error) => {
+        const code = fillError instanceof AirlockError && (fillError.code === 'DIGEST_MISMATCH' || fillError.code === 'SIZE_MISMATCH') ? 'digest_mismatch' : 'upstream_failed';
+        done({ cache: served.cache, size, ok: false, failure: { code, message: fillError.message } });
+      },
+    );
+  });
+}

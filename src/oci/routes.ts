@@ -1,0 +1,405 @@
+import { createHash } from 'node:crypto';
+import { Hono, type Context } from 'hono';
+import type { Logger } from 'pino';
+import { AirlockError } from '../core/errors.js';
+import type { BlobCache, CacheOutcome } from '../core/fill.js';
+import type { Recorder } from '../core/records.js';
+import { serveBlob } from '../http/serve-blob.js';
+import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
+import type { Policy } from '../policy/index.js';
+import type { Decision } from '../policy/types.js';
+import type { MetaStore, PullRecord } from '../storage/meta-store.js';
+import { contentLength, header, readBoundedBytes } from '../upstream/http.js';
+import {
+  MANIFEST_ACCEPT,
+  ManifestError,
+  accepts,
+  checkDigest,
+  isValidName,
+  isValidTag,
+  looksLikeHost,
+  parseManifest,
+  parseV2Path,
+} from './reference.js';
+import type { RegistryClient } from './registry-client.js';
+
+export interface OciDeps {
+  policy: () => Policy;
+  /** Upstream registries by the name clients use for them (docker.io, ghcr.io, ...). */
+  registries: Map<string, RegistryClient>;
+  defaultRegistry: string;
+  cache: BlobCache;
+  meta: MetaStore;
+  recorder: Recorder;
+  log: Logger;
+  maxManifestBytes: number;
+}
+
+/** An error in the distribution spec's envelope: {"errors":[{code, message, detail}]}. */
+export class OciError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly extraHeaders: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
+const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
+
+interface Target {
+  /** Registry key (docker.io, ghcr.io, ...). */
+  registry: string;
+  /** The name as the upstream registry knows it (library/python). */
+  upstreamName: string;
+  /** Canonical "registry/name": what policy rules and records use. */
+  repo: string;
+  client: RegistryClient;
+}
+
+interface Approval {
+  decision: Decision;
+  /** Size declared by the approving parent manifest (for content reached through one). */
+  size?: number;
+}
+
+function errorBody(code: string, message: string): Uint8Array {
+  return Buffer.from(JSON.stringify({ errors: [{ code, message, detail: null }] }));
+}
+
+function headerSafe(s: string): string {
+  return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
+}
+
+/**
+ * The OCI front-end, mounted at /v2: the pull side of the distribution API for Docker
+ * (registry-mirrors), containerd (hosts.toml, ?ns=) and podman/skopeo (path-prefix mirrors).
+ * Thin: map the name to an upstream, ask policy, fetch through the shared verified cache,
+ * answer in the spec's format.
+ */
+export function createOciApp(d: OciDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  const manifestFlights = new Map<string, Promise<LoadedManifest>>();
+  const linked = new Set<string>();
+
+  function refuse(c: Context<AppEnv>, e: OciError): Response {
+    return sendBytes(
+      c,
+      e.status,
+      { ...API_VERSION, 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-airlock-reason': headerSafe(e.message), ...e.extraHeaders },
+      errorBody(e.code, e.message),
+    );
+  }
+
+  function target(name: string, ns: string | undefined): Target {
+    let registry: string | undefined;
+    let upstreamName = name;
+    const slash = name.indexOf('/');
+    const first = slash > 0 ? name.slice(0, slash) : '';
+    if (first && looksLikeHost(first)) {
+      registry = DOCKER_HUB_ALIASES.has(first) ? 'docker.io' : first;
+      upstreamName = name.slice(slash + 1);
+      if (!d.registries.has(registry)) throw new OciError(404, 'NAME_UNKNOWN', `registry ${first} is not configured in Airlock (oci.registries)`);
+    }
+    if (ns !== undefined) {
+      const nsKey = DOCKER_HUB_ALIASES.has(ns.toLowerCase()) ? 'docker.io' : ns.toLowerCase();
+      if (registry && nsKey !== registry) {
+        throw new OciError(400, 'NAME_INVALID', `the path names registry ${registry} but ?ns= names ${ns.slice(0, 100)}; refusing the ambiguous request`);
+      }
+      if (!d.registries.has(nsKey)) throw new OciError(404, 'NAME_UNKNOWN', `registry ${ns.slice(0, 100)} (from ?ns=) is not configured in Airlock (oci.registries)`);
+      registry = nsKey;
+    }
+    registry ??= d.defaultRegistry;
+    if (registry === 'docker.io' && !upstreamName.includes('/')) upstreamName = `library/${upstreamName}`;
+    if (!isValidName(upstreamName)) {
+      throw new OciError(400, 'NAME_INVALID', `${JSON.stringify(upstreamName.slice(0, 100))} is not a valid repository name (lowercase components separated by /)`);
+    }
+    return { registry, upstreamName, repo: `${registry}/${upstreamName}`, client: d.registries.get(registry)! };
+  }
+
+  /** A manifest or blob digest is approved when pinned, or referenced by an approved manifest of the same repository. */
+  async function approve(repo: string, digest: string, depth = 0): Promise<Approval> {
+    const policy = d.policy();
+    const direct = policy.oci.decideDigest(repo, digest);
+    if (direct.allow || direct.code !== 'digest_not_pinned' || depth >= 3) return { decision: direct };
+    for (const p of await d.meta.getOciParents(repo, digest)) {
+      const parent = await approve(repo, p.parent, depth + 1);
+      if (parent.decision.allow) return { decision: policy.oci.decideReferenced(repo, digest, parent.decision), size: p.size };
+    }
+    return { decision: direct };
+  }
+
+  interface LoadedManifest {
+    bytes: Buffer;
+    mediaType: string;
+    cache: CacheOutcome;
+  }
+
+  async function linkOnce(t: Target, digest: string, bytes: Buffer, mediaType: string): Promise<void> {
+    const key = `${t.repo}@${digest}`;
+    if (linked.has(key)) return;
+    const parsed = parseManifest(bytes, mediaType);
+    await d.meta.putOciManifest(t.repo, { digest, mediaType: parsed.mediaType, size: bytes.length }, parsed.children);
+    if (linked.size > 100_000) linked.clear();
+    linked.add(key);
+  }
+
+  /** A pinned manifest: from the cache, else fetched upstream by digest, verified in memory, then stored. */
+  async function loadManifest(t: Target, digest: string, expectedSize: number | undefined): Promise<LoadedManifest> {
+    const hex = digest.slice('sha256:'.length);
+    const rec = await d.meta.getOciManifest(digest);
+    if (rec) {
+      const bytes = await d.cache.readSmall(hex, d.maxManifestBytes);
+      if (bytes) {
+        await linkOnce(t, digest, bytes, rec.mediaType);
+        return { bytes, mediaType: rec.mediaType, cache: 'hit' };
+      }
+    }
+    const key = `${t.repo}@${digest}`;
+    const flight = manifestFlights.get(key);
+    if (flight) return { ...(await flight), cache: 'join' };
+    const p = fetchManifest(t, digest, hex, expectedSize).finally(() => manifestFlights.delete(key));
+    manifestFlights.set(key, p);
+    return p;
+  }
+
+  async function fetchManifest(t: Target, digest: string, hex: string, expectedSize: number | undefined): Promise<LoadedManifest> {
+    const res = await t.client.request(t.upstreamName, `manifests/${digest}`, { accept: MANIFEST_ACCEPT });
+    if (res.status !== 200) {
+      res.body.resume();
+      if (res.status === 404) throw new OciError(404, 'MANIFEST_UNKNOWN', `${t.repo}@${digest} is pinned, but ${t.registry} does not have it`);
+      if (res.status === 429) {
+        const retry = header(res.headers, 'retry-after');
+        throw new OciError(429, 'TOOMANYREQUESTS', `${t.registry} is rate-limiting Airlock and ${digest} is not cached yet`, retry ? { 'retry-after': retry } : {});
+      }
+      throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${t.registry} answered ${res.status} for the manifest ${t.upstreamName}@${digest}`);
+    }
+    const bytes = await readBoundedBytes(res.body, d.maxManifestBytes);
+    const got = createHash('sha256').update(bytes).digest('hex');
+    if (got !== hex || (expectedSize !== undefined && bytes.length !== expectedSize)) {
+      const why = got !== hex ? `has sha256:${got}` : `is ${bytes.length} bytes where the index declares ${expectedSize}`;
+      throw new AirlockError('DIGEST_MISMATCH', `${t.registry} sent a manifest for ${t.repo}@${digest} that ${why}; nothing was cached`);
+    }
+    const contentType = header(res.headers, 'content-type');
+    let mediaType: string;
+    try {
+      mediaType = parseManifest(bytes, contentType).mediaType;
+    } catch (e) {
+      if (e instanceof ManifestError) throw new OciError(e.code === 'UNSUPPORTED' ? 415 : 502, e.code, `${t.repo}@${digest}: ${e.message}`);
+      throw e;
+    }
+    await d.cache.putSmall(bytes);
+    await linkOnce(t, digest, bytes, mediaType);
+    return { bytes, mediaType, cache: 'miss' };
+  }
+
+  function baseRecord(c: Context<AppEnv>, t: Target, reference: string, kind: 'manifest' | 'blob'): Omit<PullRecord, 'cache' | 'decision'> {
+    return { ts: Date.now(), client: clientAddress(c), ecosystem: 'oci', name: t.repo, version: reference, filename: kind, requestId: c.get('requestId') };
+  }
+
+  function deny(c: Context<AppEnv>, t: Target, reference: string, kind: 'manifest' | 'blob', decision: Decision & { allow: false }, sha256?: string): never {
+    if (c.req.method === 'GET') {
+      d.recorder.record({ ...baseRecord(c, t, reference, kind), sha256: sha256 ?? null, cache: 'none', decision: 'deny', reason: decision.reason, rule: decision.rule, code: decision.code });
+    } else {
+      d.log.warn({ ecosystem: 'oci', name: t.repo, reference, reason: decision.reason, rule: decision.rule }, 'refused');
+    }
+    throw new OciError(403, 'DENIED', decision.reason);
+  }
+
+  async function manifest(c: Context<AppEnv>, t: Target, reference: string): Promise<Response> {
+    let digest: string;
+    let approval: Approval;
+    if (reference.includes(':')) {
+      const check = checkDigest(reference);
+      if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
+      digest = reference;
+      approval = await approve(t.repo, digest);
+    } else {
+      if (!isValidTag(reference)) throw new OciError(400, 'TAG_INVALID', `${JSON.stringify(reference.slice(0, 140))} is not a valid tag`);
+      const r = d.policy().oci.resolveTag(t.repo, reference);
+      approval = { decision: r.decision };
+      digest = r.digest ?? '';
+    }
+    if (!approval.decision.allow) deny(c, t, reference, 'manifest', approval.decision, digest ? digest.slice(7) : undefined);
+    const rule = approval.decision.rule;
+    let m: LoadedManifest;
+    try {
+      m = await loadManifest(t, digest, approval.size);
+    } catch (e) {
+      if (c.req.method === 'GET') {
+        const reason = (e as Error).message;
+        const mismatch = e instanceof AirlockError && e.code === 'DIGEST_MISMATCH';
+        d.recorder.record({ ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), cache: 'none', decision: mismatch ? 'deny' : 'error', reason, rule, code: mismatch ? 'digest_mismatch' : 'upstream_failed' });
+      }
+      throw e;
+    }
+    const headers: Record<string, string> = {
+      ...API_VERSION,
+      'content-type': m.mediaType,
+      'docker-content-digest': digest,
+      etag: `"${digest}"`,
+      'x-airlock-cache': m.cache,
+    };
+    if (!accepts(c.req.header('accept'), m.mediaType)) {
+      throw new OciError(404, 'MANIFEST_UNKNOWN', `${t.repo}@${digest} is a ${m.mediaType}, which this client's Accept header does not include; Airlock serves manifests unconverted`);
+    }
+    const inm = c.req.header('if-none-match');
+    if (inm && inm.split(',').some((v) => v.trim() === `"${digest}"`)) return sendStream(c, 304, headers, null);
+    if (c.req.method === 'GET') {
+      d.recorder.record({ ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), size: m.bytes.length, cache: m.cache, decision: 'allow', rule });
+    }
+    return sendBytes(c, 200, headers, m.bytes);
+  }
+
+  async function blob(c: Context<AppEnv>, t: Target, digest: string): Promise<Response> {
+    const check = checkDigest(digest);
+    if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
+    const hex = digest.slice(7);
+    const approval = await approve(t.repo, digest);
+    if (!approval.decision.allow) {
+      const dec = approval.decision;
+      const reason =
+        dec.code === 'digest_not_pinned'
+          ? `${t.repo}@${digest} is not referenced by any approved manifest of ${t.repo} pulled through Airlock; blobs are served only as part of an approved image`
+          : dec.reason;
+      deny(c, t, digest, 'blob', { ...dec, code: dec.code === 'digest_not_pinned' ? 'not_referenced' : dec.code, reason }, hex);
+    }
+    const rule = approval.decision.rule;
+    const headers: Record<string, string> = {
+      ...API_VERSION,
+      'content-type': 'application/octet-stream',
+      'docker-content-digest': digest,
+      etag: `"${digest}"`,
+      'accept-ranges': 'bytes',
+      'cache-control': 'public, max-age=31536000, immutable',
+    };
+    if (c.req.method === 'HEAD') {
+      const size = (await d.cache.cachedSize(hex)) ?? approval.size;
+      if (size !== undefined) headers['content-length'] = String(size);
+      return sendStream(c, 200, headers, null);
+    }
+    const base = baseRecord(c, t, digest, 'blob');
+    const spec = {
+      sha256: hex,
+      size: approval.size,
+      open: async (signal: AbortSignal) => {
+        const res = await t.client.request(t.upstreamName, `blobs/${digest}`, { signal });
+        if (res.status !== 200) {
+          res.body.resume();
+          if (res.status === 404) throw new AirlockError('NOT_FOUND', `${t.registry} does not have ${t.upstreamName}@${digest}`);
+          throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${t.registry} answered ${res.status} for the blob ${t.upstreamName}@${digest}`);
+        }
+        return { body: res.body, size: contentLength(res.headers) };
+      },
+    };
+    try {
+      return await serveBlob(c, d.cache, spec, headers, (o) => {
+        const rec = { ...base, sha256: hex, size: o.size, cache: o.cache };
+        if (o.failure) {
+          d.recorder.record({ ...rec, decision: 'deny', reason: `${t.repo}@${digest}: ${o.failure.message}; transfer cut, nothing cached`, rule, code: o.failure.code });
+        } else {
+          d.recorder.record({ ...rec, decision: 'allow', rule, reason: o.clientClosed ? `client closed the connection early (${o.clientClosed})` : undefined });
+        }
+      });
+    } catch (e) {
+      d.recorder.record({ ...base, sha256: hex, cache: 'none', decision: 'error', reason: (e as Error).message, rule, code: 'upstream_failed' });
+      if (e instanceof AirlockError && e.code === 'NOT_FOUND') throw new OciError(404, 'BLOB_UNKNOWN', e.message);
+      throw e;
+    }
+  }
+
+  function tags(c: Context<AppEnv>, t: Target, name: string): Response {
+    const policy = d.policy().oci;
+    const dec = policy.decideRepository(t.repo);
+    if (!dec.allow) throw new OciError(403, 'DENIED', dec.reason);
+    let list = policy.tags(t.repo);
+    const last = c.req.query('last');
+    if (last !== undefined) list = list.filter((tag) => tag > last);
+    const nq = c.req.query('n');
+    const headers: Record<string, string> = { ...API_VERSION, 'content-type': 'application/json' };
+    if (nq !== undefined) {
+      if (!/^\d{1,6}$/.test(nq)) throw new OciError(400, 'PAGINATION_NUMBER_INVALID', `n: expected a whole number, got ${JSON.stringify(nq.slice(0, 20))}`);
+      const n = Number(nq);
+      if (list.length > n) {
+        list = list.slice(0, n);
+        if (n > 0) headers.link = `</v2/${name}/tags/list?n=${n}&last=${encodeURIComponent(list[list.length - 1])}>; rel="next"`;
+      }
+    }
+    return sendBytes(c, 200, headers, Buffer.from(JSON.stringify({ name, tags: list })));
+  }
+
+  function catalog(c: Context<AppEnv>): Response {
+    let repos = d.policy().oci.repositories();
+    const last = c.req.query('last');
+    if (last !== undefined) repos = repos.filter((r) => r > last);
+    const nq = c.req.query('n');
+    const headers: Record<string, string> = { ...API_VERSION, 'content-type': 'application/json' };
+    if (nq !== undefined) {
+      if (!/^\d{1,6}$/.test(nq)) throw new OciError(400, 'PAGINATION_NUMBER_INVALID', `n: expected a whole number`);
+      const n = Number(nq);
+      if (repos.length > n) {
+        repos = repos.slice(0, n);
+        if (n > 0) headers.link = `</v2/_catalog?n=${n}&last=${encodeURIComponent(repos[repos.length - 1])}>; rel="next"`;
+      }
+    }
+    return sendBytes(c, 200, headers, Buffer.from(JSON.stringify({ repositories: repos })));
+  }
+
+  app.all('*', async (c) => {
+    // The raw request line: URL parsing upstream of here would resolve "/../" and "/./" silently.
+    const raw = c.env?.incoming?.url?.split('?')[0];
+    if (raw !== undefined && /(^|\/)\.\.?(\/|$)|\/\//.test(raw)) {
+      throw new OciError(400, 'NAME_INVALID', 'empty, "." and ".." path segments are not allowed in repository names');
+    }
+    const path = c.req.path;
+    const rest = path === '/v2' ? '' : path.startsWith('/v2/') ? path.slice(4) : null;
+    if (rest === null) throw new OciError(404, 'NAME_UNKNOWN', 'not found');
+    if (rest.length > 1024) throw new OciError(414, 'NAME_INVALID', 'request path too long');
+    if (rest.includes('%')) throw new OciError(400, 'NAME_INVALID', 'percent-encoded characters are not allowed in repository names or references');
+    const route = parseV2Path(rest);
+    const method = c.req.method;
+    if (method !== 'GET' && method !== 'HEAD') {
+      throw new OciError(405, 'UNSUPPORTED', `Airlock is a read-only mirror: ${method} is not supported`, { allow: 'GET, HEAD' });
+    }
+    switch (route.kind) {
+      case 'base':
+        return sendBytes(c, 200, { ...API_VERSION, 'content-type': 'application/json' }, Buffer.from('{}'));
+      case 'catalog':
+        return catalog(c);
+      case 'uploads':
+        throw new OciError(405, 'UNSUPPORTED', 'Airlock is a read-only mirror: pushes are not supported', { allow: 'GET, HEAD' });
+      case 'unknown':
+        throw new OciError(404, 'NAME_UNKNOWN', `no such endpoint: ${path.slice(0, 200)}`);
+      case 'referrers':
+        throw new OciError(404, 'UNSUPPORTED', 'the referrers API is not mirrored by Airlock yet');
+      case 'tags':
+        return tags(c, target(route.name, c.req.query('ns')), route.name);
+      case 'manifest':
+        return manifest(c, target(route.name, c.req.query('ns')), route.reference);
+      case 'blob':
+        return blob(c, target(route.name, c.req.query('ns')), route.digest);
+    }
+  });
+
+  app.onError((err, c) => {
+    const ctx = c as Context<AppEnv>;
+    if (err instanceof OciError) {
+      if (err.status >= 500) d.log.error({ ecosystem: 'oci', code: err.code, err: err.message, path: c.req.path }, 'request failed');
+      else d.log.warn({ ecosystem: 'oci', code: err.code, reason: err.message, path: c.req.path }, 'request refused');
+      return refuse(ctx, err);
+    }
+    if (err instanceof AirlockError) {
+      const code = err.code === 'POLICY_DENIED' ? 'DENIED' : err.code === 'NOT_FOUND' ? 'NAME_UNKNOWN' : err.code === 'BAD_REQUEST' ? 'NAME_INVALID' : 'UNKNOWN';
+      if (err.status >= 500) d.log.error({ ecosystem: 'oci', code: err.code, err: err.message, path: c.req.path }, 'request failed');
+      else d.log.warn({ ecosystem: 'oci', code: err.code, reason: err.message, path: c.req.path }, 'request refused');
+      return refuse(ctx, new OciError(err.status, code, err.message));
+    }
+    d.log.error({ ecosystem: 'oci', err, path: c.req.path }, 'unexpected error');
+    return refuse(ctx, new OciError(500, 'UNKNOWN', 'internal error (see the Airlock log)'));
+  });
+
+  return app;
+}
