@@ -7,7 +7,7 @@ import { parseTime } from '../core/time.js';
 import { startServer } from '../server.js';
 import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
 import type { PullFilter } from '../storage/meta-store.js';
-import { resolvePypiPin, writePypiPin } from './pin.js';
+import { resolveOciPin, resolvePypiPin, writeOciPin, writePypiPin } from './pin.js';
 
 const USAGE = `airlock: an approved internal registry mirror for PyPI, Hugging Face and OCI
 
@@ -20,6 +20,10 @@ usage:
   airlock pin pypi 'NAME==VERSION' [--config FILE] [--print]
                                                   resolve a release upstream and add it, with its
                                                   file hashes, to the policy (comments are kept)
+  airlock pin oci REGISTRY/NAME:TAG [--config FILE] [--print]
+                                                  resolve a tag upstream to its manifest digest and
+                                                  pin it (tag alias + digest) in the policy
+  airlock pin oci REGISTRY/NAME@sha256:DIGEST     check the digest upstream and pin it
 
 --config defaults to config/airlock.yaml.`;
 
@@ -69,7 +73,9 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'check': {
       const loaded = loadConfig(configFile);
-      process.stdout.write(`${loaded.configFile}: OK (${loaded.policy.pypi.size} PyPI allow entries; policy in ${loaded.policyFile})\n`);
+      process.stdout.write(
+        `${loaded.configFile}: OK (${loaded.policy.pypi.size} PyPI allow entries, ${loaded.policy.oci.size} OCI repositories; policy in ${loaded.policyFile})\n`,
+      );
       return;
     }
     case 'records': {
@@ -100,7 +106,20 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'pin': {
       const [eco, req] = rest;
-      if (eco !== 'pypi' || !req) fail(`usage: airlock pin pypi 'NAME==VERSION' (Hugging Face and OCI pins arrive with those front-ends)`);
+      if (eco === 'oci' && req) {
+        const pin = await resolveOciPin(configFile, req);
+        const loaded = loadConfig(configFile);
+        if (values.print) {
+          process.stdout.write(JSON.stringify(pin) + '\n');
+          return;
+        }
+        const how = writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin);
+        loadConfig(configFile);
+        const what = pin.mediaType.includes('index') || pin.mediaType.includes('list') ? `index of ${pin.children} platforms` : `manifest with ${pin.children} blobs`;
+        process.stdout.write(`${how} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}) in ${loaded.policyFile}\n`);
+        return;
+      }
+      if (eco !== 'pypi' || !req) fail(`usage: airlock pin pypi 'NAME==VERSION' | airlock pin oci REGISTRY/NAME:TAG (Hugging Face pins arrive with that front-end)`);
       const pin = await resolvePypiPin(configFile, req);
       const loaded = loadConfig(configFile);
       if (values.print) {

@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
-import { isMap, isSeq, parseDocument, YAMLMap, YAMLSeq, type Document } from 'yaml';
+import { createHash } from 'node:crypto';
+import { isMap, isScalar, isSeq, parseDocument, YAMLMap, YAMLSeq, type Document } from 'yaml';
 import { valid as validVersion } from '@renovatebot/pep440';
 import { loadConfig, ConfigError } from '../config/load.js';
 import { Metrics } from '../obs/metrics.js';
@@ -8,7 +9,10 @@ import { parseFilename } from '../pypi/filenames.js';
 import { PypiIndex } from '../pypi/index.js';
 import { isValidProjectName, normalizeName } from '../pypi/names.js';
 import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
-import { UpstreamHttp } from '../upstream/http.js';
+import { header, readBoundedBytes, UpstreamHttp } from '../upstream/http.js';
+import { MANIFEST_ACCEPT, ManifestError, checkDigest, looksLikeHost, parseManifest } from '../oci/reference.js';
+import { RegistryClient } from '../oci/registry-client.js';
+import { canonicalRepository } from '../policy/oci.js';
 import type { Dispatcher } from 'undici';
 
 export interface PinResult {
@@ -73,4 +77,110 @@ export function writePypiPin(policyFile: string, basePath: string[], pin: PinRes
   else items.push(entry);
   writeFileSync(policyFile, doc.toString());
   return idx >= 0 ? 'updated' : 'added';
+}
+
+export interface OciPinResult {
+  repository: string;
+  tag?: string;
+  digest: string;
+  mediaType: string;
+  /** Platforms (for an index) or layers (for a manifest) the pinned digest covers. */
+  children: number;
+}
+
+/**
+ * Resolve REGISTRY/NAME:TAG (or @DIGEST) upstream to the digest of the exact manifest bytes the
+ * registry sends for every modern media type, checked against Docker-Content-Digest.
+ */
+export async function resolveOciPin(configFile: string, reference: string, dispatcher?: Dispatcher): Promise<OciPinResult> {
+  const loaded = loadConfig(configFile);
+  const m = /^([^@]+?)(?::([A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(?:@(.+))?$/.exec(reference.trim());
+  const usage = `pin: expected REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:DIGEST (e.g. docker.io/library/python:3.12-slim), got ${JSON.stringify(reference)}`;
+  if (!m || (!m[2] && !m[3])) throw new ConfigError(usage);
+  let name = m[1];
+  const first = name.split('/')[0];
+  if (!name.includes('/') || !looksLikeHost(first)) name = `${loaded.config.oci.default_registry}/${name}`;
+  const repository = canonicalRepository(name);
+  if (!repository) throw new ConfigError(usage);
+  if (m[3]) {
+    const c = checkDigest(m[3]);
+    if (!c.ok) throw new ConfigError(`pin: ${c.reason}`);
+  }
+  const registry = repository.slice(0, repository.indexOf('/'));
+  const upstreamName = repository.slice(registry.length + 1);
+  const r = loaded.config.oci.registries[registry];
+  if (!r) throw new ConfigError(`pin: registry ${registry} is not configured in oci.registries (${Object.keys(loaded.config.oci.registries).join(', ')})`);
+  const http = new UpstreamHttp({ dispatcher, headersTimeoutMs: loaded.config.oci.timeout * 1000 });
+  try {
+    const client = new RegistryClient(
+      {
+        key: registry,
+        url: r.url,
+        blobHosts: r.blob_hosts,
+        authHosts: r.auth_hosts,
+        username: r.username_env ? process.env[r.username_env] : undefined,
+        password: r.password_env ? process.env[r.password_env] : undefined,
+      },
+      http,
+    );
+    const ref = m[3] ?? m[2]!;
+    const res = await client.request(upstreamName, `manifests/${ref}`, { accept: MANIFEST_ACCEPT });
+    if (res.status !== 200) {
+      res.body.resume();
+      throw new ConfigError(`pin: ${registry} answered ${res.status} for ${upstreamName}:${ref}`);
+    }
+    const bytes = await readBoundedBytes(res.body, loaded.config.oci.max_manifest_bytes);
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const claimed = header(res.headers, 'docker-content-digest');
+    if (claimed && claimed !== digest) throw new ConfigError(`pin: ${registry} claims ${claimed} for ${upstreamName}:${ref} but its bytes hash to ${digest}; not pinning`);
+    if (m[3] && m[3] !== digest) throw new ConfigError(`pin: ${registry} sent bytes hashing to ${digest} for ${m[3]}; not pinning`);
+    let parsed;
+    try {
+      parsed = parseManifest(bytes, header(res.headers, 'content-type'));
+    } catch (e) {
+      if (e instanceof ManifestError) throw new ConfigError(`pin: ${repository}:${ref}: ${e.message}`);
+      throw e;
+    }
+    return { repository, tag: m[3] ? undefined : m[2], digest, mediaType: parsed.mediaType, children: parsed.children.length };
+  } finally {
+    await http.close();
+  }
+}
+
+/** Add the digest (and the tag alias) to the repository's allow entry, keeping comments and order. */
+export function writeOciPin(policyFile: string, basePath: string[], pin: OciPinResult): 'added' | 'updated' {
+  const doc = parseDocument(readFileSync(policyFile, 'utf8')) as Document.Parsed;
+  const allowPath = [...basePath, 'oci', 'allow'];
+  let seq = doc.getIn(allowPath, true);
+  if (!isSeq(seq)) {
+    seq = new YAMLSeq();
+    doc.setIn(allowPath, seq);
+  }
+  // An empty flow sequence ("allow: []") would make every new entry a flow map; write block style.
+  if ((seq as YAMLSeq).items.length === 0) (seq as YAMLSeq).flow = false;
+  const items = (seq as YAMLSeq).items;
+  let entry = items.find((it) => isMap(it) && canonicalRepository(String(it.get('repository'))) === pin.repository) as YAMLMap | undefined;
+  const how = entry ? 'updated' : 'added';
+  if (!entry) {
+    entry = doc.createNode({ repository: pin.repository }) as YAMLMap;
+    items.push(entry);
+  }
+  if (pin.tag) {
+    let tags: unknown = entry.get('tags', true);
+    if (!isMap(tags)) {
+      tags = doc.createNode({}) as YAMLMap;
+      entry.set('tags', tags);
+    }
+    (tags as YAMLMap).set(pin.tag, pin.digest);
+  } else {
+    let digests: unknown = entry.get('digests', true);
+    if (!isSeq(digests)) {
+      digests = new YAMLSeq();
+      entry.set('digests', digests);
+    }
+    const list = digests as YAMLSeq;
+    if (!list.items.some((d) => String(isScalar(d) ? d.value : d) === pin.digest)) list.add(pin.digest);
+  }
+  writeFileSync(policyFile, doc.toString());
+  return how;
 }

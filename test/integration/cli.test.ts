@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
+import { FakeRegistry, makeImage, makeIndex } from '../helpers/fake-registry.js';
+import { loadConfig } from '../../src/config/load.js';
 
 const CLI = join(process.cwd(), 'dist', 'cli', 'main.js');
 
@@ -81,6 +83,54 @@ policy:
     const r = await airlock(['serve', '--config', bad]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${bad}:6: policy.pypi.allow[0].versions: bad version specifier "~="`);
+  });
+
+  it('pins an OCI tag to the digest of its exact manifest bytes, as a tag alias', async () => {
+    const reg = await new FakeRegistry().start();
+    try {
+      const amd = makeImage([Buffer.from('layer-amd')], 'amd64');
+      const arm = makeImage([Buffer.from('layer-arm')], 'arm64');
+      const index = makeIndex([
+        { img: amd, arch: 'amd64' },
+        { img: arm, arch: 'arm64' },
+      ]);
+      reg.pushIndex('library/python', index, [amd, arm], '3.12-slim');
+      const cfg = join(dir, 'oci.yaml');
+      writeFileSync(
+        cfg,
+        `data_dir: ${join(dir, 'data-oci')}
+oci:
+  registries:
+    docker.io: { url: "${reg.url}" }
+policy:
+  oci:
+    # approved images
+    allow: []
+`,
+      );
+      const r = await airlock(['pin', 'oci', 'python:3.12-slim', '--config', cfg]);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toContain(`added docker.io/library/python:3.12-slim -> ${index.digest} (index of 2 platforms)`);
+      const pinned = await airlock(['pin', 'oci', `docker.io/library/python@${amd.digest}`, '--config', cfg]);
+      expect(pinned.stdout).toContain(`updated docker.io/library/python -> ${amd.digest} (manifest with 2 blobs)`);
+      const text = readFileSync(cfg, 'utf8');
+      expect(text).toContain('# approved images');
+      const policy = loadConfig(cfg).policy.oci;
+      expect(policy.resolveTag('docker.io/library/python', '3.12-slim').digest).toBe(index.digest);
+      expect(policy.decideDigest('docker.io/library/python', amd.digest).allow).toBe(true);
+      // The upstream tag moves; the pin does not.
+      reg.tags.set('library/python:3.12-slim', amd.digest);
+      expect(loadConfig(cfg).policy.oci.resolveTag('docker.io/library/python', '3.12-slim').digest).toBe(index.digest);
+      const missing = await airlock(['pin', 'oci', 'python:nope', '--config', cfg]);
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toContain('answered 404');
+      const bad = await airlock(['pin', 'oci', 'python', '--config', cfg]);
+      expect(bad.stderr).toContain('expected REGISTRY/NAME:TAG');
+      const check = await airlock(['check', '--config', cfg]);
+      expect(check.stdout).toContain('1 OCI repositories');
+    } finally {
+      await reg.stop();
+    }
   });
 
   it('lists pull records', async () => {

@@ -66,3 +66,34 @@ describe('configuration loading', () => {
     expect(errorOf(write('listen: a:1\nlisten: b:2\n'))).toMatch(/invalid YAML/);
   });
 });
+
+describe('OCI configuration and policy', () => {
+  const D = 'sha256:' + 'a'.repeat(64);
+  it('knows the public registries by default', () => {
+    const c = loadConfig(write(''));
+    expect(Object.keys(c.config.oci.registries).sort()).toEqual(['docker.io', 'ghcr.io', 'nvcr.io', 'quay.io']);
+    expect(c.config.oci.default_registry).toBe('docker.io');
+  });
+  it('names a bad digest in the policy with its line', () => {
+    const f = write(`policy:\n  oci:\n    allow:\n      - repository: docker.io/library/python\n        digests: ["sha256:abc"]\n`);
+    expect(errorOf(f)).toBe(`${f}:5: policy.oci.allow[0].digests[0]: sha256:abc: a sha256 digest is 64 lowercase hex characters`);
+  });
+  it('refuses a tag that is not an alias of a digest', () => {
+    const f = write(`policy:\n  oci:\n    allow:\n      - repository: docker.io/library/python\n        tags: { "3.12": latest }\n`);
+    expect(errorOf(f)).toMatch(/policy\.oci\.allow\[0\]\.tags\.3\.12: a tag must be an alias of a pinned digest/);
+  });
+  it('refuses a repository on a registry that is not configured', () => {
+    const f = write(`policy:\n  oci:\n    allow:\n      - repository: registry.corp/team/app\n        digests: ["${D}"]\n`);
+    expect(errorOf(f)).toBe(`${f}:4: policy.oci.allow[0].repository: registry registry.corp is not configured in oci.registries (docker.io, ghcr.io, quay.io, nvcr.io)`);
+  });
+  it('refuses a default registry that is not configured, and unset credential variables', () => {
+    expect(errorOf(write(`oci:\n  default_registry: nope.io\n`))).toMatch(/:2: oci.default_registry: "nope.io" is not one of oci.registries/);
+    const f = write(`oci:\n  registries:\n    docker.io:\n      url: https://registry-1.docker.io\n      username_env: AIRLOCK_TEST_UNSET_USER\n      password_env: AIRLOCK_TEST_UNSET_PASS\n`);
+    expect(errorOf(f)).toBe(`${f}:5: oci.registries.docker.io.username_env: environment variable AIRLOCK_TEST_UNSET_USER is not set`);
+    const ok = loadConfig(f, { AIRLOCK_TEST_UNSET_USER: 'u', AIRLOCK_TEST_UNSET_PASS: 'p' });
+    expect(ok.config.oci.registries['docker.io'].username_env).toBe('AIRLOCK_TEST_UNSET_USER');
+  });
+  it('refuses a registry URL that includes /v2/', () => {
+    expect(errorOf(write(`oci:\n  registries:\n    r.io: { url: "https://r.io/v2/" }\n  default_registry: r.io\n`))).toMatch(/oci.registries.r.io.url: give the registry root, without \/v2\//);
+  });
+});
