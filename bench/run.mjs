@@ -125,8 +125,12 @@ files.push({ name: 'bench_coal1-1.0-py3-none-any.whl', project: 'bench-coal1', s
 files.push({ name: 'bench_coal16-1.0-py3-none-any.whl', project: 'bench-coal16', size: S.coal, seed: 301 });
 for (let i = 0; i < DISTINCT; i++) files.push({ name: `bench_d${i}-1.0-py3-none-any.whl`, project: `bench-d${i}`, size: S.distinct, seed: 400 + i });
 
+const OCI_CONFIG = { name: 'oci-config.json', project: 'oci-config', size: 1500, seed: 600 };
+files.push(OCI_CONFIG);
 process.stdout.write('preparing upstream (hashing generated files)... ');
-const up = await startJsonChild(join(ROOT, 'bench', 'upstream.mjs'), [JSON.stringify({ files, bigPageFiles: S.bigPage })]);
+const up = await startJsonChild(join(ROOT, 'bench', 'upstream.mjs'), [
+  JSON.stringify({ files, bigPageFiles: S.bigPage, oci: { config: OCI_CONFIG.name, layers: [files[0].name, WARMUP.name] } }),
+]);
 const UP = `http://127.0.0.1:${up.info.port}`;
 console.log('ready');
 const setRate = (bps) => get(`${UP}/-/rate?bps=${bps}`);
@@ -143,7 +147,9 @@ async function startAirlock() {
   const cfg = join(dir, 'airlock.yaml');
   writeFileSync(
     cfg,
-    `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: warn\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${up.info.port}"]\n  index_ttl: 3600\npolicy:\n  pypi:\n    allow:\n${allow.join('\n')}\n`,
+    `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: warn\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${up.info.port}"]\n  index_ttl: 3600\n` +
+      `oci:\n  default_registry: bench.local\n  registries:\n    bench.local: { url: "${UP}" }\n` +
+      `policy:\n  oci:\n    allow:\n      - { repository: bench.local/bench/img, tags: { v1: "${up.info.ociDigest}" } }\n  pypi:\n    allow:\n${allow.join('\n')}\n`,
   );
   const port = 20000 + Math.floor(Math.random() * 20000);
   const child = startChild(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', cfg], {
@@ -162,6 +168,8 @@ async function startAirlock() {
     dir,
     rss,
     fileUrl: (f) => `${url}/pypi/files/${f.project}/${f.name}`,
+    blobUrl: (f) => `${url}/v2/bench/img/blobs/sha256:${up.info.files[f.name].sha256}`,
+    manifestUrl: `${url}/v2/bench/img/manifests/v1`,
     blobPath: (f) => join(dir, 'data', 'blobs', 'sha256', up.info.files[f.name].sha256.slice(0, 2), up.info.files[f.name].sha256),
     warmPage: (f) => get(`${url}/pypi/simple/${f.project}/`).then((r) => r.text()),
     async stop() {
@@ -206,6 +214,25 @@ for (const [label, bps, prefix] of [
   target(`cold ${label} TTFB within 5 ms of direct`, t.ttfbMs - d.ttfbMs <= 5, `+${(t.ttfbMs - d.ttfbMs).toFixed(1)} ms`);
 }
 await setRate(0);
+
+// 1b. Cold pull-through, OCI: the same big file as a layer, through the /v2/ front-end.
+{
+  const f = files[0];
+  const direct = [];
+  const through = [];
+  for (let r = 0; r < S.reps; r++) {
+    direct.push(await curl(`${UP}/v2/bench/img/blobs/sha256:${up.info.files[f.name].sha256}`));
+    const a = await startAirlock();
+    await get(a.manifestUrl);
+    await curl(a.blobUrl(WARMUP));
+    through.push(await curl(a.blobUrl(f)));
+    await a.stop();
+  }
+  const d = median(direct.map((x) => x.mibps));
+  const t = median(through.map((x) => x.mibps));
+  row('cold OCI layer, unthrottled', 'direct from upstream /v2/', { mibps: d, ttfbMs: median(direct.map((x) => x.ttfb)) * 1000 });
+  row('cold OCI layer, unthrottled', 'Airlock /v2/ (verify + cache)', { mibps: t, ttfbMs: median(through.map((x) => x.ttfb)) * 1000, ratio: t / d });
+}
 
 // 2. Warm serve ----------------------------------------------------------------------------------
 {
@@ -277,7 +304,21 @@ await setRate(0);
     row(`small: ${label}`, 'Airlock (warm)', { rps: air.rps, p99Ms: air.p99, ratio: air.rps / ref.rps });
     target(`small ${label} >= 0.5x plain Node`, air.rps / ref.rps >= 0.5, `${(air.rps / ref.rps).toFixed(2)}x`);
   }
-  row('small: OCI manifest HEAD', 'Airlock', { note: 'OCI front-end not built yet' });
+  {
+    await get(a.manifestUrl);
+    const accept = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
+    const mBody = join(work, 'manifest.json');
+    writeFileSync(mBody, Buffer.from(await (await get(a.manifestUrl)).arrayBuffer()));
+    const base = await startJsonChild(join(ROOT, 'bench', 'plain.mjs'), [blob, mBody, 'application/vnd.oci.image.manifest.v1+json']);
+    for (const method of ['HEAD', 'GET']) {
+      const ref = await load(`http://127.0.0.1:${base.info.port}/bytes`, {}, 32, method);
+      const air = await load(a.manifestUrl, { accept }, 32, method);
+      row(`small: OCI manifest ${method} by pinned tag`, 'plain Node, fixed bytes', { rps: ref.rps, p99Ms: ref.p99 });
+      row(`small: OCI manifest ${method} by pinned tag`, 'Airlock (warm)', { rps: air.rps, p99Ms: air.p99, ratio: air.rps / ref.rps });
+      target(`small OCI manifest ${method} >= 0.5x plain Node`, air.rps / ref.rps >= 0.5, `${(air.rps / ref.rps).toFixed(2)}x`);
+    }
+    base.child.kill('SIGTERM');
+  }
   row('small: HF resolve HEAD', 'Airlock', { note: 'Hugging Face front-end not built yet' });
 
   // 6. Scale of metadata: a 5,000-file page under a 10,000-entry policy ----------------------------
@@ -308,10 +349,10 @@ await setRate(0);
   await a.stop();
 }
 
-async function load(url, headers, connections = 32) {
+async function load(url, headers, connections = 32, method = 'GET') {
   // Warm up (JIT, connection pools) before the measured run.
-  await autocannon({ url, headers, connections, duration: 1, pipelining: 1 });
-  const r = await autocannon({ url, headers, connections, duration: S.loadSec, pipelining: 1 });
+  await autocannon({ url, headers, connections, duration: 1, pipelining: 1, method });
+  const r = await autocannon({ url, headers, connections, duration: S.loadSec, pipelining: 1, method });
   if (r.non2xx || r.errors) throw new Error(`${url}: ${r.non2xx} non-2xx, ${r.errors} errors`);
   return { rps: r.requests.average, p99: r.latency.p99, p50: r.latency.p50 };
 }

@@ -34,6 +34,24 @@ for (const f of spec.files) {
   files.set(f.name, { ...f, sha256: h.digest('hex') });
 }
 
+// A registry view of the same generated files: image bench/img whose config is spec.oci.config
+// and whose layers are spec.oci.layers (anonymous, no redirects: the pull API at its simplest).
+const bySha = new Map([...files.values()].map((f) => [`sha256:${f.sha256}`, f]));
+let ociManifest = null;
+let ociDigest = null;
+if (spec.oci) {
+  const d = (name) => ({ digest: `sha256:${files.get(name).sha256}`, size: files.get(name).size });
+  ociManifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...d(spec.oci.config) },
+      layers: spec.oci.layers.map((n) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...d(n) })),
+    }),
+  );
+  ociDigest = `sha256:${createHash('sha256').update(ociManifest).digest('hex')}`;
+}
+
 let rate = 0; // bytes/s, 0 = unthrottled
 const counts = new Map();
 
@@ -77,8 +95,13 @@ const server = createServer((req, res) => {
     if (!list) return res.writeHead(404).end();
     return res.writeHead(200, { 'content-type': 'application/vnd.pypi.simple.v1+json' }).end(JSON.stringify({ meta: { 'api-version': '1.1' }, name: page[1], files: list }));
   }
+  if (url.pathname === '/v2/') return res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+  if (ociManifest && url.pathname === `/v2/bench/img/manifests/${ociDigest}`) {
+    return res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': ociDigest }).end(ociManifest);
+  }
+  const bm = /^\/v2\/bench\/img\/blobs\/(sha256:[0-9a-f]{64})$/.exec(url.pathname);
   const fm = /^\/files\/(.+)$/.exec(url.pathname);
-  const f = fm && files.get(fm[1]);
+  const f = bm ? bySha.get(bm[1]) : fm && files.get(fm[1]);
   if (!f) return res.writeHead(404).end();
   res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(f.size) });
   if (req.method === 'HEAD') return res.end();
@@ -108,5 +131,5 @@ server.keepAliveTimeout = 60_000;
 server.listen(0, '127.0.0.1', () => {
   const out = {};
   for (const [name, f] of files) out[name] = { sha256: f.sha256, size: f.size, project: f.project };
-  process.stdout.write(JSON.stringify({ port: server.address().port, files: out }) + '\n');
+  process.stdout.write(JSON.stringify({ port: server.address().port, files: out, ociDigest }) + '\n');
 });

@@ -28,6 +28,7 @@ export async function serveBlob(
   done: (o: BlobOutcome) => void,
 ): Promise<Response> {
   const served = await cache.fetch(spec, parseRange(c.req.header('range')));
+  headers['x-airlock-cache'] = served.cache;
   if (served.unsatisfiable) {
     return sendStream(c, 416, { ...headers, 'content-range': `bytes */${served.size}` }, null);
   }
