@@ -349,7 +349,42 @@ await setRate(0);
   await a.stop();
 }
 
+/**
+ * HEAD load: autocannon waits for a body as long as Content-Length says after a HEAD answer and
+ * stalls, so HEAD rows use this small undici loop instead (same process, same connections, for
+ * Airlock and the baseline alike).
+ */
+async function loadHead(url, headers, connections = 32) {
+  const { Pool } = await import('undici');
+  const u = new URL(url);
+  const pool = new Pool(u.origin, { connections, pipelining: 1 });
+  const run = async (seconds) => {
+    const lat = [];
+    const end = performance.now() + seconds * 1000;
+    let bad = 0;
+    await Promise.all(
+      Array.from({ length: connections }, async () => {
+        while (performance.now() < end) {
+          const t = performance.now();
+          const r = await pool.request({ path: u.pathname + u.search, method: 'HEAD', headers });
+          await r.body.dump();
+          if (r.statusCode !== 200) bad++;
+          lat.push(performance.now() - t);
+        }
+      }),
+    );
+    if (bad) throw new Error(`${url}: ${bad} non-200 answers to HEAD`);
+    lat.sort((a, b) => a - b);
+    return { rps: lat.length / seconds, p99: Math.round(lat[Math.floor(lat.length * 0.99)]), p50: Math.round(lat[Math.floor(lat.length / 2)]) };
+  };
+  await run(1);
+  const r = await run(S.loadSec);
+  await pool.close();
+  return r;
+}
+
 async function load(url, headers, connections = 32, method = 'GET') {
+  if (method === 'HEAD') return loadHead(url, headers, connections);
   // Warm up (JIT, connection pools) before the measured run.
   await autocannon({ url, headers, connections, duration: 1, pipelining: 1, method });
   const r = await autocannon({ url, headers, connections, duration: S.loadSec, pipelining: 1, method });

@@ -100,7 +100,9 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
         return false;
       }
     },
+    recorder,
     async close() {
+      await recorder.flush();
       await hashes.close();
       await http.close();
       await ociHttp.close();

@@ -2,16 +2,43 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../obs/metrics.js';
 import type { MetaStore, PullRecord } from '../storage/meta-store.js';
 
+/** Rows written per transaction at most; a burst larger than this is split. */
+const BATCH_MAX = 512;
+
 /**
  * Writes one pull record per artefact served or refused, with its metric and log line.
  * A failing record write is logged loudly but never breaks the response already under way.
+ *
+ * Rows are queued and written in one transaction on the next turn of the event loop: one
+ * SQLite transaction per row was 35% of the CPU profile of warm OCI manifest GETs (~2.9k req/s;
+ * batched: see README Performance). The window in which a crash can lose a row is that one turn.
  */
 export class Recorder {
+  private queue: PullRecord[] = [];
+  private scheduled = false;
+  private writing: Promise<void> = Promise.resolve();
+
   constructor(
     private readonly meta: MetaStore,
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {}
+
+  /** Resolves once every queued row is written (shutdown, tests, CLI). */
+  async flush(): Promise<void> {
+    this.drain();
+    await this.writing;
+  }
+
+  private drain(): void {
+    this.scheduled = false;
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, BATCH_MAX);
+      this.writing = this.writing
+        .then(() => this.meta.recordPulls(batch))
+        .catch((e) => this.log.error({ err: e, rows: batch.length, first: batch[0] }, 'failed to write pull records'));
+    }
+  }
 
   record(rec: PullRecord & { code?: string }): void {
     const { code, ...row } = rec;
@@ -33,6 +60,10 @@ export class Recorder {
     };
     if (row.decision === 'allow') this.log.info(line, 'pull');
     else this.log.warn(line, 'refused');
-    this.meta.recordPull(row).catch((e) => this.log.error({ err: e, record: line }, 'failed to write pull record'));
+    this.queue.push(row);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.drain());
+    }
   }
 }

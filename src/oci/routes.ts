@@ -66,6 +66,36 @@ interface Approval {
   size?: number;
 }
 
+/**
+ * Manifests are small, immutable by digest and asked for on every pull (HEAD by tag, then GET):
+ * the most recent ones stay in memory, bounded by total bytes. Reading each from the blob store
+ * measured ~900 req/s in the benchmark's small-request row.
+ */
+const MANIFEST_MEMO_BYTES = 32 * 1024 * 1024;
+class ManifestMemo {
+  private readonly map = new Map<string, { bytes: Buffer; mediaType: string }>();
+  private bytes = 0;
+  constructor(private readonly max: number) {}
+  get(digest: string): { bytes: Buffer; mediaType: string } | undefined {
+    const v = this.map.get(digest);
+    if (v) {
+      this.map.delete(digest);
+      this.map.set(digest, v);
+    }
+    return v;
+  }
+  set(digest: string, v: { bytes: Buffer; mediaType: string }): void {
+    if (this.map.has(digest) || v.bytes.length > this.max / 4) return;
+    this.map.set(digest, v);
+    this.bytes += v.bytes.length;
+    for (const [k, old] of this.map) {
+      if (this.bytes <= this.max) break;
+      this.map.delete(k);
+      this.bytes -= old.bytes.length;
+    }
+  }
+}
+
 function errorBody(code: string, message: string): Uint8Array {
   return Buffer.from(JSON.stringify({ errors: [{ code, message, detail: null }] }));
 }
@@ -84,6 +114,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const manifestFlights = new Map<string, Promise<LoadedManifest>>();
   const linked = new Set<string>();
+  const hot = new ManifestMemo(MANIFEST_MEMO_BYTES);
 
   function refuse(c: Context<AppEnv>, e: OciError): Response {
     return sendBytes(
@@ -150,11 +181,17 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
   /** A pinned manifest: from the cache, else fetched upstream by digest, verified in memory, then stored. */
   async function loadManifest(t: Target, digest: string, expectedSize: number | undefined): Promise<LoadedManifest> {
     const hex = digest.slice('sha256:'.length);
+    const memo = hot.get(digest);
+    if (memo) {
+      await linkOnce(t, digest, memo.bytes, memo.mediaType);
+      return { ...memo, cache: 'hit' };
+    }
     const rec = await d.meta.getOciManifest(digest);
     if (rec) {
       const bytes = await d.cache.readSmall(hex, d.maxManifestBytes);
       if (bytes) {
         await linkOnce(t, digest, bytes, rec.mediaType);
+        hot.set(digest, { bytes, mediaType: rec.mediaType });
         return { bytes, mediaType: rec.mediaType, cache: 'hit' };
       }
     }
@@ -193,6 +230,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     }
     await d.cache.putSmall(bytes);
     await linkOnce(t, digest, bytes, mediaType);
+    hot.set(digest, { bytes, mediaType });
     return { bytes, mediaType, cache: 'miss' };
   }
 

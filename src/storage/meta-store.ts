@@ -72,7 +72,8 @@ export interface MetaStore {
   deleteBlob(sha256: string): Promise<void>;
   getPage(key: string): Promise<CachedPage | null>;
   putPage(page: CachedPage): Promise<void>;
-  recordPull(rec: PullRecord): Promise<void>;
+  /** Append pull records, in order, atomically (one transaction for the batch). */
+  recordPulls(recs: PullRecord[]): Promise<void>;
   listPulls(filter: PullFilter): Promise<StoredPullRecord[]>;
   getOciManifest(digest: string): Promise<OciManifestRecord | null>;
   /** Store a verified manifest's descriptor and its references within `repo`, atomically. */

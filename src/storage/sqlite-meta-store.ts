@@ -143,23 +143,30 @@ export class SqliteMetaStore implements MetaStore {
     this.stmts.putPage.run(page.key, page.body, page.fetchedAt, page.etag ?? null);
   }
 
-  async recordPull(rec: PullRecord): Promise<void> {
-    this.stmts.insertPull.run({
-      ts: rec.ts,
-      client: rec.client,
-      ecosystem: rec.ecosystem,
-      name: rec.name,
-      version: rec.version ?? null,
-      filename: rec.filename ?? null,
-      sha256: rec.sha256 ?? null,
-      size: rec.size ?? null,
-      cache: rec.cache,
-      decision: rec.decision,
-      reason: rec.reason ?? null,
-      rule: rec.rule ?? null,
-      requestId: rec.requestId ?? null,
-    });
+  async recordPulls(recs: PullRecord[]): Promise<void> {
+    this.insertPulls(recs);
   }
+
+  private readonly insertPulls = (recs: PullRecord[]) =>
+    this.db.transaction(() => {
+      for (const rec of recs) {
+        this.stmts.insertPull.run({
+          ts: rec.ts,
+          client: rec.client,
+          ecosystem: rec.ecosystem,
+          name: rec.name,
+          version: rec.version ?? null,
+          filename: rec.filename ?? null,
+          sha256: rec.sha256 ?? null,
+          size: rec.size ?? null,
+          cache: rec.cache,
+          decision: rec.decision,
+          reason: rec.reason ?? null,
+          rule: rec.rule ?? null,
+          requestId: rec.requestId ?? null,
+        });
+      }
+    })();
 
   async listPulls(f: PullFilter): Promise<StoredPullRecord[]> {
     const where: string[] = [];
