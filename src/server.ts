@@ -11,6 +11,8 @@ import { Recorder } from './core/records.js';
 import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import type { Policy } from './policy/index.js';
+import { Hub } from './hf/hub.js';
+import { createHfApp } from './hf/routes.js';
 import { RegistryClient } from './oci/registry-client.js';
 import { createOciApp } from './oci/routes.js';
 import { PypiIndex } from './pypi/index.js';
@@ -80,7 +82,18 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     log,
     maxManifestBytes: config.oci.max_manifest_bytes,
   });
-  const app = buildApp({ log, metrics, meta, frontends: { '/pypi': pypi, '/v2': oci } });
+  const hfHttp = new UpstreamHttp({ dispatcher: opts.dispatcher, headersTimeoutMs: config.hf.timeout * 1000 });
+  const hub = new Hub({
+    http: hfHttp,
+    meta,
+    log,
+    upstream: config.hf.upstream,
+    fileHosts: config.hf.file_hosts,
+    token: config.hf.token_env ? process.env[config.hf.token_env] : undefined,
+    maxMetadataBytes: config.hf.max_metadata_bytes,
+  });
+  const hf = createHfApp({ policy: () => policy, hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
+  const app = buildApp({ log, metrics, meta, frontends: { '/pypi': pypi, '/v2': oci, '/hf': hf } });
 
   return {
     app,
@@ -93,7 +106,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     reloadPolicy(): boolean {
       try {
         policy = loadConfig(loaded.configFile).policy;
-        log.info({ file: loaded.policyFile, pypi: policy.pypi.size, oci: policy.oci.size }, 'policy reloaded');
+        log.info({ file: loaded.policyFile, pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }, 'policy reloaded');
         return true;
       } catch (e) {
         log.error({ err: (e as Error).message }, 'policy reload failed; keeping the previous policy');
@@ -106,6 +119,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
       await hashes.close();
       await http.close();
       await ociHttp.close();
+      await hfHttp.close();
       await meta.close();
     },
   };

@@ -97,6 +97,9 @@ function checkOciWiring(y: ParsedYaml, policyYaml: ParsedYaml, policyBase: strin
       throw new ConfigError(`${where(y, ['oci', 'registries', key])}: oci.registries.${key}: give both username_env and password_env, or neither`);
     }
   }
+  if (config.hf.token_env !== undefined && env[config.hf.token_env] === undefined) {
+    throw new ConfigError(`${where(y, ['hf', 'token_env'])}: hf.token_env: environment variable ${config.hf.token_env} is not set`);
+  }
   (policyConfig.oci?.allow ?? []).forEach((a, i) => {
     const host = a.repository.split('/')[0].toLowerCase();
     const key = ['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com'].includes(host) ? 'docker.io' : host;

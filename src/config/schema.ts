@@ -78,6 +78,27 @@ export const DEFAULT_OCI_REGISTRIES = {
   'nvcr.io': { url: 'https://nvcr.io', blob_hosts: [], auth_hosts: [] },
 };
 
+const hfType = z.enum(['model', 'dataset']);
+
+const hfAllow = z
+  .object({
+    repo: z.string(),
+    type: hfType.optional(),
+    commits: z.array(z.string()).optional(),
+    refs: z.record(z.string(), z.string()).optional(),
+    files: z.array(z.string()).optional(),
+  })
+  .strict();
+
+const hfDeny = z
+  .object({
+    repo: z.string(),
+    type: hfType.optional(),
+    files: z.array(z.string()).optional(),
+    reason: z.string().optional(),
+  })
+  .strict();
+
 export const policySchema = z
   .object({
     pypi: z
@@ -92,6 +113,13 @@ export const policySchema = z
       .object({
         allow: z.array(ociAllow).optional(),
         deny: z.array(ociDeny).optional(),
+      })
+      .strict()
+      .optional(),
+    hf: z
+      .object({
+        allow: z.array(hfAllow).optional(),
+        deny: z.array(hfDeny).optional(),
       })
       .strict()
       .optional(),
@@ -120,6 +148,24 @@ export const configSchema = z
         default_registry: z.string().default('docker.io'),
         registries: z.record(z.string().regex(/^[a-z0-9.-]+(:\d{1,5})?$/, 'expected a registry host name as clients write it (e.g. ghcr.io)'), ociRegistry).default(DEFAULT_OCI_REGISTRIES),
         max_manifest_bytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+        timeout: z.number().positive().default(30),
+      })
+      .strict()
+      .prefault({}),
+    hf: z
+      .object({
+        /** The Hub (or another Hub-compatible server). */
+        upstream: httpUrl.default('https://huggingface.co'),
+        /** Hosts file downloads may be redirected to (LFS CDN, the Xet bridge); nothing else is fetched. */
+        file_hosts: z
+          .array(hostPattern)
+          .default(['cdn-lfs.huggingface.co', 'cdn-lfs-us-1.huggingface.co', 'cdn-lfs-eu-1.huggingface.co', 'cas-bridge.xethub.hf.co', 'cdn-lfs.hf.co', 'cdn-lfs-us-1.hf.co', 'cdn-lfs-eu-1.hf.co']),
+        /** Environment variable holding the one upstream service token (gated repos). */
+        token_env: z.string().optional(),
+        /** Largest file served. huggingface_hub refuses plain-HTTP downloads over 50 GB. */
+        max_file_bytes: z.number().int().positive().default(50_000_000_000),
+        /** Largest listing or metadata response accepted from upstream. */
+        max_metadata_bytes: z.number().int().min(1024).default(256 * 1024 * 1024),
         timeout: z.number().positive().default(30),
       })
       .strict()

@@ -80,5 +80,8 @@ export interface MetaStore {
   putOciManifest(repo: string, m: OciManifestRecord, children: OciLink[]): Promise<void>;
   /** The verified manifests of `repo` that reference `digest`, with the size they declare for it. */
   getOciParents(repo: string, digest: string): Promise<{ parent: string; size: number; kind: OciLink['kind'] }[]>;
+  /** Another name for a stored blob, e.g. ("git-blob", <sha1>) -> sha256 for Hub files verified by git oid. */
+  getAlias(kind: string, key: string): Promise<string | null>;
+  putAlias(kind: string, key: string, sha256: string): Promise<void>;
   close(): Promise<void>;
 }

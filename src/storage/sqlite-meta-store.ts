@@ -54,6 +54,12 @@ const MIGRATIONS: string[] = [
      kind TEXT NOT NULL,
      PRIMARY KEY (repo, child, parent)
    ) WITHOUT ROWID;`,
+  `CREATE TABLE aliases (
+     kind TEXT NOT NULL,
+     key TEXT NOT NULL,
+     sha256 TEXT NOT NULL,
+     PRIMARY KEY (kind, key)
+   ) WITHOUT ROWID;`,
 ];
 
 interface PullRow {
@@ -105,6 +111,8 @@ export class SqliteMetaStore implements MetaStore {
       ),
       putOciManifest: this.db.prepare('INSERT OR REPLACE INTO oci_manifests (digest, media_type, size) VALUES (?, ?, ?)'),
       putOciLink: this.db.prepare('INSERT OR IGNORE INTO oci_links (repo, parent, child, size, kind) VALUES (?, ?, ?, ?, ?)'),
+      getAlias: this.db.prepare<[string, string], { sha256: string }>('SELECT sha256 FROM aliases WHERE kind = ? AND key = ?'),
+      putAlias: this.db.prepare('INSERT OR REPLACE INTO aliases (kind, key, sha256) VALUES (?, ?, ?)'),
       getOciParents: this.db.prepare<[string, string], { parent: string; size: number; kind: OciLink['kind'] }>(
         'SELECT parent, size, kind FROM oci_links WHERE repo = ? AND child = ?',
       ),
@@ -211,6 +219,14 @@ export class SqliteMetaStore implements MetaStore {
 
   async getOciParents(repo: string, digest: string): Promise<{ parent: string; size: number; kind: OciLink['kind'] }[]> {
     return this.stmts.getOciParents.all(repo, digest);
+  }
+
+  async getAlias(kind: string, key: string): Promise<string | null> {
+    return this.stmts.getAlias.get(kind, key)?.sha256 ?? null;
+  }
+
+  async putAlias(kind: string, key: string, sha256: string): Promise<void> {
+    this.stmts.putAlias.run(kind, key, sha256);
   }
 
   async close(): Promise<void> {

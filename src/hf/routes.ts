@@ -1,0 +1,359 @@
+import { createHash } from 'node:crypto';
+import { Hono, type Context } from 'hono';
+import type { Logger } from 'pino';
+import { AirlockError } from '../core/errors.js';
+import type { BlobCache } from '../core/fill.js';
+import { parseRange, resolveRange } from '../core/range.js';
+import type { Recorder } from '../core/records.js';
+import { serveBlob } from '../http/serve-blob.js';
+import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
+import type { Policy } from '../policy/index.js';
+import { displayRepo, type HfRefusal, type HfRepoType } from '../policy/hf.js';
+import type { Decision } from '../policy/types.js';
+import type { MetaStore, PullRecord } from '../storage/meta-store.js';
+import { contentLength, readBoundedBytes } from '../upstream/http.js';
+import type { HfEntry, HfSnapshot, Hub } from './hub.js';
+import { checkFilePath, HfPathError, parseHfPath } from './paths.js';
+
+export interface HfDeps {
+  policy: () => Policy;
+  hub: Hub;
+  cache: BlobCache;
+  meta: MetaStore;
+  recorder: Recorder;
+  log: Logger;
+  maxFileBytes: number;
+}
+
+type HubCode = 'RepoNotFound' | 'RevisionNotFound' | 'EntryNotFound';
+
+/** An answer in the Hub's error contract: huggingface_hub classifies by X-Error-Code, @huggingface/hub reads {"error"}. */
+export class HubError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: HubCode | undefined,
+    message: string,
+    readonly commit?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The Hub's CORS exposure list, minus X-Xet-Hash (transformers.js in a browser reads these). */
+const EXPOSE = 'X-Repo-Commit, X-Request-Id, X-Error-Code, X-Error-Message, X-Total-Count, ETag, Link, Accept-Ranges, Content-Range, X-Linked-Size, X-Linked-ETag';
+/** Tree pages: at most this many entries, then a Link rel="next" back to Airlock. */
+export const TREE_PAGE = 1000;
+/** Ordinary (non-LFS) Hub files are at most 10 MB; they are read and verified whole, in memory. */
+const MAX_GIT_FILE = 32 * 1024 * 1024;
+const MAX_BODY = 1024 * 1024;
+
+function headerSafe(s: string): string {
+  return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 500);
+}
+
+/** Git's object id of a blob: sha1("blob <size>\0" + bytes), what the Hub lists as `oid`. */
+export function gitBlobSha1(bytes: Buffer): string {
+  return createHash('sha1').update(`blob ${bytes.length}\0`).update(bytes).digest('hex');
+}
+
+const etagOf = (e: HfEntry) => e.lfs?.oid ?? e.oid;
+
+/**
+ * The Hugging Face front-end, mounted at /hf (clients use HF_ENDPOINT=http://HOST/hf). Thin:
+ * parse the Hub URL, ask policy which commit a revision stands for, answer from the pinned
+ * commit's stored metadata, and stream files through the shared verified cache.
+ */
+export function createHfApp(d: HfDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  function refuse(c: Context<AppEnv>, e: HubError): Response {
+    const h: Record<string, string> = {
+      'content-type': 'application/json; charset=utf-8',
+      'cache-control': 'no-store',
+      'access-control-expose-headers': EXPOSE,
+      'x-error-message': headerSafe(e.message),
+    };
+    if (e.code) h['x-error-code'] = e.code;
+    if (e.commit) h['x-repo-commit'] = e.commit;
+    return sendBytes(c, e.status, h, Buffer.from(JSON.stringify({ error: e.message })));
+  }
+
+  function fromDecision(dec: HfRefusal | (Decision & { allow: false }), commit?: string): HubError {
+    const code = 'hubCode' in dec ? dec.hubCode : 'RepoNotFound';
+    return new HubError(404, code, `blocked by mirror policy: ${dec.reason}`, code === 'EntryNotFound' ? commit : undefined);
+  }
+
+  async function pinned(type: HfRepoType, repo: string, revision: string): Promise<{ snap: HfSnapshot; rule: string }> {
+    const r = d.policy().hf.resolveRevision(type, repo, revision);
+    if (!r.decision.allow || !r.commit) throw fromDecision(r.decision as HfRefusal);
+    try {
+      return { snap: await d.hub.snapshot(type, repo, r.commit), rule: r.decision.rule };
+    } catch (e) {
+      if (e instanceof AirlockError && e.code === 'NOT_FOUND') {
+        throw new HubError(404, 'RevisionNotFound', `${displayRepo(type, repo)}@${r.commit} is pinned, but upstream: ${e.message}`);
+      }
+      throw e;
+    }
+  }
+
+  /** Files the policy lets through, and the directories that lead to them. */
+  function visible(type: HfRepoType, repo: string, snap: HfSnapshot): HfEntry[] {
+    const policy = d.policy().hf;
+    const files = new Set(snap.entries.filter((e) => e.type === 'file' && policy.decideFile(type, repo, e.path).allow));
+    const dirs = new Set<string>();
+    for (const f of files) {
+      const parts = f.path.split('/');
+      for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+    }
+    return snap.entries.filter((e) => (e.type === 'file' ? files.has(e) : dirs.has(e.path)));
+  }
+
+  function entryJson(e: HfEntry): Record<string, unknown> {
+    const out: Record<string, unknown> = { type: e.type, oid: e.oid, size: e.size, path: e.path };
+    if (e.lfs) out.lfs = { ...e.lfs };
+    return out;
+  }
+
+  function json(c: Context<AppEnv>, body: unknown, extra: Record<string, string> = {}): Response {
+    return sendBytes(c, 200, { 'content-type': 'application/json; charset=utf-8', 'access-control-expose-headers': EXPOSE, ...extra }, Buffer.from(JSON.stringify(body)));
+  }
+
+  function info(c: Context<AppEnv>, type: HfRepoType, repo: string, snap: HfSnapshot): Response {
+    const blobs = c.req.query('blobs') === 'true' || c.req.query('blobs') === '1';
+    const siblings = visible(type, repo, snap)
+      .filter((e) => e.type === 'file')
+      .map((e) => (blobs ? { rfilename: e.path, size: e.size, blobId: e.oid, ...(e.lfs ? { lfs: { sha256: e.lfs.oid, size: e.lfs.size, pointerSize: e.lfs.pointerSize } } : {}) } : { rfilename: e.path }));
+    return json(c, { ...snap.info, id: repo, sha: snap.commit, siblings });
+  }
+
+  function tree(c: Context<AppEnv>, type: HfRepoType, repo: string, snap: HfSnapshot, path: string): Response {
+    const recursive = c.req.query('recursive') === 'true' || c.req.query('recursive') === '1';
+    const all = visible(type, repo, snap);
+    if (path !== '' && !all.some((e) => e.type === 'directory' && e.path === path)) {
+      throw new HubError(404, 'EntryNotFound', `${path} is not a folder of ${displayRepo(type, repo)}@${snap.commit}, or none of its files is allowed by the mirror policy`, snap.commit);
+    }
+    const prefix = path === '' ? '' : `${path}/`;
+    const list = all.filter((e) => e.path.startsWith(prefix) && (recursive || !e.path.slice(prefix.length).includes('/')));
+    const cursorQ = c.req.query('cursor');
+    const start = cursorQ === undefined ? 0 : Number(cursorQ);
+    if (!Number.isSafeInteger(start) || start < 0 || start > list.length) throw new HubError(400, undefined, `cursor: expected a cursor from a previous page's Link header`);
+    const page = list.slice(start, start + TREE_PAGE);
+    const extra: Record<string, string> = {};
+    if (start + TREE_PAGE < list.length) {
+      // Absolute, and back to Airlock: huggingface_hub and @huggingface/hub follow it as given.
+      const next = new URL(c.req.url);
+      next.search = '';
+      next.searchParams.set('recursive', String(recursive));
+      next.searchParams.set('expand', c.req.query('expand') ?? 'false');
+      next.searchParams.set('cursor', String(start + TREE_PAGE));
+      extra.link = `<${next.href}>; rel="next"`;
+    }
+    return json(c, page.map(entryJson), extra);
+  }
+
+  async function pathsInfo(c: Context<AppEnv>, type: HfRepoType, repo: string, snap: HfSnapshot): Promise<Response> {
+    const len = Number(c.req.header('content-length') ?? '0');
+    if (len > MAX_BODY) throw new HubError(413, undefined, `request body over ${MAX_BODY} bytes`);
+    const raw = await c.req.text();
+    if (raw.length > MAX_BODY) throw new HubError(413, undefined, `request body over ${MAX_BODY} bytes`);
+    let paths: string[];
+    const ct = c.req.header('content-type') ?? '';
+    if (ct.includes('application/json')) {
+      let body: { paths?: unknown };
+      try {
+        body = JSON.parse(raw);
+      } catch {
+        throw new HubError(400, undefined, 'expected a JSON body {"paths": [...]}');
+      }
+      if (!Array.isArray(body.paths) || !body.paths.every((p) => typeof p === 'string')) throw new HubError(400, undefined, 'paths: expected a list of file paths');
+      paths = body.paths as string[];
+    } else {
+      paths = new URLSearchParams(raw).getAll('paths');
+    }
+    if (paths.length > 10_000) throw new HubError(400, undefined, 'paths: at most 10,000 paths per request');
+    const all = new Map(visible(type, repo, snap).map((e) => [e.path, e]));
+    const out = [];
+    for (const p of paths) {
+      const e = all.get(p.replace(/\/+$/, ''));
+      if (e) out.push(entryJson(e));
+    }
+    return json(c, out);
+  }
+
+  function baseRecord(c: Context<AppEnv>, type: HfRepoType, repo: string, commit: string, path: string): Omit<PullRecord, 'cache' | 'decision'> {
+    return { ts: Date.now(), client: clientAddress(c), ecosystem: 'hf', name: displayRepo(type, repo), version: commit, filename: path, requestId: c.get('requestId') };
+  }
+
+  async function resolve(c: Context<AppEnv>, type: HfRepoType, repo: string, revision: string, path: string, raw: boolean): Promise<Response> {
+    const isGet = c.req.method === 'GET';
+    let snap: HfSnapshot;
+    let rule: string;
+    try {
+      ({ snap, rule } = await pinned(type, repo, revision));
+    } catch (e) {
+      if (e instanceof HubError && isGet) {
+        d.recorder.record({ ...baseRecord(c, type, repo, revision, path), cache: 'none', decision: 'deny', reason: e.message, rule: 'hf', code: e.code === 'RepoNotFound' ? 'not_allowlisted' : 'tag_not_pinned' });
+      }
+      throw e;
+    }
+    const commit = snap.commit;
+    const entry = snap.byPath.get(path);
+    if (!entry || entry.type !== 'file') throw new HubError(404, 'EntryNotFound', `${path} does not exist in ${displayRepo(type, repo)}@${commit}`, commit);
+    const fd = d.policy().hf.decideFile(type, repo, path);
+    if (!fd.allow) {
+      if (isGet) d.recorder.record({ ...baseRecord(c, type, repo, commit, path), sha256: entry.lfs?.oid ?? null, cache: 'none', decision: 'deny', reason: fd.reason, rule: fd.rule, code: fd.code });
+      throw fromDecision(fd, commit);
+    }
+    if (entry.size > d.maxFileBytes) {
+      throw new HubError(
+        404,
+        'EntryNotFound',
+        `${path} is ${entry.size} bytes, over this mirror's hf.max_file_bytes (${d.maxFileBytes}); huggingface_hub cannot download files over 50 GB without Xet, which Airlock does not mirror`,
+        commit,
+      );
+    }
+    const etag = etagOf(entry);
+    const headers: Record<string, string> = {
+      'x-repo-commit': commit,
+      etag: `"${etag}"`,
+      'x-linked-etag': `"${etag}"`,
+      'x-linked-size': String(entry.size),
+      'accept-ranges': 'bytes',
+      'content-type': 'application/octet-stream',
+      'access-control-expose-headers': EXPOSE,
+      'cache-control': 'public, max-age=31536000, immutable',
+    };
+    if (raw && entry.lfs && isGet) {
+      throw new HubError(404, 'EntryNotFound', `${path} is an LFS file: Airlock serves its content through /resolve/, not its pointer through /raw/`, commit);
+    }
+    if (!isGet) {
+      headers['content-length'] = String(entry.size);
+      return sendStream(c, 200, headers, null);
+    }
+    const base = baseRecord(c, type, repo, commit, path);
+    if (entry.lfs) {
+      const lfs = entry.lfs;
+      const spec = {
+        sha256: lfs.oid,
+        size: lfs.size,
+        open: async (signal: AbortSignal) => {
+          const res = await d.hub.openFile(type, repo, commit, path, signal);
+          if (res.status !== 200) {
+            res.body.resume();
+            throw new AirlockError('UPSTREAM_BAD_RESPONSE', `the Hub answered ${res.status} for ${displayRepo(type, repo)}@${commit}/${path}`);
+          }
+          return { body: res.body, size: contentLength(res.headers) };
+        },
+      };
+      try {
+        return await serveBlob(c, d.cache, spec, headers, (o) => {
+          const rec = { ...base, sha256: lfs.oid, size: o.size, cache: o.cache };
+          if (o.failure) d.recorder.record({ ...rec, decision: 'deny', reason: `${path}: ${o.failure.message}; transfer cut, nothing cached`, rule, code: o.failure.code });
+          else d.recorder.record({ ...rec, decision: 'allow', rule, reason: o.clientClosed ? `client closed the connection early (${o.clientClosed})` : undefined });
+        });
+      } catch (e) {
+        d.recorder.record({ ...base, sha256: lfs.oid, cache: 'none', decision: 'error', reason: (e as Error).message, rule, code: 'upstream_failed' });
+        throw e;
+      }
+    }
+    // An ordinary git file: verified whole in memory against its git blob id before any byte goes out.
+    let cache: 'hit' | 'miss' = 'hit';
+    let sha256 = await d.meta.getAlias('git-blob', entry.oid);
+    let bytes = sha256 ? await d.cache.readSmall(sha256, MAX_GIT_FILE) : null;
+    if (!bytes) {
+      cache = 'miss';
+      try {
+        bytes = await fetchGitFile(type, repo, commit, entry);
+      } catch (e) {
+        const mismatch = e instanceof AirlockError && e.code === 'DIGEST_MISMATCH';
+        d.recorder.record({ ...base, cache: 'none', decision: mismatch ? 'deny' : 'error', reason: (e as Error).message, rule, code: mismatch ? 'digest_mismatch' : 'upstream_failed' });
+        throw e;
+      }
+      sha256 = await d.cache.putSmall(bytes);
+      await d.meta.putAlias('git-blob', entry.oid, sha256);
+    }
+    headers['x-airlock-cache'] = cache;
+    const r = resolveRange(parseRange(c.req.header('range')), bytes.length);
+    d.recorder.record({ ...base, sha256, size: bytes.length, cache, decision: 'allow', rule });
+    if (r === 'unsatisfiable') return sendBytes(c, 416, { ...headers, 'content-range': `bytes */${bytes.length}` }, Buffer.alloc(0));
+    if (r) return sendBytes(c, 206, { ...headers, 'content-range': `bytes ${r.start}-${r.end}/${bytes.length}` }, bytes.subarray(r.start, r.end + 1));
+    return sendBytes(c, 200, headers, bytes);
+  }
+
+  async function fetchGitFile(type: HfRepoType, repo: string, commit: string, entry: HfEntry): Promise<Buffer> {
+    if (entry.size > MAX_GIT_FILE) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${entry.path} is listed as a ${entry.size}-byte non-LFS file, too large to verify`);
+    const res = await d.hub.openFile(type, repo, commit, entry.path);
+    if (res.status !== 200) {
+      res.body.resume();
+      throw new AirlockError('UPSTREAM_BAD_RESPONSE', `the Hub answered ${res.status} for ${displayRepo(type, repo)}@${commit}/${entry.path}`);
+    }
+    const bytes = await readBoundedBytes(res.body, MAX_GIT_FILE);
+    const oid = gitBlobSha1(bytes);
+    if (oid !== entry.oid || bytes.length !== entry.size) {
+      throw new AirlockError('DIGEST_MISMATCH', `${entry.path}: the Hub sent ${bytes.length} bytes with git blob id ${oid}, expected ${entry.size} bytes with ${entry.oid}; nothing was cached`);
+    }
+    return bytes;
+  }
+
+  app.all('*', async (c) => {
+    const method = c.req.method;
+    const rawUrl = c.env?.incoming?.url ?? new URL(c.req.url).pathname;
+    const rawPath = rawUrl.split('?')[0];
+    if (rawPath.length > 4096) throw new HubError(414, undefined, 'request path too long');
+    if (/(^|\/)\.\.?(\/|$)/.test(rawPath) || /%2e%2e/i.test(rawPath)) throw new HubError(400, undefined, '"." and ".." path segments are not allowed');
+    const rest = rawPath.replace(/^\/hf\/?/, '');
+    const policy = d.policy().hf;
+    const route = parseHfPath(rest, (t, r) => policy.knows(t, r));
+    switch (route.kind) {
+      case 'unsupported':
+        throw new HubError(404, undefined, `${route.what}: not served by this read-only mirror (models and datasets: info, tree, paths-info, refs, resolve)`);
+      case 'xet':
+        // Clients that ask for a Xet token fall back to plain HTTP downloads through the mirror.
+        throw new HubError(404, undefined, 'Xet storage is not offered by this mirror; files are served over HTTP');
+      case 'info': {
+        if (method !== 'GET' && method !== 'HEAD') break;
+        const { snap } = await pinned(route.type, route.repo, route.revision);
+        return info(c, route.type, route.repo, snap);
+      }
+      case 'tree': {
+        if (method !== 'GET' && method !== 'HEAD') break;
+        const { snap } = await pinned(route.type, route.repo, route.revision);
+        return tree(c, route.type, route.repo, snap, route.path);
+      }
+      case 'paths-info': {
+        if (method !== 'POST') break;
+        const { snap } = await pinned(route.type, route.repo, route.revision);
+        return pathsInfo(c, route.type, route.repo, snap);
+      }
+      case 'refs': {
+        if (method !== 'GET' && method !== 'HEAD') break;
+        const dec = policy.decideRepo(route.type, route.repo);
+        if (!dec.allow) throw fromDecision(dec as HfRefusal);
+        const branches = policy.refs(route.type, route.repo).map(([name, commit]) => ({ name, ref: name.startsWith('refs/') ? name : `refs/heads/${name}`, targetCommit: commit }));
+        return json(c, { branches, converts: [], tags: [] });
+      }
+      case 'resolve': {
+        if (method !== 'GET' && method !== 'HEAD') break;
+        return resolve(c, route.type, route.repo, route.revision, checkFilePath(route.path), route.raw);
+      }
+    }
+    throw new HubError(405, undefined, `${method} is not supported by this read-only mirror`);
+  });
+
+  app.onError((err, c) => {
+    const ctx = c as Context<AppEnv>;
+    let e: HubError;
+    if (err instanceof HubError) e = err;
+    else if (err instanceof HfPathError) e = new HubError(400, undefined, err.message);
+    else if (err instanceof AirlockError) e = new HubError(err.status, err.status === 404 ? 'EntryNotFound' : undefined, err.message);
+    else {
+      d.log.error({ ecosystem: 'hf', err, path: c.req.path }, 'unexpected error');
+      e = new HubError(500, undefined, 'internal error (see the Airlock log)');
+    }
+    if (e.status >= 500) d.log.error({ ecosystem: 'hf', err: e.message, path: c.req.path }, 'request failed');
+    else d.log.warn({ ecosystem: 'hf', code: e.code, reason: e.message, path: c.req.path }, 'request refused');
+    return refuse(ctx, e);
+  });
+
+  return app;
+}

@@ -1,0 +1,214 @@
+import picomatch from 'picomatch';
+import { PolicyError, type Decision } from './types.js';
+
+export type HfRepoType = 'model' | 'dataset';
+
+export interface HfAllowInput {
+  /** Repository id as on the Hub: "org/name" or a legacy one-part id ("gpt2"). */
+  repo: string;
+  type?: HfRepoType;
+  /** Approved commits (40 lowercase hex). */
+  commits?: string[];
+  /** Branch or tag names mapped to a pinned commit; answered as that commit whatever upstream says. */
+  refs?: Record<string, string>;
+  /** Optional globs of files that may be served (a glob without "/" matches the file name in any folder). */
+  files?: string[];
+}
+
+export interface HfDenyInput {
+  /** Repository id or a glob of them ("evil-org/*"). */
+  repo: string;
+  type?: HfRepoType;
+  /** Only these files (globs); absent means the whole repository. */
+  files?: string[];
+  reason?: string;
+}
+
+export interface HfPolicyInput {
+  allow?: HfAllowInput[];
+  deny?: HfDenyInput[];
+}
+
+export const COMMIT = /^[0-9a-f]{40}$/;
+const REPO_PART = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$/;
+/** Git ref names as the Hub uses them: branch and tag names, refs/pr/N, refs/convert/NAME. */
+const REF = /^(?!.*\.\.)(?!\/)(?!.*\/\/)[A-Za-z0-9._/-]{1,200}$/;
+
+export function isValidRepoId(id: string): boolean {
+  const parts = id.split('/');
+  if (parts.length < 1 || parts.length > 2) return false;
+  return parts.every((p) => REPO_PART.test(p) && !p.includes('--') && !p.includes('..'));
+}
+
+export function isValidRef(ref: string): boolean {
+  return REF.test(ref) && !ref.endsWith('/') && !ref.endsWith('.lock');
+}
+
+interface AllowRule {
+  id: string;
+  commits: Set<string>;
+  refs: Map<string, string>;
+  files: ((p: string) => boolean) | null;
+  fileGlobs: string[];
+}
+
+interface DenyRule {
+  id: string;
+  type: HfRepoType;
+  match: (repo: string) => boolean;
+  files: ((p: string) => boolean) | null;
+  reason: string | undefined;
+}
+
+/** What the Hub's error contract needs to know about a refusal. */
+export type HfRefusal = Decision & { allow: false; hubCode: 'RepoNotFound' | 'RevisionNotFound' | 'EntryNotFound' };
+
+const key = (type: HfRepoType, repo: string) => `${type}:${repo}`;
+export const displayRepo = (type: HfRepoType, repo: string) => (type === 'dataset' ? `datasets/${repo}` : repo);
+
+function globMatcher(globs: string[]): (p: string) => boolean {
+  return picomatch(globs, { dot: true, basename: true });
+}
+
+/** Pure Hugging Face decisions: which repos, at which commits, which files. */
+export class HfPolicy {
+  private readonly allow = new Map<string, AllowRule>();
+  private readonly deny: DenyRule[] = [];
+
+  constructor(input: HfPolicyInput, base: (string | number)[]) {
+    (input.allow ?? []).forEach((a, i) => {
+      const path = [...base, 'allow', i];
+      const type = a.type ?? 'model';
+      if (!isValidRepoId(a.repo)) throw new PolicyError([...path, 'repo'], `expected a Hub repository id such as "openai-community/gpt2" or "gpt2", got ${JSON.stringify(a.repo)}`);
+      const k = key(type, a.repo);
+      if (this.allow.has(k)) throw new PolicyError([...path, 'repo'], `${displayRepo(type, a.repo)} is already allowed by ${this.allow.get(k)!.id}; merge the two entries`);
+      const commits = new Set<string>();
+      (a.commits ?? []).forEach((c, j) => {
+        if (!COMMIT.test(c)) throw new PolicyError([...path, 'commits', j], `expected a full commit id (40 lowercase hex characters), got ${JSON.stringify(c)}`);
+        commits.add(c);
+      });
+      const refs = new Map<string, string>();
+      for (const [ref, commit] of Object.entries(a.refs ?? {})) {
+        if (!isValidRef(ref) || COMMIT.test(ref)) throw new PolicyError([...path, 'refs', ref], `${JSON.stringify(ref)} is not a branch or tag name`);
+        if (!COMMIT.test(String(commit))) {
+          throw new PolicyError([...path, 'refs', ref], `a branch or tag must map to a pinned commit (40 lowercase hex characters), got ${JSON.stringify(commit)}`);
+        }
+        refs.set(ref, commit);
+        commits.add(commit);
+      }
+      if (commits.size === 0) {
+        throw new PolicyError([...path, 'commits'], `${displayRepo(type, a.repo)}: expected at least one pinned commit (commits or refs); "airlock pin hf ${displayRepo(type, a.repo)}@main" adds one`);
+      }
+      let files: AllowRule['files'] = null;
+      if (a.files) {
+        a.files.forEach((g, j) => {
+          if (typeof g !== 'string' || g.length === 0 || g.startsWith('/') || g.includes('..')) throw new PolicyError([...path, 'files', j], `expected a relative glob such as "*.safetensors", got ${JSON.stringify(g)}`);
+        });
+        files = globMatcher(a.files);
+      }
+      this.allow.set(k, { id: `hf.allow[${i}]`, commits, refs, files, fileGlobs: a.files ?? [] });
+    });
+    (input.deny ?? []).forEach((d, i) => {
+      const path = [...base, 'deny', i];
+      const glob = d.repo.includes('*');
+      if (!glob && !isValidRepoId(d.repo)) throw new PolicyError([...path, 'repo'], `expected a Hub repository id or a glob of them, got ${JSON.stringify(d.repo)}`);
+      this.deny.push({
+        id: `hf.deny[${i}]`,
+        type: d.type ?? 'model',
+        match: glob ? picomatch(d.repo) : (r: string) => r === d.repo,
+        files: d.files ? globMatcher(d.files) : null,
+        reason: d.reason,
+      });
+    });
+  }
+
+  get size(): number {
+    return this.allow.size;
+  }
+
+  knows(type: HfRepoType, repo: string): boolean {
+    return this.allow.has(key(type, repo));
+  }
+
+  private denied(type: HfRepoType, repo: string, file?: string): HfRefusal | null {
+    for (const r of this.deny) {
+      if (r.type !== type || !r.match(repo)) continue;
+      if (r.files && (file === undefined || !r.files(file))) continue;
+      const what = r.files ? `${displayRepo(type, repo)}/${file}` : displayRepo(type, repo);
+      return {
+        allow: false,
+        rule: r.id,
+        code: 'denied',
+        reason: `${what} is denied by policy (${r.id})${r.reason ? `: ${r.reason}` : ''}`,
+        hubCode: r.files ? 'EntryNotFound' : 'RepoNotFound',
+      };
+    }
+    return null;
+  }
+
+  decideRepo(type: HfRepoType, repo: string): Decision | HfRefusal {
+    const d = this.denied(type, repo);
+    if (d) return d;
+    const a = this.allow.get(key(type, repo));
+    if (!a) {
+      return {
+        allow: false,
+        rule: 'hf.allow',
+        code: 'not_allowlisted',
+        reason: `${displayRepo(type, repo)} is not on the Hugging Face allowlist of this mirror; ask for it to be pinned (airlock pin hf ${displayRepo(type, repo)}@main)`,
+        hubCode: 'RepoNotFound',
+      };
+    }
+    return { allow: true, rule: a.id };
+  }
+
+  /**
+   * A revision as clients send it (commit, branch, tag, refs/pr/N, or "HEAD") resolves only to a
+   * pinned commit: a branch through the policy's refs, never through what upstream says today.
+   */
+  resolveRevision(type: HfRepoType, repo: string, revision: string): { decision: Decision | HfRefusal; commit?: string } {
+    const r = this.decideRepo(type, repo);
+    if (!r.allow) return { decision: r };
+    const a = this.allow.get(key(type, repo))!;
+    let commit: string | undefined;
+    if (COMMIT.test(revision)) commit = a.commits.has(revision) ? revision : undefined;
+    else if (revision === 'HEAD') commit = a.refs.get('HEAD') ?? a.refs.get('main');
+    else commit = a.refs.get(revision);
+    if (!commit) {
+      const what = COMMIT.test(revision) ? `commit ${revision}` : `revision ${JSON.stringify(revision)}`;
+      return {
+        decision: {
+          allow: false,
+          rule: a.id,
+          code: COMMIT.test(revision) ? 'digest_not_pinned' : 'tag_not_pinned',
+          reason: `${what} of ${displayRepo(type, repo)} is not pinned in policy (${a.id}); pin it with: airlock pin hf ${displayRepo(type, repo)}@${revision === 'HEAD' ? 'main' : revision}`,
+          hubCode: 'RevisionNotFound',
+        },
+      };
+    }
+    return { decision: { allow: true, rule: a.id }, commit };
+  }
+
+  /** Whether one file of an allowed repository may be served (and listed). */
+  decideFile(type: HfRepoType, repo: string, file: string): Decision | HfRefusal {
+    const d = this.denied(type, repo, file);
+    if (d) return d;
+    const a = this.allow.get(key(type, repo));
+    if (!a) return this.decideRepo(type, repo);
+    if (a.files && !a.files(file)) {
+      return {
+        allow: false,
+        rule: a.id,
+        code: 'not_allowlisted',
+        reason: `${file} is not among the files allowed for ${displayRepo(type, repo)} (${a.id} allows ${a.fileGlobs.join(', ')})`,
+        hubCode: 'EntryNotFound',
+      };
+    }
+    return { allow: true, rule: a.id };
+  }
+
+  /** The pinned refs of a repository (for the refs endpoint). */
+  refs(type: HfRepoType, repo: string): [string, string][] {
+    return [...(this.allow.get(key(type, repo))?.refs ?? [])].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
+  }
+}
