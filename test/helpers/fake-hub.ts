@@ -26,6 +26,8 @@ export class FakeHub {
   /** "model:org/name" -> refs and commits. */
   readonly repos = new Map<string, { refs: Map<string, string>; commits: Map<string, HubFile[]> }>();
   readonly tamper = new Set<string>();
+  /** Serve altered bytes for every file of this repository. */
+  tamperRepo: string | undefined;
   pageSize = 1000;
   /** Require this bearer token on every request (gated repo). */
   token: string | undefined;
@@ -99,8 +101,8 @@ export class FakeHub {
     return { commit, files: r.commits.get(commit)! };
   }
 
-  private served(f: HubFile): Buffer {
-    if (!this.tamper.has(f.path)) return f.bytes;
+  private served(f: HubFile, repo?: string): Buffer {
+    if (!this.tamper.has(f.path) && !(repo !== undefined && repo === this.tamperRepo)) return f.bytes;
     const b = Buffer.from(f.bytes);
     b[b.length - 1] ^= 0xff;
     return b;
@@ -123,11 +125,11 @@ export class FakeHub {
     this.cdnAuth.push(req.headers.authorization);
     const [, key] = new URL(req.url!, 'http://x').pathname.split('/');
     this.hit(`cdn:${key}`);
-    for (const r of this.repos.values()) {
+    for (const [k, r] of this.repos) {
       for (const files of r.commits.values()) {
         const f = files.find((x) => x.lfs && sha256hex(x.bytes) === key);
         if (f) {
-          const b = this.served(f);
+          const b = this.served(f, k.slice(k.indexOf(':') + 1));
           res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(b.length) });
           return this.body(res, b);
         }
@@ -210,7 +212,7 @@ export class FakeHub {
       });
       return void res.end();
     }
-    const b = this.served(f);
+    const b = this.served(f, found.repo);
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(b.length), etag: `"${sha1Git(f.bytes)}"`, 'x-repo-commit': at.commit });
     this.body(res, b);
   }

@@ -1,0 +1,107 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { downloadFile, listFiles, modelInfo, snapshotDownload } from '@huggingface/hub';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
+import { FakeHub, sha256hex, type HubFile } from '../helpers/fake-hub.js';
+import { records } from '../helpers/http.js';
+
+function walk(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...walk(p));
+    else out.push(p);
+  }
+  return out;
+}
+
+describe('the real @huggingface/hub client through Airlock', () => {
+  const hub = new FakeHub();
+  let a: TestAirlock;
+  let commit: string;
+  const files: HubFile[] = [
+    { path: 'model.safetensors', bytes: randomBytes(2 * 1024 * 1024 + 3), lfs: true },
+    { path: 'config.json', bytes: Buffer.from(JSON.stringify({ model_type: 'llama', hidden_size: 64 })) },
+    { path: 'tokenizer/tokenizer.json', bytes: Buffer.from('{"model": {"type": "BPE"}}') },
+    { path: 'pytorch_model.bin', bytes: randomBytes(4096), lfs: true },
+  ];
+  const bad = randomBytes(1024 * 1024);
+  const hubUrl = () => `${a.url}/hf`;
+
+  beforeAll(async () => {
+    await hub.start();
+    hub.pageSize = 2;
+    commit = hub.commit('model', 'acme/tiny-llama', files);
+    const badCommit = hub.commit('model', 'acme/tampered', [{ path: 'model.safetensors', bytes: bad, lfs: true }]);
+    hub.tamperRepo = 'acme/tampered';
+    a = await startAirlock(`
+hf:
+  upstream: ${hub.url}
+  file_hosts: ["127.0.0.1:${hub.cdnPort}"]
+policy:
+  hf:
+    allow:
+      - repo: acme/tiny-llama
+        refs: { main: "${commit}" }
+        files: ["*.safetensors", "*.json"]
+      - repo: acme/tampered
+        refs: { main: "${badCommit}" }
+`);
+  });
+
+  afterAll(async () => {
+    await a?.stop();
+    await hub.stop();
+  });
+
+  it('snapshotDownload fetches the pinned snapshot, byte-identical, with only the allowed files', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'airlock-hfjs-'));
+    // Someone moves main upstream before the download: the pinned commit is what arrives.
+    hub.commit('model', 'acme/tiny-llama', [{ path: 'config.json', bytes: Buffer.from('{"moved": true}') }]);
+    const folder = await snapshotDownload({ repo: 'acme/tiny-llama', revision: 'main', hubUrl: hubUrl(), cacheDir });
+    expect(folder.endsWith(join('snapshots', commit))).toBe(true);
+    const got = walk(folder).map((p) => relative(folder, p)).sort();
+    expect(got).toEqual(['config.json', 'model.safetensors', 'tokenizer/tokenizer.json']);
+    for (const f of files.filter((x) => got.includes(x.path))) {
+      expect(readFileSync(join(folder, f.path)).equals(f.bytes), f.path).toBe(true);
+    }
+    expect(readFileSync(join(cacheDir, 'models--acme--tiny-llama', 'refs', 'main'), 'utf8')).toBe(commit);
+    const recs = await records(a, 'ecosystem=hf&name=acme/tiny-llama&decision=allow');
+    expect(recs.some((r) => r.filename === 'model.safetensors' && r.sha256 === sha256hex(files[0].bytes) && r.version === commit)).toBe(true);
+  });
+
+  it('listFiles follows Airlock paging and modelInfo reports the pinned commit', async () => {
+    const paths: string[] = [];
+    for await (const e of listFiles({ repo: 'acme/tiny-llama', recursive: true, hubUrl: hubUrl() })) paths.push(e.path);
+    expect(paths.sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer', 'tokenizer/tokenizer.json']);
+    const info = await modelInfo({ name: 'acme/tiny-llama', hubUrl: hubUrl(), additionalFields: ['sha'] });
+    expect((info as { sha?: string }).sha).toBe(commit);
+  });
+
+  it('downloadFile gets a verified file, and null for a file the policy leaves out', async () => {
+    const blob = await downloadFile({ repo: 'acme/tiny-llama', path: 'model.safetensors', hubUrl: hubUrl() });
+    expect(blob).not.toBeNull();
+    expect(Buffer.from(await blob!.arrayBuffer()).equals(files[0].bytes)).toBe(true);
+    const refused = await downloadFile({ repo: 'acme/tiny-llama', path: 'pytorch_model.bin', hubUrl: hubUrl() });
+    expect(refused).toBeNull();
+  });
+
+  it('is refused a repository that is not allowed, with the mirror policy reason', async () => {
+    hub.commit('model', 'evil/impostor', [{ path: 'config.json', bytes: Buffer.from('{}') }]);
+    const cacheDir = mkdtempSync(join(tmpdir(), 'airlock-hfjs-'));
+    await expect(snapshotDownload({ repo: 'evil/impostor', hubUrl: hubUrl(), cacheDir })).rejects.toThrow(/evil\/impostor is not on the Hugging Face allowlist/);
+    await expect(downloadFile({ repo: 'acme/tiny-llama', revision: 'v2', path: 'config.json', hubUrl: hubUrl() })).rejects.toThrow(/revision "v2" of acme\/tiny-llama is not pinned/);
+  });
+
+  it('never completes a tampered file, and caches nothing', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'airlock-hfjs-'));
+    await expect(snapshotDownload({ repo: 'acme/tampered', hubUrl: hubUrl(), cacheDir })).rejects.toThrow();
+    const blobs = join(cacheDir, 'models--acme--tampered', 'blobs', sha256hex(bad));
+    expect(existsSync(blobs)).toBe(false);
+    await a.airlock.cache.idle();
+    expect(await a.airlock.cache.cachedSize(sha256hex(bad))).toBeUndefined();
+  });
+});
