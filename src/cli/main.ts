@@ -7,7 +7,7 @@ import { parseTime } from '../core/time.js';
 import { startServer } from '../server.js';
 import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
 import type { PullFilter } from '../storage/meta-store.js';
-import { resolveOciPin, resolvePypiPin, writeOciPin, writePypiPin } from './pin.js';
+import { resolveHfPin, resolveOciPin, resolvePypiPin, writeHfPin, writeOciPin, writePypiPin } from './pin.js';
 
 const USAGE = `airlock: an approved internal registry mirror for PyPI, Hugging Face and OCI
 
@@ -24,6 +24,9 @@ usage:
                                                   resolve a tag upstream to its manifest digest and
                                                   pin it (tag alias + digest) in the policy
   airlock pin oci REGISTRY/NAME@sha256:DIGEST     check the digest upstream and pin it
+  airlock pin hf [datasets/]REPO@REVISION [--config FILE] [--print]
+                                                  resolve a branch or tag on the Hub to its commit
+                                                  and pin it (ref alias + commit) in the policy
 
 --config defaults to config/airlock.yaml.`;
 
@@ -74,7 +77,7 @@ async function main(argv: string[]): Promise<void> {
     case 'check': {
       const loaded = loadConfig(configFile);
       process.stdout.write(
-        `${loaded.configFile}: OK (${loaded.policy.pypi.size} PyPI allow entries, ${loaded.policy.oci.size} OCI repositories; policy in ${loaded.policyFile})\n`,
+        `${loaded.configFile}: OK (${loaded.policy.pypi.size} PyPI allow entries, ${loaded.policy.oci.size} OCI repositories, ${loaded.policy.hf.size} Hugging Face repositories; policy in ${loaded.policyFile})\n`,
       );
       return;
     }
@@ -119,7 +122,20 @@ async function main(argv: string[]): Promise<void> {
         process.stdout.write(`${how} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}) in ${loaded.policyFile}\n`);
         return;
       }
-      if (eco !== 'pypi' || !req) fail(`usage: airlock pin pypi 'NAME==VERSION' | airlock pin oci REGISTRY/NAME:TAG (Hugging Face pins arrive with that front-end)`);
+      if (eco === 'hf' && req) {
+        const pin = await resolveHfPin(configFile, req);
+        const loaded = loadConfig(configFile);
+        if (values.print) {
+          process.stdout.write(JSON.stringify(pin) + '\n');
+          return;
+        }
+        const how = writeHfPin(loaded.policyFile, loaded.policyPathInFile, pin);
+        loadConfig(configFile);
+        const name = pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo;
+        process.stdout.write(`${how} ${name}${pin.ref ? `@${pin.ref}` : ''} -> ${pin.commit} in ${loaded.policyFile}\n`);
+        return;
+      }
+      if (eco !== 'pypi' || !req) fail(`usage: airlock pin pypi 'NAME==VERSION' | airlock pin oci REGISTRY/NAME:TAG | airlock pin hf [datasets/]REPO@REVISION`);
       const pin = await resolvePypiPin(configFile, req);
       const loaded = loadConfig(configFile);
       if (values.print) {

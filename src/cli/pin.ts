@@ -13,6 +13,8 @@ import { header, readBoundedBytes, UpstreamHttp } from '../upstream/http.js';
 import { MANIFEST_ACCEPT, ManifestError, checkDigest, looksLikeHost, parseManifest } from '../oci/reference.js';
 import { RegistryClient } from '../oci/registry-client.js';
 import { canonicalRepository } from '../policy/oci.js';
+import { COMMIT, isValidRef, isValidRepoId, type HfRepoType } from '../policy/hf.js';
+import { Hub } from '../hf/hub.js';
 import type { Dispatcher } from 'undici';
 
 export interface PinResult {
@@ -180,6 +182,79 @@ export function writeOciPin(policyFile: string, basePath: string[], pin: OciPinR
     }
     const list = digests as YAMLSeq;
     if (!list.items.some((d) => String(isScalar(d) ? d.value : d) === pin.digest)) list.add(pin.digest);
+  }
+  writeFileSync(policyFile, doc.toString());
+  return how;
+}
+
+export interface HfPinResult {
+  type: HfRepoType;
+  repo: string;
+  /** The branch or tag pinned (absent when a commit was given). */
+  ref?: string;
+  commit: string;
+}
+
+/** Resolve [datasets/]ORG/NAME@REVISION on the Hub to the commit it points at today. */
+export async function resolveHfPin(configFile: string, reference: string, dispatcher?: Dispatcher): Promise<HfPinResult> {
+  const loaded = loadConfig(configFile);
+  const m = /^(datasets\/)?([^@\s]+)@([^\s]+)$/.exec(reference.trim());
+  const usage = `pin: expected [datasets/]REPO@REVISION (e.g. openai-community/gpt2@main or datasets/org/corpus@v1.0), got ${JSON.stringify(reference)}`;
+  if (!m || !isValidRepoId(m[2]) || !isValidRef(m[3])) throw new ConfigError(usage);
+  const type: HfRepoType = m[1] ? 'dataset' : 'model';
+  const http = new UpstreamHttp({ dispatcher, headersTimeoutMs: loaded.config.hf.timeout * 1000 });
+  const meta = new SqliteMetaStore(':memory:');
+  try {
+    const hub = new Hub({
+      http,
+      meta,
+      log: pino({ level: 'silent' }),
+      upstream: loaded.config.hf.upstream,
+      fileHosts: loaded.config.hf.file_hosts,
+      token: loaded.config.hf.token_env ? process.env[loaded.config.hf.token_env] : undefined,
+      maxMetadataBytes: loaded.config.hf.max_metadata_bytes,
+    });
+    const commit = await hub.resolveRevision(type, m[2], m[3]);
+    if (COMMIT.test(m[3]) && commit !== m[3]) throw new ConfigError(`pin: the Hub resolved ${m[3]} to ${commit}; not pinning`);
+    return { type, repo: m[2], ref: COMMIT.test(m[3]) ? undefined : m[3], commit };
+  } finally {
+    await http.close();
+    await meta.close();
+  }
+}
+
+/** Add the commit (and the ref alias) to the repository's allow entry, keeping comments and order. */
+export function writeHfPin(policyFile: string, basePath: string[], pin: HfPinResult): 'added' | 'updated' {
+  const doc = parseDocument(readFileSync(policyFile, 'utf8')) as Document.Parsed;
+  const allowPath = [...basePath, 'hf', 'allow'];
+  let seq = doc.getIn(allowPath, true);
+  if (!isSeq(seq)) {
+    seq = new YAMLSeq();
+    doc.setIn(allowPath, seq);
+  }
+  if ((seq as YAMLSeq).items.length === 0) (seq as YAMLSeq).flow = false;
+  const items = (seq as YAMLSeq).items;
+  let entry = items.find((it) => isMap(it) && String(it.get('repo')) === pin.repo && String(it.get('type') ?? 'model') === pin.type) as YAMLMap | undefined;
+  const how = entry ? 'updated' : 'added';
+  if (!entry) {
+    entry = doc.createNode(pin.type === 'dataset' ? { repo: pin.repo, type: 'dataset' } : { repo: pin.repo }) as YAMLMap;
+    items.push(entry);
+  }
+  if (pin.ref) {
+    let refs: unknown = entry.get('refs', true);
+    if (!isMap(refs)) {
+      refs = doc.createNode({}) as YAMLMap;
+      entry.set('refs', refs);
+    }
+    (refs as YAMLMap).set(pin.ref, pin.commit);
+  } else {
+    let commits: unknown = entry.get('commits', true);
+    if (!isSeq(commits)) {
+      commits = new YAMLSeq();
+      entry.set('commits', commits);
+    }
+    const list = commits as YAMLSeq;
+    if (!list.items.some((c) => String(isScalar(c) ? c.value : c) === pin.commit)) list.add(pin.commit);
   }
   writeFileSync(policyFile, doc.toString());
   return how;

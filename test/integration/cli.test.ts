@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { FakeRegistry, makeImage, makeIndex } from '../helpers/fake-registry.js';
+import { FakeHub } from '../helpers/fake-hub.js';
 import { loadConfig } from '../../src/config/load.js';
 
 const CLI = join(process.cwd(), 'dist', 'cli', 'main.js');
@@ -130,6 +131,36 @@ policy:
       expect(check.stdout).toContain('1 OCI repositories');
     } finally {
       await reg.stop();
+    }
+  });
+
+  it('pins a Hugging Face branch to its commit, for models and datasets', async () => {
+    const hub = await new FakeHub().start();
+    try {
+      const c1 = hub.commit('model', 'openai-community/gpt2', [{ path: 'config.json', bytes: Buffer.from('{}') }]);
+      const d1 = hub.commit('dataset', 'org/corpus', [{ path: 'a.txt', bytes: Buffer.from('a') }], ['main', 'v1.0']);
+      const cfg = join(dir, 'hf.yaml');
+      writeFileSync(cfg, `data_dir: ${join(dir, 'data-hf')}\nhf:\n  upstream: "${hub.url}"\npolicy:\n  hf:\n    allow: []  # models\n`);
+      const r = await airlock(['pin', 'hf', 'openai-community/gpt2@main', '--config', cfg]);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toContain(`added openai-community/gpt2@main -> ${c1}`);
+      const d = await airlock(['pin', 'hf', 'datasets/org/corpus@v1.0', '--config', cfg]);
+      expect(d.stdout).toContain(`added datasets/org/corpus@v1.0 -> ${d1}`);
+      const c2 = hub.commit('model', 'openai-community/gpt2', [{ path: 'config.json', bytes: Buffer.from('{"v": 2}') }]);
+      const again = await airlock(['pin', 'hf', 'openai-community/gpt2@main', '--config', cfg]);
+      expect(again.stdout).toContain(`updated openai-community/gpt2@main -> ${c2}`);
+      const policy = loadConfig(cfg).policy.hf;
+      expect(policy.resolveRevision('model', 'openai-community/gpt2', 'main').commit).toBe(c2);
+      // Moving the pin replaces it: the old commit stays approved only if listed under commits.
+      expect(policy.resolveRevision('model', 'openai-community/gpt2', c1).commit).toBeUndefined();
+      expect(policy.resolveRevision('dataset', 'org/corpus', 'v1.0').commit).toBe(d1);
+      const missing = await airlock(['pin', 'hf', 'nobody/nothing@main', '--config', cfg]);
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toContain('the Hub answered 404 RepoNotFound');
+      const bad = await airlock(['pin', 'hf', 'gpt2', '--config', cfg]);
+      expect(bad.stderr).toContain('expected [datasets/]REPO@REVISION');
+    } finally {
+      await hub.stop();
     }
   });
 

@@ -212,11 +212,11 @@ policy:
     const paths: string[] = [];
     let pages = 0;
     while (url) {
-      const res = await fetch(url);
+      const res: Response = await fetch(url);
       expect(res.status).toBe(200);
       const page = await res.json();
       paths.push(...page.map((e: { path: string }) => e.path));
-      const link = res.headers.get('link');
+      const link: string | null = res.headers.get('link');
       url = link ? /<([^>]+)>;\s*rel="next"/.exec(link)![1] : undefined;
       if (url) expect(url.startsWith(`${a.url}/hf/api/models/acme/many/tree/main?`)).toBe(true);
       pages++;
