@@ -129,7 +129,7 @@ const OCI_CONFIG = { name: 'oci-config.json', project: 'oci-config', size: 1500,
 files.push(OCI_CONFIG);
 process.stdout.write('preparing upstream (hashing generated files)... ');
 const up = await startJsonChild(join(ROOT, 'bench', 'upstream.mjs'), [
-  JSON.stringify({ files, bigPageFiles: S.bigPage, oci: { config: OCI_CONFIG.name, layers: [files[0].name, WARMUP.name] } }),
+  JSON.stringify({ files, bigPageFiles: S.bigPage, oci: { config: OCI_CONFIG.name, layers: [files[0].name, WARMUP.name] }, hf: { file: files[0].name } }),
 ]);
 const UP = `http://127.0.0.1:${up.info.port}`;
 console.log('ready');
@@ -149,7 +149,8 @@ async function startAirlock() {
     cfg,
     `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: warn\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${up.info.port}"]\n  index_ttl: 3600\n` +
       `oci:\n  default_registry: bench.local\n  registries:\n    bench.local: { url: "${UP}" }\n` +
-      `policy:\n  oci:\n    allow:\n      - { repository: bench.local/bench/img, tags: { v1: "${up.info.ociDigest}" } }\n  pypi:\n    allow:\n${allow.join('\n')}\n`,
+      `hf:\n  upstream: "${UP}"\n` +
+      `policy:\n  hf:\n    allow:\n      - { repo: bench/model, refs: { main: "${up.info.hfCommit}" } }\n  oci:\n    allow:\n      - { repository: bench.local/bench/img, tags: { v1: "${up.info.ociDigest}" } }\n  pypi:\n    allow:\n${allow.join('\n')}\n`,
   );
   const port = 20000 + Math.floor(Math.random() * 20000);
   const child = startChild(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', cfg], {
@@ -170,6 +171,7 @@ async function startAirlock() {
     fileUrl: (f) => `${url}/pypi/files/${f.project}/${f.name}`,
     blobUrl: (f) => `${url}/v2/bench/img/blobs/sha256:${up.info.files[f.name].sha256}`,
     manifestUrl: `${url}/v2/bench/img/manifests/v1`,
+    hfUrl: `${url}/hf/bench/model/resolve/main/model.safetensors`,
     blobPath: (f) => join(dir, 'data', 'blobs', 'sha256', up.info.files[f.name].sha256.slice(0, 2), up.info.files[f.name].sha256),
     warmPage: (f) => get(`${url}/pypi/simple/${f.project}/`).then((r) => r.text()),
     async stop() {
@@ -232,6 +234,18 @@ await setRate(0);
   const t = median(through.map((x) => x.mibps));
   row('cold OCI layer, unthrottled', 'direct from upstream /v2/', { mibps: d, ttfbMs: median(direct.map((x) => x.ttfb)) * 1000 });
   row('cold OCI layer, unthrottled', 'Airlock /v2/ (verify + cache)', { mibps: t, ttfbMs: median(through.map((x) => x.ttfb)) * 1000, ratio: t / d });
+  // The same file as an LFS file of a pinned Hugging Face model.
+  const hfThrough = [];
+  for (let r = 0; r < S.reps; r++) {
+    const a = await startAirlock();
+    await get(a.manifestUrl);
+    await curl(a.blobUrl(WARMUP));
+    await fetch(a.hfUrl, { method: 'HEAD' });
+    hfThrough.push(await curl(a.hfUrl));
+    await a.stop();
+  }
+  const h = median(hfThrough.map((x) => x.mibps));
+  row('cold HF LFS file, unthrottled', 'Airlock /hf/ (verify + cache)', { mibps: h, ttfbMs: median(hfThrough.map((x) => x.ttfb)) * 1000, ratio: h / d });
 }
 
 // 2. Warm serve ----------------------------------------------------------------------------------
@@ -319,7 +333,18 @@ await setRate(0);
     }
     base.child.kill('SIGTERM');
   }
-  row('small: HF resolve HEAD', 'Airlock', { note: 'Hugging Face front-end not built yet' });
+  {
+    // HEAD on resolve is answered from the pinned commit's stored metadata (huggingface_hub asks
+    // it before every file, with a 10 s timeout).
+    await fetch(a.hfUrl, { method: 'HEAD' });
+    const base = await startJsonChild(join(ROOT, 'bench', 'plain.mjs'), [blob, join(work, 'manifest.json'), 'application/octet-stream']);
+    const ref = await load(`http://127.0.0.1:${base.info.port}/bytes`, {}, 32, 'HEAD');
+    const air = await load(a.hfUrl, {}, 32, 'HEAD');
+    base.child.kill('SIGTERM');
+    row('small: HF resolve HEAD (pinned main)', 'plain Node, fixed bytes', { rps: ref.rps, p99Ms: ref.p99 });
+    row('small: HF resolve HEAD (pinned main)', 'Airlock (warm)', { rps: air.rps, p99Ms: air.p99, ratio: air.rps / ref.rps });
+    target('small HF resolve HEAD >= 0.5x plain Node', air.rps / ref.rps >= 0.5, `${(air.rps / ref.rps).toFixed(2)}x`);
+  }
 
   // 6. Scale of metadata: a 5,000-file page under a 10,000-entry policy ----------------------------
   // Measured as pip and uv ask (Accept-Encoding: gzip) and uncompressed, beside a plain Node

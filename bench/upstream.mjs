@@ -52,6 +52,11 @@ if (spec.oci) {
   ociDigest = `sha256:${createHash('sha256').update(ociManifest).digest('hex')}`;
 }
 
+// A Hub view: model bench/model at one commit whose only file, model.safetensors, is spec.hf.file
+// stored in LFS (its sha256 as lfs.oid); resolve answers with the bytes directly.
+const HF_COMMIT = 'c0ffee'.padEnd(40, '0');
+const hfFile = spec.hf ? files.get(spec.hf.file) : null;
+
 let rate = 0; // bytes/s, 0 = unthrottled
 const counts = new Map();
 
@@ -95,13 +100,21 @@ const server = createServer((req, res) => {
     if (!list) return res.writeHead(404).end();
     return res.writeHead(200, { 'content-type': 'application/vnd.pypi.simple.v1+json' }).end(JSON.stringify({ meta: { 'api-version': '1.1' }, name: page[1], files: list }));
   }
+  if (hfFile && url.pathname === `/api/models/bench/model/revision/${HF_COMMIT}`) {
+    return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'bench/model', sha: HF_COMMIT, siblings: [{ rfilename: 'model.safetensors' }] }));
+  }
+  if (hfFile && url.pathname === `/api/models/bench/model/tree/${HF_COMMIT}`) {
+    const entry = { type: 'file', path: 'model.safetensors', size: hfFile.size, oid: '0'.repeat(40), lfs: { oid: hfFile.sha256, size: hfFile.size, pointerSize: 134 } };
+    return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify([entry]));
+  }
+  const hfm = hfFile && url.pathname === `/bench/model/resolve/${HF_COMMIT}/model.safetensors`;
   if (url.pathname === '/v2/') return res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
   if (ociManifest && url.pathname === `/v2/bench/img/manifests/${ociDigest}`) {
     return res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': ociDigest }).end(ociManifest);
   }
   const bm = /^\/v2\/bench\/img\/blobs\/(sha256:[0-9a-f]{64})$/.exec(url.pathname);
   const fm = /^\/files\/(.+)$/.exec(url.pathname);
-  const f = bm ? bySha.get(bm[1]) : fm && files.get(fm[1]);
+  const f = hfm ? hfFile : bm ? bySha.get(bm[1]) : fm && files.get(fm[1]);
   if (!f) return res.writeHead(404).end();
   res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(f.size) });
   if (req.method === 'HEAD') return res.end();
@@ -131,5 +144,5 @@ server.keepAliveTimeout = 60_000;
 server.listen(0, '127.0.0.1', () => {
   const out = {};
   for (const [name, f] of files) out[name] = { sha256: f.sha256, size: f.size, project: f.project };
-  process.stdout.write(JSON.stringify({ port: server.address().port, files: out, ociDigest }) + '\n');
+  process.stdout.write(JSON.stringify({ port: server.address().port, files: out, ociDigest, hfCommit: HF_COMMIT }) + '\n');
 });
