@@ -80,6 +80,17 @@ export const DEFAULT_OCI_REGISTRIES = {
 
 const hfType = z.enum(['model', 'dataset']);
 
+const hfScan = z
+  .object({
+    pickle: z.enum(['allow-profile', 'deny']).optional(),
+    profile: z.enum(['torch-weights', 'torch-numpy']).optional(),
+    remote_code: z.enum(['deny', 'allow']).optional(),
+    opaque: z.enum(['allow', 'deny']).optional(),
+    formats: z.array(z.string()).optional(),
+    sha256: z.array(z.string()).optional(),
+  })
+  .strict();
+
 const hfAllow = z
   .object({
     repo: z.string(),
@@ -87,6 +98,7 @@ const hfAllow = z
     commits: z.array(z.string()).optional(),
     refs: z.record(z.string(), z.string()).optional(),
     files: z.array(z.string()).optional(),
+    scan: hfScan.optional(),
   })
   .strict();
 
@@ -118,6 +130,7 @@ export const policySchema = z
       .optional(),
     hf: z
       .object({
+        scan: hfScan.optional(),
         allow: z.array(hfAllow).optional(),
         deny: z.array(hfDeny).optional(),
       })

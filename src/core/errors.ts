@@ -13,6 +13,7 @@ export type AirlockErrorCode =
   | 'UPSTREAM_BAD_RESPONSE'
   | 'UPSTREAM_HOST_NOT_ALLOWED'
   | 'NO_VERIFIABLE_DIGEST'
+  | 'CONTENT_REFUSED'
   | 'INTERNAL';
 
 const STATUS: Record<AirlockErrorCode, number> = {
@@ -25,6 +26,7 @@ const STATUS: Record<AirlockErrorCode, number> = {
   UPSTREAM_BAD_RESPONSE: 502,
   UPSTREAM_HOST_NOT_ALLOWED: 502,
   NO_VERIFIABLE_DIGEST: 403,
+  CONTENT_REFUSED: 403,
   INTERNAL: 500,
 };
 

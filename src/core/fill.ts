@@ -22,6 +22,21 @@ export interface FillSpec {
   size?: number;
   /** Opens the upstream body. Must throw AirlockError for non-2xx answers. */
   open(signal: AbortSignal): Promise<UpstreamBody>;
+  /** Optional content inspection (model files), run on the spool file. */
+  inspect?: Inspector;
+}
+
+/** Random access to the bytes of a file being judged. */
+export interface FileBytes {
+  readonly size: number;
+  read(pos: number, len: number): Promise<Buffer>;
+}
+
+export interface Inspector {
+  /** From the first bytes (up to 64 KiB): hold every byte back until the verdict (code-bearing formats)? */
+  holdAll(head: Buffer, size: number): boolean;
+  /** Judge the whole verified file before its tail is released; throw (AirlockError CONTENT_REFUSED) to refuse. */
+  judge(file: FileBytes): Promise<void>;
 }
 
 /**
@@ -65,6 +80,12 @@ export class Fill extends EventEmitter {
   private window: { pos: number; buf: Buffer }[] = [];
   private windowBytes = 0;
   private readonly abort = new AbortController();
+  /** Resolves when clients may start receiving bytes: at once, after the sniff, or after the verdict. */
+  readonly gate: Promise<void>;
+  private resolveGate!: () => void;
+  private rejectGate!: (e: Error) => void;
+  private sniffed = false;
+  private holdAll = false;
   private resolveReady!: () => void;
   private rejectReady!: (e: Error) => void;
   private resolveSettled!: () => void;
@@ -82,14 +103,32 @@ export class Fill extends EventEmitter {
     this.ready = new Promise((res, rej) => ((this.resolveReady = res), (this.rejectReady = rej)));
     this.settled = new Promise((res, rej) => ((this.resolveSettled = res), (this.rejectSettled = rej)));
     this.committed = new Promise((res) => (this.resolveCommitted = res));
+    this.gate = new Promise((res, rej) => ((this.resolveGate = res), (this.rejectGate = rej)));
     // Callers may not await these; never let them become unhandled rejections.
     this.ready.catch(() => {});
     this.settled.catch(() => {});
+    this.gate.catch(() => {});
+    if (!spec.inspect) this.ready.then(() => this.resolveGate(), () => {});
   }
 
   /** Bytes readers may have now. */
   available(): number {
-    return this.state === 'verified' ? this.written : Math.max(0, this.written - HOLD_BACK);
+    if (this.state === 'verified') return this.written;
+    // Inspected files: nothing before the format is known; nothing at all for code-bearing formats.
+    if (this.spec.inspect && (!this.sniffed || this.holdAll)) return 0;
+    return Math.max(0, this.written - HOLD_BACK);
+  }
+
+  /** Decide the hold-back from the first bytes (once HOLD_BACK bytes, or the whole file, are in). */
+  private async sniff(): Promise<void> {
+    if (this.sniffed || !this.spec.inspect) return;
+    const n = Math.min(this.written, HOLD_BACK);
+    const head = Buffer.alloc(n);
+    await this.fh!.read(head, 0, n, 0);
+    this.holdAll = this.spec.inspect.holdAll(head, this.size ?? this.written);
+    this.sniffed = true;
+    if (!this.holdAll) this.resolveGate();
+    this.emit('progress');
   }
 
   async run(): Promise<void> {
@@ -143,6 +182,7 @@ export class Fill extends EventEmitter {
           this.written += n;
           queued -= n;
           hash.progress(this.written);
+          if (!this.sniffed && this.spec.inspect && this.written >= HOLD_BACK) await this.sniff();
           this.emit('progress');
           if (body.isPaused() && queued < QUEUE_HIGH / 2) body.resume();
           if (this.state !== 'running') return;
@@ -157,6 +197,7 @@ export class Fill extends EventEmitter {
       if (ended && queue.length === 0 && this.state === 'running') {
         let digest: string;
         try {
+          await this.sniff();
           digest = await hash.finish(this.written);
         } catch (e) {
           this.fail(e as Error);
@@ -208,7 +249,28 @@ export class Fill extends EventEmitter {
       return;
     }
     this.size = this.written;
+    if (this.spec.inspect) {
+      // The verdict comes before the tail (and, for code-bearing formats, before any byte).
+      const fh = this.fh!;
+      const size = this.written;
+      const file = {
+        size,
+        read: async (pos: number, len: number) => {
+          const b = Buffer.alloc(Math.max(0, Math.min(len, size - pos)));
+          if (b.length > 0) await fh.read(b, 0, b.length, pos);
+          return b;
+        },
+      };
+      try {
+        await this.spec.inspect.judge(file);
+      } catch (e) {
+        this.fail(e instanceof AirlockError ? e : new AirlockError('INTERNAL', `inspection failed: ${(e as Error).message}`, { cause: e }));
+        return;
+      }
+      if (this.state !== 'running') return;
+    }
     this.state = 'verified';
+    this.resolveGate();
     this.committing = true;
     this.emit('progress');
     this.resolveSettled();
@@ -237,6 +299,7 @@ export class Fill extends EventEmitter {
     this.hashJob?.abort();
     if (wasOpening) this.rejectReady(e);
     this.rejectSettled(e);
+    this.rejectGate(e);
     this.emit('progress');
     unlink(this.tmpPath).catch(() => {});
     this.maybeClose();
@@ -347,6 +410,8 @@ export interface Served {
   body: Readable;
   /** Resolves once every byte is verified (at once for hits); rejects on a mismatch or upstream failure. */
   settled: Promise<void>;
+  /** Resolves when bytes may start flowing (inspected code-bearing files: after the verdict); rejects on a refusal. */
+  gate: Promise<void>;
 }
 
 /**
@@ -403,6 +468,23 @@ export class BlobCache {
     return sha256;
   }
 
+  /** Random access to a cached blob (for inspecting it again), or null when it is not cached. */
+  async fileBytes(sha256: string): Promise<FileBytes | null> {
+    const rec = await this.meta.getBlob(sha256);
+    if (!rec) return null;
+    const store = this.store;
+    return {
+      size: rec.size,
+      async read(pos: number, len: number): Promise<Buffer> {
+        const end = Math.min(rec.size, pos + len) - 1;
+        if (end < pos) return Buffer.alloc(0);
+        const parts: Buffer[] = [];
+        for await (const chunk of await store.open(sha256, { start: pos, end })) parts.push(chunk as Buffer);
+        return Buffer.concat(parts);
+      },
+    };
+  }
+
   /** Read a small cached blob whole (null when absent); refuses anything over maxBytes. */
   async readSmall(sha256: string, maxBytes: number): Promise<Buffer | null> {
     const rec = await this.meta.getBlob(sha256);
@@ -428,7 +510,7 @@ export class BlobCache {
       if (r === 'unsatisfiable') return unsatisfiable('hit', rec.size);
       try {
         const body = await this.store.open(spec.sha256, r);
-        return { cache: 'hit', size: rec.size, range: r, unsatisfiable: false, body, settled: Promise.resolve() };
+        return { cache: 'hit', size: rec.size, range: r, unsatisfiable: false, body, settled: Promise.resolve(), gate: Promise.resolve() };
       } catch (e) {
         if ((e as AirlockError).code !== 'NOT_FOUND') throw e;
         // The descriptor outlived its file (deleted by hand, lost volume): forget it and refill.
@@ -452,10 +534,10 @@ export class BlobCache {
     await fill.ready;
     const r = fill.size !== undefined ? resolveRange(want, fill.size) : undefined;
     if (r === 'unsatisfiable') return unsatisfiable(cache, fill.size);
-    return { cache, size: fill.size, range: r, unsatisfiable: false, body: fill.reader(r), settled: fill.settled };
+    return { cache, size: fill.size, range: r, unsatisfiable: false, body: fill.reader(r), settled: fill.settled, gate: fill.gate };
   }
 }
 
 function unsatisfiable(cache: CacheOutcome, size: number | undefined): Served {
-  return { cache, size, range: undefined, unsatisfiable: true, body: Readable.from([]), settled: Promise.resolve() };
+  return { cache, size, range: undefined, unsatisfiable: true, body: Readable.from([]), settled: Promise.resolve(), gate: Promise.resolve() };
 }

@@ -12,6 +12,9 @@ import { displayRepo, type HfRefusal, type HfRepoType } from '../policy/hf.js';
 import type { Decision } from '../policy/types.js';
 import type { MetaStore, PullRecord } from '../storage/meta-store.js';
 import { contentLength, readBoundedBytes } from '../upstream/http.js';
+import { holdsAll, nameFindings, scan, SCANNER_VERSION, type ScanReport } from '../scan/index.js';
+import { bufferSource } from '../scan/source.js';
+import type { FileBytes } from '../core/fill.js';
 import type { HfEntry, HfSnapshot, Hub } from './hub.js';
 import { checkFilePath, HfPathError, parseHfPath } from './paths.js';
 
@@ -184,6 +187,37 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     return { ts: Date.now(), client: clientAddress(c), ecosystem: 'hf', name: displayRepo(type, repo), version: commit, filename: path, requestId: c.get('requestId') };
   }
 
+  /** The stored report for a blob, if the current scanner wrote it. */
+  async function storedReport(sha256: string): Promise<ScanReport | null> {
+    const row = await d.meta.getScan(sha256);
+    return row && row.scanner === SCANNER_VERSION ? (JSON.parse(row.report) as ScanReport) : null;
+  }
+
+  /** Judge bytes (scanning them when no current report is stored) and store the report. */
+  async function inspect(sha256: string, file: FileBytes): Promise<ScanReport> {
+    const known = await storedReport(sha256);
+    if (known) return known;
+    const report = await scan(file);
+    await d.meta.putScan(sha256, SCANNER_VERSION, JSON.stringify(report));
+    return report;
+  }
+
+  function contentDecision(type: HfRepoType, repo: string, path: string, sha256: string, report: ScanReport): Decision {
+    return d.policy().hf.decideContent(type, repo, path, sha256, { ...report, findings: [...report.findings, ...nameFindings(path)] });
+  }
+
+  /** What goes into the pull record: the format, the verdict, the imports and the findings. */
+  function scanSummary(report: ScanReport | null, decision: Decision | null): string | null {
+    if (!report) return null;
+    return JSON.stringify({
+      scanner: report.scanner,
+      format: report.format,
+      verdict: decision ? (decision.allow ? 'allow' : 'deny') : undefined,
+      globals: report.globals.slice(0, 50),
+      findings: report.findings.slice(0, 20),
+    });
+  }
+
   async function resolve(c: Context<AppEnv>, type: HfRepoType, repo: string, revision: string, path: string, raw: boolean): Promise<Response> {
     const isGet = c.req.method === 'GET';
     let snap: HfSnapshot;
@@ -226,16 +260,47 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     if (raw && entry.lfs && isGet) {
       throw new HubError(404, 'EntryNotFound', `${path} is an LFS file: Airlock serves its content through /resolve/, not its pointer through /raw/`, commit);
     }
+    const knownSha = entry.lfs?.oid ?? (await d.meta.getAlias('git-blob', entry.oid)) ?? undefined;
+    const known = knownSha ? await storedReport(knownSha) : null;
+    const knownDecision = known && knownSha ? contentDecision(type, repo, path, knownSha, known) : null;
     if (!isGet) {
+      // A verdict already on record answers HEAD too: EntryNotFound lets transformers move on to the next candidate file.
+      if (knownDecision && !knownDecision.allow) throw new HubError(404, 'EntryNotFound', `blocked by mirror policy: ${knownDecision.reason}`, commit);
       headers['content-length'] = String(entry.size);
       return sendStream(c, 200, headers, null);
     }
     const base = baseRecord(c, type, repo, commit, path);
+    if (knownDecision && !knownDecision.allow) {
+      d.recorder.record({ ...base, sha256: knownSha, size: entry.size, cache: 'none', decision: 'deny', reason: knownDecision.reason, rule: knownDecision.rule, code: 'content_refused', scan: scanSummary(known, knownDecision) });
+      throw new HubError(403, undefined, `blocked by mirror policy: ${knownDecision.reason}`, commit);
+    }
     if (entry.lfs) {
       const lfs = entry.lfs;
+      let report: ScanReport | null = known;
+      let verdict: Decision | null = knownDecision;
+      if (!report && (await d.cache.cachedSize(lfs.oid)) !== undefined) {
+        // Cached before this scanner version: judge the stored file again before serving it.
+        const file = await d.cache.fileBytes(lfs.oid);
+        if (file) {
+          report = await inspect(lfs.oid, file);
+          verdict = contentDecision(type, repo, path, lfs.oid, report);
+          if (!verdict.allow) {
+            d.recorder.record({ ...base, sha256: lfs.oid, size: entry.size, cache: 'hit', decision: 'deny', reason: verdict.reason, rule: verdict.rule, code: 'content_refused', scan: scanSummary(report, verdict) });
+            throw new HubError(403, undefined, `blocked by mirror policy: ${verdict.reason}`, commit);
+          }
+        }
+      }
       const spec = {
         sha256: lfs.oid,
         size: lfs.size,
+        inspect: {
+          holdAll: (head: Buffer, size: number) => holdsAll(head, size),
+          judge: async (file: FileBytes) => {
+            report = await inspect(lfs.oid, file);
+            verdict = contentDecision(type, repo, path, lfs.oid, report);
+            if (!verdict.allow) throw new AirlockError('CONTENT_REFUSED', `blocked by mirror policy: ${verdict.reason}`);
+          },
+        },
         open: async (signal: AbortSignal) => {
           const res = await d.hub.openFile(type, repo, commit, path, signal);
           if (res.status !== 200) {
@@ -247,12 +312,17 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       };
       try {
         return await serveBlob(c, d.cache, spec, headers, (o) => {
-          const rec = { ...base, sha256: lfs.oid, size: o.size, cache: o.cache };
-          if (o.failure) d.recorder.record({ ...rec, decision: 'deny', reason: `${path}: ${o.failure.message}; transfer cut, nothing cached`, rule, code: o.failure.code });
-          else d.recorder.record({ ...rec, decision: 'allow', rule, reason: o.clientClosed ? `client closed the connection early (${o.clientClosed})` : undefined });
+          const rec = { ...base, sha256: lfs.oid, size: o.size, cache: o.cache, scan: scanSummary(report, verdict) };
+          if (o.failure) {
+            const v = verdict as Decision | null;
+            const contentReason = v && !v.allow ? v.reason : undefined;
+            d.recorder.record({ ...rec, decision: 'deny', reason: contentReason ?? `${path}: ${o.failure.message}; transfer cut, nothing cached`, rule, code: contentReason ? 'content_refused' : o.failure.code });
+          } else d.recorder.record({ ...rec, decision: 'allow', rule, reason: o.clientClosed ? `client closed the connection early (${o.clientClosed})` : undefined });
         });
       } catch (e) {
-        d.recorder.record({ ...base, sha256: lfs.oid, cache: 'none', decision: 'error', reason: (e as Error).message, rule, code: 'upstream_failed' });
+        const refused = e instanceof AirlockError && e.code === 'CONTENT_REFUSED';
+        d.recorder.record({ ...base, sha256: lfs.oid, size: entry.size, cache: 'none', decision: refused ? 'deny' : 'error', reason: (e as Error).message, rule: refused && verdict ? verdict.rule : rule, code: refused ? 'content_refused' : 'upstream_failed', scan: scanSummary(report, verdict) });
+        if (refused) throw new HubError(403, undefined, e.message, commit);
         throw e;
       }
     }
@@ -273,8 +343,14 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       await d.meta.putAlias('git-blob', entry.oid, sha256);
     }
     headers['x-airlock-cache'] = cache;
+    const report = await inspect(sha256!, bufferSource(bytes));
+    const verdict = contentDecision(type, repo, path, sha256!, report);
+    if (!verdict.allow) {
+      d.recorder.record({ ...base, sha256, size: bytes.length, cache, decision: 'deny', reason: verdict.reason, rule: verdict.rule, code: 'content_refused', scan: scanSummary(report, verdict) });
+      throw new HubError(403, undefined, `blocked by mirror policy: ${verdict.reason}`, commit);
+    }
     const r = resolveRange(parseRange(c.req.header('range')), bytes.length);
-    d.recorder.record({ ...base, sha256, size: bytes.length, cache, decision: 'allow', rule });
+    d.recorder.record({ ...base, sha256, size: bytes.length, cache, decision: 'allow', rule, scan: scanSummary(report, verdict) });
     if (r === 'unsatisfiable') return sendBytes(c, 416, { ...headers, 'content-range': `bytes */${bytes.length}` }, Buffer.alloc(0));
     if (r) return sendBytes(c, 206, { ...headers, 'content-range': `bytes ${r.start}-${r.end}/${bytes.length}` }, bytes.subarray(r.start, r.end + 1));
     return sendBytes(c, 200, headers, bytes);

@@ -29,6 +29,13 @@ export async function serveBlob(
 ): Promise<Response> {
   const served = await cache.fetch(spec, parseRange(c.req.header('range')));
   headers['x-airlock-cache'] = served.cache;
+  try {
+    // Inspected code-bearing files answer only once judged, so a refusal is a proper error.
+    await served.gate;
+  } catch (e) {
+    served.body.destroy();
+    throw e;
+  }
   if (served.unsatisfiable) {
     return sendStream(c, 416, { ...headers, 'content-range': `bytes */${served.size}` }, null);
   }

@@ -1,7 +1,23 @@
 import picomatch from 'picomatch';
-import { PolicyError, type Decision } from './types.js';
+import { PICKLE_PROFILES } from './pickle-profiles.js';
+import { PolicyError, type Decision, type RefusalCode } from './types.js';
 
 export type HfRepoType = 'model' | 'dataset';
+
+/** How file contents are judged (organisation-wide in hf.scan, per repository in allow[].scan). */
+export interface HfScanInput {
+  /** allow-profile: pickles pass when every import is on the profile; deny: no pickle-based file. */
+  pickle?: 'allow-profile' | 'deny';
+  profile?: 'torch-weights' | 'torch-numpy';
+  /** Python files and auto_map / Keras Lambda code: refused unless allowed. */
+  remote_code?: 'deny' | 'allow';
+  /** Files of no recognised model format (JSON, text, images, ...). */
+  opaque?: 'allow' | 'deny';
+  /** Only these formats (safetensors, gguf, pickle, torch-zip, json, opaque, ...). */
+  formats?: string[];
+  /** Files a person reviewed: served whatever the scanner says. */
+  sha256?: string[];
+}
 
 export interface HfAllowInput {
   /** Repository id as on the Hub: "org/name" or a legacy one-part id ("gpt2"). */
@@ -13,6 +29,7 @@ export interface HfAllowInput {
   refs?: Record<string, string>;
   /** Optional globs of files that may be served (a glob without "/" matches the file name in any folder). */
   files?: string[];
+  scan?: HfScanInput;
 }
 
 export interface HfDenyInput {
@@ -25,9 +42,32 @@ export interface HfDenyInput {
 }
 
 export interface HfPolicyInput {
+  scan?: HfScanInput;
   allow?: HfAllowInput[];
   deny?: HfDenyInput[];
 }
+
+interface ScanRule {
+  id: string;
+  pickle: 'allow-profile' | 'deny';
+  profile: Set<string>;
+  profileName: string;
+  remoteCode: 'deny' | 'allow';
+  opaque: 'allow' | 'deny';
+  formats: Set<string> | null;
+  sha256: Set<string>;
+}
+
+/** What a content decision needs from the scanner's report (kept structural: policy stays pure). */
+export interface ContentReport {
+  format: string;
+  pickle: boolean;
+  globals: string[];
+  findings: { severity: 'refuse' | 'code' | 'info'; code: string; message: string }[];
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+const FORMATS = ['safetensors', 'gguf', 'pickle', 'joblib', 'torch-zip', 'torch-legacy', 'numpy', 'npz', 'keras', 'zip', 'archive', 'json', 'python', 'opaque'];
 
 export const COMMIT = /^[0-9a-f]{40}$/;
 const REPO_PART = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$/;
@@ -45,6 +85,7 @@ export function isValidRef(ref: string): boolean {
 }
 
 interface AllowRule {
+  scan: ScanRule;
   id: string;
   commits: Set<string>;
   refs: Map<string, string>;
@@ -74,8 +115,10 @@ function globMatcher(globs: string[]): (p: string) => boolean {
 export class HfPolicy {
   private readonly allow = new Map<string, AllowRule>();
   private readonly deny: DenyRule[] = [];
+  private readonly scanDefault: ScanRule;
 
   constructor(input: HfPolicyInput, base: (string | number)[]) {
+    this.scanDefault = compileScan(input.scan ?? {}, undefined, [...base, 'scan'], 'hf.scan');
     (input.allow ?? []).forEach((a, i) => {
       const path = [...base, 'allow', i];
       const type = a.type ?? 'model';
@@ -106,7 +149,8 @@ export class HfPolicy {
         });
         files = globMatcher(a.files);
       }
-      this.allow.set(k, { id: `hf.allow[${i}]`, commits, refs, files, fileGlobs: a.files ?? [] });
+      const scan = a.scan ? compileScan(a.scan, this.scanDefault, [...path, 'scan'], `hf.allow[${i}].scan`) : this.scanDefault;
+      this.allow.set(k, { id: `hf.allow[${i}]`, commits, refs, files, fileGlobs: a.files ?? [], scan });
     });
     (input.deny ?? []).forEach((d, i) => {
       const path = [...base, 'deny', i];
@@ -207,8 +251,61 @@ export class HfPolicy {
     return { allow: true, rule: a.id };
   }
 
+  /**
+   * Whether a file's content may be served, from the scanner's report: reviewed sha256 first,
+   * then structural problems, formats, pickles against the profile, and code.
+   */
+  decideContent(type: HfRepoType, repo: string, path: string, sha256: string, report: ContentReport): Decision {
+    const s = this.allow.get(key(type, repo))?.scan ?? this.scanDefault;
+    const name = `${displayRepo(type, repo)}/${path}`;
+    if (s.sha256.has(sha256) || this.scanDefault.sha256.has(sha256)) return { allow: true, rule: `${s.sha256.has(sha256) ? s.id : this.scanDefault.id}.sha256` };
+    const refuse = (code: RefusalCode, reason: string): Decision => ({ allow: false, rule: s.id, code, reason: `${name}: ${reason}` });
+    const bad = report.findings.find((f) => f.severity === 'refuse');
+    if (bad) return refuse('content_refused', `${bad.message} (refused by the scanner; a reviewed file can be allowed by its sha256 ${sha256})`);
+    if (s.formats && !s.formats.has(report.format)) return refuse('content_refused', `format ${report.format} is not among ${s.id}.formats (${[...s.formats].join(', ')})`);
+    if (report.pickle) {
+      if (s.pickle === 'deny') return refuse('content_refused', `a pickle-based file (${report.format}) and ${s.id}.pickle is deny; a reviewed file can be allowed by its sha256 ${sha256}`);
+      const outside = report.globals.filter((g) => !s.profile.has(g));
+      if (outside.length > 0) {
+        return refuse('content_refused', `pickle imports ${outside.slice(0, 5).join(', ')}${outside.length > 5 ? ` and ${outside.length - 5} more` : ''}, outside the ${s.profileName} profile (what torch.load(weights_only=True) accepts)`);
+      }
+    }
+    const code = report.findings.find((f) => f.severity === 'code');
+    if (code && s.remoteCode === 'deny') return refuse('content_refused', `${code.message}; ${s.id}.remote_code is deny`);
+    if (report.format === 'opaque' && s.opaque === 'deny') return refuse('content_refused', `not a recognised model format and ${s.id}.opaque is deny`);
+    return { allow: true, rule: s.id };
+  }
+
   /** The pinned refs of a repository (for the refs endpoint). */
   refs(type: HfRepoType, repo: string): [string, string][] {
     return [...(this.allow.get(key(type, repo))?.refs ?? [])].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
   }
+}
+
+function compileScan(input: HfScanInput, parent: ScanRule | undefined, path: (string | number)[], id: string): ScanRule {
+  const profileName = input.profile ?? (parent?.profileName as HfScanInput['profile']) ?? 'torch-weights';
+  const profile = PICKLE_PROFILES[profileName];
+  if (!profile) throw new PolicyError([...path, 'profile'], `expected torch-weights or torch-numpy, got ${JSON.stringify(input.profile)}`);
+  let formats = parent?.formats ?? null;
+  if (input.formats) {
+    input.formats.forEach((f, i) => {
+      if (!FORMATS.includes(f)) throw new PolicyError([...path, 'formats', i], `expected one of ${FORMATS.join(', ')}, got ${JSON.stringify(f)}`);
+    });
+    formats = new Set(input.formats);
+  }
+  const sha256 = new Set<string>();
+  (input.sha256 ?? []).forEach((h, i) => {
+    if (!SHA256_HEX.test(h)) throw new PolicyError([...path, 'sha256', i], `expected 64 lowercase hex characters, got ${JSON.stringify(h)}`);
+    sha256.add(h);
+  });
+  return {
+    id,
+    pickle: input.pickle ?? parent?.pickle ?? 'allow-profile',
+    profile,
+    profileName,
+    remoteCode: input.remote_code ?? parent?.remoteCode ?? 'deny',
+    opaque: input.opaque ?? parent?.opaque ?? 'allow',
+    formats,
+    sha256,
+  };
 }

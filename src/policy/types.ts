@@ -8,7 +8,8 @@ export type RefusalCode =
   | 'no_sha256'
   | 'digest_not_pinned'
   | 'tag_not_pinned'
-  | 'not_referenced';
+  | 'not_referenced'
+  | 'content_refused';
 
 export type Decision =
   | { allow: true; rule: string }

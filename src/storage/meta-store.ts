@@ -36,6 +36,8 @@ export interface PullRecord {
   reason?: string | null;
   rule?: string | null;
   requestId?: string | null;
+  /** The content inspection behind the decision (JSON: format, imports, findings), when there was one. */
+  scan?: string | null;
 }
 
 export interface StoredPullRecord extends PullRecord {
@@ -81,6 +83,11 @@ export interface MetaStore {
   /** The verified manifests of `repo` that reference `digest`, with the size they declare for it. */
   getOciParents(repo: string, digest: string): Promise<{ parent: string; size: number; kind: OciLink['kind'] }[]>;
   /** Another name for a stored blob, e.g. ("git-blob", <sha1>) -> sha256 for Hub files verified by git oid. */
+  /** The stored content-inspection report of a blob (JSON) and the scanner version that wrote it. */
+  getScan(sha256: string): Promise<{ scanner: string; report: string } | null>;
+  putScan(sha256: string, scanner: string, report: string): Promise<void>;
+  /** Every blob that has a scan report (for rescans). */
+  listScans(): Promise<{ sha256: string; scanner: string }[]>;
   getAlias(kind: string, key: string): Promise<string | null>;
   putAlias(kind: string, key: string, sha256: string): Promise<void>;
   close(): Promise<void>;

@@ -60,6 +60,13 @@ const MIGRATIONS: string[] = [
      sha256 TEXT NOT NULL,
      PRIMARY KEY (kind, key)
    ) WITHOUT ROWID;`,
+  `CREATE TABLE scans (
+     sha256 TEXT PRIMARY KEY,
+     scanner TEXT NOT NULL,
+     report TEXT NOT NULL,
+     scanned_at INTEGER NOT NULL
+   );
+   ALTER TABLE pulls ADD COLUMN scan TEXT;`,
 ];
 
 interface PullRow {
@@ -77,6 +84,7 @@ interface PullRow {
   reason: string | null;
   rule: string | null;
   request_id: string | null;
+  scan: string | null;
 }
 
 /** SQLite (better-sqlite3, WAL) implementation of MetaStore: the embedded default. */
@@ -103,14 +111,17 @@ export class SqliteMetaStore implements MetaStore {
       ),
       putPage: this.db.prepare('INSERT OR REPLACE INTO pages (key, body, fetched_at, etag) VALUES (?, ?, ?, ?)'),
       insertPull: this.db.prepare(
-        `INSERT INTO pulls (ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id)
-         VALUES (@ts, @client, @ecosystem, @name, @version, @filename, @sha256, @size, @cache, @decision, @reason, @rule, @requestId)`,
+        `INSERT INTO pulls (ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan)
+         VALUES (@ts, @client, @ecosystem, @name, @version, @filename, @sha256, @size, @cache, @decision, @reason, @rule, @requestId, @scan)`,
       ),
       getOciManifest: this.db.prepare<[string], { digest: string; media_type: string; size: number }>(
         'SELECT digest, media_type, size FROM oci_manifests WHERE digest = ?',
       ),
       putOciManifest: this.db.prepare('INSERT OR REPLACE INTO oci_manifests (digest, media_type, size) VALUES (?, ?, ?)'),
       putOciLink: this.db.prepare('INSERT OR IGNORE INTO oci_links (repo, parent, child, size, kind) VALUES (?, ?, ?, ?, ?)'),
+      getScan: this.db.prepare<[string], { scanner: string; report: string }>('SELECT scanner, report FROM scans WHERE sha256 = ?'),
+      putScan: this.db.prepare('INSERT OR REPLACE INTO scans (sha256, scanner, report, scanned_at) VALUES (?, ?, ?, ?)'),
+      listScans: this.db.prepare<[], { sha256: string; scanner: string }>('SELECT sha256, scanner FROM scans ORDER BY sha256'),
       getAlias: this.db.prepare<[string, string], { sha256: string }>('SELECT sha256 FROM aliases WHERE kind = ? AND key = ?'),
       putAlias: this.db.prepare('INSERT OR REPLACE INTO aliases (kind, key, sha256) VALUES (?, ?, ?)'),
       getOciParents: this.db.prepare<[string, string], { parent: string; size: number; kind: OciLink['kind'] }>(
@@ -172,6 +183,7 @@ export class SqliteMetaStore implements MetaStore {
           reason: rec.reason ?? null,
           rule: rec.rule ?? null,
           requestId: rec.requestId ?? null,
+          scan: rec.scan ?? null,
         });
       }
     })();
@@ -202,6 +214,7 @@ export class SqliteMetaStore implements MetaStore {
       reason: r.reason,
       rule: r.rule,
       requestId: r.request_id,
+      scan: r.scan,
     }));
   }
 
@@ -219,6 +232,18 @@ export class SqliteMetaStore implements MetaStore {
 
   async getOciParents(repo: string, digest: string): Promise<{ parent: string; size: number; kind: OciLink['kind'] }[]> {
     return this.stmts.getOciParents.all(repo, digest);
+  }
+
+  async getScan(sha256: string): Promise<{ scanner: string; report: string } | null> {
+    return this.stmts.getScan.get(sha256) ?? null;
+  }
+
+  async putScan(sha256: string, scanner: string, report: string): Promise<void> {
+    this.stmts.putScan.run(sha256, scanner, report, Date.now());
+  }
+
+  async listScans(): Promise<{ sha256: string; scanner: string }[]> {
+    return this.stmts.listScans.all();
   }
 
   async getAlias(kind: string, key: string): Promise<string | null> {

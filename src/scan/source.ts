@@ -1,0 +1,79 @@
+/**
+ * Random access to the bytes being judged: the spool file of a fill, a cached blob, or a buffer.
+ * Parsers read through a small buffered cursor so a multi-GB file is never held in memory.
+ */
+export interface ByteSource {
+  readonly size: number;
+  read(pos: number, len: number): Promise<Buffer>;
+}
+
+export function bufferSource(b: Buffer): ByteSource {
+  return { size: b.length, read: async (pos, len) => b.subarray(pos, Math.min(b.length, pos + len)) };
+}
+
+/** A judgement that stops the file: parse errors, limits, inconsistencies. */
+export class ScanError extends Error {}
+
+const CHUNK = 1 << 20;
+
+/** A forward cursor over a ByteSource with a 1 MiB read-ahead buffer. */
+export class Cursor {
+  private buf: Buffer = Buffer.alloc(0);
+  private bufPos = 0;
+  pos: number;
+
+  constructor(
+    readonly src: ByteSource,
+    start = 0,
+    readonly end = src.size,
+  ) {
+    this.pos = start;
+  }
+
+  get remaining(): number {
+    return this.end - this.pos;
+  }
+
+  /** Make n bytes from pos available; throws on truncation. */
+  async need(n: number): Promise<void> {
+    if (n > this.remaining) throw new ScanError(`truncated at byte ${this.pos}: ${n} more bytes expected, ${this.remaining} left`);
+    const have = this.bufPos + this.buf.length - this.pos;
+    if (this.pos >= this.bufPos && have >= n) return;
+    const len = Math.min(Math.max(n, CHUNK), this.end - this.pos);
+    this.buf = await this.src.read(this.pos, len);
+    this.bufPos = this.pos;
+    if (this.buf.length < n) throw new ScanError(`short read at byte ${this.pos}`);
+  }
+
+  async take(n: number): Promise<Buffer> {
+    await this.need(n);
+    const off = this.pos - this.bufPos;
+    this.pos += n;
+    return this.buf.subarray(off, off + n);
+  }
+
+  async u8(): Promise<number> {
+    return (await this.take(1))[0];
+  }
+
+  /** A line up to "\n" (not included), at most max bytes. */
+  async line(max = 65536): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let n = 0;
+    for (;;) {
+      await this.need(1);
+      const off = this.pos - this.bufPos;
+      const avail = this.buf.subarray(off);
+      const nl = avail.indexOf(0x0a);
+      const piece = nl >= 0 ? avail.subarray(0, nl) : avail;
+      n += piece.length;
+      if (n > max) throw new ScanError(`line argument longer than ${max} bytes at byte ${this.pos}`);
+      parts.push(Buffer.from(piece));
+      this.pos += piece.length;
+      if (nl >= 0) {
+        this.pos += 1;
+        return Buffer.concat(parts);
+      }
+    }
+  }
+}
