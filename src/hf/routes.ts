@@ -203,7 +203,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
   }
 
   function contentDecision(type: HfRepoType, repo: string, path: string, sha256: string, report: ScanReport): Decision {
-    return d.policy().hf.decideContent(type, repo, path, sha256, { ...report, findings: [...report.findings, ...nameFindings(path)] });
+    return d.policy().hf.decideContent(type, repo, path, sha256, { ...report, findings: [...report.findings, ...nameFindings(path, report)] });
   }
 
   /** What goes into the pull record: the format, the verdict, the imports and the findings. */

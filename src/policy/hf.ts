@@ -260,15 +260,14 @@ export class HfPolicy {
     const name = `${displayRepo(type, repo)}/${path}`;
     if (s.sha256.has(sha256) || this.scanDefault.sha256.has(sha256)) return { allow: true, rule: `${s.sha256.has(sha256) ? s.id : this.scanDefault.id}.sha256` };
     const refuse = (code: RefusalCode, reason: string): Decision => ({ allow: false, rule: s.id, code, reason: `${name}: ${reason}` });
+    const outside = report.pickle ? report.globals.filter((g) => !s.profile.has(g)) : [];
+    const imports = outside.length > 0 ? `pickle imports ${outside.slice(0, 5).join(', ')}${outside.length > 5 ? ` and ${outside.length - 5} more` : ''}, outside the ${s.profileName} profile (what torch.load(weights_only=True) accepts)` : '';
     const bad = report.findings.find((f) => f.severity === 'refuse');
-    if (bad) return refuse('content_refused', `${bad.message} (refused by the scanner; a reviewed file can be allowed by its sha256 ${sha256})`);
+    if (bad) return refuse('content_refused', `${imports ? `${imports}; ` : ''}${bad.message} (refused by the scanner; a reviewed file can be allowed by its sha256 ${sha256})`);
     if (s.formats && !s.formats.has(report.format)) return refuse('content_refused', `format ${report.format} is not among ${s.id}.formats (${[...s.formats].join(', ')})`);
     if (report.pickle) {
       if (s.pickle === 'deny') return refuse('content_refused', `a pickle-based file (${report.format}) and ${s.id}.pickle is deny; a reviewed file can be allowed by its sha256 ${sha256}`);
-      const outside = report.globals.filter((g) => !s.profile.has(g));
-      if (outside.length > 0) {
-        return refuse('content_refused', `pickle imports ${outside.slice(0, 5).join(', ')}${outside.length > 5 ? ` and ${outside.length - 5} more` : ''}, outside the ${s.profileName} profile (what torch.load(weights_only=True) accepts)`);
-      }
+      if (imports) return refuse('content_refused', imports);
     }
     const code = report.findings.find((f) => f.severity === 'code');
     if (code && s.remoteCode === 'deny') return refuse('content_refused', `${code.message}; ${s.id}.remote_code is deny`);

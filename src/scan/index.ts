@@ -66,8 +66,9 @@ export function sniff(head: Buffer, size: number): Format | 'archive' {
   if (head.subarray(0, 4).toString('latin1') === 'GGUF') return 'gguf';
   if (head.length >= 9 && head[8] === 0x7b) {
     const n = head.readBigUInt64LE(0);
-    if (n > 0n && n + 8n <= BigInt(size)) return 'safetensors';
+    if (n > 0n && n < 1n << 40n) return 'safetensors';
   }
+  void size;
   if (looksLikePickle(head)) return 'pickle';
   return 'opaque';
 }
@@ -103,9 +104,10 @@ async function scanPickles(src: ByteSource, r: Report, start: number, end: numbe
       const peek = await src.read(cur.pos, 2);
       if (!(peek[0] === 0x80 && peek[1] >= 2 && peek[1] <= 5)) break;
     }
+    const seen: string[] = [];
     try {
-      const p = await decodePickle(cur);
-      p.globals.forEach((g) => r.globals.add(g));
+      const p = await decodePickle(cur, seen);
+      seen.forEach((g) => r.globals.add(g));
       p.unknowns.forEach((u) => r.refuse('pickle_unknown', `${where}: ${u}`));
       persistentIds.push(...p.persistentIds);
       if (count === 0) first = p.result;
@@ -113,6 +115,7 @@ async function scanPickles(src: ByteSource, r: Report, start: number, end: numbe
     } catch (e) {
       if (!(e instanceof ScanError)) throw e;
       // The opcodes before the error would already have run in Python: the imports seen count.
+      seen.forEach((g) => r.globals.add(g));
       r.refuse('pickle_invalid', `${where}: ${e.message}`);
       return { stop: cur.pos, first, count, persistentIds };
     }
@@ -229,10 +232,22 @@ function scanJson(bytes: Buffer, path: string, r: Report): boolean {
   return true;
 }
 
+const EXPECTED_BY_NAME: [RegExp, Format[]][] = [
+  [/\.safetensors$/i, ['safetensors']],
+  [/\.gguf$/i, ['gguf']],
+  [/\.npy$/i, ['numpy']],
+];
+
 /** Findings that come from a file's name rather than its bytes (added at decision time). */
-export function nameFindings(path: string): Finding[] {
-  if (/\.py$/i.test(path)) return [{ severity: 'code', code: 'python_source', message: `${path} is Python source (code trust_remote_code would run)` }];
-  return [];
+export function nameFindings(path: string, report?: { format: string }): Finding[] {
+  const out: Finding[] = [];
+  if (/\.py$/i.test(path)) out.push({ severity: 'code', code: 'python_source', message: `${path} is Python source (code trust_remote_code would run)` });
+  for (const [re, formats] of EXPECTED_BY_NAME) {
+    if (report && re.test(path) && !formats.includes(report.format as Format)) {
+      out.push({ severity: 'refuse', code: 'format_mismatch', message: `${path} is named like ${formats[0]} but its content is ${report.format}` });
+    }
+  }
+  return out;
 }
 
 /**
@@ -295,6 +310,24 @@ export async function scan(src: ByteSource, path = 'the file'): Promise<ScanRepo
         if (src.size <= 16 << 20 && (first === '{' || first === '[')) {
           const bytes = await src.read(0, src.size);
           if (scanJson(bytes, path, r)) format = 'json';
+          break;
+        }
+        // A zip whose end record is at the end but whose first bytes are something else (a stub).
+        const tail = await src.read(Math.max(0, src.size - 65557), Math.min(src.size, 65557));
+        if (tail.includes(Buffer.from([0x50, 0x4b, 0x05, 0x06]))) {
+          r.refuse('zip_prefixed', `${path}: a zip archive behind ${head.subarray(0, 4).toString('hex')}... (bytes before the first entry)`);
+          format = 'zip';
+          break;
+        }
+        // pickle.load needs no PROTO and no particular first opcode: try to decode, and call it a
+        // pickle if it imports anything that looks like a Python name (or decodes through STOP).
+        const trial = new Report();
+        await scanPickles(src, trial, 0, Math.min(src.size, 1 << 20), 1, path);
+        const named = [...trial.globals].some((g) => /^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$/.test(g));
+        const clean = !trial.findings.some((f) => f.code === 'pickle_invalid');
+        if (named || (clean && trial.globals.size > 0)) {
+          await scanPickles(src, r, 0, src.size, 5, path);
+          format = 'pickle';
         }
         break;
       }

@@ -108,14 +108,14 @@ function decodeUtf8(b: Buffer, at: number): string {
 }
 
 /**
- * Decode one pickle starting at cur.pos (through STOP). Throws ScanError on anything CPython
+ * Decode one pickle starting at cur.pos (through STOP). Imports are appended to `globals` as
+ * they are decoded, so a caller still has them when a later opcode fails. Throws ScanError on anything CPython
  * would fail on (after having run the opcodes before it, which is why a parse error refuses).
  */
-export async function decodePickle(cur: Cursor): Promise<PickleResult> {
+export async function decodePickle(cur: Cursor, globals: string[] = []): Promise<PickleResult> {
   const stack: V[] = [];
   const marks: number[] = [];
   const memo = new Map<number, V>();
-  const globals: string[] = [];
   const unknowns: string[] = [];
   const persistentIds: V[] = [];
   let proto = 0;
