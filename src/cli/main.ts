@@ -7,6 +7,8 @@ import { parseTime } from '../core/time.js';
 import { startServer } from '../server.js';
 import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
 import type { PullFilter } from '../storage/meta-store.js';
+import { rescan } from './rescan.js';
+import { SCANNER_VERSION } from '../scan/index.js';
 import { resolveHfPin, resolveOciPin, resolvePypiPin, writeHfPin, writeOciPin, writePypiPin } from './pin.js';
 
 const USAGE = `airlock: an approved internal registry mirror for PyPI, Hugging Face and OCI
@@ -27,6 +29,9 @@ usage:
   airlock pin hf [datasets/]REPO@REVISION [--config FILE] [--print]
                                                   resolve a branch or tag on the Hub to its commit
                                                   and pin it (ref alias + commit) in the policy
+  airlock rescan  [--config FILE] [--all] [--json]
+                                                  re-judge cached model files with this scanner
+                                                  version (--all: every inspected file)
 
 --config defaults to config/airlock.yaml.`;
 
@@ -49,6 +54,7 @@ async function main(argv: string[]): Promise<void> {
       limit: { type: 'string' },
       json: { type: 'boolean', default: false },
       print: { type: 'boolean', default: false },
+      all: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -146,6 +152,26 @@ async function main(argv: string[]): Promise<void> {
       // Validate the result so a pin never leaves a policy that fails to load.
       loadConfig(configFile);
       process.stdout.write(`${how} ${pin.name}==${pin.version} (${pin.files.length} files, from the ${pin.source} index) in ${loaded.policyFile}\n`);
+      return;
+    }
+    case 'rescan': {
+      const tty = process.stderr.isTTY;
+      const res = await rescan(configFile, {
+        all: values.all,
+        progress: (done, total) => {
+          const width = 30;
+          const filled = total ? Math.round((done / total) * width) : width;
+          const bar = `[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${done}/${total}`;
+          if (tty) process.stderr.write(`\r${bar}${done === total ? '\n' : ''}`);
+          else if (done === total || done % 100 === 0) process.stderr.write(`${bar}\n`);
+        },
+      });
+      if (values.json) {
+        process.stdout.write(JSON.stringify(res, null, 2) + '\n');
+        return;
+      }
+      process.stdout.write(`rescanned ${res.rescanned} of ${res.total} files with ${SCANNER_VERSION}${res.missing ? ` (${res.missing} no longer cached)` : ''}; ${res.changed.length} changed\n`);
+      for (const ch of res.changed) process.stdout.write(`  sha256:${ch.sha256} ${ch.format}\n    before: ${ch.before}\n    after:  ${ch.after}\n`);
       return;
     }
     default:

@@ -18,11 +18,12 @@ export class FsBlobStore implements BlobStore {
     this.spoolDir = join(root, 'spool');
   }
 
-  static async create(root: string): Promise<FsBlobStore> {
+  /** @param opts.cleanSpool false for tools that open the store beside a running server. */
+  static async create(root: string, opts: { cleanSpool?: boolean } = {}): Promise<FsBlobStore> {
     const s = new FsBlobStore(root);
     await mkdir(s.blobDir, { recursive: true });
     // Spool files left by a crash are never valid content: start clean.
-    await rm(s.spoolDir, { recursive: true, force: true });
+    if (opts.cleanSpool !== false) await rm(s.spoolDir, { recursive: true, force: true });
     await mkdir(s.spoolDir, { recursive: true });
     return s;
   }

@@ -7,6 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeHub, sha256hex, type HubFile } from '../helpers/fake-hub.js';
 import { records } from '../helpers/http.js';
+import { R, hex, safetensors, torchZip } from '../helpers/model-files.js';
+
+/** A valid safetensors file with one F32 tensor of random values, n bytes of data. */
+function st(n: number): Buffer {
+  return safetensors({ w: { dtype: 'F32', shape: [n / 4], data_offsets: [0, n] } }, randomBytes(n));
+}
 
 function walk(dir: string): string[] {
   const out: string[] = [];
@@ -23,12 +29,12 @@ describe('the real @huggingface/hub client through Airlock', () => {
   let a: TestAirlock;
   let commit: string;
   const files: HubFile[] = [
-    { path: 'model.safetensors', bytes: randomBytes(2 * 1024 * 1024 + 3), lfs: true },
+    { path: 'model.safetensors', bytes: st(2 * 1024 * 1024), lfs: true },
     { path: 'config.json', bytes: Buffer.from(JSON.stringify({ model_type: 'llama', hidden_size: 64 })) },
     { path: 'tokenizer/tokenizer.json', bytes: Buffer.from('{"model": {"type": "BPE"}}') },
     { path: 'pytorch_model.bin', bytes: randomBytes(4096), lfs: true },
   ];
-  const bad = randomBytes(1024 * 1024);
+  const bad = st(1024 * 1024);
   const hubUrl = () => `${a.url}/hf`;
 
   beforeAll(async () => {
@@ -103,5 +109,48 @@ policy:
     expect(existsSync(blobs)).toBe(false);
     await a.airlock.cache.idle();
     expect(await a.airlock.cache.cachedSize(sha256hex(bad))).toBeUndefined();
+  });
+});
+
+describe('the real @huggingface/hub client and model-file inspection', () => {
+  const hub = new FakeHub();
+  let a: TestAirlock;
+  const benign = torchZip(hex(R.R10));
+  const evil = torchZip(hex(R.R3), {});
+
+  beforeAll(async () => {
+    await hub.start();
+    const good = hub.commit('model', 'acme/benign', [
+      { path: 'pytorch_model.bin', bytes: benign, lfs: true },
+      { path: 'config.json', bytes: Buffer.from('{"model_type": "bert"}') },
+    ]);
+    const bad = hub.commit('model', 'acme/poisoned', [{ path: 'pytorch_model.bin', bytes: evil, lfs: true }]);
+    a = await startAirlock(`
+hf:
+  upstream: ${hub.url}
+  file_hosts: ["127.0.0.1:${hub.cdnPort}"]
+policy:
+  hf:
+    allow:
+      - { repo: acme/benign, refs: { main: "${good}" } }
+      - { repo: acme/poisoned, refs: { main: "${bad}" } }
+`);
+  });
+  afterAll(async () => {
+    await a?.stop();
+    await hub.stop();
+  });
+
+  it('gets a benign checkpoint byte for byte', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'airlock-hfjs-'));
+    const folder = await snapshotDownload({ repo: 'acme/benign', hubUrl: `${a.url}/hf`, cacheDir });
+    expect(readFileSync(join(folder, 'pytorch_model.bin')).equals(benign)).toBe(true);
+  });
+
+  it('is refused the malicious one with a Hub-style error naming the global', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'airlock-hfjs-'));
+    await expect(snapshotDownload({ repo: 'acme/poisoned', hubUrl: `${a.url}/hf`, cacheDir })).rejects.toThrow(/pickle imports posix\.system, outside the torch-weights profile/);
+    await expect(downloadFile({ repo: 'acme/poisoned', path: 'pytorch_model.bin', hubUrl: `${a.url}/hf` })).rejects.toThrow(/posix\.system/);
+    expect(existsSync(join(cacheDir, 'models--acme--poisoned', 'blobs', sha256hex(evil)))).toBe(false);
   });
 });

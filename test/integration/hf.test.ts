@@ -5,17 +5,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeHub, sha1Git, sha256hex } from '../helpers/fake-hub.js';
 import { rawGet, rawPath, records } from '../helpers/http.js';
+import { safetensors } from '../helpers/model-files.js';
 
 describe('Hugging Face front-end against a local Hub', () => {
   const hub = new FakeHub();
   let a: TestAirlock;
-  const weights = randomBytes(600_000);
+  const weights = safetensors({ w: { dtype: 'U8', shape: [600_000], data_offsets: [0, 600_000] } }, randomBytes(600_000));
   const config = Buffer.from(JSON.stringify({ model_type: 'gpt2', n_layer: 2 }));
   const tokenizer = Buffer.from('{"version":"1.0"}');
   const pickle = randomBytes(1000);
   const spaced = Buffer.from('spaces and subfolders\n');
   const evilSmall = Buffer.from('{"not": "what was listed"}');
-  const evilBig = randomBytes(400_000);
+  const evilBig = safetensors({ w: { dtype: 'U8', shape: [400_000], data_offsets: [0, 400_000] } }, randomBytes(400_000));
   let c1: string;
   let c2: string;
   let gpt2: string;

@@ -1,0 +1,77 @@
+import { join } from 'node:path';
+import { loadConfig } from '../config/load.js';
+import { FsBlobStore } from '../storage/fs-blob-store.js';
+import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
+import { scan, SCANNER_VERSION, type ScanReport } from '../scan/index.js';
+import { AirlockError } from '../core/errors.js';
+
+export interface RescanResult {
+  total: number;
+  rescanned: number;
+  /** Blobs whose new report has refusal findings or imports the old one did not. */
+  changed: { sha256: string; format: string; before: string; after: string }[];
+  missing: number;
+}
+
+function summary(r: ScanReport | null): string {
+  if (!r) return 'none';
+  const bad = r.findings.filter((f) => f.severity !== 'info').map((f) => f.code);
+  return `${r.format}; imports ${r.globals.length ? r.globals.join(' ') : 'none'}; findings ${bad.length ? bad.join(' ') : 'none'}`;
+}
+
+/**
+ * Re-judge every inspected blob in the cache with this scanner version (after a scanner upgrade,
+ * or with --all to re-read them all). Decisions apply the current policy to the stored reports at
+ * serve time, so a newly refused file stops being served as soon as its report says so.
+ */
+export async function rescan(configFile: string, opts: { all?: boolean; progress?: (done: number, total: number) => void } = {}): Promise<RescanResult> {
+  const loaded = loadConfig(configFile);
+  const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+  const store = await FsBlobStore.create(loaded.dataDir, { cleanSpool: false });
+  const out: RescanResult = { total: 0, rescanned: 0, changed: [], missing: 0 };
+  try {
+    const rows = (await meta.listScans()).filter((r) => opts.all || r.scanner !== SCANNER_VERSION);
+    out.total = rows.length;
+    let done = 0;
+    for (const row of rows) {
+      const blob = await meta.getBlob(row.sha256);
+      if (!blob) {
+        out.missing++;
+        opts.progress?.(++done, rows.length);
+        continue;
+      }
+      const size = blob.size;
+      const file = {
+        size,
+        async read(pos: number, len: number): Promise<Buffer> {
+          const end = Math.min(size, pos + len) - 1;
+          if (end < pos) return Buffer.alloc(0);
+          const parts: Buffer[] = [];
+          for await (const c of await store.open(row.sha256, { start: pos, end })) parts.push(c as Buffer);
+          return Buffer.concat(parts);
+        },
+      };
+      let before: ScanReport | null = null;
+      const old = await meta.getScan(row.sha256);
+      if (old) before = JSON.parse(old.report) as ScanReport;
+      let after: ScanReport;
+      try {
+        after = await scan(file);
+      } catch (e) {
+        if ((e as AirlockError).code === 'NOT_FOUND') {
+          out.missing++;
+          opts.progress?.(++done, rows.length);
+          continue;
+        }
+        throw e;
+      }
+      await meta.putScan(row.sha256, SCANNER_VERSION, JSON.stringify(after));
+      out.rescanned++;
+      if (summary(before) !== summary(after)) out.changed.push({ sha256: row.sha256, format: after.format, before: summary(before), after: summary(after) });
+      opts.progress?.(++done, rows.length);
+    }
+  } finally {
+    await meta.close();
+  }
+  return out;
+}
