@@ -13,7 +13,7 @@ import { Metrics } from './obs/metrics.js';
 import type { Policy } from './policy/index.js';
 import { Hub } from './hf/hub.js';
 import { createHfApp } from './hf/routes.js';
-import { RegistryClient } from './oci/registry-client.js';
+import { registryFromConfig, type RegistryClient } from './oci/registry-client.js';
 import { createOciApp } from './oci/routes.js';
 import { PypiIndex } from './pypi/index.js';
 import { createPypiApp } from './pypi/routes.js';
@@ -56,22 +56,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const pypi = createPypiApp({ policy: () => policy, index, cache, http, recorder, log, pageMaxAge: Math.min(config.pypi.index_ttl, 300) });
   const ociHttp = new UpstreamHttp({ dispatcher: opts.dispatcher, headersTimeoutMs: config.oci.timeout * 1000 });
   const registries = new Map<string, RegistryClient>();
-  for (const [key, r] of Object.entries(config.oci.registries)) {
-    registries.set(
-      key,
-      new RegistryClient(
-        {
-          key,
-          url: r.url,
-          blobHosts: r.blob_hosts,
-          authHosts: r.auth_hosts,
-          username: r.username_env ? process.env[r.username_env] : undefined,
-          password: r.password_env ? process.env[r.password_env] : undefined,
-        },
-        ociHttp,
-      ),
-    );
-  }
+  for (const [key, r] of Object.entries(config.oci.registries)) registries.set(key, registryFromConfig(key, r, ociHttp));
   const oci = createOciApp({
     policy: () => policy,
     registries,

@@ -11,7 +11,7 @@ import { isValidProjectName, normalizeName } from '../pypi/names.js';
 import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
 import { header, readBoundedBytes, UpstreamHttp } from '../upstream/http.js';
 import { MANIFEST_ACCEPT, ManifestError, checkDigest, looksLikeHost, parseManifest } from '../oci/reference.js';
-import { RegistryClient } from '../oci/registry-client.js';
+import { registryFromConfig } from '../oci/registry-client.js';
 import { canonicalRepository } from '../policy/oci.js';
 import { COMMIT, isValidRef, isValidRepoId, type HfRepoType } from '../policy/hf.js';
 import { Hub } from '../hf/hub.js';
@@ -114,17 +114,7 @@ export async function resolveOciPin(configFile: string, reference: string, dispa
   if (!r) throw new ConfigError(`pin: registry ${registry} is not configured in oci.registries (${Object.keys(loaded.config.oci.registries).join(', ')})`);
   const http = new UpstreamHttp({ dispatcher, headersTimeoutMs: loaded.config.oci.timeout * 1000 });
   try {
-    const client = new RegistryClient(
-      {
-        key: registry,
-        url: r.url,
-        blobHosts: r.blob_hosts,
-        authHosts: r.auth_hosts,
-        username: r.username_env ? process.env[r.username_env] : undefined,
-        password: r.password_env ? process.env[r.password_env] : undefined,
-      },
-      http,
-    );
+    const client = registryFromConfig(registry, r, http);
     const ref = m[3] ?? m[2]!;
     const res = await client.request(upstreamName, `manifests/${ref}`, { accept: MANIFEST_ACCEPT });
     if (res.status !== 200) {
@@ -149,10 +139,18 @@ export async function resolveOciPin(configFile: string, reference: string, dispa
   }
 }
 
-/** Add the digest (and the tag alias) to the repository's allow entry, keeping comments and order. */
-export function writeOciPin(policyFile: string, basePath: string[], pin: OciPinResult): 'added' | 'updated' {
+/**
+ * Pin into a policy file's allow list, keeping comments and order: find (or add) the entry,
+ * then set an alias (tag -> digest, branch -> commit) or add the pinned id to a list.
+ */
+function writePin(
+  policyFile: string,
+  allowPath: string[],
+  match: (entry: YAMLMap) => boolean,
+  fresh: Record<string, string>,
+  pin: { alias?: [field: string, name: string]; list: string; id: string },
+): 'added' | 'updated' {
   const doc = parseDocument(readFileSync(policyFile, 'utf8')) as Document.Parsed;
-  const allowPath = [...basePath, 'oci', 'allow'];
   let seq = doc.getIn(allowPath, true);
   if (!isSeq(seq)) {
     seq = new YAMLSeq();
@@ -161,30 +159,41 @@ export function writeOciPin(policyFile: string, basePath: string[], pin: OciPinR
   // An empty flow sequence ("allow: []") would make every new entry a flow map; write block style.
   if ((seq as YAMLSeq).items.length === 0) (seq as YAMLSeq).flow = false;
   const items = (seq as YAMLSeq).items;
-  let entry = items.find((it) => isMap(it) && canonicalRepository(String(it.get('repository'))) === pin.repository) as YAMLMap | undefined;
+  let entry = items.find((it) => isMap(it) && match(it as YAMLMap)) as YAMLMap | undefined;
   const how = entry ? 'updated' : 'added';
   if (!entry) {
-    entry = doc.createNode({ repository: pin.repository }) as YAMLMap;
+    entry = doc.createNode(fresh) as YAMLMap;
     items.push(entry);
   }
-  if (pin.tag) {
-    let tags: unknown = entry.get('tags', true);
-    if (!isMap(tags)) {
-      tags = doc.createNode({}) as YAMLMap;
-      entry.set('tags', tags);
+  if (pin.alias) {
+    let aliases: unknown = entry.get(pin.alias[0], true);
+    if (!isMap(aliases)) {
+      aliases = doc.createNode({}) as YAMLMap;
+      entry.set(pin.alias[0], aliases);
     }
-    (tags as YAMLMap).set(pin.tag, pin.digest);
+    (aliases as YAMLMap).set(pin.alias[1], pin.id);
   } else {
-    let digests: unknown = entry.get('digests', true);
-    if (!isSeq(digests)) {
-      digests = new YAMLSeq();
-      entry.set('digests', digests);
+    let list: unknown = entry.get(pin.list, true);
+    if (!isSeq(list)) {
+      list = new YAMLSeq();
+      entry.set(pin.list, list);
     }
-    const list = digests as YAMLSeq;
-    if (!list.items.some((d) => String(isScalar(d) ? d.value : d) === pin.digest)) list.add(pin.digest);
+    const l = list as YAMLSeq;
+    if (!l.items.some((d) => String(isScalar(d) ? d.value : d) === pin.id)) l.add(pin.id);
   }
   writeFileSync(policyFile, doc.toString());
   return how;
+}
+
+/** Add the digest (and the tag alias) to the repository's allow entry. */
+export function writeOciPin(policyFile: string, basePath: string[], pin: OciPinResult): 'added' | 'updated' {
+  return writePin(
+    policyFile,
+    [...basePath, 'oci', 'allow'],
+    (e) => canonicalRepository(String(e.get('repository'))) === pin.repository,
+    { repository: pin.repository },
+    { alias: pin.tag ? ['tags', pin.tag] : undefined, list: 'digests', id: pin.digest },
+  );
 }
 
 export interface HfPinResult {
@@ -223,39 +232,13 @@ export async function resolveHfPin(configFile: string, reference: string, dispat
   }
 }
 
-/** Add the commit (and the ref alias) to the repository's allow entry, keeping comments and order. */
+/** Add the commit (and the ref alias) to the repository's allow entry. */
 export function writeHfPin(policyFile: string, basePath: string[], pin: HfPinResult): 'added' | 'updated' {
-  const doc = parseDocument(readFileSync(policyFile, 'utf8')) as Document.Parsed;
-  const allowPath = [...basePath, 'hf', 'allow'];
-  let seq = doc.getIn(allowPath, true);
-  if (!isSeq(seq)) {
-    seq = new YAMLSeq();
-    doc.setIn(allowPath, seq);
-  }
-  if ((seq as YAMLSeq).items.length === 0) (seq as YAMLSeq).flow = false;
-  const items = (seq as YAMLSeq).items;
-  let entry = items.find((it) => isMap(it) && String(it.get('repo')) === pin.repo && String(it.get('type') ?? 'model') === pin.type) as YAMLMap | undefined;
-  const how = entry ? 'updated' : 'added';
-  if (!entry) {
-    entry = doc.createNode(pin.type === 'dataset' ? { repo: pin.repo, type: 'dataset' } : { repo: pin.repo }) as YAMLMap;
-    items.push(entry);
-  }
-  if (pin.ref) {
-    let refs: unknown = entry.get('refs', true);
-    if (!isMap(refs)) {
-      refs = doc.createNode({}) as YAMLMap;
-      entry.set('refs', refs);
-    }
-    (refs as YAMLMap).set(pin.ref, pin.commit);
-  } else {
-    let commits: unknown = entry.get('commits', true);
-    if (!isSeq(commits)) {
-      commits = new YAMLSeq();
-      entry.set('commits', commits);
-    }
-    const list = commits as YAMLSeq;
-    if (!list.items.some((c) => String(isScalar(c) ? c.value : c) === pin.commit)) list.add(pin.commit);
-  }
-  writeFileSync(policyFile, doc.toString());
-  return how;
+  return writePin(
+    policyFile,
+    [...basePath, 'hf', 'allow'],
+    (e) => String(e.get('repo')) === pin.repo && String(e.get('type') ?? 'model') === pin.type,
+    pin.type === 'dataset' ? { repo: pin.repo, type: 'dataset' } : { repo: pin.repo },
+    { alias: pin.ref ? ['refs', pin.ref] : undefined, list: 'commits', id: pin.commit },
+  );
 }

@@ -187,3 +187,23 @@ export class RegistryClient {
     return t;
   }
 }
+
+/** A client for one configured registry (oci.registries.<key>), credentials read from the environment. */
+export function registryFromConfig(
+  key: string,
+  r: { url: string; blob_hosts: string[]; auth_hosts: string[]; username_env?: string; password_env?: string },
+  http: UpstreamHttp,
+  env: Record<string, string | undefined> = process.env,
+): RegistryClient {
+  return new RegistryClient(
+    {
+      key,
+      url: r.url,
+      blobHosts: r.blob_hosts,
+      authHosts: r.auth_hosts,
+      username: r.username_env ? env[r.username_env] : undefined,
+      password: r.password_env ? env[r.password_env] : undefined,
+    },
+    http,
+  );
+}
