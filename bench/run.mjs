@@ -171,7 +171,7 @@ async function startAirlock() {
     fileUrl: (f) => `${url}/pypi/files/${f.project}/${f.name}`,
     blobUrl: (f) => `${url}/v2/bench/img/blobs/sha256:${up.info.files[f.name].sha256}`,
     manifestUrl: `${url}/v2/bench/img/manifests/v1`,
-    hfUrl: `${url}/hf/bench/model/resolve/main/model.safetensors`,
+    hfUrl: `${url}/hf/bench/model/resolve/main/weights.bin`,
     blobPath: (f) => join(dir, 'data', 'blobs', 'sha256', up.info.files[f.name].sha256.slice(0, 2), up.info.files[f.name].sha256),
     warmPage: (f) => get(`${url}/pypi/simple/${f.project}/`).then((r) => r.text()),
     async stop() {

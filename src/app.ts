@@ -6,6 +6,8 @@ import type { Metrics } from './obs/metrics.js';
 import type { MetaStore, PullFilter } from './storage/meta-store.js';
 import { AirlockError } from './core/errors.js';
 import { parseTime } from './core/time.js';
+import { buildSbom } from './audit/sbom.js';
+import { VERSION } from './version.js';
 
 export interface AppDeps {
   log: Logger;
@@ -50,9 +52,22 @@ export function buildApp(d: AppDeps): Hono<AppEnv> {
       until: parseTime(q.until, 'until'),
       limit: q.limit ? Math.max(1, Math.min(Number(q.limit) || 100, 10_000)) : 100,
     };
-    if (f.ecosystem && !['pypi', 'hf', 'oci'].includes(f.ecosystem)) throw new AirlockError('BAD_REQUEST', 'ecosystem: expected pypi, hf or oci');
+    if (f.ecosystem && !['pypi', 'hf', 'oci', 'audit'].includes(f.ecosystem)) throw new AirlockError('BAD_REQUEST', 'ecosystem: expected pypi, hf, oci or audit');
     if (f.decision && !['allow', 'deny', 'error'].includes(f.decision)) throw new AirlockError('BAD_REQUEST', 'decision: expected allow, deny or error');
     return c.json({ records: await d.meta.listPulls(f) });
+  });
+
+  app.get('/-/sbom', async (c) => {
+    const q = c.req.query();
+    if (q.ecosystem && !['pypi', 'hf', 'oci'].includes(q.ecosystem)) throw new AirlockError('BAD_REQUEST', 'ecosystem: expected pypi, hf or oci');
+    const json = await buildSbom(d.meta, {
+      since: parseTime(q.since, 'since'),
+      until: parseTime(q.until, 'until'),
+      client: q.client,
+      ecosystem: q.ecosystem as PullFilter['ecosystem'],
+      version: VERSION,
+    });
+    return c.body(json, 200, { 'content-type': 'application/vnd.cyclonedx+json; version=1.6' });
   });
 
   for (const [prefix, sub] of Object.entries(d.frontends)) app.route(prefix, sub);

@@ -10,7 +10,8 @@ import { HashPool } from './core/hasher.js';
 import { Recorder } from './core/records.js';
 import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
-import type { Policy } from './policy/index.js';
+import { Advisories, type Policy } from './policy/index.js';
+import type { OsvRecord } from './policy/advisories.js';
 import { Hub } from './hf/hub.js';
 import { createHfApp } from './hf/routes.js';
 import { registryFromConfig, type RegistryClient } from './oci/registry-client.js';
@@ -40,7 +41,9 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const hashes = new HashPool(1).warm();
   const cache = new BlobCache(store, meta, hashes, (sha256, e) => log.error({ digest: sha256, err: (e as Error).message }, 'verified blob could not be committed to the store; it will be fetched again next time'));
   const recorder = new Recorder(meta, metrics, log);
-  let policy: Policy = loaded.policy;
+  const readAdvisories = async () => new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
+  let advisories = await readAdvisories();
+  let policy: Policy = loaded.policy.withAdvisories(advisories);
 
   const index = new PypiIndex({
     http,
@@ -80,6 +83,17 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const hf = createHfApp({ policy: () => policy, hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
   const app = buildApp({ log, metrics, meta, frontends: { '/pypi': pypi, '/v2': oci, '/hf': hf } });
 
+  const DAY = 86_400_000;
+  const prune = async () => {
+    if (config.records.retention_days <= 0) return;
+    await recorder.flush();
+    const n = await meta.prunePulls(Date.now() - config.records.retention_days * DAY, 'airlock-retention');
+    if (n > 0) log.info({ removed: n, retentionDays: config.records.retention_days }, 'pull records pruned (a chained audit/prune event records it)');
+  };
+  await prune();
+  const pruneTimer = setInterval(() => void prune().catch((e) => log.error({ err: (e as Error).message }, 'record pruning failed')), DAY);
+  pruneTimer.unref();
+
   return {
     app,
     log,
@@ -88,9 +102,16 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     cache,
     metrics,
     /** Re-read the policy from disk; a bad file keeps the old policy and says why. */
+    /** Re-read imported advisories (after `airlock advisories import`); returns how many are active. */
+    async reloadAdvisories(): Promise<number> {
+      advisories = await readAdvisories();
+      policy = policy.withAdvisories(advisories);
+      log.info({ advisories: advisories.size }, 'advisories reloaded');
+      return advisories.size;
+    },
     reloadPolicy(): boolean {
       try {
-        policy = loadConfig(loaded.configFile).policy;
+        policy = loadConfig(loaded.configFile).policy.withAdvisories(advisories);
         log.info({ file: loaded.policyFile, pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }, 'policy reloaded');
         return true;
       } catch (e) {
@@ -100,6 +121,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     },
     recorder,
     async close() {
+      clearInterval(pruneTimer);
       await recorder.flush();
       await hashes.close();
       await http.close();

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../config/load.js';
@@ -8,6 +8,10 @@ import { startServer } from '../server.js';
 import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
 import type { PullFilter } from '../storage/meta-store.js';
 import { rescan } from './rescan.js';
+import { importAdvisories } from './advisories.js';
+import { affected } from './affected.js';
+import { buildSbom } from '../audit/sbom.js';
+import { VERSION } from '../version.js';
 import { SCANNER_VERSION } from '../scan/index.js';
 import { resolveHfPin, resolveOciPin, resolvePypiPin, writeHfPin, writeOciPin, writePypiPin } from './pin.js';
 
@@ -29,6 +33,15 @@ usage:
   airlock pin hf [datasets/]REPO@REVISION [--config FILE] [--print]
                                                   resolve a branch or tag on the Hub to its commit
                                                   and pin it (ref alias + commit) in the policy
+  airlock advisories import PATH [--config FILE]  import OSV records (a directory, a .json, or the
+                                                  per-ecosystem zip osv.dev exports); SIGHUP applies
+  airlock affected ID|PURL [--config FILE] [--json]
+                                                  every pull of what an advisory (or a package URL)
+                                                  names: client, time, file, digest, cache
+  airlock sbom    [--config FILE] [--since T] [--until T] [--client C] [--ecosystem E] [--output F]
+                                                  CycloneDX 1.6 JSON of what was served
+  airlock audit verify [--config FILE] [--json]   walk the hash-chained record; name the first
+                                                  altered, inserted or deleted row
   airlock rescan  [--config FILE] [--all] [--json]
                                                   re-judge cached model files with this scanner
                                                   version (--all: every inspected file)
@@ -55,6 +68,8 @@ async function main(argv: string[]): Promise<void> {
       json: { type: 'boolean', default: false },
       print: { type: 'boolean', default: false },
       all: { type: 'boolean', default: false },
+      client: { type: 'string' },
+      output: { type: 'string', short: 'o' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -77,7 +92,10 @@ async function main(argv: string[]): Promise<void> {
       };
       process.on('SIGINT', () => shutdown('SIGINT'));
       process.on('SIGTERM', () => shutdown('SIGTERM'));
-      process.on('SIGHUP', () => airlock.reloadPolicy());
+      process.on('SIGHUP', () => {
+        airlock.reloadPolicy();
+        void airlock.reloadAdvisories();
+      });
       return;
     }
     case 'check': {
@@ -152,6 +170,81 @@ async function main(argv: string[]): Promise<void> {
       // Validate the result so a pin never leaves a policy that fails to load.
       loadConfig(configFile);
       process.stdout.write(`${how} ${pin.name}==${pin.version} (${pin.files.length} files, from the ${pin.source} index) in ${loaded.policyFile}\n`);
+      return;
+    }
+    case 'advisories': {
+      const [sub, path] = rest;
+      if (sub !== 'import' || !path) fail('usage: airlock advisories import PATH');
+      const loaded = loadConfig(configFile);
+      mkdirSync(loaded.dataDir, { recursive: true });
+      const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+      try {
+        const r = await importAdvisories(meta, path);
+        process.stdout.write(
+          `read ${r.read} OSV records from ${path}: ${r.changed} new or changed, ${r.withdrawn} withdrawn (kept, never matched)${r.skipped.length ? `, ${r.skipped.length} skipped` : ''}\n` +
+            `a running server applies them on SIGHUP (kill -HUP <pid>); policy advisories.refuse is ${loaded.policy.advisoryLevel} (MAL- records always refuse)\n`,
+        );
+        for (const sk of r.skipped.slice(0, 20)) process.stderr.write(`  skipped ${sk}\n`);
+      } finally {
+        await meta.close();
+      }
+      return;
+    }
+    case 'affected': {
+      const [query] = rest;
+      if (!query) fail('usage: airlock affected ID|PURL (an advisory id or alias, or pkg:pypi/NAME@VERSION, pkg:huggingface/ORG/NAME@COMMIT, pkg:oci/NAME@sha256:...)');
+      const loaded = loadConfig(configFile);
+      const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+      try {
+        const rep = await affected(meta, query);
+        if (values.json) {
+          process.stdout.write(JSON.stringify(rep, null, 2) + '\n');
+          return;
+        }
+        if (rep.advisory) {
+          const a = rep.advisory;
+          process.stdout.write(`${a.id}${a.aliases.length ? ` (${a.aliases.join(', ')})` : ''}: ${a.summary || 'no summary'}\n`);
+          if (a.withdrawn) process.stdout.write('withdrawn: it matches nothing\n');
+          else process.stdout.write(`packages: ${a.packages.join(', ') || '(none on PyPI)'}\n`);
+        }
+        const served = rep.pulls.filter((p) => p.decision === 'allow');
+        process.stdout.write(`${rep.pulls.length} pulls (${served.length} served, ${rep.pulls.length - served.length} refused), ${new Set(served.map((p) => p.client)).size} clients served\n`);
+        if (rep.pulls.length) process.stdout.write(['time', 'client', 'ecosystem', 'name', 'version', 'file', 'sha256', 'cache', 'decision'].join('\t') + '\n');
+        for (const p of rep.pulls) {
+          process.stdout.write([new Date(p.ts).toISOString(), p.client, p.ecosystem, p.name, p.version ?? '-', p.filename ?? '-', p.sha256 ?? '-', p.cache, p.decision].join('\t') + '\n');
+        }
+      } finally {
+        await meta.close();
+      }
+      return;
+    }
+    case 'sbom': {
+      const loaded = loadConfig(configFile);
+      const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+      try {
+        const eco = values.ecosystem as PullFilter['ecosystem'];
+        if (eco && !['pypi', 'hf', 'oci'].includes(eco)) fail('--ecosystem: expected pypi, hf or oci');
+        const json = await buildSbom(meta, { since: parseTime(values.since, '--since'), until: parseTime(values.until, '--until'), client: values.client, ecosystem: eco, version: VERSION });
+        if (values.output) writeFileSync(values.output, json + '\n');
+        else process.stdout.write(json + '\n');
+      } finally {
+        await meta.close();
+      }
+      return;
+    }
+    case 'audit': {
+      if (rest[0] !== 'verify') fail('usage: airlock audit verify');
+      const loaded = loadConfig(configFile);
+      const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+      try {
+        const rep = await meta.verifyChain();
+        if (values.json) process.stdout.write(JSON.stringify(rep, null, 2) + '\n');
+        else if (rep.problem) process.stdout.write(`BROKEN at row ${rep.problem.id}: ${rep.problem.message}\n`);
+        else process.stdout.write(`OK: ${rep.rows} records, chain intact${rep.unchained ? ` (${rep.unchained} older rows predate the chain)` : ''}; head ${rep.head ?? '(empty)'}\n`);
+        if (rep.problem) process.exitCode = 1;
+      } finally {
+        await meta.close();
+      }
       return;
     }
     case 'rescan': {

@@ -128,6 +128,10 @@ export const policySchema = z
       })
       .strict()
       .optional(),
+    advisories: z
+      .object({ refuse: z.enum(['none', 'all', 'low', 'medium', 'high', 'critical']).optional() })
+      .strict()
+      .optional(),
     hf: z
       .object({
         scan: hfScan.optional(),
@@ -180,6 +184,13 @@ export const configSchema = z
         /** Largest listing or metadata response accepted from upstream. */
         max_metadata_bytes: z.number().int().min(1024).default(256 * 1024 * 1024),
         timeout: z.number().positive().default(30),
+      })
+      .strict()
+      .prefault({}),
+    records: z
+      .object({
+        /** Days pull records are kept; 0 keeps them for ever. Pruning is itself a chained event. */
+        retention_days: z.number().int().min(0).default(0),
       })
       .strict()
       .prefault({}),

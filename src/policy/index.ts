@@ -1,3 +1,4 @@
+import { Advisories, checkRefuseLevel, refuses, type AdvisoryMatch, type RefuseLevel } from './advisories.js';
 import { HfPolicy, type HfPolicyInput } from './hf.js';
 import { OciPolicy, type OciPolicyInput } from './oci.js';
 import { PypiPolicy, type PypiPolicyInput } from './pypi.js';
@@ -6,23 +7,52 @@ export interface PolicyInput {
   pypi?: PypiPolicyInput;
   oci?: OciPolicyInput;
   hf?: HfPolicyInput;
+  /** Refuse pulls of versions affected by imported advisories at or above this level (MAL- records always). */
+  advisories?: { refuse?: string };
 }
+
+const NO_ADVISORIES = new Advisories([]);
 
 /** The whole compiled policy. Pure data and decisions: no I/O, no clock, no environment. */
 export class Policy {
   readonly pypi: PypiPolicy;
   readonly oci: OciPolicy;
   readonly hf: HfPolicy;
+  readonly advisoryLevel: RefuseLevel;
+  /** Imported advisories (OSV), attached by the server after loading them from the metadata store. */
+  advisories: Advisories = NO_ADVISORIES;
 
   constructor(input: PolicyInput) {
     this.pypi = new PypiPolicy(input.pypi ?? {}, ['pypi']);
     this.oci = new OciPolicy(input.oci ?? {}, ['oci']);
     this.hf = new HfPolicy(input.hf ?? {}, ['hf']);
+    this.advisoryLevel = checkRefuseLevel(input.advisories?.refuse ?? 'none', ['advisories', 'refuse']);
+  }
+
+  /** The same rules with these advisories (a new object: pages rendered for the old one are not reused). */
+  withAdvisories(a: Advisories): Policy {
+    const p = Object.create(Policy.prototype) as Policy;
+    Object.assign(p, this);
+    p.advisories = a;
+    return p;
+  }
+
+  /** The advisory that refuses a PyPI release or file, if any, with a reason naming it. */
+  pypiAdvisory(name: string, version: string, sha256?: string): { match: AdvisoryMatch; reason: string } | null {
+    const hit = this.advisories.matchPypi(name, version, sha256).find((m) => refuses(this.advisoryLevel, m));
+    if (!hit) return null;
+    const sev = hit.malicious ? 'malicious package' : hit.severity.label ? `severity ${hit.severity.label}${hit.severity.score !== undefined ? ` ${hit.severity.score}` : ''}` : 'no severity given';
+    const aka = hit.aliases.length ? ` (${hit.aliases.slice(0, 3).join(', ')})` : '';
+    return {
+      match: hit,
+      reason: `${name} ${version} is affected by ${hit.id}${aka}, ${sev}${hit.summary ? `: ${hit.summary.slice(0, 160)}` : ''} (policy advisories.refuse: ${hit.malicious ? 'MAL- records always' : this.advisoryLevel})`,
+    };
   }
 }
 
 export { PypiPolicy } from './pypi.js';
 export { OciPolicy, canonicalRepository } from './oci.js';
 export { HfPolicy } from './hf.js';
+export { Advisories } from './advisories.js';
 export type { Decision, RefusalCode } from './types.js';
 export { PolicyError } from './types.js';

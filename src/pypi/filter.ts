@@ -1,14 +1,15 @@
 import { compare } from '@renovatebot/pep440';
-import type { PypiPolicy } from '../policy/pypi.js';
+import type { Policy } from '../policy/index.js';
 import type { FilteredProject, PyProject } from './model.js';
 import { parseFilename } from './filenames.js';
 
 /**
  * Apply the policy to a parsed page: keep only files whose name matches the project, whose
  * version is PEP 440, that carry a sha256 (nothing unverifiable is offered) and that the policy
- * allows. `versions` lists exactly the versions that still have files.
+ * allows, and that no refusing advisory affects. `versions` lists exactly the versions that
+ * still have files.
  */
-export function filterProject(project: PyProject, policy: PypiPolicy): FilteredProject {
+export function filterProject(project: PyProject, policy: Policy): FilteredProject {
   const files: FilteredProject['files'] = [];
   const seen = new Set<string>();
   const versions = new Set<string>();
@@ -18,7 +19,9 @@ export function filterProject(project: PyProject, policy: PypiPolicy): FilteredP
     if (!parsed || parsed.name !== project.name) continue;
     const sha = f.hashes.sha256;
     if (!sha) continue;
-    if (!policy.decideFile(project.name, parsed.version, sha).allow) continue;
+    if (!policy.pypi.decideFile(project.name, parsed.version, sha).allow) continue;
+    // Versions an imported advisory refuses are not offered, so resolvers pick another one.
+    if (policy.pypiAdvisory(project.name, parsed.version, sha)) continue;
     seen.add(f.filename);
     files.push({ ...f, version: parsed.version });
     versions.add(parsed.version);

@@ -105,7 +105,7 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
     let perPolicy = rendered.get(page.project);
     if (!perPolicy) rendered.set(page.project, (perPolicy = new WeakMap()));
     let entry = perPolicy.get(policy);
-    if (!entry) perPolicy.set(policy, (entry = { filtered: filterProject(page.project, policy.pypi), bodies: {} }));
+    if (!entry) perPolicy.set(policy, (entry = { filtered: filterProject(page.project, policy), bodies: {} }));
     const gzip = acceptsGzip(c.req.header('accept-encoding'));
     const body = bodyOf(entry, format === JSON_V1 ? 'json' : 'html', gzip);
     const headers: Record<string, string> = {
@@ -167,6 +167,11 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
     if (!fd.allow) {
       if (!isHead) d.recorder.record({ ...base, version: parsed.version, sha256: sha, cache: 'none', decision: 'deny', reason: fd.reason, rule: fd.rule, code: fd.code });
       return refuse(c, 403, fd.reason);
+    }
+    const adv = policy.pypiAdvisory(name, parsed.version, sha);
+    if (adv) {
+      if (!isHead) d.recorder.record({ ...base, version: parsed.version, sha256: sha, cache: 'none', decision: 'deny', reason: adv.reason, rule: `advisory ${adv.match.id}`, code: 'advisory' });
+      return refuse(c, 403, adv.reason);
     }
     if (!sha) {
       const reason = `${filename}: the ${pd.source} index gives no sha256 for this file, so Airlock cannot verify it`;

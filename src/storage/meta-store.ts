@@ -18,7 +18,8 @@ export interface CachedPage {
   etag?: string | null;
 }
 
-export type Ecosystem = 'pypi' | 'hf' | 'oci';
+/** 'audit' rows are the record's own events (retention pruning), chained like the rest. */
+export type Ecosystem = 'pypi' | 'hf' | 'oci' | 'audit';
 export type CacheState = 'hit' | 'miss' | 'join' | 'none';
 export type Decision = 'allow' | 'deny' | 'error';
 
@@ -42,11 +43,26 @@ export interface PullRecord {
 
 export interface StoredPullRecord extends PullRecord {
   id: number;
+  /** Hash chain: the previous row's hash, and sha256(prevHash + "\n" + this row's content). */
+  prevHash?: string | null;
+  hash?: string | null;
+}
+
+export interface ChainReport {
+  rows: number;
+  /** Rows written before the chain existed (no hash), at the start of the table. */
+  unchained: number;
+  /** The newest row's hash: keep it somewhere else to detect deletion of the newest rows. */
+  head: string | null;
+  /** The first problem found, naming the row. */
+  problem?: { id: number; kind: 'altered' | 'deleted' | 'inserted'; message: string };
 }
 
 export interface PullFilter {
   ecosystem?: Ecosystem;
   name?: string;
+  version?: string;
+  sha256?: string;
   decision?: Decision;
   since?: number;
   until?: number;
@@ -88,6 +104,13 @@ export interface MetaStore {
   putScan(sha256: string, scanner: string, report: string): Promise<void>;
   /** Every blob that has a scan report (for rescans). */
   listScans(): Promise<{ sha256: string; scanner: string }[]>;
+  /** Walk the hash chain of pull records from the first row, and name the first row that breaks it. */
+  verifyChain(): Promise<ChainReport>;
+  /** Delete records older than `before` (ms) and append a chained 'audit/prune' event anchoring what was removed. */
+  prunePulls(before: number, client: string): Promise<number>;
+  /** Imported advisories (OSV JSON), upserted by id; returns how many were new or changed. */
+  putAdvisories(recs: { id: string; modified: string; record: string }[]): Promise<number>;
+  listAdvisories(): Promise<string[]>;
   getAlias(kind: string, key: string): Promise<string | null>;
   putAlias(kind: string, key: string, sha256: string): Promise<void>;
   close(): Promise<void>;

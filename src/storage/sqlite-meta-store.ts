@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type {
+  ChainReport,
   BlobRecord,
   CachedPage,
   MetaStore,
@@ -67,6 +69,13 @@ const MIGRATIONS: string[] = [
      scanned_at INTEGER NOT NULL
    );
    ALTER TABLE pulls ADD COLUMN scan TEXT;`,
+  `ALTER TABLE pulls ADD COLUMN prev_hash TEXT;
+   ALTER TABLE pulls ADD COLUMN hash TEXT;`,
+  `CREATE TABLE advisories (
+     id TEXT PRIMARY KEY,
+     modified TEXT NOT NULL,
+     record TEXT NOT NULL
+   );`,
 ];
 
 interface PullRow {
@@ -85,6 +94,20 @@ interface PullRow {
   rule: string | null;
   request_id: string | null;
   scan: string | null;
+  prev_hash: string | null;
+  hash: string | null;
+}
+
+/** The first row's predecessor. */
+export const GENESIS = '0'.repeat(64);
+
+/** The content a row's hash covers, in a fixed order (a canonical form independent of the SQL schema). */
+export function rowHash(prev: string, r: PullRecord): string {
+  const content = JSON.stringify([
+    r.ts, r.client, r.ecosystem, r.name, r.version ?? null, r.filename ?? null, r.sha256 ?? null, r.size ?? null,
+    r.cache, r.decision, r.reason ?? null, r.rule ?? null, r.requestId ?? null, r.scan ?? null,
+  ]);
+  return createHash('sha256').update(prev).update('\n').update(content).digest('hex');
 }
 
 /** SQLite (better-sqlite3, WAL) implementation of MetaStore: the embedded default. */
@@ -111,8 +134,8 @@ export class SqliteMetaStore implements MetaStore {
       ),
       putPage: this.db.prepare('INSERT OR REPLACE INTO pages (key, body, fetched_at, etag) VALUES (?, ?, ?, ?)'),
       insertPull: this.db.prepare(
-        `INSERT INTO pulls (ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan)
-         VALUES (@ts, @client, @ecosystem, @name, @version, @filename, @sha256, @size, @cache, @decision, @reason, @rule, @requestId, @scan)`,
+        `INSERT INTO pulls (ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash)
+         VALUES (@ts, @client, @ecosystem, @name, @version, @filename, @sha256, @size, @cache, @decision, @reason, @rule, @requestId, @scan, @prevHash, @hash)`,
       ),
       getOciManifest: this.db.prepare<[string], { digest: string; media_type: string; size: number }>(
         'SELECT digest, media_type, size FROM oci_manifests WHERE digest = ?',
@@ -168,8 +191,13 @@ export class SqliteMetaStore implements MetaStore {
 
   private readonly insertPulls = (recs: PullRecord[]) =>
     this.db.transaction(() => {
+      // One writer per database (SQLite serialises transactions): each row chains to the last one.
+      let prev = this.db.prepare<[], { hash: string | null }>('SELECT hash FROM pulls ORDER BY id DESC LIMIT 1').get()?.hash ?? GENESIS;
       for (const rec of recs) {
+        const hash = rowHash(prev, rec);
         this.stmts.insertPull.run({
+          prevHash: prev,
+          hash,
           ts: rec.ts,
           client: rec.client,
           ecosystem: rec.ecosystem,
@@ -185,21 +213,77 @@ export class SqliteMetaStore implements MetaStore {
           requestId: rec.requestId ?? null,
           scan: rec.scan ?? null,
         });
+        prev = hash;
       }
     })();
 
-  async listPulls(f: PullFilter): Promise<StoredPullRecord[]> {
-    const where: string[] = [];
-    const args: Record<string, unknown> = {};
-    if (f.ecosystem) (where.push('ecosystem = @ecosystem'), (args.ecosystem = f.ecosystem));
-    if (f.name) (where.push('name = @name'), (args.name = f.name));
-    if (f.decision) (where.push('decision = @decision'), (args.decision = f.decision));
-    if (f.since !== undefined) (where.push('ts >= @since'), (args.since = f.since));
-    if (f.until !== undefined) (where.push('ts <= @until'), (args.until = f.until));
-    args.limit = Math.max(1, Math.min(f.limit ?? 1000, 100_000));
-    const sql = `SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT @limit`;
-    const rows = this.db.prepare<Record<string, unknown>, PullRow>(sql).all(args);
-    return rows.map((r) => ({
+  async verifyChain(): Promise<ChainReport> {
+    const anchors = new Set(
+      this.db
+        .prepare<[], { sha256: string | null }>("SELECT sha256 FROM pulls WHERE ecosystem = 'audit' AND name = 'prune'")
+        .all()
+        .map((r) => r.sha256),
+    );
+    const out: ChainReport = { rows: 0, unchained: 0, head: null };
+    let prev: { id: number; hash: string } | null = null;
+    for (const r of this.db.prepare<[], PullRow>('SELECT * FROM pulls ORDER BY id').iterate()) {
+      out.rows++;
+      if (r.hash === null) {
+        if (prev === null) {
+          out.unchained++;
+          continue;
+        }
+        out.problem = { id: r.id, kind: 'inserted', message: `row ${r.id} has no hash: it was written outside Airlock` };
+        return out;
+      }
+      const expect = rowHash(r.prev_hash ?? '', this.toRecord(r));
+      if (expect !== r.hash) {
+        out.problem = { id: r.id, kind: 'altered', message: `row ${r.id} was altered: its content no longer matches its hash` };
+        return out;
+      }
+      if (prev === null) {
+        if (r.prev_hash !== GENESIS && !anchors.has(r.prev_hash)) {
+          out.problem = { id: r.id, kind: 'deleted', message: `rows before ${r.id} were deleted: its predecessor is neither the start of the record nor a retention prune` };
+          return out;
+        }
+      } else if (r.prev_hash !== prev.hash) {
+        const gap = r.id - prev.id - 1;
+        out.problem =
+          gap > 0
+            ? { id: r.id, kind: 'deleted', message: `row${gap > 1 ? `s ${prev.id + 1}-${r.id - 1}` : ` ${prev.id + 1}`} deleted: row ${r.id} does not follow row ${prev.id}` }
+            : { id: r.id, kind: 'inserted', message: `row ${r.id} does not follow row ${prev.id}: a row was inserted or replaced between them` };
+        return out;
+      }
+      prev = { id: r.id, hash: r.hash };
+      out.head = r.hash;
+    }
+    return out;
+  }
+
+  async prunePulls(before: number, client: string): Promise<number> {
+    const last = this.db.prepare<[number], { id: number; hash: string | null }>('SELECT id, hash FROM pulls WHERE ts < ? ORDER BY id DESC LIMIT 1').get(before);
+    if (!last) return 0;
+    let n = 0;
+    this.db.transaction(() => {
+      n = this.db.prepare('DELETE FROM pulls WHERE id <= ?').run(last.id).changes;
+      this.insertPulls([
+        {
+          ts: Date.now(),
+          client,
+          ecosystem: 'audit',
+          name: 'prune',
+          sha256: last.hash,
+          cache: 'none',
+          decision: 'allow',
+          reason: `retention: ${n} records before ${new Date(before).toISOString()} (through row ${last.id}) removed; this row anchors the chain at the last removed row's hash`,
+        },
+      ]);
+    })();
+    return n;
+  }
+
+  private toRecord(r: PullRow): StoredPullRecord {
+    return {
       id: r.id,
       ts: r.ts,
       client: r.client,
@@ -215,7 +299,25 @@ export class SqliteMetaStore implements MetaStore {
       rule: r.rule,
       requestId: r.request_id,
       scan: r.scan,
-    }));
+      prevHash: r.prev_hash,
+      hash: r.hash,
+    };
+  }
+
+  async listPulls(f: PullFilter): Promise<StoredPullRecord[]> {
+    const where: string[] = [];
+    const args: Record<string, unknown> = {};
+    if (f.ecosystem) (where.push('ecosystem = @ecosystem'), (args.ecosystem = f.ecosystem));
+    if (f.name) (where.push('name = @name'), (args.name = f.name));
+    if (f.version) (where.push('version = @version'), (args.version = f.version));
+    if (f.sha256) (where.push('sha256 = @sha256'), (args.sha256 = f.sha256));
+    if (f.decision) (where.push('decision = @decision'), (args.decision = f.decision));
+    if (f.since !== undefined) (where.push('ts >= @since'), (args.since = f.since));
+    if (f.until !== undefined) (where.push('ts <= @until'), (args.until = f.until));
+    args.limit = Math.max(1, Math.min(f.limit ?? 1000, 100_000));
+    const sql = `SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT @limit`;
+    const rows = this.db.prepare<Record<string, unknown>, PullRow>(sql).all(args);
+    return rows.map((r) => this.toRecord(r));
   }
 
   async getOciManifest(digest: string): Promise<OciManifestRecord | null> {
@@ -244,6 +346,25 @@ export class SqliteMetaStore implements MetaStore {
 
   async listScans(): Promise<{ sha256: string; scanner: string }[]> {
     return this.stmts.listScans.all();
+  }
+
+  async putAdvisories(recs: { id: string; modified: string; record: string }[]): Promise<number> {
+    const get = this.db.prepare<[string], { modified: string; record: string }>('SELECT modified, record FROM advisories WHERE id = ?');
+    const put = this.db.prepare('INSERT OR REPLACE INTO advisories (id, modified, record) VALUES (?, ?, ?)');
+    let changed = 0;
+    this.db.transaction(() => {
+      for (const r of recs) {
+        const old = get.get(r.id);
+        if (old && old.record === r.record) continue;
+        put.run(r.id, r.modified, r.record);
+        changed++;
+      }
+    })();
+    return changed;
+  }
+
+  async listAdvisories(): Promise<string[]> {
+    return this.db.prepare<[], { record: string }>('SELECT record FROM advisories').all().map((r) => r.record);
   }
 
   async getAlias(kind: string, key: string): Promise<string | null> {

@@ -1,0 +1,101 @@
+import * as CDX from '@cyclonedx/cyclonedx-library';
+import { PackageURL } from 'packageurl-js';
+import type { MetaStore, PullFilter, StoredPullRecord } from '../storage/meta-store.js';
+
+export interface SbomOptions {
+  since?: number;
+  until?: number;
+  ecosystem?: PullFilter['ecosystem'];
+  client?: string;
+  /** Airlock's own version, for the tool entry. */
+  version: string;
+}
+
+interface Artefact {
+  ecosystem: StoredPullRecord['ecosystem'];
+  name: string;
+  version: string | null;
+  filename: string | null;
+  sha256: string | null;
+  first: number;
+  last: number;
+  pulls: number;
+  clients: Set<string>;
+}
+
+/** The package URL of an artefact as Airlock records it. */
+export function purlOf(a: { ecosystem: string; name: string; version: string | null; filename: string | null; sha256: string | null }): PackageURL | undefined {
+  if (a.ecosystem === 'pypi') return new PackageURL('pypi', undefined, a.name, a.version ?? undefined, a.filename ? { file_name: a.filename } : undefined, undefined);
+  if (a.ecosystem === 'hf') {
+    const dataset = a.name.startsWith('datasets/');
+    const repo = dataset ? a.name.slice('datasets/'.length) : a.name;
+    const slash = repo.indexOf('/');
+    const ns = slash > 0 ? repo.slice(0, slash) : undefined;
+    const name = slash > 0 ? repo.slice(slash + 1) : repo;
+    const q: Record<string, string> = {};
+    if (dataset) q.repository_type = 'dataset';
+    if (a.filename) q.file = a.filename;
+    return new PackageURL('huggingface', ns, name, a.version ?? undefined, Object.keys(q).length ? q : undefined, undefined);
+  }
+  if (a.ecosystem === 'oci') {
+    // pkg:oci/<last name segment>@sha256:<digest>?repository_url=<registry/name>
+    const last = a.name.split('/').pop()!;
+    return new PackageURL('oci', undefined, last, a.sha256 ? `sha256:${a.sha256}` : undefined, { repository_url: a.name }, undefined);
+  }
+  return undefined;
+}
+
+const REGISTRY: Record<string, string> = { pypi: 'PyPI (through Airlock /pypi)', hf: 'Hugging Face Hub (through Airlock /hf)', oci: 'OCI registry (through Airlock /v2)' };
+
+/**
+ * CycloneDX 1.6 JSON of the artefacts served (decision allow) in a time window: one component per
+ * file, manifest or blob digest, with its package URL, SHA-256, version/commit/digest, source and
+ * first/last pulled, via the CycloneDX library (serialisation and normalisation per the spec).
+ */
+export async function buildSbom(meta: MetaStore, o: SbomOptions): Promise<string> {
+  const rows = await meta.listPulls({ since: o.since, until: o.until, ecosystem: o.ecosystem, decision: 'allow', limit: 100_000 });
+  const arts = new Map<string, Artefact>();
+  for (const r of rows) {
+    if (o.client && r.client !== o.client) continue;
+    const key = [r.ecosystem, r.name, r.version ?? '', r.filename ?? '', r.sha256 ?? ''].join('\0');
+    const a = arts.get(key) ?? { ecosystem: r.ecosystem, name: r.name, version: r.version ?? null, filename: r.filename ?? null, sha256: r.sha256 ?? null, first: r.ts, last: r.ts, pulls: 0, clients: new Set<string>() };
+    a.first = Math.min(a.first, r.ts);
+    a.last = Math.max(a.last, r.ts);
+    a.pulls++;
+    a.clients.add(r.client);
+    arts.set(key, a);
+  }
+  const bom = new CDX.Models.Bom();
+  bom.metadata.timestamp = new Date();
+  bom.metadata.tools.components.add(new CDX.Models.Component(CDX.Enums.ComponentType.Application, 'airlock', { version: o.version }));
+  const window = `${o.since ? new Date(o.since).toISOString() : 'the first record'} to ${o.until ? new Date(o.until).toISOString() : 'now'}`;
+  bom.metadata.properties.add(new CDX.Models.Property('airlock:window', window));
+  if (o.client) bom.metadata.properties.add(new CDX.Models.Property('airlock:client', o.client));
+  if (o.ecosystem) bom.metadata.properties.add(new CDX.Models.Property('airlock:ecosystem', o.ecosystem));
+  let n = 0;
+  for (const a of arts.values()) {
+    const type =
+      a.ecosystem === 'pypi'
+        ? CDX.Enums.ComponentType.Library
+        : a.ecosystem === 'oci'
+          ? CDX.Enums.ComponentType.Container
+          : a.name.startsWith('datasets/')
+            ? CDX.Enums.ComponentType.Data
+            : CDX.Enums.ComponentType.MachineLearningModel;
+    const purl = purlOf(a);
+    const hashes = new CDX.Models.HashDictionary();
+    if (a.sha256) hashes.set(CDX.Enums.HashAlgorithm['SHA-256'], a.sha256);
+    const props = new CDX.Models.PropertyRepository([
+      new CDX.Models.Property('airlock:source', REGISTRY[a.ecosystem] ?? a.ecosystem),
+      new CDX.Models.Property('airlock:first_pulled', new Date(a.first).toISOString()),
+      new CDX.Models.Property('airlock:last_pulled', new Date(a.last).toISOString()),
+      new CDX.Models.Property('airlock:pulls', String(a.pulls)),
+      ...[...a.clients].sort().map((c) => new CDX.Models.Property('airlock:client', c)),
+    ]);
+    if (a.filename) props.add(new CDX.Models.Property('airlock:file', a.filename));
+    const name = a.ecosystem === 'oci' && a.filename ? `${a.name} (${a.filename})` : a.name;
+    bom.components.add(new CDX.Models.Component(type, name, { version: a.version ?? undefined, purl: purl?.toString(), hashes, properties: props, bomRef: `airlock-${++n}` }));
+  }
+  const serializer = new CDX.Serialize.JsonSerializer(new CDX.Serialize.JSON.Normalize.Factory(CDX.Spec.Spec1dot6));
+  return serializer.serialize(bom, { sortLists: true, space: 2 });
+}

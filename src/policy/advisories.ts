@@ -1,0 +1,225 @@
+import { compare, valid } from '@renovatebot/pep440';
+import { normalizeName } from '../pypi/names.js';
+import { PolicyError } from './types.js';
+
+/** The OSV fields Airlock reads (https://ossf.github.io/osv-schema/); everything else is kept as stored. */
+export interface OsvRecord {
+  id: string;
+  modified?: string;
+  withdrawn?: string;
+  aliases?: string[];
+  summary?: string;
+  severity?: { type: string; score: string }[];
+  affected?: OsvAffected[];
+  database_specific?: Record<string, unknown>;
+}
+
+interface OsvAffected {
+  package?: { ecosystem?: string; name?: string; purl?: string };
+  ranges?: { type?: string; events?: Record<string, string>[] }[];
+  versions?: string[];
+  severity?: { type: string; score: string }[];
+  ecosystem_specific?: Record<string, unknown>;
+  database_specific?: Record<string, unknown>;
+}
+
+export type SeverityLabel = 'LOW' | 'MEDIUM' | 'HIGH' | 'CRITICAL';
+const ORDER: SeverityLabel[] = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'];
+
+export interface AdvisoryMatch {
+  id: string;
+  aliases: string[];
+  summary: string;
+  malicious: boolean;
+  severity: { score?: number; label?: SeverityLabel };
+}
+
+export type RefuseLevel = 'none' | 'all' | 'low' | 'medium' | 'high' | 'critical';
+
+const roundUp1 = (x: number) => {
+  const i = Math.round(x * 100000);
+  return i % 10000 === 0 ? i / 100000 : (Math.floor(i / 10000) + 1) / 10;
+};
+
+/** CVSS v3.0/3.1 base score from a vector string (FIRST specification, section 7). */
+export function cvss3BaseScore(vector: string): number | undefined {
+  const m = /^CVSS:3\.[01]\/(.*)$/.exec(vector.trim());
+  if (!m) return undefined;
+  const v: Record<string, string> = {};
+  for (const part of m[1].split('/')) {
+    const [k, val] = part.split(':');
+    v[k] = val;
+  }
+  const AV = { N: 0.85, A: 0.62, L: 0.55, P: 0.2 }[v.AV];
+  const AC = { L: 0.77, H: 0.44 }[v.AC];
+  const UI = { N: 0.85, R: 0.62 }[v.UI];
+  const scopeChanged = v.S === 'C';
+  const PR = { N: 0.85, L: scopeChanged ? 0.68 : 0.62, H: scopeChanged ? 0.5 : 0.27 }[v.PR];
+  const cia = (x: string) => ({ H: 0.56, L: 0.22, N: 0 })[x];
+  const C = cia(v.C);
+  const I = cia(v.I);
+  const A = cia(v.A);
+  if ([AV, AC, UI, PR, C, I, A].some((x) => x === undefined) || (v.S !== 'U' && v.S !== 'C')) return undefined;
+  const iss = 1 - (1 - C!) * (1 - I!) * (1 - A!);
+  const impact = scopeChanged ? 7.52 * (iss - 0.029) - 3.25 * (iss - 0.02) ** 15 : 6.42 * iss;
+  if (impact <= 0) return 0;
+  const exploitability = 8.22 * AV! * AC! * PR! * UI!;
+  return scopeChanged ? roundUp1(Math.min(1.08 * (impact + exploitability), 10)) : roundUp1(Math.min(impact + exploitability, 10));
+}
+
+function labelOf(score: number): SeverityLabel | undefined {
+  if (score <= 0) return undefined;
+  return score < 4 ? 'LOW' : score < 7 ? 'MEDIUM' : score < 9 ? 'HIGH' : 'CRITICAL';
+}
+
+function severityOf(rec: OsvRecord, a: OsvAffected): AdvisoryMatch['severity'] {
+  for (const s of [...(a.severity ?? []), ...(rec.severity ?? [])]) {
+    if (s.type === 'CVSS_V3') {
+      const score = cvss3BaseScore(s.score);
+      if (score !== undefined) return { score, label: labelOf(score) };
+    }
+  }
+  // GHSA records carry a qualitative label; PYSEC may carry one in ecosystem_specific.
+  const raw = (rec.database_specific?.severity ?? a.ecosystem_specific?.severity) as string | undefined;
+  if (typeof raw === 'string') {
+    const up = raw.toUpperCase() === 'MODERATE' ? 'MEDIUM' : (raw.toUpperCase() as SeverityLabel);
+    if (ORDER.includes(up)) return { label: up };
+  }
+  return {};
+}
+
+/**
+ * OSV's IsVulnerable for one ECOSYSTEM range under PEP 440 ordering: events sorted by version;
+ * introduced ("0" = the beginning) makes a version affected, fixed (>=) or last_affected (>)
+ * makes it not, and a limit bounds the range.
+ */
+export function inRange(version: string, events: Record<string, string>[]): boolean {
+  const evs = events
+    .map((e) => {
+      const [kind, ver] = Object.entries(e)[0] ?? [];
+      return { kind, ver };
+    })
+    .filter((e) => e.kind && e.ver !== undefined && (e.ver === '0' || e.ver === '*' || valid(e.ver)));
+  const key = (e: { kind: string; ver: string }) => (e.ver === '0' ? '0' : e.ver);
+  evs.sort((x, y) => (x.ver === '0' ? -1 : y.ver === '0' ? 1 : x.ver === '*' ? 1 : y.ver === '*' ? -1 : compare(key(x), key(y))));
+  let affected = false;
+  for (const e of evs) {
+    if (e.kind === 'introduced') {
+      if (e.ver === '0' || compare(version, e.ver) >= 0) affected = true;
+    } else if (e.kind === 'fixed') {
+      if (compare(version, e.ver) >= 0) affected = false;
+    } else if (e.kind === 'last_affected') {
+      if (compare(version, e.ver) > 0) affected = false;
+    } else if (e.kind === 'limit') {
+      if (e.ver !== '*' && compare(version, e.ver) >= 0) affected = false;
+    }
+  }
+  return affected;
+}
+
+interface Entry {
+  rec: OsvRecord;
+  aff: OsvAffected;
+  versions: Set<string>;
+}
+
+/** Every sha256 a malicious-package record lists for the bad files (package_integrity indicators). */
+function integrityHashes(v: unknown, out: Set<string>): void {
+  if (!v || typeof v !== 'object') return;
+  if (Array.isArray(v)) {
+    v.forEach((x) => integrityHashes(x, out));
+    return;
+  }
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    if (k === 'sha256' && typeof x === 'string' && /^[0-9a-f]{64}$/i.test(x)) out.add(x.toLowerCase());
+    else integrityHashes(x, out);
+  }
+}
+
+/** Imported advisories, indexed for the pull path (pure; built from stored OSV records). */
+export class Advisories {
+  private readonly pypi = new Map<string, Entry[]>();
+  private readonly hashes = new Map<string, OsvRecord>();
+  private readonly byId = new Map<string, OsvRecord>();
+  withdrawn = 0;
+
+  constructor(records: Iterable<OsvRecord>) {
+    for (const rec of records) {
+      if (rec.withdrawn) {
+        this.withdrawn++;
+        continue;
+      }
+      this.byId.set(rec.id, rec);
+      for (const a of rec.affected ?? []) {
+        if (a.package?.ecosystem !== 'PyPI' || !a.package.name) continue;
+        const name = normalizeName(a.package.name);
+        const list = this.pypi.get(name) ?? [];
+        list.push({ rec, aff: a, versions: new Set(a.versions ?? []) });
+        this.pypi.set(name, list);
+      }
+      if (rec.id.startsWith('MAL-')) {
+        const hs = new Set<string>();
+        integrityHashes(rec.affected?.map((a) => a.database_specific), hs);
+        integrityHashes(rec.database_specific, hs);
+        for (const h of hs) this.hashes.set(h, rec);
+      }
+    }
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(id: string): OsvRecord | undefined {
+    return this.byId.get(id) ?? [...this.byId.values()].find((r) => (r.aliases ?? []).includes(id));
+  }
+
+  private matchOf(rec: OsvRecord, aff: OsvAffected): AdvisoryMatch {
+    return { id: rec.id, aliases: rec.aliases ?? [], summary: rec.summary ?? '', malicious: rec.id.startsWith('MAL-'), severity: severityOf(rec, aff) };
+  }
+
+  /** Advisories affecting a PyPI release (exact versions list, or ECOSYSTEM ranges under PEP 440), and its file hash. */
+  matchPypi(name: string, version: string, sha256?: string): AdvisoryMatch[] {
+    const out: AdvisoryMatch[] = [];
+    const seen = new Set<string>();
+    for (const e of this.pypi.get(normalizeName(name)) ?? []) {
+      if (seen.has(e.rec.id)) continue;
+      const hit =
+        e.versions.has(version) ||
+        (valid(version) !== null && (e.aff.ranges ?? []).some((r) => r.type === 'ECOSYSTEM' && inRange(version, r.events ?? [])));
+      if (hit) {
+        seen.add(e.rec.id);
+        out.push(this.matchOf(e.rec, e.aff));
+      }
+    }
+    if (sha256) {
+      const rec = this.hashes.get(sha256);
+      if (rec && !seen.has(rec.id)) out.push(this.matchOf(rec, rec.affected?.[0] ?? {}));
+    }
+    return out;
+  }
+
+  /** The PyPI packages an advisory names (for `airlock affected`). */
+  packagesOf(rec: OsvRecord): string[] {
+    return [...new Set((rec.affected ?? []).filter((a) => a.package?.ecosystem === 'PyPI' && a.package.name).map((a) => normalizeName(a.package!.name!)))];
+  }
+
+  hashesOf(rec: OsvRecord): string[] {
+    return [...this.hashes].filter(([, r]) => r.id === rec.id).map(([h]) => h);
+  }
+}
+
+/** Whether a policy level refuses a match: MAL- records always, others at or above the level. */
+export function refuses(level: RefuseLevel, m: AdvisoryMatch): boolean {
+  if (m.malicious) return true;
+  if (level === 'none') return false;
+  if (level === 'all') return true;
+  const need = ORDER.indexOf(level.toUpperCase() as SeverityLabel);
+  const got = m.severity.label ? ORDER.indexOf(m.severity.label) : -1;
+  return got >= need;
+}
+
+export function checkRefuseLevel(v: string, path: (string | number)[]): RefuseLevel {
+  if (!['none', 'all', 'low', 'medium', 'high', 'critical'].includes(v)) throw new PolicyError(path, `expected none, all, low, medium, high or critical, got ${JSON.stringify(v)}`);
+  return v as RefuseLevel;
+}
