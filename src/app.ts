@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
+import { presentedSecret, type Authenticator } from './auth/tokens.js';
 import type { Logger } from 'pino';
 import type { AppEnv } from './http/send.js';
 import type { Metrics } from './obs/metrics.js';
@@ -10,6 +11,7 @@ import { buildSbom } from './audit/sbom.js';
 import { VERSION } from './version.js';
 
 export interface AppDeps {
+  auth: { authenticator: Authenticator; modes: { pypi: 'anonymous' | 'token'; hf: 'anonymous' | 'token'; oci: 'anonymous' | 'token'; admin: 'token' | 'open' } };
   log: Logger;
   metrics: Metrics;
   meta: MetaStore;
@@ -26,6 +28,23 @@ function ecosystemOf(path: string): string {
   return 'admin';
 }
 
+/** A refusal in the client's own terms: pip prompts on Basic, OCI clients run the token flow. */
+function unauthorized(c: Context<AppEnv>, area: string, message: string, status = 401): Response {
+  const h: Record<string, string> = { 'cache-control': 'no-store' };
+  if (status === 401) {
+    if (area === 'oci') h['www-authenticate'] = `Bearer realm="${new URL(c.req.url).origin}/v2/token",service="airlock"`;
+    else if (area === 'hf') h['www-authenticate'] = 'Bearer realm="airlock"';
+    else h['www-authenticate'] = 'Basic realm="airlock"';
+  }
+  if (area === 'oci') {
+    h['docker-distribution-api-version'] = 'registry/2.0';
+    return c.json({ errors: [{ code: status === 401 ? 'UNAUTHORIZED' : 'DENIED', message, detail: null }] }, status as 401, h);
+  }
+  if (area === 'hf') return c.json({ error: message }, status as 401, { ...h, 'x-error-message': message });
+  if (area === 'pypi') return c.text(`${message}\n`, status as 401, { ...h, 'x-airlock-reason': message });
+  return c.json({ error: status === 401 ? 'UNAUTHORIZED' : 'DENIED', message }, status as 401, h);
+}
+
 /** The root app: shared middleware, admin endpoints under /-/, and the protocol front-ends. */
 export function buildApp(d: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -38,6 +57,22 @@ export function buildApp(d: AppDeps): Hono<AppEnv> {
     // Bodies sent straight to the Node response (src/http/send.ts) carry their status there.
     const status = c.env?.outgoing?.headersSent ? c.env.outgoing.statusCode : c.res.status;
     d.metrics.requests.inc({ ecosystem: ecosystemOf(c.req.path), status: `${Math.floor(status / 100)}xx` });
+  });
+
+  // Identity: a client token as each client sends it. A wrong or revoked token is refused even
+  // where anonymous pulls are allowed; a missing one only where a token is required.
+  app.use('*', async (c, next) => {
+    const area = ecosystemOf(c.req.path);
+    if (c.req.path === '/-/healthz' || c.req.path === '/-/metrics' || c.req.path === '/v2/token') return next();
+    const secret = presentedSecret(c.req.header('authorization'));
+    const identity = secret ? await d.auth.authenticator.identify(secret) : null;
+    const mode = area === 'admin' ? d.auth.modes.admin : d.auth.modes[area as 'pypi' | 'hf' | 'oci'];
+    const required = mode === 'token';
+    if (identity) c.set('identity', identity);
+    else if (secret) return unauthorized(c, area, 'the token presented is not valid (unknown or revoked)');
+    else if (required) return unauthorized(c, area, `a client token is required here; create one with: airlock token create --name NAME${area === 'admin' ? ' --admin' : ''}`);
+    if (area === 'admin' && required && !identity!.admin) return unauthorized(c, area, `token ${identity!.name} is not an admin token`, 403);
+    return next();
   });
 
   app.get('/-/healthz', (c) => c.json({ status: 'ok' }));

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Dispatcher } from 'undici';
 import { buildApp } from './app.js';
+import { Authenticator } from './auth/tokens.js';
 import { loadConfig, type LoadedConfig } from './config/load.js';
 import { BlobCache } from './core/fill.js';
 import { HashPool } from './core/hasher.js';
@@ -61,6 +62,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const registries = new Map<string, RegistryClient>();
   for (const [key, r] of Object.entries(config.oci.registries)) registries.set(key, registryFromConfig(key, r, ociHttp));
   const oci = createOciApp({
+    authenticator: new Authenticator(meta),
     policy: () => policy,
     registries,
     defaultRegistry: config.oci.default_registry,
@@ -81,7 +83,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     maxMetadataBytes: config.hf.max_metadata_bytes,
   });
   const hf = createHfApp({ policy: () => policy, hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
-  const app = buildApp({ log, metrics, meta, frontends: { '/pypi': pypi, '/v2': oci, '/hf': hf } });
+  const authenticator = new Authenticator(meta);
+  const app = buildApp({ auth: { authenticator, modes: config.auth }, log, metrics, meta, frontends: { '/pypi': pypi, '/v2': oci, '/hf': hf } });
 
   const DAY = 86_400_000;
   const prune = async () => {

@@ -8,6 +8,7 @@ import { startServer } from '../server.js';
 import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
 import type { PullFilter } from '../storage/meta-store.js';
 import { rescan } from './rescan.js';
+import { Authenticator, TOKEN_NAME } from '../auth/tokens.js';
 import { importAdvisories } from './advisories.js';
 import { affected } from './affected.js';
 import { buildSbom } from '../audit/sbom.js';
@@ -42,6 +43,8 @@ usage:
                                                   CycloneDX 1.6 JSON of what was served
   airlock audit verify [--config FILE] [--json]   walk the hash-chained record; name the first
                                                   altered, inserted or deleted row
+  airlock token create --name NAME [--admin]      issue a client token (printed once; stored hashed)
+  airlock token list | airlock token revoke NAME
   airlock rescan  [--config FILE] [--all] [--json]
                                                   re-judge cached model files with this scanner
                                                   version (--all: every inspected file)
@@ -69,6 +72,7 @@ async function main(argv: string[]): Promise<void> {
       print: { type: 'boolean', default: false },
       all: { type: 'boolean', default: false },
       client: { type: 'string' },
+      admin: { type: 'boolean', default: false },
       output: { type: 'string', short: 'o' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -227,6 +231,32 @@ async function main(argv: string[]): Promise<void> {
         const json = await buildSbom(meta, { since: parseTime(values.since, '--since'), until: parseTime(values.until, '--until'), client: values.client, ecosystem: eco, version: VERSION });
         if (values.output) writeFileSync(values.output, json + '\n');
         else process.stdout.write(json + '\n');
+      } finally {
+        await meta.close();
+      }
+      return;
+    }
+    case 'token': {
+      const [sub, arg] = rest;
+      const loaded = loadConfig(configFile);
+      mkdirSync(loaded.dataDir, { recursive: true });
+      const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+      try {
+        if (sub === 'create') {
+          const name = values.name;
+          if (!name || !TOKEN_NAME.test(name)) fail('--name: expected a token name (letters, digits, ".", "_", "-"; up to 64 characters), e.g. --name ci-runner');
+          if ((await meta.listTokens()).some((t) => t.name === name)) fail(`a token named ${name} already exists (revoke it, or choose another name)`);
+          const secret = await new Authenticator(meta).create(name, values.admin!);
+          process.stderr.write(`created ${values.admin ? 'admin ' : ''}token ${name}; it is shown once and stored only as a hash:\n`);
+          process.stdout.write(`${secret}\n`);
+        } else if (sub === 'list') {
+          for (const t of await meta.listTokens()) {
+            process.stdout.write([t.name, t.admin ? 'admin' : 'client', new Date(t.createdAt).toISOString(), t.revokedAt ? `revoked ${new Date(t.revokedAt).toISOString()}` : 'active'].join('\t') + '\n');
+          }
+        } else if (sub === 'revoke' && arg) {
+          if (!(await meta.revokeToken(arg))) fail(`no active token named ${arg}`);
+          process.stdout.write(`revoked ${arg}; it is refused from now on\n`);
+        } else fail('usage: airlock token create --name NAME [--admin] | token list | token revoke NAME');
       } finally {
         await meta.close();
       }

@@ -187,6 +187,17 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    auth: z
+      .object({
+        /** Per front-end: anonymous pulls allowed (recorded by address), or a client token required. */
+        pypi: z.enum(['anonymous', 'token']).default('anonymous'),
+        hf: z.enum(['anonymous', 'token']).default('anonymous'),
+        oci: z.enum(['anonymous', 'token']).default('anonymous'),
+        /** The /-/ admin endpoints (records, SBOM): an admin token, or open (loopback setups, tests). */
+        admin: z.enum(['token', 'open']).default('token'),
+      })
+      .strict()
+      .prefault({}),
     records: z
       .object({
         /** Days pull records are kept; 0 keeps them for ever. Pruning is itself a chained event. */

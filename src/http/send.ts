@@ -6,7 +6,7 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 /** Hono environment when running under @hono/node-server: the raw Node objects are reachable. */
 export interface AppEnv {
   Bindings: { incoming?: IncomingMessage; outgoing?: ServerResponse };
-  Variables: { requestId: string };
+  Variables: { requestId: string; identity?: { name: string; admin: boolean } };
 }
 
 export type SendResult = { error?: Error };
@@ -60,9 +60,14 @@ export function sendStream(
   return new Response(Readable.toWeb(body) as ReadableStream, { status, headers });
 }
 
-/** The client's address as the socket saw it (no proxy headers are trusted by default). */
+/**
+ * Who is pulling, for records: the token's name and the address (`ci-runner@10.0.0.7`), or the
+ * address alone for anonymous pulls (no proxy headers are trusted by default).
+ */
 export function clientAddress(c: Context<AppEnv>): string {
-  return c.env?.incoming?.socket?.remoteAddress ?? 'unknown';
+  const addr = c.env?.incoming?.socket?.remoteAddress ?? 'unknown';
+  const id = c.get('identity');
+  return id ? `${id.name}@${addr}` : addr;
 }
 
 /**

@@ -22,8 +22,10 @@ import {
   parseV2Path,
 } from './reference.js';
 import type { RegistryClient } from './registry-client.js';
+import { presentedSecret, type Authenticator } from '../auth/tokens.js';
 
 export interface OciDeps {
+  authenticator: Authenticator;
   policy: () => Policy;
   /** Upstream registries by the name clients use for them (docker.io, ghcr.io, ...). */
   registries: Map<string, RegistryClient>;
@@ -369,6 +371,25 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     return sendBytes(c, 200, headers, Buffer.from(JSON.stringify({ name, tags: list })));
   }
 
+  /**
+   * The registry token endpoint (docker login, skopeo --creds, containerd host credentials):
+   * HTTP Basic with a client token in, that token back as the bearer token. Airlock's tokens are
+   * long-lived and revocable, so no second, short-lived secret is minted.
+   */
+  async function tokenEndpoint(c: Context<AppEnv>): Promise<Response> {
+    const secret = presentedSecret(c.req.header('authorization'));
+    const id = secret ? await d.authenticator.identify(secret) : null;
+    if (!id || !secret) {
+      return sendBytes(
+        c,
+        401,
+        { ...API_VERSION, 'content-type': 'application/json', 'www-authenticate': 'Basic realm="airlock"', 'cache-control': 'no-store' },
+        errorBody('UNAUTHORIZED', secret ? 'the token presented is not valid (unknown or revoked)' : 'log in with a client token as the password (airlock token create --name NAME)'),
+      );
+    }
+    return sendBytes(c, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' }, Buffer.from(JSON.stringify({ token: secret, access_token: secret, expires_in: 3600, issued_at: new Date().toISOString() })));
+  }
+
   function catalog(c: Context<AppEnv>): Response {
     let repos = d.policy().oci.repositories();
     const last = c.req.query('last');
@@ -393,6 +414,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       throw new OciError(400, 'NAME_INVALID', 'empty, "." and ".." path segments are not allowed in repository names');
     }
     const path = c.req.path;
+    if (path === '/v2/token') return tokenEndpoint(c);
     const rest = path === '/v2' ? '' : path.startsWith('/v2/') ? path.slice(4) : null;
     if (rest === null) throw new OciError(404, 'NAME_UNKNOWN', 'not found');
     if (rest.length > 1024) throw new OciError(414, 'NAME_INVALID', 'request path too long');

@@ -84,6 +84,15 @@ export interface OciLink {
   kind: 'manifest' | 'blob';
 }
 
+export interface TokenRecord {
+  name: string;
+  /** sha256 of the secret (hex); the secret itself is never stored. */
+  hash: string;
+  admin: boolean;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
 export interface MetaStore {
   getBlob(sha256: string): Promise<BlobRecord | null>;
   putBlob(rec: BlobRecord): Promise<void>;
@@ -108,6 +117,10 @@ export interface MetaStore {
   verifyChain(): Promise<ChainReport>;
   /** Delete records older than `before` (ms) and append a chained 'audit/prune' event anchoring what was removed. */
   prunePulls(before: number, client: string): Promise<number>;
+  createToken(t: { name: string; hash: string; admin: boolean }): Promise<void>;
+  findToken(hash: string): Promise<TokenRecord | null>;
+  listTokens(): Promise<TokenRecord[]>;
+  revokeToken(name: string): Promise<boolean>;
   /** Imported advisories (OSV JSON), upserted by id; returns how many were new or changed. */
   putAdvisories(recs: { id: string; modified: string; record: string }[]): Promise<number>;
   listAdvisories(): Promise<string[]>;

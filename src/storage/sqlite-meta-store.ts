@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type {
+  TokenRecord,
   ChainReport,
   BlobRecord,
   CachedPage,
@@ -71,6 +72,13 @@ const MIGRATIONS: string[] = [
    ALTER TABLE pulls ADD COLUMN scan TEXT;`,
   `ALTER TABLE pulls ADD COLUMN prev_hash TEXT;
    ALTER TABLE pulls ADD COLUMN hash TEXT;`,
+  `CREATE TABLE tokens (
+     name TEXT PRIMARY KEY,
+     hash TEXT NOT NULL UNIQUE,
+     admin INTEGER NOT NULL,
+     created_at INTEGER NOT NULL,
+     revoked_at INTEGER
+   );`,
   `CREATE TABLE advisories (
      id TEXT PRIMARY KEY,
      modified TEXT NOT NULL,
@@ -97,6 +105,16 @@ interface PullRow {
   prev_hash: string | null;
   hash: string | null;
 }
+
+interface TokenRow {
+  name: string;
+  hash: string;
+  admin: number;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+const tokenOf = (r: TokenRow): TokenRecord => ({ name: r.name, hash: r.hash, admin: r.admin === 1, createdAt: r.created_at, revokedAt: r.revoked_at });
 
 /** The first row's predecessor. */
 export const GENESIS = '0'.repeat(64);
@@ -346,6 +364,23 @@ export class SqliteMetaStore implements MetaStore {
 
   async listScans(): Promise<{ sha256: string; scanner: string }[]> {
     return this.stmts.listScans.all();
+  }
+
+  async createToken(t: { name: string; hash: string; admin: boolean }): Promise<void> {
+    this.db.prepare('INSERT INTO tokens (name, hash, admin, created_at) VALUES (?, ?, ?, ?)').run(t.name, t.hash, t.admin ? 1 : 0, Date.now());
+  }
+
+  async findToken(hash: string): Promise<TokenRecord | null> {
+    const r = this.db.prepare<[string], TokenRow>('SELECT * FROM tokens WHERE hash = ?').get(hash);
+    return r ? tokenOf(r) : null;
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return this.db.prepare<[], TokenRow>('SELECT * FROM tokens ORDER BY name').all().map(tokenOf);
+  }
+
+  async revokeToken(name: string): Promise<boolean> {
+    return this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(Date.now(), name).changes > 0;
   }
 
   async putAdvisories(recs: { id: string; modified: string; record: string }[]): Promise<number> {

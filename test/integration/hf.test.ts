@@ -6,6 +6,7 @@ import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeHub, sha1Git, sha256hex } from '../helpers/fake-hub.js';
 import { rawGet, rawPath, records } from '../helpers/http.js';
 import { safetensors } from '../helpers/model-files.js';
+import { Authenticator } from '../../src/auth/tokens.js';
 
 describe('Hugging Face front-end against a local Hub', () => {
   const hub = new FakeHub();
@@ -279,7 +280,7 @@ describe('Hugging Face upstream token', () => {
     await hub.start();
     commit = hub.commit('model', 'org/gated', [
       { path: 'config.json', bytes: Buffer.from('{}') },
-      { path: 'w.safetensors', bytes: randomBytes(1000), lfs: true },
+      { path: 'w.safetensors', bytes: safetensors({ w: { dtype: 'U8', shape: [1000], data_offsets: [0, 1000] } }, randomBytes(1000)), lfs: true },
     ]);
     hub.token = 'hf_service_token';
     process.env.AIRLOCK_TEST_HF_TOKEN = 'hf_service_token';
@@ -300,10 +301,13 @@ policy:
   });
 
   it('sends only the service token upstream, never the client token, and never to the CDN', async () => {
-    const res = await rawGet(`${a.url}/hf/org/gated/resolve/main/w.safetensors`, { authorization: 'Bearer hf_client_secret' });
+    const client = await new Authenticator(a.airlock.meta).create('client', false);
+    const res = await rawGet(`${a.url}/hf/org/gated/resolve/main/w.safetensors`, { authorization: `Bearer ${client}` });
     expect(res.status).toBe(200);
+    expect(res.complete).toBe(true);
     expect(hub.authSeen.length).toBeGreaterThan(0);
     expect(hub.authSeen.every((h) => h === 'Bearer hf_service_token')).toBe(true);
+    expect(hub.authSeen.some((h) => h?.includes(client))).toBe(false);
     expect(hub.cdnAuth).toEqual([undefined]);
   });
 });
