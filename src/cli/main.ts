@@ -302,6 +302,12 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+// `airlock affected ... | head`: a closed pipe ends the output, not the program with a stack trace.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 main(process.argv.slice(2)).catch((e) => {
   if (e instanceof ConfigError) fail(e.message);
   if (e && typeof e === 'object' && 'code' in e && typeof (e as { code: unknown }).code === 'string' && (e as Error).name === 'AirlockError') {
