@@ -160,6 +160,7 @@ export class SqliteMetaStore implements MetaStore {
       ),
       putOciManifest: this.db.prepare('INSERT OR REPLACE INTO oci_manifests (digest, media_type, size) VALUES (?, ?, ?)'),
       putOciLink: this.db.prepare('INSERT OR IGNORE INTO oci_links (repo, parent, child, size, kind) VALUES (?, ?, ?, ?, ?)'),
+      lastHash: this.db.prepare<[], { hash: string | null }>('SELECT hash FROM pulls ORDER BY id DESC LIMIT 1'),
       getScan: this.db.prepare<[string], { scanner: string; report: string }>('SELECT scanner, report FROM scans WHERE sha256 = ?'),
       putScan: this.db.prepare('INSERT OR REPLACE INTO scans (sha256, scanner, report, scanned_at) VALUES (?, ?, ?, ?)'),
       listScans: this.db.prepare<[], { sha256: string; scanner: string }>('SELECT sha256, scanner FROM scans ORDER BY sha256'),
@@ -210,7 +211,7 @@ export class SqliteMetaStore implements MetaStore {
   private readonly insertPulls = (recs: PullRecord[]) =>
     this.db.transaction(() => {
       // One writer per database (SQLite serialises transactions): each row chains to the last one.
-      let prev = this.db.prepare<[], { hash: string | null }>('SELECT hash FROM pulls ORDER BY id DESC LIMIT 1').get()?.hash ?? GENESIS;
+      let prev = this.stmts.lastHash.get()?.hash ?? GENESIS;
       for (const rec of recs) {
         const hash = rowHash(prev, rec);
         this.stmts.insertPull.run({
