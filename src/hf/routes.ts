@@ -310,14 +310,19 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
           return { body: res.body, size: contentLength(res.headers) };
         },
       };
+      let recorded = false;
       try {
         return await serveBlob(c, d.cache, spec, headers, (o) => {
+          if (recorded) return;
           const rec = { ...base, sha256: lfs.oid, size: o.size, cache: o.cache, scan: scanSummary(report, verdict) };
           if (o.failure) {
             const v = verdict as Decision | null;
             const contentReason = v && !v.allow ? v.reason : undefined;
             d.recorder.record({ ...rec, decision: 'deny', reason: contentReason ?? `${path}: ${o.failure.message}; transfer cut, nothing cached`, rule, code: contentReason ? 'content_refused' : o.failure.code });
           } else d.recorder.record({ ...rec, decision: 'allow', rule, reason: o.clientClosed ? `client closed the connection early (${o.clientClosed})` : undefined });
+        }, (o) => {
+          recorded = true;
+          return d.recorder.record({ ...base, sha256: lfs.oid, size: o.size, cache: o.cache, scan: scanSummary(report, verdict), decision: 'allow', rule });
         });
       } catch (e) {
         const refused = e instanceof AirlockError && e.code === 'CONTENT_REFUSED';
@@ -350,7 +355,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       throw new HubError(403, undefined, `blocked by mirror policy: ${verdict.reason}`, commit);
     }
     const r = resolveRange(parseRange(c.req.header('range')), bytes.length);
-    d.recorder.record({ ...base, sha256, size: bytes.length, cache, decision: 'allow', rule, scan: scanSummary(report, verdict) });
+    await d.recorder.record({ ...base, sha256, size: bytes.length, cache, decision: 'allow', rule, scan: scanSummary(report, verdict) });
     if (r === 'unsatisfiable') return sendBytes(c, 416, { ...headers, 'content-range': `bytes */${bytes.length}` }, Buffer.alloc(0));
     if (r) return sendBytes(c, 206, { ...headers, 'content-range': `bytes ${r.start}-${r.end}/${bytes.length}` }, bytes.subarray(r.start, r.end + 1));
     return sendBytes(c, 200, headers, bytes);

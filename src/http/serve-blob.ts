@@ -1,3 +1,4 @@
+import { Transform, pipeline } from 'node:stream';
 import type { Context } from 'hono';
 import { AirlockError } from '../core/errors.js';
 import type { BlobCache, CacheOutcome, FillSpec } from '../core/fill.js';
@@ -20,12 +21,35 @@ export interface BlobOutcome {
  * Range support, and report how it ended, so each front-end can write its own pull record.
  * The caller passes the protocol's headers; Content-Length/Content-Range are set here.
  */
+/**
+ * Holds back the last chunk of a body until `beforeEnd` resolves: the pull record of a served
+ * artefact is committed before its client can have the whole file.
+ */
+export function lastChunkAfter(beforeEnd: () => Promise<void>): Transform {
+  let held: Buffer | null = null;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      const prev = held;
+      held = chunk;
+      cb(null, prev ?? undefined);
+    },
+    flush(cb) {
+      beforeEnd().then(
+        () => cb(null, held ?? undefined),
+        (e: Error) => cb(e),
+      );
+    },
+  });
+}
+
 export async function serveBlob(
   c: Context<AppEnv>,
   cache: BlobCache,
   spec: FillSpec,
   headers: Record<string, string>,
   done: (o: BlobOutcome) => void,
+  /** Called when the whole verified body has passed, before its last chunk goes out (write the record here). */
+  onServed?: (o: { cache: CacheOutcome; size: number | null }) => Promise<void>,
 ): Promise<Response> {
   const served = await cache.fetch(spec, parseRange(c.req.header('range')));
   headers['x-airlock-cache'] = served.cache;
@@ -48,7 +72,9 @@ export async function serveBlob(
     headers['content-length'] = String(served.size);
   }
   const size = served.size ?? null;
-  return sendStream(c, status, headers, served.body, ({ error }) => {
+  const outcome = { cache: served.cache, size };
+  const body = onServed ? pipeline(served.body, lastChunkAfter(() => onServed(outcome)), () => {}) : served.body;
+  return sendStream(c, status, headers, body, ({ error }) => {
     if (!error) return done({ cache: served.cache, size, ok: true });
     void served.settled.then(
       () => done({ cache: served.cache, size, ok: false, clientClosed: error.message }),

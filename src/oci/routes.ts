@@ -289,7 +289,8 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     const inm = c.req.header('if-none-match');
     if (inm && inm.split(',').some((v) => v.trim() === `"${digest}"`)) return sendStream(c, 304, headers, null);
     if (c.req.method === 'GET') {
-      d.recorder.record({ ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), size: m.bytes.length, cache: m.cache, decision: 'allow', rule });
+      // On record (committed) before the client has the manifest.
+      await d.recorder.record({ ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), size: m.bytes.length, cache: m.cache, decision: 'allow', rule });
     }
     return sendBytes(c, 200, headers, m.bytes);
   }
@@ -336,14 +337,26 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       },
     };
     try {
-      return await serveBlob(c, d.cache, spec, headers, (o) => {
-        const rec = { ...base, sha256: hex, size: o.size, cache: o.cache };
-        if (o.failure) {
-          d.recorder.record({ ...rec, decision: 'deny', reason: `${t.repo}@${digest}: ${o.failure.message}; transfer cut, nothing cached`, rule, code: o.failure.code });
-        } else {
-          d.recorder.record({ ...rec, decision: 'allow', rule, reason: o.clientClosed ? `client closed the connection early (${o.clientClosed})` : undefined });
-        }
-      });
+      let recorded = false;
+      return await serveBlob(
+        c,
+        d.cache,
+        spec,
+        headers,
+        (o) => {
+          if (recorded) return;
+          const rec = { ...base, sha256: hex, size: o.size, cache: o.cache };
+          if (o.failure) {
+            d.recorder.record({ ...rec, decision: 'deny', reason: `${t.repo}@${digest}: ${o.failure.message}; transfer cut, nothing cached`, rule, code: o.failure.code });
+          } else {
+            d.recorder.record({ ...rec, decision: 'allow', rule, reason: o.clientClosed ? `client closed the connection early (${o.clientClosed})` : undefined });
+          }
+        },
+        (o) => {
+          recorded = true;
+          return d.recorder.record({ ...base, sha256: hex, size: o.size, cache: o.cache, decision: 'allow', rule });
+        },
+      );
     } catch (e) {
       d.recorder.record({ ...base, sha256: hex, cache: 'none', decision: 'error', reason: (e as Error).message, rule, code: 'upstream_failed' });
       if (e instanceof AirlockError && e.code === 'NOT_FOUND') throw new OciError(404, 'BLOB_UNKNOWN', e.message);

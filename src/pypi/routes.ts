@@ -2,7 +2,7 @@ import { gzipSync } from 'node:zlib';
 import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
-import type { BlobCache, FillSpec } from '../core/fill.js';
+import type { BlobCache, CacheOutcome, FillSpec } from '../core/fill.js';
 import type { Recorder } from '../core/records.js';
 import { serveBlob } from '../http/serve-blob.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
@@ -220,14 +220,27 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
         return { body: res.body, size: contentLength(res.headers) };
       },
     };
-    return serveBlob(c, d.cache, spec, headers, (o) => {
-      const rec = { ...base, version: parsed.version, sha256: expected, size: o.size, cache: o.cache };
-      if (o.failure) {
-        d.recorder.record({ ...rec, decision: 'deny', reason: `${filename}: ${o.failure.message}; transfer cut, nothing cached`, rule: fd.rule, code: o.failure.code });
-      } else {
-        d.recorder.record({ ...rec, decision: 'allow', rule: fd.rule, reason: o.clientClosed ? `client closed the connection early (${o.clientClosed})` : undefined });
-      }
-    });
+    let recorded = false;
+    const rec = (o: { size: number | null; cache: CacheOutcome }) => ({ ...base, version: parsed.version, sha256: expected, size: o.size, cache: o.cache });
+    return serveBlob(
+      c,
+      d.cache,
+      spec,
+      headers,
+      (o) => {
+        if (recorded) return;
+        if (o.failure) {
+          d.recorder.record({ ...rec(o), decision: 'deny', reason: `${filename}: ${o.failure.message}; transfer cut, nothing cached`, rule: fd.rule, code: o.failure.code });
+        } else {
+          d.recorder.record({ ...rec(o), decision: 'allow', rule: fd.rule, reason: o.clientClosed ? `client closed the connection early (${o.clientClosed})` : undefined });
+        }
+      },
+      // Served: on record (committed) before the last chunk goes out.
+      (o) => {
+        recorded = true;
+        return d.recorder.record({ ...rec(o), decision: 'allow', rule: fd.rule });
+      },
+    );
   });
 
   app.onError((err, c) => {
