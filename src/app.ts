@@ -7,7 +7,6 @@ import type { Metrics } from './obs/metrics.js';
 import type { MetaStore, PullFilter } from './storage/meta-store.js';
 import { AirlockError } from './core/errors.js';
 import { parseTime } from './core/time.js';
-import { buildSbom } from './audit/sbom.js';
 import { VERSION } from './version.js';
 
 export interface AppDeps {
@@ -95,6 +94,8 @@ export function buildApp(d: AppDeps): Hono<AppEnv> {
   app.get('/-/sbom', async (c) => {
     const q = c.req.query();
     if (q.ecosystem && !['pypi', 'hf', 'oci'].includes(q.ecosystem)) throw new AirlockError('BAD_REQUEST', 'ecosystem: expected pypi, hf or oci');
+    // Loaded on first use: the CycloneDX library (and its validators) cost start-up time and memory.
+    const { buildSbom } = await import('./audit/sbom.js');
     const json = await buildSbom(d.meta, {
       since: parseTime(q.since, 'since'),
       until: parseTime(q.until, 'until'),

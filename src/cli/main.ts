@@ -11,7 +11,6 @@ import { rescan } from './rescan.js';
 import { Authenticator, TOKEN_NAME } from '../auth/tokens.js';
 import { importAdvisories } from './advisories.js';
 import { affected } from './affected.js';
-import { buildSbom } from '../audit/sbom.js';
 import { VERSION } from '../version.js';
 import { SCANNER_VERSION } from '../scan/index.js';
 import { resolveHfPin, resolveOciPin, resolvePypiPin, writeHfPin, writeOciPin, writePypiPin } from './pin.js';
@@ -228,6 +227,7 @@ async function main(argv: string[]): Promise<void> {
       try {
         const eco = values.ecosystem as PullFilter['ecosystem'];
         if (eco && !['pypi', 'hf', 'oci'].includes(eco)) fail('--ecosystem: expected pypi, hf or oci');
+        const { buildSbom } = await import('../audit/sbom.js');
         const json = await buildSbom(meta, { since: parseTime(values.since, '--since'), until: parseTime(values.until, '--until'), client: values.client, ecosystem: eco, version: VERSION });
         if (values.output) writeFileSync(values.output, json + '\n');
         else process.stdout.write(json + '\n');
