@@ -5,7 +5,7 @@ import { join, relative } from 'node:path';
 import { downloadFile, listFiles, modelInfo, snapshotDownload } from '@huggingface/hub';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
-import { FakeHub, sha256hex, type HubFile } from '../helpers/fake-hub.js';
+import { FakeHub, hfUpstream, sha256hex, type HubFile } from '../helpers/fake-hub.js';
 import { records } from '../helpers/http.js';
 import { R, hex, safetensors, torchZip } from '../helpers/model-files.js';
 
@@ -44,10 +44,7 @@ describe('the real @huggingface/hub client through Airlock', () => {
     const badCommit = hub.commit('model', 'acme/tampered', [{ path: 'model.safetensors', bytes: bad, lfs: true }]);
     hub.tamperRepo = 'acme/tampered';
     a = await startAirlock(`
-hf:
-  upstream: ${hub.url}
-  file_hosts: ["127.0.0.1:${hub.cdnPort}"]
-policy:
+${hfUpstream(hub)}policy:
   hf:
     allow:
       - repo: acme/tiny-llama
@@ -126,10 +123,7 @@ describe('the real @huggingface/hub client and model-file inspection', () => {
     ]);
     const bad = hub.commit('model', 'acme/poisoned', [{ path: 'pytorch_model.bin', bytes: evil, lfs: true }]);
     a = await startAirlock(`
-hf:
-  upstream: ${hub.url}
-  file_hosts: ["127.0.0.1:${hub.cdnPort}"]
-policy:
+${hfUpstream(hub)}policy:
   hf:
     allow:
       - { repo: acme/benign, refs: { main: "${good}" } }

@@ -1,9 +1,9 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { downloadFile } from '@huggingface/hub';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { airlockCli } from '../helpers/cli.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeHub } from '../helpers/fake-hub.js';
 import { FakeIndex } from '../helpers/fake-index.js';
@@ -11,12 +11,6 @@ import { records } from '../helpers/http.js';
 import { buildImage, haveTool, pushImage, RealRegistry, skopeo, type BuiltImage } from '../helpers/oci-tools.js';
 import { buildDist, pip } from '../helpers/pip.js';
 
-const CLI = join(process.cwd(), 'dist', 'cli', 'main.js');
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('node', [CLI, ...args], { timeout: 30_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
-  });
-}
 
 /** Client tokens, as each real client sends them, with every front-end set to require one. */
 describe('client tokens with pip, @huggingface/hub and skopeo', () => {
@@ -55,10 +49,10 @@ policy:
   hf: { allow: [{ repo: acme/m, refs: { main: "${commit}" } }] }
   oci: { allow: [{ repository: registry.test/team/app, tags: { v1: "${img.digest}" } }] }
 `);
-    const r = await cli(['token', 'create', '--name', 'ci-runner', '--config', a.configFile]);
+    const r = await airlockCli(['token', 'create', '--name', 'ci-runner', '--config', a.configFile]);
     expect(r.code, r.stderr).toBe(0);
     runner = r.stdout.trim();
-    admin = (await cli(['token', 'create', '--name', 'security', '--admin', '--config', a.configFile])).stdout.trim();
+    admin = (await airlockCli(['token', 'create', '--name', 'security', '--admin', '--config', a.configFile])).stdout.trim();
   }, 120_000);
 
   afterAll(async () => {
@@ -70,7 +64,7 @@ policy:
 
   it('issues hf_ tokens and stores only their hashes', async () => {
     expect(runner).toMatch(/^hf_[0-9A-Za-z]{40}$/);
-    const list = await cli(['token', 'list', '--config', a.configFile]);
+    const list = await airlockCli(['token', 'list', '--config', a.configFile]);
     expect(list.stdout).toMatch(/ci-runner\tclient\t.*\tactive/);
     expect(list.stdout).not.toContain(runner);
   });
@@ -110,7 +104,7 @@ policy:
     const res = await fetch(`${a.url}/-/records?limit=100`, { headers: { authorization: `Bearer ${admin}` } });
     const recs = (await res.json()).records as { client: string; ecosystem: string; decision: string }[];
     for (const eco of ['pypi', 'hf', 'oci']) expect(recs.some((r) => r.ecosystem === eco && r.decision === 'allow' && r.client === 'ci-runner@127.0.0.1'), eco).toBe(true);
-    expect((await cli(['token', 'revoke', 'ci-runner', '--config', a.configFile])).code).toBe(0);
+    expect((await airlockCli(['token', 'revoke', 'ci-runner', '--config', a.configFile])).code).toBe(0);
     const revoked = await fetch(`${a.url}/hf/acme/m/resolve/main/config.json`, { headers: { authorization: `Bearer ${runner}` } });
     expect(revoked.status).toBe(401);
     expect(revoked.headers.get('x-error-message')).toMatch(/not valid/);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { TwoPortFake } from './two-port-fake.js';
 
 export interface HubFile {
   path: string;
@@ -22,7 +22,7 @@ function pointer(f: HubFile): Buffer {
  * redirected to a second "CDN" port carrying Xet headers, refs, and switches for moving
  * branches, tampering and token checks.
  */
-export class FakeHub {
+export class FakeHub extends TwoPortFake {
   /** "model:org/name" -> refs and commits. */
   readonly repos = new Map<string, { refs: Map<string, string>; commits: Map<string, HubFile[]> }>();
   readonly tamper = new Set<string>();
@@ -33,24 +33,11 @@ export class FakeHub {
   token: string | undefined;
   readonly authSeen: (string | undefined)[] = [];
   readonly cdnAuth: (string | undefined)[] = [];
-  readonly hits = new Map<string, number>();
+
   throttle = 0;
-  private server?: Server;
-  private cdn?: Server;
-  port = 0;
-  cdnPort = 0;
 
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
 
-  count(k: string): number {
-    return this.hits.get(k) ?? 0;
-  }
 
-  private hit(k: string): void {
-    this.hits.set(k, (this.hits.get(k) ?? 0) + 1);
-  }
 
   /** Add a commit (and point refs at it); returns the commit id. */
   commit(type: 'model' | 'dataset', repo: string, files: HubFile[], refs: string[] = ['main']): string {
@@ -63,23 +50,6 @@ export class FakeHub {
     return commit;
   }
 
-  async start(): Promise<this> {
-    this.server = createServer((req, res) => this.handle(req, res));
-    this.cdn = createServer((req, res) => this.handleCdn(req, res));
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
-    await new Promise<void>((r) => this.cdn!.listen(0, '127.0.0.1', r));
-    this.port = (this.server.address() as AddressInfo).port;
-    this.cdnPort = (this.cdn.address() as AddressInfo).port;
-    return this;
-  }
-
-  async stop(): Promise<void> {
-    for (const s of [this.server, this.cdn]) {
-      if (!s) continue;
-      s.closeAllConnections();
-      await new Promise<void>((r) => s.close(() => r()));
-    }
-  }
 
   private err(res: ServerResponse, status: number, code: string, message: string): void {
     res.writeHead(status, { 'content-type': 'application/json', 'x-error-code': code, 'x-error-message': message });
@@ -121,7 +91,7 @@ export class FakeHub {
     tick();
   }
 
-  private handleCdn(req: IncomingMessage, res: ServerResponse): void {
+  protected handleCdn(req: IncomingMessage, res: ServerResponse): void {
     this.cdnAuth.push(req.headers.authorization);
     const [, key] = new URL(req.url!, 'http://x').pathname.split('/');
     this.hit(`cdn:${key}`);
@@ -156,7 +126,7 @@ export class FakeHub {
     return out.sort((a, b) => (String(a.path) < String(b.path) ? -1 : 1));
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  protected handle(req: IncomingMessage, res: ServerResponse): void {
     this.authSeen.push(req.headers.authorization);
     if (this.token && req.headers.authorization !== `Bearer ${this.token}`) return this.err(res, 401, 'GatedRepo', 'access to this repo is restricted');
     const u = new URL(req.url!, this.url);
@@ -216,4 +186,9 @@ export class FakeHub {
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(b.length), etag: `"${sha1Git(f.bytes)}"`, 'x-repo-commit': at.commit });
     this.body(res, b);
   }
+}
+
+/** The `hf:` block of an Airlock config that points at this fake Hub (and lets its CDN port in). */
+export function hfUpstream(hub: FakeHub, extra = ''): string {
+  return `hf:\n  upstream: ${hub.url}\n  file_hosts: ["127.0.0.1:${hub.cdnPort}"]\n${extra}`;
 }

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { TwoPortFake } from './two-port-fake.js';
 
 export const digestOf = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -43,7 +43,7 @@ export function makeIndex(images: { img: Image; arch: string }[]): { bytes: Buff
  * same server), blob redirects to a second "CDN" server on another port, and switches for
  * tampering, moving tags and slow bodies.
  */
-export class FakeRegistry {
+export class FakeRegistry extends TwoPortFake {
   readonly manifests = new Map<string, { bytes: Buffer; mediaType: string }>();
   readonly tags = new Map<string, string>();
   readonly blobs = new Map<string, Buffer>();
@@ -57,27 +57,14 @@ export class FakeRegistry {
   /** Bytes per second for blob bodies; 0 = unthrottled. */
   throttle = 0;
   down = false;
-  readonly hits = new Map<string, number>();
+
   tokenRequests: { scope: string | null; service: string | null; authorization?: string }[] = [];
   /** Authorization headers seen by the CDN (must stay empty). */
   cdnAuthorization: (string | undefined)[] = [];
   private readonly issued = new Set<string>();
-  private server?: Server;
-  private cdn?: Server;
-  port = 0;
-  cdnPort = 0;
 
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
 
-  count(key: string): number {
-    return this.hits.get(key) ?? 0;
-  }
 
-  private hit(key: string): void {
-    this.hits.set(key, (this.hits.get(key) ?? 0) + 1);
-  }
 
   /** Publish an image (its manifest, config and layers) under repo, optionally tagging it. */
   push(repo: string, img: Image, tag?: string): void {
@@ -97,23 +84,6 @@ export class FakeRegistry {
     this.issued.clear();
   }
 
-  async start(): Promise<this> {
-    this.server = createServer((req, res) => this.handle(req, res));
-    this.cdn = createServer((req, res) => this.handleCdn(req, res));
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
-    await new Promise<void>((r) => this.cdn!.listen(0, '127.0.0.1', r));
-    this.port = (this.server.address() as AddressInfo).port;
-    this.cdnPort = (this.cdn.address() as AddressInfo).port;
-    return this;
-  }
-
-  async stop(): Promise<void> {
-    for (const s of [this.server, this.cdn]) {
-      if (!s) continue;
-      s.closeAllConnections();
-      await new Promise<void>((r) => s.close(() => r()));
-    }
-  }
 
   private error(res: ServerResponse, status: number, code: string, extra: Record<string, string> = {}): void {
     res.writeHead(status, { 'content-type': 'application/json', ...extra });
@@ -142,7 +112,7 @@ export class FakeRegistry {
     return b;
   }
 
-  private handleCdn(req: IncomingMessage, res: ServerResponse): void {
+  protected handleCdn(req: IncomingMessage, res: ServerResponse): void {
     this.cdnAuthorization.push(req.headers.authorization);
     const digest = new URL(req.url!, 'http://x').pathname.slice(1);
     this.hit(`cdn:${digest}`);
@@ -153,7 +123,7 @@ export class FakeRegistry {
     this.sendBody(res, body, req.method === 'HEAD');
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  protected handle(req: IncomingMessage, res: ServerResponse): void {
     if (this.down) return void req.socket.destroy();
     const u = new URL(req.url!, this.url);
     if (u.pathname === '/token') {

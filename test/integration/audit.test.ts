@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,17 +5,12 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import * as CDX from '@cyclonedx/cyclonedx-library';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { airlockCli } from '../helpers/cli.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { rawGet, records } from '../helpers/http.js';
 
-const CLI = join(process.cwd(), 'dist', 'cli', 'main.js');
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('node', [CLI, ...args], { timeout: 30_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
-  });
-}
 
 describe('who pulled what: advisories, affected, SBOM and the hash-chained record', () => {
   const pub = new FakeIndex();
@@ -62,7 +56,7 @@ policy:
       }),
     );
     writeFileSync(join(dir, 'GHSA-gone.json'), JSON.stringify({ id: 'GHSA-gone', withdrawn: '2026-11-01T00:00:00Z', affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, versions: ['1.1'] }] }));
-    const imp = await cli(['advisories', 'import', dir, '--config', a.configFile]);
+    const imp = await airlockCli(['advisories', 'import', dir, '--config', a.configFile]);
     expect(imp.stderr).toBe('');
     expect(imp.stdout).toContain('read 2 OSV records');
     expect(await a.airlock.reloadAdvisories()).toBe(1);
@@ -75,14 +69,14 @@ policy:
     expect(page.versions).toEqual(['1.1']);
 
     await records(a);
-    const byId = await cli(['affected', 'CVE-2099-0042', '--config', a.configFile, '--json']);
+    const byId = await airlockCli(['affected', 'CVE-2099-0042', '--config', a.configFile, '--json']);
     const rep = JSON.parse(byId.stdout);
     expect(rep.advisory.id).toBe('GHSA-aaaa-bbbb-cccc');
     expect(rep.pulls.map((p: { decision: string; version: string }) => `${p.decision}:${p.version}`)).toEqual(['deny:1.0', 'allow:1.0']);
     expect(rep.pulls[1]).toMatchObject({ client: '127.0.0.1', filename: wheel('1.0'), sha256: sha256(v10), cache: 'miss' });
-    const table = await cli(['affected', 'GHSA-aaaa-bbbb-cccc', '--config', a.configFile]);
+    const table = await airlockCli(['affected', 'GHSA-aaaa-bbbb-cccc', '--config', a.configFile]);
     expect(table.stdout).toContain('2 pulls (1 served, 1 refused), 1 clients served');
-    const byPurl = await cli(['affected', 'pkg:pypi/tinylib@1.1', '--config', a.configFile, '--json']);
+    const byPurl = await airlockCli(['affected', 'pkg:pypi/tinylib@1.1', '--config', a.configFile, '--json']);
     expect(JSON.parse(byPurl.stdout).pulls).toHaveLength(2);
   });
 
@@ -99,13 +93,13 @@ policy:
     expect(c.hashes).toEqual([{ alg: 'SHA-256', content: sha256(v10) }]);
     expect(c.properties.some((p: { name: string; value: string }) => p.name === 'airlock:client' && p.value === '127.0.0.1')).toBe(true);
     const out = join(a.dir, 'sbom.json');
-    const viaCli = await cli(['sbom', '--config', a.configFile, '--output', out]);
+    const viaCli = await airlockCli(['sbom', '--config', a.configFile, '--output', out]);
     expect(viaCli.code).toBe(0);
   });
 
   it('detects an edited, a deleted and an inserted record; pruning stays verifiable', async () => {
     await records(a);
-    const ok = await cli(['audit', 'verify', '--config', a.configFile]);
+    const ok = await airlockCli(['audit', 'verify', '--config', a.configFile]);
     expect(ok.stdout).toMatch(/^OK: \d+ records, chain intact/);
     const live = join(a.dir, 'data', 'airlock.db');
     const copy = async (tamper: (db: Database.Database) => void) => {

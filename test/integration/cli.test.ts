@@ -1,22 +1,14 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { airlockCli } from '../helpers/cli.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { FakeRegistry, makeImage, makeIndex } from '../helpers/fake-registry.js';
 import { FakeHub } from '../helpers/fake-hub.js';
 import { loadConfig } from '../../src/config/load.js';
 
-const CLI = join(process.cwd(), 'dist', 'cli', 'main.js');
 
-function airlock(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('node', [CLI, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 describe('airlock CLI', () => {
   const pub = new FakeIndex();
@@ -49,7 +41,7 @@ policy:
   afterAll(() => pub.stop());
 
   it('pins a release with its file hashes, keeping comments and order', async () => {
-    const r = await airlock(['pin', 'pypi', 'Requests==2.32.3', '--config', config]);
+    const r = await airlockCli(['pin', 'pypi', 'Requests==2.32.3', '--config', config]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('added requests==2.32.3 (2 files, from the public index)');
@@ -62,18 +54,18 @@ policy:
     expect(text).not.toContain(sha256('old'));
     expect(text.indexOf('certifi')).toBeLessThan(text.indexOf('requests'));
     // Pinning again replaces the entry instead of adding a twin.
-    const again = await airlock(['pin', 'pypi', 'requests==2.32.3', '--config', config]);
+    const again = await airlockCli(['pin', 'pypi', 'requests==2.32.3', '--config', config]);
     expect(again.stdout).toContain('updated requests==2.32.3');
     expect(readFileSync(config, 'utf8').match(/name: requests/g)).toHaveLength(1);
-    const check = await airlock(['check', '--config', config]);
+    const check = await airlockCli(['check', '--config', config]);
     expect(check.stdout).toContain('OK (2 PyPI allow entries');
   });
 
   it('explains what it cannot pin', async () => {
-    const r = await airlock(['pin', 'pypi', 'requests>=2', '--config', config]);
+    const r = await airlockCli(['pin', 'pypi', 'requests>=2', '--config', config]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('expected NAME==VERSION');
-    const missing = await airlock(['pin', 'pypi', 'requests==9.9', '--config', config]);
+    const missing = await airlockCli(['pin', 'pypi', 'requests==9.9', '--config', config]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('has no files with a sha256 for requests==9.9');
   });
@@ -81,7 +73,7 @@ policy:
   it('stops on a bad configuration naming file, line and field', async () => {
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'pypi:\n  upstream: https://pypi.org/simple/\npolicy:\n  pypi:\n    allow:\n      - { name: x, versions: "~=" }\n');
-    const r = await airlock(['serve', '--config', bad]);
+    const r = await airlockCli(['serve', '--config', bad]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${bad}:6: policy.pypi.allow[0].versions: bad version specifier "~="`);
   });
@@ -109,10 +101,10 @@ policy:
     allow: []
 `,
       );
-      const r = await airlock(['pin', 'oci', 'python:3.12-slim', '--config', cfg]);
+      const r = await airlockCli(['pin', 'oci', 'python:3.12-slim', '--config', cfg]);
       expect(r.stderr).toBe('');
       expect(r.stdout).toContain(`added docker.io/library/python:3.12-slim -> ${index.digest} (index of 2 platforms)`);
-      const pinned = await airlock(['pin', 'oci', `docker.io/library/python@${amd.digest}`, '--config', cfg]);
+      const pinned = await airlockCli(['pin', 'oci', `docker.io/library/python@${amd.digest}`, '--config', cfg]);
       expect(pinned.stdout).toContain(`updated docker.io/library/python -> ${amd.digest} (manifest with 2 blobs)`);
       const text = readFileSync(cfg, 'utf8');
       expect(text).toContain('# approved images');
@@ -122,12 +114,12 @@ policy:
       // The upstream tag moves; the pin does not.
       reg.tags.set('library/python:3.12-slim', amd.digest);
       expect(loadConfig(cfg).policy.oci.resolveTag('docker.io/library/python', '3.12-slim').digest).toBe(index.digest);
-      const missing = await airlock(['pin', 'oci', 'python:nope', '--config', cfg]);
+      const missing = await airlockCli(['pin', 'oci', 'python:nope', '--config', cfg]);
       expect(missing.code).toBe(2);
       expect(missing.stderr).toContain('answered 404');
-      const bad = await airlock(['pin', 'oci', 'python', '--config', cfg]);
+      const bad = await airlockCli(['pin', 'oci', 'python', '--config', cfg]);
       expect(bad.stderr).toContain('expected REGISTRY/NAME:TAG');
-      const check = await airlock(['check', '--config', cfg]);
+      const check = await airlockCli(['check', '--config', cfg]);
       expect(check.stdout).toContain('1 OCI repositories');
     } finally {
       await reg.stop();
@@ -141,23 +133,23 @@ policy:
       const d1 = hub.commit('dataset', 'org/corpus', [{ path: 'a.txt', bytes: Buffer.from('a') }], ['main', 'v1.0']);
       const cfg = join(dir, 'hf.yaml');
       writeFileSync(cfg, `data_dir: ${join(dir, 'data-hf')}\nhf:\n  upstream: "${hub.url}"\npolicy:\n  hf:\n    allow: []  # models\n`);
-      const r = await airlock(['pin', 'hf', 'openai-community/gpt2@main', '--config', cfg]);
+      const r = await airlockCli(['pin', 'hf', 'openai-community/gpt2@main', '--config', cfg]);
       expect(r.stderr).toBe('');
       expect(r.stdout).toContain(`added openai-community/gpt2@main -> ${c1}`);
-      const d = await airlock(['pin', 'hf', 'datasets/org/corpus@v1.0', '--config', cfg]);
+      const d = await airlockCli(['pin', 'hf', 'datasets/org/corpus@v1.0', '--config', cfg]);
       expect(d.stdout).toContain(`added datasets/org/corpus@v1.0 -> ${d1}`);
       const c2 = hub.commit('model', 'openai-community/gpt2', [{ path: 'config.json', bytes: Buffer.from('{"v": 2}') }]);
-      const again = await airlock(['pin', 'hf', 'openai-community/gpt2@main', '--config', cfg]);
+      const again = await airlockCli(['pin', 'hf', 'openai-community/gpt2@main', '--config', cfg]);
       expect(again.stdout).toContain(`updated openai-community/gpt2@main -> ${c2}`);
       const policy = loadConfig(cfg).policy.hf;
       expect(policy.resolveRevision('model', 'openai-community/gpt2', 'main').commit).toBe(c2);
       // Moving the pin replaces it: the old commit stays approved only if listed under commits.
       expect(policy.resolveRevision('model', 'openai-community/gpt2', c1).commit).toBeUndefined();
       expect(policy.resolveRevision('dataset', 'org/corpus', 'v1.0').commit).toBe(d1);
-      const missing = await airlock(['pin', 'hf', 'nobody/nothing@main', '--config', cfg]);
+      const missing = await airlockCli(['pin', 'hf', 'nobody/nothing@main', '--config', cfg]);
       expect(missing.code).toBe(2);
       expect(missing.stderr).toContain('the Hub answered 404 RepoNotFound');
-      const bad = await airlock(['pin', 'hf', 'gpt2', '--config', cfg]);
+      const bad = await airlockCli(['pin', 'hf', 'gpt2', '--config', cfg]);
       expect(bad.stderr).toContain('expected [datasets/]REPO@REVISION');
     } finally {
       await hub.stop();
@@ -165,7 +157,7 @@ policy:
   });
 
   it('lists pull records', async () => {
-    const r = await airlock(['records', '--config', config, '--json']);
+    const r = await airlockCli(['records', '--config', config, '--json']);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual([]);
   });

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rescan } from '../../src/cli/rescan.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
-import { FakeHub, sha256hex } from '../helpers/fake-hub.js';
+import { FakeHub, hfUpstream, sha256hex } from '../helpers/fake-hub.js';
 import { rawGet, records } from '../helpers/http.js';
 import { R, hex, safetensors, torchZip } from '../helpers/model-files.js';
 
@@ -36,10 +36,7 @@ describe('model files are inspected on their way through the Hugging Face front-
     ]);
     c2 = hub.commit('model', 'acme/trusted', [{ path: 'config.json', bytes: Buffer.from(JSON.stringify({ auto_map: { AutoModel: 'm.M' } })) }]);
     a = await startAirlock(`
-hf:
-  upstream: ${hub.url}
-  file_hosts: ["127.0.0.1:${hub.cdnPort}"]
-policy:
+${hfUpstream(hub)}policy:
   hf:
     allow:
       - repo: acme/ckpt

@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
-import { FakeHub, sha1Git, sha256hex } from '../helpers/fake-hub.js';
+import { FakeHub, hfUpstream, sha1Git, sha256hex } from '../helpers/fake-hub.js';
 import { rawGet, rawPath, records } from '../helpers/http.js';
 import { safetensors } from '../helpers/model-files.js';
 import { Authenticator } from '../../src/auth/tokens.js';
@@ -50,10 +50,7 @@ describe('Hugging Face front-end against a local Hub', () => {
       Array.from({ length: 1005 }, (_, i) => ({ path: `shards/f${String(i).padStart(4, '0')}.json`, bytes: Buffer.from(String(i)) })),
     );
     a = await startAirlock(`
-hf:
-  upstream: ${hub.url}
-  file_hosts: ["127.0.0.1:${hub.cdnPort}"]
-policy:
+${hfUpstream(hub)}policy:
   hf:
     allow:
       - repo: acme/tiny
@@ -285,11 +282,7 @@ describe('Hugging Face upstream token', () => {
     hub.token = 'hf_service_token';
     process.env.AIRLOCK_TEST_HF_TOKEN = 'hf_service_token';
     a = await startAirlock(`
-hf:
-  upstream: ${hub.url}
-  file_hosts: ["127.0.0.1:${hub.cdnPort}"]
-  token_env: AIRLOCK_TEST_HF_TOKEN
-policy:
+${hfUpstream(hub, '  token_env: AIRLOCK_TEST_HF_TOKEN\n')}policy:
   hf:
     allow:
       - { repo: org/gated, refs: { main: "${commit}" } }
