@@ -395,28 +395,13 @@ export async function decodePickle(cur: Cursor, globals: string[] = []): Promise
         break;
       }
       // ---- calls and construction
-      case 0x52: {
-        // REDUCE
-        pop(at);
-        const fn = pop(at);
-        if (fn.t !== 'global') unknowns.push(`REDUCE on a value that is not an imported global, at byte ${at}`);
-        push(OTHER);
-        break;
-      }
-      case 0x81: {
-        // NEWOBJ
-        pop(at);
-        const cls = pop(at);
-        if (cls.t !== 'global') unknowns.push(`NEWOBJ on a value that is not an imported global, at byte ${at}`);
-        push(OTHER);
-        break;
-      }
+      case 0x52: // REDUCE: callable(*args)
+      case 0x81: // NEWOBJ: cls.__new__(cls, *args)
       case 0x92: {
-        // NEWOBJ_EX
-        pop(at);
-        pop(at);
-        const cls = pop(at);
-        if (cls.t !== 'global') unknowns.push(`NEWOBJ_EX on a value that is not an imported global, at byte ${at}`);
+        // NEWOBJ_EX: cls.__new__(cls, *args, **kwargs)
+        const name = op === 0x52 ? 'REDUCE' : op === 0x81 ? 'NEWOBJ' : 'NEWOBJ_EX';
+        for (let i = op === 0x92 ? 2 : 1; i > 0; i--) pop(at);
+        if (pop(at).t !== 'global') unknowns.push(`${name} on a value that is not an imported global, at byte ${at}`);
         push(OTHER);
         break;
       }
