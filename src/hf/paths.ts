@@ -13,6 +13,7 @@ export type HfRoute =
   | { kind: 'refs'; type: HfRepoType; repo: string }
   | { kind: 'resolve'; type: HfRepoType; repo: string; revision: string; path: string; raw: boolean }
   | { kind: 'xet'; type: HfRepoType; repo: string }
+  | { kind: 'whoami' }
   | { kind: 'unsupported'; what: string };
 
 export class HfPathError extends Error {}
@@ -62,6 +63,7 @@ export function parseHfPath(raw: string, known: (type: HfRepoType, repo: string)
   if (segs[segs.length - 1] === '' && segs.length > 1) segs.pop();
   if (segs[0] === 'api') {
     const kind = segs[1];
+    if (kind === 'whoami-v2' && segs.length === 2) return { kind: 'whoami' };
     const type: HfRepoType | undefined = kind === 'models' ? 'model' : kind === 'datasets' ? 'dataset' : undefined;
     if (!type) return { kind: 'unsupported', what: `/api/${(kind ?? '').slice(0, 40)}` };
     const split = splitRepo(segs.slice(2), API_MARKERS, (r) => known(type, r));

@@ -388,6 +388,12 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     switch (route.kind) {
       case 'unsupported':
         throw new HubError(404, undefined, `${route.what}: not served by this read-only mirror (models and datasets: info, tree, paths-info, refs, resolve)`);
+      case 'whoami': {
+        // `hf auth login` / whoami with an Airlock token: who the mirror thinks the caller is.
+        const id = c.get('identity');
+        if (!id) throw new HubError(401, undefined, 'Invalid credentials in Authorization header: send an Airlock client token (airlock token create --name NAME)');
+        return json(c, { type: 'user', id: id.name, name: id.name, fullname: id.name, isPro: false, orgs: [], auth: { type: 'access_token', accessToken: { displayName: id.name, role: 'read' } } });
+      }
       case 'xet':
         // Clients that ask for a Xet token fall back to plain HTTP downloads through the mirror.
         throw new HubError(404, undefined, 'Xet storage is not offered by this mirror; files are served over HTTP');

@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { downloadFile } from '@huggingface/hub';
+import { downloadFile, whoAmI } from '@huggingface/hub';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { airlockCli } from '../helpers/cli.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
@@ -84,6 +84,8 @@ policy:
     const blob = await downloadFile({ repo: 'acme/m', path: 'config.json', hubUrl: `${a.url}/hf`, accessToken: runner });
     expect(await blob!.text()).toBe('{"model_type": "bert"}');
     await expect(downloadFile({ repo: 'acme/m', path: 'config.json', hubUrl: `${a.url}/hf` })).rejects.toThrow(/client token is required/);
+    const who = await whoAmI({ accessToken: runner, hubUrl: `${a.url}/hf` });
+    expect(who).toMatchObject({ type: 'user', name: 'ci-runner' });
   });
 
   it('skopeo: --src-creds through the registry token flow; refused without them', async () => {
