@@ -12,6 +12,7 @@ import type { MetaStore, PullRecord } from '../storage/meta-store.js';
 import { contentLength, header, readBoundedBytes } from '../upstream/http.js';
 import {
   MANIFEST_ACCEPT,
+  MT,
   ManifestError,
   accepts,
   checkDigest,
@@ -364,6 +365,42 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     }
   }
 
+  /**
+   * Referrers (signatures, SBOMs, attestations) of an approved manifest, as the upstream lists
+   * them. Each listed manifest is linked to its subject, so it is approved through it (and its
+   * blobs through it in turn): cosign and notation can verify what they pull through Airlock.
+   */
+  async function referrers(c: Context<AppEnv>, t: Target, digest: string): Promise<Response> {
+    const check = checkDigest(digest);
+    if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
+    const approval = await approve(t.repo, digest);
+    if (!approval.decision.allow) throw new OciError(403, 'DENIED', approval.decision.reason);
+    const q = c.req.query('artifactType');
+    const res = await t.client.request(t.upstreamName, `referrers/${digest}${q ? `?artifactType=${encodeURIComponent(q)}` : ''}`, { accept: MT.ociIndex });
+    if (res.status === 404) {
+      res.body.resume();
+      throw new OciError(404, 'NAME_UNKNOWN', `${t.registry} does not offer the referrers API; clients fall back to the sha256-<hex> tag schema`);
+    }
+    if (res.status !== 200) {
+      res.body.resume();
+      throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${t.registry} answered ${res.status} for the referrers of ${t.upstreamName}@${digest}`);
+    }
+    const bytes = await readBoundedBytes(res.body, d.maxManifestBytes);
+    let parsed;
+    try {
+      parsed = parseManifest(bytes, MT.ociIndex);
+    } catch (e) {
+      if (e instanceof ManifestError) throw new OciError(502, 'MANIFEST_INVALID', `${t.registry}'s referrers list for ${digest}: ${e.message}`);
+      throw e;
+    }
+    if (!parsed.isIndex) throw new OciError(502, 'MANIFEST_INVALID', `${t.registry}'s referrers list for ${digest} is not an index`);
+    await d.meta.addOciLinks(t.repo, digest, parsed.children);
+    const headers: Record<string, string> = { ...API_VERSION, 'content-type': MT.ociIndex };
+    const filtered = header(res.headers, 'oci-filters-applied');
+    if (filtered) headers['oci-filters-applied'] = filtered;
+    return sendBytes(c, 200, headers, bytes);
+  }
+
   function tags(c: Context<AppEnv>, t: Target, name: string): Response {
     const policy = d.policy().oci;
     const dec = policy.decideRepository(t.repo);
@@ -447,7 +484,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       case 'unknown':
         throw new OciError(404, 'NAME_UNKNOWN', `no such endpoint: ${path.slice(0, 200)}`);
       case 'referrers':
-        throw new OciError(404, 'UNSUPPORTED', 'the referrers API is not mirrored by Airlock yet');
+        return referrers(c, target(route.name, c.req.query('ns')), route.digest);
       case 'tags':
         return tags(c, target(route.name, c.req.query('ns')), route.name);
       case 'manifest':

@@ -105,6 +105,8 @@ export interface MetaStore {
   getOciManifest(digest: string): Promise<OciManifestRecord | null>;
   /** Store a verified manifest's descriptor and its references within `repo`, atomically. */
   putOciManifest(repo: string, m: OciManifestRecord, children: OciLink[]): Promise<void>;
+  /** Links from an approved manifest to what refers to it (referrers), within `repo`. */
+  addOciLinks(repo: string, parent: string, children: OciLink[]): Promise<void>;
   /** The verified manifests of `repo` that reference `digest`, with the size they declare for it. */
   getOciParents(repo: string, digest: string): Promise<{ parent: string; size: number; kind: OciLink['kind'] }[]>;
   /** Another name for a stored blob, e.g. ("git-blob", <sha1>) -> sha256 for Hub files verified by git oid. */

@@ -351,6 +351,12 @@ export class SqliteMetaStore implements MetaStore {
     })();
   }
 
+  async addOciLinks(repo: string, parent: string, children: OciLink[]): Promise<void> {
+    this.db.transaction(() => {
+      for (const c of children) this.stmts.putOciLink.run(repo, parent, c.digest, c.size, c.kind);
+    })();
+  }
+
   async getOciParents(repo: string, digest: string): Promise<{ parent: string; size: number; kind: OciLink['kind'] }[]> {
     return this.stmts.getOciParents.all(repo, digest);
   }

@@ -47,6 +47,8 @@ export class FakeRegistry extends TwoPortFake {
   readonly manifests = new Map<string, { bytes: Buffer; mediaType: string }>();
   readonly tags = new Map<string, string>();
   readonly blobs = new Map<string, Buffer>();
+  /** Referrers (e.g. signatures) by subject digest: what GET /v2/<name>/referrers/<digest> lists. */
+  readonly referrers = new Map<string, Image[]>();
   /** Digests served with one byte altered. */
   readonly tamper = new Set<string>();
   /** Require a Bearer token (issued by /token) for /v2/ requests. */
@@ -145,6 +147,19 @@ export class FakeRegistry extends TwoPortFake {
     }
     const rest = u.pathname.slice(4);
     const head = req.method === 'HEAD';
+    const rf = /^(.+)\/referrers\/([^/]+)$/.exec(rest);
+    if (rf) {
+      this.hit(`referrers:${rf[2]}`);
+      const list = this.referrers.get(rf[2]) ?? [];
+      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' });
+      return void res.end(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.index.v1+json',
+          manifests: list.map((m) => ({ mediaType: m.mediaType, digest: m.digest, size: m.manifest.length, artifactType: 'application/vnd.dev.cosign.simplesigning.v1+json' })),
+        }),
+      );
+    }
     let m = /^(.+)\/manifests\/([^/]+)$/.exec(rest);
     if (m) {
       const [, repo, ref] = m;

@@ -250,6 +250,25 @@ policy:
     expect(upload.status).toBe(405);
   });
 
+  it('lists the referrers of an approved manifest and serves them, and nothing for others', async () => {
+    const sig = makeImage([Buffer.from('cosign signature payload')]);
+    reg.push('team/app', sig);
+    reg.referrers.set(v1.digest, [sig]);
+    const res = await fetch(v2url(`reg.test/team/app/referrers/${v1.digest}`));
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/vnd.oci.image.index.v1+json');
+    const idx = await res.json();
+    expect(idx.manifests.map((m: { digest: string }) => m.digest)).toEqual([sig.digest]);
+    // The signature is approved through its subject, and its layer through it.
+    const m = await manifestOf('reg.test/team/app', sig.digest);
+    expect(m.status).toBe(200);
+    const layer = await rawGet(v2url(`reg.test/team/app/blobs/${digestOf(sig.layers[0])}`));
+    expect(layer.body.equals(sig.layers[0])).toBe(true);
+    // Not for a manifest that is not approved.
+    const denied = await fetch(v2url(`reg.test/team/app/referrers/${other.digest}`));
+    expect(denied.status).toBe(403);
+  });
+
   it('lists only the pinned tags, with n/last paging', async () => {
     reg.tags.set('team/app:extra', other.digest);
     const res = await fetch(v2url('reg.test/team/app/tags/list'));
