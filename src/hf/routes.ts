@@ -257,8 +257,12 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       'access-control-expose-headers': EXPOSE,
       'cache-control': 'public, max-age=31536000, immutable',
     };
-    if (raw && entry.lfs && isGet) {
-      throw new HubError(404, 'EntryNotFound', `${path} is an LFS file: Airlock serves its content through /resolve/, not its pointer through /raw/`, commit);
+    if (raw && entry.lfs) {
+      // /raw/ of an LFS file is its pointer: rebuilt from the tree and checked against the git
+      // blob id the commit lists, so it is exactly the object git holds.
+      const pointer = Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${entry.lfs.oid}\nsize ${entry.lfs.size}\n`);
+      if (gitBlobSha1(pointer) !== entry.oid) throw new HubError(404, 'EntryNotFound', `${path}: the LFS pointer cannot be rebuilt to match git blob ${entry.oid}`, commit);
+      return sendBytes(c, 200, { 'x-repo-commit': commit, etag: `"${entry.oid}"`, 'content-type': 'text/plain; charset=utf-8', 'access-control-expose-headers': EXPOSE }, pointer);
     }
     const knownSha = entry.lfs?.oid ?? (await d.meta.getAlias('git-blob', entry.oid)) ?? undefined;
     const known = knownSha ? await storedReport(knownSha) : null;

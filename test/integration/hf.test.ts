@@ -252,6 +252,12 @@ ${hfUpstream(hub)}policy:
       expect(r.status, p).toBe(400);
     }
     expect((await fetch(hf('spaces/acme/app/resolve/main/app.py'))).status).toBe(404);
+    // /raw/ of an LFS file is its pointer, rebuilt and checked against the tree's git blob id.
+    const ptr = await fetch(hf('acme/tiny/raw/main/model.safetensors'));
+    expect(ptr.status).toBe(200);
+    const text = await ptr.text();
+    expect(text).toBe(`version https://git-lfs.github.com/spec/v1\noid sha256:${sha256hex(weights)}\nsize ${weights.length}\n`);
+    expect(sha1Git(Buffer.from(text))).toBe(ptr.headers.get('etag')!.replace(/"/g, ''));
     expect((await fetch(hf('acme/tiny/resolve/main/config.json'), { method: 'DELETE' })).status).toBe(405);
   });
 
