@@ -152,8 +152,9 @@ export class SqliteMetaStore implements MetaStore {
       ),
       putPage: this.db.prepare('INSERT OR REPLACE INTO pages (key, body, fetched_at, etag) VALUES (?, ?, ?, ?)'),
       insertPull: this.db.prepare(
+        // Positional parameters: measurably cheaper than named ones on the per-pull path.
         `INSERT INTO pulls (ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash)
-         VALUES (@ts, @client, @ecosystem, @name, @version, @filename, @sha256, @size, @cache, @decision, @reason, @rule, @requestId, @scan, @prevHash, @hash)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       getOciManifest: this.db.prepare<[string], { digest: string; media_type: string; size: number }>(
         'SELECT digest, media_type, size FROM oci_manifests WHERE digest = ?',
@@ -214,24 +215,24 @@ export class SqliteMetaStore implements MetaStore {
       let prev = this.stmts.lastHash.get()?.hash ?? GENESIS;
       for (const rec of recs) {
         const hash = rowHash(prev, rec);
-        this.stmts.insertPull.run({
-          prevHash: prev,
+        this.stmts.insertPull.run(
+          rec.ts,
+          rec.client,
+          rec.ecosystem,
+          rec.name,
+          rec.version ?? null,
+          rec.filename ?? null,
+          rec.sha256 ?? null,
+          rec.size ?? null,
+          rec.cache,
+          rec.decision,
+          rec.reason ?? null,
+          rec.rule ?? null,
+          rec.requestId ?? null,
+          rec.scan ?? null,
+          prev,
           hash,
-          ts: rec.ts,
-          client: rec.client,
-          ecosystem: rec.ecosystem,
-          name: rec.name,
-          version: rec.version ?? null,
-          filename: rec.filename ?? null,
-          sha256: rec.sha256 ?? null,
-          size: rec.size ?? null,
-          cache: rec.cache,
-          decision: rec.decision,
-          reason: rec.reason ?? null,
-          rule: rec.rule ?? null,
-          requestId: rec.requestId ?? null,
-          scan: rec.scan ?? null,
-        });
+        );
         prev = hash;
       }
     })();
