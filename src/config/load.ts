@@ -4,6 +4,7 @@ import jsYaml from 'js-yaml';
 import { LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { Policy } from '../policy/index.js';
+import { registryKey } from '../policy/oci.js';
 import { PolicyError, pathString } from '../policy/types.js';
 import { configSchema, policySchema, type Config, type PolicyConfig } from './schema.js';
 
@@ -102,7 +103,7 @@ function checkOciWiring(y: ParsedYaml, policyYaml: ParsedYaml, policyBase: strin
   }
   (policyConfig.oci?.allow ?? []).forEach((a, i) => {
     const host = a.repository.split('/')[0].toLowerCase();
-    const key = ['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com'].includes(host) ? 'docker.io' : host;
+    const key = registryKey(host);
     if (!regs[key]) {
       const full = [...policyBase, 'oci', 'allow', i, 'repository'];
       throw new ConfigError(`${where(policyYaml, full)}: ${pathString(full)}: registry ${host} is not configured in oci.registries (${Object.keys(regs).join(', ')})`);

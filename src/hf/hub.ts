@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
 import { displayRepo, type HfRepoType } from '../policy/hf.js';
 import type { MetaStore } from '../storage/meta-store.js';
-import { header, readBounded, redact, type UpstreamHttp, type UpstreamResponse } from '../upstream/http.js';
+import { header, readBounded, redact, upstreamUrlAllowed, type UpstreamHttp, type UpstreamResponse } from '../upstream/http.js';
 
 /** One entry of a repository tree at a commit, as the Hub's tree API gives it (Xet fields dropped). */
 export interface HfEntry {
@@ -39,11 +39,6 @@ export interface HubOptions {
 const SHA1 = /^[0-9a-f]{40}$/;
 const SHA256 = /^[0-9a-f]{64}$/;
 
-function hostMatches(pattern: string, host: string): boolean {
-  const h = host.toLowerCase();
-  const p = pattern.toLowerCase();
-  return p.startsWith('*.') ? h.endsWith(p.slice(1)) && h.length > p.length - 1 : h === p;
-}
 
 /** Drop every Xet field (clients must never be steered to the Xet CAS, past the mirror). */
 function cleanInfo(v: Record<string, unknown>): Record<string, unknown> {
@@ -91,10 +86,7 @@ export class Hub {
     this.base = new URL(o.upstream.endsWith('/') ? o.upstream : `${o.upstream}/`);
   }
 
-  allowUrl = (u: URL): boolean => {
-    if (u.protocol !== 'https:' && !(u.protocol === 'http:' && this.base.protocol === 'http:')) return false;
-    return u.host === this.base.host || this.o.fileHosts.some((p) => hostMatches(p, u.host));
-  };
+  allowUrl = (u: URL): boolean => upstreamUrlAllowed(u, this.base, this.o.fileHosts);
 
   private allowApiUrl = (u: URL): boolean => u.host === this.base.host && u.protocol === this.base.protocol;
 

@@ -1,5 +1,5 @@
 import { AirlockError } from '../core/errors.js';
-import { header, readBounded, redact, type UpstreamHttp, type UpstreamResponse } from '../upstream/http.js';
+import { header, readBounded, redact, upstreamUrlAllowed, type UpstreamHttp, type UpstreamResponse } from '../upstream/http.js';
 
 export interface RegistryConfig {
   /** The registry as clients name it: docker.io, ghcr.io, registry.corp:5000. */
@@ -32,12 +32,6 @@ export function parseChallenge(h: string | undefined): Challenge | null {
   return { scheme: m[1].toLowerCase(), params };
 }
 
-function hostMatches(pattern: string, host: string): boolean {
-  const h = host.toLowerCase();
-  const p = pattern.toLowerCase();
-  if (p.startsWith('*.')) return h.endsWith(p.slice(1)) && h.length > p.length - 1;
-  return h === p;
-}
 
 interface CachedToken {
   token: string;
@@ -75,14 +69,11 @@ export class RegistryClient {
   }
 
   /** Hosts a request for this registry may touch: the registry itself and its blob CDN hosts. */
-  allowUrl = (u: URL): boolean => {
-    if (u.protocol !== 'https:' && !(u.protocol === 'http:' && this.base.protocol === 'http:')) return false;
-    return u.host === this.base.host || this.cfg.blobHosts.some((p) => hostMatches(p, u.host));
-  };
+  allowUrl = (u: URL): boolean => upstreamUrlAllowed(u, this.base, this.cfg.blobHosts);
 
+  /** The token realm: the registry's host name (any port) or one of its auth_hosts. */
   private allowRealm(u: URL): boolean {
-    if (u.protocol !== 'https:' && !(u.protocol === 'http:' && this.base.protocol === 'http:')) return false;
-    return u.hostname === this.base.hostname || this.cfg.authHosts.some((p) => hostMatches(p, u.host));
+    return upstreamUrlAllowed(u, this.base, this.cfg.authHosts, (x) => x.hostname === this.base.hostname);
   }
 
   private basicAuth(): string | undefined {

@@ -7,6 +7,7 @@ import type { Recorder } from '../core/records.js';
 import { serveBlob } from '../http/serve-blob.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
 import type { Policy } from '../policy/index.js';
+import { registryKey } from '../policy/oci.js';
 import type { Decision } from '../policy/types.js';
 import type { MetaStore, PullRecord } from '../storage/meta-store.js';
 import { contentLength, header, readBoundedBytes } from '../upstream/http.js';
@@ -51,7 +52,6 @@ export class OciError extends Error {
 }
 
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
-const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
 
 interface Target {
   /** Registry key (docker.io, ghcr.io, ...). */
@@ -134,12 +134,12 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     const slash = name.indexOf('/');
     const first = slash > 0 ? name.slice(0, slash) : '';
     if (first && looksLikeHost(first)) {
-      registry = DOCKER_HUB_ALIASES.has(first) ? 'docker.io' : first;
+      registry = registryKey(first);
       upstreamName = name.slice(slash + 1);
       if (!d.registries.has(registry)) throw new OciError(404, 'NAME_UNKNOWN', `registry ${first} is not configured in Airlock (oci.registries)`);
     }
     if (ns !== undefined) {
-      const nsKey = DOCKER_HUB_ALIASES.has(ns.toLowerCase()) ? 'docker.io' : ns.toLowerCase();
+      const nsKey = registryKey(ns.toLowerCase());
       if (registry && nsKey !== registry) {
         throw new OciError(400, 'NAME_INVALID', `the path names registry ${registry} but ?ns= names ${ns.slice(0, 100)}; refusing the ambiguous request`);
       }

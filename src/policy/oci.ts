@@ -38,6 +38,11 @@ interface DenyRule {
 }
 
 const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
+
+/** The registry key a host is known by: Docker Hub's aliases are all docker.io. */
+export function registryKey(host: string): string {
+  return DOCKER_HUB_ALIASES.has(host) ? 'docker.io' : host;
+}
 const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d{1,5})?$/;
 
 /**
@@ -47,13 +52,10 @@ const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A
 export function canonicalRepository(repo: string): string | null {
   const slash = repo.indexOf('/');
   if (slash <= 0) return null;
-  let host = repo.slice(0, slash).toLowerCase();
+  const host = registryKey(repo.slice(0, slash).toLowerCase());
   let name = repo.slice(slash + 1);
   if (!HOST.test(host)) return null;
-  if (DOCKER_HUB_ALIASES.has(host)) {
-    host = 'docker.io';
-    if (!name.includes('/')) name = `library/${name}`;
-  }
+  if (host === 'docker.io' && !name.includes('/')) name = `library/${name}`;
   if (!isValidName(name)) return null;
   return `${host}/${name}`;
 }

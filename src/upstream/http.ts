@@ -119,6 +119,22 @@ export function contentLength(h: UpstreamResponse['headers']): number | undefine
   return Number(v);
 }
 
+/** A host against a configured pattern: exact (host or host:port), or "*.domain" for its subdomains. */
+export function hostMatches(pattern: string, host: string): boolean {
+  const h = host.toLowerCase();
+  const p = pattern.toLowerCase();
+  return p.startsWith('*.') ? h.endsWith(p.slice(1)) && h.length > p.length - 1 : h === p;
+}
+
+/**
+ * May an upstream client follow this URL? HTTPS (or plain HTTP when the upstream itself is plain
+ * HTTP, as on loopback), to the upstream's own host (`sameHost`) or a host matching a pattern.
+ */
+export function upstreamUrlAllowed(u: URL, base: URL, patterns: string[], sameHost: (u: URL) => boolean = (x) => x.host === base.host): boolean {
+  if (u.protocol !== 'https:' && !(u.protocol === 'http:' && base.protocol === 'http:')) return false;
+  return sameHost(u) || patterns.some((p) => hostMatches(p, u.host));
+}
+
 /** A URL without userinfo or query, safe for logs and error messages. */
 export function redact(u: URL): string {
   return `${u.protocol}//${u.host}${u.pathname}`;
