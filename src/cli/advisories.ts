@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from '../config/load.js';
+import { fileHandleBytes } from '../core/bytes.js';
 import type { OsvRecord } from '../policy/advisories.js';
 import { readEntry, readZip } from '../scan/zip.js';
 import type { MetaStore } from '../storage/meta-store.js';
@@ -63,14 +64,7 @@ export async function importAdvisories(meta: MetaStore, path: string): Promise<I
   } else if (path.endsWith('.zip')) {
     const fh = await open(path, 'r');
     try {
-      const src = {
-        size: st.size,
-        read: async (pos: number, len: number) => {
-          const b = Buffer.alloc(Math.max(0, Math.min(len, st.size - pos)));
-          await fh.read(b, 0, b.length, pos);
-          return b;
-        },
-      };
+      const src = fileHandleBytes(fh, st.size);
       for (const e of await readZip(src)) {
         if (!e.name.endsWith('.json')) continue;
         const r = parseRecord((await readEntry(src, e, 16 << 20)).toString('utf8'), `${path}:${e.name}`, skipped);

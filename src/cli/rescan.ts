@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { loadConfig } from '../config/load.js';
+import { storeBytes } from '../core/bytes.js';
 import { FsBlobStore } from '../storage/fs-blob-store.js';
 import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
 import { scan, SCANNER_VERSION, type ScanReport } from '../scan/index.js';
@@ -40,17 +41,7 @@ export async function rescan(configFile: string, opts: { all?: boolean; progress
         opts.progress?.(++done, rows.length);
         continue;
       }
-      const size = blob.size;
-      const file = {
-        size,
-        async read(pos: number, len: number): Promise<Buffer> {
-          const end = Math.min(size, pos + len) - 1;
-          if (end < pos) return Buffer.alloc(0);
-          const parts: Buffer[] = [];
-          for await (const c of await store.open(row.sha256, { start: pos, end })) parts.push(c as Buffer);
-          return Buffer.concat(parts);
-        },
-      };
+      const file = storeBytes(store, row.sha256, blob.size);
       let before: ScanReport | null = null;
       const old = await meta.getScan(row.sha256);
       if (old) before = JSON.parse(old.report) as ScanReport;

@@ -5,6 +5,8 @@ import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { AirlockError } from './errors.js';
+import { fileHandleBytes, storeBytes, type FileBytes } from './bytes.js';
+export type { FileBytes } from './bytes.js';
 import { resolveRange, type RangeSpec } from './range.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
 import type { MetaStore } from '../storage/meta-store.js';
@@ -24,12 +26,6 @@ export interface FillSpec {
   open(signal: AbortSignal): Promise<UpstreamBody>;
   /** Optional content inspection (model files), run on the spool file. */
   inspect?: Inspector;
-}
-
-/** Random access to the bytes of a file being judged. */
-export interface FileBytes {
-  readonly size: number;
-  read(pos: number, len: number): Promise<Buffer>;
 }
 
 export interface Inspector {
@@ -251,18 +247,8 @@ export class Fill extends EventEmitter {
     this.size = this.written;
     if (this.spec.inspect) {
       // The verdict comes before the tail (and, for code-bearing formats, before any byte).
-      const fh = this.fh!;
-      const size = this.written;
-      const file = {
-        size,
-        read: async (pos: number, len: number) => {
-          const b = Buffer.alloc(Math.max(0, Math.min(len, size - pos)));
-          if (b.length > 0) await fh.read(b, 0, b.length, pos);
-          return b;
-        },
-      };
       try {
-        await this.spec.inspect.judge(file);
+        await this.spec.inspect.judge(fileHandleBytes(this.fh!, this.written));
       } catch (e) {
         this.fail(e instanceof AirlockError ? e : new AirlockError('INTERNAL', `inspection failed: ${(e as Error).message}`, { cause: e }));
         return;
@@ -471,18 +457,7 @@ export class BlobCache {
   /** Random access to a cached blob (for inspecting it again), or null when it is not cached. */
   async fileBytes(sha256: string): Promise<FileBytes | null> {
     const rec = await this.meta.getBlob(sha256);
-    if (!rec) return null;
-    const store = this.store;
-    return {
-      size: rec.size,
-      async read(pos: number, len: number): Promise<Buffer> {
-        const end = Math.min(rec.size, pos + len) - 1;
-        if (end < pos) return Buffer.alloc(0);
-        const parts: Buffer[] = [];
-        for await (const chunk of await store.open(sha256, { start: pos, end })) parts.push(chunk as Buffer);
-        return Buffer.concat(parts);
-      },
-    };
+    return rec ? storeBytes(this.store, sha256, rec.size) : null;
   }
 
   /** Read a small cached blob whole (null when absent); refuses anything over maxBytes. */

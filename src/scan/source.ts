@@ -1,15 +1,8 @@
-/**
- * Random access to the bytes being judged: the spool file of a fill, a cached blob, or a buffer.
- * Parsers read through a small buffered cursor so a multi-GB file is never held in memory.
- */
-export interface ByteSource {
-  readonly size: number;
-  read(pos: number, len: number): Promise<Buffer>;
-}
+import type { FileBytes } from '../core/bytes.js';
 
-export function bufferSource(b: Buffer): ByteSource {
-  return { size: b.length, read: async (pos, len) => b.subarray(pos, Math.min(b.length, pos + len)) };
-}
+/** What the scanner reads: random access to the bytes being judged (see core/bytes.ts). */
+export type ByteSource = FileBytes;
+export { bufferBytes as bufferSource } from '../core/bytes.js';
 
 /** A judgement that stops the file: parse errors, limits, inconsistencies. */
 export class ScanError extends Error {}
