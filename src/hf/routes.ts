@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
-import type { BlobCache } from '../core/fill.js';
+import type { BlobCache, CacheOutcome, FileBytes } from '../core/fill.js';
 import { parseRange, resolveRange } from '../core/range.js';
 import type { Recorder } from '../core/records.js';
 import { serveBlob } from '../http/serve-blob.js';
@@ -14,7 +14,6 @@ import type { MetaStore, PullRecord } from '../storage/meta-store.js';
 import { contentLength, readBoundedBytes } from '../upstream/http.js';
 import { holdsAll, nameFindings, scan, SCANNER_VERSION, type ScanReport } from '../scan/index.js';
 import { bufferSource } from '../scan/source.js';
-import type { FileBytes } from '../core/fill.js';
 import type { HfEntry, HfSnapshot, Hub } from './hub.js';
 import { checkFilePath, HfPathError, parseHfPath } from './paths.js';
 
@@ -314,19 +313,17 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
           return { body: res.body, size: contentLength(res.headers) };
         },
       };
-      let recorded = false;
+      const rec = (o: { size: number | null; cache: CacheOutcome }) => ({ ...base, sha256: lfs.oid, size: o.size, cache: o.cache, scan: scanSummary(report, verdict) });
       try {
-        return await serveBlob(c, d.cache, spec, headers, (o) => {
-          if (recorded) return;
-          const rec = { ...base, sha256: lfs.oid, size: o.size, cache: o.cache, scan: scanSummary(report, verdict) };
-          if (o.failure) {
-            const v = verdict as Decision | null;
-            const contentReason = v && !v.allow ? v.reason : undefined;
-            d.recorder.record({ ...rec, decision: 'deny', reason: contentReason ?? `${path}: ${o.failure.message}; transfer cut, nothing cached`, rule, code: contentReason ? 'content_refused' : o.failure.code });
-          } else d.recorder.record({ ...rec, decision: 'allow', rule, reason: o.clientClosed ? `client closed the connection early (${o.clientClosed})` : undefined });
-        }, (o) => {
-          recorded = true;
-          return d.recorder.record({ ...base, sha256: lfs.oid, size: o.size, cache: o.cache, scan: scanSummary(report, verdict), decision: 'allow', rule });
+        return await serveBlob(c, d.cache, spec, headers, {
+          served: (o) => d.recorder.record({ ...rec(o), decision: 'allow', rule }),
+          cut: (o) => {
+            if (o.failure) {
+              const v = verdict as Decision | null;
+              const contentReason = v && !v.allow ? v.reason : undefined;
+              d.recorder.record({ ...rec(o), decision: 'deny', reason: contentReason ?? `${path}: ${o.failure.message}; transfer cut, nothing cached`, rule, code: contentReason ? 'content_refused' : o.failure.code });
+            } else d.recorder.record({ ...rec(o), decision: 'allow', rule, reason: `client closed the connection early (${o.clientClosed})` });
+          },
         });
       } catch (e) {
         const refused = e instanceof AirlockError && e.code === 'CONTENT_REFUSED';

@@ -5,11 +5,10 @@ import type { BlobCache, CacheOutcome, FillSpec } from '../core/fill.js';
 import { parseRange } from '../core/range.js';
 import { sendStream, type AppEnv } from './send.js';
 
+/** How a transfer that did not complete ended. */
 export interface BlobOutcome {
   cache: CacheOutcome;
   size: number | null;
-  /** The whole answer reached the client. */
-  ok: boolean;
   /** Why the transfer was cut, when the fill itself failed (the client got no clean end). */
   failure?: { code: 'digest_mismatch' | 'upstream_failed'; message: string };
   /** The client went away early while the content itself was fine. */
@@ -47,9 +46,12 @@ export async function serveBlob(
   cache: BlobCache,
   spec: FillSpec,
   headers: Record<string, string>,
-  done: (o: BlobOutcome) => void,
-  /** Called when the whole verified body has passed, before its last chunk goes out (write the record here). */
-  onServed?: (o: { cache: CacheOutcome; size: number | null }) => Promise<void>,
+  record: {
+    /** The whole verified body has passed: write the pull record; its last chunk waits for the commit. */
+    served: (o: { cache: CacheOutcome; size: number | null }) => Promise<void>;
+    /** The transfer ended before that (fill failed, or the client went away early): record why. */
+    cut: (o: BlobOutcome) => void;
+  },
 ): Promise<Response> {
   const served = await cache.fetch(spec, parseRange(c.req.header('range')));
   headers['x-airlock-cache'] = served.cache;
@@ -72,15 +74,23 @@ export async function serveBlob(
     headers['content-length'] = String(served.size);
   }
   const size = served.size ?? null;
-  const outcome = { cache: served.cache, size };
-  const body = onServed ? pipeline(served.body, lastChunkAfter(() => onServed(outcome)), () => {}) : served.body;
+  // One record per transfer: written as served before the last chunk, or as cut afterwards.
+  let recorded = false;
+  const body = pipeline(
+    served.body,
+    lastChunkAfter(() => {
+      recorded = true;
+      return record.served({ cache: served.cache, size });
+    }),
+    () => {},
+  );
   return sendStream(c, status, headers, body, ({ error }) => {
-    if (!error) return done({ cache: served.cache, size, ok: true });
+    if (recorded || !error) return;
     void served.settled.then(
-      () => done({ cache: served.cache, size, ok: false, clientClosed: error.message }),
+      () => record.cut({ cache: served.cache, size, clientClosed: error.message }),
       (fillError: Error) => {
         const code = fillError instanceof AirlockError && (fillError.code === 'DIGEST_MISMATCH' || fillError.code === 'SIZE_MISMATCH') ? 'digest_mismatch' : 'upstream_failed';
-        done({ cache: served.cache, size, ok: false, failure: { code, message: fillError.message } });
+        record.cut({ cache: served.cache, size, failure: { code, message: fillError.message } });
       },
     );
   });

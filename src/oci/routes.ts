@@ -338,26 +338,17 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       },
     };
     try {
-      let recorded = false;
-      return await serveBlob(
-        c,
-        d.cache,
-        spec,
-        headers,
-        (o) => {
-          if (recorded) return;
-          const rec = { ...base, sha256: hex, size: o.size, cache: o.cache };
+      const rec = (o: { size: number | null; cache: CacheOutcome }) => ({ ...base, sha256: hex, size: o.size, cache: o.cache });
+      return await serveBlob(c, d.cache, spec, headers, {
+        served: (o) => d.recorder.record({ ...rec(o), decision: 'allow', rule }),
+        cut: (o) => {
           if (o.failure) {
-            d.recorder.record({ ...rec, decision: 'deny', reason: `${t.repo}@${digest}: ${o.failure.message}; transfer cut, nothing cached`, rule, code: o.failure.code });
+            d.recorder.record({ ...rec(o), decision: 'deny', reason: `${t.repo}@${digest}: ${o.failure.message}; transfer cut, nothing cached`, rule, code: o.failure.code });
           } else {
-            d.recorder.record({ ...rec, decision: 'allow', rule, reason: o.clientClosed ? `client closed the connection early (${o.clientClosed})` : undefined });
+            d.recorder.record({ ...rec(o), decision: 'allow', rule, reason: `client closed the connection early (${o.clientClosed})` });
           }
         },
-        (o) => {
-          recorded = true;
-          return d.recorder.record({ ...base, sha256: hex, size: o.size, cache: o.cache, decision: 'allow', rule });
-        },
-      );
+      });
     } catch (e) {
       d.recorder.record({ ...base, sha256: hex, cache: 'none', decision: 'error', reason: (e as Error).message, rule, code: 'upstream_failed' });
       if (e instanceof AirlockError && e.code === 'NOT_FOUND') throw new OciError(404, 'BLOB_UNKNOWN', e.message);

@@ -220,27 +220,17 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
         return { body: res.body, size: contentLength(res.headers) };
       },
     };
-    let recorded = false;
     const rec = (o: { size: number | null; cache: CacheOutcome }) => ({ ...base, version: parsed.version, sha256: expected, size: o.size, cache: o.cache });
-    return serveBlob(
-      c,
-      d.cache,
-      spec,
-      headers,
-      (o) => {
-        if (recorded) return;
+    return serveBlob(c, d.cache, spec, headers, {
+      served: (o) => d.recorder.record({ ...rec(o), decision: 'allow', rule: fd.rule }),
+      cut: (o) => {
         if (o.failure) {
           d.recorder.record({ ...rec(o), decision: 'deny', reason: `${filename}: ${o.failure.message}; transfer cut, nothing cached`, rule: fd.rule, code: o.failure.code });
         } else {
-          d.recorder.record({ ...rec(o), decision: 'allow', rule: fd.rule, reason: o.clientClosed ? `client closed the connection early (${o.clientClosed})` : undefined });
+          d.recorder.record({ ...rec(o), decision: 'allow', rule: fd.rule, reason: `client closed the connection early (${o.clientClosed})` });
         }
       },
-      // Served: on record (committed) before the last chunk goes out.
-      (o) => {
-        recorded = true;
-        return d.recorder.record({ ...rec(o), decision: 'allow', rule: fd.rule });
-      },
-    );
+    });
   });
 
   app.onError((err, c) => {
