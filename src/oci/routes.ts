@@ -392,24 +392,30 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     return sendBytes(c, 200, headers, bytes);
   }
 
-  function tags(c: Context<AppEnv>, t: Target, name: string): Response {
-    const policy = d.policy().oci;
-    const dec = policy.decideRepository(t.repo);
-    if (!dec.allow) throw new OciError(403, 'DENIED', dec.reason);
-    let list = policy.tags(t.repo);
+  /** The spec's n/last paging of a sorted list, with a Link to the next page under `path`. */
+  function page(c: Context<AppEnv>, sorted: string[], path: string): { items: string[]; headers: Record<string, string> } {
+    let items = sorted;
     const last = c.req.query('last');
-    if (last !== undefined) list = list.filter((tag) => tag > last);
+    if (last !== undefined) items = items.filter((x) => x > last);
     const nq = c.req.query('n');
     const headers: Record<string, string> = { ...API_VERSION, 'content-type': 'application/json' };
     if (nq !== undefined) {
       if (!/^\d{1,6}$/.test(nq)) throw new OciError(400, 'PAGINATION_NUMBER_INVALID', `n: expected a whole number, got ${JSON.stringify(nq.slice(0, 20))}`);
       const n = Number(nq);
-      if (list.length > n) {
-        list = list.slice(0, n);
-        if (n > 0) headers.link = `</v2/${name}/tags/list?n=${n}&last=${encodeURIComponent(list[list.length - 1])}>; rel="next"`;
+      if (items.length > n) {
+        items = items.slice(0, n);
+        if (n > 0) headers.link = `<${path}?n=${n}&last=${encodeURIComponent(items[items.length - 1])}>; rel="next"`;
       }
     }
-    return sendBytes(c, 200, headers, Buffer.from(JSON.stringify({ name, tags: list })));
+    return { items, headers };
+  }
+
+  function tags(c: Context<AppEnv>, t: Target, name: string): Response {
+    const policy = d.policy().oci;
+    const dec = policy.decideRepository(t.repo);
+    if (!dec.allow) throw new OciError(403, 'DENIED', dec.reason);
+    const { items, headers } = page(c, policy.tags(t.repo), `/v2/${name}/tags/list`);
+    return sendBytes(c, 200, headers, Buffer.from(JSON.stringify({ name, tags: items })));
   }
 
   /**
@@ -432,20 +438,8 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
   }
 
   function catalog(c: Context<AppEnv>): Response {
-    let repos = d.policy().oci.repositories();
-    const last = c.req.query('last');
-    if (last !== undefined) repos = repos.filter((r) => r > last);
-    const nq = c.req.query('n');
-    const headers: Record<string, string> = { ...API_VERSION, 'content-type': 'application/json' };
-    if (nq !== undefined) {
-      if (!/^\d{1,6}$/.test(nq)) throw new OciError(400, 'PAGINATION_NUMBER_INVALID', `n: expected a whole number`);
-      const n = Number(nq);
-      if (repos.length > n) {
-        repos = repos.slice(0, n);
-        if (n > 0) headers.link = `</v2/_catalog?n=${n}&last=${encodeURIComponent(repos[repos.length - 1])}>; rel="next"`;
-      }
-    }
-    return sendBytes(c, 200, headers, Buffer.from(JSON.stringify({ repositories: repos })));
+    const { items, headers } = page(c, d.policy().oci.repositories(), '/v2/_catalog');
+    return sendBytes(c, 200, headers, Buffer.from(JSON.stringify({ repositories: items })));
   }
 
   app.all('*', async (c) => {
