@@ -2,7 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
-import { ConfigError, loadConfig } from '../config/load.js';
+import { ConfigError, loadConfig, type LoadedConfig } from '../config/load.js';
 import { parseTime } from '../core/time.js';
 import { startServer } from '../server.js';
 import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
@@ -49,6 +49,17 @@ usage:
                                                   version (--all: every inspected file)
 
 --config defaults to config/airlock.yaml.`;
+
+/** Open the configured metadata store for one command and close it after (create: make the data directory first). */
+async function withMeta<T>(loaded: LoadedConfig, create: boolean, fn: (meta: SqliteMetaStore) => Promise<T>): Promise<T> {
+  if (create) mkdirSync(loaded.dataDir, { recursive: true });
+  const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+  try {
+    return await fn(meta);
+  } finally {
+    await meta.close();
+  }
+}
 
 function fail(msg: string, code = 2): never {
   process.stderr.write(`airlock: ${msg}\n`);
@@ -110,7 +121,6 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'records': {
       const loaded = loadConfig(configFile);
-      mkdirSync(loaded.dataDir, { recursive: true });
       const f: PullFilter = {
         name: values.name,
         ecosystem: values.ecosystem as PullFilter['ecosystem'],
@@ -120,9 +130,7 @@ async function main(argv: string[]): Promise<void> {
         limit: values.limit === undefined ? 100 : Number(values.limit),
       };
       if (!Number.isInteger(f.limit) || f.limit! < 1) fail(`--limit: expected a positive whole number, got ${JSON.stringify(values.limit)}`);
-      const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
-      const rows = await meta.listPulls(f);
-      await meta.close();
+      const rows = await withMeta(loaded, true, (meta) => meta.listPulls(f));
       if (values.json) {
         process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
         return;
@@ -179,26 +187,21 @@ async function main(argv: string[]): Promise<void> {
       const [sub, path] = rest;
       if (sub !== 'import' || !path) fail('usage: airlock advisories import PATH');
       const loaded = loadConfig(configFile);
-      mkdirSync(loaded.dataDir, { recursive: true });
-      const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
-      try {
+      await withMeta(loaded, true, async (meta) => {
         const r = await importAdvisories(meta, path);
         process.stdout.write(
           `read ${r.read} OSV records from ${path}: ${r.changed} new or changed, ${r.withdrawn} withdrawn (kept, never matched)${r.skipped.length ? `, ${r.skipped.length} skipped` : ''}\n` +
             `a running server applies them on SIGHUP (kill -HUP <pid>); policy advisories.refuse is ${loaded.policy.advisoryLevel} (MAL- records always refuse)\n`,
         );
         for (const sk of r.skipped.slice(0, 20)) process.stderr.write(`  skipped ${sk}\n`);
-      } finally {
-        await meta.close();
-      }
+      });
       return;
     }
     case 'affected': {
       const [query] = rest;
       if (!query) fail('usage: airlock affected ID|PURL (an advisory id or alias, or pkg:pypi/NAME@VERSION, pkg:huggingface/ORG/NAME@COMMIT, pkg:oci/NAME@sha256:...)');
       const loaded = loadConfig(configFile);
-      const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
-      try {
+      await withMeta(loaded, false, async (meta) => {
         const rep = await affected(meta, query);
         if (values.json) {
           process.stdout.write(JSON.stringify(rep, null, 2) + '\n');
@@ -216,32 +219,25 @@ async function main(argv: string[]): Promise<void> {
         for (const p of rep.pulls) {
           process.stdout.write([new Date(p.ts).toISOString(), p.client, p.ecosystem, p.name, p.version ?? '-', p.filename ?? '-', p.sha256 ?? '-', p.cache, p.decision].join('\t') + '\n');
         }
-      } finally {
-        await meta.close();
-      }
+      });
       return;
     }
     case 'sbom': {
       const loaded = loadConfig(configFile);
-      const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
-      try {
+      await withMeta(loaded, false, async (meta) => {
         const eco = values.ecosystem as PullFilter['ecosystem'];
         if (eco && !['pypi', 'hf', 'oci'].includes(eco)) fail('--ecosystem: expected pypi, hf or oci');
         const { buildSbom } = await import('../audit/sbom.js');
         const json = await buildSbom(meta, { since: parseTime(values.since, '--since'), until: parseTime(values.until, '--until'), client: values.client, ecosystem: eco, version: VERSION });
         if (values.output) writeFileSync(values.output, json + '\n');
         else process.stdout.write(json + '\n');
-      } finally {
-        await meta.close();
-      }
+      });
       return;
     }
     case 'token': {
       const [sub, arg] = rest;
       const loaded = loadConfig(configFile);
-      mkdirSync(loaded.dataDir, { recursive: true });
-      const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
-      try {
+      await withMeta(loaded, true, async (meta) => {
         if (sub === 'create') {
           const name = values.name;
           if (!name || !TOKEN_NAME.test(name)) fail('--name: expected a token name (letters, digits, ".", "_", "-"; up to 64 characters), e.g. --name ci-runner');
@@ -257,24 +253,19 @@ async function main(argv: string[]): Promise<void> {
           if (!(await meta.revokeToken(arg))) fail(`no active token named ${arg}`);
           process.stdout.write(`revoked ${arg}; it is refused from now on\n`);
         } else fail('usage: airlock token create --name NAME [--admin] | token list | token revoke NAME');
-      } finally {
-        await meta.close();
-      }
+      });
       return;
     }
     case 'audit': {
       if (rest[0] !== 'verify') fail('usage: airlock audit verify');
       const loaded = loadConfig(configFile);
-      const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
-      try {
+      await withMeta(loaded, false, async (meta) => {
         const rep = await meta.verifyChain();
         if (values.json) process.stdout.write(JSON.stringify(rep, null, 2) + '\n');
         else if (rep.problem) process.stdout.write(`BROKEN at row ${rep.problem.id}: ${rep.problem.message}\n`);
         else process.stdout.write(`OK: ${rep.rows} records, chain intact${rep.unchained ? ` (${rep.unchained} older rows predate the chain)` : ''}; head ${rep.head ?? '(empty)'}\n`);
         if (rep.problem) process.exitCode = 1;
-      } finally {
-        await meta.close();
-      }
+      });
       return;
     }
     case 'rescan': {
