@@ -30,7 +30,7 @@ export interface FillSpec {
 
 export interface Inspector {
   /** From the first bytes (up to 64 KiB): hold every byte back until the verdict (code-bearing formats)? */
-  holdAll(head: Buffer, size: number): boolean;
+  holdAll(head: Buffer): boolean;
   /** Judge the whole verified file before its tail is released; throw (AirlockError CONTENT_REFUSED) to refuse. */
   judge(file: FileBytes): Promise<void>;
 }
@@ -121,7 +121,7 @@ export class Fill extends EventEmitter {
     const n = Math.min(this.written, HOLD_BACK);
     const head = Buffer.alloc(n);
     await this.fh!.read(head, 0, n, 0);
-    this.holdAll = this.spec.inspect.holdAll(head, this.size ?? this.written);
+    this.holdAll = this.spec.inspect.holdAll(head);
     this.sniffed = true;
     if (!this.holdAll) this.resolveGate();
     this.emit('progress');

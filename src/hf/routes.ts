@@ -297,7 +297,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
         sha256: lfs.oid,
         size: lfs.size,
         inspect: {
-          holdAll: (head: Buffer, size: number) => holdsAll(head, size),
+          holdAll: holdsAll,
           judge: async (file: FileBytes) => {
             report = await inspect(lfs.oid, file);
             verdict = contentDecision(type, repo, path, lfs.oid, report);

@@ -57,25 +57,30 @@ function startsWith(b: Buffer, m: number[]): boolean {
   return b.length >= m.length && m.every((x, i) => b[i] === x);
 }
 
+/** Which archive or compressed format the first bytes are, if any. */
+function archiveKind(head: Buffer): string | undefined {
+  for (const [m, name] of ARCHIVE_MAGICS) if (startsWith(head, m)) return name;
+  if (head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar') return 'tar';
+  return undefined;
+}
+
 /** What the first bytes say the file is (content, not name). */
-export function sniff(head: Buffer, size: number): Format | 'archive' {
+export function sniff(head: Buffer): Format {
   if (head.length >= 4 && ZIP_MAGIC.includes(head.readUInt32LE(0))) return 'zip';
-  for (const [m] of ARCHIVE_MAGICS) if (startsWith(head, m)) return 'archive';
-  if (head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar') return 'archive';
+  if (archiveKind(head)) return 'archive';
   if (head.subarray(0, 6).toString('latin1') === '\x93NUMPY') return 'numpy';
   if (head.subarray(0, 4).toString('latin1') === 'GGUF') return 'gguf';
   if (head.length >= 9 && head[8] === 0x7b) {
     const n = head.readBigUInt64LE(0);
     if (n > 0n && n < 1n << 40n) return 'safetensors';
   }
-  void size;
   if (looksLikePickle(head)) return 'pickle';
   return 'opaque';
 }
 
 /** Whether a fill must hold every byte back until the verdict (code-bearing containers). */
-export function holdsAll(head: Buffer, size: number): boolean {
-  const f = sniff(head, size);
+export function holdsAll(head: Buffer): boolean {
+  const f = sniff(head);
   return f === 'pickle' || f === 'zip' || f === 'numpy';
 }
 
@@ -140,7 +145,7 @@ function storageRef(pid: PickleValue): { key: string; bytes: bigint | undefined 
   return { key: key.v, bytes: numel.v * BigInt(STORAGE_BYTES[cls.name]) };
 }
 
-async function scanZip(src: ByteSource, r: Report, path: string): Promise<Format> {
+async function scanZip(src: ByteSource, r: Report): Promise<Format> {
   const entries = await readZip(src);
   if (entries.length === 0) return 'zip';
   const byName = new Map(entries.map((e) => [e.name, e]));
@@ -177,11 +182,12 @@ async function scanZip(src: ByteSource, r: Report, path: string): Promise<Format
     if (e.size > 64 << 20) {
       await checkStoredCrc(src, e);
       const head = (await src.read(e.dataOffset, Math.min(4096, e.compressedSize))) as Buffer;
-      if (e.method === 0 && sniff(head, e.size) !== 'opaque') r.refuse('zip_member_unscanned', `${e.name}: a ${e.size}-byte member that looks like ${sniff(head, e.size)} is too large to inspect inside an archive`);
+      const kind = sniff(head);
+      if (e.method === 0 && kind !== 'opaque') r.refuse('zip_member_unscanned', `${e.name}: a ${e.size}-byte member that looks like ${kind} is too large to inspect inside an archive`);
       continue;
     }
     const bytes = await readEntry(src, e, 64 << 20);
-    const kind = sniff(bytes.subarray(0, 4096), bytes.length);
+    const kind = sniff(bytes.subarray(0, 4096));
     if (kind === 'zip' || kind === 'archive') r.refuse('zip_nested', `${e.name}: an archive inside the archive`);
     else if (kind === 'pickle') {
       // Pickles under any name are scanned (a .txt member must not hide one).
@@ -190,7 +196,6 @@ async function scanZip(src: ByteSource, r: Report, path: string): Promise<Format
     } else if (kind === 'numpy') await scanNpy(bufferSource(bytes), r, e.name);
     else if (format === 'keras' && e.name === 'config.json') scanKerasConfig(bytes, r);
   }
-  void path;
   return format;
 }
 
@@ -258,7 +263,7 @@ export function nameFindings(path: string, report?: { format: string }): Finding
 export async function scan(src: ByteSource, path = 'the file'): Promise<ScanReport> {
   const r = new Report();
   const head = await src.read(0, Math.min(src.size, 4096));
-  let format: Format = sniff(head, src.size) as Format;
+  let format: Format = sniff(head);
   try {
     switch (format) {
       case 'safetensors':
@@ -279,7 +284,7 @@ export async function scan(src: ByteSource, path = 'the file'): Promise<ScanRepo
         await scanNpy(src, r, path);
         break;
       case 'zip':
-        format = await scanZip(src, r, path);
+        format = await scanZip(src, r);
         break;
       case 'pickle': {
         const res = await scanPickles(src, r, 0, src.size, 5, path);
@@ -303,7 +308,7 @@ export async function scan(src: ByteSource, path = 'the file'): Promise<ScanRepo
         break;
       }
       case 'archive':
-        r.refuse('archive', `${path}: compressed or archived content (${head.subarray(0, 6).toString('hex')}) is not inspected`);
+        r.refuse('archive', `${path}: ${archiveKind(head)} content (an archive or compressed file) is not inspected`);
         break;
       case 'opaque': {
         const first = head.toString('latin1').trimStart()[0];
