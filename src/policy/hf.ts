@@ -63,6 +63,8 @@ export interface ContentReport {
   format: string;
   pickle: boolean;
   globals: string[];
+  /** Pickle opcodes torch's weights-only unpickler does not implement. */
+  pickleOps?: string[];
   findings: { severity: 'refuse' | 'code' | 'info'; code: string; message: string }[];
 }
 
@@ -261,7 +263,11 @@ export class HfPolicy {
     if (s.sha256.has(sha256) || this.scanDefault.sha256.has(sha256)) return { allow: true, rule: `${s.sha256.has(sha256) ? s.id : this.scanDefault.id}.sha256` };
     const refuse = (code: RefusalCode, reason: string): Decision => ({ allow: false, rule: s.id, code, reason: `${name}: ${reason}` });
     const outside = report.pickle ? report.globals.filter((g) => !s.profile.has(g)) : [];
-    const imports = outside.length > 0 ? `pickle imports ${outside.slice(0, 5).join(', ')}${outside.length > 5 ? ` and ${outside.length - 5} more` : ''}, outside the ${s.profileName} profile (what torch.load(weights_only=True) accepts)` : '';
+    const ops = report.pickle ? (report.pickleOps ?? []) : [];
+    const imports = [
+      outside.length > 0 ? `pickle imports ${outside.slice(0, 5).join(', ')}${outside.length > 5 ? ` and ${outside.length - 5} more` : ''}, outside the ${s.profileName} profile (what torch.load(weights_only=True) accepts)` : '',
+      ops.length > 0 ? `pickle uses opcode${ops.length > 1 ? 's' : ''} ${ops.slice(0, 5).join(', ')}, which torch.load(weights_only=True) does not implement (protocol 2 is what torch.save writes)` : '',
+    ].filter(Boolean).join('; ');
     const bad = report.findings.find((f) => f.severity === 'refuse');
     if (bad) return refuse('content_refused', `${imports ? `${imports}; ` : ''}${bad.message} (refused by the scanner; a reviewed file can be allowed by its sha256 ${sha256})`);
     if (s.formats && !s.formats.has(report.format)) return refuse('content_refused', `format ${report.format} is not among ${s.id}.formats (${[...s.formats].join(', ')})`);

@@ -4,7 +4,7 @@ import { Cursor, ScanError, bufferSource, type ByteSource } from './source.js';
 import { checkStoredCrc, readEntry, readZip, type ZipEntry } from './zip.js';
 
 /** Bumped whenever a change could alter a verdict: stored reports from older versions are re-judged. */
-export const SCANNER_VERSION = 'airlock-scan/1';
+export const SCANNER_VERSION = 'airlock-scan/2';
 
 export type Format =
   | 'safetensors'
@@ -39,6 +39,8 @@ export interface ScanReport {
   pickle: boolean;
   /** Every import the pickles make, "module.name", sorted and unique. */
   globals: string[];
+  /** Opcodes the pickles use that torch's weights-only unpickler does not implement. */
+  pickleOps: string[];
   findings: Finding[];
 }
 
@@ -86,13 +88,14 @@ export function holdsAll(head: Buffer): boolean {
 
 class Report {
   globals = new Set<string>();
+  ops = new Set<string>();
   findings: Finding[] = [];
   pickle = false;
   refuse(code: string, message: string) {
     this.findings.push({ severity: 'refuse', code, message });
   }
   done(format: Format): ScanReport {
-    return { scanner: SCANNER_VERSION, format, pickle: this.pickle, globals: [...this.globals].sort(), findings: this.findings };
+    return { scanner: SCANNER_VERSION, format, pickle: this.pickle, globals: [...this.globals].sort(), pickleOps: [...this.ops].sort(), findings: this.findings };
   }
 }
 
@@ -113,6 +116,7 @@ async function scanPickles(src: ByteSource, r: Report, start: number, end: numbe
     try {
       const p = await decodePickle(cur, seen);
       seen.forEach((g) => r.globals.add(g));
+      p.foreignOps.forEach((o) => r.ops.add(o));
       p.unknowns.forEach((u) => r.refuse('pickle_unknown', `${where}: ${u}`));
       persistentIds.push(...p.persistentIds);
       if (count === 0) first = p.result;
@@ -135,9 +139,14 @@ const STORAGE_BYTES: Record<string, number> = {
   'torch.QInt32Storage': 4, 'torch.QUInt4x2Storage': 1, 'torch.QUInt2x4Storage': 1, 'torch.UntypedStorage': 1,
 };
 
-/** A torch persistent id must be ('storage', <storage class>, key, location, numel). */
-function storageRef(pid: PickleValue): { key: string; bytes: bigint | undefined } | string {
-  if (pid.t !== 'tuple' || pid.items.length !== 5) return 'a persistent id that is not a 5-tuple';
+/**
+ * A torch persistent id is ('storage', <storage class>, key, location, numel) in the zip format;
+ * the legacy format (_use_new_zipfile_serialization=False) adds a sixth element, view_metadata
+ * (None, or (view_key, offset, size)), which torch unpacks as data.
+ */
+function storageRef(pid: PickleValue, legacy = false): { key: string; bytes: bigint | undefined } | string {
+  const arity = legacy ? 6 : 5;
+  if (pid.t !== 'tuple' || pid.items.length !== arity) return `a persistent id that is not a ${arity}-tuple`;
   const [tag, cls, key, loc, numel] = pid.items;
   if (tag.t !== 'str' || tag.v !== 'storage') return "a persistent id that does not start with 'storage'";
   if (cls.t !== 'global' || !(cls.name in STORAGE_BYTES)) return 'a persistent id whose storage type is not a torch storage class';
@@ -293,7 +302,7 @@ export async function scan(src: ByteSource, path = 'the file'): Promise<ScanRepo
           format = 'torch-legacy';
           if (res.count < 5 && !r.findings.some((f) => f.code === 'pickle_invalid')) r.refuse('torch_legacy', 'legacy torch file with fewer than its 5 pickles');
           for (const pid of res.persistentIds) {
-            const ref = storageRef(pid);
+            const ref = storageRef(pid, true);
             if (typeof ref === 'string') r.refuse('pickle_persistent_id', `${path}: ${ref}`);
           }
         } else {

@@ -30,7 +30,29 @@ export interface PickleResult {
   /** The first value the pickle produced (for the legacy torch magic number). */
   result: V | undefined;
   opcodes: number;
+  /** Opcodes used that torch's weights-only unpickler does not implement (by name, first use). */
+  foreignOps: string[];
 }
+
+/**
+ * The opcodes torch.load(weights_only=True) implements (torch/_weights_only_unpickler.py, read
+ * from torch 2.13): anything else makes it raise "Unsupported operand", so a file using one
+ * cannot be loaded under the weights-only profiles whatever its imports.
+ */
+const WEIGHTS_ONLY_OPS = new Set([
+  0x63, 0x81, 0x52, 0x62, // GLOBAL NEWOBJ REDUCE BUILD
+  0x61, 0x65, 0x73, 0x75, // APPEND APPENDS SETITEM SETITEMS
+  0x28, 0x74, 0x85, 0x86, 0x87, // MARK TUPLE TUPLE1 TUPLE2 TUPLE3
+  0x4e, 0x88, 0x89, 0x29, 0x5d, 0x7d, 0x8f, // NONE NEWTRUE NEWFALSE EMPTY_TUPLE EMPTY_LIST EMPTY_DICT EMPTY_SET
+  0x4a, 0x4b, 0x4d, 0x47, 0x58, 0x55, 0x8a, // BININT BININT1 BININT2 BINFLOAT BINUNICODE SHORT_BINSTRING LONG1
+  0x51, 0x68, 0x6a, 0x71, 0x72, 0x80, 0x2e, // BINPERSID BINGET LONG_BINGET BINPUT LONG_BINPUT PROTO STOP
+]);
+const OP_NAMES: Record<number, string> = {
+  0x95: 'FRAME', 0x94: 'MEMOIZE', 0x93: 'STACK_GLOBAL', 0x8c: 'SHORT_BINUNICODE', 0x8d: 'BINUNICODE8', 0x8e: 'BINBYTES8', 0x8b: 'LONG4',
+  0x92: 'NEWOBJ_EX', 0x90: 'ADDITEMS', 0x91: 'FROZENSET', 0x96: 'BYTEARRAY8', 0x69: 'INST', 0x6f: 'OBJ', 0x70: 'PUT', 0x67: 'GET',
+  0x53: 'STRING', 0x54: 'BINSTRING', 0x56: 'UNICODE', 0x42: 'BINBYTES', 0x43: 'SHORT_BINBYTES', 0x49: 'INT', 0x4c: 'LONG', 0x46: 'FLOAT',
+  0x6c: 'LIST', 0x64: 'DICT', 0x30: 'POP', 0x31: 'POP_MARK', 0x32: 'DUP', 0x50: 'PERSID', 0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4',
+};
 
 export type PickleValue = V;
 
@@ -120,6 +142,7 @@ export async function decodePickle(cur: Cursor, globals: string[] = []): Promise
   const persistentIds: V[] = [];
   let proto = 0;
   let ops = 0;
+  const foreign = new Set<string>();
 
   const pop = (at: number): V => {
     const floor = marks.length ? marks[marks.length - 1] : 0;
@@ -157,6 +180,7 @@ export async function decodePickle(cur: Cursor, globals: string[] = []): Promise
     if (++ops > LIMITS.opcodes) throw new ScanError('pickle has too many opcodes');
     const at = cur.pos;
     const op = await cur.u8();
+    if (!WEIGHTS_ONLY_OPS.has(op)) foreign.add(OP_NAMES[op] ?? `0x${op.toString(16)}`);
     switch (op) {
       case 0x80: {
         // PROTO
@@ -172,7 +196,7 @@ export async function decodePickle(cur: Cursor, globals: string[] = []): Promise
       }
       case 0x2e: {
         // STOP
-        return { end: cur.pos, protocol: proto, globals, persistentIds, unknowns, result: stack[stack.length - 1], opcodes: ops };
+        return { end: cur.pos, protocol: proto, globals, persistentIds, unknowns, result: stack[stack.length - 1], opcodes: ops, foreignOps: [...foreign] };
       }
       case 0x28: // MARK
         if (marks.length >= LIMITS.marks) throw new ScanError('too many nested MARKs');

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HfPolicy } from '../../src/policy/hf.js';
 import { scan, nameFindings, type ScanReport } from '../../src/scan/index.js';
@@ -179,14 +180,17 @@ describe('containers', () => {
     expect((await judge(torchZip(hex(R.R10), { '0': Buffer.alloc(8) }))).reason).toMatch(/smaller than the 16/);
   });
   it('legacy torch files: five pickles, then raw storages', async () => {
+    // The benign file is what torch.save(_use_new_zipfile_serialization=False) wrote (test/corpus).
+    const real = readFileSync(new URL('../corpus/real/torch-2.13/tensor-legacy.pt', import.meta.url));
+    const r = await judge(real);
+    expect(r.report.format).toBe('torch-legacy');
+    expect(r.allow).toBe(true);
     const magic = hex('80028a0a6cfc9c46f9206aa850192e');
     const proto = hex('80024de9032e');
     const sys = hex('80027d71002e');
     const keys = hex('80025d71005801000000307101612e');
-    const file = Buffer.concat([magic, proto, sys, hex(R.R10), keys, Buffer.alloc(8), R10_STORAGE]);
-    const r = await judge(file);
-    expect(r.report.format).toBe('torch-legacy');
-    expect(r.allow).toBe(true);
+    // A 5-tuple storage id is the zip format's; torch's legacy loader unpacks six.
+    expect((await judge(Buffer.concat([magic, proto, sys, hex(R.R10), keys, Buffer.alloc(8), R10_STORAGE]))).reason).toMatch(/not a 6-tuple/);
     const bad = Buffer.concat([magic, proto, sys, evil, keys]);
     expect((await judge(bad)).reason).toMatch(/posix\.system/);
   });

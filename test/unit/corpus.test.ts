@@ -1,0 +1,41 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { HfPolicy } from '../../src/policy/hf.js';
+import { nameFindings, scan } from '../../src/scan/index.js';
+import { bufferSource } from '../../src/scan/source.js';
+
+/**
+ * The real-world corpus (test/corpus/generate.py wrote it with torch 1.13 and 2.13, numpy,
+ * sklearn, tarfile, gzip, bz2, lzma and zstd; judge.py recorded what torch.load(weights_only=True)
+ * and numpy.load(allow_pickle=False) do with each file). Airlock's verdict under the default
+ * policy must equal the reference verdict for every file: no false refusals, no false passes.
+ */
+const corpus = JSON.parse(readFileSync(new URL('../corpus/verdicts.json', import.meta.url), 'utf8')) as {
+  judge: Record<string, string>;
+  files: Record<string, { verdict: 'serve' | 'refuse'; judge: string; sha256: string }>;
+};
+const policy = new HfPolicy({ allow: [{ repo: 'org/corpus', commits: ['c'.repeat(40)] }] }, ['hf']);
+export const corpusFile = (rel: string) => readFileSync(new URL(`../corpus/real/${rel}`, import.meta.url));
+
+describe(`real-world corpus judged against torch ${corpus.judge.torch} / numpy ${corpus.judge.numpy}`, () => {
+  const entries = Object.entries(corpus.files);
+  it('holds benign files of every kind the issue names, and files the judge refuses', () => {
+    expect(entries.length).toBeGreaterThanOrEqual(80);
+    expect(entries.filter(([, v]) => v.verdict === 'serve').length).toBeGreaterThanOrEqual(60);
+    expect(entries.filter(([, v]) => v.verdict === 'refuse').length).toBeGreaterThanOrEqual(15);
+  });
+  for (const [rel, ref] of entries) {
+    it(`${ref.verdict === 'serve' ? 'serves' : 'refuses'} ${rel}`, async () => {
+      const bytes = corpusFile(rel);
+      expect(createHash('sha256').update(bytes).digest('hex')).toBe(ref.sha256);
+      const report = await scan(bufferSource(bytes), rel);
+      const d = policy.decideContent('model', 'org/corpus', rel, ref.sha256, { ...report, findings: [...report.findings, ...nameFindings(rel, report)] });
+      const why = d.allow ? `served as ${report.format}` : d.reason;
+      expect({ verdict: d.allow ? 'serve' : 'refuse', why }).toMatchObject({ verdict: ref.verdict });
+      // An archive refused for one member is refused naming that member, as the judge did.
+      const member = /^member ([^:]+):/.exec(ref.judge)?.[1];
+      if (member) expect(why).toContain(member);
+    });
+  }
+});
