@@ -29,10 +29,14 @@ export interface FillSpec {
 }
 
 export interface Inspector {
-  /** From the first bytes (up to 64 KiB): hold every byte back until the verdict (code-bearing formats)? */
-  holdAll(head: Buffer): boolean;
-  /** Judge the whole verified file before its tail is released; throw (AirlockError CONTENT_REFUSED) to refuse. */
-  judge(file: FileBytes): Promise<void>;
+  /**
+   * Judge the file while it arrives: reads of `file` wait for its bytes (when the size is known up
+   * front; otherwise the judge starts once every byte is in). Until `release()` is called no byte
+   * goes to any client; after it, bytes stream held back only by the tail. The tail waits for the
+   * judge to resolve; throwing (AirlockError CONTENT_REFUSED) refuses: before release() the client
+   * gets an error instead of a body, after it the transfer is cut before its end.
+   */
+  judge(file: FileBytes, release: () => void): Promise<void>;
 }
 
 /**
@@ -76,12 +80,12 @@ export class Fill extends EventEmitter {
   private window: { pos: number; buf: Buffer }[] = [];
   private windowBytes = 0;
   private readonly abort = new AbortController();
-  /** Resolves when clients may start receiving bytes: at once, after the sniff, or after the verdict. */
+  /** Resolves when clients may start receiving bytes: at once, once the inspector releases them, or after the verdict. */
   readonly gate: Promise<void>;
   private resolveGate!: () => void;
   private rejectGate!: (e: Error) => void;
-  private sniffed = false;
-  private holdAll = false;
+  private released = false;
+  private judging: Promise<void> | undefined;
   private resolveReady!: () => void;
   private rejectReady!: (e: Error) => void;
   private resolveSettled!: () => void;
@@ -110,21 +114,45 @@ export class Fill extends EventEmitter {
   /** Bytes readers may have now. */
   available(): number {
     if (this.state === 'verified') return this.written;
-    // Inspected files: nothing before the format is known; nothing at all for code-bearing formats.
-    if (this.spec.inspect && (!this.sniffed || this.holdAll)) return 0;
+    // Inspected files: nothing until the inspector has judged the part that could run code.
+    if (this.spec.inspect && !this.released) return 0;
     return Math.max(0, this.written - HOLD_BACK);
   }
 
-  /** Decide the hold-back from the first bytes (once HOLD_BACK bytes, or the whole file, are in). */
-  private async sniff(): Promise<void> {
-    if (this.sniffed || !this.spec.inspect) return;
-    const n = Math.min(this.written, HOLD_BACK);
-    const head = Buffer.alloc(n);
-    await this.fh!.read(head, 0, n, 0);
-    this.holdAll = this.spec.inspect.holdAll(head);
-    this.sniffed = true;
-    if (!this.holdAll) this.resolveGate();
+  private release = (): void => {
+    if (this.released || this.state === 'failed') return;
+    this.released = true;
+    this.resolveGate();
     this.emit('progress');
+  };
+
+  /**
+   * Positional reads of the spool file that wait until the bytes asked for have been written
+   * (the inspector follows the download instead of re-reading it afterwards).
+   */
+  private growingBytes(size: number): FileBytes {
+    return {
+      size,
+      read: async (pos, len) => {
+        const end = Math.min(size, pos + len);
+        while (this.written < end) {
+          if (this.state === 'failed') throw this.error;
+          if (this.state === 'verified') break;
+          await new Promise((res) => this.once('progress', res));
+        }
+        if (this.state === 'failed') throw this.error;
+        const b = Buffer.alloc(Math.max(0, end - pos));
+        if (b.length > 0) await this.fh!.read(b, 0, b.length, pos);
+        return b;
+      },
+    };
+  }
+
+  /** Start the inspector (once); its refusal fails the fill at once, wherever the download is. */
+  private startJudge(file: FileBytes): void {
+    if (this.judging || !this.spec.inspect) return;
+    this.judging = this.spec.inspect.judge(file, this.release);
+    this.judging.catch((e) => this.fail(e instanceof AirlockError ? e : new AirlockError('INTERNAL', `inspection failed: ${(e as Error).message}`, { cause: e })));
   }
 
   async run(): Promise<void> {
@@ -146,6 +174,7 @@ export class Fill extends EventEmitter {
     }
     this.state = 'running';
     this.resolveReady();
+    if (this.size !== undefined) this.startJudge(this.growingBytes(this.size));
     this.pump(up.body);
   }
 
@@ -178,7 +207,6 @@ export class Fill extends EventEmitter {
           this.written += n;
           queued -= n;
           hash.progress(this.written);
-          if (!this.sniffed && this.spec.inspect && this.written >= HOLD_BACK) await this.sniff();
           this.emit('progress');
           if (body.isPaused() && queued < QUEUE_HIGH / 2) body.resume();
           if (this.state !== 'running') return;
@@ -193,7 +221,6 @@ export class Fill extends EventEmitter {
       if (ended && queue.length === 0 && this.state === 'running') {
         let digest: string;
         try {
-          await this.sniff();
           digest = await hash.finish(this.written);
         } catch (e) {
           this.fail(e as Error);
@@ -247,11 +274,11 @@ export class Fill extends EventEmitter {
     this.size = this.written;
     if (this.spec.inspect) {
       // The verdict comes before the tail (and, for code-bearing formats, before any byte).
+      this.startJudge(fileHandleBytes(this.fh!, this.written));
       try {
-        await this.spec.inspect.judge(fileHandleBytes(this.fh!, this.written));
-      } catch (e) {
-        this.fail(e instanceof AirlockError ? e : new AirlockError('INTERNAL', `inspection failed: ${(e as Error).message}`, { cause: e }));
-        return;
+        await this.judging;
+      } catch {
+        return; // startJudge's handler has failed the fill
       }
       if (this.state !== 'running') return;
     }

@@ -12,7 +12,7 @@ import { displayRepo, type HfRefusal, type HfRepoType } from '../policy/hf.js';
 import type { Decision } from '../policy/types.js';
 import type { MetaStore, PullRecord } from '../storage/meta-store.js';
 import { contentLength, readBoundedBytes } from '../upstream/http.js';
-import { holdsAll, nameFindings, scan, SCANNER_VERSION, type ScanReport } from '../scan/index.js';
+import { nameFindings, scan, SCANNER_VERSION, type ScanOptions, type ScanReport } from '../scan/index.js';
 import { bufferSource } from '../scan/source.js';
 import type { HfEntry, HfSnapshot, Hub } from './hub.js';
 import { checkFilePath, HfPathError, parseHfPath } from './paths.js';
@@ -193,10 +193,10 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
   }
 
   /** Judge bytes (scanning them when no current report is stored) and store the report. */
-  async function inspect(sha256: string, file: FileBytes): Promise<ScanReport> {
+  async function inspect(sha256: string, file: FileBytes, path?: string, opts?: ScanOptions): Promise<ScanReport> {
     const known = await storedReport(sha256);
-    if (known) return known;
-    const report = await scan(file);
+    if (known && !known.partial) return known;
+    const report = await scan(file, path, opts);
     await d.meta.putScan(sha256, SCANNER_VERSION, JSON.stringify(report));
     return report;
   }
@@ -264,8 +264,10 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       return sendBytes(c, 200, { 'x-repo-commit': commit, etag: `"${entry.oid}"`, 'content-type': 'text/plain; charset=utf-8', 'access-control-expose-headers': EXPOSE }, pointer);
     }
     const knownSha = entry.lfs?.oid ?? (await d.meta.getAlias('git-blob', entry.oid)) ?? undefined;
-    const known = knownSha ? await storedReport(knownSha) : null;
-    const knownDecision = known && knownSha ? contentDecision(type, repo, path, knownSha, known) : null;
+    let known = knownSha ? await storedReport(knownSha) : null;
+    let knownDecision = known && knownSha ? contentDecision(type, repo, path, knownSha, known) : null;
+    // A partial report (an early refusal) never approves: under a policy that would allow it, the file is judged whole again.
+    if (known?.partial && knownDecision?.allow) known = knownDecision = null;
     if (!isGet) {
       // A verdict already on record answers HEAD too: EntryNotFound lets transformers move on to the next candidate file.
       if (knownDecision && !knownDecision.allow) throw new HubError(404, 'EntryNotFound', `blocked by mirror policy: ${knownDecision.reason}`, commit);
@@ -297,11 +299,28 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
         sha256: lfs.oid,
         size: lfs.size,
         inspect: {
-          holdAll: holdsAll,
-          judge: async (file: FileBytes) => {
-            report = await inspect(lfs.oid, file);
-            verdict = contentDecision(type, repo, path, lfs.oid, report);
-            if (!verdict.allow) throw new AirlockError('CONTENT_REFUSED', `blocked by mirror policy: ${verdict.reason}`);
+          // Judged as it downloads: what could run code first (a refusal then answers 403 before
+          // any byte), the rest as it streams (a refusal then cuts the transfer before its end).
+          judge: async (file: FileBytes, release: () => void) => {
+            const refuseOn = (r: ScanReport) => {
+              verdict = contentDecision(type, repo, path, lfs.oid, r);
+              if (!verdict.allow) throw new AirlockError('CONTENT_REFUSED', `blocked by mirror policy: ${verdict.reason}`);
+            };
+            report = await inspect(lfs.oid, file, undefined, {
+              cleared: async (partial) => {
+                try {
+                  refuseOn(partial);
+                } catch (e) {
+                  // Kept so HEAD and the next GET refuse without fetching it again.
+                  report = { ...partial, partial: true };
+                  await d.meta.putScan(lfs.oid, SCANNER_VERSION, JSON.stringify(report));
+                  throw e;
+                }
+                release();
+              },
+            });
+            refuseOn(report);
+            release();
           },
         },
         open: async (signal: AbortSignal) => {
@@ -327,7 +346,10 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
         });
       } catch (e) {
         const refused = e instanceof AirlockError && e.code === 'CONTENT_REFUSED';
-        d.recorder.record({ ...base, sha256: lfs.oid, size: entry.size, cache: 'none', decision: refused ? 'deny' : 'error', reason: (e as Error).message, rule: refused && verdict ? verdict.rule : rule, code: refused ? 'content_refused' : 'upstream_failed', scan: scanSummary(report, verdict) });
+        // A digest or size mismatch found before any byte went out is a refusal too, recorded as such.
+        const mismatch = e instanceof AirlockError && (e.code === 'DIGEST_MISMATCH' || e.code === 'SIZE_MISMATCH');
+        const code = refused ? 'content_refused' : mismatch ? 'digest_mismatch' : 'upstream_failed';
+        d.recorder.record({ ...base, sha256: lfs.oid, size: entry.size, cache: 'none', decision: refused || mismatch ? 'deny' : 'error', reason: (e as Error).message, rule: refused && verdict ? verdict.rule : rule, code, scan: scanSummary(report, verdict) });
         if (refused) throw new HubError(403, undefined, e.message, commit);
         throw e;
       }

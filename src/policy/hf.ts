@@ -65,6 +65,8 @@ export interface ContentReport {
   globals: string[];
   /** Pickle opcodes torch's weights-only unpickler does not implement. */
   pickleOps?: string[];
+  /** For archives: the member each import was first seen in. */
+  where?: Record<string, string>;
   findings: { severity: 'refuse' | 'code' | 'info'; code: string; message: string }[];
 }
 
@@ -265,7 +267,7 @@ export class HfPolicy {
     const outside = report.pickle ? report.globals.filter((g) => !s.profile.has(g)) : [];
     const ops = report.pickle ? (report.pickleOps ?? []) : [];
     const imports = [
-      outside.length > 0 ? `pickle imports ${outside.slice(0, 5).join(', ')}${outside.length > 5 ? ` and ${outside.length - 5} more` : ''}, outside the ${s.profileName} profile (what torch.load(weights_only=True) accepts)` : '',
+      outside.length > 0 ? `pickle imports ${outside.slice(0, 5).join(', ')}${outside.length > 5 ? ` and ${outside.length - 5} more` : ''}${inMembers(outside, report.where)}, outside the ${s.profileName} profile (what torch.load(weights_only=True) accepts)` : '',
       ops.length > 0 ? `pickle uses opcode${ops.length > 1 ? 's' : ''} ${ops.slice(0, 5).join(', ')}, which torch.load(weights_only=True) does not implement (protocol 2 is what torch.save writes)` : '',
     ].filter(Boolean).join('; ');
     const bad = report.findings.find((f) => f.severity === 'refuse');
@@ -285,6 +287,13 @@ export class HfPolicy {
   refs(type: HfRepoType, repo: string): [string, string][] {
     return [...(this.allow.get(key(type, repo))?.refs ?? [])].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
   }
+}
+
+/** " (in member a.pyd, b.pkl)" for imports found inside an archive's members. */
+function inMembers(globals: string[], where: Record<string, string> | undefined): string {
+  if (!where) return '';
+  const members = [...new Set(globals.map((g) => where[g]).filter(Boolean))];
+  return members.length > 0 ? ` (in member ${members.slice(0, 3).join(', ')}${members.length > 3 ? ` and ${members.length - 3} more` : ''})` : '';
 }
 
 function compileScan(input: HfScanInput, parent: ScanRule | undefined, path: (string | number)[], id: string): ScanRule {

@@ -1,59 +1,21 @@
+import { Readable } from 'node:stream';
+import { ARCHIVE_LIMITS, compressionOf, isTar, sequential, walkStream } from './archive.js';
 import { checkGguf, checkSafetensors, readNpyHeader, suspiciousTemplate } from './formats.js';
-import { decodePickle, looksLikePickle, type PickleValue } from './pickle.js';
-import { Cursor, ScanError, bufferSource, type ByteSource } from './source.js';
-import { checkStoredCrc, readEntry, readZip, type ZipEntry } from './zip.js';
+import { looksLikePickle } from './pickle.js';
+import { Report, scanPickles, type Finding, type Format, type ScanReport } from './report.js';
+import { ScanError, bufferSource, type ByteSource } from './source.js';
+import { ZIP_MEMBER_MAX, firstTorchPickle, judgeRawPickles, scanNpy, scanZip } from './torch.js';
 
-/** Bumped whenever a change could alter a verdict: stored reports from older versions are re-judged. */
-export const SCANNER_VERSION = 'airlock-scan/2';
+export { SCANNER_VERSION, type Finding, type Format, type ScanReport } from './report.js';
 
-export type Format =
-  | 'safetensors'
-  | 'gguf'
-  | 'pickle'
-  | 'joblib'
-  | 'torch-zip'
-  | 'torch-legacy'
-  | 'numpy'
-  | 'npz'
-  | 'keras'
-  | 'zip'
-  | 'archive'
-  | 'json'
-  | 'python'
-  | 'opaque';
-
-/** Formats whose bytes can run code when loaded: nothing is released before their verdict. */
+/** Formats whose bytes can run code when loaded. */
 export const PICKLE_FAMILY = new Set<Format>(['pickle', 'joblib', 'torch-zip', 'torch-legacy', 'numpy', 'npz', 'zip', 'keras']);
 
-export interface Finding {
-  /** 'refuse': a structural or parse problem (refused under every profile); 'code': code that trust_remote_code or Keras would run (policy remote_code); 'info': surfaced only. */
-  severity: 'refuse' | 'code' | 'info';
-  code: string;
-  message: string;
-}
-
-export interface ScanReport {
-  scanner: string;
-  format: Format;
-  /** The file carries pickles (judged against the pickle profile). */
-  pickle: boolean;
-  /** Every import the pickles make, "module.name", sorted and unique. */
-  globals: string[];
-  /** Opcodes the pickles use that torch's weights-only unpickler does not implement. */
-  pickleOps: string[];
-  findings: Finding[];
-}
-
 const ZIP_MAGIC = [0x04034b50, 0x06054b50];
-const ARCHIVE_MAGICS: [number[], string][] = [
+const OTHER_ARCHIVES: [number[], string][] = [
   [[0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c], '7z'],
-  [[0x1f, 0x8b], 'gzip'],
-  [[0x42, 0x5a, 0x68], 'bzip2'],
-  [[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], 'xz'],
-  [[0x28, 0xb5, 0x2f, 0xfd], 'zstd'],
   [[0x52, 0x61, 0x72, 0x21], 'rar'],
 ];
-const LEGACY_TORCH_MAGIC = 0x1950a86a20f9469cfc6cn;
 
 function startsWith(b: Buffer, m: number[]): boolean {
   return b.length >= m.length && m.every((x, i) => b[i] === x);
@@ -61,9 +23,8 @@ function startsWith(b: Buffer, m: number[]): boolean {
 
 /** Which archive or compressed format the first bytes are, if any. */
 function archiveKind(head: Buffer): string | undefined {
-  for (const [m, name] of ARCHIVE_MAGICS) if (startsWith(head, m)) return name;
-  if (head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar') return 'tar';
-  return undefined;
+  for (const [m, name] of OTHER_ARCHIVES) if (startsWith(head, m)) return name;
+  return compressionOf(head) ?? (isTar(head) ? 'tar' : undefined);
 }
 
 /** What the first bytes say the file is (content, not name). */
@@ -78,151 +39,6 @@ export function sniff(head: Buffer): Format {
   }
   if (looksLikePickle(head)) return 'pickle';
   return 'opaque';
-}
-
-/** Whether a fill must hold every byte back until the verdict (code-bearing containers). */
-export function holdsAll(head: Buffer): boolean {
-  const f = sniff(head);
-  return f === 'pickle' || f === 'zip' || f === 'numpy';
-}
-
-class Report {
-  globals = new Set<string>();
-  ops = new Set<string>();
-  findings: Finding[] = [];
-  pickle = false;
-  refuse(code: string, message: string) {
-    this.findings.push({ severity: 'refuse', code, message });
-  }
-  done(format: Format): ScanReport {
-    return { scanner: SCANNER_VERSION, format, pickle: this.pickle, globals: [...this.globals].sort(), pickleOps: [...this.ops].sort(), findings: this.findings };
-  }
-}
-
-/** Every pickle in [start, end) back to back; returns where the last one stopped. */
-async function scanPickles(src: ByteSource, r: Report, start: number, end: number, max: number, where: string): Promise<{ stop: number; first: PickleValue | undefined; count: number; persistentIds: PickleValue[] }> {
-  r.pickle = true;
-  const cur = new Cursor(src, start, end);
-  let first: PickleValue | undefined;
-  let count = 0;
-  const persistentIds: PickleValue[] = [];
-  while (count < max && cur.remaining > 0) {
-    if (count > 0) {
-      await cur.need(1);
-      const peek = await src.read(cur.pos, 2);
-      if (!(peek[0] === 0x80 && peek[1] >= 2 && peek[1] <= 5)) break;
-    }
-    const seen: string[] = [];
-    try {
-      const p = await decodePickle(cur, seen);
-      seen.forEach((g) => r.globals.add(g));
-      p.foreignOps.forEach((o) => r.ops.add(o));
-      p.unknowns.forEach((u) => r.refuse('pickle_unknown', `${where}: ${u}`));
-      persistentIds.push(...p.persistentIds);
-      if (count === 0) first = p.result;
-      count++;
-    } catch (e) {
-      if (!(e instanceof ScanError)) throw e;
-      // The opcodes before the error would already have run in Python: the imports seen count.
-      seen.forEach((g) => r.globals.add(g));
-      r.refuse('pickle_invalid', `${where}: ${e.message}`);
-      return { stop: cur.pos, first, count, persistentIds };
-    }
-  }
-  return { stop: cur.pos, first, count, persistentIds };
-}
-
-const STORAGE_BYTES: Record<string, number> = {
-  'torch.DoubleStorage': 8, 'torch.FloatStorage': 4, 'torch.HalfStorage': 2, 'torch.BFloat16Storage': 2, 'torch.LongStorage': 8,
-  'torch.IntStorage': 4, 'torch.ShortStorage': 2, 'torch.CharStorage': 1, 'torch.ByteStorage': 1, 'torch.BoolStorage': 1,
-  'torch.ComplexDoubleStorage': 16, 'torch.ComplexFloatStorage': 8, 'torch.QInt8Storage': 1, 'torch.QUInt8Storage': 1,
-  'torch.QInt32Storage': 4, 'torch.QUInt4x2Storage': 1, 'torch.QUInt2x4Storage': 1, 'torch.UntypedStorage': 1,
-};
-
-/**
- * A torch persistent id is ('storage', <storage class>, key, location, numel) in the zip format;
- * the legacy format (_use_new_zipfile_serialization=False) adds a sixth element, view_metadata
- * (None, or (view_key, offset, size)), which torch unpacks as data.
- */
-function storageRef(pid: PickleValue, legacy = false): { key: string; bytes: bigint | undefined } | string {
-  const arity = legacy ? 6 : 5;
-  if (pid.t !== 'tuple' || pid.items.length !== arity) return `a persistent id that is not a ${arity}-tuple`;
-  const [tag, cls, key, loc, numel] = pid.items;
-  if (tag.t !== 'str' || tag.v !== 'storage') return "a persistent id that does not start with 'storage'";
-  if (cls.t !== 'global' || !(cls.name in STORAGE_BYTES)) return 'a persistent id whose storage type is not a torch storage class';
-  if (key.t !== 'str' || loc.t !== 'str' || numel.t !== 'int') return 'a malformed storage persistent id';
-  return { key: key.v, bytes: numel.v * BigInt(STORAGE_BYTES[cls.name]) };
-}
-
-async function scanZip(src: ByteSource, r: Report): Promise<Format> {
-  const entries = await readZip(src);
-  if (entries.length === 0) return 'zip';
-  const byName = new Map(entries.map((e) => [e.name, e]));
-  // PyTorch takes the archive name from the first central-directory entry (miniz), then <name>/data.pkl.
-  const archive = entries[0].name.split('/')[0];
-  const dataPkl = byName.get(`${archive}/data.pkl`);
-  let format: Format = 'zip';
-  const scanned = new Set<ZipEntry>();
-  if (dataPkl) {
-    format = 'torch-zip';
-    const bytes = await readEntry(src, dataPkl, 512 << 20);
-    scanned.add(dataPkl);
-    const res = await scanPickles(bufferSource(bytes), r, 0, bytes.length, 1, `${archive}/data.pkl`);
-    if (res.stop !== bytes.length && !r.findings.some((f) => f.code === 'pickle_invalid')) r.refuse('pickle_trailing', `${archive}/data.pkl: bytes after the pickle's STOP`);
-    for (const pid of res.persistentIds) {
-      const ref = storageRef(pid);
-      if (typeof ref === 'string') {
-        r.refuse('pickle_persistent_id', `${archive}/data.pkl: ${ref}`);
-        continue;
-      }
-      const e = byName.get(`${archive}/data/${ref.key}`);
-      if (!e) r.refuse('torch_storage_missing', `${archive}/data.pkl refers to storage ${ref.key}, which the archive lacks`);
-      else if (ref.bytes !== undefined && BigInt(e.size) < ref.bytes) r.refuse('torch_storage_size', `${archive}/data/${ref.key} is ${e.size} bytes, smaller than the ${ref.bytes} its tensor needs`);
-    }
-  } else if (entries.some((e) => e.name.endsWith('.npy'))) format = 'npz';
-  else if (byName.has('config.json') && byName.has('metadata.json')) format = 'keras';
-  for (const e of entries) {
-    if (scanned.has(e)) continue;
-    const isStorage = format === 'torch-zip' && e.name.startsWith(`${archive}/data/`);
-    if (isStorage) {
-      await checkStoredCrc(src, e);
-      continue;
-    }
-    if (e.size > 64 << 20) {
-      await checkStoredCrc(src, e);
-      const head = (await src.read(e.dataOffset, Math.min(4096, e.compressedSize))) as Buffer;
-      const kind = sniff(head);
-      if (e.method === 0 && kind !== 'opaque') r.refuse('zip_member_unscanned', `${e.name}: a ${e.size}-byte member that looks like ${kind} is too large to inspect inside an archive`);
-      continue;
-    }
-    const bytes = await readEntry(src, e, 64 << 20);
-    const kind = sniff(bytes.subarray(0, 4096));
-    if (kind === 'zip' || kind === 'archive') r.refuse('zip_nested', `${e.name}: an archive inside the archive`);
-    else if (kind === 'pickle') {
-      // Pickles under any name are scanned (a .txt member must not hide one).
-      const res = await scanPickles(bufferSource(bytes), r, 0, bytes.length, 8, e.name);
-      if (res.stop !== bytes.length && !r.findings.some((f) => f.code === 'pickle_invalid')) r.refuse('pickle_trailing', `${e.name}: bytes after the pickle`);
-    } else if (kind === 'numpy') await scanNpy(bufferSource(bytes), r, e.name);
-    else if (format === 'keras' && e.name === 'config.json') scanKerasConfig(bytes, r);
-  }
-  return format;
-}
-
-async function scanNpy(src: ByteSource, r: Report, where: string): Promise<void> {
-  const h = await readNpyHeader(src);
-  if (!h.objectDtype) return;
-  const res = await scanPickles(src, r, h.dataOffset, src.size, 1, `${where} (object array)`);
-  if (res.stop !== src.size && !r.findings.some((f) => f.code === 'pickle_invalid')) r.refuse('pickle_trailing', `${where}: bytes after the object array's pickle`);
-}
-
-function scanKerasConfig(bytes: Buffer, r: Report): void {
-  const text = bytes.toString('utf8');
-  if (/"class_name"\s*:\s*"(Lambda|TFSMLayer)"/.test(text) || text.includes('__lambda__')) {
-    r.findings.push({ severity: 'code', code: 'keras_lambda', message: 'Keras model with a Lambda or TFSMLayer layer (code that runs when the model loads)' });
-  }
-  for (const m of text.matchAll(/"module"\s*:\s*"([^"]+)"/g)) {
-    if (!/^keras(\.|$)/.test(m[1])) r.findings.push({ severity: 'code', code: 'keras_module', message: `Keras config refers to module ${m[1]} outside keras` });
-  }
 }
 
 /** JSON content: auto_map (remote code) and chat templates. Returns false when it is not JSON. */
@@ -252,27 +68,54 @@ const EXPECTED_BY_NAME: [RegExp, Format[]][] = [
   [/\.npy$/i, ['numpy']],
 ];
 
-/** Findings that come from a file's name rather than its bytes (added at decision time). */
-export function nameFindings(path: string, report?: { format: string }): Finding[] {
+function formatMismatch(path: string, report: { format: string }): Finding[] {
   const out: Finding[] = [];
-  if (/\.py$/i.test(path)) out.push({ severity: 'code', code: 'python_source', message: `${path} is Python source (code trust_remote_code would run)` });
   for (const [re, formats] of EXPECTED_BY_NAME) {
-    if (report && re.test(path) && !formats.includes(report.format as Format)) {
+    if (re.test(path) && !formats.includes(report.format as Format)) {
       out.push({ severity: 'refuse', code: 'format_mismatch', message: `${path} is named like ${formats[0]} but its content is ${report.format}` });
     }
   }
   return out;
 }
 
+/** Findings that come from a file's name rather than its bytes (added at decision time). */
+export function nameFindings(path: string, report?: { format: string }): Finding[] {
+  const out: Finding[] = [];
+  if (/\.py$/i.test(path)) out.push({ severity: 'code', code: 'python_source', message: `${path} is Python source (code trust_remote_code would run)` });
+  if (report) out.push(...formatMismatch(path, report));
+  return out;
+}
+
+export interface ScanOptions {
+  /**
+   * Called once the bytes that could run code have been judged and what follows may stream to
+   * clients (held back only by the fill's tail): at once for archives and data formats, after
+   * the first pickle of a torch zip, after the five pickles of a legacy torch file, never before
+   * the end for plain pickles and other zips. It gets the report so far; throwing refuses.
+   */
+  cleared?: (partial: ScanReport) => void | Promise<void>;
+  /** Archive nesting depth of this file (0 for a file served on its own). */
+  depth?: number;
+}
+
 /**
  * Judge one file by its content (the report is stored per SHA-256, so nothing in it depends on
  * the file's name; `path` only labels messages). Never executes or unpickles anything; reads
- * through `src` without holding large files in memory. Parse problems become 'refuse' findings.
+ * through `src` in order where it can (so it can follow a file as it downloads) and never holds
+ * a large file in memory. Parse problems become 'refuse' findings.
  */
-export async function scan(src: ByteSource, path = 'the file'): Promise<ScanReport> {
+export async function scan(src: ByteSource, path = 'the file', opts: ScanOptions = {}): Promise<ScanReport> {
   const r = new Report();
+  let clearedOnce = false;
+  const clear = async (format: Format, report = r) => {
+    if (clearedOnce || !opts.cleared) return;
+    clearedOnce = true;
+    await opts.cleared(report.done(format));
+  };
   const head = await src.read(0, Math.min(src.size, 4096));
   let format: Format = sniff(head);
+  const depth = opts.depth ?? 0;
+  const judgeMember = (name: string, size: number | undefined, body: Readable) => scanMember(r, name, size, body, depth + 1);
   try {
     switch (format) {
       case 'safetensors':
@@ -290,61 +133,38 @@ export async function scan(src: ByteSource, path = 'the file'): Promise<ScanRepo
         break;
       }
       case 'numpy':
+        if (!(await readNpyHeader(src)).objectDtype) await clear(format);
         await scanNpy(src, r, path);
         break;
-      case 'zip':
-        format = await scanZip(src, r);
+      case 'zip': {
+        const first = opts.cleared ? await firstTorchPickle(src) : null;
+        // The judge sees the first pickle's imports now; the whole archive is checked at the end.
+        if (first) await clear('torch-zip', first);
+        format = await scanZip(src, r, (name, bytes) => judgeMember(name, bytes.length, Readable.from([bytes])), sniff);
         break;
+      }
       case 'pickle': {
         const res = await scanPickles(src, r, 0, src.size, 5, path);
-        const legacy = res.first?.t === 'int' && res.first.v === LEGACY_TORCH_MAGIC;
-        if (legacy) {
-          format = 'torch-legacy';
-          if (res.count < 5 && !r.findings.some((f) => f.code === 'pickle_invalid')) r.refuse('torch_legacy', 'legacy torch file with fewer than its 5 pickles');
-          for (const pid of res.persistentIds) {
-            const ref = storageRef(pid, true);
-            if (typeof ref === 'string') r.refuse('pickle_persistent_id', `${path}: ${ref}`);
-          }
-        } else {
-          // After the pickles of a plain pickle file, nothing may follow (joblib appends raw arrays; a payload could hide there).
-          if (res.stop !== src.size && !r.findings.some((f) => f.code === 'pickle_invalid')) r.refuse('pickle_trailing', `${path}: ${src.size - res.stop} bytes after the last pickle`);
-          for (const pid of res.persistentIds) {
-            const ref = storageRef(pid);
-            if (typeof ref === 'string') r.refuse('pickle_persistent_id', `${path}: ${ref}`);
-          }
-          if ([...r.globals].some((g) => g.startsWith('joblib.'))) format = 'joblib';
-        }
+        format = judgeRawPickles(r, res, src.size, path);
         break;
       }
-      case 'archive':
-        r.refuse('archive', `${path}: ${archiveKind(head)} content (an archive or compressed file) is not inspected`);
-        break;
-      case 'opaque': {
-        const first = head.toString('latin1').trimStart()[0];
-        if (src.size <= 16 << 20 && (first === '{' || first === '[')) {
-          const bytes = await src.read(0, src.size);
-          if (scanJson(bytes, path, r)) format = 'json';
+      case 'archive': {
+        const kind = archiveKind(head)!;
+        if (kind === '7z' || kind === 'rar') {
+          r.refuse('archive', `${path}: ${kind} archives are not inspected (tar, gzip, bzip2, xz, zstd and zip are)`);
           break;
         }
-        // A zip whose end record is at the end but whose first bytes are something else (a stub).
-        const tail = await src.read(Math.max(0, src.size - 65557), Math.min(src.size, 65557));
-        if (tail.includes(Buffer.from([0x50, 0x4b, 0x05, 0x06]))) {
-          r.refuse('zip_prefixed', `${path}: a zip archive behind ${head.subarray(0, 4).toString('hex')}... (bytes before the first entry)`);
-          format = 'zip';
+        if (depth >= ARCHIVE_LIMITS.depth) {
+          r.refuse('archive_depth', `${path}: archives nested more than ${ARCHIVE_LIMITS.depth} deep`);
           break;
         }
-        // pickle.load needs no PROTO and no particular first opcode: try to decode, and call it a
-        // pickle if it imports anything that looks like a Python name (or decodes through STOP).
-        const trial = new Report();
-        await scanPickles(src, trial, 0, Math.min(src.size, 1 << 20), 1, path);
-        const named = [...trial.globals].some((g) => /^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$/.test(g));
-        const clean = !trial.findings.some((f) => f.code === 'pickle_invalid');
-        if (named || (clean && trial.globals.size > 0)) {
-          await scanPickles(src, r, 0, src.size, 5, path);
-          format = 'pickle';
-        }
+        await clear(format);
+        await walkStream(sequential(src), src.size, path, judgeMember);
         break;
       }
+      case 'opaque':
+        format = await scanOpaque(src, head, path, r, () => clear('opaque'));
+        break;
       default:
         break;
     }
@@ -353,4 +173,90 @@ export async function scan(src: ByteSource, path = 'the file'): Promise<ScanRepo
     r.refuse('invalid', e.message);
   }
   return r.done(format);
+}
+
+/** Bytes that match no format: JSON, a zip behind a stub, a pickle without a header, or data. */
+async function scanOpaque(src: ByteSource, head: Buffer, path: string, r: Report, clear: () => Promise<void>): Promise<Format> {
+  const first = head.toString('latin1').trimStart()[0];
+  if (src.size <= 16 << 20 && (first === '{' || first === '[')) {
+    const bytes = await src.read(0, src.size);
+    if (scanJson(bytes, path, r)) return 'json';
+  }
+  // pickle.load needs no PROTO and no particular first opcode: try to decode, and call it a
+  // pickle if it imports anything that looks like a Python name (or decodes through STOP). The
+  // placeholder for an unresolvable import is no name: random bytes (images) produce it, and
+  // CPython fails on it too (STACK_GLOBAL needs strings, the EXT registry is empty).
+  const trial = new Report();
+  await scanPickles(src, trial, 0, Math.min(src.size, 1 << 20), 1, path);
+  const named = [...trial.globals].some((g) => g !== 'unknown.unknown' && /^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$/.test(g));
+  if (named || (!trial.refused('pickle_invalid') && trial.globals.size > 0)) {
+    await scanPickles(src, r, 0, src.size, 5, path);
+    return 'pickle';
+  }
+  await clear();
+  // A zip whose end record is at the end but whose first bytes are something else (a stub).
+  const tail = await src.read(Math.max(0, src.size - 65557), Math.min(src.size, 65557));
+  if (tail.includes(Buffer.from([0x50, 0x4b, 0x05, 0x06]))) {
+    r.refuse('zip_prefixed', `${path}: a zip archive behind ${head.subarray(0, 4).toString('hex')}... (bytes before the first entry)`);
+    return 'zip';
+  }
+  return 'opaque';
+}
+
+/** How much of a member is read whole for judging; larger members are sniffed from their head. */
+const MEMBER_MAX = ZIP_MEMBER_MAX;
+
+/**
+ * Judge one archive member by the same rules as a file of its own: archives inside are walked as
+ * they stream; anything else up to MEMBER_MAX is read and scanned; larger members are sniffed, and
+ * refused when they could carry code (a pickle, a zip, an object array) that cannot be read whole.
+ */
+async function scanMember(r: Report, name: string, size: number | undefined, body: Readable, depth: number): Promise<void> {
+  const parts: Buffer[] = [];
+  let have = 0;
+  let over = false;
+  for await (const chunk of body) {
+    if (!over) {
+      parts.push(chunk as Buffer);
+      have += (chunk as Buffer).length;
+      if (have > MEMBER_MAX) {
+        over = true;
+        const head = Buffer.concat(parts).subarray(0, 64 << 10);
+        parts.length = 0;
+        parts.push(head);
+        const kind = sniff(head);
+        if (kind === 'archive' && archiveKind(head) !== '7z' && archiveKind(head) !== 'rar') {
+          // Too large to hold: an archive inside is walked as it streams (the head, then the rest).
+          const rest = Readable.from((async function* () { yield head; for await (const c of body) yield c as Buffer; })());
+          await walkNested(r, name, size, rest, depth);
+          return;
+        }
+        if (kind === 'pickle' || kind === 'zip' || kind === 'archive' || (kind === 'numpy' && (await readNpyHeader(bufferSource(head)).catch(() => ({ objectDtype: true }))).objectDtype)) {
+          r.refuse('archive_member_unscanned', `member ${name}: a member of over ${MEMBER_MAX} bytes that looks like ${kind} is too large to inspect inside an archive`);
+          body.destroy();
+          return;
+        }
+      }
+    }
+  }
+  if (over) return;
+  const bytes = Buffer.concat(parts);
+  const sub = await scan(bufferSource(bytes), name, { depth });
+  sub.findings.push(...formatMismatch(name, sub));
+  r.merge(sub, name);
+}
+
+async function walkNested(r: Report, name: string, size: number | undefined, body: Readable, depth: number): Promise<void> {
+  if (depth >= ARCHIVE_LIMITS.depth) {
+    r.refuse('archive_depth', `member ${name}: archives nested more than ${ARCHIVE_LIMITS.depth} deep`);
+    return;
+  }
+  const sub = new Report();
+  try {
+    await walkStream(body, size ?? 0, name, (n, s, b) => scanMember(sub, n, s, b, depth + 1));
+  } catch (e) {
+    if (!(e instanceof ScanError)) throw e;
+    sub.refuse('invalid', e.message);
+  }
+  r.merge(sub.done('archive'), name);
 }

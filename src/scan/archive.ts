@@ -1,0 +1,193 @@
+import { Readable, Transform, type Duplex } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import lzma from 'lzma-native';
+import tar from 'tar-stream';
+import unbzip2 from 'unbzip2-stream';
+import { DecompressStream } from 'zstd-napi';
+import { ScanError, type ByteSource } from './source.js';
+
+/**
+ * Opening archives as they stream: compressed files (gzip, bzip2, xz, zstd) are decompressed and
+ * tars are walked member by member, so every member is handed to the same judge as a file of its
+ * own. Decompressors are the formats' reference libraries where Node has none built in: zlib
+ * (Node) for gzip, libzstd (zstd-napi) and liblzma (lzma-native) with their memory limits, and
+ * unbzip2-stream for bzip2. Limits against bombs: the expansion ratio, the member count and the
+ * nesting depth; memory stays bounded by the decompressors' windows and one buffered member.
+ */
+export type Compression = 'gzip' | 'bzip2' | 'xz' | 'zstd';
+
+const MAGICS: [number[], Compression][] = [
+  [[0x1f, 0x8b], 'gzip'],
+  [[0x42, 0x5a, 0x68], 'bzip2'],
+  [[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], 'xz'],
+  [[0x28, 0xb5, 0x2f, 0xfd], 'zstd'],
+];
+
+export function compressionOf(head: Buffer): Compression | undefined {
+  for (const [m, kind] of MAGICS) if (head.length >= m.length && m.every((x, i) => head[i] === x)) return kind;
+  return undefined;
+}
+
+/** POSIX ustar and GNU tar headers carry "ustar" at offset 257 (what Python's tarfile and GNU tar write). */
+export function isTar(head: Buffer): boolean {
+  return head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
+}
+
+export const ARCHIVE_LIMITS = {
+  /** Decompressed bytes may reach this many times the compressed size (gzip's own maximum is ~1032)... */
+  ratio: 1032,
+  /** ...or this floor, whichever is larger. */
+  floor: 1 << 30,
+  members: 1_000_000,
+  /** An archive inside an archive inside an archive, and no deeper. */
+  depth: 3,
+  /** xz dictionaries above this are refused (xz -9 needs 65 MiB); zstd keeps libzstd's default 128 MiB window limit. */
+  xzMemory: 256 << 20,
+};
+
+/** The bytes of src, in order, as a stream (reads wait for a growing source). */
+export function sequential(src: ByteSource, chunk = 1 << 20): Readable {
+  let pos = 0;
+  return new Readable({
+    highWaterMark: chunk,
+    read() {
+      if (pos >= src.size) {
+        this.push(null);
+        return;
+      }
+      const len = Math.min(chunk, src.size - pos);
+      src.read(pos, len).then(
+        (b) => {
+          if (b.length === 0) return this.destroy(new ScanError(`short read at byte ${pos}`));
+          pos += b.length;
+          this.push(b);
+        },
+        (e) => this.destroy(e),
+      );
+    },
+  });
+}
+
+function decompressor(kind: Compression): Duplex {
+  switch (kind) {
+    case 'gzip':
+      return createGunzip();
+    case 'zstd':
+      return new DecompressStream();
+    case 'xz':
+      return lzma.createStream('streamDecoder', { memlimit: ARCHIVE_LIMITS.xzMemory, flags: lzma.LZMA_CONCATENATED });
+    case 'bzip2':
+      // unbzip2-stream is a classic (through) stream; it pipes and emits errors like a Duplex.
+      return unbzip2() as unknown as Duplex;
+  }
+}
+
+/** Counts output bytes and stops the stream past the expansion limit. */
+function expansionGuard(compressed: number, label: string): Transform {
+  const max = Math.max(ARCHIVE_LIMITS.floor, compressed * ARCHIVE_LIMITS.ratio);
+  let n = 0;
+  return new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      n += chunk.length;
+      if (n > max) cb(new ScanError(`${label}: decompresses to more than ${max} bytes (${ARCHIVE_LIMITS.ratio}x its size): a decompression bomb`));
+      else cb(null, chunk);
+    },
+  });
+}
+
+/** What a walk hands the judge: one member's name, declared size (when the tar says) and bytes. */
+export type MemberHandler = (name: string, size: number | undefined, body: Readable) => Promise<void>;
+
+/**
+ * Decompress `body` (if compressed) and walk it: a tar's regular files each go to `onMember`; a
+ * compressed file that is not a tar is one member, named after the file without its extension.
+ */
+export async function walkStream(body: Readable, compressedSize: number, label: string, onMember: MemberHandler): Promise<void> {
+  let stream = body;
+  const head = await peek(stream, 512);
+  stream = head.stream;
+  const kind = compressionOf(head.bytes);
+  if (kind) {
+    const d = decompressor(kind);
+    const wrapErr = (e: Error) => (e instanceof ScanError ? e : new ScanError(`${label}: ${kind} stream is corrupt (${e.message})`));
+    stream.on('error', (e) => d.destroy(e));
+    const guarded = stream.pipe(d).pipe(expansionGuard(compressedSize, label));
+    d.on('error', (e) => guarded.destroy(wrapErr(e)));
+    const inner = await peek(guarded, 512);
+    if (!isTar(inner.bytes)) {
+      await onMember(label.replace(/\.(gz|tgz|bz2|xz|zst|zstd)$/i, ''), undefined, inner.stream);
+      return;
+    }
+    stream = inner.stream;
+  } else if (!isTar(head.bytes)) {
+    throw new ScanError(`${label}: not a tar or a compressed stream`);
+  }
+  await walkTar(stream, label, onMember);
+}
+
+async function walkTar(stream: Readable, label: string, onMember: MemberHandler): Promise<void> {
+  const extract = tar.extract();
+  stream.on('error', (e) => extract.destroy(e));
+  stream.pipe(extract);
+  let count = 0;
+  try {
+    for await (const entry of extract) {
+      const h = entry.header;
+      if (++count > ARCHIVE_LIMITS.members) throw new ScanError(`${label}: more than ${ARCHIVE_LIMITS.members} members`);
+      const name = h.name;
+      if (name.startsWith('/') || name.split('/').includes('..')) throw new ScanError(`${label}: member ${JSON.stringify(name)} escapes the archive`);
+      if (h.type === 'symlink' || h.type === 'link') {
+        const target = h.linkname ?? '';
+        const base = h.type === 'symlink' ? name.split('/').slice(0, -1) : [];
+        if (target.startsWith('/') || escapes([...base, ...target.split('/')])) throw new ScanError(`${label}: member ${name} links to ${JSON.stringify(target)}, outside the archive`);
+      } else if (h.type !== 'file' && h.type !== 'contiguous-file' && h.type !== 'directory') {
+        throw new ScanError(`${label}: member ${name} is a ${h.type} (only files, directories and links inside the archive are accepted)`);
+      }
+      if (h.type === 'file' || h.type === 'contiguous-file') await onMember(name, h.size, entry as unknown as Readable);
+      // Whatever the handler left unread is drained, so the walk moves on.
+      entry.resume();
+    }
+  } catch (e) {
+    extract.destroy();
+    stream.destroy();
+    throw e instanceof ScanError ? e : new ScanError(`${label}: the tar is malformed (${(e as Error).message})`);
+  }
+}
+
+function escapes(parts: string[]): boolean {
+  let depth = 0;
+  for (const p of parts) {
+    if (p === '..') depth--;
+    else if (p !== '' && p !== '.') depth++;
+    if (depth < 0) return true;
+  }
+  return false;
+}
+
+/** The first n bytes of a stream (fewer if it ends), and a stream that still yields every byte. */
+async function peek(stream: Readable, n: number): Promise<{ bytes: Buffer; stream: Readable }> {
+  const parts: Buffer[] = [];
+  let have = 0;
+  const it = stream[Symbol.asyncIterator]();
+  let done = false;
+  while (have < n) {
+    const r = await it.next();
+    if (r.done) {
+      done = true;
+      break;
+    }
+    parts.push(r.value as Buffer);
+    have += (r.value as Buffer).length;
+  }
+  const bytes = Buffer.concat(parts);
+  async function* rest() {
+    yield bytes;
+    if (done) return;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      yield r.value as Buffer;
+    }
+  }
+  return { bytes: bytes.subarray(0, n), stream: Readable.from(rest(), { objectMode: false }) };
+}
