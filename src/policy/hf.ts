@@ -263,7 +263,12 @@ export class HfPolicy {
     const s = this.allow.get(key(type, repo))?.scan ?? this.scanDefault;
     const name = `${displayRepo(type, repo)}/${path}`;
     if (s.sha256.has(sha256) || this.scanDefault.sha256.has(sha256)) return { allow: true, rule: `${s.sha256.has(sha256) ? s.id : this.scanDefault.id}.sha256` };
-    const refuse = (code: RefusalCode, reason: string): Decision => ({ allow: false, rule: s.id, code, reason: `${name}: ${reason}` });
+    // Every content refusal says how to go on: without the file, or with it after a review.
+    const entry = this.allow.get(key(type, repo))?.id;
+    const wayOut = entry
+      ? `to go on without it, list only the files you need in ${entry}.files; to accept it after review, add its sha256 ${sha256} to ${entry}.scan.sha256`
+      : `to accept it after review, add its sha256 ${sha256} to hf.scan.sha256`;
+    const refuse = (code: RefusalCode, reason: string): Decision => ({ allow: false, rule: s.id, code, reason: `${name}: ${reason} (${wayOut})` });
     const outside = report.pickle ? report.globals.filter((g) => !s.profile.has(g)) : [];
     const ops = report.pickle ? (report.pickleOps ?? []) : [];
     const imports = [
@@ -271,10 +276,10 @@ export class HfPolicy {
       ops.length > 0 ? `pickle uses opcode${ops.length > 1 ? 's' : ''} ${ops.slice(0, 5).join(', ')}, which torch.load(weights_only=True) does not implement (protocol 2 is what torch.save writes)` : '',
     ].filter(Boolean).join('; ');
     const bad = report.findings.find((f) => f.severity === 'refuse');
-    if (bad) return refuse('content_refused', `${imports ? `${imports}; ` : ''}${bad.message} (refused by the scanner; a reviewed file can be allowed by its sha256 ${sha256})`);
+    if (bad) return refuse('content_refused', `${imports ? `${imports}; ` : ''}${bad.message}`);
     if (s.formats && !s.formats.has(report.format)) return refuse('content_refused', `format ${report.format} is not among ${s.id}.formats (${[...s.formats].join(', ')})`);
     if (report.pickle) {
-      if (s.pickle === 'deny') return refuse('content_refused', `a pickle-based file (${report.format}) and ${s.id}.pickle is deny; a reviewed file can be allowed by its sha256 ${sha256}`);
+      if (s.pickle === 'deny') return refuse('content_refused', `a pickle-based file (${report.format}) and ${s.id}.pickle is deny`);
       if (imports) return refuse('content_refused', imports);
     }
     const code = report.findings.find((f) => f.severity === 'code');

@@ -2,7 +2,7 @@
 declare module 'lzma-native' {
   import type { Duplex } from 'node:stream';
   const lzma: {
-    createStream(coder: 'streamDecoder', options: { memlimit?: number; flags?: number; synchronous?: boolean }): Duplex;
+    createStream(coder: 'streamDecoder' | 'easyEncoder', options: { memlimit?: number; flags?: number; synchronous?: boolean }): Duplex;
     LZMA_CONCATENATED: number;
   };
   export default lzma;

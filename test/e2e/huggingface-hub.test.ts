@@ -6,7 +6,7 @@ import { downloadFile, listFiles, modelInfo, snapshotDownload } from '@huggingfa
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeHub, hfUpstream, sha256hex, type HubFile } from '../helpers/fake-hub.js';
-import { records } from '../helpers/http.js';
+import { rawGet, records } from '../helpers/http.js';
 import { R, hex, safetensors, torchZip } from '../helpers/model-files.js';
 
 /** A valid safetensors file with one F32 tensor of random values, n bytes of data. */
@@ -146,5 +146,74 @@ ${hfUpstream(hub)}policy:
     await expect(snapshotDownload({ repo: 'acme/poisoned', hubUrl: `${a.url}/hf`, cacheDir })).rejects.toThrow(/pickle imports posix\.system, outside the torch-weights profile/);
     await expect(downloadFile({ repo: 'acme/poisoned', path: 'pytorch_model.bin', hubUrl: `${a.url}/hf` })).rejects.toThrow(/posix\.system/);
     expect(existsSync(join(cacheDir, 'models--acme--poisoned', 'blobs', sha256hex(evil)))).toBe(false);
+  });
+});
+
+/**
+ * The real-world corpus (test/corpus: files torch, numpy, sklearn, tarfile and the compressors
+ * wrote) through the real client: everything the reference judge loads arrives byte-identical,
+ * everything it refuses is refused with the file and the way out named.
+ */
+describe('the real @huggingface/hub client and the real-world corpus', () => {
+  const hub = new FakeHub();
+  let a: TestAirlock;
+  const corpus = JSON.parse(readFileSync(new URL('../corpus/verdicts.json', import.meta.url), 'utf8')) as { files: Record<string, { verdict: string; sha256: string }> };
+  const file = (rel: string) => readFileSync(new URL(`../corpus/real/${rel}`, import.meta.url));
+  const pick = (verdict: string, datasets: boolean) => Object.entries(corpus.files).filter(([rel, v]) => v.verdict === verdict && rel.startsWith('datasets/') === datasets).map(([rel]) => rel);
+  // Git files are what the Hub keeps out of LFS: small JSON; everything else is an LFS file.
+  const asHub = (rels: string[]): HubFile[] => rels.map((rel) => ({ path: rel, bytes: file(rel), lfs: !rel.endsWith('.json') }));
+  const hubUrl = () => `${a.url}/hf`;
+
+  beforeAll(async () => {
+    await hub.start();
+    const models = hub.commit('model', 'corpus/checkpoints', asHub(pick('serve', false)));
+    const refused = hub.commit('model', 'corpus/refused', asHub(pick('refuse', false)));
+    const data = hub.commit('dataset', 'corpus/data', asHub(pick('serve', true)));
+    const poisoned = hub.commit('dataset', 'corpus/poisoned', asHub(pick('refuse', true)));
+    a = await startAirlock(`
+${hfUpstream(hub)}policy:
+  hf:
+    allow:
+      - { repo: corpus/checkpoints, refs: { main: "${models}" } }
+      - { repo: corpus/refused, refs: { main: "${refused}" } }
+      - { repo: corpus/data, type: dataset, refs: { main: "${data}" } }
+      - { repo: corpus/poisoned, type: dataset, refs: { main: "${poisoned}" } }
+`);
+  });
+  afterAll(async () => {
+    await a?.stop();
+    await hub.stop();
+  });
+
+  for (const [repo, type, datasets] of [['corpus/checkpoints', 'model', false], ['corpus/data', 'dataset', true]] as const) {
+    it(`snapshotDownload of ${repo} (every file the judge serves) arrives byte-identical`, async () => {
+      const cacheDir = mkdtempSync(join(tmpdir(), 'airlock-hfjs-'));
+      const folder = await snapshotDownload({ repo: { type, name: repo }, hubUrl: hubUrl(), cacheDir });
+      const want = pick('serve', datasets);
+      expect(walk(folder).map((p) => relative(folder, p)).sort()).toEqual([...want].sort());
+      for (const rel of want) expect(readFileSync(join(folder, rel)).equals(file(rel)), rel).toBe(true);
+    });
+  }
+
+  it('every file the judge refuses is refused, naming the file and the way out', async () => {
+    for (const rel of pick('refuse', false)) {
+      await expect(downloadFile({ repo: 'corpus/refused', path: rel, hubUrl: hubUrl() }), rel).rejects.toThrow(
+        new RegExp(`corpus/refused/${rel.replace(/[.]/g, '\\.')}: .*hf\\.allow\\[1\\]\\.files.*${corpus.files[rel].sha256} to hf\\.allow\\[1\\]\\.scan\\.sha256`),
+      );
+    }
+  });
+
+  it('a tar holding a pickle the judge refuses never arrives whole, is not cached, and is refused by name next time', async () => {
+    const rel = 'datasets/pickled-sample.tar';
+    const bytes = file(rel);
+    const first = await rawGet(`${hubUrl()}/datasets/corpus/poisoned/resolve/main/${rel}`);
+    expect(first.status === 403 || (first.status === 200 && !first.complete && first.body.length < bytes.length)).toBe(true);
+    await a.airlock.cache.idle();
+    expect(await a.airlock.cache.cachedSize(corpus.files[rel].sha256)).toBeUndefined();
+    const again = await rawGet(`${hubUrl()}/datasets/corpus/poisoned/resolve/main/${rel}`);
+    expect(again.status).toBe(403);
+    expect(String(again.headers['x-error-message'])).toMatch(/argparse\.Namespace \(in member sample000099\.pyd\)/);
+    const cacheDir = mkdtempSync(join(tmpdir(), 'airlock-hfjs-'));
+    await expect(snapshotDownload({ repo: { type: 'dataset', name: 'corpus/poisoned' }, hubUrl: hubUrl(), cacheDir })).rejects.toThrow(/sample000099\.pyd/);
   });
 });

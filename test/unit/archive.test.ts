@@ -1,0 +1,103 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import lzma from 'lzma-native';
+import tar from 'tar-stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { compress as zstd } from 'zstd-napi';
+import { HfPolicy } from '../../src/policy/hf.js';
+import { ARCHIVE_LIMITS } from '../../src/scan/archive.js';
+import { nameFindings, scan, type ScanReport } from '../../src/scan/index.js';
+import { bufferSource } from '../../src/scan/source.js';
+import { R, hex, makeZip } from '../helpers/model-files.js';
+
+const policy = new HfPolicy({ allow: [{ repo: 'org/d', commits: ['d'.repeat(40)] }] }, ['hf']);
+const corpus = (rel: string) => readFileSync(new URL(`../corpus/real/${rel}`, import.meta.url));
+
+async function judge(bytes: Buffer, path = 'data.tar'): Promise<{ report: ScanReport; allow: boolean; reason: string }> {
+  const report = await scan(bufferSource(bytes), path);
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  const d = policy.decideContent('dataset', 'org/d', path, sha, { ...report, findings: [...report.findings, ...nameFindings(path, report)] });
+  return { report, allow: d.allow, reason: d.allow ? '' : d.reason };
+}
+
+/** A tar written by tar-stream (a real tar writer), with links and odd names where asked. */
+async function makeTar(members: { name: string; data?: Buffer; type?: 'file' | 'symlink' | 'link' | 'fifo'; linkname?: string }[]): Promise<Buffer> {
+  const pack = tar.pack();
+  for (const m of members) pack.entry({ name: m.name, type: m.type ?? 'file', linkname: m.linkname, size: m.data?.length ?? 0, mtime: new Date(0) }, m.data ?? Buffer.alloc(0));
+  pack.finalize();
+  const out: Buffer[] = [];
+  for await (const c of pack) out.push(c as Buffer);
+  return Buffer.concat(out);
+}
+
+/** xz by liblzma's own encoder. */
+async function xz(b: Buffer): Promise<Buffer> {
+  const enc = lzma.createStream('easyEncoder', {});
+  enc.end(b);
+  const parts: Buffer[] = [];
+  for await (const c of enc) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+describe('archives are opened and every member judged', () => {
+  const saved = { ...ARCHIVE_LIMITS };
+  afterEach(() => Object.assign(ARCHIVE_LIMITS, saved));
+
+  it('a malicious pickle in a tar is refused with the member named, under any compression', async () => {
+    const t = await makeTar([{ name: 'a/ok.txt', data: Buffer.from('hello\n') }, { name: 'a/sample.pyd', data: hex(R.R2) }]);
+    for (const [label, bytes] of [['tar', t], ['tar.gz', gzipSync(t)], ['tar.zst', await zstd(t)]] as const) {
+      const r = await judge(bytes as Buffer, `data.${label}`);
+      expect(r.allow).toBe(false);
+      expect(r.reason).toMatch(/posix\.system \(in member a\/sample\.pyd\)/);
+      expect(r.report.format).toBe('archive');
+    }
+  });
+  it('a pickle compressed on its own is a pickle (a .pt.gz)', async () => {
+    const r = await judge(gzipSync(hex(R.R2)), 'model.pt.gz');
+    expect(r.reason).toMatch(/posix\.system \(in member model\.pt\)/);
+  });
+  it('benign members pass: the real torch checkpoint inside weights.tar, text and images', async () => {
+    const r = await judge(corpus('datasets/weights.tar'));
+    expect(r.allow).toBe(true);
+    expect(r.report.globals).toContain('torch._utils._rebuild_tensor_v2');
+  });
+  it('refuses members that escape the archive or are not files', async () => {
+    expect((await judge(await makeTar([{ name: '../evil.sh', data: Buffer.from('x') }]))).reason).toMatch(/escapes the archive/);
+    expect((await judge(await makeTar([{ name: 'link', type: 'symlink', linkname: '/etc/passwd' }]))).reason).toMatch(/links to "\/etc\/passwd", outside the archive/);
+    expect((await judge(await makeTar([{ name: 'a/link', type: 'symlink', linkname: '../../x' }]))).reason).toMatch(/outside the archive/);
+    expect((await judge(await makeTar([{ name: 'a/link', type: 'symlink', linkname: '../b/c' }, { name: 'b/c', data: Buffer.from('ok') }]))).allow).toBe(true);
+    expect((await judge(await makeTar([{ name: 'pipe', type: 'fifo' }]))).reason).toMatch(/is a fifo/);
+  });
+  it('stops decompression bombs at the expansion limit', async () => {
+    ARCHIVE_LIMITS.floor = 1 << 20;
+    ARCHIVE_LIMITS.ratio = 100;
+    const bomb = gzipSync(Buffer.alloc(64 << 20));
+    expect(bomb.length).toBeLessThan(100 << 10);
+    expect((await judge(bomb, 'zeros.bin.gz')).reason).toMatch(/decompression bomb/);
+  });
+  it('limits nesting depth, and refuses 7z and rar without opening them', async () => {
+    let inner = await makeTar([{ name: 'x.pkl', data: hex(R.R2) }]);
+    for (let i = 0; i < 4; i++) inner = gzipSync(await makeTar([{ name: `level${i}.tar.gz`, data: inner }]));
+    expect((await judge(inner, 'deep.tar.gz')).reason).toMatch(/nested more than 3 deep/);
+    expect((await judge(Buffer.concat([hex('377abcaf271c'), Buffer.alloc(64)]), 'a.7z')).reason).toMatch(/7z archives are not inspected/);
+  });
+  it('a member too large to read whole is refused when it could carry code, served when it is data', async () => {
+    const big = Buffer.alloc((64 << 20) + 10, 0x61);
+    expect((await judge(await makeTar([{ name: 'big.txt', data: big }]))).allow).toBe(true);
+    hex(R.R2).copy(big, 0);
+    expect((await judge(await makeTar([{ name: 'big.bin', data: big }]))).reason).toMatch(/big\.bin.*too large to inspect/);
+  });
+  it('corrupt streams and truncated tars are refused', async () => {
+    const gz = gzipSync(await makeTar([{ name: 'a.txt', data: Buffer.alloc(100_000, 1) }]));
+    expect((await judge(gz.subarray(0, gz.length - 100), 'cut.tar.gz')).allow).toBe(false);
+    const x = await xz(Buffer.from('plain text inside xz\n'));
+    expect((await judge(x, 'notes.txt.xz')).allow).toBe(true);
+    x[x.length - 20] ^= 0xff;
+    expect((await judge(x, 'notes.txt.xz')).allow).toBe(false);
+  });
+  it('zip members that are archives are opened too', async () => {
+    const z = makeZip([{ name: 'inner.tar', data: await makeTar([{ name: 'evil.pkl', data: hex(R.R2) }]) }]);
+    expect((await judge(z, 'bundle.zip')).reason).toMatch(/in member inner\.tar\/evil\.pkl/);
+  });
+});
