@@ -4,7 +4,7 @@ import { checkGguf, checkSafetensors, readNpyHeader, suspiciousTemplate } from '
 import { looksLikePickle } from './pickle.js';
 import { Report, scanPickles, type Finding, type Format, type ScanReport } from './report.js';
 import { ScanError, bufferSource, type ByteSource } from './source.js';
-import { ZIP_MEMBER_MAX, firstTorchPickle, judgeRawPickles, scanNpy, scanZip } from './torch.js';
+import { ZIP_MEMBER_MAX, followTorchZip, judgeRawPickles, scanNpy, scanZip } from './torch.js';
 
 export { SCANNER_VERSION, type Finding, type Format, type ScanReport } from './report.js';
 
@@ -137,10 +137,10 @@ export async function scan(src: ByteSource, path = 'the file', opts: ScanOptions
         await scanNpy(src, r, path);
         break;
       case 'zip': {
-        const first = opts.cleared ? await firstTorchPickle(src) : null;
-        // The judge sees the first pickle's imports now; the whole archive is checked at the end.
-        if (first) await clear('torch-zip', first);
-        format = await scanZip(src, r, (name, bytes) => judgeMember(name, bytes.length, Readable.from([bytes])), sniff);
+        // Following a download: the judge sees the first pickle's imports at once, and storage
+        // CRCs are checked as they pass; the whole archive is checked again at the end.
+        const preverified = opts.cleared ? await followTorchZip(src, (first) => clear('torch-zip', first)) : null;
+        format = await scanZip(src, r, (name, bytes) => judgeMember(name, bytes.length, Readable.from([bytes])), sniff, preverified ?? undefined);
         break;
       }
       case 'pickle': {

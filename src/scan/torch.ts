@@ -36,7 +36,7 @@ export type MemberJudge = (name: string, bytes: Buffer) => Promise<void>;
 /** Members above this are not read whole: their CRC is checked and their first bytes sniffed. */
 export const ZIP_MEMBER_MAX = 64 << 20;
 
-export async function scanZip(src: ByteSource, r: Report, judgeMember: MemberJudge, sniffKind: (head: Buffer) => Format): Promise<Format> {
+export async function scanZip(src: ByteSource, r: Report, judgeMember: MemberJudge, sniffKind: (head: Buffer) => Format, preverified?: Preverified): Promise<Format> {
   const entries = await readZip(src);
   if (entries.length === 0) return 'zip';
   const byName = new Map(entries.map((e) => [e.name, e]));
@@ -66,7 +66,9 @@ export async function scanZip(src: ByteSource, r: Report, judgeMember: MemberJud
   for (const e of entries) {
     if (scanned.has(e)) continue;
     if (format === 'torch-zip' && e.name.startsWith(`${archive}/data/`)) {
-      await checkStoredCrc(src, e);
+      // Checked as it streamed past, when the central directory agrees on where, what and which CRC.
+      const seen = preverified?.get(e.localOffset);
+      if (!(seen && seen.name === e.name && seen.crc === e.crc && seen.size === e.size && e.method === 0)) await checkStoredCrc(src, e);
       continue;
     }
     if (e.size > ZIP_MEMBER_MAX) {
@@ -114,31 +116,97 @@ export function judgeRawPickles(r: Report, res: Awaited<ReturnType<typeof scanPi
   return [...r.globals].some((g) => g.startsWith('joblib.')) ? 'joblib' : 'pickle';
 }
 
+/** Entries whose CRC was checked as they streamed past: local header offset -> what was checked. */
+export type Preverified = Map<number, { name: string; crc: number; size: number }>;
+
+const DESCRIPTOR = 0x08074b50;
+/** How far past a small entry's start its data descriptor is looked for (torch's metadata members). */
+const SMALL_ENTRY = 4096;
+
 /**
- * The first entry of a torch.save zip, read forwards from byte 0 as the file arrives: torch
- * writes <archive>/data.pkl first (with a data descriptor, sizes unknown in its local header), so
- * the pickle is decoded to its STOP and checked against the descriptor that follows. Returns the
- * pickle's report, or null when the file does not start that way (then it is judged whole).
+ * A torch.save zip read forwards from byte 0 as the file arrives. torch writes <archive>/data.pkl
+ * first, with a data descriptor (sizes unknown in its local header): the pickle is decoded to its
+ * STOP, checked against the descriptor that follows, and handed to `onPickle` (which may refuse
+ * or release the stream). The walk then goes on through the storages (their sizes are the
+ * pickle's numel x element size) and metadata members, checking each CRC as the bytes pass, so
+ * the final whole-archive check need not read them again. Returns the entries it checked, or null
+ * when the file does not start with a torch pickle (then it is judged whole, at the end).
  */
-export async function firstTorchPickle(src: ByteSource): Promise<Report | null> {
-  const lh = await src.read(0, 30);
-  if (lh.length < 30 || lh.readUInt32LE(0) !== 0x04034b50 || lh.readUInt16LE(8) !== 0) return null;
+export async function followTorchZip(src: ByteSource, onPickle: (r: Report) => Promise<void>): Promise<Preverified | null> {
+  const first = await localEntry(src, 0);
+  if (!first || !/^[^/]+\/data\.pkl$/.test(first.name)) return null;
+  const r = new Report();
+  const res = await scanPickles(src, r, first.dataOffset, src.size, 1, first.name);
+  if (r.refused()) {
+    await onPickle(r);
+    return null;
+  }
+  const checked: Preverified = new Map();
+  const end = await checkEntry(src, first, res.stop - first.dataOffset, checked);
+  if (end === null) return null;
+  await onPickle(r);
+  const archive = first.name.split('/')[0];
+  const sizes = new Map<string, bigint>();
+  for (const pid of res.persistentIds) {
+    const ref = storageRef(pid);
+    if (typeof ref !== 'string') sizes.set(`${archive}/data/${ref.key}`, ref.bytes);
+  }
+  // Long walks stop quietly at anything unexpected: the central directory pass judges it.
+  for (let at: number | null = end; at !== null; ) {
+    const e = await localEntry(src, at);
+    if (!e) break;
+    const size = e.size ?? (sizes.has(e.name) ? Number(sizes.get(e.name)) : await findDescriptor(src, e));
+    if (size === null || size === undefined) break;
+    at = await checkEntry(src, e, size, checked);
+  }
+  return checked;
+}
+
+interface LocalEntry {
+  name: string;
+  offset: number;
+  dataOffset: number;
+  flags: number;
+  /** From the local header, when it states it (no data descriptor). */
+  size: number | undefined;
+  crc: number;
+}
+
+async function localEntry(src: ByteSource, at: number): Promise<LocalEntry | null> {
+  if (at + 30 > src.size) return null;
+  const lh = await src.read(at, 30);
+  if (lh.readUInt32LE(0) !== 0x04034b50 || lh.readUInt16LE(8) !== 0) return null;
   const flags = lh.readUInt16LE(6);
   const nameLen = lh.readUInt16LE(26);
-  const name = (await src.read(30, nameLen)).toString('utf8');
-  if (!/^[^/]+\/data\.pkl$/.test(name)) return null;
-  const dataOffset = 30 + nameLen + lh.readUInt16LE(28);
-  const r = new Report();
-  const res = await scanPickles(src, r, dataOffset, src.size, 1, name);
-  if (r.refused()) return r;
-  const len = res.stop - dataOffset;
-  const crc = crc32(await src.read(dataOffset, len)) >>> 0;
-  if (flags & 0x8) {
-    const dd = await src.read(res.stop, 16);
-    const p = dd.readUInt32LE(0) === 0x08074b50 ? 4 : 0;
-    if (dd.length < p + 12 || dd.readUInt32LE(p) !== crc || dd.readUInt32LE(p + 4) !== len || dd.readUInt32LE(p + 8) !== len) return null;
-  } else if (lh.readUInt32LE(14) !== crc || lh.readUInt32LE(18) !== len || lh.readUInt32LE(22) !== len) return null;
-  return r;
+  const name = (await src.read(at + 30, nameLen)).toString('utf8');
+  const size = lh.readUInt32LE(22);
+  const known = !(flags & 0x8) && size !== 0xffffffff && lh.readUInt32LE(18) === size;
+  return { name, offset: at, dataOffset: at + 30 + nameLen + lh.readUInt16LE(28), flags, size: known ? size : undefined, crc: lh.readUInt32LE(14) };
+}
+
+/** The length of a small streamed entry: where a descriptor whose CRC and size match its data begins. */
+async function findDescriptor(src: ByteSource, e: LocalEntry): Promise<number | null> {
+  const window = await src.read(e.dataOffset, Math.min(SMALL_ENTRY, src.size - e.dataOffset));
+  for (let i = window.indexOf(0x50); i >= 0 && i + 16 <= window.length; i = window.indexOf(0x50, i + 1)) {
+    if (window.readUInt32LE(i) === DESCRIPTOR && window.readUInt32LE(i + 8) === i && window.readUInt32LE(i + 12) === i && (crc32(window.subarray(0, i)) >>> 0) === window.readUInt32LE(i + 4)) return i;
+  }
+  return null;
+}
+
+/** CRC of `size` bytes of an entry's data as they arrive, against its descriptor or header; the offset after it. */
+async function checkEntry(src: ByteSource, e: LocalEntry, size: number, checked: Preverified): Promise<number | null> {
+  let crc = 0;
+  for (let off = 0; off < size; off += 1 << 20) crc = crc32(await src.read(e.dataOffset + off, Math.min(1 << 20, size - off)), crc);
+  crc >>>= 0;
+  let end = e.dataOffset + size;
+  if (e.flags & 0x8) {
+    const dd = await src.read(end, 16);
+    const p = dd.length >= 4 && dd.readUInt32LE(0) === DESCRIPTOR ? 4 : 0;
+    if (dd.length < p + 12 || dd.readUInt32LE(p) !== crc || dd.readUInt32LE(p + 4) !== size || dd.readUInt32LE(p + 8) !== size) return null;
+    end += p + 12;
+  } else if (e.crc !== crc) return null;
+  checked.set(e.offset, { name: e.name, crc, size });
+  return end;
 }
 
 export { ScanError };

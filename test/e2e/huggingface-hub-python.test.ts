@@ -1,0 +1,102 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
+import { FakeHub, hfUpstream, type HubFile } from '../helpers/fake-hub.js';
+
+/**
+ * The real huggingface_hub (Python) through Airlock, on the real-world corpus: the client most
+ * users have. .ci/run installs it with pip where the machine's package index has it; where it
+ * cannot be imported this suite says so and skips (the @huggingface/hub suite covers the same).
+ */
+const HERE = new URL('../helpers/', import.meta.url).pathname;
+let haveClient = false;
+try {
+  execFileSync('python3', ['-c', 'import huggingface_hub'], { stdio: 'ignore' });
+  haveClient = true;
+} catch {
+  console.warn('huggingface_hub (Python) is not installed: its end-to-end suite is skipped');
+}
+
+function client(args: string[], endpoint: string): Promise<Record<string, unknown>> {
+  const home = mkdtempSync(join(tmpdir(), 'airlock-hfpy-home-'));
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: home,
+    HF_HOME: join(home, 'hf'),
+    HF_ENDPOINT: endpoint,
+    HF_HUB_DISABLE_TELEMETRY: '1',
+    HF_HUB_DISABLE_PROGRESS_BARS: '1',
+    HF_HUB_ETAG_TIMEOUT: '30',
+    HF_HUB_DOWNLOAD_TIMEOUT: '30',
+    PYTHONNOUSERSITE: '1',
+  };
+  if (process.env.PYENV_ROOT) env.PYENV_ROOT = process.env.PYENV_ROOT;
+  return new Promise((resolve, reject) => {
+    execFile('python3', [join(HERE, 'hf_client.py'), ...args], { env, timeout: 120_000 }, (err, stdout, stderr) => {
+      const line = stdout.trim().split('\n').pop() ?? '';
+      try {
+        resolve(JSON.parse(line));
+      } catch {
+        reject(new Error(`hf_client.py failed (${err?.message}): ${stderr}`));
+      }
+    });
+  });
+}
+
+describe.skipIf(!haveClient)('the real huggingface_hub (Python) and the real-world corpus', () => {
+  const hub = new FakeHub();
+  let a: TestAirlock;
+  const corpus = JSON.parse(readFileSync(new URL('../corpus/verdicts.json', import.meta.url), 'utf8')) as { files: Record<string, { verdict: string; sha256: string }> };
+  const file = (rel: string) => readFileSync(new URL(`../corpus/real/${rel}`, import.meta.url));
+  const pick = (verdict: string, datasets: boolean) => Object.entries(corpus.files).filter(([rel, v]) => v.verdict === verdict && rel.startsWith('datasets/') === datasets).map(([rel]) => rel);
+  const asHub = (rels: string[]): HubFile[] => rels.map((rel) => ({ path: rel, bytes: file(rel), lfs: !rel.endsWith('.json') }));
+  const endpoint = () => `${a.url}/hf`;
+
+  beforeAll(async () => {
+    await hub.start();
+    const models = hub.commit('model', 'corpus/checkpoints', asHub(pick('serve', false)));
+    const refused = hub.commit('model', 'corpus/refused', asHub(pick('refuse', false)));
+    const data = hub.commit('dataset', 'corpus/data', asHub(pick('serve', true)));
+    const poisoned = hub.commit('dataset', 'corpus/poisoned', asHub(pick('refuse', true)));
+    a = await startAirlock(`
+${hfUpstream(hub)}policy:
+  hf:
+    allow:
+      - { repo: corpus/checkpoints, refs: { main: "${models}" } }
+      - { repo: corpus/refused, refs: { main: "${refused}" } }
+      - { repo: corpus/data, type: dataset, refs: { main: "${data}" } }
+      - { repo: corpus/poisoned, type: dataset, refs: { main: "${poisoned}" } }
+`);
+  });
+  afterAll(async () => {
+    await a?.stop();
+    await hub.stop();
+  });
+
+  for (const [repo, type, datasets] of [['corpus/checkpoints', 'model', false], ['corpus/data', 'dataset', true]] as const) {
+    it(`snapshot_download of ${repo} arrives byte-identical`, async () => {
+      const out = await client(['snapshot', type, repo, mkdtempSync(join(tmpdir(), 'airlock-hfpy-'))], endpoint());
+      expect(out.error).toBeUndefined();
+      const want = Object.fromEntries(pick('serve', datasets).map((rel) => [rel, corpus.files[rel].sha256]));
+      expect(out.files).toEqual(want);
+    });
+  }
+
+  it('hf_hub_download of each refused file fails with the file, the finding and the way out', async () => {
+    for (const rel of pick('refuse', false)) {
+      const out = await client(['download', 'model', 'corpus/refused', rel, mkdtempSync(join(tmpdir(), 'airlock-hfpy-'))], endpoint());
+      expect(out.path, rel).toBeUndefined();
+      expect(String(out.error), rel).toContain(`corpus/refused/${rel}: `);
+      expect(String(out.error), rel).toContain(`add its sha256 ${corpus.files[rel].sha256} to hf.allow[1].scan.sha256`);
+    }
+  });
+
+  it('snapshot_download of a dataset with a poisoned tar fails naming the member', async () => {
+    const out = await client(['snapshot', 'dataset', 'corpus/poisoned', mkdtempSync(join(tmpdir(), 'airlock-hfpy-'))], endpoint());
+    expect(out.files).toBeUndefined();
+    expect(String(out.error)).toMatch(/sample000099\.pyd/);
+  });
+});
