@@ -1,10 +1,11 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
-import { FakeHub, hfUpstream, type HubFile } from '../helpers/fake-hub.js';
+import type { TestAirlock } from '../helpers/airlock.js';
+import { corpus, corpusMirror, corpusPick } from '../helpers/corpus.js';
+import { FakeHub } from '../helpers/fake-hub.js';
 
 /**
  * The real huggingface_hub (Python) through Airlock, on the real-world corpus: the client most
@@ -49,27 +50,11 @@ function client(args: string[], endpoint: string): Promise<Record<string, unknow
 describe.skipIf(!haveClient)('the real huggingface_hub (Python) and the real-world corpus', () => {
   const hub = new FakeHub();
   let a: TestAirlock;
-  const corpus = JSON.parse(readFileSync(new URL('../corpus/verdicts.json', import.meta.url), 'utf8')) as { files: Record<string, { verdict: string; sha256: string }> };
-  const file = (rel: string) => readFileSync(new URL(`../corpus/real/${rel}`, import.meta.url));
-  const pick = (verdict: string, datasets: boolean) => Object.entries(corpus.files).filter(([rel, v]) => v.verdict === verdict && rel.startsWith('datasets/') === datasets).map(([rel]) => rel);
-  const asHub = (rels: string[]): HubFile[] => rels.map((rel) => ({ path: rel, bytes: file(rel), lfs: !rel.endsWith('.json') }));
   const endpoint = () => `${a.url}/hf`;
 
   beforeAll(async () => {
     await hub.start();
-    const models = hub.commit('model', 'corpus/checkpoints', asHub(pick('serve', false)));
-    const refused = hub.commit('model', 'corpus/refused', asHub(pick('refuse', false)));
-    const data = hub.commit('dataset', 'corpus/data', asHub(pick('serve', true)));
-    const poisoned = hub.commit('dataset', 'corpus/poisoned', asHub(pick('refuse', true)));
-    a = await startAirlock(`
-${hfUpstream(hub)}policy:
-  hf:
-    allow:
-      - { repo: corpus/checkpoints, refs: { main: "${models}" } }
-      - { repo: corpus/refused, refs: { main: "${refused}" } }
-      - { repo: corpus/data, type: dataset, refs: { main: "${data}" } }
-      - { repo: corpus/poisoned, type: dataset, refs: { main: "${poisoned}" } }
-`);
+    a = await corpusMirror(hub);
   });
   afterAll(async () => {
     await a?.stop();
@@ -80,13 +65,13 @@ ${hfUpstream(hub)}policy:
     it(`snapshot_download of ${repo} arrives byte-identical`, async () => {
       const out = await client(['snapshot', type, repo, mkdtempSync(join(tmpdir(), 'airlock-hfpy-'))], endpoint());
       expect(out.error).toBeUndefined();
-      const want = Object.fromEntries(pick('serve', datasets).map((rel) => [rel, corpus.files[rel].sha256]));
+      const want = Object.fromEntries(corpusPick('serve', datasets).map((rel) => [rel, corpus.files[rel].sha256]));
       expect(out.files).toEqual(want);
     });
   }
 
   it('hf_hub_download of each refused file fails with the file, the finding and the way out', async () => {
-    for (const rel of pick('refuse', false)) {
+    for (const rel of corpusPick('refuse', false)) {
       const out = await client(['download', 'model', 'corpus/refused', rel, mkdtempSync(join(tmpdir(), 'airlock-hfpy-'))], endpoint());
       expect(out.path, rel).toBeUndefined();
       expect(String(out.error), rel).toContain(`corpus/refused/${rel}: `);

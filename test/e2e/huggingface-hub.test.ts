@@ -6,6 +6,7 @@ import { downloadFile, listFiles, modelInfo, snapshotDownload } from '@huggingfa
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeHub, hfUpstream, sha256hex, type HubFile } from '../helpers/fake-hub.js';
+import { corpus, corpusFile, corpusMirror, corpusPick } from '../helpers/corpus.js';
 import { rawGet, records } from '../helpers/http.js';
 import { R, hex, safetensors, torchZip } from '../helpers/model-files.js';
 
@@ -157,28 +158,11 @@ ${hfUpstream(hub)}policy:
 describe('the real @huggingface/hub client and the real-world corpus', () => {
   const hub = new FakeHub();
   let a: TestAirlock;
-  const corpus = JSON.parse(readFileSync(new URL('../corpus/verdicts.json', import.meta.url), 'utf8')) as { files: Record<string, { verdict: string; sha256: string }> };
-  const file = (rel: string) => readFileSync(new URL(`../corpus/real/${rel}`, import.meta.url));
-  const pick = (verdict: string, datasets: boolean) => Object.entries(corpus.files).filter(([rel, v]) => v.verdict === verdict && rel.startsWith('datasets/') === datasets).map(([rel]) => rel);
-  // Git files are what the Hub keeps out of LFS: small JSON; everything else is an LFS file.
-  const asHub = (rels: string[]): HubFile[] => rels.map((rel) => ({ path: rel, bytes: file(rel), lfs: !rel.endsWith('.json') }));
   const hubUrl = () => `${a.url}/hf`;
 
   beforeAll(async () => {
     await hub.start();
-    const models = hub.commit('model', 'corpus/checkpoints', asHub(pick('serve', false)));
-    const refused = hub.commit('model', 'corpus/refused', asHub(pick('refuse', false)));
-    const data = hub.commit('dataset', 'corpus/data', asHub(pick('serve', true)));
-    const poisoned = hub.commit('dataset', 'corpus/poisoned', asHub(pick('refuse', true)));
-    a = await startAirlock(`
-${hfUpstream(hub)}policy:
-  hf:
-    allow:
-      - { repo: corpus/checkpoints, refs: { main: "${models}" } }
-      - { repo: corpus/refused, refs: { main: "${refused}" } }
-      - { repo: corpus/data, type: dataset, refs: { main: "${data}" } }
-      - { repo: corpus/poisoned, type: dataset, refs: { main: "${poisoned}" } }
-`);
+    a = await corpusMirror(hub);
   });
   afterAll(async () => {
     await a?.stop();
@@ -189,14 +173,14 @@ ${hfUpstream(hub)}policy:
     it(`snapshotDownload of ${repo} (every file the judge serves) arrives byte-identical`, async () => {
       const cacheDir = mkdtempSync(join(tmpdir(), 'airlock-hfjs-'));
       const folder = await snapshotDownload({ repo: { type, name: repo }, hubUrl: hubUrl(), cacheDir });
-      const want = pick('serve', datasets);
+      const want = corpusPick('serve', datasets);
       expect(walk(folder).map((p) => relative(folder, p)).sort()).toEqual([...want].sort());
-      for (const rel of want) expect(readFileSync(join(folder, rel)).equals(file(rel)), rel).toBe(true);
+      for (const rel of want) expect(readFileSync(join(folder, rel)).equals(corpusFile(rel)), rel).toBe(true);
     });
   }
 
   it('every file the judge refuses is refused, naming the file and the way out', async () => {
-    for (const rel of pick('refuse', false)) {
+    for (const rel of corpusPick('refuse', false)) {
       await expect(downloadFile({ repo: 'corpus/refused', path: rel, hubUrl: hubUrl() }), rel).rejects.toThrow(
         new RegExp(`corpus/refused/${rel.replace(/[.]/g, '\\.')}: .*hf\\.allow\\[1\\]\\.files.*${corpus.files[rel].sha256} to hf\\.allow\\[1\\]\\.scan\\.sha256`),
       );
@@ -205,7 +189,7 @@ ${hfUpstream(hub)}policy:
 
   it('a tar holding a pickle the judge refuses never arrives whole, is not cached, and is refused by name next time', async () => {
     const rel = 'datasets/pickled-sample.tar';
-    const bytes = file(rel);
+    const bytes = corpusFile(rel);
     const first = await rawGet(`${hubUrl()}/datasets/corpus/poisoned/resolve/main/${rel}`);
     expect(first.status === 403 || (first.status === 200 && !first.complete && first.body.length < bytes.length)).toBe(true);
     await a.airlock.cache.idle();

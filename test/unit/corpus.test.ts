@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HfPolicy } from '../../src/policy/hf.js';
 import { nameFindings, scan } from '../../src/scan/index.js';
 import { bufferSource } from '../../src/scan/source.js';
+import { corpus, corpusFile } from '../helpers/corpus.js';
 
 /**
  * The real-world corpus (test/corpus/generate.py wrote it with torch 1.13 and 2.13, numpy,
@@ -11,12 +11,7 @@ import { bufferSource } from '../../src/scan/source.js';
  * and numpy.load(allow_pickle=False) do with each file). Airlock's verdict under the default
  * policy must equal the reference verdict for every file: no false refusals, no false passes.
  */
-const corpus = JSON.parse(readFileSync(new URL('../corpus/verdicts.json', import.meta.url), 'utf8')) as {
-  judge: Record<string, string>;
-  files: Record<string, { verdict: 'serve' | 'refuse'; judge: string; sha256: string }>;
-};
 const policy = new HfPolicy({ allow: [{ repo: 'org/corpus', commits: ['c'.repeat(40)] }] }, ['hf']);
-export const corpusFile = (rel: string) => readFileSync(new URL(`../corpus/real/${rel}`, import.meta.url));
 
 describe(`real-world corpus judged against torch ${corpus.judge.torch} / numpy ${corpus.judge.numpy}`, () => {
   const entries = Object.entries(corpus.files);
