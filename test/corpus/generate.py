@@ -9,7 +9,8 @@ then run judge.py with the newest torch to record each file's reference verdict:
     python3 test/corpus/judge.py                  # writes test/corpus/verdicts.json
 
 Files go to test/corpus/real/torch-<version>/ (checkpoints), numpy-<version>/ (arrays),
-sklearn-<version>/ and datasets/ (archives of benign and of refused content). Everything is seeded,
+sklearn-<version>/, safetensors-<version>/, gguf-<version>/ (with the newest interpreter, which
+has the safetensors and gguf packages) and datasets/ (archives of benign and of refused content). Everything is seeded,
 so a rerun writes the same tensors; the containers carry the writer's own metadata.
 """
 import bz2, gzip, io, json, lzma, os, pickle, subprocess, sys, tarfile, zipfile, argparse, dataclasses
@@ -194,10 +195,63 @@ def datasets():
         f.write(subprocess.run(["zstd", "-q", "-c"], input=tar_bytes(members[:8] + [("sample000099.pyd", bad)]), check=True, capture_output=True).stdout)
 
 
+def safetensors_files():
+    """safetensors' own writers (torch and numpy flavours), and a Hub-style sharded model."""
+    import safetensors
+    from safetensors.numpy import save_file as save_np
+    from safetensors.torch import save_file as save_pt
+    out = os.path.join(ROOT, f"safetensors-{safetensors.__version__}")
+    sd = {k: v.contiguous().clone() for k, v in Tiny().state_dict().items() if k != "head.weight"}  # tied weights are saved once
+    save_pt(sd, path(out, "model.safetensors"), metadata={"format": "pt"})
+    dtypes = {str(d).replace("torch.", ""): torch.arange(6).to(d).reshape(2, 3) for d in (
+        torch.float32, torch.float16, torch.float64, torch.bfloat16, torch.int8, torch.int16, torch.int32, torch.int64,
+        torch.uint8, torch.bool, torch.float8_e4m3fn, torch.float8_e5m2)}
+    dtypes["empty"] = torch.empty(0, 4)
+    dtypes["scalar"] = torch.tensor(1.5)
+    save_pt(dtypes, path(out, "dtypes.safetensors"))
+    save_np({"emb": np.random.rand(4, 8).astype(np.float32), "ids": np.arange(5)}, path(out, "numpy.safetensors"))
+    keys = sorted(sd)
+    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2], "model-00002-of-00002.safetensors": keys[len(keys) // 2:]}
+    for fname, ks in shards.items():
+        save_pt({k: sd[k] for k in ks}, path(out, "sharded", fname), metadata={"format": "pt"})
+    with open(path(out, "sharded", "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": sum(t.numel() * t.element_size() for t in sd.values())},
+                   "weight_map": {k: fname for fname, ks in shards.items() for k in ks}}, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def gguf_files():
+    """llama.cpp's gguf-py writer: metadata, a tokenizer with a benign chat template, tensors in F32, F16 and Q8_0."""
+    import gguf
+    from gguf.quants import quantize
+    from importlib.metadata import version
+    out = os.path.join(ROOT, f"gguf-{version('gguf')}")
+    w = gguf.GGUFWriter(path(out, "tiny.gguf"), "llama")
+    w.add_name("tiny")
+    w.add_context_length(64)
+    w.add_embedding_length(8)
+    w.add_block_count(1)
+    w.add_head_count(2)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([f"tok{i}".encode() for i in range(32)])
+    w.add_token_scores([0.0] * 32)
+    w.add_chat_template("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}<|assistant|>")
+    w.add_tensor("token_embd.weight", np.random.rand(32, 8).astype(np.float32))
+    w.add_tensor("blk.0.attn_q.weight", np.random.rand(8, 8).astype(np.float16))
+    q = np.random.rand(8, 64).astype(np.float32)
+    w.add_tensor("blk.0.ffn_up.weight", quantize(q, gguf.GGMLQuantizationType.Q8_0), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 if __name__ == "__main__":
     checkpoints()
     arrays()
     sklearn_models()
     if TV.startswith("2"):
         datasets()
+        safetensors_files()
+        gguf_files()
     print(f"wrote torch {torch.__version__} / numpy {np.__version__} files under {ROOT}")

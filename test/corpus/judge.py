@@ -5,6 +5,8 @@
   (run it with the newest one): loads -> "serve", refuses -> "refuse".
 - .npy / .npz: numpy.load(f, allow_pickle=False), every array read.
 - JSON: json.loads.
+- .safetensors: safetensors.torch.load_file (every tensor); .gguf: gguf-py's GGUFReader (llama.cpp's
+  reference reader), every tensor's data read.
 - archives (tar, gzip, bzip2, xz, zstd, zip that is neither a torch checkpoint nor an npz): opened
   with Python's own readers (the zstd command line for zstd) and every member judged by these same
   rules: the archive is refused when any member is.
@@ -39,6 +41,15 @@ def judge_torch(data):
         text = " ".join(l.strip() for l in str(e).splitlines() if l.strip())
         at = text.find("WeightsUnpickler error:")
         return "refuse", f"torch.load(weights_only=True) {torch.__version__}: {text[at:at + 300]}"
+
+
+def write_temp(data):
+    """GGUFReader memory-maps a path."""
+    import tempfile
+    f = tempfile.NamedTemporaryFile(suffix=".gguf", delete=False)
+    f.write(data)
+    f.close()
+    return f.name
 
 
 def decompress(data):
@@ -80,6 +91,23 @@ def judge(data, name, depth=0):
                 if v == "refuse":
                     return v, f"member {n}: {why}"
         return "serve", "zipfile: every member served"
+    if name.endswith(".safetensors"):
+        from safetensors.torch import load
+        import safetensors
+        try:
+            load(data)
+            return "serve", f"safetensors.torch.load {safetensors.__version__}: loads"
+        except Exception as e:
+            return "refuse", f"safetensors.torch.load: {e}"
+    if data[:4] == b"GGUF":
+        import gguf
+        try:
+            r = gguf.GGUFReader(write_temp(data))
+            for t in r.tensors:
+                bytes(t.data.tobytes())
+            return "serve", f"gguf.GGUFReader: reads {len(r.tensors)} tensors"
+        except Exception as e:
+            return "refuse", f"gguf.GGUFReader: {e}"
     if name.endswith(".json"):
         json.loads(data)
         return "serve", "json.loads: parses"
