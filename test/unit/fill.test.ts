@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { BlobCache, HOLD_BACK, type FillSpec } from '../../src/core/fill.js';
+import { BlobCache, HOLD_BACK, type FileBytes, type FillSpec } from '../../src/core/fill.js';
+import { AirlockError } from '../../src/core/errors.js';
 import { HashPool } from '../../src/core/hasher.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
@@ -181,5 +182,71 @@ describe('verified fill', () => {
     const r = collect(again.body);
     await r.done;
     expect(r.data().equals(bytes)).toBe(true);
+  });
+
+  it('an inspector follows the download: nothing before its release, then the stream, its verdict before the tail', async () => {
+    const { cache } = await setup();
+    const bytes = randomBytes(1024 * 1024);
+    const up = controlled(bytes.length);
+    let released = false;
+    let endSeen = -1;
+    const inspect = {
+      judge: async (file: FileBytes, release: () => void) => {
+        // Reads wait for the bytes: the head first, then the end of the file.
+        expect((await file.read(0, 4)).equals(bytes.subarray(0, 4))).toBe(true);
+        release();
+        released = true;
+        endSeen = (await file.read(bytes.length - 8, 8)).length;
+      },
+    };
+    const served = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: up.open, inspect });
+    const got = collect(served.body);
+    up.body.write(bytes.subarray(0, 3));
+    await tick();
+    expect(released).toBe(false);
+    expect(got.data().length).toBe(0);
+    up.body.write(bytes.subarray(3, bytes.length - 10));
+    await served.gate;
+    await tick();
+    expect(released).toBe(true);
+    expect(got.data().length).toBeGreaterThan(0);
+    expect(got.data().length).toBeLessThanOrEqual(bytes.length - HOLD_BACK);
+    up.body.end(bytes.subarray(bytes.length - 10));
+    expect(await got.done).toBeNull();
+    expect(endSeen).toBe(8);
+    expect(got.data().equals(bytes)).toBe(true);
+  });
+
+  it('an inspector refusal before release rejects the gate (no byte); after release it cuts before the end', async () => {
+    const { cache } = await setup();
+    const early = randomBytes(256 * 1024);
+    const up1 = controlled(early.length);
+    const refuse = {
+      judge: async (file: FileBytes) => {
+        await file.read(0, 16);
+        throw new AirlockError('CONTENT_REFUSED', 'bad head');
+      },
+    };
+    const s1 = await cache.fetch({ sha256: sha(early), size: early.length, open: up1.open, inspect: refuse });
+    up1.body.write(early.subarray(0, 100));
+    await expect(s1.gate).rejects.toThrow(/bad head/);
+    s1.body.destroy();
+
+    const late = randomBytes(1024 * 1024);
+    const up2 = controlled(late.length);
+    const lateRefuse = {
+      judge: async (file: FileBytes, release: () => void) => {
+        release();
+        await file.read(late.length - 1, 1);
+        throw new AirlockError('CONTENT_REFUSED', 'bad tail');
+      },
+    };
+    const s2 = await cache.fetch({ sha256: sha(late), size: late.length, open: up2.open, inspect: lateRefuse });
+    const got = collect(s2.body);
+    up2.body.end(late);
+    expect(String(await got.done)).toMatch(/bad tail/);
+    expect(got.data().length).toBeLessThan(late.length);
+    expect(await cache.idle()).toBeUndefined();
+    expect(await cache.cachedSize(sha(late))).toBeUndefined();
   });
 });
