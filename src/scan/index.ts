@@ -212,36 +212,39 @@ const MEMBER_MAX = ZIP_MEMBER_MAX;
  * refused when they could carry code (a pickle, a zip, an object array) that cannot be read whole.
  */
 async function scanMember(r: Report, name: string, size: number | undefined, body: Readable, depth: number): Promise<void> {
+  const it = body[Symbol.asyncIterator]();
   const parts: Buffer[] = [];
   let have = 0;
-  let over = false;
-  for await (const chunk of body) {
-    if (!over) {
-      parts.push(chunk as Buffer);
-      have += (chunk as Buffer).length;
-      if (have > MEMBER_MAX) {
-        over = true;
-        const head = Buffer.concat(parts).subarray(0, 64 << 10);
-        parts.length = 0;
-        parts.push(head);
-        const kind = sniff(head);
-        if (kind === 'archive' && archiveKind(head) !== '7z' && archiveKind(head) !== 'rar') {
-          // Too large to hold: an archive inside is walked as it streams (the head, then the rest).
-          const rest = Readable.from((async function* () { yield head; for await (const c of body) yield c as Buffer; })());
-          await walkNested(r, name, size, rest, depth);
-          return;
-        }
-        if (kind === 'pickle' || kind === 'zip' || kind === 'archive' || (kind === 'numpy' && (await readNpyHeader(bufferSource(head)).catch(() => ({ objectDtype: true }))).objectDtype)) {
-          r.refuse('archive_member_unscanned', `member ${name}: a member of over ${MEMBER_MAX} bytes that looks like ${kind} is too large to inspect inside an archive`);
-          body.destroy();
-          return;
-        }
-      }
+  for (;;) {
+    const next = await it.next();
+    if (next.done) break;
+    parts.push(next.value as Buffer);
+    have += (next.value as Buffer).length;
+    if (have <= MEMBER_MAX) continue;
+    // Too large to hold: sniff its head.
+    const held = Buffer.concat(parts);
+    const head = held.subarray(0, 64 << 10);
+    const kind = sniff(head);
+    if (kind === 'archive' && archiveKind(head) !== '7z' && archiveKind(head) !== 'rar') {
+      // An archive inside is walked as it streams: what was held, then the rest of the member.
+      const rest = Readable.from((async function* () {
+        yield held;
+        for (let n = await it.next(); !n.done; n = await it.next()) yield n.value as Buffer;
+      })());
+      await walkNested(r, name, size, rest, depth);
+      return;
     }
+    const objectArray = kind === 'numpy' && (await readNpyHeader(bufferSource(head)).catch(() => ({ objectDtype: true }))).objectDtype;
+    if (kind === 'pickle' || kind === 'zip' || kind === 'archive' || objectArray) {
+      r.refuse('archive_member_unscanned', `member ${name}: a member of over ${MEMBER_MAX} bytes that looks like ${kind} is too large to inspect inside an archive`);
+      body.destroy();
+      return;
+    }
+    // Data: the rest passes unread (drained).
+    for (let n = await it.next(); !n.done; n = await it.next());
+    return;
   }
-  if (over) return;
-  const bytes = Buffer.concat(parts);
-  const sub = await scan(bufferSource(bytes), name, { depth });
+  const sub = await scan(bufferSource(Buffer.concat(parts)), name, { depth });
   sub.findings.push(...formatMismatch(name, sub));
   r.merge(sub, name);
 }

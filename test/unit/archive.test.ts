@@ -101,3 +101,14 @@ describe('archives are opened and every member judged', () => {
     expect((await judge(z, 'bundle.zip')).reason).toMatch(/in member inner\.tar\/evil\.pkl/);
   });
 });
+
+describe('archives too large to hold are walked as they stream', () => {
+  it('a tar inside a tar, over the member limit, is opened whole: its last member is judged', async () => {
+    const filler = Buffer.alloc((64 << 20) + 4096, 0x20);
+    const benignInner = await makeTar([{ name: 'big.txt', data: filler }, { name: 'ok.json', data: Buffer.from('{}') }]);
+    expect((await judge(await makeTar([{ name: 'inner.tar', data: benignInner }]))).allow).toBe(true);
+    const evilInner = await makeTar([{ name: 'big.txt', data: filler }, { name: 'late.pkl', data: hex(R.R2) }]);
+    const r = await judge(await makeTar([{ name: 'inner.tar', data: evilInner }]));
+    expect(r.reason).toMatch(/posix\.system \(in member inner\.tar\/late\.pkl\)/);
+  });
+});
