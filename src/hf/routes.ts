@@ -193,10 +193,10 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
   }
 
   /** Judge bytes (scanning them when no current report is stored) and store the report. */
-  async function inspect(sha256: string, file: FileBytes, path?: string, opts?: ScanOptions): Promise<ScanReport> {
+  async function inspect(sha256: string, file: FileBytes, opts?: ScanOptions): Promise<ScanReport> {
     const known = await storedReport(sha256);
     if (known && !known.partial) return known;
-    const report = await scan(file, path, opts);
+    const report = await scan(file, undefined, opts);
     await d.meta.putScan(sha256, SCANNER_VERSION, JSON.stringify(report));
     return report;
   }
@@ -306,7 +306,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
               verdict = contentDecision(type, repo, path, lfs.oid, r);
               if (!verdict.allow) throw new AirlockError('CONTENT_REFUSED', `blocked by mirror policy: ${verdict.reason}`);
             };
-            report = await inspect(lfs.oid, file, undefined, {
+            report = await inspect(lfs.oid, file, {
               cleared: async (partial) => {
                 try {
                   refuseOn(partial);
