@@ -2,10 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { HfPolicy } from '../../src/policy/hf.js';
 import { scan } from '../../src/scan/index.js';
 import { bufferSource } from '../../src/scan/source.js';
-import { R, R10_STORAGE, gguf, hex, makeZip, safetensors, torchZip } from '../helpers/model-files.js';
+import { readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { R, R10_STORAGE, gguf, hex, makeTar, makeZip, safetensors, torchZip } from '../helpers/model-files.js';
 
 /**
- * Seeded random-mutation fuzzing of the pickle decoder and the zip, safetensors and GGUF parsers.
+ * Seeded random-mutation fuzzing of the pickle decoder, the zip, safetensors and GGUF parsers, and
+ * the archive walk (real tar, gzip, bzip2, xz and zstd files from test/corpus, and tars of payloads).
  * `npm test` runs it for a few seconds (FUZZ_SECONDS, default 4); `npm run fuzz` for longer.
  * Properties: the scanner never throws or hangs on any input, and a mutated malicious sample is
  * accepted only when no import of the original payload can still be reached.
@@ -66,10 +69,17 @@ const seeds: { name: string; bytes: Buffer; malicious: boolean }[] = [
   { name: 'zip-plain', bytes: makeZip([{ name: 'a.txt', data: R10_STORAGE }]), malicious: false },
   { name: 'safetensors', bytes: safetensors({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, R10_STORAGE), malicious: false },
   { name: 'gguf', bytes: gguf([['general.architecture', 'string', 'llama']], [{ name: 'w', dims: [8] }]), malicious: false },
+  ...['datasets/train.jsonl.gz', 'datasets/train.jsonl.bz2', 'datasets/train.jsonl.xz', 'datasets/train.jsonl.zst', 'datasets/weights.tar', 'torch-2.13/tensor.pt'].map((rel) => ({
+    name: rel,
+    bytes: readFileSync(new URL(`../corpus/real/${rel}`, import.meta.url)),
+    malicious: false,
+  })),
 ];
 
 describe(`scanner fuzzing (${SECONDS} s, seed ${SEED})`, () => {
   it('never crashes or hangs, and never accepts a reachable malicious import', async () => {
+    const evilTar = await makeTar([{ name: 'a.txt', data: Buffer.from('hi\n') }, { name: 'x.pyd', data: hex(R.R2) }]);
+    seeds.push({ name: 'tar-R2', bytes: evilTar, malicious: true }, { name: 'tar.gz-R2', bytes: gzipSync(evilTar), malicious: true });
     const rand = rng(SEED);
     const end = Date.now() + SECONDS * 1000;
     let runs = 0;

@@ -1,4 +1,5 @@
 import { crc32 } from 'node:zlib';
+import tar from 'tar-stream';
 
 /**
  * Model files built from bytes for the scanner tests. Nothing here is ever unpickled: the
@@ -171,4 +172,14 @@ export function npy(descr: string, data: Buffer, shape = '(1,)'): Buffer {
   const len = Buffer.alloc(2);
   len.writeUInt16LE(header.length);
   return Buffer.concat([Buffer.from('\x93NUMPY\x01\x00', 'latin1'), len, Buffer.from(header, 'latin1'), data]);
+}
+
+/** A tar written by tar-stream (a real tar writer), with links and odd names where asked. */
+export async function makeTar(members: { name: string; data?: Buffer; type?: 'file' | 'symlink' | 'link' | 'fifo'; linkname?: string }[]): Promise<Buffer> {
+  const pack = tar.pack();
+  for (const m of members) pack.entry({ name: m.name, type: m.type ?? 'file', linkname: m.linkname, size: m.data?.length ?? 0, mtime: new Date(0) }, m.data ?? Buffer.alloc(0));
+  pack.finalize();
+  const out: Buffer[] = [];
+  for await (const c of pack) out.push(c as Buffer);
+  return Buffer.concat(out);
 }

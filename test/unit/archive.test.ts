@@ -2,14 +2,13 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import lzma from 'lzma-native';
-import tar from 'tar-stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { compress as zstd } from 'zstd-napi';
 import { HfPolicy } from '../../src/policy/hf.js';
 import { ARCHIVE_LIMITS } from '../../src/scan/archive.js';
 import { nameFindings, scan, type ScanReport } from '../../src/scan/index.js';
 import { bufferSource } from '../../src/scan/source.js';
-import { R, hex, makeZip } from '../helpers/model-files.js';
+import { R, hex, makeTar, makeZip } from '../helpers/model-files.js';
 
 const policy = new HfPolicy({ allow: [{ repo: 'org/d', commits: ['d'.repeat(40)] }] }, ['hf']);
 const corpus = (rel: string) => readFileSync(new URL(`../corpus/real/${rel}`, import.meta.url));
@@ -19,16 +18,6 @@ async function judge(bytes: Buffer, path = 'data.tar'): Promise<{ report: ScanRe
   const sha = createHash('sha256').update(bytes).digest('hex');
   const d = policy.decideContent('dataset', 'org/d', path, sha, { ...report, findings: [...report.findings, ...nameFindings(path, report)] });
   return { report, allow: d.allow, reason: d.allow ? '' : d.reason };
-}
-
-/** A tar written by tar-stream (a real tar writer), with links and odd names where asked. */
-async function makeTar(members: { name: string; data?: Buffer; type?: 'file' | 'symlink' | 'link' | 'fifo'; linkname?: string }[]): Promise<Buffer> {
-  const pack = tar.pack();
-  for (const m of members) pack.entry({ name: m.name, type: m.type ?? 'file', linkname: m.linkname, size: m.data?.length ?? 0, mtime: new Date(0) }, m.data ?? Buffer.alloc(0));
-  pack.finalize();
-  const out: Buffer[] = [];
-  for await (const c of pack) out.push(c as Buffer);
-  return Buffer.concat(out);
 }
 
 /** xz by liblzma's own encoder. */
