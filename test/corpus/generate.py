@@ -129,6 +129,32 @@ def arrays():
     np.savez(path(NOUT, "objects.npz"), ok=a, bad=np.array([1, "x", None], dtype=object))
 
 
+class Unseekable(io.RawIOBase):
+    """A write-only stream (a pipe, a socket, an upload): zipfile then writes data descriptors."""
+    def __init__(self, f):
+        self.f = f
+    def writable(self):
+        return True
+    def write(self, b):
+        return self.f.write(b)
+
+
+def streamed_zips():
+    """Zips written where the writer cannot seek back: data descriptors (flag 0x8), zeros and ZIP64
+    extra fields in the local headers; and an archive comment."""
+    out = os.path.join(ROOT, "zipfile")
+    with open(path(out, "streamed.npz"), "wb") as f:
+        np.savez(Unseekable(f), weights=np.arange(12, dtype=np.float32).reshape(3, 4), ids=np.arange(5))
+    with open(path(out, "streamed.zip"), "wb") as f:
+        with zipfile.ZipFile(Unseekable(f), "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("notes.txt", "written to a pipe\n" * 50)
+            with z.open("data/train.jsonl", "w", force_zip64=True) as m:
+                m.write(b'{"text": "a"}\n' * 100)
+    with zipfile.ZipFile(path(out, "commented.zip"), "w", zipfile.ZIP_STORED) as z:
+        z.comment = b"an archive comment, as some writers leave"
+        z.writestr("README.md", "# hello\n")
+
+
 def sklearn_models():
     import joblib
     import sklearn
@@ -254,4 +280,5 @@ if __name__ == "__main__":
         datasets()
         safetensors_files()
         gguf_files()
+        streamed_zips()
     print(f"wrote torch {torch.__version__} / numpy {np.__version__} files under {ROOT}")
