@@ -139,9 +139,15 @@ try {
 } catch (e) {
   console.log(`skipped (no torch here: ${String(e.stderr ?? e.message).trim().split('\n').pop()})`);
 }
+// A WebDataset-style shard of S.big bytes written by Python's tarfile (bench/make-shard.py).
+const SHARD = { name: 'shard-000000.tar', path: join(work, 'shard-000000.tar') };
+process.stdout.write('writing the dataset shard with tarfile... ');
+execFileSync('python3', [join(ROOT, 'bench', 'make-shard.py'), SHARD.path, String(S.big)]);
+files.push(SHARD);
+console.log('done');
 process.stdout.write('preparing upstream (hashing generated files)... ');
 const up = await startJsonChild(join(ROOT, 'bench', 'upstream.mjs'), [
-  JSON.stringify({ files, bigPageFiles: S.bigPage, oci: { config: OCI_CONFIG.name, layers: [files[0].name, WARMUP.name] }, hf: { file: files[0].name, checkpoint: CHECKPOINT?.name } }),
+  JSON.stringify({ files, bigPageFiles: S.bigPage, oci: { config: OCI_CONFIG.name, layers: [files[0].name, WARMUP.name] }, hf: { file: files[0].name, checkpoint: CHECKPOINT?.name, shard: SHARD.name } }),
 ]);
 const UP = `http://127.0.0.1:${up.info.port}`;
 console.log('ready');
@@ -263,29 +269,40 @@ await setRate(0);
 // 1c. A real torch.save checkpoint, cold, at 200 MiB/s: its pickle comes first, so Airlock judges
 // it and streams the storages behind it. Before (whole-file hold) the first byte waited for the
 // last: that figure is the time to the last byte of the same transfer.
-if (CHECKPOINT) {
+// 1c. Inspected HF files at 200 MiB/s: a real torch.save checkpoint (its pickle comes first, so
+// Airlock judges it and streams the storages behind it; before, the first byte waited for the
+// last, so that figure is the time to the last byte of the same transfer), and a dataset shard
+// whose every member is judged as the tar streams through.
+const hfRows = [];
+if (CHECKPOINT) hfRows.push({ file: 'pytorch_model.bin', label: 'torch checkpoint', subject: 'Airlock /hf/ (pickle judged, storages streamed)', wasHeld: true });
+hfRows.push({ file: SHARD.name, label: 'dataset tar', subject: 'Airlock /hf/ (every member judged as it streams)', wasHeld: false });
+for (const h of hfRows) {
   await setRate(FAST_WAN);
   const direct = [];
   const through = [];
-  const size = up.info.files[CHECKPOINT.name].size;
+  const size = up.info.files[h.file === SHARD.name ? SHARD.name : CHECKPOINT.name].size;
   for (let r = 0; r < S.reps; r++) {
-    direct.push(await curl(`${UP}/bench/model/resolve/${up.info.hfCommit}/pytorch_model.bin`));
+    direct.push(await curl(`${UP}/bench/model/resolve/${up.info.hfCommit}/${h.file}`));
     const a = await startAirlock();
     await get(a.manifestUrl);
     await curl(a.blobUrl(WARMUP));
-    const url = a.hfUrl.replace(/weights\.bin$/, 'pytorch_model.bin');
+    const url = a.hfUrl.replace(/weights\.bin$/, h.file);
     await fetch(url, { method: 'HEAD' });
     through.push(await curl(url));
     await a.stop();
   }
   await setRate(0);
-  const label = `cold HF torch checkpoint ${(size / GiB).toFixed(2)} GiB, 200 MiB/s`;
+  const label = `cold HF ${h.label} ${(size / GiB).toFixed(2)} GiB, 200 MiB/s`;
   const d = { mibps: median(direct.map((x) => x.mibps)), ttfbMs: median(direct.map((x) => x.ttfb)) * 1000, totalS: median(direct.map((x) => x.total)) };
   const t = { mibps: median(through.map((x) => x.mibps)), ttfbMs: median(through.map((x) => x.ttfb)) * 1000, totalS: median(through.map((x) => x.total)) };
   row(label, 'direct from upstream', d);
-  row(label, 'Airlock /hf/ (pickle judged, storages streamed)', { ...t, ratio: t.mibps / d.mibps });
-  row(label, 'before: whole-file hold (first byte no sooner than this last byte)', { ttfbMs: t.totalS * 1000 });
-  target(`cold torch checkpoint TTFB <= 1 s at 200 MiB/s`, t.ttfbMs <= 1000, `${t.ttfbMs.toFixed(0)} ms (was ~${t.totalS.toFixed(1)} s)`);
+  row(label, h.subject, { ...t, ratio: t.mibps / d.mibps });
+  if (h.wasHeld) {
+    row(label, 'before: whole-file hold (first byte no sooner than this last byte)', { ttfbMs: t.totalS * 1000 });
+    target(`cold torch checkpoint TTFB <= 1 s at 200 MiB/s`, t.ttfbMs <= 1000, `${t.ttfbMs.toFixed(0)} ms (was ~${t.totalS.toFixed(1)} s)`);
+  } else {
+    target(`cold ${h.label} throughput >= 0.95x direct at 200 MiB/s`, t.mibps / d.mibps >= 0.95, `${(t.mibps / d.mibps).toFixed(2)}x`);
+  }
 }
 
 // 2. Warm serve ----------------------------------------------------------------------------------

@@ -67,11 +67,12 @@ if (spec.oci) {
 // LFS (its sha256 as lfs.oid); resolve answers with the bytes directly. Named .bin: the generated
 // bytes are no safetensors file, and the scanner refuses a misnamed one (it still inspects this
 // one: a trial pickle decode, then the verdict before the tail). spec.hf.checkpoint, when given,
-// is a real torch.save checkpoint served as pytorch_model.bin.
+// is a real torch.save checkpoint served as pytorch_model.bin; spec.hf.shard a dataset tar.
 const HF_COMMIT = 'c0ffee'.padEnd(40, '0');
 const hfFile = spec.hf ? files.get(spec.hf.file) : null;
 const hfFiles = new Map(hfFile ? [['weights.bin', hfFile]] : []);
 if (spec.hf?.checkpoint) hfFiles.set('pytorch_model.bin', files.get(spec.hf.checkpoint));
+if (spec.hf?.shard) hfFiles.set(spec.hf.shard, files.get(spec.hf.shard));
 
 let rate = 0; // bytes/s, 0 = unthrottled
 const counts = new Map();
