@@ -4,7 +4,8 @@ ARG NODE_IMAGE=docker.io/library/node:20-bookworm-slim@sha256:2cf067cfed83d5ea95
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
-# Toolchain for better-sqlite3 when no prebuilt binary matches.
+# Toolchain for the native modules: better-sqlite3 when no prebuilt binary matches, and zstd-napi
+# (libzstd), built from its bundled sources.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*

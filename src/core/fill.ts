@@ -141,9 +141,9 @@ export class Fill extends EventEmitter {
           await new Promise((res) => this.once('progress', res));
         }
         if (this.state === 'failed') throw this.error;
-        const b = Buffer.alloc(Math.max(0, end - pos));
-        if (b.length > 0) await this.fh!.read(b, 0, b.length, pos);
-        return b;
+        const b = Buffer.allocUnsafe(Math.max(0, end - pos));
+        const { bytesRead } = b.length > 0 ? await this.fh!.read(b, 0, b.length, pos) : { bytesRead: 0 };
+        return bytesRead === b.length ? b : b.subarray(0, bytesRead);
       },
     };
   }
