@@ -1,7 +1,7 @@
 import { PackageURL } from 'packageurl-js';
 import { ConfigError } from '../config/load.js';
 import { Advisories, type OsvRecord } from '../policy/advisories.js';
-import { normalizeName } from '../pypi/names.js';
+import { normalizeName } from '../names/pypi.js';
 import type { MetaStore, PullFilter, StoredPullRecord } from '../storage/meta-store.js';
 
 export interface AffectedReport {

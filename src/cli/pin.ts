@@ -7,13 +7,14 @@ import { loadConfig, ConfigError } from '../config/load.js';
 import { Metrics } from '../obs/metrics.js';
 import { parseFilename } from '../pypi/filenames.js';
 import { PypiIndex } from '../pypi/index.js';
-import { isValidProjectName, normalizeName } from '../pypi/names.js';
+import { isValidProjectName, normalizeName } from '../names/pypi.js';
 import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
 import { header, readBoundedBytes, UpstreamHttp } from '../upstream/http.js';
-import { MANIFEST_ACCEPT, ManifestError, checkDigest, looksLikeHost, parseManifest } from '../oci/reference.js';
+import { MANIFEST_ACCEPT, ManifestError, parseManifest } from '../oci/reference.js';
+import { checkDigest, looksLikeHost } from '../names/oci.js';
 import { registryFromConfig } from '../oci/registry-client.js';
 import { canonicalRepository } from '../policy/oci.js';
-import { COMMIT, isValidRef, isValidRepoId, type HfRepoType } from '../policy/hf.js';
+import { COMMIT, isValidRef, isValidRepoId, type HfRepoType } from '../names/hf.js';
 import { Hub } from '../hf/hub.js';
 import type { Dispatcher } from 'undici';
 

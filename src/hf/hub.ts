@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
-import { displayRepo, type HfRepoType } from '../policy/hf.js';
+import { displayRepo, type HfRepoType } from '../names/hf.js';
 import type { MetaStore } from '../storage/meta-store.js';
 import { header, readBounded, redact, upstreamUrlAllowed, type UpstreamHttp, type UpstreamResponse } from '../upstream/http.js';
 

@@ -1,4 +1,4 @@
-import { isValidRepoId, type HfRepoType } from '../policy/hf.js';
+import { isValidRepoId, type HfRepoType } from '../names/hf.js';
 
 /**
  * Parsing of Hub URLs under /hf. Repo ids have one or two segments, so routes are found by their

@@ -16,13 +16,10 @@ import {
   MT,
   ManifestError,
   accepts,
-  checkDigest,
-  isValidName,
-  isValidTag,
-  looksLikeHost,
   parseManifest,
   parseV2Path,
 } from './reference.js';
+import { checkDigest, isValidName, isValidTag, looksLikeHost } from '../names/oci.js';
 import type { RegistryClient } from './registry-client.js';
 import { presentedSecret, type Authenticator } from '../auth/tokens.js';
 

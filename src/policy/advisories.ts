@@ -1,5 +1,5 @@
 import { compare, valid } from '@renovatebot/pep440';
-import { normalizeName } from '../pypi/names.js';
+import { normalizeName } from '../names/pypi.js';
 import { PolicyError } from './types.js';
 
 /** The OSV fields Airlock reads (https://ossf.github.io/osv-schema/); everything else is kept as stored. */

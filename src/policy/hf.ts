@@ -1,8 +1,8 @@
 import picomatch from 'picomatch';
 import { PICKLE_PROFILES } from './pickle-profiles.js';
+import { COMMIT, displayRepo, isValidRef, isValidRepoId, type HfRepoType } from '../names/hf.js';
 import { PolicyError, type Decision, type RefusalCode } from './types.js';
 
-export type HfRepoType = 'model' | 'dataset';
 
 /** How file contents are judged (organisation-wide in hf.scan, per repository in allow[].scan). */
 export interface HfScanInput {
@@ -73,20 +73,6 @@ export interface ContentReport {
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const FORMATS = ['safetensors', 'gguf', 'pickle', 'joblib', 'torch-zip', 'torch-legacy', 'numpy', 'npz', 'keras', 'zip', 'archive', 'json', 'python', 'opaque'];
 
-export const COMMIT = /^[0-9a-f]{40}$/;
-const REPO_PART = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$/;
-/** Git ref names as the Hub uses them: branch and tag names, refs/pr/N, refs/convert/NAME. */
-const REF = /^(?!.*\.\.)(?!\/)(?!.*\/\/)[A-Za-z0-9._/-]{1,200}$/;
-
-export function isValidRepoId(id: string): boolean {
-  const parts = id.split('/');
-  if (parts.length < 1 || parts.length > 2) return false;
-  return parts.every((p) => REPO_PART.test(p) && !p.includes('--') && !p.includes('..'));
-}
-
-export function isValidRef(ref: string): boolean {
-  return REF.test(ref) && !ref.endsWith('/') && !ref.endsWith('.lock');
-}
 
 interface AllowRule {
   scan: ScanRule;
@@ -109,7 +95,6 @@ interface DenyRule {
 export type HfRefusal = Decision & { allow: false; hubCode: 'RepoNotFound' | 'RevisionNotFound' | 'EntryNotFound' };
 
 const key = (type: HfRepoType, repo: string) => `${type}:${repo}`;
-export const displayRepo = (type: HfRepoType, repo: string) => (type === 'dataset' ? `datasets/${repo}` : repo);
 
 function globMatcher(globs: string[]): (p: string) => boolean {
   return picomatch(globs, { dot: true, basename: true });

@@ -1,5 +1,5 @@
 import picomatch from 'picomatch';
-import { checkDigest, isValidName, isValidTag } from '../oci/reference.js';
+import { checkDigest, isValidName, isValidTag } from '../names/oci.js';
 import { PolicyError, type Decision } from './types.js';
 
 export interface OciAllowInput {

@@ -1,6 +1,6 @@
 import { satisfies, validRange } from '@renovatebot/pep440';
 import picomatch from 'picomatch';
-import { normalizeName, isValidProjectName } from '../pypi/names.js';
+import { normalizeName, isValidProjectName } from '../names/pypi.js';
 import { PolicyError, pathString, type Decision } from './types.js';
 
 export interface PypiAllowInput {

@@ -1,5 +1,5 @@
 import { valid as validVersion } from '@renovatebot/pep440';
-import { normalizeName } from './names.js';
+import { normalizeName } from '../names/pypi.js';
 
 const SDIST_EXTS = ['.tar.gz', '.zip', '.tar.bz2', '.tgz', '.tar.xz'];
 

@@ -12,7 +12,7 @@ import { negotiate, JSON_V1, type SimpleFormat } from './accept.js';
 import { parseFilename } from './filenames.js';
 import { filterProject } from './filter.js';
 import type { FilteredProject } from './model.js';
-import { isValidFilename, isValidProjectName, normalizeName } from './names.js';
+import { isValidFilename, isValidProjectName, normalizeName } from '../names/pypi.js';
 import type { IndexSource, PypiIndex } from './index.js';
 import { renderHtml, renderJson, renderRootHtml, renderRootJson } from './render.js';
 

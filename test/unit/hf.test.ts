@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { parseHfPath, checkFilePath, HfPathError } from '../../src/hf/paths.js';
 import { gitBlobSha1 } from '../../src/hf/routes.js';
 import { nextLink } from '../../src/hf/hub.js';
-import { HfPolicy, isValidRepoId } from '../../src/policy/hf.js';
+import { HfPolicy } from '../../src/policy/hf.js';
+import { isValidRepoId } from '../../src/names/hf.js';
 import { PolicyError } from '../../src/policy/types.js';
 
 const C1 = 'a'.repeat(40);

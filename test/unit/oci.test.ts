@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { accepts, checkDigest, isValidName, isValidTag, MT, parseManifest, parseV2Path } from '../../src/oci/reference.js';
+import { accepts, MT, parseManifest, parseV2Path } from '../../src/oci/reference.js';
+import { checkDigest, isValidName, isValidTag } from '../../src/names/oci.js';
 import { parseChallenge } from '../../src/oci/registry-client.js';
 import { OciPolicy, canonicalRepository } from '../../src/policy/oci.js';
 import { PolicyError } from '../../src/policy/types.js';

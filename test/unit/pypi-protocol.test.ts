@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { negotiate } from '../../src/pypi/accept.js';
 import { parseFilename } from '../../src/pypi/filenames.js';
-import { isValidFilename, isValidProjectName, normalizeName } from '../../src/pypi/names.js';
+import { isValidFilename, isValidProjectName, normalizeName } from '../../src/names/pypi.js';
 import { parseHtmlPage, parseJsonPage } from '../../src/pypi/parse.js';
 import { renderHtml, renderJson } from '../../src/pypi/render.js';
 

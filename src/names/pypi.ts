@@ -1,4 +1,7 @@
-/** PEP 503 / PEP 508 project names. */
+/**
+ * PyPI name grammar: PEP 503 / PEP 508 project names and distribution filenames as they may
+ * appear in a URL. Dependency-free: the policy and the PyPI front-end both import it.
+ */
 
 /** The PyPA name regex, anchored at both ends (a trailing newline does not pass). */
 const VALID_NAME = /^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$/i;
