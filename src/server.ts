@@ -104,7 +104,6 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     store,
     cache,
     metrics,
-    /** Re-read the policy from disk; a bad file keeps the old policy and says why. */
     /** Re-read imported advisories (after `airlock advisories import`); returns how many are active. */
     async reloadAdvisories(): Promise<number> {
       advisories = await readAdvisories();
@@ -112,6 +111,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
       log.info({ advisories: advisories.size }, 'advisories reloaded');
       return advisories.size;
     },
+    /** Re-read the policy from disk; a bad file keeps the old policy and says why. */
     reloadPolicy(): boolean {
       try {
         policy = loadConfig(loaded.configFile).policy.withAdvisories(advisories);

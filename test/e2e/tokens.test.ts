@@ -102,7 +102,7 @@ policy:
     expect((await fetch(`${a.url}/-/records`)).status).toBe(401);
     expect((await fetch(`${a.url}/-/records`, { headers: { authorization: `Bearer ${runner}` } })).status).toBe(403);
     expect((await fetch(`${a.url}/-/healthz`)).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 50));
+    await a.airlock.recorder.flush();
     const res = await fetch(`${a.url}/-/records?limit=100`, { headers: { authorization: `Bearer ${admin}` } });
     const recs = (await res.json()).records as { client: string; ecosystem: string; decision: string }[];
     for (const eco of ['pypi', 'hf', 'oci']) expect(recs.some((r) => r.ecosystem === eco && r.decision === 'allow' && r.client === 'ci-runner@127.0.0.1'), eco).toBe(true);

@@ -53,6 +53,7 @@ policy:
       - { name: offsite }
       - { name: pinned, versions: "==1.0", sha256: ["${sha256('pinned-a')}"] }
       - { name: acme-tools }
+      - { name: coldpage }
     deny:
       - { name: blocked, reason: "typosquat of requests" }
 `);
@@ -302,14 +303,16 @@ policy:
       expect(sha256(file.body)).toBe(sha256(big));
     }
     pub.mode = 'down';
-    // Never seen before and upstream down: a clear 502, not an empty page.
-    const cold = await rawGet(`${a.url}/pypi/simple/offsite/`);
-    expect([200, 502]).toContain(cold.status);
+    // Never seen before (no page on record) and upstream down: a clear 502, not an empty page.
+    const cold = await rawGet(`${a.url}/pypi/simple/coldpage/`);
+    expect(cold.status).toBe(502);
+    expect(cold.headers['x-airlock-stale']).toBeUndefined();
+    expect(cold.body.toString()).toMatch(/public index answered 503/);
   });
 
   it('lists approved projects at the root and exposes health and metrics', async () => {
     const root = await (await fetch(`${a.url}/pypi/simple/`, { headers: { accept: PIP_ACCEPT } })).json();
-    expect(root.projects.map((p: any) => p.name)).toEqual(['acme-tools', 'biglib', 'offsite', 'pinned', 'tampered', 'tinylib']);
+    expect(root.projects.map((p: any) => p.name)).toEqual(['acme-tools', 'biglib', 'coldpage', 'offsite', 'pinned', 'tampered', 'tinylib']);
     expect((await fetch(`${a.url}/-/healthz`)).status).toBe(200);
     const metrics = await (await fetch(`${a.url}/-/metrics`)).text();
     expect(metrics).toMatch(/airlock_pulls_total\{ecosystem="pypi",cache="miss",decision="allow"\} \d+/);
