@@ -1,6 +1,4 @@
-import { mkdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Dispatcher } from 'undici';
 import { buildApp } from './app.js';
@@ -13,15 +11,10 @@ import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import { Advisories, type Policy } from './policy/index.js';
 import type { OsvRecord } from './policy/advisories.js';
-import { Hub } from './hf/hub.js';
 import { createHfApp } from './hf/routes.js';
-import { registryFromConfig, type RegistryClient } from './oci/registry-client.js';
 import { createOciApp } from './oci/routes.js';
-import { PypiIndex } from './pypi/index.js';
 import { createPypiApp } from './pypi/routes.js';
-import { FsBlobStore } from './storage/fs-blob-store.js';
-import { SqliteMetaStore } from './storage/sqlite-meta-store.js';
-import { UpstreamHttp } from './upstream/http.js';
+import { hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
 
 export interface AirlockOptions {
   log?: Logger;
@@ -30,15 +23,14 @@ export interface AirlockOptions {
   defaultMetrics?: boolean;
 }
 
-/** The composition root: the only place concrete stores and clients are chosen. */
+/** The composition root: stores and clients come from backends.ts, the one place they are chosen. */
 export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions = {}) {
   const { config } = loaded;
   const log = opts.log ?? createLogger(config.log_level);
-  mkdirSync(loaded.dataDir, { recursive: true });
-  const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
-  const store = await FsBlobStore.create(loaded.dataDir);
+  const meta = openMeta(loaded, { create: true });
+  const store = await openBlobs(loaded);
   const metrics = new Metrics(opts.defaultMetrics ?? true);
-  const http = new UpstreamHttp({ dispatcher: opts.dispatcher, headersTimeoutMs: config.pypi.timeout * 1000 });
+  const http = upstreamHttp(loaded, 'pypi', opts.dispatcher);
   const hashes = new HashPool(1).warm();
   const cache = new BlobCache(store, meta, hashes, (sha256, e) => log.error({ digest: sha256, err: (e as Error).message }, 'verified blob could not be committed to the store; it will be fetched again next time'));
   const recorder = new Recorder(meta, metrics, log);
@@ -46,21 +38,10 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   let advisories = await readAdvisories();
   let policy: Policy = loaded.policy.withAdvisories(advisories);
 
-  const index = new PypiIndex({
-    http,
-    meta,
-    metrics,
-    log,
-    publicUrl: config.pypi.upstream,
-    internalUrl: config.pypi.internal,
-    fileHosts: config.pypi.file_hosts,
-    ttlSeconds: config.pypi.index_ttl,
-    maxPageBytes: config.pypi.max_page_bytes,
-  });
+  const index = pypiIndex(loaded, { http, meta, metrics, log });
   const pypi = createPypiApp({ policy: () => policy, index, cache, http, recorder, log, pageMaxAge: Math.min(config.pypi.index_ttl, 300) });
-  const ociHttp = new UpstreamHttp({ dispatcher: opts.dispatcher, headersTimeoutMs: config.oci.timeout * 1000 });
-  const registries = new Map<string, RegistryClient>();
-  for (const [key, r] of Object.entries(config.oci.registries)) registries.set(key, registryFromConfig(key, r, ociHttp));
+  const ociHttp = upstreamHttp(loaded, 'oci', opts.dispatcher);
+  const registries = ociRegistries(loaded, ociHttp);
   const oci = createOciApp({
     authenticator: new Authenticator(meta),
     policy: () => policy,
@@ -72,16 +53,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     log,
     maxManifestBytes: config.oci.max_manifest_bytes,
   });
-  const hfHttp = new UpstreamHttp({ dispatcher: opts.dispatcher, headersTimeoutMs: config.hf.timeout * 1000 });
-  const hub = new Hub({
-    http: hfHttp,
-    meta,
-    log,
-    upstream: config.hf.upstream,
-    fileHosts: config.hf.file_hosts,
-    token: config.hf.token_env ? process.env[config.hf.token_env] : undefined,
-    maxMetadataBytes: config.hf.max_metadata_bytes,
-  });
+  const hfHttp = upstreamHttp(loaded, 'hf', opts.dispatcher);
+  const hub = hfHub(loaded, { http: hfHttp, meta, log });
   const hf = createHfApp({ policy: () => policy, hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
   const authenticator = new Authenticator(meta);
   const app = buildApp({ auth: { authenticator, modes: config.auth }, log, metrics, meta, frontends: { '/pypi': pypi, '/v2': oci, '/hf': hf } });

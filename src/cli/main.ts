@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { join } from 'node:path';
 import { ConfigError, loadConfig, type LoadedConfig } from '../config/load.js';
 import { parseTime } from '../core/time.js';
 import { startServer } from '../server.js';
-import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
+import { openMeta } from '../backends.js';
+import type { MetaStore } from '../storage/meta-store.js';
 import type { PullFilter } from '../storage/meta-store.js';
 import { rescan } from './rescan.js';
 import { Authenticator, TOKEN_NAME } from '../auth/tokens.js';
@@ -51,9 +51,8 @@ usage:
 --config defaults to config/airlock.yaml.`;
 
 /** Open the configured metadata store for one command and close it after (create: make the data directory first). */
-async function withMeta<T>(loaded: LoadedConfig, create: boolean, fn: (meta: SqliteMetaStore) => Promise<T>): Promise<T> {
-  if (create) mkdirSync(loaded.dataDir, { recursive: true });
-  const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+async function withMeta<T>(loaded: LoadedConfig, create: boolean, fn: (meta: MetaStore) => Promise<T>): Promise<T> {
+  const meta = openMeta(loaded, { create });
   try {
     return await fn(meta);
   } finally {

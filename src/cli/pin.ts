@@ -6,16 +6,13 @@ import { valid as validVersion } from '@renovatebot/pep440';
 import { loadConfig, ConfigError } from '../config/load.js';
 import { Metrics } from '../obs/metrics.js';
 import { parseFilename } from '../pypi/filenames.js';
-import { PypiIndex } from '../pypi/index.js';
 import { isValidProjectName, normalizeName } from '../names/pypi.js';
-import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
-import { header, readBoundedBytes, UpstreamHttp } from '../upstream/http.js';
+import { hfHub, ociRegistries, openMeta, pypiIndex, upstreamHttp } from '../backends.js';
+import { header, readBoundedBytes } from '../upstream/http.js';
 import { MANIFEST_ACCEPT, ManifestError, parseManifest } from '../oci/reference.js';
 import { checkDigest, looksLikeHost } from '../names/oci.js';
-import { registryFromConfig } from '../oci/registry-client.js';
 import { canonicalRepository } from '../policy/oci.js';
 import { COMMIT, isValidRef, isValidRepoId, type HfRepoType } from '../names/hf.js';
-import { Hub } from '../hf/hub.js';
 import type { Dispatcher } from 'undici';
 
 export interface PinResult {
@@ -35,22 +32,15 @@ export async function resolvePypiPin(configFile: string, requirement: string, di
   const name = normalizeName(m[1]);
   const version = m[2];
   const loaded = loadConfig(configFile);
-  const meta = new SqliteMetaStore(':memory:');
-  const http = new UpstreamHttp({ dispatcher, headersTimeoutMs: loaded.config.pypi.timeout * 1000 });
+  // The configured metadata store: the page fetched to pin is cached like any other (ttl 0: always asked fresh).
+  const meta = openMeta(loaded, { create: true });
+  const http = upstreamHttp(loaded, 'pypi', dispatcher);
   try {
     const source = loaded.policy.pypi.internalRule(name) ? 'internal' : 'public';
-    const index = new PypiIndex({
-      http,
-      meta,
-      metrics: new Metrics(false),
-      log: pino({ level: 'silent' }),
-      publicUrl: loaded.config.pypi.upstream,
-      internalUrl: loaded.config.pypi.internal,
-      fileHosts: loaded.config.pypi.file_hosts,
-      ttlSeconds: 0,
-      maxPageBytes: loaded.config.pypi.max_page_bytes,
-    });
+    const index = pypiIndex(loaded, { http, meta, metrics: new Metrics(false), log: pino({ level: 'silent' }), ttlSeconds: 0 });
     const page = await index.project(name, source);
+    // A pin records what the index says now: never hashes from a page kept while the index is down.
+    if (page.stale) throw new ConfigError(`pin: the ${source} index cannot be read now (${page.staleReason}); not pinning from a cached page`);
     const files = page.project.files.filter((f) => {
       const p = parseFilename(f.filename, name);
       return p && p.name === name && p.version === version && f.hashes.sha256;
@@ -113,9 +103,9 @@ export async function resolveOciPin(configFile: string, reference: string, dispa
   const upstreamName = repository.slice(registry.length + 1);
   const r = loaded.config.oci.registries[registry];
   if (!r) throw new ConfigError(`pin: registry ${registry} is not configured in oci.registries (${Object.keys(loaded.config.oci.registries).join(', ')})`);
-  const http = new UpstreamHttp({ dispatcher, headersTimeoutMs: loaded.config.oci.timeout * 1000 });
+  const http = upstreamHttp(loaded, 'oci', dispatcher);
   try {
-    const client = registryFromConfig(registry, r, http);
+    const client = ociRegistries(loaded, http).get(registry)!;
     const ref = m[3] ?? m[2]!;
     const res = await client.request(upstreamName, `manifests/${ref}`, { accept: MANIFEST_ACCEPT });
     if (res.status !== 200) {
@@ -212,18 +202,10 @@ export async function resolveHfPin(configFile: string, reference: string, dispat
   const usage = `pin: expected [datasets/]REPO@REVISION (e.g. openai-community/gpt2@main or datasets/org/corpus@v1.0), got ${JSON.stringify(reference)}`;
   if (!m || !isValidRepoId(m[2]) || !isValidRef(m[3])) throw new ConfigError(usage);
   const type: HfRepoType = m[1] ? 'dataset' : 'model';
-  const http = new UpstreamHttp({ dispatcher, headersTimeoutMs: loaded.config.hf.timeout * 1000 });
-  const meta = new SqliteMetaStore(':memory:');
+  const http = upstreamHttp(loaded, 'hf', dispatcher);
+  const meta = openMeta(loaded, { create: true });
   try {
-    const hub = new Hub({
-      http,
-      meta,
-      log: pino({ level: 'silent' }),
-      upstream: loaded.config.hf.upstream,
-      fileHosts: loaded.config.hf.file_hosts,
-      token: loaded.config.hf.token_env ? process.env[loaded.config.hf.token_env] : undefined,
-      maxMetadataBytes: loaded.config.hf.max_metadata_bytes,
-    });
+    const hub = hfHub(loaded, { http, meta, log: pino({ level: 'silent' }) });
     const commit = await hub.resolveRevision(type, m[2], m[3]);
     if (COMMIT.test(m[3]) && commit !== m[3]) throw new ConfigError(`pin: the Hub resolved ${m[3]} to ${commit}; not pinning`);
     return { type, repo: m[2], ref: COMMIT.test(m[3]) ? undefined : m[3], commit };

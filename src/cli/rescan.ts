@@ -1,8 +1,6 @@
-import { join } from 'node:path';
 import { loadConfig } from '../config/load.js';
 import { storeBytes } from '../core/bytes.js';
-import { FsBlobStore } from '../storage/fs-blob-store.js';
-import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
+import { openBlobs, openMeta } from '../backends.js';
 import { scan, SCANNER_VERSION, type ScanReport } from '../scan/index.js';
 import { AirlockError } from '../core/errors.js';
 
@@ -27,8 +25,8 @@ function summary(r: ScanReport | null): string {
  */
 export async function rescan(configFile: string, opts: { all?: boolean; progress?: (done: number, total: number) => void } = {}): Promise<RescanResult> {
   const loaded = loadConfig(configFile);
-  const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
-  const store = await FsBlobStore.create(loaded.dataDir, { cleanSpool: false });
+  const meta = openMeta(loaded);
+  const store = await openBlobs(loaded, { cleanSpool: false });
   const out: RescanResult = { total: 0, rescanned: 0, changed: [], missing: 0 };
   try {
     const rows = (await meta.listScans()).filter((r) => opts.all || r.scanner !== SCANNER_VERSION);
