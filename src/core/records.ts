@@ -46,6 +46,11 @@ export class Recorder {
     void this.writing.then(() => waiters.forEach((w) => w()));
   }
 
+  /** Count artefact body bytes sent to a client (airlock_bytes_sent_total). */
+  bytesSent(ecosystem: PullRecord['ecosystem'], cache: string, bytes: number): void {
+    if (bytes > 0) this.metrics.bytes.inc({ ecosystem, cache }, bytes);
+  }
+
   /** Queue a row; resolves once its batch is committed (never rejects). */
   record(rec: PullRecord & { code?: string }): Promise<void> {
     const { code, ...row } = rec;

@@ -336,6 +336,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       const rec = (o: { size: number | null; cache: CacheOutcome }) => ({ ...base, sha256: lfs.oid, size: o.size, cache: o.cache, scan: scanSummary(report, verdict) });
       try {
         return await serveBlob(c, d.cache, spec, headers, {
+          sent: (n, cache) => d.recorder.bytesSent('hf', cache, n),
           served: (o) => d.recorder.record({ ...rec(o), decision: 'allow', rule }),
           cut: (o) => {
             if (o.failure) {

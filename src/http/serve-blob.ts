@@ -24,17 +24,21 @@ export interface BlobOutcome {
  * Holds back the last chunk of a body until `beforeEnd` resolves: the pull record of a served
  * artefact is committed before its client can have the whole file.
  */
-export function lastChunkAfter(beforeEnd: () => Promise<void>): Transform {
+export function lastChunkAfter(beforeEnd: () => Promise<void>, passed: (bytes: number) => void = () => {}): Transform {
   let held: Buffer | null = null;
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
       const prev = held;
       held = chunk;
+      if (prev) passed(prev.length);
       cb(null, prev ?? undefined);
     },
     flush(cb) {
       beforeEnd().then(
-        () => cb(null, held ?? undefined),
+        () => {
+          if (held) passed(held.length);
+          cb(null, held ?? undefined);
+        },
         (e: Error) => cb(e),
       );
     },
@@ -51,6 +55,8 @@ export async function serveBlob(
     served: (o: { cache: CacheOutcome; size: number | null }) => Promise<void>;
     /** The transfer ended before that (fill failed, or the client went away early): record why. */
     cut: (o: BlobOutcome) => void;
+    /** Body bytes that went out, however the transfer ended (for airlock_bytes_sent_total). */
+    sent?: (bytes: number, cache: CacheOutcome) => void;
   },
 ): Promise<Response> {
   const served = await cache.fetch(spec, parseRange(c.req.header('range')));
@@ -76,15 +82,20 @@ export async function serveBlob(
   const size = served.size ?? null;
   // One record per transfer: written as served before the last chunk, or as cut afterwards.
   let recorded = false;
+  let bytes = 0;
   const body = pipeline(
     served.body,
-    lastChunkAfter(() => {
-      recorded = true;
-      return record.served({ cache: served.cache, size });
-    }),
+    lastChunkAfter(
+      () => {
+        recorded = true;
+        return record.served({ cache: served.cache, size });
+      },
+      (n) => (bytes += n),
+    ),
     () => {},
   );
   return sendStream(c, status, headers, body, ({ error }) => {
+    record.sent?.(bytes, served.cache);
     if (recorded || !error) return;
     void served.settled.then(
       () => record.cut({ cache: served.cache, size, clientClosed: error.message }),

@@ -337,6 +337,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     try {
       const rec = (o: { size: number | null; cache: CacheOutcome }) => ({ ...base, sha256: hex, size: o.size, cache: o.cache });
       return await serveBlob(c, d.cache, spec, headers, {
+        sent: (n, cache) => d.recorder.bytesSent('oci', cache, n),
         served: (o) => d.recorder.record({ ...rec(o), decision: 'allow', rule }),
         cut: (o) => {
           if (o.failure) {

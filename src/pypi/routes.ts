@@ -222,6 +222,7 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
     };
     const rec = (o: { size: number | null; cache: CacheOutcome }) => ({ ...base, version: parsed.version, sha256: expected, size: o.size, cache: o.cache });
     return serveBlob(c, d.cache, spec, headers, {
+      sent: (n, cache) => d.recorder.bytesSent('pypi', cache, n),
       served: (o) => d.recorder.record({ ...rec(o), decision: 'allow', rule: fd.rule }),
       cut: (o) => {
         if (o.failure) {

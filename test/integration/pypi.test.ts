@@ -317,5 +317,9 @@ policy:
     const metrics = await (await fetch(`${a.url}/-/metrics`)).text();
     expect(metrics).toMatch(/airlock_pulls_total\{ecosystem="pypi",cache="miss",decision="allow"\} \d+/);
     expect(metrics).toMatch(/airlock_refusals_total\{ecosystem="pypi",code="digest_mismatch"\} \d+/);
+    // Bytes sent are counted as they go out: at least the big file, served cold and from the cache.
+    const sent = (cache: string) => Number(new RegExp(`airlock_bytes_sent_total\\{ecosystem="pypi",cache="${cache}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+    expect(sent('miss')).toBeGreaterThanOrEqual(big.length);
+    expect(sent('hit')).toBeGreaterThanOrEqual(big.length);
   });
 });
