@@ -221,17 +221,24 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
       },
     };
     const rec = (o: { size: number | null; cache: CacheOutcome }) => ({ ...base, version: parsed.version, sha256: expected, size: o.size, cache: o.cache });
-    return serveBlob(c, d.cache, spec, headers, {
-      sent: (n, cache) => d.recorder.bytesSent('pypi', cache, n),
-      served: (o) => d.recorder.record({ ...rec(o), decision: 'allow', rule: fd.rule }),
-      cut: (o) => {
-        if (o.failure) {
-          d.recorder.record({ ...rec(o), decision: 'deny', reason: `${filename}: ${o.failure.message}; transfer cut, nothing cached`, rule: fd.rule, code: o.failure.code });
-        } else {
-          d.recorder.record({ ...rec(o), decision: 'allow', rule: fd.rule, reason: `client closed the connection early (${o.clientClosed})` });
-        }
-      },
-    });
+    try {
+      return await serveBlob(c, d.cache, spec, headers, {
+        sent: (n, cache) => d.recorder.bytesSent('pypi', cache, n),
+        served: (o) => d.recorder.record({ ...rec(o), decision: 'allow', rule: fd.rule }),
+        cut: (o) => {
+          if (o.failure) {
+            d.recorder.record({ ...rec(o), decision: 'deny', reason: `${filename}: ${o.failure.message}; transfer cut, nothing cached`, rule: fd.rule, code: o.failure.code });
+          } else {
+            d.recorder.record({ ...rec(o), decision: 'allow', rule: fd.rule, reason: `client closed the connection early (${o.clientClosed})` });
+          }
+        },
+      });
+    } catch (e) {
+      // Failed before the first byte (upstream down or refusing, a size that disagrees): on record too.
+      const mismatch = e instanceof AirlockError && (e.code === 'DIGEST_MISMATCH' || e.code === 'SIZE_MISMATCH');
+      d.recorder.record({ ...base, version: parsed.version, sha256: expected, cache: 'none', decision: mismatch ? 'deny' : 'error', reason: `${filename}: ${(e as Error).message}`, rule: fd.rule, code: mismatch ? 'digest_mismatch' : 'upstream_failed' });
+      throw e;
+    }
   });
 
   app.onError((err, c) => {

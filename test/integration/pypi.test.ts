@@ -34,6 +34,7 @@ describe('PyPI front-end against a local upstream', () => {
       .add('tampered', { filename: wheel('tampered', '1.0'), bytes: evil, servedBytes: Buffer.concat([evil.subarray(0, 199_999), Buffer.from([evil[199_999] ^ 1])]) })
       .add('offsite', { filename: wheel('offsite', '1.0'), bytes: good, url: `http://localhost:${pub.port}/files/${wheel('offsite', '1.0')}` })
       .add('acme-utils', { filename: wheel('acme-utils', '99.0'), bytes: randomBytes(100) })
+      .add('coldpage', { filename: wheel('coldpage', '1.0'), bytes: randomBytes(3000) })
       .add('pinned', { filename: wheel('pinned', '1.0'), bytes: Buffer.from('pinned-a') })
       .add('pinned', { filename: wheel('pinned', '1.0').replace('py3-none-any', 'cp311-cp311-linux_x86_64'), bytes: Buffer.from('pinned-b') });
     internal.add('acme-utils', { filename: wheel('acme-utils', '1.0'), bytes: Buffer.from('internal acme utils') });
@@ -308,6 +309,18 @@ policy:
     expect(cold.status).toBe(502);
     expect(cold.headers['x-airlock-stale']).toBeUndefined();
     expect(cold.body.toString()).toMatch(/public index answered 503/);
+  });
+
+  it('records a download that fails before its first byte (upstream down after the page was read)', async () => {
+    const page = await fetch(`${a.url}/pypi/simple/coldpage/`, { headers: { accept: PIP_ACCEPT } });
+    expect(page.status).toBe(200);
+    pub.mode = 'down';
+    const res = await rawGet(`${a.url}/pypi/files/coldpage/${wheel('coldpage', '1.0')}`);
+    expect(res.status).toBe(502);
+    await a.airlock.recorder.flush();
+    const recs = await records(a, 'name=coldpage');
+    expect(recs[0]).toMatchObject({ filename: wheel('coldpage', '1.0'), decision: 'error', cache: 'none' });
+    expect(recs[0].reason).toMatch(/upstream answered 503/);
   });
 
   it('lists approved projects at the root and exposes health and metrics', async () => {
