@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { presentedSecret, type Authenticator } from './auth/tokens.js';
 import type { Logger } from 'pino';
+import { under, type FrontEnd } from './http/frontend.js';
 import type { AppEnv } from './http/send.js';
 import type { Metrics } from './obs/metrics.js';
 import type { MetaStore, PullFilter } from './storage/meta-store.js';
@@ -14,39 +15,28 @@ export interface AppDeps {
   log: Logger;
   metrics: Metrics;
   meta: MetaStore;
-  /** Front-ends, mounted at their prefixes: { '/pypi': pypiApp }. */
-  frontends: Record<string, Hono<AppEnv>>;
+  /** The protocol front-ends, each describing its prefix and how it refuses (http/frontend.ts). */
+  frontends: FrontEnd[];
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
-function ecosystemOf(path: string): string {
-  if (path.startsWith('/pypi/')) return 'pypi';
-  if (path.startsWith('/hf/')) return 'hf';
-  if (path.startsWith('/v2/') || path === '/v2') return 'oci';
-  return 'admin';
-}
-
-/** A refusal in the client's own terms: pip prompts on Basic, OCI clients run the token flow. */
-function unauthorized(c: Context<AppEnv>, area: string, message: string, status = 401): Response {
-  const h: Record<string, string> = { 'cache-control': 'no-store' };
-  if (status === 401) {
-    if (area === 'oci') h['www-authenticate'] = `Bearer realm="${new URL(c.req.url).origin}/v2/token",service="airlock"`;
-    else if (area === 'hf') h['www-authenticate'] = 'Bearer realm="airlock"';
-    else h['www-authenticate'] = 'Basic realm="airlock"';
-  }
-  if (area === 'oci') {
-    h['docker-distribution-api-version'] = 'registry/2.0';
-    return c.json({ errors: [{ code: status === 401 ? 'UNAUTHORIZED' : 'DENIED', message, detail: null }] }, status as 401, h);
-  }
-  if (area === 'hf') return c.json({ error: message }, status as 401, { ...h, 'x-error-message': message });
-  if (area === 'pypi') return c.text(`${message}\n`, status as 401, { ...h, 'x-airlock-reason': message });
-  return c.json({ error: status === 401 ? 'UNAUTHORIZED' : 'DENIED', message }, status as 401, h);
-}
+/** The admin endpoints (/-/...) refuse in plain JSON. */
+const ADMIN = {
+  ecosystem: 'admin' as const,
+  open: ['/-/healthz', '/-/metrics'],
+  refuse: (c: Context<AppEnv>, status: 401 | 403, message: string): Response => {
+    const h: Record<string, string> = { 'cache-control': 'no-store' };
+    if (status === 401) h['www-authenticate'] = 'Basic realm="airlock"';
+    return c.json({ error: status === 401 ? 'UNAUTHORIZED' : 'DENIED', message }, status, h);
+  },
+};
 
 /** The root app: shared middleware, admin endpoints under /-/, and the protocol front-ends. */
 export function buildApp(d: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+
+  const areaOf = (path: string) => d.frontends.find((f) => under(f.prefix, path)) ?? ADMIN;
 
   app.use('*', async (c, next) => {
     const given = c.req.header('x-request-id');
@@ -55,22 +45,22 @@ export function buildApp(d: AppDeps): Hono<AppEnv> {
     await next();
     // Bodies sent straight to the Node response (src/http/send.ts) carry their status there.
     const status = c.env?.outgoing?.headersSent ? c.env.outgoing.statusCode : c.res.status;
-    d.metrics.requests.inc({ ecosystem: ecosystemOf(c.req.path), status: `${Math.floor(status / 100)}xx` });
+    d.metrics.requests.inc({ ecosystem: areaOf(c.req.path).ecosystem, status: `${Math.floor(status / 100)}xx` });
   });
 
   // Identity: a client token as each client sends it. A wrong or revoked token is refused even
   // where anonymous pulls are allowed; a missing one only where a token is required.
   app.use('*', async (c, next) => {
-    const area = ecosystemOf(c.req.path);
-    if (c.req.path === '/-/healthz' || c.req.path === '/-/metrics' || c.req.path === '/v2/token') return next();
+    const area = areaOf(c.req.path);
+    if (area.open?.includes(c.req.path)) return next();
     const secret = presentedSecret(c.req.header('authorization'));
     const identity = secret ? await d.auth.authenticator.identify(secret) : null;
-    const mode = area === 'admin' ? d.auth.modes.admin : d.auth.modes[area as 'pypi' | 'hf' | 'oci'];
-    const required = mode === 'token';
+    const admin = area.ecosystem === 'admin';
+    const required = d.auth.modes[area.ecosystem] === 'token';
     if (identity) c.set('identity', identity);
-    else if (secret) return unauthorized(c, area, 'the token presented is not valid (unknown or revoked)');
-    else if (required) return unauthorized(c, area, `a client token is required here; create one with: airlock token create --name NAME${area === 'admin' ? ' --admin' : ''}`);
-    if (area === 'admin' && required && !identity!.admin) return unauthorized(c, area, `token ${identity!.name} is not an admin token`, 403);
+    else if (secret) return area.refuse(c, 401, 'the token presented is not valid (unknown or revoked)');
+    else if (required) return area.refuse(c, 401, `a client token is required here; create one with: airlock token create --name NAME${admin ? ' --admin' : ''}`);
+    if (admin && required && !identity!.admin) return area.refuse(c, 403, `token ${identity!.name} is not an admin token`);
     return next();
   });
 
@@ -106,7 +96,7 @@ export function buildApp(d: AppDeps): Hono<AppEnv> {
     return c.body(json, 200, { 'content-type': 'application/vnd.cyclonedx+json; version=1.6' });
   });
 
-  for (const [prefix, sub] of Object.entries(d.frontends)) app.route(prefix, sub);
+  for (const f of d.frontends) app.route(f.prefix, f.app);
 
   app.notFound((c) => c.text('not found\n', 404));
   app.onError((err, c) => {

@@ -11,7 +11,10 @@ import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import { Advisories, type Policy } from './policy/index.js';
 import type { OsvRecord } from './policy/advisories.js';
+import { HF } from './hf/frontend.js';
 import { createHfApp } from './hf/routes.js';
+import { OCI } from './oci/frontend.js';
+import { PYPI } from './pypi/frontend.js';
 import { createOciApp } from './oci/routes.js';
 import { createPypiApp } from './pypi/routes.js';
 import { hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
@@ -57,7 +60,12 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const hub = hfHub(loaded, { http: hfHttp, meta, log });
   const hf = createHfApp({ policy: () => policy, hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
   const authenticator = new Authenticator(meta);
-  const app = buildApp({ auth: { authenticator, modes: config.auth }, log, metrics, meta, frontends: { '/pypi': pypi, '/v2': oci, '/hf': hf } });
+  const app = buildApp({ auth: { authenticator, modes: config.auth }, log, metrics, meta, frontends: [
+      { ...PYPI, app: pypi },
+      { ...OCI, app: oci },
+      { ...HF, app: hf },
+    ],
+  });
 
   const DAY = 86_400_000;
   const prune = async () => {

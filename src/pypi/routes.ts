@@ -1,3 +1,4 @@
+import { PYPI } from './frontend.js';
 import { gzipSync } from 'node:zlib';
 import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
@@ -72,7 +73,7 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
     return (entry.bodies[`${kind}.gz`] ??= gzipSync(plain, { level: 6 }));
   };
 
-  app.get('/simple', (c) => c.redirect('/pypi/simple/', 301));
+  app.get('/simple', (c) => c.redirect(`${PYPI.prefix}/simple/`, 301));
 
   app.get('/simple/', (c) => {
     const format = negotiate(c.req.header('accept'), c.req.query('format'));
@@ -85,14 +86,14 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
   app.get('/simple/:name', (c) => {
     const raw = c.req.param('name');
     if (!isValidProjectName(raw)) return refuse(c, 400, `invalid project name: expected a PEP 508 name`);
-    return c.redirect(`/pypi/simple/${normalizeName(raw)}/`, 301);
+    return c.redirect(`${PYPI.prefix}/simple/${normalizeName(raw)}/`, 301);
   });
 
   app.get('/simple/:name/', async (c) => {
     const raw = c.req.param('name');
     if (!isValidProjectName(raw)) return refuse(c, 400, 'invalid project name: expected a PEP 508 name');
     const name = normalizeName(raw);
-    if (name !== raw) return c.redirect(`/pypi/simple/${name}/`, 301);
+    if (name !== raw) return c.redirect(`${PYPI.prefix}/simple/${name}/`, 301);
     const format = negotiate(c.req.header('accept'), c.req.query('format'));
     if (!format) return refuse(c, 406, 'none of the media types in Accept is offered: use application/vnd.pypi.simple.v1+json or text/html');
     const policy = d.policy();
