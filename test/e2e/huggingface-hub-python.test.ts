@@ -2,10 +2,8 @@ import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestAirlock } from '../helpers/airlock.js';
-import { corpus, corpusMirror, corpusPick } from '../helpers/corpus.js';
-import { FakeHub } from '../helpers/fake-hub.js';
+import { describe, expect, it } from 'vitest';
+import { corpus, corpusPick, useCorpusMirror } from '../helpers/corpus.js';
 
 /**
  * The real huggingface_hub (Python) through Airlock, on the real-world corpus: the client most
@@ -48,18 +46,8 @@ function client(args: string[], endpoint: string): Promise<Record<string, unknow
 }
 
 describe.skipIf(!haveClient)('the real huggingface_hub (Python) and the real-world corpus', () => {
-  const hub = new FakeHub();
-  let a: TestAirlock;
-  const endpoint = () => `${a.url}/hf`;
-
-  beforeAll(async () => {
-    await hub.start();
-    a = await corpusMirror(hub);
-  });
-  afterAll(async () => {
-    await a?.stop();
-    await hub.stop();
-  });
+  const airlock = useCorpusMirror();
+  const endpoint = () => `${airlock().url}/hf`;
 
   for (const [repo, type, datasets] of [['corpus/checkpoints', 'model', false], ['corpus/data', 'dataset', true]] as const) {
     it(`snapshot_download of ${repo} arrives byte-identical`, async () => {

@@ -6,7 +6,7 @@ import { downloadFile, listFiles, modelInfo, snapshotDownload } from '@huggingfa
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeHub, hfUpstream, sha256hex, type HubFile } from '../helpers/fake-hub.js';
-import { corpus, corpusFile, corpusMirror, corpusPick } from '../helpers/corpus.js';
+import { corpus, corpusFile, corpusPick, useCorpusMirror } from '../helpers/corpus.js';
 import { rawGet, records } from '../helpers/http.js';
 import { R, hex, safetensors, torchZip } from '../helpers/model-files.js';
 
@@ -156,18 +156,8 @@ ${hfUpstream(hub)}policy:
  * everything it refuses is refused with the file and the way out named.
  */
 describe('the real @huggingface/hub client and the real-world corpus', () => {
-  const hub = new FakeHub();
-  let a: TestAirlock;
-  const hubUrl = () => `${a.url}/hf`;
-
-  beforeAll(async () => {
-    await hub.start();
-    a = await corpusMirror(hub);
-  });
-  afterAll(async () => {
-    await a?.stop();
-    await hub.stop();
-  });
+  const airlock = useCorpusMirror();
+  const hubUrl = () => `${airlock().url}/hf`;
 
   for (const [repo, type, datasets] of [['corpus/checkpoints', 'model', false], ['corpus/data', 'dataset', true]] as const) {
     it(`snapshotDownload of ${repo} (every file the judge serves) arrives byte-identical`, async () => {
@@ -192,8 +182,8 @@ describe('the real @huggingface/hub client and the real-world corpus', () => {
     const bytes = corpusFile(rel);
     const first = await rawGet(`${hubUrl()}/datasets/corpus/poisoned/resolve/main/${rel}`);
     expect(first.status === 403 || (first.status === 200 && !first.complete && first.body.length < bytes.length)).toBe(true);
-    await a.airlock.cache.idle();
-    expect(await a.airlock.cache.cachedSize(corpus.files[rel].sha256)).toBeUndefined();
+    await airlock().airlock.cache.idle();
+    expect(await airlock().airlock.cache.cachedSize(corpus.files[rel].sha256)).toBeUndefined();
     const again = await rawGet(`${hubUrl()}/datasets/corpus/poisoned/resolve/main/${rel}`);
     expect(again.status).toBe(403);
     expect(String(again.headers['x-error-message'])).toMatch(/argparse\.Namespace \(in member sample000099\.pyd\)/);

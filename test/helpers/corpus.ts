@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll } from 'vitest';
 import { startAirlock, type TestAirlock } from './airlock.js';
-import { hfUpstream, type FakeHub, type HubFile } from './fake-hub.js';
+import { FakeHub, hfUpstream, type HubFile } from './fake-hub.js';
 
 /** The real-world corpus (test/corpus): files written by the real libraries, with reference verdicts. */
 export const corpus = JSON.parse(readFileSync(new URL('../corpus/verdicts.json', import.meta.url), 'utf8')) as {
@@ -38,4 +39,19 @@ ${hfUpstream(hub)}policy:
       - { repo: corpus/data, type: dataset, refs: { main: "${data}" } }
       - { repo: corpus/poisoned, type: dataset, refs: { main: "${poisoned}" } }
 `);
+}
+
+/** For a describe block: a fake Hub with the corpus and an Airlock in front of it, started before and stopped after. Returns the Airlock getter. */
+export function useCorpusMirror(): () => TestAirlock {
+  const hub = new FakeHub();
+  let a: TestAirlock | undefined;
+  beforeAll(async () => {
+    await hub.start();
+    a = await corpusMirror(hub);
+  });
+  afterAll(async () => {
+    await a?.stop();
+    await hub.stop();
+  });
+  return () => a!;
 }
