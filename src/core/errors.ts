@@ -45,6 +45,3 @@ export class AirlockError extends Error {
   }
 }
 
-export function isAirlockError(e: unknown): e is AirlockError {
-  return e instanceof AirlockError;
-}

@@ -32,10 +32,6 @@ export function checkDigest(d: string): DigestCheck {
   return { ok: false, reason: `digest algorithm ${JSON.stringify(alg.slice(0, 20))} is not verified by Airlock (only sha256 is)` };
 }
 
-export function isSha256Digest(d: string): boolean {
-  return SHA256_DIGEST.test(d);
-}
-
 /** Host-like first component, as in Docker's reference normalisation: has a dot or a port, or is localhost. */
 export function looksLikeHost(component: string): boolean {
   return component.includes('.') || component.includes(':') || component === 'localhost';

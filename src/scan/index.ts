@@ -8,9 +8,6 @@ import { ZIP_MEMBER_MAX, followTorchZip, judgeRawPickles, scanNpy, scanZip } fro
 
 export { SCANNER_VERSION, type Finding, type Format, type ScanReport } from './report.js';
 
-/** Formats whose bytes can run code when loaded. */
-export const PICKLE_FAMILY = new Set<Format>(['pickle', 'joblib', 'torch-zip', 'torch-legacy', 'numpy', 'npz', 'zip', 'keras']);
-
 const ZIP_MAGIC = [0x04034b50, 0x06054b50];
 const OTHER_ARCHIVES: [number[], string][] = [
   [[0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c], '7z'],

@@ -2,7 +2,7 @@ import { crc32 } from 'node:zlib';
 import { readNpyHeader } from './formats.js';
 import type { PickleValue } from './pickle.js';
 import { Report, noTrailing, scanPickles, type Format } from './report.js';
-import { ScanError, bufferSource, type ByteSource } from './source.js';
+import { bufferSource, type ByteSource } from './source.js';
 import { checkStoredCrc, readEntry, readZip, type ZipEntry } from './zip.js';
 
 /** Bytes per element of each torch storage class a persistent id may name. */
@@ -209,4 +209,3 @@ async function checkEntry(src: ByteSource, e: LocalEntry, size: number, checked:
   return end;
 }
 
-export { ScanError };
