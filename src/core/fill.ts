@@ -37,6 +37,18 @@ export interface Inspector {
    * gets an error instead of a body, after it the transfer is cut before its end.
    */
   judge(file: FileBytes, release: () => void): Promise<void>;
+  /**
+   * Called once the digest has matched and the judge has resolved, before the tail is released:
+   * the only point where what the judge saw is known to be the expected bytes (keep verdicts here,
+   * never from judge(), which may be reading bytes that turn out not to verify).
+   */
+  verified?(): Promise<void>;
+  /**
+   * Called when judge() refused and the download has since been verified: the refusal was about
+   * the expected bytes, so it may be kept. Clients were cut at the refusal; the download goes on
+   * to its digest only to establish this (nothing is cached).
+   */
+  refusedVerified?(): Promise<void>;
 }
 
 /**
@@ -86,6 +98,8 @@ export class Fill extends EventEmitter {
   private rejectGate!: (e: Error) => void;
   private released = false;
   private judging: Promise<void> | undefined;
+  /** The inspector's refusal: clients are cut, the download goes on to check its digest. */
+  private refusal: Error | undefined;
   private resolveReady!: () => void;
   private rejectReady!: (e: Error) => void;
   private resolveSettled!: () => void;
@@ -115,7 +129,7 @@ export class Fill extends EventEmitter {
   available(): number {
     if (this.state === 'verified') return this.written;
     // Inspected files: nothing until the inspector has judged the part that could run code.
-    if (this.spec.inspect && !this.released) return 0;
+    if (this.spec.inspect && (!this.released || this.refusal)) return 0;
     return Math.max(0, this.written - HOLD_BACK);
   }
 
@@ -148,11 +162,22 @@ export class Fill extends EventEmitter {
     };
   }
 
-  /** Start the inspector (once); its refusal fails the fill at once, wherever the download is. */
+  /**
+   * Start the inspector (once). Its refusal cuts every client at once, wherever the download is;
+   * the download itself goes on to its digest, so the refusal can be kept only if it was about
+   * the expected bytes (finish() then fails the fill: nothing is cached).
+   */
   private startJudge(file: FileBytes): void {
     if (this.judging || !this.spec.inspect) return;
     this.judging = this.spec.inspect.judge(file, this.release);
-    this.judging.catch((e) => this.fail(e instanceof AirlockError ? e : new AirlockError('INTERNAL', `inspection failed: ${(e as Error).message}`, { cause: e })));
+    this.judging.catch((e) => {
+      if (this.state !== 'running' && this.state !== 'opening') return;
+      const err = e instanceof AirlockError ? e : new AirlockError('INTERNAL', `inspection failed: ${(e as Error).message}`, { cause: e });
+      this.refusal = err;
+      this.rejectGate(err);
+      this.rejectSettled(err);
+      this.emit('progress');
+    });
   }
 
   async run(): Promise<void> {
@@ -277,8 +302,13 @@ export class Fill extends EventEmitter {
       this.startJudge(fileHandleBytes(this.fh!, this.written));
       try {
         await this.judging;
-      } catch {
-        return; // startJudge's handler has failed the fill
+        if (this.state === 'running') await this.spec.inspect.verified?.();
+      } catch (e) {
+        // A refusal (kept only now that the bytes it was about are verified), or a verified() failure.
+        const refusal = this.refusal;
+        if (refusal) await this.spec.inspect.refusedVerified?.().catch(() => {});
+        this.fail(refusal ?? (e instanceof AirlockError ? e : new AirlockError('INTERNAL', `inspection failed: ${(e as Error).message}`, { cause: e })));
+        return;
       }
       if (this.state !== 'running') return;
     }
@@ -365,8 +395,8 @@ export class Fill extends EventEmitter {
       read() {
         const step = () => {
           if (stream.destroyed) return;
-          if (fill.state === 'failed') {
-            stream.destroy(fill.error);
+          if (fill.state === 'failed' || fill.refusal) {
+            stream.destroy(fill.refusal ?? fill.error);
             return;
           }
           const limit = Math.min(fill.available(), stop);

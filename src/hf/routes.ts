@@ -13,7 +13,7 @@ import { displayRepo, type HfRepoType } from '../names/hf.js';
 import type { Decision } from '../policy/types.js';
 import type { MetaStore, PullRecord } from '../storage/meta-store.js';
 import { contentLength, readBoundedBytes } from '../upstream/http.js';
-import { nameFindings, scan, SCANNER_VERSION, type ScanOptions, type ScanReport } from '../scan/index.js';
+import { nameFindings, scan, SCANNER_VERSION, type ScanReport } from '../scan/index.js';
 import { bufferSource } from '../scan/source.js';
 import type { HfEntry, HfSnapshot, Hub } from './hub.js';
 import { checkFilePath, HfPathError, parseHfPath } from './paths.js';
@@ -193,11 +193,14 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     return row && row.scanner === SCANNER_VERSION ? (JSON.parse(row.report) as ScanReport) : null;
   }
 
-  /** Judge bytes (scanning them when no current report is stored) and store the report. */
-  async function inspect(sha256: string, file: FileBytes, opts?: ScanOptions): Promise<ScanReport> {
+  /**
+   * Judge verified bytes (a cached blob, a git file checked against its blob id): the stored
+   * report when there is one, else a scan, which is stored.
+   */
+  async function inspect(sha256: string, file: FileBytes): Promise<ScanReport> {
     const known = await storedReport(sha256);
-    if (known && !known.partial) return known;
-    const report = await scan(file, undefined, opts);
+    if (known) return known;
+    const report = await scan(file);
     await d.meta.putScan(sha256, SCANNER_VERSION, JSON.stringify(report));
     return report;
   }
@@ -302,26 +305,33 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
         inspect: {
           // Judged as it downloads: what could run code first (a refusal then answers 403 before
           // any byte), the rest as it streams (a refusal then cuts the transfer before its end).
+          // A report is kept only once the digest has matched: bytes that fail it must not leave
+          // a verdict behind for the file they pretended to be. A refusal cuts the clients at
+          // once; the download goes on to its digest, and then the refusal is kept.
           judge: async (file: FileBytes, release: () => void) => {
             const refuseOn = (r: ScanReport) => {
               verdict = contentDecision(type, repo, path, lfs.oid, r);
               if (!verdict.allow) throw new AirlockError('CONTENT_REFUSED', `blocked by mirror policy: ${verdict.reason}`);
             };
-            report = await inspect(lfs.oid, file, {
-              cleared: async (partial) => {
-                try {
-                  refuseOn(partial);
-                } catch (e) {
-                  // Kept so HEAD and the next GET refuse without fetching it again.
-                  report = { ...partial, partial: true };
-                  await d.meta.putScan(lfs.oid, SCANNER_VERSION, JSON.stringify(report));
-                  throw e;
-                }
-                release();
-              },
-            });
+            const stored = await storedReport(lfs.oid);
+            report =
+              stored && !stored.partial
+                ? stored
+                : await scan(file, undefined, {
+                    cleared: (partial) => {
+                      report = { ...partial, partial: true }; // what is kept if this refuses
+                      refuseOn(partial);
+                      release();
+                    },
+                  });
             refuseOn(report);
             release();
+          },
+          verified: async () => {
+            if (report && !report.partial) await d.meta.putScan(lfs.oid, SCANNER_VERSION, JSON.stringify(report));
+          },
+          refusedVerified: async () => {
+            if (report) await d.meta.putScan(lfs.oid, SCANNER_VERSION, JSON.stringify(report));
           },
         },
         open: async (signal: AbortSignal) => {

@@ -40,8 +40,8 @@ export interface ScanReport {
   where?: Record<string, string>;
   findings: Finding[];
   /**
-   * Only the part judged before the rest had arrived (a refusal decided early). Findings only
-   * grow as more is read, so it stands for a refusal; it never stands for an approval.
+   * Only the part judged before a refusal stopped the scan (the first pickle, say). Findings only
+   * grow as more is read, so it stands for that refusal; it never stands for an approval.
    */
   partial?: boolean;
 }

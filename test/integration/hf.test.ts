@@ -171,6 +171,8 @@ ${hfUpstream(hub)}policy:
     }
     await a.airlock.cache.idle();
     expect(await a.airlock.cache.cachedSize(sha256hex(evilBig))).toBeUndefined();
+    // What was judged were not the expected bytes: no verdict is kept for the file they pretended to be.
+    expect(await a.airlock.meta.getScan(sha256hex(evilBig))).toBeFalsy();
     expect(readdirSync(join(a.dir, 'data', 'spool'))).toEqual([]);
     const recs = await records(a, 'ecosystem=hf&decision=deny');
     expect(recs.some((r) => r.filename === 'evil.safetensors' && /expected sha256/.test(r.reason))).toBe(true);

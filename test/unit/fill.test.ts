@@ -222,32 +222,46 @@ describe('verified fill', () => {
     const { cache } = await setup();
     const early = randomBytes(256 * 1024);
     const up1 = controlled(early.length);
+    let kept1 = 0;
     const refuse = {
       judge: async (file: FileBytes) => {
         await file.read(0, 16);
         throw new AirlockError('CONTENT_REFUSED', 'bad head');
       },
+      refusedVerified: async () => void kept1++,
     };
     const s1 = await cache.fetch({ sha256: sha(early), size: early.length, open: up1.open, inspect: refuse });
     up1.body.write(early.subarray(0, 100));
     await expect(s1.gate).rejects.toThrow(/bad head/);
     s1.body.destroy();
+    // The download goes on to its digest; only then is the refusal kept (and nothing is cached).
+    expect(kept1).toBe(0);
+    up1.body.end(early.subarray(100));
+    await cache.idle();
+    expect(kept1).toBe(1);
+    expect(await cache.cachedSize(sha(early))).toBeUndefined();
 
     const late = randomBytes(1024 * 1024);
     const up2 = controlled(late.length);
+    let kept2 = 0;
     const lateRefuse = {
       judge: async (file: FileBytes, release: () => void) => {
         release();
         await file.read(late.length - 1, 1);
         throw new AirlockError('CONTENT_REFUSED', 'bad tail');
       },
+      refusedVerified: async () => void kept2++,
     };
+    // The upstream sends other bytes than the expected ones: the refusal was not about the file, and is not kept.
     const s2 = await cache.fetch({ sha256: sha(late), size: late.length, open: up2.open, inspect: lateRefuse });
     const got = collect(s2.body);
-    up2.body.end(late);
+    const tampered = Buffer.from(late);
+    tampered[10] ^= 1;
+    up2.body.end(tampered);
     expect(String(await got.done)).toMatch(/bad tail/);
     expect(got.data().length).toBeLessThan(late.length);
     await cache.idle();
+    expect(kept2).toBe(0);
     expect(await cache.cachedSize(sha(late))).toBeUndefined();
   });
 });
