@@ -45,3 +45,7 @@ export class AirlockError extends Error {
   }
 }
 
+/** The upstream's bytes did not verify: their digest or their size is not the expected one. */
+export function isMismatch(e: unknown): boolean {
+  return e instanceof AirlockError && (e.code === 'DIGEST_MISMATCH' || e.code === 'SIZE_MISMATCH');
+}

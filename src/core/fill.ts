@@ -172,7 +172,7 @@ export class Fill extends EventEmitter {
     this.judging = this.spec.inspect.judge(file, this.release);
     this.judging.catch((e) => {
       if (this.state !== 'running' && this.state !== 'opening') return;
-      const err = e instanceof AirlockError ? e : new AirlockError('INTERNAL', `inspection failed: ${(e as Error).message}`, { cause: e });
+      const err = inspectionError(e);
       this.refusal = err;
       this.rejectGate(err);
       this.rejectSettled(err);
@@ -307,7 +307,7 @@ export class Fill extends EventEmitter {
         // A refusal (kept only now that the bytes it was about are verified), or a verified() failure.
         const refusal = this.refusal;
         if (refusal) await this.spec.inspect.refusedVerified?.().catch(() => {});
-        this.fail(refusal ?? (e instanceof AirlockError ? e : new AirlockError('INTERNAL', `inspection failed: ${(e as Error).message}`, { cause: e })));
+        this.fail(refusal ?? inspectionError(e));
         return;
       }
       if (this.state !== 'running') return;
@@ -438,6 +438,11 @@ export class Fill extends EventEmitter {
     stream.once('end', release);
     return stream;
   }
+}
+
+/** An inspector's refusal as it is, anything else it threw as an internal failure. */
+function inspectionError(e: unknown): AirlockError {
+  return e instanceof AirlockError ? e : new AirlockError('INTERNAL', `inspection failed: ${(e as Error).message}`, { cause: e });
 }
 
 export type CacheOutcome = 'hit' | 'miss' | 'join';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
-import { AirlockError } from '../core/errors.js';
+import { AirlockError, isMismatch } from '../core/errors.js';
 import type { BlobCache, CacheOutcome, FileBytes } from '../core/fill.js';
 import { parseRange, resolveRange } from '../core/range.js';
 import type { Recorder } from '../core/records.js';
@@ -286,6 +286,8 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     if (entry.lfs) {
       const lfs = entry.lfs;
       let report: ScanReport | null = known;
+      /** The report this fill's own scan produced (kept once the digest has matched). */
+      let fresh: ScanReport | null = null;
       let verdict: Decision | null = knownDecision;
       if (!report && (await d.cache.cachedSize(lfs.oid)) !== undefined) {
         // Cached before this scanner version: judge the stored file again before serving it.
@@ -314,24 +316,25 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
               if (!verdict.allow) throw new AirlockError('CONTENT_REFUSED', `blocked by mirror policy: ${verdict.reason}`);
             };
             const stored = await storedReport(lfs.oid);
-            report =
-              stored && !stored.partial
-                ? stored
-                : await scan(file, undefined, {
-                    cleared: (partial) => {
-                      report = { ...partial, partial: true }; // what is kept if this refuses
-                      refuseOn(partial);
-                      release();
-                    },
-                  });
+            if (stored && !stored.partial) report = stored;
+            else {
+              report = fresh = await scan(file, undefined, {
+                cleared: (partial) => {
+                  report = fresh = { ...partial, partial: true }; // what is kept if this refuses
+                  refuseOn(partial);
+                  release();
+                },
+              });
+            }
             refuseOn(report);
             release();
           },
+          // Only a report this fill scanned is written (a stored one is already on record).
           verified: async () => {
-            if (report && !report.partial) await d.meta.putScan(lfs.oid, SCANNER_VERSION, JSON.stringify(report));
+            if (fresh && !fresh.partial) await d.meta.putScan(lfs.oid, SCANNER_VERSION, JSON.stringify(fresh));
           },
           refusedVerified: async () => {
-            if (report) await d.meta.putScan(lfs.oid, SCANNER_VERSION, JSON.stringify(report));
+            if (fresh) await d.meta.putScan(lfs.oid, SCANNER_VERSION, JSON.stringify(fresh));
           },
         },
         open: async (signal: AbortSignal) => {
@@ -359,7 +362,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       } catch (e) {
         const refused = e instanceof AirlockError && e.code === 'CONTENT_REFUSED';
         // A digest or size mismatch found before any byte went out is a refusal too, recorded as such.
-        const mismatch = e instanceof AirlockError && (e.code === 'DIGEST_MISMATCH' || e.code === 'SIZE_MISMATCH');
+        const mismatch = isMismatch(e);
         const code = refused ? 'content_refused' : mismatch ? 'digest_mismatch' : 'upstream_failed';
         d.recorder.record({ ...base, sha256: lfs.oid, size: entry.size, cache: 'none', decision: refused || mismatch ? 'deny' : 'error', reason: (e as Error).message, rule: refused && verdict ? verdict.rule : rule, code, scan: scanSummary(report, verdict) });
         if (refused) throw new HubError(403, undefined, e.message, commit);

@@ -1,6 +1,6 @@
 import { Transform, pipeline } from 'node:stream';
 import type { Context } from 'hono';
-import { AirlockError } from '../core/errors.js';
+import { isMismatch } from '../core/errors.js';
 import type { BlobCache, CacheOutcome, FillSpec } from '../core/fill.js';
 import { parseRange } from '../core/range.js';
 import { sendStream, type AppEnv } from './send.js';
@@ -100,7 +100,7 @@ export async function serveBlob(
     void served.settled.then(
       () => record.cut({ cache: served.cache, size, clientClosed: error.message }),
       (fillError: Error) => {
-        const code = fillError instanceof AirlockError && (fillError.code === 'DIGEST_MISMATCH' || fillError.code === 'SIZE_MISMATCH') ? 'digest_mismatch' : 'upstream_failed';
+        const code = isMismatch(fillError) ? 'digest_mismatch' : 'upstream_failed';
         record.cut({ cache: served.cache, size, failure: { code, message: fillError.message } });
       },
     );

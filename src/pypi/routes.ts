@@ -2,7 +2,7 @@ import { PYPI } from './frontend.js';
 import { gzipSync } from 'node:zlib';
 import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
-import { AirlockError } from '../core/errors.js';
+import { AirlockError, isMismatch } from '../core/errors.js';
 import type { BlobCache, CacheOutcome, FillSpec } from '../core/fill.js';
 import type { Recorder } from '../core/records.js';
 import { serveBlob } from '../http/serve-blob.js';
@@ -236,7 +236,7 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
       });
     } catch (e) {
       // Failed before the first byte (upstream down or refusing, a size that disagrees): on record too.
-      const mismatch = e instanceof AirlockError && (e.code === 'DIGEST_MISMATCH' || e.code === 'SIZE_MISMATCH');
+      const mismatch = isMismatch(e);
       d.recorder.record({ ...base, version: parsed.version, sha256: expected, cache: 'none', decision: mismatch ? 'deny' : 'error', reason: `${filename}: ${(e as Error).message}`, rule: fd.rule, code: mismatch ? 'digest_mismatch' : 'upstream_failed' });
       throw e;
     }

@@ -33,6 +33,11 @@ export function isTar(head: Buffer): boolean {
   return head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
 }
 
+/** Whether walkStream can open it: a tar, or a stream compressed with one of the four. */
+export function isOpenable(head: Buffer): boolean {
+  return compressionOf(head) !== undefined || isTar(head);
+}
+
 export const ARCHIVE_LIMITS = {
   /** Decompressed bytes may reach this many times the compressed size (gzip's own maximum is ~1032)... */
   ratio: 1032,

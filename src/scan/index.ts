@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { ARCHIVE_LIMITS, compressionOf, isTar, sequential, walkStream } from './archive.js';
+import { ARCHIVE_LIMITS, compressionOf, isOpenable, isTar, sequential, walkStream } from './archive.js';
 import { checkGguf, checkSafetensors, readNpyHeader, suspiciousTemplate } from './formats.js';
 import { looksLikePickle } from './pickle.js';
 import { Report, scanPickles, type Finding, type Format, type ScanReport } from './report.js';
@@ -129,10 +129,12 @@ export async function scan(src: ByteSource, path = 'the file', opts: ScanOptions
         }
         break;
       }
-      case 'numpy':
-        if (!(await readNpyHeader(src)).objectDtype) await clear(format);
-        await scanNpy(src, r, path);
+      case 'numpy': {
+        const header = await readNpyHeader(src);
+        if (!header.objectDtype) await clear(format);
+        await scanNpy(src, r, path, header);
         break;
+      }
       case 'zip': {
         // Following a download: the judge sees the first pickle's imports at once, and storage
         // CRCs are checked as they pass; the whole archive is checked again at the end.
@@ -146,9 +148,8 @@ export async function scan(src: ByteSource, path = 'the file', opts: ScanOptions
         break;
       }
       case 'archive': {
-        const kind = archiveKind(head)!;
-        if (kind === '7z' || kind === 'rar') {
-          r.refuse('archive', `${path}: ${kind} archives are not inspected (tar, gzip, bzip2, xz, zstd and zip are)`);
+        if (!isOpenable(head)) {
+          r.refuse('archive', `${path}: ${archiveKind(head)} archives are not inspected (tar, gzip, bzip2, xz, zstd and zip are)`);
           break;
         }
         if (depth >= ARCHIVE_LIMITS.depth) {
@@ -222,7 +223,7 @@ async function scanMember(r: Report, name: string, size: number | undefined, bod
     const held = Buffer.concat(parts);
     const head = held.subarray(0, 64 << 10);
     const kind = sniff(head);
-    if (kind === 'archive' && archiveKind(head) !== '7z' && archiveKind(head) !== 'rar') {
+    if (isOpenable(head)) {
       // An archive inside is walked as it streams: what was held, then the rest of the member.
       const rest = Readable.from((async function* () {
         yield held;

@@ -1,5 +1,5 @@
 import { crc32 } from 'node:zlib';
-import { readNpyHeader } from './formats.js';
+import { readNpyHeader, type NpyInfo } from './formats.js';
 import type { PickleValue } from './pickle.js';
 import { Report, noTrailing, scanPickles, type Format } from './report.js';
 import { bufferSource, type ByteSource } from './source.js';
@@ -95,8 +95,8 @@ function scanKerasConfig(bytes: Buffer, r: Report): void {
   }
 }
 
-export async function scanNpy(src: ByteSource, r: Report, where: string): Promise<void> {
-  const h = await readNpyHeader(src);
+export async function scanNpy(src: ByteSource, r: Report, where: string, header?: NpyInfo): Promise<void> {
+  const h = header ?? (await readNpyHeader(src));
   if (!h.objectDtype) return;
   const res = await scanPickles(src, r, h.dataOffset, src.size, 1, `${where} (object array)`);
   noTrailing(r, res, src.size, `${where}: bytes after the object array's pickle`);
