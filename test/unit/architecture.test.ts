@@ -4,14 +4,15 @@ import { describe, expect, it } from 'vitest';
 
 /**
  * The import rules of the house (README Architecture), checked on every `npm test`:
- * - policy/ decides and does no I/O: it imports only itself, names/, and pure packages;
- * - names/ (each ecosystem's grammar) imports nothing at all;
+ * - policy/ decides and does no I/O: it imports only itself, names/, versions/ and pure packages;
+ * - names/ (each ecosystem's grammar) and versions/ (OS package version orders) import nothing else;
  * - the front-ends (pypi/, oci/, hf/) never import each other;
  * - core/ and scan/ import no front-end;
  * - only the composition root (backends.ts) names concrete backends.
  */
 const SRC = new URL('../../src/', import.meta.url).pathname;
 const FRONT_ENDS = ['pypi', 'oci', 'hf'];
+const PURE_FOLDERS = ['policy', 'names', 'versions'];
 const PURE_PACKAGES = new Set(['picomatch', '@renovatebot/pep440']);
 
 function files(dir: string): string[] {
@@ -41,11 +42,11 @@ describe('the import rules of the house', () => {
     expect(all.length).toBeGreaterThan(50);
     expect(all.filter((f) => f.folder === 'policy').length).toBeGreaterThan(4);
   });
-  it('policy imports only itself, names/ and pure packages (no I/O, no front-end)', () => {
-    expect(violations((f, d) => f.folder === 'policy' && (d.folder === null ? !PURE_PACKAGES.has(d.spec) : d.folder !== 'policy' && d.folder !== 'names'))).toEqual([]);
+  it('policy imports only itself, names/, versions/ and pure packages (no I/O, no front-end)', () => {
+    expect(violations((f, d) => f.folder === 'policy' && (d.folder === null ? !PURE_PACKAGES.has(d.spec) : !PURE_FOLDERS.includes(d.folder)))).toEqual([]);
   });
-  it('names/ imports nothing', () => {
-    expect(violations((f, d) => f.folder === 'names' && d.folder !== 'names')).toEqual([]);
+  it('names/ and versions/ import nothing but themselves', () => {
+    expect(violations((f, d) => (f.folder === 'names' || f.folder === 'versions') && d.folder !== f.folder)).toEqual([]);
   });
   it('front-ends never import each other', () => {
     expect(violations((f, d) => FRONT_ENDS.includes(f.folder) && d.folder !== null && FRONT_ENDS.includes(d.folder) && d.folder !== f.folder)).toEqual([]);
