@@ -73,7 +73,7 @@ export function sequential(src: ByteSource, chunk = 1 << 20): Readable {
   });
 }
 
-function decompressor(kind: Compression): Duplex {
+export function decompressor(kind: Compression): Duplex {
   switch (kind) {
     case 'gzip':
       return createGunzip();
@@ -170,7 +170,7 @@ function escapes(parts: string[]): boolean {
 }
 
 /** The first n bytes of a stream (fewer if it ends), and a stream that still yields every byte. */
-async function peek(stream: Readable, n: number): Promise<{ bytes: Buffer; stream: Readable }> {
+export async function peek(stream: Readable, n: number): Promise<{ bytes: Buffer; stream: Readable }> {
   const parts: Buffer[] = [];
   let have = 0;
   const it = stream[Symbol.asyncIterator]();

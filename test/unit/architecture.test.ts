@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
  * - policy/ decides and does no I/O: it imports only itself, names/, versions/ and pure packages;
  * - names/ (each ecosystem's grammar) and versions/ (OS package version orders) import nothing else;
  * - the front-ends (pypi/, oci/, hf/) never import each other;
- * - core/ and scan/ import no front-end;
+ * - core/, scan/ and image/ import no front-end;
  * - only the composition root (backends.ts) names concrete backends.
  */
 const SRC = new URL('../../src/', import.meta.url).pathname;
@@ -51,8 +51,8 @@ describe('the import rules of the house', () => {
   it('front-ends never import each other', () => {
     expect(violations((f, d) => FRONT_ENDS.includes(f.folder) && d.folder !== null && FRONT_ENDS.includes(d.folder) && d.folder !== f.folder)).toEqual([]);
   });
-  it('core and scan import no front-end', () => {
-    expect(violations((f, d) => (f.folder === 'core' || f.folder === 'scan') && d.folder !== null && FRONT_ENDS.includes(d.folder))).toEqual([]);
+  it('core, scan and image import no front-end', () => {
+    expect(violations((f, d) => ['core', 'scan', 'image'].includes(f.folder) && d.folder !== null && FRONT_ENDS.includes(d.folder))).toEqual([]);
   });
   it('concrete backends are named only where they are chosen (backends.ts)', () => {
     const named = all.filter((f) => /\b(FsBlobStore|SqliteMetaStore)\b/.test(readFileSync(join(SRC, f.rel), 'utf8'))).map((f) => f.rel);

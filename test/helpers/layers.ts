@@ -1,0 +1,58 @@
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+
+/**
+ * Image layers for the inventory tests, made the way image builders make them: a root
+ * filesystem written to disk, archived by the system tar, compressed by zlib (gzip) or the zstd
+ * command. Package databases in them come from the real tools (this machine's dpkg database, the
+ * fixtures test/images/make-fixtures.sh wrote with rpm and pip).
+ */
+export const FIXTURES = new URL('../images/', import.meta.url).pathname;
+
+export type Compression = 'gzip' | 'zstd' | 'none';
+
+export function layerOf(root: string, compression: Compression = 'gzip'): Buffer {
+  const t = execFileSync('tar', ['-C', root, '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '--sort=name', '-cf', '-', '.'], { maxBuffer: 1 << 30 });
+  if (compression === 'gzip') return gzipSync(t);
+  if (compression === 'zstd') return execFileSync('zstd', ['-q', '-c', '-3'], { input: t, maxBuffer: 1 << 30 });
+  return t;
+}
+
+/** A fresh root directory; `files` maps paths to contents (strings or Buffers), or to {symlink}. */
+export function rootfs(files: Record<string, string | Buffer | { symlink: string } | { copyDir: string }>): string {
+  const root = mkdtempSync(join(tmpdir(), 'airlock-rootfs-'));
+  for (const [p, v] of Object.entries(files)) {
+    const full = join(root, p);
+    mkdirSync(dirname(full), { recursive: true });
+    if (typeof v === 'string' || Buffer.isBuffer(v)) writeFileSync(full, v);
+    else if ('symlink' in v) symlinkSync(v.symlink, full);
+    else cpSync(v.copyDir, full, { recursive: true });
+  }
+  return root;
+}
+
+/** This machine's dpkg database and os-release (Debian), as a Debian base image carries them. */
+export function debianBase(extra: Record<string, string | Buffer | { symlink: string } | { copyDir: string }> = {}): string {
+  return rootfs({
+    'usr/lib/os-release': readFileSync('/usr/lib/os-release'),
+    'etc/os-release': { symlink: '../usr/lib/os-release' },
+    'var/lib/dpkg/status': readFileSync('/var/lib/dpkg/status'),
+    ...extra,
+  });
+}
+
+/** What dpkg-query says is on disk here: package -> {version, source, sourceVersion}. */
+export function dpkgQuery(): Map<string, { version: string; source: string; sourceVersion: string; arch: string }> {
+  const out = execFileSync('dpkg-query', ['-W', '-f', '${db:Status-Abbrev}|${Package}|${Version}|${source:Package}|${source:Version}|${Architecture}\n'], { encoding: 'utf8' });
+  const m = new Map<string, { version: string; source: string; sourceVersion: string; arch: string }>();
+  for (const line of out.trim().split('\n')) {
+    const [st, pkg, version, source, sourceVersion, arch] = line.split('|');
+    // Second letter: the package state (i installed, U unpacked, F half-configured, H half-installed, W/t triggers); n and c have no files.
+    if (!st || 'nc'.includes(st[1])) continue;
+    m.set(pkg, { version, source, sourceVersion, arch });
+  }
+  return m;
+}
