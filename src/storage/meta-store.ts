@@ -1,3 +1,5 @@
+import type { InventoryStore } from './inventory-store.js';
+
 /**
  * The metadata seam: blob descriptors, cached index pages and pull records.
  * Methods are async although the embedded SQLite backend is synchronous, so that a
@@ -94,6 +96,8 @@ export interface TokenRecord {
 }
 
 export interface MetaStore {
+  /** Image inventories (layer facts, per-manifest inventories): a seam of its own. */
+  readonly inventories: InventoryStore;
   getBlob(sha256: string): Promise<BlobRecord | null>;
   putBlob(rec: BlobRecord): Promise<void>;
   deleteBlob(sha256: string): Promise<void>;

@@ -12,6 +12,8 @@ import type {
   PullRecord,
   StoredPullRecord,
 } from './meta-store.js';
+import type { InventoryStore } from './inventory-store.js';
+import { INVENTORY_MIGRATION, SqliteInventoryStore } from './sqlite-inventory-store.js';
 
 const MIGRATIONS: string[] = [
   `CREATE TABLE blobs (
@@ -84,6 +86,7 @@ const MIGRATIONS: string[] = [
      modified TEXT NOT NULL,
      record TEXT NOT NULL
    );`,
+  INVENTORY_MIGRATION,
 ];
 
 interface PullRow {
@@ -132,6 +135,7 @@ export function rowHash(prev: string, r: PullRecord): string {
 export class SqliteMetaStore implements MetaStore {
   private readonly db: Database.Database;
   private readonly stmts;
+  readonly inventories: InventoryStore;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -141,6 +145,7 @@ export class SqliteMetaStore implements MetaStore {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
+    this.inventories = new SqliteInventoryStore(this.db);
     this.stmts = {
       getBlob: this.db.prepare<[string], { sha256: string; size: number; created_at: number }>(
         'SELECT sha256, size, created_at FROM blobs WHERE sha256 = ?',
