@@ -111,6 +111,13 @@ const hfDeny = z
   })
   .strict();
 
+const refuseLevel = z.enum(['none', 'all', 'low', 'medium', 'high', 'critical']);
+const imageSettings = z.object({
+  refuse: refuseLevel.optional(),
+  fixable_only: z.boolean().optional(),
+  unjudged: z.enum(['refuse', 'allow']).optional(),
+});
+
 export const policySchema = z
   .object({
     pypi: z
@@ -129,7 +136,27 @@ export const policySchema = z
       .strict()
       .optional(),
     advisories: z
-      .object({ refuse: z.enum(['none', 'all', 'low', 'medium', 'high', 'critical']).optional() })
+      .object({
+        refuse: refuseLevel.optional(),
+        images: imageSettings
+          .extend({ repositories: z.array(imageSettings.extend({ repository: z.string() }).strict()).optional() })
+          .strict()
+          .optional(),
+        exceptions: z
+          .array(
+            z
+              .object({
+                id: z.string().min(1),
+                repository: z.string().optional(),
+                digest: z.string().optional(),
+                reason: z.string().min(1),
+                // YAML reads an unquoted 2027-01-31 as a date: accept it as the day it names.
+                expires: z.union([z.string(), z.date().transform((d) => d.toISOString().slice(0, 10))]),
+              })
+              .strict(),
+          )
+          .optional(),
+      })
       .strict()
       .optional(),
     hf: z

@@ -1,5 +1,6 @@
 import { compare, valid } from '@renovatebot/pep440';
 import { normalizeName } from '../names/pypi.js';
+import { compareVersions, schemeOf } from '../versions/index.js';
 import { PolicyError } from './types.js';
 
 /** The OSV fields Airlock reads (https://ossf.github.io/osv-schema/); everything else is kept as stored. */
@@ -8,7 +9,10 @@ export interface OsvRecord {
   modified?: string;
   withdrawn?: string;
   aliases?: string[];
+  /** The records this one derives from (a Debian or Ubuntu record names its CVE here). */
+  upstream?: string[];
   summary?: string;
+  details?: string;
   severity?: { type: string; score: string }[];
   affected?: OsvAffected[];
   database_specific?: Record<string, unknown>;
@@ -28,10 +32,13 @@ const ORDER: SeverityLabel[] = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'];
 
 export interface AdvisoryMatch {
   id: string;
+  /** Other names of the advisory: its aliases and the upstream records it derives from (a Debian record's CVE). */
   aliases: string[];
   summary: string;
   malicious: boolean;
   severity: { score?: number; label?: SeverityLabel };
+  /** The lowest fixed version above the one matched, when the record names one. */
+  fixed?: string;
 }
 
 export type RefuseLevel = 'none' | 'all' | 'low' | 'medium' | 'high' | 'critical';
@@ -79,6 +86,20 @@ function severityOf(rec: OsvRecord, a: OsvAffected): AdvisoryMatch['severity'] {
       if (score !== undefined) return { score, label: labelOf(score) };
     }
   }
+  // Ubuntu's records rate each CVE (negligible, low, medium, high, critical).
+  for (const s of [...(a.severity ?? []), ...(rec.severity ?? [])]) {
+    if (s.type === 'Ubuntu') {
+      const up = s.score.toUpperCase() as SeverityLabel;
+      if (ORDER.includes(up)) return { label: up };
+    }
+  }
+  // Debian rates each package's exposure as an urgency (low, medium, high; "unimportant" counts as low).
+  const urgency = a.ecosystem_specific?.urgency;
+  if (typeof urgency === 'string') {
+    const u = urgency.replace(/\*$/, '').toLowerCase();
+    const label = u === 'unimportant' ? 'LOW' : (u.toUpperCase() as SeverityLabel);
+    if (ORDER.includes(label)) return { label };
+  }
   // GHSA records carry a qualitative label; PYSEC may carry one in ecosystem_specific.
   const raw = (rec.database_specific?.severity ?? a.ecosystem_specific?.severity) as string | undefined;
   if (typeof raw === 'string') {
@@ -88,33 +109,53 @@ function severityOf(rec: OsvRecord, a: OsvAffected): AdvisoryMatch['severity'] {
   return {};
 }
 
+/** A version order an OSV ECOSYSTEM range is evaluated in. */
+export interface VersionOrder {
+  valid(v: string): boolean;
+  compare(a: string, b: string): number;
+}
+
+const PEP440: VersionOrder = { valid: (v) => valid(v) !== null, compare };
+
+/** The OS package orders, by OSV ecosystem (Debian:12, Alpine:v3.20, ...). */
+export function orderOf(ecosystem: string): VersionOrder | null {
+  const scheme = schemeOf(ecosystem);
+  return scheme ? { valid: (v) => v.length > 0, compare: (a, b) => compareVersions(scheme, a, b) } : null;
+}
+
 /**
- * OSV's IsVulnerable for one ECOSYSTEM range under PEP 440 ordering: events sorted by version;
+ * OSV's IsVulnerable for one ECOSYSTEM range in a version order: events sorted by version;
  * introduced ("0" = the beginning) makes a version affected, fixed (>=) or last_affected (>)
- * makes it not, and a limit bounds the range.
+ * makes it not, and a limit bounds the range. Also returns the fix: the lowest fixed version above.
  */
-export function inRange(version: string, events: Record<string, string>[]): boolean {
+export function rangeVerdict(order: VersionOrder, version: string, events: Record<string, string>[]): { affected: boolean; fixed?: string } {
   const evs = events
     .map((e) => {
       const [kind, ver] = Object.entries(e)[0] ?? [];
       return { kind, ver };
     })
-    .filter((e) => e.kind && e.ver !== undefined && (e.ver === '0' || e.ver === '*' || valid(e.ver)));
-  const key = (e: { kind: string; ver: string }) => (e.ver === '0' ? '0' : e.ver);
-  evs.sort((x, y) => (x.ver === '0' ? -1 : y.ver === '0' ? 1 : x.ver === '*' ? 1 : y.ver === '*' ? -1 : compare(key(x), key(y))));
+    .filter((e) => e.kind && e.ver !== undefined && (e.ver === '0' || e.ver === '*' || order.valid(e.ver)));
+  evs.sort((x, y) => (x.ver === '0' ? -1 : y.ver === '0' ? 1 : x.ver === '*' ? 1 : y.ver === '*' ? -1 : order.compare(x.ver, y.ver)));
   let affected = false;
   for (const e of evs) {
     if (e.kind === 'introduced') {
-      if (e.ver === '0' || compare(version, e.ver) >= 0) affected = true;
+      if (e.ver === '0' || order.compare(version, e.ver) >= 0) affected = true;
     } else if (e.kind === 'fixed') {
-      if (compare(version, e.ver) >= 0) affected = false;
+      if (order.compare(version, e.ver) >= 0) affected = false;
     } else if (e.kind === 'last_affected') {
-      if (compare(version, e.ver) > 0) affected = false;
+      if (order.compare(version, e.ver) > 0) affected = false;
     } else if (e.kind === 'limit') {
-      if (e.ver !== '*' && compare(version, e.ver) >= 0) affected = false;
+      if (e.ver !== '*' && order.compare(version, e.ver) >= 0) affected = false;
     }
   }
-  return affected;
+  if (!affected) return { affected };
+  const fixed = evs.find((e) => e.kind === 'fixed' && order.compare(e.ver, version) > 0)?.ver;
+  return fixed ? { affected, fixed } : { affected };
+}
+
+/** IsVulnerable under PEP 440 (PyPI). */
+export function inRange(version: string, events: Record<string, string>[]): boolean {
+  return rangeVerdict(PEP440, version, events).affected;
 }
 
 interface Entry {
@@ -136,11 +177,24 @@ function integrityHashes(v: unknown, out: Set<string>): void {
   }
 }
 
+/** An OS package as an image inventory lists it (the fields advisory matching reads). */
+export interface OsPackage {
+  name: string;
+  version: string;
+  source?: string;
+  sourceVersion?: string;
+}
+
 /** Imported advisories, indexed for the pull path (pure; built from stored OSV records). */
 export class Advisories {
   private readonly pypi = new Map<string, Entry[]>();
+  /** OS packages by "<ecosystem>\0<name>" (Debian:12, Alpine:v3.20, Ubuntu:22.04:LTS, ...). */
+  private readonly os = new Map<string, Entry[]>();
+  private readonly osEcosystems = new Map<string, number>();
   private readonly hashes = new Map<string, OsvRecord>();
   private readonly byId = new Map<string, OsvRecord>();
+  /** Severity of records by id and alias, for records that carry none of their own (Debian, Alpine). */
+  private readonly severityByName = new Map<string, AdvisoryMatch['severity']>();
   withdrawn = 0;
 
   constructor(records: Iterable<OsvRecord>) {
@@ -151,12 +205,23 @@ export class Advisories {
       }
       this.byId.set(rec.id, rec);
       for (const a of rec.affected ?? []) {
-        if (a.package?.ecosystem !== 'PyPI' || !a.package.name) continue;
-        const name = normalizeName(a.package.name);
-        const list = this.pypi.get(name) ?? [];
-        list.push({ rec, aff: a, versions: new Set(a.versions ?? []) });
-        this.pypi.set(name, list);
+        const eco = a.package?.ecosystem;
+        if (!eco || !a.package?.name) continue;
+        if (eco === 'PyPI') {
+          const name = normalizeName(a.package.name);
+          const list = this.pypi.get(name) ?? [];
+          list.push({ rec, aff: a, versions: new Set(a.versions ?? []) });
+          this.pypi.set(name, list);
+        } else if (orderOf(eco)) {
+          const key = `${eco}\0${a.package.name}`;
+          const list = this.os.get(key) ?? [];
+          list.push({ rec, aff: a, versions: new Set(a.versions ?? []) });
+          this.os.set(key, list);
+          this.osEcosystems.set(eco, (this.osEcosystems.get(eco) ?? 0) + 1);
+        }
       }
+      const sev = severityOf(rec, {});
+      if (sev.label) for (const n of [rec.id, ...(rec.aliases ?? []), ...(rec.upstream ?? [])]) if (!this.severityByName.has(n)) this.severityByName.set(n, sev);
       if (rec.id.startsWith('MAL-')) {
         const hs = new Set<string>();
         integrityHashes(rec.affected?.map((a) => a.database_specific), hs);
@@ -170,28 +235,59 @@ export class Advisories {
     return this.byId.size;
   }
 
+  /** How many affected-package entries each OS ecosystem has (an image of an ecosystem with none cannot be judged). */
+  osCoverage(ecosystem: string): number {
+    return this.osEcosystems.get(ecosystem) ?? 0;
+  }
+
   get(id: string): OsvRecord | undefined {
     return this.byId.get(id) ?? [...this.byId.values()].find((r) => (r.aliases ?? []).includes(id));
   }
 
-  private matchOf(rec: OsvRecord, aff: OsvAffected): AdvisoryMatch {
-    return { id: rec.id, aliases: rec.aliases ?? [], summary: rec.summary ?? '', malicious: rec.id.startsWith('MAL-'), severity: severityOf(rec, aff) };
+  private matchOf(rec: OsvRecord, aff: OsvAffected, fixed?: string): AdvisoryMatch {
+    let severity = severityOf(rec, aff);
+    if (!severity.label) {
+      // A Debian or Alpine record names the CVE it tracks; another imported record of it may rate it.
+      for (const n of [rec.id, ...(rec.aliases ?? []), ...(rec.upstream ?? [])]) {
+        const s = this.severityByName.get(n);
+        if (s?.label) {
+          severity = s;
+          break;
+        }
+      }
+    }
+    const m: AdvisoryMatch = { id: rec.id, aliases: [...new Set([...(rec.aliases ?? []), ...(rec.upstream ?? [])])], summary: rec.summary ?? rec.details?.split('\n')[0] ?? '', malicious: rec.id.startsWith('MAL-'), severity };
+    if (fixed) m.fixed = fixed;
+    return m;
+  }
+
+  private matchEntries(entries: Entry[] | undefined, order: VersionOrder, version: string, seen: Set<string>, out: AdvisoryMatch[]): void {
+    for (const e of entries ?? []) {
+      if (seen.has(e.rec.id)) continue;
+      let hit = e.versions.has(version);
+      let fixed: string | undefined;
+      if (order.valid(version)) {
+        for (const r of e.aff.ranges ?? []) {
+          if (r.type !== 'ECOSYSTEM') continue;
+          const v = rangeVerdict(order, version, r.events ?? []);
+          if (v.affected) {
+            hit = true;
+            fixed ??= v.fixed;
+          }
+        }
+      }
+      if (hit) {
+        seen.add(e.rec.id);
+        out.push(this.matchOf(e.rec, e.aff, fixed));
+      }
+    }
   }
 
   /** Advisories affecting a PyPI release (exact versions list, or ECOSYSTEM ranges under PEP 440), and its file hash. */
   matchPypi(name: string, version: string, sha256?: string): AdvisoryMatch[] {
     const out: AdvisoryMatch[] = [];
     const seen = new Set<string>();
-    for (const e of this.pypi.get(normalizeName(name)) ?? []) {
-      if (seen.has(e.rec.id)) continue;
-      const hit =
-        e.versions.has(version) ||
-        (valid(version) !== null && (e.aff.ranges ?? []).some((r) => r.type === 'ECOSYSTEM' && inRange(version, r.events ?? [])));
-      if (hit) {
-        seen.add(e.rec.id);
-        out.push(this.matchOf(e.rec, e.aff));
-      }
-    }
+    this.matchEntries(this.pypi.get(normalizeName(name)), PEP440, version, seen, out);
     if (sha256) {
       const rec = this.hashes.get(sha256);
       if (rec && !seen.has(rec.id)) out.push(this.matchOf(rec, rec.affected?.[0] ?? {}));
@@ -199,9 +295,29 @@ export class Advisories {
     return out;
   }
 
-  /** The PyPI packages an advisory names (for `airlock affected`). */
+  /**
+   * Advisories affecting an installed OS package in its release's ecosystem. Debian, Ubuntu and
+   * Alpine file advisories under the source package (dpkg Source:, apk origin) at its version;
+   * the binary name is tried as well (rpm-based ecosystems list binary packages).
+   */
+  matchOs(ecosystem: string, pkg: OsPackage): AdvisoryMatch[] {
+    const order = orderOf(ecosystem);
+    if (!order) return [];
+    const out: AdvisoryMatch[] = [];
+    const seen = new Set<string>();
+    if (pkg.source && pkg.source !== pkg.name) this.matchEntries(this.os.get(`${ecosystem}\0${pkg.source}`), order, pkg.sourceVersion ?? pkg.version, seen, out);
+    this.matchEntries(this.os.get(`${ecosystem}\0${pkg.name}`), order, pkg.name === pkg.source ? (pkg.sourceVersion ?? pkg.version) : pkg.version, seen, out);
+    return out;
+  }
+
+  /** The packages an advisory names: PyPI names, and OS packages as "<ecosystem> <name>". */
   packagesOf(rec: OsvRecord): string[] {
     return [...new Set((rec.affected ?? []).filter((a) => a.package?.ecosystem === 'PyPI' && a.package.name).map((a) => normalizeName(a.package!.name!)))];
+  }
+
+  /** The OS packages an advisory names, with their ecosystems. */
+  osPackagesOf(rec: OsvRecord): { ecosystem: string; name: string }[] {
+    return (rec.affected ?? []).filter((a) => a.package?.ecosystem && a.package.name && orderOf(a.package.ecosystem)).map((a) => ({ ecosystem: a.package!.ecosystem!, name: a.package!.name! }));
   }
 
   hashesOf(rec: OsvRecord): string[] {

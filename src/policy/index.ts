@@ -1,5 +1,6 @@
 import { Advisories, checkRefuseLevel, refuses, type AdvisoryMatch, type RefuseLevel } from './advisories.js';
 import { HfPolicy, type HfPolicyInput } from './hf.js';
+import { ImagePolicy, type AdvisoryExceptionInput, type ImagePolicyInput, type ImageVerdict, type InventoryView } from './images.js';
 import { OciPolicy, type OciPolicyInput } from './oci.js';
 import { PypiPolicy, type PypiPolicyInput } from './pypi.js';
 
@@ -8,7 +9,7 @@ export interface PolicyInput {
   oci?: OciPolicyInput;
   hf?: HfPolicyInput;
   /** Refuse pulls of versions affected by imported advisories at or above this level (MAL- records always). */
-  advisories?: { refuse?: string };
+  advisories?: { refuse?: string; images?: ImagePolicyInput; exceptions?: AdvisoryExceptionInput[] };
 }
 
 const NO_ADVISORIES = new Advisories([]);
@@ -19,6 +20,8 @@ export class Policy {
   readonly oci: OciPolicy;
   readonly hf: HfPolicy;
   readonly advisoryLevel: RefuseLevel;
+  /** The gate on images: their inventories against the advisories, per repository, with exceptions. */
+  readonly images: ImagePolicy;
   /** Imported advisories (OSV), attached by the server after loading them from the metadata store. */
   advisories: Advisories = NO_ADVISORIES;
 
@@ -27,6 +30,12 @@ export class Policy {
     this.oci = new OciPolicy(input.oci ?? {}, ['oci']);
     this.hf = new HfPolicy(input.hf ?? {}, ['hf']);
     this.advisoryLevel = checkRefuseLevel(input.advisories?.refuse ?? 'none', ['advisories', 'refuse']);
+    this.images = new ImagePolicy(input.advisories?.images ?? {}, input.advisories?.exceptions ?? [], this.advisoryLevel, ['advisories', 'images']);
+  }
+
+  /** Judge an image's inventory (digests: the manifest's, then the index's it was reached through). */
+  judgeImage(repo: string, digests: string[], inv: InventoryView, now: number): ImageVerdict {
+    return this.images.judge(repo, digests, inv, this.advisories, now);
   }
 
   /** The same rules with these advisories (a new object: pages rendered for the old one are not reused). */
@@ -54,5 +63,6 @@ export { PypiPolicy } from './pypi.js';
 export { OciPolicy, canonicalRepository } from './oci.js';
 export { HfPolicy } from './hf.js';
 export { Advisories } from './advisories.js';
+export type { ImageVerdict, ImageFinding, InventoryView } from './images.js';
 export type { Decision, RefusalCode } from './types.js';
 export { PolicyError } from './types.js';

@@ -9,7 +9,11 @@ export type RefusalCode =
   | 'digest_not_pinned'
   | 'tag_not_pinned'
   | 'not_referenced'
-  | 'content_refused';
+  | 'content_refused'
+  /** An image carries a package with a refusing advisory. */
+  | 'advisory'
+  /** An image whose packages cannot all be judged (policy advisories.images.unjudged: refuse). */
+  | 'unjudged';
 
 export type Decision =
   | { allow: true; rule: string }
