@@ -16,6 +16,8 @@ import { createHfApp } from './hf/routes.js';
 import { OCI } from './oci/frontend.js';
 import { PYPI } from './pypi/frontend.js';
 import { createOciApp } from './oci/routes.js';
+import { ImageGate } from './oci/gate.js';
+import { ImageInventories } from './oci/inventory.js';
 import { createPypiApp } from './pypi/routes.js';
 import { hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
 
@@ -45,7 +47,10 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const pypi = createPypiApp({ policy: () => policy, index, cache, http, recorder, log, pageMaxAge: Math.min(config.pypi.index_ttl, 300) });
   const ociHttp = upstreamHttp(loaded, 'oci', opts.dispatcher);
   const registries = ociRegistries(loaded, ociHttp);
+  const inventories = new ImageInventories(cache, meta.inventories, log);
   const oci = createOciApp({
+    inventories,
+    gate: new ImageGate(inventories, meta, () => policy, log),
     authenticator: new Authenticator(meta),
     policy: () => policy,
     registries,

@@ -26,6 +26,12 @@ export interface FillSpec {
   open(signal: AbortSignal): Promise<UpstreamBody>;
   /** Optional content inspection (model files), run on the spool file. */
   inspect?: Inspector;
+  /**
+   * Optional reader that follows a new fill without holding any client back (image layers are
+   * read for their inventory as they pass): it gets the bytes as any reader does (the tail only
+   * once the digest matched) and `committed`, which says whether they were the expected bytes.
+   */
+  observe?: (body: Readable, committed: Promise<boolean>) => void;
 }
 
 export interface Inspector {
@@ -567,6 +573,10 @@ export class BlobCache {
       });
       f.on('commit-error', (e) => this.onCommitError(spec.sha256, e));
       void f.run();
+      if (spec.observe) {
+        const observe = spec.observe;
+        f.ready.then(() => observe(f.reader(), f.committed), () => {});
+      }
     }
     await fill.ready;
     const r = fill.size !== undefined ? resolveRange(want, fill.size) : undefined;

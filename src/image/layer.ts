@@ -64,8 +64,10 @@ export async function readLayer(body: Readable, label: string): Promise<LayerFac
   try {
     return await walkLayer(body, label);
   } catch (e) {
-    body.destroy();
     throw new Error(`${label}: the layer could not be read (${(e as Error).message})`);
+  } finally {
+    // Whatever is left unread (a blob that is no layer, the padding after a tar's end) is let go.
+    if (!body.readableEnded) body.destroy();
   }
 }
 
@@ -81,12 +83,12 @@ async function walkLayer(body: Readable, label: string): Promise<LayerFacts> {
     const inner = await peek(stream, 512);
     stream = inner.stream;
     if (!isTar(inner.bytes) && inner.bytes.length > 0) {
-      stream.resume();
+      stream.destroy();
       return facts;
     }
   } else if (!isTar(head.bytes)) {
     // A config blob, an attestation, an artifact: not a filesystem layer.
-    stream.resume();
+    stream.destroy();
     return facts;
   }
   facts.tar = true;

@@ -21,6 +21,8 @@ import {
 } from './reference.js';
 import { checkDigest, isValidName, isValidTag, looksLikeHost } from '../names/oci.js';
 import type { RegistryClient } from './registry-client.js';
+import type { ImageGate } from './gate.js';
+import type { ImageInventories } from './inventory.js';
 import { presentedSecret, type Authenticator } from '../auth/tokens.js';
 
 export interface OciDeps {
@@ -34,6 +36,10 @@ export interface OciDeps {
   recorder: Recorder;
   log: Logger;
   maxManifestBytes: number;
+  /** Image inventories: layers are read as they are filled. */
+  inventories: ImageInventories;
+  /** The advisory gate on image manifests. */
+  gate: ImageGate;
 }
 
 /** An error in the distribution spec's envelope: {"errors":[{code, message, detail}]}. */
@@ -238,9 +244,9 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     return { ts: Date.now(), client: clientAddress(c), ecosystem: 'oci', name: t.repo, version: reference, filename: kind, requestId: c.get('requestId') };
   }
 
-  function deny(c: Context<AppEnv>, t: Target, reference: string, kind: 'manifest' | 'blob', decision: Decision & { allow: false }, sha256?: string): never {
+  function deny(c: Context<AppEnv>, t: Target, reference: string, kind: 'manifest' | 'blob', decision: Decision & { allow: false }, sha256?: string, scan?: string): never {
     if (c.req.method === 'GET') {
-      d.recorder.record({ ...baseRecord(c, t, reference, kind), sha256: sha256 ?? null, cache: 'none', decision: 'deny', reason: decision.reason, rule: decision.rule, code: decision.code });
+      d.recorder.record({ ...baseRecord(c, t, reference, kind), sha256: sha256 ?? null, cache: 'none', decision: 'deny', reason: decision.reason, rule: decision.rule, code: decision.code, scan: scan ?? null });
     } else {
       d.log.warn({ ecosystem: 'oci', name: t.repo, reference, reason: decision.reason, rule: decision.rule }, 'refused');
     }
@@ -274,6 +280,17 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       }
       throw e;
     }
+    // The advisory gate: an image is served only once its packages have been judged.
+    let gated;
+    try {
+      gated = await d.gate.check({ repo: t.repo, openBlob: (dg, signal) => openBlob(t, dg, signal) }, digest, m.bytes, parseManifest(m.bytes, m.mediaType).isIndex);
+    } catch (e) {
+      if (c.req.method === 'GET') {
+        d.recorder.record({ ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), cache: m.cache, decision: 'error', reason: (e as Error).message, rule, code: 'upstream_failed' });
+      }
+      throw e;
+    }
+    if (gated && !gated.verdict.decision.allow) deny(c, t, reference, 'manifest', gated.verdict.decision, digest.slice(7), gated.summary);
     const headers: Record<string, string> = {
       ...API_VERSION,
       'content-type': m.mediaType,
@@ -288,9 +305,19 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     if (inm && inm.split(',').some((v) => v.trim() === `"${digest}"`)) return sendStream(c, 304, headers, null);
     if (c.req.method === 'GET') {
       // On record (committed) before the client has the manifest.
-      await d.recorder.record({ ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), size: m.bytes.length, cache: m.cache, decision: 'allow', rule });
+      await d.recorder.record({ ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), size: m.bytes.length, cache: m.cache, decision: 'allow', rule, scan: gated?.summary ?? null });
     }
     return sendBytes(c, 200, headers, m.bytes);
+  }
+
+  async function openBlob(t: Target, digest: string, signal: AbortSignal) {
+    const res = await t.client.request(t.upstreamName, `blobs/${digest}`, { signal });
+    if (res.status !== 200) {
+      res.body.resume();
+      if (res.status === 404) throw new AirlockError('NOT_FOUND', `${t.registry} does not have ${t.upstreamName}@${digest}`);
+      throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${t.registry} answered ${res.status} for the blob ${t.upstreamName}@${digest}`);
+    }
+    return { body: res.body, size: contentLength(res.headers) };
   }
 
   async function blob(c: Context<AppEnv>, t: Target, digest: string): Promise<Response> {
@@ -324,15 +351,8 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     const spec = {
       sha256: hex,
       size: approval.size,
-      open: async (signal: AbortSignal) => {
-        const res = await t.client.request(t.upstreamName, `blobs/${digest}`, { signal });
-        if (res.status !== 200) {
-          res.body.resume();
-          if (res.status === 404) throw new AirlockError('NOT_FOUND', `${t.registry} does not have ${t.upstreamName}@${digest}`);
-          throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${t.registry} answered ${res.status} for the blob ${t.upstreamName}@${digest}`);
-        }
-        return { body: res.body, size: contentLength(res.headers) };
-      },
+      open: (signal: AbortSignal) => openBlob(t, digest, signal),
+      observe: d.inventories.observer(hex),
     };
     try {
       const rec = (o: { size: number | null; cache: CacheOutcome }) => ({ ...base, sha256: hex, size: o.size, cache: o.cache });

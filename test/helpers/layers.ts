@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -14,11 +15,25 @@ export const FIXTURES = new URL('../images/', import.meta.url).pathname;
 
 export type Compression = 'gzip' | 'zstd' | 'none';
 
-export function layerOf(root: string, compression: Compression = 'gzip'): Buffer {
-  const t = execFileSync('tar', ['-C', root, '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '--sort=name', '-cf', '-', '.'], { maxBuffer: 1 << 30 });
+function tarOf(root: string): Buffer {
+  return execFileSync('tar', ['-C', root, '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '--sort=name', '-cf', '-', '.'], { maxBuffer: 1 << 30 });
+}
+
+function compress(t: Buffer, compression: Compression): Buffer {
   if (compression === 'gzip') return gzipSync(t);
   if (compression === 'zstd') return execFileSync('zstd', ['-q', '-c', '-3'], { input: t, maxBuffer: 1 << 30 });
   return t;
+}
+
+export function layerOf(root: string, compression: Compression = 'gzip'): Buffer {
+  return compress(tarOf(root), compression);
+}
+
+/** A layer as an image carries it: bytes, diff id and media type. */
+export function layerBlob(root: string, compression: Compression = 'gzip'): { bytes: Buffer; diffId: string; mediaType: string } {
+  const t = tarOf(root);
+  const mediaType = `application/vnd.oci.image.layer.v1.tar${compression === 'none' ? '' : `+${compression}`}`;
+  return { bytes: compress(t, compression), diffId: `sha256:${createHash('sha256').update(t).digest('hex')}`, mediaType };
 }
 
 /** A fresh root directory; `files` maps paths to contents (strings or Buffers), or to {symlink}. */

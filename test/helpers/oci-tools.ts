@@ -93,29 +93,27 @@ function writeBlob(layout: string, bytes: Buffer): { digest: string; size: numbe
   return { digest: `sha256:${hex}`, size: bytes.length };
 }
 
+/** One layer as a registry holds it: the compressed bytes, the digest of the uncompressed tar, its media type. */
+export interface LayerBlob {
+  bytes: Buffer;
+  diffId: string;
+  mediaType: string;
+}
+
 /**
- * Build a small image as an OCI layout from a generated rootfs (tar via the system tar, gzip via
- * zlib): what `skopeo copy oci:DIR:REF docker://...` pushes to the real registry.
+ * Build an image as an OCI layout, one manifest per platform with the given layers (an index when
+ * there are several platforms): what `skopeo copy oci:DIR:REF docker://...` pushes to the real registry.
  */
-export async function buildImage(archs: string[] = ['amd64'], ref = 'v1', payloadBytes = 64 * 1024): Promise<BuiltImage> {
+export function buildLayeredImage(platforms: { arch: string; layers: LayerBlob[] }[], ref = 'v1'): BuiltImage {
   const layout = mkdtempSync(join(tmpdir(), 'airlock-layout-'));
   mkdirSync(join(layout, 'blobs', 'sha256'), { recursive: true });
   writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   const blobs: string[] = [];
   const manifests: { digest: string; size: number; arch: string }[] = [];
-  for (const arch of archs) {
-    const root = mkdtempSync(join(tmpdir(), 'airlock-rootfs-'));
-    mkdirSync(join(root, 'etc'));
-    writeFileSync(join(root, 'etc', 'os-release'), `NAME=airlock-test\nARCH=${arch}\n`);
-    writeFileSync(join(root, 'payload.bin'), randomBytes(payloadBytes));
-    const { stdout } = await run('tar', ['-C', root, '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', '-', '.'], { encoding: 'buffer', maxBuffer: 1 << 30 });
-    const tar = stdout as Buffer;
-    const layer = writeBlob(layout, gzipSync(tar));
-    const config = writeBlob(
-      layout,
-      Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [`sha256:${sha(tar)}`] } })),
-    );
-    blobs.push(config.digest, layer.digest);
+  for (const { arch, layers } of platforms) {
+    const written = layers.map((l) => ({ ...writeBlob(layout, l.bytes), mediaType: l.mediaType }));
+    const config = writeBlob(layout, Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) } })));
+    blobs.push(config.digest, ...written.map((w) => w.digest));
     const manifest = writeBlob(
       layout,
       Buffer.from(
@@ -123,14 +121,14 @@ export async function buildImage(archs: string[] = ['amd64'], ref = 'v1', payloa
           schemaVersion: 2,
           mediaType: 'application/vnd.oci.image.manifest.v1+json',
           config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-          layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer }],
+          layers: written,
         }),
       ),
     );
     manifests.push({ ...manifest, arch });
   }
   let top: { digest: string; size: number; mediaType: string };
-  if (archs.length === 1) {
+  if (platforms.length === 1) {
     top = { ...manifests[0], mediaType: 'application/vnd.oci.image.manifest.v1+json' };
   } else {
     const index = writeBlob(
@@ -150,6 +148,24 @@ export async function buildImage(archs: string[] = ['amd64'], ref = 'v1', payloa
     JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: top.mediaType, digest: top.digest, size: top.size, annotations: { 'org.opencontainers.image.ref.name': ref } }] }),
   );
   return { layout, ref, digest: top.digest, blobs, manifests: manifests.map((m) => m.digest) };
+}
+
+/**
+ * Build a small image as an OCI layout from a generated rootfs (tar via the system tar, gzip via
+ * zlib): what `skopeo copy oci:DIR:REF docker://...` pushes to the real registry.
+ */
+export async function buildImage(archs: string[] = ['amd64'], ref = 'v1', payloadBytes = 64 * 1024): Promise<BuiltImage> {
+  const platforms = [];
+  for (const arch of archs) {
+    const root = mkdtempSync(join(tmpdir(), 'airlock-rootfs-'));
+    mkdirSync(join(root, 'etc'));
+    writeFileSync(join(root, 'etc', 'os-release'), `NAME=airlock-test\nARCH=${arch}\n`);
+    writeFileSync(join(root, 'payload.bin'), randomBytes(payloadBytes));
+    const { stdout } = await run('tar', ['-C', root, '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', '-', '.'], { encoding: 'buffer', maxBuffer: 1 << 30 });
+    const tar = stdout as Buffer;
+    platforms.push({ arch, layers: [{ bytes: gzipSync(tar), diffId: `sha256:${sha(tar)}`, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }] });
+  }
+  return buildLayeredImage(platforms, ref);
 }
 
 export interface SkopeoResult {

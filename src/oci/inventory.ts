@@ -1,0 +1,161 @@
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { AirlockError } from '../core/errors.js';
+import type { BlobCache, UpstreamBody } from '../core/fill.js';
+import { FACTS_VERSION, type LayerFacts } from '../image/facts.js';
+import { applyLayers, type Inventory } from '../image/inventory.js';
+import { readLayer } from '../image/layer.js';
+import { sequential } from '../scan/archive.js';
+import type { InventoryStore } from '../storage/inventory-store.js';
+
+/** Bumped when what an inventory holds changes: stored inventories of an older version are recomputed. */
+export const INVENTORY_VERSION = 1;
+
+/** Layer media types that are filesystem tars (plain, gzip, zstd; OCI and Docker names). */
+const LAYER_TYPES = /^application\/vnd\.(oci\.image\.layer\.v1\.tar|docker\.image\.rootfs\.diff\.tar)(\+gzip|\+zstd|\.gzip)?$/;
+const IMAGE_CONFIGS = new Set(['application/vnd.oci.image.config.v1+json', 'application/vnd.docker.container.image.v1+json']);
+
+export interface LayerRef {
+  digest: string;
+  size: number;
+}
+
+/** The filesystem layers of an image manifest, in order; null for manifests that are not images (signatures, artifacts). */
+export function imageLayers(manifest: Buffer): LayerRef[] | null {
+  const doc = JSON.parse(manifest.toString('utf8')) as { config?: { mediaType?: string }; layers?: { mediaType?: string; digest: string; size: number }[] };
+  if (!doc.layers || !IMAGE_CONFIGS.has(doc.config?.mediaType ?? '')) return null;
+  return doc.layers.filter((l) => LAYER_TYPES.test(l.mediaType ?? '')).map((l) => ({ digest: l.digest, size: l.size }));
+}
+
+const LAYER_CONCURRENCY = 3;
+
+/**
+ * Image inventories, computed once: each layer's facts are read as the layer passes through the
+ * verified fill (a client's pull, or the gate fetching it) and kept only once its digest matched;
+ * an image's inventory is its layers' facts applied in order, stored by manifest digest.
+ */
+export class ImageInventories {
+  private readonly layerFlights = new Map<string, Promise<LayerFacts>>();
+  private readonly imageFlights = new Map<string, Promise<Inventory>>();
+
+  constructor(
+    private readonly cache: BlobCache,
+    private readonly store: InventoryStore,
+    private readonly log: Logger,
+  ) {}
+
+  /** For a blob fill: read the layer as it arrives; keep its facts if the fill verifies. */
+  observer(hex: string): (body: Readable, committed: Promise<boolean>) => void {
+    return (body, committed) => {
+      if (this.layerFlights.has(hex)) {
+        body.destroy();
+        return;
+      }
+      const p = (async () => {
+        const facts = await readLayer(body, `sha256:${hex}`);
+        if (!(await committed)) throw new AirlockError('DIGEST_MISMATCH', `sha256:${hex} did not verify; its inventory was discarded`);
+        await this.store.putLayerFacts(hex, FACTS_VERSION, JSON.stringify(facts));
+        return facts;
+      })();
+      this.track(this.layerFlights, hex, p);
+      p.catch((e) => this.log.debug({ sha256: hex, err: (e as Error).message }, 'layer not inventoried while filling'));
+    };
+  }
+
+  private track<T>(m: Map<string, Promise<T>>, key: string, p: Promise<T>): Promise<T> {
+    m.set(key, p);
+    p.then(
+      () => m.delete(key),
+      () => m.delete(key),
+    );
+    return p;
+  }
+
+  private async storedFacts(hex: string): Promise<LayerFacts | null> {
+    const s = await this.store.getLayerFacts(hex);
+    return s && s.version === FACTS_VERSION ? (JSON.parse(s.facts) as LayerFacts) : null;
+  }
+
+  /** A layer's facts: stored, being read, read from the cache, or fetched through the verified fill. */
+  async layerFacts(layer: LayerRef, open: (signal: AbortSignal) => Promise<UpstreamBody>): Promise<LayerFacts> {
+    const hex = layer.digest.slice('sha256:'.length);
+    const stored = await this.storedFacts(hex);
+    if (stored) return stored;
+    const flying = this.layerFlights.get(hex);
+    if (flying) {
+      try {
+        return await flying;
+      } catch {
+        /* read it below */
+      }
+    }
+    const cached = await this.cache.fileBytes(hex);
+    if (cached) return this.fromCache(hex, cached);
+    const served = await this.cache.fetch({ sha256: hex, size: layer.size, open, observe: this.observer(hex) });
+    // Nobody reads this body: the fill goes on to its digest and the observer reads the layer.
+    served.body.destroy();
+    await served.settled;
+    const observed = this.layerFlights.get(hex);
+    if (observed) {
+      try {
+        return await observed;
+      } catch {
+        /* read it below */
+      }
+    }
+    const again = await this.storedFacts(hex);
+    if (again) return again;
+    // A fill that started without an observer: read the verified blob once it is in the store.
+    for (let i = 0; i < 100; i++) {
+      const bytes = await this.cache.fileBytes(hex);
+      if (bytes) return this.fromCache(hex, bytes);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new AirlockError('INTERNAL', `sha256:${hex} verified but did not reach the cache; its inventory could not be read`);
+  }
+
+  private fromCache(hex: string, bytes: NonNullable<Awaited<ReturnType<BlobCache['fileBytes']>>>): Promise<LayerFacts> {
+    const existing = this.layerFlights.get(hex);
+    if (existing) return existing;
+    const p = (async () => {
+      const facts = await readLayer(sequential(bytes), `sha256:${hex}`);
+      await this.store.putLayerFacts(hex, FACTS_VERSION, JSON.stringify(facts));
+      return facts;
+    })();
+    return this.track(this.layerFlights, hex, p);
+  }
+
+  /** The stored inventory of a manifest, if one was computed. */
+  async stored(digest: string): Promise<Inventory | null> {
+    const s = await this.store.getInventory(digest);
+    return s && s.version === INVENTORY_VERSION ? (JSON.parse(s.inventory) as Inventory) : null;
+  }
+
+  /** The inventory of an image manifest: stored, or computed from its layers (fetching those not cached). */
+  async inventory(digest: string, layers: LayerRef[], open: (layer: LayerRef) => (signal: AbortSignal) => Promise<UpstreamBody>): Promise<Inventory> {
+    const stored = await this.stored(digest);
+    if (stored) return stored;
+    const flying = this.imageFlights.get(digest);
+    if (flying) return flying;
+    const p = (async () => {
+      const facts: LayerFacts[] = new Array(layers.length);
+      let next = 0;
+      const worker = async () => {
+        while (next < layers.length) {
+          const i = next++;
+          facts[i] = await this.layerFacts(layers[i], open(layers[i]));
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(LAYER_CONCURRENCY, layers.length) }, worker));
+      const inv = applyLayers(facts);
+      await this.store.putInventory(
+        digest,
+        INVENTORY_VERSION,
+        JSON.stringify(inv),
+        inv.packages.map((p) => ({ type: p.type, name: p.name, version: p.version, source: p.source ?? null })),
+      );
+      return inv;
+    })();
+    return this.track(this.imageFlights, digest, p);
+  }
+}

@@ -1,0 +1,155 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
+import { airlockCli } from '../helpers/cli.js';
+import { records } from '../helpers/http.js';
+import { debianBase, dpkgQuery, FIXTURES, layerBlob, rootfs } from '../helpers/layers.js';
+import { buildLayeredImage, haveTool, pushImage, RealRegistry, skopeo, type BuiltImage } from '../helpers/oci-tools.js';
+
+/**
+ * The image gate end to end: images whose layers carry real package databases (this machine's
+ * dpkg database, pip-installed dists, an apk database), pushed to a real distribution registry,
+ * pulled through Airlock by the real skopeo, judged against OSV records in the real schema.
+ */
+const SITE = 'usr/local/lib/python3.11/site-packages';
+const CRIT = 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H';
+
+describe('vulnerable base images stop at the door (real skopeo, real registry)', () => {
+  const reg = new RealRegistry();
+  let a: TestAirlock;
+  let deb: BuiltImage;
+  let alpine: BuiltImage;
+  let multi: BuiltImage;
+  let excepted: BuiltImage;
+  let osvDir: string;
+  let sslVersion: string;
+  const out = () => mkdtempSync(join(tmpdir(), 'airlock-pull-'));
+  const via = (ref: string) => `docker://127.0.0.1:${a.port}/registry.test/${ref}`;
+  const pull = (ref: string, extra: string[] = []) => skopeo(['copy', '--src-tls-verify=false', ...extra, via(ref), `oci:${out()}:x`]);
+
+  beforeAll(async () => {
+    for (const tool of ['skopeo', 'docker-registry', 'tar', 'zstd', 'dpkg-query']) {
+      if (!haveTool(tool)) throw new Error(`${tool} is not installed: .ci/run installs it with apt-get (see README "Tests")`);
+    }
+    sslVersion = dpkgQuery().get('libssl3')?.sourceVersion ?? '';
+    expect(sslVersion).not.toBe('');
+    await reg.start();
+    // A Debian image: this machine's dpkg database, then a layer of pip-installed dists (zstd).
+    const debLayers = [layerBlob(debianBase()), layerBlob(rootfs({ [SITE]: { copyDir: join(FIXTURES, 'python/site-packages') } }), 'zstd')];
+    const alpineLayers = [layerBlob(rootfs({ 'etc/os-release': readFileSync(join(FIXTURES, 'alpine/os-release')), 'lib/apk/db/installed': readFileSync(join(FIXTURES, 'alpine/installed')) }))];
+    deb = buildLayeredImage([{ arch: 'amd64', layers: debLayers }]);
+    excepted = buildLayeredImage([{ arch: 'amd64', layers: [...debLayers, layerBlob(rootfs({ 'etc/motd': 'excepted\n' }))] }]);
+    alpine = buildLayeredImage([{ arch: 'amd64', layers: alpineLayers }]);
+    multi = buildLayeredImage([
+      { arch: 'amd64', layers: debLayers },
+      { arch: 'arm64', layers: alpineLayers },
+    ]);
+    await pushImage(deb, reg.port, 'team/deb', 'v1');
+    await pushImage(excepted, reg.port, 'team/excepted', 'v1');
+    await pushImage(alpine, reg.port, 'team/alpine', 'v1');
+    await pushImage(multi, reg.port, 'team/multi', 'v1');
+
+    // OSV records, as osv.dev exports them: one affecting the installed OpenSSL (fixed just above
+    // it), one fixed below what is installed, one withdrawn, and Alpine records fixed below.
+    osvDir = mkdtempSync(join(tmpdir(), 'airlock-osv-'));
+    const put = (rec: object & { id: string }) => writeFileSync(join(osvDir, `${rec.id}.json`), JSON.stringify(rec));
+    const debRange = (name: string, fixed: string) => [{ package: { ecosystem: 'Debian:12', name }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed }] }] }];
+    put({ id: 'DEBIAN-CVE-2099-1001', upstream: ['CVE-2099-1001'], modified: '2026-11-20T00:00:00Z', summary: 'OpenSSL remote code execution', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: debRange('openssl', `${sslVersion}+airlock1`) });
+    put({ id: 'DEBIAN-CVE-2099-1002', upstream: ['CVE-2099-1002'], modified: '2026-11-20T00:00:00Z', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: debRange('openssl', '1.0.0-1') });
+    put({ id: 'DEBIAN-CVE-2099-1003', upstream: ['CVE-2099-1003'], modified: '2026-11-20T00:00:00Z', withdrawn: '2026-11-21T00:00:00Z', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: debRange('zlib', '9:9') });
+    put({ id: 'ALPINE-CVE-2099-2001', upstream: ['CVE-2099-2001'], modified: '2026-11-20T00:00:00Z', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: [{ package: { ecosystem: 'Alpine:v3.20', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.1.0-r0' }] }] }] });
+
+    a = await startAirlock(`
+oci:
+  default_registry: registry.test
+  registries:
+    registry.test:
+      url: http://127.0.0.1:${reg.port}
+policy:
+  advisories:
+    refuse: critical
+    exceptions:
+      - id: CVE-2099-1001
+        repository: registry.test/team/excepted
+        reason: OpenSSL is not used by this image's service; reviewed in SEC-1234
+        expires: 2099-12-31
+  oci:
+    allow:
+      - repository: registry.test/team/deb
+        tags: { v1: "${deb.digest}" }
+      - repository: registry.test/team/excepted
+        tags: { v1: "${excepted.digest}" }
+      - repository: registry.test/team/alpine
+        tags: { v1: "${alpine.digest}" }
+      - repository: registry.test/team/multi
+        tags: { v1: "${multi.digest}" }
+`);
+    const imp = await airlockCli(['advisories', 'import', osvDir, '--config', a.configFile]);
+    expect(imp.stdout).toContain('read 4 OSV records');
+    await a.airlock.reloadAdvisories();
+  }, 180_000);
+
+  afterAll(async () => {
+    await a?.stop();
+    await reg.stop();
+  });
+
+  it('refuses an approved image carrying a critical advisory at its manifest, on the first pull, naming the advisory and fix', async () => {
+    const r = await pull('team/deb:v1');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/denied/i);
+    expect(r.stderr).toContain('DEBIAN-CVE-2099-1001 (CVE-2099-1001) CRITICAL 9.8 in openssl');
+    expect(r.stderr).toContain(`fixed in ${sslVersion}+airlock1`);
+    expect(r.stderr).not.toContain('DEBIAN-CVE-2099-1002');
+    // And on every later pull, from the stored inventory.
+    const again = await pull('team/deb:v1');
+    expect(again.code).not.toBe(0);
+    const rows = (await records(a)).filter((x) => x.name === 'registry.test/team/deb' && x.filename === 'manifest');
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    for (const row of rows) {
+      expect(row.decision).toBe('deny');
+      expect(row.reason).toContain('DEBIAN-CVE-2099-1001');
+      const scan = JSON.parse(row.scan!);
+      expect(scan.inventory.ecosystem).toBe('Debian:12');
+      expect(scan.inventory.packages).toBeGreaterThan(50);
+    }
+    // Nothing of the image was served to the client: no blob rows at all.
+    expect((await records(a)).filter((x) => x.name === 'registry.test/team/deb' && x.filename === 'blob')).toEqual([]);
+  }, 120_000);
+
+  it('serves the same packages where a reviewed exception covers the advisory', async () => {
+    const r = await pull('team/excepted:v1');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const row = (await records(a)).find((x) => x.name === 'registry.test/team/excepted' && x.filename === 'manifest')!;
+    expect(row.decision).toBe('allow');
+    expect(JSON.parse(row.scan!).findings.find((f: { id: string }) => f.id === 'DEBIAN-CVE-2099-1001').excepted).toMatch(/SEC-1234/);
+  }, 120_000);
+
+  it('multi-arch: only the affected platform is refused', async () => {
+    const arm = await pull('team/multi:v1', ['--override-arch', 'arm64']);
+    expect(arm.stderr).toBe('');
+    expect(arm.code).toBe(0);
+    const amd = await pull('team/multi:v1', ['--override-arch', 'amd64']);
+    expect(amd.code).not.toBe(0);
+    expect(amd.stderr).toContain('DEBIAN-CVE-2099-1001');
+  }, 120_000);
+
+  it('a clean image pulls as before; after an import of a new advisory, the next pull is refused', async () => {
+    const first = await pull('team/alpine:v1');
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    writeFileSync(
+      join(osvDir, 'ALPINE-CVE-2099-2002.json'),
+      JSON.stringify({ id: 'ALPINE-CVE-2099-2002', upstream: ['CVE-2099-2002'], modified: '2026-11-28T00:00:00Z', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: [{ package: { ecosystem: 'Alpine:v3.20', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.3.1-r0' }] }] }] }),
+    );
+    const imp = await airlockCli(['advisories', 'import', osvDir, '--config', a.configFile]);
+    expect(imp.code).toBe(0);
+    await a.airlock.reloadAdvisories();
+    const next = await pull('team/alpine:v1');
+    expect(next.code).not.toBe(0);
+    expect(next.stderr).toContain('ALPINE-CVE-2099-2002 (CVE-2099-2002) CRITICAL 9.8 in openssl (libcrypto3 3.3.0-r2), fixed in 3.3.1-r0');
+  }, 120_000);
+});
