@@ -7,6 +7,7 @@ import { startServer } from '../server.js';
 import { openMeta } from '../backends.js';
 import type { MetaStore } from '../storage/meta-store.js';
 import type { PullFilter } from '../storage/meta-store.js';
+import type { RefuseLevel } from '../policy/advisories.js';
 import { rescan } from './rescan.js';
 import { Authenticator, TOKEN_NAME } from '../auth/tokens.js';
 import { importAdvisories } from './advisories.js';
@@ -33,6 +34,13 @@ usage:
   airlock pin hf [datasets/]REPO@REVISION [--config FILE] [--print]
                                                   resolve a branch or tag on the Hub to its commit
                                                   and pin it (ref alias + commit) in the policy
+  airlock image check IMAGE [--config FILE] [--fail-on critical|high|medium|low|all] [--json]
+                                                  judge an image's OS and Python packages against the
+                                                  imported advisories: oci:DIR[:TAG],
+                                                  docker-archive:FILE, or docker://REGISTRY/NAME:TAG
+                                                  through the mirror; exit 1 on a finding at or above
+                                                  --fail-on (default: the policy's level), 2 if the
+                                                  image cannot be checked
   airlock advisories import PATH [--config FILE]  import OSV records (a directory, a .json, or the
                                                   per-ecosystem zip osv.dev exports); SIGHUP applies
   airlock affected ID|PURL [--config FILE] [--json]
@@ -83,6 +91,8 @@ async function main(argv: string[]): Promise<void> {
       client: { type: 'string' },
       admin: { type: 'boolean', default: false },
       output: { type: 'string', short: 'o' },
+      'fail-on': { type: 'string' },
+      repository: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -180,6 +190,23 @@ async function main(argv: string[]): Promise<void> {
       // Validate the result so a pin never leaves a policy that fails to load.
       loadConfig(configFile);
       process.stdout.write(`${how} ${pin.name}==${pin.version} (${pin.files.length} files, from the ${pin.source} index) in ${loaded.policyFile}\n`);
+      return;
+    }
+    case 'image': {
+      const [sub, ref] = rest;
+      if (sub !== 'check' || !ref) fail('usage: airlock image check IMAGE (oci:DIR[:TAG], docker-archive:FILE, docker://REGISTRY/NAME:TAG)');
+      const failOn = values['fail-on'];
+      if (failOn !== undefined && !['critical', 'high', 'medium', 'low', 'all', 'none'].includes(failOn)) fail('--fail-on: expected critical, high, medium, low, all or none');
+      const { checkImage, formatReport } = await import('./image.js');
+      let rep;
+      try {
+        rep = await checkImage(configFile, ref, { failOn: failOn as RefuseLevel | undefined, repository: values.repository });
+      } catch (e) {
+        if (e instanceof ConfigError) throw e;
+        fail(`image check: ${(e as Error).message}`);
+      }
+      process.stdout.write(values.json ? JSON.stringify(rep, null, 2) + '\n' : formatReport(rep));
+      if (rep.platforms.some((p) => !p.verdict.decision.allow)) process.exit(1);
       return;
     }
     case 'advisories': {

@@ -139,9 +139,10 @@ export class ImagePolicy {
 
   /**
    * @param digests the manifest's digest first, then the index it was reached through (exceptions may name either)
+   * @param level a level to judge at instead of the repository's (`airlock image check --fail-on`)
    */
-  judge(repo: string, digests: string[], inv: InventoryView, advisories: Advisories, now: number): ImageVerdict {
-    const s = this.settingsFor(repo);
+  judge(repo: string, digests: string[], inv: InventoryView, advisories: Advisories, now: number, level?: RefuseLevel): ImageVerdict {
+    const s = level ? { ...this.settingsFor(repo), level } : this.settingsFor(repo);
     const notes: string[] = [...inv.unreadable];
     const findings: ImageFinding[] = [];
     const osPkgs = inv.packages.filter((p) => p.type !== 'pypi');

@@ -54,7 +54,7 @@ describe('vulnerable base images stop at the door (real skopeo, real registry)',
     // OSV records, as osv.dev exports them: one affecting the installed OpenSSL (fixed just above
     // it), one fixed below what is installed, one withdrawn, and Alpine records fixed below.
     osvDir = mkdtempSync(join(tmpdir(), 'airlock-osv-'));
-    const put = (rec: object & { id: string }) => writeFileSync(join(osvDir, `${rec.id}.json`), JSON.stringify(rec));
+    const put = (rec: { id: string; [k: string]: unknown }) => writeFileSync(join(osvDir, `${rec.id}.json`), JSON.stringify(rec));
     const debRange = (name: string, fixed: string) => [{ package: { ecosystem: 'Debian:12', name }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed }] }] }];
     put({ id: 'DEBIAN-CVE-2099-1001', upstream: ['CVE-2099-1001'], modified: '2026-11-20T00:00:00Z', summary: 'OpenSSL remote code execution', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: debRange('openssl', `${sslVersion}+airlock1`) });
     put({ id: 'DEBIAN-CVE-2099-1002', upstream: ['CVE-2099-1002'], modified: '2026-11-20T00:00:00Z', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: debRange('openssl', '1.0.0-1') });
@@ -152,4 +152,83 @@ policy:
     expect(next.code).not.toBe(0);
     expect(next.stderr).toContain('ALPINE-CVE-2099-2002 (CVE-2099-2002) CRITICAL 9.8 in openssl (libcrypto3 3.3.0-r2), fixed in 3.3.1-r0');
   }, 120_000);
+});
+
+describe('airlock image check: the same gate where builds run', () => {
+  const reg = new RealRegistry();
+  let cfg: string;
+  let deb: BuiltImage;
+  let alpine: BuiltImage;
+  let a: TestAirlock;
+
+  beforeAll(async () => {
+    await reg.start();
+    const sslVersion = dpkgQuery().get('libssl3')!.sourceVersion;
+    deb = buildLayeredImage([{ arch: 'amd64', layers: [layerBlob(debianBase()), layerBlob(rootfs({ [SITE]: { copyDir: join(FIXTURES, 'python/site-packages') } }), 'zstd')] }]);
+    alpine = buildLayeredImage([{ arch: 'amd64', layers: [layerBlob(rootfs({ 'etc/os-release': readFileSync(join(FIXTURES, 'alpine/os-release')), 'lib/apk/db/installed': readFileSync(join(FIXTURES, 'alpine/installed')) }))] }]);
+    await pushImage(deb, reg.port, 'team/deb', 'v1');
+    a = await startAirlock(`
+oci:
+  default_registry: registry.test
+  registries:
+    registry.test:
+      url: http://127.0.0.1:${reg.port}
+policy:
+  advisories:
+    refuse: critical
+`);
+    cfg = a.configFile;
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-osv-'));
+    writeFileSync(join(dir, 'd.json'), JSON.stringify({ id: 'DEBIAN-CVE-2099-3001', upstream: ['CVE-2099-3001'], severity: [{ type: 'CVSS_V3', score: CRIT }], affected: [{ package: { ecosystem: 'Debian:12', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: `${sslVersion}+airlock1` }] }] }] }));
+    writeFileSync(join(dir, 'g.json'), JSON.stringify({ id: 'GHSA-2099-urll-ib3x', aliases: ['CVE-2099-3002'], summary: 'urllib3 leaks headers', database_specific: { severity: 'HIGH' }, affected: [{ package: { ecosystem: 'PyPI', name: 'urllib3' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '2.0.0' }, { fixed: '2.9.0' }] }] }] }));
+    writeFileSync(join(dir, 'a.json'), JSON.stringify({ id: 'ALPINE-CVE-2099-3003', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: [{ package: { ecosystem: 'Alpine:v3.20', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.1.0-r0' }] }] }] }));
+    expect((await airlockCli(['advisories', 'import', dir, '--config', cfg])).code).toBe(0);
+  }, 120_000);
+
+  afterAll(async () => {
+    await a?.stop();
+    await reg.stop();
+  });
+
+  it('fails a build on a critical finding in an OCI layout, with exit codes per --fail-on', async () => {
+    const layout = `oci:${deb.layout}:v1`;
+    const r = await airlockCli(['image', 'check', layout, '--config', cfg]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/CRITICAL\tDEBIAN-CVE-2099-3001\tlibssl3 \(openssl\)\t\S+\t\S+\+airlock1\tFAIL/);
+    expect(r.stdout).toMatch(/HIGH\tGHSA-2099-urll-ib3x\turllib3\t2\.8\.0\t2\.9\.0\tbelow threshold/);
+    expect((await airlockCli(['image', 'check', layout, '--config', cfg, '--fail-on', 'none'])).code).toBe(0);
+    const high = await airlockCli(['image', 'check', layout, '--config', cfg, '--fail-on', 'high', '--json']);
+    expect(high.code).toBe(1);
+    const rep = JSON.parse(high.stdout);
+    // One finding per advisory and package: every binary package built from openssl is listed.
+    const failing = rep.platforms[0].verdict.findings.filter((f: { refusing: boolean }) => f.refusing);
+    expect([...new Set(failing.map((f: { id: string }) => f.id))]).toEqual(['DEBIAN-CVE-2099-3001', 'GHSA-2099-urll-ib3x']);
+    expect(failing.find((f: { package: { name: string } }) => f.package.name === 'libssl3').package.source).toBe('openssl');
+    const clean = await airlockCli(['image', 'check', `oci:${alpine.layout}:v1`, '--config', cfg]);
+    expect(clean.stdout).toContain('result: pass');
+    expect(clean.code).toBe(0);
+  }, 60_000);
+
+  it('reads a docker-archive written by the real skopeo the same way', async () => {
+    // Docker archives hold gzip or plain layers only (skopeo refuses to write zstd into one).
+    const gz = buildLayeredImage([{ arch: 'amd64', layers: [layerBlob(debianBase()), layerBlob(rootfs({ [SITE]: { copyDir: join(FIXTURES, 'python/site-packages') } }))] }]);
+    const file = join(mkdtempSync(join(tmpdir(), 'airlock-archive-')), 'image.tar');
+    const conv = await skopeo(['copy', `oci:${gz.layout}:v1`, `docker-archive:${file}:team/deb:v1`]);
+    expect(conv.stderr).toBe('');
+    const r = await airlockCli(['image', 'check', `docker-archive:${file}`, '--config', cfg, '--fail-on', 'critical']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('DEBIAN-CVE-2099-3001');
+  }, 60_000);
+
+  it('checks an image through the mirror, storing its inventory for the server', async () => {
+    const r = await airlockCli(['image', 'check', 'docker://registry.test/team/deb:v1', '--config', cfg]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`registry.test/team/deb@${deb.digest}`);
+    expect(r.stdout).toContain('DEBIAN-CVE-2099-3001');
+    const bad = await airlockCli(['image', 'check', 'oci:/nonexistent/dir', '--config', cfg]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^airlock: image check: \/nonexistent\/dir is not an OCI layout/);
+  }, 60_000);
 });

@@ -1,0 +1,235 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pino } from 'pino';
+import tar from 'tar-stream';
+import type { Dispatcher } from 'undici';
+import { loadConfig, ConfigError, type LoadedConfig } from '../config/load.js';
+import { BlobCache } from '../core/fill.js';
+import { HashPool } from '../core/hasher.js';
+import type { LayerFacts } from '../image/facts.js';
+import { applyLayers, type Inventory } from '../image/inventory.js';
+import { readLayer } from '../image/layer.js';
+import { openBlobs, openMeta, ociRegistries, upstreamHttp } from '../backends.js';
+import { checkDigest, looksLikeHost } from '../names/oci.js';
+import { imageLayers, ImageInventories } from '../oci/inventory.js';
+import { MANIFEST_ACCEPT, ManifestError, parseManifest } from '../oci/reference.js';
+import { Advisories, type OsvRecord } from '../policy/advisories.js';
+import type { RefuseLevel } from '../policy/advisories.js';
+import { canonicalRepository } from '../policy/oci.js';
+import type { ImageVerdict } from '../policy/index.js';
+import { contentLength, header, readBoundedBytes } from '../upstream/http.js';
+
+/**
+ * `airlock image check`: the image gate where builds run. The image comes from a local OCI
+ * layout or a `docker save` archive (named as skopeo names them: oci:DIR[:TAG],
+ * docker-archive:FILE), or from a registry through the mirror's own stores and upstreams
+ * (docker://REGISTRY/NAME:TAG, or a plain reference), whose inventory is then stored for the
+ * server too. Each platform's inventory is judged with the configured policy and advisories.
+ */
+export interface PlatformReport {
+  digest: string;
+  platform?: string;
+  os?: string;
+  packages: number;
+  verdict: ImageVerdict;
+}
+
+export interface ImageCheckReport {
+  source: string;
+  repository: string;
+  platforms: PlatformReport[];
+}
+
+interface Manifestish {
+  digest: string;
+  bytes: Buffer;
+  platform?: string;
+}
+
+const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+function platformOf(p: { architecture?: string; os?: string; variant?: string } | undefined): string | undefined {
+  return p ? [p.os, p.architecture, p.variant].filter(Boolean).join('/') : undefined;
+}
+
+/** The image manifests under a top-level manifest or index, with their platforms. */
+async function platformsOf(top: Manifestish, get: (digest: string) => Promise<Buffer>): Promise<Manifestish[]> {
+  const parsed = parseManifest(top.bytes, undefined);
+  if (!parsed.isIndex) return [top];
+  const doc = JSON.parse(top.bytes.toString('utf8')) as { manifests: { digest: string; platform?: { architecture?: string; os?: string; variant?: string } }[] };
+  const out: Manifestish[] = [];
+  for (const m of doc.manifests) {
+    if (m.platform?.architecture === 'unknown') continue; // attestation manifests (buildx)
+    const bytes = await get(m.digest);
+    if (sha256(bytes) !== m.digest) throw new ConfigError(`image check: ${m.digest} does not match its bytes`);
+    out.push({ digest: m.digest, bytes, platform: platformOf(m.platform) });
+  }
+  return out;
+}
+
+/** A local OCI layout: blobs by digest under DIR/blobs/sha256. */
+async function fromLayout(dir: string, tag: string | undefined): Promise<{ platforms: Manifestish[]; layer: (digest: string) => Promise<LayerFacts> }> {
+  const indexFile = join(dir, 'index.json');
+  if (!existsSync(indexFile)) throw new ConfigError(`image check: ${dir} is not an OCI layout (no index.json)`);
+  const index = JSON.parse(readFileSync(indexFile, 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
+  const pick = tag ? index.manifests.filter((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag) : index.manifests;
+  if (pick.length !== 1) throw new ConfigError(`image check: ${dir} has ${pick.length} images${tag ? ` tagged ${tag}` : ''}; name one as oci:${dir}:TAG`);
+  const blob = (digest: string) => {
+    const c = checkDigest(digest);
+    if (!c.ok) throw new ConfigError(`image check: ${c.reason}`);
+    return join(dir, 'blobs', 'sha256', digest.slice(7));
+  };
+  const get = async (d: string) => readFileSync(blob(d));
+  const topBytes = await get(pick[0].digest);
+  const platforms = await platformsOf({ digest: pick[0].digest, bytes: topBytes }, get);
+  return { platforms, layer: (d) => readLayer(createReadStream(blob(d)), d) };
+}
+
+/**
+ * A `docker save` archive: one pass over the tar reads every member that is a layer (its
+ * manifest.json usually comes last, so facts are kept by member path and ordered afterwards).
+ */
+async function fromDockerArchive(file: string): Promise<{ platforms: Manifestish[]; layer: (digest: string) => Promise<LayerFacts> }> {
+  if (!existsSync(file) || !statSync(file).isFile()) throw new ConfigError(`image check: ${file}: no such file`);
+  const facts = new Map<string, LayerFacts>();
+  let manifest: { Config: string; Layers: string[]; RepoTags?: string[] }[] | undefined;
+  const extract = tar.extract();
+  createReadStream(file).pipe(extract);
+  for await (const entry of extract) {
+    const name = entry.header.name.replace(/^\.\//, '');
+    if (name === 'manifest.json') {
+      const chunks: Buffer[] = [];
+      for await (const c of entry as unknown as Readable) chunks.push(c as Buffer);
+      manifest = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } else if (entry.header.type === 'file' && !name.endsWith('.json') && name !== 'repositories' && name !== 'oci-layout') {
+      // Any other file may be a layer (docker: <id>/layer.tar or <hex>.tar; Docker 25+ and skopeo: blobs/sha256/<hex>); readLayer tells.
+      facts.set(name, await readLayer(entry as unknown as Readable, `${file}:${name}`));
+    }
+    entry.resume();
+  }
+  if (!manifest?.[0]) throw new ConfigError(`image check: ${file} is not a docker save archive (no manifest.json)`);
+  if (manifest.length > 1) throw new ConfigError(`image check: ${file} holds ${manifest.length} images; save one image per archive`);
+  const layers = manifest[0].Layers;
+  const missing = layers.find((l) => !facts.has(l));
+  if (missing) throw new ConfigError(`image check: ${file} lists layer ${missing} but does not hold it`);
+  // Layers are named by path here; the inventory is built from them directly (see checkImage).
+  const fake = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'0'.repeat(64)}`, size: 0 }, layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: l, size: 0 })) }));
+  return { platforms: [{ digest: `docker-archive:${manifest[0].RepoTags?.[0] ?? file}`, bytes: fake }], layer: async (d) => facts.get(d)! };
+}
+
+async function localInventory(p: Manifestish, layer: (d: string) => Promise<LayerFacts>): Promise<Inventory> {
+  const doc = JSON.parse(p.bytes.toString('utf8')) as { layers?: { digest: string }[] };
+  const refs = imageLayers(p.bytes) ?? [];
+  const facts: LayerFacts[] = [];
+  for (const l of refs.length ? refs : (doc.layers ?? [])) facts.push(await layer(l.digest));
+  return applyLayers(facts);
+}
+
+/** A registry image, through the mirror's configured stores and upstreams (the inventory is stored for the server). */
+async function fromRegistry(loaded: LoadedConfig, reference: string, dispatcher: Dispatcher | undefined, judge: (repo: string, p: Manifestish, inv: Inventory) => PlatformReport): Promise<{ repository: string; platforms: PlatformReport[] }> {
+  const ref = reference.replace(/^docker:\/\//, '');
+  const m = /^([^@]+?)(?::([A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(?:@(sha256:[0-9a-f]{64}))?$/.exec(ref);
+  if (!m || (!m[2] && !m[3])) throw new ConfigError(`image check: expected REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:DIGEST, got ${JSON.stringify(reference)}`);
+  let name = m[1];
+  if (!name.includes('/') || !looksLikeHost(name.split('/')[0])) name = `${loaded.config.oci.default_registry}/${name}`;
+  const repository = canonicalRepository(name);
+  if (!repository) throw new ConfigError(`image check: ${JSON.stringify(reference)} is not a repository reference`);
+  const registry = repository.slice(0, repository.indexOf('/'));
+  const upstreamName = repository.slice(registry.length + 1);
+  const http = upstreamHttp(loaded, 'oci', dispatcher);
+  const meta = openMeta(loaded, { create: true });
+  const store = await openBlobs(loaded, { cleanSpool: false });
+  const hashes = new HashPool(1);
+  try {
+    const client = ociRegistries(loaded, http).get(registry);
+    if (!client) throw new ConfigError(`image check: registry ${registry} is not configured in oci.registries`);
+    const get = async (r: string): Promise<Buffer> => {
+      const res = await client.request(upstreamName, `manifests/${r}`, { accept: MANIFEST_ACCEPT });
+      if (res.status !== 200) {
+        res.body.resume();
+        throw new ConfigError(`image check: ${registry} answered ${res.status} for ${upstreamName}:${r}`);
+      }
+      const bytes = await readBoundedBytes(res.body, loaded.config.oci.max_manifest_bytes);
+      if (r.startsWith('sha256:') && sha256(bytes) !== r) throw new ConfigError(`image check: ${registry} sent bytes for ${r} that hash to ${sha256(bytes)}`);
+      return bytes;
+    };
+    const topBytes = await get(m[3] ?? m[2]!);
+    const platforms = await platformsOf({ digest: sha256(topBytes), bytes: topBytes }, get);
+    const inventories = new ImageInventories(new BlobCache(store, meta, hashes), meta.inventories, pino({ level: 'silent' }));
+    const out: PlatformReport[] = [];
+    for (const p of platforms) {
+      const layers = imageLayers(p.bytes) ?? [];
+      const inv = await inventories.inventory(p.digest, layers, (l) => async (signal) => {
+        const res = await client.request(upstreamName, `blobs/${l.digest}`, { signal });
+        if (res.status !== 200) {
+          res.body.resume();
+          throw new ConfigError(`image check: ${registry} answered ${res.status} for the layer ${l.digest}`);
+        }
+        return { body: res.body, size: contentLength(res.headers) };
+      });
+      out.push(judge(repository, p, inv));
+    }
+    return { repository, platforms: out };
+  } finally {
+    await http.close();
+    await meta.close();
+  }
+}
+
+export async function checkImage(configFile: string, source: string, opts: { failOn?: RefuseLevel; repository?: string; dispatcher?: Dispatcher; now?: number } = {}): Promise<ImageCheckReport> {
+  const loaded = loadConfig(configFile);
+  const meta = openMeta(loaded, { create: true });
+  let advisories: Advisories;
+  try {
+    advisories = new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
+  } finally {
+    await meta.close();
+  }
+  const policy = loaded.policy.withAdvisories(advisories);
+  const judge = (repo: string, p: Manifestish, inv: Inventory): PlatformReport => ({
+    digest: p.digest,
+    ...(p.platform ? { platform: p.platform } : {}),
+    ...(inv.os ? { os: inv.os.prettyName ?? inv.os.id } : {}),
+    packages: inv.packages.length,
+    verdict: policy.images.judge(repo, [p.digest], inv, advisories, opts.now ?? Date.now(), opts.failOn),
+  });
+  try {
+    if (source.startsWith('oci:') || source.startsWith('docker-archive:')) {
+      const isOci = source.startsWith('oci:');
+      const rest = source.slice(isOci ? 4 : 15);
+      // oci:DIR[:TAG]: a tag follows the last colon unless that colon is part of the path.
+      const colon = isOci ? rest.lastIndexOf(':') : -1;
+      const [dir, tag] = colon > 0 && !rest.slice(colon + 1).includes('/') ? [rest.slice(0, colon), rest.slice(colon + 1)] : [rest, undefined];
+      const local = isOci ? await fromLayout(dir, tag) : await fromDockerArchive(rest);
+      const repository = opts.repository ?? `local/${dir.split('/').filter(Boolean).pop() ?? 'image'}`;
+      const platforms: PlatformReport[] = [];
+      for (const p of local.platforms) platforms.push(judge(repository, p, await localInventory(p, local.layer)));
+      return { source, repository, platforms };
+    }
+    const r = await fromRegistry(loaded, source, opts.dispatcher, judge);
+    return { source, ...r };
+  } catch (e) {
+    if (e instanceof ManifestError) throw new ConfigError(`image check: ${e.message}`);
+    throw e;
+  }
+}
+
+/** The findings as a table: one line per advisory and package, worst first. */
+export function formatReport(rep: ImageCheckReport): string {
+  const lines: string[] = [];
+  for (const p of rep.platforms) {
+    const v = p.verdict;
+    lines.push(`${rep.repository}@${p.digest}${p.platform ? ` (${p.platform})` : ''}: ${p.os ?? 'no OS release'}, ${p.packages} packages, ${v.findings.length} advisories`);
+    if (v.findings.length) lines.push(['SEVERITY', 'ID', 'PACKAGE', 'INSTALLED', 'FIXED', 'STATUS'].join('\t'));
+    for (const f of v.findings) {
+      const sev = f.malicious ? 'MALICIOUS' : f.severity.label ?? 'UNKNOWN';
+      const status = f.excepted ? `excepted (${f.excepted})` : f.refusing ? 'FAIL' : 'below threshold';
+      lines.push([sev, f.id, f.package.source && f.package.source !== f.package.name ? `${f.package.name} (${f.package.source})` : f.package.name, f.package.version, f.fixed ?? '-', status].join('\t'));
+    }
+    for (const n of v.notes) lines.push(`note: ${n}`);
+    lines.push(v.decision.allow ? 'result: pass' : `result: FAIL: ${v.decision.reason}`);
+  }
+  return lines.join('\n') + '\n';
+}
