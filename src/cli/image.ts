@@ -155,9 +155,18 @@ async function fromRegistry(loaded: LoadedConfig, reference: string, dispatcher:
       if (r.startsWith('sha256:') && sha256(bytes) !== r) throw new ConfigError(`image check: ${registry} sent bytes for ${r} that hash to ${sha256(bytes)}`);
       return bytes;
     };
+    const cache = new BlobCache(store, meta, hashes);
+    // Manifests are kept as the server keeps them, so a first pull of the image needs nothing upstream.
+    const keep = async (digest: string, bytes: Buffer) => {
+      const parsed = parseManifest(bytes, undefined);
+      await cache.putSmall(bytes);
+      await meta.putOciManifest(repository, { digest, mediaType: parsed.mediaType, size: bytes.length }, parsed.children);
+    };
     const topBytes = await get(m[3] ?? m[2]!);
+    await keep(sha256(topBytes), topBytes);
     const platforms = await platformsOf({ digest: sha256(topBytes), bytes: topBytes }, get);
-    const inventories = new ImageInventories(new BlobCache(store, meta, hashes), meta.inventories, pino({ level: 'silent' }));
+    for (const p of platforms) if (p.bytes !== topBytes) await keep(p.digest, p.bytes);
+    const inventories = new ImageInventories(cache, meta.inventories, pino({ level: 'silent' }));
     const out: PlatformReport[] = [];
     for (const p of platforms) {
       const layers = imageLayers(p.bytes) ?? [];
@@ -173,6 +182,7 @@ async function fromRegistry(loaded: LoadedConfig, reference: string, dispatcher:
     }
     return { repository, platforms: out };
   } finally {
+    await hashes.close();
     await http.close();
     await meta.close();
   }

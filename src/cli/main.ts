@@ -29,7 +29,8 @@ usage:
                                                   file hashes, to the policy (comments are kept)
   airlock pin oci REGISTRY/NAME:TAG [--config FILE] [--print]
                                                   resolve a tag upstream to its manifest digest and
-                                                  pin it (tag alias + digest) in the policy
+                                                  pin it (tag alias + digest) in the policy; where
+                                                  the image gate applies, judge the image now
   airlock pin oci REGISTRY/NAME@sha256:DIGEST     check the digest upstream and pin it
   airlock pin hf [datasets/]REPO@REVISION [--config FILE] [--print]
                                                   resolve a branch or tag on the Hub to its commit
@@ -164,6 +165,14 @@ async function main(argv: string[]): Promise<void> {
         loadConfig(configFile);
         const what = pin.mediaType.includes('index') || pin.mediaType.includes('list') ? `index of ${pin.children} platforms` : `manifest with ${pin.children} blobs`;
         process.stdout.write(`${how} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}) in ${loaded.policyFile}\n`);
+        if (loaded.policy.images.gates(pin.repository)) {
+          // Judge it now (layers fetched into the cache, inventory stored): no client waits for it on its first pull.
+          const { checkImage, formatReport } = await import('./image.js');
+          const rep = await checkImage(configFile, `docker://${pin.repository}@${pin.digest}`);
+          process.stdout.write(formatReport(rep));
+          const refused = rep.platforms.filter((p) => !p.verdict.decision.allow);
+          if (refused.length) process.stderr.write(`warning: the image gate will refuse ${refused.map((p) => p.platform ?? p.digest).join(', ')} of this pin until the findings are fixed or excepted\n`);
+        }
         return;
       }
       if (eco === 'hf' && req) {

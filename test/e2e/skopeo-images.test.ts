@@ -183,6 +183,7 @@ policy:
     writeFileSync(join(dir, 'g.json'), JSON.stringify({ id: 'GHSA-2099-urll-ib3x', aliases: ['CVE-2099-3002'], summary: 'urllib3 leaks headers', database_specific: { severity: 'HIGH' }, affected: [{ package: { ecosystem: 'PyPI', name: 'urllib3' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '2.0.0' }, { fixed: '2.9.0' }] }] }] }));
     writeFileSync(join(dir, 'a.json'), JSON.stringify({ id: 'ALPINE-CVE-2099-3003', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: [{ package: { ecosystem: 'Alpine:v3.20', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.1.0-r0' }] }] }] }));
     expect((await airlockCli(['advisories', 'import', dir, '--config', cfg])).code).toBe(0);
+    await a.airlock.reloadAdvisories();
   }, 120_000);
 
   afterAll(async () => {
@@ -230,5 +231,19 @@ policy:
     const bad = await airlockCli(['image', 'check', 'oci:/nonexistent/dir', '--config', cfg]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^airlock: image check: \/nonexistent\/dir is not an OCI layout/);
+  }, 60_000);
+
+  it('airlock pin oci judges the image at approval time, so its first pull waits for nothing upstream', async () => {
+    const r = await airlockCli(['pin', 'oci', 'registry.test/team/deb:v1', '--config', cfg]);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout).toContain(`added registry.test/team/deb:v1 -> ${deb.digest}`);
+    expect(r.stdout).toContain('DEBIAN-CVE-2099-3001');
+    expect(r.stderr).toMatch(/warning: the image gate will refuse/);
+    expect(a.airlock.reloadPolicy()).toBe(true);
+    // The registry is gone: the refusal comes from the inventory stored at pin time.
+    await reg.stop();
+    const pulled = await skopeo(['copy', '--src-tls-verify=false', `docker://127.0.0.1:${a.port}/registry.test/team/deb:v1`, `oci:${mkdtempSync(join(tmpdir(), 'airlock-pull-'))}:x`]);
+    expect(pulled.code).not.toBe(0);
+    expect(pulled.stderr, pulled.stderr).toContain('DEBIAN-CVE-2099-3001');
   }, 60_000);
 });

@@ -66,7 +66,7 @@ export class RealRegistry {
   }
 
   async stop(): Promise<void> {
-    if (!this.proc || this.proc.exitCode !== null) return;
+    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return;
     const p = this.proc;
     await new Promise<void>((r) => {
       p.once('exit', () => r());
