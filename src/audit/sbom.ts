@@ -45,12 +45,42 @@ export function purlOf(a: { ecosystem: string; name: string; version: string | n
   return undefined;
 }
 
+/** What an image inventory (src/image) holds, as far as the SBOM reads it. */
+interface StoredInventory {
+  os?: { id: string; versionId?: string; prettyName?: string };
+  packages: { type: 'deb' | 'apk' | 'rpm' | 'pypi'; name: string; version: string; arch?: string; source?: string; location: string }[];
+}
+
+/**
+ * The package URL of a package inside an image (purl-spec types deb, apk, rpm, pypi):
+ * pkg:deb/debian/openssl@3.0.11-1~deb12u2?arch=amd64&distro=debian-12, pkg:apk/alpine/musl@1.2.5-r0?arch=x86_64&distro=alpine-3.20.0,
+ * pkg:rpm/almalinux/openssl@3.0.7-24.el9?arch=x86_64&epoch=1&distro=almalinux-9.4, pkg:pypi/urllib3@2.8.0.
+ */
+export function purlOfImagePackage(p: StoredInventory['packages'][number], os: StoredInventory['os']): PackageURL {
+  if (p.type === 'pypi') return new PackageURL('pypi', undefined, p.name, p.version, undefined, undefined);
+  const ns = os?.id ?? (p.type === 'apk' ? 'alpine' : p.type === 'deb' ? 'debian' : undefined);
+  const q: Record<string, string> = {};
+  if (p.arch) q.arch = p.arch;
+  let version = p.version;
+  if (p.type === 'rpm') {
+    const colon = version.indexOf(':');
+    if (colon > 0) {
+      q.epoch = version.slice(0, colon);
+      version = version.slice(colon + 1);
+    }
+  }
+  if (os?.id && os.versionId) q.distro = `${os.id}-${os.versionId}`;
+  if (p.source && p.source !== p.name && p.type !== 'apk') q.upstream = p.source;
+  return new PackageURL(p.type, ns, p.name, version, Object.keys(q).length ? q : undefined, undefined);
+}
+
 const REGISTRY: Record<string, string> = { pypi: 'PyPI (through Airlock /pypi)', hf: 'Hugging Face Hub (through Airlock /hf)', oci: 'OCI registry (through Airlock /v2)' };
 
 /**
  * CycloneDX 1.6 JSON of the artefacts served (decision allow) in a time window: one component per
  * file, manifest or blob digest, with its package URL, SHA-256, version/commit/digest, source and
  * first/last pulled, via the CycloneDX library (serialisation and normalisation per the spec).
+ * Image manifests with an inventory nest their OS and packages (deb, apk, rpm, pypi package URLs).
  */
 export async function buildSbom(meta: MetaStore, o: SbomOptions): Promise<string> {
   const rows = await meta.listPulls({ since: o.since, until: o.until, ecosystem: o.ecosystem, decision: 'allow', limit: 100_000 });
@@ -94,7 +124,22 @@ export async function buildSbom(meta: MetaStore, o: SbomOptions): Promise<string
     ]);
     if (a.filename) props.add(new CDX.Models.Property('airlock:file', a.filename));
     const name = a.ecosystem === 'oci' && a.filename ? `${a.name} (${a.filename})` : a.name;
-    bom.components.add(new CDX.Models.Component(type, name, { version: a.version ?? undefined, purl: purl?.toString(), hashes, properties: props, bomRef: `airlock-${++n}` }));
+    const component = new CDX.Models.Component(type, name, { version: a.version ?? undefined, purl: purl?.toString(), hashes, properties: props, bomRef: `airlock-${++n}` });
+    // An image manifest with an inventory lists its OS and the packages inside it, nested.
+    const stored = a.ecosystem === 'oci' && a.filename === 'manifest' && a.sha256 ? await meta.inventories.getInventory(`sha256:${a.sha256}`) : null;
+    if (stored) {
+      const inv = JSON.parse(stored.inventory) as StoredInventory;
+      if (inv.os) {
+        component.components.add(new CDX.Models.Component(CDX.Enums.ComponentType.OperatingSystem, inv.os.id, { version: inv.os.versionId, description: inv.os.prettyName, bomRef: `airlock-${++n}` }));
+      }
+      for (const p of inv.packages) {
+        const purlP = purlOfImagePackage(p, inv.os);
+        const pprops = new CDX.Models.PropertyRepository([new CDX.Models.Property('airlock:location', p.location)]);
+        if (p.source && p.source !== p.name) pprops.add(new CDX.Models.Property('airlock:source_package', p.source));
+        component.components.add(new CDX.Models.Component(CDX.Enums.ComponentType.Library, p.name, { version: p.version, purl: purlP.toString(), properties: pprops, bomRef: `airlock-${++n}` }));
+      }
+    }
+    bom.components.add(component);
   }
   const serializer = new CDX.Serialize.JsonSerializer(new CDX.Serialize.JSON.Normalize.Factory(CDX.Spec.Spec1dot6));
   return serializer.serialize(bom, { sortLists: true, space: 2 });

@@ -2,13 +2,35 @@ import { PackageURL } from 'packageurl-js';
 import { ConfigError } from '../config/load.js';
 import { Advisories, type OsvRecord } from '../policy/advisories.js';
 import { normalizeName } from '../names/pypi.js';
+import type { Policy } from '../policy/index.js';
+import { schemeOf } from '../versions/index.js';
 import type { MetaStore, PullFilter, StoredPullRecord } from '../storage/meta-store.js';
+
+export interface AffectedImage {
+  /** The image manifest's digest. */
+  digest: string;
+  /** Repositories it was pulled from, and the tags the policy aliases to it (or to an index over it). */
+  repositories: string[];
+  tags: string[];
+  /** The affected packages inside it. */
+  packages: { type: string; name: string; version: string; source: string | null }[];
+}
 
 export interface AffectedReport {
   query: string;
   advisory?: { id: string; aliases: string[]; summary: string; packages: string[]; withdrawn: boolean };
+  /** Images whose inventory holds an affected package (OS packages of the advisory's release, or PyPI packages). */
+  images: AffectedImage[];
   pulls: StoredPullRecord[];
 }
+
+/** The inventory fields matching reads (src/image Inventory). */
+interface StoredInventory {
+  os?: { ecosystem?: string };
+  packages: { type: string; name: string; version: string; source?: string; sourceVersion?: string }[];
+}
+
+const TYPE_OF_SCHEME: Record<string, string> = { deb: 'deb', apk: 'apk', rpm: 'rpm' };
 
 const ALL = 1_000_000;
 
@@ -16,13 +38,13 @@ const ALL = 1_000_000;
  * "Who pulled the affected artefact?": every pull (served or refused) of what an advisory names,
  * or of one package URL, newest first.
  */
-export async function affected(meta: MetaStore, query: string): Promise<AffectedReport> {
-  if (query.startsWith('pkg:')) return { query, pulls: await pullsOfPurl(meta, query) };
+export async function affected(meta: MetaStore, query: string, policy?: Policy): Promise<AffectedReport> {
+  if (query.startsWith('pkg:')) return { query, images: [], pulls: await pullsOfPurl(meta, query) };
   const records = (await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord);
-  const rec = records.find((r) => r.id === query) ?? records.find((r) => (r.aliases ?? []).includes(query));
+  const rec = records.find((r) => r.id === query) ?? records.find((r) => [...(r.aliases ?? []), ...(r.upstream ?? [])].includes(query));
   if (!rec) throw new ConfigError(`affected: no imported advisory ${JSON.stringify(query)} (import OSV records with: airlock advisories import PATH)`);
   if (rec.withdrawn) {
-    return { query, advisory: { id: rec.id, aliases: rec.aliases ?? [], summary: rec.summary ?? '', packages: [], withdrawn: true }, pulls: [] };
+    return { query, advisory: { id: rec.id, aliases: rec.aliases ?? [], summary: rec.summary ?? '', packages: [], withdrawn: true }, images: [], pulls: [] };
   }
   const adv = new Advisories([rec]);
   const packages = adv.packagesOf(rec);
@@ -37,8 +59,64 @@ export async function affected(meta: MetaStore, query: string): Promise<Affected
   for (const h of hashes) {
     for (const p of await meta.listPulls({ sha256: h, limit: ALL })) if (!rows.some((r) => r.id === p.id)) rows.push(p);
   }
+  const images = await affectedImages(meta, adv, rec, policy);
+  for (const img of images) {
+    const digests = new Set([img.digest]);
+    for (const repo of img.repositories) for (const p of await meta.getOciParents(repo, img.digest)) digests.add(p.parent);
+    for (const d of digests) {
+      for (const p of await meta.listPulls({ ecosystem: 'oci', sha256: d.slice(7), limit: ALL })) if (!rows.some((r) => r.id === p.id)) rows.push(p);
+    }
+  }
   rows.sort((a, b) => b.id - a.id);
-  return { query, advisory: { id: rec.id, aliases: rec.aliases ?? [], summary: rec.summary ?? '', packages, withdrawn: false }, pulls: rows };
+  const osPackages = adv.osPackagesOf(rec).map((p) => `${p.ecosystem} ${p.name}`);
+  return { query, advisory: { id: rec.id, aliases: [...new Set([...(rec.aliases ?? []), ...(rec.upstream ?? [])])], summary: rec.summary ?? '', packages: [...packages, ...osPackages], withdrawn: false }, images, pulls: rows };
+}
+
+/** Images (by stored inventory) holding a package the advisory affects, at an affected version. */
+async function affectedImages(meta: MetaStore, adv: Advisories, rec: OsvRecord, policy: Policy | undefined): Promise<AffectedImage[]> {
+  const candidates = new Map<string, AffectedImage>();
+  const cache = new Map<string, StoredInventory | null>();
+  const inventory = async (digest: string) => {
+    if (!cache.has(digest)) {
+      const s = await meta.inventories.getInventory(digest);
+      cache.set(digest, s ? (JSON.parse(s.inventory) as StoredInventory) : null);
+    }
+    return cache.get(digest) ?? null;
+  };
+  const add = (digest: string, pkg: AffectedImage['packages'][number]) => {
+    const img = candidates.get(digest) ?? { digest, repositories: [], tags: [], packages: [] };
+    if (!img.packages.some((p) => p.type === pkg.type && p.name === pkg.name)) img.packages.push(pkg);
+    candidates.set(digest, img);
+  };
+  for (const { ecosystem, name } of adv.osPackagesOf(rec)) {
+    const scheme = schemeOf(ecosystem);
+    if (!scheme) continue;
+    for (const row of await meta.inventories.imagesWithPackage(TYPE_OF_SCHEME[scheme], name)) {
+      const inv = await inventory(row.digest);
+      if (inv?.os?.ecosystem !== ecosystem) continue;
+      const pkg = inv.packages.find((p) => p.type === TYPE_OF_SCHEME[scheme] && p.name === row.name && p.version === row.version);
+      if (pkg && adv.matchOs(ecosystem, pkg).some((m) => m.id === rec.id)) add(row.digest, { type: pkg.type, name: pkg.name, version: pkg.version, source: pkg.source ?? null });
+    }
+  }
+  for (const name of adv.packagesOf(rec)) {
+    for (const row of await meta.inventories.imagesWithPackage('pypi', name)) {
+      if (adv.matchPypi(name, row.version).some((m) => m.id === rec.id)) add(row.digest, { type: 'pypi', name: row.name, version: row.version, source: null });
+    }
+  }
+  for (const img of candidates.values()) {
+    const pulls = await meta.listPulls({ ecosystem: 'oci', sha256: img.digest.slice(7), limit: ALL });
+    img.repositories = [...new Set(pulls.map((p) => p.name))].sort();
+    if (policy) {
+      for (const repo of img.repositories) {
+        const digests = new Set([img.digest, ...(await meta.getOciParents(repo, img.digest)).map((p) => p.parent)]);
+        for (const tag of policy.oci.tags(repo)) {
+          const d = policy.oci.resolveTag(repo, tag).digest;
+          if (d && digests.has(d)) img.tags.push(`${repo}:${tag}`);
+        }
+      }
+    }
+  }
+  return [...candidates.values()].sort((a, b) => a.digest.localeCompare(b.digest));
 }
 
 /** Pulls of one package URL: pkg:pypi/NAME[@VERSION], pkg:huggingface/ORG/NAME[@COMMIT], pkg:oci/NAME[@sha256:...]?repository_url=... */

@@ -237,7 +237,7 @@ async function main(argv: string[]): Promise<void> {
       if (!query) fail('usage: airlock affected ID|PURL (an advisory id or alias, or pkg:pypi/NAME@VERSION, pkg:huggingface/ORG/NAME@COMMIT, pkg:oci/NAME@sha256:...)');
       const loaded = loadConfig(configFile);
       await withMeta(loaded, false, async (meta) => {
-        const rep = await affected(meta, query);
+        const rep = await affected(meta, query, loaded.policy);
         if (values.json) {
           process.stdout.write(JSON.stringify(rep, null, 2) + '\n');
           return;
@@ -246,7 +246,14 @@ async function main(argv: string[]): Promise<void> {
           const a = rep.advisory;
           process.stdout.write(`${a.id}${a.aliases.length ? ` (${a.aliases.join(', ')})` : ''}: ${a.summary || 'no summary'}\n`);
           if (a.withdrawn) process.stdout.write('withdrawn: it matches nothing\n');
-          else process.stdout.write(`packages: ${a.packages.join(', ') || '(none on PyPI)'}\n`);
+          else process.stdout.write(`packages: ${a.packages.join(', ') || '(none Airlock matches)'}\n`);
+        }
+        if (rep.images.length) {
+          process.stdout.write(`${rep.images.length} image${rep.images.length === 1 ? '' : 's'} contain an affected package:\n`);
+          for (const img of rep.images) {
+            const names = [...img.tags, ...img.repositories.filter((r) => !img.tags.some((t) => t.startsWith(`${r}:`)))];
+            process.stdout.write(`  ${img.digest}${names.length ? ` (${names.join(', ')})` : ''}: ${img.packages.map((p) => `${p.name} ${p.version}`).join(', ')}\n`);
+          }
         }
         const served = rep.pulls.filter((p) => p.decision === 'allow');
         process.stdout.write(`${rep.pulls.length} pulls (${served.length} served, ${rep.pulls.length - served.length} refused), ${new Set(served.map((p) => p.client)).size} clients served\n`);

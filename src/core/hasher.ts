@@ -82,13 +82,6 @@ export class HashPool {
     return this.workers[this.next++ % this.workers.length];
   }
 
-  /** Stop the workers (commands that end when their work does; a server keeps them). */
-  async close(): Promise<void> {
-    const ws = this.workers;
-    this.workers = [];
-    await Promise.all(ws.map((w) => w.terminate()));
-  }
-
   /** Start the workers now: a first cold pull should not wait ~10 ms for a thread to boot. */
   warm(): this {
     while (this.workers.length < this.size) this.worker();

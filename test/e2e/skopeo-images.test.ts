@@ -152,6 +152,39 @@ policy:
     expect(next.code).not.toBe(0);
     expect(next.stderr).toContain('ALPINE-CVE-2099-2002 (CVE-2099-2002) CRITICAL 9.8 in openssl (libcrypto3 3.3.0-r2), fixed in 3.3.1-r0');
   }, 120_000);
+
+  it('answers "which images carry it, and who pulled them" (airlock affected), and nests image packages in the SBOM', async () => {
+    await records(a);
+    const r = await airlockCli(['affected', 'CVE-2099-1001', '--config', a.configFile, '--json']);
+    expect(r.stderr).toBe('');
+    const rep = JSON.parse(r.stdout);
+    expect(rep.advisory.id).toBe('DEBIAN-CVE-2099-1001');
+    expect(rep.advisory.packages).toEqual(['Debian:12 openssl']);
+    const byDigest = new Map(rep.images.map((i: { digest: string }) => [i.digest, i]));
+    // The Debian platform manifest is shared by three repositories; the Alpine image is not affected.
+    const img = byDigest.get(deb.digest) as { repositories: string[]; tags: string[]; packages: { name: string; source: string }[] };
+    expect(img.repositories).toEqual(expect.arrayContaining(['registry.test/team/deb', 'registry.test/team/multi']));
+    expect(img.tags).toEqual(expect.arrayContaining(['registry.test/team/deb:v1', 'registry.test/team/multi:v1']));
+    expect(img.packages.find((p) => p.name === 'libssl3')!.source).toBe('openssl');
+    expect(byDigest.has(alpine.digest)).toBe(false);
+    expect(byDigest.has(excepted.manifests[0])).toBe(true);
+    // Every pull of them: the refusals of team/deb, and the served pulls of the excepted image.
+    const pulls = rep.pulls.map((p: { name: string; decision: string }) => `${p.name}:${p.decision}`);
+    expect(pulls).toContain('registry.test/team/deb:deny');
+    expect(pulls).toContain('registry.test/team/excepted:allow');
+    const text = await airlockCli(['affected', 'CVE-2099-1001', '--config', a.configFile]);
+    expect(text.stdout).toMatch(/images? contain an affected package:\n  sha256:[0-9a-f]{64} \(registry.test\/team\/deb:v1/);
+
+    const sbom = JSON.parse((await airlockCli(['sbom', '--config', a.configFile])).stdout);
+    const image = sbom.components.find((c: { name: string }) => c.name === 'registry.test/team/excepted (manifest)');
+    expect(image.type).toBe('container');
+    const nested = image.components as { type: string; name: string; purl?: string; version?: string }[];
+    expect(nested.find((c) => c.type === 'operating-system')).toMatchObject({ name: 'debian', version: '12' });
+    const ssl = nested.find((c) => c.name === 'libssl3')!;
+    expect(ssl.purl).toBe(`pkg:deb/debian/libssl3@${encodeURIComponent(sslVersion).replace(/%2B/g, '%2B')}?arch=amd64&distro=debian-12&upstream=openssl`);
+    expect(nested.find((c) => c.name === 'urllib3')!.purl).toBe('pkg:pypi/urllib3@2.8.0');
+    expect(nested.filter((c) => c.purl?.startsWith('pkg:deb/')).length).toBeGreaterThan(50);
+  }, 60_000);
 });
 
 describe('airlock image check: the same gate where builds run', () => {
