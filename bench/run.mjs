@@ -106,6 +106,8 @@ const results = {
   rows: [],
   targets: [],
 };
+/** One line per section on stderr, so a long run shows where it is. */
+const progress = (what) => process.stderr.write(`[bench] ${what}\n`);
 const row = (scenario, subject, figures) => {
   results.rows.push({ scenario, subject, ...figures });
 };
@@ -141,13 +143,19 @@ try {
 }
 // A WebDataset-style shard of S.big bytes written by Python's tarfile (bench/make-shard.py).
 const SHARD = { name: 'shard-000000.tar', path: join(work, 'shard-000000.tar') };
+// An image layer of S.big bytes written by tar and gzip from a base-image-like root (bench/make-layer.sh).
+const LAYER = { name: 'layer.tar.gz', path: join(work, 'layer.tar.gz') };
+process.stdout.write('writing the image layer with tar and gzip... ');
+execFileSync('sh', [join(ROOT, 'bench', 'make-layer.sh'), LAYER.path, String(S.big)]);
+files.push(LAYER);
+console.log('done');
 process.stdout.write('writing the dataset shard with tarfile... ');
 execFileSync('python3', [join(ROOT, 'bench', 'make-shard.py'), SHARD.path, String(S.big)]);
 files.push(SHARD);
 console.log('done');
 process.stdout.write('preparing upstream (hashing generated files)... ');
 const up = await startJsonChild(join(ROOT, 'bench', 'upstream.mjs'), [
-  JSON.stringify({ files, bigPageFiles: S.bigPage, oci: { config: OCI_CONFIG.name, layers: [files[0].name, WARMUP.name] }, hf: { file: files[0].name, checkpoint: CHECKPOINT?.name, shard: SHARD.name } }),
+  JSON.stringify({ files, bigPageFiles: S.bigPage, oci: { config: OCI_CONFIG.name, layers: [files[0].name, WARMUP.name] }, layered: { config: OCI_CONFIG.name, layer: LAYER.name }, hf: { file: files[0].name, checkpoint: CHECKPOINT?.name, shard: SHARD.name } }),
 ]);
 const UP = `http://127.0.0.1:${up.info.port}`;
 console.log('ready');
@@ -159,7 +167,7 @@ allow.push('      - { name: bigpage }');
 for (let i = allow.length; i < S.policy; i++) allow.push(`      - { name: filler-${i}, versions: ">=1,<2" }`);
 
 let airlockSeq = 0;
-async function startAirlock() {
+async function startAirlock(opts = {}) {
   const dir = join(work, `airlock-${airlockSeq++}`);
   mkdirSync(dir, { recursive: true });
   const cfg = join(dir, 'airlock.yaml');
@@ -168,7 +176,9 @@ async function startAirlock() {
     `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: warn\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${up.info.port}"]\n  index_ttl: 3600\n` +
       `oci:\n  default_registry: bench.local\n  registries:\n    bench.local: { url: "${UP}" }\n` +
       `hf:\n  upstream: "${UP}"\n` +
-      `policy:\n  hf:\n    allow:\n      - { repo: bench/model, refs: { main: "${up.info.hfCommit}" } }\n  oci:\n    allow:\n      - { repository: bench.local/bench/img, tags: { v1: "${up.info.ociDigest}" } }\n  pypi:\n    allow:\n${allow.join('\n')}\n`,
+      `policy:\n  hf:\n    allow:\n      - { repo: bench/model, refs: { main: "${up.info.hfCommit}" } }\n  oci:\n    allow:\n      - { repository: bench.local/bench/img, tags: { v1: "${up.info.ociDigest}" } }\n      - { repository: bench.local/bench/layered, tags: { v1: "${up.info.layeredDigest}" } }\n  pypi:\n    allow:\n${allow.join('\n')}\n` +
+      // opts.gate: the image gate on bench/layered (no advisories imported: its packages count as judged-unknown and pass).
+      (opts.gate ? `  advisories:\n    refuse: critical\n    images:\n      unjudged: allow\n      repositories: [{ repository: bench.local/bench/img, refuse: none }]\n` : ''),
   );
   const port = 20000 + Math.floor(Math.random() * 20000);
   const child = startChild(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', cfg], {
@@ -189,6 +199,8 @@ async function startAirlock() {
     fileUrl: (f) => `${url}/pypi/files/${f.project}/${f.name}`,
     blobUrl: (f) => `${url}/v2/bench/img/blobs/sha256:${up.info.files[f.name].sha256}`,
     manifestUrl: `${url}/v2/bench/img/manifests/v1`,
+    layeredManifestUrl: `${url}/v2/bench/layered/manifests/v1`,
+    layerUrl: `${url}/v2/bench/layered/blobs/sha256:${up.info.files[LAYER.name].sha256}`,
     hfUrl: `${url}/hf/bench/model/resolve/main/weights.bin`,
     blobPath: (f) => join(dir, 'data', 'blobs', 'sha256', up.info.files[f.name].sha256.slice(0, 2), up.info.files[f.name].sha256),
     warmPage: (f) => get(`${url}/pypi/simple/${f.project}/`).then((r) => r.text()),
@@ -203,6 +215,7 @@ async function startAirlock() {
 const peakRss = {};
 
 // 1. Cold pull-through -------------------------------------------------------------------------
+progress('1. Cold pull-through');
 for (const [label, bps, prefix] of [
   ['unthrottled', 0, 'bench-cold'],
   ['200 MiB/s', FAST_WAN, 'bench-wan'],
@@ -236,6 +249,7 @@ for (const [label, bps, prefix] of [
 await setRate(0);
 
 // 1b. Cold pull-through, OCI: the same big file as a layer, through the /v2/ front-end.
+progress('1b. Cold pull-through');
 {
   const f = files[0];
   const direct = [];
@@ -270,6 +284,7 @@ await setRate(0);
 // it and streams the storages behind it. Before (whole-file hold) the first byte waited for the
 // last: that figure is the time to the last byte of the same transfer.
 // 1c. Inspected HF files at 200 MiB/s: a real torch.save checkpoint (its pickle comes first, so
+progress('1c. Inspected HF files at 200 MiB/s');
 // Airlock judges it and streams the storages behind it; before, the first byte waited for the
 // last, so that figure is the time to the last byte of the same transfer), and a dataset shard
 // whose every member is judged as the tar streams through.
@@ -305,7 +320,54 @@ for (const h of hfRows) {
   }
 }
 
+// 1d. Image inventory on a cold layer: a real gzip'd layer of the same size, read for its
+progress('1d. Image inventory on a cold layer');
+// inventory as it passes (gunzip + tar walk beside the verified fill), against 1b where the blob is
+// no tar (random bytes: the observer stops at once). Then the first pull of a gated image, which
+// waits for the whole layer to be judged, and manifest requests of the judged image.
+{
+  const direct = [];
+  const through = [];
+  const judged = [];
+  for (let r = 0; r < S.reps; r++) {
+    direct.push(await curl(`${UP}/v2/bench/layered/blobs/sha256:${up.info.files[LAYER.name].sha256}`));
+    const a = await startAirlock();
+    await get(a.layeredManifestUrl);
+    await curl(a.blobUrl(WARMUP));
+    through.push(await curl(a.layerUrl));
+    await a.stop();
+    const g = await startAirlock({ gate: true });
+    await get(g.manifestUrl);
+    await curl(g.blobUrl(WARMUP));
+    const t0 = performance.now();
+    await get(g.layeredManifestUrl);
+    judged.push((performance.now() - t0) / 1000);
+    await g.stop();
+  }
+  const d = median(direct.map((x) => x.mibps));
+  const t = median(through.map((x) => x.mibps));
+  const plain = results.rows.find((x) => x.scenario === 'cold OCI layer, unthrottled' && x.subject.startsWith('Airlock'));
+  row('cold OCI layer with inventory', 'direct from upstream /v2/', { mibps: d, ttfbMs: median(direct.map((x) => x.ttfb)) * 1000 });
+  row('cold OCI layer with inventory', 'Airlock /v2/ (verify + cache + inventory)', { mibps: t, ttfbMs: median(through.map((x) => x.ttfb)) * 1000, ratio: t / d, ratioVsNoInventory: plain ? t / d / plain.ratio : null });
+  if (plain) target('cold layer with inventory within 10% of the cold pull without it', t / d >= 0.9 * plain.ratio, `${(t / d).toFixed(2)}x direct vs ${plain.ratio.toFixed(2)}x without inventory`);
+  const pullS = median(through.map((x) => x.total));
+  row('first pull of a gated image (1 layer)', 'manifest GET: layer fetched and judged', { totalS: median(judged), ratioVsLayerPull: median(judged) / pullS });
+  // Manifest requests of the judged image keep their rate (the verdict is kept per policy).
+  const g = await startAirlock({ gate: true });
+  await get(g.layeredManifestUrl);
+  const accept = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
+  for (const method of ['HEAD', 'GET']) {
+    const ungated = await load(g.manifestUrl, { accept }, 32, method);
+    const gated = await load(g.layeredManifestUrl, { accept }, 32, method);
+    row(`small: OCI manifest ${method}, judged image`, 'Airlock, repository not gated', { rps: ungated.rps, p99Ms: ungated.p99 });
+    row(`small: OCI manifest ${method}, judged image`, 'Airlock, gated and judged', { rps: gated.rps, p99Ms: gated.p99, ratio: gated.rps / ungated.rps });
+    target(`manifest ${method} of a judged image >= 0.9x an ungated one`, gated.rps / ungated.rps >= 0.9, `${(gated.rps / ungated.rps).toFixed(2)}x`);
+  }
+  await g.stop();
+}
+
 // 2. Warm serve ----------------------------------------------------------------------------------
+progress('2. Warm serve');
 {
   const f = files[0];
   const a = await startAirlock();
@@ -494,6 +556,7 @@ async function load(url, headers, connections = 32, method = 'GET') {
 }
 
 // 3. Coalescing ----------------------------------------------------------------------------------
+progress('3. Coalescing');
 {
   await setRate(SLOW_WAN);
   const one = files.find((f) => f.project === 'bench-coal1');
@@ -527,6 +590,7 @@ async function load(url, headers, connections = 32, method = 'GET') {
 }
 
 // 4. Memory: 8 concurrent distinct cold transfers --------------------------------------------------
+progress('4. Memory');
 {
   const a = await startAirlock();
   const ds = files.filter((f) => f.project?.startsWith('bench-d'));

@@ -62,6 +62,22 @@ if (spec.oci) {
   );
   ociDigest = `sha256:${createHash('sha256').update(ociManifest).digest('hex')}`;
 }
+// A second image, bench/layered: one real gzip'd filesystem layer (bench/make-layer.sh), for the
+// image-inventory rows.
+let layeredManifest = null;
+let layeredDigest = null;
+if (spec.layered) {
+  const d = (name) => ({ digest: `sha256:${files.get(name).sha256}`, size: files.get(name).size });
+  layeredManifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...d(spec.layered.config) },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...d(spec.layered.layer) }],
+    }),
+  );
+  layeredDigest = `sha256:${createHash('sha256').update(layeredManifest).digest('hex')}`;
+}
 
 // A Hub view: model bench/model at one commit whose file weights.bin is spec.hf.file stored in
 // LFS (its sha256 as lfs.oid); resolve answers with the bytes directly. Named .bin: the generated
@@ -130,7 +146,10 @@ const server = createServer((req, res) => {
   if (ociManifest && url.pathname === `/v2/bench/img/manifests/${ociDigest}`) {
     return res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': ociDigest }).end(ociManifest);
   }
-  const bm = /^\/v2\/bench\/img\/blobs\/(sha256:[0-9a-f]{64})$/.exec(url.pathname);
+  if (layeredManifest && url.pathname === `/v2/bench/layered/manifests/${layeredDigest}`) {
+    return res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': layeredDigest }).end(layeredManifest);
+  }
+  const bm = /^\/v2\/bench\/(?:img|layered)\/blobs\/(sha256:[0-9a-f]{64})$/.exec(url.pathname);
   const fm = /^\/files\/(.+)$/.exec(url.pathname);
   const f = hfm || (bm ? bySha.get(bm[1]) : fm && files.get(fm[1]));
   if (!f) return res.writeHead(404).end();
@@ -162,5 +181,5 @@ server.keepAliveTimeout = 60_000;
 server.listen(0, '127.0.0.1', () => {
   const out = {};
   for (const [name, f] of files) out[name] = { sha256: f.sha256, size: f.size, project: f.project };
-  process.stdout.write(JSON.stringify({ port: server.address().port, files: out, ociDigest, hfCommit: HF_COMMIT }) + '\n');
+  process.stdout.write(JSON.stringify({ port: server.address().port, files: out, ociDigest, layeredDigest, hfCommit: HF_COMMIT }) + '\n');
 });
