@@ -332,8 +332,9 @@ progress('1d. Image inventory on a cold layer');
   for (let r = 0; r < S.reps; r++) {
     direct.push(await curl(`${UP}/v2/bench/layered/blobs/sha256:${up.info.files[LAYER.name].sha256}`));
     const a = await startAirlock();
-    await get(a.layeredManifestUrl);
+    await get(a.manifestUrl);
     await curl(a.blobUrl(WARMUP));
+    await get(a.layeredManifestUrl);
     through.push(await curl(a.layerUrl));
     await a.stop();
     const g = await startAirlock({ gate: true });

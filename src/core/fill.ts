@@ -466,6 +466,8 @@ export interface Served {
   settled: Promise<void>;
   /** Resolves when bytes may start flowing (inspected code-bearing files: after the verdict); rejects on a refusal. */
   gate: Promise<void>;
+  /** Resolves once the fill is over: true when the blob is in the store (at once for hits). */
+  committed: Promise<boolean>;
 }
 
 /**
@@ -553,7 +555,7 @@ export class BlobCache {
       if (r === 'unsatisfiable') return unsatisfiable('hit', rec.size);
       try {
         const body = await this.store.open(spec.sha256, r);
-        return { cache: 'hit', size: rec.size, range: r, unsatisfiable: false, body, settled: Promise.resolve(), gate: Promise.resolve() };
+        return { cache: 'hit', size: rec.size, range: r, unsatisfiable: false, body, settled: Promise.resolve(), gate: Promise.resolve(), committed: Promise.resolve(true) };
       } catch (e) {
         if ((e as AirlockError).code !== 'NOT_FOUND') throw e;
         // The descriptor outlived its file (deleted by hand, lost volume): forget it and refill.
@@ -581,10 +583,10 @@ export class BlobCache {
     await fill.ready;
     const r = fill.size !== undefined ? resolveRange(want, fill.size) : undefined;
     if (r === 'unsatisfiable') return unsatisfiable(cache, fill.size);
-    return { cache, size: fill.size, range: r, unsatisfiable: false, body: fill.reader(r), settled: fill.settled, gate: fill.gate };
+    return { cache, size: fill.size, range: r, unsatisfiable: false, body: fill.reader(r), settled: fill.settled, gate: fill.gate, committed: fill.committed };
   }
 }
 
 function unsatisfiable(cache: CacheOutcome, size: number | undefined): Served {
-  return { cache, size, range: undefined, unsatisfiable: true, body: Readable.from([]), settled: Promise.resolve(), gate: Promise.resolve() };
+  return { cache, size, range: undefined, unsatisfiable: true, body: Readable.from([]), settled: Promise.resolve(), gate: Promise.resolve(), committed: Promise.resolve(false) };
 }

@@ -105,13 +105,11 @@ export class ImageInventories {
     }
     const again = await this.storedFacts(hex);
     if (again) return again;
-    // A fill that started without an observer: read the verified blob once it is in the store.
-    for (let i = 0; i < 100; i++) {
-      const bytes = await this.cache.fileBytes(hex);
-      if (bytes) return this.fromCache(hex, bytes);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new AirlockError('INTERNAL', `sha256:${hex} verified but did not reach the cache; its inventory could not be read`);
+    // A fill that started without an observer (another front-end's): read the blob once it is stored.
+    if (!(await served.committed)) throw new AirlockError('INTERNAL', `sha256:${hex} verified but could not be stored; its inventory could not be read`);
+    const bytes = await this.cache.fileBytes(hex);
+    if (!bytes) throw new AirlockError('INTERNAL', `sha256:${hex} is not in the cache after its fill`);
+    return this.fromCache(hex, bytes);
   }
 
   private fromCache(hex: string, bytes: NonNullable<Awaited<ReturnType<BlobCache['fileBytes']>>>): Promise<LayerFacts> {
