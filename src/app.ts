@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import { under, type FrontEnd } from './http/frontend.js';
 import type { AppEnv } from './http/send.js';
 import type { Metrics } from './obs/metrics.js';
-import type { MetaStore, PullFilter } from './storage/meta-store.js';
+import type { PullFilter, PullLog } from './storage/meta-store.js';
+import type { InventoryStore } from './storage/inventory-store.js';
 import { AirlockError } from './core/errors.js';
 import { parseTime } from './core/time.js';
 import { VERSION } from './version.js';
@@ -14,7 +15,7 @@ export interface AppDeps {
   auth: { authenticator: Authenticator; modes: { pypi: 'anonymous' | 'token'; hf: 'anonymous' | 'token'; oci: 'anonymous' | 'token'; admin: 'token' | 'open' } };
   log: Logger;
   metrics: Metrics;
-  meta: MetaStore;
+  meta: PullLog & { inventories: InventoryStore };
   /** The protocol front-ends, each describing its prefix and how it refuses (http/frontend.ts). */
   frontends: FrontEnd[];
 }

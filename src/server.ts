@@ -17,6 +17,7 @@ import { OCI } from './oci/frontend.js';
 import { PYPI } from './pypi/frontend.js';
 import { createOciApp } from './oci/routes.js';
 import { ImageGate } from './oci/gate.js';
+import { prunePulls } from './core/chain.js';
 import { ImageInventories } from './oci/inventory.js';
 import { createPypiApp } from './pypi/routes.js';
 import { hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
@@ -76,7 +77,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const prune = async () => {
     if (config.records.retention_days <= 0) return;
     await recorder.flush();
-    const n = await meta.prunePulls(Date.now() - config.records.retention_days * DAY, 'airlock-retention');
+    const n = await prunePulls(meta, Date.now() - config.records.retention_days * DAY, 'airlock-retention');
     if (n > 0) log.info({ removed: n, retentionDays: config.records.retention_days }, 'pull records pruned (a chained audit/prune event records it)');
   };
   await prune();

@@ -1,6 +1,7 @@
 import * as CDX from '@cyclonedx/cyclonedx-library';
 import { PackageURL } from 'packageurl-js';
-import type { MetaStore, PullFilter, StoredPullRecord } from '../storage/meta-store.js';
+import type { PullFilter, PullLog, StoredPullRecord } from '../storage/meta-store.js';
+import type { InventoryStore } from '../storage/inventory-store.js';
 
 export interface SbomOptions {
   since?: number;
@@ -82,7 +83,7 @@ const REGISTRY: Record<string, string> = { pypi: 'PyPI (through Airlock /pypi)',
  * first/last pulled, via the CycloneDX library (serialisation and normalisation per the spec).
  * Image manifests with an inventory nest their OS and packages (deb, apk, rpm, pypi package URLs).
  */
-export async function buildSbom(meta: MetaStore, o: SbomOptions): Promise<string> {
+export async function buildSbom(meta: PullLog & { inventories: InventoryStore }, o: SbomOptions): Promise<string> {
   const rows = await meta.listPulls({ since: o.since, until: o.until, ecosystem: o.ecosystem, decision: 'allow', limit: 100_000 });
   const arts = new Map<string, Artefact>();
   for (const r of rows) {

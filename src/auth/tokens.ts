@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { MetaStore } from '../storage/meta-store.js';
+import type { TokenStore } from '../storage/meta-store.js';
 
 export interface Identity {
   name: string;
@@ -52,7 +52,7 @@ export function presentedSecret(authorization: string | undefined): string | und
 
 /** Tokens are stored only as SHA-256 hashes; lookups compare the hashes in constant time. */
 export class Authenticator {
-  constructor(private readonly meta: MetaStore) {}
+  constructor(private readonly meta: TokenStore) {}
 
   async identify(secret: string): Promise<Identity | null> {
     if (secret.length > 512) return null;

@@ -5,7 +5,7 @@ import { ConfigError } from '../config/load.js';
 import { fileHandleBytes } from '../core/bytes.js';
 import type { OsvRecord } from '../policy/advisories.js';
 import { readEntry, readZip } from '../scan/zip.js';
-import type { MetaStore } from '../storage/meta-store.js';
+import type { AdvisoryStore } from '../storage/meta-store.js';
 
 export interface ImportResult {
   read: number;
@@ -47,7 +47,7 @@ function* walk(dir: string): Generator<string> {
  * advisories) or the per-ecosystem zip that osv.dev exports (PyPI/all.zip). Withdrawn records
  * are stored but never match.
  */
-export async function importAdvisories(meta: MetaStore, path: string): Promise<ImportResult> {
+export async function importAdvisories(meta: AdvisoryStore, path: string): Promise<ImportResult> {
   const skipped: string[] = [];
   const recs: OsvRecord[] = [];
   let st;

@@ -19,7 +19,7 @@ import { Advisories, type OsvRecord } from '../policy/advisories.js';
 import type { RefuseLevel } from '../policy/advisories.js';
 import { canonicalRepository } from '../policy/oci.js';
 import type { ImageVerdict } from '../policy/index.js';
-import { contentLength, header, readBoundedBytes } from '../upstream/http.js';
+import { contentLength, readBoundedBytes } from '../upstream/http.js';
 
 /**
  * `airlock image check`: the image gate where builds run. The image comes from a local OCI

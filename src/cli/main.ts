@@ -9,6 +9,7 @@ import type { MetaStore } from '../storage/meta-store.js';
 import type { PullFilter } from '../storage/meta-store.js';
 import type { RefuseLevel } from '../policy/advisories.js';
 import { rescan } from './rescan.js';
+import { verifyChain } from '../core/chain.js';
 import { Authenticator, TOKEN_NAME } from '../auth/tokens.js';
 import { importAdvisories } from './advisories.js';
 import { affected } from './affected.js';
@@ -302,7 +303,7 @@ async function main(argv: string[]): Promise<void> {
       if (rest[0] !== 'verify') fail('usage: airlock audit verify');
       const loaded = loadConfig(configFile);
       await withMeta(loaded, false, async (meta) => {
-        const rep = await meta.verifyChain();
+        const rep = await verifyChain(meta);
         if (values.json) process.stdout.write(JSON.stringify(rep, null, 2) + '\n');
         else if (rep.problem) process.stdout.write(`BROKEN at row ${rep.problem.id}: ${rep.problem.message}\n`);
         else process.stdout.write(`OK: ${rep.rows} records, chain intact${rep.unchained ? ` (${rep.unchained} older rows predate the chain)` : ''}; head ${rep.head ?? '(empty)'}\n`);

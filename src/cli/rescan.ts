@@ -1,7 +1,8 @@
 import { loadConfig } from '../config/load.js';
 import { storeBytes } from '../core/bytes.js';
 import { openBlobs, openMeta } from '../backends.js';
-import { scan, SCANNER_VERSION, type ScanReport } from '../scan/index.js';
+import { SCANNER_VERSION, type ScanReport } from '../scan/index.js';
+import { Inspections } from '../hf/inspection.js';
 import { AirlockError } from '../core/errors.js';
 
 export interface RescanResult {
@@ -28,6 +29,7 @@ export async function rescan(configFile: string, opts: { all?: boolean; progress
   const meta = openMeta(loaded);
   const store = await openBlobs(loaded, { cleanSpool: false });
   const out: RescanResult = { total: 0, rescanned: 0, changed: [], missing: 0 };
+  const inspections = new Inspections(meta);
   try {
     const rows = (await meta.listScans()).filter((r) => opts.all || r.scanner !== SCANNER_VERSION);
     out.total = rows.length;
@@ -45,7 +47,7 @@ export async function rescan(configFile: string, opts: { all?: boolean; progress
       if (old) before = JSON.parse(old.report) as ScanReport;
       let after: ScanReport;
       try {
-        after = await scan(file);
+        after = await inspections.rescan(row.sha256, file);
       } catch (e) {
         if ((e as AirlockError).code === 'NOT_FOUND') {
           out.missing++;
@@ -54,7 +56,6 @@ export async function rescan(configFile: string, opts: { all?: boolean; progress
         }
         throw e;
       }
-      await meta.putScan(row.sha256, SCANNER_VERSION, JSON.stringify(after));
       out.rescanned++;
       if (summary(before) !== summary(after)) out.changed.push({ sha256: row.sha256, format: after.format, before: summary(before), after: summary(after) });
       opts.progress?.(++done, rows.length);

@@ -9,7 +9,7 @@ import { fileHandleBytes, storeBytes, type FileBytes } from './bytes.js';
 export type { FileBytes } from './bytes.js';
 import { resolveRange, type RangeSpec } from './range.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
-import type { MetaStore } from '../storage/meta-store.js';
+import type { BlobIndex } from '../storage/meta-store.js';
 
 /** What an upstream opener returns: a Node stream (undici request body) and its declared length. */
 export interface UpstreamBody {
@@ -114,7 +114,7 @@ export class Fill extends EventEmitter {
   constructor(
     private readonly spec: FillSpec,
     private readonly store: BlobStore,
-    private readonly meta: MetaStore,
+    private readonly meta: BlobIndex,
     private readonly hashes: HashPool,
   ) {
     super();
@@ -480,7 +480,7 @@ export class BlobCache {
 
   constructor(
     readonly store: BlobStore,
-    readonly meta: MetaStore,
+    readonly meta: BlobIndex,
     private readonly hashes: HashPool,
     private readonly onCommitError: (sha256: string, e: unknown) => void = () => {},
   ) {}

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Metrics } from '../obs/metrics.js';
-import type { MetaStore, PullRecord } from '../storage/meta-store.js';
+import type { PullLog, PullRecord } from '../storage/meta-store.js';
+import { appendPulls } from './chain.js';
 
 /** Rows written per transaction at most; a burst larger than this is split. */
 const BATCH_MAX = 512;
@@ -22,7 +23,7 @@ export class Recorder {
   private writing: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly meta: MetaStore,
+    private readonly pulls: PullLog,
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {}
@@ -39,7 +40,7 @@ export class Recorder {
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, BATCH_MAX);
       this.writing = this.writing
-        .then(() => this.meta.recordPulls(batch))
+        .then(() => appendPulls(this.pulls, batch))
         .catch((e) => this.log.error({ err: e, rows: batch.length, first: batch[0] }, 'failed to write pull records'));
     }
     // A failed write is logged, never thrown at the response: the waiters are released either way.

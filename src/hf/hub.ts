@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
 import { displayRepo, type HfRepoType } from '../names/hf.js';
-import type { MetaStore } from '../storage/meta-store.js';
+import type { PageCache } from '../storage/meta-store.js';
 import { header, readBounded, redact, upstreamUrlAllowed, type UpstreamHttp, type UpstreamResponse } from '../upstream/http.js';
 
 /** One entry of a repository tree at a commit, as the Hub's tree API gives it (Xet fields dropped). */
@@ -28,7 +28,7 @@ export interface HfSnapshot {
 
 export interface HubOptions {
   http: UpstreamHttp;
-  meta: MetaStore;
+  meta: PageCache;
   log: Logger;
   upstream: string;
   fileHosts: string[];

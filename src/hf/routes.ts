@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
-import { AirlockError, isMismatch } from '../core/errors.js';
-import type { BlobCache, CacheOutcome, FileBytes } from '../core/fill.js';
+import { AirlockError } from '../core/errors.js';
+import type { BlobCache, FileBytes } from '../core/fill.js';
 import { parseRange, resolveRange } from '../core/range.js';
 import type { Recorder } from '../core/records.js';
 import { serveBlob } from '../http/serve-blob.js';
@@ -11,9 +11,10 @@ import type { Policy } from '../policy/index.js';
 import type { HfRefusal } from '../policy/hf.js';
 import { displayRepo, type HfRepoType } from '../names/hf.js';
 import type { Decision } from '../policy/types.js';
-import type { MetaStore, PullRecord } from '../storage/meta-store.js';
+import type { AliasStore, PullRecord, ScanStore } from '../storage/meta-store.js';
 import { contentLength, readBoundedBytes } from '../upstream/http.js';
-import { nameFindings, scan, SCANNER_VERSION, type ScanReport } from '../scan/index.js';
+import { scan, type ScanReport } from '../scan/index.js';
+import { contentDecision as decideContent, Inspections, scanSummary } from './inspection.js';
 import { bufferSource } from '../scan/source.js';
 import type { HfEntry, HfSnapshot, Hub } from './hub.js';
 import { checkFilePath, HfPathError, parseHfPath } from './paths.js';
@@ -22,7 +23,7 @@ export interface HfDeps {
   policy: () => Policy;
   hub: Hub;
   cache: BlobCache;
-  meta: MetaStore;
+  meta: AliasStore & ScanStore;
   recorder: Recorder;
   log: Logger;
   maxFileBytes: number;
@@ -68,6 +69,10 @@ const etagOf = (e: HfEntry) => e.lfs?.oid ?? e.oid;
  */
 export function createHfApp(d: HfDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  const inspections = new Inspections(d.meta);
+  const storedReport = (sha256: string) => inspections.stored(sha256);
+  const inspect = (sha256: string, file: FileBytes) => inspections.inspect(sha256, file);
+  const contentDecision = (type: HfRepoType, repo: string, path: string, sha256: string, report: ScanReport) => decideContent(d.policy().hf, type, repo, path, sha256, report);
 
   function refuse(c: Context<AppEnv>, e: HubError): Response {
     const h: Record<string, string> = {
@@ -187,40 +192,6 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     return { ts: Date.now(), client: clientAddress(c), ecosystem: 'hf', name: displayRepo(type, repo), version: commit, filename: path, requestId: c.get('requestId') };
   }
 
-  /** The stored report for a blob, if the current scanner wrote it. */
-  async function storedReport(sha256: string): Promise<ScanReport | null> {
-    const row = await d.meta.getScan(sha256);
-    return row && row.scanner === SCANNER_VERSION ? (JSON.parse(row.report) as ScanReport) : null;
-  }
-
-  /**
-   * Judge verified bytes (a cached blob, a git file checked against its blob id): the stored
-   * report when there is one, else a scan, which is stored.
-   */
-  async function inspect(sha256: string, file: FileBytes): Promise<ScanReport> {
-    const known = await storedReport(sha256);
-    if (known) return known;
-    const report = await scan(file);
-    await d.meta.putScan(sha256, SCANNER_VERSION, JSON.stringify(report));
-    return report;
-  }
-
-  function contentDecision(type: HfRepoType, repo: string, path: string, sha256: string, report: ScanReport): Decision {
-    return d.policy().hf.decideContent(type, repo, path, sha256, { ...report, findings: [...report.findings, ...nameFindings(path, report)] });
-  }
-
-  /** What goes into the pull record: the format, the verdict, the imports and the findings. */
-  function scanSummary(report: ScanReport | null, decision: Decision | null): string | null {
-    if (!report) return null;
-    return JSON.stringify({
-      scanner: report.scanner,
-      format: report.format,
-      verdict: decision ? (decision.allow ? 'allow' : 'deny') : undefined,
-      globals: report.globals.slice(0, 50),
-      findings: report.findings.slice(0, 20),
-    });
-  }
-
   async function resolve(c: Context<AppEnv>, type: HfRepoType, repo: string, revision: string, path: string, raw: boolean): Promise<Response> {
     const isGet = c.req.method === 'GET';
     let snap: HfSnapshot;
@@ -331,10 +302,10 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
           },
           // Only a report this fill scanned is written (a stored one is already on record).
           verified: async () => {
-            if (fresh && !fresh.partial) await d.meta.putScan(lfs.oid, SCANNER_VERSION, JSON.stringify(fresh));
+            if (fresh && !fresh.partial) await inspections.keep(lfs.oid, fresh);
           },
           refusedVerified: async () => {
-            if (fresh) await d.meta.putScan(lfs.oid, SCANNER_VERSION, JSON.stringify(fresh));
+            if (fresh) await inspections.keep(lfs.oid, fresh);
           },
         },
         open: async (signal: AbortSignal) => {
@@ -346,26 +317,21 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
           return { body: res.body, size: contentLength(res.headers) };
         },
       };
-      const rec = (o: { size: number | null; cache: CacheOutcome }) => ({ ...base, sha256: lfs.oid, size: o.size, cache: o.cache, scan: scanSummary(report, verdict) });
       try {
         return await serveBlob(c, d.cache, spec, headers, {
-          sent: (n, cache) => d.recorder.bytesSent('hf', cache, n),
-          served: (o) => d.recorder.record({ ...rec(o), decision: 'allow', rule }),
-          cut: (o) => {
-            if (o.failure) {
-              const v = verdict as Decision | null;
-              const contentReason = v && !v.allow ? v.reason : undefined;
-              d.recorder.record({ ...rec(o), decision: 'deny', reason: contentReason ?? `${path}: ${o.failure.message}; transfer cut, nothing cached`, rule, code: contentReason ? 'content_refused' : o.failure.code });
-            } else d.recorder.record({ ...rec(o), decision: 'allow', rule, reason: `client closed the connection early (${o.clientClosed})` });
+          recorder: d.recorder,
+          base: { ...base, sha256: lfs.oid },
+          rule,
+          label: path,
+          declaredSize: entry.size,
+          extra: () => ({ scan: scanSummary(report, verdict) }),
+          refusal: () => {
+            const v = verdict as Decision | null;
+            return v && !v.allow ? { reason: v.reason, rule: v.rule } : undefined;
           },
         });
       } catch (e) {
-        const refused = e instanceof AirlockError && e.code === 'CONTENT_REFUSED';
-        // A digest or size mismatch found before any byte went out is a refusal too, recorded as such.
-        const mismatch = isMismatch(e);
-        const code = refused ? 'content_refused' : mismatch ? 'digest_mismatch' : 'upstream_failed';
-        d.recorder.record({ ...base, sha256: lfs.oid, size: entry.size, cache: 'none', decision: refused || mismatch ? 'deny' : 'error', reason: (e as Error).message, rule: refused && verdict ? verdict.rule : rule, code, scan: scanSummary(report, verdict) });
-        if (refused) throw new HubError(403, undefined, e.message, commit);
+        if (e instanceof AirlockError && e.code === 'CONTENT_REFUSED') throw new HubError(403, undefined, e.message, commit);
         throw e;
       }
     }

@@ -1,24 +1,36 @@
 import { Transform, pipeline } from 'node:stream';
 import type { Context } from 'hono';
-import { isMismatch } from '../core/errors.js';
-import type { BlobCache, CacheOutcome, FillSpec } from '../core/fill.js';
+import { isMismatch, type AirlockError } from '../core/errors.js';
+import type { Recorder } from '../core/records.js';
+import type { PullRecord } from '../storage/meta-store.js';
+import type { BlobCache, FillSpec } from '../core/fill.js';
 import { parseRange } from '../core/range.js';
 import { sendStream, type AppEnv } from './send.js';
 
-/** How a transfer that did not complete ended. */
-export interface BlobOutcome {
-  cache: CacheOutcome;
-  size: number | null;
-  /** Why the transfer was cut, when the fill itself failed (the client got no clean end). */
-  failure?: { code: 'digest_mismatch' | 'upstream_failed'; message: string };
-  /** The client went away early while the content itself was fine. */
-  clientClosed?: string;
+/** What goes into a blob transfer's pull record; serveBlob writes it, however the transfer ends. */
+export interface BlobRecording {
+  recorder: Recorder;
+  /** The row's identity (ecosystem, name, version, filename, sha256, client, request id, time). */
+  base: Omit<PullRecord, 'cache' | 'decision' | 'size' | 'reason' | 'rule'>;
+  /** The policy rule that allowed the transfer. */
+  rule: string;
+  /** How reasons name the artefact (a file name, repo@digest). */
+  label: string;
+  /** The size to record when the transfer fails before its size is known. */
+  declaredSize?: number;
+  /** Fields known only when the row is written (the inspection summary). */
+  extra?: () => { scan?: string | null };
+  /** The content refusal behind a cut or a failed start, when the fill was refused by its inspector. */
+  refusal?: () => { reason: string; rule: string } | undefined;
 }
 
 /**
  * Serve a verified blob (cached, or filled from upstream through the one BlobCache path) with
- * Range support, and report how it ended, so each front-end can write its own pull record.
- * The caller passes the protocol's headers; Content-Length/Content-Range are set here.
+ * Range support, and write its pull record: allowed when the whole verified body passed (the
+ * last chunk waits for the commit), refused when the fill failed or was refused (before the first
+ * byte, or cutting the transfer), allowed with a note when the client left early. The caller
+ * passes the protocol's headers (Content-Length/Content-Range are set here) and maps a thrown
+ * error (raised only before the first byte) to its protocol's error.
  */
 /**
  * Holds back the last chunk of a body until `beforeEnd` resolves: the pull record of a served
@@ -45,19 +57,33 @@ export function lastChunkAfter(beforeEnd: () => Promise<void>, passed: (bytes: n
   });
 }
 
-export async function serveBlob(
+export async function serveBlob(c: Context<AppEnv>, cache: BlobCache, spec: FillSpec, headers: Record<string, string>, r: BlobRecording): Promise<Response> {
+  const row = (cacheState: PullRecord['cache'], size: number | null) => ({ ...r.base, cache: cacheState, size, ...(r.extra?.() ?? {}) });
+  try {
+    return await start(c, cache, spec, headers, r, row);
+  } catch (e) {
+    // Failed before the first byte (upstream down or refusing, a size or digest that disagrees, an inspector's refusal).
+    const refused = (e as AirlockError).code === 'CONTENT_REFUSED' ? r.refusal?.() : undefined;
+    const mismatch = isMismatch(e);
+    const code = refused || (e as AirlockError).code === 'CONTENT_REFUSED' ? 'content_refused' : mismatch ? 'digest_mismatch' : 'upstream_failed';
+    r.recorder.record({
+      ...row('none', r.declaredSize ?? null),
+      decision: code === 'upstream_failed' ? 'error' : 'deny',
+      reason: refused?.reason ?? `${r.label}: ${(e as Error).message}`,
+      rule: refused?.rule ?? r.rule,
+      code,
+    });
+    throw e;
+  }
+}
+
+async function start(
   c: Context<AppEnv>,
   cache: BlobCache,
   spec: FillSpec,
   headers: Record<string, string>,
-  record: {
-    /** The whole verified body has passed: write the pull record; its last chunk waits for the commit. */
-    served: (o: { cache: CacheOutcome; size: number | null }) => Promise<void>;
-    /** The transfer ended before that (fill failed, or the client went away early): record why. */
-    cut: (o: BlobOutcome) => void;
-    /** Body bytes that went out, however the transfer ended (for airlock_bytes_sent_total). */
-    sent?: (bytes: number, cache: CacheOutcome) => void;
-  },
+  r: BlobRecording,
+  row: (cache: PullRecord['cache'], size: number | null) => Omit<PullRecord, 'decision'>,
 ): Promise<Response> {
   const served = await cache.fetch(spec, parseRange(c.req.header('range')));
   headers['x-airlock-cache'] = served.cache;
@@ -88,20 +114,21 @@ export async function serveBlob(
     lastChunkAfter(
       () => {
         recorded = true;
-        return record.served({ cache: served.cache, size });
+        return r.recorder.record({ ...row(served.cache, size), decision: 'allow', rule: r.rule });
       },
       (n) => (bytes += n),
     ),
     () => {},
   );
   return sendStream(c, status, headers, body, ({ error }) => {
-    record.sent?.(bytes, served.cache);
+    r.recorder.bytesSent(r.base.ecosystem, served.cache, bytes);
     if (recorded || !error) return;
     void served.settled.then(
-      () => record.cut({ cache: served.cache, size, clientClosed: error.message }),
+      () => r.recorder.record({ ...row(served.cache, size), decision: 'allow', rule: r.rule, reason: `client closed the connection early (${error.message})` }),
       (fillError: Error) => {
-        const code = isMismatch(fillError) ? 'digest_mismatch' : 'upstream_failed';
-        record.cut({ cache: served.cache, size, failure: { code, message: fillError.message } });
+        const refused = r.refusal?.();
+        const code = refused ? 'content_refused' : isMismatch(fillError) ? 'digest_mismatch' : 'upstream_failed';
+        r.recorder.record({ ...row(served.cache, size), decision: 'deny', reason: refused?.reason ?? `${r.label}: ${fillError.message}; transfer cut, nothing cached`, rule: refused?.rule ?? r.rule, code });
       },
     );
   });

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
 import type { UpstreamBody } from '../core/fill.js';
 import type { ImageVerdict, Policy } from '../policy/index.js';
-import type { MetaStore } from '../storage/meta-store.js';
+import type { OciStore } from '../storage/meta-store.js';
 import { imageLayers, type ImageInventories, type LayerRef } from './inventory.js';
 
 /** How long a verdict is reused for the same policy and advisories (exceptions expire by the clock). */
@@ -32,7 +32,7 @@ export class ImageGate {
 
   constructor(
     private readonly inventories: ImageInventories,
-    private readonly meta: MetaStore,
+    private readonly meta: OciStore,
     private readonly policy: () => Policy,
     private readonly log: Logger,
   ) {}

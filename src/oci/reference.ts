@@ -2,7 +2,7 @@
  * The /v2/ path split and the manifest shapes Airlock reads (the name grammar is in
  * names/oci.ts). Pure functions; no I/O.
  */
-import { checkDigest, isValidName } from '../names/oci.js';
+import { checkDigest } from '../names/oci.js';
 
 export type V2Route =
   | { kind: 'base' }

@@ -1,29 +1,25 @@
-import { createHash } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
-import type { BlobCache, CacheOutcome } from '../core/fill.js';
+import type { BlobCache } from '../core/fill.js';
 import type { Recorder } from '../core/records.js';
 import { serveBlob } from '../http/serve-blob.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
 import type { Policy } from '../policy/index.js';
 import { registryKey } from '../policy/oci.js';
 import type { Decision } from '../policy/types.js';
-import type { MetaStore, PullRecord } from '../storage/meta-store.js';
+import type { OciStore, PullRecord } from '../storage/meta-store.js';
 import { contentLength, header, readBoundedBytes } from '../upstream/http.js';
-import {
-  MANIFEST_ACCEPT,
-  MT,
-  ManifestError,
-  accepts,
-  parseManifest,
-  parseV2Path,
-} from './reference.js';
+import { MT, ManifestError, accepts, parseManifest, parseV2Path } from './reference.js';
 import { checkDigest, isValidName, isValidTag, looksLikeHost } from '../names/oci.js';
 import type { RegistryClient } from './registry-client.js';
 import type { ImageGate } from './gate.js';
 import type { ImageInventories } from './inventory.js';
+import { API_VERSION, OciError, errorBody, headerSafe } from './errors.js';
+import { Manifests, type LoadedManifest } from './manifests.js';
 import { presentedSecret, type Authenticator } from '../auth/tokens.js';
+
+export { OciError } from './errors.js';
 
 export interface OciDeps {
   authenticator: Authenticator;
@@ -32,7 +28,7 @@ export interface OciDeps {
   registries: Map<string, RegistryClient>;
   defaultRegistry: string;
   cache: BlobCache;
-  meta: MetaStore;
+  meta: OciStore;
   recorder: Recorder;
   log: Logger;
   maxManifestBytes: number;
@@ -42,19 +38,6 @@ export interface OciDeps {
   gate: ImageGate;
 }
 
-/** An error in the distribution spec's envelope: {"errors":[{code, message, detail}]}. */
-export class OciError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly extraHeaders: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
-
-const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
 
 interface Target {
   /** Registry key (docker.io, ghcr.io, ...). */
@@ -73,44 +56,6 @@ interface Approval {
 }
 
 /**
- * Manifests are small, immutable by digest and asked for on every pull (HEAD by tag, then GET):
- * the most recent ones stay in memory, bounded by total bytes. Reading each from the blob store
- * measured ~900 req/s in the benchmark's small-request row.
- */
-const MANIFEST_MEMO_BYTES = 32 * 1024 * 1024;
-class ManifestMemo {
-  private readonly map = new Map<string, { bytes: Buffer; mediaType: string }>();
-  private bytes = 0;
-  constructor(private readonly max: number) {}
-  get(digest: string): { bytes: Buffer; mediaType: string } | undefined {
-    const v = this.map.get(digest);
-    if (v) {
-      this.map.delete(digest);
-      this.map.set(digest, v);
-    }
-    return v;
-  }
-  set(digest: string, v: { bytes: Buffer; mediaType: string }): void {
-    if (this.map.has(digest) || v.bytes.length > this.max / 4) return;
-    this.map.set(digest, v);
-    this.bytes += v.bytes.length;
-    for (const [k, old] of this.map) {
-      if (this.bytes <= this.max) break;
-      this.map.delete(k);
-      this.bytes -= old.bytes.length;
-    }
-  }
-}
-
-function errorBody(code: string, message: string): Uint8Array {
-  return Buffer.from(JSON.stringify({ errors: [{ code, message, detail: null }] }));
-}
-
-function headerSafe(s: string): string {
-  return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
-}
-
-/**
  * The OCI front-end, mounted at /v2: the pull side of the distribution API for Docker
  * (registry-mirrors), containerd (hosts.toml, ?ns=) and podman/skopeo (path-prefix mirrors).
  * Thin: map the name to an upstream, ask policy, fetch through the shared verified cache,
@@ -118,9 +63,7 @@ function headerSafe(s: string): string {
  */
 export function createOciApp(d: OciDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  const manifestFlights = new Map<string, Promise<LoadedManifest>>();
-  const linked = new Set<string>();
-  const hot = new ManifestMemo(MANIFEST_MEMO_BYTES);
+  const manifests = new Manifests(d.cache, d.meta, d.maxManifestBytes);
 
   function refuse(c: Context<AppEnv>, e: OciError): Response {
     return sendBytes(
@@ -169,77 +112,6 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     return { decision: direct };
   }
 
-  interface LoadedManifest {
-    bytes: Buffer;
-    mediaType: string;
-    cache: CacheOutcome;
-  }
-
-  async function linkOnce(t: Target, digest: string, bytes: Buffer, mediaType: string): Promise<void> {
-    const key = `${t.repo}@${digest}`;
-    if (linked.has(key)) return;
-    const parsed = parseManifest(bytes, mediaType);
-    await d.meta.putOciManifest(t.repo, { digest, mediaType: parsed.mediaType, size: bytes.length }, parsed.children);
-    if (linked.size > 100_000) linked.clear();
-    linked.add(key);
-  }
-
-  /** A pinned manifest: from the cache, else fetched upstream by digest, verified in memory, then stored. */
-  async function loadManifest(t: Target, digest: string, expectedSize: number | undefined): Promise<LoadedManifest> {
-    const hex = digest.slice('sha256:'.length);
-    const memo = hot.get(digest);
-    if (memo) {
-      await linkOnce(t, digest, memo.bytes, memo.mediaType);
-      return { ...memo, cache: 'hit' };
-    }
-    const rec = await d.meta.getOciManifest(digest);
-    if (rec) {
-      const bytes = await d.cache.readSmall(hex, d.maxManifestBytes);
-      if (bytes) {
-        await linkOnce(t, digest, bytes, rec.mediaType);
-        hot.set(digest, { bytes, mediaType: rec.mediaType });
-        return { bytes, mediaType: rec.mediaType, cache: 'hit' };
-      }
-    }
-    const key = `${t.repo}@${digest}`;
-    const flight = manifestFlights.get(key);
-    if (flight) return { ...(await flight), cache: 'join' };
-    const p = fetchManifest(t, digest, hex, expectedSize).finally(() => manifestFlights.delete(key));
-    manifestFlights.set(key, p);
-    return p;
-  }
-
-  async function fetchManifest(t: Target, digest: string, hex: string, expectedSize: number | undefined): Promise<LoadedManifest> {
-    const res = await t.client.request(t.upstreamName, `manifests/${digest}`, { accept: MANIFEST_ACCEPT });
-    if (res.status !== 200) {
-      res.body.resume();
-      if (res.status === 404) throw new OciError(404, 'MANIFEST_UNKNOWN', `${t.repo}@${digest} is pinned, but ${t.registry} does not have it`);
-      if (res.status === 429) {
-        const retry = header(res.headers, 'retry-after');
-        throw new OciError(429, 'TOOMANYREQUESTS', `${t.registry} is rate-limiting Airlock and ${digest} is not cached yet`, retry ? { 'retry-after': retry } : {});
-      }
-      throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${t.registry} answered ${res.status} for the manifest ${t.upstreamName}@${digest}`);
-    }
-    const bytes = await readBoundedBytes(res.body, d.maxManifestBytes);
-    const got = createHash('sha256').update(bytes).digest('hex');
-    if (got !== hex || (expectedSize !== undefined && bytes.length !== expectedSize)) {
-      const why = got !== hex ? `has sha256:${got}` : `is ${bytes.length} bytes where the index declares ${expectedSize}`;
-      throw new AirlockError('DIGEST_MISMATCH', `${t.registry} sent a manifest for ${t.repo}@${digest} that ${why}; nothing was cached`);
-    }
-    const contentType = header(res.headers, 'content-type');
-    let mediaType: string;
-    try {
-      mediaType = parseManifest(bytes, contentType).mediaType;
-    } catch (e) {
-      if (e instanceof ManifestError) throw new OciError(e.code === 'UNSUPPORTED' ? 415 : 502, e.code, `${t.repo}@${digest}: ${e.message}`);
-      throw e;
-    }
-    await d.cache.putSmall(bytes);
-    await linkOnce(t, digest, bytes, mediaType);
-    hot.set(digest, { bytes, mediaType });
-    return { bytes, mediaType, cache: 'miss' };
-  }
-
   function baseRecord(c: Context<AppEnv>, t: Target, reference: string, kind: 'manifest' | 'blob'): Omit<PullRecord, 'cache' | 'decision'> {
     return { ts: Date.now(), client: clientAddress(c), ecosystem: 'oci', name: t.repo, version: reference, filename: kind, requestId: c.get('requestId') };
   }
@@ -271,7 +143,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     const rule = approval.decision.rule;
     let m: LoadedManifest;
     try {
-      m = await loadManifest(t, digest, approval.size);
+      m = await manifests.load(t, digest, approval.size);
     } catch (e) {
       if (c.req.method === 'GET') {
         const reason = (e as Error).message;
@@ -355,20 +227,8 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       observe: d.inventories.observer(hex),
     };
     try {
-      const rec = (o: { size: number | null; cache: CacheOutcome }) => ({ ...base, sha256: hex, size: o.size, cache: o.cache });
-      return await serveBlob(c, d.cache, spec, headers, {
-        sent: (n, cache) => d.recorder.bytesSent('oci', cache, n),
-        served: (o) => d.recorder.record({ ...rec(o), decision: 'allow', rule }),
-        cut: (o) => {
-          if (o.failure) {
-            d.recorder.record({ ...rec(o), decision: 'deny', reason: `${t.repo}@${digest}: ${o.failure.message}; transfer cut, nothing cached`, rule, code: o.failure.code });
-          } else {
-            d.recorder.record({ ...rec(o), decision: 'allow', rule, reason: `client closed the connection early (${o.clientClosed})` });
-          }
-        },
-      });
+      return await serveBlob(c, d.cache, spec, headers, { recorder: d.recorder, base: { ...base, sha256: hex }, rule, label: `${t.repo}@${digest}` });
     } catch (e) {
-      d.recorder.record({ ...base, sha256: hex, cache: 'none', decision: 'error', reason: (e as Error).message, rule, code: 'upstream_failed' });
       if (e instanceof AirlockError && e.code === 'NOT_FOUND') throw new OciError(404, 'BLOB_UNKNOWN', e.message);
       throw e;
     }

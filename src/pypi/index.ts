@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
 import type { Metrics } from '../obs/metrics.js';
-import type { MetaStore } from '../storage/meta-store.js';
+import type { PageCache } from '../storage/meta-store.js';
 import { header, readBounded, redact, type UpstreamHttp } from '../upstream/http.js';
 import { HTML_V1, JSON_V1, TEXT_HTML } from './accept.js';
 import type { PyProject } from './model.js';
@@ -11,7 +11,7 @@ export type IndexSource = 'public' | 'internal';
 
 export interface IndexOptions {
   http: UpstreamHttp;
-  meta: MetaStore;
+  meta: PageCache;
   metrics: Metrics;
   log: Logger;
   publicUrl: string;

@@ -2,8 +2,8 @@ import { PYPI } from './frontend.js';
 import { gzipSync } from 'node:zlib';
 import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
-import { AirlockError, isMismatch } from '../core/errors.js';
-import type { BlobCache, CacheOutcome, FillSpec } from '../core/fill.js';
+import { AirlockError } from '../core/errors.js';
+import type { BlobCache, FillSpec } from '../core/fill.js';
 import type { Recorder } from '../core/records.js';
 import { serveBlob } from '../http/serve-blob.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
@@ -221,25 +221,7 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
         return { body: res.body, size: contentLength(res.headers) };
       },
     };
-    const rec = (o: { size: number | null; cache: CacheOutcome }) => ({ ...base, version: parsed.version, sha256: expected, size: o.size, cache: o.cache });
-    try {
-      return await serveBlob(c, d.cache, spec, headers, {
-        sent: (n, cache) => d.recorder.bytesSent('pypi', cache, n),
-        served: (o) => d.recorder.record({ ...rec(o), decision: 'allow', rule: fd.rule }),
-        cut: (o) => {
-          if (o.failure) {
-            d.recorder.record({ ...rec(o), decision: 'deny', reason: `${filename}: ${o.failure.message}; transfer cut, nothing cached`, rule: fd.rule, code: o.failure.code });
-          } else {
-            d.recorder.record({ ...rec(o), decision: 'allow', rule: fd.rule, reason: `client closed the connection early (${o.clientClosed})` });
-          }
-        },
-      });
-    } catch (e) {
-      // Failed before the first byte (upstream down or refusing, a size that disagrees): on record too.
-      const mismatch = isMismatch(e);
-      d.recorder.record({ ...base, version: parsed.version, sha256: expected, cache: 'none', decision: mismatch ? 'deny' : 'error', reason: `${filename}: ${(e as Error).message}`, rule: fd.rule, code: mismatch ? 'digest_mismatch' : 'upstream_failed' });
-      throw e;
-    }
+    return serveBlob(c, d.cache, spec, headers, { recorder: d.recorder, base: { ...base, version: parsed.version, sha256: expected }, rule: fd.rule, label: filename });
   });
 
   app.onError((err, c) => {

@@ -95,17 +95,43 @@ export interface TokenRecord {
   revokedAt: number | null;
 }
 
-export interface MetaStore {
-  /** Image inventories (layer facts, per-manifest inventories): a seam of its own. */
-  readonly inventories: InventoryStore;
+/** Blob descriptors: which verified blobs the BlobStore holds, and their sizes. */
+export interface BlobIndex {
   getBlob(sha256: string): Promise<BlobRecord | null>;
   putBlob(rec: BlobRecord): Promise<void>;
   deleteBlob(sha256: string): Promise<void>;
+}
+
+/** Index pages and repository metadata, parsed and normalised, by key. */
+export interface PageCache {
   getPage(key: string): Promise<CachedPage | null>;
   putPage(page: CachedPage): Promise<void>;
-  /** Append pull records, in order, atomically (one transaction for the batch). */
-  recordPulls(recs: PullRecord[]): Promise<void>;
+}
+
+/** How a row joins the hash chain, given the head it follows (core/chain.ts decides; the store only runs it). */
+export type ChainLink = (head: string | null, rec: PullRecord) => { prevHash: string; hash: string };
+
+/**
+ * The pull record, stored in order. The chain's rules live above this seam (core/chain.ts); a
+ * backend runs `link` for each row atomically with reading the head it follows, so concurrent
+ * writers still make one chain.
+ */
+export interface PullLog {
+  /** Append rows, in order, atomically (one transaction for the batch), each linked to the one before. */
+  appendPulls(recs: PullRecord[], link: ChainLink): Promise<void>;
+  /** Rows matching the filter, newest first. */
   listPulls(filter: PullFilter): Promise<StoredPullRecord[]>;
+  /** Every row, oldest first (chain verification). */
+  scanPulls(): AsyncIterable<StoredPullRecord>;
+  /**
+   * Delete the rows older than `before` (ms) and append `anchor(last removed row, count)`, linked,
+   * in one transaction; returns how many rows were removed (0, and no anchor, when none were).
+   */
+  prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number>;
+}
+
+/** Verified OCI manifests and their links per repository (index -> manifest -> blobs, referrers). */
+export interface OciStore {
   getOciManifest(digest: string): Promise<OciManifestRecord | null>;
   /** Store a verified manifest's descriptor and its references within `repo`, atomically. */
   putOciManifest(repo: string, m: OciManifestRecord, children: OciLink[]): Promise<void>;
@@ -113,24 +139,43 @@ export interface MetaStore {
   addOciLinks(repo: string, parent: string, children: OciLink[]): Promise<void>;
   /** The verified manifests of `repo` that reference `digest`, with the size they declare for it. */
   getOciParents(repo: string, digest: string): Promise<{ parent: string; size: number; kind: OciLink['kind'] }[]>;
-  /** Another name for a stored blob, e.g. ("git-blob", <sha1>) -> sha256 for Hub files verified by git oid. */
-  /** The stored content-inspection report of a blob (JSON) and the scanner version that wrote it. */
+}
+
+/** Content-inspection reports of blobs (JSON) and the scanner version that wrote each. */
+export interface ScanStore {
   getScan(sha256: string): Promise<{ scanner: string; report: string } | null>;
   putScan(sha256: string, scanner: string, report: string): Promise<void>;
   /** Every blob that has a scan report (for rescans). */
   listScans(): Promise<{ sha256: string; scanner: string }[]>;
-  /** Walk the hash chain of pull records from the first row, and name the first row that breaks it. */
-  verifyChain(): Promise<ChainReport>;
-  /** Delete records older than `before` (ms) and append a chained 'audit/prune' event anchoring what was removed. */
-  prunePulls(before: number, client: string): Promise<number>;
+}
+
+/** Client tokens, by the hash of their secret. */
+export interface TokenStore {
   createToken(t: { name: string; hash: string; admin: boolean }): Promise<void>;
   findToken(hash: string): Promise<TokenRecord | null>;
   listTokens(): Promise<TokenRecord[]>;
   revokeToken(name: string): Promise<boolean>;
-  /** Imported advisories (OSV JSON), upserted by id; returns how many were new or changed. */
+}
+
+/** Imported advisories (OSV JSON). */
+export interface AdvisoryStore {
+  /** Upsert by id; returns how many were new or changed. */
   putAdvisories(recs: { id: string; modified: string; record: string }[]): Promise<number>;
   listAdvisories(): Promise<string[]>;
+}
+
+/** Other names of stored blobs, e.g. ("git-blob", <sha1>) -> sha256 for Hub files verified by git oid. */
+export interface AliasStore {
   getAlias(kind: string, key: string): Promise<string | null>;
   putAlias(kind: string, key: string, sha256: string): Promise<void>;
+}
+
+/**
+ * The whole metadata store: one interface per concern, each held to its contract suite in
+ * test/contract/ (any backend must pass them all). Callers depend on the narrowest one they use.
+ */
+export interface MetaStore extends BlobIndex, PageCache, PullLog, OciStore, ScanStore, TokenStore, AdvisoryStore, AliasStore {
+  /** Image inventories (layer facts, per-manifest inventories). */
+  readonly inventories: InventoryStore;
   close(): Promise<void>;
 }

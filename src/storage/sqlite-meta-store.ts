@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type {
   TokenRecord,
-  ChainReport,
+  ChainLink,
   BlobRecord,
   CachedPage,
   MetaStore,
@@ -119,18 +118,6 @@ interface TokenRow {
 
 const tokenOf = (r: TokenRow): TokenRecord => ({ name: r.name, hash: r.hash, admin: r.admin === 1, createdAt: r.created_at, revokedAt: r.revoked_at });
 
-/** The first row's predecessor. */
-export const GENESIS = '0'.repeat(64);
-
-/** The content a row's hash covers, in a fixed order (a canonical form independent of the SQL schema). */
-export function rowHash(prev: string, r: PullRecord): string {
-  const content = JSON.stringify([
-    r.ts, r.client, r.ecosystem, r.name, r.version ?? null, r.filename ?? null, r.sha256 ?? null, r.size ?? null,
-    r.cache, r.decision, r.reason ?? null, r.rule ?? null, r.requestId ?? null, r.scan ?? null,
-  ]);
-  return createHash('sha256').update(prev).update('\n').update(content).digest('hex');
-}
-
 /** SQLite (better-sqlite3, WAL) implementation of MetaStore: the embedded default. */
 export class SqliteMetaStore implements MetaStore {
   private readonly db: Database.Database;
@@ -210,16 +197,16 @@ export class SqliteMetaStore implements MetaStore {
     this.stmts.putPage.run(page.key, page.body, page.fetchedAt, page.etag ?? null);
   }
 
-  async recordPulls(recs: PullRecord[]): Promise<void> {
-    this.insertPulls(recs);
+  async appendPulls(recs: PullRecord[], link: ChainLink): Promise<void> {
+    this.insertPulls(recs, link);
   }
 
-  private readonly insertPulls = (recs: PullRecord[]) =>
+  private readonly insertPulls = (recs: PullRecord[], link: ChainLink) =>
     this.db.transaction(() => {
-      // One writer per database (SQLite serialises transactions): each row chains to the last one.
-      let prev = this.stmts.lastHash.get()?.hash ?? GENESIS;
+      // One writer per database (SQLite serialises transactions): each row links to the head it follows.
+      let head = this.stmts.lastHash.get()?.hash ?? null;
       for (const rec of recs) {
-        const hash = rowHash(prev, rec);
+        const { prevHash, hash } = link(head, rec);
         this.stmts.insertPull.run(
           rec.ts,
           rec.client,
@@ -235,74 +222,32 @@ export class SqliteMetaStore implements MetaStore {
           rec.rule ?? null,
           rec.requestId ?? null,
           rec.scan ?? null,
-          prev,
+          prevHash,
           hash,
         );
-        prev = hash;
+        head = hash;
       }
     })();
 
-  async verifyChain(): Promise<ChainReport> {
-    const anchors = new Set(
-      this.db
-        .prepare<[], { sha256: string | null }>("SELECT sha256 FROM pulls WHERE ecosystem = 'audit' AND name = 'prune'")
-        .all()
-        .map((r) => r.sha256),
-    );
-    const out: ChainReport = { rows: 0, unchained: 0, head: null };
-    let prev: { id: number; hash: string } | null = null;
-    for (const r of this.db.prepare<[], PullRow>('SELECT * FROM pulls ORDER BY id').iterate()) {
-      out.rows++;
-      if (r.hash === null) {
-        if (prev === null) {
-          out.unchained++;
-          continue;
-        }
-        out.problem = { id: r.id, kind: 'inserted', message: `row ${r.id} has no hash: it was written outside Airlock` };
-        return out;
-      }
-      const expect = rowHash(r.prev_hash ?? '', this.toRecord(r));
-      if (expect !== r.hash) {
-        out.problem = { id: r.id, kind: 'altered', message: `row ${r.id} was altered: its content no longer matches its hash` };
-        return out;
-      }
-      if (prev === null) {
-        if (r.prev_hash !== GENESIS && !anchors.has(r.prev_hash)) {
-          out.problem = { id: r.id, kind: 'deleted', message: `rows before ${r.id} were deleted: its predecessor is neither the start of the record nor a retention prune` };
-          return out;
-        }
-      } else if (r.prev_hash !== prev.hash) {
-        const gap = r.id - prev.id - 1;
-        out.problem =
-          gap > 0
-            ? { id: r.id, kind: 'deleted', message: `row${gap > 1 ? `s ${prev.id + 1}-${r.id - 1}` : ` ${prev.id + 1}`} deleted: row ${r.id} does not follow row ${prev.id}` }
-            : { id: r.id, kind: 'inserted', message: `row ${r.id} does not follow row ${prev.id}: a row was inserted or replaced between them` };
-        return out;
-      }
-      prev = { id: r.id, hash: r.hash };
-      out.head = r.hash;
+  async *scanPulls(): AsyncIterable<StoredPullRecord> {
+    // Pages by id, so that no statement stays open across the consumer's awaits.
+    let after = 0;
+    const page = this.db.prepare<[number], PullRow>('SELECT * FROM pulls WHERE id > ? ORDER BY id LIMIT 1000');
+    for (;;) {
+      const rows = page.all(after);
+      if (rows.length === 0) return;
+      for (const r of rows) yield this.toRecord(r);
+      after = rows[rows.length - 1].id;
     }
-    return out;
   }
 
-  async prunePulls(before: number, client: string): Promise<number> {
-    const last = this.db.prepare<[number], { id: number; hash: string | null }>('SELECT id, hash FROM pulls WHERE ts < ? ORDER BY id DESC LIMIT 1').get(before);
-    if (!last) return 0;
+  async prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number> {
     let n = 0;
     this.db.transaction(() => {
+      const last = this.db.prepare<[number], { id: number; hash: string | null }>('SELECT id, hash FROM pulls WHERE ts < ? ORDER BY id DESC LIMIT 1').get(before);
+      if (!last) return;
       n = this.db.prepare('DELETE FROM pulls WHERE id <= ?').run(last.id).changes;
-      this.insertPulls([
-        {
-          ts: Date.now(),
-          client,
-          ecosystem: 'audit',
-          name: 'prune',
-          sha256: last.hash,
-          cache: 'none',
-          decision: 'allow',
-          reason: `retention: ${n} records before ${new Date(before).toISOString()} (through row ${last.id}) removed; this row anchors the chain at the last removed row's hash`,
-        },
-      ]);
+      this.insertPulls([anchor(last, n)], link);
     })();
     return n;
   }

@@ -1,3 +1,4 @@
+import { prunePulls, verifyChain } from '../../src/core/chain.js';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -111,7 +112,7 @@ policy:
       tamper(db);
       db.close();
       const m = new SqliteMetaStore(f);
-      const r = await m.verifyChain();
+      const r = await verifyChain(m);
       await m.close();
       return r;
     };
@@ -132,8 +133,8 @@ policy:
     const m = new SqliteMetaStore(f);
     const rows = await m.listPulls({ limit: 1000 });
     const cutoff = rows[rows.length - 2].ts + 1; // everything up to the second-oldest row
-    expect(await m.prunePulls(cutoff, 'test')).toBeGreaterThan(0);
-    const after = await m.verifyChain();
+    expect(await prunePulls(m, cutoff, 'test')).toBeGreaterThan(0);
+    const after = await verifyChain(m);
     expect(after.problem).toBeUndefined();
     const events = await m.listPulls({ ecosystem: 'audit' });
     expect(events[0].reason).toMatch(/retention: \d+ records before/);

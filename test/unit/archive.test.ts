@@ -6,7 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { compress as zstd } from 'zstd-napi';
 import { HfPolicy } from '../../src/policy/hf.js';
 import { ARCHIVE_LIMITS } from '../../src/scan/archive.js';
-import { nameFindings, scan, type ScanReport } from '../../src/scan/index.js';
+import { scan, type ScanReport } from '../../src/scan/index.js';
+import { contentDecision } from '../../src/hf/inspection.js';
 import { bufferSource } from '../../src/scan/source.js';
 import { R, hex, makeTar, makeZip } from '../helpers/model-files.js';
 
@@ -16,7 +17,7 @@ const corpus = (rel: string) => readFileSync(new URL(`../corpus/real/${rel}`, im
 async function judge(bytes: Buffer, path = 'data.tar'): Promise<{ report: ScanReport; allow: boolean; reason: string }> {
   const report = await scan(bufferSource(bytes), path);
   const sha = createHash('sha256').update(bytes).digest('hex');
-  const d = policy.decideContent('dataset', 'org/d', path, sha, { ...report, findings: [...report.findings, ...nameFindings(path, report)] });
+  const d = contentDecision(policy, 'dataset', 'org/d', path, sha, report);
   return { report, allow: d.allow, reason: d.allow ? '' : d.reason };
 }
 

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { HfPolicy } from '../../src/policy/hf.js';
-import { nameFindings, scan } from '../../src/scan/index.js';
+import { scan } from '../../src/scan/index.js';
+import { contentDecision } from '../../src/hf/inspection.js';
 import { bufferSource } from '../../src/scan/source.js';
 import { corpus, corpusFile } from '../helpers/corpus.js';
 
@@ -25,7 +26,7 @@ describe(`real-world corpus judged against torch ${corpus.judge.torch} / numpy $
       const bytes = corpusFile(rel);
       expect(createHash('sha256').update(bytes).digest('hex')).toBe(ref.sha256);
       const report = await scan(bufferSource(bytes), rel);
-      const d = policy.decideContent('model', 'org/corpus', rel, ref.sha256, { ...report, findings: [...report.findings, ...nameFindings(rel, report)] });
+      const d = contentDecision(policy, 'model', 'org/corpus', rel, ref.sha256, report);
       const why = d.allow ? `served as ${report.format}` : d.reason;
       expect({ verdict: d.allow ? 'serve' : 'refuse', why }).toMatchObject({ verdict: ref.verdict });
       // An archive refused for one member is refused naming that member, as the judge did.

@@ -30,9 +30,9 @@ describe('Recorder', () => {
     const meta = new SqliteMetaStore(':memory:');
     const batches: number[] = [];
     const spy: MetaStore = Object.create(meta);
-    spy.recordPulls = async (rows: PullRecord[]) => {
+    spy.appendPulls = async (rows: PullRecord[], link) => {
       batches.push(rows.length);
-      return meta.recordPulls(rows);
+      return meta.appendPulls(rows, link);
     };
     const metrics = new Metrics(false);
     const { log, lines } = logger();
@@ -54,7 +54,7 @@ describe('Recorder', () => {
   it('a failing write is logged, and never rejects the responses waiting for it', async () => {
     const meta = new SqliteMetaStore(':memory:');
     const broken: MetaStore = Object.create(meta);
-    broken.recordPulls = async () => {
+    broken.appendPulls = async () => {
       throw new Error('disk full');
     };
     const { log, lines } = logger();

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HfPolicy } from '../../src/policy/hf.js';
-import { scan, nameFindings, type ScanReport } from '../../src/scan/index.js';
+import { scan, type ScanReport } from '../../src/scan/index.js';
+import { contentDecision } from '../../src/hf/inspection.js';
 import { bufferSource } from '../../src/scan/source.js';
 import { strictJson } from '../../src/scan/formats.js';
 import { R, R10_STORAGE, gguf, hex, makeZip, npy, safetensors, torchZip } from '../helpers/model-files.js';
@@ -13,7 +14,7 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 async function judge(bytes: Buffer, path = 'pytorch_model.bin', p = policy): Promise<{ report: ScanReport; allow: boolean; reason: string }> {
   const report = await scan(bufferSource(bytes), path);
-  const d = p.decideContent('model', 'org/m', path, sha(bytes), { ...report, findings: [...report.findings, ...nameFindings(path, report)] });
+  const d = contentDecision(p, 'model', 'org/m', path, sha(bytes), report);
   return { report, allow: d.allow, reason: d.allow ? '' : d.reason };
 }
 

@@ -4,16 +4,34 @@ import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { inventoryStoreContract } from '../contract/inventory-store.js';
+import {
+  advisoryStoreContract,
+  aliasStoreContract,
+  blobIndexContract,
+  ociStoreContract,
+  pageCacheContract,
+  pullLogContract,
+  scanStoreContract,
+  tokenStoreContract,
+} from '../contract/meta-store.js';
 
-/** The embedded SQLite backend held to the storage contracts (test/contract/). */
+/** The embedded SQLite backend held to every storage contract (test/contract/). */
 const opened: SqliteMetaStore[] = [];
 afterAll(async () => {
   for (const s of opened) await s.close();
 });
-const fresh = () => {
+const fresh = async () => {
   const s = new SqliteMetaStore(join(mkdtempSync(join(tmpdir(), 'airlock-contract-')), 'meta.db'));
   opened.push(s);
   return s;
 };
 
-inventoryStoreContract('SQLite', async () => fresh().inventories);
+blobIndexContract('SQLite', fresh);
+pageCacheContract('SQLite', fresh);
+pullLogContract('SQLite', fresh);
+ociStoreContract('SQLite', fresh);
+scanStoreContract('SQLite', fresh);
+tokenStoreContract('SQLite', fresh);
+advisoryStoreContract('SQLite', fresh);
+aliasStoreContract('SQLite', fresh);
+inventoryStoreContract('SQLite', async () => (await fresh()).inventories);

@@ -1,0 +1,90 @@
+import { createHash } from 'node:crypto';
+import type { ChainReport, PullLog, PullRecord } from '../storage/meta-store.js';
+
+/**
+ * The hash chain of the pull record, above the storage seam: what a row's hash covers, how rows
+ * link, how the chain is verified and how retention anchors it. A PullLog backend only stores
+ * rows in order and runs `link` for each row atomically with reading its head, so that
+ * concurrent writers (replicas) still make one chain.
+ */
+
+/** The first row's predecessor. */
+export const GENESIS = '0'.repeat(64);
+
+/** The content a row's hash covers, in a fixed order (a canonical form independent of any schema). */
+export function rowHash(prev: string, r: PullRecord): string {
+  const content = JSON.stringify([
+    r.ts, r.client, r.ecosystem, r.name, r.version ?? null, r.filename ?? null, r.sha256 ?? null, r.size ?? null,
+    r.cache, r.decision, r.reason ?? null, r.rule ?? null, r.requestId ?? null, r.scan ?? null,
+  ]);
+  return createHash('sha256').update(prev).update('\n').update(content).digest('hex');
+}
+
+/** How a row joins the chain: its predecessor (the head, or GENESIS for the first row) and its hash. */
+export function link(head: string | null, rec: PullRecord): { prevHash: string; hash: string } {
+  const prevHash = head ?? GENESIS;
+  return { prevHash, hash: rowHash(prevHash, rec) };
+}
+
+
+/** Append rows to the record, chained. */
+export function appendPulls(log: PullLog, recs: PullRecord[]): Promise<void> {
+  return log.appendPulls(recs, link);
+}
+
+/** Walk the chain from the first row and name the first row that breaks it. */
+export async function verifyChain(log: PullLog): Promise<ChainReport> {
+  // Retention prunes leave an anchor row naming the last removed row's hash: the chain may start there.
+  const anchors = new Set((await log.listPulls({ ecosystem: 'audit', name: 'prune', limit: Number.MAX_SAFE_INTEGER })).map((r) => r.sha256));
+  const out: ChainReport = { rows: 0, unchained: 0, head: null };
+  let prev: { id: number; hash: string } | null = null;
+  for await (const r of log.scanPulls()) {
+    out.rows++;
+    if (!r.hash) {
+      if (prev === null) {
+        out.unchained++;
+        continue;
+      }
+      out.problem = { id: r.id, kind: 'inserted', message: `row ${r.id} has no hash: it was written outside Airlock` };
+      return out;
+    }
+    if (rowHash(r.prevHash ?? '', r) !== r.hash) {
+      out.problem = { id: r.id, kind: 'altered', message: `row ${r.id} was altered: its content no longer matches its hash` };
+      return out;
+    }
+    if (prev === null) {
+      if (r.prevHash !== GENESIS && !anchors.has(r.prevHash)) {
+        out.problem = { id: r.id, kind: 'deleted', message: `rows before ${r.id} were deleted: its predecessor is neither the start of the record nor a retention prune` };
+        return out;
+      }
+    } else if (r.prevHash !== prev.hash) {
+      const gap = r.id - prev.id - 1;
+      out.problem =
+        gap > 0
+          ? { id: r.id, kind: 'deleted', message: `row${gap > 1 ? `s ${prev.id + 1}-${r.id - 1}` : ` ${prev.id + 1}`} deleted: row ${r.id} does not follow row ${prev.id}` }
+          : { id: r.id, kind: 'inserted', message: `row ${r.id} does not follow row ${prev.id}: a row was inserted or replaced between them` };
+      return out;
+    }
+    prev = { id: r.id, hash: r.hash };
+    out.head = r.hash;
+  }
+  return out;
+}
+
+/** Delete records older than `before` (ms), leaving a chained 'audit/prune' row that anchors what was removed. */
+export function prunePulls(log: PullLog, before: number, client: string): Promise<number> {
+  return log.prunePulls(
+    before,
+    (last, removed) => ({
+      ts: Date.now(),
+      client,
+      ecosystem: 'audit',
+      name: 'prune',
+      sha256: last.hash,
+      cache: 'none',
+      decision: 'allow',
+      reason: `retention: ${removed} records before ${new Date(before).toISOString()} (through row ${last.id}) removed; this row anchors the chain at the last removed row's hash`,
+    }),
+    link,
+  );
+}

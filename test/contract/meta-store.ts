@@ -1,0 +1,180 @@
+import { describe, expect, it } from 'vitest';
+import { appendPulls, prunePulls, verifyChain, GENESIS } from '../../src/core/chain.js';
+import type { AdvisoryStore, AliasStore, BlobIndex, OciStore, PageCache, PullLog, PullRecord, ScanStore, TokenStore } from '../../src/storage/meta-store.js';
+
+/**
+ * One contract suite per metadata interface (src/storage/meta-store.ts), which every backend must
+ * pass: call each with a factory that returns a fresh, empty store. The SQLite backend runs them in
+ * test/unit/sqlite-contracts.test.ts; a PostgreSQL backend will run the same.
+ */
+const hex = (c: string) => c.repeat(64);
+
+export function blobIndexContract(name: string, fresh: () => Promise<BlobIndex>): void {
+  describe(`BlobIndex contract: ${name}`, () => {
+    it('puts, gets, replaces and deletes descriptors', async () => {
+      const s = await fresh();
+      expect(await s.getBlob(hex('a'))).toBeNull();
+      await s.putBlob({ sha256: hex('a'), size: 10, createdAt: 1 });
+      expect(await s.getBlob(hex('a'))).toEqual({ sha256: hex('a'), size: 10, createdAt: 1 });
+      await s.putBlob({ sha256: hex('a'), size: 10, createdAt: 2 });
+      expect((await s.getBlob(hex('a')))!.createdAt).toBe(2);
+      await s.deleteBlob(hex('a'));
+      expect(await s.getBlob(hex('a'))).toBeNull();
+      await s.deleteBlob(hex('a')); // deleting what is absent is not an error
+    });
+  });
+}
+
+export function pageCacheContract(name: string, fresh: () => Promise<PageCache>): void {
+  describe(`PageCache contract: ${name}`, () => {
+    it('keeps the newest page per key, with its etag', async () => {
+      const s = await fresh();
+      expect(await s.getPage('pypi:public:x')).toBeNull();
+      await s.putPage({ key: 'pypi:public:x', body: '{"v":1}', fetchedAt: 1, etag: '"e1"' });
+      await s.putPage({ key: 'pypi:public:x', body: '{"v":2}', fetchedAt: 2 });
+      expect(await s.getPage('pypi:public:x')).toEqual({ key: 'pypi:public:x', body: '{"v":2}', fetchedAt: 2, etag: null });
+      expect(await s.getPage('pypi:public:y')).toBeNull();
+    });
+  });
+}
+
+const pull = (i: number, extra: Partial<PullRecord> = {}): PullRecord => ({ ts: 1000 + i, client: `10.0.0.${i % 5}`, ecosystem: 'pypi', name: `p${i % 3}`, version: '1.0', sha256: hex(String(i % 10)), cache: 'miss', decision: i % 4 === 0 ? 'deny' : 'allow', ...extra });
+
+export function pullLogContract(name: string, fresh: () => Promise<PullLog>): void {
+  describe(`PullLog contract: ${name}`, () => {
+    it('appends rows in order, linked by the given rule from the head, and lists them newest first with filters', async () => {
+      const s = await fresh();
+      await appendPulls(s, [pull(1), pull(2)]);
+      await appendPulls(s, [pull(3, { scan: '{"x":1}', requestId: 'r3', reason: 'why', rule: 'pypi.allow[0]', size: 5, filename: 'f.whl' })]);
+      const all = [];
+      for await (const r of s.scanPulls()) all.push(r);
+      expect(all.map((r) => r.ts)).toEqual([1001, 1002, 1003]);
+      expect(all[0].prevHash).toBe(GENESIS);
+      expect(all[1].prevHash).toBe(all[0].hash);
+      expect(all[2]).toMatchObject({ scan: '{"x":1}', requestId: 'r3', reason: 'why', rule: 'pypi.allow[0]', size: 5, filename: 'f.whl', prevHash: all[1].hash });
+      expect((await s.listPulls({})).map((r) => r.ts)).toEqual([1003, 1002, 1001]);
+      expect((await s.listPulls({ name: 'p1' })).map((r) => r.ts)).toEqual([1001]);
+      expect((await s.listPulls({ sha256: hex('2') })).map((r) => r.ts)).toEqual([1002]);
+      expect((await s.listPulls({ since: 1002, until: 1002 })).map((r) => r.ts)).toEqual([1002]);
+      expect((await s.listPulls({ limit: 1 })).map((r) => r.ts)).toEqual([1003]);
+      expect((await verifyChain(s)).problem).toBeUndefined();
+    });
+
+    it('keeps one chain under concurrent appends', async () => {
+      const s = await fresh();
+      await Promise.all(Array.from({ length: 20 }, (_, i) => appendPulls(s, [pull(i * 2), pull(i * 2 + 1)])));
+      const rep = await verifyChain(s);
+      expect(rep.rows).toBe(40);
+      expect(rep.problem).toBeUndefined();
+    });
+
+    it('writes a batch whole or not at all', async () => {
+      const s = await fresh();
+      await appendPulls(s, [pull(1)]);
+      const failing = s.appendPulls([pull(2), pull(3)], (head, rec) => {
+        if (rec.ts === 1003) throw new Error('link failed');
+        return { prevHash: head ?? GENESIS, hash: hex('f') };
+      });
+      await expect(failing).rejects.toThrow('link failed');
+      expect((await s.listPulls({})).map((r) => r.ts)).toEqual([1001]);
+    });
+
+    it('prunes old rows and appends the anchor in one step, so the rest still verifies', async () => {
+      const s = await fresh();
+      await appendPulls(s, [pull(1), pull(2), pull(3), pull(4)]);
+      expect(await prunePulls(s, 1000, 'test')).toBe(0);
+      expect(await prunePulls(s, 1003, 'test')).toBe(2);
+      const left = (await s.listPulls({})).map((r) => `${r.ecosystem}:${r.ts}`);
+      expect(left.slice(1)).toEqual(['pypi:1004', 'pypi:1003']);
+      expect(left[0]).toMatch(/^audit:/);
+      expect((await verifyChain(s)).problem).toBeUndefined();
+    });
+  });
+}
+
+export function ociStoreContract(name: string, fresh: () => Promise<OciStore>): void {
+  describe(`OciStore contract: ${name}`, () => {
+    it('keeps manifests and their links per repository, and finds parents', async () => {
+      const s = await fresh();
+      const idx = `sha256:${hex('1')}`;
+      const man = `sha256:${hex('2')}`;
+      const layer = `sha256:${hex('3')}`;
+      expect(await s.getOciManifest(idx)).toBeNull();
+      await s.putOciManifest('r.io/a', { digest: idx, mediaType: 'application/vnd.oci.image.index.v1+json', size: 100 }, [{ digest: man, size: 50, kind: 'manifest' }]);
+      await s.putOciManifest('r.io/a', { digest: man, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 50 }, [{ digest: layer, size: 7, kind: 'blob' }]);
+      expect(await s.getOciManifest(man)).toEqual({ digest: man, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 50 });
+      expect(await s.getOciParents('r.io/a', man)).toEqual([{ parent: idx, size: 50, kind: 'manifest' }]);
+      expect(await s.getOciParents('r.io/a', layer)).toEqual([{ parent: man, size: 7, kind: 'blob' }]);
+      // Links are per repository: the same digest in another repository has no parents.
+      expect(await s.getOciParents('r.io/b', layer)).toEqual([]);
+      await s.addOciLinks('r.io/a', man, [{ digest: `sha256:${hex('4')}`, size: 9, kind: 'manifest' }]);
+      expect(await s.getOciParents('r.io/a', `sha256:${hex('4')}`)).toEqual([{ parent: man, size: 9, kind: 'manifest' }]);
+      // Storing a link twice keeps one.
+      await s.addOciLinks('r.io/a', man, [{ digest: `sha256:${hex('4')}`, size: 9, kind: 'manifest' }]);
+      expect(await s.getOciParents('r.io/a', `sha256:${hex('4')}`)).toHaveLength(1);
+    });
+  });
+}
+
+export function scanStoreContract(name: string, fresh: () => Promise<ScanStore>): void {
+  describe(`ScanStore contract: ${name}`, () => {
+    it('keeps one report per blob with its scanner version, listed by digest', async () => {
+      const s = await fresh();
+      expect(await s.getScan(hex('b'))).toBeNull();
+      await s.putScan(hex('b'), 'airlock-scan/1', '{"a":1}');
+      await s.putScan(hex('a'), 'airlock-scan/2', '{"b":1}');
+      await s.putScan(hex('b'), 'airlock-scan/2', '{"a":2}');
+      expect(await s.getScan(hex('b'))).toEqual({ scanner: 'airlock-scan/2', report: '{"a":2}' });
+      expect(await s.listScans()).toEqual([
+        { sha256: hex('a'), scanner: 'airlock-scan/2' },
+        { sha256: hex('b'), scanner: 'airlock-scan/2' },
+      ]);
+    });
+  });
+}
+
+export function tokenStoreContract(name: string, fresh: () => Promise<TokenStore>): void {
+  describe(`TokenStore contract: ${name}`, () => {
+    it('creates, finds by hash, lists and revokes; names and hashes are unique', async () => {
+      const s = await fresh();
+      await s.createToken({ name: 'ci', hash: hex('c'), admin: false });
+      await s.createToken({ name: 'sec', hash: hex('d'), admin: true });
+      await expect(s.createToken({ name: 'ci', hash: hex('e'), admin: false })).rejects.toThrow();
+      await expect(s.createToken({ name: 'other', hash: hex('c'), admin: false })).rejects.toThrow();
+      expect(await s.findToken(hex('d'))).toMatchObject({ name: 'sec', admin: true, revokedAt: null });
+      expect(await s.findToken(hex('0'))).toBeNull();
+      expect((await s.listTokens()).map((t) => t.name).sort()).toEqual(['ci', 'sec']);
+      expect(await s.revokeToken('ci')).toBe(true);
+      expect(await s.revokeToken('ci')).toBe(false);
+      expect(await s.revokeToken('nobody')).toBe(false);
+      expect((await s.findToken(hex('c')))!.revokedAt).toBeGreaterThan(0);
+    });
+  });
+}
+
+export function advisoryStoreContract(name: string, fresh: () => Promise<AdvisoryStore>): void {
+  describe(`AdvisoryStore contract: ${name}`, () => {
+    it('upserts by id and counts only what is new or changed', async () => {
+      const s = await fresh();
+      expect(await s.putAdvisories([{ id: 'A', modified: '1', record: '{"id":"A"}' }, { id: 'B', modified: '1', record: '{"id":"B"}' }])).toBe(2);
+      expect(await s.putAdvisories([{ id: 'A', modified: '1', record: '{"id":"A"}' }])).toBe(0);
+      expect(await s.putAdvisories([{ id: 'A', modified: '2', record: '{"id":"A","v":2}' }])).toBe(1);
+      expect((await s.listAdvisories()).sort()).toEqual(['{"id":"A","v":2}', '{"id":"B"}']);
+    });
+  });
+}
+
+export function aliasStoreContract(name: string, fresh: () => Promise<AliasStore>): void {
+  describe(`AliasStore contract: ${name}`, () => {
+    it('maps (kind, key) to a sha256, per kind, replacing', async () => {
+      const s = await fresh();
+      expect(await s.getAlias('git-blob', 'abc')).toBeNull();
+      await s.putAlias('git-blob', 'abc', hex('1'));
+      await s.putAlias('other', 'abc', hex('2'));
+      expect(await s.getAlias('git-blob', 'abc')).toBe(hex('1'));
+      expect(await s.getAlias('other', 'abc')).toBe(hex('2'));
+      await s.putAlias('git-blob', 'abc', hex('3'));
+      expect(await s.getAlias('git-blob', 'abc')).toBe(hex('3'));
+    });
+  });
+}
