@@ -61,6 +61,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     recorder,
     log,
     maxManifestBytes: config.oci.max_manifest_bytes,
+    inventoryOnFill: config.oci.inventory === 'on-fill',
   });
   const hfHttp = upstreamHttp(loaded, 'hf', opts.dispatcher);
   const hub = hfHub(loaded, { http: hfHttp, meta, log });
@@ -116,6 +117,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
       await hashes.close();
       await http.close();
       await ociHttp.close();
+      inventories.close();
       await hfHttp.close();
       await meta.close();
     },

@@ -142,6 +142,7 @@ async function fromRegistry(loaded: LoadedConfig, reference: string, dispatcher:
   const meta = openMeta(loaded, { create: true });
   const store = await openBlobs(loaded, { cleanSpool: false });
   const hashes = new HashPool(1);
+  let inventories: ImageInventories | undefined;
   try {
     const client = ociRegistries(loaded, http).get(registry);
     if (!client) throw new ConfigError(`image check: registry ${registry} is not configured in oci.registries`);
@@ -166,7 +167,7 @@ async function fromRegistry(loaded: LoadedConfig, reference: string, dispatcher:
     await keep(sha256(topBytes), topBytes);
     const platforms = await platformsOf({ digest: sha256(topBytes), bytes: topBytes }, get);
     for (const p of platforms) if (p.bytes !== topBytes) await keep(p.digest, p.bytes);
-    const inventories = new ImageInventories(cache, meta.inventories, pino({ level: 'silent' }));
+    inventories = new ImageInventories(cache, meta.inventories, pino({ level: 'silent' }));
     const out: PlatformReport[] = [];
     for (const p of platforms) {
       const layers = imageLayers(p.bytes) ?? [];
@@ -182,6 +183,7 @@ async function fromRegistry(loaded: LoadedConfig, reference: string, dispatcher:
     }
     return { repository, platforms: out };
   } finally {
+    inventories?.close();
     await hashes.close();
     await http.close();
     await meta.close();

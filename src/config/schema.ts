@@ -192,6 +192,11 @@ export const configSchema = z
         default_registry: z.string().default('docker.io'),
         registries: z.record(z.string().regex(/^[a-z0-9.-]+(:\d{1,5})?$/, 'expected a registry host name as clients write it (e.g. ghcr.io)'), ociRegistry).default(DEFAULT_OCI_REGISTRIES),
         max_manifest_bytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+        /**
+         * When layers are read for image inventories: as they pass through a fill (default; no
+         * second read), or only when an image is judged (the gate, image check), from the cache.
+         */
+        inventory: z.enum(['on-fill', 'on-demand']).default('on-fill'),
         timeout: z.number().positive().default(30),
       })
       .strict()

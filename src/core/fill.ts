@@ -27,11 +27,21 @@ export interface FillSpec {
   /** Optional content inspection (model files), run on the spool file. */
   inspect?: Inspector;
   /**
-   * Optional reader that follows a new fill without holding any client back (image layers are
-   * read for their inventory as they pass): it gets the bytes as any reader does (the tail only
-   * once the digest matched) and `committed`, which says whether they were the expected bytes.
+   * Optional follower of a new fill that holds no client back (image layers are read for their
+   * inventory as they pass): it gets the spool file to follow as it is written, and `committed`,
+   * which says whether the bytes were the expected ones. The promise it returns resolves once it
+   * holds the spool file open; the fill waits for that (5 s at most) before renaming the file.
    */
-  observe?: (body: Readable, committed: Promise<boolean>) => void;
+  observe?: (spool: SpoolFollow, committed: Promise<boolean>) => Promise<void> | void;
+}
+
+/** A fill's spool file as a follower sees it. */
+export interface SpoolFollow {
+  path: string;
+  size: number;
+  written(): number;
+  /** Called on every write and when the fill ends; returns the unsubscribe. */
+  onProgress(cb: () => void): () => void;
 }
 
 export interface Inspector {
@@ -106,6 +116,8 @@ export class Fill extends EventEmitter {
   private judging: Promise<void> | undefined;
   /** The inspector's refusal: clients are cut, the download goes on to check its digest. */
   private refusal: Error | undefined;
+  /** Resolves once the observer holds the spool file open (the commit renames it). */
+  private observerReady: Promise<void> | undefined;
   private resolveReady!: () => void;
   private rejectReady!: (e: Error) => void;
   private resolveSettled!: () => void;
@@ -206,6 +218,22 @@ export class Fill extends EventEmitter {
     this.state = 'running';
     this.resolveReady();
     if (this.size !== undefined) this.startJudge(this.growingBytes(this.size));
+    if (this.spec.observe && this.size !== undefined) {
+      const spool: SpoolFollow = {
+        path: this.tmpPath,
+        size: this.size,
+        written: () => this.written,
+        onProgress: (cb) => {
+          this.on('progress', cb);
+          return () => this.off('progress', cb);
+        },
+      };
+      try {
+        this.observerReady = Promise.resolve(this.spec.observe(spool, this.committed)).catch(() => {});
+      } catch {
+        /* an observer never fails the fill */
+      }
+    }
     this.pump(up.body);
   }
 
@@ -326,6 +354,7 @@ export class Fill extends EventEmitter {
     let ok = false;
     try {
       await this.fh!.sync();
+      if (this.observerReady) await Promise.race([this.observerReady, new Promise((r) => setTimeout(r, 5000).unref())]);
       await this.store.putFile(this.spec.sha256, this.tmpPath);
       await this.meta.putBlob({ sha256: this.spec.sha256, size: this.written, createdAt: Date.now() });
       ok = true;
@@ -575,10 +604,6 @@ export class BlobCache {
       });
       f.on('commit-error', (e) => this.onCommitError(spec.sha256, e));
       void f.run();
-      if (spec.observe) {
-        const observe = spec.observe;
-        f.ready.then(() => observe(f.reader(), f.committed), () => {});
-      }
     }
     await fill.ready;
     const r = fill.size !== undefined ? resolveRange(want, fill.size) : undefined;

@@ -1,7 +1,7 @@
-import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
-import type { BlobCache, UpstreamBody } from '../core/fill.js';
+import type { BlobCache, SpoolFollow, UpstreamBody } from '../core/fill.js';
+import { LayerReaderPool } from '../image/reader-pool.js';
 import { FACTS_VERSION, type LayerFacts } from '../image/facts.js';
 import { applyLayers, type Inventory } from '../image/inventory.js';
 import { readLayer } from '../image/layer.js';
@@ -42,23 +42,28 @@ export class ImageInventories {
     private readonly cache: BlobCache,
     private readonly store: InventoryStore,
     private readonly log: Logger,
+    private readonly readers: LayerReaderPool = new LayerReaderPool((msg, fields) => log.info(fields, msg)),
   ) {}
 
-  /** For a blob fill: read the layer as it arrives; keep its facts if the fill verifies. */
-  observer(hex: string): (body: Readable, committed: Promise<boolean>) => void {
-    return (body, committed) => {
-      if (this.layerFlights.has(hex)) {
-        body.destroy();
-        return;
-      }
+  /** Stop the reader process (server shutdown, the end of a command). */
+  close(): void {
+    this.readers.close();
+  }
+
+  /** For a blob fill: read the layer as it is written (in the reader process); keep its facts if the fill verifies. */
+  observer(hex: string): (spool: SpoolFollow, committed: Promise<boolean>) => Promise<void> | void {
+    return (spool, committed) => {
+      if (this.layerFlights.has(hex)) return;
+      const read = this.readers.read(spool, committed, `sha256:${hex}`);
       const p = (async () => {
-        const facts = await readLayer(body, `sha256:${hex}`);
+        const facts = await read.facts;
         if (!(await committed)) throw new AirlockError('DIGEST_MISMATCH', `sha256:${hex} did not verify; its inventory was discarded`);
         await this.store.putLayerFacts(hex, FACTS_VERSION, JSON.stringify(facts));
         return facts;
       })();
       this.track(this.layerFlights, hex, p);
       p.catch((e) => this.log.debug({ sha256: hex, err: (e as Error).message }, 'layer not inventoried while filling'));
+      return read.opened;
     };
   }
 

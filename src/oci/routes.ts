@@ -32,8 +32,10 @@ export interface OciDeps {
   recorder: Recorder;
   log: Logger;
   maxManifestBytes: number;
-  /** Image inventories: layers are read as they are filled. */
+  /** Image inventories. */
   inventories: ImageInventories;
+  /** Read layers for their inventory as they are filled (oci.inventory: on-fill), not only when an image is judged. */
+  inventoryOnFill: boolean;
   /** The advisory gate on image manifests. */
   gate: ImageGate;
 }
@@ -224,7 +226,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       sha256: hex,
       size: approval.size,
       open: (signal: AbortSignal) => openBlob(t, digest, signal),
-      observe: d.inventories.observer(hex),
+      observe: d.inventoryOnFill ? d.inventories.observer(hex) : undefined,
     };
     try {
       return await serveBlob(c, d.cache, spec, headers, { recorder: d.recorder, base: { ...base, sha256: hex }, rule, label: `${t.repo}@${digest}` });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pino } from 'pino';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { BlobCache } from '../../src/core/fill.js';
 import { HashPool } from '../../src/core/hasher.js';
 import { ImageInventories } from '../../src/oci/inventory.js';
@@ -21,8 +21,12 @@ async function setup() {
   const store = await FsBlobStore.create(dir);
   const meta = new SqliteMetaStore(':memory:');
   const cache = new BlobCache(store, meta, hashes);
-  return { meta, cache, inv: new ImageInventories(cache, meta.inventories, pino({ level: 'silent' })) };
+  const inv = new ImageInventories(cache, meta.inventories, pino({ level: 'silent' }));
+  opened.push(inv);
+  return { meta, cache, inv };
 }
+const opened: ImageInventories[] = [];
+afterAll(() => opened.forEach((i) => i.close()));
 
 /** An upstream that sends `bytes` (in 64 KiB chunks) and counts how often it was asked. */
 function upstream(bytes: Buffer) {
