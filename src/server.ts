@@ -4,7 +4,7 @@ import type { Dispatcher } from 'undici';
 import { buildApp } from './app.js';
 import { Authenticator } from './auth/tokens.js';
 import { loadConfig, type LoadedConfig } from './config/load.js';
-import { BlobCache } from './core/fill.js';
+import { BlobCache } from './core/cache.js';
 import { HashPool } from './core/hasher.js';
 import { Recorder } from './core/records.js';
 import { createLogger, type Logger } from './obs/logger.js';
@@ -49,6 +49,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const ociHttp = upstreamHttp(loaded, 'oci', opts.dispatcher);
   const registries = ociRegistries(loaded, ociHttp);
   const inventories = new ImageInventories(cache, meta.inventories, log);
+  if (config.oci.inventory === 'on-fill') inventories.warm();
   const oci = createOciApp({
     inventories,
     gate: new ImageGate(inventories, meta, () => policy, log),

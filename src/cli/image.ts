@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import tar from 'tar-stream';
 import type { Dispatcher } from 'undici';
 import { loadConfig, ConfigError, type LoadedConfig } from '../config/load.js';
-import { BlobCache } from '../core/fill.js';
+import { BlobCache } from '../core/cache.js';
 import { HashPool } from '../core/hasher.js';
 import type { LayerFacts } from '../image/facts.js';
 import { applyLayers, type Inventory } from '../image/inventory.js';

@@ -1,13 +1,12 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { HashPool, SpoolHash } from './hasher.js';
 import { EventEmitter } from 'node:events';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { AirlockError } from './errors.js';
-import { fileHandleBytes, storeBytes, type FileBytes } from './bytes.js';
+import { fileHandleBytes, type FileBytes } from './bytes.js';
 export type { FileBytes } from './bytes.js';
-import { resolveRange, type RangeSpec } from './range.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
 import type { BlobIndex } from '../storage/meta-store.js';
 
@@ -478,140 +477,4 @@ export class Fill extends EventEmitter {
 /** An inspector's refusal as it is, anything else it threw as an internal failure. */
 function inspectionError(e: unknown): AirlockError {
   return e instanceof AirlockError ? e : new AirlockError('INTERNAL', `inspection failed: ${(e as Error).message}`, { cause: e });
-}
-
-export type CacheOutcome = 'hit' | 'miss' | 'join';
-
-export interface Served {
-  cache: CacheOutcome;
-  /** Total size of the blob, when known before the transfer ends. */
-  size: number | undefined;
-  /** The range served, when one was asked for and the size is known. */
-  range: ByteRange | undefined;
-  /** A range was asked for that lies outside the blob: answer 416 (body is empty). */
-  unsatisfiable: boolean;
-  body: Readable;
-  /** Resolves once every byte is verified (at once for hits); rejects on a mismatch or upstream failure. */
-  settled: Promise<void>;
-  /** Resolves when bytes may start flowing (inspected code-bearing files: after the verdict); rejects on a refusal. */
-  gate: Promise<void>;
-  /** Resolves once the fill is over: true when the blob is in the store (at once for hits). */
-  committed: Promise<boolean>;
-}
-
-/**
- * The one fetch-verify-cache path every front-end uses. A hit streams from the blob store; a
- * miss starts (or joins) the single in-flight fill for that digest, so N concurrent clients cost
- * one upstream transfer and each streams as bytes arrive.
- */
-export class BlobCache {
-  private readonly inflight = new Map<string, Fill>();
-
-  constructor(
-    readonly store: BlobStore,
-    readonly meta: BlobIndex,
-    private readonly hashes: HashPool,
-    private readonly onCommitError: (sha256: string, e: unknown) => void = () => {},
-  ) {}
-
-  /** Resolves when every fill under way has finished (committed or failed). */
-  async idle(): Promise<void> {
-    while (this.inflight.size > 0) await Promise.all([...this.inflight.values()].map((f) => f.committed));
-  }
-
-  /** Size of a cached blob, without touching the blob backend. */
-  async cachedSize(sha256: string): Promise<number | undefined> {
-    return (await this.meta.getBlob(sha256))?.size;
-  }
-
-  inflightCount(): number {
-    return this.inflight.size;
-  }
-
-  /**
-   * Store a small body that was read and verified in memory (an OCI manifest, at most a few MiB),
-   * by the same temp file, fsync, rename path as a fill. Returns the sha256 it was stored under.
-   */
-  async putSmall(bytes: Buffer): Promise<string> {
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    if (await this.meta.getBlob(sha256)) return sha256;
-    const tmp = join(this.store.spoolDir, `${sha256}.${randomBytes(6).toString('hex')}.small`);
-    const fh = await open(tmp, 'wx');
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await this.store.putFile(sha256, tmp);
-    } catch (e) {
-      await unlink(tmp).catch(() => {});
-      throw e;
-    }
-    await this.meta.putBlob({ sha256, size: bytes.length, createdAt: Date.now() });
-    return sha256;
-  }
-
-  /** Random access to a cached blob (for inspecting it again), or null when it is not cached. */
-  async fileBytes(sha256: string): Promise<FileBytes | null> {
-    const rec = await this.meta.getBlob(sha256);
-    return rec ? storeBytes(this.store, sha256, rec.size) : null;
-  }
-
-  /** Read a small cached blob whole (null when absent); refuses anything over maxBytes. */
-  async readSmall(sha256: string, maxBytes: number): Promise<Buffer | null> {
-    const rec = await this.meta.getBlob(sha256);
-    if (!rec || rec.size > maxBytes) return null;
-    let body: Readable;
-    try {
-      body = await this.store.open(sha256);
-    } catch (e) {
-      if ((e as AirlockError).code !== 'NOT_FOUND') throw e;
-      await this.meta.deleteBlob(sha256);
-      return null;
-    }
-    const parts: Buffer[] = [];
-    for await (const chunk of body) parts.push(chunk as Buffer);
-    return Buffer.concat(parts);
-  }
-
-  /** @param want the client's Range header, parsed; resolved here once the size is known. */
-  async fetch(spec: FillSpec, want?: RangeSpec): Promise<Served> {
-    const rec = await this.meta.getBlob(spec.sha256);
-    if (rec) {
-      const r = resolveRange(want, rec.size);
-      if (r === 'unsatisfiable') return unsatisfiable('hit', rec.size);
-      try {
-        const body = await this.store.open(spec.sha256, r);
-        return { cache: 'hit', size: rec.size, range: r, unsatisfiable: false, body, settled: Promise.resolve(), gate: Promise.resolve(), committed: Promise.resolve(true) };
-      } catch (e) {
-        if ((e as AirlockError).code !== 'NOT_FOUND') throw e;
-        // The descriptor outlived its file (deleted by hand, lost volume): forget it and refill.
-        await this.meta.deleteBlob(spec.sha256);
-      }
-    }
-    let fill = this.inflight.get(spec.sha256);
-    let cache: CacheOutcome = 'join';
-    if (!fill) {
-      cache = 'miss';
-      const f = new Fill(spec, this.store, this.meta, this.hashes);
-      fill = f;
-      this.inflight.set(spec.sha256, f);
-      // Joiners keep reading the spool file until the blob is in the store, then hits take over.
-      f.committed.then(() => {
-        if (this.inflight.get(spec.sha256) === f) this.inflight.delete(spec.sha256);
-      });
-      f.on('commit-error', (e) => this.onCommitError(spec.sha256, e));
-      void f.run();
-    }
-    await fill.ready;
-    const r = fill.size !== undefined ? resolveRange(want, fill.size) : undefined;
-    if (r === 'unsatisfiable') return unsatisfiable(cache, fill.size);
-    return { cache, size: fill.size, range: r, unsatisfiable: false, body: fill.reader(r), settled: fill.settled, gate: fill.gate, committed: fill.committed };
-  }
-}
-
-function unsatisfiable(cache: CacheOutcome, size: number | undefined): Served {
-  return { cache, size, range: undefined, unsatisfiable: true, body: Readable.from([]), settled: Promise.resolve(), gate: Promise.resolve(), committed: Promise.resolve(false) };
 }

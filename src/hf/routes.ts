@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
-import type { BlobCache, FileBytes } from '../core/fill.js';
+import type { FileBytes } from '../core/fill.js';
+import type { BlobCache } from '../core/cache.js';
 import { parseRange, resolveRange } from '../core/range.js';
 import type { Recorder } from '../core/records.js';
 import { serveBlob } from '../http/serve-blob.js';
@@ -18,6 +19,9 @@ import { contentDecision as decideContent, Inspections, scanSummary } from './in
 import { bufferSource } from '../scan/source.js';
 import type { HfEntry, HfSnapshot, Hub } from './hub.js';
 import { checkFilePath, HfPathError, parseHfPath } from './paths.js';
+import { EXPOSE, HubError, hubJson, hubRefuse, info, pathsInfo, tree } from './metadata.js';
+
+export { HubError, TREE_PAGE } from './metadata.js';
 
 export interface HfDeps {
   policy: () => Policy;
@@ -29,36 +33,13 @@ export interface HfDeps {
   maxFileBytes: number;
 }
 
-type HubCode = 'RepoNotFound' | 'RevisionNotFound' | 'EntryNotFound';
-
-/** An answer in the Hub's error contract: huggingface_hub classifies by X-Error-Code, @huggingface/hub reads {"error"}. */
-export class HubError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: HubCode | undefined,
-    message: string,
-    readonly commit?: string,
-  ) {
-    super(message);
-  }
-}
-
-/** The Hub's CORS exposure list, minus X-Xet-Hash (transformers.js in a browser reads these). */
-const EXPOSE = 'X-Repo-Commit, X-Request-Id, X-Error-Code, X-Error-Message, X-Total-Count, ETag, Link, Accept-Ranges, Content-Range, X-Linked-Size, X-Linked-ETag';
-/** Tree pages: at most this many entries, then a Link rel="next" back to Airlock. */
-export const TREE_PAGE = 1000;
-/** Ordinary (non-LFS) Hub files are at most 10 MB; they are read and verified whole, in memory. */
-const MAX_GIT_FILE = 32 * 1024 * 1024;
-const MAX_BODY = 1024 * 1024;
-
-function headerSafe(s: string): string {
-  return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 500);
-}
-
 /** Git's object id of a blob: sha1("blob <size>\0" + bytes), what the Hub lists as `oid`. */
 export function gitBlobSha1(bytes: Buffer): string {
   return createHash('sha1').update(`blob ${bytes.length}\0`).update(bytes).digest('hex');
 }
+
+/** Ordinary (non-LFS) Hub files are at most 10 MB; they are read and verified whole, in memory. */
+const MAX_GIT_FILE = 32 * 1024 * 1024;
 
 const etagOf = (e: HfEntry) => e.lfs?.oid ?? e.oid;
 
@@ -68,23 +49,13 @@ const etagOf = (e: HfEntry) => e.lfs?.oid ?? e.oid;
  * commit's stored metadata, and stream files through the shared verified cache.
  */
 export function createHfApp(d: HfDeps): Hono<AppEnv> {
+  // A factory of small handlers closing over one set of dependencies (the metadata answers and
+  // the error contract are in metadata.ts, inspection in inspection.ts).
   const app = new Hono<AppEnv>();
   const inspections = new Inspections(d.meta);
   const storedReport = (sha256: string) => inspections.stored(sha256);
   const inspect = (sha256: string, file: FileBytes) => inspections.inspect(sha256, file);
   const contentDecision = (type: HfRepoType, repo: string, path: string, sha256: string, report: ScanReport) => decideContent(d.policy().hf, type, repo, path, sha256, report);
-
-  function refuse(c: Context<AppEnv>, e: HubError): Response {
-    const h: Record<string, string> = {
-      'content-type': 'application/json; charset=utf-8',
-      'cache-control': 'no-store',
-      'access-control-expose-headers': EXPOSE,
-      'x-error-message': headerSafe(e.message),
-    };
-    if (e.code) h['x-error-code'] = e.code;
-    if (e.commit) h['x-repo-commit'] = e.commit;
-    return sendBytes(c, e.status, h, Buffer.from(JSON.stringify({ error: e.message })));
-  }
 
   function fromDecision(dec: HfRefusal | (Decision & { allow: false }), commit?: string): HubError {
     const code = 'hubCode' in dec ? dec.hubCode : 'RepoNotFound';
@@ -102,90 +73,6 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       }
       throw e;
     }
-  }
-
-  /** Files the policy lets through, and the directories that lead to them. */
-  function visible(type: HfRepoType, repo: string, snap: HfSnapshot): HfEntry[] {
-    const policy = d.policy().hf;
-    const files = new Set(snap.entries.filter((e) => e.type === 'file' && policy.decideFile(type, repo, e.path).allow));
-    const dirs = new Set<string>();
-    for (const f of files) {
-      const parts = f.path.split('/');
-      for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
-    }
-    return snap.entries.filter((e) => (e.type === 'file' ? files.has(e) : dirs.has(e.path)));
-  }
-
-  function entryJson(e: HfEntry): Record<string, unknown> {
-    const out: Record<string, unknown> = { type: e.type, oid: e.oid, size: e.size, path: e.path };
-    if (e.lfs) out.lfs = { ...e.lfs };
-    return out;
-  }
-
-  function json(c: Context<AppEnv>, body: unknown, extra: Record<string, string> = {}): Response {
-    return sendBytes(c, 200, { 'content-type': 'application/json; charset=utf-8', 'access-control-expose-headers': EXPOSE, ...extra }, Buffer.from(JSON.stringify(body)));
-  }
-
-  function info(c: Context<AppEnv>, type: HfRepoType, repo: string, snap: HfSnapshot): Response {
-    const blobs = c.req.query('blobs') === 'true' || c.req.query('blobs') === '1';
-    const siblings = visible(type, repo, snap)
-      .filter((e) => e.type === 'file')
-      .map((e) => (blobs ? { rfilename: e.path, size: e.size, blobId: e.oid, ...(e.lfs ? { lfs: { sha256: e.lfs.oid, size: e.lfs.size, pointerSize: e.lfs.pointerSize } } : {}) } : { rfilename: e.path }));
-    return json(c, { ...snap.info, id: repo, sha: snap.commit, siblings });
-  }
-
-  function tree(c: Context<AppEnv>, type: HfRepoType, repo: string, snap: HfSnapshot, path: string): Response {
-    const recursive = c.req.query('recursive') === 'true' || c.req.query('recursive') === '1';
-    const all = visible(type, repo, snap);
-    if (path !== '' && !all.some((e) => e.type === 'directory' && e.path === path)) {
-      throw new HubError(404, 'EntryNotFound', `${path} is not a folder of ${displayRepo(type, repo)}@${snap.commit}, or none of its files is allowed by the mirror policy`, snap.commit);
-    }
-    const prefix = path === '' ? '' : `${path}/`;
-    const list = all.filter((e) => e.path.startsWith(prefix) && (recursive || !e.path.slice(prefix.length).includes('/')));
-    const cursorQ = c.req.query('cursor');
-    const start = cursorQ === undefined ? 0 : Number(cursorQ);
-    if (!Number.isSafeInteger(start) || start < 0 || start > list.length) throw new HubError(400, undefined, `cursor: expected a cursor from a previous page's Link header`);
-    const page = list.slice(start, start + TREE_PAGE);
-    const extra: Record<string, string> = {};
-    if (start + TREE_PAGE < list.length) {
-      // Absolute, and back to Airlock: huggingface_hub and @huggingface/hub follow it as given.
-      const next = new URL(c.req.url);
-      next.search = '';
-      next.searchParams.set('recursive', String(recursive));
-      next.searchParams.set('expand', c.req.query('expand') ?? 'false');
-      next.searchParams.set('cursor', String(start + TREE_PAGE));
-      extra.link = `<${next.href}>; rel="next"`;
-    }
-    return json(c, page.map(entryJson), extra);
-  }
-
-  async function pathsInfo(c: Context<AppEnv>, type: HfRepoType, repo: string, snap: HfSnapshot): Promise<Response> {
-    const len = Number(c.req.header('content-length') ?? '0');
-    if (len > MAX_BODY) throw new HubError(413, undefined, `request body over ${MAX_BODY} bytes`);
-    const raw = await c.req.text();
-    if (raw.length > MAX_BODY) throw new HubError(413, undefined, `request body over ${MAX_BODY} bytes`);
-    let paths: string[];
-    const ct = c.req.header('content-type') ?? '';
-    if (ct.includes('application/json')) {
-      let body: { paths?: unknown };
-      try {
-        body = JSON.parse(raw);
-      } catch {
-        throw new HubError(400, undefined, 'expected a JSON body {"paths": [...]}');
-      }
-      if (!Array.isArray(body.paths) || !body.paths.every((p) => typeof p === 'string')) throw new HubError(400, undefined, 'paths: expected a list of file paths');
-      paths = body.paths as string[];
-    } else {
-      paths = new URLSearchParams(raw).getAll('paths');
-    }
-    if (paths.length > 10_000) throw new HubError(400, undefined, 'paths: at most 10,000 paths per request');
-    const all = new Map(visible(type, repo, snap).map((e) => [e.path, e]));
-    const out = [];
-    for (const p of paths) {
-      const e = all.get(p.replace(/\/+$/, ''));
-      if (e) out.push(entryJson(e));
-    }
-    return json(c, out);
   }
 
   function baseRecord(c: Context<AppEnv>, type: HfRepoType, repo: string, commit: string, path: string): Omit<PullRecord, 'cache' | 'decision'> {
@@ -254,88 +141,112 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       d.recorder.record({ ...base, sha256: knownSha, size: entry.size, cache: 'none', decision: 'deny', reason: knownDecision.reason, rule: knownDecision.rule, code: 'content_refused', scan: scanSummary(known, knownDecision) });
       throw new HubError(403, undefined, `blocked by mirror policy: ${knownDecision.reason}`, commit);
     }
-    if (entry.lfs) {
-      const lfs = entry.lfs;
-      let report: ScanReport | null = known;
-      /** The report this fill's own scan produced (kept once the digest has matched). */
-      let fresh: ScanReport | null = null;
-      let verdict: Decision | null = knownDecision;
-      if (!report && (await d.cache.cachedSize(lfs.oid)) !== undefined) {
-        // Cached before this scanner version: judge the stored file again before serving it.
-        const file = await d.cache.fileBytes(lfs.oid);
-        if (file) {
-          report = await inspect(lfs.oid, file);
-          verdict = contentDecision(type, repo, path, lfs.oid, report);
-          if (!verdict.allow) {
-            d.recorder.record({ ...base, sha256: lfs.oid, size: entry.size, cache: 'hit', decision: 'deny', reason: verdict.reason, rule: verdict.rule, code: 'content_refused', scan: scanSummary(report, verdict) });
-            throw new HubError(403, undefined, `blocked by mirror policy: ${verdict.reason}`, commit);
-          }
+    if (entry.lfs) return lfsFile(c, type, repo, path, commit, entry, entry.lfs, headers, base, rule, known, knownDecision);
+    return gitFile(c, type, repo, path, commit, entry, headers, base, rule);
+  }
+
+  /**
+   * An LFS file: through the verified fill, inspected as it arrives (see the comments inside);
+   * a file cached before this scanner version is judged again before it is served. Longer than
+   * most: the inspector's hooks (judge, verified, refusedVerified) and the pull record share the
+   * report and verdict of this one fill, so they are written together.
+   */
+  async function lfsFile(
+    c: Context<AppEnv>,
+    type: HfRepoType,
+    repo: string,
+    path: string,
+    commit: string,
+    entry: HfEntry,
+    lfs: NonNullable<HfEntry['lfs']>,
+    headers: Record<string, string>,
+    base: Omit<PullRecord, 'cache' | 'decision'>,
+    rule: string,
+    known: ScanReport | null,
+    knownDecision: Decision | null,
+  ): Promise<Response> {
+    let report: ScanReport | null = known;
+    /** The report this fill's own scan produced (kept once the digest has matched). */
+    let fresh: ScanReport | null = null;
+    let verdict: Decision | null = knownDecision;
+    if (!report && (await d.cache.cachedSize(lfs.oid)) !== undefined) {
+      // Cached before this scanner version: judge the stored file again before serving it.
+      const file = await d.cache.fileBytes(lfs.oid);
+      if (file) {
+        report = await inspect(lfs.oid, file);
+        verdict = contentDecision(type, repo, path, lfs.oid, report);
+        if (!verdict.allow) {
+          d.recorder.record({ ...base, sha256: lfs.oid, size: entry.size, cache: 'hit', decision: 'deny', reason: verdict.reason, rule: verdict.rule, code: 'content_refused', scan: scanSummary(report, verdict) });
+          throw new HubError(403, undefined, `blocked by mirror policy: ${verdict.reason}`, commit);
         }
       }
-      const spec = {
-        sha256: lfs.oid,
-        size: lfs.size,
-        inspect: {
-          // Judged as it downloads: what could run code first (a refusal then answers 403 before
-          // any byte), the rest as it streams (a refusal then cuts the transfer before its end).
-          // A report is kept only once the digest has matched: bytes that fail it must not leave
-          // a verdict behind for the file they pretended to be. A refusal cuts the clients at
-          // once; the download goes on to its digest, and then the refusal is kept.
-          judge: async (file: FileBytes, release: () => void) => {
-            const refuseOn = (r: ScanReport) => {
-              verdict = contentDecision(type, repo, path, lfs.oid, r);
-              if (!verdict.allow) throw new AirlockError('CONTENT_REFUSED', `blocked by mirror policy: ${verdict.reason}`);
-            };
-            const stored = await storedReport(lfs.oid);
-            if (stored && !stored.partial) report = stored;
-            else {
-              report = fresh = await scan(file, undefined, {
-                cleared: (partial) => {
-                  report = fresh = { ...partial, partial: true }; // what is kept if this refuses
-                  refuseOn(partial);
-                  release();
-                },
-              });
-            }
-            refuseOn(report);
-            release();
-          },
-          // Only a report this fill scanned is written (a stored one is already on record).
-          verified: async () => {
-            if (fresh && !fresh.partial) await inspections.keep(lfs.oid, fresh);
-          },
-          refusedVerified: async () => {
-            if (fresh) await inspections.keep(lfs.oid, fresh);
-          },
-        },
-        open: async (signal: AbortSignal) => {
-          const res = await d.hub.openFile(type, repo, commit, path, signal);
-          if (res.status !== 200) {
-            res.body.resume();
-            throw new AirlockError('UPSTREAM_BAD_RESPONSE', `the Hub answered ${res.status} for ${displayRepo(type, repo)}@${commit}/${path}`);
-          }
-          return { body: res.body, size: contentLength(res.headers) };
-        },
-      };
-      try {
-        return await serveBlob(c, d.cache, spec, headers, {
-          recorder: d.recorder,
-          base: { ...base, sha256: lfs.oid },
-          rule,
-          label: path,
-          declaredSize: entry.size,
-          extra: () => ({ scan: scanSummary(report, verdict) }),
-          refusal: () => {
-            const v = verdict as Decision | null;
-            return v && !v.allow ? { reason: v.reason, rule: v.rule } : undefined;
-          },
-        });
-      } catch (e) {
-        if (e instanceof AirlockError && e.code === 'CONTENT_REFUSED') throw new HubError(403, undefined, e.message, commit);
-        throw e;
-      }
     }
-    // An ordinary git file: verified whole in memory against its git blob id before any byte goes out.
+    const spec = {
+      sha256: lfs.oid,
+      size: lfs.size,
+      inspect: {
+        // Judged as it downloads: what could run code first (a refusal then answers 403 before
+        // any byte), the rest as it streams (a refusal then cuts the transfer before its end).
+        // A report is kept only once the digest has matched: bytes that fail it must not leave
+        // a verdict behind for the file they pretended to be. A refusal cuts the clients at
+        // once; the download goes on to its digest, and then the refusal is kept.
+        judge: async (file: FileBytes, release: () => void) => {
+          const refuseOn = (r: ScanReport) => {
+            verdict = contentDecision(type, repo, path, lfs.oid, r);
+            if (!verdict.allow) throw new AirlockError('CONTENT_REFUSED', `blocked by mirror policy: ${verdict.reason}`);
+          };
+          const stored = await storedReport(lfs.oid);
+          if (stored && !stored.partial) report = stored;
+          else {
+            report = fresh = await scan(file, undefined, {
+              cleared: (partial) => {
+                report = fresh = { ...partial, partial: true }; // what is kept if this refuses
+                refuseOn(partial);
+                release();
+              },
+            });
+          }
+          refuseOn(report);
+          release();
+        },
+        // Only a report this fill scanned is written (a stored one is already on record).
+        verified: async () => {
+          if (fresh && !fresh.partial) await inspections.keep(lfs.oid, fresh);
+        },
+        refusedVerified: async () => {
+          if (fresh) await inspections.keep(lfs.oid, fresh);
+        },
+      },
+      open: async (signal: AbortSignal) => {
+        const res = await d.hub.openFile(type, repo, commit, path, signal);
+        if (res.status !== 200) {
+          res.body.resume();
+          throw new AirlockError('UPSTREAM_BAD_RESPONSE', `the Hub answered ${res.status} for ${displayRepo(type, repo)}@${commit}/${path}`);
+        }
+        return { body: res.body, size: contentLength(res.headers) };
+      },
+    };
+    try {
+      return await serveBlob(c, d.cache, spec, headers, {
+        recorder: d.recorder,
+        base: { ...base, sha256: lfs.oid },
+        rule,
+        label: path,
+        declaredSize: entry.size,
+        extra: () => ({ scan: scanSummary(report, verdict) }),
+        refusal: () => {
+          const v = verdict as Decision | null;
+          return v && !v.allow ? { reason: v.reason, rule: v.rule } : undefined;
+        },
+      });
+    } catch (e) {
+      if (e instanceof AirlockError && e.code === 'CONTENT_REFUSED') throw new HubError(403, undefined, e.message, commit);
+      throw e;
+    }
+    }
+
+  /** An ordinary git file: verified whole in memory against its git blob id before any byte goes out, then judged. */
+  async function gitFile(c: Context<AppEnv>, type: HfRepoType, repo: string, path: string, commit: string, entry: HfEntry, headers: Record<string, string>, base: Omit<PullRecord, 'cache' | 'decision'>, rule: string): Promise<Response> {
     let cache: 'hit' | 'miss' = 'hit';
     let sha256 = await d.meta.getAlias('git-blob', entry.oid);
     let bytes = sha256 ? await d.cache.readSmall(sha256, MAX_GIT_FILE) : null;
@@ -396,7 +307,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
         // `hf auth login` / whoami with an Airlock token: who the mirror thinks the caller is.
         const id = c.get('identity');
         if (!id) throw new HubError(401, undefined, 'Invalid credentials in Authorization header: send an Airlock client token (airlock token create --name NAME)');
-        return json(c, { type: 'user', id: id.name, name: id.name, fullname: id.name, isPro: false, orgs: [], auth: { type: 'access_token', accessToken: { displayName: id.name, role: 'read' } } });
+        return hubJson(c, { type: 'user', id: id.name, name: id.name, fullname: id.name, isPro: false, orgs: [], auth: { type: 'access_token', accessToken: { displayName: id.name, role: 'read' } } });
       }
       case 'xet':
         // Clients that ask for a Xet token fall back to plain HTTP downloads through the mirror.
@@ -404,24 +315,24 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       case 'info': {
         if (method !== 'GET' && method !== 'HEAD') break;
         const { snap } = await pinned(route.type, route.repo, route.revision);
-        return info(c, route.type, route.repo, snap);
+        return info(c, d.policy().hf, route.type, route.repo, snap);
       }
       case 'tree': {
         if (method !== 'GET' && method !== 'HEAD') break;
         const { snap } = await pinned(route.type, route.repo, route.revision);
-        return tree(c, route.type, route.repo, snap, route.path);
+        return tree(c, d.policy().hf, route.type, route.repo, snap, route.path);
       }
       case 'paths-info': {
         if (method !== 'POST') break;
         const { snap } = await pinned(route.type, route.repo, route.revision);
-        return pathsInfo(c, route.type, route.repo, snap);
+        return pathsInfo(c, d.policy().hf, route.type, route.repo, snap);
       }
       case 'refs': {
         if (method !== 'GET' && method !== 'HEAD') break;
         const dec = policy.decideRepo(route.type, route.repo);
         if (!dec.allow) throw fromDecision(dec as HfRefusal);
         const branches = policy.refs(route.type, route.repo).map(([name, commit]) => ({ name, ref: name.startsWith('refs/') ? name : `refs/heads/${name}`, targetCommit: commit }));
-        return json(c, { branches, converts: [], tags: [] });
+        return hubJson(c, { branches, converts: [], tags: [] });
       }
       case 'resolve': {
         if (method !== 'GET' && method !== 'HEAD') break;
@@ -443,7 +354,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     }
     if (e.status >= 500) d.log.error({ ecosystem: 'hf', err: e.message, path: c.req.path }, 'request failed');
     else d.log.warn({ ecosystem: 'hf', code: e.code, reason: e.message, path: c.req.path }, 'request refused');
-    return refuse(ctx, e);
+    return hubRefuse(ctx, e);
   });
 
   return app;

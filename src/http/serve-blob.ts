@@ -3,7 +3,8 @@ import type { Context } from 'hono';
 import { isMismatch, type AirlockError } from '../core/errors.js';
 import type { Recorder } from '../core/records.js';
 import type { PullRecord } from '../storage/meta-store.js';
-import type { BlobCache, FillSpec } from '../core/fill.js';
+import type { FillSpec } from '../core/fill.js';
+import type { BlobCache } from '../core/cache.js';
 import { parseRange } from '../core/range.js';
 import { sendStream, type AppEnv } from './send.js';
 

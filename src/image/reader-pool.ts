@@ -88,6 +88,12 @@ export class LayerReaderPool {
     }
   }
 
+  /** Start the reader process now: a first layer fill should not wait for it to boot. */
+  warm(): this {
+    this.start();
+    return this;
+  }
+
   /**
    * Read the layer a fill is writing. `opened` resolves once the reader holds the spool file open
    * (the fill waits for it before renaming the file into the store); `facts` when it is read.

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
-import type { BlobCache, SpoolFollow, UpstreamBody } from '../core/fill.js';
+import type { SpoolFollow, UpstreamBody } from '../core/fill.js';
+import type { BlobCache } from '../core/cache.js';
 import { LayerReaderPool } from '../image/reader-pool.js';
 import { FACTS_VERSION, type LayerFacts } from '../image/facts.js';
 import { applyLayers, type Inventory } from '../image/inventory.js';
@@ -44,6 +45,12 @@ export class ImageInventories {
     private readonly log: Logger,
     private readonly readers: LayerReaderPool = new LayerReaderPool((msg, fields) => log.info(fields, msg)),
   ) {}
+
+  /** Start the reader process ahead of the first layer (the server does, at start). */
+  warm(): this {
+    this.readers.warm();
+    return this;
+  }
 
   /** Stop the reader process (server shutdown, the end of a command). */
   close(): void {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { AirlockError } from '../core/errors.js';
-import type { BlobCache, CacheOutcome } from '../core/fill.js';
+import type { BlobCache, CacheOutcome } from '../core/cache.js';
 import type { OciStore } from '../storage/meta-store.js';
 import { header, readBoundedBytes } from '../upstream/http.js';
 import { OciError } from './errors.js';

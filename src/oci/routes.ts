@@ -1,7 +1,7 @@
 import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
-import type { BlobCache } from '../core/fill.js';
+import type { BlobCache } from '../core/cache.js';
 import type { Recorder } from '../core/records.js';
 import { serveBlob } from '../http/serve-blob.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
@@ -64,6 +64,8 @@ interface Approval {
  * answer in the spec's format.
  */
 export function createOciApp(d: OciDeps): Hono<AppEnv> {
+  // A factory of small handlers (manifest, blob, referrers, tags, token, catalog) closing over one
+  // set of dependencies; the manifest store is in manifests.ts, the error envelope in errors.ts.
   const app = new Hono<AppEnv>();
   const manifests = new Manifests(d.cache, d.meta, d.maxManifestBytes);
 

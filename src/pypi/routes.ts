@@ -3,14 +3,15 @@ import { gzipSync } from 'node:zlib';
 import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
-import type { BlobCache, FillSpec } from '../core/fill.js';
+import type { FillSpec } from '../core/fill.js';
+import type { BlobCache } from '../core/cache.js';
 import type { Recorder } from '../core/records.js';
 import { serveBlob } from '../http/serve-blob.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
 import type { Policy } from '../policy/index.js';
 import { contentLength, type UpstreamHttp } from '../upstream/http.js';
 import { negotiate, JSON_V1, type SimpleFormat } from './accept.js';
-import { parseFilename } from './filenames.js';
+import { admitFile } from './admit.js';
 import { filterProject } from './filter.js';
 import type { FilteredProject } from './model.js';
 import { isValidFilename, isValidProjectName, normalizeName } from '../names/pypi.js';
@@ -161,24 +162,15 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
     }
     const page = await loadPage(name, pd.source, pd.rule);
     const file = page.project.files.find((f) => f.filename === filename);
-    const parsed = file ? parseFilename(file.filename, name) : null;
-    if (!file || !parsed || parsed.name !== name) return refuse(c, 404, `${filename} is not a file of ${name} on the ${pd.source} index`);
-    const sha = file.hashes.sha256;
-    const fd = policy.pypi.decideFile(name, parsed.version, sha);
+    if (!file) return refuse(c, 404, `${filename} is not a file of ${name} on the ${pd.source} index`);
+    // The same decision that put the file on the page (admit.ts).
+    const fd = admitFile(policy, name, file, pd.source);
     if (!fd.allow) {
-      if (!isHead) d.recorder.record({ ...base, version: parsed.version, sha256: sha, cache: 'none', decision: 'deny', reason: fd.reason, rule: fd.rule, code: fd.code });
-      return refuse(c, 403, fd.reason);
+      if (!isHead && fd.status === 403) d.recorder.record({ ...base, version: fd.version, sha256: fd.sha256, cache: 'none', decision: 'deny', reason: fd.reason, rule: fd.rule, code: fd.code });
+      return refuse(c, fd.status, fd.reason);
     }
-    const adv = policy.pypiAdvisory(name, parsed.version, sha);
-    if (adv) {
-      if (!isHead) d.recorder.record({ ...base, version: parsed.version, sha256: sha, cache: 'none', decision: 'deny', reason: adv.reason, rule: `advisory ${adv.match.id}`, code: 'advisory' });
-      return refuse(c, 403, adv.reason);
-    }
-    if (!sha) {
-      const reason = `${filename}: the ${pd.source} index gives no sha256 for this file, so Airlock cannot verify it`;
-      if (!isHead) d.recorder.record({ ...base, version: parsed.version, cache: 'none', decision: 'deny', reason, rule: fd.rule, code: 'no_sha256' });
-      return refuse(c, 403, reason);
-    }
+    const parsed = { version: fd.version };
+    const sha = fd.sha256;
     let expected: string;
     let expectedSize: number | undefined;
     if (isMetadata) {

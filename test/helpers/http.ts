@@ -24,8 +24,9 @@ export function rawGet(url: string, headers: Record<string, string> = {}): Promi
 }
 
 export async function records(a: TestAirlock, q = ''): Promise<any[]> {
-  // Records are written just after the response ends; give the event loop a moment.
-  await new Promise((r) => setTimeout(r, 50));
+  // Refusals and cut transfers are recorded just after their response ends: let that turn run, then wait for the writes.
+  await new Promise((r) => setImmediate(r));
+  await a.airlock.recorder.flush();
   return (await (await fetch(`${a.url}/-/records?${q}`)).json()).records;
 }
 

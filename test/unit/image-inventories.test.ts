@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BlobCache } from '../../src/core/fill.js';
+import { BlobCache } from '../../src/core/cache.js';
 import { HashPool } from '../../src/core/hasher.js';
 import { ImageInventories } from '../../src/oci/inventory.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';

@@ -1,0 +1,32 @@
+import type { Policy } from '../policy/index.js';
+import { parseFilename } from './filenames.js';
+import type { PyFile } from './model.js';
+
+export type Admission =
+  | { allow: true; version: string; sha256: string; rule: string }
+  | { allow: false; version?: string; sha256?: string; rule: string; code: string; reason: string; status: 403 | 404 };
+
+/**
+ * The one admission decision for a PyPI file, used both to list it on a page (filter.ts) and to
+ * serve it (routes.ts), so a page never lists a file the GET refuses, nor the reverse: its name
+ * must be a file of the project with a PEP 440 version, the index must give its sha256 (nothing
+ * unverifiable is offered), the policy must allow the version and hash, and no refusing advisory
+ * may affect it.
+ */
+export function admitFile(policy: Policy, project: string, file: PyFile, source: string): Admission {
+  const parsed = parseFilename(file.filename, project);
+  if (!parsed || parsed.name !== project) {
+    return { allow: false, rule: 'pypi', code: 'not_a_file', status: 404, reason: `${file.filename} is not a file of ${project} on the ${source} index` };
+  }
+  const version = parsed.version;
+  const sha256 = file.hashes.sha256;
+  if (!sha256) {
+    return { allow: false, version, rule: 'pypi', code: 'no_sha256', status: 403, reason: `${file.filename}: the ${source} index gives no sha256 for this file, so Airlock cannot verify it` };
+  }
+  const fd = policy.pypi.decideFile(project, version, sha256);
+  if (!fd.allow) return { allow: false, version, sha256, rule: fd.rule, code: fd.code, status: 403, reason: fd.reason };
+  // Versions an imported advisory refuses are not offered either, so resolvers pick another one.
+  const adv = policy.pypiAdvisory(project, version, sha256);
+  if (adv) return { allow: false, version, sha256, rule: `advisory ${adv.match.id}`, code: 'advisory', status: 403, reason: adv.reason };
+  return { allow: true, version, sha256, rule: fd.rule };
+}
