@@ -48,36 +48,27 @@ for (const f of spec.files) {
 // A registry view of the same generated files: image bench/img whose config is spec.oci.config
 // and whose layers are spec.oci.layers (anonymous, no redirects: the pull API at its simplest).
 const bySha = new Map([...files.values()].map((f) => [`sha256:${f.sha256}`, f]));
-let ociManifest = null;
-let ociDigest = null;
-if (spec.oci) {
+/** An image manifest over generated files: its bytes and digest. */
+function imageManifest(config, layers) {
   const d = (name) => ({ digest: `sha256:${files.get(name).sha256}`, size: files.get(name).size });
-  ociManifest = Buffer.from(
+  const bytes = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...d(spec.oci.config) },
-      layers: spec.oci.layers.map((n) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...d(n) })),
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...d(config) },
+      layers: layers.map(([name, mediaType]) => ({ mediaType, ...d(name) })),
     }),
   );
-  ociDigest = `sha256:${createHash('sha256').update(ociManifest).digest('hex')}`;
+  return { bytes, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
 }
+const img = spec.oci ? imageManifest(spec.oci.config, spec.oci.layers.map((n) => [n, 'application/vnd.oci.image.layer.v1.tar'])) : null;
+const ociManifest = img?.bytes ?? null;
+const ociDigest = img?.digest ?? null;
 // A second image, bench/layered: one real gzip'd filesystem layer (bench/make-layer.sh), for the
 // image-inventory rows.
-let layeredManifest = null;
-let layeredDigest = null;
-if (spec.layered) {
-  const d = (name) => ({ digest: `sha256:${files.get(name).sha256}`, size: files.get(name).size });
-  layeredManifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...d(spec.layered.config) },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...d(spec.layered.layer) }],
-    }),
-  );
-  layeredDigest = `sha256:${createHash('sha256').update(layeredManifest).digest('hex')}`;
-}
+const layered = spec.layered ? imageManifest(spec.layered.config, [[spec.layered.layer, 'application/vnd.oci.image.layer.v1.tar+gzip']]) : null;
+const layeredManifest = layered?.bytes ?? null;
+const layeredDigest = layered?.digest ?? null;
 
 // A Hub view: model bench/model at one commit whose file weights.bin is spec.hf.file stored in
 // LFS (its sha256 as lfs.oid); resolve answers with the bytes directly. Named .bin: the generated

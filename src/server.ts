@@ -29,7 +29,10 @@ export interface AirlockOptions {
   defaultMetrics?: boolean;
 }
 
-/** The composition root: stores and clients come from backends.ts, the one place they are chosen. */
+/**
+ * The composition root: stores and clients come from backends.ts, the one place they are chosen.
+ * One function on purpose: every piece of the server is built and wired here, in order.
+ */
 export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions = {}) {
   const { config } = loaded;
   const log = opts.log ?? createLogger(config.log_level);

@@ -75,6 +75,7 @@ function fail(msg: string, code = 2): never {
   process.exit(code);
 }
 
+/** The command dispatcher: one case per command, each a few lines calling its module (pin.ts, image.ts, ...). */
 async function main(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,

@@ -36,6 +36,8 @@ export interface Served {
  */
 export class BlobCache {
   private readonly inflight = new Map<string, Fill>();
+  /** Every fill not yet over (a failed one leaves `inflight` at once, but is over only once its spool file is gone). */
+  private readonly running = new Set<Fill>();
 
   constructor(
     readonly store: BlobStore,
@@ -46,7 +48,7 @@ export class BlobCache {
 
   /** Resolves when every fill under way has finished (committed or failed). */
   async idle(): Promise<void> {
-    while (this.inflight.size > 0) await Promise.all([...this.inflight.values()].map((f) => f.committed));
+    while (this.running.size > 0) await Promise.all([...this.running].map((f) => f.committed));
   }
 
   /** Size of a cached blob, without touching the blob backend. */
@@ -129,9 +131,16 @@ export class BlobCache {
       fill = f;
       this.inflight.set(spec.sha256, f);
       // Joiners keep reading the spool file until the blob is in the store, then hits take over.
-      f.committed.then(() => {
+      const forget = () => {
         if (this.inflight.get(spec.sha256) === f) this.inflight.delete(spec.sha256);
+      };
+      this.running.add(f);
+      f.committed.then(() => {
+        this.running.delete(f);
+        forget();
       });
+      // A failed fill is forgotten at once: the next request starts a new one.
+      f.once('failed', forget);
       f.on('commit-error', (e) => this.onCommitError(spec.sha256, e));
       void f.run();
     }

@@ -85,6 +85,9 @@ const QUEUE_HIGH = 1 << 20;
 type FillState = 'opening' | 'running' | 'verified' | 'failed';
 
 /**
+ * (This class is most of the file, ~400 lines, on purpose: its states, spooling, hashing,
+ * inspection, hold-back and commit depend on each other's order and are read together.)
+ *
  * One upstream download, spooled to a local file while it is hashed. Any number of readers tail
  * the spool file (positional reads on the fill's own descriptor, so a rename on commit does not
  * disturb them); memory stays bounded by the queue, whatever the file size or number of readers.
@@ -378,9 +381,11 @@ export class Fill extends EventEmitter {
     this.rejectSettled(e);
     this.rejectGate(e);
     this.emit('progress');
-    unlink(this.tmpPath).catch(() => {});
+    this.emit('failed');
+    const removed = unlink(this.tmpPath).catch(() => {});
     this.maybeClose();
-    this.resolveCommitted(false);
+    // Over once the spool file is gone too (cache.idle() then leaves a clean spool directory).
+    void removed.then(() => this.resolveCommitted(false));
   }
 
   private maybeClose(): void {

@@ -60,7 +60,8 @@ const CONTENT_TYPE: Record<SimpleFormat, string> = {
 /**
  * The PyPI front-end, mounted at /pypi: the simple API (PEP 503/691) at /pypi/simple/ and
  * verified file downloads at /pypi/files/<project>/<filename>. Thin: parse, ask policy,
- * fetch through the core, answer in PyPI's format.
+ * fetch through the core, answer in PyPI's format. A factory of small handlers closing over one
+ * set of dependencies (decisions in admit.ts and filter.ts, rendering in render.ts).
  */
 export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();

@@ -2,7 +2,8 @@ import { Cursor, ScanError, type ByteSource } from './source.js';
 
 // ---------------------------------------------------------------------------------------------
 // A strict JSON reader: duplicate keys are an error (JSON.parse keeps the last one silently),
-// integers above 2^53 are an error, depth is bounded.
+// integers above 2^53 are an error, depth is bounded. One function (a small recursive-descent
+// parser with its helpers inside) so the grammar reads top to bottom.
 
 export function strictJson(text: string, maxDepth = 64): unknown {
   let i = 0;
@@ -187,6 +188,7 @@ export interface GgufInfo {
   suspiciousTemplate: boolean;
 }
 
+/** Walk a GGUF header (metadata key/values, then tensor infos) in file order: one pass, one function, as the format is laid out. */
 export async function checkGguf(src: ByteSource): Promise<GgufInfo> {
   const cur = new Cursor(src);
   const magic = await cur.take(4);

@@ -133,6 +133,8 @@ function decodeUtf8(b: Buffer, at: number): string {
  * Decode one pickle starting at cur.pos (through STOP). Imports are appended to `globals` as
  * they are decoded, so a caller still has them when a later opcode fails. Throws ScanError on anything CPython
  * would fail on (after having run the opcodes before it, which is why a parse error refuses).
+ * Long on purpose: one switch over the pickle opcodes, each case a few lines, kept together so
+ * the whole machine can be checked against CPython's pickle.py in one reading.
  */
 export async function decodePickle(cur: Cursor, globals: string[] = []): Promise<PickleResult> {
   const stack: V[] = [];

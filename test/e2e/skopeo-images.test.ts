@@ -15,6 +15,8 @@ import { buildLayeredImage, haveTool, pushImage, RealRegistry, skopeo, type Buil
  */
 const SITE = 'usr/local/lib/python3.11/site-packages';
 const CRIT = 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H';
+/** Airlock's OCI configuration with the test's real registry as registry.test (the default). */
+const registryYaml = (port: number) => `oci:\n  default_registry: registry.test\n  registries:\n    registry.test:\n      url: http://127.0.0.1:${port}\n`;
 
 describe('vulnerable base images stop at the door (real skopeo, real registry)', () => {
   const reg = new RealRegistry();
@@ -61,13 +63,7 @@ describe('vulnerable base images stop at the door (real skopeo, real registry)',
     put({ id: 'DEBIAN-CVE-2099-1003', upstream: ['CVE-2099-1003'], modified: '2026-11-20T00:00:00Z', withdrawn: '2026-11-21T00:00:00Z', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: debRange('zlib', '9:9') });
     put({ id: 'ALPINE-CVE-2099-2001', upstream: ['CVE-2099-2001'], modified: '2026-11-20T00:00:00Z', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: [{ package: { ecosystem: 'Alpine:v3.20', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.1.0-r0' }] }] }] });
 
-    a = await startAirlock(`
-oci:
-  default_registry: registry.test
-  registries:
-    registry.test:
-      url: http://127.0.0.1:${reg.port}
-policy:
+    a = await startAirlock(`${registryYaml(reg.port)}policy:
   advisories:
     refuse: critical
     exceptions:
@@ -200,13 +196,7 @@ describe('airlock image check: the same gate where builds run', () => {
     deb = buildLayeredImage([{ arch: 'amd64', layers: [layerBlob(debianBase()), layerBlob(rootfs({ [SITE]: { copyDir: join(FIXTURES, 'python/site-packages') } }), 'zstd')] }]);
     alpine = buildLayeredImage([{ arch: 'amd64', layers: [layerBlob(rootfs({ 'etc/os-release': readFileSync(join(FIXTURES, 'alpine/os-release')), 'lib/apk/db/installed': readFileSync(join(FIXTURES, 'alpine/installed')) }))] }]);
     await pushImage(deb, reg.port, 'team/deb', 'v1');
-    a = await startAirlock(`
-oci:
-  default_registry: registry.test
-  registries:
-    registry.test:
-      url: http://127.0.0.1:${reg.port}
-policy:
+    a = await startAirlock(`${registryYaml(reg.port)}policy:
   advisories:
     refuse: critical
 `);

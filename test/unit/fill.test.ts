@@ -248,7 +248,7 @@ describe('verified fill', () => {
     const lateRefuse = {
       judge: async (file: FileBytes, release: () => void) => {
         release();
-        await file.read(late.length - 1, 1);
+        await file.read(late.length - 2000, 1);
         throw new AirlockError('CONTENT_REFUSED', 'bad tail');
       },
       refusedVerified: async () => void kept2++,
@@ -258,9 +258,11 @@ describe('verified fill', () => {
     const got = collect(s2.body);
     const tampered = Buffer.from(late);
     tampered[10] ^= 1;
-    up2.body.end(tampered);
+    // All but the last 1,000 bytes: the refusal comes near the end, before the digest can be known.
+    up2.body.write(tampered.subarray(0, late.length - 1000));
     expect(String(await got.done)).toMatch(/bad tail/);
     expect(got.data().length).toBeLessThan(late.length);
+    up2.body.end(tampered.subarray(late.length - 1000));
     await cache.idle();
     expect(kept2).toBe(0);
     expect(await cache.cachedSize(sha(late))).toBeUndefined();
