@@ -14,6 +14,8 @@ export type AirlockErrorCode =
   | 'UPSTREAM_HOST_NOT_ALLOWED'
   | 'NO_VERIFIABLE_DIGEST'
   | 'CONTENT_REFUSED'
+  /** The pull record could not be written: nothing is served whose record is not settled. */
+  | 'RECORD_FAILED'
   | 'INTERNAL';
 
 const STATUS: Record<AirlockErrorCode, number> = {
@@ -27,6 +29,7 @@ const STATUS: Record<AirlockErrorCode, number> = {
   UPSTREAM_HOST_NOT_ALLOWED: 502,
   NO_VERIFIABLE_DIGEST: 403,
   CONTENT_REFUSED: 403,
+  RECORD_FAILED: 503,
   INTERNAL: 500,
 };
 

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../obs/metrics.js';
 import type { PullLog, PullRecord } from '../storage/meta-store.js';
 import { appendPulls } from './chain.js';
+import { AirlockError } from './errors.js';
 
 /** Rows written per transaction at most; a burst larger than this is split. */
 const BATCH_MAX = 512;
@@ -18,7 +19,8 @@ const BATCH_MAX = 512;
  */
 export class Recorder {
   private queue: PullRecord[] = [];
-  private waiters: (() => void)[] = [];
+  /** Each queued row's waiter, told whether its batch was written (an Error when it was not). */
+  private waiters: ((failure: Error | null) => void)[] = [];
   private scheduled = false;
   private writing: Promise<void> = Promise.resolve();
 
@@ -37,14 +39,18 @@ export class Recorder {
   private drain(): void {
     this.scheduled = false;
     const waiters = this.waiters.splice(0);
+    let failure: Error | null = null;
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, BATCH_MAX);
       this.writing = this.writing
         .then(() => appendPulls(this.pulls, batch))
-        .catch((e) => this.log.error({ err: e, rows: batch.length, first: batch[0] }, 'failed to write pull records'));
+        .catch((e) => {
+          failure = e as Error;
+          this.log.error({ err: e, rows: batch.length, first: batch[0] }, 'failed to write pull records');
+        });
     }
-    // A failed write is logged, never thrown at the response: the waiters are released either way.
-    void this.writing.then(() => waiters.forEach((w) => w()));
+    // Every waiter of this turn learns whether the rows were written (a failed batch fails them all).
+    void this.writing.then(() => waiters.forEach((w) => w(failure)));
   }
 
   /** Count artefact body bytes sent to a client (airlock_bytes_sent_total). */
@@ -52,8 +58,23 @@ export class Recorder {
     if (bytes > 0) this.metrics.bytes.inc({ ecosystem, cache }, bytes);
   }
 
-  /** Queue a row; resolves once its batch is committed (never rejects). */
+  /**
+   * Queue the row of an artefact about to be served; resolves once its batch is committed and
+   * rejects (RECORD_FAILED) when it could not be written, so the caller withholds what is left of
+   * the artefact: nothing is served that is not on record (a full disk fails closed).
+   */
+  recordServed(rec: PullRecord & { code?: string }): Promise<void> {
+    return this.enqueue(rec).then((failure) => {
+      if (failure) throw new AirlockError('RECORD_FAILED', `the pull record could not be written (${failure.message}); nothing is served off the record`, { cause: failure });
+    });
+  }
+
+  /** Queue a row (a refusal, a cut transfer); resolves once its batch is over, written or not (a failure is logged). */
   record(rec: PullRecord & { code?: string }): Promise<void> {
+    return this.enqueue(rec).then(() => undefined);
+  }
+
+  private enqueue(rec: PullRecord & { code?: string }): Promise<Error | null> {
     const { code, ...row } = rec;
     this.metrics.pulls.inc({ ecosystem: row.ecosystem, cache: row.cache, decision: row.decision });
     if (row.decision !== 'allow') this.metrics.refusals.inc({ ecosystem: row.ecosystem, code: code ?? row.decision });
@@ -74,7 +95,7 @@ export class Recorder {
     if (row.decision === 'allow') this.log.info(line, 'pull');
     else this.log.warn(line, 'refused');
     this.queue.push(row);
-    const committed = new Promise<void>((r) => this.waiters.push(r));
+    const committed = new Promise<Error | null>((r) => this.waiters.push(r));
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.drain());

@@ -270,7 +270,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       throw new HubError(403, undefined, `blocked by mirror policy: ${verdict.reason}`, commit);
     }
     const r = resolveRange(parseRange(c.req.header('range')), bytes.length);
-    await d.recorder.record({ ...base, sha256, size: bytes.length, cache, decision: 'allow', rule, scan: scanSummary(report, verdict) });
+    await d.recorder.recordServed({ ...base, sha256, size: bytes.length, cache, decision: 'allow', rule, scan: scanSummary(report, verdict) });
     if (r === 'unsatisfiable') return sendBytes(c, 416, { ...headers, 'content-range': `bytes */${bytes.length}` }, Buffer.alloc(0));
     if (r) return sendBytes(c, 206, { ...headers, 'content-range': `bytes ${r.start}-${r.end}/${bytes.length}` }, bytes.subarray(r.start, r.end + 1));
     return sendBytes(c, 200, headers, bytes);

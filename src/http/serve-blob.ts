@@ -115,7 +115,8 @@ async function start(
     lastChunkAfter(
       () => {
         recorded = true;
-        return r.recorder.record({ ...row(served.cache, size), decision: 'allow', rule: r.rule });
+        // A record that cannot be written withholds the last chunk: the client never has the whole file off the record.
+        return r.recorder.recordServed({ ...row(served.cache, size), decision: 'allow', rule: r.rule });
       },
       (n) => (bytes += n),
     ),

@@ -181,7 +181,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     if (inm && inm.split(',').some((v) => v.trim() === `"${digest}"`)) return sendStream(c, 304, headers, null);
     if (c.req.method === 'GET') {
       // On record (committed) before the client has the manifest.
-      await d.recorder.record({ ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), size: m.bytes.length, cache: m.cache, decision: 'allow', rule, scan: gated?.summary ?? null });
+      await d.recorder.recordServed({ ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), size: m.bytes.length, cache: m.cache, decision: 'allow', rule, scan: gated?.summary ?? null });
     }
     return sendBytes(c, 200, headers, m.bytes);
   }

@@ -140,4 +140,26 @@ policy:
     expect(events[0].reason).toMatch(/retention: \d+ records before/);
     await m.close();
   });
+
+  it('fails closed when the record cannot be written: the file is cut before its end, and served again once it can', async () => {
+    const file = `${a.url}/pypi/files/tinylib/${wheel('1.1')}`;
+    expect((await rawGet(file)).status).toBe(200); // cached now
+    const meta = a.airlock.meta;
+    const append = meta.appendPulls.bind(meta);
+    meta.appendPulls = async () => {
+      throw new Error('SQLITE_FULL: database or disk is full');
+    };
+    try {
+      const cut = await rawGet(file);
+      // Headers went out, the last chunk waited for the record, which failed: the client never has the whole file.
+      expect(cut.complete).toBe(false);
+      expect(cut.body.length).toBeLessThan(v11.length);
+    } finally {
+      meta.appendPulls = append;
+    }
+    const again = await rawGet(file);
+    expect(again.complete).toBe(true);
+    expect(again.body.equals(v11)).toBe(true);
+  });
 });
+

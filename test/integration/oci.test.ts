@@ -107,6 +107,24 @@ policy:
     expect(head.headers.get('docker-content-digest')).toBe(v1.digest);
   });
 
+  it('does not serve a manifest whose pull record cannot be written (503 in the OCI envelope)', async () => {
+    const meta = a.airlock.meta;
+    const append = meta.appendPulls.bind(meta);
+    meta.appendPulls = async () => {
+      throw new Error('SQLITE_FULL: database or disk is full');
+    };
+    try {
+      const res = await manifestOf('reg.test/team/app', v1.digest);
+      expect(res.status).toBe(503);
+      const body = await res.json();
+      expect(body.errors[0].code).toBe('UNKNOWN');
+      expect(body.errors[0].message).toMatch(/pull record could not be written \(SQLITE_FULL/);
+    } finally {
+      meta.appendPulls = append;
+    }
+    expect((await manifestOf('reg.test/team/app', v1.digest)).status).toBe(200);
+  });
+
   it('answers a pinned tag with the pinned manifest even after the upstream tag moves', async () => {
     reg.tags.set('team/app:v1', v2.digest);
     const before = reg.count(`manifest:team/app:v1`);

@@ -64,4 +64,19 @@ describe('Recorder', () => {
     expect(lines.some((l) => l.msg === 'failed to write pull records' && JSON.stringify(l).includes('disk full'))).toBe(true);
     await meta.close();
   });
+
+  it('recordServed rejects when the row could not be written, so the artefact is withheld', async () => {
+    const meta = new SqliteMetaStore(':memory:');
+    const broken: MetaStore = Object.create(meta);
+    broken.appendPulls = async () => {
+      throw new Error('disk full');
+    };
+    const r = new Recorder(broken, new Metrics(false), logger().log);
+    await expect(r.recordServed(row(1))).rejects.toMatchObject({ code: 'RECORD_FAILED', status: 503 });
+    await expect(r.recordServed(row(1))).rejects.toThrow(/could not be written \(disk full\)/);
+    const ok = new Recorder(meta, new Metrics(false), logger().log);
+    await expect(ok.recordServed(row(2))).resolves.toBeUndefined();
+    await meta.close();
+  });
 });
+
