@@ -3,7 +3,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import type { Dispatcher } from 'undici';
 import { buildApp } from './app.js';
 import { Authenticator } from './auth/tokens.js';
-import { loadConfig, type LoadedConfig } from './config/load.js';
+import { changedSettings, loadConfig, type LoadedConfig } from './config/load.js';
 import { BlobCache } from './core/cache.js';
 import { HashPool } from './core/hasher.js';
 import { Recorder } from './core/records.js';
@@ -106,8 +106,13 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     /** Re-read the policy from disk; a bad file keeps the old policy and says why. */
     reloadPolicy(): boolean {
       try {
-        policy = loadConfig(loaded.configFile).policy.withAdvisories(advisories);
+        const next = loadConfig(loaded.configFile);
+        policy = next.policy.withAdvisories(advisories);
         log.info({ file: loaded.policyFile, pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }, 'policy reloaded');
+        if (policy.pypi.size + policy.oci.size + policy.hf.size === 0) log.warn({ file: loaded.policyFile }, 'the reloaded policy allows nothing: every pull is refused');
+        // Only the policy is applied on reload; say so when other settings changed in the file.
+        const changed = changedSettings(loaded.config, next.config);
+        if (changed.length) log.warn({ changed }, 'configuration changes outside the policy need a restart; they were not applied');
         return true;
       } catch (e) {
         log.error({ err: (e as Error).message }, 'policy reload failed; keeping the previous policy');

@@ -115,6 +115,20 @@ function checkOciWiring(y: ParsedYaml, policyYaml: ParsedYaml, policyBase: strin
  * Load and validate the configuration (and its policy). Any problem throws ConfigError before
  * anything starts: nothing half-starts on a bad file.
  */
+/**
+ * The settings (dotted paths, outside the policy) whose values differ between two loaded
+ * configurations: a reload applies only the policy, so these need a restart.
+ */
+export function changedSettings(a: unknown, b: unknown, path = ''): string[] {
+  if (path === 'policy' || path === 'policy_file') return [];
+  const isObj = (x: unknown) => x !== null && typeof x === 'object' && !Array.isArray(x);
+  if (isObj(a) && isObj(b)) {
+    const keys = [...new Set([...Object.keys(a as object), ...Object.keys(b as object)])].sort();
+    return keys.flatMap((k) => changedSettings((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], path ? `${path}.${k}` : k));
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [path];
+}
+
 export function loadConfig(configFile: string, env: Record<string, string | undefined> = process.env): LoadedConfig {
   const file = resolve(configFile);
   const y = readYaml(file);
@@ -136,6 +150,11 @@ export function loadConfig(configFile: string, env: Record<string, string | unde
     const pf = resolve(dirname(file), config.policy_file);
     policyYaml = readYaml(pf);
     policyBase = [];
+    // An empty (or comments-only) policy file allows nothing and refuses every pull: far more often a
+    // truncated write or a wrong path than an intent, so it is refused; `{}` says it on purpose.
+    if (policyYaml.text.split('\n').every((l) => /^\s*(#.*)?$/.test(l))) {
+      throw new ConfigError(`${pf}: the policy file is empty (or only comments): it would refuse every pull; write {} to mean that on purpose`);
+    }
     const pp = policySchema.safeParse(policyYaml.value);
     if (!pp.success) throw new ConfigError(zodMessage(policyYaml, [], pp.error));
     policyConfig = pp.data;

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config/load.js';
+import { ConfigError, changedSettings, loadConfig } from '../../src/config/load.js';
 
 function write(text: string, name = 'airlock.yaml'): string {
   const dir = mkdtempSync(join(tmpdir(), 'airlock-cfg-'));
@@ -60,6 +60,22 @@ describe('configuration loading', () => {
     writeFileSync(join(dir, 'policy.yaml'), 'pypi:\n  allow:\n    - { name: x, version: "1" }\n');
     writeFileSync(join(dir, 'airlock.yaml'), 'policy_file: policy.yaml\n');
     expect(errorOf(join(dir, 'airlock.yaml'))).toBe(`${join(dir, 'policy.yaml')}:3: pypi.allow[0].version: unknown key "version" (expected one of the documented keys; see README "Configuration")`);
+  });
+  it('refuses an empty or comments-only policy file (it would refuse every pull), and accepts {} said on purpose', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-cfg-'));
+    writeFileSync(join(dir, 'airlock.yaml'), 'policy_file: policy.yaml\n');
+    for (const text of ['', '\n\n', '# all pins moved elsewhere\n  # indented\n']) {
+      writeFileSync(join(dir, 'policy.yaml'), text);
+      expect(errorOf(join(dir, 'airlock.yaml'))).toBe(`${join(dir, 'policy.yaml')}: the policy file is empty (or only comments): it would refuse every pull; write {} to mean that on purpose`);
+    }
+    writeFileSync(join(dir, 'policy.yaml'), '# nothing is allowed, on purpose\n{}\n');
+    expect(loadConfig(join(dir, 'airlock.yaml')).policy.pypi.size).toBe(0);
+  });
+  it('names the settings outside the policy that differ (what a reload cannot apply)', () => {
+    const a = loadConfig(write('auth:\n  admin: token\npolicy:\n  pypi:\n    allow: [{ name: x }]\n')).config;
+    const b = loadConfig(write('auth:\n  admin: open\npypi:\n  index_ttl: 60\npolicy:\n  pypi:\n    allow: [{ name: y }]\n')).config;
+    expect(changedSettings(a, b)).toEqual(['auth.admin', 'pypi.index_ttl']);
+    expect(changedSettings(a, a)).toEqual([]);
   });
   it('reports invalid YAML and duplicate keys with a position', () => {
     expect(errorOf(write('listen: [\n'))).toMatch(/:\d+:\d+: invalid YAML/);
