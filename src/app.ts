@@ -3,7 +3,8 @@ import { Hono, type Context } from 'hono';
 import { presentedSecret, type Authenticator } from './auth/tokens.js';
 import type { Logger } from 'pino';
 import { under, type FrontEnd } from './http/frontend.js';
-import type { AppEnv } from './http/send.js';
+import { clientAddress, type AppEnv } from './http/send.js';
+import type { Recorder } from './core/records.js';
 import type { Metrics } from './obs/metrics.js';
 import type { PullFilter, PullLog } from './storage/meta-store.js';
 import type { InventoryStore } from './storage/inventory-store.js';
@@ -16,6 +17,8 @@ export interface AppDeps {
   log: Logger;
   metrics: Metrics;
   meta: PullLog & { inventories: InventoryStore };
+  /** Refusals of wrong or revoked tokens go on record like any other refusal. */
+  recorder: Recorder;
   /** The protocol front-ends, each describing its prefix and how it refuses (http/frontend.ts). */
   frontends: FrontEnd[];
 }
@@ -59,7 +62,23 @@ export function buildApp(d: AppDeps): Hono<AppEnv> {
     const admin = area.ecosystem === 'admin';
     const required = d.auth.modes[area.ecosystem] === 'token';
     if (identity) c.set('identity', identity);
-    else if (secret) return area.refuse(c, 401, 'the token presented is not valid (unknown or revoked)');
+    else if (secret) {
+      // A wrong or revoked token is an attempt worth keeping: a log line and a pull row (never the secret).
+      const reason = 'the token presented is not valid (unknown or revoked)';
+      void d.recorder.record({
+        ts: Date.now(),
+        client: clientAddress(c),
+        ecosystem: admin ? 'audit' : area.ecosystem,
+        name: admin ? 'admin' : c.req.path.slice(0, 300),
+        cache: 'none',
+        decision: 'deny',
+        reason,
+        rule: `auth.${area.ecosystem}`,
+        requestId: c.get('requestId'),
+        code: 'bad_token',
+      });
+      return area.refuse(c, 401, reason);
+    }
     else if (required) return area.refuse(c, 401, `a client token is required here; create one with: airlock token create --name NAME${admin ? ' --admin' : ''}`);
     if (admin && required && !identity!.admin) return area.refuse(c, 403, `token ${identity!.name} is not an admin token`);
     return next();

@@ -71,7 +71,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const hub = hfHub(loaded, { http: hfHttp, meta, log });
   const hf = createHfApp({ policy: () => policy, hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
   const authenticator = new Authenticator(meta);
-  const app = buildApp({ auth: { authenticator, modes: config.auth }, log, metrics, meta, frontends: [
+  const app = buildApp({ auth: { authenticator, modes: config.auth }, log, metrics, meta, recorder, frontends: [
       { ...PYPI, app: pypi },
       { ...OCI, app: oci },
       { ...HF, app: hf },

@@ -110,6 +110,13 @@ policy:
     const revoked = await fetch(`${a.url}/hf/acme/m/resolve/main/config.json`, { headers: { authorization: `Bearer ${runner}` } });
     expect(revoked.status).toBe(401);
     expect(revoked.headers.get('x-error-message')).toMatch(/not valid/);
+    // The attempt is on record (refused, rule auth.hf, the address: the token is no longer anyone's) and the secret is not.
+    await a.airlock.recorder.flush();
+    const after = (await (await fetch(`${a.url}/-/records?decision=deny&limit=100`, { headers: { authorization: `Bearer ${admin}` } })).json()).records as { name: string; rule: string; reason: string; client: string; requestId: string | null }[];
+    const row = after.find((r) => r.rule === 'auth.hf' && r.name === '/hf/acme/m/resolve/main/config.json');
+    expect(row).toMatchObject({ client: '127.0.0.1', reason: 'the token presented is not valid (unknown or revoked)' });
+    expect(row!.requestId).toBeTruthy();
+    expect(JSON.stringify(after)).not.toContain(runner);
     void records;
   });
 });
