@@ -66,7 +66,9 @@ export async function serveBlob(c: Context<AppEnv>, cache: BlobCache, spec: Fill
     // Failed before the first byte (upstream down or refusing, a size or digest that disagrees, an inspector's refusal).
     const refused = (e as AirlockError).code === 'CONTENT_REFUSED' ? r.refusal?.() : undefined;
     const mismatch = isMismatch(e);
-    const code = refused || (e as AirlockError).code === 'CONTENT_REFUSED' ? 'content_refused' : mismatch ? 'digest_mismatch' : 'upstream_failed';
+    const errCode = (e as AirlockError).code;
+    // A redirect to a host outside the allowed file hosts is a refusal, like a digest that disagrees.
+    const code = refused || errCode === 'CONTENT_REFUSED' ? 'content_refused' : mismatch ? 'digest_mismatch' : errCode === 'UPSTREAM_HOST_NOT_ALLOWED' ? 'file_host' : 'upstream_failed';
     r.recorder.record({
       ...row('none', r.declaredSize ?? null),
       decision: code === 'upstream_failed' ? 'error' : 'deny',

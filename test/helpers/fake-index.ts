@@ -17,6 +17,8 @@ export interface FakeFile {
   servedBytes?: Buffer;
   /** Absolute URL override for the file link. */
   url?: string;
+  /** Answer the file's URL with a 302 to this location (a CDN, or a host that is not allowed). */
+  redirectTo?: string;
 }
 
 export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -104,6 +106,10 @@ export class FakeIndex {
       for (const files of this.projects.values()) {
         const f = files.find((x) => x.filename === file[1]);
         if (!f) continue;
+        if (f.redirectTo && !file[2]) {
+          res.writeHead(302, { location: f.redirectTo }).end();
+          return;
+        }
         const body = file[2] ? f.metadata : f.servedBytes ?? f.bytes;
         if (!body) break;
         this.send(req, res, body);

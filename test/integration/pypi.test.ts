@@ -33,6 +33,7 @@ describe('PyPI front-end against a local upstream', () => {
       .add('biglib', { filename: wheel('biglib', '1.0'), bytes: big })
       .add('tampered', { filename: wheel('tampered', '1.0'), bytes: evil, servedBytes: Buffer.concat([evil.subarray(0, 199_999), Buffer.from([evil[199_999] ^ 1])]) })
       .add('offsite', { filename: wheel('offsite', '1.0'), bytes: good, url: `http://localhost:${pub.port}/files/${wheel('offsite', '1.0')}` })
+      .add('bounce', { filename: wheel('bounce', '1.0'), bytes: good, redirectTo: `http://localhost:${pub.port}/files/${wheel('bounce', '1.0')}` })
       .add('acme-utils', { filename: wheel('acme-utils', '99.0'), bytes: randomBytes(100) })
       .add('coldpage', { filename: wheel('coldpage', '1.0'), bytes: randomBytes(3000) })
       .add('pinned', { filename: wheel('pinned', '1.0'), bytes: Buffer.from('pinned-a') })
@@ -55,6 +56,7 @@ policy:
       - { name: pinned, versions: "==1.0", sha256: ["${sha256('pinned-a')}"] }
       - { name: acme-tools }
       - { name: coldpage }
+      - { name: bounce }
     deny:
       - { name: blocked, reason: "typosquat of requests" }
 `);
@@ -280,6 +282,16 @@ policy:
     expect(recs[0].rule).toBe('pypi.file_hosts');
   });
 
+  it('refuses an upstream redirect to a host outside file_hosts before any byte, and records the refusal with the request id', async () => {
+    const res = await rawGet(`${a.url}/pypi/files/bounce/${wheel('bounce', '1.0')}`, { 'x-request-id': 'req-bounce-1' });
+    expect(res.status).toBe(502);
+    const recs = await records(a, 'name=bounce');
+    expect(recs).toHaveLength(1);
+    expect(recs[0]).toMatchObject({ decision: 'deny', requestId: 'req-bounce-1', client: '127.0.0.1' });
+    expect(recs[0].rule).toMatch(/^pypi\.allow\[\d+\]$/);
+    expect(recs[0].reason).toMatch(/localhost/);
+  });
+
   it('rejects traversal and odd names in file URLs', async () => {
     for (const p of ['tinylib/..%2F..%2Fetc%2Fpasswd', 'tinylib/..%5C..%5Cx.whl', 'TinyLib/tinylib-1.0.tar.gz', 'tinylib/a%00b.whl', 'tinylib/' + 'a'.repeat(300) + '.whl', '..%2Ftinylib/x.whl']) {
       const res = await rawGet(`${a.url}/pypi/files/${p}`);
@@ -325,7 +337,7 @@ policy:
 
   it('lists approved projects at the root and exposes health and metrics', async () => {
     const root = await (await fetch(`${a.url}/pypi/simple/`, { headers: { accept: PIP_ACCEPT } })).json();
-    expect(root.projects.map((p: any) => p.name)).toEqual(['acme-tools', 'biglib', 'coldpage', 'offsite', 'pinned', 'tampered', 'tinylib']);
+    expect(root.projects.map((p: any) => p.name)).toEqual(['acme-tools', 'biglib', 'bounce', 'coldpage', 'offsite', 'pinned', 'tampered', 'tinylib']);
     expect((await fetch(`${a.url}/-/healthz`)).status).toBe(200);
     const metrics = await (await fetch(`${a.url}/-/metrics`)).text();
     expect(metrics).toMatch(/airlock_pulls_total\{ecosystem="pypi",cache="miss",decision="allow"\} \d+/);
