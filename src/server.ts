@@ -41,7 +41,13 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const metrics = new Metrics(opts.defaultMetrics ?? true);
   const http = upstreamHttp(loaded, 'pypi', opts.dispatcher);
   const hashes = new HashPool(1).warm();
-  const cache = new BlobCache(store, meta, hashes, (sha256, e) => log.error({ digest: sha256, err: (e as Error).message }, 'verified blob could not be committed to the store; it will be fetched again next time'));
+  const cache = new BlobCache(
+    store,
+    meta,
+    hashes,
+    (sha256, e) => log.error({ digest: sha256, err: (e as Error).message }, 'verified blob could not be committed to the store; it will be fetched again next time'),
+    (sha256, got) => log.error({ digest: sha256, got }, 'a stored blob no longer matches its digest (disk corruption or tampering): forgotten, it will be fetched again'),
+  );
   const recorder = new Recorder(meta, metrics, log);
   const readAdvisories = async () => new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
   let advisories = await readAdvisories();

@@ -52,6 +52,10 @@ usage:
                                                   CycloneDX 1.6 JSON of what was served
   airlock audit verify [--config FILE] [--json]   walk the hash-chained record; name the first
                                                   altered, inserted or deleted row
+  airlock store verify [--config FILE] [--repair] [--json]
+                                                  read every cached blob back and check it against
+                                                  its digest; --repair forgets bad ones (fetched and
+                                                  verified again on the next pull); exit 1 if any
   airlock token create --name NAME [--admin]      issue a client token (printed once; stored hashed)
   airlock token list | airlock token revoke NAME
   airlock rescan  [--config FILE] [--all] [--json]
@@ -96,6 +100,7 @@ async function main(argv: string[]): Promise<void> {
       output: { type: 'string', short: 'o' },
       'fail-on': { type: 'string' },
       repository: { type: 'string' },
+      repair: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -218,6 +223,19 @@ async function main(argv: string[]): Promise<void> {
       }
       process.stdout.write(values.json ? JSON.stringify(rep, null, 2) + '\n' : formatReport(rep));
       if (rep.platforms.some((p) => !p.verdict.decision.allow)) process.exit(1);
+      return;
+    }
+    case 'store': {
+      if (rest[0] !== 'verify') fail('usage: airlock store verify [--repair]');
+      const { verifyStore } = await import('./store.js');
+      const r = await verifyStore(configFile, { repair: values.repair });
+      if (values.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+      else {
+        process.stdout.write(`checked ${r.checked} blobs (${(r.bytes / 2 ** 20).toFixed(1)} MiB): ${r.corrupt.length} do not match their digest, ${r.missing.length} missing${r.repaired && r.corrupt.length + r.missing.length ? ' (forgotten: they are fetched and verified again on their next pull)' : ''}\n`);
+        for (const c of r.corrupt) process.stdout.write(`  CORRUPT sha256:${c.sha256} (hashes to ${c.got}, ${c.actual} of ${c.size} bytes)\n`);
+        for (const m of r.missing) process.stdout.write(`  MISSING sha256:${m}\n`);
+      }
+      if (r.corrupt.length || r.missing.length) process.exitCode = 1;
       return;
     }
     case 'advisories': {

@@ -44,6 +44,8 @@ export class BlobCache {
     readonly meta: BlobIndex,
     private readonly hashes: HashPool,
     private readonly onCommitError: (sha256: string, e: unknown) => void = () => {},
+    /** A stored blob that no longer matches its digest was found (and forgotten): say so loudly. */
+    private readonly onCorrupt: (sha256: string, got: string) => void = () => {},
   ) {}
 
   /** Resolves when every fill under way has finished (committed or failed). */
@@ -105,7 +107,17 @@ export class BlobCache {
     }
     const parts: Buffer[] = [];
     for await (const chunk of body) parts.push(chunk as Buffer);
-    return Buffer.concat(parts);
+    const bytes = Buffer.concat(parts);
+    // Small blobs are checked on every read from the store (a few KiB of SHA-256): a rotted
+    // manifest or git file is forgotten and fetched again, never served under a digest it lacks.
+    const got = createHash('sha256').update(bytes).digest('hex');
+    if (got !== sha256 || bytes.length !== rec.size) {
+      this.onCorrupt(sha256, got);
+      await this.meta.deleteBlob(sha256);
+      await this.store.delete(sha256).catch(() => {});
+      return null;
+    }
+    return bytes;
   }
 
   /** @param want the client's Range header, parsed; resolved here once the size is known. */

@@ -100,6 +100,8 @@ export interface BlobIndex {
   getBlob(sha256: string): Promise<BlobRecord | null>;
   putBlob(rec: BlobRecord): Promise<void>;
   deleteBlob(sha256: string): Promise<void>;
+  /** Descriptors in digest order, a page at a time after `after` (for `airlock store verify`). */
+  listBlobs(after: string, limit: number): Promise<BlobRecord[]>;
 }
 
 /** Index pages and repository metadata, parsed and normalised, by key. */

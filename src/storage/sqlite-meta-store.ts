@@ -184,6 +184,13 @@ export class SqliteMetaStore implements MetaStore {
     this.stmts.putBlob.run(rec.sha256, rec.size, rec.createdAt);
   }
 
+  async listBlobs(after: string, limit: number): Promise<BlobRecord[]> {
+    return this.db
+      .prepare<[string, number], { sha256: string; size: number; created_at: number }>('SELECT sha256, size, created_at FROM blobs WHERE sha256 > ? ORDER BY sha256 LIMIT ?')
+      .all(after, limit)
+      .map((r) => ({ sha256: r.sha256, size: r.size, createdAt: r.created_at }));
+  }
+
   async deleteBlob(sha256: string): Promise<void> {
     this.stmts.deleteBlob.run(sha256);
   }

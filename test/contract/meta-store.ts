@@ -22,6 +22,14 @@ export function blobIndexContract(name: string, fresh: () => Promise<BlobIndex>)
       expect(await s.getBlob(hex('a'))).toBeNull();
       await s.deleteBlob(hex('a')); // deleting what is absent is not an error
     });
+
+    it('lists descriptors in digest order, a page at a time', async () => {
+      const s = await fresh();
+      for (const c of ['3', '1', '2']) await s.putBlob({ sha256: hex(c), size: Number(c), createdAt: 1 });
+      expect((await s.listBlobs('', 2)).map((b) => b.size)).toEqual([1, 2]);
+      expect((await s.listBlobs(hex('2'), 2)).map((b) => b.size)).toEqual([3]);
+      expect(await s.listBlobs(hex('3'), 2)).toEqual([]);
+    });
   });
 }
 

@@ -161,5 +161,27 @@ policy:
     expect(again.complete).toBe(true);
     expect(again.body.equals(v11)).toBe(true);
   });
+
+  it('airlock store verify finds a cached file rotted on disk, and --repair makes the next pull fetch it again', async () => {
+    const file = `${a.url}/pypi/files/tinylib/${wheel('1.1')}`;
+    expect((await rawGet(file)).status).toBe(200);
+    await a.airlock.cache.idle();
+    const hex = sha256(v11);
+    const path = join(a.dir, 'data', 'blobs', 'sha256', hex.slice(0, 2), hex);
+    const rotted = Buffer.from(v11);
+    rotted[100] ^= 0x01;
+    writeFileSync(path, rotted);
+    const found = await airlockCli(['store', 'verify', '--config', a.configFile]);
+    expect(found.code).toBe(1);
+    expect(found.stdout).toContain(`CORRUPT sha256:${hex}`);
+    const repaired = await airlockCli(['store', 'verify', '--repair', '--config', a.configFile]);
+    expect(repaired.stdout).toMatch(/forgotten: they are fetched and verified again/);
+    const clean = await airlockCli(['store', 'verify', '--config', a.configFile]);
+    expect(clean.code).toBe(0);
+    expect(clean.stdout).toMatch(/0 do not match their digest, 0 missing/);
+    const again = await rawGet(file);
+    expect(again.headers['x-airlock-cache']).toBe('miss');
+    expect(again.body.equals(v11)).toBe(true);
+  });
 });
 

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
@@ -267,4 +267,23 @@ describe('verified fill', () => {
     expect(kept2).toBe(0);
     expect(await cache.cachedSize(sha(late))).toBeUndefined();
   });
+
+  it('checks a small blob on every read from the store: a rotted one is forgotten (and fetched again by its caller), never returned', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-fill-'));
+    const store = await FsBlobStore.create(dir);
+    const meta = new SqliteMetaStore(':memory:');
+    const corrupt: string[] = [];
+    const cache = new BlobCache(store, meta, hashes, undefined, (d, got) => corrupt.push(`${d} ${got}`));
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, layers: [] }));
+    const hex = await cache.putSmall(manifest);
+    expect((await cache.readSmall(hex, 1 << 20))!.equals(manifest)).toBe(true);
+    const rotted = Buffer.from(manifest);
+    rotted[3] ^= 0x20;
+    writeFileSync(store.pathOf(hex), rotted);
+    expect(await cache.readSmall(hex, 1 << 20)).toBeNull();
+    expect(corrupt).toEqual([`${hex} ${sha(rotted)}`]);
+    expect(await cache.cachedSize(hex)).toBeUndefined();
+    expect(existsSync(store.pathOf(hex))).toBe(false);
+  });
 });
+
