@@ -112,12 +112,17 @@ export class BlobCache {
     // manifest or git file is forgotten and fetched again, never served under a digest it lacks.
     const got = createHash('sha256').update(bytes).digest('hex');
     if (got !== sha256 || bytes.length !== rec.size) {
-      this.onCorrupt(sha256, got);
-      await this.meta.deleteBlob(sha256);
-      await this.store.delete(sha256).catch(() => {});
+      await this.forget(sha256, got);
       return null;
     }
     return bytes;
+  }
+
+  /** A stored blob found not to match its digest: say so, and forget it (the next request fetches it again). */
+  async forget(sha256: string, got: string): Promise<void> {
+    this.onCorrupt(sha256, got);
+    await this.meta.deleteBlob(sha256);
+    await this.store.delete(sha256).catch(() => {});
   }
 
   /** @param want the client's Range header, parsed; resolved here once the size is known. */

@@ -1,6 +1,7 @@
 import { Transform, pipeline } from 'node:stream';
 import type { Context } from 'hono';
-import { isMismatch, type AirlockError } from '../core/errors.js';
+import { createHash } from 'node:crypto';
+import { AirlockError, isMismatch } from '../core/errors.js';
 import type { Recorder } from '../core/records.js';
 import type { PullRecord } from '../storage/meta-store.js';
 import type { FillSpec } from '../core/fill.js';
@@ -37,10 +38,11 @@ export interface BlobRecording {
  * Holds back the last chunk of a body until `beforeEnd` resolves: the pull record of a served
  * artefact is committed before its client can have the whole file.
  */
-export function lastChunkAfter(beforeEnd: () => Promise<void>, passed: (bytes: number) => void = () => {}): Transform {
+export function lastChunkAfter(beforeEnd: () => Promise<void>, passed: (bytes: number) => void = () => {}, seen?: (chunk: Buffer) => void): Transform {
   let held: Buffer | null = null;
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
+      seen?.(chunk);
       const prev = held;
       held = chunk;
       if (prev) passed(prev.length);
@@ -112,21 +114,39 @@ async function start(
   // One record per transfer: written as served before the last chunk, or as cut afterwards.
   let recorded = false;
   let bytes = 0;
+  // A whole cached blob is hashed as it goes out and its last chunk waits for the digest: bytes
+  // rotted on disk are cut before their end, forgotten and fetched again next time. (Ranges are
+  // parts and cannot be checked alone; fills are verified by the fill itself.)
+  const check = served.cache === 'hit' && !served.range ? createHash('sha256') : null;
+  let rotted: Error | null = null;
   const body = pipeline(
     served.body,
     lastChunkAfter(
-      () => {
+      async () => {
+        if (check) {
+          const got = check.digest('hex');
+          if (got !== spec.sha256) {
+            rotted = new AirlockError('DIGEST_MISMATCH', `the cached copy of sha256:${spec.sha256} now hashes to sha256:${got} (disk corruption or tampering); transfer cut, the copy forgotten`);
+            await cache.forget(spec.sha256, got);
+            throw rotted;
+          }
+        }
         recorded = true;
         // A record that cannot be written withholds the last chunk: the client never has the whole file off the record.
         return r.recorder.recordServed({ ...row(served.cache, size), decision: 'allow', rule: r.rule });
       },
       (n) => (bytes += n),
+      check ? (chunk) => check.update(chunk) : undefined,
     ),
     () => {},
   );
   return sendStream(c, status, headers, body, ({ error }) => {
     r.recorder.bytesSent(r.base.ecosystem, served.cache, bytes);
     if (recorded || !error) return;
+    if (rotted) {
+      r.recorder.record({ ...row(served.cache, size), decision: 'deny', reason: `${r.label}: ${rotted.message}`, rule: r.rule, code: 'digest_mismatch' });
+      return;
+    }
     void served.settled.then(
       () => r.recorder.record({ ...row(served.cache, size), decision: 'allow', rule: r.rule, reason: `client closed the connection early (${error.message})` }),
       (fillError: Error) => {

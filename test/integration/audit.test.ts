@@ -183,5 +183,25 @@ policy:
     expect(again.headers['x-airlock-cache']).toBe('miss');
     expect(again.body.equals(v11)).toBe(true);
   });
+
+  it('re-checks a cached file as it is served: bytes rotted on disk are cut before their end, forgotten, and fetched again', async () => {
+    const file = `${a.url}/pypi/files/tinylib/${wheel('1.1')}`;
+    expect((await rawGet(file)).status).toBe(200);
+    await a.airlock.cache.idle();
+    const hex = sha256(v11);
+    const rotted = Buffer.from(v11);
+    rotted[v11.length - 10] ^= 0x01;
+    writeFileSync(join(a.dir, 'data', 'blobs', 'sha256', hex.slice(0, 2), hex), rotted);
+    const cut = await rawGet(file);
+    expect(cut.headers['x-airlock-cache']).toBe('hit');
+    expect(cut.complete).toBe(false);
+    expect(cut.body.length).toBeLessThan(v11.length);
+    const recs = await records(a, 'name=tinylib&decision=deny');
+    expect(recs[0]).toMatchObject({ cache: 'hit', sha256: hex });
+    expect(recs[0].reason).toMatch(/cached copy of sha256:[0-9a-f]{64} now hashes to sha256:[0-9a-f]{64}/);
+    const again = await rawGet(file);
+    expect(again.headers['x-airlock-cache']).toBe('miss');
+    expect(again.body.equals(v11)).toBe(true);
+  });
 });
 
