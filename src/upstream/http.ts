@@ -26,6 +26,46 @@ export interface UpstreamHttpOptions {
   /** Time allowed between two body chunks. */
   bodyTimeoutMs?: number;
   userAgent?: string;
+  /** Consecutive failures to reach a host after which it is not asked for a while (0: never). */
+  breakerFailures?: number;
+  /** How long a host that keeps failing is not asked (then one request tries it again). */
+  breakerCooldownMs?: number;
+}
+
+/**
+ * A host that keeps failing to answer (connection refused, reset, no headers before the timeout)
+ * is not asked again for a cooldown: every request would otherwise wait the full timeout before
+ * its fallback (a stale page, a cached file) or its error. After the cooldown one request tries
+ * the host again; an answer of any status closes the breaker.
+ */
+class Breaker {
+  private readonly hosts = new Map<string, { failures: number; openUntil: number }>();
+  constructor(
+    private readonly threshold: number,
+    private readonly cooldownMs: number,
+  ) {}
+
+  check(host: string): void {
+    const h = this.hosts.get(host);
+    if (!h || this.threshold <= 0 || h.failures < this.threshold) return;
+    const now = Date.now();
+    if (now < h.openUntil) {
+      throw new AirlockError('UPSTREAM_UNAVAILABLE', `upstream ${host} is not being asked: it failed ${h.failures} times in a row; it is tried again in ${Math.ceil((h.openUntil - now) / 1000)} s`);
+    }
+    // Half-open: this request tries the host; the next ones wait for its answer's verdict.
+    h.openUntil = now + this.cooldownMs;
+  }
+
+  failed(host: string): void {
+    const h = this.hosts.get(host) ?? { failures: 0, openUntil: 0 };
+    h.failures++;
+    if (h.failures >= this.threshold) h.openUntil = Date.now() + this.cooldownMs;
+    this.hosts.set(host, h);
+  }
+
+  answered(host: string): void {
+    this.hosts.delete(host);
+  }
 }
 
 /**
@@ -38,8 +78,10 @@ export class UpstreamHttp {
   private readonly headersTimeout: number;
   private readonly bodyTimeout: number;
   private readonly userAgent: string;
+  private readonly breaker: Breaker;
 
   constructor(opts: UpstreamHttpOptions = {}) {
+    this.breaker = new Breaker(opts.breakerFailures ?? 3, opts.breakerCooldownMs ?? 15_000);
     this.dispatcher = opts.dispatcher ?? new Agent({ connections: 64, pipelining: 1, keepAliveTimeout: 30_000 });
     this.headersTimeout = opts.headersTimeoutMs ?? 30_000;
     this.bodyTimeout = opts.bodyTimeoutMs ?? 60_000;
@@ -55,6 +97,7 @@ export class UpstreamHttp {
         throw new AirlockError('UPSTREAM_HOST_NOT_ALLOWED', `refusing to fetch ${redact(current)}: host ${current.host} is not a configured upstream or file host`);
       }
       let res: Dispatcher.ResponseData;
+      this.breaker.check(current.host);
       try {
         res = await request(current, {
           method: opts.method ?? 'GET',
@@ -65,8 +108,11 @@ export class UpstreamHttp {
           bodyTimeout: this.bodyTimeout,
         });
       } catch (e) {
+        // A request the caller cancelled says nothing about the host.
+        if (!opts.signal?.aborted) this.breaker.failed(current.host);
         throw new AirlockError('UPSTREAM_UNAVAILABLE', `upstream ${current.host} unreachable: ${(e as Error).message}`, { cause: e });
       }
+      this.breaker.answered(current.host);
       const loc = res.headers.location;
       if (res.statusCode >= 300 && res.statusCode < 400 && typeof loc === 'string') {
         res.body.resume();
