@@ -57,6 +57,11 @@ export const MT = {
 export const MANIFEST_ACCEPT = [MT.ociIndex, MT.ociManifest, MT.dockerList, MT.dockerManifest].join(', ');
 
 const INDEX_TYPES = new Set<string>([MT.ociIndex, MT.dockerList]);
+
+/** Whether a manifest media type (as parseManifest reports it) is an index of other manifests. */
+export function isIndexType(mediaType: string): boolean {
+  return INDEX_TYPES.has(mediaType);
+}
 const MANIFEST_TYPES = new Set<string>([MT.ociManifest, MT.dockerManifest]);
 
 export interface Child {

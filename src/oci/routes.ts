@@ -10,7 +10,7 @@ import { registryKey } from '../policy/oci.js';
 import type { Decision } from '../policy/types.js';
 import type { OciStore, PullRecord } from '../storage/meta-store.js';
 import { contentLength, header, readBoundedBytes } from '../upstream/http.js';
-import { MT, ManifestError, accepts, parseManifest, parseV2Path } from './reference.js';
+import { MT, ManifestError, accepts, isIndexType, parseManifest, parseV2Path } from './reference.js';
 import { checkDigest, isValidName, isValidTag, looksLikeHost } from '../names/oci.js';
 import type { RegistryClient } from './registry-client.js';
 import type { ImageGate } from './gate.js';
@@ -159,7 +159,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     // The advisory gate: an image is served only once its packages have been judged.
     let gated;
     try {
-      gated = await d.gate.check({ repo: t.repo, openBlob: (dg, signal) => openBlob(t, dg, signal) }, digest, m.bytes, parseManifest(m.bytes, m.mediaType).isIndex);
+      gated = await d.gate.check({ repo: t.repo, openBlob: (dg, signal) => openBlob(t, dg, signal) }, digest, m.bytes, isIndexType(m.mediaType));
     } catch (e) {
       if (c.req.method === 'GET') {
         d.recorder.record({ ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), cache: m.cache, decision: 'error', reason: (e as Error).message, rule, code: 'upstream_failed' });

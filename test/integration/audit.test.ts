@@ -19,6 +19,12 @@ describe('who pulled what: advisories, affected, SBOM and the hash-chained recor
   const v10 = randomBytes(2000);
   const v11 = randomBytes(2000);
   const wheel = (v: string) => `tinylib-${v}-py3-none-any.whl`;
+  /** Flip one bit of a cached blob's file behind Airlock's back (disk rot). */
+  const rot = (hex: string, bytes: Buffer, at: number) => {
+    const rotted = Buffer.from(bytes);
+    rotted[at] ^= 0x01;
+    writeFileSync(join(a.dir, 'data', 'blobs', 'sha256', hex.slice(0, 2), hex), rotted);
+  };
 
   beforeAll(async () => {
     await pub.start();
@@ -167,10 +173,7 @@ policy:
     expect((await rawGet(file)).status).toBe(200);
     await a.airlock.cache.idle();
     const hex = sha256(v11);
-    const path = join(a.dir, 'data', 'blobs', 'sha256', hex.slice(0, 2), hex);
-    const rotted = Buffer.from(v11);
-    rotted[100] ^= 0x01;
-    writeFileSync(path, rotted);
+    rot(hex, v11, 100);
     const found = await airlockCli(['store', 'verify', '--config', a.configFile]);
     expect(found.code).toBe(1);
     expect(found.stdout).toContain(`CORRUPT sha256:${hex}`);
@@ -189,9 +192,7 @@ policy:
     expect((await rawGet(file)).status).toBe(200);
     await a.airlock.cache.idle();
     const hex = sha256(v11);
-    const rotted = Buffer.from(v11);
-    rotted[v11.length - 10] ^= 0x01;
-    writeFileSync(join(a.dir, 'data', 'blobs', 'sha256', hex.slice(0, 2), hex), rotted);
+    rot(hex, v11, v11.length - 10);
     const cut = await rawGet(file);
     expect(cut.headers['x-airlock-cache']).toBe('hit');
     expect(cut.complete).toBe(false);
