@@ -84,7 +84,12 @@ export function buildApp(d: AppDeps): Hono<AppEnv> {
     return next();
   });
 
-  app.get('/-/healthz', (c) => c.json({ status: 'ok' }));
+  // Red while pull records cannot be written: every artefact is withheld then (fail closed).
+  app.get('/-/healthz', (c) => {
+    const failing = d.recorder.health();
+    if (!failing) return c.json({ status: 'ok' });
+    return c.json({ status: 'failing', record: `pull records cannot be written since ${new Date(failing.at).toISOString()}: ${failing.message}` }, 503);
+  });
   app.get('/-/metrics', async (c) => c.body(await d.metrics.registry.metrics(), 200, { 'content-type': d.metrics.registry.contentType }));
   app.get('/-/records', async (c) => {
     const q = c.req.query();

@@ -4,7 +4,9 @@ import type { Dispatcher } from 'undici';
 import { buildApp } from './app.js';
 import { Authenticator } from './auth/tokens.js';
 import { changedSettings, loadConfig, type LoadedConfig } from './config/load.js';
+import { splitListen } from './config/preflight.js';
 import { BlobCache } from './core/cache.js';
+import { ClientSlots } from './core/slots.js';
 import { HashPool } from './core/hasher.js';
 import { Recorder } from './core/records.js';
 import { createLogger, type Logger } from './obs/logger.js';
@@ -41,13 +43,17 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const metrics = new Metrics(opts.defaultMetrics ?? true);
   const http = upstreamHttp(loaded, 'pypi', opts.dispatcher);
   const hashes = new HashPool(1).warm();
-  const cache = new BlobCache(
-    store,
-    meta,
-    hashes,
-    (sha256, e) => log.error({ digest: sha256, err: (e as Error).message }, 'verified blob could not be committed to the store; it will be fetched again next time'),
-    (sha256, got) => log.error({ digest: sha256, got }, 'a stored blob no longer matches its digest (disk corruption or tampering): forgotten, it will be fetched again'),
-  );
+  const t = config.transfers;
+  const cache = new BlobCache(store, meta, hashes, {
+    onCommitError: (sha256, e) => log.error({ digest: sha256, err: (e as Error).message }, 'verified blob could not be committed to the store; it will be fetched again next time'),
+    onCorrupt: (sha256, got) => {
+      metrics.corruptBlobs.inc();
+      log.error({ digest: sha256, got }, 'a stored blob no longer matches its digest (disk corruption or tampering): forgotten, it will be fetched again');
+    },
+    onCut: (why) => metrics.slowUpstreams.inc({ reason: why }),
+    budget: { minRate: t.min_rate, windowMs: t.rate_window * 1000, deadlineMs: t.deadline * 1000, abandonMs: t.abandon_after * 1000, finishBytes: t.finish_bytes },
+    slots: new ClientSlots(t.per_client, t.queue_wait * 1000),
+  });
   const recorder = new Recorder(meta, metrics, log);
   const readAdvisories = async () => new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
   let advisories = await readAdvisories();
@@ -140,11 +146,6 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
 }
 
 export type Airlock = Awaited<ReturnType<typeof createAirlock>>;
-
-function splitListen(listen: string): { hostname: string; port: number } {
-  const i = listen.lastIndexOf(':');
-  return { hostname: listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(listen.slice(i + 1)) };
-}
 
 /** Start listening; resolves once the socket is bound. */
 export async function startServer(loaded: LoadedConfig, opts: AirlockOptions = {}): Promise<{ airlock: Airlock; server: ServerType; port: number; stop: () => Promise<void> }> {

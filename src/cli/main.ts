@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type LoadedConfig } from '../config/load.js';
 import { parseTime } from '../core/time.js';
 import { startServer } from '../server.js';
+import { preflight, systemMessage } from '../config/preflight.js';
 import { openMeta } from '../backends.js';
 import type { MetaStore } from '../storage/meta-store.js';
 import type { PullFilter } from '../storage/meta-store.js';
@@ -74,6 +75,13 @@ async function withMeta<T>(loaded: LoadedConfig, create: boolean, fn: (meta: Met
   }
 }
 
+/** Why the server could not start, as one line. */
+function startError(e: unknown, listen: string): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') return `listen ${listen}: ${systemMessage(e)}`;
+  return /^E[A-Z]+$/.test(code ?? '') ? `${systemMessage(e)}: ${(e as Error).message}` : (e as Error).message;
+}
+
 function fail(msg: string, code = 2): never {
   process.stderr.write(`airlock: ${msg}\n`);
   process.exit(code);
@@ -113,7 +121,10 @@ async function main(argv: string[]): Promise<void> {
   switch (cmd) {
     case 'serve': {
       const loaded = loadConfig(configFile);
-      const { airlock, stop } = await startServer(loaded);
+      // Everything serve needs from the machine, before anything is opened: one line per problem.
+      const pre = await preflight(loaded, { listen: false });
+      if (pre.problems.length) fail(`cannot start: ${pre.problems.join('; ')}`, 1);
+      const { airlock, stop } = await startServer(loaded).catch((e) => fail(`cannot start: ${startError(e, loaded.config.listen)}`, 1));
       let stopping = false;
       const shutdown = (sig: string) => {
         if (stopping) return;
@@ -131,6 +142,9 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'check': {
       const loaded = loadConfig(configFile);
+      const pre = await preflight(loaded);
+      if (pre.problems.length) fail(`${loaded.configFile}: ${pre.problems.join('; ')}`);
+      if (pre.inUse) process.stderr.write(`airlock: note: ${pre.inUse}\n`);
       process.stdout.write(
         `${loaded.configFile}: OK (${loaded.policy.pypi.size} PyPI allow entries, ${loaded.policy.oci.size} OCI repositories, ${loaded.policy.hf.size} Hugging Face repositories; policy in ${loaded.policyFile})\n`,
       );
@@ -367,6 +381,8 @@ main(process.argv.slice(2)).catch((e) => {
     fail((e as Error).message);
   }
   if ((e as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') fail((e as Error).message);
+  // A system error (permissions, a full or read-only disk): one line, no stack trace.
+  if (/^E[A-Z]+$/.test((e as { code?: string }).code ?? '')) fail(`${systemMessage(e)}: ${(e as Error).message}`, 1);
   process.stderr.write(`airlock: unexpected error: ${(e as Error).stack ?? e}\n`);
   process.exit(1);
 });

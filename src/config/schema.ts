@@ -2,7 +2,8 @@ import { z } from 'zod';
 
 const hostPort = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:8080');
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:8080')
+  .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port out of range: expected 0 to 65535');
 
 const httpUrl = z
   .string()
@@ -227,6 +228,25 @@ export const configSchema = z
         oci: z.enum(['anonymous', 'token']).default('anonymous'),
         /** The /-/ admin endpoints (records, SBOM): an admin token, or open (loopback setups, tests). */
         admin: z.enum(['token', 'open']).default('token'),
+      })
+      .strict()
+      .prefault({}),
+    /** What upstream downloads may cost (src/core/fill.ts FillBudget, src/core/slots.ts). */
+    transfers: z
+      .object({
+        /** Minimum upstream rate, bytes per second averaged over rate_window; a slower body is cut (0: none). */
+        min_rate: z.number().int().min(0).default(32 * 1024),
+        rate_window: z.number().positive().default(30),
+        /** Longest a single upstream body may take, seconds (0: no limit). */
+        deadline: z.number().min(0).default(4 * 3600),
+        /** Seconds a download may run with no client reading it before it is cancelled (0: never). */
+        abandon_after: z.number().min(0).default(2),
+        /** An abandoned download with at most this many bytes left is finished instead. */
+        finish_bytes: z.number().int().min(0).default(16 * 1024 * 1024),
+        /** New upstream downloads under way per client (token, or address when anonymous); 0: no limit. */
+        per_client: z.number().int().min(0).default(16),
+        /** Seconds a client over per_client waits for one of its own downloads to end before a 429. */
+        queue_wait: z.number().positive().default(30),
       })
       .strict()
       .prefault({}),

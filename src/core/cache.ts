@@ -4,13 +4,35 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { storeBytes, type FileBytes } from './bytes.js';
 import type { AirlockError } from './errors.js';
-import { Fill, type FillSpec } from './fill.js';
+import { DEFAULT_BUDGET, Fill, type FillBudget, type FillSpec } from './fill.js';
 import type { HashPool } from './hasher.js';
+import type { ClientSlots } from './slots.js';
 import { resolveRange, type RangeSpec } from './range.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
 import type { BlobIndex } from '../storage/meta-store.js';
 
 export type CacheOutcome = 'hit' | 'miss' | 'join';
+
+export interface CacheOptions {
+  /** A verified blob could not be committed to the store (it is fetched again next time). */
+  onCommitError?: (sha256: string, e: unknown) => void;
+  /** A stored blob that no longer matches its digest was found (and forgotten): say so loudly. */
+  onCorrupt?: (sha256: string, got: string) => void;
+  /** What each upstream body may cost (rate, deadline, abandonment). */
+  budget?: FillBudget;
+  /** A download was ended by its budget (too slow, past its deadline, abandoned). */
+  onCut?: (why: 'slow' | 'deadline' | 'abandoned') => void;
+  /** New upstream downloads under way per client (ClientSlots). */
+  slots?: ClientSlots;
+}
+
+export interface FetchOptions {
+  /**
+   * Who asks (token name or address): a request that would start a new upstream download (not a
+   * hit or a join) takes one of this client's slots first, and may wait for it or be refused.
+   */
+  client?: string;
+}
 
 export interface Served {
   cache: CacheOutcome;
@@ -39,14 +61,24 @@ export class BlobCache {
   /** Every fill not yet over (a failed one leaves `inflight` at once, but is over only once its spool file is gone). */
   private readonly running = new Set<Fill>();
 
+  private readonly onCommitError: (sha256: string, e: unknown) => void;
+  private readonly onCorrupt: (sha256: string, got: string) => void;
+  private readonly budget: FillBudget;
+  private readonly slots: ClientSlots | undefined;
+  private readonly onCut: NonNullable<CacheOptions['onCut']>;
+
   constructor(
     readonly store: BlobStore,
     readonly meta: BlobIndex,
     private readonly hashes: HashPool,
-    private readonly onCommitError: (sha256: string, e: unknown) => void = () => {},
-    /** A stored blob that no longer matches its digest was found (and forgotten): say so loudly. */
-    private readonly onCorrupt: (sha256: string, got: string) => void = () => {},
-  ) {}
+    opts: CacheOptions = {},
+  ) {
+    this.onCommitError = opts.onCommitError ?? (() => {});
+    this.onCorrupt = opts.onCorrupt ?? (() => {});
+    this.budget = opts.budget ?? DEFAULT_BUDGET;
+    this.slots = opts.slots;
+    this.onCut = opts.onCut ?? (() => {});
+  }
 
   /** Resolves when every fill under way has finished (committed or failed). */
   async idle(): Promise<void> {
@@ -126,7 +158,7 @@ export class BlobCache {
   }
 
   /** @param want the client's Range header, parsed; resolved here once the size is known. */
-  async fetch(spec: FillSpec, want?: RangeSpec): Promise<Served> {
+  async fetch(spec: FillSpec, want?: RangeSpec, opts: FetchOptions = {}): Promise<Served> {
     const rec = await this.meta.getBlob(spec.sha256);
     if (rec) {
       const r = resolveRange(want, rec.size);
@@ -141,10 +173,21 @@ export class BlobCache {
       }
     }
     let fill = this.inflight.get(spec.sha256);
+    let release: (() => void) | undefined;
+    if (!fill && opts.client !== undefined && this.slots) {
+      release = await this.slots.acquire(opts.client);
+      // While this request waited, another may have started the fill or finished it.
+      if (this.inflight.has(spec.sha256) || (await this.meta.getBlob(spec.sha256))) {
+        release();
+        return this.fetch(spec, want);
+      }
+    }
     let cache: CacheOutcome = 'join';
-    if (!fill) {
+    if (fill) {
+      if (spec.keep) fill.keep();
+    } else {
       cache = 'miss';
-      const f = new Fill(spec, this.store, this.meta, this.hashes);
+      const f = new Fill(spec, this.store, this.meta, this.hashes, this.budget);
       fill = f;
       this.inflight.set(spec.sha256, f);
       // Joiners keep reading the spool file until the blob is in the store, then hits take over.
@@ -157,14 +200,31 @@ export class BlobCache {
         forget();
       });
       // A failed fill is forgotten at once: the next request starts a new one.
-      f.once('failed', forget);
+      f.once('failed', () => {
+        forget();
+        if (f.cutBy) this.onCut(f.cutBy);
+      });
       f.on('commit-error', (e) => this.onCommitError(spec.sha256, e));
       void f.run();
     }
-    await fill.ready;
+    try {
+      await fill.ready;
+    } catch (e) {
+      release?.();
+      throw e;
+    }
     const r = fill.size !== undefined ? resolveRange(want, fill.size) : undefined;
-    if (r === 'unsatisfiable') return unsatisfiable(cache, fill.size);
-    return { cache, size: fill.size, range: r, unsatisfiable: false, body: fill.reader(r), settled: fill.settled, gate: fill.gate, committed: fill.committed };
+    if (r === 'unsatisfiable') {
+      release?.();
+      return unsatisfiable(cache, fill.size);
+    }
+    const body = fill.reader(r);
+    if (release) {
+      // The slot is the request's until its transfer ends, or the download does.
+      body.once('close', release);
+      void fill.committed.then(release);
+    }
+    return { cache, size: fill.size, range: r, unsatisfiable: false, body, settled: fill.settled, gate: fill.gate, committed: fill.committed };
   }
 }
 

@@ -16,6 +16,10 @@ export type AirlockErrorCode =
   | 'CONTENT_REFUSED'
   /** The pull record could not be written: nothing is served whose record is not settled. */
   | 'RECORD_FAILED'
+  /** A download no client was waiting for any more (FillBudget). */
+  | 'CANCELLED'
+  /** A client has too many cold transfers under way (transfers.per_client). */
+  | 'TOO_MANY_REQUESTS'
   | 'INTERNAL';
 
 const STATUS: Record<AirlockErrorCode, number> = {
@@ -30,6 +34,8 @@ const STATUS: Record<AirlockErrorCode, number> = {
   NO_VERIFIABLE_DIGEST: 403,
   CONTENT_REFUSED: 403,
   RECORD_FAILED: 503,
+  CANCELLED: 503,
+  TOO_MANY_REQUESTS: 429,
   INTERNAL: 500,
 };
 

@@ -32,7 +32,34 @@ export interface FillSpec {
    * holds the spool file open; the fill waits for that (5 s at most) before renaming the file.
    */
   observe?: (spool: SpoolFollow, committed: Promise<boolean>) => Promise<void> | void;
+  /**
+   * The fill is wanted even when no client reads it (the image gate reads a layer for its
+   * inventory): it is not cancelled when its readers have gone.
+   */
+  keep?: boolean;
 }
+
+/**
+ * What one upstream body may cost. A body slower than `minRate` over a window, or longer than
+ * `deadlineMs` overall, is cut: a dripping upstream would otherwise hold a connection (and its
+ * clients) for ever, as a chunk every few seconds never trips a between-chunks timeout. A fill
+ * that no client has read for `abandonMs` is cancelled unless at most `finishBytes` are left
+ * (finishing those costs less than a retry's refetch): an anonymous client that opens many cold
+ * pulls and hangs up must not keep the upstream busy for nobody. A retry within the grace rejoins
+ * the fill.
+ */
+export interface FillBudget {
+  /** Bytes per second, averaged over `windowMs` (0: no minimum). */
+  minRate: number;
+  windowMs: number;
+  /** The whole body's time limit (0: none). */
+  deadlineMs: number;
+  /** How long a fill may run with no reader before it is cancelled (0: never cancelled). */
+  abandonMs: number;
+  finishBytes: number;
+}
+
+export const DEFAULT_BUDGET: FillBudget = { minRate: 32 * 1024, windowMs: 30_000, deadlineMs: 4 * 3600_000, abandonMs: 2_000, finishBytes: 16 << 20 };
 
 /** A fill's spool file as a follower sees it. */
 export interface SpoolFollow {
@@ -124,15 +151,23 @@ export class Fill extends EventEmitter {
   private rejectReady!: (e: Error) => void;
   private resolveSettled!: () => void;
   private rejectSettled!: (e: Error) => void;
+  /** Wanted with no reader (see FillSpec.keep); set when such a caller joins. */
+  private kept: boolean;
+  private abandonTimer: NodeJS.Timeout | undefined;
+  /** Why the budget ended the fill, if it did (metrics). */
+  cutBy: 'slow' | 'deadline' | 'abandoned' | undefined;
+  private stopWatch: () => void = () => {};
 
   constructor(
     private readonly spec: FillSpec,
     private readonly store: BlobStore,
     private readonly meta: BlobIndex,
     private readonly hashes: HashPool,
+    private readonly budget: FillBudget = DEFAULT_BUDGET,
   ) {
     super();
     this.setMaxListeners(0);
+    this.kept = spec.keep === true;
     this.tmpPath = join(store.spoolDir, `${spec.sha256}.${randomBytes(6).toString('hex')}.part`);
     this.ready = new Promise((res, rej) => ((this.resolveReady = res), (this.rejectReady = rej)));
     this.settled = new Promise((res, rej) => ((this.resolveSettled = res), (this.rejectSettled = rej)));
@@ -145,12 +180,33 @@ export class Fill extends EventEmitter {
     if (!spec.inspect) this.ready.then(() => this.resolveGate(), () => {});
   }
 
+  /** A caller that needs the fill finished even with no reader has joined it. */
+  keep(): void {
+    this.kept = true;
+  }
+
+  /** With no reader left, cancel the fill after the grace, unless it is kept or nearly done (FillBudget). */
+  private maybeAbandon(): void {
+    const b = this.budget;
+    if (b.abandonMs <= 0 || this.kept || this.readers > 0 || this.state !== 'running' || this.abandonTimer) return;
+    this.abandonTimer = setTimeout(() => {
+      this.abandonTimer = undefined;
+      if (this.readers > 0 || this.kept || this.state !== 'running') return;
+      if (this.size !== undefined && this.size - this.written <= b.finishBytes) return;
+      this.cutBy = 'abandoned';
+      this.fail(new AirlockError('CANCELLED', `download of sha256:${this.spec.sha256} cancelled after ${this.written} bytes: no client was waiting for it`));
+    }, b.abandonMs);
+    this.abandonTimer.unref();
+  }
+
   /** Bytes readers may have now. */
   available(): number {
     if (this.state === 'verified') return this.written;
     // Inspected files: nothing until the inspector has judged the part that could run code.
     if (this.spec.inspect && (!this.released || this.refusal)) return 0;
-    return Math.max(0, this.written - HOLD_BACK);
+    // Only the file's last HOLD_BACK bytes wait for the digest (a range early in the file is
+    // answered as soon as it has arrived); with no declared size, the last bytes written wait.
+    return Math.max(0, this.size !== undefined ? Math.min(this.written, this.size - HOLD_BACK) : this.written - HOLD_BACK);
   }
 
   private release = (): void => {
@@ -237,6 +293,41 @@ export class Fill extends EventEmitter {
       }
     }
     this.pump(up.body);
+    this.maybeAbandon();
+  }
+
+  /**
+   * Cut a body slower than the budget's minimum rate over a window, or running past its deadline
+   * (not while the fill itself has paused the body because the disk is behind).
+   */
+  private watch(body: Readable, received: () => number): void {
+    const b = this.budget;
+    if (b.minRate <= 0 && b.deadlineMs <= 0) return;
+    const started = Date.now();
+    let mark = { at: started, bytes: 0 };
+    const every = Math.max(20, Math.min(1000, (b.windowMs || 4000) / 4));
+    const timer = setInterval(() => {
+      if (this.state !== 'running') return clearInterval(timer);
+      const now = Date.now();
+      let why: string | undefined;
+      if (b.deadlineMs > 0 && now - started > b.deadlineMs) {
+        this.cutBy = 'deadline';
+        why = `still running after ${Math.round(b.deadlineMs / 1000)} s (transfers.deadline)`;
+      } else if (b.minRate > 0 && now - mark.at >= b.windowMs) {
+        const rate = (received() - mark.bytes) / ((now - mark.at) / 1000);
+        if (rate < b.minRate && !body.isPaused()) {
+          this.cutBy = 'slow';
+          why = `${Math.round(rate)} bytes/s over the last ${Math.round((now - mark.at) / 1000)} s, below the minimum of ${b.minRate} (transfers.min_rate)`;
+        }
+        mark = { at: now, bytes: received() };
+      }
+      if (!why) return;
+      clearInterval(timer);
+      body.destroy();
+      this.fail(new AirlockError('UPSTREAM_UNAVAILABLE', `upstream too slow for sha256:${this.spec.sha256}: ${why}; transfer cut after ${this.written} bytes`));
+    }, every);
+    timer.unref();
+    this.stopWatch = () => clearInterval(timer);
   }
 
   private pump(body: Readable): void {
@@ -247,6 +338,7 @@ export class Fill extends EventEmitter {
     let received = 0;
     let ended = false;
     let writing = false;
+    this.watch(body, () => received);
 
     const drain = async (): Promise<void> => {
       if (writing || this.state !== 'running') return;
@@ -349,6 +441,7 @@ export class Fill extends EventEmitter {
       if (this.state !== 'running') return;
     }
     this.state = 'verified';
+    this.stopWatch();
     this.resolveGate();
     this.committing = true;
     this.emit('progress');
@@ -375,6 +468,8 @@ export class Fill extends EventEmitter {
     const wasOpening = this.state === 'opening';
     this.state = 'failed';
     this.error = e;
+    this.stopWatch();
+    if (this.abandonTimer) clearTimeout(this.abandonTimer);
     this.abort.abort();
     this.hashJob?.abort();
     if (wasOpening) this.rejectReady(e);
@@ -427,6 +522,7 @@ export class Fill extends EventEmitter {
         released = true;
         fill.readers--;
         fill.maybeClose();
+        fill.maybeAbandon();
       }
     };
     const stream = new Readable({
@@ -461,7 +557,9 @@ export class Fill extends EventEmitter {
             );
             return;
           }
-          if (fill.state === 'verified' && pos >= Math.min(fill.written, stop)) {
+          // A range ends once delivered (its bytes were released by available(), so the file's
+          // tail only after the digest); the whole file ends once verified.
+          if (pos >= stop || (fill.state === 'verified' && pos >= fill.written)) {
             stream.push(null);
             return;
           }

@@ -23,6 +23,8 @@ export class Recorder {
   private waiters: ((failure: Error | null) => void)[] = [];
   private scheduled = false;
   private writing: Promise<void> = Promise.resolve();
+  /** The last failed write, until a later one succeeds (the health endpoint turns red on it). */
+  private failing: { at: number; message: string } | null = null;
 
   constructor(
     private readonly pulls: PullLog,
@@ -44,13 +46,26 @@ export class Recorder {
       const batch = this.queue.splice(0, BATCH_MAX);
       this.writing = this.writing
         .then(() => appendPulls(this.pulls, batch))
-        .catch((e) => {
-          failure = e as Error;
-          this.log.error({ err: e, rows: batch.length, first: batch[0] }, 'failed to write pull records');
-        });
+        .then(
+          () => {
+            if (this.failing) this.log.warn({ since: new Date(this.failing.at).toISOString() }, 'pull records are being written again');
+            this.failing = null;
+          },
+          (e) => {
+            failure = e as Error;
+            this.failing = { at: Date.now(), message: (e as Error).message };
+            this.metrics.recordFailures.inc(batch.length);
+            this.log.error({ err: (e as Error).message, rows: batch.length, first: batch[0] }, 'failed to write pull records: artefacts are withheld until the record can be written');
+          },
+        );
     }
     // Every waiter of this turn learns whether the rows were written (a failed batch fails them all).
     void this.writing.then(() => waiters.forEach((w) => w(failure)));
+  }
+
+  /** Null while records are written; the last failure while they are not. */
+  health(): { at: number; message: string } | null {
+    return this.failing;
   }
 
   /** Count artefact body bytes sent to a client (airlock_bytes_sent_total). */

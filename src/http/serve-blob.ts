@@ -70,7 +70,16 @@ export async function serveBlob(c: Context<AppEnv>, cache: BlobCache, spec: Fill
     const mismatch = isMismatch(e);
     const errCode = (e as AirlockError).code;
     // A redirect to a host outside the allowed file hosts is a refusal, like a digest that disagrees.
-    const code = refused || errCode === 'CONTENT_REFUSED' ? 'content_refused' : mismatch ? 'digest_mismatch' : errCode === 'UPSTREAM_HOST_NOT_ALLOWED' ? 'file_host' : 'upstream_failed';
+    const code =
+      refused || errCode === 'CONTENT_REFUSED'
+        ? 'content_refused'
+        : mismatch
+          ? 'digest_mismatch'
+          : errCode === 'UPSTREAM_HOST_NOT_ALLOWED'
+            ? 'file_host'
+            : errCode === 'TOO_MANY_REQUESTS'
+              ? 'too_many_downloads'
+              : 'upstream_failed';
     r.recorder.record({
       ...row('none', r.declaredSize ?? null),
       decision: code === 'upstream_failed' ? 'error' : 'deny',
@@ -90,7 +99,7 @@ async function start(
   r: BlobRecording,
   row: (cache: PullRecord['cache'], size: number | null) => Omit<PullRecord, 'decision'>,
 ): Promise<Response> {
-  const served = await cache.fetch(spec, parseRange(c.req.header('range')));
+  const served = await cache.fetch(spec, parseRange(c.req.header('range')), { client: r.base.client });
   headers['x-airlock-cache'] = served.cache;
   try {
     // Inspected code-bearing files answer only once judged, so a refusal is a proper error.
@@ -150,6 +159,10 @@ async function start(
     void served.settled.then(
       () => r.recorder.record({ ...row(served.cache, size), decision: 'allow', rule: r.rule, reason: `client closed the connection early (${error.message})` }),
       (fillError: Error) => {
+        if ((fillError as AirlockError).code === 'CANCELLED') {
+          r.recorder.record({ ...row(served.cache, size), decision: 'allow', rule: r.rule, reason: `client closed the connection early (${error.message}); the download was then cancelled, no client was waiting for it` });
+          return;
+        }
         const refused = r.refusal?.();
         const code = refused ? 'content_refused' : isMismatch(fillError) ? 'digest_mismatch' : 'upstream_failed';
         r.recorder.record({ ...row(served.cache, size), decision: 'deny', reason: refused?.reason ?? `${r.label}: ${fillError.message}; transfer cut, nothing cached`, rule: refused?.rule ?? r.rule, code });

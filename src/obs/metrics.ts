@@ -41,6 +41,28 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly recordFailures = new Counter({
+    name: 'airlock_record_write_failures_total',
+    help: 'Pull records that could not be written (their artefacts were withheld)',
+    registers: [this.registry],
+  });
+  readonly corruptBlobs = new Counter({
+    name: 'airlock_corrupt_blobs_total',
+    help: 'Stored blobs found not to match their digest (forgotten and fetched again)',
+    registers: [this.registry],
+  });
+  readonly evictions = new Counter({
+    name: 'airlock_cache_evictions_total',
+    help: 'Blobs evicted from the cache to stay under cache.max_bytes',
+    registers: [this.registry],
+  });
+  readonly slowUpstreams = new Counter({
+    name: 'airlock_upstream_cut_total',
+    help: 'Upstream downloads cut or cancelled by their budget, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'airlock_' });
   }

@@ -103,7 +103,7 @@ export class ImageInventories {
     }
     const cached = await this.cache.fileBytes(hex);
     if (cached) return this.fromCache(hex, cached);
-    const served = await this.cache.fetch({ sha256: hex, size: layer.size, open, observe: this.observer(hex) });
+    const served = await this.cache.fetch({ sha256: hex, size: layer.size, open, observe: this.observer(hex), keep: true });
     // Nobody reads this body: the fill goes on to its digest and the observer reads the layer.
     served.body.destroy();
     await served.settled;

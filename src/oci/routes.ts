@@ -369,7 +369,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       return refuse(ctx, err);
     }
     if (err instanceof AirlockError) {
-      const code = err.code === 'POLICY_DENIED' ? 'DENIED' : err.code === 'NOT_FOUND' ? 'NAME_UNKNOWN' : err.code === 'BAD_REQUEST' ? 'NAME_INVALID' : 'UNKNOWN';
+      const code = { POLICY_DENIED: 'DENIED', NOT_FOUND: 'NAME_UNKNOWN', BAD_REQUEST: 'NAME_INVALID', TOO_MANY_REQUESTS: 'TOOMANYREQUESTS' }[err.code as string] ?? 'UNKNOWN';
       if (err.status >= 500) d.log.error({ ecosystem: 'oci', code: err.code, err: err.message, path: c.req.path }, 'request failed');
       else d.log.warn({ ecosystem: 'oci', code: err.code, reason: err.message, path: c.req.path }, 'request refused');
       return refuse(ctx, new OciError(err.status, code, err.message));

@@ -135,22 +135,42 @@ export class UpstreamHttp {
 }
 
 /** Read a body as text, refusing more than maxBytes (a multi-MB index page is fine; 1 GB is not). */
-export async function readBounded(body: Readable, maxBytes: number): Promise<string> {
-  return (await readBoundedBytes(body, maxBytes)).toString('utf8');
+export async function readBounded(body: Readable, maxBytes: number, deadlineMs?: number): Promise<string> {
+  return (await readBoundedBytes(body, maxBytes, deadlineMs)).toString('utf8');
 }
 
-/** Read a body whole as bytes, refusing more than maxBytes. */
-export async function readBoundedBytes(body: Readable, maxBytes: number): Promise<Buffer> {
+/**
+ * Time a whole page or manifest body may take: a host that drips a page a few bytes at a time
+ * never trips the between-chunks timeout, and every request for that page would wait on it.
+ */
+export const PAGE_DEADLINE_MS = 120_000;
+
+/** Read a body whole as bytes, refusing more than maxBytes or taking longer than deadlineMs. */
+export async function readBoundedBytes(body: Readable, maxBytes: number, deadlineMs = PAGE_DEADLINE_MS): Promise<Buffer> {
   const parts: Buffer[] = [];
   let n = 0;
-  for await (const chunk of body) {
-    n += (chunk as Buffer).length;
-    if (n > maxBytes) {
-      body.destroy();
-      throw new AirlockError('UPSTREAM_BAD_RESPONSE', `upstream response exceeds ${maxBytes} bytes`);
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    body.destroy();
+  }, deadlineMs);
+  timer.unref();
+  try {
+    for await (const chunk of body) {
+      n += (chunk as Buffer).length;
+      if (n > maxBytes) {
+        body.destroy();
+        throw new AirlockError('UPSTREAM_BAD_RESPONSE', `upstream response exceeds ${maxBytes} bytes`);
+      }
+      parts.push(chunk as Buffer);
     }
-    parts.push(chunk as Buffer);
+  } catch (e) {
+    if (late) throw new AirlockError('UPSTREAM_UNAVAILABLE', `upstream response took longer than ${Math.round(deadlineMs / 1000)} s (${n} bytes read); cut`);
+    throw e;
+  } finally {
+    clearTimeout(timer);
   }
+  if (late) throw new AirlockError('UPSTREAM_UNAVAILABLE', `upstream response took longer than ${Math.round(deadlineMs / 1000)} s (${n} bytes read); cut`);
   return Buffer.concat(parts);
 }
 

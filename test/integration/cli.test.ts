@@ -1,4 +1,7 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -76,6 +79,54 @@ policy:
     const r = await airlockCli(['serve', '--config', bad]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${bad}:6: policy.pypi.allow[0].versions: bad version specifier "~="`);
+  });
+
+  it('check validates what serve will use; start-up failures are one line, never a stack trace', async () => {
+    const write = (name: string, listen: string, dataDir: string) => {
+      const f = join(dir, name);
+      writeFileSync(f, `listen: ${listen}\ndata_dir: ${dataDir}\npolicy:\n  pypi:\n    allow: [{ name: certifi }]\n`);
+      return f;
+    };
+    const oneLine = (r: { stderr: string }) => {
+      const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('{'));
+      expect(lines).toHaveLength(1);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+      return lines[0];
+    };
+    // A port that cannot exist is caught by check (it used to pass and crash serve).
+    const badPort = write('port.yaml', '127.0.0.1:99999', join(dir, 'data-port'));
+    const c1 = await airlockCli(['check', '--config', badPort]);
+    expect(c1.code).toBe(2);
+    expect(oneLine(c1)).toBe(`airlock: ${badPort}:1: listen: port out of range: expected 0 to 65535`);
+    // A data directory that cannot be written (immutable: even root cannot write it).
+    const locked = join(dir, 'locked');
+    mkdirSync(locked);
+    execFileSync('chattr', ['+i', locked]);
+    try {
+      const ro = write('ro.yaml', '127.0.0.1:0', locked);
+      const c2 = await airlockCli(['check', '--config', ro]);
+      expect(c2.code).toBe(2);
+      expect(oneLine(c2)).toBe(`airlock: ${ro}: data_dir ${locked} is not a writable directory: operation not permitted (EPERM)`);
+      const s2 = await airlockCli(['serve', '--config', ro]);
+      expect(s2.code).toBe(1);
+      expect(oneLine(s2)).toBe(`airlock: cannot start: data_dir ${locked} is not a writable directory: operation not permitted (EPERM)`);
+    } finally {
+      execFileSync('chattr', ['-i', locked]);
+    }
+    // An address in use: check notes it (it may be this Airlock running); serve says so in one line.
+    const taken = createServer().listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    try {
+      const busy = write('busy.yaml', `127.0.0.1:${(taken.address() as AddressInfo).port}`, join(dir, 'data-busy'));
+      const c3 = await airlockCli(['check', '--config', busy]);
+      expect(c3.code).toBe(0);
+      expect(c3.stderr).toMatch(/note: listen 127\.0\.0\.1:\d+ is in use/);
+      const s3 = await airlockCli(['serve', '--config', busy]);
+      expect(s3.code).toBe(1);
+      expect(oneLine(s3)).toMatch(/^airlock: cannot start: listen 127\.0\.0\.1:\d+: address in use \(EADDRINUSE\)$/);
+    } finally {
+      taken.close();
+    }
   });
 
   it('pins an OCI tag to the digest of its exact manifest bytes, as a tag alias', async () => {

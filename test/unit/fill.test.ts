@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { HOLD_BACK, type FileBytes, type FillSpec } from '../../src/core/fill.js';
-import { BlobCache } from '../../src/core/cache.js';
+import { HOLD_BACK, type FileBytes, type FillBudget, type FillSpec } from '../../src/core/fill.js';
+import { BlobCache, type CacheOptions } from '../../src/core/cache.js';
+import { ClientSlots } from '../../src/core/slots.js';
 import { AirlockError } from '../../src/core/errors.js';
 import { HashPool } from '../../src/core/hasher.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
@@ -14,12 +15,14 @@ import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 const hashes = new HashPool(2);
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-async function setup() {
+async function setup(opts: CacheOptions = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'airlock-fill-'));
   const store = await FsBlobStore.create(dir);
   const meta = new SqliteMetaStore(':memory:');
-  return { dir, store, meta, cache: new BlobCache(store, meta, hashes) };
+  return { dir, store, meta, cache: new BlobCache(store, meta, hashes, opts) };
 }
+
+const NO_LIMITS: FillBudget = { minRate: 0, windowMs: 1000, deadlineMs: 0, abandonMs: 0, finishBytes: 0 };
 
 /** An upstream whose bytes the test releases by hand. */
 function controlled(size?: number) {
@@ -273,7 +276,7 @@ describe('verified fill', () => {
     const store = await FsBlobStore.create(dir);
     const meta = new SqliteMetaStore(':memory:');
     const corrupt: string[] = [];
-    const cache = new BlobCache(store, meta, hashes, undefined, (d, got) => corrupt.push(`${d} ${got}`));
+    const cache = new BlobCache(store, meta, hashes, { onCorrupt: (d, got) => corrupt.push(`${d} ${got}`) });
     const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, layers: [] }));
     const hex = await cache.putSmall(manifest);
     expect((await cache.readSmall(hex, 1 << 20))!.equals(manifest)).toBe(true);
@@ -285,5 +288,128 @@ describe('verified fill', () => {
     expect(await cache.cachedSize(hex)).toBeUndefined();
     expect(existsSync(store.pathOf(hex))).toBe(false);
   });
-});
 
+  it('cuts an upstream that drips below the minimum rate, and one past its deadline; nothing is cached', async () => {
+    const { cache, meta } = await setup({ budget: { ...NO_LIMITS, minRate: 64 * 1024, windowMs: 300 } });
+    const bytes = randomBytes(1 << 20);
+    const up = controlled(bytes.length);
+    const served = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: up.open });
+    const got = collect(served.body);
+    // 1 KiB every 50 ms: 20 KiB/s, a chunk far more often than any between-chunks timeout.
+    const drip = setInterval(() => up.body.write(randomBytes(1024)), 50);
+    const t0 = Date.now();
+    const err = await got.done;
+    clearInterval(drip);
+    expect(err?.message).toMatch(/upstream too slow .* below the minimum of 65536 \(transfers\.min_rate\)/);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    await expect(served.settled).rejects.toThrow(/too slow/);
+    expect(await meta.getBlob(sha(bytes))).toBeNull();
+
+    const { cache: c2 } = await setup({ budget: { ...NO_LIMITS, deadlineMs: 300 } });
+    const up2 = controlled(bytes.length);
+    const s2 = await c2.fetch({ sha256: sha(bytes), size: bytes.length, open: up2.open });
+    const g2 = collect(s2.body);
+    const fast = setInterval(() => up2.body.write(randomBytes(4096)), 10);
+    const e2 = await g2.done;
+    clearInterval(fast);
+    expect(e2?.message).toMatch(/still running after 0 s \(transfers\.deadline\)/);
+  });
+
+  it('cancels a download nobody reads after the grace, finishes one nearly done, keeps one that is kept, and a retry within the grace rejoins', async () => {
+    const { cache, meta } = await setup({ budget: { ...NO_LIMITS, abandonMs: 200, finishBytes: 100 * 1024 } });
+    const bytes = randomBytes(1 << 20);
+    // A client reads a little, then hangs up: the download is cancelled, nothing is cached.
+    const up = controlled(bytes.length);
+    const served = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: up.open });
+    up.body.write(bytes.subarray(0, 200 * 1024));
+    await tick();
+    served.body.destroy();
+    await expect(served.settled).rejects.toThrow(/cancelled after \d+ bytes: no client was waiting for it/);
+    expect(cache.inflightCount()).toBe(0);
+    expect(await meta.getBlob(sha(bytes))).toBeNull();
+
+    // A retry within the grace joins the same download, which then completes.
+    const upR = controlled(bytes.length);
+    const first = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: upR.open });
+    upR.body.write(bytes.subarray(0, 300 * 1024));
+    first.body.destroy();
+    await tick(50);
+    const retry = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: upR.open });
+    expect(retry.cache).toBe('join');
+    const got = collect(retry.body);
+    await tick(300);
+    upR.body.end(bytes.subarray(300 * 1024));
+    expect(await got.done).toBeNull();
+    expect(got.data().equals(bytes)).toBe(true);
+    expect(upR.opens()).toBe(1);
+
+    // Nearly done when abandoned: finished and cached (cheaper than a retry's refetch).
+    const small = randomBytes(300 * 1024);
+    const upN = controlled(small.length);
+    const near = await cache.fetch({ sha256: sha(small), size: small.length, open: upN.open });
+    upN.body.write(small.subarray(0, 250 * 1024));
+    await tick();
+    near.body.destroy();
+    await tick(300);
+    upN.body.end(small.subarray(250 * 1024));
+    expect(await near.committed).toBe(true);
+
+    // Kept (the image gate reads a layer no client asked for): not cancelled.
+    const kept = randomBytes(1 << 20);
+    const upK = controlled(kept.length);
+    const k = await cache.fetch({ sha256: sha(kept), size: kept.length, open: upK.open, keep: true });
+    k.body.destroy();
+    upK.body.write(kept.subarray(0, 1000));
+    await tick(300);
+    upK.body.end(kept.subarray(1000));
+    expect(await k.committed).toBe(true);
+  });
+
+  it('answers a range early in a cold file as soon as it has arrived; only the file tail waits for the digest', async () => {
+    const { cache } = await setup({ budget: NO_LIMITS });
+    const bytes = randomBytes(1 << 20);
+    const up = controlled(bytes.length);
+    const served = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: up.open }, { kind: 'from', start: 0, end: 0 });
+    const got = collect(served.body);
+    up.body.write(bytes.subarray(0, 1024));
+    expect(await got.done).toBeNull();
+    expect(got.data().equals(bytes.subarray(0, 1))).toBe(true);
+    // A whole-file reader gets all but the last HOLD_BACK bytes of the file before the digest.
+    const whole = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: up.open });
+    const all = collect(whole.body);
+    up.body.write(bytes.subarray(1024, bytes.length - 1));
+    await tick();
+    expect(all.data().length).toBe(bytes.length - HOLD_BACK);
+    up.body.end(bytes.subarray(bytes.length - 1));
+    expect(await all.done).toBeNull();
+    expect(all.data().equals(bytes)).toBe(true);
+  });
+
+  it('bounds new upstream downloads per client: the next waits for one of its own, others are not held, a long wait is a 429', async () => {
+    const slots = new ClientSlots(2, 300);
+    const { cache } = await setup({ budget: NO_LIMITS, slots });
+    const files = [0, 1, 2, 3].map(() => randomBytes(200 * 1024));
+    const ups = files.map((f) => controlled(f.length));
+    const fetchFor = (i: number, client: string) => cache.fetch({ sha256: sha(files[i]), size: files[i].length, open: ups[i].open }, undefined, { client });
+    const a = await fetchFor(0, 'ci-bot');
+    await fetchFor(1, 'ci-bot');
+    expect(slots.inUse('ci-bot')).toBe(2);
+    // Another client is not held by ci-bot's share.
+    const other = await fetchFor(2, 'alice');
+    expect(other.cache).toBe('miss');
+    // ci-bot's third waits for one of its own to end, then starts.
+    let started = false;
+    const third = fetchFor(3, 'ci-bot').then((s) => ((started = true), s));
+    await tick(50);
+    expect(started).toBe(false);
+    const ga = collect(a.body);
+    ups[0].body.end(files[0]);
+    await ga.done;
+    expect((await third).cache).toBe('miss');
+    // A fourth that waits longer than queue_wait is refused.
+    const fourth = randomBytes(1000);
+    await expect(cache.fetch({ sha256: sha(fourth), size: 1000, open: controlled(1000).open }, undefined, { client: 'ci-bot' })).rejects.toMatchObject({ code: 'TOO_MANY_REQUESTS', status: 429 });
+    // Joining a download under way takes no slot.
+    expect((await fetchFor(1, 'ci-bot')).cache).toBe('join');
+  });
+});
