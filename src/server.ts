@@ -7,6 +7,7 @@ import { changedSettings, loadConfig, type LoadedConfig } from './config/load.js
 import { splitListen } from './config/preflight.js';
 import { BlobCache } from './core/cache.js';
 import { ClientSlots } from './core/slots.js';
+import { backgroundScrub } from './core/scrub.js';
 import { HashPool } from './core/hasher.js';
 import { Recorder } from './core/records.js';
 import { createLogger, type Logger } from './obs/logger.js';
@@ -46,14 +47,23 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const t = config.transfers;
   const cache = new BlobCache(store, meta, hashes, {
     onCommitError: (sha256, e) => log.error({ digest: sha256, err: (e as Error).message }, 'verified blob could not be committed to the store; it will be fetched again next time'),
-    onCorrupt: (sha256, got) => {
+    onCorrupt: (sha256, got, quarantined) => {
       metrics.corruptBlobs.inc();
-      log.error({ digest: sha256, got }, 'a stored blob no longer matches its digest (disk corruption or tampering): forgotten, it will be fetched again');
+      log.error({ digest: sha256, got, quarantined }, 'a stored blob no longer matches its digest (disk corruption or tampering): quarantined, it will be fetched again');
     },
     onCut: (why) => metrics.slowUpstreams.inc({ reason: why }),
     budget: { minRate: t.min_rate, windowMs: t.rate_window * 1000, deadlineMs: t.deadline * 1000, abandonMs: t.abandon_after * 1000, finishBytes: t.finish_bytes },
     slots: new ClientSlots(t.per_client, t.queue_wait * 1000),
+    maxBytes: config.cache.max_bytes,
+    verifyHits: config.cache.verify_hits,
+    onStored: (bytes) => metrics.cacheBytes.set(bytes),
+    onEvict: (count, bytes, stored) => {
+      metrics.evictions.inc(count);
+      log.info({ evicted: count, bytes, stored, maxBytes: config.cache.max_bytes }, 'least recently used blobs evicted (cache.max_bytes)');
+    },
   });
+  void cache.evict().catch((e) => log.error({ err: (e as Error).message }, 'cache eviction failed'));
+  const scrubber = backgroundScrub(cache, config.cache, log);
   const recorder = new Recorder(meta, metrics, log);
   const readAdvisories = async () => new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
   let advisories = await readAdvisories();
@@ -134,6 +144,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     recorder,
     async close() {
       clearInterval(pruneTimer);
+      scrubber.stop();
+      await cache.flushUses().catch(() => {});
       await recorder.flush();
       await hashes.close();
       await http.close();

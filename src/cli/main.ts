@@ -55,8 +55,10 @@ usage:
                                                   altered, inserted or deleted row
   airlock store verify [--config FILE] [--repair] [--json]
                                                   read every cached blob back and check it against
-                                                  its digest; --repair forgets bad ones (fetched and
-                                                  verified again on the next pull); exit 1 if any
+                                                  its digest; --repair quarantines bad ones (fetched
+                                                  and verified again on the next pull); exit 1 if any
+  airlock scrub [--config FILE] [--json]           store verify --repair (the server can also scrub in
+                                                  the background: cache.scrub_rate)
   airlock token create --name NAME [--admin]      issue a client token (printed once; stored hashed)
   airlock token list | airlock token revoke NAME
   airlock rescan  [--config FILE] [--all] [--json]
@@ -239,13 +241,14 @@ async function main(argv: string[]): Promise<void> {
       if (rep.platforms.some((p) => !p.verdict.decision.allow)) process.exit(1);
       return;
     }
+    case 'scrub':
     case 'store': {
-      if (rest[0] !== 'verify') fail('usage: airlock store verify [--repair]');
+      if (cmd === 'store' && rest[0] !== 'verify') fail('usage: airlock store verify [--repair]');
       const { verifyStore } = await import('./store.js');
-      const r = await verifyStore(configFile, { repair: values.repair });
+      const r = await verifyStore(configFile, { repair: values.repair || cmd === 'scrub' });
       if (values.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
       else {
-        process.stdout.write(`checked ${r.checked} blobs (${(r.bytes / 2 ** 20).toFixed(1)} MiB): ${r.corrupt.length} do not match their digest, ${r.missing.length} missing${r.repaired && r.corrupt.length + r.missing.length ? ' (forgotten: they are fetched and verified again on their next pull)' : ''}\n`);
+        process.stdout.write(`checked ${r.checked} blobs (${(r.bytes / 2 ** 20).toFixed(1)} MiB): ${r.corrupt.length} do not match their digest, ${r.missing.length} missing${r.repaired && r.corrupt.length + r.missing.length ? ' (quarantined and forgotten: they are fetched and verified again on their next pull)' : ''}\n`);
         for (const c of r.corrupt) process.stdout.write(`  CORRUPT sha256:${c.sha256} (hashes to ${c.got}, ${c.actual} of ${c.size} bytes)\n`);
         for (const m of r.missing) process.stdout.write(`  MISSING sha256:${m}\n`);
       }

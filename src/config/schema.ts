@@ -231,6 +231,19 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    cache: z
+      .object({
+        /** Bytes the cache may hold (0: no limit); past it the least recently used blobs are evicted. */
+        max_bytes: z.number().int().min(0).default(0),
+        /** Hash whole cache hits as they are served (the opt-out costs the check; README Reliability). */
+        verify_hits: z.boolean().default(true),
+        /** Re-verify the whole store in the background at this many MiB/s (0: off; `airlock store verify` runs it once). */
+        scrub_rate: z.number().min(0).default(0),
+        /** Seconds between the ends of two background scrubs. */
+        scrub_every: z.number().positive().default(86_400),
+      })
+      .strict()
+      .prefault({}),
     /** What upstream downloads may cost (src/core/fill.ts FillBudget, src/core/slots.ts). */
     transfers: z
       .object({

@@ -17,14 +17,25 @@ export interface CacheOptions {
   /** A verified blob could not be committed to the store (it is fetched again next time). */
   onCommitError?: (sha256: string, e: unknown) => void;
   /** A stored blob that no longer matches its digest was found (and forgotten): say so loudly. */
-  onCorrupt?: (sha256: string, got: string) => void;
+  onCorrupt?: (sha256: string, got: string, quarantined: string | null) => void;
   /** What each upstream body may cost (rate, deadline, abandonment). */
   budget?: FillBudget;
   /** A download was ended by its budget (too slow, past its deadline, abandoned). */
   onCut?: (why: 'slow' | 'deadline' | 'abandoned') => void;
   /** New upstream downloads under way per client (ClientSlots). */
   slots?: ClientSlots;
+  /** Bytes the cache may hold (0: no limit); past it the least recently used blobs are evicted. */
+  maxBytes?: number;
+  /** Hash whole cache hits as they are served (default true; see README Reliability for the cost). */
+  verifyHits?: boolean;
+  /** Blobs were evicted; `stored` is what the cache holds now. */
+  onEvict?: (count: number, bytes: number, stored: number) => void;
+  /** What the cache holds changed (metrics). */
+  onStored?: (bytes: number) => void;
 }
+
+/** Eviction brings the cache down to this share of max_bytes, so it does not run on every commit. */
+const LOW_WATER = 0.9;
 
 export interface FetchOptions {
   /**
@@ -62,10 +73,20 @@ export class BlobCache {
   private readonly running = new Set<Fill>();
 
   private readonly onCommitError: (sha256: string, e: unknown) => void;
-  private readonly onCorrupt: (sha256: string, got: string) => void;
+  private readonly onCorrupt: NonNullable<CacheOptions['onCorrupt']>;
   private readonly budget: FillBudget;
   private readonly slots: ClientSlots | undefined;
   private readonly onCut: NonNullable<CacheOptions['onCut']>;
+  private readonly opts: CacheOptions;
+  readonly verifyHits: boolean;
+  /** Readers of each cached blob now (never evicted while read). */
+  private readonly serving = new Map<string, number>();
+  /** Uses not yet written (one write per second at most, not one per hit). */
+  private readonly used = new Set<string>();
+  private usedTimer: NodeJS.Timeout | undefined;
+  /** Bytes stored, as far as this process knows (re-read from the index before each eviction). */
+  private stored: number | undefined;
+  private evicting: Promise<void> | undefined;
 
   constructor(
     readonly store: BlobStore,
@@ -78,6 +99,77 @@ export class BlobCache {
     this.budget = opts.budget ?? DEFAULT_BUDGET;
     this.slots = opts.slots;
     this.onCut = opts.onCut ?? (() => {});
+    this.opts = opts;
+    this.verifyHits = opts.verifyHits ?? true;
+  }
+
+  private noteUse(sha256: string): void {
+    this.used.add(sha256);
+    if (!this.usedTimer) {
+      this.usedTimer = setTimeout(() => void this.flushUses().catch(() => {}), 1000);
+      this.usedTimer.unref();
+    }
+  }
+
+  /** Write the uses noted since the last flush. */
+  async flushUses(): Promise<void> {
+    if (this.usedTimer) clearTimeout(this.usedTimer);
+    this.usedTimer = undefined;
+    if (this.used.size === 0) return;
+    const batch = [...this.used];
+    this.used.clear();
+    await this.meta.touchBlobs(batch, Date.now());
+  }
+
+  /** A blob was stored: count it, and evict if the cache is now over its limit. */
+  private added(bytes: number): void {
+    if (this.stored !== undefined) this.stored += bytes;
+    this.opts.onStored?.(this.stored ?? 0);
+    const max = this.opts.maxBytes ?? 0;
+    if (max > 0 && (this.stored === undefined || this.stored > max)) void this.evict().catch(() => {});
+  }
+
+  /**
+   * Bring the cache under max_bytes * LOW_WATER by forgetting the least recently used blobs,
+   * never one being read or filled now. An evicted artefact is simply fetched and verified again
+   * on its next pull (its approval, scan verdict and inventory are kept). One pass at a time.
+   */
+  evict(): Promise<void> {
+    this.evicting ??= this.evictPass().finally(() => (this.evicting = undefined));
+    return this.evicting;
+  }
+
+  private async evictPass(): Promise<void> {
+    const max = this.opts.maxBytes ?? 0;
+    await this.flushUses();
+    let { bytes } = await this.meta.blobTotals();
+    this.stored = bytes;
+    if (max <= 0 || bytes <= max) return;
+    const target = Math.floor(max * LOW_WATER);
+    let count = 0;
+    let freed = 0;
+    let skipped = 0;
+    while (bytes > target) {
+      const page = await this.meta.leastRecentlyUsed(skipped + 256);
+      const candidates = page.slice(skipped);
+      if (candidates.length === 0) break;
+      for (const b of candidates) {
+        if (bytes <= target) break;
+        if (this.serving.has(b.sha256) || this.inflight.has(b.sha256)) {
+          skipped++;
+          continue;
+        }
+        await this.meta.deleteBlob(b.sha256);
+        await this.store.delete(b.sha256).catch(() => {});
+        bytes -= b.size;
+        freed += b.size;
+        count++;
+      }
+      if (page.length < skipped + 256) break;
+    }
+    this.stored = bytes;
+    this.opts.onStored?.(bytes);
+    if (count > 0) this.opts.onEvict?.(count, freed, bytes);
   }
 
   /** Resolves when every fill under way has finished (committed or failed). */
@@ -116,12 +208,14 @@ export class BlobCache {
       throw e;
     }
     await this.meta.putBlob({ sha256, size: bytes.length, createdAt: Date.now() });
+    this.added(bytes.length);
     return sha256;
   }
 
   /** Random access to a cached blob (for inspecting it again), or null when it is not cached. */
   async fileBytes(sha256: string): Promise<FileBytes | null> {
     const rec = await this.meta.getBlob(sha256);
+    if (rec) this.noteUse(sha256);
     return rec ? storeBytes(this.store, sha256, rec.size) : null;
   }
 
@@ -147,14 +241,15 @@ export class BlobCache {
       await this.forget(sha256, got);
       return null;
     }
+    this.noteUse(sha256);
     return bytes;
   }
 
-  /** A stored blob found not to match its digest: say so, and forget it (the next request fetches it again). */
+  /** A stored blob found not to match its digest: forget it (the next request fetches it again), keep its bytes in quarantine, say so. */
   async forget(sha256: string, got: string): Promise<void> {
-    this.onCorrupt(sha256, got);
     await this.meta.deleteBlob(sha256);
-    await this.store.delete(sha256).catch(() => {});
+    const kept = await this.store.quarantine(sha256).catch(() => null);
+    this.onCorrupt(sha256, got, kept);
   }
 
   /** @param want the client's Range header, parsed; resolved here once the size is known. */
@@ -165,6 +260,13 @@ export class BlobCache {
       if (r === 'unsatisfiable') return unsatisfiable('hit', rec.size);
       try {
         const body = await this.store.open(spec.sha256, r);
+        this.noteUse(spec.sha256);
+        this.serving.set(spec.sha256, (this.serving.get(spec.sha256) ?? 0) + 1);
+        body.once('close', () => {
+          const n = (this.serving.get(spec.sha256) ?? 1) - 1;
+          if (n > 0) this.serving.set(spec.sha256, n);
+          else this.serving.delete(spec.sha256);
+        });
         return { cache: 'hit', size: rec.size, range: r, unsatisfiable: false, body, settled: Promise.resolve(), gate: Promise.resolve(), committed: Promise.resolve(true) };
       } catch (e) {
         if ((e as AirlockError).code !== 'NOT_FOUND') throw e;
@@ -176,10 +278,16 @@ export class BlobCache {
     let release: (() => void) | undefined;
     if (!fill && opts.client !== undefined && this.slots) {
       release = await this.slots.acquire(opts.client);
-      // While this request waited, another may have started the fill or finished it.
-      if (this.inflight.has(spec.sha256) || (await this.meta.getBlob(spec.sha256))) {
+      // While this request waited, another may have finished the fill, or started it (checked
+      // with no await before this request would start its own: one upstream transfer per blob).
+      if (await this.meta.getBlob(spec.sha256)) {
         release();
         return this.fetch(spec, want);
+      }
+      fill = this.inflight.get(spec.sha256);
+      if (fill) {
+        release();
+        release = undefined;
       }
     }
     let cache: CacheOutcome = 'join';
@@ -195,9 +303,10 @@ export class BlobCache {
         if (this.inflight.get(spec.sha256) === f) this.inflight.delete(spec.sha256);
       };
       this.running.add(f);
-      f.committed.then(() => {
+      f.committed.then((ok) => {
         this.running.delete(f);
         forget();
+        if (ok) this.added(f.written);
       });
       // A failed fill is forgotten at once: the next request starts a new one.
       f.once('failed', () => {

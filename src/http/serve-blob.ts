@@ -126,7 +126,7 @@ async function start(
   // A whole cached blob is hashed as it goes out and its last chunk waits for the digest: bytes
   // rotted on disk are cut before their end, forgotten and fetched again next time. (Ranges are
   // parts and cannot be checked alone; fills are verified by the fill itself.)
-  const check = served.cache === 'hit' && !served.range ? createHash('sha256') : null;
+  const check = served.cache === 'hit' && !served.range && cache.verifyHits ? createHash('sha256') : null;
   let rotted: Error | null = null;
   const body = pipeline(
     served.body,

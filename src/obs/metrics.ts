@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Prometheus metrics (prom-client). Label values are bounded: ecosystems, cache states, refusal codes. */
 export class Metrics {
@@ -54,6 +54,11 @@ export class Metrics {
   readonly evictions = new Counter({
     name: 'airlock_cache_evictions_total',
     help: 'Blobs evicted from the cache to stay under cache.max_bytes',
+    registers: [this.registry],
+  });
+  readonly cacheBytes = new Gauge({
+    name: 'airlock_cache_bytes',
+    help: 'Bytes of verified blobs in the cache',
     registers: [this.registry],
   });
   readonly slowUpstreams = new Counter({

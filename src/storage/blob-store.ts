@@ -19,6 +19,11 @@ export interface BlobStore {
   /** Move a fully written, verified and fsynced local file into the store under its digest. */
   putFile(sha256: string, localPath: string): Promise<void>;
   delete(sha256: string): Promise<void>;
+  /**
+   * Take bytes that no longer match their digest out of the content address, kept aside for
+   * inspection (disk rot or tampering is evidence); returns where, or null if nothing was there.
+   */
+  quarantine(sha256: string): Promise<string | null>;
   /** A local directory for in-progress fills (on the same filesystem as the store, for the FS backend). */
   readonly spoolDir: string;
 }

@@ -12,9 +12,11 @@ export class FsBlobStore implements BlobStore {
   readonly spoolDir: string;
   private readonly blobDir: string;
   private readonly madeDirs = new Set<string>();
+  private readonly quarantineDir: string;
 
   private constructor(root: string) {
     this.blobDir = join(root, 'blobs', 'sha256');
+    this.quarantineDir = join(root, 'quarantine');
     this.spoolDir = join(root, 'spool');
   }
 
@@ -77,5 +79,19 @@ export class FsBlobStore implements BlobStore {
 
   async delete(sha256: string): Promise<void> {
     await rm(this.pathOf(sha256), { force: true });
+  }
+
+  /** <root>/quarantine/<hex>.<ms>: never served, kept until an operator removes it. */
+  async quarantine(sha256: string): Promise<string | null> {
+    const from = this.pathOf(sha256);
+    await mkdir(this.quarantineDir, { recursive: true });
+    const to = join(this.quarantineDir, `${sha256}.${Date.now()}`);
+    try {
+      await rename(from, to);
+      return to;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
   }
 }

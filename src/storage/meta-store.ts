@@ -102,6 +102,12 @@ export interface BlobIndex {
   deleteBlob(sha256: string): Promise<void>;
   /** Descriptors in digest order, a page at a time after `after` (for `airlock store verify`). */
   listBlobs(after: string, limit: number): Promise<BlobRecord[]>;
+  /** Mark blobs as used at `at` (ms; an older mark never replaces a newer one). A new blob is used at its creation. */
+  touchBlobs(sha256s: string[], at: number): Promise<void>;
+  /** How many blobs are stored and their total size. */
+  blobTotals(): Promise<{ count: number; bytes: number }>;
+  /** The least recently used descriptors first (eviction candidates). */
+  leastRecentlyUsed(limit: number): Promise<(BlobRecord & { usedAt: number })[]>;
 }
 
 /** Index pages and repository metadata, parsed and normalised, by key. */

@@ -86,6 +86,10 @@ const MIGRATIONS: string[] = [
      record TEXT NOT NULL
    );`,
   INVENTORY_MIGRATION,
+  // Last use of each blob, for eviction under cache.max_bytes.
+  `ALTER TABLE blobs ADD COLUMN used_at INTEGER NOT NULL DEFAULT 0;
+   UPDATE blobs SET used_at = created_at;
+   CREATE INDEX blobs_by_use ON blobs (used_at, sha256);`,
 ];
 
 interface PullRow {
@@ -137,7 +141,8 @@ export class SqliteMetaStore implements MetaStore {
       getBlob: this.db.prepare<[string], { sha256: string; size: number; created_at: number }>(
         'SELECT sha256, size, created_at FROM blobs WHERE sha256 = ?',
       ),
-      putBlob: this.db.prepare('INSERT OR REPLACE INTO blobs (sha256, size, created_at) VALUES (?, ?, ?)'),
+      putBlob: this.db.prepare('INSERT OR REPLACE INTO blobs (sha256, size, created_at, used_at) VALUES (?, ?, ?, ?)'),
+      touchBlob: this.db.prepare('UPDATE blobs SET used_at = ? WHERE sha256 = ? AND used_at < ?'),
       deleteBlob: this.db.prepare('DELETE FROM blobs WHERE sha256 = ?'),
       getPage: this.db.prepare<[string], { key: string; body: string; fetched_at: number; etag: string | null }>(
         'SELECT key, body, fetched_at, etag FROM pages WHERE key = ?',
@@ -181,7 +186,25 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async putBlob(rec: BlobRecord): Promise<void> {
-    this.stmts.putBlob.run(rec.sha256, rec.size, rec.createdAt);
+    this.stmts.putBlob.run(rec.sha256, rec.size, rec.createdAt, rec.createdAt);
+  }
+
+  async touchBlobs(sha256s: string[], at: number): Promise<void> {
+    this.db.transaction(() => {
+      for (const h of sha256s) this.stmts.touchBlob.run(at, h, at);
+    })();
+  }
+
+  async blobTotals(): Promise<{ count: number; bytes: number }> {
+    const r = this.db.prepare<[], { count: number; bytes: number | null }>('SELECT COUNT(*) AS count, SUM(size) AS bytes FROM blobs').get()!;
+    return { count: r.count, bytes: r.bytes ?? 0 };
+  }
+
+  async leastRecentlyUsed(limit: number): Promise<(BlobRecord & { usedAt: number })[]> {
+    return this.db
+      .prepare<[number], { sha256: string; size: number; created_at: number; used_at: number }>('SELECT sha256, size, created_at, used_at FROM blobs ORDER BY used_at, sha256 LIMIT ?')
+      .all(limit)
+      .map((r) => ({ sha256: r.sha256, size: r.size, createdAt: r.created_at, usedAt: r.used_at }));
   }
 
   async listBlobs(after: string, limit: number): Promise<BlobRecord[]> {

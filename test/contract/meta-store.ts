@@ -30,6 +30,23 @@ export function blobIndexContract(name: string, fresh: () => Promise<BlobIndex>)
       expect((await s.listBlobs(hex('2'), 2)).map((b) => b.size)).toEqual([3]);
       expect(await s.listBlobs(hex('3'), 2)).toEqual([]);
     });
+
+    it('keeps each blob\'s last use (never moved back) and totals, least recently used first', async () => {
+      const s = await fresh();
+      expect(await s.blobTotals()).toEqual({ count: 0, bytes: 0 });
+      await s.putBlob({ sha256: hex('a'), size: 10, createdAt: 100 });
+      await s.putBlob({ sha256: hex('b'), size: 20, createdAt: 200 });
+      await s.putBlob({ sha256: hex('c'), size: 30, createdAt: 300 });
+      expect(await s.blobTotals()).toEqual({ count: 3, bytes: 60 });
+      expect((await s.leastRecentlyUsed(10)).map((b) => [b.sha256[0], b.usedAt])).toEqual([['a', 100], ['b', 200], ['c', 300]]);
+      await s.touchBlobs([hex('a')], 400);
+      await s.touchBlobs([hex('b')], 150); // older than its mark: ignored
+      await s.touchBlobs([hex('f')], 500); // absent: ignored
+      expect((await s.leastRecentlyUsed(2)).map((b) => [b.sha256[0], b.usedAt, b.size])).toEqual([['b', 200, 20], ['c', 300, 30]]);
+      await s.deleteBlob(hex('c'));
+      expect(await s.blobTotals()).toEqual({ count: 2, bytes: 30 });
+      expect(await s.getBlob(hex('a'))).toEqual({ sha256: hex('a'), size: 10, createdAt: 100 });
+    });
   });
 }
 

@@ -61,7 +61,12 @@ describe('Recorder', () => {
     const r = new Recorder(broken, new Metrics(false), log);
     await expect(r.record(row(1))).resolves.toBeUndefined();
     await r.flush();
-    expect(lines.some((l) => l.msg === 'failed to write pull records' && JSON.stringify(l).includes('disk full'))).toBe(true);
+    expect(lines.some((l) => String(l.msg).startsWith('failed to write pull records') && JSON.stringify(l).includes('disk full'))).toBe(true);
+    // The health endpoint reads this: red until a later write succeeds.
+    expect(r.health()?.message).toBe('disk full');
+    broken.appendPulls = meta.appendPulls.bind(meta);
+    await r.record(row(2));
+    expect(r.health()).toBeNull();
     await meta.close();
   });
 

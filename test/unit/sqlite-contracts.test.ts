@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { inventoryStoreContract } from '../contract/inventory-store.js';
+import { blobStoreContract } from '../contract/blob-store.js';
+import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import {
   advisoryStoreContract,
   aliasStoreContract,
@@ -35,3 +37,5 @@ tokenStoreContract('SQLite', fresh);
 advisoryStoreContract('SQLite', fresh);
 aliasStoreContract('SQLite', fresh);
 inventoryStoreContract('SQLite', async () => (await fresh()).inventories);
+
+blobStoreContract('filesystem', () => FsBlobStore.create(mkdtempSync(join(tmpdir(), 'airlock-blobs-'))));
