@@ -43,6 +43,8 @@ export interface FetchOptions {
    * hit or a join) takes one of this client's slots first, and may wait for it or be refused.
    */
   client?: string;
+  /** Aborted when the client has gone (it then gives up a place it waits for). */
+  signal?: AbortSignal;
 }
 
 export interface Served {
@@ -277,7 +279,7 @@ export class BlobCache {
     let fill = this.inflight.get(spec.sha256);
     let release: (() => void) | undefined;
     if (!fill && opts.client !== undefined && this.slots) {
-      release = await this.slots.acquire(opts.client);
+      release = await this.slots.acquire(opts.client, opts.signal);
       // While this request waited, another may have finished the fill, or started it (checked
       // with no await before this request would start its own: one upstream transfer per blob).
       if (await this.meta.getBlob(spec.sha256)) {

@@ -18,7 +18,7 @@ export class ClientSlots {
   ) {}
 
   /** Take a slot for `client`; resolves to its release (call it once, when the transfer is over). */
-  async acquire(client: string): Promise<() => void> {
+  async acquire(client: string, signal?: AbortSignal): Promise<() => void> {
     if (this.perClient <= 0) return () => {};
     const n = this.held.get(client) ?? 0;
     if (n < this.perClient) this.held.set(client, n + 1);
@@ -27,10 +27,12 @@ export class ClientSlots {
       const queue = this.waiting.get(client) ?? [];
       this.waiting.set(client, queue);
       let wake!: () => void;
+      // A client that hung up while waiting gives up its place (its transfer would go nowhere).
       const handed = await new Promise<boolean>((res) => {
         wake = () => res(true);
         queue.push(wake);
         setTimeout(() => res(false), this.waitMs).unref();
+        signal?.addEventListener('abort', () => res(false), { once: true });
       });
       if (!handed) {
         const i = queue.indexOf(wake);
@@ -38,6 +40,7 @@ export class ClientSlots {
         if (queue.length === 0 && this.waiting.get(client) === queue) this.waiting.delete(client);
         // Handed a slot in the same turn the wait timed out: pass it on.
         if (i < 0) this.release(client);
+        if (signal?.aborted) throw new AirlockError('CANCELLED', `client ${client} left while waiting for one of its downloads to end`);
         throw new AirlockError('TOO_MANY_REQUESTS', `client ${client} already has ${this.perClient} downloads from upstream under way (transfers.per_client); retry when one has finished`);
       }
     }

@@ -79,10 +79,12 @@ export async function serveBlob(c: Context<AppEnv>, cache: BlobCache, spec: Fill
             ? 'file_host'
             : errCode === 'TOO_MANY_REQUESTS'
               ? 'too_many_downloads'
-              : 'upstream_failed';
+              : errCode === 'CANCELLED'
+                ? 'client_gone'
+                : 'upstream_failed';
     r.recorder.record({
       ...row('none', r.declaredSize ?? null),
-      decision: code === 'upstream_failed' ? 'error' : 'deny',
+      decision: code === 'upstream_failed' || code === 'client_gone' ? 'error' : 'deny',
       reason: refused?.reason ?? `${r.label}: ${(e as Error).message}`,
       rule: refused?.rule ?? r.rule,
       code,
@@ -99,7 +101,9 @@ async function start(
   r: BlobRecording,
   row: (cache: PullRecord['cache'], size: number | null) => Omit<PullRecord, 'decision'>,
 ): Promise<Response> {
-  const served = await cache.fetch(spec, parseRange(c.req.header('range')), { client: r.base.client });
+  const gone = new AbortController();
+  c.env?.outgoing?.once('close', () => gone.abort());
+  const served = await cache.fetch(spec, parseRange(c.req.header('range')), { client: r.base.client, signal: gone.signal });
   headers['x-airlock-cache'] = served.cache;
   try {
     // Inspected code-bearing files answer only once judged, so a refusal is a proper error.

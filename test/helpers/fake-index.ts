@@ -125,7 +125,8 @@ export class FakeIndex {
       res.end();
       return;
     }
-    if (!this.throttle) {
+    const rate = this.throttle;
+    if (!rate) {
       res.end(body);
       return;
     }
@@ -135,7 +136,8 @@ export class FakeIndex {
       if (off >= body.length) return res.end();
       res.write(body.subarray(off, off + step));
       off += step;
-      setTimeout(tick, (step / this.throttle) * 1000);
+      if (res.destroyed) return;
+      setTimeout(tick, (step / rate) * 1000);
     };
     tick();
   }

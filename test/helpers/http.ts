@@ -2,9 +2,14 @@ import { get, request } from 'node:http';
 import type { TestAirlock } from './airlock.js';
 
 /** GET with the raw Node client: tells a clean end from a cut transfer. */
-export function rawGet(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer; complete: boolean }> {
+export function rawGet(
+  url: string,
+  headers: Record<string, string> = {},
+  opts: { localAddress?: string; hangUpAfterMs?: number } = {},
+): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer; complete: boolean }> {
   return new Promise((resolve, reject) => {
-    const req = get(url, { headers }, (res) => {
+    // Another loopback address is another client, as far as per-client limits go.
+    const req = get(url, { headers, localAddress: opts.localAddress }, (res) => {
       const chunks: Buffer[] = [];
       let done = false;
       res.on('data', (c) => chunks.push(c));
@@ -19,7 +24,8 @@ export function rawGet(url: string, headers: Record<string, string> = {}): Promi
         if (!done) resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), complete: false });
       });
     });
-    req.on('error', reject);
+    req.on('error', (e) => (opts.hangUpAfterMs !== undefined ? resolve({ status: 0, headers: {}, body: Buffer.alloc(0), complete: false }) : reject(e)));
+    if (opts.hangUpAfterMs !== undefined) setTimeout(() => req.destroy(), opts.hangUpAfterMs);
   });
 }
 

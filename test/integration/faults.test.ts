@@ -1,0 +1,286 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyChain } from '../../src/core/chain.js';
+import { scrubStore } from '../../src/core/scrub.js';
+import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
+import { FakeHub, sha256hex } from '../helpers/fake-hub.js';
+import { FakeIndex } from '../helpers/fake-index.js';
+import { FAULTS, FaultProxy, type Fault } from '../helpers/fault-proxy.js';
+import { FakeRegistry, digestOf, makeImage } from '../helpers/fake-registry.js';
+import { rawGet, records } from '../helpers/http.js';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
+
+/**
+ * The fault suite: every way an upstream can go wrong on the wire, injected over and over on all
+ * three protocols, and the promises that must hold through all of it: no client ever gets a
+ * complete success response with wrong bytes, nothing bad is cached, every request is on record,
+ * and once the upstream behaves, every artefact pulls correctly.
+ */
+describe('fault suite: injected upstream faults on PyPI, OCI and Hugging Face', () => {
+  const index = new FakeIndex();
+  const reg = new FakeRegistry();
+  const hub = new FakeHub();
+  let pypiProxy: FaultProxy;
+  let regProxy: FaultProxy;
+  let hubProxy: FaultProxy;
+  let cdnProxy: FaultProxy;
+  let a: TestAirlock;
+  const N = 12;
+  const wheels = Array.from({ length: N }, (_, i) => ({ name: `faulty-1.${i}-py3-none-any.whl`, bytes: randomBytes(100_000 + i * 10_000) }));
+  const layers = Array.from({ length: N }, (_, i) => randomBytes(120_000 + i * 7_000));
+  const image = makeImage(layers);
+  // Small images whose manifests are faulted (each names several layers, so it is worth faulting).
+  const manifestImages = Array.from({ length: 4 }, () => makeImage(Array.from({ length: 4 }, () => randomBytes(64))));
+  const shards = Array.from({ length: N }, (_, i) => ({ path: `data/f${i}.parquet`, bytes: randomBytes(90_000 + i * 5_000) }));
+  let commit: string;
+
+  beforeAll(async () => {
+    await index.start();
+    for (const w of wheels) index.add('faulty', { filename: w.name, bytes: w.bytes });
+    pypiProxy = await new FaultProxy(index.base).start();
+    pypiProxy.rewrite.set(`127.0.0.1:${index.port}`, pypiProxy.host);
+
+    reg.auth = false;
+    reg.redirectBlobs = false;
+    await reg.start();
+    reg.push('team/app', image, 'v1');
+    for (const m of manifestImages) reg.push('team/small', m);
+    regProxy = await new FaultProxy(reg.url).start();
+
+    await hub.start();
+    commit = hub.commit('dataset', 'acme/corpus', shards.map((s) => ({ ...s, lfs: true })));
+    cdnProxy = await new FaultProxy(`http://127.0.0.1:${hub.cdnPort}`).start();
+    hubProxy = await new FaultProxy(hub.url, new Map([[`127.0.0.1:${hub.cdnPort}`, cdnProxy.host]])).start();
+
+    a = await startAirlock(`
+transfers:
+  min_rate: 65536
+  rate_window: 0.5
+pypi:
+  upstream: ${pypiProxy.url}/simple/
+  file_hosts: ["${pypiProxy.host}"]
+  timeout: 2
+oci:
+  default_registry: reg.test
+  timeout: 2
+  registries:
+    reg.test:
+      url: ${regProxy.url}
+hf:
+  upstream: ${hubProxy.url}
+  file_hosts: ["${cdnProxy.host}"]
+  timeout: 2
+policy:
+  pypi:
+    allow:
+      - name: faulty
+  oci:
+    allow:
+      - repository: reg.test/team/app
+        digests: ["${image.digest}"]
+      - repository: reg.test/team/small
+        digests: [${manifestImages.map((m) => `"${m.digest}"`).join(', ')}]
+  hf:
+    allow:
+      - repo: acme/corpus
+        type: dataset
+        commits: ["${commit}"]
+`);
+  });
+
+  afterAll(async () => {
+    await a?.stop();
+    for (const p of [pypiProxy, regProxy, hubProxy, cdnProxy]) await p?.stop();
+    await index.stop();
+    await reg.stop();
+    await hub.stop();
+  });
+
+  const pypiUrl = (i: number) => `${a.url}/pypi/files/faulty/${wheels[i].name}`;
+  const blobUrl = (i: number) => `${a.url}/v2/reg.test/team/app/blobs/${digestOf(layers[i])}`;
+  const hfUrl = (i: number) => `${a.url}/hf/datasets/acme/corpus/resolve/${commit}/${shards[i].path}`;
+  const manifestUrl = (i: number) => `${a.url}/v2/reg.test/team/small/manifests/${manifestImages[i].digest}`;
+
+  it('through 100+ injected faults: no complete response with wrong bytes, nothing bad cached, every request on record; then every artefact pulls', async () => {
+    // The image's manifest is pulled first (its blobs are approved through it).
+    const m = await rawGet(`${a.url}/v2/reg.test/team/app/manifests/${image.digest}`, { accept: ACCEPT });
+    expect(m.status).toBe(200);
+    const before = (await records(a, 'limit=10000')).length;
+
+    type Trial = { proto: string; fault: Fault; url: string; expected: Buffer; headers?: Record<string, string> };
+    const trials: Trial[] = [];
+    for (let round = 0; round < 4; round++) {
+      FAULTS.forEach((fault, k) => {
+        const i = (round * FAULTS.length + k) % N;
+        pypiProxy.inject(wheels[i].name, fault);
+        trials.push({ proto: 'pypi', fault, url: pypiUrl(i), expected: wheels[i].bytes });
+        regProxy.inject(digestOf(layers[i]).slice(7), fault);
+        trials.push({ proto: 'oci', fault, url: blobUrl(i), expected: layers[i] });
+        cdnProxy.inject(sha256hex(shards[i].bytes), fault);
+        trials.push({ proto: 'hf', fault, url: hfUrl(i), expected: shards[i].bytes });
+      });
+      for (const fault of ['flip', 'wrong-file', 'truncate', 'short'] as Fault[]) {
+        const i = trials.length % manifestImages.length;
+        regProxy.inject(manifestImages[i].digest, fault);
+        trials.push({ proto: 'oci-manifest', fault, url: manifestUrl(i), expected: manifestImages[i].manifest, headers: { accept: ACCEPT } });
+      }
+    }
+
+    const outcomes = { refused: 0, cut: 0, servedCorrect: 0, corruptComplete: 0 };
+    // Run them in order, a few at a time (the faults are one-shot and queued per file in order).
+    const queue = [...trials];
+    const worker = async () => {
+      for (let t = queue.shift(); t; t = queue.shift()) {
+        const r = await rawGet(t.url, t.headers).catch(() => ({ status: 0, complete: false, body: Buffer.alloc(0), headers: {} }));
+        if (r.status >= 200 && r.status < 300 && r.complete) {
+          if (r.body.equals(t.expected)) outcomes.servedCorrect++;
+          else {
+            outcomes.corruptComplete++;
+            console.error(`complete corrupted response: ${t.proto} ${t.fault} ${t.url}`);
+          }
+        } else if (r.status >= 400 || r.status === 0) outcomes.refused++;
+        else outcomes.cut++;
+      }
+    };
+    // One worker per protocol file set keeps each file's faults in the order they were queued.
+    await Promise.all([worker(), worker(), worker()]);
+    const injected = pypiProxy.total() + regProxy.total() + cdnProxy.total();
+    expect(injected).toBeGreaterThanOrEqual(100);
+    expect(outcomes.corruptComplete).toBe(0);
+    // A fault never yields a complete success (a retry from another fault could, but none is queued).
+    expect(outcomes.servedCorrect).toBe(0);
+    expect(outcomes.refused + outcomes.cut).toBe(trials.length);
+
+    // Nothing bad is cached, nothing is left in the spool, and every request is on record.
+    await a.airlock.cache.idle();
+    const scrub = await scrubStore(a.airlock.meta, a.airlock.store);
+    expect(scrub.corrupt).toEqual([]);
+    expect(scrub.missing).toEqual([]);
+    expect(readdirSync(join(a.dir, 'data', 'spool'))).toEqual([]);
+    const rows = await records(a, 'limit=10000');
+    expect(rows.length - before).toBeGreaterThanOrEqual(trials.length);
+    expect(rows.slice(0, trials.length).every((r: { decision: string }) => r.decision !== 'allow')).toBe(true);
+
+    // The upstream behaves again: every artefact pulls complete and correct, and the chain holds.
+    for (let i = 0; i < N; i++) {
+      for (const [url, bytes] of [
+        [pypiUrl(i), wheels[i].bytes],
+        [blobUrl(i), layers[i]],
+        [hfUrl(i), shards[i].bytes],
+      ] as const) {
+        const r = await rawGet(url);
+        expect(r.status, url).toBe(200);
+        expect(r.complete).toBe(true);
+        expect(sha(r.body)).toBe(sha(bytes));
+      }
+    }
+    for (let i = 0; i < manifestImages.length; i++) {
+      const r = await rawGet(manifestUrl(i), { accept: ACCEPT });
+      expect(r.status).toBe(200);
+      expect(r.body.equals(manifestImages[i].manifest)).toBe(true);
+    }
+    await a.airlock.recorder.flush();
+    expect((await verifyChain(a.airlock.meta)).problem).toBeUndefined();
+    console.log(`fault suite: ${injected} faults injected (${[...FAULTS].map((f) => `${f} ${(pypiProxy.injected.get(f) ?? 0) + (regProxy.injected.get(f) ?? 0) + (cdnProxy.injected.get(f) ?? 0)}`).join(', ')}); ${outcomes.refused} refused before the first byte, ${outcomes.cut} cut before the end, 0 complete corrupted responses, 0 bad cache entries`);
+  }, 180_000);
+});
+
+describe('fault suite: nobody can starve the mirror', () => {
+  const index = new FakeIndex();
+  let proxy: FaultProxy;
+  let a: TestAirlock;
+  const drips = Array.from({ length: 64 }, (_, i) => ({ filename: `drip-1.${i}-py3-none-any.whl`, bytes: randomBytes(300_000) }));
+  const bigs = Array.from({ length: 60 }, (_, i) => ({ filename: `big-1.${i}-py3-none-any.whl`, bytes: randomBytes(4 << 20) }));
+  const normal = Array.from({ length: 2 }, (_, i) => ({ filename: `normal-1.${i}-py3-none-any.whl`, bytes: randomBytes(80_000) }));
+
+  beforeAll(async () => {
+    await index.start();
+    for (const f of drips) index.add('drip', f);
+    for (const f of bigs) index.add('big', f);
+    for (const f of normal) index.add('normal', f);
+    proxy = await new FaultProxy(index.base).start();
+    proxy.rewrite.set(`127.0.0.1:${index.port}`, proxy.host);
+    a = await startAirlock(`
+transfers:
+  min_rate: 65536
+  rate_window: 2
+  abandon_after: 0.5
+  finish_bytes: 0
+  per_client: 16
+pypi:
+  upstream: ${proxy.url}/simple/
+  file_hosts: ["${proxy.host}"]
+policy:
+  pypi:
+    allow: [{ name: drip }, { name: big }, { name: normal }]
+`);
+    // Pages cached first: the measurements below are of file transfers.
+    for (const p of ['drip', 'big', 'normal']) expect((await rawGet(`${a.url}/pypi/simple/${p}/`)).status).toBe(200);
+  });
+
+  afterAll(async () => {
+    await a?.stop();
+    await proxy?.stop();
+    await index.stop();
+  });
+
+  const url = (project: string, f: { filename: string }) => `${a.url}/pypi/files/${project}/${f.filename}`;
+
+  it('64 dripping downloads from one client: another client is answered at once, and every drip is cut by the rate budget', async () => {
+    for (const f of drips) proxy.inject(f.filename, 'drip');
+    const t0 = Date.now();
+    const dripping = drips.map((f) => rawGet(url('drip', f)).then((r) => ({ ...r, ms: Date.now() - t0 })));
+    await new Promise((r) => setTimeout(r, 500));
+    const t1 = Date.now();
+    const other = await rawGet(url('normal', normal[0]), {}, { localAddress: '127.0.0.2' });
+    const otherMs = Date.now() - t1;
+    expect(other.status).toBe(200);
+    expect(other.complete).toBe(true);
+    expect(other.body.equals(normal[0].bytes)).toBe(true);
+    expect(otherMs).toBeLessThan(1000);
+    const done = await Promise.all(dripping);
+    // None completes; the first 16 are cut after one window, the rest wait for the client's own slots (or get a 429).
+    expect(done.every((r) => !(r.status === 200 && r.complete))).toBe(true);
+    const slowest = Math.max(...done.map((r) => r.ms));
+    expect(slowest).toBeLessThan(20_000);
+    await a.airlock.cache.idle();
+    expect(a.airlock.cache.inflightCount()).toBe(0);
+    console.log(`starvation: other client's 80 KB pull answered in ${otherMs} ms beside 64 dripping downloads; all 64 cut within ${(slowest / 1000).toFixed(1)} s`);
+  }, 60_000);
+
+  it('a client that opens 60 cold pulls and hangs up: its downloads are cancelled, and another client is not held', async () => {
+    index.throttle = 4 << 20;
+    try {
+      const t0 = Date.now();
+      const gone = bigs.map((f) => rawGet(url('big', f), {}, { hangUpAfterMs: 300 }));
+      await new Promise((r) => setTimeout(r, 400));
+      const t1 = Date.now();
+      const other = await rawGet(url('normal', normal[1]), {}, { localAddress: '127.0.0.2' });
+      const otherMs = Date.now() - t1;
+      expect(other.status).toBe(200);
+      expect(other.body.equals(normal[1].bytes)).toBe(true);
+      expect(otherMs).toBeLessThan(1000);
+      await Promise.all(gone);
+      // Within the grace (0.5 s) after the hang-up, nothing is downloading for nobody.
+      let waited = 0;
+      while (a.airlock.cache.inflightCount() > 0 && waited < 3000) {
+        await new Promise((r) => setTimeout(r, 50));
+        waited += 50;
+      }
+      const cancelledMs = Date.now() - t0;
+      expect(a.airlock.cache.inflightCount()).toBe(0);
+      await a.airlock.cache.idle();
+      for (const f of bigs) expect(await a.airlock.meta.getBlob(sha(f.bytes))).toBeNull();
+      const rows = (await records(a, 'name=big&limit=1000')) as { decision: string; reason: string }[];
+      expect(rows).toHaveLength(60);
+      expect(rows.every((r) => /client closed the connection early|left while waiting/.test(r.reason))).toBe(true);
+      console.log(`hang-up: 60 cold pulls abandoned after 0.3 s; another client's pull answered in ${otherMs} ms; no download left running ${(cancelledMs / 1000).toFixed(1)} s after the start`);
+    } finally {
+      index.throttle = 0;
+    }
+  }, 60_000);
+});
