@@ -1,5 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/core/chain.js';
@@ -10,6 +13,7 @@ import { FakeIndex } from '../helpers/fake-index.js';
 import { FAULTS, FaultProxy, type Fault } from '../helpers/fault-proxy.js';
 import { FakeRegistry, digestOf, makeImage } from '../helpers/fake-registry.js';
 import { rawGet, records } from '../helpers/http.js';
+import { airlockCli } from '../helpers/cli.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
@@ -283,4 +287,147 @@ policy:
       index.throttle = 0;
     }
   }, 60_000);
+});
+
+describe('fault suite: a full disk fails closed', () => {
+  const index = new FakeIndex();
+  let a: TestAirlock;
+  let mnt: string;
+  const warm = { filename: 'disk-1.0-py3-none-any.whl', bytes: randomBytes(1 << 20) };
+  const cold = { filename: 'disk-2.0-py3-none-any.whl', bytes: randomBytes(2 << 20) };
+  const later = { filename: 'disk-3.0-py3-none-any.whl', bytes: randomBytes(1 << 20) };
+
+  beforeAll(async () => {
+    // A small tmpfs as the data directory (CI runs as root).
+    mnt = mkdtempSync(join(tmpdir(), 'airlock-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt]);
+    await index.start();
+    for (const f of [warm, cold, later]) index.add('disk', f);
+    a = await startAirlock(`pypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [{ name: disk }]\n`, { dataDir: join(mnt, 'data') });
+  });
+
+  afterAll(async () => {
+    await a?.stop();
+    await index.stop();
+    if (mnt) execFileSync('umount', ['-l', mnt]);
+  });
+
+  const url = (f: { filename: string }) => `${a.url}/pypi/files/disk/${f.filename}`;
+
+  it('with no space left nothing is served off the record or cached half-written; health turns red, then recovers', async () => {
+    const w = await rawGet(url(warm));
+    expect(w.complete && w.body.equals(warm.bytes)).toBe(true);
+    await a.airlock.recorder.flush();
+    // Fill the disk to the last byte.
+    const filler = join(mnt, 'filler');
+    const fd = openSync(filler, 'w');
+    const block = Buffer.alloc(1 << 16);
+    try {
+      for (;;) writeSync(fd, block);
+    } catch (e) {
+      expect((e as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    }
+    try {
+      for (;;) writeSync(fd, block.subarray(0, 512));
+    } catch {
+      /* every byte taken */
+    }
+    closeSync(fd);
+    const rowsBefore = (await a.airlock.meta.listPulls({ limit: 1000 })).length;
+
+    // Warm: either its record is written and it is served, or it is withheld; never served off the record.
+    const w2 = await rawGet(url(warm));
+    await a.airlock.recorder.flush().catch(() => {});
+    const rowsAfterWarm = (await a.airlock.meta.listPulls({ limit: 1000 })).length;
+    if (w2.status === 200 && w2.complete) expect(rowsAfterWarm).toBe(rowsBefore + 1);
+    // Cold: the spool cannot be written; nothing is cached, nothing half-written is left.
+    const c = await rawGet(url(cold));
+    expect(c.status === 200 && c.complete).toBe(false);
+    await a.airlock.cache.idle();
+    expect(await a.airlock.meta.getBlob(sha(cold.bytes))).toBeNull();
+    expect(readdirSync(join(mnt, 'data', 'spool'))).toEqual([]);
+    const health = await fetch(`${a.url}/-/healthz`);
+    const warmServed = w2.status === 200 && w2.complete;
+    console.log(`full disk: warm pull ${warmServed ? 'served (its record written)' : `withheld (status ${w2.status}, ${w2.body.length} of ${warm.bytes.length} bytes)`}; cold pull ${c.status} ${c.complete ? 'complete' : 'refused or cut'}; health ${health.status}`);
+    if (a.airlock.recorder.health()) expect(health.status).toBe(503);
+
+    // Space again: pulls work, health is green once a record is written, the chain holds.
+    rmSync(filler);
+    const l = await rawGet(url(later));
+    expect(l.status).toBe(200);
+    expect(l.complete && l.body.equals(later.bytes)).toBe(true);
+    const c2 = await rawGet(url(cold));
+    expect(c2.complete && c2.body.equals(cold.bytes)).toBe(true);
+    await a.airlock.recorder.flush();
+    expect((await fetch(`${a.url}/-/healthz`)).status).toBe(200);
+    expect((await verifyChain(a.airlock.meta)).problem).toBeUndefined();
+  }, 60_000);
+});
+
+describe('fault suite: kill -9 during fills and a burst', () => {
+  const index = new FakeIndex();
+  let dir: string;
+  let config: string;
+  const files = Array.from({ length: 5 }, (_, i) => ({ filename: `crash-1.${i}-py3-none-any.whl`, bytes: randomBytes(4 << 20) }));
+  const hot = { filename: 'crash-2.0-py3-none-any.whl', bytes: randomBytes(1 << 20) };
+
+  /** `airlock serve` as its own process; resolves once it listens, with its port. */
+  function serve(): Promise<{ proc: ChildProcess; port: number }> {
+    const proc = spawn('node', [join(process.cwd(), 'dist', 'cli', 'main.js'), 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    return new Promise((resolve, reject) => {
+      let out = '';
+      proc.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /"listen":"127\.0\.0\.1:(\d+)"/.exec(out);
+        if (m) resolve({ proc, port: Number(m[1]) });
+      });
+      proc.once('exit', (code) => reject(new Error(`airlock exited (${code}): ${out}`)));
+    });
+  }
+
+  beforeAll(async () => {
+    await index.start();
+    for (const f of [...files, hot]) index.add('crash', f);
+    dir = mkdtempSync(join(tmpdir(), 'airlock-crash-'));
+    config = join(dir, 'airlock.yaml');
+    writeFileSync(config, `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nauth: { admin: open }\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [{ name: crash }]\n`);
+  });
+
+  afterAll(async () => {
+    await index.stop();
+  });
+
+  it('leaves no bad blob and a chain that verifies; every file pulls correctly after the restart', async () => {
+    const at = (port: number, f: { filename: string }) => `http://127.0.0.1:${port}/pypi/files/crash/${f.filename}`;
+    const first = await serve();
+    try {
+      expect((await rawGet(at(first.port, hot))).complete).toBe(true);
+      index.throttle = 2 << 20;
+      // Five cold fills under way, and a burst of warm pulls with their records being written.
+      const inflight = [...files.map((f) => rawGet(at(first.port, f)).catch(() => null)), ...Array.from({ length: 40 }, () => rawGet(at(first.port, hot)).catch(() => null))];
+      await new Promise((r) => setTimeout(r, 800));
+      first.proc.kill('SIGKILL');
+      await Promise.all(inflight);
+    } finally {
+      index.throttle = 0;
+      first.proc.kill('SIGKILL');
+    }
+    const second = await serve();
+    try {
+      expect(readdirSync(join(dir, 'data', 'spool'))).toEqual([]);
+      const store = await airlockCli(['store', 'verify', '--config', config]);
+      expect(store.stdout).toMatch(/0 do not match their digest, 0 missing/);
+      expect(store.code).toBe(0);
+      const audit = await airlockCli(['audit', 'verify', '--config', config]);
+      expect(audit.code).toBe(0);
+      for (const f of [...files, hot]) {
+        const r = await rawGet(at(second.port, f));
+        expect(r.status).toBe(200);
+        expect(r.complete && r.body.equals(f.bytes)).toBe(true);
+      }
+    } finally {
+      second.proc.kill('SIGTERM');
+      await once(second.proc, 'exit');
+    }
+  }, 90_000);
 });
