@@ -13,6 +13,9 @@ import { gzipSync } from 'node:zlib';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const QUICK = process.argv.includes('--quick');
+// --only=1,1b,4 runs those sections alone (while working on one of them; a full run is the record).
+const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const want = (s) => !ONLY || ONLY.includes(s);
 const MiB = 1 << 20;
 const GiB = 1 << 30;
 const S = QUICK
@@ -126,6 +129,9 @@ for (let r = 0; r < S.reps; r++) files.push({ name: `bench_wan${r}-1.0-py3-none-
 files.push({ name: 'bench_coal1-1.0-py3-none-any.whl', project: 'bench-coal1', size: S.coal, seed: 300 });
 files.push({ name: 'bench_coal16-1.0-py3-none-any.whl', project: 'bench-coal16', size: S.coal, seed: 301 });
 for (let i = 0; i < DISTINCT; i++) files.push({ name: `bench_d${i}-1.0-py3-none-any.whl`, project: `bench-d${i}`, size: S.distinct, seed: 400 + i });
+// Issue 14's memory case: 50 concurrent cold pulls of different files.
+const MANY = 50;
+for (let i = 0; i < MANY; i++) files.push({ name: `bench_m${i}-1.0-py3-none-any.whl`, project: `bench-m${i}`, size: QUICK ? 8 * MiB : 32 * MiB, seed: 600 + i });
 
 const OCI_CONFIG = { name: 'oci-config.json', project: 'oci-config', size: 1500, seed: 600 };
 files.push(OCI_CONFIG);
@@ -216,7 +222,7 @@ const peakRss = {};
 
 // 1. Cold pull-through -------------------------------------------------------------------------
 progress('1. Cold pull-through');
-for (const [label, bps, prefix] of [
+if (want('1')) for (const [label, bps, prefix] of [
   ['unthrottled', 0, 'bench-cold'],
   ['200 MiB/s', FAST_WAN, 'bench-wan'],
 ]) {
@@ -250,7 +256,7 @@ await setRate(0);
 
 // 1b. Cold pull-through, OCI: the same big file as a layer, through the /v2/ front-end.
 progress('1b. Cold pull-through');
-{
+if (want('1b')) {
   const f = files[0];
   const direct = [];
   const through = [];
@@ -288,6 +294,7 @@ progress('1c. Inspected HF files at 200 MiB/s');
 // Airlock judges it and streams the storages behind it; before, the first byte waited for the
 // last, so that figure is the time to the last byte of the same transfer), and a dataset shard
 // whose every member is judged as the tar streams through.
+if (want('1c')) {
 const hfRows = [];
 if (CHECKPOINT) hfRows.push({ file: 'pytorch_model.bin', label: 'torch checkpoint', subject: 'Airlock /hf/ (pickle judged, storages streamed)', wasHeld: true });
 hfRows.push({ file: SHARD.name, label: 'dataset tar', subject: 'Airlock /hf/ (every member judged as it streams)', wasHeld: false });
@@ -319,6 +326,7 @@ for (const h of hfRows) {
     target(`cold ${h.label} throughput >= 0.95x direct at 200 MiB/s`, t.mibps / d.mibps >= 0.95, `${(t.mibps / d.mibps).toFixed(2)}x`);
   }
 }
+}
 
 // 1d. Image inventory on a cold layer: a real gzip'd layer (bench/make-layer.sh) pulled cold
 // through Airlock reading it for its inventory as it passes (oci.inventory: on-fill, the default)
@@ -326,7 +334,7 @@ for (const h of hfRows) {
 // bytes. Then the first pull of a gated image, which waits for the whole layer to be judged, and
 // manifest requests of the judged image.
 progress('1d. Image inventory on a cold layer');
-{
+if (want('1d')) {
   const direct = [];
   const through = [];
   const without = [];
@@ -378,7 +386,7 @@ progress('1d. Image inventory on a cold layer');
 
 // 2. Warm serve ----------------------------------------------------------------------------------
 progress('2. Warm serve');
-{
+if (want('2')) {
   const f = files[0];
   const a = await startAirlock();
   await a.warmPage(f);
@@ -567,7 +575,7 @@ async function load(url, headers, connections = 32, method = 'GET') {
 
 // 3. Coalescing ----------------------------------------------------------------------------------
 progress('3. Coalescing');
-{
+if (want('3')) {
   await setRate(SLOW_WAN);
   const one = files.find((f) => f.project === 'bench-coal1');
   const many = files.find((f) => f.project === 'bench-coal16');
@@ -601,7 +609,7 @@ progress('3. Coalescing');
 
 // 4. Memory: 8 concurrent distinct cold transfers --------------------------------------------------
 progress('4. Memory');
-{
+if (want('4')) {
   const a = await startAirlock();
   const ds = files.filter((f) => f.project?.startsWith('bench-d'));
   for (const f of ds) await a.warmPage(f);
@@ -613,6 +621,22 @@ progress('4. Memory');
   row(`memory: ${DISTINCT} distinct cold ${S.distinct / MiB} MiB transfers`, 'Airlock', {
     aggregateMibps: all.reduce((s, x) => s + x.bytes, 0) / MiB / secs,
     peakRssMB: peakRss['8 distinct'] / 1e6,
+  });
+  await a.stop();
+}
+if (want('4')) {
+  // 50 at once from one client: 16 start (transfers.per_client), the rest wait for the client's own.
+  const a = await startAirlock();
+  const ms = files.filter((f) => f.project?.startsWith('bench-m'));
+  for (const f of ms) await a.warmPage(f);
+  a.rss.reset();
+  const t0 = performance.now();
+  const all = await Promise.all(ms.map((f) => curl(a.fileUrl(f))));
+  const secs = (performance.now() - t0) / 1000;
+  peakRss['50 distinct'] = a.rss.reset();
+  row(`memory: ${MANY} concurrent cold ${ms[0].size / MiB} MiB pulls`, 'Airlock', {
+    aggregateMibps: all.reduce((s, x) => s + x.bytes, 0) / MiB / secs,
+    peakRssMB: peakRss['50 distinct'] / 1e6,
   });
   await a.stop();
 }

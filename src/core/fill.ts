@@ -104,10 +104,17 @@ const READ_CHUNK = 256 << 10;
  * with the upstream take them without a file read or a new buffer; slower readers fall back to
  * positional reads of the spool file. Measured alone it was within noise of the file-only path
  * (264 vs 250 MiB/s cold, 512 MiB): the cold path is CPU-bound elsewhere (see README Performance).
+ * Upstream bytes are also queued for the spool file up to a bound before the socket is paused.
+ *
+ * Both bounds shrink as fills run at once: all fills together keep at most FILLS_MEMORY in
+ * windows and as much in queues (never less than 128 KiB each), so 50 concurrent cold pulls
+ * stay within the memory budget (README Reliability) while a lone fill keeps 1 MiB of each.
  */
-const WINDOW_MAX = 1 << 20;
-/** Upstream bytes queued for the spool file before the upstream socket is paused. */
-const QUEUE_HIGH = 1 << 20;
+const PER_FILL_MAX = 1 << 20;
+const PER_FILL_MIN = 128 << 10;
+const FILLS_MEMORY = 8 << 20;
+let runningFills = 0;
+const perFill = (): number => Math.max(PER_FILL_MIN, Math.min(PER_FILL_MAX, Math.floor(FILLS_MEMORY / Math.max(1, runningFills))));
 
 type FillState = 'opening' | 'running' | 'verified' | 'failed';
 
@@ -274,6 +281,7 @@ export class Fill extends EventEmitter {
       return;
     }
     this.state = 'running';
+    runningFills++;
     this.resolveReady();
     if (this.size !== undefined) this.startJudge(this.growingBytes(this.size));
     if (this.spec.observe && this.size !== undefined) {
@@ -356,12 +364,13 @@ export class Fill extends EventEmitter {
             pos += b.length;
           }
           this.windowBytes += n;
-          while (this.windowBytes > WINDOW_MAX && this.window.length > 1) this.windowBytes -= this.window.shift()!.buf.length;
+          const bound = perFill();
+          while (this.windowBytes > bound && this.window.length > 1) this.windowBytes -= this.window.shift()!.buf.length;
           this.written += n;
           queued -= n;
           hash.progress(this.written);
           this.emit('progress');
-          if (body.isPaused() && queued < QUEUE_HIGH / 2) body.resume();
+          if (body.isPaused() && queued < perFill() / 2) body.resume();
           if (this.state !== 'running') return;
         }
       } catch (e) {
@@ -393,7 +402,7 @@ export class Fill extends EventEmitter {
       }
       queue.push(chunk);
       queued += chunk.length;
-      if (queued >= QUEUE_HIGH) body.pause();
+      if (queued >= perFill()) body.pause();
       void drain();
     });
     body.on('end', () => {
@@ -441,6 +450,7 @@ export class Fill extends EventEmitter {
       if (this.state !== 'running') return;
     }
     this.state = 'verified';
+    runningFills--;
     this.stopWatch();
     this.resolveGate();
     this.committing = true;
@@ -466,6 +476,7 @@ export class Fill extends EventEmitter {
   private fail(e: Error): void {
     if (this.state === 'failed' || this.state === 'verified') return;
     const wasOpening = this.state === 'opening';
+    if (this.state === 'running') runningFills--;
     this.state = 'failed';
     this.error = e;
     this.stopWatch();
