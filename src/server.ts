@@ -39,7 +39,7 @@ export interface AirlockOptions {
 export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions = {}) {
   const { config } = loaded;
   const log = opts.log ?? createLogger(config.log_level);
-  const meta = openMeta(loaded, { create: true });
+  const meta = await openMeta(loaded, { create: true });
   const store = await openBlobs(loaded);
   const metrics = new Metrics(opts.defaultMetrics ?? true);
   const http = upstreamHttp(loaded, 'pypi', opts.dispatcher);

@@ -139,7 +139,7 @@ async function fromRegistry(loaded: LoadedConfig, reference: string, dispatcher:
   const registry = repository.slice(0, repository.indexOf('/'));
   const upstreamName = repository.slice(registry.length + 1);
   const http = upstreamHttp(loaded, 'oci', dispatcher);
-  const meta = openMeta(loaded, { create: true });
+  const meta = await openMeta(loaded, { create: true });
   const store = await openBlobs(loaded, { cleanSpool: false });
   const hashes = new HashPool(1);
   let inventories: ImageInventories | undefined;
@@ -192,7 +192,7 @@ async function fromRegistry(loaded: LoadedConfig, reference: string, dispatcher:
 
 export async function checkImage(configFile: string, source: string, opts: { failOn?: RefuseLevel; repository?: string; dispatcher?: Dispatcher; now?: number } = {}): Promise<ImageCheckReport> {
   const loaded = loadConfig(configFile);
-  const meta = openMeta(loaded, { create: true });
+  const meta = await openMeta(loaded, { create: true });
   let advisories: Advisories;
   try {
     advisories = new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));

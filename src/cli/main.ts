@@ -69,7 +69,7 @@ usage:
 
 /** Open the configured metadata store for one command and close it after (create: make the data directory first). */
 async function withMeta<T>(loaded: LoadedConfig, create: boolean, fn: (meta: MetaStore) => Promise<T>): Promise<T> {
-  const meta = openMeta(loaded, { create });
+  const meta = await openMeta(loaded, { create });
   try {
     return await fn(meta);
   } finally {

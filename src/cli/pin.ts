@@ -33,7 +33,7 @@ export async function resolvePypiPin(configFile: string, requirement: string, di
   const version = m[2];
   const loaded = loadConfig(configFile);
   // The configured metadata store: the page fetched to pin is cached like any other (ttl 0: always asked fresh).
-  const meta = openMeta(loaded, { create: true });
+  const meta = await openMeta(loaded, { create: true });
   const http = upstreamHttp(loaded, 'pypi', dispatcher);
   try {
     const source = loaded.policy.pypi.internalRule(name) ? 'internal' : 'public';
@@ -203,7 +203,7 @@ export async function resolveHfPin(configFile: string, reference: string, dispat
   if (!m || !isValidRepoId(m[2]) || !isValidRef(m[3])) throw new ConfigError(usage);
   const type: HfRepoType = m[1] ? 'dataset' : 'model';
   const http = upstreamHttp(loaded, 'hf', dispatcher);
-  const meta = openMeta(loaded, { create: true });
+  const meta = await openMeta(loaded, { create: true });
   try {
     const hub = hfHub(loaded, { http, meta, log: pino({ level: 'silent' }) });
     const commit = await hub.resolveRevision(type, m[2], m[3]);

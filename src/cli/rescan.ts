@@ -26,7 +26,7 @@ function summary(r: ScanReport | null): string {
  */
 export async function rescan(configFile: string, opts: { all?: boolean; progress?: (done: number, total: number) => void } = {}): Promise<RescanResult> {
   const loaded = loadConfig(configFile);
-  const meta = openMeta(loaded);
+  const meta = await openMeta(loaded);
   const store = await openBlobs(loaded, { cleanSpool: false });
   const out: RescanResult = { total: 0, rescanned: 0, changed: [], missing: 0 };
   const inspections = new Inspections(meta);

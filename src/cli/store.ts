@@ -20,7 +20,7 @@ export interface StoreVerifyResult {
  */
 export async function verifyStore(configFile: string, opts: { repair?: boolean; progress?: (done: number) => void } = {}): Promise<StoreVerifyResult> {
   const loaded = loadConfig(configFile);
-  const meta = openMeta(loaded);
+  const meta = await openMeta(loaded);
   const store = await openBlobs(loaded, { cleanSpool: false });
   try {
     const r = await scrubStore(meta, store, { repair: opts.repair, progress: opts.progress });

@@ -231,6 +231,38 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Where metadata and blobs live (src/backends.ts picks the backends from this). */
+    storage: z
+      .object({
+        /** sqlite: airlock.db in data_dir (the embedded default); postgres: a shared PostgreSQL, for replicas. */
+        meta: z.enum(['sqlite', 'postgres']).default('sqlite'),
+        /** Environment variable holding the PostgreSQL connection string (never written in the file). */
+        postgres_url_env: z.string().default('AIRLOCK_POSTGRES_URL'),
+        /** A schema to keep Airlock's tables in (created if absent); the connection's default when unset. */
+        postgres_schema: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'expected a lower-case SQL identifier').optional(),
+        /** Connections per process. */
+        postgres_pool: z.number().int().min(1).default(10),
+        /** fs: blobs under data_dir (the embedded default); s3: any S3-compatible store, shared by replicas. */
+        blobs: z.enum(['fs', 's3']).default('fs'),
+        s3: z
+          .object({
+            /** The store's endpoint (MinIO, Garage, Ceph, R2...); AWS when unset. */
+            endpoint: httpUrl.optional(),
+            region: z.string().default('us-east-1'),
+            bucket: z.string().min(3),
+            /** Key prefix inside the bucket, e.g. "airlock/". */
+            prefix: z.string().default(''),
+            /** Path-style URLs (most S3-compatible servers want them). */
+            path_style: z.boolean().default(false),
+            /** Environment variables with the credentials (the SDK's own chain when they are unset). */
+            access_key_env: z.string().default('AWS_ACCESS_KEY_ID'),
+            secret_key_env: z.string().default('AWS_SECRET_ACCESS_KEY'),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .prefault({}),
     cache: z
       .object({
         /** Bytes the cache may hold (0: no limit); past it the least recently used blobs are evicted. */

@@ -1,0 +1,104 @@
+import { randomBytes } from 'node:crypto';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyChain } from '../../src/core/chain.js';
+import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
+import { FakeIndex, sha256 } from '../helpers/fake-index.js';
+import { rawGet, records } from '../helpers/http.js';
+import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { startS3, type TestS3 } from '../helpers/s3.js';
+
+/**
+ * Two Airlock replicas on one PostgreSQL and one S3-compatible store (real PostgreSQL 15 and
+ * s3rver, started here): what one fills the other serves, tokens and records are shared, the
+ * record is one chain, and a rotted object is cut, quarantined and fetched again.
+ */
+describe('replicas on PostgreSQL and S3', () => {
+  const index = new FakeIndex();
+  let pgsrv: TestPostgres;
+  let s3: TestS3;
+  let a: TestAirlock;
+  let b: TestAirlock;
+  const wheel = { filename: 'shared-1.0-py3-none-any.whl', bytes: randomBytes(3 << 20) };
+  const small = { filename: 'shared-2.0-py3-none-any.whl', bytes: randomBytes(100_000) };
+
+  beforeAll(async () => {
+    [pgsrv, s3] = await Promise.all([startPostgres(), startS3()]);
+    await index.start();
+    index.add('shared', wheel).add('shared', small);
+    process.env.AIRLOCK_TEST_PG = pgsrv.url;
+    process.env.AIRLOCK_TEST_S3_ID = s3.credentials.accessKeyId;
+    process.env.AIRLOCK_TEST_S3_SECRET = s3.credentials.secretAccessKey;
+    const yaml = `storage:
+  meta: postgres
+  postgres_url_env: AIRLOCK_TEST_PG
+  postgres_schema: fleet
+  blobs: s3
+  s3:
+    endpoint: ${s3.endpoint}
+    bucket: ${s3.bucket}
+    prefix: fleet/
+    path_style: true
+    access_key_env: AIRLOCK_TEST_S3_ID
+    secret_key_env: AIRLOCK_TEST_S3_SECRET
+pypi:
+  upstream: ${index.simpleUrl}
+  file_hosts: ["127.0.0.1:${index.port}"]
+policy:
+  pypi:
+    allow: [{ name: shared }]
+`;
+    a = await startAirlock(yaml);
+    b = await startAirlock(yaml);
+  }, 60_000);
+
+  afterAll(async () => {
+    await a?.stop();
+    await b?.stop();
+    await index.stop();
+    await s3?.stop();
+    await pgsrv?.stop();
+  });
+
+  const url = (t: TestAirlock, f: { filename: string }) => `${t.url}/pypi/files/shared/${f.filename}`;
+
+  it('serves from one replica what the other filled, with one upstream fetch, and keeps one record', async () => {
+    const first = await rawGet(url(a, wheel));
+    expect(first.headers['x-airlock-cache']).toBe('miss');
+    expect(sha256(first.body)).toBe(sha256(wheel.bytes));
+    await a.airlock.cache.idle();
+    const second = await rawGet(url(b, wheel));
+    expect(second.headers['x-airlock-cache']).toBe('hit');
+    expect(second.complete && sha256(second.body) === sha256(wheel.bytes)).toBe(true);
+    expect(index.count(`/files/${wheel.filename}`)).toBe(1);
+    // A range read from the object store.
+    const part = await rawGet(url(b, wheel), { range: 'bytes=1000-1999' });
+    expect(part.status).toBe(206);
+    expect(part.body.equals(wheel.bytes.subarray(1000, 2000))).toBe(true);
+    // Both replicas' rows, one chain, readable from either.
+    const rows = await records(b, 'name=shared');
+    await records(a, 'name=shared');
+    expect(rows.filter((r: { cache: string }) => r.cache === 'miss')).toHaveLength(1);
+    expect(rows.filter((r: { cache: string }) => r.cache === 'hit').length).toBeGreaterThanOrEqual(2);
+    const chain = await verifyChain(a.airlock.meta);
+    expect(chain.problem).toBeUndefined();
+  });
+
+  it('cuts a rotted object on the other replica, quarantines it and fetches it again', async () => {
+    expect((await rawGet(url(a, small))).complete).toBe(true);
+    await a.airlock.cache.idle();
+    const hex = sha256(small.bytes);
+    const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: s3.credentials });
+    const rotted = Buffer.from(small.bytes);
+    rotted[5000] ^= 1;
+    await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `fleet/blobs/sha256/${hex.slice(0, 2)}/${hex}`, Body: rotted }));
+    const cut = await rawGet(url(b, small));
+    expect(cut.complete).toBe(false);
+    const [row] = await records(b, 'name=shared&decision=deny');
+    expect(row.reason).toMatch(/now hashes to sha256:/);
+    const again = await rawGet(url(b, small));
+    expect(again.headers['x-airlock-cache']).toBe('miss');
+    expect(again.complete && again.body.equals(small.bytes)).toBe(true);
+    expect(index.count(`/files/${small.filename}`)).toBe(2);
+  });
+});
