@@ -1,4 +1,6 @@
 import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Dispatcher } from 'undici';
 import { buildApp } from './app.js';
@@ -54,6 +56,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     onCut: (why) => metrics.slowUpstreams.inc({ reason: why }),
     budget: { minRate: t.min_rate, windowMs: t.rate_window * 1000, deadlineMs: t.deadline * 1000, abandonMs: t.abandon_after * 1000, finishBytes: t.finish_bytes },
     slots: new ClientSlots(t.per_client, t.queue_wait * 1000),
+    // Replicas on one PostgreSQL: one upstream fill per blob across all of them (a lease per fill).
+    fleet: config.storage.meta === 'postgres' ? { leases: meta, owner: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, staleMs: config.storage.lease_stale * 1000 } : undefined,
     maxBytes: config.cache.max_bytes,
     verifyHits: config.cache.verify_hits,
     onStored: (bytes) => metrics.cacheBytes.set(bytes),
@@ -64,6 +68,9 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   });
   void cache.evict().catch((e) => log.error({ err: (e as Error).message }, 'cache eviction failed'));
   const scrubber = backgroundScrub(cache, config.cache, log);
+  if (config.storage.meta === 'postgres' && config.storage.blobs === 'fs') {
+    log.warn({}, 'metadata is shared (PostgreSQL) but blobs are in a local directory: run one replica, or share blobs too (storage.blobs: s3)');
+  }
   const recorder = new Recorder(meta, metrics, log);
   const readAdvisories = async () => new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
   let advisories = await readAdvisories();

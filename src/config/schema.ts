@@ -242,6 +242,8 @@ export const configSchema = z
         postgres_schema: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'expected a lower-case SQL identifier').optional(),
         /** Connections per process. */
         postgres_pool: z.number().int().min(1).default(10),
+        /** Seconds after which a fill lease its replica stopped renewing is taken over (PostgreSQL). */
+        lease_stale: z.number().positive().default(15),
         /** fs: blobs under data_dir (the embedded default); s3: any S3-compatible store, shared by replicas. */
         blobs: z.enum(['fs', 's3']).default('fs'),
         s3: z

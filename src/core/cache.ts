@@ -3,13 +3,13 @@ import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { storeBytes, type FileBytes } from './bytes.js';
-import type { AirlockError } from './errors.js';
-import { DEFAULT_BUDGET, Fill, type FillBudget, type FillSpec } from './fill.js';
+import { AirlockError } from './errors.js';
+import { DEFAULT_BUDGET, Fill, type FillBudget, type FillLease, type FillSpec } from './fill.js';
 import type { HashPool } from './hasher.js';
 import type { ClientSlots } from './slots.js';
 import { resolveRange, type RangeSpec } from './range.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
-import type { BlobIndex } from '../storage/meta-store.js';
+import type { BlobIndex, LeaseStore } from '../storage/meta-store.js';
 
 export type CacheOutcome = 'hit' | 'miss' | 'join';
 
@@ -32,6 +32,11 @@ export interface CacheOptions {
   onEvict?: (count: number, bytes: number, stored: number) => void;
   /** What the cache holds changed (metrics). */
   onStored?: (bytes: number) => void;
+  /**
+   * Replicas sharing the stores: one upstream fill per blob across all of them. `owner` names
+   * this process; a lease not renewed for `staleMs` (its replica died) is taken over.
+   */
+  fleet?: { leases: LeaseStore; owner: string; staleMs?: number; waitMs?: number };
 }
 
 /** Eviction brings the cache down to this share of max_bytes, so it does not run on every commit. */
@@ -111,6 +116,38 @@ export class BlobCache {
       this.usedTimer = setTimeout(() => void this.flushUses().catch(() => {}), 1000);
       this.usedTimer.unref();
     }
+  }
+
+  /** The fleet lease of a new fill (none for a single process: the inflight map is its single flight). */
+  private leaseFor(sha256: string): FillLease | undefined {
+    const fleet = this.opts.fleet;
+    if (!fleet) return undefined;
+    const stale = fleet.staleMs ?? 15_000;
+    let renew: NodeJS.Timeout | undefined;
+    let held = false;
+    return {
+      acquire: async () => {
+        const until = Date.now() + (fleet.waitMs ?? 3_600_000);
+        for (;;) {
+          if (await fleet.leases.takeLease(sha256, fleet.owner, stale)) {
+            held = true;
+            renew = setInterval(() => void fleet.leases.renewLease(sha256, fleet.owner).catch(() => {}), Math.floor(stale / 3));
+            renew.unref();
+            return 'held';
+          }
+          // Another replica is filling it: wait for its release, then it is in the shared store
+          // (or, if that fill failed or its replica died, this one takes the lease and fills).
+          await fleet.leases.awaitRelease(sha256, Math.min(stale, Math.max(1, until - Date.now())));
+          if (await this.meta.getBlob(sha256)) return 'elsewhere';
+          if (Date.now() >= until) throw new AirlockError('UPSTREAM_UNAVAILABLE', `another replica has been filling sha256:${sha256} for too long`);
+        }
+      },
+      release: () => {
+        if (renew) clearInterval(renew);
+        if (held) void fleet.leases.releaseLease(sha256, fleet.owner).catch(() => {});
+        held = false;
+      },
+    };
   }
 
   /** Write the uses noted since the last flush. */
@@ -297,7 +334,7 @@ export class BlobCache {
       if (spec.keep) fill.keep();
     } else {
       cache = 'miss';
-      const f = new Fill(spec, this.store, this.meta, this.hashes, this.budget);
+      const f = new Fill(spec, this.store, this.meta, this.hashes, this.budget, this.leaseFor(spec.sha256));
       fill = f;
       this.inflight.set(spec.sha256, f);
       // Joiners keep reading the spool file until the blob is in the store, then hits take over.
@@ -322,6 +359,8 @@ export class BlobCache {
       await fill.ready;
     } catch (e) {
       release?.();
+      // Another replica filled it while this one waited for the lease: now it is a hit.
+      if ((e as AirlockError).code === 'FILLED_ELSEWHERE') return this.fetch(spec, want, opts);
       throw e;
     }
     const r = fill.size !== undefined ? resolveRange(want, fill.size) : undefined;

@@ -18,6 +18,8 @@ export type AirlockErrorCode =
   | 'RECORD_FAILED'
   /** A download no client was waiting for any more (FillBudget). */
   | 'CANCELLED'
+  /** Another replica filled the blob while this one waited for its lease (look again: it is a hit). */
+  | 'FILLED_ELSEWHERE'
   /** A client has too many cold transfers under way (transfers.per_client). */
   | 'TOO_MANY_REQUESTS'
   | 'INTERNAL';
@@ -35,6 +37,7 @@ const STATUS: Record<AirlockErrorCode, number> = {
   CONTENT_REFUSED: 403,
   RECORD_FAILED: 503,
   CANCELLED: 503,
+  FILLED_ELSEWHERE: 503,
   TOO_MANY_REQUESTS: 429,
   INTERNAL: 500,
 };

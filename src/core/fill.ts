@@ -59,6 +59,17 @@ export interface FillBudget {
   finishBytes: number;
 }
 
+/**
+ * The fleet-wide lease of one fill (replicas sharing a store): taken before the upstream is
+ * asked, renewed while the fill runs, released once the blob is committed or the fill failed.
+ * 'elsewhere': another replica filled the blob while this one waited (the fill then fails with
+ * FILLED_ELSEWHERE and its callers look again, finding a hit).
+ */
+export interface FillLease {
+  acquire(): Promise<'held' | 'elsewhere'>;
+  release(): void;
+}
+
 export const DEFAULT_BUDGET: FillBudget = { minRate: 32 * 1024, windowMs: 30_000, deadlineMs: 4 * 3600_000, abandonMs: 2_000, finishBytes: 16 << 20 };
 
 /** A fill's spool file as a follower sees it. */
@@ -171,6 +182,7 @@ export class Fill extends EventEmitter {
     private readonly meta: BlobIndex,
     private readonly hashes: HashPool,
     private readonly budget: FillBudget = DEFAULT_BUDGET,
+    private readonly lease?: FillLease,
   ) {
     super();
     this.setMaxListeners(0);
@@ -267,6 +279,9 @@ export class Fill extends EventEmitter {
     let up: UpstreamBody;
     try {
       this.fh = await open(this.tmpPath, 'wx+');
+      if (this.lease && (await this.lease.acquire()) === 'elsewhere') {
+        throw new AirlockError('FILLED_ELSEWHERE', `sha256:${this.spec.sha256} was filled by another replica`);
+      }
       up = await this.spec.open(this.abort.signal);
       if (this.spec.size !== undefined && up.size !== undefined && this.spec.size !== up.size) {
         up.body.destroy();
@@ -469,6 +484,8 @@ export class Fill extends EventEmitter {
     } finally {
       this.committing = false;
       this.maybeClose();
+      // After the descriptor is written: a replica woken by the release finds the blob.
+      this.lease?.release();
       this.resolveCommitted(ok);
     }
   }
@@ -488,6 +505,7 @@ export class Fill extends EventEmitter {
     this.rejectGate(e);
     this.emit('progress');
     this.emit('failed');
+    this.lease?.release();
     const removed = unlink(this.tmpPath).catch(() => {});
     this.maybeClose();
     // Over once the spool file is gone too (cache.idle() then leaves a clean spool directory).

@@ -179,10 +179,26 @@ export interface AliasStore {
 }
 
 /**
+ * Who is filling which blob, across replicas sharing one store: a lease row per blob with its
+ * owner and heartbeat, so N replicas asked for one cold artefact make one upstream transfer. A
+ * lease whose owner stopped renewing it (a dead replica) is taken over.
+ */
+export interface LeaseStore {
+  /** Take the lease on `sha256` for `owner`: true when it is free, already `owner`'s, or its holder's heartbeat is older than `staleMs`. */
+  takeLease(sha256: string, owner: string, staleMs: number): Promise<boolean>;
+  /** Keep `owner`'s lease alive (its heartbeat is now). */
+  renewLease(sha256: string, owner: string): Promise<void>;
+  /** Give `owner`'s lease up (nothing when another owns it). */
+  releaseLease(sha256: string, owner: string): Promise<void>;
+  /** Resolves once nobody holds the lease on `sha256`, or after `timeoutMs`. */
+  awaitRelease(sha256: string, timeoutMs: number): Promise<void>;
+}
+
+/**
  * The whole metadata store: one interface per concern, each held to its contract suite in
  * test/contract/ (any backend must pass them all). Callers depend on the narrowest one they use.
  */
-export interface MetaStore extends BlobIndex, PageCache, PullLog, OciStore, ScanStore, TokenStore, AdvisoryStore, AliasStore {
+export interface MetaStore extends BlobIndex, PageCache, PullLog, OciStore, ScanStore, TokenStore, AdvisoryStore, AliasStore, LeaseStore {
   /** Image inventories (layer facts, per-manifest inventories). */
   readonly inventories: InventoryStore;
   close(): Promise<void>;

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type {
   BlobRecord,
@@ -64,6 +65,7 @@ const MIGRATIONS: string[] = [
    CREATE INDEX image_packages_name ON image_packages (type, name);
    CREATE INDEX image_packages_source ON image_packages (type, source);
    CREATE INDEX image_packages_digest ON image_packages (digest);`,
+  `CREATE TABLE fill_leases (sha256 TEXT PRIMARY KEY, owner TEXT NOT NULL, heartbeat BIGINT NOT NULL);`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */
@@ -106,7 +108,10 @@ const PULL_COLUMNS = 'ts, client, ecosystem, name, version, filename, sha256, si
 export class PgMetaStore implements MetaStore {
   readonly inventories: InventoryStore;
 
-  private constructor(private readonly pool: pg.Pool) {
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly schema?: string,
+  ) {
     this.inventories = new PgInventoryStore(pool, (fn) => this.tx(fn));
   }
 
@@ -117,7 +122,7 @@ export class PgMetaStore implements MetaStore {
     pool.on('error', () => {
       /* an idle client lost its connection: the pool replaces it */
     });
-    const store = new PgMetaStore(pool);
+    const store = new PgMetaStore(pool, opts.schema);
     try {
       if (opts.schema) await pool.query(`CREATE SCHEMA IF NOT EXISTS ${pg.escapeIdentifier(opts.schema)}`);
       await store.migrate();
@@ -362,7 +367,66 @@ export class PgMetaStore implements MetaStore {
     await this.pool.query('INSERT INTO aliases (kind, key, sha256) VALUES ($1, $2, $3) ON CONFLICT (kind, key) DO UPDATE SET sha256 = EXCLUDED.sha256', [kind, key, sha256]);
   }
 
+  // LeaseStore: a row per blob being filled; a release is announced (NOTIFY) to wake waiters at once.
+  async takeLease(sha256: string, owner: string, staleMs: number): Promise<boolean> {
+    const now = Date.now();
+    const r = await this.pool.query(
+      `INSERT INTO fill_leases (sha256, owner, heartbeat) VALUES ($1, $2, $3)
+       ON CONFLICT (sha256) DO UPDATE SET owner = EXCLUDED.owner, heartbeat = EXCLUDED.heartbeat
+       WHERE fill_leases.owner = EXCLUDED.owner OR fill_leases.heartbeat < $4`,
+      [sha256, owner, now, now - staleMs],
+    );
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  async renewLease(sha256: string, owner: string): Promise<void> {
+    await this.pool.query('UPDATE fill_leases SET heartbeat = $1 WHERE sha256 = $2 AND owner = $3', [Date.now(), sha256, owner]);
+  }
+
+  async releaseLease(sha256: string, owner: string): Promise<void> {
+    const r = await this.pool.query('DELETE FROM fill_leases WHERE sha256 = $1 AND owner = $2', [sha256, owner]);
+    if ((r.rowCount ?? 0) > 0) await this.pool.query('SELECT pg_notify($1, $2)', [this.channel, sha256]);
+  }
+
+  async awaitRelease(sha256: string, timeoutMs: number): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    const held = async () => (await this.pool.query('SELECT 1 FROM fill_leases WHERE sha256 = $1', [sha256])).rowCount! > 0;
+    const listener = await this.listener();
+    while ((await held()) && Date.now() < until) {
+      // Woken by the holder's NOTIFY; the poll (1 s) covers a holder that died without releasing.
+      await new Promise<void>((resolve) => {
+        const done = () => (clearTimeout(t), listener.off(sha256, done), resolve());
+        const t = setTimeout(done, Math.min(1000, Math.max(1, until - Date.now())));
+        listener.on(sha256, done);
+      });
+    }
+  }
+
+  /** The channel NOTIFY uses: per schema, so stores sharing a database do not wake each other. */
+  private get channel(): string {
+    return `airlock_fills_${this.schema ?? 'public'}`;
+  }
+
+  private listening: Promise<EventEmitter> | undefined;
+
+  /** One LISTEN connection per store, shared by every waiter; its notifications are emitted by digest. */
+  private listener(): Promise<EventEmitter> {
+    this.listening ??= (async () => {
+      const em = new EventEmitter();
+      em.setMaxListeners(0);
+      const c = await this.pool.connect();
+      this.listenClient = c;
+      c.on('notification', (n) => n.payload && em.emit(n.payload));
+      await c.query(`LISTEN ${pg.escapeIdentifier(this.channel)}`);
+      return em;
+    })();
+    return this.listening;
+  }
+
+  private listenClient: pg.PoolClient | undefined;
+
   async close(): Promise<void> {
+    this.listenClient?.release();
     await this.pool.end();
   }
 }

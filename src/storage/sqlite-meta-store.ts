@@ -90,6 +90,7 @@ const MIGRATIONS: string[] = [
   `ALTER TABLE blobs ADD COLUMN used_at INTEGER NOT NULL DEFAULT 0;
    UPDATE blobs SET used_at = created_at;
    CREATE INDEX blobs_by_use ON blobs (used_at, sha256);`,
+  `CREATE TABLE fill_leases (sha256 TEXT PRIMARY KEY, owner TEXT NOT NULL, heartbeat INTEGER NOT NULL) WITHOUT ROWID;`,
 ];
 
 interface PullRow {
@@ -396,6 +397,33 @@ export class SqliteMetaStore implements MetaStore {
 
   async putAlias(kind: string, key: string, sha256: string): Promise<void> {
     this.stmts.putAlias.run(kind, key, sha256);
+  }
+
+  async takeLease(sha256: string, owner: string, staleMs: number): Promise<boolean> {
+    const now = Date.now();
+    return (
+      this.db
+        .prepare(
+          `INSERT INTO fill_leases (sha256, owner, heartbeat) VALUES (?, ?, ?)
+           ON CONFLICT (sha256) DO UPDATE SET owner = excluded.owner, heartbeat = excluded.heartbeat
+           WHERE fill_leases.owner = excluded.owner OR fill_leases.heartbeat < ?`,
+        )
+        .run(sha256, owner, now, now - staleMs).changes > 0
+    );
+  }
+
+  async renewLease(sha256: string, owner: string): Promise<void> {
+    this.db.prepare('UPDATE fill_leases SET heartbeat = ? WHERE sha256 = ? AND owner = ?').run(Date.now(), sha256, owner);
+  }
+
+  async releaseLease(sha256: string, owner: string): Promise<void> {
+    this.db.prepare('DELETE FROM fill_leases WHERE sha256 = ? AND owner = ?').run(sha256, owner);
+  }
+
+  async awaitRelease(sha256: string, timeoutMs: number): Promise<void> {
+    const q = this.db.prepare<[string], { owner: string }>('SELECT owner FROM fill_leases WHERE sha256 = ?');
+    const until = Date.now() + timeoutMs;
+    while (q.get(sha256) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { appendPulls, prunePulls, verifyChain, GENESIS } from '../../src/core/chain.js';
-import type { AdvisoryStore, AliasStore, BlobIndex, OciStore, PageCache, PullLog, PullRecord, ScanStore, TokenStore } from '../../src/storage/meta-store.js';
+import type { AdvisoryStore, AliasStore, BlobIndex, LeaseStore, OciStore, PageCache, PullLog, PullRecord, ScanStore, TokenStore } from '../../src/storage/meta-store.js';
 
 /**
  * One contract suite per metadata interface (src/storage/meta-store.ts), which every backend must
@@ -200,6 +200,48 @@ export function aliasStoreContract(name: string, fresh: () => Promise<AliasStore
       expect(await s.getAlias('other', 'abc')).toBe(hex('2'));
       await s.putAlias('git-blob', 'abc', hex('3'));
       expect(await s.getAlias('git-blob', 'abc')).toBe(hex('3'));
+    });
+  });
+}
+
+export function leaseStoreContract(name: string, fresh: () => Promise<LeaseStore>): void {
+  describe(`LeaseStore contract: ${name}`, () => {
+    it('gives a blob\'s lease to one owner at a time, again to the same owner, and to another once released', async () => {
+      const s = await fresh();
+      expect(await s.takeLease(hex('a'), 'replica-1', 10_000)).toBe(true);
+      expect(await s.takeLease(hex('a'), 'replica-2', 10_000)).toBe(false);
+      expect(await s.takeLease(hex('a'), 'replica-1', 10_000)).toBe(true);
+      expect(await s.takeLease(hex('b'), 'replica-2', 10_000)).toBe(true);
+      await s.releaseLease(hex('a'), 'replica-2'); // not its lease: nothing happens
+      expect(await s.takeLease(hex('a'), 'replica-2', 10_000)).toBe(false);
+      await s.releaseLease(hex('a'), 'replica-1');
+      expect(await s.takeLease(hex('a'), 'replica-2', 10_000)).toBe(true);
+    });
+
+    it('lets a lease whose holder stopped renewing it be taken over', async () => {
+      const s = await fresh();
+      expect(await s.takeLease(hex('c'), 'dead', 10_000)).toBe(true);
+      await new Promise((r) => setTimeout(r, 60));
+      expect(await s.takeLease(hex('c'), 'alive', 10_000)).toBe(false);
+      await s.renewLease(hex('c'), 'dead');
+      expect(await s.takeLease(hex('c'), 'alive', 50)).toBe(false); // just renewed
+      await new Promise((r) => setTimeout(r, 80));
+      expect(await s.takeLease(hex('c'), 'alive', 50)).toBe(true); // stale: taken over
+    });
+
+    it('wakes a waiter when the lease is released, and gives up after its timeout', async () => {
+      const s = await fresh();
+      await s.awaitRelease(hex('d'), 1000); // nobody holds it: at once
+      await s.takeLease(hex('d'), 'filler', 10_000);
+      const t0 = Date.now();
+      setTimeout(() => void s.releaseLease(hex('d'), 'filler'), 150);
+      await s.awaitRelease(hex('d'), 5000);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
+      expect(Date.now() - t0).toBeLessThan(1500);
+      await s.takeLease(hex('e'), 'stuck', 10_000);
+      const t1 = Date.now();
+      await s.awaitRelease(hex('e'), 200);
+      expect(Date.now() - t1).toBeGreaterThanOrEqual(190);
     });
   });
 }

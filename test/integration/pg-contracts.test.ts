@@ -6,6 +6,7 @@ import {
   advisoryStoreContract,
   aliasStoreContract,
   blobIndexContract,
+  leaseStoreContract,
   ociStoreContract,
   pageCacheContract,
   pullLogContract,
@@ -43,6 +44,7 @@ scanStoreContract('PostgreSQL', fresh);
 tokenStoreContract('PostgreSQL', fresh);
 advisoryStoreContract('PostgreSQL', fresh);
 aliasStoreContract('PostgreSQL', fresh);
+leaseStoreContract('PostgreSQL', fresh);
 inventoryStoreContract('PostgreSQL', async () => (await fresh()).inventories);
 
 describe('PostgreSQL: what SQLite cannot show', () => {
@@ -62,6 +64,6 @@ describe('PostgreSQL: what SQLite cannot show', () => {
     const schema = `migrate_${process.pid}`;
     const stores = await Promise.all([0, 1, 2, 3].map(() => PgMetaStore.open(pgsrv.url, { schema, max: 2 })));
     opened.push(...stores);
-    expect(await stores[0].migrate()).toBe(1);
+    expect(await stores[0].migrate()).toBe(2);
   });
 });

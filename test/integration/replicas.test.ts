@@ -21,11 +21,13 @@ describe('replicas on PostgreSQL and S3', () => {
   let b: TestAirlock;
   const wheel = { filename: 'shared-1.0-py3-none-any.whl', bytes: randomBytes(3 << 20) };
   const small = { filename: 'shared-2.0-py3-none-any.whl', bytes: randomBytes(100_000) };
+  const cold = { filename: 'shared-3.0-py3-none-any.whl', bytes: randomBytes(8 << 20) };
+  const orphan = { filename: 'shared-4.0-py3-none-any.whl', bytes: randomBytes(200_000) };
 
   beforeAll(async () => {
     [pgsrv, s3] = await Promise.all([startPostgres(), startS3()]);
     await index.start();
-    index.add('shared', wheel).add('shared', small);
+    index.add('shared', wheel).add('shared', small).add('shared', cold).add('shared', orphan);
     process.env.AIRLOCK_TEST_PG = pgsrv.url;
     process.env.AIRLOCK_TEST_S3_ID = s3.credentials.accessKeyId;
     process.env.AIRLOCK_TEST_S3_SECRET = s3.credentials.secretAccessKey;
@@ -33,6 +35,7 @@ describe('replicas on PostgreSQL and S3', () => {
   meta: postgres
   postgres_url_env: AIRLOCK_TEST_PG
   postgres_schema: fleet
+  lease_stale: 1
   blobs: s3
   s3:
     endpoint: ${s3.endpoint}
@@ -100,5 +103,41 @@ policy:
     expect(again.headers['x-airlock-cache']).toBe('miss');
     expect(again.complete && again.body.equals(small.bytes)).toBe(true);
     expect(index.count(`/files/${small.filename}`)).toBe(2);
+  });
+
+  it('16 clients over both replicas on one cold file: one upstream transfer, every byte verified', async () => {
+    index.throttle = 16 << 20; // ~0.5 s for 8 MiB
+    try {
+      const t0 = Date.now();
+      const results = await Promise.all(
+        Array.from({ length: 16 }, (_, i) => {
+          const t = i % 2 ? b : a;
+          return rawGet(url(t, cold)).then((r) => ({ ...r, replica: i % 2 ? 'b' : 'a', ms: Date.now() - t0 }));
+        }),
+      );
+      for (const r of results) {
+        expect(r.status).toBe(200);
+        expect(r.complete && sha256(r.body) === sha256(cold.bytes)).toBe(true);
+      }
+      expect(index.count(`/files/${cold.filename}`)).toBe(1);
+      const filler = results.find((r) => r.headers['x-airlock-cache'] === 'miss')!;
+      const others = results.filter((r) => r.replica !== filler.replica);
+      expect(others.every((r) => r.headers['x-airlock-cache'] === 'hit')).toBe(true);
+      console.log(`fleet: 16 clients on 2 replicas, 1 upstream fetch; the filling replica's clients done in ${Math.max(...results.filter((r) => r.replica === filler.replica).map((r) => r.ms))} ms, the other's in ${Math.max(...others.map((r) => r.ms))} ms (they wait for the commit, then read the shared store)`);
+    } finally {
+      index.throttle = 0;
+    }
+  });
+
+  it('takes over the lease of a replica that died mid-fill', async () => {
+    const hex = sha256(orphan.bytes);
+    // A replica took the lease and died: its heartbeat stops.
+    expect(await a.airlock.meta.takeLease(hex, 'dead-replica', 1000)).toBe(true);
+    const t0 = Date.now();
+    const r = await rawGet(url(b, orphan));
+    expect(r.complete && r.body.equals(orphan.bytes)).toBe(true);
+    // Taken over once the lease was stale (lease_stale: 1 s), not before.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    expect(Date.now() - t0).toBeLessThan(5000);
   });
 });

@@ -10,6 +10,7 @@ import {
   advisoryStoreContract,
   aliasStoreContract,
   blobIndexContract,
+  leaseStoreContract,
   ociStoreContract,
   pageCacheContract,
   pullLogContract,
@@ -36,6 +37,7 @@ scanStoreContract('SQLite', fresh);
 tokenStoreContract('SQLite', fresh);
 advisoryStoreContract('SQLite', fresh);
 aliasStoreContract('SQLite', fresh);
+leaseStoreContract('SQLite', fresh);
 inventoryStoreContract('SQLite', async () => (await fresh()).inventories);
 
 blobStoreContract('filesystem', () => FsBlobStore.create(mkdtempSync(join(tmpdir(), 'airlock-blobs-'))));
