@@ -21,6 +21,8 @@ export interface AppDeps {
   recorder: Recorder;
   /** The protocol front-ends, each describing its prefix and how it refuses (http/frontend.ts). */
   frontends: FrontEnd[];
+  /** What keeps this replica from serving now (database or blob store unreachable); empty when ready. */
+  unready: () => Promise<string[]>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -28,7 +30,7 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 /** The admin endpoints (/-/...) refuse in plain JSON. */
 const ADMIN = {
   ecosystem: 'admin' as const,
-  open: ['/-/healthz', '/-/metrics'],
+  open: ['/-/healthz', '/-/readyz', '/-/metrics'],
   refuse: (c: Context<AppEnv>, status: 401 | 403, message: string): Response => {
     const h: Record<string, string> = { 'cache-control': 'no-store' };
     if (status === 401) h['www-authenticate'] = 'Basic realm="airlock"';
@@ -89,6 +91,14 @@ export function buildApp(d: AppDeps): Hono<AppEnv> {
     const failing = d.recorder.health();
     if (!failing) return c.json({ status: 'ok' });
     return c.json({ status: 'failing', record: `pull records cannot be written since ${new Date(failing.at).toISOString()}: ${failing.message}` }, 503);
+  });
+  // Readiness (for a load balancer or Kubernetes): the stores answer and records can be written.
+  // Liveness is /-/healthz.
+  app.get('/-/readyz', async (c) => {
+    const problems = await d.unready();
+    const failing = d.recorder.health();
+    if (failing) problems.push(`pull records cannot be written: ${failing.message}`);
+    return problems.length ? c.json({ status: 'unready', problems }, 503) : c.json({ status: 'ready' });
   });
   app.get('/-/metrics', async (c) => c.body(await d.metrics.registry.metrics(), 200, { 'content-type': d.metrics.registry.contentType }));
   app.get('/-/records', async (c) => {

@@ -100,7 +100,19 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const hub = hfHub(loaded, { http: hfHttp, meta, log });
   const hf = createHfApp({ policy: () => policy, hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
   const authenticator = new Authenticator(meta);
-  const app = buildApp({ auth: { authenticator, modes: config.auth }, log, metrics, meta, recorder, frontends: [
+  // Readiness probes: a primary-key lookup in the metadata store and a stat in the blob store.
+  const NOBODY = '0'.repeat(64);
+  const probe = async (what: string, p: Promise<unknown>): Promise<string | null> => {
+    try {
+      await Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error('no answer in 2 s')), 2000).unref())]);
+      return null;
+    } catch (e) {
+      return `${what}: ${(e as Error).message}`;
+    }
+  };
+  const unready = async () =>
+    (await Promise.all([probe('metadata store', meta.getBlob(NOBODY)), probe('blob store', store.stat(NOBODY))])).filter((x): x is string => x !== null);
+  const app = buildApp({ auth: { authenticator, modes: config.auth }, log, metrics, meta, recorder, unready, frontends: [
       { ...PYPI, app: pypi },
       { ...OCI, app: oci },
       { ...HF, app: hf },
@@ -152,6 +164,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     async close() {
       clearInterval(pruneTimer);
       scrubber.stop();
+      await cache.shutdown();
       await cache.flushUses().catch(() => {});
       await recorder.flush();
       await hashes.close();
@@ -167,7 +180,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
 export type Airlock = Awaited<ReturnType<typeof createAirlock>>;
 
 /** Start listening; resolves once the socket is bound. */
-export async function startServer(loaded: LoadedConfig, opts: AirlockOptions = {}): Promise<{ airlock: Airlock; server: ServerType; port: number; stop: () => Promise<void> }> {
+export async function startServer(loaded: LoadedConfig, opts: AirlockOptions = {}): Promise<{ airlock: Airlock; server: ServerType; port: number; stop: (graceMs?: number) => Promise<void> }> {
   const airlock = await createAirlock(loaded, opts);
   const { hostname, port } = splitListen(loaded.config.listen);
   const server = await new Promise<ServerType>((resolve, reject) => {
@@ -180,10 +193,19 @@ export async function startServer(loaded: LoadedConfig, opts: AirlockOptions = {
     airlock,
     server,
     port: bound,
-    stop: async () => {
+    /**
+     * Stop accepting, let transfers under way finish for up to `graceMs` (idle keep-alive
+     * connections close at once), then cut what is left: a cut client sees an incomplete
+     * transfer, never a clean end. Fills are then cancelled (their leases released, their spool
+     * files removed) and the record flushed.
+     */
+    stop: async (graceMs = 0) => {
+      const s = server as unknown as { closeAllConnections?: () => void; closeIdleConnections?: () => void };
       await new Promise<void>((r) => {
-        server.close(() => r());
-        (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+        const cut = setTimeout(() => s.closeAllConnections?.(), graceMs);
+        server.close(() => (clearTimeout(cut), r()));
+        s.closeIdleConnections?.();
+        if (graceMs <= 0) s.closeAllConnections?.();
       });
       await airlock.close();
     },

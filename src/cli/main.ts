@@ -57,6 +57,10 @@ usage:
                                                   read every cached blob back and check it against
                                                   its digest; --repair quarantines bad ones (fetched
                                                   and verified again on the next pull); exit 1 if any
+  airlock migrate [--config FILE] [--from sqlite --to postgres]
+                                                  bring the metadata schema up to date (serve does it
+                                                  on start); --from/--to copies the record (with its
+                                                  chain), tokens and advisories into PostgreSQL
   airlock scrub [--config FILE] [--json]           store verify --repair (the server can also scrub in
                                                   the background: cache.scrub_rate)
   airlock token create --name NAME [--admin]      issue a client token (printed once; stored hashed)
@@ -111,6 +115,8 @@ async function main(argv: string[]): Promise<void> {
       'fail-on': { type: 'string' },
       repository: { type: 'string' },
       repair: { type: 'boolean', default: false },
+      from: { type: 'string' },
+      to: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -131,8 +137,8 @@ async function main(argv: string[]): Promise<void> {
       const shutdown = (sig: string) => {
         if (stopping) return;
         stopping = true;
-        airlock.log.info({ signal: sig }, 'shutting down');
-        stop().then(() => process.exit(0), () => process.exit(1));
+        airlock.log.info({ signal: sig, graceSeconds: loaded.config.shutdown_grace }, 'shutting down: no new connections; transfers under way may finish within the grace');
+        stop(loaded.config.shutdown_grace * 1000).then(() => process.exit(0), () => process.exit(1));
       };
       process.on('SIGINT', () => shutdown('SIGINT'));
       process.on('SIGTERM', () => shutdown('SIGTERM'));
@@ -333,6 +339,20 @@ async function main(argv: string[]): Promise<void> {
           process.stdout.write(`revoked ${arg}; it is refused from now on\n`);
         } else fail('usage: airlock token create --name NAME [--admin] | token list | token revoke NAME');
       });
+      return;
+    }
+    case 'migrate': {
+      const loaded = loadConfig(configFile);
+      if (values.from || values.to) {
+        if (values.from !== 'sqlite' || values.to !== 'postgres') fail('usage: airlock migrate [--from sqlite --to postgres]');
+        const { moveSqliteToPostgres } = await import('./migrate.js');
+        const r = await moveSqliteToPostgres(loaded);
+        process.stdout.write(`moved ${r.pulls} pull records (the chain verifies in PostgreSQL, head ${r.head ?? 'none'}), ${r.tokens} tokens, ${r.advisories} advisories; caches refill on the next pulls\n`);
+        return;
+      }
+      // Opening the store brings its schema up to date (what serve does on start).
+      await withMeta(loaded, true, async () => undefined);
+      process.stdout.write(`${loaded.config.storage.meta === 'postgres' ? 'PostgreSQL' : 'SQLite'} schema is up to date\n`);
       return;
     }
     case 'audit': {

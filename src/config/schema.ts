@@ -176,6 +176,8 @@ export const configSchema = z
     listen: hostPort.default('127.0.0.1:8080'),
     data_dir: z.string().min(1).default('./data'),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** Seconds transfers under way may take to finish after SIGTERM before they are cut. */
+    shutdown_grace: z.number().min(0).default(10),
     pypi: z
       .object({
         upstream: indexUrl.default('https://pypi.org/simple/'),

@@ -216,6 +216,12 @@ export class BlobCache {
     while (this.running.size > 0) await Promise.all([...this.running].map((f) => f.committed));
   }
 
+  /** Cancel every fill under way (shutdown): leases released, spool files removed. */
+  async shutdown(): Promise<void> {
+    for (const f of this.running) f.cancel('the server is shutting down');
+    await this.idle();
+  }
+
   /** Size of a cached blob, without touching the blob backend. */
   async cachedSize(sha256: string): Promise<number | undefined> {
     return (await this.meta.getBlob(sha256))?.size;

@@ -199,6 +199,11 @@ export class Fill extends EventEmitter {
     if (!spec.inspect) this.ready.then(() => this.resolveGate(), () => {});
   }
 
+  /** End the fill now (shutdown): readers are cut, nothing is cached. */
+  cancel(why: string): void {
+    this.fail(new AirlockError('CANCELLED', `download of sha256:${this.spec.sha256} cancelled: ${why}`));
+  }
+
   /** A caller that needs the fill finished even with no reader has joined it. */
   keep(): void {
     this.kept = true;

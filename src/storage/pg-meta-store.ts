@@ -417,6 +417,13 @@ export class PgMetaStore implements MetaStore {
       const c = await this.pool.connect();
       this.listenClient = c;
       c.on('notification', (n) => n.payload && em.emit(n.payload));
+      // The database went away (restart, failover): drop this connection; the next waiter listens
+      // anew, and waiters meanwhile poll. Unhandled, the error would end the process.
+      c.on('error', () => {
+        this.listening = undefined;
+        this.listenClient = undefined;
+        c.release(true);
+      });
       await c.query(`LISTEN ${pg.escapeIdentifier(this.channel)}`);
       return em;
     })();

@@ -372,8 +372,8 @@ describe('fault suite: kill -9 during fills and a burst', () => {
   const hot = { filename: 'crash-2.0-py3-none-any.whl', bytes: randomBytes(1 << 20) };
 
   /** `airlock serve` as its own process; resolves once it listens, with its port. */
-  function serve(): Promise<{ proc: ChildProcess; port: number }> {
-    const proc = spawn('node', [join(process.cwd(), 'dist', 'cli', 'main.js'), 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  function serve(file = config): Promise<{ proc: ChildProcess; port: number }> {
+    const proc = spawn('node', [join(process.cwd(), 'dist', 'cli', 'main.js'), 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
     return new Promise((resolve, reject) => {
       let out = '';
       proc.stdout!.on('data', (d: Buffer) => {
@@ -430,4 +430,35 @@ describe('fault suite: kill -9 during fills and a burst', () => {
       await once(second.proc, 'exit');
     }
   }, 90_000);
+
+  it('on SIGTERM stops accepting, lets a transfer finish within the grace, cuts one that would not, and exits cleanly', async () => {
+    const run = async (grace: number) => {
+      const file = join(dir, `grace-${grace}.yaml`);
+      writeFileSync(file, `listen: 127.0.0.1:0\ndata_dir: ${join(dir, `grace-${grace}`)}\nshutdown_grace: ${grace}\nauth: { admin: open }\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [{ name: crash }]\n`);
+      const srv = await serve(file);
+      const u = `http://127.0.0.1:${srv.port}/pypi/files/crash/${files[0].filename}`;
+      expect((await rawGet(`http://127.0.0.1:${srv.port}/-/readyz`)).status).toBe(200);
+      index.throttle = 4 << 20; // 4 MiB: about 1 s
+      try {
+        const transfer = rawGet(u);
+        await new Promise((r) => setTimeout(r, 300));
+        srv.proc.kill('SIGTERM');
+        await new Promise((r) => setTimeout(r, 100));
+        const late = await rawGet(u).then(() => 'answered', () => 'refused');
+        const r = await transfer;
+        const [code] = await once(srv.proc, 'exit');
+        return { r, late, code, spool: readdirSync(join(dir, `grace-${grace}`, 'spool')) };
+      } finally {
+        index.throttle = 0;
+      }
+    };
+    const patient = await run(5);
+    expect(patient.late).toBe('refused');
+    expect(patient.r.complete && patient.r.body.equals(files[0].bytes)).toBe(true);
+    expect(patient.code).toBe(0);
+    const hasty = await run(0.2);
+    expect(hasty.r.complete).toBe(false);
+    expect(hasty.code).toBe(0);
+    expect(hasty.spool).toEqual([]);
+  }, 60_000);
 });

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { airlockCli } from '../helpers/cli.js';
 import { verifyChain } from '../../src/core/chain.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
@@ -19,6 +21,7 @@ describe('replicas on PostgreSQL and S3', () => {
   let s3: TestS3;
   let a: TestAirlock;
   let b: TestAirlock;
+  let pgStopped = false;
   const wheel = { filename: 'shared-1.0-py3-none-any.whl', bytes: randomBytes(3 << 20) };
   const small = { filename: 'shared-2.0-py3-none-any.whl', bytes: randomBytes(100_000) };
   const cold = { filename: 'shared-3.0-py3-none-any.whl', bytes: randomBytes(8 << 20) };
@@ -60,7 +63,7 @@ policy:
     await b?.stop();
     await index.stop();
     await s3?.stop();
-    await pgsrv?.stop();
+    if (!pgStopped) await pgsrv?.stop();
   });
 
   const url = (t: TestAirlock, f: { filename: string }) => `${t.url}/pypi/files/shared/${f.filename}`;
@@ -139,5 +142,44 @@ policy:
     // Taken over once the lease was stale (lease_stale: 1 s), not before.
     expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
     expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
+  it('airlock migrate moves an embedded record into PostgreSQL with its chain, tokens and advisories', async () => {
+    // An embedded (SQLite) Airlock with some history.
+    const solo = await startAirlock(`pypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [{ name: shared }]\n`);
+    for (const f of [wheel, small, wheel]) expect((await rawGet(url(solo, f))).complete).toBe(true);
+    expect((await rawGet(`${solo.url}/pypi/files/shared/nope-1.0.tar.gz`)).status).toBeGreaterThanOrEqual(400);
+    await solo.airlock.meta.createToken({ name: 'ci', hash: 'f'.repeat(64), admin: false });
+    await solo.airlock.meta.revokeToken('ci');
+    await solo.airlock.meta.putAdvisories([{ id: 'PYSEC-0000-1', modified: '2026-01-01T00:00:00Z', record: JSON.stringify({ id: 'PYSEC-0000-1', modified: '2026-01-01T00:00:00Z', affected: [] }) }]);
+    await solo.airlock.recorder.flush();
+    const before = await verifyChain(solo.airlock.meta);
+    await solo.stop();
+    // The same data directory, now pointed at PostgreSQL.
+    const cfg = `${solo.configFile}.pg.yaml`;
+    writeFileSync(cfg, readFileSync(solo.configFile, 'utf8') + `storage:\n  meta: postgres\n  postgres_url_env: AIRLOCK_TEST_PG\n  postgres_schema: moved\n`);
+    const env = { AIRLOCK_TEST_PG: pgsrv.url };
+    const moved = await airlockCli(['migrate', '--from', 'sqlite', '--to', 'postgres', '--config', cfg], env);
+    expect(moved.stderr).toBe('');
+    expect(moved.stdout).toMatch(new RegExp(`moved ${before.rows} pull records .* head ${before.head}\\), 1 tokens, 1 advisories`));
+    const audit = await airlockCli(['audit', 'verify', '--config', cfg], env);
+    expect(audit.code).toBe(0);
+    expect(audit.stdout).toContain(before.head!);
+    const again = await airlockCli(['migrate', '--from', 'sqlite', '--to', 'postgres', '--config', cfg], env);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/not empty/);
+    expect((await airlockCli(['migrate', '--config', cfg], env)).stdout).toBe('PostgreSQL schema is up to date\n');
+  });
+
+  it('is ready while its stores answer, and says which one does not (the last test: it stops PostgreSQL)', async () => {
+    expect((await fetch(`${a.url}/-/readyz`)).status).toBe(200);
+    await pgsrv.stop();
+    pgStopped = true;
+    const r = await fetch(`${b.url}/-/readyz`);
+    expect(r.status).toBe(503);
+    const body = (await r.json()) as { problems: string[] };
+    expect(body.problems.join('; ')).toMatch(/^metadata store: /);
+    // Liveness is not readiness: the process itself is fine.
+    expect((await fetch(`${b.url}/-/healthz`)).status).toBe(200);
   });
 });
