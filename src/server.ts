@@ -8,6 +8,7 @@ import { Authenticator } from './auth/tokens.js';
 import { changedSettings, loadConfig, type LoadedConfig } from './config/load.js';
 import { splitListen } from './config/preflight.js';
 import { BlobCache } from './core/cache.js';
+import { AirlockError } from './core/errors.js';
 import { ClientSlots } from './core/slots.js';
 import { backgroundScrub } from './core/scrub.js';
 import { HashPool } from './core/hasher.js';
@@ -47,6 +48,15 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const http = upstreamHttp(loaded, 'pypi', opts.dispatcher);
   const hashes = new HashPool(1).warm();
   const t = config.transfers;
+  const off = config.offload;
+  if (off.mode === 'nginx' && config.storage.blobs !== 'fs') throw new AirlockError('BAD_REQUEST', 'offload.mode nginx needs the filesystem blob store (storage.blobs: fs); with s3 use presigned');
+  if (off.mode === 'presigned' && !store.presign) throw new AirlockError('BAD_REQUEST', 'offload.mode presigned needs an object store (storage.blobs: s3)');
+  const offload =
+    off.mode === 'nginx'
+      ? async (sha256: string) => ({ header: ['x-accel-redirect', `${off.nginx_location}${sha256.slice(0, 2)}/${sha256}`] as [string, string] })
+      : off.mode === 'presigned'
+        ? async (sha256: string) => ({ redirect: await store.presign!(sha256, off.presign_seconds) })
+        : undefined;
   const cache = new BlobCache(store, meta, hashes, {
     onCommitError: (sha256, e) => log.error({ digest: sha256, err: (e as Error).message }, 'verified blob could not be committed to the store; it will be fetched again next time'),
     onCorrupt: (sha256, got, quarantined) => {
@@ -60,6 +70,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     fleet: config.storage.meta === 'postgres' ? { leases: meta, owner: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, staleMs: config.storage.lease_stale * 1000 } : undefined,
     maxBytes: config.cache.max_bytes,
     verifyHits: config.cache.verify_hits,
+    offload,
     onStored: (bytes) => metrics.cacheBytes.set(bytes),
     onEvict: (count, bytes, stored) => {
       metrics.evictions.inc(count);

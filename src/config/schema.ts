@@ -280,6 +280,22 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Warm bodies served by something cheaper than Node, after the policy decision and the pull
+     * record: nginx (X-Accel-Redirect to an internal location over the filesystem store) or the
+     * object store (a redirect to a presigned URL). Offloaded hits are not hashed as they are
+     * served (the scrub covers them).
+     */
+    offload: z
+      .object({
+        mode: z.enum(['none', 'nginx', 'presigned']).default('none'),
+        /** nginx's internal location aliased to <data_dir>/blobs/sha256/. */
+        nginx_location: z.string().regex(/^\/.*\/$/, 'expected a location path starting and ending with "/"').default('/_airlock_blobs/'),
+        /** Lifetime of a presigned URL, seconds. */
+        presign_seconds: z.number().int().min(10).max(604_800).default(300),
+      })
+      .strict()
+      .prefault({}),
     /** What upstream downloads may cost (src/core/fill.ts FillBudget, src/core/slots.ts). */
     transfers: z
       .object({

@@ -37,7 +37,12 @@ export interface CacheOptions {
    * this process; a lease not renewed for `staleMs` (its replica died) is taken over.
    */
   fleet?: { leases: LeaseStore; owner: string; staleMs?: number; waitMs?: number };
+  /** Warm bodies handed to a cheaper server (offload.*): how to hand over a cached blob. */
+  offload?: (sha256: string) => Promise<Offload>;
 }
+
+/** A cached blob handed over: an internal redirect header for nginx, or a URL the client fetches. */
+export type Offload = { header: [string, string] } | { redirect: string };
 
 /** Eviction brings the cache down to this share of max_bytes, so it does not run on every commit. */
 const LOW_WATER = 0.9;
@@ -86,6 +91,7 @@ export class BlobCache {
   private readonly onCut: NonNullable<CacheOptions['onCut']>;
   private readonly opts: CacheOptions;
   readonly verifyHits: boolean;
+  readonly offload: CacheOptions['offload'];
   /** Readers of each cached blob now (never evicted while read). */
   private readonly serving = new Map<string, number>();
   /** Uses not yet written (one write per second at most, not one per hit). */
@@ -108,6 +114,7 @@ export class BlobCache {
     this.onCut = opts.onCut ?? (() => {});
     this.opts = opts;
     this.verifyHits = opts.verifyHits ?? true;
+    this.offload = opts.offload;
   }
 
   private noteUse(sha256: string): void {

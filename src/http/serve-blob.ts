@@ -101,6 +101,10 @@ async function start(
   r: BlobRecording,
   row: (cache: PullRecord['cache'], size: number | null) => Omit<PullRecord, 'decision'>,
 ): Promise<Response> {
+  if (cache.offload && c.req.method !== 'HEAD') {
+    const size = await cache.cachedSize(spec.sha256);
+    if (size !== undefined) return offloaded(c, cache, spec.sha256, size, headers, r, row);
+  }
   const gone = new AbortController();
   c.env?.outgoing?.once('close', () => gone.abort());
   const served = await cache.fetch(spec, parseRange(c.req.header('range')), { client: r.base.client, signal: gone.signal });
@@ -173,4 +177,25 @@ async function start(
       },
     );
   });
+}
+
+/**
+ * A warm hit handed to nginx or the object store: the decision was made and the pull row is
+ * committed before the handover (a row that cannot be written withholds it), then the body is
+ * someone else's to send. Content-Length is theirs too: nginx and S3 know the file.
+ */
+async function offloaded(
+  c: Context<AppEnv>,
+  cache: BlobCache,
+  sha256: string,
+  size: number,
+  headers: Record<string, string>,
+  r: BlobRecording,
+  row: (cache: PullRecord['cache'], size: number | null) => Omit<PullRecord, 'decision'>,
+): Promise<Response> {
+  const to = await cache.offload!(sha256);
+  await r.recorder.recordServed({ ...row('hit', size), decision: 'allow', rule: r.rule });
+  headers['x-airlock-cache'] = 'hit';
+  if ('redirect' in to) return sendStream(c, 307, { ...headers, location: to.redirect, 'cache-control': 'no-store' }, null);
+  return sendStream(c, 200, { ...headers, [to.header[0]]: to.header[1] }, null);
 }

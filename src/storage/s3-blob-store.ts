@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { AirlockError } from '../core/errors.js';
 import { SHA256_HEX, type BlobStore, type ByteRange } from './blob-store.js';
 
@@ -95,6 +96,11 @@ export class S3BlobStore implements BlobStore {
     } catch (e) {
       if (!isMissing(e)) throw storeError(e);
     }
+  }
+
+  /** A GET URL signed for `seconds` (offload.mode: presigned): the client reads the verified object itself. */
+  async presign(sha256: string, seconds: number): Promise<string> {
+    return getSignedUrl(this.s3, new GetObjectCommand({ Bucket: this.bucket, Key: this.key(sha256) }), { expiresIn: seconds });
   }
 
   /** Copied to <prefix>quarantine/<hex>.<ms>, then removed from its content address. */

@@ -31,13 +31,14 @@ async function freePort(): Promise<number> {
  * Debian's nginx in front of replicas, round robin, streaming (no buffering), retrying another
  * replica when one refuses the connection (as a load balancer in front of a fleet does).
  */
-export async function startNginx(dir: string, backends: number[]): Promise<{ url: string; stop(): Promise<void> }> {
+export async function startNginx(dir: string, backends: number[], extra = ''): Promise<{ url: string; stop(): Promise<void> }> {
   mkdirSync(join(dir, 'tmp'), { recursive: true });
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
   writeFileSync(
     conf,
     `daemon off;
+${process.getuid?.() === 0 ? 'user root;' : ''}
 worker_processes 1;
 pid ${join(dir, 'nginx.pid')};
 error_log ${join(dir, 'error.log')} warn;
@@ -62,6 +63,7 @@ http {
       proxy_read_timeout 120s;
       proxy_next_upstream error timeout;
     }
+${extra}
   }
 }
 `,

@@ -171,6 +171,25 @@ policy:
     expect((await airlockCli(['migrate', '--config', cfg], env)).stdout).toBe('PostgreSQL schema is up to date\n');
   });
 
+  it('offload.mode presigned: a warm hit is a redirect to a short-lived URL of the verified object, after the record', async () => {
+    const yaml = readFileSync(a.configFile, 'utf8').replace(/^listen: .*\n/m, '').replace(/^data_dir: .*\n/m, '').replace(/^log_level: .*\n/m, '').replace(/^auth:\n  admin: open\n/m, '');
+    const c = await startAirlock(`${yaml}offload:\n  mode: presigned\n  presign_seconds: 60\n`);
+    try {
+      const res = await rawGet(url(c, wheel));
+      expect(res.status).toBe(307);
+      const loc = new URL(String(res.headers.location));
+      expect(loc.origin).toBe(s3.endpoint);
+      expect(loc.searchParams.get('X-Amz-Expires')).toBe('60');
+      const followed = await fetch(url(c, wheel));
+      expect(followed.status).toBe(200);
+      expect(sha256(Buffer.from(await followed.arrayBuffer()))).toBe(sha256(wheel.bytes));
+      const rows = await records(c, 'name=shared&limit=1');
+      expect(rows[0]).toMatchObject({ cache: 'hit', decision: 'allow' });
+    } finally {
+      await c.stop();
+    }
+  });
+
   it('is ready while its stores answer, and says which one does not (the last test: it stops PostgreSQL)', async () => {
     expect((await fetch(`${a.url}/-/readyz`)).status).toBe(200);
     await pgsrv.stop();
