@@ -182,6 +182,7 @@ async function startAirlock(opts = {}) {
     `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: warn\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${up.info.port}"]\n  index_ttl: 3600\n` +
       `oci:\n  default_registry: bench.local\n  inventory: ${opts.inventory ?? 'on-fill'}\n  registries:\n    bench.local: { url: "${UP}" }\n` +
       `hf:\n  upstream: "${UP}"\n` +
+      (opts.offload ? `offload:\n  mode: ${opts.offload}\n` : '') +
       `policy:\n  hf:\n    allow:\n      - { repo: bench/model, refs: { main: "${up.info.hfCommit}" } }\n  oci:\n    allow:\n      - { repository: bench.local/bench/img, tags: { v1: "${up.info.ociDigest}" } }\n      - { repository: bench.local/bench/layered, tags: { v1: "${up.info.layeredDigest}" } }\n  pypi:\n    allow:\n${allow.join('\n')}\n` +
       // opts.gate: the image gate on bench/layered (no advisories imported: its packages count as judged-unknown and pass).
       (opts.gate ? `  advisories:\n    refuse: critical\n    images:\n      unjudged: allow\n      repositories: [{ repository: bench.local/bench/img, refuse: none }]\n` : ''),
@@ -432,6 +433,42 @@ if (want('2')) {
   if (nginx) {
     const r = am / median(N.map((x) => x.mibps));
     target('warm serve >= 0.7x nginx sendfile', r >= 0.7, `${r.toFixed(2)}x`);
+    // Warm offload (issue 15): Airlock decides and records, then nginx sends the file
+    // (X-Accel-Redirect, deploy/nginx-offload.conf), beside nginx serving the same file itself.
+    const o = await startAirlock({ offload: 'nginx' });
+    await o.warmPage(f);
+    await curl(o.fileUrl(f));
+    for (let i = 0; i < 600 && !existsSync(o.blobPath(f)); i++) await sleep(100);
+    const od = join(work, 'nginx-offload');
+    mkdirSync(od, { recursive: true });
+    const oport = 40000 + Math.floor(Math.random() * 10000);
+    const oconf = readFileSync(join(ROOT, 'deploy', 'nginx-offload.conf'), 'utf8')
+      .replace('server 127.0.0.1:8080;', `server ${new URL(o.url).host};`)
+      .replace('listen 80;', `listen 127.0.0.1:${oport};`)
+      .replace('/var/lib/airlock/', `${join(o.dir, 'data')}/`);
+    writeFileSync(
+      join(od, 'nginx.conf'),
+      `${process.getuid?.() === 0 ? 'user root; ' : ''}worker_processes 1; pid ${od}/nginx.pid; error_log ${od}/error.log; daemon off;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; client_body_temp_path ${od}; proxy_temp_path ${od}; fastcgi_temp_path ${od}; uwsgi_temp_path ${od}; scgi_temp_path ${od};\n${oconf}\n}\n`,
+    );
+    const ochild = startChild(nginxBin, ['-c', join(od, 'nginx.conf'), '-p', od]);
+    const ourl = `http://127.0.0.1:${oport}/pypi/files/${f.project}/${f.name}`;
+    for (let i = 0; i < 100; i++) {
+      try {
+        if ((await fetch(ourl, { method: 'HEAD' })).status < 500) break;
+      } catch {}
+      await sleep(50);
+    }
+    const OF = [], ND = [];
+    for (let rep = 0; rep < S.reps; rep++) {
+      OF.push(await curl(ourl));
+      ND.push(await curl(nginx.url));
+    }
+    const ofm = median(OF.map((x) => x.mibps));
+    const ndm = median(ND.map((x) => x.mibps));
+    row('warm serve', 'Airlock decides, nginx sends (offload)', { mibps: ofm, ratioVsNginx: ofm / ndm, ratioVsAirlockNode: ofm / am });
+    target('warm offload >= 0.95x nginx serving the file itself', ofm / ndm >= 0.95, `${(ofm / ndm).toFixed(2)}x`);
+    ochild.kill('SIGTERM');
+    await o.stop();
     nginx.child.kill('SIGTERM');
   } else target('warm serve >= 0.7x nginx sendfile', null, 'nginx not installed');
   plain.child.kill('SIGTERM');
