@@ -42,6 +42,11 @@ export async function openMeta(loaded: LoadedConfig, opts: { create?: boolean } 
   return new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
 }
 
+/** The embedded SQLite store in the data directory, whatever storage.meta says (the source of `airlock migrate --from sqlite`). */
+export function openEmbeddedMeta(loaded: LoadedConfig): MetaStore {
+  return new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+}
+
 /** The blob store. `cleanSpool: false` for commands that run beside a live server. */
 export async function openBlobs(loaded: LoadedConfig, opts: { cleanSpool?: boolean } = {}): Promise<BlobStore> {
   const st = loaded.config.storage;
@@ -62,6 +67,7 @@ export async function openBlobs(loaded: LoadedConfig, opts: { cleanSpool?: boole
         credentials: id && secret ? { accessKeyId: id, secretAccessKey: secret } : undefined,
         // Fills are spooled and verified on local disk, then uploaded.
         spoolDir: join(loaded.dataDir, 'spool'),
+        idleTimeoutMs: c.timeout * 1000,
       },
       opts,
     );

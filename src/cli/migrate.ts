@@ -1,10 +1,8 @@
-import { join } from 'node:path';
-import { openMeta } from '../backends.js';
+import { openEmbeddedMeta, openMeta } from '../backends.js';
 import { verifyChain } from '../core/chain.js';
 import { AirlockError } from '../core/errors.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { ChainLink, MetaStore, PullRecord, StoredPullRecord } from '../storage/meta-store.js';
-import { SqliteMetaStore } from '../storage/sqlite-meta-store.js';
 
 export interface MoveReport {
   pulls: number;
@@ -23,7 +21,7 @@ export interface MoveReport {
  */
 export async function moveSqliteToPostgres(loaded: LoadedConfig): Promise<MoveReport> {
   if (loaded.config.storage.meta !== 'postgres') throw new AirlockError('BAD_REQUEST', 'the configuration must name the target: storage.meta: postgres (and its connection string variable)');
-  const from = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+  const from = openEmbeddedMeta(loaded);
   const to: MetaStore = await openMeta(loaded);
   try {
     const source = await verifyChain(from);

@@ -261,6 +261,8 @@ export const configSchema = z
             /** Environment variables with the credentials (the SDK's own chain when they are unset). */
             access_key_env: z.string().default('AWS_ACCESS_KEY_ID'),
             secret_key_env: z.string().default('AWS_SECRET_ACCESS_KEY'),
+            /** Seconds a connection to the store may sit idle (a stalled read or upload) before it is cut. */
+            timeout: z.number().positive().default(30),
           })
           .strict()
           .optional(),

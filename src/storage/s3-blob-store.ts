@@ -18,6 +18,8 @@ export interface S3BlobStoreOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string };
   /** Local spool directory: fills are written and verified here, then uploaded. */
   spoolDir: string;
+  /** Milliseconds a connection to the store may sit idle (a stalled read or upload) before it is cut. */
+  idleTimeoutMs?: number;
 }
 
 /** Multipart parts of 16 MiB, 4 in flight: a 1 GiB blob is 64 parts, ~64 MiB of buffers at most. */
@@ -44,7 +46,14 @@ export class S3BlobStore implements BlobStore {
   }
 
   static async create(o: S3BlobStoreOptions, opts: { cleanSpool?: boolean } = {}): Promise<S3BlobStore> {
-    const s3 = new S3Client({ endpoint: o.endpoint, region: o.region, forcePathStyle: o.forcePathStyle, credentials: o.credentials });
+    const s3 = new S3Client({
+      endpoint: o.endpoint,
+      region: o.region,
+      forcePathStyle: o.forcePathStyle,
+      credentials: o.credentials,
+      // An idle limit, not a total one: a 50 GB blob may take long, a silent store may not.
+      requestHandler: { connectionTimeout: 5_000, socketTimeout: o.idleTimeoutMs ?? 30_000 },
+    });
     if (opts.cleanSpool !== false) await rm(o.spoolDir, { recursive: true, force: true });
     await mkdir(o.spoolDir, { recursive: true });
     return new S3BlobStore(s3, o.bucket, o.prefix, o.spoolDir);

@@ -44,6 +44,8 @@ export class FaultProxy {
     private readonly target: string,
     /** "127.0.0.1:1234" -> "127.0.0.1:5678" */
     readonly rewrite: Map<string, string> = new Map(),
+    /** Forward the client's Host header (signed S3 requests cover it). */
+    private readonly keepHost = false,
   ) {}
 
   get url(): string {
@@ -57,6 +59,11 @@ export class FaultProxy {
   /** Inject `fault` into the next request whose path contains `key`. */
   inject(key: string, fault: Fault): void {
     this.pending.push({ key, fault });
+  }
+
+  /** Drop faults not yet injected. */
+  clear(): void {
+    this.pending.length = 0;
   }
 
   total(): number {
@@ -97,7 +104,7 @@ export class FaultProxy {
     if (fault === 'redirect-away') return void res.writeHead(302, { location: 'http://evil.example:8080/payload' }).end();
     if (fault === 'loop') return void res.writeHead(302, { location: `${path}${path.includes('?') ? '&' : '?'}faultloop=1` }).end();
     const t = new URL(this.target);
-    const up = request({ host: t.hostname, port: t.port, method: req.method, path, headers: { ...req.headers, host: t.host } }, (ur) => {
+    const up = request({ host: t.hostname, port: t.port, method: req.method, path, headers: this.keepHost ? req.headers : { ...req.headers, host: t.host } }, (ur) => {
       // Nothing to change: stream it through as the upstream sends it (throttled fakes stay throttled).
       if (!fault && !/json|html|text/.test(String(ur.headers['content-type'] ?? '')) && !ur.headers.location) {
         res.writeHead(ur.statusCode ?? 502, ur.headers);
