@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { get } from 'node:http';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import { FakeIndex } from '../helpers/fake-index.js';
 import { serveProcess, startNginx } from '../helpers/fleet.js';
 import { rawGet } from '../helpers/http.js';
 import { buildDist, pip } from '../helpers/pip.js';
+import { buildImage, pushImage, RealRegistry, skopeo, type BuiltImage } from '../helpers/oci-tools.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 
@@ -49,11 +50,16 @@ describe('a fleet: three replicas behind nginx', () => {
   const big = { filename: 'fleetbig-1.0-py3-none-any.whl', bytes: randomBytes(256 << 20) };
   const crash = { filename: 'fleetcrash-1.0-py3-none-any.whl', bytes: randomBytes(64 << 20) };
   const dist = buildDist({ name: 'fleetpkg', version: '1.0' });
+  const reg = new RealRegistry();
+  let app: BuiltImage;
 
   beforeAll(async () => {
     [pgsrv, s3] = await Promise.all([startPostgres(), startS3()]);
     await index.start();
     index.add('fleetbig', big).add('fleetcrash', crash).add('fleetpkg', dist);
+    await reg.start();
+    app = await buildImage(['amd64'], 'v1');
+    await pushImage(app, reg.port, 'team/app', 'v1');
     dir = mkdtempSync(join(tmpdir(), 'airlock-fleet-'));
     env = { AIRLOCK_FLEET_PG: pgsrv.url, AIRLOCK_FLEET_S3_ID: s3.credentials.accessKeyId, AIRLOCK_FLEET_S3_SECRET: s3.credentials.secretAccessKey };
     for (let i = 0; i < 3; i++) {
@@ -72,9 +78,18 @@ storage:
 pypi:
   upstream: ${index.simpleUrl}
   file_hosts: ["127.0.0.1:${index.port}"]
+oci:
+  default_registry: registry.test
+  registries:
+    registry.test:
+      url: http://127.0.0.1:${reg.port}
 policy:
   pypi:
     allow: [{ name: fleetbig }, { name: fleetcrash }, { name: fleetpkg }]
+  oci:
+    allow:
+      - repository: registry.test/team/app
+        tags: { v1: "${app.digest}" }
 `,
       );
       if (i === 0) config = cfg;
@@ -87,6 +102,7 @@ policy:
     await lb?.stop();
     for (const r of replicas) r.proc.kill('SIGKILL');
     await index.stop();
+    await reg.stop();
     await s3?.stop();
     await pgsrv?.stop();
   });
@@ -97,6 +113,17 @@ policy:
     expect(r.out).toMatch(/Successfully installed fleetpkg-1.0/);
     expect(r.code).toBe(0);
   });
+
+  it('the real skopeo pulls an image through the fleet, cold and again warm, its requests spread over the replicas', async () => {
+    for (let round = 0; round < 2; round++) {
+      const dir = mkdtempSync(join(tmpdir(), 'airlock-fleet-oci-'));
+      const r = await skopeo(['copy', '--preserve-digests', '--src-tls-verify=false', `docker://${new URL(lb.url).host}/registry.test/team/app:v1`, `oci:${dir}:pulled`]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8'));
+      expect(index.manifests[0].digest).toBe(app.digest);
+    }
+  }, 120_000);
 
   it('16 clients over three replicas on one cold 256 MiB file: one upstream transfer, every byte verified', async () => {
     index.throttle = 128 << 20; // 2 s for the file: every client asks while it fills
