@@ -14,6 +14,9 @@ import { serveProcess, startNginx } from '../helpers/fleet.js';
 import { rawGet } from '../helpers/http.js';
 import { buildDist, pip } from '../helpers/pip.js';
 import { buildImage, pushImage, RealRegistry, skopeo, type BuiltImage } from '../helpers/oci-tools.js';
+import { snapshotDownload } from '@huggingface/hub';
+import { FakeHub } from '../helpers/fake-hub.js';
+import { safetensors } from '../helpers/model-files.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 
@@ -52,6 +55,10 @@ describe('a fleet: three replicas behind nginx', () => {
   const dist = buildDist({ name: 'fleetpkg', version: '1.0' });
   const reg = new RealRegistry();
   let app: BuiltImage;
+  const hub = new FakeHub();
+  let hfCommit: string;
+  const weights = safetensors({ w: { dtype: 'F32', shape: [262_144], data_offsets: [0, 1 << 20] } }, randomBytes(1 << 20));
+  const hfConfig = Buffer.from(JSON.stringify({ model_type: 'llama', hidden_size: 64 }));
 
   beforeAll(async () => {
     [pgsrv, s3] = await Promise.all([startPostgres(), startS3()]);
@@ -60,6 +67,11 @@ describe('a fleet: three replicas behind nginx', () => {
     await reg.start();
     app = await buildImage(['amd64'], 'v1');
     await pushImage(app, reg.port, 'team/app', 'v1');
+    await hub.start();
+    hfCommit = hub.commit('model', 'acme/fleet-llama', [
+      { path: 'model.safetensors', bytes: weights, lfs: true },
+      { path: 'config.json', bytes: hfConfig },
+    ]);
     dir = mkdtempSync(join(tmpdir(), 'airlock-fleet-'));
     env = { AIRLOCK_FLEET_PG: pgsrv.url, AIRLOCK_FLEET_S3_ID: s3.credentials.accessKeyId, AIRLOCK_FLEET_S3_SECRET: s3.credentials.secretAccessKey };
     for (let i = 0; i < 3; i++) {
@@ -83,7 +95,14 @@ oci:
   registries:
     registry.test:
       url: http://127.0.0.1:${reg.port}
+hf:
+  upstream: ${hub.url}
+  file_hosts: ["127.0.0.1:${hub.cdnPort}"]
 policy:
+  hf:
+    allow:
+      - repo: acme/fleet-llama
+        refs: { main: "${hfCommit}" }
   pypi:
     allow: [{ name: fleetbig }, { name: fleetcrash }, { name: fleetpkg }]
   oci:
@@ -103,6 +122,7 @@ policy:
     for (const r of replicas) r.proc.kill('SIGKILL');
     await index.stop();
     await reg.stop();
+    await hub.stop();
     await s3?.stop();
     await pgsrv?.stop();
   });
@@ -123,6 +143,18 @@ policy:
       const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8'));
       expect(index.manifests[0].digest).toBe(app.digest);
     }
+  }, 120_000);
+
+  it('the real @huggingface/hub client downloads a pinned snapshot through the fleet, twice, byte-identical', async () => {
+    for (let round = 0; round < 2; round++) {
+      const cacheDir = mkdtempSync(join(tmpdir(), 'airlock-fleet-hf-'));
+      const folder = await snapshotDownload({ repo: 'acme/fleet-llama', revision: 'main', hubUrl: `${lb.url}/hf`, cacheDir });
+      expect(folder.endsWith(join('snapshots', hfCommit))).toBe(true);
+      expect(readFileSync(join(folder, 'model.safetensors')).equals(weights)).toBe(true);
+      expect(readFileSync(join(folder, 'config.json')).equals(hfConfig)).toBe(true);
+    }
+    // One upstream transfer of the weights for both downloads, whichever replicas served them.
+    expect(hub.count(`cdn:${createHash('sha256').update(weights).digest('hex')}`)).toBe(1);
   }, 120_000);
 
   it('16 clients over three replicas on one cold 256 MiB file: one upstream transfer, every byte verified', async () => {
