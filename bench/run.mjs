@@ -128,6 +128,7 @@ for (let r = 0; r < S.reps; r++) files.push({ name: `bench_cold${r}-1.0-py3-none
 for (let r = 0; r < S.reps; r++) files.push({ name: `bench_wan${r}-1.0-py3-none-any.whl`, project: `bench-wan${r}`, size: S.big, seed: 200 + r });
 files.push({ name: 'bench_coal1-1.0-py3-none-any.whl', project: 'bench-coal1', size: S.coal, seed: 300 });
 files.push({ name: 'bench_coal16-1.0-py3-none-any.whl', project: 'bench-coal16', size: S.coal, seed: 301 });
+files.push({ name: 'bench_coal3r-1.0-py3-none-any.whl', project: 'bench-coal3r', size: S.coal, seed: 302 });
 for (let i = 0; i < DISTINCT; i++) files.push({ name: `bench_d${i}-1.0-py3-none-any.whl`, project: `bench-d${i}`, size: S.distinct, seed: 400 + i });
 // Issue 14's memory case: 50 concurrent cold pulls of different files.
 const MANY = 50;
@@ -183,13 +184,17 @@ async function startAirlock(opts = {}) {
       `oci:\n  default_registry: bench.local\n  inventory: ${opts.inventory ?? 'on-fill'}\n  registries:\n    bench.local: { url: "${UP}" }\n` +
       `hf:\n  upstream: "${UP}"\n` +
       (opts.offload ? `offload:\n  mode: ${opts.offload}\n` : '') +
+      // opts.fleet: a replica on the shared PostgreSQL and S3-compatible store (section 3b).
+      (opts.fleet
+        ? `storage:\n  meta: postgres\n  postgres_url_env: AIRLOCK_BENCH_PG\n  blobs: s3\n  s3: { endpoint: "${opts.fleet.s3}", bucket: airlock, path_style: true, access_key_env: AIRLOCK_BENCH_S3, secret_key_env: AIRLOCK_BENCH_S3 }\n`
+        : '') +
       `policy:\n  hf:\n    allow:\n      - { repo: bench/model, refs: { main: "${up.info.hfCommit}" } }\n  oci:\n    allow:\n      - { repository: bench.local/bench/img, tags: { v1: "${up.info.ociDigest}" } }\n      - { repository: bench.local/bench/layered, tags: { v1: "${up.info.layeredDigest}" } }\n  pypi:\n    allow:\n${allow.join('\n')}\n` +
       // opts.gate: the image gate on bench/layered (no advisories imported: its packages count as judged-unknown and pass).
       (opts.gate ? `  advisories:\n    refuse: critical\n    images:\n      unjudged: allow\n      repositories: [{ repository: bench.local/bench/img, refuse: none }]\n` : ''),
   );
   const port = 20000 + Math.floor(Math.random() * 20000);
   const child = startChild(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', cfg], {
-    env: { ...process.env, AIRLOCK_LISTEN: `127.0.0.1:${port}` },
+    env: { ...process.env, AIRLOCK_LISTEN: `127.0.0.1:${port}`, ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER' } : {}) },
   });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
@@ -642,6 +647,60 @@ if (want('3')) {
   target(`coalescing: every client within 1.2x single-client time`, worst / single.total <= 1.2, `${(worst / single.total).toFixed(2)}x`);
   await a.stop();
   await setRate(0);
+}
+
+// 3b. Coalescing across three replicas (issue 15): three Airlock processes on one PostgreSQL and
+// one S3-compatible store (s3rver), behind nginx round robin, 16 clients on one cold file at
+// 20 MiB/s, beside section 3's one process. The filling replica's clients stream as bytes arrive;
+// the others' replicas wait for the commit, then read the shared store.
+progress('3b. Coalescing across three replicas');
+const nginxBinary = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
+if (want('3b') && nginxBinary) {
+  const { startPostgres } = await import(join(ROOT, 'bench', 'records.mjs'));
+  const pgsrv = await startPostgres();
+  const { default: S3rver } = await import('s3rver');
+  const s3dir = join(work, 's3');
+  mkdirSync(s3dir, { recursive: true });
+  const s3 = new S3rver({ port: 0, address: '127.0.0.1', directory: s3dir, silent: true, configureBuckets: [{ name: 'airlock', configs: [] }] });
+  const s3addr = await s3.run();
+  if (pgsrv) {
+    const fleet = { pg: pgsrv.url, s3: `http://127.0.0.1:${s3addr.port}` };
+    const reps = [];
+    for (let i = 0; i < 3; i++) reps.push(await startAirlock({ fleet }));
+    const f = files.find((x) => x.project === 'bench-coal3r');
+    for (const r of reps) await r.warmPage(f);
+    const nd = join(work, 'nginx-fleet');
+    mkdirSync(nd, { recursive: true });
+    const lport = 40000 + Math.floor(Math.random() * 10000);
+    writeFileSync(
+      join(nd, 'nginx.conf'),
+      `${process.getuid?.() === 0 ? 'user root; ' : ''}worker_processes 1; pid ${nd}/nginx.pid; error_log ${nd}/error.log; daemon off;\nevents { worker_connections 1024; }\nhttp { access_log off; client_body_temp_path ${nd}; proxy_temp_path ${nd}; fastcgi_temp_path ${nd}; uwsgi_temp_path ${nd}; scgi_temp_path ${nd};\n` +
+        `upstream airlock { ${reps.map((r) => `server ${new URL(r.url).host};`).join(' ')} keepalive 32; }\n` +
+        `server { listen 127.0.0.1:${lport}; location / { proxy_pass http://airlock; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $http_host; proxy_buffering off; proxy_read_timeout 300s; } } }\n`,
+    );
+    const lb = startChild(nginxBinary, ['-c', join(nd, 'nginx.conf'), '-p', nd]);
+    await sleep(300);
+    await setRate(SLOW_WAN);
+    await get(`${UP}/-/reset`);
+    const url = `http://127.0.0.1:${lport}/pypi/files/${f.project}/${f.name}`;
+    const all = await Promise.all(Array.from({ length: CLIENTS }, () => curl(url)));
+    const counts = await (await get(`${UP}/-/counts`)).json();
+    const fetches = counts[`/files/${f.name}`] ?? 0;
+    const sorted = all.map((x) => x.total).sort((a, b) => a - b);
+    row('coalescing (20 MiB/s), 3 replicas', `${CLIENTS} clients via nginx`, {
+      upstreamFetches: fetches,
+      fastestTotalS: sorted[0],
+      worstTotalS: sorted[sorted.length - 1],
+      medianTotalS: median(sorted),
+      worstTtfbMs: Math.max(...all.map((x) => x.ttfb)) * 1000,
+    });
+    target(`coalescing across 3 replicas: exactly 1 upstream fetch for ${CLIENTS} clients`, fetches === 1, `${fetches}`);
+    await setRate(0);
+    lb.kill('SIGTERM');
+    for (const r of reps) await r.stop();
+    pgsrv.stop();
+  } else row('coalescing (20 MiB/s), 3 replicas', `${CLIENTS} clients via nginx`, { note: 'postgresql-15 not installed: row skipped' });
+  await s3.close();
 }
 
 // 4. Memory: 8 concurrent distinct cold transfers --------------------------------------------------
