@@ -23,6 +23,8 @@ export interface AppDeps {
   frontends: FrontEnd[];
   /** What keeps this replica from serving now (database or blob store unreachable); empty when ready. */
   unready: () => Promise<string[]>;
+  /** The web console (src/console), mounted at /-/ui: it checks its own sessions. */
+  console?: Hono<any>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -59,6 +61,8 @@ export function buildApp(d: AppDeps): Hono<AppEnv> {
   app.use('*', async (c, next) => {
     const area = areaOf(c.req.path);
     if (area.open?.includes(c.req.path)) return next();
+    // The console authenticates by its own session cookie (src/console/session.ts).
+    if (d.console && under('/-/ui', c.req.path)) return next();
     const secret = presentedSecret(c.req.header('authorization'));
     const identity = secret ? await d.auth.authenticator.identify(secret) : null;
     const admin = area.ecosystem === 'admin';
@@ -107,6 +111,8 @@ export function buildApp(d: AppDeps): Hono<AppEnv> {
       ecosystem: q.ecosystem as PullFilter['ecosystem'],
       name: q.name,
       decision: q.decision as PullFilter['decision'],
+      code: q.code || undefined,
+      before: q.before && /^\d+$/.test(q.before) ? Number(q.before) : undefined,
       since: parseTime(q.since, 'since'),
       until: parseTime(q.until, 'until'),
       limit: q.limit ? Math.max(1, Math.min(Number(q.limit) || 100, 10_000)) : 100,
@@ -131,6 +137,11 @@ export function buildApp(d: AppDeps): Hono<AppEnv> {
     return c.body(json, 200, { 'content-type': 'application/vnd.cyclonedx+json; version=1.6' });
   });
 
+  if (d.console) {
+    // The console's overview is /-/ui; its pages are below it.
+    app.get('/-/ui/', (c) => c.redirect('/-/ui', 308));
+    app.route('/-/ui', d.console);
+  }
   for (const f of d.frontends) app.route(f.prefix, f.app);
 
   app.notFound((c) => c.text('not found\n', 404));

@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Dispatcher } from 'undici';
 import { buildApp } from './app.js';
+import { createConsole } from './console/routes.js';
 import { Authenticator } from './auth/tokens.js';
 import { changedSettings, loadConfig, type LoadedConfig } from './config/load.js';
 import { splitListen } from './config/preflight.js';
@@ -123,7 +124,13 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   };
   const unready = async () =>
     (await Promise.all([probe('metadata store', meta.getBlob(NOBODY)), probe('blob store', store.stat(NOBODY))])).filter((x): x is string => x !== null);
-  const app = buildApp({ auth: { authenticator, modes: config.auth }, log, metrics, meta, recorder, unready, frontends: [
+  const consoleApp = createConsole({
+    meta,
+    log,
+    policySizes: () => ({ pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }),
+    recordHealth: () => recorder.health(),
+  });
+  const app = buildApp({ auth: { authenticator, modes: config.auth }, log, metrics, meta, recorder, unready, console: consoleApp, frontends: [
       { ...PYPI, app: pypi },
       { ...OCI, app: oci },
       { ...HF, app: hf },

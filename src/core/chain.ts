@@ -13,10 +13,13 @@ export const GENESIS = '0'.repeat(64);
 
 /** The content a row's hash covers, in a fixed order (a canonical form independent of any schema). */
 export function rowHash(prev: string, r: PullRecord): string {
-  const content = JSON.stringify([
+  const fields: unknown[] = [
     r.ts, r.client, r.ecosystem, r.name, r.version ?? null, r.filename ?? null, r.sha256 ?? null, r.size ?? null,
     r.cache, r.decision, r.reason ?? null, r.rule ?? null, r.requestId ?? null, r.scan ?? null,
-  ]);
+  ];
+  // The refusal code joined the record later: covered when present, so older rows still verify.
+  if (r.code) fields.push(r.code);
+  const content = JSON.stringify(fields);
   return createHash('sha256').update(prev).update('\n').update(content).digest('hex');
 }
 

@@ -78,19 +78,20 @@ export class Recorder {
    * rejects (RECORD_FAILED) when it could not be written, so the caller withholds what is left of
    * the artefact: nothing is served that is not on record (a full disk fails closed).
    */
-  recordServed(rec: PullRecord & { code?: string }): Promise<void> {
+  recordServed(rec: PullRecord): Promise<void> {
     return this.enqueue(rec).then((failure) => {
       if (failure) throw new AirlockError('RECORD_FAILED', `the pull record could not be written (${failure.message}); nothing is served off the record`, { cause: failure });
     });
   }
 
   /** Queue a row (a refusal, a cut transfer); resolves once its batch is over, written or not (a failure is logged). */
-  record(rec: PullRecord & { code?: string }): Promise<void> {
+  record(rec: PullRecord): Promise<void> {
     return this.enqueue(rec).then(() => undefined);
   }
 
-  private enqueue(rec: PullRecord & { code?: string }): Promise<Error | null> {
-    const { code, ...row } = rec;
+  private enqueue(rec: PullRecord): Promise<Error | null> {
+    const row: PullRecord = rec.decision !== 'allow' || rec.code ? { ...rec, code: rec.code ?? null } : rec;
+    const code = row.code;
     this.metrics.pulls.inc({ ecosystem: row.ecosystem, cache: row.cache, decision: row.decision });
     if (row.decision !== 'allow') this.metrics.refusals.inc({ ecosystem: row.ecosystem, code: code ?? row.decision });
     const line = {

@@ -41,6 +41,12 @@ export interface PullRecord {
   requestId?: string | null;
   /** The content inspection behind the decision (JSON: format, imports, findings), when there was one. */
   scan?: string | null;
+  /**
+   * Why a row is not a plain allow, as a stable code (not_allowlisted, outside_range,
+   * content_refused, advisory, digest_mismatch, internal_name, bad_token, upstream_failed, ...):
+   * what the console and `--code` filter by. Rows written before codes existed have none.
+   */
+  code?: string | null;
 }
 
 export interface StoredPullRecord extends PullRecord {
@@ -66,6 +72,9 @@ export interface PullFilter {
   version?: string;
   sha256?: string;
   decision?: Decision;
+  code?: string;
+  /** Rows with an id below this (keyset pagination, newest first). */
+  before?: number;
   since?: number;
   until?: number;
   limit?: number;

@@ -66,6 +66,8 @@ const MIGRATIONS: string[] = [
    CREATE INDEX image_packages_source ON image_packages (type, source);
    CREATE INDEX image_packages_digest ON image_packages (digest);`,
   `CREATE TABLE fill_leases (sha256 TEXT PRIMARY KEY, owner TEXT NOT NULL, heartbeat BIGINT NOT NULL);`,
+  `ALTER TABLE pulls ADD COLUMN code TEXT;
+   CREATE INDEX pulls_decision_id ON pulls (decision, id);`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */
@@ -95,9 +97,10 @@ interface PullRow {
   scan: string | null;
   prev_hash: string | null;
   hash: string | null;
+  code: string | null;
 }
 
-const PULL_COLUMNS = 'ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash';
+const PULL_COLUMNS = 'ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash, code';
 
 /**
  * PostgreSQL implementation of MetaStore (the `pg` client), for several replicas sharing one
@@ -230,8 +233,8 @@ export class PgMetaStore implements MetaStore {
     for (const rec of recs) {
       const { prevHash, hash } = link(head, rec);
       const base = values.length;
-      values.push(rec.ts, rec.client, rec.ecosystem, rec.name, rec.version ?? null, rec.filename ?? null, rec.sha256 ?? null, rec.size ?? null, rec.cache, rec.decision, rec.reason ?? null, rec.rule ?? null, rec.requestId ?? null, rec.scan ?? null, prevHash, hash);
-      tuples.push(`(${Array.from({ length: 16 }, (_, i) => `$${base + i + 1}`).join(', ')})`);
+      values.push(rec.ts, rec.client, rec.ecosystem, rec.name, rec.version ?? null, rec.filename ?? null, rec.sha256 ?? null, rec.size ?? null, rec.cache, rec.decision, rec.reason ?? null, rec.rule ?? null, rec.requestId ?? null, rec.scan ?? null, prevHash, hash, rec.code ?? null);
+      tuples.push(`(${Array.from({ length: 17 }, (_, i) => `$${base + i + 1}`).join(', ')})`);
       head = hash;
     }
     await c.query(`INSERT INTO pulls (${PULL_COLUMNS}) VALUES ${tuples.join(', ')}`, values);
@@ -249,6 +252,8 @@ export class PgMetaStore implements MetaStore {
     if (f.version) add('version', '=', f.version);
     if (f.sha256) add('sha256', '=', f.sha256);
     if (f.decision) add('decision', '=', f.decision);
+    if (f.code) add('code', '=', f.code);
+    if (f.before !== undefined) add('id', '<', f.before);
     if (f.since !== undefined) add('ts', '>=', f.since);
     if (f.until !== undefined) add('ts', '<=', f.until);
     args.push(Math.max(1, Math.min(f.limit ?? 1000, 100_000)));
@@ -467,6 +472,7 @@ function toRecord(r: PullRow): StoredPullRecord {
     scan: r.scan,
     prevHash: r.prev_hash,
     hash: r.hash,
+    ...(r.code ? { code: r.code } : {}),
   };
 }
 

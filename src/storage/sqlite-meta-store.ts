@@ -91,6 +91,8 @@ const MIGRATIONS: string[] = [
    UPDATE blobs SET used_at = created_at;
    CREATE INDEX blobs_by_use ON blobs (used_at, sha256);`,
   `CREATE TABLE fill_leases (sha256 TEXT PRIMARY KEY, owner TEXT NOT NULL, heartbeat INTEGER NOT NULL) WITHOUT ROWID;`,
+  `ALTER TABLE pulls ADD COLUMN code TEXT;
+   CREATE INDEX pulls_decision_id ON pulls (decision, id);`,
 ];
 
 interface PullRow {
@@ -111,6 +113,7 @@ interface PullRow {
   scan: string | null;
   prev_hash: string | null;
   hash: string | null;
+  code: string | null;
 }
 
 interface TokenRow {
@@ -151,8 +154,8 @@ export class SqliteMetaStore implements MetaStore {
       putPage: this.db.prepare('INSERT OR REPLACE INTO pages (key, body, fetched_at, etag) VALUES (?, ?, ?, ?)'),
       insertPull: this.db.prepare(
         // Positional parameters: measurably cheaper than named ones on the per-pull path.
-        `INSERT INTO pulls (ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO pulls (ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash, code)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       getOciManifest: this.db.prepare<[string], { digest: string; media_type: string; size: number }>(
         'SELECT digest, media_type, size FROM oci_manifests WHERE digest = ?',
@@ -255,6 +258,7 @@ export class SqliteMetaStore implements MetaStore {
           rec.scan ?? null,
           prevHash,
           hash,
+          rec.code ?? null,
         );
         head = hash;
       }
@@ -302,6 +306,7 @@ export class SqliteMetaStore implements MetaStore {
       scan: r.scan,
       prevHash: r.prev_hash,
       hash: r.hash,
+      ...(r.code ? { code: r.code } : {}),
     };
   }
 
@@ -313,6 +318,8 @@ export class SqliteMetaStore implements MetaStore {
     if (f.version) (where.push('version = @version'), (args.version = f.version));
     if (f.sha256) (where.push('sha256 = @sha256'), (args.sha256 = f.sha256));
     if (f.decision) (where.push('decision = @decision'), (args.decision = f.decision));
+    if (f.code) (where.push('code = @code'), (args.code = f.code));
+    if (f.before !== undefined) (where.push('id < @before'), (args.before = f.before));
     if (f.since !== undefined) (where.push('ts >= @since'), (args.since = f.since));
     if (f.until !== undefined) (where.push('ts <= @until'), (args.until = f.until));
     args.limit = Math.max(1, Math.min(f.limit ?? 1000, 100_000));

@@ -85,6 +85,18 @@ export function pullLogContract(name: string, fresh: () => Promise<PullLog>): vo
       expect((await verifyChain(s)).problem).toBeUndefined();
     });
 
+    it('keeps each row\'s refusal code (covered by the chain when present), filters by it, and pages by id', async () => {
+      const s = await fresh();
+      await appendPulls(s, [pull(1), pull(2, { decision: 'deny', code: 'not_allowlisted', reason: 'no' }), pull(3, { decision: 'deny', code: 'advisory' }), pull(4)]);
+      expect((await s.listPulls({ code: 'advisory' })).map((r) => r.ts)).toEqual([1003]);
+      const [denied] = await s.listPulls({ code: 'not_allowlisted' });
+      expect(denied.code).toBe('not_allowlisted');
+      const newest = await s.listPulls({ limit: 2 });
+      expect(newest.map((r) => r.ts)).toEqual([1004, 1003]);
+      expect((await s.listPulls({ before: newest[1].id, limit: 2 })).map((r) => r.ts)).toEqual([1002, 1001]);
+      expect((await verifyChain(s)).problem).toBeUndefined();
+    });
+
     it('keeps one chain under concurrent appends', async () => {
       const s = await fresh();
       await Promise.all(Array.from({ length: 20 }, (_, i) => appendPulls(s, [pull(i * 2), pull(i * 2 + 1)])));

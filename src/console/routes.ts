@@ -1,0 +1,146 @@
+import { Hono, type Context } from 'hono';
+import { getCookie, setCookie, deleteCookie } from 'hono/cookie';
+import type { HtmlEscapedString } from 'hono/utils/html';
+import { tokenHash } from '../auth/tokens.js';
+import type { AppEnv } from '../http/send.js';
+import type { Logger } from '../obs/logger.js';
+import type { BlobIndex, PullLog, PullFilter, TokenStore, AdvisoryStore } from '../storage/meta-store.js';
+import { checkCsrf, issueSession, loginNonce, readSession, sameNonce, SESSION_MS, type Session } from './session.js';
+import { CODES, CSS, loginPage, overviewPage, recordsPage, refusalsPage } from './views.js';
+
+export interface ConsoleDeps {
+  meta: PullLog & TokenStore & BlobIndex & AdvisoryStore;
+  log: Logger;
+  policySizes: () => { pypi: number; oci: number; hf: number };
+  recordHealth: () => { message: string } | null;
+  /** Cookies need Secure when the console is reached over HTTPS (behind a TLS proxy). */
+  secureCookies?: boolean;
+}
+
+const COOKIE = 'airlock_console';
+const NONCE = 'airlock_login';
+const PAGE = 50;
+/** No script, no inline style, no framing, forms only to itself. */
+const CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/**
+ * The console at /-/ui/: server-rendered pages behind admin tokens. A login form exchanges an
+ * admin token for an HttpOnly, SameSite=Strict session cookie (session.ts); every form carries a
+ * CSRF token; every answer carries a strict Content-Security-Policy. Nothing but the login form
+ * and the stylesheet answers without a session.
+ */
+export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { session: Session } }> {
+  const app = new Hono<AppEnv & { Variables: { session: Session } }>();
+  const cookieOpts = { httpOnly: true, sameSite: 'Strict' as const, secure: d.secureCookies ?? false, path: '/-/ui' };
+
+  app.use('*', async (c, next) => {
+    await next();
+    c.header('content-security-policy', CSP);
+    c.header('x-content-type-options', 'nosniff');
+    c.header('referrer-policy', 'no-referrer');
+    c.header('cache-control', 'no-store');
+  });
+
+  const page = (c: Context, body: HtmlEscapedString | Promise<HtmlEscapedString>, status = 200) => c.html(body, status as 200);
+
+  app.get('/static/console.css', (c) => c.body(CSS, 200, { 'content-type': 'text/css; charset=utf-8' }));
+
+  app.get('/login', (c) => {
+    const nonce = loginNonce();
+    setCookie(c, NONCE, nonce, { ...cookieOpts, maxAge: 600 });
+    return page(c, loginPage(nonce));
+  });
+
+  app.post('/login', async (c) => {
+    const form = await c.req.parseBody();
+    const nonce = getCookie(c, NONCE);
+    const again = () => {
+      const n = loginNonce();
+      setCookie(c, NONCE, n, { ...cookieOpts, maxAge: 600 });
+      return n;
+    };
+    if (!nonce || typeof form.nonce !== 'string' || !sameNonce(nonce, form.nonce)) {
+      d.log.warn({ reqId: c.get('requestId'), path: c.req.path }, 'console login refused: the form did not come from this console (CSRF)');
+      return page(c, loginPage(again(), 'This form expired or did not come from this console: try again.'), 403);
+    }
+    const secret = typeof form.token === 'string' ? form.token.trim() : '';
+    const token = secret && secret.length <= 512 ? await d.meta.findToken(tokenHash(secret)) : null;
+    if (!token || token.revokedAt !== null || !token.admin) {
+      d.log.warn({ reqId: c.get('requestId'), token: token?.name ?? null, admin: token?.admin ?? null }, 'console login refused');
+      return page(c, loginPage(again(), token && !token.admin ? `Token ${token.name} is not an admin token.` : 'That token is not valid (unknown or revoked).'), 401);
+    }
+    const { cookie } = issueSession(token);
+    setCookie(c, COOKIE, cookie, { ...cookieOpts, maxAge: SESSION_MS / 1000 });
+    deleteCookie(c, NONCE, { path: '/-/ui' });
+    d.log.info({ reqId: c.get('requestId'), token: token.name }, 'console login');
+    return c.redirect('/-/ui', 303);
+  });
+
+  // Everything below needs a session.
+  app.use('*', async (c, next) => {
+    const s = await readSession(getCookie(c, COOKIE), d.meta);
+    if (!s) {
+      if (c.req.method !== 'GET') return c.text('not logged in', 401);
+      return c.redirect('/-/ui/login', 303);
+    }
+    c.set('session', s);
+    if (c.req.method === 'POST') {
+      const form = await c.req.parseBody();
+      if (!checkCsrf(s, typeof form.csrf === 'string' ? form.csrf : undefined)) {
+        d.log.warn({ reqId: c.get('requestId'), token: s.name, path: c.req.path }, 'console request refused: bad CSRF token');
+        return c.text('refused: this form did not come from your console session', 403);
+      }
+    }
+    return next();
+  });
+
+  app.post('/logout', (c) => {
+    deleteCookie(c, COOKIE, { path: '/-/ui' });
+    return c.redirect('/-/ui/login', 303);
+  });
+
+  app.get('/', async (c) => {
+    const recent = await d.meta.listPulls({ limit: 1000 });
+    const totals = await d.meta.blobTotals();
+    const health = d.recordHealth();
+    return page(
+      c,
+      overviewPage(c.get('session').csrf, {
+        pulls: recent.length,
+        refusals: recent.filter((r) => r.decision !== 'allow').length,
+        blobs: totals.count,
+        bytes: totals.bytes,
+        advisories: (await d.meta.listAdvisories()).length,
+        recordOk: health ? health.message : null,
+        policy: d.policySizes(),
+      }),
+    );
+  });
+
+  const filters = (c: Context) => {
+    const q = c.req.query();
+    const before = q.before && /^\d+$/.test(q.before) ? Number(q.before) : undefined;
+    const query = new URLSearchParams(Object.entries(q).filter(([k, v]) => k !== 'before' && v)).toString();
+    return { q, before, query };
+  };
+
+  app.get('/refusals', async (c) => {
+    const { q, before, query } = filters(c);
+    const ecosystem = ['pypi', 'oci', 'hf', 'admin'].includes(q.ecosystem) ? q.ecosystem : undefined;
+    const code = CODES.includes(q.code) ? q.code : undefined;
+    const f: PullFilter = { decision: 'deny', code, before, limit: PAGE, ecosystem: ecosystem === 'admin' ? 'audit' : (ecosystem as PullFilter['ecosystem']) };
+    const rows = await d.meta.listPulls(f);
+    return page(c, refusalsPage(c.get('session').csrf, { ecosystem, code, query }, rows, PAGE));
+  });
+
+  app.get('/records', async (c) => {
+    const { q, before, query } = filters(c);
+    const ecosystem = ['pypi', 'oci', 'hf', 'audit'].includes(q.ecosystem) ? (q.ecosystem as PullFilter['ecosystem']) : undefined;
+    const decision = ['allow', 'deny', 'error'].includes(q.decision) ? (q.decision as PullFilter['decision']) : undefined;
+    const name = q.name ? q.name.slice(0, 300) : undefined;
+    const rows = await d.meta.listPulls({ ecosystem, decision, name, before, limit: PAGE });
+    return page(c, recordsPage(c.get('session').csrf, { name, ecosystem, decision, query }, rows, PAGE));
+  });
+
+  return app;
+}

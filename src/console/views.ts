@@ -1,0 +1,141 @@
+import { html } from 'hono/html';
+import type { HtmlEscapedString } from 'hono/utils/html';
+import type { StoredPullRecord } from '../storage/meta-store.js';
+import { approvalFor } from './approval.js';
+
+type H = HtmlEscapedString | Promise<HtmlEscapedString>;
+
+/**
+ * The console's pages, rendered on the server with hono/html: every interpolated value is
+ * escaped (package, repository and file names come from upstreams), and there is no script.
+ */
+export const CSS = `
+:root { color-scheme: light; --fg:#1b1f24; --muted:#57606a; --line:#d0d7de; --bg:#fff; --accent:#0b5cad; --deny:#a40e26; }
+* { box-sizing: border-box; }
+body { margin:0; font: 15px/1.45 system-ui, sans-serif; color: var(--fg); background: var(--bg); }
+header { display:flex; gap:1.5rem; align-items:center; padding:.6rem 1.2rem; border-bottom:1px solid var(--line); }
+header strong { font-size:1.05rem; }
+nav a { margin-right:1rem; color: var(--accent); }
+nav a[aria-current=page] { font-weight:600; text-decoration:none; color: var(--fg); }
+main { padding: 1rem 1.2rem; max-width: 80rem; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align:left; vertical-align: top; padding: .35rem .5rem; border-bottom: 1px solid var(--line); }
+th { font-weight:600; }
+code, pre { font-family: ui-monospace, monospace; font-size: .85rem; }
+pre { background:#f6f8fa; padding:.5rem; overflow-x:auto; margin:.3rem 0; }
+.deny { color: var(--deny); font-weight:600; }
+.muted { color: var(--muted); }
+form.filters { display:flex; gap:.8rem; flex-wrap:wrap; align-items:end; margin-bottom:1rem; }
+label { display:flex; flex-direction:column; font-size:.85rem; gap:.2rem; }
+input, select, button { font: inherit; padding:.3rem .4rem; }
+button { cursor:pointer; }
+.cards { display:flex; gap:1rem; flex-wrap:wrap; }
+.card { border:1px solid var(--line); padding:.7rem 1rem; min-width: 12rem; }
+.card b { display:block; font-size:1.4rem; }
+.error { color: var(--deny); }
+a:focus, button:focus, input:focus, select:focus { outline: 3px solid #f0b429; outline-offset: 1px; }
+`;
+
+export function layout(title: string, current: string, csrf: string | null, body: H): H {
+  const url = (href: string) => (href ? `/-/ui/${href}` : '/-/ui');
+  const link = (href: string, label: string) => (current === href ? html`<a href="${url(href)}" aria-current="page">${label}</a>` : html`<a href="${url(href)}">${label}</a>`);
+  return html`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${title} · Airlock</title><link rel="stylesheet" href="/-/ui/static/console.css"></head>
+<body><header><strong>Airlock</strong>${
+    csrf
+      ? html`<nav aria-label="Console">${link('', 'Overview')}${link('refusals', 'Refusals')}${link('records', 'Record')}</nav>
+<form method="post" action="/-/ui/logout"><input type="hidden" name="csrf" value="${csrf}"><button type="submit">Log out</button></form>`
+      : ''
+  }</header>
+<main id="main"><h1>${title}</h1>${body}</main></body></html>`;
+}
+
+export function loginPage(nonce: string, error?: string): H {
+  return layout(
+    'Log in',
+    'login',
+    null,
+    html`<p>An admin token logs you in (create one with <code>airlock token create --name NAME --admin</code>).</p>
+${error ? html`<p class="error" role="alert">${error}</p>` : ''}
+<form method="post" action="/-/ui/login">
+<input type="hidden" name="nonce" value="${nonce}">
+<label for="token">Admin token<input id="token" name="token" type="password" autocomplete="off" required></label>
+<p><button type="submit">Log in</button></p></form>`,
+  );
+}
+
+export function overviewPage(csrf: string, o: { blobs: number; bytes: number; refusals: number; pulls: number; advisories: number; recordOk: string | null; policy: { pypi: number; oci: number; hf: number } }): H {
+  return layout(
+    'Overview',
+    '',
+    csrf,
+    html`<div class="cards">
+<div class="card"><span>Recent pulls</span><b>${o.pulls}</b><span class="muted">newest 1,000 rows</span></div>
+<div class="card"><span>Refusals among them</span><b>${o.refusals}</b><a href="/-/ui/refusals">see why</a></div>
+<div class="card"><span>Cached blobs</span><b>${o.blobs}</b><span class="muted">${(o.bytes / 2 ** 20).toFixed(1)} MiB</span></div>
+<div class="card"><span>Advisories imported</span><b>${o.advisories}</b></div>
+<div class="card"><span>Policy</span><b>${o.policy.pypi + o.policy.oci + o.policy.hf}</b><span class="muted">${o.policy.pypi} PyPI, ${o.policy.oci} OCI, ${o.policy.hf} Hugging Face</span></div>
+<div class="card"><span>Record</span><b>${o.recordOk ? html`<span class="deny">failing</span>` : 'written'}</b>${o.recordOk ? html`<span class="error">${o.recordOk}</span>` : ''}</div>
+</div>`,
+  );
+}
+
+const when = (ts: number) => new Date(ts).toISOString().replace('T', ' ').slice(0, 19);
+const artefact = (r: StoredPullRecord) => `${r.name}${r.version ? ` ${r.version}` : ''}${r.filename ? ` · ${r.filename}` : ''}`;
+
+function select(name: string, label: string, value: string | undefined, options: string[]): H {
+  return html`<label for="${name}">${label}<select id="${name}" name="${name}"><option value="">any</option>${options.map((o) => (o === value ? html`<option selected>${o}</option>` : html`<option>${o}</option>`))}</select></label>`;
+}
+
+export const CODES = ['not_allowlisted', 'version_not_allowed', 'hash_not_pinned', 'tag_not_pinned', 'digest_not_pinned', 'not_referenced', 'denied', 'advisory', 'unjudged', 'content_refused', 'format_mismatch', 'digest_mismatch', 'file_host', 'internal_name', 'bad_token', 'upstream_failed'];
+
+function pager(base: string, rows: StoredPullRecord[], limit: number): H {
+  if (rows.length < limit) return html``;
+  const next = new URLSearchParams(base);
+  next.set('before', String(rows[rows.length - 1].id));
+  return html`<p><a href="?${next.toString()}">Older</a></p>`;
+}
+
+export function refusalsPage(csrf: string, f: { ecosystem?: string; code?: string; query: string }, rows: StoredPullRecord[], limit: number): H {
+  return layout(
+    'Refusals',
+    'refusals',
+    csrf,
+    html`<form class="filters" method="get" action="/-/ui/refusals">
+${select('ecosystem', 'Ecosystem', f.ecosystem, ['pypi', 'oci', 'hf', 'admin'])}
+${select('code', 'Reason', f.code, CODES)}
+<button type="submit">Filter</button></form>
+${rows.length === 0 ? html`<p>No refusals match.</p>` : ''}
+${rows.map((r) => {
+  const a = approvalFor(r);
+  return html`<section class="refusal" aria-label="Refusal ${r.id}">
+<h2><span class="deny">${r.code ?? r.decision}</span> ${artefact(r)}</h2>
+<p class="muted">${when(r.ts)} · ${r.ecosystem} · client <code>${r.client}</code> · rule <code>${r.rule ?? '-'}</code>${r.requestId ? html` · request <code>${r.requestId}</code>` : ''}</p>
+<p>${r.reason ?? ''}</p>
+<p>${a.note}</p>
+${a.command ? html`<pre class="approval-command" aria-label="Approval command">${a.command}</pre>` : ''}
+${a.yaml ? html`<pre class="approval-yaml" aria-label="Policy change">${a.yaml}</pre>` : ''}
+</section>`;
+})}
+${pager(f.query, rows, limit)}`,
+  );
+}
+
+export function recordsPage(csrf: string, f: { name?: string; ecosystem?: string; decision?: string; query: string }, rows: StoredPullRecord[], limit: number): H {
+  return layout(
+    'Record',
+    'records',
+    csrf,
+    html`<form class="filters" method="get" action="/-/ui/records">
+<label for="name">Name<input id="name" name="name" value="${f.name ?? ''}"></label>
+${select('ecosystem', 'Ecosystem', f.ecosystem, ['pypi', 'oci', 'hf', 'audit'])}
+${select('decision', 'Decision', f.decision, ['allow', 'deny', 'error'])}
+<button type="submit">Search</button></form>
+<table><caption class="muted">Newest first</caption><thead><tr><th scope="col">Time</th><th scope="col">Client</th><th scope="col">Artefact</th><th scope="col">Cache</th><th scope="col">Decision</th><th scope="col">Reason</th></tr></thead>
+<tbody>${rows.map(
+      (r) => html`<tr><td>${when(r.ts)}</td><td><code>${r.client}</code></td><td>${r.ecosystem}: ${artefact(r)}</td><td>${r.cache}</td><td${r.decision === 'allow' ? '' : html` class="deny"`}>${r.decision}</td><td>${r.reason ?? ''}</td></tr>`,
+    )}</tbody></table>
+${pager(f.query, rows, limit)}`,
+  );
+}

@@ -1,0 +1,119 @@
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Authenticator } from '../../src/auth/tokens.js';
+import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
+import { FakeIndex } from '../helpers/fake-index.js';
+import { rawGet } from '../helpers/http.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SHOTS = join(process.cwd(), 'test-output', 'console');
+const AXE = readFileSync(join(process.cwd(), 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+
+/**
+ * The console in a real browser: Debian's Chromium, headless, driven by playwright-core. A person
+ * who has never seen Airlock logs in, finds why a pull was refused and the change that approves
+ * it, searches the record, logs out; every page is screenshotted (test-output/console/) and
+ * checked with axe-core; the pages are walked with the keyboard alone.
+ */
+describe('the console in Chromium', () => {
+  const index = new FakeIndex();
+  let a: TestAirlock;
+  let browser: Browser;
+  let token: string;
+
+  beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    await index.start();
+    index.add('tinylib', { filename: 'tinylib-1.0-py3-none-any.whl', bytes: Buffer.from('one') }).add('tinylib', { filename: 'tinylib-2.0-py3-none-any.whl', bytes: Buffer.from('two') });
+    a = await startAirlock(`auth:\n  admin: token\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow:\n      - { name: tinylib, versions: "<2" }\n`);
+    token = await new Authenticator(a.airlock.meta).create('sec-team', true);
+    expect((await rawGet(`${a.url}/pypi/files/tinylib/tinylib-1.0-py3-none-any.whl`)).status).toBe(200);
+    expect((await rawGet(`${a.url}/pypi/files/tinylib/tinylib-2.0-py3-none-any.whl`)).status).toBe(403);
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await a?.stop();
+    await index.stop();
+  });
+
+  async function loggedIn(bypassCSP = false): Promise<Page> {
+    const ctx = await browser.newContext({ bypassCSP, viewport: { width: 1200, height: 800 } });
+    const page = await ctx.newPage();
+    await page.goto(`${a.url}/-/ui`);
+    expect(new URL(page.url()).pathname).toBe('/-/ui/login');
+    await page.getByLabel('Admin token').fill(token);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.waitForURL(`${a.url}/-/ui`);
+    return page;
+  }
+
+  it('log in, find why a pull was refused and the change that approves it, search the record, log out', async () => {
+    const page = await loggedIn();
+    await page.screenshot({ path: join(SHOTS, '1-overview.png'), fullPage: true });
+    expect(await page.getByRole('heading', { level: 1 }).textContent()).toBe('Overview');
+    await page.getByRole('link', { name: 'Refusals' }).first().click();
+    await page.waitForURL(/\/-\/ui\/refusals/);
+    await page.getByLabel('Reason').selectOption('version_not_allowed');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/code=version_not_allowed/);
+    const refusal = page.locator('section.refusal').first();
+    expect(await refusal.locator('h2').textContent()).toContain('tinylib 2.0');
+    expect(await refusal.textContent()).toContain('outside the allowed range');
+    // The approval, as one would copy it into a reviewed change.
+    expect(await refusal.locator('pre.approval-command').textContent()).toBe("airlock pin pypi 'tinylib==2.0'");
+    expect(await refusal.locator('pre.approval-yaml').textContent()).toContain('- name: tinylib');
+    await page.screenshot({ path: join(SHOTS, '2-refusals.png'), fullPage: true });
+    await page.getByRole('link', { name: 'Record' }).click();
+    await page.getByLabel('Name').fill('tinylib');
+    await page.getByLabel('Decision').selectOption('allow');
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.waitForURL(/decision=allow/);
+    const rows = page.locator('tbody tr');
+    expect(await rows.count()).toBe(1);
+    expect(await rows.first().textContent()).toContain('tinylib-1.0-py3-none-any.whl');
+    await page.screenshot({ path: join(SHOTS, '3-record.png'), fullPage: true });
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.waitForURL(/\/-\/ui\/login/);
+    await page.screenshot({ path: join(SHOTS, '0-login.png'), fullPage: true });
+    // Logged out: the pages are gone.
+    await page.goto(`${a.url}/-/ui/refusals`);
+    expect(new URL(page.url()).pathname).toBe('/-/ui/login');
+    await page.context().close();
+  }, 60_000);
+
+  it('has no accessibility violations (axe-core) on any page', async () => {
+    // axe is a script: this context alone bypasses the console's CSP to run it.
+    const page = await loggedIn(true);
+    for (const path of ['/-/ui', '/-/ui/refusals', '/-/ui/records?name=tinylib']) {
+      await page.goto(`${a.url}${path}`);
+      await page.addScriptTag({ content: AXE });
+      const violations = await page.evaluate(async () => (await (window as unknown as { axe: { run: () => Promise<{ violations: { id: string; impact: string; nodes: unknown[] }[] }> } }).axe.run()).violations.map((v) => `${v.id} (${v.impact}, ${v.nodes.length})`));
+      expect(violations, path).toEqual([]);
+    }
+    await page.context().close();
+  }, 60_000);
+
+  it('can be walked with the keyboard alone', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(`${a.url}/-/ui/login`);
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('token');
+    await page.keyboard.type(token);
+    await page.keyboard.press('Enter');
+    await page.waitForURL(`${a.url}/-/ui`);
+    // Tab to the Refusals link and follow it.
+    for (let i = 0; i < 10; i++) {
+      await page.keyboard.press('Tab');
+      if ((await page.evaluate(() => document.activeElement?.textContent)) === 'Refusals') break;
+    }
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/\/-\/ui\/refusals/);
+    expect(await page.locator('pre.approval-command').first().textContent()).toBe("airlock pin pypi 'tinylib==2.0'");
+    await ctx.close();
+  }, 60_000);
+});

@@ -1,0 +1,116 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appendPulls } from '../../src/core/chain.js';
+import { Authenticator } from '../../src/auth/tokens.js';
+import { issueSession } from '../../src/console/session.js';
+import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
+import { FakeIndex } from '../helpers/fake-index.js';
+import { rawGet } from '../helpers/http.js';
+
+/** The console's security at the HTTP level: sessions, CSRF, escaping, headers. (The browser walk is test/e2e/console.test.ts.) */
+describe('console security', () => {
+  const index = new FakeIndex();
+  let a: TestAirlock;
+  let admin: string;
+  let reader: string;
+
+  beforeAll(async () => {
+    await index.start();
+    index.add('tinylib', { filename: 'tinylib-1.0-py3-none-any.whl', bytes: Buffer.from('one') }).add('tinylib', { filename: 'tinylib-2.0-py3-none-any.whl', bytes: Buffer.from('two') });
+    a = await startAirlock(`auth:\n  admin: token\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow:\n      - { name: tinylib, versions: "<2" }\n`);
+    const auth = new Authenticator(a.airlock.meta);
+    admin = await auth.create('sec-team', true);
+    reader = await auth.create('ci-bot', false);
+    expect((await rawGet(`${a.url}/pypi/files/tinylib/tinylib-2.0-py3-none-any.whl`)).status).toBe(403);
+    // A name that carries HTML, as an upstream could send it.
+    await appendPulls(a.airlock.meta, [{ ts: Date.now(), client: '10.0.0.9', ecosystem: 'oci', name: 'evil.io/<img src=x onerror=alert(1)>', version: 'v1', cache: 'none', decision: 'deny', reason: '<script>alert(2)</script> not allowed', rule: 'oci', code: 'not_allowlisted' }]);
+  });
+
+  afterAll(async () => {
+    await a?.stop();
+    await index.stop();
+  });
+
+  const ui = (p: string) => `${a.url}/-/ui${p}`;
+  const cookieOf = (res: Response, name: string) => res.headers.getSetCookie().find((c) => c.startsWith(`${name}=`));
+
+  async function login(token: string): Promise<{ res: Response; cookie?: string }> {
+    const form = await fetch(ui('/login'));
+    const nonceCookie = cookieOf(form, 'airlock_login')!.split(';')[0];
+    const nonce = /name="nonce" value="([^"]+)"/.exec(await form.text())![1];
+    const res = await fetch(ui('/login'), { method: 'POST', redirect: 'manual', headers: { cookie: nonceCookie, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ nonce, token }) });
+    return { res, cookie: cookieOf(res, 'airlock_console')?.split(';')[0] };
+  }
+
+  it('nothing answers without a session but the login form and its stylesheet', async () => {
+    for (const p of ['', '/refusals', '/records?name=tinylib']) {
+      const r = await fetch(ui(p), { redirect: 'manual' });
+      expect(r.status).toBe(303);
+      expect(r.headers.get('location')).toBe('/-/ui/login');
+    }
+    expect((await fetch(ui('/logout'), { method: 'POST' })).status).toBe(401);
+    const slash = await fetch(ui('/'), { redirect: 'manual' });
+    expect(slash.status).toBe(308);
+    expect(slash.headers.get('location')).toBe('/-/ui');
+    const login = await fetch(ui('/login'));
+    expect(login.status).toBe(200);
+    expect(login.headers.get('content-security-policy')).toContain("default-src 'none'");
+    expect((await fetch(ui('/static/console.css'))).headers.get('content-type')).toMatch(/text\/css/);
+    // An Authorization header is not a console session.
+    expect((await fetch(ui(''), { redirect: 'manual', headers: { authorization: `Bearer ${admin}` } })).status).toBe(303);
+  });
+
+  it('a non-admin or unknown token cannot log in; a form from elsewhere is refused; an admin gets an HttpOnly SameSite=Strict session', async () => {
+    const r1 = await login(reader);
+    expect(r1.res.status).toBe(401);
+    expect(await r1.res.text()).toContain('Token ci-bot is not an admin token.');
+    expect(r1.cookie).toBeUndefined();
+    expect((await login('hf_nottherealtoken')).res.status).toBe(401);
+    const forged = await fetch(ui('/login'), { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ nonce: 'x', token: admin }) });
+    expect(forged.status).toBe(403);
+    const ok = await login(admin);
+    expect(ok.res.status).toBe(303);
+    const set = cookieOf(ok.res, 'airlock_console')!;
+    expect(set).toMatch(/HttpOnly/);
+    expect(set).toMatch(/SameSite=Strict/);
+    expect(set).toMatch(/Path=\/-\/ui/);
+  });
+
+  it('shows a refusal with the approval that would allow it, escaping names that carry HTML', async () => {
+    const { cookie } = await login(admin);
+    const page = await fetch(ui('/refusals'), { headers: { cookie: cookie! } });
+    expect(page.status).toBe(200);
+    const body = await page.text();
+    expect(body).toContain("airlock pin pypi &#39;tinylib==2.0&#39;");
+    expect(body).toContain('&lt;img src=x onerror=alert(1)&gt;');
+    expect(body).toContain('&lt;script&gt;alert(2)&lt;/script&gt;');
+    expect(body).not.toMatch(/<script|<img/);
+    const filtered = await (await fetch(ui('/refusals?code=not_allowlisted&ecosystem=oci'), { headers: { cookie: cookie! } })).text();
+    expect(filtered).toContain('evil.io/');
+    expect(filtered).not.toContain('tinylib');
+    const rec = await (await fetch(ui('/records?name=tinylib'), { headers: { cookie: cookie! } })).text();
+    expect(rec).toContain('tinylib-2.0-py3-none-any.whl');
+  });
+
+  it('refuses a POST without the session\'s CSRF token; logs out with it', async () => {
+    const { cookie } = await login(admin);
+    const noCsrf = await fetch(ui('/logout'), { method: 'POST', redirect: 'manual', headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' }, body: 'csrf=wrong' });
+    expect(noCsrf.status).toBe(403);
+    const csrf = /name="csrf" value="([^"]+)"/.exec(await (await fetch(ui(''), { headers: { cookie: cookie! } })).text())![1];
+    const out = await fetch(ui('/logout'), { method: 'POST', redirect: 'manual', headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ csrf }) });
+    expect(out.status).toBe(303);
+    expect(cookieOf(out, 'airlock_console')).toMatch(/Max-Age=0|Expires=Thu, 01 Jan 1970/);
+  });
+
+  it('an expired, forged or revoked session is no session', async () => {
+    const tokens = await a.airlock.meta.listTokens();
+    const t = tokens.find((x) => x.name === 'sec-team')!;
+    const old = issueSession(t, Date.now() - 9 * 3600_000).cookie;
+    expect((await fetch(ui(''), { redirect: 'manual', headers: { cookie: `airlock_console=${old}` } })).status).toBe(303);
+    const { cookie } = await login(admin);
+    const tampered = cookie!.replace(/.$/, (ch) => (ch === 'A' ? 'B' : 'A'));
+    expect((await fetch(ui(''), { redirect: 'manual', headers: { cookie: tampered } })).status).toBe(303);
+    expect((await fetch(ui(''), { headers: { cookie: cookie! } })).status).toBe(200);
+    await a.airlock.meta.revokeToken('sec-team');
+    expect((await fetch(ui(''), { redirect: 'manual', headers: { cookie: cookie! } })).status).toBe(303);
+  });
+});
