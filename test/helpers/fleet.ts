@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from './oci-tools.js';
 
 /** `airlock serve` as its own process; resolves once it listens, with its port. */
 export function serveProcess(config: string, env: Record<string, string> = {}): Promise<{ proc: ChildProcess; port: number; log: () => string }> {
@@ -17,14 +17,6 @@ export function serveProcess(config: string, env: Record<string, string> = {}): 
     });
     proc.once('exit', (code) => reject(new Error(`airlock exited (${code}): ${out}`)));
   });
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /**

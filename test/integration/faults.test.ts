@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { FAULTS, FaultProxy, type Fault } from '../helpers/fault-proxy.js';
 import { FakeRegistry, digestOf, makeImage } from '../helpers/fake-registry.js';
 import { rawGet, records } from '../helpers/http.js';
 import { airlockCli } from '../helpers/cli.js';
+import { serveProcess } from '../helpers/fleet.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
@@ -371,19 +372,7 @@ describe('fault suite: kill -9 during fills and a burst', () => {
   const files = Array.from({ length: 5 }, (_, i) => ({ filename: `crash-1.${i}-py3-none-any.whl`, bytes: randomBytes(4 << 20) }));
   const hot = { filename: 'crash-2.0-py3-none-any.whl', bytes: randomBytes(1 << 20) };
 
-  /** `airlock serve` as its own process; resolves once it listens, with its port. */
-  function serve(file = config): Promise<{ proc: ChildProcess; port: number }> {
-    const proc = spawn('node', [join(process.cwd(), 'dist', 'cli', 'main.js'), 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    return new Promise((resolve, reject) => {
-      let out = '';
-      proc.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /"listen":"127\.0\.0\.1:(\d+)"/.exec(out);
-        if (m) resolve({ proc, port: Number(m[1]) });
-      });
-      proc.once('exit', (code) => reject(new Error(`airlock exited (${code}): ${out}`)));
-    });
-  }
+  const serve = (file = config) => serveProcess(file);
 
   beforeAll(async () => {
     await index.start();
