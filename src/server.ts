@@ -127,6 +127,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const consoleApp = createConsole({
     meta,
     log,
+    policy: () => policy,
     policySizes: () => ({ pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }),
     recordHealth: () => recorder.health(),
   });

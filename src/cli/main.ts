@@ -13,7 +13,7 @@ import { rescan } from './rescan.js';
 import { verifyChain } from '../core/chain.js';
 import { Authenticator, TOKEN_NAME } from '../auth/tokens.js';
 import { importAdvisories } from './advisories.js';
-import { affected } from './affected.js';
+import { affected } from '../audit/affected.js';
 import { VERSION } from '../version.js';
 import { SCANNER_VERSION } from '../scan/index.js';
 import { resolveHfPin, resolveOciPin, resolvePypiPin, writeHfPin, writeOciPin, writePypiPin } from './pin.js';

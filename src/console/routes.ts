@@ -4,12 +4,15 @@ import type { HtmlEscapedString } from 'hono/utils/html';
 import { tokenHash } from '../auth/tokens.js';
 import type { AppEnv } from '../http/send.js';
 import type { Logger } from '../obs/logger.js';
-import type { BlobIndex, PullLog, PullFilter, TokenStore, AdvisoryStore } from '../storage/meta-store.js';
+import type { MetaStore, PullFilter } from '../storage/meta-store.js';
+import type { Policy } from '../policy/index.js';
+import { affected } from '../audit/affected.js';
 import { checkCsrf, issueSession, loginNonce, readSession, sameNonce, SESSION_MS, type Session } from './session.js';
-import { CODES, CSS, loginPage, overviewPage, recordsPage, refusalsPage } from './views.js';
+import { advisoriesPage, CODES, CSS, loginPage, overviewPage, pullsCsv, recordsPage, refusalsPage } from './views.js';
 
 export interface ConsoleDeps {
-  meta: PullLog & TokenStore & BlobIndex & AdvisoryStore;
+  meta: MetaStore;
+  policy: () => Policy;
   log: Logger;
   policySizes: () => { pypi: number; oci: number; hf: number };
   recordHealth: () => { message: string } | null;
@@ -140,6 +143,27 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
     const name = q.name ? q.name.slice(0, 300) : undefined;
     const rows = await d.meta.listPulls({ ecosystem, decision, name, before, limit: PAGE });
     return page(c, recordsPage(c.get('session').csrf, { name, ecosystem, decision, query }, rows, PAGE));
+  });
+
+  // "Who pulled what this advisory affects?" (the same answer as `airlock affected`), and its CSV.
+  const affectedOf = async (q: string) => {
+    try {
+      return { rep: await affected(d.meta, q, d.policy()), error: undefined };
+    } catch (e) {
+      return { rep: null, error: (e as Error).message };
+    }
+  };
+  app.get('/advisories', async (c) => {
+    const q = (c.req.query('q') ?? '').trim().slice(0, 300);
+    const { rep, error } = q ? await affectedOf(q) : { rep: null, error: undefined };
+    return page(c, advisoriesPage(c.get('session').csrf, q, rep, error), error ? 404 : 200);
+  });
+  app.get('/advisories.csv', async (c) => {
+    const q = (c.req.query('q') ?? '').trim().slice(0, 300);
+    const { rep, error } = await affectedOf(q);
+    if (!rep) return c.text(error ?? 'no query', 404);
+    const file = `airlock-affected-${q.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80)}.csv`;
+    return c.body(pullsCsv(rep.pulls), 200, { 'content-type': 'text/csv; charset=utf-8', 'content-disposition': `attachment; filename="${file}"` });
   });
 
   return app;

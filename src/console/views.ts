@@ -1,6 +1,7 @@
 import { html } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
 import type { StoredPullRecord } from '../storage/meta-store.js';
+import type { AffectedReport } from '../audit/affected.js';
 import { approvalFor } from './approval.js';
 
 type H = HtmlEscapedString | Promise<HtmlEscapedString>;
@@ -44,7 +45,7 @@ export function layout(title: string, current: string, csrf: string | null, body
 <title>${title} · Airlock</title><link rel="stylesheet" href="/-/ui/static/console.css"></head>
 <body><header><strong>Airlock</strong>${
     csrf
-      ? html`<nav aria-label="Console">${link('', 'Overview')}${link('refusals', 'Refusals')}${link('records', 'Record')}</nav>
+      ? html`<nav aria-label="Console">${link('', 'Overview')}${link('refusals', 'Refusals')}${link('advisories', 'Advisories')}${link('records', 'Record')}</nav>
 <form method="post" action="/-/ui/logout"><input type="hidden" name="csrf" value="${csrf}"><button type="submit">Log out</button></form>`
       : ''
   }</header>
@@ -132,10 +133,51 @@ export function recordsPage(csrf: string, f: { name?: string; ecosystem?: string
 ${select('ecosystem', 'Ecosystem', f.ecosystem, ['pypi', 'oci', 'hf', 'audit'])}
 ${select('decision', 'Decision', f.decision, ['allow', 'deny', 'error'])}
 <button type="submit">Search</button></form>
-<table><caption class="muted">Newest first</caption><thead><tr><th scope="col">Time</th><th scope="col">Client</th><th scope="col">Artefact</th><th scope="col">Cache</th><th scope="col">Decision</th><th scope="col">Reason</th></tr></thead>
-<tbody>${rows.map(
-      (r) => html`<tr><td>${when(r.ts)}</td><td><code>${r.client}</code></td><td>${r.ecosystem}: ${artefact(r)}</td><td>${r.cache}</td><td${r.decision === 'allow' ? '' : html` class="deny"`}>${r.decision}</td><td>${r.reason ?? ''}</td></tr>`,
-    )}</tbody></table>
+${pullsTable(rows)}
 ${pager(f.query, rows, limit)}`,
   );
+}
+
+const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+function pullsTable(rows: StoredPullRecord[]): H {
+  return html`<table><thead><tr><th scope="col">Time</th><th scope="col">Client</th><th scope="col">Artefact</th><th scope="col">Cache</th><th scope="col">Decision</th><th scope="col">Reason</th></tr></thead>
+<tbody>${rows.map(
+    (r) => html`<tr><td>${when(r.ts)}</td><td><code>${r.client}</code></td><td>${r.ecosystem}: ${artefact(r)}</td><td>${r.cache}</td><td${r.decision === 'allow' ? '' : html` class="deny"`}>${r.decision}</td><td>${r.reason ?? ''}</td></tr>`,
+  )}</tbody></table>`;
+}
+
+export function advisoriesPage(csrf: string, q: string, rep: AffectedReport | null, error?: string): H {
+  const exportUrl = `/-/ui/advisories.csv?${new URLSearchParams({ q }).toString()}`;
+  return layout(
+    'Advisories and incidents',
+    'advisories',
+    csrf,
+    html`<form class="filters" method="get" action="/-/ui/advisories">
+<label for="q">Advisory id, alias or package URL<input id="q" name="q" value="${q}" size="40" placeholder="PYSEC-2024-1, CVE-2024-1, pkg:pypi/name@1.0"></label>
+<button type="submit">Search</button></form>
+${error ? html`<p class="error" role="alert">${error}</p>` : ''}
+${
+  rep
+    ? html`${rep.advisory ? html`<h2>${rep.advisory.id}${rep.advisory.aliases.length ? html` <span class="muted">(${rep.advisory.aliases.join(', ')})</span>` : ''}</h2><p>${rep.advisory.summary}</p><p class="muted">packages: ${rep.advisory.packages.join(', ') || 'none'}${rep.advisory.withdrawn ? ' · withdrawn' : ''}</p>` : ''}
+${rep.images.length ? html`<h2>Images containing an affected package</h2><ul>${rep.images.map((i) => html`<li><code>${i.digest}</code> (${i.repositories.join(', ')}${i.tags.length ? html`; tags ${i.tags.join(', ')}` : ''}): ${i.packages.map((p) => `${p.name} ${p.version}`).join(', ')}</li>`)}</ul>` : ''}
+<h2>Every pull of what it affects</h2>
+<p>${plural(rep.pulls.length, 'pull')} (${rep.pulls.filter((p) => p.decision === 'allow').length} served), ${plural(new Set(rep.pulls.filter((p) => p.decision === 'allow').map((p) => p.client)).size, 'client')} served. <a href="${exportUrl}" download>Export CSV</a></p>
+${pullsTable(rep.pulls)}`
+    : ''
+}`,
+  );
+}
+
+/** One CSV cell: quoted, and never read as a formula by a spreadsheet (names come from upstreams). */
+function cell(v: unknown): string {
+  let s = v === null || v === undefined ? '' : String(v);
+  if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  return `"${s.replace(/"/g, '""')}"`;
+}
+
+export function pullsCsv(rows: StoredPullRecord[]): string {
+  const head = ['time', 'client', 'ecosystem', 'name', 'version', 'filename', 'sha256', 'cache', 'decision', 'code', 'reason', 'request_id'];
+  const lines = rows.map((r) => [new Date(r.ts).toISOString(), r.client, r.ecosystem, r.name, r.version, r.filename, r.sha256, r.cache, r.decision, r.code, r.reason, r.requestId].map(cell).join(','));
+  return [head.join(','), ...lines].join('\r\n') + '\r\n';
 }

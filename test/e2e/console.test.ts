@@ -31,6 +31,8 @@ describe('the console in Chromium', () => {
     token = await new Authenticator(a.airlock.meta).create('sec-team', true);
     expect((await rawGet(`${a.url}/pypi/files/tinylib/tinylib-1.0-py3-none-any.whl`)).status).toBe(200);
     expect((await rawGet(`${a.url}/pypi/files/tinylib/tinylib-2.0-py3-none-any.whl`)).status).toBe(403);
+    const osv = { id: 'PYSEC-2099-7', aliases: ['CVE-2099-0007'], summary: 'tinylib runs code from its input', modified: '2026-01-01T00:00:00Z', affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '1.1' }] }] }] };
+    await a.airlock.meta.putAdvisories([{ id: osv.id, modified: osv.modified, record: JSON.stringify(osv) }]);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   }, 60_000);
 
@@ -67,6 +69,18 @@ describe('the console in Chromium', () => {
     expect(await refusal.locator('pre.approval-command').textContent()).toBe("airlock pin pypi 'tinylib==2.0'");
     expect(await refusal.locator('pre.approval-yaml').textContent()).toContain('- name: tinylib');
     await page.screenshot({ path: join(SHOTS, '2-refusals.png'), fullPage: true });
+    // "Who pulled the versions this advisory affects?", and the export for the security team.
+    await page.getByRole('link', { name: 'Advisories' }).click();
+    await page.getByLabel('Advisory id, alias or package URL').fill('CVE-2099-0007');
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.waitForURL(/q=CVE-2099-0007/);
+    expect(await page.locator('main').textContent()).toContain('1 pull (1 served), 1 client served');
+    expect(await page.locator('tbody tr').first().textContent()).toContain('tinylib-1.0-py3-none-any.whl');
+    await page.screenshot({ path: join(SHOTS, '4-advisories.png'), fullPage: true });
+    const href = await page.getByRole('link', { name: 'Export CSV' }).getAttribute('href');
+    const csv = await page.context().request.get(`${a.url}${href}`);
+    expect(csv.headers()['content-type']).toMatch(/text\/csv/);
+    expect((await csv.text()).split('\r\n')[1]).toContain('"tinylib","1.0","tinylib-1.0-py3-none-any.whl"');
     await page.getByRole('link', { name: 'Record' }).click();
     await page.getByLabel('Name').fill('tinylib');
     await page.getByLabel('Decision').selectOption('allow');
@@ -88,7 +102,7 @@ describe('the console in Chromium', () => {
   it('has no accessibility violations (axe-core) on any page', async () => {
     // axe is a script: this context alone bypasses the console's CSP to run it.
     const page = await loggedIn(true);
-    for (const path of ['/-/ui', '/-/ui/refusals', '/-/ui/records?name=tinylib']) {
+    for (const path of ['/-/ui', '/-/ui/refusals', '/-/ui/advisories?q=PYSEC-2099-7', '/-/ui/records?name=tinylib']) {
       await page.goto(`${a.url}${path}`);
       await page.addScriptTag({ content: AXE });
       const violations = await page.evaluate(async () => (await (window as unknown as { axe: { run: () => Promise<{ violations: { id: string; impact: string; nodes: unknown[] }[] }> } }).axe.run()).violations.map((v) => `${v.id} (${v.impact}, ${v.nodes.length})`));

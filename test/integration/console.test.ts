@@ -91,6 +91,30 @@ describe('console security', () => {
     expect(rec).toContain('tinylib-2.0-py3-none-any.whl');
   });
 
+  it('answers who pulled what an advisory affects, and exports it as CSV no spreadsheet reads as a formula', async () => {
+    const osv = { id: 'PYSEC-2099-1', aliases: ['CVE-2099-0001'], summary: 'tinylib <b>executes</b> input', modified: '2026-01-01T00:00:00Z', affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '1.1' }] }] }] };
+    await a.airlock.meta.putAdvisories([{ id: osv.id, modified: osv.modified, record: JSON.stringify(osv) }]);
+    await appendPulls(a.airlock.meta, [{ ts: Date.now(), client: '=HYPERLINK("http://evil")', ecosystem: 'pypi', name: 'tinylib', version: '1.0', filename: 'tinylib-1.0-py3-none-any.whl', cache: 'hit', decision: 'allow', rule: 'pypi.allow[0]' }]);
+    const { cookie } = await login(admin);
+    const page = await fetch(ui('/advisories?q=CVE-2099-0001'), { headers: { cookie: cookie! } });
+    expect(page.status).toBe(200);
+    const body = await page.text();
+    expect(body).toContain('PYSEC-2099-1');
+    expect(body).toContain('tinylib &lt;b&gt;executes&lt;/b&gt; input');
+    expect(body).toMatch(/1 pull \(1 served\), 1 client served/);
+    const csv = await fetch(ui('/advisories.csv?q=PYSEC-2099-1'), { headers: { cookie: cookie! } });
+    expect(csv.headers.get('content-type')).toMatch(/text\/csv/);
+    expect(csv.headers.get('content-disposition')).toBe('attachment; filename="airlock-affected-PYSEC-2099-1.csv"');
+    const lines = (await csv.text()).trim().split('\r\n');
+    expect(lines[0]).toBe('time,client,ecosystem,name,version,filename,sha256,cache,decision,code,reason,request_id');
+    expect(lines).toHaveLength(2);
+    expect(lines.some((l) => l.includes('"\'=HYPERLINK(""http://evil"")"'))).toBe(true);
+    const unknown = await fetch(ui('/advisories?q=CVE-0000-0000'), { headers: { cookie: cookie! } });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.text()).toContain('no imported advisory');
+    expect((await fetch(ui('/advisories.csv?q=PYSEC-2099-1'), { redirect: 'manual' })).status).toBe(303);
+  });
+
   it('refuses a POST without the session\'s CSRF token; logs out with it', async () => {
     const { cookie } = await login(admin);
     const noCsrf = await fetch(ui('/logout'), { method: 'POST', redirect: 'manual', headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' }, body: 'csrf=wrong' });
