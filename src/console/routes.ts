@@ -103,14 +103,17 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
   });
 
   app.get('/', async (c) => {
-    const recent = await d.meta.listPulls({ limit: 1000 });
+    const now = Date.now();
+    const daily = await d.meta.dailyCounts(Math.floor(now / 86_400_000) * 86_400_000 - 13 * 86_400_000);
     const totals = await d.meta.blobTotals();
     const health = d.recordHealth();
     return page(
       c,
       overviewPage(c.get('session').csrf, {
-        pulls: recent.length,
-        refusals: recent.filter((r) => r.decision !== 'allow').length,
+        pulls: daily.reduce((s, x) => s + x.count, 0),
+        refusals: daily.filter((x) => x.decision !== 'allow').reduce((s, x) => s + x.count, 0),
+        daily,
+        now,
         blobs: totals.count,
         bytes: totals.bytes,
         advisories: (await d.meta.listAdvisories()).length,

@@ -140,6 +140,8 @@ export interface PullLog {
   listPulls(filter: PullFilter): Promise<StoredPullRecord[]>;
   /** Every row, oldest first (chain verification). */
   scanPulls(): AsyncIterable<StoredPullRecord>;
+  /** Rows since `since` (ms) counted per UTC day (ms at midnight), ecosystem and decision, oldest day first. */
+  dailyCounts(since: number): Promise<{ day: number; ecosystem: Ecosystem; decision: Decision; count: number }[]>;
   /**
    * Delete the rows older than `before` (ms) and append `anchor(last removed row, count)`, linked,
    * in one transaction; returns how many rows were removed (0, and no anchor, when none were).

@@ -67,7 +67,8 @@ const MIGRATIONS: string[] = [
    CREATE INDEX image_packages_digest ON image_packages (digest);`,
   `CREATE TABLE fill_leases (sha256 TEXT PRIMARY KEY, owner TEXT NOT NULL, heartbeat BIGINT NOT NULL);`,
   `ALTER TABLE pulls ADD COLUMN code TEXT;
-   CREATE INDEX pulls_decision_id ON pulls (decision, id);`,
+   CREATE INDEX pulls_decision_id ON pulls (decision, id);
+   CREATE INDEX pulls_code_id ON pulls (code, id);`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */
@@ -269,6 +270,13 @@ export class PgMetaStore implements MetaStore {
       for (const r of rs) yield toRecord(r);
       after = rs[rs.length - 1].id;
     }
+  }
+
+  async dailyCounts(since: number): Promise<{ day: number; ecosystem: StoredPullRecord['ecosystem']; decision: StoredPullRecord['decision']; count: number }[]> {
+    return this.rows(
+      'SELECT (ts / 86400000) * 86400000 AS day, ecosystem, decision, COUNT(*)::bigint AS count FROM pulls WHERE ts >= $1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3',
+      [since],
+    );
   }
 
   async prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number> {

@@ -92,7 +92,8 @@ const MIGRATIONS: string[] = [
    CREATE INDEX blobs_by_use ON blobs (used_at, sha256);`,
   `CREATE TABLE fill_leases (sha256 TEXT PRIMARY KEY, owner TEXT NOT NULL, heartbeat INTEGER NOT NULL) WITHOUT ROWID;`,
   `ALTER TABLE pulls ADD COLUMN code TEXT;
-   CREATE INDEX pulls_decision_id ON pulls (decision, id);`,
+   CREATE INDEX pulls_decision_id ON pulls (decision, id);
+   CREATE INDEX pulls_code_id ON pulls (code, id);`,
 ];
 
 interface PullRow {
@@ -274,6 +275,14 @@ export class SqliteMetaStore implements MetaStore {
       for (const r of rows) yield this.toRecord(r);
       after = rows[rows.length - 1].id;
     }
+  }
+
+  async dailyCounts(since: number): Promise<{ day: number; ecosystem: StoredPullRecord['ecosystem']; decision: StoredPullRecord['decision']; count: number }[]> {
+    return this.db
+      .prepare<[number], { day: number; ecosystem: StoredPullRecord['ecosystem']; decision: StoredPullRecord['decision']; count: number }>(
+        'SELECT (ts / 86400000) * 86400000 AS day, ecosystem, decision, COUNT(*) AS count FROM pulls WHERE ts >= ? GROUP BY day, ecosystem, decision ORDER BY day, ecosystem, decision',
+      )
+      .all(since);
   }
 
   async prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number> {

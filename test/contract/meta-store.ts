@@ -97,6 +97,24 @@ export function pullLogContract(name: string, fresh: () => Promise<PullLog>): vo
       expect((await verifyChain(s)).problem).toBeUndefined();
     });
 
+    it('counts rows per UTC day, ecosystem and decision', async () => {
+      const s = await fresh();
+      const DAY = 86_400_000;
+      const at = (d: number, h: number) => 20_000 * DAY + d * DAY + h * 3_600_000;
+      await appendPulls(s, [
+        pull(1, { ts: at(0, 1), decision: 'allow' }),
+        pull(2, { ts: at(0, 23), decision: 'allow' }),
+        pull(3, { ts: at(0, 5), decision: 'deny', ecosystem: 'oci' }),
+        pull(4, { ts: at(1, 0), decision: 'allow' }),
+        pull(5, { ts: at(-3, 0), decision: 'allow' }),
+      ]);
+      expect(await s.dailyCounts(at(0, 0))).toEqual([
+        { day: at(0, 0), ecosystem: 'oci', decision: 'deny', count: 1 },
+        { day: at(0, 0), ecosystem: 'pypi', decision: 'allow', count: 2 },
+        { day: at(1, 0), ecosystem: 'pypi', decision: 'allow', count: 1 },
+      ]);
+    });
+
     it('keeps one chain under concurrent appends', async () => {
       const s = await fresh();
       await Promise.all(Array.from({ length: 20 }, (_, i) => appendPulls(s, [pull(i * 2), pull(i * 2 + 1)])));
