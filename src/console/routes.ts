@@ -8,7 +8,8 @@ import type { MetaStore, PullFilter } from '../storage/meta-store.js';
 import type { Policy } from '../policy/index.js';
 import { affected } from '../audit/affected.js';
 import { checkCsrf, issueSession, loginNonce, readSession, sameNonce, SESSION_MS, type Session } from './session.js';
-import { advisoriesPage, CODES, CSS, loginPage, overviewPage, pullsCsv, recordsPage, refusalsPage } from './views.js';
+import { verifyChain } from '../core/chain.js';
+import { advisoriesPage, CODES, CSS, type ChainStatus, loginPage, overviewPage, pullsCsv, recordsPage, refusalsPage } from './views.js';
 
 export interface ConsoleDeps {
   meta: MetaStore;
@@ -139,13 +140,22 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
     return page(c, refusalsPage(c.get('session').csrf, { ecosystem, code, query }, rows, PAGE));
   });
 
+  // The chain is walked on request (seconds for millions of rows), its last result shown.
+  let chain: ChainStatus | null = null;
   app.get('/records', async (c) => {
     const { q, before, query } = filters(c);
     const ecosystem = ['pypi', 'oci', 'hf', 'audit'].includes(q.ecosystem) ? (q.ecosystem as PullFilter['ecosystem']) : undefined;
     const decision = ['allow', 'deny', 'error'].includes(q.decision) ? (q.decision as PullFilter['decision']) : undefined;
     const name = q.name ? q.name.slice(0, 300) : undefined;
     const rows = await d.meta.listPulls({ ecosystem, decision, name, before, limit: PAGE });
-    return page(c, recordsPage(c.get('session').csrf, { name, ecosystem, decision, query }, rows, PAGE));
+    return page(c, recordsPage(c.get('session').csrf, { name, ecosystem, decision, query }, rows, PAGE, chain));
+  });
+
+  app.post('/records/verify', async (c) => {
+    const r = await verifyChain(d.meta);
+    chain = { at: Date.now(), rows: r.rows, head: r.head, problem: r.problem ? `row ${r.problem.id}: ${r.problem.message}` : undefined };
+    d.log[r.problem ? 'error' : 'info']({ reqId: c.get('requestId'), token: c.get('session').name, rows: r.rows, problem: chain.problem }, 'record chain verified from the console');
+    return c.redirect('/-/ui/records', 303);
   });
 
   // "Who pulled what this advisory affects?" (the same answer as `airlock affected`), and its CSV.

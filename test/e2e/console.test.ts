@@ -89,6 +89,9 @@ describe('the console in Chromium', () => {
     const rows = page.locator('tbody tr');
     expect(await rows.count()).toBe(1);
     expect(await rows.first().textContent()).toContain('tinylib-1.0-py3-none-any.whl');
+    await page.getByRole('button', { name: 'Verify the chain now' }).click();
+    await page.waitForURL(/\/-\/ui\/records$/);
+    expect(await page.getByRole('region', { name: 'Chain verification' }).textContent()).toMatch(/Intact: \d+ rows, head [0-9a-f]{64}/);
     await page.screenshot({ path: join(SHOTS, '3-record.png'), fullPage: true });
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.waitForURL(/\/-\/ui\/login/);

@@ -115,6 +115,18 @@ describe('console security', () => {
     expect((await fetch(ui('/advisories.csv?q=PYSEC-2099-1'), { redirect: 'manual' })).status).toBe(303);
   });
 
+  it('verifies the chain on request (a CSRF-protected form) and shows the result', async () => {
+    const { cookie } = await login(admin);
+    const before = await (await fetch(ui('/records'), { headers: { cookie: cookie! } })).text();
+    expect(before).toContain('Not verified by this server since it started');
+    const csrf = /name="csrf" value="([^"]+)"/.exec(before)![1];
+    expect((await fetch(ui('/records/verify'), { method: 'POST', redirect: 'manual', headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' }, body: 'csrf=nope' })).status).toBe(403);
+    const v = await fetch(ui('/records/verify'), { method: 'POST', redirect: 'manual', headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ csrf }) });
+    expect(v.status).toBe(303);
+    const after = await (await fetch(ui('/records'), { headers: { cookie: cookie! } })).text();
+    expect(after).toMatch(/Intact: \d+ rows, head <code>[0-9a-f]{64}<\/code>/);
+  });
+
   it('refuses a POST without the session\'s CSRF token; logs out with it', async () => {
     const { cookie } = await login(admin);
     const noCsrf = await fetch(ui('/logout'), { method: 'POST', redirect: 'manual', headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' }, body: 'csrf=wrong' });
