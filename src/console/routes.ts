@@ -9,7 +9,8 @@ import type { Policy } from '../policy/index.js';
 import { affected } from '../audit/affected.js';
 import { checkCsrf, issueSession, loginNonce, readSession, sameNonce, SESSION_MS, type Session } from './session.js';
 import { verifyChain } from '../core/chain.js';
-import { advisoriesPage, CODES, CSS, type ChainStatus, loginPage, overviewPage, pullsCsv, recordsPage, refusalsPage } from './views.js';
+import { Advisories, type OsvRecord } from '../policy/advisories.js';
+import { advisoriesPage, artefactPage, CODES, CSS, type ChainStatus, loginPage, overviewPage, pullsCsv, recordsPage, refusalsPage } from './views.js';
 
 export interface ConsoleDeps {
   meta: MetaStore;
@@ -156,6 +157,38 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
     chain = { at: Date.now(), rows: r.rows, head: r.head, problem: r.problem ? `row ${r.problem.id}: ${r.problem.message}` : undefined };
     d.log[r.problem ? 'error' : 'info']({ reqId: c.get('requestId'), token: c.get('session').name, rows: r.rows, problem: chain.problem }, 'record chain verified from the console');
     return c.redirect('/-/ui/records', 303);
+  });
+
+  // One artefact: identity, what allows it, its vulnerabilities, its inspection, every pull.
+  app.get('/artefact', async (c) => {
+    const q = c.req.query();
+    const ecosystem = ['pypi', 'oci', 'hf'].includes(q.ecosystem) ? (q.ecosystem as PullFilter['ecosystem']) : undefined;
+    const sha256 = q.sha256 && /^[0-9a-f]{64}$/.test(q.sha256) ? q.sha256 : undefined;
+    const name = (q.name ?? '').slice(0, 300);
+    if (!ecosystem || !name) return c.text('ecosystem and name are required', 400);
+    const version = q.version ? q.version.slice(0, 300) : undefined;
+    const pulls = await d.meta.listPulls(sha256 ? { sha256, limit: 1000 } : { ecosystem, name, version, limit: 1000 });
+    const allowed = pulls.find((p) => p.decision === 'allow');
+    const blob = sha256 ? await d.meta.getBlob(sha256) : null;
+    let vulnerabilities: { id: string; aliases: string[]; summary: string; severity?: string; fixed?: string }[] = [];
+    if (ecosystem === 'pypi' && version) {
+      const adv = new Advisories((await d.meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
+      vulnerabilities = adv.matchPypi(name, version, sha256).map((m) => ({ id: m.id, aliases: m.aliases, summary: m.summary, severity: m.severity.label, fixed: m.fixed }));
+    }
+    return page(
+      c,
+      artefactPage(c.get('session').csrf, {
+        ecosystem,
+        name,
+        version,
+        sha256,
+        size: blob?.size ?? allowed?.size ?? null,
+        pulls,
+        rule: allowed?.rule ?? null,
+        scan: sha256 ? await d.meta.getScan(sha256) : null,
+        vulnerabilities,
+      }),
+    );
   });
 
   // "Who pulled what this advisory affects?" (the same answer as `airlock affected`), and its CSV.

@@ -126,7 +126,14 @@ ${dailyChart(o.daily, 14, o.now)}`,
 }
 
 const when = (ts: number) => new Date(ts).toISOString().replace('T', ' ').slice(0, 19);
-const artefact = (r: StoredPullRecord) => `${r.name}${r.version ? ` ${r.version}` : ''}${r.filename ? ` · ${r.filename}` : ''}`;
+const artefactText = (r: StoredPullRecord) => `${r.name}${r.version ? ` ${r.version}` : ''}${r.filename ? ` · ${r.filename}` : ''}`;
+/** The artefact's name, linked to its detail page (by digest when the row has one). */
+function artefact(r: StoredPullRecord): H {
+  const q = new URLSearchParams({ ecosystem: r.ecosystem, name: r.name });
+  if (r.version) q.set('version', r.version);
+  if (r.sha256) q.set('sha256', r.sha256);
+  return html`<a href="/-/ui/artefact?${q.toString()}">${artefactText(r)}</a>`;
+}
 
 function select(name: string, label: string, value: string | undefined, options: string[]): H {
   return html`<label for="${name}">${label}<select id="${name}" name="${name}"><option value="">any</option>${options.map((o) => (o === value ? html`<option selected>${o}</option>` : html`<option>${o}</option>`))}</select></label>`;
@@ -243,4 +250,48 @@ export function pullsCsv(rows: StoredPullRecord[]): string {
   const head = ['time', 'client', 'ecosystem', 'name', 'version', 'filename', 'sha256', 'cache', 'decision', 'code', 'reason', 'request_id'];
   const lines = rows.map((r) => [new Date(r.ts).toISOString(), r.client, r.ecosystem, r.name, r.version, r.filename, r.sha256, r.cache, r.decision, r.code, r.reason, r.requestId].map(cell).join(','));
   return [head.join(','), ...lines].join('\r\n') + '\r\n';
+}
+
+export interface ArtefactDetail {
+  ecosystem: string;
+  name: string;
+  version?: string;
+  sha256?: string;
+  size: number | null;
+  pulls: StoredPullRecord[];
+  /** The rule of the newest allowed pull: what allows it. */
+  rule: string | null;
+  scan: { scanner: string; report: string } | null;
+  vulnerabilities: { id: string; aliases: string[]; summary: string; severity?: string; fixed?: string }[];
+}
+
+export function artefactPage(csrf: string, a: ArtefactDetail): H {
+  const refused = a.pulls.filter((p) => p.decision !== 'allow');
+  let scan: string | null = null;
+  if (a.scan) {
+    try {
+      scan = JSON.stringify(JSON.parse(a.scan.report), null, 2);
+    } catch {
+      scan = a.scan.report;
+    }
+  }
+  return layout(
+    `${a.name}${a.version ? ` ${a.version}` : ''}`,
+    'artefact',
+    csrf,
+    html`<table><tbody>
+<tr><th scope="row">Ecosystem</th><td>${a.ecosystem}</td></tr>
+<tr><th scope="row">Name</th><td>${a.name}</td></tr>
+<tr><th scope="row">Version or reference</th><td>${a.version ?? '-'}</td></tr>
+<tr><th scope="row">SHA-256</th><td><code>${a.sha256 ?? '-'}</code></td></tr>
+<tr><th scope="row">Size</th><td>${a.size ?? '-'}</td></tr>
+<tr><th scope="row">Allowed by</th><td><code>${a.rule ?? 'no pull was allowed'}</code></td></tr>
+</tbody></table>
+<h2>Vulnerabilities</h2>
+${a.vulnerabilities.length ? html`<ul>${a.vulnerabilities.map((v) => html`<li><strong>${v.id}</strong>${v.aliases.length ? ` (${v.aliases.join(', ')})` : ''}${v.severity ? ` · ${v.severity}` : ''}${v.fixed ? ` · fixed in ${v.fixed}` : ''}: ${v.summary}</li>`)}</ul>` : html`<p>None among the imported advisories${a.ecosystem === 'oci' ? html` (image contents: <code>airlock image check docker://${a.name}@${a.sha256 ? `sha256:${a.sha256}` : a.version ?? ''}</code>)` : ''}.</p>`}
+<h2>Inspection</h2>
+${scan ? html`<p class="muted">scanner ${a.scan!.scanner}</p><pre>${scan}</pre>` : html`<p class="muted">No inspection report (only model files are inspected).</p>`}
+<h2>Pulls (${a.pulls.length}, ${refused.length} refused)</h2>
+${pullsTable(a.pulls)}`,
+  );
 }

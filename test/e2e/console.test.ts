@@ -81,6 +81,14 @@ describe('the console in Chromium', () => {
     const csv = await page.context().request.get(`${a.url}${href}`);
     expect(csv.headers()['content-type']).toMatch(/text\/csv/);
     expect((await csv.text()).split('\r\n')[1]).toContain('"tinylib","1.0","tinylib-1.0-py3-none-any.whl"');
+    // The artefact behind a pull: what allows it, its vulnerabilities, every pull of it.
+    await page.locator('tbody tr').first().getByRole('link').click();
+    await page.waitForURL(/\/-\/ui\/artefact\?/);
+    const detail = (await page.locator('main').textContent())!;
+    expect(detail).toContain('pypi.allow[0]');
+    expect(detail).toContain('PYSEC-2099-7 (CVE-2099-0007)');
+    expect(detail).toContain('fixed in 1.1');
+    await page.screenshot({ path: join(SHOTS, '5-artefact.png'), fullPage: true });
     await page.getByRole('link', { name: 'Record' }).click();
     await page.getByLabel('Name').fill('tinylib');
     await page.getByLabel('Decision').selectOption('allow');
@@ -105,7 +113,7 @@ describe('the console in Chromium', () => {
   it('has no accessibility violations (axe-core) on any page', async () => {
     // axe is a script: this context alone bypasses the console's CSP to run it.
     const page = await loggedIn(true);
-    for (const path of ['/-/ui', '/-/ui/refusals', '/-/ui/advisories?q=PYSEC-2099-7', '/-/ui/records?name=tinylib']) {
+    for (const path of ['/-/ui', '/-/ui/refusals', '/-/ui/advisories?q=PYSEC-2099-7', '/-/ui/artefact?ecosystem=pypi&name=tinylib&version=1.0', '/-/ui/records?name=tinylib']) {
       await page.goto(`${a.url}${path}`);
       await page.addScriptTag({ content: AXE });
       const violations = await page.evaluate(async () => (await (window as unknown as { axe: { run: () => Promise<{ violations: { id: string; impact: string; nodes: unknown[] }[] }> } }).axe.run()).violations.map((v) => `${v.id} (${v.impact}, ${v.nodes.length})`));
