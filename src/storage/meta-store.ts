@@ -140,7 +140,11 @@ export interface PullLog {
   listPulls(filter: PullFilter): Promise<StoredPullRecord[]>;
   /** Every row, oldest first (chain verification). */
   scanPulls(): AsyncIterable<StoredPullRecord>;
-  /** Rows since `since` (ms) counted per UTC day (ms at midnight), ecosystem and decision, oldest day first. */
+  /**
+   * Rows counted per UTC day (ms at midnight), ecosystem and decision, from the day `since` (ms)
+   * falls in, oldest day first. Kept as a running summary as rows are written, so it costs the
+   * same with a million rows as with ten.
+   */
   dailyCounts(since: number): Promise<{ day: number; ecosystem: Ecosystem; decision: Decision; count: number }[]>;
   /**
    * Delete the rows older than `before` (ms) and append `anchor(last removed row, count)`, linked,

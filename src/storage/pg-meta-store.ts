@@ -13,6 +13,7 @@ import type {
   TokenRecord,
 } from './meta-store.js';
 import type { InventoryPackageRow, InventoryStore } from './inventory-store.js';
+import { dayTally } from './pull-days.js';
 
 /**
  * Versioned schema steps, run in order on start (under an advisory lock, so replicas starting
@@ -69,6 +70,10 @@ const MIGRATIONS: string[] = [
   `ALTER TABLE pulls ADD COLUMN code TEXT;
    CREATE INDEX pulls_decision_id ON pulls (decision, id);
    CREATE INDEX pulls_code_id ON pulls (code, id);`,
+  `CREATE TABLE pull_days (day BIGINT NOT NULL, ecosystem TEXT NOT NULL, decision TEXT NOT NULL, count BIGINT NOT NULL, PRIMARY KEY (day, ecosystem, decision));
+   INSERT INTO pull_days SELECT (ts / 86400000) * 86400000, ecosystem, decision, COUNT(*) FROM pulls GROUP BY 1, 2, 3;
+   CREATE INDEX pulls_name_id ON pulls (name, id);
+   CREATE INDEX pulls_decision_eco_id ON pulls (decision, ecosystem, id);`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */
@@ -128,7 +133,6 @@ export class PgMetaStore implements MetaStore {
     });
     const store = new PgMetaStore(pool, opts.schema);
     try {
-      if (opts.schema) await pool.query(`CREATE SCHEMA IF NOT EXISTS ${pg.escapeIdentifier(opts.schema)}`);
       await store.migrate();
     } catch (e) {
       await pool.end();
@@ -141,6 +145,8 @@ export class PgMetaStore implements MetaStore {
   async migrate(): Promise<number> {
     return this.tx(async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK_MIGRATE]);
+      // Under the lock: replicas starting together would otherwise race to create the schema.
+      if (this.schema) await c.query(`CREATE SCHEMA IF NOT EXISTS ${pg.escapeIdentifier(this.schema)}`);
       await c.query('CREATE TABLE IF NOT EXISTS airlock_schema (version INTEGER NOT NULL)');
       const r = await c.query<{ version: number }>('SELECT version FROM airlock_schema');
       let v = r.rows[0]?.version ?? 0;
@@ -239,6 +245,12 @@ export class PgMetaStore implements MetaStore {
       head = hash;
     }
     await c.query(`INSERT INTO pulls (${PULL_COLUMNS}) VALUES ${tuples.join(', ')}`, values);
+    const tally = dayTally(recs);
+    await c.query(
+      `INSERT INTO pull_days (day, ecosystem, decision, count) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
+       ON CONFLICT (day, ecosystem, decision) DO UPDATE SET count = pull_days.count + EXCLUDED.count`,
+      [tally.map((t) => t[0]), tally.map((t) => t[1]), tally.map((t) => t[2]), tally.map((t) => t[3])],
+    );
   }
 
   async listPulls(f: PullFilter): Promise<StoredPullRecord[]> {
@@ -274,8 +286,8 @@ export class PgMetaStore implements MetaStore {
 
   async dailyCounts(since: number): Promise<{ day: number; ecosystem: StoredPullRecord['ecosystem']; decision: StoredPullRecord['decision']; count: number }[]> {
     return this.rows(
-      'SELECT (ts / 86400000) * 86400000 AS day, ecosystem, decision, COUNT(*)::bigint AS count FROM pulls WHERE ts >= $1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3',
-      [since],
+      'SELECT day, ecosystem, decision, count FROM pull_days WHERE day >= $1 ORDER BY 1, 2, 3',
+      [Math.floor(since / 86_400_000) * 86_400_000],
     );
   }
 
@@ -284,7 +296,13 @@ export class PgMetaStore implements MetaStore {
       await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK_CHAIN]);
       const last = (await c.query<{ id: number; hash: string | null }>('SELECT id, hash FROM pulls WHERE ts < $1 ORDER BY id DESC LIMIT 1', [before])).rows[0];
       if (!last) return 0;
+      const span = (await c.query<{ lo: number; hi: number }>('SELECT MIN(ts) AS lo, MAX(ts) AS hi FROM pulls WHERE id <= $1', [last.id])).rows[0];
       const n = (await c.query('DELETE FROM pulls WHERE id <= $1', [last.id])).rowCount ?? 0;
+      // Recount the days the removed rows were in from what is left of them.
+      const lo = Math.floor(span.lo / 86_400_000) * 86_400_000;
+      const hi = Math.floor(span.hi / 86_400_000) * 86_400_000;
+      await c.query('DELETE FROM pull_days WHERE day BETWEEN $1 AND $2', [lo, hi]);
+      await c.query('INSERT INTO pull_days SELECT (ts / 86400000) * 86400000, ecosystem, decision, COUNT(*) FROM pulls WHERE ts >= $1 AND ts < $2 GROUP BY 1, 2, 3', [lo, hi + 86_400_000]);
       await this.insertPulls(c, [anchor(last, n)], link);
       return n;
     });

@@ -13,6 +13,7 @@ import type {
 } from './meta-store.js';
 import type { InventoryStore } from './inventory-store.js';
 import { INVENTORY_MIGRATION, SqliteInventoryStore } from './sqlite-inventory-store.js';
+import { dayTally } from './pull-days.js';
 
 const MIGRATIONS: string[] = [
   `CREATE TABLE blobs (
@@ -94,7 +95,15 @@ const MIGRATIONS: string[] = [
   `ALTER TABLE pulls ADD COLUMN code TEXT;
    CREATE INDEX pulls_decision_id ON pulls (decision, id);
    CREATE INDEX pulls_code_id ON pulls (code, id);`,
+  // The console's pages on a large record: per-day counts kept as rows are written, and the
+  // indexes its searches use (name alone; refusals by ecosystem).
+  `CREATE TABLE pull_days (day INTEGER NOT NULL, ecosystem TEXT NOT NULL, decision TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (day, ecosystem, decision)) WITHOUT ROWID;
+   INSERT INTO pull_days SELECT (ts / 86400000) * 86400000, ecosystem, decision, COUNT(*) FROM pulls GROUP BY 1, 2, 3;
+   CREATE INDEX pulls_name_id ON pulls (name, id);
+   CREATE INDEX pulls_decision_eco_id ON pulls (decision, ecosystem, id);`,
 ];
+
+const DAY_MS = 86_400_000;
 
 interface PullRow {
   id: number;
@@ -164,6 +173,7 @@ export class SqliteMetaStore implements MetaStore {
       putOciManifest: this.db.prepare('INSERT OR REPLACE INTO oci_manifests (digest, media_type, size) VALUES (?, ?, ?)'),
       putOciLink: this.db.prepare('INSERT OR IGNORE INTO oci_links (repo, parent, child, size, kind) VALUES (?, ?, ?, ?, ?)'),
       lastHash: this.db.prepare<[], { hash: string | null }>('SELECT hash FROM pulls ORDER BY id DESC LIMIT 1'),
+      tallyDay: this.db.prepare('INSERT INTO pull_days (day, ecosystem, decision, count) VALUES (?, ?, ?, ?) ON CONFLICT (day, ecosystem, decision) DO UPDATE SET count = count + excluded.count'),
       getScan: this.db.prepare<[string], { scanner: string; report: string }>('SELECT scanner, report FROM scans WHERE sha256 = ?'),
       putScan: this.db.prepare('INSERT OR REPLACE INTO scans (sha256, scanner, report, scanned_at) VALUES (?, ?, ?, ?)'),
       listScans: this.db.prepare<[], { sha256: string; scanner: string }>('SELECT sha256, scanner FROM scans ORDER BY sha256'),
@@ -263,6 +273,7 @@ export class SqliteMetaStore implements MetaStore {
         );
         head = hash;
       }
+      for (const t of dayTally(recs)) this.stmts.tallyDay.run(...t);
     })();
 
   async *scanPulls(): AsyncIterable<StoredPullRecord> {
@@ -280,9 +291,9 @@ export class SqliteMetaStore implements MetaStore {
   async dailyCounts(since: number): Promise<{ day: number; ecosystem: StoredPullRecord['ecosystem']; decision: StoredPullRecord['decision']; count: number }[]> {
     return this.db
       .prepare<[number], { day: number; ecosystem: StoredPullRecord['ecosystem']; decision: StoredPullRecord['decision']; count: number }>(
-        'SELECT (ts / 86400000) * 86400000 AS day, ecosystem, decision, COUNT(*) AS count FROM pulls WHERE ts >= ? GROUP BY day, ecosystem, decision ORDER BY day, ecosystem, decision',
+        'SELECT day, ecosystem, decision, count FROM pull_days WHERE day >= ? ORDER BY day, ecosystem, decision',
       )
-      .all(since);
+      .all(Math.floor(since / DAY_MS) * DAY_MS);
   }
 
   async prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number> {
@@ -290,7 +301,15 @@ export class SqliteMetaStore implements MetaStore {
     this.db.transaction(() => {
       const last = this.db.prepare<[number], { id: number; hash: string | null }>('SELECT id, hash FROM pulls WHERE ts < ? ORDER BY id DESC LIMIT 1').get(before);
       if (!last) return;
+      const span = this.db.prepare<[number], { lo: number; hi: number }>('SELECT MIN(ts) AS lo, MAX(ts) AS hi FROM pulls WHERE id <= ?').get(last.id)!;
       n = this.db.prepare('DELETE FROM pulls WHERE id <= ?').run(last.id).changes;
+      // Recount the days the removed rows were in from what is left of them.
+      const lo = Math.floor(span.lo / DAY_MS) * DAY_MS;
+      const hi = Math.floor(span.hi / DAY_MS) * DAY_MS;
+      this.db.prepare('DELETE FROM pull_days WHERE day BETWEEN ? AND ?').run(lo, hi);
+      this.db
+        .prepare('INSERT INTO pull_days SELECT (ts / 86400000) * 86400000, ecosystem, decision, COUNT(*) FROM pulls WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3')
+        .run(lo, hi + DAY_MS);
       this.insertPulls([anchor(last, n)], link);
     })();
     return n;

@@ -102,17 +102,27 @@ export function pullLogContract(name: string, fresh: () => Promise<PullLog>): vo
       const DAY = 86_400_000;
       const at = (d: number, h: number) => 20_000 * DAY + d * DAY + h * 3_600_000;
       await appendPulls(s, [
-        pull(1, { ts: at(0, 1), decision: 'allow' }),
-        pull(2, { ts: at(0, 23), decision: 'allow' }),
-        pull(3, { ts: at(0, 5), decision: 'deny', ecosystem: 'oci' }),
-        pull(4, { ts: at(1, 0), decision: 'allow' }),
         pull(5, { ts: at(-3, 0), decision: 'allow' }),
+        pull(1, { ts: at(0, 1), decision: 'allow' }),
+        pull(3, { ts: at(0, 5), decision: 'deny', ecosystem: 'oci' }),
+        pull(2, { ts: at(0, 23), decision: 'allow' }),
+        pull(4, { ts: at(1, 0), decision: 'allow' }),
       ]);
       expect(await s.dailyCounts(at(0, 0))).toEqual([
         { day: at(0, 0), ecosystem: 'oci', decision: 'deny', count: 1 },
         { day: at(0, 0), ecosystem: 'pypi', decision: 'allow', count: 2 },
         { day: at(1, 0), ecosystem: 'pypi', decision: 'allow', count: 1 },
       ]);
+      // Pruning recounts the days it cut into: the summary always equals a count of the rows.
+      await prunePulls(s, at(0, 6), 'test');
+      const recount = new Map<string, number>();
+      for await (const r of s.scanPulls()) {
+        const k = `${Math.floor(r.ts / DAY) * DAY}|${r.ecosystem}|${r.decision}`;
+        recount.set(k, (recount.get(k) ?? 0) + 1);
+      }
+      const summary = await s.dailyCounts(0);
+      expect(new Map(summary.map((x) => [`${x.day}|${x.ecosystem}|${x.decision}`, x.count]))).toEqual(recount);
+      expect(summary.find((x) => x.day === at(0, 0) && x.ecosystem === 'pypi')!.count).toBe(1);
     });
 
     it('keeps one chain under concurrent appends', async () => {
