@@ -87,6 +87,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const readAdvisories = async () => new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
   let advisories = await readAdvisories();
   let policy: Policy = loaded.policy.withAdvisories(advisories);
+  let lastReload: { at: number; error?: string } | null = null;
 
   const index = pypiIndex(loaded, { http, meta, metrics, log });
   const pypi = createPypiApp({ policy: () => policy, index, cache, http, recorder, log, pageMaxAge: Math.min(config.pypi.index_ttl, 300) });
@@ -128,6 +129,9 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     meta,
     log,
     policy: () => policy,
+    advisories: () => advisories,
+    lastReload: () => lastReload,
+    upstreams: () => [...http.failing(), ...ociHttp.failing(), ...hfHttp.failing()],
     policySizes: () => ({ pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }),
     recordHealth: () => recorder.health(),
   });
@@ -168,6 +172,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
       try {
         const next = loadConfig(loaded.configFile);
         policy = next.policy.withAdvisories(advisories);
+        lastReload = { at: Date.now() };
         log.info({ file: loaded.policyFile, pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }, 'policy reloaded');
         if (policy.pypi.size + policy.oci.size + policy.hf.size === 0) log.warn({ file: loaded.policyFile }, 'the reloaded policy allows nothing: every pull is refused');
         // Only the policy is applied on reload; say so when other settings changed in the file.
@@ -176,6 +181,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
         return true;
       } catch (e) {
         log.error({ err: (e as Error).message }, 'policy reload failed; keeping the previous policy');
+        lastReload = { at: Date.now(), error: (e as Error).message };
         return false;
       }
     },

@@ -10,6 +10,10 @@ export interface SbomOptions {
   client?: string;
   /** Airlock's own version, for the tool entry. */
   version: string;
+  /** These pulls instead of a query (an incident's: the console's advisory export); the served ones are listed. */
+  rows?: StoredPullRecord[];
+  /** What the document is about (airlock:subject), e.g. the advisory of an incident. */
+  subject?: string;
 }
 
 interface Artefact {
@@ -84,7 +88,7 @@ const REGISTRY: Record<string, string> = { pypi: 'PyPI (through Airlock /pypi)',
  * Image manifests with an inventory nest their OS and packages (deb, apk, rpm, pypi package URLs).
  */
 export async function buildSbom(meta: PullLog & { inventories: InventoryStore }, o: SbomOptions): Promise<string> {
-  const rows = await meta.listPulls({ since: o.since, until: o.until, ecosystem: o.ecosystem, decision: 'allow', limit: 100_000 });
+  const rows = o.rows ? o.rows.filter((r) => r.decision === 'allow') : await meta.listPulls({ since: o.since, until: o.until, ecosystem: o.ecosystem, decision: 'allow', limit: 100_000 });
   const arts = new Map<string, Artefact>();
   for (const r of rows) {
     if (o.client && r.client !== o.client) continue;
@@ -102,6 +106,7 @@ export async function buildSbom(meta: PullLog & { inventories: InventoryStore },
   const window = `${o.since ? new Date(o.since).toISOString() : 'the first record'} to ${o.until ? new Date(o.until).toISOString() : 'now'}`;
   bom.metadata.properties.add(new CDX.Models.Property('airlock:window', window));
   if (o.client) bom.metadata.properties.add(new CDX.Models.Property('airlock:client', o.client));
+  if (o.subject) bom.metadata.properties.add(new CDX.Models.Property('airlock:subject', o.subject));
   if (o.ecosystem) bom.metadata.properties.add(new CDX.Models.Property('airlock:ecosystem', o.ecosystem));
   let n = 0;
   for (const a of arts.values()) {

@@ -7,14 +7,21 @@ import type { Logger } from '../obs/logger.js';
 import type { MetaStore, PullFilter } from '../storage/meta-store.js';
 import type { Policy } from '../policy/index.js';
 import { affected } from '../audit/affected.js';
+import { VERSION } from '../version.js';
 import { checkCsrf, issueSession, loginNonce, readSession, sameNonce, SESSION_MS, type Session } from './session.js';
 import { verifyChain } from '../core/chain.js';
-import { Advisories, type OsvRecord } from '../policy/advisories.js';
+import type { Advisories } from '../policy/advisories.js';
 import { advisoriesPage, artefactPage, CODES, CSS, type ChainStatus, loginPage, overviewPage, pullsCsv, recordsPage, refusalsPage } from './views.js';
 
 export interface ConsoleDeps {
   meta: MetaStore;
   policy: () => Policy;
+  /** The imported advisories as the server holds them (not re-read from the store per page). */
+  advisories: () => Advisories;
+  /** The last policy reload: when, and its error if it failed (null: none since start). */
+  lastReload: () => { at: number; error?: string } | null;
+  /** Upstream hosts failing to answer now. */
+  upstreams: () => { host: string; failures: number; openUntil: number }[];
   log: Logger;
   policySizes: () => { pypi: number; oci: number; hf: number };
   recordHealth: () => { message: string } | null;
@@ -118,9 +125,11 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
         now,
         blobs: totals.count,
         bytes: totals.bytes,
-        advisories: (await d.meta.listAdvisories()).length,
+        advisories: d.advisories().size,
         recordOk: health ? health.message : null,
         policy: d.policySizes(),
+        reload: d.lastReload(),
+        upstreams: d.upstreams(),
       }),
     );
   });
@@ -136,9 +145,20 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
     const { q, before, query } = filters(c);
     const ecosystem = ['pypi', 'oci', 'hf', 'admin'].includes(q.ecosystem) ? q.ecosystem : undefined;
     const code = CODES.includes(q.code) ? q.code : undefined;
-    const f: PullFilter = { decision: 'deny', code, before, limit: PAGE, ecosystem: ecosystem === 'admin' ? 'audit' : (ecosystem as PullFilter['ecosystem']) };
+    const day = (s: string | undefined) => (s && /^\d{4}-\d{2}-\d{2}$/.test(s) && !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) ? s : undefined);
+    const from = day(q.from);
+    const to = day(q.to);
+    const f: PullFilter = {
+      decision: 'deny',
+      code,
+      before,
+      limit: PAGE,
+      ecosystem: ecosystem === 'admin' ? 'audit' : (ecosystem as PullFilter['ecosystem']),
+      since: from ? Date.parse(`${from}T00:00:00Z`) : undefined,
+      until: to ? Date.parse(`${to}T00:00:00Z`) + 86_400_000 - 1 : undefined,
+    };
     const rows = await d.meta.listPulls(f);
-    return page(c, refusalsPage(c.get('session').csrf, { ecosystem, code, query }, rows, PAGE));
+    return page(c, refusalsPage(c.get('session').csrf, { ecosystem, code, from, to, query }, rows, PAGE));
   });
 
   // The chain is walked on request (seconds for millions of rows), its last result shown.
@@ -172,8 +192,7 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
     const blob = sha256 ? await d.meta.getBlob(sha256) : null;
     let vulnerabilities: { id: string; aliases: string[]; summary: string; severity?: string; fixed?: string }[] = [];
     if (ecosystem === 'pypi' && version) {
-      const adv = new Advisories((await d.meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
-      vulnerabilities = adv.matchPypi(name, version, sha256).map((m) => ({ id: m.id, aliases: m.aliases, summary: m.summary, severity: m.severity.label, fixed: m.fixed }));
+      vulnerabilities = d.advisories().matchPypi(name, version, sha256).map((m) => ({ id: m.id, aliases: m.aliases, summary: m.summary, severity: m.severity.label, fixed: m.fixed }));
     }
     return page(
       c,
@@ -203,6 +222,16 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
     const q = (c.req.query('q') ?? '').trim().slice(0, 300);
     const { rep, error } = q ? await affectedOf(q) : { rep: null, error: undefined };
     return page(c, advisoriesPage(c.get('session').csrf, q, rep, error), error ? 404 : 200);
+  });
+  app.get('/advisories.cdx.json', async (c) => {
+    const q = (c.req.query('q') ?? '').trim().slice(0, 300);
+    const { rep, error } = await affectedOf(q);
+    if (!rep) return c.text(error ?? 'no query', 404);
+    // Loaded on first use, as /-/sbom does: the CycloneDX library is large.
+    const { buildSbom } = await import('../audit/sbom.js');
+    const json = await buildSbom(d.meta, { rows: rep.pulls, subject: rep.advisory ? `${rep.advisory.id}: artefacts served that it affects` : q, version: VERSION });
+    const file = `airlock-affected-${q.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80)}.cdx.json`;
+    return c.body(json, 200, { 'content-type': 'application/vnd.cyclonedx+json; version=1.6', 'content-disposition': `attachment; filename="${file}"` });
   });
   app.get('/advisories.csv', async (c) => {
     const q = (c.req.query('q') ?? '').trim().slice(0, 300);

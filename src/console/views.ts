@@ -107,7 +107,7 @@ function dailyChart(counts: DayCount[], days: number, now: number): H {
 <tbody>${cols.map((d) => html`<tr><td>${new Date(d).toISOString().slice(0, 10)}</td>${ecos.map((e) => html`<td>${served(d, e)}</td>`)}<td>${refused(d)}</td></tr>`)}</tbody></table>`;
 }
 
-export function overviewPage(csrf: string, o: { blobs: number; bytes: number; refusals: number; pulls: number; advisories: number; recordOk: string | null; policy: { pypi: number; oci: number; hf: number }; daily: DayCount[]; now: number }): H {
+export function overviewPage(csrf: string, o: { blobs: number; bytes: number; refusals: number; pulls: number; advisories: number; recordOk: string | null; policy: { pypi: number; oci: number; hf: number }; daily: DayCount[]; now: number; reload: { at: number; error?: string } | null; upstreams: { host: string; failures: number; openUntil: number }[] }): H {
   return layout(
     'Overview',
     '',
@@ -119,6 +119,8 @@ export function overviewPage(csrf: string, o: { blobs: number; bytes: number; re
 <div class="card"><span>Advisories imported</span><b>${o.advisories}</b></div>
 <div class="card"><span>Policy</span><b>${o.policy.pypi + o.policy.oci + o.policy.hf}</b><span class="muted">${o.policy.pypi} PyPI, ${o.policy.oci} OCI, ${o.policy.hf} Hugging Face</span></div>
 <div class="card"><span>Record</span><b>${o.recordOk ? html`<span class="deny">failing</span>` : 'written'}</b>${o.recordOk ? html`<span class="error">${o.recordOk}</span>` : ''}</div>
+<div class="card"><span>Last policy reload</span><b>${o.reload ? (o.reload.error ? html`<span class="deny">failed</span>` : 'applied') : 'none'}</b><span class="muted">${o.reload ? `${when(o.reload.at)} UTC` : 'since start'}</span>${o.reload?.error ? html`<span class="error">${o.reload.error}</span>` : ''}</div>
+<div class="card"><span>Upstreams</span><b>${o.upstreams.length ? html`<span class="deny">${o.upstreams.length} failing</span>` : 'answering'}</b>${o.upstreams.map((u) => html`<span class="error">${u.host}: ${u.failures} failures${u.openUntil > o.now ? ', not asked for now' : ''}</span>`)}</div>
 </div>
 <h2>Pulls per day</h2>
 ${dailyChart(o.daily, 14, o.now)}`,
@@ -148,7 +150,7 @@ function pager(base: string, rows: StoredPullRecord[], limit: number): H {
   return html`<p><a href="?${next.toString()}">Older</a></p>`;
 }
 
-export function refusalsPage(csrf: string, f: { ecosystem?: string; code?: string; query: string }, rows: StoredPullRecord[], limit: number): H {
+export function refusalsPage(csrf: string, f: { ecosystem?: string; code?: string; from?: string; to?: string; query: string }, rows: StoredPullRecord[], limit: number): H {
   return layout(
     'Refusals',
     'refusals',
@@ -156,6 +158,8 @@ export function refusalsPage(csrf: string, f: { ecosystem?: string; code?: strin
     html`<form class="filters" method="get" action="/-/ui/refusals">
 ${select('ecosystem', 'Ecosystem', f.ecosystem, ['pypi', 'oci', 'hf', 'admin'])}
 ${select('code', 'Reason', f.code, CODES)}
+<label for="from">From (UTC day)<input id="from" name="from" type="date" value="${f.from ?? ''}"></label>
+<label for="to">To (UTC day)<input id="to" name="to" type="date" value="${f.to ?? ''}"></label>
 <button type="submit">Filter</button></form>
 ${rows.length === 0 ? html`<p>No refusals match.</p>` : ''}
 ${rows.map((r) => {
@@ -219,6 +223,7 @@ function pullsTable(rows: StoredPullRecord[]): H {
 
 export function advisoriesPage(csrf: string, q: string, rep: AffectedReport | null, error?: string): H {
   const exportUrl = `/-/ui/advisories.csv?${new URLSearchParams({ q }).toString()}`;
+  const cdxUrl = `/-/ui/advisories.cdx.json?${new URLSearchParams({ q }).toString()}`;
   return layout(
     'Advisories and incidents',
     'advisories',
@@ -232,7 +237,7 @@ ${
     ? html`${rep.advisory ? html`<h2>${rep.advisory.id}${rep.advisory.aliases.length ? html` <span class="muted">(${rep.advisory.aliases.join(', ')})</span>` : ''}</h2><p>${rep.advisory.summary}</p><p class="muted">packages: ${rep.advisory.packages.join(', ') || 'none'}${rep.advisory.withdrawn ? ' · withdrawn' : ''}</p>` : ''}
 ${rep.images.length ? html`<h2>Images containing an affected package</h2><ul>${rep.images.map((i) => html`<li><code>${i.digest}</code> (${i.repositories.join(', ')}${i.tags.length ? html`; tags ${i.tags.join(', ')}` : ''}): ${i.packages.map((p) => `${p.name} ${p.version}`).join(', ')}</li>`)}</ul>` : ''}
 <h2>Every pull of what it affects</h2>
-<p>${plural(rep.pulls.length, 'pull')} (${rep.pulls.filter((p) => p.decision === 'allow').length} served), ${plural(new Set(rep.pulls.filter((p) => p.decision === 'allow').map((p) => p.client)).size, 'client')} served. <a href="${exportUrl}" download>Export CSV</a></p>
+<p>${plural(rep.pulls.length, 'pull')} (${rep.pulls.filter((p) => p.decision === 'allow').length} served), ${plural(new Set(rep.pulls.filter((p) => p.decision === 'allow').map((p) => p.client)).size, 'client')} served. <a href="${exportUrl}" download>Export CSV</a> · <a href="${cdxUrl}" download>Export CycloneDX</a></p>
 ${pullsTable(rep.pulls)}`
     : ''
 }`,

@@ -66,6 +66,11 @@ class Breaker {
   answered(host: string): void {
     this.hosts.delete(host);
   }
+
+  /** Hosts failing now: consecutive failures, and until when they are not asked (0: still asked). */
+  failing(): { host: string; failures: number; openUntil: number }[] {
+    return [...this.hosts].map(([host, h]) => ({ host, failures: h.failures, openUntil: h.failures >= this.threshold ? h.openUntil : 0 }));
+  }
 }
 
 /**
@@ -127,6 +132,11 @@ export class UpstreamHttp {
       }
       return { status: res.statusCode, headers: res.headers, body: res.body as unknown as Readable, url: current };
     }
+  }
+
+  /** Upstream hosts that failed to answer their last requests (the console's overview). */
+  failing(): { host: string; failures: number; openUntil: number }[] {
+    return this.breaker.failing();
   }
 
   async close(): Promise<void> {

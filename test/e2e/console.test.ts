@@ -33,6 +33,7 @@ describe('the console in Chromium', () => {
     expect((await rawGet(`${a.url}/pypi/files/tinylib/tinylib-2.0-py3-none-any.whl`)).status).toBe(403);
     const osv = { id: 'PYSEC-2099-7', aliases: ['CVE-2099-0007'], summary: 'tinylib runs code from its input', modified: '2026-01-01T00:00:00Z', affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '1.1' }] }] }] };
     await a.airlock.meta.putAdvisories([{ id: osv.id, modified: osv.modified, record: JSON.stringify(osv) }]);
+    await a.airlock.reloadAdvisories(); // as `airlock advisories import` and SIGHUP do
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   }, 60_000);
 

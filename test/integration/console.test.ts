@@ -94,6 +94,7 @@ describe('console security', () => {
   it('answers who pulled what an advisory affects, and exports it as CSV no spreadsheet reads as a formula', async () => {
     const osv = { id: 'PYSEC-2099-1', aliases: ['CVE-2099-0001'], summary: 'tinylib <b>executes</b> input', modified: '2026-01-01T00:00:00Z', affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '1.1' }] }] }] };
     await a.airlock.meta.putAdvisories([{ id: osv.id, modified: osv.modified, record: JSON.stringify(osv) }]);
+    await a.airlock.reloadAdvisories();
     await appendPulls(a.airlock.meta, [{ ts: Date.now(), client: '=HYPERLINK("http://evil")', ecosystem: 'pypi', name: 'tinylib', version: '1.0', filename: 'tinylib-1.0-py3-none-any.whl', cache: 'hit', decision: 'allow', rule: 'pypi.allow[0]' }]);
     const { cookie } = await login(admin);
     const page = await fetch(ui('/advisories?q=CVE-2099-0001'), { headers: { cookie: cookie! } });
@@ -109,6 +110,17 @@ describe('console security', () => {
     expect(lines[0]).toBe('time,client,ecosystem,name,version,filename,sha256,cache,decision,code,reason,request_id');
     expect(lines).toHaveLength(2);
     expect(lines.some((l) => l.includes('"\'=HYPERLINK(""http://evil"")"'))).toBe(true);
+    // The same incident as CycloneDX for the security team: the served artefacts it affects.
+    const cdx = await fetch(ui('/advisories.cdx.json?q=PYSEC-2099-1'), { headers: { cookie: cookie! } });
+    expect(cdx.headers.get('content-type')).toMatch(/application\/vnd\.cyclonedx\+json/);
+    const bom = (await cdx.json()) as { bomFormat: string; components: { purl?: string }[]; metadata: { properties: { name: string; value: string }[] } };
+    expect(bom.bomFormat).toBe('CycloneDX');
+    expect(bom.components.map((x) => x.purl)).toEqual(['pkg:pypi/tinylib@1.0?file_name=tinylib-1.0-py3-none-any.whl']);
+    expect(bom.metadata.properties.find((p) => p.name === 'airlock:subject')?.value).toMatch(/^PYSEC-2099-1/);
+    // Refusals by time: today's, and none on a day long ago.
+    const today = new Date().toISOString().slice(0, 10);
+    expect(await (await fetch(ui(`/refusals?from=${today}&to=${today}`), { headers: { cookie: cookie! } })).text()).toContain('tinylib 2.0');
+    expect(await (await fetch(ui('/refusals?from=2001-01-01&to=2001-01-02'), { headers: { cookie: cookie! } })).text()).toContain('No refusals match.');
     const unknown = await fetch(ui('/advisories?q=CVE-0000-0000'), { headers: { cookie: cookie! } });
     expect(unknown.status).toBe(404);
     expect(await unknown.text()).toContain('no imported advisory');

@@ -268,7 +268,8 @@ policy:
       const otherMs = Date.now() - t1;
       expect(other.status).toBe(200);
       expect(other.body.equals(normal[1].bytes)).toBe(true);
-      expect(otherMs).toBeLessThan(1000);
+      // ~220 ms on a quiet machine; the bound leaves room for a loaded one (the finding was 14.7 s).
+      expect(otherMs).toBeLessThan(2000);
       await Promise.all(gone);
       // Within the grace (0.5 s) after the hang-up, nothing is downloading for nobody.
       let waited = 0;
@@ -432,8 +433,12 @@ describe('fault suite: kill -9 during fills and a burst', () => {
         const transfer = rawGet(u);
         await new Promise((r) => setTimeout(r, 300));
         srv.proc.kill('SIGTERM');
-        await new Promise((r) => setTimeout(r, 100));
-        const late = await rawGet(u).then(() => 'answered', () => 'refused');
+        // Once the signal is handled, new connections are refused (polled: a loaded machine takes a moment).
+        let late = 'answered';
+        for (let i = 0; i < 60 && late === 'answered'; i++) {
+          late = await rawGet(`http://127.0.0.1:${srv.port}/-/healthz`).then(() => 'answered', () => 'refused');
+          if (late === 'answered') await new Promise((r) => setTimeout(r, 50));
+        }
         const r = await transfer;
         const [code] = await once(srv.proc, 'exit');
         return { r, late, code, spool: readdirSync(join(dir, `grace-${grace}`, 'spool')) };
