@@ -190,8 +190,15 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
     const pulls = await d.meta.listPulls(sha256 ? { sha256, limit: 1000 } : { ecosystem, name, version, limit: 1000 });
     const allowed = pulls.find((p) => p.decision === 'allow');
     const blob = sha256 ? await d.meta.getBlob(sha256) : null;
-    let vulnerabilities: { id: string; aliases: string[]; summary: string; severity?: string; fixed?: string }[] = [];
-    if (ecosystem === 'pypi' && version) {
+    let vulnerabilities: { id: string; aliases: string[]; summary: string; severity?: string; fixed?: string; package?: string }[] = [];
+    if (ecosystem === 'oci' && sha256) {
+      // An image manifest: its stored inventory judged against the advisories, as the gate does.
+      const stored = await d.meta.inventories.getInventory(`sha256:${sha256}`);
+      if (stored) {
+        const verdict = d.policy().judgeImage(name, [`sha256:${sha256}`], JSON.parse(stored.inventory), Date.now());
+        vulnerabilities = verdict.findings.map((f) => ({ id: f.id, aliases: f.aliases, summary: f.summary, severity: f.severity.label, fixed: f.fixed, package: `${f.package.name} ${f.package.version}` }));
+      }
+    } else if (ecosystem === 'pypi' && version) {
       vulnerabilities = d.advisories().matchPypi(name, version, sha256).map((m) => ({ id: m.id, aliases: m.aliases, summary: m.summary, severity: m.severity.label, fixed: m.fixed }));
     }
     return page(
@@ -206,6 +213,8 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
         rule: allowed?.rule ?? null,
         scan: sha256 ? await d.meta.getScan(sha256) : null,
         vulnerabilities,
+        // The SBOM fragment of what was served of it (the same document /-/sbom writes).
+        sbom: allowed ? JSON.stringify(JSON.parse(await (await import('../audit/sbom.js')).buildSbom(d.meta, { rows: pulls, subject: name, version: VERSION })).components ?? [], null, 2) : null,
       }),
     );
   });

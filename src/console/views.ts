@@ -267,7 +267,9 @@ export interface ArtefactDetail {
   /** The rule of the newest allowed pull: what allows it. */
   rule: string | null;
   scan: { scanner: string; report: string } | null;
-  vulnerabilities: { id: string; aliases: string[]; summary: string; severity?: string; fixed?: string }[];
+  vulnerabilities: { id: string; aliases: string[]; summary: string; severity?: string; fixed?: string; package?: string }[];
+  /** Its CycloneDX components (JSON), when it was served. */
+  sbom: string | null;
 }
 
 export function artefactPage(csrf: string, a: ArtefactDetail): H {
@@ -293,7 +295,9 @@ export function artefactPage(csrf: string, a: ArtefactDetail): H {
 <tr><th scope="row">Allowed by</th><td><code>${a.rule ?? 'no pull was allowed'}</code></td></tr>
 </tbody></table>
 <h2>Vulnerabilities</h2>
-${a.vulnerabilities.length ? html`<ul>${a.vulnerabilities.map((v) => html`<li><strong>${v.id}</strong>${v.aliases.length ? ` (${v.aliases.join(', ')})` : ''}${v.severity ? ` · ${v.severity}` : ''}${v.fixed ? ` · fixed in ${v.fixed}` : ''}: ${v.summary}</li>`)}</ul>` : html`<p>None among the imported advisories${a.ecosystem === 'oci' ? html` (image contents: <code>airlock image check docker://${a.name}@${a.sha256 ? `sha256:${a.sha256}` : a.version ?? ''}</code>)` : ''}.</p>`}
+${a.vulnerabilities.length ? html`<ul>${a.vulnerabilities.map((v) => html`<li><strong>${v.id}</strong>${v.aliases.length ? ` (${v.aliases.join(', ')})` : ''}${v.package ? ` in ${v.package}` : ''}${v.severity ? ` · ${v.severity}` : ''}${v.fixed ? ` · fixed in ${v.fixed}` : ''}: ${v.summary}</li>`)}</ul>` : html`<p>None among the imported advisories${a.ecosystem === 'oci' ? ' (for an image manifest whose inventory was read; a layer has none of its own)' : ''}.</p>`}
+<h2>SBOM fragment</h2>
+${a.sbom ? html`<pre aria-label="CycloneDX components">${a.sbom}</pre>` : html`<p class="muted">Not served: no SBOM entry.</p>`}
 <h2>Inspection</h2>
 ${scan ? html`<p class="muted">scanner ${a.scan!.scanner}</p><pre>${scan}</pre>` : html`<p class="muted">No inspection report (only model files are inspected).</p>`}
 <h2>Pulls (${a.pulls.length}, ${refused.length} refused)</h2>

@@ -127,6 +127,23 @@ describe('console security', () => {
     expect((await fetch(ui('/advisories.csv?q=PYSEC-2099-1'), { redirect: 'manual' })).status).toBe(303);
   });
 
+  it('an artefact page shows an image\'s vulnerabilities from its inventory, and the SBOM fragment of what was served', async () => {
+    const digest = 'ab'.repeat(32);
+    const inv = { os: { id: 'debian', versionId: '12', ecosystem: 'Debian:12' }, packages: [{ type: 'deb', name: 'libssl3', version: '3.0.1-1', source: 'openssl', location: 'var/lib/dpkg/status' }], unreadable: [], layers: 1 };
+    await a.airlock.meta.inventories.putInventory(`sha256:${digest}`, 1, JSON.stringify(inv), [{ type: 'deb', name: 'libssl3', version: '3.0.1-1', source: 'openssl' }]);
+    const osv = { id: 'DEBIAN-CVE-2099-4242', upstream: ['CVE-2099-4242'], summary: 'OpenSSL trouble', modified: '2026-11-20T00:00:00Z', affected: [{ package: { ecosystem: 'Debian:12', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.0.2-1' }] }] }] };
+    await a.airlock.meta.putAdvisories([{ id: osv.id, modified: osv.modified, record: JSON.stringify(osv) }]);
+    await a.airlock.reloadAdvisories();
+    await appendPulls(a.airlock.meta, [{ ts: Date.now(), client: '10.0.0.3', ecosystem: 'oci', name: 'registry.test/team/base', version: 'v1', filename: 'manifest', sha256: digest, size: 500, cache: 'miss', decision: 'allow', rule: 'oci.allow[0]' }]);
+    const { cookie } = await login(admin);
+    const body = await (await fetch(ui(`/artefact?ecosystem=oci&name=registry.test/team/base&sha256=${digest}`), { headers: { cookie: cookie! } })).text();
+    expect(body).toContain('DEBIAN-CVE-2099-4242');
+    expect(body).toContain('in libssl3 3.0.1-1');
+    expect(body).toContain('fixed in 3.0.2-1');
+    expect(body).toContain('oci.allow[0]');
+    expect(body).toMatch(/SBOM fragment<\/h2>\s*<pre aria-label="CycloneDX components">[\s\S]*pkg:oci\/base@sha256:abab[\s\S]*<\/pre>/);
+  });
+
   it('verifies the chain on request (a CSRF-protected form) and shows the result', async () => {
     const { cookie } = await login(admin);
     const before = await (await fetch(ui('/records'), { headers: { cookie: cookie! } })).text();
