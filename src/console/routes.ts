@@ -126,6 +126,7 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
         blobs: totals.count,
         bytes: totals.bytes,
         advisories: d.advisories().size,
+        advisoriesNewest: d.advisories().newest,
         recordOk: health ? health.message : null,
         policy: d.policySizes(),
         reload: d.lastReload(),

@@ -204,6 +204,7 @@ export class Advisories {
         continue;
       }
       this.byId.set(rec.id, rec);
+      if (rec.modified && rec.modified > (this.newest ?? '')) this.newest = rec.modified;
       for (const a of rec.affected ?? []) {
         const eco = a.package?.ecosystem;
         if (!eco || !a.package?.name) continue;
@@ -234,6 +235,9 @@ export class Advisories {
   get size(): number {
     return this.byId.size;
   }
+
+  /** The newest `modified` among the records (ISO 8601): how fresh the imported data is. */
+  newest: string | undefined;
 
   /** How many affected-package entries each OS ecosystem has (an image of an ecosystem with none cannot be judged). */
   osCoverage(ecosystem: string): number {

@@ -141,6 +141,8 @@ describe('console security', () => {
     expect(body).toContain('in libssl3 3.0.1-1');
     expect(body).toContain('fixed in 3.0.2-1');
     expect(body).toContain('oci.allow[0]');
+    // The overview says how fresh the imported advisory data is.
+    expect(await (await fetch(ui(''), { headers: { cookie: cookie! } })).text()).toContain('newest record modified 2026-11-20');
     expect(body).toMatch(/SBOM fragment<\/h2>\s*<pre aria-label="CycloneDX components">[\s\S]*pkg:oci\/base@sha256:abab[\s\S]*<\/pre>/);
   });
 
