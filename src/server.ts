@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Dispatcher } from 'undici';
@@ -88,6 +89,9 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   let advisories = await readAdvisories();
   let policy: Policy = loaded.policy.withAdvisories(advisories);
   let lastReload: { at: number; error?: string } | null = null;
+  // The policy's version as a reviewed change names it: the SHA-256 of the file it came from.
+  const versionOf = (file: string) => ({ file, sha256: createHash('sha256').update(readFileSync(file)).digest('hex') });
+  let policyVersion = versionOf(loaded.policyFile);
 
   const index = pypiIndex(loaded, { http, meta, metrics, log });
   const pypi = createPypiApp({ policy: () => policy, index, cache, http, recorder, log, pageMaxAge: Math.min(config.pypi.index_ttl, 300) });
@@ -132,6 +136,17 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     advisories: () => advisories,
     lastReload: () => lastReload,
     upstreams: () => [...http.failing(), ...ociHttp.failing(), ...hfHttp.failing()],
+    hits: async () => {
+      let hits = 0;
+      let served = 0;
+      for (const v of (await metrics.pulls.get()).values) {
+        if (v.labels.decision !== 'allow') continue;
+        served += v.value;
+        if (v.labels.cache === 'hit') hits += v.value;
+      }
+      return { hits, served };
+    },
+    policyVersion: () => policyVersion,
     policySizes: () => ({ pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }),
     recordHealth: () => recorder.health(),
   });
@@ -173,6 +188,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
         const next = loadConfig(loaded.configFile);
         policy = next.policy.withAdvisories(advisories);
         lastReload = { at: Date.now() };
+        policyVersion = versionOf(next.policyFile);
         log.info({ file: loaded.policyFile, pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }, 'policy reloaded');
         if (policy.pypi.size + policy.oci.size + policy.hf.size === 0) log.warn({ file: loaded.policyFile }, 'the reloaded policy allows nothing: every pull is refused');
         // Only the policy is applied on reload; say so when other settings changed in the file.

@@ -8,6 +8,7 @@ import type { MetaStore, PullFilter } from '../storage/meta-store.js';
 import type { Policy } from '../policy/index.js';
 import { affected } from '../audit/affected.js';
 import { VERSION } from '../version.js';
+import { SCANNER_VERSION } from '../scan/report.js';
 import { checkCsrf, issueSession, loginNonce, readSession, sameNonce, SESSION_MS, type Session } from './session.js';
 import { verifyChain } from '../core/chain.js';
 import type { Advisories } from '../policy/advisories.js';
@@ -22,6 +23,10 @@ export interface ConsoleDeps {
   lastReload: () => { at: number; error?: string } | null;
   /** Upstream hosts failing to answer now. */
   upstreams: () => { host: string; failures: number; openUntil: number }[];
+  /** Served pulls since start and how many were cache hits (this process's metrics). */
+  hits: () => Promise<{ hits: number; served: number }>;
+  /** The policy in force: its file and the SHA-256 of its bytes (the version a reviewed change can name). */
+  policyVersion: () => { file: string; sha256: string };
   log: Logger;
   policySizes: () => { pypi: number; oci: number; hf: number };
   recordHealth: () => { message: string } | null;
@@ -131,6 +136,9 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
         policy: d.policySizes(),
         reload: d.lastReload(),
         upstreams: d.upstreams(),
+        hits: await d.hits(),
+        policyVersion: d.policyVersion(),
+        scanner: SCANNER_VERSION,
       }),
     );
   });

@@ -107,7 +107,7 @@ function dailyChart(counts: DayCount[], days: number, now: number): H {
 <tbody>${cols.map((d) => html`<tr><td>${new Date(d).toISOString().slice(0, 10)}</td>${ecos.map((e) => html`<td>${served(d, e)}</td>`)}<td>${refused(d)}</td></tr>`)}</tbody></table>`;
 }
 
-export function overviewPage(csrf: string, o: { blobs: number; bytes: number; refusals: number; pulls: number; advisories: number; recordOk: string | null; policy: { pypi: number; oci: number; hf: number }; daily: DayCount[]; now: number; advisoriesNewest?: string; reload: { at: number; error?: string } | null; upstreams: { host: string; failures: number; openUntil: number }[] }): H {
+export function overviewPage(csrf: string, o: { blobs: number; bytes: number; refusals: number; pulls: number; advisories: number; recordOk: string | null; policy: { pypi: number; oci: number; hf: number }; daily: DayCount[]; now: number; advisoriesNewest?: string; hits: { hits: number; served: number }; policyVersion: { file: string; sha256: string }; scanner: string; reload: { at: number; error?: string } | null; upstreams: { host: string; failures: number; openUntil: number }[] }): H {
   return layout(
     'Overview',
     '',
@@ -116,8 +116,9 @@ export function overviewPage(csrf: string, o: { blobs: number; bytes: number; re
 <div class="card"><span>Pulls, last 14 days</span><b>${o.pulls}</b></div>
 <div class="card"><span>Refused among them</span><b>${o.refusals}</b><a href="/-/ui/refusals">see why</a></div>
 <div class="card"><span>Cached blobs</span><b>${o.blobs}</b><span class="muted">${(o.bytes / 2 ** 20).toFixed(1)} MiB</span></div>
+<div class="card"><span>Cache hit ratio</span><b>${o.hits.served ? `${Math.round((100 * o.hits.hits) / o.hits.served)}%` : '-'}</b><span class="muted">${o.hits.hits} of ${o.hits.served} served since this server started</span></div>
 <div class="card"><span>Advisories imported</span><b>${o.advisories}</b><span class="muted">${o.advisoriesNewest ? `newest record modified ${o.advisoriesNewest.slice(0, 10)} (${Math.floor((o.now - Date.parse(o.advisoriesNewest)) / 86_400_000)} days ago)` : 'none imported: airlock advisories import'}</span></div>
-<div class="card"><span>Policy</span><b>${o.policy.pypi + o.policy.oci + o.policy.hf}</b><span class="muted">${o.policy.pypi} PyPI, ${o.policy.oci} OCI, ${o.policy.hf} Hugging Face</span></div>
+<div class="card"><span>Policy</span><b>${o.policy.pypi + o.policy.oci + o.policy.hf}</b><span class="muted">${o.policy.pypi} PyPI, ${o.policy.oci} OCI, ${o.policy.hf} Hugging Face</span><span class="muted">version <code>${o.policyVersion.sha256.slice(0, 12)}</code> of ${o.policyVersion.file}</span><span class="muted">scanner ${o.scanner}</span></div>
 <div class="card"><span>Record</span><b>${o.recordOk ? html`<span class="deny">failing</span>` : 'written'}</b>${o.recordOk ? html`<span class="error">${o.recordOk}</span>` : ''}</div>
 <div class="card"><span>Last policy reload</span><b>${o.reload ? (o.reload.error ? html`<span class="deny">failed</span>` : 'applied') : 'none'}</b><span class="muted">${o.reload ? `${when(o.reload.at)} UTC` : 'since start'}</span>${o.reload?.error ? html`<span class="error">${o.reload.error}</span>` : ''}</div>
 <div class="card"><span>Upstreams</span><b>${o.upstreams.length ? html`<span class="deny">${o.upstreams.length} failing</span>` : 'answering'}</b>${o.upstreams.map((u) => html`<span class="error">${u.host}: ${u.failures} failures${u.openUntil > o.now ? ', not asked for now' : ''}</span>`)}</div>

@@ -142,7 +142,17 @@ describe('console security', () => {
     expect(body).toContain('fixed in 3.0.2-1');
     expect(body).toContain('oci.allow[0]');
     // The overview says how fresh the imported advisory data is.
-    expect(await (await fetch(ui(''), { headers: { cookie: cookie! } })).text()).toContain('newest record modified 2026-11-20');
+    // One cold and one warm pull of an allowed file: a hit ratio of 50%.
+    for (let i = 0; i < 2; i++) {
+      expect((await rawGet(`${a.url}/pypi/files/tinylib/tinylib-1.0-py3-none-any.whl`)).status).toBe(200);
+      await a.airlock.cache.idle();
+    }
+    const overview = await (await fetch(ui(''), { headers: { cookie: cookie! } })).text();
+    expect(overview).toContain('newest record modified 2026-11-20');
+    // The hit ratio of what this server served, the policy's version (its file's SHA-256) and the scanner's.
+    expect(overview).toMatch(/Cache hit ratio<\/span><b>50%<\/b><span class="muted">1 of 2 served/);
+    expect(overview).toMatch(/version <code>[0-9a-f]{12}<\/code> of [^<]*airlock\.yaml/);
+    expect(overview).toContain('scanner airlock-scan/');
     expect(body).toMatch(/SBOM fragment<\/h2>\s*<pre aria-label="CycloneDX components">[\s\S]*pkg:oci\/base@sha256:abab[\s\S]*<\/pre>/);
   });
 
