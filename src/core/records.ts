@@ -89,8 +89,8 @@ export class Recorder {
     return this.enqueue(rec).then(() => undefined);
   }
 
-  private enqueue(rec: PullRecord): Promise<Error | null> {
-    const row: PullRecord = rec.decision !== 'allow' || rec.code ? { ...rec, code: rec.code ?? null } : rec;
+  private enqueue(row: PullRecord): Promise<Error | null> {
+    // The refusal code is part of the row (stores write it, the chain covers it when present).
     const code = row.code;
     this.metrics.pulls.inc({ ecosystem: row.ecosystem, cache: row.cache, decision: row.decision });
     if (row.decision !== 'allow') this.metrics.refusals.inc({ ecosystem: row.ecosystem, code: code ?? row.decision });

@@ -13,7 +13,7 @@ import type {
   TokenRecord,
 } from './meta-store.js';
 import type { InventoryPackageRow, InventoryStore } from './inventory-store.js';
-import { dayTally } from './pull-days.js';
+import { dayTally, pullOf, type PullRow } from './pull-rows.js';
 
 /**
  * Versioned schema steps, run in order on start (under an advisory lock, so replicas starting
@@ -84,27 +84,6 @@ const LOCK_CHAIN = 0x41697202;
 const types = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser,
 };
-
-interface PullRow {
-  id: number;
-  ts: number;
-  client: string;
-  ecosystem: string;
-  name: string;
-  version: string | null;
-  filename: string | null;
-  sha256: string | null;
-  size: number | null;
-  cache: string;
-  decision: string;
-  reason: string | null;
-  rule: string | null;
-  request_id: string | null;
-  scan: string | null;
-  prev_hash: string | null;
-  hash: string | null;
-  code: string | null;
-}
 
 const PULL_COLUMNS = 'ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash, code';
 
@@ -271,7 +250,7 @@ export class PgMetaStore implements MetaStore {
     if (f.until !== undefined) add('ts', '<=', f.until);
     args.push(Math.max(1, Math.min(f.limit ?? 1000, 100_000)));
     const rs = await this.rows<PullRow>(`SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT $${args.length}`, args);
-    return rs.map(toRecord);
+    return rs.map(pullOf);
   }
 
   async *scanPulls(): AsyncIterable<StoredPullRecord> {
@@ -279,7 +258,7 @@ export class PgMetaStore implements MetaStore {
     for (;;) {
       const rs = await this.rows<PullRow>('SELECT * FROM pulls WHERE id > $1 ORDER BY id LIMIT 1000', [after]);
       if (rs.length === 0) return;
-      for (const r of rs) yield toRecord(r);
+      for (const r of rs) yield pullOf(r);
       after = rs[rs.length - 1].id;
     }
   }
@@ -478,29 +457,6 @@ interface TokenRow {
 }
 
 const tokenOf = (r: TokenRow): TokenRecord => ({ name: r.name, hash: r.hash, admin: r.admin, createdAt: r.created_at, revokedAt: r.revoked_at });
-
-function toRecord(r: PullRow): StoredPullRecord {
-  return {
-    id: r.id,
-    ts: r.ts,
-    client: r.client,
-    ecosystem: r.ecosystem as StoredPullRecord['ecosystem'],
-    name: r.name,
-    version: r.version,
-    filename: r.filename,
-    sha256: r.sha256,
-    size: r.size,
-    cache: r.cache as StoredPullRecord['cache'],
-    decision: r.decision as StoredPullRecord['decision'],
-    reason: r.reason,
-    rule: r.rule,
-    requestId: r.request_id,
-    scan: r.scan,
-    prevHash: r.prev_hash,
-    hash: r.hash,
-    ...(r.code ? { code: r.code } : {}),
-  };
-}
 
 /** Image inventories in the same PostgreSQL database (held to test/contract/inventory-store.ts). */
 class PgInventoryStore implements InventoryStore {

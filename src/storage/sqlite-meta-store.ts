@@ -13,7 +13,7 @@ import type {
 } from './meta-store.js';
 import type { InventoryStore } from './inventory-store.js';
 import { INVENTORY_MIGRATION, SqliteInventoryStore } from './sqlite-inventory-store.js';
-import { dayTally } from './pull-days.js';
+import { dayTally, pullOf, type PullRow } from './pull-rows.js';
 
 const MIGRATIONS: string[] = [
   `CREATE TABLE blobs (
@@ -104,27 +104,6 @@ const MIGRATIONS: string[] = [
 ];
 
 const DAY_MS = 86_400_000;
-
-interface PullRow {
-  id: number;
-  ts: number;
-  client: string;
-  ecosystem: string;
-  name: string;
-  version: string | null;
-  filename: string | null;
-  sha256: string | null;
-  size: number | null;
-  cache: string;
-  decision: string;
-  reason: string | null;
-  rule: string | null;
-  request_id: string | null;
-  scan: string | null;
-  prev_hash: string | null;
-  hash: string | null;
-  code: string | null;
-}
 
 interface TokenRow {
   name: string;
@@ -283,7 +262,7 @@ export class SqliteMetaStore implements MetaStore {
     for (;;) {
       const rows = page.all(after);
       if (rows.length === 0) return;
-      for (const r of rows) yield this.toRecord(r);
+      for (const r of rows) yield pullOf(r);
       after = rows[rows.length - 1].id;
     }
   }
@@ -315,29 +294,6 @@ export class SqliteMetaStore implements MetaStore {
     return n;
   }
 
-  private toRecord(r: PullRow): StoredPullRecord {
-    return {
-      id: r.id,
-      ts: r.ts,
-      client: r.client,
-      ecosystem: r.ecosystem as StoredPullRecord['ecosystem'],
-      name: r.name,
-      version: r.version,
-      filename: r.filename,
-      sha256: r.sha256,
-      size: r.size,
-      cache: r.cache as StoredPullRecord['cache'],
-      decision: r.decision as StoredPullRecord['decision'],
-      reason: r.reason,
-      rule: r.rule,
-      requestId: r.request_id,
-      scan: r.scan,
-      prevHash: r.prev_hash,
-      hash: r.hash,
-      ...(r.code ? { code: r.code } : {}),
-    };
-  }
-
   async listPulls(f: PullFilter): Promise<StoredPullRecord[]> {
     const where: string[] = [];
     const args: Record<string, unknown> = {};
@@ -353,7 +309,7 @@ export class SqliteMetaStore implements MetaStore {
     args.limit = Math.max(1, Math.min(f.limit ?? 1000, 100_000));
     const sql = `SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT @limit`;
     const rows = this.db.prepare<Record<string, unknown>, PullRow>(sql).all(args);
-    return rows.map((r) => this.toRecord(r));
+    return rows.map(pullOf);
   }
 
   async getOciManifest(digest: string): Promise<OciManifestRecord | null> {

@@ -165,6 +165,7 @@ export async function readBoundedBytes(body: Readable, maxBytes: number, deadlin
     body.destroy();
   }, deadlineMs);
   timer.unref();
+  const tooLate = () => new AirlockError('UPSTREAM_UNAVAILABLE', `upstream response took longer than ${Math.round(deadlineMs / 1000)} s (${n} bytes read); cut`);
   try {
     for await (const chunk of body) {
       n += (chunk as Buffer).length;
@@ -175,12 +176,12 @@ export async function readBoundedBytes(body: Readable, maxBytes: number, deadlin
       parts.push(chunk as Buffer);
     }
   } catch (e) {
-    if (late) throw new AirlockError('UPSTREAM_UNAVAILABLE', `upstream response took longer than ${Math.round(deadlineMs / 1000)} s (${n} bytes read); cut`);
-    throw e;
+    throw late ? tooLate() : e;
   } finally {
     clearTimeout(timer);
   }
-  if (late) throw new AirlockError('UPSTREAM_UNAVAILABLE', `upstream response took longer than ${Math.round(deadlineMs / 1000)} s (${n} bytes read); cut`);
+  // A destroyed body may also just end: the deadline still decides.
+  if (late) throw tooLate();
   return Buffer.concat(parts);
 }
 
