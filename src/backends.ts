@@ -1,6 +1,5 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Dispatcher } from 'undici';
 import type { LoadedConfig } from './config/load.js';
 import { Hub } from './hf/hub.js';
 import type { Logger } from './obs/logger.js';
@@ -76,8 +75,8 @@ export async function openBlobs(loaded: LoadedConfig, opts: { cleanSpool?: boole
 }
 
 /** One upstream HTTP client per ecosystem, with that ecosystem's timeout. */
-export function upstreamHttp(loaded: LoadedConfig, ecosystem: 'pypi' | 'oci' | 'hf', dispatcher?: Dispatcher): UpstreamHttp {
-  return new UpstreamHttp({ dispatcher, headersTimeoutMs: loaded.config[ecosystem].timeout * 1000 });
+export function upstreamHttp(loaded: LoadedConfig, ecosystem: 'pypi' | 'oci' | 'hf'): UpstreamHttp {
+  return new UpstreamHttp({ headersTimeoutMs: loaded.config[ecosystem].timeout * 1000 });
 }
 
 export function pypiIndex(loaded: LoadedConfig, d: { http: UpstreamHttp; meta: MetaStore; metrics: Metrics; log: Logger; ttlSeconds?: number }): PypiIndex {

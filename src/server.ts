@@ -3,7 +3,6 @@ import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { serve, type ServerType } from '@hono/node-server';
-import type { Dispatcher } from 'undici';
 import { buildApp } from './app.js';
 import { createConsole } from './console/routes.js';
 import { Authenticator } from './auth/tokens.js';
@@ -32,7 +31,6 @@ import { hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } fr
 
 export interface AirlockOptions {
   log?: Logger;
-  dispatcher?: Dispatcher;
   /** Collect Node default metrics (off in tests that build many instances). */
   defaultMetrics?: boolean;
 }
@@ -47,7 +45,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const meta = await openMeta(loaded, { create: true });
   const store = await openBlobs(loaded);
   const metrics = new Metrics(opts.defaultMetrics ?? true);
-  const http = upstreamHttp(loaded, 'pypi', opts.dispatcher);
+  const http = upstreamHttp(loaded, 'pypi');
   const hashes = new HashPool(1).warm();
   const t = config.transfers;
   const off = config.offload;
@@ -95,7 +93,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
 
   const index = pypiIndex(loaded, { http, meta, metrics, log });
   const pypi = createPypiApp({ policy: () => policy, index, cache, http, recorder, log, pageMaxAge: Math.min(config.pypi.index_ttl, 300) });
-  const ociHttp = upstreamHttp(loaded, 'oci', opts.dispatcher);
+  const ociHttp = upstreamHttp(loaded, 'oci');
   const registries = ociRegistries(loaded, ociHttp);
   const inventories = new ImageInventories(cache, meta.inventories, log);
   if (config.oci.inventory === 'on-fill') inventories.warm();
@@ -113,7 +111,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     maxManifestBytes: config.oci.max_manifest_bytes,
     inventoryOnFill: config.oci.inventory === 'on-fill',
   });
-  const hfHttp = upstreamHttp(loaded, 'hf', opts.dispatcher);
+  const hfHttp = upstreamHttp(loaded, 'hf');
   const hub = hfHub(loaded, { http: hfHttp, meta, log });
   const hf = createHfApp({ policy: () => policy, hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
   const authenticator = new Authenticator(meta);

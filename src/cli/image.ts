@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pino } from 'pino';
 import tar from 'tar-stream';
-import type { Dispatcher } from 'undici';
 import { loadConfig, ConfigError, type LoadedConfig } from '../config/load.js';
 import { BlobCache } from '../core/cache.js';
 import { HashPool } from '../core/hasher.js';
@@ -128,7 +127,7 @@ async function localInventory(p: Manifestish, layer: (d: string) => Promise<Laye
 }
 
 /** A registry image, through the mirror's configured stores and upstreams (the inventory is stored for the server). */
-async function fromRegistry(loaded: LoadedConfig, reference: string, dispatcher: Dispatcher | undefined, judge: (repo: string, p: Manifestish, inv: Inventory) => PlatformReport): Promise<{ repository: string; platforms: PlatformReport[] }> {
+async function fromRegistry(loaded: LoadedConfig, reference: string, judge: (repo: string, p: Manifestish, inv: Inventory) => PlatformReport): Promise<{ repository: string; platforms: PlatformReport[] }> {
   const ref = reference.replace(/^docker:\/\//, '');
   const m = /^([^@]+?)(?::([A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(?:@(sha256:[0-9a-f]{64}))?$/.exec(ref);
   if (!m || (!m[2] && !m[3])) throw new ConfigError(`image check: expected REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:DIGEST, got ${JSON.stringify(reference)}`);
@@ -138,7 +137,7 @@ async function fromRegistry(loaded: LoadedConfig, reference: string, dispatcher:
   if (!repository) throw new ConfigError(`image check: ${JSON.stringify(reference)} is not a repository reference`);
   const registry = repository.slice(0, repository.indexOf('/'));
   const upstreamName = repository.slice(registry.length + 1);
-  const http = upstreamHttp(loaded, 'oci', dispatcher);
+  const http = upstreamHttp(loaded, 'oci');
   const meta = await openMeta(loaded, { create: true });
   const store = await openBlobs(loaded, { cleanSpool: false });
   const hashes = new HashPool(1);
@@ -190,7 +189,7 @@ async function fromRegistry(loaded: LoadedConfig, reference: string, dispatcher:
   }
 }
 
-export async function checkImage(configFile: string, source: string, opts: { failOn?: RefuseLevel; repository?: string; dispatcher?: Dispatcher; now?: number } = {}): Promise<ImageCheckReport> {
+export async function checkImage(configFile: string, source: string, opts: { failOn?: RefuseLevel; repository?: string; now?: number } = {}): Promise<ImageCheckReport> {
   const loaded = loadConfig(configFile);
   const meta = await openMeta(loaded, { create: true });
   let advisories: Advisories;
@@ -220,7 +219,7 @@ export async function checkImage(configFile: string, source: string, opts: { fai
       for (const p of local.platforms) platforms.push(judge(repository, p, await localInventory(p, local.layer)));
       return { source, repository, platforms };
     }
-    const r = await fromRegistry(loaded, source, opts.dispatcher, judge);
+    const r = await fromRegistry(loaded, source, judge);
     return { source, ...r };
   } catch (e) {
     if (e instanceof ManifestError) throw new ConfigError(`image check: ${e.message}`);

@@ -13,7 +13,6 @@ import { MANIFEST_ACCEPT, ManifestError, parseManifest } from '../oci/reference.
 import { checkDigest, looksLikeHost } from '../names/oci.js';
 import { canonicalRepository } from '../policy/oci.js';
 import { COMMIT, isValidRef, isValidRepoId, type HfRepoType } from '../names/hf.js';
-import type { Dispatcher } from 'undici';
 
 export interface PinResult {
   name: string;
@@ -24,7 +23,7 @@ export interface PinResult {
 }
 
 /** Resolve `name==version` on the configured index: the release's files and their sha256. */
-export async function resolvePypiPin(configFile: string, requirement: string, dispatcher?: Dispatcher): Promise<PinResult> {
+export async function resolvePypiPin(configFile: string, requirement: string): Promise<PinResult> {
   const m = /^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s,;]+)\s*$/.exec(requirement);
   if (!m || !isValidProjectName(m[1]) || !validVersion(m[2])) {
     throw new ConfigError(`pin: expected NAME==VERSION with a PEP 440 version (e.g. 'requests==2.32.3'), got ${JSON.stringify(requirement)}`);
@@ -34,7 +33,7 @@ export async function resolvePypiPin(configFile: string, requirement: string, di
   const loaded = loadConfig(configFile);
   // The configured metadata store: the page fetched to pin is cached like any other (ttl 0: always asked fresh).
   const meta = await openMeta(loaded, { create: true });
-  const http = upstreamHttp(loaded, 'pypi', dispatcher);
+  const http = upstreamHttp(loaded, 'pypi');
   try {
     const source = loaded.policy.pypi.internalRule(name) ? 'internal' : 'public';
     const index = pypiIndex(loaded, { http, meta, metrics: new Metrics(false), log: pino({ level: 'silent' }), ttlSeconds: 0 });
@@ -85,7 +84,7 @@ export interface OciPinResult {
  * Resolve REGISTRY/NAME:TAG (or @DIGEST) upstream to the digest of the exact manifest bytes the
  * registry sends for every modern media type, checked against Docker-Content-Digest.
  */
-export async function resolveOciPin(configFile: string, reference: string, dispatcher?: Dispatcher): Promise<OciPinResult> {
+export async function resolveOciPin(configFile: string, reference: string): Promise<OciPinResult> {
   const loaded = loadConfig(configFile);
   const m = /^([^@]+?)(?::([A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(?:@(.+))?$/.exec(reference.trim());
   const usage = `pin: expected REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:DIGEST (e.g. docker.io/library/python:3.12-slim), got ${JSON.stringify(reference)}`;
@@ -103,7 +102,7 @@ export async function resolveOciPin(configFile: string, reference: string, dispa
   const upstreamName = repository.slice(registry.length + 1);
   const r = loaded.config.oci.registries[registry];
   if (!r) throw new ConfigError(`pin: registry ${registry} is not configured in oci.registries (${Object.keys(loaded.config.oci.registries).join(', ')})`);
-  const http = upstreamHttp(loaded, 'oci', dispatcher);
+  const http = upstreamHttp(loaded, 'oci');
   try {
     const client = ociRegistries(loaded, http).get(registry)!;
     const ref = m[3] ?? m[2]!;
@@ -196,13 +195,13 @@ export interface HfPinResult {
 }
 
 /** Resolve [datasets/]ORG/NAME@REVISION on the Hub to the commit it points at today. */
-export async function resolveHfPin(configFile: string, reference: string, dispatcher?: Dispatcher): Promise<HfPinResult> {
+export async function resolveHfPin(configFile: string, reference: string): Promise<HfPinResult> {
   const loaded = loadConfig(configFile);
   const m = /^(datasets\/)?([^@\s]+)@([^\s]+)$/.exec(reference.trim());
   const usage = `pin: expected [datasets/]REPO@REVISION (e.g. openai-community/gpt2@main or datasets/org/corpus@v1.0), got ${JSON.stringify(reference)}`;
   if (!m || !isValidRepoId(m[2]) || !isValidRef(m[3])) throw new ConfigError(usage);
   const type: HfRepoType = m[1] ? 'dataset' : 'model';
-  const http = upstreamHttp(loaded, 'hf', dispatcher);
+  const http = upstreamHttp(loaded, 'hf');
   const meta = await openMeta(loaded, { create: true });
   try {
     const hub = hfHub(loaded, { http, meta, log: pino({ level: 'silent' }) });

@@ -1,5 +1,6 @@
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import type { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
 import { AirlockError } from '../core/errors.js';
 
 export interface UpstreamResponse {
@@ -20,7 +21,6 @@ export interface GetOptions {
 }
 
 export interface UpstreamHttpOptions {
-  dispatcher?: Dispatcher;
   /** Time allowed for the response headers. */
   headersTimeoutMs?: number;
   /** Time allowed between two body chunks. */
@@ -74,12 +74,17 @@ class Breaker {
 }
 
 /**
- * The one HTTP client for upstreams (undici `request`: the body is a Node stream, so hashing,
- * spooling and serving stay in Node streams). Redirects are followed here, hop by hop, each hop
- * checked against the caller's allow rule; credentials never cross to another host.
+ * The one HTTP client for upstreams: Node's own `http`/`https`, keep-alive agents of 64
+ * connections per host. Redirects are followed here, hop by hop, each hop checked against the
+ * caller's allow rule; credentials never cross to another host.
+ *
+ * Why not undici (used until issue 17): on this kind of machine a cold 1 GiB body piped through
+ * undici's `request` cost 2.5-3.6 CPU-s against 2.0-2.7 through `http.get` (three alternating
+ * runs each, same loopback upstream, bench notes in README Performance): undici's parser copies
+ * every socket read into its WebAssembly memory, and its bodies left ~70% more page faults.
  */
 export class UpstreamHttp {
-  readonly dispatcher: Dispatcher;
+  private readonly agents: { http: http.Agent; https: https.Agent };
   private readonly headersTimeout: number;
   private readonly bodyTimeout: number;
   private readonly userAgent: string;
@@ -87,7 +92,8 @@ export class UpstreamHttp {
 
   constructor(opts: UpstreamHttpOptions = {}) {
     this.breaker = new Breaker(opts.breakerFailures ?? 3, opts.breakerCooldownMs ?? 15_000);
-    this.dispatcher = opts.dispatcher ?? new Agent({ connections: 64, pipelining: 1, keepAliveTimeout: 30_000 });
+    const agent = { keepAlive: true, maxSockets: 64, maxFreeSockets: 16, scheduling: 'lifo' as const };
+    this.agents = { http: new http.Agent(agent), https: new https.Agent(agent) };
     this.headersTimeout = opts.headersTimeoutMs ?? 30_000;
     this.bodyTimeout = opts.bodyTimeoutMs ?? 60_000;
     this.userAgent = opts.userAgent ?? 'airlock/0.1';
@@ -101,26 +107,20 @@ export class UpstreamHttp {
       if (!opts.allowUrl(current)) {
         throw new AirlockError('UPSTREAM_HOST_NOT_ALLOWED', `refusing to fetch ${redact(current)}: host ${current.host} is not a configured upstream or file host`);
       }
-      let res: Dispatcher.ResponseData;
+      let res: IncomingMessage;
       this.breaker.check(current.host);
       try {
-        res = await request(current, {
-          method: opts.method ?? 'GET',
-          headers,
-          signal: opts.signal,
-          dispatcher: this.dispatcher,
-          headersTimeout: this.headersTimeout,
-          bodyTimeout: this.bodyTimeout,
-        });
+        res = await this.request(current, opts.method ?? 'GET', headers, opts.signal);
       } catch (e) {
         // A request the caller cancelled says nothing about the host.
         if (!opts.signal?.aborted) this.breaker.failed(current.host);
         throw new AirlockError('UPSTREAM_UNAVAILABLE', `upstream ${current.host} unreachable: ${(e as Error).message}`, { cause: e });
       }
       this.breaker.answered(current.host);
+      const status = res.statusCode ?? 0;
       const loc = res.headers.location;
-      if (res.statusCode >= 300 && res.statusCode < 400 && typeof loc === 'string') {
-        res.body.resume();
+      if (status >= 300 && status < 400 && typeof loc === 'string') {
+        res.resume();
         if (hop >= max) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `too many redirects from ${redact(url)}`);
         const next = new URL(loc, current);
         if (next.host !== current.host && headers.authorization) {
@@ -130,8 +130,41 @@ export class UpstreamHttp {
         current = next;
         continue;
       }
-      return { status: res.statusCode, headers: res.headers, body: res.body as unknown as Readable, url: current };
+      return { status, headers: distinct(res), body: res, url: current };
     }
+  }
+
+  /**
+   * One request: its response once the headers are in (within headersTimeout). Between two body
+   * chunks at most bodyTimeout may pass (the socket's own idle timer, refreshed by Node on every
+   * read: no timer per chunk); the body then fails. The timer is cleared when the body ends, so an
+   * idle pooled connection is not cut.
+   */
+  private request(url: URL, method: string, headers: Record<string, string>, signal?: AbortSignal): Promise<IncomingMessage> {
+    const tls = url.protocol === 'https:';
+    return new Promise((resolve, reject) => {
+      const req = (tls ? https : http).request(url, { method, headers, agent: tls ? this.agents.https : this.agents.http, signal });
+      const timer = setTimeout(() => req.destroy(new Error(`no response headers within ${this.headersTimeout} ms`)), this.headersTimeout);
+      timer.unref();
+      req.once('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      req.once('response', (res) => {
+        clearTimeout(timer);
+        const socket = res.socket;
+        const idle = () => res.destroy(new Error(`no body bytes for ${this.bodyTimeout} ms`));
+        socket.setTimeout(this.bodyTimeout, idle);
+        res.once('close', () => {
+          socket.setTimeout(0);
+          socket.off('timeout', idle);
+        });
+        // An error after the headers belongs to the body (its reader sees it), not to the request.
+        req.on('error', () => {});
+        resolve(res);
+      });
+      req.end();
+    });
   }
 
   /** Upstream hosts that failed to answer their last requests (the console's overview). */
@@ -140,8 +173,16 @@ export class UpstreamHttp {
   }
 
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    this.agents.http.destroy();
+    this.agents.https.destroy();
   }
+}
+
+/** Response headers as undici gave them: a repeated header (several challenges) as an array. */
+function distinct(res: IncomingMessage): Record<string, string | string[] | undefined> {
+  const out: Record<string, string | string[] | undefined> = {};
+  for (const [k, v] of Object.entries(res.headersDistinct)) if (v) out[k] = v.length === 1 ? v[0] : v;
+  return out;
 }
 
 /** Read a body as text, refusing more than maxBytes (a multi-MB index page is fine; 1 GB is not). */
