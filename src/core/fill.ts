@@ -10,7 +10,7 @@ export type { FileBytes } from './bytes.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
 import type { BlobIndex } from '../storage/meta-store.js';
 
-/** What an upstream opener returns: a Node stream (undici request body) and its declared length. */
+/** What an upstream opener returns: a Node stream (the HTTP response body) and its declared length. */
 export interface UpstreamBody {
   body: Readable;
   size?: number;
@@ -122,6 +122,8 @@ const READ_CHUNK = 256 << 10;
  * stay within the memory budget (README Reliability) while a lone fill keeps 1 MiB of each.
  */
 const PER_FILL_MAX = 1 << 20;
+/** The hash worker is told of new spool bytes once per this many (each message wakes it). */
+const HASH_STEP = 1 << 20;
 const PER_FILL_MIN = 128 << 10;
 const FILLS_MEMORY = 8 << 20;
 let runningFills = 0;
@@ -366,6 +368,8 @@ export class Fill extends EventEmitter {
     let received = 0;
     let ended = false;
     let writing = false;
+    let scheduled = false;
+    let hashedTo = 0;
     this.watch(body, () => received);
 
     const drain = async (): Promise<void> => {
@@ -388,7 +392,7 @@ export class Fill extends EventEmitter {
           while (this.windowBytes > bound && this.window.length > 1) this.windowBytes -= this.window.shift()!.buf.length;
           this.written += n;
           queued -= n;
-          hash.progress(this.written);
+          if (this.written - hashedTo >= HASH_STEP) hash.progress((hashedTo = this.written));
           this.emit('progress');
           if (body.isPaused() && queued < perFill() / 2) body.resume();
           if (this.state !== 'running') return;
@@ -423,7 +427,15 @@ export class Fill extends EventEmitter {
       queue.push(chunk);
       queued += chunk.length;
       if (queued >= perFill()) body.pause();
-      void drain();
+      // One write per turn of the event loop: libuv reads a busy socket up to 32 times per turn,
+      // so what arrived in it goes out in one writev instead of one thread-pool round trip each.
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(() => {
+          scheduled = false;
+          void drain();
+        });
+      }
     });
     body.on('end', () => {
       ended = true;
