@@ -38,7 +38,8 @@ const rows = [];
 for (let round = 0; round < 3; round++) {
   const dir = mkdtempSync(join(tmpdir(), 'airlock-prof-'));
   writeFileSync(join(dir, 'a.yaml'), `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: info\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${info.port}"]\npolicy:\n  pypi:\n    allow: [{ name: prof-big }]\n`);
-  const air = spawn(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', join(dir, 'a.yaml')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // As deployed (Dockerfile, npm start): glibc keeps freed heap for reuse (src/obs/malloc.ts).
+  const air = spawn(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', join(dir, 'a.yaml')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432' } });
   const port = await new Promise((r) => {
     let buf = '';
     air.stdout.on('data', (d) => {

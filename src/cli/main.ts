@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type LoadedConfig } from '../config/load.js';
 import { parseTime } from '../core/time.js';
 import { startServer } from '../server.js';
+import { mallocWarning } from '../obs/malloc.js';
 import { preflight, systemMessage } from '../config/preflight.js';
 import { openMeta } from '../backends.js';
 import type { MetaStore } from '../storage/meta-store.js';
@@ -133,6 +134,8 @@ async function main(argv: string[]): Promise<void> {
       const pre = await preflight(loaded, { listen: false });
       if (pre.problems.length) fail(`cannot start: ${pre.problems.join('; ')}`, 1);
       const { airlock, stop } = await startServer(loaded).catch((e) => fail(`cannot start: ${startError(e, loaded.config.listen)}`, 1));
+      const malloc = mallocWarning();
+      if (malloc) airlock.log.warn(malloc);
       let stopping = false;
       const shutdown = (sig: string) => {
         if (stopping) return;

@@ -1,0 +1,22 @@
+/**
+ * glibc's allocator settings Airlock is meant to run with (set in the Dockerfile and `npm start`).
+ *
+ * Why: every upstream body arrives in fresh 64 KiB socket buffers that die young; V8 frees them in
+ * bulk at its next collection, and glibc, by default, hands a freed heap top above 128 KiB back to
+ * the kernel at once, so the next buffers fault their pages in again. Measured on this kind of
+ * machine (a VM whose memory balloon makes each fresh page cost ~20 us): a cold 1 GiB pull went
+ * from 135-164 to 262-346 MiB/s and from ~80k to ~11k page faults per GiB with these settings
+ * (bench/cold-peers.mjs, AB_MALLOC rows; README Performance). The cost is at most 256 MiB of freed
+ * heap kept for reuse instead of returned; peak RSS of a cold pull moved by under 10 MiB.
+ * Node has no mallopt(), and glibc reads GLIBC_TUNABLES only when the process starts, hence an
+ * environment variable rather than code.
+ */
+export const MALLOC_TUNABLES = 'glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432';
+
+/** A warning for the start-up log when Airlock runs on glibc without the settings, or undefined. */
+export function mallocWarning(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+  if (!header?.glibcVersionRuntime) return undefined;
+  if ((env.GLIBC_TUNABLES ?? '').includes('glibc.malloc.trim_threshold')) return undefined;
+  return `GLIBC_TUNABLES is not set: glibc returns freed memory to the kernel at once, and cold pulls ran up to 2x slower in the benchmark; start Airlock with GLIBC_TUNABLES=${MALLOC_TUNABLES} (as the Dockerfile and npm start do; README Performance)`;
+}

@@ -1,0 +1,39 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { MALLOC_TUNABLES, mallocWarning } from '../../src/obs/malloc.js';
+
+const root = process.cwd();
+
+describe('glibc malloc settings (issue 17)', () => {
+  it('the Dockerfile, npm start and the cold benchmark start Airlock with the same settings', () => {
+    expect(readFileSync(join(root, 'Dockerfile'), 'utf8')).toContain(`GLIBC_TUNABLES=${MALLOC_TUNABLES} `);
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.start.startsWith(`GLIBC_TUNABLES=${MALLOC_TUNABLES} node `)).toBe(true);
+    expect(readFileSync(join(root, 'bench', 'cold-peers.mjs'), 'utf8')).toContain(`GLIBC_TUNABLES: '${MALLOC_TUNABLES}'`);
+  });
+
+  it('the settings are ones this glibc accepts: a process started with them reads them back', () => {
+    // glibc ignores a tunable it does not know, silently; ld.so --list-tunables shows what took.
+    const ldso = ['/lib64/ld-linux-x86-64.so.2', '/lib/ld-linux-aarch64.so.1'].find((p) => {
+      try {
+        readFileSync(p);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    if (!ldso) return expect(mallocWarning({})).toBeUndefined();
+    const out = execFileSync(ldso, ['--list-tunables'], { env: { GLIBC_TUNABLES: MALLOC_TUNABLES } }).toString();
+    expect(out).toMatch(/glibc\.malloc\.trim_threshold: 0x10000000 /);
+    expect(out).toMatch(/glibc\.malloc\.mmap_threshold: 0x2000000 /);
+  });
+
+  it('serve warns once, naming the setting, when it runs on glibc without it', () => {
+    const glibc = (process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header.glibcVersionRuntime;
+    if (!glibc) return expect(mallocWarning({})).toBeUndefined();
+    expect(mallocWarning({})).toContain(`GLIBC_TUNABLES=${MALLOC_TUNABLES}`);
+    expect(mallocWarning({ GLIBC_TUNABLES: MALLOC_TUNABLES })).toBeUndefined();
+  });
+});
