@@ -13,7 +13,7 @@ import { gzipSync } from 'node:zlib';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const QUICK = process.argv.includes('--quick');
-// --only=1,1b,4 runs those sections alone (while working on one of them; a full run is the record).
+// --only=1,1b,4 runs those sections alone (sections: 1 1b 1c 1d 2 3 3b 4 6 7 8) (while working on one of them; a full run is the record).
 const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
 const want = (s) => !ONLY || ONLY.includes(s);
 const MiB = 1 << 20;
@@ -51,6 +51,7 @@ function startJsonChild(script, args) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const nginxBinary = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
 
 /** curl a URL to /dev/null: seconds to first byte, total seconds, bytes. */
 function curl(url) {
@@ -196,7 +197,8 @@ async function startAirlock(opts = {}) {
   );
   const port = 20000 + Math.floor(Math.random() * 20000);
   const child = startChild(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', cfg], {
-    env: { ...process.env, AIRLOCK_LISTEN: `127.0.0.1:${port}`, ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER' } : {}) },
+    // As deployed (Dockerfile, npm start): glibc keeps freed heap for reuse (src/obs/malloc.ts).
+    env: { ...process.env, GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432', AIRLOCK_LISTEN: `127.0.0.1:${port}`, ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER' } : {}) },
   });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
@@ -226,6 +228,30 @@ async function startAirlock(opts = {}) {
     },
   };
 }
+/** nginx serving files at fixed paths ({ '/path': [file, content type] }), one worker, sendfile. */
+function startStaticNginx(name, paths) {
+  const nd = join(work, name);
+  mkdirSync(nd, { recursive: true });
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const locations = Object.entries(paths).map(([p, [file, type]]) => `location = ${p} { alias ${file}; default_type "${type}"; }`).join(' ');
+  writeFileSync(
+    join(nd, 'nginx.conf'),
+    `${process.getuid?.() === 0 ? 'user root; ' : ''}worker_processes 1; pid ${nd}/nginx.pid; error_log ${nd}/error.log; daemon off;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; client_body_temp_path ${nd}; proxy_temp_path ${nd}; fastcgi_temp_path ${nd}; uwsgi_temp_path ${nd}; scgi_temp_path ${nd};\n  server { listen 127.0.0.1:${port}; ${locations} } }\n`,
+  );
+  const child = startChild(nginxBinary, ['-c', join(nd, 'nginx.conf'), '-p', nd]);
+  const url = `http://127.0.0.1:${port}`;
+  const ready = (async () => {
+    for (let i = 0; i < 100; i++) {
+      try {
+        if ((await fetch(`${url}${Object.keys(paths)[0]}`)).ok) return;
+      } catch {}
+      await sleep(50);
+    }
+    throw new Error('nginx (static) did not start');
+  })();
+  return { child, url, ready };
+}
+
 const peakRss = {};
 
 // 1. Cold pull-through -------------------------------------------------------------------------
@@ -487,18 +513,26 @@ if (want('2')) {
   const ph = await (await fetch(`${a.url}/pypi/simple/${f.project}/`, { headers: { accept: 'text/html' } })).text();
   writeFileSync(jsonBody, pj);
   writeFileSync(htmlBody, ph);
-  for (const [label, accept, body, type] of [
-    ['PyPI page JSON', 'application/vnd.pypi.simple.v1+json', jsonBody, 'application/vnd.pypi.simple.v1+json'],
-    ['PyPI page HTML', 'text/html', htmlBody, 'text/html; charset=utf-8'],
+  // Issue 17: the same bytes also from nginx as a static file (one worker, as Airlock is one
+  // process), so the row says which part of the gap is Node's (plain Node) and which Airlock's.
+  const pageNginx = nginxBinary ? startStaticNginx('page-nginx', { '/page.json': [jsonBody, 'application/vnd.pypi.simple.v1+json'], '/page.html': [htmlBody, 'text/html; charset=utf-8'] }) : null;
+  if (pageNginx) await pageNginx.ready;
+  for (const [label, accept, body, type, path] of [
+    ['PyPI page JSON', 'application/vnd.pypi.simple.v1+json', jsonBody, 'application/vnd.pypi.simple.v1+json', '/page.json'],
+    ['PyPI page HTML', 'text/html', htmlBody, 'text/html; charset=utf-8', '/page.html'],
   ]) {
     const base = await startJsonChild(join(ROOT, 'bench', 'plain.mjs'), [blob, body, type]);
     const air = await load(`${a.url}/pypi/simple/${f.project}/`, { accept });
     const ref = await load(`http://127.0.0.1:${base.info.port}/bytes`, {});
     base.child.kill('SIGTERM');
-    row(`small: ${label}`, 'plain Node, fixed bytes', { rps: ref.rps, p99Ms: ref.p99 });
-    row(`small: ${label}`, 'Airlock (warm)', { rps: air.rps, p99Ms: air.p99, ratio: air.rps / ref.rps });
+    const ngx = pageNginx ? await load(`${pageNginx.url}${path}`, {}) : null;
+    row(`small: ${label}`, 'plain Node, fixed bytes', { rps: ref.rps, p99Ms: ref.p99, ratioVsNginx: ngx ? ref.rps / ngx.rps : null });
+    if (ngx) row(`small: ${label}`, 'nginx, same bytes as a static file', { rps: ngx.rps, p99Ms: ngx.p99 });
+    row(`small: ${label}`, 'Airlock (warm)', { rps: air.rps, p99Ms: air.p99, ratio: air.rps / ref.rps, ratioVsNginx: ngx ? air.rps / ngx.rps : null });
     target(`small ${label} >= 0.5x plain Node`, air.rps / ref.rps >= 0.5, `${(air.rps / ref.rps).toFixed(2)}x`);
+    if (ngx) target(`small ${label} >= 0.6x nginx static (or Node's own share shown: plain Node ${(ref.rps / ngx.rps).toFixed(2)}x nginx)`, air.rps / ngx.rps >= 0.6, `${(air.rps / ngx.rps).toFixed(2)}x`);
   }
+  pageNginx?.child.kill('SIGTERM');
   {
     await get(a.manifestUrl);
     const accept = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
@@ -656,7 +690,6 @@ if (want('3')) {
 // 20 MiB/s, beside section 3's one process. The filling replica's clients stream as bytes arrive;
 // the others' replicas wait for the commit, then read the shared store.
 progress('3b. Coalescing across three replicas');
-const nginxBinary = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
 if (want('3b') && nginxBinary) {
   const { startPostgres } = await import(join(ROOT, 'bench', 'records.mjs'));
   const pgsrv = await startPostgres();
@@ -738,6 +771,28 @@ if (want('4')) {
   });
   await a.stop();
 }
+// 8. Cold pull against the unverified caches (issue 17): bench/cold-peers.mjs pulls one 1 GiB
+// OCI layer through nginx proxy_cache, distribution's pull-through cache, a plain Node pipe and
+// Airlock, from one nginx upstream, rows shuffled per round, writeback and memory settled
+// between rows; then again with curl and the servers on separate cores (taskset).
+progress('8. Cold pull against nginx proxy_cache and distribution');
+if (want('8') && nginxBinary) {
+  for (const pin of [false, true]) {
+    const args = [join(ROOT, 'bench', 'cold-peers.mjs'), '--json', `--rounds=${QUICK ? 1 : 5}`, `--size=${S.big / MiB}`, ...(pin ? ['--pin'] : [])];
+    const out = execFileSync(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 }).toString();
+    const r = JSON.parse(out.trim().split('\n').pop());
+    const sc = `cold ${r.sizeMiB} MiB OCI layer vs unverified caches${pin ? ' (curl on CPU 1, servers on CPU 0)' : ''}, median of ${r.rounds}`;
+    const a = r.summary.airlock;
+    for (const [name, x] of Object.entries(r.summary)) {
+      row(sc, name, { mibps: x.mibps, minMibps: x.min, maxMibps: x.max, ttfbMs: x.ttfbMs, cpuSecPerGiB: x.cpuPerGiB, faultsPerGiB: x.faultsPerGiB, airlockRatio: name === 'airlock' ? null : a.mibps / x.mibps, airlockRatioPaired: r.paired[name] ?? null });
+    }
+    if (!pin) {
+      target('cold 1 GiB >= nginx proxy_cache cold, same run', a.mibps >= r.summary.nginx.mibps, `${(a.mibps / r.summary.nginx.mibps).toFixed(2)}x, per-round ${r.paired.nginx.toFixed(2)}x (a plain Node pipe, no cache: ${(r.summary['node pipe'].mibps / r.summary.nginx.mibps).toFixed(2)}x)`);
+      target('cold 1 GiB >= 0.6x direct (next target)', a.mibps / r.summary.direct.mibps >= 0.6, `${(a.mibps / r.summary.direct.mibps).toFixed(2)}x`);
+    }
+  }
+} else if (want('8')) row('cold vs unverified caches', 'nginx', { note: 'nginx not installed: section skipped' });
+
 // 6. Record throughput: SQLite, PostgreSQL, three replicas on one PostgreSQL chain -----------
 progress('6. Record throughput');
 if (want('6')) {
