@@ -5,6 +5,8 @@ import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { AirlockError } from './errors.js';
+import { DEFAULT_BUDGET, watchBody, type FillBudget } from './budget.js';
+export { DEFAULT_BUDGET, type FillBudget } from './budget.js';
 import { fileHandleBytes, type FileBytes } from './bytes.js';
 export type { FileBytes } from './bytes.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
@@ -40,26 +42,6 @@ export interface FillSpec {
 }
 
 /**
- * What one upstream body may cost. A body slower than `minRate` over a window, or longer than
- * `deadlineMs` overall, is cut: a dripping upstream would otherwise hold a connection (and its
- * clients) for ever, as a chunk every few seconds never trips a between-chunks timeout. A fill
- * that no client has read for `abandonMs` is cancelled unless at most `finishBytes` are left
- * (finishing those costs less than a retry's refetch): an anonymous client that opens many cold
- * pulls and hangs up must not keep the upstream busy for nobody. A retry within the grace rejoins
- * the fill.
- */
-export interface FillBudget {
-  /** Bytes per second, averaged over `windowMs` (0: no minimum). */
-  minRate: number;
-  windowMs: number;
-  /** The whole body's time limit (0: none). */
-  deadlineMs: number;
-  /** How long a fill may run with no reader before it is cancelled (0: never cancelled). */
-  abandonMs: number;
-  finishBytes: number;
-}
-
-/**
  * The fleet-wide lease of one fill (replicas sharing a store): taken before the upstream is
  * asked, renewed while the fill runs, released once the blob is committed or the fill failed.
  * 'elsewhere': another replica filled the blob while this one waited (the fill then fails with
@@ -70,7 +52,6 @@ export interface FillLease {
   release(): void;
 }
 
-export const DEFAULT_BUDGET: FillBudget = { minRate: 32 * 1024, windowMs: 30_000, deadlineMs: 4 * 3600_000, abandonMs: 2_000, finishBytes: 16 << 20 };
 
 /** A fill's spool file as a follower sees it. */
 export interface SpoolFollow {
@@ -326,40 +307,6 @@ export class Fill extends EventEmitter {
     this.maybeAbandon();
   }
 
-  /**
-   * Cut a body slower than the budget's minimum rate over a window, or running past its deadline
-   * (not while the fill itself has paused the body because the disk is behind).
-   */
-  private watch(body: Readable, received: () => number): void {
-    const b = this.budget;
-    if (b.minRate <= 0 && b.deadlineMs <= 0) return;
-    const started = Date.now();
-    let mark = { at: started, bytes: 0 };
-    const every = Math.max(20, Math.min(1000, (b.windowMs || 4000) / 4));
-    const timer = setInterval(() => {
-      if (this.state !== 'running') return clearInterval(timer);
-      const now = Date.now();
-      let why: string | undefined;
-      if (b.deadlineMs > 0 && now - started > b.deadlineMs) {
-        this.cutBy = 'deadline';
-        why = `still running after ${Math.round(b.deadlineMs / 1000)} s (transfers.deadline)`;
-      } else if (b.minRate > 0 && now - mark.at >= b.windowMs) {
-        const rate = (received() - mark.bytes) / ((now - mark.at) / 1000);
-        if (rate < b.minRate && !body.isPaused()) {
-          this.cutBy = 'slow';
-          why = `${Math.round(rate)} bytes/s over the last ${Math.round((now - mark.at) / 1000)} s, below the minimum of ${b.minRate} (transfers.min_rate)`;
-        }
-        mark = { at: now, bytes: received() };
-      }
-      if (!why) return;
-      clearInterval(timer);
-      body.destroy();
-      this.fail(new AirlockError('UPSTREAM_UNAVAILABLE', `upstream too slow for sha256:${this.spec.sha256}: ${why}; transfer cut after ${this.written} bytes`));
-    }, every);
-    timer.unref();
-    this.stopWatch = () => clearInterval(timer);
-  }
-
   private pump(body: Readable): void {
     const hash = this.hashes.start(this.tmpPath);
     this.hashJob = hash;
@@ -370,7 +317,12 @@ export class Fill extends EventEmitter {
     let writing = false;
     let scheduled = false;
     let hashedTo = 0;
-    this.watch(body, () => received);
+    this.stopWatch = watchBody(this.budget, body, () => received, (by, why) => {
+      if (this.state !== 'running') return;
+      this.cutBy = by;
+      body.destroy();
+      this.fail(new AirlockError('UPSTREAM_UNAVAILABLE', `upstream too slow for sha256:${this.spec.sha256}: ${why}; transfer cut after ${this.written} bytes`));
+    });
 
     const drain = async (): Promise<void> => {
       if (writing || this.state !== 'running') return;
