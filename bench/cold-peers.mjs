@@ -35,7 +35,8 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
 const REGISTRY = ['/usr/bin/docker-registry'].find((p) => existsSync(p));
 // The malloc settings deploy/airlock.service sets (README Performance, "Memory churn").
-const AIRLOCK_ENV = { GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432' };
+const { MALLOC_TUNABLES } = await import(join(ROOT, 'dist', 'obs', 'malloc.js'));
+const AIRLOCK_ENV = { GLIBC_TUNABLES: MALLOC_TUNABLES };
 
 const work = mkdtempSync(join(tmpdir(), 'airlock-cold-peers-'));
 const children = new Set();

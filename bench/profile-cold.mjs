@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { MALLOC_TUNABLES } = await import(join(ROOT, 'dist', 'obs', 'malloc.js'));
 const GiB = 1 << 30;
 const TICK = 100; // USER_HZ
 const file = { name: 'prof_big-1.0-py3-none-any.whl', project: 'prof-big', size: GiB, seed: 7 };
@@ -39,7 +40,7 @@ for (let round = 0; round < 3; round++) {
   const dir = mkdtempSync(join(tmpdir(), 'airlock-prof-'));
   writeFileSync(join(dir, 'a.yaml'), `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: info\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${info.port}"]\npolicy:\n  pypi:\n    allow: [{ name: prof-big }]\n`);
   // As deployed (Dockerfile, npm start): glibc keeps freed heap for reuse (src/obs/malloc.ts).
-  const air = spawn(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', join(dir, 'a.yaml')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432' } });
+  const air = spawn(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', join(dir, 'a.yaml')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES } });
   const port = await new Promise((r) => {
     let buf = '';
     air.stdout.on('data', (d) => {

@@ -12,6 +12,8 @@ import autocannon from 'autocannon';
 import { gzipSync } from 'node:zlib';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+// The glibc settings Airlock is deployed with (Dockerfile, npm start); bench runs after the build.
+const { MALLOC_TUNABLES } = await import(join(ROOT, 'dist', 'obs', 'malloc.js'));
 const QUICK = process.argv.includes('--quick');
 // --only=1,1b,4 runs those sections alone (sections: 1 1b 1c 1d 2 3 3b 4 6 7 8) (while working on one of them; a full run is the record).
 const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
@@ -199,7 +201,7 @@ async function startAirlock(opts = {}) {
   const child = startChild(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', cfg], {
     // As deployed (Dockerfile, npm start): glibc keeps freed heap for reuse (src/obs/malloc.ts);
     // BENCH_GLIBC_TUNABLES=<other settings> measures others.
-    env: { ...process.env, GLIBC_TUNABLES: process.env.BENCH_GLIBC_TUNABLES ?? 'glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432', AIRLOCK_LISTEN: `127.0.0.1:${port}`, ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER' } : {}) },
+    env: { ...process.env, GLIBC_TUNABLES: process.env.BENCH_GLIBC_TUNABLES ?? MALLOC_TUNABLES, AIRLOCK_LISTEN: `127.0.0.1:${port}`, ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER' } : {}) },
   });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
