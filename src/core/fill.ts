@@ -52,7 +52,6 @@ export interface FillLease {
   release(): void;
 }
 
-
 /** A fill's spool file as a follower sees it. */
 export interface SpoolFollow {
   path: string;
@@ -316,6 +315,7 @@ export class Fill extends EventEmitter {
     let ended = false;
     let writing = false;
     let scheduled = false;
+    let finishing = false;
     let hashedTo = 0;
     this.stopWatch = watchBody(this.budget, body, () => received, (by, why) => {
       if (this.state !== 'running') return;
@@ -356,7 +356,9 @@ export class Fill extends EventEmitter {
       } finally {
         writing = false;
       }
-      if (ended && queue.length === 0 && this.state === 'running') {
+      // Once: a drain scheduled for the turn may run while the last one awaits the digest.
+      if (ended && queue.length === 0 && this.state === 'running' && !finishing) {
+        finishing = true;
         let digest: string;
         try {
           digest = await hash.finish(this.written);
