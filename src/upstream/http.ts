@@ -110,7 +110,12 @@ export class UpstreamHttp {
       let res: IncomingMessage;
       this.breaker.check(current.host);
       try {
-        res = await this.request(current, opts.method ?? 'GET', headers, opts.signal);
+        res = await this.request(current, opts.method ?? 'GET', headers, opts.signal).catch((e: Error & { staleSocket?: boolean }) => {
+          // A pooled connection the server closed as it was reused: GET and HEAD are safe to send
+          // again, once, on a new connection (what Node's documentation advises for reusedSocket).
+          if (!e.staleSocket || opts.signal?.aborted) throw e;
+          return this.request(current, opts.method ?? 'GET', headers, opts.signal);
+        });
       } catch (e) {
         // A request the caller cancelled says nothing about the host.
         if (!opts.signal?.aborted) this.breaker.failed(current.host);
@@ -138,7 +143,7 @@ export class UpstreamHttp {
    * One request: its response once the headers are in (within headersTimeout). Between two body
    * chunks at most bodyTimeout may pass (the socket's own idle timer, refreshed by Node on every
    * read: no timer per chunk); the body then fails. The timer is cleared when the body ends, so an
-   * idle pooled connection is not cut.
+   * idle pooled connection is not cut by it.
    */
   private request(url: URL, method: string, headers: Record<string, string>, signal?: AbortSignal): Promise<IncomingMessage> {
     const tls = url.protocol === 'https:';
@@ -146,8 +151,9 @@ export class UpstreamHttp {
       const req = (tls ? https : http).request(url, { method, headers, agent: tls ? this.agents.https : this.agents.http, signal });
       const timer = setTimeout(() => req.destroy(new Error(`no response headers within ${this.headersTimeout} ms`)), this.headersTimeout);
       timer.unref();
-      req.once('error', (e) => {
+      req.once('error', (e: NodeJS.ErrnoException & { staleSocket?: boolean }) => {
         clearTimeout(timer);
+        if (req.reusedSocket && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) e.staleSocket = true;
         reject(e);
       });
       req.once('response', (res) => {
@@ -155,10 +161,13 @@ export class UpstreamHttp {
         const socket = res.socket;
         const idle = () => res.destroy(new Error(`no body bytes for ${this.bodyTimeout} ms`));
         socket.setTimeout(this.bodyTimeout, idle);
-        res.once('close', () => {
+        // Cleared at the body's end, before the agent frees the socket (a tick later) and sets its
+        // own idle timeout from the server's Keep-Alive hint, which must stay.
+        res.once('end', () => {
           socket.setTimeout(0);
           socket.off('timeout', idle);
         });
+        res.once('close', () => socket.off('timeout', idle));
         // An error after the headers belongs to the body (its reader sees it), not to the request.
         req.on('error', () => {});
         resolve(res);
