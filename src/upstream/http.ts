@@ -161,8 +161,8 @@ export class UpstreamHttp {
         const socket = res.socket;
         const idle = () => res.destroy(new Error(`no body bytes for ${this.bodyTimeout} ms`));
         socket.setTimeout(this.bodyTimeout, idle);
-        // Cleared at the body's end, before the agent frees the socket (a tick later) and sets its
-        // own idle timeout from the server's Keep-Alive hint, which must stay.
+        // Cleared at the body's end, before the agent takes the socket back into its pool (a tick
+        // later): a pooled connection waiting for its next request is not cut by a body timer.
         res.once('end', () => {
           socket.setTimeout(0);
           socket.off('timeout', idle);
