@@ -1,30 +1,16 @@
-import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UpstreamHttp } from '../../src/upstream/http.js';
+import { rawServer } from '../helpers/raw-server.js';
 
 /** An upstream that accepts connections and never answers (a black hole), until told to answer. */
-function blackHole(): Promise<{ port: number; answer: () => void; close: () => void }> {
+async function blackHole(): Promise<{ port: number; answer: () => void; close: () => void }> {
   let answering = false;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
+  const server = await rawServer((s) =>
     s.on('data', () => {
       if (answering) s.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok');
-    });
-  });
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () =>
-      resolve({
-        port: (server.address() as { port: number }).port,
-        answer: () => (answering = true),
-        close: () => {
-          for (const s of sockets) s.destroy();
-          server.close();
-        },
-      }),
-    ),
+    }),
   );
+  return { port: server.port, answer: () => (answering = true), close: server.close };
 }
 
 describe('upstream circuit breaker', () => {

@@ -1,37 +1,20 @@
-import { createServer, type Socket } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UpstreamHttp } from '../../src/upstream/http.js';
+import { rawServer, type RawServer } from '../helpers/raw-server.js';
 
 /**
  * An upstream that keeps connections alive but drops a reused one the moment a second request
  * arrives on it, without answering: the race a pooled connection loses when the server closes it
  * as the client reuses it.
  */
-function droppingReuse(): Promise<{ port: number; connections: () => number; close: () => void }> {
-  let connections = 0;
-  const sockets = new Set<Socket>();
-  const server = createServer((s) => {
-    connections++;
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
+function droppingReuse(): Promise<RawServer> {
+  return rawServer((s) => {
     let served = 0;
     s.on('data', () => {
       if (served++ > 0) return s.resetAndDestroy();
       s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok');
     });
   });
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () =>
-      resolve({
-        port: (server.address() as { port: number }).port,
-        connections: () => connections,
-        close: () => {
-          for (const s of sockets) s.destroy();
-          server.close();
-        },
-      }),
-    ),
-  );
 }
 
 describe('upstream HTTP client (node:http)', () => {
@@ -57,20 +40,14 @@ describe('upstream HTTP client (node:http)', () => {
   });
 
   it('cuts a body that stops sending for the body timeout, and keeps the connection usable otherwise', async () => {
-    const sockets = new Set<Socket>();
-    const server = createServer((s) => {
-      sockets.add(s);
+    const server = await rawServer((s) =>
       s.on('data', (d) => {
         if (String(d).startsWith('GET /stall')) s.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc');
         else s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
-      });
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    closers.push(() => {
-      for (const s of sockets) s.destroy();
-      server.close();
-    });
-    const port = (server.address() as { port: number }).port;
+      }),
+    );
+    closers.push(server.close);
+    const port = server.port;
     const http = new UpstreamHttp({ bodyTimeoutMs: 200 });
     closers.push(() => void http.close());
     const ok = await http.get(new URL(`http://127.0.0.1:${port}/ok`), { allowUrl: () => true });
@@ -81,7 +58,7 @@ describe('upstream HTTP client (node:http)', () => {
     await new Promise((r) => setTimeout(r, 300));
     const again = await http.get(new URL(`http://127.0.0.1:${port}/ok`), { allowUrl: () => true });
     for await (const _ of again.body);
-    expect(sockets.size).toBe(1);
+    expect(server.connections()).toBe(1);
     const t0 = performance.now();
     const stalled = await http.get(new URL(`http://127.0.0.1:${port}/stall`), { allowUrl: () => true });
     await expect(
