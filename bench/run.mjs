@@ -246,7 +246,7 @@ function startStaticNginx(name, paths) {
   const ready = (async () => {
     for (let i = 0; i < 100; i++) {
       try {
-        if ((await fetch(`${url}${Object.keys(paths)[0]}`)).ok) return;
+        if ((await fetch(`${url}${Object.keys(paths)[0]}`, { method: 'HEAD' })).ok) return;
       } catch {}
       await sleep(50);
     }
@@ -433,23 +433,10 @@ if (want('2')) {
   for (let i = 0; i < 600 && !existsSync(blob); i++) await sleep(100);
   const plain = await startJsonChild(join(ROOT, 'bench', 'plain.mjs'), [blob]);
   let nginx = null;
-  const nginxBin = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
-  if (nginxBin) {
-    const nd = join(work, 'nginx');
-    mkdirSync(nd, { recursive: true });
-    const port = 40000 + Math.floor(Math.random() * 10000);
-    writeFileSync(
-      join(nd, 'nginx.conf'),
-      `${process.getuid?.() === 0 ? 'user root; ' : ''}worker_processes 1; pid ${nd}/nginx.pid; error_log ${nd}/error.log; daemon off;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; client_body_temp_path ${nd}; proxy_temp_path ${nd}; fastcgi_temp_path ${nd}; uwsgi_temp_path ${nd}; scgi_temp_path ${nd};\n  server { listen 127.0.0.1:${port}; location /blob { alias ${blob}; default_type application/octet-stream; } } }\n`,
-    );
-    const child = startChild(nginxBin, ['-c', join(nd, 'nginx.conf'), '-p', nd]);
-    for (let i = 0; i < 100; i++) {
-      try {
-        if ((await fetch(`http://127.0.0.1:${port}/blob`, { method: 'HEAD' })).ok) break;
-      } catch {}
-      await sleep(50);
-    }
-    nginx = { child, url: `http://127.0.0.1:${port}/blob` };
+  if (nginxBinary) {
+    const n = startStaticNginx('nginx', { '/blob': [blob, 'application/octet-stream'] });
+    await n.ready;
+    nginx = { child: n.child, url: `${n.url}/blob` };
   }
   const A = [], P = [], N = [];
   a.rss.reset();
@@ -486,7 +473,7 @@ if (want('2')) {
       join(od, 'nginx.conf'),
       `${process.getuid?.() === 0 ? 'user root; ' : ''}worker_processes 1; pid ${od}/nginx.pid; error_log ${od}/error.log; daemon off;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; client_body_temp_path ${od}; proxy_temp_path ${od}; fastcgi_temp_path ${od}; uwsgi_temp_path ${od}; scgi_temp_path ${od};\n${oconf}\n}\n`,
     );
-    const ochild = startChild(nginxBin, ['-c', join(od, 'nginx.conf'), '-p', od]);
+    const ochild = startChild(nginxBinary, ['-c', join(od, 'nginx.conf'), '-p', od]);
     const ourl = `http://127.0.0.1:${oport}/pypi/files/${f.project}/${f.name}`;
     for (let i = 0; i < 100; i++) {
       try {
