@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Hono, type Context } from 'hono';
-import { presentedSecret, type Authenticator } from './auth/tokens.js';
+import { presentedSecret, type Authenticator, type Identity } from './auth/tokens.js';
 import type { Logger } from 'pino';
 import { under, type FrontEnd } from './http/frontend.js';
 import { clientAddress, type AppEnv } from './http/send.js';
+import type { FastPath } from './http/fast.js';
 import type { Recorder } from './core/records.js';
 import type { Metrics } from './obs/metrics.js';
 import type { PullFilter, PullLog } from './storage/meta-store.js';
@@ -29,6 +30,9 @@ export interface AppDeps {
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
+type Area = FrontEnd | typeof ADMIN;
+type Admission = { identity?: Identity } | { refuse: 401 | 403; message: string; badToken?: boolean };
+
 /** The admin endpoints (/-/...) refuse in plain JSON. */
 const ADMIN = {
   ecosystem: 'admin' as const,
@@ -41,53 +45,72 @@ const ADMIN = {
 };
 
 /** The root app: shared middleware, admin endpoints under /-/, and the protocol front-ends. */
-export function buildApp(d: AppDeps): Hono<AppEnv> {
+export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
   const app = new Hono<AppEnv>();
 
   const areaOf = (path: string) => d.frontends.find((f) => under(f.prefix, path)) ?? ADMIN;
 
-  app.use('*', async (c, next) => {
-    const given = c.req.header('x-request-id');
-    const id = given && REQUEST_ID.test(given) ? given : randomUUID();
-    c.set('requestId', id);
-    await next();
-    // Bodies sent straight to the Node response (src/http/send.ts) carry their status there.
-    const status = c.env?.outgoing?.headersSent ? c.env.outgoing.statusCode : c.res.status;
-    d.metrics.requests.inc({ ecosystem: areaOf(c.req.path).ecosystem, status: `${Math.floor(status / 100)}xx` });
-  });
+  // The request counter's children by label pair: prom-client's labelled inc() hashes its labels
+  // on every call.
+  const counted = new Map<string, { inc: () => void }>();
+  const count = (ecosystem: string, status: number) => {
+    const cls = `${Math.floor(status / 100)}xx`;
+    const key = `${ecosystem} ${cls}`;
+    let child = counted.get(key);
+    if (!child) counted.set(key, (child = d.metrics.requests.labels({ ecosystem, status: cls })));
+    child.inc();
+  };
 
-  // Identity: a client token as each client sends it. A wrong or revoked token is refused even
-  // where anonymous pulls are allowed; a missing one only where a token is required.
-  app.use('*', async (c, next) => {
-    const area = areaOf(c.req.path);
-    if (area.open?.includes(c.req.path)) return next();
+  /**
+   * Identity: a client token as each client sends it. A wrong or revoked token is refused even
+   * where anonymous pulls are allowed; a missing one only where a token is required. The same
+   * check for the router and the fast path (src/http/fast.ts); only the router answers refusals.
+   */
+  const admit = async (area: Area, path: string, authorization: string | undefined): Promise<Admission> => {
+    if (area.open?.includes(path)) return {};
     // The console authenticates by its own session cookie (src/console/session.ts).
-    if (d.console && under('/-/ui', c.req.path)) return next();
-    const secret = presentedSecret(c.req.header('authorization'));
+    if (d.console && under('/-/ui', path)) return {};
+    const secret = presentedSecret(authorization);
     const identity = secret ? await d.auth.authenticator.identify(secret) : null;
     const admin = area.ecosystem === 'admin';
     const required = d.auth.modes[area.ecosystem] === 'token';
-    if (identity) c.set('identity', identity);
-    else if (secret) {
+    if (secret && !identity) return { refuse: 401, message: 'the token presented is not valid (unknown or revoked)', badToken: true };
+    if (!identity && required) return { refuse: 401, message: `a client token is required here; create one with: airlock token create --name NAME${admin ? ' --admin' : ''}` };
+    if (admin && required && !identity!.admin) return { refuse: 403, message: `token ${identity!.name} is not an admin token` };
+    return identity ? { identity } : {};
+  };
+
+  // One middleware for every request: its id, its identity, and the request counter. (Two
+  // middlewares cost a warm page more: each layer is another async frame and dispatch step.)
+  app.use('*', async (c, next) => {
+    const given = c.req.header('x-request-id');
+    c.set('requestId', given && REQUEST_ID.test(given) ? given : randomUUID());
+    const area = areaOf(c.req.path);
+    const a = await admit(area, c.req.path, c.req.header('authorization'));
+    if ('refuse' in a) {
       // A wrong or revoked token is an attempt worth keeping: a log line and a pull row (never the secret).
-      const reason = 'the token presented is not valid (unknown or revoked)';
-      void d.recorder.record({
-        ts: Date.now(),
-        client: clientAddress(c),
-        ecosystem: admin ? 'audit' : area.ecosystem,
-        name: admin ? 'admin' : c.req.path.slice(0, 300),
-        cache: 'none',
-        decision: 'deny',
-        reason,
-        rule: `auth.${area.ecosystem}`,
-        requestId: c.get('requestId'),
-        code: 'bad_token',
-      });
-      return area.refuse(c, 401, reason);
+      if (a.badToken) {
+        const admin = area.ecosystem === 'admin';
+        void d.recorder.record({
+          ts: Date.now(),
+          client: clientAddress(c),
+          ecosystem: admin ? 'audit' : area.ecosystem,
+          name: admin ? 'admin' : c.req.path.slice(0, 300),
+          cache: 'none',
+          decision: 'deny',
+          reason: a.message,
+          rule: `auth.${area.ecosystem}`,
+          requestId: c.get('requestId'),
+          code: 'bad_token',
+        });
+      }
+      count(area.ecosystem, a.refuse);
+      return area.refuse(c, a.refuse, a.message);
     }
-    else if (required) return area.refuse(c, 401, `a client token is required here; create one with: airlock token create --name NAME${admin ? ' --admin' : ''}`);
-    if (admin && required && !identity!.admin) return area.refuse(c, 403, `token ${identity!.name} is not an admin token`);
-    return next();
+    if (a.identity) c.set('identity', a.identity);
+    await next();
+    // Bodies sent straight to the Node response (src/http/send.ts) carry their status there.
+    count(area.ecosystem, c.env?.outgoing?.headersSent ? c.env.outgoing.statusCode : c.res.status);
   });
 
   // Red while pull records cannot be written: every artefact is withheld then (fail closed).
@@ -150,5 +173,26 @@ export function buildApp(d: AppDeps): Hono<AppEnv> {
     d.log.error({ err, path: c.req.path }, 'unexpected error');
     return c.json({ error: 'INTERNAL', message: 'internal error (see the Airlock log)' }, 500);
   });
-  return app;
+  /**
+   * The fast path (src/http/fast.ts): a GET a front-end answers at once from memory, after the
+   * same identity check as above. A refusal is never made here: the router makes it (and its
+   * record) when this returns false.
+   */
+  const withFast = d.frontends.filter((f) => f.fast);
+  const fast: FastPath = {
+    candidate: (req) => req.method === 'GET' && withFast.some((f) => req.url !== undefined && req.url.startsWith(`${f.prefix}/`)),
+    async serve(req, res) {
+      const path = (req.url ?? '').split('?', 1)[0];
+      const area = withFast.find((f) => under(f.prefix, path));
+      if (!area) return false;
+      const authorization = req.headers.authorization;
+      // Repeated credentials: the router reads them as Hono joins them; it decides.
+      if (authorization !== undefined && (req.headersDistinct.authorization?.length ?? 0) > 1) return false;
+      const a = await admit(area, path, authorization);
+      if ('refuse' in a || !area.fast!(req, res)) return false;
+      count(area.ecosystem, res.statusCode);
+      return true;
+    },
+  };
+  return { app, fast };
 }

@@ -1,9 +1,11 @@
 import type { AddressInfo } from 'node:net';
+import { createServer as createHttpServer, type RequestListener, type ServerOptions } from 'node:http';
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { serve, type ServerType } from '@hono/node-server';
 import { buildApp } from './app.js';
+import { withFastPath } from './http/fast.js';
 import { createConsole } from './console/routes.js';
 import { Authenticator } from './auth/tokens.js';
 import { changedSettings, loadConfig, type LoadedConfig } from './config/load.js';
@@ -148,8 +150,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     policySizes: () => ({ pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }),
     recordHealth: () => recorder.health(),
   });
-  const app = buildApp({ auth: { authenticator, modes: config.auth }, log, metrics, meta, recorder, unready, console: consoleApp, frontends: [
-      { ...PYPI, app: pypi },
+  const { app, fast } = buildApp({ auth: { authenticator, modes: config.auth }, log, metrics, meta, recorder, unready, console: consoleApp, frontends: [
+      { ...PYPI, app: pypi.app, fast: pypi.fast },
       { ...OCI, app: oci },
       { ...HF, app: hf },
     ],
@@ -168,6 +170,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
 
   return {
     app,
+    fast,
     log,
     meta,
     store,
@@ -223,7 +226,9 @@ export async function startServer(loaded: LoadedConfig, opts: AirlockOptions = {
   const airlock = await createAirlock(loaded, opts);
   const { hostname, port } = splitListen(loaded.config.listen);
   const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: airlock.app.fetch, hostname, port }, () => resolve(s));
+    // The router's listener behind the fast path for warm pages (src/http/fast.ts).
+    const createServer = ((opts: ServerOptions, listener: RequestListener) => createHttpServer(opts, withFastPath(airlock.fast, listener))) as typeof createHttpServer;
+    const s = serve({ fetch: airlock.app.fetch, hostname, port, createServer }, () => resolve(s));
     s.once('error', reject);
   });
   const bound = (server.address() as AddressInfo).port;

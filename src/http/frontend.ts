@@ -1,5 +1,6 @@
 import type { Context, Hono } from 'hono';
 import type { AppEnv } from './send.js';
+import type { FastAnswer } from './fast.js';
 
 /**
  * What a protocol front-end tells the root app about itself, so the root composes front-ends
@@ -20,6 +21,8 @@ export interface FrontEndInfo {
 
 export interface FrontEnd extends FrontEndInfo {
   app: Hono<AppEnv>;
+  /** Answers some GETs at once outside the router (src/http/fast.ts), after the identity check. */
+  fast?: FastAnswer;
 }
 
 /** Whether a request path falls under a front-end's prefix. */

@@ -68,12 +68,19 @@ export class PypiIndex {
     return host === indexHost || this.fileHosts.has(host) || this.fileHosts.has(url.hostname.toLowerCase());
   }
 
-  async project(name: string, source: IndexSource): Promise<ProjectPage> {
-    const key = `pypi:${source}:${name}`;
-    const memo = this.memo.get(key);
+  /** The page if it is parsed in memory and within its TTL, at once; otherwise null (ask project()). */
+  warm(name: string, source: IndexSource): ProjectPage | null {
+    const memo = this.memo.get(`pypi:${source}:${name}`);
     if (memo && this.now() - memo.fetchedAt < this.o.ttlSeconds * 1000) {
       return { project: memo.project, fetchedAt: memo.fetchedAt, stale: false };
     }
+    return null;
+  }
+
+  async project(name: string, source: IndexSource): Promise<ProjectPage> {
+    const warm = this.warm(name, source);
+    if (warm) return warm;
+    const key = `pypi:${source}:${name}`;
     let p = this.inflight.get(key);
     if (!p) {
       p = this.load(key, name, source).finally(() => this.inflight.delete(key));

@@ -15,7 +15,8 @@ import { admitFile } from './admit.js';
 import { filterProject } from './filter.js';
 import type { FilteredProject } from './model.js';
 import { isValidFilename, isValidProjectName, normalizeName } from '../names/pypi.js';
-import type { IndexSource, PypiIndex } from './index.js';
+import type { IndexSource, ProjectPage, PypiIndex } from './index.js';
+import type { FastAnswer } from '../http/fast.js';
 import { renderHtml, renderJson, renderRootHtml, renderRootJson } from './render.js';
 
 export interface PypiDeps {
@@ -51,6 +52,9 @@ function acceptsGzip(h: string | undefined): boolean {
   });
 }
 
+/** A project page by its name, as the fast path takes it: no query, nothing after the slash. */
+const PAGE_PATH = new RegExp(`^${PYPI.prefix}/simple/([^/?#]+)/$`);
+
 const CONTENT_TYPE: Record<SimpleFormat, string> = {
   'application/vnd.pypi.simple.v1+json': 'application/vnd.pypi.simple.v1+json',
   'application/vnd.pypi.simple.v1+html': 'application/vnd.pypi.simple.v1+html; charset=utf-8',
@@ -63,7 +67,7 @@ const CONTENT_TYPE: Record<SimpleFormat, string> = {
  * fetch through the core, answer in PyPI's format. A factory of small handlers closing over one
  * set of dependencies (decisions in admit.ts and filter.ts, rendering in render.ts).
  */
-export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
+export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswer } {
   const app = new Hono<AppEnv>();
   // Rendered pages (bytes, and gzip on demand), per parsed page object and policy object: a warm
   // page costs two WeakMap lookups; the 5,000-file row of the benchmark measures it.
@@ -73,6 +77,47 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
     const plain = (entry.bodies[kind] ??= Buffer.from(kind === 'json' ? renderJson(entry.filtered) : renderHtml(entry.filtered)));
     if (!gzip) return plain;
     return (entry.bodies[`${kind}.gz`] ??= gzipSync(plain, { level: 6 }));
+  };
+  const maxAge = `max-age=${d.pageMaxAge}`;
+  /** A project page's body and headers, for the route below and for the fast path alike. */
+  const pageAnswer = (page: ProjectPage, policy: Policy, format: SimpleFormat, acceptEncoding: string | undefined): { headers: Record<string, string>; body: Buffer } => {
+    let perPolicy = rendered.get(page.project);
+    if (!perPolicy) rendered.set(page.project, (perPolicy = new WeakMap()));
+    let entry = perPolicy.get(policy);
+    if (!entry) perPolicy.set(policy, (entry = { filtered: filterProject(page.project, policy), bodies: {} }));
+    const gzip = acceptsGzip(acceptEncoding);
+    const body = bodyOf(entry, format === JSON_V1 ? 'json' : 'html', gzip);
+    const headers: Record<string, string> = { 'content-type': CONTENT_TYPE[format], vary: 'Accept, Accept-Encoding', 'cache-control': maxAge };
+    if (gzip) headers['content-encoding'] = 'gzip';
+    if (page.stale) {
+      headers['x-airlock-stale'] = `upstream failed (${reasonPhrase(page.staleReason ?? '')}); page fetched ${new Date(page.fetchedAt).toISOString()}`;
+      headers['cache-control'] = 'no-store';
+    }
+    return { headers, body };
+  };
+
+  /**
+   * The fast path (src/http/fast.ts) for the most frequent request pip makes: a GET of a project
+   * page that is parsed in memory, allowed, and asked for by its normalised name without a query.
+   * Anything else, refusals and redirects included, returns false and takes the route below.
+   */
+  const fast: FastAnswer = (req, res) => {
+    const m = PAGE_PATH.exec(req.url ?? '');
+    if (!m) return false;
+    const name = m[1];
+    if (!isValidProjectName(name) || normalizeName(name) !== name) return false;
+    const format = negotiate(req.headers.accept, undefined);
+    if (!format) return false;
+    const policy = d.policy();
+    const decision = policy.pypi.decideProject(name);
+    if (!decision.allow) return false;
+    const page = d.index.warm(name, decision.source);
+    if (!page) return false;
+    const a = pageAnswer(page, policy, format, req.headers['accept-encoding']);
+    a.headers['content-length'] = String(a.body.length);
+    res.writeHead(200, a.headers);
+    res.end(a.body);
+    return true;
   };
 
   app.get('/simple', (c) => c.redirect(`${PYPI.prefix}/simple/`, 301));
@@ -105,23 +150,8 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
       return refuse(c, 403, decision.reason);
     }
     const page = await loadPage(name, decision.source, decision.rule);
-    let perPolicy = rendered.get(page.project);
-    if (!perPolicy) rendered.set(page.project, (perPolicy = new WeakMap()));
-    let entry = perPolicy.get(policy);
-    if (!entry) perPolicy.set(policy, (entry = { filtered: filterProject(page.project, policy), bodies: {} }));
-    const gzip = acceptsGzip(c.req.header('accept-encoding'));
-    const body = bodyOf(entry, format === JSON_V1 ? 'json' : 'html', gzip);
-    const headers: Record<string, string> = {
-      'content-type': CONTENT_TYPE[format],
-      vary: 'Accept, Accept-Encoding',
-      'cache-control': `max-age=${d.pageMaxAge}`,
-    };
-    if (gzip) headers['content-encoding'] = 'gzip';
-    if (page.stale) {
-      headers['x-airlock-stale'] = `upstream failed (${reasonPhrase(page.staleReason ?? '')}); page fetched ${new Date(page.fetchedAt).toISOString()}`;
-      headers['cache-control'] = 'no-store';
-    }
-    return sendBytes(c, 200, headers, body);
+    const a = pageAnswer(page, policy, format, c.req.header('accept-encoding'));
+    return sendBytes(c, 200, a.headers, a.body);
   });
 
   /** The page for a project, mapping "internal index lacks it" to the refusal it must be. */
@@ -227,5 +257,5 @@ export function createPypiApp(d: PypiDeps): Hono<AppEnv> {
     return refuse(c as Context<AppEnv>, 500, 'internal error (see the Airlock log)');
   });
 
-  return app;
+  return { app, fast };
 }
