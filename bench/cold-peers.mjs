@@ -5,7 +5,8 @@
 //   direct        the upstream itself (nginx serving the registry tree as static files, sendfile)
 //   nginx         nginx proxy_cache in front of it (buffers raised to 32 x 64 KiB; a fresh cache each time)
 //   distribution  Debian's docker-registry as a pull-through cache (proxy.remoteurl; fresh storage)
-//   node pipe     a plain Node proxy (node:http client piped to the response): Node's own floor, no cache
+//   node pipe     a plain Node proxy (node:http client piped to the response): no cache, no check
+//   node pipe, 1 MiB reads / floor: spool + hash   reference proxies (bench/floor.cjs): Node's share
 //   airlock       `airlock serve`, fresh data directory, the layer pinned through its manifest
 // Each round runs the rows in a new random order. Before every row: `sync` (a 1 GiB fill leaves
 // dirty pages whose writeback slows whatever runs next) and, unless --no-prefault, 2 GiB written
@@ -207,7 +208,16 @@ const contenders = {
     return { url: `http://127.0.0.1:${port}${blobPath}`, pids: [child.pid], stop: () => stop(child) };
   },
   airlock: () => airlock(AIRLOCK_ENV),
+  // Node's share and Airlock's (bench/floor.cjs): the pipe above with 1 MiB reads, and the least a
+  // verifying cache does per byte in Node (spool file, SHA-256 in a worker, no HTTP parsing).
+  'node pipe, 1 MiB reads': () => reference('slab-pipe'),
+  'floor: spool + hash': () => reference('floor'),
 };
+async function reference(mode) {
+  const child = start(process.execPath, [join(ROOT, 'bench', 'floor.cjs'), mode, UP.replace('http://', '')], { env: { ...process.env, ...AIRLOCK_ENV } });
+  const port = await new Promise((r) => child.stdout.once('data', (d) => r(Number(String(d).trim()))));
+  return { url: `http://127.0.0.1:${port}${blobPath}`, pids: [child.pid], stop: () => stop(child) };
+}
 // AB_MALLOC="a=<GLIBC_TUNABLES or none>[@<dist dir>];b=..." adds rows 'airlock a', 'airlock b' with those settings
 // (measuring the setting itself), optionally from another build's dist/ (measuring a change).
 for (const kv of (process.env.AB_MALLOC ?? '').split(';').filter(Boolean)) {
