@@ -179,8 +179,9 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
    * record) when this returns false.
    */
   const withFast = d.frontends.filter((f) => f.fast);
+  const fastPrefixes = withFast.map((f) => `${f.prefix}/`);
   const fast: FastPath = {
-    candidate: (req) => req.method === 'GET' && withFast.some((f) => req.url !== undefined && req.url.startsWith(`${f.prefix}/`)),
+    candidate: (req) => req.method === 'GET' && req.url !== undefined && fastPrefixes.some((p) => req.url!.startsWith(p)),
     async serve(req, res) {
       const path = (req.url ?? '').split('?', 1)[0];
       const area = withFast.find((f) => under(f.prefix, path));

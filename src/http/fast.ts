@@ -33,9 +33,11 @@ export function withFastPath(fast: FastPath, router: (req: IncomingMessage, res:
       (done) => {
         if (!done) void router(req, res);
       },
-      // Nothing is written before the answer is whole: a throw leaves the request to the router.
+      // A throw before anything was written leaves the request to the router; after, the client
+      // must not wait for an answer that will not come.
       () => {
         if (!res.headersSent) void router(req, res);
+        else res.destroy();
       },
     );
   };
