@@ -55,6 +55,13 @@ function acceptsGzip(h: string | undefined): boolean {
 /** A project page by its name, as the fast path takes it: no query, nothing after the slash. */
 const PAGE_PATH = new RegExp(`^${PYPI.prefix}/simple/([^/?#]+)/$`);
 
+type PageRequest =
+  | { kind: 'bad-name' }
+  | { kind: 'redirect'; name: string }
+  | { kind: 'not-acceptable' }
+  | { kind: 'denied'; name: string; rule: string; reason: string }
+  | { kind: 'page'; name: string; format: SimpleFormat; policy: Policy; source: IndexSource; rule: string };
+
 const CONTENT_TYPE: Record<SimpleFormat, string> = {
   'application/vnd.pypi.simple.v1+json': 'application/vnd.pypi.simple.v1+json',
   'application/vnd.pypi.simple.v1+html': 'application/vnd.pypi.simple.v1+html; charset=utf-8',
@@ -97,6 +104,24 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
   };
 
   /**
+   * What a request for a project page asks for, decided in one place for the route and the fast
+   * path in the order the route answers: a bad name (400), a name to normalise (301), no offered
+   * format (406), a name the policy refuses (403), or the page to serve. The fast path serves only
+   * the last, so it can never serve what the route would refuse.
+   */
+  const pageRequest = (raw: string, accept: string | undefined, formatQuery: string | undefined): PageRequest => {
+    if (!isValidProjectName(raw)) return { kind: 'bad-name' };
+    const name = normalizeName(raw);
+    if (name !== raw) return { kind: 'redirect', name };
+    const format = negotiate(accept, formatQuery);
+    if (!format) return { kind: 'not-acceptable' };
+    const policy = d.policy();
+    const decision = policy.pypi.decideProject(name);
+    if (!decision.allow) return { kind: 'denied', name, rule: decision.rule, reason: decision.reason };
+    return { kind: 'page', name, format, policy, source: decision.source, rule: decision.rule };
+  };
+
+  /**
    * The fast path (src/http/fast.ts) for the most frequent request pip makes: a GET of a project
    * page that is parsed in memory, allowed, and asked for by its normalised name without a query.
    * Anything else, refusals and redirects included, returns false and takes the route below.
@@ -104,16 +129,11 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
   const fast: FastAnswer = (req, res) => {
     const m = PAGE_PATH.exec(req.url ?? '');
     if (!m) return false;
-    const name = m[1];
-    if (!isValidProjectName(name) || normalizeName(name) !== name) return false;
-    const format = negotiate(req.headers.accept, undefined);
-    if (!format) return false;
-    const policy = d.policy();
-    const decision = policy.pypi.decideProject(name);
-    if (!decision.allow) return false;
-    const page = d.index.warm(name, decision.source);
+    const r = pageRequest(m[1], req.headers.accept, undefined);
+    if (r.kind !== 'page') return false;
+    const page = d.index.warm(r.name, r.source);
     if (!page) return false;
-    const a = pageAnswer(page, policy, format, req.headers['accept-encoding']);
+    const a = pageAnswer(page, r.policy, r.format, req.headers['accept-encoding']);
     a.headers['content-length'] = String(a.body.length);
     res.writeHead(200, a.headers);
     res.end(a.body);
@@ -137,20 +157,20 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
   });
 
   app.get('/simple/:name/', async (c) => {
-    const raw = c.req.param('name');
-    if (!isValidProjectName(raw)) return refuse(c, 400, 'invalid project name: expected a PEP 508 name');
-    const name = normalizeName(raw);
-    if (name !== raw) return c.redirect(`${PYPI.prefix}/simple/${name}/`, 301);
-    const format = negotiate(c.req.header('accept'), c.req.query('format'));
-    if (!format) return refuse(c, 406, 'none of the media types in Accept is offered: use application/vnd.pypi.simple.v1+json or text/html');
-    const policy = d.policy();
-    const decision = policy.pypi.decideProject(name);
-    if (!decision.allow) {
-      d.log.warn({ ecosystem: 'pypi', name, rule: decision.rule, reason: decision.reason, client: clientAddress(c) }, 'project refused');
-      return refuse(c, 403, decision.reason);
+    const r = pageRequest(c.req.param('name'), c.req.header('accept'), c.req.query('format'));
+    switch (r.kind) {
+      case 'bad-name':
+        return refuse(c, 400, 'invalid project name: expected a PEP 508 name');
+      case 'redirect':
+        return c.redirect(`${PYPI.prefix}/simple/${r.name}/`, 301);
+      case 'not-acceptable':
+        return refuse(c, 406, 'none of the media types in Accept is offered: use application/vnd.pypi.simple.v1+json or text/html');
+      case 'denied':
+        d.log.warn({ ecosystem: 'pypi', name: r.name, rule: r.rule, reason: r.reason, client: clientAddress(c) }, 'project refused');
+        return refuse(c, 403, r.reason);
     }
-    const page = await loadPage(name, decision.source, decision.rule);
-    const a = pageAnswer(page, policy, format, c.req.header('accept-encoding'));
+    const page = await loadPage(r.name, r.source, r.rule);
+    const a = pageAnswer(page, r.policy, r.format, c.req.header('accept-encoding'));
     return sendBytes(c, 200, a.headers, a.body);
   });
 

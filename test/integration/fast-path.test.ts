@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Authenticator } from '../../src/auth/tokens.js';
@@ -100,6 +101,25 @@ ${extra}`;
     expect((await get(anon, '/pypi/simple/tinylib/', { accept: 'image/png' })).status).toBe(406);
     expect(seen.every((done) => !done)).toBe(true);
     expect(seen.length).toBe(3);
+  });
+
+  it('refuses a warm page once a policy reload denies it: the fast path never serves what the router refuses', async () => {
+    expect((await get(anon, '/pypi/simple/tinylib/')).status).toBe(200);
+    const seen = watch(anon);
+    const before = readFileSync(anon.configFile, 'utf8');
+    writeFileSync(anon.configFile, before.replace('- { name: tinylib, versions: ">=1,<2" }', '- { name: otherlib }\n    deny:\n      - { name: tinylib, reason: "withdrawn" }'));
+    try {
+      expect(anon.airlock.reloadPolicy()).toBe(true);
+      const denied = await get(anon, '/pypi/simple/tinylib/');
+      expect(denied.status).toBe(403);
+      expect(await denied.text()).toMatch(/denied by policy rule .*withdrawn/);
+      expect(seen).toEqual([false]);
+    } finally {
+      writeFileSync(anon.configFile, before);
+      expect(anon.airlock.reloadPolicy()).toBe(true);
+    }
+    expect((await get(anon, '/pypi/simple/tinylib/')).status).toBe(200);
+    expect(seen).toEqual([false, true]);
   });
 
   it('counts its answers in the request metric', async () => {
