@@ -46,6 +46,10 @@ function collect(r: Readable): { data: () => Buffer; done: Promise<Error | null>
 }
 
 const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
+/** Wait until `cond` holds (a loaded machine may take longer than a tick to spool and serve), at most 5 s. */
+async function until(cond: () => boolean): Promise<void> {
+  for (const end = Date.now() + 5000; !cond() && Date.now() < end; ) await tick(10);
+}
 
 describe('verified fill', () => {
   it('holds back the tail until the digest checks, then releases it', async () => {
@@ -55,6 +59,7 @@ describe('verified fill', () => {
     const served = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: up.open });
     const got = collect(served.body);
     up.body.write(bytes.subarray(0, bytes.length - 10));
+    await until(() => got.data().length > 0);
     await tick();
     // Everything but the held-back tail may flow; never the end of the file.
     expect(got.data().length).toBeLessThanOrEqual(bytes.length - HOLD_BACK);
@@ -212,6 +217,7 @@ describe('verified fill', () => {
     expect(got.data().length).toBe(0);
     up.body.write(bytes.subarray(3, bytes.length - 10));
     await served.gate;
+    await until(() => got.data().length > 0);
     await tick();
     expect(released).toBe(true);
     expect(got.data().length).toBeGreaterThan(0);
