@@ -96,7 +96,17 @@ function cpu(pid) {
 }
 function curl(url) {
   const cmd = PIN ? ['taskset', '-c', '1', 'curl'] : ['curl'];
-  const out = execFileSync(cmd[0], [...cmd.slice(1), '-s', '-S', '--fail', '-o', '/dev/null', '-w', '%{time_starttransfer} %{time_total} %{size_download}', url]).toString();
+  const out = execFileSync(cmd[0], [
+    ...cmd.slice(1),
+    '-s',
+    '-S',
+    '--fail',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{time_starttransfer} %{time_total} %{size_download}',
+    url,
+  ]).toString();
   const [ttfb, total, bytes] = out.trim().split(' ').map(Number);
   if (bytes !== SIZE) throw new Error(`${url}: ${bytes} bytes, expected ${SIZE}`);
   return { ttfb, total, mibps: bytes / (1 << 20) / total };
@@ -150,18 +160,24 @@ const user = process.getuid?.() === 0 ? 'user root; ' : '';
 const temps = (d) => `client_body_temp_path ${d}/cbt; proxy_temp_path ${d}/pt; fastcgi_temp_path ${d}/f; uwsgi_temp_path ${d}/u; scgi_temp_path ${d}/s;`;
 function nginxConf(d, server) {
   mkdirSync(d, { recursive: true });
-  writeFileSync(join(d, 'nginx.conf'), `${user}worker_processes 1; pid ${d}/nginx.pid; error_log ${d}/error.log; daemon off;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; ${temps(d)}\n${server}\n}\n`);
+  writeFileSync(
+    join(d, 'nginx.conf'),
+    `${user}worker_processes 1; pid ${d}/nginx.pid; error_log ${d}/error.log; daemon off;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; ${temps(d)}\n${server}\n}\n`,
+  );
   return join(d, 'nginx.conf');
 }
 
 // --- the upstream: nginx serving the tree as a registry (GET and HEAD, digests in headers) ---
 const upPort = freePort();
 const UP = `http://127.0.0.1:${upPort}`;
-const upConf = nginxConf(join(work, 'up'), `server { listen 127.0.0.1:${upPort}; root ${www};
+const upConf = nginxConf(
+  join(work, 'up'),
+  `server { listen 127.0.0.1:${upPort}; root ${www};
   location = /v2/ { default_type application/json; return 200 '{}'; }
   location ~ "^/v2/.+/blobs/(sha256:[0-9a-f]{64})$" { default_type application/octet-stream; add_header Docker-Content-Digest $1; }
   location ~ ^/v2/.+/manifests/ { default_type application/vnd.oci.image.manifest.v1+json; add_header Docker-Content-Digest ${manifestDigest}; }
-}`);
+}`,
+);
 const upstream = start(NGINX, ['-c', upConf, '-p', join(work, 'up')]);
 await waitFor(`${UP}/v2/`, 'upstream nginx', upstream);
 const upPids = () => [upstream.pid];
@@ -175,12 +191,20 @@ const contenders = {
   async nginx() {
     const port = freePort();
     const d = join(work, `ngx-${port}`);
-    const conf = nginxConf(d, `proxy_cache_path ${d}/cache levels=1:2 keys_zone=c:10m max_size=20g inactive=1d use_temp_path=off;
+    const conf = nginxConf(
+      d,
+      `proxy_cache_path ${d}/cache levels=1:2 keys_zone=c:10m max_size=20g inactive=1d use_temp_path=off;
   server { listen 127.0.0.1:${port};
-    location / { proxy_pass ${UP}; proxy_cache c; proxy_cache_valid 200 1d; proxy_buffering on; proxy_buffer_size 64k; proxy_buffers 32 64k; proxy_busy_buffers_size 256k; proxy_temp_file_write_size 1m; } }`);
+    location / { proxy_pass ${UP}; proxy_cache c; proxy_cache_valid 200 1d; proxy_buffering on; proxy_buffer_size 64k; proxy_buffers 32 64k; proxy_busy_buffers_size 256k; proxy_temp_file_write_size 1m; } }`,
+    );
     const child = start(NGINX, ['-c', conf, '-p', d]);
     await waitFor(`http://127.0.0.1:${port}/v2/`, 'nginx proxy_cache', child);
-    const workers = () => execFileSync('pgrep', ['-P', String(child.pid)]).toString().trim().split('\n').map(Number);
+    const workers = () =>
+      execFileSync('pgrep', ['-P', String(child.pid)])
+        .toString()
+        .trim()
+        .split('\n')
+        .map(Number);
     return { url: `http://127.0.0.1:${port}${blobPath}`, pids: [child.pid, ...workers()], stop: () => stop(child) };
   },
   async distribution() {
@@ -188,14 +212,23 @@ const contenders = {
     const port = freePort();
     const d = join(work, `reg-${port}`);
     mkdirSync(d, { recursive: true });
-    writeFileSync(join(d, 'config.yml'), `version: 0.1\nlog: { level: error }\nstorage: { filesystem: { rootdirectory: ${d}/data }, delete: { enabled: true } }\nhttp: { addr: 127.0.0.1:${port} }\nproxy: { remoteurl: ${UP} }\n`);
+    writeFileSync(
+      join(d, 'config.yml'),
+      `version: 0.1\nlog: { level: error }\nstorage: { filesystem: { rootdirectory: ${d}/data }, delete: { enabled: true } }\nhttp: { addr: 127.0.0.1:${port} }\nproxy: { remoteurl: ${UP} }\n`,
+    );
     const child = start(REGISTRY, ['serve', join(d, 'config.yml')]);
     await waitFor(`http://127.0.0.1:${port}/v2/`, 'distribution', child);
-    await (await fetch(`http://127.0.0.1:${port}/v2/bench/layer/manifests/${manifestDigest}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).arrayBuffer();
+    await (
+      await fetch(`http://127.0.0.1:${port}/v2/bench/layer/manifests/${manifestDigest}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })
+    ).arrayBuffer();
     return { url: `http://127.0.0.1:${port}${blobPath}`, pids: [child.pid], stop: () => stop(child) };
   },
   async 'node pipe'() {
-    const child = start(process.execPath, ['-e', `
+    const child = start(
+      process.execPath,
+      [
+        '-e',
+        `
       const http = require('node:http');
       const agent = new http.Agent({ keepAlive: true });
       http.createServer((req, res) => {
@@ -203,7 +236,10 @@ const contenders = {
           res.writeHead(up.statusCode, { 'content-length': up.headers['content-length'] });
           up.pipe(res);
         });
-      }).listen(0, '127.0.0.1', function () { console.log(this.address().port); });`], { env: { ...process.env, ...AIRLOCK_ENV } });
+      }).listen(0, '127.0.0.1', function () { console.log(this.address().port); });`,
+      ],
+      { env: { ...process.env, ...AIRLOCK_ENV } },
+    );
     const port = await new Promise((r) => child.stdout.once('data', (d) => r(Number(String(d).trim()))));
     return { url: `http://127.0.0.1:${port}${blobPath}`, pids: [child.pid], stop: () => stop(child) };
   },
@@ -234,7 +270,9 @@ async function airlock(env, dist = join(ROOT, 'dist')) {
       join(d, 'airlock.yaml'),
       `listen: 127.0.0.1:${port}\ndata_dir: ${d}/data\nlog_level: warn\noci:\n  default_registry: bench.local\n  inventory: on-demand\n  registries:\n    bench.local: { url: "${UP}" }\npolicy:\n  oci:\n    allow:\n      - { repository: bench.local/bench/layer, tags: { v1: "${manifestDigest}" } }\n`,
     );
-    const child = start(process.execPath, [join(dist, 'cli', 'main.js'), 'serve', '--config', join(d, 'airlock.yaml')], { env: { ...process.env, ...env, ...(process.env.PERF ? { NODE_OPTIONS: '--perf-basic-prof' } : {}) } });
+    const child = start(process.execPath, [join(dist, 'cli', 'main.js'), 'serve', '--config', join(d, 'airlock.yaml')], {
+      env: { ...process.env, ...env, ...(process.env.PERF ? { NODE_OPTIONS: '--perf-basic-prof' } : {}) },
+    });
     const url = `http://127.0.0.1:${port}`;
     await waitFor(`${url}/-/healthz`, 'airlock', child);
     const m = await fetch(`${url}/v2/bench/layer/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
@@ -265,7 +303,10 @@ for (let round = 0; round < ROUNDS; round++) {
     const before = pids.map(cpu);
     const faults0 = c.pids.map(faults);
     // PERF=file: a CPU profile of the row's first server process during the pull (perf record).
-    const perf = process.env.PERF && c.pids[0] ? spawn('perf', ['record', '-F', '999', '-g', '-t', String(c.pids[0]), '-o', `${process.env.PERF}.${name.replace(' ', '-')}`], { stdio: 'ignore' }) : null;
+    const perf =
+      process.env.PERF && c.pids[0]
+        ? spawn('perf', ['record', '-F', '999', '-g', '-t', String(c.pids[0]), '-o', `${process.env.PERF}.${name.replace(' ', '-')}`], { stdio: 'ignore' })
+        : null;
     if (perf) await sleep(300);
     const r = curl(c.url);
     if (perf) {
@@ -279,7 +320,9 @@ for (let round = 0; round < ROUNDS; round++) {
     const hwm = c.pids[0] ? Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${c.pids[0]}/status`, 'utf8'))?.[1] ?? 0) / 1024 : null;
     await c.stop();
     runs[name].push({ ...r, peakRssMiB: hwm, faultsPerGiB, cpuPerGiB: (own * (1 << 30)) / SIZE, upstreamCpuPerGiB: (up * (1 << 30)) / SIZE });
-    log(`round ${round + 1}: ${name} ${r.mibps.toFixed(0)} MiB/s, TTFB ${(r.ttfb * 1000).toFixed(1)} ms, ${own.toFixed(2)} CPU-s, ${Math.round(faultsPerGiB)} page faults, peak RSS ${hwm?.toFixed(0)} MiB`);
+    log(
+      `round ${round + 1}: ${name} ${r.mibps.toFixed(0)} MiB/s, TTFB ${(r.ttfb * 1000).toFixed(1)} ms, ${own.toFixed(2)} CPU-s, ${Math.round(faultsPerGiB)} page faults, peak RSS ${hwm?.toFixed(0)} MiB`,
+    );
   }
 }
 await stop(upstream);
@@ -304,11 +347,15 @@ if (runs.airlock) for (const n of names) if (n !== 'airlock') paired[n] = median
 const out = { rounds: ROUNDS, sizeMiB: SIZE >> 20, pinned: PIN, prefault: PREFAULT, summary, paired, runs };
 if (JSON_OUT) process.stdout.write(`${JSON.stringify(out)}\n`);
 else {
-  console.log(`cold ${SIZE >> 20} MiB OCI layer, ${ROUNDS} rounds, rows shuffled${PIN ? ', curl on CPU 1, servers on CPU 0' : ''}${PREFAULT ? '' : ', no prefault'}`);
+  console.log(
+    `cold ${SIZE >> 20} MiB OCI layer, ${ROUNDS} rounds, rows shuffled${PIN ? ', curl on CPU 1, servers on CPU 0' : ''}${PREFAULT ? '' : ', no prefault'}`,
+  );
   console.log('| row | median MiB/s (range) | TTFB ms | server CPU-s per GiB | page faults per GiB | Airlock vs row: medians (median of per-round ratios) |');
   console.log('|---|---|---|---|---|---|');
   for (const n of names) {
     const s = summary[n];
-    console.log(`| ${n} | ${s.mibps.toFixed(0)} (${s.min.toFixed(0)}-${s.max.toFixed(0)}) | ${s.ttfbMs.toFixed(1)} | ${s.cpuPerGiB === null ? '' : s.cpuPerGiB.toFixed(2)} | ${s.faultsPerGiB === null ? '' : Math.round(s.faultsPerGiB)} | ${n === 'airlock' ? '' : `${(a / s.mibps).toFixed(2)}x (${paired[n]?.toFixed(2)}x)`} |`);
+    console.log(
+      `| ${n} | ${s.mibps.toFixed(0)} (${s.min.toFixed(0)}-${s.max.toFixed(0)}) | ${s.ttfbMs.toFixed(1)} | ${s.cpuPerGiB === null ? '' : s.cpuPerGiB.toFixed(2)} | ${s.faultsPerGiB === null ? '' : Math.round(s.faultsPerGiB)} | ${n === 'airlock' ? '' : `${(a / s.mibps).toFixed(2)}x (${paired[n]?.toFixed(2)}x)`} |`,
+    );
   }
 }

@@ -15,7 +15,7 @@ export async function fillRecord(ROOT, dataDir, rows) {
   const start = Date.now() - 30 * DAY;
   const ecos = ['pypi', 'pypi', 'pypi', 'oci', 'hf'];
   const codes = ['not_allowlisted', 'version_not_allowed', 'advisory', 'content_refused', 'digest_not_pinned'];
-  for (let done = 0; done < rows; ) {
+  for (let done = 0; done < rows;) {
     const batch = [];
     for (let i = 0; i < 5000 && done < rows; i++, done++) {
       const eco = ecos[done % ecos.length];
@@ -40,7 +40,13 @@ export async function fillRecord(ROOT, dataDir, rows) {
     }
     await appendPulls(meta, batch);
   }
-  const osv = { id: 'PYSEC-2099-99', aliases: ['CVE-2099-0099'], summary: 'benchmark advisory', modified: '2026-01-01T00:00:00Z', affected: [{ package: { ecosystem: 'PyPI', name: 'pkg-123' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '1.5' }] }] }] };
+  const osv = {
+    id: 'PYSEC-2099-99',
+    aliases: ['CVE-2099-0099'],
+    summary: 'benchmark advisory',
+    modified: '2026-01-01T00:00:00Z',
+    affected: [{ package: { ecosystem: 'PyPI', name: 'pkg-123' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '1.5' }] }] }],
+  };
   await meta.putAdvisories([{ id: osv.id, modified: osv.modified, record: JSON.stringify(osv) }]);
   const token = await new Authenticator(meta).create('bench-admin', true);
   await meta.close();
@@ -49,10 +55,21 @@ export async function fillRecord(ROOT, dataDir, rows) {
 
 export async function consolePageTimes(base, token) {
   const form = await fetch(`${base}/-/ui/login`);
-  const nonceCookie = form.headers.getSetCookie().find((c) => c.startsWith('airlock_login=')).split(';')[0];
+  const nonceCookie = form.headers
+    .getSetCookie()
+    .find((c) => c.startsWith('airlock_login='))
+    .split(';')[0];
   const nonce = /name="nonce" value="([^"]+)"/.exec(await form.text())[1];
-  const res = await fetch(`${base}/-/ui/login`, { method: 'POST', redirect: 'manual', headers: { cookie: nonceCookie, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ nonce, token }) });
-  const cookie = res.headers.getSetCookie().find((c) => c.startsWith('airlock_console=')).split(';')[0];
+  const res = await fetch(`${base}/-/ui/login`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { cookie: nonceCookie, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ nonce, token }),
+  });
+  const cookie = res.headers
+    .getSetCookie()
+    .find((c) => c.startsWith('airlock_console='))
+    .split(';')[0];
   const pages = [
     '/-/ui',
     '/-/ui/refusals',

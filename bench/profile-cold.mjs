@@ -32,15 +32,23 @@ const total = (pid) => {
   return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICK;
 };
 
-const up = spawn(process.execPath, [join(ROOT, 'bench', 'upstream.mjs'), JSON.stringify({ files: [file], bigPageFiles: 10 })], { stdio: ['ignore', 'pipe', 'inherit'] });
+const up = spawn(process.execPath, [join(ROOT, 'bench', 'upstream.mjs'), JSON.stringify({ files: [file], bigPageFiles: 10 })], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
 const info = await new Promise((r) => createInterface({ input: up.stdout }).once('line', (l) => r(JSON.parse(l))));
 const UP = `http://127.0.0.1:${info.port}`;
 const rows = [];
 for (let round = 0; round < 3; round++) {
   const dir = mkdtempSync(join(tmpdir(), 'airlock-prof-'));
-  writeFileSync(join(dir, 'a.yaml'), `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: info\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${info.port}"]\npolicy:\n  pypi:\n    allow: [{ name: prof-big }]\n`);
+  writeFileSync(
+    join(dir, 'a.yaml'),
+    `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: info\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${info.port}"]\npolicy:\n  pypi:\n    allow: [{ name: prof-big }]\n`,
+  );
   // As deployed (Dockerfile, npm start): glibc keeps freed heap for reuse (src/obs/malloc.ts).
-  const air = spawn(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', join(dir, 'a.yaml')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES } });
+  const air = spawn(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', join(dir, 'a.yaml')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
+  });
   const port = await new Promise((r) => {
     let buf = '';
     air.stdout.on('data', (d) => {
@@ -53,7 +61,20 @@ for (let round = 0; round < 3; round++) {
   const before = { air: threads(air.pid), up: total(up.pid) };
   const t0 = performance.now();
   const curlCpu = await new Promise((resolve, reject) => {
-    const c = execFile('bash', ['-c', `/usr/bin/time -f '%U %S' curl -s -o /dev/null http://127.0.0.1:${port}/pypi/files/prof-big/${file.name} 2>&1 >/dev/null`], (err, out) => (err ? reject(err) : resolve(out.trim().split(' ').map(Number).reduce((a, b) => a + b, 0))));
+    const c = execFile(
+      'bash',
+      ['-c', `/usr/bin/time -f '%U %S' curl -s -o /dev/null http://127.0.0.1:${port}/pypi/files/prof-big/${file.name} 2>&1 >/dev/null`],
+      (err, out) =>
+        err
+          ? reject(err)
+          : resolve(
+              out
+                .trim()
+                .split(' ')
+                .map(Number)
+                .reduce((a, b) => a + b, 0),
+            ),
+    );
   });
   const secs = (performance.now() - t0) / 1000;
   await new Promise((r) => setTimeout(r, 3000)); // the commit (fsync, rename) after the transfer
@@ -66,9 +87,20 @@ for (let round = 0; round < 3; round++) {
     byName[name] = (byName[name] ?? 0) + (v - (before.air[k] ?? 0));
   }
   if (process.env.PROF_TIDS) {
-    const per = Object.entries(after.air).map(([k, v]) => [k, v - (before.air[k] ?? 0)]).filter(([, v]) => v > 0.05).sort((a, b) => b[1] - a[1]);
+    const per = Object.entries(after.air)
+      .map(([k, v]) => [k, v - (before.air[k] ?? 0)])
+      .filter(([, v]) => v > 0.05)
+      .sort((a, b) => b[1] - a[1]);
     // utime vs stime per thread
-    console.log(per.map(([k, v]) => { const tid = k.split('#')[1]; const f = readFileSync(`/proc/${air.pid}/task/${tid}/stat`, 'utf8').split(') ')[1].split(' '); return `${tid}${tid === String(air.pid) ? '(main)' : ''} ${v.toFixed(2)} [u ${(Number(f[11]) / TICK).toFixed(2)} s ${(Number(f[12]) / TICK).toFixed(2)}]`; }).join('; '));
+    console.log(
+      per
+        .map(([k, v]) => {
+          const tid = k.split('#')[1];
+          const f = readFileSync(`/proc/${air.pid}/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ');
+          return `${tid}${tid === String(air.pid) ? '(main)' : ''} ${v.toFixed(2)} [u ${(Number(f[11]) / TICK).toFixed(2)} s ${(Number(f[12]) / TICK).toFixed(2)}]`;
+        })
+        .join('; '),
+    );
   }
   rows.push({ secs, mibps: 1024 / secs, byName, upstream: after.up - before.up, curl: curlCpu });
   air.kill('SIGTERM');
@@ -76,6 +108,13 @@ for (let round = 0; round < 3; round++) {
 }
 up.kill('SIGTERM');
 for (const r of rows) {
-  const parts = Object.entries(r.byName).filter(([, v]) => v >= 0.01).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`);
-  console.log(`cold 1 GiB in ${r.secs.toFixed(2)} s (${r.mibps.toFixed(0)} MiB/s). Airlock CPU s by thread: ${parts.join(', ')}; total ${Object.values(r.byName).reduce((a, b) => a + b, 0).toFixed(2)}. Upstream ${r.upstream.toFixed(2)}, curl ${r.curl.toFixed(2)}`);
+  const parts = Object.entries(r.byName)
+    .filter(([, v]) => v >= 0.01)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${v.toFixed(2)}`);
+  console.log(
+    `cold 1 GiB in ${r.secs.toFixed(2)} s (${r.mibps.toFixed(0)} MiB/s). Airlock CPU s by thread: ${parts.join(', ')}; total ${Object.values(r.byName)
+      .reduce((a, b) => a + b, 0)
+      .toFixed(2)}. Upstream ${r.upstream.toFixed(2)}, curl ${r.curl.toFixed(2)}`,
+  );
 }

@@ -53,7 +53,20 @@ export async function startPostgres() {
   };
 }
 
-const row = (i, who) => ({ ts: Date.now(), client: who, ecosystem: 'pypi', name: `pkg-${i % 500}`, version: '1.0', filename: `pkg-${i % 500}-1.0-py3-none-any.whl`, sha256: 'a'.repeat(64), size: 12345, cache: 'hit', decision: 'allow', rule: 'pypi.allow[0]', requestId: `r-${i}` });
+const row = (i, who) => ({
+  ts: Date.now(),
+  client: who,
+  ecosystem: 'pypi',
+  name: `pkg-${i % 500}`,
+  version: '1.0',
+  filename: `pkg-${i % 500}-1.0-py3-none-any.whl`,
+  sha256: 'a'.repeat(64),
+  size: 12345,
+  cache: 'hit',
+  decision: 'allow',
+  rule: 'pypi.allow[0]',
+  requestId: `r-${i}`,
+});
 
 /** Rows per second: `writers` recorders (one per store), each awaiting `n` rows recorded the way the server does (served rows, many in flight). */
 export async function recordRate(ROOT, stores, n) {
@@ -66,9 +79,11 @@ export async function recordRate(ROOT, stores, n) {
       const rec = new Recorder(s, new Metrics(false), log);
       // 64 requests in flight per replica, each waiting for its row's commit before the next.
       let next = 0;
-      await Promise.all(Array.from({ length: 64 }, async () => {
-        while (next < n) await rec.recordServed(row(next++, `replica-${w}`));
-      }));
+      await Promise.all(
+        Array.from({ length: 64 }, async () => {
+          while (next < n) await rec.recordServed(row(next++, `replica-${w}`));
+        }),
+      );
       await rec.flush();
     }),
   );

@@ -16,7 +16,10 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { MALLOC_TUNABLES } = await import(join(ROOT, 'dist', 'obs', 'malloc.js'));
 const QUICK = process.argv.includes('--quick');
 // --only=1,1b,4 runs those sections alone (sections: 1 1b 1c 1d 2 3 3b 4 6 7 8) (while working on one of them; a full run is the record).
-const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const ONLY = process.argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice(7)
+  .split(',');
 const want = (s) => !ONLY || ONLY.includes(s);
 const MiB = 1 << 20;
 const GiB = 1 << 30;
@@ -119,7 +122,9 @@ const row = (scenario, subject, figures) => {
 };
 const target = (name, ok, detail) => results.targets.push({ name, met: ok, detail });
 
-console.log(`Airlock benchmark${QUICK ? ' (quick)' : ''}: ${results.machine.cpu}, ${results.machine.cores} cores, ${results.machine.memoryGiB} GiB, Node ${process.version}`);
+console.log(
+  `Airlock benchmark${QUICK ? ' (quick)' : ''}: ${results.machine.cpu}, ${results.machine.cores} cores, ${results.machine.memoryGiB} GiB, Node ${process.version}`,
+);
 
 const work = mkdtempSync(join(tmpdir(), 'airlock-bench-'));
 const files = [{ name: 'bench_big-1.0-py3-none-any.whl', project: 'bench-big', size: S.big, seed: 1 }];
@@ -135,7 +140,8 @@ files.push({ name: 'bench_coal3r-1.0-py3-none-any.whl', project: 'bench-coal3r',
 for (let i = 0; i < DISTINCT; i++) files.push({ name: `bench_d${i}-1.0-py3-none-any.whl`, project: `bench-d${i}`, size: S.distinct, seed: 400 + i });
 // Issue 14's memory case: 50 concurrent cold pulls of different files.
 const MANY = 50;
-for (let i = 0; i < MANY; i++) files.push({ name: `bench_m${i}-1.0-py3-none-any.whl`, project: `bench-m${i}`, size: QUICK ? 8 * MiB : 32 * MiB, seed: 600 + i });
+for (let i = 0; i < MANY; i++)
+  files.push({ name: `bench_m${i}-1.0-py3-none-any.whl`, project: `bench-m${i}`, size: QUICK ? 8 * MiB : 32 * MiB, seed: 600 + i });
 
 const OCI_CONFIG = { name: 'oci-config.json', project: 'oci-config', size: 1500, seed: 600 };
 files.push(OCI_CONFIG);
@@ -149,7 +155,12 @@ try {
   files.push(CHECKPOINT);
   console.log('done');
 } catch (e) {
-  console.log(`skipped (no torch here: ${String(e.stderr ?? e.message).trim().split('\n').pop()})`);
+  console.log(
+    `skipped (no torch here: ${String(e.stderr ?? e.message)
+      .trim()
+      .split('\n')
+      .pop()})`,
+  );
 }
 // A WebDataset-style shard of S.big bytes written by Python's tarfile (bench/make-shard.py).
 const SHARD = { name: 'shard-000000.tar', path: join(work, 'shard-000000.tar') };
@@ -165,7 +176,13 @@ files.push(SHARD);
 console.log('done');
 process.stdout.write('preparing upstream (hashing generated files)... ');
 const up = await startJsonChild(join(ROOT, 'bench', 'upstream.mjs'), [
-  JSON.stringify({ files, bigPageFiles: S.bigPage, oci: { config: OCI_CONFIG.name, layers: [files[0].name, WARMUP.name] }, layered: { config: OCI_CONFIG.name, layer: LAYER.name }, hf: { file: files[0].name, checkpoint: CHECKPOINT?.name, shard: SHARD.name } }),
+  JSON.stringify({
+    files,
+    bigPageFiles: S.bigPage,
+    oci: { config: OCI_CONFIG.name, layers: [files[0].name, WARMUP.name] },
+    layered: { config: OCI_CONFIG.name, layer: LAYER.name },
+    hf: { file: files[0].name, checkpoint: CHECKPOINT?.name, shard: SHARD.name },
+  }),
 ]);
 const UP = `http://127.0.0.1:${up.info.port}`;
 console.log('ready');
@@ -195,13 +212,20 @@ async function startAirlock(opts = {}) {
         : '') +
       `policy:\n  hf:\n    allow:\n      - { repo: bench/model, refs: { main: "${up.info.hfCommit}" } }\n  oci:\n    allow:\n      - { repository: bench.local/bench/img, tags: { v1: "${up.info.ociDigest}" } }\n      - { repository: bench.local/bench/layered, tags: { v1: "${up.info.layeredDigest}" } }\n  pypi:\n    allow:\n${allow.join('\n')}\n` +
       // opts.gate: the image gate on bench/layered (no advisories imported: its packages count as judged-unknown and pass).
-      (opts.gate ? `  advisories:\n    refuse: critical\n    images:\n      unjudged: allow\n      repositories: [{ repository: bench.local/bench/img, refuse: none }]\n` : ''),
+      (opts.gate
+        ? `  advisories:\n    refuse: critical\n    images:\n      unjudged: allow\n      repositories: [{ repository: bench.local/bench/img, refuse: none }]\n`
+        : ''),
   );
   const port = 20000 + Math.floor(Math.random() * 20000);
   const child = startChild(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', cfg], {
     // As deployed (Dockerfile, npm start): glibc keeps freed heap for reuse (src/obs/malloc.ts);
     // BENCH_GLIBC_TUNABLES=<other settings> measures others.
-    env: { ...process.env, GLIBC_TUNABLES: process.env.BENCH_GLIBC_TUNABLES ?? MALLOC_TUNABLES, AIRLOCK_LISTEN: `127.0.0.1:${port}`, ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER' } : {}) },
+    env: {
+      ...process.env,
+      GLIBC_TUNABLES: process.env.BENCH_GLIBC_TUNABLES ?? MALLOC_TUNABLES,
+      AIRLOCK_LISTEN: `127.0.0.1:${port}`,
+      ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER' } : {}),
+    },
   });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
@@ -236,7 +260,9 @@ function startStaticNginx(name, paths) {
   const nd = join(work, name);
   mkdirSync(nd, { recursive: true });
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const locations = Object.entries(paths).map(([p, [file, type]]) => `location = ${p} { alias ${file}; default_type "${type}"; }`).join(' ');
+  const locations = Object.entries(paths)
+    .map(([p, [file, type]]) => `location = ${p} { alias ${file}; default_type "${type}"; }`)
+    .join(' ');
   writeFileSync(
     join(nd, 'nginx.conf'),
     `${process.getuid?.() === 0 ? 'user root; ' : ''}worker_processes 1; pid ${nd}/nginx.pid; error_log ${nd}/error.log; daemon off;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; client_body_temp_path ${nd}; proxy_temp_path ${nd}; fastcgi_temp_path ${nd}; uwsgi_temp_path ${nd}; scgi_temp_path ${nd};\n  server { listen 127.0.0.1:${port}; ${locations} } }\n`,
@@ -259,36 +285,37 @@ const peakRss = {};
 
 // 1. Cold pull-through -------------------------------------------------------------------------
 progress('1. Cold pull-through');
-if (want('1')) for (const [label, bps, prefix] of [
-  ['unthrottled', 0, 'bench-cold'],
-  ['200 MiB/s', FAST_WAN, 'bench-wan'],
-]) {
-  await setRate(bps);
-  const direct = [];
-  const through = [];
-  let peak = 0;
-  for (let r = 0; r < S.reps; r++) {
-    const f = files.find((x) => x.project === `${prefix}${r}`);
-    direct.push(await curl(`${UP}/files/${f.name}`));
-    const a = await startAirlock();
-    await a.warmPage(WARMUP);
-    await curl(a.fileUrl(WARMUP));
-    await a.warmPage(f);
-    a.rss.reset();
-    through.push(await curl(a.fileUrl(f)));
-    peak = Math.max(peak, a.rss.reset());
-    await a.stop();
+if (want('1'))
+  for (const [label, bps, prefix] of [
+    ['unthrottled', 0, 'bench-cold'],
+    ['200 MiB/s', FAST_WAN, 'bench-wan'],
+  ]) {
+    await setRate(bps);
+    const direct = [];
+    const through = [];
+    let peak = 0;
+    for (let r = 0; r < S.reps; r++) {
+      const f = files.find((x) => x.project === `${prefix}${r}`);
+      direct.push(await curl(`${UP}/files/${f.name}`));
+      const a = await startAirlock();
+      await a.warmPage(WARMUP);
+      await curl(a.fileUrl(WARMUP));
+      await a.warmPage(f);
+      a.rss.reset();
+      through.push(await curl(a.fileUrl(f)));
+      peak = Math.max(peak, a.rss.reset());
+      await a.stop();
+    }
+    const d = { mibps: median(direct.map((x) => x.mibps)), ttfbMs: median(direct.map((x) => x.ttfb)) * 1000 };
+    const t = { mibps: median(through.map((x) => x.mibps)), ttfbMs: median(through.map((x) => x.ttfb)) * 1000 };
+    const ratio = t.mibps / d.mibps;
+    row(`cold ${label}`, 'direct from upstream', d);
+    row(`cold ${label}`, 'Airlock (verify + cache)', { ...t, ratio, peakRssMB: peak / 1e6 });
+    peakRss[`cold ${label}`] = peak;
+    const need = bps ? 0.95 : 0.6;
+    target(`cold ${label} throughput >= ${need}x direct`, ratio >= need, `${ratio.toFixed(2)}x`);
+    target(`cold ${label} TTFB within 5 ms of direct`, t.ttfbMs - d.ttfbMs <= 5, `+${(t.ttfbMs - d.ttfbMs).toFixed(1)} ms`);
   }
-  const d = { mibps: median(direct.map((x) => x.mibps)), ttfbMs: median(direct.map((x) => x.ttfb)) * 1000 };
-  const t = { mibps: median(through.map((x) => x.mibps)), ttfbMs: median(through.map((x) => x.ttfb)) * 1000 };
-  const ratio = t.mibps / d.mibps;
-  row(`cold ${label}`, 'direct from upstream', d);
-  row(`cold ${label}`, 'Airlock (verify + cache)', { ...t, ratio, peakRssMB: peak / 1e6 });
-  peakRss[`cold ${label}`] = peak;
-  const need = bps ? 0.95 : 0.6;
-  target(`cold ${label} throughput >= ${need}x direct`, ratio >= need, `${ratio.toFixed(2)}x`);
-  target(`cold ${label} TTFB within 5 ms of direct`, t.ttfbMs - d.ttfbMs <= 5, `+${(t.ttfbMs - d.ttfbMs).toFixed(1)} ms`);
-}
 await setRate(0);
 
 // 1b. Cold pull-through, OCI: the same big file as a layer, through the /v2/ front-end.
@@ -332,37 +359,38 @@ progress('1c. Inspected HF files at 200 MiB/s');
 // last, so that figure is the time to the last byte of the same transfer), and a dataset shard
 // whose every member is judged as the tar streams through.
 if (want('1c')) {
-const hfRows = [];
-if (CHECKPOINT) hfRows.push({ file: 'pytorch_model.bin', label: 'torch checkpoint', subject: 'Airlock /hf/ (pickle judged, storages streamed)', wasHeld: true });
-hfRows.push({ file: SHARD.name, label: 'dataset tar', subject: 'Airlock /hf/ (every member judged as it streams)', wasHeld: false });
-for (const h of hfRows) {
-  await setRate(FAST_WAN);
-  const direct = [];
-  const through = [];
-  const size = up.info.files[h.file === SHARD.name ? SHARD.name : CHECKPOINT.name].size;
-  for (let r = 0; r < S.reps; r++) {
-    direct.push(await curl(`${UP}/bench/model/resolve/${up.info.hfCommit}/${h.file}`));
-    const a = await startAirlock();
-    await get(a.manifestUrl);
-    await curl(a.blobUrl(WARMUP));
-    const url = a.hfUrl.replace(/weights\.bin$/, h.file);
-    await fetch(url, { method: 'HEAD' });
-    through.push(await curl(url));
-    await a.stop();
+  const hfRows = [];
+  if (CHECKPOINT)
+    hfRows.push({ file: 'pytorch_model.bin', label: 'torch checkpoint', subject: 'Airlock /hf/ (pickle judged, storages streamed)', wasHeld: true });
+  hfRows.push({ file: SHARD.name, label: 'dataset tar', subject: 'Airlock /hf/ (every member judged as it streams)', wasHeld: false });
+  for (const h of hfRows) {
+    await setRate(FAST_WAN);
+    const direct = [];
+    const through = [];
+    const size = up.info.files[h.file === SHARD.name ? SHARD.name : CHECKPOINT.name].size;
+    for (let r = 0; r < S.reps; r++) {
+      direct.push(await curl(`${UP}/bench/model/resolve/${up.info.hfCommit}/${h.file}`));
+      const a = await startAirlock();
+      await get(a.manifestUrl);
+      await curl(a.blobUrl(WARMUP));
+      const url = a.hfUrl.replace(/weights\.bin$/, h.file);
+      await fetch(url, { method: 'HEAD' });
+      through.push(await curl(url));
+      await a.stop();
+    }
+    await setRate(0);
+    const label = `cold HF ${h.label} ${(size / GiB).toFixed(2)} GiB, 200 MiB/s`;
+    const d = { mibps: median(direct.map((x) => x.mibps)), ttfbMs: median(direct.map((x) => x.ttfb)) * 1000, totalS: median(direct.map((x) => x.total)) };
+    const t = { mibps: median(through.map((x) => x.mibps)), ttfbMs: median(through.map((x) => x.ttfb)) * 1000, totalS: median(through.map((x) => x.total)) };
+    row(label, 'direct from upstream', d);
+    row(label, h.subject, { ...t, ratio: t.mibps / d.mibps });
+    if (h.wasHeld) {
+      row(label, 'before: whole-file hold (first byte no sooner than this last byte)', { ttfbMs: t.totalS * 1000 });
+      target(`cold torch checkpoint TTFB <= 1 s at 200 MiB/s`, t.ttfbMs <= 1000, `${t.ttfbMs.toFixed(0)} ms (was ~${t.totalS.toFixed(1)} s)`);
+    } else {
+      target(`cold ${h.label} throughput >= 0.95x direct at 200 MiB/s`, t.mibps / d.mibps >= 0.95, `${(t.mibps / d.mibps).toFixed(2)}x`);
+    }
   }
-  await setRate(0);
-  const label = `cold HF ${h.label} ${(size / GiB).toFixed(2)} GiB, 200 MiB/s`;
-  const d = { mibps: median(direct.map((x) => x.mibps)), ttfbMs: median(direct.map((x) => x.ttfb)) * 1000, totalS: median(direct.map((x) => x.total)) };
-  const t = { mibps: median(through.map((x) => x.mibps)), ttfbMs: median(through.map((x) => x.ttfb)) * 1000, totalS: median(through.map((x) => x.total)) };
-  row(label, 'direct from upstream', d);
-  row(label, h.subject, { ...t, ratio: t.mibps / d.mibps });
-  if (h.wasHeld) {
-    row(label, 'before: whole-file hold (first byte no sooner than this last byte)', { ttfbMs: t.totalS * 1000 });
-    target(`cold torch checkpoint TTFB <= 1 s at 200 MiB/s`, t.ttfbMs <= 1000, `${t.ttfbMs.toFixed(0)} ms (was ~${t.totalS.toFixed(1)} s)`);
-  } else {
-    target(`cold ${h.label} throughput >= 0.95x direct at 200 MiB/s`, t.mibps / d.mibps >= 0.95, `${(t.mibps / d.mibps).toFixed(2)}x`);
-  }
-}
 }
 
 // 1d. Image inventory on a cold layer: a real gzip'd layer (bench/make-layer.sh) pulled cold
@@ -380,7 +408,10 @@ if (want('1d')) {
   await curl(layerDirect); // the upstream's page cache holds the file for every row alike
   for (let r = 0; r < S.reps; r++) {
     direct.push(await curl(layerDirect));
-    for (const [mode, out] of [['on-fill', through], ['on-demand', without]]) {
+    for (const [mode, out] of [
+      ['on-fill', through],
+      ['on-demand', without],
+    ]) {
       const a = await startAirlock({ inventory: mode });
       await get(a.manifestUrl);
       await curl(a.blobUrl(WARMUP));
@@ -403,7 +434,12 @@ if (want('1d')) {
   const w = median(without.map((x) => x.mibps));
   row('cold OCI layer, inventory', 'direct from upstream /v2/', { mibps: d, ttfbMs: median(direct.map((x) => x.ttfb)) * 1000 });
   row('cold OCI layer, inventory', 'Airlock, layer not read (on-demand)', { mibps: w, ttfbMs: median(without.map((x) => x.ttfb)) * 1000, ratio: w / d });
-  row('cold OCI layer, inventory', 'Airlock, inventory read as it fills (on-fill)', { mibps: t, ttfbMs: median(through.map((x) => x.ttfb)) * 1000, ratio: t / d, ratioVsNotRead: t / w });
+  row('cold OCI layer, inventory', 'Airlock, inventory read as it fills (on-fill)', {
+    mibps: t,
+    ttfbMs: median(through.map((x) => x.ttfb)) * 1000,
+    ratio: t / d,
+    ratioVsNotRead: t / w,
+  });
   target('cold layer with inventory within 10% of the cold pull without it', t / w >= 0.9, `${(t / w).toFixed(2)}x (${t.toFixed(0)} vs ${w.toFixed(0)} MiB/s)`);
   const pullS = median(through.map((x) => x.total));
   row('first pull of a gated image (1 layer)', 'manifest GET: layer fetched and judged', { totalS: median(judged), ratioVsLayerPull: median(judged) / pullS });
@@ -438,7 +474,9 @@ if (want('2')) {
     await n.ready;
     nginx = { child: n.child, url: `${n.url}/blob` };
   }
-  const A = [], P = [], N = [];
+  const A = [],
+    P = [],
+    N = [];
   a.rss.reset();
   for (let r = 0; r < S.reps; r++) {
     A.push(await curl(a.fileUrl(f)));
@@ -451,7 +489,12 @@ if (want('2')) {
   row('warm serve', 'plain Node http pipe', { mibps: pm });
   if (nginx) row('warm serve', 'nginx sendfile', { mibps: median(N.map((x) => x.mibps)) });
   else row('warm serve', 'nginx sendfile', { note: 'nginx not installed: row skipped' });
-  row('warm serve', 'Airlock (cache hit)', { mibps: am, ratioVsNode: am / pm, ratioVsNginx: nginx ? am / median(N.map((x) => x.mibps)) : null, peakRssMB: peakRss['warm serve'] / 1e6 });
+  row('warm serve', 'Airlock (cache hit)', {
+    mibps: am,
+    ratioVsNode: am / pm,
+    ratioVsNginx: nginx ? am / median(N.map((x) => x.mibps)) : null,
+    peakRssMB: peakRss['warm serve'] / 1e6,
+  });
   target('warm serve >= 0.95x plain Node pipe', am / pm >= 0.95, `${(am / pm).toFixed(2)}x`);
   if (nginx) {
     const r = am / median(N.map((x) => x.mibps));
@@ -481,7 +524,8 @@ if (want('2')) {
       } catch {}
       await sleep(50);
     }
-    const OF = [], ND = [];
+    const OF = [],
+      ND = [];
     for (let rep = 0; rep < S.reps; rep++) {
       OF.push(await curl(ourl));
       ND.push(await curl(nginx.url));
@@ -508,7 +552,9 @@ if (want('2')) {
   // With wrk installed (C, outside Node) the three are loaded by it, in alternating rounds:
   // autocannon runs in Node on the same two cores and measured 27k req/s for plain Node and nginx
   // alike, its own ceiling, not theirs.
-  const pageNginx = nginxBinary ? startStaticNginx('page-nginx', { '/page.json': [jsonBody, 'application/vnd.pypi.simple.v1+json'], '/page.html': [htmlBody, 'text/html; charset=utf-8'] }) : null;
+  const pageNginx = nginxBinary
+    ? startStaticNginx('page-nginx', { '/page.json': [jsonBody, 'application/vnd.pypi.simple.v1+json'], '/page.html': [htmlBody, 'text/html; charset=utf-8'] })
+    : null;
   if (pageNginx) await pageNginx.ready;
   const wrk = ['/usr/bin/wrk', '/usr/local/bin/wrk'].find((p) => existsSync(p));
   for (const [label, accept, body, type, path] of [
@@ -516,7 +562,11 @@ if (want('2')) {
     ['PyPI page HTML', 'text/html', htmlBody, 'text/html; charset=utf-8', '/page.html'],
   ]) {
     const base = await startJsonChild(join(ROOT, 'bench', 'plain.mjs'), [blob, body, type]);
-    const urls = { air: [`${a.url}/pypi/simple/${f.project}/`, { accept }], ref: [`http://127.0.0.1:${base.info.port}/bytes`, {}], ...(pageNginx ? { ngx: [`${pageNginx.url}${path}`, {}] } : {}) };
+    const urls = {
+      air: [`${a.url}/pypi/simple/${f.project}/`, { accept }],
+      ref: [`http://127.0.0.1:${base.info.port}/bytes`, {}],
+      ...(pageNginx ? { ngx: [`${pageNginx.url}${path}`, {}] } : {}),
+    };
     const got = { air: [], ref: [], ngx: [] };
     for (let round = 0; round < (wrk ? S.reps : 1); round++) {
       for (const k of Object.keys(urls)) got[k].push(wrk ? await wrkLoad(wrk, ...urls[k]) : await load(...urls[k]));
@@ -530,9 +580,21 @@ if (want('2')) {
     const by = wrk ? `wrk, median of ${S.reps}` : 'autocannon';
     row(`small: ${label} (${by})`, 'plain Node, fixed bytes', { rps: ref.rps, p99Ms: ref.p99, ratioVsNginx: ngx ? ref.rps / ngx.rps : null });
     if (ngx) row(`small: ${label} (${by})`, 'nginx, same bytes as a static file', { rps: ngx.rps, p99Ms: ngx.p99 });
-    row(`small: ${label} (${by})`, 'Airlock (warm)', { rps: air.rps, p99Ms: air.p99, ratio: air.rps / ref.rps, ratioPaired: paired('ref'), ratioVsNginx: ngx ? air.rps / ngx.rps : null, ratioVsNginxPaired: paired('ngx') });
+    row(`small: ${label} (${by})`, 'Airlock (warm)', {
+      rps: air.rps,
+      p99Ms: air.p99,
+      ratio: air.rps / ref.rps,
+      ratioPaired: paired('ref'),
+      ratioVsNginx: ngx ? air.rps / ngx.rps : null,
+      ratioVsNginxPaired: paired('ngx'),
+    });
     target(`small ${label} >= 0.5x plain Node`, air.rps / ref.rps >= 0.5, `${(air.rps / ref.rps).toFixed(2)}x (per round ${paired('ref').toFixed(2)}x)`);
-    if (ngx) target(`small ${label} >= 0.6x nginx static (else Node's share: plain Node ${(ref.rps / ngx.rps).toFixed(2)}x nginx)`, air.rps / ngx.rps >= 0.6, `${(air.rps / ngx.rps).toFixed(2)}x (per round ${paired('ngx').toFixed(2)}x)`);
+    if (ngx)
+      target(
+        `small ${label} >= 0.6x nginx static (else Node's share: plain Node ${(ref.rps / ngx.rps).toFixed(2)}x nginx)`,
+        air.rps / ngx.rps >= 0.6,
+        `${(air.rps / ngx.rps).toFixed(2)}x (per round ${paired('ngx').toFixed(2)}x)`,
+      );
   }
   pageNginx?.child.kill('SIGTERM');
   {
@@ -582,7 +644,7 @@ if (want('2')) {
       const ref = await load(`http://127.0.0.1:${base.info.port}/bytes`, {}, 8);
       base.child.kill('SIGTERM');
       const r = await load(`${a.url}/pypi/simple/bigpage/`, headers, 8);
-      const sub = `${S.bigPage}-file page ${label} (${enc}, ${(enc === 'gzip' ? gzipSync(bytes).length : bytes.length) / 1e6 < 1 ? Math.round((enc === 'gzip' ? gzipSync(bytes).length : bytes.length) / 1e3) + ' kB' : ((bytes.length) / 1e6).toFixed(1) + ' MB'})`;
+      const sub = `${S.bigPage}-file page ${label} (${enc}, ${(enc === 'gzip' ? gzipSync(bytes).length : bytes.length) / 1e6 < 1 ? Math.round((enc === 'gzip' ? gzipSync(bytes).length : bytes.length) / 1e3) + ' kB' : (bytes.length / 1e6).toFixed(1) + ' MB'})`;
       row(`scale: ${sub}`, 'plain Node, same bytes', { rps: ref.rps, p99Ms: ref.p99 });
       row(`scale: ${sub}`, `Airlock (warm, ${S.policy}-entry policy)`, { rps: r.rps, p99Ms: r.p99, p50Ms: r.p50, ratio: r.rps / ref.rps });
       if (enc === 'gzip') target(`${S.bigPage}-file page ${label} p99 < 50 ms (as pip asks, gzip)`, r.p99 < 50, `${r.p99} ms`);
@@ -661,7 +723,11 @@ async function load(url, headers, connections = 32, method = 'GET') {
   row('scale: policy decideFile', '10 entries', { nsPerDecision: small });
   row('scale: policy decideFile', `${S.policy} entries`, { nsPerDecision: large, ratio: large / small });
   // A linear scan would cost 1000x; a map lookup stays flat (the residue is cache misses).
-  target(`policy evaluation O(1) in entries (${S.policy / 10}x the entries cost < 3x)`, large / small < 3, `${(large / small).toFixed(2)}x (${small.toFixed(0)} vs ${large.toFixed(0)} ns)`);
+  target(
+    `policy evaluation O(1) in entries (${S.policy / 10}x the entries cost < 3x)`,
+    large / small < 3,
+    `${(large / small).toFixed(2)}x (${small.toFixed(0)} vs ${large.toFixed(0)} ns)`,
+  );
 }
 
 // 3. Coalescing ----------------------------------------------------------------------------------
@@ -797,11 +863,28 @@ if (want('8') && nginxBinary) {
     const sc = `cold ${r.sizeMiB} MiB OCI layer vs unverified caches${pin ? ' (curl on CPU 1, servers on CPU 0)' : ''}, median of ${r.rounds}`;
     const a = r.summary.airlock;
     for (const [name, x] of Object.entries(r.summary)) {
-      row(sc, name, { mibps: x.mibps, minMibps: x.min, maxMibps: x.max, ttfbMs: x.ttfbMs, cpuSecPerGiB: x.cpuPerGiB, faultsPerGiB: x.faultsPerGiB, airlockRatio: name === 'airlock' ? null : a.mibps / x.mibps, airlockRatioPaired: r.paired[name] ?? null });
+      row(sc, name, {
+        mibps: x.mibps,
+        minMibps: x.min,
+        maxMibps: x.max,
+        ttfbMs: x.ttfbMs,
+        cpuSecPerGiB: x.cpuPerGiB,
+        faultsPerGiB: x.faultsPerGiB,
+        airlockRatio: name === 'airlock' ? null : a.mibps / x.mibps,
+        airlockRatioPaired: r.paired[name] ?? null,
+      });
     }
     if (!pin) {
-      target(`cold ${r.sizeMiB} MiB >= nginx proxy_cache cold, same run`, a.mibps >= r.summary.nginx.mibps, `${(a.mibps / r.summary.nginx.mibps).toFixed(2)}x, per-round ${r.paired.nginx.toFixed(2)}x (a plain Node pipe, no cache: ${(r.summary['node pipe'].mibps / r.summary.nginx.mibps).toFixed(2)}x; the floor of a verifying cache in Node, bench/floor.cjs: ${(r.summary['floor: spool + hash'].mibps / r.summary.nginx.mibps).toFixed(2)}x)`);
-      target(`cold ${r.sizeMiB} MiB >= 0.6x direct (next target)`, a.mibps / r.summary.direct.mibps >= 0.6, `${(a.mibps / r.summary.direct.mibps).toFixed(2)}x`);
+      target(
+        `cold ${r.sizeMiB} MiB >= nginx proxy_cache cold, same run`,
+        a.mibps >= r.summary.nginx.mibps,
+        `${(a.mibps / r.summary.nginx.mibps).toFixed(2)}x, per-round ${r.paired.nginx.toFixed(2)}x (a plain Node pipe, no cache: ${(r.summary['node pipe'].mibps / r.summary.nginx.mibps).toFixed(2)}x; the floor of a verifying cache in Node, bench/floor.cjs: ${(r.summary['floor: spool + hash'].mibps / r.summary.nginx.mibps).toFixed(2)}x)`,
+      );
+      target(
+        `cold ${r.sizeMiB} MiB >= 0.6x direct (next target)`,
+        a.mibps / r.summary.direct.mibps >= 0.6,
+        `${(a.mibps / r.summary.direct.mibps).toFixed(2)}x`,
+      );
     }
   }
 } else if (want('8')) row('cold vs unverified caches', 'nginx', { note: 'nginx not installed: section skipped' });
@@ -828,8 +911,12 @@ if (want('6')) {
       const three = await Promise.all([0, 1, 2].map(() => PgMetaStore.open(pgsrv.url, { schema: 'three' })));
       const threeRate = await recordRate(ROOT, three, Math.floor(N / 3));
       const chain = await verifyChain(three[0]);
-      row('record: served rows/s (group commit)', 'PostgreSQL 15, three replicas, one chain', { rowsPerSec: threeRate, ratioVsOne: threeRate / pgRate, chainVerifies: chain.problem ? 'NO' : 'yes' });
-      target('three replicas on one PostgreSQL chain keep >= 0.8x one replica\'s record rate', threeRate / pgRate >= 0.8, `${(threeRate / pgRate).toFixed(2)}x`);
+      row('record: served rows/s (group commit)', 'PostgreSQL 15, three replicas, one chain', {
+        rowsPerSec: threeRate,
+        ratioVsOne: threeRate / pgRate,
+        chainVerifies: chain.problem ? 'NO' : 'yes',
+      });
+      target("three replicas on one PostgreSQL chain keep >= 0.8x one replica's record rate", threeRate / pgRate >= 0.8, `${(threeRate / pgRate).toFixed(2)}x`);
       for (const s of three) await s.close();
     } finally {
       pgsrv.stop();
@@ -865,7 +952,7 @@ results.peakRssBytes = peakRss;
 up.child.kill('SIGTERM');
 rmSync(work, { recursive: true, force: true });
 
-const fmt = (v) => (typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2)) : v ?? '');
+const fmt = (v) => (typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2)) : (v ?? ''));
 console.log('');
 for (const r of results.rows) {
   const { scenario, subject, ...fig } = r;

@@ -14,7 +14,11 @@ const base = Buffer.alloc(BLOCK);
 {
   let x = 0x9e3779b9;
   for (let i = 0; i < BLOCK; i += 4) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
     base.writeUInt32LE(x, i);
   }
 }
@@ -61,7 +65,12 @@ function imageManifest(config, layers) {
   );
   return { bytes, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
 }
-const img = spec.oci ? imageManifest(spec.oci.config, spec.oci.layers.map((n) => [n, 'application/vnd.oci.image.layer.v1.tar'])) : null;
+const img = spec.oci
+  ? imageManifest(
+      spec.oci.config,
+      spec.oci.layers.map((n) => [n, 'application/vnd.oci.image.layer.v1.tar']),
+    )
+  : null;
 const ociManifest = img?.bytes ?? null;
 const ociDigest = img?.digest ?? null;
 // A second image, bench/layered: one real gzip'd filesystem layer (bench/make-layer.sh), for the
@@ -103,7 +112,9 @@ function pageFor(project) {
   }
   const f = [...files.values()].find((x) => x.project === project);
   if (!f) return null;
-  return [{ filename: f.name, url: `/files/${f.name}`, hashes: { sha256: f.sha256 }, size: f.size, yanked: false, 'upload-time': '2024-01-01T00:00:00.000000Z' }];
+  return [
+    { filename: f.name, url: `/files/${f.name}`, hashes: { sha256: f.sha256 }, size: f.size, yanked: false, 'upload-time': '2024-01-01T00:00:00.000000Z' },
+  ];
 }
 
 const server = createServer((req, res) => {
@@ -122,13 +133,23 @@ const server = createServer((req, res) => {
   if (page) {
     const list = pageFor(page[1]);
     if (!list) return res.writeHead(404).end();
-    return res.writeHead(200, { 'content-type': 'application/vnd.pypi.simple.v1+json' }).end(JSON.stringify({ meta: { 'api-version': '1.1' }, name: page[1], files: list }));
+    return res
+      .writeHead(200, { 'content-type': 'application/vnd.pypi.simple.v1+json' })
+      .end(JSON.stringify({ meta: { 'api-version': '1.1' }, name: page[1], files: list }));
   }
   if (hfFile && url.pathname === `/api/models/bench/model/revision/${HF_COMMIT}`) {
-    return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'bench/model', sha: HF_COMMIT, siblings: [...hfFiles.keys()].map((p) => ({ rfilename: p })) }));
+    return res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ id: 'bench/model', sha: HF_COMMIT, siblings: [...hfFiles.keys()].map((p) => ({ rfilename: p })) }));
   }
   if (hfFile && url.pathname === `/api/models/bench/model/tree/${HF_COMMIT}`) {
-    const entries = [...hfFiles].map(([path, f]) => ({ type: 'file', path, size: f.size, oid: '0'.repeat(40), lfs: { oid: f.sha256, size: f.size, pointerSize: 134 } }));
+    const entries = [...hfFiles].map(([path, f]) => ({
+      type: 'file',
+      path,
+      size: f.size,
+      oid: '0'.repeat(40),
+      lfs: { oid: f.sha256, size: f.size, pointerSize: 134 },
+    }));
     return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(entries));
   }
   const hfPrefix = `/bench/model/resolve/${HF_COMMIT}/`;

@@ -14,7 +14,10 @@ import { parseTime } from './core/time.js';
 import { VERSION } from './version.js';
 
 export interface AppDeps {
-  auth: { authenticator: Authenticator; modes: { pypi: 'anonymous' | 'token'; hf: 'anonymous' | 'token'; oci: 'anonymous' | 'token'; admin: 'token' | 'open' } };
+  auth: {
+    authenticator: Authenticator;
+    modes: { pypi: 'anonymous' | 'token'; hf: 'anonymous' | 'token'; oci: 'anonymous' | 'token'; admin: 'token' | 'open' };
+  };
   log: Logger;
   metrics: Metrics;
   meta: PullLog & { inventories: InventoryStore };
@@ -75,7 +78,8 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
     const admin = area.ecosystem === 'admin';
     const required = d.auth.modes[area.ecosystem] === 'token';
     if (secret && !identity) return { refuse: 401, message: 'the token presented is not valid (unknown or revoked)', badToken: true };
-    if (!identity && required) return { refuse: 401, message: `a client token is required here; create one with: airlock token create --name NAME${admin ? ' --admin' : ''}` };
+    if (!identity && required)
+      return { refuse: 401, message: `a client token is required here; create one with: airlock token create --name NAME${admin ? ' --admin' : ''}` };
     if (admin && required && !identity!.admin) return { refuse: 403, message: `token ${identity!.name} is not an admin token` };
     return identity ? { identity } : {};
   };
@@ -140,7 +144,8 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
       until: parseTime(q.until, 'until'),
       limit: q.limit ? Math.max(1, Math.min(Number(q.limit) || 100, 10_000)) : 100,
     };
-    if (f.ecosystem && !['pypi', 'hf', 'oci', 'audit'].includes(f.ecosystem)) throw new AirlockError('BAD_REQUEST', 'ecosystem: expected pypi, hf, oci or audit');
+    if (f.ecosystem && !['pypi', 'hf', 'oci', 'audit'].includes(f.ecosystem))
+      throw new AirlockError('BAD_REQUEST', 'ecosystem: expected pypi, hf, oci or audit');
     if (f.decision && !['allow', 'deny', 'error'].includes(f.decision)) throw new AirlockError('BAD_REQUEST', 'decision: expected allow, deny or error');
     return c.json({ records: await d.meta.listPulls(f) });
   });

@@ -30,7 +30,11 @@ export async function openMeta(loaded: LoadedConfig, opts: { create?: boolean } 
   const s = loaded.config.storage;
   if (s.meta === 'postgres') {
     const url = process.env[s.postgres_url_env];
-    if (!url) throw new AirlockError('BAD_REQUEST', `storage.meta is postgres but ${s.postgres_url_env} is not set (the connection string, e.g. postgres://airlock@db:5432/airlock)`);
+    if (!url)
+      throw new AirlockError(
+        'BAD_REQUEST',
+        `storage.meta is postgres but ${s.postgres_url_env} is not set (the connection string, e.g. postgres://airlock@db:5432/airlock)`,
+      );
     try {
       return await PgMetaStore.open(url, { schema: s.postgres_schema, max: s.postgres_pool });
     } catch (e) {

@@ -51,7 +51,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const hashes = new HashPool(1).warm();
   const t = config.transfers;
   const off = config.offload;
-  if (off.mode === 'nginx' && config.storage.blobs !== 'fs') throw new AirlockError('BAD_REQUEST', 'offload.mode nginx needs the filesystem blob store (storage.blobs: fs); with s3 use presigned');
+  if (off.mode === 'nginx' && config.storage.blobs !== 'fs')
+    throw new AirlockError('BAD_REQUEST', 'offload.mode nginx needs the filesystem blob store (storage.blobs: fs); with s3 use presigned');
   if (off.mode === 'presigned' && !store.presign) throw new AirlockError('BAD_REQUEST', 'offload.mode presigned needs an object store (storage.blobs: s3)');
   const offload =
     off.mode === 'nginx'
@@ -60,16 +61,29 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
         ? async (sha256: string) => ({ redirect: await store.presign!(sha256, off.presign_seconds) })
         : undefined;
   const cache = new BlobCache(store, meta, hashes, {
-    onCommitError: (sha256, e) => log.error({ digest: sha256, err: (e as Error).message }, 'verified blob could not be committed to the store; it will be fetched again next time'),
+    onCommitError: (sha256, e) =>
+      log.error({ digest: sha256, err: (e as Error).message }, 'verified blob could not be committed to the store; it will be fetched again next time'),
     onCorrupt: (sha256, got, quarantined) => {
       metrics.corruptBlobs.inc();
-      log.error({ digest: sha256, got, quarantined }, 'a stored blob no longer matches its digest (disk corruption or tampering): quarantined, it will be fetched again');
+      log.error(
+        { digest: sha256, got, quarantined },
+        'a stored blob no longer matches its digest (disk corruption or tampering): quarantined, it will be fetched again',
+      );
     },
     onCut: (why) => metrics.slowUpstreams.inc({ reason: why }),
-    budget: { minRate: t.min_rate, windowMs: t.rate_window * 1000, deadlineMs: t.deadline * 1000, abandonMs: t.abandon_after * 1000, finishBytes: t.finish_bytes },
+    budget: {
+      minRate: t.min_rate,
+      windowMs: t.rate_window * 1000,
+      deadlineMs: t.deadline * 1000,
+      abandonMs: t.abandon_after * 1000,
+      finishBytes: t.finish_bytes,
+    },
     slots: new ClientSlots(t.per_client, t.queue_wait * 1000),
     // Replicas on one PostgreSQL: one upstream fill per blob across all of them (a lease per fill).
-    fleet: config.storage.meta === 'postgres' ? { leases: meta, owner: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, staleMs: config.storage.lease_stale * 1000 } : undefined,
+    fleet:
+      config.storage.meta === 'postgres'
+        ? { leases: meta, owner: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, staleMs: config.storage.lease_stale * 1000 }
+        : undefined,
     maxBytes: config.cache.max_bytes,
     verifyHits: config.cache.verify_hits,
     offload,
@@ -150,7 +164,15 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     policySizes: () => ({ pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }),
     recordHealth: () => recorder.health(),
   });
-  const { app, fast } = buildApp({ auth: { authenticator, modes: config.auth }, log, metrics, meta, recorder, unready, console: consoleApp, frontends: [
+  const { app, fast } = buildApp({
+    auth: { authenticator, modes: config.auth },
+    log,
+    metrics,
+    meta,
+    recorder,
+    unready,
+    console: consoleApp,
+    frontends: [
       { ...PYPI, app: pypi.app, fast: pypi.fast },
       { ...OCI, app: oci },
       { ...HF, app: hf },
@@ -191,7 +213,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
         lastReload = { at: Date.now() };
         policyVersion = versionOf(next.policyFile);
         log.info({ file: loaded.policyFile, pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }, 'policy reloaded');
-        if (policy.pypi.size + policy.oci.size + policy.hf.size === 0) log.warn({ file: loaded.policyFile }, 'the reloaded policy allows nothing: every pull is refused');
+        if (policy.pypi.size + policy.oci.size + policy.hf.size === 0)
+          log.warn({ file: loaded.policyFile }, 'the reloaded policy allows nothing: every pull is refused');
         // Only the policy is applied on reload; say so when other settings changed in the file.
         const changed = changedSettings(loaded.config, next.config);
         if (changed.length) log.warn({ changed }, 'configuration changes outside the policy need a restart; they were not applied');
@@ -222,12 +245,16 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
 export type Airlock = Awaited<ReturnType<typeof createAirlock>>;
 
 /** Start listening; resolves once the socket is bound. */
-export async function startServer(loaded: LoadedConfig, opts: AirlockOptions = {}): Promise<{ airlock: Airlock; server: ServerType; port: number; stop: (graceMs?: number) => Promise<void> }> {
+export async function startServer(
+  loaded: LoadedConfig,
+  opts: AirlockOptions = {},
+): Promise<{ airlock: Airlock; server: ServerType; port: number; stop: (graceMs?: number) => Promise<void> }> {
   const airlock = await createAirlock(loaded, opts);
   const { hostname, port } = splitListen(loaded.config.listen);
   const server = await new Promise<ServerType>((resolve, reject) => {
     // The router's listener behind the fast path for warm pages (src/http/fast.ts).
-    const createServer = ((opts: ServerOptions, listener: RequestListener) => createHttpServer(opts, withFastPath(airlock.fast, listener))) as typeof createHttpServer;
+    const createServer = ((opts: ServerOptions, listener: RequestListener) =>
+      createHttpServer(opts, withFastPath(airlock.fast, listener))) as typeof createHttpServer;
     const s = serve({ fetch: airlock.app.fetch, hostname, port, createServer }, () => resolve(s));
     s.once('error', reject);
   });

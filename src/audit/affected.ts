@@ -69,7 +69,18 @@ export async function affected(meta: MetaStore, query: string, policy?: Policy):
   }
   rows.sort((a, b) => b.id - a.id);
   const osPackages = adv.osPackagesOf(rec).map((p) => `${p.ecosystem} ${p.name}`);
-  return { query, advisory: { id: rec.id, aliases: [...new Set([...(rec.aliases ?? []), ...(rec.upstream ?? [])])], summary: rec.summary ?? '', packages: [...packages, ...osPackages], withdrawn: false }, images, pulls: rows };
+  return {
+    query,
+    advisory: {
+      id: rec.id,
+      aliases: [...new Set([...(rec.aliases ?? []), ...(rec.upstream ?? [])])],
+      summary: rec.summary ?? '',
+      packages: [...packages, ...osPackages],
+      withdrawn: false,
+    },
+    images,
+    pulls: rows,
+  };
 }
 
 /** Images (by stored inventory) holding a package the advisory affects, at an affected version. */
@@ -95,7 +106,8 @@ async function affectedImages(meta: MetaStore, adv: Advisories, rec: OsvRecord, 
       const inv = await inventory(row.digest);
       if (inv?.os?.ecosystem !== ecosystem) continue;
       const pkg = inv.packages.find((p) => p.type === TYPE_OF_SCHEME[scheme] && p.name === row.name && p.version === row.version);
-      if (pkg && adv.matchOs(ecosystem, pkg).some((m) => m.id === rec.id)) add(row.digest, { type: pkg.type, name: pkg.name, version: pkg.version, source: pkg.source ?? null });
+      if (pkg && adv.matchOs(ecosystem, pkg).some((m) => m.id === rec.id))
+        add(row.digest, { type: pkg.type, name: pkg.name, version: pkg.version, source: pkg.source ?? null });
     }
   }
   for (const name of adv.packagesOf(rec)) {

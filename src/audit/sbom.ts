@@ -30,7 +30,8 @@ interface Artefact {
 
 /** The package URL of an artefact as Airlock records it. */
 export function purlOf(a: { ecosystem: string; name: string; version: string | null; filename: string | null; sha256: string | null }): PackageURL | undefined {
-  if (a.ecosystem === 'pypi') return new PackageURL('pypi', undefined, a.name, a.version ?? undefined, a.filename ? { file_name: a.filename } : undefined, undefined);
+  if (a.ecosystem === 'pypi')
+    return new PackageURL('pypi', undefined, a.name, a.version ?? undefined, a.filename ? { file_name: a.filename } : undefined, undefined);
   if (a.ecosystem === 'hf') {
     const dataset = a.name.startsWith('datasets/');
     const repo = dataset ? a.name.slice('datasets/'.length) : a.name;
@@ -79,7 +80,11 @@ export function purlOfImagePackage(p: StoredInventory['packages'][number], os: S
   return new PackageURL(p.type, ns, p.name, version, Object.keys(q).length ? q : undefined, undefined);
 }
 
-const REGISTRY: Record<string, string> = { pypi: 'PyPI (through Airlock /pypi)', hf: 'Hugging Face Hub (through Airlock /hf)', oci: 'OCI registry (through Airlock /v2)' };
+const REGISTRY: Record<string, string> = {
+  pypi: 'PyPI (through Airlock /pypi)',
+  hf: 'Hugging Face Hub (through Airlock /hf)',
+  oci: 'OCI registry (through Airlock /v2)',
+};
 
 /**
  * CycloneDX 1.6 JSON of the artefacts served (decision allow) in a time window: one component per
@@ -88,12 +93,24 @@ const REGISTRY: Record<string, string> = { pypi: 'PyPI (through Airlock /pypi)',
  * Image manifests with an inventory nest their OS and packages (deb, apk, rpm, pypi package URLs).
  */
 export async function buildSbom(meta: PullLog & { inventories: InventoryStore }, o: SbomOptions): Promise<string> {
-  const rows = o.rows ? o.rows.filter((r) => r.decision === 'allow') : await meta.listPulls({ since: o.since, until: o.until, ecosystem: o.ecosystem, decision: 'allow', limit: 100_000 });
+  const rows = o.rows
+    ? o.rows.filter((r) => r.decision === 'allow')
+    : await meta.listPulls({ since: o.since, until: o.until, ecosystem: o.ecosystem, decision: 'allow', limit: 100_000 });
   const arts = new Map<string, Artefact>();
   for (const r of rows) {
     if (o.client && r.client !== o.client) continue;
     const key = [r.ecosystem, r.name, r.version ?? '', r.filename ?? '', r.sha256 ?? ''].join('\0');
-    const a = arts.get(key) ?? { ecosystem: r.ecosystem, name: r.name, version: r.version ?? null, filename: r.filename ?? null, sha256: r.sha256 ?? null, first: r.ts, last: r.ts, pulls: 0, clients: new Set<string>() };
+    const a = arts.get(key) ?? {
+      ecosystem: r.ecosystem,
+      name: r.name,
+      version: r.version ?? null,
+      filename: r.filename ?? null,
+      sha256: r.sha256 ?? null,
+      first: r.ts,
+      last: r.ts,
+      pulls: 0,
+      clients: new Set<string>(),
+    };
     a.first = Math.min(a.first, r.ts);
     a.last = Math.max(a.last, r.ts);
     a.pulls++;
@@ -130,19 +147,38 @@ export async function buildSbom(meta: PullLog & { inventories: InventoryStore },
     ]);
     if (a.filename) props.add(new CDX.Models.Property('airlock:file', a.filename));
     const name = a.ecosystem === 'oci' && a.filename ? `${a.name} (${a.filename})` : a.name;
-    const component = new CDX.Models.Component(type, name, { version: a.version ?? undefined, purl: purl?.toString(), hashes, properties: props, bomRef: `airlock-${++n}` });
+    const component = new CDX.Models.Component(type, name, {
+      version: a.version ?? undefined,
+      purl: purl?.toString(),
+      hashes,
+      properties: props,
+      bomRef: `airlock-${++n}`,
+    });
     // An image manifest with an inventory lists its OS and the packages inside it, nested.
     const stored = a.ecosystem === 'oci' && a.filename === 'manifest' && a.sha256 ? await meta.inventories.getInventory(`sha256:${a.sha256}`) : null;
     if (stored) {
       const inv = JSON.parse(stored.inventory) as StoredInventory;
       if (inv.os) {
-        component.components.add(new CDX.Models.Component(CDX.Enums.ComponentType.OperatingSystem, inv.os.id, { version: inv.os.versionId, description: inv.os.prettyName, bomRef: `airlock-${++n}` }));
+        component.components.add(
+          new CDX.Models.Component(CDX.Enums.ComponentType.OperatingSystem, inv.os.id, {
+            version: inv.os.versionId,
+            description: inv.os.prettyName,
+            bomRef: `airlock-${++n}`,
+          }),
+        );
       }
       for (const p of inv.packages) {
         const purlP = purlOfImagePackage(p, inv.os);
         const pprops = new CDX.Models.PropertyRepository([new CDX.Models.Property('airlock:location', p.location)]);
         if (p.source && p.source !== p.name) pprops.add(new CDX.Models.Property('airlock:source_package', p.source));
-        component.components.add(new CDX.Models.Component(CDX.Enums.ComponentType.Library, p.name, { version: p.version, purl: purlP.toString(), properties: pprops, bomRef: `airlock-${++n}` }));
+        component.components.add(
+          new CDX.Models.Component(CDX.Enums.ComponentType.Library, p.name, {
+            version: p.version,
+            purl: purlP.toString(),
+            properties: pprops,
+            bomRef: `airlock-${++n}`,
+          }),
+        );
       }
     }
     bom.components.add(component);

@@ -57,7 +57,9 @@ function platformOf(p: { architecture?: string; os?: string; variant?: string } 
 async function platformsOf(top: Manifestish, get: (digest: string) => Promise<Buffer>): Promise<Manifestish[]> {
   const parsed = parseManifest(top.bytes, undefined);
   if (!parsed.isIndex) return [top];
-  const doc = JSON.parse(top.bytes.toString('utf8')) as { manifests: { digest: string; platform?: { architecture?: string; os?: string; variant?: string } }[] };
+  const doc = JSON.parse(top.bytes.toString('utf8')) as {
+    manifests: { digest: string; platform?: { architecture?: string; os?: string; variant?: string } }[];
+  };
   const out: Manifestish[] = [];
   for (const m of doc.manifests) {
     if (m.platform?.architecture === 'unknown') continue; // attestation manifests (buildx)
@@ -114,7 +116,14 @@ async function fromDockerArchive(file: string): Promise<{ platforms: Manifestish
   const missing = layers.find((l) => !facts.has(l));
   if (missing) throw new ConfigError(`image check: ${file} lists layer ${missing} but does not hold it`);
   // Layers are named by path here; the inventory is built from them directly (see checkImage).
-  const fake = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'0'.repeat(64)}`, size: 0 }, layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: l, size: 0 })) }));
+  const fake = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'0'.repeat(64)}`, size: 0 },
+      layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: l, size: 0 })),
+    }),
+  );
   return { platforms: [{ digest: `docker-archive:${manifest[0].RepoTags?.[0] ?? file}`, bytes: fake }], layer: async (d) => facts.get(d)! };
 }
 
@@ -127,7 +136,11 @@ async function localInventory(p: Manifestish, layer: (d: string) => Promise<Laye
 }
 
 /** A registry image, through the mirror's configured stores and upstreams (the inventory is stored for the server). */
-async function fromRegistry(loaded: LoadedConfig, reference: string, judge: (repo: string, p: Manifestish, inv: Inventory) => PlatformReport): Promise<{ repository: string; platforms: PlatformReport[] }> {
+async function fromRegistry(
+  loaded: LoadedConfig,
+  reference: string,
+  judge: (repo: string, p: Manifestish, inv: Inventory) => PlatformReport,
+): Promise<{ repository: string; platforms: PlatformReport[] }> {
   const ref = reference.replace(/^docker:\/\//, '');
   const m = /^([^@]+?)(?::([A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(?:@(sha256:[0-9a-f]{64}))?$/.exec(ref);
   if (!m || (!m[2] && !m[3])) throw new ConfigError(`image check: expected REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:DIGEST, got ${JSON.stringify(reference)}`);
@@ -189,7 +202,11 @@ async function fromRegistry(loaded: LoadedConfig, reference: string, judge: (rep
   }
 }
 
-export async function checkImage(configFile: string, source: string, opts: { failOn?: RefuseLevel; repository?: string; now?: number } = {}): Promise<ImageCheckReport> {
+export async function checkImage(
+  configFile: string,
+  source: string,
+  opts: { failOn?: RefuseLevel; repository?: string; now?: number } = {},
+): Promise<ImageCheckReport> {
   const loaded = loadConfig(configFile);
   const meta = await openMeta(loaded, { create: true });
   let advisories: Advisories;
@@ -232,12 +249,23 @@ export function formatReport(rep: ImageCheckReport): string {
   const lines: string[] = [];
   for (const p of rep.platforms) {
     const v = p.verdict;
-    lines.push(`${rep.repository}@${p.digest}${p.platform ? ` (${p.platform})` : ''}: ${p.os ?? 'no OS release'}, ${p.packages} packages, ${v.findings.length} advisories`);
+    lines.push(
+      `${rep.repository}@${p.digest}${p.platform ? ` (${p.platform})` : ''}: ${p.os ?? 'no OS release'}, ${p.packages} packages, ${v.findings.length} advisories`,
+    );
     if (v.findings.length) lines.push(['SEVERITY', 'ID', 'PACKAGE', 'INSTALLED', 'FIXED', 'STATUS'].join('\t'));
     for (const f of v.findings) {
-      const sev = f.malicious ? 'MALICIOUS' : f.severity.label ?? 'UNKNOWN';
+      const sev = f.malicious ? 'MALICIOUS' : (f.severity.label ?? 'UNKNOWN');
       const status = f.excepted ? `excepted (${f.excepted})` : f.refusing ? 'FAIL' : 'below threshold';
-      lines.push([sev, f.id, f.package.source && f.package.source !== f.package.name ? `${f.package.name} (${f.package.source})` : f.package.name, f.package.version, f.fixed ?? '-', status].join('\t'));
+      lines.push(
+        [
+          sev,
+          f.id,
+          f.package.source && f.package.source !== f.package.name ? `${f.package.name} (${f.package.source})` : f.package.name,
+          f.package.version,
+          f.fixed ?? '-',
+          status,
+        ].join('\t'),
+      );
     }
     for (const n of v.notes) lines.push(`note: ${n}`);
     lines.push(v.decision.allow ? 'result: pass' : `result: FAIL: ${v.decision.reason}`);

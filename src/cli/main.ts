@@ -140,8 +140,14 @@ async function main(argv: string[]): Promise<void> {
       const shutdown = (sig: string) => {
         if (stopping) return;
         stopping = true;
-        airlock.log.info({ signal: sig, graceSeconds: loaded.config.shutdown_grace }, 'shutting down: no new connections; transfers under way may finish within the grace');
-        stop(loaded.config.shutdown_grace * 1000).then(() => process.exit(0), () => process.exit(1));
+        airlock.log.info(
+          { signal: sig, graceSeconds: loaded.config.shutdown_grace },
+          'shutting down: no new connections; transfers under way may finish within the grace',
+        );
+        stop(loaded.config.shutdown_grace * 1000).then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
       };
       process.on('SIGINT', () => shutdown('SIGINT'));
       process.on('SIGTERM', () => shutdown('SIGTERM'));
@@ -179,7 +185,8 @@ async function main(argv: string[]): Promise<void> {
       }
       for (const r of rows) {
         process.stdout.write(
-          [new Date(r.ts).toISOString(), r.client, r.ecosystem, r.name, r.version ?? '-', r.filename ?? '-', r.cache, r.decision, r.reason ?? ''].join('\t') + '\n',
+          [new Date(r.ts).toISOString(), r.client, r.ecosystem, r.name, r.version ?? '-', r.filename ?? '-', r.cache, r.decision, r.reason ?? ''].join('\t') +
+            '\n',
         );
       }
       return;
@@ -195,7 +202,8 @@ async function main(argv: string[]): Promise<void> {
         }
         const how = writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin);
         loadConfig(configFile);
-        const what = pin.mediaType.includes('index') || pin.mediaType.includes('list') ? `index of ${pin.children} platforms` : `manifest with ${pin.children} blobs`;
+        const what =
+          pin.mediaType.includes('index') || pin.mediaType.includes('list') ? `index of ${pin.children} platforms` : `manifest with ${pin.children} blobs`;
         process.stdout.write(`${how} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}) in ${loaded.policyFile}\n`);
         if (loaded.policy.images.gates(pin.repository)) {
           // Judge it now (layers fetched into the cache, inventory stored): no client waits for it on its first pull.
@@ -203,7 +211,10 @@ async function main(argv: string[]): Promise<void> {
           const rep = await checkImage(configFile, `docker://${pin.repository}@${pin.digest}`);
           process.stdout.write(formatReport(rep));
           const refused = rep.platforms.filter((p) => !p.verdict.decision.allow);
-          if (refused.length) process.stderr.write(`warning: the image gate will refuse ${refused.map((p) => p.platform ?? p.digest).join(', ')} of this pin until the findings are fixed or excepted\n`);
+          if (refused.length)
+            process.stderr.write(
+              `warning: the image gate will refuse ${refused.map((p) => p.platform ?? p.digest).join(', ')} of this pin until the findings are fixed or excepted\n`,
+            );
         }
         return;
       }
@@ -237,7 +248,8 @@ async function main(argv: string[]): Promise<void> {
       const [sub, ref] = rest;
       if (sub !== 'check' || !ref) fail('usage: airlock image check IMAGE (oci:DIR[:TAG], docker-archive:FILE, docker://REGISTRY/NAME:TAG)');
       const failOn = values['fail-on'];
-      if (failOn !== undefined && !['critical', 'high', 'medium', 'low', 'all', 'none'].includes(failOn)) fail('--fail-on: expected critical, high, medium, low, all or none');
+      if (failOn !== undefined && !['critical', 'high', 'medium', 'low', 'all', 'none'].includes(failOn))
+        fail('--fail-on: expected critical, high, medium, low, all or none');
       const { checkImage, formatReport } = await import('./image.js');
       let rep;
       try {
@@ -257,7 +269,9 @@ async function main(argv: string[]): Promise<void> {
       const r = await verifyStore(configFile, { repair: values.repair || cmd === 'scrub' });
       if (values.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
       else {
-        process.stdout.write(`checked ${r.checked} blobs (${(r.bytes / 2 ** 20).toFixed(1)} MiB): ${r.corrupt.length} do not match their digest, ${r.missing.length} missing${r.repaired && r.corrupt.length + r.missing.length ? ' (quarantined and forgotten: they are fetched and verified again on their next pull)' : ''}\n`);
+        process.stdout.write(
+          `checked ${r.checked} blobs (${(r.bytes / 2 ** 20).toFixed(1)} MiB): ${r.corrupt.length} do not match their digest, ${r.missing.length} missing${r.repaired && r.corrupt.length + r.missing.length ? ' (quarantined and forgotten: they are fetched and verified again on their next pull)' : ''}\n`,
+        );
         for (const c of r.corrupt) process.stdout.write(`  CORRUPT sha256:${c.sha256} (hashes to ${c.got}, ${c.actual} of ${c.size} bytes)\n`);
         for (const m of r.missing) process.stdout.write(`  MISSING sha256:${m}\n`);
       }
@@ -280,7 +294,8 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'affected': {
       const [query] = rest;
-      if (!query) fail('usage: airlock affected ID|PURL (an advisory id or alias, or pkg:pypi/NAME@VERSION, pkg:huggingface/ORG/NAME@COMMIT, pkg:oci/NAME@sha256:...)');
+      if (!query)
+        fail('usage: airlock affected ID|PURL (an advisory id or alias, or pkg:pypi/NAME@VERSION, pkg:huggingface/ORG/NAME@COMMIT, pkg:oci/NAME@sha256:...)');
       const loaded = loadConfig(configFile);
       await withMeta(loaded, false, async (meta) => {
         const rep = await affected(meta, query, loaded.policy);
@@ -298,14 +313,22 @@ async function main(argv: string[]): Promise<void> {
           process.stdout.write(`${rep.images.length} image${rep.images.length === 1 ? '' : 's'} contain an affected package:\n`);
           for (const img of rep.images) {
             const names = [...img.tags, ...img.repositories.filter((r) => !img.tags.some((t) => t.startsWith(`${r}:`)))];
-            process.stdout.write(`  ${img.digest}${names.length ? ` (${names.join(', ')})` : ''}: ${img.packages.map((p) => `${p.name} ${p.version}`).join(', ')}\n`);
+            process.stdout.write(
+              `  ${img.digest}${names.length ? ` (${names.join(', ')})` : ''}: ${img.packages.map((p) => `${p.name} ${p.version}`).join(', ')}\n`,
+            );
           }
         }
         const served = rep.pulls.filter((p) => p.decision === 'allow');
-        process.stdout.write(`${rep.pulls.length} pulls (${served.length} served, ${rep.pulls.length - served.length} refused), ${new Set(served.map((p) => p.client)).size} clients served\n`);
+        process.stdout.write(
+          `${rep.pulls.length} pulls (${served.length} served, ${rep.pulls.length - served.length} refused), ${new Set(served.map((p) => p.client)).size} clients served\n`,
+        );
         if (rep.pulls.length) process.stdout.write(['time', 'client', 'ecosystem', 'name', 'version', 'file', 'sha256', 'cache', 'decision'].join('\t') + '\n');
         for (const p of rep.pulls) {
-          process.stdout.write([new Date(p.ts).toISOString(), p.client, p.ecosystem, p.name, p.version ?? '-', p.filename ?? '-', p.sha256 ?? '-', p.cache, p.decision].join('\t') + '\n');
+          process.stdout.write(
+            [new Date(p.ts).toISOString(), p.client, p.ecosystem, p.name, p.version ?? '-', p.filename ?? '-', p.sha256 ?? '-', p.cache, p.decision].join(
+              '\t',
+            ) + '\n',
+          );
         }
       });
       return;
@@ -316,7 +339,13 @@ async function main(argv: string[]): Promise<void> {
         const eco = values.ecosystem as PullFilter['ecosystem'];
         if (eco && !['pypi', 'hf', 'oci'].includes(eco)) fail('--ecosystem: expected pypi, hf or oci');
         const { buildSbom } = await import('../audit/sbom.js');
-        const json = await buildSbom(meta, { since: parseTime(values.since, '--since'), until: parseTime(values.until, '--until'), client: values.client, ecosystem: eco, version: VERSION });
+        const json = await buildSbom(meta, {
+          since: parseTime(values.since, '--since'),
+          until: parseTime(values.until, '--until'),
+          client: values.client,
+          ecosystem: eco,
+          version: VERSION,
+        });
         if (values.output) writeFileSync(values.output, json + '\n');
         else process.stdout.write(json + '\n');
       });
@@ -328,14 +357,22 @@ async function main(argv: string[]): Promise<void> {
       await withMeta(loaded, true, async (meta) => {
         if (sub === 'create') {
           const name = values.name;
-          if (!name || !TOKEN_NAME.test(name)) fail('--name: expected a token name (letters, digits, ".", "_", "-"; up to 64 characters), e.g. --name ci-runner');
+          if (!name || !TOKEN_NAME.test(name))
+            fail('--name: expected a token name (letters, digits, ".", "_", "-"; up to 64 characters), e.g. --name ci-runner');
           if ((await meta.listTokens()).some((t) => t.name === name)) fail(`a token named ${name} already exists (revoke it, or choose another name)`);
           const secret = await new Authenticator(meta).create(name, values.admin!);
           process.stderr.write(`created ${values.admin ? 'admin ' : ''}token ${name}; it is shown once and stored only as a hash:\n`);
           process.stdout.write(`${secret}\n`);
         } else if (sub === 'list') {
           for (const t of await meta.listTokens()) {
-            process.stdout.write([t.name, t.admin ? 'admin' : 'client', new Date(t.createdAt).toISOString(), t.revokedAt ? `revoked ${new Date(t.revokedAt).toISOString()}` : 'active'].join('\t') + '\n');
+            process.stdout.write(
+              [
+                t.name,
+                t.admin ? 'admin' : 'client',
+                new Date(t.createdAt).toISOString(),
+                t.revokedAt ? `revoked ${new Date(t.revokedAt).toISOString()}` : 'active',
+              ].join('\t') + '\n',
+            );
           }
         } else if (sub === 'revoke' && arg) {
           if (!(await meta.revokeToken(arg))) fail(`no active token named ${arg}`);
@@ -350,7 +387,9 @@ async function main(argv: string[]): Promise<void> {
         if (values.from !== 'sqlite' || values.to !== 'postgres') fail('usage: airlock migrate [--from sqlite --to postgres]');
         const { moveSqliteToPostgres } = await import('./migrate.js');
         const r = await moveSqliteToPostgres(loaded);
-        process.stdout.write(`moved ${r.pulls} pull records (the chain verifies in PostgreSQL, head ${r.head ?? 'none'}), ${r.tokens} tokens, ${r.advisories} advisories; caches refill on the next pulls\n`);
+        process.stdout.write(
+          `moved ${r.pulls} pull records (the chain verifies in PostgreSQL, head ${r.head ?? 'none'}), ${r.tokens} tokens, ${r.advisories} advisories; caches refill on the next pulls\n`,
+        );
         return;
       }
       // Opening the store brings its schema up to date (what serve does on start).
@@ -365,7 +404,10 @@ async function main(argv: string[]): Promise<void> {
         const rep = await verifyChain(meta);
         if (values.json) process.stdout.write(JSON.stringify(rep, null, 2) + '\n');
         else if (rep.problem) process.stdout.write(`BROKEN at row ${rep.problem.id}: ${rep.problem.message}\n`);
-        else process.stdout.write(`OK: ${rep.rows} records, chain intact${rep.unchained ? ` (${rep.unchained} older rows predate the chain)` : ''}; head ${rep.head ?? '(empty)'}\n`);
+        else
+          process.stdout.write(
+            `OK: ${rep.rows} records, chain intact${rep.unchained ? ` (${rep.unchained} older rows predate the chain)` : ''}; head ${rep.head ?? '(empty)'}\n`,
+          );
         if (rep.problem) process.exitCode = 1;
       });
       return;
@@ -386,7 +428,9 @@ async function main(argv: string[]): Promise<void> {
         process.stdout.write(JSON.stringify(res, null, 2) + '\n');
         return;
       }
-      process.stdout.write(`rescanned ${res.rescanned} of ${res.total} files with ${SCANNER_VERSION}${res.missing ? ` (${res.missing} no longer cached)` : ''}; ${res.changed.length} changed\n`);
+      process.stdout.write(
+        `rescanned ${res.rescanned} of ${res.total} files with ${SCANNER_VERSION}${res.missing ? ` (${res.missing} no longer cached)` : ''}; ${res.changed.length} changed\n`,
+      );
       for (const ch of res.changed) process.stdout.write(`  sha256:${ch.sha256} ${ch.format}\n    before: ${ch.before}\n    after:  ${ch.after}\n`);
       return;
     }

@@ -20,12 +20,17 @@ export interface MoveReport {
  * target must hold no pull record yet (the chain must start where the copied one starts).
  */
 export async function moveSqliteToPostgres(loaded: LoadedConfig): Promise<MoveReport> {
-  if (loaded.config.storage.meta !== 'postgres') throw new AirlockError('BAD_REQUEST', 'the configuration must name the target: storage.meta: postgres (and its connection string variable)');
+  if (loaded.config.storage.meta !== 'postgres')
+    throw new AirlockError('BAD_REQUEST', 'the configuration must name the target: storage.meta: postgres (and its connection string variable)');
   const from = openEmbeddedMeta(loaded);
   const to: MetaStore = await openMeta(loaded);
   try {
     const source = await verifyChain(from);
-    if (source.problem) throw new AirlockError('BAD_REQUEST', `the SQLite record does not verify (row ${source.problem.id}: ${source.problem.message}); fix or keep it before moving it`);
+    if (source.problem)
+      throw new AirlockError(
+        'BAD_REQUEST',
+        `the SQLite record does not verify (row ${source.problem.id}: ${source.problem.message}); fix or keep it before moving it`,
+      );
     if ((await to.listPulls({ limit: 1 })).length > 0) throw new AirlockError('BAD_REQUEST', 'the PostgreSQL record is not empty; move into an empty database');
     // Rows keep the hashes they were written with: the link just hands them back.
     const keep: ChainLink = (_head, rec) => {
@@ -56,7 +61,8 @@ export async function moveSqliteToPostgres(loaded: LoadedConfig): Promise<MoveRe
     });
     await to.putAdvisories(adv);
     const target = await verifyChain(to);
-    if (target.problem || target.head !== source.head) throw new AirlockError('INTERNAL', `the moved record does not verify in PostgreSQL (${target.problem?.message ?? 'its head differs'})`);
+    if (target.problem || target.head !== source.head)
+      throw new AirlockError('INTERNAL', `the moved record does not verify in PostgreSQL (${target.problem?.message ?? 'its head differs'})`);
     return { pulls, tokens, advisories: adv.length, head: target.head };
   } finally {
     await from.close();

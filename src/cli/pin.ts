@@ -114,7 +114,8 @@ export async function resolveOciPin(configFile: string, reference: string): Prom
     const bytes = await readBoundedBytes(res.body, loaded.config.oci.max_manifest_bytes);
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     const claimed = header(res.headers, 'docker-content-digest');
-    if (claimed && claimed !== digest) throw new ConfigError(`pin: ${registry} claims ${claimed} for ${upstreamName}:${ref} but its bytes hash to ${digest}; not pinning`);
+    if (claimed && claimed !== digest)
+      throw new ConfigError(`pin: ${registry} claims ${claimed} for ${upstreamName}:${ref} but its bytes hash to ${digest}; not pinning`);
     if (m[3] && m[3] !== digest) throw new ConfigError(`pin: ${registry} sent bytes hashing to ${digest} for ${m[3]}; not pinning`);
     let parsed;
     try {

@@ -82,10 +82,19 @@ function zodMessage(y: ParsedYaml, base: (string | number)[], error: z.ZodError)
 }
 
 /** Cross-checks between the OCI registries and the policy, and credentials named by environment variable. */
-function checkOciWiring(y: ParsedYaml, policyYaml: ParsedYaml, policyBase: string[], config: Config, policyConfig: PolicyConfig, env: Record<string, string | undefined>): void {
+function checkOciWiring(
+  y: ParsedYaml,
+  policyYaml: ParsedYaml,
+  policyBase: string[],
+  config: Config,
+  policyConfig: PolicyConfig,
+  env: Record<string, string | undefined>,
+): void {
   const regs = config.oci.registries;
   if (!regs[config.oci.default_registry]) {
-    throw new ConfigError(`${where(y, ['oci', 'default_registry'])}: oci.default_registry: ${JSON.stringify(config.oci.default_registry)} is not one of oci.registries (${Object.keys(regs).join(', ')})`);
+    throw new ConfigError(
+      `${where(y, ['oci', 'default_registry'])}: oci.default_registry: ${JSON.stringify(config.oci.default_registry)} is not one of oci.registries (${Object.keys(regs).join(', ')})`,
+    );
   }
   for (const [key, r] of Object.entries(regs)) {
     for (const field of ['username_env', 'password_env'] as const) {
@@ -106,7 +115,9 @@ function checkOciWiring(y: ParsedYaml, policyYaml: ParsedYaml, policyBase: strin
     const key = registryKey(host);
     if (!regs[key]) {
       const full = [...policyBase, 'oci', 'allow', i, 'repository'];
-      throw new ConfigError(`${where(policyYaml, full)}: ${pathString(full)}: registry ${host} is not configured in oci.registries (${Object.keys(regs).join(', ')})`);
+      throw new ConfigError(
+        `${where(policyYaml, full)}: ${pathString(full)}: registry ${host} is not configured in oci.registries (${Object.keys(regs).join(', ')})`,
+      );
     }
   });
 }

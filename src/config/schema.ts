@@ -5,16 +5,14 @@ const hostPort = z
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:8080')
   .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port out of range: expected 0 to 65535');
 
-const httpUrl = z
-  .string()
-  .refine((s) => {
-    try {
-      const u = new URL(s);
-      return u.protocol === 'http:' || u.protocol === 'https:';
-    } catch {
-      return false;
-    }
-  }, 'expected an http(s) URL');
+const httpUrl = z.string().refine((s) => {
+  try {
+    const u = new URL(s);
+    return u.protocol === 'http:' || u.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}, 'expected an http(s) URL');
 
 const indexUrl = httpUrl.refine((s) => s.endsWith('/'), 'expected the index URL to end with "/" (e.g. https://pypi.org/simple/)');
 
@@ -184,7 +182,11 @@ export const configSchema = z
         internal: indexUrl.optional(),
         file_hosts: z.array(z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'expected a host name, optionally with :port')).default(['files.pythonhosted.org']),
         index_ttl: z.number().int().min(0).default(600),
-        max_page_bytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+        max_page_bytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(64 * 1024 * 1024),
         timeout: z.number().positive().default(30),
       })
       .strict()
@@ -193,8 +195,14 @@ export const configSchema = z
       .object({
         /** Registry for names with no registry prefix and no ?ns= (Docker's registry-mirrors traffic). */
         default_registry: z.string().default('docker.io'),
-        registries: z.record(z.string().regex(/^[a-z0-9.-]+(:\d{1,5})?$/, 'expected a registry host name as clients write it (e.g. ghcr.io)'), ociRegistry).default(DEFAULT_OCI_REGISTRIES),
-        max_manifest_bytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+        registries: z
+          .record(z.string().regex(/^[a-z0-9.-]+(:\d{1,5})?$/, 'expected a registry host name as clients write it (e.g. ghcr.io)'), ociRegistry)
+          .default(DEFAULT_OCI_REGISTRIES),
+        max_manifest_bytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(4 * 1024 * 1024),
         /**
          * When layers are read for image inventories: as they pass through a fill (default; no
          * second read), or only when an image is judged (the gate, image check), from the cache.
@@ -211,13 +219,25 @@ export const configSchema = z
         /** Hosts file downloads may be redirected to (LFS CDN, the Xet bridge); nothing else is fetched. */
         file_hosts: z
           .array(hostPattern)
-          .default(['cdn-lfs.huggingface.co', 'cdn-lfs-us-1.huggingface.co', 'cdn-lfs-eu-1.huggingface.co', 'cas-bridge.xethub.hf.co', 'cdn-lfs.hf.co', 'cdn-lfs-us-1.hf.co', 'cdn-lfs-eu-1.hf.co']),
+          .default([
+            'cdn-lfs.huggingface.co',
+            'cdn-lfs-us-1.huggingface.co',
+            'cdn-lfs-eu-1.huggingface.co',
+            'cas-bridge.xethub.hf.co',
+            'cdn-lfs.hf.co',
+            'cdn-lfs-us-1.hf.co',
+            'cdn-lfs-eu-1.hf.co',
+          ]),
         /** Environment variable holding the one upstream service token (gated repos). */
         token_env: z.string().optional(),
         /** Largest file served. huggingface_hub refuses plain-HTTP downloads over 50 GB. */
         max_file_bytes: z.number().int().positive().default(50_000_000_000),
         /** Largest listing or metadata response accepted from upstream. */
-        max_metadata_bytes: z.number().int().min(1024).default(256 * 1024 * 1024),
+        max_metadata_bytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(256 * 1024 * 1024),
         timeout: z.number().positive().default(30),
       })
       .strict()
@@ -241,7 +261,10 @@ export const configSchema = z
         /** Environment variable holding the PostgreSQL connection string (never written in the file). */
         postgres_url_env: z.string().default('AIRLOCK_POSTGRES_URL'),
         /** A schema to keep Airlock's tables in (created if absent); the connection's default when unset. */
-        postgres_schema: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'expected a lower-case SQL identifier').optional(),
+        postgres_schema: z
+          .string()
+          .regex(/^[a-z_][a-z0-9_]*$/, 'expected a lower-case SQL identifier')
+          .optional(),
         /** Connections per process. */
         postgres_pool: z.number().int().min(1).default(10),
         /** Seconds after which a fill lease its replica stopped renewing is taken over (PostgreSQL). */
@@ -292,7 +315,10 @@ export const configSchema = z
       .object({
         mode: z.enum(['none', 'nginx', 'presigned']).default('none'),
         /** nginx's internal location aliased to <data_dir>/blobs/sha256/. */
-        nginx_location: z.string().regex(/^\/.*\/$/, 'expected a location path starting and ending with "/"').default('/_airlock_blobs/'),
+        nginx_location: z
+          .string()
+          .regex(/^\/.*\/$/, 'expected a location path starting and ending with "/"')
+          .default('/_airlock_blobs/'),
         /** Lifetime of a presigned URL, seconds. */
         presign_seconds: z.number().int().min(10).max(604_800).default(300),
       })
@@ -302,14 +328,25 @@ export const configSchema = z
     transfers: z
       .object({
         /** Minimum upstream rate, bytes per second averaged over rate_window; a slower body is cut (0: none). */
-        min_rate: z.number().int().min(0).default(32 * 1024),
+        min_rate: z
+          .number()
+          .int()
+          .min(0)
+          .default(32 * 1024),
         rate_window: z.number().positive().default(30),
         /** Longest a single upstream body may take, seconds (0: no limit). */
-        deadline: z.number().min(0).default(4 * 3600),
+        deadline: z
+          .number()
+          .min(0)
+          .default(4 * 3600),
         /** Seconds a download may run with no client reading it before it is cancelled (0: never). */
         abandon_after: z.number().min(0).default(2),
         /** An abandoned download with at most this many bytes left is finished instead. */
-        finish_bytes: z.number().int().min(0).default(16 * 1024 * 1024),
+        finish_bytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(16 * 1024 * 1024),
         /** New upstream downloads under way per client (token, or address when anonymous); 0: no limit. */
         per_client: z.number().int().min(0).default(16),
         /** Seconds a client over per_client waits for one of its own downloads to end before a 429. */

@@ -14,7 +14,9 @@ const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 export function approvalFor(r: StoredPullRecord): Approval {
   const code = r.code ?? '';
   if (code === 'digest_mismatch' || code === 'file_host' || code === 'internal_name' || code === 'internal_missing') {
-    return { note: 'Nothing to approve: the upstream served something other than what the index or manifest names, or the name belongs to the internal index. Investigate the upstream.' };
+    return {
+      note: 'Nothing to approve: the upstream served something other than what the index or manifest names, or the name belongs to the internal index. Investigate the upstream.',
+    };
   }
   if (code === 'bad_token' || code === 'upstream_failed' || code === 'too_many_downloads' || code === 'client_gone') {
     return { note: 'Not a policy refusal: nothing to approve.' };
@@ -45,7 +47,9 @@ export function approvalFor(r: StoredPullRecord): Approval {
     const ref = r.version.startsWith('sha256:') ? `${r.name}@${r.version}` : `${r.name}:${r.version}`;
     return {
       command: `airlock pin oci ${ref}`,
-      yaml: r.version.startsWith('sha256:') ? `policy:\n  oci:\n    allow:\n      - repository: ${r.name}\n        digests: ["${r.version}"]` : `policy:\n  oci:\n    allow:\n      - repository: ${r.name}\n        tags: { ${JSON.stringify(r.version)}: "sha256:..." }   # the digest the tag names today, written by the command`,
+      yaml: r.version.startsWith('sha256:')
+        ? `policy:\n  oci:\n    allow:\n      - repository: ${r.name}\n        digests: ["${r.version}"]`
+        : `policy:\n  oci:\n    allow:\n      - repository: ${r.name}\n        tags: { ${JSON.stringify(r.version)}: "sha256:..." }   # the digest the tag names today, written by the command`,
       note: 'Pins this image by digest (a tag is pinned to the digest it names today).',
     };
   }

@@ -84,7 +84,11 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
     const token = secret && secret.length <= 512 ? await d.meta.findToken(tokenHash(secret)) : null;
     if (!token || token.revokedAt !== null || !token.admin) {
       d.log.warn({ reqId: c.get('requestId'), token: token?.name ?? null, admin: token?.admin ?? null }, 'console login refused');
-      return page(c, loginPage(again(), token && !token.admin ? `Token ${token.name} is not an admin token.` : 'That token is not valid (unknown or revoked).'), 401);
+      return page(
+        c,
+        loginPage(again(), token && !token.admin ? `Token ${token.name} is not an admin token.` : 'That token is not valid (unknown or revoked).'),
+        401,
+      );
     }
     const { cookie } = issueSession(token);
     setCookie(c, COOKIE, cookie, { ...cookieOpts, maxAge: SESSION_MS / 1000 });
@@ -184,7 +188,10 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
   app.post('/records/verify', async (c) => {
     const r = await verifyChain(d.meta);
     chain = { at: Date.now(), rows: r.rows, head: r.head, problem: r.problem ? `row ${r.problem.id}: ${r.problem.message}` : undefined };
-    d.log[r.problem ? 'error' : 'info']({ reqId: c.get('requestId'), token: c.get('session').name, rows: r.rows, problem: chain.problem }, 'record chain verified from the console');
+    d.log[r.problem ? 'error' : 'info'](
+      { reqId: c.get('requestId'), token: c.get('session').name, rows: r.rows, problem: chain.problem },
+      'record chain verified from the console',
+    );
     return c.redirect('/-/ui/records', 303);
   });
 
@@ -205,10 +212,20 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
       const stored = await d.meta.inventories.getInventory(`sha256:${sha256}`);
       if (stored) {
         const verdict = d.policy().judgeImage(name, [`sha256:${sha256}`], JSON.parse(stored.inventory), Date.now());
-        vulnerabilities = verdict.findings.map((f) => ({ id: f.id, aliases: f.aliases, summary: f.summary, severity: f.severity.label, fixed: f.fixed, package: `${f.package.name} ${f.package.version}` }));
+        vulnerabilities = verdict.findings.map((f) => ({
+          id: f.id,
+          aliases: f.aliases,
+          summary: f.summary,
+          severity: f.severity.label,
+          fixed: f.fixed,
+          package: `${f.package.name} ${f.package.version}`,
+        }));
       }
     } else if (ecosystem === 'pypi' && version) {
-      vulnerabilities = d.advisories().matchPypi(name, version, sha256).map((m) => ({ id: m.id, aliases: m.aliases, summary: m.summary, severity: m.severity.label, fixed: m.fixed }));
+      vulnerabilities = d
+        .advisories()
+        .matchPypi(name, version, sha256)
+        .map((m) => ({ id: m.id, aliases: m.aliases, summary: m.summary, severity: m.severity.label, fixed: m.fixed }));
     }
     return page(
       c,
@@ -223,7 +240,13 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
         scan: sha256 ? await d.meta.getScan(sha256) : null,
         vulnerabilities,
         // The SBOM fragment of what was served of it (the same document /-/sbom writes).
-        sbom: allowed ? JSON.stringify(JSON.parse(await (await import('../audit/sbom.js')).buildSbom(d.meta, { rows: pulls, subject: name, version: VERSION })).components ?? [], null, 2) : null,
+        sbom: allowed
+          ? JSON.stringify(
+              JSON.parse(await (await import('../audit/sbom.js')).buildSbom(d.meta, { rows: pulls, subject: name, version: VERSION })).components ?? [],
+              null,
+              2,
+            )
+          : null,
       }),
     );
   });
@@ -247,7 +270,11 @@ export function createConsole(d: ConsoleDeps): Hono<AppEnv & { Variables: { sess
     if (!rep) return c.text(error ?? 'no query', 404);
     // Loaded on first use, as /-/sbom does: the CycloneDX library is large.
     const { buildSbom } = await import('../audit/sbom.js');
-    const json = await buildSbom(d.meta, { rows: rep.pulls, subject: rep.advisory ? `${rep.advisory.id}: artefacts served that it affects` : q, version: VERSION });
+    const json = await buildSbom(d.meta, {
+      rows: rep.pulls,
+      subject: rep.advisory ? `${rep.advisory.id}: artefacts served that it affects` : q,
+      version: VERSION,
+    });
     const file = `airlock-affected-${q.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80)}.cdx.json`;
     return c.body(json, 200, { 'content-type': 'application/vnd.cyclonedx+json; version=1.6', 'content-disposition': `attachment; filename="${file}"` });
   });

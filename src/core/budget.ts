@@ -41,7 +41,10 @@ export function watchBody(b: FillBudget, body: Readable, received: () => number,
       const rate = (received() - mark.bytes) / ((now - mark.at) / 1000);
       if (rate < b.minRate && !body.isPaused()) {
         clearInterval(timer);
-        cut('slow', `${Math.round(rate)} bytes/s over the last ${Math.round((now - mark.at) / 1000)} s, below the minimum of ${b.minRate} (transfers.min_rate)`);
+        cut(
+          'slow',
+          `${Math.round(rate)} bytes/s over the last ${Math.round((now - mark.at) / 1000)} s, below the minimum of ${b.minRate} (transfers.min_rate)`,
+        );
         return;
       }
       mark = { at: now, bytes: received() };

@@ -319,7 +319,16 @@ export class BlobCache {
           if (n > 0) this.serving.set(spec.sha256, n);
           else this.serving.delete(spec.sha256);
         });
-        return { cache: 'hit', size: rec.size, range: r, unsatisfiable: false, body, settled: Promise.resolve(), gate: Promise.resolve(), committed: Promise.resolve(true) };
+        return {
+          cache: 'hit',
+          size: rec.size,
+          range: r,
+          unsatisfiable: false,
+          body,
+          settled: Promise.resolve(),
+          gate: Promise.resolve(),
+          committed: Promise.resolve(true),
+        };
       } catch (e) {
         if ((e as AirlockError).code !== 'NOT_FOUND') throw e;
         // The descriptor outlived its file (deleted by hand, lost volume): forget it and refill.
@@ -392,5 +401,14 @@ export class BlobCache {
 }
 
 function unsatisfiable(cache: CacheOutcome, size: number | undefined): Served {
-  return { cache, size, range: undefined, unsatisfiable: true, body: Readable.from([]), settled: Promise.resolve(), gate: Promise.resolve(), committed: Promise.resolve(false) };
+  return {
+    cache,
+    size,
+    range: undefined,
+    unsatisfiable: true,
+    body: Readable.from([]),
+    settled: Promise.resolve(),
+    gate: Promise.resolve(),
+    committed: Promise.resolve(false),
+  };
 }

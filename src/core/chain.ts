@@ -14,8 +14,20 @@ export const GENESIS = '0'.repeat(64);
 /** The content a row's hash covers, in a fixed order (a canonical form independent of any schema). */
 export function rowHash(prev: string, r: PullRecord): string {
   const fields: unknown[] = [
-    r.ts, r.client, r.ecosystem, r.name, r.version ?? null, r.filename ?? null, r.sha256 ?? null, r.size ?? null,
-    r.cache, r.decision, r.reason ?? null, r.rule ?? null, r.requestId ?? null, r.scan ?? null,
+    r.ts,
+    r.client,
+    r.ecosystem,
+    r.name,
+    r.version ?? null,
+    r.filename ?? null,
+    r.sha256 ?? null,
+    r.size ?? null,
+    r.cache,
+    r.decision,
+    r.reason ?? null,
+    r.rule ?? null,
+    r.requestId ?? null,
+    r.scan ?? null,
   ];
   // The refusal code joined the record later: covered when present, so older rows still verify.
   if (r.code) fields.push(r.code);
@@ -28,7 +40,6 @@ export function link(head: string | null, rec: PullRecord): { prevHash: string; 
   const prevHash = head ?? GENESIS;
   return { prevHash, hash: rowHash(prevHash, rec) };
 }
-
 
 /** Append rows to the record, chained. */
 export function appendPulls(log: PullLog, recs: PullRecord[]): Promise<void> {
@@ -57,14 +68,22 @@ export async function verifyChain(log: PullLog): Promise<ChainReport> {
     }
     if (prev === null) {
       if (r.prevHash !== GENESIS && !anchors.has(r.prevHash)) {
-        out.problem = { id: r.id, kind: 'deleted', message: `rows before ${r.id} were deleted: its predecessor is neither the start of the record nor a retention prune` };
+        out.problem = {
+          id: r.id,
+          kind: 'deleted',
+          message: `rows before ${r.id} were deleted: its predecessor is neither the start of the record nor a retention prune`,
+        };
         return out;
       }
     } else if (r.prevHash !== prev.hash) {
       const gap = r.id - prev.id - 1;
       out.problem =
         gap > 0
-          ? { id: r.id, kind: 'deleted', message: `row${gap > 1 ? `s ${prev.id + 1}-${r.id - 1}` : ` ${prev.id + 1}`} deleted: row ${r.id} does not follow row ${prev.id}` }
+          ? {
+              id: r.id,
+              kind: 'deleted',
+              message: `row${gap > 1 ? `s ${prev.id + 1}-${r.id - 1}` : ` ${prev.id + 1}`} deleted: row ${r.id} does not follow row ${prev.id}`,
+            }
           : { id: r.id, kind: 'inserted', message: `row ${r.id} does not follow row ${prev.id}: a row was inserted or replaced between them` };
       return out;
     }

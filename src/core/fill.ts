@@ -178,7 +178,11 @@ export class Fill extends EventEmitter {
     this.ready.catch(() => {});
     this.settled.catch(() => {});
     this.gate.catch(() => {});
-    if (!spec.inspect) this.ready.then(() => this.resolveGate(), () => {});
+    if (!spec.inspect)
+      this.ready.then(
+        () => this.resolveGate(),
+        () => {},
+      );
   }
 
   /** End the fill now (shutdown): readers are cut, nothing is cached. */
@@ -272,10 +276,7 @@ export class Fill extends EventEmitter {
       up = await this.spec.open(this.abort.signal);
       if (this.spec.size !== undefined && up.size !== undefined && this.spec.size !== up.size) {
         up.body.destroy();
-        throw new AirlockError(
-          'SIZE_MISMATCH',
-          `upstream declares ${up.size} bytes for sha256:${this.spec.sha256}, the index says ${this.spec.size}`,
-        );
+        throw new AirlockError('SIZE_MISMATCH', `upstream declares ${up.size} bytes for sha256:${this.spec.sha256}, the index says ${this.spec.size}`);
       }
       this.size = this.spec.size ?? up.size;
     } catch (e) {
@@ -317,12 +318,19 @@ export class Fill extends EventEmitter {
     let scheduled = false;
     let finishing = false;
     let hashedTo = 0;
-    this.stopWatch = watchBody(this.budget, body, () => received, (by, why) => {
-      if (this.state !== 'running') return;
-      this.cutBy = by;
-      body.destroy();
-      this.fail(new AirlockError('UPSTREAM_UNAVAILABLE', `upstream too slow for sha256:${this.spec.sha256}: ${why}; transfer cut after ${this.written} bytes`));
-    });
+    this.stopWatch = watchBody(
+      this.budget,
+      body,
+      () => received,
+      (by, why) => {
+        if (this.state !== 'running') return;
+        this.cutBy = by;
+        body.destroy();
+        this.fail(
+          new AirlockError('UPSTREAM_UNAVAILABLE', `upstream too slow for sha256:${this.spec.sha256}: ${why}; transfer cut after ${this.written} bytes`),
+        );
+      },
+    );
 
     const drain = async (): Promise<void> => {
       if (writing || this.state !== 'running') return;

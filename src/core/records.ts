@@ -55,7 +55,10 @@ export class Recorder {
             failure = e as Error;
             this.failing = { at: Date.now(), message: (e as Error).message };
             this.metrics.recordFailures.inc(batch.length);
-            this.log.error({ err: (e as Error).message, rows: batch.length, first: batch[0] }, 'failed to write pull records: artefacts are withheld until the record can be written');
+            this.log.error(
+              { err: (e as Error).message, rows: batch.length, first: batch[0] },
+              'failed to write pull records: artefacts are withheld until the record can be written',
+            );
           },
         );
     }
@@ -80,7 +83,10 @@ export class Recorder {
    */
   recordServed(rec: PullRecord): Promise<void> {
     return this.enqueue(rec).then((failure) => {
-      if (failure) throw new AirlockError('RECORD_FAILED', `the pull record could not be written (${failure.message}); nothing is served off the record`, { cause: failure });
+      if (failure)
+        throw new AirlockError('RECORD_FAILED', `the pull record could not be written (${failure.message}); nothing is served off the record`, {
+          cause: failure,
+        });
     });
   }
 

@@ -112,7 +112,11 @@ export function backgroundScrub(
           // The cache forgets (and quarantines) a bad blob, and logs it as any rotted read does.
           onBad: (sha256, problem) => void cache.forget(sha256, problem).catch(() => {}),
         });
-        if (!ctl.signal.aborted) log.info({ checked: r.checked, bytes: r.bytes, corrupt: r.corrupt.length, missing: r.missing.length, seconds: Math.round((Date.now() - t0) / 1000) }, 'background scrub finished');
+        if (!ctl.signal.aborted)
+          log.info(
+            { checked: r.checked, bytes: r.bytes, corrupt: r.corrupt.length, missing: r.missing.length, seconds: Math.round((Date.now() - t0) / 1000) },
+            'background scrub finished',
+          );
       } catch (e) {
         log.error({ err: (e as Error).message }, 'background scrub failed');
       }

@@ -41,7 +41,10 @@ export class ClientSlots {
         // Handed a slot in the same turn the wait timed out: pass it on.
         if (i < 0) this.release(client);
         if (signal?.aborted) throw new AirlockError('CANCELLED', `client ${client} left while waiting for one of its downloads to end`);
-        throw new AirlockError('TOO_MANY_REQUESTS', `client ${client} already has ${this.perClient} downloads from upstream under way (transfers.per_client); retry when one has finished`);
+        throw new AirlockError(
+          'TOO_MANY_REQUESTS',
+          `client ${client} already has ${this.perClient} downloads from upstream under way (transfers.per_client); retry when one has finished`,
+        );
       }
     }
     let released = false;

@@ -39,7 +39,6 @@ export interface HubOptions {
 const SHA1 = /^[0-9a-f]{40}$/;
 const SHA256 = /^[0-9a-f]{64}$/;
 
-
 /** Drop every Xet field (clients must never be steered to the Xet CAS, past the mirror). */
 function cleanInfo(v: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -157,7 +156,8 @@ export class Hub {
       if (!Array.isArray(body)) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `the Hub's tree of ${name} is not a list`);
       for (const v of body) {
         const e = entryOf(v);
-        if (!e) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `the Hub's tree of ${name} has an entry Airlock cannot verify: ${JSON.stringify(v).slice(0, 200)}`);
+        if (!e)
+          throw new AirlockError('UPSTREAM_BAD_RESPONSE', `the Hub's tree of ${name} has an entry Airlock cannot verify: ${JSON.stringify(v).slice(0, 200)}`);
         entries.push(e);
       }
       url = nextLink(header(res.headers, 'link'), res.url);
@@ -173,9 +173,13 @@ export class Hub {
 
   /** Resolve a branch or tag upstream (for `airlock pin`): the commit it points at today. */
   async resolveRevision(type: HfRepoType, repo: string, revision: string): Promise<string> {
-    const { body } = await this.getJson(new URL(`api/${type}s/${repo}/revision/${encodeURIComponent(revision)}`, this.base), `${displayRepo(type, repo)}@${revision}`);
+    const { body } = await this.getJson(
+      new URL(`api/${type}s/${repo}/revision/${encodeURIComponent(revision)}`, this.base),
+      `${displayRepo(type, repo)}@${revision}`,
+    );
     const sha = (body as { sha?: unknown }).sha;
-    if (typeof sha !== 'string' || !SHA1.test(sha)) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `the Hub did not give a commit for ${displayRepo(type, repo)}@${revision}`);
+    if (typeof sha !== 'string' || !SHA1.test(sha))
+      throw new AirlockError('UPSTREAM_BAD_RESPONSE', `the Hub did not give a commit for ${displayRepo(type, repo)}@${revision}`);
     return sha;
   }
 

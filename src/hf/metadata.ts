@@ -25,7 +25,8 @@ export class HubError extends Error {
 }
 
 /** The Hub's CORS exposure list, minus X-Xet-Hash (transformers.js in a browser reads these). */
-export const EXPOSE = 'X-Repo-Commit, X-Request-Id, X-Error-Code, X-Error-Message, X-Total-Count, ETag, Link, Accept-Ranges, Content-Range, X-Linked-Size, X-Linked-ETag';
+export const EXPOSE =
+  'X-Repo-Commit, X-Request-Id, X-Error-Code, X-Error-Message, X-Total-Count, ETag, Link, Accept-Ranges, Content-Range, X-Linked-Size, X-Linked-ETag';
 /** Tree pages: at most this many entries, then a Link rel="next" back to Airlock. */
 export const TREE_PAGE = 1000;
 export const MAX_BODY = 1024 * 1024;
@@ -46,7 +47,6 @@ export function hubRefuse(c: Context<AppEnv>, e: HubError): Response {
   return sendBytes(c, e.status, h, Buffer.from(JSON.stringify({ error: e.message })));
 }
 
-
 /** Files the policy lets through, and the directories that lead to them. */
 export function visible(policy: HfPolicy, type: HfRepoType, repo: string, snap: HfSnapshot): HfEntry[] {
   const files = new Set(snap.entries.filter((e) => e.type === 'file' && policy.decideFile(type, repo, e.path).allow));
@@ -65,14 +65,23 @@ function entryJson(e: HfEntry): Record<string, unknown> {
 }
 
 export function hubJson(c: Context<AppEnv>, body: unknown, extra: Record<string, string> = {}): Response {
-  return sendBytes(c, 200, { 'content-type': 'application/json; charset=utf-8', 'access-control-expose-headers': EXPOSE, ...extra }, Buffer.from(JSON.stringify(body)));
+  return sendBytes(
+    c,
+    200,
+    { 'content-type': 'application/json; charset=utf-8', 'access-control-expose-headers': EXPOSE, ...extra },
+    Buffer.from(JSON.stringify(body)),
+  );
 }
 
 export function info(c: Context<AppEnv>, policy: HfPolicy, type: HfRepoType, repo: string, snap: HfSnapshot): Response {
   const blobs = c.req.query('blobs') === 'true' || c.req.query('blobs') === '1';
   const siblings = visible(policy, type, repo, snap)
     .filter((e) => e.type === 'file')
-    .map((e) => (blobs ? { rfilename: e.path, size: e.size, blobId: e.oid, ...(e.lfs ? { lfs: { sha256: e.lfs.oid, size: e.lfs.size, pointerSize: e.lfs.pointerSize } } : {}) } : { rfilename: e.path }));
+    .map((e) =>
+      blobs
+        ? { rfilename: e.path, size: e.size, blobId: e.oid, ...(e.lfs ? { lfs: { sha256: e.lfs.oid, size: e.lfs.size, pointerSize: e.lfs.pointerSize } } : {}) }
+        : { rfilename: e.path },
+    );
   return hubJson(c, { ...snap.info, id: repo, sha: snap.commit, siblings });
 }
 
@@ -80,13 +89,19 @@ export function tree(c: Context<AppEnv>, policy: HfPolicy, type: HfRepoType, rep
   const recursive = c.req.query('recursive') === 'true' || c.req.query('recursive') === '1';
   const all = visible(policy, type, repo, snap);
   if (path !== '' && !all.some((e) => e.type === 'directory' && e.path === path)) {
-    throw new HubError(404, 'EntryNotFound', `${path} is not a folder of ${displayRepo(type, repo)}@${snap.commit}, or none of its files is allowed by the mirror policy`, snap.commit);
+    throw new HubError(
+      404,
+      'EntryNotFound',
+      `${path} is not a folder of ${displayRepo(type, repo)}@${snap.commit}, or none of its files is allowed by the mirror policy`,
+      snap.commit,
+    );
   }
   const prefix = path === '' ? '' : `${path}/`;
   const list = all.filter((e) => e.path.startsWith(prefix) && (recursive || !e.path.slice(prefix.length).includes('/')));
   const cursorQ = c.req.query('cursor');
   const start = cursorQ === undefined ? 0 : Number(cursorQ);
-  if (!Number.isSafeInteger(start) || start < 0 || start > list.length) throw new HubError(400, undefined, `cursor: expected a cursor from a previous page's Link header`);
+  if (!Number.isSafeInteger(start) || start < 0 || start > list.length)
+    throw new HubError(400, undefined, `cursor: expected a cursor from a previous page's Link header`);
   const page = list.slice(start, start + TREE_PAGE);
   const extra: Record<string, string> = {};
   if (start + TREE_PAGE < list.length) {
@@ -115,7 +130,8 @@ export async function pathsInfo(c: Context<AppEnv>, policy: HfPolicy, type: HfRe
     } catch {
       throw new HubError(400, undefined, 'expected a JSON body {"paths": [...]}');
     }
-    if (!Array.isArray(body.paths) || !body.paths.every((p) => typeof p === 'string')) throw new HubError(400, undefined, 'paths: expected a list of file paths');
+    if (!Array.isArray(body.paths) || !body.paths.every((p) => typeof p === 'string'))
+      throw new HubError(400, undefined, 'paths: expected a list of file paths');
     paths = body.paths as string[];
   } else {
     paths = new URLSearchParams(raw).getAll('paths');
@@ -129,4 +145,3 @@ export async function pathsInfo(c: Context<AppEnv>, policy: HfPolicy, type: HfRe
   }
   return hubJson(c, out);
 }
-

@@ -29,8 +29,10 @@ function decode(seg: string): string {
 /** A file path inside a repository: relative, no "." or ".." segments, no backslashes or NUL. */
 export function checkFilePath(p: string): string {
   if (p.length === 0 || p.length > 1024) throw new HfPathError('expected a file path inside the repository');
-  if (p.startsWith('/') || p.includes('\\') || p.includes('\0') || /^[A-Za-z]:/.test(p)) throw new HfPathError(`${JSON.stringify(p.slice(0, 100))} is not a relative path inside the repository`);
-  if (p.split('/').some((s) => s === '' || s === '.' || s === '..')) throw new HfPathError(`${JSON.stringify(p.slice(0, 100))} has an empty, "." or ".." segment`);
+  if (p.startsWith('/') || p.includes('\\') || p.includes('\0') || /^[A-Za-z]:/.test(p))
+    throw new HfPathError(`${JSON.stringify(p.slice(0, 100))} is not a relative path inside the repository`);
+  if (p.split('/').some((s) => s === '' || s === '.' || s === '..'))
+    throw new HfPathError(`${JSON.stringify(p.slice(0, 100))} has an empty, "." or ".." segment`);
   return p;
 }
 
@@ -47,7 +49,11 @@ const API_MARKERS = new Set(['revision', 'tree', 'paths-info', 'refs', 'xet-read
  * Choose where the repo id ends: one or two segments before a marker. When both readings fit
  * (a two-part repo whose name is itself a marker word), the one the policy knows wins.
  */
-function splitRepo(segs: string[], markers: Set<string>, known: (repo: string) => boolean): { repo: string; marker: string | undefined; rest: string[] } | null {
+function splitRepo(
+  segs: string[],
+  markers: Set<string>,
+  known: (repo: string) => boolean,
+): { repo: string; marker: string | undefined; rest: string[] } | null {
   const options: { repo: string; marker: string | undefined; rest: string[] }[] = [];
   if (segs.length >= 2 && markers.has(segs[1])) options.push({ repo: segs[0], marker: segs[1], rest: segs.slice(2) });
   if (segs.length >= 3 && markers.has(segs[2])) options.push({ repo: `${segs[0]}/${segs[1]}`, marker: segs[2], rest: segs.slice(3) });

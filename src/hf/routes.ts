@@ -55,7 +55,8 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
   const inspections = new Inspections(d.meta);
   const storedReport = (sha256: string) => inspections.stored(sha256);
   const inspect = (sha256: string, file: FileBytes) => inspections.inspect(sha256, file);
-  const contentDecision = (type: HfRepoType, repo: string, path: string, sha256: string, report: ScanReport) => decideContent(d.policy().hf, type, repo, path, sha256, report);
+  const contentDecision = (type: HfRepoType, repo: string, path: string, sha256: string, report: ScanReport) =>
+    decideContent(d.policy().hf, type, repo, path, sha256, report);
 
   function fromDecision(dec: HfRefusal | (Decision & { allow: false }), commit?: string): HubError {
     const code = 'hubCode' in dec ? dec.hubCode : 'RepoNotFound';
@@ -76,7 +77,15 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
   }
 
   function baseRecord(c: Context<AppEnv>, type: HfRepoType, repo: string, commit: string, path: string): Omit<PullRecord, 'cache' | 'decision'> {
-    return { ts: Date.now(), client: clientAddress(c), ecosystem: 'hf', name: displayRepo(type, repo), version: commit, filename: path, requestId: c.get('requestId') };
+    return {
+      ts: Date.now(),
+      client: clientAddress(c),
+      ecosystem: 'hf',
+      name: displayRepo(type, repo),
+      version: commit,
+      filename: path,
+      requestId: c.get('requestId'),
+    };
   }
 
   async function resolve(c: Context<AppEnv>, type: HfRepoType, repo: string, revision: string, path: string, raw: boolean): Promise<Response> {
@@ -87,7 +96,14 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       ({ snap, rule } = await pinned(type, repo, revision));
     } catch (e) {
       if (e instanceof HubError && isGet) {
-        d.recorder.record({ ...baseRecord(c, type, repo, revision, path), cache: 'none', decision: 'deny', reason: e.message, rule: 'hf', code: e.code === 'RepoNotFound' ? 'not_allowlisted' : 'tag_not_pinned' });
+        d.recorder.record({
+          ...baseRecord(c, type, repo, revision, path),
+          cache: 'none',
+          decision: 'deny',
+          reason: e.message,
+          rule: 'hf',
+          code: e.code === 'RepoNotFound' ? 'not_allowlisted' : 'tag_not_pinned',
+        });
       }
       throw e;
     }
@@ -96,7 +112,16 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     if (!entry || entry.type !== 'file') throw new HubError(404, 'EntryNotFound', `${path} does not exist in ${displayRepo(type, repo)}@${commit}`, commit);
     const fd = d.policy().hf.decideFile(type, repo, path);
     if (!fd.allow) {
-      if (isGet) d.recorder.record({ ...baseRecord(c, type, repo, commit, path), sha256: entry.lfs?.oid ?? null, cache: 'none', decision: 'deny', reason: fd.reason, rule: fd.rule, code: fd.code });
+      if (isGet)
+        d.recorder.record({
+          ...baseRecord(c, type, repo, commit, path),
+          sha256: entry.lfs?.oid ?? null,
+          cache: 'none',
+          decision: 'deny',
+          reason: fd.reason,
+          rule: fd.rule,
+          code: fd.code,
+        });
       throw fromDecision(fd, commit);
     }
     if (entry.size > d.maxFileBytes) {
@@ -122,8 +147,14 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       // /raw/ of an LFS file is its pointer: rebuilt from the tree and checked against the git
       // blob id the commit lists, so it is exactly the object git holds.
       const pointer = Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${entry.lfs.oid}\nsize ${entry.lfs.size}\n`);
-      if (gitBlobSha1(pointer) !== entry.oid) throw new HubError(404, 'EntryNotFound', `${path}: the LFS pointer cannot be rebuilt to match git blob ${entry.oid}`, commit);
-      return sendBytes(c, 200, { 'x-repo-commit': commit, etag: `"${entry.oid}"`, 'content-type': 'text/plain; charset=utf-8', 'access-control-expose-headers': EXPOSE }, pointer);
+      if (gitBlobSha1(pointer) !== entry.oid)
+        throw new HubError(404, 'EntryNotFound', `${path}: the LFS pointer cannot be rebuilt to match git blob ${entry.oid}`, commit);
+      return sendBytes(
+        c,
+        200,
+        { 'x-repo-commit': commit, etag: `"${entry.oid}"`, 'content-type': 'text/plain; charset=utf-8', 'access-control-expose-headers': EXPOSE },
+        pointer,
+      );
     }
     const knownSha = entry.lfs?.oid ?? (await d.meta.getAlias('git-blob', entry.oid)) ?? undefined;
     let known = knownSha ? await storedReport(knownSha) : null;
@@ -138,7 +169,17 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     }
     const base = baseRecord(c, type, repo, commit, path);
     if (knownDecision && !knownDecision.allow) {
-      d.recorder.record({ ...base, sha256: knownSha, size: entry.size, cache: 'none', decision: 'deny', reason: knownDecision.reason, rule: knownDecision.rule, code: 'content_refused', scan: scanSummary(known, knownDecision) });
+      d.recorder.record({
+        ...base,
+        sha256: knownSha,
+        size: entry.size,
+        cache: 'none',
+        decision: 'deny',
+        reason: knownDecision.reason,
+        rule: knownDecision.rule,
+        code: 'content_refused',
+        scan: scanSummary(known, knownDecision),
+      });
       throw new HubError(403, undefined, `blocked by mirror policy: ${knownDecision.reason}`, commit);
     }
     if (entry.lfs) return lfsFile(c, type, repo, path, commit, entry, entry.lfs, headers, base, rule, known, knownDecision);
@@ -176,7 +217,17 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
         report = await inspect(lfs.oid, file);
         verdict = contentDecision(type, repo, path, lfs.oid, report);
         if (!verdict.allow) {
-          d.recorder.record({ ...base, sha256: lfs.oid, size: entry.size, cache: 'hit', decision: 'deny', reason: verdict.reason, rule: verdict.rule, code: 'content_refused', scan: scanSummary(report, verdict) });
+          d.recorder.record({
+            ...base,
+            sha256: lfs.oid,
+            size: entry.size,
+            cache: 'hit',
+            decision: 'deny',
+            reason: verdict.reason,
+            rule: verdict.rule,
+            code: 'content_refused',
+            scan: scanSummary(report, verdict),
+          });
           throw new HubError(403, undefined, `blocked by mirror policy: ${verdict.reason}`, commit);
         }
       }
@@ -243,10 +294,20 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       if (e instanceof AirlockError && e.code === 'CONTENT_REFUSED') throw new HubError(403, undefined, e.message, commit);
       throw e;
     }
-    }
+  }
 
   /** An ordinary git file: verified whole in memory against its git blob id before any byte goes out, then judged. */
-  async function gitFile(c: Context<AppEnv>, type: HfRepoType, repo: string, path: string, commit: string, entry: HfEntry, headers: Record<string, string>, base: Omit<PullRecord, 'cache' | 'decision'>, rule: string): Promise<Response> {
+  async function gitFile(
+    c: Context<AppEnv>,
+    type: HfRepoType,
+    repo: string,
+    path: string,
+    commit: string,
+    entry: HfEntry,
+    headers: Record<string, string>,
+    base: Omit<PullRecord, 'cache' | 'decision'>,
+    rule: string,
+  ): Promise<Response> {
     let cache: 'hit' | 'miss' = 'hit';
     let sha256 = await d.meta.getAlias('git-blob', entry.oid);
     let bytes = sha256 ? await d.cache.readSmall(sha256, MAX_GIT_FILE) : null;
@@ -256,7 +317,14 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
         bytes = await fetchGitFile(type, repo, commit, entry);
       } catch (e) {
         const mismatch = e instanceof AirlockError && e.code === 'DIGEST_MISMATCH';
-        d.recorder.record({ ...base, cache: 'none', decision: mismatch ? 'deny' : 'error', reason: (e as Error).message, rule, code: mismatch ? 'digest_mismatch' : 'upstream_failed' });
+        d.recorder.record({
+          ...base,
+          cache: 'none',
+          decision: mismatch ? 'deny' : 'error',
+          reason: (e as Error).message,
+          rule,
+          code: mismatch ? 'digest_mismatch' : 'upstream_failed',
+        });
         throw e;
       }
       sha256 = await d.cache.putSmall(bytes);
@@ -266,7 +334,17 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     const report = await inspect(sha256!, bufferSource(bytes));
     const verdict = contentDecision(type, repo, path, sha256!, report);
     if (!verdict.allow) {
-      d.recorder.record({ ...base, sha256, size: bytes.length, cache, decision: 'deny', reason: verdict.reason, rule: verdict.rule, code: 'content_refused', scan: scanSummary(report, verdict) });
+      d.recorder.record({
+        ...base,
+        sha256,
+        size: bytes.length,
+        cache,
+        decision: 'deny',
+        reason: verdict.reason,
+        rule: verdict.rule,
+        code: 'content_refused',
+        scan: scanSummary(report, verdict),
+      });
       throw new HubError(403, undefined, `blocked by mirror policy: ${verdict.reason}`, commit);
     }
     const r = resolveRange(parseRange(c.req.header('range')), bytes.length);
@@ -277,7 +355,8 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
   }
 
   async function fetchGitFile(type: HfRepoType, repo: string, commit: string, entry: HfEntry): Promise<Buffer> {
-    if (entry.size > MAX_GIT_FILE) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${entry.path} is listed as a ${entry.size}-byte non-LFS file, too large to verify`);
+    if (entry.size > MAX_GIT_FILE)
+      throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${entry.path} is listed as a ${entry.size}-byte non-LFS file, too large to verify`);
     const res = await d.hub.openFile(type, repo, commit, entry.path);
     if (res.status !== 200) {
       res.body.resume();
@@ -286,7 +365,10 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     const bytes = await readBoundedBytes(res.body, MAX_GIT_FILE);
     const oid = gitBlobSha1(bytes);
     if (oid !== entry.oid || bytes.length !== entry.size) {
-      throw new AirlockError('DIGEST_MISMATCH', `${entry.path}: the Hub sent ${bytes.length} bytes with git blob id ${oid}, expected ${entry.size} bytes with ${entry.oid}; nothing was cached`);
+      throw new AirlockError(
+        'DIGEST_MISMATCH',
+        `${entry.path}: the Hub sent ${bytes.length} bytes with git blob id ${oid}, expected ${entry.size} bytes with ${entry.oid}; nothing was cached`,
+      );
     }
     return bytes;
   }
@@ -306,8 +388,17 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       case 'whoami': {
         // `hf auth login` / whoami with an Airlock token: who the mirror thinks the caller is.
         const id = c.get('identity');
-        if (!id) throw new HubError(401, undefined, 'Invalid credentials in Authorization header: send an Airlock client token (airlock token create --name NAME)');
-        return hubJson(c, { type: 'user', id: id.name, name: id.name, fullname: id.name, isPro: false, orgs: [], auth: { type: 'access_token', accessToken: { displayName: id.name, role: 'read' } } });
+        if (!id)
+          throw new HubError(401, undefined, 'Invalid credentials in Authorization header: send an Airlock client token (airlock token create --name NAME)');
+        return hubJson(c, {
+          type: 'user',
+          id: id.name,
+          name: id.name,
+          fullname: id.name,
+          isPro: false,
+          orgs: [],
+          auth: { type: 'access_token', accessToken: { displayName: id.name, role: 'read' } },
+        });
       }
       case 'xet':
         // Clients that ask for a Xet token fall back to plain HTTP downloads through the mirror.
@@ -331,7 +422,9 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
         if (method !== 'GET' && method !== 'HEAD') break;
         const dec = policy.decideRepo(route.type, route.repo);
         if (!dec.allow) throw fromDecision(dec as HfRefusal);
-        const branches = policy.refs(route.type, route.repo).map(([name, commit]) => ({ name, ref: name.startsWith('refs/') ? name : `refs/heads/${name}`, targetCommit: commit }));
+        const branches = policy
+          .refs(route.type, route.repo)
+          .map(([name, commit]) => ({ name, ref: name.startsWith('refs/') ? name : `refs/heads/${name}`, targetCommit: commit }));
         return hubJson(c, { branches, converts: [], tags: [] });
       }
       case 'resolve': {

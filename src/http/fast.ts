@@ -23,7 +23,10 @@ export interface FastPath {
  * Wraps the router's request listener: a candidate (a GET under a front-end with a fast answer)
  * is tried first; anything it does not answer goes to the router unchanged.
  */
-export function withFastPath(fast: FastPath, router: (req: IncomingMessage, res: ServerResponse) => unknown): (req: IncomingMessage, res: ServerResponse) => void {
+export function withFastPath(
+  fast: FastPath,
+  router: (req: IncomingMessage, res: ServerResponse) => unknown,
+): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     if (!fast.candidate(req)) {
       void router(req, res);

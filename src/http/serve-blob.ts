@@ -143,7 +143,10 @@ async function start(
         if (check) {
           const got = check.digest('hex');
           if (got !== spec.sha256) {
-            rotted = new AirlockError('DIGEST_MISMATCH', `the cached copy of sha256:${spec.sha256} now hashes to sha256:${got} (disk corruption or tampering); transfer cut, the copy forgotten`);
+            rotted = new AirlockError(
+              'DIGEST_MISMATCH',
+              `the cached copy of sha256:${spec.sha256} now hashes to sha256:${got} (disk corruption or tampering); transfer cut, the copy forgotten`,
+            );
             await cache.forget(spec.sha256, got);
             throw rotted;
           }
@@ -168,12 +171,23 @@ async function start(
       () => r.recorder.record({ ...row(served.cache, size), decision: 'allow', rule: r.rule, reason: `client closed the connection early (${error.message})` }),
       (fillError: Error) => {
         if ((fillError as AirlockError).code === 'CANCELLED') {
-          r.recorder.record({ ...row(served.cache, size), decision: 'allow', rule: r.rule, reason: `client closed the connection early (${error.message}); the download was then cancelled, no client was waiting for it` });
+          r.recorder.record({
+            ...row(served.cache, size),
+            decision: 'allow',
+            rule: r.rule,
+            reason: `client closed the connection early (${error.message}); the download was then cancelled, no client was waiting for it`,
+          });
           return;
         }
         const refused = r.refusal?.();
         const code = refused ? 'content_refused' : isMismatch(fillError) ? 'digest_mismatch' : 'upstream_failed';
-        r.recorder.record({ ...row(served.cache, size), decision: 'deny', reason: refused?.reason ?? `${r.label}: ${fillError.message}; transfer cut, nothing cached`, rule: refused?.rule ?? r.rule, code });
+        r.recorder.record({
+          ...row(served.cache, size),
+          decision: 'deny',
+          reason: refused?.reason ?? `${r.label}: ${fillError.message}; transfer cut, nothing cached`,
+          rule: refused?.rule ?? r.rule,
+          code,
+        });
       },
     );
   });

@@ -42,7 +42,10 @@ export function classify(path: string): Want | null {
 
 /** A path as layers write it ("./usr/lib", "/usr/lib/") in the one form facts use. */
 export function normalizePath(p: string): string {
-  return p.replace(/^(\.\/)+/, '').replace(/^\/+/, '').replace(/\/+$/, '');
+  return p
+    .replace(/^(\.\/)+/, '')
+    .replace(/^\/+/, '')
+    .replace(/\/+$/, '');
 }
 
 async function readCapped(body: Readable, cap: number): Promise<Buffer | null> {
@@ -191,6 +194,9 @@ async function readFact(
       return null;
     }
     case 'rpm-other':
-      return { kind: 'unreadable', why: `${path} is an rpm database in the BerkeleyDB or ndb format (rpm < 4.16, RHEL/UBI 8 and older), which Airlock does not read yet` };
+      return {
+        kind: 'unreadable',
+        why: `${path} is an rpm database in the BerkeleyDB or ndb format (rpm < 4.16, RHEL/UBI 8 and older), which Airlock does not read yet`,
+      };
   }
 }

@@ -8,7 +8,8 @@
 import { FileFollower } from './follow.js';
 import { readLayer } from './layer.js';
 
-type Message = { type: 'start'; id: number; path: string; size: number; label: string } | { type: 'progress'; id: number; upTo: number } | { type: 'abort'; id: number };
+type Message =
+  { type: 'start'; id: number; path: string; size: number; label: string } | { type: 'progress'; id: number; upTo: number } | { type: 'abort'; id: number };
 
 const jobs = new Map<number, FileFollower>();
 

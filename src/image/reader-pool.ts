@@ -7,7 +7,6 @@ import type { LayerFacts } from './facts.js';
 import { FileFollower } from './follow.js';
 import { readLayer } from './layer.js';
 
-
 interface Pending {
   resolve: (f: LayerFacts) => void;
   reject: (e: Error) => void;
@@ -32,7 +31,9 @@ export class LayerReaderPool {
   /** The compiled child script: beside this module, or in dist/ when running from the TypeScript sources (tests). */
   private static childPath(): string | null {
     const here = fileURLToPath(import.meta.url);
-    const js = here.endsWith('.ts') ? here.replace(/[\\/]src[\\/]image[\\/]reader-pool\.ts$/, '/dist/image/reader-child.js') : here.replace(/reader-pool\.js$/, 'reader-child.js');
+    const js = here.endsWith('.ts')
+      ? here.replace(/[\\/]src[\\/]image[\\/]reader-pool\.ts$/, '/dist/image/reader-child.js')
+      : here.replace(/reader-pool\.js$/, 'reader-child.js');
     return existsSync(js) ? js : null;
   }
 
@@ -134,7 +135,13 @@ export class LayerReaderPool {
     const body = follower.stream();
     const facts = body.then((b) => readLayer(b, label));
     facts.then(off, off);
-    return { opened: body.then(() => undefined, () => undefined), facts };
+    return {
+      opened: body.then(
+        () => undefined,
+        () => undefined,
+      ),
+      facts,
+    };
   }
 
   close(): void {

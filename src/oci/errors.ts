@@ -19,4 +19,3 @@ export function errorBody(code: string, message: string): Uint8Array {
 export function headerSafe(s: string): string {
   return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
 }
-

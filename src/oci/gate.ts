@@ -53,7 +53,11 @@ export class ImageGate {
       try {
         inv = await this.inventories.inventory(digest, layers, (l: LayerRef) => (signal) => t.openBlob(l.digest, signal));
       } catch (e) {
-        throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${key} cannot be served before its packages are judged, and its layers could not be read: ${(e as Error).message}`, { cause: e });
+        throw new AirlockError(
+          'UPSTREAM_BAD_RESPONSE',
+          `${key} cannot be served before its packages are judged, and its layers could not be read: ${(e as Error).message}`,
+          { cause: e },
+        );
       }
       const ms = Date.now() - started;
       if (ms > 50) this.log.info({ ecosystem: 'oci', name: t.repo, digest, layers: layers.length, packages: inv.packages.length, ms }, 'image inventoried');
@@ -62,7 +66,15 @@ export class ImageGate {
       const summary = JSON.stringify({
         inventory: { os: inv.os?.prettyName ?? inv.os?.id ?? null, ecosystem: inv.os?.ecosystem ?? null, packages: inv.packages.length, layers: inv.layers },
         level: verdict.level,
-        findings: verdict.findings.slice(0, 20).map((f) => ({ id: f.id, severity: f.severity.label ?? null, package: f.package.name, version: f.package.version, fixed: f.fixed ?? null, refusing: f.refusing, excepted: f.excepted ?? null })),
+        findings: verdict.findings.slice(0, 20).map((f) => ({
+          id: f.id,
+          severity: f.severity.label ?? null,
+          package: f.package.name,
+          version: f.package.version,
+          fixed: f.fixed ?? null,
+          refusing: f.refusing,
+          excepted: f.excepted ?? null,
+        })),
         notes: verdict.notes.slice(0, 5),
       });
       result = { verdict, summary };

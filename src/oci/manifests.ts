@@ -107,7 +107,12 @@ export class Manifests {
       if (res.status === 404) throw new OciError(404, 'MANIFEST_UNKNOWN', `${t.repo}@${digest} is pinned, but ${t.registry} does not have it`);
       if (res.status === 429) {
         const retry = header(res.headers, 'retry-after');
-        throw new OciError(429, 'TOOMANYREQUESTS', `${t.registry} is rate-limiting Airlock and ${digest} is not cached yet`, retry ? { 'retry-after': retry } : {});
+        throw new OciError(
+          429,
+          'TOOMANYREQUESTS',
+          `${t.registry} is rate-limiting Airlock and ${digest} is not cached yet`,
+          retry ? { 'retry-after': retry } : {},
+        );
       }
       throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${t.registry} answered ${res.status} for the manifest ${t.upstreamName}@${digest}`);
     }

@@ -94,7 +94,10 @@ function descriptor(v: unknown, where: string, kind: Child['kind']): Child {
   const d = v as { digest?: unknown; size?: unknown; urls?: unknown };
   if (!d || typeof d !== 'object') throw new ManifestError('MANIFEST_INVALID', `${where}: expected a descriptor object`);
   if (typeof d.digest !== 'string' || !checkDigest(d.digest).ok) {
-    throw new ManifestError('MANIFEST_INVALID', `${where}.digest: expected a sha256 digest Airlock can verify, got ${JSON.stringify(String(d.digest).slice(0, 80))}`);
+    throw new ManifestError(
+      'MANIFEST_INVALID',
+      `${where}.digest: expected a sha256 digest Airlock can verify, got ${JSON.stringify(String(d.digest).slice(0, 80))}`,
+    );
   }
   if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) {
     throw new ManifestError('MANIFEST_INVALID', `${where}.size: expected a non-negative whole number`);
@@ -117,7 +120,10 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined): P
   const declared = typeof doc.mediaType === 'string' ? doc.mediaType : undefined;
   const header = mediaTypeOnly(contentType);
   if (doc.schemaVersion === 1 || header === MT.schema1 || header === MT.schema1Signed) {
-    throw new ManifestError('UNSUPPORTED', 'Docker schema1 manifests are not served (deprecated, and their digest cannot be checked over the bytes); ask the publisher for an OCI or schema2 image');
+    throw new ManifestError(
+      'UNSUPPORTED',
+      'Docker schema1 manifests are not served (deprecated, and their digest cannot be checked over the bytes); ask the publisher for an OCI or schema2 image',
+    );
   }
   if (doc.schemaVersion !== 2) throw new ManifestError('MANIFEST_INVALID', `schemaVersion: expected 2, got ${JSON.stringify(doc.schemaVersion)}`);
   if (declared && header && header !== 'application/json' && declared !== header) {
@@ -138,7 +144,10 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined): P
     doc.layers.forEach((l, i) => {
       const urls = (l as { urls?: unknown }).urls;
       if (Array.isArray(urls) && urls.length > 0) {
-        throw new ManifestError('UNSUPPORTED', `layers[${i}] is a foreign layer fetched from ${JSON.stringify(urls[0])}; Airlock serves only layers held by the registry`);
+        throw new ManifestError(
+          'UNSUPPORTED',
+          `layers[${i}] is a foreign layer fetched from ${JSON.stringify(urls[0])}; Airlock serves only layers held by the registry`,
+        );
       }
       children.push(descriptor(l, `layers[${i}]`, 'blob'));
     });

@@ -32,7 +32,6 @@ export function parseChallenge(h: string | undefined): Challenge | null {
   return { scheme: m[1].toLowerCase(), params };
 }
 
-
 interface CachedToken {
   token: string;
   expiresAt: number;
@@ -100,7 +99,12 @@ export class RegistryClient {
     if (!challenge) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${this.cfg.key} answered 401 without a WWW-Authenticate challenge`);
     if (challenge.scheme === 'basic') {
       const basic = this.basicAuth();
-      if (!basic) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${this.cfg.key} asks for a username and password; set username_env and password_env for it in oci.registries`, { status: 502 });
+      if (!basic)
+        throw new AirlockError(
+          'UPSTREAM_BAD_RESPONSE',
+          `${this.cfg.key} asks for a username and password; set username_env and password_env for it in oci.registries`,
+          { status: 502 },
+        );
       this.basicPreferred = true;
       headers.authorization = basic;
     } else if (challenge.scheme === 'bearer') {
@@ -153,7 +157,10 @@ export class RegistryClient {
     }
     // A registry may not send Airlock (and its credentials) to an arbitrary host: realm pinning.
     if (!this.allowRealm(realm)) {
-      throw new AirlockError('UPSTREAM_HOST_NOT_ALLOWED', `${this.cfg.key} sent Airlock to token realm ${redact(realm)}, which is neither the registry's host nor in its auth_hosts`);
+      throw new AirlockError(
+        'UPSTREAM_HOST_NOT_ALLOWED',
+        `${this.cfg.key} sent Airlock to token realm ${redact(realm)}, which is neither the registry's host nor in its auth_hosts`,
+      );
     }
     if (ch.params.service) realm.searchParams.set('service', ch.params.service);
     realm.searchParams.set('scope', scope);

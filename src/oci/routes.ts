@@ -40,7 +40,6 @@ export interface OciDeps {
   gate: ImageGate;
 }
 
-
 interface Target {
   /** Registry key (docker.io, ghcr.io, ...). */
   registry: string;
@@ -73,7 +72,13 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     return sendBytes(
       c,
       e.status,
-      { ...API_VERSION, 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-airlock-reason': headerSafe(e.message), ...e.extraHeaders },
+      {
+        ...API_VERSION,
+        'content-type': 'application/json; charset=utf-8',
+        'cache-control': 'no-store',
+        'x-airlock-reason': headerSafe(e.message),
+        ...e.extraHeaders,
+      },
       errorBody(e.code, e.message),
     );
   }
@@ -93,13 +98,18 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       if (registry && nsKey !== registry) {
         throw new OciError(400, 'NAME_INVALID', `the path names registry ${registry} but ?ns= names ${ns.slice(0, 100)}; refusing the ambiguous request`);
       }
-      if (!d.registries.has(nsKey)) throw new OciError(404, 'NAME_UNKNOWN', `registry ${ns.slice(0, 100)} (from ?ns=) is not configured in Airlock (oci.registries)`);
+      if (!d.registries.has(nsKey))
+        throw new OciError(404, 'NAME_UNKNOWN', `registry ${ns.slice(0, 100)} (from ?ns=) is not configured in Airlock (oci.registries)`);
       registry = nsKey;
     }
     registry ??= d.defaultRegistry;
     if (registry === 'docker.io' && !upstreamName.includes('/')) upstreamName = `library/${upstreamName}`;
     if (!isValidName(upstreamName)) {
-      throw new OciError(400, 'NAME_INVALID', `${JSON.stringify(upstreamName.slice(0, 100))} is not a valid repository name (lowercase components separated by /)`);
+      throw new OciError(
+        400,
+        'NAME_INVALID',
+        `${JSON.stringify(upstreamName.slice(0, 100))} is not a valid repository name (lowercase components separated by /)`,
+      );
     }
     return { registry, upstreamName, repo: `${registry}/${upstreamName}`, client: d.registries.get(registry)! };
   }
@@ -120,9 +130,26 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     return { ts: Date.now(), client: clientAddress(c), ecosystem: 'oci', name: t.repo, version: reference, filename: kind, requestId: c.get('requestId') };
   }
 
-  function deny(c: Context<AppEnv>, t: Target, reference: string, kind: 'manifest' | 'blob', decision: Decision & { allow: false }, sha256?: string, scan?: string): never {
+  function deny(
+    c: Context<AppEnv>,
+    t: Target,
+    reference: string,
+    kind: 'manifest' | 'blob',
+    decision: Decision & { allow: false },
+    sha256?: string,
+    scan?: string,
+  ): never {
     if (c.req.method === 'GET') {
-      d.recorder.record({ ...baseRecord(c, t, reference, kind), sha256: sha256 ?? null, cache: 'none', decision: 'deny', reason: decision.reason, rule: decision.rule, code: decision.code, scan: scan ?? null });
+      d.recorder.record({
+        ...baseRecord(c, t, reference, kind),
+        sha256: sha256 ?? null,
+        cache: 'none',
+        decision: 'deny',
+        reason: decision.reason,
+        rule: decision.rule,
+        code: decision.code,
+        scan: scan ?? null,
+      });
     } else {
       d.log.warn({ ecosystem: 'oci', name: t.repo, reference, reason: decision.reason, rule: decision.rule }, 'refused');
     }
@@ -152,7 +179,15 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       if (c.req.method === 'GET') {
         const reason = (e as Error).message;
         const mismatch = e instanceof AirlockError && e.code === 'DIGEST_MISMATCH';
-        d.recorder.record({ ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), cache: 'none', decision: mismatch ? 'deny' : 'error', reason, rule, code: mismatch ? 'digest_mismatch' : 'upstream_failed' });
+        d.recorder.record({
+          ...baseRecord(c, t, reference, 'manifest'),
+          sha256: digest.slice(7),
+          cache: 'none',
+          decision: mismatch ? 'deny' : 'error',
+          reason,
+          rule,
+          code: mismatch ? 'digest_mismatch' : 'upstream_failed',
+        });
       }
       throw e;
     }
@@ -162,7 +197,15 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       gated = await d.gate.check({ repo: t.repo, openBlob: (dg, signal) => openBlob(t, dg, signal) }, digest, m.bytes, isIndexType(m.mediaType));
     } catch (e) {
       if (c.req.method === 'GET') {
-        d.recorder.record({ ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), cache: m.cache, decision: 'error', reason: (e as Error).message, rule, code: 'upstream_failed' });
+        d.recorder.record({
+          ...baseRecord(c, t, reference, 'manifest'),
+          sha256: digest.slice(7),
+          cache: m.cache,
+          decision: 'error',
+          reason: (e as Error).message,
+          rule,
+          code: 'upstream_failed',
+        });
       }
       throw e;
     }
@@ -175,13 +218,25 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       'x-airlock-cache': m.cache,
     };
     if (!accepts(c.req.header('accept'), m.mediaType)) {
-      throw new OciError(404, 'MANIFEST_UNKNOWN', `${t.repo}@${digest} is a ${m.mediaType}, which this client's Accept header does not include; Airlock serves manifests unconverted`);
+      throw new OciError(
+        404,
+        'MANIFEST_UNKNOWN',
+        `${t.repo}@${digest} is a ${m.mediaType}, which this client's Accept header does not include; Airlock serves manifests unconverted`,
+      );
     }
     const inm = c.req.header('if-none-match');
     if (inm && inm.split(',').some((v) => v.trim() === `"${digest}"`)) return sendStream(c, 304, headers, null);
     if (c.req.method === 'GET') {
       // On record (committed) before the client has the manifest.
-      await d.recorder.recordServed({ ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), size: m.bytes.length, cache: m.cache, decision: 'allow', rule, scan: gated?.summary ?? null });
+      await d.recorder.recordServed({
+        ...baseRecord(c, t, reference, 'manifest'),
+        sha256: digest.slice(7),
+        size: m.bytes.length,
+        cache: m.cache,
+        decision: 'allow',
+        rule,
+        scan: gated?.summary ?? null,
+      });
     }
     return sendBytes(c, 200, headers, m.bytes);
   }
@@ -313,10 +368,18 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
         c,
         401,
         { ...API_VERSION, 'content-type': 'application/json', 'www-authenticate': 'Basic realm="airlock"', 'cache-control': 'no-store' },
-        errorBody('UNAUTHORIZED', secret ? 'the token presented is not valid (unknown or revoked)' : 'log in with a client token as the password (airlock token create --name NAME)'),
+        errorBody(
+          'UNAUTHORIZED',
+          secret ? 'the token presented is not valid (unknown or revoked)' : 'log in with a client token as the password (airlock token create --name NAME)',
+        ),
       );
     }
-    return sendBytes(c, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' }, Buffer.from(JSON.stringify({ token: secret, access_token: secret, expires_in: 3600, issued_at: new Date().toISOString() })));
+    return sendBytes(
+      c,
+      200,
+      { 'content-type': 'application/json', 'cache-control': 'no-store' },
+      Buffer.from(JSON.stringify({ token: secret, access_token: secret, expires_in: 3600, issued_at: new Date().toISOString() })),
+    );
   }
 
   function catalog(c: Context<AppEnv>): Response {
@@ -369,7 +432,9 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       return refuse(ctx, err);
     }
     if (err instanceof AirlockError) {
-      const code = { POLICY_DENIED: 'DENIED', NOT_FOUND: 'NAME_UNKNOWN', BAD_REQUEST: 'NAME_INVALID', TOO_MANY_REQUESTS: 'TOOMANYREQUESTS' }[err.code as string] ?? 'UNKNOWN';
+      const code =
+        { POLICY_DENIED: 'DENIED', NOT_FOUND: 'NAME_UNKNOWN', BAD_REQUEST: 'NAME_INVALID', TOO_MANY_REQUESTS: 'TOOMANYREQUESTS' }[err.code as string] ??
+        'UNKNOWN';
       if (err.status >= 500) d.log.error({ ecosystem: 'oci', code: err.code, err: err.message, path: c.req.path }, 'request failed');
       else d.log.warn({ ecosystem: 'oci', code: err.code, reason: err.message, path: c.req.path }, 'request refused');
       return refuse(ctx, new OciError(err.status, code, err.message));

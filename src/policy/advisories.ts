@@ -222,10 +222,14 @@ export class Advisories {
         }
       }
       const sev = severityOf(rec, {});
-      if (sev.label) for (const n of [rec.id, ...(rec.aliases ?? []), ...(rec.upstream ?? [])]) if (!this.severityByName.has(n)) this.severityByName.set(n, sev);
+      if (sev.label)
+        for (const n of [rec.id, ...(rec.aliases ?? []), ...(rec.upstream ?? [])]) if (!this.severityByName.has(n)) this.severityByName.set(n, sev);
       if (rec.id.startsWith('MAL-')) {
         const hs = new Set<string>();
-        integrityHashes(rec.affected?.map((a) => a.database_specific), hs);
+        integrityHashes(
+          rec.affected?.map((a) => a.database_specific),
+          hs,
+        );
         integrityHashes(rec.database_specific, hs);
         for (const h of hs) this.hashes.set(h, rec);
       }
@@ -260,7 +264,13 @@ export class Advisories {
         }
       }
     }
-    const m: AdvisoryMatch = { id: rec.id, aliases: [...new Set([...(rec.aliases ?? []), ...(rec.upstream ?? [])])], summary: rec.summary ?? rec.details?.split('\n')[0] ?? '', malicious: rec.id.startsWith('MAL-'), severity };
+    const m: AdvisoryMatch = {
+      id: rec.id,
+      aliases: [...new Set([...(rec.aliases ?? []), ...(rec.upstream ?? [])])],
+      summary: rec.summary ?? rec.details?.split('\n')[0] ?? '',
+      malicious: rec.id.startsWith('MAL-'),
+      severity,
+    };
     if (fixed) m.fixed = fixed;
     return m;
   }
@@ -309,7 +319,8 @@ export class Advisories {
     if (!order) return [];
     const out: AdvisoryMatch[] = [];
     const seen = new Set<string>();
-    if (pkg.source && pkg.source !== pkg.name) this.matchEntries(this.os.get(`${ecosystem}\0${pkg.source}`), order, pkg.sourceVersion ?? pkg.version, seen, out);
+    if (pkg.source && pkg.source !== pkg.name)
+      this.matchEntries(this.os.get(`${ecosystem}\0${pkg.source}`), order, pkg.sourceVersion ?? pkg.version, seen, out);
     this.matchEntries(this.os.get(`${ecosystem}\0${pkg.name}`), order, pkg.name === pkg.source ? (pkg.sourceVersion ?? pkg.version) : pkg.version, seen, out);
     return out;
   }
@@ -321,7 +332,9 @@ export class Advisories {
 
   /** The OS packages an advisory names, with their ecosystems. */
   osPackagesOf(rec: OsvRecord): { ecosystem: string; name: string }[] {
-    return (rec.affected ?? []).filter((a) => a.package?.ecosystem && a.package.name && orderOf(a.package.ecosystem)).map((a) => ({ ecosystem: a.package!.ecosystem!, name: a.package!.name! }));
+    return (rec.affected ?? [])
+      .filter((a) => a.package?.ecosystem && a.package.name && orderOf(a.package.ecosystem))
+      .map((a) => ({ ecosystem: a.package!.ecosystem!, name: a.package!.name! }));
   }
 
   hashesOf(rec: OsvRecord): string[] {
@@ -340,6 +353,7 @@ export function refuses(level: RefuseLevel, m: AdvisoryMatch): boolean {
 }
 
 export function checkRefuseLevel(v: string, path: (string | number)[]): RefuseLevel {
-  if (!['none', 'all', 'low', 'medium', 'high', 'critical'].includes(v)) throw new PolicyError(path, `expected none, all, low, medium, high or critical, got ${JSON.stringify(v)}`);
+  if (!['none', 'all', 'low', 'medium', 'high', 'critical'].includes(v))
+    throw new PolicyError(path, `expected none, all, low, medium, high or critical, got ${JSON.stringify(v)}`);
   return v as RefuseLevel;
 }

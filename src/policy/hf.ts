@@ -3,7 +3,6 @@ import { PICKLE_PROFILES } from './pickle-profiles.js';
 import { COMMIT, displayRepo, isValidRef, isValidRepoId, type HfRepoType } from '../names/hf.js';
 import { PolicyError, type Decision, type RefusalCode } from './types.js';
 
-
 /** How file contents are judged (organisation-wide in hf.scan, per repository in allow[].scan). */
 export interface HfScanInput {
   /** allow-profile: pickles pass when every import is on the profile; deny: no pickle-based file. */
@@ -73,7 +72,6 @@ export interface ContentReport {
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const FORMATS = ['safetensors', 'gguf', 'pickle', 'joblib', 'torch-zip', 'torch-legacy', 'numpy', 'npz', 'keras', 'zip', 'archive', 'json', 'python', 'opaque'];
 
-
 interface AllowRule {
   scan: ScanRule;
   id: string;
@@ -111,30 +109,40 @@ export class HfPolicy {
     (input.allow ?? []).forEach((a, i) => {
       const path = [...base, 'allow', i];
       const type = a.type ?? 'model';
-      if (!isValidRepoId(a.repo)) throw new PolicyError([...path, 'repo'], `expected a Hub repository id such as "openai-community/gpt2" or "gpt2", got ${JSON.stringify(a.repo)}`);
+      if (!isValidRepoId(a.repo))
+        throw new PolicyError([...path, 'repo'], `expected a Hub repository id such as "openai-community/gpt2" or "gpt2", got ${JSON.stringify(a.repo)}`);
       const k = key(type, a.repo);
-      if (this.allow.has(k)) throw new PolicyError([...path, 'repo'], `${displayRepo(type, a.repo)} is already allowed by ${this.allow.get(k)!.id}; merge the two entries`);
+      if (this.allow.has(k))
+        throw new PolicyError([...path, 'repo'], `${displayRepo(type, a.repo)} is already allowed by ${this.allow.get(k)!.id}; merge the two entries`);
       const commits = new Set<string>();
       (a.commits ?? []).forEach((c, j) => {
-        if (!COMMIT.test(c)) throw new PolicyError([...path, 'commits', j], `expected a full commit id (40 lowercase hex characters), got ${JSON.stringify(c)}`);
+        if (!COMMIT.test(c))
+          throw new PolicyError([...path, 'commits', j], `expected a full commit id (40 lowercase hex characters), got ${JSON.stringify(c)}`);
         commits.add(c);
       });
       const refs = new Map<string, string>();
       for (const [ref, commit] of Object.entries(a.refs ?? {})) {
         if (!isValidRef(ref) || COMMIT.test(ref)) throw new PolicyError([...path, 'refs', ref], `${JSON.stringify(ref)} is not a branch or tag name`);
         if (!COMMIT.test(String(commit))) {
-          throw new PolicyError([...path, 'refs', ref], `a branch or tag must map to a pinned commit (40 lowercase hex characters), got ${JSON.stringify(commit)}`);
+          throw new PolicyError(
+            [...path, 'refs', ref],
+            `a branch or tag must map to a pinned commit (40 lowercase hex characters), got ${JSON.stringify(commit)}`,
+          );
         }
         refs.set(ref, commit);
         commits.add(commit);
       }
       if (commits.size === 0) {
-        throw new PolicyError([...path, 'commits'], `${displayRepo(type, a.repo)}: expected at least one pinned commit (commits or refs); "airlock pin hf ${displayRepo(type, a.repo)}@main" adds one`);
+        throw new PolicyError(
+          [...path, 'commits'],
+          `${displayRepo(type, a.repo)}: expected at least one pinned commit (commits or refs); "airlock pin hf ${displayRepo(type, a.repo)}@main" adds one`,
+        );
       }
       let files: AllowRule['files'] = null;
       if (a.files) {
         a.files.forEach((g, j) => {
-          if (typeof g !== 'string' || g.length === 0 || g.startsWith('/') || g.includes('..')) throw new PolicyError([...path, 'files', j], `expected a relative glob such as "*.safetensors", got ${JSON.stringify(g)}`);
+          if (typeof g !== 'string' || g.length === 0 || g.startsWith('/') || g.includes('..'))
+            throw new PolicyError([...path, 'files', j], `expected a relative glob such as "*.safetensors", got ${JSON.stringify(g)}`);
         });
         files = globMatcher(a.files);
       }
@@ -144,7 +152,8 @@ export class HfPolicy {
     (input.deny ?? []).forEach((d, i) => {
       const path = [...base, 'deny', i];
       const glob = d.repo.includes('*');
-      if (!glob && !isValidRepoId(d.repo)) throw new PolicyError([...path, 'repo'], `expected a Hub repository id or a glob of them, got ${JSON.stringify(d.repo)}`);
+      if (!glob && !isValidRepoId(d.repo))
+        throw new PolicyError([...path, 'repo'], `expected a Hub repository id or a glob of them, got ${JSON.stringify(d.repo)}`);
       this.deny.push({
         id: `hf.deny[${i}]`,
         type: d.type ?? 'model',
@@ -247,7 +256,8 @@ export class HfPolicy {
   decideContent(type: HfRepoType, repo: string, path: string, sha256: string, report: ContentReport): Decision {
     const s = this.allow.get(key(type, repo))?.scan ?? this.scanDefault;
     const name = `${displayRepo(type, repo)}/${path}`;
-    if (s.sha256.has(sha256) || this.scanDefault.sha256.has(sha256)) return { allow: true, rule: `${s.sha256.has(sha256) ? s.id : this.scanDefault.id}.sha256` };
+    if (s.sha256.has(sha256) || this.scanDefault.sha256.has(sha256))
+      return { allow: true, rule: `${s.sha256.has(sha256) ? s.id : this.scanDefault.id}.sha256` };
     // Every content refusal says how to go on: without the file, or with it after a review.
     const entry = this.allow.get(key(type, repo))?.id;
     const wayOut = entry
@@ -257,12 +267,19 @@ export class HfPolicy {
     const outside = report.pickle ? report.globals.filter((g) => !s.profile.has(g)) : [];
     const ops = report.pickle ? (report.pickleOps ?? []) : [];
     const imports = [
-      outside.length > 0 ? `pickle imports ${outside.slice(0, 5).join(', ')}${outside.length > 5 ? ` and ${outside.length - 5} more` : ''}${inMembers(outside, report.where)}, outside the ${s.profileName} profile (what torch.load(weights_only=True) accepts)` : '',
-      ops.length > 0 ? `pickle uses opcode${ops.length > 1 ? 's' : ''} ${ops.slice(0, 5).join(', ')}, which torch.load(weights_only=True) does not implement (protocol 2 is what torch.save writes)` : '',
-    ].filter(Boolean).join('; ');
+      outside.length > 0
+        ? `pickle imports ${outside.slice(0, 5).join(', ')}${outside.length > 5 ? ` and ${outside.length - 5} more` : ''}${inMembers(outside, report.where)}, outside the ${s.profileName} profile (what torch.load(weights_only=True) accepts)`
+        : '',
+      ops.length > 0
+        ? `pickle uses opcode${ops.length > 1 ? 's' : ''} ${ops.slice(0, 5).join(', ')}, which torch.load(weights_only=True) does not implement (protocol 2 is what torch.save writes)`
+        : '',
+    ]
+      .filter(Boolean)
+      .join('; ');
     const bad = report.findings.find((f) => f.severity === 'refuse');
     if (bad) return refuse('content_refused', `${imports ? `${imports}; ` : ''}${bad.message}`);
-    if (s.formats && !s.formats.has(report.format)) return refuse('content_refused', `format ${report.format} is not among ${s.id}.formats (${[...s.formats].join(', ')})`);
+    if (s.formats && !s.formats.has(report.format))
+      return refuse('content_refused', `format ${report.format} is not among ${s.id}.formats (${[...s.formats].join(', ')})`);
     if (report.pickle) {
       if (s.pickle === 'deny') return refuse('content_refused', `a pickle-based file (${report.format}) and ${s.id}.pickle is deny`);
       if (imports) return refuse('content_refused', imports);

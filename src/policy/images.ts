@@ -94,7 +94,8 @@ export class ImagePolicy {
     this.base = settings(input, path, { level: defaultLevel, fixableOnly: false, unjudged: 'refuse', rule: 'advisories.images' }, 'advisories.images');
     (input.repositories ?? []).forEach((r, i) => {
       const p = [...path, 'repositories', i];
-      if (!r.repository || typeof r.repository !== 'string') throw new PolicyError([...p, 'repository'], 'expected a repository (registry/name) or a glob of them');
+      if (!r.repository || typeof r.repository !== 'string')
+        throw new PolicyError([...p, 'repository'], 'expected a repository (registry/name) or a glob of them');
       this.overrides.push({ match: picomatch(r.repository), settings: settings(r, p, this.base, `advisories.images.repositories[${i}]`) });
     });
     exceptions.forEach((e, i) => {
@@ -104,13 +105,24 @@ export class ImagePolicy {
       const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(String(e.expires ?? ''));
       const until = m ? Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]) + 1) : NaN;
       if (!m || Number.isNaN(until) || new Date(until - 1).toISOString().slice(0, 10) !== e.expires) {
-        throw new PolicyError([...p, 'expires'], `expected the last day the exception applies as YYYY-MM-DD, got ${JSON.stringify(e.expires)}; exceptions always expire`);
+        throw new PolicyError(
+          [...p, 'expires'],
+          `expected the last day the exception applies as YYYY-MM-DD, got ${JSON.stringify(e.expires)}; exceptions always expire`,
+        );
       }
       if (e.digest !== undefined) {
         const c = checkDigest(e.digest);
         if (!c.ok) throw new PolicyError([...p, 'digest'], c.reason);
       }
-      this.exceptions.push({ id: e.id, rule: `advisories.exceptions[${i}]`, repo: e.repository ? picomatch(e.repository) : null, digest: e.digest ?? null, reason: e.reason.trim(), until, expires: e.expires });
+      this.exceptions.push({
+        id: e.id,
+        rule: `advisories.exceptions[${i}]`,
+        repo: e.repository ? picomatch(e.repository) : null,
+        digest: e.digest ?? null,
+        reason: e.reason.trim(),
+        until,
+        expires: e.expires,
+      });
     });
   }
 
@@ -148,9 +160,13 @@ export class ImagePolicy {
     const osPkgs = inv.packages.filter((p) => p.type !== 'pypi');
     const eco = inv.os?.ecosystem;
     if (osPkgs.length > 0 && !eco) {
-      notes.push(`${osPkgs.length} ${osPkgs[0].type} packages, but the OS (${inv.os?.prettyName ?? inv.os?.id ?? 'no os-release'}) is not a release Airlock matches advisories for`);
+      notes.push(
+        `${osPkgs.length} ${osPkgs[0].type} packages, but the OS (${inv.os?.prettyName ?? inv.os?.id ?? 'no os-release'}) is not a release Airlock matches advisories for`,
+      );
     } else if (osPkgs.length > 0 && eco && advisories.osCoverage(eco) === 0) {
-      notes.push(`no advisories for ${eco} are imported (airlock advisories import <${eco.split(':')[0]} all.zip>), so its ${osPkgs.length} packages were not checked`);
+      notes.push(
+        `no advisories for ${eco} are imported (airlock advisories import <${eco.split(':')[0]} all.zip>), so its ${osPkgs.length} packages were not checked`,
+      );
     }
     const seen = new Set<string>();
     for (const p of inv.packages) {
@@ -161,7 +177,11 @@ export class ImagePolicy {
         seen.add(key);
         const counts = refuses(s.level, m) && (!s.fixableOnly || m.fixed !== undefined || m.malicious);
         const ex = counts ? this.exceptionFor(m, repo, digests, now, notes) : undefined;
-        const f: ImageFinding = { ...m, package: { type: p.type, name: p.name, version: p.version, ...(p.source ? { source: p.source } : {}), location: p.location }, refusing: counts && !ex };
+        const f: ImageFinding = {
+          ...m,
+          package: { type: p.type, name: p.name, version: p.version, ...(p.source ? { source: p.source } : {}), location: p.location },
+          refusing: counts && !ex,
+        };
         if (ex) f.excepted = `${ex.rule}: ${ex.reason} (until ${ex.expires})`;
         findings.push(f);
       }
@@ -190,7 +210,12 @@ export class ImagePolicy {
         level: s.level,
         findings,
         notes,
-        decision: { allow: false, rule: s.rule, code: 'unjudged', reason: `${what} cannot be fully judged: ${unjudged[0]}${unjudged.length > 1 ? ` (and ${unjudged.length - 1} more)` : ''}. To allow such images after review, set unjudged: allow for this repository in advisories.images` },
+        decision: {
+          allow: false,
+          rule: s.rule,
+          code: 'unjudged',
+          reason: `${what} cannot be fully judged: ${unjudged[0]}${unjudged.length > 1 ? ` (and ${unjudged.length - 1} more)` : ''}. To allow such images after review, set unjudged: allow for this repository in advisories.images`,
+        },
       };
     }
     return { level: s.level, findings, notes, decision: { allow: true, rule: s.rule } };
@@ -198,8 +223,15 @@ export class ImagePolicy {
 }
 
 function describe(f: ImageFinding): string {
-  const sev = f.malicious ? 'MALICIOUS' : f.severity.label ? `${f.severity.label}${f.severity.score !== undefined ? ` ${f.severity.score}` : ''}` : 'severity unknown';
+  const sev = f.malicious
+    ? 'MALICIOUS'
+    : f.severity.label
+      ? `${f.severity.label}${f.severity.score !== undefined ? ` ${f.severity.score}` : ''}`
+      : 'severity unknown';
   const cve = f.aliases.find((a) => a.startsWith('CVE-'));
-  const pkg = f.package.source && f.package.source !== f.package.name ? `${f.package.source} (${f.package.name} ${f.package.version})` : `${f.package.name} ${f.package.version}`;
+  const pkg =
+    f.package.source && f.package.source !== f.package.name
+      ? `${f.package.source} (${f.package.name} ${f.package.version})`
+      : `${f.package.name} ${f.package.version}`;
   return `${f.id}${cve && cve !== f.id ? ` (${cve})` : ''} ${sev} in ${pkg}, ${f.fixed ? `fixed in ${f.fixed}` : 'no fix yet'}`;
 }

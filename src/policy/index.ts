@@ -50,7 +50,11 @@ export class Policy {
   pypiAdvisory(name: string, version: string, sha256?: string): { match: AdvisoryMatch; reason: string } | null {
     const hit = this.advisories.matchPypi(name, version, sha256).find((m) => refuses(this.advisoryLevel, m));
     if (!hit) return null;
-    const sev = hit.malicious ? 'malicious package' : hit.severity.label ? `severity ${hit.severity.label}${hit.severity.score !== undefined ? ` ${hit.severity.score}` : ''}` : 'no severity given';
+    const sev = hit.malicious
+      ? 'malicious package'
+      : hit.severity.label
+        ? `severity ${hit.severity.label}${hit.severity.score !== undefined ? ` ${hit.severity.score}` : ''}`
+        : 'no severity given';
     const aka = hit.aliases.length ? ` (${hit.aliases.slice(0, 3).join(', ')})` : '';
     return {
       match: hit,

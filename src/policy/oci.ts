@@ -80,9 +80,13 @@ export class OciPolicy {
       const path = [...base, 'allow', i];
       const repo = canonicalRepository(a.repository);
       if (!repo) {
-        throw new PolicyError([...path, 'repository'], `expected a repository as registry/name in lowercase (e.g. docker.io/library/python), got ${JSON.stringify(a.repository)}`);
+        throw new PolicyError(
+          [...path, 'repository'],
+          `expected a repository as registry/name in lowercase (e.g. docker.io/library/python), got ${JSON.stringify(a.repository)}`,
+        );
       }
-      if (this.allow.has(repo)) throw new PolicyError([...path, 'repository'], `${repo} is already allowed by ${this.allow.get(repo)!.id}; merge the two entries`);
+      if (this.allow.has(repo))
+        throw new PolicyError([...path, 'repository'], `${repo} is already allowed by ${this.allow.get(repo)!.id}; merge the two entries`);
       const digests = digestList(a.digests, [...path, 'digests']);
       const tags = new Map<string, string>();
       for (const [tag, digest] of Object.entries(a.tags ?? {})) {
@@ -93,7 +97,8 @@ export class OciPolicy {
         // An alias pins its digest: "3.12-slim: sha256:..." approves sha256:... as well.
         digests.add(digest);
       }
-      if (digests.size === 0) throw new PolicyError([...path, 'digests'], `${repo}: expected at least one pinned digest (digests or tags); "airlock pin oci ${repo}:TAG" adds one`);
+      if (digests.size === 0)
+        throw new PolicyError([...path, 'digests'], `${repo}: expected at least one pinned digest (digests or tags); "airlock pin oci ${repo}:TAG" adds one`);
       this.allow.set(repo, { id: `oci.allow[${i}]`, digests, tags });
     });
     (input.deny ?? []).forEach((d, i) => {
@@ -129,7 +134,13 @@ export class OciPolicy {
     const d = this.denied(repo);
     if (d) return d;
     const a = this.allow.get(repo);
-    if (!a) return { allow: false, rule: 'oci.allow', code: 'not_allowlisted', reason: `${repo} is not on the OCI allowlist; ask for it to be pinned (airlock pin oci ${repo}:TAG)` };
+    if (!a)
+      return {
+        allow: false,
+        rule: 'oci.allow',
+        code: 'not_allowlisted',
+        reason: `${repo} is not on the OCI allowlist; ask for it to be pinned (airlock pin oci ${repo}:TAG)`,
+      };
     return { allow: true, rule: a.id };
   }
 
@@ -140,7 +151,12 @@ export class OciPolicy {
     const a = this.allow.get(repo);
     if (!a) return this.decideRepository(repo);
     if (!a.digests.has(digest)) {
-      return { allow: false, rule: a.id, code: 'digest_not_pinned', reason: `${repo}@${digest} is not pinned in policy (${a.id} pins ${a.digests.size} digest${a.digests.size === 1 ? '' : 's'})` };
+      return {
+        allow: false,
+        rule: a.id,
+        code: 'digest_not_pinned',
+        reason: `${repo}@${digest} is not pinned in policy (${a.id} pins ${a.digests.size} digest${a.digests.size === 1 ? '' : 's'})`,
+      };
     }
     return { allow: true, rule: a.id };
   }
@@ -159,7 +175,12 @@ export class OciPolicy {
     const digest = a.tags.get(tag);
     if (!digest) {
       return {
-        decision: { allow: false, rule: a.id, code: 'tag_not_pinned', reason: `tag ${JSON.stringify(tag)} of ${repo} is not pinned to a digest in policy; pull by digest or pin it (airlock pin oci ${repo}:${tag})` },
+        decision: {
+          allow: false,
+          rule: a.id,
+          code: 'tag_not_pinned',
+          reason: `tag ${JSON.stringify(tag)} of ${repo} is not pinned to a digest in policy; pull by digest or pin it (airlock pin oci ${repo}:${tag})`,
+        },
       };
     }
     const byDigest = this.decideDigest(repo, digest);

@@ -68,8 +68,7 @@ function isValidSpecifier(s: string): boolean {
 }
 
 export type ProjectDecision =
-  | { allow: true; source: 'public' | 'internal'; rule: string }
-  | { allow: false; rule: string; code: 'not_allowlisted' | 'denied'; reason: string };
+  { allow: true; source: 'public' | 'internal'; rule: string } | { allow: false; rule: string; code: 'not_allowlisted' | 'denied'; reason: string };
 
 const GLOB_CHARS = /^[a-z0-9*?-]+$/;
 
@@ -113,7 +112,12 @@ export class PypiPolicy {
   decideProject(name: string): ProjectDecision {
     const wholeDeny = this.deny.get(name)?.find((d) => d.versions === '');
     if (wholeDeny) {
-      return { allow: false, rule: wholeDeny.id, code: 'denied', reason: `${name} is denied by policy rule ${wholeDeny.id}${wholeDeny.reason ? `: ${wholeDeny.reason}` : ''}` };
+      return {
+        allow: false,
+        rule: wholeDeny.id,
+        code: 'denied',
+        reason: `${name} is denied by policy rule ${wholeDeny.id}${wholeDeny.reason ? `: ${wholeDeny.reason}` : ''}`,
+      };
     }
     const internal = this.internalRule(name);
     if (internal) return { allow: true, source: 'internal', rule: internal };
@@ -190,7 +194,8 @@ function checkName(name: string, path: (string | number)[]): string {
 function checkSpecifier(spec: string | undefined, path: (string | number)[]): string {
   const s = (spec ?? '').trim();
   if (s === '') return '';
-  if (!isValidSpecifier(s)) throw new PolicyError(path, `bad version specifier ${JSON.stringify(spec)}: expected a PEP 440 specifier set such as ">=2.31,<3" or "==2.5.1"`);
+  if (!isValidSpecifier(s))
+    throw new PolicyError(path, `bad version specifier ${JSON.stringify(spec)}: expected a PEP 440 specifier set such as ">=2.31,<3" or "==2.5.1"`);
   return s;
 }
 

@@ -15,9 +15,7 @@ export type RefusalCode =
   /** An image whose packages cannot all be judged (policy advisories.images.unjudged: refuse). */
   | 'unjudged';
 
-export type Decision =
-  | { allow: true; rule: string }
-  | { allow: false; rule: string; code: RefusalCode; reason: string };
+export type Decision = { allow: true; rule: string } | { allow: false; rule: string; code: RefusalCode; reason: string };
 
 export class PolicyError extends Error {
   /** Dotted path inside the policy, e.g. "pypi.allow[3].versions". */

@@ -21,7 +21,14 @@ export function admitFile(policy: Policy, project: string, file: PyFile, source:
   const version = parsed.version;
   const sha256 = file.hashes.sha256;
   if (!sha256) {
-    return { allow: false, version, rule: 'pypi', code: 'no_sha256', status: 403, reason: `${file.filename}: the ${source} index gives no sha256 for this file, so Airlock cannot verify it` };
+    return {
+      allow: false,
+      version,
+      rule: 'pypi',
+      code: 'no_sha256',
+      status: 403,
+      reason: `${file.filename}: the ${source} index gives no sha256 for this file, so Airlock cannot verify it`,
+    };
   }
   const fd = policy.pypi.decideFile(project, version, sha256);
   if (!fd.allow) return { allow: false, version, sha256, rule: fd.rule, code: fd.code, status: 403, reason: fd.reason };

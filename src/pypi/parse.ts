@@ -77,7 +77,7 @@ export function parseHtmlPage(html: string, pageUrl: URL, project: string): PyPr
           filename,
           url: url.href,
           hashes,
-          yanked: 'data-yanked' in attrs ? attrs['data-yanked'] ?? '' : false,
+          yanked: 'data-yanked' in attrs ? (attrs['data-yanked'] ?? '') : false,
         };
         if (attrs['data-requires-python']) file.requiresPython = attrs['data-requires-python'];
         const md = parseMetadataAttr(attrs['data-core-metadata'] ?? attrs['data-dist-info-metadata']);

@@ -87,7 +87,12 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
   };
   const maxAge = `max-age=${d.pageMaxAge}`;
   /** A project page's body and headers, for the route below and for the fast path alike. */
-  const pageAnswer = (page: ProjectPage, policy: Policy, format: SimpleFormat, acceptEncoding: string | undefined): { headers: Record<string, string>; body: Buffer } => {
+  const pageAnswer = (
+    page: ProjectPage,
+    policy: Policy,
+    format: SimpleFormat,
+    acceptEncoding: string | undefined,
+  ): { headers: Record<string, string>; body: Buffer } => {
     let perPolicy = rendered.get(page.project);
     if (!perPolicy) rendered.set(page.project, (perPolicy = new WeakMap()));
     let entry = perPolicy.get(policy);
@@ -217,7 +222,17 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
     // The same decision that put the file on the page (admit.ts).
     const fd = admitFile(policy, name, file, pd.source);
     if (!fd.allow) {
-      if (!isHead && fd.status === 403) d.recorder.record({ ...base, version: fd.version, sha256: fd.sha256, cache: 'none', decision: 'deny', reason: fd.reason, rule: fd.rule, code: fd.code });
+      if (!isHead && fd.status === 403)
+        d.recorder.record({
+          ...base,
+          version: fd.version,
+          sha256: fd.sha256,
+          cache: 'none',
+          decision: 'deny',
+          reason: fd.reason,
+          rule: fd.rule,
+          code: fd.code,
+        });
       return refuse(c, fd.status, fd.reason);
     }
     const parsed = { version: fd.version };
@@ -235,7 +250,17 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
     const upstreamUrl = new URL(file.url + (isMetadata ? '.metadata' : ''));
     if (!d.index.allowFileUrl(upstreamUrl, pd.source)) {
       const reason = `${filename}: the index points at host ${upstreamUrl.host}, which is not in pypi.file_hosts`;
-      if (!isHead) d.recorder.record({ ...base, version: parsed.version, sha256: expected, cache: 'none', decision: 'deny', reason, rule: 'pypi.file_hosts', code: 'file_host' });
+      if (!isHead)
+        d.recorder.record({
+          ...base,
+          version: parsed.version,
+          sha256: expected,
+          cache: 'none',
+          decision: 'deny',
+          reason,
+          rule: 'pypi.file_hosts',
+          code: 'file_host',
+        });
       return refuse(c, 502, reason);
     }
 
@@ -264,7 +289,12 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
         return { body: res.body, size: contentLength(res.headers) };
       },
     };
-    return serveBlob(c, d.cache, spec, headers, { recorder: d.recorder, base: { ...base, version: parsed.version, sha256: expected }, rule: fd.rule, label: filename });
+    return serveBlob(c, d.cache, spec, headers, {
+      recorder: d.recorder,
+      base: { ...base, version: parsed.version, sha256: expected },
+      rule: fd.rule,
+      label: filename,
+    });
   });
 
   app.onError((err, c) => {

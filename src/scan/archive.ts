@@ -146,7 +146,8 @@ async function walkTar(stream: Readable, label: string, onMember: MemberHandler)
       if (h.type === 'symlink' || h.type === 'link') {
         const target = h.linkname ?? '';
         const base = h.type === 'symlink' ? name.split('/').slice(0, -1) : [];
-        if (target.startsWith('/') || escapes([...base, ...target.split('/')])) throw new ScanError(`${label}: member ${name} links to ${JSON.stringify(target)}, outside the archive`);
+        if (target.startsWith('/') || escapes([...base, ...target.split('/')]))
+          throw new ScanError(`${label}: member ${name} links to ${JSON.stringify(target)}, outside the archive`);
       } else if (h.type !== 'file' && h.type !== 'contiguous-file' && h.type !== 'directory') {
         throw new ScanError(`${label}: member ${name} is a ${h.type} (only files, directories and links inside the archive are accepted)`);
       }

@@ -98,8 +98,28 @@ export function strictJson(text: string, maxDepth = 64): unknown {
 // tensor.rs rules), before any tensor byte goes out.
 
 const ST_BITS: Record<string, number> = {
-  F4: 4, F6_E2M3: 6, F6_E3M2: 6, BOOL: 8, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8, F8_E4M3FNUZ: 8, F8_E5M2FNUZ: 8,
-  I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, I64: 64, U64: 64, F64: 64, C64: 64,
+  F4: 4,
+  F6_E2M3: 6,
+  F6_E3M2: 6,
+  BOOL: 8,
+  U8: 8,
+  I8: 8,
+  F8_E5M2: 8,
+  F8_E4M3: 8,
+  F8_E8M0: 8,
+  F8_E4M3FNUZ: 8,
+  F8_E5M2FNUZ: 8,
+  I16: 16,
+  U16: 16,
+  F16: 16,
+  BF16: 16,
+  I32: 32,
+  U32: 32,
+  F32: 32,
+  I64: 64,
+  U64: 64,
+  F64: 64,
+  C64: 64,
 };
 /** The reference's MAX_HEADER_SIZE. */
 export const ST_MAX_HEADER = 100_000_000;
@@ -141,12 +161,14 @@ export async function checkSafetensors(src: ByteSource): Promise<SafetensorsInfo
     if (spans.length >= ST_MAX_TENSORS) throw new ScanError('safetensors: too many tensors');
     const t = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (!t || typeof t !== 'object' || Array.isArray(t)) throw new ScanError(`safetensors: tensor ${name} is not an object`);
-    for (const k of Object.keys(t)) if (!['dtype', 'shape', 'data_offsets'].includes(k)) throw new ScanError(`safetensors: tensor ${name} has unknown field ${k}`);
+    for (const k of Object.keys(t))
+      if (!['dtype', 'shape', 'data_offsets'].includes(k)) throw new ScanError(`safetensors: tensor ${name} has unknown field ${k}`);
     const bits = typeof t.dtype === 'string' ? ST_BITS[t.dtype] : undefined;
     if (!bits) throw new ScanError(`safetensors: tensor ${name} has unknown dtype ${JSON.stringify(t.dtype)}`);
     if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new ScanError(`safetensors: tensor ${name} has a bad shape`);
     const off = t.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new ScanError(`safetensors: tensor ${name} has bad data_offsets`);
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw new ScanError(`safetensors: tensor ${name} has bad data_offsets`);
     const [begin, end] = off.map(BigInt) as [bigint, bigint];
     if (end < begin) throw new ScanError(`safetensors: tensor ${name} ends before it begins`);
     let elems = 1n;
@@ -163,7 +185,8 @@ export async function checkSafetensors(src: ByteSource): Promise<SafetensorsInfo
     expect = s.end;
   }
   const total = 8n + BigInt(hlen) + expect;
-  if (total !== BigInt(src.size)) throw new ScanError(`safetensors: the header accounts for ${total} bytes, the file has ${src.size} (trailing or missing bytes)`);
+  if (total !== BigInt(src.size))
+    throw new ScanError(`safetensors: the header accounts for ${total} bytes, the file has ${src.size} (trailing or missing bytes)`);
   return { tensors: spans.length, headerBytes: hlen, metadata };
 }
 
@@ -172,13 +195,42 @@ export async function checkSafetensors(src: ByteSource): Promise<SafetensorsInfo
 
 /** ggml type id -> [block size, bytes per block]. From ggml's type traits; ids removed upstream are absent. */
 const GGML_TYPES: Record<number, [number, number]> = {
-  0: [1, 4], 1: [1, 2], 2: [32, 18], 3: [32, 20], 6: [32, 22], 7: [32, 24], 8: [32, 34], 9: [32, 36],
-  10: [256, 84], 11: [256, 110], 12: [256, 144], 13: [256, 176], 14: [256, 210], 15: [256, 292],
-  16: [256, 66], 17: [256, 74], 18: [256, 98], 19: [256, 50], 20: [32, 18], 21: [256, 110], 22: [256, 82], 23: [256, 136],
-  24: [1, 1], 25: [1, 2], 26: [1, 4], 27: [1, 8], 28: [1, 8], 29: [256, 56], 30: [1, 2], 34: [256, 54], 35: [256, 66], 39: [32, 17],
+  0: [1, 4],
+  1: [1, 2],
+  2: [32, 18],
+  3: [32, 20],
+  6: [32, 22],
+  7: [32, 24],
+  8: [32, 34],
+  9: [32, 36],
+  10: [256, 84],
+  11: [256, 110],
+  12: [256, 144],
+  13: [256, 176],
+  14: [256, 210],
+  15: [256, 292],
+  16: [256, 66],
+  17: [256, 74],
+  18: [256, 98],
+  19: [256, 50],
+  20: [32, 18],
+  21: [256, 110],
+  22: [256, 82],
+  23: [256, 136],
+  24: [1, 1],
+  25: [1, 2],
+  26: [1, 4],
+  27: [1, 8],
+  28: [1, 8],
+  29: [256, 56],
+  30: [1, 2],
+  34: [256, 54],
+  35: [256, 66],
+  39: [32, 17],
 };
 const GGUF_SCALAR: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
-const SUSPICIOUS_TEMPLATE = /__class__|__mro__|__subclasses__|__globals__|__builtins__|__import__|\bpopen\b|\bos\.|subprocess|\bcycler\b|\bjoiner\b|\blipsum\b|\bnamespace\b\s*\./;
+const SUSPICIOUS_TEMPLATE =
+  /__class__|__mro__|__subclasses__|__globals__|__builtins__|__import__|\bpopen\b|\bos\.|subprocess|\bcycler\b|\bjoiner\b|\blipsum\b|\bnamespace\b\s*\./;
 
 export interface GgufInfo {
   version: number;
@@ -239,7 +291,8 @@ export async function checkGguf(src: ByteSource): Promise<GgufInfo> {
   const arch = kv.get('general.architecture');
   if (typeof arch !== 'string' || !/^[a-z0-9_]+$/.test(arch)) throw new ScanError('gguf: general.architecture is missing or malformed');
   const alignment = kv.has('general.alignment') ? kv.get('general.alignment') : 32;
-  if (typeof alignment !== 'number' || alignment === 0 || alignment % 8 !== 0) throw new ScanError(`gguf: general.alignment ${String(alignment)} is not a multiple of 8`);
+  if (typeof alignment !== 'number' || alignment === 0 || alignment % 8 !== 0)
+    throw new ScanError(`gguf: general.alignment ${String(alignment)} is not a multiple of 8`);
   const names = new Set<string>();
   const tensors: { name: string; offset: bigint; bytes: bigint }[] = [];
   for (let i = 0n; i < tensorCount; i++) {
@@ -277,7 +330,13 @@ export async function checkGguf(src: ByteSource): Promise<GgufInfo> {
     if (end > dataSize) throw new ScanError(`gguf: tensor ${t.name} runs past the end of the file`);
   }
   const chatTemplate = typeof kv.get('tokenizer.chat_template') === 'string' ? (kv.get('tokenizer.chat_template') as string) : undefined;
-  return { version, tensors: tensors.length, architecture: arch, chatTemplate, suspiciousTemplate: chatTemplate !== undefined && SUSPICIOUS_TEMPLATE.test(chatTemplate) };
+  return {
+    version,
+    tensors: tensors.length,
+    architecture: arch,
+    chatTemplate,
+    suspiciousTemplate: chatTemplate !== undefined && SUSPICIOUS_TEMPLATE.test(chatTemplate),
+  };
 }
 
 export function suspiciousTemplate(t: string): boolean {

@@ -49,12 +49,22 @@ function scanJson(bytes: Buffer, path: string, r: Report): boolean {
   if (!doc || typeof doc !== 'object') return true;
   const d = doc as Record<string, unknown>;
   if (d.auto_map && typeof d.auto_map === 'object') {
-    const refs = Object.values(d.auto_map as Record<string, unknown>).flat().filter((v) => typeof v === 'string');
-    r.findings.push({ severity: 'code', code: 'auto_map', message: `${path} has auto_map (${refs.slice(0, 3).join(', ')}): trust_remote_code would run the repository's code` });
+    const refs = Object.values(d.auto_map as Record<string, unknown>)
+      .flat()
+      .filter((v) => typeof v === 'string');
+    r.findings.push({
+      severity: 'code',
+      code: 'auto_map',
+      message: `${path} has auto_map (${refs.slice(0, 3).join(', ')}): trust_remote_code would run the repository's code`,
+    });
   }
   if (typeof d.chat_template === 'string') {
     const bad = suspiciousTemplate(d.chat_template);
-    r.findings.push({ severity: bad ? 'refuse' : 'info', code: bad ? 'chat_template_suspicious' : 'chat_template', message: `${path} carries a chat template (${d.chat_template.length} characters)${bad ? ' with Python attribute walks (template injection)' : ''}` });
+    r.findings.push({
+      severity: bad ? 'refuse' : 'info',
+      code: bad ? 'chat_template_suspicious' : 'chat_template',
+      message: `${path} carries a chat template (${d.chat_template.length} characters)${bad ? ' with Python attribute walks (template injection)' : ''}`,
+    });
   }
   return true;
 }
@@ -225,16 +235,21 @@ async function scanMember(r: Report, name: string, size: number | undefined, bod
     const kind = sniff(head);
     if (isOpenable(head)) {
       // An archive inside is walked as it streams: what was held, then the rest of the member.
-      const rest = Readable.from((async function* () {
-        yield held;
-        for (let n = await it.next(); !n.done; n = await it.next()) yield n.value as Buffer;
-      })());
+      const rest = Readable.from(
+        (async function* () {
+          yield held;
+          for (let n = await it.next(); !n.done; n = await it.next()) yield n.value as Buffer;
+        })(),
+      );
       await walkNested(r, name, size, rest, depth);
       return;
     }
     const objectArray = kind === 'numpy' && (await readNpyHeader(bufferSource(head)).catch(() => ({ objectDtype: true }))).objectDtype;
     if (kind === 'pickle' || kind === 'zip' || kind === 'archive' || objectArray) {
-      r.refuse('archive_member_unscanned', `member ${name}: a member of over ${MEMBER_MAX} bytes that looks like ${kind} is too large to inspect inside an archive`);
+      r.refuse(
+        'archive_member_unscanned',
+        `member ${name}: a member of over ${MEMBER_MAX} bytes that looks like ${kind} is too large to inspect inside an archive`,
+      );
       body.destroy();
       return;
     }

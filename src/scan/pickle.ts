@@ -8,12 +8,7 @@ import { Cursor, ScanError } from './source.js';
  * memo key) is reported; the profile decides. Opcode table: CPython's pickletools.
  */
 
-type V =
-  | { t: 'str'; v: string }
-  | { t: 'int'; v: bigint }
-  | { t: 'global'; name: string }
-  | { t: 'tuple'; items: V[] }
-  | { t: 'other' };
+type V = { t: 'str'; v: string } | { t: 'int'; v: bigint } | { t: 'global'; name: string } | { t: 'tuple'; items: V[] } | { t: 'other' };
 
 const OTHER: V = { t: 'other' };
 
@@ -40,18 +35,74 @@ export interface PickleResult {
  * cannot be loaded under the weights-only profiles whatever its imports.
  */
 const WEIGHTS_ONLY_OPS = new Set([
-  0x63, 0x81, 0x52, 0x62, // GLOBAL NEWOBJ REDUCE BUILD
-  0x61, 0x65, 0x73, 0x75, // APPEND APPENDS SETITEM SETITEMS
-  0x28, 0x74, 0x85, 0x86, 0x87, // MARK TUPLE TUPLE1 TUPLE2 TUPLE3
-  0x4e, 0x88, 0x89, 0x29, 0x5d, 0x7d, 0x8f, // NONE NEWTRUE NEWFALSE EMPTY_TUPLE EMPTY_LIST EMPTY_DICT EMPTY_SET
-  0x4a, 0x4b, 0x4d, 0x47, 0x58, 0x55, 0x8a, // BININT BININT1 BININT2 BINFLOAT BINUNICODE SHORT_BINSTRING LONG1
-  0x51, 0x68, 0x6a, 0x71, 0x72, 0x80, 0x2e, // BINPERSID BINGET LONG_BINGET BINPUT LONG_BINPUT PROTO STOP
+  0x63,
+  0x81,
+  0x52,
+  0x62, // GLOBAL NEWOBJ REDUCE BUILD
+  0x61,
+  0x65,
+  0x73,
+  0x75, // APPEND APPENDS SETITEM SETITEMS
+  0x28,
+  0x74,
+  0x85,
+  0x86,
+  0x87, // MARK TUPLE TUPLE1 TUPLE2 TUPLE3
+  0x4e,
+  0x88,
+  0x89,
+  0x29,
+  0x5d,
+  0x7d,
+  0x8f, // NONE NEWTRUE NEWFALSE EMPTY_TUPLE EMPTY_LIST EMPTY_DICT EMPTY_SET
+  0x4a,
+  0x4b,
+  0x4d,
+  0x47,
+  0x58,
+  0x55,
+  0x8a, // BININT BININT1 BININT2 BINFLOAT BINUNICODE SHORT_BINSTRING LONG1
+  0x51,
+  0x68,
+  0x6a,
+  0x71,
+  0x72,
+  0x80,
+  0x2e, // BINPERSID BINGET LONG_BINGET BINPUT LONG_BINPUT PROTO STOP
 ]);
 const OP_NAMES: Record<number, string> = {
-  0x95: 'FRAME', 0x94: 'MEMOIZE', 0x93: 'STACK_GLOBAL', 0x8c: 'SHORT_BINUNICODE', 0x8d: 'BINUNICODE8', 0x8e: 'BINBYTES8', 0x8b: 'LONG4',
-  0x92: 'NEWOBJ_EX', 0x90: 'ADDITEMS', 0x91: 'FROZENSET', 0x96: 'BYTEARRAY8', 0x69: 'INST', 0x6f: 'OBJ', 0x70: 'PUT', 0x67: 'GET',
-  0x53: 'STRING', 0x54: 'BINSTRING', 0x56: 'UNICODE', 0x42: 'BINBYTES', 0x43: 'SHORT_BINBYTES', 0x49: 'INT', 0x4c: 'LONG', 0x46: 'FLOAT',
-  0x6c: 'LIST', 0x64: 'DICT', 0x30: 'POP', 0x31: 'POP_MARK', 0x32: 'DUP', 0x50: 'PERSID', 0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4',
+  0x95: 'FRAME',
+  0x94: 'MEMOIZE',
+  0x93: 'STACK_GLOBAL',
+  0x8c: 'SHORT_BINUNICODE',
+  0x8d: 'BINUNICODE8',
+  0x8e: 'BINBYTES8',
+  0x8b: 'LONG4',
+  0x92: 'NEWOBJ_EX',
+  0x90: 'ADDITEMS',
+  0x91: 'FROZENSET',
+  0x96: 'BYTEARRAY8',
+  0x69: 'INST',
+  0x6f: 'OBJ',
+  0x70: 'PUT',
+  0x67: 'GET',
+  0x53: 'STRING',
+  0x54: 'BINSTRING',
+  0x56: 'UNICODE',
+  0x42: 'BINBYTES',
+  0x43: 'SHORT_BINBYTES',
+  0x49: 'INT',
+  0x4c: 'LONG',
+  0x46: 'FLOAT',
+  0x6c: 'LIST',
+  0x64: 'DICT',
+  0x30: 'POP',
+  0x31: 'POP_MARK',
+  0x32: 'DUP',
+  0x50: 'PERSID',
+  0x82: 'EXT1',
+  0x83: 'EXT2',
+  0x84: 'EXT4',
 };
 
 export type PickleValue = V;

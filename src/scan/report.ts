@@ -5,20 +5,7 @@ import { Cursor, ScanError, type ByteSource } from './source.js';
 export const SCANNER_VERSION = 'airlock-scan/2';
 
 export type Format =
-  | 'safetensors'
-  | 'gguf'
-  | 'pickle'
-  | 'joblib'
-  | 'torch-zip'
-  | 'torch-legacy'
-  | 'numpy'
-  | 'npz'
-  | 'keras'
-  | 'zip'
-  | 'archive'
-  | 'json'
-  | 'python'
-  | 'opaque';
+  'safetensors' | 'gguf' | 'pickle' | 'joblib' | 'torch-zip' | 'torch-legacy' | 'numpy' | 'npz' | 'keras' | 'zip' | 'archive' | 'json' | 'python' | 'opaque';
 
 export interface Finding {
   /** 'refuse': a structural or parse problem (refused under every profile); 'code': code that trust_remote_code or Keras would run (policy remote_code); 'info': surfaced only. */
@@ -69,7 +56,14 @@ export class Report {
     for (const f of sub.findings) this.findings.push({ ...f, message: `member ${member}: ${f.message}` });
   }
   done(format: Format): ScanReport {
-    const out: ScanReport = { scanner: SCANNER_VERSION, format, pickle: this.pickle, globals: [...this.globals].sort(), pickleOps: [...this.ops].sort(), findings: this.findings };
+    const out: ScanReport = {
+      scanner: SCANNER_VERSION,
+      format,
+      pickle: this.pickle,
+      globals: [...this.globals].sort(),
+      pickleOps: [...this.ops].sort(),
+      findings: this.findings,
+    };
     if (this.where.size > 0) out.where = Object.fromEntries([...this.where].slice(0, 200));
     return out;
   }

@@ -7,10 +7,24 @@ import { checkStoredCrc, readEntry, readZip, type ZipEntry } from './zip.js';
 
 /** Bytes per element of each torch storage class a persistent id may name. */
 const STORAGE_BYTES: Record<string, number> = {
-  'torch.DoubleStorage': 8, 'torch.FloatStorage': 4, 'torch.HalfStorage': 2, 'torch.BFloat16Storage': 2, 'torch.LongStorage': 8,
-  'torch.IntStorage': 4, 'torch.ShortStorage': 2, 'torch.CharStorage': 1, 'torch.ByteStorage': 1, 'torch.BoolStorage': 1,
-  'torch.ComplexDoubleStorage': 16, 'torch.ComplexFloatStorage': 8, 'torch.QInt8Storage': 1, 'torch.QUInt8Storage': 1,
-  'torch.QInt32Storage': 4, 'torch.QUInt4x2Storage': 1, 'torch.QUInt2x4Storage': 1, 'torch.UntypedStorage': 1,
+  'torch.DoubleStorage': 8,
+  'torch.FloatStorage': 4,
+  'torch.HalfStorage': 2,
+  'torch.BFloat16Storage': 2,
+  'torch.LongStorage': 8,
+  'torch.IntStorage': 4,
+  'torch.ShortStorage': 2,
+  'torch.CharStorage': 1,
+  'torch.ByteStorage': 1,
+  'torch.BoolStorage': 1,
+  'torch.ComplexDoubleStorage': 16,
+  'torch.ComplexFloatStorage': 8,
+  'torch.QInt8Storage': 1,
+  'torch.QUInt8Storage': 1,
+  'torch.QInt32Storage': 4,
+  'torch.QUInt4x2Storage': 1,
+  'torch.QUInt2x4Storage': 1,
+  'torch.UntypedStorage': 1,
 };
 
 export const LEGACY_TORCH_MAGIC = 0x1950a86a20f9469cfc6cn;
@@ -36,7 +50,13 @@ export type MemberJudge = (name: string, bytes: Buffer) => Promise<void>;
 /** Members above this are not read whole: their CRC is checked and their first bytes sniffed. */
 export const ZIP_MEMBER_MAX = 64 << 20;
 
-export async function scanZip(src: ByteSource, r: Report, judgeMember: MemberJudge, sniffKind: (head: Buffer) => Format, preverified?: Preverified): Promise<Format> {
+export async function scanZip(
+  src: ByteSource,
+  r: Report,
+  judgeMember: MemberJudge,
+  sniffKind: (head: Buffer) => Format,
+  preverified?: Preverified,
+): Promise<Format> {
   const entries = await readZip(src);
   if (entries.length === 0) return 'zip';
   const byName = new Map(entries.map((e) => [e.name, e]));
@@ -59,7 +79,8 @@ export async function scanZip(src: ByteSource, r: Report, judgeMember: MemberJud
       }
       const e = byName.get(`${archive}/data/${ref.key}`);
       if (!e) r.refuse('torch_storage_missing', `${archive}/data.pkl refers to storage ${ref.key}, which the archive lacks`);
-      else if (BigInt(e.size) < ref.bytes) r.refuse('torch_storage_size', `${archive}/data/${ref.key} is ${e.size} bytes, smaller than the ${ref.bytes} its tensor needs`);
+      else if (BigInt(e.size) < ref.bytes)
+        r.refuse('torch_storage_size', `${archive}/data/${ref.key} is ${e.size} bytes, smaller than the ${ref.bytes} its tensor needs`);
     }
   } else if (entries.some((e) => e.name.endsWith('.npy'))) format = 'npz';
   else if (byName.has('config.json') && byName.has('metadata.json')) format = 'keras';
@@ -75,7 +96,8 @@ export async function scanZip(src: ByteSource, r: Report, judgeMember: MemberJud
       await checkStoredCrc(src, e);
       const head = await src.read(e.dataOffset, Math.min(4096, e.compressedSize));
       const kind = sniffKind(head);
-      if (e.method === 0 && kind !== 'opaque') r.refuse('zip_member_unscanned', `${e.name}: a ${e.size}-byte member that looks like ${kind} is too large to inspect inside an archive`);
+      if (e.method === 0 && kind !== 'opaque')
+        r.refuse('zip_member_unscanned', `${e.name}: a ${e.size}-byte member that looks like ${kind} is too large to inspect inside an archive`);
       continue;
     }
     const bytes = await readEntry(src, e, ZIP_MEMBER_MAX);
@@ -152,7 +174,7 @@ export async function followTorchZip(src: ByteSource, onPickle: (r: Report) => P
     if (typeof ref !== 'string') sizes.set(`${archive}/data/${ref.key}`, ref.bytes);
   }
   // Long walks stop quietly at anything unexpected: the central directory pass judges it.
-  for (let at: number | null = end; at !== null; ) {
+  for (let at: number | null = end; at !== null;) {
     const e = await localEntry(src, at);
     if (!e) break;
     const size = e.size ?? (sizes.has(e.name) ? Number(sizes.get(e.name)) : await findDescriptor(src, e));
@@ -188,7 +210,13 @@ async function localEntry(src: ByteSource, at: number): Promise<LocalEntry | nul
 async function findDescriptor(src: ByteSource, e: LocalEntry): Promise<number | null> {
   const window = await src.read(e.dataOffset, Math.min(SMALL_ENTRY, src.size - e.dataOffset));
   for (let i = window.indexOf(0x50); i >= 0 && i + 16 <= window.length; i = window.indexOf(0x50, i + 1)) {
-    if (window.readUInt32LE(i) === DESCRIPTOR && window.readUInt32LE(i + 8) === i && window.readUInt32LE(i + 12) === i && (crc32(window.subarray(0, i)) >>> 0) === window.readUInt32LE(i + 4)) return i;
+    if (
+      window.readUInt32LE(i) === DESCRIPTOR &&
+      window.readUInt32LE(i + 8) === i &&
+      window.readUInt32LE(i + 12) === i &&
+      crc32(window.subarray(0, i)) >>> 0 === window.readUInt32LE(i + 4)
+    )
+      return i;
   }
   return null;
 }
@@ -208,4 +236,3 @@ async function checkEntry(src: ByteSource, e: LocalEntry, size: number, checked:
   checked.set(e.offset, { name: e.name, crc, size });
   return end;
 }
-

@@ -61,7 +61,8 @@ function zip64Values(extra: Map<number, Buffer>, fields: { size: number; compres
   const z = extra.get(0x0001);
   const out = { ...fields };
   if (!z) {
-    if (fields.size === U32_MAX || fields.compressedSize === U32_MAX || fields.localOffset === U32_MAX) throw new ScanError(`zip: ${where}: a ZIP64 sentinel without a ZIP64 extra field`);
+    if (fields.size === U32_MAX || fields.compressedSize === U32_MAX || fields.localOffset === U32_MAX)
+      throw new ScanError(`zip: ${where}: a ZIP64 sentinel without a ZIP64 extra field`);
     return { ...out, zip64: false };
   }
   let p = 0;
@@ -127,7 +128,8 @@ async function readEnd(src: ByteSource): Promise<EndRecord> {
     throw new ScanError('zip: ZIP64 sentinels in the end record without a ZIP64 end record');
   }
   if (count > MAX_ENTRIES) throw new ScanError(`zip: more than ${MAX_ENTRIES} entries`);
-  if (cdOffset + cdSize !== cdEnd) throw new ScanError('zip: the central directory does not end where the end records begin (data hidden between them, or a prepended stub)');
+  if (cdOffset + cdSize !== cdEnd)
+    throw new ScanError('zip: the central directory does not end where the end records begin (data hidden between them, or a prepended stub)');
   return { count, cdSize, cdOffset, cdEnd };
 }
 
@@ -142,7 +144,8 @@ async function descriptorLength(src: ByteSource, e: Omit<ZipEntry, 'end'>, zip64
   const crc = b.readUInt32LE(p);
   const comp = zip64 ? u64(b, p + 4, 'descriptor size') : b.readUInt32LE(p + 4);
   const size = zip64 ? u64(b, p + 12, 'descriptor size') : b.readUInt32LE(p + 8);
-  if (crc !== e.crc || comp !== e.compressedSize || size !== e.size) throw new ScanError(`zip: ${e.name}: the data descriptor's sizes or CRC differ from the central directory`);
+  if (crc !== e.crc || comp !== e.compressedSize || size !== e.size)
+    throw new ScanError(`zip: ${e.name}: the data descriptor's sizes or CRC differ from the central directory`);
   return need;
 }
 
@@ -175,12 +178,14 @@ export async function readZip(src: ByteSource): Promise<ZipEntry[]> {
     const { compressedSize, size } = central;
     const localOffset = central.localOffset!;
     p += 46 + nameLen + extraLen + commentLen;
-    if (flags & ~ALLOWED_FLAGS) throw new ScanError(`zip: ${name} has general-purpose flags 0x${flags.toString(16)} (encrypted or patched entries are not accepted)`);
+    if (flags & ~ALLOWED_FLAGS)
+      throw new ScanError(`zip: ${name} has general-purpose flags 0x${flags.toString(16)} (encrypted or patched entries are not accepted)`);
     if (method !== 0 && method !== 8) throw new ScanError(`zip: ${name} uses compression method ${method} (only stored and deflate are accepted)`);
     if (diskStart !== 0 && diskStart !== 0xffff) throw new ScanError(`zip: ${name} starts on another disk`);
     if (names.has(name)) throw new ScanError(`zip: duplicate entry ${name}`);
     names.add(name);
-    if (name.startsWith('/') || name.includes('\\') || name.split('/').includes('..')) throw new ScanError(`zip: entry name ${JSON.stringify(name)} escapes the archive`);
+    if (name.startsWith('/') || name.includes('\\') || name.split('/').includes('..'))
+      throw new ScanError(`zip: entry name ${JSON.stringify(name)} escapes the archive`);
     if (method === 0 && compressedSize !== size) throw new ScanError(`zip: stored entry ${name} has different compressed and plain sizes`);
     const lh = await src.read(localOffset, 30);
     if (lh.length < 30 || lh.readUInt32LE(0) !== SIG.local) throw new ScanError(`zip: ${name}: no local header where the central directory points`);
@@ -201,7 +206,8 @@ export async function readZip(src: ByteSource): Promise<ZipEntry[]> {
     if (flags & 0x8) {
       // Streamed entries: the local header holds zeros (or zeros behind ZIP64 sentinels); the descriptor after the data has the values.
       if (lCrc !== 0 || local.compressedSize !== 0 || local.size !== 0) {
-        if (lCrc !== crc || local.compressedSize !== compressedSize || local.size !== size) throw new ScanError(`zip: ${name}: local header sizes or CRC differ from the central directory`);
+        if (lCrc !== crc || local.compressedSize !== compressedSize || local.size !== size)
+          throw new ScanError(`zip: ${name}: local header sizes or CRC differ from the central directory`);
       }
       ddLen = await descriptorLength(src, entry, local.zip64 || central.zip64);
     } else if (lCrc !== crc || local.compressedSize !== compressedSize || local.size !== size) {

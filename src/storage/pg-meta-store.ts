@@ -82,7 +82,8 @@ const LOCK_CHAIN = 0x41697202;
 
 /** BIGINT columns come back as numbers (ms timestamps and sizes stay far below 2^53). */
 const types = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser,
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
 const PULL_COLUMNS = 'ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash, code';
@@ -173,7 +174,10 @@ export class PgMetaStore implements MetaStore {
   }
 
   async listBlobs(after: string, limit: number): Promise<BlobRecord[]> {
-    const rs = await this.rows<{ sha256: string; size: number; created_at: number }>('SELECT sha256, size, created_at FROM blobs WHERE sha256 > $1 ORDER BY sha256 LIMIT $2', [after, limit]);
+    const rs = await this.rows<{ sha256: string; size: number; created_at: number }>(
+      'SELECT sha256, size, created_at FROM blobs WHERE sha256 > $1 ORDER BY sha256 LIMIT $2',
+      [after, limit],
+    );
     return rs.map((r) => ({ sha256: r.sha256, size: r.size, createdAt: r.created_at }));
   }
 
@@ -187,13 +191,19 @@ export class PgMetaStore implements MetaStore {
   }
 
   async leastRecentlyUsed(limit: number): Promise<(BlobRecord & { usedAt: number })[]> {
-    const rs = await this.rows<{ sha256: string; size: number; created_at: number; used_at: number }>('SELECT sha256, size, created_at, used_at FROM blobs ORDER BY used_at, sha256 LIMIT $1', [limit]);
+    const rs = await this.rows<{ sha256: string; size: number; created_at: number; used_at: number }>(
+      'SELECT sha256, size, created_at, used_at FROM blobs ORDER BY used_at, sha256 LIMIT $1',
+      [limit],
+    );
     return rs.map((r) => ({ sha256: r.sha256, size: r.size, createdAt: r.created_at, usedAt: r.used_at }));
   }
 
   // PageCache
   async getPage(key: string): Promise<CachedPage | null> {
-    const [r] = await this.rows<{ key: string; body: string; fetched_at: number; etag: string | null }>('SELECT key, body, fetched_at, etag FROM pages WHERE key = $1', [key]);
+    const [r] = await this.rows<{ key: string; body: string; fetched_at: number; etag: string | null }>(
+      'SELECT key, body, fetched_at, etag FROM pages WHERE key = $1',
+      [key],
+    );
     return r ? { key: r.key, body: r.body, fetchedAt: r.fetched_at, etag: r.etag } : null;
   }
 
@@ -219,7 +229,25 @@ export class PgMetaStore implements MetaStore {
     for (const rec of recs) {
       const { prevHash, hash } = link(head, rec);
       const base = values.length;
-      values.push(rec.ts, rec.client, rec.ecosystem, rec.name, rec.version ?? null, rec.filename ?? null, rec.sha256 ?? null, rec.size ?? null, rec.cache, rec.decision, rec.reason ?? null, rec.rule ?? null, rec.requestId ?? null, rec.scan ?? null, prevHash, hash, rec.code ?? null);
+      values.push(
+        rec.ts,
+        rec.client,
+        rec.ecosystem,
+        rec.name,
+        rec.version ?? null,
+        rec.filename ?? null,
+        rec.sha256 ?? null,
+        rec.size ?? null,
+        rec.cache,
+        rec.decision,
+        rec.reason ?? null,
+        rec.rule ?? null,
+        rec.requestId ?? null,
+        rec.scan ?? null,
+        prevHash,
+        hash,
+        rec.code ?? null,
+      );
       tuples.push(`(${Array.from({ length: 17 }, (_, i) => `$${base + i + 1}`).join(', ')})`);
       head = hash;
     }
@@ -249,7 +277,10 @@ export class PgMetaStore implements MetaStore {
     if (f.since !== undefined) add('ts', '>=', f.since);
     if (f.until !== undefined) add('ts', '<=', f.until);
     args.push(Math.max(1, Math.min(f.limit ?? 1000, 100_000)));
-    const rs = await this.rows<PullRow>(`SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT $${args.length}`, args);
+    const rs = await this.rows<PullRow>(
+      `SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT $${args.length}`,
+      args,
+    );
     return rs.map(pullOf);
   }
 
@@ -263,11 +294,10 @@ export class PgMetaStore implements MetaStore {
     }
   }
 
-  async dailyCounts(since: number): Promise<{ day: number; ecosystem: StoredPullRecord['ecosystem']; decision: StoredPullRecord['decision']; count: number }[]> {
-    return this.rows(
-      'SELECT day, ecosystem, decision, count FROM pull_days WHERE day >= $1 ORDER BY 1, 2, 3',
-      [Math.floor(since / 86_400_000) * 86_400_000],
-    );
+  async dailyCounts(
+    since: number,
+  ): Promise<{ day: number; ecosystem: StoredPullRecord['ecosystem']; decision: StoredPullRecord['decision']; count: number }[]> {
+    return this.rows('SELECT day, ecosystem, decision, count FROM pull_days WHERE day >= $1 ORDER BY 1, 2, 3', [Math.floor(since / 86_400_000) * 86_400_000]);
   }
 
   async prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number> {
@@ -281,7 +311,10 @@ export class PgMetaStore implements MetaStore {
       const lo = Math.floor(span.lo / 86_400_000) * 86_400_000;
       const hi = Math.floor(span.hi / 86_400_000) * 86_400_000;
       await c.query('DELETE FROM pull_days WHERE day BETWEEN $1 AND $2', [lo, hi]);
-      await c.query('INSERT INTO pull_days SELECT (ts / 86400000) * 86400000, ecosystem, decision, COUNT(*) FROM pulls WHERE ts >= $1 AND ts < $2 GROUP BY 1, 2, 3', [lo, hi + 86_400_000]);
+      await c.query(
+        'INSERT INTO pull_days SELECT (ts / 86400000) * 86400000, ecosystem, decision, COUNT(*) FROM pulls WHERE ts >= $1 AND ts < $2 GROUP BY 1, 2, 3',
+        [lo, hi + 86_400_000],
+      );
       await this.insertPulls(c, [anchor(last, n)], link);
       return n;
     });
@@ -289,13 +322,18 @@ export class PgMetaStore implements MetaStore {
 
   // OciStore
   async getOciManifest(digest: string): Promise<OciManifestRecord | null> {
-    const [r] = await this.rows<{ digest: string; media_type: string; size: number }>('SELECT digest, media_type, size FROM oci_manifests WHERE digest = $1', [digest]);
+    const [r] = await this.rows<{ digest: string; media_type: string; size: number }>('SELECT digest, media_type, size FROM oci_manifests WHERE digest = $1', [
+      digest,
+    ]);
     return r ? { digest: r.digest, mediaType: r.media_type, size: r.size } : null;
   }
 
   async putOciManifest(repo: string, m: OciManifestRecord, children: OciLink[]): Promise<void> {
     await this.tx(async (c) => {
-      await c.query('INSERT INTO oci_manifests (digest, media_type, size) VALUES ($1, $2, $3) ON CONFLICT (digest) DO UPDATE SET media_type = EXCLUDED.media_type, size = EXCLUDED.size', [m.digest, m.mediaType, m.size]);
+      await c.query(
+        'INSERT INTO oci_manifests (digest, media_type, size) VALUES ($1, $2, $3) ON CONFLICT (digest) DO UPDATE SET media_type = EXCLUDED.media_type, size = EXCLUDED.size',
+        [m.digest, m.mediaType, m.size],
+      );
       await this.links(c, repo, m.digest, children);
     });
   }
@@ -306,7 +344,13 @@ export class PgMetaStore implements MetaStore {
 
   private async links(c: pg.PoolClient, repo: string, parent: string, children: OciLink[]): Promise<void> {
     for (const ch of children) {
-      await c.query('INSERT INTO oci_links (repo, parent, child, size, kind) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING', [repo, parent, ch.digest, ch.size, ch.kind]);
+      await c.query('INSERT INTO oci_links (repo, parent, child, size, kind) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING', [
+        repo,
+        parent,
+        ch.digest,
+        ch.size,
+        ch.kind,
+      ]);
     }
   }
 
@@ -374,7 +418,11 @@ export class PgMetaStore implements MetaStore {
   }
 
   async putAlias(kind: string, key: string, sha256: string): Promise<void> {
-    await this.pool.query('INSERT INTO aliases (kind, key, sha256) VALUES ($1, $2, $3) ON CONFLICT (kind, key) DO UPDATE SET sha256 = EXCLUDED.sha256', [kind, key, sha256]);
+    await this.pool.query('INSERT INTO aliases (kind, key, sha256) VALUES ($1, $2, $3) ON CONFLICT (kind, key) DO UPDATE SET sha256 = EXCLUDED.sha256', [
+      kind,
+      key,
+      sha256,
+    ]);
   }
 
   // LeaseStore: a row per blob being filled; a release is announced (NOTIFY) to wake waiters at once.
@@ -470,11 +518,19 @@ class PgInventoryStore implements InventoryStore {
   }
 
   async putLayerFacts(sha256: string, version: number, facts: string): Promise<void> {
-    await this.pool.query('INSERT INTO image_layers (sha256, version, facts) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO UPDATE SET version = EXCLUDED.version, facts = EXCLUDED.facts', [sha256, version, facts]);
+    await this.pool.query(
+      'INSERT INTO image_layers (sha256, version, facts) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO UPDATE SET version = EXCLUDED.version, facts = EXCLUDED.facts',
+      [sha256, version, facts],
+    );
   }
 
   async getInventory(digest: string): Promise<{ version: number; inventory: string; createdAt: number } | null> {
-    const r = (await this.pool.query<{ version: number; inventory: string; created_at: number }>('SELECT version, inventory, created_at FROM image_inventories WHERE digest = $1', [digest])).rows[0];
+    const r = (
+      await this.pool.query<{ version: number; inventory: string; created_at: number }>(
+        'SELECT version, inventory, created_at FROM image_inventories WHERE digest = $1',
+        [digest],
+      )
+    ).rows[0];
     return r ? { version: r.version, inventory: r.inventory, createdAt: r.created_at } : null;
   }
 

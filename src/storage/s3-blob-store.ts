@@ -76,7 +76,9 @@ export class S3BlobStore implements BlobStore {
 
   async open(sha256: string, range?: ByteRange): Promise<Readable> {
     try {
-      const r = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(sha256), Range: range ? `bytes=${range.start}-${range.end}` : undefined }));
+      const r = await this.s3.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.key(sha256), Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
+      );
       return r.Body as Readable;
     } catch (e) {
       if (isMissing(e)) throw new AirlockError('NOT_FOUND', `blob sha256:${sha256} is not in the store`);
@@ -88,7 +90,12 @@ export class S3BlobStore implements BlobStore {
     try {
       await new Upload({
         client: this.s3,
-        params: { Bucket: this.bucket, Key: this.key(sha256), Body: createReadStream(localPath, { highWaterMark: 1 << 20 }), ContentType: 'application/octet-stream' },
+        params: {
+          Bucket: this.bucket,
+          Key: this.key(sha256),
+          Body: createReadStream(localPath, { highWaterMark: 1 << 20 }),
+          ContentType: 'application/octet-stream',
+        },
         partSize: PART_SIZE,
         queueSize: QUEUE_SIZE,
         leavePartsOnError: false,

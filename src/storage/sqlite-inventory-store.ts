@@ -31,7 +31,9 @@ export class SqliteInventoryStore implements InventoryStore {
     this.s = {
       getLayer: db.prepare<[string], { version: number; facts: string }>('SELECT version, facts FROM image_layers WHERE sha256 = ?'),
       putLayer: db.prepare('INSERT OR REPLACE INTO image_layers (sha256, version, facts) VALUES (?, ?, ?)'),
-      getInv: db.prepare<[string], { version: number; inventory: string; created_at: number }>('SELECT version, inventory, created_at FROM image_inventories WHERE digest = ?'),
+      getInv: db.prepare<[string], { version: number; inventory: string; created_at: number }>(
+        'SELECT version, inventory, created_at FROM image_inventories WHERE digest = ?',
+      ),
       putInv: db.prepare('INSERT OR REPLACE INTO image_inventories (digest, version, inventory, created_at) VALUES (?, ?, ?, ?)'),
       delPkgs: db.prepare('DELETE FROM image_packages WHERE digest = ?'),
       putPkg: db.prepare('INSERT INTO image_packages (digest, type, name, version, source) VALUES (?, ?, ?, ?, ?)'),

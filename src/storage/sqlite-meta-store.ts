@@ -131,9 +131,7 @@ export class SqliteMetaStore implements MetaStore {
     this.migrate();
     this.inventories = new SqliteInventoryStore(this.db);
     this.stmts = {
-      getBlob: this.db.prepare<[string], { sha256: string; size: number; created_at: number }>(
-        'SELECT sha256, size, created_at FROM blobs WHERE sha256 = ?',
-      ),
+      getBlob: this.db.prepare<[string], { sha256: string; size: number; created_at: number }>('SELECT sha256, size, created_at FROM blobs WHERE sha256 = ?'),
       putBlob: this.db.prepare('INSERT OR REPLACE INTO blobs (sha256, size, created_at, used_at) VALUES (?, ?, ?, ?)'),
       touchBlob: this.db.prepare('UPDATE blobs SET used_at = ? WHERE sha256 = ? AND used_at < ?'),
       deleteBlob: this.db.prepare('DELETE FROM blobs WHERE sha256 = ?'),
@@ -152,7 +150,9 @@ export class SqliteMetaStore implements MetaStore {
       putOciManifest: this.db.prepare('INSERT OR REPLACE INTO oci_manifests (digest, media_type, size) VALUES (?, ?, ?)'),
       putOciLink: this.db.prepare('INSERT OR IGNORE INTO oci_links (repo, parent, child, size, kind) VALUES (?, ?, ?, ?, ?)'),
       lastHash: this.db.prepare<[], { hash: string | null }>('SELECT hash FROM pulls ORDER BY id DESC LIMIT 1'),
-      tallyDay: this.db.prepare('INSERT INTO pull_days (day, ecosystem, decision, count) VALUES (?, ?, ?, ?) ON CONFLICT (day, ecosystem, decision) DO UPDATE SET count = count + excluded.count'),
+      tallyDay: this.db.prepare(
+        'INSERT INTO pull_days (day, ecosystem, decision, count) VALUES (?, ?, ?, ?) ON CONFLICT (day, ecosystem, decision) DO UPDATE SET count = count + excluded.count',
+      ),
       getScan: this.db.prepare<[string], { scanner: string; report: string }>('SELECT scanner, report FROM scans WHERE sha256 = ?'),
       putScan: this.db.prepare('INSERT OR REPLACE INTO scans (sha256, scanner, report, scanned_at) VALUES (?, ?, ?, ?)'),
       listScans: this.db.prepare<[], { sha256: string; scanner: string }>('SELECT sha256, scanner FROM scans ORDER BY sha256'),
@@ -196,14 +196,18 @@ export class SqliteMetaStore implements MetaStore {
 
   async leastRecentlyUsed(limit: number): Promise<(BlobRecord & { usedAt: number })[]> {
     return this.db
-      .prepare<[number], { sha256: string; size: number; created_at: number; used_at: number }>('SELECT sha256, size, created_at, used_at FROM blobs ORDER BY used_at, sha256 LIMIT ?')
+      .prepare<[number], { sha256: string; size: number; created_at: number; used_at: number }>(
+        'SELECT sha256, size, created_at, used_at FROM blobs ORDER BY used_at, sha256 LIMIT ?',
+      )
       .all(limit)
       .map((r) => ({ sha256: r.sha256, size: r.size, createdAt: r.created_at, usedAt: r.used_at }));
   }
 
   async listBlobs(after: string, limit: number): Promise<BlobRecord[]> {
     return this.db
-      .prepare<[string, number], { sha256: string; size: number; created_at: number }>('SELECT sha256, size, created_at FROM blobs WHERE sha256 > ? ORDER BY sha256 LIMIT ?')
+      .prepare<[string, number], { sha256: string; size: number; created_at: number }>(
+        'SELECT sha256, size, created_at FROM blobs WHERE sha256 > ? ORDER BY sha256 LIMIT ?',
+      )
       .all(after, limit)
       .map((r) => ({ sha256: r.sha256, size: r.size, createdAt: r.created_at }));
   }
@@ -267,7 +271,9 @@ export class SqliteMetaStore implements MetaStore {
     }
   }
 
-  async dailyCounts(since: number): Promise<{ day: number; ecosystem: StoredPullRecord['ecosystem']; decision: StoredPullRecord['decision']; count: number }[]> {
+  async dailyCounts(
+    since: number,
+  ): Promise<{ day: number; ecosystem: StoredPullRecord['ecosystem']; decision: StoredPullRecord['decision']; count: number }[]> {
     return this.db
       .prepare<[number], { day: number; ecosystem: StoredPullRecord['ecosystem']; decision: StoredPullRecord['decision']; count: number }>(
         'SELECT day, ecosystem, decision, count FROM pull_days WHERE day >= ? ORDER BY day, ecosystem, decision',
@@ -278,7 +284,9 @@ export class SqliteMetaStore implements MetaStore {
   async prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number> {
     let n = 0;
     this.db.transaction(() => {
-      const last = this.db.prepare<[number], { id: number; hash: string | null }>('SELECT id, hash FROM pulls WHERE ts < ? ORDER BY id DESC LIMIT 1').get(before);
+      const last = this.db
+        .prepare<[number], { id: number; hash: string | null }>('SELECT id, hash FROM pulls WHERE ts < ? ORDER BY id DESC LIMIT 1')
+        .get(before);
       if (!last) return;
       const span = this.db.prepare<[number], { lo: number; hi: number }>('SELECT MIN(ts) AS lo, MAX(ts) AS hi FROM pulls WHERE id <= ?').get(last.id)!;
       n = this.db.prepare('DELETE FROM pulls WHERE id <= ?').run(last.id).changes;
@@ -379,7 +387,10 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async listAdvisories(): Promise<string[]> {
-    return this.db.prepare<[], { record: string }>('SELECT record FROM advisories').all().map((r) => r.record);
+    return this.db
+      .prepare<[], { record: string }>('SELECT record FROM advisories')
+      .all()
+      .map((r) => r.record);
   }
 
   async getAlias(kind: string, key: string): Promise<string | null> {

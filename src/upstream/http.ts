@@ -50,7 +50,10 @@ class Breaker {
     if (!h || this.threshold <= 0 || h.failures < this.threshold) return;
     const now = Date.now();
     if (now < h.openUntil) {
-      throw new AirlockError('UPSTREAM_UNAVAILABLE', `upstream ${host} is not being asked: it failed ${h.failures} times in a row; it is tried again in ${Math.ceil((h.openUntil - now) / 1000)} s`);
+      throw new AirlockError(
+        'UPSTREAM_UNAVAILABLE',
+        `upstream ${host} is not being asked: it failed ${h.failures} times in a row; it is tried again in ${Math.ceil((h.openUntil - now) / 1000)} s`,
+      );
     }
     // Half-open: this request tries the host; the next ones wait for its answer's verdict.
     h.openUntil = now + this.cooldownMs;
@@ -105,7 +108,10 @@ export class UpstreamHttp {
     const max = opts.maxRedirects ?? 5;
     for (let hop = 0; ; hop++) {
       if (!opts.allowUrl(current)) {
-        throw new AirlockError('UPSTREAM_HOST_NOT_ALLOWED', `refusing to fetch ${redact(current)}: host ${current.host} is not a configured upstream or file host`);
+        throw new AirlockError(
+          'UPSTREAM_HOST_NOT_ALLOWED',
+          `refusing to fetch ${redact(current)}: host ${current.host} is not a configured upstream or file host`,
+        );
       }
       let res: IncomingMessage;
       this.breaker.check(current.host);
@@ -215,7 +221,8 @@ export async function readBoundedBytes(body: Readable, maxBytes: number, deadlin
     body.destroy();
   }, deadlineMs);
   timer.unref();
-  const tooLate = () => new AirlockError('UPSTREAM_UNAVAILABLE', `upstream response took longer than ${Math.round(deadlineMs / 1000)} s (${n} bytes read); cut`);
+  const tooLate = () =>
+    new AirlockError('UPSTREAM_UNAVAILABLE', `upstream response took longer than ${Math.round(deadlineMs / 1000)} s (${n} bytes read); cut`);
   try {
     for await (const chunk of body) {
       n += (chunk as Buffer).length;

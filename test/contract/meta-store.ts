@@ -1,6 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { appendPulls, prunePulls, verifyChain, GENESIS } from '../../src/core/chain.js';
-import type { AdvisoryStore, AliasStore, BlobIndex, LeaseStore, OciStore, PageCache, PullLog, PullRecord, ScanStore, TokenStore } from '../../src/storage/meta-store.js';
+import type {
+  AdvisoryStore,
+  AliasStore,
+  BlobIndex,
+  LeaseStore,
+  OciStore,
+  PageCache,
+  PullLog,
+  PullRecord,
+  ScanStore,
+  TokenStore,
+} from '../../src/storage/meta-store.js';
 
 /**
  * One contract suite per metadata interface (src/storage/meta-store.ts), which every backend must
@@ -31,18 +42,25 @@ export function blobIndexContract(name: string, fresh: () => Promise<BlobIndex>)
       expect(await s.listBlobs(hex('3'), 2)).toEqual([]);
     });
 
-    it('keeps each blob\'s last use (never moved back) and totals, least recently used first', async () => {
+    it("keeps each blob's last use (never moved back) and totals, least recently used first", async () => {
       const s = await fresh();
       expect(await s.blobTotals()).toEqual({ count: 0, bytes: 0 });
       await s.putBlob({ sha256: hex('a'), size: 10, createdAt: 100 });
       await s.putBlob({ sha256: hex('b'), size: 20, createdAt: 200 });
       await s.putBlob({ sha256: hex('c'), size: 30, createdAt: 300 });
       expect(await s.blobTotals()).toEqual({ count: 3, bytes: 60 });
-      expect((await s.leastRecentlyUsed(10)).map((b) => [b.sha256[0], b.usedAt])).toEqual([['a', 100], ['b', 200], ['c', 300]]);
+      expect((await s.leastRecentlyUsed(10)).map((b) => [b.sha256[0], b.usedAt])).toEqual([
+        ['a', 100],
+        ['b', 200],
+        ['c', 300],
+      ]);
       await s.touchBlobs([hex('a')], 400);
       await s.touchBlobs([hex('b')], 150); // older than its mark: ignored
       await s.touchBlobs([hex('f')], 500); // absent: ignored
-      expect((await s.leastRecentlyUsed(2)).map((b) => [b.sha256[0], b.usedAt, b.size])).toEqual([['b', 200, 20], ['c', 300, 30]]);
+      expect((await s.leastRecentlyUsed(2)).map((b) => [b.sha256[0], b.usedAt, b.size])).toEqual([
+        ['b', 200, 20],
+        ['c', 300, 30],
+      ]);
       await s.deleteBlob(hex('c'));
       expect(await s.blobTotals()).toEqual({ count: 2, bytes: 30 });
       expect(await s.getBlob(hex('a'))).toEqual({ sha256: hex('a'), size: 10, createdAt: 100 });
@@ -63,7 +81,17 @@ export function pageCacheContract(name: string, fresh: () => Promise<PageCache>)
   });
 }
 
-const pull = (i: number, extra: Partial<PullRecord> = {}): PullRecord => ({ ts: 1000 + i, client: `10.0.0.${i % 5}`, ecosystem: 'pypi', name: `p${i % 3}`, version: '1.0', sha256: hex(String(i % 10)), cache: 'miss', decision: i % 4 === 0 ? 'deny' : 'allow', ...extra });
+const pull = (i: number, extra: Partial<PullRecord> = {}): PullRecord => ({
+  ts: 1000 + i,
+  client: `10.0.0.${i % 5}`,
+  ecosystem: 'pypi',
+  name: `p${i % 3}`,
+  version: '1.0',
+  sha256: hex(String(i % 10)),
+  cache: 'miss',
+  decision: i % 4 === 0 ? 'deny' : 'allow',
+  ...extra,
+});
 
 export function pullLogContract(name: string, fresh: () => Promise<PullLog>): void {
   describe(`PullLog contract: ${name}`, () => {
@@ -76,7 +104,15 @@ export function pullLogContract(name: string, fresh: () => Promise<PullLog>): vo
       expect(all.map((r) => r.ts)).toEqual([1001, 1002, 1003]);
       expect(all[0].prevHash).toBe(GENESIS);
       expect(all[1].prevHash).toBe(all[0].hash);
-      expect(all[2]).toMatchObject({ scan: '{"x":1}', requestId: 'r3', reason: 'why', rule: 'pypi.allow[0]', size: 5, filename: 'f.whl', prevHash: all[1].hash });
+      expect(all[2]).toMatchObject({
+        scan: '{"x":1}',
+        requestId: 'r3',
+        reason: 'why',
+        rule: 'pypi.allow[0]',
+        size: 5,
+        filename: 'f.whl',
+        prevHash: all[1].hash,
+      });
       expect((await s.listPulls({})).map((r) => r.ts)).toEqual([1003, 1002, 1001]);
       expect((await s.listPulls({ name: 'p1' })).map((r) => r.ts)).toEqual([1001]);
       expect((await s.listPulls({ sha256: hex('2') })).map((r) => r.ts)).toEqual([1002]);
@@ -85,9 +121,14 @@ export function pullLogContract(name: string, fresh: () => Promise<PullLog>): vo
       expect((await verifyChain(s)).problem).toBeUndefined();
     });
 
-    it('keeps each row\'s refusal code (covered by the chain when present), filters by it, and pages by id', async () => {
+    it("keeps each row's refusal code (covered by the chain when present), filters by it, and pages by id", async () => {
       const s = await fresh();
-      await appendPulls(s, [pull(1), pull(2, { decision: 'deny', code: 'not_allowlisted', reason: 'no' }), pull(3, { decision: 'deny', code: 'advisory' }), pull(4)]);
+      await appendPulls(s, [
+        pull(1),
+        pull(2, { decision: 'deny', code: 'not_allowlisted', reason: 'no' }),
+        pull(3, { decision: 'deny', code: 'advisory' }),
+        pull(4),
+      ]);
       expect((await s.listPulls({ code: 'advisory' })).map((r) => r.ts)).toEqual([1003]);
       const [denied] = await s.listPulls({ code: 'not_allowlisted' });
       expect(denied.code).toBe('not_allowlisted');
@@ -165,8 +206,12 @@ export function ociStoreContract(name: string, fresh: () => Promise<OciStore>): 
       const man = `sha256:${hex('2')}`;
       const layer = `sha256:${hex('3')}`;
       expect(await s.getOciManifest(idx)).toBeNull();
-      await s.putOciManifest('r.io/a', { digest: idx, mediaType: 'application/vnd.oci.image.index.v1+json', size: 100 }, [{ digest: man, size: 50, kind: 'manifest' }]);
-      await s.putOciManifest('r.io/a', { digest: man, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 50 }, [{ digest: layer, size: 7, kind: 'blob' }]);
+      await s.putOciManifest('r.io/a', { digest: idx, mediaType: 'application/vnd.oci.image.index.v1+json', size: 100 }, [
+        { digest: man, size: 50, kind: 'manifest' },
+      ]);
+      await s.putOciManifest('r.io/a', { digest: man, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 50 }, [
+        { digest: layer, size: 7, kind: 'blob' },
+      ]);
       expect(await s.getOciManifest(man)).toEqual({ digest: man, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 50 });
       expect(await s.getOciParents('r.io/a', man)).toEqual([{ parent: idx, size: 50, kind: 'manifest' }]);
       expect(await s.getOciParents('r.io/a', layer)).toEqual([{ parent: man, size: 7, kind: 'blob' }]);
@@ -221,7 +266,12 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
   describe(`AdvisoryStore contract: ${name}`, () => {
     it('upserts by id and counts only what is new or changed', async () => {
       const s = await fresh();
-      expect(await s.putAdvisories([{ id: 'A', modified: '1', record: '{"id":"A"}' }, { id: 'B', modified: '1', record: '{"id":"B"}' }])).toBe(2);
+      expect(
+        await s.putAdvisories([
+          { id: 'A', modified: '1', record: '{"id":"A"}' },
+          { id: 'B', modified: '1', record: '{"id":"B"}' },
+        ]),
+      ).toBe(2);
       expect(await s.putAdvisories([{ id: 'A', modified: '1', record: '{"id":"A"}' }])).toBe(0);
       expect(await s.putAdvisories([{ id: 'A', modified: '2', record: '{"id":"A","v":2}' }])).toBe(1);
       expect((await s.listAdvisories()).sort()).toEqual(['{"id":"A","v":2}', '{"id":"B"}']);
@@ -246,7 +296,7 @@ export function aliasStoreContract(name: string, fresh: () => Promise<AliasStore
 
 export function leaseStoreContract(name: string, fresh: () => Promise<LeaseStore>): void {
   describe(`LeaseStore contract: ${name}`, () => {
-    it('gives a blob\'s lease to one owner at a time, again to the same owner, and to another once released', async () => {
+    it("gives a blob's lease to one owner at a time, again to the same owner, and to another once released", async () => {
       const s = await fresh();
       expect(await s.takeLease(hex('a'), 'replica-1', 10_000)).toBe(true);
       expect(await s.takeLease(hex('a'), 'replica-2', 10_000)).toBe(false);

@@ -26,12 +26,22 @@ describe('the console in Chromium', () => {
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
     await index.start();
-    index.add('tinylib', { filename: 'tinylib-1.0-py3-none-any.whl', bytes: Buffer.from('one') }).add('tinylib', { filename: 'tinylib-2.0-py3-none-any.whl', bytes: Buffer.from('two') });
-    a = await startAirlock(`auth:\n  admin: token\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow:\n      - { name: tinylib, versions: "<2" }\n`);
+    index
+      .add('tinylib', { filename: 'tinylib-1.0-py3-none-any.whl', bytes: Buffer.from('one') })
+      .add('tinylib', { filename: 'tinylib-2.0-py3-none-any.whl', bytes: Buffer.from('two') });
+    a = await startAirlock(
+      `auth:\n  admin: token\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow:\n      - { name: tinylib, versions: "<2" }\n`,
+    );
     token = await new Authenticator(a.airlock.meta).create('sec-team', true);
     expect((await rawGet(`${a.url}/pypi/files/tinylib/tinylib-1.0-py3-none-any.whl`)).status).toBe(200);
     expect((await rawGet(`${a.url}/pypi/files/tinylib/tinylib-2.0-py3-none-any.whl`)).status).toBe(403);
-    const osv = { id: 'PYSEC-2099-7', aliases: ['CVE-2099-0007'], summary: 'tinylib runs code from its input', modified: '2026-01-01T00:00:00Z', affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '1.1' }] }] }] };
+    const osv = {
+      id: 'PYSEC-2099-7',
+      aliases: ['CVE-2099-0007'],
+      summary: 'tinylib runs code from its input',
+      modified: '2026-01-01T00:00:00Z',
+      affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '1.1' }] }] }],
+    };
     await a.airlock.meta.putAdvisories([{ id: osv.id, modified: osv.modified, record: JSON.stringify(osv) }]);
     await a.airlock.reloadAdvisories(); // as `airlock advisories import` and SIGHUP do
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
@@ -114,10 +124,20 @@ describe('the console in Chromium', () => {
   it('has no accessibility violations (axe-core) on any page', async () => {
     // axe is a script: this context alone bypasses the console's CSP to run it.
     const page = await loggedIn(true);
-    for (const path of ['/-/ui', '/-/ui/refusals', '/-/ui/advisories?q=PYSEC-2099-7', '/-/ui/artefact?ecosystem=pypi&name=tinylib&version=1.0', '/-/ui/records?name=tinylib']) {
+    for (const path of [
+      '/-/ui',
+      '/-/ui/refusals',
+      '/-/ui/advisories?q=PYSEC-2099-7',
+      '/-/ui/artefact?ecosystem=pypi&name=tinylib&version=1.0',
+      '/-/ui/records?name=tinylib',
+    ]) {
       await page.goto(`${a.url}${path}`);
       await page.addScriptTag({ content: AXE });
-      const violations = await page.evaluate(async () => (await (window as unknown as { axe: { run: () => Promise<{ violations: { id: string; impact: string; nodes: unknown[] }[] }> } }).axe.run()).violations.map((v) => `${v.id} (${v.impact}, ${v.nodes.length})`));
+      const violations = await page.evaluate(async () =>
+        (
+          await (window as unknown as { axe: { run: () => Promise<{ violations: { id: string; impact: string; nodes: unknown[] }[] }> } }).axe.run()
+        ).violations.map((v) => `${v.id} (${v.impact}, ${v.nodes.length})`),
+      );
       expect(violations, path).toEqual([]);
     }
     await page.context().close();

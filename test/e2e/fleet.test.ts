@@ -114,7 +114,10 @@ policy:
       if (i === 0) config = cfg;
       replicas.push(await serveProcess(cfg, env));
     }
-    lb = await startNginx(join(dir, 'nginx'), replicas.map((r) => r.port));
+    lb = await startNginx(
+      join(dir, 'nginx'),
+      replicas.map((r) => r.port),
+    );
   }, 120_000);
 
   afterAll(async () => {
@@ -137,7 +140,13 @@ policy:
   it('the real skopeo pulls an image through the fleet, cold and again warm, its requests spread over the replicas', async () => {
     for (let round = 0; round < 2; round++) {
       const dir = mkdtempSync(join(tmpdir(), 'airlock-fleet-oci-'));
-      const r = await skopeo(['copy', '--preserve-digests', '--src-tls-verify=false', `docker://${new URL(lb.url).host}/registry.test/team/app:v1`, `oci:${dir}:pulled`]);
+      const r = await skopeo([
+        'copy',
+        '--preserve-digests',
+        '--src-tls-verify=false',
+        `docker://${new URL(lb.url).host}/registry.test/team/app:v1`,
+        `oci:${dir}:pulled`,
+      ]);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8'));
@@ -171,7 +180,9 @@ policy:
       }
       expect(index.count(`/files/${big.filename}`)).toBe(1);
       const byCache = (c: string) => results.filter((r) => r.cache === c).map((r) => r.ms);
-      console.log(`fleet: 16 clients, 3 replicas, 256 MiB cold: 1 upstream fetch; filling replica's clients (miss/join) done in ${Math.max(...byCache('miss'), ...byCache('join'))} ms, the others' (hit from the shared store after the commit) in ${Math.min(...byCache('hit'))}-${Math.max(...byCache('hit'))} ms`);
+      console.log(
+        `fleet: 16 clients, 3 replicas, 256 MiB cold: 1 upstream fetch; filling replica's clients (miss/join) done in ${Math.max(...byCache('miss'), ...byCache('join'))} ms, the others' (hit from the shared store after the commit) in ${Math.min(...byCache('hit'))}-${Math.max(...byCache('hit'))} ms`,
+      );
     } finally {
       index.throttle = 0;
     }
@@ -202,7 +213,15 @@ policy:
     }
     // Nothing partial in the shared store, and one record that verifies.
     const meta = await PgMetaStore.open(pgsrv.url);
-    const store = await S3BlobStore.create({ endpoint: s3.endpoint, region: 'us-east-1', bucket: s3.bucket, prefix: 'fleet/', forcePathStyle: true, credentials: s3.credentials, spoolDir: mkdtempSync(join(tmpdir(), 'airlock-fleet-spool-')) });
+    const store = await S3BlobStore.create({
+      endpoint: s3.endpoint,
+      region: 'us-east-1',
+      bucket: s3.bucket,
+      prefix: 'fleet/',
+      forcePathStyle: true,
+      credentials: s3.credentials,
+      spoolDir: mkdtempSync(join(tmpdir(), 'airlock-fleet-spool-')),
+    });
     try {
       const scrub = await scrubStore(meta, store);
       expect(scrub.corrupt).toEqual([]);

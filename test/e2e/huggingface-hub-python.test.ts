@@ -49,7 +49,10 @@ describe.skipIf(!haveClient)('the real huggingface_hub (Python) and the real-wor
   const airlock = useCorpusMirror();
   const endpoint = () => `${airlock().url}/hf`;
 
-  for (const [repo, type, datasets] of [['corpus/checkpoints', 'model', false], ['corpus/data', 'dataset', true]] as const) {
+  for (const [repo, type, datasets] of [
+    ['corpus/checkpoints', 'model', false],
+    ['corpus/data', 'dataset', true],
+  ] as const) {
     it(`snapshot_download of ${repo} arrives byte-identical`, async () => {
       const out = await client(['snapshot', type, repo, mkdtempSync(join(tmpdir(), 'airlock-hfpy-'))], endpoint());
       expect(out.error).toBeUndefined();

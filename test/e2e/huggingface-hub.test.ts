@@ -67,7 +67,9 @@ ${hfUpstream(hub)}policy:
     hub.commit('model', 'acme/tiny-llama', [{ path: 'config.json', bytes: Buffer.from('{"moved": true}') }]);
     const folder = await snapshotDownload({ repo: 'acme/tiny-llama', revision: 'main', hubUrl: hubUrl(), cacheDir });
     expect(folder.endsWith(join('snapshots', commit))).toBe(true);
-    const got = walk(folder).map((p) => relative(folder, p)).sort();
+    const got = walk(folder)
+      .map((p) => relative(folder, p))
+      .sort();
     expect(got).toEqual(['config.json', 'model.safetensors', 'tokenizer/tokenizer.json']);
     for (const f of files.filter((x) => got.includes(x.path))) {
       expect(readFileSync(join(folder, f.path)).equals(f.bytes), f.path).toBe(true);
@@ -96,8 +98,12 @@ ${hfUpstream(hub)}policy:
   it('is refused a repository that is not allowed, with the mirror policy reason', async () => {
     hub.commit('model', 'evil/impostor', [{ path: 'config.json', bytes: Buffer.from('{}') }]);
     const cacheDir = mkdtempSync(join(tmpdir(), 'airlock-hfjs-'));
-    await expect(snapshotDownload({ repo: 'evil/impostor', hubUrl: hubUrl(), cacheDir })).rejects.toThrow(/evil\/impostor is not on the Hugging Face allowlist/);
-    await expect(downloadFile({ repo: 'acme/tiny-llama', revision: 'v2', path: 'config.json', hubUrl: hubUrl() })).rejects.toThrow(/revision "v2" of acme\/tiny-llama is not pinned/);
+    await expect(snapshotDownload({ repo: 'evil/impostor', hubUrl: hubUrl(), cacheDir })).rejects.toThrow(
+      /evil\/impostor is not on the Hugging Face allowlist/,
+    );
+    await expect(downloadFile({ repo: 'acme/tiny-llama', revision: 'v2', path: 'config.json', hubUrl: hubUrl() })).rejects.toThrow(
+      /revision "v2" of acme\/tiny-llama is not pinned/,
+    );
   });
 
   it('never completes a tampered file, and caches nothing', async () => {
@@ -144,7 +150,9 @@ ${hfUpstream(hub)}policy:
 
   it('is refused the malicious one with a Hub-style error naming the global', async () => {
     const cacheDir = mkdtempSync(join(tmpdir(), 'airlock-hfjs-'));
-    await expect(snapshotDownload({ repo: 'acme/poisoned', hubUrl: `${a.url}/hf`, cacheDir })).rejects.toThrow(/pickle imports posix\.system, outside the torch-weights profile/);
+    await expect(snapshotDownload({ repo: 'acme/poisoned', hubUrl: `${a.url}/hf`, cacheDir })).rejects.toThrow(
+      /pickle imports posix\.system, outside the torch-weights profile/,
+    );
     await expect(downloadFile({ repo: 'acme/poisoned', path: 'pytorch_model.bin', hubUrl: `${a.url}/hf` })).rejects.toThrow(/posix\.system/);
     expect(existsSync(join(cacheDir, 'models--acme--poisoned', 'blobs', sha256hex(evil)))).toBe(false);
   });
@@ -159,12 +167,19 @@ describe('the real @huggingface/hub client and the real-world corpus', () => {
   const airlock = useCorpusMirror();
   const hubUrl = () => `${airlock().url}/hf`;
 
-  for (const [repo, type, datasets] of [['corpus/checkpoints', 'model', false], ['corpus/data', 'dataset', true]] as const) {
+  for (const [repo, type, datasets] of [
+    ['corpus/checkpoints', 'model', false],
+    ['corpus/data', 'dataset', true],
+  ] as const) {
     it(`snapshotDownload of ${repo} (every file the judge serves) arrives byte-identical`, async () => {
       const cacheDir = mkdtempSync(join(tmpdir(), 'airlock-hfjs-'));
       const folder = await snapshotDownload({ repo: { type, name: repo }, hubUrl: hubUrl(), cacheDir });
       const want = corpusPick('serve', datasets);
-      expect(walk(folder).map((p) => relative(folder, p)).sort()).toEqual([...want].sort());
+      expect(
+        walk(folder)
+          .map((p) => relative(folder, p))
+          .sort(),
+      ).toEqual([...want].sort());
       for (const rel of want) expect(readFileSync(join(folder, rel)).equals(corpusFile(rel)), rel).toBe(true);
     });
   }
@@ -172,7 +187,9 @@ describe('the real @huggingface/hub client and the real-world corpus', () => {
   it('every file the judge refuses is refused, naming the file and the way out', async () => {
     for (const rel of corpusPick('refuse', false)) {
       await expect(downloadFile({ repo: 'corpus/refused', path: rel, hubUrl: hubUrl() }), rel).rejects.toThrow(
-        new RegExp(`corpus/refused/${rel.replace(/[.]/g, '\\.')}: .*hf\\.allow\\[1\\]\\.files.*${corpus.files[rel].sha256} to hf\\.allow\\[1\\]\\.scan\\.sha256`),
+        new RegExp(
+          `corpus/refused/${rel.replace(/[.]/g, '\\.')}: .*hf\\.allow\\[1\\]\\.files.*${corpus.files[rel].sha256} to hf\\.allow\\[1\\]\\.scan\\.sha256`,
+        ),
       );
     }
   });

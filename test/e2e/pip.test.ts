@@ -70,10 +70,7 @@ policy:
   it('installs an allowed package and its dependency with --require-hashes', async () => {
     const dir = target();
     const req = join(dir, 'requirements.txt');
-    writeFileSync(
-      req,
-      `tinylib==1.0 --hash=sha256:${sha256(dists.tiny10.bytes)}\ndeplib==1.2 --hash=sha256:${sha256(dists.dep12.bytes)}\n`,
-    );
+    writeFileSync(req, `tinylib==1.0 --hash=sha256:${sha256(dists.tiny10.bytes)}\ndeplib==1.2 --hash=sha256:${sha256(dists.dep12.bytes)}\n`);
     const r = await pip(['install', '--index-url', index(), '--require-hashes', '--only-binary', ':all:', '--target', join(dir, 't'), '-r', req]);
     expect(r.code, r.out).toBe(0);
     expect(readdirSync(join(dir, 't')).sort()).toEqual(expect.arrayContaining(['tinylib', 'deplib', 'tinylib-1.0.dist-info', 'deplib-1.2.dist-info']));

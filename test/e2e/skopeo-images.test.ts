@@ -40,7 +40,14 @@ describe('vulnerable base images stop at the door (real skopeo, real registry)',
     await reg.start();
     // A Debian image: this machine's dpkg database, then a layer of pip-installed dists (zstd).
     const debLayers = [layerBlob(debianBase()), layerBlob(rootfs({ [SITE]: { copyDir: join(FIXTURES, 'python/site-packages') } }), 'zstd')];
-    const alpineLayers = [layerBlob(rootfs({ 'etc/os-release': readFileSync(join(FIXTURES, 'alpine/os-release')), 'lib/apk/db/installed': readFileSync(join(FIXTURES, 'alpine/installed')) }))];
+    const alpineLayers = [
+      layerBlob(
+        rootfs({
+          'etc/os-release': readFileSync(join(FIXTURES, 'alpine/os-release')),
+          'lib/apk/db/installed': readFileSync(join(FIXTURES, 'alpine/installed')),
+        }),
+      ),
+    ];
     deb = buildLayeredImage([{ arch: 'amd64', layers: debLayers }]);
     excepted = buildLayeredImage([{ arch: 'amd64', layers: [...debLayers, layerBlob(rootfs({ 'etc/motd': 'excepted\n' }))] }]);
     alpine = buildLayeredImage([{ arch: 'amd64', layers: alpineLayers }]);
@@ -57,11 +64,41 @@ describe('vulnerable base images stop at the door (real skopeo, real registry)',
     // it), one fixed below what is installed, one withdrawn, and Alpine records fixed below.
     osvDir = mkdtempSync(join(tmpdir(), 'airlock-osv-'));
     const put = (rec: { id: string; [k: string]: unknown }) => writeFileSync(join(osvDir, `${rec.id}.json`), JSON.stringify(rec));
-    const debRange = (name: string, fixed: string) => [{ package: { ecosystem: 'Debian:12', name }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed }] }] }];
-    put({ id: 'DEBIAN-CVE-2099-1001', upstream: ['CVE-2099-1001'], modified: '2026-11-20T00:00:00Z', summary: 'OpenSSL remote code execution', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: debRange('openssl', `${sslVersion}+airlock1`) });
-    put({ id: 'DEBIAN-CVE-2099-1002', upstream: ['CVE-2099-1002'], modified: '2026-11-20T00:00:00Z', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: debRange('openssl', '1.0.0-1') });
-    put({ id: 'DEBIAN-CVE-2099-1003', upstream: ['CVE-2099-1003'], modified: '2026-11-20T00:00:00Z', withdrawn: '2026-11-21T00:00:00Z', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: debRange('zlib', '9:9') });
-    put({ id: 'ALPINE-CVE-2099-2001', upstream: ['CVE-2099-2001'], modified: '2026-11-20T00:00:00Z', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: [{ package: { ecosystem: 'Alpine:v3.20', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.1.0-r0' }] }] }] });
+    const debRange = (name: string, fixed: string) => [
+      { package: { ecosystem: 'Debian:12', name }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed }] }] },
+    ];
+    put({
+      id: 'DEBIAN-CVE-2099-1001',
+      upstream: ['CVE-2099-1001'],
+      modified: '2026-11-20T00:00:00Z',
+      summary: 'OpenSSL remote code execution',
+      severity: [{ type: 'CVSS_V3', score: CRIT }],
+      affected: debRange('openssl', `${sslVersion}+airlock1`),
+    });
+    put({
+      id: 'DEBIAN-CVE-2099-1002',
+      upstream: ['CVE-2099-1002'],
+      modified: '2026-11-20T00:00:00Z',
+      severity: [{ type: 'CVSS_V3', score: CRIT }],
+      affected: debRange('openssl', '1.0.0-1'),
+    });
+    put({
+      id: 'DEBIAN-CVE-2099-1003',
+      upstream: ['CVE-2099-1003'],
+      modified: '2026-11-20T00:00:00Z',
+      withdrawn: '2026-11-21T00:00:00Z',
+      severity: [{ type: 'CVSS_V3', score: CRIT }],
+      affected: debRange('zlib', '9:9'),
+    });
+    put({
+      id: 'ALPINE-CVE-2099-2001',
+      upstream: ['CVE-2099-2001'],
+      modified: '2026-11-20T00:00:00Z',
+      severity: [{ type: 'CVSS_V3', score: CRIT }],
+      affected: [
+        { package: { ecosystem: 'Alpine:v3.20', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.1.0-r0' }] }] },
+      ],
+    });
 
     a = await startAirlock(`${registryYaml(reg.port)}policy:
   advisories:
@@ -139,7 +176,15 @@ describe('vulnerable base images stop at the door (real skopeo, real registry)',
     expect(first.code).toBe(0);
     writeFileSync(
       join(osvDir, 'ALPINE-CVE-2099-2002.json'),
-      JSON.stringify({ id: 'ALPINE-CVE-2099-2002', upstream: ['CVE-2099-2002'], modified: '2026-11-28T00:00:00Z', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: [{ package: { ecosystem: 'Alpine:v3.20', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.3.1-r0' }] }] }] }),
+      JSON.stringify({
+        id: 'ALPINE-CVE-2099-2002',
+        upstream: ['CVE-2099-2002'],
+        modified: '2026-11-28T00:00:00Z',
+        severity: [{ type: 'CVSS_V3', score: CRIT }],
+        affected: [
+          { package: { ecosystem: 'Alpine:v3.20', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.3.1-r0' }] }] },
+        ],
+      }),
     );
     const imp = await airlockCli(['advisories', 'import', osvDir, '--config', a.configFile]);
     expect(imp.code).toBe(0);
@@ -194,8 +239,22 @@ describe('airlock image check: the same gate where builds run', () => {
   beforeAll(async () => {
     await reg.start();
     const sslVersion = dpkgQuery().get('libssl3')!.sourceVersion;
-    deb = buildLayeredImage([{ arch: 'amd64', layers: [layerBlob(debianBase()), layerBlob(rootfs({ [SITE]: { copyDir: join(FIXTURES, 'python/site-packages') } }), 'zstd')] }]);
-    alpine = buildLayeredImage([{ arch: 'amd64', layers: [layerBlob(rootfs({ 'etc/os-release': readFileSync(join(FIXTURES, 'alpine/os-release')), 'lib/apk/db/installed': readFileSync(join(FIXTURES, 'alpine/installed')) }))] }]);
+    deb = buildLayeredImage([
+      { arch: 'amd64', layers: [layerBlob(debianBase()), layerBlob(rootfs({ [SITE]: { copyDir: join(FIXTURES, 'python/site-packages') } }), 'zstd')] },
+    ]);
+    alpine = buildLayeredImage([
+      {
+        arch: 'amd64',
+        layers: [
+          layerBlob(
+            rootfs({
+              'etc/os-release': readFileSync(join(FIXTURES, 'alpine/os-release')),
+              'lib/apk/db/installed': readFileSync(join(FIXTURES, 'alpine/installed')),
+            }),
+          ),
+        ],
+      },
+    ]);
     await pushImage(deb, reg.port, 'team/deb', 'v1');
     a = await startAirlock(`${registryYaml(reg.port)}policy:
   advisories:
@@ -203,9 +262,40 @@ describe('airlock image check: the same gate where builds run', () => {
 `);
     cfg = a.configFile;
     const dir = mkdtempSync(join(tmpdir(), 'airlock-osv-'));
-    writeFileSync(join(dir, 'd.json'), JSON.stringify({ id: 'DEBIAN-CVE-2099-3001', upstream: ['CVE-2099-3001'], severity: [{ type: 'CVSS_V3', score: CRIT }], affected: [{ package: { ecosystem: 'Debian:12', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: `${sslVersion}+airlock1` }] }] }] }));
-    writeFileSync(join(dir, 'g.json'), JSON.stringify({ id: 'GHSA-2099-urll-ib3x', aliases: ['CVE-2099-3002'], summary: 'urllib3 leaks headers', database_specific: { severity: 'HIGH' }, affected: [{ package: { ecosystem: 'PyPI', name: 'urllib3' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '2.0.0' }, { fixed: '2.9.0' }] }] }] }));
-    writeFileSync(join(dir, 'a.json'), JSON.stringify({ id: 'ALPINE-CVE-2099-3003', severity: [{ type: 'CVSS_V3', score: CRIT }], affected: [{ package: { ecosystem: 'Alpine:v3.20', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.1.0-r0' }] }] }] }));
+    writeFileSync(
+      join(dir, 'd.json'),
+      JSON.stringify({
+        id: 'DEBIAN-CVE-2099-3001',
+        upstream: ['CVE-2099-3001'],
+        severity: [{ type: 'CVSS_V3', score: CRIT }],
+        affected: [
+          {
+            package: { ecosystem: 'Debian:12', name: 'openssl' },
+            ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: `${sslVersion}+airlock1` }] }],
+          },
+        ],
+      }),
+    );
+    writeFileSync(
+      join(dir, 'g.json'),
+      JSON.stringify({
+        id: 'GHSA-2099-urll-ib3x',
+        aliases: ['CVE-2099-3002'],
+        summary: 'urllib3 leaks headers',
+        database_specific: { severity: 'HIGH' },
+        affected: [{ package: { ecosystem: 'PyPI', name: 'urllib3' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '2.0.0' }, { fixed: '2.9.0' }] }] }],
+      }),
+    );
+    writeFileSync(
+      join(dir, 'a.json'),
+      JSON.stringify({
+        id: 'ALPINE-CVE-2099-3003',
+        severity: [{ type: 'CVSS_V3', score: CRIT }],
+        affected: [
+          { package: { ecosystem: 'Alpine:v3.20', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.1.0-r0' }] }] },
+        ],
+      }),
+    );
     expect((await airlockCli(['advisories', 'import', dir, '--config', cfg])).code).toBe(0);
     await a.airlock.reloadAdvisories();
   }, 120_000);
@@ -236,7 +326,9 @@ describe('airlock image check: the same gate where builds run', () => {
 
   it('reads a docker-archive written by the real skopeo the same way', async () => {
     // Docker archives hold gzip or plain layers only (skopeo refuses to write zstd into one).
-    const gz = buildLayeredImage([{ arch: 'amd64', layers: [layerBlob(debianBase()), layerBlob(rootfs({ [SITE]: { copyDir: join(FIXTURES, 'python/site-packages') } }))] }]);
+    const gz = buildLayeredImage([
+      { arch: 'amd64', layers: [layerBlob(debianBase()), layerBlob(rootfs({ [SITE]: { copyDir: join(FIXTURES, 'python/site-packages') } }))] },
+    ]);
     const file = join(mkdtempSync(join(tmpdir(), 'airlock-archive-')), 'image.tar');
     const conv = await skopeo(['copy', `oci:${gz.layout}:v1`, `docker-archive:${file}:team/deb:v1`]);
     expect(conv.stderr).toBe('');
@@ -266,7 +358,12 @@ describe('airlock image check: the same gate where builds run', () => {
     expect(a.airlock.reloadPolicy()).toBe(true);
     // The registry is gone: the refusal comes from the inventory stored at pin time.
     await reg.stop();
-    const pulled = await skopeo(['copy', '--src-tls-verify=false', `docker://127.0.0.1:${a.port}/registry.test/team/deb:v1`, `oci:${mkdtempSync(join(tmpdir(), 'airlock-pull-'))}:x`]);
+    const pulled = await skopeo([
+      'copy',
+      '--src-tls-verify=false',
+      `docker://127.0.0.1:${a.port}/registry.test/team/deb:v1`,
+      `oci:${mkdtempSync(join(tmpdir(), 'airlock-pull-'))}:x`,
+    ]);
     expect(pulled.code).not.toBe(0);
     expect(pulled.stderr, pulled.stderr).toContain('DEBIAN-CVE-2099-3001');
   }, 60_000);

@@ -11,7 +11,6 @@ import { records } from '../helpers/http.js';
 import { buildImage, haveTool, pushImage, RealRegistry, skopeo, type BuiltImage } from '../helpers/oci-tools.js';
 import { buildDist, pip } from '../helpers/pip.js';
 
-
 /** Client tokens, as each real client sends them, with every front-end set to require one. */
 describe('client tokens with pip, @huggingface/hub and skopeo', () => {
   const pub = new FakeIndex();
@@ -71,10 +70,27 @@ policy:
 
   it('pip: credentials in the index URL; refused without them', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-pip-'));
-    const withToken = await pip(['download', '--index-url', `http://ci-runner:${runner}@127.0.0.1:${a.port}/pypi/simple/`, '--no-deps', '-d', dir, 'tinylib==1.0']);
+    const withToken = await pip([
+      'download',
+      '--index-url',
+      `http://ci-runner:${runner}@127.0.0.1:${a.port}/pypi/simple/`,
+      '--no-deps',
+      '-d',
+      dir,
+      'tinylib==1.0',
+    ]);
     expect(withToken.code, withToken.out).toBe(0);
     expect(readdirSync(dir)).toEqual(['tinylib-1.0-py3-none-any.whl']);
-    const without = await pip(['download', '--index-url', `${a.url}/pypi/simple/`, '--no-deps', '--no-input', '-d', mkdtempSync(join(tmpdir(), 'airlock-pip-')), 'tinylib==1.0']);
+    const without = await pip([
+      'download',
+      '--index-url',
+      `${a.url}/pypi/simple/`,
+      '--no-deps',
+      '--no-input',
+      '-d',
+      mkdtempSync(join(tmpdir(), 'airlock-pip-')),
+      'tinylib==1.0',
+    ]);
     expect(without.code).not.toBe(0);
     // pip reports a refused index page as "no matching distribution" (the 401 itself shows with -v).
     expect(without.out).toMatch(/401|No matching distribution/);
@@ -90,7 +106,14 @@ policy:
 
   it('skopeo: --src-creds through the registry token flow; refused without them', async () => {
     const via = `docker://127.0.0.1:${a.port}/registry.test/team/app:v1`;
-    const ok = await skopeo(['copy', '--src-tls-verify=false', '--src-creds', `ci-runner:${runner}`, via, `oci:${mkdtempSync(join(tmpdir(), 'airlock-oci-'))}:x`]);
+    const ok = await skopeo([
+      'copy',
+      '--src-tls-verify=false',
+      '--src-creds',
+      `ci-runner:${runner}`,
+      via,
+      `oci:${mkdtempSync(join(tmpdir(), 'airlock-oci-'))}:x`,
+    ]);
     expect(ok.stderr).toBe('');
     expect(ok.code).toBe(0);
     const no = await skopeo(['copy', '--src-tls-verify=false', via, `oci:${mkdtempSync(join(tmpdir(), 'airlock-oci-'))}:x`]);
@@ -105,14 +128,24 @@ policy:
     await a.airlock.recorder.flush();
     const res = await fetch(`${a.url}/-/records?limit=100`, { headers: { authorization: `Bearer ${admin}` } });
     const recs = (await res.json()).records as { client: string; ecosystem: string; decision: string }[];
-    for (const eco of ['pypi', 'hf', 'oci']) expect(recs.some((r) => r.ecosystem === eco && r.decision === 'allow' && r.client === 'ci-runner@127.0.0.1'), eco).toBe(true);
+    for (const eco of ['pypi', 'hf', 'oci'])
+      expect(
+        recs.some((r) => r.ecosystem === eco && r.decision === 'allow' && r.client === 'ci-runner@127.0.0.1'),
+        eco,
+      ).toBe(true);
     expect((await airlockCli(['token', 'revoke', 'ci-runner', '--config', a.configFile])).code).toBe(0);
     const revoked = await fetch(`${a.url}/hf/acme/m/resolve/main/config.json`, { headers: { authorization: `Bearer ${runner}` } });
     expect(revoked.status).toBe(401);
     expect(revoked.headers.get('x-error-message')).toMatch(/not valid/);
     // The attempt is on record (refused, rule auth.hf, the address: the token is no longer anyone's) and the secret is not.
     await a.airlock.recorder.flush();
-    const after = (await (await fetch(`${a.url}/-/records?decision=deny&limit=100`, { headers: { authorization: `Bearer ${admin}` } })).json()).records as { name: string; rule: string; reason: string; client: string; requestId: string | null }[];
+    const after = (await (await fetch(`${a.url}/-/records?decision=deny&limit=100`, { headers: { authorization: `Bearer ${admin}` } })).json()).records as {
+      name: string;
+      rule: string;
+      reason: string;
+      client: string;
+      requestId: string | null;
+    }[];
     const row = after.find((r) => r.rule === 'auth.hf' && r.name === '/hf/acme/m/resolve/main/config.json');
     expect(row).toMatchObject({ client: '127.0.0.1', reason: 'the token presented is not valid (unknown or revoked)' });
     expect(row!.requestId).toBeTruthy();

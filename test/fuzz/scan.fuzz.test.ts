@@ -69,7 +69,14 @@ const seeds: { name: string; bytes: Buffer; malicious: boolean }[] = [
   { name: 'zip-plain', bytes: makeZip([{ name: 'a.txt', data: R10_STORAGE }]), malicious: false },
   { name: 'safetensors', bytes: safetensors({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, R10_STORAGE), malicious: false },
   { name: 'gguf', bytes: gguf([['general.architecture', 'string', 'llama']], [{ name: 'w', dims: [8] }]), malicious: false },
-  ...['datasets/train.jsonl.gz', 'datasets/train.jsonl.bz2', 'datasets/train.jsonl.xz', 'datasets/train.jsonl.zst', 'datasets/weights.tar', 'torch-2.13/tensor.pt'].map((rel) => ({
+  ...[
+    'datasets/train.jsonl.gz',
+    'datasets/train.jsonl.bz2',
+    'datasets/train.jsonl.xz',
+    'datasets/train.jsonl.zst',
+    'datasets/weights.tar',
+    'torch-2.13/tensor.pt',
+  ].map((rel) => ({
     name: rel,
     bytes: readFileSync(new URL(`../corpus/real/${rel}`, import.meta.url)),
     malicious: false,
@@ -77,34 +84,44 @@ const seeds: { name: string; bytes: Buffer; malicious: boolean }[] = [
 ];
 
 describe(`scanner fuzzing (${SECONDS} s, seed ${SEED})`, () => {
-  it('never crashes or hangs, and never accepts a reachable malicious import', async () => {
-    const evilTar = await makeTar([{ name: 'a.txt', data: Buffer.from('hi\n') }, { name: 'x.pyd', data: hex(R.R2) }]);
-    seeds.push({ name: 'tar-R2', bytes: evilTar, malicious: true }, { name: 'tar.gz-R2', bytes: gzipSync(evilTar), malicious: true });
-    const rand = rng(SEED);
-    const end = Date.now() + SECONDS * 1000;
-    let runs = 0;
-    let accepted = 0;
-    while (Date.now() < end) {
-      const s = seeds[runs % seeds.length];
-      const m = mutate(s.bytes, rand);
-      const t0 = Date.now();
-      const report = await scan(bufferSource(m));
-      expect(Date.now() - t0, `${s.name} mutant took too long`).toBeLessThan(2000);
-      const d = policy.decideContent('model', 'org/m', 'model.bin', 'f'.repeat(64), report);
-      if (d.allow && s.malicious) {
-        accepted++;
-        // Accepting a mutant is right only when it imports nothing off the profile: the payload's
-        // GLOBAL/INST/STACK_GLOBAL can no longer reach the dangerous name.
-        expect(report.globals.every((g) => !MALICIOUS_NAMES.test(g)), `${s.name} mutant ${m.toString('hex')} accepted with ${report.globals}`).toBe(true);
-        if (report.pickle) {
-          const text = m.toString('latin1');
-          const stillImports = /[ci](os|posix|nt|builtins|__builtin__)\n(system|getattr|eval)\n/.test(text);
-          expect(stillImports, `${s.name} mutant ${m.toString('hex')} accepted while it still imports the payload`).toBe(false);
+  it(
+    'never crashes or hangs, and never accepts a reachable malicious import',
+    async () => {
+      const evilTar = await makeTar([
+        { name: 'a.txt', data: Buffer.from('hi\n') },
+        { name: 'x.pyd', data: hex(R.R2) },
+      ]);
+      seeds.push({ name: 'tar-R2', bytes: evilTar, malicious: true }, { name: 'tar.gz-R2', bytes: gzipSync(evilTar), malicious: true });
+      const rand = rng(SEED);
+      const end = Date.now() + SECONDS * 1000;
+      let runs = 0;
+      let accepted = 0;
+      while (Date.now() < end) {
+        const s = seeds[runs % seeds.length];
+        const m = mutate(s.bytes, rand);
+        const t0 = Date.now();
+        const report = await scan(bufferSource(m));
+        expect(Date.now() - t0, `${s.name} mutant took too long`).toBeLessThan(2000);
+        const d = policy.decideContent('model', 'org/m', 'model.bin', 'f'.repeat(64), report);
+        if (d.allow && s.malicious) {
+          accepted++;
+          // Accepting a mutant is right only when it imports nothing off the profile: the payload's
+          // GLOBAL/INST/STACK_GLOBAL can no longer reach the dangerous name.
+          expect(
+            report.globals.every((g) => !MALICIOUS_NAMES.test(g)),
+            `${s.name} mutant ${m.toString('hex')} accepted with ${report.globals}`,
+          ).toBe(true);
+          if (report.pickle) {
+            const text = m.toString('latin1');
+            const stillImports = /[ci](os|posix|nt|builtins|__builtin__)\n(system|getattr|eval)\n/.test(text);
+            expect(stillImports, `${s.name} mutant ${m.toString('hex')} accepted while it still imports the payload`).toBe(false);
+          }
         }
+        runs++;
       }
-      runs++;
-    }
-    expect(runs).toBeGreaterThan(100);
-    console.log(`fuzz: ${runs} mutants, ${accepted} mutated malicious samples accepted (each checked to import nothing dangerous)`);
-  }, (SECONDS + 30) * 1000);
+      expect(runs).toBeGreaterThan(100);
+      console.log(`fuzz: ${runs} mutants, ${accepted} mutated malicious samples accepted (each checked to import nothing dangerous)`);
+    },
+    (SECONDS + 30) * 1000,
+  );
 });

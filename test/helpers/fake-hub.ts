@@ -36,9 +36,6 @@ export class FakeHub extends TwoPortFake {
 
   throttle = 0;
 
-
-
-
   /** Add a commit (and point refs at it); returns the commit id. */
   commit(type: 'model' | 'dataset', repo: string, files: HubFile[], refs: string[] = ['main']): string {
     const k = `${type}:${repo}`;
@@ -49,7 +46,6 @@ export class FakeHub extends TwoPortFake {
     this.repos.set(k, r);
     return commit;
   }
-
 
   private err(res: ServerResponse, status: number, code: string, message: string): void {
     res.writeHead(status, { 'content-type': 'application/json', 'x-error-code': code, 'x-error-message': message });
@@ -118,7 +114,14 @@ export class FakeHub extends TwoPortFake {
     for (const f of files) {
       if (f.lfs) {
         const p = pointer(f);
-        out.push({ type: 'file', oid: sha1Git(p), size: f.bytes.length, path: f.path, lfs: { oid: sha256hex(f.bytes), size: f.bytes.length, pointerSize: p.length }, xetHash: sha256hex(`xet:${f.path}`) });
+        out.push({
+          type: 'file',
+          oid: sha1Git(p),
+          size: f.bytes.length,
+          path: f.path,
+          lfs: { oid: sha256hex(f.bytes), size: f.bytes.length, pointerSize: p.length },
+          xetHash: sha256hex(`xet:${f.path}`),
+        });
       } else {
         out.push({ type: 'file', oid: sha1Git(f.bytes), size: f.bytes.length, path: f.path });
       }
@@ -143,7 +146,16 @@ export class FakeHub extends TwoPortFake {
       if (marker === 'revision') {
         res.writeHead(200, { 'content-type': 'application/json' });
         return void res.end(
-          JSON.stringify({ _id: 'x', id: found.repo, sha: at.commit, private: false, gated: false, xetEnabled: true, pipeline_tag: 'text-generation', siblings: at.files.map((f) => ({ rfilename: f.path })) }),
+          JSON.stringify({
+            _id: 'x',
+            id: found.repo,
+            sha: at.commit,
+            private: false,
+            gated: false,
+            xetEnabled: true,
+            pipeline_tag: 'text-generation',
+            siblings: at.files.map((f) => ({ rfilename: f.path })),
+          }),
         );
       }
       if (marker === 'tree') {

@@ -85,7 +85,9 @@ export class FakeIndex {
     const page = /^\/simple\/([^/]+)\/$/.exec(path);
     if (page) {
       if (this.mode === 'garbage') {
-        res.writeHead(200, { 'content-type': 'text/html' }).end('<html><head><title>Sign in to the guest Wi-Fi</title></head><body>Please log in</body></html>');
+        res
+          .writeHead(200, { 'content-type': 'text/html' })
+          .end('<html><head><title>Sign in to the guest Wi-Fi</title></head><body>Please log in</body></html>');
         return;
       }
       if (this.mode === 'error-page') {
@@ -110,7 +112,7 @@ export class FakeIndex {
           res.writeHead(302, { location: f.redirectTo }).end();
           return;
         }
-        const body = file[2] ? f.metadata : f.servedBytes ?? f.bytes;
+        const body = file[2] ? f.metadata : (f.servedBytes ?? f.bytes);
         if (!body) break;
         this.send(req, res, body);
         return;

@@ -32,7 +32,12 @@ export function makeIndex(images: { img: Image; arch: string }[]): { bytes: Buff
     JSON.stringify({
       schemaVersion: 2,
       mediaType,
-      manifests: images.map(({ img, arch }) => ({ mediaType: img.mediaType, digest: img.digest, size: img.manifest.length, platform: { architecture: arch, os: 'linux' } })),
+      manifests: images.map(({ img, arch }) => ({
+        mediaType: img.mediaType,
+        digest: img.digest,
+        size: img.manifest.length,
+        platform: { architecture: arch, os: 'linux' },
+      })),
     }),
   );
   return { bytes, digest: digestOf(bytes), mediaType };
@@ -65,9 +70,6 @@ export class FakeRegistry extends TwoPortFake {
   cdnAuthorization: (string | undefined)[] = [];
   private readonly issued = new Set<string>();
 
-
-
-
   /** Publish an image (its manifest, config and layers) under repo, optionally tagging it. */
   push(repo: string, img: Image, tag?: string): void {
     this.manifests.set(`${repo}@${img.digest}`, { bytes: img.manifest, mediaType: img.mediaType });
@@ -85,7 +87,6 @@ export class FakeRegistry extends TwoPortFake {
   revokeTokens(): void {
     this.issued.clear();
   }
-
 
   private error(res: ServerResponse, status: number, code: string, extra: Record<string, string> = {}): void {
     res.writeHead(status, { 'content-type': 'application/json', ...extra });
@@ -156,7 +157,12 @@ export class FakeRegistry extends TwoPortFake {
         JSON.stringify({
           schemaVersion: 2,
           mediaType: 'application/vnd.oci.image.index.v1+json',
-          manifests: list.map((m) => ({ mediaType: m.mediaType, digest: m.digest, size: m.manifest.length, artifactType: 'application/vnd.dev.cosign.simplesigning.v1+json' })),
+          manifests: list.map((m) => ({
+            mediaType: m.mediaType,
+            digest: m.digest,
+            size: m.manifest.length,
+            artifactType: 'application/vnd.dev.cosign.simplesigning.v1+json',
+          })),
         }),
       );
     }

@@ -96,7 +96,8 @@ export class FaultProxy {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const path = req.url ?? '/';
     // A loop, once started, goes on for every hop of that request (marked in the query).
-    if (path.includes('faultloop=')) return void res.writeHead(302, { location: path.replace(/faultloop=(\d+)/, (_, n) => `faultloop=${Number(n) + 1}`) }).end();
+    if (path.includes('faultloop='))
+      return void res.writeHead(302, { location: path.replace(/faultloop=(\d+)/, (_, n) => `faultloop=${Number(n) + 1}`) }).end();
     const i = this.pending.findIndex((p) => path.includes(p.key));
     const fault = i >= 0 ? this.pending.splice(i, 1)[0].fault : undefined;
     if (fault) this.injected.set(fault, (this.injected.get(fault) ?? 0) + 1);
@@ -104,18 +105,21 @@ export class FaultProxy {
     if (fault === 'redirect-away') return void res.writeHead(302, { location: 'http://evil.example:8080/payload' }).end();
     if (fault === 'loop') return void res.writeHead(302, { location: `${path}${path.includes('?') ? '&' : '?'}faultloop=1` }).end();
     const t = new URL(this.target);
-    const up = request({ host: t.hostname, port: t.port, method: req.method, path, headers: this.keepHost ? req.headers : { ...req.headers, host: t.host } }, (ur) => {
-      // Nothing to change: stream it through as the upstream sends it (throttled fakes stay throttled).
-      if (!fault && !/json|html|text/.test(String(ur.headers['content-type'] ?? '')) && !ur.headers.location) {
-        res.writeHead(ur.statusCode ?? 502, ur.headers);
-        ur.pipe(res);
-        res.on('close', () => ur.destroy());
-        return;
-      }
-      const chunks: Buffer[] = [];
-      ur.on('data', (c: Buffer) => chunks.push(c));
-      ur.on('end', () => this.answer(res, ur, Buffer.concat(chunks), fault));
-    });
+    const up = request(
+      { host: t.hostname, port: t.port, method: req.method, path, headers: this.keepHost ? req.headers : { ...req.headers, host: t.host } },
+      (ur) => {
+        // Nothing to change: stream it through as the upstream sends it (throttled fakes stay throttled).
+        if (!fault && !/json|html|text/.test(String(ur.headers['content-type'] ?? '')) && !ur.headers.location) {
+          res.writeHead(ur.statusCode ?? 502, ur.headers);
+          ur.pipe(res);
+          res.on('close', () => ur.destroy());
+          return;
+        }
+        const chunks: Buffer[] = [];
+        ur.on('data', (c: Buffer) => chunks.push(c));
+        ur.on('end', () => this.answer(res, ur, Buffer.concat(chunks), fault));
+      },
+    );
     up.on('error', () => res.destroy());
     req.pipe(up);
   }

@@ -6,7 +6,10 @@ import { freePort } from './oci-tools.js';
 
 /** `airlock serve` as its own process; resolves once it listens, with its port. */
 export function serveProcess(config: string, env: Record<string, string> = {}): Promise<{ proc: ChildProcess; port: number; log: () => string }> {
-  const proc = spawn('node', [join(process.cwd(), 'dist', 'cli', 'main.js'), 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const proc = spawn('node', [join(process.cwd(), 'dist', 'cli', 'main.js'), 'serve', '--config', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   let out = '';
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   return new Promise((resolve, reject) => {

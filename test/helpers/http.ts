@@ -36,7 +36,6 @@ export async function records(a: TestAirlock, q = ''): Promise<any[]> {
   return (await (await fetch(`${a.url}/-/records?${q}`)).json()).records;
 }
 
-
 /** Send a path exactly as written (fetch and URL would normalise "..", "%2F" and friends). */
 export function rawPath(port: number, path: string, method = 'GET'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

@@ -61,7 +61,9 @@ export function debianBase(extra: Record<string, string | Buffer | { symlink: st
 
 /** What dpkg-query says is on disk here: package -> {version, source, sourceVersion}. */
 export function dpkgQuery(): Map<string, { version: string; source: string; sourceVersion: string; arch: string }> {
-  const out = execFileSync('dpkg-query', ['-W', '-f', '${db:Status-Abbrev}|${Package}|${Version}|${source:Package}|${source:Version}|${Architecture}\n'], { encoding: 'utf8' });
+  const out = execFileSync('dpkg-query', ['-W', '-f', '${db:Status-Abbrev}|${Package}|${Version}|${source:Package}|${source:Version}|${Architecture}\n'], {
+    encoding: 'utf8',
+  });
   const m = new Map<string, { version: string; source: string; sourceVersion: string; arch: string }>();
   for (const line of out.trim().split('\n')) {
     const [st, pkg, version, source, sourceVersion, arch] = line.split('|');

@@ -139,7 +139,11 @@ const gstr = (s: string) => Buffer.concat([u64(Buffer.byteLength(s)), Buffer.fro
 export type GgufKv = [string, 'string', string] | [string, 'u32', number] | [string, 'raw', number, Buffer];
 
 /** A GGUF v3 file with the given KVs and tensors (F32 tensors, data zero-filled and aligned). */
-export function gguf(kvs: GgufKv[], tensors: { name: string; dims: number[]; type?: number; offset?: number }[] = [], opts: { version?: number; kvCount?: bigint; alignment?: number } = {}): Buffer {
+export function gguf(
+  kvs: GgufKv[],
+  tensors: { name: string; dims: number[]; type?: number; offset?: number }[] = [],
+  opts: { version?: number; kvCount?: bigint; alignment?: number } = {},
+): Buffer {
   const parts: Buffer[] = [Buffer.from('GGUF'), u32(opts.version ?? 3), u64(tensors.length), u64(opts.kvCount ?? BigInt(kvs.length))];
   for (const kv of kvs) {
     parts.push(gstr(kv[0]));
@@ -177,7 +181,8 @@ export function npy(descr: string, data: Buffer, shape = '(1,)'): Buffer {
 /** A tar written by tar-stream (a real tar writer), with links and odd names where asked. */
 export async function makeTar(members: { name: string; data?: Buffer; type?: 'file' | 'symlink' | 'link' | 'fifo'; linkname?: string }[]): Promise<Buffer> {
   const pack = tar.pack();
-  for (const m of members) pack.entry({ name: m.name, type: m.type ?? 'file', linkname: m.linkname, size: m.data?.length ?? 0, mtime: new Date(0) }, m.data ?? Buffer.alloc(0));
+  for (const m of members)
+    pack.entry({ name: m.name, type: m.type ?? 'file', linkname: m.linkname, size: m.data?.length ?? 0, mtime: new Date(0) }, m.data ?? Buffer.alloc(0));
   pack.finalize();
   const out: Buffer[] = [];
   for await (const c of pack) out.push(c as Buffer);

@@ -112,7 +112,10 @@ export function buildLayeredImage(platforms: { arch: string; layers: LayerBlob[]
   const manifests: { digest: string; size: number; arch: string }[] = [];
   for (const { arch, layers } of platforms) {
     const written = layers.map((l) => ({ ...writeBlob(layout, l.bytes), mediaType: l.mediaType }));
-    const config = writeBlob(layout, Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) } })));
+    const config = writeBlob(
+      layout,
+      Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) } })),
+    );
     blobs.push(config.digest, ...written.map((w) => w.digest));
     const manifest = writeBlob(
       layout,
@@ -137,7 +140,12 @@ export function buildLayeredImage(platforms: { arch: string; layers: LayerBlob[]
         JSON.stringify({
           schemaVersion: 2,
           mediaType: 'application/vnd.oci.image.index.v1+json',
-          manifests: manifests.map((m) => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: m.digest, size: m.size, platform: { architecture: m.arch, os: 'linux' } })),
+          manifests: manifests.map((m) => ({
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            digest: m.digest,
+            size: m.size,
+            platform: { architecture: m.arch, os: 'linux' },
+          })),
         }),
       ),
     );
@@ -145,7 +153,10 @@ export function buildLayeredImage(platforms: { arch: string; layers: LayerBlob[]
   }
   writeFileSync(
     join(layout, 'index.json'),
-    JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: top.mediaType, digest: top.digest, size: top.size, annotations: { 'org.opencontainers.image.ref.name': ref } }] }),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ mediaType: top.mediaType, digest: top.digest, size: top.size, annotations: { 'org.opencontainers.image.ref.name': ref } }],
+    }),
   );
   return { layout, ref, digest: top.digest, blobs, manifests: manifests.map((m) => m.digest) };
 }
@@ -161,7 +172,10 @@ export async function buildImage(archs: string[] = ['amd64'], ref = 'v1', payloa
     mkdirSync(join(root, 'etc'));
     writeFileSync(join(root, 'etc', 'os-release'), `NAME=airlock-test\nARCH=${arch}\n`);
     writeFileSync(join(root, 'payload.bin'), randomBytes(payloadBytes));
-    const { stdout } = await run('tar', ['-C', root, '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', '-', '.'], { encoding: 'buffer', maxBuffer: 1 << 30 });
+    const { stdout } = await run('tar', ['-C', root, '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', '-', '.'], {
+      encoding: 'buffer',
+      maxBuffer: 1 << 30,
+    });
     const tar = stdout as Buffer;
     platforms.push({ arch, layers: [{ bytes: gzipSync(tar), diffId: `sha256:${sha(tar)}`, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }] });
   }
@@ -177,7 +191,10 @@ export interface SkopeoResult {
 /** Run the real skopeo (no signature policy file needed; plain HTTP on loopback). */
 export function skopeo(args: string[], timeoutMs = 120_000): Promise<SkopeoResult> {
   return new Promise((resolve) => {
-    const p = spawn('skopeo', ['--insecure-policy', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REGISTRY_AUTH_FILE: '/nonexistent-airlock-test-auth.json' } });
+    const p = spawn('skopeo', ['--insecure-policy', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, REGISTRY_AUTH_FILE: '/nonexistent-airlock-test-auth.json' },
+    });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));
@@ -192,6 +209,13 @@ export function skopeo(args: string[], timeoutMs = 120_000): Promise<SkopeoResul
 
 /** Push a built layout to the real registry as repo:tag (every platform). */
 export async function pushImage(img: BuiltImage, registryPort: number, repo: string, tag: string): Promise<void> {
-  const r = await skopeo(['copy', '--all', '--preserve-digests', '--dest-tls-verify=false', `oci:${img.layout}:${img.ref}`, `docker://127.0.0.1:${registryPort}/${repo}:${tag}`]);
+  const r = await skopeo([
+    'copy',
+    '--all',
+    '--preserve-digests',
+    '--dest-tls-verify=false',
+    `oci:${img.layout}:${img.ref}`,
+    `docker://127.0.0.1:${registryPort}/${repo}:${tag}`,
+  ]);
   if (r.code !== 0) throw new Error(`skopeo push failed: ${r.stderr}`);
 }

@@ -7,7 +7,13 @@ import type { FakeFile } from './fake-index.js';
 const HERE = new URL('.', import.meta.url).pathname;
 
 /** Build a real wheel or sdist with the stdlib helper; returns it as a FakeFile (with PEP 658 metadata for wheels). */
-export function buildDist(spec: { name: string; version: string; kind?: 'wheel' | 'sdist'; requires_dist?: string[]; requires_python?: string }): FakeFile & { path: string } {
+export function buildDist(spec: {
+  name: string;
+  version: string;
+  kind?: 'wheel' | 'sdist';
+  requires_dist?: string[];
+  requires_python?: string;
+}): FakeFile & { path: string } {
   const out = mkdtempSync(join(tmpdir(), 'airlock-dist-'));
   const path = execFileSync('python3', [join(HERE, 'make_dist.py'), out, JSON.stringify(spec)], { encoding: 'utf8' }).trim();
   const filename = path.slice(path.lastIndexOf('/') + 1);

@@ -12,7 +12,6 @@ import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { rawGet, records } from '../helpers/http.js';
 
-
 describe('who pulled what: advisories, affected, SBOM and the hash-chained record', () => {
   const pub = new FakeIndex();
   let a: TestAirlock;
@@ -62,7 +61,14 @@ policy:
         affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '1.1' }] }] }],
       }),
     );
-    writeFileSync(join(dir, 'GHSA-gone.json'), JSON.stringify({ id: 'GHSA-gone', withdrawn: '2026-11-01T00:00:00Z', affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, versions: ['1.1'] }] }));
+    writeFileSync(
+      join(dir, 'GHSA-gone.json'),
+      JSON.stringify({
+        id: 'GHSA-gone',
+        withdrawn: '2026-11-01T00:00:00Z',
+        affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, versions: ['1.1'] }],
+      }),
+    );
     const imp = await airlockCli(['advisories', 'import', dir, '--config', a.configFile]);
     expect(imp.stderr).toBe('');
     expect(imp.stdout).toContain('read 2 OSV records');
@@ -205,4 +211,3 @@ policy:
     expect(again.body.equals(v11)).toBe(true);
   });
 });
-

@@ -11,8 +11,6 @@ import { FakeRegistry, makeImage, makeIndex } from '../helpers/fake-registry.js'
 import { FakeHub } from '../helpers/fake-hub.js';
 import { loadConfig } from '../../src/config/load.js';
 
-
-
 describe('airlock CLI', () => {
   const pub = new FakeIndex();
   let dir: string;
@@ -88,7 +86,10 @@ policy:
       return f;
     };
     const oneLine = (r: { stderr: string }) => {
-      const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('{'));
+      const lines = r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('{'));
       expect(lines).toHaveLength(1);
       expect(r.stderr).not.toMatch(/\n\s+at /);
       return lines[0];

@@ -15,14 +15,31 @@ describe('console security', () => {
 
   beforeAll(async () => {
     await index.start();
-    index.add('tinylib', { filename: 'tinylib-1.0-py3-none-any.whl', bytes: Buffer.from('one') }).add('tinylib', { filename: 'tinylib-2.0-py3-none-any.whl', bytes: Buffer.from('two') });
-    a = await startAirlock(`auth:\n  admin: token\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow:\n      - { name: tinylib, versions: "<2" }\n`);
+    index
+      .add('tinylib', { filename: 'tinylib-1.0-py3-none-any.whl', bytes: Buffer.from('one') })
+      .add('tinylib', { filename: 'tinylib-2.0-py3-none-any.whl', bytes: Buffer.from('two') });
+    a = await startAirlock(
+      `auth:\n  admin: token\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow:\n      - { name: tinylib, versions: "<2" }\n`,
+    );
     const auth = new Authenticator(a.airlock.meta);
     admin = await auth.create('sec-team', true);
     reader = await auth.create('ci-bot', false);
     expect((await rawGet(`${a.url}/pypi/files/tinylib/tinylib-2.0-py3-none-any.whl`)).status).toBe(403);
     // A name that carries HTML, as an upstream could send it.
-    await appendPulls(a.airlock.meta, [{ ts: Date.now(), client: '10.0.0.9', ecosystem: 'oci', name: 'evil.io/<img src=x onerror=alert(1)>', version: 'v1', cache: 'none', decision: 'deny', reason: '<script>alert(2)</script> not allowed', rule: 'oci', code: 'not_allowlisted' }]);
+    await appendPulls(a.airlock.meta, [
+      {
+        ts: Date.now(),
+        client: '10.0.0.9',
+        ecosystem: 'oci',
+        name: 'evil.io/<img src=x onerror=alert(1)>',
+        version: 'v1',
+        cache: 'none',
+        decision: 'deny',
+        reason: '<script>alert(2)</script> not allowed',
+        rule: 'oci',
+        code: 'not_allowlisted',
+      },
+    ]);
   });
 
   afterAll(async () => {
@@ -37,7 +54,12 @@ describe('console security', () => {
     const form = await fetch(ui('/login'));
     const nonceCookie = cookieOf(form, 'airlock_login')!.split(';')[0];
     const nonce = /name="nonce" value="([^"]+)"/.exec(await form.text())![1];
-    const res = await fetch(ui('/login'), { method: 'POST', redirect: 'manual', headers: { cookie: nonceCookie, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ nonce, token }) });
+    const res = await fetch(ui('/login'), {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie: nonceCookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ nonce, token }),
+    });
     return { res, cookie: cookieOf(res, 'airlock_console')?.split(';')[0] };
   }
 
@@ -65,7 +87,12 @@ describe('console security', () => {
     expect(await r1.res.text()).toContain('Token ci-bot is not an admin token.');
     expect(r1.cookie).toBeUndefined();
     expect((await login('hf_nottherealtoken')).res.status).toBe(401);
-    const forged = await fetch(ui('/login'), { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ nonce: 'x', token: admin }) });
+    const forged = await fetch(ui('/login'), {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ nonce: 'x', token: admin }),
+    });
     expect(forged.status).toBe(403);
     const ok = await login(admin);
     expect(ok.res.status).toBe(303);
@@ -80,7 +107,7 @@ describe('console security', () => {
     const page = await fetch(ui('/refusals'), { headers: { cookie: cookie! } });
     expect(page.status).toBe(200);
     const body = await page.text();
-    expect(body).toContain("airlock pin pypi &#39;tinylib==2.0&#39;");
+    expect(body).toContain('airlock pin pypi &#39;tinylib==2.0&#39;');
     expect(body).toContain('&lt;img src=x onerror=alert(1)&gt;');
     expect(body).toContain('&lt;script&gt;alert(2)&lt;/script&gt;');
     expect(body).not.toMatch(/<script|<img/);
@@ -92,10 +119,28 @@ describe('console security', () => {
   });
 
   it('answers who pulled what an advisory affects, and exports it as CSV no spreadsheet reads as a formula', async () => {
-    const osv = { id: 'PYSEC-2099-1', aliases: ['CVE-2099-0001'], summary: 'tinylib <b>executes</b> input', modified: '2026-01-01T00:00:00Z', affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '1.1' }] }] }] };
+    const osv = {
+      id: 'PYSEC-2099-1',
+      aliases: ['CVE-2099-0001'],
+      summary: 'tinylib <b>executes</b> input',
+      modified: '2026-01-01T00:00:00Z',
+      affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '1.1' }] }] }],
+    };
     await a.airlock.meta.putAdvisories([{ id: osv.id, modified: osv.modified, record: JSON.stringify(osv) }]);
     await a.airlock.reloadAdvisories();
-    await appendPulls(a.airlock.meta, [{ ts: Date.now(), client: '=HYPERLINK("http://evil")', ecosystem: 'pypi', name: 'tinylib', version: '1.0', filename: 'tinylib-1.0-py3-none-any.whl', cache: 'hit', decision: 'allow', rule: 'pypi.allow[0]' }]);
+    await appendPulls(a.airlock.meta, [
+      {
+        ts: Date.now(),
+        client: '=HYPERLINK("http://evil")',
+        ecosystem: 'pypi',
+        name: 'tinylib',
+        version: '1.0',
+        filename: 'tinylib-1.0-py3-none-any.whl',
+        cache: 'hit',
+        decision: 'allow',
+        rule: 'pypi.allow[0]',
+      },
+    ]);
     const { cookie } = await login(admin);
     const page = await fetch(ui('/advisories?q=CVE-2099-0001'), { headers: { cookie: cookie! } });
     expect(page.status).toBe(200);
@@ -127,14 +172,43 @@ describe('console security', () => {
     expect((await fetch(ui('/advisories.csv?q=PYSEC-2099-1'), { redirect: 'manual' })).status).toBe(303);
   });
 
-  it('an artefact page shows an image\'s vulnerabilities from its inventory, and the SBOM fragment of what was served', async () => {
+  it("an artefact page shows an image's vulnerabilities from its inventory, and the SBOM fragment of what was served", async () => {
     const digest = 'ab'.repeat(32);
-    const inv = { os: { id: 'debian', versionId: '12', ecosystem: 'Debian:12' }, packages: [{ type: 'deb', name: 'libssl3', version: '3.0.1-1', source: 'openssl', location: 'var/lib/dpkg/status' }], unreadable: [], layers: 1 };
-    await a.airlock.meta.inventories.putInventory(`sha256:${digest}`, 1, JSON.stringify(inv), [{ type: 'deb', name: 'libssl3', version: '3.0.1-1', source: 'openssl' }]);
-    const osv = { id: 'DEBIAN-CVE-2099-4242', upstream: ['CVE-2099-4242'], summary: 'OpenSSL trouble', modified: '2026-11-20T00:00:00Z', affected: [{ package: { ecosystem: 'Debian:12', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.0.2-1' }] }] }] };
+    const inv = {
+      os: { id: 'debian', versionId: '12', ecosystem: 'Debian:12' },
+      packages: [{ type: 'deb', name: 'libssl3', version: '3.0.1-1', source: 'openssl', location: 'var/lib/dpkg/status' }],
+      unreadable: [],
+      layers: 1,
+    };
+    await a.airlock.meta.inventories.putInventory(`sha256:${digest}`, 1, JSON.stringify(inv), [
+      { type: 'deb', name: 'libssl3', version: '3.0.1-1', source: 'openssl' },
+    ]);
+    const osv = {
+      id: 'DEBIAN-CVE-2099-4242',
+      upstream: ['CVE-2099-4242'],
+      summary: 'OpenSSL trouble',
+      modified: '2026-11-20T00:00:00Z',
+      affected: [
+        { package: { ecosystem: 'Debian:12', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.0.2-1' }] }] },
+      ],
+    };
     await a.airlock.meta.putAdvisories([{ id: osv.id, modified: osv.modified, record: JSON.stringify(osv) }]);
     await a.airlock.reloadAdvisories();
-    await appendPulls(a.airlock.meta, [{ ts: Date.now(), client: '10.0.0.3', ecosystem: 'oci', name: 'registry.test/team/base', version: 'v1', filename: 'manifest', sha256: digest, size: 500, cache: 'miss', decision: 'allow', rule: 'oci.allow[0]' }]);
+    await appendPulls(a.airlock.meta, [
+      {
+        ts: Date.now(),
+        client: '10.0.0.3',
+        ecosystem: 'oci',
+        name: 'registry.test/team/base',
+        version: 'v1',
+        filename: 'manifest',
+        sha256: digest,
+        size: 500,
+        cache: 'miss',
+        decision: 'allow',
+        rule: 'oci.allow[0]',
+      },
+    ]);
     const { cookie } = await login(admin);
     const body = await (await fetch(ui(`/artefact?ecosystem=oci&name=registry.test/team/base&sha256=${digest}`), { headers: { cookie: cookie! } })).text();
     expect(body).toContain('DEBIAN-CVE-2099-4242');
@@ -161,19 +235,43 @@ describe('console security', () => {
     const before = await (await fetch(ui('/records'), { headers: { cookie: cookie! } })).text();
     expect(before).toContain('Not verified by this server since it started');
     const csrf = /name="csrf" value="([^"]+)"/.exec(before)![1];
-    expect((await fetch(ui('/records/verify'), { method: 'POST', redirect: 'manual', headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' }, body: 'csrf=nope' })).status).toBe(403);
-    const v = await fetch(ui('/records/verify'), { method: 'POST', redirect: 'manual', headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ csrf }) });
+    expect(
+      (
+        await fetch(ui('/records/verify'), {
+          method: 'POST',
+          redirect: 'manual',
+          headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' },
+          body: 'csrf=nope',
+        })
+      ).status,
+    ).toBe(403);
+    const v = await fetch(ui('/records/verify'), {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ csrf }),
+    });
     expect(v.status).toBe(303);
     const after = await (await fetch(ui('/records'), { headers: { cookie: cookie! } })).text();
     expect(after).toMatch(/Intact: \d+ rows, head <code>[0-9a-f]{64}<\/code>/);
   });
 
-  it('refuses a POST without the session\'s CSRF token; logs out with it', async () => {
+  it("refuses a POST without the session's CSRF token; logs out with it", async () => {
     const { cookie } = await login(admin);
-    const noCsrf = await fetch(ui('/logout'), { method: 'POST', redirect: 'manual', headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' }, body: 'csrf=wrong' });
+    const noCsrf = await fetch(ui('/logout'), {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'csrf=wrong',
+    });
     expect(noCsrf.status).toBe(403);
     const csrf = /name="csrf" value="([^"]+)"/.exec(await (await fetch(ui(''), { headers: { cookie: cookie! } })).text())![1];
-    const out = await fetch(ui('/logout'), { method: 'POST', redirect: 'manual', headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ csrf }) });
+    const out = await fetch(ui('/logout'), {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ csrf }),
+    });
     expect(out.status).toBe(303);
     expect(cookieOf(out, 'airlock_console')).toMatch(/Max-Age=0|Expires=Thu, 01 Jan 1970/);
   });

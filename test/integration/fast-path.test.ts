@@ -107,7 +107,10 @@ ${extra}`;
     expect((await get(anon, '/pypi/simple/tinylib/')).status).toBe(200);
     const seen = watch(anon);
     const before = readFileSync(anon.configFile, 'utf8');
-    writeFileSync(anon.configFile, before.replace('- { name: tinylib, versions: ">=1,<2" }', '- { name: otherlib }\n    deny:\n      - { name: tinylib, reason: "withdrawn" }'));
+    writeFileSync(
+      anon.configFile,
+      before.replace('- { name: tinylib, versions: ">=1,<2" }', '- { name: otherlib }\n    deny:\n      - { name: tinylib, reason: "withdrawn" }'),
+    );
     try {
       expect(anon.airlock.reloadPolicy()).toBe(true);
       const denied = await get(anon, '/pypi/simple/tinylib/');
@@ -123,7 +126,8 @@ ${extra}`;
   });
 
   it('counts its answers in the request metric', async () => {
-    const count = async () => Number(/airlock_http_requests_total\{ecosystem="pypi",status="2xx"\} (\d+)/.exec(await (await fetch(`${anon.url}/-/metrics`)).text())?.[1] ?? 0);
+    const count = async () =>
+      Number(/airlock_http_requests_total\{ecosystem="pypi",status="2xx"\} (\d+)/.exec(await (await fetch(`${anon.url}/-/metrics`)).text())?.[1] ?? 0);
     const before = await count();
     const seen = watch(anon);
     for (let i = 0; i < 3; i++) expect((await get(anon, '/pypi/simple/tinylib/')).status).toBe(200);
@@ -151,10 +155,13 @@ ${extra}`;
     const twice = (first: string, second: string) =>
       new Promise<number>((resolve, reject) => {
         const headers = ['host', `127.0.0.1:${tokens.port}`, 'accept', PIP_ACCEPT, 'authorization', first, 'authorization', second];
-        const req = request({ host: '127.0.0.1', port: tokens.port, path: '/pypi/simple/tinylib/', headers: headers as unknown as Record<string, string> }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        });
+        const req = request(
+          { host: '127.0.0.1', port: tokens.port, path: '/pypi/simple/tinylib/', headers: headers as unknown as Record<string, string> },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
         req.on('error', reject);
         req.end();
       });

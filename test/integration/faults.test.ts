@@ -57,7 +57,11 @@ describe('fault suite: injected upstream faults on PyPI, OCI and Hugging Face', 
     regProxy = await new FaultProxy(reg.url).start();
 
     await hub.start();
-    commit = hub.commit('dataset', 'acme/corpus', shards.map((s) => ({ ...s, lfs: true })));
+    commit = hub.commit(
+      'dataset',
+      'acme/corpus',
+      shards.map((s) => ({ ...s, lfs: true })),
+    );
     cdnProxy = await new FaultProxy(`http://127.0.0.1:${hub.cdnPort}`).start();
     hubProxy = await new FaultProxy(hub.url, new Map([[`127.0.0.1:${hub.cdnPort}`, cdnProxy.host]])).start();
 
@@ -190,7 +194,9 @@ policy:
     }
     await a.airlock.recorder.flush();
     expect((await verifyChain(a.airlock.meta)).problem).toBeUndefined();
-    console.log(`fault suite: ${injected} faults injected (${[...FAULTS].map((f) => `${f} ${(pypiProxy.injected.get(f) ?? 0) + (regProxy.injected.get(f) ?? 0) + (cdnProxy.injected.get(f) ?? 0)}`).join(', ')}); ${outcomes.refused} refused before the first byte, ${outcomes.cut} cut before the end, 0 complete corrupted responses, 0 bad cache entries`);
+    console.log(
+      `fault suite: ${injected} faults injected (${[...FAULTS].map((f) => `${f} ${(pypiProxy.injected.get(f) ?? 0) + (regProxy.injected.get(f) ?? 0) + (cdnProxy.injected.get(f) ?? 0)}`).join(', ')}); ${outcomes.refused} refused before the first byte, ${outcomes.cut} cut before the end, 0 complete corrupted responses, 0 bad cache entries`,
+    );
   }, 180_000);
 });
 
@@ -254,7 +260,9 @@ policy:
     expect(slowest).toBeLessThan(20_000);
     await a.airlock.cache.idle();
     expect(a.airlock.cache.inflightCount()).toBe(0);
-    console.log(`starvation: other client's 80 KB pull answered in ${otherMs} ms beside 64 dripping downloads; all 64 cut within ${(slowest / 1000).toFixed(1)} s`);
+    console.log(
+      `starvation: other client's 80 KB pull answered in ${otherMs} ms beside 64 dripping downloads; all 64 cut within ${(slowest / 1000).toFixed(1)} s`,
+    );
   }, 60_000);
 
   it('a client that opens 60 cold pulls and hangs up: its downloads are cancelled, and another client is not held', async () => {
@@ -284,7 +292,9 @@ policy:
       const rows = (await records(a, 'name=big&limit=1000')) as { decision: string; reason: string }[];
       expect(rows).toHaveLength(60);
       expect(rows.every((r) => /client closed the connection early|left while waiting/.test(r.reason))).toBe(true);
-      console.log(`hang-up: 60 cold pulls abandoned after 0.3 s; another client's pull answered in ${otherMs} ms; no download left running ${(cancelledMs / 1000).toFixed(1)} s after the start`);
+      console.log(
+        `hang-up: 60 cold pulls abandoned after 0.3 s; another client's pull answered in ${otherMs} ms; no download left running ${(cancelledMs / 1000).toFixed(1)} s after the start`,
+      );
     } finally {
       index.throttle = 0;
     }
@@ -305,7 +315,10 @@ describe('fault suite: a full disk fails closed', () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt]);
     await index.start();
     for (const f of [warm, cold, later]) index.add('disk', f);
-    a = await startAirlock(`pypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [{ name: disk }]\n`, { dataDir: join(mnt, 'data') });
+    a = await startAirlock(
+      `pypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [{ name: disk }]\n`,
+      { dataDir: join(mnt, 'data') },
+    );
   });
 
   afterAll(async () => {
@@ -350,7 +363,9 @@ describe('fault suite: a full disk fails closed', () => {
     expect(readdirSync(join(mnt, 'data', 'spool'))).toEqual([]);
     const health = await fetch(`${a.url}/-/healthz`);
     const warmServed = w2.status === 200 && w2.complete;
-    console.log(`full disk: warm pull ${warmServed ? 'served (its record written)' : `withheld (status ${w2.status}, ${w2.body.length} of ${warm.bytes.length} bytes)`}; cold pull ${c.status} ${c.complete ? 'complete' : 'refused or cut'}; health ${health.status}`);
+    console.log(
+      `full disk: warm pull ${warmServed ? 'served (its record written)' : `withheld (status ${w2.status}, ${w2.body.length} of ${warm.bytes.length} bytes)`}; cold pull ${c.status} ${c.complete ? 'complete' : 'refused or cut'}; health ${health.status}`,
+    );
     if (a.airlock.recorder.health()) expect(health.status).toBe(503);
 
     // Space again: pulls work, health is green once a record is written, the chain holds.
@@ -380,7 +395,10 @@ describe('fault suite: kill -9 during fills and a burst', () => {
     for (const f of [...files, hot]) index.add('crash', f);
     dir = mkdtempSync(join(tmpdir(), 'airlock-crash-'));
     config = join(dir, 'airlock.yaml');
-    writeFileSync(config, `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nauth: { admin: open }\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [{ name: crash }]\n`);
+    writeFileSync(
+      config,
+      `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nauth: { admin: open }\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [{ name: crash }]\n`,
+    );
   });
 
   afterAll(async () => {
@@ -394,7 +412,10 @@ describe('fault suite: kill -9 during fills and a burst', () => {
       expect((await rawGet(at(first.port, hot))).complete).toBe(true);
       index.throttle = 2 << 20;
       // Five cold fills under way, and a burst of warm pulls with their records being written.
-      const inflight = [...files.map((f) => rawGet(at(first.port, f)).catch(() => null)), ...Array.from({ length: 40 }, () => rawGet(at(first.port, hot)).catch(() => null))];
+      const inflight = [
+        ...files.map((f) => rawGet(at(first.port, f)).catch(() => null)),
+        ...Array.from({ length: 40 }, () => rawGet(at(first.port, hot)).catch(() => null)),
+      ];
       await new Promise((r) => setTimeout(r, 800));
       first.proc.kill('SIGKILL');
       await Promise.all(inflight);
@@ -424,7 +445,10 @@ describe('fault suite: kill -9 during fills and a burst', () => {
   it('on SIGTERM stops accepting, lets a transfer finish within the grace, cuts one that would not, and exits cleanly', async () => {
     const run = async (grace: number) => {
       const file = join(dir, `grace-${grace}.yaml`);
-      writeFileSync(file, `listen: 127.0.0.1:0\ndata_dir: ${join(dir, `grace-${grace}`)}\nshutdown_grace: ${grace}\nauth: { admin: open }\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [{ name: crash }]\n`);
+      writeFileSync(
+        file,
+        `listen: 127.0.0.1:0\ndata_dir: ${join(dir, `grace-${grace}`)}\nshutdown_grace: ${grace}\nauth: { admin: open }\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [{ name: crash }]\n`,
+      );
       const srv = await serve(file);
       const u = `http://127.0.0.1:${srv.port}/pypi/files/crash/${files[0].filename}`;
       expect((await rawGet(`http://127.0.0.1:${srv.port}/-/readyz`)).status).toBe(200);
@@ -436,7 +460,10 @@ describe('fault suite: kill -9 during fills and a burst', () => {
         // Once the signal is handled, new connections are refused (polled: a loaded machine takes a moment).
         let late = 'answered';
         for (let i = 0; i < 60 && late === 'answered'; i++) {
-          late = await rawGet(`http://127.0.0.1:${srv.port}/-/healthz`).then(() => 'answered', () => 'refused');
+          late = await rawGet(`http://127.0.0.1:${srv.port}/-/healthz`).then(
+            () => 'answered',
+            () => 'refused',
+          );
           if (late === 'answered') await new Promise((r) => setTimeout(r, 50));
         }
         const r = await transfer;

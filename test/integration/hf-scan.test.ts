@@ -62,7 +62,11 @@ ${hfUpstream(hub)}policy:
     const recs = await records(a, 'ecosystem=hf&decision=allow');
     const rec = recs.find((r) => r.filename === 'pytorch_model.bin');
     const scan = JSON.parse(rec.scan);
-    expect(scan).toMatchObject({ format: 'torch-zip', verdict: 'allow', globals: ['collections.OrderedDict', 'torch.FloatStorage', 'torch._utils._rebuild_tensor_v2'] });
+    expect(scan).toMatchObject({
+      format: 'torch-zip',
+      verdict: 'allow',
+      globals: ['collections.OrderedDict', 'torch.FloatStorage', 'torch._utils._rebuild_tensor_v2'],
+    });
   });
 
   it('refuses a malicious checkpoint before any byte, naming the global, and caches nothing', async () => {

@@ -245,7 +245,11 @@ ${hfUpstream(hub)}policy:
       body: 'paths=config.json&paths=pytorch_model.bin&paths=nope&expand=true',
     });
     expect((await form.json()).map((e: { path: string }) => e.path)).toEqual(['config.json']);
-    const js = await fetch(hf('api/models/acme/tiny/paths-info/main'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ paths: ['model.safetensors'], expand: true }) });
+    const js = await fetch(hf('api/models/acme/tiny/paths-info/main'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ paths: ['model.safetensors'], expand: true }),
+    });
     const [e] = await js.json();
     expect(e.lfs.oid).toBe(sha256hex(weights));
     expect(e.xetHash).toBeUndefined();

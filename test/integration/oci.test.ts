@@ -85,7 +85,8 @@ policy:
   });
 
   const v2url = (p: string) => `${a.url}/v2/${p}`;
-  const manifestOf = (repo: string, ref: string, init: RequestInit = {}) => fetch(v2url(`${repo}/manifests/${ref}`), { ...init, headers: { accept: ACCEPT, ...(init.headers ?? {}) } });
+  const manifestOf = (repo: string, ref: string, init: RequestInit = {}) =>
+    fetch(v2url(`${repo}/manifests/${ref}`), { ...init, headers: { accept: ACCEPT, ...(init.headers ?? {}) } });
 
   it('answers the version check like a registry', async () => {
     for (const p of ['/v2/', '/v2']) {
@@ -395,4 +396,3 @@ describe('registry token flow', () => {
     await http.close();
   });
 });
-

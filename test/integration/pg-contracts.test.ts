@@ -52,9 +52,25 @@ describe('PostgreSQL: what SQLite cannot show', () => {
     const schema = `replicas_${process.pid}`;
     const replicas = await Promise.all([0, 1, 2].map(() => PgMetaStore.open(pgsrv.url, { schema, max: 4 })));
     opened.push(...replicas);
-    const row = (i: number, r: number) => ({ ts: 1_000 + i, client: `replica-${r}`, ecosystem: 'pypi' as const, name: 'x', cache: 'hit' as const, decision: 'allow' as const });
+    const row = (i: number, r: number) => ({
+      ts: 1_000 + i,
+      client: `replica-${r}`,
+      ecosystem: 'pypi' as const,
+      name: 'x',
+      cache: 'hit' as const,
+      decision: 'allow' as const,
+    });
     // 3 replicas x 40 batches of 5 rows, all at once.
-    await Promise.all(replicas.flatMap((s, r) => Array.from({ length: 40 }, (_, b) => appendPulls(s, Array.from({ length: 5 }, (_, i) => row(b * 5 + i, r))))));
+    await Promise.all(
+      replicas.flatMap((s, r) =>
+        Array.from({ length: 40 }, (_, b) =>
+          appendPulls(
+            s,
+            Array.from({ length: 5 }, (_, i) => row(b * 5 + i, r)),
+          ),
+        ),
+      ),
+    );
     const report = await verifyChain(replicas[0]);
     expect(report.rows).toBe(600);
     expect(report.problem).toBeUndefined();

@@ -31,7 +31,11 @@ describe('PyPI front-end against a local upstream', () => {
       .add('tinylib', { filename: 'evil-1.0-py3-none-any.whl', bytes: randomBytes(10) })
       .add('tinylib', { filename: wheel('tinylib', '1.1'), bytes: randomBytes(10), advertisedSha256: null })
       .add('biglib', { filename: wheel('biglib', '1.0'), bytes: big })
-      .add('tampered', { filename: wheel('tampered', '1.0'), bytes: evil, servedBytes: Buffer.concat([evil.subarray(0, 199_999), Buffer.from([evil[199_999] ^ 1])]) })
+      .add('tampered', {
+        filename: wheel('tampered', '1.0'),
+        bytes: evil,
+        servedBytes: Buffer.concat([evil.subarray(0, 199_999), Buffer.from([evil[199_999] ^ 1])]),
+      })
       .add('offsite', { filename: wheel('offsite', '1.0'), bytes: good, url: `http://localhost:${pub.port}/files/${wheel('offsite', '1.0')}` })
       .add('bounce', { filename: wheel('bounce', '1.0'), bytes: good, redirectTo: `http://localhost:${pub.port}/files/${wheel('bounce', '1.0')}` })
       .add('acme-utils', { filename: wheel('acme-utils', '99.0'), bytes: randomBytes(100) })
@@ -115,7 +119,9 @@ policy:
     expect(html).not.toContain('attacker');
     expect(html).not.toContain('<script');
     expect(html).not.toContain('<base');
-    expect(html).toContain(`<a href="../../files/tinylib/tinylib-1.0-py3-none-any.whl#sha256=${sha256(good)}" data-requires-python="&gt;=3.8" data-core-metadata="sha256=${sha256(md)}"`);
+    expect(html).toContain(
+      `<a href="../../files/tinylib/tinylib-1.0-py3-none-any.whl#sha256=${sha256(good)}" data-requires-python="&gt;=3.8" data-core-metadata="sha256=${sha256(md)}"`,
+    );
     expect(html).toContain('data-yanked="broken build"');
     expect(html).not.toContain('2.0');
   });
@@ -132,7 +138,9 @@ policy:
     const uv = 'application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01';
     expect((await fetch(`${a.url}/pypi/simple/tinylib/`, { headers: { accept: uv } })).headers.get('content-type')).toBe('application/vnd.pypi.simple.v1+json');
     const htmlFirst = 'application/vnd.pypi.simple.v1+json;q=0.5, application/vnd.pypi.simple.v1+html';
-    expect((await fetch(`${a.url}/pypi/simple/tinylib/`, { headers: { accept: htmlFirst } })).headers.get('content-type')).toBe('application/vnd.pypi.simple.v1+html; charset=utf-8');
+    expect((await fetch(`${a.url}/pypi/simple/tinylib/`, { headers: { accept: htmlFirst } })).headers.get('content-type')).toBe(
+      'application/vnd.pypi.simple.v1+html; charset=utf-8',
+    );
     const r406 = await fetch(`${a.url}/pypi/simple/tinylib/`, { headers: { accept: 'application/json' } });
     expect(r406.status).toBe(406);
     const fmt = await fetch(`${a.url}/pypi/simple/tinylib/?format=text/html`, { headers: { accept: PIP_ACCEPT } });
@@ -293,7 +301,14 @@ policy:
   });
 
   it('rejects traversal and odd names in file URLs', async () => {
-    for (const p of ['tinylib/..%2F..%2Fetc%2Fpasswd', 'tinylib/..%5C..%5Cx.whl', 'TinyLib/tinylib-1.0.tar.gz', 'tinylib/a%00b.whl', 'tinylib/' + 'a'.repeat(300) + '.whl', '..%2Ftinylib/x.whl']) {
+    for (const p of [
+      'tinylib/..%2F..%2Fetc%2Fpasswd',
+      'tinylib/..%5C..%5Cx.whl',
+      'TinyLib/tinylib-1.0.tar.gz',
+      'tinylib/a%00b.whl',
+      'tinylib/' + 'a'.repeat(300) + '.whl',
+      '..%2Ftinylib/x.whl',
+    ]) {
       const res = await rawGet(`${a.url}/pypi/files/${p}`);
       expect(res.status, p).toBe(400);
     }

@@ -17,7 +17,15 @@ describe('policy reload', () => {
     writeFileSync(cfg, base);
     writeFileSync(pol, 'pypi:\n  allow:\n    - { name: requests }\n');
     const lines: Record<string, unknown>[] = [];
-    const log = pino({ level: 'info' }, new Writable({ write(c, _e, cb) { lines.push(JSON.parse(String(c))); cb(); } }));
+    const log = pino(
+      { level: 'info' },
+      new Writable({
+        write(c, _e, cb) {
+          lines.push(JSON.parse(String(c)));
+          cb();
+        },
+      }),
+    );
     const { airlock, stop } = await startServer(loadConfig(cfg), { log, defaultMetrics: false });
     try {
       // A truncated write: refused, the old policy stays.
@@ -32,7 +40,9 @@ describe('policy reload', () => {
       expect(airlock.reloadPolicy()).toBe(true);
       const warns = lines.filter((l) => l.level === 40).map((l) => l.msg);
       expect(warns).toContain('the reloaded policy allows nothing: every pull is refused');
-      expect(lines.find((l) => l.msg === 'configuration changes outside the policy need a restart; they were not applied')).toMatchObject({ changed: ['auth.admin'] });
+      expect(lines.find((l) => l.msg === 'configuration changes outside the policy need a restart; they were not applied')).toMatchObject({
+        changed: ['auth.admin'],
+      });
     } finally {
       await stop();
     }

@@ -126,7 +126,9 @@ policy:
       const filler = results.find((r) => r.headers['x-airlock-cache'] === 'miss')!;
       const others = results.filter((r) => r.replica !== filler.replica);
       expect(others.every((r) => r.headers['x-airlock-cache'] === 'hit')).toBe(true);
-      console.log(`fleet: 16 clients on 2 replicas, 1 upstream fetch; the filling replica's clients done in ${Math.max(...results.filter((r) => r.replica === filler.replica).map((r) => r.ms))} ms, the other's in ${Math.max(...others.map((r) => r.ms))} ms (they wait for the commit, then read the shared store)`);
+      console.log(
+        `fleet: 16 clients on 2 replicas, 1 upstream fetch; the filling replica's clients done in ${Math.max(...results.filter((r) => r.replica === filler.replica).map((r) => r.ms))} ms, the other's in ${Math.max(...others.map((r) => r.ms))} ms (they wait for the commit, then read the shared store)`,
+      );
     } finally {
       index.throttle = 0;
     }
@@ -146,12 +148,16 @@ policy:
 
   it('airlock migrate moves an embedded record into PostgreSQL with its chain, tokens and advisories', async () => {
     // An embedded (SQLite) Airlock with some history.
-    const solo = await startAirlock(`pypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [{ name: shared }]\n`);
+    const solo = await startAirlock(
+      `pypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [{ name: shared }]\n`,
+    );
     for (const f of [wheel, small, wheel]) expect((await rawGet(url(solo, f))).complete).toBe(true);
     expect((await rawGet(`${solo.url}/pypi/files/shared/nope-1.0.tar.gz`)).status).toBeGreaterThanOrEqual(400);
     await solo.airlock.meta.createToken({ name: 'ci', hash: 'f'.repeat(64), admin: false });
     await solo.airlock.meta.revokeToken('ci');
-    await solo.airlock.meta.putAdvisories([{ id: 'PYSEC-0000-1', modified: '2026-01-01T00:00:00Z', record: JSON.stringify({ id: 'PYSEC-0000-1', modified: '2026-01-01T00:00:00Z', affected: [] }) }]);
+    await solo.airlock.meta.putAdvisories([
+      { id: 'PYSEC-0000-1', modified: '2026-01-01T00:00:00Z', record: JSON.stringify({ id: 'PYSEC-0000-1', modified: '2026-01-01T00:00:00Z', affected: [] }) },
+    ]);
     await solo.airlock.recorder.flush();
     const before = await verifyChain(solo.airlock.meta);
     await solo.stop();
@@ -172,7 +178,11 @@ policy:
   });
 
   it('offload.mode presigned: a warm hit is a redirect to a short-lived URL of the verified object, after the record', async () => {
-    const yaml = readFileSync(a.configFile, 'utf8').replace(/^listen: .*\n/m, '').replace(/^data_dir: .*\n/m, '').replace(/^log_level: .*\n/m, '').replace(/^auth:\n  admin: open\n/m, '');
+    const yaml = readFileSync(a.configFile, 'utf8')
+      .replace(/^listen: .*\n/m, '')
+      .replace(/^data_dir: .*\n/m, '')
+      .replace(/^log_level: .*\n/m, '')
+      .replace(/^auth:\n  admin: open\n/m, '');
     const c = await startAirlock(`${yaml}offload:\n  mode: presigned\n  presign_seconds: 60\n`);
     try {
       const res = await rawGet(url(c, wheel));

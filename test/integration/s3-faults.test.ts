@@ -77,7 +77,7 @@ policy:
     expect(again.complete && again.body.equals(files[1].bytes)).toBe(true);
   });
 
-  it('a store that keeps failing reads answers an error in the client\'s format; one that stalls is cut after storage.s3.timeout', async () => {
+  it("a store that keeps failing reads answers an error in the client's format; one that stalls is cut after storage.s3.timeout", async () => {
     expect((await pull(2)).complete).toBe(true);
     for (let k = 0; k < 8; k++) proxy.inject(key(2), '5xx');
     const failed = await pull(2);

@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { Advisories, cvss3BaseScore, inRange, refuses, type OsvRecord } from '../../src/policy/advisories.js';
 import { Policy } from '../../src/policy/index.js';
 
-const pypi = (name: string, extra: Partial<OsvRecord['affected'] extends (infer A)[] | undefined ? A : never>) => ({ package: { ecosystem: 'PyPI', name }, ...extra });
+const pypi = (name: string, extra: Partial<OsvRecord['affected'] extends (infer A)[] | undefined ? A : never>) => ({
+  package: { ecosystem: 'PyPI', name },
+  ...extra,
+});
 
 describe('OSV range semantics under PEP 440', () => {
   it('introduced / fixed with pre, post and dev releases', () => {
@@ -34,9 +37,22 @@ describe('OSV range semantics under PEP 440', () => {
   });
   it('matches exact versions (also non-PEP 440 ones), ignores withdrawn records, and blocks MAL- hashes', () => {
     const adv = new Advisories([
-      { id: 'PYSEC-1', aliases: ['CVE-2099-1'], affected: [pypi('Foo_Bar', { versions: ['1.0-legacy'], ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '2.0' }, { fixed: '2.5' }] }] })] },
+      {
+        id: 'PYSEC-1',
+        aliases: ['CVE-2099-1'],
+        affected: [pypi('Foo_Bar', { versions: ['1.0-legacy'], ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '2.0' }, { fixed: '2.5' }] }] })],
+      },
       { id: 'GHSA-old', withdrawn: '2026-01-01T00:00:00Z', affected: [pypi('foo-bar', { versions: ['3.0'] })] },
-      { id: 'MAL-2026-1', summary: 'Malicious code in reqeusts (PyPI)', affected: [pypi('reqeusts', { versions: ['1.0'], database_specific: { indicators: { package_integrity: [{ filename: 'x.whl', hashes: { sha256: 'a'.repeat(64) } }] } } })] },
+      {
+        id: 'MAL-2026-1',
+        summary: 'Malicious code in reqeusts (PyPI)',
+        affected: [
+          pypi('reqeusts', {
+            versions: ['1.0'],
+            database_specific: { indicators: { package_integrity: [{ filename: 'x.whl', hashes: { sha256: 'a'.repeat(64) } }] } },
+          }),
+        ],
+      },
     ]);
     expect(adv.matchPypi('foo.bar', '1.0-legacy').map((m) => m.id)).toEqual(['PYSEC-1']);
     expect(adv.matchPypi('FOO-BAR', '2.4.9').map((m) => m.id)).toEqual(['PYSEC-1']);
@@ -63,7 +79,14 @@ describe('severity and the refusal level', () => {
     expect(refuses('critical', high)).toBe(false);
     expect(refuses('none', mal)).toBe(true);
     const p = new Policy({ advisories: { refuse: 'high' } }).withAdvisories(
-      new Advisories([{ id: 'GHSA-1', database_specific: { severity: 'MODERATE' }, affected: [pypi('lib', { versions: ['1.0'] })] }, { id: 'GHSA-2', severity: [{ type: 'CVSS_V3', score: 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H' }], affected: [pypi('lib', { versions: ['2.0'] })] }]),
+      new Advisories([
+        { id: 'GHSA-1', database_specific: { severity: 'MODERATE' }, affected: [pypi('lib', { versions: ['1.0'] })] },
+        {
+          id: 'GHSA-2',
+          severity: [{ type: 'CVSS_V3', score: 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H' }],
+          affected: [pypi('lib', { versions: ['2.0'] })],
+        },
+      ]),
     );
     expect(p.pypiAdvisory('lib', '1.0')).toBeNull();
     expect(p.pypiAdvisory('lib', '2.0')?.reason).toMatch(/lib 2\.0 is affected by GHSA-2, severity CRITICAL 9\.8 \(policy advisories\.refuse: high\)/);

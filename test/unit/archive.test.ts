@@ -35,8 +35,15 @@ describe('archives are opened and every member judged', () => {
   afterEach(() => Object.assign(ARCHIVE_LIMITS, saved));
 
   it('a malicious pickle in a tar is refused with the member named, under any compression', async () => {
-    const t = await makeTar([{ name: 'a/ok.txt', data: Buffer.from('hello\n') }, { name: 'a/sample.pyd', data: hex(R.R2) }]);
-    for (const [label, bytes] of [['tar', t], ['tar.gz', gzipSync(t)], ['tar.zst', await zstd(t)]] as const) {
+    const t = await makeTar([
+      { name: 'a/ok.txt', data: Buffer.from('hello\n') },
+      { name: 'a/sample.pyd', data: hex(R.R2) },
+    ]);
+    for (const [label, bytes] of [
+      ['tar', t],
+      ['tar.gz', gzipSync(t)],
+      ['tar.zst', await zstd(t)],
+    ] as const) {
       const r = await judge(bytes as Buffer, `data.${label}`);
       expect(r.allow).toBe(false);
       expect(r.reason).toMatch(/posix\.system \(in member a\/sample\.pyd\)/);
@@ -54,9 +61,20 @@ describe('archives are opened and every member judged', () => {
   });
   it('refuses members that escape the archive or are not files', async () => {
     expect((await judge(await makeTar([{ name: '../evil.sh', data: Buffer.from('x') }]))).reason).toMatch(/escapes the archive/);
-    expect((await judge(await makeTar([{ name: 'link', type: 'symlink', linkname: '/etc/passwd' }]))).reason).toMatch(/links to "\/etc\/passwd", outside the archive/);
+    expect((await judge(await makeTar([{ name: 'link', type: 'symlink', linkname: '/etc/passwd' }]))).reason).toMatch(
+      /links to "\/etc\/passwd", outside the archive/,
+    );
     expect((await judge(await makeTar([{ name: 'a/link', type: 'symlink', linkname: '../../x' }]))).reason).toMatch(/outside the archive/);
-    expect((await judge(await makeTar([{ name: 'a/link', type: 'symlink', linkname: '../b/c' }, { name: 'b/c', data: Buffer.from('ok') }]))).allow).toBe(true);
+    expect(
+      (
+        await judge(
+          await makeTar([
+            { name: 'a/link', type: 'symlink', linkname: '../b/c' },
+            { name: 'b/c', data: Buffer.from('ok') },
+          ]),
+        )
+      ).allow,
+    ).toBe(true);
     expect((await judge(await makeTar([{ name: 'pipe', type: 'fifo' }]))).reason).toMatch(/is a fifo/);
   });
   it('stops decompression bombs at the expansion limit', async () => {
@@ -95,9 +113,15 @@ describe('archives are opened and every member judged', () => {
 describe('archives too large to hold are walked as they stream', () => {
   it('a tar inside a tar, over the member limit, is opened whole: its last member is judged', async () => {
     const filler = Buffer.alloc((64 << 20) + 4096, 0x20);
-    const benignInner = await makeTar([{ name: 'big.txt', data: filler }, { name: 'ok.json', data: Buffer.from('{}') }]);
+    const benignInner = await makeTar([
+      { name: 'big.txt', data: filler },
+      { name: 'ok.json', data: Buffer.from('{}') },
+    ]);
     expect((await judge(await makeTar([{ name: 'inner.tar', data: benignInner }]))).allow).toBe(true);
-    const evilInner = await makeTar([{ name: 'big.txt', data: filler }, { name: 'late.pkl', data: hex(R.R2) }]);
+    const evilInner = await makeTar([
+      { name: 'big.txt', data: filler },
+      { name: 'late.pkl', data: hex(R.R2) },
+    ]);
     const r = await judge(await makeTar([{ name: 'inner.tar', data: evilInner }]));
     expect(r.reason).toMatch(/posix\.system \(in member inner\.tar\/late\.pkl\)/);
   });

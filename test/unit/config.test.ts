@@ -59,14 +59,18 @@ describe('configuration loading', () => {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-cfg-'));
     writeFileSync(join(dir, 'policy.yaml'), 'pypi:\n  allow:\n    - { name: x, version: "1" }\n');
     writeFileSync(join(dir, 'airlock.yaml'), 'policy_file: policy.yaml\n');
-    expect(errorOf(join(dir, 'airlock.yaml'))).toBe(`${join(dir, 'policy.yaml')}:3: pypi.allow[0].version: unknown key "version" (expected one of the documented keys; see README "Configuration")`);
+    expect(errorOf(join(dir, 'airlock.yaml'))).toBe(
+      `${join(dir, 'policy.yaml')}:3: pypi.allow[0].version: unknown key "version" (expected one of the documented keys; see README "Configuration")`,
+    );
   });
   it('refuses an empty or comments-only policy file (it would refuse every pull), and accepts {} said on purpose', () => {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-cfg-'));
     writeFileSync(join(dir, 'airlock.yaml'), 'policy_file: policy.yaml\n');
     for (const text of ['', '\n\n', '# all pins moved elsewhere\n  # indented\n']) {
       writeFileSync(join(dir, 'policy.yaml'), text);
-      expect(errorOf(join(dir, 'airlock.yaml'))).toBe(`${join(dir, 'policy.yaml')}: the policy file is empty (or only comments): it would refuse every pull; write {} to mean that on purpose`);
+      expect(errorOf(join(dir, 'airlock.yaml'))).toBe(
+        `${join(dir, 'policy.yaml')}: the policy file is empty (or only comments): it would refuse every pull; write {} to mean that on purpose`,
+      );
     }
     writeFileSync(join(dir, 'policy.yaml'), '# nothing is allowed, on purpose\n{}\n');
     expect(loadConfig(join(dir, 'airlock.yaml')).policy.pypi.size).toBe(0);
@@ -100,16 +104,22 @@ describe('OCI configuration and policy', () => {
   });
   it('refuses a repository on a registry that is not configured', () => {
     const f = write(`policy:\n  oci:\n    allow:\n      - repository: registry.corp/team/app\n        digests: ["${D}"]\n`);
-    expect(errorOf(f)).toBe(`${f}:4: policy.oci.allow[0].repository: registry registry.corp is not configured in oci.registries (docker.io, ghcr.io, quay.io, nvcr.io)`);
+    expect(errorOf(f)).toBe(
+      `${f}:4: policy.oci.allow[0].repository: registry registry.corp is not configured in oci.registries (docker.io, ghcr.io, quay.io, nvcr.io)`,
+    );
   });
   it('refuses a default registry that is not configured, and unset credential variables', () => {
     expect(errorOf(write(`oci:\n  default_registry: nope.io\n`))).toMatch(/:2: oci.default_registry: "nope.io" is not one of oci.registries/);
-    const f = write(`oci:\n  registries:\n    docker.io:\n      url: https://registry-1.docker.io\n      username_env: AIRLOCK_TEST_UNSET_USER\n      password_env: AIRLOCK_TEST_UNSET_PASS\n`);
+    const f = write(
+      `oci:\n  registries:\n    docker.io:\n      url: https://registry-1.docker.io\n      username_env: AIRLOCK_TEST_UNSET_USER\n      password_env: AIRLOCK_TEST_UNSET_PASS\n`,
+    );
     expect(errorOf(f)).toBe(`${f}:5: oci.registries.docker.io.username_env: environment variable AIRLOCK_TEST_UNSET_USER is not set`);
     const ok = loadConfig(f, { AIRLOCK_TEST_UNSET_USER: 'u', AIRLOCK_TEST_UNSET_PASS: 'p' });
     expect(ok.config.oci.registries['docker.io'].username_env).toBe('AIRLOCK_TEST_UNSET_USER');
   });
   it('refuses a registry URL that includes /v2/', () => {
-    expect(errorOf(write(`oci:\n  registries:\n    r.io: { url: "https://r.io/v2/" }\n  default_registry: r.io\n`))).toMatch(/oci.registries.r.io.url: give the registry root, without \/v2\//);
+    expect(errorOf(write(`oci:\n  registries:\n    r.io: { url: "https://r.io/v2/" }\n  default_registry: r.io\n`))).toMatch(
+      /oci.registries.r.io.url: give the registry root, without \/v2\//,
+    );
   });
 });

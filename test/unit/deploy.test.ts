@@ -27,7 +27,12 @@ describe('deploy/', () => {
   });
 
   it('Kubernetes: the ConfigMap validates, the Secret provides what it names, the probes are readyz and a socket', () => {
-    const docs = jsYaml.loadAll(readFileSync(join(root, 'deploy', 'kubernetes', 'airlock.yaml'), 'utf8')) as { kind: string; data?: Record<string, string>; stringData?: Record<string, string>; spec?: any }[];
+    const docs = jsYaml.loadAll(readFileSync(join(root, 'deploy', 'kubernetes', 'airlock.yaml'), 'utf8')) as {
+      kind: string;
+      data?: Record<string, string>;
+      stringData?: Record<string, string>;
+      spec?: any;
+    }[];
     const cm = docs.find((d) => d.kind === 'ConfigMap')!;
     const dir = mkdtempSync(join(tmpdir(), 'airlock-k8s-'));
     for (const [name, body] of Object.entries(cm.data!)) writeFileSync(join(dir, name), body);

@@ -48,7 +48,7 @@ function collect(r: Readable): { data: () => Buffer; done: Promise<Error | null>
 const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
 /** Wait until `cond` holds (a loaded machine may take longer than a tick to spool and serve), at most 5 s. */
 async function until(cond: () => boolean): Promise<void> {
-  for (const end = Date.now() + 5000; !cond() && Date.now() < end; ) await tick(10);
+  for (const end = Date.now() + 5000; !cond() && Date.now() < end;) await tick(10);
 }
 
 describe('verified fill', () => {
@@ -414,7 +414,10 @@ describe('verified fill', () => {
     expect((await third).cache).toBe('miss');
     // A fourth that waits longer than queue_wait is refused.
     const fourth = randomBytes(1000);
-    await expect(cache.fetch({ sha256: sha(fourth), size: 1000, open: controlled(1000).open }, undefined, { client: 'ci-bot' })).rejects.toMatchObject({ code: 'TOO_MANY_REQUESTS', status: 429 });
+    await expect(cache.fetch({ sha256: sha(fourth), size: 1000, open: controlled(1000).open }, undefined, { client: 'ci-bot' })).rejects.toMatchObject({
+      code: 'TOO_MANY_REQUESTS',
+      status: 429,
+    });
     // Joining a download under way takes no slot.
     expect((await fetchFor(1, 'ci-bot')).cache).toBe('join');
   });

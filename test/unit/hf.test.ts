@@ -12,7 +12,14 @@ const none = () => false;
 
 describe('Hub URL parsing', () => {
   it('finds the marker instead of counting segments', () => {
-    expect(parseHfPath('gpt2/resolve/main/config.json', none)).toEqual({ kind: 'resolve', type: 'model', repo: 'gpt2', revision: 'main', path: 'config.json', raw: false });
+    expect(parseHfPath('gpt2/resolve/main/config.json', none)).toEqual({
+      kind: 'resolve',
+      type: 'model',
+      repo: 'gpt2',
+      revision: 'main',
+      path: 'config.json',
+      raw: false,
+    });
     expect(parseHfPath('org/m/resolve/main/sub/dir/w.bin', none)).toMatchObject({ repo: 'org/m', path: 'sub/dir/w.bin' });
     expect(parseHfPath('datasets/org/d/resolve/v1/data/train.parquet', none)).toMatchObject({ type: 'dataset', repo: 'org/d', revision: 'v1' });
     expect(parseHfPath('org/m/raw/main/README.md', none)).toMatchObject({ kind: 'resolve', raw: true });
@@ -45,7 +52,9 @@ describe('Hub URL parsing', () => {
   });
   it('reads the next link of a Link header', () => {
     const base = new URL('https://hub.example/api/models/x/tree/main');
-    expect(nextLink('<https://hub.example/api/models/x/tree/main?cursor=abc>; rel="next"', base)!.href).toBe('https://hub.example/api/models/x/tree/main?cursor=abc');
+    expect(nextLink('<https://hub.example/api/models/x/tree/main?cursor=abc>; rel="next"', base)!.href).toBe(
+      'https://hub.example/api/models/x/tree/main?cursor=abc',
+    );
     expect(nextLink('<https://hub.example/p?a=1>; rel="prev", </q?cursor=2>; rel="next"', base)!.href).toBe('https://hub.example/q?cursor=2');
     expect(nextLink(undefined, base)).toBeUndefined();
   });

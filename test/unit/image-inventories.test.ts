@@ -64,7 +64,9 @@ describe('image inventories', () => {
     const { inv, meta } = await setup();
     const tampered = layerOf(debianBase({ 'etc/motd': 'tampered\n' }));
     const up = upstream(tampered);
-    await expect(inv.inventory(`sha256:${'c'.repeat(64)}`, [{ digest, size: tampered.length }], () => up.open)).rejects.toThrow(/upstream bytes have sha256:[0-9a-f]{64}, expected sha256:/);
+    await expect(inv.inventory(`sha256:${'c'.repeat(64)}`, [{ digest, size: tampered.length }], () => up.open)).rejects.toThrow(
+      /upstream bytes have sha256:[0-9a-f]{64}, expected sha256:/,
+    );
     expect(await meta.inventories.getLayerFacts(sha(layer))).toBeNull();
     expect(await meta.inventories.getInventory(`sha256:${'c'.repeat(64)}`)).toBeNull();
   });

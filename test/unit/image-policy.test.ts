@@ -23,9 +23,26 @@ const records: OsvRecord[] = [
   // Withdrawn: never matches.
   debian('DEBIAN-CVE-2026-0004', 'openssl', '9.9', { withdrawn: '2026-11-02T00:00:00Z', severity: [{ type: 'CVSS_V3', score: CRIT }] }),
   // Another release of Debian: does not match a Debian 12 image.
-  { id: 'DEBIAN-CVE-2026-0005', affected: [{ package: { ecosystem: 'Debian:11', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '9' }] }] }], severity: [{ type: 'CVSS_V3', score: CRIT }] },
-  { id: 'ALPINE-CVE-2026-0006', upstream: ['CVE-2026-0006'], affected: [{ package: { ecosystem: 'Alpine:v3.20', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.3.1-r0' }] }] }], severity: [{ type: 'CVSS_V3', score: CRIT }] },
-  { id: 'GHSA-aaaa-bbbb-cccc', aliases: ['CVE-2026-0007'], summary: 'urllib3 leaks', database_specific: { severity: 'HIGH' }, affected: [{ package: { ecosystem: 'PyPI', name: 'urllib3' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '2.0.0' }, { fixed: '2.9.0' }] }] }] },
+  {
+    id: 'DEBIAN-CVE-2026-0005',
+    affected: [{ package: { ecosystem: 'Debian:11', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '9' }] }] }],
+    severity: [{ type: 'CVSS_V3', score: CRIT }],
+  },
+  {
+    id: 'ALPINE-CVE-2026-0006',
+    upstream: ['CVE-2026-0006'],
+    affected: [
+      { package: { ecosystem: 'Alpine:v3.20', name: 'openssl' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.3.1-r0' }] }] },
+    ],
+    severity: [{ type: 'CVSS_V3', score: CRIT }],
+  },
+  {
+    id: 'GHSA-aaaa-bbbb-cccc',
+    aliases: ['CVE-2026-0007'],
+    summary: 'urllib3 leaks',
+    database_specific: { severity: 'HIGH' },
+    affected: [{ package: { ecosystem: 'PyPI', name: 'urllib3' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '2.0.0' }, { fixed: '2.9.0' }] }] }],
+  },
 ];
 
 const debImage: InventoryView = {
@@ -78,7 +95,14 @@ describe('the image gate', () => {
   });
 
   it('an exception by alias waives a finding until it expires, and only where it says', () => {
-    const ex = (extra: object) => policy({ refuse: 'critical', exceptions: [{ id: 'CVE-2026-0001', reason: 'not reachable', expires: '2026-12-31', ...extra }, { id: 'DEBIAN-CVE-2026-0003', reason: 'no fix', expires: '2026-12-31' }] });
+    const ex = (extra: object) =>
+      policy({
+        refuse: 'critical',
+        exceptions: [
+          { id: 'CVE-2026-0001', reason: 'not reachable', expires: '2026-12-31', ...extra },
+          { id: 'DEBIAN-CVE-2026-0003', reason: 'no fix', expires: '2026-12-31' },
+        ],
+      });
     const ok = ex({}).judgeImage(REPO, [DIGEST], debImage, NOW);
     expect(ok.decision.allow).toBe(true);
     expect(ok.findings[0].excepted).toMatch(/advisories.exceptions\[0\]: not reachable \(until 2026-12-31\)/);
@@ -95,10 +119,19 @@ describe('the image gate', () => {
 
   it('refuses (by default) what it cannot judge: an unread database, an OS with no advisories imported', () => {
     const p = policy({ refuse: 'critical' });
-    const bdb = p.judgeImage(REPO, [DIGEST], { ...alpineImage, packages: [], unreadable: ['var/lib/rpm/Packages is an rpm database in the BerkeleyDB format'] }, NOW);
+    const bdb = p.judgeImage(
+      REPO,
+      [DIGEST],
+      { ...alpineImage, packages: [], unreadable: ['var/lib/rpm/Packages is an rpm database in the BerkeleyDB format'] },
+      NOW,
+    );
     expect(bdb.decision.allow).toBe(false);
     expect(!bdb.decision.allow && bdb.decision.code).toBe('unjudged');
-    const ubuntu: InventoryView = { os: { id: 'ubuntu', ecosystem: 'Ubuntu:22.04:LTS' }, packages: [{ type: 'deb', name: 'bash', version: '5.1-6ubuntu1', source: 'bash', location: 'var/lib/dpkg/status' }], unreadable: [] };
+    const ubuntu: InventoryView = {
+      os: { id: 'ubuntu', ecosystem: 'Ubuntu:22.04:LTS' },
+      packages: [{ type: 'deb', name: 'bash', version: '5.1-6ubuntu1', source: 'bash', location: 'var/lib/dpkg/status' }],
+      unreadable: [],
+    };
     const u = p.judgeImage(REPO, [DIGEST], ubuntu, NOW);
     expect(!u.decision.allow && u.decision.reason).toMatch(/no advisories for Ubuntu:22.04:LTS are imported/);
     expect(policy({ refuse: 'critical', images: { unjudged: 'allow' } }).judgeImage(REPO, [DIGEST], ubuntu, NOW).decision.allow).toBe(true);
@@ -107,7 +140,12 @@ describe('the image gate', () => {
   it('Alpine packages match in Alpine order by origin; a clean image passes', () => {
     const v = policy({ refuse: 'critical' }).judgeImage(REPO, [DIGEST], alpineImage, NOW);
     expect(v.findings.map((f) => f.id)).toEqual(['ALPINE-CVE-2026-0006']);
-    const clean = policy({ refuse: 'critical' }).judgeImage(REPO, [DIGEST], { ...alpineImage, packages: [{ ...alpineImage.packages[0], version: '3.3.1-r0' }] }, NOW);
+    const clean = policy({ refuse: 'critical' }).judgeImage(
+      REPO,
+      [DIGEST],
+      { ...alpineImage, packages: [{ ...alpineImage.packages[0], version: '3.3.1-r0' }] },
+      NOW,
+    );
     expect(clean.decision.allow).toBe(true);
     expect(clean.findings).toEqual([]);
   });

@@ -43,8 +43,16 @@ describe('image inventory from real package databases', () => {
       .filter((p) => !new RegExp(`^Package: ${gone.replace(/[.+]/g, '\\$&')}$`, 'm').test(p))
       .map((p) => (new RegExp(`^Package: ${up.replace(/[.+]/g, '\\$&')}$`, 'm').test(p) ? p.replace(/^Version: (.*)$/m, 'Version: 99:$1') : p))
       .join('\n\n');
-    const base = debianBase({ [SITE]: { copyDir: join(FIXTURES, 'python/site-packages') }, 'opt/app/lib/old-1.0.dist-info/METADATA': 'Name: old\nVersion: 1.0\n' });
-    const upper = rootfs({ 'var/lib/dpkg/status': upgraded, [`${SITE}/.wh.idna-3.20.dist-info`]: '', 'opt/app/.wh..wh..opq': '', 'opt/app/lib/new-2.0.dist-info/METADATA': 'Name: New\nVersion: 2.0\n' });
+    const base = debianBase({
+      [SITE]: { copyDir: join(FIXTURES, 'python/site-packages') },
+      'opt/app/lib/old-1.0.dist-info/METADATA': 'Name: old\nVersion: 1.0\n',
+    });
+    const upper = rootfs({
+      'var/lib/dpkg/status': upgraded,
+      [`${SITE}/.wh.idna-3.20.dist-info`]: '',
+      'opt/app/.wh..wh..opq': '',
+      'opt/app/lib/new-2.0.dist-info/METADATA': 'Name: New\nVersion: 2.0\n',
+    });
     const lower = await read(layerOf(base));
     const top = await read(layerOf(upper, 'zstd'));
     expect(top.whiteouts).toEqual([`${SITE}/idna-3.20.dist-info`]);
@@ -57,7 +65,11 @@ describe('image inventory from real package databases', () => {
     expect(deb(after, up)!.version).toMatch(/^99:/);
     expect(deb(before, gone)).toBeDefined();
     expect(deb(after, gone)).toBeUndefined();
-    const py = (inv: typeof after) => inv.packages.filter((p) => p.type === 'pypi').map((p) => `${p.name}==${p.version}`).sort();
+    const py = (inv: typeof after) =>
+      inv.packages
+        .filter((p) => p.type === 'pypi')
+        .map((p) => `${p.name}==${p.version}`)
+        .sort();
     expect(py(before)).toEqual(['idna==3.20', 'old==1.0', 'urllib3==2.8.0']);
     expect(py(after)).toEqual(['new==2.0', 'urllib3==2.8.0']);
     // The other order: the lower layer's files come back only where nothing above deletes them.
@@ -82,18 +94,33 @@ describe('image inventory from real package databases', () => {
   });
 
   it('says which databases it cannot read (BerkeleyDB rpm), and an os-release as Alpine writes it', async () => {
-    const root = rootfs({ 'var/lib/rpm/Packages': Buffer.alloc(4096), 'etc/os-release': readFileSync(join(FIXTURES, 'alpine/os-release')), 'lib/apk/db/installed': readFileSync(join(FIXTURES, 'alpine/installed')) });
+    const root = rootfs({
+      'var/lib/rpm/Packages': Buffer.alloc(4096),
+      'etc/os-release': readFileSync(join(FIXTURES, 'alpine/os-release')),
+      'lib/apk/db/installed': readFileSync(join(FIXTURES, 'alpine/installed')),
+    });
     const inv = applyLayers([await read(layerOf(root))]);
     expect(inv.unreadable).toHaveLength(1);
     expect(inv.unreadable[0]).toMatch(/var\/lib\/rpm\/Packages.*BerkeleyDB/);
     expect(inv.os).toMatchObject({ id: 'alpine', versionId: '3.20.0', ecosystem: 'Alpine:v3.20' });
-    expect(inv.packages.filter((p) => p.type === 'apk').map((p) => `${p.name} ${p.version} ${p.source}`)).toEqual(['musl 1.2.5-r0 musl', 'libcrypto3 3.3.0-r2 openssl', 'busybox 1.36.1-r28 busybox']);
+    expect(inv.packages.filter((p) => p.type === 'apk').map((p) => `${p.name} ${p.version} ${p.source}`)).toEqual([
+      'musl 1.2.5-r0 musl',
+      'libcrypto3 3.3.0-r2 openssl',
+      'busybox 1.36.1-r28 busybox',
+    ]);
   });
 
   it('reads distroless status.d files, and is not fooled by a blob that is not a layer', async () => {
-    const root = rootfs({ 'var/lib/dpkg/status.d/base-files': 'Package: base-files\nVersion: 12.4+deb12u5\nArchitecture: amd64\n', 'var/lib/dpkg/status.d/libssl3': 'Package: libssl3\nSource: openssl\nVersion: 3.0.11-1~deb12u2\nArchitecture: amd64\n', 'var/lib/dpkg/status.d/libssl3.md5sums': 'x' });
+    const root = rootfs({
+      'var/lib/dpkg/status.d/base-files': 'Package: base-files\nVersion: 12.4+deb12u5\nArchitecture: amd64\n',
+      'var/lib/dpkg/status.d/libssl3': 'Package: libssl3\nSource: openssl\nVersion: 3.0.11-1~deb12u2\nArchitecture: amd64\n',
+      'var/lib/dpkg/status.d/libssl3.md5sums': 'x',
+    });
     const inv = applyLayers([await read(layerOf(root))]);
-    expect(inv.packages.map((p) => `${p.name} ${p.version} ${p.source}`).sort()).toEqual(['base-files 12.4+deb12u5 base-files', 'libssl3 3.0.11-1~deb12u2 openssl']);
+    expect(inv.packages.map((p) => `${p.name} ${p.version} ${p.source}`).sort()).toEqual([
+      'base-files 12.4+deb12u5 base-files',
+      'libssl3 3.0.11-1~deb12u2 openssl',
+    ]);
     const config = await read(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux' })));
     expect(config.tar).toBe(false);
   });

@@ -11,7 +11,8 @@ describe('glibc malloc settings (issue 17)', () => {
     expect(readFileSync(join(root, 'Dockerfile'), 'utf8')).toContain(`GLIBC_TUNABLES=${MALLOC_TUNABLES} `);
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
     expect(pkg.scripts.start.startsWith(`GLIBC_TUNABLES=${MALLOC_TUNABLES} node `)).toBe(true);
-    for (const b of ['cold-peers.mjs', 'run.mjs', 'profile-cold.mjs']) expect(readFileSync(join(root, 'bench', b), 'utf8')).toContain("import(join(ROOT, 'dist', 'obs', 'malloc.js'))");
+    for (const b of ['cold-peers.mjs', 'run.mjs', 'profile-cold.mjs'])
+      expect(readFileSync(join(root, 'bench', b), 'utf8')).toContain("import(join(ROOT, 'dist', 'obs', 'malloc.js'))");
   });
 
   it('the settings are ones this glibc accepts: a process started with them reads them back', () => {

@@ -36,7 +36,9 @@ describe('OCI grammar', () => {
     expect(checkDigest('nonsense').ok).toBe(false);
   });
   it('reads manifests and indexes, refusing schema1, foreign layers and type mismatches', () => {
-    const m = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.dockerManifest, config: { digest: A, size: 10 }, layers: [{ digest: B, size: 20 }] }));
+    const m = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: MT.dockerManifest, config: { digest: A, size: 10 }, layers: [{ digest: B, size: 20 }] }),
+    );
     expect(parseManifest(m, MT.dockerManifest)).toEqual({
       mediaType: MT.dockerManifest,
       isIndex: false,
@@ -49,7 +51,14 @@ describe('OCI grammar', () => {
     expect(parseManifest(idx, 'application/json').isIndex).toBe(true);
     expect(() => parseManifest(Buffer.from(JSON.stringify({ schemaVersion: 1, fsLayers: [] })), MT.schema1Signed)).toThrow(/schema1 manifests are not served/);
     expect(() => parseManifest(m, MT.ociManifest)).toThrow(/says mediaType .* but was sent as/);
-    const foreign = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.ociManifest, config: { digest: A, size: 1 }, layers: [{ digest: B, size: 1, urls: ['https://evil.example/layer'] }] }));
+    const foreign = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MT.ociManifest,
+        config: { digest: A, size: 1 },
+        layers: [{ digest: B, size: 1, urls: ['https://evil.example/layer'] }],
+      }),
+    );
     expect(() => parseManifest(foreign, MT.ociManifest)).toThrow(/foreign layer/);
     expect(() => parseManifest(Buffer.from('<html>'), MT.ociManifest)).toThrow(/not JSON/);
     const bad = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.ociManifest, config: { digest: 'md5:x', size: 1 }, layers: [] }));
@@ -123,6 +132,13 @@ describe('OCI policy', () => {
     expect(bad({ allow: [{ repository: 'python', digests: [A] }] })).toBe('oci.allow.0.repository');
     expect(bad({ allow: [{ repository: 'docker.io/python' }] })).toBe('oci.allow.0.digests');
     expect(bad({ allow: [{ repository: 'docker.io/python', tags: { 'bad tag': A } }] })).toBe('oci.allow.0.tags.bad tag');
-    expect(bad({ allow: [{ repository: 'docker.io/python', digests: [A] }, { repository: 'docker.io/library/python', digests: [B] }] })).toBe('oci.allow.1.repository');
+    expect(
+      bad({
+        allow: [
+          { repository: 'docker.io/python', digests: [A] },
+          { repository: 'docker.io/library/python', digests: [B] },
+        ],
+      }),
+    ).toBe('oci.allow.1.repository');
   });
 });

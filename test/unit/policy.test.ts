@@ -15,11 +15,7 @@ describe('PyPI policy decisions', () => {
         { name: 'anything' },
         { name: 'pre', versions: '>=1', prereleases: true },
       ],
-      deny: [
-        { name: 'requests', versions: '==2.32.0', reason: 'yanked upstream' },
-        { name: 'evil', reason: 'typosquat' },
-        { name: 'acme-bad' },
-      ],
+      deny: [{ name: 'requests', versions: '==2.32.0', reason: 'yanked upstream' }, { name: 'evil', reason: 'typosquat' }, { name: 'acme-bad' }],
     },
   }).pypi;
 
@@ -81,7 +77,13 @@ describe('PyPI policy decisions', () => {
         expect.unreachable(JSON.stringify(input));
       } catch (e) {
         expect(e).toBeInstanceOf(PolicyError);
-        expect((e as PolicyError).path.map((x) => (typeof x === 'number' ? `[${x}]` : `.${x}`)).join('').slice(1).replace(/\.\[/g, '[')).toBe(path);
+        expect(
+          (e as PolicyError).path
+            .map((x) => (typeof x === 'number' ? `[${x}]` : `.${x}`))
+            .join('')
+            .slice(1)
+            .replace(/\.\[/g, '['),
+        ).toBe(path);
       }
     }
   });

@@ -80,9 +80,27 @@ describe('page parsing', () => {
     </body></html>`;
     const p = parseHtmlPage(html, page, 'tinylib');
     expect(p.files).toEqual([
-      { filename: 'tinylib-1.0.tar.gz', url: 'https://idx.example/files/tinylib-1.0.tar.gz', hashes: { sha256: 'abcdef' }, yanked: false, requiresPython: '>=3.8,<4' },
-      { filename: 'tinylib-1.1-py3-none-any.whl', url: 'https://files.example/t/tinylib-1.1-py3-none-any.whl', hashes: { md5: '00' }, yanked: '', coreMetadata: { sha256: 'ff' } },
-      { filename: 'tinylib-1.2-py3-none-any.whl', url: 'https://files.example/t/tinylib-1.2-py3-none-any.whl', hashes: {}, yanked: 'bad build', coreMetadata: true },
+      {
+        filename: 'tinylib-1.0.tar.gz',
+        url: 'https://idx.example/files/tinylib-1.0.tar.gz',
+        hashes: { sha256: 'abcdef' },
+        yanked: false,
+        requiresPython: '>=3.8,<4',
+      },
+      {
+        filename: 'tinylib-1.1-py3-none-any.whl',
+        url: 'https://files.example/t/tinylib-1.1-py3-none-any.whl',
+        hashes: { md5: '00' },
+        yanked: '',
+        coreMetadata: { sha256: 'ff' },
+      },
+      {
+        filename: 'tinylib-1.2-py3-none-any.whl',
+        url: 'https://files.example/t/tinylib-1.2-py3-none-any.whl',
+        hashes: {},
+        yanked: 'bad build',
+        coreMetadata: true,
+      },
     ]);
   });
   it('rejects a page that is not an index page (captive portal, login page)', () => {
@@ -94,14 +112,30 @@ describe('page parsing', () => {
       meta: { 'api-version': '1.1' },
       name: 'tinylib',
       files: [
-        { filename: 'tinylib-1.0.tar.gz', url: '../../f/tinylib-1.0.tar.gz', hashes: { SHA256: 'AB' }, size: 10, 'upload-time': '2024-01-01T00:00:00Z', 'core-metadata': { sha256: 'cd' }, yanked: false },
+        {
+          filename: 'tinylib-1.0.tar.gz',
+          url: '../../f/tinylib-1.0.tar.gz',
+          hashes: { SHA256: 'AB' },
+          size: 10,
+          'upload-time': '2024-01-01T00:00:00Z',
+          'core-metadata': { sha256: 'cd' },
+          yanked: false,
+        },
         { filename: '../../evil.whl', url: 'https://x/evil.whl', hashes: {} },
         { filename: 'tinylib-2.0.tar.gz', url: 'https://x/tinylib-2.0.tar.gz', hashes: {}, yanked: '' },
       ],
     };
     const p = parseJsonPage(JSON.stringify(doc), page, 'tinylib');
     expect(p.files).toEqual([
-      { filename: 'tinylib-1.0.tar.gz', url: 'https://idx.example/f/tinylib-1.0.tar.gz', hashes: { sha256: 'ab' }, yanked: false, size: 10, uploadTime: '2024-01-01T00:00:00Z', coreMetadata: { sha256: 'cd' } },
+      {
+        filename: 'tinylib-1.0.tar.gz',
+        url: 'https://idx.example/f/tinylib-1.0.tar.gz',
+        hashes: { sha256: 'ab' },
+        yanked: false,
+        size: 10,
+        uploadTime: '2024-01-01T00:00:00Z',
+        coreMetadata: { sha256: 'cd' },
+      },
       { filename: 'tinylib-2.0.tar.gz', url: 'https://x/tinylib-2.0.tar.gz', hashes: {}, yanked: '' },
     ]);
     expect(() => parseJsonPage('{"message":"error"}', page, 'x')).toThrow(/not a PEP 691/);
@@ -114,12 +148,23 @@ describe('rendering', () => {
     name: 'tinylib',
     versions: ['1.0'],
     files: [
-      { filename: 'tinylib-1.0.tar.gz', version: '1.0', url: 'https://up/x', hashes: { sha256: 'aa' }, yanked: '' as const, requiresPython: '>=3.8,<4', coreMetadata: { sha256: 'bb' }, size: 5 },
+      {
+        filename: 'tinylib-1.0.tar.gz',
+        version: '1.0',
+        url: 'https://up/x',
+        hashes: { sha256: 'aa' },
+        yanked: '' as const,
+        requiresPython: '>=3.8,<4',
+        coreMetadata: { sha256: 'bb' },
+        size: 5,
+      },
     ],
   };
   it('renders escaped HTML pointing at the proxy', () => {
     const html = renderHtml(filtered);
-    expect(html).toContain('<a href="../../files/tinylib/tinylib-1.0.tar.gz#sha256=aa" data-requires-python="&gt;=3.8,&lt;4" data-yanked="" data-core-metadata="sha256=bb" data-dist-info-metadata="sha256=bb">tinylib-1.0.tar.gz</a>');
+    expect(html).toContain(
+      '<a href="../../files/tinylib/tinylib-1.0.tar.gz#sha256=aa" data-requires-python="&gt;=3.8,&lt;4" data-yanked="" data-core-metadata="sha256=bb" data-dist-info-metadata="sha256=bb">tinylib-1.0.tar.gz</a>',
+    );
     expect(html).not.toContain('https://up/');
   });
   it('renders JSON 1.1 with versions and core-metadata only', () => {
@@ -128,7 +173,17 @@ describe('rendering', () => {
       meta: { 'api-version': '1.1' },
       name: 'tinylib',
       versions: ['1.0'],
-      files: [{ filename: 'tinylib-1.0.tar.gz', url: '../../files/tinylib/tinylib-1.0.tar.gz', hashes: { sha256: 'aa' }, 'requires-python': '>=3.8,<4', yanked: true, 'core-metadata': { sha256: 'bb' }, size: 5 }],
+      files: [
+        {
+          filename: 'tinylib-1.0.tar.gz',
+          url: '../../files/tinylib/tinylib-1.0.tar.gz',
+          hashes: { sha256: 'aa' },
+          'requires-python': '>=3.8,<4',
+          yanked: true,
+          'core-metadata': { sha256: 'bb' },
+          size: 5,
+        },
+      ],
     });
   });
   it('falls back to API 1.0 when a size is unknown', () => {

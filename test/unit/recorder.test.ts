@@ -21,7 +21,15 @@ const row = (i: number, decision: PullRecord['decision'] = 'allow'): PullRecord 
 
 function logger() {
   const lines: Record<string, unknown>[] = [];
-  const log = pino({ level: 'info' }, new Writable({ write(c, _e, cb) { lines.push(JSON.parse(String(c))); cb(); } }));
+  const log = pino(
+    { level: 'info' },
+    new Writable({
+      write(c, _e, cb) {
+        lines.push(JSON.parse(String(c)));
+        cb();
+      },
+    }),
+  );
   return { log, lines };
 }
 
@@ -84,4 +92,3 @@ describe('Recorder', () => {
     await meta.close();
   });
 });
-

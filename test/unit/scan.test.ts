@@ -59,7 +59,7 @@ describe('pickle scanning (corpus built from bytes, never unpickled)', () => {
     expect(zip.allow).toBe(true);
   });
   it('maps protocol<3 module names (__builtin__ -> builtins) and treats EXT codes as unknown', async () => {
-    const legacyEval = Buffer.concat([Buffer.from('c__builtin__\neval\n(S\'1\'\ntR.', 'latin1')]);
+    const legacyEval = Buffer.concat([Buffer.from("c__builtin__\neval\n(S'1'\ntR.", 'latin1')]);
     expect((await judge(legacyEval)).reason).toMatch(/builtins\.eval/);
     const ext = hex('8002820128' + '2e');
     const r = await judge(Buffer.concat([hex('800282012e')]));
@@ -232,16 +232,43 @@ describe('safetensors', () => {
     expect(r.allow).toBe(true);
   });
   const bad: [string, Buffer, RegExp][] = [
-    ['S3 header past the end', (() => {
-      const b = safetensors(ok(), Buffer.alloc(8));
-      b.writeBigUInt64LE(4000n, 0);
-      return b;
-    })(), /runs past the end|trailing or missing/],
+    [
+      'S3 header past the end',
+      (() => {
+        const b = safetensors(ok(), Buffer.alloc(8));
+        b.writeBigUInt64LE(4000n, 0);
+        return b;
+      })(),
+      /runs past the end|trailing or missing/,
+    ],
     ['S4 header not an object', safetensors('["a"]', Buffer.alloc(0)), /does not start with|not an object|named like safetensors/],
-    ['S5 invalid UTF-8', Buffer.concat([(() => { const l = Buffer.alloc(8); l.writeBigUInt64LE(4n); return l; })(), Buffer.from([0x7b, 0xff, 0xfe, 0x7d])]), /UTF-8/],
-    ['S6 duplicate keys', safetensors('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', Buffer.alloc(8)), /duplicate key/],
-    ['S7 gap', safetensors({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [12, 20] } }, Buffer.alloc(20)), /gap or an overlap/],
-    ['S8 overlap', safetensors({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, Buffer.alloc(12)), /gap or an overlap/],
+    [
+      'S5 invalid UTF-8',
+      Buffer.concat([
+        (() => {
+          const l = Buffer.alloc(8);
+          l.writeBigUInt64LE(4n);
+          return l;
+        })(),
+        Buffer.from([0x7b, 0xff, 0xfe, 0x7d]),
+      ]),
+      /UTF-8/,
+    ],
+    [
+      'S6 duplicate keys',
+      safetensors('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', Buffer.alloc(8)),
+      /duplicate key/,
+    ],
+    [
+      'S7 gap',
+      safetensors({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [12, 20] } }, Buffer.alloc(20)),
+      /gap or an overlap/,
+    ],
+    [
+      'S8 overlap',
+      safetensors({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, Buffer.alloc(12)),
+      /gap or an overlap/,
+    ],
     ['S9 size disagrees with shape', safetensors({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, Buffer.alloc(8)), /dtype and shape say 12/],
     ['S10 trailing byte', safetensors(ok(), Buffer.alloc(9)), /trailing or missing/],
     ['S11 non-string metadata', safetensors(ok({ __metadata__: { n: 1 } }), Buffer.alloc(8)), /not a string/],
@@ -272,7 +299,10 @@ describe('safetensors', () => {
 describe('GGUF', () => {
   const arch: ['general.architecture', 'string', string] = ['general.architecture', 'string', 'llama'];
   it('G1: a minimal valid file passes and its chat template is surfaced', async () => {
-    const r = await judge(gguf([arch, ['tokenizer.chat_template', 'string', '{% for m in messages %}{{ m.content }}{% endfor %}']], [{ name: 'w', dims: [8] }]), 'm.gguf');
+    const r = await judge(
+      gguf([arch, ['tokenizer.chat_template', 'string', '{% for m in messages %}{{ m.content }}{% endfor %}']], [{ name: 'w', dims: [8] }]),
+      'm.gguf',
+    );
     expect(r.report.format).toBe('gguf');
     expect(r.allow).toBe(true);
     expect(r.report.findings[0]).toMatchObject({ code: 'chat_template', severity: 'info' });

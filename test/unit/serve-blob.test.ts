@@ -37,7 +37,17 @@ describe('the last chunk waits for the pull record', () => {
     const got: string[] = [];
     const err = await new Promise<Error | undefined>((resolve) => {
       const src = new Readable({ read() {} });
-      pipeline(src, lastChunkAfter(async () => {}), new Writable({ write(c, _e, cb) { got.push(String(c)); cb(); } }), (e) => resolve(e ?? undefined));
+      pipeline(
+        src,
+        lastChunkAfter(async () => {}),
+        new Writable({
+          write(c, _e, cb) {
+            got.push(String(c));
+            cb();
+          },
+        }),
+        (e) => resolve(e ?? undefined),
+      );
       src.push(Buffer.from('a'));
       src.push(Buffer.from('b'));
       setTimeout(() => src.destroy(new Error('digest mismatch')), 10);

@@ -60,9 +60,16 @@ describe('dpkg order', () => {
     writeFileSync(join(dir, 'pairs'), pairs.map((p) => p.join(' ')).join('\n') + '\n');
     const out = spawnSync(
       'sh',
-      ['-c', 'while read a b; do if ! dpkg --validate-version "$a" 2>/dev/null || ! dpkg --validate-version "$b" 2>/dev/null; then echo invalid; elif dpkg --compare-versions "$a" lt "$b"; then echo -1; elif dpkg --compare-versions "$a" eq "$b"; then echo 0; else echo 1; fi; done < "$1"', 'sh', join(dir, 'pairs')],
+      [
+        '-c',
+        'while read a b; do if ! dpkg --validate-version "$a" 2>/dev/null || ! dpkg --validate-version "$b" 2>/dev/null; then echo invalid; elif dpkg --compare-versions "$a" lt "$b"; then echo -1; elif dpkg --compare-versions "$a" eq "$b"; then echo 0; else echo 1; fi; done < "$1"',
+        'sh',
+        join(dir, 'pairs'),
+      ],
       { encoding: 'utf8' },
-    ).stdout.trim().split('\n');
+    )
+      .stdout.trim()
+      .split('\n');
     expect(out.length).toBe(pairs.length);
     const rows = pairs.map(([a, b], i) => [a, b, out[i]]).filter((r) => r[2] !== 'invalid');
     expect(rows.length).toBeGreaterThan(100);
