@@ -296,3 +296,73 @@ describe('files stay small enough to read in one sitting', () => {
     ]);
   });
 });
+
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens. */
+const slug = (heading: string) =>
+  heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N} _-]/gu, '')
+    .replace(/ /g, '-');
+
+/** A markdown file's anchors (headings, numbered as GitHub numbers repeats, and explicit ids) and its relative links, outside code. */
+function markdown(file: string): { anchors: Set<string>; links: string[] } {
+  const anchors = new Set<string>();
+  const links: string[] = [];
+  let fence = false;
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (line.startsWith('```')) fence = !fence;
+    if (fence) continue;
+    const h = /^#{1,6} (.*)$/.exec(line);
+    if (h) {
+      const base = slug(h[1]);
+      let a = base;
+      for (let i = 1; anchors.has(a); i++) a = `${base}-${i}`;
+      anchors.add(a);
+    }
+    for (const m of line.matchAll(/<a id="([^"]+)"><\/a>/g)) anchors.add(m[1]);
+    for (const m of line.replace(/`[^`]*`/g, '').matchAll(/\]\(([^)\s]+)\)/g)) if (!/^[a-z]+:/.test(m[1])) links.push(m[1]);
+  }
+  return { anchors, links };
+}
+
+describe('the documentation', () => {
+  const ROOT = new URL('../../', import.meta.url).pathname;
+  const DOCS = join(ROOT, 'docs');
+  const pages = [
+    join(ROOT, 'README.md'),
+    ...readdirSync(DOCS)
+      .filter((n) => n.endsWith('.md'))
+      .map((n) => join(DOCS, n)),
+  ];
+  it('every relative link in README.md and docs/ points at a file that exists, and at a heading that exists', () => {
+    const broken: string[] = [];
+    for (const page of pages) {
+      for (const link of markdown(page).links) {
+        const [path, anchor] = link.split('#');
+        const target = path ? join(page, '..', path) : page;
+        let exists = true;
+        try {
+          statSync(target);
+        } catch {
+          exists = false;
+        }
+        if (!exists) broken.push(`${relative(ROOT, page)}: ${link} (no such file)`);
+        else if (anchor !== undefined && (!target.endsWith('.md') || !markdown(target).anchors.has(anchor)))
+          broken.push(`${relative(ROOT, page)}: ${link} (no such heading)`);
+      }
+    }
+    expect(pages.length).toBeGreaterThan(10);
+    expect(broken).toEqual([]);
+  });
+  it('every page of docs/ is in the README’s table', () => {
+    const linked = new Set(markdown(join(ROOT, 'README.md')).links.map((l) => l.split('#')[0]));
+    expect(pages.map((p) => relative(ROOT, p)).filter((p) => p.startsWith('docs/') && !linked.has(p))).toEqual([]);
+  });
+  it('the README keeps the quick start’s test command and stays short', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    expect(readme).toMatch(/^npm ci && npm start/m);
+    expect(readme).toMatch(/^npm test /m);
+    expect(lineCount(readme)).toBeLessThan(300);
+  });
+});
