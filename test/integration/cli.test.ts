@@ -160,6 +160,14 @@ policy:
       expect(r.stdout).toContain(`added docker.io/library/python:3.12-slim -> ${index.digest} (index of 2 platforms)`);
       const pinned = await airlockCli(['pin', 'oci', `docker.io/library/python@${amd.digest}`, '--config', cfg]);
       expect(pinned.stdout).toContain(`updated docker.io/library/python -> ${amd.digest} (manifest with 2 blobs)`);
+      // Pinned through the mirror's own store: the manifests are kept as the server keeps them.
+      const kept = new SqliteMetaStore(join(dir, 'data-oci', 'airlock.db'));
+      try {
+        expect((await kept.getOciManifest(index.digest))?.mediaType).toBe(index.mediaType);
+        expect(await kept.getOciManifest(amd.digest)).not.toBeNull();
+      } finally {
+        await kept.close();
+      }
       const text = readFileSync(cfg, 'utf8');
       expect(text).toContain('# approved images');
       const policy = loadConfig(cfg).policy.oci;
