@@ -95,7 +95,8 @@ export async function resolveOciPin(configFile: string, reference: string): Prom
   if (!ref.tag && !ref.digest) throw new ConfigError(`pin: ${usage}, got ${JSON.stringify(reference)}`);
   try {
     return await withOciUpstream(loaded, async ({ upstream }) => {
-      const m = await upstream.resolve(upstream.targetOf(ref), ref);
+      // Asked upstream even when the store holds it: a pin says the registry has it now.
+      const m = await upstream.resolve(upstream.targetOf(ref), ref, { fresh: true });
       const children = parseManifest(m.bytes, m.mediaType).children.length;
       return { repository: ref.repository, tag: ref.digest ? undefined : ref.tag, digest: m.digest, mediaType: m.mediaType, children };
     });

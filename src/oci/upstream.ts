@@ -103,10 +103,11 @@ export class OciUpstream {
   /**
    * A manifest by digest: held already, else fetched upstream (one request per repository and
    * digest at a time), verified against the digest (and the size an index declares for it),
-   * then kept with its links.
+   * then kept with its links. `fresh`: ask the registry even when it is held (`pin oci` checks
+   * that the registry has what it pins).
    */
-  async manifest(t: UpstreamTarget, digest: string, expectedSize?: number): Promise<LoadedManifest> {
-    const held = await this.manifests.held(t.repo, digest);
+  async manifest(t: UpstreamTarget, digest: string, expectedSize?: number, opts: { fresh?: boolean } = {}): Promise<LoadedManifest> {
+    const held = opts.fresh ? undefined : await this.manifests.held(t.repo, digest);
     if (held) return { digest, ...held, cache: 'hit' };
     return this.once(`${t.repo}@${digest}`, () => this.fetch(t, digest, { digest, size: expectedSize }));
   }
@@ -122,8 +123,8 @@ export class OciUpstream {
   }
 
   /** A reference's manifest: by its digest when it has one, else by its tag. */
-  resolve(t: UpstreamTarget, ref: Pick<ImageRef, 'tag' | 'digest'>): Promise<LoadedManifest> {
-    if (ref.digest) return this.manifest(t, ref.digest);
+  resolve(t: UpstreamTarget, ref: Pick<ImageRef, 'tag' | 'digest'>, opts: { fresh?: boolean } = {}): Promise<LoadedManifest> {
+    if (ref.digest) return this.manifest(t, ref.digest, undefined, opts);
     if (ref.tag) return this.resolveTag(t, ref.tag);
     throw new AirlockError('BAD_REQUEST', `${t.repo}: name a tag or a digest`);
   }

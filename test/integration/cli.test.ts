@@ -168,6 +168,10 @@ policy:
       } finally {
         await kept.close();
       }
+      // A pin by digest asks the registry even though the store now holds the manifest.
+      expect(reg.count(`manifest:library/python:${amd.digest}`)).toBe(1);
+      expect((await airlockCli(['pin', 'oci', `docker.io/library/python@${amd.digest}`, '--config', cfg])).code).toBe(0);
+      expect(reg.count(`manifest:library/python:${amd.digest}`)).toBe(2);
       const text = readFileSync(cfg, 'utf8');
       expect(text).toContain('# approved images');
       const policy = loadConfig(cfg).policy.oci;

@@ -75,6 +75,9 @@ describe('the OCI upstream service', () => {
     const other = new OciUpstream(deps);
     expect(await other.manifest(t, app.digest)).toMatchObject({ cache: 'hit', bytes: app.manifest });
     expect(reg.count(`manifest:team/app:${app.digest}`)).toBe(1);
+    // Fresh (pin oci): the registry is asked although the store holds it.
+    expect((await other.resolve(t, { digest: app.digest }, { fresh: true })).cache).toBe('miss');
+    expect(reg.count(`manifest:team/app:${app.digest}`)).toBe(2);
     // Its blobs are linked to it, so they are approved through it.
     expect((await meta.getOciParents('reg.test/team/app', digestOf(app.layers[0]))).map((p) => p.parent)).toEqual([app.digest]);
   });
