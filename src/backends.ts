@@ -1,10 +1,16 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { LoadedConfig } from './config/load.js';
+import { BlobCache, type Offload } from './core/cache.js';
+import { HashPool } from './core/hasher.js';
+import { ClientSlots } from './core/slots.js';
 import { Hub } from './hf/hub.js';
-import type { Logger } from './obs/logger.js';
-import type { Metrics } from './obs/metrics.js';
+import { createLogger, type Logger } from './obs/logger.js';
+import { Metrics } from './obs/metrics.js';
 import { registryFromConfig, type RegistryClient } from './oci/registry-client.js';
+import { OciUpstream } from './oci/upstream.js';
 import { PypiIndex } from './pypi/index.js';
 import type { BlobStore } from './storage/blob-store.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
@@ -114,4 +120,111 @@ export function hfHub(loaded: LoadedConfig, d: { http: UpstreamHttp; meta: MetaS
 /** Every configured OCI registry's client, by its key. */
 export function ociRegistries(loaded: LoadedConfig, http: UpstreamHttp): Map<string, RegistryClient> {
   return new Map(Object.entries(loaded.config.oci.registries).map(([key, r]) => [key, registryFromConfig(key, r, http)]));
+}
+
+/**
+ * offload.* (warm bodies handed to nginx or to presigned object-store URLs): how the cache hands
+ * over a stored blob, or undefined when Airlock sends bodies itself. Refuses a mode the blob
+ * store cannot do.
+ */
+export function offloadFor(loaded: LoadedConfig, store: BlobStore): ((sha256: string) => Promise<Offload>) | undefined {
+  const off = loaded.config.offload;
+  if (off.mode === 'nginx' && loaded.config.storage.blobs !== 'fs')
+    throw new AirlockError('BAD_REQUEST', 'offload.mode nginx needs the filesystem blob store (storage.blobs: fs); with s3 use presigned');
+  if (off.mode === 'presigned' && !store.presign) throw new AirlockError('BAD_REQUEST', 'offload.mode presigned needs an object store (storage.blobs: s3)');
+  if (off.mode === 'nginx') return async (sha256) => ({ header: ['x-accel-redirect', `${off.nginx_location}${sha256.slice(0, 2)}/${sha256}`] });
+  if (off.mode === 'presigned') return async (sha256) => ({ redirect: await store.presign!(sha256, off.presign_seconds) });
+  return undefined;
+}
+
+/**
+ * The verified blob cache as configured, for the server and for every command that fills it
+ * (`pin`, `image check`): the transfer budget and per-client slots (transfers.*), the size limit
+ * and hit verification (cache.*), one fill per blob across replicas on PostgreSQL (a lease per
+ * fill), corruption and eviction said in the log and counted. `serving`: the server, which also
+ * hands warm bodies over (offload.*); a command never serves a body.
+ */
+export function blobCache(
+  loaded: LoadedConfig,
+  d: { store: BlobStore; meta: MetaStore; hashes: HashPool; log: Logger; metrics: Metrics },
+  opts: { serving?: boolean } = {},
+): BlobCache {
+  const { config } = loaded;
+  const { log, metrics } = d;
+  const t = config.transfers;
+  return new BlobCache(d.store, d.meta, d.hashes, {
+    onCommitError: (sha256, e) =>
+      log.error({ digest: sha256, err: (e as Error).message }, 'verified blob could not be committed to the store; it will be fetched again next time'),
+    onCorrupt: (sha256, got, quarantined) => {
+      metrics.corruptBlobs.inc();
+      log.error(
+        { digest: sha256, got, quarantined },
+        'a stored blob no longer matches its digest (disk corruption or tampering): quarantined, it will be fetched again',
+      );
+    },
+    onCut: (why) => metrics.slowUpstreams.inc({ reason: why }),
+    budget: {
+      minRate: t.min_rate,
+      windowMs: t.rate_window * 1000,
+      deadlineMs: t.deadline * 1000,
+      abandonMs: t.abandon_after * 1000,
+      finishBytes: t.finish_bytes,
+    },
+    slots: new ClientSlots(t.per_client, t.queue_wait * 1000),
+    // Replicas on one PostgreSQL: one upstream fill per blob across all of them (a lease per fill).
+    fleet:
+      config.storage.meta === 'postgres'
+        ? { leases: d.meta, owner: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, staleMs: config.storage.lease_stale * 1000 }
+        : undefined,
+    maxBytes: config.cache.max_bytes,
+    verifyHits: config.cache.verify_hits,
+    offload: opts.serving ? offloadFor(loaded, d.store) : undefined,
+    onStored: (bytes) => metrics.cacheBytes.set(bytes),
+    onEvict: (count, bytes, stored) => {
+      metrics.evictions.inc(count);
+      log.info({ evicted: count, bytes, stored, maxBytes: config.cache.max_bytes }, 'least recently used blobs evicted (cache.max_bytes)');
+    },
+  });
+}
+
+/** What a command gets to work with the OCI upstreams through the mirror's own stores. */
+export interface OciSession {
+  upstream: OciUpstream;
+  cache: BlobCache;
+  meta: MetaStore;
+  log: Logger;
+}
+
+/**
+ * For a command (`pin oci`, `image check`), beside a running server or not: the configured
+ * stores, the blob cache built as the server builds it, and the OCI upstream service; all closed
+ * when `use` is done (fills under way cancelled on failure, the cache brought under its limit).
+ * Warnings and errors go to stderr as JSON lines, as the server would log them.
+ */
+export async function withOciUpstream<T>(loaded: LoadedConfig, use: (s: OciSession) => Promise<T>): Promise<T> {
+  const log = createLogger('warn', process.stderr);
+  const http = upstreamHttp(loaded, 'oci');
+  const meta = await openMeta(loaded, { create: true });
+  const hashes = new HashPool(1);
+  let cache: BlobCache | undefined;
+  try {
+    const store = await openBlobs(loaded, { cleanSpool: false });
+    cache = blobCache(loaded, { store, meta, hashes, log, metrics: new Metrics(false) });
+    const upstream = new OciUpstream({
+      registries: ociRegistries(loaded, http),
+      defaultRegistry: loaded.config.oci.default_registry,
+      cache,
+      meta,
+      maxManifestBytes: loaded.config.oci.max_manifest_bytes,
+    });
+    return await use({ upstream, cache, meta, log });
+  } finally {
+    if (cache) {
+      await cache.shutdown();
+      await cache.evict().catch((e) => log.error({ err: (e as Error).message }, 'cache eviction failed'));
+    }
+    await hashes.close();
+    await http.close();
+    await meta.close();
+  }
 }

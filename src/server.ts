@@ -1,8 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { createServer as createHttpServer, type RequestListener, type ServerOptions } from 'node:http';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { serve, type ServerType } from '@hono/node-server';
 import { buildApp } from './app.js';
 import { withFastPath } from './http/fast.js';
@@ -10,9 +9,6 @@ import { createConsole } from './console/routes.js';
 import { Authenticator } from './auth/tokens.js';
 import { changedSettings, loadConfig, type LoadedConfig } from './config/load.js';
 import { splitListen } from './config/preflight.js';
-import { BlobCache } from './core/cache.js';
-import { AirlockError } from './core/errors.js';
-import { ClientSlots } from './core/slots.js';
 import { backgroundScrub } from './core/scrub.js';
 import { HashPool } from './core/hasher.js';
 import { Recorder } from './core/records.js';
@@ -29,7 +25,7 @@ import { ImageGate } from './oci/gate.js';
 import { prunePulls } from './core/chain.js';
 import { ImageInventories } from './oci/inventory.js';
 import { createPypiApp } from './pypi/routes.js';
-import { hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
+import { blobCache, hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
 
 export interface AirlockOptions {
   log?: Logger;
@@ -49,50 +45,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const metrics = new Metrics(opts.defaultMetrics ?? true);
   const http = upstreamHttp(loaded, 'pypi');
   const hashes = new HashPool(1).warm();
-  const t = config.transfers;
-  const off = config.offload;
-  if (off.mode === 'nginx' && config.storage.blobs !== 'fs')
-    throw new AirlockError('BAD_REQUEST', 'offload.mode nginx needs the filesystem blob store (storage.blobs: fs); with s3 use presigned');
-  if (off.mode === 'presigned' && !store.presign) throw new AirlockError('BAD_REQUEST', 'offload.mode presigned needs an object store (storage.blobs: s3)');
-  const offload =
-    off.mode === 'nginx'
-      ? async (sha256: string) => ({ header: ['x-accel-redirect', `${off.nginx_location}${sha256.slice(0, 2)}/${sha256}`] as [string, string] })
-      : off.mode === 'presigned'
-        ? async (sha256: string) => ({ redirect: await store.presign!(sha256, off.presign_seconds) })
-        : undefined;
-  const cache = new BlobCache(store, meta, hashes, {
-    onCommitError: (sha256, e) =>
-      log.error({ digest: sha256, err: (e as Error).message }, 'verified blob could not be committed to the store; it will be fetched again next time'),
-    onCorrupt: (sha256, got, quarantined) => {
-      metrics.corruptBlobs.inc();
-      log.error(
-        { digest: sha256, got, quarantined },
-        'a stored blob no longer matches its digest (disk corruption or tampering): quarantined, it will be fetched again',
-      );
-    },
-    onCut: (why) => metrics.slowUpstreams.inc({ reason: why }),
-    budget: {
-      minRate: t.min_rate,
-      windowMs: t.rate_window * 1000,
-      deadlineMs: t.deadline * 1000,
-      abandonMs: t.abandon_after * 1000,
-      finishBytes: t.finish_bytes,
-    },
-    slots: new ClientSlots(t.per_client, t.queue_wait * 1000),
-    // Replicas on one PostgreSQL: one upstream fill per blob across all of them (a lease per fill).
-    fleet:
-      config.storage.meta === 'postgres'
-        ? { leases: meta, owner: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, staleMs: config.storage.lease_stale * 1000 }
-        : undefined,
-    maxBytes: config.cache.max_bytes,
-    verifyHits: config.cache.verify_hits,
-    offload,
-    onStored: (bytes) => metrics.cacheBytes.set(bytes),
-    onEvict: (count, bytes, stored) => {
-      metrics.evictions.inc(count);
-      log.info({ evicted: count, bytes, stored, maxBytes: config.cache.max_bytes }, 'least recently used blobs evicted (cache.max_bytes)');
-    },
-  });
+  const cache = blobCache(loaded, { store, meta, hashes, log, metrics }, { serving: true });
   void cache.evict().catch((e) => log.error({ err: (e as Error).message }, 'cache eviction failed'));
   const scrubber = backgroundScrub(cache, config.cache, log);
   if (config.storage.meta === 'postgres' && config.storage.blobs === 'fs') {

@@ -5,20 +5,16 @@ import type { Readable } from 'node:stream';
 import { pino } from 'pino';
 import tar from 'tar-stream';
 import { loadConfig, ConfigError, type LoadedConfig } from '../config/load.js';
-import { BlobCache } from '../core/cache.js';
-import { HashPool } from '../core/hasher.js';
 import type { LayerFacts } from '../image/facts.js';
 import { applyLayers, type Inventory } from '../image/inventory.js';
 import { readLayer } from '../image/layer.js';
-import { openBlobs, openMeta, ociRegistries, upstreamHttp } from '../backends.js';
-import { checkDigest, looksLikeHost } from '../names/oci.js';
+import { openMeta, withOciUpstream } from '../backends.js';
+import { checkDigest, parseImageRef } from '../names/oci.js';
 import { imageLayers, ImageInventories } from '../oci/inventory.js';
-import { MANIFEST_ACCEPT, ManifestError, parseManifest } from '../oci/reference.js';
+import { ManifestError, indexEntries, parseManifest } from '../oci/reference.js';
 import { Advisories, type OsvRecord } from '../policy/advisories.js';
 import type { RefuseLevel } from '../policy/advisories.js';
-import { canonicalRepository } from '../policy/oci.js';
 import type { ImageVerdict } from '../policy/index.js';
-import { contentLength, readBoundedBytes } from '../upstream/http.js';
 
 /**
  * `airlock image check`: the image gate where builds run. The image comes from a local OCI
@@ -49,23 +45,16 @@ interface Manifestish {
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-function platformOf(p: { architecture?: string; os?: string; variant?: string } | undefined): string | undefined {
-  return p ? [p.os, p.architecture, p.variant].filter(Boolean).join('/') : undefined;
-}
-
-/** The image manifests under a top-level manifest or index, with their platforms. */
+/** The image manifests under a top-level manifest or index of a local layout, with their platforms. */
 async function platformsOf(top: Manifestish, get: (digest: string) => Promise<Buffer>): Promise<Manifestish[]> {
   const parsed = parseManifest(top.bytes, undefined);
   if (!parsed.isIndex) return [top];
-  const doc = JSON.parse(top.bytes.toString('utf8')) as {
-    manifests: { digest: string; platform?: { architecture?: string; os?: string; variant?: string } }[];
-  };
   const out: Manifestish[] = [];
-  for (const m of doc.manifests) {
-    if (m.platform?.architecture === 'unknown') continue; // attestation manifests (buildx)
+  for (const m of indexEntries(top.bytes)) {
+    if (m.attestation) continue;
     const bytes = await get(m.digest);
     if (sha256(bytes) !== m.digest) throw new ConfigError(`image check: ${m.digest} does not match its bytes`);
-    out.push({ digest: m.digest, bytes, platform: platformOf(m.platform) });
+    out.push({ digest: m.digest, bytes, platform: m.platform });
   }
   return out;
 }
@@ -135,71 +124,36 @@ async function localInventory(p: Manifestish, layer: (d: string) => Promise<Laye
   return applyLayers(facts);
 }
 
-/** A registry image, through the mirror's configured stores and upstreams (the inventory is stored for the server). */
+/**
+ * A registry image, through the mirror's configured stores, blob cache and OCI upstream service,
+ * as the server would pull it: manifests fetched once and verified, layers filled through the
+ * verified cache (its leases, budget and size limit), the inventory stored for the server.
+ */
 async function fromRegistry(
   loaded: LoadedConfig,
   reference: string,
   judge: (repo: string, p: Manifestish, inv: Inventory) => PlatformReport,
 ): Promise<{ repository: string; platforms: PlatformReport[] }> {
-  const ref = reference.replace(/^docker:\/\//, '');
-  const m = /^([^@]+?)(?::([A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(?:@(sha256:[0-9a-f]{64}))?$/.exec(ref);
-  if (!m || (!m[2] && !m[3])) throw new ConfigError(`image check: expected REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:DIGEST, got ${JSON.stringify(reference)}`);
-  let name = m[1];
-  if (!name.includes('/') || !looksLikeHost(name.split('/')[0])) name = `${loaded.config.oci.default_registry}/${name}`;
-  const repository = canonicalRepository(name);
-  if (!repository) throw new ConfigError(`image check: ${JSON.stringify(reference)} is not a repository reference`);
-  const registry = repository.slice(0, repository.indexOf('/'));
-  const upstreamName = repository.slice(registry.length + 1);
-  const http = upstreamHttp(loaded, 'oci');
-  const meta = await openMeta(loaded, { create: true });
-  const store = await openBlobs(loaded, { cleanSpool: false });
-  const hashes = new HashPool(1);
-  let inventories: ImageInventories | undefined;
-  try {
-    const client = ociRegistries(loaded, http).get(registry);
-    if (!client) throw new ConfigError(`image check: registry ${registry} is not configured in oci.registries`);
-    const get = async (r: string): Promise<Buffer> => {
-      const res = await client.request(upstreamName, `manifests/${r}`, { accept: MANIFEST_ACCEPT });
-      if (res.status !== 200) {
-        res.body.resume();
-        throw new ConfigError(`image check: ${registry} answered ${res.status} for ${upstreamName}:${r}`);
+  const usage = 'expected REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:DIGEST';
+  const parsed = parseImageRef(reference.replace(/^docker:\/\//, ''), loaded.config.oci.default_registry);
+  if (!parsed.ok) throw new ConfigError(`image check: ${parsed.reason}; ${usage}`);
+  const ref = parsed.ref;
+  if (!ref.tag && !ref.digest) throw new ConfigError(`image check: ${usage}, got ${JSON.stringify(reference)}`);
+  return withOciUpstream(loaded, async ({ upstream, cache, meta }) => {
+    const t = upstream.targetOf(ref);
+    const platforms = await upstream.platforms(t, await upstream.resolve(t, ref));
+    const inventories = new ImageInventories(cache, meta.inventories, pino({ level: 'silent' }));
+    try {
+      const out: PlatformReport[] = [];
+      for (const p of platforms) {
+        const inv = await inventories.inventory(p.digest, imageLayers(p.bytes) ?? [], (l) => (signal) => upstream.openBlob(t, l.digest, signal));
+        out.push(judge(ref.repository, p, inv));
       }
-      const bytes = await readBoundedBytes(res.body, loaded.config.oci.max_manifest_bytes);
-      if (r.startsWith('sha256:') && sha256(bytes) !== r) throw new ConfigError(`image check: ${registry} sent bytes for ${r} that hash to ${sha256(bytes)}`);
-      return bytes;
-    };
-    const cache = new BlobCache(store, meta, hashes);
-    // Manifests are kept as the server keeps them, so a first pull of the image needs nothing upstream.
-    const keep = async (digest: string, bytes: Buffer) => {
-      const parsed = parseManifest(bytes, undefined);
-      await cache.putSmall(bytes);
-      await meta.putOciManifest(repository, { digest, mediaType: parsed.mediaType, size: bytes.length }, parsed.children);
-    };
-    const topBytes = await get(m[3] ?? m[2]!);
-    await keep(sha256(topBytes), topBytes);
-    const platforms = await platformsOf({ digest: sha256(topBytes), bytes: topBytes }, get);
-    for (const p of platforms) if (p.bytes !== topBytes) await keep(p.digest, p.bytes);
-    inventories = new ImageInventories(cache, meta.inventories, pino({ level: 'silent' }));
-    const out: PlatformReport[] = [];
-    for (const p of platforms) {
-      const layers = imageLayers(p.bytes) ?? [];
-      const inv = await inventories.inventory(p.digest, layers, (l) => async (signal) => {
-        const res = await client.request(upstreamName, `blobs/${l.digest}`, { signal });
-        if (res.status !== 200) {
-          res.body.resume();
-          throw new ConfigError(`image check: ${registry} answered ${res.status} for the layer ${l.digest}`);
-        }
-        return { body: res.body, size: contentLength(res.headers) };
-      });
-      out.push(judge(repository, p, inv));
+      return { repository: ref.repository, platforms: out };
+    } finally {
+      inventories.close();
     }
-    return { repository, platforms: out };
-  } finally {
-    inventories?.close();
-    await hashes.close();
-    await http.close();
-    await meta.close();
-  }
+  });
 }
 
 export async function checkImage(

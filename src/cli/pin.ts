@@ -1,16 +1,16 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
-import { createHash } from 'node:crypto';
 import { isMap, isScalar, isSeq, parseDocument, YAMLMap, YAMLSeq, type Document } from 'yaml';
 import { valid as validVersion } from '@renovatebot/pep440';
 import { loadConfig, ConfigError } from '../config/load.js';
 import { Metrics } from '../obs/metrics.js';
 import { parseFilename } from '../pypi/filenames.js';
 import { isValidProjectName, normalizeName } from '../names/pypi.js';
-import { hfHub, ociRegistries, openMeta, pypiIndex, upstreamHttp } from '../backends.js';
-import { header, readBoundedBytes } from '../upstream/http.js';
-import { MANIFEST_ACCEPT, ManifestError, parseManifest } from '../oci/reference.js';
-import { checkDigest, looksLikeHost } from '../names/oci.js';
+import { hfHub, openMeta, pypiIndex, upstreamHttp, withOciUpstream } from '../backends.js';
+import { AirlockError } from '../core/errors.js';
+import { OciError } from '../oci/errors.js';
+import { parseManifest } from '../oci/reference.js';
+import { parseImageRef } from '../names/oci.js';
 import { canonicalRepository } from '../policy/oci.js';
 import { COMMIT, isValidRef, isValidRepoId, type HfRepoType } from '../names/hf.js';
 
@@ -81,52 +81,28 @@ export interface OciPinResult {
 }
 
 /**
- * Resolve REGISTRY/NAME:TAG (or @DIGEST) upstream to the digest of the exact manifest bytes the
- * registry sends for every modern media type, checked against Docker-Content-Digest.
+ * Resolve REGISTRY/NAME:TAG (or @DIGEST) upstream, through the mirror's own stores and OCI
+ * upstream service (oci/upstream.ts), to the digest of the exact manifest bytes the registry sends
+ * for every modern media type, checked against Docker-Content-Digest (or against the digest given).
+ * The manifest is kept as the server keeps it.
  */
 export async function resolveOciPin(configFile: string, reference: string): Promise<OciPinResult> {
   const loaded = loadConfig(configFile);
-  const m = /^([^@]+?)(?::([A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(?:@(.+))?$/.exec(reference.trim());
-  const usage = `pin: expected REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:DIGEST (e.g. docker.io/library/python:3.12-slim), got ${JSON.stringify(reference)}`;
-  if (!m || (!m[2] && !m[3])) throw new ConfigError(usage);
-  let name = m[1];
-  const first = name.split('/')[0];
-  if (!name.includes('/') || !looksLikeHost(first)) name = `${loaded.config.oci.default_registry}/${name}`;
-  const repository = canonicalRepository(name);
-  if (!repository) throw new ConfigError(usage);
-  if (m[3]) {
-    const c = checkDigest(m[3]);
-    if (!c.ok) throw new ConfigError(`pin: ${c.reason}`);
-  }
-  const registry = repository.slice(0, repository.indexOf('/'));
-  const upstreamName = repository.slice(registry.length + 1);
-  const r = loaded.config.oci.registries[registry];
-  if (!r) throw new ConfigError(`pin: registry ${registry} is not configured in oci.registries (${Object.keys(loaded.config.oci.registries).join(', ')})`);
-  const http = upstreamHttp(loaded, 'oci');
+  const usage = 'expected REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:DIGEST (e.g. docker.io/library/python:3.12-slim)';
+  const parsed = parseImageRef(reference, loaded.config.oci.default_registry);
+  if (!parsed.ok) throw new ConfigError(`pin: ${parsed.reason}; ${usage}`);
+  const ref = parsed.ref;
+  if (!ref.tag && !ref.digest) throw new ConfigError(`pin: ${usage}, got ${JSON.stringify(reference)}`);
   try {
-    const client = ociRegistries(loaded, http).get(registry)!;
-    const ref = m[3] ?? m[2]!;
-    const res = await client.request(upstreamName, `manifests/${ref}`, { accept: MANIFEST_ACCEPT });
-    if (res.status !== 200) {
-      res.body.resume();
-      throw new ConfigError(`pin: ${registry} answered ${res.status} for ${upstreamName}:${ref}`);
-    }
-    const bytes = await readBoundedBytes(res.body, loaded.config.oci.max_manifest_bytes);
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-    const claimed = header(res.headers, 'docker-content-digest');
-    if (claimed && claimed !== digest)
-      throw new ConfigError(`pin: ${registry} claims ${claimed} for ${upstreamName}:${ref} but its bytes hash to ${digest}; not pinning`);
-    if (m[3] && m[3] !== digest) throw new ConfigError(`pin: ${registry} sent bytes hashing to ${digest} for ${m[3]}; not pinning`);
-    let parsed;
-    try {
-      parsed = parseManifest(bytes, header(res.headers, 'content-type'));
-    } catch (e) {
-      if (e instanceof ManifestError) throw new ConfigError(`pin: ${repository}:${ref}: ${e.message}`);
-      throw e;
-    }
-    return { repository, tag: m[3] ? undefined : m[2], digest, mediaType: parsed.mediaType, children: parsed.children.length };
-  } finally {
-    await http.close();
+    return await withOciUpstream(loaded, async ({ upstream }) => {
+      // Asked upstream even when the store holds it: a pin says the registry has it now.
+      const m = await upstream.resolve(upstream.targetOf(ref), ref, { fresh: true });
+      const children = parseManifest(m.bytes, m.mediaType).children.length;
+      return { repository: ref.repository, tag: ref.digest ? undefined : ref.tag, digest: m.digest, mediaType: m.mediaType, children };
+    });
+  } catch (e) {
+    if (e instanceof OciError || e instanceof AirlockError) throw new ConfigError(`pin: ${e.message}; not pinning`);
+    throw e;
   }
 }
 

@@ -304,6 +304,23 @@ export class BlobCache {
     this.onCorrupt(sha256, got, kept);
   }
 
+  /**
+   * A verified fill that nobody reads (the image gate and `image check` fill layers to inspect
+   * them through the spec's observer): a hit is only noted as used; a miss starts or joins the
+   * one fill of the blob, kept to its end though no client reads it. Resolves once every byte is
+   * verified, saying whether the blob is now in the store; rejects on a mismatch or an upstream failure.
+   */
+  async ensure(spec: FillSpec): Promise<{ cache: CacheOutcome; stored: boolean }> {
+    if (await this.meta.getBlob(spec.sha256)) {
+      this.noteUse(spec.sha256);
+      return { cache: 'hit', stored: true };
+    }
+    const served = await this.fetch({ ...spec, keep: true });
+    served.body.destroy();
+    await served.settled;
+    return { cache: served.cache, stored: await served.committed };
+  }
+
   /** @param want the client's Range header, parsed; resolved here once the size is known. */
   async fetch(spec: FillSpec, want?: RangeSpec, opts: FetchOptions = {}): Promise<Served> {
     const rec = await this.meta.getBlob(spec.sha256);

@@ -103,10 +103,8 @@ export class ImageInventories {
     }
     const cached = await this.cache.fileBytes(hex);
     if (cached) return this.fromCache(hex, cached);
-    const served = await this.cache.fetch({ sha256: hex, size: layer.size, open, observe: this.observer(hex), keep: true });
-    // Nobody reads this body: the fill goes on to its digest and the observer reads the layer.
-    served.body.destroy();
-    await served.settled;
+    // Nobody reads the fill: it goes on to its digest and the observer reads the layer.
+    const filled = await this.cache.ensure({ sha256: hex, size: layer.size, open, observe: this.observer(hex) });
     const observed = this.layerFlights.get(hex);
     if (observed) {
       try {
@@ -118,7 +116,7 @@ export class ImageInventories {
     const again = await this.storedFacts(hex);
     if (again) return again;
     // A fill that started without an observer (another front-end's): read the blob once it is stored.
-    if (!(await served.committed)) throw new AirlockError('INTERNAL', `sha256:${hex} verified but could not be stored; its inventory could not be read`);
+    if (!filled.stored) throw new AirlockError('INTERNAL', `sha256:${hex} verified but could not be stored; its inventory could not be read`);
     const bytes = await this.cache.fileBytes(hex);
     if (!bytes) throw new AirlockError('INTERNAL', `sha256:${hex} is not in the cache after its fill`);
     return this.fromCache(hex, bytes);

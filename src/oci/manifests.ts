@@ -1,21 +1,9 @@
-import { createHash } from 'node:crypto';
-import { AirlockError } from '../core/errors.js';
 import type { BlobCache, CacheOutcome } from '../core/cache.js';
 import type { OciStore } from '../storage/meta-store.js';
-import { header, readBoundedBytes } from '../upstream/http.js';
-import { OciError } from './errors.js';
-import { MANIFEST_ACCEPT, ManifestError, parseManifest } from './reference.js';
-import type { RegistryClient } from './registry-client.js';
-
-/** Where a manifest comes from: the repository as Airlock names it, and its upstream. */
-export interface ManifestTarget {
-  registry: string;
-  upstreamName: string;
-  repo: string;
-  client: RegistryClient;
-}
+import { parseManifest } from './reference.js';
 
 export interface LoadedManifest {
+  digest: string;
   bytes: Buffer;
   mediaType: string;
   cache: CacheOutcome;
@@ -52,12 +40,11 @@ class ManifestMemo {
 }
 
 /**
- * Pinned manifests: from memory, from the cache, else fetched upstream by digest (one fetch per
- * repository and digest at a time), verified in memory, then stored with their links, so that
- * the blobs and child manifests they reference are approved through them.
+ * The manifests Airlock holds: in memory, else in the cache. Each is stored with its links (the
+ * blobs and child manifests it references, approved through it) the first time a repository
+ * uses it. Fetching from upstream is upstream.ts's; this is only the store.
  */
 export class Manifests {
-  private readonly flights = new Map<string, Promise<LoadedManifest>>();
   private readonly linked = new Set<string>();
   private readonly hot = new ManifestMemo(MANIFEST_MEMO_BYTES);
 
@@ -67,71 +54,35 @@ export class Manifests {
     private readonly maxBytes: number,
   ) {}
 
-  private async linkOnce(t: ManifestTarget, digest: string, bytes: Buffer, mediaType: string): Promise<void> {
-    const key = `${t.repo}@${digest}`;
+  private async linkOnce(repo: string, digest: string, bytes: Buffer, mediaType: string): Promise<void> {
+    const key = `${repo}@${digest}`;
     if (this.linked.has(key)) return;
     const parsed = parseManifest(bytes, mediaType);
-    await this.meta.putOciManifest(t.repo, { digest, mediaType: parsed.mediaType, size: bytes.length }, parsed.children);
+    await this.meta.putOciManifest(repo, { digest, mediaType: parsed.mediaType, size: bytes.length }, parsed.children);
     if (this.linked.size > 100_000) this.linked.clear();
     this.linked.add(key);
   }
 
-  async load(t: ManifestTarget, digest: string, expectedSize: number | undefined): Promise<LoadedManifest> {
-    const hex = digest.slice('sha256:'.length);
+  /** A manifest already held (from memory, else the cache, checked as it is read), linked to `repo`; undefined when it must be fetched. */
+  async held(repo: string, digest: string): Promise<{ bytes: Buffer; mediaType: string } | undefined> {
     const memo = this.hot.get(digest);
     if (memo) {
-      await this.linkOnce(t, digest, memo.bytes, memo.mediaType);
-      return { ...memo, cache: 'hit' };
+      await this.linkOnce(repo, digest, memo.bytes, memo.mediaType);
+      return memo;
     }
     const rec = await this.meta.getOciManifest(digest);
-    if (rec) {
-      const bytes = await this.cache.readSmall(hex, this.maxBytes);
-      if (bytes) {
-        await this.linkOnce(t, digest, bytes, rec.mediaType);
-        this.hot.set(digest, { bytes, mediaType: rec.mediaType });
-        return { bytes, mediaType: rec.mediaType, cache: 'hit' };
-      }
-    }
-    const key = `${t.repo}@${digest}`;
-    const flight = this.flights.get(key);
-    if (flight) return { ...(await flight), cache: 'join' };
-    const p = this.fetch(t, digest, hex, expectedSize).finally(() => this.flights.delete(key));
-    this.flights.set(key, p);
-    return p;
+    if (!rec) return undefined;
+    const bytes = await this.cache.readSmall(digest.slice('sha256:'.length), this.maxBytes);
+    if (!bytes) return undefined;
+    await this.linkOnce(repo, digest, bytes, rec.mediaType);
+    this.hot.set(digest, { bytes, mediaType: rec.mediaType });
+    return { bytes, mediaType: rec.mediaType };
   }
 
-  private async fetch(t: ManifestTarget, digest: string, hex: string, expectedSize: number | undefined): Promise<LoadedManifest> {
-    const res = await t.client.request(t.upstreamName, `manifests/${digest}`, { accept: MANIFEST_ACCEPT });
-    if (res.status !== 200) {
-      res.body.resume();
-      if (res.status === 404) throw new OciError(404, 'MANIFEST_UNKNOWN', `${t.repo}@${digest} is pinned, but ${t.registry} does not have it`);
-      if (res.status === 429) {
-        const retry = header(res.headers, 'retry-after');
-        throw new OciError(
-          429,
-          'TOOMANYREQUESTS',
-          `${t.registry} is rate-limiting Airlock and ${digest} is not cached yet`,
-          retry ? { 'retry-after': retry } : {},
-        );
-      }
-      throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${t.registry} answered ${res.status} for the manifest ${t.upstreamName}@${digest}`);
-    }
-    const bytes = await readBoundedBytes(res.body, this.maxBytes);
-    const got = createHash('sha256').update(bytes).digest('hex');
-    if (got !== hex || (expectedSize !== undefined && bytes.length !== expectedSize)) {
-      const why = got !== hex ? `has sha256:${got}` : `is ${bytes.length} bytes where the index declares ${expectedSize}`;
-      throw new AirlockError('DIGEST_MISMATCH', `${t.registry} sent a manifest for ${t.repo}@${digest} that ${why}; nothing was cached`);
-    }
-    let mediaType: string;
-    try {
-      mediaType = parseManifest(bytes, header(res.headers, 'content-type')).mediaType;
-    } catch (e) {
-      if (e instanceof ManifestError) throw new OciError(e.code === 'UNSUPPORTED' ? 415 : 502, e.code, `${t.repo}@${digest}: ${e.message}`);
-      throw e;
-    }
+  /** Keep a manifest verified in memory: in the cache, with its links, and in memory. */
+  async keep(repo: string, digest: string, bytes: Buffer, mediaType: string): Promise<void> {
     await this.cache.putSmall(bytes);
-    await this.linkOnce(t, digest, bytes, mediaType);
+    await this.linkOnce(repo, digest, bytes, mediaType);
     this.hot.set(digest, { bytes, mediaType });
-    return { bytes, mediaType, cache: 'miss' };
   }
 }

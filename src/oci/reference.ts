@@ -156,6 +156,29 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined): P
   throw new ManifestError('UNSUPPORTED', `manifest media type ${JSON.stringify(mediaType)} is not one Airlock serves`);
 }
 
+/** One entry of an index: a platform's manifest (or an attestation manifest, which describes no platform). */
+export interface IndexEntry {
+  digest: string;
+  size: number;
+  /** os/architecture[/variant], when the entry names one. */
+  platform?: string;
+  /** Build attestations (buildx lists them with architecture "unknown"): not an image to run. */
+  attestation: boolean;
+}
+
+/** The entries of an index, with their platforms; parseManifest has checked their digests and sizes. */
+export function indexEntries(bytes: Buffer): IndexEntry[] {
+  const doc = JSON.parse(bytes.toString('utf8')) as {
+    manifests?: { digest: string; size: number; platform?: { architecture?: string; os?: string; variant?: string } }[];
+  };
+  return (doc.manifests ?? []).map((m) => ({
+    digest: m.digest,
+    size: m.size,
+    ...(m.platform ? { platform: [m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/') } : {}),
+    attestation: m.platform?.architecture === 'unknown',
+  }));
+}
+
 /** Whether a client's Accept header admits a media type. No Accept header means anything. */
 export function accepts(acceptHeader: string | undefined, mediaType: string): boolean {
   if (!acceptHeader || acceptHeader.trim() === '') return true;

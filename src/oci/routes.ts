@@ -6,17 +6,16 @@ import type { Recorder } from '../core/records.js';
 import { serveBlob } from '../http/serve-blob.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
 import type { Policy } from '../policy/index.js';
-import { registryKey } from '../policy/oci.js';
 import type { Decision } from '../policy/types.js';
 import type { OciStore, PullRecord } from '../storage/meta-store.js';
-import { contentLength, header, readBoundedBytes } from '../upstream/http.js';
+import { header, readBoundedBytes } from '../upstream/http.js';
 import { MT, ManifestError, accepts, isIndexType, parseManifest, parseV2Path } from './reference.js';
-import { checkDigest, isValidName, isValidTag, looksLikeHost } from '../names/oci.js';
+import { checkDigest, isValidTag } from '../names/oci.js';
 import type { RegistryClient } from './registry-client.js';
 import type { ImageGate } from './gate.js';
 import type { ImageInventories } from './inventory.js';
 import { API_VERSION, OciError, errorBody, headerSafe } from './errors.js';
-import { Manifests, type LoadedManifest } from './manifests.js';
+import { OciUpstream, type LoadedManifest, type UpstreamTarget } from './upstream.js';
 import { presentedSecret, type Authenticator } from '../auth/tokens.js';
 
 export { OciError } from './errors.js';
@@ -40,15 +39,7 @@ export interface OciDeps {
   gate: ImageGate;
 }
 
-interface Target {
-  /** Registry key (docker.io, ghcr.io, ...). */
-  registry: string;
-  /** The name as the upstream registry knows it (library/python). */
-  upstreamName: string;
-  /** Canonical "registry/name": what policy rules and records use. */
-  repo: string;
-  client: RegistryClient;
-}
+type Target = UpstreamTarget;
 
 interface Approval {
   decision: Decision;
@@ -66,7 +57,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
   // A factory of small handlers (manifest, blob, referrers, tags, token, catalog) closing over one
   // set of dependencies; the manifest store is in manifests.ts, the error envelope in errors.ts.
   const app = new Hono<AppEnv>();
-  const manifests = new Manifests(d.cache, d.meta, d.maxManifestBytes);
+  const upstream = new OciUpstream(d);
 
   function refuse(c: Context<AppEnv>, e: OciError): Response {
     return sendBytes(
@@ -83,36 +74,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     );
   }
 
-  function target(name: string, ns: string | undefined): Target {
-    let registry: string | undefined;
-    let upstreamName = name;
-    const slash = name.indexOf('/');
-    const first = slash > 0 ? name.slice(0, slash) : '';
-    if (first && looksLikeHost(first)) {
-      registry = registryKey(first);
-      upstreamName = name.slice(slash + 1);
-      if (!d.registries.has(registry)) throw new OciError(404, 'NAME_UNKNOWN', `registry ${first} is not configured in Airlock (oci.registries)`);
-    }
-    if (ns !== undefined) {
-      const nsKey = registryKey(ns.toLowerCase());
-      if (registry && nsKey !== registry) {
-        throw new OciError(400, 'NAME_INVALID', `the path names registry ${registry} but ?ns= names ${ns.slice(0, 100)}; refusing the ambiguous request`);
-      }
-      if (!d.registries.has(nsKey))
-        throw new OciError(404, 'NAME_UNKNOWN', `registry ${ns.slice(0, 100)} (from ?ns=) is not configured in Airlock (oci.registries)`);
-      registry = nsKey;
-    }
-    registry ??= d.defaultRegistry;
-    if (registry === 'docker.io' && !upstreamName.includes('/')) upstreamName = `library/${upstreamName}`;
-    if (!isValidName(upstreamName)) {
-      throw new OciError(
-        400,
-        'NAME_INVALID',
-        `${JSON.stringify(upstreamName.slice(0, 100))} is not a valid repository name (lowercase components separated by /)`,
-      );
-    }
-    return { registry, upstreamName, repo: `${registry}/${upstreamName}`, client: d.registries.get(registry)! };
-  }
+  const target = (name: string, ns: string | undefined): Target => upstream.target(name, ns);
 
   /** A manifest or blob digest is approved when pinned, or referenced by an approved manifest of the same repository. */
   async function approve(repo: string, digest: string, depth = 0): Promise<Approval> {
@@ -174,7 +136,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     const rule = approval.decision.rule;
     let m: LoadedManifest;
     try {
-      m = await manifests.load(t, digest, approval.size);
+      m = await upstream.manifest(t, digest, approval.size);
     } catch (e) {
       if (c.req.method === 'GET') {
         const reason = (e as Error).message;
@@ -241,15 +203,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     return sendBytes(c, 200, headers, m.bytes);
   }
 
-  async function openBlob(t: Target, digest: string, signal: AbortSignal) {
-    const res = await t.client.request(t.upstreamName, `blobs/${digest}`, { signal });
-    if (res.status !== 200) {
-      res.body.resume();
-      if (res.status === 404) throw new AirlockError('NOT_FOUND', `${t.registry} does not have ${t.upstreamName}@${digest}`);
-      throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${t.registry} answered ${res.status} for the blob ${t.upstreamName}@${digest}`);
-    }
-    return { body: res.body, size: contentLength(res.headers) };
-  }
+  const openBlob = (t: Target, digest: string, signal: AbortSignal) => upstream.openBlob(t, digest, signal);
 
   async function blob(c: Context<AppEnv>, t: Target, digest: string): Promise<Response> {
     const check = checkDigest(digest);

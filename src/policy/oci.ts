@@ -1,5 +1,5 @@
 import picomatch from 'picomatch';
-import { checkDigest, isValidName, isValidTag } from '../names/oci.js';
+import { checkDigest, isValidHost, isValidName, isValidTag, registryKey } from '../names/oci.js';
 import { PolicyError, type Decision } from './types.js';
 
 export interface OciAllowInput {
@@ -37,13 +37,7 @@ interface DenyRule {
   reason: string | undefined;
 }
 
-const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
-
-/** The registry key a host is known by: Docker Hub's aliases are all docker.io. */
-export function registryKey(host: string): string {
-  return DOCKER_HUB_ALIASES.has(host) ? 'docker.io' : host;
-}
-const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d{1,5})?$/;
+export { registryKey } from '../names/oci.js';
 
 /**
  * The canonical form every OCI rule and record uses: "registry/name", Docker Hub spelled
@@ -54,7 +48,7 @@ export function canonicalRepository(repo: string): string | null {
   if (slash <= 0) return null;
   const host = registryKey(repo.slice(0, slash).toLowerCase());
   let name = repo.slice(slash + 1);
-  if (!HOST.test(host)) return null;
+  if (!isValidHost(host)) return null;
   if (host === 'docker.io' && !name.includes('/')) name = `library/${name}`;
   if (!isValidName(name)) return null;
   return `${host}/${name}`;

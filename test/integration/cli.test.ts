@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
@@ -7,9 +8,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { airlockCli } from '../helpers/cli.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
-import { FakeRegistry, makeImage, makeIndex } from '../helpers/fake-registry.js';
+import { FakeRegistry, digestOf, makeImage, makeIndex } from '../helpers/fake-registry.js';
 import { FakeHub } from '../helpers/fake-hub.js';
 import { loadConfig } from '../../src/config/load.js';
+import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 
 describe('airlock CLI', () => {
   const pub = new FakeIndex();
@@ -158,6 +160,18 @@ policy:
       expect(r.stdout).toContain(`added docker.io/library/python:3.12-slim -> ${index.digest} (index of 2 platforms)`);
       const pinned = await airlockCli(['pin', 'oci', `docker.io/library/python@${amd.digest}`, '--config', cfg]);
       expect(pinned.stdout).toContain(`updated docker.io/library/python -> ${amd.digest} (manifest with 2 blobs)`);
+      // Pinned through the mirror's own store: the manifests are kept as the server keeps them.
+      const kept = new SqliteMetaStore(join(dir, 'data-oci', 'airlock.db'));
+      try {
+        expect((await kept.getOciManifest(index.digest))?.mediaType).toBe(index.mediaType);
+        expect(await kept.getOciManifest(amd.digest)).not.toBeNull();
+      } finally {
+        await kept.close();
+      }
+      // A pin by digest asks the registry even though the store now holds the manifest.
+      expect(reg.count(`manifest:library/python:${amd.digest}`)).toBe(1);
+      expect((await airlockCli(['pin', 'oci', `docker.io/library/python@${amd.digest}`, '--config', cfg])).code).toBe(0);
+      expect(reg.count(`manifest:library/python:${amd.digest}`)).toBe(2);
       const text = readFileSync(cfg, 'utf8');
       expect(text).toContain('# approved images');
       const policy = loadConfig(cfg).policy.oci;
@@ -173,6 +187,43 @@ policy:
       expect(bad.stderr).toContain('expected REGISTRY/NAME:TAG');
       const check = await airlockCli(['check', '--config', cfg]);
       expect(check.stdout).toContain('1 OCI repositories');
+    } finally {
+      await reg.stop();
+    }
+  });
+
+  it('image check fills layers through the configured cache: its size limit holds as it does for the server', async () => {
+    const reg = await new FakeRegistry().start();
+    try {
+      const img = makeImage([randomBytes(300_000), randomBytes(300_000), randomBytes(300_000)]);
+      reg.push('team/app', img, 'v1');
+      const data = join(dir, 'data-limit');
+      const cfg = join(dir, 'limit.yaml');
+      writeFileSync(
+        cfg,
+        `data_dir: ${data}\ncache:\n  max_bytes: 500000\noci:\n  default_registry: reg.test\n  registries:\n    reg.test: { url: "${reg.url}", blob_hosts: ["127.0.0.1:${reg.cdnPort}"] }\n`,
+      );
+      const r = await airlockCli(['image', 'check', 'reg.test/team/app:v1', '--config', cfg]);
+      expect(r.stderr).toBe('');
+      expect(r.code, r.stdout).toBe(0);
+      expect(r.stdout).toContain(`reg.test/team/app@${img.digest}`);
+      // Every layer was filled (and inventoried), yet the store holds no more than cache.max_bytes.
+      for (const l of img.layers) expect(reg.count(`blob:${digestOf(l)}`)).toBe(1);
+      const meta = new SqliteMetaStore(join(data, 'airlock.db'));
+      try {
+        const totals = await meta.blobTotals();
+        expect(totals.bytes).toBeGreaterThan(0);
+        expect(totals.bytes).toBeLessThanOrEqual(500_000);
+        expect(await meta.inventories.getInventory(img.digest)).not.toBeNull();
+      } finally {
+        await meta.close();
+      }
+      const bad = await airlockCli(['image', 'check', 'reg.test/Team/App:v1', '--config', cfg]);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/^airlock: image check: "reg\.test\/Team\/App:v1" is not an image reference: "Team\/App" is not a repository name/);
+      const unknown = await airlockCli(['image', 'check', 'ghcr.io/x/y:1', '--config', cfg]);
+      expect(unknown.code).toBe(2);
+      expect(unknown.stderr).toContain('registry ghcr.io is not configured in oci.registries (configured: reg.test)');
     } finally {
       await reg.stop();
     }

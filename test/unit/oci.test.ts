@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { accepts, MT, parseManifest, parseV2Path } from '../../src/oci/reference.js';
-import { checkDigest, isValidName, isValidTag } from '../../src/names/oci.js';
+import { accepts, indexEntries, MT, parseManifest, parseV2Path } from '../../src/oci/reference.js';
+import { checkDigest, isValidName, isValidTag, parseImageRef } from '../../src/names/oci.js';
 import { parseChallenge } from '../../src/oci/registry-client.js';
 import { OciPolicy, canonicalRepository } from '../../src/policy/oci.js';
 import { PolicyError } from '../../src/policy/types.js';
@@ -70,6 +70,62 @@ describe('OCI grammar', () => {
     expect(accepts('*/*', MT.ociIndex)).toBe(true);
     expect(accepts(`${MT.ociIndex};q=0, */*`, MT.ociIndex)).toBe(true);
     expect(accepts(`${MT.ociIndex};q=0`, MT.ociIndex)).toBe(false);
+  });
+  it('parses image references as Docker normalises them', () => {
+    const ok = (input: string, def?: string) => {
+      const r = parseImageRef(input, def);
+      if (!r.ok) throw new Error(r.reason);
+      return r.ref;
+    };
+    expect(ok('docker.io/library/python:3.12')).toEqual({ registry: 'docker.io', name: 'library/python', repository: 'docker.io/library/python', tag: '3.12' });
+    // Docker Hub's defaults: no registry means docker.io, a one-part name is under library/, aliases are docker.io.
+    expect(ok('python:3.12-slim')).toEqual(ok('docker.io/library/python:3.12-slim'));
+    expect(ok('registry-1.docker.io/python:3.12').repository).toBe('docker.io/library/python');
+    expect(ok('Index.Docker.io/org/app:1').repository).toBe('docker.io/org/app');
+    expect(ok('org/app:1').repository).toBe('docker.io/org/app');
+    expect(ok(`ghcr.io/x/y@${A}`)).toEqual({ registry: 'ghcr.io', name: 'x/y', repository: 'ghcr.io/x/y', digest: A });
+    expect(ok(`ghcr.io/x/y:v1@${A}`)).toEqual({ registry: 'ghcr.io', name: 'x/y', repository: 'ghcr.io/x/y', tag: 'v1', digest: A });
+    // A port is part of the host, not a tag; localhost is a host without a dot.
+    expect(ok('localhost:5000/a/b:tag')).toEqual({ registry: 'localhost:5000', name: 'a/b', repository: 'localhost:5000/a/b', tag: 'tag' });
+    expect(ok('localhost:5000/a/b')).toEqual({ registry: 'localhost:5000', name: 'a/b', repository: 'localhost:5000/a/b' });
+    expect(ok('localhost/a')).toEqual({ registry: 'localhost', name: 'a', repository: 'localhost/a' });
+    // Another default registry (oci.default_registry): no library/ there.
+    expect(ok('team/app:v1', 'registry.test').repository).toBe('registry.test/team/app');
+    expect(ok('app:v1', 'registry.test').repository).toBe('registry.test/app');
+    // Neither tag nor digest is a reference too ("latest" is not assumed).
+    expect(ok('python')).toEqual({ registry: 'docker.io', name: 'library/python', repository: 'docker.io/library/python' });
+    const bad = (input: string) => {
+      const r = parseImageRef(input);
+      expect(r.ok, input).toBe(false);
+      return r.ok ? '' : r.reason;
+    };
+    expect(bad('docker.io/Library/Python:3.12')).toMatch(/"Library\/Python" is not a repository name/);
+    expect(bad('python:')).toMatch(/"" is not a valid tag/);
+    expect(bad('python:3.12:x')).toMatch(/not a repository name/);
+    expect(bad('ghcr.io/x/y@sha256:abc')).toMatch(/64 lowercase hex/);
+    expect(bad(`ghcr.io/x/y@md5:${'a'.repeat(32)}`)).toMatch(/only sha256/);
+    expect(bad('a..b:5000/x:1')).toMatch(/not a registry host/);
+    expect(bad('docker://python:3.12')).toMatch(/not a registry host/);
+    expect(bad('ghcr.io//x:1')).toMatch(/not a repository name/);
+    expect(bad('')).toMatch(/empty/);
+    expect(bad(`ghcr.io/${'a'.repeat(250)}:1`)).toMatch(/at most 255/);
+  });
+  it('lists the platforms of an index, telling attestations apart', () => {
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [
+          { digest: A, size: 10, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+          { digest: B, size: 20, platform: { os: 'unknown', architecture: 'unknown' } },
+          { digest: C, size: 30 },
+        ],
+      }),
+    );
+    expect(indexEntries(index)).toEqual([
+      { digest: A, size: 10, platform: 'linux/arm64/v8', attestation: false },
+      { digest: B, size: 20, platform: 'unknown/unknown', attestation: true },
+      { digest: C, size: 30, attestation: false },
+    ]);
   });
   it('parses WWW-Authenticate challenges', () => {
     expect(parseChallenge('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull"')).toEqual({
