@@ -30,6 +30,8 @@ interface ParsedYaml {
   file: string;
   text: string;
   value: unknown;
+  /** Whether the file holds no value at all: empty, comments only, or a document that is only `---`, `...`, `null` or `~`. */
+  empty: boolean;
   /** Built only when an error needs a line number. */
   located?: { doc: Document; lines: LineCounter };
 }
@@ -54,7 +56,7 @@ function readYaml(file: string): ParsedYaml {
     const reason = (e as { reason?: string }).reason ?? (e as Error).message.split('\n')[0];
     throw new ConfigError(`${file}${mark ? `:${mark.line + 1}:${mark.column + 1}` : ''}: invalid YAML: ${reason}`);
   }
-  return { file, text, value: value ?? {} };
+  return { file, text, value: value ?? {}, empty: value === null || value === undefined };
 }
 
 function where(y: ParsedYaml, path: (string | number)[]): string {
@@ -161,10 +163,13 @@ export function loadConfig(configFile: string, env: Record<string, string | unde
     const pf = resolve(dirname(file), config.policy_file);
     policyYaml = readYaml(pf);
     policyBase = [];
-    // An empty (or comments-only) policy file allows nothing and refuses every pull: far more often a
-    // truncated write or a wrong path than an intent, so it is refused; `{}` says it on purpose.
-    if (policyYaml.text.split('\n').every((l) => /^\s*(#.*)?$/.test(l))) {
-      throw new ConfigError(`${pf}: the policy file is empty (or only comments): it would refuse every pull; write {} to mean that on purpose`);
+    // A policy file with no value (empty, only comments, or a document that is only `---`, `...`,
+    // `null` or `~`) allows nothing and refuses every pull: far more often a truncated write or a
+    // wrong path than an intent, so it is refused; `{}` says it on purpose.
+    if (policyYaml.empty) {
+      throw new ConfigError(
+        `${pf}: the policy file is empty (or only comments, or a null document): it would refuse every pull; write {} to mean that on purpose`,
+      );
     }
     const pp = policySchema.safeParse(policyYaml.value);
     if (!pp.success) throw new ConfigError(zodMessage(policyYaml, [], pp.error));

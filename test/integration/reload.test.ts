@@ -32,7 +32,13 @@ describe('policy reload', () => {
       writeFileSync(pol, '# being edited\n');
       expect(airlock.reloadPolicy()).toBe(false);
       expect(lines.at(-1)).toMatchObject({ level: 50, msg: 'policy reload failed; keeping the previous policy' });
-      expect(String(lines.at(-1)!.err)).toMatch(/the policy file is empty \(or only comments\)/);
+      expect(String(lines.at(-1)!.err)).toMatch(/the policy file is empty \(or only comments, or a null document\)/);
+      // A document that is only its markers, or null: no value either, refused alike (it was taken as deny-all).
+      for (const text of ['---\n', '---\n...\n', 'null\n']) {
+        writeFileSync(pol, text);
+        expect(airlock.reloadPolicy()).toBe(false);
+        expect(String(lines.at(-1)!.err)).toMatch(/the policy file is empty/);
+      }
 
       // Nothing allowed, on purpose: taken, with a warning; and a setting outside the policy changed: said, not applied.
       writeFileSync(pol, '{}\n');

@@ -66,10 +66,11 @@ describe('configuration loading', () => {
   it('refuses an empty or comments-only policy file (it would refuse every pull), and accepts {} said on purpose', () => {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-cfg-'));
     writeFileSync(join(dir, 'airlock.yaml'), 'policy_file: policy.yaml\n');
-    for (const text of ['', '\n\n', '# all pins moved elsewhere\n  # indented\n']) {
+    // A document that is only a start or end marker, or null, holds no value either (a truncated write).
+    for (const text of ['', '\n\n', '# all pins moved elsewhere\n  # indented\n', '---\n', '---\n...\n', '...\n', 'null\n', '~\n', '--- # cut here\n']) {
       writeFileSync(join(dir, 'policy.yaml'), text);
       expect(errorOf(join(dir, 'airlock.yaml'))).toBe(
-        `${join(dir, 'policy.yaml')}: the policy file is empty (or only comments): it would refuse every pull; write {} to mean that on purpose`,
+        `${join(dir, 'policy.yaml')}: the policy file is empty (or only comments, or a null document): it would refuse every pull; write {} to mean that on purpose`,
       );
     }
     writeFileSync(join(dir, 'policy.yaml'), '# nothing is allowed, on purpose\n{}\n');
