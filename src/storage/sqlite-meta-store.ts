@@ -15,7 +15,8 @@ import type { InventoryStore } from './inventory-store.js';
 import { INVENTORY_MIGRATION, SqliteInventoryStore } from './sqlite-inventory-store.js';
 import { dayTally, pullOf, type PullRow } from './pull-rows.js';
 
-const MIGRATIONS: string[] = [
+/** Versioned schema steps (PRAGMA user_version counts those applied); exported for the migration tests. */
+export const SQLITE_MIGRATIONS: string[] = [
   `CREATE TABLE blobs (
      sha256 TEXT PRIMARY KEY,
      size INTEGER NOT NULL,
@@ -101,6 +102,21 @@ const MIGRATIONS: string[] = [
    INSERT INTO pull_days SELECT (ts / 86400000) * 86400000, ecosystem, decision, COUNT(*) FROM pulls GROUP BY 1, 2, 3;
    CREATE INDEX pulls_name_id ON pulls (name, id);
    CREATE INDEX pulls_decision_eco_id ON pulls (decision, ecosystem, id);`,
+  // Tokens keep their history: a revoked token's row stays (its secret stays refused), and its name
+  // can be issued again. A name is unique among live tokens only; rows are ordered by id. SQLite
+  // cannot drop a primary key, so the table is rebuilt.
+  `CREATE TABLE tokens_v2 (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     name TEXT NOT NULL,
+     hash TEXT NOT NULL UNIQUE,
+     admin INTEGER NOT NULL,
+     created_at INTEGER NOT NULL,
+     revoked_at INTEGER
+   );
+   INSERT INTO tokens_v2 (name, hash, admin, created_at, revoked_at) SELECT name, hash, admin, created_at, revoked_at FROM tokens ORDER BY created_at, name;
+   DROP TABLE tokens;
+   ALTER TABLE tokens_v2 RENAME TO tokens;
+   CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_at IS NULL;`,
 ];
 
 const DAY_MS = 86_400_000;
@@ -165,12 +181,18 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   private migrate(): void {
-    const version = this.db.pragma('user_version', { simple: true }) as number;
-    for (let v = version; v < MIGRATIONS.length; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v]);
-        this.db.pragma(`user_version = ${v + 1}`);
-      })();
+    const version = () => this.db.pragma('user_version', { simple: true }) as number;
+    for (let v = version(); v < SQLITE_MIGRATIONS.length; v = version()) {
+      // IMMEDIATE, and the version read again under the write lock: two processes opening one
+      // database together apply each step once.
+      this.db
+        .transaction(() => {
+          const now = version();
+          if (now >= SQLITE_MIGRATIONS.length) return;
+          this.db.exec(SQLITE_MIGRATIONS[now]);
+          this.db.pragma(`user_version = ${now + 1}`);
+        })
+        .immediate();
     }
   }
 
@@ -364,7 +386,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async listTokens(): Promise<TokenRecord[]> {
-    return this.db.prepare<[], TokenRow>('SELECT * FROM tokens ORDER BY name').all().map(tokenOf);
+    return this.db.prepare<[], TokenRow>('SELECT * FROM tokens ORDER BY name, id').all().map(tokenOf);
   }
 
   async revokeToken(name: string): Promise<boolean> {
