@@ -87,6 +87,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     maxBytes: config.cache.max_bytes,
     verifyHits: config.cache.verify_hits,
     offload,
+    log,
     onStored: (bytes) => metrics.cacheBytes.set(bytes),
     onEvict: (count, bytes, stored) => {
       metrics.evictions.inc(count);
