@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { storeBytes, type FileBytes } from './bytes.js';
 import { AirlockError } from './errors.js';
-import { DEFAULT_BUDGET, Fill, type FillBudget, type FillLease, type FillSpec } from './fill.js';
+import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillLease, type FillSpec } from './fill.js';
 import type { HashPool } from './hasher.js';
 import type { ClientSlots } from './slots.js';
 import { resolveRange, type RangeSpec } from './range.js';
@@ -90,6 +90,8 @@ export class BlobCache {
   private readonly inflight = new Map<string, Fill>();
   /** Every fill not yet over (a failed one leaves `inflight` at once, but is over only once its spool file is gone). */
   private readonly running = new Set<Fill>();
+  /** This cache's running fills share one memory bound (spool.ts). */
+  private readonly share = new FillShare();
 
   private readonly onCommitError: (sha256: string, e: unknown) => void;
   private readonly onCorrupt: NonNullable<CacheOptions['onCorrupt']>;
@@ -405,7 +407,7 @@ export class BlobCache {
       if (spec.keep) fill.keep();
     } else {
       cache = 'miss';
-      const f = new Fill(spec, this.store, this.meta, this.hashes, this.budget, this.leaseFor(spec.sha256));
+      const f = new Fill(spec, this.store, this.meta, this.hashes, this.budget, this.leaseFor(spec.sha256), this.share);
       fill = f;
       this.inflight.set(spec.sha256, f);
       // Joiners keep reading the spool file until the blob is in the store, then hits take over.
