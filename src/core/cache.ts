@@ -110,6 +110,8 @@ export class BlobCache {
   private stored: number | undefined;
   private evicting: Promise<void> | undefined;
   private readonly log: Pick<Logger, 'warn' | 'error'>;
+  /** A catch handler that logs the failure (warn) with `fields` and the error's message. */
+  private readonly warn = (fields: object, msg: string) => (e: unknown) => this.log.warn({ ...fields, err: errText(e) }, msg);
 
   constructor(
     readonly store: BlobStore,
@@ -131,13 +133,8 @@ export class BlobCache {
   private noteUse(sha256: string): void {
     this.used.add(sha256);
     if (!this.usedTimer) {
-      this.usedTimer = setTimeout(
-        () =>
-          void this.flushUses().catch((e) =>
-            this.log.warn({ err: errText(e) }, 'last-use times of cached blobs could not be written (eviction may pick those blobs sooner)'),
-          ),
-        1000,
-      );
+      const failed = this.warn({}, 'last-use times of cached blobs could not be written (eviction may pick those blobs sooner)');
+      this.usedTimer = setTimeout(() => void this.flushUses().catch(failed), 1000);
       this.usedTimer.unref();
     }
   }
@@ -149,18 +146,16 @@ export class BlobCache {
     const stale = fleet.staleMs ?? 15_000;
     let renew: NodeJS.Timeout | undefined;
     let held = false;
+    const who = { digest: sha256, owner: fleet.owner };
+    const renewFailed = this.warn(who, 'fill lease could not be renewed: another replica may take it over and fetch the same blob');
     // One warning per run of failed renewals (they come every staleMs / 3), not one per attempt.
-    let renewFailing = false;
+    let failing = false;
     const renewLease = () =>
       fleet.leases.renewLease(sha256, fleet.owner).then(
-        () => (renewFailing = false),
+        () => (failing = false),
         (e) => {
-          if (!renewFailing)
-            this.log.warn(
-              { digest: sha256, owner: fleet.owner, err: errText(e) },
-              'fill lease could not be renewed: another replica may take it over and fetch the same blob',
-            );
-          renewFailing = true;
+          if (!failing) renewFailed(e);
+          failing = true;
         },
       );
     return {
@@ -182,15 +177,8 @@ export class BlobCache {
       },
       release: () => {
         if (renew) clearInterval(renew);
-        if (held)
-          void fleet.leases
-            .releaseLease(sha256, fleet.owner)
-            .catch((e) =>
-              this.log.warn(
-                { digest: sha256, owner: fleet.owner, err: errText(e) },
-                'fill lease could not be released: other replicas wait for it to go stale before fetching this blob',
-              ),
-            );
+        const failed = this.warn(who, 'fill lease could not be released: other replicas wait for it to go stale before fetching this blob');
+        if (held) void fleet.leases.releaseLease(sha256, fleet.owner).catch(failed);
         held = false;
       },
     };
@@ -212,9 +200,7 @@ export class BlobCache {
     this.opts.onStored?.(this.stored ?? 0);
     const max = this.opts.maxBytes ?? 0;
     if (max > 0 && (this.stored === undefined || this.stored > max))
-      void this.evict().catch((e) =>
-        this.log.warn({ err: errText(e), maxBytes: max }, 'cache eviction failed: the cache may stay over cache.max_bytes until the next pass'),
-      );
+      void this.evict().catch(this.warn({ maxBytes: max }, 'cache eviction failed: the cache may stay over cache.max_bytes until the next pass'));
   }
 
   /**
@@ -250,9 +236,7 @@ export class BlobCache {
         await this.meta.deleteBlob(b.sha256);
         await this.store
           .delete(b.sha256)
-          .catch((e) =>
-            this.log.warn({ digest: b.sha256, err: errText(e) }, 'an evicted blob could not be deleted from the blob store: its space is not freed'),
-          );
+          .catch(this.warn({ digest: b.sha256 }, 'an evicted blob could not be deleted from the blob store: its space is not freed'));
         bytes -= b.size;
         freed += b.size;
         count++;
@@ -302,9 +286,8 @@ export class BlobCache {
     try {
       await this.store.putFile(sha256, tmp);
     } catch (e) {
-      await unlink(tmp).catch((u) => {
-        if ((u as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file: tmp, err: errText(u) }, 'a temporary file could not be removed');
-      });
+      const failed = this.warn({ file: tmp }, 'a temporary file could not be removed');
+      await unlink(tmp).catch((u) => (u as NodeJS.ErrnoException).code !== 'ENOENT' && failed(u));
       throw e;
     }
     await this.meta.putBlob({ sha256, size: bytes.length, createdAt: Date.now() });

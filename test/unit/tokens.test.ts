@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { Authenticator, newToken, presentedSecret, tokenHash } from '../../src/auth/tokens.js';
-import { SQLITE_MIGRATIONS, SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+import { SQLITE_MIGRATIONS } from '../../src/storage/sqlite-schema.js';
 
 describe('client tokens', () => {
   it('reads the secret as each client sends it', () => {
