@@ -178,6 +178,7 @@ export function blobCache(
         : undefined,
     maxBytes: config.cache.max_bytes,
     verifyHits: config.cache.verify_hits,
+    log,
     offload: opts.serving ? offloadFor(loaded, d.store) : undefined,
     onStored: (bytes) => metrics.cacheBytes.set(bytes),
     onEvict: (count, bytes, stored) => {

@@ -359,7 +359,8 @@ async function main(argv: string[]): Promise<void> {
           const name = values.name;
           if (!name || !TOKEN_NAME.test(name))
             fail('--name: expected a token name (letters, digits, ".", "_", "-"; up to 64 characters), e.g. --name ci-runner');
-          if ((await meta.listTokens()).some((t) => t.name === name)) fail(`a token named ${name} already exists (revoke it, or choose another name)`);
+          if ((await meta.listTokens()).some((t) => t.name === name && t.revokedAt === null))
+            fail(`a live token named ${name} already exists (revoke it first, or choose another name)`);
           const secret = await new Authenticator(meta).create(name, values.admin!);
           process.stderr.write(`created ${values.admin ? 'admin ' : ''}token ${name}; it is shown once and stored only as a hash:\n`);
           process.stdout.write(`${secret}\n`);

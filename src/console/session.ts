@@ -39,7 +39,8 @@ export async function readSession(cookie: string | undefined, tokens: TokenStore
   const expires = Number(exp);
   if (!Number.isSafeInteger(expires) || expires <= now) return null;
   const name = Buffer.from(n, 'base64url').toString('utf8');
-  const token = (await tokens.listTokens()).find((t) => t.name === name);
+  // The name's live token: a revoked token's name may have been issued again (its old rows stay listed).
+  const token = (await tokens.listTokens()).find((t) => t.name === name && t.revokedAt === null);
   if (!token || token.revokedAt !== null || !token.admin) return null;
   const body = `${n}.${exp}`;
   if (!same(m, mac(token.hash, `session.${body}`))) return null;

@@ -2,9 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import type { Logger } from 'pino';
 import { storeBytes, type FileBytes } from './bytes.js';
 import { AirlockError } from './errors.js';
-import { DEFAULT_BUDGET, Fill, type FillBudget, type FillLease, type FillSpec } from './fill.js';
+import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillLease, type FillSpec } from './fill.js';
 import type { HashPool } from './hasher.js';
 import type { ClientSlots } from './slots.js';
 import { resolveRange, type RangeSpec } from './range.js';
@@ -39,6 +40,12 @@ export interface CacheOptions {
   fleet?: { leases: LeaseStore; owner: string; staleMs?: number; waitMs?: number };
   /** Warm bodies handed to a cheaper server (offload.*): how to hand over a cached blob. */
   offload?: (sha256: string) => Promise<Offload>;
+  /**
+   * Where failures of the cache's own background work go (use times, lease renewal and release,
+   * eviction, clean-up), which no request sees: warn when the cache is degraded, error when
+   * something is lost. Without one they are dropped.
+   */
+  log?: Pick<Logger, 'warn' | 'error'>;
 }
 
 /** A cached blob handed over: an internal redirect header for nginx, or a URL the client fetches. */
@@ -83,6 +90,8 @@ export class BlobCache {
   private readonly inflight = new Map<string, Fill>();
   /** Every fill not yet over (a failed one leaves `inflight` at once, but is over only once its spool file is gone). */
   private readonly running = new Set<Fill>();
+  /** This cache's running fills share one memory bound (spool.ts). */
+  private readonly share = new FillShare();
 
   private readonly onCommitError: (sha256: string, e: unknown) => void;
   private readonly onCorrupt: NonNullable<CacheOptions['onCorrupt']>;
@@ -100,6 +109,9 @@ export class BlobCache {
   /** Bytes stored, as far as this process knows (re-read from the index before each eviction). */
   private stored: number | undefined;
   private evicting: Promise<void> | undefined;
+  private readonly log: Pick<Logger, 'warn' | 'error'>;
+  /** A catch handler that logs the failure (warn) with `fields` and the error's message. */
+  private readonly warn = (fields: object, msg: string) => (e: unknown) => this.log.warn({ ...fields, err: errText(e) }, msg);
 
   constructor(
     readonly store: BlobStore,
@@ -115,12 +127,14 @@ export class BlobCache {
     this.opts = opts;
     this.verifyHits = opts.verifyHits ?? true;
     this.offload = opts.offload;
+    this.log = opts.log ?? { warn: () => {}, error: () => {} };
   }
 
   private noteUse(sha256: string): void {
     this.used.add(sha256);
     if (!this.usedTimer) {
-      this.usedTimer = setTimeout(() => void this.flushUses().catch(() => {}), 1000);
+      const failed = this.warn({}, 'last-use times of cached blobs could not be written (eviction may pick those blobs sooner)');
+      this.usedTimer = setTimeout(() => void this.flushUses().catch(failed), 1000);
       this.usedTimer.unref();
     }
   }
@@ -132,13 +146,25 @@ export class BlobCache {
     const stale = fleet.staleMs ?? 15_000;
     let renew: NodeJS.Timeout | undefined;
     let held = false;
+    const who = { digest: sha256, owner: fleet.owner };
+    const renewFailed = this.warn(who, 'fill lease could not be renewed: another replica may take it over and fetch the same blob');
+    // One warning per run of failed renewals (they come every staleMs / 3), not one per attempt.
+    let failing = false;
+    const renewLease = () =>
+      fleet.leases.renewLease(sha256, fleet.owner).then(
+        () => (failing = false),
+        (e) => {
+          if (!failing) renewFailed(e);
+          failing = true;
+        },
+      );
     return {
       acquire: async () => {
         const until = Date.now() + (fleet.waitMs ?? 3_600_000);
         for (;;) {
           if (await fleet.leases.takeLease(sha256, fleet.owner, stale)) {
             held = true;
-            renew = setInterval(() => void fleet.leases.renewLease(sha256, fleet.owner).catch(() => {}), Math.floor(stale / 3));
+            renew = setInterval(() => void renewLease(), Math.floor(stale / 3));
             renew.unref();
             return 'held';
           }
@@ -151,7 +177,8 @@ export class BlobCache {
       },
       release: () => {
         if (renew) clearInterval(renew);
-        if (held) void fleet.leases.releaseLease(sha256, fleet.owner).catch(() => {});
+        const failed = this.warn(who, 'fill lease could not be released: other replicas wait for it to go stale before fetching this blob');
+        if (held) void fleet.leases.releaseLease(sha256, fleet.owner).catch(failed);
         held = false;
       },
     };
@@ -172,7 +199,8 @@ export class BlobCache {
     if (this.stored !== undefined) this.stored += bytes;
     this.opts.onStored?.(this.stored ?? 0);
     const max = this.opts.maxBytes ?? 0;
-    if (max > 0 && (this.stored === undefined || this.stored > max)) void this.evict().catch(() => {});
+    if (max > 0 && (this.stored === undefined || this.stored > max))
+      void this.evict().catch(this.warn({ maxBytes: max }, 'cache eviction failed: the cache may stay over cache.max_bytes until the next pass'));
   }
 
   /**
@@ -206,7 +234,9 @@ export class BlobCache {
           continue;
         }
         await this.meta.deleteBlob(b.sha256);
-        await this.store.delete(b.sha256).catch(() => {});
+        await this.store
+          .delete(b.sha256)
+          .catch(this.warn({ digest: b.sha256 }, 'an evicted blob could not be deleted from the blob store: its space is not freed'));
         bytes -= b.size;
         freed += b.size;
         count++;
@@ -256,7 +286,8 @@ export class BlobCache {
     try {
       await this.store.putFile(sha256, tmp);
     } catch (e) {
-      await unlink(tmp).catch(() => {});
+      const failed = this.warn({ file: tmp }, 'a temporary file could not be removed');
+      await unlink(tmp).catch((u) => (u as NodeJS.ErrnoException).code !== 'ENOENT' && failed(u));
       throw e;
     }
     await this.meta.putBlob({ sha256, size: bytes.length, createdAt: Date.now() });
@@ -300,7 +331,10 @@ export class BlobCache {
   /** A stored blob found not to match its digest: forget it (the next request fetches it again), keep its bytes in quarantine, say so. */
   async forget(sha256: string, got: string): Promise<void> {
     await this.meta.deleteBlob(sha256);
-    const kept = await this.store.quarantine(sha256).catch(() => null);
+    const kept = await this.store.quarantine(sha256).catch((e) => {
+      this.log.error({ digest: sha256, got, err: errText(e) }, 'a corrupt blob could not be quarantined: its bytes are not kept for inspection');
+      return null;
+    });
     this.onCorrupt(sha256, got, kept);
   }
 
@@ -373,7 +407,7 @@ export class BlobCache {
       if (spec.keep) fill.keep();
     } else {
       cache = 'miss';
-      const f = new Fill(spec, this.store, this.meta, this.hashes, this.budget, this.leaseFor(spec.sha256));
+      const f = new Fill(spec, this.store, this.meta, this.hashes, this.budget, this.leaseFor(spec.sha256), this.share);
       fill = f;
       this.inflight.set(spec.sha256, f);
       // Joiners keep reading the spool file until the blob is in the store, then hits take over.
@@ -429,3 +463,5 @@ function unsatisfiable(cache: CacheOutcome, size: number | undefined): Served {
     committed: Promise.resolve(false),
   };
 }
+
+const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));

@@ -3,123 +3,41 @@ import type { HashPool, SpoolHash } from './hasher.js';
 import { EventEmitter } from 'node:events';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { AirlockError } from './errors.js';
 import { DEFAULT_BUDGET, watchBody, type FillBudget } from './budget.js';
 export { DEFAULT_BUDGET, type FillBudget } from './budget.js';
 import { fileHandleBytes, type FileBytes } from './bytes.js';
 export type { FileBytes } from './bytes.js';
+import type { FillLease, FillSpec, SpoolFollow, UpstreamBody } from './fill-spec.js';
+export type { FillLease, FillSpec, Inspector, SpoolFollow, UpstreamBody } from './fill-spec.js';
+import { growingBytes, spoolReader, type SpoolSource } from './fill-reader.js';
+import { FillShare, SpoolWindow } from './spool.js';
+export { FillShare } from './spool.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
 import type { BlobIndex } from '../storage/meta-store.js';
-
-/** What an upstream opener returns: a Node stream (the HTTP response body) and its declared length. */
-export interface UpstreamBody {
-  body: Readable;
-  size?: number;
-}
-
-export interface FillSpec {
-  /** Expected SHA-256 (hex): the content address and the check. */
-  sha256: string;
-  /** Expected size when the index/manifest states one; checked before and while streaming. */
-  size?: number;
-  /** Opens the upstream body. Must throw AirlockError for non-2xx answers. */
-  open(signal: AbortSignal): Promise<UpstreamBody>;
-  /** Optional content inspection (model files), run on the spool file. */
-  inspect?: Inspector;
-  /**
-   * Optional follower of a new fill that holds no client back (image layers are read for their
-   * inventory as they pass): it gets the spool file to follow as it is written, and `committed`,
-   * which says whether the bytes were the expected ones. The promise it returns resolves once it
-   * holds the spool file open; the fill waits for that (5 s at most) before renaming the file.
-   */
-  observe?: (spool: SpoolFollow, committed: Promise<boolean>) => Promise<void> | void;
-  /**
-   * The fill is wanted even when no client reads it (the image gate reads a layer for its
-   * inventory): it is not cancelled when its readers have gone.
-   */
-  keep?: boolean;
-}
-
-/**
- * The fleet-wide lease of one fill (replicas sharing a store): taken before the upstream is
- * asked, renewed while the fill runs, released once the blob is committed or the fill failed.
- * 'elsewhere': another replica filled the blob while this one waited (the fill then fails with
- * FILLED_ELSEWHERE and its callers look again, finding a hit).
- */
-export interface FillLease {
-  acquire(): Promise<'held' | 'elsewhere'>;
-  release(): void;
-}
-
-/** A fill's spool file as a follower sees it. */
-export interface SpoolFollow {
-  path: string;
-  size: number;
-  written(): number;
-  /** Called on every write and when the fill ends; returns the unsubscribe. */
-  onProgress(cb: () => void): () => void;
-}
-
-export interface Inspector {
-  /**
-   * Judge the file while it arrives: reads of `file` wait for its bytes (when the size is known up
-   * front; otherwise the judge starts once every byte is in). Until `release()` is called no byte
-   * goes to any client; after it, bytes stream held back only by the tail. The tail waits for the
-   * judge to resolve; throwing (AirlockError CONTENT_REFUSED) refuses: before release() the client
-   * gets an error instead of a body, after it the transfer is cut before its end.
-   */
-  judge(file: FileBytes, release: () => void): Promise<void>;
-  /**
-   * Called once the digest has matched and the judge has resolved, before the tail is released:
-   * the only point where what the judge saw is known to be the expected bytes (keep verdicts here,
-   * never from judge(), which may be reading bytes that turn out not to verify).
-   */
-  verified?(): Promise<void>;
-  /**
-   * Called when judge() refused and the download has since been verified: the refusal was about
-   * the expected bytes, so it may be kept. Clients were cut at the refusal; the download goes on
-   * to its digest only to establish this (nothing is cached).
-   */
-  refusedVerified?(): Promise<void>;
-}
 
 /**
  * Bytes held back from every reader until the digest has been checked: no client ever receives
  * the last bytes of a file that has not verified, so a tampered file never arrives whole.
  */
 export const HOLD_BACK = 64 * 1024;
-const READ_CHUNK = 256 << 10;
-/**
- * The most recent chunks written to the spool stay in memory (bounded), so readers keeping pace
- * with the upstream take them without a file read or a new buffer; slower readers fall back to
- * positional reads of the spool file. Measured alone it was within noise of the file-only path
- * (264 vs 250 MiB/s cold, 512 MiB): the cold path is CPU-bound elsewhere (see README Performance).
- * Upstream bytes are also queued for the spool file up to a bound before the socket is paused.
- *
- * Both bounds shrink as fills run at once: all fills together keep at most FILLS_MEMORY in
- * windows and as much in queues (never less than 128 KiB each), so 50 concurrent cold pulls
- * stay within the memory budget (README Reliability) while a lone fill keeps 1 MiB of each.
- */
-const PER_FILL_MAX = 1 << 20;
 /** The hash worker is told of new spool bytes once per this many (each message wakes it). */
 const HASH_STEP = 1 << 20;
-const PER_FILL_MIN = 128 << 10;
-const FILLS_MEMORY = 8 << 20;
-let runningFills = 0;
-const perFill = (): number => Math.max(PER_FILL_MIN, Math.min(PER_FILL_MAX, Math.floor(FILLS_MEMORY / Math.max(1, runningFills))));
 
 type FillState = 'opening' | 'running' | 'verified' | 'failed';
 
 /**
- * (This class is most of the file, ~400 lines, on purpose: its states, spooling, hashing,
- * inspection, hold-back and commit depend on each other's order and are read together.)
+ * (This class is most of the file, ~350 lines, on purpose: its states, spooling, hashing,
+ * inspection, hold-back and commit depend on each other's order and are read together. What
+ * stands apart is elsewhere: its spec and follower shapes in fill-spec.ts, the in-memory window
+ * and the memory bounds in spool.ts, readers in fill-reader.ts.)
  *
  * One upstream download, spooled to a local file while it is hashed. Any number of readers tail
  * the spool file (positional reads on the fill's own descriptor, so a rename on commit does not
  * disturb them); memory stays bounded by the queue, whatever the file size or number of readers.
  */
-export class Fill extends EventEmitter {
+export class Fill extends EventEmitter implements SpoolSource {
   state: FillState = 'opening';
   written = 0;
   size: number | undefined;
@@ -134,8 +52,7 @@ export class Fill extends EventEmitter {
   private tmpPath: string;
   private readers = 0;
   private hashJob: SpoolHash | undefined;
-  private window: { pos: number; buf: Buffer }[] = [];
-  private windowBytes = 0;
+  private readonly window = new SpoolWindow();
   private readonly abort = new AbortController();
   /** Resolves when clients may start receiving bytes: at once, once the inspector releases them, or after the verdict. */
   readonly gate: Promise<void>;
@@ -165,6 +82,8 @@ export class Fill extends EventEmitter {
     private readonly hashes: HashPool,
     private readonly budget: FillBudget = DEFAULT_BUDGET,
     private readonly lease?: FillLease,
+    /** The running fills of this fill's owner, which share one memory bound (spool.ts). */
+    private readonly share: FillShare = new FillShare(),
   ) {
     super();
     this.setMaxListeners(0);
@@ -227,28 +146,6 @@ export class Fill extends EventEmitter {
   };
 
   /**
-   * Positional reads of the spool file that wait until the bytes asked for have been written
-   * (the inspector follows the download instead of re-reading it afterwards).
-   */
-  private growingBytes(size: number): FileBytes {
-    return {
-      size,
-      read: async (pos, len) => {
-        const end = Math.min(size, pos + len);
-        while (this.written < end) {
-          if (this.state === 'failed') throw this.error;
-          if (this.state === 'verified') break;
-          await new Promise((res) => this.once('progress', res));
-        }
-        if (this.state === 'failed') throw this.error;
-        const b = Buffer.allocUnsafe(Math.max(0, end - pos));
-        const { bytesRead } = b.length > 0 ? await this.fh!.read(b, 0, b.length, pos) : { bytesRead: 0 };
-        return bytesRead === b.length ? b : b.subarray(0, bytesRead);
-      },
-    };
-  }
-
-  /**
    * Start the inspector (once). Its refusal cuts every client at once, wherever the download is;
    * the download itself goes on to its digest, so the refusal can be kept only if it was about
    * the expected bytes (finish() then fails the fill: nothing is cached).
@@ -284,9 +181,9 @@ export class Fill extends EventEmitter {
       return;
     }
     this.state = 'running';
-    runningFills++;
+    this.share.started();
     this.resolveReady();
-    if (this.size !== undefined) this.startJudge(this.growingBytes(this.size));
+    if (this.size !== undefined) this.startJudge(growingBytes(this, this.size));
     if (this.spec.observe && this.size !== undefined) {
       const spool: SpoolFollow = {
         path: this.tmpPath,
@@ -307,6 +204,13 @@ export class Fill extends EventEmitter {
     this.maybeAbandon();
   }
 
+  /**
+   * Spool the upstream body: queue what arrives, write it out once per turn of the event loop,
+   * feed the hash worker, pause and resume the socket on the queue's bound, and check the digest
+   * at the end. One function (~100 lines) on purpose: its closure state (queue, queued, received,
+   * ended, writing, scheduled, finishing) is shared by the data, end, error and close handlers and
+   * by drain, whose interleavings are the subtle part; split apart they would be harder to follow.
+   */
   private pump(body: Readable): void {
     const hash = this.hashes.start(this.tmpPath);
     this.hashJob = hash;
@@ -342,19 +246,12 @@ export class Fill extends EventEmitter {
           for (const b of bufs) n += b.length;
           const { bytesWritten } = await this.fh!.writev(bufs, this.written);
           if (bytesWritten !== n) throw new AirlockError('INTERNAL', `short write to the spool file (${bytesWritten} of ${n} bytes): disk full?`);
-          let pos = this.written;
-          for (const b of bufs) {
-            this.window.push({ pos, buf: b });
-            pos += b.length;
-          }
-          this.windowBytes += n;
-          const bound = perFill();
-          while (this.windowBytes > bound && this.window.length > 1) this.windowBytes -= this.window.shift()!.buf.length;
+          this.window.add(this.written, bufs, this.share.perFill());
           this.written += n;
           queued -= n;
           if (this.written - hashedTo >= HASH_STEP) hash.progress((hashedTo = this.written));
           this.emit('progress');
-          if (body.isPaused() && queued < perFill() / 2) body.resume();
+          if (body.isPaused() && queued < this.share.perFill() / 2) body.resume();
           if (this.state !== 'running') return;
         }
       } catch (e) {
@@ -388,7 +285,7 @@ export class Fill extends EventEmitter {
       }
       queue.push(chunk);
       queued += chunk.length;
-      if (queued >= perFill()) body.pause();
+      if (queued >= this.share.perFill()) body.pause();
       // One write per turn of the event loop: libuv reads a busy socket up to 32 times per turn,
       // so what arrived in it goes out in one writev instead of one thread-pool round trip each.
       if (!scheduled) {
@@ -444,7 +341,7 @@ export class Fill extends EventEmitter {
       if (this.state !== 'running') return;
     }
     this.state = 'verified';
-    runningFills--;
+    this.share.stopped();
     this.stopWatch();
     this.resolveGate();
     this.committing = true;
@@ -472,7 +369,7 @@ export class Fill extends EventEmitter {
   private fail(e: Error): void {
     if (this.state === 'failed' || this.state === 'verified') return;
     const wasOpening = this.state === 'opening';
-    if (this.state === 'running') runningFills--;
+    if (this.state === 'running') this.share.stopped();
     this.state = 'failed';
     this.error = e;
     this.stopWatch();
@@ -493,8 +390,7 @@ export class Fill extends EventEmitter {
 
   private maybeClose(): void {
     if (this.state === 'failed' || (this.state === 'verified' && this.readers === 0)) {
-      this.window = [];
-      this.windowBytes = 0;
+      this.window.clear();
     }
     if (this.readers === 0 && !this.committing && (this.state === 'verified' || this.state === 'failed') && this.fh) {
       const fh = this.fh;
@@ -503,85 +399,35 @@ export class Fill extends EventEmitter {
     }
   }
 
-  /** Bytes [pos, limit) from the in-memory window, as one chunk's slice, or null when not in memory. */
-  private fromWindow(pos: number, limit: number): Buffer | null {
-    const w = this.window;
-    if (w.length === 0 || pos < w[0].pos) return null;
-    for (let i = w.length - 1; i >= 0; i--) {
-      const c = w[i];
-      if (pos >= c.pos) {
-        const off = pos - c.pos;
-        if (off >= c.buf.length) return null;
-        return c.buf.subarray(off, Math.min(c.buf.length, limit - c.pos));
-      }
-    }
-    return null;
+  /** Why readers must stop now: the failure, or the inspector's refusal (SpoolSource). */
+  cut(): Error | undefined {
+    if (this.refusal) return this.refusal;
+    return this.state === 'failed' ? (this.error ?? new AirlockError('INTERNAL', 'the download failed')) : undefined;
+  }
+
+  inMemory(pos: number, limit: number): Buffer | null {
+    return this.window.slice(pos, limit);
+  }
+
+  readAt(buf: Buffer, pos: number): Promise<{ bytesRead: number }> {
+    return this.fh!.read(buf, 0, buf.length, pos);
+  }
+
+  attachReader(): () => void {
+    this.readers++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.readers--;
+      this.maybeClose();
+      this.maybeAbandon();
+    };
   }
 
   /** A reader over the spool file, from range.start to range.end (or to the end of the file). */
   reader(range?: ByteRange): Readable {
-    this.readers++;
-    const fill = this;
-    let pos = range?.start ?? 0;
-    const stop = range ? range.end + 1 : Infinity;
-    let released = false;
-    const release = () => {
-      if (!released) {
-        released = true;
-        fill.readers--;
-        fill.maybeClose();
-        fill.maybeAbandon();
-      }
-    };
-    const stream = new Readable({
-      highWaterMark: READ_CHUNK,
-      read() {
-        const step = () => {
-          if (stream.destroyed) return;
-          if (fill.state === 'failed' || fill.refusal) {
-            stream.destroy(fill.refusal ?? fill.error);
-            return;
-          }
-          const limit = Math.min(fill.available(), stop);
-          if (pos < limit) {
-            const mem = fill.fromWindow(pos, limit);
-            if (mem) {
-              pos += mem.length;
-              stream.push(mem);
-              return;
-            }
-            const len = Math.min(READ_CHUNK, limit - pos);
-            const buf = Buffer.allocUnsafe(len);
-            fill.fh!.read(buf, 0, len, pos).then(
-              ({ bytesRead }) => {
-                if (bytesRead === 0) {
-                  stream.destroy(new AirlockError('INTERNAL', 'spool file shorter than written'));
-                  return;
-                }
-                pos += bytesRead;
-                stream.push(bytesRead === len ? buf : buf.subarray(0, bytesRead));
-              },
-              (e) => stream.destroy(e),
-            );
-            return;
-          }
-          // A range ends once delivered (its bytes were released by available(), so the file's
-          // tail only after the digest); the whole file ends once verified.
-          if (pos >= stop || (fill.state === 'verified' && pos >= fill.written)) {
-            stream.push(null);
-            return;
-          }
-          fill.once('progress', step);
-        };
-        step();
-      },
-      destroy(err, cb) {
-        release();
-        cb(err);
-      },
-    });
-    stream.once('end', release);
-    return stream;
+    return spoolReader(this, range);
   }
 }
 

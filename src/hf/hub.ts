@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
+import { SingleFlight } from '../core/flight.js';
 import { displayRepo, type HfRepoType } from '../names/hf.js';
 import type { PageCache } from '../storage/meta-store.js';
 import { header, readBounded, redact, upstreamUrlAllowed, type UpstreamHttp, type UpstreamResponse } from '../upstream/http.js';
@@ -79,7 +80,7 @@ export function encodePath(p: string): string {
 export class Hub {
   private readonly base: URL;
   private readonly memo = new Map<string, HfSnapshot>();
-  private readonly flights = new Map<string, Promise<HfSnapshot>>();
+  private readonly flights = new SingleFlight<string, HfSnapshot>();
 
   constructor(private readonly o: HubOptions) {
     this.base = new URL(o.upstream.endsWith('/') ? o.upstream : `${o.upstream}/`);
@@ -122,12 +123,7 @@ export class Hub {
     if (hit) return hit;
     const stored = await this.o.meta.getPage(k);
     if (stored) return this.remember(k, this.build(type, repo, commit, JSON.parse(stored.body)));
-    let f = this.flights.get(k);
-    if (!f) {
-      f = this.fetchSnapshot(type, repo, commit).finally(() => this.flights.delete(k));
-      this.flights.set(k, f);
-    }
-    return f;
+    return this.flights.run(k, () => this.fetchSnapshot(type, repo, commit));
   }
 
   private remember(k: string, s: HfSnapshot): HfSnapshot {

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
+import { SingleFlight } from '../core/flight.js';
 import type { SpoolFollow, UpstreamBody } from '../core/fill.js';
 import type { BlobCache } from '../core/cache.js';
 import { LayerReaderPool } from '../image/reader-pool.js';
@@ -36,8 +37,8 @@ const LAYER_CONCURRENCY = 3;
  * an image's inventory is its layers' facts applied in order, stored by manifest digest.
  */
 export class ImageInventories {
-  private readonly layerFlights = new Map<string, Promise<LayerFacts>>();
-  private readonly imageFlights = new Map<string, Promise<Inventory>>();
+  private readonly layerFlights = new SingleFlight<string, LayerFacts>();
+  private readonly imageFlights = new SingleFlight<string, Inventory>();
 
   constructor(
     private readonly cache: BlobCache,
@@ -62,25 +63,15 @@ export class ImageInventories {
     return (spool, committed) => {
       if (this.layerFlights.has(hex)) return;
       const read = this.readers.read(spool, committed, `sha256:${hex}`);
-      const p = (async () => {
+      const p = this.layerFlights.run(hex, async () => {
         const facts = await read.facts;
         if (!(await committed)) throw new AirlockError('DIGEST_MISMATCH', `sha256:${hex} did not verify; its inventory was discarded`);
         await this.store.putLayerFacts(hex, FACTS_VERSION, JSON.stringify(facts));
         return facts;
-      })();
-      this.track(this.layerFlights, hex, p);
+      });
       p.catch((e) => this.log.debug({ sha256: hex, err: (e as Error).message }, 'layer not inventoried while filling'));
       return read.opened;
     };
-  }
-
-  private track<T>(m: Map<string, Promise<T>>, key: string, p: Promise<T>): Promise<T> {
-    m.set(key, p);
-    p.then(
-      () => m.delete(key),
-      () => m.delete(key),
-    );
-    return p;
   }
 
   private async storedFacts(hex: string): Promise<LayerFacts | null> {
@@ -123,14 +114,11 @@ export class ImageInventories {
   }
 
   private fromCache(hex: string, bytes: NonNullable<Awaited<ReturnType<BlobCache['fileBytes']>>>): Promise<LayerFacts> {
-    const existing = this.layerFlights.get(hex);
-    if (existing) return existing;
-    const p = (async () => {
+    return this.layerFlights.run(hex, async () => {
       const facts = await readLayer(sequential(bytes), `sha256:${hex}`);
       await this.store.putLayerFacts(hex, FACTS_VERSION, JSON.stringify(facts));
       return facts;
-    })();
-    return this.track(this.layerFlights, hex, p);
+    });
   }
 
   /** The stored inventory of a manifest, if one was computed. */
@@ -143,9 +131,7 @@ export class ImageInventories {
   async inventory(digest: string, layers: LayerRef[], open: (layer: LayerRef) => (signal: AbortSignal) => Promise<UpstreamBody>): Promise<Inventory> {
     const stored = await this.stored(digest);
     if (stored) return stored;
-    const flying = this.imageFlights.get(digest);
-    if (flying) return flying;
-    const p = (async () => {
+    return this.imageFlights.run(digest, async () => {
       const facts: LayerFacts[] = new Array(layers.length);
       let next = 0;
       const worker = async () => {
@@ -163,7 +149,6 @@ export class ImageInventories {
         inv.packages.map((p) => ({ type: p.type, name: p.name, version: p.version, source: p.source ?? null })),
       );
       return inv;
-    })();
-    return this.track(this.imageFlights, digest, p);
+    });
   }
 }

@@ -56,13 +56,16 @@ function matches(rule: { versions: string; memo: Map<string, boolean> }, version
   return r;
 }
 
-/** Specifier validity, memoised: policies repeat the same few specifiers many times. */
-const validSpecs = new Map<string, boolean>();
-function isValidSpecifier(s: string): boolean {
-  let v = validSpecs.get(s);
+/**
+ * Specifier validity, memoised while one policy is compiled (policies repeat the same few
+ * specifiers many times). The memo belongs to that compilation and goes with it: a module-level
+ * one outlived every policy and grew with each reload's new specifiers, never shrinking.
+ */
+function isValidSpecifier(s: string, memo: Map<string, boolean>): boolean {
+  let v = memo.get(s);
   if (v === undefined) {
     v = validRange(s);
-    validSpecs.set(s, v);
+    memo.set(s, v);
   }
   return v;
 }
@@ -82,6 +85,7 @@ export class PypiPolicy {
   private readonly internalGlobs: { id: string; glob: string; test: (s: string) => boolean }[] = [];
 
   constructor(input: PypiPolicyInput, base: (string | number)[] = ['pypi']) {
+    const validSpecs = new Map<string, boolean>();
     (input.internal ?? []).forEach((g, i) => {
       const glob = normalizeName(g.trim());
       if (!GLOB_CHARS.test(glob) || glob.startsWith('-') || glob.endsWith('-')) {
@@ -91,13 +95,13 @@ export class PypiPolicy {
     });
     (input.allow ?? []).forEach((r, i) => {
       const name = checkName(r.name, [...base, 'allow', i, 'name']);
-      const versions = checkSpecifier(r.versions, [...base, 'allow', i, 'versions']);
+      const versions = checkSpecifier(r.versions, [...base, 'allow', i, 'versions'], validSpecs);
       const sha256 = r.sha256 ? new Set(r.sha256.map((h, j) => checkSha256(h, [...base, 'allow', i, 'sha256', j]))) : null;
       push(this.allow, name, { id: pathString([...base, 'allow', i]), versions, sha256, prereleases: r.prereleases ?? false, memo: new Map() });
     });
     (input.deny ?? []).forEach((r, i) => {
       const name = checkName(r.name, [...base, 'deny', i, 'name']);
-      const versions = checkSpecifier(r.versions, [...base, 'deny', i, 'versions']);
+      const versions = checkSpecifier(r.versions, [...base, 'deny', i, 'versions'], validSpecs);
       push(this.deny, name, { id: pathString([...base, 'deny', i]), versions, reason: r.reason, memo: new Map() });
     });
   }
@@ -191,10 +195,10 @@ function checkName(name: string, path: (string | number)[]): string {
   return normalizeName(name);
 }
 
-function checkSpecifier(spec: string | undefined, path: (string | number)[]): string {
+function checkSpecifier(spec: string | undefined, path: (string | number)[], memo: Map<string, boolean>): string {
   const s = (spec ?? '').trim();
   if (s === '') return '';
-  if (!isValidSpecifier(s))
+  if (!isValidSpecifier(s, memo))
     throw new PolicyError(path, `bad version specifier ${JSON.stringify(spec)}: expected a PEP 440 specifier set such as ">=2.31,<3" or "==2.5.1"`);
   return s;
 }

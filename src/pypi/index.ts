@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
+import { SingleFlight } from '../core/flight.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { PageCache } from '../storage/meta-store.js';
 import { header, readBounded, redact, type UpstreamHttp } from '../upstream/http.js';
@@ -40,7 +41,7 @@ const MEMO_LIMIT = 512;
  * Concurrent requests for the same page share one upstream request.
  */
 export class PypiIndex {
-  private readonly inflight = new Map<string, Promise<ProjectPage>>();
+  private readonly inflight = new SingleFlight<string, ProjectPage>();
   /** Parsed pages by key, so a warm page is not re-parsed from SQLite on every request. */
   private readonly memo = new Map<string, { fetchedAt: number; project: PyProject }>();
   private readonly now: () => number;
@@ -81,12 +82,7 @@ export class PypiIndex {
     const warm = this.warm(name, source);
     if (warm) return warm;
     const key = `pypi:${source}:${name}`;
-    let p = this.inflight.get(key);
-    if (!p) {
-      p = this.load(key, name, source).finally(() => this.inflight.delete(key));
-      this.inflight.set(key, p);
-    }
-    return p;
+    return this.inflight.run(key, () => this.load(key, name, source));
   }
 
   private remember(key: string, fetchedAt: number, project: PyProject): void {

@@ -12,96 +12,9 @@ import type {
   StoredPullRecord,
 } from './meta-store.js';
 import type { InventoryStore } from './inventory-store.js';
-import { INVENTORY_MIGRATION, SqliteInventoryStore } from './sqlite-inventory-store.js';
+import { SqliteInventoryStore } from './sqlite-inventory-store.js';
+import { SQLITE_MIGRATIONS } from './sqlite-schema.js';
 import { dayTally, pullOf, type PullRow } from './pull-rows.js';
-
-const MIGRATIONS: string[] = [
-  `CREATE TABLE blobs (
-     sha256 TEXT PRIMARY KEY,
-     size INTEGER NOT NULL,
-     created_at INTEGER NOT NULL
-   );
-   CREATE TABLE pages (
-     key TEXT PRIMARY KEY,
-     body TEXT NOT NULL,
-     fetched_at INTEGER NOT NULL,
-     etag TEXT
-   );
-   CREATE TABLE pulls (
-     id INTEGER PRIMARY KEY AUTOINCREMENT,
-     ts INTEGER NOT NULL,
-     client TEXT NOT NULL,
-     ecosystem TEXT NOT NULL,
-     name TEXT NOT NULL,
-     version TEXT,
-     filename TEXT,
-     sha256 TEXT,
-     size INTEGER,
-     cache TEXT NOT NULL,
-     decision TEXT NOT NULL,
-     reason TEXT,
-     rule TEXT,
-     request_id TEXT
-   );
-   CREATE INDEX pulls_name_ts ON pulls (ecosystem, name, ts);
-   CREATE INDEX pulls_ts ON pulls (ts);
-   CREATE INDEX pulls_sha256 ON pulls (sha256);`,
-  `CREATE TABLE oci_manifests (
-     digest TEXT PRIMARY KEY,
-     media_type TEXT NOT NULL,
-     size INTEGER NOT NULL
-   );
-   CREATE TABLE oci_links (
-     repo TEXT NOT NULL,
-     parent TEXT NOT NULL,
-     child TEXT NOT NULL,
-     size INTEGER NOT NULL,
-     kind TEXT NOT NULL,
-     PRIMARY KEY (repo, child, parent)
-   ) WITHOUT ROWID;`,
-  `CREATE TABLE aliases (
-     kind TEXT NOT NULL,
-     key TEXT NOT NULL,
-     sha256 TEXT NOT NULL,
-     PRIMARY KEY (kind, key)
-   ) WITHOUT ROWID;`,
-  `CREATE TABLE scans (
-     sha256 TEXT PRIMARY KEY,
-     scanner TEXT NOT NULL,
-     report TEXT NOT NULL,
-     scanned_at INTEGER NOT NULL
-   );
-   ALTER TABLE pulls ADD COLUMN scan TEXT;`,
-  `ALTER TABLE pulls ADD COLUMN prev_hash TEXT;
-   ALTER TABLE pulls ADD COLUMN hash TEXT;`,
-  `CREATE TABLE tokens (
-     name TEXT PRIMARY KEY,
-     hash TEXT NOT NULL UNIQUE,
-     admin INTEGER NOT NULL,
-     created_at INTEGER NOT NULL,
-     revoked_at INTEGER
-   );`,
-  `CREATE TABLE advisories (
-     id TEXT PRIMARY KEY,
-     modified TEXT NOT NULL,
-     record TEXT NOT NULL
-   );`,
-  INVENTORY_MIGRATION,
-  // Last use of each blob, for eviction under cache.max_bytes.
-  `ALTER TABLE blobs ADD COLUMN used_at INTEGER NOT NULL DEFAULT 0;
-   UPDATE blobs SET used_at = created_at;
-   CREATE INDEX blobs_by_use ON blobs (used_at, sha256);`,
-  `CREATE TABLE fill_leases (sha256 TEXT PRIMARY KEY, owner TEXT NOT NULL, heartbeat INTEGER NOT NULL) WITHOUT ROWID;`,
-  `ALTER TABLE pulls ADD COLUMN code TEXT;
-   CREATE INDEX pulls_decision_id ON pulls (decision, id);
-   CREATE INDEX pulls_code_id ON pulls (code, id);`,
-  // The console's pages on a large record: per-day counts kept as rows are written, and the
-  // indexes its searches use (name alone; refusals by ecosystem).
-  `CREATE TABLE pull_days (day INTEGER NOT NULL, ecosystem TEXT NOT NULL, decision TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (day, ecosystem, decision)) WITHOUT ROWID;
-   INSERT INTO pull_days SELECT (ts / 86400000) * 86400000, ecosystem, decision, COUNT(*) FROM pulls GROUP BY 1, 2, 3;
-   CREATE INDEX pulls_name_id ON pulls (name, id);
-   CREATE INDEX pulls_decision_eco_id ON pulls (decision, ecosystem, id);`,
-];
 
 const DAY_MS = 86_400_000;
 
@@ -165,12 +78,18 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   private migrate(): void {
-    const version = this.db.pragma('user_version', { simple: true }) as number;
-    for (let v = version; v < MIGRATIONS.length; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v]);
-        this.db.pragma(`user_version = ${v + 1}`);
-      })();
+    const version = () => this.db.pragma('user_version', { simple: true }) as number;
+    for (let v = version(); v < SQLITE_MIGRATIONS.length; v = version()) {
+      // IMMEDIATE, and the version read again under the write lock: two processes opening one
+      // database together apply each step once.
+      this.db
+        .transaction(() => {
+          const now = version();
+          if (now >= SQLITE_MIGRATIONS.length) return;
+          this.db.exec(SQLITE_MIGRATIONS[now]);
+          this.db.pragma(`user_version = ${now + 1}`);
+        })
+        .immediate();
     }
   }
 
@@ -364,7 +283,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async listTokens(): Promise<TokenRecord[]> {
-    return this.db.prepare<[], TokenRow>('SELECT * FROM tokens ORDER BY name').all().map(tokenOf);
+    return this.db.prepare<[], TokenRow>('SELECT * FROM tokens ORDER BY name, id').all().map(tokenOf);
   }
 
   async revokeToken(name: string): Promise<boolean> {

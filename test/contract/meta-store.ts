@@ -259,6 +259,28 @@ export function tokenStoreContract(name: string, fresh: () => Promise<TokenStore
       expect(await s.revokeToken('nobody')).toBe(false);
       expect((await s.findToken(hex('c')))!.revokedAt).toBeGreaterThan(0);
     });
+    it("reissues a revoked token's name; the revoked secret stays refused and its row stays listed", async () => {
+      const s = await fresh();
+      await s.createToken({ name: 'ci', hash: hex('c'), admin: false });
+      expect(await s.revokeToken('ci')).toBe(true);
+      await s.createToken({ name: 'ci', hash: hex('e'), admin: true });
+      expect(await s.findToken(hex('c'))).toMatchObject({ name: 'ci', admin: false });
+      expect((await s.findToken(hex('c')))!.revokedAt).toBeGreaterThan(0);
+      expect(await s.findToken(hex('e'))).toMatchObject({ name: 'ci', admin: true, revokedAt: null });
+      // A live name is still unique, and a revoked secret cannot come back under another name.
+      await expect(s.createToken({ name: 'ci', hash: hex('f'), admin: false })).rejects.toThrow();
+      await expect(s.createToken({ name: 'other', hash: hex('c'), admin: false })).rejects.toThrow();
+      // History: both rows, oldest first; revoking the name ends only the live one.
+      expect((await s.listTokens()).map((t) => [t.name, t.hash, t.revokedAt === null])).toEqual([
+        ['ci', hex('c'), false],
+        ['ci', hex('e'), true],
+      ]);
+      expect(await s.revokeToken('ci')).toBe(true);
+      expect(await s.revokeToken('ci')).toBe(false);
+      expect((await s.listTokens()).every((t) => t.revokedAt !== null)).toBe(true);
+      await s.createToken({ name: 'ci', hash: hex('a'), admin: false });
+      expect((await s.listTokens()).map((t) => t.hash)).toEqual([hex('c'), hex('e'), hex('a')]);
+    });
   });
 }
 

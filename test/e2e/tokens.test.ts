@@ -152,4 +152,27 @@ policy:
     expect(JSON.stringify(after)).not.toContain(runner);
     void records;
   });
+
+  it("issues a revoked token's name again with a new secret; the revoked secret stays refused", async () => {
+    // The previous test revoked ci-runner.
+    const again = await airlockCli(['token', 'create', '--name', 'ci-runner', '--config', a.configFile]);
+    expect(again.code, again.stderr).toBe(0);
+    const fresh = again.stdout.trim();
+    expect(fresh).toMatch(/^hf_[0-9A-Za-z]{40}$/);
+    expect(fresh).not.toBe(runner);
+    const url = `${a.url}/hf/acme/m/resolve/main/config.json`;
+    expect((await fetch(url, { headers: { authorization: `Bearer ${fresh}` } })).status).toBe(200);
+    expect((await fetch(url, { headers: { authorization: `Bearer ${runner}` } })).status).toBe(401);
+    const who = await whoAmI({ accessToken: fresh, hubUrl: `${a.url}/hf` });
+    expect(who).toMatchObject({ name: 'ci-runner' });
+    // A live name is not issued twice, and says so in one line.
+    const dup = await airlockCli(['token', 'create', '--name', 'ci-runner', '--config', a.configFile]);
+    expect(dup.code).not.toBe(0);
+    expect(dup.stderr).toContain('a live token named ci-runner already exists (revoke it first, or choose another name)');
+    expect(dup.stderr.trim().split('\n')).toHaveLength(1);
+    // The list keeps the revoked token's row beside the live one.
+    const list = (await airlockCli(['token', 'list', '--config', a.configFile])).stdout;
+    expect(list).toMatch(/ci-runner\tclient\t.*\trevoked .*\nci-runner\tclient\t.*\tactive/);
+    expect(list).not.toContain(fresh);
+  });
 });

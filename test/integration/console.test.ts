@@ -287,5 +287,10 @@ describe('console security', () => {
     expect((await fetch(ui(''), { headers: { cookie: cookie! } })).status).toBe(200);
     await a.airlock.meta.revokeToken('sec-team');
     expect((await fetch(ui(''), { redirect: 'manual', headers: { cookie: cookie! } })).status).toBe(303);
+    // The name issued again: the new token's sessions work, the revoked token's stay ended.
+    const again = await new Authenticator(a.airlock.meta).create('sec-team', true);
+    const fresh = await login(again);
+    expect((await fetch(ui(''), { redirect: 'manual', headers: { cookie: fresh.cookie! } })).status).toBe(200);
+    expect((await fetch(ui(''), { redirect: 'manual', headers: { cookie: cookie! } })).status).toBe(303);
   });
 });

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendPulls, verifyChain } from '../../src/core/chain.js';
+import pg from 'pg';
 import { PgMetaStore } from '../../src/storage/pg-meta-store.js';
+import { PG_MIGRATIONS } from '../../src/storage/pg-schema.js';
 import { inventoryStoreContract } from '../contract/inventory-store.js';
 import {
   advisoryStoreContract,
@@ -85,5 +87,38 @@ describe('PostgreSQL: what SQLite cannot show', () => {
     expect(new Set(versions).size).toBe(1);
     expect(versions[0]).toBeGreaterThan(0);
     expect(await stores[0].migrate()).toBe(versions[0]);
+  });
+
+  it('migrates tokens from before names could be reissued, once, when replicas start together', async () => {
+    const schema = `tokens_${process.pid}`;
+    // A database at the schema before the tokens table kept history (name was its primary key).
+    const before = PG_MIGRATIONS.findIndex((m) => m.includes('tokens_live_name'));
+    expect(before).toBeGreaterThan(0);
+    const c = new pg.Client({ connectionString: pgsrv.url, options: `-c search_path=${schema}` });
+    await c.connect();
+    try {
+      await c.query(`CREATE SCHEMA ${schema}`);
+      await c.query('CREATE TABLE airlock_schema (version INTEGER NOT NULL)');
+      await c.query('INSERT INTO airlock_schema (version) VALUES ($1)', [before]);
+      for (const m of PG_MIGRATIONS.slice(0, before)) await c.query(m);
+      await c.query("INSERT INTO tokens (name, hash, admin, created_at, revoked_at) VALUES ('ci', $1, false, 1000, 2000), ('sec', $2, true, 1500, NULL)", [
+        'c'.repeat(64),
+        'd'.repeat(64),
+      ]);
+    } finally {
+      await c.end();
+    }
+    const stores = await Promise.all([0, 1, 2].map(() => PgMetaStore.open(pgsrv.url, { schema, max: 2 })));
+    opened.push(...stores);
+    expect(new Set(await Promise.all(stores.map((st) => st.migrate())))).toEqual(new Set([PG_MIGRATIONS.length]));
+    expect(await stores[1].listTokens()).toEqual([
+      { name: 'ci', hash: 'c'.repeat(64), admin: false, createdAt: 1000, revokedAt: 2000 },
+      { name: 'sec', hash: 'd'.repeat(64), admin: true, createdAt: 1500, revokedAt: null },
+    ]);
+    // The revoked name is issued again (from another replica); the live one is still unique.
+    await stores[2].createToken({ name: 'ci', hash: 'e'.repeat(64), admin: false });
+    await expect(stores[0].createToken({ name: 'sec', hash: 'f'.repeat(64), admin: false })).rejects.toThrow();
+    expect((await stores[0].findToken('c'.repeat(64)))!.revokedAt).toBe(2000);
+    expect((await stores[0].findToken('e'.repeat(64)))!.revokedAt).toBeNull();
   });
 });

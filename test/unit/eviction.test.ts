@@ -9,6 +9,7 @@ import { HashPool } from '../../src/core/hasher.js';
 import { backgroundScrub, scrubStore } from '../../src/core/scrub.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+import type { LeaseStore } from '../../src/storage/meta-store.js';
 
 const hashes = new HashPool(1);
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -106,5 +107,67 @@ describe('bounded cache', () => {
     s.stop();
     await s.done;
     expect(logs).toContain('background scrub finished');
+  });
+
+  it('reports what its background work could not do: an evicted blob not deleted, a fill lease not renewed or not released', async () => {
+    const logged: { level: string; msg: string; digest?: string }[] = [];
+    const log = {
+      warn: (o: { digest?: string }, msg: string) => void logged.push({ level: 'warn', msg, digest: o.digest }),
+      error: (o: { digest?: string }, msg: string) => void logged.push({ level: 'error', msg, digest: o.digest }),
+    } as unknown as CacheOptions['log'];
+    let renewals = 0;
+    const leases: LeaseStore = {
+      takeLease: async () => true,
+      renewLease: async () => {
+        renewals++;
+        throw new Error('database unreachable');
+      },
+      releaseLease: async () => {
+        throw new Error('database unreachable');
+      },
+      awaitRelease: async () => {},
+    };
+    const { cache, store } = await setup({ maxBytes: 150_000, log, fleet: { leases, owner: 'replica-a', staleMs: 30 } });
+    store.delete = async () => {
+      throw new Error('permission denied');
+    };
+    // A slow fill: its lease is renewed (every 10 ms) and fails each time, but is reported once.
+    const slow = randomBytes(100_000);
+    const body = new PassThrough();
+    const s = await cache.fetch({ sha256: sha(slow), size: slow.length, open: async () => ({ body, size: slow.length }) });
+    body.write(slow.subarray(0, 1000));
+    while (renewals < 4) await new Promise((r) => setTimeout(r, 10));
+    body.end(slow.subarray(1000));
+    for await (const _ of s.body) {
+      /* drain */
+    }
+    expect(await s.committed).toBe(true);
+    const second = randomBytes(100_000);
+    await pull(cache, second);
+    await cache.evict();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(logged.filter((l) => l.msg.includes('could not be renewed'))).toEqual([
+      { level: 'warn', msg: expect.stringContaining('another replica may take it over'), digest: sha(slow) },
+    ]);
+    expect(logged.filter((l) => l.msg.includes('could not be released')).map((l) => l.digest)).toEqual([sha(slow), sha(second)]);
+    expect(logged.filter((l) => l.msg.includes('evicted blob could not be deleted'))).toEqual([
+      { level: 'warn', msg: expect.stringContaining('space is not freed'), digest: sha(slow) },
+    ]);
+  });
+
+  it('reports at error level a corrupt blob it could not quarantine (its bytes are lost)', async () => {
+    const errors: { digest?: string; msg: string }[] = [];
+    const log = {
+      warn: () => {},
+      error: (o: { digest?: string }, msg: string) => void errors.push({ digest: o.digest, msg }),
+    } as unknown as CacheOptions['log'];
+    const { cache, store } = await setup({ log });
+    const b = randomBytes(1000);
+    await pull(cache, b);
+    store.quarantine = async () => {
+      throw new Error('read-only file system');
+    };
+    await cache.forget(sha(b), 'f'.repeat(64));
+    expect(errors).toEqual([{ digest: sha(b), msg: expect.stringContaining('could not be quarantined') }]);
   });
 });

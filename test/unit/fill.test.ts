@@ -6,6 +6,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { HOLD_BACK, type FileBytes, type FillBudget, type FillSpec } from '../../src/core/fill.js';
 import { BlobCache, type CacheOptions } from '../../src/core/cache.js';
+import { FillShare, SpoolWindow } from '../../src/core/spool.js';
 import { ClientSlots } from '../../src/core/slots.js';
 import { AirlockError } from '../../src/core/errors.js';
 import { HashPool } from '../../src/core/hasher.js';
@@ -420,5 +421,38 @@ describe('verified fill', () => {
     });
     // Joining a download under way takes no slot.
     expect((await fetchFor(1, 'ci-bot')).cache).toBe('join');
+  });
+});
+
+describe('fill memory (spool.ts)', () => {
+  it("splits one cache's memory among its running fills (1 MiB alone, never under 128 KiB), each owner counting its own", () => {
+    const a = new FillShare();
+    const b = new FillShare();
+    expect(a.perFill()).toBe(1 << 20);
+    for (let i = 0; i < 16; i++) a.started();
+    expect(a.perFill()).toBe(512 << 10);
+    for (let i = 0; i < 84; i++) a.started();
+    expect(a.perFill()).toBe(128 << 10);
+    // Another owner's fills do not count against this one (the count was module-wide before).
+    expect(b.perFill()).toBe(1 << 20);
+    for (let i = 0; i < 100; i++) a.stopped();
+    expect(a.perFill()).toBe(1 << 20);
+  });
+
+  it('keeps the chunks last written, at most the bound (at least the last chunk), and slices them by position', () => {
+    const w = new SpoolWindow();
+    const c = (n: number, fill: number) => Buffer.alloc(n, fill);
+    w.add(0, [c(10, 1), c(10, 2)], 100);
+    w.add(20, [c(10, 3)], 25);
+    // Trimmed to the 25-byte bound from the oldest: 10..30 kept, one chunk's slice at a time.
+    expect(w.slice(0, 30)).toBeNull();
+    expect(w.slice(10, 30)).toEqual(c(10, 2));
+    expect(w.slice(22, 30)).toEqual(c(8, 3));
+    expect(w.slice(22, 25)).toEqual(c(3, 3));
+    expect(w.slice(30, 40)).toBeNull();
+    w.add(30, [c(50, 4)], 10);
+    expect(w.slice(30, 80)).toEqual(c(50, 4));
+    w.clear();
+    expect(w.slice(30, 80)).toBeNull();
   });
 });

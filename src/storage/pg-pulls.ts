@@ -1,0 +1,128 @@
+import type pg from 'pg';
+import type { ChainLink, PullFilter, PullLog, PullRecord, StoredPullRecord } from './meta-store.js';
+import { LOCK_CHAIN } from './pg-schema.js';
+import { dayTally, pullOf, type PullRow } from './pull-rows.js';
+
+const PULL_COLUMNS = 'ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash, code';
+
+/**
+ * The pull record in PostgreSQL (PgMetaStore's PullLog). The chain stays one chain under
+ * concurrent writers on every replica: each append takes a transaction-scoped advisory lock,
+ * reads the head and links its rows to it.
+ */
+export class PgPullLog implements PullLog {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly tx: <T>(fn: (c: pg.PoolClient) => Promise<T>) => Promise<T>,
+  ) {}
+
+  private async rows(sql: string, args: unknown[] = []): Promise<PullRow[]> {
+    return (await this.pool.query<PullRow>(sql, args)).rows;
+  }
+
+  async appendPulls(recs: PullRecord[], link: ChainLink): Promise<void> {
+    if (recs.length === 0) return;
+    await this.tx((c) => this.insertPulls(c, recs, link));
+  }
+
+  /** Inside a transaction: lock the chain head (every replica's writers queue here), then link and insert the rows in one statement. */
+  private async insertPulls(c: pg.PoolClient, recs: PullRecord[], link: ChainLink): Promise<void> {
+    await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK_CHAIN]);
+    let head = (await c.query<{ hash: string | null }>('SELECT hash FROM pulls ORDER BY id DESC LIMIT 1')).rows[0]?.hash ?? null;
+    const values: unknown[] = [];
+    const tuples: string[] = [];
+    for (const rec of recs) {
+      const { prevHash, hash } = link(head, rec);
+      const base = values.length;
+      values.push(
+        rec.ts,
+        rec.client,
+        rec.ecosystem,
+        rec.name,
+        rec.version ?? null,
+        rec.filename ?? null,
+        rec.sha256 ?? null,
+        rec.size ?? null,
+        rec.cache,
+        rec.decision,
+        rec.reason ?? null,
+        rec.rule ?? null,
+        rec.requestId ?? null,
+        rec.scan ?? null,
+        prevHash,
+        hash,
+        rec.code ?? null,
+      );
+      tuples.push(`(${Array.from({ length: 17 }, (_, i) => `$${base + i + 1}`).join(', ')})`);
+      head = hash;
+    }
+    await c.query(`INSERT INTO pulls (${PULL_COLUMNS}) VALUES ${tuples.join(', ')}`, values);
+    const tally = dayTally(recs);
+    await c.query(
+      `INSERT INTO pull_days (day, ecosystem, decision, count) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
+       ON CONFLICT (day, ecosystem, decision) DO UPDATE SET count = pull_days.count + EXCLUDED.count`,
+      [tally.map((t) => t[0]), tally.map((t) => t[1]), tally.map((t) => t[2]), tally.map((t) => t[3])],
+    );
+  }
+
+  async listPulls(f: PullFilter): Promise<StoredPullRecord[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const add = (col: string, op: string, v: unknown) => {
+      args.push(v);
+      where.push(`${col} ${op} $${args.length}`);
+    };
+    if (f.ecosystem) add('ecosystem', '=', f.ecosystem);
+    if (f.name) add('name', '=', f.name);
+    if (f.version) add('version', '=', f.version);
+    if (f.sha256) add('sha256', '=', f.sha256);
+    if (f.decision) add('decision', '=', f.decision);
+    if (f.code) add('code', '=', f.code);
+    if (f.before !== undefined) add('id', '<', f.before);
+    if (f.since !== undefined) add('ts', '>=', f.since);
+    if (f.until !== undefined) add('ts', '<=', f.until);
+    args.push(Math.max(1, Math.min(f.limit ?? 1000, 100_000)));
+    const rs = await this.rows(`SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT $${args.length}`, args);
+    return rs.map(pullOf);
+  }
+
+  async *scanPulls(): AsyncIterable<StoredPullRecord> {
+    let after = 0;
+    for (;;) {
+      const rs = await this.rows('SELECT * FROM pulls WHERE id > $1 ORDER BY id LIMIT 1000', [after]);
+      if (rs.length === 0) return;
+      for (const r of rs) yield pullOf(r);
+      after = rs[rs.length - 1].id;
+    }
+  }
+
+  async dailyCounts(
+    since: number,
+  ): Promise<{ day: number; ecosystem: StoredPullRecord['ecosystem']; decision: StoredPullRecord['decision']; count: number }[]> {
+    return (
+      await this.pool.query('SELECT day, ecosystem, decision, count FROM pull_days WHERE day >= $1 ORDER BY 1, 2, 3', [
+        Math.floor(since / 86_400_000) * 86_400_000,
+      ])
+    ).rows;
+  }
+
+  async prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number> {
+    return this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK_CHAIN]);
+      const last = (await c.query<{ id: number; hash: string | null }>('SELECT id, hash FROM pulls WHERE ts < $1 ORDER BY id DESC LIMIT 1', [before])).rows[0];
+      if (!last) return 0;
+      const span = (await c.query<{ lo: number; hi: number }>('SELECT MIN(ts) AS lo, MAX(ts) AS hi FROM pulls WHERE id <= $1', [last.id])).rows[0];
+      const n = (await c.query('DELETE FROM pulls WHERE id <= $1', [last.id])).rowCount ?? 0;
+      // Recount the days the removed rows were in from what is left of them.
+      const lo = Math.floor(span.lo / 86_400_000) * 86_400_000;
+      const hi = Math.floor(span.hi / 86_400_000) * 86_400_000;
+      await c.query('DELETE FROM pull_days WHERE day BETWEEN $1 AND $2', [lo, hi]);
+      await c.query(
+        'INSERT INTO pull_days SELECT (ts / 86400000) * 86400000, ecosystem, decision, COUNT(*) FROM pulls WHERE ts >= $1 AND ts < $2 GROUP BY 1, 2, 3',
+        [lo, hi + 86_400_000],
+      );
+      await this.insertPulls(c, [anchor(last, n)], link);
+      return n;
+    });
+  }
+}

@@ -1,0 +1,96 @@
+import pg from 'pg';
+
+/**
+ * The PostgreSQL schema: versioned steps, run in order on start by migrate() below. Text that is
+ * ordered or compared (digests) uses the "C" collation, so order is byte order whatever the
+ * database's locale, as in SQLite.
+ */
+export const PG_MIGRATIONS: string[] = [
+  `CREATE TABLE blobs (
+     sha256 TEXT COLLATE "C" PRIMARY KEY,
+     size BIGINT NOT NULL,
+     created_at BIGINT NOT NULL,
+     used_at BIGINT NOT NULL
+   );
+   CREATE INDEX blobs_by_use ON blobs (used_at, sha256);
+   CREATE TABLE pages (key TEXT PRIMARY KEY, body TEXT NOT NULL, fetched_at BIGINT NOT NULL, etag TEXT);
+   CREATE TABLE pulls (
+     id BIGSERIAL PRIMARY KEY,
+     ts BIGINT NOT NULL,
+     client TEXT NOT NULL,
+     ecosystem TEXT NOT NULL,
+     name TEXT NOT NULL,
+     version TEXT,
+     filename TEXT,
+     sha256 TEXT,
+     size BIGINT,
+     cache TEXT NOT NULL,
+     decision TEXT NOT NULL,
+     reason TEXT,
+     rule TEXT,
+     request_id TEXT,
+     scan TEXT,
+     prev_hash TEXT,
+     hash TEXT
+   );
+   CREATE INDEX pulls_name_ts ON pulls (ecosystem, name, ts);
+   CREATE INDEX pulls_ts ON pulls (ts);
+   CREATE INDEX pulls_sha256 ON pulls (sha256);
+   CREATE TABLE oci_manifests (digest TEXT PRIMARY KEY, media_type TEXT NOT NULL, size BIGINT NOT NULL);
+   CREATE TABLE oci_links (
+     repo TEXT NOT NULL, parent TEXT NOT NULL, child TEXT NOT NULL, size BIGINT NOT NULL, kind TEXT NOT NULL,
+     PRIMARY KEY (repo, child, parent)
+   );
+   CREATE TABLE aliases (kind TEXT NOT NULL, key TEXT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (kind, key));
+   CREATE TABLE scans (sha256 TEXT COLLATE "C" PRIMARY KEY, scanner TEXT NOT NULL, report TEXT NOT NULL, scanned_at BIGINT NOT NULL);
+   CREATE TABLE tokens (name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, admin BOOLEAN NOT NULL, created_at BIGINT NOT NULL, revoked_at BIGINT);
+   CREATE TABLE advisories (id TEXT PRIMARY KEY, modified TEXT NOT NULL, record TEXT NOT NULL);
+   CREATE TABLE image_layers (sha256 TEXT PRIMARY KEY, version INTEGER NOT NULL, facts TEXT NOT NULL);
+   CREATE TABLE image_inventories (digest TEXT COLLATE "C" PRIMARY KEY, version INTEGER NOT NULL, inventory TEXT NOT NULL, created_at BIGINT NOT NULL);
+   CREATE TABLE image_packages (digest TEXT COLLATE "C" NOT NULL, type TEXT NOT NULL, name TEXT COLLATE "C" NOT NULL, version TEXT NOT NULL, source TEXT);
+   CREATE INDEX image_packages_name ON image_packages (type, name);
+   CREATE INDEX image_packages_source ON image_packages (type, source);
+   CREATE INDEX image_packages_digest ON image_packages (digest);`,
+  `CREATE TABLE fill_leases (sha256 TEXT PRIMARY KEY, owner TEXT NOT NULL, heartbeat BIGINT NOT NULL);`,
+  `ALTER TABLE pulls ADD COLUMN code TEXT;
+   CREATE INDEX pulls_decision_id ON pulls (decision, id);
+   CREATE INDEX pulls_code_id ON pulls (code, id);`,
+  `CREATE TABLE pull_days (day BIGINT NOT NULL, ecosystem TEXT NOT NULL, decision TEXT NOT NULL, count BIGINT NOT NULL, PRIMARY KEY (day, ecosystem, decision));
+   INSERT INTO pull_days SELECT (ts / 86400000) * 86400000, ecosystem, decision, COUNT(*) FROM pulls GROUP BY 1, 2, 3;
+   CREATE INDEX pulls_name_id ON pulls (name, id);
+   CREATE INDEX pulls_decision_eco_id ON pulls (decision, ecosystem, id);`,
+  // Tokens keep their history: a revoked token's row stays (its secret stays refused), and its name
+  // can be issued again. A name is unique among live tokens only; rows get an id (their order).
+  `ALTER TABLE tokens DROP CONSTRAINT tokens_pkey;
+   ALTER TABLE tokens ADD COLUMN id BIGSERIAL PRIMARY KEY;
+   CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_at IS NULL;`,
+];
+
+/** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */
+export const LOCK_MIGRATE = 0x41697201;
+export const LOCK_CHAIN = 0x41697202;
+
+/** BIGINT columns come back as numbers (ms timestamps and sizes stay far below 2^53). */
+export const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+/**
+ * Inside a transaction: run the schema steps not yet applied; returns the version reached. The
+ * whole run holds a transaction-scoped advisory lock, so replicas starting together (they share
+ * one database) migrate once: the others wait, then find nothing left to do. A step that fails
+ * rolls the whole run back.
+ */
+export async function migrateSchema(c: pg.PoolClient, schema: string | undefined): Promise<number> {
+  await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK_MIGRATE]);
+  // Under the lock: replicas starting together would otherwise race to create the schema.
+  if (schema) await c.query(`CREATE SCHEMA IF NOT EXISTS ${pg.escapeIdentifier(schema)}`);
+  await c.query('CREATE TABLE IF NOT EXISTS airlock_schema (version INTEGER NOT NULL)');
+  const r = await c.query<{ version: number }>('SELECT version FROM airlock_schema');
+  let v = r.rows[0]?.version ?? 0;
+  if (r.rows.length === 0) await c.query('INSERT INTO airlock_schema (version) VALUES (0)');
+  for (; v < PG_MIGRATIONS.length; v++) await c.query(PG_MIGRATIONS[v]);
+  await c.query('UPDATE airlock_schema SET version = $1', [v]);
+  return v;
+}
