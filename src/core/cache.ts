@@ -4,82 +4,19 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { storeBytes, type FileBytes } from './bytes.js';
+import type { CacheOptions, CacheOutcome, FetchOptions, Served } from './cache-types.js';
 import { AirlockError } from './errors.js';
 import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillLease, type FillSpec } from './fill.js';
 import type { HashPool } from './hasher.js';
 import type { ClientSlots } from './slots.js';
 import { resolveRange, type RangeSpec } from './range.js';
-import type { BlobStore, ByteRange } from '../storage/blob-store.js';
-import type { BlobIndex, LeaseStore } from '../storage/meta-store.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { BlobIndex } from '../storage/meta-store.js';
 
-export type CacheOutcome = 'hit' | 'miss' | 'join';
-
-export interface CacheOptions {
-  /** A verified blob could not be committed to the store (it is fetched again next time). */
-  onCommitError?: (sha256: string, e: unknown) => void;
-  /** A stored blob that no longer matches its digest was found (and forgotten): say so loudly. */
-  onCorrupt?: (sha256: string, got: string, quarantined: string | null) => void;
-  /** What each upstream body may cost (rate, deadline, abandonment). */
-  budget?: FillBudget;
-  /** A download was ended by its budget (too slow, past its deadline, abandoned). */
-  onCut?: (why: 'slow' | 'deadline' | 'abandoned') => void;
-  /** New upstream downloads under way per client (ClientSlots). */
-  slots?: ClientSlots;
-  /** Bytes the cache may hold (0: no limit); past it the least recently used blobs are evicted. */
-  maxBytes?: number;
-  /** Hash whole cache hits as they are served (default true; see README Reliability for the cost). */
-  verifyHits?: boolean;
-  /** Blobs were evicted; `stored` is what the cache holds now. */
-  onEvict?: (count: number, bytes: number, stored: number) => void;
-  /** What the cache holds changed (metrics). */
-  onStored?: (bytes: number) => void;
-  /**
-   * Replicas sharing the stores: one upstream fill per blob across all of them. `owner` names
-   * this process; a lease not renewed for `staleMs` (its replica died) is taken over.
-   */
-  fleet?: { leases: LeaseStore; owner: string; staleMs?: number; waitMs?: number };
-  /** Warm bodies handed to a cheaper server (offload.*): how to hand over a cached blob. */
-  offload?: (sha256: string) => Promise<Offload>;
-  /**
-   * Where failures of the cache's own background work go (use times, lease renewal and release,
-   * eviction, clean-up), which no request sees: warn when the cache is degraded, error when
-   * something is lost. Without one they are dropped.
-   */
-  log?: Pick<Logger, 'warn' | 'error'>;
-}
-
-/** A cached blob handed over: an internal redirect header for nginx, or a URL the client fetches. */
-export type Offload = { header: [string, string] } | { redirect: string };
+export type { CacheOptions, CacheOutcome, FetchOptions, Offload, Served } from './cache-types.js';
 
 /** Eviction brings the cache down to this share of max_bytes, so it does not run on every commit. */
 const LOW_WATER = 0.9;
-
-export interface FetchOptions {
-  /**
-   * Who asks (token name or address): a request that would start a new upstream download (not a
-   * hit or a join) takes one of this client's slots first, and may wait for it or be refused.
-   */
-  client?: string;
-  /** Aborted when the client has gone (it then gives up a place it waits for). */
-  signal?: AbortSignal;
-}
-
-export interface Served {
-  cache: CacheOutcome;
-  /** Total size of the blob, when known before the transfer ends. */
-  size: number | undefined;
-  /** The range served, when one was asked for and the size is known. */
-  range: ByteRange | undefined;
-  /** A range was asked for that lies outside the blob: answer 416 (body is empty). */
-  unsatisfiable: boolean;
-  body: Readable;
-  /** Resolves once every byte is verified (at once for hits); rejects on a mismatch or upstream failure. */
-  settled: Promise<void>;
-  /** Resolves when bytes may start flowing (inspected code-bearing files: after the verdict); rejects on a refusal. */
-  gate: Promise<void>;
-  /** Resolves once the fill is over: true when the blob is in the store (at once for hits). */
-  committed: Promise<boolean>;
-}
 
 /**
  * The one fetch-verify-cache path every front-end uses. A hit streams from the blob store; a
