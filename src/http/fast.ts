@@ -5,7 +5,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
  * it wrote the whole response, false to leave the request to the router. It writes only plain
  * successes: every refusal, redirect and error is the router's, made in one place.
  */
-export type FastAnswer = (req: IncomingMessage, res: ServerResponse) => boolean;
+export type FastAnswer = ((req: IncomingMessage, res: ServerResponse) => boolean) & {
+  /**
+   * The request URLs (path and query, as sent) it may answer at all: the fast path's candidate
+   * test, so a request it can never serve (a file download, a page with a query) costs no
+   * identity check on the fast path before the router's.
+   */
+  path: RegExp;
+};
 
 /** The root app's fast path: which requests may try it, and the attempt (after the identity check). */
 export interface FastPath {

@@ -2,7 +2,7 @@ import { Transform, pipeline } from 'node:stream';
 import type { Context } from 'hono';
 import { createHash } from 'node:crypto';
 import { AirlockError, isMismatch } from '../core/errors.js';
-import type { Recorder } from '../core/records.js';
+import type { Recorder, RecordRow } from '../core/records.js';
 import type { PullRecord } from '../storage/meta-store.js';
 import type { FillSpec } from '../core/fill.js';
 import type { BlobCache } from '../core/cache.js';
@@ -13,7 +13,7 @@ import { sendStream, type AppEnv } from './send.js';
 export interface BlobRecording {
   recorder: Recorder;
   /** The row's identity (ecosystem, name, version, filename, sha256, client, request id, time). */
-  base: Omit<PullRecord, 'cache' | 'decision' | 'size' | 'reason' | 'rule'>;
+  base: Omit<RecordRow, 'cache' | 'decision' | 'size' | 'reason' | 'rule'>;
   /** The policy rule that allowed the transfer. */
   rule: string;
   /** How reasons name the artefact (a file name, repo@digest). */
@@ -99,7 +99,7 @@ async function start(
   spec: FillSpec,
   headers: Record<string, string>,
   r: BlobRecording,
-  row: (cache: PullRecord['cache'], size: number | null) => Omit<PullRecord, 'decision'>,
+  row: (cache: PullRecord['cache'], size: number | null) => Omit<RecordRow, 'decision'>,
 ): Promise<Response> {
   if (cache.offload && c.req.method !== 'HEAD') {
     const size = await cache.cachedSize(spec.sha256);
@@ -205,7 +205,7 @@ async function offloaded(
   size: number,
   headers: Record<string, string>,
   r: BlobRecording,
-  row: (cache: PullRecord['cache'], size: number | null) => Omit<PullRecord, 'decision'>,
+  row: (cache: PullRecord['cache'], size: number | null) => Omit<RecordRow, 'decision'>,
 ): Promise<Response> {
   const to = await cache.offload!(sha256);
   await r.recorder.recordServed({ ...row('hit', size), decision: 'allow', rule: r.rule });
