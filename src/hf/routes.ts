@@ -4,9 +4,8 @@ import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
 import type { FileBytes } from '../core/fill.js';
 import type { BlobCache } from '../core/cache.js';
-import { parseRange, resolveRange } from '../core/range.js';
 import type { Recorder, RecordRow } from '../core/records.js';
-import { serveBlob } from '../http/serve-blob.js';
+import { serveBlob, serveSmall } from '../http/serve-blob.js';
 import { errorHandler, Refusal } from '../http/refusal.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
 import type { Policy } from '../policy/index.js';
@@ -311,11 +310,8 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     const report = await inspect(sha256!, bufferSource(bytes));
     const verdict = contentDecision(type, repo, path, sha256!, report);
     if (!verdict.allow) throw contentRefusal(base, commit, verdict, { sha256, size: bytes.length, cache, scan: scanSummary(report, verdict) });
-    const r = resolveRange(parseRange(c.req.header('range')), bytes.length);
-    await d.recorder.recordServed({ ...base, sha256, size: bytes.length, cache, decision: 'allow', rule, scan: scanSummary(report, verdict) });
-    if (r === 'unsatisfiable') return sendBytes(c, 416, { ...headers, 'content-range': `bytes */${bytes.length}` }, Buffer.alloc(0));
-    if (r) return sendBytes(c, 206, { ...headers, 'content-range': `bytes ${r.start}-${r.end}/${bytes.length}` }, bytes.subarray(r.start, r.end + 1));
-    return sendBytes(c, 200, headers, bytes);
+    const row: RecordRow = { ...base, sha256, size: bytes.length, cache, decision: 'allow', rule, scan: scanSummary(report, verdict) };
+    return serveSmall(c, bytes, headers, { recorder: d.recorder, row, ranges: true });
   }
 
   async function fetchGitFile(type: HfRepoType, repo: string, commit: string, entry: HfEntry): Promise<Buffer> {

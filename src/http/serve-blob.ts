@@ -6,8 +6,8 @@ import type { Recorder, RecordRow } from '../core/records.js';
 import type { PullRecord } from '../storage/meta-store.js';
 import type { FillSpec } from '../core/fill.js';
 import type { BlobCache } from '../core/cache.js';
-import { parseRange } from '../core/range.js';
-import { sendStream, type AppEnv } from './send.js';
+import { parseRange, resolveRange } from '../core/range.js';
+import { sendBytes, sendStream, type AppEnv } from './send.js';
 
 /** What goes into a blob transfer's pull record; serveBlob writes it, however the transfer ends. */
 export interface BlobRecording {
@@ -212,4 +212,24 @@ async function offloaded(
   headers['x-airlock-cache'] = 'hit';
   if ('redirect' in to) return sendStream(c, 307, { ...headers, location: to.redirect, 'cache-control': 'no-store' }, null);
   return sendStream(c, 200, { ...headers, [to.header[0]]: to.header[1] }, null);
+}
+
+/**
+ * Serve a small verified body held in memory (an OCI manifest, a Hub git file) and write its
+ * pull record first: the row is committed before any byte goes out (a row that cannot be written
+ * withholds the body). A HEAD is answered without a row (a probe, not a pull: http/refusal.ts).
+ * With `ranges`, a Range header is honoured (a 416 is on record like the pull it answers).
+ */
+export async function serveSmall(
+  c: Context<AppEnv>,
+  body: Uint8Array,
+  headers: Record<string, string>,
+  r: { recorder: Recorder; row: RecordRow; ranges?: boolean },
+): Promise<Response> {
+  if (c.req.method !== 'HEAD') await r.recorder.recordServed(r.row);
+  const range = r.ranges ? resolveRange(parseRange(c.req.header('range')), body.length) : null;
+  if (range === 'unsatisfiable') return sendBytes(c, 416, { ...headers, 'content-range': `bytes */${body.length}` }, Buffer.alloc(0));
+  if (range)
+    return sendBytes(c, 206, { ...headers, 'content-range': `bytes ${range.start}-${range.end}/${body.length}` }, body.subarray(range.start, range.end + 1));
+  return sendBytes(c, 200, headers, body);
 }

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
 import type { BlobCache } from '../core/cache.js';
 import type { Recorder, RecordRow } from '../core/records.js';
-import { serveBlob } from '../http/serve-blob.js';
+import { serveBlob, serveSmall } from '../http/serve-blob.js';
 import { errorHandler, Refusal, type RefusalRow } from '../http/refusal.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
 import type { Policy } from '../policy/index.js';
@@ -212,19 +212,9 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     }
     const inm = c.req.header('if-none-match');
     if (inm && inm.split(',').some((v) => v.trim() === `"${digest}"`)) return sendStream(c, 304, headers, null);
-    if (c.req.method === 'GET') {
-      // On record (committed) before the client has the manifest.
-      await d.recorder.recordServed({
-        ...baseRecord(c, t, reference, 'manifest'),
-        sha256: digest.slice(7),
-        size: m.bytes.length,
-        cache: m.cache,
-        decision: 'allow',
-        rule,
-        scan: gated?.summary ?? null,
-      });
-    }
-    return sendBytes(c, 200, headers, m.bytes);
+    // On record (committed) before the client has the manifest.
+    const row = { ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), size: m.bytes.length, cache: m.cache, decision: 'allow' as const, rule };
+    return serveSmall(c, m.bytes, headers, { recorder: d.recorder, row: { ...row, scan: gated?.summary ?? null } });
   }
 
   async function openBlob(t: Target, digest: string, signal: AbortSignal) {
