@@ -151,8 +151,9 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
   }
 
   /** An upstream failure (or a digest that disagrees) while loading what was approved: on record, answered as the error it is. */
-  function failed(e: unknown, t: Target, reference: string, sha256: string, rule: string, cache: RefusalRow['cache'] = 'none'): Refusal {
-    const mismatch = e instanceof AirlockError && e.code === 'DIGEST_MISMATCH';
+  function failed(e: unknown, t: Target, reference: string, sha256: string, rule: string, cache: RefusalRow['cache'] = 'none', judging = false): Refusal {
+    // While the gate judges the image, any failure (a layer it must read) is an error: the manifest itself verified.
+    const mismatch = !judging && e instanceof AirlockError && e.code === 'DIGEST_MISMATCH';
     return new Refusal({
       status: e instanceof AirlockError || e instanceof OciError ? e.status : 500,
       code: mismatch ? 'digest_mismatch' : 'upstream_failed',
@@ -191,9 +192,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     try {
       gated = await d.gate.check({ repo: t.repo, openBlob: (dg, signal) => openBlob(t, dg, signal) }, digest, m.bytes, isIndexType(m.mediaType));
     } catch (e) {
-      // The gate cannot judge the image now (a layer it must read failed): an error, never a digest refusal.
-      const f = failed(e, t, reference, digest.slice(7), rule, m.cache);
-      throw new Refusal({ status: f.status, code: 'upstream_failed', decision: 'error', rule, reason: f.message, row: f.row, answer: f.answer });
+      throw failed(e, t, reference, digest.slice(7), rule, m.cache, true);
     }
     if (gated && !gated.verdict.decision.allow) deny(t, reference, 'manifest', gated.verdict.decision, digest.slice(7), gated.summary);
     const headers: Record<string, string> = {
