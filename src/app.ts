@@ -35,16 +35,7 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
   const app = new Hono<AppEnv>();
   const areaOf = (path: string) => d.frontends.find((f) => under(f.prefix, path)) ?? ADMIN;
 
-  // The request counter's children by label pair: prom-client's labelled inc() hashes its labels
-  // on every call.
-  const counted = new Map<string, { inc: () => void }>();
-  const count = (ecosystem: string, status: number) => {
-    const cls = `${Math.floor(status / 100)}xx`;
-    const key = `${ecosystem} ${cls}`;
-    let child = counted.get(key);
-    if (!child) counted.set(key, (child = d.metrics.requests.labels({ ecosystem, status: cls })));
-    child.inc();
-  };
+  const count = requestCounter(d.metrics);
 
   /**
    * Identity: a client token as each client sends it. A wrong or revoked token is refused even
@@ -120,13 +111,34 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
     d.log.error({ err, path: c.req.path }, 'unexpected error');
     return c.json({ error: 'INTERNAL', message: 'internal error (see the Airlock log)' }, 500);
   });
-  /**
-   * The fast path (src/http/fast.ts): a GET a front-end answers at once from memory, after the
-   * same identity check as above. A refusal is never made here: the router makes it (and its
-   * record) when this returns false, with the identity found here.
-   */
-  const withFast = d.frontends.filter((f) => f.fast);
-  const fast: FastPath = {
+  return { app, fast: fastPath(d.frontends, admit, admitted, count) };
+}
+
+/** The request counter (airlock_http_requests_total), its children kept by label pair: prom-client's labelled inc() hashes its labels on every call. */
+function requestCounter(metrics: AppDeps['metrics']): (ecosystem: string, status: number) => void {
+  const counted = new Map<string, { inc: () => void }>();
+  return (ecosystem, status) => {
+    const cls = `${Math.floor(status / 100)}xx`;
+    const key = `${ecosystem} ${cls}`;
+    let child = counted.get(key);
+    if (!child) counted.set(key, (child = metrics.requests.labels({ ecosystem, status: cls })));
+    child.inc();
+  };
+}
+
+/**
+ * The fast path (src/http/fast.ts): a GET a front-end answers at once from memory, after the
+ * router's identity check (`admit`). A refusal is never made here: the router makes it (and its
+ * record) when this returns false, with the identity found here (`admitted`).
+ */
+function fastPath(
+  frontends: FrontEnd[],
+  admit: (area: Area, path: string, authorization: string | undefined) => Promise<Admission>,
+  admitted: WeakMap<IncomingMessage, { area: Area; admission: Admission }>,
+  count: (ecosystem: string, status: number) => void,
+): FastPath {
+  const withFast = frontends.filter((f) => f.fast);
+  return {
     candidate: (req) => req.method === 'GET' && req.url !== undefined && withFast.some((f) => f.fast!.path.test(req.url!)),
     async serve(req, res) {
       const path = (req.url ?? '').split('?', 1)[0];
@@ -144,5 +156,4 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
       return true;
     },
   };
-  return { app, fast };
 }
