@@ -72,7 +72,8 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
     const found = incoming ? admitted.get(incoming) : undefined;
     const a = found?.area === area ? found.admission : await admit(area, c.req.path, c.req.header('authorization'));
     if ('refuse' in a) {
-      // A wrong or revoked token is an attempt worth keeping: a log line and a pull row (never the secret).
+      // A wrong or revoked token is an attempt worth keeping: a log line and a pull row (never the
+      // secret), for HEAD too (the row is about the credential, not a probe of an artefact).
       if (a.badToken) {
         const admin = area.ecosystem === 'admin';
         void d.recorder.record({
