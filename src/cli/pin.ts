@@ -5,6 +5,7 @@ import { valid as validVersion } from '@renovatebot/pep440';
 import { loadConfig, ConfigError } from '../config/load.js';
 import { Metrics } from '../obs/metrics.js';
 import { parseFilename } from '../pypi/filenames.js';
+import { newestRelease } from '../pypi/newest.js';
 import { isValidProjectName, normalizeName } from '../names/pypi.js';
 import { hfHub, openMeta, pypiIndex, upstreamHttp, withOciUpstream } from '../backends.js';
 import { AirlockError } from '../core/errors.js';
@@ -22,14 +23,18 @@ export interface PinResult {
   source: 'public' | 'internal';
 }
 
-/** Resolve `name==version` on the configured index: the release's files and their sha256. */
+/**
+ * Resolve `name==version` on the configured index: the release's files and their sha256. A bare
+ * `name` resolves to the release pip would take today (the newest final release with verifiable
+ * files), the approval the console offers for a refused project page, where pip names no version;
+ * the result names the version chosen, so the reviewer sees it before the policy is written.
+ */
 export async function resolvePypiPin(configFile: string, requirement: string): Promise<PinResult> {
-  const m = /^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s,;]+)\s*$/.exec(requirement);
-  if (!m || !isValidProjectName(m[1]) || !validVersion(m[2])) {
-    throw new ConfigError(`pin: expected NAME==VERSION with a PEP 440 version (e.g. 'requests==2.32.3'), got ${JSON.stringify(requirement)}`);
+  const m = /^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:==\s*([^\s,;]+)\s*)?$/.exec(requirement);
+  if (!m || !isValidProjectName(m[1]) || (m[2] !== undefined && !validVersion(m[2]))) {
+    throw new ConfigError(`pin: expected NAME or NAME==VERSION with a PEP 440 version (e.g. 'requests==2.32.3'), got ${JSON.stringify(requirement)}`);
   }
   const name = normalizeName(m[1]);
-  const version = m[2];
   const loaded = loadConfig(configFile);
   // The configured metadata store: the page fetched to pin is cached like any other (ttl 0: always asked fresh).
   const meta = await openMeta(loaded, { create: true });
@@ -40,6 +45,9 @@ export async function resolvePypiPin(configFile: string, requirement: string): P
     const page = await index.project(name, source);
     // A pin records what the index says now: never hashes from a page kept while the index is down.
     if (page.stale) throw new ConfigError(`pin: the ${source} index cannot be read now (${page.staleReason}); not pinning from a cached page`);
+    const version = m[2] ?? newestRelease(page.project.files, name);
+    if (version === null)
+      throw new ConfigError(`pin: the ${source} index has no final release of ${name} with verifiable files; name the version (NAME==VERSION)`);
     const files = page.project.files.filter((f) => {
       const p = parseFilename(f.filename, name);
       return p && p.name === name && p.version === version && f.hashes.sha256;

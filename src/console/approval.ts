@@ -47,6 +47,15 @@ const PIN: Answer = (r) => {
       note: 'Pins this release with its file hashes (the command checks them upstream).',
     };
   }
+  // A refused project page: pip names no version, so the pin takes the release pip would (the
+  // newest final one) and prints which, with its hashes, before the reviewed policy is written.
+  if (r.ecosystem === 'pypi' && r.code === 'not_allowlisted') {
+    return {
+      command: `airlock pin pypi ${q(r.name)}`,
+      yaml: `policy:\n  pypi:\n    allow:\n      - name: ${r.name}\n        versions: "==VERSION"   # the newest final release today, chosen and printed by the command\n        sha256: [...]       # its file hashes, written by the command`,
+      note: 'No version was asked for (a project page): pins the newest final release with its file hashes (the command names the version).',
+    };
+  }
   if (r.ecosystem === 'oci' && r.version) {
     const ref = r.version.startsWith('sha256:') ? `${r.name}@${r.version}` : `${r.name}:${r.version}`;
     return {

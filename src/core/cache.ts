@@ -46,6 +46,7 @@ export class BlobCache {
   /** Bytes stored, as far as this process knows (re-read from the index before each eviction). */
   private stored: number | undefined;
   private evicting: Promise<void> | undefined;
+  private evictAgain: Promise<void> | undefined;
   private readonly log: Pick<Logger, 'warn' | 'error'>;
   /** A catch handler that logs the failure (warn) with `fields` and the error's message. */
   private readonly warn = (fields: object, msg: string) => (e: unknown) => this.log.warn({ ...fields, err: errText(e) }, msg);
@@ -146,7 +147,10 @@ export class BlobCache {
    * on its next pull (its approval, scan verdict and inventory are kept). One pass at a time.
    */
   evict(): Promise<void> {
-    this.evicting ??= this.evictPass().finally(() => (this.evicting = undefined));
+    // A pass under way may have skipped blobs in use when it looked: a caller now gets one more
+    // pass after it (one at most is queued), so a command's closing evict() sees its final state.
+    if (this.evicting) return (this.evictAgain ??= this.evicting.then(() => ((this.evictAgain = undefined), this.evict())));
+    this.evicting = this.evictPass().finally(() => (this.evicting = undefined));
     return this.evicting;
   }
 

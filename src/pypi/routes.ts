@@ -16,7 +16,6 @@ import { contentLength, type UpstreamHttp } from '../upstream/http.js';
 import { negotiate, JSON_V1, type SimpleFormat } from './accept.js';
 import { admitFile } from './admit.js';
 import { parseFilename } from './filenames.js';
-import { newestRelease } from './newest.js';
 import { filterProject } from './filter.js';
 import type { FilteredProject } from './model.js';
 import { isValidFilename, isValidProjectName, normalizeName } from '../names/pypi.js';
@@ -178,31 +177,12 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
         return refuse(c, 406, 'none of the media types in Accept is offered: use application/vnd.pypi.simple.v1+json or text/html');
       case 'denied':
         // The refusal pip meets first ("No matching distribution"): on record like a refused file.
-        throw new Refusal({ status: 403, code: r.code, rule: r.rule, reason: r.reason, row: { name: r.name, version: await askedFor(c, r) } });
+        throw new Refusal({ status: 403, code: r.code, rule: r.rule, reason: r.reason, row: { name: r.name } });
     }
     const page = await loadPage(r.source, r.rule, { name: r.name });
     const a = pageAnswer(page, r.policy, r.format, c.req.header('accept-encoding'));
     return sendBytes(c, 200, a.headers, a.body);
   });
-
-  /**
-   * The version a refused page stands for. pip names none, so a project that is only missing from
-   * the allowlist records the release pip would have taken (the public index's newest final
-   * release, looked up for at most 2 s and never served): its approval is then a pin of it. A
-   * project the policy denies records none (nothing to pin), nor does a HEAD.
-   */
-  async function askedFor(c: Context<AppEnv>, r: PageRequest & { kind: 'denied' }): Promise<string | null> {
-    if (r.code !== 'not_allowlisted' || c.req.method === 'HEAD') return null;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const page = await Promise.race([d.index.project(r.name, 'public'), new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 2000)))]);
-      return page ? newestRelease(page.project.files, r.name) : null;
-    } catch {
-      return null;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
 
   /** The page for a project, mapping "internal index lacks it" to the refusal it must be (dependency confusion). */
   async function loadPage(source: IndexSource, rule: string, row: RefusalRow) {

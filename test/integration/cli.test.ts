@@ -22,7 +22,10 @@ describe('airlock CLI', () => {
     pub
       .add('requests', { filename: 'requests-2.32.3-py3-none-any.whl', bytes: Buffer.from('wheel') })
       .add('requests', { filename: 'requests-2.32.3.tar.gz', bytes: Buffer.from('sdist') })
-      .add('requests', { filename: 'requests-2.31.0-py3-none-any.whl', bytes: Buffer.from('old') });
+      .add('requests', { filename: 'requests-2.31.0-py3-none-any.whl', bytes: Buffer.from('old') })
+      .add('idna', { filename: 'idna-3.6-py3-none-any.whl', bytes: Buffer.from('idna 3.6') })
+      .add('idna', { filename: 'idna-3.7-py3-none-any.whl', bytes: Buffer.from('idna 3.7') })
+      .add('idna', { filename: 'idna-4.0rc1-py3-none-any.whl', bytes: Buffer.from('idna 4.0rc1') });
     dir = mkdtempSync(join(tmpdir(), 'airlock-cli-'));
     config = join(dir, 'airlock.yaml');
     writeFileSync(
@@ -64,10 +67,22 @@ policy:
     expect(check.stdout).toContain('OK (2 PyPI allow entries');
   });
 
+  it('pins a bare name to the release pip would take (the newest final one), saying which', async () => {
+    // The console's approval of a refused project page, where pip names no version.
+    const r = await airlockCli(['pin', 'pypi', 'IDNA', '--config', config]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/added idna==3\.7 \(1 files?, from the public index\)/);
+    const text = readFileSync(config, 'utf8');
+    expect(text).toContain(sha256('idna 3.7'));
+    expect(text).not.toContain(sha256('idna 3.6'));
+    expect(text).not.toContain(sha256('idna 4.0rc1'));
+  });
+
   it('explains what it cannot pin', async () => {
     const r = await airlockCli(['pin', 'pypi', 'requests>=2', '--config', config]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('expected NAME==VERSION');
+    expect(r.stderr).toContain('expected NAME or NAME==VERSION');
     const missing = await airlockCli(['pin', 'pypi', 'requests==9.9', '--config', config]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('has no files with a sha256 for requests==9.9');

@@ -153,11 +153,15 @@ policy:
   describe('PyPI', () => {
     const page = { accept: PIP_ACCEPT };
 
-    it('a project page refused by policy: the refusal pip meets first, with the release it would have taken and its pin', async () => {
+    it('a project page refused by policy: the refusal pip meets first, on record with no version (none was asked for) and its pin', async () => {
       const { row, body } = await refused('/pypi/simple/notallowed-pkg/', 403, 'not_allowlisted', { headers: page });
       expect(body).toMatch(/not on the PyPI allowlist/);
-      expect(row).toMatchObject({ ecosystem: 'pypi', name: 'notallowed-pkg', version: '1.0', rule: expect.any(String) });
-      expect(approvalFor(row).command).toBe("airlock pin pypi 'notallowed-pkg==1.0'");
+      expect(row).toMatchObject({ ecosystem: 'pypi', name: 'notallowed-pkg', rule: expect.any(String) });
+      // The record says what was asked: a page, no version (a version here would put a refused
+      // release in "who pulled version X?" answers).
+      expect(row.version ?? null).toBeNull();
+      // The pin takes the release pip would take (the newest final one), chosen when it is run.
+      expect(approvalFor(row).command).toBe("airlock pin pypi 'notallowed-pkg'");
       // Found by name, as `airlock records --name` and the console look for it.
       expect((await records(a, 'name=notallowed-pkg&decision=deny')).map((r) => r.requestId)).toContain(row.requestId);
 
