@@ -14,6 +14,12 @@ import type { ConsoleDeps } from './routes.js';
 
 const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
 
+/** "N pulls (M served), K clients served.": one string, so the formatter cannot break it across lines. */
+function pullCounts(rep: AffectedReport): string {
+  const served = rep.pulls.filter((p) => p.decision === 'allow');
+  return `${plural(rep.pulls.length, 'pull')} (${served.length} served), ${plural(new Set(served.map((p) => p.client)).size, 'client')} served.`;
+}
+
 export function advisoriesPage(csrf: string, q: string, rep: AffectedReport | null, error?: string): H {
   const exportUrl = `/-/ui/advisories.csv?${new URLSearchParams({ q }).toString()}`;
   const cdxUrl = `/-/ui/advisories.cdx.json?${new URLSearchParams({ q }).toString()}`;
@@ -47,8 +53,7 @@ export function advisoriesPage(csrf: string, q: string, rep: AffectedReport | nu
               }
               <h2>Every pull of what it affects</h2>
               <p>
-                ${plural(rep.pulls.length, 'pull')} (${rep.pulls.filter((p) => p.decision === 'allow').length} served),
-                ${plural(new Set(rep.pulls.filter((p) => p.decision === 'allow').map((p) => p.client)).size, 'client')} served.
+                ${pullCounts(rep)}
                 <a href="${exportUrl}" download>Export CSV</a> · <a href="${cdxUrl}" download>Export CycloneDX</a>
               </p>
               ${pullsTable(rep.pulls)}`

@@ -114,6 +114,8 @@ export function overviewPage(
     upstreams: { host: string; failures: number; openUntil: number }[];
   },
 ): H {
+  // Computed here so the card's markup stays on one line (no whitespace between its parts).
+  const hitRatio = o.hits.served ? `${Math.round((100 * o.hits.hits) / o.hits.served)}%` : '-';
   return layout(
     'Overview',
     '',
@@ -123,8 +125,7 @@ export function overviewPage(
         <div class="card"><span>Refused among them</span><b>${o.refusals}</b><a href="/-/ui/refusals">see why</a></div>
         <div class="card"><span>Cached blobs</span><b>${o.blobs}</b><span class="muted">${(o.bytes / 2 ** 20).toFixed(1)} MiB</span></div>
         <div class="card">
-          <span>Cache hit ratio</span><b>${o.hits.served ? `${Math.round((100 * o.hits.hits) / o.hits.served)}%` : '-'}</b
-          ><span class="muted">${o.hits.hits} of ${o.hits.served} served since this server started</span>
+          <span>Cache hit ratio</span><b>${hitRatio}</b><span class="muted">${o.hits.hits} of ${o.hits.served} served since this server started</span>
         </div>
         <div class="card">
           <span>Advisories imported</span><b>${o.advisories}</b
