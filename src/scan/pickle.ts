@@ -119,7 +119,9 @@ export async function decodePickle(cur: Cursor, globals: string[] = []): Promise
   for (;;) {
     if (++ops > LIMITS.opcodes) throw new ScanError('pickle has too many opcodes');
     const at = cur.pos;
-    const op = await cur.u8();
+    // Most opcode bytes are already buffered: read them without a promise.
+    let op = cur.u8Buffered();
+    if (op < 0) op = await cur.u8();
     if (!WEIGHTS_ONLY_OPS.has(op)) foreign.add(OP_NAMES[op] ?? `0x${op.toString(16)}`);
     if (op === 0x2e) {
       // STOP
