@@ -8,6 +8,8 @@ import { LIMITS, PickleVm, type V } from './pickle-vm.js';
  * STACK_GLOBAL), without ever running anything. Anything it cannot follow (EXT codes, non-literal
  * STACK_GLOBAL operands, out-of-band buffers, unknown opcodes, truncation, underflow, a missing
  * memo key) is reported; the profile decides. Opcode table: CPython's pickletools.
+ * This module is the entry point (decodePickle, looksLikePickle) and the dispatch loop; the
+ * machine's state is pickle-vm.ts, what each opcode does pickle-ops.ts.
  */
 
 export interface PickleResult {
