@@ -49,6 +49,14 @@ export class Cursor {
     return (await this.take(1))[0];
   }
 
+  /** The next byte if it is already in the buffer (and before the end), else -1 and nothing moves: u8 without an await on the hot path. */
+  u8Buffered(): number {
+    const off = this.pos - this.bufPos;
+    if (this.pos >= this.end || off < 0 || off >= this.buf.length) return -1;
+    this.pos += 1;
+    return this.buf[off];
+  }
+
   /** A line up to "\n" (not included), at most max bytes. */
   async line(max = 65536): Promise<Buffer> {
     const parts: Buffer[] = [];

@@ -191,17 +191,12 @@ const MAX_FUNCTION_LINES = 120;
  * are splitting them; once merged, remove the entries (the test names the ones that no longer
  * offend). New files and functions get no entry: split them, or (functions) say why above them.
  */
-const ALLOWED_LONG_FILES: Record<string, number> = {
-  'cli/main.ts': 459,
-  'scan/pickle.ts': 525,
-};
+const ALLOWED_LONG_FILES: Record<string, number> = {};
 const ALLOWED_LONG_FUNCTIONS: Record<string, number> = {
-  'cli/main.ts main': 344,
-  'console/routes.ts createConsole': 242,
-  'hf/routes.ts createHfApp': 404,
-  'oci/routes.ts createOciApp': 383,
+  'hf/routes.ts createHfApp': 369,
+  'oci/routes.ts createOciApp': 322,
   'pypi/routes.ts createPypiApp': 238,
-  'server.ts createAirlock': 200,
+  'server.ts createAirlock': 157,
 };
 
 const lineCount = (text: string) => text.split('\n').length - (text.endsWith('\n') ? 1 : 0);

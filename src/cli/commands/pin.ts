@@ -1,0 +1,89 @@
+import { loadConfig } from '../../config/load.js';
+import { resolveHfPin, resolveOciPin, resolvePypiPin, writeHfPin, writeOciPin, writePypiPin } from '../pin.js';
+import { fail, type Command, type CommandContext } from './shared.js';
+
+/**
+ * `airlock pin pypi|oci|hf`: resolve a release, tag or revision upstream (../pin.ts) and write the
+ * pin into the policy, keeping its comments (--print: show the pin, write nothing). The policy is
+ * loaded again after the write, so a pin never leaves a policy that fails to load. An OCI pin
+ * where the image gate applies is judged at once (../image.ts), so no client waits on its first pull.
+ */
+
+async function pinOci({ values, configFile }: CommandContext, req: string): Promise<void> {
+  const pin = await resolveOciPin(configFile, req);
+  const loaded = loadConfig(configFile);
+  if (values.print) {
+    process.stdout.write(JSON.stringify(pin) + '\n');
+    return;
+  }
+  const how = writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin);
+  loadConfig(configFile);
+  const what = pin.mediaType.includes('index') || pin.mediaType.includes('list') ? `index of ${pin.children} platforms` : `manifest with ${pin.children} blobs`;
+  process.stdout.write(`${how} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}) in ${loaded.policyFile}\n`);
+  if (loaded.policy.images.gates(pin.repository)) {
+    // Judge it now (layers fetched into the cache, inventory stored): no client waits for it on its first pull.
+    const { checkImage, formatReport } = await import('../image.js');
+    const rep = await checkImage(configFile, `docker://${pin.repository}@${pin.digest}`);
+    process.stdout.write(formatReport(rep));
+    const refused = rep.platforms.filter((p) => !p.verdict.decision.allow);
+    if (refused.length)
+      process.stderr.write(
+        `warning: the image gate will refuse ${refused.map((p) => p.platform ?? p.digest).join(', ')} of this pin until the findings are fixed or excepted\n`,
+      );
+  }
+}
+
+async function pinHf({ values, configFile }: CommandContext, req: string): Promise<void> {
+  const pin = await resolveHfPin(configFile, req);
+  const loaded = loadConfig(configFile);
+  if (values.print) {
+    process.stdout.write(JSON.stringify(pin) + '\n');
+    return;
+  }
+  const how = writeHfPin(loaded.policyFile, loaded.policyPathInFile, pin);
+  loadConfig(configFile);
+  const name = pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo;
+  process.stdout.write(`${how} ${name}${pin.ref ? `@${pin.ref}` : ''} -> ${pin.commit} in ${loaded.policyFile}\n`);
+}
+
+async function pinPypi({ values, configFile }: CommandContext, req: string): Promise<void> {
+  const pin = await resolvePypiPin(configFile, req);
+  const loaded = loadConfig(configFile);
+  if (values.print) {
+    process.stdout.write(JSON.stringify({ name: pin.name, versions: `==${pin.version}`, sha256: pin.sha256 }) + '\n');
+    return;
+  }
+  const how = writePypiPin(loaded.policyFile, loaded.policyPathInFile, pin);
+  // Validate the result so a pin never leaves a policy that fails to load.
+  loadConfig(configFile);
+  process.stdout.write(`${how} ${pin.name}==${pin.version} (${pin.files.length} files, from the ${pin.source} index) in ${loaded.policyFile}\n`);
+}
+
+export const pin: Command = {
+  summary: [
+    {
+      synopsis: "airlock pin pypi 'NAME==VERSION' [--config FILE] [--print]",
+      text: ['resolve a release upstream and add it, with its', 'file hashes, to the policy (comments are kept)'],
+    },
+    {
+      synopsis: 'airlock pin oci REGISTRY/NAME:TAG [--config FILE] [--print]',
+      text: [
+        'resolve a tag upstream to its manifest digest and',
+        'pin it (tag alias + digest) in the policy; where',
+        'the image gate applies, judge the image now',
+      ],
+    },
+    { synopsis: 'airlock pin oci REGISTRY/NAME@sha256:DIGEST', text: ['check the digest upstream and pin it'] },
+    {
+      synopsis: 'airlock pin hf [datasets/]REPO@REVISION [--config FILE] [--print]',
+      text: ['resolve a branch or tag on the Hub to its commit', 'and pin it (ref alias + commit) in the policy'],
+    },
+  ],
+  async run(ctx) {
+    const [eco, req] = ctx.rest;
+    if (eco === 'oci' && req) return pinOci(ctx, req);
+    if (eco === 'hf' && req) return pinHf(ctx, req);
+    if (eco !== 'pypi' || !req) fail(`usage: airlock pin pypi 'NAME==VERSION' | airlock pin oci REGISTRY/NAME:TAG | airlock pin hf [datasets/]REPO@REVISION`);
+    return pinPypi(ctx, req);
+  },
+};

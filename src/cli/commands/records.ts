@@ -1,0 +1,40 @@
+import { loadConfig } from '../../config/load.js';
+import { parseTime } from '../../core/time.js';
+import type { PullFilter } from '../../storage/meta-store.js';
+import { fail, withMeta, type Command } from './shared.js';
+
+/** `airlock records`: list pull records, newest first, filtered, as tab-separated lines or JSON. */
+export const records: Command = {
+  summary: [
+    {
+      synopsis: [
+        'airlock records [--config FILE] [--name N] [--ecosystem E] [--decision allow|deny]',
+        '                [--since TIME] [--until TIME] [--limit N] [--json]',
+      ],
+      text: ['list pull records (newest first)'],
+    },
+  ],
+  async run({ values, configFile }) {
+    const loaded = loadConfig(configFile);
+    const f: PullFilter = {
+      name: values.name,
+      ecosystem: values.ecosystem as PullFilter['ecosystem'],
+      decision: values.decision as PullFilter['decision'],
+      since: parseTime(values.since, '--since'),
+      until: parseTime(values.until, '--until'),
+      limit: values.limit === undefined ? 100 : Number(values.limit),
+    };
+    if (!Number.isInteger(f.limit) || f.limit! < 1) fail(`--limit: expected a positive whole number, got ${JSON.stringify(values.limit)}`);
+    const rows = await withMeta(loaded, true, (meta) => meta.listPulls(f));
+    if (values.json) {
+      process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+      return;
+    }
+    for (const r of rows) {
+      process.stdout.write(
+        [new Date(r.ts).toISOString(), r.client, r.ecosystem, r.name, r.version ?? '-', r.filename ?? '-', r.cache, r.decision, r.reason ?? ''].join('\t') +
+          '\n',
+      );
+    }
+  },
+};

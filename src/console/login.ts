@@ -1,0 +1,100 @@
+import { html } from 'hono/html';
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import { tokenHash } from '../auth/tokens.js';
+import { page, type ConsoleApp } from './context.js';
+import { layout, type H } from './layout.js';
+import type { ConsoleDeps } from './routes.js';
+import { checkCsrf, issueSession, loginNonce, readSession, sameNonce, SESSION_MS } from './session.js';
+
+/**
+ * Logging in and out of the console, and the session check in front of every other page. The
+ * login form carries a nonce also set as a short-lived cookie (a login CSRF check), and exchanges
+ * an admin token for an HttpOnly, SameSite=Strict session cookie (session.ts). Past the check, a
+ * GET without a session is sent to the login page, anything else refused, and every POST must
+ * carry the session's CSRF token.
+ */
+
+const COOKIE = 'airlock_console';
+const NONCE = 'airlock_login';
+
+const cookieOptions = (d: ConsoleDeps) => ({ httpOnly: true, sameSite: 'Strict' as const, secure: d.secureCookies ?? false, path: '/-/ui' });
+
+export function loginPage(nonce: string, error?: string): H {
+  return layout(
+    'Log in',
+    'login',
+    null,
+    html`<p>An admin token logs you in (create one with <code>airlock token create --name NAME --admin</code>).</p>
+      ${error ? html`<p class="error" role="alert">${error}</p>` : ''}
+      <form method="post" action="/-/ui/login">
+        <input type="hidden" name="nonce" value="${nonce}" />
+        <label for="token">Admin token<input id="token" name="token" type="password" autocomplete="off" required /></label>
+        <p><button type="submit">Log in</button></p>
+      </form>`,
+  );
+}
+
+/** GET and POST /login: open to anyone. */
+export function loginRoutes(app: ConsoleApp, d: ConsoleDeps): void {
+  const cookieOpts = cookieOptions(d);
+
+  app.get('/login', (c) => {
+    const nonce = loginNonce();
+    setCookie(c, NONCE, nonce, { ...cookieOpts, maxAge: 600 });
+    return page(c, loginPage(nonce));
+  });
+
+  app.post('/login', async (c) => {
+    const form = await c.req.parseBody();
+    const nonce = getCookie(c, NONCE);
+    const again = () => {
+      const n = loginNonce();
+      setCookie(c, NONCE, n, { ...cookieOpts, maxAge: 600 });
+      return n;
+    };
+    if (!nonce || typeof form.nonce !== 'string' || !sameNonce(nonce, form.nonce)) {
+      d.log.warn({ reqId: c.get('requestId'), path: c.req.path }, 'console login refused: the form did not come from this console (CSRF)');
+      return page(c, loginPage(again(), 'This form expired or did not come from this console: try again.'), 403);
+    }
+    const secret = typeof form.token === 'string' ? form.token.trim() : '';
+    const token = secret && secret.length <= 512 ? await d.meta.findToken(tokenHash(secret)) : null;
+    if (!token || token.revokedAt !== null || !token.admin) {
+      d.log.warn({ reqId: c.get('requestId'), token: token?.name ?? null, admin: token?.admin ?? null }, 'console login refused');
+      return page(
+        c,
+        loginPage(again(), token && !token.admin ? `Token ${token.name} is not an admin token.` : 'That token is not valid (unknown or revoked).'),
+        401,
+      );
+    }
+    const { cookie } = issueSession(token);
+    setCookie(c, COOKIE, cookie, { ...cookieOpts, maxAge: SESSION_MS / 1000 });
+    deleteCookie(c, NONCE, { path: '/-/ui' });
+    d.log.info({ reqId: c.get('requestId'), token: token.name }, 'console login');
+    return c.redirect('/-/ui', 303);
+  });
+}
+
+/** The session check for every route registered after it, then POST /logout. */
+export function sessionRoutes(app: ConsoleApp, d: ConsoleDeps): void {
+  app.use('*', async (c, next) => {
+    const s = await readSession(getCookie(c, COOKIE), d.meta);
+    if (!s) {
+      if (c.req.method !== 'GET') return c.text('not logged in', 401);
+      return c.redirect('/-/ui/login', 303);
+    }
+    c.set('session', s);
+    if (c.req.method === 'POST') {
+      const form = await c.req.parseBody();
+      if (!checkCsrf(s, typeof form.csrf === 'string' ? form.csrf : undefined)) {
+        d.log.warn({ reqId: c.get('requestId'), token: s.name, path: c.req.path }, 'console request refused: bad CSRF token');
+        return c.text('refused: this form did not come from your console session', 403);
+      }
+    }
+    return next();
+  });
+
+  app.post('/logout', (c) => {
+    deleteCookie(c, COOKIE, { path: '/-/ui' });
+    return c.redirect('/-/ui/login', 303);
+  });
+}
