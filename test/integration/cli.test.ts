@@ -72,7 +72,7 @@ policy:
     const r = await airlockCli(['pin', 'pypi', 'IDNA', '--config', config]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/added idna==3\.7 \(1 files?, from the public index\)/);
+    expect(r.stdout).toContain('added idna==3.7 (1 file, from the public index)');
     const text = readFileSync(config, 'utf8');
     expect(text).toContain(sha256('idna 3.7'));
     expect(text).not.toContain(sha256('idna 3.6'));

@@ -56,14 +56,16 @@ async function pinPypi({ values, configFile }: CommandContext, req: string): Pro
   const how = writePypiPin(loaded.policyFile, loaded.policyPathInFile, pin);
   // Validate the result so a pin never leaves a policy that fails to load.
   loadConfig(configFile);
-  process.stdout.write(`${how} ${pin.name}==${pin.version} (${pin.files.length} files, from the ${pin.source} index) in ${loaded.policyFile}\n`);
+  process.stdout.write(
+    `${how} ${pin.name}==${pin.version} (${pin.files.length} file${pin.files.length === 1 ? '' : 's'}, from the ${pin.source} index) in ${loaded.policyFile}\n`,
+  );
 }
 
 export const pin: Command = {
   summary: [
     {
-      synopsis: "airlock pin pypi 'NAME==VERSION' [--config FILE] [--print]",
-      text: ['resolve a release upstream and add it, with its', 'file hashes, to the policy (comments are kept)'],
+      synopsis: "airlock pin pypi 'NAME[==VERSION]' [--config FILE] [--print]",
+      text: ['resolve a release upstream (a bare NAME: the newest', 'final release) and add it, with its file hashes,', 'to the policy (comments are kept)'],
     },
     {
       synopsis: 'airlock pin oci REGISTRY/NAME:TAG [--config FILE] [--print]',
@@ -83,7 +85,7 @@ export const pin: Command = {
     const [eco, req] = ctx.rest;
     if (eco === 'oci' && req) return pinOci(ctx, req);
     if (eco === 'hf' && req) return pinHf(ctx, req);
-    if (eco !== 'pypi' || !req) fail(`usage: airlock pin pypi 'NAME==VERSION' | airlock pin oci REGISTRY/NAME:TAG | airlock pin hf [datasets/]REPO@REVISION`);
+    if (eco !== 'pypi' || !req) fail(`usage: airlock pin pypi 'NAME[==VERSION]' | airlock pin oci REGISTRY/NAME:TAG | airlock pin hf [datasets/]REPO@REVISION`);
     return pinPypi(ctx, req);
   },
 };
