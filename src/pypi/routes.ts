@@ -281,7 +281,8 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
       sha256: expected,
       size: expectedSize,
       open: async (signal) => {
-        const res = await d.http.get(upstreamUrl, { signal, allowUrl: (u) => d.index.allowFileUrl(u, pd.source) });
+        const transfer = isMetadata ? undefined : { size: expectedSize, client };
+        const res = await d.http.get(upstreamUrl, { signal, transfer, allowUrl: (u) => d.index.allowFileUrl(u, pd.source) });
         if (res.status !== 200) {
           res.body.resume();
           throw new AirlockError('UPSTREAM_BAD_RESPONSE', `upstream answered ${res.status} for ${filename}`);
