@@ -152,6 +152,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     store,
     cache,
     metrics,
+    /** Upstream hosts failing now (the breaker; the console's overview). */
+    failingUpstreams: () => [...http.failing(), ...ociHttp.failing(), ...hfHttp.failing()],
     /** Re-read imported advisories (after `airlock advisories import`); returns how many are active. */
     async reloadAdvisories(): Promise<number> {
       advisories = await readAdvisories();

@@ -29,7 +29,7 @@ export interface HostSlotStats {
  *
  * A free connection goes to a waiting small request first (they are short), then to a large one,
  * fairly between clients: to the waiting client holding the fewest large connections of this
- * host, the longest-waiting such client first (round-robin). A tenant with 70 downloads queued
+ * host, the one served longest ago first (round-robin). A tenant with 70 downloads queued
  * takes no more than its share while others wait.
  */
 export class HostSlots {
@@ -41,6 +41,9 @@ export class HostSlots {
   private waitingLarge = 0;
   /** Large connections in use per client. */
   private readonly largeHeld = new Map<string, number>();
+  /** When each client (holding or waiting) was last given a large connection: the round-robin. */
+  private readonly lastServed = new Map<string, number>();
+  private served = 0;
 
   constructor(
     readonly host: string,
@@ -87,7 +90,7 @@ export class HostSlots {
           reject(
             new AirlockError(
               'UPSTREAM_UNAVAILABLE',
-              `upstream ${this.host} is busy: waited ${Math.round(waitMs / 1000)} s for one of its connections (${this.large} large downloads under way, ${this.waitingLarge + this.smallWaiting.length} waiting; transfers.host_queue_wait)`,
+              `upstream ${this.host} is busy: waited ${waitMs / 1000} s for one of its connections (${this.large} large downloads under way, ${this.waitingLarge + this.smallWaiting.length} waiting; transfers.host_queue_wait)`,
               { status: 503 },
             ),
           );
@@ -120,7 +123,10 @@ export class HostSlots {
         this.large--;
         const n = (this.largeHeld.get(client) ?? 1) - 1;
         if (n > 0) this.largeHeld.set(client, n);
-        else this.largeHeld.delete(client);
+        else {
+          this.largeHeld.delete(client);
+          if (!this.largeWaiting.has(client)) this.lastServed.delete(client);
+        }
       }
       this.pump();
     };
@@ -140,25 +146,27 @@ export class HostSlots {
       const q = this.largeWaiting.get(client)!;
       const w = q.shift()!;
       this.waitingLarge--;
+      if (q.length === 0) this.largeWaiting.delete(client);
       // To the back of the round: the next grant goes to another client holding as few.
-      this.largeWaiting.delete(client);
-      if (q.length > 0) this.largeWaiting.set(client, q);
+      this.lastServed.set(client, ++this.served);
       this.large++;
       this.largeHeld.set(client, (this.largeHeld.get(client) ?? 0) + 1);
       w.grant();
     }
   }
 
-  /** The waiting client holding the fewest large connections; the earliest in the round on a tie. */
+  /** The waiting client holding the fewest large connections; on a tie, the one served longest ago. */
   private nextClient(): string {
     let best = '';
     let fewest = Infinity;
+    let last = Infinity;
     for (const client of this.largeWaiting.keys()) {
       const held = this.largeHeld.get(client) ?? 0;
-      if (held < fewest) {
+      const at = this.lastServed.get(client) ?? 0;
+      if (held < fewest || (held === fewest && at < last)) {
         best = client;
         fewest = held;
-        if (held === 0) break;
+        last = at;
       }
     }
     return best;
@@ -181,7 +189,10 @@ export class HostSlots {
     if (!q || i < 0) return false;
     q.splice(i, 1);
     this.waitingLarge--;
-    if (q.length === 0) this.largeWaiting.delete(w.client);
+    if (q.length === 0) {
+      this.largeWaiting.delete(w.client);
+      if (!this.largeHeld.has(w.client)) this.lastServed.delete(w.client);
+    }
     // A large request leaving may let nothing new in; a small one never blocks others. No pump needed.
     return true;
   }
