@@ -87,11 +87,6 @@ export async function openBlobs(loaded: LoadedConfig, opts: { cleanSpool?: boole
 /** One upstream HTTP client per ecosystem, with that ecosystem's timeout and the hosts' connections shared as transfers.* says. */
 export function upstreamHttp(loaded: LoadedConfig, ecosystem: 'pypi' | 'oci' | 'hf'): UpstreamHttp {
   const t = loaded.config.transfers;
-  if (t.host_large >= t.host_connections)
-    throw new AirlockError(
-      'BAD_REQUEST',
-      `transfers.host_large (${t.host_large}) must be below transfers.host_connections (${t.host_connections}): small requests need connections of their own`,
-    );
   return new UpstreamHttp({
     headersTimeoutMs: loaded.config[ecosystem].timeout * 1000,
     connectionsPerHost: t.host_connections,

@@ -365,6 +365,10 @@ export const configSchema = z
         host_queue_wait: z.number().min(0).default(120),
       })
       .strict()
+      .refine((t) => t.host_large < t.host_connections, {
+        path: ['host_large'],
+        message: 'must be below transfers.host_connections: small requests (pages, manifests, tokens) need connections of their own',
+      })
       .prefault({}),
     records: z
       .object({
