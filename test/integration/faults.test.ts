@@ -350,13 +350,13 @@ policy:
    */
   async function underLoad(variant: string, small: { filename: string }, other: { filename: string }): Promise<void> {
     const t0 = Date.now();
-    const load = larges.map((f, i) => rawGet(url('large', f), {}, { localAddress: `127.0.1.${i + 1}`, hangUpAfterMs: 3000 }));
-    await new Promise((r) => setTimeout(r, 1000));
+    const load = larges.map((f, i) => rawGet(url('large', f), {}, { localAddress: `127.0.1.${i + 1}`, hangUpAfterMs: 6000 }));
     const queued = async (cls: string) =>
       (await a.airlock.metrics.upstreamQueued.get()).values.find((v) => v.labels.host === proxy.host && v.labels.class === cls)?.value;
     const held = async (cls: string) =>
       (await a.airlock.metrics.upstreamConnections.get()).values.find((v) => v.labels.host === proxy.host && v.labels.class === cls)?.value;
-    // The host is full of large bodies: its large connections are all taken, the rest of the 70 wait their turn.
+    // Once all 70 have reached the host: its large connections are all taken, the rest wait their turn.
+    for (let i = 0; i < 60 && ((await held('large')) ?? 0) + ((await queued('large')) ?? 0) < 70; i++) await new Promise((r) => setTimeout(r, 50));
     expect(await held('large')).toBe(48);
     expect(await queued('large')).toBe(22);
     const timed = async (u: string) => {

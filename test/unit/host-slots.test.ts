@@ -127,13 +127,11 @@ describe('UpstreamHttp: waiting for a connection is not the host failing', () =>
     const opts = (client: string) => ({ allowUrl: () => true, transfer: { client } });
     const first = await http.get(new URL(`${base}/large`), opts('a'));
     expect(first.status).toBe(200);
-    // A small request (a page) is answered at once, on the connection kept for it.
-    const t0 = performance.now();
+    // A small request (a page) is answered on the connection kept for it (queued, it would wait for ever, then fail busy).
     const page = await http.get(new URL(`${base}/page`), { allowUrl: () => true });
     const chunks: Buffer[] = [];
     for await (const c of page.body) chunks.push(c as Buffer);
     expect(Buffer.concat(chunks).toString()).toBe('ok');
-    expect(performance.now() - t0).toBeLessThan(150);
     // A blob of known small size is a small request too.
     const smallFile = await http.get(new URL(`${base}/page`), { allowUrl: () => true, transfer: { client: 'b', size: 10 } });
     smallFile.body.resume();
