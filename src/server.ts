@@ -82,6 +82,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   });
   const hfHttp = upstreamHttp(loaded, 'hf');
   const hub = hfHub(loaded, { http: hfHttp, meta, log });
+  metrics.watchUpstreams([http, ociHttp, hfHttp]);
   const hf = createHfApp({ policy: () => policy, hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
   const authenticator = new Authenticator(meta);
   // Readiness probes: a primary-key lookup in the metadata store and a stat in the blob store.
@@ -151,6 +152,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     store,
     cache,
     metrics,
+    /** Upstream hosts failing now (the breaker; the console's overview). */
+    failingUpstreams: () => [...http.failing(), ...ociHttp.failing(), ...hfHttp.failing()],
     /** Re-read imported advisories (after `airlock advisories import`); returns how many are active. */
     async reloadAdvisories(): Promise<number> {
       advisories = await readAdvisories();

@@ -245,7 +245,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
         },
       },
       open: async (signal: AbortSignal) => {
-        const res = await d.hub.openFile(type, repo, commit, path, signal);
+        const res = await d.hub.openFile(type, repo, commit, path, signal, { size: entry.size, client: base.client });
         if (res.status !== 200) {
           res.body.resume();
           throw new AirlockError('UPSTREAM_BAD_RESPONSE', `the Hub answered ${res.status} for ${displayRepo(type, repo)}@${commit}/${path}`);

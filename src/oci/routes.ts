@@ -211,7 +211,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     const spec = {
       sha256: hex,
       size: approval.size,
-      open: (signal: AbortSignal) => openBlob(t, digest, signal),
+      open: (signal: AbortSignal) => upstream.openBlob(t, digest, signal, { size: approval.size, client: base.client }),
       observe: d.inventoryOnFill ? d.inventories.observer(hex) : undefined,
     };
     try {

@@ -236,14 +236,14 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
     const parsed = { version: fd.version };
     const sha = fd.sha256;
     let expected: string;
-    let expectedSize: number | undefined;
+    let expectedSize: number | undefined, transfer: { size?: number; client: string } | undefined;
     if (isMetadata) {
       const mdSha = file.coreMetadata && file.coreMetadata !== true ? file.coreMetadata.sha256 : undefined;
       if (!mdSha) return refuse(c, 404, `${filename} has no verifiable core metadata (PEP 658) on the ${pd.source} index`);
       expected = mdSha;
     } else {
       expected = sha;
-      expectedSize = file.size;
+      transfer = { size: (expectedSize = file.size), client }; // a file body (metadata is a small request)
     }
     const upstreamUrl = new URL(file.url + (isMetadata ? '.metadata' : ''));
     if (!d.index.allowFileUrl(upstreamUrl, pd.source)) {
@@ -268,7 +268,7 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
       sha256: expected,
       size: expectedSize,
       open: async (signal) => {
-        const res = await d.http.get(upstreamUrl, { signal, allowUrl: (u) => d.index.allowFileUrl(u, pd.source) });
+        const res = await d.http.get(upstreamUrl, { signal, transfer, allowUrl: (u) => d.index.allowFileUrl(u, pd.source) });
         if (res.status !== 200) {
           res.body.resume();
           throw new AirlockError('UPSTREAM_BAD_RESPONSE', `upstream answered ${res.status} for ${filename}`);

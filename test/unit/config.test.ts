@@ -28,6 +28,13 @@ describe('configuration loading', () => {
     expect(c.config.pypi.upstream).toBe('https://pypi.org/simple/');
     expect(c.policy.pypi.size).toBeGreaterThan(0);
   });
+  it('shares upstream connections as transfers.host_* says, and refuses host_large not below host_connections', () => {
+    const t = loadConfig(write('')).config.transfers;
+    expect([t.host_connections, t.host_large, t.small_bytes, t.host_queue_wait]).toEqual([64, 48, 1 << 20, 120]);
+    expect(errorOf(write('transfers:\n  host_connections: 8\n  host_large: 8\n'))).toMatch(
+      /:3: transfers\.host_large: must be below transfers\.host_connections: small requests \(pages, manifests, tokens\) need connections of their own$/,
+    );
+  });
   it('applies defaults to an empty file', () => {
     const c = loadConfig(write(''));
     expect(c.config.data_dir).toBe('./data');
