@@ -37,12 +37,12 @@ export function advisoriesPage(csrf: string, q: string, rep: AffectedReport | nu
       ${
         rep
           ? html`${
-                rep.advisory
-                  ? html`<h2>${rep.advisory.id}${rep.advisory.aliases.length ? html` <span class="muted">(${rep.advisory.aliases.join(', ')})</span>` : ''}</h2>
+              rep.advisory
+                ? html`<h2>${rep.advisory.id}${rep.advisory.aliases.length ? html` <span class="muted">(${rep.advisory.aliases.join(', ')})</span>` : ''}</h2>
                       <p>${rep.advisory.summary}</p>
                       <p class="muted">packages: ${rep.advisory.packages.join(', ') || 'none'}${rep.advisory.withdrawn ? ' · withdrawn' : ''}</p>`
-                  : ''
-              }
+                : ''
+            }
               ${
                 rep.images.length
                   ? html`<h2>Images containing an affected package</h2>
