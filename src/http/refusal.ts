@@ -104,10 +104,11 @@ export function requestName(c: Context<AppEnv>): string {
 /**
  * The one error handler of the artefact front-ends: a Refusal's row is written (the record), a
  * malformed request's too (code bad_request); everything is logged once and answered in the
- * front-end's own envelope. HEAD requests are answered the same but not recorded: clients probe
- * with HEAD before the GET that fetches (huggingface_hub and transformers HEAD candidate files,
- * some of them optional; OCI clients HEAD a manifest before its GET), so a HEAD is not a pull, and
- * recording it would put a probe for an optional file on the Refusals page as if it were a pull.
+ * front-end's own envelope. A refused HEAD is recorded like a refused GET: clients ask with HEAD
+ * first and never send the GET a refused HEAD would have led to (containerd and Docker resolve a
+ * manifest by HEAD; huggingface_hub HEADs a file for its metadata before downloading it), so a
+ * refusal kept off the record on HEAD would be the refusal nobody can see or approve. (A served
+ * HEAD is not a pull and leaves no row: serve-blob.ts.) Repeated probes fold (core/records.ts).
  */
 export function errorHandler<E extends WireError>(f: ErrorEnvelope<E>): ErrorHandler<AppEnv> {
   const record = (c: Context<AppEnv>, r: { code: RecordCode; rule: string; reason: string; decision: 'deny' | 'error'; row: RefusalRow }) =>
@@ -124,10 +125,9 @@ export function errorHandler<E extends WireError>(f: ErrorEnvelope<E>): ErrorHan
       code: r.code,
     });
   return (err, c) => {
-    const head = c.req.method === 'HEAD';
     let shown: unknown = err;
     if (err instanceof Refusal) {
-      if (!head) record(c, { code: err.code, rule: err.rule, reason: err.message, decision: err.decision, row: err.row });
+      record(c, { code: err.code, rule: err.rule, reason: err.message, decision: err.decision, row: err.row });
       shown = err.answer ?? err;
     }
     let e = f.wire(shown);
@@ -135,7 +135,7 @@ export function errorHandler<E extends WireError>(f: ErrorEnvelope<E>): ErrorHan
       f.log.error({ ecosystem: f.ecosystem, err: shown, path: c.req.path }, 'unexpected error');
       e = f.internal();
     } else {
-      if (MALFORMED.has(e.status) && !(err instanceof Refusal) && !head) {
+      if (MALFORMED.has(e.status) && !(err instanceof Refusal)) {
         record(c, { code: 'bad_request', rule: `${f.ecosystem}.request`, reason: e.message, decision: 'deny', row: { name: requestName(c) } });
       }
       if (e.status >= 500) f.log.error({ ecosystem: f.ecosystem, code: e.code, err: e.message, path: c.req.path }, 'request failed');
