@@ -375,3 +375,60 @@ policy:
     }
   });
 });
+
+describe('breaks-24: upstreams down (nothing listens where they should be)', () => {
+  let a: TestAirlock;
+  const commit = 'a'.repeat(40);
+  const digest = `sha256:${'b'.repeat(64)}`;
+  beforeAll(async () => {
+    // A port that was just free: connections to it are refused.
+    const { createServer } = await import('node:net');
+    const dead = await new Promise<number>((r) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => r(p));
+      });
+    });
+    a = await startAirlock(`
+pypi:
+  upstream: http://127.0.0.1:${dead}/simple/
+  file_hosts: ["127.0.0.1:${dead}"]
+hf:
+  upstream: http://127.0.0.1:${dead}
+  file_hosts: ["127.0.0.1:${dead}"]
+oci:
+  default_registry: reg.test
+  registries:
+    reg.test:
+      url: http://127.0.0.1:${dead}
+policy:
+  pypi:
+    allow: [{ name: tinylib }]
+  hf:
+    allow:
+      - repo: acme/tiny
+        refs: { main: "${commit}" }
+  oci:
+    allow:
+      - repository: reg.test/team/app
+        tags: { v1: "${digest}" }
+`);
+  });
+  afterAll(async () => {
+    await a?.stop();
+  });
+
+  it('OCI: an approved manifest whose registry is down is on record as upstream_failed (held)', async () => {
+    const row = await expectOnRecord(a, '/v2/team/app/manifests/v1', 502, { headers: { accept: OCI_ACCEPT } });
+    expect(row).toMatchObject({ code: 'upstream_failed', decision: 'error' });
+  });
+  // B4 again, the Hub's side: hf/routes.ts pinned() wraps only NOT_FOUND from hub.snapshot() in a Refusal.
+  it.fails('HF: an approved file whose Hub is down (502) leaves no upstream_failed row', async () => {
+    const row = await expectOnRecord(a, '/hf/acme/tiny/resolve/main/config.json', 502);
+    expect(row).toMatchObject({ code: 'upstream_failed', decision: 'error' });
+  });
+  it.fails('PyPI: an approved page whose index is down (502) leaves no upstream_failed row', async () => {
+    const row = await expectOnRecord(a, '/pypi/simple/tinylib/', 502, { headers: { accept: PIP_ACCEPT } });
+    expect(row).toMatchObject({ code: 'upstream_failed', decision: 'error' });
+  });
+});
