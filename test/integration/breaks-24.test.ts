@@ -1,6 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Authenticator } from '../../src/auth/tokens.js';
 import { approvalFor } from '../../src/console/approval.js';
@@ -41,6 +45,39 @@ function send(
     req.on('error', reject);
     req.end();
   });
+}
+
+let haveHfPy = false;
+try {
+  execFileSync('python3', ['-c', 'import huggingface_hub'], { stdio: 'ignore' });
+  haveHfPy = true;
+} catch {
+  haveHfPy = false;
+}
+
+/** The real huggingface_hub's hf_hub_download through Airlock (test/helpers/hf_client.py), in a fresh cache. */
+function hfDownload(endpoint: string, repo: string, path: string): Promise<Record<string, unknown>> {
+  const home = mkdtempSync(join(tmpdir(), 'breaks24-hf-'));
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: home,
+    HF_HOME: join(home, 'hf'),
+    HF_ENDPOINT: endpoint,
+    HF_HUB_DISABLE_TELEMETRY: '1',
+    HF_HUB_DISABLE_PROGRESS_BARS: '1',
+    PYTHONNOUSERSITE: '1',
+  };
+  if (process.env.PYENV_ROOT) env.PYENV_ROOT = process.env.PYENV_ROOT;
+  const script = new URL('../helpers/hf_client.py', import.meta.url).pathname;
+  return new Promise((resolve, reject) =>
+    execFile('python3', [script, 'download', 'model', repo, path, join(home, 'cache')], { env, timeout: 120_000 }, (err, stdout, stderr) => {
+      try {
+        resolve(JSON.parse(stdout.trim().split('\n').pop() ?? ''));
+      } catch {
+        reject(new Error(`hf_client.py failed (${err?.message}): ${stderr}`));
+      }
+    }),
+  );
 }
 
 async function rowsOf(a: TestAirlock, id: string): Promise<StoredPullRecord[]> {
@@ -125,6 +162,16 @@ policy:
     expect(get.code).toBe('content_refused');
     const head = await expectOnRecord(a, '/hf/acme/tiny/resolve/main/modeling_tiny.py', 404, { method: 'HEAD' });
     expect(head.code).toBe('content_refused');
+  });
+
+  it.skipIf(!haveHfPy).fails('HF, the real huggingface_hub: a second client refused by the verdict on record (HEAD 404) leaves no row', async () => {
+    const first = await hfDownload(`${a.url}/hf`, 'acme/tiny', 'modeling_tiny.py');
+    expect(first.error).toBeTruthy();
+    const before = new Set((await records(a, 'limit=10000')).map((r: StoredPullRecord) => r.id));
+    const second = await hfDownload(`${a.url}/hf`, 'acme/tiny', 'modeling_tiny.py');
+    expect(String(second.type)).toMatch(/EntryNotFound/);
+    const rows = (await records(a, 'limit=10000')).filter((r: StoredPullRecord) => !before.has(r.id) && r.filename === 'modeling_tiny.py');
+    expect(rows.map((r: StoredPullRecord) => r.code)).toEqual(['content_refused']);
   });
 
   // B4: pypi/routes.ts loadPage() lets the index's UPSTREAM_* AirlockError reach errorHandler, which records only Refusals and 400/414.
