@@ -82,7 +82,10 @@ const MALFORMED = new Set([400, 414]);
  * name: malformed requests and wrong tokens.
  */
 export function requestName(c: Context<AppEnv>): string {
-  const raw = (c.env?.incoming?.url ?? new URL(c.req.url).pathname).split('?', 1)[0];
+  let raw = (c.env?.incoming?.url ?? new URL(c.req.url).pathname).split('?', 1)[0];
+  // An absolute-form request target (`GET http://user:secret@host/path`): its path alone, never
+  // its origin or userinfo (a token in a row or log line).
+  if (!raw.startsWith('/')) raw = raw.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '') || '/';
   let path: string;
   try {
     path = decodeURIComponent(raw);
