@@ -1,7 +1,5 @@
 import type { AddressInfo } from 'node:net';
 import { createServer as createHttpServer, type RequestListener, type ServerOptions } from 'node:http';
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { serve, type ServerType } from '@hono/node-server';
 import { buildApp } from './app.js';
 import { withFastPath } from './http/fast.js';
@@ -14,7 +12,8 @@ import { HashPool } from './core/hasher.js';
 import { Recorder } from './core/records.js';
 import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
-import { Advisories, type Policy } from './policy/index.js';
+import { Advisories } from './policy/index.js';
+import { LivePolicy, policyVersion } from './core/live-policy.js';
 import type { OsvRecord } from './policy/advisories.js';
 import { HF } from './hf/frontend.js';
 import { createHfApp } from './hf/routes.js';
@@ -53,24 +52,19 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   }
   const recorder = new Recorder(meta, metrics, log);
   const readAdvisories = async () => new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
-  let advisories = await readAdvisories();
-  let policy: Policy = loaded.policy.withAdvisories(advisories);
-  let lastReload: { at: number; error?: string } | null = null;
-  // The policy's version as a reviewed change names it: the SHA-256 of the file it came from.
-  const versionOf = (file: string) => ({ file, sha256: createHash('sha256').update(readFileSync(file)).digest('hex') });
-  let policyVersion = versionOf(loaded.policyFile);
+  const live = new LivePolicy(loaded.policy, await readAdvisories(), policyVersion(loaded.policyFile));
 
   const index = pypiIndex(loaded, { http, meta, metrics, log });
-  const pypi = createPypiApp({ policy: () => policy, index, cache, http, recorder, log, pageMaxAge: Math.min(config.pypi.index_ttl, 300) });
+  const pypi = createPypiApp({ live, index, cache, http, recorder, log, pageMaxAge: Math.min(config.pypi.index_ttl, 300) });
   const ociHttp = upstreamHttp(loaded, 'oci');
   const registries = ociRegistries(loaded, ociHttp);
   const inventories = new ImageInventories(cache, meta.inventories, log);
   if (config.oci.inventory === 'on-fill') inventories.warm();
   const oci = createOciApp({
     inventories,
-    gate: new ImageGate(inventories, meta, () => policy, log),
+    gate: new ImageGate(inventories, meta, live, log),
     authenticator: new Authenticator(meta),
-    policy: () => policy,
+    live,
     registries,
     defaultRegistry: config.oci.default_registry,
     cache,
@@ -82,7 +76,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   });
   const hfHttp = upstreamHttp(loaded, 'hf');
   const hub = hfHub(loaded, { http: hfHttp, meta, log });
-  const hf = createHfApp({ policy: () => policy, hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
+  const hf = createHfApp({ live, hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
   const authenticator = new Authenticator(meta);
   // Readiness probes: a primary-key lookup in the metadata store and a stat in the blob store.
   const NOBODY = '0'.repeat(64);
@@ -99,9 +93,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const consoleApp = createConsole({
     meta,
     log,
-    policy: () => policy,
-    advisories: () => advisories,
-    lastReload: () => lastReload,
+    live,
     upstreams: () => [...http.failing(), ...ociHttp.failing(), ...hfHttp.failing()],
     hits: async () => {
       let hits = 0;
@@ -113,8 +105,6 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
       }
       return { hits, served };
     },
-    policyVersion: () => policyVersion,
-    policySizes: () => ({ pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }),
     recordHealth: () => recorder.health(),
   });
   const { app, fast } = buildApp({
@@ -153,8 +143,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     metrics,
     /** Re-read imported advisories (after `airlock advisories import`); returns how many are active. */
     async reloadAdvisories(): Promise<number> {
-      advisories = await readAdvisories();
-      policy = policy.withAdvisories(advisories);
+      const advisories = await readAdvisories();
+      live.replaceAdvisories(advisories);
       log.info({ advisories: advisories.size }, 'advisories reloaded');
       return advisories.size;
     },
@@ -162,9 +152,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     reloadPolicy(): boolean {
       try {
         const next = loadConfig(loaded.configFile);
-        policy = next.policy.withAdvisories(advisories);
-        lastReload = { at: Date.now() };
-        policyVersion = versionOf(next.policyFile);
+        const policy = live.replacePolicy(next.policy, policyVersion(next.policyFile));
         log.info({ file: loaded.policyFile, pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }, 'policy reloaded');
         if (policy.pypi.size + policy.oci.size + policy.hf.size === 0)
           log.warn({ file: loaded.policyFile }, 'the reloaded policy allows nothing: every pull is refused');
@@ -174,7 +162,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
         return true;
       } catch (e) {
         log.error({ err: (e as Error).message }, 'policy reload failed; keeping the previous policy');
-        lastReload = { at: Date.now(), error: (e as Error).message };
+        live.reloadFailed((e as Error).message);
         return false;
       }
     },

@@ -8,7 +8,7 @@ import type { Recorder, RecordRow } from '../core/records.js';
 import { serveBlob, serveSmall } from '../http/serve-blob.js';
 import { errorHandler, Refusal } from '../http/refusal.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
-import type { Policy } from '../policy/index.js';
+import type { LivePolicy } from '../core/live-policy.js';
 import type { HfRefusal } from '../policy/hf.js';
 import { displayRepo, type HfRepoType } from '../names/hf.js';
 import type { Decision } from '../policy/types.js';
@@ -24,7 +24,8 @@ import { EXPOSE, HubError, hubJson, hubRefuse, info, pathsInfo, tree } from './m
 export { HubError, TREE_PAGE } from './metadata.js';
 
 export interface HfDeps {
-  policy: () => Policy;
+  /** The policy in force (swapped whole on reload). */
+  live: LivePolicy;
   hub: Hub;
   cache: BlobCache;
   meta: AliasStore & ScanStore;
@@ -56,7 +57,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
   const storedReport = (sha256: string) => inspections.stored(sha256);
   const inspect = (sha256: string, file: FileBytes) => inspections.inspect(sha256, file);
   const contentDecision = (type: HfRepoType, repo: string, path: string, sha256: string, report: ScanReport) =>
-    decideContent(d.policy().hf, type, repo, path, sha256, report);
+    decideContent(d.live.policy.hf, type, repo, path, sha256, report);
 
   function fromDecision(dec: HfRefusal | (Decision & { allow: false }), commit?: string): HubError {
     const code = 'hubCode' in dec ? dec.hubCode : 'RepoNotFound';
@@ -65,7 +66,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
 
   /** The pinned commit a revision stands for; a refusal (on record) when the policy has none, or upstream lacks it. */
   async function pinned(type: HfRepoType, repo: string, revision: string, path: string | null = null): Promise<{ snap: HfSnapshot; rule: string }> {
-    const r = d.policy().hf.resolveRevision(type, repo, revision);
+    const r = d.live.policy.hf.resolveRevision(type, repo, revision);
     const row = { name: displayRepo(type, repo), version: revision, filename: path };
     if (!r.decision.allow || !r.commit) {
       const dec = r.decision as HfRefusal;
@@ -118,7 +119,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     const commit = snap.commit;
     const entry = snap.byPath.get(path);
     if (!entry || entry.type !== 'file') throw new HubError(404, 'EntryNotFound', `${path} does not exist in ${displayRepo(type, repo)}@${commit}`, commit);
-    const fd = d.policy().hf.decideFile(type, repo, path);
+    const fd = d.live.policy.hf.decideFile(type, repo, path);
     if (!fd.allow) {
       const row = { name: displayRepo(type, repo), version: commit, filename: path, sha256: entry.lfs?.oid ?? null };
       throw new Refusal({ status: 404, code: fd.code, rule: fd.rule, reason: fd.reason, row, answer: fromDecision(fd, commit) });
@@ -340,7 +341,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     if (rawPath.length > 4096) throw new HubError(414, undefined, 'request path too long');
     if (/(^|\/)\.\.?(\/|$)/.test(rawPath) || /%2e%2e/i.test(rawPath)) throw new HubError(400, undefined, '"." and ".." path segments are not allowed');
     const rest = rawPath.replace(/^\/hf\/?/, '');
-    const policy = d.policy().hf;
+    const policy = d.live.policy.hf;
     const route = parseHfPath(rest, (t, r) => policy.knows(t, r));
     switch (route.kind) {
       case 'unsupported':
@@ -366,17 +367,17 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       case 'info': {
         if (method !== 'GET' && method !== 'HEAD') break;
         const { snap } = await pinned(route.type, route.repo, route.revision);
-        return info(c, d.policy().hf, route.type, route.repo, snap);
+        return info(c, d.live.policy.hf, route.type, route.repo, snap);
       }
       case 'tree': {
         if (method !== 'GET' && method !== 'HEAD') break;
         const { snap } = await pinned(route.type, route.repo, route.revision, route.path || null);
-        return tree(c, d.policy().hf, route.type, route.repo, snap, route.path);
+        return tree(c, d.live.policy.hf, route.type, route.repo, snap, route.path);
       }
       case 'paths-info': {
         if (method !== 'POST') break;
         const { snap } = await pinned(route.type, route.repo, route.revision);
-        return pathsInfo(c, d.policy().hf, route.type, route.repo, snap);
+        return pathsInfo(c, d.live.policy.hf, route.type, route.repo, snap);
       }
       case 'refs': {
         if (method !== 'GET' && method !== 'HEAD') break;

@@ -6,7 +6,7 @@ import type { Recorder, RecordRow } from '../core/records.js';
 import { serveBlob, serveSmall } from '../http/serve-blob.js';
 import { errorHandler, Refusal, type RefusalRow } from '../http/refusal.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
-import type { Policy } from '../policy/index.js';
+import type { LivePolicy } from '../core/live-policy.js';
 import type { Decision } from '../policy/types.js';
 import type { OciStore, PullRecord } from '../storage/meta-store.js';
 import { header, readBoundedBytes } from '../upstream/http.js';
@@ -23,7 +23,8 @@ export { OciError } from './errors.js';
 
 export interface OciDeps {
   authenticator: Authenticator;
-  policy: () => Policy;
+  /** The policy in force (swapped whole on reload). */
+  live: LivePolicy;
   /** Upstream registries by the name clients use for them (docker.io, ghcr.io, ...). */
   registries: Map<string, RegistryClient>;
   defaultRegistry: string;
@@ -79,7 +80,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
 
   /** A manifest or blob digest is approved when pinned, or referenced by an approved manifest of the same repository. */
   async function approve(repo: string, digest: string, depth = 0): Promise<Approval> {
-    const policy = d.policy();
+    const policy = d.live.policy;
     const direct = policy.oci.decideDigest(repo, digest);
     if (direct.allow || direct.code !== 'digest_not_pinned' || depth >= 3) return { decision: direct };
     for (const p of await d.meta.getOciParents(repo, digest)) {
@@ -137,7 +138,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       approval = await approve(t.repo, digest);
     } else {
       if (!isValidTag(reference)) throw new OciError(400, 'TAG_INVALID', `${JSON.stringify(reference.slice(0, 140))} is not a valid tag`);
-      const r = d.policy().oci.resolveTag(t.repo, reference);
+      const r = d.live.policy.oci.resolveTag(t.repo, reference);
       approval = { decision: r.decision };
       digest = r.digest ?? '';
     }
@@ -277,7 +278,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
   }
 
   function tags(c: Context<AppEnv>, t: Target, name: string): Response {
-    const policy = d.policy().oci;
+    const policy = d.live.policy.oci;
     const dec = policy.decideRepository(t.repo);
     if (!dec.allow) deny(t, null, 'tags', dec);
     const { items, headers } = page(c, policy.tags(t.repo), `/v2/${name}/tags/list`);
@@ -312,7 +313,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
   }
 
   function catalog(c: Context<AppEnv>): Response {
-    const { items, headers } = page(c, d.policy().oci.repositories(), '/v2/_catalog');
+    const { items, headers } = page(c, d.live.policy.oci.repositories(), '/v2/_catalog');
     return sendBytes(c, 200, headers, Buffer.from(JSON.stringify({ repositories: items })));
   }
 

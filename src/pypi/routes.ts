@@ -10,6 +10,7 @@ import type { Recorder } from '../core/records.js';
 import { serveBlob } from '../http/serve-blob.js';
 import { errorHandler, Refusal, type RefusalRow } from '../http/refusal.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
+import type { LivePolicy } from '../core/live-policy.js';
 import type { Policy } from '../policy/index.js';
 import type { RefusalCode } from '../policy/types.js';
 import { contentLength, type UpstreamHttp } from '../upstream/http.js';
@@ -24,7 +25,8 @@ import type { FastAnswer } from '../http/fast.js';
 import { renderHtml, renderJson, renderRootHtml, renderRootJson } from './render.js';
 
 export interface PypiDeps {
-  policy: () => Policy;
+  /** The policy in force (swapped whole on reload). */
+  live: LivePolicy;
   index: PypiIndex;
   cache: BlobCache;
   http: UpstreamHttp;
@@ -124,7 +126,7 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
     if (name !== raw) return { kind: 'redirect', name };
     const format = negotiate(accept, formatQuery);
     if (!format) return { kind: 'not-acceptable' };
-    const policy = d.policy();
+    const policy = d.live.policy;
     const decision = policy.pypi.decideProject(name);
     if (!decision.allow) return { kind: 'denied', name, rule: decision.rule, code: decision.code, reason: decision.reason };
     return { kind: 'page', name, format, policy, source: decision.source, rule: decision.rule };
@@ -155,7 +157,7 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
   app.get('/simple/', (c) => {
     const format = negotiate(c.req.header('accept'), c.req.query('format'));
     if (!format) return refuse(c, 406, 'none of the media types in Accept is offered: use application/vnd.pypi.simple.v1+json or text/html');
-    const names = d.policy().pypi.listedNames();
+    const names = d.live.policy.pypi.listedNames();
     const body = format === JSON_V1 ? renderRootJson(names) : renderRootHtml(names);
     return c.body(body, 200, { 'content-type': CONTENT_TYPE[format], vary: 'Accept', 'cache-control': `max-age=${d.pageMaxAge}` });
   });
@@ -221,7 +223,7 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
     const named = parseFilename(filename, name);
     const row: RefusalRow = { name, filename: requested, version: named?.name === name ? named.version : null };
 
-    const policy = d.policy();
+    const policy = d.live.policy;
     const pd = policy.pypi.decideProject(name);
     if (!pd.allow) throw new Refusal({ status: 403, code: pd.code, rule: pd.rule, reason: pd.reason, row });
     const page = await loadPage(pd.source, pd.rule, row);
