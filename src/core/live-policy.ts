@@ -64,12 +64,6 @@ export class LivePolicy {
     return this.reload;
   }
 
-  /** How many rules each ecosystem's policy holds. */
-  sizes(): { pypi: number; oci: number; hf: number } {
-    const p = this.state.policy;
-    return { pypi: p.pypi.size, oci: p.oci.size, hf: p.hf.size };
-  }
-
   /** Swap in a reloaded policy (the advisories in force applied to it) and its version, and note the reload. */
   replacePolicy(next: Policy, version: PolicyVersion, at = Date.now()): Policy {
     const { advisories } = this.state;

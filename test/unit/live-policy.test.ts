@@ -33,14 +33,14 @@ describe('LivePolicy: the policy in force, swapped whole', () => {
     const live = new LivePolicy(first, advisories, v1);
     expect(live.policy).not.toBe(first); // withAdvisories: a new object
     expect(live.policy.advisories).toBe(advisories);
-    expect(live.sizes()).toEqual({ pypi: 1, oci: 0, hf: 0 });
+    expect(live.policy.pypi.size).toBe(1);
     expect(live.lastReload).toBeNull();
     const before = live.current();
 
     const applied = live.replacePolicy(second, v2, 1000);
     expect(applied).toBe(live.policy);
     expect(live.current()).toEqual({ policy: applied, advisories, version: v2 });
-    expect(live.sizes()).toEqual({ pypi: 2, oci: 0, hf: 0 });
+    expect(live.policy.pypi.size).toBe(2);
     expect(live.lastReload).toEqual({ at: 1000 });
     // A snapshot taken before the swap still holds the old triple whole.
     expect(before.version).toBe(v1);
