@@ -65,7 +65,7 @@ export function advisoriesRoutes(app: ConsoleApp, d: ConsoleDeps): void {
   // "Who pulled what this advisory affects?" (the same answer as `airlock affected`), and its CSV.
   const affectedOf = async (q: string) => {
     try {
-      return { rep: await affected(d.meta, q, d.policy()), error: undefined };
+      return { rep: await affected(d.meta, q, d.live.policy), error: undefined };
     } catch (e) {
       return { rep: null, error: (e as Error).message };
     }

@@ -78,7 +78,7 @@ export function artefactRoutes(app: ConsoleApp, d: ConsoleDeps): void {
       // An image manifest: its stored inventory judged against the advisories, as the gate does.
       const stored = await d.meta.inventories.getInventory(`sha256:${sha256}`);
       if (stored) {
-        const verdict = d.policy().judgeImage(name, [`sha256:${sha256}`], JSON.parse(stored.inventory), Date.now());
+        const verdict = d.live.policy.judgeImage(name, [`sha256:${sha256}`], JSON.parse(stored.inventory), Date.now());
         vulnerabilities = verdict.findings.map((f) => ({
           id: f.id,
           aliases: f.aliases,
@@ -89,8 +89,7 @@ export function artefactRoutes(app: ConsoleApp, d: ConsoleDeps): void {
         }));
       }
     } else if (ecosystem === 'pypi' && version) {
-      vulnerabilities = d
-        .advisories()
+      vulnerabilities = d.live.advisories
         .matchPypi(name, version, sha256)
         .map((m) => ({ id: m.id, aliases: m.aliases, summary: m.summary, severity: m.severity.label, fixed: m.fixed }));
     }

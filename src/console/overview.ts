@@ -105,6 +105,8 @@ export function overviewRoutes(app: ConsoleApp, d: ConsoleDeps): void {
     const daily = await d.meta.dailyCounts(Math.floor(now / 86_400_000) * 86_400_000 - 13 * 86_400_000);
     const totals = await d.meta.blobTotals();
     const health = d.recordHealth();
+    // The policy, advisories and version of one moment: a reload may land during the await below.
+    const live = d.live.current();
     return page(
       c,
       overviewPage(c.get('session').csrf, {
@@ -114,14 +116,14 @@ export function overviewRoutes(app: ConsoleApp, d: ConsoleDeps): void {
         now,
         blobs: totals.count,
         bytes: totals.bytes,
-        advisories: d.advisories().size,
-        advisoriesNewest: d.advisories().newest,
+        advisories: live.advisories.size,
+        advisoriesNewest: live.advisories.newest,
         recordOk: health ? health.message : null,
-        policy: d.policySizes(),
-        reload: d.lastReload(),
+        policy: { pypi: live.policy.pypi.size, oci: live.policy.oci.size, hf: live.policy.hf.size },
+        reload: d.live.lastReload,
         upstreams: d.upstreams(),
         hits: await d.hits(),
-        policyVersion: d.policyVersion(),
+        policyVersion: live.version,
         scanner: SCANNER_VERSION,
       }),
     );
