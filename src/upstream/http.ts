@@ -105,7 +105,7 @@ class Breaker {
  *
  * Why not undici (used until issue 17): on this kind of machine a cold 1 GiB body piped through
  * undici's `request` cost 2.5-3.6 CPU-s against 2.0-2.7 through `http.get` (three alternating
- * runs each, same loopback upstream, bench notes in README Performance): undici's parser copies
+ * runs each, same loopback upstream, bench notes in docs/performance.md): undici's parser copies
  * every socket read into its WebAssembly memory, and its bodies left ~70% more page faults.
  */
 export class UpstreamHttp {

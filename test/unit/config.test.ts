@@ -42,7 +42,7 @@ describe('configuration loading', () => {
   });
   it('names the file, line and field of an unknown key', () => {
     const f = write('listen: 127.0.0.1:8080\npypi:\n  upstream: https://pypi.org/simple/\n  uptream: x\n');
-    expect(errorOf(f)).toBe(`${f}:4: pypi.uptream: unknown key "uptream" (expected one of the documented keys; see README "Configuration")`);
+    expect(errorOf(f)).toBe(`${f}:4: pypi.uptream: unknown key "uptream" (expected one of the documented keys; see docs/configuration.md)`);
   });
   it('names a bad specifier with its line', () => {
     const f = write('policy:\n  pypi:\n    allow:\n      - { name: requests }\n      - { name: torch, versions: ">=2;<3" }\n');
@@ -67,7 +67,7 @@ describe('configuration loading', () => {
     writeFileSync(join(dir, 'policy.yaml'), 'pypi:\n  allow:\n    - { name: x, version: "1" }\n');
     writeFileSync(join(dir, 'airlock.yaml'), 'policy_file: policy.yaml\n');
     expect(errorOf(join(dir, 'airlock.yaml'))).toBe(
-      `${join(dir, 'policy.yaml')}:3: pypi.allow[0].version: unknown key "version" (expected one of the documented keys; see README "Configuration")`,
+      `${join(dir, 'policy.yaml')}:3: pypi.allow[0].version: unknown key "version" (expected one of the documented keys; see docs/configuration.md)`,
     );
   });
   it('refuses an empty or comments-only policy file (it would refuse every pull), and accepts {} said on purpose', () => {
