@@ -127,7 +127,7 @@ describe('bounded cache', () => {
       },
       awaitRelease: async () => {},
     };
-    const { cache, store } = await setup({ maxBytes: 150_000, log, fleet: { leases, owner: 'replica-a', staleMs: 30 } });
+    const { cache, store } = await setup({ maxBytes: 150_000, maxFileShare: 1, log, fleet: { leases, owner: 'replica-a', staleMs: 30 } });
     store.delete = async () => {
       throw new Error('permission denied');
     };
