@@ -209,9 +209,23 @@ export class BlobCache {
     await this.idle();
   }
 
-  /** Size of a cached blob, without touching the blob backend. */
+  /**
+   * Size of a cached blob (what HEAD answers, and whether a hit may be offloaded). With verified
+   * hits the stored file's size is checked against it (a stat): a file cut short or grown is
+   * forgotten (quarantined) and answers as not cached, never with a size it does not have.
+   */
   async cachedSize(sha256: string): Promise<number | undefined> {
-    return (await this.meta.getBlob(sha256))?.size;
+    const rec = await this.meta.getBlob(sha256);
+    if (!rec || !this.verifyHits) return rec?.size;
+    return (await this.storedWhole(sha256, rec.size)) ? rec.size : undefined;
+  }
+
+  /** Is the stored file of this size? If not, it is forgotten (quarantined when there is one). */
+  private async storedWhole(sha256: string, size: number): Promise<boolean> {
+    const st = await this.store.stat(sha256);
+    if (!st) await this.meta.deleteBlob(sha256);
+    else if (st.size !== size) await this.forget(sha256, `a file of ${st.size} bytes, not the recorded ${size}`);
+    return st?.size === size;
   }
 
   inflightCount(): number {
@@ -326,12 +340,8 @@ export class BlobCache {
     let body: Readable;
     try {
       if (this.verifyHits) {
-        // A file cut short (or grown) answers nothing, HEAD included: forgotten and fetched again.
-        const st = await this.store.stat(sha256);
-        if (st && st.size !== size) {
-          await this.forget(sha256, `a file of ${st.size} bytes, not the recorded ${size}`);
-          return null;
-        }
+        // A file cut short (or grown) is not served: forgotten and fetched again.
+        if (!(await this.storedWhole(sha256, size))) return null;
         const list = r ? await this.hits.listFor(sha256, size) : undefined;
         if (list === null) return null;
         body = list && r ? await this.hits.range(sha256, size, list, r, rotted) : await this.hits.whole(sha256, size);
