@@ -1,3 +1,4 @@
+import { isRecordCode, type RecordCode } from '../core/record-codes.js';
 import type { StoredPullRecord } from '../storage/meta-store.js';
 
 /** What would approve a refused pull: the command that writes it into the policy, and the YAML it writes, or why nothing should. */
@@ -10,32 +11,35 @@ export interface Approval {
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-/** Pure: from a refusal row to the reviewed change that would approve it (nothing is written here). */
-export function approvalFor(r: StoredPullRecord): Approval {
-  const code = r.code ?? '';
-  if (code === 'digest_mismatch' || code === 'file_host' || code === 'internal_name' || code === 'internal_missing') {
-    return {
-      note: 'Nothing to approve: the upstream served something other than what the index or manifest names, or the name belongs to the internal index. Investigate the upstream.',
-    };
-  }
-  if (code === 'bad_token' || code === 'upstream_failed' || code === 'too_many_downloads' || code === 'client_gone') {
-    return { note: 'Not a policy refusal: nothing to approve.' };
-  }
-  if ((code === 'advisory' || code === 'unjudged') && r.ecosystem === 'oci') {
-    return {
-      note: 'Refused by an advisory. Rebuild on a fixed base image, or add a reviewed exception with a reason and an expiry:',
-      yaml: `policy:\n  advisories:\n    exceptions:\n      - id: ADVISORY-ID   # from the reason\n        repository: ${r.name}\n        reason: "why this is acceptable"\n        expires: YYYY-MM-DD`,
-    };
-  }
-  if (code === 'advisory') {
-    return { note: 'Refused by an advisory: use a fixed version (the reason names it). The level that refuses is policy.advisories.refuse.' };
-  }
-  if (code === 'content_refused' || code === 'format_mismatch') {
-    return {
-      note: 'Refused by model-file inspection. Approving it means trusting this exact file after review:',
-      yaml: r.sha256 ? `policy:\n  hf:\n    allow:\n      - repo: ${r.name}\n        scan:\n          sha256: ["${r.sha256}"]` : undefined,
-    };
-  }
+type Answer = (r: StoredPullRecord) => Approval;
+
+const INVESTIGATE: Answer = () => ({
+  note: 'Nothing to approve: the upstream served something other than what the index or manifest names, or points outside the allowed hosts. Investigate the upstream.',
+});
+const NOT_POLICY: Answer = () => ({ note: 'Not a policy refusal: nothing to approve.' });
+const CONFUSION: Answer = (r) => ({
+  note: `Nothing to approve: ${r.name} is an internal name and the internal index lacks it; the public project of that name is never served (dependency confusion). Publish it to the internal index, or take the name out of policy.pypi.internal if it is not yours.`,
+});
+const NO_SHA: Answer = () => ({
+  note: 'Nothing to approve: the index gives no sha256 for this file, so it cannot be verified. Ask the index to publish hashes.',
+});
+const MALFORMED: Answer = () => ({ note: 'A malformed request (no client sends it): nothing to approve. Look at the client that sent it.' });
+
+const ADVISORY: Answer = (r) =>
+  r.ecosystem === 'oci'
+    ? {
+        note: 'Refused by an advisory. Rebuild on a fixed base image, or add a reviewed exception with a reason and an expiry:',
+        yaml: `policy:\n  advisories:\n    exceptions:\n      - id: ADVISORY-ID   # from the reason\n        repository: ${r.name}\n        reason: "why this is acceptable"\n        expires: YYYY-MM-DD`,
+      }
+    : { note: 'Refused by an advisory: use a fixed version (the reason names it). The level that refuses is policy.advisories.refuse.' };
+
+const CONTENT: Answer = (r) => ({
+  note: 'Refused by model-file inspection. Approving it means trusting this exact file after review:',
+  yaml: r.sha256 ? `policy:\n  hf:\n    allow:\n      - repo: ${r.name}\n        scan:\n          sha256: ["${r.sha256}"]` : undefined,
+});
+
+/** A policy refusal the policy can lift: the pin that approves what was asked for. */
+const PIN: Answer = (r) => {
   if (r.ecosystem === 'pypi' && r.version) {
     return {
       command: `airlock pin pypi ${q(`${r.name}==${r.version}`)}`,
@@ -60,5 +64,35 @@ export function approvalFor(r: StoredPullRecord): Approval {
       note: 'Pins this repository at one commit.',
     };
   }
-  return { note: 'No approval can be derived from this record (no version was asked for).' };
+  return NONE(r);
+};
+const NONE: Answer = () => ({ note: 'No approval can be derived from this record (no version was asked for).' });
+
+/** Every code a row can carry, and what would approve it: a code without an entry does not compile. */
+const ANSWERS: Record<RecordCode, Answer> = {
+  not_allowlisted: PIN,
+  version_not_allowed: PIN,
+  hash_not_pinned: PIN,
+  tag_not_pinned: PIN,
+  digest_not_pinned: PIN,
+  not_referenced: PIN,
+  denied: PIN,
+  advisory: ADVISORY,
+  unjudged: ADVISORY,
+  content_refused: CONTENT,
+  internal_missing: CONFUSION,
+  no_sha256: NO_SHA,
+  digest_mismatch: INVESTIGATE,
+  file_host: INVESTIGATE,
+  bad_token: NOT_POLICY,
+  bad_request: MALFORMED,
+  upstream_failed: NOT_POLICY,
+  too_many_downloads: NOT_POLICY,
+  client_gone: NOT_POLICY,
+};
+
+/** Pure: from a refusal row to the reviewed change that would approve it (nothing is written here). */
+export function approvalFor(r: StoredPullRecord): Approval {
+  // Rows written before codes existed (or by another version) fall back to what their fields say.
+  return (isRecordCode(r.code) ? ANSWERS[r.code] : PIN)(r);
 }

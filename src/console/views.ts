@@ -3,6 +3,7 @@ import type { HtmlEscapedString } from 'hono/utils/html';
 import type { StoredPullRecord } from '../storage/meta-store.js';
 import type { AffectedReport } from '../audit/affected.js';
 import { approvalFor } from './approval.js';
+import { RECORD_CODE_LIST } from '../core/record-codes.js';
 
 type H = HtmlEscapedString | Promise<HtmlEscapedString>;
 
@@ -170,24 +171,8 @@ function select(name: string, label: string, value: string | undefined, options:
   return html`<label for="${name}">${label}<select id="${name}" name="${name}"><option value="">any</option>${options.map((o) => (o === value ? html`<option selected>${o}</option>` : html`<option>${o}</option>`))}</select></label>`;
 }
 
-export const CODES = [
-  'not_allowlisted',
-  'version_not_allowed',
-  'hash_not_pinned',
-  'tag_not_pinned',
-  'digest_not_pinned',
-  'not_referenced',
-  'denied',
-  'advisory',
-  'unjudged',
-  'content_refused',
-  'format_mismatch',
-  'digest_mismatch',
-  'file_host',
-  'internal_name',
-  'bad_token',
-  'upstream_failed',
-];
+/** The console's refusal filter: every code a row can carry (core/record-codes.ts), none that is never written. */
+export const CODES: string[] = [...RECORD_CODE_LIST];
 
 function pager(base: string, rows: StoredPullRecord[], limit: number): H {
   if (rows.length < limit) return html``;

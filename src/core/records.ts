@@ -3,6 +3,10 @@ import type { Metrics } from '../obs/metrics.js';
 import type { PullLog, PullRecord } from '../storage/meta-store.js';
 import { appendPulls } from './chain.js';
 import { AirlockError } from './errors.js';
+import type { RecordCode } from './record-codes.js';
+
+/** A row as the recorder takes it: its code is one of the record's own vocabulary (stored as text). */
+export type RecordRow = Omit<PullRecord, 'code'> & { code?: RecordCode | null };
 
 /** Rows written per transaction at most; a burst larger than this is split. */
 const BATCH_MAX = 512;
@@ -81,7 +85,7 @@ export class Recorder {
    * rejects (RECORD_FAILED) when it could not be written, so the caller withholds what is left of
    * the artefact: nothing is served that is not on record (a full disk fails closed).
    */
-  recordServed(rec: PullRecord): Promise<void> {
+  recordServed(rec: RecordRow): Promise<void> {
     return this.enqueue(rec).then((failure) => {
       if (failure)
         throw new AirlockError('RECORD_FAILED', `the pull record could not be written (${failure.message}); nothing is served off the record`, {
@@ -91,11 +95,11 @@ export class Recorder {
   }
 
   /** Queue a row (a refusal, a cut transfer); resolves once its batch is over, written or not (a failure is logged). */
-  record(rec: PullRecord): Promise<void> {
+  record(rec: RecordRow): Promise<void> {
     return this.enqueue(rec).then(() => undefined);
   }
 
-  private enqueue(row: PullRecord): Promise<Error | null> {
+  private enqueue(row: RecordRow): Promise<Error | null> {
     // The refusal code is part of the row (stores write it, the chain covers it when present).
     const code = row.code;
     this.metrics.pulls.inc({ ecosystem: row.ecosystem, cache: row.cache, decision: row.decision });

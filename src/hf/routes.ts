@@ -4,9 +4,9 @@ import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
 import type { FileBytes } from '../core/fill.js';
 import type { BlobCache } from '../core/cache.js';
-import { parseRange, resolveRange } from '../core/range.js';
-import type { Recorder } from '../core/records.js';
-import { serveBlob } from '../http/serve-blob.js';
+import type { Recorder, RecordRow } from '../core/records.js';
+import { serveBlob, serveSmall } from '../http/serve-blob.js';
+import { errorHandler, Refusal } from '../http/refusal.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
 import type { Policy } from '../policy/index.js';
 import type { HfRefusal } from '../policy/hf.js';
@@ -63,20 +63,26 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     return new HubError(404, code, `blocked by mirror policy: ${dec.reason}`, code === 'EntryNotFound' ? commit : undefined);
   }
 
-  async function pinned(type: HfRepoType, repo: string, revision: string): Promise<{ snap: HfSnapshot; rule: string }> {
+  /** The pinned commit a revision stands for; a refusal (on record) when the policy has none, or upstream lacks it. */
+  async function pinned(type: HfRepoType, repo: string, revision: string, path: string | null = null): Promise<{ snap: HfSnapshot; rule: string }> {
     const r = d.policy().hf.resolveRevision(type, repo, revision);
-    if (!r.decision.allow || !r.commit) throw fromDecision(r.decision as HfRefusal);
+    const row = { name: displayRepo(type, repo), version: revision, filename: path };
+    if (!r.decision.allow || !r.commit) {
+      const dec = r.decision as HfRefusal;
+      throw new Refusal({ status: 404, code: dec.code, rule: dec.rule, reason: `blocked by mirror policy: ${dec.reason}`, row, answer: fromDecision(dec) });
+    }
     try {
       return { snap: await d.hub.snapshot(type, repo, r.commit), rule: r.decision.rule };
     } catch (e) {
       if (e instanceof AirlockError && e.code === 'NOT_FOUND') {
-        throw new HubError(404, 'RevisionNotFound', `${displayRepo(type, repo)}@${r.commit} is pinned, but upstream: ${e.message}`);
+        const answer = new HubError(404, 'RevisionNotFound', `${displayRepo(type, repo)}@${r.commit} is pinned, but upstream: ${e.message}`);
+        throw new Refusal({ status: 404, code: 'upstream_failed', decision: 'error', rule: r.decision.rule, reason: answer.message, row, answer });
       }
       throw e;
     }
   }
 
-  function baseRecord(c: Context<AppEnv>, type: HfRepoType, repo: string, commit: string, path: string): Omit<PullRecord, 'cache' | 'decision'> {
+  function baseRecord(c: Context<AppEnv>, type: HfRepoType, repo: string, commit: string, path: string): Omit<RecordRow, 'cache' | 'decision'> {
     return {
       ts: Date.now(),
       client: clientAddress(c),
@@ -88,41 +94,34 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     };
   }
 
+  /** A content verdict's refusal: on record with the inspection summary, a 403 to the client. */
+  function contentRefusal(
+    base: Omit<RecordRow, 'cache' | 'decision'>,
+    commit: string,
+    v: Decision & { allow: false },
+    known: { sha256?: string | null; size: number; cache: 'hit' | 'miss' | 'none'; scan: string | null },
+  ): Refusal {
+    const reason = `blocked by mirror policy: ${v.reason}`;
+    return new Refusal({
+      status: 403,
+      code: 'content_refused',
+      rule: v.rule,
+      reason: v.reason,
+      row: { name: base.name, version: base.version, filename: base.filename, ...known },
+      answer: new HubError(403, undefined, reason, commit),
+    });
+  }
+
   async function resolve(c: Context<AppEnv>, type: HfRepoType, repo: string, revision: string, path: string, raw: boolean): Promise<Response> {
     const isGet = c.req.method === 'GET';
-    let snap: HfSnapshot;
-    let rule: string;
-    try {
-      ({ snap, rule } = await pinned(type, repo, revision));
-    } catch (e) {
-      if (e instanceof HubError && isGet) {
-        d.recorder.record({
-          ...baseRecord(c, type, repo, revision, path),
-          cache: 'none',
-          decision: 'deny',
-          reason: e.message,
-          rule: 'hf',
-          code: e.code === 'RepoNotFound' ? 'not_allowlisted' : 'tag_not_pinned',
-        });
-      }
-      throw e;
-    }
+    const { snap, rule } = await pinned(type, repo, revision, path);
     const commit = snap.commit;
     const entry = snap.byPath.get(path);
     if (!entry || entry.type !== 'file') throw new HubError(404, 'EntryNotFound', `${path} does not exist in ${displayRepo(type, repo)}@${commit}`, commit);
     const fd = d.policy().hf.decideFile(type, repo, path);
     if (!fd.allow) {
-      if (isGet)
-        d.recorder.record({
-          ...baseRecord(c, type, repo, commit, path),
-          sha256: entry.lfs?.oid ?? null,
-          cache: 'none',
-          decision: 'deny',
-          reason: fd.reason,
-          rule: fd.rule,
-          code: fd.code,
-        });
-      throw fromDecision(fd, commit);
+      const row = { name: displayRepo(type, repo), version: commit, filename: path, sha256: entry.lfs?.oid ?? null };
+      throw new Refusal({ status: 404, code: fd.code, rule: fd.rule, reason: fd.reason, row, answer: fromDecision(fd, commit) });
     }
     if (entry.size > d.maxFileBytes) {
       throw new HubError(
@@ -169,18 +168,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     }
     const base = baseRecord(c, type, repo, commit, path);
     if (knownDecision && !knownDecision.allow) {
-      d.recorder.record({
-        ...base,
-        sha256: knownSha,
-        size: entry.size,
-        cache: 'none',
-        decision: 'deny',
-        reason: knownDecision.reason,
-        rule: knownDecision.rule,
-        code: 'content_refused',
-        scan: scanSummary(known, knownDecision),
-      });
-      throw new HubError(403, undefined, `blocked by mirror policy: ${knownDecision.reason}`, commit);
+      throw contentRefusal(base, commit, knownDecision, { sha256: knownSha, size: entry.size, cache: 'none', scan: scanSummary(known, knownDecision) });
     }
     if (entry.lfs) return lfsFile(c, type, repo, path, commit, entry, entry.lfs, headers, base, rule, known, knownDecision);
     return gitFile(c, type, repo, path, commit, entry, headers, base, rule);
@@ -201,7 +189,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     entry: HfEntry,
     lfs: NonNullable<HfEntry['lfs']>,
     headers: Record<string, string>,
-    base: Omit<PullRecord, 'cache' | 'decision'>,
+    base: Omit<RecordRow, 'cache' | 'decision'>,
     rule: string,
     known: ScanReport | null,
     knownDecision: Decision | null,
@@ -216,20 +204,8 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       if (file) {
         report = await inspect(lfs.oid, file);
         verdict = contentDecision(type, repo, path, lfs.oid, report);
-        if (!verdict.allow) {
-          d.recorder.record({
-            ...base,
-            sha256: lfs.oid,
-            size: entry.size,
-            cache: 'hit',
-            decision: 'deny',
-            reason: verdict.reason,
-            rule: verdict.rule,
-            code: 'content_refused',
-            scan: scanSummary(report, verdict),
-          });
-          throw new HubError(403, undefined, `blocked by mirror policy: ${verdict.reason}`, commit);
-        }
+        if (!verdict.allow)
+          throw contentRefusal(base, commit, verdict, { sha256: lfs.oid, size: entry.size, cache: 'hit', scan: scanSummary(report, verdict) });
       }
     }
     const spec = {
@@ -305,7 +281,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     commit: string,
     entry: HfEntry,
     headers: Record<string, string>,
-    base: Omit<PullRecord, 'cache' | 'decision'>,
+    base: Omit<RecordRow, 'cache' | 'decision'>,
     rule: string,
   ): Promise<Response> {
     let cache: 'hit' | 'miss' = 'hit';
@@ -317,15 +293,15 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
         bytes = await fetchGitFile(type, repo, commit, entry);
       } catch (e) {
         const mismatch = e instanceof AirlockError && e.code === 'DIGEST_MISMATCH';
-        d.recorder.record({
-          ...base,
-          cache: 'none',
-          decision: mismatch ? 'deny' : 'error',
-          reason: (e as Error).message,
-          rule,
+        throw new Refusal({
+          status: (e as AirlockError).status ?? 502,
           code: mismatch ? 'digest_mismatch' : 'upstream_failed',
+          decision: mismatch ? 'deny' : 'error',
+          rule,
+          reason: (e as Error).message,
+          row: { name: base.name, version: base.version, filename: base.filename },
+          answer: e as Error,
         });
-        throw e;
       }
       sha256 = await d.cache.putSmall(bytes);
       await d.meta.putAlias('git-blob', entry.oid, sha256);
@@ -333,25 +309,9 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     headers['x-airlock-cache'] = cache;
     const report = await inspect(sha256!, bufferSource(bytes));
     const verdict = contentDecision(type, repo, path, sha256!, report);
-    if (!verdict.allow) {
-      d.recorder.record({
-        ...base,
-        sha256,
-        size: bytes.length,
-        cache,
-        decision: 'deny',
-        reason: verdict.reason,
-        rule: verdict.rule,
-        code: 'content_refused',
-        scan: scanSummary(report, verdict),
-      });
-      throw new HubError(403, undefined, `blocked by mirror policy: ${verdict.reason}`, commit);
-    }
-    const r = resolveRange(parseRange(c.req.header('range')), bytes.length);
-    await d.recorder.recordServed({ ...base, sha256, size: bytes.length, cache, decision: 'allow', rule, scan: scanSummary(report, verdict) });
-    if (r === 'unsatisfiable') return sendBytes(c, 416, { ...headers, 'content-range': `bytes */${bytes.length}` }, Buffer.alloc(0));
-    if (r) return sendBytes(c, 206, { ...headers, 'content-range': `bytes ${r.start}-${r.end}/${bytes.length}` }, bytes.subarray(r.start, r.end + 1));
-    return sendBytes(c, 200, headers, bytes);
+    if (!verdict.allow) throw contentRefusal(base, commit, verdict, { sha256, size: bytes.length, cache, scan: scanSummary(report, verdict) });
+    const row: RecordRow = { ...base, sha256, size: bytes.length, cache, decision: 'allow', rule, scan: scanSummary(report, verdict) };
+    return serveSmall(c, bytes, headers, { recorder: d.recorder, row, ranges: true });
   }
 
   async function fetchGitFile(type: HfRepoType, repo: string, commit: string, entry: HfEntry): Promise<Buffer> {
@@ -410,7 +370,7 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       }
       case 'tree': {
         if (method !== 'GET' && method !== 'HEAD') break;
-        const { snap } = await pinned(route.type, route.repo, route.revision);
+        const { snap } = await pinned(route.type, route.repo, route.revision, route.path || null);
         return tree(c, d.policy().hf, route.type, route.repo, snap, route.path);
       }
       case 'paths-info': {
@@ -421,7 +381,10 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
       case 'refs': {
         if (method !== 'GET' && method !== 'HEAD') break;
         const dec = policy.decideRepo(route.type, route.repo);
-        if (!dec.allow) throw fromDecision(dec as HfRefusal);
+        if (!dec.allow) {
+          const row = { name: displayRepo(route.type, route.repo), filename: 'refs' };
+          throw new Refusal({ status: 404, code: dec.code, rule: dec.rule, reason: `blocked by mirror policy: ${dec.reason}`, row, answer: fromDecision(dec) });
+        }
         const branches = policy
           .refs(route.type, route.repo)
           .map(([name, commit]) => ({ name, ref: name.startsWith('refs/') ? name : `refs/heads/${name}`, targetCommit: commit }));
@@ -435,20 +398,22 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
     throw new HubError(405, undefined, `${method} is not supported by this read-only mirror`);
   });
 
-  app.onError((err, c) => {
-    const ctx = c as Context<AppEnv>;
-    let e: HubError;
-    if (err instanceof HubError) e = err;
-    else if (err instanceof HfPathError) e = new HubError(400, undefined, err.message);
-    else if (err instanceof AirlockError) e = new HubError(err.status, err.status === 404 ? 'EntryNotFound' : undefined, err.message);
-    else {
-      d.log.error({ ecosystem: 'hf', err, path: c.req.path }, 'unexpected error');
-      e = new HubError(500, undefined, 'internal error (see the Airlock log)');
-    }
-    if (e.status >= 500) d.log.error({ ecosystem: 'hf', err: e.message, path: c.req.path }, 'request failed');
-    else d.log.warn({ ecosystem: 'hf', code: e.code, reason: e.message, path: c.req.path }, 'request refused');
-    return hubRefuse(ctx, e);
-  });
+  app.onError(
+    errorHandler<HubError>({
+      ecosystem: 'hf',
+      recorder: d.recorder,
+      log: d.log,
+      wire: (err) => {
+        if (err instanceof HubError) return err;
+        if (err instanceof HfPathError) return new HubError(400, undefined, err.message);
+        if (err instanceof AirlockError || err instanceof Refusal)
+          return new HubError(err.status, err.status === 404 ? 'EntryNotFound' : undefined, err.message);
+        return null;
+      },
+      internal: () => new HubError(500, undefined, 'internal error (see the Airlock log)'),
+      render: hubRefuse,
+    }),
+  );
 
   return app;
 }

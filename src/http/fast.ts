@@ -5,9 +5,19 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
  * it wrote the whole response, false to leave the request to the router. It writes only plain
  * successes: every refusal, redirect and error is the router's, made in one place.
  */
-export type FastAnswer = (req: IncomingMessage, res: ServerResponse) => boolean;
+export type FastAnswer = ((req: IncomingMessage, res: ServerResponse) => boolean) & {
+  /**
+   * The request URLs (path and query, as sent) it may answer at all: the fast path's candidate
+   * test, so a request it can never serve (a file download, a page with a query) costs no
+   * identity check on the fast path before the router's.
+   */
+  path: RegExp;
+};
 
-/** The root app's fast path: which requests may try it, and the attempt (after the identity check). */
+/**
+ * The root app's fast path: which requests may try it, and the attempt (after the identity check).
+ * A request it leaves to the router carries the identity found here (app.ts): one lookup per request.
+ */
 export interface FastPath {
   candidate(req: IncomingMessage): boolean;
   serve(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
@@ -20,7 +30,7 @@ export interface FastPath {
  * those bytes already cost ~+14 µs over plain Node (request and context objects, the composed
  * middleware and router, the Response the adapter inspects); Airlock's own work is the rest.
  *
- * Wraps the router's request listener: a candidate (a GET under a front-end with a fast answer)
+ * Wraps the router's request listener: a candidate (a GET whose URL a front-end's fast answer may serve)
  * is tried first; anything it does not answer goes to the router unchanged.
  */
 export function withFastPath(

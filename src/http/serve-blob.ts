@@ -2,18 +2,18 @@ import { Transform, pipeline } from 'node:stream';
 import type { Context } from 'hono';
 import { createHash } from 'node:crypto';
 import { AirlockError, isMismatch } from '../core/errors.js';
-import type { Recorder } from '../core/records.js';
+import type { Recorder, RecordRow } from '../core/records.js';
 import type { PullRecord } from '../storage/meta-store.js';
 import type { FillSpec } from '../core/fill.js';
 import type { BlobCache } from '../core/cache.js';
-import { parseRange } from '../core/range.js';
-import { sendStream, type AppEnv } from './send.js';
+import { parseRange, resolveRange } from '../core/range.js';
+import { sendBytes, sendStream, type AppEnv } from './send.js';
 
 /** What goes into a blob transfer's pull record; serveBlob writes it, however the transfer ends. */
 export interface BlobRecording {
   recorder: Recorder;
   /** The row's identity (ecosystem, name, version, filename, sha256, client, request id, time). */
-  base: Omit<PullRecord, 'cache' | 'decision' | 'size' | 'reason' | 'rule'>;
+  base: Omit<RecordRow, 'cache' | 'decision' | 'size' | 'reason' | 'rule'>;
   /** The policy rule that allowed the transfer. */
   rule: string;
   /** How reasons name the artefact (a file name, repo@digest). */
@@ -99,7 +99,7 @@ async function start(
   spec: FillSpec,
   headers: Record<string, string>,
   r: BlobRecording,
-  row: (cache: PullRecord['cache'], size: number | null) => Omit<PullRecord, 'decision'>,
+  row: (cache: PullRecord['cache'], size: number | null) => Omit<RecordRow, 'decision'>,
 ): Promise<Response> {
   if (cache.offload && c.req.method !== 'HEAD') {
     const size = await cache.cachedSize(spec.sha256);
@@ -205,11 +205,31 @@ async function offloaded(
   size: number,
   headers: Record<string, string>,
   r: BlobRecording,
-  row: (cache: PullRecord['cache'], size: number | null) => Omit<PullRecord, 'decision'>,
+  row: (cache: PullRecord['cache'], size: number | null) => Omit<RecordRow, 'decision'>,
 ): Promise<Response> {
   const to = await cache.offload!(sha256);
   await r.recorder.recordServed({ ...row('hit', size), decision: 'allow', rule: r.rule });
   headers['x-airlock-cache'] = 'hit';
   if ('redirect' in to) return sendStream(c, 307, { ...headers, location: to.redirect, 'cache-control': 'no-store' }, null);
   return sendStream(c, 200, { ...headers, [to.header[0]]: to.header[1] }, null);
+}
+
+/**
+ * Serve a small verified body held in memory (an OCI manifest, a Hub git file) and write its
+ * pull record first: the row is committed before any byte goes out (a row that cannot be written
+ * withholds the body). A HEAD is answered without a row (a probe, not a pull: http/refusal.ts).
+ * With `ranges`, a Range header is honoured (a 416 is on record like the pull it answers).
+ */
+export async function serveSmall(
+  c: Context<AppEnv>,
+  body: Uint8Array,
+  headers: Record<string, string>,
+  r: { recorder: Recorder; row: RecordRow; ranges?: boolean },
+): Promise<Response> {
+  if (c.req.method !== 'HEAD') await r.recorder.recordServed(r.row);
+  const range = r.ranges ? resolveRange(parseRange(c.req.header('range')), body.length) : null;
+  if (range === 'unsatisfiable') return sendBytes(c, 416, { ...headers, 'content-range': `bytes */${body.length}` }, Buffer.alloc(0));
+  if (range)
+    return sendBytes(c, 206, { ...headers, 'content-range': `bytes ${range.start}-${range.end}/${body.length}` }, body.subarray(range.start, range.end + 1));
+  return sendBytes(c, 200, headers, body);
 }

@@ -2,8 +2,9 @@ import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
 import type { BlobCache } from '../core/cache.js';
-import type { Recorder } from '../core/records.js';
-import { serveBlob } from '../http/serve-blob.js';
+import type { Recorder, RecordRow } from '../core/records.js';
+import { serveBlob, serveSmall } from '../http/serve-blob.js';
+import { errorHandler, Refusal, type RefusalRow } from '../http/refusal.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
 import type { Policy } from '../policy/index.js';
 import type { Decision } from '../policy/types.js';
@@ -88,34 +89,42 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     return { decision: direct };
   }
 
-  function baseRecord(c: Context<AppEnv>, t: Target, reference: string, kind: 'manifest' | 'blob'): Omit<PullRecord, 'cache' | 'decision'> {
+  function baseRecord(c: Context<AppEnv>, t: Target, reference: string, kind: 'manifest' | 'blob'): Omit<RecordRow, 'cache' | 'decision'> {
     return { ts: Date.now(), client: clientAddress(c), ecosystem: 'oci', name: t.repo, version: reference, filename: kind, requestId: c.get('requestId') };
   }
 
+  /** A policy refusal: on record (the shared error handler writes the row), DENIED to the client. */
   function deny(
-    c: Context<AppEnv>,
     t: Target,
-    reference: string,
-    kind: 'manifest' | 'blob',
+    reference: string | null,
+    kind: RefusalRow['filename'],
     decision: Decision & { allow: false },
     sha256?: string,
     scan?: string,
   ): never {
-    if (c.req.method === 'GET') {
-      d.recorder.record({
-        ...baseRecord(c, t, reference, kind),
-        sha256: sha256 ?? null,
-        cache: 'none',
-        decision: 'deny',
-        reason: decision.reason,
-        rule: decision.rule,
-        code: decision.code,
-        scan: scan ?? null,
-      });
-    } else {
-      d.log.warn({ ecosystem: 'oci', name: t.repo, reference, reason: decision.reason, rule: decision.rule }, 'refused');
-    }
-    throw new OciError(403, 'DENIED', decision.reason);
+    throw new Refusal({
+      status: 403,
+      code: decision.code,
+      rule: decision.rule,
+      reason: decision.reason,
+      row: { name: t.repo, version: reference, filename: kind, sha256: sha256 ?? null, scan: scan ?? null },
+      answer: new OciError(403, 'DENIED', decision.reason),
+    });
+  }
+
+  /** An upstream failure (or a digest that disagrees) while loading what was approved: on record, answered as the error it is. */
+  function failed(e: unknown, t: Target, reference: string, sha256: string, rule: string, cache: RefusalRow['cache'] = 'none', judging = false): Refusal {
+    // While the gate judges the image, any failure (a layer it must read) is an error: the manifest itself verified.
+    const mismatch = !judging && e instanceof AirlockError && e.code === 'DIGEST_MISMATCH';
+    return new Refusal({
+      status: e instanceof AirlockError || e instanceof OciError ? e.status : 500,
+      code: mismatch ? 'digest_mismatch' : 'upstream_failed',
+      decision: mismatch ? 'deny' : 'error',
+      rule,
+      reason: (e as Error).message,
+      row: { name: t.repo, version: reference, filename: 'manifest', sha256, cache },
+      answer: e as Error,
+    });
   }
 
   async function manifest(c: Context<AppEnv>, t: Target, reference: string): Promise<Response> {
@@ -132,46 +141,22 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
       approval = { decision: r.decision };
       digest = r.digest ?? '';
     }
-    if (!approval.decision.allow) deny(c, t, reference, 'manifest', approval.decision, digest ? digest.slice(7) : undefined);
+    if (!approval.decision.allow) deny(t, reference, 'manifest', approval.decision, digest ? digest.slice(7) : undefined);
     const rule = approval.decision.rule;
     let m: LoadedManifest;
     try {
       m = await upstream.manifest(t, digest, approval.size);
     } catch (e) {
-      if (c.req.method === 'GET') {
-        const reason = (e as Error).message;
-        const mismatch = e instanceof AirlockError && e.code === 'DIGEST_MISMATCH';
-        d.recorder.record({
-          ...baseRecord(c, t, reference, 'manifest'),
-          sha256: digest.slice(7),
-          cache: 'none',
-          decision: mismatch ? 'deny' : 'error',
-          reason,
-          rule,
-          code: mismatch ? 'digest_mismatch' : 'upstream_failed',
-        });
-      }
-      throw e;
+      throw failed(e, t, reference, digest.slice(7), rule);
     }
     // The advisory gate: an image is served only once its packages have been judged.
     let gated;
     try {
       gated = await d.gate.check({ repo: t.repo, openBlob: (dg, signal) => openBlob(t, dg, signal) }, digest, m.bytes, isIndexType(m.mediaType));
     } catch (e) {
-      if (c.req.method === 'GET') {
-        d.recorder.record({
-          ...baseRecord(c, t, reference, 'manifest'),
-          sha256: digest.slice(7),
-          cache: m.cache,
-          decision: 'error',
-          reason: (e as Error).message,
-          rule,
-          code: 'upstream_failed',
-        });
-      }
-      throw e;
+      throw failed(e, t, reference, digest.slice(7), rule, m.cache, true);
     }
-    if (gated && !gated.verdict.decision.allow) deny(c, t, reference, 'manifest', gated.verdict.decision, digest.slice(7), gated.summary);
+    if (gated && !gated.verdict.decision.allow) deny(t, reference, 'manifest', gated.verdict.decision, digest.slice(7), gated.summary);
     const headers: Record<string, string> = {
       ...API_VERSION,
       'content-type': m.mediaType,
@@ -188,19 +173,9 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     }
     const inm = c.req.header('if-none-match');
     if (inm && inm.split(',').some((v) => v.trim() === `"${digest}"`)) return sendStream(c, 304, headers, null);
-    if (c.req.method === 'GET') {
-      // On record (committed) before the client has the manifest.
-      await d.recorder.recordServed({
-        ...baseRecord(c, t, reference, 'manifest'),
-        sha256: digest.slice(7),
-        size: m.bytes.length,
-        cache: m.cache,
-        decision: 'allow',
-        rule,
-        scan: gated?.summary ?? null,
-      });
-    }
-    return sendBytes(c, 200, headers, m.bytes);
+    // On record (committed) before the client has the manifest.
+    const row = { ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), size: m.bytes.length, cache: m.cache, decision: 'allow' as const, rule };
+    return serveSmall(c, m.bytes, headers, { recorder: d.recorder, row: { ...row, scan: gated?.summary ?? null } });
   }
 
   const openBlob = (t: Target, digest: string, signal: AbortSignal) => upstream.openBlob(t, digest, signal);
@@ -216,7 +191,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
         dec.code === 'digest_not_pinned'
           ? `${t.repo}@${digest} is not referenced by any approved manifest of ${t.repo} pulled through Airlock; blobs are served only as part of an approved image`
           : dec.reason;
-      deny(c, t, digest, 'blob', { ...dec, code: dec.code === 'digest_not_pinned' ? 'not_referenced' : dec.code, reason }, hex);
+      deny(t, digest, 'blob', { ...dec, code: dec.code === 'digest_not_pinned' ? 'not_referenced' : dec.code, reason }, hex);
     }
     const rule = approval.decision.rule;
     const headers: Record<string, string> = {
@@ -256,7 +231,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     const check = checkDigest(digest);
     if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
     const approval = await approve(t.repo, digest);
-    if (!approval.decision.allow) throw new OciError(403, 'DENIED', approval.decision.reason);
+    if (!approval.decision.allow) deny(t, digest, 'referrers', approval.decision, digest.slice(7));
     const q = c.req.query('artifactType');
     const res = await t.client.request(t.upstreamName, `referrers/${digest}${q ? `?artifactType=${encodeURIComponent(q)}` : ''}`, { accept: MT.ociIndex });
     if (res.status === 404) {
@@ -304,7 +279,7 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
   function tags(c: Context<AppEnv>, t: Target, name: string): Response {
     const policy = d.policy().oci;
     const dec = policy.decideRepository(t.repo);
-    if (!dec.allow) throw new OciError(403, 'DENIED', dec.reason);
+    if (!dec.allow) deny(t, null, 'tags', dec);
     const { items, headers } = page(c, policy.tags(t.repo), `/v2/${name}/tags/list`);
     return sendBytes(c, 200, headers, Buffer.from(JSON.stringify({ name, tags: items })));
   }
@@ -378,24 +353,26 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     }
   });
 
-  app.onError((err, c) => {
-    const ctx = c as Context<AppEnv>;
-    if (err instanceof OciError) {
-      if (err.status >= 500) d.log.error({ ecosystem: 'oci', code: err.code, err: err.message, path: c.req.path }, 'request failed');
-      else d.log.warn({ ecosystem: 'oci', code: err.code, reason: err.message, path: c.req.path }, 'request refused');
-      return refuse(ctx, err);
-    }
-    if (err instanceof AirlockError) {
-      const code =
-        { POLICY_DENIED: 'DENIED', NOT_FOUND: 'NAME_UNKNOWN', BAD_REQUEST: 'NAME_INVALID', TOO_MANY_REQUESTS: 'TOOMANYREQUESTS' }[err.code as string] ??
-        'UNKNOWN';
-      if (err.status >= 500) d.log.error({ ecosystem: 'oci', code: err.code, err: err.message, path: c.req.path }, 'request failed');
-      else d.log.warn({ ecosystem: 'oci', code: err.code, reason: err.message, path: c.req.path }, 'request refused');
-      return refuse(ctx, new OciError(err.status, code, err.message));
-    }
-    d.log.error({ ecosystem: 'oci', err, path: c.req.path }, 'unexpected error');
-    return refuse(ctx, new OciError(500, 'UNKNOWN', 'internal error (see the Airlock log)'));
-  });
+  app.onError(
+    errorHandler<OciError>({
+      ecosystem: 'oci',
+      recorder: d.recorder,
+      log: d.log,
+      wire: (err) => {
+        if (err instanceof OciError) return err;
+        if (err instanceof Refusal) return new OciError(err.status, 'DENIED', err.message);
+        if (err instanceof AirlockError) {
+          const code =
+            { POLICY_DENIED: 'DENIED', NOT_FOUND: 'NAME_UNKNOWN', BAD_REQUEST: 'NAME_INVALID', TOO_MANY_REQUESTS: 'TOOMANYREQUESTS' }[err.code as string] ??
+            'UNKNOWN';
+          return new OciError(err.status, code, err.message);
+        }
+        return null;
+      },
+      internal: () => new OciError(500, 'UNKNOWN', 'internal error (see the Airlock log)'),
+      render: refuse,
+    }),
+  );
 
   return app;
 }

@@ -1,10 +1,13 @@
 import type { Policy } from '../policy/index.js';
 import { parseFilename } from './filenames.js';
 import type { PyFile } from './model.js';
+import type { RefusalCode } from '../policy/types.js';
 
+/** A 403 is a refusal (recorded, with its code); a 404 is a name that is not a file of the project (nothing to record). */
 export type Admission =
   | { allow: true; version: string; sha256: string; rule: string }
-  | { allow: false; version?: string; sha256?: string; rule: string; code: string; reason: string; status: 403 | 404 };
+  | { allow: false; version?: string; sha256?: string; rule: string; code: RefusalCode; reason: string; status: 403 }
+  | { allow: false; version?: undefined; sha256?: undefined; rule: string; code: 'not_a_file'; reason: string; status: 404 };
 
 /**
  * The one admission decision for a PyPI file, used both to list it on a page (filter.ts) and to

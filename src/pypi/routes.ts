@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PYPI } from './frontend.js';
 import { gzipSync } from 'node:zlib';
 import { Hono, type Context } from 'hono';
@@ -7,11 +8,15 @@ import type { FillSpec } from '../core/fill.js';
 import type { BlobCache } from '../core/cache.js';
 import type { Recorder } from '../core/records.js';
 import { serveBlob } from '../http/serve-blob.js';
+import { errorHandler, Refusal, type RefusalRow } from '../http/refusal.js';
 import { clientAddress, sendBytes, sendStream, type AppEnv } from '../http/send.js';
 import type { Policy } from '../policy/index.js';
+import type { RefusalCode } from '../policy/types.js';
 import { contentLength, type UpstreamHttp } from '../upstream/http.js';
 import { negotiate, JSON_V1, type SimpleFormat } from './accept.js';
 import { admitFile } from './admit.js';
+import { parseFilename } from './filenames.js';
+import { newestRelease } from './newest.js';
 import { filterProject } from './filter.js';
 import type { FilteredProject } from './model.js';
 import { isValidFilename, isValidProjectName, normalizeName } from '../names/pypi.js';
@@ -59,7 +64,7 @@ type PageRequest =
   | { kind: 'bad-name' }
   | { kind: 'redirect'; name: string }
   | { kind: 'not-acceptable' }
-  | { kind: 'denied'; name: string; rule: string; reason: string }
+  | { kind: 'denied'; name: string; rule: string; code: RefusalCode; reason: string }
   | { kind: 'page'; name: string; format: SimpleFormat; policy: Policy; source: IndexSource; rule: string };
 
 const CONTENT_TYPE: Record<SimpleFormat, string> = {
@@ -122,7 +127,7 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
     if (!format) return { kind: 'not-acceptable' };
     const policy = d.policy();
     const decision = policy.pypi.decideProject(name);
-    if (!decision.allow) return { kind: 'denied', name, rule: decision.rule, reason: decision.reason };
+    if (!decision.allow) return { kind: 'denied', name, rule: decision.rule, code: decision.code, reason: decision.reason };
     return { kind: 'page', name, format, policy, source: decision.source, rule: decision.rule };
   };
 
@@ -131,7 +136,7 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
    * page that is parsed in memory, allowed, and asked for by its normalised name without a query.
    * Anything else, refusals and redirects included, returns false and takes the route below.
    */
-  const fast: FastAnswer = (req, res) => {
+  const answer = (req: IncomingMessage, res: ServerResponse): boolean => {
     const m = PAGE_PATH.exec(req.url ?? '');
     if (!m) return false;
     const r = pageRequest(m[1], req.headers.accept, undefined);
@@ -144,6 +149,7 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
     res.end(a.body);
     return true;
   };
+  const fast: FastAnswer = Object.assign(answer, { path: PAGE_PATH });
 
   app.get('/simple', (c) => c.redirect(`${PYPI.prefix}/simple/`, 301));
 
@@ -157,7 +163,7 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
 
   app.get('/simple/:name', (c) => {
     const raw = c.req.param('name');
-    if (!isValidProjectName(raw)) return refuse(c, 400, `invalid project name: expected a PEP 508 name`);
+    if (!isValidProjectName(raw)) throw new AirlockError('BAD_REQUEST', 'invalid project name: expected a PEP 508 name');
     return c.redirect(`${PYPI.prefix}/simple/${normalizeName(raw)}/`, 301);
   });
 
@@ -165,32 +171,54 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
     const r = pageRequest(c.req.param('name'), c.req.header('accept'), c.req.query('format'));
     switch (r.kind) {
       case 'bad-name':
-        return refuse(c, 400, 'invalid project name: expected a PEP 508 name');
+        throw new AirlockError('BAD_REQUEST', 'invalid project name: expected a PEP 508 name');
       case 'redirect':
         return c.redirect(`${PYPI.prefix}/simple/${r.name}/`, 301);
       case 'not-acceptable':
         return refuse(c, 406, 'none of the media types in Accept is offered: use application/vnd.pypi.simple.v1+json or text/html');
       case 'denied':
-        d.log.warn({ ecosystem: 'pypi', name: r.name, rule: r.rule, reason: r.reason, client: clientAddress(c) }, 'project refused');
-        return refuse(c, 403, r.reason);
+        // The refusal pip meets first ("No matching distribution"): on record like a refused file.
+        throw new Refusal({ status: 403, code: r.code, rule: r.rule, reason: r.reason, row: { name: r.name, version: await askedFor(c, r) } });
     }
-    const page = await loadPage(r.name, r.source, r.rule);
+    const page = await loadPage(r.source, r.rule, { name: r.name });
     const a = pageAnswer(page, r.policy, r.format, c.req.header('accept-encoding'));
     return sendBytes(c, 200, a.headers, a.body);
   });
 
-  /** The page for a project, mapping "internal index lacks it" to the refusal it must be. */
-  async function loadPage(name: string, source: IndexSource, rule: string) {
+  /**
+   * The version a refused page stands for. pip names none, so a project that is only missing from
+   * the allowlist records the release pip would have taken (the public index's newest final
+   * release, looked up for at most 2 s and never served): its approval is then a pin of it. A
+   * project the policy denies records none (nothing to pin), nor does a HEAD.
+   */
+  async function askedFor(c: Context<AppEnv>, r: PageRequest & { kind: 'denied' }): Promise<string | null> {
+    if (r.code !== 'not_allowlisted' || c.req.method === 'HEAD') return null;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const page = await Promise.race([d.index.project(r.name, 'public'), new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 2000)))]);
+      return page ? newestRelease(page.project.files, r.name) : null;
+    } catch {
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The page for a project, mapping "internal index lacks it" to the refusal it must be (dependency confusion). */
+  async function loadPage(source: IndexSource, rule: string, row: RefusalRow) {
+    const name = row.name;
     try {
       return await d.index.project(name, source);
     } catch (e) {
       if (e instanceof AirlockError && e.code === 'NOT_FOUND') {
         if (source === 'internal') {
-          throw new AirlockError(
-            'POLICY_DENIED',
-            `${name} is an internal name (policy rule ${rule}) but the internal index has no such project; the public project of that name is never served`,
-            { rule },
-          );
+          throw new Refusal({
+            status: 403,
+            code: 'internal_missing',
+            rule,
+            reason: `${name} is an internal name (policy rule ${rule}) but the internal index has no such project; the public project of that name is never served`,
+            row,
+          });
         }
         throw new AirlockError('NOT_FOUND', `the upstream index has no project ${name}`);
       }
@@ -201,39 +229,29 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
   app.get('/files/:name/:filename', async (c) => {
     const name = c.req.param('name');
     const requested = c.req.param('filename');
-    if (!isValidProjectName(name) || normalizeName(name) !== name) return refuse(c, 400, 'invalid project name in file URL');
-    if (!isValidFilename(requested)) return refuse(c, 400, 'invalid filename in file URL');
+    if (!isValidProjectName(name) || normalizeName(name) !== name) throw new AirlockError('BAD_REQUEST', 'invalid project name in file URL');
+    if (!isValidFilename(requested)) throw new AirlockError('BAD_REQUEST', 'invalid filename in file URL');
     const isMetadata = requested.endsWith('.metadata');
     const filename = isMetadata ? requested.slice(0, -'.metadata'.length) : requested;
     const client = clientAddress(c);
     const requestId = c.get('requestId');
     const isHead = c.req.method === 'HEAD';
     const base = { ts: Date.now(), client, ecosystem: 'pypi' as const, name, filename: requested, requestId };
+    // The version the file name gives: what a refusal's approval pins (the file may not be on any page).
+    const named = parseFilename(filename, name);
+    const row: RefusalRow = { name, filename: requested, version: named?.name === name ? named.version : null };
 
     const policy = d.policy();
     const pd = policy.pypi.decideProject(name);
-    if (!pd.allow) {
-      if (!isHead) d.recorder.record({ ...base, cache: 'none', decision: 'deny', reason: pd.reason, rule: pd.rule, code: pd.code });
-      return refuse(c, 403, pd.reason);
-    }
-    const page = await loadPage(name, pd.source, pd.rule);
+    if (!pd.allow) throw new Refusal({ status: 403, code: pd.code, rule: pd.rule, reason: pd.reason, row });
+    const page = await loadPage(pd.source, pd.rule, row);
     const file = page.project.files.find((f) => f.filename === filename);
     if (!file) return refuse(c, 404, `${filename} is not a file of ${name} on the ${pd.source} index`);
     // The same decision that put the file on the page (admit.ts).
     const fd = admitFile(policy, name, file, pd.source);
     if (!fd.allow) {
-      if (!isHead && fd.status === 403)
-        d.recorder.record({
-          ...base,
-          version: fd.version,
-          sha256: fd.sha256,
-          cache: 'none',
-          decision: 'deny',
-          reason: fd.reason,
-          rule: fd.rule,
-          code: fd.code,
-        });
-      return refuse(c, fd.status, fd.reason);
+      if (fd.status === 404) return refuse(c, 404, fd.reason);
+      throw new Refusal({ status: 403, code: fd.code, rule: fd.rule, reason: fd.reason, row: { ...row, version: fd.version, sha256: fd.sha256 } });
     }
     const parsed = { version: fd.version };
     const sha = fd.sha256;
@@ -250,18 +268,7 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
     const upstreamUrl = new URL(file.url + (isMetadata ? '.metadata' : ''));
     if (!d.index.allowFileUrl(upstreamUrl, pd.source)) {
       const reason = `${filename}: the index points at host ${upstreamUrl.host}, which is not in pypi.file_hosts`;
-      if (!isHead)
-        d.recorder.record({
-          ...base,
-          version: parsed.version,
-          sha256: expected,
-          cache: 'none',
-          decision: 'deny',
-          reason,
-          rule: 'pypi.file_hosts',
-          code: 'file_host',
-        });
-      return refuse(c, 502, reason);
+      throw new Refusal({ status: 502, code: 'file_host', rule: 'pypi.file_hosts', reason, row: { ...row, version: parsed.version, sha256: expected } });
     }
 
     const headers: Record<string, string> = {
@@ -297,15 +304,16 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
     });
   });
 
-  app.onError((err, c) => {
-    if (err instanceof AirlockError) {
-      if (err.status >= 500) d.log.error({ ecosystem: 'pypi', code: err.code, err: err.message, path: c.req.path }, 'request failed');
-      else d.log.warn({ ecosystem: 'pypi', code: err.code, reason: err.message, path: c.req.path }, 'request refused');
-      return refuse(c as Context<AppEnv>, err.status, err.message);
-    }
-    d.log.error({ ecosystem: 'pypi', err, path: c.req.path }, 'unexpected error');
-    return refuse(c as Context<AppEnv>, 500, 'internal error (see the Airlock log)');
-  });
+  app.onError(
+    errorHandler({
+      ecosystem: 'pypi',
+      recorder: d.recorder,
+      log: d.log,
+      wire: (err) => (err instanceof Refusal || err instanceof AirlockError ? { status: err.status, code: err.code, message: err.message } : null),
+      internal: () => ({ status: 500, message: 'internal error (see the Airlock log)' }),
+      render: (c, e) => refuse(c, e.status, e.message),
+    }),
+  );
 
   return { app, fast };
 }

@@ -53,9 +53,9 @@ export interface PullRecord {
   /** The content inspection behind the decision (JSON: format, imports, findings), when there was one. */
   scan?: string | null;
   /**
-   * Why a row is not a plain allow, as a stable code (not_allowlisted, outside_range,
-   * content_refused, advisory, digest_mismatch, internal_name, bad_token, upstream_failed, ...):
-   * what the console and `--code` filter by. Rows written before codes existed have none.
+   * Why a row is not a plain allow, as a stable code: one of core/record-codes.ts RecordCode when
+   * written (the recorder takes only those), stored as text; what the console and `--code` filter
+   * by. Rows written before codes existed have none.
    */
   code?: string | null;
 }

@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +7,8 @@ import { Authenticator } from '../../src/auth/tokens.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex } from '../helpers/fake-index.js';
 import { rawGet } from '../helpers/http.js';
+import { airlockCli } from '../helpers/cli.js';
+import { buildDist, pip } from '../helpers/pip.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = join(process.cwd(), 'test-output', 'console');
@@ -162,4 +165,38 @@ describe('the console in Chromium', () => {
     expect(await page.locator('pre.approval-command').first().textContent()).toBe("airlock pin pypi 'tinylib==2.0'");
     await ctx.close();
   }, 60_000);
+
+  it("pip's refusal of an unapproved project is on the Refusals page with its pin; the pin, run and reloaded, lets pip install it", async () => {
+    index.add('notallowed-pkg', buildDist({ name: 'notallowed-pkg', version: '1.0' }));
+    const target = () => join(mkdtempSync(join(tmpdir(), 'airlock-pip-target-')), 't');
+    const install = () => pip(['install', '--index-url', `${a.url}/pypi/simple/`, '--no-deps', '--target', target(), 'notallowed-pkg']);
+    const refused = await install();
+    expect(refused.code, refused.out).not.toBe(0);
+    expect(refused.out).toMatch(/No matching distribution found for notallowed-pkg/);
+
+    const page = await loggedIn();
+    await page.getByRole('link', { name: 'Refusals' }).first().click();
+    await page.waitForURL(/\/-\/ui\/refusals/);
+    await page.getByLabel('Reason').selectOption('not_allowlisted');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/code=not_allowlisted/);
+    const refusal = page.locator('section.refusal', { hasText: 'notallowed-pkg' }).first();
+    expect(await refusal.textContent()).toContain('not on the PyPI allowlist');
+    const command = (await refusal.locator('pre.approval-command').textContent())!;
+    expect(command).toBe("airlock pin pypi 'notallowed-pkg==1.0'");
+    await page.screenshot({ path: join(SHOTS, '6-pip-refusal.png'), fullPage: true });
+    await page.context().close();
+
+    // Run the command as shown (its shell quoting undone), against this Airlock's policy, and reload as SIGHUP does.
+    const [cli, ...args] = [...command.matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]);
+    expect(cli).toBe('airlock');
+    const pinned = await airlockCli([...args, '--config', a.configFile]);
+    expect(pinned.code, pinned.stderr).toBe(0);
+    expect(pinned.stdout).toMatch(/added notallowed-pkg==1.0/);
+    expect(a.airlock.reloadPolicy()).toBe(true);
+
+    const installed = await install();
+    expect(installed.code, installed.out).toBe(0);
+    expect(installed.out).toMatch(/Successfully installed notallowed-pkg-1.0/);
+  }, 120_000);
 });

@@ -193,16 +193,14 @@ const MAX_FUNCTION_LINES = 120;
  */
 const ALLOWED_LONG_FILES: Record<string, number> = {
   'cli/main.ts': 459,
-  'hf/routes.ts': 454,
   'scan/pickle.ts': 525,
 };
 const ALLOWED_LONG_FUNCTIONS: Record<string, number> = {
-  'app.ts buildApp': 154,
   'cli/main.ts main': 344,
   'console/routes.ts createConsole': 242,
   'hf/routes.ts createHfApp': 404,
   'oci/routes.ts createOciApp': 383,
-  'pypi/routes.ts createPypiApp': 235,
+  'pypi/routes.ts createPypiApp': 238,
   'server.ts createAirlock': 200,
 };
 

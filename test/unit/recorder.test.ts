@@ -1,13 +1,13 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { Recorder } from '../../src/core/records.js';
+import { Recorder, type RecordRow } from '../../src/core/records.js';
 import { Metrics } from '../../src/obs/metrics.js';
 import type { MetaStore, PullRecord } from '../../src/storage/meta-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 
 /** The group-committed pull record: one transaction per event-loop turn, resolved once committed. */
-const row = (i: number, decision: PullRecord['decision'] = 'allow'): PullRecord => ({
+const row = (i: number, decision: PullRecord['decision'] = 'allow'): RecordRow => ({
   ts: 1_700_000_000_000 + i,
   client: '127.0.0.1',
   ecosystem: 'pypi',

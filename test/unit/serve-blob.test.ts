@@ -1,6 +1,9 @@
 import { Readable, Writable, pipeline } from 'node:stream';
+import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
-import { lastChunkAfter } from '../../src/http/serve-blob.js';
+import type { Recorder, RecordRow } from '../../src/core/records.js';
+import type { AppEnv } from '../../src/http/send.js';
+import { lastChunkAfter, serveSmall } from '../../src/http/serve-blob.js';
 
 describe('the last chunk waits for the pull record', () => {
   it('holds the final chunk until the record is committed, then releases it', async () => {
@@ -54,5 +57,46 @@ describe('the last chunk waits for the pull record', () => {
     });
     expect(err?.message).toBe('digest mismatch');
     expect(got).toEqual(['a']);
+  });
+});
+
+describe('serveSmall: an in-memory verified body and its row', () => {
+  const row: RecordRow = { ts: 1, client: 'c', ecosystem: 'oci', name: 'reg/x', cache: 'hit', decision: 'allow', rule: 'r' };
+  const app = (fail = false) => {
+    const rows: RecordRow[] = [];
+    const recorder = {
+      recordServed: async (r: RecordRow) => {
+        if (fail) throw new Error('disk full');
+        rows.push(r);
+      },
+    } as unknown as Recorder;
+    const a = new Hono<AppEnv>();
+    a.on(['GET', 'HEAD'], '/x', (c) =>
+      serveSmall(c, Buffer.from('0123456789'), { 'content-type': 'text/plain' }, { recorder, row, ranges: c.req.query('r') === '1' }),
+    );
+    a.onError((e, c) => c.text(e.message, 503));
+    return { a, rows };
+  };
+
+  it('records a GET before answering, a HEAD not at all, and honours ranges only where offered', async () => {
+    const { a, rows } = app();
+    const get = await a.request('/x');
+    expect([get.status, await get.text(), get.headers.get('content-length')]).toEqual([200, '0123456789', '10']);
+    expect(rows).toHaveLength(1);
+    const head = await a.request('/x', { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(rows).toHaveLength(1);
+    const part = await a.request('/x?r=1', { headers: { range: 'bytes=2-4' } });
+    expect([part.status, await part.text(), part.headers.get('content-range')]).toEqual([206, '234', 'bytes 2-4/10']);
+    expect((await a.request('/x?r=1', { headers: { range: 'bytes=20-' } })).status).toBe(416);
+    const whole = await a.request('/x', { headers: { range: 'bytes=2-4' } });
+    expect([whole.status, await whole.text()]).toEqual([200, '0123456789']);
+    expect(rows).toHaveLength(4);
+  });
+
+  it('withholds the body when its row cannot be written', async () => {
+    const { a } = app(true);
+    const r = await a.request('/x');
+    expect([r.status, await r.text()]).toEqual([503, 'disk full']);
   });
 });

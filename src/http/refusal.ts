@@ -1,0 +1,146 @@
+import type { Context, ErrorHandler } from 'hono';
+import type { Logger } from 'pino';
+import type { RecordCode } from '../core/record-codes.js';
+import type { Recorder } from '../core/records.js';
+import type { CacheState } from '../storage/meta-store.js';
+import { clientAddress, type AppEnv } from './send.js';
+
+/** The row fields a refusal knows when it is thrown; the handler adds time, client, request id and ecosystem. */
+export interface RefusalRow {
+  name: string;
+  version?: string | null;
+  filename?: string | null;
+  sha256?: string | null;
+  size?: number | null;
+  cache?: CacheState;
+  scan?: string | null;
+}
+
+export interface RefusalInit {
+  status: number;
+  code: RecordCode;
+  rule: string;
+  /** The reason recorded, and (unless `answer` says otherwise) what the client is told. */
+  reason: string;
+  row: RefusalRow;
+  /** 'deny' (a refusal, the default) or 'error' (the upstream failed: nothing to approve). */
+  decision?: 'deny' | 'error';
+  /** The front-end's own error to answer with, when its envelope needs more than status and reason (an OCI error code, a Hub error code and commit). */
+  answer?: Error;
+}
+
+/**
+ * A refused artefact request, thrown by a front-end's route: the shared error handler below
+ * writes its pull row and answers in the front-end's envelope. A refusal is on record because it
+ * is thrown, not because each route remembered to write a row.
+ */
+export class Refusal extends Error {
+  readonly status: number;
+  readonly code: RecordCode;
+  readonly rule: string;
+  readonly row: RefusalRow;
+  readonly decision: 'deny' | 'error';
+  readonly answer?: Error;
+
+  constructor(r: RefusalInit) {
+    super(r.reason);
+    this.name = 'Refusal';
+    this.status = r.status;
+    this.code = r.code;
+    this.rule = r.rule;
+    this.row = r.row;
+    this.decision = r.decision ?? 'deny';
+    this.answer = r.answer;
+  }
+}
+
+/** What a front-end's error answer is made of: a status, its protocol's code (for the log) and the message. */
+export interface WireError {
+  status: number;
+  code?: string;
+  message: string;
+}
+
+export interface ErrorEnvelope<E extends WireError> {
+  ecosystem: 'pypi' | 'hf' | 'oci';
+  recorder: Recorder;
+  log: Logger;
+  /** The protocol's error for a thrown one (a Refusal without `answer` included); null when it is unexpected. */
+  wire(err: unknown): E | null;
+  /** The answer to an unexpected error (a 500). */
+  internal(): E;
+  /** The one error envelope of the front-end. */
+  render(c: Context<AppEnv>, e: E): Response;
+}
+
+/** Statuses that mean "this request is malformed": recorded as bad_request (a client probing, or a broken one). */
+const MALFORMED = new Set([400, 414]);
+
+/**
+ * The request's path as a record's name: percent-decoded whole (as a person would read it),
+ * control characters replaced, at most 300 characters. For rows that have no parsed artefact
+ * name: malformed requests and wrong tokens.
+ */
+export function requestName(c: Context<AppEnv>): string {
+  const raw = (c.env?.incoming?.url ?? new URL(c.req.url).pathname).split('?', 1)[0];
+  let path: string;
+  try {
+    path = decodeURIComponent(raw);
+  } catch {
+    // A stray "%": decode what decodes.
+    path = raw.replace(/(%[0-9a-f]{2})+/gi, (m) => {
+      try {
+        return decodeURIComponent(m);
+      } catch {
+        return m;
+      }
+    });
+  }
+  // eslint-disable-next-line no-control-regex
+  path = path.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, '?');
+  return path.length > 300 ? `${path.slice(0, 299)}…` : path;
+}
+
+/**
+ * The one error handler of the artefact front-ends: a Refusal's row is written (the record), a
+ * malformed request's too (code bad_request); everything is logged once and answered in the
+ * front-end's own envelope. HEAD requests are answered the same but not recorded: clients probe
+ * with HEAD before the GET that fetches (huggingface_hub and transformers HEAD candidate files,
+ * some of them optional; OCI clients HEAD a manifest before its GET), so a HEAD is not a pull, and
+ * recording it would put a probe for an optional file on the Refusals page as if it were a pull.
+ */
+export function errorHandler<E extends WireError>(f: ErrorEnvelope<E>): ErrorHandler<AppEnv> {
+  const record = (c: Context<AppEnv>, r: { code: RecordCode; rule: string; reason: string; decision: 'deny' | 'error'; row: RefusalRow }) =>
+    void f.recorder.record({
+      ts: Date.now(),
+      client: clientAddress(c),
+      ecosystem: f.ecosystem,
+      requestId: c.get('requestId'),
+      ...r.row,
+      cache: r.row.cache ?? 'none',
+      decision: r.decision,
+      reason: r.reason,
+      rule: r.rule,
+      code: r.code,
+    });
+  return (err, c) => {
+    const head = c.req.method === 'HEAD';
+    let shown: unknown = err;
+    if (err instanceof Refusal) {
+      if (!head) record(c, { code: err.code, rule: err.rule, reason: err.message, decision: err.decision, row: err.row });
+      shown = err.answer ?? err;
+    }
+    let e = f.wire(shown);
+    if (!e) {
+      f.log.error({ ecosystem: f.ecosystem, err: shown, path: c.req.path }, 'unexpected error');
+      e = f.internal();
+    } else {
+      if (MALFORMED.has(e.status) && !(err instanceof Refusal) && !head) {
+        record(c, { code: 'bad_request', rule: `${f.ecosystem}.request`, reason: e.message, decision: 'deny', row: { name: requestName(c) } });
+      }
+      if (e.status >= 500) f.log.error({ ecosystem: f.ecosystem, code: e.code, err: e.message, path: c.req.path }, 'request failed');
+      else f.log.warn({ ecosystem: f.ecosystem, code: e.code, reason: e.message, path: c.req.path }, 'request refused');
+    }
+    return f.render(c, e);
+  };
+}
