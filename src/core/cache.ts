@@ -7,7 +7,7 @@ import { storeBytes, type FileBytes } from './bytes.js';
 import type { CacheOptions, CacheOutcome, FetchOptions, Served } from './cache-types.js';
 import { AirlockError } from './errors.js';
 import { HitReader } from './cache-hit.js';
-import { ChunkHasher, makeChunkList } from './chunks.js';
+import { chunkListOf } from './chunks.js';
 import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillLease, type FillSpec } from './fill.js';
 import type { HashPool } from './hasher.js';
 import type { ClientSlots } from './slots.js';
@@ -254,9 +254,7 @@ export class BlobCache {
       await unlink(tmp).catch((u) => (u as NodeJS.ErrnoException).code !== 'ENOENT' && failed(u));
       throw e;
     }
-    const h = new ChunkHasher();
-    h.update(bytes);
-    await this.meta.putChunks(sha256, makeChunkList(sha256, bytes.length, h.digest().digests));
+    await this.meta.putChunks(sha256, chunkListOf(sha256, bytes));
     await this.meta.putBlob({ sha256, size: bytes.length, createdAt: Date.now() });
     this.added(bytes.length);
     return sha256;

@@ -67,6 +67,13 @@ export class ChunkHasher {
   }
 }
 
+/** The chunk list of bytes held in memory (a small blob stored whole). */
+export function chunkListOf(sha256: string, bytes: Buffer): ChunkList {
+  const h = new ChunkHasher();
+  h.update(bytes);
+  return makeChunkList(sha256, bytes.length, h.digest().digests);
+}
+
 /** The chunk-aligned span of the blob that covers `r` (what is read to serve it). */
 export function alignedSpan(r: ByteRange, size: number, chunkSize: number): ByteRange {
   const start = Math.floor(r.start / chunkSize) * chunkSize;
