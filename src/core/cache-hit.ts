@@ -1,4 +1,5 @@
-import { pipeline, Transform, type Readable } from 'node:stream';
+import { pipeline, Readable, Transform } from 'node:stream';
+import type { CacheOutcome, Served } from './cache-types.js';
 import { alignedSpan, ChunkHasher, makeChunkList, usableChunks, verifyingRange } from './chunks.js';
 import { SingleFlight } from './flight.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
@@ -114,4 +115,18 @@ export class HitReader {
     });
     return pipeline(body, tap, () => {});
   }
+}
+
+/** A range outside the blob: answer 416 (no body). */
+export function unsatisfiable(cache: CacheOutcome, size: number | undefined): Served {
+  return {
+    cache,
+    size,
+    range: undefined,
+    unsatisfiable: true,
+    body: Readable.from([]),
+    settled: Promise.resolve(),
+    gate: Promise.resolve(),
+    committed: Promise.resolve(false),
+  };
 }

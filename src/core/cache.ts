@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { storeBytes, type FileBytes } from './bytes.js';
 import type { CacheOptions, CacheOutcome, FetchOptions, Served } from './cache-types.js';
 import { AirlockError } from './errors.js';
-import { HitReader } from './cache-hit.js';
+import { HitReader, unsatisfiable } from './cache-hit.js';
 import { chunkListOf } from './chunks.js';
 import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillLease, type FillSpec } from './fill.js';
 import type { HashPool } from './hasher.js';
@@ -48,6 +48,7 @@ export class BlobCache {
   /** Bytes stored, as far as this process knows (re-read from the index before each eviction). */
   private stored: number | undefined;
   private evicting: Promise<void> | undefined;
+  private evictAgain = false;
   private readonly log: Pick<Logger, 'warn' | 'error'>;
   /**
    * A blob larger than this share of max_bytes is served (verified as always) but not kept: one
@@ -159,7 +160,14 @@ export class BlobCache {
    * on its next pull (its approval, scan verdict and inventory are kept). One pass at a time.
    */
   evict(): Promise<void> {
-    this.evicting ??= this.evictPass().finally(() => (this.evicting = undefined));
+    // Asked again during a pass (a blob added since it read the totals): one more pass after it.
+    if (this.evicting) this.evictAgain = true;
+    this.evicting ??= (async () => {
+      do {
+        this.evictAgain = false;
+        await this.evictPass();
+      } while (this.evictAgain);
+    })().finally(() => (this.evicting = undefined));
     return this.evicting;
   }
 
@@ -323,8 +331,8 @@ export class BlobCache {
 
   /**
    * A cached blob's bytes, or null when it turned out not to be there or not whole (forgotten:
-   * the caller fetches it again). Verified hits (cache.verify_hits) check the stored size first,
-   * serve a range from verified chunks only (cache-hit.ts), and answer a rotted chunk by failing
+   * the caller fetches it again). Verified hits (cache.verify_hits) serve a range from verified
+   * chunks only (cache-hit.ts; a file cut short fails its last chunk), and answer a rotted chunk by failing
    * the body and `settled` (the server records it as a digest mismatch) after forgetting the blob.
    */
   private async hit(sha256: string, size: number, want: RangeSpec | undefined): Promise<Served | null> {
@@ -338,8 +346,6 @@ export class BlobCache {
     let body: Readable;
     try {
       if (this.verifyHits) {
-        // A file cut short (or grown) is not served: forgotten and fetched again.
-        if (!(await this.storedWhole(sha256, size))) return null;
         const list = r ? await this.hits.listFor(sha256, size) : undefined;
         if (list === null) return null;
         body = list && r ? await this.hits.range(sha256, size, list, r, rotted) : await this.hits.whole(sha256, size);
@@ -431,19 +437,6 @@ export class BlobCache {
     }
     return { cache, size: fill.size, range: r, unsatisfiable: false, body, settled: fill.settled, gate: fill.gate, committed: fill.committed };
   }
-}
-
-function unsatisfiable(cache: CacheOutcome, size: number | undefined): Served {
-  return {
-    cache,
-    size,
-    range: undefined,
-    unsatisfiable: true,
-    body: Readable.from([]),
-    settled: Promise.resolve(),
-    gate: Promise.resolve(),
-    committed: Promise.resolve(false),
-  };
 }
 
 const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));

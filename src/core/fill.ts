@@ -353,8 +353,9 @@ export class Fill extends EventEmitter implements SpoolSource {
     let ok = false;
     try {
       if (this.observerReady) await Promise.race([this.observerReady, new Promise((r) => setTimeout(r, 5000).unref())]);
-      // Too large to keep (cache.max_file_share): served, verified, but not stored, so one pull cannot flush the cache.
-      if (this.tooLarge(this.written)) throw new NotKept();
+      // Too large to keep (cache.max_file_share): served, verified, not stored, so one pull cannot
+      // flush the cache. A fill kept for inspection (the image gate reads the stored layer) is stored.
+      if (!this.kept && this.tooLarge(this.written)) throw new NotKept();
       await this.fh!.sync();
       await this.store.putFile(this.spec.sha256, this.tmpPath);
       // The chunk list first: a range never finds the blob without one (it would verify the whole blob first).
