@@ -58,10 +58,11 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const nginxBinary = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
 
-/** curl a URL to /dev/null: seconds to first byte, total seconds, bytes. */
-function curl(url) {
+/** curl a URL (or one range of it, "start-end") to /dev/null: seconds to first byte, total seconds, bytes. */
+function curl(url, range) {
+  const r = range ? ['-r', range] : [];
   return new Promise((resolve, reject) => {
-    execFile('curl', ['-s', '-S', '--fail', '-o', '/dev/null', '-w', '%{time_starttransfer} %{time_total} %{size_download}', url], (err, out) => {
+    execFile('curl', ['-s', '-S', '--fail', ...r, '-o', '/dev/null', '-w', '%{time_starttransfer} %{time_total} %{size_download}', url], (err, out) => {
       if (err) return reject(new Error(`curl ${url}: ${err.message}`));
       const [ttfb, total, bytes] = out.trim().split(' ').map(Number);
       resolve({ ttfb, total, bytes, mibps: bytes / MiB / total });
@@ -476,14 +477,28 @@ if (want('2')) {
   }
   const A = [],
     P = [],
-    N = [];
+    N = [],
+    R0 = [],
+    R16 = [],
+    RS = [];
   a.rss.reset();
   for (let r = 0; r < S.reps; r++) {
     A.push(await curl(a.fileUrl(f)));
     P.push(await curl(`http://127.0.0.1:${plain.info.port}/`));
     if (nginx) N.push(await curl(nginx.url));
+    // Ranges of the warm blob (each served from verified chunks): the whole as bytes=0-, 16 MiB
+    // from the middle (what hf_transfer asks), and 20 small ranges near the end (pip's lazy wheel reads).
+    R0.push(await curl(a.fileUrl(f), '0-'));
+    const mid = Math.floor(f.size / 2) + 12345;
+    R16.push(await curl(a.fileUrl(f), `${mid}-${mid + 16 * MiB - 1}`));
+    const t0 = performance.now();
+    for (let i = 0; i < 20; i++) await curl(a.fileUrl(f), `${f.size - 8192 * (i + 1)}-${f.size - 8192 * i - 1}`);
+    RS.push((performance.now() - t0) / 20);
   }
   peakRss['warm serve'] = a.rss.reset();
+  row('warm serve', 'Airlock (cache hit, Range bytes=0-)', { mibps: median(R0.map((x) => x.mibps)) });
+  row('warm serve', 'Airlock (cache hit, 16 MiB Range)', { mibps: median(R16.map((x) => x.mibps)) });
+  row('warm serve', 'Airlock (cache hit, 8 KiB Range, ms each)', { ms: median(RS) });
   const am = median(A.map((x) => x.mibps));
   const pm = median(P.map((x) => x.mibps));
   row('warm serve', 'plain Node http pipe', { mibps: pm });

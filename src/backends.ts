@@ -59,6 +59,8 @@ export function openEmbeddedMeta(loaded: LoadedConfig): MetaStore {
 /** The blob store. `cleanSpool: false` for commands that run beside a live server. */
 export async function openBlobs(loaded: LoadedConfig, opts: { cleanSpool?: boolean } = {}): Promise<BlobStore> {
   const st = loaded.config.storage;
+  const q = loaded.config.cache;
+  const quarantine = { maxBytes: q.quarantine_max_bytes, maxAgeMs: q.quarantine_max_days * 86_400_000 };
   if (st.blobs === 's3') {
     const c = st.s3;
     if (!c) throw new AirlockError('BAD_REQUEST', 'storage.blobs is s3 but storage.s3 (bucket, endpoint...) is not set');
@@ -77,11 +79,12 @@ export async function openBlobs(loaded: LoadedConfig, opts: { cleanSpool?: boole
         // Fills are spooled and verified on local disk, then uploaded.
         spoolDir: join(loaded.dataDir, 'spool'),
         idleTimeoutMs: c.timeout * 1000,
+        quarantine,
       },
       opts,
     );
   }
-  return FsBlobStore.create(loaded.dataDir, opts);
+  return FsBlobStore.create(loaded.dataDir, { ...opts, quarantine });
 }
 
 /** One upstream HTTP client per ecosystem, with that ecosystem's timeout and the hosts' connections shared as transfers.* says. */
@@ -185,6 +188,7 @@ export function blobCache(
         : undefined,
     maxBytes: config.cache.max_bytes,
     verifyHits: config.cache.verify_hits,
+    maxFileShare: config.cache.max_file_share,
     log,
     offload: opts.serving ? offloadFor(loaded, d.store) : undefined,
     onStored: (bytes) => metrics.cacheBytes.set(bytes),

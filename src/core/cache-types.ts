@@ -24,6 +24,8 @@ export interface CacheOptions {
   slots?: ClientSlots;
   /** Bytes the cache may hold (0: no limit); past it the least recently used blobs are evicted. */
   maxBytes?: number;
+  /** A blob larger than this share of maxBytes is served but not stored (default 0.5; cache.max_file_share). */
+  maxFileShare?: number;
   /** Hash whole cache hits as they are served (default true; see README Reliability for the cost). */
   verifyHits?: boolean;
   /** Blobs were evicted; `stored` is what the cache holds now. */

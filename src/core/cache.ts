@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 import { storeBytes, type FileBytes } from './bytes.js';
 import type { CacheOptions, CacheOutcome, FetchOptions, Served } from './cache-types.js';
 import { AirlockError } from './errors.js';
+import { HitReader, unsatisfiable } from './cache-hit.js';
+import { chunkListOf } from './chunks.js';
 import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillLease, type FillSpec } from './fill.js';
 import type { HashPool } from './hasher.js';
 import type { ClientSlots } from './slots.js';
@@ -46,8 +48,18 @@ export class BlobCache {
   /** Bytes stored, as far as this process knows (re-read from the index before each eviction). */
   private stored: number | undefined;
   private evicting: Promise<void> | undefined;
-  private evictAgain: Promise<void> | undefined;
+  private evictAgain = false;
   private readonly log: Pick<Logger, 'warn' | 'error'>;
+  /**
+   * A blob larger than this share of max_bytes is served (verified as always) but not kept: one
+   * pull of it would otherwise evict the whole cache, and be evicted itself by the next ones.
+   */
+  private readonly tooLarge = (size: number): boolean => {
+    const max = this.opts.maxBytes ?? 0;
+    return max > 0 && size > max * (this.opts.maxFileShare ?? 0.5);
+  };
+  /** Verified reads of cached blobs (chunk lists). */
+  private readonly hits: HitReader;
   /** A catch handler that logs the failure (warn) with `fields` and the error's message. */
   private readonly warn = (fields: object, msg: string) => (e: unknown) => this.log.warn({ ...fields, err: errText(e) }, msg);
 
@@ -66,6 +78,7 @@ export class BlobCache {
     this.verifyHits = opts.verifyHits ?? true;
     this.offload = opts.offload;
     this.log = opts.log ?? { warn: () => {}, error: () => {} };
+    this.hits = new HitReader(store, meta, (sha256, got) => this.forget(sha256, got));
   }
 
   private noteUse(sha256: string): void {
@@ -147,10 +160,14 @@ export class BlobCache {
    * on its next pull (its approval, scan verdict and inventory are kept). One pass at a time.
    */
   evict(): Promise<void> {
-    // A pass under way may have skipped blobs in use when it looked: a caller now gets one more
-    // pass after it (one at most is queued), so a command's closing evict() sees its final state.
-    if (this.evicting) return (this.evictAgain ??= this.evicting.then(() => ((this.evictAgain = undefined), this.evict())));
-    this.evicting = this.evictPass().finally(() => (this.evicting = undefined));
+    // Asked again during a pass (a blob added since it read the totals): one more pass after it.
+    if (this.evicting) this.evictAgain = true;
+    this.evicting ??= (async () => {
+      do {
+        this.evictAgain = false;
+        await this.evictPass();
+      } while (this.evictAgain);
+    })().finally(() => (this.evicting = undefined));
     return this.evicting;
   }
 
@@ -200,9 +217,23 @@ export class BlobCache {
     await this.idle();
   }
 
-  /** Size of a cached blob, without touching the blob backend. */
+  /**
+   * Size of a cached blob (what HEAD answers, and whether a hit may be offloaded). With verified
+   * hits the stored file's size is checked against it (a stat): a file cut short or grown is
+   * forgotten (quarantined) and answers as not cached, never with a size it does not have.
+   */
   async cachedSize(sha256: string): Promise<number | undefined> {
-    return (await this.meta.getBlob(sha256))?.size;
+    const rec = await this.meta.getBlob(sha256);
+    if (!rec || !this.verifyHits) return rec?.size;
+    return (await this.storedWhole(sha256, rec.size)) ? rec.size : undefined;
+  }
+
+  /** Is the stored file of this size? If not, it is forgotten (quarantined when there is one). */
+  private async storedWhole(sha256: string, size: number): Promise<boolean> {
+    const st = await this.store.stat(sha256);
+    if (!st) await this.meta.deleteBlob(sha256);
+    else if (st.size !== size) await this.forget(sha256, `a file of ${st.size} bytes, not the recorded ${size}`);
+    return st?.size === size;
   }
 
   inflightCount(): number {
@@ -231,6 +262,7 @@ export class BlobCache {
       await unlink(tmp).catch((u) => (u as NodeJS.ErrnoException).code !== 'ENOENT' && failed(u));
       throw e;
     }
+    await this.meta.putChunks(sha256, chunkListOf(sha256, bytes));
     await this.meta.putBlob({ sha256, size: bytes.length, createdAt: Date.now() });
     this.added(bytes.length);
     return sha256;
@@ -271,6 +303,7 @@ export class BlobCache {
 
   /** A stored blob found not to match its digest: forget it (the next request fetches it again), keep its bytes in quarantine, say so. */
   async forget(sha256: string, got: string): Promise<void> {
+    this.hits.drop(sha256);
     await this.meta.deleteBlob(sha256);
     const kept = await this.store.quarantine(sha256).catch((e) => {
       this.log.error({ digest: sha256, got, err: errText(e) }, 'a corrupt blob could not be quarantined: its bytes are not kept for inspection');
@@ -296,36 +329,50 @@ export class BlobCache {
     return { cache: served.cache, stored: await served.committed };
   }
 
+  /**
+   * A cached blob's bytes, or null when it turned out not to be there or not whole (forgotten:
+   * the caller fetches it again). Verified hits (cache.verify_hits) serve a range from verified
+   * chunks only (cache-hit.ts; a file cut short fails its last chunk), and answer a rotted chunk by failing
+   * the body and `settled` (the server records it as a digest mismatch) after forgetting the blob.
+   */
+  private async hit(sha256: string, size: number, want: RangeSpec | undefined): Promise<Served | null> {
+    const r = resolveRange(want, size);
+    if (r === 'unsatisfiable') return unsatisfiable('hit', size);
+    // Settled when the body closes, unless a rotted chunk failed it first.
+    let rotted!: (e: Error) => void;
+    let ended!: () => void;
+    const settled = new Promise<void>((resolve, reject) => ((ended = resolve), (rotted = reject)));
+    settled.catch(() => {});
+    let body: Readable;
+    try {
+      if (this.verifyHits) {
+        const list = r ? await this.hits.listFor(sha256, size) : undefined;
+        if (list === null) return null;
+        body = list && r ? await this.hits.range(sha256, size, list, r, rotted) : await this.hits.whole(sha256, size);
+      } else body = await this.store.open(sha256, r);
+    } catch (e) {
+      if ((e as AirlockError).code !== 'NOT_FOUND') throw e;
+      // The descriptor outlived its file (deleted by hand, lost volume): forget it and refill.
+      await this.meta.deleteBlob(sha256);
+      return null;
+    }
+    this.noteUse(sha256);
+    this.serving.set(sha256, (this.serving.get(sha256) ?? 0) + 1);
+    body.once('close', () => {
+      const n = (this.serving.get(sha256) ?? 1) - 1;
+      if (n > 0) this.serving.set(sha256, n);
+      else this.serving.delete(sha256);
+      ended();
+    });
+    return { cache: 'hit', size, range: r, unsatisfiable: false, body, settled, gate: Promise.resolve(), committed: Promise.resolve(true) };
+  }
+
   /** @param want the client's Range header, parsed; resolved here once the size is known. */
   async fetch(spec: FillSpec, want?: RangeSpec, opts: FetchOptions = {}): Promise<Served> {
     const rec = await this.meta.getBlob(spec.sha256);
     if (rec) {
-      const r = resolveRange(want, rec.size);
-      if (r === 'unsatisfiable') return unsatisfiable('hit', rec.size);
-      try {
-        const body = await this.store.open(spec.sha256, r);
-        this.noteUse(spec.sha256);
-        this.serving.set(spec.sha256, (this.serving.get(spec.sha256) ?? 0) + 1);
-        body.once('close', () => {
-          const n = (this.serving.get(spec.sha256) ?? 1) - 1;
-          if (n > 0) this.serving.set(spec.sha256, n);
-          else this.serving.delete(spec.sha256);
-        });
-        return {
-          cache: 'hit',
-          size: rec.size,
-          range: r,
-          unsatisfiable: false,
-          body,
-          settled: Promise.resolve(),
-          gate: Promise.resolve(),
-          committed: Promise.resolve(true),
-        };
-      } catch (e) {
-        if ((e as AirlockError).code !== 'NOT_FOUND') throw e;
-        // The descriptor outlived its file (deleted by hand, lost volume): forget it and refill.
-        await this.meta.deleteBlob(spec.sha256);
-      }
+      const served = await this.hit(spec.sha256, rec.size, want);
+      if (served) return served;
     }
     let fill = this.inflight.get(spec.sha256);
     let release: (() => void) | undefined;
@@ -348,7 +395,7 @@ export class BlobCache {
       if (spec.keep) fill.keep();
     } else {
       cache = 'miss';
-      const f = new Fill(spec, this.store, this.meta, this.hashes, this.budget, this.leaseFor(spec.sha256), this.share);
+      const f = new Fill(spec, this.store, this.meta, this.hashes, this.budget, this.leaseFor(spec.sha256), this.share, this.tooLarge);
       fill = f;
       this.inflight.set(spec.sha256, f);
       // Joiners keep reading the spool file until the blob is in the store, then hits take over.
@@ -390,19 +437,6 @@ export class BlobCache {
     }
     return { cache, size: fill.size, range: r, unsatisfiable: false, body, settled: fill.settled, gate: fill.gate, committed: fill.committed };
   }
-}
-
-function unsatisfiable(cache: CacheOutcome, size: number | undefined): Served {
-  return {
-    cache,
-    size,
-    range: undefined,
-    unsatisfiable: true,
-    body: Readable.from([]),
-    settled: Promise.resolve(),
-    gate: Promise.resolve(),
-    committed: Promise.resolve(false),
-  };
 }
 
 const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));

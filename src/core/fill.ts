@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { HashPool, SpoolHash } from './hasher.js';
+import type { HashPool, SpoolDigest, SpoolHash } from './hasher.js';
+import { makeChunkList } from './chunks.js';
 import { EventEmitter } from 'node:events';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -84,6 +85,8 @@ export class Fill extends EventEmitter implements SpoolSource {
     private readonly lease?: FillLease,
     /** The running fills of this fill's owner, which share one memory bound (spool.ts). */
     private readonly share: FillShare = new FillShare(),
+    /** A verified blob of this size is served but not stored (cache.max_file_share). */
+    private readonly tooLarge: (size: number) => boolean = () => false,
   ) {
     super();
     this.setMaxListeners(0);
@@ -264,7 +267,7 @@ export class Fill extends EventEmitter implements SpoolSource {
       // Once: a drain scheduled for the turn may run while the last one awaits the digest.
       if (ended && queue.length === 0 && this.state === 'running' && !finishing) {
         finishing = true;
-        let digest: string;
+        let digest: SpoolDigest;
         try {
           digest = await hash.finish(this.written);
         } catch (e) {
@@ -314,7 +317,7 @@ export class Fill extends EventEmitter implements SpoolSource {
    * verified bytes; a crash before the rename loses only the cache entry (spool files are
    * discarded at start), and nothing unverified or unsynced is ever served from the store.
    */
-  private async finish(digest: string): Promise<void> {
+  private async finish({ digest, chunks }: SpoolDigest): Promise<void> {
     if (this.state !== 'running') return;
     if (digest !== this.spec.sha256) {
       this.fail(new AirlockError('DIGEST_MISMATCH', `upstream bytes have sha256:${digest}, expected sha256:${this.spec.sha256}`));
@@ -349,14 +352,19 @@ export class Fill extends EventEmitter implements SpoolSource {
     this.resolveSettled();
     let ok = false;
     try {
-      await this.fh!.sync();
       if (this.observerReady) await Promise.race([this.observerReady, new Promise((r) => setTimeout(r, 5000).unref())]);
+      // Too large to keep (cache.max_file_share): served, verified, not stored, so one pull cannot
+      // flush the cache. A fill kept for inspection (the image gate reads the stored layer) is stored.
+      if (!this.kept && this.tooLarge(this.written)) throw new NotKept();
+      await this.fh!.sync();
       await this.store.putFile(this.spec.sha256, this.tmpPath);
+      // The chunk list first: a range never finds the blob without one (it would verify the whole blob first).
+      await this.meta.putChunks(this.spec.sha256, makeChunkList(this.spec.sha256, this.written, chunks));
       await this.meta.putBlob({ sha256: this.spec.sha256, size: this.written, createdAt: Date.now() });
       ok = true;
     } catch (e) {
       unlink(this.tmpPath).catch(() => {});
-      this.emit('commit-error', e);
+      if (!(e instanceof NotKept)) this.emit('commit-error', e);
     } finally {
       this.committing = false;
       this.maybeClose();
@@ -430,6 +438,9 @@ export class Fill extends EventEmitter implements SpoolSource {
     return spoolReader(this, range);
   }
 }
+
+/** A verified blob deliberately not stored (too large for the cache): not a commit error. */
+class NotKept extends Error {}
 
 /** An inspector's refusal as it is, anything else it threw as an internal failure. */
 function inspectionError(e: unknown): AirlockError {

@@ -1,7 +1,8 @@
 import { Worker } from 'node:worker_threads';
+import { CHUNK_SIZE } from './chunks.js';
 
 /**
- * SHA-256 of a spool file, computed on worker threads while the file is being written.
+ * SHA-256 of a spool file (and of each of its CHUNK_SIZE chunks, core/chunks.ts), computed on worker threads while the file is being written.
  *
  * Why: on this kind of machine undici delivers an upstream body at ~0.6-1 GiB/s and node:crypto
  * hashes at ~1.4 GiB/s, both on the main thread; together they capped a cold pull-through at
@@ -15,21 +16,47 @@ const { openSync, readSync, closeSync } = require('node:fs');
 const { createHash } = require('node:crypto');
 const jobs = new Map();
 const buf = Buffer.allocUnsafe(1 << 20);
+// The chunk digests (core/chunks.ts) of the same bytes, beside the whole digest.
+function feed(job, part) {
+  job.hash.update(part);
+  let at = 0;
+  while (at < part.length) {
+    const n = Math.min(part.length - at, job.chunkSize - job.inChunk);
+    job.chunk.update(n === part.length ? part : part.subarray(at, at + n));
+    job.inChunk += n;
+    at += n;
+    if (job.inChunk === job.chunkSize) endChunk(job);
+  }
+}
+function endChunk(job) {
+  job.chunks.push(job.chunk.digest());
+  job.chunk = createHash('sha256');
+  job.inChunk = 0;
+}
 function catchUp(job, upTo) {
   while (job.pos < upTo) {
     const n = readSync(job.fd, buf, 0, Math.min(buf.length, upTo - job.pos), job.pos);
     if (n === 0) throw new Error('spool file shorter than written');
-    job.hash.update(n === buf.length ? buf : buf.subarray(0, n));
+    feed(job, n === buf.length ? buf : buf.subarray(0, n));
     job.pos += n;
   }
 }
 parentPort.on('message', (m) => {
   try {
-    if (m.type === 'start') { jobs.set(m.id, { fd: openSync(m.path, 'r'), pos: 0, hash: createHash('sha256') }); return; }
+    if (m.type === 'start') {
+      jobs.set(m.id, { fd: openSync(m.path, 'r'), pos: 0, hash: createHash('sha256'), chunkSize: m.chunkSize, chunk: createHash('sha256'), inChunk: 0, chunks: [] });
+      return;
+    }
     const job = jobs.get(m.id);
     if (!job) return;
     if (m.type === 'progress') catchUp(job, m.upTo);
-    else if (m.type === 'finish') { catchUp(job, m.upTo); jobs.delete(m.id); closeSync(job.fd); parentPort.postMessage({ id: m.id, digest: job.hash.digest('hex') }); }
+    else if (m.type === 'finish') {
+      catchUp(job, m.upTo);
+      if (job.inChunk > 0) endChunk(job);
+      jobs.delete(m.id);
+      closeSync(job.fd);
+      parentPort.postMessage({ id: m.id, digest: job.hash.digest('hex'), chunks: Buffer.concat(job.chunks) });
+    }
     else if (m.type === 'abort') { jobs.delete(m.id); closeSync(job.fd); }
   } catch (e) {
     const job = jobs.get(m.id);
@@ -39,11 +66,16 @@ parentPort.on('message', (m) => {
 });
 `;
 
+export interface SpoolDigest {
+  digest: string;
+  chunks: Buffer;
+}
+
 export interface SpoolHash {
   /** Bytes [0, upTo) are in the spool file. */
   progress(upTo: number): void;
-  /** Every byte is written; resolves with the hex digest. */
-  finish(total: number): Promise<string>;
+  /** Every byte is written; resolves with the hex digest and the chunk digests (32 bytes each, CHUNK_SIZE chunks). */
+  finish(total: number): Promise<SpoolDigest>;
   abort(): void;
 }
 
@@ -51,7 +83,7 @@ export class HashPool {
   private workers: Worker[] = [];
   private next = 0;
   private seq = 0;
-  private readonly pending = new Map<number, { worker: Worker; resolve: (d: string) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { worker: Worker; resolve: (d: SpoolDigest) => void; reject: (e: Error) => void }>();
 
   constructor(private readonly size = 2) {}
 
@@ -59,11 +91,11 @@ export class HashPool {
     if (this.workers.length < this.size) {
       const w = new Worker(WORKER_SOURCE, { eval: true });
       w.unref();
-      w.on('message', (m: { id: number; digest?: string; error?: string }) => {
+      w.on('message', (m: { id: number; digest?: string; chunks?: Uint8Array; error?: string }) => {
         const p = this.pending.get(m.id);
         if (!p) return;
         this.pending.delete(m.id);
-        if (m.digest) p.resolve(m.digest);
+        if (m.digest) p.resolve({ digest: m.digest, chunks: Buffer.from(m.chunks!.buffer, m.chunks!.byteOffset, m.chunks!.byteLength) });
         else p.reject(new Error(`hashing failed: ${m.error}`));
       });
       const lost = (e: Error) => {
@@ -91,7 +123,7 @@ export class HashPool {
   start(path: string): SpoolHash {
     const w = this.worker();
     const id = ++this.seq;
-    w.postMessage({ type: 'start', id, path });
+    w.postMessage({ type: 'start', id, path, chunkSize: CHUNK_SIZE });
     let done = false;
     return {
       progress: (upTo) => {
@@ -99,7 +131,7 @@ export class HashPool {
       },
       finish: (total) => {
         done = true;
-        return new Promise<string>((resolve, reject) => {
+        return new Promise<SpoolDigest>((resolve, reject) => {
           // A worker that died mid-job can never answer: fail the fill instead of hanging it.
           if (!this.workers.includes(w)) return reject(new Error('hashing failed: hash worker exited'));
           this.pending.set(id, { worker: w, resolve, reject });

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { ChunkHasher, makeChunkList, usableChunks } from './chunks.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { BlobIndex } from '../storage/meta-store.js';
 import type { AirlockError } from './errors.js';
@@ -10,6 +10,8 @@ export interface ScrubResult {
   corrupt: { sha256: string; got: string; size: number; actual: number }[];
   /** Blobs whose descriptor outlived their file. */
   missing: string[];
+  /** Verified blobs whose chunk list was written (they had none, or a wrong one). */
+  listed: number;
 }
 
 export interface ScrubOptions {
@@ -27,13 +29,14 @@ export interface ScrubOptions {
 }
 
 /**
- * Read every stored blob back and check it against its digest and size: disk rot or a file
+ * Read every stored blob back and check it against its digest and size (and write the chunk list
+ * of a verified blob that has none, core/chunks.ts): disk rot or a file
  * edited behind Airlock's back is found even for blobs nobody pulls. `airlock store verify` runs
  * it once; the server runs it in the background at cache.scrub_rate. Safe beside a running
  * server: it reads, and a repair removes only what no longer verifies.
  */
 export async function scrubStore(meta: BlobIndex, store: BlobStore, opts: ScrubOptions = {}): Promise<ScrubResult> {
-  const out: ScrubResult = { checked: 0, bytes: 0, corrupt: [], missing: [] };
+  const out: ScrubResult = { checked: 0, bytes: 0, corrupt: [], missing: [], listed: 0 };
   const rate = opts.bytesPerSecond ?? 0;
   const started = Date.now();
   let after = opts.after ?? '';
@@ -53,11 +56,9 @@ export async function scrubStore(meta: BlobIndex, store: BlobStore, opts: ScrubO
         if (opts.repair) await meta.deleteBlob(b.sha256);
         continue;
       }
-      const h = createHash('sha256');
-      let n = 0;
+      const h = new ChunkHasher();
       for await (const chunk of body) {
         h.update(chunk as Buffer);
-        n += (chunk as Buffer).length;
         out.bytes += (chunk as Buffer).length;
         // Paced: sleep whenever reading is ahead of the allowed rate.
         if (rate > 0) {
@@ -65,8 +66,17 @@ export async function scrubStore(meta: BlobIndex, store: BlobStore, opts: ScrubO
           if (ahead > 5) await new Promise((r) => setTimeout(r, ahead));
         }
       }
-      const got = h.digest('hex');
+      const { digest: got, digests } = h.digest();
+      const n = h.bytes;
       out.checked++;
+      if (got === b.sha256 && n === b.size) {
+        // Verified whole: its chunk list is written if it has none (cached before them) or a wrong one.
+        const list = usableChunks(await meta.getChunks(b.sha256), b.sha256, b.size);
+        if (!list || !list.digests.equals(digests)) {
+          await meta.putChunks(b.sha256, makeChunkList(b.sha256, b.size, digests));
+          out.listed++;
+        }
+      }
       if (got !== b.sha256 || n !== b.size) {
         // Read again before calling it bad: a blob evicted and stored anew while it was read is not rot.
         const now = await meta.getBlob(b.sha256);

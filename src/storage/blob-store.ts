@@ -31,3 +31,31 @@ export interface BlobStore {
 }
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** How much quarantine a store keeps (cache.quarantine_max_bytes, quarantine_max_days). */
+export interface QuarantineLimits {
+  maxBytes: number;
+  maxAgeMs: number;
+}
+
+/** Rotted blobs kept for inspection by default: 1 GiB, 7 days. */
+export const DEFAULT_QUARANTINE: QuarantineLimits = { maxBytes: 2 ** 30, maxAgeMs: 7 * 86_400_000 };
+
+/**
+ * Which quarantined files to remove: those older than maxAgeMs, then the oldest until the rest
+ * fit in maxBytes (the newest too, when it alone is larger). `at` is when each was quarantined.
+ */
+export function quarantineExcess<T extends { at: number; size: number }>(entries: T[], limits: QuarantineLimits, now: number): T[] {
+  const byAge = [...entries].sort((a, b) => a.at - b.at);
+  let total = byAge.reduce((n, e) => n + e.size, 0);
+  const out: T[] = [];
+  for (const e of byAge) {
+    if (now - e.at <= limits.maxAgeMs && total <= limits.maxBytes) break;
+    out.push(e);
+    total -= e.size;
+  }
+  return out;
+}
+
+/** The time a quarantined file's name (<hex>.<ms>) records, or NaN. */
+export const quarantinedAt = (name: string): number => Number(/\.(\d+)$/.exec(name)?.[1] ?? NaN);

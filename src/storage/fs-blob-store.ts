@@ -1,8 +1,8 @@
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { AirlockError } from '../core/errors.js';
-import { SHA256_HEX, type BlobStore, type ByteRange } from './blob-store.js';
+import { DEFAULT_QUARANTINE, quarantinedAt, quarantineExcess, SHA256_HEX, type BlobStore, type ByteRange, type QuarantineLimits } from './blob-store.js';
 
 /**
  * Content-addressed directory: <root>/blobs/sha256/<first two hex>/<hex>.
@@ -14,6 +14,8 @@ export class FsBlobStore implements BlobStore {
   private readonly madeDirs = new Set<string>();
   private readonly quarantineDir: string;
 
+  private quarantineLimits: QuarantineLimits = DEFAULT_QUARANTINE;
+
   private constructor(root: string) {
     this.blobDir = join(root, 'blobs', 'sha256');
     this.quarantineDir = join(root, 'quarantine');
@@ -21,8 +23,9 @@ export class FsBlobStore implements BlobStore {
   }
 
   /** @param opts.cleanSpool false for tools that open the store beside a running server. */
-  static async create(root: string, opts: { cleanSpool?: boolean } = {}): Promise<FsBlobStore> {
+  static async create(root: string, opts: { cleanSpool?: boolean; quarantine?: QuarantineLimits } = {}): Promise<FsBlobStore> {
     const s = new FsBlobStore(root);
+    if (opts.quarantine) s.quarantineLimits = opts.quarantine;
     await mkdir(s.blobDir, { recursive: true });
     // Spool files left by a crash are never valid content: start clean.
     if (opts.cleanSpool !== false) await rm(s.spoolDir, { recursive: true, force: true });
@@ -81,17 +84,32 @@ export class FsBlobStore implements BlobStore {
     await rm(this.pathOf(sha256), { force: true });
   }
 
-  /** <root>/quarantine/<hex>.<ms>: never served, kept until an operator removes it. */
+  /** <root>/quarantine/<hex>.<ms>: never served, kept within the quarantine limits (oldest removed first). */
   async quarantine(sha256: string): Promise<string | null> {
     const from = this.pathOf(sha256);
     await mkdir(this.quarantineDir, { recursive: true });
     const to = join(this.quarantineDir, `${sha256}.${Date.now()}`);
     try {
       await rename(from, to);
-      return to;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw e;
     }
+    const removed = await this.pruneQuarantine();
+    return removed.includes(to) ? null : to;
+  }
+
+  /** Remove what the quarantine limits no longer allow; returns the paths removed. */
+  async pruneQuarantine(now = Date.now()): Promise<string[]> {
+    const names = await readdir(this.quarantineDir).catch(() => [] as string[]);
+    const entries = [];
+    for (const name of names) {
+      const path = join(this.quarantineDir, name);
+      const st = await stat(path).catch(() => null);
+      if (st?.isFile()) entries.push({ path, size: st.size, at: quarantinedAt(name) || st.mtimeMs });
+    }
+    const out = quarantineExcess(entries, this.quarantineLimits, now);
+    for (const e of out) await rm(e.path, { force: true });
+    return out.map((e) => e.path);
   }
 }

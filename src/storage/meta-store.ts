@@ -11,6 +11,17 @@ export interface BlobRecord {
   createdAt: number;
 }
 
+/**
+ * A blob's chunk digests (core/chunks.ts): SHA-256 of each `chunkSize` chunk, 32 bytes each, in
+ * order, and `sum`, which binds the list to the blob's digest and size (a list altered or cut short
+ * no longer matches it and is not used).
+ */
+export interface ChunkList {
+  chunkSize: number;
+  digests: Buffer;
+  sum: string;
+}
+
 export interface CachedPage {
   /** e.g. "pypi:public:requests" */
   key: string;
@@ -108,7 +119,12 @@ export interface TokenRecord {
 export interface BlobIndex {
   getBlob(sha256: string): Promise<BlobRecord | null>;
   putBlob(rec: BlobRecord): Promise<void>;
+  /** Forget a blob's descriptor and its chunk list. */
   deleteBlob(sha256: string): Promise<void>;
+  /** The blob's chunk list, or null when it has none (cached before chunk lists, or not cached). */
+  getChunks(sha256: string): Promise<ChunkList | null>;
+  /** Store (or replace) a blob's chunk list; written before the blob's descriptor by a fill. */
+  putChunks(sha256: string, list: ChunkList): Promise<void>;
   /** Descriptors in digest order, a page at a time after `after` (for `airlock store verify`). */
   listBlobs(after: string, limit: number): Promise<BlobRecord[]>;
   /** Mark blobs as used at `at` (ms; an older mark never replaces a newer one). A new blob is used at its creation. */

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type {
   BlobRecord,
+  ChunkList,
   CachedPage,
   ChainLink,
   MetaStore,
@@ -90,7 +91,24 @@ export class PgMetaStore implements MetaStore {
   }
 
   async deleteBlob(sha256: string): Promise<void> {
-    await this.pool.query('DELETE FROM blobs WHERE sha256 = $1', [sha256]);
+    await this.tx(async (c) => {
+      await c.query('DELETE FROM blobs WHERE sha256 = $1', [sha256]);
+      await c.query('DELETE FROM blob_chunks WHERE sha256 = $1', [sha256]);
+    });
+  }
+
+  async getChunks(sha256: string): Promise<ChunkList | null> {
+    const [r] = await this.rows<{ chunk_size: number; digests: Buffer; sum: string }>('SELECT chunk_size, digests, sum FROM blob_chunks WHERE sha256 = $1', [
+      sha256,
+    ]);
+    return r ? { chunkSize: r.chunk_size, digests: r.digests, sum: r.sum } : null;
+  }
+
+  async putChunks(sha256: string, list: ChunkList): Promise<void> {
+    await this.pool.query(
+      'INSERT INTO blob_chunks (sha256, chunk_size, digests, sum) VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO UPDATE SET chunk_size = EXCLUDED.chunk_size, digests = EXCLUDED.digests, sum = EXCLUDED.sum',
+      [sha256, list.chunkSize, list.digests, list.sum],
+    );
   }
 
   async listBlobs(after: string, limit: number): Promise<BlobRecord[]> {

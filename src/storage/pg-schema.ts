@@ -64,6 +64,8 @@ export const PG_MIGRATIONS: string[] = [
   `ALTER TABLE tokens DROP CONSTRAINT tokens_pkey;
    ALTER TABLE tokens ADD COLUMN id BIGSERIAL PRIMARY KEY;
    CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_at IS NULL;`,
+  // Chunk digests of each blob (core/chunks.ts): ranges are served from verified chunks only.
+  `CREATE TABLE blob_chunks (sha256 TEXT COLLATE "C" PRIMARY KEY, chunk_size INTEGER NOT NULL, digests BYTEA NOT NULL, sum TEXT NOT NULL);`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

@@ -2,11 +2,11 @@ import { createReadStream } from 'node:fs';
 import { mkdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { AirlockError } from '../core/errors.js';
-import { SHA256_HEX, type BlobStore, type ByteRange } from './blob-store.js';
+import { DEFAULT_QUARANTINE, quarantinedAt, quarantineExcess, SHA256_HEX, type BlobStore, type ByteRange, type QuarantineLimits } from './blob-store.js';
 
 export interface S3BlobStoreOptions {
   endpoint?: string;
@@ -20,6 +20,8 @@ export interface S3BlobStoreOptions {
   spoolDir: string;
   /** Milliseconds a connection to the store may sit idle (a stalled read or upload) before it is cut. */
   idleTimeoutMs?: number;
+  /** How much quarantine is kept (default 1 GiB, 7 days). */
+  quarantine?: QuarantineLimits;
 }
 
 /** Multipart parts of 16 MiB, 4 in flight: a 1 GiB blob is 64 parts, ~64 MiB of buffers at most. */
@@ -41,6 +43,7 @@ export class S3BlobStore implements BlobStore {
     private readonly bucket: string,
     private readonly prefix: string,
     spoolDir: string,
+    private readonly quarantineLimits: QuarantineLimits = DEFAULT_QUARANTINE,
   ) {
     this.spoolDir = spoolDir;
   }
@@ -56,7 +59,7 @@ export class S3BlobStore implements BlobStore {
     });
     if (opts.cleanSpool !== false) await rm(o.spoolDir, { recursive: true, force: true });
     await mkdir(o.spoolDir, { recursive: true });
-    return new S3BlobStore(s3, o.bucket, o.prefix, o.spoolDir);
+    return new S3BlobStore(s3, o.bucket, o.prefix, o.spoolDir, o.quarantine);
   }
 
   private key(sha256: string): string {
@@ -129,7 +132,27 @@ export class S3BlobStore implements BlobStore {
       throw storeError(e);
     }
     await this.delete(sha256);
-    return `s3://${this.bucket}/${to}`;
+    const removed = await this.pruneQuarantine();
+    return removed.includes(to) ? null : `s3://${this.bucket}/${to}`;
+  }
+
+  /** Remove what the quarantine limits no longer allow (oldest first); returns the keys removed. */
+  async pruneQuarantine(now = Date.now()): Promise<string[]> {
+    const entries: { key: string; size: number; at: number }[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const r = await this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${this.prefix}quarantine/`, ContinuationToken: token }));
+        for (const o of r.Contents ?? [])
+          if (o.Key) entries.push({ key: o.Key, size: o.Size ?? 0, at: quarantinedAt(o.Key) || (o.LastModified?.getTime() ?? now) });
+        token = r.IsTruncated ? r.NextContinuationToken : undefined;
+      } while (token);
+      const out = quarantineExcess(entries, this.quarantineLimits, now);
+      for (const e of out) await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: e.key }));
+      return out.map((e) => e.key);
+    } catch (e) {
+      throw storeError(e);
+    }
   }
 }
 

@@ -3,6 +3,7 @@ import type {
   TokenRecord,
   ChainLink,
   BlobRecord,
+  ChunkList,
   CachedPage,
   MetaStore,
   OciLink,
@@ -48,6 +49,11 @@ export class SqliteMetaStore implements MetaStore {
       putBlob: this.db.prepare('INSERT OR REPLACE INTO blobs (sha256, size, created_at, used_at) VALUES (?, ?, ?, ?)'),
       touchBlob: this.db.prepare('UPDATE blobs SET used_at = ? WHERE sha256 = ? AND used_at < ?'),
       deleteBlob: this.db.prepare('DELETE FROM blobs WHERE sha256 = ?'),
+      deleteChunks: this.db.prepare('DELETE FROM blob_chunks WHERE sha256 = ?'),
+      getChunks: this.db.prepare<[string], { chunk_size: number; digests: Buffer; sum: string }>(
+        'SELECT chunk_size, digests, sum FROM blob_chunks WHERE sha256 = ?',
+      ),
+      putChunks: this.db.prepare('INSERT OR REPLACE INTO blob_chunks (sha256, chunk_size, digests, sum) VALUES (?, ?, ?, ?)'),
       getPage: this.db.prepare<[string], { key: string; body: string; fetched_at: number; etag: string | null }>(
         'SELECT key, body, fetched_at, etag FROM pages WHERE key = ?',
       ),
@@ -132,7 +138,19 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async deleteBlob(sha256: string): Promise<void> {
-    this.stmts.deleteBlob.run(sha256);
+    this.db.transaction(() => {
+      this.stmts.deleteBlob.run(sha256);
+      this.stmts.deleteChunks.run(sha256);
+    })();
+  }
+
+  async getChunks(sha256: string): Promise<ChunkList | null> {
+    const r = this.stmts.getChunks.get(sha256);
+    return r ? { chunkSize: r.chunk_size, digests: r.digests, sum: r.sum } : null;
+  }
+
+  async putChunks(sha256: string, list: ChunkList): Promise<void> {
+    this.stmts.putChunks.run(sha256, list.chunkSize, list.digests, list.sum);
   }
 
   async getPage(key: string): Promise<CachedPage | null> {

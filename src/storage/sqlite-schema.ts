@@ -102,4 +102,7 @@ export const SQLITE_MIGRATIONS: string[] = [
    DROP TABLE tokens;
    ALTER TABLE tokens_v2 RENAME TO tokens;
    CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_at IS NULL;`,
+  // Chunk digests of each blob (core/chunks.ts): ranges are served from verified chunks only. A
+  // blob cached before has none until a whole read or the scrub computes them.
+  `CREATE TABLE blob_chunks (sha256 TEXT PRIMARY KEY, chunk_size INTEGER NOT NULL, digests BLOB NOT NULL, sum TEXT NOT NULL) WITHOUT ROWID;`,
 ];

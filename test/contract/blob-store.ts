@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import type { BlobStore } from '../../src/storage/blob-store.js';
+import type { BlobStore, QuarantineLimits } from '../../src/storage/blob-store.js';
 
 /**
  * The BlobStore contract (src/storage/blob-store.ts), which every blob backend must pass: call it
@@ -25,7 +25,7 @@ function spooled(store: BlobStore, bytes: Buffer): string {
   return p;
 }
 
-export function blobStoreContract(name: string, fresh: () => Promise<BlobStore>): void {
+export function blobStoreContract(name: string, fresh: (opts?: { quarantine?: QuarantineLimits }) => Promise<BlobStore>): void {
   describe(`BlobStore contract: ${name}`, () => {
     it('takes a spooled file under its digest, then stats, opens, ranges and deletes it', async () => {
       const s = await fresh();
@@ -62,6 +62,25 @@ export function blobStoreContract(name: string, fresh: () => Promise<BlobStore>)
       await expect(s.open(h)).rejects.toMatchObject({ code: 'NOT_FOUND' });
       if (kept && existsSync(kept)) expect(readFileSync(kept).equals(bytes)).toBe(true);
       expect(await s.quarantine(h)).toBeNull();
+    });
+
+    it('keeps its quarantine within its size limit, oldest removed first (one larger than the limit is not kept)', async () => {
+      const s = await fresh({ quarantine: { maxBytes: 2500, maxAgeMs: 86_400_000 } });
+      const kept: (string | null)[] = [];
+      for (let i = 0; i < 3; i++) {
+        const bytes = randomBytes(1000);
+        await s.putFile(sha(bytes), spooled(s, bytes));
+        kept.push(await s.quarantine(sha(bytes)));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      expect(kept.every((k) => k !== null)).toBe(true);
+      // A local quarantine can be looked at: the oldest went to make room.
+      if (!kept[0]!.startsWith('s3://')) expect(kept.map((k) => existsSync(k!))).toEqual([false, true, true]);
+      const tiny = await fresh({ quarantine: { maxBytes: 500, maxAgeMs: 86_400_000 } });
+      const big = randomBytes(1000);
+      await tiny.putFile(sha(big), spooled(tiny, big));
+      expect(await tiny.quarantine(sha(big))).toBeNull();
+      expect(await tiny.stat(sha(big))).toBeNull();
     });
   });
 }

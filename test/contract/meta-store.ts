@@ -34,6 +34,20 @@ export function blobIndexContract(name: string, fresh: () => Promise<BlobIndex>)
       await s.deleteBlob(hex('a')); // deleting what is absent is not an error
     });
 
+    it("keeps a blob's chunk list beside its descriptor, replaces it, and forgets it with the blob", async () => {
+      const s = await fresh();
+      expect(await s.getChunks(hex('a'))).toBeNull();
+      const list = { chunkSize: 1 << 20, digests: Buffer.alloc(64, 7), sum: hex('e') };
+      await s.putChunks(hex('a'), list);
+      await s.putBlob({ sha256: hex('a'), size: (1 << 20) + 1, createdAt: 1 });
+      expect(await s.getChunks(hex('a'))).toEqual(list);
+      const other = { chunkSize: 1 << 20, digests: Buffer.alloc(64, 9), sum: hex('f') };
+      await s.putChunks(hex('a'), other);
+      expect(await s.getChunks(hex('a'))).toEqual(other);
+      await s.deleteBlob(hex('a'));
+      expect(await s.getChunks(hex('a'))).toBeNull();
+    });
+
     it('lists descriptors in digest order, a page at a time', async () => {
       const s = await fresh();
       for (const c of ['3', '1', '2']) await s.putBlob({ sha256: hex(c), size: Number(c), createdAt: 1 });

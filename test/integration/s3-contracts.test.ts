@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3BlobStore } from '../../src/storage/s3-blob-store.js';
+import type { QuarantineLimits } from '../../src/storage/blob-store.js';
 import { blobStoreContract } from '../contract/blob-store.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 
@@ -16,8 +17,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await s3?.stop();
 });
-const fresh = () =>
+const fresh = (opts: { quarantine?: QuarantineLimits } = {}) =>
   S3BlobStore.create({
+    ...opts,
     endpoint: s3.endpoint,
     region: 'us-east-1',
     bucket: s3.bucket,

@@ -40,6 +40,13 @@ describe('configuration loading', () => {
     expect(c.config.data_dir).toBe('./data');
     expect(c.config.pypi.file_hosts).toEqual(['files.pythonhosted.org']);
   });
+  it('scrubs, caps the quarantine and keeps large files out of the cache by default; names a bad share', () => {
+    const c = loadConfig(write('')).config.cache;
+    expect(c).toMatchObject({ scrub_rate: 20, max_file_share: 0.5, quarantine_max_bytes: 2 ** 30, quarantine_max_days: 7 });
+    expect(errorOf(write('cache:\n  max_file_share: 0\n'))).toMatch(/:2: cache\.max_file_share: /);
+    expect(errorOf(write('cache:\n  max_file_share: 1.5\n'))).toMatch(/:2: cache\.max_file_share: /);
+    expect(errorOf(write('cache:\n  quarantine_max_bytes: -1\n'))).toMatch(/cache\.quarantine_max_bytes: /);
+  });
   it('names the file, line and field of an unknown key', () => {
     const f = write('listen: 127.0.0.1:8080\npypi:\n  upstream: https://pypi.org/simple/\n  uptream: x\n');
     expect(errorOf(f)).toBe(`${f}:4: pypi.uptream: unknown key "uptream" (expected one of the documented keys; see docs/configuration.md)`);

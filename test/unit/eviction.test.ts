@@ -127,7 +127,7 @@ describe('bounded cache', () => {
       },
       awaitRelease: async () => {},
     };
-    const { cache, store } = await setup({ maxBytes: 150_000, log, fleet: { leases, owner: 'replica-a', staleMs: 30 } });
+    const { cache, store } = await setup({ maxBytes: 150_000, maxFileShare: 1, log, fleet: { leases, owner: 'replica-a', staleMs: 30 } });
     store.delete = async () => {
       throw new Error('permission denied');
     };
@@ -146,7 +146,8 @@ describe('bounded cache', () => {
     await pull(cache, second);
     await cache.evict();
     await new Promise((r) => setTimeout(r, 20));
-    expect(logged.filter((l) => l.msg.includes('could not be renewed'))).toEqual([
+    // (The slow fill's failures: the second, quick one may see a renewal or not, depending on the machine's load.)
+    expect(logged.filter((l) => l.msg.includes('could not be renewed') && l.digest === sha(slow))).toEqual([
       { level: 'warn', msg: expect.stringContaining('another replica may take it over'), digest: sha(slow) },
     ]);
     expect(logged.filter((l) => l.msg.includes('could not be released')).map((l) => l.digest)).toEqual([sha(slow), sha(second)]);

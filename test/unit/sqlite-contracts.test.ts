@@ -40,4 +40,4 @@ aliasStoreContract('SQLite', fresh);
 leaseStoreContract('SQLite', fresh);
 inventoryStoreContract('SQLite', async () => (await fresh()).inventories);
 
-blobStoreContract('filesystem', () => FsBlobStore.create(mkdtempSync(join(tmpdir(), 'airlock-blobs-'))));
+blobStoreContract('filesystem', (opts) => FsBlobStore.create(mkdtempSync(join(tmpdir(), 'airlock-blobs-')), opts));

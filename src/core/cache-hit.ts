@@ -1,0 +1,132 @@
+import { pipeline, Readable, Transform } from 'node:stream';
+import type { CacheOutcome, Served } from './cache-types.js';
+import { alignedSpan, ChunkHasher, makeChunkList, usableChunks, verifyingRange } from './chunks.js';
+import { SingleFlight } from './flight.js';
+import type { BlobStore, ByteRange } from '../storage/blob-store.js';
+import type { BlobIndex, ChunkList } from '../storage/meta-store.js';
+
+/** Chunk lists kept in memory (a 10 GiB blob's is 320 KiB; hf_transfer reads it in ~1000 ranges). */
+const LIST_CACHE_BYTES = 32 << 20;
+
+/**
+ * How a cache hit's bytes are read when hits are verified (cache.verify_hits): a range from whole
+ * chunks, each checked against the blob's chunk list before its bytes go out; a blob with no
+ * usable list (cached before chunk lists) is read and hashed whole first, which also writes its
+ * list. A whole hit is hashed by its server (http/serve-blob.ts); its first read also writes the
+ * list of a blob that has none.
+ */
+export class HitReader {
+  private readonly lists = new Map<string, ChunkList>();
+  private listBytes = 0;
+  private readonly wholeChecks = new SingleFlight<string, ChunkList | null>();
+
+  constructor(
+    private readonly store: BlobStore,
+    private readonly meta: BlobIndex,
+    /** Forget a blob found rotted (quarantined, fetched again on its next request). */
+    private readonly forget: (sha256: string, got: string) => Promise<void>,
+  ) {}
+
+  private remember(sha256: string, list: ChunkList): ChunkList {
+    this.drop(sha256);
+    this.lists.set(sha256, list);
+    this.listBytes += list.digests.length;
+    for (const [k, l] of this.lists) {
+      if (this.listBytes <= LIST_CACHE_BYTES) break;
+      this.lists.delete(k);
+      this.listBytes -= l.digests.length;
+    }
+    return list;
+  }
+
+  drop(sha256: string): void {
+    const had = this.lists.get(sha256);
+    if (!had) return;
+    this.lists.delete(sha256);
+    this.listBytes -= had.digests.length;
+  }
+
+  private async storedList(sha256: string, size: number): Promise<ChunkList | null> {
+    const known = this.lists.get(sha256);
+    if (known) return this.remember(sha256, known);
+    const list = usableChunks(await this.meta.getChunks(sha256), sha256, size);
+    return list ? this.remember(sha256, list) : null;
+  }
+
+  /**
+   * The blob's verified chunk list; for a blob with none, the whole blob is read and hashed first
+   * (once, however many ranges ask at the same time). Null when that found it rotted (forgotten).
+   */
+  async listFor(sha256: string, size: number): Promise<ChunkList | null> {
+    return (await this.storedList(sha256, size)) ?? this.wholeChecks.run(sha256, () => this.checkWhole(sha256, size));
+  }
+
+  private async checkWhole(sha256: string, size: number): Promise<ChunkList | null> {
+    const h = new ChunkHasher();
+    const body = await this.store.open(sha256);
+    for await (const b of body) h.update(b as Buffer);
+    const { digest, digests } = h.digest();
+    if (digest !== sha256 || h.bytes !== size) {
+      await this.forget(sha256, digest);
+      return null;
+    }
+    const list = makeChunkList(sha256, size, digests);
+    await this.meta.putChunks(sha256, list);
+    return this.remember(sha256, list);
+  }
+
+  /** A range read from verified chunks; `rotted` is told (after the blob is forgotten) when a chunk fails. */
+  async range(sha256: string, size: number, list: ChunkList, r: ByteRange, rotted: (e: Error) => void): Promise<Readable> {
+    const body = await this.store.open(sha256, alignedSpan(r, size, list.chunkSize));
+    const v = verifyingRange(sha256, size, list, r, (got, e) => {
+      this.drop(sha256);
+      rotted(e);
+      return this.forget(sha256, got || 'a truncated file');
+    });
+    return pipeline(body, v, () => {});
+  }
+
+  /**
+   * A whole read: as it is; for a blob with no chunk list yet, its list is computed on the way and
+   * kept if the whole blob hashed to its digest (the server cuts the transfer if it did not).
+   */
+  async whole(sha256: string, size: number): Promise<Readable> {
+    const body = await this.store.open(sha256);
+    if (await this.storedList(sha256, size)) return body;
+    const h = new ChunkHasher();
+    const meta = this.meta;
+    const remember = (list: ChunkList) => this.remember(sha256, list);
+    const tap = new Transform({
+      transform(b: Buffer, _enc, cb) {
+        h.update(b);
+        cb(null, b);
+      },
+      flush(cb) {
+        const { digest, digests } = h.digest();
+        if (digest === sha256 && h.bytes === size) {
+          const list = makeChunkList(sha256, size, digests);
+          void meta.putChunks(sha256, list).then(
+            () => remember(list),
+            () => {},
+          );
+        }
+        cb();
+      },
+    });
+    return pipeline(body, tap, () => {});
+  }
+}
+
+/** A range outside the blob: answer 416 (no body). */
+export function unsatisfiable(cache: CacheOutcome, size: number | undefined): Served {
+  return {
+    cache,
+    size,
+    range: undefined,
+    unsatisfiable: true,
+    body: Readable.from([]),
+    settled: Promise.resolve(),
+    gate: Promise.resolve(),
+    committed: Promise.resolve(false),
+  };
+}
