@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { ROW_BYTES_SQL } from './pull-rows.js';
 
 /**
  * The PostgreSQL schema: versioned steps, run in order on start by migrate() below. Text that is
@@ -64,6 +65,11 @@ export const PG_MIGRATIONS: string[] = [
   `ALTER TABLE tokens DROP CONSTRAINT tokens_pkey;
    ALTER TABLE tokens ADD COLUMN id BIGSERIAL PRIMARY KEY;
    CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_at IS NULL;`,
+  // Folded refusals and the record's size budget (issue 25): see sqlite-schema.ts's step. Self-contained.
+  `ALTER TABLE pulls ADD COLUMN count BIGINT;
+   ALTER TABLE pulls ADD COLUMN last_ts BIGINT;
+   CREATE TABLE pull_size (id INTEGER PRIMARY KEY CHECK (id = 1), rows BIGINT NOT NULL, bytes BIGINT NOT NULL);
+   INSERT INTO pull_size SELECT 1, COUNT(*), COALESCE(SUM(${ROW_BYTES_SQL}), 0) FROM pulls;`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

@@ -1,3 +1,4 @@
+import { ROW_BYTES_SQL } from './pull-rows.js';
 import { INVENTORY_MIGRATION } from './sqlite-inventory-store.js';
 
 /** The embedded SQLite schema: versioned steps, run in order on open (PRAGMA user_version counts those applied). */
@@ -102,4 +103,12 @@ export const SQLITE_MIGRATIONS: string[] = [
    DROP TABLE tokens;
    ALTER TABLE tokens_v2 RENAME TO tokens;
    CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_at IS NULL;`,
+  // Folded refusals and the record's size budget (issue 25): a row may stand for `count` identical
+  // refusals from `ts` to `last_ts`; pull_size keeps the record's rows and estimated bytes
+  // (pull-rows.ts ROW_BYTES_SQL) as rows are written and pruned. A self-contained step: it only
+  // adds to the pulls table and creates pull_size.
+  `ALTER TABLE pulls ADD COLUMN count INTEGER;
+   ALTER TABLE pulls ADD COLUMN last_ts INTEGER;
+   CREATE TABLE pull_size (id INTEGER PRIMARY KEY CHECK (id = 1), rows INTEGER NOT NULL, bytes INTEGER NOT NULL);
+   INSERT INTO pull_size SELECT 1, COUNT(*), COALESCE(SUM(${ROW_BYTES_SQL}), 0) FROM pulls;`,
 ];
