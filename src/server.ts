@@ -11,7 +11,6 @@ import { changedSettings, loadConfig, type LoadedConfig } from './config/load.js
 import { splitListen } from './config/preflight.js';
 import { backgroundScrub } from './core/scrub.js';
 import { HashPool } from './core/hasher.js';
-import { Recorder } from './core/records.js';
 import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import { Advisories, type Policy } from './policy/index.js';
@@ -23,7 +22,7 @@ import { PYPI } from './pypi/frontend.js';
 import { createOciApp } from './oci/routes.js';
 import { ImageGate } from './oci/gate.js';
 import { prunePulls } from './core/chain.js';
-import { RecordBudget } from './core/record-budget.js';
+import { keepRecord } from './core/record-budget.js';
 import { ImageInventories } from './oci/inventory.js';
 import { createPypiApp } from './pypi/routes.js';
 import { blobCache, hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
@@ -52,13 +51,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   if (config.storage.meta === 'postgres' && config.storage.blobs === 'fs') {
     log.warn({}, 'metadata is shared (PostgreSQL) but blobs are in a local directory: run one replica, or share blobs too (storage.blobs: s3)');
   }
-  const rc = config.records;
-  const recorder = new Recorder(meta, metrics, log, {
-    foldWindowMs: rc.fold_window_seconds * 1000,
-    foldMaxWindows: rc.fold_max_windows,
-    limits: { perSecond: rc.refusal_limit.per_second, burst: rc.refusal_limit.burst, maxClients: rc.refusal_limit.clients },
-  });
-  const budget = new RecordBudget(meta, recorder, metrics, log, rc.max_bytes);
+  const { recorder, budget, stop: stopBudget } = keepRecord(meta, metrics, log, config.records);
   const readAdvisories = async () => new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
   let advisories = await readAdvisories();
   let policy: Policy = loaded.policy.withAdvisories(advisories);
@@ -150,10 +143,6 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   await prune();
   const pruneTimer = setInterval(() => void prune().catch((e) => log.error({ err: (e as Error).message }, 'record pruning failed')), DAY);
   pruneTimer.unref();
-  const checkBudget = () => void budget.check().catch((e) => log.error({ err: (e as Error).message }, 'record size check failed'));
-  checkBudget();
-  const budgetTimer = setInterval(checkBudget, 60_000);
-  budgetTimer.unref();
 
   return {
     app,
@@ -193,7 +182,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     recorder,
     async close() {
       clearInterval(pruneTimer);
-      clearInterval(budgetTimer);
+      stopBudget();
       scrubber.stop();
       await cache.shutdown();
       await cache.flushUses().catch(() => {});

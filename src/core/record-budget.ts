@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../obs/metrics.js';
 import type { PullLog } from '../storage/meta-store.js';
 import { prunePullsToSize } from './chain.js';
-import type { Recorder } from './records.js';
+import { Recorder } from './records.js';
 
 /** Past the budget the record is pruned to this share of it, so that one check does not prune again at the next. */
 const PRUNE_TO = 0.9;
@@ -52,4 +52,33 @@ export class RecordBudget {
     const pct = Math.round((this.last.bytes / this.maxBytes) * 100);
     return `the pull record is at ${pct}% of records.max_bytes (${this.last.bytes} of ${this.maxBytes} bytes, estimated): its oldest rows are pruned past it`;
   }
+}
+
+/** The records.* settings the recorder and the budget take (config/schema.ts). */
+export interface RecordSettings {
+  max_bytes: number;
+  fold_window_seconds: number;
+  fold_max_windows: number;
+  refusal_limit: { per_second: number; burst: number; clients: number };
+}
+
+/** Time between size checks of the record. */
+const CHECK_EVERY_MS = 60_000;
+
+/**
+ * The server's recorder with its refusal guard (rate limit, folding) and the record's size budget,
+ * checked now and every minute; `stop()` ends the checks.
+ */
+export function keepRecord(pulls: PullLog, metrics: Metrics, log: Logger, rc: RecordSettings): { recorder: Recorder; budget: RecordBudget; stop(): void } {
+  const recorder = new Recorder(pulls, metrics, log, {
+    foldWindowMs: rc.fold_window_seconds * 1000,
+    foldMaxWindows: rc.fold_max_windows,
+    limits: { perSecond: rc.refusal_limit.per_second, burst: rc.refusal_limit.burst, maxClients: rc.refusal_limit.clients },
+  });
+  const budget = new RecordBudget(pulls, recorder, metrics, log, rc.max_bytes);
+  const check = () => void budget.check().catch((e) => log.error({ err: (e as Error).message }, 'record size check failed'));
+  check();
+  const timer = setInterval(check, CHECK_EVERY_MS);
+  timer.unref();
+  return { recorder, budget, stop: () => clearInterval(timer) };
 }
