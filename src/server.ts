@@ -21,7 +21,6 @@ import { OCI } from './oci/frontend.js';
 import { PYPI } from './pypi/frontend.js';
 import { createOciApp } from './oci/routes.js';
 import { ImageGate } from './oci/gate.js';
-import { prunePulls } from './core/chain.js';
 import { keepRecord } from './core/record-budget.js';
 import { ImageInventories } from './oci/inventory.js';
 import { createPypiApp } from './pypi/routes.js';
@@ -51,7 +50,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   if (config.storage.meta === 'postgres' && config.storage.blobs === 'fs') {
     log.warn({}, 'metadata is shared (PostgreSQL) but blobs are in a local directory: run one replica, or share blobs too (storage.blobs: s3)');
   }
-  const { recorder, budget, stop: stopBudget } = keepRecord(meta, metrics, log, config.records);
+  const record = keepRecord(meta, metrics, log, config.records);
+  const recorder = record.recorder;
   const readAdvisories = async () => new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
   let advisories = await readAdvisories();
   let policy: Policy = loaded.policy.withAdvisories(advisories);
@@ -124,7 +124,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     meta,
     recorder,
     unready,
-    warnings: () => [budget.warning()].filter((w): w is string => w !== null),
+    warnings: record.warnings,
     console: consoleApp,
     frontends: [
       { ...PYPI, app: pypi.app, fast: pypi.fast },
@@ -133,16 +133,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     ],
   });
 
-  const DAY = 86_400_000;
-  const prune = async () => {
-    if (config.records.retention_days <= 0) return;
-    await recorder.flush();
-    const n = await prunePulls(meta, Date.now() - config.records.retention_days * DAY, 'airlock-retention');
-    if (n > 0) log.info({ removed: n, retentionDays: config.records.retention_days }, 'pull records pruned (a chained audit/prune event records it)');
-  };
-  await prune();
-  const pruneTimer = setInterval(() => void prune().catch((e) => log.error({ err: (e as Error).message }, 'record pruning failed')), DAY);
-  pruneTimer.unref();
+  await record.start();
 
   return {
     app,
@@ -180,9 +171,10 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
       }
     },
     recorder,
+    /** The record's size budget (records.max_bytes): checked every minute; `check()` now. */
+    budget: record.budget,
     async close() {
-      clearInterval(pruneTimer);
-      stopBudget();
+      record.stop();
       scrubber.stop();
       await cache.shutdown();
       await cache.flushUses().catch(() => {});

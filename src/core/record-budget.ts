@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Metrics } from '../obs/metrics.js';
 import type { PullLog } from '../storage/meta-store.js';
-import { prunePullsToSize } from './chain.js';
+import { prunePulls, prunePullsToSize } from './chain.js';
 import { Recorder } from './records.js';
 
 /** Past the budget the record is pruned to this share of it, so that one check does not prune again at the next. */
@@ -54,31 +54,50 @@ export class RecordBudget {
   }
 }
 
-/** The records.* settings the recorder and the budget take (config/schema.ts). */
+/** The records.* settings the recorder, retention and the budget take (config/schema.ts). */
 export interface RecordSettings {
+  retention_days: number;
   max_bytes: number;
   fold_window_seconds: number;
   fold_max_windows: number;
   refusal_limit: { per_second: number; burst: number; clients: number };
 }
 
+const DAY = 86_400_000;
 /** Time between size checks of the record. */
 const CHECK_EVERY_MS = 60_000;
 
 /**
- * The server's recorder with its refusal guard (rate limit, folding) and the record's size budget,
- * checked now and every minute; `stop()` ends the checks.
+ * The server's record upkeep: the recorder with its refusal guard (rate limit, folding), retention
+ * (records.retention_days, daily) and the size budget (records.max_bytes, every minute). `start()`
+ * runs both once and starts their timers; `warnings()` is what /-/readyz shows; `stop()` ends them.
  */
-export function keepRecord(pulls: PullLog, metrics: Metrics, log: Logger, rc: RecordSettings): { recorder: Recorder; budget: RecordBudget; stop(): void } {
+export function keepRecord(pulls: PullLog, metrics: Metrics, log: Logger, rc: RecordSettings) {
   const recorder = new Recorder(pulls, metrics, log, {
     foldWindowMs: rc.fold_window_seconds * 1000,
     foldMaxWindows: rc.fold_max_windows,
     limits: { perSecond: rc.refusal_limit.per_second, burst: rc.refusal_limit.burst, maxClients: rc.refusal_limit.clients },
   });
   const budget = new RecordBudget(pulls, recorder, metrics, log, rc.max_bytes);
+  const prune = async () => {
+    if (rc.retention_days <= 0) return;
+    await recorder.flush();
+    const n = await prunePulls(pulls, Date.now() - rc.retention_days * DAY, 'airlock-retention');
+    if (n > 0) log.info({ removed: n, retentionDays: rc.retention_days }, 'pull records pruned (a chained audit/prune event records it)');
+  };
   const check = () => void budget.check().catch((e) => log.error({ err: (e as Error).message }, 'record size check failed'));
-  check();
-  const timer = setInterval(check, CHECK_EVERY_MS);
-  timer.unref();
-  return { recorder, budget, stop: () => clearInterval(timer) };
+  const timers: NodeJS.Timeout[] = [];
+  return {
+    recorder,
+    budget,
+    async start(): Promise<void> {
+      await prune();
+      check();
+      timers.push(setInterval(() => void prune().catch((e) => log.error({ err: (e as Error).message }, 'record pruning failed')), DAY));
+      timers.push(setInterval(check, CHECK_EVERY_MS));
+      timers.forEach((t) => t.unref());
+    },
+    warnings: (): string[] => [budget.warning()].filter((w): w is string => w !== null),
+    stop: () => timers.forEach((t) => clearInterval(t)),
+  };
 }

@@ -135,3 +135,43 @@ policy:
     expect((await verifyChain(a.airlock.meta)).problem).toBeUndefined();
   }, 60_000);
 });
+
+describe("the record's size budget", () => {
+  it('past records.max_bytes the oldest rows are pruned, the chain still verifies, and /-/readyz warns', async () => {
+    const pub = new FakeIndex();
+    await pub.start();
+    const a = await startAirlock(`
+pypi:
+  upstream: ${pub.simpleUrl}
+records:
+  max_bytes: 60000
+  fold_window_seconds: 0
+  refusal_limit: { per_second: 0 }
+policy:
+  pypi:
+    allow:
+      - { name: tinylib }
+`);
+    try {
+      expect(await (await fetch(`${a.url}/-/readyz`)).json()).toEqual({ status: 'ready' });
+      for (let i = 0; i < 300; i++) expect((await fetch(`${a.url}/pypi/simple/denied-${i}/`, { headers: { accept: PIP_ACCEPT } })).status).toBe(403);
+      await records(a, 'limit=1');
+      expect((await a.airlock.meta.pullSize()).bytes).toBeGreaterThan(60000);
+      const removed = await a.airlock.budget.check();
+      expect(removed).toBeGreaterThan(100);
+      expect((await a.airlock.meta.pullSize()).bytes).toBeLessThanOrEqual(60000);
+      const rows = await records(a, 'limit=1000');
+      expect(rows[0]).toMatchObject({ ecosystem: 'audit', name: 'prune' });
+      expect(rows.some((r) => r.name === 'denied-0')).toBe(false);
+      expect(rows.some((r) => r.name === 'denied-299')).toBe(true);
+      expect((await verifyChain(a.airlock.meta)).problem).toBeUndefined();
+      const ready = await fetch(`${a.url}/-/readyz`);
+      expect(ready.status).toBe(200);
+      expect((await ready.json()).warnings).toEqual([expect.stringMatching(/^the pull record is at 9\d% of records.max_bytes/)]);
+      expect(await (await fetch(`${a.url}/-/metrics`)).text()).toMatch(/airlock_record_budget_pruned_total \d+/);
+    } finally {
+      await a.stop();
+      await pub.stop();
+    }
+  }, 60_000);
+});
