@@ -10,7 +10,7 @@ interface Window {
 }
 
 /**
- * Folds repeated identical refusals (same client, ecosystem, name, version, code and rule) within a
+ * Folds repeated identical refusals (same client, ecosystem, name, version, file, digest, code and rule) within a
  * window into one row. The first refusal of a window is written at once as it always was (count
  * absent: one event); the repeats are counted in memory, and when the window closes (its time is
  * up, too many windows are open, or the recorder flushes) one more row is written for them: a copy
@@ -37,7 +37,7 @@ export class Folder {
   /** True when `row` is to be written (it opens a window, or folding is off); false when it was folded into an open window. */
   offer(row: RecordRow, now = Date.now()): boolean {
     if (this.windowMs <= 0 || row.decision === 'allow' || !row.code) return true;
-    const key = JSON.stringify([row.client, row.ecosystem, row.name, row.version ?? null, row.code, row.rule ?? null]);
+    const key = JSON.stringify([row.client, row.ecosystem, row.name, row.version ?? null, row.filename ?? null, row.sha256 ?? null, row.code, row.rule ?? null]);
     const w = this.open.get(key);
     if (w && now - w.opened < this.windowMs) {
       if (w.repeats === 0) w.first = now;

@@ -133,21 +133,20 @@ export function errorHandler<E extends WireError>(f: ErrorEnvelope<E>): ErrorHan
       shown = err.answer ?? err;
     }
     let e = f.wire(shown);
+    if (e && MALFORMED.has(e.status) && !(err instanceof Refusal))
+      row = { code: 'bad_request', rule: `${f.ecosystem}.request`, reason: e.message, decision: 'deny', row: { name: requestName(c) } };
+    // A refusal is recorded even when its answer is unexpected (a 500 below).
+    if (row && !head) {
+      // Past the client's refusal rate limit: 429, counted in one folded row (records.refusal_limit).
+      const limited = rateLimit(c, f.recorder, rowOf(c, row));
+      if (limited) return f.render(c, f.wire(limited) ?? f.internal());
+      void f.recorder.record(rowOf(c, row));
+    }
     if (!e) {
       f.log.error({ ecosystem: f.ecosystem, err: shown, path: c.req.path }, 'unexpected error');
       e = f.internal();
-    } else {
-      if (MALFORMED.has(e.status) && !(err instanceof Refusal))
-        row = { code: 'bad_request', rule: `${f.ecosystem}.request`, reason: e.message, decision: 'deny', row: { name: requestName(c) } };
-      if (row && !head) {
-        // Past the client's refusal rate limit: 429, counted in one folded row (records.refusal_limit).
-        const limited = rateLimit(c, f.recorder, rowOf(c, row));
-        if (limited) return f.render(c, f.wire(limited) ?? f.internal());
-        void f.recorder.record(rowOf(c, row));
-      }
-      if (e.status >= 500) f.log.error({ ecosystem: f.ecosystem, code: e.code, err: e.message, path: c.req.path }, 'request failed');
-      else f.log.warn({ ecosystem: f.ecosystem, code: e.code, reason: e.message, path: c.req.path }, 'request refused');
-    }
+    } else if (e.status >= 500) f.log.error({ ecosystem: f.ecosystem, code: e.code, err: e.message, path: c.req.path }, 'request failed');
+    else f.log.warn({ ecosystem: f.ecosystem, code: e.code, reason: e.message, path: c.req.path }, 'request refused');
     return f.render(c, e);
   };
 }
