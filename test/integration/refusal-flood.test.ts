@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/core/chain.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex } from '../helpers/fake-index.js';
+import { airlockCli } from '../helpers/cli.js';
 import { records } from '../helpers/http.js';
 
 const PIP_ACCEPT = 'application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01';
@@ -103,6 +104,10 @@ policy:
     expect((await verifyChain(a.airlock.meta)).problem).toBeUndefined();
     const metrics = await (await fetch(`${a.url}/-/metrics`)).text();
     expect(metrics).toContain(`airlock_refusals_rate_limited_total{ecosystem="pypi"} ${limited}`);
+    // `airlock records` ends a folded row with its count.
+    const cli = await airlockCli(['records', '--config', a.configFile, '--name', 'denied-name']);
+    const folded = rows.find((r) => r.code === 'not_allowlisted' && r.count)!;
+    expect(cli.stdout).toContain(`\tx${folded.count} until ${new Date(folded.lastTs).toISOString()}\n`);
   }, 60_000);
 
   it('wrong tokens and OCI refusals are limited too, each answered in its own format', async () => {
