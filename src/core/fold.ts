@@ -37,7 +37,16 @@ export class Folder {
   /** True when `row` is to be written (it opens a window, or folding is off); false when it was folded into an open window. */
   offer(row: RecordRow, now = Date.now()): boolean {
     if (this.windowMs <= 0 || row.decision === 'allow' || !row.code) return true;
-    const key = JSON.stringify([row.client, row.ecosystem, row.name, row.version ?? null, row.filename ?? null, row.sha256 ?? null, row.code, row.rule ?? null]);
+    const key = JSON.stringify([
+      row.client,
+      row.ecosystem,
+      row.name,
+      row.version ?? null,
+      row.filename ?? null,
+      row.sha256 ?? null,
+      row.code,
+      row.rule ?? null,
+    ]);
     const w = this.open.get(key);
     if (w && now - w.opened < this.windowMs) {
       if (w.repeats === 0) w.first = now;
