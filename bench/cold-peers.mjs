@@ -35,7 +35,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
 const REGISTRY = ['/usr/bin/docker-registry'].find((p) => existsSync(p));
-// The malloc settings deploy/airlock.service sets (README Performance, "Memory churn").
+// The malloc settings deploy/airlock.service sets (docs/performance.md, "Memory churn").
 const { MALLOC_TUNABLES } = await import(join(ROOT, 'dist', 'obs', 'malloc.js'));
 const AIRLOCK_ENV = { GLIBC_TUNABLES: MALLOC_TUNABLES };
 

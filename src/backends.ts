@@ -84,9 +84,16 @@ export async function openBlobs(loaded: LoadedConfig, opts: { cleanSpool?: boole
   return FsBlobStore.create(loaded.dataDir, opts);
 }
 
-/** One upstream HTTP client per ecosystem, with that ecosystem's timeout. */
+/** One upstream HTTP client per ecosystem, with that ecosystem's timeout and the hosts' connections shared as transfers.* says. */
 export function upstreamHttp(loaded: LoadedConfig, ecosystem: 'pypi' | 'oci' | 'hf'): UpstreamHttp {
-  return new UpstreamHttp({ headersTimeoutMs: loaded.config[ecosystem].timeout * 1000 });
+  const t = loaded.config.transfers;
+  return new UpstreamHttp({
+    headersTimeoutMs: loaded.config[ecosystem].timeout * 1000,
+    connectionsPerHost: t.host_connections,
+    largePerHost: t.host_large,
+    smallBytes: t.small_bytes,
+    queueWaitMs: t.host_queue_wait * 1000,
+  });
 }
 
 export function pypiIndex(loaded: LoadedConfig, d: { http: UpstreamHttp; meta: MetaStore; metrics: Metrics; log: Logger; ttlSeconds?: number }): PypiIndex {

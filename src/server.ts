@@ -1,29 +1,20 @@
 import type { AddressInfo } from 'node:net';
 import { createServer as createHttpServer, type RequestListener, type ServerOptions } from 'node:http';
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { serve, type ServerType } from '@hono/node-server';
 import { buildApp } from './app.js';
 import { withFastPath } from './http/fast.js';
-import { createConsole } from './console/routes.js';
 import { Authenticator } from './auth/tokens.js';
-import { changedSettings, loadConfig, type LoadedConfig } from './config/load.js';
+import type { LoadedConfig } from './config/load.js';
 import { splitListen } from './config/preflight.js';
-import { backgroundScrub } from './core/scrub.js';
 import { HashPool } from './core/hasher.js';
+import { LivePolicy, policyVersion } from './core/live-policy.js';
+import { keepRecord } from './core/record-budget.js';
 import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
-import { Advisories, type Policy } from './policy/index.js';
-import type { OsvRecord } from './policy/advisories.js';
-import { HF } from './hf/frontend.js';
-import { createHfApp } from './hf/routes.js';
-import { OCI } from './oci/frontend.js';
-import { PYPI } from './pypi/frontend.js';
-import { createOciApp } from './oci/routes.js';
-import { ImageGate } from './oci/gate.js';
-import { keepRecord } from './core/record-budget.js';
 import { ImageInventories } from './oci/inventory.js';
-import { createPypiApp } from './pypi/routes.js';
+import { readAdvisories, reloadAdvisories, reloadPolicy } from './reload.js';
+import { startCacheUpkeep, startRetention } from './upkeep.js';
+import { consoleFor, createFrontends, readiness } from './wiring.js';
 import { blobCache, hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
 
 export interface AirlockOptions {
@@ -33,8 +24,9 @@ export interface AirlockOptions {
 }
 
 /**
- * The composition root: stores and clients come from backends.ts, the one place they are chosen.
- * One function on purpose: every piece of the server is built and wired here, in order.
+ * The composition root, as a list of steps: stores and clients come from backends.ts (the one
+ * place they are chosen), the front-ends and the console are wired in wiring.ts, the cache's
+ * upkeep and record retention in upkeep.ts, policy and advisory reloads in reload.ts.
  */
 export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions = {}) {
   const { config } = loaded;
@@ -42,98 +34,36 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const meta = await openMeta(loaded, { create: true });
   const store = await openBlobs(loaded);
   const metrics = new Metrics(opts.defaultMetrics ?? true);
-  const http = upstreamHttp(loaded, 'pypi');
+  const http = { pypi: upstreamHttp(loaded, 'pypi'), oci: upstreamHttp(loaded, 'oci'), hf: upstreamHttp(loaded, 'hf') };
+  metrics.watchUpstreams([http.pypi, http.oci, http.hf]);
   const hashes = new HashPool(1).warm();
   const cache = blobCache(loaded, { store, meta, hashes, log, metrics }, { serving: true });
-  void cache.evict().catch((e) => log.error({ err: (e as Error).message }, 'cache eviction failed'));
-  const scrubber = backgroundScrub(cache, config.cache, log);
-  if (config.storage.meta === 'postgres' && config.storage.blobs === 'fs') {
-    log.warn({}, 'metadata is shared (PostgreSQL) but blobs are in a local directory: run one replica, or share blobs too (storage.blobs: s3)');
-  }
+  const scrubber = startCacheUpkeep(cache, config, log);
   const record = keepRecord(meta, metrics, log, config.records);
   const recorder = record.recorder;
-  const readAdvisories = async () => new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
-  let advisories = await readAdvisories();
-  let policy: Policy = loaded.policy.withAdvisories(advisories);
-  let lastReload: { at: number; error?: string } | null = null;
-  // The policy's version as a reviewed change names it: the SHA-256 of the file it came from.
-  const versionOf = (file: string) => ({ file, sha256: createHash('sha256').update(readFileSync(file)).digest('hex') });
-  let policyVersion = versionOf(loaded.policyFile);
+  const live = new LivePolicy(loaded.policy, await readAdvisories(meta), policyVersion(loaded.policyFile));
+  const shared = { live, cache, meta, recorder, log };
 
-  const index = pypiIndex(loaded, { http, meta, metrics, log });
-  const pypi = createPypiApp({ policy: () => policy, index, cache, http, recorder, log, pageMaxAge: Math.min(config.pypi.index_ttl, 300) });
-  const ociHttp = upstreamHttp(loaded, 'oci');
-  const registries = ociRegistries(loaded, ociHttp);
   const inventories = new ImageInventories(cache, meta.inventories, log);
   if (config.oci.inventory === 'on-fill') inventories.warm();
-  const oci = createOciApp({
-    inventories,
-    gate: new ImageGate(inventories, meta, () => policy, log),
-    authenticator: new Authenticator(meta),
-    policy: () => policy,
-    registries,
-    defaultRegistry: config.oci.default_registry,
-    cache,
-    meta,
-    recorder,
-    log,
-    maxManifestBytes: config.oci.max_manifest_bytes,
-    inventoryOnFill: config.oci.inventory === 'on-fill',
-  });
-  const hfHttp = upstreamHttp(loaded, 'hf');
-  const hub = hfHub(loaded, { http: hfHttp, meta, log });
-  const hf = createHfApp({ policy: () => policy, hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
-  const authenticator = new Authenticator(meta);
-  // Readiness probes: a primary-key lookup in the metadata store and a stat in the blob store.
-  const NOBODY = '0'.repeat(64);
-  const probe = async (what: string, p: Promise<unknown>): Promise<string | null> => {
-    try {
-      await Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error('no answer in 2 s')), 2000).unref())]);
-      return null;
-    } catch (e) {
-      return `${what}: ${(e as Error).message}`;
-    }
-  };
-  const unready = async () =>
-    (await Promise.all([probe('metadata store', meta.getBlob(NOBODY)), probe('blob store', store.stat(NOBODY))])).filter((x): x is string => x !== null);
-  const consoleApp = createConsole({
-    meta,
-    log,
-    policy: () => policy,
-    advisories: () => advisories,
-    lastReload: () => lastReload,
-    upstreams: () => [...http.failing(), ...ociHttp.failing(), ...hfHttp.failing()],
-    hits: async () => {
-      let hits = 0;
-      let served = 0;
-      for (const v of (await metrics.pulls.get()).values) {
-        if (v.labels.decision !== 'allow') continue;
-        served += v.value;
-        if (v.labels.cache === 'hit') hits += v.value;
-      }
-      return { hits, served };
-    },
-    policyVersion: () => policyVersion,
-    policySizes: () => ({ pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }),
-    recordHealth: () => recorder.health(),
+  const frontends = createFrontends(config, shared, {
+    pypi: { http: http.pypi, index: pypiIndex(loaded, { http: http.pypi, meta, metrics, log }) },
+    oci: { registries: ociRegistries(loaded, http.oci), inventories },
+    hf: { hub: hfHub(loaded, { http: http.hf, meta, log }) },
   });
   const { app, fast } = buildApp({
-    auth: { authenticator, modes: config.auth },
+    auth: { authenticator: new Authenticator(meta), modes: config.auth },
     log,
     metrics,
     meta,
     recorder,
-    unready,
+    unready: readiness(meta, store),
     warnings: record.warnings,
-    console: consoleApp,
-    frontends: [
-      { ...PYPI, app: pypi.app, fast: pypi.fast },
-      { ...OCI, app: oci },
-      { ...HF, app: hf },
-    ],
+    console: consoleFor(shared, { metrics, http: [http.pypi, http.oci, http.hf] }),
+    frontends,
   });
-
-  await record.start();
+  const retention = await startRetention(config.records, { recorder, meta, log });
+  record.start();
 
   return {
     app,
@@ -143,47 +73,27 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     store,
     cache,
     metrics,
-    /** Re-read imported advisories (after `airlock advisories import`); returns how many are active. */
-    async reloadAdvisories(): Promise<number> {
-      advisories = await readAdvisories();
-      policy = policy.withAdvisories(advisories);
-      log.info({ advisories: advisories.size }, 'advisories reloaded');
-      return advisories.size;
-    },
-    /** Re-read the policy from disk; a bad file keeps the old policy and says why. */
-    reloadPolicy(): boolean {
-      try {
-        const next = loadConfig(loaded.configFile);
-        policy = next.policy.withAdvisories(advisories);
-        lastReload = { at: Date.now() };
-        policyVersion = versionOf(next.policyFile);
-        log.info({ file: loaded.policyFile, pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }, 'policy reloaded');
-        if (policy.pypi.size + policy.oci.size + policy.hf.size === 0)
-          log.warn({ file: loaded.policyFile }, 'the reloaded policy allows nothing: every pull is refused');
-        // Only the policy is applied on reload; say so when other settings changed in the file.
-        const changed = changedSettings(loaded.config, next.config);
-        if (changed.length) log.warn({ changed }, 'configuration changes outside the policy need a restart; they were not applied');
-        return true;
-      } catch (e) {
-        log.error({ err: (e as Error).message }, 'policy reload failed; keeping the previous policy');
-        lastReload = { at: Date.now(), error: (e as Error).message };
-        return false;
-      }
-    },
     recorder,
     /** The record's size budget (records.max_bytes): checked every minute; `check()` now. */
     budget: record.budget,
+    /** Re-read imported advisories (after `airlock advisories import`); returns how many are active. */
+    reloadAdvisories: (): Promise<number> => reloadAdvisories(meta, live, log),
+    /** Re-read the policy from disk; a bad file keeps the old policy and says why. */
+    reloadPolicy: (): boolean => reloadPolicy(loaded, live, log),
+    /** Upstream hosts failing now (the breaker; the console's overview). */
+    failingUpstreams: () => [...http.pypi.failing(), ...http.oci.failing(), ...http.hf.failing()],
     async close() {
+      retention.stop();
       record.stop();
       scrubber.stop();
       await cache.shutdown();
       await cache.flushUses().catch(() => {});
       await recorder.flush();
       await hashes.close();
-      await http.close();
-      await ociHttp.close();
+      await http.pypi.close();
+      await http.oci.close();
       inventories.close();
-      await hfHttp.close();
+      await http.hf.close();
       await meta.close();
     },
   };

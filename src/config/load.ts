@@ -78,7 +78,7 @@ function zodMessage(y: ParsedYaml, base: (string | number)[], error: z.ZodError)
   if (issue.code === 'unrecognized_keys') {
     const keys = (issue as { keys: string[] }).keys;
     const full = [...path, keys[0]];
-    return `${where(y, full)}: ${pathString(full)}: unknown key ${JSON.stringify(keys[0])} (expected one of the documented keys; see README "Configuration")`;
+    return `${where(y, full)}: ${pathString(full)}: unknown key ${JSON.stringify(keys[0])} (expected one of the documented keys; see docs/configuration.md)`;
   }
   return `${where(y, path)}: ${pathString(path) || '(top level)'}: ${issue.message}`;
 }

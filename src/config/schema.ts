@@ -351,8 +351,24 @@ export const configSchema = z
         per_client: z.number().int().min(0).default(16),
         /** Seconds a client over per_client waits for one of its own downloads to end before a 429. */
         queue_wait: z.number().positive().default(30),
+        /** Connections to one upstream host, per ecosystem (src/upstream/host-slots.ts). */
+        host_connections: z.number().int().min(2).default(64),
+        /** Of which at most this many carry large bodies; the others are kept for pages, manifests, tokens and small files. */
+        host_large: z.number().int().min(1).default(48),
+        /** A file of known size up to this many bytes is a small request (never queues behind large bodies). */
+        small_bytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(1024 * 1024),
+        /** Seconds a request waits for one of its host's connections before a 503 (0: as long as its client waits). Not a host failure. */
+        host_queue_wait: z.number().min(0).default(120),
       })
       .strict()
+      .refine((t) => t.host_large < t.host_connections, {
+        path: ['host_large'],
+        message: 'must be below transfers.host_connections: small requests (pages, manifests, tokens) need connections of their own',
+      })
       .prefault({}),
     records: z
       .object({

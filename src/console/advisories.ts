@@ -14,7 +14,7 @@ import type { ConsoleDeps } from './routes.js';
 
 const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
 
-/** "N pulls (M served), K clients served.": one string, so the formatter cannot break it across lines. */
+/** "N pulls (M served), K clients served." */
 function pullCounts(rep: AffectedReport): string {
   const served = rep.pulls.filter((p) => p.decision === 'allow');
   return `${plural(rep.pulls.length, 'pull')} (${served.length} served), ${plural(new Set(served.map((p) => p.client)).size, 'client')} served.`;
@@ -28,37 +28,18 @@ export function advisoriesPage(csrf: string, q: string, rep: AffectedReport | nu
     'advisories',
     csrf,
     html`<form class="filters" method="get" action="/-/ui/advisories">
-        <label for="q"
-          >Advisory id, alias or package URL<input id="q" name="q" value="${q}" size="40" placeholder="PYSEC-2024-1, CVE-2024-1, pkg:pypi/name@1.0"
-        /></label>
-        <button type="submit">Search</button>
-      </form>
-      ${error ? html`<p class="error" role="alert">${error}</p>` : ''}
-      ${
-        rep
-          ? html`${
-                rep.advisory
-                  ? html`<h2>${rep.advisory.id}${rep.advisory.aliases.length ? html` <span class="muted">(${rep.advisory.aliases.join(', ')})</span>` : ''}</h2>
-                      <p>${rep.advisory.summary}</p>
-                      <p class="muted">packages: ${rep.advisory.packages.join(', ') || 'none'}${rep.advisory.withdrawn ? ' · withdrawn' : ''}</p>`
-                  : ''
-              }
-              ${
-                rep.images.length
-                  ? html`<h2>Images containing an affected package</h2>
-                      <ul>
-                        ${rep.images.map((i) => html`<li><code>${i.digest}</code> (${i.repositories.join(', ')}${i.tags.length ? html`; tags ${i.tags.join(', ')}` : ''}): ${i.packages.map((p) => `${p.name} ${p.version}`).join(', ')}</li>`)}
-                      </ul>`
-                  : ''
-              }
-              <h2>Every pull of what it affects</h2>
-              <p>
-                ${pullCounts(rep)}
-                <a href="${exportUrl}" download>Export CSV</a> · <a href="${cdxUrl}" download>Export CycloneDX</a>
-              </p>
-              ${pullsTable(rep.pulls)}`
-          : ''
-      }`,
+<label for="q">Advisory id, alias or package URL<input id="q" name="q" value="${q}" size="40" placeholder="PYSEC-2024-1, CVE-2024-1, pkg:pypi/name@1.0"></label>
+<button type="submit">Search</button></form>
+${error ? html`<p class="error" role="alert">${error}</p>` : ''}
+${
+  rep
+    ? html`${rep.advisory ? html`<h2>${rep.advisory.id}${rep.advisory.aliases.length ? html` <span class="muted">(${rep.advisory.aliases.join(', ')})</span>` : ''}</h2><p>${rep.advisory.summary}</p><p class="muted">packages: ${rep.advisory.packages.join(', ') || 'none'}${rep.advisory.withdrawn ? ' · withdrawn' : ''}</p>` : ''}
+${rep.images.length ? html`<h2>Images containing an affected package</h2><ul>${rep.images.map((i) => html`<li><code>${i.digest}</code> (${i.repositories.join(', ')}${i.tags.length ? html`; tags ${i.tags.join(', ')}` : ''}): ${i.packages.map((p) => `${p.name} ${p.version}`).join(', ')}</li>`)}</ul>` : ''}
+<h2>Every pull of what it affects</h2>
+<p>${pullCounts(rep)} <a href="${exportUrl}" download>Export CSV</a> · <a href="${cdxUrl}" download>Export CycloneDX</a></p>
+${pullsTable(rep.pulls)}`
+    : ''
+}`,
   );
 }
 
@@ -84,7 +65,7 @@ export function advisoriesRoutes(app: ConsoleApp, d: ConsoleDeps): void {
   // "Who pulled what this advisory affects?" (the same answer as `airlock affected`), and its CSV.
   const affectedOf = async (q: string) => {
     try {
-      return { rep: await affected(d.meta, q, d.policy()), error: undefined };
+      return { rep: await affected(d.meta, q, d.live.policy), error: undefined };
     } catch (e) {
       return { rep: null, error: (e as Error).message };
     }

@@ -67,9 +67,11 @@ const PIN: Answer = (r) => {
     };
   }
   if (r.ecosystem === 'hf' && r.version) {
+    // "HEAD" is what a request that names no revision asks for: the repository's default branch.
+    const rev = r.version === 'HEAD' ? 'main' : r.version;
     return {
-      command: `airlock pin hf ${r.name}@${r.version}`,
-      yaml: `policy:\n  hf:\n    allow:\n      - repo: ${r.name.replace(/^datasets\//, '')}${r.name.startsWith('datasets/') ? '\n        type: dataset' : ''}\n        commits: ["${r.version}"]   # a branch is pinned to its commit by the command`,
+      command: `airlock pin hf ${r.name}@${rev}`,
+      yaml: `policy:\n  hf:\n    allow:\n      - repo: ${r.name.replace(/^datasets\//, '')}${r.name.startsWith('datasets/') ? '\n        type: dataset' : ''}\n        commits: ["${rev}"]   # a branch is pinned to its commit by the command`,
       note: 'Pins this repository at one commit.',
     };
   }

@@ -41,56 +41,22 @@ export function artefactPage(csrf: string, a: ArtefactDetail): H {
     `${a.name}${a.version ? ` ${a.version}` : ''}`,
     'artefact',
     csrf,
-    html`<table>
-        <tbody>
-          <tr>
-            <th scope="row">Ecosystem</th>
-            <td>${a.ecosystem}</td>
-          </tr>
-          <tr>
-            <th scope="row">Name</th>
-            <td>${a.name}</td>
-          </tr>
-          <tr>
-            <th scope="row">Version or reference</th>
-            <td>${a.version ?? '-'}</td>
-          </tr>
-          <tr>
-            <th scope="row">SHA-256</th>
-            <td><code>${a.sha256 ?? '-'}</code></td>
-          </tr>
-          <tr>
-            <th scope="row">Size</th>
-            <td>${a.size ?? '-'}</td>
-          </tr>
-          <tr>
-            <th scope="row">Allowed by</th>
-            <td><code>${a.rule ?? 'no pull was allowed'}</code></td>
-          </tr>
-        </tbody>
-      </table>
-      <h2>Vulnerabilities</h2>
-      ${
-        a.vulnerabilities.length
-          ? html`<ul>
-              ${a.vulnerabilities.map((v) => html`<li><strong>${v.id}</strong>${v.aliases.length ? ` (${v.aliases.join(', ')})` : ''}${v.package ? ` in ${v.package}` : ''}${v.severity ? ` · ${v.severity}` : ''}${v.fixed ? ` · fixed in ${v.fixed}` : ''}: ${v.summary}</li>`)}
-            </ul>`
-          : html`<p>
-              None among the imported
-              advisories${a.ecosystem === 'oci' ? ' (for an image manifest whose inventory was read; a layer has none of its own)' : ''}.
-            </p>`
-      }
-      <h2>SBOM fragment</h2>
-      ${a.sbom ? html`<pre aria-label="CycloneDX components">${a.sbom}</pre>` : html`<p class="muted">Not served: no SBOM entry.</p>`}
-      <h2>Inspection</h2>
-      ${
-        scan
-          ? html`<p class="muted">scanner ${a.scan!.scanner}</p>
-              <pre>${scan}</pre>`
-          : html`<p class="muted">No inspection report (only model files are inspected).</p>`
-      }
-      <h2>Pulls (${a.pulls.length}, ${refused.length} refused)</h2>
-      ${pullsTable(a.pulls)}`,
+    html`<table><tbody>
+<tr><th scope="row">Ecosystem</th><td>${a.ecosystem}</td></tr>
+<tr><th scope="row">Name</th><td>${a.name}</td></tr>
+<tr><th scope="row">Version or reference</th><td>${a.version ?? '-'}</td></tr>
+<tr><th scope="row">SHA-256</th><td><code>${a.sha256 ?? '-'}</code></td></tr>
+<tr><th scope="row">Size</th><td>${a.size ?? '-'}</td></tr>
+<tr><th scope="row">Allowed by</th><td><code>${a.rule ?? 'no pull was allowed'}</code></td></tr>
+</tbody></table>
+<h2>Vulnerabilities</h2>
+${a.vulnerabilities.length ? html`<ul>${a.vulnerabilities.map((v) => html`<li><strong>${v.id}</strong>${v.aliases.length ? ` (${v.aliases.join(', ')})` : ''}${v.package ? ` in ${v.package}` : ''}${v.severity ? ` · ${v.severity}` : ''}${v.fixed ? ` · fixed in ${v.fixed}` : ''}: ${v.summary}</li>`)}</ul>` : html`<p>None among the imported advisories${a.ecosystem === 'oci' ? ' (for an image manifest whose inventory was read; a layer has none of its own)' : ''}.</p>`}
+<h2>SBOM fragment</h2>
+${a.sbom ? html`<pre aria-label="CycloneDX components">${a.sbom}</pre>` : html`<p class="muted">Not served: no SBOM entry.</p>`}
+<h2>Inspection</h2>
+${scan ? html`<p class="muted">scanner ${a.scan!.scanner}</p><pre>${scan}</pre>` : html`<p class="muted">No inspection report (only model files are inspected).</p>`}
+<h2>Pulls (${a.pulls.length}, ${refused.length} refused)</h2>
+${pullsTable(a.pulls)}`,
   );
 }
 
@@ -112,7 +78,7 @@ export function artefactRoutes(app: ConsoleApp, d: ConsoleDeps): void {
       // An image manifest: its stored inventory judged against the advisories, as the gate does.
       const stored = await d.meta.inventories.getInventory(`sha256:${sha256}`);
       if (stored) {
-        const verdict = d.policy().judgeImage(name, [`sha256:${sha256}`], JSON.parse(stored.inventory), Date.now());
+        const verdict = d.live.policy.judgeImage(name, [`sha256:${sha256}`], JSON.parse(stored.inventory), Date.now());
         vulnerabilities = verdict.findings.map((f) => ({
           id: f.id,
           aliases: f.aliases,
@@ -123,8 +89,7 @@ export function artefactRoutes(app: ConsoleApp, d: ConsoleDeps): void {
         }));
       }
     } else if (ecosystem === 'pypi' && version) {
-      vulnerabilities = d
-        .advisories()
+      vulnerabilities = d.live.advisories
         .matchPypi(name, version, sha256)
         .map((m) => ({ id: m.id, aliases: m.aliases, summary: m.summary, severity: m.severity.label, fixed: m.fixed }));
     }

@@ -46,30 +46,15 @@ export function layout(title: string, current: string, csrf: string | null, body
   const link = (href: string, label: string) =>
     current === href ? html`<a href="${url(href)}" aria-current="page">${label}</a>` : html`<a href="${url(href)}">${label}</a>`;
   return html`<!doctype html>
-    <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <title>${title} · Airlock</title>
-        <link rel="stylesheet" href="/-/ui/static/console.css" />
-      </head>
-      <body>
-        <header>
-          <strong>Airlock</strong>${
-            csrf
-              ? html`<nav aria-label="Console">
-                    ${link('', 'Overview')}${link('refusals', 'Refusals')}${link('advisories', 'Advisories')}${link('records', 'Record')}
-                  </nav>
-                  <form method="post" action="/-/ui/logout"><input type="hidden" name="csrf" value="${csrf}" /><button type="submit">Log out</button></form>`
-              : ''
-          }
-        </header>
-        <main id="main">
-          <h1>${title}</h1>
-          ${body}
-        </main>
-      </body>
-    </html>`;
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${title} · Airlock</title><link rel="stylesheet" href="/-/ui/static/console.css"></head>
+<body><header><strong>Airlock</strong>${
+    csrf
+      ? html`<nav aria-label="Console">${link('', 'Overview')}${link('refusals', 'Refusals')}${link('advisories', 'Advisories')}${link('records', 'Record')}</nav>
+<form method="post" action="/-/ui/logout"><input type="hidden" name="csrf" value="${csrf}"><button type="submit">Log out</button></form>`
+      : ''
+  }</header>
+<main id="main"><h1>${title}</h1>${body}</main></body></html>`;
 }
 
 export const when = (ts: number) => new Date(ts).toISOString().replace('T', ' ').slice(0, 19);
@@ -83,31 +68,13 @@ export function artefact(r: StoredPullRecord): H {
 }
 
 export function select(name: string, label: string, value: string | undefined, options: string[]): H {
-  return html`<label for="${name}"
-    >${label}<select id="${name}" name="${name}">
-      <option value="">any</option>
-      ${options.map((o) => (o === value ? html`<option selected>${o}</option>` : html`<option>${o}</option>`))}
-    </select></label
-  >`;
+  return html`<label for="${name}">${label}<select id="${name}" name="${name}"><option value="">any</option>${options.map((o) => (o === value ? html`<option selected>${o}</option>` : html`<option>${o}</option>`))}</select></label>`;
 }
 
 export function pullsTable(rows: StoredPullRecord[]): H {
-  return html`<table>
-    <thead>
-      <tr>
-        <th scope="col">Time</th>
-        <th scope="col">Client</th>
-        <th scope="col">Artefact</th>
-        <th scope="col">Cache</th>
-        <th scope="col">Decision</th>
-        <th scope="col">Reason</th>
-      </tr>
-    </thead>
-    <tbody>
-      ${rows.map(
-        (r) =>
-          html`<tr><td>${when(r.ts)}</td><td><code>${r.client}</code></td><td>${r.ecosystem}: ${artefact(r)}</td><td>${r.cache}</td><td${r.decision === 'allow' ? '' : html` class="deny"`}>${r.decision}</td><td>${r.reason ?? ''}</td></tr>`,
-      )}
-    </tbody>
-  </table>`;
+  return html`<table><thead><tr><th scope="col">Time</th><th scope="col">Client</th><th scope="col">Artefact</th><th scope="col">Cache</th><th scope="col">Decision</th><th scope="col">Reason</th></tr></thead>
+<tbody>${rows.map(
+    (r) =>
+      html`<tr><td>${when(r.ts)}</td><td><code>${r.client}</code></td><td>${r.ecosystem}: ${artefact(r)}</td><td>${r.cache}</td><td${r.decision === 'allow' ? '' : html` class="deny"`}>${r.decision}</td><td>${r.reason ?? ''}</td></tr>`,
+  )}</tbody></table>`;
 }

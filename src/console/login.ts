@@ -25,12 +25,11 @@ export function loginPage(nonce: string, error?: string): H {
     'login',
     null,
     html`<p>An admin token logs you in (create one with <code>airlock token create --name NAME --admin</code>).</p>
-      ${error ? html`<p class="error" role="alert">${error}</p>` : ''}
-      <form method="post" action="/-/ui/login">
-        <input type="hidden" name="nonce" value="${nonce}" />
-        <label for="token">Admin token<input id="token" name="token" type="password" autocomplete="off" required /></label>
-        <p><button type="submit">Log in</button></p>
-      </form>`,
+${error ? html`<p class="error" role="alert">${error}</p>` : ''}
+<form method="post" action="/-/ui/login">
+<input type="hidden" name="nonce" value="${nonce}">
+<label for="token">Admin token<input id="token" name="token" type="password" autocomplete="off" required></label>
+<p><button type="submit">Log in</button></p></form>`,
   );
 }
 

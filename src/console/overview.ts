@@ -49,49 +49,12 @@ function dailyChart(counts: DayCount[], days: number, now: number): H {
       return h > 0 ? html`<rect x="${i * W + 4}" y="${y.toFixed(1)}" width="16" height="${h.toFixed(1)}" fill="${COLOURS[e]}"></rect>` : '';
     });
     const rh = (refused(d) / max) * (Hh - 10);
-    return html`${stack}${rh > 0 ? html`<rect x="${i * W + 21}" y="${(Hh - rh).toFixed(1)}" width="14" height="${rh.toFixed(1)}" fill="#a40e26"></rect>` : ''}<text
-        x="${i * W + 20}"
-        y="${Hh + 14}"
-        font-size="10"
-        text-anchor="middle"
-        fill="#57606a"
-        >${new Date(d).toISOString().slice(5, 10)}</text
-      >`;
+    return html`${stack}${rh > 0 ? html`<rect x="${i * W + 21}" y="${(Hh - rh).toFixed(1)}" width="14" height="${rh.toFixed(1)}" fill="#a40e26"></rect>` : ''}<text x="${i * W + 20}" y="${Hh + 14}" font-size="10" text-anchor="middle" fill="#57606a">${new Date(d).toISOString().slice(5, 10)}</text>`;
   });
-  return html`<figure>
-      <svg role="img" aria-labelledby="chart-title" viewBox="0 0 ${days * W} ${Hh + 20}" width="${days * W}" height="${Hh + 20}">
-        <title id="chart-title">Pulls per day over the last ${days} days: served by ecosystem, and refused</title>
-        ${bars}
-      </svg>
-      <figcaption class="muted">
-        Served: <span class="key-pypi">PyPI</span>, <span class="key-oci">OCI</span>, <span class="key-hf">Hugging Face</span> (stacked); refused:
-        <span class="key-deny">red</span>.
-      </figcaption>
-    </figure>
-    <table>
-      <caption class="muted">
-        The same, per day
-      </caption>
-      <thead>
-        <tr>
-          <th scope="col">Day</th>
-          <th scope="col">PyPI served</th>
-          <th scope="col">OCI served</th>
-          <th scope="col">Hugging Face served</th>
-          <th scope="col">Refused</th>
-        </tr>
-      </thead>
-      <tbody>
-        ${cols.map(
-          (d) =>
-            html`<tr>
-              <td>${new Date(d).toISOString().slice(0, 10)}</td>
-              ${ecos.map((e) => html`<td>${served(d, e)}</td>`)}
-              <td>${refused(d)}</td>
-            </tr>`,
-        )}
-      </tbody>
-    </table>`;
+  return html`<figure><svg role="img" aria-labelledby="chart-title" viewBox="0 0 ${days * W} ${Hh + 20}" width="${days * W}" height="${Hh + 20}"><title id="chart-title">Pulls per day over the last ${days} days: served by ecosystem, and refused</title>${bars}</svg>
+<figcaption class="muted">Served: <span class="key-pypi">PyPI</span>, <span class="key-oci">OCI</span>, <span class="key-hf">Hugging Face</span> (stacked); refused: <span class="key-deny">red</span>.</figcaption></figure>
+<table><caption class="muted">The same, per day</caption><thead><tr><th scope="col">Day</th><th scope="col">PyPI served</th><th scope="col">OCI served</th><th scope="col">Hugging Face served</th><th scope="col">Refused</th></tr></thead>
+<tbody>${cols.map((d) => html`<tr><td>${new Date(d).toISOString().slice(0, 10)}</td>${ecos.map((e) => html`<td>${served(d, e)}</td>`)}<td>${refused(d)}</td></tr>`)}</tbody></table>`;
 }
 
 export function overviewPage(
@@ -114,48 +77,24 @@ export function overviewPage(
     upstreams: { host: string; failures: number; openUntil: number }[];
   },
 ): H {
-  // Computed here so the card's markup stays on one line (no whitespace between its parts).
   const hitRatio = o.hits.served ? `${Math.round((100 * o.hits.hits) / o.hits.served)}%` : '-';
   return layout(
     'Overview',
     '',
     csrf,
     html`<div class="cards">
-        <div class="card"><span>Pulls, last 14 days</span><b>${o.pulls}</b></div>
-        <div class="card"><span>Refused among them</span><b>${o.refusals}</b><a href="/-/ui/refusals">see why</a></div>
-        <div class="card"><span>Cached blobs</span><b>${o.blobs}</b><span class="muted">${(o.bytes / 2 ** 20).toFixed(1)} MiB</span></div>
-        <div class="card">
-          <span>Cache hit ratio</span><b>${hitRatio}</b><span class="muted">${o.hits.hits} of ${o.hits.served} served since this server started</span>
-        </div>
-        <div class="card">
-          <span>Advisories imported</span><b>${o.advisories}</b
-          ><span class="muted"
-            >${o.advisoriesNewest ? `newest record modified ${o.advisoriesNewest.slice(0, 10)} (${Math.floor((o.now - Date.parse(o.advisoriesNewest)) / 86_400_000)} days ago)` : 'none imported: airlock advisories import'}</span
-          >
-        </div>
-        <div class="card">
-          <span>Policy</span><b>${o.policy.pypi + o.policy.oci + o.policy.hf}</b
-          ><span class="muted">${o.policy.pypi} PyPI, ${o.policy.oci} OCI, ${o.policy.hf} Hugging Face</span
-          ><span class="muted">version <code>${o.policyVersion.sha256.slice(0, 12)}</code> of ${o.policyVersion.file}</span
-          ><span class="muted">scanner ${o.scanner}</span>
-        </div>
-        <div class="card">
-          <span>Record</span
-          ><b>${o.recordOk ? html`<span class="deny">failing</span>` : 'written'}</b>${o.recordOk ? html`<span class="error">${o.recordOk}</span>` : ''}
-        </div>
-        <div class="card">
-          <span>Last policy reload</span><b>${o.reload ? (o.reload.error ? html`<span class="deny">failed</span>` : 'applied') : 'none'}</b
-          ><span class="muted">${o.reload ? `${when(o.reload.at)} UTC` : 'since start'}</span
-          >${o.reload?.error ? html`<span class="error">${o.reload.error}</span>` : ''}
-        </div>
-        <div class="card">
-          <span>Upstreams</span
-          ><b>${o.upstreams.length ? html`<span class="deny">${o.upstreams.length} failing</span>` : 'answering'}</b
-          >${o.upstreams.map((u) => html`<span class="error">${u.host}: ${u.failures} failures${u.openUntil > o.now ? ', not asked for now' : ''}</span>`)}
-        </div>
-      </div>
-      <h2>Pulls per day</h2>
-      ${dailyChart(o.daily, 14, o.now)}`,
+<div class="card"><span>Pulls, last 14 days</span><b>${o.pulls}</b></div>
+<div class="card"><span>Refused among them</span><b>${o.refusals}</b><a href="/-/ui/refusals">see why</a></div>
+<div class="card"><span>Cached blobs</span><b>${o.blobs}</b><span class="muted">${(o.bytes / 2 ** 20).toFixed(1)} MiB</span></div>
+<div class="card"><span>Cache hit ratio</span><b>${hitRatio}</b><span class="muted">${o.hits.hits} of ${o.hits.served} served since this server started</span></div>
+<div class="card"><span>Advisories imported</span><b>${o.advisories}</b><span class="muted">${o.advisoriesNewest ? `newest record modified ${o.advisoriesNewest.slice(0, 10)} (${Math.floor((o.now - Date.parse(o.advisoriesNewest)) / 86_400_000)} days ago)` : 'none imported: airlock advisories import'}</span></div>
+<div class="card"><span>Policy</span><b>${o.policy.pypi + o.policy.oci + o.policy.hf}</b><span class="muted">${o.policy.pypi} PyPI, ${o.policy.oci} OCI, ${o.policy.hf} Hugging Face</span><span class="muted">version <code>${o.policyVersion.sha256.slice(0, 12)}</code> of ${o.policyVersion.file}</span><span class="muted">scanner ${o.scanner}</span></div>
+<div class="card"><span>Record</span><b>${o.recordOk ? html`<span class="deny">failing</span>` : 'written'}</b>${o.recordOk ? html`<span class="error">${o.recordOk}</span>` : ''}</div>
+<div class="card"><span>Last policy reload</span><b>${o.reload ? (o.reload.error ? html`<span class="deny">failed</span>` : 'applied') : 'none'}</b><span class="muted">${o.reload ? `${when(o.reload.at)} UTC` : 'since start'}</span>${o.reload?.error ? html`<span class="error">${o.reload.error}</span>` : ''}</div>
+<div class="card"><span>Upstreams</span><b>${o.upstreams.length ? html`<span class="deny">${o.upstreams.length} failing</span>` : 'answering'}</b>${o.upstreams.map((u) => html`<span class="error">${u.host}: ${u.failures} failures${u.openUntil > o.now ? ', not asked for now' : ''}</span>`)}</div>
+</div>
+<h2>Pulls per day</h2>
+${dailyChart(o.daily, 14, o.now)}`,
   );
 }
 
@@ -166,6 +105,8 @@ export function overviewRoutes(app: ConsoleApp, d: ConsoleDeps): void {
     const daily = await d.meta.dailyCounts(Math.floor(now / 86_400_000) * 86_400_000 - 13 * 86_400_000);
     const totals = await d.meta.blobTotals();
     const health = d.recordHealth();
+    // The policy, advisories and version of one moment: a reload may land during the await below.
+    const live = d.live.current();
     return page(
       c,
       overviewPage(c.get('session').csrf, {
@@ -175,14 +116,14 @@ export function overviewRoutes(app: ConsoleApp, d: ConsoleDeps): void {
         now,
         blobs: totals.count,
         bytes: totals.bytes,
-        advisories: d.advisories().size,
-        advisoriesNewest: d.advisories().newest,
+        advisories: live.advisories.size,
+        advisoriesNewest: live.advisories.newest,
         recordOk: health ? health.message : null,
-        policy: d.policySizes(),
-        reload: d.lastReload(),
+        policy: { pypi: live.policy.pypi.size, oci: live.policy.oci.size, hf: live.policy.hf.size },
+        reload: d.live.lastReload,
         upstreams: d.upstreams(),
         hits: await d.hits(),
-        policyVersion: d.policyVersion(),
+        policyVersion: live.version,
         scanner: SCANNER_VERSION,
       }),
     );

@@ -20,22 +20,15 @@ export interface ChainStatus {
 }
 
 function chainBlock(csrf: string, s: ChainStatus | null): H {
-  return html`<section aria-label="Chain verification">
-    <h2>Chain verification</h2>
-    ${
-      s
-        ? s.problem
-          ? html`<p class="error" role="alert">BROKEN: ${s.problem} (verified ${when(s.at)} UTC, ${s.rows} rows)</p>`
-          : html`<p>
-              Intact: ${s.rows} rows, head <code>${s.head ?? 'none'}</code> (verified ${when(s.at)} UTC). Keep the head elsewhere to detect removal of the
-              newest rows.
-            </p>`
-        : html`<p class="muted">Not verified by this server since it started (<code>airlock audit verify</code> runs it from the command line).</p>`
-    }
-    <form method="post" action="/-/ui/records/verify">
-      <input type="hidden" name="csrf" value="${csrf}" /><button type="submit">Verify the chain now</button>
-    </form>
-  </section>`;
+  return html`<section aria-label="Chain verification"><h2>Chain verification</h2>
+${
+  s
+    ? s.problem
+      ? html`<p class="error" role="alert">BROKEN: ${s.problem} (verified ${when(s.at)} UTC, ${s.rows} rows)</p>`
+      : html`<p>Intact: ${s.rows} rows, head <code>${s.head ?? 'none'}</code> (verified ${when(s.at)} UTC). Keep the head elsewhere to detect removal of the newest rows.</p>`
+    : html`<p class="muted">Not verified by this server since it started (<code>airlock audit verify</code> runs it from the command line).</p>`
+}
+<form method="post" action="/-/ui/records/verify"><input type="hidden" name="csrf" value="${csrf}"><button type="submit">Verify the chain now</button></form></section>`;
 }
 
 export function recordsPage(
@@ -50,12 +43,13 @@ export function recordsPage(
     'records',
     csrf,
     html`<form class="filters" method="get" action="/-/ui/records">
-        <label for="name">Name<input id="name" name="name" value="${f.name ?? ''}" /></label>
-        ${select('ecosystem', 'Ecosystem', f.ecosystem, ['pypi', 'oci', 'hf', 'audit'])}
-        ${select('decision', 'Decision', f.decision, ['allow', 'deny', 'error'])}
-        <button type="submit">Search</button>
-      </form>
-      ${pullsTable(rows)} ${pager(f.query, rows, limit)} ${chainBlock(csrf, chain)}`,
+<label for="name">Name<input id="name" name="name" value="${f.name ?? ''}"></label>
+${select('ecosystem', 'Ecosystem', f.ecosystem, ['pypi', 'oci', 'hf', 'audit'])}
+${select('decision', 'Decision', f.decision, ['allow', 'deny', 'error'])}
+<button type="submit">Search</button></form>
+${pullsTable(rows)}
+${pager(f.query, rows, limit)}
+${chainBlock(csrf, chain)}`,
   );
 }
 

@@ -1,8 +1,7 @@
 import { Hono } from 'hono';
 import type { Logger } from '../obs/logger.js';
 import type { MetaStore, PullFilter } from '../storage/meta-store.js';
-import type { Policy } from '../policy/index.js';
-import type { Advisories } from '../policy/advisories.js';
+import type { LivePolicy } from '../core/live-policy.js';
 import { advisoriesRoutes } from './advisories.js';
 import { artefactRoutes } from './artefact.js';
 import { filters, page, PAGE, type ConsoleApp } from './context.js';
@@ -14,19 +13,13 @@ import { CODES, refusalsPage } from './views.js';
 
 export interface ConsoleDeps {
   meta: MetaStore;
-  policy: () => Policy;
-  /** The imported advisories as the server holds them (not re-read from the store per page). */
-  advisories: () => Advisories;
-  /** The last policy reload: when, and its error if it failed (null: none since start). */
-  lastReload: () => { at: number; error?: string } | null;
+  /** The policy in force, the advisories as the server holds them (not re-read from the store per page), its version and last reload. */
+  live: LivePolicy;
   /** Upstream hosts failing to answer now. */
   upstreams: () => { host: string; failures: number; openUntil: number }[];
   /** Served pulls since start and how many were cache hits (this process's metrics). */
   hits: () => Promise<{ hits: number; served: number }>;
-  /** The policy in force: its file and the SHA-256 of its bytes (the version a reviewed change can name). */
-  policyVersion: () => { file: string; sha256: string };
   log: Logger;
-  policySizes: () => { pypi: number; oci: number; hf: number };
   recordHealth: () => { message: string } | null;
   /** Cookies need Secure when the console is reached over HTTPS (behind a TLS proxy). */
   secureCookies?: boolean;

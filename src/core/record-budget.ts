@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Metrics } from '../obs/metrics.js';
 import type { PullLog } from '../storage/meta-store.js';
-import { prunePulls, prunePullsToSize } from './chain.js';
+import { prunePullsToSize } from './chain.js';
 import { Recorder } from './records.js';
 
 /** Past the budget the record is pruned to this share of it, so that one check does not prune again at the next. */
@@ -54,23 +54,21 @@ export class RecordBudget {
   }
 }
 
-/** The records.* settings the recorder, retention and the budget take (config/schema.ts). */
+/** The records.* settings the recorder and the budget take (config/schema.ts). */
 export interface RecordSettings {
-  retention_days: number;
   max_bytes: number;
   fold_window_seconds: number;
   fold_max_windows: number;
   refusal_limit: { per_second: number; burst: number; clients: number };
 }
 
-const DAY = 86_400_000;
 /** Time between size checks of the record. */
 const CHECK_EVERY_MS = 60_000;
 
 /**
- * The server's record upkeep: the recorder with its refusal guard (rate limit, folding), retention
- * (records.retention_days, daily) and the size budget (records.max_bytes, every minute). `start()`
- * runs both once and starts their timers; `warnings()` is what /-/readyz shows; `stop()` ends them.
+ * The server's recorder with its refusal guard (rate limit, folding) and the record's size budget
+ * (records.max_bytes). `start()` checks the size now (in the background) and every minute;
+ * `warnings()` is what /-/readyz shows; `stop()` ends the checks. (Retention is upkeep.ts.)
  */
 export function keepRecord(pulls: PullLog, metrics: Metrics, log: Logger, rc: RecordSettings) {
   const recorder = new Recorder(pulls, metrics, log, {
@@ -79,25 +77,17 @@ export function keepRecord(pulls: PullLog, metrics: Metrics, log: Logger, rc: Re
     limits: { perSecond: rc.refusal_limit.per_second, burst: rc.refusal_limit.burst, maxClients: rc.refusal_limit.clients },
   });
   const budget = new RecordBudget(pulls, recorder, metrics, log, rc.max_bytes);
-  const prune = async () => {
-    if (rc.retention_days <= 0) return;
-    await recorder.flush();
-    const n = await prunePulls(pulls, Date.now() - rc.retention_days * DAY, 'airlock-retention');
-    if (n > 0) log.info({ removed: n, retentionDays: rc.retention_days }, 'pull records pruned (a chained audit/prune event records it)');
-  };
   const check = () => void budget.check().catch((e) => log.error({ err: (e as Error).message }, 'record size check failed'));
-  const timers: NodeJS.Timeout[] = [];
+  let timer: NodeJS.Timeout | undefined;
   return {
     recorder,
     budget,
-    async start(): Promise<void> {
-      await prune();
+    start(): void {
       check();
-      timers.push(setInterval(() => void prune().catch((e) => log.error({ err: (e as Error).message }, 'record pruning failed')), DAY));
-      timers.push(setInterval(check, CHECK_EVERY_MS));
-      timers.forEach((t) => t.unref());
+      timer = setInterval(check, CHECK_EVERY_MS);
+      timer.unref();
     },
     warnings: (): string[] => [budget.warning()].filter((w): w is string => w !== null),
-    stop: () => timers.forEach((t) => clearInterval(t)),
+    stop: () => clearInterval(timer),
   };
 }

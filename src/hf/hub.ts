@@ -3,7 +3,7 @@ import { AirlockError } from '../core/errors.js';
 import { SingleFlight } from '../core/flight.js';
 import { displayRepo, type HfRepoType } from '../names/hf.js';
 import type { PageCache } from '../storage/meta-store.js';
-import { header, readBounded, redact, upstreamUrlAllowed, type UpstreamHttp, type UpstreamResponse } from '../upstream/http.js';
+import { header, readBounded, redact, upstreamUrlAllowed, type GetOptions, type UpstreamHttp, type UpstreamResponse } from '../upstream/http.js';
 
 /** One entry of a repository tree at a commit, as the Hub's tree API gives it (Xet fields dropped). */
 export interface HfEntry {
@@ -179,11 +179,21 @@ export class Hub {
     return sha;
   }
 
-  /** GET a file at a commit through the Hub's resolve endpoint (LFS/Xet bridge redirects followed). */
-  async openFile(type: HfRepoType, repo: string, commit: string, path: string, signal?: AbortSignal): Promise<UpstreamResponse> {
+  /**
+   * GET a file at a commit through the Hub's resolve endpoint (LFS/Xet bridge redirects followed).
+   * `transfer`: an LFS body, its size and client (the host's connections are shared out by them).
+   */
+  async openFile(
+    type: HfRepoType,
+    repo: string,
+    commit: string,
+    path: string,
+    signal?: AbortSignal,
+    transfer?: GetOptions['transfer'],
+  ): Promise<UpstreamResponse> {
     const prefix = type === 'dataset' ? 'datasets/' : '';
     const url = new URL(`${prefix}${repo}/resolve/${commit}/${encodePath(path)}`, this.base);
-    return this.o.http.get(url, { headers: this.headers(), signal, allowUrl: this.allowUrl, maxRedirects: 10 });
+    return this.o.http.get(url, { headers: this.headers(), signal, transfer, allowUrl: this.allowUrl, maxRedirects: 10 });
   }
 }
 

@@ -83,7 +83,10 @@ const MALFORMED = new Set([400, 414]);
  * name: malformed requests and wrong tokens.
  */
 export function requestName(c: Context<AppEnv>): string {
-  const raw = (c.env?.incoming?.url ?? new URL(c.req.url).pathname).split('?', 1)[0];
+  let raw = (c.env?.incoming?.url ?? new URL(c.req.url).pathname).split('?', 1)[0];
+  // An absolute-form request target (`GET http://user:secret@host/path`): its path alone, never
+  // its origin or userinfo (a token in a row or log line).
+  if (!raw.startsWith('/')) raw = raw.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '') || '/';
   let path: string;
   try {
     path = decodeURIComponent(raw);
@@ -105,10 +108,11 @@ export function requestName(c: Context<AppEnv>): string {
 /**
  * The one error handler of the artefact front-ends: a Refusal's row is written (the record), a
  * malformed request's too (code bad_request); everything is logged once and answered in the
- * front-end's own envelope. HEAD requests are answered the same but not recorded: clients probe
- * with HEAD before the GET that fetches (huggingface_hub and transformers HEAD candidate files,
- * some of them optional; OCI clients HEAD a manifest before its GET), so a HEAD is not a pull, and
- * recording it would put a probe for an optional file on the Refusals page as if it were a pull.
+ * front-end's own envelope. A refused HEAD is recorded like a refused GET: clients ask with HEAD
+ * first and never send the GET a refused HEAD would have led to (containerd and Docker resolve a
+ * manifest by HEAD; huggingface_hub HEADs a file for its metadata before downloading it), so a
+ * refusal kept off the record on HEAD would be the refusal nobody can see or approve. (A served
+ * HEAD is not a pull and leaves no row: serve-blob.ts.) Repeated probes fold (core/records.ts).
  */
 export function errorHandler<E extends WireError>(f: ErrorEnvelope<E>): ErrorHandler<AppEnv> {
   type Row = { code: RecordCode; rule: string; reason: string; decision: 'deny' | 'error'; row: RefusalRow };
@@ -125,7 +129,6 @@ export function errorHandler<E extends WireError>(f: ErrorEnvelope<E>): ErrorHan
     code: r.code,
   });
   return (err, c) => {
-    const head = c.req.method === 'HEAD';
     let shown: unknown = err;
     let row: Row | null = null;
     if (err instanceof Refusal) {
@@ -136,7 +139,7 @@ export function errorHandler<E extends WireError>(f: ErrorEnvelope<E>): ErrorHan
     if (e && MALFORMED.has(e.status) && !(err instanceof Refusal))
       row = { code: 'bad_request', rule: `${f.ecosystem}.request`, reason: e.message, decision: 'deny', row: { name: requestName(c) } };
     // A refusal is recorded even when its answer is unexpected (a 500 below).
-    if (row && !head) {
+    if (row) {
       // Past the client's refusal rate limit: 429, counted in one folded row (records.refusal_limit).
       const limited = rateLimit(c, f.recorder, rowOf(c, row));
       if (limited) return f.render(c, f.wire(limited) ?? f.internal());

@@ -217,8 +217,9 @@ async function offloaded(
 /**
  * Serve a small verified body held in memory (an OCI manifest, a Hub git file) and write its
  * pull record first: the row is committed before any byte goes out (a row that cannot be written
- * withholds the body). A HEAD is answered without a row (a probe, not a pull: http/refusal.ts).
- * With `ranges`, a Range header is honoured (a 416 is on record like the pull it answers).
+ * withholds the body). A HEAD is answered without a row (a probe, not a pull). With `ranges`, a
+ * Range header is honoured; a range outside the body is answered 416 without a row, as serveBlob
+ * answers it: nothing was served and nothing was refused.
  */
 export async function serveSmall(
   c: Context<AppEnv>,
@@ -226,9 +227,9 @@ export async function serveSmall(
   headers: Record<string, string>,
   r: { recorder: Recorder; row: RecordRow; ranges?: boolean },
 ): Promise<Response> {
-  if (c.req.method !== 'HEAD') await r.recorder.recordServed(r.row);
   const range = r.ranges ? resolveRange(parseRange(c.req.header('range')), body.length) : null;
   if (range === 'unsatisfiable') return sendBytes(c, 416, { ...headers, 'content-range': `bytes */${body.length}` }, Buffer.alloc(0));
+  if (c.req.method !== 'HEAD') await r.recorder.recordServed(r.row);
   if (range)
     return sendBytes(c, 206, { ...headers, 'content-range': `bytes ${range.start}-${range.end}/${body.length}` }, body.subarray(range.start, range.end + 1));
   return sendBytes(c, 200, headers, body);

@@ -17,7 +17,7 @@ interface Pending {
  * Reads layers as their fills write them, in one child process at the lowest CPU priority
  * (reader-child.ts). Decompressing and walking a GiB layer costs ~1.2 s of CPU; in the server's
  * own threads it slowed unthrottled cold pulls on this 2-core machine by ~38%, at idle priority
- * it takes what the transfers leave (README Performance, "cold OCI layer, inventory"). Where the
+ * it takes what the transfers leave (docs/performance.md, "cold OCI layer, inventory"). Where the
  * child cannot run (its compiled file is missing), layers are read in this process instead.
  */
 export class LayerReaderPool {

@@ -6,7 +6,7 @@
  * the kernel at once, so the next buffers fault their pages in again. Measured on this kind of
  * machine (a VM whose memory balloon makes each fresh page cost ~20 us): a cold 1 GiB pull went
  * from 135-164 to 262-346 MiB/s and from ~80k to ~11k page faults per GiB with these settings
- * (bench/cold-peers.mjs, AB_MALLOC rows; README Performance). The cost is at most 256 MiB of freed
+ * (bench/cold-peers.mjs, AB_MALLOC rows; docs/performance.md). The cost is at most 256 MiB of freed
  * heap kept for reuse instead of returned; peak RSS of a cold pull moved by under 10 MiB.
  * Node has no mallopt(), and glibc reads GLIBC_TUNABLES only when the process starts, hence an
  * environment variable rather than code.
@@ -18,5 +18,5 @@ export function mallocWarning(env: NodeJS.ProcessEnv = process.env): string | un
   const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
   if (!header?.glibcVersionRuntime) return undefined;
   if ((env.GLIBC_TUNABLES ?? '').includes('glibc.malloc.trim_threshold')) return undefined;
-  return `GLIBC_TUNABLES is not set: glibc returns freed memory to the kernel at once, and cold pulls ran up to 2x slower in the benchmark; start Airlock with GLIBC_TUNABLES=${MALLOC_TUNABLES} (as the Dockerfile and npm start do; README Performance)`;
+  return `GLIBC_TUNABLES is not set: glibc returns freed memory to the kernel at once, and cold pulls ran up to 2x slower in the benchmark; start Airlock with GLIBC_TUNABLES=${MALLOC_TUNABLES} (as the Dockerfile and npm start do; docs/performance.md)`;
 }

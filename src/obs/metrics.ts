@@ -95,8 +95,56 @@ export class Metrics {
     help: 'Pull records pruned (oldest first) to keep the record within records.max_bytes',
     registers: [this.registry],
   });
+  readonly upstreamQueueWait = new Histogram({
+    name: 'airlock_upstream_queue_seconds',
+    help: 'Time upstream requests waited for a connection of their host (transfers.host_connections, host_large), by host and class (small, large)',
+    labelNames: ['host', 'class'] as const,
+    buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 15, 30, 60, 120],
+    registers: [this.registry],
+  });
+  private readonly upstreamClients: UpstreamQueues[] = [];
+  readonly upstreamQueued = new Gauge({
+    name: 'airlock_upstream_queued',
+    help: 'Upstream requests waiting now for a connection of their host, by host and class (small, large)',
+    labelNames: ['host', 'class'] as const,
+    registers: [this.registry],
+    collect: () => this.collectQueues('queued'),
+  });
+  readonly upstreamConnections = new Gauge({
+    name: 'airlock_upstream_connections',
+    help: 'Upstream connections in use now, by host and class (small, large)',
+    labelNames: ['host', 'class'] as const,
+    registers: [this.registry],
+    collect: () => this.collectQueues('connections'),
+  });
 
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'airlock_' });
   }
+
+  /** Follow upstream clients' host queues: each request's wait, and queue lengths when scraped. */
+  watchUpstreams(clients: UpstreamQueues[]): void {
+    for (const c of clients) {
+      this.upstreamClients.push(c);
+      c.onQueueWait((host, cls, seconds) => this.upstreamQueueWait.observe({ host, class: cls }, seconds));
+    }
+  }
+
+  /** Each host's queue (or connections) now, summed over the ecosystems' clients; an idle host is not shown. */
+  private collectQueues(which: 'queued' | 'connections'): void {
+    const g = which === 'queued' ? this.upstreamQueued : this.upstreamConnections;
+    g.reset();
+    for (const c of this.upstreamClients) {
+      for (const q of c.queues()) {
+        g.inc({ host: q.host, class: 'small' }, which === 'queued' ? q.waitingSmall : q.small);
+        g.inc({ host: q.host, class: 'large' }, which === 'queued' ? q.waitingLarge : q.large);
+      }
+    }
+  }
+}
+
+/** What metrics need of an upstream client (src/upstream/http.ts UpstreamHttp). */
+export interface UpstreamQueues {
+  queues(): { host: string; small: number; large: number; waitingSmall: number; waitingLarge: number }[];
+  onQueueWait(listener: (host: string, cls: 'small' | 'large', seconds: number) => void): void;
 }

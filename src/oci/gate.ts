@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
 import type { UpstreamBody } from '../core/fill.js';
+import type { LivePolicy } from '../core/live-policy.js';
 import type { ImageVerdict, Policy } from '../policy/index.js';
 import type { OciStore } from '../storage/meta-store.js';
 import { imageLayers, type ImageInventories, type LayerRef } from './inventory.js';
@@ -33,13 +34,13 @@ export class ImageGate {
   constructor(
     private readonly inventories: ImageInventories,
     private readonly meta: OciStore,
-    private readonly policy: () => Policy,
+    private readonly live: LivePolicy,
     private readonly log: Logger,
   ) {}
 
   /** null when the repository is not gated or the manifest is not an image (an index, a signature). */
   async check(t: GateTarget, digest: string, manifest: Buffer, isIndex: boolean): Promise<GateResult | null> {
-    const policy = this.policy();
+    const policy = this.live.policy;
     if (isIndex || !policy.images.gates(t.repo)) return null;
     const key = `${t.repo}@${digest}`;
     const now = Date.now();

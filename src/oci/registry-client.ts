@@ -1,5 +1,5 @@
 import { AirlockError } from '../core/errors.js';
-import { header, readBounded, redact, upstreamUrlAllowed, type UpstreamHttp, type UpstreamResponse } from '../upstream/http.js';
+import { header, readBounded, redact, upstreamUrlAllowed, type GetOptions, type UpstreamHttp, type UpstreamResponse } from '../upstream/http.js';
 
 export interface RegistryConfig {
   /** The registry as clients name it: docker.io, ghcr.io, registry.corp:5000. */
@@ -84,7 +84,11 @@ export class RegistryClient {
    * GET or HEAD `/v2/<name>/<path>` upstream. Answers 401 by running the token flow once; the
    * caller gets whatever the registry answers then (redirects already followed, hop-checked).
    */
-  async request(name: string, path: string, opts: { method?: 'GET' | 'HEAD'; accept?: string; signal?: AbortSignal } = {}): Promise<UpstreamResponse> {
+  async request(
+    name: string,
+    path: string,
+    opts: { method?: 'GET' | 'HEAD'; accept?: string; signal?: AbortSignal; transfer?: GetOptions['transfer'] } = {},
+  ): Promise<UpstreamResponse> {
     const url = new URL(`v2/${name}/${path}`, this.base);
     const scope = `repository:${name}:pull`;
     const headers: Record<string, string> = {};
@@ -92,7 +96,14 @@ export class RegistryClient {
     const cached = this.cachedToken(scope);
     if (cached) headers.authorization = `Bearer ${cached}`;
     else if (this.basicAuth() && this.basicPreferred) headers.authorization = this.basicAuth()!;
-    let res = await this.http.get(url, { method: opts.method, headers, signal: opts.signal, allowUrl: this.allowUrl, maxRedirects: 10 });
+    let res = await this.http.get(url, {
+      method: opts.method,
+      headers,
+      signal: opts.signal,
+      transfer: opts.transfer,
+      allowUrl: this.allowUrl,
+      maxRedirects: 10,
+    });
     if (res.status !== 401) return res;
     const challenge = parseChallenge(header(res.headers, 'www-authenticate'));
     res.body.resume();
@@ -113,7 +124,7 @@ export class RegistryClient {
     } else {
       throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${this.cfg.key} asks for ${challenge.scheme} authentication, which Airlock does not speak`);
     }
-    res = await this.http.get(url, { method: opts.method, headers, signal: opts.signal, allowUrl: this.allowUrl, maxRedirects: 10 });
+    res = await this.http.get(url, { method: opts.method, headers, signal: opts.signal, transfer: opts.transfer, allowUrl: this.allowUrl, maxRedirects: 10 });
     if (res.status === 401) {
       res.body.resume();
       this.tokens.delete(this.tokenKey(challenge, scope));

@@ -4,7 +4,7 @@ import { AirlockError } from '../core/errors.js';
 import type { UpstreamBody } from '../core/fill.js';
 import { isValidName, looksLikeHost, registryKey, type ImageRef } from '../names/oci.js';
 import type { OciStore } from '../storage/meta-store.js';
-import { contentLength, header, readBoundedBytes } from '../upstream/http.js';
+import { contentLength, header, readBoundedBytes, type GetOptions } from '../upstream/http.js';
 import { OciError } from './errors.js';
 import { Manifests, type LoadedManifest } from './manifests.js';
 import { MANIFEST_ACCEPT, ManifestError, indexEntries, parseManifest } from './reference.js';
@@ -137,8 +137,9 @@ export class OciUpstream {
   }
 
   /** Open a blob upstream for the verified fill (BlobCache.fetch or ensure): the caller's spec checks its digest. */
-  async openBlob(t: UpstreamTarget, digest: string, signal: AbortSignal): Promise<UpstreamBody> {
-    const res = await t.client.request(t.upstreamName, `blobs/${digest}`, { signal });
+  /** `transfer`: the blob's size and client when known (a blob body is large unless known small: src/upstream/host-slots.ts). */
+  async openBlob(t: UpstreamTarget, digest: string, signal: AbortSignal, transfer: GetOptions['transfer'] = {}): Promise<UpstreamBody> {
+    const res = await t.client.request(t.upstreamName, `blobs/${digest}`, { signal, transfer });
     if (res.status !== 200) {
       res.body.resume();
       if (res.status === 404) throw new AirlockError('NOT_FOUND', `${t.registry} does not have ${t.upstreamName}@${digest}`);

@@ -2,6 +2,7 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { AirlockError } from '../core/errors.js';
+import { HostSlots, type HostSlotStats, type TransferClass } from './host-slots.js';
 
 export interface UpstreamResponse {
   status: number;
@@ -18,6 +19,17 @@ export interface GetOptions {
   allowUrl: (url: URL) => boolean;
   maxRedirects?: number;
   method?: 'GET' | 'HEAD';
+  /**
+   * The request is for a blob body (a file, a layer): large unless `size` is known and at most
+   * `smallBytes`; large bodies share a host's connections fairly between clients (`client`, the
+   * one whose request started the download). Absent: a page, manifest, token or metadata (small).
+   */
+  transfer?: { size?: number; client?: string };
+}
+
+/** One host's connections now, with the host's name (metrics). */
+export interface HostQueue extends HostSlotStats {
+  host: string;
 }
 
 export interface UpstreamHttpOptions {
@@ -30,13 +42,22 @@ export interface UpstreamHttpOptions {
   breakerFailures?: number;
   /** How long a host that keeps failing is not asked (then one request tries it again). */
   breakerCooldownMs?: number;
+  /** Connections per upstream host (default 64). */
+  connectionsPerHost?: number;
+  /** Of which at most this many carry large bodies (default 48); the rest are kept for small requests. */
+  largePerHost?: number;
+  /** A blob body of known size up to this many bytes is small (default 1 MiB). */
+  smallBytes?: number;
+  /** Longest a request waits for one of its host's connections before a 503 (0: no limit; default 120 s). */
+  queueWaitMs?: number;
 }
 
 /**
- * A host that keeps failing to answer (connection refused, reset, no headers before the timeout)
- * is not asked again for a cooldown: every request would otherwise wait the full timeout before
+ * A host that keeps failing to answer (connection refused, reset, no headers before the timeout
+ * that runs once a connection is the request's) is not asked again for a cooldown: every request would otherwise wait the full timeout before
  * its fallback (a stale page, a cached file) or its error. After the cooldown one request tries
- * the host again; an answer of any status closes the breaker.
+ * the host again; an answer of any status closes the breaker. Waiting for one of the host's
+ * connections (all busy with other downloads) is never counted: that host is busy, not failing.
  */
 class Breaker {
   private readonly hosts = new Map<string, { failures: number; openUntil: number }>();
@@ -78,12 +99,13 @@ class Breaker {
 
 /**
  * The one HTTP client for upstreams: Node's own `http`/`https`, keep-alive agents of 64
- * connections per host. Redirects are followed here, hop by hop, each hop checked against the
- * caller's allow rule; credentials never cross to another host.
+ * connections per host, handed out by HostSlots (small requests first, large bodies fairly
+ * between clients, some connections kept for small requests). Redirects are followed here, hop
+ * by hop, each hop checked against the caller's allow rule; credentials never cross to another host.
  *
  * Why not undici (used until issue 17): on this kind of machine a cold 1 GiB body piped through
  * undici's `request` cost 2.5-3.6 CPU-s against 2.0-2.7 through `http.get` (three alternating
- * runs each, same loopback upstream, bench notes in README Performance): undici's parser copies
+ * runs each, same loopback upstream, bench notes in docs/performance.md): undici's parser copies
  * every socket read into its WebAssembly memory, and its bodies left ~70% more page faults.
  */
 export class UpstreamHttp {
@@ -92,10 +114,20 @@ export class UpstreamHttp {
   private readonly bodyTimeout: number;
   private readonly userAgent: string;
   private readonly breaker: Breaker;
+  private readonly hosts = new Map<string, HostSlots>();
+  private readonly connections: number;
+  private readonly largeMax: number;
+  private readonly smallBytes: number;
+  private readonly queueWaitMs: number;
+  private readonly waitListeners: ((host: string, cls: TransferClass, seconds: number) => void)[] = [];
 
   constructor(opts: UpstreamHttpOptions = {}) {
     this.breaker = new Breaker(opts.breakerFailures ?? 3, opts.breakerCooldownMs ?? 15_000);
-    const agent = { keepAlive: true, maxSockets: 64, maxFreeSockets: 16, scheduling: 'lifo' as const };
+    this.connections = Math.max(2, opts.connectionsPerHost ?? 64);
+    this.largeMax = Math.max(1, Math.min(opts.largePerHost ?? 48, this.connections - 1));
+    this.smallBytes = opts.smallBytes ?? 1 << 20;
+    this.queueWaitMs = opts.queueWaitMs ?? 120_000;
+    const agent = { keepAlive: true, maxSockets: this.connections, maxFreeSockets: 16, scheduling: 'lifo' as const };
     this.agents = { http: new http.Agent(agent), https: new https.Agent(agent) };
     this.headersTimeout = opts.headersTimeoutMs ?? 30_000;
     this.bodyTimeout = opts.bodyTimeoutMs ?? 60_000;
@@ -106,6 +138,9 @@ export class UpstreamHttp {
     let current = url;
     let headers: Record<string, string> = { 'user-agent': this.userAgent, ...(opts.headers ?? {}) };
     const max = opts.maxRedirects ?? 5;
+    const method = opts.method ?? 'GET';
+    const t = opts.transfer;
+    const cls: TransferClass = method === 'GET' && t && !(t.size !== undefined && t.size <= this.smallBytes) ? 'large' : 'small';
     for (let hop = 0; ; hop++) {
       if (!opts.allowUrl(current)) {
         throw new AirlockError(
@@ -115,16 +150,19 @@ export class UpstreamHttp {
       }
       let res: IncomingMessage;
       this.breaker.check(current.host);
+      const attempt = () => this.request(current, method, headers, cls, t?.client ?? '', opts.signal);
       try {
-        res = await this.request(current, opts.method ?? 'GET', headers, opts.signal).catch((e: Error & { staleSocket?: boolean }) => {
+        res = await attempt().catch((e: Error & { staleSocket?: boolean }) => {
           // A pooled connection the server closed as it was reused: GET and HEAD are safe to send
           // again, once, on a new connection (what Node's documentation advises for reusedSocket).
           if (!e.staleSocket || opts.signal?.aborted) throw e;
-          return this.request(current, opts.method ?? 'GET', headers, opts.signal);
+          return attempt();
         });
       } catch (e) {
-        // A request the caller cancelled says nothing about the host.
-        if (!opts.signal?.aborted) this.breaker.failed(current.host);
+        // Waiting for a connection (busy, or cancelled there) says nothing about the host.
+        if (e instanceof AirlockError) throw e;
+        // Nor does a request the caller cancelled; only what happened once a socket was the request's counts.
+        if (!opts.signal?.aborted && (e as HostFault).hostFault) this.breaker.failed(current.host);
         throw new AirlockError('UPSTREAM_UNAVAILABLE', `upstream ${current.host} unreachable: ${(e as Error).message}`, { cause: e });
       }
       this.breaker.answered(current.host);
@@ -146,24 +184,55 @@ export class UpstreamHttp {
   }
 
   /**
-   * One request: its response once the headers are in (within headersTimeout). Between two body
-   * chunks at most bodyTimeout may pass (the socket's own idle timer, refreshed by Node on every
-   * read: no timer per chunk); the body then fails. The timer is cleared when the body ends, so an
-   * idle pooled connection is not cut by it.
+   * One request: a connection of the host taken from its HostSlots (held until the response body
+   * is over), then its response once the headers are in. The headers timeout runs from when a
+   * socket is the request's (connecting, sending, the host thinking), never while it waits for
+   * one. Errors from then on are the host's (`hostFault`). Between two body chunks at most
+   * bodyTimeout may pass (the socket's own idle timer, refreshed by Node on every read: no timer
+   * per chunk); the body then fails. The timer is cleared when the body ends, so an idle pooled
+   * connection is not cut by it.
    */
-  private request(url: URL, method: string, headers: Record<string, string>, signal?: AbortSignal): Promise<IncomingMessage> {
+  private async request(
+    url: URL,
+    method: string,
+    headers: Record<string, string>,
+    cls: TransferClass,
+    client: string,
+    signal?: AbortSignal,
+  ): Promise<IncomingMessage> {
+    const asked = performance.now();
+    const slots = this.slotsFor(url.host);
+    const release = await slots.acquire(cls, client, { signal, waitMs: this.queueWaitMs });
     const tls = url.protocol === 'https:';
     return new Promise((resolve, reject) => {
-      const req = (tls ? https : http).request(url, { method, headers, agent: tls ? this.agents.https : this.agents.http, signal });
-      const timer = setTimeout(() => req.destroy(new Error(`no response headers within ${this.headersTimeout} ms`)), this.headersTimeout);
-      timer.unref();
-      req.once('error', (e: NodeJS.ErrnoException & { staleSocket?: boolean }) => {
+      let req: http.ClientRequest;
+      try {
+        req = (tls ? https : http).request(url, { method, headers, agent: tls ? this.agents.https : this.agents.http, signal });
+      } catch (e) {
+        release();
+        throw e;
+      }
+      let timer: NodeJS.Timeout | undefined;
+      let assigned = false;
+      req.once('socket', () => {
+        assigned = true;
+        const waited = (performance.now() - asked) / 1000;
+        for (const l of this.waitListeners) l(url.host, cls, waited);
+        timer = setTimeout(() => req.destroy(new Error(`no response headers within ${this.headersTimeout} ms`)), this.headersTimeout);
+        timer.unref();
+      });
+      req.once('error', (e: NodeJS.ErrnoException & HostFault) => {
         clearTimeout(timer);
+        release();
         if (req.reusedSocket && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) e.staleSocket = true;
+        if (assigned) e.hostFault = true;
         reject(e);
       });
       req.once('response', (res) => {
         clearTimeout(timer);
+        // The connection is the request's until its body is over (read to its end, or destroyed).
+        res.once('end', release);
+        res.once('close', release);
         const socket = res.socket;
         const idle = () => res.destroy(new Error(`no body bytes for ${this.bodyTimeout} ms`));
         socket.setTimeout(this.bodyTimeout, idle);
@@ -182,6 +251,30 @@ export class UpstreamHttp {
     });
   }
 
+  private slotsFor(host: string): HostSlots {
+    let s = this.hosts.get(host);
+    if (!s) {
+      s = new HostSlots(host, this.connections, this.largeMax);
+      this.hosts.set(host, s);
+    }
+    return s;
+  }
+
+  /** Each host's connections in use and requests waiting for one (metrics). */
+  queues(): HostQueue[] {
+    const out: HostQueue[] = [];
+    for (const [host, s] of this.hosts) {
+      if (s.idle()) this.hosts.delete(host);
+      else out.push({ host, ...s.stats() });
+    }
+    return out;
+  }
+
+  /** Called with each request's wait for a connection of its host, in seconds (metrics). */
+  onQueueWait(listener: (host: string, cls: TransferClass, seconds: number) => void): void {
+    this.waitListeners.push(listener);
+  }
+
   /** Upstream hosts that failed to answer their last requests (the console's overview). */
   failing(): { host: string; failures: number; openUntil: number }[] {
     return this.breaker.failing();
@@ -191,6 +284,12 @@ export class UpstreamHttp {
     this.agents.http.destroy();
     this.agents.https.destroy();
   }
+}
+
+/** An error once the request had its socket: connect refused or reset, no headers in time (the breaker counts it). */
+interface HostFault {
+  hostFault?: boolean;
+  staleSocket?: boolean;
 }
 
 /** Response headers as undici gave them: a repeated header (several challenges) as an array. */

@@ -33,7 +33,7 @@ describe('vulnerable base images stop at the door (real skopeo, real registry)',
 
   beforeAll(async () => {
     for (const tool of ['skopeo', 'docker-registry', 'tar', 'zstd', 'dpkg-query']) {
-      if (!haveTool(tool)) throw new Error(`${tool} is not installed: .ci/run installs it with apt-get (see README "Tests")`);
+      if (!haveTool(tool)) throw new Error(`${tool} is not installed: .ci/run installs it with apt-get (see docs/testing.md)`);
     }
     sslVersion = dpkgQuery().get('libssl3')?.sourceVersion ?? '';
     expect(sslVersion).not.toBe('');

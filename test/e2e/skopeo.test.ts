@@ -41,7 +41,7 @@ describe('real skopeo through Airlock, from a real distribution registry', () =>
 
   beforeAll(async () => {
     for (const tool of ['skopeo', 'docker-registry', 'tar']) {
-      if (!haveTool(tool)) throw new Error(`${tool} is not installed: .ci/run installs it with apt-get (see README "Tests")`);
+      if (!haveTool(tool)) throw new Error(`${tool} is not installed: .ci/run installs it with apt-get (see docs/testing.md)`);
     }
     await reg.start();
     app = await buildImage(['amd64'], 'v1');

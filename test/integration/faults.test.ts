@@ -303,6 +303,118 @@ policy:
   }, 60_000);
 });
 
+describe('fault suite: a busy upstream host is not a failing one', () => {
+  const index = new FakeIndex();
+  let proxy: FaultProxy;
+  let a: TestAirlock;
+  // 70 large files (over transfers.small_bytes, shrunk here to keep the test's memory small) and small ones, on one host.
+  const larges = Array.from({ length: 70 }, (_, i) => ({ filename: `large-1.${i}-py3-none-any.whl`, bytes: randomBytes(512 * 1024) }));
+  const smalls = Array.from({ length: 2 }, (_, i) => ({ filename: `small-1.${i}-py3-none-any.whl`, bytes: randomBytes(20_000) }));
+  const others = Array.from({ length: 2 }, (_, i) => ({ filename: `other-1.${i}-py3-none-any.whl`, bytes: randomBytes(20_000) }));
+
+  beforeAll(async () => {
+    await index.start();
+    for (const f of larges) index.add('large', f);
+    for (const f of smalls) index.add('small', f);
+    for (const f of others) index.add('other', f);
+    proxy = await new FaultProxy(index.base).start();
+    proxy.rewrite.set(`127.0.0.1:${index.port}`, proxy.host);
+    a = await startAirlock(`
+transfers:
+  min_rate: 32768
+  rate_window: 4
+  abandon_after: 0.5
+  finish_bytes: 0
+  small_bytes: 100000
+pypi:
+  upstream: ${proxy.url}/simple/
+  file_hosts: ["${proxy.host}"]
+  timeout: 2
+policy:
+  pypi:
+    allow: [{ name: large }, { name: small }, { name: other }]
+`);
+    for (const p of ['large', 'small']) expect((await rawGet(`${a.url}/pypi/simple/${p}/`)).status).toBe(200);
+  });
+
+  afterAll(async () => {
+    await a?.stop();
+    await proxy?.stop();
+    await index.stop();
+  });
+
+  const url = (project: string, f: { filename: string }) => `${a.url}/pypi/files/${project}/${f.filename}`;
+
+  /**
+   * 70 cold pulls of large files from 70 client addresses (so transfers.per_client does not
+   * apply) fill the host's connections; another client asks for a page not yet cached and a small
+   * file on the same host. The finding: no answer for 58 s, then 502, then the breaker opened.
+   */
+  async function underLoad(variant: string, small: { filename: string }, other: { filename: string }): Promise<void> {
+    const t0 = Date.now();
+    const load = larges.map((f, i) => rawGet(url('large', f), {}, { localAddress: `127.0.1.${i + 1}`, hangUpAfterMs: 6000 }));
+    const queued = async (cls: string) =>
+      (await a.airlock.metrics.upstreamQueued.get()).values.find((v) => v.labels.host === proxy.host && v.labels.class === cls)?.value;
+    const held = async (cls: string) =>
+      (await a.airlock.metrics.upstreamConnections.get()).values.find((v) => v.labels.host === proxy.host && v.labels.class === cls)?.value;
+    // Once all 70 have reached the host: its large connections are all taken, the rest wait their turn.
+    for (let i = 0; i < 60 && ((await held('large')) ?? 0) + ((await queued('large')) ?? 0) < 70; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await held('large')).toBe(48);
+    expect(await queued('large')).toBe(22);
+    const timed = async (u: string) => {
+      const t = Date.now();
+      const r = await rawGet(u, {}, { localAddress: '127.0.0.2' });
+      return { ...r, ms: Date.now() - t };
+    };
+    const page = await timed(`${a.url}/pypi/simple/other/`);
+    expect(page.status).toBe(200);
+    expect(page.ms).toBeLessThan(1000);
+    const file = await timed(url('small', small));
+    expect(file.status).toBe(200);
+    expect(file.body.equals(smalls.find((s) => s.filename === small.filename)!.bytes)).toBe(true);
+    expect(file.ms).toBeLessThan(1000);
+    const second = await timed(url('other', other));
+    expect(second.status).toBe(200);
+    expect(second.ms).toBeLessThan(1000);
+    const done = await Promise.all(load);
+    // Nothing failed for being made to wait: no large pull was answered with an error status.
+    expect(done.filter((r) => r.status >= 400)).toEqual([]);
+    let waited = 0;
+    while (a.airlock.cache.inflightCount() > 0 && waited < 5000) {
+      await new Promise((r) => setTimeout(r, 50));
+      waited += 50;
+    }
+    expect(a.airlock.cache.inflightCount()).toBe(0);
+    // The host answered everything it was asked: its breaker is closed.
+    expect(a.airlock.failingUpstreams()).toEqual([]);
+    const waits = (await a.airlock.metrics.upstreamQueueWait.get()).values.find(
+      (v) => v.labels.host === proxy.host && v.labels.class === 'small' && v.metricName === 'airlock_upstream_queue_seconds_count',
+    );
+    expect(waits?.value).toBeGreaterThan(0);
+    console.log(
+      `busy host (${variant}): 70 large pulls from 70 clients, 48 downloading and 22 queued; another client's page in ${page.ms} ms, small file in ${file.ms} ms and ${second.ms} ms; breaker closed; all cleaned up ${((Date.now() - t0) / 1000).toFixed(1)} s after the start`,
+    );
+  }
+
+  it('70 slow (64 KiB/s) large downloads from 70 clients: another client gets a page and a small file within 1 s, the breaker stays closed', async () => {
+    index.throttle = 64 * 1024;
+    try {
+      await underLoad('slow', smalls[0], others[0]);
+    } finally {
+      index.throttle = 0;
+    }
+  }, 30_000);
+
+  it('70 dripping large downloads from 70 clients: the same', async () => {
+    for (const f of larges) proxy.inject(f.filename, 'drip');
+    try {
+      await underLoad('drip', smalls[1], others[1]);
+    } finally {
+      proxy.clear();
+    }
+  }, 30_000);
+});
+
 describe('fault suite: a full disk fails closed', () => {
   const index = new FakeIndex();
   let a: TestAirlock;

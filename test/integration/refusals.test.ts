@@ -138,9 +138,9 @@ policy:
     path: string,
     status: number,
     code: string,
-    opts: { headers?: Record<string, string>; decision?: string } = {},
+    opts: { method?: string; headers?: Record<string, string>; decision?: string } = {},
   ): Promise<{ row: StoredPullRecord; body: string }> {
-    const r = await send(path, { headers: opts.headers });
+    const r = await send(path, { method: opts.method, headers: opts.headers });
     expect(r.status, `${path}: ${r.body}`).toBe(status);
     const rows = await rowsOf(r.id);
     expect(rows, `${path} left no row`).toHaveLength(1);
@@ -216,10 +216,18 @@ policy:
       expect(approvalFor(bad.row).command).toBeUndefined();
     });
 
-    it('HEAD requests are answered as GET but not recorded (clients probe with HEAD)', async () => {
-      const r = await send(`/pypi/files/notallowed-pkg/${wheel('notallowed-pkg', '1.0')}`, { method: 'HEAD' });
-      expect(r.status).toBe(403);
-      expect(await rowsOf(r.id)).toEqual([]);
+    it('a refused HEAD is on record like a refused GET (clients ask with HEAD first and send no GET after a refusal)', async () => {
+      const file = await refused(`/pypi/files/notallowed-pkg/${wheel('notallowed-pkg', '1.0')}`, 403, 'not_allowlisted', { method: 'HEAD' });
+      expect(file.row).toMatchObject({ name: 'notallowed-pkg', version: '1.0' });
+      // containerd and Docker resolve a manifest by HEAD; huggingface_hub HEADs a file for its metadata.
+      const manifest = await refused('/v2/team/nope/manifests/v1', 403, 'not_allowlisted', { method: 'HEAD', headers: { accept: OCI_ACCEPT } });
+      expect(approvalFor(manifest.row).command).toBe('airlock pin oci reg.test/team/nope:v1');
+      const hub = await refused('/hf/acme/other/resolve/main/config.json', 404, 'not_allowlisted', { method: 'HEAD' });
+      expect(approvalFor(hub.row).command).toBe('airlock pin hf acme/other@main');
+      // A HEAD that is answered is not a pull: no row.
+      const served = await send('/pypi/simple/tinylib/', { method: 'HEAD', headers: { accept: PIP_ACCEPT } });
+      expect(served.status).toBe(200);
+      expect(await rowsOf(served.id)).toEqual([]);
     });
   });
 

@@ -192,12 +192,7 @@ const MAX_FUNCTION_LINES = 120;
  * offend). New files and functions get no entry: split them, or (functions) say why above them.
  */
 const ALLOWED_LONG_FILES: Record<string, number> = {};
-const ALLOWED_LONG_FUNCTIONS: Record<string, number> = {
-  'hf/routes.ts createHfApp': 369,
-  'oci/routes.ts createOciApp': 322,
-  'pypi/routes.ts createPypiApp': 238,
-  'server.ts createAirlock': 157,
-};
+const ALLOWED_LONG_FUNCTIONS: Record<string, number> = {};
 
 const lineCount = (text: string) => text.split('\n').length - (text.endsWith('\n') ? 1 : 0);
 

@@ -28,6 +28,13 @@ describe('configuration loading', () => {
     expect(c.config.pypi.upstream).toBe('https://pypi.org/simple/');
     expect(c.policy.pypi.size).toBeGreaterThan(0);
   });
+  it('shares upstream connections as transfers.host_* says, and refuses host_large not below host_connections', () => {
+    const t = loadConfig(write('')).config.transfers;
+    expect([t.host_connections, t.host_large, t.small_bytes, t.host_queue_wait]).toEqual([64, 48, 1 << 20, 120]);
+    expect(errorOf(write('transfers:\n  host_connections: 8\n  host_large: 8\n'))).toMatch(
+      /:3: transfers\.host_large: must be below transfers\.host_connections: small requests \(pages, manifests, tokens\) need connections of their own$/,
+    );
+  });
   it('applies defaults to an empty file', () => {
     const c = loadConfig(write(''));
     expect(c.config.data_dir).toBe('./data');
@@ -35,7 +42,7 @@ describe('configuration loading', () => {
   });
   it('names the file, line and field of an unknown key', () => {
     const f = write('listen: 127.0.0.1:8080\npypi:\n  upstream: https://pypi.org/simple/\n  uptream: x\n');
-    expect(errorOf(f)).toBe(`${f}:4: pypi.uptream: unknown key "uptream" (expected one of the documented keys; see README "Configuration")`);
+    expect(errorOf(f)).toBe(`${f}:4: pypi.uptream: unknown key "uptream" (expected one of the documented keys; see docs/configuration.md)`);
   });
   it('names a bad specifier with its line', () => {
     const f = write('policy:\n  pypi:\n    allow:\n      - { name: requests }\n      - { name: torch, versions: ">=2;<3" }\n');
@@ -60,7 +67,7 @@ describe('configuration loading', () => {
     writeFileSync(join(dir, 'policy.yaml'), 'pypi:\n  allow:\n    - { name: x, version: "1" }\n');
     writeFileSync(join(dir, 'airlock.yaml'), 'policy_file: policy.yaml\n');
     expect(errorOf(join(dir, 'airlock.yaml'))).toBe(
-      `${join(dir, 'policy.yaml')}:3: pypi.allow[0].version: unknown key "version" (expected one of the documented keys; see README "Configuration")`,
+      `${join(dir, 'policy.yaml')}:3: pypi.allow[0].version: unknown key "version" (expected one of the documented keys; see docs/configuration.md)`,
     );
   });
   it('refuses an empty or comments-only policy file (it would refuse every pull), and accepts {} said on purpose', () => {

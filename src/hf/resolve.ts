@@ -1,0 +1,190 @@
+import type { Context } from 'hono';
+import { AirlockError } from '../core/errors.js';
+import type { FileBytes } from '../core/fill.js';
+import type { RecordRow } from '../core/records.js';
+import { Refusal } from '../http/refusal.js';
+import { sendBytes, sendStream, type AppEnv } from '../http/send.js';
+import { serveBlob } from '../http/serve-blob.js';
+import { displayRepo, type HfRepoType } from '../names/hf.js';
+import type { Decision } from '../policy/types.js';
+import { scan, type ScanReport } from '../scan/index.js';
+import { contentLength } from '../upstream/http.js';
+import { baseRecord, contentDecision, contentRefusal, fromDecision, pinned, type HfContext } from './context.js';
+import { gitBlobSha1, gitFile } from './git-file.js';
+import type { HfEntry } from './hub.js';
+import { scanSummary } from './inspection.js';
+import { EXPOSE, HubError } from './metadata.js';
+
+const etagOf = (e: HfEntry) => e.lfs?.oid ?? e.oid;
+
+/**
+ * GET/HEAD resolve/<revision>/<path> (and raw/): a file of the pinned commit, refused by path or
+ * by a verdict already on record, then served as an LFS file (lfsFile) or a git file (git-file.ts).
+ */
+export async function resolve(
+  d: HfContext,
+  c: Context<AppEnv>,
+  type: HfRepoType,
+  repo: string,
+  revision: string,
+  path: string,
+  raw: boolean,
+): Promise<Response> {
+  const isGet = c.req.method === 'GET';
+  const { snap, rule } = await pinned(d, type, repo, revision, path);
+  const commit = snap.commit;
+  const entry = snap.byPath.get(path);
+  if (!entry || entry.type !== 'file') throw new HubError(404, 'EntryNotFound', `${path} does not exist in ${displayRepo(type, repo)}@${commit}`, commit);
+  const fd = d.live.policy.hf.decideFile(type, repo, path);
+  if (!fd.allow) {
+    const row = { name: displayRepo(type, repo), version: commit, filename: path, sha256: entry.lfs?.oid ?? null };
+    throw new Refusal({ status: 404, code: fd.code, rule: fd.rule, reason: fd.reason, row, answer: fromDecision(fd, commit) });
+  }
+  if (entry.size > d.maxFileBytes) {
+    throw new HubError(
+      404,
+      'EntryNotFound',
+      `${path} is ${entry.size} bytes, over this mirror's hf.max_file_bytes (${d.maxFileBytes}); huggingface_hub cannot download files over 50 GB without Xet, which Airlock does not mirror`,
+      commit,
+    );
+  }
+  const etag = etagOf(entry);
+  const headers: Record<string, string> = {
+    'x-repo-commit': commit,
+    etag: `"${etag}"`,
+    'x-linked-etag': `"${etag}"`,
+    'x-linked-size': String(entry.size),
+    'accept-ranges': 'bytes',
+    'content-type': 'application/octet-stream',
+    'access-control-expose-headers': EXPOSE,
+    'cache-control': 'public, max-age=31536000, immutable',
+  };
+  if (raw && entry.lfs) {
+    // /raw/ of an LFS file is its pointer: rebuilt from the tree and checked against the git
+    // blob id the commit lists, so it is exactly the object git holds.
+    const pointer = Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${entry.lfs.oid}\nsize ${entry.lfs.size}\n`);
+    if (gitBlobSha1(pointer) !== entry.oid)
+      throw new HubError(404, 'EntryNotFound', `${path}: the LFS pointer cannot be rebuilt to match git blob ${entry.oid}`, commit);
+    return sendBytes(
+      c,
+      200,
+      { 'x-repo-commit': commit, etag: `"${entry.oid}"`, 'content-type': 'text/plain; charset=utf-8', 'access-control-expose-headers': EXPOSE },
+      pointer,
+    );
+  }
+  const knownSha = entry.lfs?.oid ?? (await d.meta.getAlias('git-blob', entry.oid)) ?? undefined;
+  let known = knownSha ? await d.inspections.stored(knownSha) : null;
+  let knownDecision = known && knownSha ? contentDecision(d, type, repo, path, knownSha, known) : null;
+  // A partial report (an early refusal) never approves: under a policy that would allow it, the file is judged whole again.
+  if (known?.partial && knownDecision?.allow) known = knownDecision = null;
+  if (!isGet) {
+    // A verdict already on record answers HEAD too: EntryNotFound lets transformers move on to the next candidate file.
+    if (knownDecision && !knownDecision.allow) throw new HubError(404, 'EntryNotFound', `blocked by mirror policy: ${knownDecision.reason}`, commit);
+    headers['content-length'] = String(entry.size);
+    return sendStream(c, 200, headers, null);
+  }
+  const base = baseRecord(c, type, repo, commit, path);
+  if (knownDecision && !knownDecision.allow) {
+    throw contentRefusal(base, commit, knownDecision, { sha256: knownSha, size: entry.size, cache: 'none', scan: scanSummary(known, knownDecision) });
+  }
+  if (entry.lfs) return lfsFile(d, c, type, repo, path, commit, entry, entry.lfs, headers, base, rule, known, knownDecision);
+  return gitFile(d, c, type, repo, path, commit, entry, headers, base, rule);
+}
+
+/**
+ * An LFS file: through the verified fill, inspected as it arrives (see the comments inside);
+ * a file cached before this scanner version is judged again before it is served. Longer than
+ * most: the inspector's hooks (judge, verified, refusedVerified) and the pull record share the
+ * report and verdict of this one fill, so they are written together.
+ */
+async function lfsFile(
+  d: HfContext,
+  c: Context<AppEnv>,
+  type: HfRepoType,
+  repo: string,
+  path: string,
+  commit: string,
+  entry: HfEntry,
+  lfs: NonNullable<HfEntry['lfs']>,
+  headers: Record<string, string>,
+  base: Omit<RecordRow, 'cache' | 'decision'>,
+  rule: string,
+  known: ScanReport | null,
+  knownDecision: Decision | null,
+): Promise<Response> {
+  let report: ScanReport | null = known;
+  /** The report this fill's own scan produced (kept once the digest has matched). */
+  let fresh: ScanReport | null = null;
+  let verdict: Decision | null = knownDecision;
+  if (!report && (await d.cache.cachedSize(lfs.oid)) !== undefined) {
+    // Cached before this scanner version: judge the stored file again before serving it.
+    const file = await d.cache.fileBytes(lfs.oid);
+    if (file) {
+      report = await d.inspections.inspect(lfs.oid, file);
+      verdict = contentDecision(d, type, repo, path, lfs.oid, report);
+      if (!verdict.allow) throw contentRefusal(base, commit, verdict, { sha256: lfs.oid, size: entry.size, cache: 'hit', scan: scanSummary(report, verdict) });
+    }
+  }
+  const spec = {
+    sha256: lfs.oid,
+    size: lfs.size,
+    inspect: {
+      // Judged as it downloads: what could run code first (a refusal then answers 403 before
+      // any byte), the rest as it streams (a refusal then cuts the transfer before its end).
+      // A report is kept only once the digest has matched: bytes that fail it must not leave
+      // a verdict behind for the file they pretended to be. A refusal cuts the clients at
+      // once; the download goes on to its digest, and then the refusal is kept.
+      judge: async (file: FileBytes, release: () => void) => {
+        const refuseOn = (r: ScanReport) => {
+          verdict = contentDecision(d, type, repo, path, lfs.oid, r);
+          if (!verdict.allow) throw new AirlockError('CONTENT_REFUSED', `blocked by mirror policy: ${verdict.reason}`);
+        };
+        const stored = await d.inspections.stored(lfs.oid);
+        if (stored && !stored.partial) report = stored;
+        else {
+          report = fresh = await scan(file, undefined, {
+            cleared: (partial) => {
+              report = fresh = { ...partial, partial: true }; // what is kept if this refuses
+              refuseOn(partial);
+              release();
+            },
+          });
+        }
+        refuseOn(report);
+        release();
+      },
+      // Only a report this fill scanned is written (a stored one is already on record).
+      verified: async () => {
+        if (fresh && !fresh.partial) await d.inspections.keep(lfs.oid, fresh);
+      },
+      refusedVerified: async () => {
+        if (fresh) await d.inspections.keep(lfs.oid, fresh);
+      },
+    },
+    open: async (signal: AbortSignal) => {
+      const res = await d.hub.openFile(type, repo, commit, path, signal, { size: entry.size, client: base.client });
+      if (res.status !== 200) {
+        res.body.resume();
+        throw new AirlockError('UPSTREAM_BAD_RESPONSE', `the Hub answered ${res.status} for ${displayRepo(type, repo)}@${commit}/${path}`);
+      }
+      return { body: res.body, size: contentLength(res.headers) };
+    },
+  };
+  try {
+    return await serveBlob(c, d.cache, spec, headers, {
+      recorder: d.recorder,
+      base: { ...base, sha256: lfs.oid },
+      rule,
+      label: path,
+      declaredSize: entry.size,
+      extra: () => ({ scan: scanSummary(report, verdict) }),
+      refusal: () => {
+        const v = verdict as Decision | null;
+        return v && !v.allow ? { reason: v.reason, rule: v.rule } : undefined;
+      },
+    });
+  } catch (e) {
+    if (e instanceof AirlockError && e.code === 'CONTENT_REFUSED') throw new HubError(403, undefined, e.message, commit);
+    throw e;
+  }
+}

@@ -1,0 +1,115 @@
+import type { Context } from 'hono';
+import type { Logger } from 'pino';
+import type { Authenticator } from '../auth/tokens.js';
+import { AirlockError } from '../core/errors.js';
+import type { BlobCache } from '../core/cache.js';
+import type { LivePolicy } from '../core/live-policy.js';
+import type { Recorder, RecordRow } from '../core/records.js';
+import { Refusal, type RefusalRow } from '../http/refusal.js';
+import { clientAddress, sendBytes, type AppEnv } from '../http/send.js';
+import type { Decision } from '../policy/types.js';
+import type { OciStore } from '../storage/meta-store.js';
+import { API_VERSION, OciError, errorBody, headerSafe } from './errors.js';
+import type { ImageGate } from './gate.js';
+import type { ImageInventories } from './inventory.js';
+import type { RegistryClient } from './registry-client.js';
+import type { OciUpstream, UpstreamTarget } from './upstream.js';
+
+export interface OciDeps {
+  authenticator: Authenticator;
+  /** The policy in force (swapped whole on reload). */
+  live: LivePolicy;
+  /** Upstream registries by the name clients use for them (docker.io, ghcr.io, ...). */
+  registries: Map<string, RegistryClient>;
+  defaultRegistry: string;
+  cache: BlobCache;
+  meta: OciStore;
+  recorder: Recorder;
+  log: Logger;
+  maxManifestBytes: number;
+  /** Image inventories. */
+  inventories: ImageInventories;
+  /** Read layers for their inventory as they are filled (oci.inventory: on-fill), not only when an image is judged. */
+  inventoryOnFill: boolean;
+  /** The advisory gate on image manifests. */
+  gate: ImageGate;
+}
+
+export type Target = UpstreamTarget;
+
+export interface Approval {
+  decision: Decision;
+  /** Size declared by the approving parent manifest (for content reached through one). */
+  size?: number;
+}
+
+/** What the OCI handlers (pull.ts, listing.ts, token.ts) are given: the deps and the upstream they share. */
+export interface OciContext extends OciDeps {
+  upstream: OciUpstream;
+}
+
+/** An OciError in the spec's envelope (the shared error handler's render). */
+export function refuse(c: Context<AppEnv>, e: OciError): Response {
+  return sendBytes(
+    c,
+    e.status,
+    {
+      ...API_VERSION,
+      'content-type': 'application/json; charset=utf-8',
+      'cache-control': 'no-store',
+      'x-airlock-reason': headerSafe(e.message),
+      ...e.extraHeaders,
+    },
+    errorBody(e.code, e.message),
+  );
+}
+
+/** A manifest or blob digest is approved when pinned, or referenced by an approved manifest of the same repository. */
+export async function approve(d: OciContext, repo: string, digest: string, depth = 0): Promise<Approval> {
+  const policy = d.live.policy;
+  const direct = policy.oci.decideDigest(repo, digest);
+  if (direct.allow || direct.code !== 'digest_not_pinned' || depth >= 3) return { decision: direct };
+  for (const p of await d.meta.getOciParents(repo, digest)) {
+    const parent = await approve(d, repo, p.parent, depth + 1);
+    if (parent.decision.allow) return { decision: policy.oci.decideReferenced(repo, digest, parent.decision), size: p.size };
+  }
+  return { decision: direct };
+}
+
+export function baseRecord(c: Context<AppEnv>, t: Target, reference: string, kind: 'manifest' | 'blob'): Omit<RecordRow, 'cache' | 'decision'> {
+  return { ts: Date.now(), client: clientAddress(c), ecosystem: 'oci', name: t.repo, version: reference, filename: kind, requestId: c.get('requestId') };
+}
+
+/** A policy refusal: on record (the shared error handler writes the row), DENIED to the client. */
+export function deny(
+  t: Target,
+  reference: string | null,
+  kind: RefusalRow['filename'],
+  decision: Decision & { allow: false },
+  sha256?: string,
+  scan?: string,
+): never {
+  throw new Refusal({
+    status: 403,
+    code: decision.code,
+    rule: decision.rule,
+    reason: decision.reason,
+    row: { name: t.repo, version: reference, filename: kind, sha256: sha256 ?? null, scan: scan ?? null },
+    answer: new OciError(403, 'DENIED', decision.reason),
+  });
+}
+
+/** An upstream failure (or a digest that disagrees) while loading what was approved: on record, answered as the error it is. */
+export function failed(e: unknown, t: Target, reference: string, sha256: string, rule: string, cache: RefusalRow['cache'] = 'none', judging = false): Refusal {
+  // While the gate judges the image, any failure (a layer it must read) is an error: the manifest itself verified.
+  const mismatch = !judging && e instanceof AirlockError && e.code === 'DIGEST_MISMATCH';
+  return new Refusal({
+    status: e instanceof AirlockError || e instanceof OciError ? e.status : 500,
+    code: mismatch ? 'digest_mismatch' : 'upstream_failed',
+    decision: mismatch ? 'deny' : 'error',
+    rule,
+    reason: (e as Error).message,
+    row: { name: t.repo, version: reference, filename: 'manifest', sha256, cache },
+    answer: e as Error,
+  });
+}

@@ -1,0 +1,139 @@
+import type { Context } from 'hono';
+import { AirlockError } from '../core/errors.js';
+import { serveBlob, serveSmall } from '../http/serve-blob.js';
+import { sendBytes, sendStream, type AppEnv } from '../http/send.js';
+import { checkDigest, isValidTag } from '../names/oci.js';
+import { header, readBoundedBytes } from '../upstream/http.js';
+import { approve, baseRecord, deny, failed, type Approval, type OciContext, type Target } from './context.js';
+import { API_VERSION, OciError } from './errors.js';
+import { MT, ManifestError, accepts, isIndexType, parseManifest } from './reference.js';
+import type { LoadedManifest } from './upstream.js';
+
+export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, reference: string): Promise<Response> {
+  let digest: string;
+  let approval: Approval;
+  if (reference.includes(':')) {
+    const check = checkDigest(reference);
+    if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
+    digest = reference;
+    approval = await approve(d, t.repo, digest);
+  } else {
+    if (!isValidTag(reference)) throw new OciError(400, 'TAG_INVALID', `${JSON.stringify(reference.slice(0, 140))} is not a valid tag`);
+    const r = d.live.policy.oci.resolveTag(t.repo, reference);
+    approval = { decision: r.decision };
+    digest = r.digest ?? '';
+  }
+  if (!approval.decision.allow) deny(t, reference, 'manifest', approval.decision, digest ? digest.slice(7) : undefined);
+  const rule = approval.decision.rule;
+  let m: LoadedManifest;
+  try {
+    m = await d.upstream.manifest(t, digest, approval.size);
+  } catch (e) {
+    throw failed(e, t, reference, digest.slice(7), rule);
+  }
+  // The advisory gate: an image is served only once its packages have been judged.
+  let gated;
+  try {
+    gated = await d.gate.check({ repo: t.repo, openBlob: (dg, signal) => d.upstream.openBlob(t, dg, signal) }, digest, m.bytes, isIndexType(m.mediaType));
+  } catch (e) {
+    throw failed(e, t, reference, digest.slice(7), rule, m.cache, true);
+  }
+  if (gated && !gated.verdict.decision.allow) deny(t, reference, 'manifest', gated.verdict.decision, digest.slice(7), gated.summary);
+  const headers: Record<string, string> = {
+    ...API_VERSION,
+    'content-type': m.mediaType,
+    'docker-content-digest': digest,
+    etag: `"${digest}"`,
+    'x-airlock-cache': m.cache,
+  };
+  if (!accepts(c.req.header('accept'), m.mediaType)) {
+    throw new OciError(
+      404,
+      'MANIFEST_UNKNOWN',
+      `${t.repo}@${digest} is a ${m.mediaType}, which this client's Accept header does not include; Airlock serves manifests unconverted`,
+    );
+  }
+  const inm = c.req.header('if-none-match');
+  if (inm && inm.split(',').some((v) => v.trim() === `"${digest}"`)) return sendStream(c, 304, headers, null);
+  // On record (committed) before the client has the manifest.
+  const row = { ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), size: m.bytes.length, cache: m.cache, decision: 'allow' as const, rule };
+  return serveSmall(c, m.bytes, headers, { recorder: d.recorder, row: { ...row, scan: gated?.summary ?? null } });
+}
+
+export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest: string): Promise<Response> {
+  const check = checkDigest(digest);
+  if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
+  const hex = digest.slice(7);
+  const approval = await approve(d, t.repo, digest);
+  if (!approval.decision.allow) {
+    const dec = approval.decision;
+    const reason =
+      dec.code === 'digest_not_pinned'
+        ? `${t.repo}@${digest} is not referenced by any approved manifest of ${t.repo} pulled through Airlock; blobs are served only as part of an approved image`
+        : dec.reason;
+    deny(t, digest, 'blob', { ...dec, code: dec.code === 'digest_not_pinned' ? 'not_referenced' : dec.code, reason }, hex);
+  }
+  const rule = approval.decision.rule;
+  const headers: Record<string, string> = {
+    ...API_VERSION,
+    'content-type': 'application/octet-stream',
+    'docker-content-digest': digest,
+    etag: `"${digest}"`,
+    'accept-ranges': 'bytes',
+    'cache-control': 'public, max-age=31536000, immutable',
+  };
+  if (c.req.method === 'HEAD') {
+    const size = (await d.cache.cachedSize(hex)) ?? approval.size;
+    if (size !== undefined) headers['content-length'] = String(size);
+    return sendStream(c, 200, headers, null);
+  }
+  const base = baseRecord(c, t, digest, 'blob');
+  const spec = {
+    sha256: hex,
+    size: approval.size,
+    open: (signal: AbortSignal) => d.upstream.openBlob(t, digest, signal, { size: approval.size, client: base.client }),
+    observe: d.inventoryOnFill ? d.inventories.observer(hex) : undefined,
+  };
+  try {
+    return await serveBlob(c, d.cache, spec, headers, { recorder: d.recorder, base: { ...base, sha256: hex }, rule, label: `${t.repo}@${digest}` });
+  } catch (e) {
+    if (e instanceof AirlockError && e.code === 'NOT_FOUND') throw new OciError(404, 'BLOB_UNKNOWN', e.message);
+    throw e;
+  }
+}
+
+/**
+ * Referrers (signatures, SBOMs, attestations) of an approved manifest, as the upstream lists
+ * them. Each listed manifest is linked to its subject, so it is approved through it (and its
+ * blobs through it in turn): cosign and notation can verify what they pull through Airlock.
+ */
+export async function referrers(d: OciContext, c: Context<AppEnv>, t: Target, digest: string): Promise<Response> {
+  const check = checkDigest(digest);
+  if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
+  const approval = await approve(d, t.repo, digest);
+  if (!approval.decision.allow) deny(t, digest, 'referrers', approval.decision, digest.slice(7));
+  const q = c.req.query('artifactType');
+  const res = await t.client.request(t.upstreamName, `referrers/${digest}${q ? `?artifactType=${encodeURIComponent(q)}` : ''}`, { accept: MT.ociIndex });
+  if (res.status === 404) {
+    res.body.resume();
+    throw new OciError(404, 'NAME_UNKNOWN', `${t.registry} does not offer the referrers API; clients fall back to the sha256-<hex> tag schema`);
+  }
+  if (res.status !== 200) {
+    res.body.resume();
+    throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${t.registry} answered ${res.status} for the referrers of ${t.upstreamName}@${digest}`);
+  }
+  const bytes = await readBoundedBytes(res.body, d.maxManifestBytes);
+  let parsed;
+  try {
+    parsed = parseManifest(bytes, MT.ociIndex);
+  } catch (e) {
+    if (e instanceof ManifestError) throw new OciError(502, 'MANIFEST_INVALID', `${t.registry}'s referrers list for ${digest}: ${e.message}`);
+    throw e;
+  }
+  if (!parsed.isIndex) throw new OciError(502, 'MANIFEST_INVALID', `${t.registry}'s referrers list for ${digest} is not an index`);
+  await d.meta.addOciLinks(t.repo, digest, parsed.children);
+  const headers: Record<string, string> = { ...API_VERSION, 'content-type': MT.ociIndex };
+  const filtered = header(res.headers, 'oci-filters-applied');
+  if (filtered) headers['oci-filters-applied'] = filtered;
+  return sendBytes(c, 200, headers, bytes);
+}

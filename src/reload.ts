@@ -1,0 +1,42 @@
+import { changedSettings, loadConfig, type LoadedConfig } from './config/load.js';
+import type { LivePolicy } from './core/live-policy.js';
+import { policyVersion } from './core/live-policy.js';
+import type { Logger } from './obs/logger.js';
+import { Advisories } from './policy/index.js';
+import type { OsvRecord } from './policy/advisories.js';
+import type { MetaStore } from './storage/meta-store.js';
+
+/** The advisories imported into the metadata store (`airlock advisories import`). */
+export async function readAdvisories(meta: MetaStore): Promise<Advisories> {
+  return new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
+}
+
+/** Re-read imported advisories into the policy in force; returns how many are active. */
+export async function reloadAdvisories(meta: MetaStore, live: LivePolicy, log: Logger): Promise<number> {
+  const advisories = await readAdvisories(meta);
+  live.replaceAdvisories(advisories);
+  log.info({ advisories: advisories.size }, 'advisories reloaded');
+  return advisories.size;
+}
+
+/**
+ * Re-read the policy from the configuration file and swap it in whole; a bad file keeps the old
+ * policy and says why. Only the policy is applied: other settings that changed are named in a
+ * warning (they need a restart).
+ */
+export function reloadPolicy(loaded: LoadedConfig, live: LivePolicy, log: Logger): boolean {
+  try {
+    const next = loadConfig(loaded.configFile);
+    const policy = live.replacePolicy(next.policy, policyVersion(next.policyFile));
+    log.info({ file: loaded.policyFile, pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }, 'policy reloaded');
+    if (policy.pypi.size + policy.oci.size + policy.hf.size === 0)
+      log.warn({ file: loaded.policyFile }, 'the reloaded policy allows nothing: every pull is refused');
+    const changed = changedSettings(loaded.config, next.config);
+    if (changed.length) log.warn({ changed }, 'configuration changes outside the policy need a restart; they were not applied');
+    return true;
+  } catch (e) {
+    log.error({ err: (e as Error).message }, 'policy reload failed; keeping the previous policy');
+    live.reloadFailed((e as Error).message);
+    return false;
+  }
+}

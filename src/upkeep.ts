@@ -1,0 +1,39 @@
+import type { Config } from './config/schema.js';
+import type { BlobCache } from './core/cache.js';
+import { prunePulls } from './core/chain.js';
+import type { Recorder } from './core/records.js';
+import { backgroundScrub } from './core/scrub.js';
+import type { Logger } from './obs/logger.js';
+import type { MetaStore } from './storage/meta-store.js';
+
+const DAY = 86_400_000;
+
+/**
+ * The serving cache's upkeep at start: one eviction pass (in the background), the background
+ * scrub (stopped on close), and a warning when shared metadata meets local blobs.
+ */
+export function startCacheUpkeep(cache: BlobCache, config: Config, log: Logger): { stop(): void } {
+  void cache.evict().catch((e) => log.error({ err: (e as Error).message }, 'cache eviction failed'));
+  const scrubber = backgroundScrub(cache, config.cache, log);
+  if (config.storage.meta === 'postgres' && config.storage.blobs === 'fs') {
+    log.warn({}, 'metadata is shared (PostgreSQL) but blobs are in a local directory: run one replica, or share blobs too (storage.blobs: s3)');
+  }
+  return scrubber;
+}
+
+/**
+ * Record retention (records.retention_days; 0 keeps everything): pull records older than that are
+ * pruned at start and then daily, each prune recorded by a chained audit/prune event.
+ */
+export async function startRetention(records: Config['records'], d: { recorder: Recorder; meta: MetaStore; log: Logger }): Promise<{ stop(): void }> {
+  const prune = async () => {
+    if (records.retention_days <= 0) return;
+    await d.recorder.flush();
+    const n = await prunePulls(d.meta, Date.now() - records.retention_days * DAY, 'airlock-retention');
+    if (n > 0) d.log.info({ removed: n, retentionDays: records.retention_days }, 'pull records pruned (a chained audit/prune event records it)');
+  };
+  await prune();
+  const timer = setInterval(() => void prune().catch((e) => d.log.error({ err: (e as Error).message }, 'record pruning failed')), DAY);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}

@@ -1,0 +1,102 @@
+import { Authenticator } from './auth/tokens.js';
+import type { Config } from './config/schema.js';
+import { createConsole, type ConsoleDeps } from './console/routes.js';
+import type { BlobCache } from './core/cache.js';
+import type { LivePolicy } from './core/live-policy.js';
+import type { Recorder } from './core/records.js';
+import type { FrontEnd } from './http/frontend.js';
+import { HF } from './hf/frontend.js';
+import type { Hub } from './hf/hub.js';
+import { createHfApp } from './hf/routes.js';
+import { OCI } from './oci/frontend.js';
+import { ImageGate } from './oci/gate.js';
+import type { ImageInventories } from './oci/inventory.js';
+import type { RegistryClient } from './oci/registry-client.js';
+import { createOciApp } from './oci/routes.js';
+import type { Logger } from './obs/logger.js';
+import type { Metrics } from './obs/metrics.js';
+import { PYPI } from './pypi/frontend.js';
+import type { PypiIndex } from './pypi/index.js';
+import { createPypiApp } from './pypi/routes.js';
+import type { BlobStore } from './storage/blob-store.js';
+import type { MetaStore } from './storage/meta-store.js';
+import type { UpstreamHttp } from './upstream/http.js';
+
+/** What every front-end shares: the policy in force, the verified cache, the metadata store, the record and the log. */
+export interface Shared {
+  live: LivePolicy;
+  cache: BlobCache;
+  meta: MetaStore;
+  recorder: Recorder;
+  log: Logger;
+}
+
+/** Each ecosystem's upstream: the clients backends.ts chose (and the image inventories the OCI gate reads). */
+export interface Upstreams {
+  pypi: { http: UpstreamHttp; index: PypiIndex };
+  oci: { registries: Map<string, RegistryClient>; inventories: ImageInventories };
+  hf: { hub: Hub };
+}
+
+/** The three protocol front-ends, in mount order, each with its settings from the configuration. */
+export function createFrontends(config: Config, s: Shared, u: Upstreams): FrontEnd[] {
+  const { live, cache, meta, recorder, log } = s;
+  const pypi = createPypiApp({ live, index: u.pypi.index, cache, http: u.pypi.http, recorder, log, pageMaxAge: Math.min(config.pypi.index_ttl, 300) });
+  const oci = createOciApp({
+    inventories: u.oci.inventories,
+    gate: new ImageGate(u.oci.inventories, meta, live, log),
+    authenticator: new Authenticator(meta),
+    live,
+    registries: u.oci.registries,
+    defaultRegistry: config.oci.default_registry,
+    cache,
+    meta,
+    recorder,
+    log,
+    maxManifestBytes: config.oci.max_manifest_bytes,
+    inventoryOnFill: config.oci.inventory === 'on-fill',
+  });
+  const hf = createHfApp({ live, hub: u.hf.hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
+  return [
+    { ...PYPI, app: pypi.app, fast: pypi.fast },
+    { ...OCI, app: oci },
+    { ...HF, app: hf },
+  ];
+}
+
+/** The console, reading the policy in force, the upstreams' breakers and this process's metrics. */
+export function consoleFor(s: Shared, d: { metrics: Metrics; http: UpstreamHttp[] }): ReturnType<typeof createConsole> {
+  const deps: ConsoleDeps = {
+    meta: s.meta,
+    log: s.log,
+    live: s.live,
+    upstreams: () => d.http.flatMap((h) => h.failing()),
+    hits: async () => {
+      let hits = 0;
+      let served = 0;
+      for (const v of (await d.metrics.pulls.get()).values) {
+        if (v.labels.decision !== 'allow') continue;
+        served += v.value;
+        if (v.labels.cache === 'hit') hits += v.value;
+      }
+      return { hits, served };
+    },
+    recordHealth: () => s.recorder.health(),
+  };
+  return createConsole(deps);
+}
+
+/** Readiness probes: a primary-key lookup in the metadata store and a stat in the blob store, each answered within 2 s. */
+export function readiness(meta: MetaStore, store: BlobStore): () => Promise<string[]> {
+  const NOBODY = '0'.repeat(64);
+  const probe = async (what: string, p: Promise<unknown>): Promise<string | null> => {
+    try {
+      await Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error('no answer in 2 s')), 2000).unref())]);
+      return null;
+    } catch (e) {
+      return `${what}: ${(e as Error).message}`;
+    }
+  };
+  return async () =>
+    (await Promise.all([probe('metadata store', meta.getBlob(NOBODY)), probe('blob store', store.stat(NOBODY))])).filter((x): x is string => x !== null);
+}
