@@ -7,7 +7,7 @@ import { under, type FrontEnd } from './http/frontend.js';
 import { clientAddress, type AppEnv } from './http/send.js';
 import type { FastPath } from './http/fast.js';
 import { ADMIN, mountAdmin, type AdminDeps } from './http/admin.js';
-import { requestName } from './http/refusal.js';
+import { rateLimit, requestName } from './http/refusal.js';
 import { AirlockError } from './core/errors.js';
 
 export interface AppDeps extends AdminDeps {
@@ -76,18 +76,24 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
       // secret), for HEAD too (the row is about the credential, not a probe of an artefact).
       if (a.badToken) {
         const admin = area.ecosystem === 'admin';
-        void d.recorder.record({
+        const row = {
           ts: Date.now(),
           client: clientAddress(c),
-          ecosystem: admin ? 'audit' : area.ecosystem,
+          ecosystem: admin ? ('audit' as const) : area.ecosystem,
           name: admin ? 'admin' : requestName(c),
-          cache: 'none',
-          decision: 'deny',
+          cache: 'none' as const,
+          decision: 'deny' as const,
           reason: a.message,
           rule: `auth.${area.ecosystem}`,
           requestId: c.get('requestId'),
-          code: 'bad_token',
-        });
+        };
+        // Past the client's refusal rate limit: a 429 (its front-end's own error), counted in one folded row.
+        const limited = rateLimit(c, d.recorder, row);
+        if (limited) {
+          count(area.ecosystem, 429);
+          return area.refuse(c, 429, limited.message);
+        }
+        void d.recorder.record({ ...row, code: 'bad_token' });
       }
       count(area.ecosystem, a.refuse);
       return area.refuse(c, a.refuse, a.message);

@@ -8,7 +8,7 @@ import type { LoadedConfig } from './config/load.js';
 import { splitListen } from './config/preflight.js';
 import { HashPool } from './core/hasher.js';
 import { LivePolicy, policyVersion } from './core/live-policy.js';
-import { Recorder } from './core/records.js';
+import { keepRecord } from './core/record-budget.js';
 import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import { ImageInventories } from './oci/inventory.js';
@@ -39,7 +39,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const hashes = new HashPool(1).warm();
   const cache = blobCache(loaded, { store, meta, hashes, log, metrics }, { serving: true });
   const scrubber = startCacheUpkeep(cache, config, log);
-  const recorder = new Recorder(meta, metrics, log);
+  const record = keepRecord(meta, metrics, log, config.records);
+  const recorder = record.recorder;
   const live = new LivePolicy(loaded.policy, await readAdvisories(meta), policyVersion(loaded.policyFile));
   const shared = { live, cache, meta, recorder, log };
 
@@ -57,10 +58,12 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     meta,
     recorder,
     unready: readiness(meta, store),
+    warnings: record.warnings,
     console: consoleFor(shared, { metrics, http: [http.pypi, http.oci, http.hf] }),
     frontends,
   });
   const retention = await startRetention(config.records, { recorder, meta, log });
+  record.start();
 
   return {
     app,
@@ -71,6 +74,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     cache,
     metrics,
     recorder,
+    /** The record's size budget (records.max_bytes): checked every minute; `check()` now. */
+    budget: record.budget,
     /** Re-read imported advisories (after `airlock advisories import`); returns how many are active. */
     reloadAdvisories: (): Promise<number> => reloadAdvisories(meta, live, log),
     /** Re-read the policy from disk; a bad file keeps the old policy and says why. */
@@ -79,6 +84,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     failingUpstreams: () => [...http.pypi.failing(), ...http.oci.failing(), ...http.hf.failing()],
     async close() {
       retention.stop();
+      record.stop();
       scrubber.stop();
       await cache.shutdown();
       await cache.flushUses().catch(() => {});

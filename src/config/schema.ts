@@ -388,6 +388,33 @@ export const configSchema = z
       .object({
         /** Days pull records are kept; 0 keeps them for ever. Pruning is itself a chained event. */
         retention_days: z.number().int().min(0).default(0),
+        /**
+         * The record's size budget (estimated bytes, airlock_record_bytes); past it the oldest rows are
+         * pruned (a chained audit/prune event) and a warning is logged and shown by /-/readyz. 0: none.
+         */
+        max_bytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(16 * 1024 ** 3),
+        /** Seconds identical refusals (client, ecosystem, name, version, code, rule) are folded into one row with a count; 0: a row each. */
+        fold_window_seconds: z.number().min(0).max(86_400).default(60),
+        /** Fold windows open at once at most (bounded memory); opening one more closes (writes) the oldest. */
+        fold_max_windows: z.number().int().min(1).default(10_000),
+        /**
+         * Refusals a client (a token's name, or an anonymous client's address) may have recorded: a
+         * token bucket of per_second with bursts of burst. Past it, refusals are answered 429 with
+         * Retry-After and counted in one folded rate_limited row. per_second 0: no limit.
+         */
+        refusal_limit: z
+          .object({
+            per_second: z.number().min(0).default(20),
+            burst: z.number().int().min(1).default(200),
+            /** Clients whose allowance is remembered at most (an LRU): bounded memory whatever the number of addresses. */
+            clients: z.number().int().min(1).default(10_000),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

@@ -41,7 +41,7 @@ ${rows.map((r) => {
   const a = approvalFor(r);
   return html`<section class="refusal" aria-label="Refusal ${r.id}">
 <h2><span class="deny">${r.code ?? r.decision}</span> ${artefact(r)}</h2>
-<p class="muted">${when(r.ts)} · ${r.ecosystem} · client <code>${r.client}</code> · rule <code>${r.rule ?? '-'}</code>${r.requestId ? html` · request <code>${r.requestId}</code>` : ''}</p>
+<p class="muted">${when(r.ts)}${r.count ? html` · ×${r.count} repeats until ${when(r.lastTs ?? r.ts)}` : ''} · ${r.ecosystem} · client <code>${r.client}</code> · rule <code>${r.rule ?? '-'}</code>${r.requestId ? html` · request <code>${r.requestId}</code>` : ''}</p>
 <p>${r.reason ?? ''}</p>
 <p>${a.note}</p>
 ${a.command ? html`<pre class="approval-command" aria-label="Approval command">${a.command}</pre>` : ''}

@@ -31,6 +31,9 @@ export function rowHash(prev: string, r: PullRecord): string {
   ];
   // The refusal code joined the record later: covered when present, so older rows still verify.
   if (r.code) fields.push(r.code);
+  // A folded row (core/fold.ts): how many events it stands for and the last one's time are covered
+  // too (an object, so it cannot be mistaken for a code). Rows of one event have neither.
+  if (r.count != null) fields.push({ count: r.count, last: r.lastTs ?? null });
   const content = JSON.stringify(fields);
   return createHash('sha256').update(prev).update('\n').update(content).digest('hex');
 }
@@ -106,6 +109,27 @@ export function prunePulls(log: PullLog, before: number, client: string): Promis
       cache: 'none',
       decision: 'allow',
       reason: `retention: ${removed} records before ${new Date(before).toISOString()} (through row ${last.id}) removed; this row anchors the chain at the last removed row's hash`,
+    }),
+    link,
+  );
+}
+
+/**
+ * Delete the oldest records until the record's estimated size is within `maxBytes`, leaving a
+ * chained 'audit/prune' row that anchors what was removed (as retention does).
+ */
+export function prunePullsToSize(log: PullLog, maxBytes: number, client: string): Promise<number> {
+  return log.prunePullsToSize(
+    maxBytes,
+    (last, removed) => ({
+      ts: Date.now(),
+      client,
+      ecosystem: 'audit',
+      name: 'prune',
+      sha256: last.hash,
+      cache: 'none',
+      decision: 'allow',
+      reason: `size budget: the oldest ${removed} records (through row ${last.id}) removed to keep the record within records.max_bytes (${maxBytes} bytes); this row anchors the chain at the last removed row's hash`,
     }),
     link,
   );

@@ -22,7 +22,9 @@ export type RecordCode =
   /** The client has too many cold downloads under way (transfers.per_client). */
   | 'too_many_downloads'
   /** The client left before the download it waited for began. */
-  | 'client_gone';
+  | 'client_gone'
+  /** Refusals past the client's refusal rate limit (records.refusal_limit): answered 429, counted in one folded row. */
+  | 'rate_limited';
 
 export type RecordKind = 'policy' | 'integrity' | 'request' | 'error';
 
@@ -47,6 +49,7 @@ export const RECORD_CODES: Record<RecordCode, { kind: RecordKind; meaning: strin
   upstream_failed: { kind: 'error', meaning: 'the upstream failed' },
   too_many_downloads: { kind: 'error', meaning: 'too many downloads under way for this client' },
   client_gone: { kind: 'error', meaning: 'the client left before the download began' },
+  rate_limited: { kind: 'request', meaning: "refusals past the client's refusal rate limit" },
 };
 
 export const RECORD_CODE_LIST = Object.keys(RECORD_CODES) as RecordCode[];

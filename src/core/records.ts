@@ -3,10 +3,24 @@ import type { Metrics } from '../obs/metrics.js';
 import type { PullLog, PullRecord } from '../storage/meta-store.js';
 import { appendPulls } from './chain.js';
 import { AirlockError } from './errors.js';
+import { Folder } from './fold.js';
 import type { RecordCode } from './record-codes.js';
+import { RefusalLimiter, type RefusalLimits } from './refusal-limit.js';
 
 /** A row as the recorder takes it: its code is one of the record's own vocabulary (stored as text). */
 export type RecordRow = Omit<PullRecord, 'code'> & { code?: RecordCode | null };
+
+/** How refusals are kept from filling the record (records.* in the config); off when not given. */
+export interface RefusalGuard {
+  /** Seconds identical refusals are folded into one row (0: a row each). */
+  foldWindowMs: number;
+  /** Fold windows open at most (bounded memory): the oldest closes first. */
+  foldMaxWindows: number;
+  /** The per-client refusal rate limit (perSecond 0: none). */
+  limits: RefusalLimits;
+}
+
+const NO_GUARD: RefusalGuard = { foldWindowMs: 0, foldMaxWindows: 1, limits: { perSecond: 0, burst: 0, maxClients: 1 } };
 
 /** Rows written per transaction at most; a burst larger than this is split. */
 const BATCH_MAX = 512;
@@ -29,15 +43,43 @@ export class Recorder {
   private writing: Promise<void> = Promise.resolve();
   /** The last failed write, until a later one succeeds (the health endpoint turns red on it). */
   private failing: { at: number; message: string } | null = null;
+  private readonly folder: Folder;
+  private readonly limiter: RefusalLimiter;
 
   constructor(
     private readonly pulls: PullLog,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-  ) {}
+    guard: RefusalGuard = NO_GUARD,
+  ) {
+    this.folder = new Folder(guard.foldWindowMs, guard.foldMaxWindows, (row) => {
+      this.log.info(
+        { ecosystem: row.ecosystem, name: row.name, version: row.version, code: row.code, client: row.client, count: row.count, from: row.ts, to: row.lastTs },
+        'repeated refusals folded into one record',
+      );
+      this.push(row);
+    });
+    this.limiter = new RefusalLimiter(guard.limits);
+  }
 
-  /** Resolves once every queued row is written (shutdown, tests, CLI). */
+  /**
+   * The refusal rate limit: take one refusal from `client`'s allowance (a token name, or the
+   * address of an anonymous client). 0 when the refusal may be recorded; else the seconds to wait
+   * (the caller answers 429 with Retry-After and records it with `rateLimited`).
+   */
+  limitRefusal(client: string): number {
+    return this.limiter.take(client);
+  }
+
+  /** Count a refusal past its client's rate limit: one `rate_limited` row per client, folded (not a row each). */
+  rateLimited(row: Omit<RecordRow, 'code'>): void {
+    this.metrics.refusalsRateLimited.inc({ ecosystem: row.ecosystem });
+    void this.record({ ...row, code: 'rate_limited' });
+  }
+
+  /** Resolves once every queued row is written (shutdown, tests, CLI); open fold windows are closed and written first. */
   async flush(): Promise<void> {
+    this.folder.closeAll();
     this.drain();
     await this.writing;
   }
@@ -104,6 +146,11 @@ export class Recorder {
     const code = row.code;
     this.metrics.pulls.inc({ ecosystem: row.ecosystem, cache: row.cache, decision: row.decision });
     if (row.decision !== 'allow') this.metrics.refusals.inc({ ecosystem: row.ecosystem, code: code ?? row.decision });
+    // A repeat of a refusal recorded in its fold window is counted there, not written (nor logged) again.
+    if (!this.folder.offer(row)) {
+      this.metrics.refusalsFolded.inc({ ecosystem: row.ecosystem });
+      return Promise.resolve(null);
+    }
     const line = {
       reqId: row.requestId,
       ecosystem: row.ecosystem,
@@ -120,6 +167,11 @@ export class Recorder {
     };
     if (row.decision === 'allow') this.log.info(line, 'pull');
     else this.log.warn(line, 'refused');
+    return this.push(row);
+  }
+
+  /** Queue a row for the next batch; resolves with its batch's failure, or null once written. */
+  private push(row: RecordRow): Promise<Error | null> {
     this.queue.push(row);
     const committed = new Promise<Error | null>((r) => this.waiters.push(r));
     if (!this.scheduled) {

@@ -14,16 +14,18 @@ export interface AdminDeps {
   recorder: Recorder;
   /** What keeps this replica from serving now (database or blob store unreachable); empty when ready. */
   unready: () => Promise<string[]>;
+  /** What an operator should know that does not stop serving (the record near its size budget); shown by /-/readyz. */
+  warnings?: () => string[];
 }
 
 /** The admin area (/-/...): refuses in plain JSON. Its probes need no identity. */
 export const ADMIN = {
   ecosystem: 'admin' as const,
   open: ['/-/healthz', '/-/readyz', '/-/metrics'],
-  refuse: (c: Context<AppEnv>, status: 401 | 403, message: string): Response => {
+  refuse: (c: Context<AppEnv>, status: 401 | 403 | 429, message: string): Response => {
     const h: Record<string, string> = { 'cache-control': 'no-store' };
     if (status === 401) h['www-authenticate'] = 'Basic realm="airlock"';
-    return c.json({ error: status === 401 ? 'UNAUTHORIZED' : 'DENIED', message }, status, h);
+    return c.json({ error: status === 401 ? 'UNAUTHORIZED' : status === 429 ? 'TOO_MANY_REQUESTS' : 'DENIED', message }, status, h);
   },
 };
 
@@ -41,7 +43,9 @@ export function mountAdmin(app: Hono<AppEnv>, d: AdminDeps): void {
     const problems = await d.unready();
     const failing = d.recorder.health();
     if (failing) problems.push(`pull records cannot be written: ${failing.message}`);
-    return problems.length ? c.json({ status: 'unready', problems }, 503) : c.json({ status: 'ready' });
+    const warnings = d.warnings?.() ?? [];
+    if (problems.length) return c.json({ status: 'unready', problems, ...(warnings.length ? { warnings } : {}) }, 503);
+    return c.json(warnings.length ? { status: 'ready', warnings } : { status: 'ready' });
   });
   app.get('/-/metrics', async (c) => c.body(await d.metrics.registry.metrics(), 200, { 'content-type': d.metrics.registry.contentType }));
   app.get('/-/records', async (c) => {

@@ -15,8 +15,8 @@ export interface FrontEndInfo {
   prefix: string;
   /** Full paths that need no identity (an OCI registry's token endpoint). */
   open?: string[];
-  /** A 401 (no or bad credentials) or 403 (not enough rights) in the protocol's own format. */
-  refuse(c: Context<AppEnv>, status: 401 | 403, message: string): Response;
+  /** A 401 (no or bad credentials), 403 (not enough rights) or 429 (too many refusals: http/refusal.ts rateLimit) in the protocol's own format. */
+  refuse(c: Context<AppEnv>, status: 401 | 403 | 429, message: string): Response;
 }
 
 export interface FrontEnd extends FrontEndInfo {

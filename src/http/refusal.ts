@@ -1,7 +1,8 @@
 import type { Context, ErrorHandler } from 'hono';
 import type { Logger } from 'pino';
 import type { RecordCode } from '../core/record-codes.js';
-import type { Recorder } from '../core/records.js';
+import { AirlockError } from '../core/errors.js';
+import type { Recorder, RecordRow } from '../core/records.js';
 import type { CacheState } from '../storage/meta-store.js';
 import { clientAddress, type AppEnv } from './send.js';
 
@@ -114,36 +115,68 @@ export function requestName(c: Context<AppEnv>): string {
  * HEAD is not a pull and leaves no row: serve-blob.ts.) Repeated probes fold (core/records.ts).
  */
 export function errorHandler<E extends WireError>(f: ErrorEnvelope<E>): ErrorHandler<AppEnv> {
-  const record = (c: Context<AppEnv>, r: { code: RecordCode; rule: string; reason: string; decision: 'deny' | 'error'; row: RefusalRow }) =>
-    void f.recorder.record({
-      ts: Date.now(),
-      client: clientAddress(c),
-      ecosystem: f.ecosystem,
-      requestId: c.get('requestId'),
-      ...r.row,
-      cache: r.row.cache ?? 'none',
-      decision: r.decision,
-      reason: r.reason,
-      rule: r.rule,
-      code: r.code,
-    });
+  type Row = { code: RecordCode; rule: string; reason: string; decision: 'deny' | 'error'; row: RefusalRow };
+  const rowOf = (c: Context<AppEnv>, r: Row) => ({
+    ts: Date.now(),
+    client: clientAddress(c),
+    ecosystem: f.ecosystem,
+    requestId: c.get('requestId'),
+    ...r.row,
+    cache: r.row.cache ?? 'none',
+    decision: r.decision,
+    reason: r.reason,
+    rule: r.rule,
+    code: r.code,
+  });
   return (err, c) => {
     let shown: unknown = err;
+    let row: Row | null = null;
     if (err instanceof Refusal) {
-      record(c, { code: err.code, rule: err.rule, reason: err.message, decision: err.decision, row: err.row });
+      row = { code: err.code, rule: err.rule, reason: err.message, decision: err.decision, row: err.row };
       shown = err.answer ?? err;
     }
     let e = f.wire(shown);
+    if (e && MALFORMED.has(e.status) && !(err instanceof Refusal))
+      row = { code: 'bad_request', rule: `${f.ecosystem}.request`, reason: e.message, decision: 'deny', row: { name: requestName(c) } };
+    // A refusal is recorded even when its answer is unexpected (a 500 below).
+    if (row) {
+      // Past the client's refusal rate limit: 429, counted in one folded row (records.refusal_limit).
+      const limited = rateLimit(c, f.recorder, rowOf(c, row));
+      if (limited) return f.render(c, f.wire(limited) ?? f.internal());
+      void f.recorder.record(rowOf(c, row));
+    }
     if (!e) {
       f.log.error({ ecosystem: f.ecosystem, err: shown, path: c.req.path }, 'unexpected error');
       e = f.internal();
-    } else {
-      if (MALFORMED.has(e.status) && !(err instanceof Refusal)) {
-        record(c, { code: 'bad_request', rule: `${f.ecosystem}.request`, reason: e.message, decision: 'deny', row: { name: requestName(c) } });
-      }
-      if (e.status >= 500) f.log.error({ ecosystem: f.ecosystem, code: e.code, err: e.message, path: c.req.path }, 'request failed');
-      else f.log.warn({ ecosystem: f.ecosystem, code: e.code, reason: e.message, path: c.req.path }, 'request refused');
-    }
+    } else if (e.status >= 500) f.log.error({ ecosystem: f.ecosystem, code: e.code, err: e.message, path: c.req.path }, 'request failed');
+    else f.log.warn({ ecosystem: f.ecosystem, code: e.code, reason: e.message, path: c.req.path }, 'request refused');
     return f.render(c, e);
   };
+}
+
+/**
+ * The refusal rate limit, for every recorded refusal (the handler above and the bad-token path of
+ * app.ts): when `c`'s client (its token's name, or its address) is past its allowance, the
+ * refusal is counted in a folded `rate_limited` row instead of its own, Retry-After is set, and the
+ * error to answer with (a 429) is returned; null when the refusal is to be recorded as usual.
+ */
+export function rateLimit(c: Context<AppEnv>, recorder: Recorder, row: Omit<RecordRow, 'code'>): AirlockError | null {
+  const id = c.get('identity');
+  const wait = recorder.limitRefusal(id ? `token:${id.name}` : `addr:${c.env?.incoming?.socket?.remoteAddress ?? 'unknown'}`);
+  if (wait === 0) return null;
+  recorder.rateLimited({
+    ...row,
+    name: '*',
+    version: null,
+    filename: null,
+    sha256: null,
+    size: null,
+    scan: null,
+    rule: 'records.refusal_limit',
+    reason: 'too many refusals for this client: further refusals are answered 429 and counted, not recorded one by one',
+  });
+  const outgoing = c.env?.outgoing;
+  if (outgoing && !outgoing.headersSent) outgoing.setHeader('retry-after', String(wait));
+  else c.header('Retry-After', String(wait));
+  return new AirlockError('TOO_MANY_REQUESTS', `too many refused requests from this client; retry after ${wait} s`);
 }

@@ -68,6 +68,33 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly refusalsRateLimited = new Counter({
+    name: 'airlock_refusals_rate_limited_total',
+    help: "Refusals past their client's refusal rate limit (answered 429, folded into one row per client and window)",
+    labelNames: ['ecosystem'] as const,
+    registers: [this.registry],
+  });
+  readonly refusalsFolded = new Counter({
+    name: 'airlock_refusals_folded_total',
+    help: 'Refusals folded into a repeat row instead of a row each (identical to one recorded in the fold window)',
+    labelNames: ['ecosystem'] as const,
+    registers: [this.registry],
+  });
+  readonly recordBytes = new Gauge({
+    name: 'airlock_record_bytes',
+    help: 'Estimated size of the pull record (bytes); pruned oldest first past records.max_bytes',
+    registers: [this.registry],
+  });
+  readonly recordRows = new Gauge({
+    name: 'airlock_record_rows',
+    help: 'Rows in the pull record',
+    registers: [this.registry],
+  });
+  readonly recordBudgetPrunes = new Counter({
+    name: 'airlock_record_budget_pruned_total',
+    help: 'Pull records pruned (oldest first) to keep the record within records.max_bytes',
+    registers: [this.registry],
+  });
   readonly upstreamQueueWait = new Histogram({
     name: 'airlock_upstream_queue_seconds',
     help: 'Time upstream requests waited for a connection of their host (transfers.host_connections, host_large), by host and class (small, large)',

@@ -8,6 +8,6 @@ export const OCI: FrontEndInfo = {
   refuse(c, status, message) {
     const h: Record<string, string> = { 'cache-control': 'no-store', 'docker-distribution-api-version': 'registry/2.0' };
     if (status === 401) h['www-authenticate'] = `Bearer realm="${new URL(c.req.url).origin}/v2/token",service="airlock"`;
-    return c.json({ errors: [{ code: status === 401 ? 'UNAUTHORIZED' : 'DENIED', message, detail: null }] }, status, h);
+    return c.json({ errors: [{ code: status === 401 ? 'UNAUTHORIZED' : status === 429 ? 'TOOMANYREQUESTS' : 'DENIED', message, detail: null }] }, status, h);
   },
 };

@@ -58,6 +58,13 @@ export interface PullRecord {
    * by. Rows written before codes existed have none.
    */
   code?: string | null;
+  /**
+   * A folded row (core/fold.ts): `count` identical refusals of one client, the first at `ts`, the
+   * last at `lastTs`, written as one row when its window closed. Absent on a row that stands for
+   * one event. Both are covered by the chain when present.
+   */
+  count?: number | null;
+  lastTs?: number | null;
 }
 
 export interface StoredPullRecord extends PullRecord {
@@ -167,6 +174,18 @@ export interface PullLog {
    * in one transaction; returns how many rows were removed (0, and no anchor, when none were).
    */
   prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number>;
+  /**
+   * The record's size: rows, and an estimate of the bytes they take (their text plus a fixed
+   * per-row allowance for hashes, numbers and indexes: pull-rows.ts ROW_BYTES_SQL), kept as a
+   * running total as rows are written and pruned.
+   */
+  pullSize(): Promise<{ rows: number; bytes: number }>;
+  /**
+   * Delete the oldest rows until the record's estimated size is at most `maxBytes`, and append
+   * `anchor(last removed row, count)`, linked, in one transaction (as prunePulls); returns how many
+   * rows were removed (0, and no anchor, when the record is already within it).
+   */
+  prunePullsToSize(maxBytes: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number>;
 }
 
 /** Verified OCI manifests and their links per repository (index -> manifest -> blobs, referrers). */

@@ -173,6 +173,14 @@ export class PgMetaStore implements MetaStore {
     return this.pulls.prunePulls(before, anchor, link);
   }
 
+  pullSize(): Promise<{ rows: number; bytes: number }> {
+    return this.pulls.pullSize();
+  }
+
+  prunePullsToSize(maxBytes: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number> {
+    return this.pulls.prunePullsToSize(maxBytes, anchor, link);
+  }
+
   // OciStore
   async getOciManifest(digest: string): Promise<OciManifestRecord | null> {
     const [r] = await this.rows<{ digest: string; media_type: string; size: number }>('SELECT digest, media_type, size FROM oci_manifests WHERE digest = $1', [

@@ -1,9 +1,10 @@
 import type pg from 'pg';
 import type { ChainLink, PullFilter, PullLog, PullRecord, StoredPullRecord } from './meta-store.js';
 import { LOCK_CHAIN } from './pg-schema.js';
-import { dayTally, pullOf, type PullRow } from './pull-rows.js';
+import { DAY_RECOUNT_SQL, ROW_BYTES_SQL, dayTally, pullOf, type PullRow } from './pull-rows.js';
 
-const PULL_COLUMNS = 'ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash, code';
+const PULL_COLUMNS =
+  'ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash, code, count, last_ts';
 
 /**
  * The pull record in PostgreSQL (PgMetaStore's PullLog). The chain stays one chain under
@@ -28,7 +29,8 @@ export class PgPullLog implements PullLog {
   /** Inside a transaction: lock the chain head (every replica's writers queue here), then link and insert the rows in one statement. */
   private async insertPulls(c: pg.PoolClient, recs: PullRecord[], link: ChainLink): Promise<void> {
     await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK_CHAIN]);
-    let head = (await c.query<{ hash: string | null }>('SELECT hash FROM pulls ORDER BY id DESC LIMIT 1')).rows[0]?.hash ?? null;
+    const last = (await c.query<{ id: number; hash: string | null }>('SELECT id, hash FROM pulls ORDER BY id DESC LIMIT 1')).rows[0];
+    let head = last?.hash ?? null;
     const values: unknown[] = [];
     const tuples: string[] = [];
     for (const rec of recs) {
@@ -52,8 +54,10 @@ export class PgPullLog implements PullLog {
         prevHash,
         hash,
         rec.code ?? null,
+        rec.count ?? null,
+        rec.count != null ? (rec.lastTs ?? null) : null,
       );
-      tuples.push(`(${Array.from({ length: 17 }, (_, i) => `$${base + i + 1}`).join(', ')})`);
+      tuples.push(`(${Array.from({ length: 19 }, (_, i) => `$${base + i + 1}`).join(', ')})`);
       head = hash;
     }
     await c.query(`INSERT INTO pulls (${PULL_COLUMNS}) VALUES ${tuples.join(', ')}`, values);
@@ -63,6 +67,10 @@ export class PgPullLog implements PullLog {
        ON CONFLICT (day, ecosystem, decision) DO UPDATE SET count = pull_days.count + EXCLUDED.count`,
       [tally.map((t) => t[0]), tally.map((t) => t[1]), tally.map((t) => t[2]), tally.map((t) => t[3])],
     );
+    await c.query(`UPDATE pull_size SET rows = rows + $1, bytes = bytes + (SELECT COALESCE(SUM(${ROW_BYTES_SQL}), 0) FROM pulls WHERE id > $2)`, [
+      recs.length,
+      last?.id ?? 0,
+    ]);
   }
 
   async listPulls(f: PullFilter): Promise<StoredPullRecord[]> {
@@ -107,20 +115,58 @@ export class PgPullLog implements PullLog {
   }
 
   async prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number> {
+    return this.pruneThrough(
+      async (c) => (await c.query<{ id: number; hash: string | null }>('SELECT id, hash FROM pulls WHERE ts < $1 ORDER BY id DESC LIMIT 1', [before])).rows[0],
+      anchor,
+      link,
+    );
+  }
+
+  async pullSize(): Promise<{ rows: number; bytes: number }> {
+    return (await this.pool.query<{ rows: number; bytes: number }>('SELECT rows, bytes FROM pull_size WHERE id = 1')).rows[0] ?? { rows: 0, bytes: 0 };
+  }
+
+  async prunePullsToSize(
+    maxBytes: number,
+    anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord,
+    link: ChainLink,
+  ): Promise<number> {
+    return this.pruneThrough(
+      async (c) => {
+        const size = Number((await c.query<{ bytes: number }>('SELECT bytes FROM pull_size WHERE id = 1')).rows[0]?.bytes ?? 0);
+        if (size <= maxBytes) return undefined;
+        // The oldest rows whose sizes add up to the excess: a scan of the table, run rarely (past the budget).
+        const sql = `SELECT id, hash FROM (SELECT id, hash, SUM(${ROW_BYTES_SQL}) OVER (ORDER BY id) AS upto FROM pulls) s WHERE upto >= $1 ORDER BY id LIMIT 1`;
+        return (await c.query<{ id: number; hash: string | null }>(sql, [size - maxBytes])).rows[0];
+      },
+      anchor,
+      link,
+    );
+  }
+
+  /** Under the chain lock: delete the rows through the one `find` names and append the chained anchor; keeps pull_days and pull_size. */
+  private pruneThrough(
+    find: (c: pg.PoolClient) => Promise<{ id: number; hash: string | null } | undefined>,
+    anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord,
+    link: ChainLink,
+  ): Promise<number> {
     return this.tx(async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK_CHAIN]);
-      const last = (await c.query<{ id: number; hash: string | null }>('SELECT id, hash FROM pulls WHERE ts < $1 ORDER BY id DESC LIMIT 1', [before])).rows[0];
+      const last = await find(c);
       if (!last) return 0;
-      const span = (await c.query<{ lo: number; hi: number }>('SELECT MIN(ts) AS lo, MAX(ts) AS hi FROM pulls WHERE id <= $1', [last.id])).rows[0];
+      const span = (
+        await c.query<{ lo: number; hi: number; bytes: number | null }>(
+          `SELECT MIN(ts) AS lo, MAX(ts) AS hi, SUM(${ROW_BYTES_SQL})::bigint AS bytes FROM pulls WHERE id <= $1`,
+          [last.id],
+        )
+      ).rows[0];
       const n = (await c.query('DELETE FROM pulls WHERE id <= $1', [last.id])).rowCount ?? 0;
+      await c.query('UPDATE pull_size SET rows = GREATEST(0, rows - $1), bytes = GREATEST(0, bytes - $2)', [n, Number(span.bytes ?? 0)]);
       // Recount the days the removed rows were in from what is left of them.
       const lo = Math.floor(span.lo / 86_400_000) * 86_400_000;
       const hi = Math.floor(span.hi / 86_400_000) * 86_400_000;
       await c.query('DELETE FROM pull_days WHERE day BETWEEN $1 AND $2', [lo, hi]);
-      await c.query(
-        'INSERT INTO pull_days SELECT (ts / 86400000) * 86400000, ecosystem, decision, COUNT(*) FROM pulls WHERE ts >= $1 AND ts < $2 GROUP BY 1, 2, 3',
-        [lo, hi + 86_400_000],
-      );
+      await c.query(`INSERT INTO pull_days ${DAY_RECOUNT_SQL} WHERE ts >= $1 AND ts < $2 GROUP BY 1, 2, 3`, [lo, hi + 86_400_000]);
       await this.insertPulls(c, [anchor(last, n)], link);
       return n;
     });

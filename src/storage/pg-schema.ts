@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { ROW_BYTES_SQL } from './pull-rows.js';
 
 /**
  * The PostgreSQL schema: versioned steps, run in order on start by migrate() below. Text that is
@@ -66,6 +67,11 @@ export const PG_MIGRATIONS: string[] = [
    CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_at IS NULL;`,
   // Chunk digests of each blob (core/chunks.ts): ranges are served from verified chunks only.
   `CREATE TABLE blob_chunks (sha256 TEXT COLLATE "C" PRIMARY KEY, chunk_size INTEGER NOT NULL, digests BYTEA NOT NULL, sum TEXT NOT NULL);`,
+  // Folded refusals and the record's size budget (issue 25): see sqlite-schema.ts's step. Self-contained.
+  `ALTER TABLE pulls ADD COLUMN count BIGINT;
+   ALTER TABLE pulls ADD COLUMN last_ts BIGINT;
+   CREATE TABLE pull_size (id INTEGER PRIMARY KEY CHECK (id = 1), rows BIGINT NOT NULL, bytes BIGINT NOT NULL);
+   INSERT INTO pull_size SELECT 1, COUNT(*), COALESCE(SUM(${ROW_BYTES_SQL}), 0) FROM pulls;`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

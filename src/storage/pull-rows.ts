@@ -23,6 +23,8 @@ export interface PullRow {
   prev_hash: string | null;
   hash: string | null;
   code: string | null;
+  count: number | null;
+  last_ts: number | null;
 }
 
 /** A stored row as the record's type (a row without a refusal code has no `code`). */
@@ -46,6 +48,7 @@ export function pullOf(r: PullRow): StoredPullRecord {
     prevHash: r.prev_hash,
     hash: r.hash,
     ...(r.code ? { code: r.code } : {}),
+    ...(r.count != null ? { count: r.count, lastTs: r.last_ts } : {}),
   };
 }
 
@@ -58,8 +61,22 @@ export function dayTally(recs: PullRecord[]): [number, string, string, number][]
     const day = Math.floor(r.ts / DAY_MS) * DAY_MS;
     const k = `${day}|${r.ecosystem}|${r.decision}`;
     const t = m.get(k);
-    if (t) t[3]++;
-    else m.set(k, [day, r.ecosystem, r.decision, 1]);
+    // A folded row stands for `count` events.
+    const n = r.count ?? 1;
+    if (t) t[3] += n;
+    else m.set(k, [day, r.ecosystem, r.decision, n]);
   }
   return [...m.values()];
 }
+
+/**
+ * A row's estimated size in bytes, in SQL both backends run (length() counts characters): its text
+ * columns plus 320 for what every row has (two hex hashes, numbers, the index entries). An
+ * estimate for the record's size budget (records.max_bytes), not a measure of the file.
+ */
+export const ROW_BYTES_SQL =
+  '(320 + length(client) + 2 * length(name) + COALESCE(length(version), 0) + COALESCE(length(filename), 0) + COALESCE(length(sha256), 0) * 2' +
+  ' + COALESCE(length(reason), 0) + COALESCE(length(rule), 0) + COALESCE(length(request_id), 0) + COALESCE(length(scan), 0) + COALESCE(length(code), 0) * 2)';
+
+/** What pull_days adds up per (day, ecosystem, decision) from stored rows (a folded row counts its events). */
+export const DAY_RECOUNT_SQL = 'SELECT (ts / 86400000) * 86400000, ecosystem, decision, SUM(COALESCE(count, 1)) FROM pulls';

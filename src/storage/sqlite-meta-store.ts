@@ -15,7 +15,7 @@ import type {
 import type { InventoryStore } from './inventory-store.js';
 import { SqliteInventoryStore } from './sqlite-inventory-store.js';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js';
-import { dayTally, pullOf, type PullRow } from './pull-rows.js';
+import { DAY_RECOUNT_SQL, ROW_BYTES_SQL, dayTally, pullOf, type PullRow } from './pull-rows.js';
 
 const DAY_MS = 86_400_000;
 
@@ -60,15 +60,18 @@ export class SqliteMetaStore implements MetaStore {
       putPage: this.db.prepare('INSERT OR REPLACE INTO pages (key, body, fetched_at, etag) VALUES (?, ?, ?, ?)'),
       insertPull: this.db.prepare(
         // Positional parameters: measurably cheaper than named ones on the per-pull path.
-        `INSERT INTO pulls (ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash, code)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO pulls (ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash, code, count, last_ts)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       getOciManifest: this.db.prepare<[string], { digest: string; media_type: string; size: number }>(
         'SELECT digest, media_type, size FROM oci_manifests WHERE digest = ?',
       ),
       putOciManifest: this.db.prepare('INSERT OR REPLACE INTO oci_manifests (digest, media_type, size) VALUES (?, ?, ?)'),
       putOciLink: this.db.prepare('INSERT OR IGNORE INTO oci_links (repo, parent, child, size, kind) VALUES (?, ?, ?, ?, ?)'),
-      lastHash: this.db.prepare<[], { hash: string | null }>('SELECT hash FROM pulls ORDER BY id DESC LIMIT 1'),
+      lastHash: this.db.prepare<[], { id: number; hash: string | null }>('SELECT id, hash FROM pulls ORDER BY id DESC LIMIT 1'),
+      growSize: this.db.prepare<[number, number]>(
+        `UPDATE pull_size SET rows = rows + ?, bytes = bytes + (SELECT COALESCE(SUM(${ROW_BYTES_SQL}), 0) FROM pulls WHERE id > ?)`,
+      ),
       tallyDay: this.db.prepare(
         'INSERT INTO pull_days (day, ecosystem, decision, count) VALUES (?, ?, ?, ?) ON CONFLICT (day, ecosystem, decision) DO UPDATE SET count = count + excluded.count',
       ),
@@ -169,7 +172,8 @@ export class SqliteMetaStore implements MetaStore {
   private readonly insertPulls = (recs: PullRecord[], link: ChainLink) =>
     this.db.transaction(() => {
       // One writer per database (SQLite serialises transactions): each row links to the head it follows.
-      let head = this.stmts.lastHash.get()?.hash ?? null;
+      const last = this.stmts.lastHash.get();
+      let head = last?.hash ?? null;
       for (const rec of recs) {
         const { prevHash, hash } = link(head, rec);
         this.stmts.insertPull.run(
@@ -190,10 +194,13 @@ export class SqliteMetaStore implements MetaStore {
           prevHash,
           hash,
           rec.code ?? null,
+          rec.count ?? null,
+          rec.count != null ? (rec.lastTs ?? null) : null,
         );
         head = hash;
       }
       for (const t of dayTally(recs)) this.stmts.tallyDay.run(...t);
+      this.stmts.growSize.run(recs.length, last?.id ?? 0);
     })();
 
   async *scanPulls(): AsyncIterable<StoredPullRecord> {
@@ -219,21 +226,55 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number> {
+    const find = () =>
+      this.db.prepare<[number], { id: number; hash: string | null }>('SELECT id, hash FROM pulls WHERE ts < ? ORDER BY id DESC LIMIT 1').get(before);
+    return this.pruneThrough(find, anchor, link);
+  }
+
+  async pullSize(): Promise<{ rows: number; bytes: number }> {
+    return this.db.prepare<[], { rows: number; bytes: number }>('SELECT rows, bytes FROM pull_size WHERE id = 1').get() ?? { rows: 0, bytes: 0 };
+  }
+
+  async prunePullsToSize(
+    maxBytes: number,
+    anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord,
+    link: ChainLink,
+  ): Promise<number> {
+    const find = () => {
+      const size = this.db.prepare<[], { bytes: number }>('SELECT bytes FROM pull_size WHERE id = 1').get()?.bytes ?? 0;
+      if (size <= maxBytes) return undefined;
+      // The oldest rows whose sizes add up to the excess: a scan of the table, run rarely (past the budget).
+      return this.db
+        .prepare<[number], { id: number; hash: string | null }>(
+          `SELECT id, hash FROM (SELECT id, hash, SUM(${ROW_BYTES_SQL}) OVER (ORDER BY id) AS upto FROM pulls) WHERE upto >= ? ORDER BY id LIMIT 1`,
+        )
+        .get(size - maxBytes);
+    };
+    return this.pruneThrough(find, anchor, link);
+  }
+
+  /** Delete the rows through the one `find` names (in the transaction) and append the chained anchor; keeps pull_days and pull_size. */
+  private pruneThrough(
+    find: () => { id: number; hash: string | null } | undefined,
+    anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord,
+    link: ChainLink,
+  ): number {
     let n = 0;
     this.db.transaction(() => {
-      const last = this.db
-        .prepare<[number], { id: number; hash: string | null }>('SELECT id, hash FROM pulls WHERE ts < ? ORDER BY id DESC LIMIT 1')
-        .get(before);
+      const last = find();
       if (!last) return;
-      const span = this.db.prepare<[number], { lo: number; hi: number }>('SELECT MIN(ts) AS lo, MAX(ts) AS hi FROM pulls WHERE id <= ?').get(last.id)!;
+      const span = this.db
+        .prepare<[number], { lo: number; hi: number; bytes: number }>(
+          `SELECT MIN(ts) AS lo, MAX(ts) AS hi, SUM(${ROW_BYTES_SQL}) AS bytes FROM pulls WHERE id <= ?`,
+        )
+        .get(last.id)!;
       n = this.db.prepare('DELETE FROM pulls WHERE id <= ?').run(last.id).changes;
+      this.db.prepare('UPDATE pull_size SET rows = MAX(0, rows - ?), bytes = MAX(0, bytes - ?)').run(n, span.bytes ?? 0);
       // Recount the days the removed rows were in from what is left of them.
       const lo = Math.floor(span.lo / DAY_MS) * DAY_MS;
       const hi = Math.floor(span.hi / DAY_MS) * DAY_MS;
       this.db.prepare('DELETE FROM pull_days WHERE day BETWEEN ? AND ?').run(lo, hi);
-      this.db
-        .prepare('INSERT INTO pull_days SELECT (ts / 86400000) * 86400000, ecosystem, decision, COUNT(*) FROM pulls WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3')
-        .run(lo, hi + DAY_MS);
+      this.db.prepare(`INSERT INTO pull_days ${DAY_RECOUNT_SQL} WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3`).run(lo, hi + DAY_MS);
       this.insertPulls([anchor(last, n)], link);
     })();
     return n;

@@ -1,3 +1,4 @@
+import { ROW_BYTES_SQL } from './pull-rows.js';
 import { INVENTORY_MIGRATION } from './sqlite-inventory-store.js';
 
 /** The embedded SQLite schema: versioned steps, run in order on open (PRAGMA user_version counts those applied). */
@@ -105,4 +106,12 @@ export const SQLITE_MIGRATIONS: string[] = [
   // Chunk digests of each blob (core/chunks.ts): ranges are served from verified chunks only. A
   // blob cached before has none until a whole read or the scrub computes them.
   `CREATE TABLE blob_chunks (sha256 TEXT PRIMARY KEY, chunk_size INTEGER NOT NULL, digests BLOB NOT NULL, sum TEXT NOT NULL) WITHOUT ROWID;`,
+  // Folded refusals and the record's size budget (issue 25): a row may stand for `count` identical
+  // refusals from `ts` to `last_ts`; pull_size keeps the record's rows and estimated bytes
+  // (pull-rows.ts ROW_BYTES_SQL) as rows are written and pruned. A self-contained step: it only
+  // adds to the pulls table and creates pull_size.
+  `ALTER TABLE pulls ADD COLUMN count INTEGER;
+   ALTER TABLE pulls ADD COLUMN last_ts INTEGER;
+   CREATE TABLE pull_size (id INTEGER PRIMARY KEY CHECK (id = 1), rows INTEGER NOT NULL, bytes INTEGER NOT NULL);
+   INSERT INTO pull_size SELECT 1, COUNT(*), COALESCE(SUM(${ROW_BYTES_SQL}), 0) FROM pulls;`,
 ];

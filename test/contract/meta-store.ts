@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { appendPulls, prunePulls, verifyChain, GENESIS } from '../../src/core/chain.js';
+import { appendPulls, prunePulls, prunePullsToSize, verifyChain, GENESIS } from '../../src/core/chain.js';
 import type {
   AdvisoryStore,
   AliasStore,
@@ -207,6 +207,54 @@ export function pullLogContract(name: string, fresh: () => Promise<PullLog>): vo
       const left = (await s.listPulls({})).map((r) => `${r.ecosystem}:${r.ts}`);
       expect(left.slice(1)).toEqual(['pypi:1004', 'pypi:1003']);
       expect(left[0]).toMatch(/^audit:/);
+      expect((await verifyChain(s)).problem).toBeUndefined();
+    });
+
+    it('keeps a folded row (a count and the last time) in the chain: it verifies, counts its events per day, and a changed count is found', async () => {
+      const s = await fresh();
+      const folded = pull(2, { decision: 'deny', code: 'not_allowlisted', count: 41, lastTs: 9000 });
+      await appendPulls(s, [pull(1, { decision: 'deny', code: 'not_allowlisted' }), folded, pull(3)]);
+      const rows = await s.listPulls({});
+      expect(rows.map((r) => [r.count ?? null, r.lastTs ?? null])).toEqual([
+        [null, null],
+        [41, 9000],
+        [null, null],
+      ]);
+      expect(rows[2]).not.toHaveProperty('count');
+      expect((await verifyChain(s)).problem).toBeUndefined();
+      expect(await s.dailyCounts(0)).toEqual([
+        { day: 0, ecosystem: 'pypi', decision: 'allow', count: 1 },
+        { day: 0, ecosystem: 'pypi', decision: 'deny', count: 42 },
+      ]);
+      // The count is chained content: a row rewritten with another count no longer matches its hash.
+      const { rowHash } = await import('../../src/core/chain.js');
+      const stored = rows[1];
+      expect(rowHash(stored.prevHash!, { ...stored, count: 1 })).not.toBe(stored.hash);
+      expect(rowHash(stored.prevHash!, stored)).toBe(stored.hash);
+    });
+
+    it('measures its size as rows are written and pruned, and prunes the oldest rows to a size with an anchor, so the rest still verifies', async () => {
+      const s = await fresh();
+      expect(await s.pullSize()).toEqual({ rows: 0, bytes: 0 });
+      await appendPulls(
+        s,
+        Array.from({ length: 50 }, (_, i) => pull(i, { reason: 'x'.repeat(100) })),
+      );
+      const full = await s.pullSize();
+      expect(full.rows).toBe(50);
+      expect(full.bytes).toBeGreaterThan(50 * 400);
+      expect(await prunePullsToSize(s, full.bytes, 'test')).toBe(0); // within the budget: nothing removed, no anchor
+      const removed = await prunePullsToSize(s, Math.floor(full.bytes / 2), 'test');
+      expect(removed).toBeGreaterThanOrEqual(25);
+      expect(removed).toBeLessThan(30);
+      const left = await s.listPulls({ limit: 100 });
+      expect(left[0].ecosystem).toBe('audit');
+      expect(left[0].reason).toMatch(/size budget/);
+      // The oldest went: what is left is the newest rows, in order.
+      expect(left.slice(1).map((r) => r.ts)).toEqual(Array.from({ length: 50 - removed }, (_, i) => 1049 - i));
+      const after = await s.pullSize();
+      expect(after.rows).toBe(50 - removed + 1);
+      expect(after.bytes).toBeLessThanOrEqual(Math.floor(full.bytes / 2) + 1000); // the anchor row on top
       expect((await verifyChain(s)).problem).toBeUndefined();
     });
   });

@@ -11,7 +11,7 @@ export const records: Command = {
         'airlock records [--config FILE] [--name N] [--ecosystem E] [--decision allow|deny]',
         '                [--since TIME] [--until TIME] [--limit N] [--json]',
       ],
-      text: ['list pull records (newest first)'],
+      text: ['list pull records (newest first); a folded row ends with its count (xN until TIME)'],
     },
   ],
   async run({ values, configFile }) {
@@ -26,14 +26,26 @@ export const records: Command = {
     };
     if (!Number.isInteger(f.limit) || f.limit! < 1) fail(`--limit: expected a positive whole number, got ${JSON.stringify(values.limit)}`);
     const rows = await withMeta(loaded, true, (meta) => meta.listPulls(f));
+    // A folded row (repeated identical refusals) ends with its count and the time of its last event.
+    const folded = (r: (typeof rows)[number]) => (r.count != null ? [`x${r.count} until ${new Date(r.lastTs ?? r.ts).toISOString()}`] : []);
     if (values.json) {
       process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
       return;
     }
     for (const r of rows) {
       process.stdout.write(
-        [new Date(r.ts).toISOString(), r.client, r.ecosystem, r.name, r.version ?? '-', r.filename ?? '-', r.cache, r.decision, r.reason ?? ''].join('\t') +
-          '\n',
+        [
+          new Date(r.ts).toISOString(),
+          r.client,
+          r.ecosystem,
+          r.name,
+          r.version ?? '-',
+          r.filename ?? '-',
+          r.cache,
+          r.decision,
+          r.reason ?? '',
+          ...folded(r),
+        ].join('\t') + '\n',
       );
     }
   },
