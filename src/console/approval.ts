@@ -23,6 +23,10 @@ const CONFUSION: Answer = (r) => ({
 const NO_SHA: Answer = () => ({
   note: 'Nothing to approve: the index gives no sha256 for this file, so it cannot be verified. Ask the index to publish hashes.',
 });
+const TOO_LARGE: Answer = (r) => ({
+  note: `Over this mirror's size limit, not refused by the policy: no pin approves it. To serve it, raise hf.max_file_bytes above ${r.size ?? 'its size'} bytes in the config and restart Airlock (files over 50 GB need Xet, which Airlock does not mirror).`,
+  yaml: r.size ? `hf:\n  max_file_bytes: ${r.size}` : undefined,
+});
 const MALFORMED: Answer = () => ({ note: 'A malformed request (no client sends it): nothing to approve. Look at the client that sent it.' });
 
 const ADVISORY: Answer = (r) =>
@@ -95,6 +99,7 @@ const ANSWERS: Record<RecordCode, Answer> = {
   no_sha256: NO_SHA,
   digest_mismatch: INVESTIGATE,
   file_host: INVESTIGATE,
+  too_large: TOO_LARGE,
   bad_token: NOT_POLICY,
   bad_request: MALFORMED,
   upstream_failed: NOT_POLICY,
