@@ -60,6 +60,14 @@ const PIN: Answer = (r) => {
       note: 'No version was asked for (a project page): pins the newest final release with its file hashes (the command names the version).',
     };
   }
+  // A registry Airlock has no upstream for (oci/upstream.ts): no pin can name it until it is configured.
+  if (r.ecosystem === 'oci' && r.rule === 'oci.registries') {
+    const registry = r.name.split('/', 1)[0];
+    return {
+      yaml: `oci:\n  registries:\n    ${registry}:\n      url: https://${registry}\n      blob_hosts: [...]   # the hosts it redirects blob downloads to`,
+      note: `The registry ${registry} is not configured: add it to oci.registries (and restart Airlock), then pin the image (airlock pin oci ${r.name}:TAG).`,
+    };
+  }
   if (r.ecosystem === 'oci' && r.version) {
     const ref = r.version.startsWith('sha256:') ? `${r.name}@${r.version}` : `${r.name}:${r.version}`;
     return {

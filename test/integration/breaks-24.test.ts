@@ -209,6 +209,7 @@ policy:
   it('OCI: a pull from a registry not in oci.registries is refused 404 NAME_UNKNOWN, on record as not_allowlisted (path prefix and ?ns=)', async () => {
     const row = await expectOnRecord(a, '/v2/ghcr.io/evil/x/manifests/latest', 404, { headers: { accept: OCI_ACCEPT } });
     expect(row).toMatchObject({ code: 'not_allowlisted', rule: 'oci.registries', name: 'ghcr.io/evil/x', ecosystem: 'oci' });
+    expect(approvalFor(row).note).toContain('add it to oci.registries');
     const r = await send(a.port, '/v2/evil/x/manifests/latest?ns=ghcr.io', { method: 'HEAD', headers: { accept: OCI_ACCEPT } });
     expect(r.status).toBe(404);
     expect((await rowsOf(a, r.id)).map((x) => x.code)).toEqual(['not_allowlisted']);
