@@ -348,11 +348,19 @@ policy:
     const auth = new Authenticator(a.airlock.meta);
     const old = await auth.create('ci-oci', false);
     await a.airlock.meta.revokeToken('ci-oci');
-    const row = await expectOnRecord(a, '/v2/token?service=airlock&scope=repository:team/app:pull', 401, {
-      headers: { authorization: `Basic ${Buffer.from(`ci-oci:${old}`).toString('base64')}` },
-    });
-    expect(row).toMatchObject({ code: 'bad_token', rule: 'auth.oci', ecosystem: 'oci', name: '/v2/token' });
-    expect(JSON.stringify(row)).not.toContain(old);
+    const warn = vi.spyOn(a.airlock.log, 'warn');
+    try {
+      const row = await expectOnRecord(a, '/v2/token?service=airlock&scope=repository:team/app:pull', 401, {
+        headers: { authorization: `Basic ${Buffer.from(`ci-oci:${old}`).toString('base64')}` },
+      });
+      expect(row).toMatchObject({ code: 'bad_token', rule: 'auth.oci', ecosystem: 'oci', name: '/v2/token' });
+      expect(JSON.stringify(row)).not.toContain(old);
+      const lines = warn.mock.calls.filter((args) => args[1] === 'request refused');
+      expect(lines).toHaveLength(1);
+      expect(JSON.stringify(lines)).not.toContain(old);
+    } finally {
+      warn.mockRestore();
+    }
   });
   it.skipIf(!haveTool('skopeo'))('the real skopeo with a revoked token: refused, and a bad_token row on record', async () => {
     const auth = new Authenticator(a.airlock.meta);
