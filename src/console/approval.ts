@@ -23,6 +23,10 @@ const CONFUSION: Answer = (r) => ({
 const NO_SHA: Answer = () => ({
   note: 'Nothing to approve: the index gives no sha256 for this file, so it cannot be verified. Ask the index to publish hashes.',
 });
+const TOO_LARGE: Answer = (r) => ({
+  note: `Over this mirror's size limit, not refused by the policy: no pin approves it. To serve it, raise hf.max_file_bytes above ${r.size ?? 'its size'} bytes in the config and restart Airlock (files over 50 GB need Xet, which Airlock does not mirror).`,
+  yaml: r.size ? `hf:\n  max_file_bytes: ${r.size}` : undefined,
+});
 const MALFORMED: Answer = () => ({ note: 'A malformed request (no client sends it): nothing to approve. Look at the client that sent it.' });
 
 const ADVISORY: Answer = (r) =>
@@ -54,6 +58,14 @@ const PIN: Answer = (r) => {
       command: `airlock pin pypi ${q(r.name)}`,
       yaml: `policy:\n  pypi:\n    allow:\n      - name: ${r.name}\n        versions: "==VERSION"   # the newest final release today, chosen and printed by the command\n        sha256: [...]       # its file hashes, written by the command`,
       note: 'No version was asked for (a project page): pins the newest final release with its file hashes (the command names the version).',
+    };
+  }
+  // A registry Airlock has no upstream for (oci/upstream.ts): no pin can name it until it is configured.
+  if (r.ecosystem === 'oci' && r.rule === 'oci.registries') {
+    const registry = r.name.split('/', 1)[0];
+    return {
+      yaml: `oci:\n  registries:\n    ${registry}:\n      url: https://${registry}\n      blob_hosts: [...]   # the hosts it redirects blob downloads to`,
+      note: `The registry ${registry} is not configured: add it to oci.registries (and restart Airlock), then pin the image (airlock pin oci ${r.name}:TAG).`,
     };
   }
   if (r.ecosystem === 'oci' && r.version) {
@@ -95,6 +107,7 @@ const ANSWERS: Record<RecordCode, Answer> = {
   no_sha256: NO_SHA,
   digest_mismatch: INVESTIGATE,
   file_host: INVESTIGATE,
+  too_large: TOO_LARGE,
   bad_token: NOT_POLICY,
   bad_request: MALFORMED,
   upstream_failed: NOT_POLICY,

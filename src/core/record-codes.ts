@@ -13,6 +13,8 @@ export type RecordCode =
   | 'digest_mismatch'
   /** The index pointed a file at a host outside pypi.file_hosts (or redirected there). */
   | 'file_host'
+  /** A file over the mirror's own size limit (hf.max_file_bytes): configuration, not the policy, refuses it. */
+  | 'too_large'
   /** A wrong or revoked client token. */
   | 'bad_token'
   /** A malformed request (a name or path no client of the protocol would send): 400 or 414. */
@@ -44,6 +46,7 @@ export const RECORD_CODES: Record<RecordCode, { kind: RecordKind; meaning: strin
   no_sha256: { kind: 'integrity', meaning: 'the index gives no sha256 to verify against' },
   digest_mismatch: { kind: 'integrity', meaning: 'the upstream sent other bytes than it named' },
   file_host: { kind: 'integrity', meaning: 'a file host outside pypi.file_hosts' },
+  too_large: { kind: 'policy', meaning: "a file over the mirror's size limit (hf.max_file_bytes)" },
   bad_token: { kind: 'request', meaning: 'a wrong or revoked client token' },
   bad_request: { kind: 'request', meaning: 'a malformed request' },
   upstream_failed: { kind: 'error', meaning: 'the upstream failed' },

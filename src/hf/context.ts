@@ -42,7 +42,7 @@ export function fromDecision(dec: HfRefusal | (Decision & { allow: false }), com
   return new HubError(404, code, `blocked by mirror policy: ${dec.reason}`, code === 'EntryNotFound' ? commit : undefined);
 }
 
-/** The pinned commit a revision stands for; a refusal (on record) when the policy has none, or upstream lacks it. */
+/** The pinned commit a revision stands for; a refusal (on record) when the policy has none, or upstream lacks it or fails. */
 export async function pinned(
   d: HfDeps,
   type: HfRepoType,
@@ -62,6 +62,10 @@ export async function pinned(
     if (e instanceof AirlockError && e.code === 'NOT_FOUND') {
       const answer = new HubError(404, 'RevisionNotFound', `${displayRepo(type, repo)}@${r.commit} is pinned, but upstream: ${e.message}`);
       throw new Refusal({ status: 404, code: 'upstream_failed', decision: 'error', rule: r.decision.rule, reason: answer.message, row, answer });
+    }
+    // The Hub failed (down, an unexpected answer): on record as upstream_failed, answered as before.
+    if (e instanceof AirlockError && e.code.startsWith('UPSTREAM_')) {
+      throw new Refusal({ status: e.status, code: 'upstream_failed', decision: 'error', rule: r.decision.rule, reason: e.message, row, answer: e });
     }
     throw e;
   }

@@ -54,11 +54,14 @@ function splitRepo(
   markers: Set<string>,
   known: (repo: string) => boolean,
 ): { repo: string; marker: string | undefined; rest: string[] } | null {
+  // The repo id's segments and the marker are decoded here (a client may encode any character,
+  // `ot%68er`); what follows the marker is decoded once its route is known.
+  const d = segs.slice(0, 3).map(decode);
   const options: { repo: string; marker: string | undefined; rest: string[] }[] = [];
-  if (segs.length >= 2 && markers.has(segs[1])) options.push({ repo: segs[0], marker: segs[1], rest: segs.slice(2) });
-  if (segs.length >= 3 && markers.has(segs[2])) options.push({ repo: `${segs[0]}/${segs[1]}`, marker: segs[2], rest: segs.slice(3) });
-  if (segs.length === 1) options.push({ repo: segs[0], marker: undefined, rest: [] });
-  if (segs.length === 2 && !markers.has(segs[1])) options.push({ repo: `${segs[0]}/${segs[1]}`, marker: undefined, rest: [] });
+  if (segs.length >= 2 && markers.has(d[1])) options.push({ repo: d[0], marker: d[1], rest: segs.slice(2) });
+  if (segs.length >= 3 && markers.has(d[2])) options.push({ repo: `${d[0]}/${d[1]}`, marker: d[2], rest: segs.slice(3) });
+  if (segs.length === 1) options.push({ repo: d[0], marker: undefined, rest: [] });
+  if (segs.length === 2 && !markers.has(d[1])) options.push({ repo: `${d[0]}/${d[1]}`, marker: undefined, rest: [] });
   const valid = options.filter((o) => isValidRepoId(o.repo));
   return valid.find((o) => known(o.repo)) ?? valid[0] ?? null;
 }

@@ -41,12 +41,10 @@ export async function resolve(
     throw new Refusal({ status: 404, code: fd.code, rule: fd.rule, reason: fd.reason, row, answer: fromDecision(fd, commit) });
   }
   if (entry.size > d.maxFileBytes) {
-    throw new HubError(
-      404,
-      'EntryNotFound',
-      `${path} is ${entry.size} bytes, over this mirror's hf.max_file_bytes (${d.maxFileBytes}); huggingface_hub cannot download files over 50 GB without Xet, which Airlock does not mirror`,
-      commit,
-    );
+    // Refused by the mirror's own limit, not by the policy: on record (too_large), EntryNotFound to the client as before.
+    const reason = `${path} is ${entry.size} bytes, over this mirror's hf.max_file_bytes (${d.maxFileBytes}); huggingface_hub cannot download files over 50 GB without Xet, which Airlock does not mirror`;
+    const row = { name: displayRepo(type, repo), version: commit, filename: path, sha256: entry.lfs?.oid ?? null, size: entry.size };
+    throw new Refusal({ status: 404, code: 'too_large', rule: 'hf.max_file_bytes', reason, row, answer: new HubError(404, 'EntryNotFound', reason, commit) });
   }
   const etag = etagOf(entry);
   const headers: Record<string, string> = {
@@ -77,15 +75,20 @@ export async function resolve(
   let knownDecision = known && knownSha ? contentDecision(d, type, repo, path, knownSha, known) : null;
   // A partial report (an early refusal) never approves: under a policy that would allow it, the file is judged whole again.
   if (known?.partial && knownDecision?.allow) known = knownDecision = null;
-  if (!isGet) {
-    // A verdict already on record answers HEAD too: EntryNotFound lets transformers move on to the next candidate file.
-    if (knownDecision && !knownDecision.allow) throw new HubError(404, 'EntryNotFound', `blocked by mirror policy: ${knownDecision.reason}`, commit);
-    headers['content-length'] = String(entry.size);
-    return sendStream(c, 200, headers, null);
-  }
   const base = baseRecord(c, type, repo, commit, path);
   if (knownDecision && !knownDecision.allow) {
-    throw contentRefusal(base, commit, knownDecision, { sha256: knownSha, size: entry.size, cache: 'none', scan: scanSummary(known, knownDecision) });
+    const refusal = contentRefusal(base, commit, knownDecision, { sha256: knownSha, size: entry.size, cache: 'none', scan: scanSummary(known, knownDecision) });
+    // A verdict already on record answers HEAD too, and is on record like the GET's: EntryNotFound
+    // lets transformers move on to the next candidate file (huggingface_hub sends no GET after it).
+    if (!isGet) {
+      const answer = new HubError(404, 'EntryNotFound', `blocked by mirror policy: ${knownDecision.reason}`, commit);
+      throw new Refusal({ status: 404, code: refusal.code, rule: refusal.rule, reason: refusal.message, row: refusal.row, answer });
+    }
+    throw refusal;
+  }
+  if (!isGet) {
+    headers['content-length'] = String(entry.size);
+    return sendStream(c, 200, headers, null);
   }
   if (entry.lfs) return lfsFile(d, c, type, repo, path, commit, entry, entry.lfs, headers, base, rule, known, knownDecision);
   return gitFile(d, c, type, repo, path, commit, entry, headers, base, rule);

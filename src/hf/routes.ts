@@ -29,7 +29,8 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
   app.all('*', async (c) => {
     const method = c.req.method;
     const rawUrl = c.env?.incoming?.url ?? new URL(c.req.url).pathname;
-    const rawPath = rawUrl.split('?')[0];
+    // An absolute-form request target (`GET http://host/hf/...`, as proxies send): its path alone.
+    const rawPath = rawUrl.split('?')[0].replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '');
     if (rawPath.length > 4096) throw new HubError(414, undefined, 'request path too long');
     if (/(^|\/)\.\.?(\/|$)/.test(rawPath) || /%2e%2e/i.test(rawPath)) throw new HubError(400, undefined, '"." and ".." path segments are not allowed');
     const rest = rawPath.replace(/^\/hf\/?/, '');

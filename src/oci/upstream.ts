@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { BlobCache } from '../core/cache.js';
 import { AirlockError } from '../core/errors.js';
 import type { UpstreamBody } from '../core/fill.js';
+import { Refusal } from '../http/refusal.js';
 import { isValidName, looksLikeHost, registryKey, type ImageRef } from '../names/oci.js';
 import type { OciStore } from '../storage/meta-store.js';
 import { contentLength, header, readBoundedBytes, type GetOptions } from '../upstream/http.js';
@@ -11,6 +12,22 @@ import { MANIFEST_ACCEPT, ManifestError, indexEntries, parseManifest } from './r
 import type { RegistryClient } from './registry-client.js';
 
 export type { LoadedManifest } from './manifests.js';
+
+/**
+ * A pull from a registry Airlock is not configured for: a refusal on record (not_allowlisted, rule
+ * oci.registries), answered 404 NAME_UNKNOWN as before (clients with several mirrors fall back to
+ * the next one on a 404).
+ */
+function unconfigured(repo: string, reason: string): Refusal {
+  return new Refusal({
+    status: 404,
+    code: 'not_allowlisted',
+    rule: 'oci.registries',
+    reason,
+    row: { name: repo.slice(0, 300) },
+    answer: new OciError(404, 'NAME_UNKNOWN', reason),
+  });
+}
 
 /** Where a repository's content comes from: the repository as Airlock names it, and its upstream. */
 export interface UpstreamTarget {
@@ -67,15 +84,17 @@ export class OciUpstream {
     if (first && looksLikeHost(first)) {
       registry = registryKey(first);
       upstreamName = name.slice(slash + 1);
-      if (!this.d.registries.has(registry)) throw new OciError(404, 'NAME_UNKNOWN', `registry ${first} is not configured in Airlock (oci.registries)`);
+      if (!this.d.registries.has(registry))
+        throw unconfigured(`${registry}/${upstreamName}`, `registry ${first} is not configured in Airlock (oci.registries)`);
     }
     if (ns !== undefined) {
       const nsKey = registryKey(ns.toLowerCase());
       if (registry && nsKey !== registry) {
         throw new OciError(400, 'NAME_INVALID', `the path names registry ${registry} but ?ns= names ${ns.slice(0, 100)}; refusing the ambiguous request`);
       }
-      if (!this.d.registries.has(nsKey))
-        throw new OciError(404, 'NAME_UNKNOWN', `registry ${ns.slice(0, 100)} (from ?ns=) is not configured in Airlock (oci.registries)`);
+      if (!this.d.registries.has(nsKey)) {
+        throw unconfigured(`${nsKey.slice(0, 100)}/${upstreamName}`, `registry ${ns.slice(0, 100)} (from ?ns=) is not configured in Airlock (oci.registries)`);
+      }
       registry = nsKey;
     }
     registry ??= this.d.defaultRegistry;

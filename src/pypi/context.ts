@@ -34,7 +34,10 @@ export function refuse(c: Context<AppEnv>, status: number, message: string): Res
   return c.text(`${message}\n`, status as 400, { 'x-airlock-reason': reasonPhrase(message), 'cache-control': 'no-store' });
 }
 
-/** The page for a project, mapping "internal index lacks it" to the refusal it must be (dependency confusion). */
+/**
+ * The page for a project, mapping "internal index lacks it" to the refusal it must be (dependency
+ * confusion), and an upstream failure to its row (upstream_failed).
+ */
 export async function loadPage(d: PypiDeps, source: IndexSource, rule: string, row: RefusalRow) {
   const name = row.name;
   try {
@@ -51,6 +54,11 @@ export async function loadPage(d: PypiDeps, source: IndexSource, rule: string, r
         });
       }
       throw new AirlockError('NOT_FOUND', `the upstream index has no project ${name}`);
+    }
+    // The index failed (down, an unexpected answer) and no stale page could stand in (index.ts
+    // serves one when it has it): on record as upstream_failed, answered as before.
+    if (e instanceof AirlockError && e.code.startsWith('UPSTREAM_')) {
+      throw new Refusal({ status: e.status, code: 'upstream_failed', decision: 'error', rule, reason: e.message, row, answer: e });
     }
     throw e;
   }

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Authenticator } from '../../src/auth/tokens.js';
 import { approvalFor } from '../../src/console/approval.js';
 import { RECORD_CODE_LIST } from '../../src/core/record-codes.js';
+import { parseHfPath } from '../../src/hf/paths.js';
 import type { StoredPullRecord } from '../../src/storage/meta-store.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeHub, hfUpstream } from '../helpers/fake-hub.js';
@@ -19,10 +20,10 @@ import { safetensors } from '../helpers/model-files.js';
 import { haveTool, skopeo } from '../helpers/oci-tools.js';
 
 /**
- * Breaks found by breaker24 against "every refusal is on record" and "the row is truthful".
- * Each `it.fails` below is a request Airlock refuses (or fails) that leaves no pull row, or a row
- * that does not tell the truth; it passes while the defect is there and fails once it is fixed
- * (then turn it into a plain `it`). The last block is what was tried and held.
+ * Breaks found by breaker24 against "every refusal is on record" and "the row is truthful", each
+ * now a test of the guarantee it broke (fixed by fix24). The two `it.fails` left are below Airlock
+ * (Node's HTTP layer answers before any route runs): they pass while the gap is there. The last
+ * block is what was tried and held.
  */
 
 const PIP_ACCEPT = 'application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01';
@@ -156,15 +157,15 @@ policy:
     await reg.stop();
   });
 
-  // B3: hf/routes.ts resolve(): on HEAD a stored refusing verdict is thrown as a plain HubError, not a Refusal.
-  it.fails('HF: a HEAD answered 404 by a refusing content verdict on record leaves no row (huggingface_hub HEADs first and sends no GET)', async () => {
+  // B3 (fixed): hf/resolve.ts threw a stored refusing verdict on HEAD as a plain HubError; it is a Refusal now.
+  it('HF: a HEAD answered 404 by a refusing content verdict on record leaves one content_refused row (huggingface_hub HEADs first and sends no GET)', async () => {
     const get = await expectOnRecord(a, '/hf/acme/tiny/resolve/main/modeling_tiny.py', 403);
     expect(get.code).toBe('content_refused');
     const head = await expectOnRecord(a, '/hf/acme/tiny/resolve/main/modeling_tiny.py', 404, { method: 'HEAD' });
     expect(head.code).toBe('content_refused');
   });
 
-  it.skipIf(!haveHfPy).fails('HF, the real huggingface_hub: a second client refused by the verdict on record (HEAD 404) leaves no row', async () => {
+  it.skipIf(!haveHfPy)('HF, the real huggingface_hub: a second client refused by the verdict on record (HEAD 404) leaves a content_refused row', async () => {
     const first = await hfDownload(`${a.url}/hf`, 'acme/tiny', 'modeling_tiny.py');
     expect(first.error).toBeTruthy();
     const before = new Set((await records(a, 'limit=10000')).map((r: StoredPullRecord) => r.id));
@@ -174,8 +175,8 @@ policy:
     expect(rows.map((r: StoredPullRecord) => r.code)).toEqual(['content_refused']);
   });
 
-  // B4: pypi/routes.ts loadPage() lets the index's UPSTREAM_* AirlockError reach errorHandler, which records only Refusals and 400/414.
-  it.fails('PyPI: an allowed page the upstream fails to give (502) leaves no upstream_failed row', async () => {
+  // B4 (fixed): pypi/context.ts loadPage() let the index's UPSTREAM_* AirlockError through unrecorded; it is an upstream_failed Refusal now.
+  it('PyPI: an allowed page the upstream fails to give (502) leaves one upstream_failed row', async () => {
     pub.mode = 'down';
     try {
       const row = await expectOnRecord(a, '/pypi/simple/coldlib/', 502, { headers: { accept: PIP_ACCEPT } });
@@ -195,28 +196,57 @@ policy:
     expect(await rowsOf(a, r.id)).toEqual([]);
   });
 
-  // B6: hf/routes.ts resolve(): the hf.max_file_bytes refusal is a HubError(404), not a Refusal.
-  it.fails('HF: a file the policy allows but over hf.max_file_bytes is refused 404 with no row', async () => {
-    await expectOnRecord(a, '/hf/acme/tiny/resolve/main/big.safetensors', 404);
+  // B6 (fixed): hf/resolve.ts answered hf.max_file_bytes with a HubError(404); it is a too_large Refusal now (same answer).
+  it('HF: a file the policy allows but over hf.max_file_bytes is refused 404 EntryNotFound, on record as too_large (GET and HEAD)', async () => {
+    for (const method of ['GET', 'HEAD']) {
+      const row = await expectOnRecord(a, '/hf/acme/tiny/resolve/main/big.safetensors', 404, { method });
+      expect(row).toMatchObject({ code: 'too_large', rule: 'hf.max_file_bytes', name: 'acme/tiny', filename: 'big.safetensors', decision: 'deny' });
+      expect(approvalFor(row).note).toContain('hf.max_file_bytes');
+    }
   });
 
-  // B7: oci/upstream.ts target() throws OciError(404 NAME_UNKNOWN) before any policy decision; errorHandler records none.
-  it.fails('OCI: a pull from a registry not in oci.registries is refused 404 with no row', async () => {
-    await expectOnRecord(a, '/v2/ghcr.io/evil/x/manifests/latest', 404, { headers: { accept: OCI_ACCEPT } });
+  // B7 (fixed): oci/upstream.ts target() threw OciError(404 NAME_UNKNOWN) unrecorded; it is a not_allowlisted Refusal now (same 404 envelope).
+  it('OCI: a pull from a registry not in oci.registries is refused 404 NAME_UNKNOWN, on record as not_allowlisted (path prefix and ?ns=)', async () => {
+    const row = await expectOnRecord(a, '/v2/ghcr.io/evil/x/manifests/latest', 404, { headers: { accept: OCI_ACCEPT } });
+    expect(row).toMatchObject({ code: 'not_allowlisted', rule: 'oci.registries', name: 'ghcr.io/evil/x', ecosystem: 'oci' });
+    expect(approvalFor(row).note).toContain('add it to oci.registries');
+    const r = await send(a.port, '/v2/evil/x/manifests/latest?ns=ghcr.io', { method: 'HEAD', headers: { accept: OCI_ACCEPT } });
+    expect(r.status).toBe(404);
+    expect((await rowsOf(a, r.id)).map((x) => x.code)).toEqual(['not_allowlisted']);
+    const body = (await send(a.port, '/v2/quay.io/evil/x/manifests/latest', { headers: { accept: OCI_ACCEPT } })).body;
+    expect(JSON.parse(body).errors[0].code).toBe('NAME_UNKNOWN');
   });
 
-  // B8: path shapes that fall outside the routes: the root notFound (app.ts) or an "unknown"/"unsupported" route answers, off the record.
-  it.fails('PyPI: a refused file asked with a trailing slash is answered by the root notFound (404), no row', async () => {
-    await expectOnRecord(a, `/pypi/files/notallowed-pkg/${wheel('notallowed-pkg', '1.0')}/`, 404);
+  // B8, by design for PyPI and OCI: a file or manifest path with a trailing slash is no endpoint of
+  // either protocol (no client sends one; the simple API's pages end in "/", its files do not; the
+  // distribution API has no ".../manifests/REF/"), so it is a 404 "no such endpoint", which asks for
+  // nothing and so refuses nothing: no row (like any other unknown path).
+  it('PyPI: a file path with a trailing slash is no endpoint: 404, no row (by design)', async () => {
+    const r = await send(a.port, `/pypi/files/notallowed-pkg/${wheel('notallowed-pkg', '1.0')}/`);
+    expect(r.status).toBe(404);
+    expect(await rowsOf(a, r.id)).toEqual([]);
   });
-  it.fails('OCI: a refused manifest asked with a trailing slash is 404 NAME_UNKNOWN, no row', async () => {
-    await expectOnRecord(a, '/v2/team/nope/manifests/v1/', 404, { headers: { accept: OCI_ACCEPT } });
+  it('OCI: a manifest path with a trailing slash is no endpoint: 404, no row (by design)', async () => {
+    const r = await send(a.port, '/v2/team/nope/manifests/v1/', { headers: { accept: OCI_ACCEPT } });
+    expect(r.status).toBe(404);
+    expect(await rowsOf(a, r.id)).toEqual([]);
   });
-  it.fails('HF: a refused repository with a percent-encoded character in its name is 404 "unsupported", no row', async () => {
+  // B8 (fixed), HF: the repo id is decoded before the policy is asked, and an absolute-form target is reduced to its path.
+  it('HF: a refused repository with a percent-encoded character in its name is refused under its decoded name, on record', async () => {
     const row = await expectOnRecord(a, '/hf/acme/ot%68er/resolve/main/config.json', 404);
     expect(row.name).toBe('acme/other');
   });
-  it.fails('HF: an absolute-form request line for a refused repository is misparsed ("unsupported"), no row', async () => {
+  it('HF: an encoded repo id is decoded once, before the policy is asked; what follows the marker is decoded once too', async () => {
+    const none = () => false;
+    expect(parseHfPath('acme/ot%68er/resolve/main/config.json', none)).toMatchObject({ kind: 'resolve', repo: 'acme/other', revision: 'main' });
+    expect(parseHfPath('gpt2/resolve/v%25311/a%2525.json', none)).toMatchObject({ repo: 'gpt2', revision: 'v%311', path: 'a%25.json' });
+    expect(parseHfPath('api/models/acme/ot%68er/revision/refs%2Fpr%2F1', none)).toMatchObject({ kind: 'info', repo: 'acme/other', revision: 'refs/pr/1' });
+    // An allowed repository asked by an encoded name is served like its plain name.
+    const r = await send(a.port, '/hf/acme/t%69ny/resolve/main/config.json');
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('{"model_type": "gpt2"}');
+  });
+  it('HF: an absolute-form request line for a refused repository is refused, on record', async () => {
     const row = await expectOnRecord(a, `http://127.0.0.1:${a.port}/hf/acme/other/resolve/main/config.json`, 404);
     expect(row).toMatchObject({ name: 'acme/other', code: 'not_allowlisted' });
   });
@@ -231,12 +261,19 @@ policy:
     expect(JSON.stringify(rows)).not.toContain(secret);
   });
 
-  // B10: @hono/node-server rejects the Host header (400) after the fast path already looked the token up; the router never runs.
+  // B10 (left, below Airlock): @hono/node-server's request adapter rejects the Host header (400)
+  // before Hono's router or any Airlock middleware runs (only the fast path's identity check in
+  // src/http/fast.ts has run), so no handler of Airlock's can write the row. Recording it would
+  // need the listener wrapper in front of the adapter (withFastPath, src/http/fast.ts and
+  // src/server.ts) to check the Host header as the adapter does and write the row itself.
   it.fails('an invalid Host header: a wrong token on a fast-path candidate is refused 400 with no bad_token row', async () => {
     await expectOnRecord(a, '/pypi/simple/tinylib/', 400, { headers: { accept: PIP_ACCEPT, host: 'a/b', authorization: 'Bearer not-a-token' } });
   });
 
-  // B11: Node's HTTP parser answers 431 for a request head over --max-http-header-size (16 KiB) before Airlock sees it.
+  // B11 (left, below Airlock): Node's HTTP parser answers 431 for a request head over
+  // --max-http-header-size (16 KiB) and closes the socket; no request event is emitted, so Airlock
+  // never sees it. Recording it would need the server's 'clientError' event (http.Server) handled
+  // in src/server.ts: write a bad_request row named by what the parser kept, then answer 431.
   it.fails('a very long path (over 16 KiB) is answered 431 by Node, no row', async () => {
     await expectOnRecord(a, `/pypi/simple/${'x'.repeat(20_000)}/`, 431, { headers: { accept: PIP_ACCEPT } });
   });
@@ -306,17 +343,26 @@ policy:
     }
   });
 
-  // B2: oci/routes.ts tokenEndpoint() answers a wrong/revoked secret 401 itself (the path is `open` in app.ts): no row, no log line.
-  it.fails('OCI token endpoint: a revoked secret is refused 401 with no bad_token row', async () => {
+  // B2 (fixed): oci/token.ts answered a wrong/revoked secret 401 itself (the path is `open` in app.ts), off the record; it is a bad_token Refusal now.
+  it('OCI token endpoint: a revoked secret is refused 401, on record as bad_token (named by the path, never the secret)', async () => {
     const auth = new Authenticator(a.airlock.meta);
     const old = await auth.create('ci-oci', false);
     await a.airlock.meta.revokeToken('ci-oci');
-    const row = await expectOnRecord(a, '/v2/token?service=airlock&scope=repository:team/app:pull', 401, {
-      headers: { authorization: `Basic ${Buffer.from(`ci-oci:${old}`).toString('base64')}` },
-    });
-    expect(row.code).toBe('bad_token');
+    const warn = vi.spyOn(a.airlock.log, 'warn');
+    try {
+      const row = await expectOnRecord(a, '/v2/token?service=airlock&scope=repository:team/app:pull', 401, {
+        headers: { authorization: `Basic ${Buffer.from(`ci-oci:${old}`).toString('base64')}` },
+      });
+      expect(row).toMatchObject({ code: 'bad_token', rule: 'auth.oci', ecosystem: 'oci', name: '/v2/token' });
+      expect(JSON.stringify(row)).not.toContain(old);
+      const lines = warn.mock.calls.filter((args) => args[1] === 'request refused');
+      expect(lines).toHaveLength(1);
+      expect(JSON.stringify(lines)).not.toContain(old);
+    } finally {
+      warn.mockRestore();
+    }
   });
-  it.skipIf(!haveTool('skopeo')).fails('the real skopeo with a revoked token: refused, and not one row on record', async () => {
+  it.skipIf(!haveTool('skopeo'))('the real skopeo with a revoked token: refused, and a bad_token row on record', async () => {
     const auth = new Authenticator(a.airlock.meta);
     const old = await auth.create('skopeo-ci', false);
     await a.airlock.meta.revokeToken('skopeo-ci');
@@ -478,12 +524,12 @@ policy:
     const row = await expectOnRecord(a, '/v2/team/app/manifests/v1', 502, { headers: { accept: OCI_ACCEPT } });
     expect(row).toMatchObject({ code: 'upstream_failed', decision: 'error' });
   });
-  // B4 again, the Hub's side: hf/routes.ts pinned() wraps only NOT_FOUND from hub.snapshot() in a Refusal.
-  it.fails('HF: an approved file whose Hub is down (502) leaves no upstream_failed row', async () => {
+  // B4 again (fixed), the Hub's side: hf/context.ts pinned() wrapped only NOT_FOUND from hub.snapshot() in a Refusal; UPSTREAM_* too now.
+  it('HF: an approved file whose Hub is down (502) leaves one upstream_failed row', async () => {
     const row = await expectOnRecord(a, '/hf/acme/tiny/resolve/main/config.json', 502);
     expect(row).toMatchObject({ code: 'upstream_failed', decision: 'error' });
   });
-  it.fails('PyPI: an approved page whose index is down (502) leaves no upstream_failed row', async () => {
+  it('PyPI: an approved page whose index is down (502) leaves one upstream_failed row', async () => {
     const row = await expectOnRecord(a, '/pypi/simple/tinylib/', 502, { headers: { accept: PIP_ACCEPT } });
     expect(row).toMatchObject({ code: 'upstream_failed', decision: 'error' });
   });
