@@ -29,7 +29,8 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
 
   app.all('*', async (c) => {
     // The raw request line: URL parsing upstream of here would resolve "/../" and "/./" silently.
-    const raw = c.env?.incoming?.url?.split('?')[0];
+    // An absolute-form request target (`GET http://host/v2/...`) is judged by its path alone.
+    const raw = c.env?.incoming?.url?.split('?')[0].replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '');
     if (raw !== undefined && /(^|\/)\.\.?(\/|$)|\/\//.test(raw)) {
       throw new OciError(400, 'NAME_INVALID', 'empty, "." and ".." path segments are not allowed in repository names');
     }
