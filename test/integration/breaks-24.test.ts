@@ -253,7 +253,7 @@ policy:
 
   it('OCI: an absolute-form request line for a refused repository is refused by policy, on record (not a malformed name)', async () => {
     const row = await expectOnRecord(a, `http://127.0.0.1:${a.port}/v2/team/nope/manifests/v1`, 403, { headers: { accept: OCI_ACCEPT } });
-    expect(row).toMatchObject({ name: 'team/nope', code: 'not_allowlisted' });
+    expect(row).toMatchObject({ name: 'reg.test/team/nope', code: 'not_allowlisted' });
   });
 
   // B9: http/refusal.ts requestName() takes incoming.url whole: an absolute-form target keeps its userinfo.
