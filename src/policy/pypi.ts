@@ -131,7 +131,7 @@ export class PypiPolicy {
       allow: false,
       rule: 'pypi.allow',
       code: 'not_allowlisted',
-      reason: `${name} is not on the PyPI allowlist (ask for it to be added under policy.pypi.allow, or run: airlock pin pypi '${name}==<version>')`,
+      reason: `${name} is not on the PyPI allowlist (ask for it to be added under policy.pypi.allow, or run: airlock pin pypi '${name}' for the newest release, or '${name}==VERSION')`,
     };
   }
 
