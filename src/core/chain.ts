@@ -96,20 +96,21 @@ export async function verifyChain(log: PullLog): Promise<ChainReport> {
   return out;
 }
 
+/** The chained 'audit/prune' row left where records were removed: it carries the last removed row's hash. */
+function pruneAnchor(client: string, last: { hash: string | null }, reason: string): PullRecord {
+  return { ts: Date.now(), client, ecosystem: 'audit', name: 'prune', sha256: last.hash, cache: 'none', decision: 'allow', reason };
+}
+
 /** Delete records older than `before` (ms), leaving a chained 'audit/prune' row that anchors what was removed. */
 export function prunePulls(log: PullLog, before: number, client: string): Promise<number> {
   return log.prunePulls(
     before,
-    (last, removed) => ({
-      ts: Date.now(),
-      client,
-      ecosystem: 'audit',
-      name: 'prune',
-      sha256: last.hash,
-      cache: 'none',
-      decision: 'allow',
-      reason: `retention: ${removed} records before ${new Date(before).toISOString()} (through row ${last.id}) removed; this row anchors the chain at the last removed row's hash`,
-    }),
+    (last, removed) =>
+      pruneAnchor(
+        client,
+        last,
+        `retention: ${removed} records before ${new Date(before).toISOString()} (through row ${last.id}) removed; this row anchors the chain at the last removed row's hash`,
+      ),
     link,
   );
 }
@@ -121,16 +122,12 @@ export function prunePulls(log: PullLog, before: number, client: string): Promis
 export function prunePullsToSize(log: PullLog, maxBytes: number, client: string): Promise<number> {
   return log.prunePullsToSize(
     maxBytes,
-    (last, removed) => ({
-      ts: Date.now(),
-      client,
-      ecosystem: 'audit',
-      name: 'prune',
-      sha256: last.hash,
-      cache: 'none',
-      decision: 'allow',
-      reason: `size budget: the oldest ${removed} records (through row ${last.id}) removed to keep the record within records.max_bytes (${maxBytes} bytes); this row anchors the chain at the last removed row's hash`,
-    }),
+    (last, removed) =>
+      pruneAnchor(
+        client,
+        last,
+        `size budget: the oldest ${removed} records (through row ${last.id}) removed to keep the record within records.max_bytes (${maxBytes} bytes); this row anchors the chain at the last removed row's hash`,
+      ),
     link,
   );
 }

@@ -1,10 +1,7 @@
 import type pg from 'pg';
 import type { ChainLink, PullFilter, PullLog, PullRecord, StoredPullRecord } from './meta-store.js';
 import { LOCK_CHAIN } from './pg-schema.js';
-import { DAY_RECOUNT_SQL, ROW_BYTES_SQL, dayTally, pullOf, type PullRow } from './pull-rows.js';
-
-const PULL_COLUMNS =
-  'ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash, code, count, last_ts';
+import { DAY_RECOUNT_SQL, PULL_COLUMNS, ROW_BYTES_SQL, dayTally, pullOf, pullValues, type PullRow } from './pull-rows.js';
 
 /**
  * The pull record in PostgreSQL (PgMetaStore's PullLog). The chain stays one chain under
@@ -36,31 +33,11 @@ export class PgPullLog implements PullLog {
     for (const rec of recs) {
       const { prevHash, hash } = link(head, rec);
       const base = values.length;
-      values.push(
-        rec.ts,
-        rec.client,
-        rec.ecosystem,
-        rec.name,
-        rec.version ?? null,
-        rec.filename ?? null,
-        rec.sha256 ?? null,
-        rec.size ?? null,
-        rec.cache,
-        rec.decision,
-        rec.reason ?? null,
-        rec.rule ?? null,
-        rec.requestId ?? null,
-        rec.scan ?? null,
-        prevHash,
-        hash,
-        rec.code ?? null,
-        rec.count ?? null,
-        rec.count != null ? (rec.lastTs ?? null) : null,
-      );
-      tuples.push(`(${Array.from({ length: 19 }, (_, i) => `$${base + i + 1}`).join(', ')})`);
+      values.push(...pullValues(rec, prevHash, hash));
+      tuples.push(`(${PULL_COLUMNS.map((_, i) => `$${base + i + 1}`).join(', ')})`);
       head = hash;
     }
-    await c.query(`INSERT INTO pulls (${PULL_COLUMNS}) VALUES ${tuples.join(', ')}`, values);
+    await c.query(`INSERT INTO pulls (${PULL_COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}`, values);
     const tally = dayTally(recs);
     await c.query(
       `INSERT INTO pull_days (day, ecosystem, decision, count) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])

@@ -15,7 +15,7 @@ import type {
 import type { InventoryStore } from './inventory-store.js';
 import { SqliteInventoryStore } from './sqlite-inventory-store.js';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js';
-import { DAY_RECOUNT_SQL, ROW_BYTES_SQL, dayTally, pullOf, type PullRow } from './pull-rows.js';
+import { DAY_RECOUNT_SQL, PULL_COLUMNS, ROW_BYTES_SQL, dayTally, pullOf, pullValues, type PullRow } from './pull-rows.js';
 
 const DAY_MS = 86_400_000;
 
@@ -60,8 +60,7 @@ export class SqliteMetaStore implements MetaStore {
       putPage: this.db.prepare('INSERT OR REPLACE INTO pages (key, body, fetched_at, etag) VALUES (?, ?, ?, ?)'),
       insertPull: this.db.prepare(
         // Positional parameters: measurably cheaper than named ones on the per-pull path.
-        `INSERT INTO pulls (ts, client, ecosystem, name, version, filename, sha256, size, cache, decision, reason, rule, request_id, scan, prev_hash, hash, code, count, last_ts)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO pulls (${PULL_COLUMNS.join(', ')}) VALUES (${PULL_COLUMNS.map(() => '?').join(', ')})`,
       ),
       getOciManifest: this.db.prepare<[string], { digest: string; media_type: string; size: number }>(
         'SELECT digest, media_type, size FROM oci_manifests WHERE digest = ?',
@@ -176,27 +175,7 @@ export class SqliteMetaStore implements MetaStore {
       let head = last?.hash ?? null;
       for (const rec of recs) {
         const { prevHash, hash } = link(head, rec);
-        this.stmts.insertPull.run(
-          rec.ts,
-          rec.client,
-          rec.ecosystem,
-          rec.name,
-          rec.version ?? null,
-          rec.filename ?? null,
-          rec.sha256 ?? null,
-          rec.size ?? null,
-          rec.cache,
-          rec.decision,
-          rec.reason ?? null,
-          rec.rule ?? null,
-          rec.requestId ?? null,
-          rec.scan ?? null,
-          prevHash,
-          hash,
-          rec.code ?? null,
-          rec.count ?? null,
-          rec.count != null ? (rec.lastTs ?? null) : null,
-        );
+        this.stmts.insertPull.run(...pullValues(rec, prevHash, hash));
         head = hash;
       }
       for (const t of dayTally(recs)) this.stmts.tallyDay.run(...t);
