@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { AirlockError } from '../core/errors.js';
 import { errorHandler, Refusal } from '../http/refusal.js';
-import type { AppEnv } from '../http/send.js';
+import { rawTargetPath, type AppEnv } from '../http/send.js';
 import type { HfContext, HfDeps } from './context.js';
 import { Inspections } from './inspection.js';
 import { HubError, hubRefuse } from './metadata.js';
@@ -28,9 +28,8 @@ export function createHfApp(d: HfDeps): Hono<AppEnv> {
 
   app.all('*', async (c) => {
     const method = c.req.method;
-    const rawUrl = c.env?.incoming?.url ?? new URL(c.req.url).pathname;
     // An absolute-form request target (`GET http://host/hf/...`, as proxies send): its path alone.
-    const rawPath = rawUrl.split('?')[0].replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '');
+    const rawPath = rawTargetPath(c.env?.incoming?.url ?? new URL(c.req.url).pathname);
     if (rawPath.length > 4096) throw new HubError(414, undefined, 'request path too long');
     if (/(^|\/)\.\.?(\/|$)/.test(rawPath) || /%2e%2e/i.test(rawPath)) throw new HubError(400, undefined, '"." and ".." path segments are not allowed');
     const rest = rawPath.replace(/^\/hf\/?/, '');

@@ -4,7 +4,7 @@ import type { RecordCode } from '../core/record-codes.js';
 import { AirlockError } from '../core/errors.js';
 import type { Recorder, RecordRow } from '../core/records.js';
 import type { CacheState } from '../storage/meta-store.js';
-import { clientAddress, type AppEnv } from './send.js';
+import { clientAddress, rawTargetPath, type AppEnv } from './send.js';
 
 /** The row fields a refusal knows when it is thrown; the handler adds time, client, request id and ecosystem. */
 export interface RefusalRow {
@@ -83,10 +83,8 @@ const MALFORMED = new Set([400, 414]);
  * name: malformed requests and wrong tokens.
  */
 export function requestName(c: Context<AppEnv>): string {
-  let raw = (c.env?.incoming?.url ?? new URL(c.req.url).pathname).split('?', 1)[0];
-  // An absolute-form request target (`GET http://user:secret@host/path`): its path alone, never
-  // its origin or userinfo (a token in a row or log line).
-  if (!raw.startsWith('/')) raw = raw.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '') || '/';
+  // Never the origin or userinfo of an absolute-form target (a token in a row or log line).
+  const raw = rawTargetPath(c.env?.incoming?.url ?? new URL(c.req.url).pathname) || '/';
   let path: string;
   try {
     path = decodeURIComponent(raw);

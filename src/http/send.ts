@@ -61,6 +61,16 @@ export function sendStream(
 }
 
 /**
+ * The path of a raw request target, as the request line gave it (no URL normalisation, so "/../"
+ * stays visible): the query cut off, and for an absolute-form target (`GET http://user:secret@host/path`,
+ * as proxies send) the scheme, userinfo and host too, so neither a routing decision nor a record
+ * ever sees them.
+ */
+export function rawTargetPath(target: string): string {
+  return target.split('?', 1)[0].replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '');
+}
+
+/**
  * Who is pulling, for records: the token's name and the address (`ci-runner@10.0.0.7`), or the
  * address alone for anonymous pulls (no proxy headers are trusted by default).
  */

@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { AirlockError } from '../core/errors.js';
 import { errorHandler, Refusal } from '../http/refusal.js';
-import { sendBytes, type AppEnv } from '../http/send.js';
+import { rawTargetPath, sendBytes, type AppEnv } from '../http/send.js';
 import { refuse, type OciContext, type OciDeps, type Target } from './context.js';
 import { API_VERSION, OciError } from './errors.js';
 import { catalog, tags } from './listing.js';
@@ -30,7 +30,8 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
   app.all('*', async (c) => {
     // The raw request line: URL parsing upstream of here would resolve "/../" and "/./" silently.
     // An absolute-form request target (`GET http://host/v2/...`) is judged by its path alone.
-    const raw = c.env?.incoming?.url?.split('?')[0].replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '');
+    const incoming = c.env?.incoming?.url;
+    const raw = incoming === undefined ? undefined : rawTargetPath(incoming);
     if (raw !== undefined && /(^|\/)\.\.?(\/|$)|\/\//.test(raw)) {
       throw new OciError(400, 'NAME_INVALID', 'empty, "." and ".." path segments are not allowed in repository names');
     }
