@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { get, request } from 'node:http';
 import type { TestAirlock } from './airlock.js';
 
@@ -47,4 +48,31 @@ export function rawPath(port: number, path: string, method = 'GET'): Promise<{ s
     req.on('error', reject);
     req.end();
   });
+}
+
+/**
+ * Send a request exactly as written (the raw Node client: absolute-form targets, odd Host headers,
+ * repeated headers, no path normalisation) with its own request id, to find the row it left.
+ */
+export function sendWithId(
+  port: number,
+  path: string,
+  opts: { method?: string; headers?: Record<string, string | string[]> } = {},
+): Promise<{ status: number; id: string; body: string; complete: boolean }> {
+  const id = randomUUID();
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: { 'x-request-id': id, ...opts.headers } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c) => chunks.push(c));
+      // A transfer cut before its end (a digest that disagrees) ends in 'close' without 'end'.
+      res.on('close', () => resolve({ status: res.statusCode!, id, body: Buffer.concat(chunks).toString('utf8'), complete: res.complete }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The rows a request left, found by its request id. */
+export async function rowsOf(a: TestAirlock, id: string): Promise<any[]> {
+  return (await records(a, 'limit=10000')).filter((r: { requestId?: string }) => r.requestId === id);
 }

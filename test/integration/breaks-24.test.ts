@@ -1,8 +1,7 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -15,7 +14,7 @@ import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeHub, hfUpstream } from '../helpers/fake-hub.js';
 import { FakeIndex } from '../helpers/fake-index.js';
 import { FakeRegistry, makeImage } from '../helpers/fake-registry.js';
-import { records } from '../helpers/http.js';
+import { records, rowsOf, sendWithId } from '../helpers/http.js';
 import { safetensors } from '../helpers/model-files.js';
 import { haveTool, skopeo } from '../helpers/oci-tools.js';
 
@@ -30,23 +29,7 @@ const PIP_ACCEPT = 'application/vnd.pypi.simple.v1+json, application/vnd.pypi.si
 const OCI_ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
 const wheel = (name: string, v: string) => `${name.replace(/-/g, '_')}-${v}-py3-none-any.whl`;
 
-/** Send a request exactly as written (the raw Node client: absolute-form targets, odd Host headers, repeated headers), with its own request id. */
-function send(
-  port: number,
-  path: string,
-  opts: { method?: string; headers?: Record<string, string | string[]> } = {},
-): Promise<{ status: number; id: string; body: string }> {
-  const id = randomUUID();
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: { 'x-request-id': id, ...opts.headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('close', () => resolve({ status: res.statusCode!, id, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const send = sendWithId;
 
 let haveHfPy = false;
 try {
@@ -79,10 +62,6 @@ function hfDownload(endpoint: string, repo: string, path: string): Promise<Recor
       }
     }),
   );
-}
-
-async function rowsOf(a: TestAirlock, id: string): Promise<StoredPullRecord[]> {
-  return (await records(a, 'limit=10000')).filter((r: StoredPullRecord) => r.requestId === id);
 }
 
 /** The promise: a refused request leaves exactly one row, with a code from the vocabulary. */

@@ -1,5 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
-import { request } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Authenticator } from '../../src/auth/tokens.js';
 import { approvalFor } from '../../src/console/approval.js';
@@ -9,7 +8,7 @@ import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeHub, hfUpstream } from '../helpers/fake-hub.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { FakeRegistry, digestOf, makeImage } from '../helpers/fake-registry.js';
-import { records } from '../helpers/http.js';
+import { records, rowsOf as rowsOfRequest, sendWithId } from '../helpers/http.js';
 import { safetensors } from '../helpers/model-files.js';
 
 const PIP_ACCEPT = 'application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01';
@@ -111,28 +110,10 @@ policy:
     await reg.stop();
   });
 
-  /** Send a request with its own request id; returns the status and that id. */
-  async function send(
-    path: string,
-    opts: { method?: string; headers?: Record<string, string> } = {},
-  ): Promise<{ status: number; id: string; body: string; complete: boolean }> {
-    const id = randomUUID();
-    // The raw Node client: the path goes out exactly as written (fetch would normalise it).
-    return new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: a.port, path, method: opts.method ?? 'GET', headers: { 'x-request-id': id, ...opts.headers } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c) => chunks.push(c));
-        // A transfer cut before its end (a digest that disagrees) ends in 'close' without 'end'.
-        res.on('close', () => resolve({ status: res.statusCode!, id, body: Buffer.concat(chunks).toString('utf8'), complete: res.complete }));
-      });
-      req.on('error', reject);
-      req.end();
-    });
-  }
+  /** Send a request exactly as written, with its own request id. */
+  const send = (path: string, opts: { method?: string; headers?: Record<string, string> } = {}) => sendWithId(a.port, path, opts);
   /** The rows a request left, by its request id. */
-  async function rowsOf(id: string): Promise<StoredPullRecord[]> {
-    return (await records(a, 'limit=10000')).filter((r: StoredPullRecord) => r.requestId === id);
-  }
+  const rowsOf = (id: string): Promise<StoredPullRecord[]> => rowsOfRequest(a, id);
   /** A refused request, its one row, and that the row carries the expected code and decision. */
   async function refused(
     path: string,
