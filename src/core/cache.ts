@@ -164,8 +164,8 @@ export class BlobCache {
   }
 
   /**
-   * One pass: frees what the cache holds over max_bytes * LOW_WATER, or what the disk lacks for its
-   * reserve (cache.min_free_bytes) plus `evictFor` bytes about to be written, whichever is more.
+   * One pass: frees what the cache holds over max_bytes * LOW_WATER, or what the disk's reserve
+   * asks for before `evictFor` more bytes are written (DiskReserve.toFree), whichever is more.
    */
   private async evictPass(): Promise<void> {
     const max = this.opts.maxBytes ?? 0;
@@ -175,7 +175,8 @@ export class BlobCache {
     let { bytes } = await this.meta.blobTotals();
     this.stored = bytes;
     const overMax = max > 0 && bytes > max ? bytes - Math.floor(max * LOW_WATER) : 0;
-    const diskShort = this.opts.disk ? await this.opts.disk.shortBy(room) : 0;
+    const total = bytes;
+    const diskShort = this.opts.disk ? await this.opts.disk.toFree(room, () => this.evictable(total)) : 0;
     const toFree = Math.max(overMax, diskShort);
     if (toFree <= 0) return;
     const busy = (sha256: string) => this.serving.has(sha256) || this.inflight.has(sha256);
@@ -188,6 +189,13 @@ export class BlobCache {
     this.stored = bytes;
     this.opts.onStored?.(bytes);
     if (count > 0) this.opts.onEvict?.(count, freed, bytes, diskShort > overMax ? 'min_free_bytes' : 'max_bytes');
+  }
+
+  /** What eviction could free now: every cached byte but those being read. */
+  private async evictable(total: number): Promise<number> {
+    let busy = 0;
+    for (const sha256 of this.serving.keys()) busy += (await this.meta.getBlob(sha256))?.size ?? 0;
+    return Math.max(0, total - busy);
   }
 
   /** Resolves when every fill under way has finished (committed or failed). */

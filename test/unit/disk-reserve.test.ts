@@ -104,20 +104,41 @@ describe('disk reserve (cache.min_free_bytes)', () => {
     }
     await cache.checkDisk();
     expect(disk.warning()).toBeNull();
-    // 1200 KB of blobs, then a 600 KB "record": 200 KB free, 300 KB short of the reserve.
+    // 1200 KB of blobs, then a 550 KB "record": 250 KB free, 250 KB short of the reserve (300 KB evicted with the slack).
     const record = join(dir, 'airlock.db');
-    writeFileSync(record, Buffer.alloc(600 * KB));
+    writeFileSync(record, Buffer.alloc(550 * KB));
     await cache.checkDisk();
     expect(await meta.getBlob(sha(files[0]))).toBeNull();
     for (const kept of files.slice(1)) expect(await meta.getBlob(sha(kept))).not.toBeNull();
-    expect(existsSync(record) && statSync(record).size).toBe(600 * KB);
+    expect(existsSync(record) && statSync(record).size).toBe(550 * KB);
     expect(disk.warning()).toBeNull();
-    // The record grows past what the cache can give: every blob is evicted, the record is kept, readiness warns.
-    writeFileSync(record, Buffer.alloc(1800 * KB));
+  });
+
+  it('when eviction cannot restore the reserve, warm blobs are kept and new fills refused, until the record is down to its own reserve: then the cache gives it all it can', async () => {
+    const { cache, meta, dir, disk, evicted } = await setup(2000 * KB, 800 * KB);
+    const [a, b] = [0, 1].map(() => randomBytes(300 * KB));
+    for (const f of [a, b]) await pull(cache, f);
+    const held = await cache.fetch({ sha256: sha(b), size: b.length, open: upstream(b) });
+    // 400 KB free, 400 KB short; only a (300 KB) could be evicted: that would not do, so nothing is.
+    const record = join(dir, 'airlock.db');
+    writeFileSync(record, Buffer.alloc(1000 * KB));
     await cache.checkDisk();
-    expect((await meta.blobTotals()).bytes).toBe(0);
-    expect(statSync(record).size).toBe(1800 * KB);
-    expect(disk.warning()).toMatch(/below cache\.min_free_bytes \(200000 of 500000 bytes free\)/);
+    const cold = randomBytes(100 * KB);
+    await expect(cache.fetch({ sha256: sha(cold), size: cold.length, open: upstream(cold) })).rejects.toMatchObject({ code: 'DISK_RESERVE' });
+    expect(evicted).toEqual([]);
+    expect(await pull(cache, a)).toBe('hit');
+    expect(disk.warning()).toMatch(/below cache\.min_free_bytes \(400000 of 800000 bytes free\)/);
+    // The record grows to 150 KB free, under its own reserve (200 KB): a goes; b, being read, stays.
+    writeFileSync(record, Buffer.alloc(1250 * KB));
+    await disk.free();
+    expect(disk.warning()).toMatch(/down to the record's own reserve \(150000 bytes free/);
+    await cache.checkDisk();
+    expect(evicted).toEqual(['min_free_bytes']);
+    expect(await meta.getBlob(sha(a))).toBeNull();
+    expect(await meta.getBlob(sha(b))).not.toBeNull();
+    expect(statSync(record).size).toBe(1250 * KB);
+    expect(disk.warning()).toMatch(/\(450000 of 800000 bytes free\)/);
+    held.body.destroy();
   });
 
   it('fills under way count against the reserve with the bytes they have yet to write', async () => {
