@@ -114,14 +114,7 @@ export class BlobCache {
       'cache eviction failed: the cache may stay over cache.max_bytes or the disk below cache.min_free_bytes until the next pass',
     );
     if (max > 0 && (this.stored === undefined || this.stored > max)) void this.evict().catch(failed);
-    else if (this.opts.disk) void this.opts.disk.shortBy().then((short) => (short > 0 ? this.evict() : undefined), failed);
-  }
-
-  /** Fills under way: the bytes they have yet to write, as far as their sizes are known. */
-  private pendingBytes(): number {
-    let n = 0;
-    for (const f of this.running) if (f.size !== undefined) n += Math.max(0, f.size - f.written);
-    return n;
+    else void this.checkDisk().catch(failed);
   }
 
   /**
@@ -132,17 +125,14 @@ export class BlobCache {
   private async room(sha256: string, size: number | undefined): Promise<void> {
     const disk = this.opts.disk;
     if (!disk) return;
-    const need = (size ?? 0) + this.pendingBytes();
+    // The fills under way will write what they have not yet (as far as their sizes are known).
+    const need = [...this.running].reduce((n, f) => n + (f.size === undefined ? 0 : Math.max(0, f.size - f.written)), size ?? 0);
     if ((await disk.shortBy(need)) === 0) return;
     await this.evict(need);
     const short = await disk.shortBy(need);
     if (short === 0) return;
     this.opts.onDiskRefused?.(sha256, short);
-    throw new AirlockError(
-      'DISK_RESERVE',
-      `not enough free disk space to fetch sha256:${sha256}${size !== undefined ? ` (${size} bytes)` : ''}: ` +
-        `the disk would be ${short} bytes below cache.min_free_bytes and nothing more can be evicted from the cache; cached files are still served`,
-    );
+    throw disk.refusal(sha256, size, short);
   }
 
   /**

@@ -1,4 +1,5 @@
 import { statfs } from 'node:fs/promises';
+import { AirlockError } from './errors.js';
 
 /** Eviction for the reserve frees this share of it more than is short, so that it does not run at every fill. */
 const SLACK = 0.1;
@@ -64,6 +65,15 @@ export class DiskReserve {
     const can = await evictable();
     if (can >= short) return Math.min(can, short + Math.floor(this.minFree * SLACK));
     return free < this.recordReserve ? can : 0;
+  }
+
+  /** Why a new fill is refused (503): the disk would be `short` bytes below the reserve even after eviction. */
+  refusal(sha256: string, size: number | undefined, short: number): AirlockError {
+    return new AirlockError(
+      'DISK_RESERVE',
+      `not enough free disk space to fetch sha256:${sha256}${size !== undefined ? ` (${size} bytes)` : ''}: the disk would be ${short} bytes ` +
+        'below cache.min_free_bytes and evicting from the cache cannot make room; cached files are still served',
+    );
   }
 
   /** A readiness warning while free space is below the reserve (as of the last measure); null otherwise. */
