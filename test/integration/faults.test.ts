@@ -507,6 +507,9 @@ describe('fault suite: disk pressure in order (cache.min_free_bytes): cache firs
   const fresh = wheel('fresh', 3 * MiB);
   const warm = wheel('warm', 1 * MiB);
   const cold = wheel('cold', 2 * MiB);
+  const reg = new FakeRegistry();
+  const layer = randomBytes(2 * MiB);
+  const image = makeImage([layer]);
   const free = () => {
     const s = statfsSync(mnt);
     return s.bavail * s.bsize;
@@ -523,8 +526,14 @@ describe('fault suite: disk pressure in order (cache.min_free_bytes): cache firs
     await index.start();
     for (const f of [...old, fresh, warm, cold]) index.add(f.filename.split('-')[0], f);
     const names = [...old, fresh, warm, cold].map((f) => `{ name: ${f.filename.split('-')[0]} }`).join(', ');
+    reg.auth = false;
+    reg.redirectBlobs = false;
+    await reg.start();
+    reg.push('team/app', image, 'v1');
     a = await startAirlock(
-      `cache:\n  min_free_bytes: ${RESERVE}\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [${names}]\n`,
+      `cache:\n  min_free_bytes: ${RESERVE}\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\n` +
+        `oci:\n  default_registry: reg.test\n  registries:\n    reg.test:\n      url: ${reg.url}\n` +
+        `policy:\n  pypi:\n    allow: [${names}]\n  oci:\n    allow: [{ repository: reg.test/team/app, digests: ["${image.digest}"] }]\n`,
       { dataDir: join(mnt, 'data') },
     );
   });
@@ -532,6 +541,7 @@ describe('fault suite: disk pressure in order (cache.min_free_bytes): cache firs
   afterAll(async () => {
     await a?.stop();
     await index.stop();
+    await reg.stop();
     if (mnt) execFileSync('umount', ['-l', mnt]);
   });
 
@@ -568,6 +578,7 @@ describe('fault suite: disk pressure in order (cache.min_free_bytes): cache firs
 
   it('a full disk with nothing evictable refuses a new fill (503, a disk_reserve row, a metric) and still serves a warm hit; the record is written throughout', async () => {
     expect(await pull(warm)).toBe('miss');
+    expect((await rawGet(`${a.url}/v2/reg.test/team/app/manifests/${image.digest}`, { accept: ACCEPT })).status).toBe(200);
     await a.airlock.cache.idle();
     // 4.5 MiB free: the 2 MiB wheel would need 9.5 MiB more, and the cache holds 8 (old[0], old[3], fresh, warm).
     // Above the record's own reserve (3 MiB), so the cache is not given up for nothing.
@@ -585,7 +596,12 @@ describe('fault suite: disk pressure in order (cache.min_free_bytes): cache firs
     expect(rows[1]).toMatchObject({ name: 'warm', decision: 'allow', cache: 'hit' });
     expect(rows[0]).toMatchObject({ name: 'old3', decision: 'allow', cache: 'hit' });
     for (const f of [old[0], old[3], fresh, warm]) expect(await cached(f)).toBe(true);
-    expect(await (await fetch(`${a.url}/-/metrics`)).text()).toMatch(/^airlock_fills_refused_disk_total 1$/m);
+    // The same on OCI, in its own error format.
+    const blob = await rawGet(`${a.url}/v2/reg.test/team/app/blobs/${digestOf(layer)}`);
+    expect(blob.status).toBe(503);
+    expect(JSON.parse(blob.body.toString()).errors[0].message).toMatch(/cache\.min_free_bytes/);
+    expect((await records(a, 'limit=1'))[0]).toMatchObject({ ecosystem: 'oci', decision: 'error', code: 'disk_reserve' });
+    expect(await (await fetch(`${a.url}/-/metrics`)).text()).toMatch(/^airlock_fills_refused_disk_total 2$/m);
     const ready = await (await fetch(`${a.url}/-/readyz`)).json();
     expect(ready.status).toBe('ready');
     expect(ready.warnings.join('\n')).toMatch(/below cache\.min_free_bytes/);
