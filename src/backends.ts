@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { LoadedConfig } from './config/load.js';
 import { BlobCache, type Offload } from './core/cache.js';
+import { DiskReserve, freeBytesAt } from './core/disk-reserve.js';
 import { HashPool } from './core/hasher.js';
 import { ClientSlots } from './core/slots.js';
 import { Hub } from './hf/hub.js';
@@ -192,11 +193,30 @@ export function blobCache(
     log,
     offload: opts.serving ? offloadFor(loaded, d.store) : undefined,
     onStored: (bytes) => metrics.cacheBytes.set(bytes),
-    onEvict: (count, bytes, stored) => {
+    onEvict: (count, bytes, stored, why) => {
       metrics.evictions.inc(count);
-      log.info({ evicted: count, bytes, stored, maxBytes: config.cache.max_bytes }, 'least recently used blobs evicted (cache.max_bytes)');
+      const limit = why === 'max_bytes' ? { maxBytes: config.cache.max_bytes } : { minFreeBytes: config.cache.min_free_bytes };
+      log.info({ evicted: count, bytes, stored, ...limit }, `least recently used blobs evicted (cache.${why})`);
+    },
+    disk: diskReserve(loaded, metrics),
+    onDiskRefused: (sha256, short) => {
+      metrics.diskRefusals.inc();
+      log.warn(
+        { digest: sha256, short, minFreeBytes: config.cache.min_free_bytes },
+        'a new fill was refused: the disk is at cache.min_free_bytes and nothing more can be evicted (warm hits are still served)',
+      );
     },
   });
+}
+
+/**
+ * The free-space reserve of the blob store's disk (cache.min_free_bytes): the filesystem store
+ * only (an object store's space is not Airlock's to measure), off at 0.
+ */
+function diskReserve(loaded: LoadedConfig, metrics: Metrics): DiskReserve | undefined {
+  const min = loaded.config.cache.min_free_bytes;
+  if (loaded.config.storage.blobs !== 'fs' || min <= 0) return undefined;
+  return new DiskReserve(min, freeBytesAt(loaded.dataDir), (free) => metrics.diskFree.set(free));
 }
 
 /** What a command gets to work with the OCI upstreams through the mirror's own stores. */

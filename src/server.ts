@@ -58,7 +58,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     meta,
     recorder,
     unready: readiness(meta, store),
-    warnings: record.warnings,
+    warnings: () => [...record.warnings(), cache.diskWarning()].filter((w): w is string => w !== null),
     console: consoleFor(shared, { metrics, http: [http.pypi, http.oci, http.hf] }),
     frontends,
   });

@@ -316,6 +316,18 @@ export const configSchema = z
           .default(2 ** 30),
         /** ... and for at most this many days. */
         quarantine_max_days: z.number().min(0).default(7),
+        /**
+         * Free bytes kept on the filesystem of the blob store (storage.blobs fs; not applied to s3):
+         * least recently used blobs are evicted to keep them, and a new fill that would take the disk
+         * below is refused (503) while warm hits are served. The reserve is left to the record (SQLite
+         * on the same disk, which nothing evicts) and to the spool of fills under way whose size is not
+         * known. 1 GiB: ~1M refusal rows, or hours of them under the refusal rate limit. 0: no reserve.
+         */
+        min_free_bytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(2 ** 30),
       })
       .strict()
       .prefault({}),

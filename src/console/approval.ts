@@ -114,6 +114,7 @@ const ANSWERS: Record<RecordCode, Answer> = {
   too_many_downloads: NOT_POLICY,
   client_gone: NOT_POLICY,
   rate_limited: NOT_POLICY,
+  disk_reserve: NOT_POLICY,
 };
 
 /** Pure: from a refusal row to the reviewed change that would approve it (nothing is written here). */

@@ -4,6 +4,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import type { DiskReserve } from './disk-reserve.js';
 import type { FillBudget } from './fill.js';
 import type { ClientSlots } from './slots.js';
 import type { ByteRange } from '../storage/blob-store.js';
@@ -28,8 +29,15 @@ export interface CacheOptions {
   maxFileShare?: number;
   /** Hash whole cache hits as they are served (default true; see README Reliability for the cost). */
   verifyHits?: boolean;
-  /** Blobs were evicted; `stored` is what the cache holds now. */
-  onEvict?: (count: number, bytes: number, stored: number) => void;
+  /** Blobs were evicted (to stay under maxBytes, or to keep the disk's free-space reserve); `stored` is what the cache holds now. */
+  onEvict?: (count: number, bytes: number, stored: number, why: 'max_bytes' | 'min_free_bytes') => void;
+  /**
+   * The blob store's free-space reserve (cache.min_free_bytes, filesystem store only): eviction
+   * also keeps free space above it, and a new fill that would take it below is refused.
+   */
+  disk?: DiskReserve;
+  /** A new fill was refused: even after eviction the disk would be `short` bytes below its reserve. */
+  onDiskRefused?: (sha256: string, short: number) => void;
   /** What the cache holds changed (metrics). */
   onStored?: (bytes: number) => void;
   /**

@@ -8,7 +8,9 @@ import type { CacheOptions, CacheOutcome, FetchOptions, Served } from './cache-t
 import { AirlockError } from './errors.js';
 import { HitReader, unsatisfiable } from './cache-hit.js';
 import { chunkListOf } from './chunks.js';
-import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillLease, type FillSpec } from './fill.js';
+import { evictLeastUsed } from './evict.js';
+import { fleetLease } from './lease.js';
+import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillSpec } from './fill.js';
 import type { HashPool } from './hasher.js';
 import type { ClientSlots } from './slots.js';
 import { resolveRange, type RangeSpec } from './range.js';
@@ -49,6 +51,8 @@ export class BlobCache {
   private stored: number | undefined;
   private evicting: Promise<void> | undefined;
   private evictAgain = false;
+  /** Bytes about to be written that the next eviction pass makes room for on disk (above the reserve). */
+  private evictFor = 0;
   private readonly log: Pick<Logger, 'warn' | 'error'>;
   /**
    * A blob larger than this share of max_bytes is served (verified as always) but not kept: one
@@ -90,51 +94,6 @@ export class BlobCache {
     }
   }
 
-  /** The fleet lease of a new fill (none for a single process: the inflight map is its single flight). */
-  private leaseFor(sha256: string): FillLease | undefined {
-    const fleet = this.opts.fleet;
-    if (!fleet) return undefined;
-    const stale = fleet.staleMs ?? 15_000;
-    let renew: NodeJS.Timeout | undefined;
-    let held = false;
-    const who = { digest: sha256, owner: fleet.owner };
-    const renewFailed = this.warn(who, 'fill lease could not be renewed: another replica may take it over and fetch the same blob');
-    // One warning per run of failed renewals (they come every staleMs / 3), not one per attempt.
-    let failing = false;
-    const renewLease = () =>
-      fleet.leases.renewLease(sha256, fleet.owner).then(
-        () => (failing = false),
-        (e) => {
-          if (!failing) renewFailed(e);
-          failing = true;
-        },
-      );
-    return {
-      acquire: async () => {
-        const until = Date.now() + (fleet.waitMs ?? 3_600_000);
-        for (;;) {
-          if (await fleet.leases.takeLease(sha256, fleet.owner, stale)) {
-            held = true;
-            renew = setInterval(() => void renewLease(), Math.floor(stale / 3));
-            renew.unref();
-            return 'held';
-          }
-          // Another replica is filling it: wait for its release, then it is in the shared store
-          // (or, if that fill failed or its replica died, this one takes the lease and fills).
-          await fleet.leases.awaitRelease(sha256, Math.min(stale, Math.max(1, until - Date.now())));
-          if (await this.meta.getBlob(sha256)) return 'elsewhere';
-          if (Date.now() >= until) throw new AirlockError('UPSTREAM_UNAVAILABLE', `another replica has been filling sha256:${sha256} for too long`);
-        }
-      },
-      release: () => {
-        if (renew) clearInterval(renew);
-        const failed = this.warn(who, 'fill lease could not be released: other replicas wait for it to go stale before fetching this blob');
-        if (held) void fleet.leases.releaseLease(sha256, fleet.owner).catch(failed);
-        held = false;
-      },
-    };
-  }
-
   /** Write the uses noted since the last flush. */
   async flushUses(): Promise<void> {
     if (this.usedTimer) clearTimeout(this.usedTimer);
@@ -145,13 +104,35 @@ export class BlobCache {
     await this.meta.touchBlobs(batch, Date.now());
   }
 
-  /** A blob was stored: count it, and evict if the cache is now over its limit. */
+  /** A blob was stored: count it, and evict if the cache is now over its limit or the disk below its reserve. */
   private added(bytes: number): void {
     if (this.stored !== undefined) this.stored += bytes;
     this.opts.onStored?.(this.stored ?? 0);
     const max = this.opts.maxBytes ?? 0;
-    if (max > 0 && (this.stored === undefined || this.stored > max))
-      void this.evict().catch(this.warn({ maxBytes: max }, 'cache eviction failed: the cache may stay over cache.max_bytes until the next pass'));
+    const failed = this.warn(
+      { maxBytes: max },
+      'cache eviction failed: the cache may stay over cache.max_bytes or the disk below cache.min_free_bytes until the next pass',
+    );
+    if (max > 0 && (this.stored === undefined || this.stored > max)) void this.evict().catch(failed);
+    else void this.checkDisk().catch(failed);
+  }
+
+  /**
+   * Room on disk for a new fill of `size` bytes (when known) beside the fills under way, above the
+   * disk's reserve (cache.min_free_bytes): least recently used blobs are evicted first; when that
+   * cannot make room the fill is refused (503), never the record's reserve taken.
+   */
+  private async room(sha256: string, size: number | undefined): Promise<void> {
+    const disk = this.opts.disk;
+    if (!disk) return;
+    // The fills under way will write what they have not yet (as far as their sizes are known).
+    const need = [...this.running].reduce((n, f) => n + (f.size === undefined ? 0 : Math.max(0, f.size - f.written)), size ?? 0);
+    if ((await disk.shortBy(need)) === 0) return;
+    await this.evict(need);
+    const short = await disk.shortBy(need);
+    if (short === 0) return;
+    this.opts.onDiskRefused?.(sha256, short);
+    throw disk.refusal(sha256, size, short);
   }
 
   /**
@@ -159,7 +140,8 @@ export class BlobCache {
    * never one being read or filled now. An evicted artefact is simply fetched and verified again
    * on its next pull (its approval, scan verdict and inventory are kept). One pass at a time.
    */
-  evict(): Promise<void> {
+  evict(room = 0): Promise<void> {
+    this.evictFor = Math.max(this.evictFor, room);
     // Asked again during a pass (a blob added since it read the totals): one more pass after it.
     if (this.evicting) this.evictAgain = true;
     this.evicting ??= (async () => {
@@ -171,39 +153,39 @@ export class BlobCache {
     return this.evicting;
   }
 
+  /**
+   * One pass: frees what the cache holds over max_bytes * LOW_WATER, or what the disk's reserve
+   * asks for before `evictFor` more bytes are written (DiskReserve.toFree), whichever is more.
+   */
   private async evictPass(): Promise<void> {
     const max = this.opts.maxBytes ?? 0;
+    const room = this.evictFor;
+    this.evictFor = 0;
     await this.flushUses();
     let { bytes } = await this.meta.blobTotals();
     this.stored = bytes;
-    if (max <= 0 || bytes <= max) return;
-    const target = Math.floor(max * LOW_WATER);
-    let count = 0;
-    let freed = 0;
-    let skipped = 0;
-    while (bytes > target) {
-      const page = await this.meta.leastRecentlyUsed(skipped + 256);
-      const candidates = page.slice(skipped);
-      if (candidates.length === 0) break;
-      for (const b of candidates) {
-        if (bytes <= target) break;
-        if (this.serving.has(b.sha256) || this.inflight.has(b.sha256)) {
-          skipped++;
-          continue;
-        }
-        await this.meta.deleteBlob(b.sha256);
-        await this.store
-          .delete(b.sha256)
-          .catch(this.warn({ digest: b.sha256 }, 'an evicted blob could not be deleted from the blob store: its space is not freed'));
-        bytes -= b.size;
-        freed += b.size;
-        count++;
-      }
-      if (page.length < skipped + 256) break;
-    }
+    const overMax = max > 0 && bytes > max ? bytes - Math.floor(max * LOW_WATER) : 0;
+    const total = bytes;
+    const diskShort = this.opts.disk ? await this.opts.disk.toFree(room, () => this.evictable(total)) : 0;
+    const toFree = Math.max(overMax, diskShort);
+    if (toFree <= 0) return;
+    const busy = (sha256: string) => this.serving.has(sha256) || this.inflight.has(sha256);
+    const { count, freed } = await evictLeastUsed(this.meta, this.store, toFree, busy, (sha256) =>
+      this.warn({ digest: sha256 }, 'an evicted blob could not be deleted from the blob store: its space is not freed'),
+    );
+    bytes -= freed;
+    // Measured again, so that readiness says what eviction left.
+    if (this.opts.disk && count > 0) await this.opts.disk.free();
     this.stored = bytes;
     this.opts.onStored?.(bytes);
-    if (count > 0) this.opts.onEvict?.(count, freed, bytes);
+    if (count > 0) this.opts.onEvict?.(count, freed, bytes, diskShort > overMax ? 'min_free_bytes' : 'max_bytes');
+  }
+
+  /** What eviction could free now: every cached byte but those being read. */
+  private async evictable(total: number): Promise<number> {
+    let busy = 0;
+    for (const sha256 of this.serving.keys()) busy += (await this.meta.getBlob(sha256))?.size ?? 0;
+    return Math.max(0, total - busy);
   }
 
   /** Resolves when every fill under way has finished (committed or failed). */
@@ -234,6 +216,16 @@ export class BlobCache {
     if (!st) await this.meta.deleteBlob(sha256);
     else if (st.size !== size) await this.forget(sha256, `a file of ${st.size} bytes, not the recorded ${size}`);
     return st?.size === size;
+  }
+
+  /** Measure the disk's free space (cache.min_free_bytes) and, when it is below the reserve, evict. */
+  async checkDisk(): Promise<void> {
+    if (this.opts.disk && (await this.opts.disk.shortBy()) > 0) await this.evict();
+  }
+
+  /** What /-/readyz warns of: free space below the disk's reserve, as last measured. */
+  diskWarning(): string | null {
+    return this.opts.disk?.warning() ?? null;
   }
 
   inflightCount(): number {
@@ -375,6 +367,11 @@ export class BlobCache {
       if (served) return served;
     }
     let fill = this.inflight.get(spec.sha256);
+    if (!fill && this.opts.disk) {
+      // A new fill: room for it on disk first (eviction, or a refusal); another may have started meanwhile.
+      await this.room(spec.sha256, spec.size);
+      fill = this.inflight.get(spec.sha256);
+    }
     let release: (() => void) | undefined;
     if (!fill && opts.client !== undefined && this.slots) {
       release = await this.slots.acquire(opts.client, opts.signal);
@@ -395,7 +392,16 @@ export class BlobCache {
       if (spec.keep) fill.keep();
     } else {
       cache = 'miss';
-      const f = new Fill(spec, this.store, this.meta, this.hashes, this.budget, this.leaseFor(spec.sha256), this.share, this.tooLarge);
+      const f = new Fill(
+        spec,
+        this.store,
+        this.meta,
+        this.hashes,
+        this.budget,
+        fleetLease(this.opts.fleet, this.meta, this.warn, spec.sha256),
+        this.share,
+        this.tooLarge,
+      );
       fill = f;
       this.inflight.set(spec.sha256, f);
       // Joiners keep reading the spool file until the blob is in the store, then hits take over.

@@ -22,6 +22,8 @@ export type AirlockErrorCode =
   | 'FILLED_ELSEWHERE'
   /** A client has too many cold transfers under way (transfers.per_client). */
   | 'TOO_MANY_REQUESTS'
+  /** A new fill would take the disk below its free-space reserve and nothing more can be evicted (cache.min_free_bytes). */
+  | 'DISK_RESERVE'
   | 'INTERNAL';
 
 const STATUS: Record<AirlockErrorCode, number> = {
@@ -39,6 +41,7 @@ const STATUS: Record<AirlockErrorCode, number> = {
   CANCELLED: 503,
   FILLED_ELSEWHERE: 503,
   TOO_MANY_REQUESTS: 429,
+  DISK_RESERVE: 503,
   INTERNAL: 500,
 };
 

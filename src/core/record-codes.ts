@@ -26,7 +26,9 @@ export type RecordCode =
   /** The client left before the download it waited for began. */
   | 'client_gone'
   /** Refusals past the client's refusal rate limit (records.refusal_limit): answered 429, counted in one folded row. */
-  | 'rate_limited';
+  | 'rate_limited'
+  /** A new fill refused: the disk is at its free-space reserve (cache.min_free_bytes) and nothing more can be evicted. */
+  | 'disk_reserve';
 
 export type RecordKind = 'policy' | 'integrity' | 'request' | 'error';
 
@@ -53,6 +55,7 @@ export const RECORD_CODES: Record<RecordCode, { kind: RecordKind; meaning: strin
   too_many_downloads: { kind: 'error', meaning: 'too many downloads under way for this client' },
   client_gone: { kind: 'error', meaning: 'the client left before the download began' },
   rate_limited: { kind: 'request', meaning: "refusals past the client's refusal rate limit" },
+  disk_reserve: { kind: 'error', meaning: 'no disk space for a new download (cache.min_free_bytes)' },
 };
 
 export const RECORD_CODE_LIST = Object.keys(RECORD_CODES) as RecordCode[];

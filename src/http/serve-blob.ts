@@ -81,10 +81,12 @@ export async function serveBlob(c: Context<AppEnv>, cache: BlobCache, spec: Fill
               ? 'too_many_downloads'
               : errCode === 'CANCELLED'
                 ? 'client_gone'
-                : 'upstream_failed';
+                : errCode === 'DISK_RESERVE'
+                  ? 'disk_reserve'
+                  : 'upstream_failed';
     r.recorder.record({
       ...row('none', r.declaredSize ?? null),
-      decision: code === 'upstream_failed' || code === 'client_gone' ? 'error' : 'deny',
+      decision: code === 'upstream_failed' || code === 'client_gone' || code === 'disk_reserve' ? 'error' : 'deny',
       reason: refused?.reason ?? `${r.label}: ${(e as Error).message}`,
       rule: refused?.rule ?? r.rule,
       code,

@@ -53,7 +53,17 @@ export class Metrics {
   });
   readonly evictions = new Counter({
     name: 'airlock_cache_evictions_total',
-    help: 'Blobs evicted from the cache to stay under cache.max_bytes',
+    help: 'Blobs evicted from the cache to stay under cache.max_bytes or keep cache.min_free_bytes free',
+    registers: [this.registry],
+  });
+  readonly diskFree = new Gauge({
+    name: 'airlock_disk_free_bytes',
+    help: "Free bytes on the blob store's filesystem (measured when a fill starts or a blob is stored; cache.min_free_bytes is kept)",
+    registers: [this.registry],
+  });
+  readonly diskRefusals = new Counter({
+    name: 'airlock_fills_refused_disk_total',
+    help: 'New fills refused because the disk was at cache.min_free_bytes and nothing more could be evicted',
     registers: [this.registry],
   });
   readonly cacheBytes = new Gauge({

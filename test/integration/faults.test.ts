@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -429,8 +429,9 @@ describe('fault suite: a full disk fails closed', () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt]);
     await index.start();
     for (const f of [warm, cold, later]) index.add('disk', f);
+    // No free-space reserve here: this is the disk filled to the last byte (the reserve is the next suite).
     a = await startAirlock(
-      `pypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [{ name: disk }]\n`,
+      `cache:\n  min_free_bytes: 0\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\npolicy:\n  pypi:\n    allow: [{ name: disk }]\n`,
       { dataDir: join(mnt, 'data') },
     );
   });
@@ -491,6 +492,124 @@ describe('fault suite: a full disk fails closed', () => {
     expect(c2.complete && c2.body.equals(cold.bytes)).toBe(true);
     await a.airlock.recorder.flush();
     expect((await fetch(`${a.url}/-/healthz`)).status).toBe(200);
+    expect((await verifyChain(a.airlock.meta)).problem).toBeUndefined();
+  }, 60_000);
+});
+
+describe('fault suite: disk pressure in order (cache.min_free_bytes): cache first, then new fills refused, the record last', () => {
+  const index = new FakeIndex();
+  let a: TestAirlock;
+  let mnt: string;
+  const MiB = 1 << 20;
+  const RESERVE = 12 * MiB;
+  const wheel = (name: string, size: number) => ({ filename: `${name}-1.0-py3-none-any.whl`, bytes: randomBytes(size) });
+  const old = [0, 1, 2, 3].map((i) => wheel(`old${i}`, 2 * MiB));
+  const fresh = wheel('fresh', 3 * MiB);
+  const warm = wheel('warm', 1 * MiB);
+  const cold = wheel('cold', 2 * MiB);
+  const reg = new FakeRegistry();
+  const layer = randomBytes(2 * MiB);
+  const image = makeImage([layer]);
+  const free = () => {
+    const s = statfsSync(mnt);
+    return s.bavail * s.bsize;
+  };
+  /** Take the disk down to `left` free bytes with a file that is neither cache nor record (replacing the last one). */
+  const fillTo = (left: number) => {
+    rmSync(join(mnt, 'filler'), { force: true });
+    writeFileSync(join(mnt, 'filler'), Buffer.alloc(free() - left));
+  };
+
+  beforeAll(async () => {
+    mnt = mkdtempSync(join(tmpdir(), 'airlock-reserve-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', mnt]);
+    await index.start();
+    for (const f of [...old, fresh, warm, cold]) index.add(f.filename.split('-')[0], f);
+    const names = [...old, fresh, warm, cold].map((f) => `{ name: ${f.filename.split('-')[0]} }`).join(', ');
+    reg.auth = false;
+    reg.redirectBlobs = false;
+    await reg.start();
+    reg.push('team/app', image, 'v1');
+    a = await startAirlock(
+      `cache:\n  min_free_bytes: ${RESERVE}\npypi:\n  upstream: ${index.simpleUrl}\n  file_hosts: ["127.0.0.1:${index.port}"]\n` +
+        `oci:\n  default_registry: reg.test\n  registries:\n    reg.test:\n      url: ${reg.url}\n` +
+        `policy:\n  pypi:\n    allow: [${names}]\n  oci:\n    allow: [{ repository: reg.test/team/app, digests: ["${image.digest}"] }]\n`,
+      { dataDir: join(mnt, 'data') },
+    );
+  });
+
+  afterAll(async () => {
+    await a?.stop();
+    await index.stop();
+    await reg.stop();
+    if (mnt) execFileSync('umount', ['-l', mnt]);
+  });
+
+  const url = (f: { filename: string }) => `${a.url}/pypi/files/${f.filename.split('-')[0]}/${f.filename}`;
+  const cached = async (f: { bytes: Buffer }) => (await a.airlock.meta.getBlob(sha(f.bytes))) !== null;
+  const pull = async (f: { bytes: Buffer; filename: string }) => {
+    const r = await rawGet(url(f));
+    expect(r.status, f.filename).toBe(200);
+    expect(r.complete && sha(r.body) === sha(f.bytes)).toBe(true);
+    return r.headers['x-airlock-cache'];
+  };
+
+  it('a full disk with a cache to evict keeps serving new fills: the least recently used blobs are evicted, the new one is served verified', async () => {
+    for (const f of old) {
+      expect(await pull(f)).toBe('miss');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await a.airlock.cache.idle();
+    // old[0] used again: old[1] and old[2] are now the least recently used.
+    expect(await pull(old[0])).toBe('hit');
+    await a.airlock.cache.flushUses();
+    // 1 MiB above the reserve: the 3 MiB wheel needs 2 MiB more (the cache frees 2 MiB and a tenth of the reserve).
+    fillTo(RESERVE + MiB);
+    expect(await pull(fresh)).toBe('miss');
+    await a.airlock.cache.idle();
+    expect(await cached(fresh)).toBe(true);
+    expect([await cached(old[1]), await cached(old[2])]).toEqual([false, false]);
+    expect([await cached(old[0]), await cached(old[3])]).toEqual([true, true]);
+    expect(free()).toBeGreaterThanOrEqual(RESERVE);
+    const rows = await records(a, 'limit=10');
+    expect(rows[0]).toMatchObject({ name: 'fresh', decision: 'allow' });
+    expect(await (await fetch(`${a.url}/-/metrics`)).text()).toMatch(/^airlock_cache_evictions_total 2$/m);
+  }, 60_000);
+
+  it('a full disk with nothing evictable refuses a new fill (503, a disk_reserve row, a metric) and still serves a warm hit; the record is written throughout', async () => {
+    expect(await pull(warm)).toBe('miss');
+    expect((await rawGet(`${a.url}/v2/reg.test/team/app/manifests/${image.digest}`, { accept: ACCEPT })).status).toBe(200);
+    await a.airlock.cache.idle();
+    // 4.5 MiB free: the 2 MiB wheel would need 9.5 MiB more, and the cache holds 8 (old[0], old[3], fresh, warm).
+    // Above the record's own reserve (3 MiB), so the cache is not given up for nothing.
+    fillTo(RESERVE - 7.5 * MiB);
+    const c = await rawGet(url(cold));
+    expect(c.status).toBe(503);
+    expect(c.body.toString()).toMatch(/cache\.min_free_bytes/);
+    expect(await cached(cold)).toBe(false);
+    expect(readdirSync(join(mnt, 'data', 'spool'))).toEqual([]);
+    // Warm hits are still served, each with its row.
+    expect(await pull(warm)).toBe('hit');
+    expect(await pull(old[3])).toBe('hit');
+    const rows = await records(a, 'limit=10');
+    expect(rows[2]).toMatchObject({ name: 'cold', decision: 'error', code: 'disk_reserve' });
+    expect(rows[1]).toMatchObject({ name: 'warm', decision: 'allow', cache: 'hit' });
+    expect(rows[0]).toMatchObject({ name: 'old3', decision: 'allow', cache: 'hit' });
+    for (const f of [old[0], old[3], fresh, warm]) expect(await cached(f)).toBe(true);
+    // The same on OCI, in its own error format.
+    const blob = await rawGet(`${a.url}/v2/reg.test/team/app/blobs/${digestOf(layer)}`);
+    expect(blob.status).toBe(503);
+    expect(JSON.parse(blob.body.toString()).errors[0].message).toMatch(/cache\.min_free_bytes/);
+    expect((await records(a, 'limit=1'))[0]).toMatchObject({ ecosystem: 'oci', decision: 'error', code: 'disk_reserve' });
+    expect(await (await fetch(`${a.url}/-/metrics`)).text()).toMatch(/^airlock_fills_refused_disk_total 2$/m);
+    const ready = await (await fetch(`${a.url}/-/readyz`)).json();
+    expect(ready.status).toBe('ready');
+    expect(ready.warnings.join('\n')).toMatch(/below cache\.min_free_bytes/);
+    // Space again: the cold wheel fills, readiness is clear once measured.
+    rmSync(join(mnt, 'filler'));
+    expect(await pull(cold)).toBe('miss');
+    expect((await (await fetch(`${a.url}/-/readyz`)).json()).warnings).toBeUndefined();
+    await a.airlock.recorder.flush();
     expect((await verifyChain(a.airlock.meta)).problem).toBeUndefined();
   }, 60_000);
 });
