@@ -60,7 +60,7 @@ export function loginRoutes(app: ConsoleApp, d: ConsoleDeps): void {
     const form = await c.req.parseBody();
     const nonce = checkLoginNonce(await consoleSecret(), getCookie(c, NONCE), form.nonce);
     if (nonce !== 'ok') {
-      d.log.warn({ reqId: c.get('requestId'), path: c.req.path, nonce }, `console login refused: the form's nonce is ${nonce} (login CSRF check)`);
+      d.log.warn({ reqId: c.get('requestId'), path: c.req.path, nonce }, `console login refused: login nonce ${nonce} (login CSRF check)`);
       return page(c, loginPage(await fresh(c), NONCE_REFUSED[nonce]), 403);
     }
     const secretGiven = typeof form.token === 'string' ? form.token.trim() : '';
