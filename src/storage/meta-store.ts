@@ -212,7 +212,29 @@ export interface TokenStore {
   createToken(t: { name: string; hash: string; admin: boolean }): Promise<void>;
   findToken(hash: string): Promise<TokenRecord | null>;
   listTokens(): Promise<TokenRecord[]>;
+  /** Revoke the live token of that name, ending its console sessions in the same transaction. */
   revokeToken(name: string): Promise<boolean>;
+}
+
+/** A console session as stored: its token (joined in the same lookup) and its expiry. */
+export interface ConsoleSessionRecord {
+  token: TokenRecord;
+  expiresAt: number;
+}
+
+/**
+ * Console sessions (console/session.ts), shared by every replica: a row per live session, keyed
+ * by a hash of the id its cookie carries, so a logout on one replica ends the session on all.
+ */
+export interface ConsoleSessionStore {
+  /** Record a session of the token whose secret hashes to `tokenHash`; sessions expired by `now` are removed in the same call. */
+  createConsoleSession(s: { key: string; tokenHash: string; expiresAt: number }, now: number): Promise<void>;
+  /** The session and its token, in one indexed lookup; null when there is none (ended, pruned, never made). */
+  findConsoleSession(key: string): Promise<ConsoleSessionRecord | null>;
+  /** End a session (logout); true when it existed. */
+  endConsoleSession(key: string): Promise<boolean>;
+  /** The console's secret (random, made once by whichever replica asks first, the same for all): keys the login form's nonce. */
+  consoleSecret(): Promise<string>;
 }
 
 /** Imported advisories (OSV JSON). */
@@ -248,7 +270,7 @@ export interface LeaseStore {
  * The whole metadata store: one interface per concern, each held to its contract suite in
  * test/contract/ (any backend must pass them all). Callers depend on the narrowest one they use.
  */
-export interface MetaStore extends BlobIndex, PageCache, PullLog, OciStore, ScanStore, TokenStore, AdvisoryStore, AliasStore, LeaseStore {
+export interface MetaStore extends BlobIndex, PageCache, PullLog, OciStore, ScanStore, TokenStore, ConsoleSessionStore, AdvisoryStore, AliasStore, LeaseStore {
   /** Image inventories (layer facts, per-manifest inventories). */
   readonly inventories: InventoryStore;
   close(): Promise<void>;

@@ -12,8 +12,10 @@ import type {
   PullRecord,
   StoredPullRecord,
   TokenRecord,
+  ConsoleSessionRecord,
 } from './meta-store.js';
 import type { InventoryStore } from './inventory-store.js';
+import { PgConsoleSessions } from './pg-console-sessions.js';
 import { PgInventoryStore } from './pg-inventory-store.js';
 import { PgPullLog } from './pg-pulls.js';
 import { migrateSchema, types } from './pg-schema.js';
@@ -27,6 +29,7 @@ import { migrateSchema, types } from './pg-schema.js';
 export class PgMetaStore implements MetaStore {
   readonly inventories: InventoryStore;
   private readonly pulls: PgPullLog;
+  private readonly sessions: PgConsoleSessions;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -34,6 +37,7 @@ export class PgMetaStore implements MetaStore {
   ) {
     this.inventories = new PgInventoryStore(pool, (fn) => this.tx(fn));
     this.pulls = new PgPullLog(pool, (fn) => this.tx(fn));
+    this.sessions = new PgConsoleSessions(pool, (fn) => this.tx(fn));
   }
 
   /** Connect and bring the schema up to date. `schema` keeps several stores in one database (tests, tenants). */
@@ -250,7 +254,27 @@ export class PgMetaStore implements MetaStore {
   }
 
   async revokeToken(name: string): Promise<boolean> {
-    return ((await this.pool.query('UPDATE tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL', [Date.now(), name])).rowCount ?? 0) > 0;
+    return this.tx(async (c) => {
+      await c.query('DELETE FROM console_sessions WHERE token_hash IN (SELECT hash FROM tokens WHERE name = $1 AND revoked_at IS NULL)', [name]);
+      return ((await c.query('UPDATE tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL', [Date.now(), name])).rowCount ?? 0) > 0;
+    });
+  }
+
+  // ConsoleSessionStore (pg-console-sessions.ts)
+  createConsoleSession(s: { key: string; tokenHash: string; expiresAt: number }, now: number): Promise<void> {
+    return this.sessions.createConsoleSession(s, now);
+  }
+
+  findConsoleSession(key: string): Promise<ConsoleSessionRecord | null> {
+    return this.sessions.findConsoleSession(key);
+  }
+
+  endConsoleSession(key: string): Promise<boolean> {
+    return this.sessions.endConsoleSession(key);
+  }
+
+  consoleSecret(): Promise<string> {
+    return this.sessions.consoleSecret();
   }
 
   // AdvisoryStore

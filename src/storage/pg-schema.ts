@@ -72,6 +72,11 @@ export const PG_MIGRATIONS: string[] = [
    ALTER TABLE pulls ADD COLUMN last_ts BIGINT;
    CREATE TABLE pull_size (id INTEGER PRIMARY KEY CHECK (id = 1), rows BIGINT NOT NULL, bytes BIGINT NOT NULL);
    INSERT INTO pull_size SELECT 1, COUNT(*), COALESCE(SUM(${ROW_BYTES_SQL}), 0) FROM pulls;`,
+  // Console sessions held server-side and the console's secret (issue 25): see sqlite-schema.ts's step. Self-contained.
+  `CREATE TABLE console_sessions (key TEXT PRIMARY KEY, token_hash TEXT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL);
+   CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+   CREATE INDEX console_sessions_token ON console_sessions (token_hash);
+   CREATE TABLE console_secret (id INTEGER PRIMARY KEY CHECK (id = 1), secret TEXT NOT NULL);`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

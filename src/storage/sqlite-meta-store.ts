@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import type {
   TokenRecord,
+  ConsoleSessionRecord,
   ChainLink,
   BlobRecord,
   ChunkList,
@@ -14,6 +15,7 @@ import type {
 } from './meta-store.js';
 import type { InventoryStore } from './inventory-store.js';
 import { SqliteInventoryStore } from './sqlite-inventory-store.js';
+import { SqliteConsoleSessions } from './sqlite-console-sessions.js';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js';
 import { DAY_RECOUNT_SQL, PULL_COLUMNS, ROW_BYTES_SQL, dayTally, pullOf, pullValues, type PullRow } from './pull-rows.js';
 
@@ -34,6 +36,7 @@ export class SqliteMetaStore implements MetaStore {
   private readonly db: Database.Database;
   private readonly stmts;
   readonly inventories: InventoryStore;
+  private readonly sessions: SqliteConsoleSessions;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -44,6 +47,7 @@ export class SqliteMetaStore implements MetaStore {
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
     this.inventories = new SqliteInventoryStore(this.db);
+    this.sessions = new SqliteConsoleSessions(this.db);
     this.stmts = {
       getBlob: this.db.prepare<[string], { sha256: string; size: number; created_at: number }>('SELECT sha256, size, created_at FROM blobs WHERE sha256 = ?'),
       putBlob: this.db.prepare('INSERT OR REPLACE INTO blobs (sha256, size, created_at, used_at) VALUES (?, ?, ?, ?)'),
@@ -325,7 +329,27 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async revokeToken(name: string): Promise<boolean> {
-    return this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(Date.now(), name).changes > 0;
+    return this.db.transaction(() => {
+      this.db.prepare('DELETE FROM console_sessions WHERE token_hash IN (SELECT hash FROM tokens WHERE name = ? AND revoked_at IS NULL)').run(name);
+      return this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(Date.now(), name).changes > 0;
+    })();
+  }
+
+  // ConsoleSessionStore (sqlite-console-sessions.ts)
+  createConsoleSession(s: { key: string; tokenHash: string; expiresAt: number }, now: number): Promise<void> {
+    return this.sessions.createConsoleSession(s, now);
+  }
+
+  findConsoleSession(key: string): Promise<ConsoleSessionRecord | null> {
+    return this.sessions.findConsoleSession(key);
+  }
+
+  endConsoleSession(key: string): Promise<boolean> {
+    return this.sessions.endConsoleSession(key);
+  }
+
+  consoleSecret(): Promise<string> {
+    return this.sessions.consoleSecret();
   }
 
   async putAdvisories(recs: { id: string; modified: string; record: string }[]): Promise<number> {

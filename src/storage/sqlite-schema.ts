@@ -114,4 +114,11 @@ export const SQLITE_MIGRATIONS: string[] = [
    ALTER TABLE pulls ADD COLUMN last_ts INTEGER;
    CREATE TABLE pull_size (id INTEGER PRIMARY KEY CHECK (id = 1), rows INTEGER NOT NULL, bytes INTEGER NOT NULL);
    INSERT INTO pull_size SELECT 1, COUNT(*), COALESCE(SUM(${ROW_BYTES_SQL}), 0) FROM pulls;`,
+  // Console sessions held server-side (issue 25), so a logout or a token's revocation ends them on
+  // every replica: a row per live session, keyed by a hash of its cookie's id; and the console's
+  // secret, which signs the login form's nonce. Self-contained: it only creates its own tables.
+  `CREATE TABLE console_sessions (key TEXT PRIMARY KEY, token_hash TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+   CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+   CREATE INDEX console_sessions_token ON console_sessions (token_hash);
+   CREATE TABLE console_secret (id INTEGER PRIMARY KEY CHECK (id = 1), secret TEXT NOT NULL);`,
 ];

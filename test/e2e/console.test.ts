@@ -115,10 +115,15 @@ describe('the console in Chromium', () => {
     await page.waitForURL(/\/-\/ui\/records$/);
     expect(await page.getByRole('region', { name: 'Chain verification' }).textContent()).toMatch(/Intact: \d+ rows, head [0-9a-f]{64}/);
     await page.screenshot({ path: join(SHOTS, '3-record.png'), fullPage: true });
+    const session = (await page.context().cookies()).find((c) => c.name === 'airlock_console')!;
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.waitForURL(/\/-\/ui\/login/);
     await page.screenshot({ path: join(SHOTS, '0-login.png'), fullPage: true });
     // Logged out: the pages are gone.
+    await page.goto(`${a.url}/-/ui/refusals`);
+    expect(new URL(page.url()).pathname).toBe('/-/ui/login');
+    // The session cookie put back (kept, or copied before the logout): the server ended it.
+    await page.context().addCookies([session]);
     await page.goto(`${a.url}/-/ui/refusals`);
     expect(new URL(page.url()).pathname).toBe('/-/ui/login');
     await page.context().close();

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendPulls } from '../../src/core/chain.js';
 import { Authenticator } from '../../src/auth/tokens.js';
-import { issueSession } from '../../src/console/session.js';
+import { issueSession, loginNonce } from '../../src/console/session.js';
+import { airlockCli } from '../helpers/cli.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex } from '../helpers/fake-index.js';
 import { rawGet } from '../helpers/http.js';
@@ -274,12 +275,71 @@ describe('console security', () => {
     });
     expect(out.status).toBe(303);
     expect(cookieOf(out, 'airlock_console')).toMatch(/Max-Age=0|Expires=Thu, 01 Jan 1970/);
+    // The server ended the session: the same cookie, kept (or stolen), is no session any more.
+    const reused = await fetch(ui(''), { redirect: 'manual', headers: { cookie: cookie! } });
+    expect(reused.status).toBe(303);
+    expect(reused.headers.get('location')).toBe('/-/ui/login');
+    const post = await fetch(ui('/records/verify'), {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ csrf }),
+    });
+    expect(post.status).toBe(401);
+  });
+
+  it('airlock token revoke (another process) ends the console sessions of that token, and only those', async () => {
+    const auth = new Authenticator(a.airlock.meta);
+    const gone = await login(await auth.create('leaving-admin', true));
+    const stays = await login(await auth.create('staying-admin', true));
+    for (const s of [gone, stays]) expect((await fetch(ui(''), { redirect: 'manual', headers: { cookie: s.cookie! } })).status).toBe(200);
+    const r = await airlockCli(['token', 'revoke', 'leaving-admin', '--config', a.configFile]);
+    expect(r.code).toBe(0);
+    expect((await fetch(ui(''), { redirect: 'manual', headers: { cookie: gone.cookie! } })).status).toBe(303);
+    expect((await fetch(ui(''), { redirect: 'manual', headers: { cookie: stays.cookie! } })).status).toBe(200);
+  });
+
+  it('refuses a login whose nonce is missing, not the one given, forged or expired, saying which', async () => {
+    const post = (cookie: string | null, nonce: string | null, token = admin) =>
+      fetch(ui('/login'), {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { ...(cookie ? { cookie: `airlock_login=${cookie}` } : {}), 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ ...(nonce ? { nonce } : {}), token }),
+      });
+    const refused = async (res: Response, says: RegExp) => {
+      expect(res.status).toBe(403);
+      expect(cookieOf(res, 'airlock_console')).toBeUndefined();
+      expect(await res.text()).toMatch(says);
+    };
+    const form = await fetch(ui('/login'));
+    const given = /name="nonce" value="([^"]+)"/.exec(await form.text())![1];
+    expect(cookieOf(form, 'airlock_login')!.split(';')[0]).toBe(`airlock_login=${given}`);
+    expect(cookieOf(form, 'airlock_login')).toMatch(/Max-Age=600/);
+    await refused(await post(null, null), /carries no login nonce/);
+    await refused(await post(given, null), /carries no login nonce/);
+    await refused(await post(null, given), /carries no login nonce/);
+    const other = /name="nonce" value="([^"]+)"/.exec(await (await fetch(ui('/login'))).text())![1];
+    await refused(await post(given, other), /not the one given to this browser/);
+    // The same value in cookie and form (a double submit an attacker can make) is not enough: it must be signed here.
+    await refused(await post('attacker-chosen', 'attacker-chosen'), /not signed by it/);
+    const [r, exp, mac] = given.split('.');
+    const later = `${r}.${Number(exp) + 86_400_000}.${mac}`;
+    await refused(await post(later, later), /not signed by it/);
+    const otherKey = loginNonce('not-the-console-secret');
+    await refused(await post(otherKey, otherKey), /not signed by it/);
+    const stale = loginNonce(await a.airlock.meta.consoleSecret(), Date.now() - 10 * 60_000 - 1);
+    await refused(await post(stale, stale), /This login form expired/);
+    // The nonce it was given, in both places: logged in.
+    const ok = await post(given, given);
+    expect(ok.status).toBe(303);
+    expect(cookieOf(ok, 'airlock_console')).toBeDefined();
   });
 
   it('an expired, forged or revoked session is no session', async () => {
     const tokens = await a.airlock.meta.listTokens();
     const t = tokens.find((x) => x.name === 'sec-team')!;
-    const old = issueSession(t, Date.now() - 9 * 3600_000).cookie;
+    const old = (await issueSession(t, a.airlock.meta, Date.now() - 9 * 3600_000)).cookie;
     expect((await fetch(ui(''), { redirect: 'manual', headers: { cookie: `airlock_console=${old}` } })).status).toBe(303);
     const { cookie } = await login(admin);
     const tampered = cookie!.replace(/.$/, (ch) => (ch === 'A' ? 'B' : 'A'));

@@ -3,6 +3,7 @@ import { appendPulls, verifyChain } from '../../src/core/chain.js';
 import pg from 'pg';
 import { PgMetaStore } from '../../src/storage/pg-meta-store.js';
 import { PG_MIGRATIONS } from '../../src/storage/pg-schema.js';
+import { consoleSessionStoreContract } from '../contract/console-sessions.js';
 import { inventoryStoreContract } from '../contract/inventory-store.js';
 import {
   advisoryStoreContract,
@@ -44,6 +45,7 @@ pullLogContract('PostgreSQL', fresh);
 ociStoreContract('PostgreSQL', fresh);
 scanStoreContract('PostgreSQL', fresh);
 tokenStoreContract('PostgreSQL', fresh);
+consoleSessionStoreContract('PostgreSQL', fresh);
 advisoryStoreContract('PostgreSQL', fresh);
 aliasStoreContract('PostgreSQL', fresh);
 leaseStoreContract('PostgreSQL', fresh);

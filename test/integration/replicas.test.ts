@@ -3,6 +3,7 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { airlockCli } from '../helpers/cli.js';
+import { Authenticator } from '../../src/auth/tokens.js';
 import { verifyChain } from '../../src/core/chain.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
@@ -144,6 +145,46 @@ policy:
     // Taken over once the lease was stale (lease_stale: 1 s), not before.
     expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
     expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
+  it('a console session ends on both replicas when it logs out on one, or when its token is revoked; a login form from one is good on the other', async () => {
+    const secret = await new Authenticator(a.airlock.meta).create('fleet-admin', true);
+    const session = (res: Response) =>
+      res.headers
+        .getSetCookie()
+        .find((c) => c.startsWith('airlock_console='))!
+        .split(';')[0];
+    const nonceOf = async (t: TestAirlock) => /name="nonce" value="([^"]+)"/.exec(await (await fetch(`${t.url}/-/ui/login`)).text())![1];
+    const login = async (form: TestAirlock, to: TestAirlock) => {
+      const nonce = await nonceOf(form);
+      const res = await fetch(`${to.url}/-/ui/login`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { cookie: `airlock_login=${nonce}`, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ nonce, token: secret }),
+      });
+      expect(res.status).toBe(303);
+      return session(res);
+    };
+    const status = async (t: TestAirlock, cookie: string) => (await fetch(`${t.url}/-/ui`, { redirect: 'manual', headers: { cookie } })).status;
+    // The form from a, posted to b (the nonce is signed by the secret both share).
+    const cookie = await login(a, b);
+    expect([await status(a, cookie), await status(b, cookie)]).toEqual([200, 200]);
+    const csrf = /name="csrf" value="([^"]+)"/.exec(await (await fetch(`${a.url}/-/ui`, { headers: { cookie } })).text())![1];
+    const out = await fetch(`${a.url}/-/ui/logout`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ csrf }),
+    });
+    expect(out.status).toBe(303);
+    expect([await status(b, cookie), await status(a, cookie)]).toEqual([303, 303]);
+    // airlock token revoke, run against the shared database, ends the token's sessions on both.
+    const again = await login(b, a);
+    expect([await status(a, again), await status(b, again)]).toEqual([200, 200]);
+    const r = await airlockCli(['token', 'revoke', 'fleet-admin', '--config', a.configFile]);
+    expect(r.code).toBe(0);
+    expect([await status(a, again), await status(b, again)]).toEqual([303, 303]);
   });
 
   it('airlock migrate moves an embedded record into PostgreSQL with its chain, tokens and advisories', async () => {
