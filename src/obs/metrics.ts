@@ -97,7 +97,7 @@ export class Metrics {
   });
   readonly backgroundJudgements = new Counter({
     name: 'airlock_image_background_judgements_total',
-    help: 'Pinned images of gated repositories judged in the background after a policy load, by outcome (queued, done, known: already judged, failed)',
+    help: 'Pinned images of gated repositories judged in the background after a policy load, by outcome (queued; then done, known: judged before, failed, or dropped: unpinned or ungated before its turn)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });

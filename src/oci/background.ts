@@ -7,7 +7,8 @@ import type { ImageInventories } from './inventory.js';
 import { isIndexType, parseManifest } from './reference.js';
 import type { OciUpstream, UpstreamTarget } from './upstream.js';
 
-export type JudgementOutcome = 'queued' | 'done' | 'known' | 'failed';
+/** queued: seen by a policy load; then one of done (judged now), known (judged before), failed, dropped (unpinned, ungated or shut down first). */
+export type JudgementOutcome = 'queued' | 'done' | 'known' | 'failed' | 'dropped';
 
 /** The client named in upstream transfer budgets for the background's layer downloads. */
 const CLIENT = 'airlock:background-judge';
@@ -96,7 +97,10 @@ export class BackgroundJudge {
       });
     }
     if (this.d.signal?.aborted) {
-      for (const k of this.queue.splice(0)) this.queued.delete(k);
+      for (const k of this.queue.splice(0)) {
+        this.queued.delete(k);
+        this.d.count?.('dropped');
+      }
     }
     if (this.running === 0 && this.queue.length === 0) for (const r of this.idlers.splice(0)) r();
   }
@@ -107,7 +111,7 @@ export class BackgroundJudge {
     const digest = key.slice(at + 1);
     const policy = this.d.live.policy;
     // A later reload may have dropped the pin, or the gate for the repository.
-    if (!policy.images.gates(repo) || !policy.oci.decideDigest(repo, digest).allow) return;
+    if (!policy.images.gates(repo) || !policy.oci.decideDigest(repo, digest).allow) return void this.d.count?.('dropped');
     const { upstream, log } = this.d;
     const started = Date.now();
     try {
@@ -118,9 +122,13 @@ export class BackgroundJudge {
       const verdicts: { digest: string; platform?: string; allow: boolean; level: string }[] = [];
       for (const p of platforms) {
         if (isIndexType(p.mediaType)) continue;
-        if (!(await this.d.inventories.stored(p.digest))) judged++;
+        const fresh = !(await this.d.inventories.stored(p.digest));
         const r = await this.d.gate.check({ repo, openBlob: (dg, signal) => upstream.openBlob(t, dg, signal, { client: CLIENT }) }, p.digest, p.bytes, false);
-        await this.warm(t, p.bytes, p.mediaType);
+        // Only an image judged now is warmed: one judged before may have been evicted since, and stays so.
+        if (fresh) {
+          judged++;
+          await this.warm(t, p.bytes, p.mediaType);
+        }
         if (r) verdicts.push({ digest: p.digest, ...(p.platform ? { platform: p.platform } : {}), allow: r.verdict.decision.allow, level: r.verdict.level });
       }
       this.known.add(key);
