@@ -37,6 +37,7 @@ describe('pinned images judged in the background on policy load (fake registry)'
   const early = makeImage([layerOf(rootfs({ 'etc/os-release': osRelease('early') }), 'none')]);
   const ungated = makeImage([layerOf(rootfs({ 'etc/os-release': osRelease('ungated') }), 'none')]);
   const missing = `sha256:${'e'.repeat(64)}`;
+  const tampered = makeImage([layerOf(rootfs({ 'etc/os-release': osRelease('tampered') }), 'none')]);
   let dir: string;
   let configFile: string;
   let server: Awaited<ReturnType<typeof startServer>>;
@@ -85,6 +86,8 @@ ${allow}`;
     reg.pushIndex('team/multi', multi, [amd, arm], 'latest');
     reg.push('team/early', early);
     reg.push('team/ungated', ungated);
+    reg.push('team/tampered', tampered);
+    reg.tamper.add(tampered.digest);
     dir = mkdtempSync(join(tmpdir(), 'airlock-bgjudge-'));
     configFile = join(dir, 'airlock.yaml');
     writeFileSync(configFile, config(''));
@@ -92,8 +95,9 @@ ${allow}`;
     url = `http://127.0.0.1:${server.port}`;
   }, 60_000);
 
+  let stopped = false;
   afterAll(async () => {
-    await server?.stop();
+    if (!stopped) await server?.stop();
     await reg.stop();
   });
 
@@ -161,10 +165,15 @@ ${allow}`;
         tags: { v1: "${deb.digest}" }
       - repository: reg.test/team/gone
         digests: ["${missing}"]
+      - repository: reg.test/team/tampered
+        digests: ["${tampered.digest}"]
 `),
     ).toBe(true);
     await server.airlock.backgroundJudged();
-    expect((await outcomes()).failed).toBe(failedBefore + 1);
+    expect((await outcomes()).failed).toBe(failedBefore + 2);
+    const mismatch = lines.find((l) => l.msg === 'image could not be judged in the background; its first pull judges it' && l.digest === tampered.digest);
+    expect(mismatch?.err).toMatch(/sent a manifest for reg.test\/team\/tampered@.* that has sha256:/);
+    expect(await server.airlock.meta.inventories.getInventory(tampered.digest)).toBeNull();
     const warned = lines.find((l) => l.msg === 'image could not be judged in the background; its first pull judges it' && l.digest === missing);
     expect(warned?.err).toMatch(/404/);
     expect(warned?.name).toBe('reg.test/team/gone');
@@ -200,5 +209,37 @@ ${allow}`;
     }
     expect(reg.count(`cdn:${digestOf(late.layers[0])}`)).toBe(1);
     expect(reg.count(`manifest:team/late:${late.digest}`)).toBe(1);
+  });
+
+  it('the server stops promptly while a judgement is under way', async () => {
+    const slow = makeImage([layerOf(rootfs({ 'etc/os-release': osRelease('slow'), 'opt/blob': Buffer.alloc(512 * 1024, 9) }), 'none')]);
+    reg.push('team/slow', slow);
+    reg.throttle = 64 * 1024; // eight seconds for the layer
+    try {
+      expect(
+        editAndReload(`      - repository: reg.test/team/slow
+        digests: ["${slow.digest}"]
+`),
+      ).toBe(true);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(reg.count(`cdn:${digestOf(slow.layers[0])}`)).toBe(1);
+      const started = Date.now();
+      stopped = true;
+      await server.stop();
+      expect(Date.now() - started).toBeLessThan(4000);
+    } finally {
+      reg.throttle = 0;
+    }
+  });
+
+  it('after a restart, images judged before are known (not fetched again); one cut short by the stop is judged again', async () => {
+    const earlyLayer = reg.count(`cdn:${digestOf(early.layers[0])}`);
+    server = await startServer(loadConfig(configFile), { log: pino({ level: 'debug' }, sink), defaultMetrics: false });
+    stopped = false;
+    await server.airlock.backgroundJudged();
+    const o = await outcomes();
+    expect(o.known).toBe(1); // team/early
+    expect(o.done).toBe(1); // team/slow
+    expect(reg.count(`cdn:${digestOf(early.layers[0])}`)).toBe(earlyLayer);
   });
 });
