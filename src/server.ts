@@ -11,6 +11,7 @@ import { LivePolicy, policyVersion } from './core/live-policy.js';
 import { keepRecord } from './core/record-budget.js';
 import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
+import type { BackgroundJudge } from './oci/background.js';
 import { ImageInventories } from './oci/inventory.js';
 import { readAdvisories, reloadAdvisories, reloadPolicy } from './reload.js';
 import { startCacheUpkeep, startRetention } from './upkeep.js';
@@ -46,9 +47,12 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
 
   const inventories = new ImageInventories(cache, meta.inventories, log);
   if (config.oci.inventory === 'on-fill') inventories.warm();
+  // Pinned images of gated repositories are judged in the background as each policy load sees them.
+  const stopping = new AbortController();
+  let backgroundJudge: BackgroundJudge | undefined;
   const frontends = createFrontends(config, shared, {
     pypi: { http: http.pypi, index: pypiIndex(loaded, { http: http.pypi, meta, metrics, log }) },
-    oci: { registries: ociRegistries(loaded, http.oci), inventories },
+    oci: { registries: ociRegistries(loaded, http.oci), inventories, background: { metrics, signal: stopping.signal, judge: (j) => (backgroundJudge = j) } },
     hf: { hub: hfHub(loaded, { http: http.hf, meta, log }) },
   });
   const { app, fast } = buildApp({
@@ -80,13 +84,18 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     reloadAdvisories: (): Promise<number> => reloadAdvisories(meta, live, log),
     /** Re-read the policy from disk; a bad file keeps the old policy and says why. */
     reloadPolicy: (): boolean => reloadPolicy(loaded, live, log),
+    /** Resolves once the background image judge has nothing queued or running (tests). */
+    backgroundJudged: (): Promise<void> => backgroundJudge?.idle() ?? Promise.resolve(),
     /** Upstream hosts failing now (the breaker; the console's overview). */
     failingUpstreams: () => [...http.pypi.failing(), ...http.oci.failing(), ...http.hf.failing()],
     async close() {
+      stopping.abort();
       retention.stop();
       record.stop();
       scrubber.stop();
       await cache.shutdown();
+      // A judgement under way ends with its cancelled fills; wait a little so it does not outlive the stores.
+      await Promise.race([backgroundJudge?.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
       await cache.flushUses().catch(() => {});
       await recorder.flush();
       await hashes.close();

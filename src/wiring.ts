@@ -8,11 +8,13 @@ import type { FrontEnd } from './http/frontend.js';
 import { HF } from './hf/frontend.js';
 import type { Hub } from './hf/hub.js';
 import { createHfApp } from './hf/routes.js';
+import { BackgroundJudge } from './oci/background.js';
 import { OCI } from './oci/frontend.js';
 import { ImageGate } from './oci/gate.js';
 import type { ImageInventories } from './oci/inventory.js';
 import type { RegistryClient } from './oci/registry-client.js';
 import { createOciApp } from './oci/routes.js';
+import { OciUpstream } from './oci/upstream.js';
 import type { Logger } from './obs/logger.js';
 import type { Metrics } from './obs/metrics.js';
 import { PYPI } from './pypi/frontend.js';
@@ -34,7 +36,12 @@ export interface Shared {
 /** Each ecosystem's upstream: the clients backends.ts chose (and the image inventories the OCI gate reads). */
 export interface Upstreams {
   pypi: { http: UpstreamHttp; index: PypiIndex };
-  oci: { registries: Map<string, RegistryClient>; inventories: ImageInventories };
+  oci: {
+    registries: Map<string, RegistryClient>;
+    inventories: ImageInventories;
+    /** Judge pinned images of gated repositories in the background as policy loads see them (oci/background.ts). */
+    background?: { metrics: Metrics; signal: AbortSignal; judge?: (j: BackgroundJudge) => void };
+  };
   hf: { hub: Hub };
 }
 
@@ -42,20 +49,41 @@ export interface Upstreams {
 export function createFrontends(config: Config, s: Shared, u: Upstreams): FrontEnd[] {
   const { live, cache, meta, recorder, log } = s;
   const pypi = createPypiApp({ live, index: u.pypi.index, cache, http: u.pypi.http, recorder, log, pageMaxAge: Math.min(config.pypi.index_ttl, 300) });
-  const oci = createOciApp({
-    inventories: u.oci.inventories,
-    gate: new ImageGate(u.oci.inventories, meta, live, log),
-    authenticator: new Authenticator(meta),
-    live,
+  const gate = new ImageGate(u.oci.inventories, meta, live, log);
+  const ociUpstream = {
     registries: u.oci.registries,
     defaultRegistry: config.oci.default_registry,
     cache,
     meta,
+    maxManifestBytes: config.oci.max_manifest_bytes,
+  };
+  const upstream = new OciUpstream(ociUpstream);
+  const oci = createOciApp({
+    ...ociUpstream,
+    upstream,
+    inventories: u.oci.inventories,
+    gate,
+    authenticator: new Authenticator(meta),
+    live,
     recorder,
     log,
-    maxManifestBytes: config.oci.max_manifest_bytes,
     inventoryOnFill: config.oci.inventory === 'on-fill',
   });
+  const bg = u.oci.background;
+  if (bg) {
+    const judge = new BackgroundJudge({
+      upstream,
+      gate,
+      inventories: u.oci.inventories,
+      cache,
+      live,
+      log,
+      signal: bg.signal,
+      count: (outcome) => bg.metrics.backgroundJudgements.inc({ outcome }),
+    });
+    bg.judge?.(judge);
+    judge.follow();
+  }
   const hf = createHfApp({ live, hub: u.hf.hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
   return [
     { ...PYPI, app: pypi.app, fast: pypi.fast },

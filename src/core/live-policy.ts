@@ -36,6 +36,7 @@ export function policyVersion(file: string): PolicyVersion {
 export class LivePolicy {
   private state: PolicySnapshot;
   private reload: PolicyReload | null = null;
+  private readonly listeners: ((policy: Policy) => void)[] = [];
 
   /** `policy` as loaded from its file; the advisories are applied here. */
   constructor(policy: Policy, advisories: Advisories, version: PolicyVersion) {
@@ -69,7 +70,13 @@ export class LivePolicy {
     const { advisories } = this.state;
     this.state = { policy: next.withAdvisories(advisories), advisories, version };
     this.reload = { at };
+    for (const fn of this.listeners) fn(this.state.policy);
     return this.state.policy;
+  }
+
+  /** Be told of each reloaded policy once it is in force (the background image judge); `fn` must not throw or block. */
+  onPolicy(fn: (policy: Policy) => void): void {
+    this.listeners.push(fn);
   }
 
   /** Note a reload that failed: the policy in force stays. */

@@ -105,6 +105,12 @@ export class Metrics {
     help: 'Pull records pruned (oldest first) to keep the record within records.max_bytes',
     registers: [this.registry],
   });
+  readonly backgroundJudgements = new Counter({
+    name: 'airlock_image_background_judgements_total',
+    help: 'Pinned images of gated repositories judged in the background after a policy load, by outcome (queued; then done, known: judged before, failed, or dropped: unpinned or ungated before its turn)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly upstreamQueueWait = new Histogram({
     name: 'airlock_upstream_queue_seconds',
     help: 'Time upstream requests waited for a connection of their host (transfers.host_connections, host_large), by host and class (small, large)',

@@ -33,6 +33,8 @@ export interface OciDeps {
   inventoryOnFill: boolean;
   /** The advisory gate on image manifests. */
   gate: ImageGate;
+  /** The OCI upstream, when the caller shares it (the background image judge); else one is made. */
+  upstream?: OciUpstream;
 }
 
 export type Target = UpstreamTarget;

@@ -24,7 +24,7 @@ export type { OciDeps } from './context.js';
  */
 export function createOciApp(d: OciDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  const o: OciContext = { ...d, upstream: new OciUpstream(d) };
+  const o: OciContext = { ...d, upstream: d.upstream ?? new OciUpstream(d) };
   const target = (name: string, ns: string | undefined): Target => o.upstream.target(name, ns);
 
   app.all('*', async (c) => {

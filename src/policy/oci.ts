@@ -113,6 +113,11 @@ export class OciPolicy {
     return [...this.allow.keys()].sort();
   }
 
+  /** The digests each allowed repository pins (tag aliases included), in policy order. */
+  pins(): { repo: string; digests: string[] }[] {
+    return [...this.allow].map(([repo, a]) => ({ repo, digests: [...a.digests] }));
+  }
+
   private denied(repo: string, digest?: string): Decision | null {
     for (const r of this.deny) {
       if (!r.match(repo)) continue;
