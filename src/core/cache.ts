@@ -7,6 +7,7 @@ import { storeBytes, type FileBytes } from './bytes.js';
 import type { CacheOptions, CacheOutcome, FetchOptions, Served } from './cache-types.js';
 import { AirlockError } from './errors.js';
 import { HitReader, unsatisfiable } from './cache-hit.js';
+import { Handover } from './handover.js';
 import { chunkListOf } from './chunks.js';
 import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillLease, type FillSpec } from './fill.js';
 import type { HashPool } from './hasher.js';
@@ -60,6 +61,8 @@ export class BlobCache {
   };
   /** Verified reads of cached blobs (chunk lists). */
   private readonly hits: HitReader;
+  /** Warm hits handed over to a cheaper server (offload.*, handover.ts), when there is one. */
+  readonly handover: Handover | undefined;
   /** A catch handler that logs the failure (warn) with `fields` and the error's message. */
   private readonly warn = (fields: object, msg: string) => (e: unknown) => this.log.warn({ ...fields, err: errText(e) }, msg);
 
@@ -79,6 +82,7 @@ export class BlobCache {
     this.offload = opts.offload;
     this.log = opts.log ?? { warn: () => {}, error: () => {} };
     this.hits = new HitReader(store, meta, (sha256, got) => this.forget(sha256, got));
+    if (opts.offload) this.handover = new Handover(this, opts.offload, this.verifyHits ? opts.offloadRecheckMs : undefined);
   }
 
   private noteUse(sha256: string): void {
@@ -304,6 +308,7 @@ export class BlobCache {
   /** A stored blob found not to match its digest: forget it (the next request fetches it again), keep its bytes in quarantine, say so. */
   async forget(sha256: string, got: string): Promise<void> {
     this.hits.drop(sha256);
+    this.handover?.drop(sha256);
     await this.meta.deleteBlob(sha256);
     const kept = await this.store.quarantine(sha256).catch((e) => {
       this.log.error({ digest: sha256, got, err: errText(e) }, 'a corrupt blob could not be quarantined: its bytes are not kept for inspection');
