@@ -79,6 +79,16 @@ async function get(url) {
   return r;
 }
 
+/** CPU seconds (user + system) a process has used so far (/proc/<pid>/stat, 100 ticks a second). */
+function cpuSeconds(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Peak RSS sampler for one pid (VmRSS every 20 ms). */
 class RssSampler {
   constructor(pid) {
@@ -489,10 +499,16 @@ if (want('2')) {
   for (let i = 0; i < 600 && !existsSync(u.blobPath(f)); i++) await sleep(100);
   /** One round of the warm reads of `srv`: whole, bytes=0-, 16 MiB from the middle (what hf_transfer asks), 20 x 8 KiB near the end (pip's lazy wheel reads). */
   const warmRound = async (srv, into) => {
-    into.whole.push(await curl(srv.fileUrl(f)));
-    into.r0.push(await curl(srv.fileUrl(f), '0-'));
+    // With the server's CPU seconds (user + system, /proc) per transfer: steadier than the rate on a shared machine.
+    const timed = async (range) => {
+      const c0 = cpuSeconds(srv.rss.pid);
+      const t = await curl(srv.fileUrl(f), range);
+      return { ...t, cpuS: cpuSeconds(srv.rss.pid) - c0 };
+    };
+    into.whole.push(await timed());
+    into.r0.push(await timed('0-'));
     const mid = Math.floor(f.size / 2) + 12345;
-    into.r16.push(await curl(srv.fileUrl(f), `${mid}-${mid + 16 * MiB - 1}`));
+    into.r16.push(await timed(`${mid}-${mid + 16 * MiB - 1}`));
     const t0 = performance.now();
     for (let i = 0; i < 20; i++) await curl(srv.fileUrl(f), `${f.size - 8192 * (i + 1)}-${f.size - 8192 * i - 1}`);
     into.small.push((performance.now() - t0) / 20);
@@ -528,8 +544,17 @@ if (want('2')) {
   ]) {
     const on = mib(checked[key]);
     const off = mib(unchecked[key]);
+    /** Server CPU seconds per GiB sent, over all rounds. */
+    const perGiB = (xs) => (xs.reduce((n, x) => n + x.cpuS, 0) / xs.reduce((n, x) => n + x.bytes, 0)) * GiB;
     if (key !== 'whole') row('warm serve', `Airlock (cache hit, ${label})`, { mibps: on });
-    row('warm serve', `chunk checks: ${label}, checked vs off`, { mibps: on, offMibps: off, ratio: on / off });
+    row('warm serve', `chunk checks: ${label}, checked vs off`, {
+      mibps: on,
+      offMibps: off,
+      ratio: on / off,
+      cpuSPerGiB: perGiB(checked[key]),
+      offCpuSPerGiB: perGiB(unchecked[key]),
+      perRound: checked[key].map((x, i) => `${x.mibps.toFixed(0)}/${unchecked[key][i].mibps.toFixed(0)}`).join(' '),
+    });
     target(`warm ${label} with chunk checks >= 0.9x without`, on / off >= 0.9, `${(on / off).toFixed(2)}x (${on.toFixed(0)} vs ${off.toFixed(0)} MiB/s)`);
   }
   const smallOn = median(checked.small);
