@@ -3,7 +3,7 @@
 // side by side in one run on this machine, and prints ratios. Writes bench/results/<time>.json.
 // A program, not a test: it asserts nothing; it reports each target as met or missed.
 import { execFile, spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, readFileSync, mkdirSync, existsSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync, readFileSync, mkdirSync, existsSync, utimesSync } from 'node:fs';
 import { cpus, totalmem, tmpdir, release } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +26,9 @@ const GiB = 1 << 30;
 const S = QUICK
   ? { big: 64 * MiB, coal: 32 * MiB, distinct: 64 * MiB, reps: 1, loadSec: 1, bigPage: 5000, policy: 10_000 }
   : { big: 1 * GiB, coal: 256 * MiB, distinct: 1 * GiB, reps: 3, loadSec: 5, bigPage: 5000, policy: 10_000 };
+// --reps=N: N rounds where a row takes the median of several (a longer comparison than --quick's one).
+const REPS = Number(process.argv.find((a) => a.startsWith('--reps='))?.slice(7) ?? 0);
+if (REPS > 0) S.reps = REPS;
 const FAST_WAN = 200 * MiB;
 const SLOW_WAN = 20 * MiB;
 const CLIENTS = 16;
@@ -74,6 +77,16 @@ async function get(url) {
   const r = await fetch(url);
   if (!r.ok) throw new Error(`${url}: ${r.status} ${await r.text()}`);
   return r;
+}
+
+/** CPU seconds (user + system) a process has used so far (/proc/<pid>/stat, 100 ticks a second). */
+function cpuSeconds(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
 }
 
 /** Peak RSS sampler for one pid (VmRSS every 20 ms). */
@@ -225,6 +238,8 @@ async function startAirlock(opts = {}) {
       ...process.env,
       GLIBC_TUNABLES: process.env.BENCH_GLIBC_TUNABLES ?? MALLOC_TUNABLES,
       AIRLOCK_LISTEN: `127.0.0.1:${port}`,
+      // opts.env: switches read only by the bench (AIRLOCK_BENCH_NO_CHUNK_CHECKS, section 2).
+      ...(opts.env ?? {}),
       ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER' } : {}),
     },
   });
@@ -475,30 +490,78 @@ if (want('2')) {
     await n.ready;
     nginx = { child: n.child, url: `${n.url}/blob` };
   }
-  const A = [],
+  // The same build and configuration with chunk checks off (AIRLOCK_BENCH_NO_CHUNK_CHECKS: hits read
+  // as before chunk lists, a range unverified, a whole hit hashed by its server), its own copy of the
+  // same file, measured in the same rounds: what chunk verification costs.
+  const u = await startAirlock({ env: { AIRLOCK_BENCH_NO_CHUNK_CHECKS: '1' } });
+  await u.warmPage(f);
+  await curl(u.fileUrl(f));
+  for (let i = 0; i < 600 && !existsSync(u.blobPath(f)); i++) await sleep(100);
+  /** One round of the warm reads of `srv`: whole, bytes=0-, 16 MiB from the middle (what hf_transfer asks), 20 x 8 KiB near the end (pip's lazy wheel reads). */
+  const warmRound = async (srv, into) => {
+    // With the server's CPU seconds (user + system, /proc) per transfer: steadier than the rate on a shared machine.
+    const timed = async (range) => {
+      const c0 = cpuSeconds(srv.rss.pid);
+      const t = await curl(srv.fileUrl(f), range);
+      return { ...t, cpuS: cpuSeconds(srv.rss.pid) - c0 };
+    };
+    into.whole.push(await timed());
+    into.r0.push(await timed('0-'));
+    const mid = Math.floor(f.size / 2) + 12345;
+    into.r16.push(await timed(`${mid}-${mid + 16 * MiB - 1}`));
+    const t0 = performance.now();
+    for (let i = 0; i < 20; i++) await curl(srv.fileUrl(f), `${f.size - 8192 * (i + 1)}-${f.size - 8192 * i - 1}`);
+    into.small.push((performance.now() - t0) / 20);
+  };
+  const checked = { whole: [], r0: [], r16: [], small: [] };
+  const unchecked = { whole: [], r0: [], r16: [], small: [] };
+  const A = checked.whole,
     P = [],
-    N = [],
-    R0 = [],
-    R16 = [],
-    RS = [];
+    N = [];
   a.rss.reset();
   for (let r = 0; r < S.reps; r++) {
-    A.push(await curl(a.fileUrl(f)));
+    // Alternating which goes first, so neither always reads a colder page cache.
+    for (const [srv, into] of r % 2
+      ? [
+          [u, unchecked],
+          [a, checked],
+        ]
+      : [
+          [a, checked],
+          [u, unchecked],
+        ])
+      await warmRound(srv, into);
     P.push(await curl(`http://127.0.0.1:${plain.info.port}/`));
     if (nginx) N.push(await curl(nginx.url));
-    // Ranges of the warm blob (each served from verified chunks): the whole as bytes=0-, 16 MiB
-    // from the middle (what hf_transfer asks), and 20 small ranges near the end (pip's lazy wheel reads).
-    R0.push(await curl(a.fileUrl(f), '0-'));
-    const mid = Math.floor(f.size / 2) + 12345;
-    R16.push(await curl(a.fileUrl(f), `${mid}-${mid + 16 * MiB - 1}`));
-    const t0 = performance.now();
-    for (let i = 0; i < 20; i++) await curl(a.fileUrl(f), `${f.size - 8192 * (i + 1)}-${f.size - 8192 * i - 1}`);
-    RS.push((performance.now() - t0) / 20);
   }
   peakRss['warm serve'] = a.rss.reset();
-  row('warm serve', 'Airlock (cache hit, Range bytes=0-)', { mibps: median(R0.map((x) => x.mibps)) });
-  row('warm serve', 'Airlock (cache hit, 16 MiB Range)', { mibps: median(R16.map((x) => x.mibps)) });
-  row('warm serve', 'Airlock (cache hit, 8 KiB Range, ms each)', { ms: median(RS) });
+  await u.stop();
+  const mib = (xs) => median(xs.map((x) => x.mibps));
+  for (const [label, key] of [
+    ['Range bytes=0-', 'r0'],
+    ['16 MiB Range', 'r16'],
+    ['whole GET', 'whole'],
+  ]) {
+    const on = mib(checked[key]);
+    const off = mib(unchecked[key]);
+    /** Server CPU seconds per GiB sent, over all rounds. */
+    const perGiB = (xs) => (xs.reduce((n, x) => n + x.cpuS, 0) / xs.reduce((n, x) => n + x.bytes, 0)) * GiB;
+    if (key !== 'whole') row('warm serve', `Airlock (cache hit, ${label})`, { mibps: on });
+    row('warm serve', `chunk checks: ${label}, checked vs off`, {
+      mibps: on,
+      offMibps: off,
+      ratio: on / off,
+      cpuSPerGiB: perGiB(checked[key]),
+      offCpuSPerGiB: perGiB(unchecked[key]),
+      perRound: checked[key].map((x, i) => `${x.mibps.toFixed(0)}/${unchecked[key][i].mibps.toFixed(0)}`).join(' '),
+    });
+    target(`warm ${label} with chunk checks >= 0.9x without`, on / off >= 0.9, `${(on / off).toFixed(2)}x (${on.toFixed(0)} vs ${off.toFixed(0)} MiB/s)`);
+  }
+  const smallOn = median(checked.small);
+  const smallOff = median(unchecked.small);
+  row('warm serve', 'Airlock (cache hit, 8 KiB Range, ms each)', { ms: smallOn });
+  row('warm serve', 'chunk checks: 8 KiB Range, checked vs off (ms each, one curl)', { ms: smallOn, offMs: smallOff, ratio: smallOff / smallOn });
+  target('warm 8 KiB Range with chunk checks >= 0.9x the rate without', smallOff / smallOn >= 0.9, `${smallOn.toFixed(1)} vs ${smallOff.toFixed(1)} ms each`);
   const am = median(A.map((x) => x.mibps));
   const pm = median(P.map((x) => x.mibps));
   row('warm serve', 'plain Node http pipe', { mibps: pm });
@@ -540,14 +603,29 @@ if (want('2')) {
       await sleep(50);
     }
     const OF = [],
+      OH = [],
+      OR = [],
       ND = [];
+    await curl(ourl); // the first handover hashes the file (core/handover.ts)
     for (let rep = 0; rep < S.reps; rep++) {
       OF.push(await curl(ourl));
+      // The file's change time moved (as a write would): hashed again before the handover.
+      const now = new Date();
+      utimesSync(o.blobPath(f), now, now);
+      OH.push(await curl(ourl));
+      // A Range is not handed to nginx: Airlock serves it from verified chunks, through nginx's proxy.
+      OR.push(await curl(ourl, '0-'));
       ND.push(await curl(nginx.url));
     }
     const ofm = median(OF.map((x) => x.mibps));
     const ndm = median(ND.map((x) => x.mibps));
     row('warm serve', 'Airlock decides, nginx sends (offload)', { mibps: ofm, ratioVsNginx: ofm / ndm, ratioVsAirlockNode: ofm / am });
+    row('warm serve', 'offload, the file hashed before the handover (first or changed, or past recheck_after)', {
+      mibps: mib(OH),
+      ttfbMs: median(OH.map((x) => x.ttfb)) * 1000,
+      ratioVsOffload: mib(OH) / ofm,
+    });
+    row('warm serve', 'offload, Range bytes=0- (served by Airlock from verified chunks, through nginx)', { mibps: mib(OR), ratioVsOffload: mib(OR) / ofm });
     target('warm offload >= 0.95x nginx serving the file itself', ofm / ndm >= 0.95, `${(ofm / ndm).toFixed(2)}x`);
     ochild.kill('SIGTERM');
     await o.stop();

@@ -192,6 +192,8 @@ export function blobCache(
     maxFileShare: config.cache.max_file_share,
     log,
     offload: opts.serving ? offloadFor(loaded, d.store) : undefined,
+    // nginx sends the store's file unverified: it is handed no Range, and a whole file only once hashed.
+    offloadRecheckMs: config.offload.mode === 'nginx' ? config.offload.recheck_after * 1000 : undefined,
     onStored: (bytes) => metrics.cacheBytes.set(bytes),
     onEvict: (count, bytes, stored, why) => {
       metrics.evictions.inc(count);

@@ -335,7 +335,8 @@ export const configSchema = z
      * Warm bodies served by something cheaper than Node, after the policy decision and the pull
      * record: nginx (X-Accel-Redirect to an internal location over the filesystem store) or the
      * object store (a redirect to a presigned URL). Offloaded hits are not hashed as they are
-     * served (the scrub covers them).
+     * served: nginx is handed no Range (Airlock serves ranges from verified chunks) and a whole
+     * file only once Airlock hashed it (core/handover.ts); the scrub covers presigned objects.
      */
     offload: z
       .object({
@@ -347,6 +348,11 @@ export const configSchema = z
           .default('/_airlock_blobs/'),
         /** Lifetime of a presigned URL, seconds. */
         presign_seconds: z.number().int().min(10).max(604_800).default(300),
+        /**
+         * nginx: a file is hashed before it is handed over unless this process hashed it within this
+         * many seconds and it was not written since (0: before every handover).
+         */
+        recheck_after: z.number().min(0).default(600),
       })
       .strict()
       .prefault({}),

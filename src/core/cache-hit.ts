@@ -5,6 +5,13 @@ import { SingleFlight } from './flight.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
 import type { BlobIndex, ChunkList } from '../storage/meta-store.js';
 
+/**
+ * Set only by the benchmark (bench/run.mjs, AIRLOCK_BENCH_NO_CHUNK_CHECKS=1), to measure what chunk
+ * checks cost beside the same server without them: hits are then read as before chunk lists (a range
+ * unverified, a whole hit hashed by its server). Never set it in production.
+ */
+export const CHUNK_CHECKS_OFF = process.env.AIRLOCK_BENCH_NO_CHUNK_CHECKS === '1';
+
 /** Chunk lists kept in memory (a 10 GiB blob's is 320 KiB; hf_transfer reads it in ~1000 ranges). */
 const LIST_CACHE_BYTES = 32 << 20;
 

@@ -48,6 +48,12 @@ export interface CacheOptions {
   /** Warm bodies handed to a cheaper server (offload.*): how to hand over a cached blob. */
   offload?: (sha256: string) => Promise<Offload>;
   /**
+   * Set when the offload sends the store's file unverified (nginx): with verified hits, ranges are
+   * then not handed over, and a whole body only once this process hashed its file within this many
+   * ms with no write to the file since (cache.ts handOver).
+   */
+  offloadRecheckMs?: number;
+  /**
    * Where failures of the cache's own background work go (use times, lease renewal and release,
    * eviction, clean-up), which no request sees: warn when the cache is degraded, error when
    * something is lost. Without one they are dropped.

@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import { storeBytes, type FileBytes } from './bytes.js';
 import type { CacheOptions, CacheOutcome, FetchOptions, Served } from './cache-types.js';
 import { AirlockError } from './errors.js';
-import { HitReader, unsatisfiable } from './cache-hit.js';
+import { CHUNK_CHECKS_OFF, HitReader, unsatisfiable } from './cache-hit.js';
+import { Handover } from './handover.js';
 import { chunkListOf } from './chunks.js';
 import { evictLeastUsed } from './evict.js';
 import { fleetLease } from './lease.js';
@@ -64,6 +65,8 @@ export class BlobCache {
   };
   /** Verified reads of cached blobs (chunk lists). */
   private readonly hits: HitReader;
+  /** Warm hits handed over to a cheaper server (offload.*, handover.ts), when there is one. */
+  readonly handover: Handover | undefined;
   /** A catch handler that logs the failure (warn) with `fields` and the error's message. */
   private readonly warn = (fields: object, msg: string) => (e: unknown) => this.log.warn({ ...fields, err: errText(e) }, msg);
 
@@ -83,6 +86,7 @@ export class BlobCache {
     this.offload = opts.offload;
     this.log = opts.log ?? { warn: () => {}, error: () => {} };
     this.hits = new HitReader(store, meta, (sha256, got) => this.forget(sha256, got));
+    if (opts.offload) this.handover = new Handover(this, opts.offload, this.verifyHits ? opts.offloadRecheckMs : undefined);
   }
 
   private noteUse(sha256: string): void {
@@ -296,6 +300,7 @@ export class BlobCache {
   /** A stored blob found not to match its digest: forget it (the next request fetches it again), keep its bytes in quarantine, say so. */
   async forget(sha256: string, got: string): Promise<void> {
     this.hits.drop(sha256);
+    this.handover?.drop(sha256);
     await this.meta.deleteBlob(sha256);
     const kept = await this.store.quarantine(sha256).catch((e) => {
       this.log.error({ digest: sha256, got, err: errText(e) }, 'a corrupt blob could not be quarantined: its bytes are not kept for inspection');
@@ -337,7 +342,7 @@ export class BlobCache {
     settled.catch(() => {});
     let body: Readable;
     try {
-      if (this.verifyHits) {
+      if (this.verifyHits && !CHUNK_CHECKS_OFF) {
         const list = r ? await this.hits.listFor(sha256, size) : undefined;
         if (list === null) return null;
         body = list && r ? await this.hits.range(sha256, size, list, r, rotted) : await this.hits.whole(sha256, size);

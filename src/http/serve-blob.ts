@@ -5,7 +5,7 @@ import { AirlockError, isMismatch } from '../core/errors.js';
 import type { Recorder, RecordRow } from '../core/records.js';
 import type { PullRecord } from '../storage/meta-store.js';
 import type { FillSpec } from '../core/fill.js';
-import type { BlobCache } from '../core/cache.js';
+import type { BlobCache, Offload } from '../core/cache.js';
 import { parseRange, resolveRange } from '../core/range.js';
 import { sendBytes, sendStream, type AppEnv } from './send.js';
 
@@ -103,9 +103,11 @@ async function start(
   r: BlobRecording,
   row: (cache: PullRecord['cache'], size: number | null) => Omit<RecordRow, 'decision'>,
 ): Promise<Response> {
-  if (cache.offload && c.req.method !== 'HEAD') {
-    const size = await cache.cachedSize(spec.sha256);
-    if (size !== undefined) return offloaded(c, cache, spec.sha256, size, headers, r, row);
+  if (cache.handover && c.req.method !== 'HEAD') {
+    // A Range (or If-Range) is served here from verified chunks when the offload would send it unverified.
+    const ranged = c.req.header('range') !== undefined || c.req.header('if-range') !== undefined;
+    const handed = await cache.handover.handOver(spec.sha256, ranged);
+    if (handed) return offloaded(c, handed.to, handed.size, headers, r, row);
   }
   const gone = new AbortController();
   c.env?.outgoing?.once('close', () => gone.abort());
@@ -202,14 +204,12 @@ async function start(
  */
 async function offloaded(
   c: Context<AppEnv>,
-  cache: BlobCache,
-  sha256: string,
+  to: Offload,
   size: number,
   headers: Record<string, string>,
   r: BlobRecording,
   row: (cache: PullRecord['cache'], size: number | null) => Omit<RecordRow, 'decision'>,
 ): Promise<Response> {
-  const to = await cache.offload!(sha256);
   await r.recorder.recordServed({ ...row('hit', size), decision: 'allow', rule: r.rule });
   headers['x-airlock-cache'] = 'hit';
   if ('redirect' in to) return sendStream(c, 307, { ...headers, location: to.redirect, 'cache-control': 'no-store' }, null);

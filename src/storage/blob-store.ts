@@ -12,8 +12,11 @@ export interface ByteRange {
  * putFile(): the filesystem store renames it into place, an S3-compatible store would upload it.
  */
 export interface BlobStore {
-  /** Size of a stored blob, or null when absent. */
-  stat(sha256: string): Promise<{ size: number } | null>;
+  /**
+   * Size of a stored blob, or null when absent. `version` (a local file's inode and change time)
+   * changes whenever the file is written or replaced; stores that cannot tell leave it out.
+   */
+  stat(sha256: string): Promise<{ size: number; version?: string } | null>;
   /** A stream of the blob (or of one range of it). Throws AirlockError NOT_FOUND when absent. */
   open(sha256: string, range?: ByteRange): Promise<Readable>;
   /** Move a fully written, verified and fsynced local file into the store under its digest. */

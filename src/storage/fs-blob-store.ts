@@ -38,10 +38,10 @@ export class FsBlobStore implements BlobStore {
     return join(this.blobDir, sha256.slice(0, 2), sha256);
   }
 
-  async stat(sha256: string): Promise<{ size: number } | null> {
+  async stat(sha256: string): Promise<{ size: number; version: string } | null> {
     try {
-      const st = await stat(this.pathOf(sha256));
-      return { size: st.size };
+      const st = await stat(this.pathOf(sha256), { bigint: true });
+      return { size: Number(st.size), version: `${st.ino}:${st.ctimeNs}` };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw e;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
+import { truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { FakeIndex } from '../helpers/fake-index.js';
 import { FakeRegistry, digestOf, makeImage } from '../helpers/fake-registry.js';
 import { rawGet, records } from '../helpers/http.js';
 import { safetensors } from '../helpers/model-files.js';
+import { blobFile, quarantinedIn, rangeSlice, ROT_CASES, rotBlob } from '../helpers/rot.js';
 
 const MiB = 1 << 20;
 
@@ -79,29 +80,12 @@ policy:
     await reg.stop();
   });
 
-  const blobPath = (hex: string) => join(a.dir, 'data', 'blobs', 'sha256', hex.slice(0, 2), hex);
-  const quarantined = (hex: string) =>
-    (existsSync(join(a.dir, 'data', 'quarantine')) ? readdirSync(join(a.dir, 'data', 'quarantine')) : []).filter((f) => f.startsWith(hex));
-  /** Flip one bit of a cached blob's file behind Airlock's back (disk rot). */
-  const rot = (hex: string, bytes: Buffer, at: number) => {
-    const rotted = Buffer.from(bytes);
-    rotted[at] ^= 0x01;
-    writeFileSync(blobPath(hex), rotted);
-  };
-  /** The bytes a Range header asks of `b` (single range, as resolveRange reads it). */
-  const slice = (b: Buffer, range: string) => {
-    const [, s, e] = /^bytes=(\d*)-(\d*)$/.exec(range)!;
-    if (s === '') return b.subarray(b.length - Number(e));
-    return b.subarray(Number(s), e === '' ? b.length : Number(e) + 1);
-  };
-
-  const cases: { what: string; at: (size: number) => number; range: string }[] = [
-    { what: 'the first byte, a small range at the start', at: () => 0, range: 'bytes=0-99' },
-    { what: 'a middle chunk, a range inside it', at: () => MiB + MiB / 2, range: `bytes=${MiB + 10}-${MiB + 5000}` },
-    { what: 'the middle, bytes=0-', at: () => 2 * MiB + 7, range: 'bytes=0-' },
-    { what: 'the last chunk, a suffix range', at: (size) => size - 3, range: 'bytes=-1000' },
-    { what: 'the last chunk, an open range from the middle', at: (size) => size - 1, range: `bytes=${MiB}-` },
-  ];
+  const data = () => join(a.dir, 'data');
+  const blobPath = (hex: string) => blobFile(data(), hex);
+  const quarantined = (hex: string) => quarantinedIn(data(), hex);
+  const rot = (hex: string, bytes: Buffer, at: number) => rotBlob(data(), hex, bytes, at);
+  const slice = rangeSlice;
+  const cases = ROT_CASES;
 
   const frontEnds = [
     { name: 'PyPI', bytes: wheelBytes, url: () => `${a.url}/pypi/files/rotlib/${wheel}` },

@@ -171,7 +171,7 @@ describe('verified fill', () => {
     expect(j.data().equals(bytes)).toBe(true);
     release();
     await cache.idle();
-    expect(await store.stat(sha(bytes))).toEqual({ size: bytes.length });
+    expect(await store.stat(sha(bytes))).toMatchObject({ size: bytes.length });
     const hit = await cache.fetch({ sha256: sha(bytes), open: up.open });
     expect(hit.cache).toBe('hit');
     hit.body.destroy();

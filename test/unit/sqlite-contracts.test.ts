@@ -1,7 +1,8 @@
-import { mkdtempSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { consoleSessionStoreContract } from '../contract/console-sessions.js';
 import { inventoryStoreContract } from '../contract/inventory-store.js';
@@ -43,3 +44,26 @@ leaseStoreContract('SQLite', fresh);
 inventoryStoreContract('SQLite', async () => (await fresh()).inventories);
 
 blobStoreContract('filesystem', (opts) => FsBlobStore.create(mkdtempSync(join(tmpdir(), 'airlock-blobs-')), opts));
+
+describe('filesystem store: the version of a stored file (what the nginx offload trusts between hashes, core/handover.ts)', () => {
+  it('changes when the file is written in place or replaced, and not when it is only read', async () => {
+    const s = await FsBlobStore.create(mkdtempSync(join(tmpdir(), 'airlock-blobs-')));
+    const bytes = randomBytes(10_000);
+    const h = createHash('sha256').update(bytes).digest('hex');
+    const tmp = join(s.spoolDir, `${h}.part`);
+    writeFileSync(tmp, bytes);
+    await s.putFile(h, tmp);
+    const v1 = (await s.stat(h))!.version;
+    for await (const _ of await s.open(h));
+    expect((await s.stat(h))!.version).toBe(v1);
+    const rotted = Buffer.from(bytes);
+    rotted[5] ^= 1;
+    writeFileSync(s.pathOf(h), rotted);
+    const v2 = (await s.stat(h))!.version;
+    expect(v2).not.toBe(v1);
+    const other = join(s.spoolDir, 'other');
+    writeFileSync(other, bytes);
+    renameSync(other, s.pathOf(h));
+    expect((await s.stat(h))!.version).not.toBe(v2);
+  });
+});
