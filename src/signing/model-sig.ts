@@ -127,6 +127,7 @@ export function verifyModelSignature(
   options: ModelSignatureOptions = {},
 ): ModelSignatureResult {
   const sigPath = options.signaturePath ?? DEFAULT_MODEL_SIGNATURE;
+  if (sigBytes.length > MAX_MODEL_SIG_BYTES) return { ok: false, reason: `${sigPath}: it is ${sigBytes.length} bytes (more than ${MAX_MODEL_SIG_BYTES})` };
   const bundleDigest = `sha256:${createHash('sha256').update(sigBytes).digest('hex')}`;
   const refuse = (reason: string, r: SignatureResult = { ok: false }): ModelSignatureResult => ({
     ...r,
