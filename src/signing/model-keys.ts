@@ -99,7 +99,7 @@ function usableForSigning(leaf: X509Certificate): boolean {
   }
 }
 
-/** The names a leaf answers to for a signer's optional `subject`: its CN and its SAN email and URI. */
+/** The names a leaf answers to for a signer's optional `subject`: its CN, its SAN email and URI (the first is its identity). */
 function leafNames(leaf: X509Certificate): string[] {
   const names = [commonName(leaf)];
   try {
@@ -124,7 +124,7 @@ function chainReason(chain: X509Certificate[], cas: X509Certificate[], now: Date
     const anchor = cas.find((ca) => issues(ca, cert));
     if (anchor) return validAt(anchor, now) ? undefined : `the CA certificate ${shown(commonName(anchor), 60)} is not valid at ${now.toISOString()}`;
     const next = chain[i + 1];
-    if (!next) return `${what} (issuer ${shown(cert.issuer, 80)}) does not chain to the configured CA`;
+    if (!next) return `${what} (issuer ${shown(cert.issuer.replace(/\n/g, ', '), 80)}) does not chain to the configured CA`;
     if (!issues(next, cert)) return `${what} is not issued by the next certificate in the chain`;
   }
   return 'the certificate chain is empty';
@@ -147,11 +147,12 @@ export function verifyWithCertificates(env: DsseParts, chainDer: Buffer[], caPem
     return fail('the bundle carries an unreadable certificate');
   }
   const leaf = chain[0];
-  const identity = `ca:${commonName(leaf) ?? leaf.subject.replace(/\n/g, ', ')}`;
+  const names = leafNames(leaf);
+  const identity = `ca:${names[0] ?? leaf.subject.replace(/\n/g, ', ')}`;
   const broken = chainReason(chain, cas, opts.now);
   if (broken) return fail(broken);
   if (!usableForSigning(leaf)) return fail(`the signing certificate ${shown(identity)} is not for signing (no digitalSignature or codeSigning usage)`);
-  if (opts.subject !== undefined && !leafNames(leaf).includes(opts.subject))
+  if (opts.subject !== undefined && !names.includes(opts.subject))
     return fail(`the signing certificate is ${shown(identity)}, not subject ${shown(opts.subject)}`);
   const key = leaf.publicKey;
   const hash = ecHash(key);

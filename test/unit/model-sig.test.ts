@@ -3,10 +3,12 @@
  * see its SOURCES.md): each mode verifies, and each negative case derived from them is refused with a reason.
  * The files' SHA-256s are computed from the fixture files themselves, as Airlock would have verified them.
  */
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { X509Certificate, createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { dsse } from '@sigstore/core';
+import { initializeCA } from '@sigstore/mock';
 import { verifyModelSignature } from '../../src/signing/model-sig.js';
 
 const BASE = join(import.meta.dirname, '../fixtures/signatures/models');
@@ -197,5 +199,46 @@ describe('model.sig, certificate mode (leaf → intermediate → CA)', () => {
 
   it('accepts a key rule whose key is the leaf key (the key signed it; the certificate is not consulted)', () => {
     expect(verifyModelSignature(sig(dir), commit(dir), { key: KEY })).toMatchObject({ ok: true, identity: 'key:c1e49d63327f' });
+  });
+});
+
+describe('model.sig, certificate mode under a private CA (@sigstore/mock: P-256 leaf issued by the root, valid 10 minutes)', () => {
+  const dir = 'v1.1.0-certificate';
+  const SAN = 'https://github.com/acme/models/.github/workflows/sign.yml@refs/heads/main';
+
+  const der = (v: ArrayBufferView) => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+
+  /** The fixture's statement re-signed by a fresh P-256 key whose certificate the mock CA issued at `clock`. */
+  async function mockSigned(clock: Date) {
+    const ca = await initializeCA(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }), undefined, clock);
+    const leafKeys = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const leaf = await ca.issueCertificate({ publicKey: leafKeys.publicKey.export({ type: 'spki', format: 'der' }), subjectAltName: SAN });
+    const bytes = editBundle(sig(dir), (b) => {
+      const payload = Buffer.from(b.dsseEnvelope.payload, 'base64');
+      b.dsseEnvelope.signatures[0].sig = sign('sha256', dsse.preAuthEncoding(b.dsseEnvelope.payloadType, payload), leafKeys.privateKey).toString('base64');
+      b.verificationMaterial.x509CertificateChain.certificates = [{ rawBytes: der(leaf).toString('base64') }];
+    });
+    return { bytes, root: new X509Certificate(der(ca.rootCertificate)).toString() };
+  }
+
+  it('verifies a P-256 leaf (SHA-256) straight under the CA, named by its SAN URI', async () => {
+    const { bytes, root } = await mockSigned(new Date());
+    const r = verifyModelSignature(bytes, commit(dir), { ca: root, subject: SAN });
+    expect(r.reason).toBeUndefined();
+    expect(r).toMatchObject({ ok: true, identity: `ca:${SAN}` });
+    expect(verifyModelSignature(bytes, commit(dir), { ca: root, subject: 'https://github.com/acme/other' }).reason).toBe(
+      `model.sig: the signing certificate is "ca:${SAN}", not subject "https://github.com/acme/other"`,
+    );
+  });
+
+  it('refuses a leaf that expired before the verification time, and the real CA for a mock leaf', async () => {
+    const { bytes, root } = await mockSigned(new Date(Date.now() - 3600_000));
+    expect(verifyModelSignature(bytes, commit(dir), { ca: root }).reason).toMatch(
+      /^model\.sig: the signing certificate is not valid at \S+ \(valid .+ to .+\)$/,
+    );
+    const fresh = await mockSigned(new Date());
+    expect(verifyModelSignature(fresh.bytes, commit(dir), { ca: CA }).reason).toBe(
+      'model.sig: the signing certificate (issuer "CN=sigstore, O=sigstore.mock") does not chain to the configured CA',
+    );
   });
 });
