@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SHIPPED_ROOT_FILE } from '../../src/signing/trust.js';
+import { SHIPPED_ROOT_FILE, shippedTrustRoot } from '../../src/signing/trust.js';
+import { startAirlock } from '../helpers/airlock.js';
 import { airlockCli } from '../helpers/cli.js';
 
 /**
@@ -37,5 +38,22 @@ describe('airlock trust', () => {
     expect(version).not.toBe('f44a1b88128e');
     expect((await airlockCli(['trust', 'show', '--config', config])).stdout).toMatch(new RegExp(`^trusted root ${version} \\(imported, imported \\d{4}-`));
     expect((await airlockCli(['trust', 'frob', '--config', config])).stderr).toBe('airlock: usage: airlock trust import FILE | airlock trust show\n');
+  });
+
+  it('a running server reports the root in use and its age, and picks up an import on reload (SIGHUP)', async () => {
+    const a = await startAirlock('');
+    try {
+      const metric = async () => Number(/^airlock_trust_root_age_seconds (\S+)$/m.exec(await (await fetch(`${a.url}/-/metrics`)).text())?.[1]);
+      const shippedAge = (Date.now() - shippedTrustRoot().newestKeyStart) / 1000;
+      expect(Math.abs((await metric()) - shippedAge)).toBeLessThan(60);
+      const rotated = join(a.dir, 'rotated.json');
+      writeFileSync(rotated, JSON.stringify(JSON.parse(readFileSync(SHIPPED_ROOT_FILE, 'utf8'))));
+      const imp = await airlockCli(['trust', 'import', rotated, '--config', a.configFile]);
+      expect(imp.code).toBe(0);
+      expect(await a.airlock.reloadTrust()).toBe(imp.stdout.split(' ')[3]);
+      expect(await metric()).toBeLessThan(60);
+    } finally {
+      await a.stop();
+    }
   });
 });
