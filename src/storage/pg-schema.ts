@@ -72,6 +72,8 @@ export const PG_MIGRATIONS: string[] = [
    ALTER TABLE pulls ADD COLUMN last_ts BIGINT;
    CREATE TABLE pull_size (id INTEGER PRIMARY KEY CHECK (id = 1), rows BIGINT NOT NULL, bytes BIGINT NOT NULL);
    INSERT INTO pull_size SELECT 1, COUNT(*), COALESCE(SUM(${ROW_BYTES_SQL}), 0) FROM pulls;`,
+  // Imported Sigstore trusted roots (issue 26): see sqlite-schema.ts's step.
+  `CREATE TABLE trust_roots (id BIGSERIAL PRIMARY KEY, sha256 TEXT NOT NULL, root TEXT NOT NULL, imported_at BIGINT NOT NULL);`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

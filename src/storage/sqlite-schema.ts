@@ -114,4 +114,6 @@ export const SQLITE_MIGRATIONS: string[] = [
    ALTER TABLE pulls ADD COLUMN last_ts INTEGER;
    CREATE TABLE pull_size (id INTEGER PRIMARY KEY CHECK (id = 1), rows INTEGER NOT NULL, bytes INTEGER NOT NULL);
    INSERT INTO pull_size SELECT 1, COUNT(*), COALESCE(SUM(${ROW_BYTES_SQL}), 0) FROM pulls;`,
+  // Imported Sigstore trusted roots (issue 26): the newest row wins over the shipped root.
+  `CREATE TABLE trust_roots (id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 TEXT NOT NULL, root TEXT NOT NULL, imported_at INTEGER NOT NULL);`,
 ];

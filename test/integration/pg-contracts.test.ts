@@ -7,6 +7,7 @@ import { inventoryStoreContract } from '../contract/inventory-store.js';
 import {
   advisoryStoreContract,
   aliasStoreContract,
+  trustRootStoreContract,
   blobIndexContract,
   leaseStoreContract,
   ociStoreContract,
@@ -46,6 +47,7 @@ scanStoreContract('PostgreSQL', fresh);
 tokenStoreContract('PostgreSQL', fresh);
 advisoryStoreContract('PostgreSQL', fresh);
 aliasStoreContract('PostgreSQL', fresh);
+trustRootStoreContract('PostgreSQL', fresh);
 leaseStoreContract('PostgreSQL', fresh);
 inventoryStoreContract('PostgreSQL', async () => (await fresh()).inventories);
 

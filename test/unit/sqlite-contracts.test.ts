@@ -9,6 +9,7 @@ import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import {
   advisoryStoreContract,
   aliasStoreContract,
+  trustRootStoreContract,
   blobIndexContract,
   leaseStoreContract,
   ociStoreContract,
@@ -37,6 +38,7 @@ scanStoreContract('SQLite', fresh);
 tokenStoreContract('SQLite', fresh);
 advisoryStoreContract('SQLite', fresh);
 aliasStoreContract('SQLite', fresh);
+trustRootStoreContract('SQLite', fresh);
 leaseStoreContract('SQLite', fresh);
 inventoryStoreContract('SQLite', async () => (await fresh()).inventories);
 
