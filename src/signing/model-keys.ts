@@ -14,7 +14,10 @@
  */
 import { X509Certificate, createHash, createPublicKey, verify as verifySig, type KeyObject } from 'node:crypto';
 import { X509Certificate as CoreCertificate, dsse } from '@sigstore/core';
+import type { CompiledSigner } from '../policy/signing.js';
+import { certificateFacts, type CertificateFacts } from './identity.js';
 import { shown, type Parsed } from './model-manifest.js';
+import { keyIdentity } from './verify.js';
 
 export interface DsseParts {
   payloadType: string;
@@ -31,14 +34,6 @@ const MAX_CHAIN = 10;
 const HASH_FOR_CURVE: Record<string, string> = { prime256v1: 'sha256', secp384r1: 'sha384', secp521r1: 'sha512' };
 
 const fail = (reason: string): { ok: false; reason: string } => ({ ok: false, reason });
-
-/** "key:" and the first 12 hex of the SHA-256 of the key's SubjectPublicKeyInfo (DER). */
-export function keyIdentity(key: KeyObject): string {
-  return `key:${createHash('sha256')
-    .update(key.export({ type: 'spki', format: 'der' }))
-    .digest('hex')
-    .slice(0, 12)}`;
-}
 
 function ecHash(key: KeyObject): string | undefined {
   return key.asymmetricKeyType === 'ec' ? HASH_FOR_CURVE[key.asymmetricKeyDetails?.namedCurve ?? ''] : undefined;
@@ -99,16 +94,32 @@ function usableForSigning(leaf: X509Certificate): boolean {
   }
 }
 
-/** The names a leaf answers to for a signer's optional `subject`: its CN, its SAN email and URI (the first is its identity). */
-function leafNames(leaf: X509Certificate): string[] {
-  const names = [commonName(leaf)];
+/** The leaf's Fulcio-style facts (issuer extension, SAN), or none when they do not parse. */
+function leafFacts(leaf: X509Certificate): CertificateFacts {
   try {
-    const san = CoreCertificate.parse(leaf.raw).extSubjectAltName;
-    names.push(san?.rfc822Name, san?.uri);
+    return certificateFacts(CoreCertificate.parse(leaf.raw));
   } catch {
-    // an unparsable SAN names nothing
+    return {};
   }
-  return names.filter((n): n is string => typeof n === 'string');
+}
+
+type CaSigner = Extract<CompiledSigner, { kind: 'ca' }>;
+
+/** A CA signer's optional identity: issuer exact (Fulcio's extension), subject exact or anchored pattern on the leaf's SAN or CN. */
+function identityMiss(
+  signer: Pick<CaSigner, 'issuer' | 'subject' | 'subjectPattern'>,
+  facts: CertificateFacts,
+  cn: string | undefined,
+  identity: string,
+): string | null {
+  if (signer.issuer !== undefined && facts.issuer !== signer.issuer)
+    return `the signing certificate's issuer is ${shown(facts.issuer ?? '(none)')}, not ${shown(signer.issuer)}`;
+  const names = [facts.san, cn].filter((n): n is string => n !== undefined);
+  if (signer.subject !== undefined && !names.includes(signer.subject))
+    return `the signing certificate is ${shown(identity)}, not subject ${shown(signer.subject)}`;
+  if (signer.subjectPattern && !names.some((n) => signer.subjectPattern!.test(n)))
+    return `the signing certificate is ${shown(identity)}, which does not match /${signer.subjectPattern.source.slice(4, -2)}/`;
+  return null;
 }
 
 /**
@@ -130,11 +141,16 @@ function chainReason(chain: X509Certificate[], cas: X509Certificate[], now: Date
   return 'the certificate chain is empty';
 }
 
-/** Certificate mode: the chain reaches a configured CA and the envelope verifies with the leaf's key. */
-export function verifyWithCertificates(env: DsseParts, chainDer: Buffer[], caPem: string, opts: { now: Date; subject?: string }): Parsed<Verified> {
+/** Certificate mode: the chain reaches the signer's CA, the leaf matches its optional identity, the envelope verifies with the leaf's key. */
+export function verifyWithCertificates(
+  env: DsseParts,
+  chainDer: Buffer[],
+  signer: Pick<CaSigner, 'pem' | 'issuer' | 'subject' | 'subjectPattern'>,
+  now: Date,
+): Parsed<Verified> {
   let cas: X509Certificate[];
   try {
-    cas = pemCertificates(caPem);
+    cas = pemCertificates(signer.pem);
   } catch {
     return fail('the configured CA file holds an unreadable certificate');
   }
@@ -147,13 +163,15 @@ export function verifyWithCertificates(env: DsseParts, chainDer: Buffer[], caPem
     return fail('the bundle carries an unreadable certificate');
   }
   const leaf = chain[0];
-  const names = leafNames(leaf);
-  const identity = `ca:${names[0] ?? leaf.subject.replace(/\n/g, ', ')}`;
-  const broken = chainReason(chain, cas, opts.now);
+  const facts = leafFacts(leaf);
+  const cn = commonName(leaf);
+  // The same form as verify.ts gives a CA signer's identity: "ca:<CN> <SAN>".
+  const identity = `ca:${cn ?? '?'}${facts.san ? ` ${facts.san}` : ''}`;
+  const broken = chainReason(chain, cas, now);
   if (broken) return fail(broken);
   if (!usableForSigning(leaf)) return fail(`the signing certificate ${shown(identity)} is not for signing (no digitalSignature or codeSigning usage)`);
-  if (opts.subject !== undefined && !names.includes(opts.subject))
-    return fail(`the signing certificate is ${shown(identity)}, not subject ${shown(opts.subject)}`);
+  const miss = identityMiss(signer, facts, cn, identity);
+  if (miss) return fail(miss);
   const key = leaf.publicKey;
   const hash = ecHash(key);
   if (!hash) return fail(`the signing certificate ${shown(identity)} has no EC P-256, P-384 or P-521 key`);

@@ -4,15 +4,19 @@
  *
  * verifyModelSignature checks, in this order, and refuses at the first failure with a one-line reason:
  * 1. the bytes: at most MAX_MODEL_SIG_BYTES, JSON, a Sigstore bundle with a DSSE envelope of one in-toto signature;
- * 2. the signature, by the signer's mode: keyless (Sigstore certificate + log entry, identity), key, or certificate
- *    chain to a CA (model-keys.ts);
+ * 2. the signature, by the signer's kind: keyless through the one Sigstore verifier (verify.ts: certificate, log
+ *    entry, timestamps, issuer and subject, from the pinned trusted root); key and CA with node:crypto
+ *    (model-keys.ts: P-384 signs over SHA-384, the certificate mode carries a chain and no log entry);
  * 3. the statement (model-manifest.ts) and its file list against the SHA-256s Airlock already verified for the
  *    commit: the same files after ignored paths, every digest equal, the root digest recomputed. Nothing is hashed
  *    again.
  */
 import { createHash } from 'node:crypto';
+import type { CompiledSigner } from '../policy/signing.js';
 import { compareManifest, parseModelStatement, shown, type ManifestMatch, type Parsed } from './model-manifest.js';
 import { verifyWithCertificates, verifyWithKey, type DsseParts } from './model-keys.js';
+import type { LoadedTrustRoot } from './trust.js';
+import { verifyBundleFull, type SignatureResult, type VerifyOptions } from './verify.js';
 
 /** A bound on model.sig: a signed list of 100,000 files is about 20 MiB of base64 JSON; larger is refused unread. */
 export const MAX_MODEL_SIG_BYTES = 32 * 1024 * 1024;
@@ -21,32 +25,16 @@ export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 /** The bundle media type model_signing writes (and its key and certificate verifiers require). */
 export const BUNDLE_V03 = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 
-/** The result shape of issue 26 (SIGNING-DESIGN.md). */
-export interface SignatureResult {
-  ok: boolean;
-  reason?: string;
-  identity?: string;
-  bundleDigest?: string;
-  tlogIndex?: string;
-  integratedTime?: number;
-  trustVersion?: string;
-}
-
 export interface ModelSignatureResult extends SignatureResult {
-  /** sha256:<root digest>, the statement's subject, recomputed from the signed list. */
+  /** sha256:<root digest>: the statement's subject (model_signing's model digest), recomputed from the signed list. */
   modelDigest?: string;
   /** When ok: how many of the commit's files the signature covers, and which it leaves out on purpose. */
   files?: ManifestMatch;
 }
 
-/** Who must have signed: a key (PEM), a CA (PEM, optional leaf subject), or a keyless identity. */
-export type ModelSigner = { key: string } | { ca: string; subject?: string } | { issuer: string; subject?: string; subjectPattern?: string };
-
-export interface ModelSignatureOptions {
-  /** The signature's repository path (the rule's `signature`), ignored in the file list. Default model.sig. */
+export interface ModelVerifyOptions extends VerifyOptions {
+  /** The signature's repository path (the rule's `signature`), itself ignored in the file list. Default model.sig. */
   signaturePath?: string;
-  /** The verification time for certificate validity (certificate mode). Default now. */
-  now?: Date;
 }
 
 interface Bundle {
@@ -80,14 +68,8 @@ export function readModelBundle(bytes: Buffer): Parsed<Bundle> {
   const sig = isObject(sigs[0]) ? sigs[0].sig : undefined;
   if (typeof env.payload !== 'string' || typeof sig !== 'string' || sig.length === 0) return fail('the DSSE envelope has no payload or signature');
   const material = isObject(json.verificationMaterial) ? json.verificationMaterial : {};
-  return {
-    ok: true,
-    value: {
-      json,
-      material,
-      envelope: { payloadType: IN_TOTO_PAYLOAD_TYPE, payload: Buffer.from(env.payload, 'base64'), signature: Buffer.from(sig, 'base64') },
-    },
-  };
+  const envelope = { payloadType: IN_TOTO_PAYLOAD_TYPE, payload: Buffer.from(env.payload, 'base64'), signature: Buffer.from(sig, 'base64') };
+  return { ok: true, value: { json, material, envelope } };
 }
 
 /** The DER certificates the bundle carries: model_signing's x509CertificateChain, or a single certificate. */
@@ -97,54 +79,84 @@ function bundleCertificates(material: Record<string, unknown>): Buffer[] {
   return list.map((c) => (isObject(c) && typeof c.rawBytes === 'string' ? Buffer.from(c.rawBytes, 'base64') : Buffer.alloc(0)));
 }
 
-/** Step 2 for key and certificate modes (keyless goes through the Sigstore verifier). */
-function verifySignature(b: Bundle, signer: ModelSigner, now: Date): Parsed<SignatureResult> {
-  if ('key' in signer || 'ca' in signer) {
-    if (b.json.mediaType !== BUNDLE_V03) return fail(`bundle media type ${shown(b.json.mediaType)} is not ${BUNDLE_V03}`);
-  }
-  if ('key' in signer) {
-    const hint = isObject(b.material.publicKey) && typeof b.material.publicKey.hint === 'string' ? b.material.publicKey.hint : undefined;
-    const v = verifyWithKey(b.envelope, signer.key, hint);
-    return v.ok ? { ok: true, value: { ok: true, identity: v.value.identity } } : v;
-  }
-  if ('ca' in signer) {
+/** Step 2 for one key or CA signer. */
+function verifyTraditional(b: Bundle, signer: Extract<CompiledSigner, { kind: 'key' | 'ca' }>, now: Date): Parsed<SignatureResult> {
+  if (b.json.mediaType !== BUNDLE_V03) return fail(`bundle media type ${shown(b.json.mediaType)} is not ${BUNDLE_V03}`);
+  let v: Parsed<{ identity: string }>;
+  if (signer.kind === 'key') {
+    const pk = b.material.publicKey;
+    v = verifyWithKey(b.envelope, signer.pem, isObject(pk) && typeof pk.hint === 'string' ? pk.hint : undefined);
+  } else {
     const certs = bundleCertificates(b.material);
-    if (certs.length === 0) return fail('the bundle carries no certificate (the rule expects certificate mode)');
-    const v = verifyWithCertificates(b.envelope, certs, signer.ca, { now, subject: signer.subject });
-    return v.ok ? { ok: true, value: { ok: true, identity: v.value.identity } } : v;
+    v =
+      certs.length === 0
+        ? fail('the bundle carries no certificate (the rule expects certificate mode)')
+        : verifyWithCertificates(b.envelope, certs, signer, now);
   }
-  return fail('keyless model signatures need the Sigstore verifier (not wired yet)');
+  return v.ok ? { ok: true, value: { ok: true, identity: v.value.identity } } : v;
 }
 
 /**
- * Verifies `model.sig` (its bytes as fetched) against the signer a rule names and the files Airlock verified for
- * the commit (repository path → SHA-256 hex, model.sig itself included or not). Never throws on bad input.
+ * Step 2 against a rule's signers (any one may match): keyless signers share one verification through verify.ts,
+ * for the digest the statement names as its subject (that it is the right one is step 3's work).
+ */
+function verifySignature(sigBytes: Buffer, b: Bundle, statement: unknown, signers: CompiledSigner[], trust: LoadedTrustRoot | null, now: number) {
+  const misses: string[] = [];
+  let last: SignatureResult | undefined;
+  for (const s of signers) {
+    if (s.kind === 'keyless') continue;
+    const v = verifyTraditional(b, s, new Date(now));
+    if (v.ok) return v;
+    misses.push(v.reason);
+  }
+  const keyless = signers.filter((s) => s.kind === 'keyless');
+  if (keyless.length > 0) {
+    const m = statement === undefined ? fail('the signed payload is not JSON') : parseModelStatement(statement);
+    if (!m.ok) return m;
+    const v = verifyBundleFull(sigBytes, { digest: `sha256:${m.value.rootDigest}` }, keyless, trust, { now });
+    if (v.result.ok) return { ok: true as const, value: v.result };
+    misses.push(v.result.reason ?? 'the signature does not verify');
+    last = v.result;
+  }
+  if (misses.length === 0) return fail('the rule names no signer');
+  const reason = misses.length === 1 ? misses[0] : `no signer matched: ${misses.slice(0, 3).join('; ')}`;
+  return { ok: false as const, reason, result: last };
+}
+
+/**
+ * Verifies `model.sig` (its bytes as fetched) against a rule's signers and the files Airlock verified for the
+ * commit (repository path → SHA-256 hex; the signature file itself may be among them). Key and CA signers do not
+ * consult the trusted root; keyless signers need it. Never throws on bad input.
  */
 export function verifyModelSignature(
   sigBytes: Buffer,
   files: ReadonlyMap<string, string>,
-  signer: ModelSigner,
-  options: ModelSignatureOptions = {},
+  signers: CompiledSigner | CompiledSigner[],
+  trust: LoadedTrustRoot | null,
+  opts: ModelVerifyOptions = {},
 ): ModelSignatureResult {
-  const sigPath = options.signaturePath ?? DEFAULT_MODEL_SIGNATURE;
-  if (sigBytes.length > MAX_MODEL_SIG_BYTES) return { ok: false, reason: `${sigPath}: it is ${sigBytes.length} bytes (more than ${MAX_MODEL_SIG_BYTES})` };
+  const sigPath = opts.signaturePath ?? DEFAULT_MODEL_SIGNATURE;
+  const prefix = `${opts.rule ? `${opts.rule}: ` : ''}${sigPath}: `;
+  if (sigBytes.length > MAX_MODEL_SIG_BYTES) return { ok: false, reason: `${prefix}it is ${sigBytes.length} bytes (more than ${MAX_MODEL_SIG_BYTES})` };
   const bundleDigest = `sha256:${createHash('sha256').update(sigBytes).digest('hex')}`;
   const refuse = (reason: string, r: SignatureResult = { ok: false }): ModelSignatureResult => ({
     ...r,
     ok: false,
-    reason: `${sigPath}: ${reason}`,
+    reason: `${prefix}${reason}`,
     bundleDigest,
   });
   const bundle = readModelBundle(sigBytes);
   if (!bundle.ok) return refuse(bundle.reason);
-  const signed = verifySignature(bundle.value, signer, options.now ?? new Date());
-  if (!signed.ok) return refuse(signed.reason);
   let statement: unknown;
   try {
     statement = JSON.parse(bundle.value.envelope.payload.toString('utf8'));
   } catch {
-    return refuse('the signed payload is not JSON', signed.value);
+    statement = undefined;
   }
+  const list = Array.isArray(signers) ? signers : [signers];
+  const signed = verifySignature(sigBytes, bundle.value, statement, list, trust, opts.now ?? Date.now());
+  if (!signed.ok) return refuse(signed.reason, 'result' in signed ? signed.result : undefined);
+  if (statement === undefined) return refuse('the signed payload is not JSON', signed.value);
   const manifest = parseModelStatement(statement);
   if (!manifest.ok) return refuse(manifest.reason, signed.value);
   const match = compareManifest(manifest.value, files, sigPath);

@@ -6,12 +6,14 @@
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { dsse } from '@sigstore/core';
+import type { CompiledSigner } from '../../src/policy/signing.js';
 import { MAX_MODEL_SIG_BYTES, verifyModelSignature } from '../../src/signing/model-sig.js';
 import { MAX_MODEL_RESOURCES, rootDigestOf } from '../../src/signing/model-manifest.js';
 
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 const pair = generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
 const KEY = pair.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+const SIGNER: CompiledSigner = { kind: 'key', name: 'throwaway', pem: KEY };
 const PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 
 /** A bundle as model_signing's key mode writes it, signing `payload` (a statement object or raw text). */
@@ -45,7 +47,7 @@ function statement(files: Files, edit: (s: any) => void = () => {}): any {
 
 const FILES: Files = { 'config.json': sha256('{}'), 'weights/model-00001.safetensors': sha256('w1'), 'weights/model-00002.safetensors': sha256('w2') };
 const commit = (extra: Files = {}) => new Map(Object.entries({ ...FILES, 'model.sig': sha256('sig'), ...extra }));
-const check = (b: Buffer, files = commit()) => verifyModelSignature(b, files, { key: KEY });
+const check = (b: Buffer, files = commit()) => verifyModelSignature(b, files, SIGNER, null);
 
 describe('model signing statements', () => {
   it('verifies a statement made the way model_signing makes it (files in subdirectories)', () => {
@@ -187,11 +189,11 @@ describe('model signing statements', () => {
     const files = new Map(Object.entries(many));
     const big = bundle(statement(many));
     const t0 = performance.now();
-    const r = verifyModelSignature(big, files, { key: KEY });
+    const r = verifyModelSignature(big, files, SIGNER, null);
     expect(performance.now() - t0).toBeLessThan(10_000); // about 1 s here (17 MB of JSON); linear in the list
     expect(r.files?.signed).toBe(MAX_MODEL_RESOURCES);
     const over = bundle(statement({ ...many, 'one-more': sha256('x') }));
-    expect(verifyModelSignature(over, files, { key: KEY }).reason).toBe(
+    expect(verifyModelSignature(over, files, SIGNER, null).reason).toBe(
       `model.sig: the signature lists ${MAX_MODEL_RESOURCES + 1} files (more than ${MAX_MODEL_RESOURCES})`,
     );
   });
