@@ -19,7 +19,7 @@ export interface SignatureResult {
   ok: boolean;
   /** One line, when !ok: names the rule and what was found. */
   reason?: string;
-  /** "issuer subject" for keyless, "key:<sha256 of SPKI, 12 hex>", or "ca:<subject CN> <SAN>". */
+  /** "issuer subject" for keyless, "key:<sha256 of SPKI, 12 hex>", or "ca:<subject CN> <SAN>" (either may be absent). */
   identity?: string;
   publisher?: Publisher;
   /** sha256:<hex> of the bundle bytes as fetched. */
@@ -114,11 +114,11 @@ export function keyIdentity(key: KeyObject): string {
   return `key:${sha256(key.export({ type: 'spki', format: 'der' })).slice(0, 12)}`;
 }
 
-function cnOf(cert: X509Certificate): string {
+function cnOf(cert: X509Certificate): string | undefined {
   // The subject's CN, read from the DER without a full name parser: OID 2.5.4.3 then a string.
   const der = cert.subject;
   const i = der.indexOf(Buffer.from([0x06, 0x03, 0x55, 0x04, 0x03]));
-  if (i < 0) return '?';
+  if (i < 0) return undefined;
   const len = der[i + 6];
   return der.subarray(i + 7, i + 7 + len).toString('utf8');
 }
@@ -208,9 +208,10 @@ function leafOf(bundle: Bundle): X509Certificate | null {
   return raw ? X509Certificate.parse(Buffer.from(raw)) : null;
 }
 
+/** Certificate mode: the policy's CA instead of the root's; no SCT is required, but one present must verify against the root's CT logs. */
 function caMaterial(base: TrustMaterial, pem: string): TrustMaterial {
   const certs = [...pem.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)].map((m) => X509Certificate.parse(m[0]));
-  return { ...base, certificateAuthorities: [{ certChain: certs, validFor: { start: new Date(0), end: new Date(8.64e15) } }], ctlogs: [] };
+  return { ...base, certificateAuthorities: [{ certChain: certs, validFor: { start: new Date(0), end: new Date(8.64e15) } }] };
 }
 
 /** Run the library for one signer kind. Returns the signer's identity facts, or throws the library's error. */
@@ -234,7 +235,7 @@ function runVerifier(entity: SignedEntity, signer: CompiledSigner, trust: Loaded
   const facts = certificateFacts(entity.key.certificate);
   const identity =
     signer.kind === 'ca'
-      ? `ca:${cnOf(entity.key.certificate)}${facts.san ? ` ${facts.san}` : ''}`
+      ? `ca:${[cnOf(entity.key.certificate), facts.san].filter(Boolean).join(' ') || '(no subject)'}`
       : `${facts.issuer ?? '(no issuer)'} ${facts.san ?? '(no subject)'}`;
   return { identity, facts };
 }
