@@ -155,7 +155,7 @@ export class HfPolicy {
       }
       const scan = a.scan ? compileScan(a.scan, this.scanDefault, [...path, 'scan'], `hf.allow[${i}].scan`) : this.scanDefault;
       const req = signing.compileRule(a, path, ['none', 'signed'], { signers: true, signature: true });
-      if (req) this.requirements.set(`hf.allow[${i}]`, { ...req, rule: `hf.allow[${i}]` });
+      if (req) this.requirements.set(`hf.allow[${i}]`, req);
       this.allow.set(k, { id: `hf.allow[${i}]`, commits, refs, files, fileGlobs: a.files ?? [], scan });
     });
     (input.deny ?? []).forEach((d, i) => {

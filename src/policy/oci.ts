@@ -99,7 +99,7 @@ export class OciPolicy {
       if (digests.size === 0)
         throw new PolicyError([...path, 'digests'], `${repo}: expected at least one pinned digest (digests or tags); "airlock pin oci ${repo}:TAG" adds one`);
       const req = signing.compileRule(a, path, ['none', 'signed', 'attested'], { signers: true });
-      if (req) this.requirements.set(`oci.allow[${i}]`, { ...req, rule: `oci.allow[${i}]` });
+      if (req) this.requirements.set(`oci.allow[${i}]`, req);
       this.allow.set(repo, { id: `oci.allow[${i}]`, digests, tags });
     });
     (input.deny ?? []).forEach((d, i) => {

@@ -79,6 +79,16 @@ export interface SignatureRequirement {
   publisher?: PublisherRule;
   /** Hub: the signature file's name in the snapshot (model.sig by default). */
   signature: string;
+  /**
+   * The rule id with everything it checks, as one string: the `rule` part of a results-cache key,
+   * so that a reload that keeps the rule's id but changes its signers misses the cache.
+   */
+  cacheKey: string;
+}
+
+function signerKey(s: CompiledSigner): unknown {
+  if (s.kind === 'key') return ['key', s.pem];
+  return [s.kind, s.issuer ?? null, s.subject ?? null, s.subjectPattern?.source ?? null, s.kind === 'ca' ? s.pem : null];
 }
 
 const SIGNER_KEYS = new Set(['issuer', 'subject', 'subject_pattern', 'key', 'key_file', 'ca', 'ca_file']);
@@ -237,7 +247,8 @@ export class SigningPolicy {
       );
     }
     if (require === 'none' && signers.length === 0 && !publisher && r.signature === undefined) return null;
-    return { rule, require, signers, ...(publisher ? { publisher } : {}), signature };
+    const cacheKey = `${rule} ${JSON.stringify([require, signers.map(signerKey), publisher ?? null, signature])}`;
+    return { rule, require, signers, ...(publisher ? { publisher } : {}), signature, cacheKey };
   }
 }
 

@@ -1,10 +1,10 @@
 import type { SignatureResult } from './verify.js';
 
 /**
- * Verification results by (subject digest, bundle digest, trust version, rule id), so a warm
- * request pays a map lookup (issue 26). Bounded: least recently used entries go first. A new
- * trusted root (another version) or an edited rule (another id's requirement) misses by key; a
- * policy reload should call clear() since a rule id can keep its name with new signers.
+ * Verification results by (subject digest, bundle digest, trust version, rule), so a warm
+ * request pays a map lookup (issue 26). Bounded: least recently used entries go first. Pass the
+ * requirement's `cacheKey` (policy/signing.ts: the rule id with what it checks) as the rule, so a
+ * reload that edits a rule's signers misses; a new trusted root misses by its version.
  */
 export class SignatureCache<R extends SignatureResult = SignatureResult> {
   private readonly map = new Map<string, R>();

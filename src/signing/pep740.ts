@@ -3,7 +3,7 @@ import { normalizeName } from '../names/pypi.js';
 import type { CompiledSigner, PublisherRule } from '../policy/signing.js';
 import type { Publisher } from './identity.js';
 import type { LoadedTrustRoot } from './trust.js';
-import { MAX_BUNDLE_BYTES, verifyBundleFull, type SignatureResult, type VerifyOptions } from './verify.js';
+import { jsonTooDeep, MAX_BUNDLE_BYTES, MAX_JSON_DEPTH, verifyBundleFull, type SignatureResult, type VerifyOptions } from './verify.js';
 
 /**
  * PEP 740 provenance (issue 26): each attestation (a certificate, its transparency-log entries and
@@ -104,6 +104,7 @@ export function verifyPep740(
       const buf = Buffer.from(provenance);
       if (buf.length > MAX_BUNDLE_BYTES) return fail(`the provenance is ${buf.length} bytes, over the ${MAX_BUNDLE_BYTES}-byte limit`);
       bundleDigest = `sha256:${createHash('sha256').update(buf).digest('hex')}`;
+      if (jsonTooDeep(buf)) return fail(`the provenance nests deeper than ${MAX_JSON_DEPTH} levels`, { bundleDigest });
       try {
         obj = JSON.parse(buf.toString('utf8'));
       } catch {

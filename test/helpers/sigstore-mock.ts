@@ -37,6 +37,10 @@ export interface PrivateSigstore {
   dsseBundle(digest: string, o: MintOptions): Promise<string>;
   /** A bundle signed by a bare key (key mode), with or without a log entry. */
   keyBundle(digest: string, key: { privateKey: KeyObject; publicKey: KeyObject }, o?: { logTime?: number; noLog?: boolean }): Promise<string>;
+  /** A message-signature bundle over `artifact` by a bare key (cosign's legacy form), with a hashedrekord log entry. */
+  keyMessageBundle(artifact: Buffer, key: { privateKey: KeyObject; publicKey: KeyObject }): Promise<string>;
+  /** The private CA's root certificate (PEM), for certificate-mode signers. */
+  caPem: string;
 }
 
 function pae(type: string, payload: Buffer): Buffer {
@@ -145,9 +149,29 @@ export async function privateSigstore(): Promise<PrivateSigstore> {
     };
   }
 
+  const caDer = buf(ca.rootCertificate);
   return {
     trust: parsed.root,
     rootJson,
+    caPem: `-----BEGIN CERTIFICATE-----\n${caDer.toString('base64')}\n-----END CERTIFICATE-----\n`,
+    async keyMessageBundle(artifact, key) {
+      const sig = sign('sha256', artifact, key.privateKey);
+      const pem = key.publicKey.export({ type: 'spki', format: 'pem' }) as string;
+      const digest = sha256(artifact);
+      const body = {
+        apiVersion: '0.0.1',
+        kind: 'hashedrekord',
+        spec: {
+          data: { hash: { algorithm: 'sha256', value: digest.toString('hex') } },
+          signature: { content: b64(sig), publicKey: { content: Buffer.from(pem).toString('base64') } },
+        },
+      };
+      return JSON.stringify({
+        mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+        verificationMaterial: { publicKey: { hint: '' }, tlogEntries: [await logEntry(body, Date.now())] },
+        messageSignature: { messageDigest: { algorithm: 'SHA2_256', digest: b64(digest) }, signature: b64(sig) },
+      });
+    },
     async dsseBundle(digest, o) {
       const certTime = o.certTime ?? Date.now() + 60_000;
       const logTime = o.logTime ?? certTime + 120_000;

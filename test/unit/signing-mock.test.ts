@@ -1,7 +1,7 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { CompiledSigner } from '../../src/policy/signing.js';
-import { shippedTrustRoot } from '../../src/signing/trust.js';
+import { parseTrustRoot, shippedTrustRoot } from '../../src/signing/trust.js';
 import { keyIdentity, verifyBundle } from '../../src/signing/verify.js';
 import { privateSigstore, type PrivateSigstore } from '../helpers/sigstore-mock.js';
 
@@ -115,5 +115,50 @@ describe('key mode', () => {
     expect(verifyBundle(keyless, { digest: DIGEST }, keySigner, ss.trust).reason).toContain(
       'the bundle carries a certificate, not a signature by a pinned key',
     );
+  });
+});
+
+describe('certificate mode, message signatures, an expired root', () => {
+  it('verifies a certificate chaining to the policy CA (with its subject), and refuses another CA', async () => {
+    const bundle = await ss.dsseBundle(DIGEST, { san: SAN, issuer: GH });
+    const caSigner: CompiledSigner = { kind: 'ca', name: 'acme-ca', pem: ss.caPem, subject: SAN };
+    expect(verifyBundle(bundle, { digest: DIGEST }, caSigner, ss.trust)).toMatchObject({ ok: true, identity: `ca:${SAN}` });
+    expect(verifyBundle(bundle, { digest: DIGEST }, { ...caSigner, subject: 'someone@else' }, ss.trust).reason).toContain(
+      `subject is ${SAN}, expected someone@else`,
+    );
+    const other = await privateSigstore();
+    const r = verifyBundle(bundle, { digest: DIGEST }, { ...caSigner, pem: other.caPem }, ss.trust);
+    expect(r.ok).toBe(false);
+    expect(r.reason).toMatch(/^the signature does not verify .*ca signer acme-ca: certificate: Failed to verify certificate chain/);
+  });
+
+  it('verifies a message signature over the signed bytes: the digest must be the one served, the bytes must be given', async () => {
+    const key = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const signer: CompiledSigner = { kind: 'key', name: 'k', pem: key.publicKey.export({ type: 'spki', format: 'pem' }) as string };
+    const payload = Buffer.from('{"critical":{"image":{"docker-manifest-digest":"sha256:...."}}}');
+    const digest = `sha256:${createHash('sha256').update(payload).digest('hex')}`;
+    const bundle = await ss.keyMessageBundle(payload, key);
+    expect(verifyBundle(bundle, { digest, artifact: payload }, signer, ss.trust)).toMatchObject({ ok: true, identity: keyIdentity(key.publicKey) });
+    expect(verifyBundle(bundle, { digest: `sha256:${'e'.repeat(64)}`, artifact: payload }, signer, ss.trust).reason).toBe(
+      `the signature is for digest ${digest}, not sha256:${'e'.repeat(64)}`,
+    );
+    expect(verifyBundle(bundle, { digest }, signer, ss.trust).reason).toBe('a message signature needs the signed bytes to verify');
+    const tampered = Buffer.from(payload);
+    tampered[3] ^= 1;
+    expect(verifyBundle(bundle, { digest, artifact: tampered }, signer, ss.trust).ok).toBe(false);
+  });
+
+  it('refuses everything once the trusted root has expired (fail closed)', async () => {
+    const root = JSON.parse(ss.rootJson);
+    for (const c of root.certificateAuthorities) c.validFor.end = '2030-01-01T00:00:00Z';
+    const parsed = parseTrustRoot(JSON.stringify(root), Date.now(), { source: 'imported', importedAt: Date.now() });
+    if (!parsed.ok) throw new Error(parsed.reason);
+    const bundle = await ss.dsseBundle(DIGEST, { san: SAN, issuer: GH });
+    expect(verifyBundle(bundle, { digest: DIGEST }, signer, parsed.root).ok).toBe(true);
+    const r = verifyBundle(bundle, { digest: DIGEST }, signer, parsed.root, { now: Date.parse('2031-01-01T00:00:00Z'), rule: 'oci.allow[1]' });
+    expect(r).toEqual({
+      ok: false,
+      reason: `oci.allow[1]: the trusted root ${parsed.root.version} has expired (import a current one: airlock trust import FILE)`,
+    });
   });
 });

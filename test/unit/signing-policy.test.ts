@@ -62,7 +62,7 @@ describe('signing policy', () => {
       hf: { allow: [{ repo: 'org/model', commits: [COMMIT], require: 'signed', signers: ['acme'], signature: 'sigs/model.sig' }] },
     });
     expect(p.pypi.requirement('pypi.allow[0]')).toBeNull();
-    expect(p.pypi.requirement('pypi.allow[1]')).toEqual({
+    expect(p.pypi.requirement('pypi.allow[1]')).toMatchObject({
       rule: 'pypi.allow[1]',
       require: 'attested',
       signers: [],
@@ -83,6 +83,18 @@ describe('signing policy', () => {
     expect(tob.kind === 'keyless' && tob.subjectPattern!.test('xhttps://github.com/trailofbits/x')).toBe(false);
     expect(p.signing.signer('ca')!.kind).toBe('ca');
     expect(p.signing.onChange).toBe('refuse');
+    // The cache key changes with what the rule checks, not only with its id.
+    const again = new Policy({
+      signing: { signers: { cody: { issuer: 'https://github.com/login/oauth', subject: 'someone@else' } } },
+      oci: {
+        allow: [
+          { repository: 'localhost:5000/cosign/subject', digests: [DIGEST], require: 'signed', signers: ['cody', { issuer: 'https://x', subject: 'y' }] },
+        ],
+      },
+    });
+    expect(again.oci.requirement('oci.allow[0]')!.rule).toBe(oci.rule);
+    expect(again.oci.requirement('oci.allow[0]')!.cacheKey).not.toBe(oci.cacheKey);
+    expect(oci.cacheKey.startsWith('oci.allow[0] ')).toBe(true);
   });
 
   it('refuses, with the rule path, what cannot be checked', () => {

@@ -6,7 +6,7 @@ import { SignatureCache } from '../../src/signing/cache.js';
 import { verifyCosignBundle } from '../../src/signing/cosign.js';
 import { normalizeDistFilename, verifyPep740 } from '../../src/signing/pep740.js';
 import { shippedTrustRoot } from '../../src/signing/trust.js';
-import { verifyBundle } from '../../src/signing/verify.js';
+import { jsonTooDeep, verifyBundle } from '../../src/signing/verify.js';
 
 /**
  * The shared signing core (issue 26) on real artefacts made by the real producers
@@ -126,6 +126,21 @@ describe('malformed bundles: refused with a clear one-line reason, in bounded ti
     const r = verifyBundle(huge, { digest: OCI_SUBJECT }, cody, trust);
     expect(performance.now() - t0).toBeLessThan(200);
     expect(r).toEqual({ ok: false, reason: `the bundle is ${50 << 20} bytes, over the ${4 << 20}-byte limit for a Sigstore bundle` });
+  });
+
+  it('megabytes of nesting are refused by a linear depth check, not handed to JSON.parse (seconds in V8)', () => {
+    for (const text of ['['.repeat(4_000_000), '{"a":'.repeat(800_000)]) {
+      const t0 = performance.now();
+      const r = verifyBundle(text, { digest: OCI_SUBJECT }, cody, trust);
+      expect(performance.now() - t0).toBeLessThan(500);
+      expect(r.reason).toBe('the bundle nests deeper than 64 levels; not a Sigstore bundle');
+    }
+    const t0 = performance.now();
+    expect(verifyPep740('['.repeat(4_000_000), GL_FILE, GL_SHA, gl, trust).reason).toContain('the provenance nests deeper than 64 levels');
+    expect(performance.now() - t0).toBeLessThan(500);
+    // Brackets inside strings (escaped quotes too) do not count.
+    expect(jsonTooDeep(Buffer.from(JSON.stringify({ a: '['.repeat(100) + '\\"' + '{'.repeat(100) })))).toBe(false);
+    expect(jsonTooDeep(Buffer.from('['.repeat(65) + ']'.repeat(65)))).toBe(true);
   });
 
   it('a subject digest that is not sha256:<hex> is refused', () => {
