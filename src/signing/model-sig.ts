@@ -16,7 +16,7 @@ import type { CompiledSigner } from '../policy/signing.js';
 import { compareManifest, parseModelStatement, shown, type ManifestMatch, type Parsed } from './model-manifest.js';
 import { verifyWithCertificates, verifyWithKey, type DsseParts } from './model-keys.js';
 import type { LoadedTrustRoot } from './trust.js';
-import { verifyBundleFull, type SignatureResult, type VerifyOptions } from './verify.js';
+import { jsonTooDeep, MAX_JSON_DEPTH, verifyBundleFull, type SignatureResult, type VerifyOptions } from './verify.js';
 
 /** A bound on model.sig: a signed list of 100,000 files is about 20 MiB of base64 JSON; larger is refused unread. */
 export const MAX_MODEL_SIG_BYTES = 32 * 1024 * 1024;
@@ -49,6 +49,8 @@ const fail = (reason: string): { ok: false; reason: string } => ({ ok: false, re
 /** Reads the bundle's shape (no trust yet): media type, one DSSE signature over an in-toto payload. */
 export function readModelBundle(bytes: Buffer): Parsed<Bundle> {
   if (bytes.length > MAX_MODEL_SIG_BYTES) return fail(`it is ${bytes.length} bytes (more than ${MAX_MODEL_SIG_BYTES})`);
+  // V8's JSON.parse takes seconds on megabytes of "[[[[": the nesting is bounded first, in one linear pass.
+  if (jsonTooDeep(bytes)) return fail(`it nests deeper than ${MAX_JSON_DEPTH} levels; not a Sigstore bundle`);
   let json: unknown;
   try {
     json = JSON.parse(bytes.toString('utf8'));
@@ -147,9 +149,10 @@ export function verifyModelSignature(
   });
   const bundle = readModelBundle(sigBytes);
   if (!bundle.ok) return refuse(bundle.reason);
+  const payload = bundle.value.envelope.payload;
   let statement: unknown;
   try {
-    statement = JSON.parse(bundle.value.envelope.payload.toString('utf8'));
+    statement = jsonTooDeep(payload) ? undefined : JSON.parse(payload.toString('utf8'));
   } catch {
     statement = undefined;
   }

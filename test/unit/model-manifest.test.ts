@@ -143,7 +143,7 @@ describe('model signing statements', () => {
     const cases: [Buffer, string][] = [
       [Buffer.from('not json'), 'it is not JSON'],
       [Buffer.from('[]'), 'it is not a Sigstore bundle (not a JSON object)'],
-      [Buffer.from('['.repeat(1_000_000)), 'it is not JSON'],
+      [Buffer.from('['.repeat(1_000_000)), 'it nests deeper than 64 levels; not a Sigstore bundle'],
       [bundle(statement(FILES), (b) => (b.mediaType = 'application/json')), 'it is not a Sigstore bundle (mediaType "application/json")'],
       [
         bundle(statement(FILES), (b) => (b.mediaType = 'application/vnd.dev.sigstore.bundle+json;version=0.2')),
@@ -173,6 +173,17 @@ describe('model signing statements', () => {
   it('keeps control characters out of the one-line reason', () => {
     const r = check(bundle(statement(FILES)), commit({ 'evil\nname\u001b[2J': sha256('x') }));
     expect(r.reason).toBe('model.sig: file "evil\\nname\\u001b[2J" is not in the signed list (an extra file)');
+  });
+
+  it('refuses megabytes of nesting in the bundle or in the signed payload before parsing them', () => {
+    const deep = Buffer.alloc(MAX_MODEL_SIG_BYTES, 0x5b);
+    let t0 = performance.now();
+    expect(check(deep).reason).toBe('model.sig: it nests deeper than 64 levels; not a Sigstore bundle');
+    expect(performance.now() - t0).toBeLessThan(2_000); // JSON.parse alone takes ~20 s on it
+    const deepPayload = bundle('['.repeat(10_000_000));
+    t0 = performance.now();
+    expect(check(deepPayload).reason).toBe('model.sig: the signed payload is not JSON');
+    expect(performance.now() - t0).toBeLessThan(2_000);
   });
 
   it('refuses a huge model.sig unread, in bounded time', () => {
