@@ -10,11 +10,12 @@ import type { TrustRootStore } from '../storage/meta-store.js';
  * `airlock trust import FILE` (kept in the metadata store, so every replica sees it). No TUF or
  * Rekor call is ever made at verification time.
  *
- * The shipped file is cosign's copy of the Sigstore public-good trusted root
- * (sigstore/cosign @ d6d86c224e58 : pkg/cosign/testdata/trusted_root_pgi.json, Apache-2.0), with
- * sha256 SHIPPED_ROOT_SHA256 below; a test checks the file against it.
+ * The shipped file is the `trusted_root.json` target of the Sigstore public-good TUF repository
+ * (tuf-repo-cdn.sigstore.dev) as pinned in @sigstore/tuf 4.0.2's seeds.json (Apache-2.0), decoded
+ * unchanged: both Fulcio CAs, Rekor v1 (rekor.sigstore.dev) and v2 (log2025-1), the CT logs and
+ * the timestamp authority. Its sha256 is SHIPPED_ROOT_SHA256 below; a test checks the file against it.
  */
-export const SHIPPED_ROOT_SHA256 = 'f44a1b88128e55ebfb62189becbc0fa48d4ec9915c65ac54ba0e46a008b12d5b';
+export const SHIPPED_ROOT_SHA256 = '6494e21ea73fa7ee769f85f57d5a3e6a08725eae1e38c755fc3517c9e6bc0b66';
 /** src/signing/ and dist/signing/ are both two levels under the package root. */
 export const SHIPPED_ROOT_FILE = new URL('../../trust/sigstore-public-good.json', import.meta.url);
 /** A trusted root is a few kilobytes; anything far larger is not one. */

@@ -51,7 +51,7 @@ export interface VerifyOptions {
   now?: number;
 }
 
-/** Everything a caller may inspect after a verification (the statement, the certificate facts). */
+/** Everything a caller may inspect after a verification: the statement and certificate facts are VERIFIED only when result.ok (on a refusal they are what the bundle claims, for the reason and the console). */
 export interface VerifiedBundle {
   result: SignatureResult;
   statement?: Statement;

@@ -23,9 +23,9 @@ describe('trusted roots', () => {
   it('ships the pinned public-good root: its sha256 is the one recorded, its version 12 hex of it', () => {
     expect(createHash('sha256').update(readFileSync(SHIPPED_ROOT_FILE)).digest('hex')).toBe(SHIPPED_ROOT_SHA256);
     const r = shippedTrustRoot();
-    expect(r).toMatchObject({ source: 'shipped', version: SHIPPED_ROOT_SHA256.slice(0, 12), cas: 2, tlogs: 1 });
-    // Its newest key (the current Fulcio intermediate and CT log) started in 2022.
-    expect(new Date(r.newestKeyStart).getUTCFullYear()).toBe(2022);
+    expect(r).toMatchObject({ source: 'shipped', version: SHIPPED_ROOT_SHA256.slice(0, 12), cas: 2, tlogs: 2 });
+    // Its newest key (the Rekor v2 log, log2025-1) starts on 2025-09-23.
+    expect(new Date(r.newestKeyStart).toISOString()).toBe('2025-09-23T00:00:00.000Z');
   });
 
   it('refuses what is not a usable trusted root, with one line', () => {
