@@ -1,8 +1,8 @@
 /**
  * Keyless OpenSSF model signatures (issue 26 item 5) through the one Sigstore verifier (verify.ts), on the real
  * model_signing fixture signed on the public-good Sigstore by stefanb@us.ibm.com (IBM's OIDC issuer), verified
- * offline. The bundle carries an RFC 3161 timestamp from timestamp.sigstore.dev, so the trusted root must list that
- * authority: the test uses the public-good root as @sigstore/tuf 4.0.2 ships it (trusted_root_tuf.json, SOURCES.md).
+ * offline with the shipped public-good root. The bundle carries an RFC 3161 timestamp from timestamp.sigstore.dev, so
+ * the root must list that authority (the shipped one, from @sigstore/tuf 4.0.2's seeds, does).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { CompiledSigner } from '../../src/policy/signing.js';
 import { verifyModelSignature } from '../../src/signing/model-sig.js';
-import { parseTrustRoot, type LoadedTrustRoot } from '../../src/signing/trust.js';
+import { shippedTrustRoot, type LoadedTrustRoot } from '../../src/signing/trust.js';
 
 const BASE = join(import.meta.dirname, '../fixtures/signatures/models');
 const DIR = 'v1.1.0-sigstore';
@@ -18,9 +18,7 @@ const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('he
 const SIG = readFileSync(join(BASE, DIR, 'model.sig'));
 const files = () => new Map(readdirSync(join(BASE, DIR)).map((f) => [f, sha256(readFileSync(join(BASE, DIR, f)))]));
 
-const parsed = parseTrustRoot(readFileSync(join(BASE, 'trusted_root_tuf.json'), 'utf8'), Date.now(), { source: 'imported' });
-if (!parsed.ok) throw new Error(parsed.reason);
-const TRUST: LoadedTrustRoot = parsed.root;
+const TRUST: LoadedTrustRoot = shippedTrustRoot();
 
 const IBM = 'https://sigstore.verify.ibm.com/oauth2';
 const stefan: CompiledSigner = { kind: 'keyless', name: 'ibm-stefanb', issuer: IBM, subject: 'stefanb@us.ibm.com' };
