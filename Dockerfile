@@ -25,6 +25,8 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY config ./config
+# The pinned Sigstore trusted root: src/signing/trust.ts reads it beside dist/.
+COPY trust ./trust
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]

@@ -4,6 +4,7 @@ import { policyVersion } from './core/live-policy.js';
 import type { Logger } from './obs/logger.js';
 import { Advisories } from './policy/index.js';
 import type { OsvRecord } from './policy/advisories.js';
+import { TrustRoots } from './signing/trust.js';
 import type { MetaStore } from './storage/meta-store.js';
 
 /** The advisories imported into the metadata store (`airlock advisories import`). */
@@ -39,4 +40,19 @@ export function reloadPolicy(loaded: LoadedConfig, live: LivePolicy, log: Logger
     live.reloadFailed((e as Error).message);
     return false;
   }
+}
+
+/** The trusted root at start: the newest imported one, else the shipped one; a broken stored root is logged (signatures then fail closed). */
+export async function loadTrustRoots(meta: MetaStore, log: Logger): Promise<TrustRoots> {
+  const trust = new TrustRoots(meta);
+  await reloadTrust(trust, log);
+  return trust;
+}
+
+/** Re-read the trusted root (after `airlock trust import`); returns the version in use, or null. */
+export async function reloadTrust(trust: TrustRoots, log: Logger): Promise<string | null> {
+  const root = await trust.refresh();
+  if (root) log.info({ trustVersion: root.version, source: root.source }, 'trusted root loaded');
+  else log.error({ err: trust.problem }, 'no usable Sigstore trusted root: signature rules refuse until one is imported');
+  return root?.version ?? null;
 }

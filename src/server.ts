@@ -13,7 +13,7 @@ import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import type { BackgroundJudge } from './oci/background.js';
 import { ImageInventories } from './oci/inventory.js';
-import { readAdvisories, reloadAdvisories, reloadPolicy } from './reload.js';
+import { loadTrustRoots, readAdvisories, reloadAdvisories, reloadPolicy, reloadTrust } from './reload.js';
 import { startCacheUpkeep, startRetention } from './upkeep.js';
 import { consoleFor, createFrontends, readiness } from './wiring.js';
 import { blobCache, hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
@@ -43,7 +43,9 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const record = keepRecord(meta, metrics, log, config.records);
   const recorder = record.recorder;
   const live = new LivePolicy(loaded.policy, await readAdvisories(meta), policyVersion(loaded.policyFile));
-  const shared = { live, cache, meta, recorder, log };
+  const trust = await loadTrustRoots(meta, log);
+  metrics.watchTrustRoot(trust);
+  const shared = { live, cache, meta, recorder, log, trust };
 
   const inventories = new ImageInventories(cache, meta.inventories, log);
   if (config.oci.inventory === 'on-fill') inventories.warm();
@@ -82,6 +84,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     budget: record.budget,
     /** Re-read imported advisories (after `airlock advisories import`); returns how many are active. */
     reloadAdvisories: (): Promise<number> => reloadAdvisories(meta, live, log),
+    /** Re-read the trusted root (after `airlock trust import`); returns its version, or null when none is usable. */
+    reloadTrust: (): Promise<string | null> => reloadTrust(trust, log),
     /** Re-read the policy from disk; a bad file keeps the old policy and says why. */
     reloadPolicy: (): boolean => reloadPolicy(loaded, live, log),
     /** Resolves once the background image judge has nothing queued or running (tests). */

@@ -21,6 +21,7 @@ import { PYPI } from './pypi/frontend.js';
 import type { PypiIndex } from './pypi/index.js';
 import { createPypiApp } from './pypi/routes.js';
 import type { BlobStore } from './storage/blob-store.js';
+import type { TrustRoots } from './signing/trust.js';
 import type { MetaStore } from './storage/meta-store.js';
 import type { UpstreamHttp } from './upstream/http.js';
 
@@ -31,6 +32,8 @@ export interface Shared {
   meta: MetaStore;
   recorder: Recorder;
   log: Logger;
+  /** The Sigstore trusted root in use (issue 26): shipped, or the newest imported; re-read on SIGHUP. */
+  trust: TrustRoots;
 }
 
 /** Each ecosystem's upstream: the clients backends.ts chose (and the image inventories the OCI gate reads). */

@@ -15,6 +15,7 @@ import { serve } from './commands/serve.js';
 import { fail, parseCommandLine, type Command } from './commands/shared.js';
 import { scrub, store } from './commands/store.js';
 import { token } from './commands/token.js';
+import { trust } from './commands/trust.js';
 
 /**
  * The airlock command line: parse the options, find the command in the table and run it. Each
@@ -23,7 +24,7 @@ import { token } from './commands/token.js';
  * stderr with exit code 2 (bad usage or configuration) or 1 (the operation failed); only a bug
  * shows a stack trace.
  */
-const COMMANDS: Record<string, Command> = { serve, check, records, pin, image, advisories, affected, sbom, audit, store, migrate, scrub, token, rescan };
+const COMMANDS: Record<string, Command> = { serve, check, records, pin, image, advisories, affected, sbom, audit, store, migrate, scrub, token, rescan, trust };
 
 /** The column the descriptions start at in the usage text. */
 const TEXT_COLUMN = 50;

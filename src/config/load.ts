@@ -5,6 +5,7 @@ import { LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { Policy } from '../policy/index.js';
 import { registryKey } from '../policy/oci.js';
+import { signerObjects } from '../policy/signing.js';
 import { PolicyError, pathString } from '../policy/types.js';
 import { configSchema, policySchema, type Config, type PolicyConfig } from './schema.js';
 
@@ -124,6 +125,33 @@ function checkOciWiring(
   });
 }
 
+/** Signers' key_file / ca_file, read relative to the file that holds the policy and handed to the policy as PEM text (policy/ does no I/O). */
+function resolveSignerFiles(policyYaml: ParsedYaml, policyBase: string[], policyConfig: PolicyConfig): void {
+  const MAX_PEM = 1 << 20;
+  for (const { signer, path } of signerObjects(policyConfig)) {
+    for (const [fileKey, textKey] of [
+      ['key_file', 'key'],
+      ['ca_file', 'ca'],
+    ] as const) {
+      const name = signer[fileKey];
+      if (name === undefined) continue;
+      const full = [...policyBase, ...path, fileKey];
+      if (signer[textKey] !== undefined) throw new ConfigError(`${where(policyYaml, full)}: ${pathString(full)}: give ${textKey} or ${fileKey}, not both`);
+      const f = resolve(dirname(policyYaml.file), name);
+      let text: string;
+      try {
+        text = readFileSync(f, 'utf8');
+      } catch (e) {
+        throw new ConfigError(
+          `${where(policyYaml, full)}: ${pathString(full)}: cannot read ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        );
+      }
+      if (text.length > MAX_PEM) throw new ConfigError(`${where(policyYaml, full)}: ${pathString(full)}: ${f} is larger than 1 MiB; expected a PEM file`);
+      signer[textKey] = text;
+    }
+  }
+}
+
 /**
  * Load and validate the configuration (and its policy). Any problem throws ConfigError before
  * anything starts: nothing half-starts on a bad file.
@@ -175,6 +203,7 @@ export function loadConfig(configFile: string, env: Record<string, string | unde
     if (!pp.success) throw new ConfigError(zodMessage(policyYaml, [], pp.error));
     policyConfig = pp.data;
   }
+  resolveSignerFiles(policyYaml, policyBase, policyConfig);
   let policy: Policy;
   try {
     policy = new Policy(policyConfig);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { publisher, signerRefs, signingSchema } from './signing-schema.js';
 
 const hostPort = z
   .string()
@@ -22,6 +23,8 @@ const pypiAllow = z
     versions: z.string().optional(),
     sha256: z.array(z.string()).optional(),
     prereleases: z.boolean().optional(),
+    require: z.enum(['none', 'attested']).optional(),
+    publisher: publisher.optional(),
   })
   .strict();
 
@@ -38,6 +41,8 @@ const ociAllow = z
     repository: z.string(),
     digests: z.array(z.string()).optional(),
     tags: z.record(z.string(), z.string()).optional(),
+    require: z.enum(['none', 'signed', 'attested']).optional(),
+    signers: signerRefs,
   })
   .strict();
 
@@ -98,6 +103,9 @@ const hfAllow = z
     refs: z.record(z.string(), z.string()).optional(),
     files: z.array(z.string()).optional(),
     scan: hfScan.optional(),
+    require: z.enum(['none', 'signed']).optional(),
+    signers: signerRefs,
+    signature: z.string().optional(),
   })
   .strict();
 
@@ -119,6 +127,7 @@ const imageSettings = z.object({
 
 export const policySchema = z
   .object({
+    signing: signingSchema.optional(),
     pypi: z
       .object({
         internal: z.array(z.string()).optional(),

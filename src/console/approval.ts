@@ -42,6 +42,10 @@ const CONTENT: Answer = (r) => ({
   yaml: r.sha256 ? `policy:\n  hf:\n    allow:\n      - repo: ${r.name}\n        scan:\n          sha256: ["${r.sha256}"]` : undefined,
 });
 
+const SIGNATURE: Answer = () => ({
+  note: "Refused by a signing rule (the reason names the rule and what was found: who signed, or that nothing did). Nothing is pinned for it: after reviewing who published it, change the rule's signers or publisher (docs/signing.md).",
+});
+
 /** A policy refusal the policy can lift: the pin that approves what was asked for. */
 const PIN: Answer = (r) => {
   if (r.ecosystem === 'pypi' && r.version) {
@@ -103,6 +107,8 @@ const ANSWERS: Record<RecordCode, Answer> = {
   advisory: ADVISORY,
   unjudged: ADVISORY,
   content_refused: CONTENT,
+  unsigned: SIGNATURE,
+  bad_signature: SIGNATURE,
   internal_missing: CONFUSION,
   no_sha256: NO_SHA,
   digest_mismatch: INVESTIGATE,

@@ -100,6 +100,18 @@ export class Metrics {
     help: 'Rows in the pull record',
     registers: [this.registry],
   });
+  /** The Sigstore trusted root's age (issue 26): since its import, or its newest key for the shipped one; -1 with no usable root. */
+  readonly trustRootAge: Gauge = new Gauge({
+    name: 'airlock_trust_root_age_seconds',
+    help: 'Age of the Sigstore trusted root in use: since its import, or since its newest key for the shipped root (-1: no usable root)',
+    registers: [this.registry],
+    collect: (): void => this.trustRootAge.set(this.trustRoot?.ageSeconds() ?? -1),
+  });
+  private trustRoot: { ageSeconds(): number | null } | undefined;
+  /** Report this root's age in airlock_trust_root_age_seconds. */
+  watchTrustRoot(roots: { ageSeconds(): number | null }): void {
+    this.trustRoot = roots;
+  }
   readonly recordBudgetPrunes = new Counter({
     name: 'airlock_record_budget_pruned_total',
     help: 'Pull records pruned (oldest first) to keep the record within records.max_bytes',

@@ -1,6 +1,7 @@
 import picomatch from 'picomatch';
 import { PICKLE_PROFILES } from './pickle-profiles.js';
 import { COMMIT, displayRepo, isValidRef, isValidRepoId, type HfRepoType } from '../names/hf.js';
+import { SigningPolicy, type SignatureRequirement, type SignerRef } from './signing.js';
 import { PolicyError, type Decision, type RefusalCode } from './types.js';
 
 /** How file contents are judged (organisation-wide in hf.scan, per repository in allow[].scan). */
@@ -29,6 +30,11 @@ export interface HfAllowInput {
   /** Optional globs of files that may be served (a glob without "/" matches the file name in any folder). */
   files?: string[];
   scan?: HfScanInput;
+  /** Signatures (issue 26): none (default) or signed (an OpenSSF model signature, `signature`, by one of signers). */
+  require?: string;
+  signers?: SignerRef[];
+  /** The signature file in the snapshot (model.sig by default). */
+  signature?: string;
 }
 
 export interface HfDenyInput {
@@ -103,8 +109,9 @@ export class HfPolicy {
   private readonly allow = new Map<string, AllowRule>();
   private readonly deny: DenyRule[] = [];
   private readonly scanDefault: ScanRule;
+  private readonly requirements = new Map<string, SignatureRequirement>();
 
-  constructor(input: HfPolicyInput, base: (string | number)[]) {
+  constructor(input: HfPolicyInput, base: (string | number)[], signing: SigningPolicy = new SigningPolicy({})) {
     this.scanDefault = compileScan(input.scan ?? {}, undefined, [...base, 'scan'], 'hf.scan');
     (input.allow ?? []).forEach((a, i) => {
       const path = [...base, 'allow', i];
@@ -147,6 +154,8 @@ export class HfPolicy {
         files = globMatcher(a.files);
       }
       const scan = a.scan ? compileScan(a.scan, this.scanDefault, [...path, 'scan'], `hf.allow[${i}].scan`) : this.scanDefault;
+      const req = signing.compileRule(a, path, ['none', 'signed'], { signers: true, signature: true });
+      if (req) this.requirements.set(`hf.allow[${i}]`, req);
       this.allow.set(k, { id: `hf.allow[${i}]`, commits, refs, files, fileGlobs: a.files ?? [], scan });
     });
     (input.deny ?? []).forEach((d, i) => {
@@ -162,6 +171,11 @@ export class HfPolicy {
         reason: d.reason,
       });
     });
+  }
+
+  /** The signature requirement of an allow rule (by its id, as in a Decision's rule), or null when it requires nothing. */
+  requirement(rule: string): SignatureRequirement | null {
+    return this.requirements.get(rule) ?? null;
   }
 
   get size(): number {

@@ -3,11 +3,14 @@ import { HfPolicy, type HfPolicyInput } from './hf.js';
 import { ImagePolicy, type AdvisoryExceptionInput, type ImagePolicyInput, type ImageVerdict, type InventoryView } from './images.js';
 import { OciPolicy, type OciPolicyInput } from './oci.js';
 import { PypiPolicy, type PypiPolicyInput } from './pypi.js';
+import { SigningPolicy, type SigningPolicyInput } from './signing.js';
 
 export interface PolicyInput {
   pypi?: PypiPolicyInput;
   oci?: OciPolicyInput;
   hf?: HfPolicyInput;
+  /** Named signers and continuity (issue 26); rules refer to signers by name. */
+  signing?: SigningPolicyInput;
   /** Refuse pulls of versions affected by imported advisories at or above this level (MAL- records always). */
   advisories?: { refuse?: string; images?: ImagePolicyInput; exceptions?: AdvisoryExceptionInput[] };
 }
@@ -19,6 +22,7 @@ export class Policy {
   readonly pypi: PypiPolicy;
   readonly oci: OciPolicy;
   readonly hf: HfPolicy;
+  readonly signing: SigningPolicy;
   readonly advisoryLevel: RefuseLevel;
   /** The gate on images: their inventories against the advisories, per repository, with exceptions. */
   readonly images: ImagePolicy;
@@ -26,9 +30,10 @@ export class Policy {
   advisories: Advisories = NO_ADVISORIES;
 
   constructor(input: PolicyInput) {
-    this.pypi = new PypiPolicy(input.pypi ?? {}, ['pypi']);
-    this.oci = new OciPolicy(input.oci ?? {}, ['oci']);
-    this.hf = new HfPolicy(input.hf ?? {}, ['hf']);
+    this.signing = new SigningPolicy(input.signing ?? {}, ['signing']);
+    this.pypi = new PypiPolicy(input.pypi ?? {}, ['pypi'], this.signing);
+    this.oci = new OciPolicy(input.oci ?? {}, ['oci'], this.signing);
+    this.hf = new HfPolicy(input.hf ?? {}, ['hf'], this.signing);
     this.advisoryLevel = checkRefuseLevel(input.advisories?.refuse ?? 'none', ['advisories', 'refuse']);
     this.images = new ImagePolicy(input.advisories?.images ?? {}, input.advisories?.exceptions ?? [], this.advisoryLevel, ['advisories', 'images']);
   }
@@ -66,6 +71,8 @@ export class Policy {
 export { PypiPolicy } from './pypi.js';
 export { OciPolicy, canonicalRepository } from './oci.js';
 export { HfPolicy } from './hf.js';
+export { SigningPolicy } from './signing.js';
+export type { CompiledSigner, PublisherRule, RequireLevel, SignatureRequirement } from './signing.js';
 export { Advisories } from './advisories.js';
 export type { ImageVerdict, ImageFinding, InventoryView } from './images.js';
 export type { Decision, RefusalCode } from './types.js';

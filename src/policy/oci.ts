@@ -1,5 +1,6 @@
 import picomatch from 'picomatch';
 import { checkDigest, isValidHost, isValidName, isValidTag, registryKey } from '../names/oci.js';
+import { SigningPolicy, type SignatureRequirement, type SignerRef } from './signing.js';
 import { PolicyError, type Decision } from './types.js';
 
 export interface OciAllowInput {
@@ -9,6 +10,9 @@ export interface OciAllowInput {
   digests?: string[];
   /** Tag aliases: each tag is answered with the pinned digest it names, never with upstream's tag. */
   tags?: Record<string, string>;
+  /** Signatures (issue 26): none (default), signed (a cosign signature) or attested (an in-toto attestation), by one of signers. */
+  require?: string;
+  signers?: SignerRef[];
 }
 
 export interface OciDenyInput {
@@ -68,8 +72,9 @@ function digestList(v: string[] | undefined, path: (string | number)[]): Set<str
 export class OciPolicy {
   private readonly allow = new Map<string, AllowRule>();
   private readonly deny: DenyRule[] = [];
+  private readonly requirements = new Map<string, SignatureRequirement>();
 
-  constructor(input: OciPolicyInput, base: (string | number)[]) {
+  constructor(input: OciPolicyInput, base: (string | number)[], signing: SigningPolicy = new SigningPolicy({})) {
     (input.allow ?? []).forEach((a, i) => {
       const path = [...base, 'allow', i];
       const repo = canonicalRepository(a.repository);
@@ -93,6 +98,8 @@ export class OciPolicy {
       }
       if (digests.size === 0)
         throw new PolicyError([...path, 'digests'], `${repo}: expected at least one pinned digest (digests or tags); "airlock pin oci ${repo}:TAG" adds one`);
+      const req = signing.compileRule(a, path, ['none', 'signed', 'attested'], { signers: true });
+      if (req) this.requirements.set(`oci.allow[${i}]`, req);
       this.allow.set(repo, { id: `oci.allow[${i}]`, digests, tags });
     });
     (input.deny ?? []).forEach((d, i) => {
@@ -103,6 +110,11 @@ export class OciPolicy {
       const match = glob ? picomatch(repo, { nocase: false }) : (r: string) => r === repo;
       this.deny.push({ id: `oci.deny[${i}]`, match, digests: d.digests ? digestList(d.digests, [...path, 'digests']) : null, reason: d.reason });
     });
+  }
+
+  /** The signature requirement of an allow rule (by its id, as in a Decision's rule), or null when it requires nothing. */
+  requirement(rule: string): SignatureRequirement | null {
+    return this.requirements.get(rule) ?? null;
   }
 
   get size(): number {

@@ -1,6 +1,7 @@
 import { satisfies, validRange } from '@renovatebot/pep440';
 import picomatch from 'picomatch';
 import { normalizeName, isValidProjectName } from '../names/pypi.js';
+import { SigningPolicy, type PublisherInput, type SignatureRequirement } from './signing.js';
 import { PolicyError, pathString, type Decision } from './types.js';
 
 export interface PypiAllowInput {
@@ -11,6 +12,9 @@ export interface PypiAllowInput {
   sha256?: string[];
   /** Admit pre-releases that match the specifier (off by default, as in PEP 440). */
   prereleases?: boolean;
+  /** Signatures (issue 26): none (default) or attested (PEP 740 provenance from the publisher below). */
+  require?: string;
+  publisher?: PublisherInput;
 }
 
 export interface PypiDenyInput {
@@ -83,8 +87,9 @@ export class PypiPolicy {
   private readonly allow = new Map<string, AllowRule[]>();
   private readonly deny = new Map<string, DenyRule[]>();
   private readonly internalGlobs: { id: string; glob: string; test: (s: string) => boolean }[] = [];
+  private readonly requirements = new Map<string, SignatureRequirement>();
 
-  constructor(input: PypiPolicyInput, base: (string | number)[] = ['pypi']) {
+  constructor(input: PypiPolicyInput, base: (string | number)[] = ['pypi'], signing: SigningPolicy = new SigningPolicy({})) {
     const validSpecs = new Map<string, boolean>();
     (input.internal ?? []).forEach((g, i) => {
       const glob = normalizeName(g.trim());
@@ -97,13 +102,21 @@ export class PypiPolicy {
       const name = checkName(r.name, [...base, 'allow', i, 'name']);
       const versions = checkSpecifier(r.versions, [...base, 'allow', i, 'versions'], validSpecs);
       const sha256 = r.sha256 ? new Set(r.sha256.map((h, j) => checkSha256(h, [...base, 'allow', i, 'sha256', j]))) : null;
-      push(this.allow, name, { id: pathString([...base, 'allow', i]), versions, sha256, prereleases: r.prereleases ?? false, memo: new Map() });
+      const id = pathString([...base, 'allow', i]);
+      const req = signing.compileRule(r, [...base, 'allow', i], ['none', 'attested'], { publisher: true });
+      if (req) this.requirements.set(id, req);
+      push(this.allow, name, { id, versions, sha256, prereleases: r.prereleases ?? false, memo: new Map() });
     });
     (input.deny ?? []).forEach((r, i) => {
       const name = checkName(r.name, [...base, 'deny', i, 'name']);
       const versions = checkSpecifier(r.versions, [...base, 'deny', i, 'versions'], validSpecs);
       push(this.deny, name, { id: pathString([...base, 'deny', i]), versions, reason: r.reason, memo: new Map() });
     });
+  }
+
+  /** The signature requirement of an allow rule (by its id, as in a Decision's rule), or null when it requires nothing. */
+  requirement(rule: string): SignatureRequirement | null {
+    return this.requirements.get(rule) ?? null;
   }
 
   /** The glob rule id when the name belongs to the internal index. */

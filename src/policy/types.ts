@@ -13,7 +13,11 @@ export type RefusalCode =
   /** An image carries a package with a refusing advisory. */
   | 'advisory'
   /** An image whose packages cannot all be judged (policy advisories.images.unjudged: refuse). */
-  | 'unjudged';
+  | 'unjudged'
+  /** No signature or provenance where a rule requires one (issue 26). */
+  | 'unsigned'
+  /** A signature or provenance that fails its rule: identity, issuer, publisher, subject, log entry, expiry (issue 26). */
+  | 'bad_signature';
 
 export type Decision = { allow: true; rule: string } | { allow: false; rule: string; code: RefusalCode; reason: string };
 

@@ -237,6 +237,14 @@ export interface ConsoleSessionStore {
   consoleSecret(): Promise<string>;
 }
 
+/** Imported Sigstore trusted roots (issue 26, `airlock trust import`): the newest wins over the shipped one, on every replica. */
+export interface TrustRootStore {
+  /** Add a root (its JSON text, with its sha256 in hex); importing the same root again makes it the newest. */
+  putTrustRoot(r: { sha256: string; root: string }): Promise<void>;
+  /** The most recently imported root, or null when none was imported. */
+  latestTrustRoot(): Promise<{ sha256: string; root: string; importedAt: number } | null>;
+}
+
 /** Imported advisories (OSV JSON). */
 export interface AdvisoryStore {
   /** Upsert by id; returns how many were new or changed. */
@@ -270,7 +278,7 @@ export interface LeaseStore {
  * The whole metadata store: one interface per concern, each held to its contract suite in
  * test/contract/ (any backend must pass them all). Callers depend on the narrowest one they use.
  */
-export interface MetaStore extends BlobIndex, PageCache, PullLog, OciStore, ScanStore, TokenStore, ConsoleSessionStore, AdvisoryStore, AliasStore, LeaseStore {
+export interface MetaStore extends BlobIndex, PageCache, PullLog, OciStore, ScanStore, TokenStore, ConsoleSessionStore, AdvisoryStore, AliasStore, LeaseStore, TrustRootStore {
   /** Image inventories (layer facts, per-manifest inventories). */
   readonly inventories: InventoryStore;
   close(): Promise<void>;

@@ -297,6 +297,18 @@ export class PgMetaStore implements MetaStore {
     return (await this.rows<{ record: string }>('SELECT record FROM advisories')).map((r) => r.record);
   }
 
+  // TrustRootStore
+  async putTrustRoot(r: { sha256: string; root: string }): Promise<void> {
+    await this.pool.query('INSERT INTO trust_roots (sha256, root, imported_at) VALUES ($1, $2, $3)', [r.sha256, r.root, Date.now()]);
+  }
+
+  async latestTrustRoot(): Promise<{ sha256: string; root: string; importedAt: number } | null> {
+    const [r] = await this.rows<{ sha256: string; root: string; imported_at: number }>(
+      'SELECT sha256, root, imported_at FROM trust_roots ORDER BY id DESC LIMIT 1',
+    );
+    return r ? { sha256: r.sha256, root: r.root, importedAt: r.imported_at } : null;
+  }
+
   // AliasStore
   async getAlias(kind: string, key: string): Promise<string | null> {
     return (await this.rows<{ sha256: string }>('SELECT sha256 FROM aliases WHERE kind = $1 AND key = $2', [kind, key]))[0]?.sha256 ?? null;

@@ -77,6 +77,8 @@ export const PG_MIGRATIONS: string[] = [
    CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
    CREATE INDEX console_sessions_token ON console_sessions (token_hash);
    CREATE TABLE console_secret (id INTEGER PRIMARY KEY CHECK (id = 1), secret TEXT NOT NULL);`,
+  // Imported Sigstore trusted roots (issue 26): see sqlite-schema.ts's step.
+  `CREATE TABLE trust_roots (id BIGSERIAL PRIMARY KEY, sha256 TEXT NOT NULL, root TEXT NOT NULL, imported_at BIGINT NOT NULL);`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

@@ -374,6 +374,17 @@ export class SqliteMetaStore implements MetaStore {
       .map((r) => r.record);
   }
 
+  async putTrustRoot(r: { sha256: string; root: string }): Promise<void> {
+    this.db.prepare('INSERT INTO trust_roots (sha256, root, imported_at) VALUES (?, ?, ?)').run(r.sha256, r.root, Date.now());
+  }
+
+  async latestTrustRoot(): Promise<{ sha256: string; root: string; importedAt: number } | null> {
+    const r = this.db
+      .prepare<[], { sha256: string; root: string; imported_at: number }>('SELECT sha256, root, imported_at FROM trust_roots ORDER BY id DESC LIMIT 1')
+      .get();
+    return r ? { sha256: r.sha256, root: r.root, importedAt: r.imported_at } : null;
+  }
+
   async getAlias(kind: string, key: string): Promise<string | null> {
     return this.stmts.getAlias.get(kind, key)?.sha256 ?? null;
   }

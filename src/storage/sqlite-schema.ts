@@ -121,4 +121,6 @@ export const SQLITE_MIGRATIONS: string[] = [
    CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
    CREATE INDEX console_sessions_token ON console_sessions (token_hash);
    CREATE TABLE console_secret (id INTEGER PRIMARY KEY CHECK (id = 1), secret TEXT NOT NULL);`,
+  // Imported Sigstore trusted roots (issue 26): the newest row wins over the shipped root.
+  `CREATE TABLE trust_roots (id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 TEXT NOT NULL, root TEXT NOT NULL, imported_at INTEGER NOT NULL);`,
 ];

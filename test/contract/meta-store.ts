@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { appendPulls, prunePulls, prunePullsToSize, verifyChain, GENESIS } from '../../src/core/chain.js';
 import type {
   AdvisoryStore,
+  TrustRootStore,
   AliasStore,
   BlobIndex,
   LeaseStore,
@@ -359,6 +360,25 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
       expect(await s.putAdvisories([{ id: 'A', modified: '1', record: '{"id":"A"}' }])).toBe(0);
       expect(await s.putAdvisories([{ id: 'A', modified: '2', record: '{"id":"A","v":2}' }])).toBe(1);
       expect((await s.listAdvisories()).sort()).toEqual(['{"id":"A","v":2}', '{"id":"B"}']);
+    });
+  });
+}
+
+export function trustRootStoreContract(name: string, fresh: () => Promise<TrustRootStore>): void {
+  describe(`TrustRootStore contract: ${name}`, () => {
+    it('answers null before any import, then the most recently imported root (a re-import makes an older root the newest again)', async () => {
+      const s = await fresh();
+      expect(await s.latestTrustRoot()).toBeNull();
+      const before = Date.now();
+      await s.putTrustRoot({ sha256: 'a'.repeat(64), root: '{"v":"a"}' });
+      const a = await s.latestTrustRoot();
+      expect(a).toMatchObject({ sha256: 'a'.repeat(64), root: '{"v":"a"}' });
+      expect(a!.importedAt).toBeGreaterThanOrEqual(before);
+      expect(a!.importedAt).toBeLessThanOrEqual(Date.now());
+      await s.putTrustRoot({ sha256: 'b'.repeat(64), root: '{"v":"b"}' });
+      expect((await s.latestTrustRoot())!.sha256).toBe('b'.repeat(64));
+      await s.putTrustRoot({ sha256: 'a'.repeat(64), root: '{"v":"a"}' });
+      expect((await s.latestTrustRoot())!.root).toBe('{"v":"a"}');
     });
   });
 }

@@ -30,6 +30,7 @@ describe('airlock --help', () => {
       'scrub',
       'token',
       'rescan',
+      'trust',
     ]);
     // Every command module is in the table (store.ts holds store and scrub; shared.ts is no command).
     const modules = readdirSync(new URL('../../src/cli/commands/', import.meta.url)).map((f) => f.replace(/\.ts$/, ''));

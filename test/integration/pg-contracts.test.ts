@@ -8,6 +8,7 @@ import { inventoryStoreContract } from '../contract/inventory-store.js';
 import {
   advisoryStoreContract,
   aliasStoreContract,
+  trustRootStoreContract,
   blobIndexContract,
   leaseStoreContract,
   ociStoreContract,
@@ -48,6 +49,7 @@ tokenStoreContract('PostgreSQL', fresh);
 consoleSessionStoreContract('PostgreSQL', fresh);
 advisoryStoreContract('PostgreSQL', fresh);
 aliasStoreContract('PostgreSQL', fresh);
+trustRootStoreContract('PostgreSQL', fresh);
 leaseStoreContract('PostgreSQL', fresh);
 inventoryStoreContract('PostgreSQL', async () => (await fresh()).inventories);
 

@@ -11,6 +11,7 @@ import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import {
   advisoryStoreContract,
   aliasStoreContract,
+  trustRootStoreContract,
   blobIndexContract,
   leaseStoreContract,
   ociStoreContract,
@@ -40,6 +41,7 @@ tokenStoreContract('SQLite', fresh);
 consoleSessionStoreContract('SQLite', fresh);
 advisoryStoreContract('SQLite', fresh);
 aliasStoreContract('SQLite', fresh);
+trustRootStoreContract('SQLite', fresh);
 leaseStoreContract('SQLite', fresh);
 inventoryStoreContract('SQLite', async () => (await fresh()).inventories);
 
