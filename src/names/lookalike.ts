@@ -17,9 +17,9 @@
  * - owner (Hugging Face `owner/name`, OCI `registry/namespace/name`): the same repository name under
  *   another owner, or an owner that looks like a known one (`libary` for `library`).
  * A name that is itself in the policy or internal is not checked; a popular name is checked only
- * against names more popular than itself. Lookups go through hash maps of keys (and of every
- * one-character deletion, for the edit distance), so 10,000 known names cost a few map lookups,
- * not 10,000 edit distances.
+ * against names more popular than itself. Lookups go through hash maps of keys; for the edit
+ * distance, of (first character, length) and (length, last character): one edit leaves one of
+ * the two ends intact, so a check compares a few dozen names of about its length, not 10,000.
  */
 import { normalizeName } from './pypi.js';
 
@@ -147,12 +147,8 @@ export function affixCore(l: string): string | null {
   return s.length >= 3 ? s : null;
 }
 
-/** Every string one deletion away, and the string itself. */
-function deletions(s: string): string[] {
-  const out = [s];
-  for (let i = 0; i < s.length; i++) out.push(s.slice(0, i) + s.slice(i + 1));
-  return out;
-}
+/** The buckets a string one edit away from `s` may be in: its first character or its last, at a length within one of its own. */
+const ends = (s: string, lengths = [s.length]) => lengths.flatMap((n) => [`${s[0]}<${n}`, `${n}>${s[s.length - 1]}`]);
 
 /**
  * The one edit that turns `a` into `b` (Damerau-Levenshtein distance 1), described, or null when
@@ -228,14 +224,14 @@ function split(eco: LookalikeEcosystem, name: string): { owner: string | null; b
   return cut < 0 ? { owner: null, base: n } : { owner: n.slice(0, cut), base: n.slice(cut + 1) };
 }
 
-/** Maps from each key of a string to the entries having it: loose, ultra, words, affix core, deletions. */
+/** Maps from each key of a string to the entries having it: loose, ultra, words, affix core, ends. */
 class KeyIndex {
   private readonly maps = {
     loose: new Map<string, Entry[]>(),
     ultra: new Map<string, Entry[]>(),
     words: new Map<string, Entry[]>(),
     affix: new Map<string, Entry[]>(),
-    del: new Map<string, Entry[]>(),
+    ends: new Map<string, Entry[]>(),
   };
 
   add(s: string, e: Entry): void {
@@ -250,7 +246,7 @@ class KeyIndex {
     put(this.maps.ultra, ultra(s));
     put(this.maps.words, wordKey(l));
     put(this.maps.affix, affixCore(l));
-    for (const d of deletions(l)) put(this.maps.del, d);
+    for (const k of ends(l)) put(this.maps.ends, k);
   }
 
   /** Each entry whose key string looks like `s`, with the first test that holds. */
@@ -275,9 +271,9 @@ class KeyIndex {
     if (core)
       add(this.maps.affix.get(core), 'affix', (e) => `is ${quote(keyOf(e))} with a prefix or suffix changed (python-, py-, -py, -dev, a version digit...)`);
     const seen = new Set<Entry>();
-    for (const d of deletions(l))
+    for (const k of ends(l, [l.length - 1, l.length, l.length + 1]))
       add(
-        this.maps.del.get(d)?.filter((e) => !seen.has(e) && seen.add(e)),
+        this.maps.ends.get(k)?.filter((e) => !seen.has(e) && seen.add(e)),
         'edit',
         (e) => {
           const k = loose(keyOf(e));
