@@ -1,7 +1,11 @@
 import { readFileSync } from 'node:fs';
 import picomatch from 'picomatch';
 import { describe, expect, it } from 'vitest';
+import { approvalFor } from '../../src/console/approval.js';
 import { LookalikeIndex, type LookalikeEcosystem } from '../../src/names/lookalike.js';
+import { Policy } from '../../src/policy/index.js';
+import { lookalikeIndex } from '../../src/policy/lookalike.js';
+import type { StoredPullRecord } from '../../src/storage/meta-store.js';
 
 /**
  * Look-alike names (src/names/lookalike.ts) against the popular lists shipped in share/popular/:
@@ -138,6 +142,22 @@ describe('look-alike names', () => {
         n,
       ).toContainEqual([like, 'internal']);
     expect(i.check('requests')).toEqual([]);
+  });
+
+  it("the console's approval of a refused look-alike: the warning beside the pin; none for a look-alike of an internal name", () => {
+    const policy = new Policy({ pypi: { internal: ['acme-*'], allow: [{ name: 'certifi' }] } });
+    const i = lookalikeIndex(policy, 'pypi', [{ name: 'requests', source: 'popular' }]);
+    const row = (name: string) =>
+      ({ id: 1, ecosystem: 'pypi', name, version: '1.0', decision: 'deny', code: 'not_allowlisted' }) as unknown as StoredPullRecord;
+    const squat = approvalFor(row('reqeusts'), i.check('reqeusts'));
+    expect(squat.command).toBe("airlock pin pypi 'reqeusts==1.0'");
+    expect(squat.lookalike).toContain(`one keystroke from "requests"`);
+    const near = approvalFor(row('acrne-tools'), i.check('acrne-tools'));
+    expect(near.command).toBeUndefined();
+    expect(near.yaml).toBeUndefined();
+    expect(near.lookalike).toContain('internal name acme-*');
+    expect(approvalFor(row('certifi'), i.check('certifi')).lookalike).toBeUndefined();
+    expect(approvalFor(row('crtifi'), i.check('crtifi')).lookalike).toContain('(in the policy)');
   });
 
   it('non-ASCII characters are named even when they look like nothing known', () => {
