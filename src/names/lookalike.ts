@@ -49,59 +49,12 @@ const SOURCE_TEXT: Record<KnownSource, string> = {
   popular: 'a popular name',
 };
 
-/** Non-ASCII letters that render like an ASCII one (Unicode confusables, the common Cyrillic, Greek and Latin ones). */
-const CONFUSABLES: Record<string, string> = {
-  а: 'a',
-  в: 'b',
-  е: 'e',
-  ё: 'e',
-  о: 'o',
-  р: 'p',
-  с: 'c',
-  у: 'y',
-  х: 'x',
-  ѕ: 's',
-  і: 'i',
-  ї: 'i',
-  ј: 'j',
-  ԁ: 'd',
-  һ: 'h',
-  ӏ: 'l',
-  ԛ: 'q',
-  ԝ: 'w',
-  к: 'k',
-  м: 'm',
-  н: 'h',
-  т: 't',
-  п: 'n',
-  г: 'r',
-  ь: 'b',
-  ɡ: 'g',
-  ı: 'i',
-  ł: 'l',
-  ƚ: 'l',
-  ɩ: 'i',
-  ο: 'o',
-  α: 'a',
-  ρ: 'p',
-  ν: 'v',
-  ι: 'i',
-  κ: 'k',
-  τ: 't',
-  υ: 'u',
-  χ: 'x',
-  ε: 'e',
-  β: 'b',
-  μ: 'u',
-  ω: 'w',
-  η: 'n',
-  '‐': '-',
-  '‑': '-',
-  '–': '-',
-  '—': '-',
-  '・': '.',
-  '·': '.', // prettier-ignore
-};
+/** Non-ASCII characters that render like an ASCII one, as pairs (from Unicode's confusables: the common Cyrillic, Greek and Latin letters, and dashes). */
+const CONFUSABLES = new Map(
+  'аa вb еe оo рp сc уy хx ѕs іi јj ԁd һh ӏl ԛq ԝw кk мm нh тt пn гr ьb ɡg ıi łl ƚl ɩi οo αa ρp νv ιi κk τt υu χx εe βb μu ωw ηn ‐- ‑- –- —- ・. ·.'
+    .split(' ')
+    .map((p) => [p[0], p[1]] as const),
+);
 
 /** NFKC (fullwidth, ligatures, mathematical letters), accents stripped, lowercase, confusables to ASCII. */
 export function skeleton(s: string): string {
@@ -110,7 +63,7 @@ export function skeleton(s: string): string {
     .normalize('NFD')
     .replace(/\p{M}+/gu, '')
     .toLowerCase();
-  return [...base].map((c) => CONFUSABLES[c] ?? c).join('');
+  return [...base].map((c) => CONFUSABLES.get(c) ?? c).join('');
 }
 
 /** PEP 503 normalisation of the skeleton: what a reader sees, whatever the separators. */
@@ -233,9 +186,12 @@ class KeyIndex {
     affix: new Map<string, Entry[]>(),
     ends: new Map<string, Entry[]>(),
   };
+  /** The loose form of each string added (computed once: the edit test compares many). */
+  private readonly looseOf = new Map<string, string>();
 
   add(s: string, e: Entry): void {
     const l = loose(s);
+    this.looseOf.set(s, l);
     const put = (m: Map<string, Entry[]>, k: string | null) => {
       if (k === null) return;
       const list = m.get(k);
@@ -276,7 +232,7 @@ class KeyIndex {
         this.maps.ends.get(k)?.filter((e) => !seen.has(e) && seen.add(e)),
         'edit',
         (e) => {
-          const k = loose(keyOf(e));
+          const k = this.looseOf.get(keyOf(e)) ?? loose(keyOf(e));
           if (Math.min(k.length, l.length) < minEdit(e)) return null;
           const ed = oneEdit(l, k);
           // A digit is a version or a size, and a short word is another word (mypy-boto3-sqs and -sns): neither is a typo.

@@ -24,7 +24,7 @@ const index = (eco: LookalikeEcosystem) =>
   );
 const idx = { pypi: index('pypi'), hf: index('hf'), oci: index('oci') };
 
-// [ecosystem, name seen in an incident, what it imitates, the public report]
+// [ecosystem, name, what it imitates, the public report of the incident, or "style:" for a variant in the style of the reported ones]
 const TRUE_POSITIVES: [LookalikeEcosystem, string, string, string][] = [
   ['pypi', 'python3-dateutil', 'python-dateutil', 'PyPI, Dec 2019: python3-dateutil pulled in jeIlyfish, which stole SSH and GPG keys'],
   ['pypi', 'jeIlyfish', 'jellyfish', 'PyPI, Dec 2019: jeIlyfish (capital I for the first l), live for a year'],
@@ -32,26 +32,26 @@ const TRUE_POSITIVES: [LookalikeEcosystem, string, string, string][] = [
   ['pypi', 'urlib3', 'urllib3', 'SK-CSIRT, Sep 2017: ten typosquats on PyPI including urlib3'],
   ['pypi', 'urllib', 'urllib3', 'SK-CSIRT, Sep 2017'],
   ['pypi', 'setup-tools', 'setuptools', 'SK-CSIRT, Sep 2017'],
-  ['pypi', 'reqeusts', 'requests', 'typosquats of requests (swapped letters) removed from PyPI'],
-  ['pypi', 'requestss', 'requests', 'typosquats of requests (repeated letter) removed from PyPI'],
-  ['pypi', 'beautifulsoup', 'beautifulsoup4', 'the old name beside the maintained one, a recurring squat target'],
-  ['pypi', 'crypt0graphy', 'cryptography', 'zero for o'],
-  ['pypi', 'cryptograpy', 'cryptography', 'a letter left out'],
-  ['pypi', 'dateutil-python', 'python-dateutil', 'words swapped'],
-  ['pypi', 'numpy-py', 'numpy', 'an affix added'],
-  ['pypi', 'pytorch', 'torch', 'the py prefix: pytorch on PyPI is not torch'],
-  ['pypi', 'tensorfolw', 'tensorflow', 'two letters swapped'],
-  ['pypi', 'rеquests', 'requests', 'a Cyrillic е for e'],
-  ['hf', 'meta_llama/Llama-3.1-8B-Instruct', 'meta-llama/Llama-3.1-8B-Instruct', 'an underscore for the dash in the owner'],
-  ['hf', 'meta-lama/Llama-3.1-8B-Instruct', 'meta-llama/Llama-3.1-8B-Instruct', 'a letter left out of the owner'],
-  ['hf', 'facebook-llama/Llama-3.1-8B-Instruct', 'meta-llama/Llama-3.1-8B-Instruct', 'impersonating organisations on the Hub (facebook-llama)'],
-  ['hf', 'facebook-llama/llama-4', 'facebook/sam3', 'an owner built on facebook'],
-  ['hf', 'someone/Llama-3.1-8B-Instruct', 'meta-llama/Llama-3.1-8B-Instruct', 'the same repository name under another owner'],
-  ['hf', 'g00gle-bert/bert-base-uncased', 'google-bert/bert-base-uncased', 'zeros for o'],
-  ['oci', 'docker.io/libary/python', 'docker.io/library/python', 'Docker Hub: namespaces imitating library/'],
-  ['oci', 'docker.io/library0/nginx', 'docker.io/library/nginx', 'an extra character in the namespace'],
-  ['oci', 'docker.io/someone/postgres', 'docker.io/library/postgres', 'an official image name under another namespace'],
-  ['oci', 'docker.io/someone/pyhton', 'docker.io/library/python', 'a near official name under another namespace'],
+  ['pypi', 'reqeusts', 'requests', 'style: swapped letters in the most squatted name'],
+  ['pypi', 'requestss', 'requests', 'style: a repeated letter'],
+  ['pypi', 'beautifulsoup', 'beautifulsoup4', 'style: the version digit dropped (the old name beside the maintained one)'],
+  ['pypi', 'crypt0graphy', 'cryptography', 'style: zero for o'],
+  ['pypi', 'cryptograpy', 'cryptography', 'style: a letter left out'],
+  ['pypi', 'dateutil-python', 'python-dateutil', 'style: words swapped'],
+  ['pypi', 'numpy-py', 'numpy', 'style: an affix added'],
+  ['pypi', 'pytorch', 'torch', 'style: the py prefix (pytorch on PyPI is not torch)'],
+  ['pypi', 'tensorfolw', 'tensorflow', 'style: two letters swapped'],
+  ['pypi', 'rеquests', 'requests', 'style: a Cyrillic е for e'],
+  ['hf', 'meta_llama/Llama-3.1-8B-Instruct', 'meta-llama/Llama-3.1-8B-Instruct', 'style: an underscore for the dash in the owner'],
+  ['hf', 'meta-lama/Llama-3.1-8B-Instruct', 'meta-llama/Llama-3.1-8B-Instruct', 'style: a letter left out of the owner'],
+  ['hf', 'facebook-llama/Llama-3.1-8B-Instruct', 'meta-llama/Llama-3.1-8B-Instruct', 'style: an organisation named after the model and the company'],
+  ['hf', 'facebook-llama/llama-4', 'facebook/sam3', 'style: an owner built on facebook'],
+  ['hf', 'someone/Llama-3.1-8B-Instruct', 'meta-llama/Llama-3.1-8B-Instruct', 'style: the same repository name under another owner'],
+  ['hf', 'g00gle-bert/bert-base-uncased', 'google-bert/bert-base-uncased', 'style: zeros for o'],
+  ['oci', 'docker.io/libary/python', 'docker.io/library/python', 'style: a namespace imitating library/'],
+  ['oci', 'docker.io/library0/nginx', 'docker.io/library/nginx', 'style: an extra character in the namespace'],
+  ['oci', 'docker.io/someone/postgres', 'docker.io/library/postgres', 'style: an official image name under another namespace'],
+  ['oci', 'docker.io/someone/pyhton', 'docker.io/library/python', 'style: a near official name under another namespace'],
 ];
 
 // Real popular names (each in the shipped list, or a real project) that must not warn: [ecosystem, name].
