@@ -29,18 +29,22 @@ async function recordNames(loaded: LoadedConfig, eco: LookalikeEcosystem): Promi
   }
 }
 
-/** The warnings for a name about to be pinned (empty: nothing it looks like). */
-export async function lookalikeWarnings(loaded: LoadedConfig, eco: LookalikeEcosystem, name: string): Promise<LookalikeWarning[]> {
+/**
+ * The look-alike check of one ecosystem, its known names read once: a bulk pin builds it once
+ * and asks it for every name (lookalikeVerdict says what to do with the warnings).
+ */
+export async function lookalikeChecker(loaded: LoadedConfig, eco: LookalikeEcosystem): Promise<(name: string) => LookalikeWarning[]> {
   const popular = popularNames(eco).map((n) => ({ name: n, source: 'popular' as const }));
-  return lookalikeIndex(loaded.policy, eco, [...(await recordNames(loaded, eco)), ...popular]).check(name);
+  const index = lookalikeIndex(loaded.policy, eco, [...(await recordNames(loaded, eco)), ...popular]);
+  return (name) => index.check(name);
 }
 
 /**
- * Stop a pin of a look-alike (a ConfigError naming it and why), or, with `accept`, return the
- * comment to write beside its entry; null when the name looks like nothing known.
+ * What a pin does with a name's warnings: null (none: pin it), the comment to write beside its
+ * entry (accepted), or a ConfigError naming the look-alike and why (not accepted, or a look-alike
+ * of an internal name, which no flag approves).
  */
-export async function lookalikeGate(loaded: LoadedConfig, eco: LookalikeEcosystem, name: string, accept: boolean | undefined): Promise<string | null> {
-  const warnings = await lookalikeWarnings(loaded, eco, name);
+export function lookalikeVerdict(name: string, warnings: LookalikeWarning[], accept: boolean | undefined): string | null {
   if (warnings.length === 0) return null;
   const why = warnings.map((w) => w.reason).join('; ');
   const internal = warnings.find((w) => w.source === 'internal');
@@ -54,6 +58,11 @@ export async function lookalikeGate(loaded: LoadedConfig, eco: LookalikeEcosyste
       `pin: ${JSON.stringify(name)} looks like ${like ? JSON.stringify(like) : 'a known name'}: ${why}. Not pinned: check the name; if it is the one you mean, pin again with --accept-lookalike (a comment beside the entry records it)`,
     );
   return `look-alike of ${like ?? 'a known name'} accepted: ${why}`.replace(/\s+/g, ' ');
+}
+
+/** One pin's gate: the check, then the verdict (above). */
+export async function lookalikeGate(loaded: LoadedConfig, eco: LookalikeEcosystem, name: string, accept: boolean | undefined): Promise<string | null> {
+  return lookalikeVerdict(name, (await lookalikeChecker(loaded, eco))(name), accept);
 }
 
 /**
