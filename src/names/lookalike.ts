@@ -377,9 +377,12 @@ export class LookalikeIndex {
         }
       }
     }
+    // OCI: a name under another owner counts on the same registry (a team's own mirror of python elsewhere is not a squat), unless the owner itself looks like the known one.
+    const registry = (o: string | null) => (this.eco === 'oci' ? (o ?? '').split('/')[0] : '');
     const sameBase = (this.bases.get(loose(base)) ?? []).filter((e) => e.owner !== owner && keep(e));
     for (const e of sameBase) {
       const om = [...ownerMatches].find(([x]) => x.owner === e.owner)?.[1];
+      if (!om && registry(e.owner) !== registry(owner)) continue;
       const why = om
         ? `has the repository name of ${quote(e.name)} under an owner, ${quote(owner)}, that ${om.why}`
         : `has the repository name of ${quote(e.name)} under another owner (${quote(owner)})`;
@@ -395,7 +398,7 @@ export class LookalikeIndex {
       (x) => x.base,
       () => 6,
     ))
-      if (e.owner !== owner && keep(e) && !found.has(e) && (m.kind === 'edit' || m.kind === 'ultranormalised' || m.kind === 'normalised'))
+      if (e.owner !== owner && registry(e.owner) === registry(owner) && keep(e) && !found.has(e) && ['edit', 'ultranormalised', 'normalised'].includes(m.kind))
         found.set(e, { kind: m.kind, why: `${m.why.replace(/"([^"]*)"/, `"${e.name}"`)}, under another owner` });
   }
 }

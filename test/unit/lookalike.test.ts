@@ -90,6 +90,8 @@ const MUST_NOT_WARN: [LookalikeEcosystem, string][] = [
   ['oci', 'docker.io/library/pypy'],
   ['oci', 'docker.io/library/postgres'],
   ['oci', 'ghcr.io/astral-sh/uv'],
+  ['oci', 'registry.corp.example/library/python'],
+  ['oci', 'ghcr.io/someorg/postgres'],
 ];
 
 describe('look-alike names', () => {
