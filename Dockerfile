@@ -27,6 +27,8 @@ COPY package.json ./
 COPY config ./config
 # The pinned Sigstore trusted root: src/signing/trust.ts reads it beside dist/.
 COPY trust ./trust
+# The popular-name lists the look-alike check compares against (share/popular/README.md).
+COPY share ./share
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]

@@ -1,4 +1,5 @@
 import { isRecordCode, type RecordCode } from '../core/record-codes.js';
+import type { LookalikeWarning } from '../names/lookalike.js';
 import type { StoredPullRecord } from '../storage/meta-store.js';
 
 /** What would approve a refused pull: the command that writes it into the policy, and the YAML it writes, or why nothing should. */
@@ -7,6 +8,8 @@ export interface Approval {
   yaml?: string;
   /** When the answer is not a pin (an advisory exception, a scan override) or nothing at all. */
   note: string;
+  /** The name looks like a known one (names/lookalike.ts): what it imitates and why, shown beside the approval. */
+  lookalike?: string;
 }
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -123,8 +126,24 @@ const ANSWERS: Record<RecordCode, Answer> = {
   disk_reserve: NOT_POLICY,
 };
 
-/** Pure: from a refusal row to the reviewed change that would approve it (nothing is written here). */
-export function approvalFor(r: StoredPullRecord): Approval {
+/**
+ * Pure: from a refusal row to the reviewed change that would approve it (nothing is written here).
+ * `lookalikes`: the warnings for its name; a pin of a look-alike is shown with the warning (the
+ * command refuses it without --accept-lookalike), and a look-alike of an internal name has no approval.
+ */
+export function approvalFor(r: StoredPullRecord, lookalikes: LookalikeWarning[] = []): Approval {
   // Rows written before codes existed (or by another version) fall back to what their fields say.
-  return (isRecordCode(r.code) ? ANSWERS[r.code] : PIN)(r);
+  const a = (isRecordCode(r.code) ? ANSWERS[r.code] : PIN)(r);
+  if (!a.command || lookalikes.length === 0) return a;
+  const why = lookalikes.map((w) => w.reason).join('; ');
+  const internal = lookalikes.find((w) => w.source === 'internal');
+  if (internal)
+    return {
+      lookalike: `Look-alike of the internal name ${internal.like}: ${why}.`,
+      note: `Nothing to approve: a near copy of an internal name is how dependency confusion starts, and airlock pin refuses it whatever the flag. If ${r.name} is yours, add it to policy.pypi.internal.`,
+    };
+  return {
+    ...a,
+    lookalike: `Look-alike: ${why}. airlock pin refuses it unless --accept-lookalike is given (a comment beside the entry then records it); check the name first.`,
+  };
 }

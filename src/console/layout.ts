@@ -36,6 +36,7 @@ button { cursor:pointer; }
 .card { border:1px solid var(--line); padding:.7rem 1rem; min-width: 12rem; }
 .card b { display:block; font-size:1.4rem; }
 .error { color: var(--deny); }
+.lookalike { color: var(--deny); border-left: 3px solid var(--deny); padding-left: .5rem; }
 a:focus, button:focus, input:focus, select:focus { outline: 3px solid #f0b429; outline-offset: 1px; }
 figure { margin: .5rem 0 1rem; }
 .key-pypi { color:#0b5cad; font-weight:600; } .key-oci { color:#1a7f37; font-weight:600; } .key-hf { color:#8250df; font-weight:600; } .key-deny { color:#a40e26; font-weight:600; }

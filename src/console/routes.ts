@@ -7,6 +7,7 @@ import { artefactRoutes } from './artefact.js';
 import { filters, page, PAGE, type ConsoleApp } from './context.js';
 import { CSS } from './layout.js';
 import { loginRoutes, sessionRoutes } from './login.js';
+import { lookalikesFor } from './lookalikes.js';
 import { overviewRoutes } from './overview.js';
 import { recordsRoutes } from './records.js';
 import { CODES, refusalsPage } from './views.js';
@@ -73,7 +74,7 @@ export function createConsole(d: ConsoleDeps): ConsoleApp {
       until: to ? Date.parse(`${to}T00:00:00Z`) + 86_400_000 - 1 : undefined,
     };
     const rows = await d.meta.listPulls(f);
-    return page(c, refusalsPage(c.get('session').csrf, { ecosystem, code, from, to, query }, rows, PAGE));
+    return page(c, refusalsPage(c.get('session').csrf, { ecosystem, code, from, to, query }, rows, PAGE, lookalikesFor(d.live.policy, d.log)));
   });
 
   recordsRoutes(app, d);

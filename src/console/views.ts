@@ -1,4 +1,5 @@
 import { html } from 'hono/html';
+import type { LookalikeWarning } from '../names/lookalike.js';
 import type { StoredPullRecord } from '../storage/meta-store.js';
 import { approvalFor } from './approval.js';
 import { RECORD_CODE_LIST } from '../core/record-codes.js';
@@ -25,6 +26,7 @@ export function refusalsPage(
   f: { ecosystem?: string; code?: string; from?: string; to?: string; query: string },
   rows: StoredPullRecord[],
   limit: number,
+  lookalikes: (r: StoredPullRecord) => LookalikeWarning[] = () => [],
 ): H {
   return layout(
     'Refusals',
@@ -38,11 +40,12 @@ ${select('code', 'Reason', f.code, CODES)}
 <button type="submit">Filter</button></form>
 ${rows.length === 0 ? html`<p>No refusals match.</p>` : ''}
 ${rows.map((r) => {
-  const a = approvalFor(r);
+  const a = approvalFor(r, lookalikes(r));
   return html`<section class="refusal" aria-label="Refusal ${r.id}">
 <h2><span class="deny">${r.code ?? r.decision}</span> ${artefact(r)}</h2>
 <p class="muted">${when(r.ts)}${r.count ? html` · ×${r.count} repeats until ${when(r.lastTs ?? r.ts)}` : ''} · ${r.ecosystem} · client <code>${r.client}</code> · rule <code>${r.rule ?? '-'}</code>${r.requestId ? html` · request <code>${r.requestId}</code>` : ''}</p>
 <p>${r.reason ?? ''}</p>
+${a.lookalike ? html`<p class="lookalike" role="note" aria-label="Look-alike warning">${a.lookalike}</p>` : ''}
 <p>${a.note}</p>
 ${a.command ? html`<pre class="approval-command" aria-label="Approval command">${a.command}</pre>` : ''}
 ${a.yaml ? html`<pre class="approval-yaml" aria-label="Policy change">${a.yaml}</pre>` : ''}

@@ -182,6 +182,11 @@ export class HfPolicy {
     return this.allow.size;
   }
 
+  /** Every allowed repository as it is named (datasets/ORG/NAME for a dataset). */
+  repos(): string[] {
+    return [...this.allow.keys()].map((k) => (k.startsWith('dataset:') ? `datasets/${k.slice(8)}` : k.slice(k.indexOf(':') + 1)));
+  }
+
   knows(type: HfRepoType, repo: string): boolean {
     return this.allow.has(key(type, repo));
   }

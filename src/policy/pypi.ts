@@ -183,6 +183,11 @@ export class PypiPolicy {
     return { allow: false, rule: allows[0].id, code: 'version_not_allowed', reason: `${name} ${version} is outside the allowed range ${ranges}` };
   }
 
+  /** Every allowed name, and the internal globs (look-alike checks compare new names with them). */
+  names(): { allowed: string[]; internal: string[] } {
+    return { allowed: [...this.allow.keys()], internal: this.internalGlobs.map((g) => g.glob) };
+  }
+
   /** Names a client may ask for, for the root listing (internal globs cannot be listed). */
   listedNames(): string[] {
     return [...this.allow.keys()].filter((n) => !this.deny.get(n)?.some((d) => d.versions === '')).sort();

@@ -37,6 +37,8 @@ describe('the console in Chromium', () => {
     );
     token = await new Authenticator(a.airlock.meta).create('sec-team', true);
     expect((await rawGet(`${a.url}/pypi/files/tinylib/tinylib-1.0-py3-none-any.whl`)).status).toBe(200);
+    // A look-alike of a popular name (requests), refused as any unapproved name is.
+    expect((await rawGet(`${a.url}/pypi/files/reqeusts/reqeusts-2.32.3-py3-none-any.whl`)).status).toBe(403);
     expect((await rawGet(`${a.url}/pypi/files/tinylib/tinylib-2.0-py3-none-any.whl`)).status).toBe(403);
     const osv = {
       id: 'PYSEC-2099-7',
@@ -126,6 +128,22 @@ describe('the console in Chromium', () => {
     await page.context().addCookies([session]);
     await page.goto(`${a.url}/-/ui/refusals`);
     expect(new URL(page.url()).pathname).toBe('/-/ui/login');
+    await page.context().close();
+  }, 60_000);
+
+  it('a refused look-alike name carries the warning beside its approval', async () => {
+    const page = await loggedIn();
+    await page.goto(`${a.url}/-/ui/refusals?code=not_allowlisted`);
+    const refusal = page.locator('section.refusal', { hasText: 'reqeusts' }).first();
+    const warning = (await refusal.getByRole('note', { name: 'Look-alike warning' }).textContent())!;
+    expect(warning).toContain(`"reqeusts" is one keystroke from "requests": 'ue' swapped (a popular name)`);
+    expect(warning).toContain('--accept-lookalike');
+    expect(await refusal.locator('pre.approval-command').textContent()).toBe("airlock pin pypi 'reqeusts==2.32.3'");
+    // A name that looks like nothing known has no warning.
+    await page.goto(`${a.url}/-/ui/refusals?code=version_not_allowed`);
+    expect(await page.locator('section.refusal', { hasText: 'tinylib' }).first().getByRole('note').count()).toBe(0);
+    await page.goto(`${a.url}/-/ui/refusals?code=not_allowlisted`);
+    await page.screenshot({ path: join(SHOTS, '7-lookalike.png'), fullPage: true });
     await page.context().close();
   }, 60_000);
 

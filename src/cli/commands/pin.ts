@@ -1,5 +1,6 @@
 import { loadConfig } from '../../config/load.js';
 import { resolveHfPin, resolveOciPin, resolvePypiPin, writeHfPin, writeOciPin, writePypiPin } from '../pin.js';
+import { commentEntry, lookalikeGate } from '../lookalike.js';
 import { fail, type Command, type CommandContext } from './shared.js';
 
 /**
@@ -9,6 +10,13 @@ import { fail, type Command, type CommandContext } from './shared.js';
  * where the image gate applies is judged at once (../image.ts), so no client waits on its first pull.
  */
 
+/** The comment beside an accepted look-alike's entry (../lookalike.ts), or a warning that it could not be placed. */
+function noteAccepted(policyFile: string, key: 'name' | 'repo' | 'repository', value: string, comment: string): void {
+  process.stderr.write(`warning: ${comment}\n`);
+  if (!commentEntry(policyFile, key, value, comment))
+    process.stderr.write(`warning: the entry of ${value} was not found to comment in ${policyFile}; add "# ${comment}" beside it\n`);
+}
+
 async function pinOci({ values, configFile }: CommandContext, req: string): Promise<void> {
   const pin = await resolveOciPin(configFile, req);
   const loaded = loadConfig(configFile);
@@ -16,7 +24,9 @@ async function pinOci({ values, configFile }: CommandContext, req: string): Prom
     process.stdout.write(JSON.stringify(pin) + '\n');
     return;
   }
+  const accepted = await lookalikeGate(loaded, 'oci', pin.repository, values['accept-lookalike']);
   const how = writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin);
+  if (accepted) noteAccepted(loaded.policyFile, 'repository', pin.repository, accepted);
   loadConfig(configFile);
   const what = pin.mediaType.includes('index') || pin.mediaType.includes('list') ? `index of ${pin.children} platforms` : `manifest with ${pin.children} blobs`;
   process.stdout.write(`${how} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}) in ${loaded.policyFile}\n`);
@@ -40,7 +50,9 @@ async function pinHf({ values, configFile }: CommandContext, req: string): Promi
     process.stdout.write(JSON.stringify(pin) + '\n');
     return;
   }
+  const accepted = await lookalikeGate(loaded, 'hf', pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo, values['accept-lookalike']);
   const how = writeHfPin(loaded.policyFile, loaded.policyPathInFile, pin);
+  if (accepted) noteAccepted(loaded.policyFile, 'repo', pin.repo, accepted);
   loadConfig(configFile);
   const name = pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo;
   process.stdout.write(`${how} ${name}${pin.ref ? `@${pin.ref}` : ''} -> ${pin.commit} in ${loaded.policyFile}\n`);
@@ -53,7 +65,9 @@ async function pinPypi({ values, configFile }: CommandContext, req: string): Pro
     process.stdout.write(JSON.stringify({ name: pin.name, versions: `==${pin.version}`, sha256: pin.sha256 }) + '\n');
     return;
   }
+  const accepted = await lookalikeGate(loaded, 'pypi', pin.name, values['accept-lookalike']);
   const how = writePypiPin(loaded.policyFile, loaded.policyPathInFile, pin);
+  if (accepted) noteAccepted(loaded.policyFile, 'name', pin.name, accepted);
   // Validate the result so a pin never leaves a policy that fails to load.
   loadConfig(configFile);
   process.stdout.write(
@@ -66,6 +80,10 @@ export const pin: Command = {
     {
       synopsis: "airlock pin pypi 'NAME[==VERSION]' [--config FILE] [--print]",
       text: ['resolve a release upstream (a bare NAME: the newest', 'final release) and add it, with its file hashes,', 'to the policy (comments are kept)'],
+    },
+    {
+      synopsis: 'airlock pin ... --accept-lookalike',
+      text: ['pin a name that looks like a known one (refused', 'without it), with a comment saying so; never a', 'look-alike of an internal name'],
     },
     {
       synopsis: 'airlock pin oci REGISTRY/NAME:TAG [--config FILE] [--print]',

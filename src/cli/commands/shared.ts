@@ -26,6 +26,7 @@ export function parseCommandLine(argv: string[]) {
       limit: { type: 'string' },
       json: { type: 'boolean', default: false },
       print: { type: 'boolean', default: false },
+      'accept-lookalike': { type: 'boolean', default: false },
       all: { type: 'boolean', default: false },
       client: { type: 'string' },
       admin: { type: 'boolean', default: false },
