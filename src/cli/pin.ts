@@ -1,6 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
-import { isMap, isScalar, isSeq, parseDocument, YAMLMap, YAMLSeq, type Document } from 'yaml';
 import { valid as validVersion } from '@renovatebot/pep440';
 import { loadConfig, ConfigError } from '../config/load.js';
 import { Metrics } from '../obs/metrics.js';
@@ -12,7 +10,7 @@ import { AirlockError } from '../core/errors.js';
 import { OciError } from '../oci/errors.js';
 import { parseManifest } from '../oci/reference.js';
 import { parseImageRef } from '../names/oci.js';
-import { canonicalRepository } from '../policy/oci.js';
+import { applyHfPin, applyOciPin, applyPypiPin, editPolicyFile, type PinOutcome } from './pin-apply.js';
 import { COMMIT, isValidRef, isValidRepoId, type HfRepoType } from '../names/hf.js';
 
 export interface PinResult {
@@ -60,23 +58,9 @@ export async function resolvePypiPin(configFile: string, requirement: string): P
   }
 }
 
-/** Add (or replace) the allow entry for a pin in the policy file, keeping its comments and order. */
-export function writePypiPin(policyFile: string, basePath: string[], pin: PinResult): 'added' | 'updated' {
-  const doc = parseDocument(readFileSync(policyFile, 'utf8')) as Document.Parsed;
-  const allowPath = [...basePath, 'pypi', 'allow'];
-  let seq = doc.getIn(allowPath, true);
-  if (!isSeq(seq)) {
-    seq = new YAMLSeq();
-    doc.setIn(allowPath, seq);
-  }
-  const versions = `==${pin.version}`;
-  const entry = doc.createNode({ name: pin.name, versions, sha256: pin.sha256 }) as YAMLMap;
-  const items = (seq as YAMLSeq).items;
-  const idx = items.findIndex((it) => isMap(it) && normalizeName(String(it.get('name'))) === pin.name && String(it.get('versions') ?? '') === versions);
-  if (idx >= 0) items[idx] = entry;
-  else items.push(entry);
-  writeFileSync(policyFile, doc.toString());
-  return idx >= 0 ? 'updated' : 'added';
+/** Add the pin to the policy file (a new exact entry, or the missing hashes of the same exact entry), touching only those lines. */
+export function writePypiPin(policyFile: string, basePath: string[], pin: PinResult): PinOutcome {
+  return editPolicyFile(policyFile, basePath, (ed) => applyPypiPin(ed, pin));
 }
 
 export interface OciPinResult {
@@ -114,61 +98,9 @@ export async function resolveOciPin(configFile: string, reference: string): Prom
   }
 }
 
-/**
- * Pin into a policy file's allow list, keeping comments and order: find (or add) the entry,
- * then set an alias (tag -> digest, branch -> commit) or add the pinned id to a list.
- */
-function writePin(
-  policyFile: string,
-  allowPath: string[],
-  match: (entry: YAMLMap) => boolean,
-  fresh: Record<string, string>,
-  pin: { alias?: [field: string, name: string]; list: string; id: string },
-): 'added' | 'updated' {
-  const doc = parseDocument(readFileSync(policyFile, 'utf8')) as Document.Parsed;
-  let seq = doc.getIn(allowPath, true);
-  if (!isSeq(seq)) {
-    seq = new YAMLSeq();
-    doc.setIn(allowPath, seq);
-  }
-  // An empty flow sequence ("allow: []") would make every new entry a flow map; write block style.
-  if ((seq as YAMLSeq).items.length === 0) (seq as YAMLSeq).flow = false;
-  const items = (seq as YAMLSeq).items;
-  let entry = items.find((it) => isMap(it) && match(it as YAMLMap)) as YAMLMap | undefined;
-  const how = entry ? 'updated' : 'added';
-  if (!entry) {
-    entry = doc.createNode(fresh) as YAMLMap;
-    items.push(entry);
-  }
-  if (pin.alias) {
-    let aliases: unknown = entry.get(pin.alias[0], true);
-    if (!isMap(aliases)) {
-      aliases = doc.createNode({}) as YAMLMap;
-      entry.set(pin.alias[0], aliases);
-    }
-    (aliases as YAMLMap).set(pin.alias[1], pin.id);
-  } else {
-    let list: unknown = entry.get(pin.list, true);
-    if (!isSeq(list)) {
-      list = new YAMLSeq();
-      entry.set(pin.list, list);
-    }
-    const l = list as YAMLSeq;
-    if (!l.items.some((d) => String(isScalar(d) ? d.value : d) === pin.id)) l.add(pin.id);
-  }
-  writeFileSync(policyFile, doc.toString());
-  return how;
-}
-
 /** Add the digest (and the tag alias) to the repository's allow entry. */
-export function writeOciPin(policyFile: string, basePath: string[], pin: OciPinResult): 'added' | 'updated' {
-  return writePin(
-    policyFile,
-    [...basePath, 'oci', 'allow'],
-    (e) => canonicalRepository(String(e.get('repository'))) === pin.repository,
-    { repository: pin.repository },
-    { alias: pin.tag ? ['tags', pin.tag] : undefined, list: 'digests', id: pin.digest },
-  );
+export function writeOciPin(policyFile: string, basePath: string[], pin: OciPinResult): PinOutcome {
+  return editPolicyFile(policyFile, basePath, (ed) => applyOciPin(ed, pin));
 }
 
 export interface HfPinResult {
@@ -200,12 +132,6 @@ export async function resolveHfPin(configFile: string, reference: string): Promi
 }
 
 /** Add the commit (and the ref alias) to the repository's allow entry. */
-export function writeHfPin(policyFile: string, basePath: string[], pin: HfPinResult): 'added' | 'updated' {
-  return writePin(
-    policyFile,
-    [...basePath, 'hf', 'allow'],
-    (e) => String(e.get('repo')) === pin.repo && String(e.get('type') ?? 'model') === pin.type,
-    pin.type === 'dataset' ? { repo: pin.repo, type: 'dataset' } : { repo: pin.repo },
-    { alias: pin.ref ? ['refs', pin.ref] : undefined, list: 'commits', id: pin.commit },
-  );
+export function writeHfPin(policyFile: string, basePath: string[], pin: HfPinResult): PinOutcome {
+  return editPolicyFile(policyFile, basePath, (ed) => applyHfPin(ed, pin));
 }

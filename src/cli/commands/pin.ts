@@ -1,5 +1,6 @@
 import { loadConfig } from '../../config/load.js';
 import { resolveHfPin, resolveOciPin, resolvePypiPin, writeHfPin, writeOciPin, writePypiPin } from '../pin.js';
+import type { PinOutcome } from '../pin-apply.js';
 import { fail, type Command, type CommandContext } from './shared.js';
 
 /**
@@ -8,6 +9,10 @@ import { fail, type Command, type CommandContext } from './shared.js';
  * loaded again after the write, so a pin never leaves a policy that fails to load. An OCI pin
  * where the image gate applies is judged at once (../image.ts), so no client waits on its first pull.
  */
+
+/** The word a single pin has always printed for an entry it found ("updated"), and what it says when the entry already held the pin. */
+const verb = (how: PinOutcome) => (how === 'added' ? 'added' : 'updated');
+const same = (how: PinOutcome) => (how === 'unchanged' ? '; already pinned: nothing to change' : '');
 
 async function pinOci({ values, configFile }: CommandContext, req: string): Promise<void> {
   const pin = await resolveOciPin(configFile, req);
@@ -19,7 +24,7 @@ async function pinOci({ values, configFile }: CommandContext, req: string): Prom
   const how = writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin);
   loadConfig(configFile);
   const what = pin.mediaType.includes('index') || pin.mediaType.includes('list') ? `index of ${pin.children} platforms` : `manifest with ${pin.children} blobs`;
-  process.stdout.write(`${how} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}) in ${loaded.policyFile}\n`);
+  process.stdout.write(`${verb(how)} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}${same(how)}) in ${loaded.policyFile}\n`);
   if (loaded.policy.images.gates(pin.repository)) {
     // Judge it now (layers fetched into the cache, inventory stored): no client waits for it on its first pull.
     const { checkImage, formatReport } = await import('../image.js');
@@ -43,7 +48,9 @@ async function pinHf({ values, configFile }: CommandContext, req: string): Promi
   const how = writeHfPin(loaded.policyFile, loaded.policyPathInFile, pin);
   loadConfig(configFile);
   const name = pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo;
-  process.stdout.write(`${how} ${name}${pin.ref ? `@${pin.ref}` : ''} -> ${pin.commit} in ${loaded.policyFile}\n`);
+  process.stdout.write(
+    `${verb(how)} ${name}${pin.ref ? `@${pin.ref}` : ''} -> ${pin.commit}${how === 'unchanged' ? ' (already pinned: nothing to change)' : ''} in ${loaded.policyFile}\n`,
+  );
 }
 
 async function pinPypi({ values, configFile }: CommandContext, req: string): Promise<void> {
@@ -57,7 +64,7 @@ async function pinPypi({ values, configFile }: CommandContext, req: string): Pro
   // Validate the result so a pin never leaves a policy that fails to load.
   loadConfig(configFile);
   process.stdout.write(
-    `${how} ${pin.name}==${pin.version} (${pin.files.length} file${pin.files.length === 1 ? '' : 's'}, from the ${pin.source} index) in ${loaded.policyFile}\n`,
+    `${verb(how)} ${pin.name}==${pin.version} (${pin.files.length} file${pin.files.length === 1 ? '' : 's'}, from the ${pin.source} index${same(how)}) in ${loaded.policyFile}\n`,
   );
 }
 
