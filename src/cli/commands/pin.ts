@@ -84,12 +84,32 @@ export const pin: Command = {
     },
     { synopsis: 'airlock pin oci REGISTRY/NAME@sha256:DIGEST', text: ['check the digest upstream and pin it'] },
     {
+      synopsis: 'airlock pin pypi -r FILE [--print]',
+      text: ['pin every release of a requirements file (with', 'its --hash lines), pylock.toml or uv.lock'],
+    },
+    {
+      synopsis: 'airlock pin oci -f FILE [--rewrite] [--print]',
+      text: ['pin every image of a Dockerfile, compose or', 'Kubernetes file by digest (--rewrite: print the', 'files with digests in place of tags)'],
+    },
+    { synopsis: 'airlock pin hf -f FILE [--print]', text: ['pin every REPO@REVISION line of FILE'] },
+    {
       synopsis: 'airlock pin hf [datasets/]REPO@REVISION [--config FILE] [--print]',
       text: ['resolve a branch or tag on the Hub to its commit', 'and pin it (ref alias + commit) in the policy'],
     },
   ],
   async run(ctx) {
     const [eco, req] = ctx.rest;
+    const reqs = ctx.values.requirement ?? [];
+    const files = ctx.values.file ?? [];
+    if (reqs.length || files.length) {
+      const bulk = await import('./pin-bulk.js');
+      if (req) fail(`pin ${eco}: give either a reference or ${eco === 'pypi' ? '-r FILE' : '-f FILE'}, not both`);
+      if (eco === 'pypi' && reqs.length && !files.length) return bulk.pinPypiFiles(ctx, reqs);
+      if (eco === 'oci' && files.length && !reqs.length) return bulk.pinOciFiles(ctx, files);
+      if (eco === 'hf' && files.length && !reqs.length) return bulk.pinHfFiles(ctx, files);
+      fail('usage: airlock pin pypi -r FILE | airlock pin oci -f FILE [--rewrite] | airlock pin hf -f FILE');
+    }
+    if (ctx.values.rewrite) fail('pin: --rewrite goes with pin oci -f FILE');
     if (eco === 'oci' && req) return pinOci(ctx, req);
     if (eco === 'hf' && req) return pinHf(ctx, req);
     if (eco !== 'pypi' || !req) fail(`usage: airlock pin pypi 'NAME[==VERSION]' | airlock pin oci REGISTRY/NAME:TAG | airlock pin hf [datasets/]REPO@REVISION`);
