@@ -47,6 +47,7 @@ export class PolicyEditor {
   private readonly ops: Op[] = [];
   private readonly original: string;
   private readonly crlf: boolean;
+  private readonly styles = new Map<string, Style>();
 
   constructor(
     public text: string,
@@ -263,7 +264,16 @@ export class PolicyEditor {
   /** The style of the list (or entry) at `path`, read from the allow list it belongs to. */
   private styleOf(path: Path): Style {
     const i = path.lastIndexOf('allow');
-    const list = this.doc.getIn(path.slice(0, i + 1), true);
+    // Read once, from the file as it was: the entries this editor adds do not vote.
+    const key = path.slice(0, i + 1).join('\0');
+    const known = this.styles.get(key);
+    if (known) return known;
+    const style = this.readStyle(this.doc.getIn(path.slice(0, i + 1), true));
+    this.styles.set(key, style);
+    return style;
+  }
+
+  private readStyle(list: unknown): Style {
     const style: Style = { quote: new Map(Object.entries(DEFAULT_QUOTE)), flow: new Map(), entryFlow: false };
     if (!isSeq(list)) return style;
     const seen = new Set<string>();

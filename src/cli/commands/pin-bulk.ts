@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { parse, type Scalar } from 'yaml';
 import { loadConfig, ConfigError, type LoadedConfig } from '../../config/load.js';
 import { parseImageRef, type ImageRef } from '../../names/oci.js';
 import { withHfResolver, withOciResolver, withPypiResolver } from '../pin.js';
@@ -167,9 +168,15 @@ export function rewrite(text: string, wants: ImageWant[], digests: Map<string, s
     const digest = digests.get(w.ref);
     if (!digest || w.ref.includes('@')) continue;
     const ref = `${w.ref}@${digest}`;
-    out = out.slice(0, w.start) + (w.quote ? scalarText(ref, w.quote) : ref) + out.slice(w.end);
+    out = out.slice(0, w.start) + (w.quote ? yamlRef(ref, w.quote) : ref) + out.slice(w.end);
   }
   return out;
+}
+
+/** An image reference as a YAML scalar in the quoting it had: plain stays plain when it reads back the same (in block and flow context). */
+function yamlRef(ref: string, quote: Scalar.Type): string {
+  const plain = quote === 'PLAIN' && /^[a-z0-9][a-zA-Z0-9._/:@-]*$/.test(ref) && parse(`k: ${ref}`)?.k === ref && parse(`[${ref}]`)?.[0] === ref;
+  return plain ? ref : scalarText(ref, quote);
 }
 
 export async function pinHfFiles(ctx: CommandContext, files: string[]): Promise<void> {
