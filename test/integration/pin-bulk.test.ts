@@ -151,6 +151,22 @@ urllib3==2.2.2
     expect(readFileSync(policyFile, 'utf8')).toBe(after);
   });
 
+  it('a single pin into the shipped config/airlock.yaml changes only the lines it adds', async () => {
+    // The shipped file, pointed at the fake index: the pin's diff must be its own lines and nothing else.
+    const shipped = readFileSync('config/airlock.yaml', 'utf8')
+      .replace('upstream: https://pypi.org/simple/', `upstream: ${pub.simpleUrl}`)
+      .replace('file_hosts: [files.pythonhosted.org]', `file_hosts: ["127.0.0.1:${pub.port}"]`)
+      .replace('data_dir: ./data', `data_dir: ${join(dir, 'data-shipped')}`);
+    const cfg = join(dir, 'shipped.yaml');
+    writeFileSync(cfg, shipped);
+    const r = await airlockCli(['pin', 'pypi', 'urllib3==2.2.2', '--config', cfg]);
+    expect(r.stderr).toBe('');
+    expect(diff(shipped, readFileSync(cfg, 'utf8'))).toEqual({
+      removed: [],
+      added: [`      - { name: urllib3, versions: "==2.2.2", sha256: [${sha256('urllib3')}] }`],
+    });
+  });
+
   it('bad input: one line naming file:line, nothing written', async () => {
     const before = readFileSync(policyFile, 'utf8');
     const req = join(dir, 'bad.txt');
