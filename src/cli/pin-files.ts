@@ -74,11 +74,11 @@ export function parseRequirements(file: string, text = readFileSync(file, 'utf8'
   return out;
 }
 
-/** The line a TOML table naming `name` starts on (for messages): the n-th `name = "…"` line. */
-function tomlLines(text: string): number[] {
+/** The lines the `[[table]]` headers are on (for messages: the n-th package is the n-th header). */
+function tomlLines(text: string, table: string): number[] {
   const lines: number[] = [];
   text.split(/\r?\n/).forEach((l, i) => {
-    if (/^\s*name\s*=/.test(l)) lines.push(i + 1);
+    if (l.trim() === `[[${table}]]`) lines.push(i + 1);
   });
   return lines;
 }
@@ -89,7 +89,7 @@ const tables = (v: unknown): Table[] => (Array.isArray(v) ? v.filter((x): x is T
 /** The packages of a PEP 751 lock file (pylock.toml), parsed: every wheel and sdist sha256 of each package from an index. */
 export function pinsFromPylock(doc: Table, file: string, text: string): PypiWant[] {
   if (typeof doc['lock-version'] !== 'string') throw bad(file, 'not a PEP 751 lock file (no lock-version)');
-  const lines = tomlLines(text);
+  const lines = tomlLines(text, 'packages');
   let n = 0;
   return tables(doc.packages).map((p) => {
     const where = `${file}:${lines[n++] ?? '?'}`;
@@ -110,7 +110,7 @@ export function pinsFromPylock(doc: Table, file: string, text: string): PypiWant
 /** The packages of a uv.lock: registry packages with their sdist and wheel hashes; the project itself (editable, virtual) is left out. */
 export function pinsFromUvLock(doc: Table, file: string, text: string): PypiWant[] {
   if (doc.version === undefined || !Array.isArray(doc.package)) throw bad(file, 'not a uv.lock file (no version and [[package]] tables)');
-  const lines = tomlLines(text);
+  const lines = tomlLines(text, 'package');
   let n = 0;
   const out: PypiWant[] = [];
   for (const p of tables(doc.package)) {
