@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import jsYaml from 'js-yaml';
+import { ConfigError } from '../config/load.js';
 import { isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node, type Pair, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
 
 /**
@@ -18,7 +19,8 @@ import { isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Nod
  * nothing is written.
  */
 
-export class PolicyEditError extends Error {}
+/** A ConfigError, so the CLI says it in one line. */
+export class PolicyEditError extends ConfigError {}
 
 /** What a pin writes: strings, lists of strings and maps of these. */
 export type Val = string | string[] | { [k: string]: Val };
@@ -48,6 +50,8 @@ export class PolicyEditor {
   private readonly original: string;
   private readonly crlf: boolean;
   private readonly styles = new Map<string, Style>();
+  private js?: { value: unknown };
+  private pending?: { eco: string; items: Record<string, Val>[] };
 
   constructor(
     public text: string,
@@ -63,39 +67,54 @@ export class PolicyEditor {
     return (this.parsed ??= parseDocument(this.text));
   }
 
-  /** The allow list of one ecosystem as the loader reads it (for matching), [] when absent. */
+  /** The allow list of one ecosystem as the loader reads it (for matching), [] when absent; entries added and not yet written included. */
   entries(eco: string): Record<string, unknown>[] {
     const v = this.jsAt([...this.base, eco, 'allow']);
-    return Array.isArray(v) ? v : [];
+    const written = Array.isArray(v) ? (v as Record<string, unknown>[]) : [];
+    return this.pending?.eco === eco ? [...written, ...this.pending.items] : written;
   }
 
-  /** Append entries (maps) to `<base>.<eco>.allow`, creating the list (and its parents) when absent. */
+  /**
+   * Append entries (maps) to `<base>.<eco>.allow`, creating the list (and its parents) when absent.
+   * Consecutive additions are written as one edit (a lock file of 100 releases is one splice).
+   */
   addEntries(eco: string, entries: Record<string, Val>[]): void {
-    if (entries.length) this.apply({ kind: 'append', path: [...this.base, eco, 'allow'], items: entries });
+    if (this.pending && this.pending.eco !== eco) this.flush();
+    (this.pending ??= { eco, items: [] }).items.push(...entries);
   }
 
   /** Append values to a list field of entry `index` (created when absent). */
   addToList(eco: string, index: number, field: string, values: string[]): void {
+    this.flush();
     if (values.length) this.apply({ kind: 'append', path: [...this.base, eco, 'allow', index, field], items: values });
   }
 
   /** Set key -> value in a map field of entry `index` (tags, refs; created when absent). */
   setInMap(eco: string, index: number, field: string, key: string, value: string): void {
+    this.flush();
     this.apply({ kind: 'set', path: [...this.base, eco, 'allow', index, field], key, value });
   }
 
   /** Whether entry `index` may be edited in place: a map written here, not an alias, not an anchor others refer to. */
   editable(eco: string, index: number): boolean {
+    this.flush();
     const n = this.doc.getIn([...this.base, eco, 'allow', index], true) as Node | undefined;
     return isMap(n) && !n.anchor;
   }
 
   get changed(): boolean {
-    return this.ops.length > 0;
+    return this.ops.length > 0 || !!this.pending;
+  }
+
+  private flush(): void {
+    const p = this.pending;
+    this.pending = undefined;
+    if (p && p.items.length) this.apply({ kind: 'append', path: [...this.base, p.eco, 'allow'], items: p.items });
   }
 
   /** The edited text, checked: the loader reads exactly the old policy with the intended edits. */
   result(): string {
+    this.flush();
     const expected = structuredClone(loadJs(this.original)) as Record<string, unknown>;
     for (const op of this.ops) applyJs(expected, op);
     if (!isDeepStrictEqual(loadJs(this.text), expected)) {
@@ -107,7 +126,7 @@ export class PolicyEditor {
   }
 
   private jsAt(path: Path): unknown {
-    let v: unknown = loadJs(this.text);
+    let v: unknown = (this.js ??= { value: loadJs(this.text) }).value;
     for (const k of path) v = v && typeof v === 'object' ? (v as Record<string | number, unknown>)[k] : undefined;
     return v;
   }
@@ -139,6 +158,7 @@ export class PolicyEditor {
     if (this.crlf) ins = ins.replace(/\r?\n/g, '\r\n');
     this.text = this.text.slice(0, at) + ins + this.text.slice(at + del);
     this.parsed = undefined;
+    this.js = undefined;
   }
 
   /**

@@ -25,17 +25,20 @@ async function pinOci({ values, configFile }: CommandContext, req: string): Prom
   loadConfig(configFile);
   const what = pin.mediaType.includes('index') || pin.mediaType.includes('list') ? `index of ${pin.children} platforms` : `manifest with ${pin.children} blobs`;
   process.stdout.write(`${verb(how)} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}${same(how)}) in ${loaded.policyFile}\n`);
-  if (loaded.policy.images.gates(pin.repository)) {
-    // Judge it now (layers fetched into the cache, inventory stored): no client waits for it on its first pull.
-    const { checkImage, formatReport } = await import('../image.js');
-    const rep = await checkImage(configFile, `docker://${pin.repository}@${pin.digest}`);
-    process.stdout.write(formatReport(rep));
-    const refused = rep.platforms.filter((p) => !p.verdict.decision.allow);
-    if (refused.length)
-      process.stderr.write(
-        `warning: the image gate will refuse ${refused.map((p) => p.platform ?? p.digest).join(', ')} of this pin until the findings are fixed or excepted\n`,
-      );
-  }
+  await judgeIfGated(configFile, pin.repository, pin.digest);
+}
+
+/** Where the image gate applies, judge a pinned image now (layers fetched into the cache, inventory stored): no client waits for it on its first pull. */
+export async function judgeIfGated(configFile: string, repository: string, digest: string, out: NodeJS.WritableStream = process.stdout): Promise<void> {
+  if (!loadConfig(configFile).policy.images.gates(repository)) return;
+  const { checkImage, formatReport } = await import('../image.js');
+  const rep = await checkImage(configFile, `docker://${repository}@${digest}`);
+  out.write(formatReport(rep));
+  const refused = rep.platforms.filter((p) => !p.verdict.decision.allow);
+  if (refused.length)
+    process.stderr.write(
+      `warning: the image gate will refuse ${refused.map((p) => p.platform ?? p.digest).join(', ')} of ${repository}@${digest} until the findings are fixed or excepted\n`,
+    );
 }
 
 async function pinHf({ values, configFile }: CommandContext, req: string): Promise<void> {
@@ -102,7 +105,7 @@ export const pin: Command = {
     const reqs = ctx.values.requirement ?? [];
     const files = ctx.values.file ?? [];
     if (reqs.length || files.length) {
-      const bulk = await import('./pin-bulk.js');
+      const bulk = await import('../pin-bulk.js');
       if (req) fail(`pin ${eco}: give either a reference or ${eco === 'pypi' ? '-r FILE' : '-f FILE'}, not both`);
       if (eco === 'pypi' && reqs.length && !files.length) return bulk.pinPypiFiles(ctx, reqs);
       if (eco === 'oci' && files.length && !reqs.length) return bulk.pinOciFiles(ctx, files);

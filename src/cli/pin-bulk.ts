@@ -1,12 +1,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parse, type Scalar } from 'yaml';
-import { loadConfig, ConfigError, type LoadedConfig } from '../../config/load.js';
-import { parseImageRef, type ImageRef } from '../../names/oci.js';
-import { withHfResolver, withOciResolver, withPypiResolver } from '../pin.js';
-import { applyHfPin, applyOciPin, applyPypiPin, type PinOutcome } from '../pin-apply.js';
-import { parseHfList, readImageFile, readPypiLock, type ImageWant, type PypiWant } from '../pin-files.js';
-import { PolicyEditor, scalarText } from '../policy-edit.js';
-import type { CommandContext } from './shared.js';
+import { loadConfig, ConfigError, type LoadedConfig } from '../config/load.js';
+import { parseImageRef, type ImageRef } from '../names/oci.js';
+import { withHfResolver, withOciResolver, withPypiResolver } from './pin.js';
+import { applyHfPin, applyOciPin, applyPypiPin, type PinOutcome } from './pin-apply.js';
+import { parseHfList, readImageFile, readPypiLock, type ImageWant, type PypiWant } from './pin-files.js';
+import { PolicyEditor, scalarText } from './policy-edit.js';
+import type { CommandContext } from './commands/shared.js';
 
 /**
  * `airlock pin pypi -r FILE`, `pin oci -f FILE`, `pin hf -f FILE`: approve what a lock file,
@@ -125,6 +125,7 @@ export async function pinOciFiles(ctx: CommandContext, files: string[]): Promise
   const policy = loaded.policy.oci;
   const ed = new PolicyEditor(readFileSync(loaded.policyFile, 'utf8'), loaded.policyPathInFile, loaded.policyFile);
   const digests = new Map<string, string>();
+  const written: { repository: string; digest: string }[] = [];
   const verdicts = settle(
     await withOciResolver(loaded, (resolve) =>
       pool([...refs.entries()], async ([text, { ref, where }]): Promise<Pending> => {
@@ -156,9 +157,12 @@ export async function pinOciFiles(ctx: CommandContext, files: string[]): Promise
       if (read.length > 1) process.stdout.write(`==> ${file} <==\n`);
       process.stdout.write(rewrite(readFileSync(file, 'utf8'), wants, digests));
     }
-    return finish(ctx, loaded, ed, verdicts, process.stderr);
-  }
-  finish(ctx, loaded, ed, verdicts);
+    finish(ctx, loaded, ed, verdicts, process.stderr);
+  } else finish(ctx, loaded, ed, verdicts);
+  if (ctx.values.print) return;
+  const { judgeIfGated } = await import('./commands/pin.js');
+  for (const p of new Map(written.map((w) => [`${w.repository}@${w.digest}`, w])).values())
+    await judgeIfGated(ctx.configFile, p.repository, p.digest, ctx.values.rewrite ? process.stderr : process.stdout);
 }
 
 /** The file's text with `REF@DIGEST` for every reference pinned (references that carry a digest already are left as written). */
