@@ -143,14 +143,29 @@ export class PolicyEditor {
     return pos - (this.text.lastIndexOf('\n', pos - 1) + 1);
   }
 
-  /** The start of the line after the one holding the content that ends at `end` (a newline is added at the end of the file). */
-  private afterLine(end: number): number {
+  /**
+   * The start of the line after the one holding the content that ends at `end` (a newline is added
+   * at the end of the file), past the comment lines that follow it indented deeper than `col`
+   * (they belong to the item or pair that ends there).
+   */
+  private afterLine(end: number, col = Infinity): number {
     let p = end;
     while (p > 0 && /\s/.test(this.text[p - 1])) p--;
+    if (p === 0) return 0;
     const nl = this.text.indexOf('\n', p);
-    if (nl >= 0) return nl + 1;
-    this.splice(this.text.length, 0, '\n');
-    return this.text.length;
+    if (nl < 0) {
+      this.splice(this.text.length, 0, '\n');
+      return this.text.length;
+    }
+    let at = nl + 1;
+    for (let m = /^([ \t]*)#[^\n]*(\n|$)/.exec(this.text.slice(at)); m && m[1].length > col; m = /^([ \t]*)#[^\n]*(\n|$)/.exec(this.text.slice(at))) {
+      if (!m[2]) {
+        this.splice(this.text.length, 0, '\n');
+        return this.text.length;
+      }
+      at += m[0].length;
+    }
+    return at;
   }
 
   private splice(at: number, del: number, ins: string): void {
@@ -213,8 +228,8 @@ export class PolicyEditor {
       const sep = multiline ? `,\n${' '.repeat(this.col(last.range![0]))}` : ', ';
       return this.splice(last.range![1], 0, items.map((v) => sep + flowText(v, style, field && `${field}[]`)).join(''));
     }
-    const at = this.afterLine(last.range![1]);
     const dash = this.col(seq.range![0]);
+    const at = this.afterLine(last.range![1], dash);
     this.splice(at, 0, items.map((v) => blockItem(v, dash, style, field)).join(''));
   }
 
@@ -258,8 +273,9 @@ export class PolicyEditor {
     }
     const last = pairs[pairs.length - 1];
     const end = ((last.value as Node | null)?.range ?? (last.key as Node).range)![1];
-    const at = this.afterLine(end);
-    this.splice(at, 0, blockPair(key, value, this.col((pairs[0].key as Node).range![0]), style, ctx));
+    const keyCol = this.col((pairs[0].key as Node).range![0]);
+    const at = this.afterLine(end, keyCol);
+    this.splice(at, 0, blockPair(key, value, keyCol, style, ctx));
   }
 
   /** Fill an empty list (`[]`, or nothing after the key): block items under the key, or `[ … ]` inside a flow collection. */

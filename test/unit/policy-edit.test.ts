@@ -187,6 +187,16 @@ describe('policy editor: a pin changes only the lines it adds or edits', () => {
     );
   });
 
+  it('comments under the last entry stay with it; comments after the list stay after the new entries', () => {
+    const text = `pypi:\n  allow:\n    - name: x\n      sha256:\n        - ${h('1')}\n      # pinned for the CUDA build\n  # refusals\n  deny: []\n`;
+    const ed = new PolicyEditor(text, []);
+    applyPypiPin(ed, { name: 'y', version: '1', sha256: [h('2')] });
+    expect(ed.result()).toBe(text.replace('  # refusals', `    - name: y\n      versions: "==1"\n      sha256:\n        - ${h('2')}\n  # refusals`));
+    const empty = new PolicyEditor('', []);
+    applyPypiPin(empty, { name: 'y', version: '1', sha256: [h('2')] });
+    expect(empty.result()).toBe(`pypi:\n  allow:\n    - name: y\n      versions: "==1"\n      sha256:\n        - ${h('2')}\n`);
+  });
+
   it('refuses what it cannot edit in place, writing nothing', () => {
     expect(() => new PolicyEditor('pypi: [\n', [])).toThrow(PolicyEditError);
     const ed = new PolicyEditor('pypi:\n  allow: "everything"\n', []);
