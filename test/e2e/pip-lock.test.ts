@@ -13,6 +13,8 @@ import { diff } from '../helpers/line-diff.js';
  * against a local index of real built dists, then the real pip installs the file with
  * --require-hashes through Airlock, and a package outside the file is refused.
  */
+const hasSmolToml = await smolToml();
+
 describe('real pip installs a lock file approved with airlock pin pypi -r', () => {
   const pub = new FakeIndex();
   let a: TestAirlock | undefined;
@@ -107,4 +109,43 @@ beta-lib==1.1 \\
     expect(outside.code).not.toBe(0);
     expect(outside.out).toContain('gamma-lib is not on the PyPI allowlist');
   });
+
+  // Reading TOML needs smol-toml, which is not a dependency yet: this runs once it is installed.
+  it.runIf(hasSmolToml)('pins a pylock.toml (PEP 751) the same way, and pip installs what it names', async () => {
+    const dir2 = mkdtempSync(join(tmpdir(), 'airlock-pylock-'));
+    const policy2 = join(dir2, 'policy.yaml');
+    writeFileSync(policy2, '# reviewed\npypi:\n  allow: []\n');
+    const lock = join(dir2, 'pylock.toml');
+    const file = (d: { filename: string; bytes: Buffer }) =>
+      `{ name = "${d.filename}", url = "${pub.simpleUrl}x/${d.filename}", hashes = { sha256 = "${sha256(d.bytes)}" } }`;
+    writeFileSync(
+      lock,
+      `lock-version = "1.0"\ncreated-by = "test"\n\n[[packages]]\nname = "alpha-lib"\nversion = "1.0"\nwheels = [${file(dists.alpha)}]\n\n[[packages]]\nname = "beta-lib"\nversion = "1.1"\nwheels = [${file(dists.beta)}]\n`,
+    );
+    const cfg = join(dir2, 'airlock.yaml');
+    writeFileSync(
+      cfg,
+      `data_dir: ${join(dir2, 'data')}\npypi:\n  upstream: ${pub.simpleUrl}\n  file_hosts: ["127.0.0.1:${pub.port}"]\npolicy_file: policy.yaml\n`,
+    );
+    const r = await airlockCli(['pin', 'pypi', '-r', lock, '--config', cfg]);
+    expect(r.stdout).toContain('pinned: 2 added, 0 updated, 0 already allowed, 0 refused');
+    const b = await startAirlock(`pypi:\n  upstream: ${pub.simpleUrl}\n  file_hosts: ["127.0.0.1:${pub.port}"]\npolicy_file: ${policy2}\n`);
+    try {
+      const ok = await pip(['install', '--index-url', `${b.url}/pypi/simple/`, '--only-binary', ':all:', '--target', join(dir2, 't'), 'alpha-lib==1.0']);
+      expect(ok.code, ok.out).toBe(0);
+      expect(readdirSync(join(dir2, 't'))).toEqual(expect.arrayContaining(['alpha_lib-1.0.dist-info', 'beta_lib-1.1.dist-info']));
+    } finally {
+      await b.stop();
+    }
+  });
 });
+
+async function smolToml(): Promise<boolean> {
+  try {
+    const mod = 'smol-toml';
+    await import(mod);
+    return true;
+  } catch {
+    return false;
+  }
+}
