@@ -22,6 +22,16 @@ import { isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Nod
 /** A ConfigError, so the CLI says it in one line. */
 export class PolicyEditError extends ConfigError {}
 
+const COMMENT = Symbol('comment');
+
+/**
+ * An entry with a comment line written above it (in a block list; a flow list gets no comment), e.g.
+ * why a look-alike name was accepted. The comment is no part of the value (not enumerable).
+ */
+export function withComment<T extends Record<string, Val>>(entry: T, comment: string): T {
+  return Object.defineProperty({ ...entry }, COMMENT, { value: comment, enumerable: false });
+}
+
 /** What a pin writes: strings, lists of strings and maps of these. */
 export type Val = string | string[] | { [k: string]: Val };
 type Path = (string | number)[];
@@ -394,6 +404,8 @@ const FLOW_WIDTH = 160;
 /** One list item at column `dash`: a flow entry when its neighbours are (and it fits on a line), else a block. */
 function blockItem(v: Val, dash: number, style: Style, field: string): string {
   const pad = ' '.repeat(dash);
+  const note = typeof v === 'object' && !Array.isArray(v) ? (v as { [COMMENT]?: string })[COMMENT] : undefined;
+  if (note) return `${pad}# ${note.replace(/\s+/g, ' ')}\n${blockItem({ ...(v as Record<string, Val>) }, dash, style, field)}`;
   if (typeof v === 'string') return `${pad}- ${scalarText(v, quoteOf(style, `${field}[]`))}\n`;
   if (Array.isArray(v)) return `${pad}- ${flowText(v, style, field)}\n`;
   const flow = `${pad}- ${flowText(v, style)}`;

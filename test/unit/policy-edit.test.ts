@@ -197,6 +197,15 @@ describe('policy editor: a pin changes only the lines it adds or edits', () => {
     expect(empty.result()).toBe(`pypi:\n  allow:\n    - name: y\n      versions: "==1"\n      sha256:\n        - ${h('2')}\n`);
   });
 
+  it('a new entry may carry a comment line above it (a block list), no part of the value', () => {
+    const text = 'pypi:\n  allow:\n    - { name: requests }\n';
+    const ed = new PolicyEditor(text, []);
+    applyPypiPin(ed, { name: 'reqeusts', version: '1.0', sha256: [h('1')] }, 'look-alike of requests, accepted by J. Doe (--accept-lookalike)');
+    expect(ed.result()).toBe(
+      `${text}    # look-alike of requests, accepted by J. Doe (--accept-lookalike)\n    - { name: reqeusts, versions: "==1.0", sha256: [${h('1')}] }\n`,
+    );
+  });
+
   it('refuses what it cannot edit in place, writing nothing', () => {
     expect(() => new PolicyEditor('pypi: [\n', [])).toThrow(PolicyEditError);
     const ed = new PolicyEditor('pypi:\n  allow: "everything"\n', []);
