@@ -1,8 +1,6 @@
-import { readFileSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
-import { isMap, isScalar, isSeq, parseDocument, YAMLMap, YAMLSeq, type Document } from 'yaml';
 import { valid as validVersion } from '@renovatebot/pep440';
-import { loadConfig, ConfigError } from '../config/load.js';
+import { loadConfig, ConfigError, type LoadedConfig } from '../config/load.js';
 import { Metrics } from '../obs/metrics.js';
 import { parseFilename } from '../pypi/filenames.js';
 import { newestRelease } from '../pypi/newest.js';
@@ -11,8 +9,8 @@ import { hfHub, openMeta, pypiIndex, upstreamHttp, withOciUpstream } from '../ba
 import { AirlockError } from '../core/errors.js';
 import { OciError } from '../oci/errors.js';
 import { parseManifest } from '../oci/reference.js';
-import { parseImageRef } from '../names/oci.js';
-import { canonicalRepository } from '../policy/oci.js';
+import { parseImageRef, type ImageRef } from '../names/oci.js';
+import { applyHfPin, applyOciPin, applyPypiPin, editPolicyFile, type PinOutcome } from './pin-apply.js';
 import { COMMIT, isValidRef, isValidRepoId, type HfRepoType } from '../names/hf.js';
 
 export interface PinResult {
@@ -34,49 +32,46 @@ export async function resolvePypiPin(configFile: string, requirement: string): P
   if (!m || !isValidProjectName(m[1]) || (m[2] !== undefined && !validVersion(m[2]))) {
     throw new ConfigError(`pin: expected NAME or NAME==VERSION with a PEP 440 version (e.g. 'requests==2.32.3'), got ${JSON.stringify(requirement)}`);
   }
-  const name = normalizeName(m[1]);
-  const loaded = loadConfig(configFile);
+  return withPypiResolver(loadConfig(configFile), (resolve) => resolve(normalizeName(m[1]), m[2]));
+}
+
+/**
+ * Open the configured index once and resolve any number of releases through it (`pin pypi NAME`
+ * and `pin pypi -r FILE` share this): `name` normalised, `version` absent for the newest final release.
+ */
+export async function withPypiResolver<T>(
+  loaded: LoadedConfig,
+  use: (resolve: (name: string, version?: string) => Promise<PinResult>) => Promise<T>,
+): Promise<T> {
   // The configured metadata store: the page fetched to pin is cached like any other (ttl 0: always asked fresh).
   const meta = await openMeta(loaded, { create: true });
   const http = upstreamHttp(loaded, 'pypi');
   try {
-    const source = loaded.policy.pypi.internalRule(name) ? 'internal' : 'public';
     const index = pypiIndex(loaded, { http, meta, metrics: new Metrics(false), log: pino({ level: 'silent' }), ttlSeconds: 0 });
-    const page = await index.project(name, source);
-    // A pin records what the index says now: never hashes from a page kept while the index is down.
-    if (page.stale) throw new ConfigError(`pin: the ${source} index cannot be read now (${page.staleReason}); not pinning from a cached page`);
-    const version = m[2] ?? newestRelease(page.project.files, name);
-    if (version === null)
-      throw new ConfigError(`pin: the ${source} index has no final release of ${name} with verifiable files; name the version (NAME==VERSION)`);
-    const files = page.project.files.filter((f) => {
-      const p = parseFilename(f.filename, name);
-      return p && p.name === name && p.version === version && f.hashes.sha256;
+    return await use(async (name, wanted) => {
+      const source = loaded.policy.pypi.internalRule(name) ? 'internal' : 'public';
+      const page = await index.project(name, source);
+      // A pin records what the index says now: never hashes from a page kept while the index is down.
+      if (page.stale) throw new ConfigError(`pin: the ${source} index cannot be read now (${page.staleReason}); not pinning from a cached page`);
+      const version = wanted ?? newestRelease(page.project.files, name);
+      if (version === null)
+        throw new ConfigError(`pin: the ${source} index has no final release of ${name} with verifiable files; name the version (NAME==VERSION)`);
+      const files = page.project.files.filter((f) => {
+        const p = parseFilename(f.filename, name);
+        return p && p.name === name && p.version === version && f.hashes.sha256;
+      });
+      if (files.length === 0) throw new ConfigError(`pin: the ${source} index has no files with a sha256 for ${name}==${version}`);
+      return { name, version, sha256: files.map((f) => f.hashes.sha256), files: files.map((f) => f.filename), source };
     });
-    if (files.length === 0) throw new ConfigError(`pin: the ${source} index has no files with a sha256 for ${name}==${version}`);
-    return { name, version, sha256: files.map((f) => f.hashes.sha256), files: files.map((f) => f.filename), source };
   } finally {
     await http.close();
     await meta.close();
   }
 }
 
-/** Add (or replace) the allow entry for a pin in the policy file, keeping its comments and order. */
-export function writePypiPin(policyFile: string, basePath: string[], pin: PinResult): 'added' | 'updated' {
-  const doc = parseDocument(readFileSync(policyFile, 'utf8')) as Document.Parsed;
-  const allowPath = [...basePath, 'pypi', 'allow'];
-  let seq = doc.getIn(allowPath, true);
-  if (!isSeq(seq)) {
-    seq = new YAMLSeq();
-    doc.setIn(allowPath, seq);
-  }
-  const versions = `==${pin.version}`;
-  const entry = doc.createNode({ name: pin.name, versions, sha256: pin.sha256 }) as YAMLMap;
-  const items = (seq as YAMLSeq).items;
-  const idx = items.findIndex((it) => isMap(it) && normalizeName(String(it.get('name'))) === pin.name && String(it.get('versions') ?? '') === versions);
-  if (idx >= 0) items[idx] = entry;
-  else items.push(entry);
-  writeFileSync(policyFile, doc.toString());
-  return idx >= 0 ? 'updated' : 'added';
+/** Add the pin to the policy file (a new exact entry, or the missing hashes of the same exact entry), touching only those lines. */
+export function writePypiPin(policyFile: string, basePath: string[], pin: PinResult): PinOutcome {
+  return editPolicyFile(policyFile, basePath, (ed) => applyPypiPin(ed, pin));
 }
 
 export interface OciPinResult {
@@ -101,74 +96,29 @@ export async function resolveOciPin(configFile: string, reference: string): Prom
   if (!parsed.ok) throw new ConfigError(`pin: ${parsed.reason}; ${usage}`);
   const ref = parsed.ref;
   if (!ref.tag && !ref.digest) throw new ConfigError(`pin: ${usage}, got ${JSON.stringify(reference)}`);
-  try {
-    return await withOciUpstream(loaded, async ({ upstream }) => {
-      // Asked upstream even when the store holds it: a pin says the registry has it now.
-      const m = await upstream.resolve(upstream.targetOf(ref), ref, { fresh: true });
-      const children = parseManifest(m.bytes, m.mediaType).children.length;
-      return { repository: ref.repository, tag: ref.digest ? undefined : ref.tag, digest: m.digest, mediaType: m.mediaType, children };
-    });
-  } catch (e) {
-    if (e instanceof OciError || e instanceof AirlockError) throw new ConfigError(`pin: ${e.message}; not pinning`);
-    throw e;
-  }
+  return withOciResolver(loaded, (resolve) => resolve(ref));
 }
 
-/**
- * Pin into a policy file's allow list, keeping comments and order: find (or add) the entry,
- * then set an alias (tag -> digest, branch -> commit) or add the pinned id to a list.
- */
-function writePin(
-  policyFile: string,
-  allowPath: string[],
-  match: (entry: YAMLMap) => boolean,
-  fresh: Record<string, string>,
-  pin: { alias?: [field: string, name: string]; list: string; id: string },
-): 'added' | 'updated' {
-  const doc = parseDocument(readFileSync(policyFile, 'utf8')) as Document.Parsed;
-  let seq = doc.getIn(allowPath, true);
-  if (!isSeq(seq)) {
-    seq = new YAMLSeq();
-    doc.setIn(allowPath, seq);
-  }
-  // An empty flow sequence ("allow: []") would make every new entry a flow map; write block style.
-  if ((seq as YAMLSeq).items.length === 0) (seq as YAMLSeq).flow = false;
-  const items = (seq as YAMLSeq).items;
-  let entry = items.find((it) => isMap(it) && match(it as YAMLMap)) as YAMLMap | undefined;
-  const how = entry ? 'updated' : 'added';
-  if (!entry) {
-    entry = doc.createNode(fresh) as YAMLMap;
-    items.push(entry);
-  }
-  if (pin.alias) {
-    let aliases: unknown = entry.get(pin.alias[0], true);
-    if (!isMap(aliases)) {
-      aliases = doc.createNode({}) as YAMLMap;
-      entry.set(pin.alias[0], aliases);
-    }
-    (aliases as YAMLMap).set(pin.alias[1], pin.id);
-  } else {
-    let list: unknown = entry.get(pin.list, true);
-    if (!isSeq(list)) {
-      list = new YAMLSeq();
-      entry.set(pin.list, list);
-    }
-    const l = list as YAMLSeq;
-    if (!l.items.some((d) => String(isScalar(d) ? d.value : d) === pin.id)) l.add(pin.id);
-  }
-  writeFileSync(policyFile, doc.toString());
-  return how;
+/** Open the mirror's OCI upstream service once and resolve any number of references through it. */
+export async function withOciResolver<T>(loaded: LoadedConfig, use: (resolve: (ref: ImageRef) => Promise<OciPinResult>) => Promise<T>): Promise<T> {
+  return withOciUpstream(loaded, ({ upstream }) =>
+    use(async (ref) => {
+      try {
+        // Asked upstream even when the store holds it: a pin says the registry has it now.
+        const m = await upstream.resolve(upstream.targetOf(ref), ref, { fresh: true });
+        const children = parseManifest(m.bytes, m.mediaType).children.length;
+        return { repository: ref.repository, tag: ref.digest ? undefined : ref.tag, digest: m.digest, mediaType: m.mediaType, children };
+      } catch (e) {
+        if (e instanceof OciError || e instanceof AirlockError) throw new ConfigError(`pin: ${e.message}; not pinning`);
+        throw e;
+      }
+    }),
+  );
 }
 
 /** Add the digest (and the tag alias) to the repository's allow entry. */
-export function writeOciPin(policyFile: string, basePath: string[], pin: OciPinResult): 'added' | 'updated' {
-  return writePin(
-    policyFile,
-    [...basePath, 'oci', 'allow'],
-    (e) => canonicalRepository(String(e.get('repository'))) === pin.repository,
-    { repository: pin.repository },
-    { alias: pin.tag ? ['tags', pin.tag] : undefined, list: 'digests', id: pin.digest },
-  );
+export function writeOciPin(policyFile: string, basePath: string[], pin: OciPinResult): PinOutcome {
+  return editPolicyFile(policyFile, basePath, (ed) => applyOciPin(ed, pin));
 }
 
 export interface HfPinResult {
@@ -181,18 +131,24 @@ export interface HfPinResult {
 
 /** Resolve [datasets/]ORG/NAME@REVISION on the Hub to the commit it points at today. */
 export async function resolveHfPin(configFile: string, reference: string): Promise<HfPinResult> {
-  const loaded = loadConfig(configFile);
-  const m = /^(datasets\/)?([^@\s]+)@([^\s]+)$/.exec(reference.trim());
-  const usage = `pin: expected [datasets/]REPO@REVISION (e.g. openai-community/gpt2@main or datasets/org/corpus@v1.0), got ${JSON.stringify(reference)}`;
-  if (!m || !isValidRepoId(m[2]) || !isValidRef(m[3])) throw new ConfigError(usage);
-  const type: HfRepoType = m[1] ? 'dataset' : 'model';
+  return withHfResolver(loadConfig(configFile), (resolve) => resolve(reference));
+}
+
+/** Open the Hub client once and resolve any number of [datasets/]REPO@REVISION through it. */
+export async function withHfResolver<T>(loaded: LoadedConfig, use: (resolve: (reference: string) => Promise<HfPinResult>) => Promise<T>): Promise<T> {
   const http = upstreamHttp(loaded, 'hf');
   const meta = await openMeta(loaded, { create: true });
   try {
     const hub = hfHub(loaded, { http, meta, log: pino({ level: 'silent' }) });
-    const commit = await hub.resolveRevision(type, m[2], m[3]);
-    if (COMMIT.test(m[3]) && commit !== m[3]) throw new ConfigError(`pin: the Hub resolved ${m[3]} to ${commit}; not pinning`);
-    return { type, repo: m[2], ref: COMMIT.test(m[3]) ? undefined : m[3], commit };
+    return await use(async (reference) => {
+      const m = /^(datasets\/)?([^@\s]+)@([^\s]+)$/.exec(reference.trim());
+      const usage = `pin: expected [datasets/]REPO@REVISION (e.g. openai-community/gpt2@main or datasets/org/corpus@v1.0), got ${JSON.stringify(reference)}`;
+      if (!m || !isValidRepoId(m[2]) || !isValidRef(m[3])) throw new ConfigError(usage);
+      const type: HfRepoType = m[1] ? 'dataset' : 'model';
+      const commit = await hub.resolveRevision(type, m[2], m[3]);
+      if (COMMIT.test(m[3]) && commit !== m[3]) throw new ConfigError(`pin: the Hub resolved ${m[3]} to ${commit}; not pinning`);
+      return { type, repo: m[2], ref: COMMIT.test(m[3]) ? undefined : m[3], commit };
+    });
   } finally {
     await http.close();
     await meta.close();
@@ -200,12 +156,6 @@ export async function resolveHfPin(configFile: string, reference: string): Promi
 }
 
 /** Add the commit (and the ref alias) to the repository's allow entry. */
-export function writeHfPin(policyFile: string, basePath: string[], pin: HfPinResult): 'added' | 'updated' {
-  return writePin(
-    policyFile,
-    [...basePath, 'hf', 'allow'],
-    (e) => String(e.get('repo')) === pin.repo && String(e.get('type') ?? 'model') === pin.type,
-    pin.type === 'dataset' ? { repo: pin.repo, type: 'dataset' } : { repo: pin.repo },
-    { alias: pin.ref ? ['refs', pin.ref] : undefined, list: 'commits', id: pin.commit },
-  );
+export function writeHfPin(policyFile: string, basePath: string[], pin: HfPinResult): PinOutcome {
+  return editPolicyFile(policyFile, basePath, (ed) => applyHfPin(ed, pin));
 }

@@ -1,6 +1,7 @@
 import { loadConfig } from '../../config/load.js';
 import { resolveHfPin, resolveOciPin, resolvePypiPin, writeHfPin, writeOciPin, writePypiPin } from '../pin.js';
 import { commentEntry, lookalikeGate } from '../lookalike.js';
+import type { PinOutcome } from '../pin-apply.js';
 import { fail, type Command, type CommandContext } from './shared.js';
 
 /**
@@ -16,6 +17,9 @@ function noteAccepted(policyFile: string, key: 'name' | 'repo' | 'repository', v
   if (!commentEntry(policyFile, key, value, comment))
     process.stderr.write(`warning: the entry of ${value} was not found to comment in ${policyFile}; add "# ${comment}" beside it\n`);
 }
+/** The word a single pin has always printed for an entry it found ("updated"), and what it says when the entry already held the pin. */
+const verb = (how: PinOutcome) => (how === 'added' ? 'added' : 'updated');
+const same = (how: PinOutcome) => (how === 'unchanged' ? '; already pinned: nothing to change' : '');
 
 async function pinOci({ values, configFile }: CommandContext, req: string): Promise<void> {
   const pin = await resolveOciPin(configFile, req);
@@ -29,18 +33,21 @@ async function pinOci({ values, configFile }: CommandContext, req: string): Prom
   if (accepted) noteAccepted(loaded.policyFile, 'repository', pin.repository, accepted);
   loadConfig(configFile);
   const what = pin.mediaType.includes('index') || pin.mediaType.includes('list') ? `index of ${pin.children} platforms` : `manifest with ${pin.children} blobs`;
-  process.stdout.write(`${how} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}) in ${loaded.policyFile}\n`);
-  if (loaded.policy.images.gates(pin.repository)) {
-    // Judge it now (layers fetched into the cache, inventory stored): no client waits for it on its first pull.
-    const { checkImage, formatReport } = await import('../image.js');
-    const rep = await checkImage(configFile, `docker://${pin.repository}@${pin.digest}`);
-    process.stdout.write(formatReport(rep));
-    const refused = rep.platforms.filter((p) => !p.verdict.decision.allow);
-    if (refused.length)
-      process.stderr.write(
-        `warning: the image gate will refuse ${refused.map((p) => p.platform ?? p.digest).join(', ')} of this pin until the findings are fixed or excepted\n`,
-      );
-  }
+  process.stdout.write(`${verb(how)} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}${same(how)}) in ${loaded.policyFile}\n`);
+  await judgeIfGated(configFile, pin.repository, pin.digest);
+}
+
+/** Where the image gate applies, judge a pinned image now (layers fetched into the cache, inventory stored): no client waits for it on its first pull. */
+export async function judgeIfGated(configFile: string, repository: string, digest: string, out: NodeJS.WritableStream = process.stdout): Promise<void> {
+  if (!loadConfig(configFile).policy.images.gates(repository)) return;
+  const { checkImage, formatReport } = await import('../image.js');
+  const rep = await checkImage(configFile, `docker://${repository}@${digest}`);
+  out.write(formatReport(rep));
+  const refused = rep.platforms.filter((p) => !p.verdict.decision.allow);
+  if (refused.length)
+    process.stderr.write(
+      `warning: the image gate will refuse ${refused.map((p) => p.platform ?? p.digest).join(', ')} of ${repository}@${digest} until the findings are fixed or excepted\n`,
+    );
 }
 
 async function pinHf({ values, configFile }: CommandContext, req: string): Promise<void> {
@@ -55,7 +62,9 @@ async function pinHf({ values, configFile }: CommandContext, req: string): Promi
   if (accepted) noteAccepted(loaded.policyFile, 'repo', pin.repo, accepted);
   loadConfig(configFile);
   const name = pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo;
-  process.stdout.write(`${how} ${name}${pin.ref ? `@${pin.ref}` : ''} -> ${pin.commit} in ${loaded.policyFile}\n`);
+  process.stdout.write(
+    `${verb(how)} ${name}${pin.ref ? `@${pin.ref}` : ''} -> ${pin.commit}${how === 'unchanged' ? ' (already pinned: nothing to change)' : ''} in ${loaded.policyFile}\n`,
+  );
 }
 
 async function pinPypi({ values, configFile }: CommandContext, req: string): Promise<void> {
@@ -71,7 +80,7 @@ async function pinPypi({ values, configFile }: CommandContext, req: string): Pro
   // Validate the result so a pin never leaves a policy that fails to load.
   loadConfig(configFile);
   process.stdout.write(
-    `${how} ${pin.name}==${pin.version} (${pin.files.length} file${pin.files.length === 1 ? '' : 's'}, from the ${pin.source} index) in ${loaded.policyFile}\n`,
+    `${verb(how)} ${pin.name}==${pin.version} (${pin.files.length} file${pin.files.length === 1 ? '' : 's'}, from the ${pin.source} index${same(how)}) in ${loaded.policyFile}\n`,
   );
 }
 
@@ -95,12 +104,32 @@ export const pin: Command = {
     },
     { synopsis: 'airlock pin oci REGISTRY/NAME@sha256:DIGEST', text: ['check the digest upstream and pin it'] },
     {
+      synopsis: 'airlock pin pypi -r FILE [--print]',
+      text: ['pin every release of a requirements file (with', 'its --hash lines), pylock.toml or uv.lock'],
+    },
+    {
+      synopsis: 'airlock pin oci -f FILE [--rewrite] [--print]',
+      text: ['pin every image of a Dockerfile, compose or', 'Kubernetes file by digest (--rewrite: print the', 'files with digests in place of tags)'],
+    },
+    { synopsis: 'airlock pin hf -f FILE [--print]', text: ['pin every REPO@REVISION line of FILE'] },
+    {
       synopsis: 'airlock pin hf [datasets/]REPO@REVISION [--config FILE] [--print]',
       text: ['resolve a branch or tag on the Hub to its commit', 'and pin it (ref alias + commit) in the policy'],
     },
   ],
   async run(ctx) {
     const [eco, req] = ctx.rest;
+    const reqs = ctx.values.requirement ?? [];
+    const files = ctx.values.file ?? [];
+    if (reqs.length || files.length) {
+      const bulk = await import('../pin-bulk.js');
+      if (req) fail(`pin ${eco}: give either a reference or ${eco === 'pypi' ? '-r FILE' : '-f FILE'}, not both`);
+      if (eco === 'pypi' && reqs.length && !files.length) return bulk.pinPypiFiles(ctx, reqs);
+      if (eco === 'oci' && files.length && !reqs.length) return bulk.pinOciFiles(ctx, files);
+      if (eco === 'hf' && files.length && !reqs.length) return bulk.pinHfFiles(ctx, files);
+      fail('usage: airlock pin pypi -r FILE | airlock pin oci -f FILE [--rewrite] | airlock pin hf -f FILE');
+    }
+    if (ctx.values.rewrite) fail('pin: --rewrite goes with pin oci -f FILE');
     if (eco === 'oci' && req) return pinOci(ctx, req);
     if (eco === 'hf' && req) return pinHf(ctx, req);
     if (eco !== 'pypi' || !req) fail(`usage: airlock pin pypi 'NAME[==VERSION]' | airlock pin oci REGISTRY/NAME:TAG | airlock pin hf [datasets/]REPO@REVISION`);

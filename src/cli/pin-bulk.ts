@@ -1,0 +1,223 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parse, type Scalar } from 'yaml';
+import { loadConfig, ConfigError, type LoadedConfig } from '../config/load.js';
+import { parseImageRef, type ImageRef } from '../names/oci.js';
+import { withHfResolver, withOciResolver, withPypiResolver } from './pin.js';
+import { applyHfPin, applyOciPin, applyPypiPin, type PinOutcome } from './pin-apply.js';
+import { parseHfList, readImageFile, readPypiLock, type ImageWant, type PypiWant } from './pin-files.js';
+import { PolicyEditor, scalarText } from './policy-edit.js';
+import type { CommandContext } from './commands/shared.js';
+
+/**
+ * `airlock pin pypi -r FILE`, `pin oci -f FILE`, `pin hf -f FILE`: approve what a lock file,
+ * Dockerfile, compose or Kubernetes file or model list names, in one command. Every file is read
+ * first (bad input: one line naming file:line, nothing resolved or written); then each item is
+ * resolved upstream through the same code as a single pin (../pin.ts), judged against the policy
+ * (denied, already allowed) and added through the byte-preserving editor (../policy-edit.ts);
+ * the policy file is written once, and loaded again (on failure the old bytes are put back).
+ * One summary at the end; exit 1 when anything was refused.
+ */
+
+type Verdict = { how: PinOutcome | 'allowed' | 'refused'; line: string };
+/** A verdict, or the edit to make: edits are made after every item is resolved, in the files' order, so the diff reads like the files. */
+type Pending = Verdict | (() => Verdict);
+const settle = (all: Pending[]): Verdict[] => all.map((p) => (typeof p === 'function' ? p() : p));
+
+const POOL = 4;
+
+/** Run `fn` over `items`, at most POOL at a time, results in order. */
+async function pool<T, R>(items: T[], fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(POOL, items.length) }, worker));
+  return out;
+}
+
+const why = (e: unknown) => (e instanceof ConfigError ? e.message.replace(/^pin: /, '') : (e as Error).message);
+
+/** Write the edited policy (unless --print) and print one line per item and the summary; exit 1 when something was refused. */
+function finish(ctx: CommandContext, loaded: LoadedConfig, ed: PolicyEditor, verdicts: Verdict[], out: NodeJS.WritableStream = process.stdout): void {
+  const print = !!ctx.values.print;
+  if (ed.changed && !print) {
+    const old = readFileSync(loaded.policyFile, 'utf8');
+    writeFileSync(loaded.policyFile, ed.result());
+    try {
+      loadConfig(ctx.configFile);
+    } catch (e) {
+      writeFileSync(loaded.policyFile, old);
+      throw new ConfigError(`the pinned policy would not load (${why(e)}); nothing written`);
+    }
+  } else if (ed.changed) ed.result();
+  for (const v of verdicts) out.write(v.line + '\n');
+  const n = (h: Verdict['how'][]) => verdicts.filter((v) => h.includes(v.how)).length;
+  const refused = n(['refused']);
+  out.write(
+    `${print ? 'would pin (--print: nothing written)' : 'pinned'}: ${n(['added'])} added, ${n(['updated'])} updated, ${n(['unchanged', 'allowed'])} already allowed, ${refused} refused, in ${loaded.policyFile}\n`,
+  );
+  if (refused) process.exitCode = 1;
+}
+
+function word(how: PinOutcome, print: boolean): string {
+  if (how === 'unchanged') return 'already allowed';
+  return print ? `would be ${how}` : how;
+}
+
+export async function pinPypiFiles(ctx: CommandContext, files: string[]): Promise<void> {
+  const wants = new Map<string, PypiWant>();
+  for (const f of files)
+    for (const w of await readPypiLock(f)) {
+      const k = `${w.name}==${w.version}`;
+      const had = wants.get(k);
+      wants.set(k, had ? { ...had, sha256: [...new Set([...had.sha256, ...w.sha256])], refuse: had.refuse ?? w.refuse } : w);
+    }
+  const loaded = loadConfig(ctx.configFile);
+  const policy = loaded.policy.pypi;
+  const ed = new PolicyEditor(readFileSync(loaded.policyFile, 'utf8'), loaded.policyPathInFile, loaded.policyFile);
+  const verdicts = settle(
+    await withPypiResolver(loaded, (resolve) =>
+      pool([...wants.values()], async (w): Promise<Pending> => {
+        const id = `${w.name}==${w.version}`;
+        const refuse = (reason: string): Verdict => ({ how: 'refused', line: `refused ${id} (${w.where}): ${reason}` });
+        if (w.refuse) return refuse(w.refuse);
+        const internal = policy.internalRule(w.name);
+        if (internal) return { how: 'allowed', line: `already allowed ${id}: an internal name (${internal}), answered only from the internal index` };
+        const deny = policy.decideFile(w.name, w.version, undefined);
+        if (!deny.allow && deny.code === 'denied') return refuse(deny.reason);
+        let sha256: string[];
+        try {
+          const found = await resolve(w.name, w.version);
+          const missing = w.sha256.filter((h) => !found.sha256.includes(h));
+          if (missing.length) return refuse(`sha256 ${missing[0]} is not a file of ${id} on the ${found.source} index`);
+          sha256 = w.sha256.length ? w.sha256 : found.sha256;
+        } catch (e) {
+          return refuse(why(e));
+        }
+        const decisions = sha256.map((h) => policy.decideFile(w.name, w.version, h));
+        if (decisions.every((d) => d.allow)) return { how: 'allowed', line: `already allowed ${id} (policy rule ${decisions[0].rule})` };
+        return () => {
+          const how = applyPypiPin(ed, { name: w.name, version: w.version, sha256 });
+          return { how, line: `${word(how, !!ctx.values.print)} ${id} (${sha256.length} file${sha256.length === 1 ? '' : 's'})` };
+        };
+      }),
+    ),
+  );
+  finish(ctx, loaded, ed, verdicts);
+}
+
+export async function pinOciFiles(ctx: CommandContext, files: string[]): Promise<void> {
+  const loaded = loadConfig(ctx.configFile);
+  const read = files.map((f) => ({ file: f, wants: readImageFile(f) }));
+  // Every reference is checked before anything is asked upstream: bad input writes nothing.
+  const refs = new Map<string, { ref: ImageRef; where: string }>();
+  for (const { wants } of read)
+    for (const w of wants) {
+      const p = parseImageRef(w.ref, loaded.config.oci.default_registry);
+      if (!p.ok) throw new ConfigError(`${w.where}: ${p.reason}`);
+      // No tag and no digest: what Docker pulls, latest.
+      if (!refs.has(w.ref)) refs.set(w.ref, { ref: p.ref.tag || p.ref.digest ? p.ref : { ...p.ref, tag: 'latest' }, where: w.where });
+    }
+  const policy = loaded.policy.oci;
+  const ed = new PolicyEditor(readFileSync(loaded.policyFile, 'utf8'), loaded.policyPathInFile, loaded.policyFile);
+  const digests = new Map<string, string>();
+  const written: { repository: string; digest: string }[] = [];
+  const verdicts = settle(
+    await withOciResolver(loaded, (resolve) =>
+      pool([...refs.entries()], async ([text, { ref, where }]): Promise<Pending> => {
+        const id = `${ref.repository}${ref.tag ? `:${ref.tag}` : ''}${ref.digest ? `@${ref.digest}` : ''}`;
+        const refuse = (reason: string): Verdict => ({ how: 'refused', line: `refused ${id} (${where}): ${reason}` });
+        const repoDecision = policy.decideRepository(ref.repository);
+        if (!repoDecision.allow && repoDecision.code === 'denied') return refuse(repoDecision.reason);
+        let pin;
+        try {
+          pin = { ...(await resolve(ref)), tag: ref.tag };
+        } catch (e) {
+          return refuse(why(e));
+        }
+        const d = policy.decideDigest(pin.repository, pin.digest);
+        if (!d.allow && d.code === 'denied') return refuse(d.reason);
+        digests.set(text, pin.digest);
+        const already = pin.tag ? policy.resolveTag(pin.repository, pin.tag).digest === pin.digest : d.allow;
+        if (already) return { how: 'allowed', line: `already allowed ${id} -> ${pin.digest}` };
+        return () => {
+          const how = applyOciPin(ed, pin);
+          return { how, line: `${word(how, !!ctx.values.print)} ${id} -> ${pin.digest}` };
+        };
+      }),
+    ),
+  );
+  if (ctx.values.rewrite) {
+    // The files with digests in place of tags, on stdout; the report goes to stderr.
+    for (const { file, wants } of read) {
+      if (read.length > 1) process.stdout.write(`==> ${file} <==\n`);
+      process.stdout.write(rewrite(readFileSync(file, 'utf8'), wants, digests));
+    }
+    finish(ctx, loaded, ed, verdicts, process.stderr);
+  } else finish(ctx, loaded, ed, verdicts);
+  if (ctx.values.print) return;
+  const { judgeIfGated } = await import('./commands/pin.js');
+  for (const p of new Map(written.map((w) => [`${w.repository}@${w.digest}`, w])).values())
+    await judgeIfGated(ctx.configFile, p.repository, p.digest, ctx.values.rewrite ? process.stderr : process.stdout);
+}
+
+/** The file's text with `REF@DIGEST` for every reference pinned (references that carry a digest already are left as written). */
+export function rewrite(text: string, wants: ImageWant[], digests: Map<string, string>): string {
+  let out = text;
+  for (const w of [...wants].sort((a, b) => b.start - a.start)) {
+    const digest = digests.get(w.ref);
+    if (!digest || w.ref.includes('@')) continue;
+    const ref = `${w.ref}@${digest}`;
+    out = out.slice(0, w.start) + (w.quote ? yamlRef(ref, w.quote) : ref) + out.slice(w.end);
+  }
+  return out;
+}
+
+/** An image reference as a YAML scalar in the quoting it had: plain stays plain when it reads back the same (in block and flow context). */
+function yamlRef(ref: string, quote: Scalar.Type): string {
+  const plain = quote === 'PLAIN' && /^[a-z0-9][a-zA-Z0-9._/:@-]*$/.test(ref) && parse(`k: ${ref}`)?.k === ref && parse(`[${ref}]`)?.[0] === ref;
+  return plain ? ref : scalarText(ref, quote);
+}
+
+export async function pinHfFiles(ctx: CommandContext, files: string[]): Promise<void> {
+  const items = files.flatMap((f) => {
+    let text: string;
+    try {
+      text = readFileSync(f, 'utf8');
+    } catch (e) {
+      throw new ConfigError(`${f}: cannot read file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    return parseHfList(f, text);
+  });
+  const loaded = loadConfig(ctx.configFile);
+  const policy = loaded.policy.hf;
+  const ed = new PolicyEditor(readFileSync(loaded.policyFile, 'utf8'), loaded.policyPathInFile, loaded.policyFile);
+  const seen = new Set<string>();
+  const unique = items.filter((i) => !seen.has(i.ref) && seen.add(i.ref));
+  const verdicts = settle(
+    await withHfResolver(loaded, (resolve) =>
+      pool(unique, async ({ ref, where }): Promise<Pending> => {
+        const refuse = (reason: string): Verdict => ({ how: 'refused', line: `refused ${ref} (${where}): ${reason}` });
+        let pin;
+        try {
+          pin = await resolve(ref);
+        } catch (e) {
+          return refuse(why(e));
+        }
+        const repoDecision = policy.decideRepo(pin.type, pin.repo);
+        if (!repoDecision.allow && repoDecision.code === 'denied') return refuse(repoDecision.reason);
+        const current = policy.resolveRevision(pin.type, pin.repo, pin.ref ?? pin.commit);
+        if (current.commit === pin.commit) return { how: 'allowed', line: `already allowed ${ref} -> ${pin.commit}` };
+        return () => {
+          const how = applyHfPin(ed, pin);
+          return { how, line: `${word(how, !!ctx.values.print)} ${ref} -> ${pin.commit}` };
+        };
+      }),
+    ),
+  );
+  finish(ctx, loaded, ed, verdicts);
+}
