@@ -140,17 +140,10 @@ export async function readPypiLock(file: string): Promise<PypiWant[]> {
   const name = basename(file);
   if (!/^pylock(\.[^.]+)?\.toml$/.test(name) && name !== 'uv.lock') return parseRequirements(file);
   const text = readFileSync(file, 'utf8');
-  let parse: (s: string) => Table;
-  try {
-    // smol-toml is not a dependency yet: loaded by a computed name so that the rest works without it.
-    const mod = 'smol-toml';
-    parse = ((await import(mod)) as { parse: (s: string) => Table }).parse;
-  } catch {
-    throw new ConfigError(`${file}: reading ${name} needs a TOML parser, and smol-toml is not installed (npm install smol-toml)`);
-  }
+  const { parse } = await import('smol-toml');
   let doc: Table;
   try {
-    doc = parse(text);
+    doc = parse(text) as Table;
   } catch (e) {
     const line = (e as { line?: number }).line;
     throw new ConfigError(`${file}${line ? `:${line}` : ''}: invalid TOML: ${(e as Error).message.split('\n')[0]}`);
