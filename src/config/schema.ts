@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { publisher, signerRefs, signingSchema } from './signing-schema.js';
+import { policySchema } from './policy-schema.js';
+
+export { policySchema };
 
 const hostPort = z
   .string()
@@ -16,43 +18,6 @@ const httpUrl = z.string().refine((s) => {
 }, 'expected an http(s) URL');
 
 const indexUrl = httpUrl.refine((s) => s.endsWith('/'), 'expected the index URL to end with "/" (e.g. https://pypi.org/simple/)');
-
-const pypiAllow = z
-  .object({
-    name: z.string(),
-    versions: z.string().optional(),
-    sha256: z.array(z.string()).optional(),
-    prereleases: z.boolean().optional(),
-    require: z.enum(['none', 'attested']).optional(),
-    publisher: publisher.optional(),
-  })
-  .strict();
-
-const pypiDeny = z
-  .object({
-    name: z.string(),
-    versions: z.string().optional(),
-    reason: z.string().optional(),
-  })
-  .strict();
-
-const ociAllow = z
-  .object({
-    repository: z.string(),
-    digests: z.array(z.string()).optional(),
-    tags: z.record(z.string(), z.string()).optional(),
-    require: z.enum(['none', 'signed', 'attested']).optional(),
-    signers: signerRefs,
-  })
-  .strict();
-
-const ociDeny = z
-  .object({
-    repository: z.string(),
-    digests: z.array(z.string()).optional(),
-    reason: z.string().optional(),
-  })
-  .strict();
 
 const hostPattern = z.string().regex(/^(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$/, 'expected a host name (optionally *.domain, optionally with :port)');
 
@@ -81,102 +46,6 @@ export const DEFAULT_OCI_REGISTRIES = {
   'quay.io': { url: 'https://quay.io', blob_hosts: ['*.quay.io'], auth_hosts: [] },
   'nvcr.io': { url: 'https://nvcr.io', blob_hosts: [], auth_hosts: [] },
 };
-
-const hfType = z.enum(['model', 'dataset']);
-
-const hfScan = z
-  .object({
-    pickle: z.enum(['allow-profile', 'deny']).optional(),
-    profile: z.enum(['torch-weights', 'torch-numpy']).optional(),
-    remote_code: z.enum(['deny', 'allow']).optional(),
-    opaque: z.enum(['allow', 'deny']).optional(),
-    formats: z.array(z.string()).optional(),
-    sha256: z.array(z.string()).optional(),
-  })
-  .strict();
-
-const hfAllow = z
-  .object({
-    repo: z.string(),
-    type: hfType.optional(),
-    commits: z.array(z.string()).optional(),
-    refs: z.record(z.string(), z.string()).optional(),
-    files: z.array(z.string()).optional(),
-    scan: hfScan.optional(),
-    require: z.enum(['none', 'signed']).optional(),
-    signers: signerRefs,
-    signature: z.string().optional(),
-  })
-  .strict();
-
-const hfDeny = z
-  .object({
-    repo: z.string(),
-    type: hfType.optional(),
-    files: z.array(z.string()).optional(),
-    reason: z.string().optional(),
-  })
-  .strict();
-
-const refuseLevel = z.enum(['none', 'all', 'low', 'medium', 'high', 'critical']);
-const imageSettings = z.object({
-  refuse: refuseLevel.optional(),
-  fixable_only: z.boolean().optional(),
-  unjudged: z.enum(['refuse', 'allow']).optional(),
-});
-
-export const policySchema = z
-  .object({
-    signing: signingSchema.optional(),
-    pypi: z
-      .object({
-        internal: z.array(z.string()).optional(),
-        allow: z.array(pypiAllow).optional(),
-        deny: z.array(pypiDeny).optional(),
-      })
-      .strict()
-      .optional(),
-    oci: z
-      .object({
-        allow: z.array(ociAllow).optional(),
-        deny: z.array(ociDeny).optional(),
-      })
-      .strict()
-      .optional(),
-    advisories: z
-      .object({
-        refuse: refuseLevel.optional(),
-        images: imageSettings
-          .extend({ repositories: z.array(imageSettings.extend({ repository: z.string() }).strict()).optional() })
-          .strict()
-          .optional(),
-        exceptions: z
-          .array(
-            z
-              .object({
-                id: z.string().min(1),
-                repository: z.string().optional(),
-                digest: z.string().optional(),
-                reason: z.string().min(1),
-                // YAML reads an unquoted 2027-01-31 as a date: accept it as the day it names.
-                expires: z.union([z.string(), z.date().transform((d) => d.toISOString().slice(0, 10))]),
-              })
-              .strict(),
-          )
-          .optional(),
-      })
-      .strict()
-      .optional(),
-    hf: z
-      .object({
-        scan: hfScan.optional(),
-        allow: z.array(hfAllow).optional(),
-        deny: z.array(hfDeny).optional(),
-      })
-      .strict()
-      .optional(),
-  })
-  .strict();
 
 export const configSchema = z
   .object({

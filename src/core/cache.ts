@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { UseTimes } from './use-times.js';
 import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -46,8 +47,7 @@ export class BlobCache {
   /** Readers of each cached blob now (never evicted while read). */
   private readonly serving = new Map<string, number>();
   /** Uses not yet written (one write per second at most, not one per hit). */
-  private readonly used = new Set<string>();
-  private usedTimer: NodeJS.Timeout | undefined;
+  private readonly uses: UseTimes;
   /** Bytes stored, as far as this process knows (re-read from the index before each eviction). */
   private stored: number | undefined;
   private evicting: Promise<void> | undefined;
@@ -85,27 +85,18 @@ export class BlobCache {
     this.verifyHits = opts.verifyHits ?? true;
     this.offload = opts.offload;
     this.log = opts.log ?? { warn: () => {}, error: () => {} };
+    this.uses = new UseTimes(meta, this.warn({}, 'last-use times of cached blobs could not be written (eviction may pick those blobs sooner)'));
     this.hits = new HitReader(store, meta, (sha256, got) => this.forget(sha256, got));
     if (opts.offload) this.handover = new Handover(this, opts.offload, this.verifyHits ? opts.offloadRecheckMs : undefined);
   }
 
   private noteUse(sha256: string): void {
-    this.used.add(sha256);
-    if (!this.usedTimer) {
-      const failed = this.warn({}, 'last-use times of cached blobs could not be written (eviction may pick those blobs sooner)');
-      this.usedTimer = setTimeout(() => void this.flushUses().catch(failed), 1000);
-      this.usedTimer.unref();
-    }
+    this.uses.note(sha256);
   }
 
   /** Write the uses noted since the last flush. */
-  async flushUses(): Promise<void> {
-    if (this.usedTimer) clearTimeout(this.usedTimer);
-    this.usedTimer = undefined;
-    if (this.used.size === 0) return;
-    const batch = [...this.used];
-    this.used.clear();
-    await this.meta.touchBlobs(batch, Date.now());
+  flushUses(): Promise<void> {
+    return this.uses.flush();
   }
 
   /** A blob was stored: count it, and evict if the cache is now over its limit or the disk below its reserve. */
