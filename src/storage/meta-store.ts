@@ -278,7 +278,8 @@ export interface LeaseStore {
  * The whole metadata store: one interface per concern, each held to its contract suite in
  * test/contract/ (any backend must pass them all). Callers depend on the narrowest one they use.
  */
-export interface MetaStore extends BlobIndex, PageCache, PullLog, OciStore, ScanStore, TokenStore, ConsoleSessionStore, AdvisoryStore, AliasStore, LeaseStore, TrustRootStore {
+export interface MetaStore
+  extends BlobIndex, PageCache, PullLog, OciStore, ScanStore, TokenStore, ConsoleSessionStore, AdvisoryStore, AliasStore, LeaseStore, TrustRootStore {
   /** Image inventories (layer facts, per-manifest inventories). */
   readonly inventories: InventoryStore;
   close(): Promise<void>;
