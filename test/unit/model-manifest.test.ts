@@ -179,31 +179,31 @@ describe('model signing statements', () => {
     const deep = Buffer.alloc(MAX_MODEL_SIG_BYTES, 0x5b);
     let t0 = performance.now();
     expect(check(deep).reason).toBe('model.sig: it nests deeper than 64 levels; not a Sigstore bundle');
-    expect(performance.now() - t0).toBeLessThan(2_000); // JSON.parse alone takes ~20 s on it
+    expect(performance.now() - t0).toBeLessThan(8_000); // JSON.parse alone takes ~20 s on it
     const deepPayload = bundle('['.repeat(10_000_000));
     t0 = performance.now();
     expect(check(deepPayload).reason).toBe('model.sig: the signed payload nests deeper than 64 levels; not a model signature');
-    expect(performance.now() - t0).toBeLessThan(2_000);
+    expect(performance.now() - t0).toBeLessThan(8_000);
   });
 
   it('refuses megabytes of small JSON values in the bundle or in the signed payload before parsing them', () => {
     const wide = Buffer.from(`{"mediaType":"x","pad":[${'{},'.repeat(10_000_000)}{}]}`);
     let t0 = performance.now();
     expect(check(wide).reason).toBe('model.sig: it holds more than 10000 JSON values; not a Sigstore bundle');
-    expect(performance.now() - t0).toBeLessThan(2_000); // JSON.parse alone takes ~20 s and 700 MB on it
+    expect(performance.now() - t0).toBeLessThan(8_000); // JSON.parse alone takes ~20 s and 700 MB on it
     const widePayload = bundle(`{"_type":"https://in-toto.io/Statement/v1","pad":[${'{},'.repeat(5_000_000)}{}]}`);
     t0 = performance.now();
     expect(check(widePayload).reason).toBe(
       `model.sig: the signed payload holds more than ${8 * MAX_MODEL_RESOURCES + 10_000} JSON values; not a model signature`,
     );
-    expect(performance.now() - t0).toBeLessThan(2_000);
+    expect(performance.now() - t0).toBeLessThan(8_000);
   });
 
   it('refuses a huge model.sig unread, in bounded time', () => {
     const huge = Buffer.alloc(MAX_MODEL_SIG_BYTES + 1, 0x20);
     const t0 = performance.now();
     const r = check(huge);
-    expect(performance.now() - t0).toBeLessThan(50);
+    expect(performance.now() - t0).toBeLessThan(1_000);
     expect(r.reason).toBe(`model.sig: it is ${MAX_MODEL_SIG_BYTES + 1} bytes (more than ${MAX_MODEL_SIG_BYTES})`);
   });
 

@@ -124,7 +124,7 @@ describe('malformed bundles: refused with a clear one-line reason, in bounded ti
     const huge = Buffer.alloc(50 << 20, 0x20);
     const t0 = performance.now();
     const r = verifyBundle(huge, { digest: OCI_SUBJECT }, cody, trust);
-    expect(performance.now() - t0).toBeLessThan(200);
+    expect(performance.now() - t0).toBeLessThan(2_000);
     expect(r).toEqual({ ok: false, reason: `the bundle is ${50 << 20} bytes, over the ${4 << 20}-byte limit for a Sigstore bundle` });
   });
 
@@ -132,12 +132,12 @@ describe('malformed bundles: refused with a clear one-line reason, in bounded ti
     for (const text of ['['.repeat(4_000_000), '{"a":'.repeat(800_000)]) {
       const t0 = performance.now();
       const r = verifyBundle(text, { digest: OCI_SUBJECT }, cody, trust);
-      expect(performance.now() - t0).toBeLessThan(500);
+      expect(performance.now() - t0).toBeLessThan(2_000);
       expect(r.reason).toBe('the bundle nests deeper than 64 levels; not a Sigstore bundle');
     }
     const t0 = performance.now();
     expect(verifyPep740('['.repeat(4_000_000), GL_FILE, GL_SHA, gl, trust).reason).toContain('the provenance nests deeper than 64 levels');
-    expect(performance.now() - t0).toBeLessThan(500);
+    expect(performance.now() - t0).toBeLessThan(2_000);
     // Brackets inside strings (escaped quotes too) do not count.
     expect(jsonTooDeep(Buffer.from(JSON.stringify({ a: '['.repeat(100) + '\\"' + '{'.repeat(100) })))).toBe(false);
     expect(jsonTooDeep(Buffer.from('['.repeat(65) + ']'.repeat(65)))).toBe(true);
