@@ -1,0 +1,114 @@
+/**
+ * Breaks of issue 25's guarantees found by an attacker/tester (break25). Each case fails today and
+ * is marked it.fails so the suite stays green; its comment says what should happen instead.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import http from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { FakeIndex, sha256 } from '../helpers/fake-index.js';
+import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
+
+const MiB = 1 << 20;
+
+/** A request from a chosen loopback source address (127.0.0.0/8 is all loopback on Linux). */
+function get(
+  url: string,
+  headers: Record<string, string> = {},
+  opts: { from?: string; method?: string; timeoutMs?: number } = {},
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer; complete: boolean }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: opts.method ?? 'GET', headers, localAddress: opts.from, agent: false }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (b: Buffer) => parts.push(b));
+      const done = (complete: boolean) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts), complete });
+      res.on('end', () => done(res.complete));
+      res.on('error', () => done(false));
+      res.on('aborted', () => done(false));
+    });
+    if (opts.timeoutMs) req.setTimeout(opts.timeoutMs, () => req.destroy(new Error(`no answer within ${opts.timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The file URL Airlock gives for `project`'s first file (its JSON page). */
+async function fileUrl(a: TestAirlock, project: string): Promise<string> {
+  const r = await get(`${a.url}/pypi/simple/${project}/`, { accept: 'application/vnd.pypi.simple.v1+json' });
+  expect(r.status).toBe(200);
+  const doc = JSON.parse(r.body.toString()) as { files: { url: string }[] };
+  return new URL(doc.files[0].url, `${a.url}/pypi/simple/${project}/`).toString();
+}
+
+let cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.reverse()) await f().catch(() => {});
+  cleanup = [];
+});
+
+async function setup(files: { project: string; filename: string; bytes: Buffer; servedBytes?: Buffer }[], extra = '', format: 'json' | 'html' = 'json') {
+  const idx = new FakeIndex();
+  idx.format = format;
+  for (const f of files) idx.add(f.project, { filename: f.filename, bytes: f.bytes, servedBytes: f.servedBytes });
+  await idx.start();
+  cleanup.push(() => idx.stop());
+  const names = [...new Set(files.map((f) => f.project))];
+  const a = await startAirlock(`
+pypi:
+  upstream: ${idx.simpleUrl}
+  file_hosts: ["127.0.0.1:${idx.port}"]
+  index_ttl: 0
+${extra}
+policy:
+  pypi:
+    allow:
+${names.map((n) => `      - { name: ${n} }`).join('\n')}
+`);
+  cleanup.push(() => a.stop());
+  return { idx, a };
+}
+
+describe('guarantee 2: every byte verified, ranges too', () => {
+  // Expected: a Range of a blob that is not yet verified (a cold request that starts the fill, or
+  // one that joins it) is never answered with a complete 206 of bytes that fail the file's digest:
+  // the range waits for the digest (or is cut), as a cached range waits for its chunk's digest.
+  // Today a range early in the file is answered from the upstream's unverified bytes as soon as
+  // they arrive (fill.ts available(): only the last 64 KiB are held back), so a tampered upstream
+  // hands the client a complete, well-formed 206 of wrong bytes (hf_transfer and resumable
+  // downloads assemble files from exactly such ranges).
+  it.fails(
+    'a cold Range of a tampered file is not answered with a complete 206 of the wrong bytes',
+    async () => {
+      const good = randomBytes(2 * MiB);
+      const bad = Buffer.from(good);
+      bad[10] ^= 0xff;
+      const { idx, a } = await setup([{ project: 'tamp', filename: 'tamp-1.0-py3-none-any.whl', bytes: good, servedBytes: bad }]);
+      idx.throttle = 512 * 1024; // ~4 s for the whole body: the digest fails long after the first bytes
+      const url = await fileUrl(a, 'tamp');
+      const r = await get(url, { range: 'bytes=0-99' });
+      const completeWrong = r.status === 206 && r.complete && r.body.length === 100 && r.body.equals(bad.subarray(0, 100));
+      expect(completeWrong).toBe(false);
+    },
+    30_000,
+  );
+
+  // Expected (RFC 9110 13.1.5): a Range with an If-Range whose validator does not match the
+  // representation's (here a strong ETag that is not the file's) is ignored and the whole file
+  // sent, 200. Airlock ignores If-Range and answers 206 with the part, so a client resuming a
+  // download of something else splices the part into the wrong file. (Its own serve path reads
+  // If-Range only to keep the request off the nginx offload.)
+  it.fails(
+    'a Range with a non-matching If-Range gets the whole file (200), not a part',
+    async () => {
+      const bytes = randomBytes(300 * 1024);
+      const { a } = await setup([{ project: 'ifr', filename: 'ifr-1.0-py3-none-any.whl', bytes }]);
+      const url = await fileUrl(a, 'ifr');
+      const warm = await get(url);
+      expect(warm.status).toBe(200);
+      expect(sha256(warm.body)).toBe(sha256(bytes));
+      const r = await get(url, { range: 'bytes=0-9', 'if-range': `"${'0'.repeat(64)}"` });
+      expect(r.status).toBe(200);
+      expect(r.body.equals(bytes)).toBe(true);
+    },
+    30_000,
+  );
+});
