@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 
@@ -154,4 +155,32 @@ describe('guarantee 1: fair upstream use', () => {
     },
     30_000,
   );
+});
+
+describe('guarantee 4: an empty policy is refused on reload', () => {
+  // Expected: a reload that reads an empty YAML document, `---` or `null` is refused and the
+  // previous policy kept, as it is for a policy_file (config/load.ts). With the policy inline in
+  // the main configuration (README's minimal configuration, config/airlock.yaml), an emptied or
+  // truncated-to-nothing main file loads as every default with no policy, and the reload swaps in
+  // a policy that allows nothing (only a warning): every pull is refused.
+  for (const [what, text] of [
+    ['an empty file', ''],
+    ['a `---` document', '---\n'],
+    ['a `null` document', 'null\n'],
+  ] as const) {
+    it.fails(
+      `an inline-policy configuration rewritten as ${what} keeps the previous policy on reload`,
+      async () => {
+        const bytes = randomBytes(1000);
+        const { a } = await setup([{ project: 'kept', filename: 'kept-1.0-py3-none-any.whl', bytes }]);
+        const url = await fileUrl(a, 'kept');
+        writeFileSync(a.configFile, text);
+        const ok = a.airlock.reloadPolicy();
+        expect(ok).toBe(false);
+        const r = await get(url);
+        expect(r.status).toBe(200);
+      },
+      30_000,
+    );
+  }
 });
