@@ -5,7 +5,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { statfs } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 
@@ -183,4 +186,65 @@ describe('guarantee 4: an empty policy is refused on reload', () => {
       30_000,
     );
   }
+});
+
+describe('guarantee 3: the record reserve is never used by the cache', () => {
+  // Expected: no fill writes into the disk's reserve (cache.min_free_bytes): a fill that would take
+  // the disk below it is refused 503 (disk_reserve) or cut, and the reserve is left to the record.
+  // The check (core/cache.ts room()) is made once, before a fill starts, against the fill's
+  // *declared* size; a file of undeclared size (a PEP 503 HTML index gives none) counts as 0 bytes,
+  // so it starts, is spooled and stored well below the reserve, and the record's reserve is gone.
+  // (The reserve is set a few MiB under the disk's free space now, so that no small filesystem is needed.)
+  it.fails(
+    'a file of undeclared size cannot be fetched into the record reserve',
+    async () => {
+      const bytes = randomBytes(48 * MiB);
+      const idx = new FakeIndex();
+      idx.format = 'html';
+      idx.add('huge', { filename: 'huge-1.0-py3-none-any.whl', bytes });
+      await idx.start();
+      cleanup.push(() => idx.stop());
+      const dir = mkdtempSync(join(tmpdir(), 'airlock-reserve-'));
+      cleanup.push(async () => rmSync(dir, { recursive: true, force: true }));
+      const free = async () => {
+        const s = await statfs(dir);
+        return s.bavail * s.bsize;
+      };
+      const minFree = (await free()) - 12 * MiB;
+      const a = await startAirlock(
+        `
+pypi:
+  upstream: ${idx.simpleUrl}
+  file_hosts: ["127.0.0.1:${idx.port}"]
+  index_ttl: 0
+cache:
+  min_free_bytes: ${minFree}
+policy:
+  pypi:
+    allow:
+      - { name: huge }
+`,
+        { dataDir: join(dir, 'data') },
+      );
+      cleanup.push(() => a.stop());
+      const url = await fileUrl(a, 'huge');
+      // The lowest free space seen while the file is fetched (spooled, then stored).
+      let lowest = await free();
+      let polling = true;
+      const poll = (async () => {
+        while (polling) {
+          lowest = Math.min(lowest, await free());
+          await new Promise((res) => setTimeout(res, 10));
+        }
+      })();
+      const r = await get(url);
+      await new Promise((res) => setTimeout(res, 200));
+      polling = false;
+      await poll;
+      // Either refused or cut before the reserve, or fetched without going into it (8 MiB of slack
+      // for other writers of the same disk): today it was 200, whole, and ~36 MiB into the reserve.
+      expect({ status: r.status, intoReserve: lowest < minFree - 8 * MiB }).not.toEqual({ status: 200, intoReserve: true });
+    },
+    60_000,
+  );
 });
