@@ -291,3 +291,36 @@ cache:
     30_000,
   );
 });
+
+describe('guarantee 3: the refusal rate limit covers every refusal', () => {
+  // Expected: past records.refusal_limit a client's refusals are answered 429 and counted in one
+  // folded rate_limited row, not recorded one by one. Refusals written by serveBlob itself
+  // (http/serve-blob.ts: too_many_downloads, upstream_failed, digest_mismatch, disk_reserve,
+  // client_gone) call recorder.record directly and never meet the limit (rateLimit() is called only
+  // by the shared error handler and the bad-token path): one client asking for N distinct files
+  // while over transfers.per_client writes N rows (folding only joins identical ones).
+  it.fails(
+    'too_many_downloads refusals of distinct files are rate limited like any other refusal',
+    async () => {
+      const files = [{ project: 'many', filename: 'many-0.1-py3-none-any.whl', bytes: randomBytes(4 * MiB) }];
+      for (let i = 1; i <= 12; i++) files.push({ project: 'many', filename: `many-${i}.0-py3-none-any.whl`, bytes: randomBytes(1000 + i) });
+      const { idx, a } = await setup(files, 'transfers:\n  per_client: 1\n  queue_wait: 0.2\nrecords:\n  refusal_limit:\n    per_second: 0.01\n    burst: 3\n');
+      const page = await get(`${a.url}/pypi/simple/many/`, { accept: 'application/vnd.pypi.simple.v1+json' });
+      const urls = (JSON.parse(page.body.toString()) as { files: { filename: string; url: string }[] }).files.map((f) => ({
+        filename: f.filename,
+        url: new URL(f.url, `${a.url}/pypi/simple/many/`).toString(),
+      }));
+      idx.throttle = 64 * 1024;
+      hold(urls.find((u) => u.filename === 'many-0.1-py3-none-any.whl')!.url);
+      await new Promise((r) => setTimeout(r, 300));
+      const statuses: number[] = [];
+      for (const u of urls.filter((x) => x.filename !== 'many-0.1-py3-none-any.whl')) statuses.push((await get(u.url)).status);
+      expect(statuses.every((s) => s === 429)).toBe(true);
+      await new Promise((r) => setTimeout(r, 500));
+      const rec = await get(`${a.url}/-/records?ecosystem=pypi&code=too_many_downloads&limit=1000`);
+      const rows = (JSON.parse(rec.body.toString()) as { records: unknown[] }).records;
+      expect(rows.length).toBeLessThanOrEqual(3);
+    },
+    30_000,
+  );
+});
