@@ -324,3 +324,54 @@ describe('guarantee 3: the refusal rate limit covers every refusal', () => {
     30_000,
   );
 });
+
+describe('guarantees 1 and 3 behind the nginx offload (deploy/nginx-offload.conf)', () => {
+  // Through the shipped nginx front (offload.mode nginx), every client reaches Airlock from
+  // nginx's address: the config sets no X-Forwarded-For / X-Real-IP, and Airlock has no trusted-proxy
+  // setting (the client is always socket.remoteAddress: http/send.ts clientAddress, http/refusal.ts
+  // rateLimit). So per-client fairness (transfers.per_client, the host's round-robin of large
+  // slots) and the per-client refusal limit treat all clients as one tenant. Expected: with a
+  // trusted proxy in front, each client (its forwarded address) has its own share and its own
+  // refusal allowance. Simulated here as nginx would appear: one source address, the client's address
+  // in X-Forwarded-For (what a fixed nginx config would add).
+  it.fails(
+    "one client's downloads through the proxy do not make another client's download wait and fail 429",
+    async () => {
+      const files = [
+        { project: 'ta', filename: 'ta-1.0-py3-none-any.whl', bytes: randomBytes(4 * MiB) },
+        { project: 'ta', filename: 'ta-2.0-py3-none-any.whl', bytes: randomBytes(4 * MiB) },
+        { project: 'tb', filename: 'tb-1.0-py3-none-any.whl', bytes: randomBytes(2000) },
+      ];
+      const { idx, a } = await setup(files, 'transfers:\n  per_client: 2\n  queue_wait: 0.5\n');
+      const page = await get(`${a.url}/pypi/simple/ta/`, { accept: 'application/vnd.pypi.simple.v1+json' });
+      const ta = (JSON.parse(page.body.toString()) as { files: { url: string }[] }).files.map((f) => new URL(f.url, `${a.url}/pypi/simple/ta/`).toString());
+      const tb = await fileUrl(a, 'tb');
+      idx.throttle = 64 * 1024;
+      for (const u of ta) {
+        const req = http.get(u, { agent: false, headers: { 'x-forwarded-for': '10.0.0.1', 'x-real-ip': '10.0.0.1' } }, (res) => res.resume());
+        req.on('error', () => {});
+        cleanup.push(async () => void req.destroy());
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      const r = await get(tb, { 'x-forwarded-for': '10.0.0.2', 'x-real-ip': '10.0.0.2' }, { timeoutMs: 5000 });
+      expect(r.status).toBe(200);
+      expect(r.body.equals(files[2].bytes)).toBe(true);
+    },
+    30_000,
+  );
+
+  it.fails(
+    "one client's refusals through the proxy do not use up another client's refusal allowance",
+    async () => {
+      const { a } = await setup(
+        [{ project: 'okp', filename: 'okp-1.0-py3-none-any.whl', bytes: randomBytes(100) }],
+        'records:\n  refusal_limit:\n    per_second: 0.01\n    burst: 3\n',
+      );
+      for (let i = 0; i < 5; i++) await get(`${a.url}/pypi/simple/denied-${i}/`, { 'x-forwarded-for': '10.0.0.1', 'x-real-ip': '10.0.0.1' });
+      const r = await get(`${a.url}/pypi/simple/also-denied/`, { 'x-forwarded-for': '10.0.0.2', 'x-real-ip': '10.0.0.2' });
+      // Its own refusal (403 with the policy's reason), not another client's 429.
+      expect(r.status).toBe(403);
+    },
+    30_000,
+  );
+});
