@@ -11,7 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
-import { quarantinedIn, rotBlob } from '../helpers/rot.js';
+import { blobFile, quarantinedIn, rotBlob } from '../helpers/rot.js';
+import { FakeHub } from '../helpers/fake-hub.js';
+import Database from 'better-sqlite3';
 
 const MiB = 1 << 20;
 
@@ -371,6 +373,54 @@ describe('guarantees 1 and 3 behind the nginx offload (deploy/nginx-offload.conf
       const r = await get(`${a.url}/pypi/simple/also-denied/`, { 'x-forwarded-for': '10.0.0.2', 'x-real-ip': '10.0.0.2' });
       // Its own refusal (403 with the policy's reason), not another client's 429.
       expect(r.status).toBe(403);
+    },
+    30_000,
+  );
+});
+
+describe('guarantee 2: every stored byte verified before it is used (the re-inspection of a cached model file)', () => {
+  // Expected: a cached file judged again (the scanner changed since its report: hf/resolve.ts
+  // lfsFile "Cached before this scanner version") is judged from verified bytes, as
+  // Inspections.inspect's own comment says ("Judge verified bytes"): a stored copy that no
+  // longer hashes to its digest is quarantined and fetched again, and no verdict is kept from it.
+  // Today the stored file is read raw (cache.fileBytes -> core/bytes.ts storeBytes, no chunk or
+  // whole check) and the report of the rotted/tampered bytes is stored under the good digest: here
+  // a benign pickle whose cached copy was overwritten is refused, and stays refused (checked by
+  // hand: with the good bytes put back, the next GET is still 403, the bad report kept for the good digest).
+  it.fails(
+    'a cached model file re-inspected after a scanner change is judged from verified bytes',
+    async () => {
+      // pickle.dumps(obj, protocol=2): an os.system call, and a plain dict of the same length.
+      const evil = Buffer.from('800263706f7369780a73797374656d0a7100580a0000006563686f2070776e656471018571025271032e', 'hex');
+      const benign = Buffer.from('80027d71005801000000617101581400000078787878787878787878787878787878787878787102732e', 'hex');
+      expect(benign.length).toBe(evil.length);
+      const hub = await new FakeHub().start();
+      cleanup.push(() => hub.stop());
+      const commit = hub.commit('model', 'org/m', [{ path: 'model.pkl', bytes: benign, lfs: true }]);
+      const a = await startAirlock(`
+hf:
+  upstream: ${hub.url}
+  file_hosts: ["127.0.0.1:${hub.cdnPort}"]
+policy:
+  hf:
+    allow:
+      - { repo: org/m, refs: { main: "${commit}" } }
+`);
+      cleanup.push(() => a.stop());
+      const url = `${a.url}/hf/org/m/resolve/${commit}/model.pkl`;
+      const first = await get(url);
+      expect(first.status).toBe(200);
+      expect(first.body.equals(benign)).toBe(true);
+      await new Promise((r) => setTimeout(r, 300));
+      const dataDir = join(a.dir, 'data');
+      const hex = sha256(benign);
+      writeFileSync(blobFile(dataDir, hex), evil); // the cached copy tampered with (or rotted), same size
+      const db = new Database(join(dataDir, 'airlock.db'));
+      db.prepare('DELETE FROM scans WHERE sha256 = ?').run(hex); // as if written by an older scanner version
+      db.close();
+      const again = await get(url);
+      expect(again.status).toBe(200);
+      expect(again.body.equals(benign)).toBe(true);
     },
     30_000,
   );
