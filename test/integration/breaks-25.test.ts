@@ -475,3 +475,44 @@ describe('guarantee 3: folded refusals across a crash', () => {
     30_000,
   );
 });
+
+describe('guarantee 2: HEAD checks the stored size on every front-end', () => {
+  // Expected: a HEAD of a cached file checks the stored file's size (cache.cachedSize, as the PyPI
+  // and OCI front-ends do): a file cut short on disk is found and quarantined on the HEAD, the
+  // way huggingface_hub asks first. The Hub front-end answers HEAD from the tree's size without
+  // looking at the cache (hf/resolve.ts `if (!isGet)`), so a truncated copy goes unnoticed until a GET.
+  it.fails(
+    'a HEAD of a cached Hub LFS file whose stored copy was cut short quarantines it',
+    async () => {
+      const data = randomBytes(300 * 1024);
+      const header = Buffer.from(JSON.stringify({ t: { dtype: 'U8', shape: [data.length], data_offsets: [0, data.length] } }).padEnd(80, ' '));
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(header.length));
+      const bytes = Buffer.concat([len, header, data]); // a valid safetensors file
+      const hub = await new FakeHub().start();
+      cleanup.push(() => hub.stop());
+      const commit = hub.commit('model', 'org/h', [{ path: 'w.safetensors', bytes, lfs: true }]);
+      const a = await startAirlock(`
+hf:
+  upstream: ${hub.url}
+  file_hosts: ["127.0.0.1:${hub.cdnPort}"]
+policy:
+  hf:
+    allow:
+      - { repo: org/h, refs: { main: "${commit}" } }
+`);
+      cleanup.push(() => a.stop());
+      const url = `${a.url}/hf/org/h/resolve/${commit}/w.safetensors`;
+      expect((await get(url)).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 300));
+      const dataDir = join(a.dir, 'data');
+      const hex = sha256(bytes);
+      writeFileSync(blobFile(dataDir, hex), bytes.subarray(0, 1000));
+      const head = await get(url, {}, { method: 'HEAD' });
+      expect(head.status).toBe(200);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(quarantinedIn(dataDir, hex).length).toBe(1);
+    },
+    30_000,
+  );
+});
