@@ -4,66 +4,20 @@
  * commits, behind `require: signed` rules. Signed snapshots are served; every file of an unsigned or mis-signed
  * one is refused (GET and HEAD, on record) naming the reason, while its metadata is still served.
  */
-import { generateKeyPairSync } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
-import { FakeHub, hfUpstream, type HubFile } from '../helpers/fake-hub.js';
+import type { TestAirlock } from '../helpers/airlock.js';
+import type { FakeHub } from '../helpers/fake-hub.js';
 import { records } from '../helpers/http.js';
-
-const BASE = join(import.meta.dirname, '../fixtures/signatures/models');
-
-/** A fixture folder as Hub files: signme-1 in LFS (its SHA-256 from the Hub's metadata), the rest ordinary git files. */
-export function fixtureFiles(dir: string, edit: (files: HubFile[]) => HubFile[] = (f) => f): HubFile[] {
-  const files = readdirSync(join(BASE, dir)).map((name) => ({ path: name, bytes: readFileSync(join(BASE, dir, name)), lfs: name === 'signme-1' }));
-  return edit(files);
-}
+import { fixtureFiles, MODE_DIR, startSignedModels } from '../helpers/signed-models.js';
 
 describe('model signatures at the Hub front-end', () => {
-  const hub = new FakeHub();
+  let hub: FakeHub;
   let a: TestAirlock;
-  const c: Record<string, string> = {};
-  const otherKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  let c: Record<string, string>;
   const hf = (p: string) => `${a.url}/hf/${p}`;
 
   beforeAll(async () => {
-    await hub.start();
-    const key = 'v1.1.0-elliptic-key';
-    const repos: [string, string, ((f: HubFile[]) => HubFile[])?][] = [
-      ['keyless', 'v1.1.0-sigstore'],
-      ['key', key],
-      ['cert', 'v1.1.0-certificate'],
-      ['extra', key, (f) => [...f, { path: 'extra.txt', bytes: Buffer.from('not signed\n') }]],
-      ['missing', key, (f) => f.filter((x) => x.path !== 'signme-2')],
-      ['changed', key, (f) => f.map((x) => (x.path === 'signme-1' ? { ...x, bytes: Buffer.from('changed!\n') } : x))],
-      ['unsigned', key, (f) => f.filter((x) => x.path !== 'model.sig')],
-      ['wrong-key', key],
-      ['wrong-ca', 'v1.1.0-certificate'],
-      ['wrong-identity', 'v1.1.0-sigstore'],
-      ['moved', key, (f) => f.map((x) => (x.path === 'model.sig' ? { ...x, path: 'sigs/model.sig' } : x))],
-    ];
-    for (const [name, dir, edit] of repos) c[name] = hub.commit('model', `acme/${name}`, fixtureFiles(dir, edit));
-    c.plain = hub.commit(
-      'model',
-      'acme/plain',
-      fixtureFiles(key, (f) => f.filter((x) => x.path !== 'model.sig')),
-    );
-    const rule = (name: string, signers: string, extra = '') =>
-      `      - repo: acme/${name}\n        refs: { main: "${c[name]}" }\n        require: signed\n        signers: ${signers}\n${extra}`;
-    a = await startAirlock(`
-${hfUpstream(hub)}policy:
-  signing:
-    signers:
-      ibm: { issuer: "https://sigstore.verify.ibm.com/oauth2", subject: stefanb@us.ibm.com }
-      acme-key: { key_file: ${join(BASE, 'keys/signing-key-pub.pem')} }
-      acme-ca: { ca_file: ${join(BASE, 'keys/ca-cert.pem')} }
-      other-ca: { ca_file: ${join(BASE, 'keys/other-ca-cert.pem')} }
-  hf:
-    allow:
-${rule('keyless', '[ibm]')}${rule('key', '[acme-key]')}${rule('cert', '[acme-ca]')}${rule('extra', '[acme-key]')}${rule('missing', '[acme-key]')}${rule('changed', '[acme-key]')}${rule('unsigned', '[acme-key]')}${rule('wrong-key', `[{ key: ${JSON.stringify(otherKey)} }]`)}${rule('wrong-ca', '[other-ca]')}${rule('wrong-identity', '[{ issuer: "https://sigstore.verify.ibm.com/oauth2", subject: mallory@example.com }]')}${rule('moved', '[acme-key]', '        signature: sigs/model.sig\n')}      - repo: acme/plain
-        refs: { main: "${c.plain}" }
-`);
+    ({ hub, a, commits: c } = await startSignedModels());
   });
 
   afterAll(async () => {
@@ -78,7 +32,7 @@ ${rule('keyless', '[ibm]')}${rule('key', '[acme-key]')}${rule('cert', '[acme-ca]
     ['moved', 'key:c1e49d63327f'],
   ] as const) {
     it(`serves every file of a snapshot signed in ${repo} mode (LFS and git files alike)`, async () => {
-      const dir = repo === 'keyless' ? 'v1.1.0-sigstore' : repo === 'cert' ? 'v1.1.0-certificate' : 'v1.1.0-elliptic-key';
+      const dir = MODE_DIR[repo === 'moved' ? 'key' : repo];
       for (const f of fixtureFiles(dir)) {
         const path = repo === 'moved' && f.path === 'model.sig' ? 'sigs/model.sig' : f.path;
         const res = await fetch(hf(`acme/${repo}/resolve/main/${path}`));
