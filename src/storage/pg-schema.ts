@@ -81,6 +81,8 @@ export const PG_MIGRATIONS: string[] = [
   `CREATE TABLE trust_roots (id BIGSERIAL PRIMARY KEY, sha256 TEXT NOT NULL, root TEXT NOT NULL, imported_at BIGINT NOT NULL);`,
   // What verified each pull's signature (issue 26): see sqlite-schema.ts's step.
   `ALTER TABLE pulls ADD COLUMN signature TEXT;`,
+  // The signer each project was first verified under (issue 26, continuity). Self-contained.
+  `CREATE TABLE signers (ecosystem TEXT NOT NULL, project TEXT NOT NULL, identity TEXT NOT NULL, version TEXT, recorded_at BIGINT NOT NULL, PRIMARY KEY (ecosystem, project));`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

@@ -125,4 +125,6 @@ export const SQLITE_MIGRATIONS: string[] = [
   `CREATE TABLE trust_roots (id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 TEXT NOT NULL, root TEXT NOT NULL, imported_at INTEGER NOT NULL);`,
   // What verified each pull's signature (issue 26): compact JSON (signing/record.ts), chained when present.
   `ALTER TABLE pulls ADD COLUMN signature TEXT;`,
+  // The signer each project was first verified under (issue 26, continuity). Self-contained.
+  `CREATE TABLE signers (ecosystem TEXT NOT NULL, project TEXT NOT NULL, identity TEXT NOT NULL, version TEXT, recorded_at INTEGER NOT NULL, PRIMARY KEY (ecosystem, project)) WITHOUT ROWID;`,
 ];

@@ -3,6 +3,7 @@ import { appendPulls, prunePulls, prunePullsToSize, verifyChain, GENESIS } from 
 import type {
   AdvisoryStore,
   TrustRootStore,
+  SignerStore,
   AliasStore,
   BlobIndex,
   LeaseStore,
@@ -402,6 +403,28 @@ export function trustRootStoreContract(name: string, fresh: () => Promise<TrustR
       expect((await s.latestTrustRoot())!.sha256).toBe('b'.repeat(64));
       await s.putTrustRoot({ sha256: 'a'.repeat(64), root: '{"v":"a"}' });
       expect((await s.latestTrustRoot())!.root).toBe('{"v":"a"}');
+    });
+  });
+}
+
+export function signerStoreContract(name: string, fresh: () => Promise<SignerStore>): void {
+  describe(`SignerStore contract: ${name}`, () => {
+    it('records the first signer of a project (the first wins, also when racing), per ecosystem, and replaces or forgets it on acceptance', async () => {
+      const s = await fresh();
+      expect(await s.getSigner('pypi', 'x')).toBeNull();
+      const got = await Promise.all(['a', 'b', 'c'].map((id) => s.recordSigner('pypi', 'x', { identity: id, version: '1' })));
+      expect(new Set(got.map((g) => g.identity)).size).toBe(1);
+      expect(await s.getSigner('pypi', 'x')).toMatchObject({ identity: got[0].identity, version: '1' });
+      expect(await s.recordSigner('pypi', 'x', { identity: 'z', version: '2' })).toMatchObject({ identity: got[0].identity, version: '1' });
+      expect(await s.getSigner('oci', 'x')).toBeNull();
+      await s.recordSigner('oci', 'x', { identity: 'o', version: null });
+      expect(await s.getSigner('oci', 'x')).toMatchObject({ identity: 'o', version: null });
+      expect(await s.setSigner('pypi', 'x', { identity: 'new', version: '3' })).toBe(true);
+      expect(await s.getSigner('pypi', 'x')).toMatchObject({ identity: 'new', version: '3' });
+      expect(await s.setSigner('pypi', 'x', null)).toBe(true);
+      expect(await s.getSigner('pypi', 'x')).toBeNull();
+      expect(await s.setSigner('pypi', 'x', null)).toBe(false);
+      expect((await s.getSigner('oci', 'x'))!.recordedAt).toBeGreaterThan(0);
     });
   });
 }

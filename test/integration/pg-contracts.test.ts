@@ -9,6 +9,7 @@ import {
   advisoryStoreContract,
   aliasStoreContract,
   trustRootStoreContract,
+  signerStoreContract,
   blobIndexContract,
   leaseStoreContract,
   ociStoreContract,
@@ -50,6 +51,7 @@ consoleSessionStoreContract('PostgreSQL', fresh);
 advisoryStoreContract('PostgreSQL', fresh);
 aliasStoreContract('PostgreSQL', fresh);
 trustRootStoreContract('PostgreSQL', fresh);
+signerStoreContract('PostgreSQL', fresh);
 leaseStoreContract('PostgreSQL', fresh);
 inventoryStoreContract('PostgreSQL', async () => (await fresh()).inventories);
 
