@@ -15,6 +15,7 @@ import type { HfEntry, HfSnapshot } from './hub.js';
 import { scanSummary } from './inspection.js';
 import { EXPOSE, HubError } from './metadata.js';
 import { signatureRefusal, type SnapshotSignature } from './signature.js';
+import { signatureField } from '../signing/record.js';
 
 const etagOf = (e: HfEntry) => e.lfs?.oid ?? e.oid;
 
@@ -41,7 +42,7 @@ export async function resolve(
     const row = { name: displayRepo(type, repo), version: commit, filename: path, sha256: entry.lfs?.oid ?? null };
     throw new Refusal({ status: 404, code: fd.code, rule: fd.rule, reason: fd.reason, row, answer: fromDecision(fd, commit) });
   }
-  await signatureGate(d, c.req.method, snap, path, rule, entry.lfs?.oid ?? null);
+  const signature = await signatureGate(d, c.req.method, snap, path, rule, entry.lfs?.oid ?? null);
   if (entry.size > d.maxFileBytes) {
     // Refused by the mirror's own limit, not by the policy: on record (too_large), EntryNotFound to the client as before.
     const reason = `${path} is ${entry.size} bytes, over this mirror's hf.max_file_bytes (${d.maxFileBytes}); huggingface_hub cannot download files over 50 GB without Xet, which Airlock does not mirror`;
@@ -77,7 +78,8 @@ export async function resolve(
   let knownDecision = known && knownSha ? contentDecision(d, type, repo, path, knownSha, known) : null;
   // A partial report (an early refusal) never approves: under a policy that would allow it, the file is judged whole again.
   if (known?.partial && knownDecision?.allow) known = knownDecision = null;
-  const base = baseRecord(c, type, repo, commit, path);
+  // A verified model signature is kept on the file's row (the signer, the bundle's digest, the trust version).
+  const base = { ...baseRecord(c, type, repo, commit, path), ...(signature ? { signature } : {}) };
   if (knownDecision && !knownDecision.allow) {
     const refusal = contentRefusal(base, commit, knownDecision, { sha256: knownSha, size: entry.size, cache: 'none', scan: scanSummary(known, knownDecision) });
     // A verdict already on record answers HEAD too, and is on record like the GET's: EntryNotFound
@@ -100,8 +102,9 @@ export async function resolve(
  * A file of a snapshot whose rule requires a model signature is served only once the signature
  * verifies (HEAD and /raw/ too): refused `unsigned` or `bad_signature`, on record, otherwise. The
  * Hub failing while the commit's files are gathered refuses as that file's fetch would have.
+ * Returns the row's `signature` field when one was required and verified.
  */
-async function signatureGate(d: HfContext, method: string, snap: HfSnapshot, path: string, rule: string, sha256: string | null): Promise<void> {
+async function signatureGate(d: HfContext, method: string, snap: HfSnapshot, path: string, rule: string, sha256: string | null): Promise<string | null> {
   let sig: SnapshotSignature;
   try {
     sig = await d.signatures.check(snap, rule);
@@ -113,7 +116,9 @@ async function signatureGate(d: HfContext, method: string, snap: HfSnapshot, pat
     }
     throw e;
   }
-  if (sig.required && !sig.result.ok) throw signatureRefusal(method, snap, path, rule, sig, sha256);
+  if (!sig.required) return null;
+  if (!sig.result.ok) throw signatureRefusal(method, snap, path, rule, sig, sha256);
+  return signatureField(sig.result);
 }
 
 /**

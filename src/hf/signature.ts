@@ -5,6 +5,7 @@ import { Refusal } from '../http/refusal.js';
 import { displayRepo } from '../names/hf.js';
 import type { SignatureRequirement } from '../policy/signing.js';
 import { SignatureCache } from '../signing/cache.js';
+import { signatureField } from '../signing/record.js';
 import { MAX_MODEL_SIG_BYTES, verifyModelSignature, type ModelSignatureResult } from '../signing/model-sig.js';
 import type { TrustRoots } from '../signing/trust.js';
 import { readBoundedBytes } from '../upstream/http.js';
@@ -129,7 +130,7 @@ export function signatureRefusal(
     code: sig.unsigned ? 'unsigned' : 'bad_signature',
     rule,
     reason,
-    row: { name: displayRepo(snap.type, snap.repo), version: snap.commit, filename: path, sha256 },
+    row: { name: displayRepo(snap.type, snap.repo), version: snap.commit, filename: path, sha256, signature: signatureField(sig.result) },
     answer,
   });
 }

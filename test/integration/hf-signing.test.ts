@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestAirlock } from '../helpers/airlock.js';
-import type { FakeHub } from '../helpers/fake-hub.js';
+import { sha256hex, type FakeHub } from '../helpers/fake-hub.js';
 import { records } from '../helpers/http.js';
 import { fixtureFiles, MODE_DIR, startSignedModels } from '../helpers/signed-models.js';
 
@@ -30,18 +30,31 @@ describe('model signatures at the Hub front-end', () => {
     ['key', 'key:c1e49d63327f'],
     ['cert', 'ca:'],
     ['moved', 'key:c1e49d63327f'],
+    ['lfs-sig', 'key:c1e49d63327f'],
   ] as const) {
     it(`serves every file of a snapshot signed in ${repo} mode (LFS and git files alike)`, async () => {
-      const dir = MODE_DIR[repo === 'moved' ? 'key' : repo];
+      const dir = MODE_DIR[repo === 'moved' || repo === 'lfs-sig' ? 'key' : repo];
       for (const f of fixtureFiles(dir)) {
         const path = repo === 'moved' && f.path === 'model.sig' ? 'sigs/model.sig' : f.path;
         const res = await fetch(hf(`acme/${repo}/resolve/main/${path}`));
         expect(res.status, `${repo}/${path}: ${res.headers.get('x-error-message')}`).toBe(200);
         expect(Buffer.from(await res.arrayBuffer()).equals(f.bytes)).toBe(true);
       }
+      // Every served row carries the signer, the bundle's digest and (keyless) the trust version and log entry.
       const rows = (await records(a, `name=acme/${repo}`)).filter((r) => r.decision === 'allow');
-      expect(rows.length).toBeGreaterThanOrEqual(4);
-      expect(identity).toBeTruthy();
+      expect(rows.map((r) => r.filename).sort()).toEqual(
+        fixtureFiles(dir)
+          .map((f) => (repo === 'moved' && f.path === 'model.sig' ? 'sigs/model.sig' : f.path))
+          .sort(),
+      );
+      const sigBytes = fixtureFiles(dir).find((f) => f.path === 'model.sig')!.bytes;
+      for (const r of rows) {
+        const s = JSON.parse(r.signature);
+        expect(s.ok).toBe(true);
+        expect(s.identity.startsWith(identity), s.identity).toBe(true);
+        expect(s.bundleDigest).toBe(`sha256:${sha256hex(sigBytes)}`);
+        if (repo === 'keyless') expect(s).toMatchObject({ trustVersion: expect.stringMatching(/^[0-9a-f]{12}$/), tlogIndex: '598151086' });
+      }
     });
   }
 
@@ -86,6 +99,9 @@ describe('model signatures at the Hub front-end', () => {
       expect(rows.map((r) => r.filename).sort()).toEqual(['ignore-me', third, 'signme-1', 'signme-1'].sort());
       for (const r of rows) {
         expect(r.decision).toBe('deny');
+        // What was found: nothing for an unsigned snapshot, else the signature that failed (by its digest).
+        if (code === 'unsigned') expect(r.signature ?? null).toBeNull();
+        else expect(JSON.parse(r.signature)).toMatchObject({ ok: false, bundleDigest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) });
         expect(r.rule).toMatch(/^hf\.allow\[\d+\]$/);
         expect(r.reason).toMatch(reason);
       }
@@ -93,6 +109,15 @@ describe('model signatures at the Hub front-end', () => {
       expect((await records(a, `name=acme/${repo}`)).filter((r) => r.decision === 'allow')).toEqual([]);
     });
   }
+
+  it('refuses a Range GET and the /raw/ path of a refused snapshot too', async () => {
+    const range = await fetch(hf('acme/extra/resolve/main/signme-1'), { headers: { range: 'bytes=0-3' } });
+    expect(range.status).toBe(403);
+    expect(range.headers.get('x-error-message')).toMatch(/"extra\.txt" is not in the signed list/);
+    const raw = await fetch(hf('acme/extra/raw/main/signme-1'));
+    expect(raw.status).toBe(403);
+    expect(raw.headers.get('x-error-message')).toMatch(/"extra\.txt" is not in the signed list/);
+  });
 
   it('serves the metadata of a refused snapshot (the listing the signature is checked against)', async () => {
     const info = await (await fetch(hf('api/models/acme/extra/revision/main'))).json();
