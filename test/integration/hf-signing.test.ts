@@ -4,6 +4,7 @@
  * commits, behind `require: signed` rules. Signed snapshots are served; every file of an unsigned or mis-signed
  * one is refused (GET and HEAD, on record) naming the reason, while its metadata is still served.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestAirlock } from '../helpers/airlock.js';
 import { sha256hex, type FakeHub } from '../helpers/fake-hub.js';
@@ -130,5 +131,18 @@ describe('model signatures at the Hub front-end', () => {
   it('leaves a rule without require: signed as it was (an unsigned snapshot is served)', async () => {
     const res = await fetch(hf('acme/plain/resolve/main/signme-1'));
     expect(res.status).toBe(200);
+  });
+
+  it('verifies again after a reload that changes a rule: a cached verdict is never reused for other signers', async () => {
+    expect((await fetch(hf('acme/key/resolve/main/signme-2'))).status).toBe(200);
+    expect((await fetch(hf('acme/wrong-key/resolve/main/signme-2'))).status).toBe(403);
+    const text = readFileSync(a.configFile, 'utf8');
+    const swap = (t: string, repo: string, signers: string) => t.replace(new RegExp(`(- repo: acme/${repo}\n(?:.*\n){2}\\s+signers: ).*`), `$1${signers}`);
+    writeFileSync(a.configFile, swap(swap(text, 'key', '[other-ca]'), 'wrong-key', '[acme-key]'));
+    expect(a.airlock.reloadPolicy()).toBe(true);
+    const now = await fetch(hf('acme/key/resolve/main/signme-2'));
+    expect(now.status).toBe(403);
+    expect(now.headers.get('x-error-message')).toMatch(/hf\.allow\[1\]: model\.sig: /);
+    expect((await fetch(hf('acme/wrong-key/resolve/main/signme-2'))).status).toBe(200);
   });
 });
