@@ -19,7 +19,8 @@ export function fixtureFiles(dir: string, edit: (files: HubFile[]) => HubFile[] 
  * signed: keyless, key and cert (each mode, served), moved (the signature at sigs/model.sig, named by the rule),
  * and the negative cases derived from them: extra (a file not in the signed list), missing (a signed file
  * absent), changed (a file whose digest upstream differs from the signed one), unsigned (no model.sig), wrong-key,
- * wrong-ca and wrong-identity; lfs-sig (model.sig stored in LFS); acme/plain has no signing rule. Rules are hf.allow[i] in this order.
+ * wrong-ca and wrong-identity; lfs-sig (model.sig stored in LFS); tampered (the Hub sends
+ * other bytes than the commit lists, for every file); acme/plain has no signing rule. Rules are hf.allow[i] in this order.
  */
 export async function startSignedModels(): Promise<{ hub: FakeHub; a: TestAirlock; commits: Record<string, string> }> {
   const hub = new FakeHub();
@@ -38,6 +39,7 @@ export async function startSignedModels(): Promise<{ hub: FakeHub; a: TestAirloc
     ['wrong-identity', MODE_DIR.keyless],
     ['moved', key, (f) => f.map((x) => (x.path === 'model.sig' ? { ...x, path: 'sigs/model.sig' } : x))],
     ['lfs-sig', key, (f) => f.map((x) => (x.path === 'model.sig' ? { ...x, lfs: true } : x))],
+    ['tampered', key, (f) => [...f.filter((x) => x.path !== 'signme-1'), { path: 'notes.txt', bytes: Buffer.from('only in acme/tampered\n') }]],
   ];
   const commits: Record<string, string> = {};
   for (const [name, dir, edit] of repos) commits[name] = hub.commit('model', `acme/${name}`, fixtureFiles(dir, edit));
@@ -46,6 +48,7 @@ export async function startSignedModels(): Promise<{ hub: FakeHub; a: TestAirloc
     'acme/plain',
     fixtureFiles(key, (f) => f.filter((x) => x.path !== 'model.sig')),
   );
+  hub.tamperRepo = 'acme/tampered';
   const otherKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
   const signers: Record<string, string> = {
     keyless: '[ibm]',

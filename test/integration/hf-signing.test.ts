@@ -120,6 +120,16 @@ describe('model signatures at the Hub front-end', () => {
     expect(raw.headers.get('x-error-message')).toMatch(/"extra\.txt" is not in the signed list/);
   });
 
+  it('refuses digest_mismatch when the Hub sends other bytes for a file the signature check reads', async () => {
+    const res = await fetch(hf('acme/tampered/resolve/main/signme-2'));
+    expect(res.status).toBe(502);
+    expect(res.headers.get('x-error-message')).toMatch(
+      /^cannot check the model signature of acme\/tampered@[0-9a-f]{40}: [a-z.-]+: the Hub sent \d+ bytes with git blob id/,
+    );
+    const rows = await records(a, 'name=acme/tampered');
+    expect(rows.map((r) => [r.code, r.decision, r.filename])).toEqual([['digest_mismatch', 'deny', 'signme-2']]);
+  });
+
   it('serves the metadata of a refused snapshot (the listing the signature is checked against)', async () => {
     const info = await (await fetch(hf('api/models/acme/extra/revision/main'))).json();
     expect(info.sha).toBe(c.extra);
