@@ -95,8 +95,8 @@ describe('model signatures with the real Hub clients', () => {
   describe('@huggingface/hub', () => {
     for (const mode of ['keyless', 'key', 'cert'] as const) {
       it(`downloadFile of each file of a snapshot signed in ${mode} mode arrives whole`, async () => {
-        // Not snapshotDownload: it asks the empty ignore-me for a Range, which Airlock answers 416 with or without a
-        // signing rule (an empty file has no satisfiable range); see the report of issue 26's Hub signing work.
+        // Not snapshotDownload: it asks for the empty ignore-me with a Range header, which Airlock answers 416 (an
+        // empty file has no satisfiable range) with or without a signing rule; that is left as it was.
         for (const f of fixtureFiles(MODE_DIR[mode]).filter((x) => x.bytes.length > 0)) {
           const blob = await downloadFile({ repo: `acme/${mode}`, path: f.path, hubUrl: endpoint() });
           expect(Buffer.from(await blob!.arrayBuffer()).equals(f.bytes), f.path).toBe(true);
