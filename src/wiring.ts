@@ -87,7 +87,7 @@ export function createFrontends(config: Config, s: Shared, u: Upstreams): FrontE
     bg.judge?.(judge);
     judge.follow();
   }
-  const hf = createHfApp({ live, hub: u.hf.hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes });
+  const hf = createHfApp({ live, hub: u.hf.hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes, trust: s.trust });
   return [
     { ...PYPI, app: pypi.app, fast: pypi.fast },
     { ...OCI, app: oci },

@@ -14,6 +14,8 @@ import type { AliasStore, ScanStore } from '../storage/meta-store.js';
 import type { HfSnapshot, Hub } from './hub.js';
 import { contentDecision as decideContent, type Inspections } from './inspection.js';
 import { HubError } from './metadata.js';
+import type { ModelSignatures } from './signature.js';
+import type { TrustRoots } from '../signing/trust.js';
 
 export interface HfDeps {
   /** The policy in force (swapped whole on reload). */
@@ -24,11 +26,15 @@ export interface HfDeps {
   recorder: Recorder;
   log: Logger;
   maxFileBytes: number;
+  /** The Sigstore trusted root in use, for keyless model signatures (key and CA signers need none). */
+  trust?: TrustRoots;
 }
 
 /** What the file handlers (resolve.ts, git-file.ts) are given: the deps and the inspections they share. */
 export interface HfContext extends HfDeps {
   inspections: Inspections;
+  /** The model signature gate (rules with require: signed). */
+  signatures: ModelSignatures;
 }
 
 /** A file's content verdict under the policy in force. */

@@ -33,34 +33,55 @@ export async function gitFile(
   base: Omit<RecordRow, 'cache' | 'decision'>,
   rule: string,
 ): Promise<Response> {
-  let cache: 'hit' | 'miss' = 'hit';
-  let sha256 = await d.meta.getAlias('git-blob', entry.oid);
-  let bytes = sha256 ? await d.cache.readSmall(sha256, MAX_GIT_FILE) : null;
-  if (!bytes) {
-    cache = 'miss';
-    try {
-      bytes = await fetchGitFile(d, type, repo, commit, entry);
-    } catch (e) {
-      const mismatch = e instanceof AirlockError && e.code === 'DIGEST_MISMATCH';
-      throw new Refusal({
-        status: (e as AirlockError).status ?? 502,
-        code: mismatch ? 'digest_mismatch' : 'upstream_failed',
-        decision: mismatch ? 'deny' : 'error',
-        rule,
-        reason: (e as Error).message,
-        row: { name: base.name, version: base.version, filename: base.filename },
-        answer: e as Error,
-      });
-    }
-    sha256 = await d.cache.putSmall(bytes);
-    await d.meta.putAlias('git-blob', entry.oid, sha256);
+  let file: VerifiedGitFile;
+  try {
+    file = await verifiedGitFile(d, type, repo, commit, entry);
+  } catch (e) {
+    throw fetchRefusal(e, rule, base);
   }
+  const { bytes, sha256, cache } = file;
   headers['x-airlock-cache'] = cache;
-  const report = await d.inspections.inspect(sha256!, bufferSource(bytes));
-  const verdict = contentDecision(d, type, repo, path, sha256!, report);
+  const report = await d.inspections.inspect(sha256, bufferSource(bytes));
+  const verdict = contentDecision(d, type, repo, path, sha256, report);
   if (!verdict.allow) throw contentRefusal(base, commit, verdict, { sha256, size: bytes.length, cache, scan: scanSummary(report, verdict) });
   const row: RecordRow = { ...base, sha256, size: bytes.length, cache, decision: 'allow', rule, scan: scanSummary(report, verdict) };
   return serveSmall(c, bytes, headers, { recorder: d.recorder, row, ranges: true });
+}
+
+export interface VerifiedGitFile {
+  bytes: Buffer;
+  sha256: string;
+  cache: 'hit' | 'miss';
+}
+
+/**
+ * An ordinary git file's bytes, verified: from the cache through its git blob id's alias (kept
+ * when it was first verified), else fetched from the Hub, checked against the blob id and size
+ * the commit lists, and cached (the alias with it). Throws an AirlockError (DIGEST_MISMATCH, or
+ * an upstream failure); nothing is cached then. Shared by gitFile and the signature check.
+ */
+export async function verifiedGitFile(d: HfDeps, type: HfRepoType, repo: string, commit: string, entry: HfEntry): Promise<VerifiedGitFile> {
+  const known = await d.meta.getAlias('git-blob', entry.oid);
+  const cached = known ? await d.cache.readSmall(known, MAX_GIT_FILE) : null;
+  if (known && cached) return { bytes: cached, sha256: known, cache: 'hit' };
+  const bytes = await fetchGitFile(d, type, repo, commit, entry);
+  const sha256 = await d.cache.putSmall(bytes);
+  await d.meta.putAlias('git-blob', entry.oid, sha256);
+  return { bytes, sha256, cache: 'miss' };
+}
+
+/** The refusal (on record) of a file whose verified bytes could not be had: digest_mismatch, or upstream_failed. */
+export function fetchRefusal(e: unknown, rule: string, base: Pick<RecordRow, 'name' | 'version' | 'filename'>): Refusal {
+  const mismatch = e instanceof AirlockError && e.code === 'DIGEST_MISMATCH';
+  return new Refusal({
+    status: (e as AirlockError).status ?? 502,
+    code: mismatch ? 'digest_mismatch' : 'upstream_failed',
+    decision: mismatch ? 'deny' : 'error',
+    rule,
+    reason: (e as Error).message,
+    row: { name: base.name, version: base.version, filename: base.filename },
+    answer: e as Error,
+  });
 }
 
 async function fetchGitFile(d: HfDeps, type: HfRepoType, repo: string, commit: string, entry: HfEntry): Promise<Buffer> {

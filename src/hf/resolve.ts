@@ -10,10 +10,12 @@ import type { Decision } from '../policy/types.js';
 import { scan, type ScanReport } from '../scan/index.js';
 import { contentLength } from '../upstream/http.js';
 import { baseRecord, contentDecision, contentRefusal, fromDecision, pinned, type HfContext } from './context.js';
-import { gitBlobSha1, gitFile } from './git-file.js';
-import type { HfEntry } from './hub.js';
+import { fetchRefusal, gitBlobSha1, gitFile } from './git-file.js';
+import type { HfEntry, HfSnapshot } from './hub.js';
 import { scanSummary } from './inspection.js';
 import { EXPOSE, HubError } from './metadata.js';
+import { signatureRefusal, type SnapshotSignature } from './signature.js';
+import { signatureField } from '../signing/record.js';
 
 const etagOf = (e: HfEntry) => e.lfs?.oid ?? e.oid;
 
@@ -40,6 +42,7 @@ export async function resolve(
     const row = { name: displayRepo(type, repo), version: commit, filename: path, sha256: entry.lfs?.oid ?? null };
     throw new Refusal({ status: 404, code: fd.code, rule: fd.rule, reason: fd.reason, row, answer: fromDecision(fd, commit) });
   }
+  const signature = await signatureGate(d, c.req.method, snap, path, rule, entry.lfs?.oid ?? null);
   if (entry.size > d.maxFileBytes) {
     // Refused by the mirror's own limit, not by the policy: on record (too_large), EntryNotFound to the client as before.
     const reason = `${path} is ${entry.size} bytes, over this mirror's hf.max_file_bytes (${d.maxFileBytes}); huggingface_hub cannot download files over 50 GB without Xet, which Airlock does not mirror`;
@@ -75,7 +78,8 @@ export async function resolve(
   let knownDecision = known && knownSha ? contentDecision(d, type, repo, path, knownSha, known) : null;
   // A partial report (an early refusal) never approves: under a policy that would allow it, the file is judged whole again.
   if (known?.partial && knownDecision?.allow) known = knownDecision = null;
-  const base = baseRecord(c, type, repo, commit, path);
+  // A verified model signature is kept on the file's row (the signer, the bundle's digest, the trust version).
+  const base = { ...baseRecord(c, type, repo, commit, path), ...(signature ? { signature } : {}) };
   if (knownDecision && !knownDecision.allow) {
     const refusal = contentRefusal(base, commit, knownDecision, { sha256: knownSha, size: entry.size, cache: 'none', scan: scanSummary(known, knownDecision) });
     // A verdict already on record answers HEAD too, and is on record like the GET's: EntryNotFound
@@ -92,6 +96,29 @@ export async function resolve(
   }
   if (entry.lfs) return lfsFile(d, c, type, repo, path, commit, entry, entry.lfs, headers, base, rule, known, knownDecision);
   return gitFile(d, c, type, repo, path, commit, entry, headers, base, rule);
+}
+
+/**
+ * A file of a snapshot whose rule requires a model signature is served only once the signature
+ * verifies (HEAD and /raw/ too): refused `unsigned` or `bad_signature`, on record, otherwise. The
+ * Hub failing while the commit's files are gathered refuses as that file's fetch would have.
+ * Returns the row's `signature` field when one was required and verified.
+ */
+async function signatureGate(d: HfContext, method: string, snap: HfSnapshot, path: string, rule: string, sha256: string | null): Promise<string | null> {
+  let sig: SnapshotSignature;
+  try {
+    sig = await d.signatures.check(snap, rule);
+  } catch (e) {
+    const name = `${displayRepo(snap.type, snap.repo)}@${snap.commit}`;
+    if (e instanceof AirlockError) {
+      const wrapped = new AirlockError(e.code, `cannot check the model signature of ${name}: ${e.message}`, { status: e.status });
+      throw fetchRefusal(wrapped, rule, { name: displayRepo(snap.type, snap.repo), version: snap.commit, filename: path });
+    }
+    throw e;
+  }
+  if (!sig.required) return null;
+  if (!sig.result.ok) throw signatureRefusal(method, snap, path, rule, sig, sha256);
+  return signatureField(sig.result);
 }
 
 /**

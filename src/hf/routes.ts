@@ -8,6 +8,7 @@ import { HubError, hubRefuse } from './metadata.js';
 import { checkFilePath, HfPathError, parseHfPath } from './paths.js';
 import { repoInfo, repoPathsInfo, repoRefs, repoTree, whoami } from './repo.js';
 import { resolve } from './resolve.js';
+import { ModelSignatures } from './signature.js';
 
 export { HubError, TREE_PAGE } from './metadata.js';
 export { gitBlobSha1 } from './git-file.js';
@@ -24,7 +25,7 @@ export type { HfDeps } from './context.js';
  */
 export function createHfApp(d: HfDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  const ctx: HfContext = { ...d, inspections: new Inspections(d.meta) };
+  const ctx: HfContext = { ...d, inspections: new Inspections(d.meta), signatures: new ModelSignatures(d, d.trust) };
 
   app.all('*', async (c) => {
     const method = c.req.method;
