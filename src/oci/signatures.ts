@@ -40,6 +40,8 @@ export interface SignatureVerdict extends CosignResult {
   /** Where the verified signature was found. */
   source?: 'referrers' | 'tag' | 'sig-tag';
   at?: number;
+  /** A lookup failed on the way (a refusal not kept: the next request looks again). */
+  transient?: boolean;
 }
 
 /** One entry of a referrers list or tag index, as Airlock reads it (the bytes served are the upstream's). */
@@ -113,7 +115,7 @@ export class ImageSignatures {
       this.flights.set(fk, p);
     }
     const v = await p;
-    if (v.code !== 'upstream_failed') this.verdicts.set(digest, '', tv, key, v);
+    if (v.code !== 'upstream_failed' && !v.transient) this.verdicts.set(digest, '', tv, key, v);
     return v;
   }
 
@@ -171,6 +173,7 @@ export class ImageSignatures {
     }
     return {
       ok: false,
+      ...(f.errored ? { transient: true } : {}),
       code: f.failures.length ? 'bad_signature' : 'unsigned',
       reason: `${req.rule} requires ${want} of ${t.repo}@${subject} by ${req.signers.map((s) => s.name).join(', ')}; ${found}`.slice(0, 900),
     };
@@ -259,6 +262,7 @@ export class ImageSignatures {
       return bytes;
     } catch (err) {
       f.failures.push(`${l.digest}: ${(err as Error).message}`);
+      f.errored = true;
       return null;
     }
   }
@@ -269,10 +273,8 @@ export class ImageSignatures {
       const bytes = await this.object(t, l, f);
       if (!bytes) continue;
       const trust = this.d.trust?.current() ?? null;
-      const r = this.bundles.through(subject, l.digest, trust?.version ?? 'none', req.cacheKey, () =>
-        verifyCosignBundle(bytes, subject, req.signers, trust, { rule: req.rule }),
-      );
-      if (!r.ok) f.failures.push(r.reason ?? `${l.digest}: refused`);
+      const r = this.bundles.through(subject, l.digest, trust?.version ?? 'none', req.cacheKey, () => verifyCosignBundle(bytes, subject, req.signers, trust));
+      if (!r.ok) f.failures.push(`bundle ${l.digest.slice(0, 19)}…: ${r.reason ?? 'refused'}`);
       else if (req.require === 'attested' && r.kind !== 'attestation') f.notes.push(`a signature by ${r.identity} (not an attestation)`);
       else return r;
     }
@@ -286,9 +288,9 @@ export class ImageSignatures {
         if (f.examined >= MAX_OBJECTS) return null;
         const bytes = await this.object(t, l, f);
         if (!bytes) continue;
-        const r = verifyLegacySignature(bytes, l.annotations[LEGACY_SIGNATURE_ANNOTATION], subject, req.signers, { rule: req.rule });
+        const r = verifyLegacySignature(bytes, l.annotations[LEGACY_SIGNATURE_ANNOTATION], subject, req.signers);
         if (r.ok) return r;
-        f.failures.push(r.reason ?? `${l.digest}: refused`);
+        f.failures.push(`${l.digest.slice(0, 19)}…: ${r.reason ?? 'refused'}`);
       }
     }
     return null;
