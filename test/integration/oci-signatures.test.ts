@@ -259,6 +259,9 @@ ${rule('api.test/cosign/app', SUBJECT_DIGEST, 'cody', 'attested')}${rule('tags.t
 
   it('legacy .sig: a key signature is verified with node:crypto; a keyless rule says it is unsupported; another digest is refused', async () => {
     expect((await get(`tags.test/legacy/key/manifests/${SUBJECT_DIGEST}`)).status).toBe(200);
+    // The .sig tag of an approved subject is served (cosign verify downstream); other tags of that shape are not.
+    expect((await get(`tags.test/legacy/key/manifests/sha256-${SUBJECT_DIGEST.slice(7)}.sig`)).status).toBe(200);
+    expect((await get(`tags.test/legacy/key/manifests/sha256-${SUBJECT_DIGEST.slice(7)}.att`)).status).toBe(403);
     expect((await get(`tags.test/legacy/cert/manifests/${SUBJECT_DIGEST}`)).status).toBe(403);
     expect((await denied('tags.test/legacy/cert'))[0]).toMatchObject({ code: 'bad_signature', reason: expect.stringMatching(/signed with a certificate/) });
     expect((await get(`tags.test/legacy/other/manifests/${SUBJECT_DIGEST}`)).status).toBe(403);
