@@ -65,6 +65,12 @@ export interface PullRecord {
    */
   count?: number | null;
   lastTs?: number | null;
+  /**
+   * What verified the artefact's signature (issue 26), as compact JSON text (signing/record.ts
+   * RecordSignature: identity, publisher, bundle digest, log index and time, trust version); on a
+   * signature refusal, what was found. Covered by the chain when present; older rows have none.
+   */
+  signature?: string | null;
 }
 
 export interface StoredPullRecord extends PullRecord {
@@ -245,6 +251,24 @@ export interface TrustRootStore {
   latestTrustRoot(): Promise<{ sha256: string; root: string; importedAt: number } | null>;
 }
 
+/** The signer a project was first verified under (issue 26, continuity): what a later version's signer is compared with. */
+export interface SignerRecord {
+  /** signing/continuity.ts continuityIdentity: the publisher or identity, without what changes per release (the ref). */
+  identity: string;
+  /** The version, commit or digest it was first verified on. */
+  version: string | null;
+  recordedAt: number;
+}
+
+/** The recorded signer of each (ecosystem, project), shared by every replica. */
+export interface SignerStore {
+  getSigner(ecosystem: string, project: string): Promise<SignerRecord | null>;
+  /** Record the signer when none is recorded (the first wins, also between replicas); returns what is recorded now. */
+  recordSigner(ecosystem: string, project: string, s: { identity: string; version: string | null }): Promise<SignerRecord>;
+  /** Accept a signer after review: replace what is recorded, or forget it (null: the next verified pull records its signer); true when one was recorded. */
+  setSigner(ecosystem: string, project: string, s: { identity: string; version: string | null } | null): Promise<boolean>;
+}
+
 /** Imported advisories (OSV JSON). */
 export interface AdvisoryStore {
   /** Upsert by id; returns how many were new or changed. */
@@ -278,7 +302,20 @@ export interface LeaseStore {
  * The whole metadata store: one interface per concern, each held to its contract suite in
  * test/contract/ (any backend must pass them all). Callers depend on the narrowest one they use.
  */
-export interface MetaStore extends BlobIndex, PageCache, PullLog, OciStore, ScanStore, TokenStore, ConsoleSessionStore, AdvisoryStore, AliasStore, LeaseStore, TrustRootStore {
+export interface MetaStore
+  extends
+    BlobIndex,
+    PageCache,
+    PullLog,
+    OciStore,
+    ScanStore,
+    TokenStore,
+    ConsoleSessionStore,
+    AdvisoryStore,
+    AliasStore,
+    LeaseStore,
+    TrustRootStore,
+    SignerStore {
   /** Image inventories (layer facts, per-manifest inventories). */
   readonly inventories: InventoryStore;
   close(): Promise<void>;

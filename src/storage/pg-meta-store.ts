@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type {
+  SignerRecord,
   BlobRecord,
   ChunkList,
   CachedPage,
@@ -307,6 +308,34 @@ export class PgMetaStore implements MetaStore {
       'SELECT sha256, root, imported_at FROM trust_roots ORDER BY id DESC LIMIT 1',
     );
     return r ? { sha256: r.sha256, root: r.root, importedAt: r.imported_at } : null;
+  }
+
+  // SignerStore
+  async getSigner(ecosystem: string, project: string): Promise<SignerRecord | null> {
+    const [r] = await this.rows<{ identity: string; version: string | null; recorded_at: number }>(
+      'SELECT identity, version, recorded_at FROM signers WHERE ecosystem = $1 AND project = $2',
+      [ecosystem, project],
+    );
+    return r ? { identity: r.identity, version: r.version, recordedAt: r.recorded_at } : null;
+  }
+
+  async recordSigner(ecosystem: string, project: string, s: { identity: string; version: string | null }): Promise<SignerRecord> {
+    await this.pool.query('INSERT INTO signers VALUES ($1, $2, $3, $4, $5) ON CONFLICT (ecosystem, project) DO NOTHING', [
+      ecosystem,
+      project,
+      s.identity,
+      s.version,
+      Date.now(),
+    ]);
+    return (await this.getSigner(ecosystem, project))!;
+  }
+
+  async setSigner(ecosystem: string, project: string, s: { identity: string; version: string | null } | null): Promise<boolean> {
+    return this.tx(async (c) => {
+      const had = ((await c.query('DELETE FROM signers WHERE ecosystem = $1 AND project = $2', [ecosystem, project])).rowCount ?? 0) > 0;
+      if (s) await c.query('INSERT INTO signers VALUES ($1, $2, $3, $4, $5)', [ecosystem, project, s.identity, s.version, Date.now()]);
+      return had;
+    });
   }
 
   // AliasStore

@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import type {
+  SignerRecord,
   TokenRecord,
   ConsoleSessionRecord,
   ChainLink,
@@ -383,6 +384,28 @@ export class SqliteMetaStore implements MetaStore {
       .prepare<[], { sha256: string; root: string; imported_at: number }>('SELECT sha256, root, imported_at FROM trust_roots ORDER BY id DESC LIMIT 1')
       .get();
     return r ? { sha256: r.sha256, root: r.root, importedAt: r.imported_at } : null;
+  }
+
+  async getSigner(ecosystem: string, project: string): Promise<SignerRecord | null> {
+    const r = this.db
+      .prepare<[string, string], { identity: string; version: string | null; recorded_at: number }>(
+        'SELECT identity, version, recorded_at FROM signers WHERE ecosystem = ? AND project = ?',
+      )
+      .get(ecosystem, project);
+    return r ? { identity: r.identity, version: r.version, recordedAt: r.recorded_at } : null;
+  }
+
+  async recordSigner(ecosystem: string, project: string, s: { identity: string; version: string | null }): Promise<SignerRecord> {
+    this.db.prepare('INSERT OR IGNORE INTO signers VALUES (?, ?, ?, ?, ?)').run(ecosystem, project, s.identity, s.version, Date.now());
+    return (await this.getSigner(ecosystem, project))!;
+  }
+
+  async setSigner(ecosystem: string, project: string, s: { identity: string; version: string | null } | null): Promise<boolean> {
+    return this.db.transaction(() => {
+      const had = this.db.prepare('DELETE FROM signers WHERE ecosystem = ? AND project = ?').run(ecosystem, project).changes > 0;
+      if (s) this.db.prepare('INSERT INTO signers VALUES (?, ?, ?, ?, ?)').run(ecosystem, project, s.identity, s.version, Date.now());
+      return had;
+    })();
   }
 
   async getAlias(kind: string, key: string): Promise<string | null> {

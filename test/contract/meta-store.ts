@@ -3,6 +3,7 @@ import { appendPulls, prunePulls, prunePullsToSize, verifyChain, GENESIS } from 
 import type {
   AdvisoryStore,
   TrustRootStore,
+  SignerStore,
   AliasStore,
   BlobIndex,
   LeaseStore,
@@ -151,6 +152,29 @@ export function pullLogContract(name: string, fresh: () => Promise<PullLog>): vo
       expect(newest.map((r) => r.ts)).toEqual([1004, 1003]);
       expect((await s.listPulls({ before: newest[1].id, limit: 2 })).map((r) => r.ts)).toEqual([1002, 1001]);
       expect((await verifyChain(s)).problem).toBeUndefined();
+    });
+
+    it("keeps each row's signature (issue 26), covered by the chain when present, while rows without one hash as before", async () => {
+      const s = await fresh();
+      const sig = JSON.stringify({
+        ok: true,
+        identity: 'https://token.actions.githubusercontent.com https://github.com/o/r/.github/workflows/release.yml@refs/tags/v1',
+        tlogIndex: '42',
+      });
+      const bad = JSON.stringify({ ok: false, identity: 'https://issuer other@example.com' });
+      await appendPulls(s, [pull(1), pull(2, { signature: sig }), pull(3, { decision: 'deny', code: 'bad_signature', signature: bad }), pull(4)]);
+      const rows = (await s.listPulls({})).reverse();
+      expect(rows.map((r) => r.signature ?? null)).toEqual([null, sig, bad, null]);
+      expect(rows[0]).not.toHaveProperty('signature');
+      expect((await verifyChain(s)).problem).toBeUndefined();
+      const { rowHash } = await import('../../src/core/chain.js');
+      // The signature is chained content: a row rewritten with another signer, or with it removed, no longer matches its hash.
+      expect(rowHash(rows[1].prevHash!, { ...rows[1], signature: bad })).not.toBe(rows[1].hash);
+      expect(rowHash(rows[1].prevHash!, { ...rows[1], signature: null })).not.toBe(rows[1].hash);
+      // A row without one hashes exactly as before the column existed (older rows still verify).
+      const legacy = [rows[0].ts, rows[0].client, 'pypi', rows[0].name, '1.0', null, rows[0].sha256, null, 'miss', 'allow', null, null, null, null];
+      const { createHash } = await import('node:crypto');
+      expect(rows[0].hash).toBe(createHash('sha256').update(GENESIS).update('\n').update(JSON.stringify(legacy)).digest('hex'));
     });
 
     it('counts rows per UTC day, ecosystem and decision', async () => {
@@ -379,6 +403,28 @@ export function trustRootStoreContract(name: string, fresh: () => Promise<TrustR
       expect((await s.latestTrustRoot())!.sha256).toBe('b'.repeat(64));
       await s.putTrustRoot({ sha256: 'a'.repeat(64), root: '{"v":"a"}' });
       expect((await s.latestTrustRoot())!.root).toBe('{"v":"a"}');
+    });
+  });
+}
+
+export function signerStoreContract(name: string, fresh: () => Promise<SignerStore>): void {
+  describe(`SignerStore contract: ${name}`, () => {
+    it('records the first signer of a project (the first wins, also when racing), per ecosystem, and replaces or forgets it on acceptance', async () => {
+      const s = await fresh();
+      expect(await s.getSigner('pypi', 'x')).toBeNull();
+      const got = await Promise.all(['a', 'b', 'c'].map((id) => s.recordSigner('pypi', 'x', { identity: id, version: '1' })));
+      expect(new Set(got.map((g) => g.identity)).size).toBe(1);
+      expect(await s.getSigner('pypi', 'x')).toMatchObject({ identity: got[0].identity, version: '1' });
+      expect(await s.recordSigner('pypi', 'x', { identity: 'z', version: '2' })).toMatchObject({ identity: got[0].identity, version: '1' });
+      expect(await s.getSigner('oci', 'x')).toBeNull();
+      await s.recordSigner('oci', 'x', { identity: 'o', version: null });
+      expect(await s.getSigner('oci', 'x')).toMatchObject({ identity: 'o', version: null });
+      expect(await s.setSigner('pypi', 'x', { identity: 'new', version: '3' })).toBe(true);
+      expect(await s.getSigner('pypi', 'x')).toMatchObject({ identity: 'new', version: '3' });
+      expect(await s.setSigner('pypi', 'x', null)).toBe(true);
+      expect(await s.getSigner('pypi', 'x')).toBeNull();
+      expect(await s.setSigner('pypi', 'x', null)).toBe(false);
+      expect((await s.getSigner('oci', 'x'))!.recordedAt).toBeGreaterThan(0);
     });
   });
 }

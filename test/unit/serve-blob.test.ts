@@ -3,6 +3,8 @@ import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import type { Recorder, RecordRow } from '../../src/core/records.js';
 import type { AppEnv } from '../../src/http/send.js';
+import type { Logger } from 'pino';
+import { Refusal, errorHandler } from '../../src/http/refusal.js';
 import { lastChunkAfter, serveSmall } from '../../src/http/serve-blob.js';
 
 describe('the last chunk waits for the pull record', () => {
@@ -100,5 +102,39 @@ describe('serveSmall: an in-memory verified body and its row', () => {
     const { a } = app(true);
     const r = await a.request('/x');
     expect([r.status, await r.text()]).toEqual([503, 'disk full']);
+  });
+});
+
+describe('the signature a front-end passes is on the row (issue 26)', () => {
+  const sig = '{"ok":true,"identity":"key:0123456789ab"}';
+  it('serveSmall writes it on the served row', async () => {
+    const rows: RecordRow[] = [];
+    const recorder = { recordServed: async (r: RecordRow) => void rows.push(r) } as unknown as Recorder;
+    const row: RecordRow = { ts: 1, client: 'c', ecosystem: 'oci', name: 'reg/x', cache: 'hit', decision: 'allow', rule: 'r' };
+    const a = new Hono<AppEnv>();
+    a.get('/x', (c) => serveSmall(c, Buffer.from('abc'), {}, { recorder, row, signature: sig }));
+    expect((await a.request('/x')).status).toBe(200);
+    expect(rows.map((r) => r.signature)).toEqual([sig]);
+  });
+  it("a Refusal's row keeps it through the error handler", async () => {
+    const rows: RecordRow[] = [];
+    const recorder = { record: async (r: RecordRow) => void rows.push(r), limitRefusal: () => 0 } as unknown as Recorder;
+    const log = { warn: () => {}, error: () => {} } as unknown as Logger;
+    const a = new Hono<AppEnv>();
+    a.get('/x', () => {
+      throw new Refusal({ status: 403, code: 'bad_signature', rule: 'oci.allow[0]', reason: 'wrong signer', row: { name: 'reg/x', signature: sig } });
+    });
+    a.onError(
+      errorHandler({
+        ecosystem: 'oci',
+        recorder,
+        log,
+        wire: (e) => (e instanceof Refusal ? { status: e.status, message: e.message } : null),
+        internal: () => ({ status: 500, message: 'internal' }),
+        render: (c, e) => c.text(e.message, e.status as 403),
+      }),
+    );
+    expect((await a.request('/x')).status).toBe(403);
+    expect(rows).toMatchObject([{ code: 'bad_signature', decision: 'deny', signature: sig }]);
   });
 });

@@ -12,6 +12,7 @@ import {
   advisoryStoreContract,
   aliasStoreContract,
   trustRootStoreContract,
+  signerStoreContract,
   blobIndexContract,
   leaseStoreContract,
   ociStoreContract,
@@ -42,6 +43,7 @@ consoleSessionStoreContract('SQLite', fresh);
 advisoryStoreContract('SQLite', fresh);
 aliasStoreContract('SQLite', fresh);
 trustRootStoreContract('SQLite', fresh);
+signerStoreContract('SQLite', fresh);
 leaseStoreContract('SQLite', fresh);
 inventoryStoreContract('SQLite', async () => (await fresh()).inventories);
 
