@@ -7,6 +7,7 @@ import { header, readBoundedBytes } from '../upstream/http.js';
 import { approve, baseRecord, deny, failed, type Approval, type OciContext, type Target } from './context.js';
 import { API_VERSION, OciError } from './errors.js';
 import { MT, ManifestError, accepts, isIndexType, parseManifest } from './reference.js';
+import { signatureField } from '../signing/record.js';
 import { SIGNATURE_TAG, signatureRefusal, signatureTag } from './signature-gate.js';
 import type { LoadedManifest } from './upstream.js';
 
@@ -36,9 +37,11 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
   }
   // The signature gate (issue 26): a rule that requires signatures refuses before the manifest is served.
   const requirement = d.live.policy.oci.requirement(rule);
+  let signature: string | null = null;
   if (requirement && requirement.require !== 'none') {
     const v = await d.signatures.check(t, digest, requirement);
     if (!v.ok) throw signatureRefusal(t, reference, digest, rule, v, m.cache);
+    signature = signatureField(v);
   }
   // The advisory gate: an image is served only once its packages have been judged.
   let gated;
@@ -66,7 +69,7 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
   if (inm && inm.split(',').some((v) => v.trim() === `"${digest}"`)) return sendStream(c, 304, headers, null);
   // On record (committed) before the client has the manifest.
   const row = { ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), size: m.bytes.length, cache: m.cache, decision: 'allow' as const, rule };
-  return serveSmall(c, m.bytes, headers, { recorder: d.recorder, row: { ...row, scan: gated?.summary ?? null } });
+  return serveSmall(c, m.bytes, headers, { recorder: d.recorder, row: { ...row, scan: gated?.summary ?? null }, signature });
 }
 
 export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest: string): Promise<Response> {

@@ -8,6 +8,7 @@ import { readBoundedBytes } from '../upstream/http.js';
 import { approve, deny, failed, type Approval, type OciContext, type Target } from './context.js';
 import { API_VERSION, OciError } from './errors.js';
 import { MT } from './reference.js';
+import { signatureField } from '../signing/record.js';
 import type { SignatureVerdict } from './signatures.js';
 
 /**
@@ -50,7 +51,7 @@ export function signatureRefusal(t: Target, reference: string, digest: string, r
     code: v.code ?? 'bad_signature',
     rule,
     reason,
-    row: { name: t.repo, version: reference, filename: 'manifest', sha256: digest.slice(7), cache },
+    row: { name: t.repo, version: reference, filename: 'manifest', sha256: digest.slice(7), cache, signature: signatureField(v) },
     answer: new OciError(403, 'DENIED', reason),
   });
 }

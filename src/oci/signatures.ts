@@ -92,6 +92,8 @@ interface Found {
   /** A lookup failed for a reason other than "not there". */
   errored: boolean;
   examined: number;
+  /** The first signature that failed: what the refusal's row records of it (identity, bundle digest). */
+  firstFailed?: CosignResult;
 }
 
 export class ImageSignatures {
@@ -171,8 +173,10 @@ export class ImageSignatures {
         reason: `${req.rule}: the signatures of ${t.repo}@${subject} could not be looked up: ${f.notes.join('; ')}`,
       };
     }
+    const first = f.firstFailed;
     return {
       ok: false,
+      ...(first ? { identity: first.identity, bundleDigest: first.bundleDigest, trustVersion: first.trustVersion } : {}),
       ...(f.errored ? { transient: true } : {}),
       code: f.failures.length ? 'bad_signature' : 'unsigned',
       reason: `${req.rule} requires ${want} of ${t.repo}@${subject} by ${req.signers.map((s) => s.name).join(', ')}; ${found}`.slice(0, 900),
@@ -274,8 +278,10 @@ export class ImageSignatures {
       if (!bytes) continue;
       const trust = this.d.trust?.current() ?? null;
       const r = this.bundles.through(subject, l.digest, trust?.version ?? 'none', req.cacheKey, () => verifyCosignBundle(bytes, subject, req.signers, trust));
-      if (!r.ok) f.failures.push(`bundle ${l.digest.slice(0, 19)}…: ${r.reason ?? 'refused'}`);
-      else if (req.require === 'attested' && r.kind !== 'attestation') f.notes.push(`a signature by ${r.identity} (not an attestation)`);
+      if (!r.ok) {
+        f.failures.push(`bundle ${l.digest.slice(0, 19)}…: ${r.reason ?? 'refused'}`);
+        f.firstFailed ??= r;
+      } else if (req.require === 'attested' && r.kind !== 'attestation') f.notes.push(`a signature by ${r.identity} (not an attestation)`);
       else return r;
     }
     return null;
@@ -290,6 +296,7 @@ export class ImageSignatures {
         if (!bytes) continue;
         const r = verifyLegacySignature(bytes, l.annotations[LEGACY_SIGNATURE_ANNOTATION], subject, req.signers);
         if (r.ok) return r;
+        f.firstFailed ??= r;
         f.failures.push(`${l.digest.slice(0, 19)}…: ${r.reason ?? 'refused'}`);
       }
     }

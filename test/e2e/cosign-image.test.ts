@@ -82,7 +82,9 @@ policy:
     const rows = await records(a, 'ecosystem=oci&name=registry.test/cosign/subject&decision=allow');
     const row = rows.find((x) => x.filename === 'manifest' && x.sha256 === SUBJECT_DIGEST.slice(7));
     expect(row).toBeTruthy();
-    expect(JSON.stringify(row.signature)).toContain('https://github.com/login/oauth cody@soyland.com');
+    const sig = typeof row.signature === 'string' ? JSON.parse(row.signature) : row.signature;
+    expect(sig).toMatchObject({ ok: true, identity: 'https://github.com/login/oauth cody@soyland.com', bundleDigest: sha(bundle) });
+    expect(sig.tlogIndex).toMatch(/^\d+$/);
   });
 
   it('serves the signature objects for downstream verification: the tag, the referrers list from it, the bundle unchanged', async () => {
@@ -116,6 +118,7 @@ policy:
     const rows = await records(a, 'ecosystem=oci&name=registry.test/cosign/wrongid&decision=deny');
     expect(rows.length).toBeGreaterThanOrEqual(2);
     expect(rows.every((x) => x.code === 'bad_signature' && x.rule === 'oci.allow[1]' && /someone@soyland.com/.test(x.reason))).toBe(true);
+    expect(JSON.stringify(rows[0].signature)).toContain(sha(bundle).slice(7));
   });
 
   it('refuses an image with no signature as unsigned', async () => {

@@ -259,6 +259,8 @@ ${rule('api.test/cosign/app', SUBJECT_DIGEST, 'cody', 'attested')}${rule('tags.t
 
   it('legacy .sig: a key signature is verified with node:crypto; a keyless rule says it is unsupported; another digest is refused', async () => {
     expect((await get(`tags.test/legacy/key/manifests/${SUBJECT_DIGEST}`)).status).toBe(200);
+    const served = (await records(a, 'ecosystem=oci&name=tags.test/legacy/key&decision=allow')).find((r) => r.sha256 === SUBJECT_DIGEST.slice(7));
+    expect(JSON.stringify(served.signature)).toMatch(/key:[0-9a-f]{12}/);
     // The .sig tag of an approved subject is served (cosign verify downstream); other tags of that shape are not.
     expect((await get(`tags.test/legacy/key/manifests/sha256-${SUBJECT_DIGEST.slice(7)}.sig`)).status).toBe(200);
     expect((await get(`tags.test/legacy/key/manifests/sha256-${SUBJECT_DIGEST.slice(7)}.att`)).status).toBe(403);
