@@ -4,7 +4,7 @@ import { Refusal, type RefusalRow } from '../http/refusal.js';
 import { sendBytes, type AppEnv } from '../http/send.js';
 import { checkDigest } from '../names/oci.js';
 import type { Decision } from '../policy/types.js';
-import { readBoundedBytes } from '../upstream/http.js';
+import { header, readBoundedBytes } from '../upstream/http.js';
 import { approve, deny, failed, type Approval, type OciContext, type Target } from './context.js';
 import { API_VERSION, OciError } from './errors.js';
 import { MT } from './reference.js';
@@ -56,8 +56,8 @@ export function signatureRefusal(t: Target, reference: string, digest: string, r
   });
 }
 
-/** Well-formed entries of an index (raw objects, kept as the upstream wrote them), the first `limit`. */
-function entriesOf(bytes: Buffer, limit: number): Record<string, unknown>[] | null {
+/** Well-formed entries of an index (raw objects, kept as the upstream wrote them), the first `limit`; and how many it listed. */
+function entriesOf(bytes: Buffer, limit: number): { list: Record<string, unknown>[]; total: number } | null {
   let doc: { manifests?: unknown };
   try {
     doc = JSON.parse(bytes.toString('utf8'));
@@ -65,20 +65,48 @@ function entriesOf(bytes: Buffer, limit: number): Record<string, unknown>[] | nu
     return null;
   }
   if (!doc || typeof doc !== 'object' || !Array.isArray(doc.manifests)) return null;
-  const out: Record<string, unknown>[] = [];
+  const list: Record<string, unknown>[] = [];
   for (const m of doc.manifests as Record<string, unknown>[]) {
-    if (out.length >= limit) break;
+    if (list.length >= limit) break;
     if (!m || typeof m !== 'object' || typeof m.digest !== 'string' || !checkDigest(m.digest).ok) continue;
     if (typeof m.size !== 'number' || !Number.isSafeInteger(m.size) || m.size < 0) continue;
-    out.push(m);
+    list.push(m);
+  }
+  return { list, total: doc.manifests.length };
+}
+
+/** Query parameters passed on (a page's `last`/`n`, or a registry's own page token): plain names, bounded values, at most 8. */
+function pageQuery(params: URLSearchParams): URLSearchParams {
+  const out = new URLSearchParams();
+  for (const [k, v] of params) {
+    if (k === 'artifactType' || !/^[A-Za-z0-9_.-]{1,64}$/.test(k) || v.length > 512 || [...out.keys()].length >= 8) continue;
+    out.append(k, v);
   }
   return out;
 }
 
+/** The upstream's next page, as a Link to Airlock's own referrers path (the same query, passed on again). */
+function nextLink(c: Context<AppEnv>, upstreamLink: string | undefined, digest: string, q: string | undefined): string | undefined {
+  const m = upstreamLink && /<([^>]{1,2048})>\s*;\s*rel="?next"?/i.exec(upstreamLink);
+  if (!m) return undefined;
+  let u: URL;
+  try {
+    // Only its path and query are read: relative or absolute, the page is asked of the same upstream.
+    u = new URL(m[1], 'http://upstream.invalid/');
+  } catch {
+    return undefined;
+  }
+  if (!u.pathname.endsWith(`/referrers/${digest}`)) return undefined;
+  const qs = pageQuery(u.searchParams);
+  if (q) qs.set('artifactType', q);
+  return `<${c.req.path}?${qs.toString()}>; rel="next"`;
+}
+
 /**
- * The referrers of an approved manifest: the upstream's list (first page, well-formed entries, at
- * most MAX_SERVED_REFERRERS), else the index at its `sha256-<hex>` tag, each entry linked to the
- * subject so it is approved through it. Nothing found: 404, so clients fall back to the tag schema.
+ * The referrers of an approved manifest: the upstream's list (well-formed entries, at most
+ * MAX_SERVED_REFERRERS; its next page linked at Airlock), else the index at its `sha256-<hex>`
+ * tag, each entry linked to the subject so it is approved through it. Nothing found: 404, so
+ * clients fall back to the tag schema.
  */
 export async function referrers(d: OciContext, c: Context<AppEnv>, t: Target, digest: string): Promise<Response> {
   const check = checkDigest(digest);
@@ -86,17 +114,23 @@ export async function referrers(d: OciContext, c: Context<AppEnv>, t: Target, di
   const approval = await approve(d, t.repo, digest);
   if (!approval.decision.allow) deny(t, digest, 'referrers', approval.decision, digest.slice(7));
   const q = c.req.query('artifactType');
+  const page = pageQuery(new URL(c.req.url).searchParams);
+  if (q) page.set('artifactType', q);
   const notes: string[] = [];
   let entries: Record<string, unknown>[] = [];
-  const res = await t.client.request(t.upstreamName, `referrers/${digest}${q ? `?artifactType=${encodeURIComponent(q)}` : ''}`, { accept: MT.ociIndex });
+  let link: string | undefined;
+  const path = `referrers/${digest}${page.size ? `?${page.toString()}` : ''}`;
+  const res = await t.client.request(t.upstreamName, path, { accept: MT.ociIndex });
   if (res.status === 200) {
     const bytes = await readBoundedBytes(res.body, d.maxManifestBytes).catch((e: Error) => {
       throw new OciError(502, 'MANIFEST_INVALID', `${t.registry}'s referrers list for ${digest}: ${e.message}`);
     });
-    const list = entriesOf(bytes, MAX_SERVED_REFERRERS);
-    if (!list) throw new OciError(502, 'MANIFEST_INVALID', `${t.registry}'s referrers list for ${digest} is not an index`);
-    entries = list;
-    notes.push(`its referrers API lists ${list.length === 0 ? 'none' : list.length}`);
+    const got = entriesOf(bytes, MAX_SERVED_REFERRERS);
+    if (!got) throw new OciError(502, 'MANIFEST_INVALID', `${t.registry}'s referrers list for ${digest} is not an index`);
+    entries = got.list;
+    notes.push(`its referrers API lists ${got.total === 0 ? 'none' : got.total}`);
+    // A page cut at MAX_SERVED_REFERRERS has no next page: its remainder would be skipped.
+    if (got.total <= MAX_SERVED_REFERRERS) link = nextLink(c, header(res.headers, 'link'), digest, q);
   } else {
     res.body.resume();
     if (res.status !== 404 && res.status !== 400 && res.status !== 405)
@@ -104,10 +138,10 @@ export async function referrers(d: OciContext, c: Context<AppEnv>, t: Target, di
     notes.push(`it has no referrers API (${res.status})`);
   }
   const tag = `sha256-${digest.slice(7)}`;
-  if (entries.length === 0) {
+  if (entries.length === 0 && page.size === (q ? 1 : 0)) {
     try {
       const m = await d.upstream.resolveTag(t, tag);
-      entries = entriesOf(m.bytes, MAX_SERVED_REFERRERS) ?? [];
+      entries = entriesOf(m.bytes, MAX_SERVED_REFERRERS)?.list ?? [];
       notes.push(`tag ${tag} lists ${entries.length}`);
     } catch (e) {
       if (!(e instanceof OciError && e.status === 404)) throw e;
@@ -123,5 +157,6 @@ export async function referrers(d: OciContext, c: Context<AppEnv>, t: Target, di
   );
   const headers: Record<string, string> = { ...API_VERSION, 'content-type': MT.ociIndex };
   if (q) headers['oci-filters-applied'] = 'artifactType';
+  if (link) headers.link = link;
   return sendBytes(c, 200, headers, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.ociIndex, manifests: entries })));
 }

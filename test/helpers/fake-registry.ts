@@ -60,6 +60,9 @@ export class FakeRegistry extends TwoPortFake {
   readonly referrersRaw = new Map<string, Buffer>();
   /** The referrers API: offered (api), absent (404: none), or an empty list for every digest (empty200). */
   referrersMode: 'api' | 'none' | 'empty200' = 'api';
+  /** A Link header sent with a referrers list (by subject digest or "repo@digest"); the query of each referrers request, in order. */
+  readonly referrersLink = new Map<string, string>();
+  readonly referrersQueries: string[] = [];
   /** Digests served with one byte altered. */
   readonly tamper = new Set<string>();
   /** Require a Bearer token (issued by /token) for /v2/ requests. */
@@ -160,6 +163,9 @@ export class FakeRegistry extends TwoPortFake {
       if (this.referrersMode === 'none') return this.error(res, 404, 'NOT_FOUND');
       const key = (m: Map<string, unknown>) => (m.has(`${rf[1]}@${rf[2]}`) ? `${rf[1]}@${rf[2]}` : rf[2]);
       const raw = this.referrersMode === 'api' ? this.referrersRaw.get(key(this.referrersRaw)) : undefined;
+      this.referrersQueries.push(u.search);
+      const link = this.referrersMode === 'api' ? this.referrersLink.get(key(this.referrersLink)) : undefined;
+      if (link) res.setHeader('link', link);
       if (raw) {
         res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' });
         return void res.end(raw);

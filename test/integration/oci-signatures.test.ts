@@ -209,6 +209,20 @@ ${rule('api.test/cosign/app', SUBJECT_DIGEST, 'cody', 'attested')}${rule('tags.t
     expect(filtered.headers.get('oci-filters-applied')).toBe('artifactType');
   });
 
+  it("referrers API paging: the upstream's next page is linked at Airlock and asked for with the same query", async () => {
+    api.referrersLink.set(`cosign/app@${SUBJECT_DIGEST}`, `</v2/cosign/app/referrers/${SUBJECT_DIGEST}?n=2&last=${sig.digest}>; rel="next"`);
+    try {
+      const res = await get(`api.test/cosign/app/referrers/${SUBJECT_DIGEST}`);
+      expect(res.status).toBe(200);
+      const next = `/v2/api.test/cosign/app/referrers/${SUBJECT_DIGEST}?n=2&last=${encodeURIComponent(sig.digest)}`;
+      expect(res.headers.get('link')).toBe(`<${next}>; rel="next"`);
+      expect((await fetch(`${a.url}${next}`)).status).toBe(200);
+      expect(api.referrersQueries.at(-1)).toBe(`?n=2&last=${encodeURIComponent(sig.digest)}`);
+    } finally {
+      api.referrersLink.clear();
+    }
+  });
+
   it('tags only (referrers 404): the tag index is found and verified; Airlock answers referrers from it', async () => {
     expect((await get(`tags.test/cosign/app/manifests/${SUBJECT_DIGEST}`)).status).toBe(200);
     const res = await get(`tags.test/cosign/app/referrers/${SUBJECT_DIGEST}`);
