@@ -86,6 +86,14 @@ export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest:
     deny(t, digest, 'blob', { ...dec, code: dec.code === 'digest_not_pinned' ? 'not_referenced' : dec.code, reason }, hex);
   }
   const rule = approval.decision.rule;
+  // A blob is served only under a manifest that passed the signature gate (it is linked before the gate judges it).
+  const requirement = d.live.policy.oci.requirement(rule);
+  let signature: string | null = null;
+  if (requirement && requirement.require !== 'none') {
+    const v = await d.signatures.check(t, digest, requirement);
+    if (!v.ok) throw signatureRefusal(t, digest, digest, rule, v, 'none', 'blob');
+    signature = signatureField(v);
+  }
   const headers: Record<string, string> = {
     ...API_VERSION,
     'content-type': 'application/octet-stream',
@@ -107,7 +115,7 @@ export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest:
     observe: d.inventoryOnFill ? d.inventories.observer(hex) : undefined,
   };
   try {
-    return await serveBlob(c, d.cache, spec, headers, { recorder: d.recorder, base: { ...base, sha256: hex }, rule, label: `${t.repo}@${digest}` });
+    return await serveBlob(c, d.cache, spec, headers, { recorder: d.recorder, base: { ...base, sha256: hex }, rule, label: `${t.repo}@${digest}`, signature });
   } catch (e) {
     if (e instanceof AirlockError && e.code === 'NOT_FOUND') throw new OciError(404, 'BLOB_UNKNOWN', e.message);
     throw e;

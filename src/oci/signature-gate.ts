@@ -43,7 +43,15 @@ export async function signatureTag(d: OciContext, t: Target, tag: string, notPin
 }
 
 /** The signature gate's refusal: unsigned or bad_signature (DENIED), or the upstream's failure. */
-export function signatureRefusal(t: Target, reference: string, digest: string, rule: string, v: SignatureVerdict, cache: RefusalRow['cache']): Refusal {
+export function signatureRefusal(
+  t: Target,
+  reference: string,
+  digest: string,
+  rule: string,
+  v: SignatureVerdict,
+  cache: RefusalRow['cache'],
+  kind: 'manifest' | 'blob' = 'manifest',
+): Refusal {
   const reason = v.reason ?? `${rule}: no acceptable signature`;
   if (v.code === 'upstream_failed') return failed(new AirlockError('UPSTREAM_BAD_RESPONSE', reason), t, reference, digest.slice(7), rule, cache, true);
   return new Refusal({
@@ -51,7 +59,7 @@ export function signatureRefusal(t: Target, reference: string, digest: string, r
     code: v.code ?? 'bad_signature',
     rule,
     reason,
-    row: { name: t.repo, version: reference, filename: 'manifest', sha256: digest.slice(7), cache, signature: signatureField(v) },
+    row: { name: t.repo, version: reference, filename: kind, sha256: digest.slice(7), cache, signature: signatureField(v) },
     answer: new OciError(403, 'DENIED', reason),
   });
 }

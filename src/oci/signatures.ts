@@ -127,6 +127,8 @@ export class ImageSignatures {
     if (!subject) {
       return { ok: false, code: 'unsigned', at, reason: `${req.rule}: ${t.repo}@${digest} is not under a pinned digest whose signature could cover it` };
     }
+    // Content under the pinned digest shares its verdict (kept under the subject too: one lookup upstream for all of it).
+    if (subject !== digest) return { ...(await this.check(t, subject, req)), subject, at };
     const v = await this.verifySubject(t, subject, req);
     return { ...v, subject, at };
   }

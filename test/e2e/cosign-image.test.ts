@@ -127,6 +127,11 @@ policy:
     expect(r.stderr).toMatch(/oci.allow\[2\] requires a signature/);
     const rows = await records(a, 'ecosystem=oci&name=registry.test/cosign/unsigned&decision=deny');
     expect(rows.some((x) => x.code === 'unsigned' && /found none/.test(x.reason))).toBe(true);
+    // Its config blob was linked when the manifest was fetched to be judged: still not served.
+    const blob = await fetch(`${a.url}/v2/registry.test/cosign/unsigned/blobs/${subject.config.digest}`);
+    expect(blob.status).toBe(403);
+    const blobRows = await records(a, 'ecosystem=oci&name=registry.test/cosign/unsigned&decision=deny');
+    expect(blobRows.some((x) => x.filename === 'blob' && x.code === 'unsigned')).toBe(true);
     // Nothing to list: the referrers endpoint answers 404, never an empty 200.
     const list = await fetch(`${a.url}/v2/registry.test/cosign/unsigned/referrers/${SUBJECT_DIGEST}`);
     expect(list.status).toBe(404);

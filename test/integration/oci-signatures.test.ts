@@ -290,6 +290,8 @@ ${rule('api.test/cosign/app', SUBJECT_DIGEST, 'cody', 'attested')}${rule('tags.t
     expect((await get(`tags.test/legacy/unsignedmulti/manifests/${multi.digest}`)).status).toBe(403);
     // The child is not approved at all until its index was (it is reached through it).
     expect((await get(`tags.test/legacy/unsignedmulti/manifests/${amd.digest}`)).status).toBe(403);
+    expect((await get(`tags.test/legacy/unsignedmulti/blobs/${digestOf(amd.layers[0])}`)).status).toBe(403);
+    expect((await get(`tags.test/legacy/multi/blobs/${digestOf(amd.layers[0])}`)).status).toBe(200);
     expect((await denied('tags.test/legacy/unsignedmulti')).every((r) => r.code === 'unsigned' || r.code === 'digest_not_pinned')).toBe(true);
   });
 });
