@@ -31,6 +31,8 @@ export const MAX_REFERRERS = 32;
 /** Signature objects fetched and verified per subject, at most. */
 const MAX_OBJECTS = 16;
 const REFUSAL_TTL_MS = 60_000;
+/** The whole lookup (every request upstream, every verification) of one subject, at most: then a 502, not kept. */
+const LOOKUP_DEADLINE_MS = 60_000;
 
 export interface SignatureVerdict extends CosignResult {
   /** unsigned (nothing acceptable found), bad_signature (found, fails), upstream_failed (could not look). */
@@ -129,7 +131,20 @@ export class ImageSignatures {
     }
     // Content under the pinned digest shares its verdict (kept under the subject too: one lookup upstream for all of it).
     if (subject !== digest) return { ...(await this.check(t, subject, req)), subject, at };
-    const v = await this.verifySubject(t, subject, req);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<SignatureVerdict>((resolve) => {
+      timer = setTimeout(
+        () =>
+          resolve({
+            ok: false,
+            code: 'upstream_failed',
+            reason: `${req.rule}: looking up the signatures of ${t.repo}@${subject} took over ${LOOKUP_DEADLINE_MS / 1000} s`,
+          }),
+        LOOKUP_DEADLINE_MS,
+      );
+      timer.unref();
+    });
+    const v = await Promise.race([this.verifySubject(t, subject, req), late]).finally(() => clearTimeout(timer));
     return { ...v, subject, at };
   }
 
