@@ -71,6 +71,7 @@ export function createFrontends(config: Config, s: Shared, u: Upstreams): FrontE
     recorder,
     log,
     inventoryOnFill: config.oci.inventory === 'on-fill',
+    trust: s.trust,
   });
   const bg = u.oci.background;
   if (bg) {

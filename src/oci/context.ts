@@ -13,6 +13,8 @@ import { API_VERSION, OciError, errorBody, headerSafe } from './errors.js';
 import type { ImageGate } from './gate.js';
 import type { ImageInventories } from './inventory.js';
 import type { RegistryClient } from './registry-client.js';
+import type { ImageSignatures } from './signatures.js';
+import type { TrustRoots } from '../signing/trust.js';
 import type { OciUpstream, UpstreamTarget } from './upstream.js';
 
 export interface OciDeps {
@@ -35,6 +37,8 @@ export interface OciDeps {
   gate: ImageGate;
   /** The OCI upstream, when the caller shares it (the background image judge); else one is made. */
   upstream?: OciUpstream;
+  /** The Sigstore trusted root in use (signing rules, issue 26); none: every signature check refuses. */
+  trust?: TrustRoots;
 }
 
 export type Target = UpstreamTarget;
@@ -48,6 +52,8 @@ export interface Approval {
 /** What the OCI handlers (pull.ts, listing.ts, token.ts) are given: the deps and the upstream they share. */
 export interface OciContext extends OciDeps {
   upstream: OciUpstream;
+  /** The signature gate (signatures.ts). */
+  signatures: ImageSignatures;
 }
 
 /** An OciError in the spec's envelope (the shared error handler's render). */

@@ -7,6 +7,8 @@ import { header, readBoundedBytes } from '../upstream/http.js';
 import { approve, baseRecord, deny, failed, type Approval, type OciContext, type Target } from './context.js';
 import { API_VERSION, OciError } from './errors.js';
 import { MT, ManifestError, accepts, isIndexType, parseManifest } from './reference.js';
+import { signatureField } from '../signing/record.js';
+import { SIGNATURE_TAG, signatureRefusal, signatureTag } from './signature-gate.js';
 import type { LoadedManifest } from './upstream.js';
 
 export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, reference: string): Promise<Response> {
@@ -22,6 +24,8 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
     const r = d.live.policy.oci.resolveTag(t.repo, reference);
     approval = { decision: r.decision };
     digest = r.digest ?? '';
+    if (!r.decision.allow && r.decision.code === 'tag_not_pinned' && SIGNATURE_TAG.test(reference))
+      ({ digest, approval } = await signatureTag(d, t, reference, r.decision));
   }
   if (!approval.decision.allow) deny(t, reference, 'manifest', approval.decision, digest ? digest.slice(7) : undefined);
   const rule = approval.decision.rule;
@@ -30,6 +34,14 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
     m = await d.upstream.manifest(t, digest, approval.size);
   } catch (e) {
     throw failed(e, t, reference, digest.slice(7), rule);
+  }
+  // The signature gate (issue 26): a rule that requires signatures refuses before the manifest is served.
+  const requirement = d.live.policy.oci.requirement(rule);
+  let signature: string | null = null;
+  if (requirement && requirement.require !== 'none') {
+    const v = await d.signatures.check(t, digest, requirement);
+    if (!v.ok) throw signatureRefusal(t, reference, digest, rule, v, m.cache);
+    signature = signatureField(v);
   }
   // The advisory gate: an image is served only once its packages have been judged.
   let gated;
@@ -57,7 +69,7 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
   if (inm && inm.split(',').some((v) => v.trim() === `"${digest}"`)) return sendStream(c, 304, headers, null);
   // On record (committed) before the client has the manifest.
   const row = { ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), size: m.bytes.length, cache: m.cache, decision: 'allow' as const, rule };
-  return serveSmall(c, m.bytes, headers, { recorder: d.recorder, row: { ...row, scan: gated?.summary ?? null } });
+  return serveSmall(c, m.bytes, headers, { recorder: d.recorder, row: { ...row, scan: gated?.summary ?? null }, signature });
 }
 
 export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest: string): Promise<Response> {
@@ -74,6 +86,14 @@ export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest:
     deny(t, digest, 'blob', { ...dec, code: dec.code === 'digest_not_pinned' ? 'not_referenced' : dec.code, reason }, hex);
   }
   const rule = approval.decision.rule;
+  // A blob is served only under a manifest that passed the signature gate (it is linked before the gate judges it).
+  const requirement = d.live.policy.oci.requirement(rule);
+  let signature: string | null = null;
+  if (requirement && requirement.require !== 'none') {
+    const v = await d.signatures.check(t, digest, requirement);
+    if (!v.ok) throw signatureRefusal(t, digest, digest, rule, v, 'none', 'blob');
+    signature = signatureField(v);
+  }
   const headers: Record<string, string> = {
     ...API_VERSION,
     'content-type': 'application/octet-stream',
@@ -95,45 +115,9 @@ export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest:
     observe: d.inventoryOnFill ? d.inventories.observer(hex) : undefined,
   };
   try {
-    return await serveBlob(c, d.cache, spec, headers, { recorder: d.recorder, base: { ...base, sha256: hex }, rule, label: `${t.repo}@${digest}` });
+    return await serveBlob(c, d.cache, spec, headers, { recorder: d.recorder, base: { ...base, sha256: hex }, rule, label: `${t.repo}@${digest}`, signature });
   } catch (e) {
     if (e instanceof AirlockError && e.code === 'NOT_FOUND') throw new OciError(404, 'BLOB_UNKNOWN', e.message);
     throw e;
   }
-}
-
-/**
- * Referrers (signatures, SBOMs, attestations) of an approved manifest, as the upstream lists
- * them. Each listed manifest is linked to its subject, so it is approved through it (and its
- * blobs through it in turn): cosign and notation can verify what they pull through Airlock.
- */
-export async function referrers(d: OciContext, c: Context<AppEnv>, t: Target, digest: string): Promise<Response> {
-  const check = checkDigest(digest);
-  if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
-  const approval = await approve(d, t.repo, digest);
-  if (!approval.decision.allow) deny(t, digest, 'referrers', approval.decision, digest.slice(7));
-  const q = c.req.query('artifactType');
-  const res = await t.client.request(t.upstreamName, `referrers/${digest}${q ? `?artifactType=${encodeURIComponent(q)}` : ''}`, { accept: MT.ociIndex });
-  if (res.status === 404) {
-    res.body.resume();
-    throw new OciError(404, 'NAME_UNKNOWN', `${t.registry} does not offer the referrers API; clients fall back to the sha256-<hex> tag schema`);
-  }
-  if (res.status !== 200) {
-    res.body.resume();
-    throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${t.registry} answered ${res.status} for the referrers of ${t.upstreamName}@${digest}`);
-  }
-  const bytes = await readBoundedBytes(res.body, d.maxManifestBytes);
-  let parsed;
-  try {
-    parsed = parseManifest(bytes, MT.ociIndex);
-  } catch (e) {
-    if (e instanceof ManifestError) throw new OciError(502, 'MANIFEST_INVALID', `${t.registry}'s referrers list for ${digest}: ${e.message}`);
-    throw e;
-  }
-  if (!parsed.isIndex) throw new OciError(502, 'MANIFEST_INVALID', `${t.registry}'s referrers list for ${digest} is not an index`);
-  await d.meta.addOciLinks(t.repo, digest, parsed.children);
-  const headers: Record<string, string> = { ...API_VERSION, 'content-type': MT.ociIndex };
-  const filtered = header(res.headers, 'oci-filters-applied');
-  if (filtered) headers['oci-filters-applied'] = filtered;
-  return sendBytes(c, 200, headers, bytes);
 }

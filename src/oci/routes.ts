@@ -5,9 +5,11 @@ import { rawTargetPath, sendBytes, type AppEnv } from '../http/send.js';
 import { refuse, type OciContext, type OciDeps, type Target } from './context.js';
 import { API_VERSION, OciError } from './errors.js';
 import { catalog, tags } from './listing.js';
-import { blob, manifest, referrers } from './pull.js';
+import { blob, manifest } from './pull.js';
+import { referrers } from './signature-gate.js';
 import { parseV2Path } from './reference.js';
 import { tokenEndpoint } from './token.js';
+import { ImageSignatures } from './signatures.js';
 import { OciUpstream } from './upstream.js';
 
 export { OciError } from './errors.js';
@@ -24,7 +26,8 @@ export type { OciDeps } from './context.js';
  */
 export function createOciApp(d: OciDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  const o: OciContext = { ...d, upstream: d.upstream ?? new OciUpstream(d) };
+  const upstream = d.upstream ?? new OciUpstream(d);
+  const o: OciContext = { ...d, upstream, signatures: new ImageSignatures({ ...d, upstream }) };
   const target = (name: string, ns: string | undefined): Target => o.upstream.target(name, ns);
 
   app.all('*', async (c) => {

@@ -52,8 +52,17 @@ export class FakeRegistry extends TwoPortFake {
   readonly manifests = new Map<string, { bytes: Buffer; mediaType: string }>();
   readonly tags = new Map<string, string>();
   readonly blobs = new Map<string, Buffer>();
-  /** Referrers (e.g. signatures) by subject digest: what GET /v2/<name>/referrers/<digest> lists. */
+  /** Referrers (e.g. signatures) by subject digest (or "repo@digest", looked up first): what GET /v2/<name>/referrers/<digest> lists. */
   readonly referrers = new Map<string, Image[]>();
+  /** The artifactType listed for a referrer (by its digest); cosign's simple signing when not set. */
+  readonly referrerTypes = new Map<string, string>();
+  /** A referrers list's exact body (by subject digest), instead of one made from `referrers`. */
+  readonly referrersRaw = new Map<string, Buffer>();
+  /** The referrers API: offered (api), absent (404: none), or an empty list for every digest (empty200). */
+  referrersMode: 'api' | 'none' | 'empty200' = 'api';
+  /** A Link header sent with a referrers list (by subject digest or "repo@digest"); the query of each referrers request, in order. */
+  readonly referrersLink = new Map<string, string>();
+  readonly referrersQueries: string[] = [];
   /** Digests served with one byte altered. */
   readonly tamper = new Set<string>();
   /** Require a Bearer token (issued by /token) for /v2/ requests. */
@@ -151,7 +160,17 @@ export class FakeRegistry extends TwoPortFake {
     const rf = /^(.+)\/referrers\/([^/]+)$/.exec(rest);
     if (rf) {
       this.hit(`referrers:${rf[2]}`);
-      const list = this.referrers.get(rf[2]) ?? [];
+      if (this.referrersMode === 'none') return this.error(res, 404, 'NOT_FOUND');
+      const key = (m: Map<string, unknown>) => (m.has(`${rf[1]}@${rf[2]}`) ? `${rf[1]}@${rf[2]}` : rf[2]);
+      const raw = this.referrersMode === 'api' ? this.referrersRaw.get(key(this.referrersRaw)) : undefined;
+      this.referrersQueries.push(u.search);
+      const link = this.referrersMode === 'api' ? this.referrersLink.get(key(this.referrersLink)) : undefined;
+      if (link) res.setHeader('link', link);
+      if (raw) {
+        res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' });
+        return void res.end(raw);
+      }
+      const list = this.referrersMode === 'empty200' ? [] : (this.referrers.get(key(this.referrers)) ?? []);
       res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' });
       return void res.end(
         JSON.stringify({
@@ -161,7 +180,7 @@ export class FakeRegistry extends TwoPortFake {
             mediaType: m.mediaType,
             digest: m.digest,
             size: m.manifest.length,
-            artifactType: 'application/vnd.dev.cosign.simplesigning.v1+json',
+            artifactType: this.referrerTypes.get(m.digest) ?? 'application/vnd.dev.cosign.simplesigning.v1+json',
           })),
         }),
       );
