@@ -44,6 +44,10 @@ export async function projectFile(d: PypiDeps, c: Context<AppEnv, '/files/:name/
   }
   const parsed = { version: fd.version };
   const sha = fd.sha256;
+  // A rule that requires attested: the file's PEP 740 provenance verifies before any byte (GET, HEAD, Range alike).
+  // The PEP 658 metadata is not a distribution and is not attested: it is served as before.
+  const req = isMetadata ? null : policy.pypi.requirement(fd.rule);
+  const attested = req?.require === 'attested' ? await d.provenance.check({ project: name, version: fd.version, filename, sha256: sha, source: pd.source }, req, row) : null;
   let expected: string;
   let expectedSize: number | undefined;
   // A file body is a large upstream transfer, shared out fairly per host (src/upstream/host-slots.ts); metadata is small.
