@@ -34,6 +34,9 @@ export function rowHash(prev: string, r: PullRecord): string {
   // A folded row (core/fold.ts): how many events it stands for and the last one's time are covered
   // too (an object, so it cannot be mistaken for a code). Rows of one event have neither.
   if (r.count != null) fields.push({ count: r.count, last: r.lastTs ?? null });
+  // What verified the artefact (issue 26) joined later still: covered when present, as an object
+  // of its own key (never mistaken for a code or a fold), so rows written before it still verify.
+  if (r.signature) fields.push({ signature: r.signature });
   const content = JSON.stringify(fields);
   return createHash('sha256').update(prev).update('\n').update(content).digest('hex');
 }

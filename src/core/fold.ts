@@ -10,7 +10,7 @@ interface Window {
 }
 
 /**
- * Folds repeated identical refusals (same client, ecosystem, name, version, file, digest, code and rule) within a
+ * Folds repeated identical refusals (same client, ecosystem, name, version, file, digest, code, rule and signature) within a
  * window into one row. The first refusal of a window is written at once as it always was (count
  * absent: one event); the repeats are counted in memory, and when the window closes (its time is
  * up, too many windows are open, or the recorder flushes) one more row is written for them: a copy
@@ -46,6 +46,7 @@ export class Folder {
       row.sha256 ?? null,
       row.code,
       row.rule ?? null,
+      row.signature ?? null,
     ]);
     const w = this.open.get(key);
     if (w && now - w.opened < this.windowMs) {

@@ -15,6 +15,8 @@ export interface RefusalRow {
   size?: number | null;
   cache?: CacheState;
   scan?: string | null;
+  /** What the signature check found (signing/record.ts signatureField), on a signature refusal. */
+  signature?: string | null;
 }
 
 export interface RefusalInit {
@@ -170,6 +172,7 @@ export function rateLimit(c: Context<AppEnv>, recorder: Recorder, row: Omit<Reco
     sha256: null,
     size: null,
     scan: null,
+    signature: null,
     rule: 'records.refusal_limit',
     reason: 'too many refusals for this client: further refusals are answered 429 and counted, not recorded one by one',
   });

@@ -22,6 +22,8 @@ export interface BlobRecording {
   declaredSize?: number;
   /** Fields known only when the row is written (the inspection summary). */
   extra?: () => { scan?: string | null };
+  /** What verified the artefact's signature (signing/record.ts signatureField): kept on every row of the transfer. */
+  signature?: string | null;
   /** The content refusal behind a cut or a failed start, when the fill was refused by its inspector. */
   refusal?: () => { reason: string; rule: string } | undefined;
 }
@@ -61,7 +63,13 @@ export function lastChunkAfter(beforeEnd: () => Promise<void>, passed: (bytes: n
 }
 
 export async function serveBlob(c: Context<AppEnv>, cache: BlobCache, spec: FillSpec, headers: Record<string, string>, r: BlobRecording): Promise<Response> {
-  const row = (cacheState: PullRecord['cache'], size: number | null) => ({ ...r.base, cache: cacheState, size, ...(r.extra?.() ?? {}) });
+  const row = (cacheState: PullRecord['cache'], size: number | null) => ({
+    ...r.base,
+    cache: cacheState,
+    size,
+    ...(r.signature ? { signature: r.signature } : {}),
+    ...(r.extra?.() ?? {}),
+  });
   try {
     return await start(c, cache, spec, headers, r, row);
   } catch (e) {
@@ -227,11 +235,12 @@ export async function serveSmall(
   c: Context<AppEnv>,
   body: Uint8Array,
   headers: Record<string, string>,
-  r: { recorder: Recorder; row: RecordRow; ranges?: boolean },
+  r: { recorder: Recorder; row: RecordRow; ranges?: boolean; signature?: string | null },
 ): Promise<Response> {
   const range = r.ranges ? resolveRange(parseRange(c.req.header('range')), body.length) : null;
   if (range === 'unsatisfiable') return sendBytes(c, 416, { ...headers, 'content-range': `bytes */${body.length}` }, Buffer.alloc(0));
-  if (c.req.method !== 'HEAD') await r.recorder.recordServed(r.row);
+  // What verified the body's signature (signing/record.ts signatureField), when a rule required one.
+  if (c.req.method !== 'HEAD') await r.recorder.recordServed(r.signature ? { ...r.row, signature: r.signature } : r.row);
   if (range)
     return sendBytes(c, 206, { ...headers, 'content-range': `bytes ${range.start}-${range.end}/${body.length}` }, body.subarray(range.start, range.end + 1));
   return sendBytes(c, 200, headers, body);

@@ -65,6 +65,12 @@ export interface PullRecord {
    */
   count?: number | null;
   lastTs?: number | null;
+  /**
+   * What verified the artefact's signature (issue 26), as compact JSON text (signing/record.ts
+   * RecordSignature: identity, publisher, bundle digest, log index and time, trust version); on a
+   * signature refusal, what was found. Covered by the chain when present; older rows have none.
+   */
+  signature?: string | null;
 }
 
 export interface StoredPullRecord extends PullRecord {
@@ -278,7 +284,8 @@ export interface LeaseStore {
  * The whole metadata store: one interface per concern, each held to its contract suite in
  * test/contract/ (any backend must pass them all). Callers depend on the narrowest one they use.
  */
-export interface MetaStore extends BlobIndex, PageCache, PullLog, OciStore, ScanStore, TokenStore, ConsoleSessionStore, AdvisoryStore, AliasStore, LeaseStore, TrustRootStore {
+export interface MetaStore
+  extends BlobIndex, PageCache, PullLog, OciStore, ScanStore, TokenStore, ConsoleSessionStore, AdvisoryStore, AliasStore, LeaseStore, TrustRootStore {
   /** Image inventories (layer facts, per-manifest inventories). */
   readonly inventories: InventoryStore;
   close(): Promise<void>;

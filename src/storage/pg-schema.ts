@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { ROW_BYTES_SQL } from './pull-rows.js';
+import { ROW_BYTES_SQL_V1 } from './pull-rows.js';
 
 /**
  * The PostgreSQL schema: versioned steps, run in order on start by migrate() below. Text that is
@@ -71,7 +71,7 @@ export const PG_MIGRATIONS: string[] = [
   `ALTER TABLE pulls ADD COLUMN count BIGINT;
    ALTER TABLE pulls ADD COLUMN last_ts BIGINT;
    CREATE TABLE pull_size (id INTEGER PRIMARY KEY CHECK (id = 1), rows BIGINT NOT NULL, bytes BIGINT NOT NULL);
-   INSERT INTO pull_size SELECT 1, COUNT(*), COALESCE(SUM(${ROW_BYTES_SQL}), 0) FROM pulls;`,
+   INSERT INTO pull_size SELECT 1, COUNT(*), COALESCE(SUM(${ROW_BYTES_SQL_V1}), 0) FROM pulls;`,
   // Console sessions held server-side and the console's secret (issue 25): see sqlite-schema.ts's step. Self-contained.
   `CREATE TABLE console_sessions (key TEXT PRIMARY KEY, token_hash TEXT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL);
    CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
@@ -79,6 +79,8 @@ export const PG_MIGRATIONS: string[] = [
    CREATE TABLE console_secret (id INTEGER PRIMARY KEY CHECK (id = 1), secret TEXT NOT NULL);`,
   // Imported Sigstore trusted roots (issue 26): see sqlite-schema.ts's step.
   `CREATE TABLE trust_roots (id BIGSERIAL PRIMARY KEY, sha256 TEXT NOT NULL, root TEXT NOT NULL, imported_at BIGINT NOT NULL);`,
+  // What verified each pull's signature (issue 26): see sqlite-schema.ts's step.
+  `ALTER TABLE pulls ADD COLUMN signature TEXT;`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

@@ -25,6 +25,7 @@ export interface PullRow {
   code: string | null;
   count: number | null;
   last_ts: number | null;
+  signature: string | null;
 }
 
 /** The columns a pull is written to, in the order of `pullValues` (both SQL backends insert with them). */
@@ -48,6 +49,7 @@ export const PULL_COLUMNS = [
   'code',
   'count',
   'last_ts',
+  'signature',
 ] as const;
 
 /** A pull's values for PULL_COLUMNS, positional (cheaper than named parameters on the per-pull path). */
@@ -73,6 +75,7 @@ export function pullValues(rec: PullRecord, prevHash: string, hash: string): unk
     rec.count ?? null,
     // The end of a fold window belongs only to a folded row.
     rec.count != null ? (rec.lastTs ?? null) : null,
+    rec.signature ?? null,
   ];
 }
 
@@ -98,6 +101,7 @@ export function pullOf(r: PullRow): StoredPullRecord {
     hash: r.hash,
     ...(r.code ? { code: r.code } : {}),
     ...(r.count != null ? { count: r.count, lastTs: r.last_ts } : {}),
+    ...(r.signature ? { signature: r.signature } : {}),
   };
 }
 
@@ -123,9 +127,16 @@ export function dayTally(recs: PullRecord[]): [number, string, string, number][]
  * columns plus 320 for what every row has (two hex hashes, numbers, the index entries). An
  * estimate for the record's size budget (records.max_bytes), not a measure of the file.
  */
-export const ROW_BYTES_SQL =
+export const ROW_BYTES_SQL_V1 =
   '(320 + length(client) + 2 * length(name) + COALESCE(length(version), 0) + COALESCE(length(filename), 0) + COALESCE(length(sha256), 0) * 2' +
   ' + COALESCE(length(reason), 0) + COALESCE(length(rule), 0) + COALESCE(length(request_id), 0) + COALESCE(length(scan), 0) + COALESCE(length(code), 0) * 2)';
+
+/**
+ * ROW_BYTES_SQL_V1 plus the signature column (issue 26). V1 stays as the schema step that created
+ * pull_size ran it (that step runs before the column exists); a row without a signature measures
+ * the same under both, so the kept total stays a sum of this estimate.
+ */
+export const ROW_BYTES_SQL = `(${ROW_BYTES_SQL_V1} + COALESCE(length(signature), 0))`;
 
 /** What pull_days adds up per (day, ecosystem, decision) from stored rows (a folded row counts its events). */
 export const DAY_RECOUNT_SQL = 'SELECT (ts / 86400000) * 86400000, ecosystem, decision, SUM(COALESCE(count, 1)) FROM pulls';

@@ -1,4 +1,4 @@
-import { ROW_BYTES_SQL } from './pull-rows.js';
+import { ROW_BYTES_SQL_V1 } from './pull-rows.js';
 import { INVENTORY_MIGRATION } from './sqlite-inventory-store.js';
 
 /** The embedded SQLite schema: versioned steps, run in order on open (PRAGMA user_version counts those applied). */
@@ -113,7 +113,7 @@ export const SQLITE_MIGRATIONS: string[] = [
   `ALTER TABLE pulls ADD COLUMN count INTEGER;
    ALTER TABLE pulls ADD COLUMN last_ts INTEGER;
    CREATE TABLE pull_size (id INTEGER PRIMARY KEY CHECK (id = 1), rows INTEGER NOT NULL, bytes INTEGER NOT NULL);
-   INSERT INTO pull_size SELECT 1, COUNT(*), COALESCE(SUM(${ROW_BYTES_SQL}), 0) FROM pulls;`,
+   INSERT INTO pull_size SELECT 1, COUNT(*), COALESCE(SUM(${ROW_BYTES_SQL_V1}), 0) FROM pulls;`,
   // Console sessions held server-side (issue 25), so a logout or a token's revocation ends them on
   // every replica: a row per live session, keyed by a hash of its cookie's id; and the console's
   // secret, which signs the login form's nonce. Self-contained: it only creates its own tables.
@@ -123,4 +123,6 @@ export const SQLITE_MIGRATIONS: string[] = [
    CREATE TABLE console_secret (id INTEGER PRIMARY KEY CHECK (id = 1), secret TEXT NOT NULL);`,
   // Imported Sigstore trusted roots (issue 26): the newest row wins over the shipped root.
   `CREATE TABLE trust_roots (id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 TEXT NOT NULL, root TEXT NOT NULL, imported_at INTEGER NOT NULL);`,
+  // What verified each pull's signature (issue 26): compact JSON (signing/record.ts), chained when present.
+  `ALTER TABLE pulls ADD COLUMN signature TEXT;`,
 ];

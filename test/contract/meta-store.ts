@@ -153,6 +153,29 @@ export function pullLogContract(name: string, fresh: () => Promise<PullLog>): vo
       expect((await verifyChain(s)).problem).toBeUndefined();
     });
 
+    it("keeps each row's signature (issue 26), covered by the chain when present, while rows without one hash as before", async () => {
+      const s = await fresh();
+      const sig = JSON.stringify({
+        ok: true,
+        identity: 'https://token.actions.githubusercontent.com https://github.com/o/r/.github/workflows/release.yml@refs/tags/v1',
+        tlogIndex: '42',
+      });
+      const bad = JSON.stringify({ ok: false, identity: 'https://issuer other@example.com' });
+      await appendPulls(s, [pull(1), pull(2, { signature: sig }), pull(3, { decision: 'deny', code: 'bad_signature', signature: bad }), pull(4)]);
+      const rows = (await s.listPulls({})).reverse();
+      expect(rows.map((r) => r.signature ?? null)).toEqual([null, sig, bad, null]);
+      expect(rows[0]).not.toHaveProperty('signature');
+      expect((await verifyChain(s)).problem).toBeUndefined();
+      const { rowHash } = await import('../../src/core/chain.js');
+      // The signature is chained content: a row rewritten with another signer, or with it removed, no longer matches its hash.
+      expect(rowHash(rows[1].prevHash!, { ...rows[1], signature: bad })).not.toBe(rows[1].hash);
+      expect(rowHash(rows[1].prevHash!, { ...rows[1], signature: null })).not.toBe(rows[1].hash);
+      // A row without one hashes exactly as before the column existed (older rows still verify).
+      const legacy = [rows[0].ts, rows[0].client, 'pypi', rows[0].name, '1.0', null, rows[0].sha256, null, 'miss', 'allow', null, null, null, null];
+      const { createHash } = await import('node:crypto');
+      expect(rows[0].hash).toBe(createHash('sha256').update(GENESIS).update('\n').update(JSON.stringify(legacy)).digest('hex'));
+    });
+
     it('counts rows per UTC day, ecosystem and decision', async () => {
       const s = await fresh();
       const DAY = 86_400_000;

@@ -125,4 +125,53 @@ describe('PostgreSQL: what SQLite cannot show', () => {
     expect((await stores[0].findToken('c'.repeat(64)))!.revokedAt).toBe(2000);
     expect((await stores[0].findToken('e'.repeat(64)))!.revokedAt).toBeNull();
   });
+
+  it('adds the signature column to a record written before it: the old rows still verify, and signed rows chain after them', async () => {
+    const schema = `sigcol_${process.pid}`;
+    const before = PG_MIGRATIONS.findIndex((m) => m.includes('ADD COLUMN signature'));
+    expect(before).toBeGreaterThan(0);
+    const c = new pg.Client({ connectionString: pgsrv.url, options: `-c search_path=${schema}` });
+    await c.connect();
+    try {
+      await c.query(`CREATE SCHEMA ${schema}`);
+      await c.query('CREATE TABLE airlock_schema (version INTEGER NOT NULL)');
+      await c.query('INSERT INTO airlock_schema (version) VALUES ($1)', [before]);
+      for (const m of PG_MIGRATIONS.slice(0, before)) await c.query(m);
+    } finally {
+      await c.end();
+    }
+    // Rows written before the column: the old code's columns only (no signature).
+    const { link } = await import('../../src/core/chain.js');
+    const old = {
+      ts: 1000,
+      client: 'a',
+      ecosystem: 'pypi' as const,
+      name: 'x',
+      version: '1',
+      cache: 'miss' as const,
+      decision: 'deny' as const,
+      code: 'unsigned',
+    };
+    const { prevHash, hash } = link(null, old);
+    const c2 = new pg.Client({ connectionString: pgsrv.url, options: `-c search_path=${schema}` });
+    await c2.connect();
+    try {
+      await c2.query(
+        "INSERT INTO pulls (ts, client, ecosystem, name, version, cache, decision, code, prev_hash, hash) VALUES (1000, 'a', 'pypi', 'x', '1', 'miss', 'deny', 'unsigned', $1, $2)",
+        [prevHash, hash],
+      );
+    } finally {
+      await c2.end();
+    }
+    const st = await PgMetaStore.open(pgsrv.url, { schema });
+    opened.push(st);
+    expect(await st.migrate()).toBe(PG_MIGRATIONS.length);
+    await appendPulls(st, [
+      { ts: 2000, client: 'a', ecosystem: 'pypi', name: 'x', version: '2', cache: 'miss', decision: 'allow', signature: '{"ok":true,"identity":"i s"}' },
+    ]);
+    const rows = await st.listPulls({});
+    expect(rows.map((r) => r.signature ?? null)).toEqual(['{"ok":true,"identity":"i s"}', null]);
+    expect(await verifyChain(st)).toMatchObject({ rows: 2, unchained: 0 });
+    expect((await verifyChain(st)).problem).toBeUndefined();
+  });
 });
