@@ -27,7 +27,8 @@ export async function projectProvenance(d: PypiDeps, c: Context<AppEnv, '/integr
   const page = await loadPage(d, pd.source, pd.rule, row);
   const file = page.project.files.find((f) => f.filename === filename);
   const fd = file ? admitFile(policy, name, file, pd.source) : null;
-  if (!fd || (!fd.allow && fd.status === 404) || fd.version !== version) return refuse(c, 404, `${filename} is not a file of ${name} ${version} on the ${pd.source} index`);
+  if (!fd || (!fd.allow && fd.status === 404) || fd.version !== version)
+    return refuse(c, 404, `${filename} is not a file of ${name} ${version} on the ${pd.source} index`);
   if (!fd.allow) throw new Refusal({ status: 403, code: fd.code, rule: fd.rule, reason: fd.reason, row: { ...row, sha256: fd.sha256 } });
   const req = policy.pypi.requirement(fd.rule);
   if (req?.require !== 'attested')

@@ -5,6 +5,7 @@ import { SingleFlight } from '../core/flight.js';
 import { Refusal, type RefusalRow } from '../http/refusal.js';
 import type { PublisherRule, SignatureRequirement } from '../policy/signing.js';
 import { SignatureCache } from '../signing/cache.js';
+import { signatureField } from '../signing/record.js';
 import { verifyPep740, type Pep740Result } from '../signing/pep740.js';
 import type { TrustRoots } from '../signing/trust.js';
 import { MAX_BUNDLE_BYTES } from '../signing/verify.js';
@@ -99,9 +100,9 @@ export class Provenances {
     const publisher = req.publisher;
     const wants = publisher ? `a PEP 740 attestation from ${describe(publisher)}` : 'a PEP 740 attestation';
     const fileRow = { ...row, version: f.version, sha256: f.sha256 };
-    const refuse = (code: 'unsigned' | 'bad_signature', found: string): never => {
+    const refuse = (code: 'unsigned' | 'bad_signature', found: string, result?: Pep740Result): never => {
       const reason = `${f.filename}: policy rule ${req.rule} requires ${wants}; ${found}`.replace(/\s+/g, ' ').slice(0, 700);
-      throw new Refusal({ status: 403, code, rule: req.rule, reason, row: fileRow });
+      throw new Refusal({ status: 403, code, rule: req.rule, reason, row: { ...fileRow, signature: signatureField(result) } });
     };
     if (!publisher) refuse('bad_signature', 'the rule names no publisher to check it against');
     const key = `${f.source}\u0000${f.project}\u0000${f.filename}\u0000${f.sha256}`;
@@ -123,7 +124,9 @@ export class Provenances {
     const result = this.verify(bytes, f, req);
     if (!result.ok) {
       this.o.log.warn({ ecosystem: 'pypi', name: f.project, filename: f.filename, rule: req.rule, reason: result.reason }, 'provenance refused');
-      return refuse('bad_signature', `the provenance does not verify: ${result.reason ?? 'no reason given'}`);
+      // verifyPep740's reason starts with the file's name, which this reason already gives.
+      const why = (result.reason ?? 'no reason given').replace(`${f.filename}: `, '');
+      return refuse('bad_signature', `its provenance fails: ${why}`, result);
     }
     this.remember(key, bytes);
     if (fromUpstream) await this.persist(key, bytes);
