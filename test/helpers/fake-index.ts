@@ -23,6 +23,8 @@ export interface FakeFile {
   provenance?: Buffer;
   /** Send the provenance without Content-Length (chunked), so only reading it bounds it. */
   provenanceChunked?: boolean;
+  /** Answer the provenance URL with this status (an integrity API failing). */
+  provenanceStatus?: number;
 }
 
 export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -110,6 +112,10 @@ export class FakeIndex {
     const integrity = /^\/integrity\/([^/]+)\/([^/]+)\/([^/]+)\/provenance$/.exec(path);
     if (integrity) {
       const f = this.projects.get(integrity[1])?.find((x) => x.filename === integrity[3]);
+      if (f?.provenanceStatus) {
+        res.writeHead(f.provenanceStatus, { 'content-type': 'text/plain' }).end('integrity API failing');
+        return;
+      }
       if (!f?.provenance) {
         res.writeHead(404, { 'content-type': 'application/json' }).end('{"message": "No provenance available"}');
         return;
