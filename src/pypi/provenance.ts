@@ -87,6 +87,8 @@ export class Provenances {
   private readonly results = new SignatureCache<Pep740Result>();
   /** Verified provenance bytes by file (LRU). */
   private readonly memo = new Map<string, Buffer>();
+  /** Each kept provenance's digest, so a warm request hashes nothing. */
+  private readonly digests = new WeakMap<Buffer, string>();
   private readonly flight = new SingleFlight<string, Fetched>();
 
   constructor(private readonly o: ProvenanceOptions) {}
@@ -137,7 +139,8 @@ export class Provenances {
     const root = this.o.trust.current();
     const compute = () => verifyPep740(bytes, f.filename, f.sha256, req.publisher!, root);
     if (!root) return compute();
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    let digest = this.digests.get(bytes);
+    if (!digest) this.digests.set(bytes, (digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`));
     return this.results.through(f.sha256, digest, root.version, req.cacheKey, compute);
   }
 
