@@ -125,7 +125,6 @@ export class Provenances {
     }
     const result = this.verify(bytes, f, req);
     if (!result.ok) {
-      this.o.log.warn({ ecosystem: 'pypi', name: f.project, filename: f.filename, rule: req.rule, reason: result.reason }, 'provenance refused');
       // verifyPep740's reason starts with the file's name, which this reason already gives.
       const why = (result.reason ?? 'no reason given').replace(`${f.filename}: `, '');
       return refuse('bad_signature', `its provenance fails: ${why}`, result);
