@@ -19,6 +19,7 @@ import type { Logger } from './obs/logger.js';
 import type { Metrics } from './obs/metrics.js';
 import { PYPI } from './pypi/frontend.js';
 import type { PypiIndex } from './pypi/index.js';
+import { integrityBaseOf, provenanceBase, Provenances } from './pypi/provenance.js';
 import { createPypiApp } from './pypi/routes.js';
 import type { BlobStore } from './storage/blob-store.js';
 import type { TrustRoots } from './signing/trust.js';
@@ -51,7 +52,22 @@ export interface Upstreams {
 /** The three protocol front-ends, in mount order, each with its settings from the configuration. */
 export function createFrontends(config: Config, s: Shared, u: Upstreams): FrontEnd[] {
   const { live, cache, meta, recorder, log } = s;
-  const pypi = createPypiApp({ live, index: u.pypi.index, cache, http: u.pypi.http, recorder, log, pageMaxAge: Math.min(config.pypi.index_ttl, 300) });
+  const integrity = {
+    public: config.pypi.integrity_url ?? integrityBaseOf(config.pypi.upstream),
+    internal: config.pypi.internal ? integrityBaseOf(config.pypi.internal) : null,
+  };
+  const provenance = new Provenances({ http: u.pypi.http, meta, trust: s.trust, log, integrity });
+  const pypi = createPypiApp({
+    live,
+    index: u.pypi.index,
+    cache,
+    http: u.pypi.http,
+    recorder,
+    log,
+    pageMaxAge: Math.min(config.pypi.index_ttl, 300),
+    provenance,
+    provenanceBase: provenanceBase(config.public_url, PYPI.prefix),
+  });
   const gate = new ImageGate(u.oci.inventories, meta, live, log);
   const ociUpstream = {
     registries: u.oci.registries,

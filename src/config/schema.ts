@@ -51,6 +51,11 @@ export const configSchema = z
   .object({
     listen: hostPort.default('127.0.0.1:8080'),
     data_dir: z.string().min(1).default('./data'),
+    /**
+     * The URL clients reach Airlock at (e.g. https://airlock.example.com/). PyPI pages link the
+     * provenance Airlock verified (PEP 740) only when it is https, as the simple API requires.
+     */
+    public_url: httpUrl.optional(),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** Seconds transfers under way may take to finish after SIGTERM before they are cut. */
     shutdown_grace: z.number().min(0).default(10),
@@ -66,6 +71,11 @@ export const configSchema = z
           .min(1024)
           .default(64 * 1024 * 1024),
         timeout: z.number().positive().default(30),
+        /**
+         * The upstream's PEP 740 integrity API (provenance for require: attested rules), ending in "/".
+         * Unset: derived from `upstream` (https://pypi.org/simple/ gives https://pypi.org/integrity/).
+         */
+        integrity_url: httpUrl.refine((s) => s.endsWith('/'), 'expected the integrity API URL to end with "/" (e.g. https://pypi.org/integrity/)').optional(),
       })
       .strict()
       .prefault({}),

@@ -8,6 +8,7 @@ import { Refusal, type RefusalRow } from '../http/refusal.js';
 import type { AppEnv } from '../http/send.js';
 import type { UpstreamHttp } from '../upstream/http.js';
 import type { IndexSource, PypiIndex } from './index.js';
+import type { Provenances } from './provenance.js';
 
 /** What the PyPI front-end's handlers (pages.ts, files.ts) are given. */
 export interface PypiDeps {
@@ -20,6 +21,10 @@ export interface PypiDeps {
   log: Logger;
   /** Seconds clients may cache a project page. */
   pageMaxAge: number;
+  /** PEP 740 provenance of files whose rule requires attested (provenance.ts). */
+  provenance: Provenances;
+  /** Where pages link Airlock's verified provenance (https public_url + /pypi/integrity/), or null: no links. */
+  provenanceBase: string | null;
 }
 
 /** HTTP reason phrases carry the policy's reason too: pip prints them ("403 Client Error: <reason>"). */

@@ -5,6 +5,7 @@ import { Refusal, type RefusalRow } from '../http/refusal.js';
 import { clientAddress, sendStream, type AppEnv } from '../http/send.js';
 import { serveBlob } from '../http/serve-blob.js';
 import { isValidFilename, isValidProjectName, normalizeName } from '../names/pypi.js';
+import { signatureField } from '../signing/record.js';
 import { contentLength } from '../upstream/http.js';
 import { admitFile } from './admit.js';
 import { loadPage, refuse, type PypiDeps } from './context.js';
@@ -44,6 +45,11 @@ export async function projectFile(d: PypiDeps, c: Context<AppEnv, '/files/:name/
   }
   const parsed = { version: fd.version };
   const sha = fd.sha256;
+  // A rule that requires attested: the file's PEP 740 provenance verifies before any byte (GET, HEAD, Range alike).
+  // The PEP 658 metadata is not a distribution and is not attested: it is served as before.
+  const req = isMetadata ? null : policy.pypi.requirement(fd.rule);
+  const attested =
+    req?.require === 'attested' ? await d.provenance.check({ project: name, version: fd.version, filename, sha256: sha, source: pd.source }, req, row) : null;
   let expected: string;
   let expectedSize: number | undefined;
   // A file body is a large upstream transfer, shared out fairly per host (src/upstream/host-slots.ts); metadata is small.
@@ -93,5 +99,6 @@ export async function projectFile(d: PypiDeps, c: Context<AppEnv, '/files/:name/
     base: { ...base, version: parsed.version, sha256: expected },
     rule: fd.rule,
     label: filename,
+    signature: signatureField(attested?.result),
   });
 }

@@ -16,7 +16,8 @@ export function filterProject(project: PyProject, policy: Policy): FilteredProje
     const a = admitFile(policy, project.name, f, 'upstream');
     if (!a.allow) continue;
     seen.add(f.filename);
-    files.push({ ...f, version: a.version });
+    const attested = policy.pypi.requirement(a.rule)?.require === 'attested';
+    files.push(attested ? { ...f, version: a.version, attested } : { ...f, version: a.version });
     versions.add(a.version);
   }
   return { name: project.name, files, versions: [...versions].sort(compare) };

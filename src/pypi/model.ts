@@ -23,6 +23,7 @@ export interface PyProject {
 /** A project page after policy: the files a client may see, each with its version. */
 export interface FilteredProject {
   name: string;
-  files: (PyFile & { version: string })[];
+  /** `attested`: its rule requires attested, so Airlock serves its verified provenance (PEP 740). */
+  files: (PyFile & { version: string; attested?: boolean })[];
   versions: string[];
 }

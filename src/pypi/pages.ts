@@ -62,8 +62,8 @@ export function newPages(d: PypiDeps): Pages {
   return { d, rendered: new WeakMap() };
 }
 
-function bodyOf(entry: Rendered, kind: 'json' | 'html', gzip: boolean): Buffer {
-  const plain = (entry.bodies[kind] ??= Buffer.from(kind === 'json' ? renderJson(entry.filtered) : renderHtml(entry.filtered)));
+function bodyOf(entry: Rendered, kind: 'json' | 'html', gzip: boolean, provenanceBase: string | null): Buffer {
+  const plain = (entry.bodies[kind] ??= Buffer.from(kind === 'json' ? renderJson(entry.filtered, provenanceBase) : renderHtml(entry.filtered, provenanceBase)));
   if (!gzip) return plain;
   return (entry.bodies[`${kind}.gz`] ??= gzipSync(plain, { level: 6 }));
 }
@@ -81,7 +81,7 @@ export function pageAnswer(
   let entry = perPolicy.get(policy);
   if (!entry) perPolicy.set(policy, (entry = { filtered: filterProject(page.project, policy), bodies: {} }));
   const gzip = acceptsGzip(acceptEncoding);
-  const body = bodyOf(entry, format === JSON_V1 ? 'json' : 'html', gzip);
+  const body = bodyOf(entry, format === JSON_V1 ? 'json' : 'html', gzip, p.d.provenanceBase);
   const headers: Record<string, string> = {
     'content-type': CONTENT_TYPE[format],
     vary: 'Accept, Accept-Encoding',

@@ -1,4 +1,5 @@
 import type { FilteredProject } from './model.js';
+import { provenancePath } from './provenance.js';
 
 function esc(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&${{ '&': 'amp', '<': 'lt', '>': 'gt', '"': 'quot', "'": '#39' }[c]};`);
@@ -9,12 +10,21 @@ export function fileHref(project: string, filename: string): string {
   return `../../files/${encodeURIComponent(project)}/${encodeURIComponent(filename)}`;
 }
 
+/**
+ * A file's provenance URL (PEP 740): only for files whose rule requires attested (Airlock verified
+ * it, or refuses the file), and only under an https base (`provenanceBase`, from public_url);
+ * otherwise none, as the simple API requires.
+ */
+function provenanceUrl(p: FilteredProject, f: FilteredProject['files'][number], base: string | null | undefined): string | null {
+  return base && f.attested ? base + provenancePath(p.name, f.version, f.filename) : null;
+}
+
 function metadataSha256(f: FilteredProject['files'][number]): string | undefined {
   return f.coreMetadata && f.coreMetadata !== true ? f.coreMetadata.sha256 : undefined;
 }
 
 /** PEP 503 HTML, regenerated from the model: no upstream markup survives. */
-export function renderHtml(p: FilteredProject): string {
+export function renderHtml(p: FilteredProject, provenanceBase?: string | null): string {
   const lines = [
     '<!DOCTYPE html>',
     '<html>',
@@ -31,6 +41,8 @@ export function renderHtml(p: FilteredProject): string {
     if (f.yanked !== false) a += ` data-yanked="${esc(f.yanked)}"`;
     const md = metadataSha256(f);
     if (md) a += ` data-core-metadata="sha256=${md}" data-dist-info-metadata="sha256=${md}"`;
+    const prov = provenanceUrl(p, f, provenanceBase);
+    if (prov) a += ` data-provenance="${esc(prov)}"`;
     lines.push(`${a}>${esc(f.filename)}</a><br>`);
   }
   lines.push('</body>', '</html>', '');
@@ -38,7 +50,7 @@ export function renderHtml(p: FilteredProject): string {
 }
 
 /** PEP 691 JSON (API 1.1 when every file has a size, as 1.1 requires; else 1.0). */
-export function renderJson(p: FilteredProject): string {
+export function renderJson(p: FilteredProject, provenanceBase?: string | null): string {
   const allSized = p.files.every((f) => f.size !== undefined);
   const files = p.files.map((f) => {
     const o: Record<string, unknown> = {
@@ -52,6 +64,8 @@ export function renderJson(p: FilteredProject): string {
     if (md) o['core-metadata'] = { sha256: md };
     if (f.size !== undefined) o.size = f.size;
     if (f.uploadTime) o['upload-time'] = f.uploadTime;
+    const prov = provenanceUrl(p, f, provenanceBase);
+    if (prov) o.provenance = prov;
     return o;
   });
   return JSON.stringify({ meta: { 'api-version': allSized ? '1.1' : '1.0' }, name: p.name, files, versions: p.versions });

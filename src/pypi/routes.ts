@@ -6,6 +6,7 @@ import type { AppEnv } from '../http/send.js';
 import { isValidProjectName, normalizeName } from '../names/pypi.js';
 import { refuse, type PypiDeps } from './context.js';
 import { projectFile } from './files.js';
+import { projectProvenance } from './integrity.js';
 import { PYPI } from './frontend.js';
 import { fastPages, newPages, projectPage, rootPage } from './pages.js';
 
@@ -31,6 +32,7 @@ export function createPypiApp(d: PypiDeps): { app: Hono<AppEnv>; fast: FastAnswe
   });
   app.get('/simple/:name/', (c) => projectPage(pages, c));
   app.get('/files/:name/:filename', (c) => projectFile(d, c));
+  app.get('/integrity/:name/:version/:filename/provenance', (c) => projectProvenance(d, c));
 
   app.onError(
     errorHandler({

@@ -19,6 +19,12 @@ export interface FakeFile {
   url?: string;
   /** Answer the file's URL with a 302 to this location (a CDN, or a host that is not allowed). */
   redirectTo?: string;
+  /** Its PEP 740 provenance, served at /integrity/<project>/<version>/<filename>/provenance (404 when absent). */
+  provenance?: Buffer;
+  /** Send the provenance without Content-Length (chunked), so only reading it bounds it. */
+  provenanceChunked?: boolean;
+  /** Answer the provenance URL with this status (an integrity API failing). */
+  provenanceStatus?: number;
 }
 
 export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -101,6 +107,25 @@ export class FakeIndex {
       }
       if (this.format === 'json') this.json(res, page[1], files);
       else this.html(res, page[1], files);
+      return;
+    }
+    const integrity = /^\/integrity\/([^/]+)\/([^/]+)\/([^/]+)\/provenance$/.exec(path);
+    if (integrity) {
+      const f = this.projects.get(integrity[1])?.find((x) => x.filename === integrity[3]);
+      if (f?.provenanceStatus) {
+        res.writeHead(f.provenanceStatus, { 'content-type': 'text/plain' }).end('integrity API failing');
+        return;
+      }
+      if (!f?.provenance) {
+        res.writeHead(404, { 'content-type': 'application/json' }).end('{"message": "No provenance available"}');
+        return;
+      }
+      const ctype = { 'content-type': 'application/vnd.pypi.integrity.v1+json' };
+      if (f.provenanceChunked) {
+        res.writeHead(200, ctype);
+        for (let off = 0; off < f.provenance.length; off += 64 * 1024) res.write(f.provenance.subarray(off, off + 64 * 1024));
+        res.end();
+      } else res.writeHead(200, { ...ctype, 'content-length': String(f.provenance.length) }).end(f.provenance);
       return;
     }
     const file = /^\/files\/(.+?)(\.metadata)?$/.exec(path);

@@ -27,7 +27,7 @@ export function buildDist(spec: {
  * Run the real pip, isolated from this machine's pip configuration: --isolated, no PIP_* variables,
  * a throwaway HOME and cache, no user site.
  */
-export function pip(args: string[]): Promise<{ code: number; out: string }> {
+export function pip(args: string[], extraEnv: Record<string, string> = {}): Promise<{ code: number; out: string }> {
   const home = mkdtempSync(join(tmpdir(), 'airlock-pip-home-'));
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -38,6 +38,7 @@ export function pip(args: string[]): Promise<{ code: number; out: string }> {
     PIP_DISABLE_PIP_VERSION_CHECK: '1',
   };
   if (process.env.PYENV_ROOT) env.PYENV_ROOT = process.env.PYENV_ROOT;
+  Object.assign(env, extraEnv);
   return new Promise((resolve) => {
     execFile('python3', ['-m', 'pip', '--isolated', ...args], { env, timeout: 120_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: `${stdout}\n${stderr}` });
