@@ -176,6 +176,7 @@ export async function pinOciFiles(ctx: CommandContext, files: string[]): Promise
         if (already) return { how: 'allowed', line: `already allowed ${id} -> ${pin.digest}` };
         return () => {
           const how = applyOciPin(ed, pin, look.comment ?? undefined);
+          if (how !== 'unchanged') written.push({ repository: pin.repository, digest: pin.digest });
           return { how, line: `${word(how, !!ctx.values.print)} ${id} -> ${pin.digest}${accepted(look.comment)}` };
         };
       }),

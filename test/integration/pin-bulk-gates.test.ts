@@ -6,6 +6,7 @@ import { airlockCli } from '../helpers/cli.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { FakeRegistry, makeImage } from '../helpers/fake-registry.js';
 import { diff } from '../helpers/line-diff.js';
+import { layerOf, rootfs } from '../helpers/layers.js';
 import { loadConfig } from '../../src/config/load.js';
 
 /**
@@ -129,6 +130,27 @@ describe('airlock pin from files: look-alikes and advisories', () => {
       expect(readFileSync(cfg, 'utf8')).toMatch(
         /\n(\s*)# look-alike of docker\.io\/library\/python accepted: .*\n\1- repository: docker\.io\/libary\/python\n/,
       );
+    } finally {
+      await reg.stop();
+    }
+  });
+
+  it('OCI: where the image gate applies, every image a bulk pin writes is judged at once, as a single pin does', async () => {
+    const reg = await new FakeRegistry().start();
+    try {
+      const img = makeImage([layerOf(rootfs({ 'etc/os-release': 'ID=gated\nVERSION_ID=1\nPRETTY_NAME="gated 1"\n' }), 'none')]);
+      reg.push('team/app', img, 'v1');
+      const cfg = join(dir, 'gated.yaml');
+      writeFileSync(
+        cfg,
+        `data_dir: ${join(dir, 'data-gated')}\noci:\n  default_registry: reg.test\n  registries:\n    reg.test: { url: "${reg.url}", blob_hosts: ["127.0.0.1:${reg.cdnPort}"] }\npolicy:\n  advisories: { refuse: critical }\n  oci:\n    allow: []\n`,
+      );
+      const compose = join(dir, 'compose-gated.yaml');
+      writeFileSync(compose, 'services:\n  app:\n    image: reg.test/team/app:v1\n');
+      const r = await airlockCli(['pin', 'oci', '-f', compose, '--config', cfg]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`added reg.test/team/app:v1 -> ${img.digest}`);
+      expect(r.stdout).toContain(`reg.test/team/app@${img.digest}: gated 1, 0 packages, 0 advisories`);
     } finally {
       await reg.stop();
     }
