@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { airlockCli } from '../helpers/cli.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { FakeRegistry, makeImage } from '../helpers/fake-registry.js';
+import { FakeHub } from '../helpers/fake-hub.js';
 import { diff } from '../helpers/line-diff.js';
 import { layerOf, rootfs } from '../helpers/layers.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -153,6 +154,25 @@ describe('airlock pin from files: look-alikes and advisories', () => {
       expect(r.stdout).toContain(`reg.test/team/app@${img.digest}: gated 1, 0 packages, 0 advisories`);
     } finally {
       await reg.stop();
+    }
+  });
+
+  it('Hugging Face: an owner imitating meta-llama in a model list is refused in the summary', async () => {
+    const hub = await new FakeHub().start();
+    try {
+      hub.commit('model', 'meta_llama/Llama-3.1-8B-Instruct', [{ path: 'config.json', bytes: Buffer.from('{}') }]);
+      const gpt2 = hub.commit('model', 'openai-community/gpt2', [{ path: 'config.json', bytes: Buffer.from('{}') }]);
+      const cfg = join(dir, 'hf.yaml');
+      writeFileSync(cfg, `data_dir: ${join(dir, 'data-hf')}\nhf:\n  upstream: "${hub.url}"\npolicy:\n  hf:\n    allow: []\n`);
+      const list = join(dir, 'models.txt');
+      writeFileSync(list, 'openai-community/gpt2@main\nmeta_llama/Llama-3.1-8B-Instruct@main\n');
+      const r = await airlockCli(['pin', 'hf', '-f', list, '--config', cfg]);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toContain(`added openai-community/gpt2@main -> ${gpt2}`);
+      expect(r.stdout).toContain(`refused meta_llama/Llama-3.1-8B-Instruct@main (${list}:2): look-alike of meta-llama/Llama-3.1-8B-Instruct (`);
+      expect(r.stdout).toContain('pinned: 1 added, 0 updated, 0 already allowed, 1 refused');
+    } finally {
+      await hub.stop();
     }
   });
 });
