@@ -15,7 +15,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The glibc settings Airlock is deployed with (Dockerfile, npm start); bench runs after the build.
 const { MALLOC_TUNABLES } = await import(join(ROOT, 'dist', 'obs', 'malloc.js'));
 const QUICK = process.argv.includes('--quick');
-// --only=1,1b,4 runs those sections alone (sections: 1 1b 1c 1d 2 3 3b 4 6 7 8) (while working on one of them; a full run is the record).
+// --only=1,1b,4 runs those sections alone (sections: 1 1b 1c 1d 2 3 3b 4 6 7 8 9) (while working on one of them; a full run is the record).
 const ONLY = process.argv
   .find((a) => a.startsWith('--only='))
   ?.slice(7)
@@ -1032,6 +1032,16 @@ if (want('7')) {
   row(`console page, ${ROWS.toLocaleString('en')} records`, '(record written in)', { seconds: filled });
   target(`every console page < 100 ms with ${ROWS.toLocaleString('en')} records`, worst < 100, `${worst.toFixed(1)} ms (worst)`);
   await a.stop();
+}
+
+// 9. Bulk approval (issue 27): `airlock pin pypi -r` on a 100-release lock file, local index.
+progress('9. airlock pin pypi -r, 100-file lock file');
+if (want('9')) {
+  const { pinBulkTimes } = await import(join(ROOT, 'bench', 'pin-bulk.mjs'));
+  const t = await pinBulkTimes(ROOT, work, 100, S.reps);
+  row('pin -r, 100-file lock file (local index)', 'first pin: 100 added, one policy write', t.first);
+  row('pin -r, 100-file lock file (local index)', 'again: 100 already allowed, nothing written', t.again);
+  row('pin -r, 100-file lock file (local index)', 'beside it: one pin pypi NAME==VERSION', t.single);
 }
 
 // (Sections run alone with --only may have sampled no scenario.)

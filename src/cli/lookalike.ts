@@ -85,3 +85,28 @@ export function commentEntry(policyFile: string, key: 'name' | 'repo' | 'reposit
   writeFileSync(policyFile, lines.join('\n'));
   return true;
 }
+
+/**
+ * A bulk pin's look-alike gate (../pin-bulk.ts): the known names read once, then per name the
+ * comment to write beside an accepted look-alike's entry, or the one-line reason it is refused
+ * ("look-alike of X (why)"), the same verdicts as a single pin (lookalikeVerdict).
+ */
+export async function lookalikeBulkGate(
+  loaded: LoadedConfig,
+  eco: LookalikeEcosystem,
+  accept: boolean | undefined,
+): Promise<(name: string) => { refused: string } | { comment: string | null }> {
+  const check = await lookalikeChecker(loaded, eco);
+  return (name) => {
+    const warnings = check(name);
+    try {
+      return { comment: lookalikeVerdict(name, warnings, accept) };
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      const why = warnings.map((w) => w.reason).join('; ');
+      const internal = warnings.find((w) => w.source === 'internal');
+      if (internal) return { refused: `look-alike of the internal name ${internal.like} (${why}); no flag approves it` };
+      return { refused: `look-alike of ${warnings.find((w) => w.like)?.like ?? 'a known name'} (${why}); --accept-lookalike pins it with a comment` };
+    }
+  };
+}

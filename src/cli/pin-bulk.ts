@@ -6,6 +6,10 @@ import { withHfResolver, withOciResolver, withPypiResolver } from './pin.js';
 import { applyHfPin, applyOciPin, applyPypiPin, type PinOutcome } from './pin-apply.js';
 import { parseHfList, readImageFile, readPypiLock, type ImageWant, type PypiWant } from './pin-files.js';
 import { PolicyEditor, scalarText } from './policy-edit.js';
+import { lookalikeBulkGate } from './lookalike.js';
+import { openMeta } from '../backends.js';
+import { readAdvisories } from '../reload.js';
+import type { Policy } from '../policy/index.js';
 import type { CommandContext } from './commands/shared.js';
 
 /**
@@ -13,7 +17,8 @@ import type { CommandContext } from './commands/shared.js';
  * Dockerfile, compose or Kubernetes file or model list names, in one command. Every file is read
  * first (bad input: one line naming file:line, nothing resolved or written); then each item is
  * resolved upstream through the same code as a single pin (../pin.ts), judged against the policy
- * (denied, already allowed) and added through the byte-preserving editor (../policy-edit.ts);
+ * (denied, look-alike name (./lookalike.ts), imported advisory, already allowed) and added through
+ * the byte-preserving editor (../policy-edit.ts), an accepted look-alike with its comment;
  * the policy file is written once, and loaded again (on failure the old bytes are put back).
  * One summary at the end; exit 1 when anything was refused.
  */
@@ -68,6 +73,19 @@ function word(how: PinOutcome, print: boolean): string {
   return print ? `would be ${how}` : how;
 }
 
+/** What the summary line adds for an accepted look-alike. */
+const accepted = (comment: string | null) => (comment ? ` [${comment.split(' accepted: ')[0]} accepted]` : '');
+
+/** The policy with the advisories imported into the metadata store: a bulk pin refuses what the server would refuse. */
+async function withImportedAdvisories(loaded: LoadedConfig): Promise<Policy> {
+  const meta = await openMeta(loaded, { create: true });
+  try {
+    return loaded.policy.withAdvisories(await readAdvisories(meta));
+  } finally {
+    await meta.close();
+  }
+}
+
 export async function pinPypiFiles(ctx: CommandContext, files: string[]): Promise<void> {
   const wants = new Map<string, PypiWant>();
   for (const f of files)
@@ -78,6 +96,8 @@ export async function pinPypiFiles(ctx: CommandContext, files: string[]): Promis
     }
   const loaded = loadConfig(ctx.configFile);
   const policy = loaded.policy.pypi;
+  const full = await withImportedAdvisories(loaded);
+  const lookalike = await lookalikeBulkGate(loaded, 'pypi', ctx.values['accept-lookalike']);
   const ed = new PolicyEditor(readFileSync(loaded.policyFile, 'utf8'), loaded.policyPathInFile, loaded.policyFile);
   const verdicts = settle(
     await withPypiResolver(loaded, (resolve) =>
@@ -89,6 +109,10 @@ export async function pinPypiFiles(ctx: CommandContext, files: string[]): Promis
         if (internal) return { how: 'allowed', line: `already allowed ${id}: an internal name (${internal}), answered only from the internal index` };
         const deny = policy.decideFile(w.name, w.version, undefined);
         if (!deny.allow && deny.code === 'denied') return refuse(deny.reason);
+        const look = lookalike(w.name);
+        if ('refused' in look) return refuse(look.refused);
+        const advisory = full.pypiAdvisory(w.name, w.version);
+        if (advisory) return refuse(advisory.reason);
         let sha256: string[];
         try {
           const found = await resolve(w.name, w.version);
@@ -98,11 +122,14 @@ export async function pinPypiFiles(ctx: CommandContext, files: string[]): Promis
         } catch (e) {
           return refuse(why(e));
         }
+        // A file named by its hash in an advisory (a malicious upload) is refused as the server refuses it.
+        const fileAdvisory = sha256.map((h) => full.pypiAdvisory(w.name, w.version, h)).find((a) => a);
+        if (fileAdvisory) return refuse(fileAdvisory.reason);
         const decisions = sha256.map((h) => policy.decideFile(w.name, w.version, h));
         if (decisions.every((d) => d.allow)) return { how: 'allowed', line: `already allowed ${id} (policy rule ${decisions[0].rule})` };
         return () => {
-          const how = applyPypiPin(ed, { name: w.name, version: w.version, sha256 });
-          return { how, line: `${word(how, !!ctx.values.print)} ${id} (${sha256.length} file${sha256.length === 1 ? '' : 's'})` };
+          const how = applyPypiPin(ed, { name: w.name, version: w.version, sha256 }, look.comment ?? undefined);
+          return { how, line: `${word(how, !!ctx.values.print)} ${id} (${sha256.length} file${sha256.length === 1 ? '' : 's'})${accepted(look.comment)}` };
         };
       }),
     ),
@@ -123,6 +150,7 @@ export async function pinOciFiles(ctx: CommandContext, files: string[]): Promise
       if (!refs.has(w.ref)) refs.set(w.ref, { ref: p.ref.tag || p.ref.digest ? p.ref : { ...p.ref, tag: 'latest' }, where: w.where });
     }
   const policy = loaded.policy.oci;
+  const lookalike = await lookalikeBulkGate(loaded, 'oci', ctx.values['accept-lookalike']);
   const ed = new PolicyEditor(readFileSync(loaded.policyFile, 'utf8'), loaded.policyPathInFile, loaded.policyFile);
   const digests = new Map<string, string>();
   const written: { repository: string; digest: string }[] = [];
@@ -133,6 +161,8 @@ export async function pinOciFiles(ctx: CommandContext, files: string[]): Promise
         const refuse = (reason: string): Verdict => ({ how: 'refused', line: `refused ${id} (${where}): ${reason}` });
         const repoDecision = policy.decideRepository(ref.repository);
         if (!repoDecision.allow && repoDecision.code === 'denied') return refuse(repoDecision.reason);
+        const look = lookalike(ref.repository);
+        if ('refused' in look) return refuse(look.refused);
         let pin;
         try {
           pin = { ...(await resolve(ref)), tag: ref.tag };
@@ -145,8 +175,9 @@ export async function pinOciFiles(ctx: CommandContext, files: string[]): Promise
         const already = pin.tag ? policy.resolveTag(pin.repository, pin.tag).digest === pin.digest : d.allow;
         if (already) return { how: 'allowed', line: `already allowed ${id} -> ${pin.digest}` };
         return () => {
-          const how = applyOciPin(ed, pin);
-          return { how, line: `${word(how, !!ctx.values.print)} ${id} -> ${pin.digest}` };
+          const how = applyOciPin(ed, pin, look.comment ?? undefined);
+          if (how !== 'unchanged') written.push({ repository: pin.repository, digest: pin.digest });
+          return { how, line: `${word(how, !!ctx.values.print)} ${id} -> ${pin.digest}${accepted(look.comment)}` };
         };
       }),
     ),
@@ -195,6 +226,7 @@ export async function pinHfFiles(ctx: CommandContext, files: string[]): Promise<
   });
   const loaded = loadConfig(ctx.configFile);
   const policy = loaded.policy.hf;
+  const lookalike = await lookalikeBulkGate(loaded, 'hf', ctx.values['accept-lookalike']);
   const ed = new PolicyEditor(readFileSync(loaded.policyFile, 'utf8'), loaded.policyPathInFile, loaded.policyFile);
   const seen = new Set<string>();
   const unique = items.filter((i) => !seen.has(i.ref) && seen.add(i.ref));
@@ -210,11 +242,13 @@ export async function pinHfFiles(ctx: CommandContext, files: string[]): Promise<
         }
         const repoDecision = policy.decideRepo(pin.type, pin.repo);
         if (!repoDecision.allow && repoDecision.code === 'denied') return refuse(repoDecision.reason);
+        const look = lookalike(pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo);
+        if ('refused' in look) return refuse(look.refused);
         const current = policy.resolveRevision(pin.type, pin.repo, pin.ref ?? pin.commit);
         if (current.commit === pin.commit) return { how: 'allowed', line: `already allowed ${ref} -> ${pin.commit}` };
         return () => {
-          const how = applyHfPin(ed, pin);
-          return { how, line: `${word(how, !!ctx.values.print)} ${ref} -> ${pin.commit}` };
+          const how = applyHfPin(ed, pin, look.comment ?? undefined);
+          return { how, line: `${word(how, !!ctx.values.print)} ${ref} -> ${pin.commit}${accepted(look.comment)}` };
         };
       }),
     ),

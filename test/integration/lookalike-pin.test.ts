@@ -62,7 +62,7 @@ policy:
     expect(r.stderr).toContain('warning: look-alike of requests accepted');
     const text = policy();
     expect(text).toMatch(
-      /\n(\s*)# look-alike of requests accepted: "reqeusts" is one keystroke from "requests": 'ue' swapped \(a popular name\)\n\1- name: reqeusts\n/,
+      /\n(\s*)# look-alike of requests accepted: "reqeusts" is one keystroke from "requests": 'ue' swapped \(a popular name\)\n\1- (\{ )?name: reqeusts[,\n]/,
     );
     expect(text).toContain('- { name: certifi } # keep me');
     expect(loadConfig(config).policy.pypi.names().allowed).toContain('reqeusts');
