@@ -118,19 +118,19 @@ export function judgeAge(r: AgeRule, what: string, published: number | null, now
       reason: `${what}: the upstream gives no upload time, so its age cannot be checked against the minimum age (policy ${r.onMissingFrom}: refuse, the default)`,
     };
   }
-  const when = new Date(published).toISOString();
+  const when = () => new Date(published).toISOString();
   if (r.excludeNewer !== null && published > r.excludeNewer) {
     return {
       rule: r.excludeNewerFrom,
       until: null,
-      reason: `${what} was published ${when}, after ${new Date(r.excludeNewer).toISOString()} (policy ${r.excludeNewerFrom})`,
+      reason: `${what} was published ${when()}, after ${new Date(r.excludeNewer).toISOString()} (policy ${r.excludeNewerFrom})`,
     };
   }
   if (r.minAge > 0 && now - published < r.minAge) {
     return {
       rule: r.minAgeFrom,
       until: published + r.minAge,
-      reason: `${what} was published ${when}, ${formatAge(now - published)} ago, younger than the minimum age ${formatAge(r.minAge)} (policy ${r.minAgeFrom}); it is served from ${new Date(published + r.minAge).toISOString()}`,
+      reason: `${what} was published ${when()}, ${formatAge(now - published)} ago, younger than the minimum age ${formatAge(r.minAge)} (policy ${r.minAgeFrom}); it is served from ${new Date(published + r.minAge).toISOString()}`,
     };
   }
   return null;
