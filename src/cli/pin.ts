@@ -127,6 +127,8 @@ export interface HfPinResult {
   /** The branch or tag pinned (absent when a commit was given). */
   ref?: string;
   commit: string;
+  /** The commit's date on the Hub (epoch ms; null when it gave none): min_age is checked against it (issue 27). */
+  date?: number | null;
 }
 
 /** Resolve [datasets/]ORG/NAME@REVISION on the Hub to the commit it points at today. */
@@ -145,9 +147,9 @@ export async function withHfResolver<T>(loaded: LoadedConfig, use: (resolve: (re
       const usage = `pin: expected [datasets/]REPO@REVISION (e.g. openai-community/gpt2@main or datasets/org/corpus@v1.0), got ${JSON.stringify(reference)}`;
       if (!m || !isValidRepoId(m[2]) || !isValidRef(m[3])) throw new ConfigError(usage);
       const type: HfRepoType = m[1] ? 'dataset' : 'model';
-      const commit = await hub.resolveRevision(type, m[2], m[3]);
+      const { commit, date } = await hub.revisionInfo(type, m[2], m[3]);
       if (COMMIT.test(m[3]) && commit !== m[3]) throw new ConfigError(`pin: the Hub resolved ${m[3]} to ${commit}; not pinning`);
-      return { type, repo: m[2], ref: COMMIT.test(m[3]) ? undefined : m[3], commit };
+      return { type, repo: m[2], ref: COMMIT.test(m[3]) ? undefined : m[3], commit, date };
     });
   } finally {
     await http.close();

@@ -137,6 +137,9 @@ export const policySchema = z
       .optional(),
     hf: z
       .object({
+        min_age: minAge.optional(),
+        exclude_newer: instant.optional(),
+        on_missing_time: z.enum(['refuse', 'allow']).optional(),
         scan: hfScan.optional(),
         allow: z.array(hfAllow).optional(),
         deny: z.array(hfDeny).optional(),
