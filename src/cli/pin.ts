@@ -3,6 +3,7 @@ import { valid as validVersion } from '@renovatebot/pep440';
 import { loadConfig, ConfigError, type LoadedConfig } from '../config/load.js';
 import { Metrics } from '../obs/metrics.js';
 import { parseFilename } from '../pypi/filenames.js';
+import { parseInstant } from '../policy/index.js';
 import { newestRelease } from '../pypi/newest.js';
 import { isValidProjectName, normalizeName } from '../names/pypi.js';
 import { hfHub, openMeta, pypiIndex, upstreamHttp, withOciUpstream } from '../backends.js';
@@ -53,7 +54,13 @@ export async function withPypiResolver<T>(
       const page = await index.project(name, source);
       // A pin records what the index says now: never hashes from a page kept while the index is down.
       if (page.stale) throw new ConfigError(`pin: the ${source} index cannot be read now (${page.staleReason}); not pinning from a cached page`);
-      const version = wanted ?? newestRelease(page.project.files, name);
+      // A bare name takes the newest release old enough for pypi.min_age, as pip through Airlock would.
+      const now = Date.now();
+      const version = wanted ?? newestRelease(page.project.files, name, (f) => loaded.policy.pypi.oldEnough(parseInstant(f.uploadTime), now));
+      if (version === null && newestRelease(page.project.files, name) !== null)
+        throw new ConfigError(
+          `pin: every final release of ${name} is younger than pypi.min_age (or has no upload time); name the version (NAME==VERSION) to pin one after review`,
+        );
       if (version === null)
         throw new ConfigError(`pin: the ${source} index has no final release of ${name} with verifiable files; name the version (NAME==VERSION)`);
       const files = page.project.files.filter((f) => {

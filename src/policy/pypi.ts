@@ -100,10 +100,13 @@ export class PypiPolicy {
   private readonly deny = new Map<string, DenyRule[]>();
   private readonly internalGlobs: { id: string; glob: string; test: (s: string) => boolean }[] = [];
   private readonly requirements = new Map<string, SignatureRequirement>();
+  /** pypi.min_age, exclude_newer, on_missing_time: what a rule without its own settings gets. */
+  private readonly eco: AgeRule;
 
   constructor(input: PypiPolicyInput, base: (string | number)[] = ['pypi'], signing: SigningPolicy = new SigningPolicy({})) {
     const validSpecs = new Map<string, boolean>();
     const eco = compileAge(input, base);
+    this.eco = eco;
     (input.internal ?? []).forEach((g, i) => {
       const glob = normalizeName(g.trim());
       if (!GLOB_CHARS.test(glob) || glob.startsWith('-') || glob.endsWith('-')) {
@@ -218,6 +221,11 @@ export class PypiPolicy {
     }
     // The internal index is the organisation's own publishing: no cooldown against itself.
     return first && this.internalRule(name) ? null : first;
+  }
+
+  /** Whether a release published at `published` is old enough by the ecosystem's settings (`airlock pin pypi NAME` picks the newest such release). */
+  oldEnough(published: number | null, now: number): boolean {
+    return judgeAge(this.eco, '', published, now) === null;
   }
 
   /** Whether any rule of `name` sets an age (so a page of it may change with time alone). */

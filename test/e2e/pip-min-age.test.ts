@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
+import { airlockCli } from '../helpers/cli.js';
 import { records } from '../helpers/http.js';
 import { buildDist, pip } from '../helpers/pip.js';
 
@@ -102,6 +103,15 @@ ${extra}    allow:
     const v = await pip(['download', '--index-url', index(), '--no-deps', '-d', dir, 'agelib==2.0']);
     expect(v.code).not.toBe(0);
     expect(v.out).toContain('from versions: 1.0, 1.1');
+  });
+
+  it('airlock pin pypi NAME takes the newest release old enough, as pip does (dist/: npm run build first)', async () => {
+    const r = await airlockCli(['pin', 'pypi', 'agelib', '--print', '--config', a.configFile]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ name: 'agelib', versions: '==1.1', sha256: [sha256(d.age11.bytes)] });
+    const none = await airlockCli(['pin', 'pypi', 'notime', '--print', '--config', a.configFile]);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toContain('every final release of notime is younger than pypi.min_age (or has no upload time)');
   });
 
   it('an exact pin with hashes overrides min_age', async () => {
