@@ -156,3 +156,30 @@ describe('minimum age: configuration and approval', () => {
     expect(a.note).toContain('an exact pin overrides min_age');
   });
 });
+
+describe('minimum age: the warm page cache', () => {
+  it('serves a release from the moment it comes of age, from the same warm page (route and fast path share pageAnswer)', async () => {
+    const { newPages, pageAnswer } = await import('../../src/pypi/pages.js');
+    const { vi } = await import('vitest');
+    const policy = new Policy({ pypi: { min_age: '7d', allow: [{ name: 'lib' }] } });
+    const f = (v: string, t: string): PyFile => ({
+      filename: `lib-${v}-py3-none-any.whl`,
+      url: 'https://x/',
+      hashes: { sha256: H(v[0]) },
+      yanked: false,
+      uploadTime: t,
+    });
+    const page = { project: { name: 'lib', files: [f('1.0', '2026-10-01T00:00:00Z'), f('2.0', '2026-12-01T00:00:00Z')] }, fetchedAt: 0, stale: false };
+    const pages = newPages({ pageMaxAge: 60 } as never);
+    const versions = () => JSON.parse(pageAnswer(pages, page, policy, 'application/vnd.pypi.simple.v1+json', undefined).body.toString()).versions;
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.parse('2026-12-07T23:59:59Z'));
+      expect(versions()).toEqual(['1.0']);
+      vi.setSystemTime(Date.parse('2026-12-08T00:00:00Z'));
+      expect(versions()).toEqual(['1.0', '2.0']);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
