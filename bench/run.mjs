@@ -15,7 +15,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The glibc settings Airlock is deployed with (Dockerfile, npm start); bench runs after the build.
 const { MALLOC_TUNABLES } = await import(join(ROOT, 'dist', 'obs', 'malloc.js'));
 const QUICK = process.argv.includes('--quick');
-// --only=1,1b,4 runs those sections alone (sections: 1 1b 1c 1d 2 3 3b 4 6 7 8 9) (while working on one of them; a full run is the record).
+// --only=1,1b,4 runs those sections alone (sections: 1 1b 1c 1d 2 3 3b 4 6 7 8 9 10) (while working on one of them; a full run is the record).
 const ONLY = process.argv
   .find((a) => a.startsWith('--only='))
   ?.slice(7)
@@ -224,7 +224,8 @@ async function startAirlock(opts = {}) {
       (opts.fleet
         ? `storage:\n  meta: postgres\n  postgres_url_env: AIRLOCK_BENCH_PG\n  blobs: s3\n  s3: { endpoint: "${opts.fleet.s3}", bucket: airlock, path_style: true, access_key_env: AIRLOCK_BENCH_S3, secret_key_env: AIRLOCK_BENCH_S3 }\n`
         : '') +
-      `policy:\n  hf:\n    allow:\n      - { repo: bench/model, refs: { main: "${up.info.hfCommit}" } }\n  oci:\n    allow:\n      - { repository: bench.local/bench/img, tags: { v1: "${up.info.ociDigest}" } }\n      - { repository: bench.local/bench/layered, tags: { v1: "${up.info.layeredDigest}" } }\n  pypi:\n    allow:\n${allow.join('\n')}\n` +
+      // opts.minAge: a minimum age on every PyPI release (section 10).
+      `policy:\n  hf:\n    allow:\n      - { repo: bench/model, refs: { main: "${up.info.hfCommit}" } }\n  oci:\n    allow:\n      - { repository: bench.local/bench/img, tags: { v1: "${up.info.ociDigest}" } }\n      - { repository: bench.local/bench/layered, tags: { v1: "${up.info.layeredDigest}" } }\n  pypi:\n${opts.minAge ? `    min_age: ${opts.minAge}\n` : ''}    allow:\n${allow.join('\n')}\n` +
       // opts.gate: the image gate on bench/layered (no advisories imported: its packages count as judged-unknown and pass).
       (opts.gate
         ? `  advisories:\n    refuse: critical\n    images:\n      unjudged: allow\n      repositories: [{ repository: bench.local/bench/img, refuse: none }]\n`
@@ -1042,6 +1043,75 @@ if (want('9')) {
   row('pin -r, 100-file lock file (local index)', 'first pin: 100 added, one policy write', t.first);
   row('pin -r, 100-file lock file (local index)', 'again: 100 already allowed, nothing written', t.again);
   row('pin -r, 100-file lock file (local index)', 'beside it: one pin pypi NAME==VERSION', t.single);
+}
+
+// 10. Minimum age (issue 27): index pages with pypi.min_age set vs without -------------------------
+// Two servers side by side in one run, loaded in alternating rounds (this machine drifts over
+// minutes; a ratio inside a round cancels it). The upstream's upload times are all old enough, so
+// both serve the same bytes: the row is the cost of the age check on the serving path (a warm page
+// is filtered once per policy, and again only when a left-off file comes of age). The filter of a
+// 5,000-file page itself is timed beside it, in this process.
+progress('10. Minimum age');
+if (want('10')) {
+  const plainA = await startAirlock();
+  const agedA = await startAirlock({ minAge: '7d' });
+  const small = files[0].project;
+  const pages = [
+    [`${S.bigPage}-file page JSON, gzip`, 'bigpage', { accept: 'application/vnd.pypi.simple.v1+json', 'accept-encoding': 'gzip' }, 8],
+    ['one-file page JSON', small, { accept: 'application/vnd.pypi.simple.v1+json' }, 32],
+  ];
+  for (const [label, project, headers, conns] of pages) {
+    const without = [];
+    const withAge = [];
+    for (const x of [plainA, agedA]) {
+      const r = await fetch(`${x.url}/pypi/simple/${project}/`, { headers });
+      if (r.status !== 200) throw new Error(`${project}: ${r.status}`);
+    }
+    const a1 = await (await fetch(`${plainA.url}/pypi/simple/${project}/`, { headers: { accept: headers.accept } })).text();
+    const a2 = await (await fetch(`${agedA.url}/pypi/simple/${project}/`, { headers: { accept: headers.accept } })).text();
+    if (a1 !== a2) throw new Error(`${project}: the pages with and without min_age differ`);
+    for (let round = 0; round < Math.max(S.reps, 3); round++) {
+      without.push(await load(`${plainA.url}/pypi/simple/${project}/`, headers, conns));
+      withAge.push(await load(`${agedA.url}/pypi/simple/${project}/`, headers, conns));
+    }
+    const med = (xs) => ({ rps: median(xs.map((x) => x.rps)), p99Ms: median(xs.map((x) => x.p99)) });
+    const paired = median(withAge.map((x, i) => x.rps / without[i].rps));
+    row(`min_age: ${label}`, 'Airlock, no min_age', med(without));
+    row(`min_age: ${label}`, 'Airlock, pypi.min_age: 7d', { ...med(withAge), ratio: med(withAge).rps / med(without).rps, ratioPaired: paired });
+    target(`min_age ${label} within 10% of the rate without`, paired >= 0.9, `${paired.toFixed(2)}x (per round; ${without.length} rounds)`);
+  }
+  await plainA.stop();
+  await agedA.stop();
+  // The filter of a 5,000-file page (what a cold or coming-of-age page costs), with and without min_age.
+  const { Policy } = await import(join(ROOT, 'dist', 'policy', 'index.js'));
+  const { filterProject } = await import(join(ROOT, 'dist', 'pypi', 'filter.js'));
+  const project = {
+    name: 'bigpage',
+    files: Array.from({ length: S.bigPage }, (_, i) => {
+      const v = `${Math.floor(i / 20)}.${i % 20}.0`;
+      return {
+        filename: `bigpage-${v}-cp311-cp311-manylinux_2_17_x86_64.whl`,
+        url: 'https://x/',
+        hashes: { sha256: String(i).padStart(64, '0') },
+        yanked: false,
+        uploadTime: '2024-01-01T00:00:00.000000Z',
+      };
+    }),
+  };
+  const ms = (p) => {
+    for (let i = 0; i < 3; i++) filterProject(project, p, Date.now());
+    const t = [];
+    for (let i = 0; i < 15; i++) {
+      const t0 = performance.now();
+      filterProject(project, p, Date.now());
+      t.push(performance.now() - t0);
+    }
+    return median(t);
+  };
+  const off = ms(new Policy({ pypi: { allow: [{ name: 'bigpage' }] } }));
+  const on = ms(new Policy({ pypi: { min_age: '7d', allow: [{ name: 'bigpage' }] } }));
+  row(`min_age: filter a ${S.bigPage}-file page`, 'no min_age', { ms: off });
+  row(`min_age: filter a ${S.bigPage}-file page`, 'pypi.min_age: 7d', { ms: on, ratio: on / off });
 }
 
 // (Sections run alone with --only may have sampled no scenario.)

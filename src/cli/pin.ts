@@ -3,6 +3,7 @@ import { valid as validVersion } from '@renovatebot/pep440';
 import { loadConfig, ConfigError, type LoadedConfig } from '../config/load.js';
 import { Metrics } from '../obs/metrics.js';
 import { parseFilename } from '../pypi/filenames.js';
+import { parseInstant } from '../policy/index.js';
 import { newestRelease } from '../pypi/newest.js';
 import { isValidProjectName, normalizeName } from '../names/pypi.js';
 import { hfHub, openMeta, pypiIndex, upstreamHttp, withOciUpstream } from '../backends.js';
@@ -53,7 +54,13 @@ export async function withPypiResolver<T>(
       const page = await index.project(name, source);
       // A pin records what the index says now: never hashes from a page kept while the index is down.
       if (page.stale) throw new ConfigError(`pin: the ${source} index cannot be read now (${page.staleReason}); not pinning from a cached page`);
-      const version = wanted ?? newestRelease(page.project.files, name);
+      // A bare name takes the newest release old enough for pypi.min_age, as pip through Airlock would.
+      const now = Date.now();
+      const version = wanted ?? newestRelease(page.project.files, name, (f) => loaded.policy.pypi.oldEnough(parseInstant(f.uploadTime), now));
+      if (version === null && newestRelease(page.project.files, name) !== null)
+        throw new ConfigError(
+          `pin: every final release of ${name} is younger than pypi.min_age (or has no upload time); name the version (NAME==VERSION) to pin one after review`,
+        );
       if (version === null)
         throw new ConfigError(`pin: the ${source} index has no final release of ${name} with verifiable files; name the version (NAME==VERSION)`);
       const files = page.project.files.filter((f) => {
@@ -127,6 +134,8 @@ export interface HfPinResult {
   /** The branch or tag pinned (absent when a commit was given). */
   ref?: string;
   commit: string;
+  /** The commit's date on the Hub (epoch ms; null when it gave none): min_age is checked against it (issue 27). */
+  date?: number | null;
 }
 
 /** Resolve [datasets/]ORG/NAME@REVISION on the Hub to the commit it points at today. */
@@ -145,9 +154,9 @@ export async function withHfResolver<T>(loaded: LoadedConfig, use: (resolve: (re
       const usage = `pin: expected [datasets/]REPO@REVISION (e.g. openai-community/gpt2@main or datasets/org/corpus@v1.0), got ${JSON.stringify(reference)}`;
       if (!m || !isValidRepoId(m[2]) || !isValidRef(m[3])) throw new ConfigError(usage);
       const type: HfRepoType = m[1] ? 'dataset' : 'model';
-      const commit = await hub.resolveRevision(type, m[2], m[3]);
+      const { commit, date } = await hub.revisionInfo(type, m[2], m[3]);
       if (COMMIT.test(m[3]) && commit !== m[3]) throw new ConfigError(`pin: the Hub resolved ${m[3]} to ${commit}; not pinning`);
-      return { type, repo: m[2], ref: COMMIT.test(m[3]) ? undefined : m[3], commit };
+      return { type, repo: m[2], ref: COMMIT.test(m[3]) ? undefined : m[3], commit, date };
     });
   } finally {
     await http.close();

@@ -1,6 +1,11 @@
 import { z } from 'zod';
 import { publisher, signerRefs, signingSchema } from './signing-schema.js';
 
+/** YAML reads an unquoted 2026-01-31T00:00:00Z as a date: accept it as the time it names. */
+const instant = z.union([z.string(), z.date().transform((d) => d.toISOString())]);
+/** Minimum age (issue 27): a duration ("7d", "36h") or 0; checked in policy/age.ts. */
+const minAge = z.union([z.string(), z.literal(0)]);
+
 /** The policy's schema (what config/schema.ts embeds under `policy:` or reads from `policy_file`): each rule's fields, checked with their paths. */
 
 const pypiAllow = z
@@ -11,6 +16,8 @@ const pypiAllow = z
     prereleases: z.boolean().optional(),
     require: z.enum(['none', 'attested']).optional(),
     publisher: publisher.optional(),
+    min_age: minAge.optional(),
+    exclude_newer: instant.optional(),
   })
   .strict();
 
@@ -91,6 +98,9 @@ export const policySchema = z
         internal: z.array(z.string()).optional(),
         allow: z.array(pypiAllow).optional(),
         deny: z.array(pypiDeny).optional(),
+        min_age: minAge.optional(),
+        exclude_newer: instant.optional(),
+        on_missing_time: z.enum(['refuse', 'allow']).optional(),
       })
       .strict()
       .optional(),
@@ -127,6 +137,9 @@ export const policySchema = z
       .optional(),
     hf: z
       .object({
+        min_age: minAge.optional(),
+        exclude_newer: instant.optional(),
+        on_missing_time: z.enum(['refuse', 'allow']).optional(),
         scan: hfScan.optional(),
         allow: z.array(hfAllow).optional(),
         deny: z.array(hfDeny).optional(),

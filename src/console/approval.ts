@@ -96,6 +96,18 @@ const PIN: Answer = (r) => {
   }
   return NONE(r);
 };
+/** Too new (issue 27): waiting approves it by itself; a reviewed exact pin with hashes approves it now. */
+const TOO_NEW: Answer = (r) => {
+  const pin = PIN(r);
+  if (!pin.command)
+    return {
+      note: 'Younger than its minimum age (the reason says how old, which rule, and when it is served): wait, or pin it exactly with its hashes after review.',
+    };
+  return {
+    ...pin,
+    note: 'Younger than its minimum age, or without an upload time (the reason says how old, which rule, and when it is served without any change). To take it now, review this release, then pin it exactly with its hashes: an exact pin overrides min_age.',
+  };
+};
 const NONE: Answer = () => ({ note: 'No approval can be derived from this record (no version was asked for).' });
 
 /** Every code a row can carry, and what would approve it: a code without an entry does not compile. */
@@ -112,6 +124,7 @@ const ANSWERS: Record<RecordCode, Answer> = {
   content_refused: CONTENT,
   unsigned: SIGNATURE,
   bad_signature: SIGNATURE,
+  too_new: TOO_NEW,
   internal_missing: CONFUSION,
   no_sha256: NO_SHA,
   digest_mismatch: INVESTIGATE,

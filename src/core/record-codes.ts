@@ -46,6 +46,7 @@ export const RECORD_CODES: Record<RecordCode, { kind: RecordKind; meaning: strin
   content_refused: { kind: 'policy', meaning: 'refused by model-file inspection' },
   unsigned: { kind: 'policy', meaning: 'no signature where a signing rule requires one' },
   bad_signature: { kind: 'policy', meaning: 'a signature that fails its signing rule' },
+  too_new: { kind: 'policy', meaning: 'younger than its minimum age (policy min_age, exclude_newer)' },
   internal_missing: { kind: 'policy', meaning: 'an internal name the internal index lacks (dependency confusion)' },
   no_sha256: { kind: 'integrity', meaning: 'the index gives no sha256 to verify against' },
   digest_mismatch: { kind: 'integrity', meaning: 'the upstream sent other bytes than it named' },

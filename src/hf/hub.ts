@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { AirlockError } from '../core/errors.js';
 import { SingleFlight } from '../core/flight.js';
 import { displayRepo, type HfRepoType } from '../names/hf.js';
+import { parseInstant } from '../policy/index.js';
 import type { PageCache } from '../storage/meta-store.js';
 import { header, readBounded, redact, upstreamUrlAllowed, type GetOptions, type UpstreamHttp, type UpstreamResponse } from '../upstream/http.js';
 
@@ -169,6 +170,11 @@ export class Hub {
 
   /** Resolve a branch or tag upstream (for `airlock pin`): the commit it points at today. */
   async resolveRevision(type: HfRepoType, repo: string, revision: string): Promise<string> {
+    return (await this.revisionInfo(type, repo, revision)).commit;
+  }
+
+  /** The commit a revision points at and its date (the revision's lastModified; null when the Hub gives none), for min_age at pin time. */
+  async revisionInfo(type: HfRepoType, repo: string, revision: string): Promise<{ commit: string; date: number | null }> {
     const { body } = await this.getJson(
       new URL(`api/${type}s/${repo}/revision/${encodeURIComponent(revision)}`, this.base),
       `${displayRepo(type, repo)}@${revision}`,
@@ -176,7 +182,7 @@ export class Hub {
     const sha = (body as { sha?: unknown }).sha;
     if (typeof sha !== 'string' || !SHA1.test(sha))
       throw new AirlockError('UPSTREAM_BAD_RESPONSE', `the Hub did not give a commit for ${displayRepo(type, repo)}@${revision}`);
-    return sha;
+    return { commit: sha, date: parseInstant((body as { lastModified?: unknown }).lastModified) };
   }
 
   /**

@@ -1,6 +1,7 @@
 import picomatch from 'picomatch';
 import { PICKLE_PROFILES } from './pickle-profiles.js';
 import { COMMIT, displayRepo, isValidRef, isValidRepoId, type HfRepoType } from '../names/hf.js';
+import { compileAge, judgeAge, type AgeInput, type AgeRule } from './age.js';
 import { SigningPolicy, type SignatureRequirement, type SignerRef } from './signing.js';
 import { PolicyError, type Decision, type RefusalCode } from './types.js';
 
@@ -47,6 +48,10 @@ export interface HfDenyInput {
 }
 
 export interface HfPolicyInput {
+  /** Minimum age of a commit a branch or tag resolves to at `airlock pin hf` (issue 27; every served commit is a pin). */
+  min_age?: AgeInput['min_age'];
+  exclude_newer?: string;
+  on_missing_time?: string;
   scan?: HfScanInput;
   allow?: HfAllowInput[];
   deny?: HfDenyInput[];
@@ -110,8 +115,11 @@ export class HfPolicy {
   private readonly deny: DenyRule[] = [];
   private readonly scanDefault: ScanRule;
   private readonly requirements = new Map<string, SignatureRequirement>();
+  /** hf.min_age, hf.exclude_newer, hf.on_missing_time: applied where a moving ref becomes a pin (commitAge). */
+  private readonly age: AgeRule;
 
   constructor(input: HfPolicyInput, base: (string | number)[], signing: SigningPolicy = new SigningPolicy({})) {
+    this.age = compileAge(input, base);
     this.scanDefault = compileScan(input.scan ?? {}, undefined, [...base, 'scan'], 'hf.scan');
     (input.allow ?? []).forEach((a, i) => {
       const path = [...base, 'allow', i];
@@ -221,6 +229,15 @@ export class HfPolicy {
       };
     }
     return { allow: true, rule: a.id };
+  }
+
+  /**
+   * Whether a commit a branch or tag resolves to is old enough to pin (issue 27): null when it is,
+   * else why not. `date` is the commit's date from the Hub (epoch ms; null when it gave none).
+   */
+  commitAge(what: string, date: number | null, now: number): { rule: string; reason: string } | null {
+    const v = judgeAge(this.age, what, date, now);
+    return v && { rule: v.rule, reason: v.reason.replace('the upstream gives no upload time', 'the Hub gives no commit date') };
   }
 
   /**

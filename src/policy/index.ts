@@ -69,6 +69,7 @@ export class Policy {
 }
 
 export { PypiPolicy } from './pypi.js';
+export { parseInstant, formatAge } from './age.js';
 export { OciPolicy, canonicalRepository } from './oci.js';
 export { HfPolicy } from './hf.js';
 export { SigningPolicy } from './signing.js';

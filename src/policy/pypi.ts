@@ -1,6 +1,7 @@
 import { satisfies, validRange } from '@renovatebot/pep440';
 import picomatch from 'picomatch';
 import { normalizeName, isValidProjectName } from '../names/pypi.js';
+import { ageApplies, compileAge, judgeAge, overrideAge, type AgeInput, type AgeRule } from './age.js';
 import { SigningPolicy, type PublisherInput, type SignatureRequirement } from './signing.js';
 import { PolicyError, pathString, type Decision } from './types.js';
 
@@ -15,6 +16,9 @@ export interface PypiAllowInput {
   /** Signatures (issue 26): none (default) or attested (PEP 740 provenance from the publisher below). */
   require?: string;
   publisher?: PublisherInput;
+  /** Overrides pypi.min_age / pypi.exclude_newer for this rule (issue 27). */
+  min_age?: AgeInput['min_age'];
+  exclude_newer?: string;
 }
 
 export interface PypiDenyInput {
@@ -27,10 +31,16 @@ export interface PypiPolicyInput {
   internal?: string[];
   allow?: PypiAllowInput[];
   deny?: PypiDenyInput[];
+  /** Minimum age of a release before it is served ("7d"), an absolute cut-off, and what a missing upload time means. */
+  min_age?: AgeInput['min_age'];
+  exclude_newer?: string;
+  on_missing_time?: string;
 }
 
 interface AllowRule {
   id: string;
+  /** The age settings in force for this rule, or null when it is exempt (an exact pin with hashes, or none set). */
+  age: AgeRule | null;
   versions: string;
   sha256: Set<string> | null;
   prereleases: boolean;
@@ -74,6 +84,8 @@ function isValidSpecifier(s: string, memo: Map<string, boolean>): boolean {
   return v;
 }
 
+export type AgedRefusal = Extract<Decision, { allow: false }> & { until: number | null };
+
 export type ProjectDecision =
   { allow: true; source: 'public' | 'internal'; rule: string } | { allow: false; rule: string; code: 'not_allowlisted' | 'denied'; reason: string };
 
@@ -88,9 +100,13 @@ export class PypiPolicy {
   private readonly deny = new Map<string, DenyRule[]>();
   private readonly internalGlobs: { id: string; glob: string; test: (s: string) => boolean }[] = [];
   private readonly requirements = new Map<string, SignatureRequirement>();
+  /** pypi.min_age, exclude_newer, on_missing_time: what a rule without its own settings gets. */
+  private readonly eco: AgeRule;
 
   constructor(input: PypiPolicyInput, base: (string | number)[] = ['pypi'], signing: SigningPolicy = new SigningPolicy({})) {
     const validSpecs = new Map<string, boolean>();
+    const eco = compileAge(input, base);
+    this.eco = eco;
     (input.internal ?? []).forEach((g, i) => {
       const glob = normalizeName(g.trim());
       if (!GLOB_CHARS.test(glob) || glob.startsWith('-') || glob.endsWith('-')) {
@@ -105,7 +121,11 @@ export class PypiPolicy {
       const id = pathString([...base, 'allow', i]);
       const req = signing.compileRule(r, [...base, 'allow', i], ['none', 'attested'], { publisher: true });
       if (req) this.requirements.set(id, req);
-      push(this.allow, name, { id, versions, sha256, prereleases: r.prereleases ?? false, memo: new Map() });
+      // Hashes name the exact files a person reviewed: they override the ecosystem's minimum age
+      // (a rule's own min_age or exclude_newer still holds, being written for it).
+      const own = r.min_age !== undefined || r.exclude_newer !== undefined;
+      const age = own || !sha256 ? overrideAge(eco, r, [...base, 'allow', i]) : null;
+      push(this.allow, name, { id, versions, sha256, prereleases: r.prereleases ?? false, memo: new Map(), age: age && ageApplies(age) ? age : null });
     });
     (input.deny ?? []).forEach((r, i) => {
       const name = checkName(r.name, [...base, 'deny', i, 'name']);
@@ -181,6 +201,36 @@ export class PypiPolicy {
     }
     const ranges = allows.map((a) => `${a.versions || 'any'} (policy rule ${a.id})`).join(' or ');
     return { allow: false, rule: allows[0].id, code: 'version_not_allowed', reason: `${name} ${version} is outside the allowed range ${ranges}` };
+  }
+
+  /**
+   * The age verdict (issue 27) for a file decideFile allowed, published at `published` (epoch ms,
+   * null when the upstream gave none): null when it may be served (old enough, or an allow rule
+   * that matches it is exempt: hashes pinned, or no age set; internal names are never aged), else
+   * the refusal, with `until` (when it will be old enough, or null) for page caches.
+   */
+  decideAge(name: string, version: string, sha256: string | undefined, published: number | null, now: number): AgedRefusal | null {
+    let first: AgedRefusal | null = null;
+    for (const a of this.allow.get(name) ?? []) {
+      if (!matches(a, version, a.prereleases) || (a.sha256 && !(sha256 && a.sha256.has(sha256)))) continue;
+      if (!a.age) return null;
+      const v = judgeAge(a.age, `${name} ${version}`, published, now);
+      if (!v) return null;
+      const pin = `to take it now, review it and pin it exactly with its hashes (an exact pin overrides the minimum age): airlock pin pypi '${name}==${version}'`;
+      first ??= { allow: false, rule: v.rule, code: 'too_new', reason: `${v.reason}; ${pin}`, until: v.until };
+    }
+    // The internal index is the organisation's own publishing: no cooldown against itself.
+    return first && this.internalRule(name) ? null : first;
+  }
+
+  /** Whether a release published at `published` is old enough by the ecosystem's settings (`airlock pin pypi NAME` picks the newest such release). */
+  oldEnough(published: number | null, now: number): boolean {
+    return judgeAge(this.eco, '', published, now) === null;
+  }
+
+  /** Whether any rule of `name` sets an age (so a page of it may change with time alone). */
+  aged(name: string): boolean {
+    return (this.allow.get(name) ?? []).some((a) => a.age !== null);
   }
 
   /** Every allowed name, and the internal globs (look-alike checks compare new names with them). */

@@ -17,7 +17,9 @@ export type RefusalCode =
   /** No signature or provenance where a rule requires one (issue 26). */
   | 'unsigned'
   /** A signature or provenance that fails its rule: identity, issuer, publisher, subject, log entry, expiry (issue 26). */
-  | 'bad_signature';
+  | 'bad_signature'
+  /** Younger than its minimum age, published after exclude_newer, or without an upload time to tell (issue 27). */
+  | 'too_new';
 
 export type Decision = { allow: true; rule: string } | { allow: false; rule: string; code: RefusalCode; reason: string };
 

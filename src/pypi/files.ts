@@ -38,7 +38,7 @@ export async function projectFile(d: PypiDeps, c: Context<AppEnv, '/files/:name/
   const file = page.project.files.find((f) => f.filename === filename);
   if (!file) return refuse(c, 404, `${filename} is not a file of ${name} on the ${pd.source} index`);
   // The same decision that put the file on the page (admit.ts).
-  const fd = admitFile(policy, name, file, pd.source);
+  const fd = admitFile(policy, name, file, pd.source, Date.now());
   if (!fd.allow) {
     if (fd.status === 404) return refuse(c, 404, fd.reason);
     throw new Refusal({ status: 403, code: fd.code, rule: fd.rule, reason: fd.reason, row: { ...row, version: fd.version, sha256: fd.sha256 } });

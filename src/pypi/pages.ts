@@ -45,13 +45,14 @@ const CONTENT_TYPE: Record<SimpleFormat, string> = {
 
 const NOT_ACCEPTABLE = 'none of the media types in Accept is offered: use application/vnd.pypi.simple.v1+json or text/html';
 
-type Rendered = { filtered: FilteredProject; bodies: Partial<Record<'json' | 'html' | 'json.gz' | 'html.gz', Buffer>> };
+type Rendered = { filtered: FilteredProject; validUntil: number; bodies: Partial<Record<'json' | 'html' | 'json.gz' | 'html.gz', Buffer>> };
 
 /**
  * The project pages' handlers and their render cache: rendered pages (bytes, and gzip on demand),
  * per parsed page object and policy object. A warm page costs two WeakMap lookups (the 5,000-file
  * row of the benchmark measures it); a reload makes a new policy object, so nothing rendered for
- * the old policy is served after it.
+ * the old policy is served after it. A page filtered with a minimum age is filtered again once a
+ * file left off for its age becomes old enough (`validUntil`): one comparison per request.
  */
 export interface Pages {
   d: PypiDeps;
@@ -79,7 +80,11 @@ export function pageAnswer(
   let perPolicy = p.rendered.get(page.project);
   if (!perPolicy) p.rendered.set(page.project, (perPolicy = new WeakMap()));
   let entry = perPolicy.get(policy);
-  if (!entry) perPolicy.set(policy, (entry = { filtered: filterProject(page.project, policy), bodies: {} }));
+  const now = Date.now();
+  if (!entry || now >= entry.validUntil) {
+    const filtered = filterProject(page.project, policy, now);
+    perPolicy.set(policy, (entry = { filtered, validUntil: filtered.validUntil, bodies: {} }));
+  }
   const gzip = acceptsGzip(acceptEncoding);
   const body = bodyOf(entry, format === JSON_V1 ? 'json' : 'html', gzip, p.d.provenanceBase);
   const headers: Record<string, string> = {

@@ -1,5 +1,6 @@
 import { Parser } from 'htmlparser2';
 import { AirlockError } from '../core/errors.js';
+import { parseInstant } from '../policy/index.js';
 import type { PyFile, PyProject } from './model.js';
 
 /** Hash algorithms pip accepts in a URL fragment. */
@@ -138,7 +139,8 @@ export function parseJsonPage(text: string, pageUrl: URL, project: string): PyPr
       if (Object.keys(h).length > 0) file.coreMetadata = h;
     }
     if (typeof raw.size === 'number' && Number.isSafeInteger(raw.size) && raw.size >= 0) file.size = raw.size;
-    if (typeof raw['upload-time'] === 'string') file.uploadTime = raw['upload-time'];
+    // PEP 700: kept only when it is a time (it decides min_age, and uv's exclude-newer reads it from our pages).
+    if (parseInstant(raw['upload-time']) !== null) file.uploadTime = raw['upload-time'] as string;
     files.push(file);
   }
   return { name: project, files };

@@ -35,6 +35,8 @@ export class FakeHub extends TwoPortFake {
   readonly cdnAuth: (string | undefined)[] = [];
 
   throttle = 0;
+  /** Commit id -> its date (RFC 3339), given as lastModified by the revision endpoint (issue 27's min_age at pin time). */
+  readonly commitDates = new Map<string, string>();
 
   /** Add a commit (and point refs at it); returns the commit id. */
   commit(type: 'model' | 'dataset', repo: string, files: HubFile[], refs: string[] = ['main']): string {
@@ -150,6 +152,7 @@ export class FakeHub extends TwoPortFake {
             _id: 'x',
             id: found.repo,
             sha: at.commit,
+            ...(this.commitDates.has(at.commit) ? { lastModified: this.commitDates.get(at.commit) } : {}),
             private: false,
             gated: false,
             xetEnabled: true,

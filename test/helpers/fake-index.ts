@@ -12,7 +12,8 @@ export interface FakeFile {
   metadata?: Buffer;
   /** Advertise this sha256 instead of the real one (to simulate a tampered file). */
   advertisedSha256?: string | null;
-  uploadTime?: string;
+  /** PEP 700 upload-time on JSON pages (a fixed 2024 time when absent; null: none given). */
+  uploadTime?: string | null;
   /** Serve these bytes instead of `bytes` (tampering on the wire). */
   servedBytes?: Buffer;
   /** Absolute URL override for the file link. */
@@ -181,7 +182,7 @@ export class FakeIndex {
         'requires-python': f.requiresPython,
         yanked: f.yanked ?? false,
         size: f.bytes.length,
-        'upload-time': f.uploadTime ?? '2024-01-01T00:00:00.000000Z',
+        ...(f.uploadTime === null ? {} : { 'upload-time': f.uploadTime ?? '2024-01-01T00:00:00.000000Z' }),
         ...(f.metadata ? { 'core-metadata': { sha256: sha256(f.metadata) } } : {}),
       })),
     };

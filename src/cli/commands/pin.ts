@@ -50,6 +50,20 @@ export async function judgeIfGated(configFile: string, repository: string, diges
     );
 }
 
+/**
+ * Minimum age at pin time (issue 27): every commit Airlock serves is pinned, so hf.min_age applies
+ * where a branch or tag becomes a pin. A commit named by its id is the reviewer's own choice and is
+ * not aged; a ref that resolves to a younger commit is refused unless --accept-new.
+ */
+function hfAgeGate(loaded: ReturnType<typeof loadConfig>, pin: Awaited<ReturnType<typeof resolveHfPin>>, acceptNew: boolean): void {
+  if (!pin.ref) return;
+  const name = `${pin.type === 'dataset' ? 'datasets/' : ''}${pin.repo}@${pin.ref} (commit ${pin.commit})`;
+  const v = loaded.policy.hf.commitAge(name, pin.date ?? null, Date.now());
+  if (!v) return;
+  if (!acceptNew) fail(`pin: ${v.reason}. Not pinned: pin an older commit by its id, wait, or review it and pin again with --accept-new`, 1);
+  process.stderr.write(`warning: ${v.reason}; pinned anyway (--accept-new)\n`);
+}
+
 async function pinHf({ values, configFile }: CommandContext, req: string): Promise<void> {
   const pin = await resolveHfPin(configFile, req);
   const loaded = loadConfig(configFile);
@@ -57,6 +71,7 @@ async function pinHf({ values, configFile }: CommandContext, req: string): Promi
     process.stdout.write(JSON.stringify(pin) + '\n');
     return;
   }
+  hfAgeGate(loaded, pin, values['accept-new'] === true);
   const accepted = await lookalikeGate(loaded, 'hf', pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo, values['accept-lookalike']);
   const how = writeHfPin(loaded.policyFile, loaded.policyPathInFile, pin);
   if (accepted) noteAccepted(loaded.policyFile, 'repo', pin.repo, accepted);
@@ -114,7 +129,12 @@ export const pin: Command = {
     { synopsis: 'airlock pin hf -f FILE [--print]', text: ['pin every REPO@REVISION line of FILE'] },
     {
       synopsis: 'airlock pin hf [datasets/]REPO@REVISION [--config FILE] [--print]',
-      text: ['resolve a branch or tag on the Hub to its commit', 'and pin it (ref alias + commit) in the policy'],
+      text: [
+        'resolve a branch or tag on the Hub to its commit',
+        'and pin it (ref alias + commit) in the policy;',
+        'a commit younger than hf.min_age is refused',
+        'unless --accept-new',
+      ],
     },
   ],
   async run(ctx) {

@@ -27,6 +27,7 @@ export function parseCommandLine(argv: string[]) {
       json: { type: 'boolean', default: false },
       print: { type: 'boolean', default: false },
       'accept-lookalike': { type: 'boolean', default: false },
+      'accept-new': { type: 'boolean', default: false },
       requirement: { type: 'string', short: 'r', multiple: true },
       file: { type: 'string', short: 'f', multiple: true },
       rewrite: { type: 'boolean', default: false },
