@@ -26,7 +26,7 @@ export async function projectProvenance(d: PypiDeps, c: Context<AppEnv, '/integr
   if (!pd.allow) throw new Refusal({ status: 403, code: pd.code, rule: pd.rule, reason: pd.reason, row });
   const page = await loadPage(d, pd.source, pd.rule, row);
   const file = page.project.files.find((f) => f.filename === filename);
-  const fd = file ? admitFile(policy, name, file, pd.source) : null;
+  const fd = file ? admitFile(policy, name, file, pd.source, Date.now()) : null;
   if (!fd || (!fd.allow && fd.status === 404) || fd.version !== version)
     return refuse(c, 404, `${filename} is not a file of ${name} ${version} on the ${pd.source} index`);
   if (!fd.allow) throw new Refusal({ status: 403, code: fd.code, rule: fd.rule, reason: fd.reason, row: { ...row, sha256: fd.sha256 } });
