@@ -11,6 +11,7 @@ const pypiAllow = z
     prereleases: z.boolean().optional(),
     require: z.enum(['none', 'attested']).optional(),
     publisher: publisher.optional(),
+    on_change: z.enum(['refuse', 'warn']).optional(),
   })
   .strict();
 
@@ -29,6 +30,7 @@ const ociAllow = z
     tags: z.record(z.string(), z.string()).optional(),
     require: z.enum(['none', 'signed', 'attested']).optional(),
     signers: signerRefs,
+    on_change: z.enum(['refuse', 'warn']).optional(),
   })
   .strict();
 
@@ -64,6 +66,7 @@ const hfAllow = z
     require: z.enum(['none', 'signed']).optional(),
     signers: signerRefs,
     signature: z.string().optional(),
+    on_change: z.enum(['refuse', 'warn']).optional(),
   })
   .strict();
 
