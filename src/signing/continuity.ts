@@ -1,3 +1,4 @@
+import { normalizeName } from '../names/pypi.js';
 import type { SignerRecord, SignerStore } from '../storage/meta-store.js';
 import type { SignatureResult } from './verify.js';
 
@@ -12,6 +13,11 @@ import type { SignatureResult } from './verify.js';
  */
 
 export type OnChange = 'refuse' | 'warn';
+
+/** How a project is keyed in the SignerStore: a PyPI name normalised (PEP 503), an OCI repository or Hub repo id as given. */
+export function continuityProject(ecosystem: string, project: string): string {
+  return ecosystem === 'pypi' ? normalizeName(project) : project;
+}
 
 /**
  * What is compared between versions: the publisher (kind, repository, workflow) when the
@@ -84,6 +90,7 @@ export class Continuity {
   ) {}
 
   async check(input: ContinuityInput): Promise<ContinuityDecision> {
+    input = { ...input, project: continuityProject(input.ecosystem, input.project) };
     const key = `${input.ecosystem}\0${input.project}`;
     const t = this.clock();
     let hit = this.known.get(key);

@@ -2,6 +2,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { openMeta } from '../../src/backends.js';
+import { loadConfig } from '../../src/config/load.js';
 import { SHIPPED_ROOT_FILE, SHIPPED_ROOT_SHA256, shippedTrustRoot } from '../../src/signing/trust.js';
 import { startAirlock } from '../helpers/airlock.js';
 import { airlockCli } from '../helpers/cli.js';
@@ -37,7 +39,33 @@ describe('airlock trust', () => {
     const version = imp.stdout.split(' ')[3];
     expect(version).not.toBe(SHIPPED_ROOT_SHA256.slice(0, 12));
     expect((await airlockCli(['trust', 'show', '--config', config])).stdout).toMatch(new RegExp(`^trusted root ${version} \\(imported, imported \\d{4}-`));
-    expect((await airlockCli(['trust', 'frob', '--config', config])).stderr).toBe('airlock: usage: airlock trust import FILE | airlock trust show\n');
+    expect((await airlockCli(['trust', 'frob', '--config', config])).stderr).toBe(
+      'airlock: usage: airlock trust import FILE | airlock trust show | airlock trust accept pypi|oci|hf PROJECT [--identity ID]\n',
+    );
+  });
+
+  it("accepts a project's new signer after review (continuity): records the identity given, or forgets the recorded one", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-trust-accept-'));
+    const config = join(dir, 'airlock.yaml');
+    writeFileSync(config, `data_dir: ${join(dir, 'data')}\n`);
+    const meta = await openMeta(loadConfig(config), { create: true });
+    await meta.recordSigner('pypi', 'sample-project', { identity: 'github:o/r release.yml', version: '1.0' });
+    await meta.close();
+    const acc = await airlockCli(['trust', 'accept', 'pypi', 'Sample_Project', '--identity', 'github:new/r release.yml', '--config', config]);
+    expect([acc.code, acc.stderr]).toEqual([0, '']);
+    expect(acc.stdout).toBe(
+      'pypi sample-project: signer github:new/r release.yml accepted (was github:o/r release.yml, first verified on 1.0); replicas use it within 10 s\n',
+    );
+    const m2 = await openMeta(loadConfig(config), { create: false });
+    expect(await m2.getSigner('pypi', 'sample-project')).toMatchObject({ identity: 'github:new/r release.yml', version: null });
+    await m2.close();
+    const forgot = await airlockCli(['trust', 'accept', 'pypi', 'sample-project', '--config', config]);
+    expect(forgot.stdout).toBe('pypi sample-project: recorded signer forgotten (was github:new/r release.yml); the next verified pull records its signer\n');
+    const m3 = await openMeta(loadConfig(config), { create: false });
+    expect(await m3.getSigner('pypi', 'sample-project')).toBeNull();
+    await m3.close();
+    const bad = await airlockCli(['trust', 'accept', 'npm', 'x', '--config', config]);
+    expect([bad.code, bad.stderr]).toEqual([2, 'airlock: usage: airlock trust accept pypi|oci|hf PROJECT [--identity ID]\n']);
   });
 
   it('a running server reports the root in use and its age, and picks up an import on reload (SIGHUP)', async () => {
