@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openMeta } from '../../src/backends.js';
+import { appendPulls } from '../../src/core/chain.js';
 import { loadConfig } from '../../src/config/load.js';
 import { SHIPPED_ROOT_FILE, SHIPPED_ROOT_SHA256, shippedTrustRoot } from '../../src/signing/trust.js';
 import { startAirlock } from '../helpers/airlock.js';
@@ -66,6 +67,25 @@ describe('airlock trust', () => {
     await m3.close();
     const bad = await airlockCli(['trust', 'accept', 'npm', 'x', '--config', config]);
     expect([bad.code, bad.stderr]).toEqual([2, 'airlock: usage: airlock trust accept pypi|oci|hf PROJECT [--identity ID]\n']);
+  });
+
+  it('airlock records shows the signer of a signature-checked row (TSV: at the end; JSON: the parsed record)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-records-signer-'));
+    const config = join(dir, 'airlock.yaml');
+    writeFileSync(config, `data_dir: ${join(dir, 'data')}\n`);
+    const meta = await openMeta(loadConfig(config), { create: true });
+    const signature = JSON.stringify({ ok: true, identity: 'x y', publisher: { kind: 'github', repository: 'o/r', workflow: 'release.yml' }, tlogIndex: '7' });
+    await appendPulls(meta, [
+      { ts: 1000, client: 'c', ecosystem: 'pypi', name: 'plain', cache: 'miss', decision: 'allow' },
+      { ts: 2000, client: 'c', ecosystem: 'pypi', name: 'signed', version: '1', cache: 'miss', decision: 'allow', signature },
+    ]);
+    await meta.close();
+    const tsv = (await airlockCli(['records', '--config', config])).stdout.trim().split('\n');
+    expect(tsv[0].split('\t').slice(3)).toEqual(['signed', '1', '-', 'miss', 'allow', '', 'signer: github:o/r release.yml']);
+    expect(tsv[1].split('\t').slice(3)).toEqual(['plain', '-', '-', 'miss', 'allow']);
+    const json = JSON.parse((await airlockCli(['records', '--config', config, '--json'])).stdout);
+    expect(json[0].signature).toEqual(JSON.parse(signature));
+    expect(json[1]).not.toHaveProperty('signature');
   });
 
   it('a running server reports the root in use and its age, and picks up an import on reload (SIGHUP)', async () => {
