@@ -130,6 +130,7 @@ export function consoleFor(s: Shared, d: { metrics: Metrics; http: UpstreamHttp[
       return { hits, served };
     },
     recordHealth: () => s.recorder.health(),
+    trust: s.trust,
   };
   return createConsole(deps);
 }

@@ -1,5 +1,6 @@
 import * as CDX from '@cyclonedx/cyclonedx-library';
 import { PackageURL } from 'packageurl-js';
+import { parseSignature, signerLabel, type RecordSignature } from '../signing/record.js';
 import type { PullFilter, PullLog, StoredPullRecord } from '../storage/meta-store.js';
 import type { InventoryStore } from '../storage/inventory-store.js';
 
@@ -26,6 +27,8 @@ interface Artefact {
   last: number;
   pulls: number;
   clients: Set<string>;
+  /** What verified it (issue 26): the newest signature-checked pull's record. */
+  signature: RecordSignature | null;
 }
 
 /** The package URL of an artefact as Airlock records it. */
@@ -80,6 +83,18 @@ export function purlOfImagePackage(p: StoredInventory['packages'][number], os: S
   return new PackageURL(p.type, ns, p.name, version, Object.keys(q).length ? q : undefined, undefined);
 }
 
+/** A verified signature as component properties: airlock:signer (who), and what verified it. */
+export function signatureProperties(s: RecordSignature): [string, string][] {
+  const out: [string, string][] = [['airlock:signer', signerLabel(s)]];
+  if (s.identity) out.push(['airlock:signer_identity', s.identity]);
+  if (s.publisher) out.push(['airlock:signer_publisher', `${s.publisher.kind}:${s.publisher.repository} ${s.publisher.workflow}`]);
+  if (s.bundleDigest) out.push(['airlock:signature_bundle', s.bundleDigest]);
+  if (s.tlogIndex) out.push(['airlock:signature_tlog_index', s.tlogIndex]);
+  if (s.integratedTime) out.push(['airlock:signature_logged', new Date(s.integratedTime * 1000).toISOString()]);
+  if (s.trustVersion) out.push(['airlock:signature_trust_root', s.trustVersion]);
+  return out;
+}
+
 const REGISTRY: Record<string, string> = {
   pypi: 'PyPI (through Airlock /pypi)',
   hf: 'Hugging Face Hub (through Airlock /hf)',
@@ -110,7 +125,13 @@ export async function buildSbom(meta: PullLog & { inventories: InventoryStore },
       last: r.ts,
       pulls: 0,
       clients: new Set<string>(),
+      signature: null,
     };
+    // Rows come newest first: the newest verified signature names the signer.
+    if (!a.signature) {
+      const sig = parseSignature(r.signature);
+      if (sig?.ok) a.signature = sig;
+    }
     a.first = Math.min(a.first, r.ts);
     a.last = Math.max(a.last, r.ts);
     a.pulls++;
@@ -146,6 +167,7 @@ export async function buildSbom(meta: PullLog & { inventories: InventoryStore },
       ...[...a.clients].sort().map((c) => new CDX.Models.Property('airlock:client', c)),
     ]);
     if (a.filename) props.add(new CDX.Models.Property('airlock:file', a.filename));
+    if (a.signature) for (const [k, v] of signatureProperties(a.signature)) props.add(new CDX.Models.Property(k, v));
     const name = a.ecosystem === 'oci' && a.filename ? `${a.name} (${a.filename})` : a.name;
     const component = new CDX.Models.Component(type, name, {
       version: a.version ?? undefined,

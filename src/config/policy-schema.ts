@@ -18,6 +18,7 @@ const pypiAllow = z
     publisher: publisher.optional(),
     min_age: minAge.optional(),
     exclude_newer: instant.optional(),
+    on_change: z.enum(['refuse', 'warn']).optional(),
   })
   .strict();
 
@@ -36,6 +37,7 @@ const ociAllow = z
     tags: z.record(z.string(), z.string()).optional(),
     require: z.enum(['none', 'signed', 'attested']).optional(),
     signers: signerRefs,
+    on_change: z.enum(['refuse', 'warn']).optional(),
   })
   .strict();
 
@@ -71,6 +73,7 @@ const hfAllow = z
     require: z.enum(['none', 'signed']).optional(),
     signers: signerRefs,
     signature: z.string().optional(),
+    on_change: z.enum(['refuse', 'warn']).optional(),
   })
   .strict();
 

@@ -1,5 +1,6 @@
 import { isRecordCode, type RecordCode } from '../core/record-codes.js';
 import type { LookalikeWarning } from '../names/lookalike.js';
+import { parseSignature } from '../signing/record.js';
 import type { StoredPullRecord } from '../storage/meta-store.js';
 
 /** What would approve a refused pull: the command that writes it into the policy, and the YAML it writes, or why nothing should. */
@@ -45,9 +46,45 @@ const CONTENT: Answer = (r) => ({
   yaml: r.sha256 ? `policy:\n  hf:\n    allow:\n      - repo: ${r.name}\n        scan:\n          sha256: ["${r.sha256}"]` : undefined,
 });
 
-const SIGNATURE: Answer = () => ({
-  note: "Refused by a signing rule (the reason names the rule and what was found: who signed, or that nothing did). Nothing is pinned for it: after reviewing who published it, change the rule's signers or publisher (docs/signing.md).",
-});
+/**
+ * A signature refusal (issue 26): what to do depends on what was found. A changed signer
+ * (continuity) is accepted with `airlock trust accept`; a missing or broken trusted root is
+ * imported; a signer the rule does not name is added to the rule's signers (or publisher) after
+ * review; nothing signed is the publisher's to fix.
+ */
+const SIGNATURE: Answer = (r) => {
+  const reason = r.reason ?? '';
+  const sig = parseSignature(r.signature);
+  if (reason.startsWith('signer changed:')) {
+    const accept = /airlock trust accept \S+ \S+(?: --identity '[^']*')?/.exec(reason)?.[0];
+    return {
+      ...(accept ? { command: accept } : {}),
+      note: "The signer changed from the one earlier versions were verified under: the signal of a hijacked account. Review who published this version; if the change is legitimate, accept the new signer (the command records it for this project), and narrow the rule's signers to it.",
+    };
+  }
+  if (/trusted root/i.test(reason))
+    return {
+      command: 'airlock trust import FILE',
+      note: "No usable Sigstore trusted root verified it (missing, broken or expired). Import the current trusted_root.json (a rotation of the public-good root, or your private Sigstore's), then reload (SIGHUP).",
+    };
+  if (r.code === 'unsigned')
+    return {
+      note: "No signature was found where the rule requires one. Ask the publisher to sign (PyPI: publish with a trusted publisher, which attests; images: cosign; models: model.sig). Nothing is pinned for it: only after review, set the rule's require: none.",
+    };
+  const who = sig?.publisher
+    ? `        publisher: { ${sig.publisher.kind}: ${sig.publisher.repository}, workflow: ${sig.publisher.workflow} }`
+    : sig?.identity && / /.test(sig.identity) && !/^(key|ca):/.test(sig.identity)
+      ? `        signers:\n          - issuer: ${sig.identity.slice(0, sig.identity.indexOf(' '))}\n            subject: ${sig.identity.slice(sig.identity.indexOf(' ') + 1)}`
+      : null;
+  return {
+    note: `Refused by a signing rule${sig?.identity ? `: signed by ${sig.identity}, which the rule does not accept` : ' (the reason names the rule and what was found)'}. Nothing is pinned for it. If, after review, this signer is legitimate, add it to the rule${who ? ' (beside what it names now):' : "'s signers or publisher (docs/signing.md)."}`,
+    ...(who
+      ? {
+          yaml: `policy:\n  ${r.ecosystem}:\n    allow:\n      - ${r.ecosystem === 'pypi' ? 'name' : r.ecosystem === 'oci' ? 'repository' : 'repo'}: ${r.name}\n${who}`,
+        }
+      : {}),
+  };
+};
 
 /** A policy refusal the policy can lift: the pin that approves what was asked for. */
 const PIN: Answer = (r) => {

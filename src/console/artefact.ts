@@ -1,4 +1,5 @@
 import { html } from 'hono/html';
+import { parseSignature, signerLabel, type RecordSignature } from '../signing/record.js';
 import type { PullFilter, StoredPullRecord } from '../storage/meta-store.js';
 import { VERSION } from '../version.js';
 import { page, type ConsoleApp } from './context.js';
@@ -27,6 +28,22 @@ export interface ArtefactDetail {
   sbom: string | null;
 }
 
+/** The signer of the newest allowed pull that was signature-checked (issue 26), with what verified it. */
+function signedBy(pulls: StoredPullRecord[]): H {
+  let s: RecordSignature | null = null;
+  for (const p of pulls) if (p.decision === 'allow' && (s = parseSignature(p.signature))) break;
+  if (!s) return html`<span class="muted">not checked (no signing rule applied to a served pull)</span>`;
+  const facts = [
+    s.identity && s.publisher ? `identity ${s.identity}` : null,
+    s.bundleDigest ? `bundle ${s.bundleDigest}` : null,
+    s.tlogIndex ? `log index ${s.tlogIndex}` : null,
+    s.integratedTime ? `logged ${new Date(s.integratedTime * 1000).toISOString()}` : null,
+    s.trustVersion ? `trusted root ${s.trustVersion}` : null,
+    s.changedFrom ? `WARNING: earlier versions were signed by ${s.changedFrom}` : null,
+  ].filter((x): x is string => x !== null);
+  return html`<strong>${signerLabel(s)}</strong>${facts.length ? html`<br><span class="muted">${facts.join(' · ')}</span>` : ''}`;
+}
+
 export function artefactPage(csrf: string, a: ArtefactDetail): H {
   const refused = a.pulls.filter((p) => p.decision !== 'allow');
   let scan: string | null = null;
@@ -48,6 +65,7 @@ export function artefactPage(csrf: string, a: ArtefactDetail): H {
 <tr><th scope="row">SHA-256</th><td><code>${a.sha256 ?? '-'}</code></td></tr>
 <tr><th scope="row">Size</th><td>${a.size ?? '-'}</td></tr>
 <tr><th scope="row">Allowed by</th><td><code>${a.rule ?? 'no pull was allowed'}</code></td></tr>
+<tr><th scope="row">Signed by</th><td>${signedBy(a.pulls)}</td></tr>
 </tbody></table>
 <h2>Vulnerabilities</h2>
 ${a.vulnerabilities.length ? html`<ul>${a.vulnerabilities.map((v) => html`<li><strong>${v.id}</strong>${v.aliases.length ? ` (${v.aliases.join(', ')})` : ''}${v.package ? ` in ${v.package}` : ''}${v.severity ? ` · ${v.severity}` : ''}${v.fixed ? ` · fixed in ${v.fixed}` : ''}: ${v.summary}</li>`)}</ul>` : html`<p>None among the imported advisories${a.ecosystem === 'oci' ? ' (for an image manifest whose inventory was read; a layer has none of its own)' : ''}.</p>`}

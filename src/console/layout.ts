@@ -1,6 +1,7 @@
 import { html } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
 import type { StoredPullRecord } from '../storage/meta-store.js';
+import { parseSignature, signerLabel } from '../signing/record.js';
 
 /**
  * What every console page shares: the stylesheet, the page layout (title, navigation, the log-out
@@ -72,10 +73,16 @@ export function select(name: string, label: string, value: string | undefined, o
   return html`<label for="${name}">${label}<select id="${name}" name="${name}"><option value="">any</option>${options.map((o) => (o === value ? html`<option selected>${o}</option>` : html`<option>${o}</option>`))}</select></label>`;
 }
 
+/** What verified a row's artefact (issue 26), under its reason. */
+function signerNote(r: StoredPullRecord): H | '' {
+  const s = parseSignature(r.signature);
+  return s ? html`<br><span class="muted signer">signer: ${signerLabel(s)}</span>` : '';
+}
+
 export function pullsTable(rows: StoredPullRecord[]): H {
   return html`<table><thead><tr><th scope="col">Time</th><th scope="col">Client</th><th scope="col">Artefact</th><th scope="col">Cache</th><th scope="col">Decision</th><th scope="col">Reason</th></tr></thead>
 <tbody>${rows.map(
     (r) =>
-      html`<tr><td>${when(r.ts)}</td><td><code>${r.client}</code></td><td>${r.ecosystem}: ${artefact(r)}</td><td>${r.cache}</td><td${r.decision === 'allow' ? '' : html` class="deny"`}>${r.decision}</td><td>${r.reason ?? ''}</td></tr>`,
+      html`<tr><td>${when(r.ts)}</td><td><code>${r.client}</code></td><td>${r.ecosystem}: ${artefact(r)}</td><td>${r.cache}</td><td${r.decision === 'allow' ? '' : html` class="deny"`}>${r.decision}</td><td>${r.reason ?? ''}${signerNote(r)}</td></tr>`,
   )}</tbody></table>`;
 }

@@ -57,6 +57,25 @@ function dailyChart(counts: DayCount[], days: number, now: number): H {
 <tbody>${cols.map((d) => html`<tr><td>${new Date(d).toISOString().slice(0, 10)}</td>${ecos.map((e) => html`<td>${served(d, e)}</td>`)}<td>${refused(d)}</td></tr>`)}</tbody></table>`;
 }
 
+/** The trusted root in use (issue 26): version, source, age; null version when none is usable. */
+export interface TrustCard {
+  version: string | null;
+  source?: string;
+  ageSeconds: number | null;
+  problem: string | null;
+}
+
+/** A root older than this is flagged: Sigstore rotates its keys and logs, and a rotation is imported by hand. */
+export const TRUST_ROOT_OLD_DAYS = 365;
+
+function trustCard(t: TrustCard): H {
+  if (!t.version)
+    return html`<div class="card"><span>Trusted root</span><b><span class="deny">missing</span></b><span class="error" role="alert">${t.problem ?? 'no usable Sigstore trusted root'}: every signature rule refuses until one is imported (airlock trust import FILE)</span></div>`;
+  const days = Math.floor((t.ageSeconds ?? 0) / 86_400);
+  const old = days > TRUST_ROOT_OLD_DAYS;
+  return html`<div class="card"><span>Trusted root</span><b>${old ? html`<span class="deny">${days} days old</span>` : `${days} days old`}</b><span class="muted">version <code>${t.version}</code> (${t.source ?? 'unknown'})</span>${old ? html`<span class="error" role="alert">older than ${TRUST_ROOT_OLD_DAYS} days: check for a Sigstore root rotation and import it (airlock trust import FILE)</span>` : ''}</div>`;
+}
+
 export function overviewPage(
   csrf: string,
   o: {
@@ -75,6 +94,7 @@ export function overviewPage(
     scanner: string;
     reload: { at: number; error?: string } | null;
     upstreams: { host: string; failures: number; openUntil: number }[];
+    trust?: TrustCard;
   },
 ): H {
   const hitRatio = o.hits.served ? `${Math.round((100 * o.hits.hits) / o.hits.served)}%` : '-';
@@ -91,6 +111,7 @@ export function overviewPage(
 <div class="card"><span>Policy</span><b>${o.policy.pypi + o.policy.oci + o.policy.hf}</b><span class="muted">${o.policy.pypi} PyPI, ${o.policy.oci} OCI, ${o.policy.hf} Hugging Face</span><span class="muted">version <code>${o.policyVersion.sha256.slice(0, 12)}</code> of ${o.policyVersion.file}</span><span class="muted">scanner ${o.scanner}</span></div>
 <div class="card"><span>Record</span><b>${o.recordOk ? html`<span class="deny">failing</span>` : 'written'}</b>${o.recordOk ? html`<span class="error">${o.recordOk}</span>` : ''}</div>
 <div class="card"><span>Last policy reload</span><b>${o.reload ? (o.reload.error ? html`<span class="deny">failed</span>` : 'applied') : 'none'}</b><span class="muted">${o.reload ? `${when(o.reload.at)} UTC` : 'since start'}</span>${o.reload?.error ? html`<span class="error">${o.reload.error}</span>` : ''}</div>
+${o.trust ? trustCard(o.trust) : ''}
 <div class="card"><span>Upstreams</span><b>${o.upstreams.length ? html`<span class="deny">${o.upstreams.length} failing</span>` : 'answering'}</b>${o.upstreams.map((u) => html`<span class="error">${u.host}: ${u.failures} failures${u.openUntil > o.now ? ', not asked for now' : ''}</span>`)}</div>
 </div>
 <h2>Pulls per day</h2>
@@ -125,6 +146,9 @@ export function overviewRoutes(app: ConsoleApp, d: ConsoleDeps): void {
         hits: await d.hits(),
         policyVersion: live.version,
         scanner: SCANNER_VERSION,
+        trust: d.trust
+          ? { version: d.trust.current()?.version ?? null, source: d.trust.current()?.source, ageSeconds: d.trust.ageSeconds(now), problem: d.trust.problem }
+          : undefined,
       }),
     );
   });

@@ -1,3 +1,4 @@
+import type { TrustRoots } from '../signing/trust.js';
 import { Hono } from 'hono';
 import type { Logger } from '../obs/logger.js';
 import type { MetaStore, PullFilter } from '../storage/meta-store.js';
@@ -22,6 +23,8 @@ export interface ConsoleDeps {
   hits: () => Promise<{ hits: number; served: number }>;
   log: Logger;
   recordHealth: () => { message: string } | null;
+  /** The Sigstore trusted root in use (issue 26): its version and age on the overview. */
+  trust?: Pick<TrustRoots, 'current' | 'ageSeconds' | 'problem'>;
   /** Cookies need Secure when the console is reached over HTTPS (behind a TLS proxy). */
   secureCookies?: boolean;
 }

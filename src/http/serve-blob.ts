@@ -24,6 +24,8 @@ export interface BlobRecording {
   extra?: () => { scan?: string | null };
   /** What verified the artefact's signature (signing/record.ts signatureField): kept on every row of the transfer. */
   signature?: string | null;
+  /** A warning the served row carries as its reason (a continuity change under on_change: warn, signing/continuity.ts). */
+  warning?: string;
   /** The content refusal behind a cut or a failed start, when the fill was refused by its inspector. */
   refusal?: () => { reason: string; rule: string } | undefined;
 }
@@ -165,7 +167,7 @@ async function start(
         }
         recorded = true;
         // A record that cannot be written withholds the last chunk: the client never has the whole file off the record.
-        return r.recorder.recordServed({ ...row(served.cache, size), decision: 'allow', rule: r.rule });
+        return r.recorder.recordServed({ ...row(served.cache, size), decision: 'allow', rule: r.rule, ...(r.warning ? { reason: r.warning } : {}) });
       },
       (n) => (bytes += n),
       check ? (chunk) => check.update(chunk) : undefined,
@@ -218,7 +220,7 @@ async function offloaded(
   r: BlobRecording,
   row: (cache: PullRecord['cache'], size: number | null) => Omit<RecordRow, 'decision'>,
 ): Promise<Response> {
-  await r.recorder.recordServed({ ...row('hit', size), decision: 'allow', rule: r.rule });
+  await r.recorder.recordServed({ ...row('hit', size), decision: 'allow', rule: r.rule, ...(r.warning ? { reason: r.warning } : {}) });
   headers['x-airlock-cache'] = 'hit';
   if ('redirect' in to) return sendStream(c, 307, { ...headers, location: to.redirect, 'cache-control': 'no-store' }, null);
   return sendStream(c, 200, { ...headers, [to.header[0]]: to.header[1] }, null);

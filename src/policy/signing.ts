@@ -46,6 +46,8 @@ export interface RuleSigningInput {
   signers?: SignerRef[];
   publisher?: PublisherInput;
   signature?: string;
+  /** Continuity (signing/continuity.ts): a later version under another signer, or unsigned after signed ones, is refused (default: signing.on_change) or warned. */
+  on_change?: 'refuse' | 'warn';
 }
 
 interface IdentityMatch {
@@ -84,6 +86,8 @@ export interface SignatureRequirement {
    * so that a reload that keeps the rule's id but changes its signers misses the cache.
    */
   cacheKey: string;
+  /** Continuity: the rule's on_change, else signing.on_change, else refuse. */
+  onChange: 'refuse' | 'warn';
 }
 
 function signerKey(s: CompiledSigner): unknown {
@@ -246,9 +250,11 @@ export class SigningPolicy {
         `require: ${require} needs ${uses.publisher ? 'a publisher ({github: owner/repo, workflow: FILE})' : 'signers (names from signing.signers, or inline)'} to check the signature against`,
       );
     }
+    const onChange = r.on_change ?? this.onChange;
+    if (onChange !== 'refuse' && onChange !== 'warn') throw new PolicyError([...path, 'on_change'], `expected refuse or warn, got ${JSON.stringify(onChange)}`);
     if (require === 'none' && signers.length === 0 && !publisher && r.signature === undefined) return null;
     const cacheKey = `${rule} ${JSON.stringify([require, signers.map(signerKey), publisher ?? null, signature])}`;
-    return { rule, require, signers, ...(publisher ? { publisher } : {}), signature, cacheKey };
+    return { rule, require, signers, ...(publisher ? { publisher } : {}), signature, cacheKey, onChange };
   }
 }
 

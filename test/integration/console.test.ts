@@ -231,6 +231,38 @@ describe('console security', () => {
     expect(body).toMatch(/SBOM fragment<\/h2>\s*<pre aria-label="CycloneDX components">[\s\S]*pkg:oci\/base@sha256:abab[\s\S]*<\/pre>/);
   });
 
+  it("shows a signed pull's signer on the record and artefact pages and in its SBOM fragment, and the trusted root's age on the overview", async () => {
+    const digest = 'cd'.repeat(32);
+    const signature = JSON.stringify({ ok: true, identity: 'key:0123456789ab', bundleDigest: `sha256:${'e'.repeat(64)}`, trustVersion: '6494e21ea73f' });
+    await appendPulls(a.airlock.meta, [
+      {
+        ts: Date.now(),
+        client: '10.0.0.4',
+        ecosystem: 'oci',
+        name: 'registry.test/team/signed',
+        version: 'v1',
+        filename: 'manifest',
+        sha256: digest,
+        size: 9,
+        cache: 'miss',
+        decision: 'allow',
+        rule: 'oci.allow[1]',
+        signature,
+      },
+    ]);
+    const { cookie } = await login(admin);
+    const get = async (p: string) => (await fetch(ui(p), { headers: { cookie: cookie! } })).text();
+    expect(await get('/records?name=registry.test/team/signed')).toContain('signer: key:0123456789ab');
+    const art = await get(`/artefact?ecosystem=oci&name=registry.test/team/signed&sha256=${digest}`);
+    expect(art).toContain('<th scope="row">Signed by</th><td><strong>key:0123456789ab</strong>');
+    expect(art).toMatch(/&quot;name&quot;: &quot;airlock:signer&quot;,\s*&quot;value&quot;: &quot;key:0123456789ab&quot;/);
+    // The server's trusted root (the shipped one here): its version and age, flagged when older than a year.
+    const overview = await get('');
+    expect(overview).toMatch(
+      /<span>Trusted root<\/span><b>(<span class="deny">)?\d+ days old(<\/span>)?<\/b><span class="muted">version <code>6494e21ea73f<\/code> \(shipped\)/,
+    );
+  });
+
   it('verifies the chain on request (a CSRF-protected form) and shows the result', async () => {
     const { cookie } = await login(admin);
     const before = await (await fetch(ui('/records'), { headers: { cookie: cookie! } })).text();

@@ -5,7 +5,9 @@ import type { Recorder, RecordRow } from '../../src/core/records.js';
 import type { AppEnv } from '../../src/http/send.js';
 import type { Logger } from 'pino';
 import { Refusal, errorHandler } from '../../src/http/refusal.js';
-import { lastChunkAfter, serveSmall } from '../../src/http/serve-blob.js';
+import { lastChunkAfter, serveBlob, serveSmall } from '../../src/http/serve-blob.js';
+import type { BlobCache } from '../../src/core/cache.js';
+import type { FillSpec } from '../../src/core/fill.js';
 
 describe('the last chunk waits for the pull record', () => {
   it('holds the final chunk until the record is committed, then releases it', async () => {
@@ -136,5 +138,40 @@ describe('the signature a front-end passes is on the row (issue 26)', () => {
     );
     expect((await a.request('/x')).status).toBe(403);
     expect(rows).toMatchObject([{ code: 'bad_signature', decision: 'deny', signature: sig }]);
+  });
+});
+
+describe('serveBlob: the signature and a continuity warning on the served row (issue 26)', () => {
+  it('writes both on the row of a whole transfer', async () => {
+    const rows: RecordRow[] = [];
+    const recorder = {
+      recordServed: async (r: RecordRow) => void rows.push(r),
+      record: async (r: RecordRow) => void rows.push(r),
+      bytesSent: () => {},
+    } as unknown as Recorder;
+    const cache = {
+      verifyHits: false,
+      fetch: async () => ({ cache: 'miss', body: Readable.from([Buffer.from('abc')]), size: 3, gate: Promise.resolve(), settled: Promise.resolve() }),
+    } as unknown as BlobCache;
+    const a = new Hono<AppEnv>();
+    a.get('/x', (c) =>
+      serveBlob(
+        c,
+        cache,
+        { sha256: 'a'.repeat(64) } as FillSpec,
+        {},
+        {
+          recorder,
+          base: { ts: 1, client: 'c', ecosystem: 'pypi', name: 'x', sha256: 'a'.repeat(64) },
+          rule: 'pypi.allow[0]',
+          label: 'x',
+          signature: '{"ok":true,"identity":"key:0123456789ab"}',
+          warning: 'signer changed: ...',
+        },
+      ),
+    );
+    const res = await a.request('/x');
+    expect(await res.text()).toBe('abc');
+    expect(rows).toMatchObject([{ decision: 'allow', signature: '{"ok":true,"identity":"key:0123456789ab"}', reason: 'signer changed: ...' }]);
   });
 });

@@ -1,5 +1,6 @@
 import { loadConfig } from '../../config/load.js';
 import { parseTime } from '../../core/time.js';
+import { parseSignature, signerLabel } from '../../signing/record.js';
 import type { PullFilter } from '../../storage/meta-store.js';
 import { fail, withMeta, type Command } from './shared.js';
 
@@ -11,7 +12,7 @@ export const records: Command = {
         'airlock records [--config FILE] [--name N] [--ecosystem E] [--decision allow|deny]',
         '                [--since TIME] [--until TIME] [--limit N] [--json]',
       ],
-      text: ['list pull records (newest first); a folded row ends with its count (xN until TIME)'],
+      text: ['list pull records (newest first); a folded row ends with its count (xN until TIME),', 'a signature-checked one with its signer (signer: WHO)'],
     },
   ],
   async run({ values, configFile }) {
@@ -28,8 +29,14 @@ export const records: Command = {
     const rows = await withMeta(loaded, true, (meta) => meta.listPulls(f));
     // A folded row (repeated identical refusals) ends with its count and the time of its last event.
     const folded = (r: (typeof rows)[number]) => (r.count != null ? [`x${r.count} until ${new Date(r.lastTs ?? r.ts).toISOString()}`] : []);
+    // What verified the artefact (issue 26): its signer, at the end like a fold; in JSON, the parsed object.
+    const signer = (r: (typeof rows)[number]) => {
+      const s = parseSignature(r.signature);
+      return s ? [`signer: ${signerLabel(s)}`] : [];
+    };
     if (values.json) {
-      process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+      const out = rows.map((r) => (r.signature ? { ...r, signature: parseSignature(r.signature) ?? r.signature } : r));
+      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
       return;
     }
     for (const r of rows) {
@@ -45,6 +52,7 @@ export const records: Command = {
           r.decision,
           r.reason ?? '',
           ...folded(r),
+          ...signer(r),
         ].join('\t') + '\n',
       );
     }

@@ -37,6 +37,7 @@ export function parseCommandLine(argv: string[]) {
       output: { type: 'string', short: 'o' },
       'fail-on': { type: 'string' },
       repository: { type: 'string' },
+      identity: { type: 'string' },
       repair: { type: 'boolean', default: false },
       from: { type: 'string' },
       to: { type: 'string' },

@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { loadConfig } from '../../config/load.js';
+import { continuityProject } from '../../signing/continuity.js';
 import { importTrustRoot, MAX_ROOT_BYTES, TrustRoots } from '../../signing/trust.js';
 import { fail, withMeta, type Command } from './shared.js';
 
@@ -15,8 +16,12 @@ export const trust: Command = {
       text: ['import a Sigstore trusted_root.json (validated);', 'the newest import wins over the shipped root'],
     },
     { synopsis: 'airlock trust show [--config FILE]', text: ['the trusted root in use: version, source, age'] },
+    {
+      synopsis: 'airlock trust accept pypi|oci|hf PROJECT [--identity ID]',
+      text: ["accept a project's new signer after review (continuity):", 'record ID, or forget the recorded one'],
+    },
   ],
-  async run({ rest, configFile }) {
+  async run({ rest, values, configFile }) {
     const [sub, file] = rest;
     if (sub === 'import' && file) {
       let text: string;
@@ -50,6 +55,24 @@ export const trust: Command = {
       });
       return;
     }
-    fail('usage: airlock trust import FILE | airlock trust show');
+    if (sub === 'accept') {
+      const [, eco, name] = rest;
+      if (!['pypi', 'oci', 'hf'].includes(eco) || !name || rest.length > 3) fail('usage: airlock trust accept pypi|oci|hf PROJECT [--identity ID]');
+      const identity = values.identity?.trim();
+      if (values.identity !== undefined && !identity) fail('trust accept: --identity is empty');
+      const project = continuityProject(eco, name);
+      await withMeta(loadConfig(configFile), true, async (meta) => {
+        const before = await meta.getSigner(eco, project);
+        await meta.setSigner(eco, project, identity ? { identity, version: null } : null);
+        const was = before ? `was ${before.identity}${before.version ? `, first verified on ${before.version}` : ''}` : 'none was recorded';
+        process.stdout.write(
+          identity
+            ? `${eco} ${project}: signer ${identity} accepted (${was}); replicas use it within 10 s\n`
+            : `${eco} ${project}: recorded signer forgotten (${was}); the next verified pull records its signer\n`,
+        );
+      });
+      return;
+    }
+    fail('usage: airlock trust import FILE | airlock trust show | airlock trust accept pypi|oci|hf PROJECT [--identity ID]');
   },
 };

@@ -1,0 +1,116 @@
+import { normalizeName } from '../names/pypi.js';
+import type { SignerRecord, SignerStore } from '../storage/meta-store.js';
+import type { SignatureResult } from './verify.js';
+
+/**
+ * Continuity (issue 26, item 6): a later version, commit or digest of a project verified under
+ * another signer than the one its earlier versions were verified under, or unsigned where they
+ * were signed, is the signal of a hijacked account (a stolen PyPI token, a re-pushed image). The
+ * signer a project was first verified under is recorded in the metadata store (SignerStore), per
+ * (ecosystem, project); `continuityDecision` is the pure decision, `checkContinuity` what a
+ * front-end calls after verifying (it reads and records the signer). Accepting a new signer after
+ * review: `airlock trust accept ECOSYSTEM PROJECT` (forget, or --identity to set it).
+ */
+
+export type OnChange = 'refuse' | 'warn';
+
+/** How a project is keyed in the SignerStore: a PyPI name normalised (PEP 503), an OCI repository or Hub repo id as given. */
+export function continuityProject(ecosystem: string, project: string): string {
+  return ecosystem === 'pypi' ? normalizeName(project) : project;
+}
+
+/**
+ * What is compared between versions: the publisher (kind, repository, workflow) when the
+ * certificate names one, else the identity without what changes per release (a keyless subject's
+ * "@refs/tags/v1.2"). Null when the result did not verify.
+ */
+export function continuityIdentity(r: SignatureResult | null | undefined): string | null {
+  if (!r?.ok) return null;
+  if (r.publisher) return `${r.publisher.kind}:${r.publisher.repository.toLowerCase()} ${r.publisher.workflow}`;
+  if (!r.identity) return null;
+  return r.identity.replace(/@refs\/\S*$/, '');
+}
+
+export interface ContinuityInput {
+  ecosystem: 'pypi' | 'oci' | 'hf';
+  /** The project: a PyPI project name, an OCI repository, a Hub repo id. */
+  project: string;
+  /** What is being served: a version, commit or digest. */
+  version: string;
+  /** The allow rule's id (e.g. "pypi.allow[3]"), named in the reason. */
+  rule: string;
+  /** The rule's on_change (SignatureRequirement.onChange). */
+  onChange: OnChange;
+  /** The verification of what is being served; null or !ok when it has no (valid) signature. */
+  result: SignatureResult | null;
+}
+
+export type ContinuityDecision =
+  /** Nothing changed. `record`: the first verified signer of the project, to be recorded. */
+  | { action: 'pass'; record?: { identity: string; version: string } }
+  /** The signer changed (bad_signature) or the signature disappeared (unsigned): refuse, or serve with `reason` on the row. */
+  | { action: 'refuse' | 'warn'; code: 'bad_signature' | 'unsigned'; reason: string; earlier: string; now: string | null };
+
+/** The pure decision, given what is recorded for the project (null: nothing yet). */
+export function continuityDecision(input: ContinuityInput, earlier: Pick<SignerRecord, 'identity' | 'version'> | null): ContinuityDecision {
+  const now = continuityIdentity(input.result);
+  if (!earlier) return now ? { action: 'pass', record: { identity: now, version: input.version } } : { action: 'pass' };
+  if (now === earlier.identity) return { action: 'pass' };
+  const what = `${input.project} ${input.version}`;
+  const before = `earlier versions${earlier.version ? ` (first ${earlier.version})` : ''} were signed by ${earlier.identity}`;
+  const found = now ? `is signed by ${now}, but ${before}` : `is not signed, but ${before}`;
+  const accept =
+    `if the change is legitimate after review, accept it: airlock trust accept ${input.ecosystem} ${input.project}` +
+    (now ? ` --identity '${now}'` : '') +
+    " (and narrow the rule's signers to the new identity)";
+  const verdict = input.onChange === 'warn' ? 'served with a warning (on_change: warn)' : 'refused (on_change: refuse)';
+  return {
+    action: input.onChange,
+    code: now ? 'bad_signature' : 'unsigned',
+    reason: `signer changed: ${what} ${found}; ${verdict} under ${input.rule}; ${accept}`,
+    earlier: earlier.identity,
+    now,
+  };
+}
+
+/**
+ * What a front-end calls after verifying an artefact under a rule with a signature requirement:
+ * reads the project's recorded signer (kept in memory for `ttlMs`, so a warm request pays a map
+ * lookup, and an acceptance on another replica or the CLI is seen within it), records the first
+ * verified one, and returns the decision. On `refuse`, throw a Refusal with `code` and `reason`;
+ * on `warn`, serve and put `reason` on the served row.
+ */
+export class Continuity {
+  private readonly known = new Map<string, { rec: Pick<SignerRecord, 'identity' | 'version'> | null; at: number }>();
+
+  constructor(
+    private readonly store: SignerStore,
+    private readonly ttlMs = 10_000,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  async check(input: ContinuityInput): Promise<ContinuityDecision> {
+    input = { ...input, project: continuityProject(input.ecosystem, input.project) };
+    const key = `${input.ecosystem}\0${input.project}`;
+    const t = this.clock();
+    let hit = this.known.get(key);
+    if (!hit || t - hit.at >= this.ttlMs) {
+      hit = { rec: await this.store.getSigner(input.ecosystem, input.project), at: t };
+      if (this.known.size >= 10_000) this.known.clear();
+      this.known.set(key, hit);
+    }
+    const d = continuityDecision(input, hit.rec);
+    if (d.action === 'pass' && d.record) {
+      // The first wins, also between replicas: what the store holds now is compared again.
+      const rec = await this.store.recordSigner(input.ecosystem, input.project, d.record);
+      this.known.set(key, { rec, at: t });
+      return continuityDecision(input, rec);
+    }
+    return d;
+  }
+}
+
+/** One function for the front-ends: `checkContinuity(ctx.continuity, {...})` (see Continuity.check). */
+export function checkContinuity(c: Continuity, input: ContinuityInput): Promise<ContinuityDecision> {
+  return c.check(input);
+}
