@@ -259,8 +259,7 @@ export class BlobCache {
   async fileBytes(sha256: string): Promise<FileBytes | null> {
     const rec = await this.meta.getBlob(sha256);
     if (!rec) return null;
-    // Every byte checked against the chunk list before it is handed out (cache-hit.ts): an
-    // inspector or the inventory never judges a rotted copy; one found rotted is forgotten.
+    // Every byte checked against the chunk list before it is handed out (cache-hit.ts); a rotted copy is forgotten.
     const bytes = await this.hits.bytes(sha256, rec.size).catch((e: Error) => {
       if ((e as AirlockError).code !== 'NOT_FOUND') throw e;
       return this.meta.deleteBlob(sha256).then(() => null);
@@ -438,6 +437,8 @@ export class BlobCache {
       release?.();
       return unsatisfiable(cache, fill.size);
     }
+    // A range waits for the file's digest (fill-reader.ts): kept to its end if the client gives up, its retry finds the blob.
+    if (r) fill.keep();
     const body = fill.reader(r);
     if (release) {
       // The slot is the request's until its transfer ends, or the download does.

@@ -409,6 +409,21 @@ describe('verified fill', () => {
     expect(got.data().length).toBe(0);
   });
 
+  it('keeps a fill that a range waits for to its end, though the range client gives up (its retry finds the blob)', async () => {
+    const { cache, meta } = await setup({ budget: { ...NO_LIMITS, abandonMs: 100, finishBytes: 0 } });
+    const bytes = randomBytes(1 << 20);
+    const up = controlled(bytes.length);
+    const served = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: up.open }, { kind: 'from', start: 0, end: 99 });
+    up.body.write(bytes.subarray(0, 1000));
+    await tick();
+    served.body.destroy();
+    await tick(300);
+    expect(cache.inflightCount()).toBe(1);
+    up.body.end(bytes.subarray(1000));
+    expect(await served.committed).toBe(true);
+    expect(await meta.getBlob(sha(bytes))).not.toBeNull();
+  });
+
   it('bounds new upstream downloads per client: the next waits for one of its own, others are not held, a long wait is a 429', async () => {
     const slots = new ClientSlots(2, 300);
     const { cache } = await setup({ budget: NO_LIMITS, slots });
