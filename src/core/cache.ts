@@ -260,10 +260,8 @@ export class BlobCache {
     const rec = await this.meta.getBlob(sha256);
     if (!rec) return null;
     // Every byte checked against the chunk list before it is handed out (cache-hit.ts); a rotted copy is forgotten.
-    const bytes = await this.hits.bytes(sha256, rec.size).catch((e: Error) => {
-      if ((e as AirlockError).code !== 'NOT_FOUND') throw e;
-      return this.meta.deleteBlob(sha256).then(() => null);
-    });
+    const gone = (e: AirlockError) => (e.code === 'NOT_FOUND' ? this.meta.deleteBlob(sha256).then(() => null) : Promise.reject(e));
+    const bytes = await this.hits.bytes(sha256, rec.size).catch(gone);
     if (bytes) this.noteUse(sha256);
     return bytes;
   }
