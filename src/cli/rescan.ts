@@ -1,5 +1,5 @@
 import { loadConfig } from '../config/load.js';
-import { storeBytes } from '../core/bytes.js';
+import { HitReader } from '../core/cache-hit.js';
 import { openBlobs, openMeta } from '../backends.js';
 import { SCANNER_VERSION, type ScanReport } from '../scan/index.js';
 import { Inspections } from '../hf/inspection.js';
@@ -11,6 +11,8 @@ export interface RescanResult {
   /** Blobs whose new report has refusal findings or imports the old one did not. */
   changed: { sha256: string; format: string; before: string; after: string }[];
   missing: number;
+  /** Blobs whose stored copy no longer matched its digest: quarantined, no report kept (fetched again on their next pull). */
+  corrupt: number;
 }
 
 function summary(r: ScanReport | null): string {
@@ -28,7 +30,12 @@ export async function rescan(configFile: string, opts: { all?: boolean; progress
   const loaded = loadConfig(configFile);
   const meta = await openMeta(loaded);
   const store = await openBlobs(loaded, { cleanSpool: false });
-  const out: RescanResult = { total: 0, rescanned: 0, changed: [], missing: 0 };
+  const out: RescanResult = { total: 0, rescanned: 0, changed: [], missing: 0, corrupt: 0 };
+  // Only verified bytes are judged: each read is checked against the blob's chunk list; a rotted copy is quarantined and forgotten.
+  const hits = new HitReader(store, meta, async (sha256) => {
+    await meta.deleteBlob(sha256);
+    await store.quarantine(sha256).catch(() => null);
+  });
   const inspections = new Inspections(meta);
   try {
     const rows = (await meta.listScans()).filter((r) => opts.all || r.scanner !== SCANNER_VERSION);
@@ -41,16 +48,19 @@ export async function rescan(configFile: string, opts: { all?: boolean; progress
         opts.progress?.(++done, rows.length);
         continue;
       }
-      const file = storeBytes(store, row.sha256, blob.size);
       let before: ScanReport | null = null;
       const old = await meta.getScan(row.sha256);
       if (old) before = JSON.parse(old.report) as ScanReport;
       let after: ScanReport;
       try {
+        const file = await hits.bytes(row.sha256, blob.size);
+        if (!file) throw new AirlockError('DIGEST_MISMATCH', `sha256:${row.sha256} no longer matches its digest`);
         after = await inspections.rescan(row.sha256, file);
       } catch (e) {
-        if ((e as AirlockError).code === 'NOT_FOUND') {
-          out.missing++;
+        const code = (e as AirlockError).code;
+        if (code === 'NOT_FOUND' || code === 'DIGEST_MISMATCH') {
+          if (code === 'NOT_FOUND') out.missing++;
+          else out.corrupt++;
           opts.progress?.(++done, rows.length);
           continue;
         }

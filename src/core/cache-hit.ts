@@ -1,4 +1,7 @@
+import { createHash } from 'node:crypto';
 import { pipeline, Readable, Transform } from 'node:stream';
+import type { FileBytes } from './bytes.js';
+import { AirlockError } from './errors.js';
 import type { CacheOutcome, Served } from './cache-types.js';
 import { alignedSpan, ChunkHasher, makeChunkList, usableChunks, verifyingRange } from './chunks.js';
 import { SingleFlight } from './flight.js';
@@ -82,6 +85,16 @@ export class HitReader {
     return this.remember(sha256, list);
   }
 
+  /** The blob as FileBytes checked chunk by chunk (verifiedStoreBytes), or null when it was found rotted (forgotten). */
+  async bytes(sha256: string, size: number): Promise<FileBytes | null> {
+    const list = await this.listFor(sha256, size);
+    if (!list) return null;
+    return verifiedStoreBytes(this.store, sha256, size, list, (got) => {
+      this.drop(sha256);
+      return this.forget(sha256, got);
+    });
+  }
+
   /** A range read from verified chunks; `rotted` is told (after the blob is forgotten) when a chunk fails. */
   async range(sha256: string, size: number, list: ChunkList, r: ByteRange, rotted: (e: Error) => void): Promise<Readable> {
     const body = await this.store.open(sha256, alignedSpan(r, size, list.chunkSize));
@@ -122,6 +135,54 @@ export class HitReader {
     });
     return pipeline(body, tap, () => {});
   }
+}
+
+/** Whole chunks kept by a verified FileBytes (an inspector's small reads of one chunk are checked once). */
+const KEPT_CHUNKS = 4;
+
+/**
+ * A stored blob as FileBytes whose every byte is checked before it is handed out: each read takes
+ * the whole chunks that cover it from the store and compares each against the blob's chunk list
+ * (bound to its whole digest) first. What an inspector or the inventory reads is then exactly what
+ * was verified; a chunk that fails (or a file cut short) is told to `onRot` (forget and quarantine
+ * the blob) and the read throws DIGEST_MISMATCH, so no verdict is ever made from it.
+ */
+export function verifiedStoreBytes(store: BlobStore, sha256: string, size: number, list: ChunkList, onRot: (got: string) => Promise<void>): FileBytes {
+  const kept = new Map<number, Buffer>();
+  const chunk = async (i: number): Promise<Buffer> => {
+    const had = kept.get(i);
+    if (had) return had;
+    const start = i * list.chunkSize;
+    const end = Math.min(size, start + list.chunkSize) - 1;
+    const parts: Buffer[] = [];
+    for await (const b of await store.open(sha256, { start, end })) parts.push(b as Buffer);
+    const bytes = Buffer.concat(parts);
+    const got = createHash('sha256').update(bytes).digest();
+    if (bytes.length !== end - start + 1 || !got.equals(list.digests.subarray(i * 32, i * 32 + 32))) {
+      await onRot(bytes.length !== end - start + 1 ? 'a truncated file' : got.toString('hex'));
+      throw new AirlockError(
+        'DIGEST_MISMATCH',
+        `the cached copy of sha256:${sha256} has a chunk at byte ${start} that does not match its recorded digest (disk corruption or tampering); the copy forgotten`,
+      );
+    }
+    kept.set(i, bytes);
+    if (kept.size > KEPT_CHUNKS) kept.delete(kept.keys().next().value as number);
+    return bytes;
+  };
+  return {
+    size,
+    async read(pos, len) {
+      const end = Math.min(size, pos + len);
+      if (end <= pos) return Buffer.alloc(0);
+      const parts: Buffer[] = [];
+      for (let i = Math.floor(pos / list.chunkSize); i * list.chunkSize < end; i++) {
+        const c = await chunk(i);
+        const at = i * list.chunkSize;
+        parts.push(c.subarray(Math.max(0, pos - at), Math.min(c.length, end - at)));
+      }
+      return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+    },
+  };
 }
 
 /** A range outside the blob: answer 416 (no body). */

@@ -4,7 +4,7 @@ import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { storeBytes, type FileBytes } from './bytes.js';
+import type { FileBytes } from './bytes.js';
 import type { CacheOptions, CacheOutcome, FetchOptions, Served } from './cache-types.js';
 import { AirlockError } from './errors.js';
 import { CHUNK_CHECKS_OFF, HitReader, unsatisfiable } from './cache-hit.js';
@@ -258,8 +258,12 @@ export class BlobCache {
   /** Random access to a cached blob (for inspecting it again), or null when it is not cached. */
   async fileBytes(sha256: string): Promise<FileBytes | null> {
     const rec = await this.meta.getBlob(sha256);
-    if (rec) this.noteUse(sha256);
-    return rec ? storeBytes(this.store, sha256, rec.size) : null;
+    if (!rec) return null;
+    // Every byte checked against the chunk list before it is handed out (cache-hit.ts); a rotted copy is forgotten.
+    const gone = (e: AirlockError) => (e.code === 'NOT_FOUND' ? this.meta.deleteBlob(sha256).then(() => null) : Promise.reject(e));
+    const bytes = await this.hits.bytes(sha256, rec.size).catch(gone);
+    if (bytes) this.noteUse(sha256);
+    return bytes;
   }
 
   /** Read a small cached blob whole (null when absent); refuses anything over maxBytes. */
@@ -431,6 +435,8 @@ export class BlobCache {
       release?.();
       return unsatisfiable(cache, fill.size);
     }
+    // A range waits for the file's digest (fill-reader.ts): kept to its end if the client gives up, its retry finds the blob.
+    if (r) fill.keep();
     const body = fill.reader(r);
     if (release) {
       // The slot is the request's until its transfer ends, or the download does.

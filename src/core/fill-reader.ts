@@ -46,7 +46,10 @@ export function spoolReader(fill: SpoolSource, range?: ByteRange): Readable {
           stream.destroy(cut);
           return;
         }
-        const limit = Math.min(fill.available(), stop);
+        // A range waits for the digest (then it is read from the verified spool file): a part of
+        // a file cannot be checked alone, and a range early in the file would otherwise go out
+        // complete before the file's digest fails (a whole read still ends only after it).
+        const limit = Math.min(range ? (fill.state === 'verified' ? fill.written : 0) : fill.available(), stop);
         if (pos < limit) {
           const mem = fill.inMemory(pos, limit);
           if (mem) {
@@ -69,8 +72,7 @@ export function spoolReader(fill: SpoolSource, range?: ByteRange): Readable {
           );
           return;
         }
-        // A range ends once delivered (its bytes were released by available(), so the file's
-        // tail only after the digest); the whole file ends once verified.
+        // A range ends once delivered (only after the digest); the whole file ends once verified.
         if (pos >= stop || (fill.state === 'verified' && pos >= fill.written)) {
           stream.push(null);
           return;

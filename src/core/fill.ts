@@ -136,8 +136,8 @@ export class Fill extends EventEmitter implements SpoolSource {
     if (this.state === 'verified') return this.written;
     // Inspected files: nothing until the inspector has judged the part that could run code.
     if (this.spec.inspect && (!this.released || this.refusal)) return 0;
-    // Only the file's last HOLD_BACK bytes wait for the digest (a range early in the file is
-    // answered as soon as it has arrived); with no declared size, the last bytes written wait.
+    // Only the file's last HOLD_BACK bytes wait for the digest (a whole read streams as it
+    // arrives; a range waits for the digest, fill-reader.ts); with no declared size, the last bytes written wait.
     return Math.max(0, this.size !== undefined ? Math.min(this.written, this.size - HOLD_BACK) : this.written - HOLD_BACK);
   }
 

@@ -33,3 +33,24 @@ export function resolveRange(spec: RangeSpec | undefined, size: number): ByteRan
   if (spec.start >= size) return 'unsatisfiable';
   return { start: spec.start, end: Math.min(spec.end ?? size - 1, size - 1) };
 }
+
+/**
+ * Does a Range stand under this If-Range (RFC 9110 13.1.5)? With no If-Range, yes; with one, only
+ * when it is the representation's strong ETag (a weak tag never matches) or its exact Last-Modified
+ * date. Otherwise the Range is ignored and the whole representation sent (200): a client resuming
+ * a download of something else must not splice a part of this one into it.
+ */
+export function ifRangeHolds(ifRange: string | undefined | null, v: { etag?: string; lastModified?: string }): boolean {
+  if (ifRange === undefined || ifRange === null) return true;
+  const tag = ifRange.trim();
+  if (tag.startsWith('W/')) return false;
+  if (tag.startsWith('"')) return v.etag !== undefined && !v.etag.startsWith('W/') && v.etag === tag;
+  if (!v.lastModified) return false;
+  const a = Date.parse(tag);
+  return !Number.isNaN(a) && a === Date.parse(v.lastModified);
+}
+
+/** The Range a request asks for, if its If-Range (if any) still holds for these response headers. */
+export function requestedRange(range: string | undefined | null, ifRange: string | undefined | null, headers: Record<string, string>): RangeSpec | undefined {
+  return ifRangeHolds(ifRange, { etag: headers.etag, lastModified: headers['last-modified'] }) ? parseRange(range) : undefined;
+}

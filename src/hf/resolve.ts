@@ -91,6 +91,8 @@ export async function resolve(
     throw refusal;
   }
   if (!isGet) {
+    // The stored copy's size is checked (as PyPI's and OCI's HEAD do): a file cut short on disk is quarantined now.
+    if (knownSha) await d.cache.cachedSize(knownSha);
     headers['content-length'] = String(entry.size);
     return sendStream(c, 200, headers, null);
   }
@@ -148,9 +150,11 @@ async function lfsFile(
   let verdict: Decision | null = knownDecision;
   if (!report && (await d.cache.cachedSize(lfs.oid)) !== undefined) {
     // Cached before this scanner version: judge the stored file again before serving it.
+    // Its bytes are checked as they are read (cache.fileBytes): a copy that no longer matches its
+    // digest is quarantined, leaves no report, and is fetched and judged again below.
     const file = await d.cache.fileBytes(lfs.oid);
-    if (file) {
-      report = await d.inspections.inspect(lfs.oid, file);
+    if (file) report = await d.inspections.inspect(lfs.oid, file).catch((e: AirlockError) => (e.code === 'DIGEST_MISMATCH' ? null : Promise.reject(e)));
+    if (report) {
       verdict = contentDecision(d, type, repo, path, lfs.oid, report);
       if (!verdict.allow) throw contentRefusal(base, commit, verdict, { sha256: lfs.oid, size: entry.size, cache: 'hit', scan: scanSummary(report, verdict) });
     }

@@ -6,7 +6,7 @@ import type { Recorder, RecordRow } from '../core/records.js';
 import type { PullRecord } from '../storage/meta-store.js';
 import type { FillSpec } from '../core/fill.js';
 import type { BlobCache, Offload } from '../core/cache.js';
-import { parseRange, resolveRange } from '../core/range.js';
+import { requestedRange, resolveRange } from '../core/range.js';
 import { sendBytes, sendStream, type AppEnv } from './send.js';
 
 /** What goes into a blob transfer's pull record; serveBlob writes it, however the transfer ends. */
@@ -121,7 +121,10 @@ async function start(
   }
   const gone = new AbortController();
   c.env?.outgoing?.once('close', () => gone.abort());
-  const served = await cache.fetch(spec, parseRange(c.req.header('range')), { client: r.base.client, signal: gone.signal });
+  const served = await cache.fetch(spec, requestedRange(c.req.header('range'), c.req.header('if-range'), headers), {
+    client: r.base.client,
+    signal: gone.signal,
+  });
   headers['x-airlock-cache'] = served.cache;
   try {
     // Inspected code-bearing files answer only once judged, so a refusal is a proper error.
@@ -239,7 +242,7 @@ export async function serveSmall(
   headers: Record<string, string>,
   r: { recorder: Recorder; row: RecordRow; ranges?: boolean; signature?: string | null },
 ): Promise<Response> {
-  const range = r.ranges ? resolveRange(parseRange(c.req.header('range')), body.length) : null;
+  const range = r.ranges ? resolveRange(requestedRange(c.req.header('range'), c.req.header('if-range'), headers), body.length) : null;
   if (range === 'unsatisfiable') return sendBytes(c, 416, { ...headers, 'content-range': `bytes */${body.length}` }, Buffer.alloc(0));
   // What verified the body's signature (signing/record.ts signatureField), when a rule required one.
   if (c.req.method !== 'HEAD') await r.recorder.recordServed(r.signature ? { ...r.row, signature: r.signature } : r.row);

@@ -92,8 +92,15 @@ export class ImageInventories {
         /* read it below */
       }
     }
+    // Read from verified chunks (cache.fileBytes): a copy found rotted is forgotten and fetched again below.
     const cached = await this.cache.fileBytes(hex);
-    if (cached) return this.fromCache(hex, cached);
+    if (cached) {
+      try {
+        return await this.fromCache(hex, cached);
+      } catch (e) {
+        if ((e as AirlockError).code !== 'DIGEST_MISMATCH') throw e;
+      }
+    }
     // Nobody reads the fill: it goes on to its digest and the observer reads the layer.
     const filled = await this.cache.ensure({ sha256: hex, size: layer.size, open, observe: this.observer(hex) });
     const observed = this.layerFlights.get(hex);

@@ -1,4 +1,4 @@
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +6,7 @@ import { rescan } from '../../src/cli/rescan.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeHub, hfUpstream, sha256hex } from '../helpers/fake-hub.js';
 import { rawGet, records } from '../helpers/http.js';
+import { blobFile, quarantinedIn } from '../helpers/rot.js';
 import { R, hex, safetensors, torchZip } from '../helpers/model-files.js';
 
 describe('model files are inspected on their way through the Hugging Face front-end', () => {
@@ -140,5 +141,26 @@ ${hfUpstream(hub)}policy:
     expect(String(now.headers['x-error-message'])).toMatch(/pickle is deny/);
     const stillOk = await rawGet(url('model.safetensors'));
     expect(stillOk.status).toBe(200);
+  });
+
+  it('rescan judges only verified bytes: a rotted cached copy is quarantined, no report is made from it, and it is fetched clean next', async () => {
+    const dataDir = join(a.dir, 'data');
+    const h = sha256hex(weights);
+    expect((await rawGet(url('model.safetensors'))).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 300));
+    const db = new Database(join(dataDir, 'airlock.db'));
+    db.prepare("UPDATE scans SET scanner = 'airlock-scan/0' WHERE sha256 = ?").run(h);
+    const rotted = readFileSync(blobFile(dataDir, h));
+    rotted[rotted.length - 5] ^= 1;
+    writeFileSync(blobFile(dataDir, h), rotted);
+    const res = await rescan(a.configFile);
+    expect(res.corrupt).toBe(1);
+    expect((db.prepare('SELECT scanner FROM scans WHERE sha256 = ?').get(h) as { scanner: string }).scanner).toBe('airlock-scan/0');
+    expect(db.prepare('SELECT 1 FROM blobs WHERE sha256 = ?').get(h)).toBeUndefined();
+    db.close();
+    expect(quarantinedIn(dataDir, h).length).toBe(1);
+    const again = await rawGet(url('model.safetensors'));
+    expect(again.status).toBe(200);
+    expect(again.body.equals(weights)).toBe(true);
   });
 });

@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { BlobCache } from '../../src/core/cache.js';
+import { verifiedStoreBytes } from '../../src/core/cache-hit.js';
 import { ChunkHasher, makeChunkList, usableChunks, verifyingRange } from '../../src/core/chunks.js';
 import { HashPool } from '../../src/core/hasher.js';
 import { scrubStore } from '../../src/core/scrub.js';
@@ -195,5 +196,38 @@ describe('the cache and the scrub keep chunk lists', () => {
     await cache.evict();
     expect(await meta.getBlob(sha(half))).not.toBeNull();
     expect((await meta.blobTotals()).bytes).toBeLessThanOrEqual(900_000);
+  });
+
+  it('cache.fileBytes hands out only verified bytes: a rotted chunk is never read, the blob is quarantined and forgotten', async () => {
+    const { cache, meta, store } = await setup();
+    const bytes = randomBytes(3 * (1 << 20) + 17);
+    await pull(cache, bytes);
+    const good = await cache.fileBytes(sha(bytes));
+    expect((await good!.read(5, 100)).equals(bytes.subarray(5, 105))).toBe(true);
+    expect((await good!.read((1 << 20) - 10, 30)).equals(bytes.subarray((1 << 20) - 10, (1 << 20) + 20))).toBe(true);
+    // One bit flipped on disk in the third chunk: reads of clean chunks still verify, a read over the rotted one throws.
+    const dir = (store as unknown as { blobDir: string }).blobDir;
+    const rotted = Buffer.from(bytes);
+    rotted[2 * (1 << 20) + 3] ^= 1;
+    writeFileSync(join(dir, sha(bytes).slice(0, 2), sha(bytes)), rotted);
+    const f = await cache.fileBytes(sha(bytes));
+    expect((await f!.read(0, 10)).equals(bytes.subarray(0, 10))).toBe(true);
+    await expect(f!.read(2 * (1 << 20), 10)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+    expect(await meta.getBlob(sha(bytes))).toBeNull();
+    expect(readdirSync(join(dir, '..', '..', 'quarantine')).filter((n) => n.startsWith(sha(bytes)))).toHaveLength(1);
+    expect(await cache.fileBytes(sha(bytes))).toBeNull();
+  });
+
+  it('verifiedStoreBytes: a file cut short fails its last chunk', async () => {
+    const { store } = await setup();
+    const bytes = randomBytes(2500);
+    const rots: string[] = [];
+    const tmp = join(store.spoolDir, 'x.part');
+    writeFileSync(tmp, bytes.subarray(0, 2400));
+    await store.putFile(sha(bytes), tmp);
+    const f = verifiedStoreBytes(store, sha(bytes), bytes.length, listOf(bytes), async (got) => void rots.push(got));
+    expect((await f.read(0, 1000)).equals(bytes.subarray(0, 1000))).toBe(true);
+    await expect(f.read(2000, 500)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+    expect(rots).toEqual(['a truncated file']);
   });
 });

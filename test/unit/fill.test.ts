@@ -372,24 +372,56 @@ describe('verified fill', () => {
     expect(await k.committed).toBe(true);
   });
 
-  it('answers a range early in a cold file as soon as it has arrived; only the file tail waits for the digest', async () => {
+  it('answers a range of a cold file only once the file has verified; a whole read gets all but the tail before the digest', async () => {
     const { cache } = await setup({ budget: NO_LIMITS });
     const bytes = randomBytes(1 << 20);
     const up = controlled(bytes.length);
     const served = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: up.open }, { kind: 'from', start: 0, end: 0 });
     const got = collect(served.body);
     up.body.write(bytes.subarray(0, 1024));
-    expect(await got.done).toBeNull();
-    expect(got.data().equals(bytes.subarray(0, 1))).toBe(true);
+    await tick();
+    // The range's byte has arrived, but the file has not verified: nothing yet.
+    expect(got.data().length).toBe(0);
     // A whole-file reader gets all but the last HOLD_BACK bytes of the file before the digest.
     const whole = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: up.open });
     const all = collect(whole.body);
     up.body.write(bytes.subarray(1024, bytes.length - 1));
-    await tick();
+    await until(() => all.data().length === bytes.length - HOLD_BACK);
     expect(all.data().length).toBe(bytes.length - HOLD_BACK);
+    expect(got.data().length).toBe(0);
     up.body.end(bytes.subarray(bytes.length - 1));
     expect(await all.done).toBeNull();
     expect(all.data().equals(bytes)).toBe(true);
+    expect(await got.done).toBeNull();
+    expect(got.data().equals(bytes.subarray(0, 1))).toBe(true);
+  });
+
+  it('cuts a range of a cold file whose digest fails, having sent none of its bytes', async () => {
+    const { cache } = await setup({ budget: NO_LIMITS });
+    const bytes = randomBytes(1 << 20);
+    const bad = Buffer.from(bytes);
+    bad[10] ^= 0xff;
+    const up = controlled(bytes.length);
+    const served = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: up.open }, { kind: 'from', start: 0, end: 99 });
+    const got = collect(served.body);
+    up.body.end(bad);
+    expect(await got.done).toMatchObject({ code: 'DIGEST_MISMATCH' });
+    expect(got.data().length).toBe(0);
+  });
+
+  it('keeps a fill that a range waits for to its end, though the range client gives up (its retry finds the blob)', async () => {
+    const { cache, meta } = await setup({ budget: { ...NO_LIMITS, abandonMs: 100, finishBytes: 0 } });
+    const bytes = randomBytes(1 << 20);
+    const up = controlled(bytes.length);
+    const served = await cache.fetch({ sha256: sha(bytes), size: bytes.length, open: up.open }, { kind: 'from', start: 0, end: 99 });
+    up.body.write(bytes.subarray(0, 1000));
+    await tick();
+    served.body.destroy();
+    await tick(300);
+    expect(cache.inflightCount()).toBe(1);
+    up.body.end(bytes.subarray(1000));
+    expect(await served.committed).toBe(true);
+    expect(await meta.getBlob(sha(bytes))).not.toBeNull();
   });
 
   it('bounds new upstream downloads per client: the next waits for one of its own, others are not held, a long wait is a 429', async () => {

@@ -27,7 +27,7 @@ export const rescan: Command = {
       return;
     }
     process.stdout.write(
-      `rescanned ${res.rescanned} of ${res.total} files with ${SCANNER_VERSION}${res.missing ? ` (${res.missing} no longer cached)` : ''}; ${res.changed.length} changed\n`,
+      `rescanned ${res.rescanned} of ${res.total} files with ${SCANNER_VERSION}${res.missing ? ` (${res.missing} no longer cached)` : ''}${res.corrupt ? ` (${res.corrupt} corrupt on disk: quarantined, fetched again on their next pull)` : ''}; ${res.changed.length} changed\n`,
     );
     for (const ch of res.changed) process.stdout.write(`  sha256:${ch.sha256} ${ch.format}\n    before: ${ch.before}\n    after:  ${ch.after}\n`);
   },
