@@ -4,7 +4,7 @@ import type { RecordCode } from '../core/record-codes.js';
 import { AirlockError } from '../core/errors.js';
 import type { Recorder, RecordRow } from '../core/records.js';
 import type { CacheState } from '../storage/meta-store.js';
-import { clientAddress, rawTargetPath, type AppEnv } from './send.js';
+import { clientAddress, peerAddress, rawTargetPath, type AppEnv } from './send.js';
 
 /** The row fields a refusal knows when it is thrown; the handler adds time, client, request id and ecosystem. */
 export interface RefusalRow {
@@ -160,7 +160,7 @@ export function errorHandler<E extends WireError>(f: ErrorEnvelope<E>): ErrorHan
  */
 export function rateLimit(c: Context<AppEnv>, recorder: Recorder, row: Omit<RecordRow, 'code'>): AirlockError | null {
   const id = c.get('identity');
-  const wait = recorder.limitRefusal(id ? `token:${id.name}` : `addr:${c.env?.incoming?.socket?.remoteAddress ?? 'unknown'}`);
+  const wait = recorder.limitRefusal(id ? `token:${id.name}` : `addr:${peerAddress(c)}`);
   if (wait === 0) return null;
   recorder.rateLimited({
     ...row,
