@@ -176,20 +176,16 @@ describe('guarantee 4: an empty policy is refused on reload', () => {
     ['a `---` document', '---\n'],
     ['a `null` document', 'null\n'],
   ] as const) {
-    it.fails(
-      `an inline-policy configuration rewritten as ${what} keeps the previous policy on reload`,
-      async () => {
-        const bytes = randomBytes(1000);
-        const { a } = await setup([{ project: 'kept', filename: 'kept-1.0-py3-none-any.whl', bytes }]);
-        const url = await fileUrl(a, 'kept');
-        writeFileSync(a.configFile, text);
-        const ok = a.airlock.reloadPolicy();
-        expect(ok).toBe(false);
-        const r = await get(url);
-        expect(r.status).toBe(200);
-      },
-      30_000,
-    );
+    it(`an inline-policy configuration rewritten as ${what} keeps the previous policy on reload`, async () => {
+      const bytes = randomBytes(1000);
+      const { a } = await setup([{ project: 'kept', filename: 'kept-1.0-py3-none-any.whl', bytes }]);
+      const url = await fileUrl(a, 'kept');
+      writeFileSync(a.configFile, text);
+      const ok = a.airlock.reloadPolicy();
+      expect(ok).toBe(false);
+      const r = await get(url);
+      expect(r.status).toBe(200);
+    }, 30_000);
   }
 });
 
@@ -260,40 +256,36 @@ describe('guarantee 4: quarantine capped by age', () => {
   // BlobStore.quarantine(), when another blob is quarantined (storage/fs-blob-store.ts
   // pruneQuarantine has no other caller): on a healthy disk the last rotted copies are kept for
   // ever, restart or not.
-  it.fails(
-    'a quarantined copy past quarantine_max_days is removed without another rot',
-    async () => {
-      const bytes = randomBytes(300 * 1024);
-      const hex = sha256(bytes);
-      const { idx, a } = await setup([{ project: 'qage', filename: 'qage-1.0-py3-none-any.whl', bytes }], 'cache:\n  quarantine_max_days: 0.00002\n');
-      const url = await fileUrl(a, 'qage');
-      expect((await get(url)).status).toBe(200);
-      const dataDir = join(a.dir, 'data');
-      await new Promise((r) => setTimeout(r, 300)); // the commit follows the last byte
-      rotBlob(dataDir, hex, bytes, 5);
-      const cut = await get(url);
-      expect(cut.complete && cut.body.equals(bytes)).toBe(false);
-      await new Promise((r) => setTimeout(r, 300));
-      expect(quarantinedIn(dataDir, hex).length).toBe(1);
-      // ~1.7 s is the limit; wait well past it, then restart on the same data directory.
-      await new Promise((r) => setTimeout(r, 3000));
-      await a.stop();
-      const again = await startAirlock(
-        `
+  it('a quarantined copy past quarantine_max_days is removed without another rot', async () => {
+    const bytes = randomBytes(300 * 1024);
+    const hex = sha256(bytes);
+    const { idx, a } = await setup([{ project: 'qage', filename: 'qage-1.0-py3-none-any.whl', bytes }], 'cache:\n  quarantine_max_days: 0.00002\n');
+    const url = await fileUrl(a, 'qage');
+    expect((await get(url)).status).toBe(200);
+    const dataDir = join(a.dir, 'data');
+    await new Promise((r) => setTimeout(r, 300)); // the commit follows the last byte
+    rotBlob(dataDir, hex, bytes, 5);
+    const cut = await get(url);
+    expect(cut.complete && cut.body.equals(bytes)).toBe(false);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(quarantinedIn(dataDir, hex).length).toBe(1);
+    // ~1.7 s is the limit; wait well past it, then restart on the same data directory.
+    await new Promise((r) => setTimeout(r, 3000));
+    await a.stop();
+    const again = await startAirlock(
+      `
 pypi:
   upstream: ${idx.simpleUrl}
   file_hosts: ["127.0.0.1:${idx.port}"]
 cache:
   quarantine_max_days: 0.00002
 `,
-        { dataDir },
-      );
-      cleanup.push(() => again.stop());
-      await new Promise((r) => setTimeout(r, 1000));
-      expect(quarantinedIn(dataDir, hex)).toEqual([]);
-    },
-    30_000,
-  );
+      { dataDir },
+    );
+    cleanup.push(() => again.stop());
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(quarantinedIn(dataDir, hex)).toEqual([]);
+  }, 30_000);
 });
 
 describe('guarantee 3: the refusal rate limit covers every refusal', () => {
@@ -338,46 +330,38 @@ describe('guarantees 1 and 3 behind the nginx offload (deploy/nginx-offload.conf
   // trusted proxy in front, each client (its forwarded address) has its own share and its own
   // refusal allowance. Simulated here as nginx would appear: one source address, the client's address
   // in X-Forwarded-For (what a fixed nginx config would add).
-  it.fails(
-    "one client's downloads through the proxy do not make another client's download wait and fail 429",
-    async () => {
-      const files = [
-        { project: 'ta', filename: 'ta-1.0-py3-none-any.whl', bytes: randomBytes(4 * MiB) },
-        { project: 'ta', filename: 'ta-2.0-py3-none-any.whl', bytes: randomBytes(4 * MiB) },
-        { project: 'tb', filename: 'tb-1.0-py3-none-any.whl', bytes: randomBytes(2000) },
-      ];
-      const { idx, a } = await setup(files, 'transfers:\n  per_client: 2\n  queue_wait: 0.5\n');
-      const page = await get(`${a.url}/pypi/simple/ta/`, { accept: 'application/vnd.pypi.simple.v1+json' });
-      const ta = (JSON.parse(page.body.toString()) as { files: { url: string }[] }).files.map((f) => new URL(f.url, `${a.url}/pypi/simple/ta/`).toString());
-      const tb = await fileUrl(a, 'tb');
-      idx.throttle = 64 * 1024;
-      for (const u of ta) {
-        const req = http.get(u, { agent: false, headers: { 'x-forwarded-for': '10.0.0.1', 'x-real-ip': '10.0.0.1' } }, (res) => res.resume());
-        req.on('error', () => {});
-        cleanup.push(async () => void req.destroy());
-      }
-      await new Promise((r) => setTimeout(r, 300));
-      const r = await get(tb, { 'x-forwarded-for': '10.0.0.2', 'x-real-ip': '10.0.0.2' }, { timeoutMs: 5000 });
-      expect(r.status).toBe(200);
-      expect(r.body.equals(files[2].bytes)).toBe(true);
-    },
-    30_000,
-  );
+  it("one client's downloads through the proxy do not make another client's download wait and fail 429", async () => {
+    const files = [
+      { project: 'ta', filename: 'ta-1.0-py3-none-any.whl', bytes: randomBytes(4 * MiB) },
+      { project: 'ta', filename: 'ta-2.0-py3-none-any.whl', bytes: randomBytes(4 * MiB) },
+      { project: 'tb', filename: 'tb-1.0-py3-none-any.whl', bytes: randomBytes(2000) },
+    ];
+    const { idx, a } = await setup(files, 'transfers:\n  per_client: 2\n  queue_wait: 0.5\ntrusted_proxies: ["127.0.0.1"]\n');
+    const page = await get(`${a.url}/pypi/simple/ta/`, { accept: 'application/vnd.pypi.simple.v1+json' });
+    const ta = (JSON.parse(page.body.toString()) as { files: { url: string }[] }).files.map((f) => new URL(f.url, `${a.url}/pypi/simple/ta/`).toString());
+    const tb = await fileUrl(a, 'tb');
+    idx.throttle = 64 * 1024;
+    for (const u of ta) {
+      const req = http.get(u, { agent: false, headers: { 'x-forwarded-for': '10.0.0.1', 'x-real-ip': '10.0.0.1' } }, (res) => res.resume());
+      req.on('error', () => {});
+      cleanup.push(async () => void req.destroy());
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const r = await get(tb, { 'x-forwarded-for': '10.0.0.2', 'x-real-ip': '10.0.0.2' }, { timeoutMs: 5000 });
+    expect(r.status).toBe(200);
+    expect(r.body.equals(files[2].bytes)).toBe(true);
+  }, 30_000);
 
-  it.fails(
-    "one client's refusals through the proxy do not use up another client's refusal allowance",
-    async () => {
-      const { a } = await setup(
-        [{ project: 'okp', filename: 'okp-1.0-py3-none-any.whl', bytes: randomBytes(100) }],
-        'records:\n  refusal_limit:\n    per_second: 0.01\n    burst: 3\n',
-      );
-      for (let i = 0; i < 5; i++) await get(`${a.url}/pypi/simple/denied-${i}/`, { 'x-forwarded-for': '10.0.0.1', 'x-real-ip': '10.0.0.1' });
-      const r = await get(`${a.url}/pypi/simple/also-denied/`, { 'x-forwarded-for': '10.0.0.2', 'x-real-ip': '10.0.0.2' });
-      // Its own refusal (403 with the policy's reason), not another client's 429.
-      expect(r.status).toBe(403);
-    },
-    30_000,
-  );
+  it("one client's refusals through the proxy do not use up another client's refusal allowance", async () => {
+    const { a } = await setup(
+      [{ project: 'okp', filename: 'okp-1.0-py3-none-any.whl', bytes: randomBytes(100) }],
+      'records:\n  refusal_limit:\n    per_second: 0.01\n    burst: 3\ntrusted_proxies: ["127.0.0.1"]\n',
+    );
+    for (let i = 0; i < 5; i++) await get(`${a.url}/pypi/simple/denied-${i}/`, { 'x-forwarded-for': '10.0.0.1', 'x-real-ip': '10.0.0.1' });
+    const r = await get(`${a.url}/pypi/simple/also-denied/`, { 'x-forwarded-for': '10.0.0.2', 'x-real-ip': '10.0.0.2' });
+    // Its own refusal (403 with the policy's reason), not another client's 429.
+    expect(r.status).toBe(403);
+  }, 30_000);
 });
 
 describe('guarantee 2: every stored byte verified before it is used (the re-inspection of a cached model file)', () => {
