@@ -174,7 +174,9 @@ export function rateLimit(c: Context<AppEnv>, recorder: Recorder, row: Omit<Reco
     reason: 'too many refusals for this client: further refusals are answered 429 and counted, not recorded one by one',
   });
   const outgoing = c.env?.outgoing;
-  if (outgoing && !outgoing.headersSent) outgoing.setHeader('retry-after', String(wait));
-  else c.header('Retry-After', String(wait));
+  // (A transfer cut after its head was sent is counted too; its answer cannot change.)
+  if (outgoing) {
+    if (!outgoing.headersSent) outgoing.setHeader('retry-after', String(wait));
+  } else if (!c.finalized) c.header('Retry-After', String(wait));
   return new AirlockError('TOO_MANY_REQUESTS', `too many refused requests from this client; retry after ${wait} s`);
 }

@@ -295,30 +295,50 @@ describe('guarantee 3: the refusal rate limit covers every refusal', () => {
   // client_gone) call recorder.record directly and never meet the limit (rateLimit() is called only
   // by the shared error handler and the bad-token path): one client asking for N distinct files
   // while over transfers.per_client writes N rows (folding only joins identical ones).
-  it.fails(
-    'too_many_downloads refusals of distinct files are rate limited like any other refusal',
-    async () => {
-      const files = [{ project: 'many', filename: 'many-0.1-py3-none-any.whl', bytes: randomBytes(4 * MiB) }];
-      for (let i = 1; i <= 12; i++) files.push({ project: 'many', filename: `many-${i}.0-py3-none-any.whl`, bytes: randomBytes(1000 + i) });
-      const { idx, a } = await setup(files, 'transfers:\n  per_client: 1\n  queue_wait: 0.2\nrecords:\n  refusal_limit:\n    per_second: 0.01\n    burst: 3\n');
-      const page = await get(`${a.url}/pypi/simple/many/`, { accept: 'application/vnd.pypi.simple.v1+json' });
-      const urls = (JSON.parse(page.body.toString()) as { files: { filename: string; url: string }[] }).files.map((f) => ({
-        filename: f.filename,
-        url: new URL(f.url, `${a.url}/pypi/simple/many/`).toString(),
-      }));
-      idx.throttle = 64 * 1024;
-      hold(urls.find((u) => u.filename === 'many-0.1-py3-none-any.whl')!.url);
-      await new Promise((r) => setTimeout(r, 300));
-      const statuses: number[] = [];
-      for (const u of urls.filter((x) => x.filename !== 'many-0.1-py3-none-any.whl')) statuses.push((await get(u.url)).status);
-      expect(statuses.every((s) => s === 429)).toBe(true);
-      await new Promise((r) => setTimeout(r, 500));
-      const rec = await get(`${a.url}/-/records?ecosystem=pypi&code=too_many_downloads&limit=1000`);
-      const rows = (JSON.parse(rec.body.toString()) as { records: unknown[] }).records;
-      expect(rows.length).toBeLessThanOrEqual(3);
-    },
-    30_000,
-  );
+  it('too_many_downloads refusals of distinct files are rate limited like any other refusal', async () => {
+    const files = [{ project: 'many', filename: 'many-0.1-py3-none-any.whl', bytes: randomBytes(4 * MiB) }];
+    for (let i = 1; i <= 12; i++) files.push({ project: 'many', filename: `many-${i}.0-py3-none-any.whl`, bytes: randomBytes(1000 + i) });
+    const { idx, a } = await setup(files, 'transfers:\n  per_client: 1\n  queue_wait: 0.2\nrecords:\n  refusal_limit:\n    per_second: 0.01\n    burst: 3\n');
+    const page = await get(`${a.url}/pypi/simple/many/`, { accept: 'application/vnd.pypi.simple.v1+json' });
+    const urls = (JSON.parse(page.body.toString()) as { files: { filename: string; url: string }[] }).files.map((f) => ({
+      filename: f.filename,
+      url: new URL(f.url, `${a.url}/pypi/simple/many/`).toString(),
+    }));
+    idx.throttle = 64 * 1024;
+    hold(urls.find((u) => u.filename === 'many-0.1-py3-none-any.whl')!.url);
+    await new Promise((r) => setTimeout(r, 300));
+    const statuses: number[] = [];
+    for (const u of urls.filter((x) => x.filename !== 'many-0.1-py3-none-any.whl')) statuses.push((await get(u.url)).status);
+    expect(statuses.every((s) => s === 429)).toBe(true);
+    await new Promise((r) => setTimeout(r, 500));
+    const rec = await get(`${a.url}/-/records?ecosystem=pypi&code=too_many_downloads&limit=1000`);
+    const rows = (JSON.parse(rec.body.toString()) as { records: unknown[] }).records;
+    expect(rows.length).toBeLessThanOrEqual(3);
+  }, 30_000);
+});
+
+describe('guarantee 3: a digest mismatch is on record even past the refusal limit', () => {
+  // The refusal rate limit covers serveBlob's own rows, but the first digest_mismatch of a blob is
+  // evidence (a tampered upstream) and keeps its own row; repeats are counted like any refusal.
+  it('the first digest_mismatch of a blob has its own row when its client is past the limit; a repeat does not', async () => {
+    const good = randomBytes(20_000);
+    const bad = Buffer.from(good);
+    bad[5] ^= 0xff;
+    const { a } = await setup(
+      [{ project: 'tmp2', filename: 'tmp2-1.0-py3-none-any.whl', bytes: good, servedBytes: bad }],
+      'records:\n  refusal_limit:\n    per_second: 0.01\n    burst: 1\n',
+    );
+    const url = await fileUrl(a, 'tmp2');
+    for (let i = 0; i < 3; i++) await get(`${a.url}/pypi/simple/denied-${i}/`);
+    const first = await get(url);
+    expect(first.complete && first.body.equals(bad)).toBe(false);
+    await get(url);
+    await new Promise((r) => setTimeout(r, 500));
+    const rows = async (code: string) =>
+      (JSON.parse((await get(`${a.url}/-/records?ecosystem=pypi&code=${code}&limit=100`)).body.toString()) as { records: { count?: number }[] }).records;
+    expect((await rows('digest_mismatch')).length).toBe(1);
+    expect((await rows('rate_limited')).length).toBeGreaterThan(0);
+  }, 30_000);
 });
 
 describe('guarantees 1 and 3 behind the nginx offload (deploy/nginx-offload.conf)', () => {
