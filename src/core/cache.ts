@@ -16,6 +16,7 @@ import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillSpec } from 
 import type { HashPool } from './hasher.js';
 import type { ClientSlots } from './slots.js';
 import { resolveRange, type RangeSpec } from './range.js';
+import { GROWTH_STEP, watchGrowth, type DiskReserve } from './disk-reserve.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { BlobIndex } from '../storage/meta-store.js';
 
@@ -120,14 +121,49 @@ export class BlobCache {
   private async room(sha256: string, size: number | undefined): Promise<void> {
     const disk = this.opts.disk;
     if (!disk) return;
-    // The fills under way will write what they have not yet (as far as their sizes are known).
-    const need = [...this.running].reduce((n, f) => n + (f.size === undefined ? 0 : Math.max(0, f.size - f.written)), size ?? 0);
-    if ((await disk.shortBy(need)) === 0) return;
-    await this.evict(need);
-    const short = await disk.shortBy(need);
+    const short = await this.shortAfterEviction(disk, size ?? 0);
     if (short === 0) return;
     this.opts.onDiskRefused?.(sha256, short);
     throw disk.refusal(sha256, size, short);
+  }
+
+  /** How far below the reserve the disk would be with `extra` more bytes and the rest of the fills under way written, after eviction (0: room). */
+  private async shortAfterEviction(disk: DiskReserve, extra: number): Promise<number> {
+    // The fills under way will write what they have not yet (as far as their sizes are known).
+    const need = [...this.running].reduce((n, f) => n + (f.size === undefined ? 0 : Math.max(0, f.size - f.written)), extra);
+    if ((await disk.shortBy(need)) === 0) return 0;
+    await this.evict(need);
+    return disk.shortBy(need);
+  }
+
+  /**
+   * A fill the index gave no size for had no room made for it by room(): once its upstream
+   * declares a length, room is made for that (or the fill refused, 503); with none, its body is
+   * watched as it arrives and the fill cut before it takes the disk into its reserve.
+   */
+  private watched(spec: FillSpec): FillSpec {
+    const disk = this.opts.disk;
+    if (!disk || spec.size !== undefined) return spec;
+    return {
+      ...spec,
+      open: async (signal) => {
+        const up = await spec.open(signal);
+        const short = (extra: number) => this.shortAfterEviction(disk, extra);
+        if (up.size !== undefined) {
+          const by = await short(up.size).catch((e: unknown) => (up.body.destroy(), Promise.reject(e)));
+          if (by === 0) return up;
+          up.body.destroy();
+          this.opts.onDiskRefused?.(spec.sha256, by);
+          throw disk.refusal(spec.sha256, up.size, by);
+        }
+        const body = watchGrowth(
+          up.body,
+          () => short(GROWTH_STEP),
+          (by, seen) => (this.opts.onDiskRefused?.(spec.sha256, by), disk.cut(spec.sha256, seen, by)),
+        );
+        return { ...up, body };
+      },
+    };
   }
 
   /**
@@ -389,7 +425,7 @@ export class BlobCache {
     } else {
       cache = 'miss';
       const f = new Fill(
-        spec,
+        this.watched(spec),
         this.store,
         this.meta,
         this.hashes,

@@ -206,11 +206,13 @@ async function start(
           return;
         }
         const refused = r.refusal?.();
-        const code = refused ? 'content_refused' : isMismatch(fillError) ? 'digest_mismatch' : 'upstream_failed';
+        // A fill of undeclared size cut before it took the disk into its reserve (core/disk-reserve.ts watchGrowth).
+        const disk = (fillError.cause as AirlockError | undefined)?.code === 'DISK_RESERVE' ? (fillError.cause as AirlockError) : undefined;
+        const code = refused ? 'content_refused' : disk ? 'disk_reserve' : isMismatch(fillError) ? 'digest_mismatch' : 'upstream_failed';
         recordRefusal(c, r.recorder, {
           ...row(served.cache, size),
-          decision: 'deny',
-          reason: refused?.reason ?? `${r.label}: ${fillError.message}; transfer cut, nothing cached`,
+          decision: disk ? 'error' : 'deny',
+          reason: refused?.reason ?? `${r.label}: ${(disk ?? fillError).message}${disk ? '' : '; transfer cut, nothing cached'}`,
           rule: refused?.rule ?? r.rule,
           code,
         });
