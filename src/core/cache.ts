@@ -16,7 +16,7 @@ import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillSpec } from 
 import type { HashPool } from './hasher.js';
 import type { ClientSlots } from './slots.js';
 import { resolveRange, type RangeSpec } from './range.js';
-import { GROWTH_STEP, watchGrowth, type DiskReserve } from './disk-reserve.js';
+import { reserveForUndeclared, type DiskReserve } from './disk-reserve.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { BlobIndex } from '../storage/meta-store.js';
 
@@ -136,34 +136,16 @@ export class BlobCache {
     return disk.shortBy(need);
   }
 
-  /**
-   * A fill the index gave no size for had no room made for it by room(): once its upstream
-   * declares a length, room is made for that (or the fill refused, 503); with none, its body is
-   * watched as it arrives and the fill cut before it takes the disk into its reserve.
-   */
+  /** The fill's spec, watched for the disk's reserve when the index gave no size (disk-reserve.ts reserveForUndeclared). */
   private watched(spec: FillSpec): FillSpec {
     const disk = this.opts.disk;
     if (!disk || spec.size !== undefined) return spec;
-    return {
-      ...spec,
-      open: async (signal) => {
-        const up = await spec.open(signal);
-        const short = (extra: number) => this.shortAfterEviction(disk, extra);
-        if (up.size !== undefined) {
-          const by = await short(up.size).catch((e: unknown) => (up.body.destroy(), Promise.reject(e)));
-          if (by === 0) return up;
-          up.body.destroy();
-          this.opts.onDiskRefused?.(spec.sha256, by);
-          throw disk.refusal(spec.sha256, up.size, by);
-        }
-        const body = watchGrowth(
-          up.body,
-          () => short(GROWTH_STEP),
-          (by, seen) => (this.opts.onDiskRefused?.(spec.sha256, by), disk.cut(spec.sha256, seen, by)),
-        );
-        return { ...up, body };
-      },
-    };
+    return reserveForUndeclared(
+      spec,
+      disk,
+      (extra) => this.shortAfterEviction(disk, extra),
+      (by) => this.opts.onDiskRefused?.(spec.sha256, by),
+    );
   }
 
   /**

@@ -1,6 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import { pipeline, Transform, type Readable } from 'node:stream';
 import { AirlockError } from './errors.js';
+import type { FillSpec } from './fill-spec.js';
 
 /** A body of undeclared size is re-checked against the reserve each time this many more bytes arrived. */
 export const GROWTH_STEP = 1 << 20;
@@ -40,6 +41,40 @@ export const freeBytesAt = (dir: string) => async (): Promise<number> => {
   const s = await statfs(dir);
   return s.bavail * s.bsize;
 };
+
+/**
+ * A fill the index gave no size for had no room made for it before it started (cache.ts room()):
+ * once its upstream declares a length, room is made for that (or the fill refused, 503); with
+ * none, its body is watched as it arrives and the fill cut before it takes the disk into its
+ * reserve. `short(extra)`: bytes below the reserve with `extra` more written, after eviction.
+ */
+export function reserveForUndeclared(spec: FillSpec, disk: DiskReserve, short: (extra: number) => Promise<number>, refused: (short: number) => void): FillSpec {
+  return {
+    ...spec,
+    open: async (signal) => {
+      const up = await spec.open(signal);
+      if (up.size === undefined) {
+        const body = watchGrowth(
+          up.body,
+          () => short(GROWTH_STEP),
+          (by, seen) => (refused(by), disk.cut(spec.sha256, seen, by)),
+        );
+        return { ...up, body };
+      }
+      let by: number;
+      try {
+        by = await short(up.size);
+      } catch (e) {
+        up.body.destroy();
+        throw e;
+      }
+      if (by === 0) return up;
+      up.body.destroy();
+      refused(by);
+      throw disk.refusal(spec.sha256, up.size, by);
+    },
+  };
+}
 
 /**
  * The free-space reserve of the blob store's filesystem (cache.min_free_bytes; the filesystem
