@@ -120,32 +120,16 @@ export class BlobCache {
    */
   private async room(sha256: string, size: number | undefined): Promise<void> {
     const disk = this.opts.disk;
-    if (!disk) return;
-    const short = await this.shortAfterEviction(disk, size ?? 0);
+    const short = disk ? await this.short(disk, size ?? 0) : 0;
     if (short === 0) return;
     this.opts.onDiskRefused?.(sha256, short);
-    throw disk.refusal(sha256, size, short);
+    throw disk!.refusal(sha256, size, short);
   }
 
-  /** How far below the reserve the disk would be with `extra` more bytes and the rest of the fills under way written, after eviction (0: room). */
-  private async shortAfterEviction(disk: DiskReserve, extra: number): Promise<number> {
-    // The fills under way will write what they have not yet (as far as their sizes are known).
+  /** Bytes below the reserve with `extra` more and the rest of the fills under way (their known sizes) written, after eviction; 0: room. */
+  private async short(disk: DiskReserve, extra: number): Promise<number> {
     const need = [...this.running].reduce((n, f) => n + (f.size === undefined ? 0 : Math.max(0, f.size - f.written)), extra);
-    if ((await disk.shortBy(need)) === 0) return 0;
-    await this.evict(need);
-    return disk.shortBy(need);
-  }
-
-  /** The fill's spec, watched for the disk's reserve when the index gave no size (disk-reserve.ts reserveForUndeclared). */
-  private watched(spec: FillSpec): FillSpec {
-    const disk = this.opts.disk;
-    if (!disk || spec.size !== undefined) return spec;
-    return reserveForUndeclared(
-      spec,
-      disk,
-      (extra) => this.shortAfterEviction(disk, extra),
-      (by) => this.opts.onDiskRefused?.(spec.sha256, by),
-    );
+    return (await disk.shortBy(need)) === 0 ? 0 : (await this.evict(need), disk.shortBy(need));
   }
 
   /**
@@ -406,8 +390,10 @@ export class BlobCache {
       if (spec.keep) fill.keep();
     } else {
       cache = 'miss';
+      // A fill of undeclared size is watched for the disk's reserve as it arrives (disk-reserve.ts).
+      const d = this.opts.disk;
       const f = new Fill(
-        this.watched(spec),
+        d && spec.size === undefined ? reserveForUndeclared(spec, d, (n) => this.short(d, n), this.opts.onDiskRefused) : spec,
         this.store,
         this.meta,
         this.hashes,

@@ -48,7 +48,12 @@ export const freeBytesAt = (dir: string) => async (): Promise<number> => {
  * none, its body is watched as it arrives and the fill cut before it takes the disk into its
  * reserve. `short(extra)`: bytes below the reserve with `extra` more written, after eviction.
  */
-export function reserveForUndeclared(spec: FillSpec, disk: DiskReserve, short: (extra: number) => Promise<number>, refused: (short: number) => void): FillSpec {
+export function reserveForUndeclared(
+  spec: FillSpec,
+  disk: DiskReserve,
+  short: (extra: number) => Promise<number>,
+  refused: (sha256: string, short: number) => void = () => {},
+): FillSpec {
   return {
     ...spec,
     open: async (signal) => {
@@ -57,7 +62,7 @@ export function reserveForUndeclared(spec: FillSpec, disk: DiskReserve, short: (
         const body = watchGrowth(
           up.body,
           () => short(GROWTH_STEP),
-          (by, seen) => (refused(by), disk.cut(spec.sha256, seen, by)),
+          (by, seen) => (refused(spec.sha256, by), disk.cut(spec.sha256, seen, by)),
         );
         return { ...up, body };
       }
@@ -70,7 +75,7 @@ export function reserveForUndeclared(spec: FillSpec, disk: DiskReserve, short: (
       }
       if (by === 0) return up;
       up.body.destroy();
-      refused(by);
+      refused(spec.sha256, by);
       throw disk.refusal(spec.sha256, up.size, by);
     },
   };
