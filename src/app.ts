@@ -5,6 +5,7 @@ import { presentedSecret, type Authenticator, type Identity } from './auth/token
 import type { Logger } from 'pino';
 import { under, type FrontEnd } from './http/frontend.js';
 import { clientAddress, type AppEnv } from './http/send.js';
+import { clientResolver } from './http/client-address.js';
 import type { FastPath } from './http/fast.js';
 import { ADMIN, mountAdmin, type AdminDeps } from './http/admin.js';
 import { rateLimit, requestName } from './http/refusal.js';
@@ -20,6 +21,8 @@ export interface AppDeps extends AdminDeps {
   frontends: FrontEnd[];
   /** The web console (src/console), mounted at /-/ui: it checks its own sessions. */
   console?: Hono<any>;
+  /** Proxies whose X-Forwarded-For is believed (trusted_proxies; addresses or CIDR blocks). */
+  trustedProxies?: readonly string[];
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -36,6 +39,7 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
   const areaOf = (path: string) => d.frontends.find((f) => under(f.prefix, path)) ?? ADMIN;
 
   const count = requestCounter(d.metrics);
+  const clientOf = clientResolver(d.trustedProxies ?? []);
 
   /**
    * Identity: a client token as each client sends it. A wrong or revoked token is refused even
@@ -67,6 +71,8 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
   app.use('*', async (c, next) => {
     const given = c.req.header('x-request-id');
     c.set('requestId', given && REQUEST_ID.test(given) ? given : randomUUID());
+    // The client's address, once per request: every limit and record keyed by client uses it.
+    c.set('client', clientOf(c.env?.incoming?.socket?.remoteAddress, c.req.header('x-forwarded-for')));
     const area = areaOf(c.req.path);
     const incoming = c.env?.incoming;
     const found = incoming ? admitted.get(incoming) : undefined;

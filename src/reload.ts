@@ -1,4 +1,4 @@
-import { changedSettings, loadConfig, type LoadedConfig } from './config/load.js';
+import { changedSettings, ConfigError, loadConfig, type LoadedConfig } from './config/load.js';
 import type { LivePolicy } from './core/live-policy.js';
 import { policyVersion } from './core/live-policy.js';
 import type { Logger } from './obs/logger.js';
@@ -28,6 +28,12 @@ export async function reloadAdvisories(meta: MetaStore, live: LivePolicy, log: L
 export function reloadPolicy(loaded: LoadedConfig, live: LivePolicy, log: Logger): boolean {
   try {
     const next = loadConfig(loaded.configFile);
+    // An emptied configuration (a truncated write, `---`, `null`) would load as every default with
+    // no policy: a policy that allows nothing. Refused like an empty policy_file (config/load.ts).
+    if (next.empty)
+      throw new ConfigError(
+        `${next.configFile}: the configuration file is empty (or only comments, or a null document): it would refuse every pull; write policy: {} to mean that on purpose`,
+      );
     const policy = live.replacePolicy(next.policy, policyVersion(next.policyFile));
     log.info({ file: loaded.policyFile, pypi: policy.pypi.size, oci: policy.oci.size, hf: policy.hf.size }, 'policy reloaded');
     if (policy.pypi.size + policy.oci.size + policy.hf.size === 0)

@@ -67,6 +67,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     warnings: () => [...record.warnings(), cache.diskWarning()].filter((w): w is string => w !== null),
     console: consoleFor(shared, { metrics, http: [http.pypi, http.oci, http.hf] }),
     frontends,
+    trustedProxies: config.trusted_proxies,
   });
   const retention = await startRetention(config.records, { recorder, meta, log });
   record.start();

@@ -25,6 +25,8 @@ export interface LoadedConfig {
   policyFile: string;
   policyPathInFile: string[];
   dataDir: string;
+  /** Whether the main configuration file held no value (empty, comments only, `---`, `null`): every setting its default, no policy. */
+  empty: boolean;
 }
 
 interface ParsedYaml {
@@ -222,5 +224,6 @@ export function loadConfig(configFile: string, env: Record<string, string | unde
     policyFile: policyYaml.file,
     policyPathInFile: policyBase,
     dataDir: resolve(config.data_dir),
+    empty: y.empty,
   };
 }

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { policySchema } from './policy-schema.js';
 
@@ -7,6 +8,14 @@ const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:8080')
   .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port out of range: expected 0 to 65535');
+
+/** Whether `entry` is an address or a CIDR block (`10.0.0.0/8`, `fd00::/8`): the form of trusted_proxies. */
+function isAddressOrCidr(entry: string): boolean {
+  const [addr, bits, ...rest] = entry.split('/');
+  const family = isIP(addr);
+  if (family === 0 || rest.length > 0) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+}
 
 const httpUrl = z.string().refine((s) => {
   try {
@@ -50,6 +59,11 @@ export const DEFAULT_OCI_REGISTRIES = {
 export const configSchema = z
   .object({
     listen: hostPort.default('127.0.0.1:8080'),
+    /**
+     * Reverse proxies (addresses or CIDR blocks) whose X-Forwarded-For names the client: the
+     * rightmost entry that is not itself trusted. Empty: the socket's peer is the client.
+     */
+    trusted_proxies: z.array(z.string().refine(isAddressOrCidr, 'expected an IP address or a CIDR block (10.0.0.0/8, fd00::/8)')).default([]),
     data_dir: z.string().min(1).default('./data'),
     /**
      * The URL clients reach Airlock at (e.g. https://airlock.example.com/). PyPI pages link the

@@ -16,6 +16,7 @@ import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillSpec } from 
 import type { HashPool } from './hasher.js';
 import type { ClientSlots } from './slots.js';
 import { resolveRange, type RangeSpec } from './range.js';
+import { reserveForUndeclared, type DiskReserve } from './disk-reserve.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { BlobIndex } from '../storage/meta-store.js';
 
@@ -119,15 +120,16 @@ export class BlobCache {
    */
   private async room(sha256: string, size: number | undefined): Promise<void> {
     const disk = this.opts.disk;
-    if (!disk) return;
-    // The fills under way will write what they have not yet (as far as their sizes are known).
-    const need = [...this.running].reduce((n, f) => n + (f.size === undefined ? 0 : Math.max(0, f.size - f.written)), size ?? 0);
-    if ((await disk.shortBy(need)) === 0) return;
-    await this.evict(need);
-    const short = await disk.shortBy(need);
+    const short = disk ? await this.short(disk, size ?? 0) : 0;
     if (short === 0) return;
     this.opts.onDiskRefused?.(sha256, short);
-    throw disk.refusal(sha256, size, short);
+    throw disk!.refusal(sha256, size, short);
+  }
+
+  /** Bytes below the reserve with `extra` more and the rest of the fills under way (their known sizes) written, after eviction; 0: room. */
+  private async short(disk: DiskReserve, extra: number): Promise<number> {
+    const need = [...this.running].reduce((n, f) => n + (f.size === undefined ? 0 : Math.max(0, f.size - f.written)), extra);
+    return (await disk.shortBy(need)) === 0 ? 0 : (await this.evict(need), disk.shortBy(need));
   }
 
   /**
@@ -392,8 +394,10 @@ export class BlobCache {
       if (spec.keep) fill.keep();
     } else {
       cache = 'miss';
+      // A fill of undeclared size is watched for the disk's reserve as it arrives (disk-reserve.ts).
+      const d = this.opts.disk;
       const f = new Fill(
-        spec,
+        d && spec.size === undefined ? reserveForUndeclared(spec, d, (n) => this.short(d, n), this.opts.onDiskRefused) : spec,
         this.store,
         this.meta,
         this.hashes,

@@ -1,5 +1,35 @@
 import { statfs } from 'node:fs/promises';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { AirlockError } from './errors.js';
+import type { FillSpec } from './fill-spec.js';
+
+/** A body of undeclared size is re-checked against the reserve each time this many more bytes arrived. */
+export const GROWTH_STEP = 1 << 20;
+
+/**
+ * An upstream body of undeclared size, watched as it arrives (no room can be made for it before
+ * the fill): every GROWTH_STEP bytes `short()` says how far below the reserve the disk would be
+ * with the next step written (after evicting what can be evicted), and the body waits for the
+ * answer. When short, the body fails with `refuse(short)` (its cause: the fill is cut, the spool
+ * file removed, clients cut before their last byte).
+ */
+export function watchGrowth(body: Readable, short: () => Promise<number>, refuse: (short: number, seen: number) => Error): Readable {
+  let seen = 0;
+  let next = 0;
+  const watched = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen < next) return cb(null, chunk);
+      next = seen + GROWTH_STEP;
+      short().then(
+        (by) => (by > 0 ? cb(refuse(by, seen)) : cb(null, chunk)),
+        (e: Error) => cb(e),
+      );
+    },
+  });
+  // An upstream error or early close fails the watched body too; destroying it destroys the upstream.
+  return pipeline(body, watched, () => {});
+}
 
 /** Eviction for the reserve frees this share of it more than is short, so that it does not run at every fill. */
 const SLACK = 0.1;
@@ -11,6 +41,45 @@ export const freeBytesAt = (dir: string) => async (): Promise<number> => {
   const s = await statfs(dir);
   return s.bavail * s.bsize;
 };
+
+/**
+ * A fill the index gave no size for had no room made for it before it started (cache.ts room()):
+ * once its upstream declares a length, room is made for that (or the fill refused, 503); with
+ * none, its body is watched as it arrives and the fill cut before it takes the disk into its
+ * reserve. `short(extra)`: bytes below the reserve with `extra` more written, after eviction.
+ */
+export function reserveForUndeclared(
+  spec: FillSpec,
+  disk: DiskReserve,
+  short: (extra: number) => Promise<number>,
+  refused: (sha256: string, short: number) => void = () => {},
+): FillSpec {
+  return {
+    ...spec,
+    open: async (signal) => {
+      const up = await spec.open(signal);
+      if (up.size === undefined) {
+        const body = watchGrowth(
+          up.body,
+          () => short(GROWTH_STEP),
+          (by, seen) => (refused(spec.sha256, by), disk.cut(spec.sha256, seen, by)),
+        );
+        return { ...up, body };
+      }
+      let by: number;
+      try {
+        by = await short(up.size);
+      } catch (e) {
+        up.body.destroy();
+        throw e;
+      }
+      if (by === 0) return up;
+      up.body.destroy();
+      refused(spec.sha256, by);
+      throw disk.refusal(spec.sha256, up.size, by);
+    },
+  };
+}
 
 /**
  * The free-space reserve of the blob store's filesystem (cache.min_free_bytes; the filesystem
@@ -65,6 +134,15 @@ export class DiskReserve {
     const can = await evictable();
     if (can >= short) return Math.min(can, short + Math.floor(this.minFree * SLACK));
     return free < this.recordReserve ? can : 0;
+  }
+
+  /** Why a fill of undeclared size is cut after `seen` bytes: the next would take the disk `short` bytes into the reserve. */
+  cut(sha256: string, seen: number, short: number): AirlockError {
+    return new AirlockError(
+      'DISK_RESERVE',
+      `not enough free disk space to go on fetching sha256:${sha256} (undeclared size, ${seen} bytes so far): the disk would be ${short} bytes ` +
+        'below cache.min_free_bytes and evicting from the cache cannot make room; transfer cut, nothing cached; cached files are still served',
+    );
   }
 
   /** Why a new fill is refused (503): the disk would be `short` bytes below the reserve even after eviction. */

@@ -45,6 +45,8 @@ export class Recorder {
   private failing: { at: number; message: string } | null = null;
   private readonly folder: Folder;
   private readonly limiter: RefusalLimiter;
+  /** Digests with a digest_mismatch row already written by this process (bounded; oldest forgotten first). */
+  private readonly mismatched = new Set<string>();
 
   constructor(
     private readonly pulls: PullLog,
@@ -69,6 +71,18 @@ export class Recorder {
    */
   limitRefusal(client: string): number {
     return this.limiter.take(client);
+  }
+
+  /**
+   * Whether this is the first digest_mismatch of `sha256` this process records: that row is
+   * evidence (a tampered upstream, rotted disk) and is written whatever its client's refusal rate
+   * limit says; repeats go through the limit like any refusal.
+   */
+  firstMismatch(sha256: string | null | undefined): boolean {
+    if (!sha256 || this.mismatched.has(sha256)) return false;
+    if (this.mismatched.size >= 10_000) this.mismatched.delete(this.mismatched.values().next().value as string);
+    this.mismatched.add(sha256);
+    return true;
   }
 
   /** Count a refusal past its client's rate limit: one `rate_limited` row per client, folded (not a row each). */

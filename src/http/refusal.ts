@@ -4,7 +4,7 @@ import type { RecordCode } from '../core/record-codes.js';
 import { AirlockError } from '../core/errors.js';
 import type { Recorder, RecordRow } from '../core/records.js';
 import type { CacheState } from '../storage/meta-store.js';
-import { clientAddress, rawTargetPath, type AppEnv } from './send.js';
+import { clientAddress, peerAddress, rawTargetPath, type AppEnv } from './send.js';
 
 /** The row fields a refusal knows when it is thrown; the handler adds time, client, request id and ecosystem. */
 export interface RefusalRow {
@@ -162,7 +162,7 @@ export function errorHandler<E extends WireError>(f: ErrorEnvelope<E>): ErrorHan
  */
 export function rateLimit(c: Context<AppEnv>, recorder: Recorder, row: Omit<RecordRow, 'code'>): AirlockError | null {
   const id = c.get('identity');
-  const wait = recorder.limitRefusal(id ? `token:${id.name}` : `addr:${c.env?.incoming?.socket?.remoteAddress ?? 'unknown'}`);
+  const wait = recorder.limitRefusal(id ? `token:${id.name}` : `addr:${peerAddress(c)}`);
   if (wait === 0) return null;
   recorder.rateLimited({
     ...row,
@@ -177,7 +177,9 @@ export function rateLimit(c: Context<AppEnv>, recorder: Recorder, row: Omit<Reco
     reason: 'too many refusals for this client: further refusals are answered 429 and counted, not recorded one by one',
   });
   const outgoing = c.env?.outgoing;
-  if (outgoing && !outgoing.headersSent) outgoing.setHeader('retry-after', String(wait));
-  else c.header('Retry-After', String(wait));
+  // (A transfer cut after its head was sent is counted too; its answer cannot change.)
+  if (outgoing) {
+    if (!outgoing.headersSent) outgoing.setHeader('retry-after', String(wait));
+  } else if (!c.finalized) c.header('Retry-After', String(wait));
   return new AirlockError('TOO_MANY_REQUESTS', `too many refused requests from this client; retry after ${wait} s`);
 }

@@ -6,7 +6,8 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 /** Hono environment when running under @hono/node-server: the raw Node objects are reachable. */
 export interface AppEnv {
   Bindings: { incoming?: IncomingMessage; outgoing?: ServerResponse };
-  Variables: { requestId: string; identity?: { name: string; admin: boolean } };
+  /** `client`: the client's address, set once per request (trusted_proxies, http/client-address.ts). */
+  Variables: { requestId: string; identity?: { name: string; admin: boolean }; client?: string };
 }
 
 export type SendResult = { error?: Error };
@@ -72,12 +73,17 @@ export function rawTargetPath(target: string): string {
 
 /**
  * Who is pulling, for records: the token's name and the address (`ci-runner@10.0.0.7`), or the
- * address alone for anonymous pulls (no proxy headers are trusted by default).
+ * address alone for anonymous pulls (no proxy headers are trusted by default: trusted_proxies).
  */
 export function clientAddress(c: Context<AppEnv>): string {
-  const addr = c.env?.incoming?.socket?.remoteAddress ?? 'unknown';
+  const addr = peerAddress(c);
   const id = c.get('identity');
   return id ? `${id.name}@${addr}` : addr;
+}
+
+/** The client's address: X-Forwarded-For's as far as trusted_proxies allows (set by app.ts), else the socket's peer. */
+export function peerAddress(c: Context<AppEnv>): string {
+  return c.get('client') ?? c.env?.incoming?.socket?.remoteAddress ?? 'unknown';
 }
 
 /**

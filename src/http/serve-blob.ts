@@ -8,6 +8,20 @@ import type { FillSpec } from '../core/fill.js';
 import type { BlobCache, Offload } from '../core/cache.js';
 import { requestedRange, resolveRange } from '../core/range.js';
 import { sendBytes, sendStream, type AppEnv } from './send.js';
+import { rateLimit } from './refusal.js';
+
+/**
+ * Write a refusal or failure row of a blob transfer through the client's refusal rate limit
+ * (records.refusal_limit), as the shared error handler does for every other refusal: past the
+ * limit it is counted in the client's folded `rate_limited` row instead, and the 429 to answer
+ * with is returned (callers keep their own status where the client did nothing wrong: an upstream
+ * failure, the disk reserve). The first digest_mismatch of a blob always has its own row.
+ */
+function recordRefusal(c: Context<AppEnv>, recorder: Recorder, row: RecordRow): AirlockError | null {
+  const limited = row.code === 'digest_mismatch' && recorder.firstMismatch(row.sha256) ? null : rateLimit(c, recorder, row);
+  if (!limited) void recorder.record(row);
+  return limited;
+}
 
 /** What goes into a blob transfer's pull record; serveBlob writes it, however the transfer ends. */
 export interface BlobRecording {
@@ -94,14 +108,16 @@ export async function serveBlob(c: Context<AppEnv>, cache: BlobCache, spec: Fill
                 : errCode === 'DISK_RESERVE'
                   ? 'disk_reserve'
                   : 'upstream_failed';
-    r.recorder.record({
+    const limited = recordRefusal(c, r.recorder, {
       ...row('none', r.declaredSize ?? null),
       decision: code === 'upstream_failed' || code === 'client_gone' || code === 'disk_reserve' ? 'error' : 'deny',
       reason: refused?.reason ?? `${r.label}: ${(e as Error).message}`,
       rule: refused?.rule ?? r.rule,
       code,
     });
-    throw e;
+    // Past the limit, a client refused for its own doing (too many downloads, refused content, a
+    // file host) is answered 429; failures that are not the client's keep their status.
+    throw limited && (code === 'too_many_downloads' || code === 'content_refused' || code === 'file_host') ? limited : e;
   }
 }
 
@@ -181,7 +197,13 @@ async function start(
     r.recorder.bytesSent(r.base.ecosystem, served.cache, bytes);
     if (recorded || !error) return;
     if (rotted) {
-      r.recorder.record({ ...row(served.cache, size), decision: 'deny', reason: `${r.label}: ${rotted.message}`, rule: r.rule, code: 'digest_mismatch' });
+      recordRefusal(c, r.recorder, {
+        ...row(served.cache, size),
+        decision: 'deny',
+        reason: `${r.label}: ${rotted.message}`,
+        rule: r.rule,
+        code: 'digest_mismatch',
+      });
       return;
     }
     void served.settled.then(
@@ -197,11 +219,13 @@ async function start(
           return;
         }
         const refused = r.refusal?.();
-        const code = refused ? 'content_refused' : isMismatch(fillError) ? 'digest_mismatch' : 'upstream_failed';
-        r.recorder.record({
+        // A fill of undeclared size cut before it took the disk into its reserve (core/disk-reserve.ts watchGrowth).
+        const disk = (fillError.cause as AirlockError | undefined)?.code === 'DISK_RESERVE' ? (fillError.cause as AirlockError) : undefined;
+        const code = refused ? 'content_refused' : disk ? 'disk_reserve' : isMismatch(fillError) ? 'digest_mismatch' : 'upstream_failed';
+        recordRefusal(c, r.recorder, {
           ...row(served.cache, size),
-          decision: 'deny',
-          reason: refused?.reason ?? `${r.label}: ${fillError.message}; transfer cut, nothing cached`,
+          decision: disk ? 'error' : 'deny',
+          reason: refused?.reason ?? `${r.label}: ${(disk ?? fillError).message}${disk ? '' : '; transfer cut, nothing cached'}`,
           rule: refused?.rule ?? r.rule,
           code,
         });

@@ -27,6 +27,8 @@ export interface BlobStore {
    * inspection (disk rot or tampering is evidence); returns where, or null if nothing was there.
    */
   quarantine(sha256: string): Promise<string | null>;
+  /** Remove quarantined copies the limits (size, age) no longer allow; returns what was removed. */
+  pruneQuarantine?(now?: number): Promise<string[]>;
   /** A short-lived URL a client may fetch the blob from directly (object stores; warm offload). */
   presign?(sha256: string, seconds: number): Promise<string>;
   /** A local directory for in-progress fills (on the same filesystem as the store, for the FS backend). */

@@ -132,6 +132,21 @@ export class HostSlots {
     };
   }
 
+  /**
+   * A small connection whose response turned out to carry a large body (a file of undeclared
+   * size): counted as one of `client`'s large connections from now on, when a large one is free
+   * and no other large request is waiting for it; returns its new release (the small one must
+   * then not be called). null: the caller gives the connection up and asks again as large.
+   */
+  promote(client: string): (() => void) | null {
+    if (this.large >= this.largeMax || this.waitingLarge > 0) return null;
+    this.small--;
+    this.large++;
+    this.largeHeld.set(client, (this.largeHeld.get(client) ?? 0) + 1);
+    this.lastServed.set(client, ++this.served);
+    return this.releaser('large', client);
+  }
+
   /** Hand free connections out: small requests first, then large ones, fairly between clients. */
   private pump(): void {
     while (this.small + this.large < this.connections) {

@@ -140,7 +140,8 @@ export class UpstreamHttp {
     const max = opts.maxRedirects ?? 5;
     const method = opts.method ?? 'GET';
     const t = opts.transfer;
-    const cls: TransferClass = method === 'GET' && t && !(t.size !== undefined && t.size <= this.smallBytes) ? 'large' : 'small';
+    // A body of undeclared size starts as small and moves to a large share once its response says it is large (request()).
+    const cls: TransferClass | 'unknown' = method === 'GET' && t ? (t.size === undefined ? 'unknown' : t.size <= this.smallBytes ? 'small' : 'large') : 'small';
     for (let hop = 0; ; hop++) {
       if (!opts.allowUrl(current)) {
         throw new AirlockError(
@@ -196,13 +197,14 @@ export class UpstreamHttp {
     url: URL,
     method: string,
     headers: Record<string, string>,
-    cls: TransferClass,
+    asked: TransferClass | 'unknown',
     client: string,
     signal?: AbortSignal,
   ): Promise<IncomingMessage> {
-    const asked = performance.now();
+    const cls = asked === 'unknown' ? 'small' : asked;
+    const started = performance.now();
     const slots = this.slotsFor(url.host);
-    const release = await slots.acquire(cls, client, { signal, waitMs: this.queueWaitMs });
+    let release = await slots.acquire(cls, client, { signal, waitMs: this.queueWaitMs });
     const tls = url.protocol === 'https:';
     return new Promise((resolve, reject) => {
       let req: http.ClientRequest;
@@ -216,7 +218,7 @@ export class UpstreamHttp {
       let assigned = false;
       req.once('socket', () => {
         assigned = true;
-        const waited = (performance.now() - asked) / 1000;
+        const waited = (performance.now() - started) / 1000;
         for (const l of this.waitListeners) l(url.host, cls, waited);
         timer = setTimeout(() => req.destroy(new Error(`no response headers within ${this.headersTimeout} ms`)), this.headersTimeout);
         timer.unref();
@@ -230,6 +232,20 @@ export class UpstreamHttp {
       });
       req.once('response', (res) => {
         clearTimeout(timer);
+        const status = res.statusCode ?? 0;
+        const length = Number(res.headers['content-length'] ?? NaN);
+        if (asked === 'unknown' && status >= 200 && status < 300 && !(length <= this.smallBytes)) {
+          // A large body (or one of no stated length) on a small connection: it keeps the connection
+          // as a large one if one is free and nobody waits for it, else asks again as large (fair queue).
+          const large = slots.promote(client);
+          if (!large) {
+            res.destroy();
+            release();
+            resolve(this.request(url, method, headers, 'large', client, signal));
+            return;
+          }
+          release = large;
+        }
         // The connection is the request's until its body is over (read to its end, or destroyed).
         res.once('end', release);
         res.once('close', release);

@@ -42,6 +42,8 @@ export class FakeIndex {
   inject = '';
   /** Bytes per second for file bodies; 0 = unthrottled. */
   throttle = 0;
+  /** File bodies sent without Content-Length (chunked), as some file hosts and proxies do. */
+  noLength = false;
   hits = new Map<string, number>();
   private server?: Server;
   port = 0;
@@ -148,7 +150,7 @@ export class FakeIndex {
   }
 
   private send(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length) });
+    res.writeHead(200, { 'content-type': 'application/octet-stream', ...(this.noLength ? {} : { 'content-length': String(body.length) }) });
     if (req.method === 'HEAD') {
       res.end();
       return;

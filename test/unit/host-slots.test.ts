@@ -115,10 +115,12 @@ describe('UpstreamHttp: waiting for a connection is not the host failing', () =>
     server = createServer((req, res) => {
       if (req.url === '/large') {
         // Headers and some bytes, then the body hangs (a slow download under way).
-        res.writeHead(200, { 'content-length': '1000000' });
+        // (Over smallBytes: a body of undeclared size is large only once its length says so.)
+        res.writeHead(200, { 'content-length': '2000000' });
         res.write(Buffer.alloc(1000));
         held.push(res);
-      } else res.end('ok');
+      } else if (req.url === '/quick') res.end(Buffer.alloc(2_000_000));
+      else res.end('ok');
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -151,5 +153,24 @@ describe('UpstreamHttp: waiting for a connection is not the host failing', () =>
     expect(waits[0]).toBeGreaterThan(0.25);
     expect(http.failing()).toEqual([]);
     await http.close();
+  });
+});
+
+describe('a small connection whose body turns out large (undeclared size)', () => {
+  it('is promoted to a large one only when a large one is free and nobody waits for it', async () => {
+    const s = new HostSlots('h', 4, 2);
+    await s.acquire('small', 'a');
+    const big = s.promote('a');
+    expect(big).not.toBeNull();
+    expect(s.stats()).toMatchObject({ small: 0, large: 1 });
+    await s.acquire('small', 'b');
+    await s.acquire('large', 'c');
+    // Both large connections in use: the caller asks again as large (the fair queue).
+    expect(s.promote('b')).toBeNull();
+    expect(s.stats()).toMatchObject({ small: 1, large: 2 });
+    big!();
+    const waiting = s.acquire('large', 'd');
+    await waiting;
+    expect(s.stats()).toMatchObject({ small: 1, large: 2 });
   });
 });
