@@ -16,7 +16,7 @@ import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillSpec } from 
 import type { HashPool } from './hasher.js';
 import type { ClientSlots } from './slots.js';
 import { resolveRange, type RangeSpec } from './range.js';
-import { reserveForUndeclared, type DiskReserve } from './disk-reserve.js';
+import { reserveForUndeclared, shortAfterEviction, type DiskReserve } from './disk-reserve.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { BlobIndex } from '../storage/meta-store.js';
 
@@ -105,10 +105,7 @@ export class BlobCache {
     if (this.stored !== undefined) this.stored += bytes;
     this.opts.onStored?.(this.stored ?? 0);
     const max = this.opts.maxBytes ?? 0;
-    const failed = this.warn(
-      { maxBytes: max },
-      'cache eviction failed: the cache may stay over cache.max_bytes or the disk below cache.min_free_bytes until the next pass',
-    );
+    const failed = this.warn({ maxBytes: max }, 'cache eviction failed: over cache.max_bytes or below cache.min_free_bytes until the next pass');
     if (max > 0 && (this.stored === undefined || this.stored > max)) void this.evict().catch(failed);
     else void this.checkDisk().catch(failed);
   }
@@ -126,10 +123,8 @@ export class BlobCache {
     throw disk!.refusal(sha256, size, short);
   }
 
-  /** Bytes below the reserve with `extra` more and the rest of the fills under way (their known sizes) written, after eviction; 0: room. */
-  private async short(disk: DiskReserve, extra: number): Promise<number> {
-    const need = [...this.running].reduce((n, f) => n + (f.size === undefined ? 0 : Math.max(0, f.size - f.written)), extra);
-    return (await disk.shortBy(need)) === 0 ? 0 : (await this.evict(need), disk.shortBy(need));
+  private short(disk: DiskReserve, extra: number): Promise<number> {
+    return shortAfterEviction(disk, this.running, extra, (need) => this.evict(need));
   }
 
   /**

@@ -168,3 +168,14 @@ export class DiskReserve {
     );
   }
 }
+
+/** Bytes below the reserve with `extra` more and the rest of the fills under way (their known sizes) written, after eviction; 0: room. */
+export async function shortAfterEviction(
+  disk: DiskReserve,
+  running: Iterable<{ size?: number; written: number }>,
+  extra: number,
+  evict: (need: number) => Promise<void>,
+): Promise<number> {
+  const need = [...running].reduce((n, f) => n + (f.size === undefined ? 0 : Math.max(0, f.size - f.written)), extra);
+  return (await disk.shortBy(need)) === 0 ? 0 : (await evict(need), disk.shortBy(need));
+}
