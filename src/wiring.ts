@@ -69,6 +69,7 @@ export function createFrontends(config: Config, s: Shared, u: Upstreams): FrontE
     log,
     pageMaxAge: Math.min(config.pypi.index_ttl, 300),
     provenance,
+    continuity,
     provenanceBase: provenanceBase(config.public_url, PYPI.prefix),
   });
   const gate = new ImageGate(u.oci.inventories, meta, live, log);
