@@ -23,6 +23,7 @@ import { integrityBaseOf, provenanceBase, Provenances } from './pypi/provenance.
 import { createPypiApp } from './pypi/routes.js';
 import type { BlobStore } from './storage/blob-store.js';
 import type { TrustRoots } from './signing/trust.js';
+import { Continuity } from './signing/continuity.js';
 import type { MetaStore } from './storage/meta-store.js';
 import type { UpstreamHttp } from './upstream/http.js';
 
@@ -56,6 +57,8 @@ export function createFrontends(config: Config, s: Shared, u: Upstreams): FrontE
     public: config.pypi.integrity_url ?? integrityBaseOf(config.pypi.upstream),
     internal: config.pypi.internal ? integrityBaseOf(config.pypi.internal) : null,
   };
+  // Continuity of signers (issue 26, item 6): one per process, shared by the three front-ends (its cache included).
+  const continuity = new Continuity(meta);
   const provenance = new Provenances({ http: u.pypi.http, meta, trust: s.trust, log, integrity });
   const pypi = createPypiApp({
     live,
@@ -66,6 +69,7 @@ export function createFrontends(config: Config, s: Shared, u: Upstreams): FrontE
     log,
     pageMaxAge: Math.min(config.pypi.index_ttl, 300),
     provenance,
+    continuity,
     provenanceBase: provenanceBase(config.public_url, PYPI.prefix),
   });
   const gate = new ImageGate(u.oci.inventories, meta, live, log);
@@ -88,6 +92,7 @@ export function createFrontends(config: Config, s: Shared, u: Upstreams): FrontE
     log,
     inventoryOnFill: config.oci.inventory === 'on-fill',
     trust: s.trust,
+    continuity,
   });
   const bg = u.oci.background;
   if (bg) {
@@ -104,7 +109,7 @@ export function createFrontends(config: Config, s: Shared, u: Upstreams): FrontE
     bg.judge?.(judge);
     judge.follow();
   }
-  const hf = createHfApp({ live, hub: u.hf.hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes, trust: s.trust });
+  const hf = createHfApp({ live, hub: u.hf.hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes, trust: s.trust, continuity });
   return [
     { ...PYPI, app: pypi.app, fast: pypi.fast },
     { ...OCI, app: oci },

@@ -16,6 +16,7 @@ import { contentDecision as decideContent, type Inspections } from './inspection
 import { HubError } from './metadata.js';
 import type { ModelSignatures } from './signature.js';
 import type { TrustRoots } from '../signing/trust.js';
+import type { Continuity } from '../signing/continuity.js';
 
 export interface HfDeps {
   /** The policy in force (swapped whole on reload). */
@@ -28,6 +29,8 @@ export interface HfDeps {
   maxFileBytes: number;
   /** The Sigstore trusted root in use, for keyless model signatures (key and CA signers need none). */
   trust?: TrustRoots;
+  /** Continuity of signers per repo (signing/continuity.ts), shared by the front-ends. */
+  continuity: Continuity;
 }
 
 /** What the file handlers (resolve.ts, git-file.ts) are given: the deps and the inspections they share. */

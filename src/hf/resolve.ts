@@ -16,6 +16,7 @@ import { scanSummary } from './inspection.js';
 import { EXPOSE, HubError } from './metadata.js';
 import { signatureRefusal, type SnapshotSignature } from './signature.js';
 import { signatureField } from '../signing/record.js';
+import { checkContinuity } from '../signing/continuity.js';
 
 const etagOf = (e: HfEntry) => e.lfs?.oid ?? e.oid;
 
@@ -42,7 +43,7 @@ export async function resolve(
     const row = { name: displayRepo(type, repo), version: commit, filename: path, sha256: entry.lfs?.oid ?? null };
     throw new Refusal({ status: 404, code: fd.code, rule: fd.rule, reason: fd.reason, row, answer: fromDecision(fd, commit) });
   }
-  const signature = await signatureGate(d, c.req.method, snap, path, rule, entry.lfs?.oid ?? null);
+  const { signature, warning } = await signatureGate(d, c.req.method, snap, path, rule, entry.lfs?.oid ?? null);
   if (entry.size > d.maxFileBytes) {
     // Refused by the mirror's own limit, not by the policy: on record (too_large), EntryNotFound to the client as before.
     const reason = `${path} is ${entry.size} bytes, over this mirror's hf.max_file_bytes (${d.maxFileBytes}); huggingface_hub cannot download files over 50 GB without Xet, which Airlock does not mirror`;
@@ -78,8 +79,9 @@ export async function resolve(
   let knownDecision = known && knownSha ? contentDecision(d, type, repo, path, knownSha, known) : null;
   // A partial report (an early refusal) never approves: under a policy that would allow it, the file is judged whole again.
   if (known?.partial && knownDecision?.allow) known = knownDecision = null;
-  // A verified model signature is kept on the file's row (the signer, the bundle's digest, the trust version).
-  const base = { ...baseRecord(c, type, repo, commit, path), ...(signature ? { signature } : {}) };
+  // A verified model signature is kept on the file's row (the signer, the bundle's digest, the trust version);
+  // a continuity warning (on_change: warn) is the served row's reason (every refusal row sets its own).
+  const base = { ...baseRecord(c, type, repo, commit, path), ...(signature ? { signature } : {}), ...(warning ? { reason: warning } : {}) };
   if (knownDecision && !knownDecision.allow) {
     const refusal = contentRefusal(base, commit, knownDecision, { sha256: knownSha, size: entry.size, cache: 'none', scan: scanSummary(known, knownDecision) });
     // A verdict already on record answers HEAD too, and is on record like the GET's: EntryNotFound
@@ -104,9 +106,18 @@ export async function resolve(
  * A file of a snapshot whose rule requires a model signature is served only once the signature
  * verifies (HEAD and /raw/ too): refused `unsigned` or `bad_signature`, on record, otherwise. The
  * Hub failing while the commit's files are gathered refuses as that file's fetch would have.
- * Returns the row's `signature` field when one was required and verified.
+ * Then continuity (signing/continuity.ts): the repo's recorded signer against this commit's, refused
+ * or warned per the rule's on_change. Returns the row's `signature` field when one was required
+ * and verified, and the warning to put on the served row.
  */
-async function signatureGate(d: HfContext, method: string, snap: HfSnapshot, path: string, rule: string, sha256: string | null): Promise<string | null> {
+async function signatureGate(
+  d: HfContext,
+  method: string,
+  snap: HfSnapshot,
+  path: string,
+  rule: string,
+  sha256: string | null,
+): Promise<{ signature: string | null; warning?: string }> {
   let sig: SnapshotSignature;
   try {
     sig = await d.signatures.check(snap, rule);
@@ -118,9 +129,27 @@ async function signatureGate(d: HfContext, method: string, snap: HfSnapshot, pat
     }
     throw e;
   }
-  if (!sig.required) return null;
+  if (!sig.required) return { signature: null };
   if (!sig.result.ok) throw signatureRefusal(method, snap, path, rule, sig, sha256);
-  return signatureField(sig.result);
+  const req = d.live.policy.hf.requirement(rule);
+  if (!req) return { signature: signatureField(sig.result) };
+  const name = displayRepo(snap.type, snap.repo);
+  const cd = await checkContinuity(d.continuity, {
+    ecosystem: 'hf',
+    project: name,
+    version: snap.commit,
+    rule: req.rule,
+    onChange: req.onChange,
+    result: sig.result,
+  });
+  if (cd.action === 'refuse') {
+    const message = `blocked by mirror policy: ${cd.reason}`;
+    const answer = method === 'GET' ? new HubError(403, undefined, message, snap.commit) : new HubError(404, 'EntryNotFound', message, snap.commit);
+    const row = { name, version: snap.commit, filename: path, sha256, signature: signatureField(sig.result) };
+    throw new Refusal({ status: answer.status, code: cd.code, rule: req.rule, reason: cd.reason, row, answer });
+  }
+  if (cd.action === 'warn') return { signature: signatureField(sig.result, { changedFrom: cd.earlier }), warning: cd.reason };
+  return { signature: signatureField(sig.result) };
 }
 
 /**

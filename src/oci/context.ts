@@ -15,6 +15,7 @@ import type { ImageInventories } from './inventory.js';
 import type { RegistryClient } from './registry-client.js';
 import type { ImageSignatures } from './signatures.js';
 import type { TrustRoots } from '../signing/trust.js';
+import type { Continuity } from '../signing/continuity.js';
 import type { OciUpstream, UpstreamTarget } from './upstream.js';
 
 export interface OciDeps {
@@ -39,6 +40,8 @@ export interface OciDeps {
   upstream?: OciUpstream;
   /** The Sigstore trusted root in use (signing rules, issue 26); none: every signature check refuses. */
   trust?: TrustRoots;
+  /** Continuity of signers per repository (signing/continuity.ts), shared by the front-ends. */
+  continuity: Continuity;
 }
 
 export type Target = UpstreamTarget;

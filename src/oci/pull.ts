@@ -7,8 +7,7 @@ import { header, readBoundedBytes } from '../upstream/http.js';
 import { approve, baseRecord, deny, failed, type Approval, type OciContext, type Target } from './context.js';
 import { API_VERSION, OciError } from './errors.js';
 import { MT, ManifestError, accepts, isIndexType, parseManifest } from './reference.js';
-import { signatureField } from '../signing/record.js';
-import { SIGNATURE_TAG, signatureRefusal, signatureTag } from './signature-gate.js';
+import { SIGNATURE_TAG, continuityGate, signatureRefusal, signatureTag } from './signature-gate.js';
 import type { LoadedManifest } from './upstream.js';
 
 export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, reference: string): Promise<Response> {
@@ -38,10 +37,11 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
   // The signature gate (issue 26): a rule that requires signatures refuses before the manifest is served.
   const requirement = d.live.policy.oci.requirement(rule);
   let signature: string | null = null;
+  let warning: string | undefined;
   if (requirement && requirement.require !== 'none') {
     const v = await d.signatures.check(t, digest, requirement);
     if (!v.ok) throw signatureRefusal(t, reference, digest, rule, v, m.cache);
-    signature = signatureField(v);
+    ({ signature, warning } = await continuityGate(d, t, reference, digest, requirement, v, m.cache));
   }
   // The advisory gate: an image is served only once its packages have been judged.
   let gated;
@@ -69,7 +69,11 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
   if (inm && inm.split(',').some((v) => v.trim() === `"${digest}"`)) return sendStream(c, 304, headers, null);
   // On record (committed) before the client has the manifest.
   const row = { ...baseRecord(c, t, reference, 'manifest'), sha256: digest.slice(7), size: m.bytes.length, cache: m.cache, decision: 'allow' as const, rule };
-  return serveSmall(c, m.bytes, headers, { recorder: d.recorder, row: { ...row, scan: gated?.summary ?? null }, signature });
+  return serveSmall(c, m.bytes, headers, {
+    recorder: d.recorder,
+    row: { ...row, scan: gated?.summary ?? null, ...(warning ? { reason: warning } : {}) },
+    signature,
+  });
 }
 
 export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest: string): Promise<Response> {
@@ -89,10 +93,11 @@ export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest:
   // A blob is served only under a manifest that passed the signature gate (it is linked before the gate judges it).
   const requirement = d.live.policy.oci.requirement(rule);
   let signature: string | null = null;
+  let warning: string | undefined;
   if (requirement && requirement.require !== 'none') {
     const v = await d.signatures.check(t, digest, requirement);
     if (!v.ok) throw signatureRefusal(t, digest, digest, rule, v, 'none', 'blob');
-    signature = signatureField(v);
+    ({ signature, warning } = await continuityGate(d, t, digest, digest, requirement, v, 'none', 'blob'));
   }
   const headers: Record<string, string> = {
     ...API_VERSION,
@@ -115,7 +120,14 @@ export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest:
     observe: d.inventoryOnFill ? d.inventories.observer(hex) : undefined,
   };
   try {
-    return await serveBlob(c, d.cache, spec, headers, { recorder: d.recorder, base: { ...base, sha256: hex }, rule, label: `${t.repo}@${digest}`, signature });
+    return await serveBlob(c, d.cache, spec, headers, {
+      recorder: d.recorder,
+      base: { ...base, sha256: hex },
+      rule,
+      label: `${t.repo}@${digest}`,
+      signature,
+      warning,
+    });
   } catch (e) {
     if (e instanceof AirlockError && e.code === 'NOT_FOUND') throw new OciError(404, 'BLOB_UNKNOWN', e.message);
     throw e;

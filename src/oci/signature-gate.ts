@@ -10,6 +10,8 @@ import { API_VERSION, OciError } from './errors.js';
 import { MT } from './reference.js';
 import { signatureField } from '../signing/record.js';
 import type { SignatureVerdict } from './signatures.js';
+import { checkContinuity } from '../signing/continuity.js';
+import type { SignatureRequirement } from '../policy/signing.js';
 
 /**
  * Signature objects served to clients (issue 26), so that cosign and notation can verify again
@@ -62,6 +64,43 @@ export function signatureRefusal(
     row: { name: t.repo, version: reference, filename: kind, sha256: digest.slice(7), cache, signature: signatureField(v) },
     answer: new OciError(403, 'DENIED', reason),
   });
+}
+
+/**
+ * Continuity (issue 26, item 6) after the signature gate passed: the repository's recorded signer
+ * against this digest's. Refused (bad_signature, naming `airlock trust accept`) under on_change:
+ * refuse; under warn, what to serve: the row's signature (with the earlier signer) and its warning.
+ */
+export async function continuityGate(
+  d: OciContext,
+  t: Target,
+  reference: string,
+  digest: string,
+  req: SignatureRequirement,
+  v: SignatureVerdict,
+  cache: RefusalRow['cache'],
+  kind: 'manifest' | 'blob' = 'manifest',
+): Promise<{ signature: string | null; warning?: string }> {
+  const c = await checkContinuity(d.continuity, {
+    ecosystem: 'oci',
+    project: t.repo,
+    version: v.subject ?? digest,
+    rule: req.rule,
+    onChange: req.onChange,
+    result: v,
+  });
+  if (c.action === 'refuse') {
+    throw new Refusal({
+      status: 403,
+      code: c.code,
+      rule: req.rule,
+      reason: c.reason,
+      row: { name: t.repo, version: reference, filename: kind, sha256: digest.slice(7), cache, signature: signatureField(v) },
+      answer: new OciError(403, 'DENIED', c.reason),
+    });
+  }
+  if (c.action === 'warn') return { signature: signatureField(v, { changedFrom: c.earlier }), warning: c.reason };
+  return { signature: signatureField(v) };
 }
 
 /** Well-formed entries of an index (raw objects, kept as the upstream wrote them), the first `limit`; and how many it listed. */

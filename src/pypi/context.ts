@@ -9,6 +9,7 @@ import type { AppEnv } from '../http/send.js';
 import type { UpstreamHttp } from '../upstream/http.js';
 import type { IndexSource, PypiIndex } from './index.js';
 import type { Provenances } from './provenance.js';
+import type { Continuity } from '../signing/continuity.js';
 
 /** What the PyPI front-end's handlers (pages.ts, files.ts) are given. */
 export interface PypiDeps {
@@ -23,6 +24,8 @@ export interface PypiDeps {
   pageMaxAge: number;
   /** PEP 740 provenance of files whose rule requires attested (provenance.ts). */
   provenance: Provenances;
+  /** Continuity of signers per project (signing/continuity.ts), shared by the front-ends. */
+  continuity: Continuity;
   /** Where pages link Airlock's verified provenance (https public_url + /pypi/integrity/), or null: no links. */
   provenanceBase: string | null;
 }

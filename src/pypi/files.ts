@@ -6,6 +6,7 @@ import { clientAddress, sendStream, type AppEnv } from '../http/send.js';
 import { serveBlob } from '../http/serve-blob.js';
 import { isValidFilename, isValidProjectName, normalizeName } from '../names/pypi.js';
 import { signatureField } from '../signing/record.js';
+import { checkContinuity } from '../signing/continuity.js';
 import { contentLength } from '../upstream/http.js';
 import { admitFile } from './admit.js';
 import { loadPage, refuse, type PypiDeps } from './context.js';
@@ -50,6 +51,22 @@ export async function projectFile(d: PypiDeps, c: Context<AppEnv, '/files/:name/
   const req = isMetadata ? null : policy.pypi.requirement(fd.rule);
   const attested =
     req?.require === 'attested' ? await d.provenance.check({ project: name, version: fd.version, filename, sha256: sha, source: pd.source }, req, row) : null;
+  // Continuity: the project's recorded publisher against this file's (refused, or served with a warning on its row).
+  let signature = signatureField(attested?.result);
+  let warning: string | undefined;
+  if (req && attested) {
+    const cd = await checkContinuity(d.continuity, {
+      ecosystem: 'pypi',
+      project: name,
+      version: fd.version,
+      rule: req.rule,
+      onChange: req.onChange,
+      result: attested.result,
+    });
+    if (cd.action === 'refuse')
+      throw new Refusal({ status: 403, code: cd.code, rule: req.rule, reason: cd.reason, row: { ...row, version: fd.version, sha256: sha, signature } });
+    if (cd.action === 'warn') [signature, warning] = [signatureField(attested.result, { changedFrom: cd.earlier }), cd.reason];
+  }
   let expected: string;
   let expectedSize: number | undefined;
   // A file body is a large upstream transfer, shared out fairly per host (src/upstream/host-slots.ts); metadata is small.
@@ -99,6 +116,7 @@ export async function projectFile(d: PypiDeps, c: Context<AppEnv, '/files/:name/
     base: { ...base, version: parsed.version, sha256: expected },
     rule: fd.rule,
     label: filename,
-    signature: signatureField(attested?.result),
+    signature,
+    warning,
   });
 }
