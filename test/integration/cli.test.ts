@@ -290,6 +290,19 @@ policy:
       expect(unsigned.stdout).toMatch(
         /^signature: FAIL: oci\.allow\[2\] requires a signature of reg\.test\/cosign\/unsigned@sha256:7321.* by cody; found none/m,
       );
+      // A local layout of the same image under the signing rule: not looked up, and said so (exit 0: nothing was refused).
+      const layout = join(dir, 'signed-layout');
+      mkdirSync(join(layout, 'blobs', 'sha256'), { recursive: true });
+      for (const b of [fx.manifest, fx.config]) writeFileSync(join(layout, 'blobs', 'sha256', b.digest.slice(7)), b.bytes);
+      writeFileSync(
+        join(layout, 'index.json'),
+        JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: fx.manifest.mediaType, digest: SUBJECT_DIGEST, size: fx.manifest.bytes.length }] }),
+      );
+      const local = await airlockCli(['image', 'check', `oci:${layout}`, '--config', cfg, '--repository', 'reg.test/cosign/app']);
+      expect(local.code, local.stderr).toBe(0);
+      expect(local.stdout).toContain(
+        `attestation: not checked: oci.allow[0] requires an attestation, which lives in a registry; check docker://reg.test/cosign/app@${SUBJECT_DIGEST}`,
+      );
       // No signing rule: nothing looked up, no signature line.
       const before = reg.count(`referrers:${SUBJECT_DIGEST}`);
       const plain = await airlockCli(['image', 'check', 'reg.test/cosign/plain:v1', '--config', cfg]);
