@@ -15,7 +15,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The glibc settings Airlock is deployed with (Dockerfile, npm start); bench runs after the build.
 const { MALLOC_TUNABLES } = await import(join(ROOT, 'dist', 'obs', 'malloc.js'));
 const QUICK = process.argv.includes('--quick');
-// --only=1,1b,4 runs those sections alone (sections: 1 1b 1c 1d 2 3 3b 4 6 7 8 9 10) (while working on one of them; a full run is the record).
+// --only=1,1b,4 runs those sections alone (sections: 1 1b 1c 1d 2 3 3b 4 6 7 8 9 10 11) (while working on one of them; a full run is the record).
 const ONLY = process.argv
   .find((a) => a.startsWith('--only='))
   ?.slice(7)
@@ -207,6 +207,12 @@ const allow = files.map((f) => `      - { name: ${f.project} }`);
 allow.push('      - { name: bigpage }');
 for (let i = allow.length; i < S.policy; i++) allow.push(`      - { name: filler-${i}, versions: ">=1,<2" }`);
 
+// Section 11: the same fixture image with a signing rule (require: attested, the fixture's signer) and without one.
+const SIGNED_SUBJECT = 'sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4';
+const SIGNED_RULES =
+  `      - { repository: sig.local/signed/app, digests: ["${SIGNED_SUBJECT}"], require: attested, signers: [cody] }\n` +
+  `      - { repository: sig.local/plain/app, digests: ["${SIGNED_SUBJECT}"] }\n`;
+
 let airlockSeq = 0;
 async function startAirlock(opts = {}) {
   const dir = join(work, `airlock-${airlockSeq++}`);
@@ -218,6 +224,8 @@ async function startAirlock(opts = {}) {
     cfg,
     `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: warn\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${up.info.port}"]\n  index_ttl: 3600\n` +
       `oci:\n  default_registry: bench.local\n  inventory: ${opts.inventory ?? 'on-fill'}\n  registries:\n    bench.local: { url: "${UP}" }\n` +
+      // opts.signed: the cosign fixture registry (section 11); sig.local/signed/app requires the fixture's attestation, sig.local/plain/app has no signing rule.
+      (opts.signed ? `    sig.local: { url: "${opts.signed}" }\n` : '') +
       `hf:\n  upstream: "${UP}"\n` +
       (opts.offload ? `offload:\n  mode: ${opts.offload}\n` : '') +
       // opts.fleet: a replica on the shared PostgreSQL and S3-compatible store (section 3b).
@@ -225,7 +233,7 @@ async function startAirlock(opts = {}) {
         ? `storage:\n  meta: postgres\n  postgres_url_env: AIRLOCK_BENCH_PG\n  blobs: s3\n  s3: { endpoint: "${opts.fleet.s3}", bucket: airlock, path_style: true, access_key_env: AIRLOCK_BENCH_S3, secret_key_env: AIRLOCK_BENCH_S3 }\n`
         : '') +
       // opts.minAge: a minimum age on every PyPI release (section 10).
-      `policy:\n  hf:\n    allow:\n      - { repo: bench/model, refs: { main: "${up.info.hfCommit}" } }\n  oci:\n    allow:\n      - { repository: bench.local/bench/img, tags: { v1: "${up.info.ociDigest}" } }\n      - { repository: bench.local/bench/layered, tags: { v1: "${up.info.layeredDigest}" } }\n  pypi:\n${opts.minAge ? `    min_age: ${opts.minAge}\n` : ''}    allow:\n${allow.join('\n')}\n` +
+      `policy:\n${opts.signed ? '  signing:\n    signers:\n      cody: { issuer: https://github.com/login/oauth, subject: cody@soyland.com }\n' : ''}  hf:\n    allow:\n      - { repo: bench/model, refs: { main: "${up.info.hfCommit}" } }\n  oci:\n    allow:\n      - { repository: bench.local/bench/img, tags: { v1: "${up.info.ociDigest}" } }\n      - { repository: bench.local/bench/layered, tags: { v1: "${up.info.layeredDigest}" } }\n${opts.signed ? SIGNED_RULES : ''}  pypi:\n${opts.minAge ? `    min_age: ${opts.minAge}\n` : ''}    allow:\n${allow.join('\n')}\n` +
       // opts.gate: the image gate on bench/layered (no advisories imported: its packages count as judged-unknown and pass).
       (opts.gate
         ? `  advisories:\n    refuse: critical\n    images:\n      unjudged: allow\n      repositories: [{ repository: bench.local/bench/img, refuse: none }]\n`
@@ -1112,6 +1120,84 @@ if (want('10')) {
   const on = ms(new Policy({ pypi: { min_age: '7d', allow: [{ name: 'bigpage' }] } }));
   row(`min_age: filter a ${S.bigPage}-file page`, 'no min_age', { ms: off });
   row(`min_age: filter a ${S.bigPage}-file page`, 'pypi.min_age: 7d', { ms: on, ratio: on / off });
+}
+
+// 11. Signed images (issue 26): the cosign v3 fixture (a keyless attestation bundle) behind the
+// referrers API of a minimal registry (bench/signed-registry.mjs), the same image in a repository
+// with `require: attested` and in one without a signing rule. The first pull: a fresh server per
+// pull (nothing kept from another), alternating which goes first; with the rule it fetches the
+// referrers list, the bundle manifest and the bundle, and verifies offline against the pinned
+// trusted root before the manifest is served. Warm GETs: two servers side by side, alternating
+// rounds (the verdict is kept, so a warm request should pay nothing).
+progress('11. Signed images');
+if (want('11')) {
+  const { startSignedRegistry, SUBJECT_DIGEST } = await import(join(ROOT, 'bench', 'signed-registry.mjs'));
+  if (SUBJECT_DIGEST !== SIGNED_SUBJECT) throw new Error('section 11: subject digests differ');
+  const reg = await startSignedRegistry();
+  const accept = { accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' };
+  const path = (repo) => `/v2/sig.local/${repo}/manifests/${SIGNED_SUBJECT}`;
+  const firstPull = async (repo) => {
+    const a = await startAirlock({ signed: reg.url });
+    const before = reg.counts.referrers ?? 0;
+    const t0 = performance.now();
+    const r = await fetch(a.url + path(repo), { headers: accept });
+    const body = Buffer.from(await r.arrayBuffer());
+    const ms = performance.now() - t0;
+    await a.stop();
+    if (r.status !== 200 || body.length === 0) throw new Error(`section 11: first pull of ${repo}: ${r.status} ${body.toString().slice(0, 300)}`);
+    if (repo === 'signed/app' && (reg.counts.referrers ?? 0) === before) throw new Error('section 11: the signed pull did not look up the referrers');
+    return ms;
+  };
+  const plainMs = [];
+  const signedMs = [];
+  for (let round = 0; round < Math.max(S.reps, 5); round++) {
+    if (round % 2) {
+      signedMs.push(await firstPull('signed/app'));
+      plainMs.push(await firstPull('plain/app'));
+    } else {
+      plainMs.push(await firstPull('plain/app'));
+      signedMs.push(await firstPull('signed/app'));
+    }
+  }
+  row('signed image: first manifest pull', 'no signing rule', { ms: median(plainMs), minMs: Math.min(...plainMs), maxMs: Math.max(...plainMs) });
+  row('signed image: first manifest pull', 'require: attested (fetch + verify)', {
+    ms: median(signedMs),
+    minMs: Math.min(...signedMs),
+    maxMs: Math.max(...signedMs),
+    ratio: median(signedMs) / median(plainMs),
+    extraMs: median(signedMs.map((x, i) => x - plainMs[i])),
+  });
+  // Warm manifest GETs, side by side.
+  const plainA = await startAirlock({ signed: reg.url });
+  const signedA = await startAirlock({ signed: reg.url });
+  const urlPlain = plainA.url + path('plain/app');
+  const urlSigned = signedA.url + path('signed/app');
+  const b1 = await (await fetch(urlPlain, { headers: accept })).arrayBuffer();
+  const b2 = await (await fetch(urlSigned, { headers: accept })).arrayBuffer();
+  if (Buffer.compare(Buffer.from(b1), Buffer.from(b2)) !== 0) throw new Error('section 11: the two servers serve different manifests');
+  const refBefore = reg.counts.referrers;
+  const without = [];
+  const withRule = [];
+  // Alternating rounds, and which goes first alternates too.
+  for (let round = 0; round < Math.max(S.reps, 3); round++) {
+    if (round % 2) {
+      withRule.push(await load(urlSigned, accept, 32));
+      without.push(await load(urlPlain, accept, 32));
+    } else {
+      without.push(await load(urlPlain, accept, 32));
+      withRule.push(await load(urlSigned, accept, 32));
+    }
+  }
+  if (reg.counts.referrers !== refBefore) throw new Error('section 11: warm GETs looked up the referrers again');
+  const med = (xs) => ({ rps: median(xs.map((x) => x.rps)), p99Ms: median(xs.map((x) => x.p99)) });
+  const paired = median(withRule.map((x, i) => x.rps / without[i].rps));
+  row('signed image: warm manifest GET', 'no signing rule', med(without));
+  row('signed image: warm manifest GET', 'require: attested', { ...med(withRule), ratio: med(withRule).rps / med(without).rps, ratioPaired: paired });
+  results.signedWarmRounds = without.map((x, i) => ({ withoutRps: x.rps, withRuleRps: withRule[i].rps, ratio: withRule[i].rps / x.rps }));
+  target('signed image warm manifest GET within 5% of the rate without a rule', paired >= 0.95, `${paired.toFixed(2)}x (per round; ${without.length} rounds)`);
+  await plainA.stop();
+  await signedA.stop();
+  await reg.stop();
 }
 
 // (Sections run alone with --only may have sampled no scenario.)

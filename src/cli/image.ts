@@ -9,12 +9,15 @@ import type { LayerFacts } from '../image/facts.js';
 import { applyLayers, type Inventory } from '../image/inventory.js';
 import { readLayer } from '../image/layer.js';
 import { openMeta, withOciUpstream } from '../backends.js';
+import { LivePolicy } from '../core/live-policy.js';
+import { loadTrustRoots } from '../reload.js';
+import { ImageSignatures, type SignatureVerdict } from '../oci/signatures.js';
 import { checkDigest, parseImageRef } from '../names/oci.js';
 import { imageLayers, ImageInventories } from '../oci/inventory.js';
 import { ManifestError, indexEntries, parseManifest } from '../oci/reference.js';
 import { Advisories, type OsvRecord } from '../policy/advisories.js';
 import type { RefuseLevel } from '../policy/advisories.js';
-import type { ImageVerdict } from '../policy/index.js';
+import type { ImageVerdict, Policy } from '../policy/index.js';
 
 /**
  * `airlock image check`: the image gate where builds run. The image comes from a local OCI
@@ -31,10 +34,30 @@ export interface PlatformReport {
   verdict: ImageVerdict;
 }
 
+/**
+ * The signature check (issue 26), when the allow rule approving the image's digest requires
+ * `signed` or `attested`: the server's own gate (src/oci/signatures.ts: referrers API, tag
+ * schemes, offline verification against the stored or shipped trusted root) run against the
+ * upstream. A local layout or archive is not looked up (its signatures live in a registry).
+ */
+export interface SignatureReport {
+  rule: string;
+  require: 'signed' | 'attested';
+  /** True: verified; false: refused; null: not checked (see reason). */
+  ok: boolean | null;
+  /** The verified signer ("issuer subject", key:..., ca:...), or the one that failed when known. */
+  signer?: string;
+  source?: string;
+  bundleDigest?: string;
+  tlogIndex?: string;
+  reason?: string;
+}
+
 export interface ImageCheckReport {
   source: string;
   repository: string;
   platforms: PlatformReport[];
+  signature?: SignatureReport;
 }
 
 interface Manifestish {
@@ -133,7 +156,9 @@ async function fromRegistry(
   loaded: LoadedConfig,
   reference: string,
   judge: (repo: string, p: Manifestish, inv: Inventory) => PlatformReport,
-): Promise<{ repository: string; platforms: PlatformReport[] }> {
+  policy: Policy,
+  advisories: Advisories,
+): Promise<{ repository: string; platforms: PlatformReport[]; signature?: SignatureReport }> {
   const usage = 'expected REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:DIGEST';
   const parsed = parseImageRef(reference.replace(/^docker:\/\//, ''), loaded.config.oci.default_registry);
   if (!parsed.ok) throw new ConfigError(`image check: ${parsed.reason}; ${usage}`);
@@ -141,7 +166,19 @@ async function fromRegistry(
   if (!ref.tag && !ref.digest) throw new ConfigError(`image check: ${usage}, got ${JSON.stringify(reference)}`);
   return withOciUpstream(loaded, async ({ upstream, cache, meta }) => {
     const t = upstream.targetOf(ref);
-    const platforms = await upstream.platforms(t, await upstream.resolve(t, ref));
+    const top = await upstream.resolve(t, ref);
+    const platforms = await upstream.platforms(t, top);
+    // The signature gate, as the server runs it, when the rule approving this digest requires one.
+    let signature: SignatureReport | undefined;
+    const decision = policy.oci.decideDigest(ref.repository, top.digest);
+    const req = decision.rule ? policy.oci.requirement(decision.rule) : null;
+    if (req && req.require !== 'none') {
+      const log = pino({ level: 'silent' });
+      const live = new LivePolicy(loaded.policy, advisories, { file: loaded.policyFile, sha256: '' });
+      const trust = await loadTrustRoots(meta, log);
+      const sigs = new ImageSignatures({ upstream, cache, meta, live, log, maxManifestBytes: loaded.config.oci.max_manifest_bytes, trust });
+      signature = { rule: req.rule, require: req.require, ...signatureOf(await sigs.check(t, top.digest, req)) };
+    }
     const inventories = new ImageInventories(cache, meta.inventories, pino({ level: 'silent' }));
     try {
       const out: PlatformReport[] = [];
@@ -149,11 +186,23 @@ async function fromRegistry(
         const inv = await inventories.inventory(p.digest, imageLayers(p.bytes) ?? [], (l) => (signal) => upstream.openBlob(t, l.digest, signal));
         out.push(judge(ref.repository, p, inv));
       }
-      return { repository: ref.repository, platforms: out };
+      return { repository: ref.repository, platforms: out, ...(signature ? { signature } : {}) };
     } finally {
       inventories.close();
     }
   });
+}
+
+/** A verdict of the signature gate as the report shows it. */
+function signatureOf(v: SignatureVerdict): Omit<SignatureReport, 'rule' | 'require'> {
+  return {
+    ok: v.ok,
+    ...(v.identity ? { signer: v.identity } : {}),
+    ...(v.source ? { source: v.source } : {}),
+    ...(v.bundleDigest ? { bundleDigest: v.bundleDigest } : {}),
+    ...(v.tlogIndex ? { tlogIndex: v.tlogIndex } : {}),
+    ...(v.reason ? { reason: v.reason } : {}),
+  };
 }
 
 export async function checkImage(
@@ -188,9 +237,14 @@ export async function checkImage(
       const repository = opts.repository ?? `local/${dir.split('/').filter(Boolean).pop() ?? 'image'}`;
       const platforms: PlatformReport[] = [];
       for (const p of local.platforms) platforms.push(judge(repository, p, await localInventory(p, local.layer)));
-      return { source, repository, platforms };
+      const top = local.platforms.length === 1 ? local.platforms[0].digest : undefined;
+      const decision = top ? policy.oci.decideDigest(repository, top) : undefined;
+      const req = decision?.rule ? policy.oci.requirement(decision.rule) : null;
+      if (!req || req.require === 'none') return { source, repository, platforms };
+      const reason = `not checked: ${req.rule} requires ${req.require === 'attested' ? 'an attestation' : 'a signature'}, which lives in a registry; check docker://${repository}@${top}`;
+      return { source, repository, platforms, signature: { rule: req.rule, require: req.require, ok: null, reason } };
     }
-    const r = await fromRegistry(loaded, source, judge);
+    const r = await fromRegistry(loaded, source, judge, policy, advisories);
     return { source, ...r };
   } catch (e) {
     if (e instanceof ManifestError) throw new ConfigError(`image check: ${e.message}`);
@@ -223,6 +277,16 @@ export function formatReport(rep: ImageCheckReport): string {
     }
     for (const n of v.notes) lines.push(`note: ${n}`);
     lines.push(v.decision.allow ? 'result: pass' : `result: FAIL: ${v.decision.reason}`);
+  }
+  const sg = rep.signature;
+  if (sg) {
+    const what = sg.require === 'attested' ? 'attestation' : 'signature';
+    if (sg.ok === true)
+      lines.push(
+        `${what}: verified (${sg.rule}): signer ${sg.signer ?? 'unknown'}${sg.source ? `, found by ${sg.source}` : ''}${sg.bundleDigest ? `, bundle ${sg.bundleDigest}` : ''}`,
+      );
+    else if (sg.ok === false) lines.push(`${what}: FAIL: ${sg.reason ?? 'refused'}`);
+    else lines.push(`${what}: ${sg.reason}`);
   }
   return lines.join('\n') + '\n';
 }

@@ -10,6 +10,7 @@ import { airlockCli } from '../helpers/cli.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { FakeRegistry, digestOf, makeImage, makeIndex } from '../helpers/fake-registry.js';
 import { FakeHub } from '../helpers/fake-hub.js';
+import { BUNDLE_MT, bundleObjects, fixtureBundle, subjectImage, SUBJECT_DIGEST } from '../helpers/cosign-fixture.js';
 import { loadConfig } from '../../src/config/load.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 
@@ -239,6 +240,75 @@ policy:
       const unknown = await airlockCli(['image', 'check', 'ghcr.io/x/y:1', '--config', cfg]);
       expect(unknown.code).toBe(2);
       expect(unknown.stderr).toContain('registry ghcr.io is not configured in oci.registries (configured: reg.test)');
+    } finally {
+      await reg.stop();
+    }
+  });
+
+  it('image check verifies signatures when the rule requires them: the signer, or the refusal and why (the cosign fixture)', async () => {
+    const reg = await new FakeRegistry().start();
+    try {
+      // The fixture's subject image and its attestation bundle, listed by the referrers API (as in oci-signatures.test.ts).
+      const fx = subjectImage();
+      const subject = { manifest: fx.manifest.bytes, digest: SUBJECT_DIGEST, mediaType: fx.manifest.mediaType, config: fx.config.bytes, layers: [] };
+      const o = bundleObjects(fixtureBundle(), fx.manifest);
+      const sig = { manifest: o.manifest.bytes, digest: o.manifest.digest, mediaType: o.manifest.mediaType, config: o.empty.bytes, layers: [o.layer.bytes] };
+      for (const repo of ['cosign/app', 'cosign/wrongid', 'cosign/unsigned', 'cosign/plain']) reg.push(repo, subject, 'v1');
+      for (const repo of ['cosign/app', 'cosign/wrongid']) {
+        reg.push(repo, sig);
+        reg.referrers.set(`${repo}@${SUBJECT_DIGEST}`, [sig]);
+      }
+      reg.referrerTypes.set(sig.digest, BUNDLE_MT);
+      const cfg = join(dir, 'signed.yaml');
+      const rule = (repo: string, extra: string) => `      - { repository: reg.test/${repo}, digests: ["${SUBJECT_DIGEST}"]${extra} }\n`;
+      writeFileSync(
+        cfg,
+        `data_dir: ${join(dir, 'data-signed')}\noci:\n  default_registry: reg.test\n  registries:\n    reg.test: { url: "${reg.url}", blob_hosts: ["127.0.0.1:${reg.cdnPort}"] }\n` +
+          `policy:\n  signing:\n    signers:\n      cody: { issuer: https://github.com/login/oauth, subject: cody@soyland.com }\n      someone: { issuer: https://github.com/login/oauth, subject: someone@soyland.com }\n` +
+          `  oci:\n    allow:\n` +
+          rule('cosign/app', ', require: attested, signers: [cody]') +
+          rule('cosign/wrongid', ', require: attested, signers: [someone]') +
+          rule('cosign/unsigned', ', require: signed, signers: [cody]') +
+          rule('cosign/plain', ''),
+      );
+      const ok = await airlockCli(['image', 'check', 'reg.test/cosign/app:v1', '--config', cfg]);
+      expect(ok.stderr).toBe('');
+      expect(ok.code, ok.stdout).toBe(0);
+      expect(ok.stdout).toContain('attestation: verified (oci.allow[0]): signer https://github.com/login/oauth cody@soyland.com, found by referrers');
+      expect(reg.count(`referrers:${SUBJECT_DIGEST}`)).toBe(1);
+      const json = JSON.parse((await airlockCli(['image', 'check', `reg.test/cosign/app@${SUBJECT_DIGEST}`, '--config', cfg, '--json'])).stdout);
+      expect(json.signature).toMatchObject({ rule: 'oci.allow[0]', require: 'attested', ok: true, signer: 'https://github.com/login/oauth cody@soyland.com' });
+      expect(json.signature.bundleDigest).toBe(o.layer.digest);
+      // Another signer required: refused, naming the rule and what was found; exit 1 as for a finding.
+      const wrong = await airlockCli(['image', 'check', 'reg.test/cosign/wrongid:v1', '--config', cfg]);
+      expect(wrong.code, wrong.stdout).toBe(1);
+      expect(wrong.stdout).toMatch(
+        /^attestation: FAIL: oci\.allow\[1\] requires an attestation of reg\.test\/cosign\/wrongid@sha256:7321.* by someone; found 1: /m,
+      );
+      const unsigned = await airlockCli(['image', 'check', 'reg.test/cosign/unsigned:v1', '--config', cfg]);
+      expect(unsigned.code, unsigned.stdout).toBe(1);
+      expect(unsigned.stdout).toMatch(
+        /^signature: FAIL: oci\.allow\[2\] requires a signature of reg\.test\/cosign\/unsigned@sha256:7321.* by cody; found none/m,
+      );
+      // A local layout of the same image under the signing rule: not looked up, and said so (exit 0: nothing was refused).
+      const layout = join(dir, 'signed-layout');
+      mkdirSync(join(layout, 'blobs', 'sha256'), { recursive: true });
+      for (const b of [fx.manifest, fx.config]) writeFileSync(join(layout, 'blobs', 'sha256', b.digest.slice(7)), b.bytes);
+      writeFileSync(
+        join(layout, 'index.json'),
+        JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: fx.manifest.mediaType, digest: SUBJECT_DIGEST, size: fx.manifest.bytes.length }] }),
+      );
+      const local = await airlockCli(['image', 'check', `oci:${layout}`, '--config', cfg, '--repository', 'reg.test/cosign/app']);
+      expect(local.code, local.stderr).toBe(0);
+      expect(local.stdout).toContain(
+        `attestation: not checked: oci.allow[0] requires an attestation, which lives in a registry; check docker://reg.test/cosign/app@${SUBJECT_DIGEST}`,
+      );
+      // No signing rule: nothing looked up, no signature line.
+      const before = reg.count(`referrers:${SUBJECT_DIGEST}`);
+      const plain = await airlockCli(['image', 'check', 'reg.test/cosign/plain:v1', '--config', cfg]);
+      expect(plain.code, plain.stdout).toBe(0);
+      expect(plain.stdout).not.toMatch(/signature|attestation/);
+      expect(reg.count(`referrers:${SUBJECT_DIGEST}`)).toBe(before);
     } finally {
       await reg.stop();
     }

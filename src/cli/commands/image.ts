@@ -4,7 +4,8 @@ import { fail, type Command } from './shared.js';
 
 /**
  * `airlock image check`: judge an image's OS and Python packages against the imported advisories
- * (../image.ts does the work). Exit 1 when a platform is refused at --fail-on, 2 when the image
+ * (../image.ts does the work), and its signatures when its rule requires them. Exit 1 when a
+ * platform is refused at --fail-on or the signature check refuses, 2 when the image
  * cannot be checked (one line; a configuration error is reported as such).
  */
 export const image: Command = {
@@ -15,8 +16,10 @@ export const image: Command = {
         "judge an image's OS and Python packages against the",
         'imported advisories: oci:DIR[:TAG],',
         'docker-archive:FILE, or docker://REGISTRY/NAME:TAG',
-        'through the mirror; exit 1 on a finding at or above',
-        "--fail-on (default: the policy's level), 2 if the",
+        'through the mirror (and its signatures when the rule',
+        'requires signed/attested: the signer or the refusal);',
+        'exit 1 on a finding at or above --fail-on (default:',
+        "the policy's level) or a signature refused, 2 if the",
         'image cannot be checked',
       ],
     },
@@ -36,6 +39,6 @@ export const image: Command = {
       fail(`image check: ${(e as Error).message}`);
     }
     process.stdout.write(values.json ? JSON.stringify(rep, null, 2) + '\n' : formatReport(rep));
-    if (rep.platforms.some((p) => !p.verdict.decision.allow)) process.exit(1);
+    if (rep.platforms.some((p) => !p.verdict.decision.allow) || rep.signature?.ok === false) process.exit(1);
   },
 };
