@@ -101,7 +101,8 @@ describe('bounded cache', () => {
     writeFileSync(store.pathOf(sha(bad)), Buffer.alloc(10_000));
     const logs: string[] = [];
     const s = backgroundScrub(cache, { scrub_rate: 100, scrub_every: 3600 }, { info: (_o, m) => logs.push(m), error: (_o, m) => logs.push(m) });
-    for (let i = 0; i < 100 && (await meta.getBlob(sha(bad))); i++) await new Promise((r) => setTimeout(r, 20));
+    // Forgetting the row and reporting the corruption are two steps: wait for both.
+    for (let i = 0; i < 250 && ((await meta.getBlob(sha(bad))) || corrupt.length === 0); i++) await new Promise((r) => setTimeout(r, 20));
     expect(await meta.getBlob(sha(bad))).toBeNull();
     expect(corrupt).toEqual([sha(bad)]);
     s.stop();
