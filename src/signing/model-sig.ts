@@ -16,7 +16,8 @@ import type { CompiledSigner } from '../policy/signing.js';
 import { compareManifest, MAX_MODEL_RESOURCES, parseModelStatement, shown, type ManifestMatch, type Parsed } from './model-manifest.js';
 import { verifyWithCertificates, verifyWithKey, type DsseParts } from './model-keys.js';
 import type { LoadedTrustRoot } from './trust.js';
-import { MAX_JSON_DEPTH, verifyBundleFull, type SignatureResult, type VerifyOptions } from './verify.js';
+import { jsonBeyond } from './json-bounds.js';
+import { verifyBundleFull, type SignatureResult, type VerifyOptions } from './verify.js';
 
 /** A bound on model.sig: a signed list of 100,000 files is about 20 MiB of base64 JSON; larger is refused unread. */
 export const MAX_MODEL_SIG_BYTES = 32 * 1024 * 1024;
@@ -45,27 +46,6 @@ export interface ModelVerifyOptions extends VerifyOptions {
  */
 const MAX_BUNDLE_VALUES = 10_000;
 const MAX_STATEMENT_VALUES = 8 * MAX_MODEL_RESOURCES + 10_000;
-
-export function jsonBeyond(buf: Buffer, maxValues: number, maxDepth = MAX_JSON_DEPTH): string | null {
-  let depth = 0;
-  let values = 0;
-  let inString = false;
-  for (let i = 0; i < buf.length; i++) {
-    const c = buf[i];
-    if (inString) {
-      if (c === 0x5c) i++;
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) {
-      if (++depth > maxDepth) return `nests deeper than ${maxDepth} levels`;
-      if (++values > maxValues) return `holds more than ${maxValues} JSON values`;
-    } else if (c === 0x5d || c === 0x7d) depth--;
-    else if (c === 0x2c || c === 0x3a) {
-      if (++values > maxValues) return `holds more than ${maxValues} JSON values`;
-    }
-  }
-  return null;
-}
 
 interface Bundle {
   json: Record<string, unknown>;

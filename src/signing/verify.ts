@@ -1,3 +1,4 @@
+import { MAX_JSON_DEPTH, jsonTooDeep } from './json-bounds.js';
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
 import { X509Certificate } from '@sigstore/core';
@@ -69,28 +70,7 @@ const DIGEST = /^(sha256|sha384|sha512):([0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128}
 const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim().slice(0, 600);
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
-/** A bundle nests a few levels; V8 takes seconds on megabytes of "[[[[" (measured: ~4 s for 4 MB), so depth is checked first. */
-export const MAX_JSON_DEPTH = 64;
-
-/**
- * Whether JSON text nests deeper than `limit` (arrays and objects, outside strings): one linear
- * pass over the bytes, before JSON.parse is given them.
- */
-export function jsonTooDeep(buf: Buffer, limit = MAX_JSON_DEPTH): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < buf.length; i++) {
-    const c = buf[i];
-    if (inString) {
-      if (c === 0x5c) i++;
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) {
-      if (++depth > limit) return true;
-    } else if (c === 0x5d || c === 0x7d) depth--;
-  }
-  return false;
-}
+export { MAX_JSON_DEPTH, jsonTooDeep } from './json-bounds.js';
 
 /** Parse what was fetched into a Bundle, bounded, or a reason. */
 export function parseBundle(input: unknown): { ok: true; bundle: Bundle; digest: string } | { ok: false; reason: string; digest?: string } {
