@@ -1,7 +1,7 @@
-import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { haveHfPython, hfPython } from '../helpers/hf-python.js';
 import { describe, expect, it } from 'vitest';
 import { corpus, corpusPick, useCorpusMirror } from '../helpers/corpus.js';
 
@@ -10,40 +10,8 @@ import { corpus, corpusPick, useCorpusMirror } from '../helpers/corpus.js';
  * users have. .ci/run installs it with pip where the machine's package index has it; where it
  * cannot be imported this suite says so and skips (the @huggingface/hub suite covers the same).
  */
-const HERE = new URL('../helpers/', import.meta.url).pathname;
-let haveClient = false;
-try {
-  execFileSync('python3', ['-c', 'import huggingface_hub'], { stdio: 'ignore' });
-  haveClient = true;
-} catch {
-  console.warn('huggingface_hub (Python) is not installed: its end-to-end suite is skipped');
-}
-
-function client(args: string[], endpoint: string): Promise<Record<string, unknown>> {
-  const home = mkdtempSync(join(tmpdir(), 'airlock-hfpy-home-'));
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    HOME: home,
-    HF_HOME: join(home, 'hf'),
-    HF_ENDPOINT: endpoint,
-    HF_HUB_DISABLE_TELEMETRY: '1',
-    HF_HUB_DISABLE_PROGRESS_BARS: '1',
-    HF_HUB_ETAG_TIMEOUT: '30',
-    HF_HUB_DOWNLOAD_TIMEOUT: '30',
-    PYTHONNOUSERSITE: '1',
-  };
-  if (process.env.PYENV_ROOT) env.PYENV_ROOT = process.env.PYENV_ROOT;
-  return new Promise((resolve, reject) => {
-    execFile('python3', [join(HERE, 'hf_client.py'), ...args], { env, timeout: 120_000 }, (err, stdout, stderr) => {
-      const line = stdout.trim().split('\n').pop() ?? '';
-      try {
-        resolve(JSON.parse(line));
-      } catch {
-        reject(new Error(`hf_client.py failed (${err?.message}): ${stderr}`));
-      }
-    });
-  });
-}
+const haveClient = haveHfPython('its end-to-end suite');
+const client = hfPython;
 
 describe.skipIf(!haveClient)('the real huggingface_hub (Python) and the real-world corpus', () => {
   const airlock = useCorpusMirror();

@@ -4,7 +4,6 @@
  * signed-models.ts). A signed snapshot arrives whole in each mode; an unsigned or mis-signed one fails with the
  * reason in the client's own error.
  */
-import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,41 +13,10 @@ import type { TestAirlock } from '../helpers/airlock.js';
 import type { FakeHub } from '../helpers/fake-hub.js';
 import { sha256hex } from '../helpers/fake-hub.js';
 import { fixtureFiles, MODE_DIR, startSignedModels } from '../helpers/signed-models.js';
+import { haveHfPython, hfPython } from '../helpers/hf-python.js';
 
-const HERE = new URL('../helpers/', import.meta.url).pathname;
-let havePython = false;
-try {
-  execFileSync('python3', ['-c', 'import huggingface_hub'], { stdio: 'ignore' });
-  havePython = true;
-} catch {
-  console.warn('huggingface_hub (Python) is not installed: its part of the model signature suite is skipped');
-}
-
-function python(args: string[], endpoint: string): Promise<Record<string, unknown>> {
-  const home = mkdtempSync(join(tmpdir(), 'airlock-hfsig-home-'));
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    HOME: home,
-    HF_HOME: join(home, 'hf'),
-    HF_ENDPOINT: endpoint,
-    HF_HUB_DISABLE_TELEMETRY: '1',
-    HF_HUB_DISABLE_PROGRESS_BARS: '1',
-    HF_HUB_ETAG_TIMEOUT: '30',
-    HF_HUB_DOWNLOAD_TIMEOUT: '30',
-    PYTHONNOUSERSITE: '1',
-  };
-  if (process.env.PYENV_ROOT) env.PYENV_ROOT = process.env.PYENV_ROOT;
-  return new Promise((resolve, reject) => {
-    execFile('python3', [join(HERE, 'hf_client.py'), ...args], { env, timeout: 120_000 }, (err, stdout, stderr) => {
-      const line = stdout.trim().split('\n').pop() ?? '';
-      try {
-        resolve(JSON.parse(line));
-      } catch {
-        reject(new Error(`hf_client.py failed (${err?.message}): ${stderr}`));
-      }
-    });
-  });
-}
+const havePython = haveHfPython('its part of the model signature suite');
+const python = hfPython;
 
 /** Every file of a fixture, as snapshot_download lays it out: path → sha256. */
 const want = (dir: string) => Object.fromEntries(fixtureFiles(dir).map((f) => [f.path, sha256hex(f.bytes)]));
