@@ -12,6 +12,7 @@ import { keepRecord } from './core/record-budget.js';
 import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import type { BackgroundJudge } from './oci/background.js';
+import { startBackgroundRescan, type NewlyRefused } from './hf/rescan.js';
 import { ImageInventories } from './oci/inventory.js';
 import { loadTrustRoots, readAdvisories, reloadAdvisories, reloadPolicy, reloadTrust } from './reload.js';
 import { startCacheUpkeep, startRetention } from './upkeep.js';
@@ -71,6 +72,24 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   });
   const retention = await startRetention(config.records, { recorder, meta, log });
   record.start();
+  // After a scanner upgrade, cached model files are judged again in the background (hf/rescan.ts).
+  // Files reported before a listener subscribed are replayed to it (the rescan starts with the server).
+  const refusedHooks: ((n: NewlyRefused) => void | Promise<void>)[] = [];
+  const refusedSoFar: NewlyRefused[] = [];
+  const rescans = startBackgroundRescan({
+    meta,
+    read: (sha256) => cache.fileBytes(sha256),
+    policy: () => live.policy.hf,
+    log,
+    perMinute: config.hf.rescan_per_minute,
+    onProgress: (r) => metrics.backgroundRescans.inc({ outcome: r.status }),
+    onRefused: async (n) => {
+      metrics.backgroundRescans.inc({ outcome: 'refused' });
+      if (refusedSoFar.length < 1000) refusedSoFar.push(n);
+      for (const h of refusedHooks)
+        await Promise.resolve(h(n)).catch((e) => log.error({ err: (e as Error).message }, 'a newly refused model file could not be reported'));
+    },
+  });
 
   return {
     app,
@@ -91,10 +110,20 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     reloadPolicy: (): boolean => reloadPolicy(loaded, live, log),
     /** Resolves once the background image judge has nothing queued or running (tests). */
     backgroundJudged: (): Promise<void> => backgroundJudge?.idle() ?? Promise.resolve(),
+    /** Be told of each cached model file that the background rescan newly refuses (alerts). */
+    onModelFileRefused: (h: (n: NewlyRefused) => void | Promise<void>): void => {
+      refusedHooks.push(h);
+      for (const n of refusedSoFar)
+        void Promise.resolve(h(n)).catch((e) => log.error({ err: (e as Error).message }, 'a newly refused model file could not be reported'));
+    },
+    /** Resolves with the number of newly refused files once the background rescan after a scanner upgrade is over (tests). */
+    rescanned: (): Promise<number> => rescans.done,
     /** Upstream hosts failing now (the breaker; the console's overview). */
     failingUpstreams: () => [...http.pypi.failing(), ...http.oci.failing(), ...http.hf.failing()],
     async close() {
       stopping.abort();
+      rescans.stop();
+      await rescans.done;
       retention.stop();
       record.stop();
       scrubber.stop();

@@ -2,7 +2,7 @@ import { loadConfig } from '../config/load.js';
 import { HitReader } from '../core/cache-hit.js';
 import { openBlobs, openMeta } from '../backends.js';
 import { SCANNER_VERSION, type ScanReport } from '../scan/index.js';
-import { Inspections } from '../hf/inspection.js';
+import { rescanBlob } from '../hf/rescan.js';
 import { AirlockError } from '../core/errors.js';
 
 export interface RescanResult {
@@ -36,38 +36,26 @@ export async function rescan(configFile: string, opts: { all?: boolean; progress
     await meta.deleteBlob(sha256);
     await store.quarantine(sha256).catch(() => null);
   });
-  const inspections = new Inspections(meta);
+  const read = async (sha256: string) => {
+    const blob = await meta.getBlob(sha256);
+    if (!blob) return null;
+    const file = await hits.bytes(sha256, blob.size);
+    if (!file) throw new AirlockError('DIGEST_MISMATCH', `sha256:${sha256} no longer matches its digest`);
+    return file;
+  };
   try {
     const rows = (await meta.listScans()).filter((r) => opts.all || r.scanner !== SCANNER_VERSION);
     out.total = rows.length;
     let done = 0;
     for (const row of rows) {
-      const blob = await meta.getBlob(row.sha256);
-      if (!blob) {
-        out.missing++;
-        opts.progress?.(++done, rows.length);
-        continue;
+      const r = await rescanBlob(meta, read, row.sha256, opts.all);
+      if (r.status === 'missing') out.missing++;
+      else if (r.status === 'corrupt') out.corrupt++;
+      else if (r.status === 'rescanned') {
+        out.rescanned++;
+        if (summary(r.before) !== summary(r.after))
+          out.changed.push({ sha256: row.sha256, format: r.after.format, before: summary(r.before), after: summary(r.after) });
       }
-      let before: ScanReport | null = null;
-      const old = await meta.getScan(row.sha256);
-      if (old) before = JSON.parse(old.report) as ScanReport;
-      let after: ScanReport;
-      try {
-        const file = await hits.bytes(row.sha256, blob.size);
-        if (!file) throw new AirlockError('DIGEST_MISMATCH', `sha256:${row.sha256} no longer matches its digest`);
-        after = await inspections.rescan(row.sha256, file);
-      } catch (e) {
-        const code = (e as AirlockError).code;
-        if (code === 'NOT_FOUND' || code === 'DIGEST_MISMATCH') {
-          if (code === 'NOT_FOUND') out.missing++;
-          else out.corrupt++;
-          opts.progress?.(++done, rows.length);
-          continue;
-        }
-        throw e;
-      }
-      out.rescanned++;
-      if (summary(before) !== summary(after)) out.changed.push({ sha256: row.sha256, format: after.format, before: summary(before), after: summary(after) });
       opts.progress?.(++done, rows.length);
     }
   } finally {

@@ -141,6 +141,11 @@ export const configSchema = z
           .min(1024)
           .default(256 * 1024 * 1024),
         timeout: z.number().positive().default(30),
+        /**
+         * After a scanner upgrade, cached model files judged by the old scanner are judged again in
+         * the background at most this many a minute (0: only on their next pull or `airlock rescan`).
+         */
+        rescan_per_minute: z.number().min(0).default(30),
       })
       .strict()
       .prefault({}),

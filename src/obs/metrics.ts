@@ -123,6 +123,12 @@ export class Metrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
+  readonly backgroundRescans = new Counter({
+    name: 'airlock_model_rescans_total',
+    help: 'Cached model files judged again in the background after a scanner upgrade (hf.rescan_per_minute), by outcome (rescanned, current: another replica did it, missing, corrupt, refused: newly refused by the policy in force)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly upstreamQueueWait = new Histogram({
     name: 'airlock_upstream_queue_seconds',
     help: 'Time upstream requests waited for a connection of their host (transfers.host_connections, host_large), by host and class (small, large)',
