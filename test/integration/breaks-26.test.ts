@@ -1,0 +1,140 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
+import { BUNDLE_MT, fixtureBundle, subjectImage, SUBJECT_DIGEST } from '../helpers/cosign-fixture.js';
+import { FakeRegistry, digestOf, makeImage, makeIndex, type Image } from '../helpers/fake-registry.js';
+import { records } from '../helpers/http.js';
+
+/**
+ * Issue 26, attacked from the side (helper break26): each `it` is one guarantee that a hostile
+ * upstream (or a hijacked publisher account pushing to it) could break, failing before its fix.
+ */
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const ACCEPT = [OCI_MANIFEST, OCI_INDEX, 'application/vnd.docker.distribution.manifest.v2+json'].join(', ');
+
+const fixture = subjectImage();
+const subject: Image = {
+  manifest: fixture.manifest.bytes,
+  digest: SUBJECT_DIGEST,
+  mediaType: fixture.manifest.mediaType,
+  config: fixture.config.bytes,
+  layers: [],
+};
+
+/** cosign v3's bundle manifest (an artifact naming the subject). */
+function bundleManifest(bundle: Buffer): Image {
+  const config = Buffer.from('{}');
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType: BUNDLE_MT,
+      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: digestOf(config), size: 2 },
+      layers: [{ mediaType: BUNDLE_MT, digest: digestOf(bundle), size: bundle.length }],
+      subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.manifest.length },
+    }),
+  );
+  return { manifest, digest: digestOf(manifest), mediaType: OCI_MANIFEST, config, layers: [bundle] };
+}
+
+describe('issue 26 breaks: images', () => {
+  const api = new FakeRegistry();
+  const tags = new FakeRegistry();
+  let a: TestAirlock;
+  const bundle = fixtureBundle();
+  const sig = bundleManifest(bundle);
+  // What a hostile upstream slips in: a runnable image nobody pinned or signed.
+  const evil = makeImage([randomBytes(400)]);
+  const evilArm = makeImage([randomBytes(400)], 'arm64');
+  const evilIndex = makeIndex([{ img: evilArm, arch: 'arm64' }]);
+  const get = (path: string, method = 'GET') => fetch(`${a.url}/v2/${path}`, { method, headers: { accept: ACCEPT } });
+  const rule = (repo: string, signed = true) =>
+    `      - repository: ${repo}\n        digests: ["${SUBJECT_DIGEST}"]\n` + (signed ? `        require: attested\n        signers: [cody]\n` : '');
+
+  beforeAll(async () => {
+    tags.referrersMode = 'none';
+    for (const r of [api, tags]) await r.start();
+    // The referrers API lists the real bundle, and an image.
+    api.push('cosign/app', subject);
+    api.push('cosign/app', sig);
+    api.push('cosign/app', evil);
+    api.referrers.set(`cosign/app@${SUBJECT_DIGEST}`, [sig, evil]);
+    api.referrerTypes.set(sig.digest, BUNDLE_MT);
+    api.referrerTypes.set(evil.digest, BUNDLE_MT);
+    // Tags only: the referrers tag schema's tag names an image; in another repository an index of images.
+    tags.push('cosign/tag', subject);
+    tags.push('cosign/tag', evil, `sha256-${SUBJECT_DIGEST.slice(7)}`);
+    // The referrers tag schema's index lists the real bundle (the subject verifies) and an image index.
+    tags.push('cosign/index', subject);
+    tags.push('cosign/index', sig);
+    tags.pushIndex('cosign/index', evilIndex, [evilArm]);
+    const schema = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_INDEX,
+        manifests: [
+          { mediaType: OCI_MANIFEST, digest: sig.digest, size: sig.manifest.length, artifactType: BUNDLE_MT },
+          { mediaType: OCI_INDEX, digest: evilIndex.digest, size: evilIndex.bytes.length, artifactType: BUNDLE_MT },
+        ],
+      }),
+    );
+    tags.manifests.set(`cosign/index@${digestOf(schema)}`, { bytes: schema, mediaType: OCI_INDEX });
+    tags.tags.set(`cosign/index:sha256-${SUBJECT_DIGEST.slice(7)}`, digestOf(schema));
+    a = await startAirlock(`
+oci:
+  default_registry: api.test
+  registries:
+    api.test: { url: "${api.url}", blob_hosts: ["127.0.0.1:${api.cdnPort}"] }
+    tags.test: { url: "${tags.url}", blob_hosts: ["127.0.0.1:${tags.cdnPort}"] }
+policy:
+  signing:
+    signers:
+      cody: { issuer: https://github.com/login/oauth, subject: cody@soyland.com }
+  oci:
+    allow:
+${rule('api.test/cosign/app')}${rule('tags.test/cosign/tag', false)}${rule('tags.test/cosign/index')}
+`);
+  }, 60_000);
+
+  afterAll(async () => {
+    await a?.stop();
+    for (const r of [api, tags]) await r.stop();
+  });
+
+  it('referrers served for a signed pinned digest: an image the upstream lists among them is not approved through it (manifest or layers)', async () => {
+    expect((await get(`api.test/cosign/app/manifests/${SUBJECT_DIGEST}`)).status).toBe(200);
+    const list = await get(`api.test/cosign/app/referrers/${SUBJECT_DIGEST}`);
+    expect(list.status).toBe(200);
+    expect(((await list.json()) as { manifests: { digest: string }[] }).manifests.map((m) => m.digest)).toEqual([sig.digest, evil.digest]);
+    // The signature objects themselves stay servable (clients verify again downstream).
+    expect((await get(`api.test/cosign/app/manifests/${sig.digest}`)).status).toBe(200);
+    expect((await get(`api.test/cosign/app/blobs/${digestOf(bundle)}`)).status).toBe(200);
+    // The image listed beside them is neither pinned nor signed: refused, and so are its layers.
+    const m = await get(`api.test/cosign/app/manifests/${evil.digest}`);
+    expect(m.status).toBe(403);
+    expect(await m.text()).toMatch(/DENIED.*not pinned|not pinned.*DENIED/s);
+    expect((await get(`api.test/cosign/app/manifests/${evil.digest}`, 'HEAD')).status).toBe(403);
+    expect((await get(`api.test/cosign/app/blobs/${digestOf(evil.layers[0])}`)).status).toBe(403);
+    expect((await get(`api.test/cosign/app/blobs/${digestOf(evil.config)}`)).status).toBe(403);
+    const denied = (await records(a, `ecosystem=oci&name=api.test/cosign/app&decision=deny`)).filter((r) => r.sha256 === evil.digest.slice(7));
+    expect(denied.length).toBeGreaterThan(0);
+  });
+
+  it('signature tags are served only as signature objects of an approved subject: the tag sha256-<hex> naming an image (or an index of images) is refused', async () => {
+    // A pinned digest without a signing rule: its signature tag is still served, but only as a signature object.
+    expect((await get(`tags.test/cosign/tag/manifests/${SUBJECT_DIGEST}`)).status).toBe(200);
+    const tagged = await get(`tags.test/cosign/tag/manifests/sha256-${SUBJECT_DIGEST.slice(7)}`);
+    expect(tagged.status).toBe(403);
+    expect((await get(`tags.test/cosign/tag/manifests/${evil.digest}`)).status).toBe(403);
+    expect((await get(`tags.test/cosign/tag/blobs/${digestOf(evil.layers[0])}`)).status).toBe(403);
+    // A signed subject whose tag schema index lists its bundle and an index of images: the subject and
+    // its bundle are served; the images are refused, with their layers.
+    expect((await get(`tags.test/cosign/index/manifests/${SUBJECT_DIGEST}`)).status).toBe(200);
+    expect((await get(`tags.test/cosign/index/manifests/sha256-${SUBJECT_DIGEST.slice(7)}`)).status).toBe(200);
+    expect((await get(`tags.test/cosign/index/manifests/${sig.digest}`)).status).toBe(200);
+    await get(`tags.test/cosign/index/manifests/${evilIndex.digest}`);
+    expect((await get(`tags.test/cosign/index/manifests/${evilArm.digest}`)).status).toBe(403);
+    expect((await get(`tags.test/cosign/index/blobs/${digestOf(evilArm.layers[0])}`)).status).toBe(403);
+  });
+});
