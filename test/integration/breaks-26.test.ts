@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { BUNDLE_MT, fixtureBundle, subjectImage, SUBJECT_DIGEST } from '../helpers/cosign-fixture.js';
@@ -11,6 +11,7 @@ import { records } from '../helpers/http.js';
  */
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const SIMPLESIGNING = 'application/vnd.dev.cosign.simplesigning.v1+json';
 const ACCEPT = [OCI_MANIFEST, OCI_INDEX, 'application/vnd.docker.distribution.manifest.v2+json'].join(', ');
 
 const fixture = subjectImage();
@@ -136,5 +137,82 @@ ${rule('api.test/cosign/app')}${rule('tags.test/cosign/tag', false)}${rule('tags
     await get(`tags.test/cosign/index/manifests/${evilIndex.digest}`);
     expect((await get(`tags.test/cosign/index/manifests/${evilArm.digest}`)).status).toBe(403);
     expect((await get(`tags.test/cosign/index/blobs/${digestOf(evilArm.layers[0])}`)).status).toBe(403);
+  });
+});
+
+describe('issue 26 breaks: trust material', () => {
+  const tags = new FakeRegistry();
+  let a: TestAirlock;
+  const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const pem = keys.publicKey
+    .export({ type: 'spki', format: 'pem' })
+    .toString()
+    .trim()
+    .split('\n')
+    .map((l) => `          ${l}`)
+    .join('\n');
+  const img = makeImage([randomBytes(300)]);
+  const get = (path: string, method = 'GET') => fetch(`${a.url}/v2/${path}`, { method, headers: { accept: ACCEPT } });
+
+  beforeAll(async () => {
+    tags.referrersMode = 'none';
+    await tags.start();
+    // A legacy cosign .sig signature of the image, by the rule's key.
+    const payload = Buffer.from(
+      JSON.stringify({
+        critical: { identity: { 'docker-reference': 'x' }, image: { 'docker-manifest-digest': img.digest }, type: 'cosign container image signature' },
+        optional: null,
+      }),
+    );
+    const signature = sign('sha256', payload, keys.privateKey).toString('base64');
+    const config = Buffer.from('{}');
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
+        layers: [
+          { mediaType: SIMPLESIGNING, digest: digestOf(payload), size: payload.length, annotations: { 'dev.cosignproject.cosign/signature': signature } },
+        ],
+      }),
+    );
+    tags.push('legacy/key', img);
+    tags.push('legacy/key', { manifest, digest: digestOf(manifest), mediaType: OCI_MANIFEST, config, layers: [payload] }, `sha256-${img.digest.slice(7)}.sig`);
+    a = await startAirlock(`
+oci:
+  default_registry: tags.test
+  registries:
+    tags.test: { url: "${tags.url}", blob_hosts: ["127.0.0.1:${tags.cdnPort}"] }
+policy:
+  signing:
+    signers:
+      acme-key:
+        key: |
+${pem}
+  oci:
+    allow:
+      - repository: tags.test/legacy/key
+        digests: ["${img.digest}"]
+        require: signed
+        signers: [acme-key]
+`);
+  }, 60_000);
+
+  afterAll(async () => {
+    await a?.stop();
+    await tags.stop();
+  });
+
+  it('a missing or broken trusted root refuses where a rule requires a signature: a legacy .sig signed by a key too (fail closed)', async () => {
+    expect((await get(`tags.test/legacy/key/manifests/${img.digest}`)).status).toBe(200);
+    // The stored root no longer loads: nothing verifies, and there is no fallback.
+    await a.airlock.meta.putTrustRoot({ sha256: 'f'.repeat(64), root: '{"mediaType": "not a trusted root"}' });
+    expect(await a.airlock.reloadTrust()).toBeNull();
+    for (const method of ['GET', 'HEAD']) {
+      const res = await get(`tags.test/legacy/key/manifests/${img.digest}`, method);
+      expect(res.status).toBe(403);
+      if (method === 'GET') expect(await res.text()).toMatch(/no usable Sigstore trusted root/);
+    }
+    expect((await get(`tags.test/legacy/key/blobs/${digestOf(img.layers[0])}`)).status).toBe(403);
   });
 });
