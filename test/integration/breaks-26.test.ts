@@ -3,7 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { BUNDLE_MT, fixtureBundle, subjectImage, SUBJECT_DIGEST } from '../helpers/cosign-fixture.js';
 import { FakeRegistry, digestOf, makeImage, makeIndex, type Image } from '../helpers/fake-registry.js';
+import type { FakeHub } from '../helpers/fake-hub.js';
 import { records } from '../helpers/http.js';
+import { startSignedModels } from '../helpers/signed-models.js';
 
 /**
  * Issue 26, attacked from the side (helper break26): each `it` is one guarantee that a hostile
@@ -214,5 +216,33 @@ ${pem}
       if (method === 'GET') expect(await res.text()).toMatch(/no usable Sigstore trusted root/);
     }
     expect((await get(`tags.test/legacy/key/blobs/${digestOf(img.layers[0])}`)).status).toBe(403);
+  });
+});
+
+describe('issue 26 breaks: model signatures and trust material', () => {
+  let hub: FakeHub;
+  let a: TestAirlock;
+
+  beforeAll(async () => {
+    ({ hub, a } = await startSignedModels());
+  });
+
+  afterAll(async () => {
+    await a?.stop();
+    await hub?.stop();
+  });
+
+  it('a missing or broken trusted root refuses where a rule requires a signature: a model signed in key mode too (fail closed)', async () => {
+    const hf = (p: string, method = 'GET') => fetch(`${a.url}/hf/${p}`, { method });
+    expect((await hf('acme/key/resolve/main/signme-1')).status).toBe(200);
+    await a.airlock.meta.putTrustRoot({ sha256: 'f'.repeat(64), root: '{"mediaType": "not a trusted root"}' });
+    expect(await a.airlock.reloadTrust()).toBeNull();
+    const res = await hf('acme/key/resolve/main/signme-2');
+    expect(res.status).toBe(403);
+    expect(res.headers.get('x-error-message')).toMatch(/no usable Sigstore trusted root/);
+    const head = await hf('acme/key/resolve/main/signme-1', 'HEAD');
+    expect(head.status).toBe(404);
+    expect(head.headers.get('x-error-message')).toMatch(/no usable Sigstore trusted root/);
+    expect((await records(a, 'name=acme/key')).filter((r) => r.code === 'bad_signature').length).toBeGreaterThan(0);
   });
 });
