@@ -1,11 +1,12 @@
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { BUNDLE_MT, fixtureBundle, subjectImage, SUBJECT_DIGEST } from '../helpers/cosign-fixture.js';
 import { FakeRegistry, digestOf, makeImage, makeIndex, type Image } from '../helpers/fake-registry.js';
-import type { FakeHub } from '../helpers/fake-hub.js';
+import { FakeHub, hfUpstream, type HubFile } from '../helpers/fake-hub.js';
 import { records } from '../helpers/http.js';
-import { startSignedModels } from '../helpers/signed-models.js';
+import { fixtureFiles, MODE_DIR, MODELS, startSignedModels } from '../helpers/signed-models.js';
 
 /**
  * Issue 26, attacked from the side (helper break26): each `it` is one guarantee that a hostile
@@ -244,5 +245,51 @@ describe('issue 26 breaks: model signatures and trust material', () => {
     expect(head.status).toBe(404);
     expect(head.headers.get('x-error-message')).toMatch(/no usable Sigstore trusted root/);
     expect((await records(a, 'name=acme/key')).filter((r) => r.code === 'bad_signature').length).toBeGreaterThan(0);
+  });
+});
+
+describe('issue 26 breaks: model signatures against a hostile Hub', () => {
+  const hub = new FakeHub();
+  let a: TestAirlock;
+  let commit: string;
+  const evil = Buffer.from('weights the signer never saw\n');
+  let files: HubFile[];
+
+  beforeAll(async () => {
+    await hub.start();
+    // The key-signed fixture, and its tree listing signme-2 twice: the signed git file, then an LFS file of other bytes.
+    files = fixtureFiles(MODE_DIR.key, (f) => [...f, { path: 'signme-2', bytes: evil, lfs: true }]);
+    commit = hub.commit('model', 'acme/dup', files);
+    a = await startAirlock(`
+${hfUpstream(hub)}policy:
+  signing:
+    signers:
+      acme-key: { key_file: ${join(MODELS, 'keys/signing-key-pub.pem')} }
+  hf:
+    allow:
+      - repo: acme/dup
+        refs: { main: "${commit}" }
+        require: signed
+        signers: [acme-key]
+`);
+  }, 60_000);
+
+  afterAll(async () => {
+    await a?.stop();
+    await hub.stop();
+  });
+
+  it('a signed snapshot serves only what the signature covers: a tree that lists a path twice is refused, not served as the entry the signature did not check', async () => {
+    const hf = (p: string, method = 'GET') => fetch(`${a.url}/hf/${p}`, { method });
+    const first = await hf('acme/dup/resolve/main/signme-1');
+    // The Hub now answers the path with the other entry (a hostile Hub answers as it likes).
+    const i = files.findIndex((f) => f.path === 'signme-2' && f.lfs);
+    files.unshift(...files.splice(i, 1));
+    const res = await hf('acme/dup/resolve/main/signme-2');
+    const body = Buffer.from(await res.arrayBuffer());
+    expect(body.equals(evil)).toBe(false);
+    expect(res.status).not.toBe(200);
+    expect(first.status).not.toBe(200);
+    expect(res.headers.get('x-error-message') ?? '').toMatch(/signme-2.*twice|twice.*signme-2/);
   });
 });
