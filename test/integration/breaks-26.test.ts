@@ -1,10 +1,12 @@
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { BUNDLE_MT, fixtureBundle, subjectImage, SUBJECT_DIGEST } from '../helpers/cosign-fixture.js';
 import { FakeRegistry, digestOf, makeImage, makeIndex, type Image } from '../helpers/fake-registry.js';
 import { FakeHub, hfUpstream, type HubFile } from '../helpers/fake-hub.js';
+import { FakeIndex } from '../helpers/fake-index.js';
 import { records } from '../helpers/http.js';
 import { fixtureFiles, MODE_DIR, MODELS, startSignedModels } from '../helpers/signed-models.js';
 
@@ -291,5 +293,46 @@ ${hfUpstream(hub)}policy:
     expect(res.status).not.toBe(200);
     expect(first.status).not.toBe(200);
     expect(res.headers.get('x-error-message') ?? '').toMatch(/signme-2.*twice|twice.*signme-2/);
+  });
+});
+
+describe('issue 26 breaks: PEP 740 provenance', () => {
+  const FIX = new URL('../fixtures/signatures/pypi/', import.meta.url).pathname;
+  const PA = 'pypi_attestations-0.0.19.tar.gz';
+  const OTHER = 'pypi_attestations-0.0.19-py3-none-any.whl';
+  const dist = readFileSync(join(FIX, PA));
+  const provenance = readFileSync(join(FIX, `${PA}.provenance`));
+  const up = new FakeIndex();
+  let a: TestAirlock;
+
+  beforeAll(async () => {
+    await up.start();
+    // The attested sdist, and the same bytes and provenance listed under another file name.
+    up.add('pypi-attestations', { filename: PA, bytes: dist, provenance });
+    up.add('pypi-attestations', { filename: OTHER, bytes: dist, provenance });
+    a = await startAirlock(`
+pypi:
+  upstream: ${up.simpleUrl}
+  file_hosts: ["127.0.0.1:${up.port}"]
+policy:
+  pypi:
+    allow:
+      - { name: pypi-attestations, require: attested, publisher: { github: trailofbits/pypi-attestations, workflow: release.yml } }
+`);
+  });
+  afterAll(async () => {
+    await a?.stop();
+    await up.stop();
+  });
+
+  it("every attestation names the file served: a verified provenance is not reused for another file name with the same sha256 (the cache's key)", async () => {
+    const first = await fetch(`${a.url}/pypi/files/pypi-attestations/${PA}`);
+    expect(first.status).toBe(200);
+    await first.arrayBuffer();
+    const other = await fetch(`${a.url}/pypi/files/pypi-attestations/${OTHER}`);
+    expect(other.status).toBe(403);
+    expect(await other.text()).toContain('not this file');
+    const rows = (await records(a, 'name=pypi-attestations')).filter((r) => r.filename === OTHER);
+    expect(rows[0]).toMatchObject({ decision: 'deny', code: 'bad_signature' });
   });
 });
