@@ -135,6 +135,13 @@ export class Hub {
 
   private build(type: HfRepoType, repo: string, commit: string, stored: { entries: HfEntry[]; info: Record<string, unknown> }): HfSnapshot {
     const entries = stored.entries;
+    // A path listed twice: which entry a request gets, and which one a check (the model signature, a scan) read, could differ.
+    const twice = entries.find((e, i) => i > 0 && entries[i - 1].path === e.path);
+    if (twice)
+      throw new AirlockError(
+        'UPSTREAM_BAD_RESPONSE',
+        `the Hub's tree of ${displayRepo(type, repo)}@${commit} lists ${JSON.stringify(twice.path.slice(0, 200))} twice`,
+      );
     return { type, repo, commit, entries, byPath: new Map(entries.map((e) => [e.path, e])), info: stored.info };
   }
 
@@ -163,9 +170,10 @@ export class Hub {
     entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     const stored = { entries, info: cleanInfo(info as Record<string, unknown>) };
     const k = this.key(type, repo, commit);
+    const snap = this.build(type, repo, commit, stored);
     await this.o.meta.putPage({ key: k, body: JSON.stringify(stored), fetchedAt: Date.now(), etag: null });
     this.o.log.info({ ecosystem: 'hf', repo: displayRepo(type, repo), commit, files: entries.length }, 'repository metadata fetched');
-    return this.remember(k, this.build(type, repo, commit, stored));
+    return this.remember(k, snap);
   }
 
   /** Resolve a branch or tag upstream (for `airlock pin`): the commit it points at today. */

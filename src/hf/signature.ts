@@ -64,9 +64,18 @@ export class ModelSignatures {
   }
 
   private async verify(snap: HfSnapshot, sig: HfEntry, req: SignatureRequirement): Promise<ModelSignatureResult> {
-    const [sigBytes, files] = await Promise.all([this.signatureBytes(snap, sig), this.digests(snap)]);
-    const r = verifyModelSignature(sigBytes, files, req.signers, this.trust?.current() ?? null, { rule: req.rule, signaturePath: req.signature });
     const name = `${displayRepo(snap.type, snap.repo)}@${snap.commit}`;
+    // Fail closed for every signer kind (docs/signing.md, trust material): key and CA modes verify without the root,
+    // but no usable root (broken, missing, expired) refuses them too, as OCI and PyPI verifications are refused.
+    const root = this.trust?.current() ?? null;
+    if (!root || !root.usableAt(Date.now())) {
+      const why = !root
+        ? 'no usable Sigstore trusted root (see airlock trust import)'
+        : `the trusted root ${root.version} has expired (import a current one: airlock trust import FILE)`;
+      return { ok: false, reason: `${name}: ${req.rule}: ${why}` };
+    }
+    const [sigBytes, files] = await Promise.all([this.signatureBytes(snap, sig), this.digests(snap)]);
+    const r = verifyModelSignature(sigBytes, files, req.signers, root, { rule: req.rule, signaturePath: req.signature });
     if (r.ok) this.d.log.info({ ecosystem: 'hf', repo: name, identity: r.identity, modelDigest: r.modelDigest, rule: req.rule }, 'model signature verified');
     return r.ok ? r : { ...r, reason: `${name}: ${r.reason}` };
   }

@@ -50,6 +50,35 @@ export interface Approval {
   decision: Decision;
   /** Size declared by the approving parent manifest (for content reached through one). */
   size?: number;
+  /**
+   * Approved only as (part of) a signature object of an approved manifest: listed by the upstream's
+   * referrers API or signature tag, which the upstream chooses. Such a manifest is served only when
+   * it carries no filesystem layer (signatureObjectOnly), so it cannot smuggle an unpinned image in.
+   */
+  referrer?: boolean;
+}
+
+/** Image layer media types (OCI and Docker): what a runtime unpacks into a filesystem. */
+const FS_LAYER = /^application\/vnd\.(oci\.image\.layer\.|docker\.image\.rootfs\.)/;
+
+/**
+ * Why a manifest reached only through a referrer link may not be served, or null: an image manifest
+ * with a filesystem layer (or a layer of no media type, or bytes that do not parse) is an image, not
+ * a signature, attestation or SBOM. An index is allowed: what it lists is checked in turn.
+ */
+export function notSignatureObject(bytes: Buffer): string | null {
+  let doc: { layers?: unknown; fsLayers?: unknown };
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return 'it does not parse';
+  }
+  if (!doc || typeof doc !== 'object') return 'it does not parse';
+  if (doc.fsLayers !== undefined) return 'it is a schema 1 image';
+  if (doc.layers === undefined) return null;
+  if (!Array.isArray(doc.layers)) return 'its layers are not a list';
+  const l = doc.layers.find((x) => !x || typeof x !== 'object' || typeof x.mediaType !== 'string' || FS_LAYER.test(x.mediaType));
+  return l ? `it is an image (layer ${JSON.stringify(String(l?.mediaType ?? '(no media type)').slice(0, 80))})` : null;
 }
 
 /** What the OCI handlers (pull.ts, listing.ts, token.ts) are given: the deps and the upstream they share. */
@@ -80,11 +109,20 @@ export async function approve(d: OciContext, repo: string, digest: string, depth
   const policy = d.live.policy;
   const direct = policy.oci.decideDigest(repo, digest);
   if (direct.allow || direct.code !== 'digest_not_pinned' || depth >= 3) return { decision: direct };
+  let viaReferrer: Approval | undefined;
   for (const p of await d.meta.getOciParents(repo, digest)) {
     const parent = await approve(d, repo, p.parent, depth + 1);
-    if (parent.decision.allow) return { decision: policy.oci.decideReferenced(repo, digest, parent.decision), size: p.size };
+    if (!parent.decision.allow) continue;
+    const referrer = parent.referrer || p.kind === 'referrer';
+    if (!referrer) return { decision: policy.oci.decideReferenced(repo, digest, parent.decision), size: p.size };
+    // Through a signature object: only when that parent is one (no filesystem layer); the child itself is checked when served.
+    if (parent.referrer) {
+      const held = await d.upstream.held(repo, p.parent);
+      if (!held || notSignatureObject(held.bytes)) continue;
+    }
+    viaReferrer ??= { decision: policy.oci.decideReferenced(repo, digest, parent.decision), size: p.size, referrer: true };
   }
-  return { decision: direct };
+  return viaReferrer ?? { decision: direct };
 }
 
 export function baseRecord(c: Context<AppEnv>, t: Target, reference: string, kind: 'manifest' | 'blob'): Omit<RecordRow, 'cache' | 'decision'> {

@@ -4,7 +4,7 @@ import { serveBlob, serveSmall } from '../http/serve-blob.js';
 import { sendBytes, sendStream, type AppEnv } from '../http/send.js';
 import { checkDigest, isValidTag } from '../names/oci.js';
 import { header, readBoundedBytes } from '../upstream/http.js';
-import { approve, baseRecord, deny, failed, type Approval, type OciContext, type Target } from './context.js';
+import { approve, baseRecord, deny, failed, notSignatureObject, type Approval, type OciContext, type Target } from './context.js';
 import { API_VERSION, OciError } from './errors.js';
 import { MT, ManifestError, accepts, isIndexType, parseManifest } from './reference.js';
 import { SIGNATURE_TAG, continuityGate, signatureRefusal, signatureTag } from './signature-gate.js';
@@ -33,6 +33,12 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
     m = await d.upstream.manifest(t, digest, approval.size);
   } catch (e) {
     throw failed(e, t, reference, digest.slice(7), rule);
+  }
+  // Reached only as a signature object (the upstream's referrers or signature tag): never an image.
+  const notSig = approval.referrer ? notSignatureObject(m.bytes) : null;
+  if (notSig) {
+    const reason = `${t.repo}@${digest} is not pinned: it is reached only as a signature or attestation of an approved manifest, and ${notSig}; images are served only when pinned (or listed by a pinned index)`;
+    deny(t, reference, 'manifest', { allow: false, rule, code: 'digest_not_pinned', reason }, digest.slice(7));
   }
   // The signature gate (issue 26): a rule that requires signatures refuses before the manifest is served.
   const requirement = d.live.policy.oci.requirement(rule);

@@ -40,8 +40,8 @@ export async function signatureTag(d: OciContext, t: Target, tag: string, notPin
   } catch (e) {
     throw failed(e, t, tag, subject.slice(7), sub.decision.rule);
   }
-  await d.meta.addOciLinks(t.repo, subject, [{ digest: m.digest, size: m.bytes.length, kind: 'manifest' }]);
-  return { digest: m.digest, approval: { decision: d.live.policy.oci.decideReferenced(t.repo, m.digest, sub.decision) } };
+  await d.meta.addOciLinks(t.repo, subject, [{ digest: m.digest, size: m.bytes.length, kind: 'referrer' }]);
+  return { digest: m.digest, approval: { decision: d.live.policy.oci.decideReferenced(t.repo, m.digest, sub.decision), referrer: true } };
 }
 
 /** The signature gate's refusal: unsigned or bad_signature (DENIED), or the upstream's failure. */
@@ -200,7 +200,7 @@ export async function referrers(d: OciContext, c: Context<AppEnv>, t: Target, di
   await d.meta.addOciLinks(
     t.repo,
     digest,
-    entries.map((e) => ({ digest: e.digest as string, size: e.size as number, kind: 'manifest' as const })),
+    entries.map((e) => ({ digest: e.digest as string, size: e.size as number, kind: 'referrer' as const })),
   );
   const headers: Record<string, string> = { ...API_VERSION, 'content-type': MT.ociIndex };
   if (q) headers['oci-filters-applied'] = 'artifactType';

@@ -306,8 +306,19 @@ export class ImageSignatures {
 
   private async legacy(t: UpstreamTarget, subject: string, req: SignatureRequirement, f: Found): Promise<CosignResult | null> {
     const entries = await this.tagIndex(t, `sha256-${subject.slice(7)}.sig`, f);
+    // Fail closed as every bundle verification does (verify.ts): no usable trusted root, no signature accepted, by a key either.
+    const trust = this.d.trust?.current() ?? null;
+    const unusable = !trust
+      ? 'no usable Sigstore trusted root (see airlock trust import)'
+      : !trust.usableAt(Date.now())
+        ? `the trusted root ${trust.version} has expired (import a current one: airlock trust import FILE)`
+        : null;
     for (const e of entries.slice(0, 1)) {
       for (const l of await this.layers(t, e, SIMPLESIGNING_MT, f)) {
+        if (unusable) {
+          f.failures.push(`${l.digest.slice(0, 19)}…: ${req.rule}: ${unusable}`);
+          return null;
+        }
         if (f.examined >= MAX_OBJECTS) return null;
         const bytes = await this.object(t, l, f);
         if (!bytes) continue;

@@ -148,6 +148,11 @@ export class OciUpstream {
     throw new AirlockError('BAD_REQUEST', `${t.repo}: name a tag or a digest`);
   }
 
+  /** A manifest already held (memory or cache), or undefined: never asks upstream. */
+  held(repo: string, digest: string): Promise<{ bytes: Buffer; mediaType: string } | undefined> {
+    return this.manifests.held(repo, digest);
+  }
+
   /** The image manifests of a manifest or index: itself, or each platform the index lists (attestations skipped), verified. */
   async platforms(t: UpstreamTarget, top: LoadedManifest): Promise<PlatformManifest[]> {
     if (!this.parse(t, top.digest, top.bytes, top.mediaType).isIndex) return [top];

@@ -19,7 +19,7 @@ import type { IndexSource } from './index.js';
  * file's name and the sha256 the index gave (known before any byte of the file is served) and the
  * rule's publisher. The bytes of a verified provenance are kept (memory, then the metadata store's
  * page cache, so a warm request or a restarted replica makes no upstream call) and results by
- * (file sha256, provenance digest, trust version, rule). Anything else is a Refusal: `unsigned`
+ * (file sha256 and name, provenance digest, trust version, rule). Anything else is a Refusal: `unsigned`
  * when the upstream has no provenance, `bad_signature` when it does not verify.
  */
 
@@ -140,7 +140,8 @@ export class Provenances {
     if (!root) return compute();
     let digest = this.digests.get(bytes);
     if (!digest) this.digests.set(bytes, (digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`));
-    return this.results.through(f.sha256, digest, root.version, req.cacheKey, compute);
+    // The file's name is part of what is verified (every attestation must name it): it keys the result with its sha256.
+    return this.results.through(`${f.sha256} ${f.filename}`, digest, root.version, req.cacheKey, compute);
   }
 
   private remember(key: string, bytes: Buffer): void {

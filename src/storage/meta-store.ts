@@ -116,7 +116,8 @@ export interface OciManifestRecord {
 export interface OciLink {
   digest: string;
   size: number;
-  kind: 'manifest' | 'blob';
+  /** 'referrer': listed as a signature object of the parent (referrers API, signature tag), not part of it. */
+  kind: 'manifest' | 'blob' | 'referrer';
 }
 
 export interface TokenRecord {

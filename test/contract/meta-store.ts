@@ -309,6 +309,9 @@ export function ociStoreContract(name: string, fresh: () => Promise<OciStore>): 
       // Storing a link twice keeps one.
       await s.addOciLinks('r.io/a', man, [{ digest: `sha256:${hex('4')}`, size: 9, kind: 'manifest' }]);
       expect(await s.getOciParents('r.io/a', `sha256:${hex('4')}`)).toHaveLength(1);
+      // A signature object listed by the upstream (referrers, signature tag) keeps its kind: approval through it is narrower.
+      await s.addOciLinks('r.io/a', idx, [{ digest: `sha256:${hex('5')}`, size: 11, kind: 'referrer' }]);
+      expect(await s.getOciParents('r.io/a', `sha256:${hex('5')}`)).toEqual([{ parent: idx, size: 11, kind: 'referrer' }]);
     });
   });
 }

@@ -270,7 +270,12 @@ policy:
   });
 
   it('lists the referrers of an approved manifest and serves them, and nothing for others', async () => {
-    const sig = makeImage([Buffer.from('cosign signature payload')]);
+    // A signature's shape (cosign's legacy simple-signing layer): an image listed as a referrer is not served (breaks-26.test.ts).
+    const img = makeImage([Buffer.from('cosign signature payload')]);
+    const sigManifest = Buffer.from(
+      img.manifest.toString().replace('application/vnd.oci.image.layer.v1.tar', 'application/vnd.dev.cosign.simplesigning.v1+json'),
+    );
+    const sig = { ...img, manifest: sigManifest, digest: digestOf(sigManifest) };
     reg.push('team/app', sig);
     reg.referrers.set(v1.digest, [sig]);
     const res = await fetch(v2url(`reg.test/team/app/referrers/${v1.digest}`));
