@@ -86,10 +86,13 @@ export class OciPolicy {
   private readonly allow = new Map<string, AllowRule>();
   private readonly deny: DenyRule[] = [];
   private readonly requirements = new Map<string, SignatureRequirement>();
+  /** oci.min_age, oci.exclude_newer: what a repository without an allow rule yet would get (a pin's cooldown). */
+  private readonly eco: AgeRule | null;
 
   constructor(input: OciPolicyInput, base: (string | number)[], signing: SigningPolicy = new SigningPolicy({})) {
     // A first sight is always known (the front-end records it before asking): on_missing_time has nothing to decide.
     const eco = compileAge({ min_age: input.min_age, exclude_newer: input.exclude_newer }, base);
+    this.eco = ageApplies(eco) ? eco : null;
     (input.allow ?? []).forEach((a, i) => {
       const path = [...base, 'allow', i];
       const repo = canonicalRepository(a.repository);
@@ -223,12 +226,14 @@ export class OciPolicy {
    * The age verdict (issue 27) for `repo:tag`, which resolveTag resolved to `digest`, first seen by
    * Airlock at `firstSeen` (epoch ms): null when old enough, else the refusal naming its age, the
    * rule and the override. Only tags are aged: a pull by digest names the exact image, a digest pin
-   * a person reviewed, and is the override.
+   * a person reviewed, and is the override. A repository not allowed yet gets the ecosystem's
+   * settings (what `airlock pin oci REPO:TAG` reports as cooldown).
    */
   decideTagAge(repo: string, tag: string, digest: string, firstSeen: number, now: number): AgedRefusal | null {
     const a = this.allow.get(repo);
-    if (!a?.age) return null;
-    const v = judgeAge(a.age, `${repo}:${tag} (${digest})`, firstSeen, now, 'was first seen by Airlock');
+    const age = a ? a.age : this.eco;
+    if (!age) return null;
+    const v = judgeAge(age, `${repo}:${tag} (${digest})`, firstSeen, now, 'was first seen by Airlock');
     if (!v) return null;
     const pin = `to take it now, review it and pull it by digest (a digest pin, which a person reviewed, overrides the minimum age): ${repo}@${digest}`;
     return { allow: false, rule: v.rule, code: 'too_new', reason: `${v.reason}; ${pin}`, until: v.until };
