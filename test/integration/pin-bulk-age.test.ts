@@ -103,6 +103,20 @@ describe('airlock pin from files: minimum age (cooldown)', () => {
       await after.close();
       expect(seen).toBeGreaterThan(Date.now() - 60_000);
       expect(loadConfig(cfg).policy.oci.repositories()).toEqual(['reg.test/team/bydigest', 'reg.test/team/seasoned']);
+      // A single pin decides the same: the young tag is refused (exit 1, one line), by digest it is pinned, --accept-new writes the tag.
+      const single = await airlockCli(['pin', 'oci', 'reg.test/team/young:v1', '--config', cfg]);
+      expect(single.code).toBe(1);
+      expect(single.stderr.trim().split('\n')).toHaveLength(1);
+      expect(single.stderr).toMatch(
+        /was first seen by Airlock \S+, \d+s ago, younger than the minimum age 7d \(policy oci\.min_age\).*Not pinned: pin it by digest/,
+      );
+      const digestPin = await airlockCli(['pin', 'oci', `reg.test/team/young@${young.digest}`, '--config', cfg]);
+      expect(digestPin.stderr).toBe('');
+      expect(digestPin.code).toBe(0);
+      const accepted = await airlockCli(['pin', 'oci', 'reg.test/team/young:v1', '--accept-new', '--config', cfg]);
+      expect(accepted.code).toBe(0);
+      expect(accepted.stderr).toContain('pinned anyway (--accept-new): pulls by this tag are refused until then, a pull by digest is served now');
+      expect(loadConfig(cfg).policy.oci.resolveTag('reg.test/team/young', 'v1').digest).toBe(young.digest);
     } finally {
       await reg.stop();
     }

@@ -35,6 +35,7 @@ async function pinOci({ values, configFile }: CommandContext, req: string): Prom
   const loaded = loadConfig(configFile);
   const accepted = await lookalikeGate(loaded, 'oci', pin.repository, values['accept-lookalike']);
   if (values.print) return printed(pin, accepted);
+  ociAgeGate(loaded, pin, values['accept-new'] === true);
   const how = writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin);
   if (accepted) noteAccepted(loaded.policyFile, 'repository', pin.repository, accepted);
   loadConfig(configFile);
@@ -68,6 +69,21 @@ function hfAgeGate(loaded: ReturnType<typeof loadConfig>, pin: Awaited<ReturnTyp
   if (!v) return;
   if (!acceptNew) fail(`pin: ${v.reason}. Not pinned: pin an older commit by its id, wait, or review it and pin again with --accept-new`, 1);
   process.stderr.write(`warning: ${v.reason}; pinned anyway (--accept-new)\n`);
+}
+
+/**
+ * Minimum age at pin time for an image (issue 27), as for the Hub: a tag whose digest Airlock first
+ * saw less than oci.min_age ago (the resolve just recorded a first sight) is refused unless
+ * --accept-new; an image named by digest is the reviewer's choice. The server ages the tag anyway,
+ * so --accept-new only writes it early: the tag serves the digest from the time the reason names.
+ */
+function ociAgeGate(loaded: ReturnType<typeof loadConfig>, pin: Awaited<ReturnType<typeof resolveOciPin>>, acceptNew: boolean): void {
+  if (!pin.tag) return;
+  const v = loaded.policy.oci.decideTagAge(pin.repository, pin.tag, pin.digest, pin.firstSeen, Date.now());
+  if (!v) return;
+  const reason = v.reason.replace(/; to take it now, .*$/, '');
+  if (!acceptNew) fail(`pin: ${reason}. Not pinned: pin it by digest (${pin.repository}@${pin.digest}) after review, wait, or pin again with --accept-new`, 1);
+  process.stderr.write(`warning: ${reason}; pinned anyway (--accept-new): pulls by this tag are refused until then, a pull by digest is served now\n`);
 }
 
 async function pinHf({ values, configFile }: CommandContext, req: string): Promise<void> {
@@ -118,6 +134,10 @@ export const pin: Command = {
       ],
     },
     { synopsis: 'airlock pin oci REGISTRY/NAME@sha256:DIGEST', text: ['check the digest upstream and pin it'] },
+    {
+      synopsis: 'airlock pin oci|hf|-r|-f ... --accept-new',
+      text: ['pin a tag, branch or lock-file entry younger', 'than its min_age (refused without it; an', 'exact pin, a digest or a commit id is not aged)'],
+    },
     {
       synopsis: 'airlock pin pypi -r FILE [--print]',
       text: ['pin every release of a requirements file (with', 'its --hash lines), pylock.toml or uv.lock'],
