@@ -32,6 +32,8 @@ export interface PlatformReport {
   os?: string;
   packages: number;
   verdict: ImageVerdict;
+  /** The image config's `created`: chosen by the image's author, shown, never trusted (oci.min_age counts from firstSeen). */
+  created?: string;
 }
 
 /**
@@ -58,6 +60,21 @@ export interface ImageCheckReport {
   repository: string;
   platforms: PlatformReport[];
   signature?: SignatureReport;
+  /** A registry image: its top digest and when Airlock first saw it (ISO time; null: not yet seen), what oci.min_age counts from. */
+  firstSeen?: { digest: string; at: string | null };
+}
+
+/** The `created` of an image manifest's config blob (author-chosen, shown only), or undefined when it has none or it cannot be read. */
+async function createdOf(manifest: Buffer, read: (digest: string, size: number | undefined) => Promise<Buffer | null>): Promise<string | undefined> {
+  try {
+    const config = (JSON.parse(manifest.toString('utf8')) as { config?: { digest?: string; size?: number } }).config;
+    if (!config?.digest || !checkDigest(config.digest).ok) return undefined;
+    const bytes = await read(config.digest, config.size);
+    const created = bytes ? (JSON.parse(bytes.toString('utf8')) as { created?: unknown }).created : undefined;
+    return typeof created === 'string' ? created.slice(0, 64) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 interface Manifestish {
@@ -158,7 +175,7 @@ async function fromRegistry(
   judge: (repo: string, p: Manifestish, inv: Inventory) => PlatformReport,
   policy: Policy,
   advisories: Advisories,
-): Promise<{ repository: string; platforms: PlatformReport[]; signature?: SignatureReport }> {
+): Promise<{ repository: string; platforms: PlatformReport[]; signature?: SignatureReport; firstSeen: { digest: string; at: string | null } }> {
   const usage = 'expected REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:DIGEST';
   const parsed = parseImageRef(reference.replace(/^docker:\/\//, ''), loaded.config.oci.default_registry);
   if (!parsed.ok) throw new ConfigError(`image check: ${parsed.reason}; ${usage}`);
@@ -182,11 +199,19 @@ async function fromRegistry(
     const inventories = new ImageInventories(cache, meta.inventories, pino({ level: 'silent' }));
     try {
       const out: PlatformReport[] = [];
+      // The config blob (small), through the verified cache, for its author-chosen `created`.
+      const config = async (digest: string, size: number | undefined) => {
+        await cache.ensure({ sha256: digest.slice(7), size, open: (signal) => upstream.openBlob(t, digest, signal) });
+        return cache.readSmall(digest.slice(7), loaded.config.oci.max_manifest_bytes);
+      };
       for (const p of platforms) {
         const inv = await inventories.inventory(p.digest, imageLayers(p.bytes) ?? [], (l) => (signal) => upstream.openBlob(t, l.digest, signal));
-        out.push(judge(ref.repository, p, inv));
+        const created = await createdOf(p.bytes, config);
+        out.push({ ...judge(ref.repository, p, inv), ...(created ? { created } : {}) });
       }
-      return { repository: ref.repository, platforms: out, ...(signature ? { signature } : {}) };
+      const seen = await meta.getOciFirstSeen(top.digest);
+      const firstSeen = { digest: top.digest, at: seen === null ? null : new Date(seen).toISOString() };
+      return { repository: ref.repository, platforms: out, ...(signature ? { signature } : {}), firstSeen };
     } finally {
       inventories.close();
     }
@@ -260,6 +285,7 @@ export function formatReport(rep: ImageCheckReport): string {
     lines.push(
       `${rep.repository}@${p.digest}${p.platform ? ` (${p.platform})` : ''}: ${p.os ?? 'no OS release'}, ${p.packages} packages, ${v.findings.length} advisories`,
     );
+    if (p.created) lines.push(`created: ${p.created} (chosen by the image's author: shown, not trusted)`);
     if (v.findings.length) lines.push(['SEVERITY', 'ID', 'PACKAGE', 'INSTALLED', 'FIXED', 'STATUS'].join('\t'));
     for (const f of v.findings) {
       const sev = f.malicious ? 'MALICIOUS' : (f.severity.label ?? 'UNKNOWN');
@@ -278,6 +304,10 @@ export function formatReport(rep: ImageCheckReport): string {
     for (const n of v.notes) lines.push(`note: ${n}`);
     lines.push(v.decision.allow ? 'result: pass' : `result: FAIL: ${v.decision.reason}`);
   }
+  if (rep.firstSeen)
+    lines.push(
+      `first seen by Airlock: ${rep.firstSeen.at ?? 'not yet (the first pull through the server records it)'} (${rep.firstSeen.digest}; oci.min_age counts from it)`,
+    );
   const sg = rep.signature;
   if (sg) {
     const what = sg.require === 'attested' ? 'attestation' : 'signature';

@@ -23,7 +23,7 @@ import type { CommandContext } from './commands/shared.js';
  * One summary at the end; exit 1 when anything was refused.
  */
 
-type Verdict = { how: PinOutcome | 'allowed' | 'refused'; line: string };
+type Verdict = { how: PinOutcome | 'allowed' | 'refused'; line: string; cooldown?: boolean };
 /** A verdict, or the edit to make: edits are made after every item is resolved, in the files' order, so the diff reads like the files. */
 type Pending = Verdict | (() => Verdict);
 const settle = (all: Pending[]): Verdict[] => all.map((p) => (typeof p === 'function' ? p() : p));
@@ -62,8 +62,9 @@ function finish(ctx: CommandContext, loaded: LoadedConfig, ed: PolicyEditor, ver
   for (const v of verdicts) out.write(v.line + '\n');
   const n = (h: Verdict['how'][]) => verdicts.filter((v) => h.includes(v.how)).length;
   const refused = n(['refused']);
+  const cooldown = verdicts.filter((v) => v.how === 'refused' && v.cooldown).length;
   out.write(
-    `${print ? 'would pin (--print: nothing written)' : 'pinned'}: ${n(['added'])} added, ${n(['updated'])} updated, ${n(['unchanged', 'allowed'])} already allowed, ${refused} refused, in ${loaded.policyFile}\n`,
+    `${print ? 'would pin (--print: nothing written)' : 'pinned'}: ${n(['added'])} added, ${n(['updated'])} updated, ${n(['unchanged', 'allowed'])} already allowed, ${refused} refused${cooldown ? ` (${cooldown} cooldown: younger than the minimum age)` : ''}, in ${loaded.policyFile}\n`,
   );
   if (refused) process.exitCode = 1;
 }
@@ -71,6 +72,19 @@ function finish(ctx: CommandContext, loaded: LoadedConfig, ed: PolicyEditor, ver
 function word(how: PinOutcome, print: boolean): string {
   if (how === 'unchanged') return 'already allowed';
   return print ? `would be ${how}` : how;
+}
+
+/**
+ * Minimum age at a bulk pin (issue 27), as single pins decide it: a release, tag or branch resolved
+ * to something younger than the minimum age is refused as "cooldown" and not added, unless the
+ * file names it exactly, which a person reviewed (a requirements line with its --hash values, a
+ * pylock.toml or uv.lock entry, an image by digest, a commit id), or --accept-new is given (as
+ * `airlock pin hf REPO@REF --accept-new`); an override is added and its line says so.
+ */
+function cooldown(ctx: CommandContext, refuse: (reason: string) => Verdict, young: { reason: string } | null, how: string): Verdict | string {
+  if (!young) return '';
+  if (ctx.values['accept-new'] === true) return ` [younger than the minimum age, accepted with --accept-new: ${young.reason}]`;
+  return { ...refuse(`cooldown: ${young.reason}. Not pinned: ${how}, wait, or review it and pin again with --accept-new`), cooldown: true };
 }
 
 /** What the summary line adds for an accepted look-alike. */
@@ -114,22 +128,40 @@ export async function pinPypiFiles(ctx: CommandContext, files: string[]): Promis
         const advisory = full.pypiAdvisory(w.name, w.version);
         if (advisory) return refuse(advisory.reason);
         let sha256: string[];
+        let published: number | null;
         try {
           const found = await resolve(w.name, w.version);
           const missing = w.sha256.filter((h) => !found.sha256.includes(h));
           if (missing.length) return refuse(`sha256 ${missing[0]} is not a file of ${id} on the ${found.source} index`);
           sha256 = w.sha256.length ? w.sha256 : found.sha256;
+          // The release's age is its youngest pinned file's (none known when any file has no time).
+          const times = sha256.map((h) => found.uploaded[found.sha256.indexOf(h)] ?? null);
+          published = times.includes(null) ? null : Math.max(...(times as number[]));
         } catch (e) {
           return refuse(why(e));
         }
         // A file named by its hash in an advisory (a malicious upload) is refused as the server refuses it.
         const fileAdvisory = sha256.map((h) => full.pypiAdvisory(w.name, w.version, h)).find((a) => a);
         if (fileAdvisory) return refuse(fileAdvisory.reason);
+        const now = Date.now();
         const decisions = sha256.map((h) => policy.decideFile(w.name, w.version, h));
-        if (decisions.every((d) => d.allow)) return { how: 'allowed', line: `already allowed ${id} (policy rule ${decisions[0].rule})` };
+        // Already allowed: served today as it is (a rule admits every file and none is held back by its age).
+        const agedNow = sha256.map((h) => policy.decideAge(w.name, w.version, h, published, now)).find((v) => v);
+        if (decisions.every((d) => d.allow) && !agedNow) return { how: 'allowed', line: `already allowed ${id} (policy rule ${decisions[0].rule})` };
+        // Hashes written in the file are the reviewed exact pin that overrides the minimum age.
+        const young = policy.ecosystemAge(id, published, now) ?? (agedNow ? { reason: agedNow.reason.replace(/; to take it now, .*$/, '') } : null);
+        const held = w.sha256.length
+          ? young
+            ? ` [younger than the minimum age; its hashes in ${w.where} are the override: ${young.reason}]`
+            : ''
+          : cooldown(ctx, refuse, young, 'add its --hash lines to the file after review');
+        if (typeof held !== 'string') return held;
         return () => {
           const how = applyPypiPin(ed, { name: w.name, version: w.version, sha256 }, look.comment ?? undefined);
-          return { how, line: `${word(how, !!ctx.values.print)} ${id} (${sha256.length} file${sha256.length === 1 ? '' : 's'})${accepted(look.comment)}` };
+          return {
+            how,
+            line: `${word(how, !!ctx.values.print)} ${id} (${sha256.length} file${sha256.length === 1 ? '' : 's'})${accepted(look.comment)}${held}`,
+          };
         };
       }),
     ),
@@ -172,12 +204,21 @@ export async function pinOciFiles(ctx: CommandContext, files: string[]): Promise
         const d = policy.decideDigest(pin.repository, pin.digest);
         if (!d.allow && d.code === 'denied') return refuse(d.reason);
         digests.set(text, pin.digest);
+        // A tag is aged from when Airlock first saw its digest; an image named by digest is the reviewed override.
+        const young = pin.tag && !ref.digest ? policy.decideTagAge(pin.repository, pin.tag, pin.digest, pin.firstSeen, Date.now()) : null;
+        const held = cooldown(
+          ctx,
+          refuse,
+          young && { reason: young.reason.replace(/; to take it now, .*$/, '') },
+          `pin it by digest (${pin.repository}@${pin.digest}) after review`,
+        );
+        if (typeof held !== 'string') return held;
         const already = pin.tag ? policy.resolveTag(pin.repository, pin.tag).digest === pin.digest : d.allow;
-        if (already) return { how: 'allowed', line: `already allowed ${id} -> ${pin.digest}` };
+        if (already) return { how: 'allowed', line: `already allowed ${id} -> ${pin.digest}${held}` };
         return () => {
           const how = applyOciPin(ed, pin, look.comment ?? undefined);
           if (how !== 'unchanged') written.push({ repository: pin.repository, digest: pin.digest });
-          return { how, line: `${word(how, !!ctx.values.print)} ${id} -> ${pin.digest}${accepted(look.comment)}` };
+          return { how, line: `${word(how, !!ctx.values.print)} ${id} -> ${pin.digest}${accepted(look.comment)}${held}` };
         };
       }),
     ),
@@ -246,9 +287,13 @@ export async function pinHfFiles(ctx: CommandContext, files: string[]): Promise<
         if ('refused' in look) return refuse(look.refused);
         const current = policy.resolveRevision(pin.type, pin.repo, pin.ref ?? pin.commit);
         if (current.commit === pin.commit) return { how: 'allowed', line: `already allowed ${ref} -> ${pin.commit}` };
+        // As `airlock pin hf`: a branch or tag is aged by its commit's date; a commit named by its id is the reviewer's choice.
+        const young = pin.ref ? policy.commitAge(`${ref} (commit ${pin.commit})`, pin.date ?? null, Date.now()) : null;
+        const held = cooldown(ctx, refuse, young, 'pin an older commit by its id');
+        if (typeof held !== 'string') return held;
         return () => {
           const how = applyHfPin(ed, pin, look.comment ?? undefined);
-          return { how, line: `${word(how, !!ctx.values.print)} ${ref} -> ${pin.commit}${accepted(look.comment)}` };
+          return { how, line: `${word(how, !!ctx.values.print)} ${ref} -> ${pin.commit}${accepted(look.comment)}${held}` };
         };
       }),
     ),

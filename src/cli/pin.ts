@@ -20,6 +20,8 @@ export interface PinResult {
   sha256: string[];
   files: string[];
   source: 'public' | 'internal';
+  /** Each file's upload time (epoch ms, null when the index gave none), in the order of sha256: minimum age (issue 27). */
+  uploaded: (number | null)[];
 }
 
 /**
@@ -68,7 +70,14 @@ export async function withPypiResolver<T>(
         return p && p.name === name && p.version === version && f.hashes.sha256;
       });
       if (files.length === 0) throw new ConfigError(`pin: the ${source} index has no files with a sha256 for ${name}==${version}`);
-      return { name, version, sha256: files.map((f) => f.hashes.sha256), files: files.map((f) => f.filename), source };
+      return {
+        name,
+        version,
+        sha256: files.map((f) => f.hashes.sha256),
+        files: files.map((f) => f.filename),
+        source,
+        uploaded: files.map((f) => parseInstant(f.uploadTime)),
+      };
     });
   } finally {
     await http.close();
@@ -88,6 +97,8 @@ export interface OciPinResult {
   mediaType: string;
   /** Platforms (for an index) or layers (for a manifest) the pinned digest covers. */
   children: number;
+  /** When Airlock first saw the digest (epoch ms; recorded now when it had not): oci.min_age counts from it (issue 27). */
+  firstSeen: number;
 }
 
 /**
@@ -108,13 +119,15 @@ export async function resolveOciPin(configFile: string, reference: string): Prom
 
 /** Open the mirror's OCI upstream service once and resolve any number of references through it. */
 export async function withOciResolver<T>(loaded: LoadedConfig, use: (resolve: (ref: ImageRef) => Promise<OciPinResult>) => Promise<T>): Promise<T> {
-  return withOciUpstream(loaded, ({ upstream }) =>
+  return withOciUpstream(loaded, ({ upstream, meta }) =>
     use(async (ref) => {
       try {
         // Asked upstream even when the store holds it: a pin says the registry has it now.
         const m = await upstream.resolve(upstream.targetOf(ref), ref, { fresh: true });
         const children = parseManifest(m.bytes, m.mediaType).children.length;
-        return { repository: ref.repository, tag: ref.digest ? undefined : ref.tag, digest: m.digest, mediaType: m.mediaType, children };
+        // Resolving it is Airlock seeing it: the first sight is kept (the first writer wins), as the server keeps it.
+        const firstSeen = await meta.recordOciFirstSeen(m.digest, Date.now());
+        return { repository: ref.repository, tag: ref.digest ? undefined : ref.tag, digest: m.digest, mediaType: m.mediaType, children, firstSeen };
       } catch (e) {
         if (e instanceof OciError || e instanceof AirlockError) throw new ConfigError(`pin: ${e.message}; not pinning`);
         throw e;

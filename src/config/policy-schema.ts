@@ -38,6 +38,8 @@ const ociAllow = z
     require: z.enum(['none', 'signed', 'attested']).optional(),
     signers: signerRefs,
     on_change: z.enum(['refuse', 'warn']).optional(),
+    min_age: minAge.optional(),
+    exclude_newer: instant.optional(),
   })
   .strict();
 
@@ -111,6 +113,8 @@ export const policySchema = z
       .object({
         allow: z.array(ociAllow).optional(),
         deny: z.array(ociDeny).optional(),
+        min_age: minAge.optional(),
+        exclude_newer: instant.optional(),
       })
       .strict()
       .optional(),

@@ -135,6 +135,11 @@ const PIN: Answer = (r) => {
 };
 /** Too new (issue 27): waiting approves it by itself; a reviewed exact pin with hashes approves it now. */
 const TOO_NEW: Answer = (r) => {
+  // An image's tag: the clock is Airlock's first sight of the digest; a pull by digest is the override.
+  if (r.ecosystem === 'oci')
+    return {
+      note: `The digest this tag names is younger than its minimum age, counted from when Airlock first saw it (the reason says how old, which rule, and when the tag serves it without any change). To take it now, review the image, then pull it by digest${r.sha256 ? ` (${r.name}@sha256:${r.sha256})` : ''}: a pull by digest overrides min_age.`,
+    };
   const pin = PIN(r);
   if (!pin.command)
     return {

@@ -10,6 +10,7 @@ import { clientAddress, sendBytes, type AppEnv } from '../http/send.js';
 import type { Decision } from '../policy/types.js';
 import type { OciStore } from '../storage/meta-store.js';
 import { API_VERSION, OciError, errorBody, headerSafe } from './errors.js';
+import type { FirstSeen } from './first-seen.js';
 import type { ImageGate } from './gate.js';
 import type { ImageInventories } from './inventory.js';
 import type { RegistryClient } from './registry-client.js';
@@ -86,6 +87,8 @@ export interface OciContext extends OciDeps {
   upstream: OciUpstream;
   /** The signature gate (signatures.ts). */
   signatures: ImageSignatures;
+  /** When Airlock first saw each manifest digest (first-seen.ts): what oci.min_age counts from. */
+  firstSeen: FirstSeen;
 }
 
 /** An OciError in the spec's envelope (the shared error handler's render). */

@@ -13,6 +13,7 @@ import type { LoadedManifest } from './upstream.js';
 export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, reference: string): Promise<Response> {
   let digest: string;
   let approval: Approval;
+  let aliased = false;
   if (reference.includes(':')) {
     const check = checkDigest(reference);
     if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
@@ -23,11 +24,18 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
     const r = d.live.policy.oci.resolveTag(t.repo, reference);
     approval = { decision: r.decision };
     digest = r.digest ?? '';
+    aliased = r.decision.allow;
     if (!r.decision.allow && r.decision.code === 'tag_not_pinned' && SIGNATURE_TAG.test(reference))
       ({ digest, approval } = await signatureTag(d, t, reference, r.decision));
   }
   if (!approval.decision.allow) deny(t, reference, 'manifest', approval.decision, digest ? digest.slice(7) : undefined);
   const rule = approval.decision.rule;
+  // Minimum age (issue 27): the clock starts when Airlock first sees the digest, on any path; a
+  // tag's digest younger than oci.min_age is refused (a pull by digest is the reviewed override).
+  const now = Date.now();
+  const firstSeen = await d.firstSeen.of(digest, now);
+  const young = aliased ? d.live.policy.oci.decideTagAge(t.repo, reference, digest, firstSeen, now) : null;
+  if (young) deny(t, reference, 'manifest', young, digest.slice(7));
   let m: LoadedManifest;
   try {
     m = await d.upstream.manifest(t, digest, approval.size);

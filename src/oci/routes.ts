@@ -10,6 +10,7 @@ import { referrers } from './signature-gate.js';
 import { parseV2Path } from './reference.js';
 import { tokenEndpoint } from './token.js';
 import { ImageSignatures } from './signatures.js';
+import { FirstSeen } from './first-seen.js';
 import { OciUpstream } from './upstream.js';
 
 export { OciError } from './errors.js';
@@ -27,7 +28,7 @@ export type { OciDeps } from './context.js';
 export function createOciApp(d: OciDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const upstream = d.upstream ?? new OciUpstream(d);
-  const o: OciContext = { ...d, upstream, signatures: new ImageSignatures({ ...d, upstream }) };
+  const o: OciContext = { ...d, upstream, signatures: new ImageSignatures({ ...d, upstream }), firstSeen: new FirstSeen(d.meta) };
   const target = (name: string, ns: string | undefined): Target => o.upstream.target(name, ns);
 
   app.all('*', async (c) => {

@@ -108,7 +108,13 @@ export function ageApplies(r: AgeRule): boolean {
  * gave no time): null when old enough, else why not and, for min_age, when it will be
  * (`until`, so a page filtered now knows when to filter again).
  */
-export function judgeAge(r: AgeRule, what: string, published: number | null, now: number): { reason: string; rule: string; until: number | null } | null {
+export function judgeAge(
+  r: AgeRule,
+  what: string,
+  published: number | null,
+  now: number,
+  verb = 'was published',
+): { reason: string; rule: string; until: number | null } | null {
   if (!ageApplies(r)) return null;
   if (published === null) {
     if (r.onMissing === 'allow') return null;
@@ -123,14 +129,14 @@ export function judgeAge(r: AgeRule, what: string, published: number | null, now
     return {
       rule: r.excludeNewerFrom,
       until: null,
-      reason: `${what} was published ${when()}, after ${new Date(r.excludeNewer).toISOString()} (policy ${r.excludeNewerFrom})`,
+      reason: `${what} ${verb} ${when()}, after ${new Date(r.excludeNewer).toISOString()} (policy ${r.excludeNewerFrom})`,
     };
   }
   if (r.minAge > 0 && now - published < r.minAge) {
     return {
       rule: r.minAgeFrom,
       until: published + r.minAge,
-      reason: `${what} was published ${when()}, ${formatAge(now - published)} ago, younger than the minimum age ${formatAge(r.minAge)} (policy ${r.minAgeFrom}); it is served from ${new Date(published + r.minAge).toISOString()}`,
+      reason: `${what} ${verb} ${when()}, ${formatAge(now - published)} ago, younger than the minimum age ${formatAge(r.minAge)} (policy ${r.minAgeFrom}); it is served from ${new Date(published + r.minAge).toISOString()}`,
     };
   }
   return null;

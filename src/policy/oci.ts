@@ -1,5 +1,7 @@
 import picomatch from 'picomatch';
 import { checkDigest, isValidHost, isValidName, isValidTag, registryKey } from '../names/oci.js';
+import { ageApplies, compileAge, judgeAge, overrideAge, type AgeInput, type AgeRule } from './age.js';
+import type { AgedRefusal } from './pypi.js';
 import { SigningPolicy, type SignatureRequirement, type SignerRef } from './signing.js';
 import { PolicyError, type Decision } from './types.js';
 
@@ -13,6 +15,9 @@ export interface OciAllowInput {
   /** Signatures (issue 26): none (default), signed (a cosign signature) or attested (an in-toto attestation), by one of signers. */
   require?: string;
   signers?: SignerRef[];
+  /** Overrides oci.min_age / oci.exclude_newer for this repository's tags (issue 27). */
+  min_age?: AgeInput['min_age'];
+  exclude_newer?: string;
 }
 
 export interface OciDenyInput {
@@ -26,12 +31,20 @@ export interface OciDenyInput {
 export interface OciPolicyInput {
   allow?: OciAllowInput[];
   deny?: OciDenyInput[];
+  /**
+   * Minimum age of a digest before a tag serves it, counted from when Airlock first saw the digest
+   * (the image's own `created` is its author's to choose), and an absolute cut-off (issue 27).
+   */
+  min_age?: AgeInput['min_age'];
+  exclude_newer?: string;
 }
 
 interface AllowRule {
   id: string;
   digests: Set<string>;
   tags: Map<string, string>;
+  /** The age settings for this repository's tags, or null when none are set. */
+  age: AgeRule | null;
 }
 
 interface DenyRule {
@@ -73,8 +86,13 @@ export class OciPolicy {
   private readonly allow = new Map<string, AllowRule>();
   private readonly deny: DenyRule[] = [];
   private readonly requirements = new Map<string, SignatureRequirement>();
+  /** oci.min_age, oci.exclude_newer: what a repository without an allow rule yet would get (a pin's cooldown). */
+  private readonly eco: AgeRule | null;
 
   constructor(input: OciPolicyInput, base: (string | number)[], signing: SigningPolicy = new SigningPolicy({})) {
+    // A first sight is always known (the front-end records it before asking): on_missing_time has nothing to decide.
+    const eco = compileAge({ min_age: input.min_age, exclude_newer: input.exclude_newer }, base);
+    this.eco = ageApplies(eco) ? eco : null;
     (input.allow ?? []).forEach((a, i) => {
       const path = [...base, 'allow', i];
       const repo = canonicalRepository(a.repository);
@@ -100,7 +118,8 @@ export class OciPolicy {
         throw new PolicyError([...path, 'digests'], `${repo}: expected at least one pinned digest (digests or tags); "airlock pin oci ${repo}:TAG" adds one`);
       const req = signing.compileRule(a, path, ['none', 'signed', 'attested'], { signers: true });
       if (req) this.requirements.set(`oci.allow[${i}]`, req);
-      this.allow.set(repo, { id: `oci.allow[${i}]`, digests, tags });
+      const age = overrideAge(eco, a, path);
+      this.allow.set(repo, { id: `oci.allow[${i}]`, digests, tags, age: ageApplies(age) ? age : null });
     });
     (input.deny ?? []).forEach((d, i) => {
       const path = [...base, 'deny', i];
@@ -196,6 +215,28 @@ export class OciPolicy {
     }
     const byDigest = this.decideDigest(repo, digest);
     return byDigest.allow ? { decision: byDigest, digest } : { decision: byDigest };
+  }
+
+  /** Whether a tag of `repo` is subject to a minimum age or cut-off (the front-end then looks up the digest's first sight). */
+  aged(repo: string): boolean {
+    return !!this.allow.get(repo)?.age;
+  }
+
+  /**
+   * The age verdict (issue 27) for `repo:tag`, which resolveTag resolved to `digest`, first seen by
+   * Airlock at `firstSeen` (epoch ms): null when old enough, else the refusal naming its age, the
+   * rule and the override. Only tags are aged: a pull by digest names the exact image, a digest pin
+   * a person reviewed, and is the override. A repository not allowed yet gets the ecosystem's
+   * settings (what `airlock pin oci REPO:TAG` reports as cooldown).
+   */
+  decideTagAge(repo: string, tag: string, digest: string, firstSeen: number, now: number): AgedRefusal | null {
+    const a = this.allow.get(repo);
+    const age = a ? a.age : this.eco;
+    if (!age) return null;
+    const v = judgeAge(age, `${repo}:${tag} (${digest})`, firstSeen, now, 'was first seen by Airlock');
+    if (!v) return null;
+    const pin = `to take it now, review it and pull it by digest (a digest pin, which a person reviewed, overrides the minimum age): ${repo}@${digest}`;
+    return { allow: false, rule: v.rule, code: 'too_new', reason: `${v.reason}; ${pin}`, until: v.until };
   }
 
   tags(repo: string): string[] {

@@ -223,6 +223,14 @@ export class PypiPolicy {
     return first && this.internalRule(name) ? null : first;
   }
 
+  /**
+   * The ecosystem's age verdict (pypi.min_age, exclude_newer, on_missing_time) for `what`, published
+   * at `published`: what a bulk pin reports as cooldown for a release whose hashes nobody reviewed.
+   */
+  ecosystemAge(what: string, published: number | null, now: number): { rule: string; reason: string } | null {
+    return judgeAge(this.eco, what, published, now);
+  }
+
   /** Whether a release published at `published` is old enough by the ecosystem's settings (`airlock pin pypi NAME` picks the newest such release). */
   oldEnough(published: number | null, now: number): boolean {
     return judgeAge(this.eco, '', published, now) === null;

@@ -140,8 +140,25 @@ export function parseJsonPage(text: string, pageUrl: URL, project: string): PyPr
     }
     if (typeof raw.size === 'number' && Number.isSafeInteger(raw.size) && raw.size >= 0) file.size = raw.size;
     // PEP 700: kept only when it is a time (it decides min_age, and uv's exclude-newer reads it from our pages).
-    if (parseInstant(raw['upload-time']) !== null) file.uploadTime = raw['upload-time'] as string;
+    const uploaded = pep700Time(raw['upload-time']);
+    if (uploaded) file.uploadTime = uploaded;
     files.push(file);
   }
   return { name: project, files };
+}
+
+/**
+ * An upstream's upload time in the one form PEP 700 gives, `yyyy-mm-ddThh:mm:ss.ffffffZ` in UTC
+ * (what Airlock's pages serve, for uv's --exclude-newer): any RFC 3339 time (an offset, a space or
+ * lower case, a fraction of any length or none) as the same instant, to the microsecond; null when
+ * it is not a time.
+ */
+export function pep700Time(s: unknown): string | null {
+  const t = parseInstant(s);
+  if (t === null) return null;
+  const m = /^.{10}[Tt ].{8}(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$/.exec(s as string);
+  if (!m) return null;
+  // Offsets are whole minutes: the seconds' fraction is the one written; the rest is the instant in UTC.
+  const whole = new Date(t - (((t % 1000) + 1000) % 1000)).toISOString().slice(0, 19);
+  return `${whole}.${(m[1] ?? '').slice(0, 6).padEnd(6, '0')}Z`;
 }

@@ -204,6 +204,13 @@ export interface OciStore {
   addOciLinks(repo: string, parent: string, children: OciLink[]): Promise<void>;
   /** The verified manifests of `repo` that reference `digest`, with the size they declare for it. */
   getOciParents(repo: string, digest: string): Promise<{ parent: string; size: number; kind: OciLink['kind'] }[]>;
+  /**
+   * When Airlock first saw a manifest digest (epoch ms; issue 27, oci.min_age): recorded at `at`
+   * when none is, the first writer winning (also between replicas); returns the time recorded.
+   */
+  recordOciFirstSeen(digest: string, at: number): Promise<number>;
+  /** The recorded first sight of a manifest digest, or null when Airlock has not seen it. */
+  getOciFirstSeen(digest: string): Promise<number | null>;
 }
 
 /** Content-inspection reports of blobs (JSON) and the scanner version that wrote each. */

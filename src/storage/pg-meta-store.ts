@@ -224,6 +224,15 @@ export class PgMetaStore implements MetaStore {
     return this.rows('SELECT parent, size, kind FROM oci_links WHERE repo = $1 AND child = $2', [repo, digest]);
   }
 
+  async recordOciFirstSeen(digest: string, at: number): Promise<number> {
+    await this.pool.query('INSERT INTO oci_first_seen (digest, first_seen) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING', [digest, at]);
+    return (await this.getOciFirstSeen(digest))!;
+  }
+
+  async getOciFirstSeen(digest: string): Promise<number | null> {
+    return (await this.rows<{ first_seen: number }>('SELECT first_seen FROM oci_first_seen WHERE digest = $1', [digest]))[0]?.first_seen ?? null;
+  }
+
   // ScanStore
   async getScan(sha256: string): Promise<{ scanner: string; report: string } | null> {
     return (await this.rows<{ scanner: string; report: string }>('SELECT scanner, report FROM scans WHERE sha256 = $1', [sha256]))[0] ?? null;

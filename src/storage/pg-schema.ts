@@ -83,6 +83,8 @@ export const PG_MIGRATIONS: string[] = [
   `ALTER TABLE pulls ADD COLUMN signature TEXT;`,
   // The signer each project was first verified under (issue 26, continuity). Self-contained.
   `CREATE TABLE signers (ecosystem TEXT NOT NULL, project TEXT NOT NULL, identity TEXT NOT NULL, version TEXT, recorded_at BIGINT NOT NULL, PRIMARY KEY (ecosystem, project));`,
+  // When Airlock first saw each manifest digest (issue 27, oci.min_age): see sqlite-schema.ts's step.
+  `CREATE TABLE oci_first_seen (digest TEXT COLLATE "C" PRIMARY KEY, first_seen BIGINT NOT NULL);`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

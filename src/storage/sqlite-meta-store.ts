@@ -1,6 +1,5 @@
 import Database from 'better-sqlite3';
 import type {
-  SignerRecord,
   TokenRecord,
   ConsoleSessionRecord,
   ChainLink,
@@ -17,6 +16,7 @@ import type {
 import type { InventoryStore } from './inventory-store.js';
 import { SqliteInventoryStore } from './sqlite-inventory-store.js';
 import { SqliteConsoleSessions } from './sqlite-console-sessions.js';
+import { SqliteRemembered } from './sqlite-remembered.js';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js';
 import { DAY_RECOUNT_SQL, PULL_COLUMNS, ROW_BYTES_SQL, dayTally, pullOf, pullValues, type PullRow } from './pull-rows.js';
 
@@ -33,13 +33,14 @@ interface TokenRow {
 const tokenOf = (r: TokenRow): TokenRecord => ({ name: r.name, hash: r.hash, admin: r.admin === 1, createdAt: r.created_at, revokedAt: r.revoked_at });
 
 /** SQLite (better-sqlite3, WAL) implementation of MetaStore: the embedded default. */
-export class SqliteMetaStore implements MetaStore {
-  private readonly db: Database.Database;
+export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
+  protected readonly db: Database.Database;
   private readonly stmts;
   readonly inventories: InventoryStore;
   private readonly sessions: SqliteConsoleSessions;
 
   constructor(path: string) {
+    super();
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     // NORMAL in WAL mode: a committed transaction survives a process crash; an OS crash may lose
@@ -384,28 +385,6 @@ export class SqliteMetaStore implements MetaStore {
       .prepare<[], { sha256: string; root: string; imported_at: number }>('SELECT sha256, root, imported_at FROM trust_roots ORDER BY id DESC LIMIT 1')
       .get();
     return r ? { sha256: r.sha256, root: r.root, importedAt: r.imported_at } : null;
-  }
-
-  async getSigner(ecosystem: string, project: string): Promise<SignerRecord | null> {
-    const r = this.db
-      .prepare<[string, string], { identity: string; version: string | null; recorded_at: number }>(
-        'SELECT identity, version, recorded_at FROM signers WHERE ecosystem = ? AND project = ?',
-      )
-      .get(ecosystem, project);
-    return r ? { identity: r.identity, version: r.version, recordedAt: r.recorded_at } : null;
-  }
-
-  async recordSigner(ecosystem: string, project: string, s: { identity: string; version: string | null }): Promise<SignerRecord> {
-    this.db.prepare('INSERT OR IGNORE INTO signers VALUES (?, ?, ?, ?, ?)').run(ecosystem, project, s.identity, s.version, Date.now());
-    return (await this.getSigner(ecosystem, project))!;
-  }
-
-  async setSigner(ecosystem: string, project: string, s: { identity: string; version: string | null } | null): Promise<boolean> {
-    return this.db.transaction(() => {
-      const had = this.db.prepare('DELETE FROM signers WHERE ecosystem = ? AND project = ?').run(ecosystem, project).changes > 0;
-      if (s) this.db.prepare('INSERT INTO signers VALUES (?, ?, ?, ?, ?)').run(ecosystem, project, s.identity, s.version, Date.now());
-      return had;
-    })();
   }
 
   async getAlias(kind: string, key: string): Promise<string | null> {

@@ -127,4 +127,6 @@ export const SQLITE_MIGRATIONS: string[] = [
   `ALTER TABLE pulls ADD COLUMN signature TEXT;`,
   // The signer each project was first verified under (issue 26, continuity). Self-contained.
   `CREATE TABLE signers (ecosystem TEXT NOT NULL, project TEXT NOT NULL, identity TEXT NOT NULL, version TEXT, recorded_at INTEGER NOT NULL, PRIMARY KEY (ecosystem, project)) WITHOUT ROWID;`,
+  // When Airlock first saw each manifest digest (issue 27, oci.min_age): the first writer wins. Self-contained.
+  `CREATE TABLE oci_first_seen (digest TEXT PRIMARY KEY, first_seen INTEGER NOT NULL) WITHOUT ROWID;`,
 ];

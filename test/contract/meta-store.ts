@@ -313,6 +313,20 @@ export function ociStoreContract(name: string, fresh: () => Promise<OciStore>): 
       await s.addOciLinks('r.io/a', idx, [{ digest: `sha256:${hex('5')}`, size: 11, kind: 'referrer' }]);
       expect(await s.getOciParents('r.io/a', `sha256:${hex('5')}`)).toEqual([{ parent: idx, size: 11, kind: 'referrer' }]);
     });
+
+    it('records when a manifest digest was first seen: the first writer wins, also when racing', async () => {
+      const s = await fresh();
+      const d = `sha256:${hex('5')}`;
+      expect(await s.getOciFirstSeen(d)).toBeNull();
+      const got = await Promise.all([3000, 1000, 2000].map((at) => s.recordOciFirstSeen(d, at)));
+      expect(new Set(got).size).toBe(1);
+      expect([1000, 2000, 3000]).toContain(got[0]);
+      expect(await s.recordOciFirstSeen(d, 500)).toBe(got[0]);
+      expect(await s.getOciFirstSeen(d)).toBe(got[0]);
+      expect(await s.getOciFirstSeen(`sha256:${hex('6')}`)).toBeNull();
+      // Times are epoch milliseconds, kept whole.
+      expect(await s.recordOciFirstSeen(`sha256:${hex('6')}`, 1_796_256_000_123)).toBe(1_796_256_000_123);
+    });
   });
 }
 

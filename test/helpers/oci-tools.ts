@@ -104,7 +104,8 @@ export interface LayerBlob {
  * Build an image as an OCI layout, one manifest per platform with the given layers (an index when
  * there are several platforms): what `skopeo copy oci:DIR:REF docker://...` pushes to the real registry.
  */
-export function buildLayeredImage(platforms: { arch: string; layers: LayerBlob[] }[], ref = 'v1'): BuiltImage {
+/** `extra`: more fields of each config blob (e.g. `created`). */
+export function buildLayeredImage(platforms: { arch: string; layers: LayerBlob[] }[], ref = 'v1', extra: Record<string, unknown> = {}): BuiltImage {
   const layout = mkdtempSync(join(tmpdir(), 'airlock-layout-'));
   mkdirSync(join(layout, 'blobs', 'sha256'), { recursive: true });
   writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
@@ -114,7 +115,7 @@ export function buildLayeredImage(platforms: { arch: string; layers: LayerBlob[]
     const written = layers.map((l) => ({ ...writeBlob(layout, l.bytes), mediaType: l.mediaType }));
     const config = writeBlob(
       layout,
-      Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) } })),
+      Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) }, ...extra })),
     );
     blobs.push(config.digest, ...written.map((w) => w.digest));
     const manifest = writeBlob(
@@ -165,7 +166,7 @@ export function buildLayeredImage(platforms: { arch: string; layers: LayerBlob[]
  * Build a small image as an OCI layout from a generated rootfs (tar via the system tar, gzip via
  * zlib): what `skopeo copy oci:DIR:REF docker://...` pushes to the real registry.
  */
-export async function buildImage(archs: string[] = ['amd64'], ref = 'v1', payloadBytes = 64 * 1024): Promise<BuiltImage> {
+export async function buildImage(archs: string[] = ['amd64'], ref = 'v1', payloadBytes = 64 * 1024, extra: Record<string, unknown> = {}): Promise<BuiltImage> {
   const platforms = [];
   for (const arch of archs) {
     const root = mkdtempSync(join(tmpdir(), 'airlock-rootfs-'));
@@ -179,7 +180,7 @@ export async function buildImage(archs: string[] = ['amd64'], ref = 'v1', payloa
     const tar = stdout as Buffer;
     platforms.push({ arch, layers: [{ bytes: gzipSync(tar), diffId: `sha256:${sha(tar)}`, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }] });
   }
-  return buildLayeredImage(platforms, ref);
+  return buildLayeredImage(platforms, ref, extra);
 }
 
 export interface SkopeoResult {

@@ -55,6 +55,25 @@ policy:
     expect(affix.stderr).toContain('looks like "python-dateutil"');
   });
 
+  it('--print runs the same gate: a look-alike is refused, or printed with its warning when accepted; nothing is written', async () => {
+    const before = policy();
+    const r = await airlockCli(['pin', 'pypi', 'reqeusts==1.0', '--print', '--config', config]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain(`airlock: pin: "reqeusts" looks like "requests"`);
+    const ok = await airlockCli(['pin', 'pypi', 'reqeusts==1.0', '--print', '--accept-lookalike', '--config', config]);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ name: 'reqeusts', versions: '==1.0' });
+    expect(ok.stderr).toContain('warning: look-alike of requests accepted');
+    const internal = await airlockCli(['pin', 'pypi', 'acrne-utils==1.0', '--print', '--accept-lookalike', '--config', config]);
+    expect(internal.code).toBe(2);
+    expect(internal.stderr).toContain('no flag approves it');
+    const plain = await airlockCli(['pin', 'pypi', 'torch==1.0', '--print', '--config', config]);
+    expect(plain.stderr).toBe('');
+    expect(JSON.parse(plain.stdout)).toMatchObject({ name: 'torch' });
+    expect(policy()).toBe(before);
+  });
+
   it('pins it with --accept-lookalike, with a comment beside the entry', async () => {
     const r = await airlockCli(['pin', 'pypi', 'reqeusts==1.0', '--accept-lookalike', '--config', config]);
     expect(r.code).toBe(0);
@@ -100,6 +119,9 @@ policy:
       reg.push('libary/python', img, '3.12');
       const cfg = join(dir, 'oci.yaml');
       writeFileSync(cfg, `data_dir: ${join(dir, 'data-oci')}\noci:\n  registries:\n    docker.io: { url: "${reg.url}" }\npolicy:\n  oci:\n    allow: []\n`);
+      const printed = await airlockCli(['pin', 'oci', 'docker.io/libary/python:3.12', '--print', '--config', cfg]);
+      expect(printed.code).toBe(2);
+      expect(printed.stderr).toContain(`looks like "docker.io/library/python"`);
       const r = await airlockCli(['pin', 'oci', 'docker.io/libary/python:3.12', '--config', cfg]);
       expect(r.code).toBe(2);
       expect(r.stderr).toContain(`looks like "docker.io/library/python"`);
@@ -118,6 +140,9 @@ policy:
       hub.commit('model', 'meta_llama/Llama-3.1-8B-Instruct', [{ path: 'config.json', bytes: Buffer.from('{}') }]);
       const cfg = join(dir, 'hf.yaml');
       writeFileSync(cfg, `data_dir: ${join(dir, 'data-hf')}\nhf:\n  upstream: "${hub.url}"\npolicy:\n  hf:\n    allow: []\n`);
+      const printed = await airlockCli(['pin', 'hf', 'meta_llama/Llama-3.1-8B-Instruct@main', '--print', '--config', cfg]);
+      expect(printed.code).toBe(2);
+      expect(printed.stderr).toContain('looks like "meta-llama/Llama-3.1-8B-Instruct"');
       const r = await airlockCli(['pin', 'hf', 'meta_llama/Llama-3.1-8B-Instruct@main', '--config', cfg]);
       expect(r.code).toBe(2);
       expect(r.stderr).toContain('looks like "meta-llama/Llama-3.1-8B-Instruct"');

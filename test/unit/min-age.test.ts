@@ -155,6 +155,22 @@ describe('minimum age: configuration and approval', () => {
     expect(a.command).toBe("airlock pin pypi 'lib==2.0'");
     expect(a.note).toContain('an exact pin overrides min_age');
   });
+  it('offers the pull by digest as the approval of a too-new image tag (an exact pin has no meaning there)', () => {
+    const a = approvalFor({
+      id: 1,
+      ts: 0,
+      client: 'c',
+      ecosystem: 'oci',
+      name: 'r.io/a',
+      version: 'v1',
+      sha256: H('d'),
+      cache: 'none',
+      decision: 'deny',
+      code: 'too_new',
+    });
+    expect(a.command).toBeUndefined();
+    expect(a.note).toContain(`pull it by digest (r.io/a@sha256:${H('d')}): a pull by digest overrides min_age`);
+  });
 });
 
 describe('minimum age: the warm page cache', () => {
@@ -181,5 +197,49 @@ describe('minimum age: the warm page cache', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe('minimum age: OCI decisions (from when Airlock first saw the digest)', () => {
+  const D = `sha256:${H('d')}`;
+  const p = new Policy({
+    oci: {
+      min_age: '7d',
+      allow: [
+        { repository: 'r.io/a', tags: { v1: D } },
+        { repository: 'r.io/b', tags: { v1: D }, min_age: 0 },
+        { repository: 'r.io/c', tags: { v1: D }, min_age: '1h', exclude_newer: '2026-11-01T00:00:00Z' },
+      ],
+    },
+  });
+  it('refuses a tag whose digest is younger than oci.min_age, naming its first sight, age, rule, when it is served and the digest pull', () => {
+    const v = p.oci.decideTagAge('r.io/a', 'v1', D, ago(2 * DAY), NOW)!;
+    expect(v).toMatchObject({ allow: false, code: 'too_new', rule: 'oci.min_age', until: ago(2 * DAY) + 7 * DAY });
+    expect(v.reason).toBe(
+      `r.io/a:v1 (${D}) was first seen by Airlock 2026-12-01T12:00:00.000Z, 2d ago, younger than the minimum age 7d (policy oci.min_age); it is served from 2026-12-08T12:00:00.000Z; to take it now, review it and pull it by digest (a digest pin, which a person reviewed, overrides the minimum age): r.io/a@${D}`,
+    );
+    expect(p.oci.decideTagAge('r.io/a', 'v1', D, ago(8 * DAY), NOW)).toBeNull();
+    expect(p.oci.aged('r.io/a')).toBe(true);
+  });
+  it('lets a rule override the ecosystem: none, or its own min_age and cut-off', () => {
+    expect(p.oci.aged('r.io/b')).toBe(false);
+    expect(p.oci.decideTagAge('r.io/b', 'v1', D, NOW, NOW)).toBeNull();
+    const cut = Date.parse('2026-11-01T00:00:00Z');
+    expect(p.oci.decideTagAge('r.io/c', 'v1', D, cut - DAY, NOW)).toBeNull();
+    expect(p.oci.decideTagAge('r.io/c', 'v1', D, ago(2 * 3_600_000), NOW)).toMatchObject({ rule: 'oci.allow[2].exclude_newer', code: 'too_new' });
+    expect(p.oci.decideTagAge('r.io/c', 'v1', D, cut - 30 * 60_000, cut)).toMatchObject({ rule: 'oci.allow[2].min_age', code: 'too_new' });
+    expect(new Policy({ oci: { allow: [{ repository: 'r.io/a', tags: { v1: D } }] } }).oci.aged('r.io/a')).toBe(false);
+  });
+  it('refuses bad settings with their path', () => {
+    const pathOf = (input: ConstructorParameters<typeof Policy>[0]) => {
+      try {
+        new Policy(input);
+      } catch (e) {
+        return (e as PolicyError).path;
+      }
+      return null;
+    };
+    expect(pathOf({ oci: { min_age: '7', allow: [] } })).toEqual(['oci', 'min_age']);
+    expect(pathOf({ oci: { allow: [{ repository: 'r.io/a', tags: { v1: D }, exclude_newer: 'soon' }] } })).toEqual(['oci', 'allow', 0, 'exclude_newer']);
   });
 });

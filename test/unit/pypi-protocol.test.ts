@@ -133,7 +133,7 @@ describe('page parsing', () => {
         hashes: { sha256: 'ab' },
         yanked: false,
         size: 10,
-        uploadTime: '2024-01-01T00:00:00Z',
+        uploadTime: '2024-01-01T00:00:00.000000Z', // as PEP 700 writes it (the upstream wrote 2024-01-01T00:00:00Z)
         coreMetadata: { sha256: 'cd' },
       },
       { filename: 'tinylib-2.0.tar.gz', url: 'https://x/tinylib-2.0.tar.gz', hashes: {}, yanked: '' },

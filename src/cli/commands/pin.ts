@@ -17,6 +17,15 @@ function noteAccepted(policyFile: string, key: 'name' | 'repo' | 'repository', v
   if (!commentEntry(policyFile, key, value, comment))
     process.stderr.write(`warning: the entry of ${value} was not found to comment in ${policyFile}; add "# ${comment}" beside it\n`);
 }
+/**
+ * --print: the pin as JSON, after the same look-alike gate as a writing pin (a look-alike is refused
+ * without --accept-lookalike; accepted, it is said on stderr with the comment the entry would get).
+ */
+function printed(entry: object, accepted: string | null): void {
+  if (accepted) process.stderr.write(`warning: ${accepted} (the entry would get this comment)\n`);
+  process.stdout.write(JSON.stringify(entry) + '\n');
+}
+
 /** The word a single pin has always printed for an entry it found ("updated"), and what it says when the entry already held the pin. */
 const verb = (how: PinOutcome) => (how === 'added' ? 'added' : 'updated');
 const same = (how: PinOutcome) => (how === 'unchanged' ? '; already pinned: nothing to change' : '');
@@ -24,11 +33,9 @@ const same = (how: PinOutcome) => (how === 'unchanged' ? '; already pinned: noth
 async function pinOci({ values, configFile }: CommandContext, req: string): Promise<void> {
   const pin = await resolveOciPin(configFile, req);
   const loaded = loadConfig(configFile);
-  if (values.print) {
-    process.stdout.write(JSON.stringify(pin) + '\n');
-    return;
-  }
   const accepted = await lookalikeGate(loaded, 'oci', pin.repository, values['accept-lookalike']);
+  if (values.print) return printed(pin, accepted);
+  ociAgeGate(loaded, pin, values['accept-new'] === true);
   const how = writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin);
   if (accepted) noteAccepted(loaded.policyFile, 'repository', pin.repository, accepted);
   loadConfig(configFile);
@@ -64,15 +71,27 @@ function hfAgeGate(loaded: ReturnType<typeof loadConfig>, pin: Awaited<ReturnTyp
   process.stderr.write(`warning: ${v.reason}; pinned anyway (--accept-new)\n`);
 }
 
+/**
+ * Minimum age at pin time for an image (issue 27), as for the Hub: a tag whose digest Airlock first
+ * saw less than oci.min_age ago (the resolve just recorded a first sight) is refused unless
+ * --accept-new; an image named by digest is the reviewer's choice. The server ages the tag anyway,
+ * so --accept-new only writes it early: the tag serves the digest from the time the reason names.
+ */
+function ociAgeGate(loaded: ReturnType<typeof loadConfig>, pin: Awaited<ReturnType<typeof resolveOciPin>>, acceptNew: boolean): void {
+  if (!pin.tag) return;
+  const v = loaded.policy.oci.decideTagAge(pin.repository, pin.tag, pin.digest, pin.firstSeen, Date.now());
+  if (!v) return;
+  const reason = v.reason.replace(/; to take it now, .*$/, '');
+  if (!acceptNew) fail(`pin: ${reason}. Not pinned: pin it by digest (${pin.repository}@${pin.digest}) after review, wait, or pin again with --accept-new`, 1);
+  process.stderr.write(`warning: ${reason}; pinned anyway (--accept-new): pulls by this tag are refused until then, a pull by digest is served now\n`);
+}
+
 async function pinHf({ values, configFile }: CommandContext, req: string): Promise<void> {
   const pin = await resolveHfPin(configFile, req);
   const loaded = loadConfig(configFile);
-  if (values.print) {
-    process.stdout.write(JSON.stringify(pin) + '\n');
-    return;
-  }
-  hfAgeGate(loaded, pin, values['accept-new'] === true);
   const accepted = await lookalikeGate(loaded, 'hf', pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo, values['accept-lookalike']);
+  if (values.print) return printed(pin, accepted);
+  hfAgeGate(loaded, pin, values['accept-new'] === true);
   const how = writeHfPin(loaded.policyFile, loaded.policyPathInFile, pin);
   if (accepted) noteAccepted(loaded.policyFile, 'repo', pin.repo, accepted);
   loadConfig(configFile);
@@ -85,11 +104,8 @@ async function pinHf({ values, configFile }: CommandContext, req: string): Promi
 async function pinPypi({ values, configFile }: CommandContext, req: string): Promise<void> {
   const pin = await resolvePypiPin(configFile, req);
   const loaded = loadConfig(configFile);
-  if (values.print) {
-    process.stdout.write(JSON.stringify({ name: pin.name, versions: `==${pin.version}`, sha256: pin.sha256 }) + '\n');
-    return;
-  }
   const accepted = await lookalikeGate(loaded, 'pypi', pin.name, values['accept-lookalike']);
+  if (values.print) return printed({ name: pin.name, versions: `==${pin.version}`, sha256: pin.sha256 }, accepted);
   const how = writePypiPin(loaded.policyFile, loaded.policyPathInFile, pin);
   if (accepted) noteAccepted(loaded.policyFile, 'name', pin.name, accepted);
   // Validate the result so a pin never leaves a policy that fails to load.
@@ -118,6 +134,10 @@ export const pin: Command = {
       ],
     },
     { synopsis: 'airlock pin oci REGISTRY/NAME@sha256:DIGEST', text: ['check the digest upstream and pin it'] },
+    {
+      synopsis: 'airlock pin oci|hf|-r|-f ... --accept-new',
+      text: ['pin a tag, branch or lock-file entry younger', 'than its min_age (refused without it; an', 'exact pin, a digest or a commit id is not aged)'],
+    },
     {
       synopsis: 'airlock pin pypi -r FILE [--print]',
       text: ['pin every release of a requirements file (with', 'its --hash lines), pylock.toml or uv.lock'],
