@@ -19,7 +19,9 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
     digest = reference;
     approval = await approve(d, t.repo, digest);
   } else {
-    if (!isValidTag(reference)) throw new OciError(400, 'TAG_INVALID', `${JSON.stringify(reference.slice(0, 140))} is not a valid tag`);
+    // A pull of what cannot be a tag is a manifest that does not exist (the spec and its conformance suite: 404, not 400).
+    if (!isValidTag(reference))
+      throw new OciError(404, 'MANIFEST_UNKNOWN', `${JSON.stringify(reference.slice(0, 140))} is not a valid tag, so no manifest has it`);
     const r = d.live.policy.oci.resolveTag(t.repo, reference);
     approval = { decision: r.decision };
     digest = r.digest ?? '';
