@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeRegistry, digestOf, makeImage, makeIndex } from '../helpers/fake-registry.js';
@@ -30,6 +31,7 @@ describe('blobs of approved images no client pulled yet (fake registry)', () => 
   // No packages at all: nothing to refuse, the gate lets it through.
   const plain = makeImage([layerOf(rootfs({ 'etc/motd': 'no packages here\n' }), 'none')]);
   const stale = `sha256:${'d'.repeat(64)}`;
+  const later = makeImage([randomBytes(1500)]);
 
   beforeAll(async () => {
     await reg.start();
@@ -40,6 +42,7 @@ describe('blobs of approved images no client pulled yet (fake registry)', () => 
     reg.push('team/plain', plain, 'v1');
     reg.push('team/partial', stray);
     reg.push('team/app404', img, 'v1');
+    reg.push('team/later', later, 'v1');
     const registries = `oci:
   default_registry: reg.test
   registries:
@@ -152,6 +155,21 @@ policy:
     // Within the retry delay, an unknown blob does not send the missing pin upstream again.
     expect((await blob(a, 'team/partial', `sha256:${'0'.repeat(64)}`)).status).toBe(403);
     expect(reg.count(`manifest:team/partial:${stale}`)).toBe(again);
+  });
+
+  it('after a reload: the blobs of a newly pinned image are served at once, and refused again once it is unpinned', async () => {
+    const layer = digestOf(later.layers[0]);
+    expect((await blob(a, 'team/later', layer)).status).toBe(403);
+    const before = readFileSync(a.configFile, 'utf8');
+    const pinned = before.replace('    deny:\n', `      - repository: reg.test/team/later\n        digests: ["${later.digest}"]\n    deny:\n`);
+    writeFileSync(a.configFile, pinned);
+    expect(await a.airlock.reloadPolicy()).toBe(true);
+    const res = await rawGet(`${a.url}/v2/team/later/blobs/${layer}`);
+    expect(res.status).toBe(200);
+    expect(res.body.equals(later.layers[0])).toBe(true);
+    writeFileSync(a.configFile, before);
+    expect(await a.airlock.reloadPolicy()).toBe(true);
+    expect((await blob(a, 'team/later', layer)).status).toBe(403);
   });
 
   it('oci.unknown_blob_status: 404 answers BLOB_UNKNOWN (still on record as not_referenced); known blobs are served as before', async () => {
