@@ -169,8 +169,8 @@ function unknownBlob(d: OciContext, t: Target, digest: string, rule: string): ne
  * refused with the gate's decision otherwise. Verdicts are kept by the gate, so this is a lookup
  * once the image has been judged (at its manifest, in the background, or here).
  */
-async function gateBlob(d: OciContext, t: Target, digest: string, rule: string): Promise<GateResult | null> {
-  if (!d.live.policy.images.gates(t.repo)) return null;
+async function gateBlob(d: OciContext, t: Target, digest: string, rule: string): Promise<void> {
+  if (!d.live.policy.images.gates(t.repo)) return;
   let refused: GateResult | undefined;
   for (const p of await d.meta.getOciParents(t.repo, digest)) {
     const parent = await approve(d, t.repo, p.parent);
@@ -180,11 +180,13 @@ async function gateBlob(d: OciContext, t: Target, digest: string, rule: string):
       const m = await d.upstream.manifest(t, p.parent, parent.size);
       r = await d.gate.check({ repo: t.repo, openBlob: (dg, signal) => d.upstream.openBlob(t, dg, signal) }, p.parent, m.bytes, isIndexType(m.mediaType));
     } catch (e) {
-      throw failed(e, t, digest, digest.slice(7), rule, 'none', true);
+      // The image's layers could not be read to judge it: an error on record, as at its manifest (the row names the blob).
+      const f = failed(e, t, digest, digest.slice(7), rule, 'none', true);
+      f.row.filename = 'blob';
+      throw f;
     }
-    if (!r || r.verdict.decision.allow) return r;
+    if (!r || r.verdict.decision.allow) return;
     refused ??= r;
   }
   if (refused && !refused.verdict.decision.allow) deny(t, digest, 'blob', refused.verdict.decision, digest.slice(7), refused.summary);
-  return null;
 }
