@@ -91,6 +91,7 @@ export function createFrontends(config: Config, s: Shared, u: Upstreams): FrontE
     recorder,
     log,
     inventoryOnFill: config.oci.inventory === 'on-fill',
+    unknownBlobStatus: config.oci.unknown_blob_status,
     trust: s.trust,
     continuity,
   });

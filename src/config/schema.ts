@@ -111,6 +111,12 @@ export const configSchema = z
          */
         inventory: z.enum(['on-fill', 'on-demand']).default('on-fill'),
         timeout: z.number().positive().default(30),
+        /**
+         * The answer to a blob of an allowed repository that no approved manifest references: 403
+         * DENIED (default: containerd tries its next host, the upstream itself, on a 404), or the
+         * spec's 404 BLOB_UNKNOWN (issue 30; docs/images.md).
+         */
+        unknown_blob_status: z.union([z.literal(403), z.literal(404)], { error: 'expected 403 or 404' }).default(403),
       })
       .strict()
       .prefault({}),

@@ -14,6 +14,7 @@ import type { FirstSeen } from './first-seen.js';
 import type { ImageGate } from './gate.js';
 import type { ImageInventories } from './inventory.js';
 import type { RegistryClient } from './registry-client.js';
+import type { PinnedLinks } from './pinned-links.js';
 import type { ImageSignatures } from './signatures.js';
 import type { TrustRoots } from '../signing/trust.js';
 import type { Continuity } from '../signing/continuity.js';
@@ -43,6 +44,8 @@ export interface OciDeps {
   trust?: TrustRoots;
   /** Continuity of signers per repository (signing/continuity.ts), shared by the front-ends. */
   continuity: Continuity;
+  /** The answer to a blob no approved manifest of an allowed repository references (oci.unknown_blob_status; default 403). */
+  unknownBlobStatus?: 403 | 404;
 }
 
 export type Target = UpstreamTarget;
@@ -89,6 +92,8 @@ export interface OciContext extends OciDeps {
   signatures: ImageSignatures;
   /** When Airlock first saw each manifest digest (first-seen.ts): what oci.min_age counts from. */
   firstSeen: FirstSeen;
+  /** What the approved manifests of a repository reference, linked on demand (pinned-links.ts). */
+  links: PinnedLinks;
 }
 
 /** An OciError in the spec's envelope (the shared error handler's render). */

@@ -1,12 +1,14 @@
 import type { Context } from 'hono';
 import { AirlockError } from '../core/errors.js';
 import { serveBlob, serveSmall } from '../http/serve-blob.js';
+import { Refusal } from '../http/refusal.js';
 import { sendBytes, sendStream, type AppEnv } from '../http/send.js';
 import { checkDigest, isValidTag } from '../names/oci.js';
 import { header, readBoundedBytes } from '../upstream/http.js';
 import { approve, baseRecord, deny, failed, notSignatureObject, type Approval, type OciContext, type Target } from './context.js';
 import { API_VERSION, OciError } from './errors.js';
 import { MT, ManifestError, accepts, isIndexType, parseManifest } from './reference.js';
+import type { GateResult } from './gate.js';
 import { SIGNATURE_TAG, continuityGate, signatureRefusal, signatureTag } from './signature-gate.js';
 import type { LoadedManifest } from './upstream.js';
 
@@ -18,9 +20,11 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
     const check = checkDigest(reference);
     if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
     digest = reference;
-    approval = await approve(d, t.repo, digest);
+    approval = await approveLinked(d, t, digest);
   } else {
-    if (!isValidTag(reference)) throw new OciError(400, 'TAG_INVALID', `${JSON.stringify(reference.slice(0, 140))} is not a valid tag`);
+    // A pull of what cannot be a tag is a manifest that does not exist (the spec and its conformance suite: 404, not 400).
+    if (!isValidTag(reference))
+      throw new OciError(404, 'MANIFEST_UNKNOWN', `${JSON.stringify(reference.slice(0, 140))} is not a valid tag, so no manifest has it`);
     const r = d.live.policy.oci.resolveTag(t.repo, reference);
     approval = { decision: r.decision };
     digest = r.digest ?? '';
@@ -94,16 +98,15 @@ export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest:
   const check = checkDigest(digest);
   if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
   const hex = digest.slice(7);
-  const approval = await approve(d, t.repo, digest);
+  const approval = await approveLinked(d, t, digest);
   if (!approval.decision.allow) {
     const dec = approval.decision;
-    const reason =
-      dec.code === 'digest_not_pinned'
-        ? `${t.repo}@${digest} is not referenced by any approved manifest of ${t.repo} pulled through Airlock; blobs are served only as part of an approved image`
-        : dec.reason;
-    deny(t, digest, 'blob', { ...dec, code: dec.code === 'digest_not_pinned' ? 'not_referenced' : dec.code, reason }, hex);
+    if (dec.code === 'digest_not_pinned') unknownBlob(d, t, digest, dec.rule);
+    deny(t, digest, 'blob', dec, hex);
   }
   const rule = approval.decision.rule;
+  // The advisory gate: a blob is served only as part of an image the gate lets through.
+  await gateBlob(d, t, digest, rule);
   // A blob is served only under a manifest that passed the signature gate (it is linked before the gate judges it).
   const requirement = d.live.policy.oci.requirement(rule);
   let signature: string | null = null;
@@ -146,4 +149,58 @@ export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest:
     if (e instanceof AirlockError && e.code === 'NOT_FOUND') throw new OciError(404, 'BLOB_UNKNOWN', e.message);
     throw e;
   }
+}
+
+/** approve(), after the repository's approved manifests are linked when the digest is not linked yet (issue 30: no client needs to have pulled them first). */
+async function approveLinked(d: OciContext, t: Target, digest: string): Promise<Approval> {
+  const first = await approve(d, t.repo, digest);
+  if (first.decision.allow || first.decision.code !== 'digest_not_pinned') return first;
+  await d.links.link(t);
+  return approve(d, t.repo, digest);
+}
+
+/**
+ * A blob of an allowed repository that no approved manifest references: refused on record
+ * (not_referenced), answered 403 DENIED by default, or 404 BLOB_UNKNOWN, as the spec says, under
+ * oci.unknown_blob_status: 404 (containerd tries the next host on a 404: see docs/images.md).
+ */
+function unknownBlob(d: OciContext, t: Target, digest: string, rule: string): never {
+  const reason = `${t.repo}@${digest} is not referenced by any approved manifest of ${t.repo}; blobs are served only as part of an approved image`;
+  const status = d.unknownBlobStatus ?? 403;
+  throw new Refusal({
+    status,
+    code: 'not_referenced',
+    rule,
+    reason,
+    row: { name: t.repo, version: digest, filename: 'blob', sha256: digest.slice(7), scan: null },
+    answer: new OciError(status, status === 404 ? 'BLOB_UNKNOWN' : 'DENIED', reason),
+  });
+}
+
+/**
+ * The image gate for a blob of a gated repository: served when an approved image manifest
+ * referencing it passes the gate (a layer shared with a refused image is served for the other),
+ * refused with the gate's decision otherwise. Verdicts are kept by the gate, so this is a lookup
+ * once the image has been judged (at its manifest, in the background, or here).
+ */
+async function gateBlob(d: OciContext, t: Target, digest: string, rule: string): Promise<void> {
+  if (!d.live.policy.images.gates(t.repo)) return;
+  let refused: GateResult | undefined;
+  for (const p of await d.meta.getOciParents(t.repo, digest)) {
+    const parent = await approve(d, t.repo, p.parent);
+    if (!parent.decision.allow) continue;
+    let r: GateResult | null;
+    try {
+      const m = await d.upstream.manifest(t, p.parent, parent.size);
+      r = await d.gate.check({ repo: t.repo, openBlob: (dg, signal) => d.upstream.openBlob(t, dg, signal) }, p.parent, m.bytes, isIndexType(m.mediaType));
+    } catch (e) {
+      // The image's layers could not be read to judge it: an error on record, as at its manifest (the row names the blob).
+      const f = failed(e, t, digest, digest.slice(7), rule, 'none', true);
+      f.row.filename = 'blob';
+      throw f;
+    }
+    if (!r || r.verdict.decision.allow) return;
+    refused ??= r;
+  }
+  if (refused && !refused.verdict.decision.allow) deny(t, digest, 'blob', refused.verdict.decision, digest.slice(7), refused.summary);
 }

@@ -7,6 +7,7 @@ import { API_VERSION, OciError } from './errors.js';
 import { catalog, tags } from './listing.js';
 import { blob, manifest } from './pull.js';
 import { referrers } from './signature-gate.js';
+import { PinnedLinks } from './pinned-links.js';
 import { parseV2Path } from './reference.js';
 import { tokenEndpoint } from './token.js';
 import { ImageSignatures } from './signatures.js';
@@ -28,7 +29,13 @@ export type { OciDeps } from './context.js';
 export function createOciApp(d: OciDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const upstream = d.upstream ?? new OciUpstream(d);
-  const o: OciContext = { ...d, upstream, signatures: new ImageSignatures({ ...d, upstream }), firstSeen: new FirstSeen(d.meta) };
+  const o: OciContext = {
+    ...d,
+    upstream,
+    signatures: new ImageSignatures({ ...d, upstream }),
+    firstSeen: new FirstSeen(d.meta),
+    links: new PinnedLinks({ upstream, live: d.live, log: d.log }),
+  };
   const target = (name: string, ns: string | undefined): Target => o.upstream.target(name, ns);
 
   app.all('*', async (c) => {

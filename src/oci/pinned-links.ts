@@ -1,0 +1,97 @@
+import type { Logger } from 'pino';
+import type { LivePolicy } from '../core/live-policy.js';
+import { isIndexType, parseManifest } from './reference.js';
+import type { OciUpstream, UpstreamTarget } from './upstream.js';
+
+/** Manifests of a repository's pins fetched at a time. */
+const CONCURRENCY = 4;
+/** A pinned manifest that could not be fetched is not asked for again before this (an unknown blob asked for in a loop must not hammer the upstream). */
+const RETRY_MS = 30_000;
+/** Index levels followed below a pin (an index of indexes is legal, and rare). */
+const MAX_DEPTH = 2;
+
+/**
+ * What the approved manifests of a repository reference, known without a client having pulled
+ * them through Airlock (issue 30). A blob (or a platform manifest) is approved through the
+ * approved manifest that links it, and links were made only when a client pulled that manifest:
+ * a client that already knew a blob's digest (a build cache, `crane blob`, a pull resumed through
+ * another replica, the conformance suite) was refused. Now, when a digest of an allowed repository
+ * is not linked yet, each pinned manifest of the repository (and each manifest its indexes list)
+ * is fetched and verified through the server's OciUpstream once — the same flights, store and
+ * links as a client's pull — and the digest is judged again. Concurrent requests for a repository
+ * share one pass; a manifest linked by this process is not looked at again; the links are in the
+ * shared store, so other replicas find them. Linking approves nothing by itself: the blob is
+ * still served only through an approved manifest, under the image and signature gates.
+ */
+export class PinnedLinks {
+  private readonly flights = new Map<string, Promise<number>>();
+  /** repo@digest whose manifest (and what its index lists) is linked. */
+  private readonly linked = new Set<string>();
+  /** repo@digest that could not be fetched, and when. */
+  private readonly failedAt = new Map<string, number>();
+  /** Manifests fetched upstream to be linked on demand (tests and diagnostics). */
+  count = 0;
+
+  constructor(private readonly d: { upstream: OciUpstream; live: LivePolicy; log: Logger }) {}
+
+  /** Link the pinned manifests of the repository not linked yet; resolves with how many this pass fetched upstream (failures are logged). */
+  link(t: UpstreamTarget): Promise<number> {
+    let f = this.flights.get(t.repo);
+    if (!f) {
+      f = this.pass(t).finally(() => this.flights.delete(t.repo));
+      this.flights.set(t.repo, f);
+    }
+    return f;
+  }
+
+  private async pass(t: UpstreamTarget): Promise<number> {
+    const policy = this.d.live.policy;
+    const pins = policy.oci.pins().find((p) => p.repo === t.repo)?.digests ?? [];
+    const todo = pins.filter((dg) => policy.oci.decideDigest(t.repo, dg).allow && this.due(`${t.repo}@${dg}`));
+    let n = 0;
+    for (let i = 0; i < todo.length; i += CONCURRENCY) {
+      const done = await Promise.all(todo.slice(i, i + CONCURRENCY).map((dg) => this.tree(t, dg, 0)));
+      n += done.reduce((a, b) => a + b, 0);
+    }
+    return n;
+  }
+
+  private due(key: string): boolean {
+    if (this.linked.has(key)) return false;
+    const at = this.failedAt.get(key);
+    return at === undefined || Date.now() - at >= RETRY_MS;
+  }
+
+  /** One manifest, held or fetched and verified (which links what it references), then each manifest an index lists. */
+  private async tree(t: UpstreamTarget, digest: string, depth: number, size?: number): Promise<number> {
+    const key = `${t.repo}@${digest}`;
+    if (!this.due(key)) return 0;
+    try {
+      const m = await this.d.upstream.manifest(t, digest, size);
+      let n = m.cache === 'hit' ? 0 : 1;
+      let complete = true;
+      if (depth < MAX_DEPTH && isIndexType(m.mediaType)) {
+        for (const c of parseManifest(m.bytes, m.mediaType).children) {
+          if (c.kind !== 'manifest') continue;
+          n += await this.tree(t, c.digest, depth + 1, c.size);
+          complete &&= this.linked.has(`${t.repo}@${c.digest}`);
+        }
+      }
+      // An index with a platform that failed is walked again (its own manifest is held by then).
+      if (complete) {
+        if (this.linked.size > 100_000) this.linked.clear();
+        this.linked.add(key);
+        this.failedAt.delete(key);
+      }
+      this.count += n;
+      return n;
+    } catch (e) {
+      this.failedAt.set(key, Date.now());
+      this.d.log.warn(
+        { ecosystem: 'oci', name: t.repo, digest, err: (e as Error).message },
+        'an approved manifest could not be fetched to find what it references',
+      );
+      return 0;
+    }
+  }
+}
