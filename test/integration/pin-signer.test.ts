@@ -9,6 +9,8 @@ import { BUNDLE_MT, bundleObjects, fixtureBundle, subjectImage, SUBJECT_DIGEST }
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { FakeRegistry, type Image } from '../helpers/fake-registry.js';
 import { diff } from '../helpers/line-diff.js';
+import { FakeHub, hfUpstream } from '../helpers/fake-hub.js';
+import { fixtureFiles, MODE_DIR, MODELS } from '../helpers/signed-models.js';
 
 /**
  * `airlock pin` records the verified identity beside each pin (issue 26, item 6), through the
@@ -187,5 +189,64 @@ ${policyText}`;
       `        sha256: ["${'f'.repeat(64)}", "${sha256(readFileSync(join(FIX, PA)))}"]`,
     ]);
     expect(await signer('pypi', 'pypi-attestations')).toMatchObject({ identity: PUBLISHER, version: '0.0.19' });
+  });
+
+  describe('hf', () => {
+    const hub = new FakeHub();
+    let hfConfig: string;
+    const commits: Record<string, string> = {};
+    beforeAll(async () => {
+      await hub.start();
+      commits.key = hub.commit('model', 'acme/key', fixtureFiles(MODE_DIR.key));
+      commits.unsigned = hub.commit(
+        'model',
+        'acme/unsigned',
+        fixtureFiles(MODE_DIR.key, (f) => f.filter((x) => x.path !== 'model.sig')),
+      );
+      hfConfig = join(dir, 'hf.yaml');
+      writeFileSync(
+        hfConfig,
+        `data_dir: ${join(dir, 'hf-data')}
+${hfUpstream(hub)}policy:
+  signing:
+    signers:
+      acme-key: { key_file: ${join(MODELS, 'keys/signing-key-pub.pem')} }
+  hf:
+    allow:
+      - repo: acme/key
+        commits: ["${'0'.repeat(40)}"]
+        require: signed
+        signers: [acme-key]
+      - repo: acme/unsigned
+        commits: ["${'0'.repeat(40)}"]
+        require: signed
+        signers: [acme-key]
+`,
+      );
+    });
+    afterAll(() => hub.stop());
+
+    it('verifies model.sig against the commit at pin time, records the key and notes it; an unsigned commit is pinned with a warning', async () => {
+      const before = readFileSync(hfConfig, 'utf8');
+      const r = await airlockCli(['pin', 'hf', `acme/key@${commits.key}`, '--config', hfConfig]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`signed: acme/key@${commits.key.slice(0, 12)} by key:c1e49d63327f (recorded as the signer of acme/key)\n`);
+      const d = diff(before, readFileSync(hfConfig, 'utf8'));
+      expect(d.added).toEqual([
+        `      # airlock pin ${today}: acme/key@${commits.key.slice(0, 12)} signed by key:c1e49d63327f`,
+        `        commits: ["${'0'.repeat(40)}", "${commits.key}"]`,
+      ]);
+      const meta = await openMeta(loadConfig(hfConfig), { create: true });
+      try {
+        expect(await meta.getSigner('hf', 'acme/key')).toMatchObject({ identity: 'key:c1e49d63327f', version: commits.key });
+        const u = await airlockCli(['pin', 'hf', `acme/unsigned@${commits.unsigned}`, '--config', hfConfig]);
+        expect(u.code).toBe(0);
+        expect(u.stderr).toMatch(/^warning: acme\/unsigned@[0-9a-f]{40}: the server will refuse it: acme\/unsigned@[0-9a-f]{40} has no model\.sig/);
+        expect(await meta.getSigner('hf', 'acme/unsigned')).toBeNull();
+      } finally {
+        await meta.close();
+      }
+    });
   });
 });
