@@ -186,7 +186,8 @@ const verifyPypi: Verify = async (loaded, todo, warn) => {
         } catch (e) {
           if (!(e instanceof Refusal)) throw e;
           results.length = 0;
-          warn(item, `the server will refuse it: ${e.message}`);
+          // The integrity API failing is not a verdict: the server asks again at the first pull.
+          warn(item, e.code === 'upstream_failed' ? `not checked at pin time: ${e.message}` : `the server will refuse it: ${e.message}`);
           break;
         }
       }
@@ -216,6 +217,10 @@ const verifyOci: Verify = (loaded, todo, warn) =>
       if (!ref.ok) continue;
       const t = upstream.targetOf(ref.ref);
       const v = await sigs.check(t, item.digest, req);
+      if (v.code === 'upstream_failed') {
+        warn(item, `not checked at pin time: ${v.reason ?? 'the registry failed'}`);
+        continue;
+      }
       if (!v.ok) {
         warn(item, `the server will refuse it: ${v.reason ?? v.code}`);
         continue;
