@@ -204,8 +204,7 @@ export async function pinOciFiles(ctx: CommandContext, files: string[]): Promise
     ctx.values.rewrite ? process.stderr : process.stdout,
   );
   const { judgeIfGated } = await import('./commands/pin.js');
-  for (const p of new Map(written.map((w) => [`${w.repository}@${w.digest}`, w])).values())
-    await judgeIfGated(ctx.configFile, p.repository, p.digest, ctx.values.rewrite ? process.stderr : process.stdout);
+  for (const p of unique) await judgeIfGated(ctx.configFile, p.repository, p.digest, ctx.values.rewrite ? process.stderr : process.stdout);
 }
 
 /** The file's text with `REF@DIGEST` for every reference pinned (references that carry a digest already are left as written). */
