@@ -7,6 +7,7 @@ import { applyHfPin, applyOciPin, applyPypiPin, type PinOutcome } from './pin-ap
 import { parseHfList, readImageFile, readPypiLock, type ImageWant, type PypiWant } from './pin-files.js';
 import { PolicyEditor, scalarText } from './policy-edit.js';
 import { lookalikeBulkGate } from './lookalike.js';
+import { recordPinSigners, type PinItem } from './pin-signer.js';
 import { openMeta } from '../backends.js';
 import { readAdvisories } from '../reload.js';
 import type { Policy } from '../policy/index.js';
@@ -113,6 +114,7 @@ export async function pinPypiFiles(ctx: CommandContext, files: string[]): Promis
   const full = await withImportedAdvisories(loaded);
   const lookalike = await lookalikeBulkGate(loaded, 'pypi', ctx.values['accept-lookalike']);
   const ed = new PolicyEditor(readFileSync(loaded.policyFile, 'utf8'), loaded.policyPathInFile, loaded.policyFile);
+  const signed: PinItem[] = [];
   const verdicts = settle(
     await withPypiResolver(loaded, (resolve) =>
       pool([...wants.values()], async (w): Promise<Pending> => {
@@ -129,8 +131,9 @@ export async function pinPypiFiles(ctx: CommandContext, files: string[]): Promis
         if (advisory) return refuse(advisory.reason);
         let sha256: string[];
         let published: number | null;
+        let found: Awaited<ReturnType<typeof resolve>>;
         try {
-          const found = await resolve(w.name, w.version);
+          found = await resolve(w.name, w.version);
           const missing = w.sha256.filter((h) => !found.sha256.includes(h));
           if (missing.length) return refuse(`sha256 ${missing[0]} is not a file of ${id} on the ${found.source} index`);
           sha256 = w.sha256.length ? w.sha256 : found.sha256;
@@ -158,6 +161,8 @@ export async function pinPypiFiles(ctx: CommandContext, files: string[]): Promis
         if (typeof held !== 'string') return held;
         return () => {
           const how = applyPypiPin(ed, { name: w.name, version: w.version, sha256 }, look.comment ?? undefined);
+          const files = sha256.map((h) => ({ filename: found.files[found.sha256.indexOf(h)], sha256: h }));
+          if (how !== 'unchanged') signed.push({ eco: 'pypi', name: w.name, version: w.version, source: found.source, files });
           return {
             how,
             line: `${word(how, !!ctx.values.print)} ${id} (${sha256.length} file${sha256.length === 1 ? '' : 's'})${accepted(look.comment)}${held}`,
@@ -167,6 +172,7 @@ export async function pinPypiFiles(ctx: CommandContext, files: string[]): Promis
     ),
   );
   finish(ctx, loaded, ed, verdicts);
+  if (!ctx.values.print) await recordPinSigners(ctx.configFile, signed, process.stdout);
 }
 
 export async function pinOciFiles(ctx: CommandContext, files: string[]): Promise<void> {
@@ -232,9 +238,14 @@ export async function pinOciFiles(ctx: CommandContext, files: string[]): Promise
     finish(ctx, loaded, ed, verdicts, process.stderr);
   } else finish(ctx, loaded, ed, verdicts);
   if (ctx.values.print) return;
+  const unique = [...new Map(written.map((w) => [`${w.repository}@${w.digest}`, w])).values()];
+  await recordPinSigners(
+    ctx.configFile,
+    unique.map((w) => ({ eco: 'oci', ...w })),
+    ctx.values.rewrite ? process.stderr : process.stdout,
+  );
   const { judgeIfGated } = await import('./commands/pin.js');
-  for (const p of new Map(written.map((w) => [`${w.repository}@${w.digest}`, w])).values())
-    await judgeIfGated(ctx.configFile, p.repository, p.digest, ctx.values.rewrite ? process.stderr : process.stdout);
+  for (const p of unique) await judgeIfGated(ctx.configFile, p.repository, p.digest, ctx.values.rewrite ? process.stderr : process.stdout);
 }
 
 /** The file's text with `REF@DIGEST` for every reference pinned (references that carry a digest already are left as written). */
@@ -271,6 +282,7 @@ export async function pinHfFiles(ctx: CommandContext, files: string[]): Promise<
   const ed = new PolicyEditor(readFileSync(loaded.policyFile, 'utf8'), loaded.policyPathInFile, loaded.policyFile);
   const seen = new Set<string>();
   const unique = items.filter((i) => !seen.has(i.ref) && seen.add(i.ref));
+  const signed: PinItem[] = [];
   const verdicts = settle(
     await withHfResolver(loaded, (resolve) =>
       pool(unique, async ({ ref, where }): Promise<Pending> => {
@@ -293,10 +305,12 @@ export async function pinHfFiles(ctx: CommandContext, files: string[]): Promise<
         if (typeof held !== 'string') return held;
         return () => {
           const how = applyHfPin(ed, pin, look.comment ?? undefined);
+          if (how !== 'unchanged') signed.push({ eco: 'hf', type: pin.type, repo: pin.repo, commit: pin.commit });
           return { how, line: `${word(how, !!ctx.values.print)} ${ref} -> ${pin.commit}${accepted(look.comment)}${held}` };
         };
       }),
     ),
   );
   finish(ctx, loaded, ed, verdicts);
+  if (!ctx.values.print) await recordPinSigners(ctx.configFile, signed, process.stdout);
 }

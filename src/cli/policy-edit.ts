@@ -62,6 +62,7 @@ export class PolicyEditor {
   private readonly styles = new Map<string, Style>();
   private js?: { value: unknown };
   private pending?: { eco: string; items: Record<string, Val>[] };
+  private commented = false;
 
   constructor(
     public text: string,
@@ -113,7 +114,26 @@ export class PolicyEditor {
   }
 
   get changed(): boolean {
-    return this.ops.length > 0 || !!this.pending;
+    return this.ops.length > 0 || !!this.pending || this.commented;
+  }
+
+  /**
+   * A comment line just above entry `index` (e.g. the signer `airlock pin` verified): one new line at
+   * the entry's dash column, nothing else touched. Only where the entry starts its own line in a
+   * block list (`- key: ...`); false otherwise (a flow list), and then nothing is written.
+   */
+  commentAbove(eco: string, index: number, comment: string): boolean {
+    this.flush();
+    const n = this.doc.getIn([...this.base, eco, 'allow', index], true) as Node | undefined;
+    const list = this.doc.getIn([...this.base, eco, 'allow'], true) as Node | undefined;
+    if (!n?.range || !isSeq(list) || list.flow) return false;
+    const start = n.range[0];
+    const lineStart = this.text.lastIndexOf('\n', start - 1) + 1;
+    const m = /^([ \t]*)-[ \t]+(?:\{[ \t]*)?$/.exec(this.text.slice(lineStart, start));
+    if (!m) return false;
+    this.splice(lineStart, 0, `${m[1]}# ${comment.replace(/\s+/g, ' ')}\n`);
+    this.commented = true;
+    return true;
   }
 
   private flush(): void {

@@ -23,8 +23,10 @@ import type { SignatureRequirement } from '../policy/signing.js';
 
 /** The referrers tag schema's tag, and cosign's legacy signature tag. */
 export const SIGNATURE_TAG = /^sha256-([0-9a-f]{64})(\.sig)?$/;
-/** Entries of a referrers list served (the first ones); an upstream's pagination is not followed. */
+/** Entries of a referrers page served: a longer list (the upstream's page, or the tag index) is served in pages of this many, linked at Airlock. */
 export const MAX_SERVED_REFERRERS = 256;
+/** The query parameter of Airlock's own pages of one upstream list: where the page starts (never passed upstream). */
+export const REFERRERS_FROM = 'airlock.from';
 
 /** A signature tag of an approved subject: what it names upstream now, linked to the subject. */
 export async function signatureTag(d: OciContext, t: Target, tag: string, notPinned: Decision): Promise<{ digest: string; approval: Approval }> {
@@ -104,7 +106,7 @@ export async function continuityGate(
 }
 
 /** Well-formed entries of an index (raw objects, kept as the upstream wrote them), the first `limit`; and how many it listed. */
-function entriesOf(bytes: Buffer, limit: number): { list: Record<string, unknown>[]; total: number } | null {
+function entriesOf(bytes: Buffer, limit = Infinity): { list: Record<string, unknown>[]; total: number } | null {
   let doc: { manifests?: unknown };
   try {
     doc = JSON.parse(bytes.toString('utf8'));
@@ -126,7 +128,7 @@ function entriesOf(bytes: Buffer, limit: number): { list: Record<string, unknown
 function pageQuery(params: URLSearchParams): URLSearchParams {
   const out = new URLSearchParams();
   for (const [k, v] of params) {
-    if (k === 'artifactType' || !/^[A-Za-z0-9_.-]{1,64}$/.test(k) || v.length > 512 || [...out.keys()].length >= 8) continue;
+    if (k === 'artifactType' || k === REFERRERS_FROM || !/^[A-Za-z0-9_.-]{1,64}$/.test(k) || v.length > 512 || [...out.keys()].length >= 8) continue;
     out.append(k, v);
   }
   return out;
@@ -150,10 +152,12 @@ function nextLink(c: Context<AppEnv>, upstreamLink: string | undefined, digest: 
 }
 
 /**
- * The referrers of an approved manifest: the upstream's list (well-formed entries, at most
- * MAX_SERVED_REFERRERS; its next page linked at Airlock), else the index at its `sha256-<hex>`
- * tag, each entry linked to the subject so it is approved through it. Nothing found: 404, so
- * clients fall back to the tag schema.
+ * The referrers of an approved manifest: the upstream's list (well-formed entries), else the index
+ * at its `sha256-<hex>` tag, each entry linked to the subject so it is approved through it. A list
+ * longer than MAX_SERVED_REFERRERS is served in pages, each with a `Link: <...>; rel="next"` to
+ * Airlock's own path (the same query, `airlock.from` where the next page starts), as the
+ * distribution spec requires when the list does not fit one response; the last of them links the
+ * upstream's own next page, if it has one. Nothing found: 404, so clients fall back to the tag schema.
  */
 export async function referrers(d: OciContext, c: Context<AppEnv>, t: Target, digest: string): Promise<Response> {
   const check = checkDigest(digest);
@@ -161,6 +165,10 @@ export async function referrers(d: OciContext, c: Context<AppEnv>, t: Target, di
   const approval = await approve(d, t.repo, digest);
   if (!approval.decision.allow) deny(t, digest, 'referrers', approval.decision, digest.slice(7));
   const q = c.req.query('artifactType');
+  const fromText = c.req.query(REFERRERS_FROM);
+  if (fromText !== undefined && !/^\d{1,7}$/.test(fromText))
+    throw new OciError(400, 'PAGINATION_NUMBER_INVALID', `${REFERRERS_FROM}: expected a whole number, got ${JSON.stringify(fromText.slice(0, 20))}`);
+  const from = Number(fromText ?? 0);
   const page = pageQuery(new URL(c.req.url).searchParams);
   if (q) page.set('artifactType', q);
   const notes: string[] = [];
@@ -172,12 +180,11 @@ export async function referrers(d: OciContext, c: Context<AppEnv>, t: Target, di
     const bytes = await readBoundedBytes(res.body, d.maxManifestBytes).catch((e: Error) => {
       throw new OciError(502, 'MANIFEST_INVALID', `${t.registry}'s referrers list for ${digest}: ${e.message}`);
     });
-    const got = entriesOf(bytes, MAX_SERVED_REFERRERS);
+    const got = entriesOf(bytes);
     if (!got) throw new OciError(502, 'MANIFEST_INVALID', `${t.registry}'s referrers list for ${digest} is not an index`);
     entries = got.list;
     notes.push(`its referrers API lists ${got.total === 0 ? 'none' : got.total}`);
-    // A page cut at MAX_SERVED_REFERRERS has no next page: its remainder would be skipped.
-    if (got.total <= MAX_SERVED_REFERRERS) link = nextLink(c, header(res.headers, 'link'), digest, q);
+    link = nextLink(c, header(res.headers, 'link'), digest, q);
   } else {
     res.body.resume();
     if (res.status !== 404 && res.status !== 400 && res.status !== 405)
@@ -188,7 +195,7 @@ export async function referrers(d: OciContext, c: Context<AppEnv>, t: Target, di
   if (entries.length === 0 && page.size === (q ? 1 : 0)) {
     try {
       const m = await d.upstream.resolveTag(t, tag);
-      entries = entriesOf(m.bytes, MAX_SERVED_REFERRERS)?.list ?? [];
+      entries = entriesOf(m.bytes)?.list ?? [];
       notes.push(`tag ${tag} lists ${entries.length}`);
     } catch (e) {
       if (!(e instanceof OciError && e.status === 404)) throw e;
@@ -196,6 +203,13 @@ export async function referrers(d: OciContext, c: Context<AppEnv>, t: Target, di
     }
   }
   if (q) entries = entries.filter((e) => e.artifactType === q);
+  // Airlock's own pages of the list: the next one linked here, the upstream's next page after the last of them.
+  if (entries.length > from + MAX_SERVED_REFERRERS) {
+    const next = new URLSearchParams(page);
+    next.set(REFERRERS_FROM, String(from + MAX_SERVED_REFERRERS));
+    link = `<${c.req.path}?${next.toString()}>; rel="next"`;
+  }
+  entries = entries.slice(from, from + MAX_SERVED_REFERRERS);
   if (entries.length === 0) throw new OciError(404, 'MANIFEST_UNKNOWN', `no referrers of ${t.repo}@${digest} at ${t.registry} (${notes.join('; ')})`);
   await d.meta.addOciLinks(
     t.repo,

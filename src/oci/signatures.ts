@@ -86,6 +86,9 @@ export interface ImageSignaturesDeps {
   log: Logger;
   maxManifestBytes: number;
   trust?: TrustRoots;
+  /** How long a verdict is kept (signing/cache.ts; an hour by default), and the clock it is aged by (tests). */
+  verdictMaxAgeMs?: number;
+  clock?: () => number;
 }
 
 interface Found {
@@ -100,10 +103,12 @@ interface Found {
 
 export class ImageSignatures {
   private readonly bundles = new SignatureCache<CosignResult>();
-  private readonly verdicts = new SignatureCache<SignatureVerdict>();
+  private readonly verdicts: SignatureCache<SignatureVerdict>;
   private readonly flights = new Map<string, Promise<SignatureVerdict>>();
 
-  constructor(private readonly d: ImageSignaturesDeps) {}
+  constructor(private readonly d: ImageSignaturesDeps) {
+    this.verdicts = new SignatureCache<SignatureVerdict>(10_000, d.verdictMaxAgeMs, d.clock);
+  }
 
   /** The verdict for a manifest of `t.repo` approved by the rule `req`: from the cache, else found and verified. */
   async check(t: UpstreamTarget, digest: string, req: SignatureRequirement): Promise<SignatureVerdict> {
@@ -120,6 +125,15 @@ export class ImageSignatures {
     }
     const v = await p;
     if (v.code !== 'upstream_failed' && !v.transient) this.verdicts.set(digest, '', tv, key, v);
+    // A verified verdict past its age (signing/cache.ts) is kept while the upstream cannot be asked again: same rule, same root.
+    const stale = v.code === 'upstream_failed' || v.transient ? this.verdicts.stale(digest, '', tv, key) : undefined;
+    if (stale?.ok) {
+      this.d.log.warn(
+        { ecosystem: 'oci', repo: t.repo, digest, rule: req.rule, err: v.reason },
+        'signatures could not be looked up again; keeping the verified verdict',
+      );
+      return stale;
+    }
     return v;
   }
 

@@ -17,7 +17,7 @@ import { compareManifest, MAX_MODEL_RESOURCES, parseModelStatement, shown, type 
 import { verifyWithCertificates, verifyWithKey, type DsseParts } from './model-keys.js';
 import type { LoadedTrustRoot } from './trust.js';
 import { jsonBeyond } from './json-bounds.js';
-import { verifyBundleFull, type SignatureResult, type VerifyOptions } from './verify.js';
+import { MAX_BUNDLE_BYTES, verifyBundleFull, type SignatureResult, type VerifyOptions } from './verify.js';
 
 /** A bound on model.sig: a signed list of 100,000 files is about 20 MiB of base64 JSON; larger is refused unread. */
 export const MAX_MODEL_SIG_BYTES = 32 * 1024 * 1024;
@@ -125,6 +125,15 @@ function verifySignature(sigBytes: Buffer, b: Bundle, statement: unknown, signer
   if (keyless.length > 0) {
     const m = statement === undefined ? fail('the signed payload is not JSON') : parseModelStatement(statement);
     if (!m.ok) return m;
+    if (sigBytes.length > MAX_BUNDLE_BYTES) {
+      // The one Sigstore verifier reads at most MAX_BUNDLE_BYTES (verify.ts); a keyless model.sig is refused above it, saying so.
+      const mib = MAX_BUNDLE_BYTES / (1 << 20);
+      misses.push(
+        `it is ${sigBytes.length} bytes: a keyless model signature is verified as a Sigstore bundle, at most ${MAX_BUNDLE_BYTES} bytes (${mib} MiB); ` +
+          `sign the model in key or certificate mode (up to ${MAX_MODEL_SIG_BYTES / (1 << 20)} MiB), or with fewer files per signature`,
+      );
+      return fail(misses.length === 1 ? misses[0] : `no signer matched: ${misses.slice(0, 3).join('; ')}`);
+    }
     const v = verifyBundleFull(sigBytes, { digest: `sha256:${m.value.rootDigest}` }, keyless, trust, { now });
     if (v.result.ok) return { ok: true as const, value: v.result };
     misses.push(v.result.reason ?? 'the signature does not verify');

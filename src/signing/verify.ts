@@ -3,6 +3,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
 import { X509Certificate } from '@sigstore/core';
 import { toSignedEntity, Verifier, type SignedEntity, type TrustMaterial } from '@sigstore/verify';
+import { crypto as sigstoreCrypto, dsse } from '@sigstore/core';
 import type { CompiledSigner } from '../policy/signing.js';
 import { certificateFacts, publisherOf, type CertificateFacts, type Publisher } from './identity.js';
 import type { LoadedTrustRoot } from './trust.js';
@@ -212,6 +213,40 @@ function leafOf(bundle: Bundle): X509Certificate | null {
   return raw ? X509Certificate.parse(Buffer.from(raw)) : null;
 }
 
+/** The hash an EC key signs over, by its curve, as Sigstore clients choose it (sigstore-go, cosign); undefined for other keys. */
+const HASH_FOR_CURVE: Record<string, string> = { prime256v1: 'sha256', secp384r1: 'sha384', secp521r1: 'sha512' };
+export function curveHash(key: KeyObject): string | undefined {
+  return key.asymmetricKeyType === 'ec' ? HASH_FOR_CURVE[key.asymmetricKeyDetails?.namedCurve ?? ''] : undefined;
+}
+
+/**
+ * The entity with its DSSE signature checked over the hash of the signing key's curve (P-256
+ * SHA-256, P-384 SHA-384, P-521 SHA-512). @sigstore/verify 3.1 verifies a DSSE signature with
+ * node's default digest for the key, SHA-256 for every EC curve, so a P-384 or P-521 bundle would
+ * never verify. Message signatures keep the library's check (the hash their digest declares).
+ */
+function withCurveHash(entity: SignedEntity, bundle: Bundle): SignedEntity {
+  if (bundle.content.$case !== 'dsseEnvelope') return entity;
+  const env = bundle.content.dsseEnvelope;
+  const content = entity.signature;
+  const verifySignature = (key: KeyObject): boolean => {
+    const hash = curveHash(key);
+    if (!hash) return content.verifySignature(key);
+    return sigstoreCrypto.verify(dsse.preAuthEncoding(env.payloadType, env.payload), key, content.signature, hash);
+  };
+  return {
+    ...entity,
+    signature: {
+      get signature() {
+        return content.signature;
+      },
+      compareSignature: (s: Buffer) => content.compareSignature(s),
+      compareDigest: (d: Buffer) => content.compareDigest(d),
+      verifySignature,
+    },
+  };
+}
+
 /** Certificate mode: the policy's CA instead of the root's; no SCT is required, but one present must verify against the root's CT logs. */
 function caMaterial(base: TrustMaterial, pem: string): TrustMaterial {
   const certs = [...pem.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)].map((m) => X509Certificate.parse(m[0]));
@@ -280,7 +315,7 @@ export function verifyBundleFull(
     const subj = checkSubject(b, subject);
     if (subj.reason) return { ...fail(subj.reason, base), statement: subj.statement, payloadType: subj.payloadType };
     if (b.content.$case === 'messageSignature' && !subject.artifact) return fail('a message signature needs the signed bytes to verify', base);
-    const entity = toSignedEntity(b, subject.artifact);
+    const entity = withCurveHash(toSignedEntity(b, subject.artifact), b);
     const mismatches: string[] = [];
     let identityMisses = 0;
     const done = new Map<string, { identity: string; facts?: CertificateFacts } | Error>();

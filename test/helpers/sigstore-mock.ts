@@ -134,7 +134,9 @@ export async function privateSigstore(): Promise<PrivateSigstore> {
   function dsse(digest: string, privateKey: KeyObject) {
     const payload = statementFor(digest);
     const type = 'application/vnd.in-toto+json';
-    const sig = sign('sha256', pae(type, payload), privateKey);
+    // Over the hash of the key's curve, as Sigstore clients sign (P-256 SHA-256, P-384 SHA-384, P-521 SHA-512).
+    const curve = privateKey.asymmetricKeyDetails?.namedCurve;
+    const sig = sign(curve === 'secp384r1' ? 'sha384' : curve === 'secp521r1' ? 'sha512' : 'sha256', pae(type, payload), privateKey);
     return { payload, type, sig };
   }
 

@@ -261,6 +261,37 @@ ${rule('api.test/cosign/app', SUBJECT_DIGEST, 'cody', 'attested')}${rule('tags.t
     expect(((await list.json()) as { manifests: unknown[] }).manifests).toHaveLength(256);
   });
 
+  it('a referrers list longer than a page is served in pages of 256, each linked at Airlock, until every entry was served once', async () => {
+    const first = `/v2/api.test/bad/many/referrers/${SUBJECT_DIGEST}`;
+    const seen: string[] = [];
+    const queries = api.referrersQueries.length;
+    let next: string | null = first;
+    let pages = 0;
+    while (next) {
+      const res: Response = await fetch(`${a.url}${next}`, { headers: { accept: ACCEPT } });
+      expect(res.status).toBe(200);
+      const page = ((await res.json()) as { manifests: { digest: string }[] }).manifests;
+      expect(page.length).toBeLessThanOrEqual(256);
+      seen.push(...page.map((m) => m.digest));
+      const link: string | null = res.headers.get('link');
+      next = link ? /^<(\/v2\/api\.test\/bad\/many\/referrers\/[^>]+)>; rel="next"$/.exec(link)![1] : null;
+      expect(++pages).toBeLessThanOrEqual(40);
+    }
+    expect(pages).toBe(40);
+    expect(seen).toHaveLength(10_000);
+    expect(new Set(seen).size).toBe(10_000);
+    expect(seen[256]).toBe(digestOf('junk 256'));
+    // The page parameter is Airlock's: never passed upstream.
+    expect(api.referrersQueries.slice(queries).every((q) => !q.includes('airlock'))).toBe(true);
+    // Filtered: pages of what matches; a bad page number is a one-line 400.
+    const filtered = await get(`api.test/bad/many/referrers/${SUBJECT_DIGEST}?artifactType=${encodeURIComponent(BUNDLE_MT)}&airlock.from=9984`);
+    expect(((await filtered.json()) as { manifests: unknown[] }).manifests).toHaveLength(16);
+    expect(filtered.headers.get('link')).toBeNull();
+    const bad = await get(`api.test/bad/many/referrers/${SUBJECT_DIGEST}?airlock.from=-1`);
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { errors: { code: string }[] }).errors[0].code).toBe('PAGINATION_NUMBER_INVALID');
+  });
+
   it('a multi-megabyte signature object is not fetched, one that lies about its size is cut, a malformed bundle refused', async () => {
     expect((await get(`api.test/bad/huge/manifests/${SUBJECT_DIGEST}`)).status).toBe(403);
     expect(api.count(`blob:${digestOf(huge)}`)).toBe(0);

@@ -2,6 +2,7 @@ import { loadConfig } from '../../config/load.js';
 import { resolveHfPin, resolveOciPin, resolvePypiPin, writeHfPin, writeOciPin, writePypiPin } from '../pin.js';
 import { commentEntry, lookalikeGate } from '../lookalike.js';
 import type { PinOutcome } from '../pin-apply.js';
+import { recordPinSigners } from '../pin-signer.js';
 import { fail, type Command, type CommandContext } from './shared.js';
 
 /**
@@ -41,6 +42,7 @@ async function pinOci({ values, configFile }: CommandContext, req: string): Prom
   loadConfig(configFile);
   const what = pin.mediaType.includes('index') || pin.mediaType.includes('list') ? `index of ${pin.children} platforms` : `manifest with ${pin.children} blobs`;
   process.stdout.write(`${verb(how)} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}${same(how)}) in ${loaded.policyFile}\n`);
+  if (how !== 'unchanged') await recordPinSigners(configFile, [{ eco: 'oci', repository: pin.repository, digest: pin.digest }], process.stdout);
   await judgeIfGated(configFile, pin.repository, pin.digest);
 }
 
@@ -99,6 +101,7 @@ async function pinHf({ values, configFile }: CommandContext, req: string): Promi
   process.stdout.write(
     `${verb(how)} ${name}${pin.ref ? `@${pin.ref}` : ''} -> ${pin.commit}${how === 'unchanged' ? ' (already pinned: nothing to change)' : ''} in ${loaded.policyFile}\n`,
   );
+  if (how !== 'unchanged') await recordPinSigners(configFile, [{ eco: 'hf', type: pin.type, repo: pin.repo, commit: pin.commit }], process.stdout);
 }
 
 async function pinPypi({ values, configFile }: CommandContext, req: string): Promise<void> {
@@ -113,6 +116,9 @@ async function pinPypi({ values, configFile }: CommandContext, req: string): Pro
   process.stdout.write(
     `${verb(how)} ${pin.name}==${pin.version} (${pin.files.length} file${pin.files.length === 1 ? '' : 's'}, from the ${pin.source} index${same(how)}) in ${loaded.policyFile}\n`,
   );
+  const files = pin.files.map((filename, i) => ({ filename, sha256: pin.sha256[i] }));
+  if (how !== 'unchanged')
+    await recordPinSigners(configFile, [{ eco: 'pypi', name: pin.name, version: pin.version, source: pin.source, files }], process.stdout);
 }
 
 export const pin: Command = {
