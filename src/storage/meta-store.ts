@@ -308,8 +308,8 @@ export interface AdvisoryStore {
   advisorySyncs(opts: { source?: string; limit: number }): Promise<(AdvisorySync & { id: number; generation: number })[]>;
   /** The generation now: 0 before any change; grows by one per import that changed something. */
   advisoryGeneration(): Promise<number>;
-  /** What changed after `generation`: the ids, and the sources of the syncs that changed them ('import' for changes by hand). */
-  advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[] }>;
+  /** What changed after `generation`: the ids, the sources of the syncs that changed them ('import' for changes by hand), and the newest generation among them. */
+  advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }>;
 }
 
 /** Other names of stored blobs, e.g. ("git-blob", <sha1>) -> sha256 for Hub files verified by git oid. */

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { AdvisoryRow, AdvisoryStore, AdvisorySync } from './meta-store.js';
-import { sourcesOf, syncOf } from './sqlite-advisories.js';
+import { outcomeOf, sourcesOf, syncOf } from './sqlite-advisories.js';
 
 type Tx = <T>(fn: (c: pg.PoolClient) => Promise<T>) => Promise<T>;
 
@@ -48,7 +48,7 @@ export class PgAdvisories implements AdvisoryStore {
       await c.query(
         `INSERT INTO advisory_syncs (source, started_at, finished_at, outcome, mode, changed, high_water, error, generation)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [s.source, s.startedAt, s.finishedAt, s.outcome, s.mode, ids.length, s.highWater, s.error, ids.length ? generation : 0],
+        [s.source, s.startedAt, s.finishedAt, outcomeOf(s, ids), s.mode, ids.length, s.highWater, s.error, ids.length ? generation : 0],
       );
       return ids;
     });
@@ -66,13 +66,14 @@ export class PgAdvisories implements AdvisoryStore {
     return (await this.pool.query<{ generation: number }>('SELECT generation FROM advisory_generation WHERE id = 1')).rows[0].generation;
   }
 
-  async advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[] }> {
+  async advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }> {
     const rows = (
       await this.pool.query<{ id: string; generation: number }>('SELECT id, generation FROM advisories WHERE generation > $1 ORDER BY id', [generation])
     ).rows;
     const bySync = (
       await this.pool.query<{ source: string; generation: number }>('SELECT source, generation FROM advisory_syncs WHERE generation > $1', [generation])
     ).rows;
-    return { ids: rows.map((r) => r.id), sources: sourcesOf([...new Set(rows.map((r) => r.generation))], bySync) };
+    const gens = [...new Set(rows.map((r) => r.generation))];
+    return { ids: rows.map((r) => r.id), sources: sourcesOf(gens, bySync), generation: Math.max(generation, ...gens) };
   }
 }

@@ -304,7 +304,7 @@ export class PgMetaStore implements MetaStore {
     return this.advisories.advisoryGeneration();
   }
 
-  advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[] }> {
+  advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }> {
     return this.advisories.advisoryChangesSince(generation);
   }
 

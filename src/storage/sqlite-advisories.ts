@@ -70,7 +70,7 @@ export class SqliteAdvisories implements AdvisoryStore {
           `INSERT INTO advisory_syncs (source, started_at, finished_at, outcome, mode, changed, high_water, error, generation)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(s.source, s.startedAt, s.finishedAt, s.outcome, s.mode, ids.length, s.highWater, s.error, ids.length ? generation : 0);
+        .run(s.source, s.startedAt, s.finishedAt, outcomeOf(s, ids), s.mode, ids.length, s.highWater, s.error, ids.length ? generation : 0);
       return ids;
     })();
   }
@@ -87,7 +87,7 @@ export class SqliteAdvisories implements AdvisoryStore {
     return this.db.prepare<[], { generation: number }>('SELECT generation FROM advisory_generation WHERE id = 1').get()!.generation;
   }
 
-  async advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[] }> {
+  async advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }> {
     const ids = this.db
       .prepare<[number], { id: string }>('SELECT id FROM advisories WHERE generation > ? ORDER BY id')
       .all(generation)
@@ -99,7 +99,7 @@ export class SqliteAdvisories implements AdvisoryStore {
     const bySync = this.db
       .prepare<[number], { source: string; generation: number }>('SELECT source, generation FROM advisory_syncs WHERE generation > ?')
       .all(generation);
-    return { ids, sources: sourcesOf(gens, bySync) };
+    return { ids, sources: sourcesOf(gens, bySync), generation: Math.max(generation, ...gens) };
   }
 }
 
@@ -107,4 +107,9 @@ export class SqliteAdvisories implements AdvisoryStore {
 export function sourcesOf(gens: number[], bySync: { source: string; generation: number }[]): string[] {
   const known = new Map(bySync.map((s) => [s.generation, s.source]));
   return [...new Set(gens.map((g) => known.get(g) ?? 'import'))].sort();
+}
+
+/** A sync that did not fail changed something or nothing, as its transaction found. */
+export function outcomeOf(s: AdvisorySync, ids: string[]): AdvisorySync['outcome'] {
+  return s.outcome === 'failed' ? 'failed' : ids.length ? 'changed' : 'unchanged';
 }

@@ -402,6 +402,8 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
         highWater: 'T2',
         error: null,
       };
+      // The transaction decides changed or unchanged, whatever the caller guessed.
+      expect(await s.recordAdvisorySync([{ id: 'A', modified: '1', record: '{"id":"A"}' }], { ...sync, startedAt: 5, finishedAt: 6 })).toEqual([]);
       const ids = await s.recordAdvisorySync(
         [
           { id: 'A', modified: '1', record: '{"id":"A"}' },
@@ -412,9 +414,9 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
       );
       expect(ids.sort()).toEqual(['B', 'C']);
       expect(await s.advisoryGeneration()).toBe(2);
-      expect(await s.advisoryChangesSince(1)).toEqual({ ids: ['B', 'C'], sources: ['osv-pypi'] });
-      expect(await s.advisoryChangesSince(0)).toEqual({ ids: ['A', 'B', 'C'], sources: ['import', 'osv-pypi'] });
-      expect(await s.advisoryChangesSince(2)).toEqual({ ids: [], sources: [] });
+      expect(await s.advisoryChangesSince(1)).toEqual({ ids: ['B', 'C'], sources: ['osv-pypi'], generation: 2 });
+      expect(await s.advisoryChangesSince(0)).toEqual({ ids: ['A', 'B', 'C'], sources: ['import', 'osv-pypi'], generation: 2 });
+      expect(await s.advisoryChangesSince(2)).toEqual({ ids: [], sources: [], generation: 2 });
       // A failed sync imports nothing and bumps nothing, but is recorded with its error.
       const failed = { ...sync, startedAt: 30, finishedAt: 31, outcome: 'failed' as const, mode: 'incremental' as const, highWater: null, error: 'zip: bad' };
       expect(await s.recordAdvisorySync([], failed)).toEqual([]);
@@ -425,6 +427,7 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
         ['osv-debian', 'failed', 0, 0],
         ['osv-pypi', 'failed', 0, 0],
         ['osv-pypi', 'changed', 2, 2],
+        ['osv-pypi', 'unchanged', 0, 0],
       ]);
       const mine = await s.advisorySyncs({ source: 'osv-pypi', limit: 1 });
       expect(mine).toEqual([{ id: mine[0].id, ...failed, changed: 0, generation: 0 }]);
