@@ -38,7 +38,7 @@ export const advisoriesSchema = z
   .object({
     sources: z.array(source).default([]),
     /** Seconds between syncs of each source (a failed sync is retried after at most 5 minutes). */
-    interval: z.number().int().min(10).default(3600),
+    interval: z.number().int().min(5).default(3600),
     /** Seconds after which a source's data is stale: a warning on /-/readyz (0: never). */
     max_age: z.number().int().min(0).default(86_400),
     /** Largest all.zip (and modified_id.csv) accepted, in bytes. */
