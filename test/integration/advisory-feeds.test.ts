@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { onAdvisoriesApplied, clearAdvisoriesAppliedHooks, type AdvisoriesChange } from '../../src/advisories/applied.js';
 import { OsvFeed } from '../../src/advisories/feed.js';
 import { AdvisoryFeeds } from '../../src/advisories/sync.js';
+import { Authenticator } from '../../src/auth/tokens.js';
 import { UpstreamHttp } from '../../src/upstream/http.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex } from '../helpers/fake-index.js';
@@ -183,5 +184,33 @@ policy:
     await until('1.1 refused', async () => (await rawGet(file('1.1'))).status === 403);
     await until('the hook', async () => applied.length > n);
     expect(applied.at(-1)).toEqual({ changedIds: ['GHSA-hand-tiny-0002'], source: 'import' });
+  }, 30_000);
+
+  it("shows each source's freshness and the recorded syncs, failures with their error, on the console's advisories page", async () => {
+    const token = await new Authenticator(a.airlock.meta).create('feeds-admin', true);
+    const ui = (p: string) => `${a.url}/-/ui${p}`;
+    const form = await fetch(ui('/login'));
+    const nonceCookie = form.headers
+      .getSetCookie()
+      .find((c) => c.startsWith('airlock_login='))!
+      .split(';')[0];
+    const nonce = /name="nonce" value="([^"]+)"/.exec(await form.text())![1];
+    const res = await fetch(ui('/login'), {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie: nonceCookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ nonce, token }),
+    });
+    const cookie = res.headers
+      .getSetCookie()
+      .find((c) => c.startsWith('airlock_console='))!
+      .split(';')[0];
+    const page = await (await fetch(ui('/advisories'), { headers: { cookie } })).text();
+    expect(page).toContain('<h2>Advisory feeds</h2>');
+    expect(page).toMatch(/<tr><td><code>osv-pypi<\/code><\/td><td>2026-\d\d-\d\d [\d:]+<\/td><td class="age">\d+ s<\/td><\/tr>/);
+    expect(page).toMatch(/<td><code>osv-pypi<\/code><\/td><td>incremental<\/td><td>changed<\/td><td>2<\/td><td>2026-12-03T10:00:00.500000000Z<\/td>/);
+    expect(page).toMatch(
+      /<td><code>by-hand<\/code><\/td><td>full<\/td><td class="deny">failed<\/td><td>0<\/td><td><\/td><td>by-hand: all\.zip is not a sound zip archive/,
+    );
   }, 30_000);
 });
