@@ -213,4 +213,23 @@ policy:
       /<td><code>by-hand<\/code><\/td><td>full<\/td><td class="deny">failed<\/td><td>0<\/td><td><\/td><td>by-hand: all\.zip is not a sound zip archive/,
     );
   }, 30_000);
+
+  it('names a source that has never synced on /-/readyz, with its error, and keeps serving', async () => {
+    const b = await startAirlock(`advisories:\n  sources:\n    - { url: "${feed.url}", ecosystem: Nope }\n  interval: 5\n  poll: 0.5\n`);
+    try {
+      const ready = await until('the warning', async () => {
+        const r = (await (await fetch(`${b.url}/-/readyz`)).json()) as { status: string; warnings?: string[] };
+        return r.warnings ? r : null;
+      });
+      expect(ready).toEqual({
+        status: 'ready',
+        warnings: [expect.stringMatching(/^advisory source osv-nope has never synced; last error: osv-nope: .*\/Nope\/all\.zip answered 404$/)],
+      });
+      const metrics = await (await fetch(`${b.url}/-/metrics`)).text();
+      expect(metrics).toContain('airlock_advisories_age_seconds{source="osv-nope"} -1');
+      expect(metrics).toContain('airlock_advisory_syncs_total{source="osv-nope",outcome="failed"} 1');
+    } finally {
+      await b.stop();
+    }
+  }, 30_000);
 });
