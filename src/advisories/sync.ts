@@ -53,6 +53,7 @@ export class AdvisoryFeeds {
   private ticking: Promise<void> | null = null;
   private states = new Map<string, FeedState>();
   private stopped = false;
+  private noticing: Promise<string[]> | null = null;
 
   constructor(private readonly o: FeedsOptions) {}
 
@@ -153,7 +154,13 @@ export class AdvisoryFeeds {
    * Apply what changed in the store since the generation in force here (a sync on any replica, an
    * import by hand): re-read the advisories into the policy, then tell the hooks. Returns the ids.
    */
-  async notice(): Promise<string[]> {
+  notice(): Promise<string[]> {
+    // One at a time (the timer, a sync, SIGHUP): a second caller joins, so no change is told twice.
+    this.noticing ??= this.applyChanges().finally(() => (this.noticing = null));
+    return this.noticing;
+  }
+
+  private async applyChanges(): Promise<string[]> {
     const now = await this.o.meta.advisoryGeneration();
     if (now <= this.generation) return [];
     const { ids, sources, generation } = await this.o.meta.advisoryChangesSince(this.generation);

@@ -41,12 +41,12 @@ export const advisoriesSchema = z
     interval: z.number().int().min(5).default(3600),
     /** Seconds after which a source's data is stale: a warning on /-/readyz (0: never). */
     max_age: z.number().int().min(0).default(86_400),
-    /** Largest all.zip (and modified_id.csv) accepted, in bytes. */
+    /** Largest all.zip (and modified_id.csv) accepted, in bytes; the archive is held in memory while it is verified. */
     max_bytes: z
       .number()
       .int()
       .min(1024)
-      .default(1024 ** 3),
+      .default(512 * 1024 * 1024),
     /** Seconds allowed for one download (all.zip whole, or one record). */
     timeout: z.number().positive().default(600),
     /** An incremental sync that would fetch more records than this fetches all.zip instead. */
