@@ -232,4 +232,37 @@ policy:
       await b.stop();
     }
   }, 30_000);
+
+  it('takes all.zip instead when more records changed than advisories.max_incremental', async () => {
+    // An ecosystem of its own, so the server's scheduled syncs of PyPI ask for none of its files.
+    const src = { name: 'few', url: feed.url, ecosystem: 'Few', incremental: true };
+    feed.put('Few', { id: 'FEW-0', modified: '2026-12-01T00:00:00Z', affected: [] });
+    const f = new AdvisoryFeeds({
+      meta: a.airlock.meta,
+      feed: new OsvFeed(new UpstreamHttp(), { maxBytes: 1 << 20, timeoutMs: 10_000, maxIncremental: 1 }),
+      sources: [src],
+      intervalMs: 3_600_000,
+      pollMs: 0,
+      maxAgeMs: 0,
+      apply: () => a.airlock.reloadAdvisories(),
+      owner: 'test',
+      log: a.airlock.log,
+    });
+    expect(await f.syncNow(src)).toMatchObject({ mode: 'full', outcome: 'changed', changed: 1 });
+    const zips = feed.asked('/Few/all.zip').length;
+    const jsons = feed.asked('.json').filter((p) => p.startsWith('/Few/')).length;
+    const rec = (n: number) => ({
+      id: `PYSEC-0000-1${n}`,
+      modified: `2026-12-03T13:00:0${n}Z`,
+      affected: [{ package: { ecosystem: 'PyPI', name: 'otherlib' }, versions: [`9.${n}`] }],
+    });
+    feed.put('Few', rec(1));
+    expect(await f.syncNow(src)).toMatchObject({ mode: 'incremental', outcome: 'changed', changed: 1 });
+    const fewJsons = () => feed.asked('.json').filter((p) => p.startsWith('/Few/'));
+    expect(fewJsons()).toHaveLength(jsons + 1);
+    feed.put('Few', rec(2), rec(3));
+    expect(await f.syncNow(src)).toMatchObject({ mode: 'full', outcome: 'changed', changed: 2, highWater: '2026-12-03T13:00:03.000000000Z' });
+    expect(feed.asked('/Few/all.zip')).toHaveLength(zips + 1);
+    expect(fewJsons()).toHaveLength(jsons + 1);
+  }, 30_000);
 });
