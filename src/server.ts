@@ -43,8 +43,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const scrubber = startCacheUpkeep(cache, config, log);
   const record = keepRecord(meta, metrics, log, config.records);
   const recorder = record.recorder;
-  // The generation first: a change made while the advisories are read is applied again by the feeds' next look.
-  const generation = await meta.advisoryGeneration();
+  // What the hooks were last told of (advisories/applied.ts): the feeds' first look applies and tells anything newer.
+  const told = await meta.advisoriesTold();
   const live = new LivePolicy(loaded.policy, await readAdvisories(meta), policyVersion(loaded.policyFile));
   const feedSetup = advisoryFeeds(loaded);
   metrics.watchUpstreams([feedSetup.http]);
@@ -88,7 +88,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   });
   const retention = await startRetention(config.records, { recorder, meta, log });
   record.start();
-  feeds.start(generation);
+  feeds.start(told);
 
   return {
     app,

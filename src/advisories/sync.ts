@@ -57,7 +57,11 @@ export class AdvisoryFeeds {
 
   constructor(private readonly o: FeedsOptions) {}
 
-  /** Start from the generation of the advisories read at start; the first tick runs now. */
+  /**
+   * Start from the generation last told to the hooks (the store's advisoriesTold): changes made while
+   * no replica ran, or that a replica applied but died before telling, are applied and told by the
+   * first tick, which runs now. The hooks hear of a change at least once.
+   */
   start(generation: number): void {
     this.generation = generation;
     const every = this.o.pollMs > 0 ? Math.min(this.o.pollMs, this.o.intervalMs) : Math.min(60_000, this.o.intervalMs);
@@ -168,6 +172,7 @@ export class AdvisoryFeeds {
     this.generation = Math.max(generation, this.generation);
     this.o.log.info({ changed: ids.length, sources, active, generation: this.generation }, 'advisories changed in the store: applied');
     if (ids.length) await advisoriesApplied({ changedIds: ids, source: sources.join(',') }, this.o.log);
+    await this.o.meta.markAdvisoriesTold(this.generation);
     return ids;
   }
 

@@ -308,6 +308,10 @@ export interface AdvisoryStore {
   advisorySyncs(opts: { source?: string; limit: number }): Promise<(AdvisorySync & { id: number; generation: number })[]>;
   /** The generation now: 0 before any change; grows by one per import that changed something. */
   advisoryGeneration(): Promise<number>;
+  /** The newest generation whose changes some replica applied and told its hooks of (advisories/applied.ts). */
+  advisoriesTold(): Promise<number>;
+  /** Note that the changes up to `generation` were applied and told (never moves back). */
+  markAdvisoriesTold(generation: number): Promise<void>;
   /** What changed after `generation`: the ids, the sources of the syncs that changed them ('import' for changes by hand), and the newest generation among them. */
   advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }>;
 }

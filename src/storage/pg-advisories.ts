@@ -66,6 +66,14 @@ export class PgAdvisories implements AdvisoryStore {
     return (await this.pool.query<{ generation: number }>('SELECT generation FROM advisory_generation WHERE id = 1')).rows[0].generation;
   }
 
+  async advisoriesTold(): Promise<number> {
+    return (await this.pool.query<{ told: number }>('SELECT told FROM advisory_generation WHERE id = 1')).rows[0].told;
+  }
+
+  async markAdvisoriesTold(generation: number): Promise<void> {
+    await this.pool.query('UPDATE advisory_generation SET told = $1 WHERE id = 1 AND told < $1', [generation]);
+  }
+
   async advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }> {
     const rows = (
       await this.pool.query<{ id: string; generation: number }>('SELECT id, generation FROM advisories WHERE generation > $1 ORDER BY id', [generation])

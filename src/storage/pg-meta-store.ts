@@ -283,30 +283,15 @@ export class PgMetaStore implements MetaStore {
     return this.sessions.consoleSecret();
   }
 
-  // AdvisoryStore (pg-advisories.ts)
-  putAdvisories(recs: AdvisoryRow[]): Promise<number> {
-    return this.advisories.putAdvisories(recs);
-  }
-
-  listAdvisories(): Promise<string[]> {
-    return this.advisories.listAdvisories();
-  }
-
-  recordAdvisorySync(recs: AdvisoryRow[], sync: AdvisorySync): Promise<string[]> {
-    return this.advisories.recordAdvisorySync(recs, sync);
-  }
-
-  advisorySyncs(opts: { source?: string; limit: number }): Promise<(AdvisorySync & { id: number; generation: number })[]> {
-    return this.advisories.advisorySyncs(opts);
-  }
-
-  advisoryGeneration(): Promise<number> {
-    return this.advisories.advisoryGeneration();
-  }
-
-  advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }> {
-    return this.advisories.advisoryChangesSince(generation);
-  }
+  // AdvisoryStore: pg-advisories.ts
+  readonly putAdvisories = (recs: AdvisoryRow[]) => this.advisories.putAdvisories(recs);
+  readonly listAdvisories = () => this.advisories.listAdvisories();
+  readonly recordAdvisorySync = (recs: AdvisoryRow[], sync: AdvisorySync) => this.advisories.recordAdvisorySync(recs, sync);
+  readonly advisorySyncs = (opts: { source?: string; limit: number }) => this.advisories.advisorySyncs(opts);
+  readonly advisoryGeneration = () => this.advisories.advisoryGeneration();
+  readonly advisoriesTold = () => this.advisories.advisoriesTold();
+  readonly markAdvisoriesTold = (generation: number) => this.advisories.markAdvisoriesTold(generation);
+  readonly advisoryChangesSince = (generation: number) => this.advisories.advisoryChangesSince(generation);
 
   // TrustRootStore
   async putTrustRoot(r: { sha256: string; root: string }): Promise<void> {

@@ -86,7 +86,7 @@ export const PG_MIGRATIONS: string[] = [
   // Advisory feeds (issue 28): see sqlite-schema.ts's step.
   `ALTER TABLE advisories ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
    CREATE INDEX advisories_by_generation ON advisories (generation);
-   CREATE TABLE advisory_generation (id INTEGER PRIMARY KEY CHECK (id = 1), generation BIGINT NOT NULL);
+   CREATE TABLE advisory_generation (id INTEGER PRIMARY KEY CHECK (id = 1), generation BIGINT NOT NULL, told BIGINT NOT NULL DEFAULT 0);
    INSERT INTO advisory_generation (id, generation) VALUES (1, 0);
    CREATE TABLE advisory_syncs (id BIGSERIAL PRIMARY KEY, source TEXT NOT NULL, started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL,
      outcome TEXT NOT NULL, mode TEXT NOT NULL, changed INTEGER NOT NULL, high_water TEXT, error TEXT, generation BIGINT NOT NULL);

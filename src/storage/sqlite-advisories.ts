@@ -87,6 +87,14 @@ export class SqliteAdvisories implements AdvisoryStore {
     return this.db.prepare<[], { generation: number }>('SELECT generation FROM advisory_generation WHERE id = 1').get()!.generation;
   }
 
+  async advisoriesTold(): Promise<number> {
+    return this.db.prepare<[], { told: number }>('SELECT told FROM advisory_generation WHERE id = 1').get()!.told;
+  }
+
+  async markAdvisoriesTold(generation: number): Promise<void> {
+    this.db.prepare('UPDATE advisory_generation SET told = ? WHERE id = 1 AND told < ?').run(generation, generation);
+  }
+
   async advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }> {
     const ids = this.db
       .prepare<[number], { id: string }>('SELECT id FROM advisories WHERE generation > ? ORDER BY id')

@@ -364,6 +364,8 @@ export class SqliteMetaStore implements MetaStore {
   readonly recordAdvisorySync = (recs: AdvisoryRow[], sync: AdvisorySync) => this.advisories.recordAdvisorySync(recs, sync);
   readonly advisorySyncs = (opts: { source?: string; limit: number }) => this.advisories.advisorySyncs(opts);
   readonly advisoryGeneration = () => this.advisories.advisoryGeneration();
+  readonly advisoriesTold = () => this.advisories.advisoriesTold();
+  readonly markAdvisoriesTold = (generation: number) => this.advisories.markAdvisoriesTold(generation);
   readonly advisoryChangesSince = (generation: number) => this.advisories.advisoryChangesSince(generation);
 
   async putTrustRoot(r: { sha256: string; root: string }): Promise<void> {

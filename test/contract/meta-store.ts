@@ -417,6 +417,11 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
       expect(await s.advisoryChangesSince(1)).toEqual({ ids: ['B', 'C'], sources: ['osv-pypi'], generation: 2 });
       expect(await s.advisoryChangesSince(0)).toEqual({ ids: ['A', 'B', 'C'], sources: ['import', 'osv-pypi'], generation: 2 });
       expect(await s.advisoryChangesSince(2)).toEqual({ ids: [], sources: [], generation: 2 });
+      // What was told to the hooks: it only moves forward.
+      expect(await s.advisoriesTold()).toBe(0);
+      await s.markAdvisoriesTold(2);
+      await s.markAdvisoriesTold(1);
+      expect(await s.advisoriesTold()).toBe(2);
       // A failed sync imports nothing and bumps nothing, but is recorded with its error.
       const failed = { ...sync, startedAt: 30, finishedAt: 31, outcome: 'failed' as const, mode: 'incremental' as const, highWater: null, error: 'zip: bad' };
       expect(await s.recordAdvisorySync([], failed)).toEqual([]);

@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { onAdvisoriesApplied, clearAdvisoriesAppliedHooks, type AdvisoriesChange } from '../../src/advisories/applied.js';
 import { OsvFeed } from '../../src/advisories/feed.js';
@@ -6,6 +9,7 @@ import { Authenticator } from '../../src/auth/tokens.js';
 import { UpstreamHttp } from '../../src/upstream/http.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex } from '../helpers/fake-index.js';
+import { airlockCli } from '../helpers/cli.js';
 import { rawGet } from '../helpers/http.js';
 import { OsvFeedServer } from '../helpers/osv-feed.js';
 
@@ -32,6 +36,7 @@ describe('advisory feeds', () => {
   const feed = new OsvFeedServer();
   const index = new FakeIndex();
   let a: TestAirlock;
+  let yaml = '';
   const applied: AdvisoriesChange[] = [];
 
   beforeAll(async () => {
@@ -45,7 +50,7 @@ describe('advisory feeds', () => {
       .add('tinylib', { filename: wheel('1.0'), bytes: Buffer.from('tinylib 1.0') })
       .add('tinylib', { filename: wheel('1.1'), bytes: Buffer.from('tinylib 1.1') });
     onAdvisoriesApplied(async (c) => void applied.push(c));
-    a = await startAirlock(`
+    yaml = `
 pypi:
   upstream: ${index.simpleUrl}
   file_hosts: ["127.0.0.1:${index.port}"]
@@ -59,7 +64,8 @@ policy:
   pypi:
     allow:
       - { name: tinylib }
-`);
+`;
+    a = await startAirlock(yaml);
   }, 30_000);
   afterAll(async () => {
     clearAdvisoriesAppliedHooks();
@@ -265,4 +271,30 @@ policy:
     expect(feed.asked('/Few/all.zip')).toHaveLength(zips + 1);
     expect(fewJsons()).toHaveLength(jsons + 1);
   }, 30_000);
+
+  it('applies and tells the hooks at start what changed while the server was down (`airlock advisories import` between two runs)', async () => {
+    // Everything before this test told (the by-hand syncs above changed the store too).
+    await a.airlock.feeds.notice();
+    const n = applied.length;
+    const data = join(a.dir, 'data');
+    await a.stop();
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-osv-down-'));
+    const rec = {
+      id: 'GHSA-down-0003',
+      modified: '2026-12-03T14:00:00Z',
+      severity: [{ type: 'CVSS_V3', score: CRITICAL }],
+      affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, versions: ['9.9'] }],
+    };
+    writeFileSync(join(dir, `${rec.id}.json`), JSON.stringify(rec));
+    const imp = await airlockCli(['advisories', 'import', dir, '--config', a.configFile]);
+    expect(imp.stdout).toContain('1 new or changed');
+    a = await startAirlock(yaml, { dataDir: data });
+    await until('the hook', async () => applied.length > n);
+    expect(applied.slice(n)).toEqual([{ changedIds: ['GHSA-down-0003'], source: 'import' }]);
+    // Told once: the store remembers it, so the next start tells nothing again.
+    await a.stop();
+    a = await startAirlock(yaml, { dataDir: data });
+    await a.airlock.feeds.tick();
+    expect(applied.slice(n)).toHaveLength(1);
+  }, 60_000);
 });
