@@ -5,11 +5,15 @@ import type { Logger } from '../obs/logger.js';
  * (a scheduled feed sync on this replica, another replica's sync noticed here, or `airlock advisories import`
  * by hand noticed by the server). Hooks (alerting, "what changed, for whom") register here; a hook's failure
  * is logged and swallowed so it can never undo or block the import.
+ *
+ * Delivery is at least once, per replica: every replica that applies a change runs its hooks, and a change
+ * applied but not yet told when a process died is told again at the next start (the store's advisoriesTold).
+ * A hook that must act once per fleet dedupes (e.g. an outbox keyed by advisory and artefact).
  */
 export interface AdvisoriesChange {
   /** Advisory ids added, changed or withdrawn by the import (may be empty when only the count is known). */
   changedIds: string[];
-  /** Where the change came from: a feed source's name, 'import' (by hand), or 'replica' (another replica's sync). */
+  /** Where the change came from: the name of the feed source whose sync made it (on whichever replica), 'import' (by hand); several joined by commas. */
   source: string;
 }
 
