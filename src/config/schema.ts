@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { advisoriesSchema } from './advisories-schema.js';
 import { policySchema } from './policy-schema.js';
 
 export { policySchema };
@@ -349,6 +350,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Advisory feeds kept fresh by Airlock itself (issue 28; src/config/advisories-schema.ts). */
+    advisories: advisoriesSchema,
     policy: policySchema.optional(),
     policy_file: z.string().optional(),
   })

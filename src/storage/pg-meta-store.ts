@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type {
+  AdvisoryRow,
+  AdvisorySync,
   SignerRecord,
   BlobRecord,
   ChunkList,
@@ -16,6 +18,7 @@ import type {
   ConsoleSessionRecord,
 } from './meta-store.js';
 import type { InventoryStore } from './inventory-store.js';
+import { PgAdvisories } from './pg-advisories.js';
 import { PgConsoleSessions } from './pg-console-sessions.js';
 import { PgInventoryStore } from './pg-inventory-store.js';
 import { PgPullLog } from './pg-pulls.js';
@@ -31,6 +34,7 @@ export class PgMetaStore implements MetaStore {
   readonly inventories: InventoryStore;
   private readonly pulls: PgPullLog;
   private readonly sessions: PgConsoleSessions;
+  private readonly advisories: PgAdvisories;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -39,6 +43,7 @@ export class PgMetaStore implements MetaStore {
     this.inventories = new PgInventoryStore(pool, (fn) => this.tx(fn));
     this.pulls = new PgPullLog(pool, (fn) => this.tx(fn));
     this.sessions = new PgConsoleSessions(pool, (fn) => this.tx(fn));
+    this.advisories = new PgAdvisories(pool, (fn) => this.tx(fn));
   }
 
   /** Connect and bring the schema up to date. `schema` keeps several stores in one database (tests, tenants). */
@@ -287,25 +292,15 @@ export class PgMetaStore implements MetaStore {
     return this.sessions.consoleSecret();
   }
 
-  // AdvisoryStore
-  async putAdvisories(recs: { id: string; modified: string; record: string }[]): Promise<number> {
-    return this.tx(async (c) => {
-      let changed = 0;
-      for (const r of recs) {
-        const res = await c.query(
-          `INSERT INTO advisories (id, modified, record) VALUES ($1, $2, $3)
-           ON CONFLICT (id) DO UPDATE SET modified = EXCLUDED.modified, record = EXCLUDED.record WHERE advisories.record IS DISTINCT FROM EXCLUDED.record`,
-          [r.id, r.modified, r.record],
-        );
-        changed += res.rowCount ?? 0;
-      }
-      return changed;
-    });
-  }
-
-  async listAdvisories(): Promise<string[]> {
-    return (await this.rows<{ record: string }>('SELECT record FROM advisories')).map((r) => r.record);
-  }
+  // AdvisoryStore: pg-advisories.ts
+  readonly putAdvisories = (recs: AdvisoryRow[]) => this.advisories.putAdvisories(recs);
+  readonly listAdvisories = () => this.advisories.listAdvisories();
+  readonly recordAdvisorySync = (recs: AdvisoryRow[], sync: AdvisorySync) => this.advisories.recordAdvisorySync(recs, sync);
+  readonly advisorySyncs = (opts: { source?: string; limit: number }) => this.advisories.advisorySyncs(opts);
+  readonly advisoryGeneration = () => this.advisories.advisoryGeneration();
+  readonly advisoriesTold = () => this.advisories.advisoriesTold();
+  readonly markAdvisoriesTold = (generation: number) => this.advisories.markAdvisoriesTold(generation);
+  readonly advisoryChangesSince = (generation: number) => this.advisories.advisoryChangesSince(generation);
 
   // TrustRootStore
   async putTrustRoot(r: { sha256: string; root: string }): Promise<void> {

@@ -85,6 +85,14 @@ export const PG_MIGRATIONS: string[] = [
   `CREATE TABLE signers (ecosystem TEXT NOT NULL, project TEXT NOT NULL, identity TEXT NOT NULL, version TEXT, recorded_at BIGINT NOT NULL, PRIMARY KEY (ecosystem, project));`,
   // When Airlock first saw each manifest digest (issue 27, oci.min_age): see sqlite-schema.ts's step.
   `CREATE TABLE oci_first_seen (digest TEXT COLLATE "C" PRIMARY KEY, first_seen BIGINT NOT NULL);`,
+  // Advisory feeds (issue 28): see sqlite-schema.ts's step.
+  `ALTER TABLE advisories ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
+   CREATE INDEX advisories_by_generation ON advisories (generation);
+   CREATE TABLE advisory_generation (id INTEGER PRIMARY KEY CHECK (id = 1), generation BIGINT NOT NULL, told BIGINT NOT NULL DEFAULT 0);
+   INSERT INTO advisory_generation (id, generation) VALUES (1, 0);
+   CREATE TABLE advisory_syncs (id BIGSERIAL PRIMARY KEY, source TEXT NOT NULL, started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL,
+     outcome TEXT NOT NULL, mode TEXT NOT NULL, changed INTEGER NOT NULL, high_water TEXT, error TEXT, generation BIGINT NOT NULL);
+   CREATE INDEX advisory_syncs_by_source ON advisory_syncs (source, id);`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */
