@@ -16,6 +16,7 @@ import type {
   ConsoleSessionRecord,
 } from './meta-store.js';
 import type { InventoryStore } from './inventory-store.js';
+import { PgAlertStore } from './pg-alert-store.js';
 import { PgConsoleSessions } from './pg-console-sessions.js';
 import { PgInventoryStore } from './pg-inventory-store.js';
 import { PgPullLog } from './pg-pulls.js';
@@ -29,6 +30,7 @@ import { migrateSchema, types } from './pg-schema.js';
  */
 export class PgMetaStore implements MetaStore {
   readonly inventories: InventoryStore;
+  readonly alerts: PgAlertStore;
   private readonly pulls: PgPullLog;
   private readonly sessions: PgConsoleSessions;
 
@@ -37,6 +39,7 @@ export class PgMetaStore implements MetaStore {
     private readonly schema?: string,
   ) {
     this.inventories = new PgInventoryStore(pool, (fn) => this.tx(fn));
+    this.alerts = new PgAlertStore(pool, (fn) => this.tx(fn));
     this.pulls = new PgPullLog(pool, (fn) => this.tx(fn));
     this.sessions = new PgConsoleSessions(pool, (fn) => this.tx(fn));
   }

@@ -83,6 +83,16 @@ export const PG_MIGRATIONS: string[] = [
   `ALTER TABLE pulls ADD COLUMN signature TEXT;`,
   // The signer each project was first verified under (issue 26, continuity). Self-contained.
   `CREATE TABLE signers (ecosystem TEXT NOT NULL, project TEXT NOT NULL, identity TEXT NOT NULL, version TEXT, recorded_at BIGINT NOT NULL, PRIMARY KEY (ecosystem, project));`,
+  // The alert outbox, the advisories evaluated for alerts, and alerting's baseline (issue 28): see sqlite-alert-store.ts's step. Self-contained.
+  `CREATE TABLE alert_outbox (
+     id BIGSERIAL PRIMARY KEY, advisory_id TEXT NOT NULL, modified TEXT NOT NULL, artefact TEXT NOT NULL, channel TEXT NOT NULL, payload TEXT NOT NULL,
+     created_at BIGINT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at BIGINT NOT NULL, delivered_at BIGINT, last_error TEXT,
+     claim_owner TEXT, claim_until BIGINT,
+     UNIQUE (advisory_id, modified, artefact, channel)
+   );
+   CREATE INDEX alert_outbox_due ON alert_outbox (delivered_at, next_at);
+   CREATE TABLE alert_evaluated (advisory_id TEXT NOT NULL, modified TEXT NOT NULL, evaluated_at BIGINT NOT NULL, PRIMARY KEY (advisory_id, modified));
+   CREATE TABLE alert_baseline (id INTEGER PRIMARY KEY CHECK (id = 1), taken_at BIGINT NOT NULL);`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

@@ -14,14 +14,13 @@ import type {
   PullRecord,
   StoredPullRecord,
 } from './meta-store.js';
-import type { InventoryStore } from './inventory-store.js';
+import { SqliteAlertStore } from './sqlite-alert-store.js';
 import { SqliteInventoryStore } from './sqlite-inventory-store.js';
 import { SqliteConsoleSessions } from './sqlite-console-sessions.js';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js';
 import { DAY_RECOUNT_SQL, PULL_COLUMNS, ROW_BYTES_SQL, dayTally, pullOf, pullValues, type PullRow } from './pull-rows.js';
 
 const DAY_MS = 86_400_000;
-
 interface TokenRow {
   name: string;
   hash: string;
@@ -36,7 +35,8 @@ const tokenOf = (r: TokenRow): TokenRecord => ({ name: r.name, hash: r.hash, adm
 export class SqliteMetaStore implements MetaStore {
   private readonly db: Database.Database;
   private readonly stmts;
-  readonly inventories: InventoryStore;
+  readonly inventories: SqliteInventoryStore;
+  readonly alerts: SqliteAlertStore;
   private readonly sessions: SqliteConsoleSessions;
 
   constructor(path: string) {
@@ -48,6 +48,7 @@ export class SqliteMetaStore implements MetaStore {
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
     this.inventories = new SqliteInventoryStore(this.db);
+    this.alerts = new SqliteAlertStore(this.db);
     this.sessions = new SqliteConsoleSessions(this.db);
     this.stmts = {
       getBlob: this.db.prepare<[string], { sha256: string; size: number; created_at: number }>('SELECT sha256, size, created_at FROM blobs WHERE sha256 = ?'),

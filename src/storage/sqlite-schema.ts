@@ -1,4 +1,5 @@
 import { ROW_BYTES_SQL_V1 } from './pull-rows.js';
+import { ALERT_MIGRATION } from './sqlite-alert-store.js';
 import { INVENTORY_MIGRATION } from './sqlite-inventory-store.js';
 
 /** The embedded SQLite schema: versioned steps, run in order on open (PRAGMA user_version counts those applied). */
@@ -127,4 +128,6 @@ export const SQLITE_MIGRATIONS: string[] = [
   `ALTER TABLE pulls ADD COLUMN signature TEXT;`,
   // The signer each project was first verified under (issue 26, continuity). Self-contained.
   `CREATE TABLE signers (ecosystem TEXT NOT NULL, project TEXT NOT NULL, identity TEXT NOT NULL, version TEXT, recorded_at INTEGER NOT NULL, PRIMARY KEY (ecosystem, project)) WITHOUT ROWID;`,
+  // The alert outbox, the advisories evaluated for alerts, and alerting's baseline (issue 28). Self-contained.
+  ALERT_MIGRATION,
 ];
