@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { createServer as createHttpServer, type RequestListener, type ServerOptions } from 'node:http';
 import { serve, type ServerType } from '@hono/node-server';
+import { startAlerting } from './alerts/index.js';
 import { buildApp } from './app.js';
 import { withFastPath } from './http/fast.js';
 import { Authenticator } from './auth/tokens.js';
@@ -71,6 +72,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   });
   const retention = await startRetention(config.records, { recorder, meta, log });
   record.start();
+  // Alerts about newly affected artefacts (issue 28): evaluated after each advisory import, sent through the outbox.
+  const alerting = await startAlerting(config, { meta, policy: () => live.policy, metrics, log });
 
   return {
     app,
@@ -91,10 +94,13 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     reloadPolicy: (): boolean => reloadPolicy(loaded, live, log),
     /** Resolves once the background image judge has nothing queued or running (tests). */
     backgroundJudged: (): Promise<void> => backgroundJudge?.idle() ?? Promise.resolve(),
+    /** Alerting (notify.webhooks), or null when no channel is configured. */
+    alerting,
     /** Upstream hosts failing now (the breaker; the console's overview). */
     failingUpstreams: () => [...http.pypi.failing(), ...http.oci.failing(), ...http.hf.failing()],
     async close() {
       stopping.abort();
+      await alerting?.stop();
       retention.stop();
       record.stop();
       scrubber.stop();

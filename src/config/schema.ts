@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { notifySchema } from './notify-schema.js';
 import { policySchema } from './policy-schema.js';
 
 export { policySchema };
@@ -338,6 +339,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Alerts about newly affected artefacts (issue 28; notify-schema.ts). */
+    notify: notifySchema,
     policy: policySchema.optional(),
     policy_file: z.string().optional(),
   })
