@@ -1,5 +1,6 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { TestAirlock } from './airlock.js';
 
 export interface Received {
   path: string;
@@ -57,4 +58,24 @@ export class Receiver {
     this.server?.closeAllConnections();
     await new Promise<void>((r) => this.server?.close(() => r()) ?? r());
   }
+}
+
+/** An OSV record for tinylib, fixed in 1.1, CRITICAL. */
+export const tinylibAdvisory = (id = 'GHSA-tiny-0001', modified = '2026-12-01T00:00:00Z') => ({
+  id,
+  modified,
+  aliases: ['CVE-2099-0101'],
+  summary: 'tinylib runs code from its config file',
+  severity: [{ type: 'CVSS_V3', score: 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H' }],
+  affected: [
+    {
+      package: { ecosystem: 'PyPI', name: 'tinylib' },
+      ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '1.1' }] as Record<string, string>[] }],
+    },
+  ],
+});
+
+export async function importAdvisory(a: TestAirlock, rec: { id: string; modified: string }): Promise<void> {
+  await a.airlock.meta.putAdvisories([{ id: rec.id, modified: rec.modified, record: JSON.stringify(rec) }]);
+  await a.airlock.reloadAdvisories();
 }

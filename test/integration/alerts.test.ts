@@ -3,24 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { rawGet, records } from '../helpers/http.js';
-import { Receiver } from '../helpers/receiver.js';
+import { importAdvisory, Receiver, tinylibAdvisory } from '../helpers/receiver.js';
 
 const SECRET = 'alert-secret-for-tests';
-
-/** An OSV record for tinylib, fixed in 1.1, CRITICAL. */
-export const tinylibAdvisory = (id = 'GHSA-tiny-0001', modified = '2026-12-01T00:00:00Z') => ({
-  id,
-  modified,
-  aliases: ['CVE-2099-0101'],
-  summary: 'tinylib runs code from its config file',
-  severity: [{ type: 'CVSS_V3', score: 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H' }],
-  affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '1.1' }] }] }],
-});
-
-export async function importAdvisory(a: TestAirlock, rec: { id: string; modified: string }): Promise<void> {
-  await a.airlock.meta.putAdvisories([{ id: rec.id, modified: rec.modified, record: JSON.stringify(rec) }]);
-  await a.airlock.reloadAdvisories();
-}
 
 describe('alerts: an advisory import that newly affects a release pulled earlier (issue 28)', () => {
   const pub = new FakeIndex();
