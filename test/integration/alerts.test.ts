@@ -1,5 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Authenticator } from '../../src/auth/tokens.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { rawGet, records } from '../helpers/http.js';
@@ -143,5 +144,58 @@ policy:
     await new Promise((r) => setTimeout(r, 300));
     const fresh = rx.delivered('/hook').slice(before);
     expect(fresh.map((r) => JSON.parse(r.body).artefact.key)).toEqual(['pkg:pypi/tinylib@1.1']);
+  });
+
+  it('the incident page shows the affected artefacts, the clients and times, the pulls since and the deliveries; a failing channel shows on the console', async () => {
+    const ui = (p: string) => `${a.url}/-/ui${p}`;
+    const admin = await new Authenticator(a.airlock.meta).create('sec-team', true);
+    const form = await fetch(ui('/login'));
+    const nonceCookie = form.headers
+      .getSetCookie()
+      .find((c) => c.startsWith('airlock_login='))!
+      .split(';')[0];
+    const nonce = /name="nonce" value="([^"]+)"/.exec(await form.text())![1];
+    const login = await fetch(ui('/login'), {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie: nonceCookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ nonce, token: admin }),
+    });
+    const cookie = login.headers
+      .getSetCookie()
+      .find((c) => c.startsWith('airlock_console='))!
+      .split(';')[0];
+    const get = async (p: string) => {
+      const res = await fetch(ui(p), { headers: { cookie } });
+      return { status: res.status, text: await res.text() };
+    };
+    await records(a);
+    const page = await get('/incidents/GHSA-tiny-0001');
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('Incident GHSA-tiny-0001');
+    expect(page.text).toContain('<code>pkg:pypi/tinylib@1.0</code>');
+    expect(page.text).toContain('<code>pkg:pypi/tinylib@1.1</code>');
+    expect(page.text).toContain(sha256(v10));
+    expect(page.text).toMatch(/<td><code>127\.0\.0\.3<\/code><\/td><td>1<\/td>/);
+    // The verification: the refused pull of 1.0 after the alert is in the record shown.
+    expect(page.text).toMatch(/class="deny">deny<\/td>/);
+    expect(page.text).toMatch(/delivered \d{4}-\d\d-\d\d/);
+    expect(page.text).toContain('/-/ui/advisories.csv?q=GHSA-tiny-0001');
+    expect((await get('/incidents/NOPE-1')).status).toBe(404);
+
+    // A receiver failing: the console says so, on the list and the overview.
+    rx.status = 503;
+    await importAdvisory(a, {
+      ...tinylibAdvisory('GHSA-tiny-0002'),
+      affected: [{ package: { ecosystem: 'PyPI', name: 'tinylib' }, versions: ['1.1'] }],
+    } as never);
+    await rx.until(() => rx.received.some((r) => r.answered === 503 && r.body.includes('GHSA-tiny-0002')));
+    await a.airlock.alerting!.idle();
+    const list = await get('/incidents');
+    expect(list.text).toMatch(/<span class="deny">failing<\/span>: HTTP 503/);
+    expect(list.text).toContain('a channel is not taking alerts');
+    expect((await get('/')).text).toMatch(/<span class="deny">\d+ failing<\/span>/);
+    rx.status = 200;
+    await rx.until(() => rx.delivered('/hook').some((r) => r.body.includes('GHSA-tiny-0002')));
   });
 });
