@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { createServer as createHttpServer, type RequestListener, type ServerOptions } from 'node:http';
 import { serve, type ServerType } from '@hono/node-server';
+import { channelsFrom } from './alerts/channels.js';
 import { startAlerting } from './alerts/index.js';
 import { buildApp } from './app.js';
 import { withFastPath } from './http/fast.js';
@@ -33,6 +34,7 @@ export interface AirlockOptions {
 export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions = {}) {
   const { config } = loaded;
   const log = opts.log ?? createLogger(config.log_level);
+  const channels = channelsFrom(config.notify);
   const meta = await openMeta(loaded, { create: true });
   const store = await openBlobs(loaded);
   const metrics = new Metrics(opts.defaultMetrics ?? true);
@@ -73,7 +75,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const retention = await startRetention(config.records, { recorder, meta, log });
   record.start();
   // Alerts about newly affected artefacts (issue 28): evaluated after each advisory import, sent through the outbox.
-  const alerting = await startAlerting(config, { meta, policy: () => live.policy, metrics, log });
+  const alerting = await startAlerting(config, channels, { meta, policy: () => live.policy, metrics, log });
 
   return {
     app,

@@ -4,7 +4,7 @@ import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Policy } from '../policy/index.js';
 import type { MetaStore } from '../storage/meta-store.js';
-import { channelsFrom } from './channels.js';
+import type { Channel } from './channels.js';
 import { evaluatePending, takeBaseline } from './evaluate.js';
 import { AlertWorker } from './worker.js';
 
@@ -21,9 +21,14 @@ export interface Alerting {
  * channel: the baseline once, then an evaluation at start (an import a crash interrupted) and after
  * every advisory import applied in this process (advisories/applied.ts), and the delivery worker.
  * Without channels nothing is evaluated (a later first configuration takes the baseline then).
+ * `channels` come from alerts/channels.ts channelsFrom, called before any store is opened (a
+ * missing secret stops the start, saying which).
  */
-export async function startAlerting(config: Config, d: { meta: MetaStore; policy: () => Policy; metrics: Metrics; log: Logger }): Promise<Alerting | null> {
-  const channels = channelsFrom(config.notify);
+export async function startAlerting(
+  config: Config,
+  channels: Channel[],
+  d: { meta: MetaStore; policy: () => Policy; metrics: Metrics; log: Logger },
+): Promise<Alerting | null> {
   if (!channels.length) return null;
   const baseUrl = config.public_url ?? `http://${config.listen}/`;
   const worker = new AlertWorker(d.meta.alerts, new Map(channels.map((c) => [c.name, c])), config.notify, d.metrics, d.log);
