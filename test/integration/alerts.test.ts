@@ -1,6 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Authenticator } from '../../src/auth/tokens.js';
+import { appendPulls } from '../../src/core/chain.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { rawGet, records } from '../helpers/http.js';
@@ -197,5 +198,54 @@ policy:
     expect((await get('/')).text).toMatch(/<span class="deny">\d+ failing<\/span>/);
     rx.status = 200;
     await rx.until(() => rx.delivered('/hook').some((r) => r.body.includes('GHSA-tiny-0002')));
+  });
+
+  it('alerts for an image whose stored inventory an OS advisory now matches, with the clients that pulled it', async () => {
+    const digest = `sha256:${'4f'.repeat(32)}`;
+    const inventory = { os: { ecosystem: 'Debian:12' }, packages: [{ type: 'deb', name: 'libssl3', version: '3.0.11-1~deb12u2', source: 'openssl' }] };
+    await a.airlock.meta.inventories.putInventory(digest, 1, JSON.stringify(inventory), [
+      { type: 'deb', name: 'libssl3', version: '3.0.11-1~deb12u2', source: 'openssl' },
+    ]);
+    const t0 = Date.now() - 60_000;
+    const pull = {
+      ecosystem: 'oci' as const,
+      name: 'docker.io/library/debian',
+      version: '12',
+      sha256: digest.slice(7),
+      cache: 'miss' as const,
+      decision: 'allow' as const,
+    };
+    await appendPulls(a.airlock.meta, [
+      { ...pull, ts: t0, client: 'deployer@10.0.0.7' },
+      { ...pull, ts: t0 + 1000, client: 'deployer@10.0.0.7' },
+    ]);
+    const before = rx.delivered('/hook').length;
+    await importAdvisory(a, {
+      id: 'DEBIAN-CVE-2099-0202',
+      modified: '2026-12-02T00:00:00Z',
+      upstream: ['CVE-2099-0202'],
+      summary: 'openssl: a buffer overread',
+      affected: [
+        {
+          package: { ecosystem: 'Debian:12', name: 'openssl' },
+          ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '3.0.15-1~deb12u1' }] }],
+          ecosystem_specific: { urgency: 'high' },
+        },
+      ],
+    } as never);
+    await rx.until(() => rx.delivered('/hook').length === before + 1);
+    const doc = JSON.parse(rx.delivered('/hook')[before].body);
+    expect(doc.advisory).toMatchObject({ id: 'DEBIAN-CVE-2099-0202', aliases: ['CVE-2099-0202'], severity: { label: 'HIGH', score: null } });
+    expect(doc.package).toEqual({ ecosystem: 'Debian:12', packages: [{ name: 'libssl3', version: '3.0.11-1~deb12u2' }], fixed: '3.0.15-1~deb12u1' });
+    expect(doc.artefact).toEqual({
+      key: `oci:${digest}`,
+      kind: 'oci',
+      files: [{ filename: null, sha256: digest }],
+      repositories: ['docker.io/library/debian'],
+      tags: [],
+    });
+    expect(doc.clients).toEqual([
+      { client: 'deployer@10.0.0.7', pulls: 2, first_pull: new Date(t0).toISOString(), last_pull: new Date(t0 + 1000).toISOString() },
+    ]);
   });
 });
