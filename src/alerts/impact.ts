@@ -56,7 +56,8 @@ export async function impactOf(meta: MetaStore, rec: OsvRecord, policy?: Policy)
   const out: Impact[] = [];
   const pypi = new Map<string, { name: string; version: string; match: AdvisoryMatch; pulls: StoredPullRecord[] }>();
   const addPypi = (p: StoredPullRecord) => {
-    if (p.decision !== 'allow' || !p.version) return;
+    // A PEP 658 metadata file (pip reads it while resolving) is not the release itself.
+    if (p.decision !== 'allow' || !p.version || p.filename?.endsWith('.metadata')) return;
     const match = adv.matchPypi(p.name, p.version, p.sha256 ?? undefined).find((m) => m.id === rec.id);
     if (!match) return;
     const key = `pkg:pypi/${p.name}@${p.version}`;
