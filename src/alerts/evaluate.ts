@@ -23,6 +23,8 @@ export interface EvaluateDeps {
   channels: string[];
   baseUrl: string;
   log: Logger;
+  /** Stop between two advisories (shutdown); the rest stay unmarked for the next start. */
+  stopped?: () => boolean;
 }
 
 const keyOf = (r: OsvRecord): AdvisoryKey => ({ id: r.id, modified: r.modified ?? '' });
@@ -47,6 +49,7 @@ export async function evaluatePending(d: EvaluateDeps): Promise<number> {
   const todo = (await readRecords(d.meta)).filter((r) => !done.has(text(keyOf(r))));
   let added = 0;
   for (const rec of todo) {
+    if (d.stopped?.()) break;
     const prior = new Set((await d.meta.alerts.alertedArtefacts(rec.id)).map((a) => `${a.artefact}\0${a.channel}`));
     const alerts: NewAlert[] = [];
     for (const impact of await impactOf(d.meta, rec, d.policy())) {

@@ -40,7 +40,7 @@ export async function startAlerting(
       .catch(() => 0)
       .then(async () => {
         if (stopped) return 0;
-        const n = await evaluatePending({ meta: d.meta, policy: d.policy, channels: channels.map((c) => c.name), baseUrl, log: d.log });
+        const n = await evaluatePending({ meta: d.meta, policy: d.policy, channels: channels.map((c) => c.name), baseUrl, log: d.log, stopped: () => stopped });
         if (n) worker.kick();
         return n;
       });

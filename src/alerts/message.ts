@@ -71,7 +71,7 @@ export function slackMessage(d: AlertDocument): { text: string; blocks: unknown[
   return {
     text,
     blocks: [
-      { type: 'section', text: { type: 'mrkdwn', text: `*${headline(d)}*\n${d.advisory.summary}` } },
+      { type: 'section', text: { type: 'mrkdwn', text: `*${headline(d)}*\n${d.advisory.summary.slice(0, 1000)}` } },
       { type: 'section', text: { type: 'mrkdwn', text: `*Artefact* ${d.artefact.key}\n${files}${where}` } },
       { type: 'section', text: { type: 'mrkdwn', text: `*Clients that pulled it*\n${clients.join('\n') || 'none recorded'}` } },
       { type: 'section', text: { type: 'mrkdwn', text: `<${d.incident_url}|Incident page>` } },
