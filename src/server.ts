@@ -75,7 +75,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const retention = await startRetention(config.records, { recorder, meta, log });
   record.start();
   // Alerts about newly affected artefacts (issue 28): evaluated after each advisory import, sent through the outbox.
-  const alerting = await startAlerting(config, channels, { meta, policy: () => live.policy, metrics, log });
+  const alerting = await startAlerting(config, channels, { meta, policy: () => live.policy, metrics, log, flush: () => recorder.flush() });
 
   return {
     app,

@@ -27,7 +27,7 @@ export interface Alerting {
 export async function startAlerting(
   config: Config,
   channels: Channel[],
-  d: { meta: MetaStore; policy: () => Policy; metrics: Metrics; log: Logger },
+  d: { meta: MetaStore; policy: () => Policy; metrics: Metrics; log: Logger; flush?: () => Promise<void> },
 ): Promise<Alerting | null> {
   if (!channels.length) return null;
   const baseUrl = config.public_url ?? `http://${config.listen}/`;
@@ -40,6 +40,8 @@ export async function startAlerting(
       .catch(() => 0)
       .then(async () => {
         if (stopped) return 0;
+        // This process's pulls not yet written are part of the impact (another replica's are written within its batch interval).
+        await d.flush?.();
         const n = await evaluatePending({ meta: d.meta, policy: d.policy, channels: channels.map((c) => c.name), baseUrl, log: d.log, stopped: () => stopped });
         if (n) worker.kick();
         return n;
