@@ -8,6 +8,8 @@ import type { Channel } from './channels.js';
 import { evaluatePending, takeBaseline } from './evaluate.js';
 import { AlertWorker } from './worker.js';
 
+const RETRY_MS = 30_000;
+
 export interface Alerting {
   /** Evaluate the advisories not yet evaluated now, then look at the outbox (tests; also run on every apply). */
   evaluate(): Promise<number>;
@@ -48,11 +50,18 @@ export async function startAlerting(
       });
     return chain;
   };
+  // In the background: an import (a scheduled sync, a SIGHUP) never waits for its impact. A failed
+  // evaluation (the store unreachable) is tried again a little later; what it did not mark stays due.
+  const background = () =>
+    void evaluate().catch((e) => {
+      d.log.error({ err: (e as Error).message }, 'alert evaluation failed; tried again in 30 s');
+      if (!stopped) setTimeout(background, RETRY_MS).unref();
+    });
   await takeBaseline(d.meta, d.log);
   onAdvisoriesApplied(async () => {
-    if (!stopped) await evaluate();
+    if (!stopped) background();
   });
-  void evaluate().catch((e) => d.log.error({ err: (e as Error).message }, 'alert evaluation failed; retried at the next import or start'));
+  background();
   worker.start();
   return {
     evaluate,
