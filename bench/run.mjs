@@ -15,7 +15,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The glibc settings Airlock is deployed with (Dockerfile, npm start); bench runs after the build.
 const { MALLOC_TUNABLES } = await import(join(ROOT, 'dist', 'obs', 'malloc.js'));
 const QUICK = process.argv.includes('--quick');
-// --only=1,1b,4 runs those sections alone (sections: 1 1b 1c 1d 2 3 3b 4 6 7 8 9 10 11) (while working on one of them; a full run is the record).
+// --only=1,1b,4 runs those sections alone (sections: 1 1b 1c 1d 2 3 3b 4 6 7 8 9 10 11 12) (while working on one of them; a full run is the record).
 const ONLY = process.argv
   .find((a) => a.startsWith('--only='))
   ?.slice(7)
@@ -234,6 +234,11 @@ async function startAirlock(opts = {}) {
         : '') +
       // opts.minAge: a minimum age on every PyPI release (section 10).
       `policy:\n${opts.signed ? '  signing:\n    signers:\n      cody: { issuer: https://github.com/login/oauth, subject: cody@soyland.com }\n' : ''}  hf:\n    allow:\n      - { repo: bench/model, refs: { main: "${up.info.hfCommit}" } }\n  oci:\n    allow:\n      - { repository: bench.local/bench/img, tags: { v1: "${up.info.ociDigest}" } }\n      - { repository: bench.local/bench/layered, tags: { v1: "${up.info.layeredDigest}" } }\n${opts.signed ? SIGNED_RULES : ''}  pypi:\n${opts.minAge ? `    min_age: ${opts.minAge}\n` : ''}    allow:\n${allow.join('\n')}\n` +
+      // opts.feed: an advisory feed (section 12) and PyPI advisories refusing from high up.
+      (opts.feed && !opts.gate ? `  advisories:\n    refuse: high\n` : '') +
+      (opts.feed
+        ? `advisories:\n  sources:\n    - { url: "${opts.feed}", ecosystem: PyPI }\n  interval: ${opts.feedInterval ?? 5}\n  poll: ${opts.feedPoll ?? 1}\n`
+        : '') +
       // opts.gate: the image gate on bench/layered (no advisories imported: its packages count as judged-unknown and pass).
       (opts.gate
         ? `  advisories:\n    refuse: critical\n    images:\n      unjudged: allow\n      repositories: [{ repository: bench.local/bench/img, refuse: none }]\n`
@@ -1198,6 +1203,84 @@ if (want('11')) {
   await plainA.stop();
   await signedA.stop();
   await reg.stop();
+}
+
+// 12. Advisory feeds (issue 28): an OSV export on loopback in osv.dev's layout (all.zip written by
+// Python's zipfile, test/helpers/make_osv_zip.py; modified_id.csv; one .json per record). A fresh
+// server per round takes the full sync, serves a pull, then a new advisory affecting that release
+// appears in the feed: the time until the next pull is refused (the scheduled incremental sync,
+// advisories.interval 5 s, then the apply, advisories.poll 1 s) is the feed-change-to-applied time.
+progress('12. Advisory feeds');
+if (want('12')) {
+  const { createServer } = await import('node:http');
+  const feedDir = join(work, 'osv-feed');
+  const recs = new Map();
+  const putRec = (r) => recs.set(r.id, r);
+  putRec({ id: 'PYSEC-BENCH-0', modified: '2026-11-01T00:00:00Z', affected: [{ package: { ecosystem: 'PyPI', name: 'nothing' }, versions: ['1'] }] });
+  const asked = [];
+  const feed = createServer((req, res) => {
+    const [, eco, file] = decodeURIComponent(new URL(req.url, 'http://x').pathname).split('/');
+    asked.push(file);
+    if (eco !== 'PyPI') return void res.writeHead(404).end();
+    if (file === 'all.zip') {
+      rmSync(feedDir, { recursive: true, force: true });
+      mkdirSync(feedDir, { recursive: true });
+      for (const r of recs.values()) writeFileSync(join(feedDir, `${r.id}.json`), JSON.stringify(r));
+      execFileSync('python3', [join(ROOT, 'test', 'helpers', 'make_osv_zip.py'), join(work, 'osv-all.zip'), feedDir]);
+      return void res.writeHead(200).end(readFileSync(join(work, 'osv-all.zip')));
+    }
+    if (file === 'modified_id.csv') {
+      const lines = [...recs.values()].sort((a, b) => (a.modified < b.modified ? 1 : -1)).map((r) => `${r.modified},${r.id}\n`);
+      return void res.writeHead(200).end(lines.join(''));
+    }
+    const r = recs.get(file.replace(/\.json$/, ''));
+    return void (r ? res.writeHead(200).end(JSON.stringify(r)) : res.writeHead(404).end());
+  });
+  await new Promise((r) => feed.listen(0, '127.0.0.1', r));
+  const feedUrl = `http://127.0.0.1:${feed.address().port}/`;
+  const statusOf = async (url) => {
+    const r = await fetch(url);
+    await r.arrayBuffer();
+    return r.status;
+  };
+  const applyMs = [];
+  for (let round = 0; round < Math.max(S.reps, 3); round++) {
+    const a = await startAirlock({ feed: feedUrl });
+    if ((await statusOf(a.fileUrl(WARMUP))) !== 200) throw new Error('section 12: the release was refused before the advisory');
+    // The full sync has run once the first all.zip was asked for and a little time passed; wait for it.
+    for (let i = 0; i < 100 && !asked.includes('all.zip'); i++) await sleep(50);
+    await sleep(500);
+    const id = `GHSA-bench-${round}`;
+    putRec({
+      id,
+      modified: new Date().toISOString(),
+      severity: [{ type: 'CVSS_V3', score: 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H' }],
+      affected: [{ package: { ecosystem: 'PyPI', name: WARMUP.project }, versions: ['1.0'] }],
+    });
+    const t0 = performance.now();
+    let status = 200;
+    while (status !== 403 && performance.now() - t0 < 30_000) {
+      await sleep(50);
+      status = await statusOf(a.fileUrl(WARMUP));
+    }
+    const ms = performance.now() - t0;
+    await a.stop();
+    recs.delete(id);
+    asked.length = 0;
+    if (status !== 403) throw new Error(`section 12: the advisory was not applied within 30 s (status ${status})`);
+    applyMs.push(ms);
+  }
+  row('advisory feed: change to pull refused', 'interval 5 s, poll 1 s (incremental)', {
+    ms: median(applyMs),
+    minMs: Math.min(...applyMs),
+    maxMs: Math.max(...applyMs),
+  });
+  target(
+    'a feed change is applied within advisories.interval + poll + 2 s',
+    Math.max(...applyMs) <= 8000,
+    `${(Math.max(...applyMs) / 1000).toFixed(1)} s (worst of ${applyMs.length})`,
+  );
+  await new Promise((r) => feed.close(r));
 }
 
 // (Sections run alone with --only may have sampled no scenario.)

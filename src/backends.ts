@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { OsvFeed, type FeedSource } from './advisories/feed.js';
+import { sourceName } from './config/advisories-schema.js';
 import type { LoadedConfig } from './config/load.js';
 import { BlobCache, type Offload } from './core/cache.js';
 import { DiskReserve, freeBytesAt } from './core/disk-reserve.js';
@@ -86,6 +88,20 @@ export async function openBlobs(loaded: LoadedConfig, opts: { cleanSpool?: boole
     );
   }
   return FsBlobStore.create(loaded.dataDir, { ...opts, quarantine });
+}
+
+/**
+ * The advisory feeds (advisories.sources, issue 28): their own upstream client (the same class as
+ * every ecosystem's: breaker, per-host connections, bounded reads), the OSV export reader over it,
+ * and the sources with their names. Fleet syncs are leased under `owner`.
+ */
+export function advisoryFeeds(loaded: LoadedConfig): { http: UpstreamHttp; feed: OsvFeed; sources: FeedSource[]; owner: string } {
+  const a = loaded.config.advisories;
+  const t = loaded.config.transfers;
+  const http = new UpstreamHttp({ headersTimeoutMs: Math.min(a.timeout, 60) * 1000, connectionsPerHost: t.host_connections, largePerHost: t.host_large });
+  const feed = new OsvFeed(http, { maxBytes: a.max_bytes, timeoutMs: a.timeout * 1000, maxIncremental: a.max_incremental });
+  const sources = a.sources.map((s) => ({ name: sourceName(s), url: s.url, ecosystem: s.ecosystem, incremental: s.incremental }));
+  return { http, feed, sources, owner: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}` };
 }
 
 /** One upstream HTTP client per ecosystem, with that ecosystem's timeout and the hosts' connections shared as transfers.* says. */

@@ -1,4 +1,3 @@
-import { advisoriesApplied } from './advisories/applied.js';
 import { changedSettings, ConfigError, loadConfig, type LoadedConfig } from './config/load.js';
 import type { LivePolicy } from './core/live-policy.js';
 import { policyVersion } from './core/live-policy.js';
@@ -13,25 +12,11 @@ export async function readAdvisories(meta: MetaStore): Promise<Advisories> {
   return new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
 }
 
-/** Ids whose record was added, changed (another `modified`), withdrawn or removed between two sets. */
-export function changedAdvisories(before: Advisories, after: Advisories): string[] {
-  const changed = new Set<string>();
-  for (const r of after.records()) if (before.get(r.id)?.modified !== r.modified || !before.get(r.id)) changed.add(r.id);
-  for (const r of before.records()) if (!after.get(r.id)) changed.add(r.id);
-  return [...changed].sort();
-}
-
-/**
- * Re-read imported advisories into the policy in force; returns how many are active. When any
- * changed, the advisories-applied hooks run (alerts: advisories/applied.ts).
- */
+/** Re-read imported advisories into the policy in force; returns how many are active. */
 export async function reloadAdvisories(meta: MetaStore, live: LivePolicy, log: Logger): Promise<number> {
-  const before = live.advisories;
   const advisories = await readAdvisories(meta);
   live.replaceAdvisories(advisories);
-  const changedIds = changedAdvisories(before, advisories);
-  log.info({ advisories: advisories.size, changed: changedIds.length }, 'advisories reloaded');
-  if (changedIds.length) await advisoriesApplied({ changedIds, source: 'import' }, log);
+  log.info({ advisories: advisories.size }, 'advisories reloaded');
   return advisories.size;
 }
 

@@ -18,7 +18,8 @@ import { ImageInventories } from './oci/inventory.js';
 import { loadTrustRoots, readAdvisories, reloadAdvisories, reloadPolicy, reloadTrust } from './reload.js';
 import { startCacheUpkeep, startRetention } from './upkeep.js';
 import { consoleFor, createFrontends, readiness } from './wiring.js';
-import { blobCache, hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
+import { advisoryFeeds, blobCache, hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
+import { AdvisoryFeeds } from './advisories/sync.js';
 
 export interface AirlockOptions {
   log?: Logger;
@@ -45,7 +46,23 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const scrubber = startCacheUpkeep(cache, config, log);
   const record = keepRecord(meta, metrics, log, config.records);
   const recorder = record.recorder;
+  // The generation first: a change made while the advisories are read is applied again by the feeds' next look.
+  const generation = await meta.advisoryGeneration();
   const live = new LivePolicy(loaded.policy, await readAdvisories(meta), policyVersion(loaded.policyFile));
+  const feedSetup = advisoryFeeds(loaded);
+  metrics.watchUpstreams([feedSetup.http]);
+  const a = config.advisories;
+  const feeds = new AdvisoryFeeds({
+    ...feedSetup,
+    meta,
+    intervalMs: a.interval * 1000,
+    pollMs: a.poll * 1000,
+    maxAgeMs: a.max_age * 1000,
+    apply: () => reloadAdvisories(meta, live, log),
+    log,
+    counted: (source, outcome) => metrics.advisorySyncs.inc({ source, outcome }),
+  });
+  metrics.watchAdvisoryFeeds(() => feeds.feeds());
   const trust = await loadTrustRoots(meta, log);
   metrics.watchTrustRoot(trust);
   const shared = { live, cache, meta, recorder, log, trust };
@@ -67,15 +84,16 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     meta,
     recorder,
     unready: readiness(meta, store),
-    warnings: () => [...record.warnings(), cache.diskWarning()].filter((w): w is string => w !== null),
-    console: consoleFor(shared, { metrics, http: [http.pypi, http.oci, http.hf] }),
+    warnings: () => [...record.warnings(), cache.diskWarning(), ...feeds.warnings()].filter((w): w is string => w !== null),
+    console: consoleFor(shared, { metrics, http: [http.pypi, http.oci, http.hf, feedSetup.http], feeds: () => feeds.feeds() }),
     frontends,
     trustedProxies: config.trusted_proxies,
   });
   const retention = await startRetention(config.records, { recorder, meta, log });
   record.start();
-  // Alerts about newly affected artefacts (issue 28): evaluated after each advisory import, sent through the outbox.
+  // Alerts about newly affected artefacts (issue 28): evaluated after each advisory import applied, sent through the outbox.
   const alerting = await startAlerting(config, channels, { meta, policy: () => live.policy, metrics, log, flush: () => recorder.flush() });
+  feeds.start(generation);
 
   return {
     app,
@@ -88,8 +106,10 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     recorder,
     /** The record's size budget (records.max_bytes): checked every minute; `check()` now. */
     budget: record.budget,
-    /** Re-read imported advisories (after `airlock advisories import`); returns how many are active. */
-    reloadAdvisories: (): Promise<number> => reloadAdvisories(meta, live, log),
+    /** Re-read imported advisories (SIGHUP; a change in the store is also noticed every advisories.poll seconds); returns how many are active. */
+    reloadAdvisories: async (): Promise<number> => ((await feeds.notice()).length ? live.advisories.size : reloadAdvisories(meta, live, log)),
+    /** The advisory feeds (advisories.sources): freshness, a sync now (tests). */
+    feeds,
     /** Re-read the trusted root (after `airlock trust import`); returns its version, or null when none is usable. */
     reloadTrust: (): Promise<string | null> => reloadTrust(trust, log),
     /** Re-read the policy from disk; a bad file keeps the old policy and says why. */
@@ -102,6 +122,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     failingUpstreams: () => [...http.pypi.failing(), ...http.oci.failing(), ...http.hf.failing()],
     async close() {
       stopping.abort();
+      await feeds.stop();
       await alerting?.stop();
       retention.stop();
       record.stop();
@@ -116,6 +137,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
       await http.oci.close();
       inventories.close();
       await http.hf.close();
+      await feedSetup.http.close();
       await meta.close();
     },
   };

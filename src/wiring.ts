@@ -118,7 +118,7 @@ export function createFrontends(config: Config, s: Shared, u: Upstreams): FrontE
 }
 
 /** The console, reading the policy in force, the upstreams' breakers and this process's metrics. */
-export function consoleFor(s: Shared, d: { metrics: Metrics; http: UpstreamHttp[] }): ReturnType<typeof createConsole> {
+export function consoleFor(s: Shared, d: { metrics: Metrics; http: UpstreamHttp[]; feeds?: ConsoleDeps['feeds'] }): ReturnType<typeof createConsole> {
   const deps: ConsoleDeps = {
     meta: s.meta,
     log: s.log,
@@ -136,6 +136,7 @@ export function consoleFor(s: Shared, d: { metrics: Metrics; http: UpstreamHttp[
     },
     recordHealth: () => s.recorder.health(),
     trust: s.trust,
+    feeds: d.feeds,
   };
   return createConsole(deps);
 }

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { advisoriesSchema } from './advisories-schema.js';
 import { notifySchema } from './notify-schema.js';
 import { policySchema } from './policy-schema.js';
 
@@ -339,6 +340,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Advisory feeds kept fresh by Airlock itself (issue 28; src/config/advisories-schema.ts). */
+    advisories: advisoriesSchema,
     /** Alerts about newly affected artefacts (issue 28; notify-schema.ts). */
     notify: notifySchema,
     policy: policySchema.optional(),

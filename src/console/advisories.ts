@@ -3,6 +3,7 @@ import { affected, type AffectedReport } from '../audit/affected.js';
 import type { StoredPullRecord } from '../storage/meta-store.js';
 import { VERSION } from '../version.js';
 import { page, type ConsoleApp } from './context.js';
+import { feedsSection } from './feeds.js';
 import { layout, pullsTable, type H } from './layout.js';
 import type { ConsoleDeps } from './routes.js';
 
@@ -20,7 +21,7 @@ function pullCounts(rep: AffectedReport): string {
   return `${plural(rep.pulls.length, 'pull')} (${served.length} served), ${plural(new Set(served.map((p) => p.client)).size, 'client')} served.`;
 }
 
-export function advisoriesPage(csrf: string, q: string, rep: AffectedReport | null, error?: string): H {
+export function advisoriesPage(csrf: string, q: string, rep: AffectedReport | null, error?: string, feeds: H | string = ''): H {
   const exportUrl = `/-/ui/advisories.csv?${new URLSearchParams({ q }).toString()}`;
   const cdxUrl = `/-/ui/advisories.cdx.json?${new URLSearchParams({ q }).toString()}`;
   return layout(
@@ -39,7 +40,8 @@ ${rep.images.length ? html`<h2>Images containing an affected package</h2><ul>${r
 <p>${pullCounts(rep)} <a href="${exportUrl}" download>Export CSV</a> · <a href="${cdxUrl}" download>Export CycloneDX</a></p>
 ${pullsTable(rep.pulls)}`
     : ''
-}`,
+}
+${feeds}`,
   );
 }
 
@@ -73,7 +75,7 @@ export function advisoriesRoutes(app: ConsoleApp, d: ConsoleDeps): void {
   app.get('/advisories', async (c) => {
     const q = (c.req.query('q') ?? '').trim().slice(0, 300);
     const { rep, error } = q ? await affectedOf(q) : { rep: null, error: undefined };
-    return page(c, advisoriesPage(c.get('session').csrf, q, rep, error), error ? 404 : 200);
+    return page(c, advisoriesPage(c.get('session').csrf, q, rep, error, await feedsSection(d)), error ? 404 : 200);
   });
   app.get('/advisories.cdx.json', async (c) => {
     const q = (c.req.query('q') ?? '').trim().slice(0, 300);

@@ -26,6 +26,8 @@ export interface ConsoleDeps {
   recordHealth: () => { message: string } | null;
   /** The Sigstore trusted root in use (issue 26): its version and age on the overview. */
   trust?: Pick<TrustRoots, 'current' | 'ageSeconds' | 'problem'>;
+  /** The advisory feeds' freshness (issue 28): shown on the advisories page with the recorded syncs. */
+  feeds?: () => { source: string; syncedAt: number | null; ageSeconds: number | null }[];
   /** Cookies need Secure when the console is reached over HTTPS (behind a TLS proxy). */
   secureCookies?: boolean;
 }

@@ -112,6 +112,28 @@ export class Metrics {
   watchTrustRoot(roots: { ageSeconds(): number | null }): void {
     this.trustRoot = roots;
   }
+  /** Advisory feeds (issue 28): each source's data age, since its newest good sync on any replica; -1 before the first. */
+  readonly advisoriesAge: Gauge = new Gauge({
+    name: 'airlock_advisories_age_seconds',
+    help: "Seconds since each advisory source's newest good sync on any replica (advisories.sources; -1: never synced)",
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+    collect: (): void => {
+      this.advisoriesAge.reset();
+      for (const f of this.advisoryFeeds?.() ?? []) this.advisoriesAge.set({ source: f.source }, f.ageSeconds ?? -1);
+    },
+  });
+  readonly advisorySyncs = new Counter({
+    name: 'airlock_advisory_syncs_total',
+    help: 'Advisory feed syncs run by this replica, by source and outcome (changed, unchanged, failed)',
+    labelNames: ['source', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  private advisoryFeeds: (() => { source: string; ageSeconds: number | null }[]) | undefined;
+  /** Report these sources' ages in airlock_advisories_age_seconds. */
+  watchAdvisoryFeeds(ages: () => { source: string; ageSeconds: number | null }[]): void {
+    this.advisoryFeeds = ages;
+  }
   readonly recordBudgetPrunes = new Counter({
     name: 'airlock_record_budget_pruned_total',
     help: 'Pull records pruned (oldest first) to keep the record within records.max_bytes',

@@ -240,11 +240,6 @@ export class Advisories {
     return this.byId.size;
   }
 
-  /** The records in force (withdrawn ones are not). */
-  records(): IterableIterator<OsvRecord> {
-    return this.byId.values();
-  }
-
   /** The newest `modified` among the records (ISO 8601): how fresh the imported data is. */
   newest: string | undefined;
 

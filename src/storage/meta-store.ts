@@ -270,11 +270,47 @@ export interface SignerStore {
   setSigner(ecosystem: string, project: string, s: { identity: string; version: string | null } | null): Promise<boolean>;
 }
 
-/** Imported advisories (OSV JSON). */
+/** One advisory to store: its id, OSV `modified` time and the record's JSON. */
+export interface AdvisoryRow {
+  id: string;
+  modified: string;
+  record: string;
+}
+
+/** One sync of an advisory feed (issue 28): what was fetched from a source, and what came of it. */
+export interface AdvisorySync {
+  source: string;
+  startedAt: number;
+  finishedAt: number;
+  /** changed: records imported; unchanged: fetched and verified, nothing new; failed: nothing imported (`error` says why). */
+  outcome: 'changed' | 'unchanged' | 'failed';
+  mode: 'full' | 'incremental';
+  /** Records new or changed by this sync. */
+  changed: number;
+  /** The newest `modified` time of the source known after this sync (the next incremental sync takes what is newer). */
+  highWater: string | null;
+  error: string | null;
+}
+
+/**
+ * Imported advisories (OSV JSON), the feed syncs that brought them, and a generation number that
+ * grows with every import that changed something, so every replica notices and applies it.
+ */
 export interface AdvisoryStore {
-  /** Upsert by id; returns how many were new or changed. */
-  putAdvisories(recs: { id: string; modified: string; record: string }[]): Promise<number>;
+  /** Upsert by id in one transaction; returns how many were new or changed (and bumps the generation when any were). */
+  putAdvisories(recs: AdvisoryRow[]): Promise<number>;
   listAdvisories(): Promise<string[]>;
+  /**
+   * A feed sync, in one transaction: its records upserted (none for a failed sync), the generation bumped when any
+   * changed, and the sync recorded. Returns the ids that changed.
+   */
+  recordAdvisorySync(recs: AdvisoryRow[], sync: AdvisorySync): Promise<string[]>;
+  /** Recorded syncs, newest first (of one source, or all). */
+  advisorySyncs(opts: { source?: string; limit: number }): Promise<(AdvisorySync & { id: number; generation: number })[]>;
+  /** The generation now: 0 before any change; grows by one per import that changed something. */
+  advisoryGeneration(): Promise<number>;
+  /** What changed after `generation`: the ids, the sources of the syncs that changed them ('import' for changes by hand), and the newest generation among them. */
+  advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }>;
 }
 
 /** Other names of stored blobs, e.g. ("git-blob", <sha1>) -> sha256 for Hub files verified by git oid. */

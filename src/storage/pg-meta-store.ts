@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type {
+  AdvisoryRow,
+  AdvisorySync,
   SignerRecord,
   BlobRecord,
   ChunkList,
@@ -16,6 +18,7 @@ import type {
   ConsoleSessionRecord,
 } from './meta-store.js';
 import type { InventoryStore } from './inventory-store.js';
+import { PgAdvisories } from './pg-advisories.js';
 import { PgAlertStore } from './pg-alert-store.js';
 import { PgConsoleSessions } from './pg-console-sessions.js';
 import { PgInventoryStore } from './pg-inventory-store.js';
@@ -33,6 +36,7 @@ export class PgMetaStore implements MetaStore {
   readonly alerts: PgAlertStore;
   private readonly pulls: PgPullLog;
   private readonly sessions: PgConsoleSessions;
+  private readonly advisories: PgAdvisories;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -42,6 +46,7 @@ export class PgMetaStore implements MetaStore {
     this.alerts = new PgAlertStore(pool, (fn) => this.tx(fn));
     this.pulls = new PgPullLog(pool, (fn) => this.tx(fn));
     this.sessions = new PgConsoleSessions(pool, (fn) => this.tx(fn));
+    this.advisories = new PgAdvisories(pool, (fn) => this.tx(fn));
   }
 
   /** Connect and bring the schema up to date. `schema` keeps several stores in one database (tests, tenants). */
@@ -281,24 +286,29 @@ export class PgMetaStore implements MetaStore {
     return this.sessions.consoleSecret();
   }
 
-  // AdvisoryStore
-  async putAdvisories(recs: { id: string; modified: string; record: string }[]): Promise<number> {
-    return this.tx(async (c) => {
-      let changed = 0;
-      for (const r of recs) {
-        const res = await c.query(
-          `INSERT INTO advisories (id, modified, record) VALUES ($1, $2, $3)
-           ON CONFLICT (id) DO UPDATE SET modified = EXCLUDED.modified, record = EXCLUDED.record WHERE advisories.record IS DISTINCT FROM EXCLUDED.record`,
-          [r.id, r.modified, r.record],
-        );
-        changed += res.rowCount ?? 0;
-      }
-      return changed;
-    });
+  // AdvisoryStore (pg-advisories.ts)
+  putAdvisories(recs: AdvisoryRow[]): Promise<number> {
+    return this.advisories.putAdvisories(recs);
   }
 
-  async listAdvisories(): Promise<string[]> {
-    return (await this.rows<{ record: string }>('SELECT record FROM advisories')).map((r) => r.record);
+  listAdvisories(): Promise<string[]> {
+    return this.advisories.listAdvisories();
+  }
+
+  recordAdvisorySync(recs: AdvisoryRow[], sync: AdvisorySync): Promise<string[]> {
+    return this.advisories.recordAdvisorySync(recs, sync);
+  }
+
+  advisorySyncs(opts: { source?: string; limit: number }): Promise<(AdvisorySync & { id: number; generation: number })[]> {
+    return this.advisories.advisorySyncs(opts);
+  }
+
+  advisoryGeneration(): Promise<number> {
+    return this.advisories.advisoryGeneration();
+  }
+
+  advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }> {
+    return this.advisories.advisoryChangesSince(generation);
   }
 
   // TrustRootStore

@@ -83,6 +83,14 @@ export const PG_MIGRATIONS: string[] = [
   `ALTER TABLE pulls ADD COLUMN signature TEXT;`,
   // The signer each project was first verified under (issue 26, continuity). Self-contained.
   `CREATE TABLE signers (ecosystem TEXT NOT NULL, project TEXT NOT NULL, identity TEXT NOT NULL, version TEXT, recorded_at BIGINT NOT NULL, PRIMARY KEY (ecosystem, project));`,
+  // Advisory feeds (issue 28): see sqlite-schema.ts's step.
+  `ALTER TABLE advisories ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
+   CREATE INDEX advisories_by_generation ON advisories (generation);
+   CREATE TABLE advisory_generation (id INTEGER PRIMARY KEY CHECK (id = 1), generation BIGINT NOT NULL);
+   INSERT INTO advisory_generation (id, generation) VALUES (1, 0);
+   CREATE TABLE advisory_syncs (id BIGSERIAL PRIMARY KEY, source TEXT NOT NULL, started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL,
+     outcome TEXT NOT NULL, mode TEXT NOT NULL, changed INTEGER NOT NULL, high_water TEXT, error TEXT, generation BIGINT NOT NULL);
+   CREATE INDEX advisory_syncs_by_source ON advisory_syncs (source, id);`,
   // The alert outbox, the advisories evaluated for alerts, and alerting's baseline (issue 28): see sqlite-alert-store.ts's step. Self-contained.
   `CREATE TABLE alert_outbox (
      id BIGSERIAL PRIMARY KEY, advisory_id TEXT NOT NULL, modified TEXT NOT NULL, artefact TEXT NOT NULL, channel TEXT NOT NULL, payload TEXT NOT NULL,

@@ -1,5 +1,7 @@
 import Database from 'better-sqlite3';
 import type {
+  AdvisoryRow,
+  AdvisorySync,
   SignerRecord,
   TokenRecord,
   ConsoleSessionRecord,
@@ -17,6 +19,7 @@ import type {
 import { SqliteAlertStore } from './sqlite-alert-store.js';
 import { SqliteInventoryStore } from './sqlite-inventory-store.js';
 import { SqliteConsoleSessions } from './sqlite-console-sessions.js';
+import { SqliteAdvisories } from './sqlite-advisories.js';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js';
 import { DAY_RECOUNT_SQL, PULL_COLUMNS, ROW_BYTES_SQL, dayTally, pullOf, pullValues, type PullRow } from './pull-rows.js';
 
@@ -38,6 +41,7 @@ export class SqliteMetaStore implements MetaStore {
   readonly inventories: SqliteInventoryStore;
   readonly alerts: SqliteAlertStore;
   private readonly sessions: SqliteConsoleSessions;
+  private readonly advisories: SqliteAdvisories;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -50,6 +54,7 @@ export class SqliteMetaStore implements MetaStore {
     this.inventories = new SqliteInventoryStore(this.db);
     this.alerts = new SqliteAlertStore(this.db);
     this.sessions = new SqliteConsoleSessions(this.db);
+    this.advisories = new SqliteAdvisories(this.db);
     this.stmts = {
       getBlob: this.db.prepare<[string], { sha256: string; size: number; created_at: number }>('SELECT sha256, size, created_at FROM blobs WHERE sha256 = ?'),
       putBlob: this.db.prepare('INSERT OR REPLACE INTO blobs (sha256, size, created_at, used_at) VALUES (?, ?, ?, ?)'),
@@ -354,27 +359,13 @@ export class SqliteMetaStore implements MetaStore {
     return this.sessions.consoleSecret();
   }
 
-  async putAdvisories(recs: { id: string; modified: string; record: string }[]): Promise<number> {
-    const get = this.db.prepare<[string], { modified: string; record: string }>('SELECT modified, record FROM advisories WHERE id = ?');
-    const put = this.db.prepare('INSERT OR REPLACE INTO advisories (id, modified, record) VALUES (?, ?, ?)');
-    let changed = 0;
-    this.db.transaction(() => {
-      for (const r of recs) {
-        const old = get.get(r.id);
-        if (old && old.record === r.record) continue;
-        put.run(r.id, r.modified, r.record);
-        changed++;
-      }
-    })();
-    return changed;
-  }
-
-  async listAdvisories(): Promise<string[]> {
-    return this.db
-      .prepare<[], { record: string }>('SELECT record FROM advisories')
-      .all()
-      .map((r) => r.record);
-  }
+  // AdvisoryStore: sqlite-advisories.ts
+  readonly putAdvisories = (recs: AdvisoryRow[]) => this.advisories.putAdvisories(recs);
+  readonly listAdvisories = () => this.advisories.listAdvisories();
+  readonly recordAdvisorySync = (recs: AdvisoryRow[], sync: AdvisorySync) => this.advisories.recordAdvisorySync(recs, sync);
+  readonly advisorySyncs = (opts: { source?: string; limit: number }) => this.advisories.advisorySyncs(opts);
+  readonly advisoryGeneration = () => this.advisories.advisoryGeneration();
+  readonly advisoryChangesSince = (generation: number) => this.advisories.advisoryChangesSince(generation);
 
   async putTrustRoot(r: { sha256: string; root: string }): Promise<void> {
     this.db.prepare('INSERT INTO trust_roots (sha256, root, imported_at) VALUES (?, ?, ?)').run(r.sha256, r.root, Date.now());

@@ -128,6 +128,14 @@ export const SQLITE_MIGRATIONS: string[] = [
   `ALTER TABLE pulls ADD COLUMN signature TEXT;`,
   // The signer each project was first verified under (issue 26, continuity). Self-contained.
   `CREATE TABLE signers (ecosystem TEXT NOT NULL, project TEXT NOT NULL, identity TEXT NOT NULL, version TEXT, recorded_at INTEGER NOT NULL, PRIMARY KEY (ecosystem, project)) WITHOUT ROWID;`,
+  // Advisory feeds (issue 28): each sync recorded; the generation of the advisories, bumped by every import that changed something.
+  `ALTER TABLE advisories ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+   CREATE INDEX advisories_by_generation ON advisories (generation);
+   CREATE TABLE advisory_generation (id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL);
+   INSERT INTO advisory_generation (id, generation) VALUES (1, 0);
+   CREATE TABLE advisory_syncs (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL,
+     outcome TEXT NOT NULL, mode TEXT NOT NULL, changed INTEGER NOT NULL, high_water TEXT, error TEXT, generation INTEGER NOT NULL);
+   CREATE INDEX advisory_syncs_by_source ON advisory_syncs (source, id);`,
   // The alert outbox, the advisories evaluated for alerts, and alerting's baseline (issue 28). Self-contained.
   ALERT_MIGRATION,
 ];

@@ -385,6 +385,77 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
       expect(await s.putAdvisories([{ id: 'A', modified: '2', record: '{"id":"A","v":2}' }])).toBe(1);
       expect((await s.listAdvisories()).sort()).toEqual(['{"id":"A","v":2}', '{"id":"B"}']);
     });
+    it('bumps the generation once per import that changed something, and says what changed since a generation and from which source', async () => {
+      const s = await fresh();
+      expect(await s.advisoryGeneration()).toBe(0);
+      await s.putAdvisories([{ id: 'A', modified: '1', record: '{"id":"A"}' }]);
+      expect(await s.advisoryGeneration()).toBe(1);
+      await s.putAdvisories([{ id: 'A', modified: '1', record: '{"id":"A"}' }]);
+      expect(await s.advisoryGeneration()).toBe(1);
+      const sync = {
+        source: 'osv-pypi',
+        startedAt: 10,
+        finishedAt: 20,
+        outcome: 'changed' as const,
+        mode: 'full' as const,
+        changed: 0,
+        highWater: 'T2',
+        error: null,
+      };
+      // The transaction decides changed or unchanged, whatever the caller guessed.
+      expect(await s.recordAdvisorySync([{ id: 'A', modified: '1', record: '{"id":"A"}' }], { ...sync, startedAt: 5, finishedAt: 6 })).toEqual([]);
+      const ids = await s.recordAdvisorySync(
+        [
+          { id: 'A', modified: '1', record: '{"id":"A"}' },
+          { id: 'B', modified: '2', record: '{"id":"B"}' },
+          { id: 'C', modified: '2', record: '{"id":"C"}' },
+        ],
+        sync,
+      );
+      expect(ids.sort()).toEqual(['B', 'C']);
+      expect(await s.advisoryGeneration()).toBe(2);
+      expect(await s.advisoryChangesSince(1)).toEqual({ ids: ['B', 'C'], sources: ['osv-pypi'], generation: 2 });
+      expect(await s.advisoryChangesSince(0)).toEqual({ ids: ['A', 'B', 'C'], sources: ['import', 'osv-pypi'], generation: 2 });
+      expect(await s.advisoryChangesSince(2)).toEqual({ ids: [], sources: [], generation: 2 });
+      // A failed sync imports nothing and bumps nothing, but is recorded with its error.
+      const failed = { ...sync, startedAt: 30, finishedAt: 31, outcome: 'failed' as const, mode: 'incremental' as const, highWater: null, error: 'zip: bad' };
+      expect(await s.recordAdvisorySync([], failed)).toEqual([]);
+      await s.recordAdvisorySync([], { ...failed, source: 'osv-debian' });
+      expect(await s.advisoryGeneration()).toBe(2);
+      const all = await s.advisorySyncs({ limit: 10 });
+      expect(all.map((x) => [x.source, x.outcome, x.changed, x.generation])).toEqual([
+        ['osv-debian', 'failed', 0, 0],
+        ['osv-pypi', 'failed', 0, 0],
+        ['osv-pypi', 'changed', 2, 2],
+        ['osv-pypi', 'unchanged', 0, 0],
+      ]);
+      const mine = await s.advisorySyncs({ source: 'osv-pypi', limit: 1 });
+      expect(mine).toEqual([{ id: mine[0].id, ...failed, changed: 0, generation: 0 }]);
+      expect((await s.advisorySyncs({ source: 'osv-pypi', limit: 5 }))[1]).toMatchObject({
+        startedAt: 10,
+        finishedAt: 20,
+        mode: 'full',
+        highWater: 'T2',
+        error: null,
+      });
+    });
+    it('imports a sync whole: a record that cannot be written leaves neither records nor the generation changed', async () => {
+      const s = await fresh();
+      await s.putAdvisories([{ id: 'A', modified: '1', record: '{"id":"A"}' }]);
+      const sync = { source: 'x', startedAt: 1, finishedAt: 2, outcome: 'changed' as const, mode: 'full' as const, changed: 0, highWater: null, error: null };
+      await expect(
+        s.recordAdvisorySync(
+          [
+            { id: 'B', modified: '1', record: '{"id":"B"}' },
+            { id: 'C', modified: '1', record: null as unknown as string },
+          ],
+          sync,
+        ),
+      ).rejects.toThrow();
+      expect(await s.listAdvisories()).toEqual(['{"id":"A"}']);
+      expect(await s.advisoryGeneration()).toBe(1);
+      expect(await s.advisorySyncs({ limit: 5 })).toEqual([]);
+    });
   });
 }
 

@@ -4,8 +4,6 @@ import { channelsFrom, signBody } from '../../src/alerts/channels.js';
 import { alertDocument, headline, slackMessage } from '../../src/alerts/message.js';
 import { backoffMs, deliveryId } from '../../src/alerts/worker.js';
 import { configSchema } from '../../src/config/schema.js';
-import { Advisories } from '../../src/policy/advisories.js';
-import { changedAdvisories } from '../../src/reload.js';
 
 const notify = (n: unknown) => configSchema.safeParse({ notify: n });
 
@@ -25,23 +23,6 @@ describe('alerts: the pieces (issue 28)', () => {
     expect(deliveryId(r)).toBe(deliveryId({ ...r }));
     expect(deliveryId({ ...r, channel: 'chat' })).not.toBe(deliveryId(r));
     expect(deliveryId(r)).toMatch(/^[0-9a-f]{32}$/);
-  });
-
-  it('names the ids an import added, changed, withdrew or removed', () => {
-    const before = new Advisories([
-      { id: 'same', modified: '1' },
-      { id: 'changed', modified: '1' },
-      { id: 'gone', modified: '1' },
-      { id: 'withdrawn', modified: '1' },
-    ]);
-    const after = new Advisories([
-      { id: 'same', modified: '1' },
-      { id: 'changed', modified: '2' },
-      { id: 'new', modified: '1' },
-      { id: 'withdrawn', modified: '2', withdrawn: '2026-12-01T00:00:00Z' },
-    ]);
-    expect(changedAdvisories(before, after)).toEqual(['changed', 'gone', 'new', 'withdrawn']);
-    expect(changedAdvisories(after, after)).toEqual([]);
   });
 
   it('checks the channels: a json webhook needs a secret, names are unique, and a secret missing from the environment stops the start', () => {

@@ -2,12 +2,12 @@ import { loadConfig } from '../../config/load.js';
 import { importAdvisories } from '../advisories.js';
 import { fail, withMeta, type Command } from './shared.js';
 
-/** `airlock advisories import PATH`: load OSV records into the store (../advisories.ts); a running server applies them on SIGHUP. */
+/** `airlock advisories import PATH`: load OSV records into the store (../advisories.ts); a running server applies them within advisories.poll seconds (or on SIGHUP). */
 export const advisories: Command = {
   summary: [
     {
       synopsis: 'airlock advisories import PATH [--config FILE]',
-      text: ['import OSV records (a directory, a .json, or the', 'per-ecosystem zip osv.dev exports); SIGHUP applies'],
+      text: ['import OSV records (a directory, a .json, or the', 'per-ecosystem zip osv.dev exports); servers apply them'],
     },
   ],
   async run({ rest, configFile }) {
@@ -18,7 +18,7 @@ export const advisories: Command = {
       const r = await importAdvisories(meta, path);
       process.stdout.write(
         `read ${r.read} OSV records from ${path}: ${r.changed} new or changed, ${r.withdrawn} withdrawn (kept, never matched)${r.skipped.length ? `, ${r.skipped.length} skipped` : ''}\n` +
-          `a running server applies them on SIGHUP (kill -HUP <pid>); policy advisories.refuse is ${loaded.policy.advisoryLevel} (MAL- records always refuse)\n`,
+          `running servers apply them within advisories.poll seconds (or at once on SIGHUP); policy advisories.refuse is ${loaded.policy.advisoryLevel} (MAL- records always refuse)\n`,
       );
       for (const sk of r.skipped.slice(0, 20)) process.stderr.write(`  skipped ${sk}\n`);
     });

@@ -1,0 +1,130 @@
+import { bufferBytes } from '../core/bytes.js';
+import { AirlockError } from '../core/errors.js';
+import type { OsvRecord } from '../policy/advisories.js';
+import { readEntry, readZip } from '../scan/zip.js';
+import { readBoundedBytes, redact, type UpstreamHttp } from '../upstream/http.js';
+import { checkOsvRecord, modifiedSince, normTime } from './osv.js';
+
+/** One configured feed: an OSV export in osv.dev's layout (config/advisories-schema.ts). */
+export interface FeedSource {
+  name: string;
+  url: string;
+  ecosystem: string;
+  incremental: boolean;
+}
+
+export interface FeedLimits {
+  /** Largest all.zip or modified_id.csv, in bytes. */
+  maxBytes: number;
+  /** Time for one whole download. */
+  timeoutMs: number;
+  /** More changed records than this: fetch all.zip instead. */
+  maxIncremental: number;
+}
+
+/** What a fetch brought: every record verified, and the newest `modified` time among them (normalised, osv.ts). */
+export interface FeedFetch {
+  mode: 'full' | 'incremental';
+  records: OsvRecord[];
+  highWater: string | null;
+  /** Files requested (all.zip, modified_id.csv, each record's .json): for the log. */
+  requests: number;
+}
+
+/** One record in a zip entry may be at most this large (the largest osv.dev records are a few MB). */
+const MAX_RECORD_BYTES = 16 << 20;
+/** Record files fetched at once by an incremental sync. */
+const PARALLEL = 4;
+
+/**
+ * Fetches an OSV export through the upstream client (its breaker, its per-host connections, the
+ * bounded read with a deadline), only from the source's own host, and verifies everything before
+ * returning anything: the zip's structure and every entry's CRC and size (scan/zip.ts), every
+ * record's schema (osv.ts). Any failure throws: the caller imports nothing and keeps its data.
+ */
+export class OsvFeed {
+  constructor(
+    private readonly http: UpstreamHttp,
+    private readonly limits: FeedLimits,
+  ) {}
+
+  /** The whole export (all.zip). */
+  async full(s: FeedSource): Promise<FeedFetch> {
+    const zip = await this.fetch(s, 'all.zip', this.limits.maxBytes);
+    const src = bufferBytes(zip);
+    const records: OsvRecord[] = [];
+    let entries;
+    try {
+      entries = await readZip(src);
+    } catch (e) {
+      throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: all.zip is not a sound zip archive (truncated or corrupt): ${(e as Error).message}`);
+    }
+    for (const e of entries) {
+      if (!e.name.endsWith('.json')) continue;
+      let text: string;
+      try {
+        text = (await readEntry(src, e, MAX_RECORD_BYTES)).toString('utf8');
+      } catch (err) {
+        throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: all.zip: ${(err as Error).message}`);
+      }
+      const rec = this.check(s, text, `all.zip:${e.name}`);
+      if (rec) records.push(rec);
+    }
+    if (entries.length > 0 && records.length === 0) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: all.zip holds no OSV record`);
+    return { mode: 'full', records, highWater: newest(records), requests: 1 };
+  }
+
+  /** What changed after `since` (modified_id.csv, then each changed record); null when that is more than maxIncremental records. */
+  async changed(s: FeedSource, since: string): Promise<FeedFetch | null> {
+    const csv = (await this.fetch(s, 'modified_id.csv', this.limits.maxBytes)).toString('utf8');
+    let todo: { id: string; modified: string }[];
+    try {
+      todo = modifiedSince(csv, since);
+    } catch (e) {
+      throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: ${(e as Error).message}`);
+    }
+    if (todo.length > this.limits.maxIncremental) return null;
+    const records: OsvRecord[] = [];
+    for (let i = 0; i < todo.length; i += PARALLEL) {
+      const batch = await Promise.all(
+        todo.slice(i, i + PARALLEL).map(async ({ id }) => {
+          const rec = this.check(s, (await this.fetch(s, `${id}.json`, MAX_RECORD_BYTES)).toString('utf8'), `${id}.json`);
+          if (rec && rec.id !== id) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: ${id}.json holds record ${rec.id}`);
+          return rec;
+        }),
+      );
+      for (const r of batch) if (r) records.push(r);
+    }
+    // The mark moves to the newest time the index listed, even for a staging record skipped.
+    const listed = todo.reduce<string | null>((m, t) => (m === null || t.modified > m ? t.modified : m), null);
+    return { mode: 'incremental', records, highWater: listed ?? since, requests: 1 + todo.length };
+  }
+
+  /** A record verified, null for a staging record (MAL-0000-...); throws on anything else wrong. */
+  private check(s: FeedSource, text: string, where: string): OsvRecord | null {
+    const rec = checkOsvRecord(text, where);
+    if (typeof rec === 'string') throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: ${rec}`);
+    return /^MAL-0000-/.test(rec.id) ? null : rec;
+  }
+
+  private async fetch(s: FeedSource, file: string, maxBytes: number): Promise<Buffer> {
+    const base = new URL(s.url.endsWith('/') ? s.url : `${s.url}/`);
+    const url = new URL(`${encodeURIComponent(s.ecosystem)}/${file}`, base);
+    const res = await this.http.get(url, { allowUrl: (u) => u.host === base.host && (u.protocol === base.protocol || u.protocol === 'https:') });
+    if (res.status !== 200) {
+      res.body.resume();
+      throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: ${redact(url)} answered ${res.status}`);
+    }
+    return readBoundedBytes(res.body, maxBytes, this.limits.timeoutMs);
+  }
+}
+
+/** The newest `modified` among records, normalised (osv.ts normTime). */
+export function newest(records: OsvRecord[]): string | null {
+  let m: string | null = null;
+  for (const r of records) {
+    const t = r.modified ? normTime(r.modified) : null;
+    if (t && (m === null || t > m)) m = t;
+  }
+  return m;
+}

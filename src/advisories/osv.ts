@@ -1,0 +1,77 @@
+import type { OsvRecord } from '../policy/advisories.js';
+
+/** An OSV id as it may appear in a URL path segment of the export (no slashes, no dot segments). */
+const ID = /^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$/;
+const RFC3339 = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/i;
+
+/**
+ * An RFC 3339 time as a fixed-width UTC string (nanoseconds), so times compare as strings without
+ * losing osv.dev's microseconds to Date's milliseconds; null when it is not RFC 3339.
+ */
+export function normTime(s: string): string | null {
+  const m = RFC3339.exec(s);
+  if (!m) return null;
+  const d = new Date(`${m[1]}${m[3].toUpperCase()}`);
+  if (Number.isNaN(d.getTime())) return null;
+  return `${d.toISOString().slice(0, 19)}.${(m[2] ?? '').padEnd(9, '0')}Z`;
+}
+
+/**
+ * A feed record checked against the parts of the OSV schema Airlock relies on: an id, a modified
+ * time, `affected` an array of objects (each package an object with string fields, ranges and
+ * versions arrays), `withdrawn` a time when present. Returns why not, or the record.
+ */
+export function checkOsvRecord(text: string, where: string): OsvRecord | string {
+  let rec: unknown;
+  try {
+    rec = JSON.parse(text);
+  } catch {
+    return `${where}: not JSON`;
+  }
+  if (!rec || typeof rec !== 'object' || Array.isArray(rec)) return `${where}: not a JSON object`;
+  const r = rec as Record<string, unknown>;
+  if (typeof r.id !== 'string' || !ID.test(r.id)) return `${where}: no valid "id"`;
+  if (typeof r.modified !== 'string' || !normTime(r.modified)) return `${where}: ${r.id}: "modified" is not an RFC 3339 time`;
+  if (r.withdrawn !== undefined && (typeof r.withdrawn !== 'string' || !normTime(r.withdrawn))) return `${where}: ${r.id}: "withdrawn" is not an RFC 3339 time`;
+  if (r.aliases !== undefined && !(Array.isArray(r.aliases) && r.aliases.every((a) => typeof a === 'string')))
+    return `${where}: ${r.id}: "aliases" is not a list of ids`;
+  if (r.affected !== undefined) {
+    if (!Array.isArray(r.affected)) return `${where}: ${r.id}: "affected" is not an array`;
+    for (const a of r.affected as unknown[]) {
+      if (!a || typeof a !== 'object' || Array.isArray(a)) return `${where}: ${r.id}: an "affected" entry is not an object`;
+      const { package: p, ranges, versions } = a as Record<string, unknown>;
+      if (p !== undefined && (!p || typeof p !== 'object' || Object.values(p).some((v) => typeof v !== 'string')))
+        return `${where}: ${r.id}: an "affected" package is not an object of strings`;
+      if (
+        ranges !== undefined &&
+        !(Array.isArray(ranges) && ranges.every((x) => x && typeof x === 'object' && Array.isArray((x as { events?: unknown }).events)))
+      )
+        return `${where}: ${r.id}: "ranges" is not a list of ranges with events`;
+      if (versions !== undefined && !(Array.isArray(versions) && versions.every((v) => typeof v === 'string')))
+        return `${where}: ${r.id}: "versions" is not a list of strings`;
+    }
+  }
+  return r as unknown as OsvRecord;
+}
+
+/**
+ * modified_id.csv, osv.dev's per-ecosystem index: one `<RFC 3339 modified>,<id>` line per record,
+ * newest first (a header line, blank lines and an `<ecosystem>/` prefix on the id are tolerated).
+ * Returns the entries newer than `since` (all when null; every line is read, the order is not trusted),
+ * or throws on a line that is neither.
+ */
+export function modifiedSince(csv: string, since: string | null): { id: string; modified: string }[] {
+  const out: { id: string; modified: string }[] = [];
+  const lines = csv.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim();
+    if (!line || (i === 0 && /^[a-z_]+,[a-z_]+$/i.test(line))) continue;
+    const comma = line.indexOf(',');
+    const modified = comma > 0 ? normTime(line.slice(0, comma)) : null;
+    const id = line.slice(comma + 1).replace(/^.*\//, '');
+    if (!modified || !ID.test(id)) throw new Error(`modified_id.csv line ${i + 1}: expected "<RFC 3339 time>,<id>", got ${JSON.stringify(line.slice(0, 80))}`);
+    if (since !== null && modified <= since) continue;
+    out.push({ id, modified });
+  }
+  return out;
+}

@@ -1,0 +1,209 @@
+import type { Logger } from '../obs/logger.js';
+import type { AdvisoryStore, AdvisorySync, LeaseStore } from '../storage/meta-store.js';
+import { advisoriesApplied } from './applied.js';
+import type { FeedFetch, FeedSource, OsvFeed } from './feed.js';
+
+export interface FeedsOptions {
+  meta: AdvisoryStore & LeaseStore;
+  feed: OsvFeed;
+  sources: FeedSource[];
+  /** Time between syncs of a source. */
+  intervalMs: number;
+  /** Time between checks of the store for advisories imported elsewhere (0: only after this replica's syncs and on demand). */
+  pollMs: number;
+  /** A source's data older than this is stale: a warning (0: never). */
+  maxAgeMs: number;
+  /** Re-read the stored advisories into the policy in force (reload.ts reloadAdvisories); returns how many are active. */
+  apply: () => Promise<number>;
+  /** This replica, as the owner of a source's sync lease. */
+  owner: string;
+  log: Logger;
+  /** Each sync's outcome (metrics). */
+  counted?: (source: string, outcome: AdvisorySync['outcome']) => void;
+}
+
+/** Where a source stands, from the syncs recorded by every replica. */
+export interface FeedState {
+  source: string;
+  /** When its newest good (changed or unchanged) sync finished; null: never. */
+  syncedAt: number | null;
+  ageSeconds: number | null;
+  last: (AdvisorySync & { id: number }) | null;
+}
+
+/** A failed sync is tried again after at most this long. */
+const RETRY_MS = 300_000;
+/** A sync lease not renewed for this long was left by a dead replica: another takes it over. */
+const LEASE_STALE_MS = 120_000;
+const LEASE_RENEW_MS = 20_000;
+/** Syncs looked through for a source's newest good one (freshness, high-water mark). */
+const HISTORY = 100;
+
+/**
+ * Advisory feeds kept fresh (issue 28). Each tick: every source whose last sync (on any replica,
+ * from the store's advisory_syncs) is older than the interval is synced by the one replica that
+ * takes its lease; then any change to the stored advisories (this sync, another replica's, an
+ * `airlock advisories import` by hand) is applied to the policy in force, and the hooks of
+ * applied.ts are told what changed. A failed sync is recorded with its error and imports nothing:
+ * the advisories in force stay as they were.
+ */
+export class AdvisoryFeeds {
+  private generation = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | null = null;
+  private states = new Map<string, FeedState>();
+  private stopped = false;
+  private noticing: Promise<string[]> | null = null;
+
+  constructor(private readonly o: FeedsOptions) {}
+
+  /** Start from the generation of the advisories read at start; the first tick runs now. */
+  start(generation: number): void {
+    this.generation = generation;
+    const every = this.o.pollMs > 0 ? Math.min(this.o.pollMs, this.o.intervalMs) : Math.min(60_000, this.o.intervalMs);
+    this.timer = setInterval(() => void this.tick(), every);
+    this.timer.unref();
+    void this.tick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.ticking;
+  }
+
+  /** One pass (syncs due, then apply what changed); a pass under way is joined, not doubled. */
+  tick(): Promise<void> {
+    this.ticking ??= this.pass().finally(() => (this.ticking = null));
+    return this.ticking;
+  }
+
+  private async pass(): Promise<void> {
+    let synced = false;
+    for (const s of this.o.sources) {
+      if (this.stopped) return;
+      try {
+        synced = (await this.maybeSync(s)) || synced;
+      } catch (e) {
+        this.o.log.error({ source: s.name, err: (e as Error).message }, 'advisory feed: could not check or record a sync');
+      }
+    }
+    if (this.o.pollMs > 0 || synced) await this.notice().catch((e) => this.o.log.error({ err: (e as Error).message }, 'advisories: applying a change failed'));
+    await this.refreshStates().catch(() => {});
+  }
+
+  /** Sync `s` when due and this replica gets its lease; true when a sync ran here. */
+  private async maybeSync(s: FeedSource): Promise<boolean> {
+    if (!this.due((await this.o.meta.advisorySyncs({ source: s.name, limit: 1 }))[0])) return false;
+    const key = `advisory-sync:${s.name}`;
+    if (!(await this.o.meta.takeLease(key, this.o.owner, LEASE_STALE_MS))) return false;
+    const renew = setInterval(() => void this.o.meta.renewLease(key, this.o.owner).catch(() => {}), LEASE_RENEW_MS);
+    renew.unref();
+    try {
+      // Another replica may have synced between the check and the lease.
+      if (!this.due((await this.o.meta.advisorySyncs({ source: s.name, limit: 1 }))[0])) return false;
+      await this.syncNow(s);
+      return true;
+    } finally {
+      clearInterval(renew);
+      await this.o.meta.releaseLease(key, this.o.owner).catch(() => {});
+    }
+  }
+
+  private due(last: AdvisorySync | undefined): boolean {
+    if (!last) return true;
+    const wait = last.outcome === 'failed' ? Math.min(this.o.intervalMs, RETRY_MS) : this.o.intervalMs;
+    return Date.now() - last.finishedAt >= wait;
+  }
+
+  /**
+   * Sync one source now: incremental from the newest good sync's high-water mark when the source
+   * allows it, else (or when too much changed) the whole all.zip; verified whole, then imported
+   * and recorded in one transaction. Returns the sync as recorded.
+   */
+  async syncNow(s: FeedSource): Promise<AdvisorySync> {
+    const startedAt = Date.now();
+    const history = await this.o.meta.advisorySyncs({ source: s.name, limit: HISTORY });
+    const mark = history.find((h) => h.outcome !== 'failed' && h.highWater)?.highWater ?? null;
+    let mode: AdvisorySync['mode'] = s.incremental && mark ? 'incremental' : 'full';
+    let sync: AdvisorySync;
+    let ids: string[] = [];
+    try {
+      let got: FeedFetch | null = mode === 'incremental' ? await this.o.feed.changed(s, mark!) : null;
+      if (!got) {
+        mode = 'full';
+        got = await this.o.feed.full(s);
+      }
+      const rows = got.records.map((r) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) }));
+      const highWater = mark && (!got.highWater || got.highWater < mark) ? mark : got.highWater;
+      sync = { source: s.name, startedAt, finishedAt: Date.now(), outcome: 'changed', mode, changed: 0, highWater, error: null };
+      ids = await this.o.meta.recordAdvisorySync(rows, sync);
+      sync = { ...sync, outcome: ids.length ? 'changed' : 'unchanged', changed: ids.length };
+      this.o.log.info({ source: s.name, mode, records: rows.length, changed: ids.length, requests: got.requests, highWater }, 'advisory feed synced');
+    } catch (e) {
+      const error = (e as Error).message;
+      sync = { source: s.name, startedAt, finishedAt: Date.now(), outcome: 'failed', mode, changed: 0, highWater: mark, error };
+      this.o.log.error({ source: s.name, mode, err: error }, 'advisory feed sync failed; the advisories in force are kept');
+      await this.o.meta.recordAdvisorySync([], sync);
+    }
+    this.o.counted?.(s.name, sync.outcome);
+    return sync;
+  }
+
+  /**
+   * Apply what changed in the store since the generation in force here (a sync on any replica, an
+   * import by hand): re-read the advisories into the policy, then tell the hooks. Returns the ids.
+   */
+  notice(): Promise<string[]> {
+    // One at a time (the timer, a sync, SIGHUP): a second caller joins, so no change is told twice.
+    this.noticing ??= this.applyChanges().finally(() => (this.noticing = null));
+    return this.noticing;
+  }
+
+  private async applyChanges(): Promise<string[]> {
+    const now = await this.o.meta.advisoryGeneration();
+    if (now <= this.generation) return [];
+    const { ids, sources, generation } = await this.o.meta.advisoryChangesSince(this.generation);
+    const active = await this.o.apply();
+    this.generation = Math.max(generation, this.generation);
+    this.o.log.info({ changed: ids.length, sources, active, generation: this.generation }, 'advisories changed in the store: applied');
+    if (ids.length) await advisoriesApplied({ changedIds: ids, source: sources.join(',') }, this.o.log);
+    return ids;
+  }
+
+  /** Each source's freshness as last read from the store (metrics, the console, /-/readyz). */
+  feeds(): FeedState[] {
+    const now = Date.now();
+    return this.o.sources.map((s) => {
+      const st = this.states.get(s.name);
+      return {
+        source: s.name,
+        syncedAt: st?.syncedAt ?? null,
+        ageSeconds: st?.syncedAt ? Math.max(0, (now - st.syncedAt) / 1000) : null,
+        last: st?.last ?? null,
+      };
+    });
+  }
+
+  /** Warnings for /-/readyz: a source older than the limit, or that has never synced and failed. */
+  warnings(): string[] {
+    const out: string[] = [];
+    for (const f of this.feeds()) {
+      const err = f.last?.outcome === 'failed' ? `; last error: ${f.last.error}` : '';
+      if (f.syncedAt === null) {
+        if (f.last) out.push(`advisory source ${f.source} has never synced${err}`);
+      } else if (this.o.maxAgeMs > 0 && f.ageSeconds! * 1000 > this.o.maxAgeMs) {
+        out.push(`advisory source ${f.source} last synced ${Math.round(f.ageSeconds!)} s ago, over advisories.max_age (${this.o.maxAgeMs / 1000} s)${err}`);
+      }
+    }
+    return out;
+  }
+
+  private async refreshStates(): Promise<void> {
+    for (const s of this.o.sources) {
+      const history = await this.o.meta.advisorySyncs({ source: s.name, limit: HISTORY });
+      const good = history.find((h) => h.outcome !== 'failed');
+      this.states.set(s.name, { source: s.name, syncedAt: good?.finishedAt ?? null, ageSeconds: null, last: history[0] ?? null });
+    }
+  }
+}

@@ -1,0 +1,79 @@
+import type pg from 'pg';
+import type { AdvisoryRow, AdvisoryStore, AdvisorySync } from './meta-store.js';
+import { outcomeOf, sourcesOf, syncOf } from './sqlite-advisories.js';
+
+type Tx = <T>(fn: (c: pg.PoolClient) => Promise<T>) => Promise<T>;
+
+/** Advisories, their generation and the feed syncs in PostgreSQL (pg-schema.ts). */
+export class PgAdvisories implements AdvisoryStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly tx: Tx,
+  ) {}
+
+  /**
+   * Inside a transaction: upsert, and give the changed rows the next generation. The generation row
+   * is locked first (FOR UPDATE), so concurrent imports on several replicas take turns and each
+   * change gets a generation of its own.
+   */
+  private async upsert(c: pg.PoolClient, recs: AdvisoryRow[]): Promise<{ ids: string[]; generation: number }> {
+    const cur = (await c.query<{ generation: number }>('SELECT generation FROM advisory_generation WHERE id = 1 FOR UPDATE')).rows[0].generation;
+    const next = cur + 1;
+    const ids: string[] = [];
+    for (const r of recs) {
+      const res = await c.query(
+        `INSERT INTO advisories (id, modified, record, generation) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (id) DO UPDATE SET modified = EXCLUDED.modified, record = EXCLUDED.record, generation = EXCLUDED.generation
+         WHERE advisories.record IS DISTINCT FROM EXCLUDED.record`,
+        [r.id, r.modified, r.record, next],
+      );
+      if (res.rowCount) ids.push(r.id);
+    }
+    if (ids.length === 0) return { ids, generation: cur };
+    await c.query('UPDATE advisory_generation SET generation = $1 WHERE id = 1', [next]);
+    return { ids, generation: next };
+  }
+
+  async putAdvisories(recs: AdvisoryRow[]): Promise<number> {
+    return this.tx(async (c) => (await this.upsert(c, recs)).ids.length);
+  }
+
+  async listAdvisories(): Promise<string[]> {
+    return (await this.pool.query<{ record: string }>('SELECT record FROM advisories')).rows.map((r) => r.record);
+  }
+
+  async recordAdvisorySync(recs: AdvisoryRow[], s: AdvisorySync): Promise<string[]> {
+    return this.tx(async (c) => {
+      const { ids, generation } = await this.upsert(c, recs);
+      await c.query(
+        `INSERT INTO advisory_syncs (source, started_at, finished_at, outcome, mode, changed, high_water, error, generation)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [s.source, s.startedAt, s.finishedAt, outcomeOf(s, ids), s.mode, ids.length, s.highWater, s.error, ids.length ? generation : 0],
+      );
+      return ids;
+    });
+  }
+
+  async advisorySyncs(opts: { source?: string; limit: number }): Promise<(AdvisorySync & { id: number; generation: number })[]> {
+    const r =
+      opts.source === undefined
+        ? await this.pool.query('SELECT * FROM advisory_syncs ORDER BY id DESC LIMIT $1', [opts.limit])
+        : await this.pool.query('SELECT * FROM advisory_syncs WHERE source = $1 ORDER BY id DESC LIMIT $2', [opts.source, opts.limit]);
+    return r.rows.map(syncOf);
+  }
+
+  async advisoryGeneration(): Promise<number> {
+    return (await this.pool.query<{ generation: number }>('SELECT generation FROM advisory_generation WHERE id = 1')).rows[0].generation;
+  }
+
+  async advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }> {
+    const rows = (
+      await this.pool.query<{ id: string; generation: number }>('SELECT id, generation FROM advisories WHERE generation > $1 ORDER BY id', [generation])
+    ).rows;
+    const bySync = (
+      await this.pool.query<{ source: string; generation: number }>('SELECT source, generation FROM advisory_syncs WHERE generation > $1', [generation])
+    ).rows;
+    const gens = [...new Set(rows.map((r) => r.generation))];
+    return { ids: rows.map((r) => r.id), sources: sourcesOf(gens, bySync), generation: Math.max(generation, ...gens) };
+  }
+}

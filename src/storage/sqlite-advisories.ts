@@ -1,0 +1,115 @@
+import type Database from 'better-sqlite3';
+import type { AdvisoryRow, AdvisoryStore, AdvisorySync } from './meta-store.js';
+
+interface SyncRow {
+  id: number;
+  source: string;
+  started_at: number;
+  finished_at: number;
+  outcome: AdvisorySync['outcome'];
+  mode: AdvisorySync['mode'];
+  changed: number;
+  high_water: string | null;
+  error: string | null;
+  generation: number;
+}
+
+export function syncOf(r: SyncRow): AdvisorySync & { id: number; generation: number } {
+  return {
+    id: r.id,
+    source: r.source,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    outcome: r.outcome,
+    mode: r.mode,
+    changed: r.changed,
+    highWater: r.high_water,
+    error: r.error,
+    generation: r.generation,
+  };
+}
+
+/** Advisories, their generation and the feed syncs in the embedded SQLite database (sqlite-schema.ts). */
+export class SqliteAdvisories implements AdvisoryStore {
+  constructor(private readonly db: Database.Database) {}
+
+  /** Inside a transaction: upsert, and give the changed rows the next generation (bumped only when something changed). */
+  private upsert(recs: AdvisoryRow[]): { ids: string[]; generation: number } {
+    const get = this.db.prepare<[string], { record: string }>('SELECT record FROM advisories WHERE id = ?');
+    const gen = this.db.prepare<[], { generation: number }>('SELECT generation FROM advisory_generation WHERE id = 1');
+    const next = gen.get()!.generation + 1;
+    const put = this.db.prepare('INSERT OR REPLACE INTO advisories (id, modified, record, generation) VALUES (?, ?, ?, ?)');
+    const ids: string[] = [];
+    for (const r of recs) {
+      const old = get.get(r.id);
+      if (old && old.record === r.record) continue;
+      put.run(r.id, r.modified, r.record, next);
+      ids.push(r.id);
+    }
+    if (ids.length === 0) return { ids, generation: next - 1 };
+    this.db.prepare('UPDATE advisory_generation SET generation = ? WHERE id = 1').run(next);
+    return { ids, generation: next };
+  }
+
+  async putAdvisories(recs: AdvisoryRow[]): Promise<number> {
+    return this.db.transaction(() => this.upsert(recs).ids.length)();
+  }
+
+  async listAdvisories(): Promise<string[]> {
+    return this.db
+      .prepare<[], { record: string }>('SELECT record FROM advisories')
+      .all()
+      .map((r) => r.record);
+  }
+
+  async recordAdvisorySync(recs: AdvisoryRow[], s: AdvisorySync): Promise<string[]> {
+    return this.db.transaction(() => {
+      const { ids, generation } = this.upsert(recs);
+      this.db
+        .prepare(
+          `INSERT INTO advisory_syncs (source, started_at, finished_at, outcome, mode, changed, high_water, error, generation)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(s.source, s.startedAt, s.finishedAt, outcomeOf(s, ids), s.mode, ids.length, s.highWater, s.error, ids.length ? generation : 0);
+      return ids;
+    })();
+  }
+
+  async advisorySyncs(opts: { source?: string; limit: number }): Promise<(AdvisorySync & { id: number; generation: number })[]> {
+    const rows =
+      opts.source === undefined
+        ? this.db.prepare<[number], SyncRow>('SELECT * FROM advisory_syncs ORDER BY id DESC LIMIT ?').all(opts.limit)
+        : this.db.prepare<[string, number], SyncRow>('SELECT * FROM advisory_syncs WHERE source = ? ORDER BY id DESC LIMIT ?').all(opts.source, opts.limit);
+    return rows.map(syncOf);
+  }
+
+  async advisoryGeneration(): Promise<number> {
+    return this.db.prepare<[], { generation: number }>('SELECT generation FROM advisory_generation WHERE id = 1').get()!.generation;
+  }
+
+  async advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }> {
+    const ids = this.db
+      .prepare<[number], { id: string }>('SELECT id FROM advisories WHERE generation > ? ORDER BY id')
+      .all(generation)
+      .map((r) => r.id);
+    const gens = this.db
+      .prepare<[number], { generation: number }>('SELECT DISTINCT generation FROM advisories WHERE generation > ?')
+      .all(generation)
+      .map((r) => r.generation);
+    const bySync = this.db
+      .prepare<[number], { source: string; generation: number }>('SELECT source, generation FROM advisory_syncs WHERE generation > ?')
+      .all(generation);
+    return { ids, sources: sourcesOf(gens, bySync), generation: Math.max(generation, ...gens) };
+  }
+}
+
+/** The sources behind the generations that changed rows: a sync's source, or 'import' for a generation no sync recorded (by hand). */
+export function sourcesOf(gens: number[], bySync: { source: string; generation: number }[]): string[] {
+  const known = new Map(bySync.map((s) => [s.generation, s.source]));
+  return [...new Set(gens.map((g) => known.get(g) ?? 'import'))].sort();
+}
+
+/** A sync that did not fail changed something or nothing, as its transaction found. */
+export function outcomeOf(s: AdvisorySync, ids: string[]): AdvisorySync['outcome'] {
+  return s.outcome === 'failed' ? 'failed' : ids.length ? 'changed' : 'unchanged';
+}
