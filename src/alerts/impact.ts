@@ -67,9 +67,10 @@ export async function impactOf(meta: MetaStore, rec: OsvRecord, policy?: Policy)
   };
   for (const name of adv.packagesOf(rec)) {
     if (name.includes(' ')) continue; // an OS package ("<ecosystem> <name>"): images below
-    for (const p of await meta.listPulls({ ecosystem: 'pypi', name, decision: 'allow', limit: ALL })) addPypi(p);
+    // Not filtered by decision in the query: the (decision, ecosystem, id) index would walk every served row; addPypi keeps the served ones.
+    for (const p of await meta.listPulls({ ecosystem: 'pypi', name, limit: ALL })) addPypi(p);
   }
-  for (const h of adv.hashesOf(rec)) for (const p of await meta.listPulls({ ecosystem: 'pypi', sha256: h, decision: 'allow', limit: ALL })) addPypi(p);
+  for (const h of adv.hashesOf(rec)) for (const p of await meta.listPulls({ ecosystem: 'pypi', sha256: h, limit: ALL })) addPypi(p);
   for (const [artefact, e] of [...pypi].sort(([a], [b]) => a.localeCompare(b))) {
     const files = new Map<string, string | null>();
     for (const p of e.pulls) if (p.sha256) files.set(p.sha256, p.filename ?? null);
@@ -91,7 +92,7 @@ export async function impactOf(meta: MetaStore, rec: OsvRecord, policy?: Policy)
     const digests = new Set([img.digest]);
     for (const repo of img.repositories) for (const p of await meta.getOciParents(repo, img.digest)) digests.add(p.parent);
     const pulls: StoredPullRecord[] = [];
-    for (const d of digests) pulls.push(...(await meta.listPulls({ ecosystem: 'oci', sha256: d.slice(7), decision: 'allow', limit: ALL })));
+    for (const d of digests) pulls.push(...(await meta.listPulls({ ecosystem: 'oci', sha256: d.slice(7), limit: ALL })).filter((p) => p.decision === 'allow'));
     if (!pulls.length) continue;
     const inv = await meta.inventories.getInventory(img.digest);
     const ecosystem = inv ? ((JSON.parse(inv.inventory) as { os?: { ecosystem?: string } }).os?.ecosystem ?? 'PyPI') : 'PyPI';
