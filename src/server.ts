@@ -1,6 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import { createServer as createHttpServer, type RequestListener, type ServerOptions } from 'node:http';
 import { serve, type ServerType } from '@hono/node-server';
+import { channelsFrom } from './alerts/channels.js';
+import { startAlerting } from './alerts/index.js';
 import { buildApp } from './app.js';
 import { withFastPath } from './http/fast.js';
 import { Authenticator } from './auth/tokens.js';
@@ -34,6 +36,7 @@ export interface AirlockOptions {
 export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions = {}) {
   const { config } = loaded;
   const log = opts.log ?? createLogger(config.log_level);
+  const channels = channelsFrom(config.notify);
   const meta = await openMeta(loaded, { create: true });
   const store = await openBlobs(loaded);
   const metrics = new Metrics(opts.defaultMetrics ?? true);
@@ -107,6 +110,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
         await Promise.resolve(h(n)).catch((e) => log.error({ err: (e as Error).message }, 'a newly refused model file could not be reported'));
     },
   });
+  // Alerts about newly affected artefacts (issue 28): evaluated after each advisory import applied, sent through the outbox.
+  const alerting = await startAlerting(config, channels, { meta, policy: () => live.policy, metrics, log, flush: () => recorder.flush() });
   feeds.start(told);
 
   return {
@@ -138,6 +143,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     },
     /** Resolves with the number of newly refused files once the background rescan after a scanner upgrade is over (tests). */
     rescanned: (): Promise<number> => rescans.done,
+    /** Alerting (notify.webhooks), or null when no channel is configured. */
+    alerting,
     /** Upstream hosts failing now (the breaker; the console's overview). */
     failingUpstreams: () => [...http.pypi.failing(), ...http.oci.failing(), ...http.hf.failing()],
     async close() {
@@ -145,6 +152,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
       rescans.stop();
       await rescans.done;
       await feeds.stop();
+      await alerting?.stop();
       retention.stop();
       record.stop();
       scrubber.stop();

@@ -84,7 +84,7 @@ export async function affected(meta: MetaStore, query: string, policy?: Policy):
 }
 
 /** Images (by stored inventory) holding a package the advisory affects, at an affected version. */
-async function affectedImages(meta: MetaStore, adv: Advisories, rec: OsvRecord, policy: Policy | undefined): Promise<AffectedImage[]> {
+export async function affectedImages(meta: MetaStore, adv: Advisories, rec: OsvRecord, policy: Policy | undefined): Promise<AffectedImage[]> {
   const candidates = new Map<string, AffectedImage>();
   const cache = new Map<string, StoredInventory | null>();
   const inventory = async (digest: string) => {

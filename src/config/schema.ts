@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { advisoriesSchema } from './advisories-schema.js';
+import { notifySchema } from './notify-schema.js';
 import { policySchema } from './policy-schema.js';
 
 export { policySchema };
@@ -352,6 +353,8 @@ export const configSchema = z
       .prefault({}),
     /** Advisory feeds kept fresh by Airlock itself (issue 28; src/config/advisories-schema.ts). */
     advisories: advisoriesSchema,
+    /** Alerts about newly affected artefacts (issue 28; notify-schema.ts). */
+    notify: notifySchema,
     policy: policySchema.optional(),
     policy_file: z.string().optional(),
   })

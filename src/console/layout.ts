@@ -52,7 +52,7 @@ export function layout(title: string, current: string, csrf: string | null, body
 <title>${title} · Airlock</title><link rel="stylesheet" href="/-/ui/static/console.css"></head>
 <body><header><strong>Airlock</strong>${
     csrf
-      ? html`<nav aria-label="Console">${link('', 'Overview')}${link('refusals', 'Refusals')}${link('advisories', 'Advisories')}${link('records', 'Record')}</nav>
+      ? html`<nav aria-label="Console">${link('', 'Overview')}${link('refusals', 'Refusals')}${link('advisories', 'Advisories')}${link('incidents', 'Incidents')}${link('records', 'Record')}</nav>
 <form method="post" action="/-/ui/logout"><input type="hidden" name="csrf" value="${csrf}"><button type="submit">Log out</button></form>`
       : ''
   }</header>

@@ -95,6 +95,8 @@ export function overviewPage(
     reload: { at: number; error?: string } | null;
     upstreams: { host: string; failures: number; openUntil: number }[];
     trust?: TrustCard;
+    /** The alert outbox (issue 28): waiting, and failing delivery. */
+    alerts?: { pending: number; failing: number };
   },
 ): H {
   const hitRatio = o.hits.served ? `${Math.round((100 * o.hits.hits) / o.hits.served)}%` : '-';
@@ -112,6 +114,7 @@ export function overviewPage(
 <div class="card"><span>Record</span><b>${o.recordOk ? html`<span class="deny">failing</span>` : 'written'}</b>${o.recordOk ? html`<span class="error">${o.recordOk}</span>` : ''}</div>
 <div class="card"><span>Last policy reload</span><b>${o.reload ? (o.reload.error ? html`<span class="deny">failed</span>` : 'applied') : 'none'}</b><span class="muted">${o.reload ? `${when(o.reload.at)} UTC` : 'since start'}</span>${o.reload?.error ? html`<span class="error">${o.reload.error}</span>` : ''}</div>
 ${o.trust ? trustCard(o.trust) : ''}
+${o.alerts ? html`<div class="card"><span>Alerts</span><b>${o.alerts.failing ? html`<span class="deny">${o.alerts.failing} failing</span>` : `${o.alerts.pending} waiting`}</b><a href="/-/ui/incidents">incidents and deliveries</a></div>` : ''}
 <div class="card"><span>Upstreams</span><b>${o.upstreams.length ? html`<span class="deny">${o.upstreams.length} failing</span>` : 'answering'}</b>${o.upstreams.map((u) => html`<span class="error">${u.host}: ${u.failures} failures${u.openUntil > o.now ? ', not asked for now' : ''}</span>`)}</div>
 </div>
 <h2>Pulls per day</h2>
@@ -146,6 +149,7 @@ export function overviewRoutes(app: ConsoleApp, d: ConsoleDeps): void {
         hits: await d.hits(),
         policyVersion: live.version,
         scanner: SCANNER_VERSION,
+        alerts: await d.meta.alerts.alertCounts(),
         trust: d.trust
           ? { version: d.trust.current()?.version ?? null, source: d.trust.current()?.source, ageSeconds: d.trust.ageSeconds(now), problem: d.trust.problem }
           : undefined,

@@ -6,6 +6,7 @@ import type { LivePolicy } from '../core/live-policy.js';
 import { advisoriesRoutes } from './advisories.js';
 import { artefactRoutes } from './artefact.js';
 import { filters, page, PAGE, type ConsoleApp } from './context.js';
+import { incidentsRoutes } from './incidents.js';
 import { CSS } from './layout.js';
 import { loginRoutes, sessionRoutes } from './login.js';
 import { lookalikesFor } from './lookalikes.js';
@@ -85,6 +86,7 @@ export function createConsole(d: ConsoleDeps): ConsoleApp {
   recordsRoutes(app, d);
   artefactRoutes(app, d);
   advisoriesRoutes(app, d);
+  incidentsRoutes(app, d);
 
   return app;
 }

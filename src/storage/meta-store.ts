@@ -1,3 +1,4 @@
+import type { AlertStore } from './alert-store.js';
 import type { InventoryStore } from './inventory-store.js';
 
 /**
@@ -366,5 +367,7 @@ export interface MetaStore
     SignerStore {
   /** Image inventories (layer facts, per-manifest inventories). */
   readonly inventories: InventoryStore;
+  /** The alert outbox (issue 28). */
+  readonly alerts: AlertStore;
   close(): Promise<void>;
 }

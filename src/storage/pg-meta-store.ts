@@ -19,6 +19,7 @@ import type {
 } from './meta-store.js';
 import type { InventoryStore } from './inventory-store.js';
 import { PgAdvisories } from './pg-advisories.js';
+import { PgAlertStore } from './pg-alert-store.js';
 import { PgConsoleSessions } from './pg-console-sessions.js';
 import { PgInventoryStore } from './pg-inventory-store.js';
 import { PgPullLog } from './pg-pulls.js';
@@ -32,6 +33,7 @@ import { migrateSchema, types } from './pg-schema.js';
  */
 export class PgMetaStore implements MetaStore {
   readonly inventories: InventoryStore;
+  readonly alerts: PgAlertStore;
   private readonly pulls: PgPullLog;
   private readonly sessions: PgConsoleSessions;
   private readonly advisories: PgAdvisories;
@@ -41,6 +43,7 @@ export class PgMetaStore implements MetaStore {
     private readonly schema?: string,
   ) {
     this.inventories = new PgInventoryStore(pool, (fn) => this.tx(fn));
+    this.alerts = new PgAlertStore(pool, (fn) => this.tx(fn));
     this.pulls = new PgPullLog(pool, (fn) => this.tx(fn));
     this.sessions = new PgConsoleSessions(pool, (fn) => this.tx(fn));
     this.advisories = new PgAdvisories(pool, (fn) => this.tx(fn));

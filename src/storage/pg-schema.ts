@@ -93,6 +93,16 @@ export const PG_MIGRATIONS: string[] = [
    CREATE TABLE advisory_syncs (id BIGSERIAL PRIMARY KEY, source TEXT NOT NULL, started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL,
      outcome TEXT NOT NULL, mode TEXT NOT NULL, changed INTEGER NOT NULL, high_water TEXT, error TEXT, generation BIGINT NOT NULL);
    CREATE INDEX advisory_syncs_by_source ON advisory_syncs (source, id);`,
+  // The alert outbox, the advisories evaluated for alerts, and alerting's baseline (issue 28): see sqlite-alert-store.ts's step. Self-contained.
+  `CREATE TABLE alert_outbox (
+     id BIGSERIAL PRIMARY KEY, advisory_id TEXT NOT NULL, modified TEXT NOT NULL, artefact TEXT NOT NULL, channel TEXT NOT NULL, payload TEXT NOT NULL,
+     created_at BIGINT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at BIGINT NOT NULL, delivered_at BIGINT, last_error TEXT,
+     claim_owner TEXT, claim_until BIGINT,
+     UNIQUE (advisory_id, modified, artefact, channel)
+   );
+   CREATE INDEX alert_outbox_due ON alert_outbox (delivered_at, next_at);
+   CREATE TABLE alert_evaluated (advisory_id TEXT NOT NULL, modified TEXT NOT NULL, evaluated_at BIGINT NOT NULL, PRIMARY KEY (advisory_id, modified));
+   CREATE TABLE alert_baseline (id INTEGER PRIMARY KEY CHECK (id = 1), taken_at BIGINT NOT NULL);`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

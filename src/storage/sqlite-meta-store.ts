@@ -15,7 +15,7 @@ import type {
   PullRecord,
   StoredPullRecord,
 } from './meta-store.js';
-import type { InventoryStore } from './inventory-store.js';
+import { SqliteAlertStore } from './sqlite-alert-store.js';
 import { SqliteInventoryStore } from './sqlite-inventory-store.js';
 import { SqliteConsoleSessions } from './sqlite-console-sessions.js';
 import { SqliteRemembered } from './sqlite-remembered.js';
@@ -24,7 +24,6 @@ import { SQLITE_MIGRATIONS } from './sqlite-schema.js';
 import { DAY_RECOUNT_SQL, PULL_COLUMNS, ROW_BYTES_SQL, dayTally, pullOf, pullValues, type PullRow } from './pull-rows.js';
 
 const DAY_MS = 86_400_000;
-
 interface TokenRow {
   name: string;
   hash: string;
@@ -39,7 +38,8 @@ const tokenOf = (r: TokenRow): TokenRecord => ({ name: r.name, hash: r.hash, adm
 export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
   protected readonly db: Database.Database;
   private readonly stmts;
-  readonly inventories: InventoryStore;
+  readonly inventories: SqliteInventoryStore;
+  readonly alerts: SqliteAlertStore;
   private readonly sessions: SqliteConsoleSessions;
   private readonly advisories: SqliteAdvisories;
 
@@ -53,6 +53,7 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
     this.inventories = new SqliteInventoryStore(this.db);
+    this.alerts = new SqliteAlertStore(this.db);
     this.sessions = new SqliteConsoleSessions(this.db);
     this.advisories = new SqliteAdvisories(this.db);
     this.stmts = {

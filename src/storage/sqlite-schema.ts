@@ -1,4 +1,5 @@
 import { ROW_BYTES_SQL_V1 } from './pull-rows.js';
+import { ALERT_MIGRATION } from './sqlite-alert-store.js';
 import { INVENTORY_MIGRATION } from './sqlite-inventory-store.js';
 
 /** The embedded SQLite schema: versioned steps, run in order on open (PRAGMA user_version counts those applied). */
@@ -137,4 +138,6 @@ export const SQLITE_MIGRATIONS: string[] = [
    CREATE TABLE advisory_syncs (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL,
      outcome TEXT NOT NULL, mode TEXT NOT NULL, changed INTEGER NOT NULL, high_water TEXT, error TEXT, generation INTEGER NOT NULL);
    CREATE INDEX advisory_syncs_by_source ON advisory_syncs (source, id);`,
+  // The alert outbox, the advisories evaluated for alerts, and alerting's baseline (issue 28). Self-contained.
+  ALERT_MIGRATION,
 ];

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { PgMetaStore } from '../../src/storage/pg-meta-store.js';
 import { PG_MIGRATIONS } from '../../src/storage/pg-schema.js';
 import { consoleSessionStoreContract } from '../contract/console-sessions.js';
+import { alertStoreContract } from '../contract/alert-store.js';
 import { inventoryStoreContract } from '../contract/inventory-store.js';
 import {
   advisoryStoreContract,
@@ -54,6 +55,7 @@ trustRootStoreContract('PostgreSQL', fresh);
 signerStoreContract('PostgreSQL', fresh);
 leaseStoreContract('PostgreSQL', fresh);
 inventoryStoreContract('PostgreSQL', async () => (await fresh()).inventories);
+alertStoreContract('PostgreSQL', async () => (await fresh()).alerts);
 
 describe('PostgreSQL: what SQLite cannot show', () => {
   it('keeps one verifiable chain when several stores (replicas) append at once', async () => {

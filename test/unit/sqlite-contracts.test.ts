@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { consoleSessionStoreContract } from '../contract/console-sessions.js';
+import { alertStoreContract } from '../contract/alert-store.js';
 import { inventoryStoreContract } from '../contract/inventory-store.js';
 import { blobStoreContract } from '../contract/blob-store.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
@@ -46,6 +47,7 @@ trustRootStoreContract('SQLite', fresh);
 signerStoreContract('SQLite', fresh);
 leaseStoreContract('SQLite', fresh);
 inventoryStoreContract('SQLite', async () => (await fresh()).inventories);
+alertStoreContract('SQLite', async () => (await fresh()).alerts);
 
 blobStoreContract('filesystem', (opts) => FsBlobStore.create(mkdtempSync(join(tmpdir(), 'airlock-blobs-')), opts));
 
