@@ -1,9 +1,10 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { openMeta } from '../backends.js';
 import { ConfigError, type LoadedConfig } from '../config/load.js';
 import { popularNames } from '../config/popular.js';
 import type { KnownName, LookalikeEcosystem, LookalikeWarning } from '../names/lookalike.js';
 import { lookalikeIndex } from '../policy/lookalike.js';
+import { writePolicyFile } from './pin-apply.js';
 
 /**
  * The look-alike gate of `airlock pin` (names/lookalike.ts): before a pin is written, the name is
@@ -82,7 +83,7 @@ export function commentEntry(policyFile: string, key: 'name' | 'repo' | 'reposit
   if (at < 0) return false;
   const line = `${entry.exec(lines[at])![1]}# ${comment}`;
   if (lines[at - 1] !== line) lines.splice(at, 0, line);
-  writeFileSync(policyFile, lines.join('\n'));
+  writePolicyFile(policyFile, lines.join('\n'));
   return true;
 }
 

@@ -1,9 +1,9 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { parse, type Scalar } from 'yaml';
 import { loadConfig, ConfigError, type LoadedConfig } from '../config/load.js';
 import { parseImageRef, type ImageRef } from '../names/oci.js';
 import { withHfResolver, withOciResolver, withPypiResolver } from './pin.js';
-import { applyHfPin, applyOciPin, applyPypiPin, type PinOutcome } from './pin-apply.js';
+import { applyHfPin, applyOciPin, applyPypiPin, keepLoadable, writePolicyFile, type PinOutcome } from './pin-apply.js';
 import { parseHfList, readImageFile, readPypiLock, type ImageWant, type PypiWant } from './pin-files.js';
 import { PolicyEditor, scalarText } from './policy-edit.js';
 import { lookalikeBulkGate } from './lookalike.js';
@@ -50,14 +50,8 @@ const why = (e: unknown) => (e instanceof ConfigError ? e.message.replace(/^pin:
 function finish(ctx: CommandContext, loaded: LoadedConfig, ed: PolicyEditor, verdicts: Verdict[], out: NodeJS.WritableStream = process.stdout): void {
   const print = !!ctx.values.print;
   if (ed.changed && !print) {
-    const old = readFileSync(loaded.policyFile, 'utf8');
-    writeFileSync(loaded.policyFile, ed.result());
-    try {
-      loadConfig(ctx.configFile);
-    } catch (e) {
-      writeFileSync(loaded.policyFile, old);
-      throw new ConfigError(`the pinned policy would not load (${why(e)}); nothing written`);
-    }
+    const text = ed.result();
+    keepLoadable(ctx.configFile, loaded.policyFile, () => writePolicyFile(loaded.policyFile, text));
   } else if (ed.changed) ed.result();
   for (const v of verdicts) out.write(v.line + '\n');
   const n = (h: Verdict['how'][]) => verdicts.filter((v) => h.includes(v.how)).length;

@@ -127,7 +127,13 @@ export class PolicyEditor {
     this.flush();
     const expected = structuredClone(loadJs(this.original)) as Record<string, unknown>;
     for (const op of this.ops) applyJs(expected, op);
-    if (!isDeepStrictEqual(loadJs(this.text), expected)) {
+    let edited: unknown;
+    try {
+      edited = loadJs(this.text);
+    } catch {
+      edited = undefined; // the edit does not even parse: the same error as one that reads back wrong
+    }
+    if (!isDeepStrictEqual(edited, expected)) {
       throw new PolicyEditError(
         `${this.file}: the edit would not read back as the intended policy (an unusual construct near the allow list?); nothing written`,
       );
@@ -136,7 +142,14 @@ export class PolicyEditor {
   }
 
   private jsAt(path: Path): unknown {
-    let v: unknown = (this.js ??= { value: loadJs(this.text) }).value;
+    if (!this.js) {
+      try {
+        this.js = { value: loadJs(this.text) };
+      } catch {
+        throw new PolicyEditError(`${this.file}: an edit would not read back as YAML (an unusual construct near the allow list?); nothing written`);
+      }
+    }
+    let v: unknown = this.js.value;
     for (const k of path) v = v && typeof v === 'object' ? (v as Record<string | number, unknown>)[k] : undefined;
     return v;
   }
@@ -150,7 +163,9 @@ export class PolicyEditor {
   // ---- positions ----
 
   private col(pos: number): number {
-    return pos - (this.text.lastIndexOf('\n', pos - 1) + 1);
+    const start = this.text.lastIndexOf('\n', pos - 1) + 1;
+    // A byte order mark (a policy saved by a Windows editor) is no column.
+    return pos - start - (start === 0 && this.text.startsWith('\uFEFF') && pos > 0 ? 1 : 0);
   }
 
   /**

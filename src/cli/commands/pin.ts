@@ -1,7 +1,7 @@
 import { loadConfig } from '../../config/load.js';
 import { resolveHfPin, resolveOciPin, resolvePypiPin, writeHfPin, writeOciPin, writePypiPin } from '../pin.js';
 import { commentEntry, lookalikeGate } from '../lookalike.js';
-import type { PinOutcome } from '../pin-apply.js';
+import { keepLoadable, type PinOutcome } from '../pin-apply.js';
 import { fail, type Command, type CommandContext } from './shared.js';
 
 /**
@@ -29,9 +29,12 @@ async function pinOci({ values, configFile }: CommandContext, req: string): Prom
     return;
   }
   const accepted = await lookalikeGate(loaded, 'oci', pin.repository, values['accept-lookalike']);
-  const how = writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin);
-  if (accepted) noteAccepted(loaded.policyFile, 'repository', pin.repository, accepted);
-  loadConfig(configFile);
+  // The policy is loaded again after the write: a pin never leaves one that fails to load (the old bytes go back).
+  const how = keepLoadable(configFile, loaded.policyFile, () => {
+    const how = writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin);
+    if (accepted) noteAccepted(loaded.policyFile, 'repository', pin.repository, accepted);
+    return how;
+  });
   const what = pin.mediaType.includes('index') || pin.mediaType.includes('list') ? `index of ${pin.children} platforms` : `manifest with ${pin.children} blobs`;
   process.stdout.write(`${verb(how)} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}${same(how)}) in ${loaded.policyFile}\n`);
   await judgeIfGated(configFile, pin.repository, pin.digest);
@@ -73,9 +76,11 @@ async function pinHf({ values, configFile }: CommandContext, req: string): Promi
   }
   hfAgeGate(loaded, pin, values['accept-new'] === true);
   const accepted = await lookalikeGate(loaded, 'hf', pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo, values['accept-lookalike']);
-  const how = writeHfPin(loaded.policyFile, loaded.policyPathInFile, pin);
-  if (accepted) noteAccepted(loaded.policyFile, 'repo', pin.repo, accepted);
-  loadConfig(configFile);
+  const how = keepLoadable(configFile, loaded.policyFile, () => {
+    const how = writeHfPin(loaded.policyFile, loaded.policyPathInFile, pin);
+    if (accepted) noteAccepted(loaded.policyFile, 'repo', pin.repo, accepted);
+    return how;
+  });
   const name = pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo;
   process.stdout.write(
     `${verb(how)} ${name}${pin.ref ? `@${pin.ref}` : ''} -> ${pin.commit}${how === 'unchanged' ? ' (already pinned: nothing to change)' : ''} in ${loaded.policyFile}\n`,
@@ -90,10 +95,11 @@ async function pinPypi({ values, configFile }: CommandContext, req: string): Pro
     return;
   }
   const accepted = await lookalikeGate(loaded, 'pypi', pin.name, values['accept-lookalike']);
-  const how = writePypiPin(loaded.policyFile, loaded.policyPathInFile, pin);
-  if (accepted) noteAccepted(loaded.policyFile, 'name', pin.name, accepted);
-  // Validate the result so a pin never leaves a policy that fails to load.
-  loadConfig(configFile);
+  const how = keepLoadable(configFile, loaded.policyFile, () => {
+    const how = writePypiPin(loaded.policyFile, loaded.policyPathInFile, pin);
+    if (accepted) noteAccepted(loaded.policyFile, 'name', pin.name, accepted);
+    return how;
+  });
   process.stdout.write(
     `${verb(how)} ${pin.name}==${pin.version} (${pin.files.length} file${pin.files.length === 1 ? '' : 's'}, from the ${pin.source} index${same(how)}) in ${loaded.policyFile}\n`,
   );
