@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { writeFileSync, closeSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { normalizeName } from '../names/pypi.js';
@@ -33,7 +33,7 @@ export function writePolicyFile(policyFile: string, text: string): void {
   const fd = openSync(tmp, 'w', statSync(target).mode & 0o7777);
   try {
     try {
-      writeSync(fd, text);
+      writeFileSync(fd, text); // every byte, or an error (a short write is not success)
       fsyncSync(fd);
     } finally {
       closeSync(fd);

@@ -82,3 +82,40 @@ describe('the policy file stays the reviewers\u2019 file', () => {
     expect(loadConfig(cfg).policy.pypi.decideFile('foo', '1.0', sha256(wheel)).allow).toBe(true);
   });
 });
+
+/** Run the built CLI under a file size limit (`ulimit -f`, in KiB): a write past it fails as on a full disk. */
+function cliLimited(args: string[], limitKiB: number): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
+  const cli = join(process.cwd(), 'dist', 'cli', 'main.js');
+  const quoted = args.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  return new Promise((resolve) => {
+    execFile('bash', ['-c', `ulimit -f ${limitKiB}; exec node ${cli} ${quoted}`], { timeout: 60_000 }, (err, stdout, stderr) => {
+      const e = err as (Error & { code?: number; signal?: string }) | null;
+      resolve({ code: e ? (e.code ?? null) : 0, signal: e?.signal ?? null, stdout, stderr });
+    });
+  });
+}
+
+describe('a pin that fails halfway leaves the policy untouched', () => {
+  // The policy was written in place (truncate, then write): a pin that died in the middle of the
+  // write (a full disk, a quota, a file size limit, a kill) left a truncated policy, which the next
+  // reload or start reads (here: a prefix of the new policy that still parses, with entries cut off).
+  it('a pin killed while writing the policy leaves the old policy byte for byte', async () => {
+    const wheel = Buffer.from('foo 1.0 wheel');
+    const { cfg, policyFile, dir } = await setup('pypi:\n  allow: []\n', [{ project: 'foo', filename: 'foo-1.0-py3-none-any.whl', bytes: wheel }]);
+    // The metadata store is made first, without a limit; the limit then falls between the old and the new policy's size.
+    expect((await airlockCli(['pin', 'pypi', 'foo==1.0', '--print', '--config', cfg])).code).toBe(0);
+    const limit = 1024; // KiB
+    const pad = `# ${'reviewed and approved by the platform team; '.repeat(40)}\n`;
+    let before = '# approved packages\npypi:\n  allow:\n';
+    for (let i = 0; before.length + pad.length + 40 < limit * 1024; i++) before += `    - name: pkg${i}\n${pad}`;
+    before += `    - name: last  # ${'x'.repeat(limit * 1024 - before.length - 40)}\n`;
+    expect(before.length).toBeLessThan(limit * 1024);
+    expect(before.length).toBeGreaterThan(limit * 1024 - 200);
+    writeFileSync(policyFile, before);
+    const r = await cliLimited(['pin', 'pypi', 'foo==1.0', '--config', cfg], limit);
+    expect(r.code === 0 && r.signal === null).toBe(false);
+    expect(r.stderr).toMatch(/^airlock: .*\n$/);
+    expect(readFileSync(policyFile, 'utf8') === before).toBe(true);
+    expect(readdirSync(dir).filter((f) => f.includes('.tmp'))).toEqual([]);
+  });
+});
