@@ -5,6 +5,7 @@ import { Metrics } from '../obs/metrics.js';
 import { parseFilename } from '../pypi/filenames.js';
 import { parseInstant } from '../policy/index.js';
 import { newestRelease } from '../pypi/newest.js';
+import type { PyFile } from '../pypi/model.js';
 import { isValidProjectName, normalizeName } from '../names/pypi.js';
 import { hfHub, openMeta, pypiIndex, upstreamHttp, withOciUpstream } from '../backends.js';
 import { AirlockError } from '../core/errors.js';
@@ -56,16 +57,19 @@ export async function withPypiResolver<T>(
       if (page.stale) throw new ConfigError(`pin: the ${source} index cannot be read now (${page.staleReason}); not pinning from a cached page`);
       // A bare name takes the newest release old enough for pypi.min_age, as pip through Airlock would.
       const now = Date.now();
-      const version = wanted ?? newestRelease(page.project.files, name, (f) => loaded.policy.pypi.oldEnough(parseInstant(f.uploadTime), now));
+      const oldEnough = (f: PyFile) => loaded.policy.pypi.oldEnough(parseInstant(f.uploadTime), now);
+      const version = wanted ?? newestRelease(page.project.files, name, oldEnough);
       if (version === null && newestRelease(page.project.files, name) !== null)
         throw new ConfigError(
           `pin: every final release of ${name} is younger than pypi.min_age (or has no upload time); name the version (NAME==VERSION) to pin one after review`,
         );
       if (version === null)
         throw new ConfigError(`pin: the ${source} index has no final release of ${name} with verifiable files; name the version (NAME==VERSION)`);
+      // Upload time is per file: a version chosen by its age takes only its files old enough (a wheel
+      // uploaded yesterday to an old release is not what the reviewer was shown); a version named is taken whole.
       const files = page.project.files.filter((f) => {
         const p = parseFilename(f.filename, name);
-        return p && p.name === name && p.version === version && f.hashes.sha256;
+        return p && p.name === name && p.version === version && f.hashes.sha256 && (wanted !== undefined || oldEnough(f));
       });
       if (files.length === 0) throw new ConfigError(`pin: the ${source} index has no files with a sha256 for ${name}==${version}`);
       return { name, version, sha256: files.map((f) => f.hashes.sha256), files: files.map((f) => f.filename), source };

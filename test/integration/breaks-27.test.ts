@@ -119,3 +119,66 @@ describe('a pin that fails halfway leaves the policy untouched', () => {
     expect(readdirSync(dir).filter((f) => f.includes('.tmp'))).toEqual([]);
   });
 });
+
+describe('minimum age: upload time is per file', () => {
+  // `airlock pin pypi NAME` takes the newest release old enough for pypi.min_age. It chose the
+  // release by any one old file, then pinned every file of it with its hash, a wheel uploaded an
+  // hour ago to a month-old release included; and an exact pin with hashes overrides the minimum
+  // age, so that wheel was served at once, though no one named the version.
+  it('a bare-name pin does not approve a file younger than min_age of an old release', async () => {
+    const sdist = Buffer.from('foo 1.0 sdist');
+    const lateWheel = Buffer.from('foo 1.0 wheel, uploaded an hour ago');
+    const { cfg, policyFile } = await setup('pypi:\n  min_age: 7d\n  allow: []\n', [
+      { project: 'foo', filename: 'foo-1.0.tar.gz', bytes: sdist, uploadTime: ago(30 * DAY) },
+      { project: 'foo', filename: 'foo-1.0-py3-none-any.whl', bytes: lateWheel, uploadTime: ago(3_600_000) },
+    ]);
+    const r = await airlockCli(['pin', 'pypi', 'foo', '--config', cfg]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const pypi = loadConfig(cfg).policy.pypi;
+    expect(pypi.decideFile('foo', '1.0', sha256(sdist)).allow).toBe(true);
+    // The late wheel is not approved by the pin: refused (not pinned), or at least still aged.
+    const d = pypi.decideFile('foo', '1.0', sha256(lateWheel));
+    const aged = pypi.decideAge('foo', '1.0', sha256(lateWheel), parseInstant(ago(3_600_000)), Date.now());
+    expect(!d.allow || aged !== null).toBe(true);
+    expect(readFileSync(policyFile, 'utf8')).not.toContain(sha256(lateWheel));
+  });
+});
+
+describe('bulk approval from requirements files', () => {
+  // pip-compile can write sha384/sha512 hashes (pip accepts them). A line with only such hashes was
+  // read as a line without hashes, so "resolved upstream and hashed": every file of the release the
+  // index lists was approved, whatever the lock file named, and a lock hash that matches no upstream
+  // file was never noticed. It must be refused, saying why (Airlock pins and checks sha256).
+  it('a requirement whose hashes are all non-sha256 is refused, not widened to every upstream file', async () => {
+    const wheel = Buffer.from('foo 1.0 wheel');
+    const other = Buffer.from('foo 1.0 another wheel, not in the lock file');
+    const { dir, cfg, policyFile } = await setup('pypi:\n  allow: []\n', [
+      { project: 'foo', filename: 'foo-1.0-py3-none-any.whl', bytes: wheel },
+      { project: 'foo', filename: 'foo-1.0-cp312-cp312-manylinux_2_17_x86_64.whl', bytes: other },
+    ]);
+    const req = join(dir, 'requirements.txt');
+    const sha512 = createHash('sha512').update('not the wheel at all').digest('hex');
+    writeFileSync(req, `foo==1.0 \\\n    --hash=sha512:${sha512}\n`);
+    const before = readFileSync(policyFile, 'utf8');
+    const r = await airlockCli(['pin', 'pypi', '-r', req, '--config', cfg]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/refused foo==1\.0 .*sha256/);
+    expect(readFileSync(policyFile, 'utf8')).toBe(before);
+  });
+
+  // pip reads `-rbase.txt` and `--requirement=base.txt` (optparse: the value may follow the short
+  // option directly). The attached form was taken for an unknown option and skipped without a
+  // word, so the summary said "pinned" while the included file's releases were not.
+  it('every release of a requirements file is pinned, -r FILE written as pip allows (-rFILE)', async () => {
+    const wheel = Buffer.from('foo 1.0 wheel');
+    const { dir, cfg } = await setup('pypi:\n  allow: []\n', [{ project: 'foo', filename: 'foo-1.0-py3-none-any.whl', bytes: wheel }]);
+    writeFileSync(join(dir, 'base.txt'), `foo==1.0 --hash=sha256:${sha256(wheel)}\n`);
+    const req = join(dir, 'requirements.txt');
+    writeFileSync(req, '-rbase.txt\n');
+    const r = await airlockCli(['pin', 'pypi', '-r', req, '--config', cfg]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain('added foo==1.0');
+    expect(loadConfig(cfg).policy.pypi.decideFile('foo', '1.0', sha256(wheel)).allow).toBe(true);
+  });
+});
