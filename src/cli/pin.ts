@@ -80,9 +80,9 @@ export async function withPypiResolver<T>(
   }
 }
 
-/** Add the pin to the policy file (a new exact entry, or the missing hashes of the same exact entry), touching only those lines. */
-export function writePypiPin(policyFile: string, basePath: string[], pin: PinResult): PinOutcome {
-  return editPolicyFile(policyFile, basePath, (ed) => applyPypiPin(ed, pin));
+/** Add the pin to the policy file (a new exact entry, or the missing hashes of the same exact entry), touching only those lines; `comment` goes above a new entry. */
+export function writePypiPin(policyFile: string, basePath: string[], pin: PinResult, comment?: string): PinOutcome {
+  return editPolicyFile(policyFile, basePath, (ed) => applyPypiPin(ed, pin, comment));
 }
 
 export interface OciPinResult {
@@ -128,8 +128,8 @@ export async function withOciResolver<T>(loaded: LoadedConfig, use: (resolve: (r
 }
 
 /** Add the digest (and the tag alias) to the repository's allow entry. */
-export function writeOciPin(policyFile: string, basePath: string[], pin: OciPinResult): PinOutcome {
-  return editPolicyFile(policyFile, basePath, (ed) => applyOciPin(ed, pin));
+export function writeOciPin(policyFile: string, basePath: string[], pin: OciPinResult, comment?: string): PinOutcome {
+  return editPolicyFile(policyFile, basePath, (ed) => applyOciPin(ed, pin, comment));
 }
 
 export interface HfPinResult {
@@ -169,6 +169,6 @@ export async function withHfResolver<T>(loaded: LoadedConfig, use: (resolve: (re
 }
 
 /** Add the commit (and the ref alias) to the repository's allow entry. */
-export function writeHfPin(policyFile: string, basePath: string[], pin: HfPinResult): PinOutcome {
-  return editPolicyFile(policyFile, basePath, (ed) => applyHfPin(ed, pin));
+export function writeHfPin(policyFile: string, basePath: string[], pin: HfPinResult, comment?: string): PinOutcome {
+  return editPolicyFile(policyFile, basePath, (ed) => applyHfPin(ed, pin, comment));
 }

@@ -229,6 +229,16 @@ export class PolicyEditor {
     return { node, pair, rest: [], inFlow };
   }
 
+  /** The comments of entries written in flow style on one line: comment lines above the line holding `pos`, in its indentation. */
+  private noteAbove(pos: number, items: Val[]): void {
+    const notes = items.flatMap(notesIn);
+    if (!notes.length) return;
+    let start = this.text.lastIndexOf('\n', pos - 1) + 1;
+    if (start === 0 && this.text.startsWith('\uFEFF')) start = 1;
+    const indent = /^[ \t]*/.exec(this.text.slice(start))![0];
+    this.splice(start, 0, notes.map((n) => `${indent}# ${n}\n`).join(''));
+  }
+
   // ---- the two edits ----
 
   private append(path: Path, items: Val[]): void {
@@ -250,8 +260,13 @@ export class PolicyEditor {
     const last = seq.items[seq.items.length - 1] as Node;
     if (seq.flow) {
       const multiline = this.text.slice(seq.range![0], last.range![1]).includes('\n');
-      const sep = multiline ? `,\n${' '.repeat(this.col(last.range![0]))}` : ', ';
-      return this.splice(last.range![1], 0, items.map((v) => sep + flowText(v, style, field && `${field}[]`)).join(''));
+      const pad = ' '.repeat(this.col(last.range![0]));
+      const sep = multiline ? `,\n${pad}` : ', ';
+      // An entry's comment: on its own line before the entry in a list written over lines, else above the list's line.
+      const note = (v: Val) => (multiline ? notesIn(v).map((n) => `# ${n}\n${pad}`) : []).join('');
+      this.splice(last.range![1], 0, items.map((v) => sep + note(v) + flowText(v, style, field && `${field}[]`)).join(''));
+      if (!multiline) this.noteAbove(last.range![1], items);
+      return;
     }
     const dash = this.col(seq.range![0]);
     const at = this.afterLine(last.range![1], dash);
@@ -291,10 +306,13 @@ export class PolicyEditor {
     if (map.flow || w.inFlow) {
       const v = typeof value === 'string' ? flowText(value, style, ctx ? `${ctx}{v}` : key) : flowText(value, style, key);
       const text = `${scalarText(key, kq)}: ${v}`;
-      if (pairs.length === 0) return this.splice(map.range![0], map.range![1] - map.range![0], `{ ${text} }`);
-      const last = pairs[pairs.length - 1];
-      const end = ((last.value as Node | null)?.range ?? (last.key as Node).range)![1];
-      return this.splice(end, 0, `, ${text}`);
+      if (pairs.length === 0) this.splice(map.range![0], map.range![1] - map.range![0], `{ ${text} }`);
+      else {
+        const last = pairs[pairs.length - 1];
+        const end = ((last.value as Node | null)?.range ?? (last.key as Node).range)![1];
+        this.splice(end, 0, `, ${text}`);
+      }
+      return this.noteAbove(map.range![0], [value as Val]);
     }
     const last = pairs[pairs.length - 1];
     const end = ((last.value as Node | null)?.range ?? (last.key as Node).range)![1];
@@ -307,7 +325,8 @@ export class PolicyEditor {
   private fillEmpty(node: Node, pair: Pair | undefined, items: Val[], style: Style, field: string, block: boolean): void {
     const [s, e] = node.range!;
     if (!block || !pair || !isScalar(pair.key) || this.text.slice(s, e).replace(/\s/g, '') !== (isSeq(node) ? '[]' : this.text.slice(s, e).trim())) {
-      return this.splice(s, e - s, `[${items.map((v) => flowText(v, style, field && `${field}[]`)).join(', ')}]`);
+      this.splice(s, e - s, `[${items.map((v) => flowText(v, style, field && `${field}[]`)).join(', ')}]`);
+      return this.noteAbove(s, items);
     }
     const keyCol = this.col(pair.key.range![0]);
     if (e > s) this.deleteValue(s, e);
@@ -412,6 +431,14 @@ function flowText(v: Val | Val[], style: Style, field = ''): string {
       : `${scalarText(k, quoteOf(style, `${field}{k}`))}: ${typeof x === 'string' ? flowText(x, style, `${field}{v}`) : flowText(x, style, k)}`,
   );
   return `{ ${parts.join(', ')} }`;
+}
+
+/** The comments (withComment) of the entries in a value, in order, each on one line. */
+function notesIn(v: Val | Val[]): string[] {
+  if (typeof v === 'string') return [];
+  if (Array.isArray(v)) return v.flatMap(notesIn);
+  const own = (v as { [COMMENT]?: string })[COMMENT];
+  return [...(own ? [own.replace(/\s+/g, ' ')] : []), ...Object.values(v).flatMap(notesIn)];
 }
 
 const FLOW_WIDTH = 160;

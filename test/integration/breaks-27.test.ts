@@ -182,3 +182,56 @@ describe('bulk approval from requirements files', () => {
     expect(loadConfig(cfg).policy.pypi.decideFile('foo', '1.0', sha256(wheel)).allow).toBe(true);
   });
 });
+
+describe('look-alike names: an accepted look-alike is recorded beside its entry', () => {
+  const wheel = Buffer.from('reqeusts 1.0 wheel');
+  const files = [{ project: 'reqeusts', filename: 'reqeusts-1.0-py3-none-any.whl', bytes: wheel }];
+  /** The comment line just above the line that starts the allow entry of reqeusts (block or flow). */
+  const commentAbove = (text: string) => {
+    const lines = text.split(/\r?\n/);
+    const at = lines.findIndex((l) => /^\s*- (\{ )?name: reqeusts\b/.test(l));
+    return at > 0 ? lines[at - 1] : null;
+  };
+
+  // The comment was placed by a search of the text for the last line `- name: NAME`: in a policy
+  // whose deny list (after the allow list) names the same project, it went above the deny rule,
+  // not above the entry the pin wrote.
+  it('the comment of a single pin goes above the entry the pin added, not another rule of that name', async () => {
+    const before = 'pypi:\n  allow:\n    - name: certifi\n  deny:\n    - name: reqeusts\n      versions: "<1.0"\n      reason: broken before 1.0\n';
+    const { cfg, policyFile } = await setup(before, files);
+    const r = await airlockCli(['pin', 'pypi', 'reqeusts==1.0', '--accept-lookalike', '--config', cfg]);
+    expect(r.code).toBe(0);
+    const after = readFileSync(policyFile, 'utf8');
+    const allowPart = after.slice(0, after.indexOf('  deny:'));
+    expect(commentAbove(allowPart)).toMatch(/^\s+# look-alike of requests accepted/);
+    expect(after.slice(after.indexOf('  deny:'))).toBe(before.slice(before.indexOf('  deny:')));
+  });
+
+  // The same comment, in a policy with CRLF line endings: the editor writes new lines as the
+  // file's lines end, but the comment was added afterwards with a bare LF, a mixed-ending file.
+  it('the comment of a single pin ends its line as the policy does (CRLF)', async () => {
+    const before = 'pypi:\r\n  allow:\r\n    - name: certifi\r\n';
+    const { cfg, policyFile } = await setup(before, files);
+    const r = await airlockCli(['pin', 'pypi', 'reqeusts==1.0', '--accept-lookalike', '--config', cfg]);
+    expect(r.code).toBe(0);
+    const after = readFileSync(policyFile, 'utf8');
+    expect(after.startsWith(before)).toBe(true);
+    expect(commentAbove(after)).toMatch(/# look-alike of requests accepted/);
+    expect(after.replace(/\r\n/g, '')).not.toContain('\n');
+  });
+
+  // A bulk pin writes the comment through the editor, which writes none in a flow list
+  // (`allow: [ ... ]`, a common hand-written style): the look-alike went in with no trace in the
+  // file, and nothing said so.
+  it('a bulk pin into a flow-style allow list records the accepted look-alike beside its entry', async () => {
+    const { dir, cfg, policyFile } = await setup('pypi:\n  allow: [{ name: certifi }]\n', files);
+    const req = join(dir, 'requirements.txt');
+    writeFileSync(req, `reqeusts==1.0 --hash=sha256:${sha256(wheel)}\n`);
+    const r = await airlockCli(['pin', 'pypi', '-r', req, '--accept-lookalike', '--config', cfg]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('added reqeusts==1.0');
+    const after = readFileSync(policyFile, 'utf8');
+    expect(commentAbove(after) ?? after).toMatch(/# look-alike of requests accepted/);
+    expect(loadConfig(cfg).policy.pypi.decideFile('reqeusts', '1.0', sha256(wheel)).allow).toBe(true);
+  });
+});

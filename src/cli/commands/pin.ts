@@ -1,6 +1,7 @@
 import { loadConfig } from '../../config/load.js';
 import { resolveHfPin, resolveOciPin, resolvePypiPin, writeHfPin, writeOciPin, writePypiPin } from '../pin.js';
-import { commentEntry, lookalikeGate } from '../lookalike.js';
+import { readFileSync } from 'node:fs';
+import { lookalikeGate } from '../lookalike.js';
 import { keepLoadable, type PinOutcome } from '../pin-apply.js';
 import { fail, type Command, type CommandContext } from './shared.js';
 
@@ -11,10 +12,14 @@ import { fail, type Command, type CommandContext } from './shared.js';
  * where the image gate applies is judged at once (../image.ts), so no client waits on its first pull.
  */
 
-/** The comment beside an accepted look-alike's entry (../lookalike.ts), or a warning that it could not be placed. */
-function noteAccepted(policyFile: string, key: 'name' | 'repo' | 'repository', value: string, comment: string): void {
+/**
+ * An accepted look-alike (../lookalike.ts): its comment is written by the editor above the entry the
+ * pin adds, in the file's line endings; said here, and when it is not in the file (the entry was
+ * already there), the reviewer is told to add it.
+ */
+function noteAccepted(policyFile: string, value: string, comment: string): void {
   process.stderr.write(`warning: ${comment}\n`);
-  if (!commentEntry(policyFile, key, value, comment))
+  if (!readFileSync(policyFile, 'utf8').includes(`# ${comment}`))
     process.stderr.write(`warning: the entry of ${value} was not found to comment in ${policyFile}; add "# ${comment}" beside it\n`);
 }
 /** The word a single pin has always printed for an entry it found ("updated"), and what it says when the entry already held the pin. */
@@ -31,8 +36,8 @@ async function pinOci({ values, configFile }: CommandContext, req: string): Prom
   const accepted = await lookalikeGate(loaded, 'oci', pin.repository, values['accept-lookalike']);
   // The policy is loaded again after the write: a pin never leaves one that fails to load (the old bytes go back).
   const how = keepLoadable(configFile, loaded.policyFile, () => {
-    const how = writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin);
-    if (accepted) noteAccepted(loaded.policyFile, 'repository', pin.repository, accepted);
+    const how = writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin, accepted ?? undefined);
+    if (accepted) noteAccepted(loaded.policyFile, pin.repository, accepted);
     return how;
   });
   const what = pin.mediaType.includes('index') || pin.mediaType.includes('list') ? `index of ${pin.children} platforms` : `manifest with ${pin.children} blobs`;
@@ -77,8 +82,8 @@ async function pinHf({ values, configFile }: CommandContext, req: string): Promi
   hfAgeGate(loaded, pin, values['accept-new'] === true);
   const accepted = await lookalikeGate(loaded, 'hf', pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo, values['accept-lookalike']);
   const how = keepLoadable(configFile, loaded.policyFile, () => {
-    const how = writeHfPin(loaded.policyFile, loaded.policyPathInFile, pin);
-    if (accepted) noteAccepted(loaded.policyFile, 'repo', pin.repo, accepted);
+    const how = writeHfPin(loaded.policyFile, loaded.policyPathInFile, pin, accepted ?? undefined);
+    if (accepted) noteAccepted(loaded.policyFile, pin.repo, accepted);
     return how;
   });
   const name = pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo;
@@ -96,8 +101,8 @@ async function pinPypi({ values, configFile }: CommandContext, req: string): Pro
   }
   const accepted = await lookalikeGate(loaded, 'pypi', pin.name, values['accept-lookalike']);
   const how = keepLoadable(configFile, loaded.policyFile, () => {
-    const how = writePypiPin(loaded.policyFile, loaded.policyPathInFile, pin);
-    if (accepted) noteAccepted(loaded.policyFile, 'name', pin.name, accepted);
+    const how = writePypiPin(loaded.policyFile, loaded.policyPathInFile, pin, accepted ?? undefined);
+    if (accepted) noteAccepted(loaded.policyFile, pin.name, accepted);
     return how;
   });
   process.stdout.write(
