@@ -6,6 +6,8 @@ import type { PyFile, PyProject } from './model.js';
 /** Hash algorithms pip accepts in a URL fragment. */
 const HASH_NAMES = new Set(['sha512', 'sha384', 'sha256', 'sha224', 'sha1', 'md5']);
 const HEX = /^[0-9a-fA-F]+$/;
+/** PEP 700's upload-time: yyyy-mm-ddThh:mm:ss(.ffffff)Z. */
+const PEP700 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
 function lastSegment(u: URL): string {
   const seg = u.pathname.slice(u.pathname.lastIndexOf('/') + 1);
@@ -140,7 +142,9 @@ export function parseJsonPage(text: string, pageUrl: URL, project: string): PyPr
     }
     if (typeof raw.size === 'number' && Number.isSafeInteger(raw.size) && raw.size >= 0) file.size = raw.size;
     // PEP 700: kept only when it is a time (it decides min_age, and uv's exclude-newer reads it from our pages).
-    if (parseInstant(raw['upload-time']) !== null) file.uploadTime = raw['upload-time'] as string;
+    // Any RFC 3339 time is read; it is kept in PEP 700's form (UTC, `T`, `Z`), which our own pages serve.
+    const uploaded = parseInstant(raw['upload-time']);
+    if (uploaded !== null) file.uploadTime = PEP700.test(raw['upload-time'] as string) ? (raw['upload-time'] as string) : new Date(uploaded).toISOString();
     files.push(file);
   }
   return { name: project, files };

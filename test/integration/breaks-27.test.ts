@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { airlockCli } from '../helpers/cli.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { FakeHub } from '../helpers/fake-hub.js';
+import { startAirlock } from '../helpers/airlock.js';
 import { loadConfig } from '../../src/config/load.js';
 import { parseInstant } from '../../src/policy/index.js';
 
@@ -233,5 +234,29 @@ describe('look-alike names: an accepted look-alike is recorded beside its entry'
     const after = readFileSync(policyFile, 'utf8');
     expect(commentAbove(after) ?? after).toMatch(/# look-alike of requests accepted/);
     expect(loadConfig(cfg).policy.pypi.decideFile('reqeusts', '1.0', sha256(wheel)).allow).toBe(true);
+  });
+});
+
+describe('minimum age: PEP 700 upload-time through Airlock', () => {
+  // Airlock reads any RFC 3339 upload time (an offset, a space for the T, lower case), and served it
+  // on its own JSON pages as the upstream wrote it. PEP 700 fixes the form (yyyy-mm-ddThh:mm:ss.ffffffZ,
+  // UTC), which uv's exclude-newer reads; the page must say the same instant in that form.
+  it('the upload-time on Airlock\u2019s JSON pages is PEP 700\u2019s UTC form, the same instant', async () => {
+    const idx = new FakeIndex();
+    idx.add('foo', { filename: 'foo-1.0-py3-none-any.whl', bytes: Buffer.from('a'), uploadTime: '2024-03-01 01:30:00.25+02:00' });
+    idx.add('foo', { filename: 'foo-1.1-py3-none-any.whl', bytes: Buffer.from('b'), uploadTime: '2024-03-02T10:00:00.123456Z' });
+    await idx.start();
+    cleanup.push(() => idx.stop());
+    const a = await startAirlock(
+      `pypi:\n  upstream: ${idx.simpleUrl}\n  file_hosts: ["127.0.0.1:${idx.port}"]\npolicy:\n  pypi:\n    allow: [{ name: foo }]\n`,
+    );
+    cleanup.push(() => a.stop());
+    const r = await fetch(`${a.url}/pypi/simple/foo/`, { headers: { accept: 'application/vnd.pypi.simple.v1+json' } });
+    expect(r.status).toBe(200);
+    const doc = (await r.json()) as { files: { filename: string; 'upload-time': string }[] };
+    const times = Object.fromEntries(doc.files.map((f) => [f.filename, f['upload-time']]));
+    expect(times['foo-1.0-py3-none-any.whl']).toBe('2024-02-29T23:30:00.250Z');
+    // A time already in that form is passed on as written (microseconds kept).
+    expect(times['foo-1.1-py3-none-any.whl']).toBe('2024-03-02T10:00:00.123456Z');
   });
 });
