@@ -260,3 +260,24 @@ describe('minimum age: PEP 700 upload-time through Airlock', () => {
     expect(times['foo-1.1-py3-none-any.whl']).toBe('2024-03-02T10:00:00.123456Z');
   });
 });
+
+describe('look-alike names: a near copy of an internal name is refused outright', () => {
+  // The one-keystroke test leaves out every edit that involves a digit (a version or a size:
+  // Qwen3.5 and Qwen3.6). A letter typed as a digit is no version: `5ecretlib` for the internal
+  // `secretlib`, `4cme-utils` for the internal `acme-*`, the oldest dependency-confusion spellings,
+  // went in without a word, single pin and bulk pin alike.
+  it('a letter typed as a digit in an internal name is refused, single pin and bulk', async () => {
+    const files = ['5ecretlib', '4cme-utils'].map((p) => ({ project: p, filename: `${p.replace(/-/g, '_')}-1.0-py3-none-any.whl`, bytes: Buffer.from(p) }));
+    const before = 'pypi:\n  internal: ["acme-*", "secretlib"]\n  allow: []\n';
+    const { dir, cfg, policyFile } = await setup(before, files);
+    const single = await airlockCli(['pin', 'pypi', '5ecretlib==1.0', '--accept-lookalike', '--config', cfg]);
+    expect(single.code).not.toBe(0);
+    expect(single.stderr).toContain('looks like the internal name "secretlib"');
+    const req = join(dir, 'requirements.txt');
+    writeFileSync(req, `4cme-utils==1.0 --hash=sha256:${sha256(Buffer.from('4cme-utils'))}\n`);
+    const bulk = await airlockCli(['pin', 'pypi', '-r', req, '--accept-lookalike', '--config', cfg]);
+    expect(bulk.code).toBe(1);
+    expect(bulk.stdout).toMatch(/refused 4cme-utils==1\.0 .*look-alike of the internal name acme-\*/);
+    expect(readFileSync(policyFile, 'utf8')).toBe(before);
+  });
+});
