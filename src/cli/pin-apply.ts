@@ -1,4 +1,4 @@
-import { writeFileSync, closeSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { writeFileSync, closeSync, fchmodSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { normalizeName } from '../names/pypi.js';
@@ -30,9 +30,18 @@ export function editPolicyFile<T>(policyFile: string, basePath: string[], fn: (e
 export function writePolicyFile(policyFile: string, text: string): void {
   const target = realpathSync(policyFile);
   const tmp = join(dirname(target), `.${basename(target)}.airlock-${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w', statSync(target).mode & 0o7777);
+  const mode = statSync(target).mode & 0o7777;
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'w', mode);
+  } catch (e) {
+    // A directory this user may not write to (the file alone is writable): in place, as before.
+    if (['EACCES', 'EPERM', 'EROFS'].includes((e as NodeJS.ErrnoException).code ?? '')) return writeFileSync(target, text);
+    throw e;
+  }
   try {
     try {
+      fchmodSync(fd, mode); // the umask does not narrow it
       writeFileSync(fd, text); // every byte, or an error (a short write is not success)
       fsyncSync(fd);
     } finally {

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { airlockCli } from '../helpers/cli.js';
@@ -118,6 +118,19 @@ describe('a pin that fails halfway leaves the policy untouched', () => {
     expect(r.stderr).toMatch(/^airlock: .*\n$/);
     expect(readFileSync(policyFile, 'utf8') === before).toBe(true);
     expect(readdirSync(dir).filter((f) => f.includes('.tmp'))).toEqual([]);
+  });
+
+  // The atomic write replaces the file: its mode must be the old file's (not the umask's), and a
+  // temporary file left by a pin killed outright (the same pid in a container) must not stop the next.
+  it('the policy replaced atomically keeps its mode, and a pin after a killed one writes', async () => {
+    const wheel = Buffer.from('foo 1.0 wheel');
+    const { cfg, policyFile, dir } = await setup('pypi:\n  allow: []\n', [{ project: 'foo', filename: 'foo-1.0-py3-none-any.whl', bytes: wheel }]);
+    chmodSync(policyFile, 0o664);
+    for (let pid = 1; pid < 5; pid++) writeFileSync(join(dir, `.policy.yaml.airlock-${pid}.tmp`), 'left by a killed pin');
+    const r = await airlockCli(['pin', 'pypi', 'foo==1.0', '--config', cfg]);
+    expect(r.stderr).toBe('');
+    expect(statSync(policyFile).mode & 0o777).toBe(0o664);
+    expect(loadConfig(cfg).policy.pypi.decideFile('foo', '1.0', sha256(wheel)).allow).toBe(true);
   });
 });
 
