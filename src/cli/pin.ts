@@ -57,7 +57,12 @@ export async function withPypiResolver<T>(
       if (page.stale) throw new ConfigError(`pin: the ${source} index cannot be read now (${page.staleReason}); not pinning from a cached page`);
       // A bare name takes the newest release old enough for pypi.min_age, as pip through Airlock would.
       const now = Date.now();
-      const oldEnough = (f: PyFile) => loaded.policy.pypi.oldEnough(parseInstant(f.uploadTime), now);
+      // Old enough for the ecosystem and for the rules of this name that would serve the file (a rule's own min_age).
+      const oldEnough = (f: PyFile) => {
+        const t = parseInstant(f.uploadTime);
+        const v = parseFilename(f.filename, name)?.version;
+        return loaded.policy.pypi.oldEnough(t, now) && (v === undefined || loaded.policy.pypi.decideAge(name, v, f.hashes.sha256, t, now) === null);
+      };
       const version = wanted ?? newestRelease(page.project.files, name, oldEnough);
       if (version === null && newestRelease(page.project.files, name) !== null)
         throw new ConfigError(

@@ -294,3 +294,22 @@ describe('look-alike names: a near copy of an internal name is refused outright'
     expect(readFileSync(policyFile, 'utf8')).toBe(before);
   });
 });
+
+describe('minimum age per rule', () => {
+  // `airlock pin pypi NAME` took the newest release old enough for pypi.min_age alone: with the
+  // project's own rule asking 30 days, it pinned a 10-day-old release with its hashes, and the
+  // exact pin (exempt from the minimum age) served it at once, past the rule written for it.
+  it('a bare-name pin takes the newest release old enough for the rule of that name, not only the ecosystem', async () => {
+    const old = Buffer.from('foo 1.0');
+    const young = Buffer.from('foo 2.0, ten days old');
+    const { cfg } = await setup('pypi:\n  min_age: 7d\n  allow:\n    - name: foo\n      min_age: 30d\n', [
+      { project: 'foo', filename: 'foo-1.0-py3-none-any.whl', bytes: old, uploadTime: ago(60 * DAY) },
+      { project: 'foo', filename: 'foo-2.0-py3-none-any.whl', bytes: young, uploadTime: ago(10 * DAY) },
+    ]);
+    const r = await airlockCli(['pin', 'pypi', 'foo', '--config', cfg]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('foo==1.0');
+    const pypi = loadConfig(cfg).policy.pypi;
+    expect(pypi.decideAge('foo', '2.0', sha256(young), parseInstant(ago(10 * DAY)), Date.now())).not.toBeNull();
+  });
+});
