@@ -112,6 +112,11 @@ export class PolicyEditor {
     return isMap(n) && !n.anchor;
   }
 
+  /** The text the edits were made on. */
+  get source(): string {
+    return this.original;
+  }
+
   get changed(): boolean {
     return this.ops.length > 0 || !!this.pending;
   }

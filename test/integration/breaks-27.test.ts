@@ -313,3 +313,43 @@ describe('minimum age per rule', () => {
     expect(pypi.decideAge('foo', '2.0', sha256(young), parseInstant(ago(10 * DAY)), Date.now())).not.toBeNull();
   });
 });
+
+describe('bulk approval merges with the policy as it is when written', () => {
+  // A bulk pin read the policy before resolving every release upstream (for a real lock file, a
+  // minute) and wrote its edit of those old bytes at the end: a pin or a reviewer's edit made in
+  // that minute was silently thrown away, though its command had said "added".
+  it('an edit made to the policy while a bulk pin resolves is not lost', async () => {
+    const wheel = Buffer.from('foo 1.0 wheel');
+    const { idx, dir, cfg, policyFile } = await setup('pypi:\n  allow:\n    - name: certifi\n', [
+      { project: 'foo', filename: 'foo-1.0-py3-none-any.whl', bytes: wheel },
+    ]);
+    // Hold the project page until the test has edited the policy.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let asked!: () => void;
+    const seen = new Promise<void>((r) => (asked = r));
+    const handle = (idx as unknown as { handle: (req: unknown, res: unknown) => void }).handle.bind(idx);
+    (idx as unknown as { handle: (req: { url?: string }, res: unknown) => void }).handle = (req, res) => {
+      if (req.url?.startsWith('/simple/foo/')) {
+        asked();
+        void held.then(() => handle(req, res));
+      } else handle(req, res);
+    };
+    const req = join(dir, 'requirements.txt');
+    writeFileSync(req, `foo==1.0 --hash=sha256:${sha256(wheel)}\n`);
+    const bulk = airlockCli(['pin', 'pypi', '-r', req, '--config', cfg]);
+    await seen;
+    const colleague = readFileSync(policyFile, 'utf8').replace(
+      '    - name: certifi\n',
+      '    - name: certifi\n    - name: idna  # approved by the security team meanwhile\n',
+    );
+    writeFileSync(policyFile, colleague);
+    release();
+    const r = await bulk;
+    const after = readFileSync(policyFile, 'utf8');
+    // Either merged into the new bytes, or refused with the colleague's edit kept: never lost.
+    expect(after).toContain('- name: idna  # approved by the security team meanwhile');
+    if (r.code === 0) expect(loadConfig(cfg).policy.pypi.decideFile('foo', '1.0', sha256(wheel)).allow).toBe(true);
+    else expect(r.stderr).toMatch(/^airlock: .*changed.*\n$/);
+  });
+});
