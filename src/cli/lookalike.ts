@@ -1,4 +1,3 @@
-import { readFileSync, writeFileSync } from 'node:fs';
 import { openMeta } from '../backends.js';
 import { ConfigError, type LoadedConfig } from '../config/load.js';
 import { popularNames } from '../config/popular.js';
@@ -63,27 +62,6 @@ export function lookalikeVerdict(name: string, warnings: LookalikeWarning[], acc
 /** One pin's gate: the check, then the verdict (above). */
 export async function lookalikeGate(loaded: LoadedConfig, eco: LookalikeEcosystem, name: string, accept: boolean | undefined): Promise<string | null> {
   return lookalikeVerdict(name, (await lookalikeChecker(loaded, eco))(name), accept);
-}
-
-/**
- * Write `# COMMENT` on the line above the policy entry whose KEY is VALUE (`- name: x`,
- * `- repo: org/x`, `- repository: registry/x`; the last one, where a new entry is appended),
- * changing no other byte. False when no such line is found (the caller says so).
- */
-export function commentEntry(policyFile: string, key: 'name' | 'repo' | 'repository', value: string, comment: string): boolean {
-  const text = readFileSync(policyFile, 'utf8');
-  const lines = text.split('\n');
-  const v = value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const entry = new RegExp(`^(\\s*)-\\s+(?:\\{\\s*)?${key}:\\s*(["']?)${v}\\2\\s*(?:[,}#].*)?$`);
-  let at = -1;
-  lines.forEach((l, i) => {
-    if (entry.test(l)) at = i;
-  });
-  if (at < 0) return false;
-  const line = `${entry.exec(lines[at])![1]}# ${comment}`;
-  if (lines[at - 1] !== line) lines.splice(at, 0, line);
-  writeFileSync(policyFile, lines.join('\n'));
-  return true;
 }
 
 /**

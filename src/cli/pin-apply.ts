@@ -1,4 +1,6 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync, closeSync, fchmodSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { ConfigError, loadConfig } from '../config/load.js';
 import { normalizeName } from '../names/pypi.js';
 import { canonicalRepository } from '../policy/oci.js';
 import { PolicyEditor, withComment, type Val } from './policy-edit.js';
@@ -15,7 +17,60 @@ export type PinOutcome = 'added' | 'updated' | 'unchanged';
 export function editPolicyFile<T>(policyFile: string, basePath: string[], fn: (ed: PolicyEditor) => T): T {
   const ed = new PolicyEditor(readFileSync(policyFile, 'utf8'), basePath, policyFile);
   const r = fn(ed);
-  if (ed.changed) writeFileSync(policyFile, ed.result());
+  if (ed.changed) writePolicyFile(policyFile, ed.result());
+  return r;
+}
+
+/**
+ * Replace the policy file's bytes all at once: written beside it (same directory, same mode), synced,
+ * then renamed over it, so a pin that dies halfway (a full disk, a file size limit, a kill) leaves
+ * the old policy, never a truncated one that a reload or the next start reads. A symbolic link is
+ * followed: the file it points at is replaced, the link stays.
+ */
+export function writePolicyFile(policyFile: string, text: string): void {
+  const target = realpathSync(policyFile);
+  const tmp = join(dirname(target), `.${basename(target)}.airlock-${process.pid}.tmp`);
+  const mode = statSync(target).mode & 0o7777;
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'w', mode);
+  } catch (e) {
+    // A directory this user may not write to (the file alone is writable): in place, as before.
+    if (['EACCES', 'EPERM', 'EROFS'].includes((e as NodeJS.ErrnoException).code ?? '')) return writeFileSync(target, text);
+    throw e;
+  }
+  try {
+    try {
+      fchmodSync(fd, mode); // the umask does not narrow it
+      writeFileSync(fd, text); // every byte, or an error (a short write is not success)
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, target);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already renamed, or never made
+    }
+    throw e;
+  }
+}
+
+/**
+ * Run `write` (which writes the policy file), then load the configuration again: when it does not
+ * load, the old bytes go back and the pin fails, so a pin never leaves a policy the server would refuse.
+ */
+export function keepLoadable<T>(configFile: string, policyFile: string, write: () => T): T {
+  const old = readFileSync(policyFile, 'utf8');
+  const r = write();
+  try {
+    loadConfig(configFile);
+  } catch (e) {
+    writePolicyFile(policyFile, old);
+    throw new ConfigError(`the pinned policy would not load (${(e as Error).message.replace(/^pin: /, '')}); nothing written`);
+  }
   return r;
 }
 

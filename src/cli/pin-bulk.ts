@@ -1,9 +1,9 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { parse, type Scalar } from 'yaml';
 import { loadConfig, ConfigError, type LoadedConfig } from '../config/load.js';
 import { parseImageRef, type ImageRef } from '../names/oci.js';
 import { withHfResolver, withOciResolver, withPypiResolver } from './pin.js';
-import { applyHfPin, applyOciPin, applyPypiPin, type PinOutcome } from './pin-apply.js';
+import { applyHfPin, applyOciPin, applyPypiPin, keepLoadable, writePolicyFile, type PinOutcome } from './pin-apply.js';
 import { parseHfList, readImageFile, readPypiLock, type ImageWant, type PypiWant } from './pin-files.js';
 import { PolicyEditor, scalarText } from './policy-edit.js';
 import { lookalikeBulkGate } from './lookalike.js';
@@ -28,6 +28,12 @@ type Verdict = { how: PinOutcome | 'allowed' | 'refused'; line: string; cooldown
 /** A verdict, or the edit to make: edits are made after every item is resolved, in the files' order, so the diff reads like the files. */
 type Pending = Verdict | (() => Verdict);
 const settle = (all: Pending[]): Verdict[] => all.map((p) => (typeof p === 'function' ? p() : p));
+/**
+ * The edits made on the policy as it is once every item is resolved (`fresh` reads it again): a
+ * real lock file takes a minute upstream, and a pin or an edit made meanwhile is merged with, not written over.
+ */
+const settleOn = (fresh: () => void, all: Pending[]): Verdict[] => (fresh(), settle(all));
+const editorOf = (loaded: LoadedConfig) => new PolicyEditor(readFileSync(loaded.policyFile, 'utf8'), loaded.policyPathInFile, loaded.policyFile);
 
 const POOL = 4;
 
@@ -51,14 +57,10 @@ const why = (e: unknown) => (e instanceof ConfigError ? e.message.replace(/^pin:
 function finish(ctx: CommandContext, loaded: LoadedConfig, ed: PolicyEditor, verdicts: Verdict[], out: NodeJS.WritableStream = process.stdout): void {
   const print = !!ctx.values.print;
   if (ed.changed && !print) {
-    const old = readFileSync(loaded.policyFile, 'utf8');
-    writeFileSync(loaded.policyFile, ed.result());
-    try {
-      loadConfig(ctx.configFile);
-    } catch (e) {
-      writeFileSync(loaded.policyFile, old);
-      throw new ConfigError(`the pinned policy would not load (${why(e)}); nothing written`);
-    }
+    const text = ed.result();
+    if (readFileSync(loaded.policyFile, 'utf8') !== ed.source)
+      throw new ConfigError(`${loaded.policyFile} changed while pinning (another pin or an edit); nothing written: run the pin again`);
+    keepLoadable(ctx.configFile, loaded.policyFile, () => writePolicyFile(loaded.policyFile, text));
   } else if (ed.changed) ed.result();
   for (const v of verdicts) out.write(v.line + '\n');
   const n = (h: Verdict['how'][]) => verdicts.filter((v) => h.includes(v.how)).length;
@@ -113,9 +115,10 @@ export async function pinPypiFiles(ctx: CommandContext, files: string[]): Promis
   const policy = loaded.policy.pypi;
   const full = await withImportedAdvisories(loaded);
   const lookalike = await lookalikeBulkGate(loaded, 'pypi', ctx.values['accept-lookalike']);
-  const ed = new PolicyEditor(readFileSync(loaded.policyFile, 'utf8'), loaded.policyPathInFile, loaded.policyFile);
+  let ed = editorOf(loaded);
   const signed: PinItem[] = [];
-  const verdicts = settle(
+  const verdicts = settleOn(
+    () => (ed = editorOf(loaded)),
     await withPypiResolver(loaded, (resolve) =>
       pool([...wants.values()], async (w): Promise<Pending> => {
         const id = `${w.name}==${w.version}`;
@@ -189,10 +192,11 @@ export async function pinOciFiles(ctx: CommandContext, files: string[]): Promise
     }
   const policy = loaded.policy.oci;
   const lookalike = await lookalikeBulkGate(loaded, 'oci', ctx.values['accept-lookalike']);
-  const ed = new PolicyEditor(readFileSync(loaded.policyFile, 'utf8'), loaded.policyPathInFile, loaded.policyFile);
+  let ed = editorOf(loaded);
   const digests = new Map<string, string>();
   const written: { repository: string; digest: string }[] = [];
-  const verdicts = settle(
+  const verdicts = settleOn(
+    () => (ed = editorOf(loaded)),
     await withOciResolver(loaded, (resolve) =>
       pool([...refs.entries()], async ([text, { ref, where }]): Promise<Pending> => {
         const id = `${ref.repository}${ref.tag ? `:${ref.tag}` : ''}${ref.digest ? `@${ref.digest}` : ''}`;
@@ -279,11 +283,12 @@ export async function pinHfFiles(ctx: CommandContext, files: string[]): Promise<
   const loaded = loadConfig(ctx.configFile);
   const policy = loaded.policy.hf;
   const lookalike = await lookalikeBulkGate(loaded, 'hf', ctx.values['accept-lookalike']);
-  const ed = new PolicyEditor(readFileSync(loaded.policyFile, 'utf8'), loaded.policyPathInFile, loaded.policyFile);
+  let ed = editorOf(loaded);
   const seen = new Set<string>();
   const unique = items.filter((i) => !seen.has(i.ref) && seen.add(i.ref));
   const signed: PinItem[] = [];
-  const verdicts = settle(
+  const verdicts = settleOn(
+    () => (ed = editorOf(loaded)),
     await withHfResolver(loaded, (resolve) =>
       pool(unique, async ({ ref, where }): Promise<Pending> => {
         const refuse = (reason: string): Verdict => ({ how: 'refused', line: `refused ${ref} (${where}): ${reason}` });

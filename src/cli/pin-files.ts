@@ -35,16 +35,18 @@ export function parseRequirements(file: string, text = readFileSync(file, 'utf8'
     const where = `${file}:${first + 1}`;
     line = line.replace(/(^|\s)#.*$/, '').trim();
     if (line === '') continue;
-    const opt = /^(-r|--requirement|-c|--constraint)(?:\s+|=)(\S+)$/.exec(line);
+    // pip (optparse) also takes the value attached to the short option: -rbase.txt, -cconstraints.txt.
+    const opt = /^(?:(-r|--requirement|-c|--constraint)(?:\s+|=)|(-r|-c)(?=[^\s=-]))(\S+)$/.exec(line);
     if (opt) {
-      if (opt[1] === '-c' || opt[1] === '--constraint') continue; // constraints install nothing
-      const inc = resolve(dirname(file), opt[2]);
+      const [flag, target] = [opt[1] ?? opt[2], opt[3]];
+      if (flag === '-c' || flag === '--constraint') continue; // constraints install nothing
+      const inc = resolve(dirname(file), target);
       if (seen.has(inc)) continue;
       let incText: string;
       try {
         incText = readFileSync(inc, 'utf8');
       } catch (e) {
-        throw bad(where, `cannot read ${opt[2]}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        throw bad(where, `cannot read ${target}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
       }
       out.push(...parseRequirements(inc, incText, seen));
       continue;
@@ -52,10 +54,12 @@ export function parseRequirements(file: string, text = readFileSync(file, 'utf8'
     if (/^(-e|--editable)\b/.test(line)) throw bad(where, 'an editable requirement (-e) cannot be pinned from an index');
     if (line.startsWith('-')) continue; // --index-url, --extra-index-url, --find-links, --require-hashes, --pre, ...: options, not requirements
     const hashes: string[] = [];
+    const others: string[] = [];
     const req = line
       .replace(/\s--hash(?:=|\s+)(\S+)/g, (_, h: string) => {
         const [alg, hex] = h.split(':');
-        if (alg === 'sha256') {
+        if (alg !== 'sha256') others.push(alg);
+        else {
           if (!SHA256.test((hex ?? '').toLowerCase())) throw bad(where, `--hash=${h.slice(0, 80)} is not sha256:<64 hex>`);
           hashes.push(hex.toLowerCase());
         }
@@ -69,7 +73,11 @@ export function parseRequirements(file: string, text = readFileSync(file, 'utf8'
     if (!m) throw bad(where, `${JSON.stringify(req.slice(0, 80))} is not an exact pin: expected NAME==VERSION (pip-compile writes them)`);
     if (!isValidProjectName(m[1])) throw bad(where, `${JSON.stringify(m[1])} is not a project name`);
     if (!validVersion(m[3])) throw bad(where, `${JSON.stringify(m[3])} is not a PEP 440 version`);
-    out.push({ name: normalizeName(m[1]), version: m[3], sha256: hashes, where });
+    const want: PypiWant = { name: normalizeName(m[1]), version: m[3], sha256: hashes, where };
+    // Hashes that name its files, none of them sha256: not "no hashes" (that would approve every file upstream).
+    if (others.length && !hashes.length)
+      want.refuse = `its files are named only by ${others[0]} hashes; Airlock pins and checks sha256 (pip-compile --generate-hashes writes sha256)`;
+    out.push(want);
   }
   return out;
 }

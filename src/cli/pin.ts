@@ -5,6 +5,7 @@ import { Metrics } from '../obs/metrics.js';
 import { parseFilename } from '../pypi/filenames.js';
 import { parseInstant } from '../policy/index.js';
 import { newestRelease } from '../pypi/newest.js';
+import type { PyFile } from '../pypi/model.js';
 import { isValidProjectName, normalizeName } from '../names/pypi.js';
 import { hfHub, openMeta, pypiIndex, upstreamHttp, withOciUpstream } from '../backends.js';
 import { AirlockError } from '../core/errors.js';
@@ -58,16 +59,24 @@ export async function withPypiResolver<T>(
       if (page.stale) throw new ConfigError(`pin: the ${source} index cannot be read now (${page.staleReason}); not pinning from a cached page`);
       // A bare name takes the newest release old enough for pypi.min_age, as pip through Airlock would.
       const now = Date.now();
-      const version = wanted ?? newestRelease(page.project.files, name, (f) => loaded.policy.pypi.oldEnough(parseInstant(f.uploadTime), now));
+      // Old enough for the ecosystem and for the rules of this name that would serve the file (a rule's own min_age).
+      const oldEnough = (f: PyFile) => {
+        const t = parseInstant(f.uploadTime);
+        const v = parseFilename(f.filename, name)?.version;
+        return loaded.policy.pypi.oldEnough(t, now) && (v === undefined || loaded.policy.pypi.decideAge(name, v, f.hashes.sha256, t, now) === null);
+      };
+      const version = wanted ?? newestRelease(page.project.files, name, oldEnough);
       if (version === null && newestRelease(page.project.files, name) !== null)
         throw new ConfigError(
           `pin: every final release of ${name} is younger than pypi.min_age (or has no upload time); name the version (NAME==VERSION) to pin one after review`,
         );
       if (version === null)
         throw new ConfigError(`pin: the ${source} index has no final release of ${name} with verifiable files; name the version (NAME==VERSION)`);
+      // Upload time is per file: a version chosen by its age takes only its files old enough (a wheel
+      // uploaded yesterday to an old release is not what the reviewer was shown); a version named is taken whole.
       const files = page.project.files.filter((f) => {
         const p = parseFilename(f.filename, name);
-        return p && p.name === name && p.version === version && f.hashes.sha256;
+        return p && p.name === name && p.version === version && f.hashes.sha256 && (wanted !== undefined || oldEnough(f));
       });
       if (files.length === 0) throw new ConfigError(`pin: the ${source} index has no files with a sha256 for ${name}==${version}`);
       return {
@@ -85,9 +94,9 @@ export async function withPypiResolver<T>(
   }
 }
 
-/** Add the pin to the policy file (a new exact entry, or the missing hashes of the same exact entry), touching only those lines. */
-export function writePypiPin(policyFile: string, basePath: string[], pin: PinResult): PinOutcome {
-  return editPolicyFile(policyFile, basePath, (ed) => applyPypiPin(ed, pin));
+/** Add the pin to the policy file (a new exact entry, or the missing hashes of the same exact entry), touching only those lines; `comment` goes above a new entry. */
+export function writePypiPin(policyFile: string, basePath: string[], pin: PinResult, comment?: string): PinOutcome {
+  return editPolicyFile(policyFile, basePath, (ed) => applyPypiPin(ed, pin, comment));
 }
 
 export interface OciPinResult {
@@ -137,8 +146,8 @@ export async function withOciResolver<T>(loaded: LoadedConfig, use: (resolve: (r
 }
 
 /** Add the digest (and the tag alias) to the repository's allow entry. */
-export function writeOciPin(policyFile: string, basePath: string[], pin: OciPinResult): PinOutcome {
-  return editPolicyFile(policyFile, basePath, (ed) => applyOciPin(ed, pin));
+export function writeOciPin(policyFile: string, basePath: string[], pin: OciPinResult, comment?: string): PinOutcome {
+  return editPolicyFile(policyFile, basePath, (ed) => applyOciPin(ed, pin, comment));
 }
 
 export interface HfPinResult {
@@ -178,6 +187,6 @@ export async function withHfResolver<T>(loaded: LoadedConfig, use: (resolve: (re
 }
 
 /** Add the commit (and the ref alias) to the repository's allow entry. */
-export function writeHfPin(policyFile: string, basePath: string[], pin: HfPinResult): PinOutcome {
-  return editPolicyFile(policyFile, basePath, (ed) => applyHfPin(ed, pin));
+export function writeHfPin(policyFile: string, basePath: string[], pin: HfPinResult, comment?: string): PinOutcome {
+  return editPolicyFile(policyFile, basePath, (ed) => applyHfPin(ed, pin, comment));
 }

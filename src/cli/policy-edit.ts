@@ -2,6 +2,9 @@ import { isDeepStrictEqual } from 'node:util';
 import jsYaml from 'js-yaml';
 import { ConfigError } from '../config/load.js';
 import { isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node, type Pair, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
+import { blockItem, blockPair, flowText, notesIn, quoteOf, scalarText, type Style, type Val } from './policy-render.js';
+
+export { scalarText, withComment, type Val } from './policy-render.js';
 
 /**
  * Edits of a hand-written policy that touch only the bytes they add or change: `airlock pin`
@@ -22,18 +25,6 @@ import { isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Nod
 /** A ConfigError, so the CLI says it in one line. */
 export class PolicyEditError extends ConfigError {}
 
-const COMMENT = Symbol('comment');
-
-/**
- * An entry with a comment line written above it (in a block list; a flow list gets no comment), e.g.
- * why a look-alike name was accepted. The comment is no part of the value (not enumerable).
- */
-export function withComment<T extends Record<string, Val>>(entry: T, comment: string): T {
-  return Object.defineProperty({ ...entry }, COMMENT, { value: comment, enumerable: false });
-}
-
-/** What a pin writes: strings, lists of strings and maps of these. */
-export type Val = string | string[] | { [k: string]: Val };
 type Path = (string | number)[];
 type Op = { kind: 'append'; path: Path; items: Val[] } | { kind: 'set'; path: Path; key: string; value: string };
 
@@ -46,13 +37,6 @@ const DEFAULT_QUOTE: Record<string, Scalar.Type> = {
   'digests[]': 'QUOTE_DOUBLE',
   'commits[]': 'QUOTE_DOUBLE',
 };
-
-/** How the entries of one list write their fields: quoting per field, flow or block per field and for the entries. */
-interface Style {
-  quote: Map<string, Scalar.Type>;
-  flow: Map<string, boolean>;
-  entryFlow: boolean;
-}
 
 export class PolicyEditor {
   private parsed?: Document.Parsed;
@@ -113,6 +97,11 @@ export class PolicyEditor {
     return isMap(n) && !n.anchor;
   }
 
+  /** The text the edits were made on. */
+  get source(): string {
+    return this.original;
+  }
+
   get changed(): boolean {
     return this.ops.length > 0 || !!this.pending || this.commented;
   }
@@ -147,7 +136,13 @@ export class PolicyEditor {
     this.flush();
     const expected = structuredClone(loadJs(this.original)) as Record<string, unknown>;
     for (const op of this.ops) applyJs(expected, op);
-    if (!isDeepStrictEqual(loadJs(this.text), expected)) {
+    let edited: unknown;
+    try {
+      edited = loadJs(this.text);
+    } catch {
+      edited = undefined; // the edit does not even parse: the same error as one that reads back wrong
+    }
+    if (!isDeepStrictEqual(edited, expected)) {
       throw new PolicyEditError(
         `${this.file}: the edit would not read back as the intended policy (an unusual construct near the allow list?); nothing written`,
       );
@@ -156,7 +151,14 @@ export class PolicyEditor {
   }
 
   private jsAt(path: Path): unknown {
-    let v: unknown = (this.js ??= { value: loadJs(this.text) }).value;
+    if (!this.js) {
+      try {
+        this.js = { value: loadJs(this.text) };
+      } catch {
+        throw new PolicyEditError(`${this.file}: an edit would not read back as YAML (an unusual construct near the allow list?); nothing written`);
+      }
+    }
+    let v: unknown = this.js.value;
     for (const k of path) v = v && typeof v === 'object' ? (v as Record<string | number, unknown>)[k] : undefined;
     return v;
   }
@@ -170,7 +172,9 @@ export class PolicyEditor {
   // ---- positions ----
 
   private col(pos: number): number {
-    return pos - (this.text.lastIndexOf('\n', pos - 1) + 1);
+    const start = this.text.lastIndexOf('\n', pos - 1) + 1;
+    // A byte order mark (a policy saved by a Windows editor) is no column.
+    return pos - start - (start === 0 && this.text.startsWith('\uFEFF') && pos > 0 ? 1 : 0);
   }
 
   /**
@@ -234,6 +238,16 @@ export class PolicyEditor {
     return { node, pair, rest: [], inFlow };
   }
 
+  /** The comments of entries written in flow style on one line: comment lines above the line holding `pos`, in its indentation. */
+  private noteAbove(pos: number, items: Val[]): void {
+    const notes = items.flatMap(notesIn);
+    if (!notes.length) return;
+    let start = this.text.lastIndexOf('\n', pos - 1) + 1;
+    if (start === 0 && this.text.startsWith('\uFEFF')) start = 1;
+    const indent = /^[ \t]*/.exec(this.text.slice(start))![0];
+    this.splice(start, 0, notes.map((n) => `${indent}# ${n}\n`).join(''));
+  }
+
   // ---- the two edits ----
 
   private append(path: Path, items: Val[]): void {
@@ -255,8 +269,13 @@ export class PolicyEditor {
     const last = seq.items[seq.items.length - 1] as Node;
     if (seq.flow) {
       const multiline = this.text.slice(seq.range![0], last.range![1]).includes('\n');
-      const sep = multiline ? `,\n${' '.repeat(this.col(last.range![0]))}` : ', ';
-      return this.splice(last.range![1], 0, items.map((v) => sep + flowText(v, style, field && `${field}[]`)).join(''));
+      const pad = ' '.repeat(this.col(last.range![0]));
+      const sep = multiline ? `,\n${pad}` : ', ';
+      // An entry's comment: on its own line before the entry in a list written over lines, else above the list's line.
+      const note = (v: Val) => (multiline ? notesIn(v).map((n) => `# ${n}\n${pad}`) : []).join('');
+      this.splice(last.range![1], 0, items.map((v) => sep + note(v) + flowText(v, style, field && `${field}[]`)).join(''));
+      if (!multiline) this.noteAbove(last.range![1], items);
+      return;
     }
     const dash = this.col(seq.range![0]);
     const at = this.afterLine(last.range![1], dash);
@@ -296,10 +315,13 @@ export class PolicyEditor {
     if (map.flow || w.inFlow) {
       const v = typeof value === 'string' ? flowText(value, style, ctx ? `${ctx}{v}` : key) : flowText(value, style, key);
       const text = `${scalarText(key, kq)}: ${v}`;
-      if (pairs.length === 0) return this.splice(map.range![0], map.range![1] - map.range![0], `{ ${text} }`);
-      const last = pairs[pairs.length - 1];
-      const end = ((last.value as Node | null)?.range ?? (last.key as Node).range)![1];
-      return this.splice(end, 0, `, ${text}`);
+      if (pairs.length === 0) this.splice(map.range![0], map.range![1] - map.range![0], `{ ${text} }`);
+      else {
+        const last = pairs[pairs.length - 1];
+        const end = ((last.value as Node | null)?.range ?? (last.key as Node).range)![1];
+        this.splice(end, 0, `, ${text}`);
+      }
+      return this.noteAbove(map.range![0], [value as Val]);
     }
     const last = pairs[pairs.length - 1];
     const end = ((last.value as Node | null)?.range ?? (last.key as Node).range)![1];
@@ -312,7 +334,8 @@ export class PolicyEditor {
   private fillEmpty(node: Node, pair: Pair | undefined, items: Val[], style: Style, field: string, block: boolean): void {
     const [s, e] = node.range!;
     if (!block || !pair || !isScalar(pair.key) || this.text.slice(s, e).replace(/\s/g, '') !== (isSeq(node) ? '[]' : this.text.slice(s, e).trim())) {
-      return this.splice(s, e - s, `[${items.map((v) => flowText(v, style, field && `${field}[]`)).join(', ')}]`);
+      this.splice(s, e - s, `[${items.map((v) => flowText(v, style, field && `${field}[]`)).join(', ')}]`);
+      return this.noteAbove(s, items);
     }
     const keyCol = this.col(pair.key.range![0]);
     if (e > s) this.deleteValue(s, e);
@@ -386,63 +409,4 @@ function applyJs(root: Record<string, unknown>, op: Op): void {
   }
   if (op.kind === 'append') v[leaf] = [...((v[leaf] as unknown[] | null) ?? []), ...op.items];
   else v[leaf] = op.value;
-}
-
-// ---- rendering, in the style of the neighbours ----
-
-const PLAIN = /^[A-Za-z0-9_./][A-Za-z0-9_./=<>~!+@-]*$/;
-
-/** A string as a YAML scalar: plain when that reads back as the same string in any context, else quoted. */
-export function scalarText(v: string, type: Scalar.Type | string): string {
-  if (type === 'QUOTE_SINGLE') return `'${v.replace(/'/g, "''")}'`;
-  if (type === 'PLAIN' && PLAIN.test(v) && jsYaml.load(v) === v && isDeepStrictEqual(jsYaml.load(`[${v}]`), [v])) return v;
-  return JSON.stringify(v);
-}
-
-function quoteOf(style: Style, key: string): Scalar.Type {
-  return style.quote.get(key) ?? 'PLAIN';
-}
-
-/**
- * A value in flow style, written under `field`: a string takes the quoting of that field (`f`,
- * `f[]` for list items, `f{k}`/`f{v}` for the keys and values of a map field); an object in a list
- * is an entry (its values quoted per key), an object under a field is a map of that field.
- */
-function flowText(v: Val | Val[], style: Style, field = ''): string {
-  if (typeof v === 'string') return scalarText(v, quoteOf(style, field));
-  if (Array.isArray(v)) return `[${v.map((x) => (typeof x === 'string' ? flowText(x, style, `${field}[]`) : flowText(x, style, ''))).join(', ')}]`;
-  const parts = Object.entries(v).map(([k, x]) =>
-    field === ''
-      ? `${scalarText(k, 'PLAIN')}: ${flowText(x, style, k)}`
-      : `${scalarText(k, quoteOf(style, `${field}{k}`))}: ${typeof x === 'string' ? flowText(x, style, `${field}{v}`) : flowText(x, style, k)}`,
-  );
-  return `{ ${parts.join(', ')} }`;
-}
-
-const FLOW_WIDTH = 160;
-
-/** One list item at column `dash`: a flow entry when its neighbours are (and it fits on a line), else a block. */
-function blockItem(v: Val, dash: number, style: Style, field: string): string {
-  const pad = ' '.repeat(dash);
-  const note = typeof v === 'object' && !Array.isArray(v) ? (v as { [COMMENT]?: string })[COMMENT] : undefined;
-  if (note) return `${pad}# ${note.replace(/\s+/g, ' ')}\n${blockItem({ ...(v as Record<string, Val>) }, dash, style, field)}`;
-  if (typeof v === 'string') return `${pad}- ${scalarText(v, quoteOf(style, `${field}[]`))}\n`;
-  if (Array.isArray(v)) return `${pad}- ${flowText(v, style, field)}\n`;
-  const flow = `${pad}- ${flowText(v, style)}`;
-  if (style.entryFlow && flow.length <= FLOW_WIDTH) return flow + '\n';
-  const lines = Object.entries(v).map(([k, x]) => blockPair(k, x, dash + 2, style));
-  return pad + '- ' + lines.join('').slice(dash + 2);
-}
-
-/** `key: value` at column `indent` (inside map field `ctx`, if any); nested values in block style unless the neighbours write that field in flow. */
-function blockPair(key: string, v: Val | Val[], indent: number, style: Style, ctx = ''): string {
-  const pad = ' '.repeat(indent);
-  const k = scalarText(key, ctx ? quoteOf(style, `${ctx}{k}`) : 'PLAIN');
-  if (typeof v === 'string') return `${pad}${k}: ${scalarText(v, quoteOf(style, ctx ? `${ctx}{v}` : key))}\n`;
-  const strings = Array.isArray(v) && v.every((x) => typeof x === 'string');
-  if (style.flow.get(key) && (strings || !Array.isArray(v))) return `${pad}${k}: ${flowText(v, style, key)}\n`;
-  if (Array.isArray(v)) return `${pad}${k}:\n${v.map((x) => blockItem(x, indent + 2, style, key)).join('')}`;
-  return `${pad}${k}:\n${Object.entries(v)
-    .map(([kk, x]) => blockPair(kk, x, indent + 2, style, key))
-    .join('')}`;
 }

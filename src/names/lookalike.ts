@@ -13,7 +13,8 @@
  * - affix: the same core once `python-`, `py-`, `-py`, `-python`, `-dev`, `-lib`, a version digit... are dropped;
  * - edit: Damerau-Levenshtein distance 1 (a character repeated, left out, changed, or two swapped),
  *   only when both names have at least 5 characters (4 for internal names) and the edit is not a
- *   digit (a version or a size: `Qwen3.5` and `Qwen3.6` are different models, not a typo);
+ *   digit (a version or a size: `Qwen3.5` and `Qwen3.6` are different models, not a typo), except,
+ *   for internal names, a letter typed as a digit (`5ecretlib`);
  * - owner (Hugging Face `owner/name`, OCI `registry/namespace/name`): the same repository name under
  *   another owner, or an owner that looks like a known one (`libary` for `library`).
  * A name that is itself in the policy or internal is not checked; a popular name is checked only
@@ -107,13 +108,15 @@ const ends = (s: string, lengths = [s.length]) => lengths.flatMap((n) => [`${s[0
  * The one edit that turns `a` into `b` (Damerau-Levenshtein distance 1), described, or null when
  * they are further apart (or equal).
  */
-export function oneEdit(a: string, b: string): { what: string; digit: boolean; at: number } | null {
+export function oneEdit(a: string, b: string): { what: string; digit: boolean; at: number; letterDigit?: boolean } | null {
   if (a === b || Math.abs(a.length - b.length) > 1) return null;
   let i = 0;
   while (i < a.length && i < b.length && a[i] === b[i]) i++;
   if (a.length === b.length) {
     if (a.slice(i + 1) === b.slice(i + 1)) {
-      return { what: `'${a[i]}' where ${quote(b)} has '${b[i]}'`, digit: /\d/.test(a[i] + b[i]), at: i };
+      // letterDigit: a letter typed as a digit (`5ecret`), no version: only internal names count it (a near copy of one is refused).
+      const letterDigit = /[a-z]/.test(a[i] + b[i]) && /\d/.test(a[i] + b[i]);
+      return { what: `'${a[i]}' where ${quote(b)} has '${b[i]}'`, digit: /\d/.test(a[i] + b[i]), at: i, letterDigit };
     }
     if (a[i] === b[i + 1] && a[i + 1] === b[i] && a.slice(i + 2) === b.slice(i + 2))
       return { what: `'${b[i]}${b[i + 1]}' swapped`, digit: /\d/.test(a[i] + a[i + 1]), at: i };
@@ -161,7 +164,7 @@ function nearPart(name: string, part: string, at: 'head' | 'tail'): { kind: Look
   if (l === part) return { kind: 'affix', why: `is the literal ${at} alone` };
   if (piece !== part && ultra(piece) === ultra(part)) return { kind: 'ultranormalised', why: `${where} with ${quote(piece)}, which reads as ${quote(part)}` };
   const ed = piece.length >= 4 && part.length >= 4 ? oneEdit(piece, part) : null;
-  if (ed && !ed.digit) return { kind: 'edit', why: `${where} with ${quote(piece)}, one keystroke from ${quote(part)} (${ed.what})` };
+  if (ed && (!ed.digit || ed.letterDigit)) return { kind: 'edit', why: `${where} with ${quote(piece)}, one keystroke from ${quote(part)} (${ed.what})` };
   const u = ultra(name);
   const up = ultra(part);
   if (piece !== part && u.length > up.length && (at === 'head' ? u.startsWith(up) : u.endsWith(up)))
@@ -236,7 +239,8 @@ class KeyIndex {
           if (Math.min(k.length, l.length) < minEdit(e)) return null;
           const ed = oneEdit(l, k);
           // A digit is a version or a size, and a short word is another word (mypy-boto3-sqs and -sns): neither is a typo.
-          if (!ed || ed.digit || wordAt(l.length >= k.length ? l : k, ed.at).length < minEdit(e)) return null;
+          const digit = ed?.digit && !(ed.letterDigit && e.source === 'internal');
+          if (!ed || digit || wordAt(l.length >= k.length ? l : k, ed.at).length < minEdit(e)) return null;
           return `is one keystroke from ${quote(keyOf(e))}: ${ed.what}`;
         },
       );

@@ -6,6 +6,8 @@ import type { PyFile, PyProject } from './model.js';
 /** Hash algorithms pip accepts in a URL fragment. */
 const HASH_NAMES = new Set(['sha512', 'sha384', 'sha256', 'sha224', 'sha1', 'md5']);
 const HEX = /^[0-9a-fA-F]+$/;
+/** PEP 700's upload-time: yyyy-mm-ddThh:mm:ss(.ffffff)Z. */
+const PEP700 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
 function lastSegment(u: URL): string {
   const seg = u.pathname.slice(u.pathname.lastIndexOf('/') + 1);

@@ -1,7 +1,8 @@
 import { loadConfig } from '../../config/load.js';
 import { resolveHfPin, resolveOciPin, resolvePypiPin, writeHfPin, writeOciPin, writePypiPin } from '../pin.js';
-import { commentEntry, lookalikeGate } from '../lookalike.js';
-import type { PinOutcome } from '../pin-apply.js';
+import { readFileSync } from 'node:fs';
+import { lookalikeGate } from '../lookalike.js';
+import { keepLoadable, type PinOutcome } from '../pin-apply.js';
 import { recordPinSigners } from '../pin-signer.js';
 import { fail, type Command, type CommandContext } from './shared.js';
 
@@ -12,10 +13,14 @@ import { fail, type Command, type CommandContext } from './shared.js';
  * where the image gate applies is judged at once (../image.ts), so no client waits on its first pull.
  */
 
-/** The comment beside an accepted look-alike's entry (../lookalike.ts), or a warning that it could not be placed. */
-function noteAccepted(policyFile: string, key: 'name' | 'repo' | 'repository', value: string, comment: string): void {
+/**
+ * An accepted look-alike (../lookalike.ts): its comment is written by the editor above the entry the
+ * pin adds, in the file's line endings; said here, and when it is not in the file (the entry was
+ * already there), the reviewer is told to add it.
+ */
+function noteAccepted(policyFile: string, value: string, comment: string): void {
   process.stderr.write(`warning: ${comment}\n`);
-  if (!commentEntry(policyFile, key, value, comment))
+  if (!readFileSync(policyFile, 'utf8').includes(`# ${comment}`))
     process.stderr.write(`warning: the entry of ${value} was not found to comment in ${policyFile}; add "# ${comment}" beside it\n`);
 }
 /**
@@ -37,9 +42,12 @@ async function pinOci({ values, configFile }: CommandContext, req: string): Prom
   const accepted = await lookalikeGate(loaded, 'oci', pin.repository, values['accept-lookalike']);
   if (values.print) return printed(pin, accepted);
   ociAgeGate(loaded, pin, values['accept-new'] === true);
-  const how = writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin);
-  if (accepted) noteAccepted(loaded.policyFile, 'repository', pin.repository, accepted);
-  loadConfig(configFile);
+  // The policy is loaded again after the write: a pin never leaves one that fails to load (the old bytes go back).
+  const how = keepLoadable(configFile, loaded.policyFile, () => {
+    const how = writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin, accepted ?? undefined);
+    if (accepted) noteAccepted(loaded.policyFile, pin.repository, accepted);
+    return how;
+  });
   const what = pin.mediaType.includes('index') || pin.mediaType.includes('list') ? `index of ${pin.children} platforms` : `manifest with ${pin.children} blobs`;
   process.stdout.write(`${verb(how)} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}${same(how)}) in ${loaded.policyFile}\n`);
   if (how !== 'unchanged') await recordPinSigners(configFile, [{ eco: 'oci', repository: pin.repository, digest: pin.digest }], process.stdout);
@@ -94,9 +102,11 @@ async function pinHf({ values, configFile }: CommandContext, req: string): Promi
   const accepted = await lookalikeGate(loaded, 'hf', pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo, values['accept-lookalike']);
   if (values.print) return printed(pin, accepted);
   hfAgeGate(loaded, pin, values['accept-new'] === true);
-  const how = writeHfPin(loaded.policyFile, loaded.policyPathInFile, pin);
-  if (accepted) noteAccepted(loaded.policyFile, 'repo', pin.repo, accepted);
-  loadConfig(configFile);
+  const how = keepLoadable(configFile, loaded.policyFile, () => {
+    const how = writeHfPin(loaded.policyFile, loaded.policyPathInFile, pin, accepted ?? undefined);
+    if (accepted) noteAccepted(loaded.policyFile, pin.repo, accepted);
+    return how;
+  });
   const name = pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo;
   process.stdout.write(
     `${verb(how)} ${name}${pin.ref ? `@${pin.ref}` : ''} -> ${pin.commit}${how === 'unchanged' ? ' (already pinned: nothing to change)' : ''} in ${loaded.policyFile}\n`,
@@ -109,10 +119,11 @@ async function pinPypi({ values, configFile }: CommandContext, req: string): Pro
   const loaded = loadConfig(configFile);
   const accepted = await lookalikeGate(loaded, 'pypi', pin.name, values['accept-lookalike']);
   if (values.print) return printed({ name: pin.name, versions: `==${pin.version}`, sha256: pin.sha256 }, accepted);
-  const how = writePypiPin(loaded.policyFile, loaded.policyPathInFile, pin);
-  if (accepted) noteAccepted(loaded.policyFile, 'name', pin.name, accepted);
-  // Validate the result so a pin never leaves a policy that fails to load.
-  loadConfig(configFile);
+  const how = keepLoadable(configFile, loaded.policyFile, () => {
+    const how = writePypiPin(loaded.policyFile, loaded.policyPathInFile, pin, accepted ?? undefined);
+    if (accepted) noteAccepted(loaded.policyFile, pin.name, accepted);
+    return how;
+  });
   process.stdout.write(
     `${verb(how)} ${pin.name}==${pin.version} (${pin.files.length} file${pin.files.length === 1 ? '' : 's'}, from the ${pin.source} index${same(how)}) in ${loaded.policyFile}\n`,
   );
