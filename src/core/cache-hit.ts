@@ -5,6 +5,8 @@ import { AirlockError } from './errors.js';
 import type { CacheOutcome, Served } from './cache-types.js';
 import { alignedSpan, ChunkHasher, makeChunkList, usableChunks, verifyingRange } from './chunks.js';
 import { SingleFlight } from './flight.js';
+import type { HashPool } from './hasher.js';
+import { HitBody } from './hit-body.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
 import type { BlobIndex, ChunkList } from '../storage/meta-store.js';
 
@@ -35,7 +37,28 @@ export class HitReader {
     private readonly meta: BlobIndex,
     /** Forget a blob found rotted (quarantined, fetched again on its next request). */
     private readonly forget: (sha256: string, got: string) => Promise<void>,
+    /** Where chunks of hits are hashed beside the send (hit-body.ts), for stores with positioned reads. */
+    private readonly hashes?: HashPool,
   ) {}
+
+  /** A HitBody over `r` when the store reads at positions (the filesystem store), else null (read as a stream). */
+  private async direct(sha256: string, size: number, list: ChunkList, r: ByteRange, rotted: (e: Error) => void): Promise<HitBody | null> {
+    if (!this.hashes || !this.store.openRandom || size === 0) return null;
+    const file = await this.store.openRandom(sha256);
+    return new HitBody({
+      file,
+      sha256,
+      size,
+      list,
+      range: r,
+      hashes: this.hashes,
+      onRot: (got, e) => {
+        this.drop(sha256);
+        rotted(e);
+        return this.forget(sha256, got || 'a truncated file');
+      },
+    });
+  }
 
   private remember(sha256: string, list: ChunkList): ChunkList {
     this.drop(sha256);
@@ -97,6 +120,8 @@ export class HitReader {
 
   /** A range read from verified chunks; `rotted` is told (after the blob is forgotten) when a chunk fails. */
   async range(sha256: string, size: number, list: ChunkList, r: ByteRange, rotted: (e: Error) => void): Promise<Readable> {
+    const direct = await this.direct(sha256, size, list, r, rotted);
+    if (direct) return direct;
     const body = await this.store.open(sha256, alignedSpan(r, size, list.chunkSize));
     const v = verifyingRange(sha256, size, list, r, (got, e) => {
       this.drop(sha256);
@@ -109,10 +134,14 @@ export class HitReader {
   /**
    * A whole read: as it is; for a blob with no chunk list yet, its list is computed on the way and
    * kept if the whole blob hashed to its digest (the server cuts the transfer if it did not).
+   * A blob with a list is read as a HitBody where the store allows (each chunk checked before it goes out).
    */
-  async whole(sha256: string, size: number): Promise<Readable> {
+  async whole(sha256: string, size: number, rotted: (e: Error) => void): Promise<Readable> {
+    const known = await this.storedList(sha256, size);
+    const direct = known ? await this.direct(sha256, size, known, { start: 0, end: size - 1 }, rotted) : null;
+    if (direct) return direct;
     const body = await this.store.open(sha256);
-    if (await this.storedList(sha256, size)) return body;
+    if (known) return body;
     const h = new ChunkHasher();
     const meta = this.meta;
     const remember = (list: ChunkList) => this.remember(sha256, list);

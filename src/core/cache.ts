@@ -87,7 +87,7 @@ export class BlobCache {
     this.offload = opts.offload;
     this.log = opts.log ?? { warn: () => {}, error: () => {} };
     this.uses = new UseTimes(meta, this.warn({}, 'last-use times of cached blobs could not be written (eviction may pick those blobs sooner)'));
-    this.hits = new HitReader(store, meta, (sha256, got) => this.forget(sha256, got));
+    this.hits = new HitReader(store, meta, (sha256, got) => this.forget(sha256, got), hashes);
     if (opts.offload) this.handover = new Handover(this, opts.offload, this.verifyHits ? opts.offloadRecheckMs : undefined);
   }
 
@@ -337,7 +337,7 @@ export class BlobCache {
       if (this.verifyHits && !CHUNK_CHECKS_OFF) {
         const list = r ? await this.hits.listFor(sha256, size) : undefined;
         if (list === null) return null;
-        body = list && r ? await this.hits.range(sha256, size, list, r, rotted) : await this.hits.whole(sha256, size);
+        body = list && r ? await this.hits.range(sha256, size, list, r, rotted) : await this.hits.whole(sha256, size, rotted);
       } else body = await this.store.open(sha256, r);
     } catch (e) {
       if ((e as AirlockError).code !== 'NOT_FOUND') throw e;

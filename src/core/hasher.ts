@@ -43,6 +43,14 @@ function catchUp(job, upTo) {
 }
 parentPort.on('message', (m) => {
   try {
+    if (m.type === 'sum') {
+      // One chunk of a warm hit (core/hit-body.ts), in memory shared with the main thread: its
+      // SHA-256 is written into the 32 bytes after the chunk's slot, where the main thread reads it.
+      const digest = createHash('sha256').update(new Uint8Array(m.sab, 0, m.len)).digest();
+      digest.copy(new Uint8Array(m.sab, m.at, 32));
+      parentPort.postMessage({ id: m.id, sum: true });
+      return;
+    }
     if (m.type === 'start') {
       jobs.set(m.id, { fd: openSync(m.path, 'r'), pos: 0, hash: createHash('sha256'), chunkSize: m.chunkSize, chunk: createHash('sha256'), inChunk: 0, chunks: [] });
       return;
@@ -91,11 +99,12 @@ export class HashPool {
     if (this.workers.length < this.size) {
       const w = new Worker(WORKER_SOURCE, { eval: true });
       w.unref();
-      w.on('message', (m: { id: number; digest?: string; chunks?: Uint8Array; error?: string }) => {
+      w.on('message', (m: { id: number; digest?: string; chunks?: Uint8Array; error?: string; sum?: true }) => {
         const p = this.pending.get(m.id);
         if (!p) return;
         this.pending.delete(m.id);
-        if (m.digest) p.resolve({ digest: m.digest, chunks: Buffer.from(m.chunks!.buffer, m.chunks!.byteOffset, m.chunks!.byteLength) });
+        if (m.sum) p.resolve(null as unknown as SpoolDigest);
+        else if (m.digest) p.resolve({ digest: m.digest, chunks: Buffer.from(m.chunks!.buffer, m.chunks!.byteOffset, m.chunks!.byteLength) });
         else p.reject(new Error(`hashing failed: ${m.error}`));
       });
       const lost = (e: Error) => {
@@ -144,6 +153,20 @@ export class HashPool {
         w.postMessage({ type: 'abort', id });
       },
     };
+  }
+
+  /**
+   * SHA-256 of `sab[0, len)` on a worker, written to `sab[at, at + 32)` (core/hit-body.ts): the
+   * bytes are not copied, the main thread only reads the 32 bytes back. Chunks alternate between
+   * the workers, so a warm hit hashes its next chunks while the current one is sent.
+   */
+  sum(sab: SharedArrayBuffer, len: number, at: number): Promise<void> {
+    const w = this.worker();
+    const id = ++this.seq;
+    return new Promise<void>((resolve, reject) => {
+      this.pending.set(id, { worker: w, resolve: () => resolve(), reject });
+      w.postMessage({ type: 'sum', id, sab, len, at });
+    });
   }
 
   async close(): Promise<void> {

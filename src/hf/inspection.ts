@@ -44,6 +44,11 @@ export function contentDecision(policy: HfPolicy, type: HfRepoType, repo: string
   return policy.decideContent(type, repo, path, sha256, { ...report, findings: [...report.findings, ...nameFindings(path, report)] });
 }
 
+/** The pull record's summary for a reviewed file (policy HfPolicy.reviewed): allowed by its sha256, not inspected. */
+export function reviewedSummary(decision: Decision): string {
+  return JSON.stringify({ verdict: 'allow', reviewed: decision.rule, inspected: false });
+}
+
 /** What goes into the pull record: the format, the verdict, the imports and the findings. */
 export function scanSummary(report: ScanReport | null, decision: Decision | null): string | null {
   if (!report) return null;

@@ -12,7 +12,7 @@ import { contentLength } from '../upstream/http.js';
 import { baseRecord, contentDecision, contentRefusal, fromDecision, pinned, type HfContext } from './context.js';
 import { fetchRefusal, gitBlobSha1, gitFile } from './git-file.js';
 import type { HfEntry, HfSnapshot } from './hub.js';
-import { scanSummary } from './inspection.js';
+import { reviewedSummary, scanSummary } from './inspection.js';
 import { EXPOSE, HubError } from './metadata.js';
 import { signatureRefusal, type SnapshotSignature } from './signature.js';
 import { signatureField } from '../signing/record.js';
@@ -75,8 +75,10 @@ export async function resolve(
     );
   }
   const knownSha = entry.lfs?.oid ?? (await d.meta.getAlias('git-blob', entry.oid)) ?? undefined;
-  let known = knownSha ? await d.inspections.stored(knownSha) : null;
-  let knownDecision = known && knownSha ? contentDecision(d, type, repo, path, knownSha, known) : null;
+  // A file a person reviewed (scan.sha256) is allowed by its sha256 before any report is read or made.
+  const reviewed = knownSha ? d.live.policy.hf.reviewed(type, repo, knownSha) : null;
+  let known = knownSha && !reviewed ? await d.inspections.stored(knownSha) : null;
+  let knownDecision = reviewed ?? (known && knownSha ? contentDecision(d, type, repo, path, knownSha, known) : null);
   // A partial report (an early refusal) never approves: under a policy that would allow it, the file is judged whole again.
   if (known?.partial && knownDecision?.allow) known = knownDecision = null;
   // A verified model signature is kept on the file's row (the signer, the bundle's digest, the trust version);
@@ -177,7 +179,10 @@ async function lfsFile(
   /** The report this fill's own scan produced (kept once the digest has matched). */
   let fresh: ScanReport | null = null;
   let verdict: Decision | null = knownDecision;
-  if (!report && (await d.cache.cachedSize(lfs.oid)) !== undefined) {
+  // Reviewed (scan.sha256): served by its sha256, never walked, cached or filled alike; the fill still checks the digest.
+  const reviewed = d.live.policy.hf.reviewed(type, repo, lfs.oid);
+  if (reviewed) verdict = reviewed;
+  if (!reviewed && !report && (await d.cache.cachedSize(lfs.oid)) !== undefined) {
     // Cached before this scanner version: judge the stored file again before serving it.
     // Its bytes are checked as they are read (cache.fileBytes): a copy that no longer matches its
     // digest is quarantined, leaves no report, and is fetched and judged again below.
@@ -188,42 +193,43 @@ async function lfsFile(
       if (!verdict.allow) throw contentRefusal(base, commit, verdict, { sha256: lfs.oid, size: entry.size, cache: 'hit', scan: scanSummary(report, verdict) });
     }
   }
+  const inspect = {
+    // Judged as it downloads: what could run code first (a refusal then answers 403 before
+    // any byte), the rest as it streams (a refusal then cuts the transfer before its end).
+    // A report is kept only once the digest has matched: bytes that fail it must not leave
+    // a verdict behind for the file they pretended to be. A refusal cuts the clients at
+    // once; the download goes on to its digest, and then the refusal is kept.
+    judge: async (file: FileBytes, release: () => void) => {
+      const refuseOn = (r: ScanReport) => {
+        verdict = contentDecision(d, type, repo, path, lfs.oid, r);
+        if (!verdict.allow) throw new AirlockError('CONTENT_REFUSED', `blocked by mirror policy: ${verdict.reason}`);
+      };
+      const stored = await d.inspections.stored(lfs.oid);
+      if (stored && !stored.partial) report = stored;
+      else {
+        report = fresh = await scan(file, undefined, {
+          cleared: (partial) => {
+            report = fresh = { ...partial, partial: true }; // what is kept if this refuses
+            refuseOn(partial);
+            release();
+          },
+        });
+      }
+      refuseOn(report);
+      release();
+    },
+    // Only a report this fill scanned is written (a stored one is already on record).
+    verified: async () => {
+      if (fresh && !fresh.partial) await d.inspections.keep(lfs.oid, fresh);
+    },
+    refusedVerified: async () => {
+      if (fresh) await d.inspections.keep(lfs.oid, fresh);
+    },
+  };
   const spec = {
     sha256: lfs.oid,
     size: lfs.size,
-    inspect: {
-      // Judged as it downloads: what could run code first (a refusal then answers 403 before
-      // any byte), the rest as it streams (a refusal then cuts the transfer before its end).
-      // A report is kept only once the digest has matched: bytes that fail it must not leave
-      // a verdict behind for the file they pretended to be. A refusal cuts the clients at
-      // once; the download goes on to its digest, and then the refusal is kept.
-      judge: async (file: FileBytes, release: () => void) => {
-        const refuseOn = (r: ScanReport) => {
-          verdict = contentDecision(d, type, repo, path, lfs.oid, r);
-          if (!verdict.allow) throw new AirlockError('CONTENT_REFUSED', `blocked by mirror policy: ${verdict.reason}`);
-        };
-        const stored = await d.inspections.stored(lfs.oid);
-        if (stored && !stored.partial) report = stored;
-        else {
-          report = fresh = await scan(file, undefined, {
-            cleared: (partial) => {
-              report = fresh = { ...partial, partial: true }; // what is kept if this refuses
-              refuseOn(partial);
-              release();
-            },
-          });
-        }
-        refuseOn(report);
-        release();
-      },
-      // Only a report this fill scanned is written (a stored one is already on record).
-      verified: async () => {
-        if (fresh && !fresh.partial) await d.inspections.keep(lfs.oid, fresh);
-      },
-      refusedVerified: async () => {
-        if (fresh) await d.inspections.keep(lfs.oid, fresh);
-      },
-    },
+    ...(reviewed ? {} : { inspect }),
     open: async (signal: AbortSignal) => {
       const res = await d.hub.openFile(type, repo, commit, path, signal, { size: entry.size, client: base.client });
       if (res.status !== 200) {
@@ -240,7 +246,7 @@ async function lfsFile(
       rule,
       label: path,
       declaredSize: entry.size,
-      extra: () => ({ scan: scanSummary(report, verdict) }),
+      extra: () => ({ scan: reviewed ? reviewedSummary(reviewed) : scanSummary(report, verdict) }),
       refusal: () => {
         const v = verdict as Decision | null;
         return v && !v.allow ? { reason: v.reason, rule: v.rule } : undefined;

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable, pipeline } from 'node:stream';
+import { Readable, finished, pipeline } from 'node:stream';
 import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { HitBody } from '../core/hit-body.js';
 
 /** Hono environment when running under @hono/node-server: the raw Node objects are reachable. */
 export interface AppEnv {
@@ -46,6 +47,23 @@ export function sendStream(
     // Send the status line and headers now: the client's time to first byte is the upstream's
     // answer, not the first held-back-checked body chunk.
     outgoing.flushHeaders();
+    if (body instanceof HitBody) {
+      // A verified warm hit writes its chunks into the socket from reused buffers (core/hit-body.ts).
+      body.sendTo(outgoing).then(
+        () => {
+          outgoing.end();
+          finished(outgoing, (err) => {
+            if (err) outgoing.destroy();
+            done?.({ error: err ?? undefined });
+          });
+        },
+        (error: Error) => {
+          outgoing.destroy();
+          done?.({ error });
+        },
+      );
+      return RESPONSE_ALREADY_SENT;
+    }
     pipeline(body, outgoing, (err) => {
       if (err) outgoing.destroy();
       done?.({ error: err ?? undefined });

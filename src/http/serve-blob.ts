@@ -6,6 +6,7 @@ import type { Recorder, RecordRow } from '../core/records.js';
 import type { PullRecord } from '../storage/meta-store.js';
 import type { FillSpec } from '../core/fill.js';
 import type { BlobCache, Offload } from '../core/cache.js';
+import { HitBody } from '../core/hit-body.js';
 import { requestedRange, resolveRange } from '../core/range.js';
 import { sendBytes, sendStream, type AppEnv } from './send.js';
 import { rateLimit } from './refusal.js';
@@ -167,32 +168,30 @@ async function start(
   // A whole cached blob is hashed as it goes out and its last chunk waits for the digest: bytes
   // rotted on disk are cut before their end, forgotten and fetched again next time. (Ranges are
   // parts and cannot be checked alone; fills are verified by the fill itself.)
-  const check = served.cache === 'hit' && !served.range && cache.verifyHits ? createHash('sha256') : null;
+  // A HitBody (core/hit-body.ts) checks every chunk against the blob's chunk list itself, and holds its own last chunk.
+  const direct = served.body instanceof HitBody ? served.body : null;
+  const check = served.cache === 'hit' && !served.range && cache.verifyHits && !direct ? createHash('sha256') : null;
   let rotted: Error | null = null;
-  const body = pipeline(
-    served.body,
-    lastChunkAfter(
-      async () => {
-        if (check) {
-          const got = check.digest('hex');
-          if (got !== spec.sha256) {
-            rotted = new AirlockError(
-              'DIGEST_MISMATCH',
-              `the cached copy of sha256:${spec.sha256} now hashes to sha256:${got} (disk corruption or tampering); transfer cut, the copy forgotten`,
-            );
-            await cache.forget(spec.sha256, got);
-            throw rotted;
-          }
-        }
-        recorded = true;
-        // A record that cannot be written withholds the last chunk: the client never has the whole file off the record.
-        return r.recorder.recordServed({ ...row(served.cache, size), decision: 'allow', rule: r.rule, ...(r.warning ? { reason: r.warning } : {}) });
-      },
-      (n) => (bytes += n),
-      check ? (chunk) => check.update(chunk) : undefined,
-    ),
-    () => {},
-  );
+  const beforeEnd = async () => {
+    if (check) {
+      const got = check.digest('hex');
+      if (got !== spec.sha256) {
+        rotted = new AirlockError(
+          'DIGEST_MISMATCH',
+          `the cached copy of sha256:${spec.sha256} now hashes to sha256:${got} (disk corruption or tampering); transfer cut, the copy forgotten`,
+        );
+        await cache.forget(spec.sha256, got);
+        throw rotted;
+      }
+    }
+    recorded = true;
+    // A record that cannot be written withholds the last chunk: the client never has the whole file off the record.
+    return r.recorder.recordServed({ ...row(served.cache, size), decision: 'allow', rule: r.rule, ...(r.warning ? { reason: r.warning } : {}) });
+  };
+  const passed = (n: number) => (bytes += n);
+  const body = direct
+    ? direct.holdLast(beforeEnd, passed)
+    : pipeline(served.body, lastChunkAfter(beforeEnd, passed, check ? (chunk) => check.update(chunk) : undefined), () => {});
   return sendStream(c, status, headers, body, ({ error }) => {
     r.recorder.bytesSent(r.base.ecosystem, served.cache, bytes);
     if (recorded || !error) return;
@@ -225,7 +224,7 @@ async function start(
         recordRefusal(c, r.recorder, {
           ...row(served.cache, size),
           decision: disk ? 'error' : 'deny',
-          reason: refused?.reason ?? `${r.label}: ${(disk ?? fillError).message}${disk ? '' : '; transfer cut, nothing cached'}`,
+          reason: refused?.reason ?? `${r.label}: ${(disk ?? fillError).message}${disk || served.cache === 'hit' ? '' : '; transfer cut, nothing cached'}`,
           rule: refused?.rule ?? r.rule,
           code,
         });

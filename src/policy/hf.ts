@@ -286,14 +286,25 @@ export class HfPolicy {
   }
 
   /**
+   * A file a person reviewed (its sha256 under the repo's `scan.sha256` or `hf.scan.sha256`): allowed
+   * whatever a scan would say, so it is not inspected at all (hf/resolve.ts asks this first). Null otherwise.
+   */
+  reviewed(type: HfRepoType, repo: string, sha256: string): Decision | null {
+    const s = this.allow.get(key(type, repo))?.scan ?? this.scanDefault;
+    if (s.sha256.has(sha256)) return { allow: true, rule: `${s.id}.sha256` };
+    if (this.scanDefault.sha256.has(sha256)) return { allow: true, rule: `${this.scanDefault.id}.sha256` };
+    return null;
+  }
+
+  /**
    * Whether a file's content may be served, from the scanner's report: reviewed sha256 first,
    * then structural problems, formats, pickles against the profile, and code.
    */
   decideContent(type: HfRepoType, repo: string, path: string, sha256: string, report: ContentReport): Decision {
     const s = this.allow.get(key(type, repo))?.scan ?? this.scanDefault;
     const name = `${displayRepo(type, repo)}/${path}`;
-    if (s.sha256.has(sha256) || this.scanDefault.sha256.has(sha256))
-      return { allow: true, rule: `${s.sha256.has(sha256) ? s.id : this.scanDefault.id}.sha256` };
+    const reviewed = this.reviewed(type, repo, sha256);
+    if (reviewed) return reviewed;
     // Every content refusal says how to go on: without the file, or with it after a review.
     const entry = this.allow.get(key(type, repo))?.id;
     const wayOut = entry

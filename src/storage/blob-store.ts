@@ -19,6 +19,11 @@ export interface BlobStore {
   stat(sha256: string): Promise<{ size: number; version?: string } | null>;
   /** A stream of the blob (or of one range of it). Throws AirlockError NOT_FOUND when absent. */
   open(sha256: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * The blob for reads at positions into the caller's buffers (warm hits, core/hit-body.ts), where
+   * the store has random access (the filesystem store). Throws AirlockError NOT_FOUND when absent.
+   */
+  openRandom?(sha256: string): Promise<RandomRead>;
   /** Move a fully written, verified and fsynced local file into the store under its digest. */
   putFile(sha256: string, localPath: string): Promise<void>;
   delete(sha256: string): Promise<void>;
@@ -33,6 +38,15 @@ export interface BlobStore {
   presign?(sha256: string, seconds: number): Promise<string>;
   /** A local directory for in-progress fills (on the same filesystem as the store, for the FS backend). */
   readonly spoolDir: string;
+}
+
+/** A stored blob open for positioned reads (BlobStore.openRandom). */
+export interface RandomRead {
+  /** The file's size when it was opened. */
+  readonly size: number;
+  /** Fill `into` from `position` on; fewer bytes than asked only at the end of the file. */
+  read(into: Uint8Array, position: number): Promise<number>;
+  close(): Promise<void>;
 }
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;

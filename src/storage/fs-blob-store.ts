@@ -1,8 +1,17 @@
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { AirlockError } from '../core/errors.js';
-import { DEFAULT_QUARANTINE, quarantinedAt, quarantineExcess, SHA256_HEX, type BlobStore, type ByteRange, type QuarantineLimits } from './blob-store.js';
+import {
+  DEFAULT_QUARANTINE,
+  quarantinedAt,
+  quarantineExcess,
+  SHA256_HEX,
+  type BlobStore,
+  type ByteRange,
+  type QuarantineLimits,
+  type RandomRead,
+} from './blob-store.js';
 
 /**
  * Content-addressed directory: <root>/blobs/sha256/<first two hex>/<hex>.
@@ -61,6 +70,30 @@ export class FsBlobStore implements BlobStore {
     // 1 MiB reads: bench/ warm-serve row measured 2.1-3.3x a plain Node pipe (64 KiB reads) and
     // 0.5-0.77x nginx sendfile on the same file.
     return fh.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 1 << 20, autoClose: true });
+  }
+
+  async openRandom(sha256: string): Promise<RandomRead> {
+    let fh: FileHandle;
+    try {
+      fh = await open(this.pathOf(sha256), 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new AirlockError('NOT_FOUND', `blob sha256:${sha256} is not in the store`);
+      throw e;
+    }
+    const size = (await fh.stat()).size;
+    return {
+      size,
+      async read(into, position) {
+        let got = 0;
+        while (got < into.length) {
+          const { bytesRead } = await fh.read(into, got, into.length - got, position + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        return got;
+      },
+      close: () => fh.close(),
+    };
   }
 
   async putFile(sha256: string, localPath: string): Promise<void> {

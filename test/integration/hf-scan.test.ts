@@ -92,10 +92,20 @@ ${hfUpstream(hub)}policy:
     expect(JSON.parse(rec.scan)).toMatchObject({ format: 'torch-zip', verdict: 'deny', globals: ['posix.system'] });
   });
 
-  it('serves a file a person reviewed and pinned by sha256', async () => {
+  it('serves a file a person reviewed and pinned by sha256, without walking it (an unreviewed one still is)', async () => {
     const res = await rawGet(url('reviewed.bin'));
     expect(res.status).toBe(200);
     expect(res.body.equals(reviewed)).toBe(true);
+    await a.airlock.cache.idle();
+    // Walked, this checkpoint would be refused (its pickle is outside the profile): no report was made or kept.
+    expect(await a.airlock.meta.getScan(sha256hex(reviewed))).toBeNull();
+    const rec = (await records(a, 'ecosystem=hf&decision=allow')).find((r) => r.filename === 'reviewed.bin');
+    expect(JSON.parse(rec.scan)).toMatchObject({ verdict: 'allow', reviewed: expect.stringMatching(/^hf\.allow\[0\].*sha256$/), inspected: false });
+    // Warm, it is served the same way.
+    expect((await rawGet(url('reviewed.bin'))).body.equals(reviewed)).toBe(true);
+    expect(await a.airlock.meta.getScan(sha256hex(reviewed))).toBeNull();
+    // The unreviewed checkpoint served before was walked and its report kept.
+    expect(await a.airlock.meta.getScan(sha256hex(benign))).not.toBeNull();
   });
 
   it('streams valid safetensors, and refuses an invalid one from its header, before any byte', async () => {
