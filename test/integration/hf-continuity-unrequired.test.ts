@@ -110,4 +110,17 @@ ${hfUpstream(hub)}policy:
     expect(res.status).toBe(200);
     await res.arrayBuffer();
   }, 60_000);
+
+  it('a missing or broken trusted root refuses a repo with a signer on record, even under on_change: warn (fail closed); others are served', async () => {
+    await a.airlock.meta.putTrustRoot({ sha256: 'f'.repeat(64), root: '{"mediaType": "not a trusted root"}' });
+    expect(await a.airlock.reloadTrust()).toBeNull();
+    const res = await hf('acme/warned/resolve/main/signme-1');
+    expect(res.status).toBe(403);
+    expect(res.headers.get('x-error-message')).toBe(
+      `blocked by mirror policy: acme/warned has a signer on record (${KEY}), and its signature cannot be checked: no usable Sigstore trusted root (see airlock trust import)`,
+    );
+    const ok = await hf('acme/free/resolve/main/signme-2');
+    expect(ok.status).toBe(200);
+    await ok.arrayBuffer();
+  }, 60_000);
 });

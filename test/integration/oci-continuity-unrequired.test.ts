@@ -198,4 +198,19 @@ ${indent(pemOf(keyB.publicKey))}
     expect(blob.status).toBe(200);
     await blob.arrayBuffer();
   }, 60_000);
+
+  it('a missing or broken trusted root refuses a repository with a signer on record, even under on_change: warn (fail closed); others are served', async () => {
+    await a.airlock.meta.putTrustRoot({ sha256: 'f'.repeat(64), root: '{"mediaType": "not a trusted root"}' });
+    expect(await a.airlock.reloadTrust()).toBeNull();
+    for (const method of ['GET', 'HEAD']) {
+      const res = await get(`warned/app/manifests/${warned1.digest}`, method);
+      expect(res.status).toBe(403);
+      if (method === 'GET')
+        expect((await message(res)).message).toBe(
+          `reg.test/warned/app has a signer on record (${idOf(keyA.publicKey)}), and its signature cannot be checked: no usable Sigstore trusted root (see airlock trust import)`,
+        );
+    }
+    expect((await get(`warned/app/blobs/${digestOf(warned1.layers[0])}`)).status).toBe(403);
+    expect((await get(`free/app/manifests/${free.digest}`)).status).toBe(200);
+  }, 60_000);
 });
