@@ -16,7 +16,8 @@ import { reviewedSummary, scanSummary } from './inspection.js';
 import { EXPOSE, HubError } from './metadata.js';
 import { signatureRefusal, type SnapshotSignature } from './signature.js';
 import { signatureField } from '../signing/record.js';
-import { checkContinuity } from '../signing/continuity.js';
+import { checkContinuity, unusableRoot } from '../signing/continuity.js';
+import type { SignatureRequirement } from '../policy/signing.js';
 
 const etagOf = (e: HfEntry) => e.lfs?.oid ?? e.oid;
 
@@ -109,8 +110,11 @@ export async function resolve(
  * verifies (HEAD and /raw/ too): refused `unsigned` or `bad_signature`, on record, otherwise. The
  * Hub failing while the commit's files are gathered refuses as that file's fetch would have.
  * Then continuity (signing/continuity.ts): the repo's recorded signer against this commit's, refused
- * or warned per the rule's on_change. Returns the row's `signature` field when one was required
- * and verified, and the warning to put on the served row.
+ * or warned per the rule's on_change. Under a rule that requires no signature, a repo with a signer
+ * on record has its commit's signature verified all the same (any keyless signer, the policy's keys
+ * and CAs; no usable trusted root refuses) and compared: unsigned, signed by another identity or by
+ * none that verifies is refused or warned. Returns the row's `signature` field when one was verified,
+ * and the warning to put on the served row.
  */
 async function signatureGate(
   d: HfContext,
@@ -120,37 +124,46 @@ async function signatureGate(
   rule: string,
   sha256: string | null,
 ): Promise<{ signature: string | null; warning?: string }> {
+  const name = displayRepo(snap.type, snap.repo);
+  const refuse = (code: 'unsigned' | 'bad_signature', reason: string, signature: string | null): never => {
+    const message = `blocked by mirror policy: ${reason}`;
+    const answer = method === 'GET' ? new HubError(403, undefined, message, snap.commit) : new HubError(404, 'EntryNotFound', message, snap.commit);
+    throw new Refusal({ status: answer.status, code, rule, reason, row: { name, version: snap.commit, filename: path, sha256, signature }, answer });
+  };
+  const own = d.live.policy.hf.requirement(rule);
+  let continuityOnly: SignatureRequirement | undefined;
+  if (!own || own.require === 'none') {
+    const earlier = await d.continuity.recorded('hf', name);
+    if (!earlier) return { signature: null };
+    const broken = unusableRoot(d.trust?.current() ?? null, name, earlier.identity);
+    if (broken) refuse('bad_signature', broken, null);
+    continuityOnly = d.live.policy.signing.continuityRequirement(rule, own, 'signed');
+  }
   let sig: SnapshotSignature;
   try {
-    sig = await d.signatures.check(snap, rule);
+    sig = await d.signatures.check(snap, rule, continuityOnly);
   } catch (e) {
-    const name = `${displayRepo(snap.type, snap.repo)}@${snap.commit}`;
     if (e instanceof AirlockError) {
-      const wrapped = new AirlockError(e.code, `cannot check the model signature of ${name}: ${e.message}`, { status: e.status });
-      throw fetchRefusal(wrapped, rule, { name: displayRepo(snap.type, snap.repo), version: snap.commit, filename: path });
+      const wrapped = new AirlockError(e.code, `cannot check the model signature of ${name}@${snap.commit}: ${e.message}`, { status: e.status });
+      throw fetchRefusal(wrapped, rule, { name, version: snap.commit, filename: path });
     }
     throw e;
   }
   if (!sig.required) return { signature: null };
-  if (!sig.result.ok) throw signatureRefusal(method, snap, path, rule, sig, sha256);
-  const req = d.live.policy.hf.requirement(rule);
-  if (!req) return { signature: signatureField(sig.result) };
-  const name = displayRepo(snap.type, snap.repo);
+  if (!continuityOnly && !sig.result.ok) throw signatureRefusal(method, snap, path, rule, sig, sha256);
+  const req = continuityOnly ?? own!;
+  const result = sig.result.ok ? sig.result : null;
   const cd = await checkContinuity(d.continuity, {
     ecosystem: 'hf',
     project: name,
     version: snap.commit,
     rule: req.rule,
     onChange: req.onChange,
-    result: sig.result,
+    result,
+    failure: !sig.result.ok && !sig.unsigned ? (sig.result.reason ?? 'it does not verify') : undefined,
   });
-  if (cd.action === 'refuse') {
-    const message = `blocked by mirror policy: ${cd.reason}`;
-    const answer = method === 'GET' ? new HubError(403, undefined, message, snap.commit) : new HubError(404, 'EntryNotFound', message, snap.commit);
-    const row = { name, version: snap.commit, filename: path, sha256, signature: signatureField(sig.result) };
-    throw new Refusal({ status: answer.status, code: cd.code, rule: req.rule, reason: cd.reason, row, answer });
-  }
-  if (cd.action === 'warn') return { signature: signatureField(sig.result, { changedFrom: cd.earlier }), warning: cd.reason };
+  if (cd.action === 'refuse') refuse(cd.code, cd.reason, signatureField(sig.unsigned ? null : sig.result));
+  if (cd.action === 'warn') return { signature: signatureField(result ?? (sig.unsigned ? null : sig.result), { changedFrom: cd.earlier }), warning: cd.reason };
   return { signature: signatureField(sig.result) };
 }
 

@@ -38,9 +38,13 @@ export class ModelSignatures {
     private readonly trust: TrustRoots | undefined,
   ) {}
 
-  /** The snapshot's signature under `rule` (the allow rule's id). Throws an AirlockError when the Hub fails while its files are gathered. */
-  async check(snap: HfSnapshot, rule: string): Promise<SnapshotSignature> {
-    const req = this.d.live.policy.hf.requirement(rule);
+  /**
+   * The snapshot's signature under `rule` (the allow rule's id), or under `override` (continuity's
+   * requirement, for a rule that requires none). Throws an AirlockError when the Hub fails while its
+   * files are gathered.
+   */
+  async check(snap: HfSnapshot, rule: string, override?: SignatureRequirement): Promise<SnapshotSignature> {
+    const req = override ?? this.d.live.policy.hf.requirement(rule);
     if (!req || req.require === 'none') return { required: false };
     const sig = snap.byPath.get(req.signature);
     const name = `${displayRepo(snap.type, snap.repo)}@${snap.commit}`;

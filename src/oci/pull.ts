@@ -9,7 +9,7 @@ import { approve, baseRecord, deny, failed, notSignatureObject, type Approval, t
 import { API_VERSION, OciError } from './errors.js';
 import { MT, ManifestError, accepts, isIndexType, parseManifest } from './reference.js';
 import type { GateResult } from './gate.js';
-import { SIGNATURE_TAG, continuityGate, signatureRefusal, signatureTag } from './signature-gate.js';
+import { SIGNATURE_TAG, continuityGate, continuityOfUnrequired, signatureRefusal, signatureTag } from './signature-gate.js';
 import type { LoadedManifest } from './upstream.js';
 
 export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, reference: string): Promise<Response> {
@@ -60,7 +60,7 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
     const v = await d.signatures.check(t, digest, requirement);
     if (!v.ok) throw signatureRefusal(t, reference, digest, rule, v, m.cache);
     ({ signature, warning } = await continuityGate(d, t, reference, digest, requirement, v, m.cache));
-  }
+  } else ({ signature, warning } = await continuityOfUnrequired(d, t, reference, digest, rule, m.cache));
   // The advisory gate: an image is served only once its packages have been judged.
   let gated;
   try {
@@ -115,7 +115,7 @@ export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest:
     const v = await d.signatures.check(t, digest, requirement);
     if (!v.ok) throw signatureRefusal(t, digest, digest, rule, v, 'none', 'blob');
     ({ signature, warning } = await continuityGate(d, t, digest, digest, requirement, v, 'none', 'blob'));
-  }
+  } else ({ signature, warning } = await continuityOfUnrequired(d, t, digest, digest, rule, 'none', 'blob'));
   const headers: Record<string, string> = {
     ...API_VERSION,
     'content-type': 'application/octet-stream',

@@ -10,7 +10,7 @@ import { API_VERSION, OciError } from './errors.js';
 import { MT } from './reference.js';
 import { signatureField } from '../signing/record.js';
 import type { SignatureVerdict } from './signatures.js';
-import { checkContinuity } from '../signing/continuity.js';
+import { checkContinuity, unusableRoot } from '../signing/continuity.js';
 import type { SignatureRequirement } from '../policy/signing.js';
 
 /**
@@ -102,6 +102,50 @@ export async function continuityGate(
     });
   }
   if (c.action === 'warn') return { signature: signatureField(v, { changedFrom: c.earlier }), warning: c.reason };
+  return { signature: signatureField(v) };
+}
+
+/**
+ * Continuity (issue 26, item 6) under a rule that requires no signature: when the repository has a
+ * signer on record, the signatures of the pinned digest (or the one a platform manifest or blob is
+ * reached under) are found and verified as under `require: signed` (the same lookup, verdict cache and
+ * trusted root), by any keyless signer or any key or CA the policy names, and compared with the
+ * recorded signer. Unsigned, signed by another identity, or signed by none that verifies: refused
+ * (DENIED, naming `airlock trust accept`), or served with the reason on its row under on_change: warn.
+ * No usable trusted root refuses (fail closed). A repository with no signer on record pays a cached lookup.
+ */
+export async function continuityOfUnrequired(
+  d: OciContext,
+  t: Target,
+  reference: string,
+  digest: string,
+  rule: string,
+  cache: RefusalRow['cache'],
+  kind: 'manifest' | 'blob' = 'manifest',
+): Promise<{ signature: string | null; warning?: string }> {
+  const earlier = await d.continuity.recorded('oci', t.repo);
+  if (!earlier) return { signature: null };
+  const policy = d.live.policy;
+  const req = policy.signing.continuityRequirement(rule, policy.oci.requirement(rule), 'signed');
+  const row = { name: t.repo, version: reference, filename: kind, sha256: digest.slice(7), cache };
+  const broken = unusableRoot(d.trust?.current() ?? null, t.repo, earlier.identity);
+  if (broken) throw new Refusal({ status: 403, code: 'bad_signature', rule, reason: broken, row, answer: new OciError(403, 'DENIED', broken) });
+  const v = await d.signatures.check(t, digest, req);
+  if (v.code === 'upstream_failed') throw signatureRefusal(t, reference, digest, rule, v, cache, kind);
+  const c = await checkContinuity(d.continuity, {
+    ecosystem: 'oci',
+    project: t.repo,
+    version: v.subject ?? digest,
+    rule,
+    onChange: req.onChange,
+    result: v.ok ? v : null,
+    failure: !v.ok && v.code === 'bad_signature' ? (v.reason ?? 'it does not verify') : undefined,
+  });
+  if (c.action === 'refuse') {
+    const signature = signatureField(v.ok || v.identity ? v : null);
+    throw new Refusal({ status: 403, code: c.code, rule, reason: c.reason, row: { ...row, signature }, answer: new OciError(403, 'DENIED', c.reason) });
+  }
+  if (c.action === 'warn') return { signature: signatureField(v.ok ? v : { ok: false }, { changedFrom: c.earlier }), warning: c.reason };
   return { signature: signatureField(v) };
 }
 

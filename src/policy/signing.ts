@@ -58,7 +58,8 @@ interface IdentityMatch {
 
 /** A compiled signer: what verification checks an identity against. */
 export type CompiledSigner =
-  | ({ kind: 'keyless'; name: string; issuer: string } & IdentityMatch)
+  /** `issuer` absent only in continuitySigners' "any keyless signer" (a rule's keyless signer always names one). */
+  | ({ kind: 'keyless'; name: string; issuer?: string } & IdentityMatch)
   | { kind: 'key'; name: string; pem: string }
   | ({ kind: 'ca'; name: string; pem: string; issuer?: string } & IdentityMatch);
 
@@ -183,6 +184,8 @@ function compilePublisher(p: PublisherInput, path: (string | number)[]): Publish
 /** The compiled policy.signing block: named signers, and the compiler for rules' signature fields. */
 export class SigningPolicy {
   private readonly named = new Map<string, CompiledSigner>();
+  /** Key and CA signers given inline in rules (continuitySigners). */
+  private readonly inline: CompiledSigner[] = [];
   readonly onChange: 'refuse' | 'warn';
 
   constructor(input: SigningPolicyInput, base: (string | number)[] = ['signing']) {
@@ -235,7 +238,9 @@ export class SigningPolicy {
         }
         return found;
       }
-      return compileSigner(s, `${rule}.signers[${j}]`, [...path, 'signers', j]);
+      const inline = compileSigner(s, `${rule}.signers[${j}]`, [...path, 'signers', j]);
+      this.inline.push(inline);
+      return inline;
     });
     const publisher = r.publisher !== undefined ? compilePublisher(r.publisher, [...path, 'publisher']) : undefined;
     let signature = 'model.sig';
@@ -252,9 +257,39 @@ export class SigningPolicy {
     }
     const onChange = r.on_change ?? this.onChange;
     if (onChange !== 'refuse' && onChange !== 'warn') throw new PolicyError([...path, 'on_change'], `expected refuse or warn, got ${JSON.stringify(onChange)}`);
-    if (require === 'none' && signers.length === 0 && !publisher && r.signature === undefined) return null;
+    // A rule's own on_change is kept (continuity of a project whose signer is on record applies under any rule).
+    if (require === 'none' && signers.length === 0 && !publisher && r.signature === undefined && r.on_change === undefined) return null;
     const cacheKey = `${rule} ${JSON.stringify([require, signers.map(signerKey), publisher ?? null, signature])}`;
     return { rule, require, signers, ...(publisher ? { publisher } : {}), signature, cacheKey, onChange };
+  }
+
+  /**
+   * Continuity (signing/continuity.ts) under a rule that requires nothing, for a project whose signer
+   * is on record: whoever signed must be found out, so any keyless signer the trusted root verifies
+   * (issuer and subject compared afterwards, with the recorded signer), and every key and CA this
+   * policy names (a key signature verifies only with its key), without their identity constraints.
+   */
+  continuitySigners(): CompiledSigner[] {
+    const out: CompiledSigner[] = [{ kind: 'keyless', name: 'any keyless signer' }];
+    const seen = new Set<string>();
+    for (const s of [...this.named.values(), ...this.inline]) {
+      if (s.kind === 'keyless' || seen.has(`${s.kind}:${s.pem}`)) continue;
+      seen.add(`${s.kind}:${s.pem}`);
+      out.push(s.kind === 'key' ? s : { kind: 'ca', name: s.name, pem: s.pem });
+    }
+    return out;
+  }
+
+  /**
+   * The requirement an artefact is checked under for continuity when its rule (`own`, null when
+   * it has no signing fields) requires nothing: `level` (PyPI attested, OCI signed, Hub signed) by
+   * continuitySigners, the rule's signature file and on_change, else signing.on_change.
+   */
+  continuityRequirement(rule: string, own: SignatureRequirement | null, level: RequireLevel): SignatureRequirement {
+    const signers = this.continuitySigners();
+    const signature = own?.signature ?? 'model.sig';
+    const cacheKey = `continuity ${rule} ${JSON.stringify([level, signers.map(signerKey), signature])}`;
+    return { rule, require: level, signers, signature, cacheKey, onChange: own?.onChange ?? this.onChange };
   }
 }
 

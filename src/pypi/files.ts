@@ -9,6 +9,7 @@ import { signatureField } from '../signing/record.js';
 import { checkContinuity } from '../signing/continuity.js';
 import { contentLength } from '../upstream/http.js';
 import { admitFile } from './admit.js';
+import { continuityOfUnrequired } from './continuity.js';
 import { loadPage, refuse, type PypiDeps } from './context.js';
 import { parseFilename } from './filenames.js';
 
@@ -66,6 +67,9 @@ export async function projectFile(d: PypiDeps, c: Context<AppEnv, '/files/:name/
     if (cd.action === 'refuse')
       throw new Refusal({ status: 403, code: cd.code, rule: req.rule, reason: cd.reason, row: { ...row, version: fd.version, sha256: sha, signature } });
     if (cd.action === 'warn') [signature, warning] = [signatureField(attested.result, { changedFrom: cd.earlier }), cd.reason];
+  } else if (!isMetadata) {
+    // A rule without require: when the project's publisher is on record, continuity checks this file's provenance all the same.
+    ({ signature, warning } = await continuityOfUnrequired(d, { project: name, version: fd.version, filename, sha256: sha, source: pd.source }, fd.rule, row));
   }
   let expected: string;
   let expectedSize: number | undefined;

@@ -101,12 +101,39 @@ export class Provenances {
   async check(f: AttestedFile, req: SignatureRequirement, row: RefusalRow): Promise<Verified> {
     const publisher = req.publisher;
     const wants = publisher ? `a PEP 740 attestation from ${describe(publisher)}` : 'a PEP 740 attestation';
-    const fileRow = { ...row, version: f.version, sha256: f.sha256 };
     const refuse = (code: 'unsigned' | 'bad_signature', found: string, result?: Pep740Result): never => {
       const reason = `${f.filename}: policy rule ${req.rule} requires ${wants}; ${found}`.replace(/\s+/g, ' ').slice(0, 700);
-      throw new Refusal({ status: 403, code, rule: req.rule, reason, row: { ...fileRow, signature: signatureField(result) } });
+      throw new Refusal({
+        status: 403,
+        code,
+        rule: req.rule,
+        reason,
+        row: { ...row, version: f.version, sha256: f.sha256, signature: signatureField(result) },
+      });
     };
     if (!publisher) refuse('bad_signature', 'the rule names no publisher to check it against');
+    const got = await this.lookup(f, req, row, wants);
+    if (got.status !== 'found') return refuse(got.status === 'missing' ? 'unsigned' : 'bad_signature', got.detail);
+    if (!got.result.ok) {
+      // verifyPep740's reason starts with the file's name, which this reason already gives.
+      const why = (got.result.reason ?? 'no reason given').replace(`${f.filename}: `, '');
+      return refuse('bad_signature', `its provenance fails: ${why}`, got.result);
+    }
+    return { result: got.result, bytes: got.bytes };
+  }
+
+  /**
+   * The file's provenance, fetched (or kept) and verified against `req`'s publisher (none: any
+   * publisher, for continuity under a rule that names none), without refusing: `missing` (no
+   * provenance), `unreadable` (too large), or `found` with the result, ok or not. The integrity API
+   * failing is a Refusal (upstream_failed), thrown: nothing is served.
+   */
+  async lookup(
+    f: AttestedFile,
+    req: SignatureRequirement,
+    row: RefusalRow,
+    wants = 'a PEP 740 attestation',
+  ): Promise<{ status: 'found'; result: Pep740Result; bytes: Buffer } | { status: 'missing' | 'unreadable'; detail: string }> {
     const key = `${f.source}\u0000${f.project}\u0000${f.filename}\u0000${f.sha256}`;
     let bytes = this.memo.get(key) ?? (await this.stored(key));
     const fromUpstream = !bytes;
@@ -118,25 +145,28 @@ export class Provenances {
         // The integrity API failed (down, slow, an unexpected answer): on record as upstream_failed; nothing is served.
         if (!(e instanceof AirlockError && e.code.startsWith('UPSTREAM_'))) throw e;
         const reason = `${f.filename}: policy rule ${req.rule} requires ${wants}, and its provenance could not be fetched: ${e.message}`;
+        const fileRow = { ...row, version: f.version, sha256: f.sha256 };
         throw new Refusal({ status: e.status, code: 'upstream_failed', decision: 'error', rule: req.rule, reason, row: fileRow });
       }
-      if (got.status !== 'found') return refuse(got.status === 'missing' ? 'unsigned' : 'bad_signature', got.detail);
+      if (got.status !== 'found') return got;
       bytes = got.bytes;
     }
     const result = this.verify(bytes, f, req);
-    if (!result.ok) {
-      // verifyPep740's reason starts with the file's name, which this reason already gives.
-      const why = (result.reason ?? 'no reason given').replace(`${f.filename}: `, '');
-      return refuse('bad_signature', `its provenance fails: ${why}`, result);
+    if (result.ok) {
+      this.remember(key, bytes);
+      if (fromUpstream) await this.persist(key, bytes);
     }
-    this.remember(key, bytes);
-    if (fromUpstream) await this.persist(key, bytes);
-    return { result, bytes };
+    return { status: 'found', result, bytes };
+  }
+
+  /** The trusted root verifications use now (null: none usable). */
+  root(): ReturnType<TrustRoots['current']> {
+    return this.o.trust.current();
   }
 
   private verify(bytes: Buffer, f: AttestedFile, req: SignatureRequirement): Pep740Result {
     const root = this.o.trust.current();
-    const compute = () => verifyPep740(bytes, f.filename, f.sha256, req.publisher!, root);
+    const compute = () => verifyPep740(bytes, f.filename, f.sha256, req.publisher ?? null, root);
     if (!root) return compute();
     let digest = this.digests.get(bytes);
     if (!digest) this.digests.set(bytes, (digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`));

@@ -43,6 +43,11 @@ export interface ContinuityInput {
   onChange: OnChange;
   /** The verification of what is being served; null or !ok when it has no (valid) signature. */
   result: SignatureResult | null;
+  /**
+   * Set when what is served carries a signature that does not verify (checked for continuity under
+   * a rule that requires nothing): the verifier's reason. Refused as bad_signature, not as unsigned.
+   */
+  failure?: string;
 }
 
 export type ContinuityDecision =
@@ -58,7 +63,11 @@ export function continuityDecision(input: ContinuityInput, earlier: Pick<SignerR
   if (now === earlier.identity) return { action: 'pass' };
   const what = `${input.project} ${input.version}`;
   const before = `earlier versions${earlier.version ? ` (first ${earlier.version})` : ''} were signed by ${earlier.identity}`;
-  const found = now ? `is signed by ${now}, but ${before}` : `is not signed, but ${before}`;
+  const found = now
+    ? `is signed by ${now}, but ${before}`
+    : input.failure
+      ? `carries no signature that verifies (${input.failure}), but ${before}`
+      : `is not signed, but ${before}`;
   const accept =
     `if the change is legitimate after review, accept it: airlock trust accept ${input.ecosystem} ${input.project}` +
     (now ? ` --identity '${now}'` : '') +
@@ -66,7 +75,7 @@ export function continuityDecision(input: ContinuityInput, earlier: Pick<SignerR
   const verdict = input.onChange === 'warn' ? 'served with a warning (on_change: warn)' : 'refused (on_change: refuse)';
   return {
     action: input.onChange,
-    code: now ? 'bad_signature' : 'unsigned',
+    code: now || input.failure ? 'bad_signature' : 'unsigned',
     reason: `signer changed: ${what} ${found}; ${verdict} under ${input.rule}; ${accept}`,
     earlier: earlier.identity,
     now,
@@ -89,17 +98,29 @@ export class Continuity {
     private readonly clock: () => number = Date.now,
   ) {}
 
+  /**
+   * The project's recorded signer, or null: one indexed lookup, then kept `ttlMs` (a project with
+   * none on record pays a map lookup). Under a rule that requires nothing, the front-ends check
+   * continuity only when this is not null.
+   */
+  async recorded(ecosystem: ContinuityInput['ecosystem'], project: string): Promise<Pick<SignerRecord, 'identity' | 'version'> | null> {
+    project = continuityProject(ecosystem, project);
+    const key = `${ecosystem}\0${project}`;
+    const t = this.clock();
+    let hit = this.known.get(key);
+    if (!hit || t - hit.at >= this.ttlMs) {
+      hit = { rec: await this.store.getSigner(ecosystem, project), at: t };
+      if (this.known.size >= 10_000) this.known.clear();
+      this.known.set(key, hit);
+    }
+    return hit.rec;
+  }
+
   async check(input: ContinuityInput): Promise<ContinuityDecision> {
     input = { ...input, project: continuityProject(input.ecosystem, input.project) };
     const key = `${input.ecosystem}\0${input.project}`;
     const t = this.clock();
-    let hit = this.known.get(key);
-    if (!hit || t - hit.at >= this.ttlMs) {
-      hit = { rec: await this.store.getSigner(input.ecosystem, input.project), at: t };
-      if (this.known.size >= 10_000) this.known.clear();
-      this.known.set(key, hit);
-    }
-    const d = continuityDecision(input, hit.rec);
+    const d = continuityDecision(input, await this.recorded(input.ecosystem, input.project));
     if (d.action === 'pass' && d.record) {
       // The first wins, also between replicas: what the store holds now is compared again.
       const rec = await this.store.recordSigner(input.ecosystem, input.project, d.record);
@@ -108,6 +129,19 @@ export class Continuity {
     }
     return d;
   }
+}
+
+/**
+ * Why a project with a signer on record cannot be checked for continuity now (no usable trusted
+ * root, or an expired one), or null: the front-ends then refuse, whatever on_change says (fail closed).
+ */
+export function unusableRoot(root: { version: string; usableAt(ms: number): boolean } | null, project: string, earlier: string): string | null {
+  const why = !root
+    ? 'no usable Sigstore trusted root (see airlock trust import)'
+    : root.usableAt(Date.now())
+      ? null
+      : `the trusted root ${root.version} has expired (import a current one: airlock trust import FILE)`;
+  return why && `${project} has a signer on record (${earlier}), and its signature cannot be checked: ${why}`;
 }
 
 /** One function for the front-ends: `checkContinuity(ctx.continuity, {...})` (see Continuity.check). */

@@ -74,6 +74,10 @@ export function publisherMismatch(rule: PublisherRule, got: Publisher | undefine
   return null;
 }
 
+/** Who published, for comparing attestations: the publisher, else the certificate's identity. */
+const publisherKey = (r: SignatureResult): string =>
+  r.publisher ? `${r.publisher.kind}:${r.publisher.repository.toLowerCase()} ${r.publisher.workflow}` : (r.identity ?? '(none)');
+
 export interface Pep740Result extends SignatureResult {
   /** How many attestations were verified (all of them, when ok). */
   attestations?: number;
@@ -81,13 +85,15 @@ export interface Pep740Result extends SignatureResult {
 
 /**
  * Verify a file's PEP 740 provenance object (bytes as fetched, or parsed): every attestation must
- * verify, name this file and its SHA-256, and come from the rule's publisher.
+ * verify, name this file and its SHA-256, and come from the rule's publisher. With `publisher` null
+ * (continuity under a rule that names none) any certificate the trusted root verifies is accepted, and
+ * the result's publisher is the one found (the caller compares it with the recorded one).
  */
 export function verifyPep740(
   provenance: unknown,
   filename: string,
   sha256: string,
-  publisher: PublisherRule,
+  publisher: PublisherRule | null,
   trust: LoadedTrustRoot | null,
   opts: VerifyOptions = {},
 ): Pep740Result {
@@ -118,7 +124,9 @@ export function verifyPep740(
     if (!/^[0-9a-f]{64}$/.test(sha256)) return fail(`expected the file's sha256 as 64 hex digits, got ${JSON.stringify(sha256.slice(0, 80))}`);
     const bundles = (obj as { attestation_bundles?: unknown })?.attestation_bundles;
     if (!Array.isArray(bundles) || bundles.length === 0) return fail('the provenance has no attestation_bundles', { bundleDigest });
-    const signer: CompiledSigner = { kind: 'keyless', name: `publisher ${publisher.kind}:${publisher.repository}`, issuer: ISSUERS[publisher.kind] };
+    const signer: CompiledSigner = publisher
+      ? { kind: 'keyless', name: `publisher ${publisher.kind}:${publisher.repository}`, issuer: ISSUERS[publisher.kind] }
+      : { kind: 'keyless', name: 'any publisher' };
     const want = normalizeDistFilename(filename);
     let first: SignatureResult | undefined;
     let count = 0;
@@ -133,8 +141,11 @@ export function verifyPep740(
         const named = v.statement!.subject.filter((s) => typeof s.digest.sha256 === 'string' && s.digest.sha256.toLowerCase() === sha256);
         if (!named.some((s) => typeof s.name === 'string' && (s.name === filename || normalizeDistFilename(s.name) === want)))
           return fail(`attestation ${count}: the statement names ${named.map((s) => JSON.stringify(s.name)).join(', ')}, not this file`, { bundleDigest });
-        const miss = publisherMismatch(publisher, v.result.publisher, b.publisher?.environment);
+        const miss = publisher ? publisherMismatch(publisher, v.result.publisher, b.publisher?.environment) : null;
         if (miss) return fail(`attestation ${count}: ${miss}`, { bundleDigest, identity: v.result.identity });
+        // With no publisher to check against, every attestation must come from the same one (the result names one).
+        if (!publisher && first && publisherKey(first) !== publisherKey(v.result))
+          return fail(`attestation ${count}: published by ${publisherKey(v.result)}, attestation 1 by ${publisherKey(first)}`, { bundleDigest });
         first ??= v.result;
       }
     }

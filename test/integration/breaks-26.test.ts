@@ -340,17 +340,23 @@ policy:
     expect(rows[0]).toMatchObject({ decision: 'deny', code: 'bad_signature' });
   });
 
-  // NOT FIXED (too big for this pass): continuity is consulted only under a rule that requires a signature, and
-  // such a rule refuses an unsigned file by itself, so continuity's "unsigned where the earlier ones were signed"
-  // (issue 26, item 6) is never reached: a later release admitted by a rule without `require` (a later pin) is
-  // served unsigned although the project's signer is on record. Fixing it means fetching the provenance (or
-  // signatures) of every file of a project with a recorded signer, whatever its rule says.
-  it.fails('continuity: a later release of a project whose signer is on record is refused when it is unsigned, even under a rule without require', async () => {
+  // Continuity is consulted under every rule once a project's signer is on record (src/pypi/continuity.ts): a later
+  // release admitted by a rule without `require` (a later pin) is no longer served unsigned.
+  it('continuity: a later release of a project whose signer is on record is refused when it is unsigned, even under a rule without require', async () => {
     const first = await fetch(`${a.url}/pypi/files/pypi-attestations/${PA}`);
     expect(first.status).toBe(200);
     await first.arrayBuffer();
     const later = await fetch(`${a.url}/pypi/files/pypi-attestations/${LATER}`);
-    await later.arrayBuffer();
+    const text = await later.text();
     expect(later.status).toBe(403);
+    expect(text).toContain(
+      'signer changed: pypi-attestations 0.0.20 is not signed, but earlier versions (first 0.0.19) were signed by github:trailofbits/pypi-attestations release.yml',
+    );
+    expect(text).toContain('airlock trust accept pypi pypi-attestations');
+    const head = await fetch(`${a.url}/pypi/files/pypi-attestations/${LATER}`, { method: 'HEAD' });
+    expect(head.status).toBe(403);
+    const rows = (await records(a, 'name=pypi-attestations')).filter((r) => r.filename === LATER);
+    expect(rows.length).toBe(2);
+    for (const r of rows) expect(r).toMatchObject({ decision: 'deny', code: 'unsigned', rule: 'pypi.allow[1]', version: '0.0.20' });
   });
 });

@@ -18,7 +18,7 @@ const provenance = readFileSync(join(FIX, `${PA}.provenance`));
 const REAL = 'github:trailofbits/pypi-attestations release.yml';
 const OTHER = 'github:mallory/pypi-attestations release.yml';
 
-function config(up: FakeIndex, onChange: string): string {
+function config(up: FakeIndex, onChange: string, require = true): string {
   return `
 pypi:
   upstream: ${up.simpleUrl}
@@ -26,7 +26,7 @@ pypi:
 policy:
   pypi:
     allow:
-      - { name: pypi-attestations, require: attested, on_change: ${onChange}, publisher: { github: trailofbits/pypi-attestations, workflow: release.yml } }
+      - { name: pypi-attestations, ${require ? 'require: attested, ' : ''}on_change: ${onChange}${require ? ', publisher: { github: trailofbits/pypi-attestations, workflow: release.yml }' : ''} }
 `;
 }
 
@@ -88,4 +88,24 @@ describe('continuity of PyPI publishers', () => {
     expect(row.reason).toMatch(/^signer changed: .*served with a warning \(on_change: warn\)/);
     expect(JSON.parse(row.signature)).toMatchObject({ ok: true, changedFrom: OTHER });
   });
+
+  it('under a rule without require, a project whose publisher is on record has each file checked: another publisher refused, the recorded one served', async () => {
+    a = await startAirlock(config(up, 'refuse', false));
+    await accept(OTHER);
+    const r = await fetch(file());
+    expect(r.status).toBe(403);
+    const text = await r.text();
+    expect(text).toContain(`signer changed: pypi-attestations 0.0.19 is signed by ${REAL}, but earlier versions were signed by ${OTHER}`);
+    expect(text).toContain(`airlock trust accept pypi pypi-attestations --identity '${REAL}'`);
+    const [row] = await records(a, 'name=pypi-attestations');
+    expect(row).toMatchObject({ decision: 'deny', code: 'bad_signature', rule: 'pypi.allow[0]', version: '0.0.19' });
+    expect(JSON.parse(row.signature).publisher.repository).toBe('trailofbits/pypi-attestations');
+    await accept(REAL);
+    await new Promise((r) => setTimeout(r, 10_200));
+    const now = await fetch(file());
+    expect(now.status).toBe(200);
+    expect(Buffer.from(await now.arrayBuffer()).equals(dist)).toBe(true);
+    const served = (await records(a, 'name=pypi-attestations')).find((x) => x.decision === 'allow');
+    expect(JSON.parse(served.signature)).toMatchObject({ ok: true, publisher: { repository: 'trailofbits/pypi-attestations', workflow: 'release.yml' } });
+  }, 30_000);
 });

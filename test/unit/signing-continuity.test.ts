@@ -108,4 +108,53 @@ describe('continuity of signers (issue 26, item 6)', () => {
     expect(compile(new SigningPolicy({}), rule('warn'))).toBe('warn');
     expect(() => compile(new SigningPolicy({}), rule('ignore'))).toThrow(/expected refuse or warn, got "ignore"/);
   });
+
+  it('under a rule that requires nothing: a signature that does not verify is bad_signature, naming why; recorded() reads the store once per time-to-live', async () => {
+    const earlier = { identity: 'key:aaaaaaaaaaaa', version: 'sha256:aaa' };
+    const d = continuityDecision({ ...input('sha256:bbb', { ok: false, reason: 'x' }), failure: 'found 1: the signature does not verify' }, earlier);
+    expect(d).toMatchObject({ action: 'refuse', code: 'bad_signature', now: null });
+    expect(d.action !== 'pass' && d.reason).toContain(
+      'sampleproject sha256:bbb carries no signature that verifies (found 1: the signature does not verify), but earlier versions (first sha256:aaa) were signed by key:aaaaaaaaaaaa',
+    );
+    const meta = new SqliteMetaStore(':memory:');
+    let reads = 0;
+    const store = {
+      getSigner: (e: string, p: string) => (reads++, meta.getSigner(e, p)),
+      recordSigner: meta.recordSigner.bind(meta),
+      setSigner: meta.setSigner.bind(meta),
+    };
+    let t = 0;
+    const c = new Continuity(store, 1000, () => t);
+    expect(await c.recorded('pypi', 'SampleProject')).toBeNull();
+    expect(await c.recorded('pypi', 'sampleproject')).toBeNull();
+    expect(reads).toBe(1);
+    await meta.setSigner('pypi', 'sampleproject', earlier);
+    t = 1000;
+    expect(await c.recorded('pypi', 'sampleproject')).toMatchObject(earlier);
+    await meta.close();
+  });
+
+  it("the continuity requirement of a rule that requires nothing: any keyless signer, every key and CA of the policy (without identity constraints), the rule's on_change", () => {
+    const KEY = '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----';
+    const CA = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----';
+    const sp = new SigningPolicy({ signers: { k: { key: KEY }, ca: { ca: CA, subject: 'a@b.c' }, kl: { issuer: 'https://i', subject: 'x' } } });
+    const inline = sp.compileRule({ require: 'signed', signers: [{ key: KEY.replace('MFkw', 'MFkx') }] }, ['oci', 'allow', 0], ['none', 'signed'], {
+      signers: true,
+    });
+    expect(inline?.signers[0].kind).toBe('key');
+    // A rule with only on_change keeps it (it applies to continuity).
+    const own = sp.compileRule({ on_change: 'warn' }, ['oci', 'allow', 1], ['none', 'signed'], { signers: true });
+    expect(own).toMatchObject({ require: 'none', onChange: 'warn' });
+    expect(sp.compileRule({}, ['oci', 'allow', 2], ['none', 'signed'], { signers: true })).toBeNull();
+    const req = sp.continuityRequirement('oci.allow[1]', own, 'signed');
+    expect(req).toMatchObject({ rule: 'oci.allow[1]', require: 'signed', onChange: 'warn', signature: 'model.sig' });
+    expect(req.signers).toEqual([
+      { kind: 'keyless', name: 'any keyless signer' },
+      { kind: 'key', name: 'k', pem: KEY },
+      { kind: 'ca', name: 'ca', pem: CA },
+      { kind: 'key', name: 'oci.allow[0].signers[0]', pem: KEY.replace('MFkw', 'MFkx') },
+    ]);
+    expect(sp.continuityRequirement('oci.allow[2]', null, 'signed').onChange).toBe('refuse');
+    expect(req.cacheKey).not.toBe(sp.continuityRequirement('oci.allow[2]', null, 'signed').cacheKey);
+  });
 });
