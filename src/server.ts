@@ -92,26 +92,11 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   });
   const retention = await startRetention(config.records, { recorder, meta, log });
   record.start();
-  // After a scanner upgrade, cached model files are judged again in the background (hf/rescan.ts).
-  // Files reported before a listener subscribed are replayed to it (the rescan starts with the server).
-  const refusedHooks: ((n: NewlyRefused) => void | Promise<void>)[] = [];
-  const refusedSoFar: NewlyRefused[] = [];
-  const rescans = startBackgroundRescan({
-    meta,
-    read: (sha256) => cache.fileBytes(sha256),
-    policy: () => live.policy.hf,
-    log,
-    perMinute: config.hf.rescan_per_minute,
-    onProgress: (r) => metrics.backgroundRescans.inc({ outcome: r.status }),
-    onRefused: async (n) => {
-      metrics.backgroundRescans.inc({ outcome: 'refused' });
-      if (refusedSoFar.length < 1000) refusedSoFar.push(n);
-      for (const h of refusedHooks)
-        await Promise.resolve(h(n)).catch((e) => log.error({ err: (e as Error).message }, 'a newly refused model file could not be reported'));
-    },
-  });
   // Alerts about newly affected artefacts (issue 28): evaluated after each advisory import applied, sent through the outbox.
   const alerting = await startAlerting(config, channels, { meta, policy: () => live.policy, metrics, log, flush: () => recorder.flush() });
+  // After a scanner upgrade, cached model files are judged again in the background (hf/rescan.ts); newly refused ones alert.
+  const rescans = modelRescans(config, { meta, cache, live, metrics, log });
+  if (alerting) rescans.subscribe((n) => alerting.modelFileRefused(n));
   feeds.start(told);
 
   return {
@@ -136,11 +121,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     /** Resolves once the background image judge has nothing queued or running (tests). */
     backgroundJudged: (): Promise<void> => backgroundJudge?.idle() ?? Promise.resolve(),
     /** Be told of each cached model file that the background rescan newly refuses (alerts). */
-    onModelFileRefused: (h: (n: NewlyRefused) => void | Promise<void>): void => {
-      refusedHooks.push(h);
-      for (const n of refusedSoFar)
-        void Promise.resolve(h(n)).catch((e) => log.error({ err: (e as Error).message }, 'a newly refused model file could not be reported'));
-    },
+    onModelFileRefused: (h: (n: NewlyRefused) => void | Promise<void>): void => rescans.subscribe(h),
     /** Resolves with the number of newly refused files once the background rescan after a scanner upgrade is over (tests). */
     rescanned: (): Promise<number> => rescans.done,
     /** Alerting (notify.webhooks), or null when no channel is configured. */
@@ -168,6 +149,41 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
       await http.hf.close();
       await feedSetup.http.close();
       await meta.close();
+    },
+  };
+}
+
+/**
+ * The background rescan after a scanner upgrade (hf/rescan.ts) with its metric; each newly refused
+ * file is told to every subscriber, and those reported before a subscriber came are replayed to it
+ * (the rescan starts with the server).
+ */
+function modelRescans(
+  config: LoadedConfig['config'],
+  d: { meta: Awaited<ReturnType<typeof openMeta>>; cache: ReturnType<typeof blobCache>; live: LivePolicy; metrics: Metrics; log: Logger },
+) {
+  const hooks: ((n: NewlyRefused) => void | Promise<void>)[] = [];
+  const soFar: NewlyRefused[] = [];
+  const tell = (h: (n: NewlyRefused) => void | Promise<void>, n: NewlyRefused) =>
+    Promise.resolve(h(n)).catch((e) => d.log.error({ err: (e as Error).message }, 'a newly refused model file could not be reported'));
+  const run = startBackgroundRescan({
+    meta: d.meta,
+    read: (sha256) => d.cache.fileBytes(sha256),
+    policy: () => d.live.policy.hf,
+    log: d.log,
+    perMinute: config.hf.rescan_per_minute,
+    onProgress: (r) => d.metrics.backgroundRescans.inc({ outcome: r.status }),
+    onRefused: async (n) => {
+      d.metrics.backgroundRescans.inc({ outcome: 'refused' });
+      if (soFar.length < 1000) soFar.push(n);
+      for (const h of hooks) await tell(h, n);
+    },
+  });
+  return {
+    ...run,
+    subscribe(h: (n: NewlyRefused) => void | Promise<void>): void {
+      hooks.push(h);
+      for (const n of soFar) void tell(h, n);
     },
   };
 }

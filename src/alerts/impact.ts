@@ -21,7 +21,7 @@ export interface ClientPulls {
 export interface Impact {
   /** The outbox key: "pkg:pypi/NAME@VERSION" or "oci:sha256:...". */
   artefact: string;
-  kind: 'pypi' | 'oci';
+  kind: 'pypi' | 'oci' | 'hf';
   /** The package (PyPI name; for an image, the affected packages inside it). */
   ecosystem: string;
   packages: { name: string; version: string }[];
@@ -38,7 +38,7 @@ export interface Impact {
 
 const ALL = 1_000_000;
 
-function clientsOf(pulls: StoredPullRecord[]): ClientPulls[] {
+export function clientsOf(pulls: StoredPullRecord[]): ClientPulls[] {
   const by = new Map<string, ClientPulls>();
   for (const p of pulls) {
     const last = p.lastTs ?? p.ts;

@@ -1,11 +1,13 @@
 import { onAdvisoriesApplied } from '../advisories/applied.js';
 import type { Config } from '../config/schema.js';
+import type { NewlyRefused } from '../hf/rescan.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Policy } from '../policy/index.js';
 import type { MetaStore } from '../storage/meta-store.js';
 import type { Channel } from './channels.js';
 import { evaluatePending, takeBaseline } from './evaluate.js';
+import { queueModelRefusal } from './model.js';
 import { AlertWorker } from './worker.js';
 
 const RETRY_MS = 30_000;
@@ -16,6 +18,8 @@ export interface Alerting {
   /** Resolves once no evaluation or delivery pass is running (tests). */
   idle(): Promise<void>;
   stop(): Promise<void>;
+  /** Queue the alert of a cached model file newly refused after a scanner upgrade (alerts/model.ts). */
+  modelFileRefused(n: NewlyRefused): Promise<void>;
 }
 
 /**
@@ -68,6 +72,17 @@ export async function startAlerting(
     async idle() {
       await chain.catch(() => 0);
       await worker.idle();
+    },
+    async modelFileRefused(n) {
+      if (
+        await queueModelRefusal(
+          d.meta,
+          n,
+          channels.map((c) => c.name),
+          baseUrl,
+        )
+      )
+        worker.kick();
     },
     async stop() {
       stopped = true;

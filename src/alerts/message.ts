@@ -6,7 +6,8 @@ import type { ClientPulls, Impact } from './impact.js';
  * it was computed, and rendered per channel when sent: as is (json, signed) or as a Slack message.
  */
 export interface AlertDocument {
-  event: 'airlock.advisory.affected';
+  /** An advisory newly affects an artefact served; or a cached model file is newly refused after a scanner upgrade (alerts/model.ts). */
+  event: 'airlock.advisory.affected' | 'airlock.model.refused';
   advisory: {
     id: string;
     modified: string;

@@ -6,6 +6,7 @@ import { SCANNER_VERSION } from '../../src/scan/index.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeHub, hfUpstream, sha256hex } from '../helpers/fake-hub.js';
 import { rawGet } from '../helpers/http.js';
+import { Receiver } from '../helpers/receiver.js';
 import { R, hex, torchZip } from '../helpers/model-files.js';
 
 /**
@@ -16,6 +17,7 @@ import { R, hex, torchZip } from '../helpers/model-files.js';
  */
 describe('background rescan after a scanner upgrade', () => {
   const hub = new FakeHub();
+  const rx = new Receiver();
   const evil = torchZip(hex(R.R2), {});
   const benign = torchZip(hex(R.R10));
   let commit: string;
@@ -23,7 +25,8 @@ describe('background rescan after a scanner upgrade', () => {
   let first: TestAirlock;
   let second: TestAirlock | undefined;
 
-  const yaml = (reviewed: string[], perMinute: number) => `${hfUpstream(hub, `  rescan_per_minute: ${perMinute}\n`)}policy:
+  const notify = () => `notify:\n  webhooks:\n    - { name: sec, url: "${rx.url('/hook')}", secret_env: AIRLOCK_TEST_HOOK_SECRET }\n  poll_seconds: 0.1\n`;
+  const yaml = (reviewed: string[], perMinute: number) => `${hfUpstream(hub, `  rescan_per_minute: ${perMinute}\n`)}${notify()}policy:
   hf:
     allow:
       - repo: acme/ckpt
@@ -32,7 +35,8 @@ describe('background rescan after a scanner upgrade', () => {
 `;
 
   beforeAll(async () => {
-    await hub.start();
+    process.env.AIRLOCK_TEST_HOOK_SECRET = 'rescan-alert-secret';
+    await Promise.all([hub.start(), rx.start()]);
     commit = hub.commit('model', 'acme/ckpt', [
       { path: 'old.bin', bytes: evil, lfs: true },
       { path: 'pytorch_model.bin', bytes: benign, lfs: true },
@@ -48,6 +52,7 @@ describe('background rescan after a scanner upgrade', () => {
   afterAll(async () => {
     await second?.stop();
     await hub.stop();
+    await rx.stop();
   });
 
   it('re-judges every file an older scanner judged, at the configured rate, and reports the newly refused one', async () => {
@@ -85,6 +90,21 @@ describe('background rescan after a scanner upgrade', () => {
     const metrics = await second.airlock.metrics.registry.getSingleMetricAsString('airlock_model_rescans_total');
     expect(metrics).toMatch(/outcome="rescanned"} 2/);
     expect(metrics).toMatch(/outcome="refused"} 1/);
+
+    // One alert through the outbox, naming the file, its repository, the reason and the client that pulled it.
+    await rx.until(() => rx.delivered('/hook').length >= 1);
+    await second.airlock.alerting!.idle();
+    const sent = rx.delivered('/hook');
+    expect(sent).toHaveLength(1);
+    const doc = JSON.parse(sent[0].body);
+    expect(doc).toMatchObject({
+      event: 'airlock.model.refused',
+      advisory: { id: SCANNER_VERSION },
+      artefact: { key: `hf:sha256:${sha256hex(evil)}`, kind: 'hf', files: [{ filename: 'old.bin', sha256: sha256hex(evil) }], repositories: ['acme/ckpt'] },
+    });
+    expect(doc.advisory.summary).toMatch(/posix\.system/);
+    expect(doc.clients.map((c: { client: string }) => c.client)).toEqual(['127.0.0.1']);
+    expect(doc.incident_url).toContain(`/-/ui/artefact?ecosystem=hf&name=acme%2Fckpt&sha256=${sha256hex(evil)}`);
 
     const now = await rawGet(`${second.url}/hf/acme/ckpt/resolve/main/old.bin`);
     expect(now.status).toBe(403);

@@ -1,0 +1,43 @@
+import type { NewlyRefused } from '../hf/rescan.js';
+import { SCANNER_VERSION } from '../scan/index.js';
+import type { NewAlert } from '../storage/alert-store.js';
+import type { MetaStore } from '../storage/meta-store.js';
+import { clientsOf } from './impact.js';
+import type { AlertDocument } from './message.js';
+
+/**
+ * A cached model file newly refused after a scanner upgrade (hf/rescan.ts) as an alert: the same
+ * outbox, channels and delivery as an advisory's, keyed by (scanner version, file), so replicas
+ * rescanning the same file queue one alert. Its "advisory" is the scanner version; its link is the
+ * console's page of the file, with every pull of it.
+ */
+export function modelAlertDocument(n: NewlyRefused, clients: AlertDocument['clients'], baseUrl: string): AlertDocument {
+  const url = `${baseUrl.replace(/\/+$/, '')}/-/ui/artefact?ecosystem=hf&name=${encodeURIComponent(n.repo)}&sha256=${n.sha256}`;
+  return {
+    event: 'airlock.model.refused',
+    advisory: {
+      id: SCANNER_VERSION,
+      modified: '',
+      aliases: [],
+      summary: `a cached model file served before is refused after rescanning with ${SCANNER_VERSION}: ${n.decision.reason}`,
+      severity: { label: 'refused', score: null },
+      malicious: false,
+    },
+    package: { ecosystem: 'hf', packages: [{ name: `${n.repo}/${n.path}`, version: n.sha256.slice(0, 12) }], fixed: null },
+    artefact: { key: `hf:sha256:${n.sha256}`, kind: 'hf', files: [{ filename: n.path, sha256: n.sha256 }], repositories: [n.repo], tags: [] },
+    clients,
+    incident_url: url,
+  };
+}
+
+/** Queue the alert of a newly refused model file on every channel; returns how many rows were new. */
+export async function queueModelRefusal(meta: MetaStore, n: NewlyRefused, channels: string[], baseUrl: string, now = Date.now()): Promise<number> {
+  const served = (await meta.listPulls({ ecosystem: 'hf', sha256: n.sha256, decision: 'allow', limit: 10_000 })).filter(
+    (p) => !p.filename?.endsWith('.metadata'),
+  );
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const clients = clientsOf(served).map((c) => ({ client: c.client, pulls: c.pulls, first_pull: iso(c.first), last_pull: iso(c.last) }));
+  const payload = JSON.stringify(modelAlertDocument(n, clients, baseUrl));
+  const alerts: NewAlert[] = channels.map((channel) => ({ advisoryId: SCANNER_VERSION, modified: '', artefact: `hf:sha256:${n.sha256}`, channel, payload }));
+  return meta.alerts.enqueueAlerts(alerts, [], now);
+}
