@@ -85,11 +85,14 @@ export async function approve(d: OciContext, repo: string, digest: string, depth
   const policy = d.live.policy;
   const direct = policy.oci.decideDigest(repo, digest);
   if (direct.allow || direct.code !== 'digest_not_pinned' || depth >= 3) return { decision: direct };
+  let denied: Decision | undefined;
   for (const p of await d.meta.getOciParents(repo, digest)) {
     const parent = await approve(d, repo, p.parent, depth + 1);
     if (parent.decision.allow) return { decision: policy.oci.decideReferenced(repo, digest, parent.decision), size: p.size };
+    // Content of a denied image is denied with it, not unknown (which oci.unknown_blob_status may answer 404: try elsewhere).
+    if (parent.decision.code === 'denied') denied ??= parent.decision;
   }
-  return { decision: direct };
+  return { decision: denied ?? direct };
 }
 
 export function baseRecord(c: Context<AppEnv>, t: Target, reference: string, kind: 'manifest' | 'blob'): Omit<RecordRow, 'cache' | 'decision'> {

@@ -19,7 +19,7 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
     const check = checkDigest(reference);
     if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
     digest = reference;
-    approval = await approveLinked(d, t, digest);
+    approval = await approveLinked(d, t, digest, 'manifest');
   } else {
     // A pull of what cannot be a tag is a manifest that does not exist (the spec and its conformance suite: 404, not 400).
     if (!isValidTag(reference))
@@ -84,7 +84,7 @@ export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest:
   const check = checkDigest(digest);
   if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
   const hex = digest.slice(7);
-  const approval = await approveLinked(d, t, digest);
+  const approval = await approveLinked(d, t, digest, 'blob');
   if (!approval.decision.allow) {
     const dec = approval.decision;
     if (dec.code === 'digest_not_pinned') unknownBlob(d, t, digest, dec.rule);
@@ -138,11 +138,23 @@ export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest:
 }
 
 /** approve(), after the repository's approved manifests are linked when the digest is not linked yet (issue 30: no client needs to have pulled them first). */
-async function approveLinked(d: OciContext, t: Target, digest: string): Promise<Approval> {
+async function approveLinked(d: OciContext, t: Target, digest: string, kind: 'manifest' | 'blob'): Promise<Approval> {
   const first = await approve(d, t.repo, digest);
-  if (first.decision.allow || first.decision.code !== 'digest_not_pinned') return first;
+  // Linked only when the digest itself is merely not pinned (not when denied, or denied through a linked parent: that may be one image of several).
+  const direct = d.live.policy.oci.decideDigest(t.repo, digest);
+  if (first.decision.allow || direct.allow || direct.code !== 'digest_not_pinned') return first;
   await d.links.link(t);
-  return approve(d, t.repo, digest);
+  const again = await approve(d, t.repo, digest);
+  if (again.decision.allow || again.decision.code !== 'digest_not_pinned') return again;
+  // A manifest under the pins could not be fetched: whether the digest is referenced is not known, an error (not unknown: a 404 sends clients elsewhere).
+  const f = d.links.failure(t.repo);
+  if (f) {
+    const why = `${t.repo}@${digest} cannot be judged: the approved manifest ${t.repo}@${f.digest}, which may reference it, could not be fetched (${f.err.message})`;
+    const r = failed(new AirlockError('UPSTREAM_BAD_RESPONSE', why), t, digest, digest.slice(7), again.decision.rule, 'none', true);
+    r.row.filename = kind;
+    throw r;
+  }
+  return again;
 }
 
 /**

@@ -1,0 +1,159 @@
+/**
+ * Breaks of issue 30's guarantees (blobs by digest without a prior manifest pull, the on-demand
+ * fetch of pinned manifests, oci.unknown_blob_status) found by an attacker/tester (break30).
+ * One case per break, named after the guarantee it holds Airlock to.
+ */
+import { randomBytes } from 'node:crypto';
+import { writeFileSync, readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
+import { FakeRegistry, digestOf, makeImage } from '../helpers/fake-registry.js';
+import { records } from '../helpers/http.js';
+
+const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
+
+let cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.reverse()) await f().catch(() => {});
+  cleanup = [];
+});
+
+async function registry(): Promise<FakeRegistry> {
+  const reg = new FakeRegistry();
+  await reg.start();
+  cleanup.push(() => reg.stop());
+  return reg;
+}
+
+async function airlock(reg: FakeRegistry, policy: string, extra = ''): Promise<TestAirlock> {
+  const a = await startAirlock(`
+oci:
+  default_registry: reg.test
+  registries:
+    reg.test:
+      url: ${reg.url}
+      blob_hosts: ["127.0.0.1:${reg.cdnPort}"]
+${extra}
+records:
+  fold_window_seconds: 0
+  refusal_limit: { per_second: 0 }
+policy:
+  oci:
+${policy}
+`);
+  cleanup.push(() => a.stop());
+  return a;
+}
+
+/** Upstream manifest requests the fake registry has seen. */
+function manifestHits(reg: FakeRegistry): number {
+  let n = 0;
+  for (const [k, v] of reg.hits) if (k.startsWith('manifest:')) n += v;
+  return n;
+}
+
+async function ociError(res: Response): Promise<string> {
+  const body = (await res.json()) as { errors: { code: string; message: string }[] };
+  return body.errors[0].code;
+}
+
+describe('issue 30 breaks', () => {
+  it('oci.unknown_blob_status: 404 never turns a deny rule on the image into a 404 (fresh start, and after a reload that adds the deny)', async () => {
+    const reg = await registry();
+    const img = makeImage([randomBytes(3000)]);
+    const other = makeImage([randomBytes(2000)]);
+    reg.push('team/app', img);
+    reg.push('team/app', other);
+    const layer = digestOf(img.layers[0]);
+    const allow = `    allow:
+      - repository: reg.test/team/app
+        digests: ["${img.digest}", "${other.digest}"]`;
+    const denyImg = `    deny:
+      - repository: reg.test/team/app
+        digests: ["${img.digest}"]
+        reason: withdrawn`;
+
+    // Fresh start with the deny in place: the denied image's layer is refused as denied (403), not "unknown" (404: try the next host).
+    const a = await airlock(reg, `${allow}\n${denyImg}`, '  unknown_blob_status: 404');
+    for (const method of ['GET', 'HEAD']) {
+      const r = await fetch(`${a.url}/v2/team/app/blobs/${layer}`, { method });
+      expect(r.status, `${method} on a fresh start`).toBe(403);
+      if (method === 'GET') expect(await ociError(r)).toBe('DENIED');
+    }
+    // A blob no manifest references is still the documented 404.
+    expect((await fetch(`${a.url}/v2/team/app/blobs/${digestOf(randomBytes(10))}`)).status).toBe(404);
+
+    // The image pulled while allowed (its links made), then a reload adds the deny: its blobs are denied, not unknown.
+    const b = await airlock(reg, allow, '  unknown_blob_status: 404');
+    expect((await fetch(`${b.url}/v2/team/app/manifests/${img.digest}`, { headers: { accept: ACCEPT } })).status).toBe(200);
+    expect((await fetch(`${b.url}/v2/team/app/blobs/${layer}`)).status).toBe(200);
+    writeFileSync(b.configFile, readFileSync(b.configFile, 'utf8').replace(allow, `${allow}\n${denyImg}`));
+    expect(b.airlock.reloadPolicy()).toBe(true);
+    for (const [method, headers] of [
+      ['GET', {}],
+      ['HEAD', {}],
+      ['GET', { range: 'bytes=0-9' }],
+    ] as const) {
+      const r = await fetch(`${b.url}/v2/team/app/blobs/${layer}`, { method, headers });
+      expect(r.status, `${method} ${JSON.stringify(headers)} after the reload`).toBe(403);
+    }
+    const rows = (await records(b)).filter((r: any) => r.sha256 === layer.slice(7) && r.decision === 'deny');
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.every((r: any) => r.code === 'denied')).toBe(true);
+  });
+
+  it('a pinned manifest the upstream answers with other bytes fails closed with an error, never as an unknown blob (404) a client would take elsewhere', async () => {
+    const reg = await registry();
+    const img = makeImage([randomBytes(3000)]);
+    reg.push('team/app', img);
+    reg.tamper.add(img.digest);
+    const layer = digestOf(img.layers[0]);
+    const a = await airlock(
+      reg,
+      `    allow:
+      - repository: reg.test/team/app
+        digests: ["${img.digest}"]`,
+      '  unknown_blob_status: 404',
+    );
+    const r1 = await fetch(`${a.url}/v2/team/app/blobs/${layer}`);
+    expect(r1.status).toBe(502);
+    expect(await ociError(r1)).not.toBe('BLOB_UNKNOWN');
+    const fetched = manifestHits(reg);
+    expect(fetched).toBe(1);
+    // Asked again at once: the same error (the failure is remembered, not re-fetched), never a 404.
+    for (const method of ['GET', 'HEAD']) {
+      const r = await fetch(`${a.url}/v2/team/app/blobs/${layer}`, { method });
+      expect(r.status, method).toBe(502);
+    }
+    expect(manifestHits(reg)).toBe(fetched);
+    const rows = (await records(a)).filter((r: any) => r.sha256 === layer.slice(7));
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows[0]).toMatchObject({ decision: 'error', filename: 'blob' });
+    expect(String(rows[0].reason)).toContain(img.digest);
+  });
+
+  it('a pinned index listing thousands of manifests does not make one anonymous blob request fetch thousands of manifests upstream', async () => {
+    const reg = await registry();
+    const mediaType = 'application/vnd.oci.image.index.v1+json';
+    const children = Array.from({ length: 3000 }, () => {
+      const m = makeImage([randomBytes(16)]);
+      return { mediaType: m.mediaType, digest: m.digest, size: m.manifest.length, platform: { architecture: 'amd64', os: 'linux' } };
+    });
+    const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType, manifests: children }));
+    const index = { bytes, digest: digestOf(bytes), mediaType };
+    reg.pushIndex('team/wide', index, []);
+    const a = await airlock(
+      reg,
+      `    allow:
+      - repository: reg.test/team/wide
+        digests: ["${index.digest}"]`,
+    );
+    const started = Date.now();
+    const r = await fetch(`${a.url}/v2/team/wide/blobs/${digestOf(randomBytes(10))}`);
+    expect(r.status).toBeGreaterThanOrEqual(400);
+    expect(r.headers.get('content-type')).toContain('application/json');
+    // Bounded: the index and at most 256 of the manifests it lists, in one pass.
+    expect(manifestHits(reg)).toBeLessThanOrEqual(1 + 256);
+    expect(Date.now() - started).toBeLessThan(60_000);
+  }, 120_000);
+});
