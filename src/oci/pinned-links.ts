@@ -8,6 +8,8 @@ import type { OciUpstream, UpstreamTarget } from './upstream.js';
 const CONCURRENCY = 4;
 /** A pinned manifest that could not be fetched is not asked for again before this (an unknown blob asked for in a loop must not hammer the upstream). */
 const RETRY_MS = 30_000;
+/** The longest a request waits for a pass (the pass itself goes on). */
+const WAIT_MS = 15_000;
 /** Index levels followed below a pin (an index of indexes is legal, and rare). */
 const MAX_DEPTH = 2;
 /** Manifests an index may list to be followed (multi-platform indexes list tens): one that lists more fails, as it cannot be followed in bounded time. */
@@ -38,6 +40,20 @@ export class PinnedLinks {
   count = 0;
 
   constructor(private readonly d: { upstream: OciUpstream; live: LivePolicy; log: Logger }) {}
+
+  /**
+   * link(), waited for at most `ms`: false when the pass is still under way (a slow upstream, a
+   * wide index), which goes on without the caller, who is answered rather than held for it.
+   */
+  async linkWithin(t: UpstreamTarget, ms = WAIT_MS): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+    try {
+      return await Promise.race([this.link(t).then(() => true as const), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 
   /** Link the pinned manifests of the repository not linked yet; resolves with how many this pass fetched upstream (failures are logged). */
   link(t: UpstreamTarget): Promise<number> {

@@ -143,7 +143,12 @@ async function approveLinked(d: OciContext, t: Target, digest: string, kind: 'ma
   // Linked only when the digest itself is merely not pinned (not when denied, or denied through a linked parent: that may be one image of several).
   const direct = d.live.policy.oci.decideDigest(t.repo, digest);
   if (first.decision.allow || direct.allow || direct.code !== 'digest_not_pinned') return first;
-  await d.links.link(t);
+  if (!(await d.links.linkWithin(t))) {
+    const why = `${t.repo}@${digest} cannot be judged yet: Airlock is still fetching the approved manifests of ${t.repo} from ${t.registry} to find what they reference; retry shortly`;
+    const r = failed(new OciError(503, 'UNKNOWN', why, { 'retry-after': '10' }), t, digest, digest.slice(7), first.decision.rule, 'none', true);
+    r.row.filename = kind;
+    throw r;
+  }
   const again = await approve(d, t.repo, digest);
   if (again.decision.allow || again.decision.code !== 'digest_not_pinned') return again;
   // A manifest under the pins could not be fetched: whether the digest is referenced is not known, an error (not unknown: a 404 sends clients elsewhere).

@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
-import { FakeRegistry, digestOf, makeImage } from '../helpers/fake-registry.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { FakeRegistry, digestOf, makeImage, makeIndex, type Image } from '../helpers/fake-registry.js';
 import { records } from '../helpers/http.js';
 
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
@@ -18,8 +19,17 @@ afterEach(async () => {
   cleanup = [];
 });
 
-async function registry(): Promise<FakeRegistry> {
-  const reg = new FakeRegistry();
+/** A registry that answers each manifest request only after a delay (a slow upstream, each answer inside the header timeout). */
+class SlowManifests extends FakeRegistry {
+  delayMs = 0;
+  protected handle(req: IncomingMessage, res: ServerResponse): void {
+    if (this.delayMs && /\/manifests\//.test(req.url ?? '')) setTimeout(() => super.handle(req, res), this.delayMs);
+    else super.handle(req, res);
+  }
+}
+
+async function registry(): Promise<SlowManifests> {
+  const reg = new SlowManifests();
   await reg.start();
   cleanup.push(() => reg.stop());
   return reg;
@@ -156,4 +166,37 @@ describe('issue 30 breaks', () => {
     expect(manifestHits(reg)).toBeLessThanOrEqual(1 + 256);
     expect(Date.now() - started).toBeLessThan(60_000);
   }, 120_000);
+
+  it('a slow upstream does not hold a blob request for the whole on-demand pass: it is answered in bounded time with an error, then served once linked', async () => {
+    const reg = await registry();
+    const images: Image[] = Array.from({ length: 40 }, () => makeImage([randomBytes(64)]));
+    const index = makeIndex(images.map((img) => ({ img, arch: 'amd64' })));
+    reg.pushIndex('team/slow', index, images);
+    reg.delayMs = 1500;
+    const a = await airlock(
+      reg,
+      `    allow:
+      - repository: reg.test/team/slow
+        digests: ["${index.digest}"]`,
+    );
+    const layer = digestOf(images[39].layers[0]);
+    const started = Date.now();
+    const r = await fetch(`${a.url}/v2/team/slow/blobs/${layer}`);
+    const took = Date.now() - started;
+    // The pass (41 manifests one after another, 1.5 s each) takes over a minute; the client is answered well before it ends.
+    expect(took).toBeLessThan(40_000);
+    expect(r.status).toBe(503);
+    expect(r.headers.get('content-type')).toContain('application/json');
+    expect(r.headers.get('retry-after')).toBeTruthy();
+    const rows = (await records(a)).filter((x: any) => x.sha256 === layer.slice(7));
+    expect(rows[0]).toMatchObject({ decision: 'error', filename: 'blob' });
+    // The pass goes on: once it is done the blob is served (the upstream made fast again to keep the test short).
+    reg.delayMs = 0;
+    let ok = 0;
+    for (let i = 0; i < 120 && ok !== 200; i++) {
+      await new Promise((res) => setTimeout(res, 1000));
+      ok = (await fetch(`${a.url}/v2/team/slow/blobs/${layer}`, { method: 'HEAD' })).status;
+    }
+    expect(ok).toBe(200);
+  }, 240_000);
 });
