@@ -10,6 +10,7 @@ import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FakeRegistry, digestOf, makeImage, makeIndex, type Image } from '../helpers/fake-registry.js';
 import { records } from '../helpers/http.js';
+import { startPostgres } from '../helpers/postgres.js';
 
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
 
@@ -35,8 +36,8 @@ async function registry(): Promise<SlowManifests> {
   return reg;
 }
 
-async function airlock(reg: FakeRegistry, policy: string, extra = ''): Promise<TestAirlock> {
-  const a = await startAirlock(`
+async function airlock(reg: FakeRegistry, policy: string, extra = '', head = ''): Promise<TestAirlock> {
+  const a = await startAirlock(`${head}
 oci:
   default_registry: reg.test
   registries:
@@ -199,4 +200,42 @@ describe('issue 30 breaks', () => {
     }
     expect(ok).toBe(200);
   }, 240_000);
+
+  it('on another replica (PostgreSQL): the blobs of an image a reload denies are denied there too, never a 404 under unknown_blob_status: 404', async () => {
+    const pg = await startPostgres();
+    cleanup.push(() => pg.stop());
+    process.env.AIRLOCK_BREAK30_PG = pg.url;
+    const reg = await registry();
+    const img = makeImage([randomBytes(3000)]);
+    reg.push('team/app', img);
+    const layer = digestOf(img.layers[0]);
+    const allow = `    allow:
+      - repository: reg.test/team/app
+        digests: ["${img.digest}"]`;
+    const head = `storage:
+  meta: postgres
+  postgres_url_env: AIRLOCK_BREAK30_PG
+  postgres_schema: break30`;
+    const a = await airlock(reg, allow, '  unknown_blob_status: 404', head);
+    const b = await airlock(reg, allow, '  unknown_blob_status: 404', head);
+    // Linked on replica a (its blob fetched there); replica b serves it from the shared links without a pass of its own.
+    expect((await fetch(`${a.url}/v2/team/app/blobs/${layer}`)).status).toBe(200);
+    const fetched = manifestHits(reg);
+    expect((await fetch(`${b.url}/v2/team/app/blobs/${layer}`)).status).toBe(200);
+    expect(manifestHits(reg)).toBe(fetched);
+    // Both replicas reload a policy that denies the image.
+    for (const x of [a, b]) {
+      writeFileSync(
+        x.configFile,
+        readFileSync(x.configFile, 'utf8').replace(allow, `${allow}\n    deny:\n      - repository: reg.test/team/app\n        digests: ["${img.digest}"]`),
+      );
+      expect(x.airlock.reloadPolicy()).toBe(true);
+    }
+    for (const method of ['GET', 'HEAD']) {
+      const r = await fetch(`${b.url}/v2/team/app/blobs/${layer}`, { method });
+      expect(r.status, `${method} on replica b`).toBe(403);
+    }
+    const rows = (await records(b)).filter((r: any) => r.sha256 === layer.slice(7) && r.decision === 'deny');
+    expect(rows.map((r: any) => r.code)).toContain('denied');
+  }, 120_000);
 });
