@@ -202,8 +202,9 @@ async function gateBlob(d: OciContext, t: Target, digest: string, rule: string):
       f.row.filename = 'blob';
       throw f;
     }
-    if (!r || r.verdict.decision.allow) return;
-    refused ??= r;
+    if (r?.verdict.decision.allow) return;
+    // A parent that is not an image (a signature or other artifact, whose tag upstream answers) does not judge the blob: a refused image's layer stays refused.
+    if (r) refused ??= r;
   }
   if (refused && !refused.verdict.decision.allow) deny(t, digest, 'blob', refused.verdict.decision, digest.slice(7), refused.summary);
 }

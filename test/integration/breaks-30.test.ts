@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FakeRegistry, digestOf, makeImage, makeIndex, type Image } from '../helpers/fake-registry.js';
 import { records } from '../helpers/http.js';
 import { startPostgres } from '../helpers/postgres.js';
+import { debianBase, layerOf } from '../helpers/layers.js';
 
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
 
@@ -237,5 +238,52 @@ describe('issue 30 breaks', () => {
     }
     const rows = (await records(b)).filter((r: any) => r.sha256 === layer.slice(7) && r.decision === 'deny');
     expect(rows.map((r: any) => r.code)).toContain('denied');
+  }, 120_000);
+
+  it('in a gated repository a layer of an image the gate refuses is not served because an artifact (a signature tag from upstream) also lists it', async () => {
+    const reg = await registry();
+    // An image whose packages cannot be judged (an OS with no advisories imported): refused by the gate (advisories.images.unjudged: refuse).
+    const img = makeImage([layerOf(debianBase(), 'none')]);
+    reg.push('team/gated', img);
+    const layer = digestOf(img.layers[0]);
+    // What the upstream answers for the image's signature tag: an artifact (not an image config) that lists the refused layer.
+    const sig = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: digestOf('{}'), size: 2 },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layer, size: img.layers[0].length }],
+      }),
+    );
+    const sigTag = `sha256-${img.digest.slice(7)}.sig`;
+    reg.manifests.set(`team/gated@${digestOf(sig)}`, { bytes: sig, mediaType: 'application/vnd.oci.image.manifest.v1+json' });
+    reg.tags.set(`team/gated:${sigTag}`, digestOf(sig));
+    const a = await startAirlock(`
+oci:
+  default_registry: reg.test
+  registries:
+    reg.test:
+      url: ${reg.url}
+      blob_hosts: ["127.0.0.1:${reg.cdnPort}"]
+policy:
+  advisories:
+    refuse: critical
+  oci:
+    allow:
+      - repository: reg.test/team/gated
+        digests: ["${img.digest}"]
+`);
+    cleanup.push(() => a.stop());
+    expect((await fetch(`${a.url}/v2/team/gated/manifests/${img.digest}`, { headers: { accept: ACCEPT } })).status).toBe(403);
+    expect((await fetch(`${a.url}/v2/team/gated/blobs/${layer}`)).status).toBe(403);
+    // Any client may ask for the signature tag; what upstream answers is linked under the approved image.
+    expect((await fetch(`${a.url}/v2/team/gated/manifests/${sigTag}`, { headers: { accept: ACCEPT } })).status).toBe(200);
+    for (const [method, headers] of [
+      ['GET', {}],
+      ['HEAD', {}],
+      ['GET', { range: 'bytes=0-9' }],
+    ] as const) {
+      expect((await fetch(`${a.url}/v2/team/gated/blobs/${layer}`, { method, headers })).status, `${method} ${JSON.stringify(headers)}`).toBe(403);
+    }
   }, 120_000);
 });
