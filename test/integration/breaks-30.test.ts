@@ -286,4 +286,38 @@ policy:
       expect((await fetch(`${a.url}/v2/team/gated/blobs/${layer}`, { method, headers })).status, `${method} ${JSON.stringify(headers)}`).toBe(403);
     }
   }, 120_000);
+
+  // Not fixed (issue 26's signature tags, reached by issue 30's guarantee): what the upstream answers for
+  // a signature tag of an approved image is linked under that image, and so is every blob it lists, so a
+  // client that asks for the tag first is then served any blob of the upstream repository the tag's
+  // manifest names, none of which an approved manifest references. Expected: only the signature payloads
+  // (layers of signature/attestation media types) of a signature manifest are approved through it.
+  it.fails('a blob is served only when an approved manifest references it: not because the upstream signature tag of an approved image lists it', async () => {
+    const reg = await registry();
+    const img = makeImage([randomBytes(2000)]);
+    const unpinned = makeImage([randomBytes(2500)]);
+    reg.push('team/app', img);
+    reg.push('team/app', unpinned);
+    const foreign = digestOf(unpinned.layers[0]);
+    const sig = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: digestOf('{}'), size: 2 },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: foreign, size: unpinned.layers[0].length }],
+      }),
+    );
+    const sigTag = `sha256-${img.digest.slice(7)}.sig`;
+    reg.manifests.set(`team/app@${digestOf(sig)}`, { bytes: sig, mediaType: 'application/vnd.oci.image.manifest.v1+json' });
+    reg.tags.set(`team/app:${sigTag}`, digestOf(sig));
+    const a = await airlock(
+      reg,
+      `    allow:
+      - repository: reg.test/team/app
+        digests: ["${img.digest}"]`,
+    );
+    expect((await fetch(`${a.url}/v2/team/app/blobs/${foreign}`)).status).toBe(403);
+    expect((await fetch(`${a.url}/v2/team/app/manifests/${sigTag}`, { headers: { accept: ACCEPT } })).status).toBe(200);
+    expect((await fetch(`${a.url}/v2/team/app/blobs/${foreign}`)).status).toBe(403);
+  });
 });
