@@ -189,6 +189,7 @@ function unknownBlob(d: OciContext, t: Target, digest: string, rule: string): ne
 async function gateBlob(d: OciContext, t: Target, digest: string, rule: string): Promise<void> {
   if (!d.live.policy.images.gates(t.repo)) return;
   let refused: GateResult | undefined;
+  let unsigned: string | undefined;
   for (const p of await d.meta.getOciParents(t.repo, digest)) {
     const parent = await approve(d, t.repo, p.parent);
     if (!parent.decision.allow) continue;
@@ -202,9 +203,19 @@ async function gateBlob(d: OciContext, t: Target, digest: string, rule: string):
       f.row.filename = 'blob';
       throw f;
     }
-    if (r?.verdict.decision.allow) return;
+    // Served through an image that passes the gate and, under a signature rule, is itself signed (not one image for each).
+    if (r?.verdict.decision.allow) {
+      const requirement = d.live.policy.oci.requirement(parent.decision.rule);
+      if (!requirement || requirement.require === 'none' || (await d.signatures.check(t, p.parent, requirement)).ok) return;
+      unsigned ??= p.parent;
+      continue;
+    }
     // A parent that is not an image (a signature or other artifact, whose tag upstream answers) does not judge the blob: a refused image's layer stays refused.
     if (r) refused ??= r;
   }
   if (refused && !refused.verdict.decision.allow) deny(t, digest, 'blob', refused.verdict.decision, digest.slice(7), refused.summary);
+  if (unsigned) {
+    const reason = `${t.repo}@${digest} is served only as part of an image that passes the image gate and the signature rule; ${t.repo}@${unsigned}, which passes the gate, is not signed as ${rule} requires`;
+    deny(t, digest, 'blob', { allow: false, rule, code: 'unsigned', reason }, digest.slice(7));
+  }
 }

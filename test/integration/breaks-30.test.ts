@@ -3,7 +3,7 @@
  * fetch of pinned manifests, oci.unknown_blob_status) found by an attacker/tester (break30).
  * One case per break, named after the guarantee it holds Airlock to.
  */
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { writeFileSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
@@ -11,9 +11,37 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FakeRegistry, digestOf, makeImage, makeIndex, type Image } from '../helpers/fake-registry.js';
 import { records } from '../helpers/http.js';
 import { startPostgres } from '../helpers/postgres.js';
-import { debianBase, layerOf } from '../helpers/layers.js';
+import { debianBase, layerOf, rootfs } from '../helpers/layers.js';
 
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
+
+/** A legacy cosign signature image (tag sha256-<hex>.sig) of `subj`, signed with `key` (as test/integration/oci-continuity.test.ts builds it). */
+function legacySig(subj: Image, key: KeyObject): Image {
+  const payload = Buffer.from(
+    JSON.stringify({
+      critical: { identity: { 'docker-reference': 'x' }, image: { 'docker-manifest-digest': subj.digest }, type: 'cosign container image signature' },
+      optional: null,
+    }),
+  );
+  const config = Buffer.from('{}');
+  const mediaType = 'application/vnd.oci.image.manifest.v1+json';
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType,
+      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: digestOf(config), size: 2 },
+      layers: [
+        {
+          mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json',
+          digest: digestOf(payload),
+          size: payload.length,
+          annotations: { 'dev.cosignproject.cosign/signature': sign('sha256', payload, key).toString('base64') },
+        },
+      ],
+    }),
+  );
+  return { manifest, digest: digestOf(manifest), mediaType, config, layers: [payload] };
+}
 
 let cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -320,4 +348,56 @@ policy:
     expect((await fetch(`${a.url}/v2/team/app/manifests/${sigTag}`, { headers: { accept: ACCEPT } })).status).toBe(200);
     expect((await fetch(`${a.url}/v2/team/app/blobs/${foreign}`)).status).toBe(403);
   });
+
+  it('in a gated repository with a signature rule a shared layer is served only when one image passes both the image gate and the signature rule', async () => {
+    const reg = await registry();
+    reg.referrersMode = 'none';
+    const key = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const shared = layerOf(rootfs({ 'etc/os-release': 'ID=nolinux\nVERSION_ID=1\n' }), 'none');
+    // signed: signed, refused by the gate (Debian packages, no advisories imported); clean: passes the gate, unsigned.
+    const signed = makeImage([shared, layerOf(debianBase(), 'none')]);
+    // Parents are listed in digest order: the signed image comes first (its signature then stands for the shared layer).
+    let clean = makeImage([shared]);
+    while (clean.digest < signed.digest) clean = makeImage([shared, layerOf(rootfs({ 'etc/motd': randomBytes(8).toString('hex') }), 'none')]);
+    reg.push('team/both', signed);
+    reg.push('team/both', clean);
+    reg.push('team/both', legacySig(signed, key.privateKey), `sha256-${signed.digest.slice(7)}.sig`);
+    const pem = key.publicKey
+      .export({ type: 'spki', format: 'pem' })
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => `          ${l}`)
+      .join('\n');
+    const a = await startAirlock(`
+oci:
+  default_registry: reg.test
+  registries:
+    reg.test: { url: "${reg.url}", blob_hosts: ["127.0.0.1:${reg.cdnPort}"] }
+policy:
+  advisories:
+    refuse: critical
+  signing:
+    signers:
+      key-a:
+        key: |
+${pem}
+  oci:
+    allow:
+      - repository: reg.test/team/both
+        digests: ["${signed.digest}", "${clean.digest}"]
+        require: signed
+        signers: [key-a]
+`);
+    cleanup.push(() => a.stop());
+    const m = (d: string) => fetch(`${a.url}/v2/team/both/manifests/${d}`, { headers: { accept: ACCEPT } });
+    // Each image is refused at its manifest: one by the gate, the other by the signature rule.
+    const rs = await m(signed.digest);
+    expect(rs.status, await rs.text()).toBe(403);
+    const rc = await m(clean.digest);
+    expect(rc.status, await rc.text()).toBe(403);
+    for (const method of ['GET', 'HEAD']) {
+      expect((await fetch(`${a.url}/v2/team/both/blobs/${digestOf(shared)}`, { method })).status, method).toBe(403);
+    }
+  }, 120_000);
 });
