@@ -29,6 +29,10 @@ const MAX_PER_PASS = 1024;
  * share one pass; a manifest linked by this process is not looked at again; the links are in the
  * shared store, so other replicas find them. Linking approves nothing by itself: the blob is
  * still served only through an approved manifest, under the image and signature gates.
+ * Bounded (break30): a caller waits at most WAIT_MS; a pass looks at MAX_PER_PASS manifests at
+ * most and follows no index listing more than MAX_CHILDREN; a manifest that failed is not asked
+ * for again for RETRY_MS, and until then failure() says so (the caller answers an error, not
+ * "unknown"). Denied pins are linked too, so that their blobs are refused as denied.
  */
 export class PinnedLinks {
   private readonly flights = new Map<string, Promise<number>>();
