@@ -118,9 +118,14 @@ export async function approve(d: OciContext, repo: string, digest: string, depth
   const direct = policy.oci.decideDigest(repo, digest);
   if (direct.allow || direct.code !== 'digest_not_pinned' || depth >= 3) return { decision: direct };
   let viaReferrer: Approval | undefined;
+  let denied: Decision | undefined;
   for (const p of await d.meta.getOciParents(repo, digest)) {
     const parent = await approve(d, repo, p.parent, depth + 1);
-    if (!parent.decision.allow) continue;
+    if (!parent.decision.allow) {
+      // Content of a denied image is denied with it, not unknown (which oci.unknown_blob_status may answer 404: try elsewhere).
+      if (parent.decision.code === 'denied') denied ??= parent.decision;
+      continue;
+    }
     const referrer = parent.referrer || p.kind === 'referrer';
     if (!referrer) return { decision: policy.oci.decideReferenced(repo, digest, parent.decision), size: p.size };
     // Through a signature object: only when that parent is one (no filesystem layer); the child itself is checked when served.
@@ -130,7 +135,8 @@ export async function approve(d: OciContext, repo: string, digest: string, depth
     }
     viaReferrer ??= { decision: policy.oci.decideReferenced(repo, digest, parent.decision), size: p.size, referrer: true };
   }
-  return viaReferrer ?? { decision: direct };
+  // A denied image's content stays denied even when a signature object also lists it (that approval is the weaker).
+  return denied ? { decision: denied } : (viaReferrer ?? { decision: direct });
 }
 
 export function baseRecord(c: Context<AppEnv>, t: Target, reference: string, kind: 'manifest' | 'blob'): Omit<RecordRow, 'cache' | 'decision'> {

@@ -20,7 +20,7 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
     const check = checkDigest(reference);
     if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
     digest = reference;
-    approval = await approveLinked(d, t, digest);
+    approval = await approveLinked(d, t, digest, 'manifest');
   } else {
     // A pull of what cannot be a tag is a manifest that does not exist (the spec and its conformance suite: 404, not 400).
     if (!isValidTag(reference))
@@ -98,7 +98,7 @@ export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest:
   const check = checkDigest(digest);
   if (!check.ok) throw new OciError(400, 'DIGEST_INVALID', check.reason);
   const hex = digest.slice(7);
-  const approval = await approveLinked(d, t, digest);
+  const approval = await approveLinked(d, t, digest, 'blob');
   if (!approval.decision.allow) {
     const dec = approval.decision;
     if (dec.code === 'digest_not_pinned') unknownBlob(d, t, digest, dec.rule);
@@ -152,11 +152,28 @@ export async function blob(d: OciContext, c: Context<AppEnv>, t: Target, digest:
 }
 
 /** approve(), after the repository's approved manifests are linked when the digest is not linked yet (issue 30: no client needs to have pulled them first). */
-async function approveLinked(d: OciContext, t: Target, digest: string): Promise<Approval> {
+async function approveLinked(d: OciContext, t: Target, digest: string, kind: 'manifest' | 'blob'): Promise<Approval> {
   const first = await approve(d, t.repo, digest);
-  if (first.decision.allow || first.decision.code !== 'digest_not_pinned') return first;
-  await d.links.link(t);
-  return approve(d, t.repo, digest);
+  // Linked only when the digest itself is merely not pinned (not when denied, or denied through a linked parent: that may be one image of several).
+  const direct = d.live.policy.oci.decideDigest(t.repo, digest);
+  if (first.decision.allow || direct.allow || direct.code !== 'digest_not_pinned') return first;
+  if (!(await d.links.linkWithin(t))) {
+    const why = `${t.repo}@${digest} cannot be judged yet: Airlock is still fetching the approved manifests of ${t.repo} from ${t.registry} to find what they reference; retry shortly`;
+    const r = failed(new OciError(503, 'UNKNOWN', why, { 'retry-after': '10' }), t, digest, digest.slice(7), first.decision.rule, 'none', true);
+    r.row.filename = kind;
+    throw r;
+  }
+  const again = await approve(d, t.repo, digest);
+  if (again.decision.allow || again.decision.code !== 'digest_not_pinned') return again;
+  // A manifest under the pins could not be fetched: whether the digest is referenced is not known, an error (not unknown: a 404 sends clients elsewhere).
+  const f = d.links.failure(t.repo);
+  if (f) {
+    const why = `${t.repo}@${digest} cannot be judged: the approved manifest ${t.repo}@${f.digest}, which may reference it, could not be fetched (${f.err.message})`;
+    const r = failed(new AirlockError('UPSTREAM_BAD_RESPONSE', why), t, digest, digest.slice(7), again.decision.rule, 'none', true);
+    r.row.filename = kind;
+    throw r;
+  }
+  return again;
 }
 
 /**
@@ -186,6 +203,7 @@ function unknownBlob(d: OciContext, t: Target, digest: string, rule: string): ne
 async function gateBlob(d: OciContext, t: Target, digest: string, rule: string): Promise<void> {
   if (!d.live.policy.images.gates(t.repo)) return;
   let refused: GateResult | undefined;
+  let unsigned: string | undefined;
   for (const p of await d.meta.getOciParents(t.repo, digest)) {
     const parent = await approve(d, t.repo, p.parent);
     if (!parent.decision.allow) continue;
@@ -199,8 +217,19 @@ async function gateBlob(d: OciContext, t: Target, digest: string, rule: string):
       f.row.filename = 'blob';
       throw f;
     }
-    if (!r || r.verdict.decision.allow) return;
-    refused ??= r;
+    // Served through an image that passes the gate and, under a signature rule, is itself signed (not one image for each).
+    if (r?.verdict.decision.allow) {
+      const requirement = d.live.policy.oci.requirement(parent.decision.rule);
+      if (!requirement || requirement.require === 'none' || (await d.signatures.check(t, p.parent, requirement)).ok) return;
+      unsigned ??= p.parent;
+      continue;
+    }
+    // A parent that is not an image (a signature or other artifact, whose tag upstream answers) does not judge the blob: a refused image's layer stays refused.
+    if (r) refused ??= r;
   }
   if (refused && !refused.verdict.decision.allow) deny(t, digest, 'blob', refused.verdict.decision, digest.slice(7), refused.summary);
+  if (unsigned) {
+    const reason = `${t.repo}@${digest} is served only as part of an image that passes the image gate and the signature rule; ${t.repo}@${unsigned}, which passes the gate, is not signed as ${rule} requires`;
+    deny(t, digest, 'blob', { allow: false, rule, code: 'unsigned', reason }, digest.slice(7));
+  }
 }
