@@ -59,7 +59,8 @@ export const advisoriesSchema = z
     const seen = new Set<string>();
     a.sources.forEach((s, i) => {
       const n = sourceName(s);
-      if (seen.has(n)) ctx.addIssue({ code: 'custom', path: ['sources', i, 'name'], message: `two sources are named ${n}: give each its own name` });
+      if (seen.has(n))
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['sources', i, 'name'], message: `two sources are named ${n}: give each its own name` });
       seen.add(n);
     });
   })

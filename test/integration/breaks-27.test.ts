@@ -268,7 +268,8 @@ describe('minimum age: PEP 700 upload-time through Airlock', () => {
     expect(r.status).toBe(200);
     const doc = (await r.json()) as { files: { filename: string; 'upload-time': string }[] };
     const times = Object.fromEntries(doc.files.map((f) => [f.filename, f['upload-time']]));
-    expect(times['foo-1.0-py3-none-any.whl']).toBe('2024-02-29T23:30:00.250Z');
+    // PEP 700's form exactly: six fractional digits.
+    expect(times['foo-1.0-py3-none-any.whl']).toBe('2024-02-29T23:30:00.250000Z');
     // A time already in that form is passed on as written (microseconds kept).
     expect(times['foo-1.1-py3-none-any.whl']).toBe('2024-03-02T10:00:00.123456Z');
   });
