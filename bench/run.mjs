@@ -15,7 +15,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The glibc settings Airlock is deployed with (Dockerfile, npm start); bench runs after the build.
 const { MALLOC_TUNABLES } = await import(join(ROOT, 'dist', 'obs', 'malloc.js'));
 const QUICK = process.argv.includes('--quick');
-// --only=1,1b,4 runs those sections alone (sections: 1 1b 1c 1d 2 3 3b 4 6 7 8 9 10 11 12) (while working on one of them; a full run is the record).
+// --only=1,1b,4 runs those sections alone (sections: 1 1b 1c 1d 2 3 3b 4 6 7 8 9 10 11 12 13) (while working on one of them; a full run is the record).
 const ONLY = process.argv
   .find((a) => a.startsWith('--only='))
   ?.slice(7)
@@ -240,6 +240,8 @@ async function startAirlock(opts = {}) {
       (opts.feed
         ? `advisories:\n  sources:\n    - { url: "${opts.feed}", ecosystem: PyPI }\n  interval: ${opts.feedInterval ?? 5}\n  poll: ${opts.feedPoll ?? 1}\n`
         : '') +
+      // opts.hook: a JSON webhook channel (section 12: the feed change to the alert at the receiver), signed with AIRLOCK_BENCH_HOOK.
+      (opts.hook ? `notify:\n  webhooks:\n    - { name: bench, url: "${opts.hook}", secret_env: AIRLOCK_BENCH_HOOK }\n` : '') +
       // opts.gate: the image gate on bench/layered (no advisories imported: its packages count as judged-unknown and pass).
       (opts.gate
         ? `  advisories:\n    refuse: critical\n    images:\n      unjudged: allow\n      repositories: [{ repository: bench.local/bench/img, refuse: none }]\n`
@@ -256,6 +258,7 @@ async function startAirlock(opts = {}) {
       // opts.env: switches read only by the bench (AIRLOCK_BENCH_NO_CHUNK_CHECKS, section 2).
       ...(opts.env ?? {}),
       ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER' } : {}),
+      ...(opts.hook ? { AIRLOCK_BENCH_HOOK: 'bench-hook-secret' } : {}),
     },
   });
   const url = `http://127.0.0.1:${port}`;
@@ -1168,6 +1171,10 @@ if (want('11')) {
     const r = await fetch(a.url + path(repo), { headers: accept });
     const body = Buffer.from(await r.arrayBuffer());
     const ms = performance.now() - t0;
+    // The alert: one per advisory and release, sent once the next evaluation after the apply has queued it.
+    while (!alertAt.has(id) && performance.now() - t0 < 30_000) await sleep(20);
+    if (!alertAt.has(id)) throw new Error('section 12: no alert arrived at the receiver within 30 s');
+    alertMs.push(alertAt.get(id) - t0);
     await a.stop();
     if (r.status !== 200 || body.length === 0) throw new Error(`section 11: first pull of ${repo}: ${r.status} ${body.toString().slice(0, 300)}`);
     if (repo === 'signed/app' && (reg.counts.referrers ?? 0) === before) throw new Error('section 11: the signed pull did not look up the referrers');
@@ -1230,6 +1237,8 @@ if (want('11')) {
 // server per round takes the full sync, serves a pull, then a new advisory affecting that release
 // appears in the feed: the time until the next pull is refused (the scheduled incremental sync,
 // advisories.interval 5 s, then the apply, advisories.poll 1 s) is the feed-change-to-applied time.
+// The same rounds have a JSON webhook channel (notify.webhooks, HMAC-signed) at a receiver on
+// loopback: the time from the feed change to the alert's arrival is the feed-change-to-alert time.
 progress('12. Advisory feeds');
 if (want('12')) {
   const { createServer } = await import('node:http');
@@ -1263,9 +1272,26 @@ if (want('12')) {
     await r.arrayBuffer();
     return r.status;
   };
+  // The webhook receiver: when each alert (by advisory id) arrived.
+  const alertAt = new Map();
+  const receiver = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const at = performance.now();
+      try {
+        const id = JSON.parse(Buffer.concat(chunks).toString()).advisory?.id;
+        if (id && !alertAt.has(id)) alertAt.set(id, at);
+      } catch {}
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
+  const hookUrl = `http://127.0.0.1:${receiver.address().port}/hook`;
   const applyMs = [];
+  const alertMs = [];
   for (let round = 0; round < Math.max(S.reps, 3); round++) {
-    const a = await startAirlock({ feed: feedUrl });
+    const a = await startAirlock({ feed: feedUrl, hook: hookUrl });
     if ((await statusOf(a.fileUrl(WARMUP))) !== 200) throw new Error('section 12: the release was refused before the advisory');
     // The full sync has run once the first all.zip was asked for and a little time passed; wait for it.
     for (let i = 0; i < 100 && !asked.includes('all.zip'); i++) await sleep(50);
@@ -1284,6 +1310,10 @@ if (want('12')) {
       status = await statusOf(a.fileUrl(WARMUP));
     }
     const ms = performance.now() - t0;
+    // The alert: one per advisory and release, sent once the next evaluation after the apply has queued it.
+    while (!alertAt.has(id) && performance.now() - t0 < 30_000) await sleep(20);
+    if (!alertAt.has(id)) throw new Error('section 12: no alert arrived at the receiver within 30 s');
+    alertMs.push(alertAt.get(id) - t0);
     await a.stop();
     recs.delete(id);
     asked.length = 0;
@@ -1295,12 +1325,114 @@ if (want('12')) {
     minMs: Math.min(...applyMs),
     maxMs: Math.max(...applyMs),
   });
+  row('advisory feed: change to alert received', 'JSON webhook on loopback (HMAC-signed)', {
+    ms: median(alertMs),
+    minMs: Math.min(...alertMs),
+    maxMs: Math.max(...alertMs),
+  });
   target(
     'a feed change is applied within advisories.interval + poll + 2 s',
     Math.max(...applyMs) <= 8000,
     `${(Math.max(...applyMs) / 1000).toFixed(1)} s (worst of ${applyMs.length})`,
   );
   await new Promise((r) => feed.close(r));
+  await new Promise((r) => receiver.close(r));
+}
+
+// 13. Re-judging the record against a new feed (issue 28), in this process on a SQLite store:
+// 100,000 recorded pulls of 2,000 PyPI releases (1,000 projects x 2 versions, 50 pulls each by
+// 20 clients) and 1,000 stored image inventories of 200 Debian packages each (150 base packages
+// every image has, at one of 10 versions, and 50 of its own), each image pulled once. Then 1,000
+// PyPI advisories (one release each) are imported and the outbox evaluation (alerts/evaluate.ts
+// evaluatePending) timed to completion; then 1,000 Debian advisories (150 on the base packages,
+// every image a candidate; 3 of them affect half the images, the rest are fixed below every
+// installed version) and the same.
+progress('13. Re-judging 100,000 pulls and 1,000 inventories');
+if (want('13')) {
+  const { SqliteMetaStore } = await import(join(ROOT, 'dist', 'storage', 'sqlite-meta-store.js'));
+  const { appendPulls } = await import(join(ROOT, 'dist', 'core', 'chain.js'));
+  const { evaluatePending } = await import(join(ROOT, 'dist', 'alerts', 'evaluate.js'));
+  const dir = join(work, 'rejudge');
+  mkdirSync(dir, { recursive: true });
+  const meta = new SqliteMetaStore(join(dir, 'meta.db'));
+  const hex = (n, w = 64) => n.toString(16).padStart(w, '0');
+  const t0 = performance.now();
+  const now = Date.now() - 86_400_000;
+  let batch = [];
+  for (let i = 0; i < 100_000; i++) {
+    const p = i % 1000;
+    const v = Math.floor(i / 1000) % 2 ? '1.1' : '1.0';
+    const name = `bp-${p}`;
+    batch.push({
+      ts: now + i,
+      client: `ci-${i % 20}@10.0.0.${i % 20}`,
+      ecosystem: 'pypi',
+      name,
+      version: v,
+      filename: `bp_${p}-${v}-py3-none-any.whl`,
+      sha256: hex(p * 2 + (v === '1.1' ? 1 : 0)),
+      size: 2000,
+      cache: 'hit',
+      decision: 'allow',
+    });
+    if (batch.length === 5000) {
+      await appendPulls(meta, batch);
+      batch = [];
+    }
+  }
+  const base = (j) => `base-${j}`;
+  for (let i = 0; i < 1000; i++) {
+    const digest = `sha256:${hex(1_000_000 + i)}`;
+    const packages = [];
+    for (let j = 0; j < 150; j++) packages.push({ type: 'deb', name: base(j), version: `1.${i % 10}-1`, source: base(j) });
+    for (let k = 0; k < 50; k++) packages.push({ type: 'deb', name: `app-${(i * 50 + k) % 5000}`, version: '2.0-1', source: `app-${(i * 50 + k) % 5000}` });
+    await meta.inventories.putInventory(digest, 1, JSON.stringify({ os: { ecosystem: 'Debian:12' }, packages }), packages);
+    batch.push({
+      ts: now + i,
+      client: `deployer-${i % 20}@10.0.1.${i % 20}`,
+      ecosystem: 'oci',
+      name: `bench.local/app${i % 50}`,
+      version: 'v1',
+      sha256: digest.slice(7),
+      cache: 'hit',
+      decision: 'allow',
+    });
+  }
+  await appendPulls(meta, batch);
+  const seedS = (performance.now() - t0) / 1000;
+  const modified = '2026-12-03T00:00:00Z';
+  const quiet = { info() {}, warn() {}, error() {}, debug() {} };
+  const deps = { meta, policy: () => undefined, channels: ['bench'], baseUrl: 'https://airlock.example/', log: quiet };
+  const timed = async (recs) => {
+    await meta.putAdvisories(recs.map((r) => ({ id: r.id, modified, record: JSON.stringify({ ...r, modified }) })));
+    const t = performance.now();
+    const alerts = await evaluatePending(deps);
+    return { s: (performance.now() - t) / 1000, alerts };
+  };
+  const cvss = [{ type: 'CVSS_V3', score: 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H' }];
+  const pypi = await timed(
+    Array.from({ length: 1000 }, (_, a) => ({
+      id: `GHSA-bench-${a}`,
+      severity: cvss,
+      affected: [{ package: { ecosystem: 'PyPI', name: `bp-${a}` }, versions: ['1.0'] }],
+    })),
+  );
+  row('re-judge: 1,000 PyPI advisories', '100,000 pulls of 2,000 releases', { seconds: pypi.s, alerts: pypi.alerts, seedSeconds: seedS });
+  const debian = await timed(
+    Array.from({ length: 1000 }, (_, a) => ({
+      id: `DEBIAN-CVE-2099-${a}`,
+      affected: [
+        {
+          package: { ecosystem: 'Debian:12', name: a < 150 ? base(a) : `app-${a * 5}` },
+          ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: a < 150 && a % 50 === 0 ? '1.5-1' : '1.0-0' }] }],
+          ecosystem_specific: { urgency: 'high' },
+        },
+      ],
+    })),
+  );
+  row('re-judge: 1,000 Debian advisories', '1,000 inventories of 200 packages', { seconds: debian.s, alerts: debian.alerts });
+  await meta.close();
+  rmSync(dir, { recursive: true, force: true });
 }
 
 // (Sections run alone with --only may have sampled no scenario.)

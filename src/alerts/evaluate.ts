@@ -1,3 +1,4 @@
+import { InventoryCache } from '../audit/affected.js';
 import type { Logger } from '../obs/logger.js';
 import type { OsvRecord } from '../policy/advisories.js';
 import type { Policy } from '../policy/index.js';
@@ -48,11 +49,13 @@ export async function evaluatePending(d: EvaluateDeps): Promise<number> {
   const done = new Set((await d.meta.alerts.listEvaluated()).map(text));
   const todo = (await readRecords(d.meta)).filter((r) => !done.has(text(keyOf(r))));
   let added = 0;
+  // Each stored inventory parsed once per pass, not once per advisory naming one of its packages.
+  const inventories = new InventoryCache(d.meta);
   for (const rec of todo) {
     if (d.stopped?.()) break;
     const prior = new Set((await d.meta.alerts.alertedArtefacts(rec.id)).map((a) => `${a.artefact}\0${a.channel}`));
     const alerts: NewAlert[] = [];
-    for (const impact of await impactOf(d.meta, rec, d.policy())) {
+    for (const impact of await impactOf(d.meta, rec, d.policy(), inventories)) {
       const payload = JSON.stringify(alertDocument(rec, impact, d.baseUrl));
       // "Newly affected": an artefact already alerted for this advisory (an earlier version of the record) is not alerted again.
       for (const channel of d.channels)

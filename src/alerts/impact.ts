@@ -1,4 +1,4 @@
-import { affectedImages } from '../audit/affected.js';
+import { affectedImages, InventoryCache } from '../audit/affected.js';
 import { Advisories, type AdvisoryMatch, type OsvRecord } from '../policy/advisories.js';
 import type { Policy } from '../policy/index.js';
 import type { MetaStore, StoredPullRecord } from '../storage/meta-store.js';
@@ -49,8 +49,11 @@ export function clientsOf(pulls: StoredPullRecord[]): ClientPulls[] {
   return [...by.values()].sort((a, b) => a.client.localeCompare(b.client));
 }
 
-/** The artefacts one (not withdrawn) advisory affects among those served, and who pulled them. */
-export async function impactOf(meta: MetaStore, rec: OsvRecord, policy?: Policy): Promise<Impact[]> {
+/**
+ * The artefacts one (not withdrawn) advisory affects among those served, and who pulled them.
+ * `inventories`: parsed inventories shared across the advisories of one evaluation pass.
+ */
+export async function impactOf(meta: MetaStore, rec: OsvRecord, policy?: Policy, inventories: InventoryCache = new InventoryCache(meta)): Promise<Impact[]> {
   if (rec.withdrawn) return [];
   const adv = new Advisories([rec]);
   const out: Impact[] = [];
@@ -88,14 +91,14 @@ export async function impactOf(meta: MetaStore, rec: OsvRecord, policy?: Policy)
       clients: clientsOf(e.pulls),
     });
   }
-  for (const img of await affectedImages(meta, adv, rec, policy)) {
+  for (const img of await affectedImages(meta, adv, rec, policy, inventories)) {
     const digests = new Set([img.digest]);
     for (const repo of img.repositories) for (const p of await meta.getOciParents(repo, img.digest)) digests.add(p.parent);
     const pulls: StoredPullRecord[] = [];
     for (const d of digests) pulls.push(...(await meta.listPulls({ ecosystem: 'oci', sha256: d.slice(7), limit: ALL })).filter((p) => p.decision === 'allow'));
     if (!pulls.length) continue;
-    const inv = await meta.inventories.getInventory(img.digest);
-    const ecosystem = inv ? ((JSON.parse(inv.inventory) as { os?: { ecosystem?: string } }).os?.ecosystem ?? 'PyPI') : 'PyPI';
+    const inv = await inventories.get(img.digest);
+    const ecosystem = inv?.os?.ecosystem ?? 'PyPI';
     const matches = img.packages.flatMap((p) =>
       (p.type === 'pypi'
         ? adv.matchPypi(p.name, p.version)

@@ -83,17 +83,45 @@ export async function affected(meta: MetaStore, query: string, policy?: Policy):
   };
 }
 
-/** Images (by stored inventory) holding a package the advisory affects, at an affected version. */
-export async function affectedImages(meta: MetaStore, adv: Advisories, rec: OsvRecord, policy: Policy | undefined): Promise<AffectedImage[]> {
-  const candidates = new Map<string, AffectedImage>();
-  const cache = new Map<string, StoredInventory | null>();
-  const inventory = async (digest: string) => {
-    if (!cache.has(digest)) {
-      const s = await meta.inventories.getInventory(digest);
-      cache.set(digest, s ? (JSON.parse(s.inventory) as StoredInventory) : null);
+/**
+ * Parsed stored inventories, by manifest digest, shared by the advisories of one evaluation pass
+ * (alerts/evaluate.ts): a pass over 1,000 Debian advisories would otherwise read and parse every
+ * image's inventory again for each advisory naming one of its packages. Kept for the pass only,
+ * and bounded by the packages held (about 250 bytes each parsed): once `maxPackages` are held, a
+ * further inventory is parsed for the call and not kept (never evicting, so a pass that walks more
+ * images than fit still keeps those it holds, rather than each evicting the next one needed).
+ */
+export class InventoryCache {
+  private readonly parsed = new Map<string, StoredInventory | null>();
+  private held = 0;
+  constructor(
+    private readonly meta: MetaStore,
+    private readonly maxPackages = 250_000,
+  ) {}
+
+  async get(digest: string): Promise<StoredInventory | null> {
+    if (this.parsed.has(digest)) return this.parsed.get(digest) ?? null;
+    const s = await this.meta.inventories.getInventory(digest);
+    const inv = s ? (JSON.parse(s.inventory) as StoredInventory) : null;
+    const size = inv?.packages.length ?? 0;
+    if (this.held + size <= this.maxPackages) {
+      this.parsed.set(digest, inv);
+      this.held += size;
     }
-    return cache.get(digest) ?? null;
-  };
+    return inv;
+  }
+}
+
+/** Images (by stored inventory) holding a package the advisory affects, at an affected version. */
+export async function affectedImages(
+  meta: MetaStore,
+  adv: Advisories,
+  rec: OsvRecord,
+  policy: Policy | undefined,
+  inventories: InventoryCache = new InventoryCache(meta),
+): Promise<AffectedImage[]> {
+  const candidates = new Map<string, AffectedImage>();
+  const inventory = (digest: string) => inventories.get(digest);
   const add = (digest: string, pkg: AffectedImage['packages'][number]) => {
     const img = candidates.get(digest) ?? { digest, repositories: [], tags: [], packages: [] };
     if (!img.packages.some((p) => p.type === pkg.type && p.name === pkg.name)) img.packages.push(pkg);

@@ -1,5 +1,12 @@
 import { createHmac } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { evaluatePending } from '../../src/alerts/evaluate.js';
+import { InventoryCache } from '../../src/audit/affected.js';
+import { appendPulls } from '../../src/core/chain.js';
+import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { channelsFrom, signBody } from '../../src/alerts/channels.js';
 import { alertDocument, headline, slackMessage } from '../../src/alerts/message.js';
 import { backoffMs, deliveryId } from '../../src/alerts/worker.js';
@@ -73,5 +80,56 @@ describe('alerts: the pieces (issue 28)', () => {
     expect(text).not.toContain('c20');
     expect(text).toContain('and 5 more clients (incident page)');
     expect(m.text).toContain('25 clients pulled it');
+  });
+});
+
+describe('alerts: one evaluation pass over many OS advisories (issue 28)', () => {
+  it('reads and parses each stored inventory once per pass, not once per advisory naming one of its packages, with the same alerts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-alerts-pass-'));
+    const meta = new SqliteMetaStore(join(dir, 'meta.db'));
+    try {
+      const pkgs = ['libc6', 'openssl', 'zlib1g'].map((name) => ({ type: 'deb', name, version: '1.0-1', source: name }));
+      const digests = [1, 2, 3].map((i) => `sha256:${String(i).repeat(64)}`);
+      for (const d of digests) {
+        await meta.inventories.putInventory(d, 1, JSON.stringify({ os: { ecosystem: 'Debian:12' }, packages: pkgs }), pkgs);
+        await appendPulls(meta, [
+          {
+            ts: 1_700_000_000_000,
+            client: 'deployer@10.0.0.7',
+            ecosystem: 'oci',
+            name: 'bench.local/app',
+            sha256: d.slice(7),
+            cache: 'hit',
+            decision: 'allow',
+          },
+        ]);
+      }
+      // Three advisories on the three packages every image has: two affect 1.0-1, one is fixed below it.
+      const adv = (id: string, name: string, fixed: string) => ({
+        id,
+        modified: '2026-12-03T00:00:00Z',
+        affected: [{ package: { ecosystem: 'Debian:12', name }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed }] }] }],
+      });
+      const recs = [adv('DEBIAN-A', 'libc6', '1.5-1'), adv('DEBIAN-B', 'openssl', '1.0-0'), adv('DEBIAN-C', 'zlib1g', '2.0-1')];
+      await meta.putAdvisories(recs.map((r) => ({ id: r.id, modified: r.modified, record: JSON.stringify(r) })));
+      const read = meta.inventories.getInventory.bind(meta.inventories);
+      const reads: string[] = [];
+      meta.inventories.getInventory = (d: string) => (reads.push(d), read(d));
+      const quiet = { info() {}, warn() {}, error() {}, debug() {} } as never;
+      const n = await evaluatePending({ meta, policy: () => undefined as never, channels: ['sec'], baseUrl: 'https://airlock.example/', log: quiet });
+      expect(n).toBe(6);
+      const queued = [...(await meta.alerts.alertedArtefacts('DEBIAN-A')), ...(await meta.alerts.alertedArtefacts('DEBIAN-C'))].map((a) => a.artefact).sort();
+      expect(queued).toEqual([...digests, ...digests].map((d) => `oci:${d}`).sort());
+      expect(await meta.alerts.alertedArtefacts('DEBIAN-B')).toEqual([]);
+      expect(reads.sort()).toEqual(digests);
+      // Bounded by the packages held: past the bound an inventory is parsed for the call and not kept (those held stay).
+      reads.length = 0;
+      const cache = new InventoryCache(meta, 3);
+      for (const d of [digests[0], digests[1], digests[0], digests[1]]) expect((await cache.get(d))?.packages).toHaveLength(3);
+      expect(reads).toEqual([digests[0], digests[1], digests[1]]);
+    } finally {
+      await meta.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
