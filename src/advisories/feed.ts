@@ -74,14 +74,22 @@ export class OsvFeed {
     return { mode: 'full', records, highWater: newest(records), requests: 1 };
   }
 
-  /** What changed after `since` (modified_id.csv, then each changed record); null when that is more than maxIncremental records. */
-  async changed(s: FeedSource, since: string): Promise<FeedFetch | null> {
+  /**
+   * What changed after `since` (modified_id.csv, then each changed record); null when that is more than maxIncremental records.
+   * A record listed at the mark itself is fetched unless `known` (the store's modified times by id) already holds it at that time.
+   */
+  async changed(s: FeedSource, since: string, known?: (ids: string[]) => Promise<Map<string, string>>): Promise<FeedFetch | null> {
     const csv = (await this.fetch(s, 'modified_id.csv', this.limits.maxBytes)).toString('utf8');
     let todo: { id: string; modified: string }[];
     try {
-      todo = modifiedSince(csv, since);
+      todo = modifiedSince(csv, since, { ecosystem: s.ecosystem, notAfter: notAfter() });
     } catch (e) {
       throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: ${(e as Error).message}`);
+    }
+    const atMark = todo.filter((t) => t.modified === since).map((t) => t.id);
+    if (atMark.length && known) {
+      const have = await known(atMark);
+      todo = todo.filter((t) => t.modified !== since || normTime(have.get(t.id) ?? '') !== t.modified);
     }
     if (todo.length > this.limits.maxIncremental) return null;
     const records: OsvRecord[] = [];
@@ -104,6 +112,8 @@ export class OsvFeed {
   private check(s: FeedSource, text: string, where: string): OsvRecord | null {
     const rec = checkOsvRecord(text, where);
     if (typeof rec === 'string') throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: ${rec}`);
+    const modified = normTime(rec.modified!)!;
+    if (modified > notAfter()) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: ${where}: ${rec.id} is modified in the future (${modified})`);
     return /^MAL-0000-/.test(rec.id) ? null : rec;
   }
 
@@ -117,6 +127,14 @@ export class OsvFeed {
     }
     return readBoundedBytes(res.body, maxBytes, this.limits.timeoutMs);
   }
+}
+
+/** Clocks may differ this much: a feed time later than now by more is refused (it would hold the high-water mark past later changes). */
+const CLOCK_SKEW_MS = 5 * 60_000;
+
+/** The latest acceptable feed time, normalised (osv.ts normTime). */
+export function notAfter(now = Date.now()): string {
+  return normTime(new Date(now + CLOCK_SKEW_MS).toISOString())!;
 }
 
 /** The newest `modified` among records, normalised (osv.ts normTime). */

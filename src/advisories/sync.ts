@@ -2,6 +2,7 @@ import type { Logger } from '../obs/logger.js';
 import type { AdvisoryStore, AdvisorySync, LeaseStore } from '../storage/meta-store.js';
 import { advisoriesApplied } from './applied.js';
 import type { FeedFetch, FeedSource, OsvFeed } from './feed.js';
+import { normTime } from './osv.js';
 
 export interface FeedsOptions {
   meta: AdvisoryStore & LeaseStore;
@@ -133,13 +134,16 @@ export class AdvisoryFeeds {
     let sync: AdvisorySync;
     let ids: string[] = [];
     try {
-      let got: FeedFetch | null = mode === 'incremental' ? await this.o.feed.changed(s, mark!) : null;
+      let got: FeedFetch | null = mode === 'incremental' ? await this.o.feed.changed(s, mark!, (ids) => this.o.meta.advisoriesModified(ids)) : null;
       if (!got) {
         mode = 'full';
         got = await this.o.feed.full(s);
       }
       const rows = got.records.map((r) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) }));
-      const highWater = mark && (!got.highWater || got.highWater < mark) ? mark : got.highWater;
+      // Never past this sync's start: a time within the clock skew (feed.ts) is fetched again next time, not held as the mark.
+      const began = normTime(new Date(startedAt).toISOString())!;
+      const fetched = got.highWater && got.highWater > began ? began : got.highWater;
+      const highWater = mark && (!fetched || fetched < mark) ? mark : fetched;
       sync = { source: s.name, startedAt, finishedAt: Date.now(), outcome: 'changed', mode, changed: 0, highWater, error: null };
       ids = await this.o.meta.recordAdvisorySync(rows, sync);
       sync = { ...sync, outcome: ids.length ? 'changed' : 'unchanged', changed: ids.length };

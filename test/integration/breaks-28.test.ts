@@ -1,0 +1,116 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { OsvFeed, type FeedSource } from '../../src/advisories/feed.js';
+import { AdvisoryFeeds } from '../../src/advisories/sync.js';
+import { createLogger } from '../../src/obs/logger.js';
+import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+import { UpstreamHttp } from '../../src/upstream/http.js';
+import { OsvFeedServer, type OsvTestRecord } from '../helpers/osv-feed.js';
+
+/** Issue 28 break-it: each `it` is one way the feed guarantees were broken, fixed in src/. */
+
+/** A feed server whose modified_id.csv can be replaced (a hostile or broken index). */
+class HostileFeed extends OsvFeedServer {
+  csvOverride: ((eco: string, honest: string) => string) | null = null;
+  override csv(ecosystem: string): string {
+    const honest = super.csv(ecosystem);
+    return this.csvOverride ? this.csvOverride(ecosystem, honest) : honest;
+  }
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const rec = (id: string, modified: string): OsvTestRecord => ({
+  id,
+  modified,
+  summary: id,
+  affected: [{ package: { ecosystem: 'PyPI', name: 'six' }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed: '9.9' }] }] }],
+});
+
+describe('issue 28 breaks: advisory feeds', () => {
+  let dir: string;
+  let server: HostileFeed;
+  let meta: SqliteMetaStore;
+  let feeds: AdvisoryFeeds;
+  const source: FeedSource = { name: 'osv-pypi', url: '', ecosystem: 'PyPI', incremental: true };
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'breaks28-'));
+    server = await new HostileFeed().start();
+    source.url = server.url;
+    meta = new SqliteMetaStore(join(dir, 'airlock.db'));
+    const feed = new OsvFeed(new UpstreamHttp({ headersTimeoutMs: 5000 }), { maxBytes: 1 << 20, timeoutMs: 5000, maxIncremental: 100 });
+    feeds = new AdvisoryFeeds({
+      meta,
+      feed,
+      sources: [source],
+      intervalMs: 3_600_000,
+      pollMs: 0,
+      maxAgeMs: 0,
+      apply: async () => 0,
+      owner: 'test',
+      log: createLogger('silent'),
+    });
+  });
+
+  afterEach(async () => {
+    await server.stop();
+    await meta.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const stored = async () => (await meta.listAdvisories()).map((r) => (JSON.parse(r) as { id: string }).id).sort();
+
+  it('a record modified in the future does not move the high-water mark past later changes (it is rejected, the data kept)', async () => {
+    const now = Date.now();
+    server.put('PyPI', rec('PYSEC-2026-1', iso(now - 3 * 3_600_000)));
+    expect((await feeds.syncNow(source)).mode).toBe('full');
+    // A broken or hostile export lists a record "modified" ten years from now.
+    server.put('PyPI', rec('PYSEC-2026-FUTURE', iso(now + 10 * 365 * 86_400_000)));
+    const bad = await feeds.syncNow(source);
+    expect(bad.outcome).toBe('failed');
+    expect(bad.error).toMatch(/future/);
+    expect(await stored()).toEqual(['PYSEC-2026-1']);
+    // The export is repaired; a genuine change an hour ago must still be fetched by the next incremental sync.
+    server.records.get('PyPI')!.delete('PYSEC-2026-FUTURE');
+    server.put('PyPI', rec('PYSEC-2026-2', iso(now - 3_600_000)));
+    const next = await feeds.syncNow(source);
+    expect(next.mode).toBe('incremental');
+    expect(await stored()).toEqual(['PYSEC-2026-1', 'PYSEC-2026-2']);
+  });
+
+  it('a record listed at exactly the high-water mark after the last sync is not missed', async () => {
+    const t = iso(Date.now() - 3_600_000);
+    server.put('PyPI', rec('PYSEC-2026-10', t));
+    await feeds.syncNow(source);
+    // The next export lists a second record with the same modified time (osv.dev times are not unique).
+    server.put('PyPI', rec('PYSEC-2026-11', t));
+    const s = await feeds.syncNow(source);
+    expect(s.mode).toBe('incremental');
+    expect(s.outcome).toBe('changed');
+    expect(await stored()).toEqual(['PYSEC-2026-10', 'PYSEC-2026-11']);
+    expect(server.asked('PYSEC-2026-11.json')).toHaveLength(1);
+    // Records at the mark that the store already holds at that time are not fetched again.
+    const jsons = server.asked('.json').length;
+    expect((await feeds.syncNow(source)).outcome).toBe('unchanged');
+    expect(server.asked('.json')).toHaveLength(jsons);
+  });
+
+  it('a modified_id.csv naming ids outside the ecosystem or with ../ is rejected, the data kept', async () => {
+    server.put('PyPI', rec('PYSEC-2026-20', iso(Date.now() - 7_200_000)));
+    await feeds.syncNow(source);
+    server.put('PyPI', rec('PYSEC-2026-21', iso(Date.now() - 3_600_000)));
+    for (const prefix of ['../../', 'npm/', 'PyPI/../npm/']) {
+      server.csvOverride = (_eco, honest) => honest.replace(',PYSEC-2026-21', `,${prefix}PYSEC-2026-21`);
+      const s = await feeds.syncNow(source);
+      expect(s.outcome, prefix).toBe('failed');
+      expect(s.error, prefix).toMatch(/modified_id\.csv line 1/);
+      expect(await stored()).toEqual(['PYSEC-2026-20']);
+    }
+    // The ecosystem's own prefix stays accepted.
+    server.csvOverride = (_eco, honest) => honest.replace(',PYSEC-2026-21', ',PyPI/PYSEC-2026-21');
+    expect((await feeds.syncNow(source)).outcome).toBe('changed');
+    expect(await stored()).toEqual(['PYSEC-2026-20', 'PYSEC-2026-21']);
+  });
+});
