@@ -33,6 +33,8 @@ export interface FeedFetch {
 
 /** One record in a zip entry may be at most this large (the largest osv.dev records are a few MB). */
 const MAX_RECORD_BYTES = 16 << 20;
+/** all.zip's records may inflate to this many times advisories.max_bytes (OSV JSON deflates about 5 to 10 times). */
+const INFLATE_RATIO = 16;
 /** Record files fetched at once by an incremental sync. */
 const PARALLEL = 4;
 
@@ -59,6 +61,15 @@ export class OsvFeed {
     } catch (e) {
       throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: all.zip is not a sound zip archive (truncated or corrupt): ${(e as Error).message}`);
     }
+    // The records are held in memory until imported: all of them together may inflate to INFLATE_RATIO x max_bytes.
+    // Checked before inflating anything (readEntry holds each entry to the size the directory declares).
+    const maxInflated = this.limits.maxBytes * INFLATE_RATIO;
+    const inflated = entries.reduce((n, e) => (e.name.endsWith('.json') ? n + e.size : n), 0);
+    if (inflated > maxInflated)
+      throw new AirlockError(
+        'UPSTREAM_BAD_RESPONSE',
+        `${s.name}: all.zip's records inflate to ${inflated} bytes, over ${maxInflated} (${INFLATE_RATIO} x advisories.max_bytes)`,
+      );
     for (const e of entries) {
       if (!e.name.endsWith('.json')) continue;
       let text: string;

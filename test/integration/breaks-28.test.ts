@@ -97,6 +97,17 @@ describe('issue 28 breaks: advisory feeds', () => {
     expect(server.asked('.json')).toHaveLength(jsons);
   });
 
+  it('an all.zip that inflates far beyond advisories.max_bytes (a compression bomb of valid records) is rejected before it is held in memory', async () => {
+    // 40 records of 1 MiB each compress to a few KiB apiece: the archive is far under max_bytes (1 MiB here), its records 40 MiB.
+    const t = Date.now() - 3_600_000;
+    for (let i = 0; i < 40; i++) server.put('PyPI', { ...rec(`PYSEC-2026-${100 + i}`, iso(t)), details: 'a'.repeat(1 << 20) });
+    expect(server.zip('PyPI').length).toBeLessThan(1 << 20);
+    const s = await feeds.syncNow(source);
+    expect(s.outcome).toBe('failed');
+    expect(s.error).toMatch(/inflate/);
+    expect(await stored()).toEqual([]);
+  });
+
   it('a modified_id.csv naming ids outside the ecosystem or with ../ is rejected, the data kept', async () => {
     server.put('PyPI', rec('PYSEC-2026-20', iso(Date.now() - 7_200_000)));
     await feeds.syncNow(source);
