@@ -139,7 +139,7 @@ export class AdvisoryFeeds {
         mode = 'full';
         got = await this.o.feed.full(s);
       }
-      const rows = got.records.map((r) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) }));
+      const rows = await this.notOlder(got.records.map((r) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) })));
       // Never past this sync's start: a time within the clock skew (feed.ts) is fetched again next time, not held as the mark.
       const began = normTime(new Date(startedAt).toISOString())!;
       const fetched = got.highWater && got.highWater > began ? began : got.highWater;
@@ -156,6 +156,18 @@ export class AdvisoryFeeds {
     }
     this.o.counted?.(s.name, sync.outcome);
     return sync;
+  }
+
+  /**
+   * The rows not older than the version stored: a stale mirror or a replayed all.zip must not roll a
+   * record back (un-withdraw it, narrow its ranges); it is skipped, the newer one stays in force.
+   */
+  private async notOlder<R extends { id: string; modified: string }>(rows: R[]): Promise<R[]> {
+    const stored = await this.o.meta.advisoriesModified(rows.map((r) => r.id));
+    return rows.filter((r) => {
+      const held = normTime(stored.get(r.id) ?? '');
+      return !held || (normTime(r.modified) ?? '') >= held;
+    });
   }
 
   /**

@@ -108,6 +108,20 @@ describe('issue 28 breaks: advisory feeds', () => {
     expect(await stored()).toEqual([]);
   });
 
+  it('an export serving an older version of a record than the one in force (a stale mirror or a replayed all.zip) does not roll it back', async () => {
+    const full: FeedSource = { ...source, incremental: false };
+    const now = Date.now();
+    const older = { ...rec('PYSEC-2026-30', iso(now - 7_200_000)), summary: 'first version' };
+    const newer = { ...rec('PYSEC-2026-30', iso(now - 3_600_000)), summary: 'second version', withdrawn: iso(now - 3_600_000) };
+    server.put('PyPI', newer);
+    await feeds.syncNow(full);
+    server.put('PyPI', older);
+    const s = await feeds.syncNow(full);
+    expect(s.outcome).toBe('unchanged');
+    const [held] = (await meta.listAdvisories()).map((r) => JSON.parse(r) as { summary: string; withdrawn?: string });
+    expect(held).toMatchObject({ summary: 'second version', withdrawn: newer.withdrawn });
+  });
+
   it('a modified_id.csv naming ids outside the ecosystem or with ../ is rejected, the data kept', async () => {
     server.put('PyPI', rec('PYSEC-2026-20', iso(Date.now() - 7_200_000)));
     await feeds.syncNow(source);
