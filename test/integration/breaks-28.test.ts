@@ -3,6 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OsvFeed, type FeedSource } from '../../src/advisories/feed.js';
+import { channelsFrom } from '../../src/alerts/channels.js';
+import type { AlertDocument } from '../../src/alerts/message.js';
+import { notifySchema } from '../../src/config/notify-schema.js';
 import { AdvisoryFeeds } from '../../src/advisories/sync.js';
 import { createLogger } from '../../src/obs/logger.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
@@ -137,5 +140,23 @@ describe('issue 28 breaks: advisory feeds', () => {
     server.csvOverride = (_eco, honest) => honest.replace(',PYSEC-2026-21', ',PyPI/PYSEC-2026-21');
     expect((await feeds.syncNow(source)).outcome).toBe('changed');
     expect(await stored()).toEqual(['PYSEC-2026-20', 'PYSEC-2026-21']);
+  });
+});
+
+describe('issue 28 breaks: alert channels', () => {
+  it('a webhook URL carrying credentials is refused at load, and a delivery error never carries them', async () => {
+    const url = 'http://alerts:hunter2-s3cret@127.0.0.1:9/hook';
+    const parsed = notifySchema.safeParse({ webhooks: [{ name: 'ops', url, format: 'slack' }] });
+    expect(parsed.success).toBe(false);
+    expect(JSON.stringify(parsed.error!.issues)).not.toContain('hunter2');
+    expect(parsed.error!.issues[0].message).toMatch(/credentials/);
+    // Even past the schema (a channel built by hand), the error recorded and logged names no secret.
+    const [ch] = channelsFrom({ ...notifySchema.parse({}), webhooks: [{ name: 'ops', url, format: 'json', secret_env: 'S' }] }, { S: 'k' });
+    const err = await ch.send({ event: 'airlock.advisory.affected' } as AlertDocument, { id: 'd', attempt: 1 }).then(
+      () => null,
+      (e: Error) => e.message,
+    );
+    expect(err).not.toBeNull();
+    expect(err).not.toContain('hunter2');
   });
 });
