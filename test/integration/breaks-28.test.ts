@@ -4,8 +4,11 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OsvFeed, type FeedSource } from '../../src/advisories/feed.js';
 import { channelsFrom } from '../../src/alerts/channels.js';
+import { impactOf } from '../../src/alerts/impact.js';
+import { appendPulls } from '../../src/core/chain.js';
 import type { AlertDocument } from '../../src/alerts/message.js';
 import { notifySchema } from '../../src/config/notify-schema.js';
+import type { OsvRecord } from '../../src/policy/advisories.js';
 import { AdvisoryFeeds } from '../../src/advisories/sync.js';
 import { createLogger } from '../../src/obs/logger.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
@@ -159,4 +162,41 @@ describe('issue 28 breaks: alert channels', () => {
     expect(err).not.toBeNull();
     expect(err).not.toContain('hunter2');
   });
+});
+
+describe('issue 28 breaks: what changed, for whom', () => {
+  it('the impact of an advisory on a release pulled 100,000 times is worked out in bounded time (it was quadratic in the pulls, the event loop held)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'breaks28-'));
+    const meta = new SqliteMetaStore(join(dir, 'airlock.db'));
+    try {
+      const N = 100_000;
+      const sha256 = 'a'.repeat(64);
+      const row = (i: number) => ({
+        ts: 1_790_000_000_000 + i,
+        client: `ci-${i % 50}`,
+        ecosystem: 'pypi' as const,
+        name: 'six',
+        version: '1.0',
+        filename: 'six-1.0-py3-none-any.whl',
+        sha256,
+        cache: 'hit' as const,
+        decision: 'allow' as const,
+      });
+      await appendPulls(
+        meta,
+        Array.from({ length: N }, (_, i) => row(i)),
+      );
+      const advisory = rec('PYSEC-2026-40', '2026-12-01T00:00:00Z') as unknown as OsvRecord;
+      const t = Date.now();
+      const [impact] = await impactOf(meta, advisory);
+      const took = Date.now() - t;
+      expect(impact.clients).toHaveLength(50);
+      expect(impact.clients.reduce((n, c) => n + c.pulls, 0)).toBe(N);
+      // Linear: about 2 s here for two 100,000-row reads; the quadratic dedupe took over 10 s.
+      expect(took).toBeLessThan(7000);
+    } finally {
+      await meta.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
