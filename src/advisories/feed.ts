@@ -33,6 +33,8 @@ export interface FeedFetch {
 
 /** One record in a zip entry may be at most this large (the largest osv.dev records are a few MB). */
 const MAX_RECORD_BYTES = 16 << 20;
+/** all.zip's records may inflate to this many times advisories.max_bytes (OSV JSON deflates about 5 to 10 times). */
+const INFLATE_RATIO = 16;
 /** Record files fetched at once by an incremental sync. */
 const PARALLEL = 4;
 
@@ -59,6 +61,15 @@ export class OsvFeed {
     } catch (e) {
       throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: all.zip is not a sound zip archive (truncated or corrupt): ${(e as Error).message}`);
     }
+    // The records are held in memory until imported: all of them together may inflate to INFLATE_RATIO x max_bytes.
+    // Checked before inflating anything (readEntry holds each entry to the size the directory declares).
+    const maxInflated = this.limits.maxBytes * INFLATE_RATIO;
+    const inflated = entries.reduce((n, e) => (e.name.endsWith('.json') ? n + e.size : n), 0);
+    if (inflated > maxInflated)
+      throw new AirlockError(
+        'UPSTREAM_BAD_RESPONSE',
+        `${s.name}: all.zip's records inflate to ${inflated} bytes, over ${maxInflated} (${INFLATE_RATIO} x advisories.max_bytes)`,
+      );
     for (const e of entries) {
       if (!e.name.endsWith('.json')) continue;
       let text: string;
@@ -74,14 +85,22 @@ export class OsvFeed {
     return { mode: 'full', records, highWater: newest(records), requests: 1 };
   }
 
-  /** What changed after `since` (modified_id.csv, then each changed record); null when that is more than maxIncremental records. */
-  async changed(s: FeedSource, since: string): Promise<FeedFetch | null> {
+  /**
+   * What changed after `since` (modified_id.csv, then each changed record); null when that is more than maxIncremental records.
+   * A record listed at the mark itself is fetched unless `known` (the store's modified times by id) already holds it at that time.
+   */
+  async changed(s: FeedSource, since: string, known?: (ids: string[]) => Promise<Map<string, string>>): Promise<FeedFetch | null> {
     const csv = (await this.fetch(s, 'modified_id.csv', this.limits.maxBytes)).toString('utf8');
     let todo: { id: string; modified: string }[];
     try {
-      todo = modifiedSince(csv, since);
+      todo = modifiedSince(csv, since, { ecosystem: s.ecosystem, notAfter: notAfter() });
     } catch (e) {
       throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: ${(e as Error).message}`);
+    }
+    const atMark = todo.filter((t) => t.modified === since).map((t) => t.id);
+    if (atMark.length && known) {
+      const have = await known(atMark);
+      todo = todo.filter((t) => t.modified !== since || normTime(have.get(t.id) ?? '') !== t.modified);
     }
     if (todo.length > this.limits.maxIncremental) return null;
     const records: OsvRecord[] = [];
@@ -104,6 +123,8 @@ export class OsvFeed {
   private check(s: FeedSource, text: string, where: string): OsvRecord | null {
     const rec = checkOsvRecord(text, where);
     if (typeof rec === 'string') throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: ${rec}`);
+    const modified = normTime(rec.modified!)!;
+    if (modified > notAfter()) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: ${where}: ${rec.id} is modified in the future (${modified})`);
     return /^MAL-0000-/.test(rec.id) ? null : rec;
   }
 
@@ -117,6 +138,14 @@ export class OsvFeed {
     }
     return readBoundedBytes(res.body, maxBytes, this.limits.timeoutMs);
   }
+}
+
+/** Clocks may differ this much: a feed time later than now by more is refused (it would hold the high-water mark past later changes). */
+const CLOCK_SKEW_MS = 5 * 60_000;
+
+/** The latest acceptable feed time, normalised (osv.ts normTime). */
+export function notAfter(now = Date.now()): string {
+  return normTime(new Date(now + CLOCK_SKEW_MS).toISOString())!;
 }
 
 /** The newest `modified` among records, normalised (osv.ts normTime). */

@@ -2,6 +2,8 @@ import type { OsvRecord } from '../policy/advisories.js';
 
 /** An OSV id as it may appear in a URL path segment of the export (no slashes, no dot segments). */
 const ID = /^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$/;
+/** The `<ecosystem>/` prefix osv.dev may put on an id in modified_id.csv: one directory name (config/advisories-schema.ts). */
+const PREFIX = /^[A-Za-z0-9][A-Za-z0-9 .:_-]{0,63}$/;
 const RFC3339 = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/i;
 
 /**
@@ -57,10 +59,13 @@ export function checkOsvRecord(text: string, where: string): OsvRecord | string 
 /**
  * modified_id.csv, osv.dev's per-ecosystem index: one `<RFC 3339 modified>,<id>` line per record,
  * newest first (a header line, blank lines and an `<ecosystem>/` prefix on the id are tolerated).
- * Returns the entries newer than `since` (all when null; every line is read, the order is not trusted),
- * or throws on a line that is neither.
+ * Returns the entries at or after `since` (all when null; every line is read, the order is not trusted):
+ * records at the mark itself are listed again, since osv.dev's times are not unique and one listed after
+ * the last sync may share the mark's time (the store skips a record it already holds unchanged).
+ * Throws on a line that is neither, whose prefix is not `ecosystem` (when given) or not one path segment,
+ * or whose time is after `notAfter` (normalised; a time in the future would hold the mark past later changes).
  */
-export function modifiedSince(csv: string, since: string | null): { id: string; modified: string }[] {
+export function modifiedSince(csv: string, since: string | null, opts: { ecosystem?: string; notAfter?: string } = {}): { id: string; modified: string }[] {
   const out: { id: string; modified: string }[] = [];
   const lines = csv.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
@@ -68,9 +73,18 @@ export function modifiedSince(csv: string, since: string | null): { id: string; 
     if (!line || (i === 0 && /^[a-z_]+,[a-z_]+$/i.test(line))) continue;
     const comma = line.indexOf(',');
     const modified = comma > 0 ? normTime(line.slice(0, comma)) : null;
-    const id = line.slice(comma + 1).replace(/^.*\//, '');
-    if (!modified || !ID.test(id)) throw new Error(`modified_id.csv line ${i + 1}: expected "<RFC 3339 time>,<id>", got ${JSON.stringify(line.slice(0, 80))}`);
-    if (since !== null && modified <= since) continue;
+    const named = line.slice(comma + 1);
+    const slash = named.lastIndexOf('/');
+    const id = named.slice(slash + 1);
+    const prefix = slash < 0 ? null : named.slice(0, slash);
+    const badPrefix = prefix !== null && (!PREFIX.test(prefix) || prefix.includes('..') || (opts.ecosystem !== undefined && prefix !== opts.ecosystem));
+    if (!modified || !ID.test(id) || badPrefix)
+      throw new Error(
+        `modified_id.csv line ${i + 1}: expected "<RFC 3339 time>,<id>"${opts.ecosystem ? ` of ${opts.ecosystem}` : ''}, got ${JSON.stringify(line.slice(0, 80))}`,
+      );
+    if (opts.notAfter !== undefined && modified > opts.notAfter)
+      throw new Error(`modified_id.csv line ${i + 1}: ${id} is modified in the future (${modified})`);
+    if (since !== null && modified < since) continue;
     out.push({ id, modified });
   }
   return out;

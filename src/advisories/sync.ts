@@ -2,6 +2,7 @@ import type { Logger } from '../obs/logger.js';
 import type { AdvisoryStore, AdvisorySync, LeaseStore } from '../storage/meta-store.js';
 import { advisoriesApplied } from './applied.js';
 import type { FeedFetch, FeedSource, OsvFeed } from './feed.js';
+import { normTime } from './osv.js';
 
 export interface FeedsOptions {
   meta: AdvisoryStore & LeaseStore;
@@ -133,13 +134,16 @@ export class AdvisoryFeeds {
     let sync: AdvisorySync;
     let ids: string[] = [];
     try {
-      let got: FeedFetch | null = mode === 'incremental' ? await this.o.feed.changed(s, mark!) : null;
+      let got: FeedFetch | null = mode === 'incremental' ? await this.o.feed.changed(s, mark!, (ids) => this.o.meta.advisoriesModified(ids)) : null;
       if (!got) {
         mode = 'full';
         got = await this.o.feed.full(s);
       }
-      const rows = got.records.map((r) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) }));
-      const highWater = mark && (!got.highWater || got.highWater < mark) ? mark : got.highWater;
+      const rows = await this.notOlder(got.records.map((r) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) })));
+      // Never past this sync's start: a time within the clock skew (feed.ts) is fetched again next time, not held as the mark.
+      const began = normTime(new Date(startedAt).toISOString())!;
+      const fetched = got.highWater && got.highWater > began ? began : got.highWater;
+      const highWater = mark && (!fetched || fetched < mark) ? mark : fetched;
       sync = { source: s.name, startedAt, finishedAt: Date.now(), outcome: 'changed', mode, changed: 0, highWater, error: null };
       ids = await this.o.meta.recordAdvisorySync(rows, sync);
       sync = { ...sync, outcome: ids.length ? 'changed' : 'unchanged', changed: ids.length };
@@ -152,6 +156,18 @@ export class AdvisoryFeeds {
     }
     this.o.counted?.(s.name, sync.outcome);
     return sync;
+  }
+
+  /**
+   * The rows not older than the version stored: a stale mirror or a replayed all.zip must not roll a
+   * record back (un-withdraw it, narrow its ranges); it is skipped, the newer one stays in force.
+   */
+  private async notOlder<R extends { id: string; modified: string }>(rows: R[]): Promise<R[]> {
+    const stored = await this.o.meta.advisoriesModified(rows.map((r) => r.id));
+    return rows.filter((r) => {
+      const held = normTime(stored.get(r.id) ?? '');
+      return !held || (normTime(r.modified) ?? '') >= held;
+    });
   }
 
   /**

@@ -33,7 +33,14 @@ async function post(url: string, body: string, headers: Record<string, string>, 
     });
   } catch (e) {
     const err = e as Error & { cause?: { code?: string; message?: string } };
-    throw new Error(err.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : (err.cause?.code ?? err.cause?.message ?? err.message));
+    const why = err.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : (err.cause?.code ?? err.cause?.message ?? err.message);
+    // The URL (its credentials, a Slack hook's secret path) never goes into the error: it is logged and kept in the outbox.
+    throw new Error(
+      why
+        .split(url)
+        .join('<webhook url>')
+        .replace(/[a-z][a-z0-9+.-]*:\/\/\S+/gi, '<url>'),
+    );
   }
   await res.body?.cancel().catch(() => {});
   if (res.status < 200 || res.status > 299) throw new Error(`HTTP ${res.status}`);

@@ -57,15 +57,19 @@ export async function impactOf(meta: MetaStore, rec: OsvRecord, policy?: Policy,
   if (rec.withdrawn) return [];
   const adv = new Advisories([rec]);
   const out: Impact[] = [];
-  const pypi = new Map<string, { name: string; version: string; match: AdvisoryMatch; pulls: StoredPullRecord[] }>();
+  const pypi = new Map<string, { name: string; version: string; match: AdvisoryMatch; pulls: StoredPullRecord[]; ids: Set<number> }>();
   const addPypi = (p: StoredPullRecord) => {
     // A PEP 658 metadata file (pip reads it while resolving) is not the release itself.
     if (p.decision !== 'allow' || !p.version || p.filename?.endsWith('.metadata')) return;
     const match = adv.matchPypi(p.name, p.version, p.sha256 ?? undefined).find((m) => m.id === rec.id);
     if (!match) return;
     const key = `pkg:pypi/${p.name}@${p.version}`;
-    const e = pypi.get(key) ?? { name: p.name, version: p.version, match, pulls: [] };
-    if (!e.pulls.some((q) => q.id === p.id)) e.pulls.push(p);
+    const e = pypi.get(key) ?? { name: p.name, version: p.version, match, pulls: [], ids: new Set<number>() };
+    // A row found both by name and by hash counts once (a Set: a popular release has 100,000s of rows).
+    if (!e.ids.has(p.id)) {
+      e.ids.add(p.id);
+      e.pulls.push(p);
+    }
     pypi.set(key, e);
   };
   for (const name of adv.packagesOf(rec)) {

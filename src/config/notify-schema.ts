@@ -1,13 +1,17 @@
 import { z } from 'zod';
 
-const url = z.string().refine((s) => {
-  try {
-    const u = new URL(s);
-    return u.protocol === 'http:' || u.protocol === 'https:';
-  } catch {
-    return false;
-  }
-}, 'expected an http(s) URL');
+const url = z
+  .string()
+  .refine((s) => {
+    try {
+      const u = new URL(s);
+      return u.protocol === 'http:' || u.protocol === 'https:';
+    } catch {
+      return false;
+    }
+  }, 'expected an http(s) URL')
+  // Credentials in the URL would be echoed by fetch's errors into the log, the outbox and the console (and fetch refuses them).
+  .refine((s) => !URL.canParse(s) || (!new URL(s).username && !new URL(s).password), 'a webhook URL may not carry credentials (user:password@)');
 
 /** A notification channel (issue 28): a generic JSON webhook signed with HMAC-SHA256, or a Slack-compatible incoming webhook. */
 const webhook = z

@@ -308,6 +308,8 @@ export interface AdvisoryStore {
   /** Upsert by id in one transaction; returns how many were new or changed (and bumps the generation when any were). */
   putAdvisories(recs: AdvisoryRow[]): Promise<number>;
   listAdvisories(): Promise<string[]>;
+  /** The stored `modified` time of each of `ids` that is stored (as the record gave it). */
+  advisoriesModified(ids: string[]): Promise<Map<string, string>>;
   /**
    * A feed sync, in one transaction: its records upserted (none for a failed sync), the generation bumped when any
    * changed, and the sync recorded. Returns the ids that changed.

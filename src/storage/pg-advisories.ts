@@ -42,6 +42,11 @@ export class PgAdvisories implements AdvisoryStore {
     return (await this.pool.query<{ record: string }>('SELECT record FROM advisories')).rows.map((r) => r.record);
   }
 
+  async advisoriesModified(ids: string[]): Promise<Map<string, string>> {
+    const { rows } = await this.pool.query<{ id: string; modified: string }>('SELECT id, modified FROM advisories WHERE id = ANY($1::text[])', [ids]);
+    return new Map(rows.map((r) => [r.id, r.modified]));
+  }
+
   async recordAdvisorySync(recs: AdvisoryRow[], s: AdvisorySync): Promise<string[]> {
     return this.tx(async (c) => {
       const { ids, generation } = await this.upsert(c, recs);

@@ -62,6 +62,16 @@ export class SqliteAdvisories implements AdvisoryStore {
       .map((r) => r.record);
   }
 
+  async advisoriesModified(ids: string[]): Promise<Map<string, string>> {
+    const get = this.db.prepare<[string], { modified: string }>('SELECT modified FROM advisories WHERE id = ?');
+    const out = new Map<string, string>();
+    for (const id of ids) {
+      const row = get.get(id);
+      if (row) out.set(id, row.modified);
+    }
+    return out;
+  }
+
   async recordAdvisorySync(recs: AdvisoryRow[], s: AdvisorySync): Promise<string[]> {
     return this.db.transaction(() => {
       const { ids, generation } = this.upsert(recs);

@@ -10,14 +10,16 @@ describe('OSV feed parsing (advisories/osv.ts)', () => {
     for (const bad of ['2026-12-03', '2026-12-03 10:00:00Z', 'yesterday', '2026-13-45T99:00:00Z']) expect(normTime(bad)).toBeNull();
   });
 
-  it("reads modified_id.csv: the lines newer than the mark, whatever their order, with osv.dev's optional prefix and header", () => {
+  it("reads modified_id.csv: the lines at or after the mark, whatever their order, with osv.dev's optional prefix and header", () => {
     const csv = 'modified,id\n2026-12-03T10:00:00.5Z,GHSA-new\n2026-12-01T00:00:00Z,PyPI/PYSEC-old\n2026-12-02T00:00:00Z,PYSEC-mid\n\n';
-    expect(modifiedSince(csv, normTime('2026-12-01T00:00:00Z'))).toEqual([
+    expect(modifiedSince(csv, normTime('2026-12-01T00:00:00.000001Z'))).toEqual([
       { id: 'GHSA-new', modified: '2026-12-03T10:00:00.500000000Z' },
       { id: 'PYSEC-mid', modified: '2026-12-02T00:00:00.000000000Z' },
     ]);
     expect(modifiedSince(csv, null).map((e) => e.id)).toEqual(['GHSA-new', 'PYSEC-old', 'PYSEC-mid']);
-    expect(modifiedSince(csv, normTime('2026-12-03T10:00:00.5Z'))).toEqual([]);
+    // A record at the mark itself is listed again (times are not unique: one may have appeared since the last sync).
+    expect(modifiedSince(csv, normTime('2026-12-03T10:00:00.5Z')).map((e) => e.id)).toEqual(['GHSA-new']);
+    expect(modifiedSince(csv, normTime('2026-12-03T10:00:00.6Z'))).toEqual([]);
   });
 
   it('refuses a CSV line that is not a time and an id, or whose id would leave the ecosystem directory', () => {
