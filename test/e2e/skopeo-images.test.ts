@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { airlockCli } from '../helpers/cli.js';
 import { records } from '../helpers/http.js';
+import { Receiver } from '../helpers/receiver.js';
 import { debianBase, dpkgQuery, FIXTURES, layerBlob, rootfs } from '../helpers/layers.js';
 import { buildLayeredImage, haveTool, pushImage, RealRegistry, skopeo, type BuiltImage } from '../helpers/oci-tools.js';
 
@@ -20,6 +21,8 @@ const registryYaml = (port: number) => `oci:\n  default_registry: registry.test\
 
 describe('vulnerable base images stop at the door (real skopeo, real registry)', () => {
   const reg = new RealRegistry();
+  // Alerts (issue 28): a webhook receiver on loopback, told when a new advisory affects an image pulled earlier.
+  const rx = new Receiver();
   let a: TestAirlock;
   let deb: BuiltImage;
   let alpine: BuiltImage;
@@ -37,7 +40,8 @@ describe('vulnerable base images stop at the door (real skopeo, real registry)',
     }
     sslVersion = dpkgQuery().get('libssl3')?.sourceVersion ?? '';
     expect(sslVersion).not.toBe('');
-    await reg.start();
+    await Promise.all([reg.start(), rx.start()]);
+    process.env.AIRLOCK_TEST_HOOK_SECRET = 'skopeo-images-alerts';
     // A Debian image: this machine's dpkg database, then a layer of pip-installed dists (zstd).
     const debLayers = [layerBlob(debianBase()), layerBlob(rootfs({ [SITE]: { copyDir: join(FIXTURES, 'python/site-packages') } }), 'zstd')];
     const alpineLayers = [
@@ -100,7 +104,11 @@ describe('vulnerable base images stop at the door (real skopeo, real registry)',
       ],
     });
 
-    a = await startAirlock(`${registryYaml(reg.port)}policy:
+    a = await startAirlock(`${registryYaml(reg.port)}notify:
+  webhooks:
+    - { name: sec, url: "${rx.url('/hook')}", secret_env: AIRLOCK_TEST_HOOK_SECRET }
+  poll_seconds: 0.1
+policy:
   advisories:
     refuse: critical
     exceptions:
@@ -127,6 +135,7 @@ describe('vulnerable base images stop at the door (real skopeo, real registry)',
   afterAll(async () => {
     await a?.stop();
     await reg.stop();
+    await rx.stop();
   });
 
   it('refuses an approved image carrying a critical advisory at its manifest, on the first pull, naming the advisory and fix', async () => {
@@ -192,6 +201,17 @@ describe('vulnerable base images stop at the door (real skopeo, real registry)',
     const next = await pull('team/alpine:v1');
     expect(next.code).not.toBe(0);
     expect(next.stderr).toContain('ALPINE-CVE-2099-2002 (CVE-2099-2002) CRITICAL 9.8 in openssl (libcrypto3 3.3.0-r2), fixed in 3.3.1-r0');
+    // Whoever pulled the image before is told, once: one alert for the image skopeo pulled, naming the client.
+    await rx.until(() => rx.delivered('/hook').some((r) => JSON.parse(r.body).artefact.key === `oci:${alpine.digest}`));
+    await a.airlock.alerting!.idle();
+    const docs = rx.delivered('/hook').map((r) => JSON.parse(r.body));
+    const mine = docs.filter((d) => d.advisory.id === 'ALPINE-CVE-2099-2002' && d.artefact.key === `oci:${alpine.digest}`);
+    expect(mine).toHaveLength(1);
+    expect(mine[0]).toMatchObject({ package: { fixed: '3.3.1-r0' }, artefact: { kind: 'oci', repositories: ['registry.test/team/alpine'] } });
+    expect(mine[0].clients.map((c: { client: string }) => c.client)).toEqual(['127.0.0.1']);
+    // Every alert is for another artefact (no repeats), and none for the advisories imported before anything was pulled.
+    expect(new Set(docs.map((d) => `${d.advisory.id} ${d.artefact.key}`)).size).toBe(docs.length);
+    expect(docs.every((d) => d.advisory.id === 'ALPINE-CVE-2099-2002')).toBe(true);
   }, 120_000);
 
   it('answers "which images carry it, and who pulled them" (airlock affected), and nests image packages in the SBOM', async () => {
