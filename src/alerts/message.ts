@@ -29,6 +29,11 @@ export function incidentUrl(base: string, id: string): string {
   return `${base.replace(/\/+$/, '')}/-/ui/incidents/${encodeURIComponent(id)}`;
 }
 
+/** The clients of an alert as its document gives them (ISO times). */
+export function clientLines(clients: ClientPulls[]): AlertDocument['clients'] {
+  return clients.map((c) => ({ client: c.client, pulls: c.pulls, first_pull: iso(c.first), last_pull: iso(c.last) }));
+}
+
 export function alertDocument(rec: OsvRecord, impact: Impact, baseUrl: string): AlertDocument {
   return {
     event: 'airlock.advisory.affected',
@@ -42,7 +47,7 @@ export function alertDocument(rec: OsvRecord, impact: Impact, baseUrl: string): 
     },
     package: { ecosystem: impact.ecosystem, packages: impact.packages, fixed: impact.fixed },
     artefact: { key: impact.artefact, kind: impact.kind, files: impact.files, repositories: impact.repositories, tags: impact.tags },
-    clients: impact.clients.map((c: ClientPulls) => ({ client: c.client, pulls: c.pulls, first_pull: iso(c.first), last_pull: iso(c.last) })),
+    clients: clientLines(impact.clients),
     incident_url: incidentUrl(baseUrl, rec.id),
   };
 }

@@ -3,7 +3,7 @@ import { SCANNER_VERSION } from '../scan/index.js';
 import type { NewAlert } from '../storage/alert-store.js';
 import type { MetaStore } from '../storage/meta-store.js';
 import { clientsOf } from './impact.js';
-import type { AlertDocument } from './message.js';
+import { clientLines, type AlertDocument } from './message.js';
 
 /**
  * A cached model file newly refused after a scanner upgrade (hf/rescan.ts) as an alert: the same
@@ -35,9 +35,7 @@ export async function queueModelRefusal(meta: MetaStore, n: NewlyRefused, channe
   const served = (await meta.listPulls({ ecosystem: 'hf', sha256: n.sha256, decision: 'allow', limit: 10_000 })).filter(
     (p) => !p.filename?.endsWith('.metadata'),
   );
-  const iso = (ms: number) => new Date(ms).toISOString();
-  const clients = clientsOf(served).map((c) => ({ client: c.client, pulls: c.pulls, first_pull: iso(c.first), last_pull: iso(c.last) }));
-  const payload = JSON.stringify(modelAlertDocument(n, clients, baseUrl));
+  const payload = JSON.stringify(modelAlertDocument(n, clientLines(clientsOf(served)), baseUrl));
   const alerts: NewAlert[] = channels.map((channel) => ({ advisoryId: SCANNER_VERSION, modified: '', artefact: `hf:sha256:${n.sha256}`, channel, payload }));
   return meta.alerts.enqueueAlerts(alerts, [], now);
 }
