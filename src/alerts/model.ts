@@ -32,9 +32,7 @@ export function modelAlertDocument(n: NewlyRefused, clients: AlertDocument['clie
 
 /** Queue the alert of a newly refused model file on every channel; returns how many rows were new. */
 export async function queueModelRefusal(meta: MetaStore, n: NewlyRefused, channels: string[], baseUrl: string, now = Date.now()): Promise<number> {
-  const served = (await meta.listPulls({ ecosystem: 'hf', sha256: n.sha256, decision: 'allow', limit: 10_000 })).filter(
-    (p) => !p.filename?.endsWith('.metadata'),
-  );
+  const served = await meta.listPulls({ ecosystem: 'hf', sha256: n.sha256, decision: 'allow', limit: 10_000 });
   const payload = JSON.stringify(modelAlertDocument(n, clientLines(clientsOf(served)), baseUrl));
   const alerts: NewAlert[] = channels.map((channel) => ({ advisoryId: SCANNER_VERSION, modified: '', artefact: `hf:sha256:${n.sha256}`, channel, payload }));
   return meta.alerts.enqueueAlerts(alerts, [], now);
