@@ -33,6 +33,18 @@ function printed(entry: object, accepted: string | null): void {
 }
 
 /** The word a single pin has always printed for an entry it found ("updated"), and what it says when the entry already held the pin. */
+/**
+ * Write one pin through the byte-exact editor (an accepted look-alike's comment above its entry),
+ * then load the policy again: a pin never leaves one that fails to load (the old bytes go back).
+ */
+function writePin(configFile: string, policyFile: string, name: string, accepted: string | null, write: (comment?: string) => PinOutcome): PinOutcome {
+  return keepLoadable(configFile, policyFile, () => {
+    const how = write(accepted ?? undefined);
+    if (accepted) noteAccepted(policyFile, name, accepted);
+    return how;
+  });
+}
+
 const verb = (how: PinOutcome) => (how === 'added' ? 'added' : 'updated');
 const same = (how: PinOutcome) => (how === 'unchanged' ? '; already pinned: nothing to change' : '');
 
@@ -42,12 +54,7 @@ async function pinOci({ values, configFile }: CommandContext, req: string): Prom
   const accepted = await lookalikeGate(loaded, 'oci', pin.repository, values['accept-lookalike']);
   if (values.print) return printed(pin, accepted);
   ociAgeGate(loaded, pin, values['accept-new'] === true);
-  // The policy is loaded again after the write: a pin never leaves one that fails to load (the old bytes go back).
-  const how = keepLoadable(configFile, loaded.policyFile, () => {
-    const how = writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin, accepted ?? undefined);
-    if (accepted) noteAccepted(loaded.policyFile, pin.repository, accepted);
-    return how;
-  });
+  const how = writePin(configFile, loaded.policyFile, pin.repository, accepted, (c) => writeOciPin(loaded.policyFile, loaded.policyPathInFile, pin, c));
   const what = pin.mediaType.includes('index') || pin.mediaType.includes('list') ? `index of ${pin.children} platforms` : `manifest with ${pin.children} blobs`;
   process.stdout.write(`${verb(how)} ${pin.repository}${pin.tag ? `:${pin.tag}` : ''} -> ${pin.digest} (${what}${same(how)}) in ${loaded.policyFile}\n`);
   if (how !== 'unchanged') await recordPinSigners(configFile, [{ eco: 'oci', repository: pin.repository, digest: pin.digest }], process.stdout);
@@ -99,15 +106,11 @@ function ociAgeGate(loaded: ReturnType<typeof loadConfig>, pin: Awaited<ReturnTy
 async function pinHf({ values, configFile }: CommandContext, req: string): Promise<void> {
   const pin = await resolveHfPin(configFile, req);
   const loaded = loadConfig(configFile);
-  const accepted = await lookalikeGate(loaded, 'hf', pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo, values['accept-lookalike']);
+  const name = pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo;
+  const accepted = await lookalikeGate(loaded, 'hf', name, values['accept-lookalike']);
   if (values.print) return printed(pin, accepted);
   hfAgeGate(loaded, pin, values['accept-new'] === true);
-  const how = keepLoadable(configFile, loaded.policyFile, () => {
-    const how = writeHfPin(loaded.policyFile, loaded.policyPathInFile, pin, accepted ?? undefined);
-    if (accepted) noteAccepted(loaded.policyFile, pin.repo, accepted);
-    return how;
-  });
-  const name = pin.type === 'dataset' ? `datasets/${pin.repo}` : pin.repo;
+  const how = writePin(configFile, loaded.policyFile, pin.repo, accepted, (c) => writeHfPin(loaded.policyFile, loaded.policyPathInFile, pin, c));
   process.stdout.write(
     `${verb(how)} ${name}${pin.ref ? `@${pin.ref}` : ''} -> ${pin.commit}${how === 'unchanged' ? ' (already pinned: nothing to change)' : ''} in ${loaded.policyFile}\n`,
   );
@@ -119,11 +122,7 @@ async function pinPypi({ values, configFile }: CommandContext, req: string): Pro
   const loaded = loadConfig(configFile);
   const accepted = await lookalikeGate(loaded, 'pypi', pin.name, values['accept-lookalike']);
   if (values.print) return printed({ name: pin.name, versions: `==${pin.version}`, sha256: pin.sha256 }, accepted);
-  const how = keepLoadable(configFile, loaded.policyFile, () => {
-    const how = writePypiPin(loaded.policyFile, loaded.policyPathInFile, pin, accepted ?? undefined);
-    if (accepted) noteAccepted(loaded.policyFile, pin.name, accepted);
-    return how;
-  });
+  const how = writePin(configFile, loaded.policyFile, pin.name, accepted, (c) => writePypiPin(loaded.policyFile, loaded.policyPathInFile, pin, c));
   process.stdout.write(
     `${verb(how)} ${pin.name}==${pin.version} (${pin.files.length} file${pin.files.length === 1 ? '' : 's'}, from the ${pin.source} index${same(how)}) in ${loaded.policyFile}\n`,
   );
