@@ -1,4 +1,3 @@
-import type { Publisher } from './identity.js';
 import type { SignatureResult } from './verify.js';
 
 /**
@@ -7,19 +6,10 @@ import type { SignatureResult } from './verify.js';
  * `signatureField(result)` as `signature` to serveBlob / serveSmall / a Refusal's row; the
  * console, `airlock records` and the SBOM read it back with `parseSignature`.
  */
-export interface RecordSignature {
-  /** True when the signature verified under the rule; false on a signature refusal (what was found). */
-  ok: boolean;
-  /** "issuer subject" (keyless), "key:<12 hex>" or "ca:<CN> <SAN>". */
-  identity?: string;
-  publisher?: Publisher;
-  bundleDigest?: string;
-  tlogIndex?: string;
-  integratedTime?: number;
-  trustVersion?: string;
+export type RecordSignature = Omit<SignatureResult, 'reason'> & {
   /** Continuity (signing/continuity.ts): the identity earlier versions were verified under, when this one differs and the rule warns. */
   changedFrom?: string;
-}
+};
 
 /** Longest text kept per string field: identities and digests are short; this bounds a hostile certificate's SAN. */
 const MAX_FIELD = 300;
