@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { loaders } from './lib/http.mjs';
 import { prepareFixtures } from './lib/fixtures.mjs';
 import { createResults, report } from './lib/results.mjs';
+import { crossSectionTargets } from './lib/issue29.mjs';
 import { airlockStarter, startStaticNginx } from './lib/servers.mjs';
 import * as cold from './sections/01-cold.mjs';
 import * as coldOci from './sections/01b-cold-oci.mjs';
@@ -101,6 +102,8 @@ const ctx = {
   progress,
   // Peak RSS by scenario, for the target over every scenario at the end.
   peakRss: {},
+  // Figures issue 29's targets compare across sections (bench/lib/issue29.mjs).
+  issue29: {},
 };
 
 for (const [key, title, section] of SECTIONS) {
@@ -114,6 +117,8 @@ if (Object.keys(ctx.peakRss).length) {
   target('peak RSS <= 200 MB in every scenario', worstRss <= 200e6, `${(worstRss / 1e6).toFixed(0)} MB (worst)`);
 }
 results.peakRssBytes = ctx.peakRss;
+crossSectionTargets(target, ctx.issue29);
+if (Object.keys(ctx.issue29).length) results.issue29 = ctx.issue29;
 
 // ---------------------------------------------------------------------------------------------
 fx.up.child.kill('SIGTERM');

@@ -26,7 +26,8 @@ export function createResults({ QUICK, S }) {
   const row = (scenario, subject, figures) => {
     results.rows.push({ scenario, subject, ...figures });
   };
-  const target = (name, ok, detail) => results.targets.push({ name, met: ok, detail });
+  /** A target: met (true), missed (false) or not measured here (null); `extra` (e.g. perRound) goes into the JSON. */
+  const target = (name, ok, detail, extra = {}) => results.targets.push({ name, met: ok, detail, ...extra });
   return { results, progress, row, target };
 }
 

@@ -20,6 +20,8 @@ export async function run(ctx) {
   const t = median(through.map((x) => x.mibps));
   row('cold OCI layer, unthrottled', 'direct from upstream /v2/', { mibps: d, ttfbMs: median(direct.map((x) => x.ttfb)) * 1000 });
   row('cold OCI layer, unthrottled', 'Airlock /v2/ (verify + cache)', { mibps: t, ttfbMs: median(through.map((x) => x.ttfb)) * 1000, ratio: t / d });
+  // Issue 29: "the OCI cold row" a cold reviewed HF file is measured against (bench/lib/issue29.mjs).
+  ctx.issue29.ociCold = { mibps: t, perRound: through.map((x) => x.mibps), upstream: 'unthrottled' };
   // The same file as an LFS file of a pinned Hugging Face model.
   const hfThrough = [];
   for (let r = 0; r < S.reps; r++) {

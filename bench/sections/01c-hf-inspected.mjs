@@ -4,6 +4,7 @@
 // whose every member is judged as the tar streams through.
 import { median } from '../lib/proc.mjs';
 import { curl, get } from '../lib/http.mjs';
+import { roundsTarget, sizeLabel } from '../lib/issue29.mjs';
 
 const GiB = 1 << 30;
 
@@ -47,11 +48,18 @@ export async function run(ctx) {
     const rv = { mibps: median(reviewed.map((x) => x.mibps)), ttfbMs: median(reviewed.map((x) => x.ttfb)) * 1000 };
     row(label, 'Airlock /hf/, the file reviewed (scan.sha256: not walked)', { ...rv, ratio: rv.mibps / d.mibps, ratioVsWalked: rv.mibps / t.mibps });
     target(`cold reviewed HF ${h.label} >= 0.95x direct at 200 MiB/s`, rv.mibps / d.mibps >= 0.95, `${(rv.mibps / d.mibps).toFixed(2)}x`);
+    // Issue 29: the reviewed tar beside the OCI cold row (judged at the end, bench/lib/issue29.mjs), unless a row at that upstream's rate is already there.
+    if (h.file === SHARD.name) {
+      ctx.issue29.reviewedHf ??= {};
+      ctx.issue29.reviewedHf['200 MiB/s'] ??= { file: h.label, mibps: rv.mibps, perRound: reviewed.map((x) => x.mibps) };
+    }
     if (h.wasHeld) {
       row(label, 'before: whole-file hold (first byte no sooner than this last byte)', { ttfbMs: t.totalS * 1000 });
       target(`cold torch checkpoint TTFB <= 1 s at 200 MiB/s`, t.ttfbMs <= 1000, `${t.ttfbMs.toFixed(0)} ms (was ~${t.totalS.toFixed(1)} s)`);
     } else {
       target(`cold ${h.label} throughput >= 0.95x direct at 200 MiB/s`, t.mibps / d.mibps >= 0.95, `${(t.mibps / d.mibps).toFixed(2)}x`);
+      const perRound = through.map((x, i) => x.mibps / direct[i].mibps);
+      roundsTarget(target, `issue 29: benign ${sizeLabel(S.big)} dataset tar >= 0.95x a 200 MiB/s upstream`, perRound, 0.95);
     }
   }
 }

@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { nginxBinary } from '../lib/proc.mjs';
+import { coldPeerTargets } from '../lib/issue29.mjs';
 
 const MiB = 1 << 20;
 
@@ -40,6 +41,7 @@ export async function run(ctx) {
         a.mibps / r.summary.direct.mibps >= 0.6,
         `${(a.mibps / r.summary.direct.mibps).toFixed(2)}x`,
       );
+      coldPeerTargets(target, r);
     }
   }
 }
