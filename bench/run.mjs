@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
 import { gzipSync } from 'node:zlib';
+import { reviewedVsOci } from './hf-reviewed.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The glibc settings Airlock is deployed with (Dockerfile, npm start); bench runs after the build.
@@ -382,6 +383,8 @@ if (want('1b')) {
   }
   const h = median(hfThrough.map((x) => x.mibps));
   row('cold HF LFS file, unthrottled', 'Airlock /hf/ (verify + cache)', { mibps: h, ttfbMs: median(hfThrough.map((x) => x.ttfb)) * 1000, ratio: h / d });
+  // Issue 29: the same file reviewed (scan.sha256), paired round by round with the OCI cold pull (bench/hf-reviewed.mjs).
+  await reviewedVsOci({ reps: S.reps, startAirlock, curl, get, median, row, target, name: f.name, sha256: up.info.files[f.name].sha256, warmup: WARMUP });
 }
 
 // 1c. A real torch.save checkpoint, cold, at 200 MiB/s: its pickle comes first, so Airlock judges

@@ -184,10 +184,19 @@ export async function scan(src: ByteSource, path = 'the file', opts: ScanOptions
   return r.done(format);
 }
 
+const ZIP_END = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
+
+/** The first byte that String.prototype.trimStart would keep of the bytes read as latin1 (-1 if none): no string per member. */
+function firstNonSpace(b: Buffer): number {
+  for (const x of b) if (!(x === 0x20 || (x >= 0x09 && x <= 0x0d) || x === 0xa0)) return x;
+  return -1;
+}
+
 /** Bytes that match no format: JSON, a zip behind a stub, a pickle without a header, or data. */
 async function scanOpaque(src: ByteSource, head: Buffer, path: string, r: Report, clear: () => Promise<void>): Promise<Format> {
-  const first = head.toString('latin1').trimStart()[0];
-  if (src.size <= 16 << 20 && (first === '{' || first === '[')) {
+  const first = firstNonSpace(head);
+  // '{' or '[': JSON.
+  if (src.size <= 16 << 20 && (first === 0x7b || first === 0x5b)) {
     const bytes = await src.read(0, src.size);
     if (scanJson(bytes, path, r)) return 'json';
   }
@@ -205,7 +214,7 @@ async function scanOpaque(src: ByteSource, head: Buffer, path: string, r: Report
   await clear();
   // A zip whose end record is at the end but whose first bytes are something else (a stub).
   const tail = await src.read(Math.max(0, src.size - 65557), Math.min(src.size, 65557));
-  if (tail.includes(Buffer.from([0x50, 0x4b, 0x05, 0x06]))) {
+  if (tail.includes(ZIP_END)) {
     r.refuse('zip_prefixed', `${path}: a zip archive behind ${head.subarray(0, 4).toString('hex')}... (bytes before the first entry)`);
     return 'zip';
   }
