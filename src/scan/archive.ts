@@ -166,7 +166,10 @@ async function walkTar(blocks: Blocks, label: string, onMember: MemberHandler): 
           throw new ScanError(`${label}: member ${name} links to ${JSON.stringify(target)}, outside the archive`);
         // tar-stream would skip a link's data, Python's tarfile reads it as the next header: no reading may hide a member.
         if (h.size > 0) throw new ScanError(`${label}: member ${name} is a ${h.type} carrying ${h.size} bytes of data`);
-      } else if (h.type !== 'file' && h.type !== 'contiguous-file' && h.type !== 'directory') {
+      } else if (h.type === 'directory') {
+        // Readers disagree on whether a directory's size is data to skip: none may see a member the walk did not.
+        if (h.size > 0) throw new ScanError(`${label}: member ${name} is a directory carrying ${h.size} bytes of data`);
+      } else if (h.type !== 'file' && h.type !== 'contiguous-file') {
         throw new ScanError(`${label}: member ${name} is a ${h.type} (only files, directories and links inside the archive are accepted)`);
       }
       if (h.type === 'file' || h.type === 'contiguous-file') await onMember(name, h.size, body);

@@ -27,8 +27,11 @@ export interface MemberBody {
   stream(): Readable;
 }
 
-/** A positional reader over a ByteSource: reads of `window` bytes, members cut from them in place. */
-export function sourceBlocks(src: ByteSource, window = 4 << 20): Blocks {
+/**
+ * A positional reader over a ByteSource: reads of `window` bytes (1 MiB, what the inspector read
+ * per chunk before: memory per inspected fill unchanged), members cut from them in place.
+ */
+export function sourceBlocks(src: ByteSource, window = 1 << 20): Blocks {
   let buf: Buffer = Buffer.alloc(0);
   let bufPos = 0;
   let pos = 0;
@@ -221,7 +224,8 @@ export function decodeHeader(b: Buffer): TarHeader | null {
   } else if (!(magic === 'ustar ' && b[263] === 0x20 && b[264] === 0)) {
     throw new TarFormatError('invalid tar header: unknown format');
   }
-  if (flag === 0 && name.endsWith('/')) flag = 5;
+  // A V7 directory: a regular file ('\0', not '0') named with a trailing slash, as Python's tarfile reads it.
+  if (b[156] === 0 && name.endsWith('/')) flag = 5;
   return { name, size: octal(b, 124, 12), type: TYPES[flag] ?? null, linkname: b[157] === 0 ? null : until0(b, 157, 100) };
 }
 
@@ -278,7 +282,7 @@ export async function walkTarBlocks(b: Blocks, onEntry: (h: TarHeader, body: Mem
     }
     longPath = longLink = pax = null;
     if (!(h.size >= 0)) throw new TarFormatError('invalid tar header (size)');
-    // A directory's size is not data (as tar-stream and Python's tarfile read it).
+    // A directory's size is not data (as tar-stream and Python's tarfile read it; the walk refuses a directory with a size).
     const dataSize = h.type === 'directory' ? 0 : h.size;
     const body = memberBody(b, dataSize);
     await onEntry(h, body);
