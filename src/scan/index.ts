@@ -41,6 +41,9 @@ export function sniff(head: Buffer): Format {
 
 /** JSON content: auto_map (remote code) and chat templates. Returns false when it is not JSON. */
 function scanJson(bytes: Buffer, path: string, r: Report): boolean {
+  // A control byte other than tab, LF and CR is never JSON (raw, or in a string): binary that
+  // opens with '{' or '[' (an image in a dataset shard, say) is answered without decoding it.
+  for (const b of bytes) if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d) return false;
   let doc: unknown;
   try {
     doc = JSON.parse(bytes.toString('utf8'));
