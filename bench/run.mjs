@@ -285,7 +285,8 @@ async function startAirlock(opts = {}) {
     async stop() {
       rss.stop();
       child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      // A server that already exited (a random port another process held) fires no second 'exit'.
+      if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r));
       rmSync(dir, { recursive: true, force: true });
     },
   };
