@@ -7,6 +7,7 @@
 // Figures that sections measure apart are left in ctx.issue29 (results.issue29 in the JSON) and
 // judged together at the end (crossSectionTargets): a section that adds such a figure sets it there.
 //   ociCold: { mibps, perRound, upstream }       section 1b, Airlock /v2/ cold
+//   reviewedHfPaired: [ratio, ...]  section 1b: the reviewed HF file ÷ the OCI pull, round by round
 //   reviewedHf: { [upstream]: { mibps, perRound, file } }  a reviewed HF file (scan.sha256) cold
 import { median } from './proc.mjs';
 
@@ -89,6 +90,8 @@ export function coldPeerTargets(target, r) {
 
 /** Targets on figures from different sections (ctx.issue29), judged after every section has run. */
 export function crossSectionTargets(target, issue29) {
+  // Section 1b measured the reviewed file paired round by round with the OCI pull (its own target).
+  if (issue29.reviewedHfPaired) return;
   const oci = issue29.ociCold;
   const rv = oci && issue29.reviewedHf?.[oci.upstream];
   const name = `issue 29: cold reviewed HF file >= 0.9x the OCI cold row`;

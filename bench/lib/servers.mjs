@@ -87,7 +87,8 @@ export function airlockStarter({ ROOT, work, up, UP, allow, LAYER, MALLOC_TUNABL
       async stop() {
         rss.stop();
         child.kill('SIGTERM');
-        await new Promise((r) => child.once('exit', r));
+        // A server that already exited (a random port another process held) fires no second 'exit'.
+        if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r));
         rmSync(dir, { recursive: true, force: true });
       },
     };

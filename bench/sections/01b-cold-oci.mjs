@@ -2,9 +2,10 @@
 // as an LFS file of a pinned Hugging Face model.
 import { median } from '../lib/proc.mjs';
 import { curl, get } from '../lib/http.mjs';
+import { reviewedVsOci } from '../hf-reviewed.mjs';
 
 export async function run(ctx) {
-  const { S, files, WARMUP, up, UP, startAirlock, row } = ctx;
+  const { S, files, WARMUP, up, UP, startAirlock, row, target } = ctx;
   const f = files[0];
   const direct = [];
   const through = [];
@@ -34,4 +35,8 @@ export async function run(ctx) {
   }
   const h = median(hfThrough.map((x) => x.mibps));
   row('cold HF LFS file, unthrottled', 'Airlock /hf/ (verify + cache)', { mibps: h, ttfbMs: median(hfThrough.map((x) => x.ttfb)) * 1000, ratio: h / d });
+  // Issue 29: the same file reviewed (scan.sha256), paired round by round with the OCI cold pull
+  // (bench/hf-reviewed.mjs); the paired ratios are the target, not the medians of two sections.
+  const named = (name, ok, detail, extra) => target(`issue 29: ${name}`, ok, detail, extra);
+  ctx.issue29.reviewedHfPaired = await reviewedVsOci({ reps: S.reps, startAirlock, curl, get, median, row, target: named, name: f.name, sha256: up.info.files[f.name].sha256, warmup: WARMUP });
 }

@@ -1,10 +1,10 @@
 import { Readable, Transform, type Duplex } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import lzma from 'lzma-native';
-import tar from 'tar-stream';
 import unbzip2 from 'unbzip2-stream';
 import { DecompressStream } from 'zstd-napi';
 import { ScanError, type ByteSource } from './source.js';
+import { TarFormatError, memberBody, sourceBlocks, streamBlocks, walkTarBlocks, type Blocks, type MemberBody } from './tar.js';
 
 /**
  * Opening archives as they stream: compressed files (gzip, bzip2, xz, zstd) are decompressed and
@@ -103,43 +103,59 @@ function expansionGuard(compressed: number, label: string): Transform {
 }
 
 /** What a walk hands the judge: one member's name, declared size (when the tar says) and bytes. */
-export type MemberHandler = (name: string, size: number | undefined, body: Readable) => Promise<void>;
+export type MemberHandler = (name: string, size: number | undefined, body: MemberBody) => Promise<void>;
+
+/**
+ * Walk a file being judged: a plain tar is read in place (positional reads, member bodies the
+ * judge does not read are skipped, not read); a compressed one through its decompressor.
+ */
+export async function walkSource(src: ByteSource, label: string, onMember: MemberHandler): Promise<void> {
+  const head = await src.read(0, Math.min(src.size, 512));
+  if (!compressionOf(head) && isTar(head)) return walkTar(sourceBlocks(src), label, onMember);
+  return walkStream(sequential(src), src.size, label, onMember);
+}
 
 /**
  * Decompress `body` (if compressed) and walk it: a tar's regular files each go to `onMember`; a
  * compressed file that is not a tar is one member, named after the file without its extension.
  */
 export async function walkStream(body: Readable, compressedSize: number, label: string, onMember: MemberHandler): Promise<void> {
-  let stream = body;
-  const head = await peek(stream, 512);
-  stream = head.stream;
-  const kind = compressionOf(head.bytes);
-  if (kind) {
-    const d = decompressor(kind);
-    const wrapErr = (e: Error) => (e instanceof ScanError ? e : new ScanError(`${label}: ${kind} stream is corrupt (${e.message})`));
-    stream.on('error', (e) => d.destroy(e));
-    const guarded = stream.pipe(d).pipe(expansionGuard(compressedSize, label));
-    d.on('error', (e) => guarded.destroy(wrapErr(e)));
-    const inner = await peek(guarded, 512);
-    if (!isTar(inner.bytes)) {
-      await onMember(label.replace(/\.(gz|tgz|bz2|xz|zst|zstd)$/i, ''), undefined, inner.stream);
-      return;
+  const head = await peek(body, 512);
+  let stream = head.stream;
+  try {
+    const kind = compressionOf(head.bytes);
+    let blocks: Blocks;
+    if (kind) {
+      const d = decompressor(kind);
+      const wrapErr = (e: Error) => (e instanceof ScanError ? e : new ScanError(`${label}: ${kind} stream is corrupt (${e.message})`));
+      head.stream.on('error', (e) => d.destroy(e));
+      stream = head.stream.pipe(d).pipe(expansionGuard(compressedSize, label));
+      d.on('error', (e) => stream.destroy(wrapErr(e)));
+      blocks = streamBlocks(stream);
+      if (!isTar(await blocks.peek(512))) {
+        await onMember(label.replace(/\.(gz|tgz|bz2|xz|zst|zstd)$/i, ''), undefined, memberBody(blocks));
+        // What the judge left unread is still decompressed: a corrupt or bombing tail is refused.
+        await blocks.skip(Infinity);
+        return;
+      }
+    } else if (!isTar(head.bytes)) {
+      throw new ScanError(`${label}: not a tar or a compressed stream`);
+    } else {
+      blocks = streamBlocks(stream);
     }
-    stream = inner.stream;
-  } else if (!isTar(head.bytes)) {
-    throw new ScanError(`${label}: not a tar or a compressed stream`);
+    await walkTar(blocks, label, onMember);
+  } finally {
+    // Whatever was not read (a refusal stopped the walk) is not read or decompressed further.
+    stream.destroy();
+    head.stream.destroy();
+    body.destroy();
   }
-  await walkTar(stream, label, onMember);
 }
 
-async function walkTar(stream: Readable, label: string, onMember: MemberHandler): Promise<void> {
-  const extract = tar.extract();
-  stream.on('error', (e) => extract.destroy(e));
-  stream.pipe(extract);
+async function walkTar(blocks: Blocks, label: string, onMember: MemberHandler): Promise<void> {
   let count = 0;
   try {
-    for await (const entry of extract) {
-      const h = entry.header;
+    await walkTarBlocks(blocks, async (h, body) => {
       if (++count > ARCHIVE_LIMITS.members) throw new ScanError(`${label}: more than ${ARCHIVE_LIMITS.members} members`);
       const name = h.name;
       if (name.startsWith('/') || name.split('/').includes('..')) throw new ScanError(`${label}: member ${JSON.stringify(name)} escapes the archive`);
@@ -148,16 +164,18 @@ async function walkTar(stream: Readable, label: string, onMember: MemberHandler)
         const base = h.type === 'symlink' ? name.split('/').slice(0, -1) : [];
         if (target.startsWith('/') || escapes([...base, ...target.split('/')]))
           throw new ScanError(`${label}: member ${name} links to ${JSON.stringify(target)}, outside the archive`);
-      } else if (h.type !== 'file' && h.type !== 'contiguous-file' && h.type !== 'directory') {
+        // tar-stream would skip a link's data, Python's tarfile reads it as the next header: no reading may hide a member.
+        if (h.size > 0) throw new ScanError(`${label}: member ${name} is a ${h.type} carrying ${h.size} bytes of data`);
+      } else if (h.type === 'directory') {
+        // Readers disagree on whether a directory's size is data to skip: none may see a member the walk did not.
+        if (h.size > 0) throw new ScanError(`${label}: member ${name} is a directory carrying ${h.size} bytes of data`);
+      } else if (h.type !== 'file' && h.type !== 'contiguous-file') {
         throw new ScanError(`${label}: member ${name} is a ${h.type} (only files, directories and links inside the archive are accepted)`);
       }
-      if (h.type === 'file' || h.type === 'contiguous-file') await onMember(name, h.size, entry as unknown as Readable);
-      // Whatever the handler left unread is drained, so the walk moves on.
-      entry.resume();
-    }
+      if (h.type === 'file' || h.type === 'contiguous-file') await onMember(name, h.size, body);
+    });
   } catch (e) {
-    extract.destroy();
-    stream.destroy();
+    if (e instanceof TarFormatError) throw new ScanError(`${label}: the tar is malformed (${e.message})`);
     throw e instanceof ScanError ? e : new ScanError(`${label}: the tar is malformed (${(e as Error).message})`);
   }
 }

@@ -1,9 +1,10 @@
 import { Readable } from 'node:stream';
-import { ARCHIVE_LIMITS, compressionOf, isOpenable, isTar, sequential, walkStream } from './archive.js';
+import { ARCHIVE_LIMITS, compressionOf, isOpenable, isTar, walkSource, walkStream } from './archive.js';
 import { checkGguf, checkSafetensors, readNpyHeader, suspiciousTemplate } from './formats.js';
 import { looksLikePickle } from './pickle.js';
 import { Report, scanPickles, type Finding, type Format, type ScanReport } from './report.js';
 import { ScanError, bufferSource, type ByteSource } from './source.js';
+import { bufferBody, type MemberBody } from './tar.js';
 import { ZIP_MEMBER_MAX, followTorchZip, judgeRawPickles, scanNpy, scanZip } from './torch.js';
 
 export { SCANNER_VERSION, type Finding, type Format, type ScanReport } from './report.js';
@@ -40,6 +41,9 @@ export function sniff(head: Buffer): Format {
 
 /** JSON content: auto_map (remote code) and chat templates. Returns false when it is not JSON. */
 function scanJson(bytes: Buffer, path: string, r: Report): boolean {
+  // A control byte other than tab, LF and CR is never JSON (raw, or in a string): binary that
+  // opens with '{' or '[' (an image in a dataset shard, say) is answered without decoding it.
+  for (const b of bytes) if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d) return false;
   let doc: unknown;
   try {
     doc = JSON.parse(bytes.toString('utf8'));
@@ -122,7 +126,7 @@ export async function scan(src: ByteSource, path = 'the file', opts: ScanOptions
   const head = await src.read(0, Math.min(src.size, 4096));
   let format: Format = sniff(head);
   const depth = opts.depth ?? 0;
-  const judgeMember = (name: string, size: number | undefined, body: Readable) => scanMember(r, name, size, body, depth + 1);
+  const judgeMember = (name: string, size: number | undefined, body: MemberBody) => scanMember(r, name, size, body, depth + 1);
   try {
     switch (format) {
       case 'safetensors':
@@ -149,7 +153,7 @@ export async function scan(src: ByteSource, path = 'the file', opts: ScanOptions
         // Following a download: the judge sees the first pickle's imports at once, and storage
         // CRCs are checked as they pass; the whole archive is checked again at the end.
         const preverified = opts.cleared ? await followTorchZip(src, (first) => clear('torch-zip', first)) : null;
-        format = await scanZip(src, r, (name, bytes) => judgeMember(name, bytes.length, Readable.from([bytes])), sniff, preverified ?? undefined);
+        format = await scanZip(src, r, (name, bytes) => judgeMember(name, bytes.length, bufferBody(bytes)), sniff, preverified ?? undefined);
         break;
       }
       case 'pickle': {
@@ -167,7 +171,7 @@ export async function scan(src: ByteSource, path = 'the file', opts: ScanOptions
           break;
         }
         await clear(format);
-        await walkStream(sequential(src), src.size, path, judgeMember);
+        await walkSource(src, path, judgeMember);
         break;
       }
       case 'opaque':
@@ -183,10 +187,19 @@ export async function scan(src: ByteSource, path = 'the file', opts: ScanOptions
   return r.done(format);
 }
 
+const ZIP_END = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
+
+/** The first byte that String.prototype.trimStart would keep of the bytes read as latin1 (-1 if none): no string per member. */
+function firstNonSpace(b: Buffer): number {
+  for (const x of b) if (!(x === 0x20 || (x >= 0x09 && x <= 0x0d) || x === 0xa0)) return x;
+  return -1;
+}
+
 /** Bytes that match no format: JSON, a zip behind a stub, a pickle without a header, or data. */
 async function scanOpaque(src: ByteSource, head: Buffer, path: string, r: Report, clear: () => Promise<void>): Promise<Format> {
-  const first = head.toString('latin1').trimStart()[0];
-  if (src.size <= 16 << 20 && (first === '{' || first === '[')) {
+  const first = firstNonSpace(head);
+  // '{' or '[': JSON.
+  if (src.size <= 16 << 20 && (first === 0x7b || first === 0x5b)) {
     const bytes = await src.read(0, src.size);
     if (scanJson(bytes, path, r)) return 'json';
   }
@@ -204,7 +217,7 @@ async function scanOpaque(src: ByteSource, head: Buffer, path: string, r: Report
   await clear();
   // A zip whose end record is at the end but whose first bytes are something else (a stub).
   const tail = await src.read(Math.max(0, src.size - 65557), Math.min(src.size, 65557));
-  if (tail.includes(Buffer.from([0x50, 0x4b, 0x05, 0x06]))) {
+  if (tail.includes(ZIP_END)) {
     r.refuse('zip_prefixed', `${path}: a zip archive behind ${head.subarray(0, 4).toString('hex')}... (bytes before the first entry)`);
     return 'zip';
   }
@@ -213,54 +226,49 @@ async function scanOpaque(src: ByteSource, head: Buffer, path: string, r: Report
 
 /** How much of a member is read whole for judging; larger members are sniffed from their head. */
 const MEMBER_MAX = ZIP_MEMBER_MAX;
+/** How much of a larger member is sniffed. */
+const MEMBER_HEAD = 64 << 10;
 
 /**
  * Judge one archive member by the same rules as a file of its own: archives inside are walked as
  * they stream; anything else up to MEMBER_MAX is read and scanned; larger members are sniffed, and
  * refused when they could carry code (a pickle, a zip, an object array) that cannot be read whole.
+ * A larger data member is not read past its head (in a plain tar its bytes are skipped, not read).
  */
-async function scanMember(r: Report, name: string, size: number | undefined, body: Readable, depth: number): Promise<void> {
-  const it = body[Symbol.asyncIterator]();
-  const parts: Buffer[] = [];
-  let have = 0;
-  for (;;) {
-    const next = await it.next();
-    if (next.done) break;
-    parts.push(next.value as Buffer);
-    have += (next.value as Buffer).length;
-    if (have <= MEMBER_MAX) continue;
-    // Too large to hold: sniff its head.
-    const held = Buffer.concat(parts);
-    const head = held.subarray(0, 64 << 10);
-    const kind = sniff(head);
-    if (isOpenable(head)) {
-      // An archive inside is walked as it streams: what was held, then the rest of the member.
-      const rest = Readable.from(
-        (async function* () {
-          yield held;
-          for (let n = await it.next(); !n.done; n = await it.next()) yield n.value as Buffer;
-        })(),
-      );
-      await walkNested(r, name, size, rest, depth);
-      return;
-    }
-    const objectArray = kind === 'numpy' && (await readNpyHeader(bufferSource(head)).catch(() => ({ objectDtype: true }))).objectDtype;
-    if (kind === 'pickle' || kind === 'zip' || kind === 'archive' || objectArray) {
-      r.refuse(
-        'archive_member_unscanned',
-        `member ${name}: a member of over ${MEMBER_MAX} bytes that looks like ${kind} is too large to inspect inside an archive`,
-      );
-      body.destroy();
-      return;
-    }
-    // Data: the rest passes unread (drained).
-    for (let n = await it.next(); !n.done; n = await it.next());
+async function scanMember(r: Report, name: string, size: number | undefined, body: MemberBody, depth: number): Promise<void> {
+  // Members of known size up to MEMBER_MAX are taken whole (in place from the walk's read); of
+  // unknown size (a compressed file that is not a tar), up to one byte more than MEMBER_MAX.
+  const first = await body.take(size === undefined ? MEMBER_MAX + 1 : size <= MEMBER_MAX ? size : MEMBER_HEAD);
+  if (first.length <= MEMBER_MAX && (size === undefined || size <= MEMBER_MAX)) {
+    const sub = await scan(bufferSource(first), name, { depth });
+    sub.findings.push(...formatMismatch(name, sub));
+    r.merge(sub, name);
     return;
   }
-  // Most members arrive as one chunk: judge it in place (a copy per member cost half the walk).
-  const sub = await scan(bufferSource(parts.length === 1 ? parts[0] : Buffer.concat(parts)), name, { depth });
-  sub.findings.push(...formatMismatch(name, sub));
-  r.merge(sub, name);
+  // Too large to hold: sniff its head.
+  const head = first.subarray(0, MEMBER_HEAD);
+  const kind = sniff(head);
+  if (isOpenable(head)) {
+    // An archive inside is walked as it streams: what was taken, then the rest of the member.
+    const rest = body.stream();
+    const whole = Readable.from(
+      (async function* () {
+        yield first;
+        yield* rest;
+      })(),
+      { objectMode: false },
+    );
+    await walkNested(r, name, size, whole, depth);
+    return;
+  }
+  const objectArray = kind === 'numpy' && (await readNpyHeader(bufferSource(head)).catch(() => ({ objectDtype: true }))).objectDtype;
+  if (kind === 'pickle' || kind === 'zip' || kind === 'archive' || objectArray) {
+    r.refuse(
+      'archive_member_unscanned',
+      `member ${name}: a member of over ${MEMBER_MAX} bytes that looks like ${kind} is too large to inspect inside an archive`,
+    );
+  }
+  // Data: the rest passes unread (the walk skips it).
 }
 
 async function walkNested(r: Report, name: string, size: number | undefined, body: Readable, depth: number): Promise<void> {

@@ -4,8 +4,19 @@ import type { FileBytes } from '../core/bytes.js';
 export type ByteSource = FileBytes;
 export { bufferBytes as bufferSource } from '../core/bytes.js';
 
-/** A judgement that stops the file: parse errors, limits, inconsistencies. */
-export class ScanError extends Error {}
+/**
+ * A judgement that stops the file: parse errors, limits, inconsistencies. It carries a message,
+ * not a stack: the trial pickle decode of every opaque archive member ends in one, and capturing
+ * the stack cost a tenth of a dataset walk.
+ */
+export class ScanError extends Error {
+  constructor(message: string) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super(message);
+    Error.stackTraceLimit = limit;
+  }
+}
 
 const CHUNK = 1 << 20;
 

@@ -1,5 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import lzma from 'lzma-native';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -8,7 +11,7 @@ import { HfPolicy } from '../../src/policy/hf.js';
 import { ARCHIVE_LIMITS } from '../../src/scan/archive.js';
 import { scan, type ScanReport } from '../../src/scan/index.js';
 import { contentDecision } from '../../src/hf/inspection.js';
-import { bufferSource } from '../../src/scan/source.js';
+import { bufferSource, type ByteSource } from '../../src/scan/source.js';
 import { R, hex, makeTar, makeZip } from '../helpers/model-files.js';
 
 const policy = new HfPolicy({ allow: [{ repo: 'org/d', commits: ['d'.repeat(40)] }] }, ['hf']);
@@ -124,5 +127,93 @@ describe('archives too large to hold are walked as they stream', () => {
     ]);
     const r = await judge(await makeTar([{ name: 'inner.tar', data: evilInner }]));
     expect(r.reason).toMatch(/posix\.system \(in member inner\.tar\/late\.pkl\)/);
+  });
+});
+
+/** Counts what the scan reads of a plain tar (the walk reads it in place and skips what it need not read). */
+function countingSource(bytes: Buffer): { src: ByteSource; read: () => number } {
+  let n = 0;
+  return {
+    src: {
+      size: bytes.length,
+      read: async (pos, len) => {
+        const b = bytes.subarray(pos, Math.min(bytes.length, pos + len));
+        n += b.length;
+        return b;
+      },
+    },
+    read: () => n,
+  };
+}
+
+/** A tar written by GNU tar from files on disk (long names as GNU or PAX records). */
+function gnuTar(files: Record<string, Buffer>, format: 'gnu' | 'pax'): Buffer {
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-tar-'));
+  try {
+    for (const [name, data] of Object.entries(files)) {
+      mkdirSync(join(dir, 'src', dirname(name)), { recursive: true });
+      writeFileSync(join(dir, 'src', name), data);
+    }
+    execFileSync('tar', [`--format=${format}`, '-cf', join(dir, 'out.tar'), '-C', join(dir, 'src'), ...Object.keys(files)]);
+    return readFileSync(join(dir, 'out.tar'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('plain tars are walked in place', () => {
+  it('a large data member is skipped, not read, and the members after it are still judged', async () => {
+    const big = Buffer.alloc((64 << 20) + 10, 0x61);
+    const t = await makeTar([
+      { name: 'big.txt', data: big },
+      { name: 'late.pkl', data: hex(R.R2) },
+    ]);
+    const c = countingSource(t);
+    const report = await scan(c.src, 'data.tar');
+    expect(report.globals).toContain('posix.system');
+    expect(report.where?.['posix.system']).toBe('late.pkl');
+    // The 64 MiB body was not read (its head was sniffed; the walk reads in 1 MiB windows).
+    expect(c.read()).toBeLessThan(t.length - (56 << 20));
+  });
+  it('a link or a directory carrying data is refused (readers disagree on such data; Python reads a member there)', async () => {
+    const hidden = await makeTar([{ name: 'evil.pkl', data: hex(R.R2) }]);
+    for (const [flag, linkname, what] of [
+      ['2', 'x', 'symlink'],
+      ['5', '', 'directory'],
+    ]) {
+      const t = await makeTar([{ name: 'cover', data: hidden.subarray(0, hidden.length - 1024) }]);
+      // Turn the member into a symlink or a directory that keeps its size.
+      t.write(flag, 156, 'latin1');
+      t.write(linkname, 157, 'latin1');
+      t.fill(0x20, 148, 156);
+      let sum = 0;
+      for (let i = 0; i < 512; i++) sum += t[i];
+      t.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+      // Python's tarfile (what datasets and webdataset read shards with) finds the member inside it.
+      const python = execFileSync(
+        'python3',
+        ['-c', 'import sys, tarfile; print(" ".join(m.name for m in tarfile.open(fileobj=sys.stdin.buffer, mode="r|")))'],
+        {
+          input: t,
+        },
+      );
+      expect(python.toString().trim()).toBe('cover evil.pkl');
+      const r = await judge(t);
+      expect(r.allow).toBe(false);
+      expect(r.reason).toMatch(new RegExp(`member cover is a ${what} carrying \\d+ bytes of data`));
+    }
+  });
+  it('long names as GNU tar writes them (GNU and PAX records) are read, and judged the same compressed or not', async () => {
+    const deep = `${'d'.repeat(60)}/${'e'.repeat(60)}/${'f'.repeat(60)}`;
+    for (const format of ['gnu', 'pax'] as const) {
+      const t = gnuTar({ [`${deep}/ok.txt`]: Buffer.from('hello\n'), [`${deep}/sample.pyd`]: hex(R.R2) }, format);
+      for (const [label, bytes] of [
+        ['tar', t],
+        ['tar.gz', gzipSync(t)],
+      ] as const) {
+        const r = await judge(bytes as Buffer, `data.${label}`);
+        expect(r.reason).toContain(`posix.system (in member ${deep}/sample.pyd)`);
+      }
+    }
   });
 });
