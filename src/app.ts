@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { under, type FrontEnd } from './http/frontend.js';
 import { clientAddress, type AppEnv } from './http/send.js';
 import { clientResolver } from './http/client-address.js';
-import type { FastPath } from './http/fast.js';
+import type { FastClient, FastPath } from './http/fast.js';
 import { ADMIN, mountAdmin, type AdminDeps } from './http/admin.js';
 import { rateLimit, requestName } from './http/refusal.js';
 import { AirlockError } from './core/errors.js';
@@ -69,8 +69,7 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
   // One middleware for every request: its id, its identity, and the request counter. (Two
   // middlewares cost a warm page more: each layer is another async frame and dispatch step.)
   app.use('*', async (c, next) => {
-    const given = c.req.header('x-request-id');
-    c.set('requestId', given && REQUEST_ID.test(given) ? given : randomUUID());
+    c.set('requestId', requestIdOf(c.req.header('x-request-id')));
     // The client's address, once per request: every limit and record keyed by client uses it.
     c.set('client', clientOf(c.env?.incoming?.socket?.remoteAddress, c.req.header('x-forwarded-for')));
     const area = areaOf(c.req.path);
@@ -124,7 +123,12 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
     d.log.error({ err, path: c.req.path }, 'unexpected error');
     return c.json({ error: 'INTERNAL', message: 'internal error (see the Airlock log)' }, 500);
   });
-  return { app, fast: fastPath(d.frontends, admit, admitted, count) };
+  return { app, fast: fastPath(d.frontends, admit, admitted, count, clientOf) };
+}
+
+/** A request's id: the client's X-Request-Id when well-formed, else a new one. */
+function requestIdOf(given: string | undefined): string {
+  return given && REQUEST_ID.test(given) ? given : randomUUID();
 }
 
 /** The request counter (airlock_http_requests_total), its children kept by label pair: prom-client's labelled inc() hashes its labels on every call. */
@@ -149,6 +153,7 @@ function fastPath(
   admit: (area: Area, path: string, authorization: string | undefined) => Promise<Admission>,
   admitted: WeakMap<IncomingMessage, { area: Area; admission: Admission }>,
   count: (ecosystem: string, status: number) => void,
+  clientOf: (peer: string | undefined, forwardedFor: string | undefined) => string,
 ): FastPath {
   const withFast = frontends.filter((f) => f.fast);
   return {
@@ -161,7 +166,21 @@ function fastPath(
       // Repeated credentials: the router reads them as Hono joins them; it decides.
       if (authorization !== undefined && (req.headersDistinct.authorization?.length ?? 0) > 1) return false;
       const a = await admit(area, path, authorization);
-      if ('refuse' in a || !area.fast!(req, res)) {
+      if ('refuse' in a) {
+        admitted.set(req, { area, admission: a });
+        return false;
+      }
+      // Who is asking, as the router's middleware sets it (for an answer that writes a pull record).
+      const who: FastClient = {
+        client: () => {
+          // Repeated X-Forwarded-For headers arrive joined with ", ", as the router reads them.
+          const addr = clientOf(req.socket?.remoteAddress, req.headers['x-forwarded-for'] as string | undefined);
+          return a.identity ? `${a.identity.name}@${addr}` : addr;
+        },
+        requestId: () => requestIdOf(req.headers['x-request-id'] as string | undefined),
+      };
+      const answered = area.fast!(req, res, who);
+      if (!(typeof answered === 'boolean' ? answered : await answered)) {
         admitted.set(req, { area, admission: a });
         return false;
       }
