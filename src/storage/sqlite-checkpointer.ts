@@ -23,18 +23,24 @@ const Database = require(workerData.module);
 const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma('synchronous = NORMAL');
 db.pragma('busy_timeout = 1000');
+// One checkpoint at a time; past maxFrames the next waits until the committing connection has
+// finished one itself (so the two never collide and that one is never left busy).
+let timer;
 const tick = () => {
   try {
     const [r] = db.pragma('wal_checkpoint(PASSIVE)');
-    parentPort.postMessage({ frames: r ? r.log : 0 });
+    const frames = r ? r.log : 0;
+    parentPort.postMessage({ frames });
+    if (frames <= workerData.maxFrames) timer = setTimeout(tick, workerData.everyMs);
   } catch (e) {
     parentPort.postMessage({ error: String((e && e.message) || e) });
   }
 };
-const timer = setInterval(tick, workerData.everyMs);
+timer = setTimeout(tick, workerData.everyMs);
 parentPort.on('message', (m) => {
+  if (m === 'caught-up') timer = setTimeout(tick, workerData.everyMs);
   if (m !== 'stop') return;
-  clearInterval(timer);
+  clearTimeout(timer);
   db.close();
   parentPort.close();
 });
@@ -51,12 +57,16 @@ export interface Checkpointer {
 }
 
 /** Take `db`'s WAL checkpoints off the calling thread; `onFailure` hears why they came back to it. */
-export function checkpointInBackground(db: Database, onFailure: (why: string) => void = () => {}, everyMs = EVERY_MS): Checkpointer {
+export function checkpointInBackground(
+  db: Database,
+  onFailure: (why: string) => void = () => {},
+  { everyMs = EVERY_MS, maxFrames = MAX_FRAMES }: { everyMs?: number; maxFrames?: number } = {},
+): Checkpointer {
   const module = createRequire(import.meta.url).resolve('better-sqlite3');
   db.pragma('wal_autocheckpoint = 0');
   // The WAL file is cut back to this size when it starts over (it stays at its largest otherwise).
-  db.pragma(`journal_size_limit = ${MAX_FRAMES * 4096}`);
-  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { module, path: db.name, everyMs } });
+  db.pragma(`journal_size_limit = ${maxFrames * 4096}`);
+  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { module, path: db.name, everyMs, maxFrames } });
   worker.unref();
   let stopping = false;
   let failed = false;
@@ -71,7 +81,10 @@ export function checkpointInBackground(db: Database, onFailure: (why: string) =>
     // catches up with the last one, and the WAL starts over only after a checkpoint that did: past
     // MAX_FRAMES this connection checkpoints the rest itself (a stall of tens of ms every ~15 s
     // under sustained load, where SQLite's own checkpoints stalled every ~35 commits).
-    if ((m.frames ?? 0) > MAX_FRAMES && db.open && !db.inTransaction) db.pragma('wal_checkpoint(PASSIVE)');
+    if ((m.frames ?? 0) > maxFrames && db.open) {
+      db.pragma('wal_checkpoint(PASSIVE)');
+      worker.postMessage('caught-up');
+    }
     if (m.error) {
       fallBack(`the checkpoint thread failed: ${m.error}`);
       void worker.terminate();
