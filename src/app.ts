@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Hono } from 'hono';
 import { presentedSecret, type Authenticator, type Identity } from './auth/tokens.js';
 import type { Logger } from 'pino';
@@ -46,12 +46,16 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
    * where anonymous pulls are allowed; a missing one only where a token is required. The same
    * check for the router and the fast path (src/http/fast.ts); only the router answers refusals.
    */
-  const admit = async (area: Area, path: string, authorization: string | undefined): Promise<Admission> => {
+  const admit = (area: Area, path: string, authorization: string | undefined): Admission | Promise<Admission> => {
     if (area.open?.includes(path)) return {};
     // The console authenticates by its own session cookie (src/console/session.ts).
     if (d.console && under('/-/ui', path)) return {};
     const secret = presentedSecret(authorization);
-    const identity = secret ? await d.auth.authenticator.identify(secret) : null;
+    // No token presented: decided at once, without a turn of the event loop (the fast path's pages and manifests).
+    if (!secret) return judge(area, null, null);
+    return d.auth.authenticator.identify(secret).then((identity) => judge(area, secret, identity));
+  };
+  const judge = (area: Area, secret: string | null, identity: Identity | null): Admission => {
     const admin = area.ecosystem === 'admin';
     const required = d.auth.modes[area.ecosystem] === 'token';
     if (secret && !identity) return { refuse: 401, message: 'the token presented is not valid (unknown or revoked)', badToken: true };
@@ -150,7 +154,7 @@ function requestCounter(metrics: AppDeps['metrics']): (ecosystem: string, status
  */
 function fastPath(
   frontends: FrontEnd[],
-  admit: (area: Area, path: string, authorization: string | undefined) => Promise<Admission>,
+  admit: (area: Area, path: string, authorization: string | undefined) => Admission | Promise<Admission>,
   admitted: WeakMap<IncomingMessage, { area: Area; admission: Admission }>,
   count: (ecosystem: string, status: number) => void,
   clientOf: (peer: string | undefined, forwardedFor: string | undefined) => string,
@@ -158,34 +162,43 @@ function fastPath(
   const withFast = frontends.filter((f) => f.fast);
   return {
     candidate: (req) => req.method === 'GET' && req.url !== undefined && withFast.some((f) => f.fast!.path.test(req.url!)),
-    async serve(req, res) {
+    serve(req, res) {
       const path = (req.url ?? '').split('?', 1)[0];
       const area = withFast.find((f) => under(f.prefix, path) && f.fast!.path.test(req.url!));
       if (!area) return false;
       const authorization = req.headers.authorization;
       // Repeated credentials: the router reads them as Hono joins them; it decides.
       if (authorization !== undefined && (req.headersDistinct.authorization?.length ?? 0) > 1) return false;
-      const a = await admit(area, path, authorization);
-      if ('refuse' in a) {
-        admitted.set(req, { area, admission: a });
-        return false;
-      }
-      // Who is asking, as the router's middleware sets it (for an answer that writes a pull record).
-      const who: FastClient = {
-        client: () => {
-          // Repeated X-Forwarded-For headers arrive joined with ", ", as the router reads them.
-          const addr = clientOf(req.socket?.remoteAddress, req.headers['x-forwarded-for'] as string | undefined);
-          return a.identity ? `${a.identity.name}@${addr}` : addr;
-        },
-        requestId: () => requestIdOf(req.headers['x-request-id'] as string | undefined),
-      };
-      const answered = area.fast!(req, res, who);
-      if (!(typeof answered === 'boolean' ? answered : await answered)) {
+      const admission = admit(area, path, authorization);
+      // Synchronous where nothing is looked up (no token presented): no promise, no extra turn.
+      return admission instanceof Promise ? admission.then((a) => answer(req, res, area, a)) : answer(req, res, area, admission);
+    },
+  };
+
+  /** The front-end's fast answer for an admitted request; false (the router's) for a refused one or one it declines. */
+  function answer(req: IncomingMessage, res: ServerResponse, area: FrontEnd, a: Admission): boolean | Promise<boolean> {
+    if ('refuse' in a) {
+      admitted.set(req, { area, admission: a });
+      return false;
+    }
+    // Who is asking, as the router's middleware sets it (for an answer that writes a pull record).
+    const who: FastClient = {
+      client: () => {
+        // Repeated X-Forwarded-For headers arrive joined with ", ", as the router reads them.
+        const addr = clientOf(req.socket?.remoteAddress, req.headers['x-forwarded-for'] as string | undefined);
+        return a.identity ? `${a.identity.name}@${addr}` : addr;
+      },
+      requestId: () => requestIdOf(req.headers['x-request-id'] as string | undefined),
+    };
+    const done = (served: boolean): boolean => {
+      if (!served) {
         admitted.set(req, { area, admission: a });
         return false;
       }
       count(area.ecosystem, res.statusCode);
       return true;
-    },
-  };
+    };
+    const answered = area.fast!(req, res, who);
+    return typeof answered === 'boolean' ? done(answered) : answered.then(done);
+  }
 }

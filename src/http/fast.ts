@@ -32,7 +32,8 @@ export type FastAnswer = ((req: IncomingMessage, res: ServerResponse, who: FastC
  */
 export interface FastPath {
   candidate(req: IncomingMessage): boolean;
-  serve(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
+  /** Whether it answered; at once when nothing was looked up or waited for. */
+  serve(req: IncomingMessage, res: ServerResponse): boolean | Promise<boolean>;
 }
 
 /**
@@ -54,16 +55,25 @@ export function withFastPath(
       void router(req, res);
       return;
     }
-    fast.serve(req, res).then(
-      (done) => {
-        if (!done) void router(req, res);
-      },
-      // A throw before anything was written leaves the request to the router; after, the client
-      // must not wait for an answer that will not come.
-      () => {
-        if (!res.headersSent) void router(req, res);
-        else res.destroy();
-      },
-    );
+    // A throw before anything was written leaves the request to the router; after, the client
+    // must not wait for an answer that will not come.
+    const failed = () => {
+      if (!res.headersSent) void router(req, res);
+      else res.destroy();
+    };
+    let served: boolean | Promise<boolean>;
+    try {
+      served = fast.serve(req, res);
+    } catch {
+      failed();
+      return;
+    }
+    if (typeof served === 'boolean') {
+      if (!served) void router(req, res);
+      return;
+    }
+    served.then((done) => {
+      if (!done) void router(req, res);
+    }, failed);
   };
 }
