@@ -66,7 +66,12 @@ export function checkpointInBackground(
   db.pragma('wal_autocheckpoint = 0');
   // The WAL file is cut back to this size when it starts over (it stays at its largest otherwise).
   db.pragma(`journal_size_limit = ${maxFrames * 4096}`);
-  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { module, path: db.name, everyMs, maxFrames } });
+  // A small heap: the thread only runs a pragma (its isolate still costs a few MB of RSS).
+  const worker = new Worker(WORKER_SOURCE, {
+    eval: true,
+    workerData: { module, path: db.name, everyMs, maxFrames },
+    resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
+  });
   worker.unref();
   let stopping = false;
   let failed = false;
