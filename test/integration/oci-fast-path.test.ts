@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Authenticator } from '../../src/auth/tokens.js';
 import { AirlockError } from '../../src/core/errors.js';
 import { verifyChain } from '../../src/core/chain.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
@@ -160,5 +161,38 @@ policy:
     const report = await verifyChain(a.airlock.meta);
     expect(report.problem).toBeUndefined();
     expect(report.rows).toBeGreaterThanOrEqual(200);
+  });
+  it('under client tokens: names the token in the row, and leaves a missing or wrong token to the router (401, looked up once)', async () => {
+    const t = await startAirlock(`${config(v1.digest)}auth: { oci: token, admin: open }\n`);
+    try {
+      const secret = await new Authenticator(t.airlock.meta).create('ci-runner', false);
+      const tried: boolean[] = [];
+      const serve = t.airlock.fast.serve.bind(t.airlock.fast);
+      t.airlock.fast.serve = async (req, res) => {
+        const done = await serve(req, res);
+        tried.push(done);
+        return done;
+      };
+      const lookups = { n: 0 };
+      // Token lookups, at the store (every check goes through it).
+      const meta = t.airlock.meta;
+      const findToken = meta.findToken.bind(meta);
+      meta.findToken = (hash: string) => (lookups.n++, findToken(hash));
+      const pull = (auth?: string) =>
+        fetch(`${t.url}/v2/team/app/manifests/v1`, { headers: { accept: ACCEPT, 'x-request-id': 'tok-1', ...(auth ? { authorization: auth } : {}) } });
+      expect((await pull(`Bearer ${secret}`)).status).toBe(200); // the router's first fetch
+      expect((await pull(`Bearer ${secret}`)).status).toBe(200);
+      expect(tried).toEqual([false, true]);
+      expect(lookups.n).toBe(2);
+      const rows = (await records(t, 'limit=10')).filter((r) => r.requestId === 'tok-1');
+      expect(rows.map((r) => r.client)).toEqual(['ci-runner@127.0.0.1', 'ci-runner@127.0.0.1']);
+      expect((await pull()).status).toBe(401);
+      expect((await pull('Bearer not-a-token')).status).toBe(401);
+      expect(tried).toEqual([false, true, false, false]);
+      // One lookup for the wrong token (none for no token): the router reuses the fast path's.
+      expect(lookups.n).toBe(3);
+    } finally {
+      await t.stop();
+    }
   });
 });
