@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Hono } from 'hono';
 import { presentedSecret, type Authenticator, type Identity } from './auth/tokens.js';
 import type { Logger } from 'pino';
 import { under, type FrontEnd } from './http/frontend.js';
 import { clientAddress, type AppEnv } from './http/send.js';
 import { clientResolver } from './http/client-address.js';
-import type { FastPath } from './http/fast.js';
+import type { FastClient, FastPath } from './http/fast.js';
 import { ADMIN, mountAdmin, type AdminDeps } from './http/admin.js';
 import { rateLimit, requestName } from './http/refusal.js';
 import { AirlockError } from './core/errors.js';
@@ -46,12 +46,16 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
    * where anonymous pulls are allowed; a missing one only where a token is required. The same
    * check for the router and the fast path (src/http/fast.ts); only the router answers refusals.
    */
-  const admit = async (area: Area, path: string, authorization: string | undefined): Promise<Admission> => {
+  const admit = (area: Area, path: string, authorization: string | undefined): Admission | Promise<Admission> => {
     if (area.open?.includes(path)) return {};
     // The console authenticates by its own session cookie (src/console/session.ts).
     if (d.console && under('/-/ui', path)) return {};
     const secret = presentedSecret(authorization);
-    const identity = secret ? await d.auth.authenticator.identify(secret) : null;
+    // No token presented: decided at once, without a turn of the event loop (the fast path's pages and manifests).
+    if (!secret) return judge(area, null, null);
+    return d.auth.authenticator.identify(secret).then((identity) => judge(area, secret, identity));
+  };
+  const judge = (area: Area, secret: string | null, identity: Identity | null): Admission => {
     const admin = area.ecosystem === 'admin';
     const required = d.auth.modes[area.ecosystem] === 'token';
     if (secret && !identity) return { refuse: 401, message: 'the token presented is not valid (unknown or revoked)', badToken: true };
@@ -69,8 +73,7 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
   // One middleware for every request: its id, its identity, and the request counter. (Two
   // middlewares cost a warm page more: each layer is another async frame and dispatch step.)
   app.use('*', async (c, next) => {
-    const given = c.req.header('x-request-id');
-    c.set('requestId', given && REQUEST_ID.test(given) ? given : randomUUID());
+    c.set('requestId', requestIdOf(c.req.header('x-request-id')));
     // The client's address, once per request: every limit and record keyed by client uses it.
     c.set('client', clientOf(c.env?.incoming?.socket?.remoteAddress, c.req.header('x-forwarded-for')));
     const area = areaOf(c.req.path);
@@ -124,7 +127,12 @@ export function buildApp(d: AppDeps): { app: Hono<AppEnv>; fast: FastPath } {
     d.log.error({ err, path: c.req.path }, 'unexpected error');
     return c.json({ error: 'INTERNAL', message: 'internal error (see the Airlock log)' }, 500);
   });
-  return { app, fast: fastPath(d.frontends, admit, admitted, count) };
+  return { app, fast: fastPath(d.frontends, admit, admitted, count, clientOf) };
+}
+
+/** A request's id: the client's X-Request-Id when well-formed, else a new one. */
+function requestIdOf(given: string | undefined): string {
+  return given && REQUEST_ID.test(given) ? given : randomUUID();
 }
 
 /** The request counter (airlock_http_requests_total), its children kept by label pair: prom-client's labelled inc() hashes its labels on every call. */
@@ -146,27 +154,51 @@ function requestCounter(metrics: AppDeps['metrics']): (ecosystem: string, status
  */
 function fastPath(
   frontends: FrontEnd[],
-  admit: (area: Area, path: string, authorization: string | undefined) => Promise<Admission>,
+  admit: (area: Area, path: string, authorization: string | undefined) => Admission | Promise<Admission>,
   admitted: WeakMap<IncomingMessage, { area: Area; admission: Admission }>,
   count: (ecosystem: string, status: number) => void,
+  clientOf: (peer: string | undefined, forwardedFor: string | undefined) => string,
 ): FastPath {
   const withFast = frontends.filter((f) => f.fast);
   return {
     candidate: (req) => req.method === 'GET' && req.url !== undefined && withFast.some((f) => f.fast!.path.test(req.url!)),
-    async serve(req, res) {
+    serve(req, res) {
       const path = (req.url ?? '').split('?', 1)[0];
       const area = withFast.find((f) => under(f.prefix, path) && f.fast!.path.test(req.url!));
       if (!area) return false;
       const authorization = req.headers.authorization;
       // Repeated credentials: the router reads them as Hono joins them; it decides.
       if (authorization !== undefined && (req.headersDistinct.authorization?.length ?? 0) > 1) return false;
-      const a = await admit(area, path, authorization);
-      if ('refuse' in a || !area.fast!(req, res)) {
+      const admission = admit(area, path, authorization);
+      // Synchronous where nothing is looked up (no token presented): no promise, no extra turn.
+      return admission instanceof Promise ? admission.then((a) => answer(req, res, area, a)) : answer(req, res, area, admission);
+    },
+  };
+
+  /** The front-end's fast answer for an admitted request; false (the router's) for a refused one or one it declines. */
+  function answer(req: IncomingMessage, res: ServerResponse, area: FrontEnd, a: Admission): boolean | Promise<boolean> {
+    if ('refuse' in a) {
+      admitted.set(req, { area, admission: a });
+      return false;
+    }
+    // Who is asking, as the router's middleware sets it (for an answer that writes a pull record).
+    const who: FastClient = {
+      client: () => {
+        // Repeated X-Forwarded-For headers arrive joined with ", ", as the router reads them.
+        const addr = clientOf(req.socket?.remoteAddress, req.headers['x-forwarded-for'] as string | undefined);
+        return a.identity ? `${a.identity.name}@${addr}` : addr;
+      },
+      requestId: () => requestIdOf(req.headers['x-request-id'] as string | undefined),
+    };
+    const done = (served: boolean): boolean => {
+      if (!served) {
         admitted.set(req, { area, admission: a });
         return false;
       }
       count(area.ecosystem, res.statusCode);
       return true;
-    },
-  };
+    };
+    const answered = area.fast!(req, res, who);
+    return typeof answered === 'boolean' ? done(answered) : answered.then(done);
+  }
 }

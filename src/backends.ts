@@ -35,7 +35,12 @@ import { UpstreamHttp } from './upstream/http.js';
  * (storage.meta: postgres; its connection string in the environment variable the configuration
  * names), its schema brought up to date. Close it when done.
  */
-export async function openMeta(loaded: LoadedConfig, opts: { create?: boolean } = {}): Promise<MetaStore> {
+/**
+ * The metadata store storage.meta names. `serving`: the server's own store, whose SQLite WAL
+ * checkpoints run on a thread of their own (storage/sqlite-checkpointer.ts); the log hears if they
+ * come back to the main thread.
+ */
+export async function openMeta(loaded: LoadedConfig, opts: { create?: boolean; serving?: Logger } = {}): Promise<MetaStore> {
   const s = loaded.config.storage;
   if (s.meta === 'postgres') {
     const url = process.env[s.postgres_url_env];
@@ -51,7 +56,10 @@ export async function openMeta(loaded: LoadedConfig, opts: { create?: boolean } 
     }
   }
   if (opts.create) mkdirSync(loaded.dataDir, { recursive: true });
-  return new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+  const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+  const log = opts.serving;
+  if (log) meta.checkpointInBackground((why) => log.warn({ why }, 'SQLite WAL checkpoints are taken by the committing thread again'));
+  return meta;
 }
 
 /** The embedded SQLite store in the data directory, whatever storage.meta says (the source of `airlock migrate --from sqlite`). */

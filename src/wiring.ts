@@ -113,7 +113,7 @@ export function createFrontends(config: Config, s: Shared, u: Upstreams): FrontE
   const hf = createHfApp({ live, hub: u.hf.hub, cache, meta, recorder, log, maxFileBytes: config.hf.max_file_bytes, trust: s.trust, continuity });
   return [
     { ...PYPI, app: pypi.app, fast: pypi.fast },
-    { ...OCI, app: oci },
+    { ...OCI, app: oci.app, fast: oci.fast },
     { ...HF, app: hf },
   ];
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { ChainReport, PullLog, PullRecord } from '../storage/meta-store.js';
 
 /**
@@ -37,8 +37,8 @@ export function rowHash(prev: string, r: PullRecord): string {
   // What verified the artefact (issue 26) joined later still: covered when present, as an object
   // of its own key (never mistaken for a code or a fold), so rows written before it still verify.
   if (r.signature) fields.push({ signature: r.signature });
-  const content = JSON.stringify(fields);
-  return createHash('sha256').update(prev).update('\n').update(content).digest('hex');
+  // One-shot over the same bytes as update(prev), update('\n'), update(content): ~0.7 us a row less.
+  return hash('sha256', `${prev}\n${JSON.stringify(fields)}`, 'hex');
 }
 
 /** How a row joins the chain: its predecessor (the head, or GENESIS for the first row) and its hash. */

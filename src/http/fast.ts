@@ -1,11 +1,23 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /**
+ * Who sent a request the fast path answers, as the router's middleware would set it (app.ts): for
+ * answers that write a pull record. Computed only when asked.
+ */
+export interface FastClient {
+  /** The record's client: the token's name and the address, or the address alone (http/send.ts clientAddress). */
+  client(): string;
+  /** The request id: the client's X-Request-Id when well-formed, else a new one. */
+  requestId(): string;
+}
+
+/**
  * A front-end's answer to a GET it can make at once, from memory, outside the router: true when
- * it wrote the whole response, false to leave the request to the router. It writes only plain
+ * it wrote the whole response, false to leave the request to the router with nothing written (a
+ * promise of either for an answer that waits for its pull record to be committed first). It writes only plain
  * successes: every refusal, redirect and error is the router's, made in one place.
  */
-export type FastAnswer = ((req: IncomingMessage, res: ServerResponse) => boolean) & {
+export type FastAnswer = ((req: IncomingMessage, res: ServerResponse, who: FastClient) => boolean | Promise<boolean>) & {
   /**
    * The request URLs (path and query, as sent) it may answer at all: the fast path's candidate
    * test, so a request it can never serve (a file download, a page with a query) costs no
@@ -20,7 +32,8 @@ export type FastAnswer = ((req: IncomingMessage, res: ServerResponse) => boolean
  */
 export interface FastPath {
   candidate(req: IncomingMessage): boolean;
-  serve(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
+  /** Whether it answered; at once when nothing was looked up or waited for. */
+  serve(req: IncomingMessage, res: ServerResponse): boolean | Promise<boolean>;
 }
 
 /**
@@ -42,16 +55,25 @@ export function withFastPath(
       void router(req, res);
       return;
     }
-    fast.serve(req, res).then(
-      (done) => {
-        if (!done) void router(req, res);
-      },
-      // A throw before anything was written leaves the request to the router; after, the client
-      // must not wait for an answer that will not come.
-      () => {
-        if (!res.headersSent) void router(req, res);
-        else res.destroy();
-      },
-    );
+    // A throw before anything was written leaves the request to the router; after, the client
+    // must not wait for an answer that will not come.
+    const failed = () => {
+      if (!res.headersSent) void router(req, res);
+      else res.destroy();
+    };
+    let served: boolean | Promise<boolean>;
+    try {
+      served = fast.serve(req, res);
+    } catch {
+      failed();
+      return;
+    }
+    if (typeof served === 'boolean') {
+      if (!served) void router(req, res);
+      return;
+    }
+    served.then((done) => {
+      if (!done) void router(req, res);
+    }, failed);
   };
 }

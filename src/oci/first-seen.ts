@@ -13,6 +13,11 @@ export class FirstSeen {
 
   constructor(private readonly meta: OciStore) {}
 
+  /** The digest's first sight when this process has it at hand (the fast path, fast.ts); undefined when it must be asked. */
+  known(digest: string): number | undefined {
+    return this.memo.get(digest);
+  }
+
   /** The digest's first sight, recording `now` when it has none. */
   async of(digest: string, now: number): Promise<number> {
     const known = this.memo.get(digest);

@@ -38,6 +38,18 @@ export class ImageGate {
     private readonly log: Logger,
   ) {}
 
+  /**
+   * What `check` would answer from memory now: null when the repository is not gated or the
+   * manifest is an index, the kept verdict when it is still good, undefined when `check` would
+   * judge (the fast path, fast.ts, then leaves the request to the route).
+   */
+  known(repo: string, digest: string, isIndex: boolean): GateResult | null | undefined {
+    const policy = this.live.policy;
+    if (isIndex || !policy.images.gates(repo)) return null;
+    const hit = this.memo.get(`${repo}@${digest}`);
+    return hit && hit.policy === policy && Date.now() - hit.at < VERDICT_TTL_MS ? hit.result : undefined;
+  }
+
   /** null when the repository is not gated or the manifest is not an image (an index, a signature). */
   async check(t: GateTarget, digest: string, manifest: Buffer, isIndex: boolean): Promise<GateResult | null> {
     const policy = this.live.policy;

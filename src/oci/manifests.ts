@@ -79,6 +79,11 @@ export class Manifests {
     return { bytes, mediaType: rec.mediaType };
   }
 
+  /** A manifest in memory and already linked to `repo`: what `held` would answer without a store round trip (the fast path, fast.ts). */
+  warm(repo: string, digest: string): { bytes: Buffer; mediaType: string } | undefined {
+    return this.linked.has(`${repo}@${digest}`) ? this.hot.get(digest) : undefined;
+  }
+
   /** Keep a manifest verified in memory: in the cache, with its links, and in memory. */
   async keep(repo: string, digest: string, bytes: Buffer, mediaType: string): Promise<void> {
     await this.cache.putSmall(bytes);

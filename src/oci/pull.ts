@@ -11,6 +11,7 @@ import { MT, ManifestError, accepts, isIndexType, parseManifest } from './refere
 import type { GateResult } from './gate.js';
 import { SIGNATURE_TAG, continuityGate, continuityOfUnrequired, signatureRefusal, signatureTag } from './signature-gate.js';
 import type { LoadedManifest } from './upstream.js';
+import { manifestHeaders } from './fast.js';
 
 export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, reference: string): Promise<Response> {
   let digest: string;
@@ -69,13 +70,7 @@ export async function manifest(d: OciContext, c: Context<AppEnv>, t: Target, ref
     throw failed(e, t, reference, digest.slice(7), rule, m.cache, true);
   }
   if (gated && !gated.verdict.decision.allow) deny(t, reference, 'manifest', gated.verdict.decision, digest.slice(7), gated.summary);
-  const headers: Record<string, string> = {
-    ...API_VERSION,
-    'content-type': m.mediaType,
-    'docker-content-digest': digest,
-    etag: `"${digest}"`,
-    'x-airlock-cache': m.cache,
-  };
+  const headers = manifestHeaders(digest, m.mediaType, m.cache);
   if (!accepts(c.req.header('accept'), m.mediaType)) {
     throw new OciError(
       404,

@@ -13,6 +13,8 @@ import { tokenEndpoint } from './token.js';
 import { ImageSignatures } from './signatures.js';
 import { FirstSeen } from './first-seen.js';
 import { OciUpstream } from './upstream.js';
+import { fastManifests } from './fast.js';
+import type { FastAnswer } from '../http/fast.js';
 
 export { OciError } from './errors.js';
 export type { OciDeps } from './context.js';
@@ -26,7 +28,7 @@ export type { OciDeps } from './context.js';
  * token endpoint in token.ts, approval and refusals in context.ts (the manifest store is in
  * manifests.ts, the error envelope in errors.ts).
  */
-export function createOciApp(d: OciDeps): Hono<AppEnv> {
+export function createOciApp(d: OciDeps): { app: Hono<AppEnv>; fast: FastAnswer } {
   const app = new Hono<AppEnv>();
   const upstream = d.upstream ?? new OciUpstream(d);
   const o: OciContext = {
@@ -98,5 +100,5 @@ export function createOciApp(d: OciDeps): Hono<AppEnv> {
     }),
   );
 
-  return app;
+  return { app, fast: fastManifests(o) };
 }

@@ -131,6 +131,11 @@ export class OciUpstream {
     return this.once(`${t.repo}@${digest}`, () => this.fetch(t, digest, { digest, size: expectedSize }));
   }
 
+  /** A manifest held in memory and linked to the repository, or undefined (the fast path, fast.ts: anything else takes the route). */
+  warm(repo: string, digest: string): { bytes: Buffer; mediaType: string } | undefined {
+    return this.manifests.warm(repo, digest);
+  }
+
   /**
    * What a tag names upstream now (`pin oci`, `image check`): the manifest fetched (concurrent
    * callers share the request), its digest computed over the exact bytes and checked against the

@@ -116,6 +116,12 @@ export class Continuity {
     return hit.rec;
   }
 
+  /** What `recorded` would answer from memory now, or undefined when it would ask the store (the OCI fast path). */
+  cached(ecosystem: ContinuityInput['ecosystem'], project: string): Pick<SignerRecord, 'identity' | 'version'> | null | undefined {
+    const hit = this.known.get(`${ecosystem}\0${continuityProject(ecosystem, project)}`);
+    return hit && this.clock() - hit.at < this.ttlMs ? hit.rec : undefined;
+  }
+
   async check(input: ContinuityInput): Promise<ContinuityDecision> {
     input = { ...input, project: continuityProject(input.ecosystem, input.project) };
     const key = `${input.ecosystem}\0${input.project}`;

@@ -21,6 +21,7 @@ import { SqliteConsoleSessions } from './sqlite-console-sessions.js';
 import { SqliteRemembered } from './sqlite-remembered.js';
 import { SqliteAdvisories } from './sqlite-advisories.js';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js';
+import { checkpointInBackground, type Checkpointer } from './sqlite-checkpointer.js';
 import { DAY_RECOUNT_SQL, PULL_COLUMNS, ROW_BYTES_SQL, dayTally, pullOf, pullValues, type PullRow } from './pull-rows.js';
 
 const DAY_MS = 86_400_000;
@@ -417,7 +418,15 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
     while (q.get(sha256) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
   }
 
+  private checkpoints: Checkpointer | undefined;
+
+  /** While serving: WAL checkpoints on a thread of their own, not in the commit of a pull batch (sqlite-checkpointer.ts). */
+  checkpointInBackground(onFailure: (why: string) => void): void {
+    this.checkpoints ??= checkpointInBackground(this.db, onFailure);
+  }
+
   async close(): Promise<void> {
+    await this.checkpoints?.stop();
     this.db.close();
   }
 }

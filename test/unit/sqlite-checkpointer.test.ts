@@ -1,0 +1,82 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { checkpointInBackground, type Checkpointer } from '../../src/storage/sqlite-checkpointer.js';
+
+/** WAL checkpoints on their own thread (storage/sqlite-checkpointer.ts): the WAL stays bounded under a writer that never pauses, and nothing committed is lost. */
+describe('SQLite checkpoints in the background', () => {
+  const dirs: string[] = [];
+  const stops: Checkpointer[] = [];
+  afterEach(async () => {
+    for (const c of stops.splice(0)) await c.stop();
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+  const open = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-ckpt-'));
+    dirs.push(dir);
+    const db = new Database(join(dir, 'x.db'));
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)');
+    return { db, wal: join(dir, 'x.db-wal') };
+  };
+
+  it('keeps the WAL bounded while commits never pause, with every committed row kept', { timeout: 30_000 }, async () => {
+    const { db, wal } = open();
+    const failures: string[] = [];
+    const c = checkpointInBackground(db, (why) => failures.push(why), { everyMs: 10, maxFrames: 64 });
+    stops.push(c);
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+    const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+    const batch = db.transaction((n: number) => {
+      for (let i = 0; i < n; i++) insert.run('x'.repeat(500));
+    });
+    let rows = 0;
+    let largest = 0;
+    let smallestAfterLargest = Infinity;
+    // Until the WAL has started over (cut back after growing) with more written than it holds; generous on a loaded machine.
+    const until = Date.now() + 15_000;
+    while (Date.now() < until && !(rows * 500 > 8 * 1024 * 1024 && smallestAfterLargest < largest / 4)) {
+      batch(20);
+      rows += 20;
+      const size = statSync(wal).size;
+      if (size > largest) ((largest = size), (smallestAfterLargest = Infinity));
+      else smallestAfterLargest = Math.min(smallestAfterLargest, size);
+      // A turn of the event loop between commits, as the recorder's group commit gives.
+      await new Promise((r) => setImmediate(r));
+    }
+    // The WAL started over (cut back to journal_size_limit) after 8 MiB of rows, with no pause in the commits.
+    expect(rows * 500).toBeGreaterThan(8 * 1024 * 1024);
+    expect(smallestAfterLargest).toBeLessThan(largest / 4);
+    expect(failures).toEqual([]);
+    await c.stop();
+    db.close();
+    const again = new Database(join(dirs[0], 'x.db'));
+    expect(again.prepare('SELECT COUNT(*) AS n FROM t').get()).toEqual({ n: rows });
+    again.close();
+  });
+
+  it('gives the checkpoints back to the committing connection when the thread cannot run', async () => {
+    // The thread opens the database by its path: gone, it cannot.
+    const { db } = open();
+    rmSync(dirs[0], { recursive: true, force: true });
+    const failures: string[] = [];
+    await new Promise<void>((resolve) => {
+      stops.push(
+        checkpointInBackground(
+          db,
+          (why) => {
+            failures.push(why);
+            resolve();
+          },
+          { everyMs: 10 },
+        ),
+      );
+    });
+    expect(failures[0]).toMatch(/checkpoint thread/);
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
+    db.close();
+  }, 20_000);
+});
