@@ -217,20 +217,37 @@ async function main() {
     const port = await freePort();
     const d = join(work, `air-${port}`);
     mkdirSync(d, { recursive: true });
-    writeFileSync(
-      join(d, 'airlock.yaml'),
-      `listen: 127.0.0.1:${port}\ndata_dir: ${d}/data\nlog_level: warn\noci:\n  default_registry: bench.local\n  registries:\n    bench.local: { url: "${UP}" }\n` +
-        `policy:\n  oci:\n    allow:\n      - { repository: bench.local/bench/layer, tags: { v1: "${manifestDigest}" } }\n` +
-        // The gate on bench/layer; no advisories imported, so its packages are unjudged and let through after review.
-        (gated ? `  advisories:\n    refuse: critical\n    images:\n      unjudged: allow\n` : ''),
-    );
+    // The gate on bench/layer; no advisories imported, so its packages are unjudged and let through after review.
+    const config = (gateOn) =>
+      `listen: 127.0.0.1:${port}\ndata_dir: ${d}/data\nlog_level: info\noci:\n  default_registry: bench.local\n  registries:\n    bench.local: { url: "${UP}" }\n` +
+      `policy:\n  oci:\n    allow:\n      - { repository: bench.local/bench/layer, tags: { v1: "${manifestDigest}" } }\n` +
+      (gated
+        ? `  advisories:\n    refuse: critical\n    images:\n      unjudged: allow\n${gateOn ? '' : '      repositories: [{ repository: bench.local/bench/layer, refuse: none }]\n'}`
+        : '');
+    writeFileSync(join(d, 'airlock.yaml'), config(false));
     const child = start(process.execPath, [join(dist, 'cli', 'main.js'), 'serve', '--config', join(d, 'airlock.yaml')], {
       env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
-      // --stderr: Airlock's own log lines shown (warnings and errors).
+      // --stderr: Airlock's own warnings and errors shown.
       ...(process.argv.includes('--stderr') ? { stdio: ['ignore', 'pipe', 'inherit'] } : {}),
     });
+    let logged = '';
+    child.stdout.on('data', (b) => (logged = (logged + b).slice(-4096)));
     const url = `http://127.0.0.1:${port}`;
     await waitFor(`${url}/-/healthz`, 'airlock', child);
+    if (gated) {
+      // A server that has been running, with its reader processes up, when the image becomes gated:
+      // Airlock judges pinned images of gated repositories in the background as a policy load sees
+      // them, so gated from its start it would have judged the image before the client's pull (a
+      // head start no first pull has in earnest). The gate is turned on by a reload (SIGHUP) and
+      // the pull starts with it: the client's manifest request joins the judgement just begun.
+      for (let i = 0; i < 100 && tree(child.pid).length < 2; i++) await sleep(50);
+      await sleep(1500);
+      writeFileSync(join(d, 'airlock.yaml'), config(true));
+      logged = '';
+      child.kill('SIGHUP');
+      for (let i = 0; i < 400 && !logged.includes('policy reloaded'); i++) await sleep(5);
+      if (!logged.includes('policy reloaded')) throw new Error(`airlock did not reload its policy: ${logged.slice(-500)}`);
+    }
     return {
       url,
       pids: () => tree(child.pid),

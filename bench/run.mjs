@@ -502,6 +502,8 @@ if (want('1d')) {
     target(`manifest ${method} of a judged image >= 0.9x an ungated one`, gated.rps / ungated.rps >= 0.9, `${(gated.rps / ungated.rps).toFixed(2)}x`);
   }
   await g.stop();
+  // The first gated pull as a client waits for it (manifest + layer) beside distribution's pull-through cache (issue 29).
+  if (nginxBinary) (await import('./gated-first-pull.mjs')).gatedFirstPull({ quick: QUICK, sizeMiB: S.big / MiB, row, target });
 }
 
 // 2. Warm serve ----------------------------------------------------------------------------------

@@ -47,9 +47,9 @@ export class ImageInventories {
     private readonly readers: LayerReaderPool = new LayerReaderPool((msg, fields) => log.info(fields, msg)),
   ) {}
 
-  /** Start the reader process ahead of the first layer (the server does, at start). */
-  warm(): this {
-    this.readers.warm();
+  /** Start a reader process ahead of the first layer (the server does, at start). */
+  warm(priority: ReadPriority = 'background'): this {
+    this.readers.warm(priority);
     return this;
   }
 
