@@ -18,11 +18,11 @@ process.on('message', (m: Message) => {
     const follower = new FileFollower(m.path, m.size);
     jobs.set(m.id, follower);
     follower
-      .stream()
-      .then((body) => {
+      .decompressed()
+      .then(({ body, gunzipped }) => {
         // The spool file is open: the fill may rename it into the store now.
         process.send!({ type: 'opened', id: m.id });
-        return readLayer(body, m.label);
+        return readLayer(body, m.label, gunzipped);
       })
       .then(
         (facts) => process.send!({ type: 'done', id: m.id, facts }),

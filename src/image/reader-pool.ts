@@ -156,8 +156,8 @@ export class LayerReaderPool {
     committed.then((ok) => {
       if (!ok && spool.written() < spool.size) follower.abort(new Error('the fill failed'));
     });
-    const body = follower.stream();
-    const facts = body.then((b) => readLayer(b, label));
+    const body = follower.decompressed();
+    const facts = body.then((b) => readLayer(b.body, label, b.gunzipped));
     facts.then(off, off);
     return {
       opened: body.then(
