@@ -70,6 +70,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
 
   const inventories = new ImageInventories(cache, meta.inventories, log);
   if (config.oci.inventory === 'on-fill') inventories.warm();
+  if (live.policy.images.gatesAny()) inventories.warm('urgent'); // a first gated manifest should not wait for its reader to boot
   // Pinned images of gated repositories are judged in the background as each policy load sees them.
   const stopping = new AbortController();
   let backgroundJudge: BackgroundJudge | undefined;

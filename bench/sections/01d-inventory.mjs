@@ -4,11 +4,12 @@
 // bytes. Then the first pull of a gated image, which waits for the whole layer to be judged, and
 // manifest requests of the judged image.
 import { execFileSync } from 'node:child_process';
-import { median } from '../lib/proc.mjs';
+import { median, nginxBinary } from '../lib/proc.mjs';
+import { gatedFirstPull } from '../gated-first-pull.mjs';
 import { curl, get } from '../lib/http.mjs';
 
 export async function run(ctx) {
-  const { S, WARMUP, LAYER, up, UP, startAirlock, load, row, target } = ctx;
+  const { S, QUICK, WARMUP, LAYER, up, UP, startAirlock, load, row, target } = ctx;
   const direct = [];
   const through = [];
   const without = [];
@@ -64,4 +65,9 @@ export async function run(ctx) {
     target(`manifest ${method} of a judged image >= 0.9x an ungated one`, gated.rps / ungated.rps >= 0.9, `${(gated.rps / ungated.rps).toFixed(2)}x`);
   }
   await g.stop();
+  // Issue 29: the first gated pull as a client waits for it (manifest + layer) beside
+  // distribution's pull-through cache, in its own processes (bench/gated-first-pull.mjs).
+  const named = (name, ok, detail, extra) => target(`issue 29: ${name}`, ok, detail, extra);
+  if (nginxBinary) gatedFirstPull({ quick: QUICK, sizeMiB: S.big / (1 << 20), row, target: named });
+  else named('first pull of a gated image >= 0.5x distribution', null, 'nginx is not installed here');
 }

@@ -62,10 +62,13 @@ async function readCapped(body: Readable, cap: number): Promise<Buffer | null> {
   return Buffer.concat(parts);
 }
 
-/** The layer's facts. Rejects only when the stream itself fails (a corrupt compressed stream or tar). */
-export async function readLayer(body: Readable, label: string): Promise<LayerFacts> {
+/**
+ * The layer's facts. Rejects only when the stream itself fails (a corrupt compressed stream or tar).
+ * `gunzipped`: `body` is a gzip'd blob's content, decompressed by the caller (follow.ts).
+ */
+export async function readLayer(body: Readable, label: string, gunzipped = false): Promise<LayerFacts> {
   try {
-    return await walkLayer(body, label);
+    return await walkLayer(body, label, gunzipped);
   } catch (e) {
     throw new Error(`${label}: the layer could not be read (${(e as Error).message})`);
   } finally {
@@ -74,22 +77,24 @@ export async function readLayer(body: Readable, label: string): Promise<LayerFac
   }
 }
 
-async function walkLayer(body: Readable, label: string): Promise<LayerFacts> {
+async function walkLayer(body: Readable, label: string, gunzipped: boolean): Promise<LayerFacts> {
   const facts: LayerFacts = { v: FACTS_VERSION, tar: false, files: {}, whiteouts: [], opaque: [] };
-  const head = await peek(body, 512);
-  let stream = head.stream;
-  const kind = compressionOf(head.bytes);
+  const head = gunzipped ? null : await peek(body, 512);
+  let stream = head?.stream ?? body;
+  const kind = head ? compressionOf(head.bytes) : 'gzip';
   if (kind === 'gzip' || kind === 'zstd') {
-    const d = decompressor(kind);
-    stream.on('error', (e) => d.destroy(e));
-    stream = stream.pipe(d);
+    if (head) {
+      const d = decompressor(kind);
+      stream.on('error', (e) => d.destroy(e));
+      stream = stream.pipe(d);
+    }
     const inner = await peek(stream, 512);
     stream = inner.stream;
     if (!isTar(inner.bytes) && inner.bytes.length > 0) {
       stream.destroy();
       return facts;
     }
-  } else if (!isTar(head.bytes)) {
+  } else if (!isTar(head!.bytes)) {
     // A config blob, an attestation, an artifact: not a filesystem layer.
     stream.destroy();
     return facts;

@@ -1,9 +1,9 @@
 /**
- * The image-layer reader as a child process (started by reader-pool.ts at the lowest CPU
- * priority): it follows fills' spool files as the parent reports their progress and answers
- * with each layer's facts. Decompressing a GiB layer costs ~1.2 s of CPU; at idle priority it
- * takes what the transfers leave, so clients' pulls keep their speed (bench row "cold OCI layer,
- * inventory").
+ * The image-layer reader as a child process (started by reader-pool.ts, one at the lowest CPU
+ * priority for layers nobody waits for, one at normal priority for the image gate's): it follows
+ * fills' spool files as the parent reports their progress and answers with each layer's facts.
+ * Decompressing a GiB layer costs ~1.2 s of CPU on a quiet machine; at idle priority it takes what
+ * the transfers leave, so clients' pulls keep their speed (bench row "cold OCI layer, inventory").
  */
 import { FileFollower } from './follow.js';
 import { readLayer } from './layer.js';
@@ -18,11 +18,11 @@ process.on('message', (m: Message) => {
     const follower = new FileFollower(m.path, m.size);
     jobs.set(m.id, follower);
     follower
-      .stream()
-      .then((body) => {
+      .decompressed()
+      .then(({ body, gunzipped }) => {
         // The spool file is open: the fill may rename it into the store now.
         process.send!({ type: 'opened', id: m.id });
-        return readLayer(body, m.label);
+        return readLayer(body, m.label, gunzipped);
       })
       .then(
         (facts) => process.send!({ type: 'done', id: m.id, facts }),

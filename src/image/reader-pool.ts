@@ -14,16 +14,32 @@ interface Pending {
 }
 
 /**
- * Reads layers as their fills write them, in one child process at the lowest CPU priority
- * (reader-child.ts). Decompressing and walking a GiB layer costs ~1.2 s of CPU; in the server's
- * own threads it slowed unthrottled cold pulls on this 2-core machine by ~38%, at idle priority
- * it takes what the transfers leave (docs/performance.md, "cold OCI layer, inventory"). Where the
- * child cannot run (its compiled file is missing), layers are read in this process instead.
+ * Who waits for a layer's reading: nobody ('background': a client's pull, read as it passes) or a
+ * client ('urgent': the image gate, whose manifest answer waits for the verdict).
+ */
+export type ReadPriority = 'background' | 'urgent';
+
+/** One reader process and the layers it is reading. */
+class Reader {
+  child: ChildProcess | undefined;
+  readonly pending = new Map<number, Pending>();
+  constructor(readonly nice: number) {}
+}
+
+/**
+ * Reads layers as their fills write them, in child processes (reader-child.ts). Decompressing and
+ * walking a GiB layer costs ~1.2 s of CPU on a quiet machine; in the server's own threads it slowed
+ * unthrottled cold pulls on this 2-core machine by ~38%. Layers nobody waits for are read by a
+ * child at the lowest CPU priority, which takes what the transfers leave (docs/performance.md,
+ * "cold OCI layer, inventory"). Layers the image gate reads before answering a manifest are read by
+ * a second child at normal priority: there a client waits for the verdict, and at nice 19 on a busy
+ * machine the reading fell seconds behind the fill (issue 29; an unprivileged process cannot lower
+ * the first child's niceness again, hence two). Where the child cannot run (its compiled file is
+ * missing), layers are read in this process instead.
  */
 export class LayerReaderPool {
-  private child: ChildProcess | undefined;
+  private readonly readers: Record<ReadPriority, Reader> = { background: new Reader(19), urgent: new Reader(0) };
   private seq = 0;
-  private readonly pending = new Map<number, Pending>();
   private unavailable = false;
 
   constructor(private readonly note: (msg: string, fields: Record<string, unknown>) => void = () => {}) {}
@@ -37,8 +53,8 @@ export class LayerReaderPool {
     return existsSync(js) ? js : null;
   }
 
-  private start(): ChildProcess | undefined {
-    if (this.child || this.unavailable) return this.child;
+  private start(r: Reader): ChildProcess | undefined {
+    if (r.child || this.unavailable) return r.child;
     const path = LayerReaderPool.childPath();
     if (!path) {
       this.unavailable = true;
@@ -46,41 +62,43 @@ export class LayerReaderPool {
       return undefined;
     }
     const child = fork(path, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: [], serialization: 'advanced' });
-    let nice = 19;
-    try {
-      setPriority(child.pid!, 19);
-    } catch {
-      nice = 0; // not permitted here: it runs at normal priority
+    let nice = r.nice;
+    if (nice !== 0) {
+      try {
+        setPriority(child.pid!, nice);
+      } catch {
+        nice = 0; // not permitted here: it runs at normal priority
+      }
     }
     this.note('layer reader process started', { pid: child.pid, nice });
     child.on('message', (m: { type: string; id: number; facts?: LayerFacts; message?: string }) => {
-      const p = this.pending.get(m.id);
+      const p = r.pending.get(m.id);
       if (!p) return;
       if (m.type === 'opened') return p.opened();
-      this.pending.delete(m.id);
-      this.idle();
+      r.pending.delete(m.id);
+      this.idle(r);
       if (m.type === 'done') p.resolve(m.facts!);
       else p.reject(new Error(m.message));
     });
     child.on('exit', (code) => {
-      if (this.child === child) this.child = undefined;
-      for (const [id, p] of this.pending) {
-        this.pending.delete(id);
+      if (r.child === child) r.child = undefined;
+      for (const [id, p] of r.pending) {
+        r.pending.delete(id);
         p.opened();
         p.reject(new Error(`the layer reader exited (${code})`));
       }
     });
     child.on('error', () => {});
-    this.child = child;
-    this.idle();
+    r.child = child;
+    this.idle(r);
     return child;
   }
 
-  /** The child keeps the process alive only while it has work (commands end when their work does). */
-  private idle(): void {
-    const c = this.child as (ChildProcess & { channel?: { ref(): void; unref(): void } }) | undefined;
+  /** A child keeps the process alive only while it has work (commands end when their work does). */
+  private idle(r: Reader): void {
+    const c = r.child as (ChildProcess & { channel?: { ref(): void; unref(): void } }) | undefined;
     if (!c) return;
-    if (this.pending.size > 0) {
+    if (r.pending.size > 0) {
       c.ref();
       c.channel?.ref();
     } else {
@@ -89,9 +107,9 @@ export class LayerReaderPool {
     }
   }
 
-  /** Start the reader process now: a first layer fill should not wait for it to boot. */
-  warm(): this {
-    this.start();
+  /** Start a reader process now: a first layer fill should not wait for it to boot (the urgent one starts with the gate's first read). */
+  warm(priority: ReadPriority = 'background'): this {
+    this.start(this.readers[priority]);
     return this;
   }
 
@@ -99,14 +117,20 @@ export class LayerReaderPool {
    * Read the layer a fill is writing. `opened` resolves once the reader holds the spool file open
    * (the fill waits for it before renaming the file into the store); `facts` when it is read.
    */
-  read(spool: SpoolFollow, committed: Promise<boolean>, label: string): { opened: Promise<void>; facts: Promise<LayerFacts> } {
-    const child = this.start();
+  read(
+    spool: SpoolFollow,
+    committed: Promise<boolean>,
+    label: string,
+    priority: ReadPriority = 'background',
+  ): { opened: Promise<void>; facts: Promise<LayerFacts> } {
+    const r = this.readers[priority];
+    const child = this.start(r);
     if (!child?.connected) return this.inProcess(spool, committed, label);
     const id = ++this.seq;
     let opened!: () => void;
-    const openedP = new Promise<void>((r) => (opened = r));
-    const facts = new Promise<LayerFacts>((resolve, reject) => this.pending.set(id, { resolve, reject, opened }));
-    this.idle();
+    const openedP = new Promise<void>((res) => (opened = res));
+    const facts = new Promise<LayerFacts>((resolve, reject) => r.pending.set(id, { resolve, reject, opened }));
+    this.idle(r);
     const send = (m: object) => {
       if (child.connected) child.send(m);
     };
@@ -132,8 +156,8 @@ export class LayerReaderPool {
     committed.then((ok) => {
       if (!ok && spool.written() < spool.size) follower.abort(new Error('the fill failed'));
     });
-    const body = follower.stream();
-    const facts = body.then((b) => readLayer(b, label));
+    const body = follower.decompressed();
+    const facts = body.then((b) => readLayer(b.body, label, b.gunzipped));
     facts.then(off, off);
     return {
       opened: body.then(
@@ -145,7 +169,9 @@ export class LayerReaderPool {
   }
 
   close(): void {
-    this.child?.kill();
-    this.child = undefined;
+    for (const r of Object.values(this.readers)) {
+      r.child?.kill();
+      r.child = undefined;
+    }
   }
 }

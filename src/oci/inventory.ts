@@ -3,7 +3,7 @@ import { AirlockError } from '../core/errors.js';
 import { SingleFlight } from '../core/flight.js';
 import type { SpoolFollow, UpstreamBody } from '../core/fill.js';
 import type { BlobCache } from '../core/cache.js';
-import { LayerReaderPool } from '../image/reader-pool.js';
+import { LayerReaderPool, type ReadPriority } from '../image/reader-pool.js';
 import { FACTS_VERSION, type LayerFacts } from '../image/facts.js';
 import { applyLayers, type Inventory } from '../image/inventory.js';
 import { readLayer } from '../image/layer.js';
@@ -47,9 +47,9 @@ export class ImageInventories {
     private readonly readers: LayerReaderPool = new LayerReaderPool((msg, fields) => log.info(fields, msg)),
   ) {}
 
-  /** Start the reader process ahead of the first layer (the server does, at start). */
-  warm(): this {
-    this.readers.warm();
+  /** Start a reader process ahead of the first layer (the server does, at start). */
+  warm(priority: ReadPriority = 'background'): this {
+    this.readers.warm(priority);
     return this;
   }
 
@@ -58,11 +58,15 @@ export class ImageInventories {
     this.readers.close();
   }
 
-  /** For a blob fill: read the layer as it is written (in the reader process); keep its facts if the fill verifies. */
-  observer(hex: string): (spool: SpoolFollow, committed: Promise<boolean>) => Promise<void> | void {
+  /**
+   * For a blob fill: read the layer as it is written (in a reader process); keep its facts if the
+   * fill verifies. 'urgent' when a client waits for the facts (the gate's manifest answer), read
+   * at normal CPU priority; 'background' (a client's pull) at the lowest (reader-pool.ts).
+   */
+  observer(hex: string, priority: ReadPriority = 'background'): (spool: SpoolFollow, committed: Promise<boolean>) => Promise<void> | void {
     return (spool, committed) => {
       if (this.layerFlights.has(hex)) return;
-      const read = this.readers.read(spool, committed, `sha256:${hex}`);
+      const read = this.readers.read(spool, committed, `sha256:${hex}`, priority);
       const p = this.layerFlights.run(hex, async () => {
         const facts = await read.facts;
         if (!(await committed)) throw new AirlockError('DIGEST_MISMATCH', `sha256:${hex} did not verify; its inventory was discarded`);
@@ -101,8 +105,10 @@ export class ImageInventories {
         if ((e as AirlockError).code !== 'DIGEST_MISMATCH') throw e;
       }
     }
-    // Nobody reads the fill: it goes on to its digest and the observer reads the layer.
-    const filled = await this.cache.ensure({ sha256: hex, size: layer.size, open, observe: this.observer(hex) });
+    // Nobody reads the fill: it goes on to its digest and the observer reads the layer, at normal
+    // priority (a client waits for the manifest). Answered after the commit, so the client's layer
+    // request that follows is a verified hit (reading the committing fill's spool was slower, issue 29).
+    const filled = await this.cache.ensure({ sha256: hex, size: layer.size, open, observe: this.observer(hex, 'urgent') });
     const observed = this.layerFlights.get(hex);
     if (observed) {
       try {

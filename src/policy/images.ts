@@ -130,6 +130,11 @@ export class ImagePolicy {
     return this.overrides.find((o) => o.match(repo))?.settings ?? this.base;
   }
 
+  /** Whether the gate applies to any repository (the server then starts the gate's layer reader ahead of its first image). */
+  gatesAny(): boolean {
+    return this.base.level !== 'none' || this.overrides.some((o) => o.settings.level !== 'none');
+  }
+
   /** Whether images of this repository are judged at all (the manifest then waits for an inventory). */
   gates(repo: string): boolean {
     return this.settingsFor(repo).level !== 'none';

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BlobCache } from '../../src/core/cache.js';
 import { HashPool } from '../../src/core/hasher.js';
+import { LayerReaderPool } from '../../src/image/reader-pool.js';
 import { ImageInventories } from '../../src/oci/inventory.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
@@ -82,5 +83,27 @@ describe('image inventories', () => {
     expect(up.opens()).toBe(1);
     expect(i.packages.map((p) => `${p.type}:${p.name}`)).toEqual(['apk:musl']);
     expect((await meta.inventories.getLayerFacts(sha(small)))!.version).toBe(1);
+  });
+
+  it("reads the layers the gate fetches in the reader at normal priority, a client's pull's in the background one", async () => {
+    const asked: string[] = [];
+    class Recording extends LayerReaderPool {
+      override read(...a: Parameters<LayerReaderPool['read']>) {
+        asked.push(a[3] ?? 'background');
+        return super.read(...a);
+      }
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-inv-'));
+    const meta = new SqliteMetaStore(':memory:');
+    const cache = new BlobCache(await FsBlobStore.create(dir), meta, hashes);
+    const inv = new ImageInventories(cache, meta.inventories, pino({ level: 'silent' }), new Recording());
+    opened.push(inv);
+    const up = upstream(layer);
+    await inv.inventory(`sha256:${'e'.repeat(64)}`, [{ digest, size: layer.length }], () => up.open);
+    const other = layerOf(rootfs({ 'lib/apk/db/installed': 'P:musl\nV:1.2.5-r0\no:musl\n\n' }));
+    const served = await cache.fetch({ sha256: sha(other), size: other.length, open: upstream(other).open, observe: inv.observer(sha(other)) });
+    for await (const _ of served.body) void _;
+    await served.committed;
+    expect(asked).toEqual(['urgent', 'background']);
   });
 });

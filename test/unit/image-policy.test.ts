@@ -92,6 +92,11 @@ describe('the image gate', () => {
     expect(p.images.gates(REPO)).toBe(false);
     expect(p.images.gates('ghcr.io/org/app')).toBe(true);
     expect(p.judgeImage(REPO, [DIGEST], debImage, NOW).decision.allow).toBe(true);
+    // Whether anything is gated (the server then starts the gate's layer reader at once).
+    expect(p.images.gatesAny()).toBe(true);
+    expect(policy({ refuse: 'none', images: { repositories: [{ repository: 'ghcr.io/org/*', refuse: 'high' }] } }).images.gatesAny()).toBe(true);
+    expect(policy({ refuse: 'none' }).images.gatesAny()).toBe(false);
+    expect(new Policy({} as never).images.gatesAny()).toBe(false);
   });
 
   it('an exception by alias waives a finding until it expires, and only where it says', () => {
