@@ -91,8 +91,14 @@ export class FillBody extends Readable {
   sendTo(out: Writable): Promise<void> {
     const gone = () => this.stop(new AirlockError('CANCELLED', 'the client went away'));
     out.once('close', gone);
+    // A client that left before its body started (it waited for an upstream connection) is gone already.
+    if (out.destroyed || out.writableEnded) queueMicrotask(gone);
     return this.begin({
-      write: (b, _reused, done) => out.write(b, () => done()),
+      write: (b, _reused, done) =>
+        out.write(b, (err) => {
+          if (err) gone();
+          done();
+        }),
       onDrain: (fn) => out.once('drain', fn),
     }).finally(() => {
       out.off('close', gone);
