@@ -14,8 +14,9 @@ import type { SpoolSource } from './fill-reader.js';
  *
  * - A client in memory (every client starts there) takes the bytes [pos, sendable()) from the
  *   fill's window of the chunks last received. When its socket says "enough" (write() false) it
- *   waits for 'drain'; while it lags by half the window the fill pauses the upstream for it
- *   (`holding`), so the leading client cannot be outrun, as a plain pipe is paced by its client.
+ *   waits for 'drain'; while the leading client lags by half the window the fill pauses the
+ *   upstream for it (`holding`), so the leader cannot be outrun, as a plain pipe is paced by its
+ *   client. A follower is not waited for: once its next byte leaves the window it moves to the spool.
  * - A client that stays blocked past STALL_MS (a slow or stuck client must not hold the upstream:
  *   the budget's minimum rate does not count a paused body), or whose next byte has left the
  *   window (it joined late, or fell behind while others led), is moved to the spool file, once:
@@ -82,7 +83,12 @@ export class FillBody extends Readable {
     return this;
   }
 
-  /** Whether the fill should keep its upstream paused for this client: in memory, blocked, half a window behind. */
+  /** Where this client is in the file, while it is served from memory (else -1). */
+  get inMemoryAt(): number {
+    return this.mode === 'memory' && !this.over ? this.pos : -1;
+  }
+
+  /** Whether the fill should keep its upstream paused for this client (the leader): blocked, half a window behind. */
   holding(received: number, bound: number): boolean {
     return this.mode === 'memory' && this.blocked && received - this.pos >= bound / 2;
   }
@@ -166,9 +172,11 @@ export class FillBody extends Readable {
 
   /** Send what may be sent now; called on every arrival (Fill) and every progress event. */
   readonly feed = (): void => {
-    if (this.over || this.busy || this.blocked || !this.sink) return;
+    if (this.over || !this.sink) return;
+    // A failure or a refusal cuts a client even while it waits for its socket.
     const cut = this.fill.cut();
     if (cut) return this.stop(cut);
+    if (this.busy || this.blocked) return;
     const fill = this.fill;
     while (this.mode === 'memory') {
       const limit = fill.sendable();
@@ -282,9 +290,14 @@ export class TapSet {
     for (const t of this.taps) t.feed();
   }
 
-  /** Whether a client in memory lags half of `bound` behind `received`, blocked on its socket. */
+  /**
+   * Whether the leading client in memory lags half of `bound` behind `received`, blocked on its
+   * socket. Only the leader paces the upstream: a follower that falls behind leaves the window and
+   * is moved to the spool (FillBody.feed), it never holds the others.
+   */
   hold(received: number, bound: number): boolean {
-    for (const t of this.taps) if (t.holding(received, bound)) return true;
-    return false;
+    let lead: FillBody | null = null;
+    for (const t of this.taps) if (t.inMemoryAt >= 0 && (lead === null || t.inMemoryAt > lead.inMemoryAt)) lead = t;
+    return lead !== null && lead.holding(received, bound);
   }
 }

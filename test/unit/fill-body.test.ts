@@ -22,7 +22,7 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const NO_LIMITS: FillBudget = { minRate: 0, windowMs: 1000, deadlineMs: 0, abandonMs: 0, finishBytes: 0 };
 const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
 async function until(cond: () => boolean, ms = 8000): Promise<void> {
-  for (const end = Date.now() + ms; !cond() && Date.now() < end; ) await tick(10);
+  for (const end = Date.now() + ms; !cond() && Date.now() < end;) await tick(10);
 }
 
 async function fillOf(size: number, opts: { sha256?: string; share?: FillShare } = {}) {
@@ -155,7 +155,26 @@ describe('a cold fill written to its clients from memory (FillBody)', () => {
     expect(tapStats.toSpool).toBe(moved);
   });
 
-  it('moves a stuck client to the spool once (the upstream is not held for it), and it still gets exact bytes; the leader keeps its pace', async () => {
+  it('a leader stuck past the stall is moved to the spool: the upstream goes on to its digest without it, and it still gets exact bytes', async () => {
+    const size = 8 << 20;
+    const { fill, send, bytes } = await fillOf(size);
+    const sink = slowSink();
+    const moved = tapStats.toSpool;
+    const sent = (fill.reader() as FillBody).sendTo(sink.w);
+    const sending = send(0, size);
+    await until(() => sink.length() > 1 << 20);
+    sink.stop();
+    await sending;
+    await fill.settled;
+    expect(fill.state).toBe('verified');
+    expect(tapStats.toSpool).toBe(moved + 1);
+    expect(sink.length()).toBeLessThan(size);
+    sink.go();
+    await sent;
+    expect(sink.bytes().equals(bytes)).toBe(true);
+  });
+
+  it('a stuck follower does not hold the upstream or the leader; moved to the spool once, it still gets exact bytes', async () => {
     const size = 8 << 20;
     const { fill, send, bytes } = await fillOf(size);
     const lead = slowSink();
@@ -170,7 +189,6 @@ describe('a cold fill written to its clients from memory (FillBody)', () => {
     // The leader finished while the stuck client held nothing: it waited at most the stall.
     expect(Date.now() - t0).toBeLessThan(STALL_MS + 6000);
     expect(lead.bytes().equals(bytes)).toBe(true);
-    expect(tapStats.toSpool).toBe(moved + 1);
     expect(stuck.length()).toBeLessThan(size);
     stuck.go();
     await b;
