@@ -35,9 +35,10 @@ type FillState = 'opening' | 'running' | 'verified' | 'failed';
  * stands apart is elsewhere: its spec and follower shapes in fill-spec.ts, the in-memory window
  * and the memory bounds in spool.ts, readers in fill-reader.ts.)
  *
- * One upstream download, spooled to a local file while it is hashed. Any number of readers tail
- * the spool file (positional reads on the fill's own descriptor, so a rename on commit does not
- * disturb them); memory stays bounded by the queue, whatever the file size or number of readers.
+ * One upstream download, spooled to a local file while it is hashed. Whole-file clients are
+ * written from its memory as bytes arrive, or tail the spool file once behind (fill-body.ts);
+ * ranges and the inspector read the spool file (positional reads on the fill's own descriptor, so
+ * a rename on commit does not disturb them). Memory stays bounded whatever the size or readers.
  */
 export class Fill extends EventEmitter implements TapSource {
   state: FillState = 'opening';

@@ -3,7 +3,6 @@ import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { AirlockError } from '../core/errors.js';
 import { HostSlots, type HostSlotStats, type TransferClass } from './host-slots.js';
-import { LargeReadAgent, largeReads } from './large-reads.js';
 
 export interface UpstreamResponse {
   status: number;
@@ -129,8 +128,7 @@ export class UpstreamHttp {
     this.smallBytes = opts.smallBytes ?? 1 << 20;
     this.queueWaitMs = opts.queueWaitMs ?? 120_000;
     const agent = { keepAlive: true, maxSockets: this.connections, maxFreeSockets: 16, scheduling: 'lifo' as const };
-    // Plain HTTP connections read a large body into large buffers (large-reads.ts).
-    this.agents = { http: new LargeReadAgent(agent), https: new https.Agent(agent) };
+    this.agents = { http: new http.Agent(agent), https: new https.Agent(agent) };
     this.headersTimeout = opts.headersTimeoutMs ?? 30_000;
     this.bodyTimeout = opts.bodyTimeoutMs ?? 60_000;
     this.userAgent = opts.userAgent ?? 'airlock/0.1';
@@ -218,9 +216,8 @@ export class UpstreamHttp {
       }
       let timer: NodeJS.Timeout | undefined;
       let assigned = false;
-      req.once('socket', (sock) => {
+      req.once('socket', () => {
         assigned = true;
-        if (cls === 'large') largeReads(sock, true);
         const waited = (performance.now() - started) / 1000;
         for (const l of this.waitListeners) l(url.host, cls, waited);
         timer = setTimeout(() => req.destroy(new Error(`no response headers within ${this.headersTimeout} ms`)), this.headersTimeout);
@@ -248,7 +245,6 @@ export class UpstreamHttp {
             return;
           }
           release = large;
-          largeReads(res.socket, true);
         }
         // The connection is the request's until its body is over (read to its end, or destroyed).
         res.once('end', release);
@@ -261,12 +257,8 @@ export class UpstreamHttp {
         res.once('end', () => {
           socket.setTimeout(0);
           socket.off('timeout', idle);
-          largeReads(socket, false);
         });
-        res.once('close', () => {
-          socket.off('timeout', idle);
-          largeReads(socket, false);
-        });
+        res.once('close', () => socket.off('timeout', idle));
         // An error after the headers belongs to the body (its reader sees it), not to the request.
         req.on('error', () => {});
         resolve(res);
