@@ -30,13 +30,14 @@ export async function manyCold({ runs = 3, count = 50, size = 32 * MiB, dists = 
         const dir = mkdtempSync(join(tmpdir(), 'airlock-many-'));
         writeFileSync(
           join(dir, 'a.yaml'),
-          `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: info\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${info.port}"]\npolicy:\n  pypi:\n    allow: [{ name: "many-*" }]\n`,
+          `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: info\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${info.port}"]\npolicy:\n  pypi:\n    allow: [${files.map((f) => `{ name: ${f.project} }`).join(', ')}]\n`,
         );
         const air = spawn(process.execPath, [join(dist, 'cli', 'main.js'), 'serve', '--config', join(dir, 'a.yaml')], {
           stdio: ['ignore', 'pipe', 'inherit'],
           env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
         });
-        const port = await new Promise((r) => {
+        const port = await new Promise((r, rej) => {
+          air.once('exit', (code) => rej(new Error(`airlock (${label}) exited with ${code} before listening`)));
           let buf = '';
           air.stdout.on('data', (d) => {
             buf += d;
