@@ -59,6 +59,8 @@ export class FillBody extends Readable {
   private pos = 0;
   private mode: 'memory' | 'spool' = 'memory';
   private blocked = false;
+  /** When the client last blocked on its socket (the stall is counted from there). */
+  private blockedAt = 0;
   /** A spool read, its write, or the end's hook is under way: feed() waits for it. */
   private busy = false;
   private over = false;
@@ -202,18 +204,26 @@ export class FillBody extends Readable {
 
   private block(): void {
     this.blocked = true;
-    if (this.mode === 'memory') {
-      this.stall = setTimeout(() => {
-        if (this.blocked && !this.over) this.toSpool();
-      }, STALL_MS);
-      this.stall.unref();
-    }
+    this.blockedAt = Date.now();
+    // One timer per stall, not per block (a fast client blocks after nearly every chunk): re-armed
+    // for the rest of the stall when it finds the client blocked again since.
+    if (this.mode === 'memory' && this.stall === undefined) this.armStall(STALL_MS);
     this.sink!.onDrain(() => {
-      clearTimeout(this.stall);
       this.blocked = false;
       this.fill.tapFreed();
       this.feed();
     });
+  }
+
+  private armStall(ms: number): void {
+    this.stall = setTimeout(() => {
+      this.stall = undefined;
+      if (!this.blocked || this.over || this.mode !== 'memory') return;
+      const left = this.blockedAt + STALL_MS - Date.now();
+      if (left > 0) this.armStall(left);
+      else this.toSpool();
+    }, ms);
+    this.stall.unref();
   }
 
   private readSpool(limit: number): void {
