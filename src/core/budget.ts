@@ -53,3 +53,10 @@ export function watchBody(b: FillBudget, body: Readable, received: () => number,
   timer.unref();
   return () => clearInterval(timer);
 }
+
+/** The abandonment grace of a fill with no reader (`abandonMs`): `fire` runs after it, off the process's liveness. */
+export function abandonLater(b: FillBudget, fire: () => void): NodeJS.Timeout {
+  const t = setTimeout(fire, b.abandonMs);
+  t.unref();
+  return t;
+}

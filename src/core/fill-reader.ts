@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import type { FileBytes } from './bytes.js';
+import type { FillSpec, SpoolFollow } from './fill-spec.js';
 import { AirlockError } from './errors.js';
 import type { ByteRange } from '../storage/blob-store.js';
 
@@ -110,4 +111,31 @@ export function growingBytes(fill: SpoolSource, size: number): FileBytes {
       return bytesRead === b.length ? b : b.subarray(0, bytesRead);
     },
   };
+}
+
+/** The spool file as a follower sees it (FillSpec.observe): its path, size, and progress. */
+export function spoolFollow(
+  fill: SpoolSource & { on(e: 'progress', cb: () => void): unknown; off(e: 'progress', cb: () => void): unknown },
+  path: string,
+  size: number,
+): SpoolFollow {
+  return {
+    path,
+    size,
+    written: () => fill.written,
+    onProgress: (cb) => {
+      fill.on('progress', cb);
+      return () => fill.off('progress', cb);
+    },
+  };
+}
+
+/** Start a fill's observer (FillSpec.observe) on its spool file, if it has one: it never fails the fill. */
+export function observeSpool(spec: FillSpec, spool: SpoolFollow, committed: Promise<boolean>): Promise<void> | undefined {
+  if (!spec.observe) return undefined;
+  try {
+    return Promise.resolve(spec.observe(spool, committed)).catch(() => {});
+  } catch {
+    return undefined;
+  }
 }

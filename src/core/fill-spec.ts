@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { FileBytes } from './bytes.js';
+import { AirlockError } from './errors.js';
 
 /** The shapes a fill is asked with and followed by (the Fill itself is in fill.ts). */
 
@@ -73,4 +74,9 @@ export interface Inspector {
    * to its digest only to establish this (nothing is cached).
    */
   refusedVerified?(): Promise<void>;
+}
+
+/** An inspector's refusal as it is, anything else it threw as an internal failure. */
+export function inspectionError(e: unknown): AirlockError {
+  return e instanceof AirlockError ? e : new AirlockError('INTERNAL', `inspection failed: ${(e as Error).message}`, { cause: e });
 }

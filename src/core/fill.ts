@@ -6,13 +6,14 @@ import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { AirlockError } from './errors.js';
-import { DEFAULT_BUDGET, watchBody, type FillBudget } from './budget.js';
+import { abandonLater, DEFAULT_BUDGET, watchBody, type FillBudget } from './budget.js';
 export { DEFAULT_BUDGET, type FillBudget } from './budget.js';
 import { fileHandleBytes, type FileBytes } from './bytes.js';
 export type { FileBytes } from './bytes.js';
-import type { FillLease, FillSpec, SpoolFollow, UpstreamBody } from './fill-spec.js';
+import { inspectionError, type FillLease, type FillSpec, type UpstreamBody } from './fill-spec.js';
 export type { FillLease, FillSpec, Inspector, SpoolFollow, UpstreamBody } from './fill-spec.js';
-import { growingBytes, spoolReader, type SpoolSource } from './fill-reader.js';
+import { growingBytes, observeSpool, spoolFollow, spoolReader } from './fill-reader.js';
+import { FillBody, TapSet, type TapSource } from './fill-body.js';
 import { FillShare, SpoolWindow } from './spool.js';
 export { FillShare } from './spool.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
@@ -34,13 +35,16 @@ type FillState = 'opening' | 'running' | 'verified' | 'failed';
  * stands apart is elsewhere: its spec and follower shapes in fill-spec.ts, the in-memory window
  * and the memory bounds in spool.ts, readers in fill-reader.ts.)
  *
- * One upstream download, spooled to a local file while it is hashed. Any number of readers tail
- * the spool file (positional reads on the fill's own descriptor, so a rename on commit does not
- * disturb them); memory stays bounded by the queue, whatever the file size or number of readers.
+ * One upstream download, spooled to a local file while it is hashed. Whole-file clients are
+ * written from its memory as bytes arrive, or tail the spool file once behind (fill-body.ts);
+ * ranges and the inspector read the spool file (positional reads on the fill's own descriptor, so
+ * a rename on commit does not disturb them). Memory stays bounded whatever the size or readers.
  */
-export class Fill extends EventEmitter implements SpoolSource {
+export class Fill extends EventEmitter implements TapSource {
   state: FillState = 'opening';
+  /** Bytes in the spool file, and bytes received from the upstream (the difference is queued in memory). */
   written = 0;
+  received = 0;
   size: number | undefined;
   error: Error | undefined;
   readonly ready: Promise<void>;
@@ -54,6 +58,10 @@ export class Fill extends EventEmitter implements SpoolSource {
   private readers = 0;
   private hashJob: SpoolHash | undefined;
   private readonly window = new SpoolWindow();
+  /** Whole-file clients written from the fill's memory as bytes arrive (fill-body.ts). */
+  readonly taps = new TapSet();
+  /** A client in memory no longer holds the upstream paused: resume it unless something else does (set by pump). */
+  tapFreed: () => void = () => {};
   private readonly abort = new AbortController();
   /** Resolves when clients may start receiving bytes: at once, once the inspector releases them, or after the verdict. */
   readonly gate: Promise<void>;
@@ -119,26 +127,33 @@ export class Fill extends EventEmitter implements SpoolSource {
 
   /** With no reader left, cancel the fill after the grace, unless it is kept or nearly done (FillBudget). */
   private maybeAbandon(): void {
-    const b = this.budget;
-    if (b.abandonMs <= 0 || this.kept || this.readers > 0 || this.state !== 'running' || this.abandonTimer) return;
-    this.abandonTimer = setTimeout(() => {
+    const wanted = () => this.kept || this.readers > 0 || this.state !== 'running';
+    if (this.budget.abandonMs <= 0 || wanted() || this.abandonTimer) return;
+    this.abandonTimer = abandonLater(this.budget, () => {
       this.abandonTimer = undefined;
-      if (this.readers > 0 || this.kept || this.state !== 'running') return;
-      if (this.size !== undefined && this.size - this.written <= b.finishBytes) return;
+      if (wanted() || (this.size !== undefined && this.size - this.written <= this.budget.finishBytes)) return;
       this.cutBy = 'abandoned';
       this.fail(new AirlockError('CANCELLED', `download of sha256:${this.spec.sha256} cancelled after ${this.written} bytes: no client was waiting for it`));
-    }, b.abandonMs);
-    this.abandonTimer.unref();
+    });
   }
 
-  /** Bytes readers may have now. */
+  /** Bytes spool readers may have now. */
   available(): number {
+    return this.limitAt(this.written);
+  }
+
+  /** Bytes clients in memory may have now: the same bound over what was received (FillBody). */
+  sendable(): number {
+    return this.limitAt(this.received);
+  }
+
+  private limitAt(have: number): number {
     if (this.state === 'verified') return this.written;
     // Inspected files: nothing until the inspector has judged the part that could run code.
     if (this.spec.inspect && (!this.released || this.refusal)) return 0;
     // Only the file's last HOLD_BACK bytes wait for the digest (a whole read streams as it
-    // arrives; a range waits for the digest, fill-reader.ts); with no declared size, the last bytes written wait.
-    return Math.max(0, this.size !== undefined ? Math.min(this.written, this.size - HOLD_BACK) : this.written - HOLD_BACK);
+    // arrives; a range waits for the digest, fill-reader.ts); with no declared size, the last bytes received wait.
+    return Math.max(0, this.size !== undefined ? Math.min(have, this.size - HOLD_BACK) : have - HOLD_BACK);
   }
 
   private release = (): void => {
@@ -187,22 +202,7 @@ export class Fill extends EventEmitter implements SpoolSource {
     this.share.started();
     this.resolveReady();
     if (this.size !== undefined) this.startJudge(growingBytes(this, this.size));
-    if (this.spec.observe && this.size !== undefined) {
-      const spool: SpoolFollow = {
-        path: this.tmpPath,
-        size: this.size,
-        written: () => this.written,
-        onProgress: (cb) => {
-          this.on('progress', cb);
-          return () => this.off('progress', cb);
-        },
-      };
-      try {
-        this.observerReady = Promise.resolve(this.spec.observe(spool, this.committed)).catch(() => {});
-      } catch {
-        /* an observer never fails the fill */
-      }
-    }
+    if (this.size !== undefined) this.observerReady = observeSpool(this.spec, spoolFollow(this, this.tmpPath, this.size), this.committed);
     this.pump(up.body);
     this.maybeAbandon();
   }
@@ -210,16 +210,15 @@ export class Fill extends EventEmitter implements SpoolSource {
   /**
    * Spool the upstream body: queue what arrives, write it out once per turn of the event loop,
    * feed the hash worker, pause and resume the socket on the queue's bound, and check the digest
-   * at the end. One function (~100 lines) on purpose: its closure state (queue, queued, received,
-   * ended, writing, scheduled, finishing) is shared by the data, end, error and close handlers and
-   * by drain, whose interleavings are the subtle part; split apart they would be harder to follow.
+   * at the end. One function (~110 lines) on purpose: its closure state (queue, queued, ended,
+   * writing, scheduled, finishing) is shared by the data, end, error and close handlers and by
+   * drain, whose interleavings are the subtle part; split apart they would be harder to follow.
    */
   private pump(body: Readable): void {
     const hash = this.hashes.start(this.tmpPath);
     this.hashJob = hash;
     const queue: Buffer[] = [];
     let queued = 0;
-    let received = 0;
     let ended = false;
     let writing = false;
     let scheduled = false;
@@ -228,7 +227,7 @@ export class Fill extends EventEmitter implements SpoolSource {
     this.stopWatch = watchBody(
       this.budget,
       body,
-      () => received,
+      () => this.received,
       (by, why) => {
         if (this.state !== 'running') return;
         this.cutBy = by;
@@ -249,12 +248,11 @@ export class Fill extends EventEmitter implements SpoolSource {
           for (const b of bufs) n += b.length;
           const { bytesWritten } = await this.fh!.writev(bufs, this.written);
           if (bytesWritten !== n) throw new AirlockError('INTERNAL', `short write to the spool file (${bytesWritten} of ${n} bytes): disk full?`);
-          this.window.add(this.written, bufs, this.share.perFill());
           this.written += n;
           queued -= n;
           if (this.written - hashedTo >= HASH_STEP) hash.progress((hashedTo = this.written));
           this.emit('progress');
-          if (body.isPaused() && queued < this.share.perFill() / 2) body.resume();
+          this.tapFreed();
           if (this.state !== 'running') return;
         }
       } catch (e) {
@@ -278,17 +276,26 @@ export class Fill extends EventEmitter implements SpoolSource {
       }
     };
 
+    // Paused while the spool is behind, or while a client in memory lags half a window (fill-body.ts).
+    this.tapFreed = () => {
+      if (this.state === 'running' && body.isPaused() && queued < this.share.perFill() / 2 && !this.taps.hold(this.received, this.share.perFill()))
+        body.resume();
+    };
     body.on('data', (chunk: Buffer) => {
       if (this.state !== 'running') return;
-      received += chunk.length;
-      if (this.size !== undefined && received > this.size) {
+      const at = this.received;
+      this.received += chunk.length;
+      if (this.size !== undefined && this.received > this.size) {
         body.destroy();
         this.fail(new AirlockError('SIZE_MISMATCH', `upstream sent more than the ${this.size} bytes declared for sha256:${this.spec.sha256}`));
         return;
       }
       queue.push(chunk);
       queued += chunk.length;
-      if (queued >= this.share.perFill()) body.pause();
+      // In memory from its arrival: clients keeping pace are written from it now, before the spool write.
+      this.window.add(at, [chunk], this.share.perFill());
+      this.taps.feed();
+      if (queued >= this.share.perFill() || this.taps.hold(this.received, this.share.perFill())) body.pause();
       // One write per turn of the event loop: libuv reads a busy socket up to 32 times per turn,
       // so what arrived in it goes out in one writev instead of one thread-pool round trip each.
       if (!scheduled) {
@@ -433,16 +440,11 @@ export class Fill extends EventEmitter implements SpoolSource {
     };
   }
 
-  /** A reader over the spool file, from range.start to range.end (or to the end of the file). */
+  /** A range: from the spool file once verified (fill-reader.ts); the whole file: from memory as it arrives (fill-body.ts). */
   reader(range?: ByteRange): Readable {
-    return spoolReader(this, range);
+    return range ? spoolReader(this, range) : new FillBody(this);
   }
 }
 
 /** A verified blob deliberately not stored (too large for the cache): not a commit error. */
 class NotKept extends Error {}
-
-/** An inspector's refusal as it is, anything else it threw as an internal failure. */
-function inspectionError(e: unknown): AirlockError {
-  return e instanceof AirlockError ? e : new AirlockError('INTERNAL', `inspection failed: ${(e as Error).message}`, { cause: e });
-}

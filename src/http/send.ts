@@ -3,6 +3,7 @@ import { Readable, finished, pipeline } from 'node:stream';
 import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { HitBody } from '../core/hit-body.js';
+import { FillBody } from '../core/fill-body.js';
 
 /** Hono environment when running under @hono/node-server: the raw Node objects are reachable. */
 export interface AppEnv {
@@ -47,8 +48,9 @@ export function sendStream(
     // Send the status line and headers now: the client's time to first byte is the upstream's
     // answer, not the first held-back-checked body chunk.
     outgoing.flushHeaders();
-    if (body instanceof HitBody) {
-      // A verified warm hit writes its chunks into the socket from reused buffers (core/hit-body.ts).
+    if (body instanceof HitBody || body instanceof FillBody) {
+      // A verified warm hit writes its chunks into the socket from reused buffers (core/hit-body.ts);
+      // a cold fill's client is written from the fill's own memory as bytes arrive (core/fill-body.ts).
       body.sendTo(outgoing).then(
         () => {
           outgoing.end();

@@ -7,6 +7,7 @@ import type { PullRecord } from '../storage/meta-store.js';
 import type { FillSpec } from '../core/fill.js';
 import type { BlobCache, Offload } from '../core/cache.js';
 import { HitBody } from '../core/hit-body.js';
+import { FillBody } from '../core/fill-body.js';
 import { requestedRange, resolveRange } from '../core/range.js';
 import { sendBytes, sendStream, type AppEnv } from './send.js';
 import { rateLimit } from './refusal.js';
@@ -168,8 +169,9 @@ async function start(
   // A whole cached blob is hashed as it goes out and its last chunk waits for the digest: bytes
   // rotted on disk are cut before their end, forgotten and fetched again next time. (Ranges are
   // parts and cannot be checked alone; fills are verified by the fill itself.)
-  // A HitBody (core/hit-body.ts) checks every chunk against the blob's chunk list itself, and holds its own last chunk.
-  const direct = served.body instanceof HitBody ? served.body : null;
+  // A HitBody (core/hit-body.ts) checks every chunk against the blob's chunk list itself, and holds its own last chunk;
+  // a FillBody (core/fill-body.ts, a whole cold read) holds its own last bytes too.
+  const direct = served.body instanceof HitBody || served.body instanceof FillBody ? served.body : null;
   const check = served.cache === 'hit' && !served.range && cache.verifyHits && !direct ? createHash('sha256') : null;
   let rotted: Error | null = null;
   const beforeEnd = async () => {

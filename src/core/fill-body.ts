@@ -1,0 +1,313 @@
+import { Readable, type Writable } from 'node:stream';
+import { AirlockError } from './errors.js';
+import type { SpoolSource } from './fill-reader.js';
+
+/**
+ * A whole-file client of a running fill, written from the fill's own memory (issue 29).
+ *
+ * Before, every client read the fill through a reader stream: a hop per chunk into a Readable,
+ * another into the response, and a 1 MiB window behind the spool write that the leading client
+ * fell out of in some pulls (40-60% of a GiB then read back from the spool, into fresh 256 KiB
+ * buffers). Now each chunk the upstream delivers is written to the clients keeping pace as it
+ * arrives (before its spool write: the hold-back is counted from the file's end, not from what is
+ * spooled), from the buffer it arrived in:
+ *
+ * - A client in memory (every client starts there) takes the bytes [pos, sendable()) from the
+ *   fill's window of the chunks last received. When its socket says "enough" (write() false) it
+ *   waits for 'drain'; while the leading client lags by half the window the fill pauses the
+ *   upstream for it (`holding`), so the leader cannot be outrun, as a plain pipe is paced by its
+ *   client. A follower is not waited for: once its next byte leaves the window it moves to the spool.
+ * - A client that stays blocked past STALL_MS (a slow or stuck client must not hold the upstream:
+ *   the budget's minimum rate does not count a paused body), or whose next byte has left the
+ *   window (it joined late, or fell behind while others led), is moved to the spool file, once:
+ *   from then on it reads positional 256 KiB pieces of the spool into one reused buffer, behind
+ *   what is written, and never comes back (no flapping between the two).
+ * - The end: the bytes that complete the file go out only after the fill verified (the fill's
+ *   HOLD_BACK, in sendable()) and after `holdLast`'s hook (the pull record's commit).
+ *
+ * Sent straight into the client's socket (`sendTo`, http/send.ts) or read as a plain Readable
+ * (tests through app.request, cache.ensure, any consumer that is not a socket): both run the same
+ * steps, the Readable copying what comes from the reused spool buffer.
+ */
+
+/** Bytes of one spool read of a client moved to the spool (one buffer per such client, reused). */
+const SPOOL_READ = 256 << 10;
+/** Longest a client in memory may keep the upstream paused before it is moved to the spool. */
+export const STALL_MS = 2000;
+
+/** How many clients were moved from memory to the spool file (tests, the benchmark's notes). */
+export const tapStats = { toSpool: 0 };
+
+/** What a FillBody needs of its fill beyond a spool reader's (Fill implements it). */
+export interface TapSource extends SpoolSource {
+  /** As available(), counting the bytes received but not yet in the spool file (they are in memory). */
+  sendable(): number;
+  readonly taps: TapSet;
+  /** A body that held the upstream paused no longer does (or left): resume it if nothing else holds it. */
+  tapFreed(): void;
+  on(event: 'progress', cb: () => void): unknown;
+  off(event: 'progress', cb: () => void): unknown;
+}
+
+interface Sink {
+  /** Write a piece; `reused`: the buffer is reused once `done` is called. Returns false when the sink wants a pause. */
+  write(b: Buffer, reused: boolean, done: () => void): boolean;
+  onDrain(fn: () => void): void;
+}
+
+export class FillBody extends Readable {
+  private pos = 0;
+  private mode: 'memory' | 'spool' = 'memory';
+  private blocked = false;
+  /** When the client last blocked on its socket (the stall is counted from there). */
+  private blockedAt = 0;
+  /** A spool read, its write, or the end's hook is under way: feed() waits for it. */
+  private busy = false;
+  private over = false;
+  private sink: Sink | null = null;
+  private buf: Buffer | null = null;
+  private stall: NodeJS.Timeout | undefined;
+  private pulled: (() => void) | null = null;
+  private settle: { ok: () => void; fail: (e: Error) => void } | null = null;
+  private readonly release: () => void;
+  private beforeEnd: () => Promise<void> = () => Promise.resolve();
+  private passed: (n: number) => void = () => {};
+
+  constructor(private readonly fill: TapSource) {
+    super();
+    this.release = fill.attachReader();
+  }
+
+  /** The last bytes go out only once `beforeEnd` resolves (a rejection cuts the body); `passed` counts bytes sent. */
+  holdLast(beforeEnd: () => Promise<void>, passed: (bytes: number) => void): this {
+    this.beforeEnd = beforeEnd;
+    this.passed = passed;
+    return this;
+  }
+
+  /** Where this client is in the file, while it is served from memory (else -1). */
+  get inMemoryAt(): number {
+    return this.mode === 'memory' && !this.over ? this.pos : -1;
+  }
+
+  /** Whether the fill should keep its upstream paused for this client (the leader): blocked, half a window behind. */
+  holding(received: number, bound: number): boolean {
+    return this.mode === 'memory' && this.blocked && received - this.pos >= bound / 2;
+  }
+
+  /** Send into a Node socket or response; resolves once the last byte is handed to `out`, rejects on a cut. */
+  sendTo(out: Writable): Promise<void> {
+    const gone = () => this.stop(new AirlockError('CANCELLED', 'the client went away'));
+    out.once('close', gone);
+    // A client that left before its body started (it waited for an upstream connection) is gone already.
+    if (out.destroyed || out.writableEnded) queueMicrotask(gone);
+    return this.begin({
+      write: (b, _reused, done) =>
+        out.write(b, (err) => {
+          if (err) gone();
+          done();
+        }),
+      onDrain: (fn) => out.once('drain', fn),
+    }).finally(() => {
+      out.off('close', gone);
+      this.destroy();
+    });
+  }
+
+  override _read(): void {
+    if (this.sink) {
+      const r = this.pulled;
+      this.pulled = null;
+      r?.();
+      return;
+    }
+    this.begin({
+      write: (b, reused, done) => {
+        const ok = this.push(reused ? Buffer.from(b) : b);
+        done();
+        return ok;
+      },
+      onDrain: (fn) => (this.pulled = fn),
+    }).then(
+      () => this.push(null),
+      (e: Error) => this.destroy(e),
+    );
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    this.stop(err ?? new AirlockError('CANCELLED', 'the client went away'));
+    this.release();
+    cb(err);
+  }
+
+  private begin(sink: Sink): Promise<void> {
+    this.sink = sink;
+    return new Promise<void>((ok, fail) => {
+      this.settle = { ok, fail };
+      this.fill.on('progress', this.feed);
+      this.fill.taps.add(this);
+      this.feed();
+    });
+  }
+
+  /** Done or cut: stop listening, let the fill go on without this client. */
+  private stop(e?: Error): void {
+    if (this.over) return;
+    this.over = true;
+    clearTimeout(this.stall);
+    this.fill.off('progress', this.feed);
+    this.fill.taps.delete(this);
+    this.fill.tapFreed();
+    const s = this.settle;
+    this.settle = null;
+    if (e) s?.fail(e);
+    else s?.ok();
+  }
+
+  /** Move to the spool file (once): the window no longer holds this client's next byte, or it stalled. */
+  private toSpool(): void {
+    if (this.mode === 'spool') return;
+    this.mode = 'spool';
+    tapStats.toSpool++;
+    this.fill.tapFreed();
+  }
+
+  /** Send what may be sent now; called on every arrival (Fill) and every progress event. */
+  readonly feed = (): void => {
+    if (this.over || !this.sink) return;
+    // A failure or a refusal cuts a client even while it waits for its socket.
+    const cut = this.fill.cut();
+    if (cut) return this.stop(cut);
+    if (this.busy || this.blocked) return;
+    const fill = this.fill;
+    while (this.mode === 'memory') {
+      const limit = fill.sendable();
+      if (this.pos >= limit) break;
+      const mem = fill.inMemory(this.pos, limit);
+      if (!mem) {
+        this.toSpool();
+        break;
+      }
+      if (this.last(mem.length)) return this.end(mem, false);
+      this.pos += mem.length;
+      this.passed(mem.length);
+      if (!this.sink.write(mem, false, noop)) return this.block();
+    }
+    if (this.mode === 'spool' && this.pos < fill.available()) return this.readSpool(fill.available());
+    if (fill.state === 'verified' && this.pos >= fill.written) this.end(null, false);
+  };
+
+  /** Whether `n` more bytes from pos complete the file (only once it verified). */
+  private last(n: number): boolean {
+    return this.fill.state === 'verified' && this.pos + n >= this.fill.written;
+  }
+
+  private block(): void {
+    this.blocked = true;
+    this.blockedAt = Date.now();
+    // One timer per stall, not per block (a fast client blocks after nearly every chunk): re-armed
+    // for the rest of the stall when it finds the client blocked again since.
+    if (this.mode === 'memory' && this.stall === undefined) this.armStall(STALL_MS);
+    this.sink!.onDrain(() => {
+      this.blocked = false;
+      this.fill.tapFreed();
+      this.feed();
+    });
+  }
+
+  private armStall(ms: number): void {
+    this.stall = setTimeout(() => {
+      this.stall = undefined;
+      if (!this.blocked || this.over || this.mode !== 'memory') return;
+      const left = this.blockedAt + STALL_MS - Date.now();
+      if (left > 0) this.armStall(left);
+      else this.toSpool();
+    }, ms);
+    this.stall.unref();
+  }
+
+  private readSpool(limit: number): void {
+    this.busy = true;
+    const len = Math.min(SPOOL_READ, limit - this.pos);
+    this.buf ??= Buffer.allocUnsafe(SPOOL_READ);
+    const piece = this.buf.subarray(0, len);
+    this.fill.readAt(piece, this.pos).then(
+      ({ bytesRead }) => {
+        if (this.over) return;
+        if (bytesRead === 0) return this.stop(new AirlockError('INTERNAL', 'spool file shorter than written'));
+        const got = piece.subarray(0, bytesRead);
+        if (this.last(bytesRead)) return this.end(got, true);
+        this.pos += bytesRead;
+        this.passed(bytesRead);
+        // The buffer is read into again once the sink is done with it and wants more.
+        let wrote = false;
+        let drained = false;
+        const next = () => {
+          if (!wrote || !drained || this.over) return;
+          this.busy = false;
+          this.feed();
+        };
+        const ok = this.sink!.write(got, true, () => {
+          wrote = true;
+          next();
+        });
+        if (ok) {
+          drained = true;
+          next();
+        } else
+          this.sink!.onDrain(() => {
+            drained = true;
+            next();
+          });
+      },
+      (e: Error) => this.stop(e),
+    );
+  }
+
+  /** The bytes that complete the file, after the hook; then done. */
+  private end(piece: Buffer | null, reused: boolean): void {
+    this.busy = true;
+    this.beforeEnd().then(
+      () => {
+        if (this.over) return;
+        if (piece) {
+          this.pos += piece.length;
+          this.passed(piece.length);
+          this.sink!.write(piece, reused, noop);
+        }
+        this.stop();
+      },
+      (e: Error) => this.stop(e),
+    );
+  }
+}
+
+const noop = (): void => {};
+
+/** A fill's FillBodies: fed on every arrival, and asked whether one holds the upstream paused. */
+export class TapSet {
+  private readonly taps = new Set<FillBody>();
+
+  add(t: FillBody): void {
+    this.taps.add(t);
+  }
+
+  delete(t: FillBody): void {
+    this.taps.delete(t);
+  }
+
+  feed(): void {
+    for (const t of this.taps) t.feed();
+  }
+
+  /**
+   * Whether the leading client in memory lags half of `bound` behind `received`, blocked on its
+   * socket. Only the leader paces the upstream: a follower that falls behind leaves the window and
+   * is moved to the spool (FillBody.feed), it never holds the others.
+   */
+  hold(received: number, bound: number): boolean {
+    let lead: FillBody | null = null;
+    for (const t of this.taps) if (t.inMemoryAt >= 0 && (lead === null || t.inMemoryAt > lead.inMemoryAt)) lead = t;
+    return lead !== null && lead.holding(received, bound);
+  }
+}

@@ -1,0 +1,242 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Writable, type Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { Fill, HOLD_BACK, type FillBudget } from '../../src/core/fill.js';
+import { FillBody, STALL_MS, tapStats } from '../../src/core/fill-body.js';
+import { FillShare } from '../../src/core/spool.js';
+import { HashPool } from '../../src/core/hasher.js';
+import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
+import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+
+/**
+ * A cold fill's whole-file clients (core/fill-body.ts): written from the fill's memory as bytes
+ * arrive, moved to the spool once when they fall behind, the tail held for the digest and for the
+ * caller's hook, the upstream paced by a lagging leader but never held by a stuck one.
+ */
+
+const hashes = new HashPool(2);
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const NO_LIMITS: FillBudget = { minRate: 0, windowMs: 1000, deadlineMs: 0, abandonMs: 0, finishBytes: 0 };
+const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
+async function until(cond: () => boolean, ms = 8000): Promise<void> {
+  for (const end = Date.now() + ms; !cond() && Date.now() < end;) await tick(10);
+}
+
+async function fillOf(size: number, opts: { sha256?: string; share?: FillShare } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-fill-body-'));
+  const store = await FsBlobStore.create(dir);
+  const meta = new SqliteMetaStore(':memory:');
+  const up = new PassThrough({ highWaterMark: 64 << 10 });
+  const bytes = randomBytes(size);
+  const fill = new Fill(
+    { sha256: opts.sha256 ?? sha(bytes), size, open: async () => ({ body: up as Readable, size }) },
+    store,
+    meta,
+    hashes,
+    NO_LIMITS,
+    undefined,
+    opts.share ?? new FillShare(),
+  );
+  void fill.run();
+  await fill.ready;
+  /** Feed the upstream in 64 KiB chunks as fast as the fill takes them (a paused fill stops it: the writes wait). */
+  const send = async (from = 0, to = size) => {
+    for (let at = from; at < to; at += 64 << 10) {
+      if (!up.write(bytes.subarray(at, Math.min(to, at + (64 << 10))))) await new Promise((r) => up.once('drain', r));
+    }
+    if (to === size) up.end();
+  };
+  return { fill, up, bytes, send, meta };
+}
+
+/** A socket-like Writable that collects what it is given, and takes it only when `open` (else its buffer fills). */
+function slowSink(hwm = 64 << 10) {
+  const got: Buffer[] = [];
+  let open = true;
+  let pending: (() => void) | null = null;
+  const w = new Writable({
+    highWaterMark: hwm,
+    write(chunk: Buffer, _enc, cb) {
+      got.push(Buffer.from(chunk));
+      if (open) cb();
+      else pending = cb;
+    },
+  });
+  return {
+    w,
+    bytes: () => Buffer.concat(got),
+    length: () => got.reduce((n, b) => n + b.length, 0),
+    stop: () => (open = false),
+    go: () => {
+      open = true;
+      const p = pending;
+      pending = null;
+      p?.();
+    },
+  };
+}
+
+describe('a cold fill written to its clients from memory (FillBody)', () => {
+  it('writes the leader from memory as bytes arrive, holds the tail for the digest and for the hook, exact bytes, never moved to the spool', async () => {
+    const size = 8 << 20;
+    const { fill, send, bytes } = await fillOf(size);
+    const body = fill.reader() as FillBody;
+    expect(body).toBeInstanceOf(FillBody);
+    const sink = slowSink();
+    let hooked = false;
+    let release!: () => void;
+    const hook = new Promise<void>((r) => (release = r));
+    let passed = 0;
+    const moved = tapStats.toSpool;
+    const sent = body
+      .holdLast(
+        () => ((hooked = true), hook),
+        (n) => (passed += n),
+      )
+      .sendTo(sink.w);
+    await send(0, size);
+    // Everything but the held-back tail went out before the digest; then the hook, before the last bytes.
+    await until(() => hooked);
+    expect(hooked).toBe(true);
+    expect(sink.length()).toBeLessThanOrEqual(size - 1);
+    expect(sink.length()).toBeGreaterThanOrEqual(size - HOLD_BACK - (64 << 10));
+    release();
+    await sent;
+    expect(sink.bytes().equals(bytes)).toBe(true);
+    expect(passed).toBe(size);
+    expect(tapStats.toSpool).toBe(moved);
+    expect(await fill.committed).toBe(true);
+  });
+
+  it('on a digest mismatch cuts the leader before its last bytes, without calling the hook', async () => {
+    const size = 4 << 20;
+    const { fill, send } = await fillOf(size, { sha256: 'f'.repeat(64) });
+    const sink = slowSink();
+    let hooked = false;
+    const sent = (fill.reader() as FillBody).holdLast(
+      async () => void (hooked = true),
+      () => {},
+    );
+    const result = sent.sendTo(sink.w).then(
+      () => null,
+      (e: Error) => e,
+    );
+    await send(0, size);
+    const err = await result;
+    expect((err as { code?: string } | null)?.code).toBe('DIGEST_MISMATCH');
+    expect(hooked).toBe(false);
+    expect(sink.length()).toBeLessThanOrEqual(size - HOLD_BACK);
+    expect(await fill.committed).toBe(false);
+  });
+
+  it('paces the upstream by a leader that lags (the window is not outrun), then goes on once it drains', async () => {
+    const size = 8 << 20;
+    const share = new FillShare();
+    const { fill, send, bytes } = await fillOf(size, { share });
+    const sink = slowSink();
+    const moved = tapStats.toSpool;
+    const sent = (fill.reader() as FillBody).sendTo(sink.w);
+    const sending = send(0, size);
+    await until(() => sink.length() > 1 << 20);
+    sink.stop();
+    // Blocked: the fill stops reading its upstream within about a window of the leader's position.
+    await tick(300);
+    const held = fill.received;
+    await tick(300);
+    expect(fill.received).toBe(held);
+    expect(fill.received - sink.length()).toBeLessThanOrEqual(share.perFill() + (256 << 10));
+    sink.go();
+    await sending;
+    await sent;
+    expect(sink.bytes().equals(bytes)).toBe(true);
+    expect(tapStats.toSpool).toBe(moved);
+  });
+
+  it('a leader stuck past the stall is moved to the spool: the upstream goes on to its digest without it, and it still gets exact bytes', async () => {
+    const size = 8 << 20;
+    const { fill, send, bytes } = await fillOf(size);
+    const sink = slowSink();
+    const moved = tapStats.toSpool;
+    const sent = (fill.reader() as FillBody).sendTo(sink.w);
+    const sending = send(0, size);
+    await until(() => sink.length() > 1 << 20);
+    sink.stop();
+    await sending;
+    await fill.settled;
+    expect(fill.state).toBe('verified');
+    expect(tapStats.toSpool).toBe(moved + 1);
+    expect(sink.length()).toBeLessThan(size);
+    sink.go();
+    await sent;
+    expect(sink.bytes().equals(bytes)).toBe(true);
+  });
+
+  it('a stuck follower does not hold the upstream or the leader; moved to the spool once, it still gets exact bytes', async () => {
+    const size = 8 << 20;
+    const { fill, send, bytes } = await fillOf(size);
+    const lead = slowSink();
+    const stuck = slowSink();
+    const moved = tapStats.toSpool;
+    const a = (fill.reader() as FillBody).sendTo(lead.w);
+    const b = (fill.reader() as FillBody).sendTo(stuck.w);
+    stuck.stop();
+    const t0 = Date.now();
+    await send(0, size);
+    await a;
+    // The leader finished while the stuck client held nothing: it waited at most the stall.
+    expect(Date.now() - t0).toBeLessThan(STALL_MS + 6000);
+    expect(lead.bytes().equals(bytes)).toBe(true);
+    expect(stuck.length()).toBeLessThan(size);
+    stuck.go();
+    await b;
+    expect(stuck.bytes().equals(bytes)).toBe(true);
+    expect(tapStats.toSpool).toBe(moved + 1);
+  });
+
+  it('many slow readers (plain Readables that stop reading) each buffer at most about a window, and all get exact bytes', async () => {
+    const size = 8 << 20;
+    const { fill, send, bytes } = await fillOf(size);
+    const readers = Array.from({ length: 16 }, () => fill.reader());
+    const chunks = readers.map(() => [] as Buffer[]);
+    // Each reads one chunk and then stops (a client that stalls).
+    readers.forEach((r, i) => r.once('data', (c: Buffer) => (chunks[i].push(c), r.pause())));
+    await send(0, size);
+    await fill.settled;
+    for (const r of readers) expect(r.readableLength).toBeLessThanOrEqual((1 << 20) + (64 << 10));
+    const all = await Promise.all(
+      readers.map(
+        (r, i) =>
+          new Promise<Buffer>((res, rej) => {
+            r.on('data', (c: Buffer) => chunks[i].push(c));
+            r.once('end', () => res(Buffer.concat(chunks[i])));
+            r.once('error', rej);
+            r.resume();
+          }),
+      ),
+    );
+    for (const got of all) expect(got.equals(bytes)).toBe(true);
+  });
+
+  it('a client that joins after the window moved on starts from the spool, and still streams ahead of the digest', async () => {
+    const size = 8 << 20;
+    const { fill, send, bytes } = await fillOf(size);
+    const lead = slowSink();
+    const a = (fill.reader() as FillBody).sendTo(lead.w);
+    await send(0, 4 << 20);
+    await until(() => fill.written >= 4 << 20);
+    const moved = tapStats.toSpool;
+    const late = slowSink();
+    const b = (fill.reader() as FillBody).sendTo(late.w);
+    await until(() => late.length() >= 3 << 20);
+    expect(late.length()).toBeGreaterThanOrEqual(3 << 20);
+    expect(fill.state).toBe('running');
+    expect(tapStats.toSpool).toBe(moved + 1);
+    await send(4 << 20, size);
+    await Promise.all([a, b]);
+    expect(late.bytes().equals(bytes)).toBe(true);
+    expect(lead.bytes().equals(bytes)).toBe(true);
+  });
+});
