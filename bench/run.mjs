@@ -230,7 +230,7 @@ async function startAirlock(opts = {}) {
       (opts.offload ? `offload:\n  mode: ${opts.offload}\n` : '') +
       // opts.fleet: a replica on the shared PostgreSQL and S3-compatible store (section 3b).
       (opts.fleet
-        ? `storage:\n  meta: postgres\n  postgres_url_env: AIRLOCK_BENCH_PG\n  blobs: s3\n  s3: { endpoint: "${opts.fleet.s3}", bucket: airlock, path_style: true, access_key_env: AIRLOCK_BENCH_S3, secret_key_env: AIRLOCK_BENCH_S3 }\n`
+        ? `storage:\n  meta: postgres\n  postgres_url_env: AIRLOCK_BENCH_PG\n  blobs: s3\n  s3: { endpoint: "${opts.fleet.s3}", bucket: airlock, path_style: true, access_key_env: AIRLOCK_BENCH_S3, secret_key_env: AIRLOCK_BENCH_S3 }\n  peers: { secret_env: AIRLOCK_BENCH_FLEET }\n`
         : '') +
       // opts.reviewed: a sha256 listed under bench/model's scan.sha256 (section 1c: a reviewed file is not walked).
       // opts.minAge: a minimum age on every PyPI release (section 10).
@@ -257,7 +257,7 @@ async function startAirlock(opts = {}) {
       AIRLOCK_LISTEN: `127.0.0.1:${port}`,
       // opts.env: switches read only by the bench (AIRLOCK_BENCH_NO_CHUNK_CHECKS, section 2).
       ...(opts.env ?? {}),
-      ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER' } : {}),
+      ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER', AIRLOCK_BENCH_FLEET: 'bench-fleet-secret-0123456789abcdef' } : {}),
       ...(opts.hook ? { AIRLOCK_BENCH_HOOK: 'bench-hook-secret' } : {}),
     },
   });
@@ -897,7 +897,7 @@ if (want('3')) {
 // 3b. Coalescing across three replicas (issue 15): three Airlock processes on one PostgreSQL and
 // one S3-compatible store (s3rver), behind nginx round robin, 16 clients on one cold file at
 // 20 MiB/s, beside section 3's one process. The filling replica's clients stream as bytes arrive;
-// the others' replicas wait for the commit, then read the shared store.
+// the other replicas stream the filling replica's fill (storage.peers; bench/fleet-stream.mjs splits the two).
 progress('3b. Coalescing across three replicas');
 if (want('3b') && nginxBinary) {
   const { startPostgres } = await import(join(ROOT, 'bench', 'records.mjs'));
@@ -920,14 +920,15 @@ if (want('3b') && nginxBinary) {
       join(nd, 'nginx.conf'),
       `${process.getuid?.() === 0 ? 'user root; ' : ''}worker_processes 1; pid ${nd}/nginx.pid; error_log ${nd}/error.log; daemon off;\nevents { worker_connections 1024; }\nhttp { access_log off; client_body_temp_path ${nd}; proxy_temp_path ${nd}; fastcgi_temp_path ${nd}; uwsgi_temp_path ${nd}; scgi_temp_path ${nd};\n` +
         `upstream airlock { ${reps.map((r) => `server ${new URL(r.url).host};`).join(' ')} keepalive 32; }\n` +
-        `server { listen 127.0.0.1:${lport}; location / { proxy_pass http://airlock; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $http_host; proxy_buffering off; proxy_read_timeout 300s; } } }\n`,
+        `server { listen 127.0.0.1:${lport}; location / { proxy_pass http://airlock; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $http_host; proxy_buffering off; proxy_read_timeout 300s; add_header x-bench-replica $upstream_addr always; } } }\n`,
     );
     const lb = startChild(nginxBinary, ['-c', join(nd, 'nginx.conf'), '-p', nd]);
     await sleep(300);
     await setRate(SLOW_WAN);
     await get(`${UP}/-/reset`);
     const url = `http://127.0.0.1:${lport}/pypi/files/${f.project}/${f.name}`;
-    const all = await Promise.all(Array.from({ length: CLIENTS }, () => curl(url)));
+    const { fleetCurl, fleetSplit } = await import(join(ROOT, 'bench', 'fleet-stream.mjs'));
+    const all = await Promise.all(Array.from({ length: CLIENTS }, () => fleetCurl(url)));
     const counts = await (await get(`${UP}/-/counts`)).json();
     const fetches = counts[`/files/${f.name}`] ?? 0;
     const sorted = all.map((x) => x.total).sort((a, b) => a - b);
@@ -939,6 +940,7 @@ if (want('3b') && nginxBinary) {
       worstTtfbMs: Math.max(...all.map((x) => x.ttfb)) * 1000,
     });
     target(`coalescing across 3 replicas: exactly 1 upstream fetch for ${CLIENTS} clients`, fetches === 1, `${fetches}`);
+    fleetSplit(all, row, target, `${CLIENTS} clients via nginx`);
     await setRate(0);
     lb.kill('SIGTERM');
     for (const r of reps) await r.stop();

@@ -112,6 +112,14 @@ function checkOciWiring(
       throw new ConfigError(`${where(y, ['oci', 'registries', key])}: oci.registries.${key}: give both username_env and password_env, or neither`);
     }
   }
+  const peers = config.storage.peers;
+  if (peers.secret_env !== undefined) {
+    const at = where(y, ['storage', 'peers', 'secret_env']);
+    if (config.storage.meta !== 'postgres') throw new ConfigError(`${at}: storage.peers: replicas stream to each other only on storage.meta: postgres`);
+    const secret = env[peers.secret_env];
+    if (secret === undefined) throw new ConfigError(`${at}: storage.peers.secret_env: environment variable ${peers.secret_env} is not set`);
+    if (secret.length < 32) throw new ConfigError(`${at}: storage.peers.secret_env: the secret in ${peers.secret_env} is shorter than 32 characters`);
+  }
   if (config.hf.token_env !== undefined && env[config.hf.token_env] === undefined) {
     throw new ConfigError(`${where(y, ['hf', 'token_env'])}: hf.token_env: environment variable ${config.hf.token_env} is not set`);
   }
