@@ -200,5 +200,5 @@ export function peerBody(first: PeerAnswer, f: PeerFallback, signal: AbortSignal
       src.close();
     }
   }
-  return { body: Readable.from(feed(), { objectMode: false, highWaterMark: 1 << 20 }), size };
+  return { body: Readable.from(feed(), { objectMode: false, highWaterMark: 256 << 10 }), size };
 }

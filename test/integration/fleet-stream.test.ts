@@ -160,7 +160,11 @@ policy:
       asked++;
       const ok = checkPeerRequest(Buffer.from(secret), req.url!, req.headers['x-airlock-fleet'] as string);
       const nonce = 'nonce' in ok ? ok.nonce : /n=([0-9a-f]+)/.exec(String(req.headers['x-airlock-fleet']))![1];
-      res.writeHead(200, { 'x-airlock-size': bytes.length, 'content-length': bytes.length, 'x-airlock-fleet-proof': peerProof(Buffer.from(secret), nonce, hex, 0, bytes.length) });
+      res.writeHead(200, {
+        'x-airlock-size': bytes.length,
+        'content-length': bytes.length,
+        'x-airlock-fleet-proof': peerProof(Buffer.from(secret), nonce, hex, 0, bytes.length),
+      });
       res.end(bytes);
     });
     fakes.push(srv);
