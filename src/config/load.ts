@@ -187,6 +187,11 @@ export function loadConfig(configFile: string, env: Record<string, string | unde
   const value = { ...(y.value as Record<string, unknown>) };
   if (env.AIRLOCK_LISTEN) value.listen = env.AIRLOCK_LISTEN;
   if (env.AIRLOCK_DATA_DIR) value.data_dir = env.AIRLOCK_DATA_DIR;
+  // Where other replicas reach this one differs per replica (a pod's address) where the file is shared.
+  if (env.AIRLOCK_ADVERTISE) {
+    const storage = (value.storage ?? {}) as Record<string, unknown>;
+    value.storage = { ...storage, peers: { ...(storage.peers as object), advertise: env.AIRLOCK_ADVERTISE } };
+  }
   const parsed = configSchema.safeParse(value);
   if (!parsed.success) throw new ConfigError(zodMessage(y, [], parsed.error));
   const config = parsed.data;

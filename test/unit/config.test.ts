@@ -144,6 +144,9 @@ describe('OCI configuration and policy', () => {
       'storage.peers: replicas stream to each other only on storage.meta: postgres',
     );
     expect(errorOf(write('storage:\n  peers: { advertise: "ftp://x" }\n'))).toContain('storage.peers.advertise: expected an http(s) URL');
+    // Per replica from the environment (a pod's address), over the shared file's.
+    const env = { AIRLOCK_TEST_FLEET_SECRET: 'x'.repeat(32), AIRLOCK_ADVERTISE: 'http://10.1.2.3:8080' };
+    expect(loadConfig(pg, env).config.storage.peers.advertise).toBe('http://10.1.2.3:8080');
   });
   it('refuses a registry URL that includes /v2/', () => {
     expect(errorOf(write(`oci:\n  registries:\n    r.io: { url: "https://r.io/v2/" }\n  default_registry: r.io\n`))).toMatch(
