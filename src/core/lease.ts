@@ -26,6 +26,7 @@ export function fleetLease(
   let held = false;
   /** The filler's first answer, when this fill streams another replica's. */
   let streamed: PeerAnswer | undefined;
+  let refused = false;
   const until = Date.now() + (fleet.waitMs ?? 3_600_000);
   const who = { digest: sha256, owner: fleet.owner };
   const renewFailed = warn(who, 'fill lease could not be renewed: another replica may take it over and fetch the same blob');
@@ -64,7 +65,9 @@ export function fleetLease(
             streamed = a;
             return 'peer';
           }
-          warn({ ...who, filler: addr }, 'could not stream the fill of the replica filling this blob: waiting for its commit instead')(a.refused);
+          // Once per fill (it asks again every second while the lease is held).
+          if (!refused) warn({ ...who, filler: addr }, 'could not stream the fill of the replica filling this blob: waiting for its commit instead')(a.refused);
+          refused = true;
         }
         await fleet.leases.awaitRelease(sha256, Math.min(addr ? 1000 : stale, Math.max(1, until - Date.now())));
         if (await meta.getBlob(sha256)) return 'elsewhere';
