@@ -182,7 +182,7 @@ export function offloadFor(loaded: LoadedConfig, store: BlobStore): ((sha256: st
 export function blobCache(
   loaded: LoadedConfig,
   d: { store: BlobStore; meta: MetaStore; hashes: HashPool; log: Logger; metrics: Metrics },
-  opts: { serving?: boolean } = {},
+  opts: { serving?: boolean; peer?: FleetPeer } = {},
 ): BlobCache {
   const { config } = loaded;
   const { log, metrics } = d;
@@ -209,7 +209,12 @@ export function blobCache(
     // Replicas on one PostgreSQL: one upstream fill per blob across all of them (a lease per fill).
     fleet:
       config.storage.meta === 'postgres'
-        ? { leases: d.meta, owner: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`, staleMs: config.storage.lease_stale * 1000 }
+        ? {
+            leases: d.meta,
+            owner: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`,
+            staleMs: config.storage.lease_stale * 1000,
+            peer: opts.peer ?? fleetPeer(loaded),
+          }
         : undefined,
     maxBytes: config.cache.max_bytes,
     verifyHits: config.cache.verify_hits,
@@ -233,6 +238,21 @@ export function blobCache(
       );
     },
   });
+}
+
+/** storage.peers: the fleet's shared secret, and where this replica answers other replicas (set once it listens). */
+export type FleetPeer = { secret: Buffer; addr?: string };
+
+/**
+ * Replicas stream fills under way to each other (storage.peers, core/peer-stream.ts) when a
+ * secret is configured (checked when the configuration was loaded). A command streams others'
+ * fills but serves none: it has no address.
+ */
+export function fleetPeer(loaded: LoadedConfig, serving = false): FleetPeer | undefined {
+  const p = loaded.config.storage.peers;
+  const secret = p.secret_env !== undefined ? process.env[p.secret_env] : undefined;
+  if (loaded.config.storage.meta !== 'postgres' || !secret) return undefined;
+  return { secret: Buffer.from(secret), addr: serving ? p.advertise : undefined };
 }
 
 /**

@@ -5,6 +5,7 @@ import { channelsFrom } from './alerts/channels.js';
 import { startAlerting } from './alerts/index.js';
 import { buildApp } from './app.js';
 import { withFastPath } from './http/fast.js';
+import { withPeerRoute } from './http/peer.js';
 import { Authenticator } from './auth/tokens.js';
 import type { LoadedConfig } from './config/load.js';
 import { splitListen } from './config/preflight.js';
@@ -19,13 +20,15 @@ import { ImageInventories } from './oci/inventory.js';
 import { loadTrustRoots, readAdvisories, reloadAdvisories, reloadPolicy, reloadTrust } from './reload.js';
 import { startCacheUpkeep, startRetention } from './upkeep.js';
 import { consoleFor, createFrontends, readiness } from './wiring.js';
-import { advisoryFeeds, blobCache, hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
+import { advisoryFeeds, blobCache, fleetPeer, type FleetPeer, hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
 import { AdvisoryFeeds } from './advisories/sync.js';
 
 export interface AirlockOptions {
   log?: Logger;
   /** Collect Node default metrics (off in tests that build many instances). */
   defaultMetrics?: boolean;
+  /** storage.peers, for a server: the fleet's secret and this replica's address (set once it listens). */
+  peer?: FleetPeer;
 }
 
 /**
@@ -43,7 +46,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   const http = { pypi: upstreamHttp(loaded, 'pypi'), oci: upstreamHttp(loaded, 'oci'), hf: upstreamHttp(loaded, 'hf') };
   metrics.watchUpstreams([http.pypi, http.oci, http.hf]);
   const hashes = new HashPool(1).warm();
-  const cache = blobCache(loaded, { store, meta, hashes, log, metrics }, { serving: true });
+  const cache = blobCache(loaded, { store, meta, hashes, log, metrics }, { serving: true, peer: opts.peer });
   const scrubber = startCacheUpkeep(cache, config, log);
   const record = keepRecord(meta, metrics, log, config.records);
   const recorder = record.recorder;
@@ -191,21 +194,34 @@ function modelRescans(
 
 export type Airlock = Awaited<ReturnType<typeof createAirlock>>;
 
+/** Where other replicas reach this one (storage.peers.advertise, else the listen address when it names a host). */
+function advertise(peer: FleetPeer | undefined, log: Logger, hostname: string, port: number): void {
+  if (!peer || peer.addr) return;
+  if (['0.0.0.0', '::', ''].includes(hostname)) {
+    log.warn("storage.peers: listening on every interface with no storage.peers.advertise: other replicas wait for this one's commits");
+    return;
+  }
+  peer.addr = `http://${hostname.includes(':') ? `[${hostname}]` : hostname}:${port}`;
+}
+
 /** Start listening; resolves once the socket is bound. */
 export async function startServer(
   loaded: LoadedConfig,
   opts: AirlockOptions = {},
 ): Promise<{ airlock: Airlock; server: ServerType; port: number; stop: (graceMs?: number) => Promise<void> }> {
-  const airlock = await createAirlock(loaded, opts);
+  const peer = fleetPeer(loaded, true);
+  const airlock = await createAirlock(loaded, { ...opts, peer });
   const { hostname, port } = splitListen(loaded.config.listen);
   const server = await new Promise<ServerType>((resolve, reject) => {
     // The router's listener behind the fast path for warm pages (src/http/fast.ts).
+    // Before both, the fleet's internal route (http/peer.ts), when replicas stream to each other.
     const createServer = ((opts: ServerOptions, listener: RequestListener) =>
-      createHttpServer(opts, withFastPath(airlock.fast, listener))) as typeof createHttpServer;
+      createHttpServer(opts, withPeerRoute(peer, airlock.cache, airlock.log, withFastPath(airlock.fast, listener)))) as typeof createHttpServer;
     const s = serve({ fetch: airlock.app.fetch, hostname, port, createServer }, () => resolve(s));
     s.once('error', reject);
   });
   const bound = (server.address() as AddressInfo).port;
+  advertise(peer, airlock.log, hostname, bound);
   airlock.log.info({ listen: `${hostname}:${bound}`, dataDir: loaded.dataDir, config: loaded.configFile }, 'airlock listening');
   return {
     airlock,

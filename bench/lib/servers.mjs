@@ -33,7 +33,7 @@ export function airlockStarter({ ROOT, work, up, UP, allow, LAYER, MALLOC_TUNABL
         (opts.offload ? `offload:\n  mode: ${opts.offload}\n` : '') +
         // opts.fleet: a replica on the shared PostgreSQL and S3-compatible store (section 3b).
         (opts.fleet
-          ? `storage:\n  meta: postgres\n  postgres_url_env: AIRLOCK_BENCH_PG\n  blobs: s3\n  s3: { endpoint: "${opts.fleet.s3}", bucket: airlock, path_style: true, access_key_env: AIRLOCK_BENCH_S3, secret_key_env: AIRLOCK_BENCH_S3 }\n`
+          ? `storage:\n  meta: postgres\n  postgres_url_env: AIRLOCK_BENCH_PG\n  blobs: s3\n  s3: { endpoint: "${opts.fleet.s3}", bucket: airlock, path_style: true, access_key_env: AIRLOCK_BENCH_S3, secret_key_env: AIRLOCK_BENCH_S3 }\n  peers: { secret_env: AIRLOCK_BENCH_FLEET }\n`
           : '') +
         // opts.reviewed: a sha256 listed under bench/model's scan.sha256 (section 1c: a reviewed file is not walked).
         // opts.minAge: a minimum age on every PyPI release (section 10).
@@ -60,7 +60,7 @@ export function airlockStarter({ ROOT, work, up, UP, allow, LAYER, MALLOC_TUNABL
         AIRLOCK_LISTEN: `127.0.0.1:${port}`,
         // opts.env: switches read only by the bench (AIRLOCK_BENCH_NO_CHUNK_CHECKS, section 2).
         ...(opts.env ?? {}),
-        ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER' } : {}),
+        ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER', AIRLOCK_BENCH_FLEET: 'bench-fleet-secret-0123456789abcdef' } : {}),
         ...(opts.hook ? { AIRLOCK_BENCH_HOOK: 'bench-hook-secret' } : {}),
       },
     });

@@ -112,6 +112,14 @@ function checkOciWiring(
       throw new ConfigError(`${where(y, ['oci', 'registries', key])}: oci.registries.${key}: give both username_env and password_env, or neither`);
     }
   }
+  const peers = config.storage.peers;
+  if (peers.secret_env !== undefined) {
+    const at = where(y, ['storage', 'peers', 'secret_env']);
+    if (config.storage.meta !== 'postgres') throw new ConfigError(`${at}: storage.peers: replicas stream to each other only on storage.meta: postgres`);
+    const secret = env[peers.secret_env];
+    if (secret === undefined) throw new ConfigError(`${at}: storage.peers.secret_env: environment variable ${peers.secret_env} is not set`);
+    if (secret.length < 32) throw new ConfigError(`${at}: storage.peers.secret_env: the secret in ${peers.secret_env} is shorter than 32 characters`);
+  }
   if (config.hf.token_env !== undefined && env[config.hf.token_env] === undefined) {
     throw new ConfigError(`${where(y, ['hf', 'token_env'])}: hf.token_env: environment variable ${config.hf.token_env} is not set`);
   }
@@ -179,6 +187,11 @@ export function loadConfig(configFile: string, env: Record<string, string | unde
   const value = { ...(y.value as Record<string, unknown>) };
   if (env.AIRLOCK_LISTEN) value.listen = env.AIRLOCK_LISTEN;
   if (env.AIRLOCK_DATA_DIR) value.data_dir = env.AIRLOCK_DATA_DIR;
+  // Where other replicas reach this one differs per replica (a pod's address) where the file is shared.
+  if (env.AIRLOCK_ADVERTISE) {
+    const storage = (value.storage ?? {}) as Record<string, unknown>;
+    value.storage = { ...storage, peers: { ...(storage.peers as object), advertise: env.AIRLOCK_ADVERTISE } };
+  }
   const parsed = configSchema.safeParse(value);
   if (!parsed.success) throw new ConfigError(zodMessage(y, [], parsed.error));
   const config = parsed.data;

@@ -184,6 +184,21 @@ export const configSchema = z
         postgres_pool: z.number().int().min(1).default(10),
         /** Seconds after which a fill lease its replica stopped renewing is taken over (PostgreSQL). */
         lease_stale: z.number().positive().default(15),
+        /**
+         * Replicas on PostgreSQL stream a fill under way to each other (core/peer-stream.ts): a
+         * replica whose client asks for a blob another replica is filling streams it from that
+         * replica as it arrives, verifying it itself, instead of waiting for the commit. Off
+         * unless secret_env is set.
+         */
+        peers: z
+          .object({
+            /** Environment variable holding the fleet's shared secret (at least 32 characters; the same on every replica). */
+            secret_env: z.string().optional(),
+            /** How the other replicas reach this one (http://host:port); default: the listen address, when it names a host. */
+            advertise: httpUrl.optional(),
+          })
+          .strict()
+          .prefault({}),
         /** fs: blobs under data_dir (the embedded default); s3: any S3-compatible store, shared by replicas. */
         blobs: z.enum(['fs', 's3']).default('fs'),
         s3: z

@@ -44,7 +44,17 @@ export interface CacheOptions {
    * Replicas sharing the stores: one upstream fill per blob across all of them. `owner` names
    * this process; a lease not renewed for `staleMs` (its replica died) is taken over.
    */
-  fleet?: { leases: LeaseStore; owner: string; staleMs?: number; waitMs?: number };
+  fleet?: {
+    leases: LeaseStore;
+    owner: string;
+    staleMs?: number;
+    waitMs?: number;
+    /**
+     * Replicas stream fills under way to each other (storage.peers, peer-stream.ts): the fleet's
+     * shared secret, and where this replica answers (recorded in its lease rows; set once it listens).
+     */
+    peer?: { secret: Buffer; addr?: string };
+  };
   /** Warm bodies handed to a cheaper server (offload.*): how to hand over a cached blob. */
   offload?: (sha256: string) => Promise<Offload>;
   /**

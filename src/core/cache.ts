@@ -31,7 +31,7 @@ const LOW_WATER = 0.9;
  * one upstream transfer and each streams as bytes arrive.
  */
 export class BlobCache {
-  private readonly inflight = new Map<string, Fill>();
+  readonly inflight = new Map<string, Fill>(); // the fills under way, by digest (other replicas stream them: http/peer.ts)
   /** Every fill not yet over (a failed one leaves `inflight` at once, but is over only once its spool file is gone). */
   private readonly running = new Set<Fill>();
   /** This cache's running fills share one memory bound (spool.ts). */
@@ -385,9 +385,9 @@ export class BlobCache {
       }
     }
     let cache: CacheOutcome = 'join';
-    if (fill) {
-      if (spec.keep) fill.keep();
-    } else {
+    const lease = fill ? undefined : fleetLease(this.opts.fleet, this.meta, this.store, this.warn, spec);
+    if (fill && spec.keep) fill.keep();
+    if (!fill) {
       cache = 'miss';
       // A fill of undeclared size is watched for the disk's reserve as it arrives (disk-reserve.ts).
       const d = this.opts.disk;
@@ -397,7 +397,7 @@ export class BlobCache {
         this.meta,
         this.hashes,
         this.budget,
-        fleetLease(this.opts.fleet, this.meta, this.warn, spec.sha256),
+        lease,
         this.share,
         this.tooLarge,
       );
@@ -429,6 +429,7 @@ export class BlobCache {
       if ((e as AirlockError).code === 'FILLED_ELSEWHERE') return this.fetch(spec, want, opts);
       throw e;
     }
+    if (lease?.fromPeer?.()) cache = 'join'; // streamed from the replica filling it (peer-stream.ts): joined its fill
     const r = fill.size !== undefined ? resolveRange(want, fill.size) : undefined;
     if (r === 'unsatisfiable') {
       release?.();

@@ -37,11 +37,19 @@ export interface FillSpec {
  * The fleet-wide lease of one fill (replicas sharing a store): taken before the upstream is
  * asked, renewed while the fill runs, released once the blob is committed or the fill failed.
  * 'elsewhere': another replica filled the blob while this one waited (the fill then fails with
- * FILLED_ELSEWHERE and its callers look again, finding a hit).
+ * FILLED_ELSEWHERE and its callers look again, finding a hit). 'peer': another replica is filling
+ * it and streams it (peer-stream.ts): the fill reads `peer()` instead of upstream, verifies it as
+ * any upstream body, and leaves the commit to that replica (`committedElsewhere`).
  */
 export interface FillLease {
-  acquire(): Promise<'held' | 'elsewhere'>;
+  acquire(): Promise<'held' | 'elsewhere' | 'peer'>;
   release(): void;
+  /** The filling replica's bytes as an upstream body (after 'peer'). */
+  peer?(signal: AbortSignal): UpstreamBody;
+  /** When the fill streamed another replica's and did not take the lease over since: whether that replica committed the blob. */
+  committedElsewhere?(): Promise<boolean> | undefined;
+  /** Is this fill streamed from another replica's? */
+  fromPeer?(): boolean;
 }
 
 /** A fill's spool file as a follower sees it. */

@@ -185,10 +185,9 @@ export class Fill extends EventEmitter implements TapSource {
     let up: UpstreamBody;
     try {
       this.fh = await open(this.tmpPath, 'wx+');
-      if (this.lease && (await this.lease.acquire()) === 'elsewhere') {
-        throw new AirlockError('FILLED_ELSEWHERE', `sha256:${this.spec.sha256} was filled by another replica`);
-      }
-      up = await this.spec.open(this.abort.signal);
+      const how = this.lease ? await this.lease.acquire() : 'held';
+      if (how === 'elsewhere') throw new AirlockError('FILLED_ELSEWHERE', `sha256:${this.spec.sha256} was filled by another replica`);
+      up = how === 'peer' && this.lease?.peer ? this.lease.peer(this.abort.signal) : await this.spec.open(this.abort.signal);
       if (this.spec.size !== undefined && up.size !== undefined && this.spec.size !== up.size) {
         up.body.destroy();
         throw new AirlockError('SIZE_MISMATCH', `upstream declares ${up.size} bytes for sha256:${this.spec.sha256}, the index says ${this.spec.size}`);
@@ -360,9 +359,12 @@ export class Fill extends EventEmitter implements TapSource {
     let ok = false;
     try {
       if (this.observerReady) await Promise.race([this.observerReady, new Promise((r) => setTimeout(r, 5000).unref())]);
+      // Streamed from the replica filling it (peer-stream.ts, its bytes verified here as upstream's): that replica commits.
+      const elsewhere = this.lease?.committedElsewhere?.();
+      if (elsewhere) ok = await elsewhere;
       // Too large to keep (cache.max_file_share): served, verified, not stored, so one pull cannot
       // flush the cache. A fill kept for inspection (the image gate reads the stored layer) is stored.
-      if (!this.kept && this.tooLarge(this.written)) throw new NotKept();
+      if (elsewhere || (!this.kept && this.tooLarge(this.written))) throw new NotKept();
       await this.fh!.sync();
       await this.store.putFile(this.spec.sha256, this.tmpPath);
       // The chunk list first: a range never finds the blob without one (it would verify the whole blob first).

@@ -1,23 +1,33 @@
 import { AirlockError } from './errors.js';
 import type { CacheOptions } from './cache-types.js';
-import type { FillLease } from './fill.js';
+import type { FillLease, FillSpec } from './fill.js';
+import { openPeer, peerBody, type PeerAnswer } from './peer-stream.js';
+import type { BlobStore } from '../storage/blob-store.js';
 import type { BlobIndex } from '../storage/meta-store.js';
 
 /**
  * The fleet lease of a new fill (none for a single process: the cache's inflight map is its single
  * flight): taken before the upstream transfer, renewed while it runs, released at its end; while
- * another replica holds it, this one waits for its release and then finds the blob in the shared store.
+ * another replica holds it, this one streams that replica's fill (fleet.peer, peer-stream.ts) or
+ * waits for its release and then finds the blob in the shared store.
  */
 export function fleetLease(
   fleet: CacheOptions['fleet'],
   meta: BlobIndex,
+  store: BlobStore,
   warn: (fields: object, msg: string) => (e: unknown) => void,
-  sha256: string,
+  spec: FillSpec,
 ): FillLease | undefined {
   if (!fleet) return undefined;
+  const { sha256 } = spec;
   const stale = fleet.staleMs ?? 15_000;
+  const peer = fleet.peer;
   let renew: NodeJS.Timeout | undefined;
   let held = false;
+  /** The filler's first answer, when this fill streams another replica's. */
+  let streamed: PeerAnswer | undefined;
+  let refused = false;
+  const until = Date.now() + (fleet.waitMs ?? 3_600_000);
   const who = { digest: sha256, owner: fleet.owner };
   const renewFailed = warn(who, 'fill lease could not be renewed: another replica may take it over and fetch the same blob');
   // One warning per run of failed renewals (they come every staleMs / 3), not one per attempt.
@@ -30,23 +40,70 @@ export function fleetLease(
         failing = true;
       },
     );
+  const take = async (): Promise<boolean> => {
+    if (!(await fleet.leases.takeLease(sha256, fleet.owner, stale, peer?.addr))) return false;
+    held = true;
+    renew = setInterval(() => void renewLease(), Math.floor(stale / 3));
+    renew.unref();
+    return true;
+  };
+  /** The address of the replica holding the lease now, when it streams its fills and is not this one. */
+  const holder = async (): Promise<string | undefined> => {
+    const h = peer ? await fleet.leases.leaseHolder(sha256) : null;
+    return h && h.owner !== fleet.owner && h.addr ? h.addr : undefined;
+  };
   return {
     acquire: async () => {
-      const until = Date.now() + (fleet.waitMs ?? 3_600_000);
       for (;;) {
-        if (await fleet.leases.takeLease(sha256, fleet.owner, stale)) {
-          held = true;
-          renew = setInterval(() => void renewLease(), Math.floor(stale / 3));
-          renew.unref();
-          return 'held';
+        if (await take()) return 'held';
+        // Another replica is filling it: stream its fill, or wait for its release, then it is in the
+        // shared store (or, if that fill failed or its replica died, this one takes the lease and fills).
+        const addr = await holder();
+        if (addr && peer) {
+          const a = await openPeer(addr, sha256, 0, peer.secret, undefined, stale);
+          if ('res' in a) {
+            streamed = a;
+            return 'peer';
+          }
+          // Once per fill (it asks again every second while the lease is held).
+          if (!refused) warn({ ...who, filler: addr }, 'could not stream the fill of the replica filling this blob: waiting for its commit instead')(a.refused);
+          refused = true;
         }
-        // Another replica is filling it: wait for its release, then it is in the shared store
-        // (or, if that fill failed or its replica died, this one takes the lease and fills).
-        await fleet.leases.awaitRelease(sha256, Math.min(stale, Math.max(1, until - Date.now())));
+        await fleet.leases.awaitRelease(sha256, Math.min(addr ? 1000 : stale, Math.max(1, until - Date.now())));
         if (await meta.getBlob(sha256)) return 'elsewhere';
         if (Date.now() >= until) throw new AirlockError('UPSTREAM_UNAVAILABLE', `another replica has been filling sha256:${sha256} for too long`);
       }
     },
+    peer: (signal) => {
+      if (!streamed || !peer) throw new AirlockError('INTERNAL', 'no filling replica to stream from');
+      return peerBody(
+        streamed,
+        {
+          sha256,
+          secret: peer.secret,
+          idleMs: stale,
+          deadline: until,
+          stored: async () => (await meta.getBlob(sha256))?.size,
+          openStored: (start, end) => store.open(sha256, { start, end }),
+          take,
+          openUpstream: (s) => spec.open(s),
+          holder,
+          waitRelease: (ms) => fleet.leases.awaitRelease(sha256, ms),
+          warn: (fields, msg, why) => warn(fields, msg)(why),
+        },
+        signal,
+      );
+    },
+    committedElsewhere: () => {
+      // Streamed from the filler and never taken over: the filler commits the blob. Resolves once it
+      // has (or its lease went stale), saying whether the blob is in the store.
+      if (!streamed || held) return undefined;
+      return (async () => {
+        await fleet.leases.awaitRelease(sha256, 2 * stale);
+        return Boolean(await meta.getBlob(sha256));
+      })();
+    },
+    fromPeer: () => streamed !== undefined,
     release: () => {
       if (renew) clearInterval(renew);
       const failed = warn(who, 'fill lease could not be released: other replicas wait for it to go stale before fetching this blob');

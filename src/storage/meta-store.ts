@@ -339,8 +339,13 @@ export interface AliasStore {
  * lease whose owner stopped renewing it (a dead replica) is taken over.
  */
 export interface LeaseStore {
-  /** Take the lease on `sha256` for `owner`: true when it is free, already `owner`'s, or its holder's heartbeat is older than `staleMs`. */
-  takeLease(sha256: string, owner: string, staleMs: number): Promise<boolean>;
+  /**
+   * Take the lease on `sha256` for `owner`: true when it is free, already `owner`'s, or its holder's
+   * heartbeat is older than `staleMs`. `addr`: where `owner` serves the fill to other replicas (peer-stream.ts).
+   */
+  takeLease(sha256: string, owner: string, staleMs: number, addr?: string): Promise<boolean>;
+  /** Who holds the lease on `sha256` now, and where it serves the fill (null when it gave none), or null when nobody does. */
+  leaseHolder(sha256: string): Promise<{ owner: string; addr: string | null } | null>;
   /** Keep `owner`'s lease alive (its heartbeat is now). */
   renewLease(sha256: string, owner: string): Promise<void>;
   /** Give `owner`'s lease up (nothing when another owns it). */

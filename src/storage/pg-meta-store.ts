@@ -360,15 +360,20 @@ export class PgMetaStore implements MetaStore {
   }
 
   // LeaseStore: a row per blob being filled; a release is announced (NOTIFY) to wake waiters at once.
-  async takeLease(sha256: string, owner: string, staleMs: number): Promise<boolean> {
+  async takeLease(sha256: string, owner: string, staleMs: number, addr?: string): Promise<boolean> {
     const now = Date.now();
     const r = await this.pool.query(
-      `INSERT INTO fill_leases (sha256, owner, heartbeat) VALUES ($1, $2, $3)
-       ON CONFLICT (sha256) DO UPDATE SET owner = EXCLUDED.owner, heartbeat = EXCLUDED.heartbeat
+      `INSERT INTO fill_leases (sha256, owner, heartbeat, addr) VALUES ($1, $2, $3, $5)
+       ON CONFLICT (sha256) DO UPDATE SET owner = EXCLUDED.owner, heartbeat = EXCLUDED.heartbeat, addr = EXCLUDED.addr
        WHERE fill_leases.owner = EXCLUDED.owner OR fill_leases.heartbeat < $4`,
-      [sha256, owner, now, now - staleMs],
+      [sha256, owner, now, now - staleMs, addr ?? null],
     );
     return (r.rowCount ?? 0) > 0;
+  }
+
+  async leaseHolder(sha256: string): Promise<{ owner: string; addr: string | null } | null> {
+    const r = await this.pool.query<{ owner: string; addr: string | null }>('SELECT owner, addr FROM fill_leases WHERE sha256 = $1', [sha256]);
+    return r.rows[0] ?? null;
   }
 
   async renewLease(sha256: string, owner: string): Promise<void> {

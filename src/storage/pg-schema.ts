@@ -103,6 +103,8 @@ export const PG_MIGRATIONS: string[] = [
    CREATE INDEX alert_outbox_due ON alert_outbox (delivered_at, next_at);
    CREATE TABLE alert_evaluated (advisory_id TEXT NOT NULL, modified TEXT NOT NULL, evaluated_at BIGINT NOT NULL, PRIMARY KEY (advisory_id, modified));
    CREATE TABLE alert_baseline (id INTEGER PRIMARY KEY CHECK (id = 1), taken_at BIGINT NOT NULL);`,
+  // Replicas stream a fill under way to each other (issue 29): the lease row says where its filler answers. Self-contained.
+  `ALTER TABLE fill_leases ADD COLUMN addr TEXT;`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

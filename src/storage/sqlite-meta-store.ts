@@ -391,17 +391,21 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
     this.stmts.putAlias.run(kind, key, sha256);
   }
 
-  async takeLease(sha256: string, owner: string, staleMs: number): Promise<boolean> {
+  async takeLease(sha256: string, owner: string, staleMs: number, addr?: string): Promise<boolean> {
     const now = Date.now();
     return (
       this.db
         .prepare(
-          `INSERT INTO fill_leases (sha256, owner, heartbeat) VALUES (?, ?, ?)
-           ON CONFLICT (sha256) DO UPDATE SET owner = excluded.owner, heartbeat = excluded.heartbeat
+          `INSERT INTO fill_leases (sha256, owner, heartbeat, addr) VALUES (?, ?, ?, ?)
+           ON CONFLICT (sha256) DO UPDATE SET owner = excluded.owner, heartbeat = excluded.heartbeat, addr = excluded.addr
            WHERE fill_leases.owner = excluded.owner OR fill_leases.heartbeat < ?`,
         )
-        .run(sha256, owner, now, now - staleMs).changes > 0
+        .run(sha256, owner, now, addr ?? null, now - staleMs).changes > 0
     );
+  }
+
+  async leaseHolder(sha256: string): Promise<{ owner: string; addr: string | null } | null> {
+    return this.db.prepare<[string], { owner: string; addr: string | null }>('SELECT owner, addr FROM fill_leases WHERE sha256 = ?').get(sha256) ?? null;
   }
 
   async renewLease(sha256: string, owner: string): Promise<void> {

@@ -140,4 +140,6 @@ export const SQLITE_MIGRATIONS: string[] = [
    CREATE INDEX advisory_syncs_by_source ON advisory_syncs (source, id);`,
   // The alert outbox, the advisories evaluated for alerts, and alerting's baseline (issue 28). Self-contained.
   ALERT_MIGRATION,
+  // Replicas stream a fill under way to each other (issue 29): the lease row says where its filler answers. Self-contained.
+  `ALTER TABLE fill_leases ADD COLUMN addr TEXT;`,
 ];

@@ -562,6 +562,20 @@ export function leaseStoreContract(name: string, fresh: () => Promise<LeaseStore
       expect(await s.takeLease(hex('c'), 'alive', 50)).toBe(true); // stale: taken over
     });
 
+    it('says who holds a lease and where it serves the fill; a takeover replaces both', async () => {
+      const s = await fresh();
+      expect(await s.leaseHolder(hex('f'))).toBeNull();
+      expect(await s.takeLease(hex('f'), 'filler', 10_000, 'http://10.0.0.5:8080')).toBe(true);
+      expect(await s.leaseHolder(hex('f'))).toEqual({ owner: 'filler', addr: 'http://10.0.0.5:8080' });
+      expect(await s.takeLease(hex('g'), 'command', 10_000)).toBe(true);
+      expect(await s.leaseHolder(hex('g'))).toEqual({ owner: 'command', addr: null });
+      await new Promise((r) => setTimeout(r, 60));
+      expect(await s.takeLease(hex('f'), 'other', 50, 'http://10.0.0.6:8080')).toBe(true);
+      expect(await s.leaseHolder(hex('f'))).toEqual({ owner: 'other', addr: 'http://10.0.0.6:8080' });
+      await s.releaseLease(hex('f'), 'other');
+      expect(await s.leaseHolder(hex('f'))).toBeNull();
+    });
+
     it('wakes a waiter when the lease is released, and gives up after its timeout', async () => {
       const s = await fresh();
       await s.awaitRelease(hex('d'), 1000); // nobody holds it: at once

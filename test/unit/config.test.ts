@@ -132,6 +132,22 @@ describe('OCI configuration and policy', () => {
     const ok = loadConfig(f, { AIRLOCK_TEST_UNSET_USER: 'u', AIRLOCK_TEST_UNSET_PASS: 'p' });
     expect(ok.config.oci.registries['docker.io'].username_env).toBe('AIRLOCK_TEST_UNSET_USER');
   });
+  it('refuses storage.peers without PostgreSQL, with its secret unset, or with a short secret', () => {
+    const peers = '  peers: { secret_env: AIRLOCK_TEST_FLEET_SECRET, advertise: "http://10.0.0.5:8080" }\n';
+    const pg = write(`storage:\n  meta: postgres\n${peers}`);
+    expect(errorOf(pg)).toBe(`${pg}:3: storage.peers.secret_env: environment variable AIRLOCK_TEST_FLEET_SECRET is not set`);
+    expect(() => loadConfig(pg, { AIRLOCK_TEST_FLEET_SECRET: 'short' })).toThrow('the secret in AIRLOCK_TEST_FLEET_SECRET is shorter than 32 characters');
+    const ok = loadConfig(pg, { AIRLOCK_TEST_FLEET_SECRET: 'x'.repeat(32) });
+    expect(ok.config.storage.peers).toEqual({ secret_env: 'AIRLOCK_TEST_FLEET_SECRET', advertise: 'http://10.0.0.5:8080' });
+    const lite = write(`storage:\n${peers}`);
+    expect(() => loadConfig(lite, { AIRLOCK_TEST_FLEET_SECRET: 'x'.repeat(32) })).toThrow(
+      'storage.peers: replicas stream to each other only on storage.meta: postgres',
+    );
+    expect(errorOf(write('storage:\n  peers: { advertise: "ftp://x" }\n'))).toContain('storage.peers.advertise: expected an http(s) URL');
+    // Per replica from the environment (a pod's address), over the shared file's.
+    const env = { AIRLOCK_TEST_FLEET_SECRET: 'x'.repeat(32), AIRLOCK_ADVERTISE: 'http://10.1.2.3:8080' };
+    expect(loadConfig(pg, env).config.storage.peers.advertise).toBe('http://10.1.2.3:8080');
+  });
   it('refuses a registry URL that includes /v2/', () => {
     expect(errorOf(write(`oci:\n  registries:\n    r.io: { url: "https://r.io/v2/" }\n  default_registry: r.io\n`))).toMatch(
       /oci.registries.r.io.url: give the registry root, without \/v2\//,

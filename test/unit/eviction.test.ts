@@ -127,6 +127,7 @@ describe('bounded cache', () => {
         throw new Error('database unreachable');
       },
       awaitRelease: async () => {},
+      leaseHolder: async () => null,
     };
     const { cache, store } = await setup({ maxBytes: 150_000, maxFileShare: 1, log, fleet: { leases, owner: 'replica-a', staleMs: 30 } });
     store.delete = async () => {
