@@ -38,5 +38,16 @@ export async function run(ctx) {
   // Issue 29: the same file reviewed (scan.sha256), paired round by round with the OCI cold pull
   // (bench/hf-reviewed.mjs); the paired ratios are the target, not the medians of two sections.
   const named = (name, ok, detail, extra) => target(`issue 29: ${name}`, ok, detail, extra);
-  ctx.issue29.reviewedHfPaired = await reviewedVsOci({ reps: S.reps, startAirlock, curl, get, median, row, target: named, name: f.name, sha256: up.info.files[f.name].sha256, warmup: WARMUP });
+  ctx.issue29.reviewedHfPaired = await reviewedVsOci({
+    reps: S.reps,
+    startAirlock,
+    curl,
+    get,
+    median,
+    row,
+    target: named,
+    name: f.name,
+    sha256: up.info.files[f.name].sha256,
+    warmup: WARMUP,
+  });
 }

@@ -30,11 +30,9 @@ const HASH_STEP = 1 << 20;
 type FillState = 'opening' | 'running' | 'verified' | 'failed';
 
 /**
- * (This class is most of the file, ~350 lines, on purpose: its states, spooling, hashing,
- * inspection, hold-back and commit depend on each other's order and are read together. What
- * stands apart is elsewhere: its spec and follower shapes in fill-spec.ts, the in-memory window
- * and the memory bounds in spool.ts, readers in fill-reader.ts.)
- *
+ * (Most of the file on purpose: its states, spooling, hashing, inspection, hold-back and commit
+ * depend on each other's order. Apart: spec shapes in fill-spec.ts, the window and memory bounds
+ * in spool.ts, readers in fill-reader.ts and fill-body.ts, a peer replica's body in peer-stream.ts.)
  * One upstream download, spooled to a local file while it is hashed. Whole-file clients are
  * written from its memory as bytes arrive, or tail the spool file once behind (fill-body.ts);
  * ranges and the inspector read the spool file (positional reads on the fill's own descriptor, so
