@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import jsYaml from 'js-yaml';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 
 /**
@@ -13,6 +13,10 @@ import { loadConfig } from '../../src/config/load.js';
 const root = process.cwd();
 
 describe('deploy/', () => {
+  // The fleet's secret is checked when the configuration loads (storage.peers.secret_env): here, as deployed, it is set.
+  beforeEach(() => vi.stubEnv('AIRLOCK_FLEET_SECRET', 'x'.repeat(32)));
+  afterEach(() => vi.unstubAllEnvs());
+
   it('docker-compose: the configuration validates and every variable it names is provided', () => {
     const loaded = loadConfig(join(root, 'deploy', 'compose', 'airlock.yaml'));
     const compose = jsYaml.load(readFileSync(join(root, 'deploy', 'compose', 'docker-compose.yml'), 'utf8')) as {
@@ -20,8 +24,11 @@ describe('deploy/', () => {
     };
     const env = compose.services.airlock.environment!;
     const s = loaded.config.storage;
-    for (const v of [s.postgres_url_env, s.s3!.access_key_env, s.s3!.secret_key_env]) expect(env, v).toHaveProperty(v);
+    for (const v of [s.postgres_url_env, s.s3!.access_key_env, s.s3!.secret_key_env, s.peers.secret_env!]) expect(env, v).toHaveProperty(v);
     expect(compose.services.airlock.deploy!.replicas).toBe(3);
+    // Each replica advertises its own address to the others (storage.peers), on the port it listens on.
+    expect((compose.services.airlock as { entrypoint?: string[] }).entrypoint!.join(' ')).toContain(`AIRLOCK_ADVERTISE=http://$$(hostname -i`);
+    expect(loaded.config.listen).toMatch(/:8080$/);
     expect(s.meta).toBe('postgres');
     expect(s.blobs).toBe('s3');
   });
@@ -40,10 +47,15 @@ describe('deploy/', () => {
     expect(loaded.policy.pypi.size).toBeGreaterThan(0);
     const secret = docs.find((d) => d.kind === 'Secret')!;
     const s = loaded.config.storage;
-    for (const v of [s.postgres_url_env, s.s3!.access_key_env, s.s3!.secret_key_env]) expect(secret.stringData, v).toHaveProperty(v);
+    for (const v of [s.postgres_url_env, s.s3!.access_key_env, s.s3!.secret_key_env, s.peers.secret_env!]) expect(secret.stringData, v).toHaveProperty(v);
+    expect(secret.stringData![s.peers.secret_env!].length).toBeGreaterThanOrEqual(32);
     const dep = docs.find((d) => d.kind === 'Deployment')!;
     const c = dep.spec.template.spec.containers[0];
     expect(c.readinessProbe.httpGet.path).toBe('/-/readyz');
+    // Each pod advertises its own IP to the other replicas, on the port it listens on.
+    const env = Object.fromEntries((c.env as { name: string; value?: string; valueFrom?: any }[]).map((e) => [e.name, e]));
+    expect(env.POD_IP.valueFrom.fieldRef.fieldPath).toBe('status.podIP');
+    expect(env.AIRLOCK_ADVERTISE.value).toBe(`http://$(POD_IP):${loaded.config.listen.split(':').pop()}`);
     expect(c.livenessProbe.tcpSocket.port).toBe('http');
     expect(dep.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThan(loaded.config.shutdown_grace);
     expect(docs.some((d) => d.kind === 'Service')).toBe(true);
