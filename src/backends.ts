@@ -19,7 +19,6 @@ import type { BlobStore } from './storage/blob-store.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
 import type { MetaStore } from './storage/meta-store.js';
 import { SqliteMetaStore } from './storage/sqlite-meta-store.js';
-import { PgMetaStore } from './storage/pg-meta-store.js';
 import { AirlockError } from './core/errors.js';
 import { UpstreamHttp } from './upstream/http.js';
 
@@ -33,10 +32,7 @@ import { UpstreamHttp } from './upstream/http.js';
 /**
  * The metadata store: SQLite in the data directory (created first when asked), or PostgreSQL
  * (storage.meta: postgres; its connection string in the environment variable the configuration
- * names), its schema brought up to date. Close it when done.
- */
-/**
- * The metadata store storage.meta names. `serving`: the server's own store, whose SQLite WAL
+ * names), its schema brought up to date. Close it when done. `serving`: the server's own store, whose SQLite WAL
  * checkpoints run on a thread of their own (storage/sqlite-checkpointer.ts); the log hears if they
  * come back to the main thread.
  */
@@ -49,6 +45,8 @@ export async function openMeta(loaded: LoadedConfig, opts: { create?: boolean; s
         'BAD_REQUEST',
         `storage.meta is postgres but ${s.postgres_url_env} is not set (the connection string, e.g. postgres://airlock@db:5432/airlock)`,
       );
+    // Loaded only when configured, as the S3 client is: pg costs ~16 MB of RSS in a process on the embedded defaults.
+    const { PgMetaStore } = await import('./storage/pg-meta-store.js');
     try {
       return await PgMetaStore.open(url, { schema: s.postgres_schema, max: s.postgres_pool });
     } catch (e) {
