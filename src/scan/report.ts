@@ -2,7 +2,7 @@ import { decodePickle, type PickleValue } from './pickle.js';
 import { Cursor, ScanError, type ByteSource } from './source.js';
 
 /** Bumped whenever a change could alter a verdict: stored reports from older versions are re-judged. */
-export const SCANNER_VERSION = 'airlock-scan/3';
+export const SCANNER_VERSION = 'airlock-scan/4';
 
 export type Format =
   'safetensors' | 'gguf' | 'pickle' | 'joblib' | 'torch-zip' | 'torch-legacy' | 'numpy' | 'npz' | 'keras' | 'zip' | 'archive' | 'json' | 'python' | 'opaque';
