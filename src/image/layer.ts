@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { compressionOf, decompressor, isTar, peek } from '../scan/archive.js';
+import { compressionOf, decompressor, peek, readsAsTar } from '../scan/archive.js';
 import { FACTS_VERSION, parseApkInstalled, parseDpkgStatus, parseOsRelease, parsePythonMetadata, type FileFact, type LayerFacts } from './facts.js';
 import { RpmHeaderError, readRpmSqlite } from './rpmdb.js';
 
@@ -90,12 +90,13 @@ async function walkLayer(body: Readable, label: string, gunzipped: boolean): Pro
     }
     const inner = await peek(stream, 512);
     stream = inner.stream;
-    if (!isTar(inner.bytes) && inner.bytes.length > 0) {
+    if (!readsAsTar(inner.bytes) && inner.bytes.length > 0) {
       stream.destroy();
       return facts;
     }
-  } else if (!isTar(head!.bytes)) {
-    // A config blob, an attestation, an artifact: not a filesystem layer.
+  } else if (!readsAsTar(head!.bytes)) {
+    // A config blob, an attestation, an artifact: not a filesystem layer (a tar is what Go's
+    // archive/tar reads as one: any first block whose checksum holds, ustar magic or not).
     stream.destroy();
     return facts;
   }
