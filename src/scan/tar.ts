@@ -253,15 +253,17 @@ function decodePax(buf: Buffer): Record<string, string> {
 }
 
 /**
- * PAX keys that would make Python's tarfile read a member other than as its header's size says:
- * GNU sparse members (a map, then the data; or a "real size" read past the member's blocks), and
- * a global size (Python sets every later member's size to it, not where the next header starts).
+ * PAX keys readers apply differently: GNU sparse members (Python and Go hand out the data after a
+ * map, or read a "real size" past the member's blocks, under GNU.sparse.name), and a global size,
+ * path or linkpath (Python applies them to every later member, the size without moving the next
+ * header; Go's archive/tar ignores them). A size is digits only.
  */
 function checkPax(rec: Record<string, string>, global: boolean): void {
   const sparse = Object.keys(rec).find((k) => k.startsWith('GNU.sparse.'));
   if (sparse) throw new TarFormatError(`sparse members are not inspected (PAX ${sparse})`);
-  if ('size' in rec && (global || !/^[0-9]+$/.test(rec.size)))
-    throw new TarFormatError(`invalid PAX size ${JSON.stringify(rec.size)}${global ? ' (global)' : ''}`);
+  const applied = global && ['size', 'path', 'linkpath'].find((k) => k in rec);
+  if (applied) throw new TarFormatError(`a global PAX ${applied} (readers disagree on whether it applies)`);
+  if ('size' in rec && !/^[0-9]+$/.test(rec.size)) throw new TarFormatError(`invalid PAX size ${JSON.stringify(rec.size)}`);
 }
 
 const pad = (size: number) => (size & 511 ? 512 - (size & 511) : 0);
@@ -288,6 +290,9 @@ export async function walkTarBlocks(b: Blocks, onEntry: (h: TarHeader, body: Mem
       // A second record of a kind for one member: Python's tarfile applies the first, others the last.
       if ((h.type === 'gnu-long-path' && longPath !== null) || (h.type === 'gnu-long-link-path' && longLink !== null) || (h.type === 'pax-header' && pax))
         throw new TarFormatError(`two ${h.type} records for one member`);
+      // A global header between a member's records and the member: Python applies them, Go drops them.
+      if (h.type === 'pax-global-header' && (pax || longPath !== null || longLink !== null))
+        throw new TarFormatError("a global PAX header inside a member's records");
       if (h.type === 'gnu-long-path') longPath = until0(data, 0, data.length);
       else if (h.type === 'gnu-long-link-path') longLink = until0(data, 0, data.length);
       else {
@@ -300,12 +305,11 @@ export async function walkTarBlocks(b: Blocks, onEntry: (h: TarHeader, body: Mem
     }
     if (longPath !== null) h.name = longPath;
     if (longLink !== null) h.linkname = longLink;
-    // Python's tarfile applies global records to members without an extended header too.
-    const rec = pax ?? paxGlobal;
-    if (rec) {
-      if (rec.path) h.name = rec.path;
-      if (rec.linkpath) h.linkname = rec.linkpath;
-      if ('size' in rec) h.size = parseInt(rec.size, 10);
+    // (Global records of size, path and linkpath are refused: none is left to apply to a member without its own.)
+    if (pax) {
+      if (pax.path) h.name = pax.path;
+      if (pax.linkpath) h.linkname = pax.linkpath;
+      if ('size' in pax) h.size = parseInt(pax.size, 10);
     }
     longPath = longLink = pax = null;
     if (!(h.size >= 0)) throw new TarFormatError('invalid tar header (size)');

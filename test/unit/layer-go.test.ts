@@ -39,6 +39,8 @@ const layers: [string, Buffer][] = [
   ['a fifo whose size covers the next entry', Buffer.concat([header({ name: 'x', type: '6', size: statusEntry.length }), statusEntry, END])],
   // Go ignores global records; a reader that merges them into the next extended header renames the entry.
   ['a global PAX path', Buffer.concat([pax([['path', 'other/file']], 'g'), pax([['mtime', '1']]), statusEntry, END])],
+  // A global header between an entry's records and the entry: Go drops the records, a reader that keeps them renames it.
+  ['a global header after an extended one', Buffer.concat([pax([['path', 'other/file']]), pax([['comment', 'x']], 'g'), statusEntry, END])],
   // A GNU sparse 1.0 entry: Go names it by GNU.sparse.name and hands out the data after the map.
   [
     'a GNU sparse entry named by its PAX records',
