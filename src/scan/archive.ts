@@ -40,9 +40,18 @@ export function isTar(head: Buffer): boolean {
  */
 export function readsAsTar(head: Buffer): boolean {
   if (isTar(head)) return true;
-  if (head.length < 512 || head.subarray(0, 512).every((x) => x === 0)) return false;
-  const field = /^[\t-\r\x1c-\x1f ]*([0-7]+)[\t-\r\x1c-\x1f ]*$/.exec(head.toString('latin1', 148, 156).split('\0')[0]);
-  if (!field) return false;
+  if (head.length < 512) return false;
+  let sum: number;
+  if (head[148] === 0x80 || head[148] === 0xff) {
+    // base-256, as Python's nti reads any number field.
+    sum = 0;
+    for (let i = 149; i < 156; i++) sum = sum * 256 + head[i];
+    if (head[148] === 0xff) sum -= 256 ** 7;
+  } else {
+    const field = /^[\t-\r\x1c-\x1f ]*([0-7]+)[\t-\r\x1c-\x1f ]*$/.exec(head.toString('latin1', 148, 156).split('\0')[0]);
+    if (!field) return false;
+    sum = parseInt(field[1], 8);
+  }
   let unsigned = 8 * 32;
   let signed = 8 * 32;
   for (let i = 0; i < 512; i++) {
@@ -50,7 +59,6 @@ export function readsAsTar(head: Buffer): boolean {
     unsigned += head[i];
     signed += head[i] > 127 ? head[i] - 256 : head[i];
   }
-  const sum = parseInt(field[1], 8);
   return sum === unsigned || sum === signed;
 }
 
