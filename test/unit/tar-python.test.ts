@@ -159,6 +159,30 @@ describe("what Python's tarfile reads, the walk judges", () => {
     expect((await judge(tail, 'data.tar.gz')).allow).toBe(true);
   });
 
+  it('a headerless pickle behind a prefix of opcodes longer than the trial decode reads is a pickle (pickle.load reads on)', async () => {
+    // NONE, POP over 1.2 MB, or a 2 MiB string then POP: pickle.load gets to the import either way.
+    const prefixes = [
+      Buffer.from('N0'.repeat(600_000), 'latin1'),
+      Buffer.concat([Buffer.from([0x58, 0, 0, 0x20, 0]), Buffer.alloc(2 << 20, 0x61), Buffer.from('0')]),
+    ];
+    for (const prefix of prefixes) {
+      const file = Buffer.concat([prefix, PICKLE0.subarray(2)]);
+      expect(
+        execFileSync(
+          'python3',
+          ['-c', 'import pickletools, sys; print([a for o, a, p in pickletools.genops(sys.stdin.buffer.read()) if o.name == "GLOBAL"])'],
+          { input: file },
+        ).toString(),
+      ).toContain('os system');
+      expect((await judge(file, 'data.bin')).reason).toMatch(/os\.system/);
+      // In a tar, as a member of its own, and as the head of a member over 64 MiB.
+      expect((await judge(Buffer.concat([member({ name: 'x.bin' }, file), END]))).reason).toMatch(/os\.system \(in member x\.bin\)/);
+      const big = Buffer.alloc((64 << 20) + 10, 0x20);
+      file.copy(big, 0, 0, Math.min(file.length, big.length));
+      expect((await judge(Buffer.concat([member({ name: 'big.bin' }, big), END]))).reason).toMatch(/big\.bin.*too large to inspect/);
+    }
+  });
+
   it('a member over 64 MiB opening with a headerless pickle is refused (pickle.load runs it whatever follows)', async () => {
     const big = Buffer.alloc((64 << 20) + 10, 0x20);
     PICKLE0.copy(big, 0);
