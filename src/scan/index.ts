@@ -195,12 +195,19 @@ function firstNonSpace(b: Buffer): number {
   return -1;
 }
 
-/** A trial decode of the first MiB as a pickle: whether it imports a Python name (or decodes through STOP with imports). */
-async function headerlessPickle(src: ByteSource, path: string): Promise<boolean> {
+/**
+ * A trial decode of the first MiB as a pickle: whether it imports a Python name (or decodes
+ * through STOP with imports), or decodes to the window's end unbroken, cut there by the window
+ * (pickle.load would read on: a run of opcodes longer than the window hides nothing). `size` is
+ * the whole file's when `src` holds only its head.
+ */
+async function headerlessPickle(src: ByteSource, path: string, size = src.size): Promise<boolean> {
+  const window = Math.min(src.size, 1 << 20);
   const trial = new Report();
-  await scanPickles(src, trial, 0, Math.min(src.size, 1 << 20), 1, path);
+  const res = await scanPickles(src, trial, 0, window, 1, path);
   const named = [...trial.globals].some((g) => g !== 'unknown.unknown' && /^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$/.test(g));
-  return named || (!trial.refused('pickle_invalid') && trial.globals.size > 0);
+  if (named || (!trial.refused('pickle_invalid') && trial.globals.size > 0)) return true;
+  return res.needed !== undefined && res.needed > window && res.needed <= size;
 }
 
 /** Bytes that match no format: JSON, a zip behind a stub, a pickle without a header, or data. */
@@ -254,7 +261,7 @@ async function scanMember(r: Report, name: string, size: number | undefined, bod
   const head = first.subarray(0, MEMBER_HEAD);
   // A pickle needs no header: what sniffs as data is tried as one (pickle.load stops at STOP, whatever follows).
   let kind = sniff(head);
-  if (kind === 'opaque' && (await headerlessPickle(bufferSource(head), name))) kind = 'pickle';
+  if (kind === 'opaque' && (await headerlessPickle(bufferSource(head), name, size ?? Infinity))) kind = 'pickle';
   if (isOpenable(head)) {
     // An archive inside is walked as it streams: what was taken, then the rest of the member.
     const rest = body.stream();
