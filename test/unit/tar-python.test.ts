@@ -153,6 +153,12 @@ describe("what Python's tarfile reads, the walk judges", () => {
     const gz = Buffer.concat([gzipSync(part1), Buffer.alloc(4), gzipSync(part2)]);
     expect(pythonPickles(gz)).toEqual(['evil.pkl']);
     expect((await judge(gz, 'data.tar.gz')).allow).toBe(false);
+    // A compressed pickle alike: an empty member, NUL padding, then the pickle (gzip.open(...).read() is the pickle).
+    const pkl = Buffer.concat([gzipSync(Buffer.alloc(0)), Buffer.alloc(8), gzipSync(PICKLE)]);
+    expect(
+      execFileSync('python3', ['-c', 'import gzip, sys; sys.stdout.write(gzip.decompress(sys.stdin.buffer.read()).hex())'], { input: pkl }).toString(),
+    ).toBe(PICKLE.toString('hex'));
+    expect((await judge(pkl, 'model.pkl.gz')).allow).toBe(false);
     // Padding at the very end is read alike by both and passes.
     const tail = Buffer.concat([gzipSync(Buffer.concat([part1, END])), Buffer.alloc(16)]);
     expect(python(tail).map((m) => m.name)).toEqual(['ok.txt']);
