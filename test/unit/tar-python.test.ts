@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { contentDecision } from '../../src/hf/inspection.js';
 import { HfPolicy } from '../../src/policy/hf.js';
 import { scan } from '../../src/scan/index.js';
+import { sourceBlocks, walkTarBlocks } from '../../src/scan/tar.js';
 import { bufferSource } from '../../src/scan/source.js';
 import { R, hex } from '../helpers/model-files.js';
 import { END, header, member, padded, pax, paxRecords } from '../helpers/tar-bytes.js';
@@ -57,6 +58,38 @@ async function judge(bytes: Buffer, path = 'data.tar') {
 const hidden = member({ name: 'sample.pyd', magic: 'none' }, PICKLE);
 
 describe("what Python's tarfile reads, the walk judges", () => {
+  it('reads every member Python writes and reads, the same bytes, whatever the read window (headers straddling windows)', async () => {
+    // Python's tarfile writes them (PAX and GNU formats, long names, sizes around the block size).
+    const write = `
+import io, sys, tarfile
+fmt = tarfile.PAX_FORMAT if sys.argv[1] == "pax" else tarfile.GNU_FORMAT
+out = io.BytesIO()
+with tarfile.open(fileobj=out, mode="w", format=fmt) as t:
+    for i, n in enumerate([0, 1, 511, 512, 513, 5000, 70000, 1 << 20, 3]):
+        data = bytes((i * 7 + j) % 251 for j in range(n))
+        info = tarfile.TarInfo(("d" * 120 + "/" if i % 3 == 0 else "") + f"m{i}.bin")
+        info.size = n
+        t.addfile(info, io.BytesIO(data))
+sys.stdout.buffer.write(out.getvalue())`;
+    for (const format of ['pax', 'gnu']) {
+      const t = execFileSync('python3', ['-c', write, format], { maxBuffer: 1 << 24 });
+      const py = python(t).map((m) => m.name);
+      for (const window of [513, 1000, 4096, 1 << 20]) {
+        const seen: string[] = [];
+        const bytes = { size: t.length, read: async (pos: number, len: number) => t.subarray(pos, pos + len) };
+        await walkTarBlocks(sourceBlocks(bytes, window), async (h, body) => {
+          const data = await body.take(h.size);
+          expect(data.length).toBe(h.size);
+          // The bytes are the member's: the generator's pattern, from its first byte.
+          const i = Number(/m(\d+)\.bin$/.exec(h.name)![1]);
+          expect(data.every((x, j) => x === (i * 7 + j) % 251)).toBe(true);
+          seen.push(h.name);
+        });
+        expect(seen).toEqual(py);
+      }
+    }
+  });
+
   it('the control: a plain pickle member is found by both', async () => {
     const t = Buffer.concat([member({ name: 'ok.txt' }, Buffer.from('hi\n')), member({ name: 'evil.pkl' }, PICKLE), END]);
     expect(pythonPickles(t)).toEqual(['evil.pkl']);
