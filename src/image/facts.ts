@@ -34,7 +34,8 @@ export interface LayerFacts {
   opaque: string[];
 }
 
-export const FACTS_VERSION = 1;
+/** Bumped when what a layer's facts hold changes (2: a tar without ustar magic is a layer, not "no layer"): older facts are read again. */
+export const FACTS_VERSION = 2;
 
 /** os-release(5): KEY=value lines, values optionally quoted with shell escapes. */
 export function parseOsRelease(text: string): Record<string, string> {

@@ -4,10 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
-import { compressionOf, decompressor, isTar, peek } from '../scan/archive.js';
+import { compressionOf, decompressor, peek, readsAsTar } from '../scan/archive.js';
 import { FACTS_VERSION, parseApkInstalled, parseDpkgStatus, parseOsRelease, parsePythonMetadata, type FileFact, type LayerFacts } from './facts.js';
 import { RpmHeaderError, readRpmSqlite } from './rpmdb.js';
+import { streamBlocks, walkTarBlocks } from '../scan/tar.js';
+
+/** Entries Go's archive/tar reads no data for. */
+const HEADER_ONLY = new Set(['link', 'symlink', 'character-device', 'block-device', 'directory', 'fifo']);
 
 /**
  * Read one image layer as it streams (gzip, zstd or plain tar) and keep only what describes
@@ -90,24 +93,27 @@ async function walkLayer(body: Readable, label: string, gunzipped: boolean): Pro
     }
     const inner = await peek(stream, 512);
     stream = inner.stream;
-    if (!isTar(inner.bytes) && inner.bytes.length > 0) {
+    if (!readsAsTar(inner.bytes) && inner.bytes.length > 0) {
       stream.destroy();
       return facts;
     }
-  } else if (!isTar(head!.bytes)) {
-    // A config blob, an attestation, an artifact: not a filesystem layer.
+  } else if (!readsAsTar(head!.bytes)) {
+    // A config blob, an attestation, an artifact: not a filesystem layer (a tar is what Go's
+    // archive/tar reads as one: any first block whose checksum holds, ustar magic or not).
     stream.destroy();
     return facts;
   }
   facts.tar = true;
   let tmp: string | undefined;
   const rpm: { db?: string; wal?: string; path?: string } = {};
-  const extract = tar.extract();
-  stream.on('error', (e) => extract.destroy(e));
-  stream.pipe(extract);
   try {
-    for await (const entry of extract) {
-      const h = entry.header;
+    // The scanner's tar walk (scan/tar.ts): it refuses what readers could read otherwise (number
+    // fields, PAX records, sparse entries), where tar-stream read on and hid entries Go's
+    // archive/tar (containerd's, Docker's) extracts.
+    await walkTarBlocks(streamBlocks(stream), async (h, body) => {
+      // Go reads no data for these, whatever the size says: the next header follows at once.
+      if (HEADER_ONLY.has(h.type ?? '') && h.size > 0) throw new Error(`${h.name} is a ${h.type} carrying ${h.size} bytes of data`);
+      if (h.type === null) throw new Error(`${h.name} is an entry of an unknown type`);
       const path = normalizePath(h.name);
       const slash = path.lastIndexOf('/');
       const base = path.slice(slash + 1);
@@ -115,18 +121,13 @@ async function walkLayer(body: Readable, label: string, gunzipped: boolean): Pro
       if (base.startsWith('.wh.')) {
         if (base === '.wh..wh..opq') facts.opaque.push(dir);
         else facts.whiteouts.push(dir ? `${dir}/${base.slice(4)}` : base.slice(4));
-        entry.resume();
-        continue;
+        return;
       }
       const want = h.type === 'file' || h.type === 'contiguous-file' ? classify(path) : null;
-      if (!want) {
-        entry.resume();
-        continue;
-      }
-      const fact = await readFact(want, path, entry as unknown as Readable, async () => (tmp ??= await mkdtemp(join(tmpdir(), 'airlock-layer-'))), rpm);
+      if (!want) return;
+      const fact = await readFact(want, path, body.stream(), async () => (tmp ??= await mkdtemp(join(tmpdir(), 'airlock-layer-'))), rpm);
       if (fact) facts.files[path] = fact;
-      entry.resume();
-    }
+    });
     if (rpm.db && rpm.path) {
       try {
         facts.files[rpm.path] = { kind: 'rpm', packages: readRpmSqlite(rpm.db) };
@@ -136,7 +137,6 @@ async function walkLayer(body: Readable, label: string, gunzipped: boolean): Pro
       }
     }
   } catch (e) {
-    extract.destroy();
     stream.destroy();
     throw e;
   } finally {

@@ -75,6 +75,8 @@ export class LayerReaderPool {
       const p = r.pending.get(m.id);
       if (!p) return;
       if (m.type === 'opened') return p.opened();
+      // Done or failed: a reader that failed before opening the spool holds nothing the fill must wait for.
+      p.opened();
       r.pending.delete(m.id);
       this.idle(r);
       if (m.type === 'done') p.resolve(m.facts!);

@@ -11,7 +11,7 @@ import { sequential } from '../scan/archive.js';
 import type { InventoryStore } from '../storage/inventory-store.js';
 
 /** Bumped when what an inventory holds changes: stored inventories of an older version are recomputed. */
-export const INVENTORY_VERSION = 1;
+export const INVENTORY_VERSION = 2;
 
 /** Layer media types that are filesystem tars (plain, gzip, zstd; OCI and Docker names). */
 const LAYER_TYPES = /^application\/vnd\.(oci\.image\.layer\.v1\.tar|docker\.image\.rootfs\.diff\.tar)(\+gzip|\+zstd|\.gzip)?$/;

@@ -1,5 +1,5 @@
 import { Readable, Transform, type Duplex } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, type Gunzip } from 'node:zlib';
 import lzma from 'lzma-native';
 import unbzip2 from 'unbzip2-stream';
 import { DecompressStream } from 'zstd-napi';
@@ -33,9 +33,38 @@ export function isTar(head: Buffer): boolean {
   return head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
 }
 
+/**
+ * What Python's tarfile opens as a tar: it never reads the magic, only the checksum, so a first
+ * block whose checksum holds (a V7 tar, or any magic) is a tar too (the walk refuses the formats
+ * it does not read). The field is read as Python reads it, the sum unsigned or signed.
+ */
+export function readsAsTar(head: Buffer): boolean {
+  if (isTar(head)) return true;
+  if (head.length < 512) return false;
+  let sum: number;
+  if (head[148] === 0x80 || head[148] === 0xff) {
+    // base-256, as Python's nti reads any number field.
+    sum = 0;
+    for (let i = 149; i < 156; i++) sum = sum * 256 + head[i];
+    if (head[148] === 0xff) sum -= 256 ** 7;
+  } else {
+    const field = /^[\t-\r\x1c-\x1f ]*([0-7]+)[\t-\r\x1c-\x1f ]*$/.exec(head.toString('latin1', 148, 156).split('\0')[0]);
+    if (!field) return false;
+    sum = parseInt(field[1], 8);
+  }
+  let unsigned = 8 * 32;
+  let signed = 8 * 32;
+  for (let i = 0; i < 512; i++) {
+    if (i >= 148 && i < 156) continue;
+    unsigned += head[i];
+    signed += head[i] > 127 ? head[i] - 256 : head[i];
+  }
+  return sum === unsigned || sum === signed;
+}
+
 /** Whether walkStream can open it: a tar, or a stream compressed with one of the four. */
 export function isOpenable(head: Buffer): boolean {
-  return compressionOf(head) !== undefined || isTar(head);
+  return compressionOf(head) !== undefined || readsAsTar(head);
 }
 
 export const ARCHIVE_LIMITS = {
@@ -102,6 +131,30 @@ function expansionGuard(compressed: number, label: string): Transform {
   });
 }
 
+/**
+ * Node's gunzip stops at a NUL after a member (padding), and ignores whatever follows; Python's
+ * gzip skips the NULs and reads the next member. Whatever gunzip left unread must be NULs only.
+ */
+function gzipTail(label: string): { counter: Transform; check: (d: Gunzip) => void } {
+  let seen = 0;
+  let lastData = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      for (let i = chunk.length - 1; i >= 0; i--)
+        if (chunk[i] !== 0) {
+          lastData = seen + i + 1;
+          break;
+        }
+      seen += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  const check = (d: Gunzip) => {
+    if (d.bytesWritten < lastData) throw new ScanError(`${label}: data after the end of the gzip stream, past NUL padding (Python's gzip reads on there)`);
+  };
+  return { counter, check };
+}
+
 /** What a walk hands the judge: one member's name, declared size (when the tar says) and bytes. */
 export type MemberHandler = (name: string, size: number | undefined, body: MemberBody) => Promise<void>;
 
@@ -111,7 +164,7 @@ export type MemberHandler = (name: string, size: number | undefined, body: Membe
  */
 export async function walkSource(src: ByteSource, label: string, onMember: MemberHandler): Promise<void> {
   const head = await src.read(0, Math.min(src.size, 512));
-  if (!compressionOf(head) && isTar(head)) return walkTar(sourceBlocks(src), label, onMember);
+  if (!compressionOf(head) && readsAsTar(head)) return walkTar(sourceBlocks(src), label, onMember);
   return walkStream(sequential(src), src.size, label, onMember);
 }
 
@@ -125,25 +178,34 @@ export async function walkStream(body: Readable, compressedSize: number, label: 
   try {
     const kind = compressionOf(head.bytes);
     let blocks: Blocks;
+    let ended = () => {};
     if (kind) {
       const d = decompressor(kind);
       const wrapErr = (e: Error) => (e instanceof ScanError ? e : new ScanError(`${label}: ${kind} stream is corrupt (${e.message})`));
       head.stream.on('error', (e) => d.destroy(e));
-      stream = head.stream.pipe(d).pipe(expansionGuard(compressedSize, label));
+      let input: Readable = head.stream;
+      if (kind === 'gzip') {
+        const tail = gzipTail(label);
+        input = head.stream.pipe(tail.counter);
+        ended = () => tail.check(d as Gunzip);
+      }
+      stream = input.pipe(d).pipe(expansionGuard(compressedSize, label));
       d.on('error', (e) => stream.destroy(wrapErr(e)));
       blocks = streamBlocks(stream);
-      if (!isTar(await blocks.peek(512))) {
+      if (!readsAsTar(await blocks.peek(512))) {
         await onMember(label.replace(/\.(gz|tgz|bz2|xz|zst|zstd)$/i, ''), undefined, memberBody(blocks));
         // What the judge left unread is still decompressed: a corrupt or bombing tail is refused.
         await blocks.skip(Infinity);
+        ended();
         return;
       }
-    } else if (!isTar(head.bytes)) {
+    } else if (!readsAsTar(head.bytes)) {
       throw new ScanError(`${label}: not a tar or a compressed stream`);
     } else {
       blocks = streamBlocks(stream);
     }
     await walkTar(blocks, label, onMember);
+    ended();
   } finally {
     // Whatever was not read (a refusal stopped the walk) is not read or decompressed further.
     stream.destroy();

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { ARCHIVE_LIMITS, compressionOf, isOpenable, isTar, walkSource, walkStream } from './archive.js';
+import { ARCHIVE_LIMITS, compressionOf, isOpenable, readsAsTar, walkSource, walkStream } from './archive.js';
 import { checkGguf, checkSafetensors, readNpyHeader, suspiciousTemplate } from './formats.js';
 import { looksLikePickle } from './pickle.js';
 import { Report, scanPickles, type Finding, type Format, type ScanReport } from './report.js';
@@ -22,7 +22,7 @@ function startsWith(b: Buffer, m: number[]): boolean {
 /** Which archive or compressed format the first bytes are, if any. */
 function archiveKind(head: Buffer): string | undefined {
   for (const [m, name] of OTHER_ARCHIVES) if (startsWith(head, m)) return name;
-  return compressionOf(head) ?? (isTar(head) ? 'tar' : undefined);
+  return compressionOf(head) ?? (readsAsTar(head) ? 'tar' : undefined);
 }
 
 /** What the first bytes say the file is (content, not name). */
@@ -195,6 +195,21 @@ function firstNonSpace(b: Buffer): number {
   return -1;
 }
 
+/**
+ * A trial decode of the first MiB as a pickle: whether it imports a Python name (or decodes
+ * through STOP with imports), or decodes to the window's end unbroken, cut there by the window
+ * (pickle.load would read on: a run of opcodes longer than the window hides nothing). `size` is
+ * the whole file's when `src` holds only its head.
+ */
+async function headerlessPickle(src: ByteSource, path: string, size = src.size): Promise<boolean> {
+  const window = Math.min(src.size, 1 << 20);
+  const trial = new Report();
+  const res = await scanPickles(src, trial, 0, window, 1, path);
+  const named = [...trial.globals].some((g) => g !== 'unknown.unknown' && /^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$/.test(g));
+  if (named || (!trial.refused('pickle_invalid') && trial.globals.size > 0)) return true;
+  return res.needed !== undefined && res.needed > window && res.needed <= size;
+}
+
 /** Bytes that match no format: JSON, a zip behind a stub, a pickle without a header, or data. */
 async function scanOpaque(src: ByteSource, head: Buffer, path: string, r: Report, clear: () => Promise<void>): Promise<Format> {
   const first = firstNonSpace(head);
@@ -207,10 +222,7 @@ async function scanOpaque(src: ByteSource, head: Buffer, path: string, r: Report
   // pickle if it imports anything that looks like a Python name (or decodes through STOP). The
   // placeholder for an unresolvable import is no name: random bytes (images) produce it, and
   // CPython fails on it too (STACK_GLOBAL needs strings, the EXT registry is empty).
-  const trial = new Report();
-  await scanPickles(src, trial, 0, Math.min(src.size, 1 << 20), 1, path);
-  const named = [...trial.globals].some((g) => g !== 'unknown.unknown' && /^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$/.test(g));
-  if (named || (!trial.refused('pickle_invalid') && trial.globals.size > 0)) {
+  if (await headerlessPickle(src, path)) {
     await scanPickles(src, r, 0, src.size, 5, path);
     return 'pickle';
   }
@@ -247,7 +259,9 @@ async function scanMember(r: Report, name: string, size: number | undefined, bod
   }
   // Too large to hold: sniff its head.
   const head = first.subarray(0, MEMBER_HEAD);
-  const kind = sniff(head);
+  // A pickle needs no header: what sniffs as data is tried as one (pickle.load stops at STOP, whatever follows).
+  let kind = sniff(head);
+  if (kind === 'opaque' && (await headerlessPickle(bufferSource(head), name, size ?? Infinity))) kind = 'pickle';
   if (isOpenable(head)) {
     // An archive inside is walked as it streams: what was taken, then the rest of the member.
     const rest = body.stream();

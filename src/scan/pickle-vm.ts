@@ -1,4 +1,4 @@
-import { Cursor, ScanError } from './source.js';
+import { Cursor, ScanError, Truncated } from './source.js';
 
 /**
  * The state of the abstract pickle machine (see pickle.ts): the stack, the MARK frames, the memo,
@@ -101,7 +101,9 @@ export class PickleVm {
   async length(n: 1 | 4 | 8, at: number): Promise<number> {
     const b = await this.cur.take(n);
     const v = n === 1 ? b[0] : n === 4 ? b.readInt32LE(0) : Number(b.readBigUInt64LE(0));
-    if (v < 0 || v > LIMITS.string || v > this.cur.remaining) throw new ScanError(`length ${v} at byte ${at} is out of bounds`);
+    if (v < 0 || v > LIMITS.string) throw new ScanError(`length ${v} at byte ${at} is out of bounds`);
+    // Past the bytes at hand: truncated (a trial decode's window may have cut it).
+    if (v > this.cur.remaining) throw new Truncated(`length ${v} at byte ${at} is out of bounds`, this.cur.pos + v);
     return v;
   }
 }

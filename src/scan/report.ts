@@ -1,8 +1,8 @@
 import { decodePickle, type PickleValue } from './pickle.js';
-import { Cursor, ScanError, type ByteSource } from './source.js';
+import { Cursor, ScanError, Truncated, type ByteSource } from './source.js';
 
 /** Bumped whenever a change could alter a verdict: stored reports from older versions are re-judged. */
-export const SCANNER_VERSION = 'airlock-scan/3';
+export const SCANNER_VERSION = 'airlock-scan/4';
 
 export type Format =
   'safetensors' | 'gguf' | 'pickle' | 'joblib' | 'torch-zip' | 'torch-legacy' | 'numpy' | 'npz' | 'keras' | 'zip' | 'archive' | 'json' | 'python' | 'opaque';
@@ -75,6 +75,8 @@ export interface PickleScan {
   first: PickleValue | undefined;
   count: number;
   persistentIds: PickleValue[];
+  /** When the last pickle ran out of bytes: the offset it needed to read up to. */
+  needed?: number;
 }
 
 /** Every pickle in [start, end) back to back, at most `max` of them; imports and problems go into r. */
@@ -104,7 +106,7 @@ export async function scanPickles(src: ByteSource, r: Report, start: number, end
       // The opcodes before the error would already have run in Python: the imports seen count.
       seen.forEach((g) => r.globals.add(g));
       r.refuse('pickle_invalid', `${where}: ${e.message}`);
-      return { stop: cur.pos, first, count, persistentIds };
+      return { stop: cur.pos, first, count, persistentIds, ...(e instanceof Truncated ? { needed: e.upTo } : {}) };
     }
   }
   return { stop: cur.pos, first, count, persistentIds };

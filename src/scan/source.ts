@@ -18,6 +18,16 @@ export class ScanError extends Error {
   }
 }
 
+/** Bytes ran out: the read needed bytes up to `upTo` (a trial decode of a window tells a cut opcode from a broken one by it). */
+export class Truncated extends ScanError {
+  constructor(
+    message: string,
+    readonly upTo: number,
+  ) {
+    super(message);
+  }
+}
+
 const CHUNK = 1 << 20;
 
 /** A forward cursor over a ByteSource with a 1 MiB read-ahead buffer. */
@@ -40,7 +50,7 @@ export class Cursor {
 
   /** Make n bytes from pos available; throws on truncation. */
   async need(n: number): Promise<void> {
-    if (n > this.remaining) throw new ScanError(`truncated at byte ${this.pos}: ${n} more bytes expected, ${this.remaining} left`);
+    if (n > this.remaining) throw new Truncated(`truncated at byte ${this.pos}: ${n} more bytes expected, ${this.remaining} left`, this.pos + n);
     const have = this.bufPos + this.buf.length - this.pos;
     if (this.pos >= this.bufPos && have >= n) return;
     const len = Math.min(Math.max(n, CHUNK), this.end - this.pos);

@@ -148,6 +148,28 @@ policy:
     }
   });
 
+  it('follows a reload that unpins a digest: the warm digest GET is refused by the router at once, GET and HEAD', async () => {
+    expect((await get(v1.digest)).status).toBe(200);
+    seen.length = 0;
+    expect((await get(v1.digest)).status).toBe(200);
+    expect(seen).toEqual([true]);
+    const before = readFileSync(a.configFile, 'utf8');
+    try {
+      // v2 pinned in v1's place: v1 is no longer allowed by digest or by tag.
+      writeFileSync(a.configFile, config(v2.digest).replace(v1.digest, v2.digest));
+      expect(a.airlock.reloadPolicy()).toBe(true);
+      const r = await get(v1.digest);
+      expect(r.status).toBe(403);
+      expect(Buffer.from(await r.arrayBuffer()).includes(v1.manifest)).toBe(false);
+      expect((await fetch(`${a.url}/v2/team/app/manifests/${v1.digest}`, { method: 'HEAD', headers: { accept: ACCEPT } })).status).toBe(403);
+      expect(seen).toEqual([true, false]);
+    } finally {
+      writeFileSync(a.configFile, before);
+      expect(a.airlock.reloadPolicy()).toBe(true);
+    }
+    expect((await get(v1.digest)).status).toBe(200);
+  });
+
   it('gives each of many concurrent GETs its own row, and the chain verifies', async () => {
     expect((await get('v1')).status).toBe(200);
     const tag = `many-${Date.now()}`;

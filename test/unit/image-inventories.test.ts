@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BlobCache } from '../../src/core/cache.js';
 import { HashPool } from '../../src/core/hasher.js';
+import { FACTS_VERSION } from '../../src/image/facts.js';
 import { LayerReaderPool } from '../../src/image/reader-pool.js';
 import { ImageInventories } from '../../src/oci/inventory.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
@@ -82,7 +83,7 @@ describe('image inventories', () => {
     const i = await inv.inventory(`sha256:${'d'.repeat(64)}`, [{ digest: `sha256:${sha(small)}`, size: small.length }], () => up.open);
     expect(up.opens()).toBe(1);
     expect(i.packages.map((p) => `${p.type}:${p.name}`)).toEqual(['apk:musl']);
-    expect((await meta.inventories.getLayerFacts(sha(small)))!.version).toBe(1);
+    expect((await meta.inventories.getLayerFacts(sha(small)))!.version).toBe(FACTS_VERSION);
   });
 
   it("reads the layers the gate fetches in the reader at normal priority, a client's pull's in the background one", async () => {

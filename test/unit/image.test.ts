@@ -1,6 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { applyLayers } from '../../src/image/inventory.js';
 import { readLayer } from '../../src/image/layer.js';
@@ -123,6 +125,18 @@ describe('image inventory from real package databases', () => {
     ]);
     const config = await read(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux' })));
     expect(config.tar).toBe(false);
+  });
+
+  it("a V7 tar layer (no magic, which Go's archive/tar extracts as any other) is not taken for a blob that is no layer", async () => {
+    const root = debianBase();
+    const v7 = execFileSync('tar', ['-C', root, '--format=v7', '-cf', '-', 'usr/lib/os-release', 'var/lib/dpkg/status'], { maxBuffer: 1 << 30 });
+    expect(v7.toString('latin1', 257, 262)).not.toBe('ustar');
+    for (const layer of [v7, gzipSync(v7)]) {
+      // Its packages are read, or the layer is refused as unreadable: never a clean "not a layer".
+      const facts = await read(layer, 'sha256:v7').catch((e: Error) => e);
+      if (facts instanceof Error) expect(facts.message).toMatch(/sha256:v7: the layer could not be read/);
+      else expect(applyLayers([facts]).packages.length).toBeGreaterThan(10);
+    }
   });
 
   it('rejects a corrupt compressed layer instead of reporting it clean', async () => {

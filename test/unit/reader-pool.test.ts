@@ -46,4 +46,28 @@ describe('layer reader processes', () => {
     expect(bg.nice).toBe(19);
     expect(getPriority(bg.pid)).toBe(19);
   });
+
+  it('a layer the reader cannot read fails (never empty facts), and the fill it follows is not kept waiting', async () => {
+    const pool = new LayerReaderPool();
+    pools.push(pool);
+    const layer = layerOf(debianBase());
+    for (const priority of ['urgent', 'background'] as const) {
+      // A corrupt gzip layer: refused, not read as a layer without packages.
+      const bad = Buffer.from(layer);
+      bad.fill(0x55, 2000, 4000);
+      const corrupt = pool.read(spoolOf(bad, `bad-${priority}`), Promise.resolve(true), 'bad', priority);
+      await expect(corrupt.facts).rejects.toThrow(/bad: the layer could not be read/);
+      await corrupt.opened;
+      // A spool file the reader cannot open: refused, and the fill waiting to rename it is told at once.
+      const gone = pool.read(
+        { path: join(dir, `missing-${priority}`), size: 100, written: () => 100, onProgress: () => () => {} },
+        Promise.resolve(true),
+        'gone',
+        priority,
+      );
+      await expect(gone.facts).rejects.toThrow();
+      const opened = await Promise.race([gone.opened.then(() => 'opened'), new Promise((r) => setTimeout(() => r('still waiting'), 2000))]);
+      expect(opened).toBe('opened');
+    }
+  });
 });

@@ -1,0 +1,3 @@
+module gotarjudge
+
+go 1.19
