@@ -1,0 +1,77 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { HOLD_BACK, type FillBudget } from '../../src/core/fill.js';
+import { BlobCache } from '../../src/core/cache.js';
+import { HashPool } from '../../src/core/hasher.js';
+import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
+import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+
+/**
+ * Attacks from the side on a cold fill's hold-back (fill.ts limitAt): an upstream that lies
+ * about its size, sends fewer bytes than it declared, and wrong ones. No client may get the last
+ * HOLD_BACK bytes of what it sent before the digest matched.
+ */
+
+const hashes = new HashPool(2);
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const NO_LIMITS: FillBudget = { minRate: 0, windowMs: 1000, deadlineMs: 0, abandonMs: 0, finishBytes: 0 };
+const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
+
+async function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-fill-attacks-'));
+  const store = await FsBlobStore.create(dir);
+  const meta = new SqliteMetaStore(':memory:');
+  return { dir, store, meta, cache: new BlobCache(store, meta, hashes, { budget: NO_LIMITS }) };
+}
+
+function collect(r: Readable): { data: () => Buffer; done: Promise<Error | null> } {
+  const chunks: Buffer[] = [];
+  r.on('data', (c: Buffer) => chunks.push(c));
+  const done = new Promise<Error | null>((res) => {
+    r.on('end', () => res(null));
+    r.on('error', (e) => res(e));
+  });
+  return { data: () => Buffer.concat(chunks), done };
+}
+
+describe('an upstream that lies about the size (no size known up front)', () => {
+  for (const extra of [1, HOLD_BACK, 4 * HOLD_BACK]) {
+    it(`declares ${extra} bytes more than it sends, of the wrong bytes: no client gets the last HOLD_BACK bytes it sent`, async () => {
+      const { cache, meta } = await setup();
+      const good = randomBytes(1 << 20);
+      const bad = Buffer.from(good);
+      bad[10] ^= 1;
+      const up = new PassThrough();
+      // No size in the index (a PyPI index without sizes, a metadata file): the upstream's Content-Length is a claim.
+      const served = await cache.fetch({ sha256: sha(good), open: async () => ({ body: up as Readable, size: bad.length + extra }) });
+      const whole = collect(served.body);
+      up.write(bad.subarray(0, bad.length >> 1));
+      await tick(50);
+      // A client joining late (from the spool, or the memory window), and one Range client.
+      const late = collect((await cache.fetch({ sha256: sha(good), open: async () => ({ body: new PassThrough(), size: 0 }) })).body);
+      const ranged = await cache.fetch(
+        { sha256: sha(good), open: async () => ({ body: new PassThrough(), size: 0 }) },
+        { kind: 'from', start: bad.length - 10 },
+      );
+      const range = collect(ranged.body);
+      up.write(bad.subarray(bad.length >> 1));
+      // The upstream stalls here, its whole (wrong) body sent: nothing may have the last bytes of it.
+      await tick(300);
+      expect(whole.data().length).toBeLessThanOrEqual(bad.length - HOLD_BACK);
+      expect(late.data().length).toBeLessThanOrEqual(bad.length - HOLD_BACK);
+      expect(range.data().length).toBe(0);
+      up.end();
+      expect(await whole.done).toBeInstanceOf(Error);
+      expect(await late.done).toBeInstanceOf(Error);
+      expect(await range.done).toBeInstanceOf(Error);
+      expect(whole.data().length).toBeLessThanOrEqual(bad.length - HOLD_BACK);
+      expect(late.data().length).toBeLessThanOrEqual(bad.length - HOLD_BACK);
+      expect(await served.committed).toBe(false);
+      expect(await meta.getBlob(sha(good))).toBeUndefined();
+    });
+  }
+});
