@@ -149,9 +149,9 @@ export class Fill extends EventEmitter implements TapSource {
     if (this.state === 'verified') return this.written;
     // Inspected files: nothing until the inspector has judged the part that could run code.
     if (this.spec.inspect && (!this.released || this.refusal)) return 0;
-    // Only the file's last HOLD_BACK bytes wait for the digest (a whole read streams as it
-    // arrives; a range waits for the digest, fill-reader.ts); with no declared size, the last bytes received wait.
-    return Math.max(0, this.size !== undefined ? Math.min(have, this.size - HOLD_BACK) : have - HOLD_BACK);
+    // The file's last HOLD_BACK bytes wait for the digest (a range waits for all of it, fill-reader.ts). A size
+    // only the upstream (or a peer) declared is a claim it may stop short of: then the last bytes received wait.
+    return Math.max(0, this.spec.size !== undefined ? Math.min(have, this.spec.size - HOLD_BACK) : have - HOLD_BACK);
   }
 
   private release = (): void => {
