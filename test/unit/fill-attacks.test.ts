@@ -2,11 +2,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Writable, type Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { HOLD_BACK, type FillBudget } from '../../src/core/fill.js';
 import { BlobCache } from '../../src/core/cache.js';
 import { HashPool } from '../../src/core/hasher.js';
+import { HitBody } from '../../src/core/hit-body.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 
@@ -74,4 +75,33 @@ describe('an upstream that lies about the size (no size known up front)', () => 
       expect(await meta.getBlob(sha(good))).toBeFalsy();
     });
   }
+});
+
+describe('a verified warm hit whose client left before its body started', () => {
+  it('reads nothing for nobody: no bytes passed, and no "served" hook (the pull record) is run', async () => {
+    const { cache } = await setup();
+    const bytes = randomBytes(8 << 20);
+    await cache.putSmall(bytes);
+    const served = await cache.fetch({ sha256: sha(bytes), open: async () => ({ body: new PassThrough() }) });
+    expect(served.body).toBeInstanceOf(HitBody);
+    // The client hung up while the hit was being looked up (its response is closed before the body starts).
+    const out = new Writable({ write: (_c, _e, cb) => cb() });
+    out.destroy();
+    await new Promise((r) => out.once('close', r));
+    let hooked = false;
+    let passed = 0;
+    const sent = (served.body as HitBody)
+      .holdLast(
+        async () => void (hooked = true),
+        (n) => (passed += n),
+      )
+      .sendTo(out)
+      .then(
+        () => null,
+        (e: Error) => e,
+      );
+    expect(await sent).toBeInstanceOf(Error);
+    expect(hooked).toBe(false);
+    expect(passed).toBe(0);
+  });
 });
