@@ -1,8 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Writable, type Readable } from 'node:stream';
+import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { HOLD_BACK, type FillBudget } from '../../src/core/fill.js';
 import { BlobCache } from '../../src/core/cache.js';
@@ -10,6 +11,9 @@ import { HashPool } from '../../src/core/hasher.js';
 import { HitBody } from '../../src/core/hit-body.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+import type { Recorder, RecordRow } from '../../src/core/records.js';
+import type { AppEnv } from '../../src/http/send.js';
+import { serveBlob } from '../../src/http/serve-blob.js';
 
 /**
  * Attacks from the side on a cold fill's hold-back (fill.ts limitAt): an upstream that lies
@@ -103,5 +107,51 @@ describe('a verified warm hit whose client left before its body started', () => 
     expect(await sent).toBeInstanceOf(Error);
     expect(hooked).toBe(false);
     expect(passed).toBe(0);
+  });
+});
+
+describe('a whole warm hit read as a stream (a store without positioned reads: S3), rotted at rest', () => {
+  it('no client gets the last HOLD_BACK bytes before the whole digest is checked, whatever size its last stream chunk has', async () => {
+    const { cache: plain, store, meta } = await setup();
+    // 1 MiB + 1 byte: the file's last stream chunk is one byte.
+    const bytes = randomBytes((1 << 20) + 1);
+    await plain.putSmall(bytes);
+    const hex = sha(bytes);
+    const rotted = Buffer.from(bytes);
+    rotted[100] ^= 1;
+    chmodSync(store.pathOf(hex), 0o644);
+    writeFileSync(store.pathOf(hex), rotted);
+    const s3like = Object.create(store) as FsBlobStore;
+    (s3like as { openRandom?: unknown }).openRandom = undefined;
+    const cache = new BlobCache(s3like, meta, hashes, { budget: NO_LIMITS });
+    const rows: RecordRow[] = [];
+    const recorder = {
+      recordServed: async (r: RecordRow) => void rows.push(r),
+      record: async (r: RecordRow) => void rows.push(r),
+      bytesSent: () => {},
+      firstMismatch: () => true,
+    } as unknown as Recorder;
+    const app = new Hono<AppEnv>();
+    app.get('/x', (c) =>
+      serveBlob(
+        c,
+        cache,
+        { sha256: hex, open: async () => ({ body: new PassThrough() }) },
+        {},
+        { recorder, base: { ts: 1, client: 'c', ecosystem: 'pypi', name: 'x', sha256: hex }, rule: 'pypi.allow[0]', label: 'x' },
+      ),
+    );
+    const res = await app.request('/x');
+    expect(res.headers.get('x-airlock-cache')).toBe('hit');
+    let got = 0;
+    let failed = false;
+    try {
+      for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) got += c.length;
+    } catch {
+      failed = true;
+    }
+    expect(failed).toBe(true);
+    expect(got).toBeLessThanOrEqual(bytes.length - HOLD_BACK);
+    expect(rows.some((r) => r.decision === 'allow')).toBe(false);
   });
 });
