@@ -9,6 +9,7 @@ import { HOLD_BACK, type FillBudget } from '../../src/core/fill.js';
 import { BlobCache } from '../../src/core/cache.js';
 import { HashPool } from '../../src/core/hasher.js';
 import { HitBody } from '../../src/core/hit-body.js';
+import { FillBody } from '../../src/core/fill-body.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import type { Recorder, RecordRow } from '../../src/core/records.js';
@@ -154,4 +155,50 @@ describe('a whole warm hit read as a stream (a store without positioned reads: S
     expect(got).toBeLessThanOrEqual(bytes.length - HOLD_BACK);
     expect(rows.some((r) => r.decision === 'allow')).toBe(false);
   });
+});
+
+describe('a slow (not stuck) leader on a fill other clients wait for', () => {
+  it('does not pace the upstream for the others: a fast client that joined late is not held to the slow one', async () => {
+    const { cache } = await setup();
+    const bytes = randomBytes(8 << 20);
+    const up = new PassThrough({ highWaterMark: 64 << 10 });
+    const spec = { sha256: sha(bytes), size: bytes.length, open: async () => ({ body: up as Readable, size: bytes.length }) };
+    const lead = await cache.fetch(spec);
+    // The leader takes its first 3 MiB at once, then 64 KiB each 500 ms: blocked after every write, never
+    // for the stall (STALL_MS), so it is never moved to the spool by the timer.
+    let leadGot = 0;
+    const slow = new Writable({
+      highWaterMark: 64 << 10,
+      write(chunk: Buffer, _e, cb) {
+        leadGot += chunk.length;
+        if (leadGot < 3 << 20) cb();
+        else setTimeout(cb, 500);
+      },
+    });
+    const leading = (lead.body as FillBody).sendTo(slow).catch(() => {});
+    void (async () => {
+      for (let at = 0; at < bytes.length; at += 64 << 10) if (!up.write(bytes.subarray(at, at + (64 << 10)))) await new Promise((r) => up.once('drain', r));
+      up.end();
+    })();
+    while (leadGot < 3 << 20) await tick(20);
+    // A fast client joins now (from the spool: its first byte left the window long ago).
+    const late = await cache.fetch(spec);
+    const parts: Buffer[] = [];
+    const fast = new Writable({
+      write(chunk: Buffer, _e, cb) {
+        parts.push(Buffer.from(chunk));
+        cb();
+      },
+    });
+    const t0 = Date.now();
+    const done = (late.body as FillBody).sendTo(fast).then(() => true);
+    // The slow client alone would take ~40 s for the rest; the fast one should not wait for it (generous bound).
+    const finished = await Promise.race([done, new Promise<boolean>((r) => setTimeout(() => r(false), 15_000))]);
+    expect(finished).toBe(true);
+    expect(Buffer.concat(parts).equals(bytes)).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    slow.destroy();
+    await leading;
+    expect(await lead.committed).toBe(true);
+  }, 30_000);
 });
