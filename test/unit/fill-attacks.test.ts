@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Writable, type Readable } from 'node:stream';
@@ -15,6 +17,8 @@ import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import type { Recorder, RecordRow } from '../../src/core/records.js';
 import type { AppEnv } from '../../src/http/send.js';
 import { serveBlob } from '../../src/http/serve-blob.js';
+import { withPeerRoute } from '../../src/http/peer.js';
+import { PEER_PATH, signPeerRequest } from '../../src/core/peer-stream.js';
 
 /**
  * Attacks from the side on a cold fill's hold-back (fill.ts limitAt): an upstream that lies
@@ -201,4 +205,78 @@ describe('a slow (not stuck) leader on a fill other clients wait for', () => {
     await leading;
     expect(await lead.committed).toBe(true);
   }, 30_000);
+});
+
+describe("the fleet's internal route (http/peer.ts) from the side", () => {
+  const SECRET = Buffer.from('attack-test-fleet-secret-0123456789abcdef');
+  async function route(cache: BlobCache) {
+    const server = createServer(
+      withPeerRoute({ secret: SECRET }, cache, { warn: () => {} }, (_req, res) => {
+        res.writeHead(404).end();
+      }),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    /** A request to `path` (as it is: not normalised), signed for `signed` (default: the same path), with `method`: status and what came before it ended or was cut. */
+    const ask = (path: string, o: { signed?: string; method?: string; waitMs?: number } = {}) =>
+      new Promise<{ status: number; body: Buffer; complete: boolean }>((resolve, reject) => {
+        const headers = { 'x-airlock-fleet': signPeerRequest(SECRET, o.signed ?? path).header };
+        const parts: Buffer[] = [];
+        let status = 0;
+        let complete = false;
+        const done = () => resolve({ status, body: Buffer.concat(parts), complete });
+        // A held fill sends its head with its first byte: what came within waitMs, then hang up.
+        if (o.waitMs) setTimeout(() => (done(), req.destroy()), o.waitMs);
+        const req = httpRequest({ host: '127.0.0.1', port, path, method: o.method ?? 'GET', headers }, (res) => {
+          status = res.statusCode!;
+          res.on('data', (c: Buffer) => parts.push(c));
+          res.on('end', () => ((complete = res.complete), done()));
+          res.on('error', done);
+          res.on('aborted', done);
+        });
+        req.on('error', (e) => (o.waitMs ? done() : reject(e)));
+        req.end();
+      });
+    return { server, ask };
+  }
+
+  it('streams an in-flight fill held back like a client (a size-lying upstream included), nothing else, and only to a signed GET', async () => {
+    const { cache } = await setup();
+    const stored = randomBytes(200_000);
+    await cache.putSmall(stored);
+    const good = randomBytes(1 << 20);
+    const bad = Buffer.from(good);
+    bad[5] ^= 1;
+    const up = new PassThrough();
+    const served = await cache.fetch({ sha256: sha(good), open: async () => ({ body: up as Readable, size: bad.length + HOLD_BACK }) });
+    served.body.on('error', () => {}).resume();
+    up.write(bad);
+    await tick(100);
+    const { server, ask } = await route(cache);
+    try {
+      const p = `${PEER_PATH}${sha(good)}?from=0`;
+      // Its upstream sent every (wrong) byte and stalls: the route sends no more than a client gets.
+      const streamed = await ask(p, { waitMs: 400 });
+      expect(streamed.status).toBe(200);
+      expect(streamed.complete).toBe(false);
+      expect(streamed.body.length).toBeLessThanOrEqual(bad.length - HOLD_BACK);
+      // From an offset inside the held-back tail: nothing of it.
+      const tail = await ask(`${PEER_PATH}${sha(good)}?from=${bad.length - 1000}`, { waitMs: 300 });
+      expect(tail.body.length).toBe(0);
+      expect(tail.complete).toBe(false);
+      // A committed blob is not a fill: not readable here.
+      const blob = await ask(`${PEER_PATH}${sha(stored)}?from=0`);
+      expect(blob.status).toBe(404);
+      expect(blob.body.equals(stored)).toBe(false);
+      // A signature is for one method, path and query.
+      expect((await ask(p, { method: 'POST' })).status).toBe(400);
+      expect((await ask(`${p}&from=1`, { signed: p })).status).toBe(401);
+      expect((await ask(`${PEER_PATH}${sha(good)}?from=1`, { signed: p })).status).toBe(401);
+      expect((await ask(`${PEER_PATH}../../${sha(good)}?from=0`)).status).toBe(400);
+      up.end();
+      expect(await served.committed).toBe(false);
+    } finally {
+      server.close();
+    }
+  });
 });
