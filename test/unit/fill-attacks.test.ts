@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -279,4 +279,61 @@ describe("the fleet's internal route (http/peer.ts) from the side", () => {
       server.close();
     }
   });
+});
+
+describe('clients that hang up mid-transfer', () => {
+  /** A socket-like sink that takes `open` bytes at once, then holds its write callbacks (its buffer fills). */
+  const sink = (open: number) => {
+    let got = 0;
+    const w = new Writable({
+      highWaterMark: 64 << 10,
+      write(chunk: Buffer, _e, cb) {
+        got += chunk.length;
+        if (got < open) cb();
+      },
+    });
+    return { w, got: () => got };
+  };
+
+  it('do not stall the client left, and leave no listener, tap or reader behind; once all are gone the fill is abandoned and leaves nothing', async () => {
+    const { dir, store } = await setup();
+    const meta = new SqliteMetaStore(':memory:');
+    const cache = new BlobCache(store, meta, hashes, { budget: { ...NO_LIMITS, abandonMs: 200 } });
+    const bytes = randomBytes(8 << 20);
+    const up = new PassThrough({ highWaterMark: 64 << 10 });
+    const spec = { sha256: sha(bytes), size: bytes.length, open: async () => ({ body: up as Readable, size: bytes.length }) };
+    // The upstream sends 6 MiB of the 8, then stalls (the fill is not nearly done: it is abandoned, not finished).
+    const feeding = (async () => {
+      for (let at = 0; at < 6 << 20; at += 64 << 10) if (!up.write(bytes.subarray(at, at + (64 << 10)))) await new Promise((r) => up.once('drain', r));
+    })();
+    // A leader that blocks at 1 MiB (holding the upstream), a follower stuck at 256 KiB, one that reads on.
+    const a = sink(1 << 20);
+    const b = sink(256 << 10);
+    const c = sink(Infinity);
+    const bodies = await Promise.all([a, b, c].map(() => cache.fetch(spec)));
+    const fill = cache.inflight.get(spec.sha256)!;
+    const sends = bodies.map((s, i) =>
+      (s.body as FillBody).sendTo([a, b, c][i].w).then(
+        () => null,
+        (e: Error) => e,
+      ),
+    );
+    while (a.got() < 1 << 20 || b.got() < 256 << 10) await tick(10);
+    a.w.destroy();
+    b.w.destroy();
+    // The one left goes on to 4 MiB without them.
+    while (c.got() < 4 << 20) await tick(10);
+    expect((await sends[0])?.message).toMatch(/went away/);
+    expect((await sends[1])?.message).toMatch(/went away/);
+    expect(fill.listenerCount('progress')).toBe(1); // c's feed only (no observer, no judge)
+    c.w.destroy();
+    expect((await sends[2])?.message).toMatch(/went away/);
+    expect(fill.listenerCount('progress')).toBe(0);
+    // Nobody reads it now: abandoned after the grace, its spool file removed, nothing left in flight.
+    expect(await fill.committed).toBe(false);
+    expect(fill.error?.message).toMatch(/no client was waiting/);
+    await feeding;
+    expect(cache.inflightCount()).toBe(0);
+    expect(readdirSync(join(dir, store.spoolDir.slice(dir.length + 1)))).toEqual([]);
+  }, 30_000);
 });
