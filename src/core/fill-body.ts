@@ -16,7 +16,8 @@ import type { SpoolSource } from './fill-reader.js';
  *   fill's window of the chunks last received. When its socket says "enough" (write() false) it
  *   waits for 'drain'; while the leading client lags by half the window the fill pauses the
  *   upstream for it (`holding`), so the leader cannot be outrun, as a plain pipe is paced by its
- *   client. A follower is not waited for: once its next byte leaves the window it moves to the spool.
+ *   client (unless another reader waits for bytes: TapSet.hold). A follower is not waited for: once
+ *   its next byte leaves the window it moves to the spool.
  * - A client that stays blocked past STALL_MS (a slow or stuck client must not hold the upstream:
  *   the budget's minimum rate does not count a paused body), or whose next byte has left the
  *   window (it joined late, or fell behind while others led), is moved to the spool file, once:
@@ -88,6 +89,12 @@ export class FillBody extends Readable {
   /** Where this client is in the file, while it is served from memory (else -1). */
   get inMemoryAt(): number {
     return this.mode === 'memory' && !this.over ? this.pos : -1;
+  }
+
+  /** Whether this client has sent all it may now and waits for more bytes (then no slower leader may hold the upstream). */
+  get waiting(): boolean {
+    if (this.over || !this.sink || this.blocked || this.busy) return false;
+    return this.pos >= (this.mode === 'memory' ? this.fill.sendable() : this.fill.available());
   }
 
   /** Whether the fill should keep its upstream paused for this client (the leader): blocked, half a window behind. */
@@ -194,7 +201,9 @@ export class FillBody extends Readable {
       if (!this.sink.write(mem, false, noop)) return this.block();
     }
     if (this.mode === 'spool' && this.pos < fill.available()) return this.readSpool(fill.available());
-    if (fill.state === 'verified' && this.pos >= fill.written) this.end(null, false);
+    if (fill.state === 'verified' && this.pos >= fill.written) return this.end(null, false);
+    // Caught up: waiting for bytes, the upstream must not stay paused for a slower leader (TapSet.hold).
+    fill.tapFreed();
   };
 
   /** Whether `n` more bytes from pos complete the file (only once it verified). */
@@ -303,11 +312,19 @@ export class TapSet {
   /**
    * Whether the leading client in memory lags half of `bound` behind `received`, blocked on its
    * socket. Only the leader paces the upstream: a follower that falls behind leaves the window and
-   * is moved to the spool (FillBody.feed), it never holds the others.
+   * is moved to the spool (FillBody.feed), it never holds the others. Nor does the leader hold
+   * anyone waiting for bytes: a client caught up (one that joined late and read the spool), or a
+   * reader that is no client of the set (`readers` counts them all: a range, a peer replica). A
+   * slow leader that drains now and then (never stalled) would otherwise pace them all; it is
+   * outrun instead, and moved to the spool once its next byte leaves the window.
    */
-  hold(received: number, bound: number): boolean {
+  hold(received: number, bound: number, readers: number): boolean {
+    if (readers > this.taps.size) return false;
     let lead: FillBody | null = null;
-    for (const t of this.taps) if (t.inMemoryAt >= 0 && (lead === null || t.inMemoryAt > lead.inMemoryAt)) lead = t;
+    for (const t of this.taps) {
+      if (t.waiting) return false;
+      if (t.inMemoryAt >= 0 && (lead === null || t.inMemoryAt > lead.inMemoryAt)) lead = t;
+    }
     return lead !== null && lead.holding(received, bound);
   }
 }

@@ -103,9 +103,7 @@ export class Fill extends EventEmitter implements TapSource {
     this.committed = new Promise((res) => (this.resolveCommitted = res));
     this.gate = new Promise((res, rej) => ((this.resolveGate = res), (this.rejectGate = rej)));
     // Callers may not await these; never let them become unhandled rejections.
-    this.ready.catch(() => {});
-    this.settled.catch(() => {});
-    this.gate.catch(() => {});
+    for (const p of [this.ready, this.settled, this.gate]) p.catch(() => {});
     if (!spec.inspect)
       this.ready.then(
         () => this.resolveGate(),
@@ -149,9 +147,9 @@ export class Fill extends EventEmitter implements TapSource {
     if (this.state === 'verified') return this.written;
     // Inspected files: nothing until the inspector has judged the part that could run code.
     if (this.spec.inspect && (!this.released || this.refusal)) return 0;
-    // Only the file's last HOLD_BACK bytes wait for the digest (a whole read streams as it
-    // arrives; a range waits for the digest, fill-reader.ts); with no declared size, the last bytes received wait.
-    return Math.max(0, this.size !== undefined ? Math.min(have, this.size - HOLD_BACK) : have - HOLD_BACK);
+    // The file's last HOLD_BACK bytes wait for the digest (a range waits for all of it, fill-reader.ts). A size
+    // only the upstream (or a peer) declared is a claim it may stop short of: then the last bytes received wait.
+    return Math.max(0, this.spec.size !== undefined ? Math.min(have, this.spec.size - HOLD_BACK) : have - HOLD_BACK);
   }
 
   private release = (): void => {
@@ -274,9 +272,9 @@ export class Fill extends EventEmitter implements TapSource {
     };
 
     // Paused while the spool is behind, or while a client in memory lags half a window (fill-body.ts).
+    const held = () => this.taps.hold(this.received, this.share.perFill(), this.readers);
     this.tapFreed = () => {
-      if (this.state === 'running' && body.isPaused() && queued < this.share.perFill() / 2 && !this.taps.hold(this.received, this.share.perFill()))
-        body.resume();
+      if (this.state === 'running' && body.isPaused() && queued < this.share.perFill() / 2 && !held()) body.resume();
     };
     body.on('data', (chunk: Buffer) => {
       if (this.state !== 'running') return;
@@ -292,7 +290,7 @@ export class Fill extends EventEmitter implements TapSource {
       // In memory from its arrival: clients keeping pace are written from it now, before the spool write.
       this.window.add(at, [chunk], this.share.perFill());
       this.taps.feed();
-      if (queued >= this.share.perFill() || this.taps.hold(this.received, this.share.perFill())) body.pause();
+      if (queued >= this.share.perFill() || held()) body.pause();
       // One write per turn of the event loop: libuv reads a busy socket up to 32 times per turn,
       // so what arrived in it goes out in one writev instead of one thread-pool round trip each.
       if (!scheduled) {
@@ -430,6 +428,7 @@ export class Fill extends EventEmitter implements TapSource {
 
   attachReader(): () => void {
     this.readers++;
+    this.tapFreed(); // a new reader waits for bytes: the upstream is no longer held for a slow leader (TapSet.hold)
     let released = false;
     return () => {
       if (released) return;

@@ -198,9 +198,14 @@ export class HitBody extends Readable {
       this.wake?.();
     };
     out.once('close', gone);
+    // A client that left before its body started (during the hit's lookup) is gone already; a failed write says so too.
+    if (out.destroyed || out.writableEnded) gone();
     try {
       await this.drive((part, done) => {
-        out.write(part, () => done());
+        out.write(part, (err) => {
+          if (err) gone();
+          done();
+        });
       });
     } finally {
       out.off('close', gone);

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { AirlockError, isMismatch } from '../core/errors.js';
 import type { Recorder, RecordRow } from '../core/records.js';
 import type { PullRecord } from '../storage/meta-store.js';
-import type { FillSpec } from '../core/fill.js';
+import { HOLD_BACK, type FillSpec } from '../core/fill.js';
 import type { BlobCache, Offload } from '../core/cache.js';
 import { HitBody } from '../core/hit-body.js';
 import { FillBody } from '../core/fill-body.js';
@@ -55,24 +55,34 @@ export interface BlobRecording {
  * error (raised only before the first byte) to its protocol's error.
  */
 /**
- * Holds back the last chunk of a body until `beforeEnd` resolves: the pull record of a served
- * artefact is committed before its client can have the whole file.
+ * Holds back the last HOLD_BACK bytes of a body (at least its last chunk) until `beforeEnd`
+ * resolves: the pull record of a served artefact is committed, and a whole hit read as a stream
+ * hashed (`seen`), before its client can have the whole file, whatever size its last chunks have.
  */
 export function lastChunkAfter(beforeEnd: () => Promise<void>, passed: (bytes: number) => void = () => {}, seen?: (chunk: Buffer) => void): Transform {
-  let held: Buffer | null = null;
+  const held: Buffer[] = [];
+  let heldBytes = 0;
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
       seen?.(chunk);
-      const prev = held;
-      held = chunk;
-      if (prev) passed(prev.length);
-      cb(null, prev ?? undefined);
+      held.push(chunk);
+      heldBytes += chunk.length;
+      while (held.length > 1 && heldBytes - held[0].length >= HOLD_BACK) {
+        const b = held.shift()!;
+        heldBytes -= b.length;
+        passed(b.length);
+        this.push(b);
+      }
+      cb();
     },
     flush(cb) {
       beforeEnd().then(
         () => {
-          if (held) passed(held.length);
-          cb(null, held ?? undefined);
+          for (const b of held.splice(0)) {
+            passed(b.length);
+            this.push(b);
+          }
+          cb();
         },
         (e: Error) => cb(e),
       );

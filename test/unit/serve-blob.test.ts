@@ -7,7 +7,10 @@ import type { Logger } from 'pino';
 import { Refusal, errorHandler } from '../../src/http/refusal.js';
 import { lastChunkAfter, serveBlob, serveSmall } from '../../src/http/serve-blob.js';
 import type { BlobCache } from '../../src/core/cache.js';
-import type { FillSpec } from '../../src/core/fill.js';
+import { HOLD_BACK, type FillSpec } from '../../src/core/fill.js';
+
+/** A chunk of HOLD_BACK bytes: the transform holds back the last HOLD_BACK bytes (at least the last chunk). */
+const block = (ch: string) => Buffer.alloc(HOLD_BACK, ch);
 
 describe('the last chunk waits for the pull record', () => {
   it('holds the final chunk until the record is committed, then releases it', async () => {
@@ -18,12 +21,12 @@ describe('the last chunk waits for the pull record', () => {
     let finished = false;
     const sink = new Writable({
       write(chunk, _e, cb) {
-        got.push(String(chunk));
+        got.push(String(chunk).slice(0, 1));
         cb();
       },
     });
     pipeline(
-      Readable.from([Buffer.from('a'), Buffer.from('b'), Buffer.from('c')]),
+      Readable.from([block('a'), block('b'), block('c')]),
       lastChunkAfter(() => {
         called = true;
         return committed;
@@ -49,14 +52,14 @@ describe('the last chunk waits for the pull record', () => {
         lastChunkAfter(async () => {}),
         new Writable({
           write(c, _e, cb) {
-            got.push(String(c));
+            got.push(String(c).slice(0, 1));
             cb();
           },
         }),
         (e) => resolve(e ?? undefined),
       );
-      src.push(Buffer.from('a'));
-      src.push(Buffer.from('b'));
+      src.push(block('a'));
+      src.push(block('b'));
       setTimeout(() => src.destroy(new Error('digest mismatch')), 10);
     });
     expect(err?.message).toBe('digest mismatch');
