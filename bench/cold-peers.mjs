@@ -16,12 +16,13 @@
 // runs on cold memory. --pin runs curl on CPU 1 and every server on CPU 0 (`taskset`).
 // Prints a table (median MiB/s, ratios, CPU seconds per GiB of each server process) and, with
 // --json, one JSON line for bench/run.mjs. A program, not a test.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, openSync, readFileSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median, sleep } from './lib/proc.mjs';
+import { REGISTRY, cpu, createRig, freePort, tree } from './lib/registry-rig.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const arg = (name, def) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? def;
@@ -31,65 +32,15 @@ const PIN = process.argv.includes('--pin');
 const PREFAULT = !process.argv.includes('--no-prefault');
 const JSON_OUT = process.argv.includes('--json');
 const log = (s) => process.stderr.write(`[cold-peers] ${s}\n`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
-const REGISTRY = ['/usr/bin/docker-registry'].find((p) => existsSync(p));
 // The malloc settings deploy/airlock.service sets (docs/performance.md, "Memory churn").
 const { MALLOC_TUNABLES } = await import(join(ROOT, 'dist', 'obs', 'malloc.js'));
 const AIRLOCK_ENV = { GLIBC_TUNABLES: MALLOC_TUNABLES };
 
-const work = mkdtempSync(join(tmpdir(), 'airlock-cold-peers-'));
-const children = new Set();
-const cleanup = () => {
-  for (const c of children) c.kill('SIGKILL');
-  rmSync(work, { recursive: true, force: true });
-};
-process.on('exit', cleanup);
-process.on('SIGINT', () => process.exit(130));
-
-function start(cmd, args, opts = {}) {
-  const full = PIN ? ['taskset', ['-c', '0', cmd, ...args]] : [cmd, args];
-  const child = spawn(full[0], full[1], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  let err = '';
-  child.stderr.on('data', (d) => (err = (err + d).slice(-2000)));
-  child.lastError = () => err;
-  return child;
-}
-async function stop(child) {
-  if (child.exitCode !== null) return;
-  child.kill('SIGTERM');
-  await Promise.race([new Promise((r) => child.once('exit', r)), sleep(5000)]);
-  child.kill('SIGKILL');
-}
-const freePort = () => 20000 + Math.floor(Math.random() * 30000);
-async function waitFor(url, what, child) {
-  for (let i = 0; i < 200; i++) {
-    try {
-      const r = await fetch(url);
-      await r.arrayBuffer();
-      if (r.status < 500) return;
-    } catch {}
-    if (child?.exitCode != null) throw new Error(`${what} exited: ${child.lastError()}`);
-    await sleep(50);
-  }
-  throw new Error(`${what} did not come up at ${url}`);
-}
+const { work, start, stop, waitFor, settle, startUpstream, startNginxCache, startDistribution } = createRig({ prefix: 'airlock-cold-peers-', pin: PIN });
 /** Minor page faults of a process (all threads): fresh memory touched. */
 function faults(pid) {
   try {
     return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[7]);
-  } catch {
-    return 0;
-  }
-}
-/** CPU seconds (user + system, all threads) of a process. */
-function cpu(pid) {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
   } catch {
     return 0;
   }
@@ -111,26 +62,11 @@ function curl(url) {
   if (bytes !== SIZE) throw new Error(`${url}: ${bytes} bytes, expected ${SIZE}`);
   return { ttfb, total, mibps: bytes / (1 << 20) / total };
 }
-function settle() {
-  execFileSync('sync');
-  if (!PREFAULT) return;
-  const f = join(work, 'prefault');
-  execFileSync('dd', ['if=/dev/zero', `of=${f}`, 'bs=1M', 'count=2048', 'status=none']);
-  rmSync(f);
-}
-
-// --- the registry tree the upstream serves (one image: a config and one layer) ---
-const www = join(work, 'www');
-const repo = join(www, 'v2', 'bench', 'layer');
-mkdirSync(join(repo, 'blobs'), { recursive: true });
-mkdirSync(join(repo, 'manifests'), { recursive: true });
-const digestOf = (b) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-let layerDigest;
-{
+// --- the upstream: nginx serving a registry tree of one image (its layer: SIZE random bytes) ---
+const upstream = await startUpstream((path) => {
   log(`writing a ${SIZE >> 20} MiB layer`);
   const h = createHash('sha256');
-  const tmp = join(work, 'layer.tmp');
-  const fd = openSync(tmp, 'w');
+  const fd = openSync(path, 'w');
   const buf = Buffer.allocUnsafe(1 << 20);
   for (let off = 0; off < SIZE; off += buf.length) {
     randomFillSync(buf);
@@ -138,50 +74,10 @@ let layerDigest;
     writeSync(fd, buf);
   }
   closeSync(fd);
-  layerDigest = `sha256:${h.digest('hex')}`;
-  execFileSync('mv', [tmp, join(repo, 'blobs', layerDigest)]);
-}
-const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layerDigest] } }));
-const configDigest = digestOf(config);
-writeFileSync(join(repo, 'blobs', configDigest), config);
-const manifest = Buffer.from(
-  JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerDigest, size: SIZE }],
-  }),
-);
-const manifestDigest = digestOf(manifest);
-writeFileSync(join(repo, 'manifests', manifestDigest), manifest);
-writeFileSync(join(repo, 'manifests', 'v1'), manifest);
-
-const user = process.getuid?.() === 0 ? 'user root; ' : '';
-const temps = (d) => `client_body_temp_path ${d}/cbt; proxy_temp_path ${d}/pt; fastcgi_temp_path ${d}/f; uwsgi_temp_path ${d}/u; scgi_temp_path ${d}/s;`;
-function nginxConf(d, server) {
-  mkdirSync(d, { recursive: true });
-  writeFileSync(
-    join(d, 'nginx.conf'),
-    `${user}worker_processes 1; pid ${d}/nginx.pid; error_log ${d}/error.log; daemon off;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; ${temps(d)}\n${server}\n}\n`,
-  );
-  return join(d, 'nginx.conf');
-}
-
-// --- the upstream: nginx serving the tree as a registry (GET and HEAD, digests in headers) ---
-const upPort = freePort();
-const UP = `http://127.0.0.1:${upPort}`;
-const upConf = nginxConf(
-  join(work, 'up'),
-  `server { listen 127.0.0.1:${upPort}; root ${www};
-  location = /v2/ { default_type application/json; return 200 '{}'; }
-  location ~ "^/v2/.+/blobs/(sha256:[0-9a-f]{64})$" { default_type application/octet-stream; add_header Docker-Content-Digest $1; }
-  location ~ ^/v2/.+/manifests/ { default_type application/vnd.oci.image.manifest.v1+json; add_header Docker-Content-Digest ${manifestDigest}; }
-}`,
-);
-const upstream = start(NGINX, ['-c', upConf, '-p', join(work, 'up')]);
-await waitFor(`${UP}/v2/`, 'upstream nginx', upstream);
-const upPids = () => [upstream.pid];
-const blobPath = `/v2/bench/layer/blobs/${layerDigest}`;
+  return { digest: `sha256:${h.digest('hex')}`, size: SIZE };
+}, 'application/vnd.oci.image.layer.v1.tar');
+const { url: UP, manifestDigest, blobPath } = upstream;
+const upPids = () => [upstream.child.pid];
 
 /** Each contender: start (empty cache), the URL of the blob, the process ids to charge, stop. */
 const contenders = {
@@ -189,39 +85,16 @@ const contenders = {
     return { url: `${UP}${blobPath}`, pids: [], stop: async () => {} };
   },
   async nginx() {
-    const port = freePort();
-    const d = join(work, `ngx-${port}`);
-    const conf = nginxConf(
-      d,
-      `proxy_cache_path ${d}/cache levels=1:2 keys_zone=c:10m max_size=20g inactive=1d use_temp_path=off;
-  server { listen 127.0.0.1:${port};
-    location / { proxy_pass ${UP}; proxy_cache c; proxy_cache_valid 200 1d; proxy_buffering on; proxy_buffer_size 64k; proxy_buffers 32 64k; proxy_busy_buffers_size 256k; proxy_temp_file_write_size 1m; } }`,
-    );
-    const child = start(NGINX, ['-c', conf, '-p', d]);
-    await waitFor(`http://127.0.0.1:${port}/v2/`, 'nginx proxy_cache', child);
-    const workers = () =>
-      execFileSync('pgrep', ['-P', String(child.pid)])
-        .toString()
-        .trim()
-        .split('\n')
-        .map(Number);
-    return { url: `http://127.0.0.1:${port}${blobPath}`, pids: [child.pid, ...workers()], stop: () => stop(child) };
+    const c = await startNginxCache(UP);
+    return { url: `${c.url}${blobPath}`, pids: tree(c.child.pid), stop: () => stop(c.child) };
   },
   async distribution() {
-    if (!REGISTRY) return null;
-    const port = freePort();
-    const d = join(work, `reg-${port}`);
-    mkdirSync(d, { recursive: true });
-    writeFileSync(
-      join(d, 'config.yml'),
-      `version: 0.1\nlog: { level: error }\nstorage: { filesystem: { rootdirectory: ${d}/data }, delete: { enabled: true } }\nhttp: { addr: 127.0.0.1:${port} }\nproxy: { remoteurl: ${UP} }\n`,
-    );
-    const child = start(REGISTRY, ['serve', join(d, 'config.yml')]);
-    await waitFor(`http://127.0.0.1:${port}/v2/`, 'distribution', child);
+    const c = await startDistribution(UP);
+    if (!c) return null;
     await (
-      await fetch(`http://127.0.0.1:${port}/v2/bench/layer/manifests/${manifestDigest}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })
+      await fetch(`${c.url}/v2/bench/layer/manifests/${manifestDigest}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })
     ).arrayBuffer();
-    return { url: `http://127.0.0.1:${port}${blobPath}`, pids: [child.pid], stop: () => stop(child) };
+    return { url: `${c.url}${blobPath}`, pids: [c.child.pid], stop: () => stop(c.child) };
   },
   async 'node pipe'() {
     const child = start(
@@ -263,7 +136,7 @@ for (const kv of (process.env.AB_MALLOC ?? '').split(';').filter(Boolean)) {
 }
 async function airlock(env, dist = join(ROOT, 'dist')) {
   {
-    const port = freePort();
+    const port = await freePort();
     const d = join(work, `air-${port}`);
     mkdirSync(d, { recursive: true });
     writeFileSync(
@@ -298,9 +171,9 @@ for (let round = 0; round < ROUNDS; round++) {
   const order = [...names].sort(() => Math.random() - 0.5);
   for (const name of order) {
     const c = await contenders[name]();
-    settle();
+    settle(PREFAULT);
     const pids = [...c.pids, ...upPids()];
-    const before = pids.map(cpu);
+    const before = pids.map((p) => cpu(p));
     const faults0 = c.pids.map(faults);
     // PERF=file: a CPU profile of the row's first server process during the pull (perf record).
     const perf =
@@ -313,7 +186,7 @@ for (let round = 0; round < ROUNDS; round++) {
       perf.kill('SIGINT');
       await new Promise((res) => perf.once('exit', res));
     }
-    const after = pids.map(cpu);
+    const after = pids.map((p) => cpu(p));
     const faultsPerGiB = (c.pids.reduce((s, p, i) => s + faults(p) - faults0[i], 0) * (1 << 30)) / SIZE;
     const own = c.pids.reduce((s, _, i) => s + after[i] - before[i], 0);
     const up = after[after.length - 1] - before[before.length - 1];
@@ -325,7 +198,7 @@ for (let round = 0; round < ROUNDS; round++) {
     );
   }
 }
-await stop(upstream);
+await stop(upstream.child);
 
 const summary = {};
 for (const n of names) {

@@ -14,13 +14,13 @@
 // it) before every row. Ratios are Airlock's to each row inside the same round, then their
 // median (this machine's speed drifts over minutes). A program, not a test; --json prints one
 // line for bench/run.mjs, which calls gatedFirstPull() below.
-import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { loadavg, tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median, sleep } from './lib/proc.mjs';
+import { REGISTRY, cpu, createRig, freePort, tree } from './lib/registry-rig.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -58,84 +58,9 @@ async function main() {
   const PREFAULT = !process.argv.includes('--no-prefault');
   const JSON_OUT = process.argv.includes('--json');
   const log = (s) => process.stderr.write(`[gated-first-pull] ${s}\n`);
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
-  const REGISTRY = ['/usr/bin/docker-registry'].find((p) => existsSync(p));
-  if (!NGINX) throw new Error('nginx is needed for the upstream');
   const { MALLOC_TUNABLES } = await import(join(ROOT, 'dist', 'obs', 'malloc.js'));
 
-  const work = mkdtempSync(join(tmpdir(), 'airlock-gated-pull-'));
-  const children = new Set();
-  process.on('exit', () => {
-    for (const c of children) c.kill('SIGKILL');
-    rmSync(work, { recursive: true, force: true });
-  });
-  process.on('SIGINT', () => process.exit(130));
-  const start = (cmd, args, opts = {}) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-    children.add(child);
-    child.on('exit', () => children.delete(child));
-    let err = '';
-    child.stderr?.on('data', (d) => (err = (err + d).slice(-2000)));
-    child.stdout.on('data', () => {});
-    child.lastError = () => err;
-    return child;
-  };
-  const stop = async (child) => {
-    if (child.exitCode !== null) return;
-    child.kill('SIGTERM');
-    await Promise.race([new Promise((r) => child.once('exit', r)), sleep(5000)]);
-    child.kill('SIGKILL');
-  };
-  /** A port the kernel says is free now (another helper's servers share this machine). */
-  const freePort = () =>
-    new Promise((resolve, reject) => {
-      const srv = createServer();
-      srv.once('error', reject);
-      srv.listen(0, '127.0.0.1', () => {
-        const { port } = srv.address();
-        srv.close(() => resolve(port));
-      });
-    });
-  const waitFor = async (url, what, child) => {
-    for (let i = 0; i < 400; i++) {
-      try {
-        const r = await fetch(url);
-        await r.arrayBuffer();
-        if (r.status < 500) return;
-      } catch {}
-      if (child?.exitCode != null) throw new Error(`${what} exited: ${child.lastError()}`);
-      await sleep(50);
-    }
-    throw new Error(`${what} did not come up at ${url}`);
-  };
-  /** CPU seconds (user + system) of a process and its children that have exited and been waited for. */
-  const cpu = (pid) => {
-    try {
-      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
-    } catch {
-      return 0;
-    }
-  };
-  /** The process and its descendants (Airlock's layer reader is a child process). */
-  const tree = (pid) => {
-    const out = [pid];
-    for (let i = 0; i < out.length; i++) {
-      try {
-        out.push(
-          ...execFileSync('pgrep', ['-P', String(out[i])])
-            .toString()
-            .trim()
-            .split('\n')
-            .filter(Boolean)
-            .map(Number),
-        );
-      } catch {}
-    }
-    return out;
-  };
+  const { work, start, stop, waitFor, settle, startUpstream, startNginxCache, startDistribution } = createRig({ prefix: 'airlock-gated-pull-' });
   const ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
   const curl = (url, accept) => {
     const out = execFileSync('curl', [
@@ -152,65 +77,16 @@ async function main() {
     const [total, bytes] = out.trim().split(' ').map(Number);
     return { total, bytes };
   };
-  const settle = () => {
-    execFileSync('sync');
-    if (!PREFAULT) return;
-    const f = join(work, 'prefault');
-    execFileSync('dd', ['if=/dev/zero', `of=${f}`, 'bs=1M', 'count=2048', 'status=none']);
-    rmSync(f);
-  };
-
   // --- the image: a real gzip'd layer and its config, in a registry tree nginx serves ---
-  const www = join(work, 'www');
-  const repo = join(www, 'v2', 'bench', 'layer');
-  mkdirSync(join(repo, 'blobs'), { recursive: true });
-  mkdirSync(join(repo, 'manifests'), { recursive: true });
-  const digestOf = (b) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-  log(`writing a ${SIZE_MIB} MiB gzip'd layer (bench/make-layer.sh)`);
-  const tmpLayer = join(work, 'layer.tar.gz');
-  execFileSync('sh', [join(HERE, 'make-layer.sh'), tmpLayer, String(SIZE_MIB << 20)]);
-  const layerDigest = execFileSync('sha256sum', [tmpLayer]).toString().split(' ')[0];
-  const layerSize = Number(execFileSync('stat', ['-c', '%s', tmpLayer]).toString().trim());
-  renameSync(tmpLayer, join(repo, 'blobs', `sha256:${layerDigest}`));
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [`sha256:${layerDigest}`] } }));
-  const configDigest = digestOf(config);
-  writeFileSync(join(repo, 'blobs', configDigest), config);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${layerDigest}`, size: layerSize }],
-    }),
-  );
-  const manifestDigest = digestOf(manifest);
-  writeFileSync(join(repo, 'manifests', manifestDigest), manifest);
-  writeFileSync(join(repo, 'manifests', 'v1'), manifest);
-  const blobPath = `/v2/bench/layer/blobs/sha256:${layerDigest}`;
+  const upstream = await startUpstream((path) => {
+    log(`writing a ${SIZE_MIB} MiB gzip'd layer (bench/make-layer.sh)`);
+    execFileSync('sh', [join(HERE, 'make-layer.sh'), path, String(SIZE_MIB << 20)]);
+    const digest = `sha256:${execFileSync('sha256sum', [path]).toString().split(' ')[0]}`;
+    return { digest, size: Number(execFileSync('stat', ['-c', '%s', path]).toString().trim()) };
+  }, 'application/vnd.oci.image.layer.v1.tar+gzip');
+  const { url: UP, manifest, manifestDigest, blobPath } = upstream;
+  const layerSize = upstream.layer.size;
   const manifestPath = '/v2/bench/layer/manifests/v1';
-
-  const user = process.getuid?.() === 0 ? 'user root; ' : '';
-  const temps = (d) => `client_body_temp_path ${d}/cbt; proxy_temp_path ${d}/pt; fastcgi_temp_path ${d}/f; uwsgi_temp_path ${d}/u; scgi_temp_path ${d}/s;`;
-  const nginxConf = (d, server) => {
-    mkdirSync(d, { recursive: true });
-    writeFileSync(
-      join(d, 'nginx.conf'),
-      `${user}worker_processes 1; pid ${d}/nginx.pid; error_log ${d}/error.log; daemon off;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; ${temps(d)}\n${server}\n}\n`,
-    );
-    return join(d, 'nginx.conf');
-  };
-  const upPort = await freePort();
-  const UP = `http://127.0.0.1:${upPort}`;
-  const upConf = nginxConf(
-    join(work, 'up'),
-    `server { listen 127.0.0.1:${upPort}; root ${www};
-  location = /v2/ { default_type application/json; return 200 '{}'; }
-  location ~ "^/v2/.+/blobs/(sha256:[0-9a-f]{64})$" { default_type application/octet-stream; add_header Docker-Content-Digest $1; }
-  location ~ ^/v2/.+/manifests/ { default_type application/vnd.oci.image.manifest.v1+json; add_header Docker-Content-Digest ${manifestDigest}; }
-}`,
-  );
-  const upstream = start(NGINX, ['-c', upConf, '-p', join(work, 'up')]);
-  await waitFor(`${UP}/v2/`, 'upstream nginx', upstream);
   curl(`${UP}${blobPath}`); // the upstream's page cache holds the layer for every row alike
 
   const airlock = async (gated, dist = join(ROOT, 'dist')) => {
@@ -261,42 +137,25 @@ async function main() {
     'airlock-gated': () => airlock(true),
     'airlock-ungated': () => airlock(false),
     async distribution() {
-      if (!REGISTRY) return null;
-      const port = await freePort();
-      const d = join(work, `reg-${port}`);
-      mkdirSync(d, { recursive: true });
-      writeFileSync(
-        join(d, 'config.yml'),
-        `version: 0.1\nlog: { level: error }\nstorage: { filesystem: { rootdirectory: ${d}/data }, delete: { enabled: true } }\nhttp: { addr: 127.0.0.1:${port} }\nproxy: { remoteurl: ${UP} }\n`,
-      );
-      const child = start(REGISTRY, ['serve', join(d, 'config.yml')]);
-      await waitFor(`http://127.0.0.1:${port}/v2/`, 'distribution', child);
+      const c = await startDistribution(UP);
+      if (!c) return null;
       return {
-        url: `http://127.0.0.1:${port}`,
-        pids: () => [child.pid],
+        url: c.url,
+        pids: () => [c.child.pid],
         async stop() {
-          await stop(child);
-          rmSync(d, { recursive: true, force: true });
+          await stop(c.child);
+          rmSync(c.dir, { recursive: true, force: true });
         },
       };
     },
     async nginx() {
-      const port = await freePort();
-      const d = join(work, `ngx-${port}`);
-      const conf = nginxConf(
-        d,
-        `proxy_cache_path ${d}/cache levels=1:2 keys_zone=c:10m max_size=20g inactive=1d use_temp_path=off;
-  server { listen 127.0.0.1:${port};
-    location / { proxy_pass ${UP}; proxy_cache c; proxy_cache_valid 200 1d; proxy_buffering on; proxy_buffer_size 64k; proxy_buffers 32 64k; proxy_busy_buffers_size 256k; proxy_temp_file_write_size 1m; } }`,
-      );
-      const child = start(NGINX, ['-c', conf, '-p', d]);
-      await waitFor(`http://127.0.0.1:${port}/v2/`, 'nginx proxy_cache', child);
+      const c = await startNginxCache(UP);
       return {
-        url: `http://127.0.0.1:${port}`,
-        pids: () => tree(child.pid),
+        url: c.url,
+        pids: () => tree(c.child.pid),
         async stop() {
-          await stop(child);
-          rmSync(d, { recursive: true, force: true });
+          await stop(c.child);
+          rmSync(c.dir, { recursive: true, force: true });
         },
       };
     },
@@ -316,10 +175,10 @@ async function main() {
       // Settled before the server starts, and the pull starts as soon as it answers: Airlock judges
       // pinned images of gated repositories in the background from its start, which the client's
       // manifest request then joins (a head start on a first pull that no client has in earnest).
-      settle();
+      settle(PREFAULT);
       const c = await contenders[name]();
       const pids = c.pids();
-      const before = pids.map(cpu);
+      const before = pids.map((p) => cpu(p, { waited: true }));
       const load = loadavg()[0];
       const t0 = performance.now();
       const m = curl(`${c.url}${manifestPath}`, ACCEPT);
@@ -330,7 +189,7 @@ async function main() {
         throw new Error(`${name}: manifest ${m.bytes} bytes, layer ${l.bytes} (expected ${manifest.length}, ${layerSize})`);
       // Processes started during the pull (Airlock's layer reader) count too; their CPU since they started.
       const allPids = [...new Set([...pids, ...c.pids()])];
-      const own = allPids.reduce((s, p) => s + cpu(p) - (before[pids.indexOf(p)] ?? 0), 0);
+      const own = allPids.reduce((s, p) => s + cpu(p, { waited: true }) - (before[pids.indexOf(p)] ?? 0), 0);
       const totalS = (t2 - t0) / 1000;
       const r = {
         totalS,
@@ -350,7 +209,7 @@ async function main() {
       await c.stop();
     }
   }
-  await stop(upstream);
+  await stop(upstream.child);
 
   const summary = {};
   for (const n of names) {
