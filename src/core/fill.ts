@@ -287,16 +287,18 @@ export class Fill extends EventEmitter implements TapSource {
       }
       queue.push(chunk);
       queued += chunk.length;
-      // In memory from its arrival: clients keeping pace are written from it now, before the spool write.
+      // In memory from its arrival: clients keeping pace are written from it at the end of this turn, before the spool write.
       this.window.add(at, [chunk], this.share.perFill());
-      this.taps.feed();
       if (queued >= this.share.perFill() || held()) body.pause();
-      // One write per turn of the event loop: libuv reads a busy socket up to 32 times per turn,
-      // so what arrived in it goes out in one writev instead of one thread-pool round trip each.
+      // Once per turn of the event loop: libuv reads a busy socket up to 32 times per turn, and a
+      // TLS upstream yields one 16 KiB record per 'data' event (65,536 per GiB), so what arrived in
+      // a turn goes to each client in one writev (fill-body.ts) and to the spool in one writev,
+      // instead of a socket write and a thread-pool round trip per chunk.
       if (!scheduled) {
         scheduled = true;
         setImmediate(() => {
           scheduled = false;
+          this.taps.feed();
           void drain();
         });
       }
