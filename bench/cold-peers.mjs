@@ -17,7 +17,7 @@
 // upstream speaks HTTPS (bench/lib/registry-rig.mjs), as real registries do; every row verifies it.
 // Prints a table (median MiB/s, ratios, CPU seconds per GiB of each server process) and, with
 // --json, one JSON line for bench/run.mjs. A program, not a test.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { mkdirSync, openSync, readFileSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { dirname, join } from 'node:path';

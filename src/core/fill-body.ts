@@ -61,10 +61,10 @@ interface Sink {
 
 /**
  * Bytes a socket client may have queued in Node beyond what the kernel took before it waits for
- * 'drain': a feed writes all the pieces the window holds for it (one writev), not one piece per
- * 16 KiB high-water mark. The pieces are the window's own buffers (no copy).
+ * 'drain': a feed's pieces (up to the fill's FEED_BATCH, 64 KiB, plus one read) go out in one
+ * writev, not one piece per 16 KiB high-water mark. The pieces are the window's own buffers (no copy).
  */
-const SOCKET_QUEUE = 256 << 10;
+const SOCKET_QUEUE = 128 << 10;
 
 export class FillBody extends Readable {
   private pos = 0;
