@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -11,6 +11,8 @@ import { join } from 'node:path';
  */
 export default function setup(): () => void {
   const root = mkdtempSync(join(tmpdir(), 'airlock-tests-'));
+  // As /tmp itself: other users reach it too (PostgreSQL's initdb runs as postgres when tests run as root).
+  chmodSync(root, 0o1777);
   process.env.TMPDIR = root;
   return () => {
     const left = readdirSync(root).length;
