@@ -1,4 +1,4 @@
-// node bench/cold-peers.mjs [--rounds=N] [--pin] [--no-prefault] [--size=MiB] [--only=airlock,nginx] [--json]
+// node bench/cold-peers.mjs [--rounds=N] [--pin] [--no-prefault] [--tls] [--size=MiB] [--only=airlock,nginx] [--json]
 //
 // Issue 17's comparison: one OCI layer (1 GiB of random bytes) pulled cold, by curl, through
 // Airlock and through the unverified caches it is measured against, side by side in one run:
@@ -13,10 +13,11 @@
 // and deleted: this machine's memory balloon hands pages freed for a few seconds back to the
 // host, and touching them again costs ~2 CPU-s per GiB (dd into the page cache: 1.6-2.2 s of
 // system time cold, 0.2-0.5 s right after such a prefault), which would fall on whichever row
-// runs on cold memory. --pin runs curl on CPU 1 and every server on CPU 0 (`taskset`).
+// runs on cold memory. --pin runs curl on CPU 1 and every server on CPU 0 (`taskset`). --tls: the
+// upstream speaks HTTPS (bench/lib/registry-rig.mjs), as real registries do; every row verifies it.
 // Prints a table (median MiB/s, ratios, CPU seconds per GiB of each server process) and, with
 // --json, one JSON line for bench/run.mjs. A program, not a test.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { mkdirSync, openSync, readFileSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -31,12 +32,19 @@ const SIZE = Number(arg('size', 1024)) << 20;
 const PIN = process.argv.includes('--pin');
 const PREFAULT = !process.argv.includes('--no-prefault');
 const JSON_OUT = process.argv.includes('--json');
+const TLS = process.argv.includes('--tls');
 const log = (s) => process.stderr.write(`[cold-peers] ${s}\n`);
 // The malloc settings deploy/airlock.service sets (docs/performance.md, "Memory churn").
 const { MALLOC_TUNABLES } = await import(join(ROOT, 'dist', 'obs', 'malloc.js'));
 const AIRLOCK_ENV = { GLIBC_TUNABLES: MALLOC_TUNABLES };
 
-const { work, start, stop, waitFor, settle, startUpstream, startNginxCache, startDistribution } = createRig({ prefix: 'airlock-cold-peers-', pin: PIN });
+const { work, ca, start, stop, waitFor, settle, startUpstream, startNginxCache, startDistribution } = createRig({
+  prefix: 'airlock-cold-peers-',
+  pin: PIN,
+  tls: TLS,
+});
+// What a Node process needs to trust the upstream's certificate.
+const TRUST = ca ? { NODE_EXTRA_CA_CERTS: ca } : {};
 /** Minor page faults of a process (all threads): fresh memory touched. */
 function faults(pid) {
   try {
@@ -54,6 +62,7 @@ function curl(url) {
     '--fail',
     '-o',
     '/dev/null',
+    ...(ca ? ['--cacert', ca] : []),
     '-w',
     '%{time_starttransfer} %{time_total} %{size_download}',
     url,
@@ -103,15 +112,16 @@ const contenders = {
         '-e',
         `
       const http = require('node:http');
-      const agent = new http.Agent({ keepAlive: true });
+      const client = require('${UP.startsWith('https:') ? 'node:https' : 'node:http'}');
+      const agent = new client.Agent({ keepAlive: true });
       http.createServer((req, res) => {
-        http.get('${UP}' + req.url, { agent }, (up) => {
+        client.get('${UP}' + req.url, { agent }, (up) => {
           res.writeHead(up.statusCode, { 'content-length': up.headers['content-length'] });
           up.pipe(res);
         });
       }).listen(0, '127.0.0.1', function () { console.log(this.address().port); });`,
       ],
-      { env: { ...process.env, ...AIRLOCK_ENV } },
+      { env: { ...process.env, ...AIRLOCK_ENV, ...TRUST } },
     );
     const port = await new Promise((r) => child.stdout.once('data', (d) => r(Number(String(d).trim()))));
     return { url: `http://127.0.0.1:${port}${blobPath}`, pids: [child.pid], stop: () => stop(child) };
@@ -123,7 +133,7 @@ const contenders = {
   'floor: spool + hash': () => reference('floor'),
 };
 async function reference(mode) {
-  const child = start(process.execPath, [join(ROOT, 'bench', 'floor.cjs'), mode, UP.replace('http://', '')], { env: { ...process.env, ...AIRLOCK_ENV } });
+  const child = start(process.execPath, [join(ROOT, 'bench', 'floor.cjs'), mode, UP], { env: { ...process.env, ...AIRLOCK_ENV, ...TRUST } });
   const port = await new Promise((r) => child.stdout.once('data', (d) => r(Number(String(d).trim()))));
   return { url: `http://127.0.0.1:${port}${blobPath}`, pids: [child.pid], stop: () => stop(child) };
 }
@@ -144,7 +154,7 @@ async function airlock(env, dist = join(ROOT, 'dist')) {
       `listen: 127.0.0.1:${port}\ndata_dir: ${d}/data\nlog_level: warn\noci:\n  default_registry: bench.local\n  inventory: on-demand\n  registries:\n    bench.local: { url: "${UP}" }\npolicy:\n  oci:\n    allow:\n      - { repository: bench.local/bench/layer, tags: { v1: "${manifestDigest}" } }\n`,
     );
     const child = start(process.execPath, [join(dist, 'cli', 'main.js'), 'serve', '--config', join(d, 'airlock.yaml')], {
-      env: { ...process.env, ...env, ...(process.env.PERF ? { NODE_OPTIONS: '--perf-basic-prof' } : {}) },
+      env: { ...process.env, ...env, ...TRUST, ...(process.env.PERF ? { NODE_OPTIONS: '--perf-basic-prof' } : {}) },
     });
     const url = `http://127.0.0.1:${port}`;
     await waitFor(`${url}/-/healthz`, 'airlock', child);

@@ -1,4 +1,4 @@
-// node bench/floor.cjs <mode> <upstream host:port>: two reference proxies for bench/cold-peers.mjs,
+// node bench/floor.cjs <mode> <upstream URL, http or https>: two reference proxies for bench/cold-peers.mjs,
 // to say which part of a cold pull's cost is Node's and which is Airlock's (issue 17). Prints its
 // port when listening. Not a proxy to use: no HTTP parsing of the upstream's answer, one blob.
 //
@@ -16,8 +16,13 @@ const os = require('node:os');
 const path = require('node:path');
 const { Worker } = require('node:worker_threads');
 
-const [mode, upstream] = process.argv.slice(2);
-const [upHost, upPort] = upstream.split(':');
+const [mode, upstreamUrl] = process.argv.slice(2);
+const upUrl = new URL(upstreamUrl);
+const upstream = upUrl.host;
+const [upHost, upPort] = [upUrl.hostname, upUrl.port];
+// An HTTPS upstream (cold-peers --tls; its certificate trusted through NODE_EXTRA_CA_CERTS).
+const TLS = upUrl.protocol === 'https:';
+const client = TLS ? require('node:https') : http;
 const SLAB = 1 << 20;
 const QUEUE_MAX = 4 << 20;
 
@@ -41,14 +46,14 @@ function slabReads(onChunk) {
 }
 
 function slabPipe() {
-  class SlabAgent extends http.Agent {
+  class SlabAgent extends client.Agent {
     createConnection(opts, cb) {
       return super.createConnection({ ...opts, onread: slabReads((socket, chunk) => socket.push(chunk)) }, cb);
     }
   }
   const agent = new SlabAgent({ keepAlive: true });
   return http.createServer((req, res) => {
-    http.get(`http://${upstream}${req.url}`, { agent }, (up) => {
+    client.get(`${upUrl.origin}${req.url}`, { agent }, (up) => {
       res.writeHead(up.statusCode, { 'content-length': up.headers['content-length'] });
       up.pipe(res);
     });
@@ -58,6 +63,8 @@ function slabPipe() {
 function floor() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'airlock-floor-'));
   process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  // Stopped by the bench with SIGTERM: exit through 'exit' so the spool directory goes (it was left behind, 1 GiB a run).
+  process.once('SIGTERM', () => process.exit(0));
   const hasher = new Worker(
     `const { parentPort } = require('node:worker_threads');
      const fs = require('node:fs');
@@ -118,7 +125,7 @@ function floor() {
           hasher.postMessage({ upTo: written, finish: true });
         }
       };
-      const up = net.connect({
+      const up = (TLS ? require('node:tls') : net).connect({
         host: upHost,
         port: Number(upPort),
         onread: slabReads((_socket, chunk) => {
@@ -139,7 +146,7 @@ function floor() {
           return false;
         }),
       });
-      up.on('connect', () => up.write(`GET ${head.split(' ')[1]} HTTP/1.1\r\nhost: ${upstream}\r\nconnection: close\r\n\r\n`));
+      up.on(TLS ? 'secureConnect' : 'connect', () => up.write(`GET ${head.split(' ')[1]} HTTP/1.1\r\nhost: ${upstream}\r\nconnection: close\r\n\r\n`));
       up.on('end', () => {
         ended = true;
         void drain();

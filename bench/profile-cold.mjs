@@ -2,15 +2,17 @@
 // loopback upstream, pulled cold through `airlock serve` by curl, three times (fresh data dir
 // each); CPU seconds of every thread of Airlock (by thread name), of the upstream and of curl,
 // read from /proc before and after each pull. Prints seconds per GiB; a program, not a test.
-import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const { MALLOC_TUNABLES } = await import(join(ROOT, 'dist', 'obs', 'malloc.js'));
+// DIST=<dir>: profile another build's dist/ (a change against the code before it).
+const DIST = process.env.DIST ?? join(ROOT, 'dist');
+const { MALLOC_TUNABLES } = await import(join(DIST, 'obs', 'malloc.js'));
 const GiB = 1 << 30;
 const TICK = 100; // USER_HZ
 const file = { name: 'prof_big-1.0-py3-none-any.whl', project: 'prof-big', size: GiB, seed: 7 };
@@ -32,11 +34,41 @@ const total = (pid) => {
   return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICK;
 };
 
-const up = spawn(process.execPath, [join(ROOT, 'bench', 'upstream.mjs'), JSON.stringify({ files: [file], bigPageFiles: 10 })], {
+// HTTPS=1: the upstream speaks TLS (a certificate made here for 127.0.0.1, trusted by Airlock through
+// NODE_EXTRA_CA_CERTS), as every real upstream does: Node then delivers the body one 16 KiB TLS record at a time.
+const TLS = process.env.HTTPS === '1';
+let tls;
+if (TLS) {
+  const d = mkdtempSync(join(tmpdir(), 'airlock-prof-tls-'));
+  process.on('exit', () => rmSync(d, { recursive: true, force: true }));
+  tls = { key: join(d, 'key.pem'), cert: join(d, 'cert.pem') };
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      tls.key,
+      '-out',
+      tls.cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
+}
+const up = spawn(process.execPath, [join(ROOT, 'bench', 'upstream.mjs'), JSON.stringify({ files: [file], bigPageFiles: 10, tls })], {
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 const info = await new Promise((r) => createInterface({ input: up.stdout }).once('line', (l) => r(JSON.parse(l))));
-const UP = `http://127.0.0.1:${info.port}`;
+const UP = `${TLS ? 'https' : 'http'}://127.0.0.1:${info.port}`;
 const rows = [];
 for (let round = 0; round < 3; round++) {
   const dir = mkdtempSync(join(tmpdir(), 'airlock-prof-'));
@@ -45,9 +77,9 @@ for (let round = 0; round < 3; round++) {
     `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: info\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${info.port}"]\npolicy:\n  pypi:\n    allow: [{ name: prof-big }]\n`,
   );
   // As deployed (Dockerfile, npm start): glibc keeps freed heap for reuse (src/obs/malloc.ts).
-  const air = spawn(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', join(dir, 'a.yaml')], {
+  const air = spawn(process.execPath, [join(DIST, 'cli', 'main.js'), 'serve', '--config', join(dir, 'a.yaml')], {
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
+    env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES, ...(TLS ? { NODE_EXTRA_CA_CERTS: tls.cert } : {}) },
   });
   const port = await new Promise((r) => {
     let buf = '';
@@ -59,11 +91,14 @@ for (let round = 0; round < 3; round++) {
   });
   await fetch(`http://127.0.0.1:${port}/pypi/simple/prof-big/`).then((r) => r.text());
   const before = { air: threads(air.pid), up: total(up.pid) };
+  // PERF=file: `perf record -g` of Airlock's process for the pull (run node with --perf-basic-prof for JS names).
+  const perf = process.env.PERF ? spawn('perf', ['record', '-g', '-p', String(air.pid), '-o', `${process.env.PERF}.${round}`], { stdio: 'ignore' }) : null;
+  if (perf) await new Promise((r) => setTimeout(r, 500));
   const t0 = performance.now();
   const curlCpu = await new Promise((resolve, reject) => {
     const c = execFile(
       'bash',
-      ['-c', `/usr/bin/time -f '%U %S' curl -s -o /dev/null http://127.0.0.1:${port}/pypi/files/prof-big/${file.name} 2>&1 >/dev/null`],
+      ['-c', `/usr/bin/time -f '%U %S' curl -sS --fail -o /dev/null http://127.0.0.1:${port}/pypi/files/prof-big/${file.name} 2>&1 >/dev/null`],
       (err, out) =>
         err
           ? reject(err)
@@ -77,6 +112,10 @@ for (let round = 0; round < 3; round++) {
     );
   });
   const secs = (performance.now() - t0) / 1000;
+  if (perf) {
+    perf.kill('SIGINT');
+    await new Promise((r) => perf.once('exit', r));
+  }
   await new Promise((r) => setTimeout(r, 3000)); // the commit (fsync, rename) after the transfer
   const after = { air: threads(air.pid), up: total(up.pid) };
   const byName = {};
@@ -105,6 +144,7 @@ for (let round = 0; round < 3; round++) {
   rows.push({ secs, mibps: 1024 / secs, byName, upstream: after.up - before.up, curl: curlCpu });
   air.kill('SIGTERM');
   await new Promise((r) => air.once('exit', r));
+  rmSync(dir, { recursive: true, force: true });
 }
 up.kill('SIGTERM');
 for (const r of rows) {

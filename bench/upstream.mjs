@@ -3,10 +3,14 @@
 // Started by bench/run.mjs as its own process so it does not share an event loop with Airlock
 // or the load generator. Prints one JSON line {port, files:{name:{sha256,size}}} when ready.
 import { createHash } from 'node:crypto';
-import { openSync, readSync, statSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 
-const spec = JSON.parse(process.argv[2]); // { files: [{ name, size, seed }], bigPageFiles }
+const spec = JSON.parse(process.argv[2]); // { files: [{ name, size, seed }], bigPageFiles, tls?: { key, cert } (PEM file paths: HTTPS) }
+const createServer = spec.tls
+  ? (handler) => createHttpsServer({ key: readFileSync(spec.tls.key), cert: readFileSync(spec.tls.cert) }, handler)
+  : createHttpServer;
 const BLOCK = 1 << 20;
 
 /** Chunk i of file `seed`: a fixed pseudo-random MiB, stamped with (seed, i) so files and positions differ. */

@@ -35,8 +35,8 @@ export function roundsTarget(target, name, ratios, need, { every = false, atMost
 }
 
 /** Section 8 (bench/cold-peers.mjs --json, unpinned): the cold pull against the floor row and distribution. */
-export function coldPeerTargets(target, r) {
-  const size = sizeLabel(r.sizeMiB * MiB);
+export function coldPeerTargets(target, r, how = '') {
+  const size = `${sizeLabel(r.sizeMiB * MiB)}${how}`;
   const air = r.runs.airlock;
   const floor = r.runs['floor: spool + hash'];
   const dist = r.runs.distribution;

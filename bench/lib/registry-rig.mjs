@@ -5,6 +5,8 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,10 +60,40 @@ export function tree(pid) {
 /**
  * The rig of one bench program: `prefix` names its work directory; with `pin`, servers run on CPU 0
  * (taskset). Every child started is killed, and the work directory removed, when the process exits.
+ * With `tls`, the upstream speaks HTTPS, as every real registry does, with a certificate made here
+ * for 127.0.0.1 (`ca`: its file, which each cache is given to trust: Node's NODE_EXTRA_CA_CERTS,
+ * Go's SSL_CERT_FILE, nginx's proxy_ssl_trusted_certificate with verification on).
  */
-export function createRig({ prefix, pin = false }) {
+export function createRig({ prefix, pin = false, tls = false }) {
   if (!nginxBinary) throw new Error('nginx is needed for the upstream');
   const work = mkdtempSync(join(tmpdir(), prefix));
+  const ca = tls ? join(work, 'cert.pem') : null;
+  const key = join(work, 'key.pem');
+  if (ca) {
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        ca,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      {
+        stdio: 'ignore',
+      },
+    );
+  }
   const children = new Set();
   process.on('exit', () => {
     for (const c of children) c.kill('SIGKILL');
@@ -86,12 +118,19 @@ export function createRig({ prefix, pin = false }) {
     await Promise.race([new Promise((r) => child.once('exit', r)), sleep(5000)]);
     child.kill('SIGKILL');
   };
+  // A GET that trusts the rig's certificate (fetch takes no CA), resolving with the status.
+  const probe = (url) =>
+    new Promise((resolve, reject) => {
+      const get = url.startsWith('https:') ? httpsGet : httpGet;
+      get(url, ca ? { ca: readFileSync(ca) } : {}, (r) => {
+        r.resume();
+        r.on('end', () => resolve(r.statusCode));
+      }).on('error', reject);
+    });
   const waitFor = async (url, what, child) => {
     for (let i = 0; i < 400; i++) {
       try {
-        const r = await fetch(url);
-        await r.arrayBuffer();
-        if (r.status < 500) return;
+        if ((await probe(url)) < 500) return;
       } catch {}
       if (child?.exitCode != null) throw new Error(`${what} exited: ${child.lastError()}`);
       await sleep(50);
@@ -146,14 +185,14 @@ export function createRig({ prefix, pin = false }) {
     const port = await freePort();
     const conf = nginxConf(
       join(work, 'up'),
-      `server { listen 127.0.0.1:${port}; root ${www};
+      `server { listen 127.0.0.1:${port}${ca ? ` ssl; ssl_certificate ${ca}; ssl_certificate_key ${key}` : ''}; root ${www};
   location = /v2/ { default_type application/json; return 200 '{}'; }
   location ~ "^/v2/.+/blobs/(sha256:[0-9a-f]{64})$" { default_type application/octet-stream; add_header Docker-Content-Digest $1; }
   location ~ ^/v2/.+/manifests/ { default_type application/vnd.oci.image.manifest.v1+json; add_header Docker-Content-Digest ${manifestDigest}; }
 }`,
     );
     const child = start(nginxBinary, ['-c', conf, '-p', join(work, 'up')]);
-    const url = `http://127.0.0.1:${port}`;
+    const url = `${ca ? 'https' : 'http'}://127.0.0.1:${port}`;
     await waitFor(`${url}/v2/`, 'upstream nginx', child);
     return { url, child, layer, manifest, manifestDigest, blobPath: `/v2/bench/layer/blobs/${layer.digest}` };
   };
@@ -166,7 +205,7 @@ export function createRig({ prefix, pin = false }) {
       d,
       `proxy_cache_path ${d}/cache levels=1:2 keys_zone=c:10m max_size=20g inactive=1d use_temp_path=off;
   server { listen 127.0.0.1:${port};
-    location / { proxy_pass ${up}; proxy_cache c; proxy_cache_valid 200 1d; proxy_buffering on; proxy_buffer_size 64k; proxy_buffers 32 64k; proxy_busy_buffers_size 256k; proxy_temp_file_write_size 1m; } }`,
+    location / { proxy_pass ${up};${ca ? ` proxy_ssl_verify on; proxy_ssl_trusted_certificate ${ca}; proxy_ssl_name 127.0.0.1; proxy_ssl_session_reuse on;` : ''} proxy_cache c; proxy_cache_valid 200 1d; proxy_buffering on; proxy_buffer_size 64k; proxy_buffers 32 64k; proxy_busy_buffers_size 256k; proxy_temp_file_write_size 1m; } }`,
     );
     const child = start(nginxBinary, ['-c', conf, '-p', d]);
     await waitFor(`http://127.0.0.1:${port}/v2/`, 'nginx proxy_cache', child);
@@ -183,10 +222,10 @@ export function createRig({ prefix, pin = false }) {
       join(d, 'config.yml'),
       `version: 0.1\nlog: { level: error }\nstorage: { filesystem: { rootdirectory: ${d}/data }, delete: { enabled: true } }\nhttp: { addr: 127.0.0.1:${port} }\nproxy: { remoteurl: ${up} }\n`,
     );
-    const child = start(REGISTRY, ['serve', join(d, 'config.yml')]);
+    const child = start(REGISTRY, ['serve', join(d, 'config.yml')], ca ? { env: { ...process.env, SSL_CERT_FILE: ca } } : {});
     await waitFor(`http://127.0.0.1:${port}/v2/`, 'distribution', child);
     return { url: `http://127.0.0.1:${port}`, child, dir: d };
   };
 
-  return { work, start, stop, waitFor, settle, startUpstream, startNginxCache, startDistribution };
+  return { work, ca, start, stop, waitFor, settle, startUpstream, startNginxCache, startDistribution };
 }

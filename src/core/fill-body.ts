@@ -54,7 +54,17 @@ interface Sink {
   /** Write a piece; `reused`: the buffer is reused once `done` is called. Returns false when the sink wants a pause. */
   write(b: Buffer, reused: boolean, done: () => void): boolean;
   onDrain(fn: () => void): void;
+  /** Hold writes until uncork (a socket: the pieces of one feed go out in one writev). */
+  cork?(): void;
+  uncork?(): void;
 }
+
+/**
+ * Bytes a socket client may have queued in Node beyond what the kernel took before it waits for
+ * 'drain': a feed's pieces (up to the fill's FEED_BATCH, 64 KiB, plus one read) go out in one
+ * writev, not one piece per 16 KiB high-water mark. The pieces are the window's own buffers (no copy).
+ */
+const SOCKET_QUEUE = 128 << 10;
 
 export class FillBody extends Readable {
   private pos = 0;
@@ -109,12 +119,17 @@ export class FillBody extends Readable {
     // A client that left before its body started (it waited for an upstream connection) is gone already.
     if (out.destroyed || out.writableEnded) queueMicrotask(gone);
     return this.begin({
-      write: (b, _reused, done) =>
+      write: (b, _reused, done) => {
         out.write(b, (err) => {
           if (err) gone();
           done();
-        }),
+        });
+        // Past the high-water mark Node has set its drain flag: 'drain' comes once the queue empties.
+        return out.writableLength < SOCKET_QUEUE;
+      },
       onDrain: (fn) => out.once('drain', fn),
+      cork: () => out.cork(),
+      uncork: () => out.uncork(),
     }).finally(() => {
       out.off('close', gone);
       this.destroy();
@@ -187,24 +202,46 @@ export class FillBody extends Readable {
     if (cut) return this.stop(cut);
     if (this.busy || this.blocked) return;
     const fill = this.fill;
-    while (this.mode === 'memory') {
-      const limit = fill.sendable();
-      if (this.pos >= limit) break;
-      const mem = fill.inMemory(this.pos, limit);
-      if (!mem) {
-        this.toSpool();
-        break;
-      }
-      if (this.last(mem.length)) return this.end(mem, false);
-      this.pos += mem.length;
-      this.passed(mem.length);
-      if (!this.sink.write(mem, false, noop)) return this.block();
-    }
+    if (this.mode === 'memory' && this.sendMemory() !== 'more') return;
     if (this.mode === 'spool' && this.pos < fill.available()) return this.readSpool(fill.available());
     if (fill.state === 'verified' && this.pos >= fill.written) return this.end(null, false);
     // Caught up: waiting for bytes, the upstream must not stay paused for a slower leader (TapSet.hold).
     fill.tapFreed();
   };
+
+  /**
+   * Write what the window holds for this client, corked into one writev: 'more' when it has sent
+   * all it may (or moved to the spool) and feed() goes on; 'stop' when it blocked or ended.
+   */
+  private sendMemory(): 'more' | 'stop' {
+    const sink = this.sink!;
+    const fill = this.fill;
+    sink.cork?.();
+    try {
+      while (this.mode === 'memory') {
+        const limit = fill.sendable();
+        if (this.pos >= limit) break;
+        const mem = fill.inMemory(this.pos, limit);
+        if (!mem) {
+          this.toSpool();
+          break;
+        }
+        if (this.last(mem.length)) {
+          this.end(mem, false);
+          return 'stop';
+        }
+        this.pos += mem.length;
+        this.passed(mem.length);
+        if (!sink.write(mem, false, noop)) {
+          this.block();
+          return 'stop';
+        }
+      }
+      return 'more';
+    } finally {
+      sink.uncork?.();
+    }
+  }
 
   /** Whether `n` more bytes from pos complete the file (only once it verified). */
   private last(n: number): boolean {

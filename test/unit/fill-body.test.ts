@@ -111,6 +111,23 @@ describe('a cold fill written to its clients from memory (FillBody)', () => {
     expect(await fill.committed).toBe(true);
   });
 
+  it('a burst larger than the window within one turn (a fast upstream) keeps a lone client in memory, exact bytes', async () => {
+    // Clients are fed once per turn, or as soon as half a window arrived unfed: a fed-late client
+    // whose next byte the burst pushed out of the window would be moved to the spool (more CPU per byte).
+    const size = 8 << 20;
+    const { fill, up, bytes } = await fillOf(size);
+    const sink = slowSink();
+    const moved = tapStats.toSpool;
+    const sent = (fill.reader() as FillBody).sendTo(sink.w);
+    // Pieces that do not divide the window (as a socket's reads do not): a turn's burst overshoots it.
+    for (let at = 0; at < size; at += 60_000) up.write(bytes.subarray(at, at + 60_000));
+    up.end();
+    await sent;
+    expect(sink.bytes().equals(bytes)).toBe(true);
+    expect(tapStats.toSpool).toBe(moved);
+    expect(await fill.committed).toBe(true);
+  });
+
   it('on a digest mismatch cuts the leader before its last bytes, without calling the hook', async () => {
     const size = 4 << 20;
     const { fill, send } = await fillOf(size, { sha256: 'f'.repeat(64) });
