@@ -29,9 +29,10 @@ const BATCH_MAX = 512;
  * Writes one pull record per artefact served or refused, with its metric and log line.
  * A failing record write is logged loudly but never breaks the response already under way.
  *
- * Rows are queued and written in one transaction on the next turn of the event loop (group
- * commit): one SQLite transaction per row was 35% of the CPU profile of warm OCI manifest GETs
- * (~2.9k req/s; see README Performance). `record()` resolves when the row's batch is committed;
+ * Rows are queued and written in one transaction on the next turn of the event loop, or, while a
+ * batch is being written, with the next batch once it is (group commit): one SQLite transaction
+ * per row was 35% of the CPU profile of warm OCI manifest GETs (~2.9k req/s; see
+ * docs/performance.md). `record()` resolves when the row's batch is committed;
  * front-ends wait for it before a response's last bytes, so a served artefact is on record
  * (WAL: it survives a process crash) before its client has the whole of it.
  */
@@ -40,7 +41,8 @@ export class Recorder {
   /** Each queued row's waiter, told whether its batch was written (an Error when it was not). */
   private waiters: ((failure: Error | null) => void)[] = [];
   private scheduled = false;
-  private writing: Promise<void> = Promise.resolve();
+  /** The batch being written, if any. */
+  private writing: Promise<void> | null = null;
   /** The last failed write, until a later one succeeds (the health endpoint turns red on it). */
   private failing: { at: number; message: string } | null = null;
   private readonly folder: Folder;
@@ -94,36 +96,45 @@ export class Recorder {
   /** Resolves once every queued row is written (shutdown, tests, CLI); open fold windows are closed and written first. */
   async flush(): Promise<void> {
     this.folder.closeAll();
-    this.drain();
-    await this.writing;
+    while (this.queue.length > 0 || this.writing) {
+      this.drain();
+      await this.writing;
+    }
   }
 
+  /**
+   * Write the queued rows as one batch, unless one is being written: then they wait for it, and
+   * everything queued by then goes in the next (group commit: one transaction for the rows of
+   * every request that arrived during the last one, however long a commit takes).
+   */
   private drain(): void {
     this.scheduled = false;
-    const waiters = this.waiters.splice(0);
-    let failure: Error | null = null;
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, BATCH_MAX);
-      this.writing = this.writing
-        .then(() => appendPulls(this.pulls, batch))
-        .then(
-          () => {
-            if (this.failing) this.log.warn({ since: new Date(this.failing.at).toISOString() }, 'pull records are being written again');
-            this.failing = null;
-          },
-          (e) => {
-            failure = e as Error;
-            this.failing = { at: Date.now(), message: (e as Error).message };
-            this.metrics.recordFailures.inc(batch.length);
-            this.log.error(
-              { err: (e as Error).message, rows: batch.length, first: batch[0] },
-              'failed to write pull records: artefacts are withheld until the record can be written',
-            );
-          },
-        );
-    }
-    // Every waiter of this turn learns whether the rows were written (a failed batch fails them all).
-    void this.writing.then(() => waiters.forEach((w) => w(failure)));
+    if (this.writing || this.queue.length === 0) return;
+    const batch = this.queue.splice(0, BATCH_MAX);
+    const waiters = this.waiters.splice(0, batch.length);
+    this.writing = appendPulls(this.pulls, batch)
+      .then(
+        () => {
+          if (this.failing) this.log.warn({ since: new Date(this.failing.at).toISOString() }, 'pull records are being written again');
+          this.failing = null;
+          return null;
+        },
+        (e: Error) => {
+          this.failing = { at: Date.now(), message: e.message };
+          this.metrics.recordFailures.inc(batch.length);
+          this.log.error(
+            { err: e.message, rows: batch.length, first: batch[0] },
+            'failed to write pull records: artefacts are withheld until the record can be written',
+          );
+          return e;
+        },
+      )
+      .then((failure) => {
+        this.writing = null;
+        // Every waiter of the batch learns whether its rows were written (a failed batch fails them all).
+        for (const w of waiters) w(failure);
+        this.drain();
+      });
   }
 
   /** Null while records are written; the last failure while they are not. */
@@ -165,6 +176,8 @@ export class Recorder {
       this.metrics.refusalsFolded.inc({ ecosystem: row.ecosystem });
       return Promise.resolve(null);
     }
+    // The line only when it will be written (the server logs at warn by default: no pull lines).
+    if (row.decision === 'allow' ? !this.log.isLevelEnabled('info') : !this.log.isLevelEnabled('warn')) return this.push(row);
     const line = {
       reqId: row.requestId,
       ecosystem: row.ecosystem,
@@ -188,7 +201,7 @@ export class Recorder {
   private push(row: RecordRow): Promise<Error | null> {
     this.queue.push(row);
     const committed = new Promise<Error | null>((r) => this.waiters.push(r));
-    if (!this.scheduled) {
+    if (!this.scheduled && !this.writing) {
       this.scheduled = true;
       setImmediate(() => this.drain());
     }

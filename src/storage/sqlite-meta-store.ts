@@ -181,19 +181,22 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
     this.insertPulls(recs, link);
   }
 
-  private readonly insertPulls = (recs: PullRecord[], link: ChainLink) =>
-    this.db.transaction(() => {
-      // One writer per database (SQLite serialises transactions): each row links to the head it follows.
-      const last = this.stmts.lastHash.get();
-      let head = last?.hash ?? null;
-      for (const rec of recs) {
-        const { prevHash, hash } = link(head, rec);
-        this.stmts.insertPull.run(...pullValues(rec, prevHash, hash));
-        head = hash;
-      }
-      for (const t of dayTally(recs)) this.stmts.tallyDay.run(...t);
-      this.stmts.growSize.run(recs.length, last?.id ?? 0);
-    })();
+  /** One transaction (nested in a prune's: a savepoint); its wrapper built once, not per batch. */
+  private readonly insertPulls: (recs: PullRecord[], link: ChainLink) => void = (recs, link) =>
+    (this.insertTx ??= this.db.transaction(this.insertRows))(recs, link);
+  private insertTx: ((recs: PullRecord[], link: ChainLink) => void) | undefined;
+  private readonly insertRows = (recs: PullRecord[], link: ChainLink) => {
+    // One writer per database (SQLite serialises transactions): each row links to the head it follows.
+    const last = this.stmts.lastHash.get();
+    let head = last?.hash ?? null;
+    for (const rec of recs) {
+      const { prevHash, hash } = link(head, rec);
+      this.stmts.insertPull.run(...pullValues(rec, prevHash, hash));
+      head = hash;
+    }
+    for (const t of dayTally(recs)) this.stmts.tallyDay.run(...t);
+    this.stmts.growSize.run(recs.length, last?.id ?? 0);
+  };
 
   async *scanPulls(): AsyncIterable<StoredPullRecord> {
     // Pages by id, so that no statement stays open across the consumer's awaits.
