@@ -17,7 +17,7 @@ RUN npm ci && npm prune --omit=dev
 FROM ${NODE_IMAGE}
 # GLIBC_TUNABLES: keep freed heap for reuse instead of faulting it back in (src/obs/malloc.ts).
 ENV NODE_ENV=production \
-    GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432 \
+    GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432:glibc.malloc.arena_max=1 \
     AIRLOCK_LISTEN=0.0.0.0:8080 \
     AIRLOCK_DATA_DIR=/data
 WORKDIR /app

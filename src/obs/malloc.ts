@@ -8,10 +8,15 @@
  * from 135-164 to 262-346 MiB/s and from ~80k to ~11k page faults per GiB with these settings
  * (bench/cold-peers.mjs, AB_MALLOC rows; docs/performance.md). The cost is at most 256 MiB of freed
  * heap kept for reuse instead of returned; peak RSS of a cold pull moved by under 10 MiB.
+ * arena_max=1 (issue 29): every thread allocates from the one heap. By default glibc gives each
+ * thread that allocates (hash and checkpoint workers, libuv's pool, V8's helpers) an arena of its
+ * own, which with the trim threshold above keeps its own high-water mark: one arena took ~11-14 MB
+ * off an idle server's RSS and ~10 MB off the 50 concurrent cold pulls' peak, with cold CPU per GiB
+ * unchanged (bench/profile-cold.mjs side by side; docs/performance.md).
  * Node has no mallopt(), and glibc reads GLIBC_TUNABLES only when the process starts, hence an
  * environment variable rather than code.
  */
-export const MALLOC_TUNABLES = 'glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432';
+export const MALLOC_TUNABLES = 'glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432:glibc.malloc.arena_max=1';
 
 /** A warning for the start-up log when Airlock runs on glibc without the settings, or undefined. */
 export function mallocWarning(env: NodeJS.ProcessEnv = process.env): string | undefined {

@@ -1,8 +1,9 @@
 import { Readable, Transform, type Duplex } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
-import lzma from 'lzma-native';
-import unbzip2 from 'unbzip2-stream';
-import { DecompressStream } from 'zstd-napi';
+import { createRequire } from 'node:module';
+import type lzmaNative from 'lzma-native';
+import type unbzip2Stream from 'unbzip2-stream';
+import type * as zstdNapi from 'zstd-napi';
 import { ScanError, type ByteSource } from './source.js';
 import { TarFormatError, memberBody, sourceBlocks, streamBlocks, walkTarBlocks, type Blocks, type MemberBody } from './tar.js';
 
@@ -14,6 +15,16 @@ import { TarFormatError, memberBody, sourceBlocks, streamBlocks, walkTarBlocks, 
  * unbzip2-stream for bzip2. Limits against bombs: the expansion ratio, the member count and the
  * nesting depth; memory stays bounded by the decompressors' windows and one buffered member.
  */
+
+/**
+ * The three decompression libraries are loaded on first use (issue 29): lzma-native alone added
+ * ~5 MB to every server's resident memory at start (its native binding and liblzma), and most
+ * servers never open an xz, bzip2 or zstd member (gzip is Node's own).
+ */
+const lazy = createRequire(import.meta.url);
+let zstd: typeof zstdNapi | undefined;
+let lzma: typeof lzmaNative | undefined;
+let unbzip2: typeof unbzip2Stream | undefined;
 export type Compression = 'gzip' | 'bzip2' | 'xz' | 'zstd';
 
 const MAGICS: [number[], Compression][] = [
@@ -109,11 +120,14 @@ export function decompressor(kind: Compression): Duplex {
       // main-thread time in per-chunk callbacks at 16 KiB (CPU profile of the inventory row).
       return createGunzip({ chunkSize: 256 << 10 });
     case 'zstd':
-      return new DecompressStream();
+      zstd ??= lazy('zstd-napi') as typeof zstdNapi;
+      return new zstd.DecompressStream();
     case 'xz':
+      lzma ??= lazy('lzma-native') as typeof lzmaNative;
       return lzma.createStream('streamDecoder', { memlimit: ARCHIVE_LIMITS.xzMemory, flags: lzma.LZMA_CONCATENATED });
     case 'bzip2':
       // unbzip2-stream is a classic (through) stream; it pipes and emits errors like a Duplex.
+      unbzip2 ??= lazy('unbzip2-stream') as typeof unbzip2Stream;
       return unbzip2() as unknown as Duplex;
   }
 }

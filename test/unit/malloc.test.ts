@@ -29,6 +29,7 @@ describe('glibc malloc settings (issue 17)', () => {
     const out = execFileSync(ldso, ['--list-tunables'], { env: { GLIBC_TUNABLES: MALLOC_TUNABLES } }).toString();
     expect(out).toMatch(/glibc\.malloc\.trim_threshold: 0x10000000 /);
     expect(out).toMatch(/glibc\.malloc\.mmap_threshold: 0x2000000 /);
+    expect(out).toMatch(/glibc\.malloc\.arena_max: 0x1 /);
   });
 
   it('serve warns once, naming the setting, when it runs on glibc without it', () => {
