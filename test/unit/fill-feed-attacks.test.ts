@@ -11,6 +11,7 @@ import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BlobCache } from '../../src/core/cache.js';
+import { AirlockError } from '../../src/core/errors.js';
 import { HOLD_BACK, type FillBudget, type FillSpec } from '../../src/core/fill.js';
 import { HashPool } from '../../src/core/hasher.js';
 import type { Recorder, RecordRow } from '../../src/core/records.js';
@@ -39,6 +40,8 @@ interface Rig {
   rows: RecordRow[];
   /** Hold the pull record's write (recordServed) until release(). */
   holdRecord(): () => void;
+  /** Make every recordServed fail from now on. */
+  failRecord(): void;
   /** Largest bytes any response had queued in Node (writableLength), sampled. */
   maxQueued(): number;
   close(): Promise<void>;
@@ -60,6 +63,7 @@ async function rig(spec: () => FillSpec): Promise<Rig> {
     record: async (r: RecordRow) => void rows.push(r),
     bytesSent: () => {},
     firstMismatch: () => true,
+    limitRefusal: () => 0,
   } as unknown as Recorder;
   const app = new Hono<AppEnv>();
   app.on(['GET', 'HEAD'], '/f', (c) => {
@@ -102,6 +106,10 @@ async function rig(spec: () => FillSpec): Promise<Rig> {
       let release!: () => void;
       gate = new Promise((r) => (release = r));
       return release;
+    },
+    failRecord() {
+      gate = Promise.reject(new Error('the record is unwritable'));
+      gate.catch(() => {});
     },
     maxQueued: () => maxQueued,
     close: async () => {
@@ -341,4 +349,77 @@ describe('an upstream over TLS (16 KiB records)', () => {
       tls.close();
     }
   }, 30_000);
+});
+
+describe('an inspected file (a model file, a dataset tar) and a record that cannot be written, over HTTP', () => {
+  for (const verdict of ['allow', 'refuse'] as const) {
+    it(`every byte in and verified, the verdict pending (then ${verdict}): nobody has the last HOLD_BACK bytes; then exact bytes or a cut`, async () => {
+      const good = randomBytes(4 << 20);
+      const up = new PassThrough({ highWaterMark: 1 << 20 });
+      let decide!: (ok: boolean) => void;
+      const decided = new Promise<boolean>((r) => (decide = r));
+      let released = false;
+      const r = await rig(() => ({
+        sha256: sha(good),
+        size: good.length,
+        open: async () => ({ body: up as Readable }),
+        inspect: {
+          judge: async (file, release) => {
+            // Nothing before the release (the part that could run code is judged first).
+            await file.read(0, 1 << 20);
+            released = true;
+            release();
+            if (!(await decided)) throw new AirlockError('CONTENT_REFUSED', 'refused by the test inspector');
+          },
+        },
+      }));
+      try {
+        const early = client(r.url, 'fast');
+        await tick(50);
+        await send(up, good, [16 << 10], 32, 512 << 10);
+        await tick(200);
+        // Half a MiB in, not released: nothing at all.
+        expect(released).toBe(false);
+        expect(early.got()).toBe(0);
+        const clients = [early, client(r.url, 'slow')];
+        await send(up, good.subarray(512 << 10), [(7 << 10) + 3], 40);
+        up.end();
+        await tick(600);
+        expect(released).toBe(true);
+        for (const c of clients) expect(c.got()).toBeLessThanOrEqual(good.length - HOLD_BACK);
+        decide(verdict === 'allow');
+        for (const c of clients) {
+          const res = await c.done;
+          if (verdict === 'allow') {
+            expect(res).toEqual({ status: 200, complete: true });
+            expect(c.data().equals(good)).toBe(true);
+          } else {
+            expect(res.complete).toBe(false);
+            expect(c.got()).toBeLessThanOrEqual(good.length - HOLD_BACK);
+          }
+        }
+      } finally {
+        await r.close();
+      }
+    }, 20_000);
+  }
+
+  it('a pull record that cannot be written: the transfer is cut without the last HOLD_BACK bytes', async () => {
+    const good = randomBytes(3 << 20);
+    const up = new PassThrough({ highWaterMark: 1 << 20 });
+    const r = await rig(() => ({ sha256: sha(good), size: good.length, open: async () => ({ body: up as Readable }) }));
+    try {
+      r.failRecord();
+      const clients = [client(r.url, 'fast'), client(r.url, 'slow')];
+      await tick(50);
+      await send(up, good, [(64 << 10) - 1], 3);
+      up.end();
+      for (const c of clients) {
+        expect((await c.done).complete).toBe(false);
+        expect(c.got()).toBeLessThanOrEqual(good.length - HOLD_BACK);
+      }
+    } finally {
+      await r.close();
+    }
+  }, 20_000);
 });
