@@ -6,13 +6,14 @@ import { createServer as createHttpsServer, request as httpsRequest } from 'node
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Writable, type Readable } from 'node:stream';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BlobCache } from '../../src/core/cache.js';
 import { AirlockError } from '../../src/core/errors.js';
 import { HOLD_BACK, type FillBudget, type FillSpec } from '../../src/core/fill.js';
+import { FillBody, tapStats } from '../../src/core/fill-body.js';
 import { HashPool } from '../../src/core/hasher.js';
 import type { Recorder, RecordRow } from '../../src/core/records.js';
 import type { AppEnv } from '../../src/http/send.js';
@@ -257,9 +258,10 @@ describe('a cold fill fed per batch, over HTTP: the hold-back against every clie
 
 describe('clients that stall, are slow, or many, over HTTP', () => {
   it('a stalled client (moved to the spool after 2 s) and many slow ones: exact bytes, no stall, Node queues bounded', async () => {
-    const good = randomBytes(24 << 20);
+    const good = randomBytes(16 << 20);
     const up = new PassThrough({ highWaterMark: 1 << 20 });
     const r = await rig(() => ({ sha256: sha(good), size: good.length, open: async () => ({ body: up as Readable }) }));
+    const moved = tapStats.toSpool;
     try {
       const clients: Client[] = [client(r.url, 'stall'), ...Array.from({ length: 12 }, () => client(r.url, 'slow')), client(r.url, 'fast')];
       await tick(50);
@@ -270,6 +272,7 @@ describe('clients that stall, are slow, or many, over HTTP', () => {
       for (const res of results!) expect(res).toEqual({ status: 200, complete: true });
       for (const c of clients) expect(c.data().equals(good)).toBe(true);
       // A client in memory: up to the 128 KiB socket queue plus one piece; moved to the spool, one 256 KiB read more.
+      expect(tapStats.toSpool).toBeGreaterThan(moved);
       expect(r.maxQueued()).toBeLessThanOrEqual((128 << 10) + (256 << 10) + (64 << 10));
     } finally {
       await r.close();
@@ -421,5 +424,47 @@ describe('an inspected file (a model file, a dataset tar) and a record that cann
     } finally {
       await r.close();
     }
+  }, 20_000);
+});
+
+describe('stuck clients in memory (a socket that takes nothing)', () => {
+  it('each queues at most 128 KiB plus one piece in Node, holds nobody (a fast client finishes), and is moved to the spool after the stall', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-feed-stuck-'));
+    dirs.push(dir);
+    const cache = new BlobCache(await FsBlobStore.create(dir), new SqliteMetaStore(':memory:'), hashes, { budget: NO_LIMITS });
+    const good = randomBytes(8 << 20);
+    const up = new PassThrough({ highWaterMark: 1 << 20 });
+    const spec = { sha256: sha(good), size: good.length, open: async () => ({ body: up as Readable }) };
+    const moved = tapStats.toSpool;
+    // Sockets whose kernel took nothing: the first write never completes, every later one is queued.
+    const stuck = Array.from({ length: 12 }, () => new Writable({ highWaterMark: 16 << 10, write: () => {} }));
+    const sends = await Promise.all(
+      stuck.map(async (w) => {
+        const served = await cache.fetch(spec);
+        return { sent: (served.body as FillBody).sendTo(w).catch(() => {}) };
+      }),
+    );
+    const parts: Buffer[] = [];
+    const fast = new Writable({
+      highWaterMark: 16 << 10,
+      write(c: Buffer, _e, cb) {
+        parts.push(Buffer.from(c));
+        setImmediate(cb);
+      },
+    });
+    const done = (await cache.fetch(spec)).body as FillBody;
+    // As http/send.ts: the response is ended once the body is handed over, and complete once flushed.
+    const fastDone = done.sendTo(fast).then(() => new Promise<boolean>((r) => fast.end(() => r(true))));
+    await send(up, good, [(64 << 10) - 1, 16 << 10, 3], 8);
+    up.end();
+    expect(await Promise.race([fastDone, tick(9000).then(() => false)])).toBe(true);
+    expect(Buffer.concat(parts).equals(good)).toBe(true);
+    for (const w of stuck) expect(w.writableLength).toBeLessThanOrEqual((128 << 10) + (64 << 10));
+    // Past the stall they are moved to the spool, and still queue no more (they wait for 'drain').
+    await tick(2300);
+    expect(tapStats.toSpool - moved).toBe(stuck.length);
+    for (const w of stuck) expect(w.writableLength).toBeLessThanOrEqual((128 << 10) + (64 << 10));
+    stuck.forEach((w) => w.destroy());
+    await Promise.all(sends.map((x) => x.sent));
   }, 20_000);
 });
