@@ -468,3 +468,27 @@ describe('stuck clients in memory (a socket that takes nothing)', () => {
     await Promise.all(sends.map((x) => x.sent));
   }, 20_000);
 });
+
+describe('files around the hold-back size', () => {
+  for (const n of [1, 1000, HOLD_BACK, HOLD_BACK + 1, 2 * HOLD_BACK + 7]) {
+    it(`${n} bytes: nothing past size - HOLD_BACK before the record; then exact bytes`, async () => {
+      const good = randomBytes(n);
+      const up = new PassThrough();
+      const r = await rig(() => ({ sha256: sha(good), size: good.length, open: async () => ({ body: up as Readable }) }));
+      try {
+        const release = r.holdRecord();
+        const clients = [client(r.url, 'fast'), client(r.url, 'slow')];
+        await tick(50);
+        await send(up, good, [7], 1000);
+        up.end();
+        await tick(300);
+        for (const c of clients) expect(c.got()).toBeLessThanOrEqual(Math.max(0, n - HOLD_BACK));
+        release();
+        for (const c of clients) expect(await c.done).toEqual({ status: 200, complete: true });
+        for (const c of clients) expect(c.data().equals(good)).toBe(true);
+      } finally {
+        await r.close();
+      }
+    });
+  }
+});
