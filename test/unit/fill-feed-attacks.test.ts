@@ -492,3 +492,24 @@ describe('files around the hold-back size', () => {
     });
   }
 });
+
+describe('a warm hit whose last chunk is small (1 MiB chunks)', () => {
+  for (const n of [(1 << 20) + 1, (2 << 20) + 1000]) {
+    it(`${n} bytes: nothing past size - HOLD_BACK before the pull record; then exact bytes`, async () => {
+      const good = randomBytes(n);
+      const r = await rig(() => ({ sha256: sha(good), size: good.length, open: async () => ({ body: new PassThrough() as Readable }) }));
+      try {
+        await r.cache.putSmall(good);
+        const release = r.holdRecord();
+        const c = client(r.url, 'fast');
+        await tick(300);
+        expect(c.got()).toBeLessThanOrEqual(n - HOLD_BACK);
+        release();
+        expect(await c.done).toEqual({ status: 200, complete: true });
+        expect(c.data().equals(good)).toBe(true);
+      } finally {
+        await r.close();
+      }
+    });
+  }
+});
