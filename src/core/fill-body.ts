@@ -1,6 +1,7 @@
 import { Readable, type Writable } from 'node:stream';
 import { AirlockError } from './errors.js';
 import type { SpoolSource } from './fill-reader.js';
+import { HOLD_BACK } from './spool.js';
 
 /**
  * A whole-file client of a running fill, written from the fill's own memory (issue 29).
@@ -23,8 +24,9 @@ import type { SpoolSource } from './fill-reader.js';
  *   window (it joined late, or fell behind while others led), is moved to the spool file, once:
  *   from then on it reads positional 256 KiB pieces of the spool into one reused buffer, behind
  *   what is written, and never comes back (no flapping between the two).
- * - The end: the bytes that complete the file go out only after the fill verified (the fill's
- *   HOLD_BACK, in sendable()) and after `holdLast`'s hook (the pull record's commit).
+ * - The end: the file's last HOLD_BACK bytes go out only after the fill verified (sendable())
+ *   and after `holdLast`'s hook (the pull record's commit), as lastChunkAfter holds them for other
+ *   bodies (http/serve-blob.ts): not just the last piece, which may be a few bytes.
  *
  * Sent straight into the client's socket (`sendTo`, http/send.ts) or read as a plain Readable
  * (tests through app.request, cache.ensure, any consumer that is not a socket): both run the same
@@ -75,6 +77,8 @@ export class FillBody extends Readable {
   /** A spool read, its write, or the end's hook is under way: feed() waits for it. */
   private busy = false;
   private over = false;
+  /** `holdLast`'s hook has resolved: the file's last HOLD_BACK bytes may go out. */
+  private recorded = false;
   private sink: Sink | null = null;
   private buf: Buffer | null = null;
   private stall: NodeJS.Timeout | undefined;
@@ -104,7 +108,14 @@ export class FillBody extends Readable {
   /** Whether this client has sent all it may now and waits for more bytes (then no slower leader may hold the upstream). */
   get waiting(): boolean {
     if (this.over || !this.sink || this.blocked || this.busy) return false;
-    return this.pos >= (this.mode === 'memory' ? this.fill.sendable() : this.fill.available());
+    return this.pos >= this.limit();
+  }
+
+  /** Bytes this client may have now: what the fill allows, less the file's last HOLD_BACK bytes until the hook ran. */
+  private limit(): number {
+    const fill = this.fill;
+    const may = this.mode === 'memory' ? fill.sendable() : fill.available();
+    return this.recorded || fill.state !== 'verified' ? may : Math.min(may, Math.max(0, fill.written - HOLD_BACK));
   }
 
   /** Whether the fill should keep its upstream paused for this client (the leader): blocked, half a window behind. */
@@ -203,8 +214,10 @@ export class FillBody extends Readable {
     if (this.busy || this.blocked) return;
     const fill = this.fill;
     if (this.mode === 'memory' && this.sendMemory() !== 'more') return;
-    if (this.mode === 'spool' && this.pos < fill.available()) return this.readSpool(fill.available());
-    if (fill.state === 'verified' && this.pos >= fill.written) return this.end(null, false);
+    if (this.mode === 'spool' && this.pos < this.limit()) return this.readSpool(this.limit());
+    // Verified, and all but the last HOLD_BACK bytes sent: the hook first, then the rest; then done.
+    if (fill.state === 'verified' && !this.recorded) return this.record();
+    if (fill.state === 'verified' && this.pos >= fill.written) return this.stop();
     // Caught up: waiting for bytes, the upstream must not stay paused for a slower leader (TapSet.hold).
     fill.tapFreed();
   };
@@ -215,20 +228,15 @@ export class FillBody extends Readable {
    */
   private sendMemory(): 'more' | 'stop' {
     const sink = this.sink!;
-    const fill = this.fill;
     sink.cork?.();
     try {
       while (this.mode === 'memory') {
-        const limit = fill.sendable();
+        const limit = this.limit();
         if (this.pos >= limit) break;
-        const mem = fill.inMemory(this.pos, limit);
+        const mem = this.fill.inMemory(this.pos, limit);
         if (!mem) {
           this.toSpool();
           break;
-        }
-        if (this.last(mem.length)) {
-          this.end(mem, false);
-          return 'stop';
         }
         this.pos += mem.length;
         this.passed(mem.length);
@@ -241,11 +249,6 @@ export class FillBody extends Readable {
     } finally {
       sink.uncork?.();
     }
-  }
-
-  /** Whether `n` more bytes from pos complete the file (only once it verified). */
-  private last(n: number): boolean {
-    return this.fill.state === 'verified' && this.pos + n >= this.fill.written;
   }
 
   private block(): void {
@@ -282,7 +285,6 @@ export class FillBody extends Readable {
         if (this.over) return;
         if (bytesRead === 0) return this.stop(new AirlockError('INTERNAL', 'spool file shorter than written'));
         const got = piece.subarray(0, bytesRead);
-        if (this.last(bytesRead)) return this.end(got, true);
         this.pos += bytesRead;
         this.passed(bytesRead);
         // The buffer is read into again once the sink is done with it and wants more.
@@ -310,18 +312,15 @@ export class FillBody extends Readable {
     );
   }
 
-  /** The bytes that complete the file, after the hook; then done. */
-  private end(piece: Buffer | null, reused: boolean): void {
+  /** The hook (the pull record) before the file's last HOLD_BACK bytes; a rejection cuts the body. */
+  private record(): void {
     this.busy = true;
     this.beforeEnd().then(
       () => {
         if (this.over) return;
-        if (piece) {
-          this.pos += piece.length;
-          this.passed(piece.length);
-          this.sink!.write(piece, reused, noop);
-        }
-        this.stop();
+        this.recorded = true;
+        this.busy = false;
+        this.feed();
       },
       (e: Error) => this.stop(e),
     );

@@ -14,16 +14,11 @@ import { inspectionError, type FillLease, type FillSpec, type UpstreamBody } fro
 export type { FillLease, FillSpec, Inspector, SpoolFollow, UpstreamBody } from './fill-spec.js';
 import { growingBytes, observeSpool, spoolFollow, spoolReader } from './fill-reader.js';
 import { FillBody, TapSet, type TapSource } from './fill-body.js';
-import { FillShare, SpoolWindow } from './spool.js';
-export { FillShare } from './spool.js';
+import { FillShare, HOLD_BACK, SpoolWindow } from './spool.js';
+export { FillShare, HOLD_BACK } from './spool.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
 import type { BlobIndex } from '../storage/meta-store.js';
 
-/**
- * Bytes held back from every reader until the digest has been checked: no client ever receives
- * the last bytes of a file that has not verified, so a tampered file never arrives whole.
- */
-export const HOLD_BACK = 64 * 1024;
 /**
  * Clients of a fill are fed once this many bytes arrived unfed (or at the turn's end): a plain-HTTP
  * read (~64 KiB) at once, as before; four 16 KiB TLS records in one writev instead of four writes

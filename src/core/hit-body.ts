@@ -1,5 +1,6 @@
 import { Readable, type Writable } from 'node:stream';
 import { AirlockError } from './errors.js';
+import { HOLD_BACK } from './spool.js';
 import type { HashPool } from './hasher.js';
 import type { ByteRange, RandomRead } from '../storage/blob-store.js';
 import type { ChunkList } from '../storage/meta-store.js';
@@ -10,8 +11,9 @@ import type { ChunkList } from '../storage/meta-store.js';
  * chunks ahead of the send, and each chunk's bytes go out only once it matched its digest in the
  * blob's chunk list (bound to the whole digest, core/chunks.ts). A chunk that does not match (or a
  * file cut short, or longer than recorded) fails the body before any of its bytes go out: the
- * client gets a cut transfer, never a complete one. The last chunk also waits for `holdLast`'s
- * hook (the pull record's commit).
+ * client gets a cut transfer, never a complete one. The chunks holding the last HOLD_BACK bytes
+ * also wait for `holdLast`'s hook (the pull record's commit), run once every chunk left verified:
+ * not only the last chunk, which may be a few bytes.
  *
  * Why: hashing a hit on the main thread before it went out capped a verified warm GiB at ~0.22x
  * nginx serving its own cache, the main thread doing SHA-256 and the send one after the other.
@@ -69,6 +71,8 @@ export interface HitBodyOptions {
 export class HitBody extends Readable {
   private readonly first: number;
   private readonly last: number;
+  /** The chunk before which the hook runs: the first holding any of the last HOLD_BACK bytes sent. */
+  private readonly hookAt: number;
   private readonly cs: number;
   private beforeEnd: () => Promise<void> = () => Promise.resolve();
   private passed: (n: number) => void = () => {};
@@ -85,9 +89,12 @@ export class HitBody extends Readable {
     this.cs = o.list.chunkSize;
     this.first = Math.floor(o.range.start / this.cs);
     this.last = Math.floor(o.range.end / this.cs);
+    const tail = Math.max(this.first, Math.floor(Math.max(0, o.range.end + 1 - HOLD_BACK) / this.cs));
+    // The chunks from there to the last are all verified before the hook: no more than the slots hold.
+    this.hookAt = this.last - tail < DEPTH ? tail : this.last;
   }
 
-  /** The last chunk goes out only once `beforeEnd` resolves (a rejection cuts the body); `passed` counts bytes sent. */
+  /** The last HOLD_BACK bytes (the chunks holding them) go out only once `beforeEnd` resolves (a rejection cuts the body); `passed` counts bytes sent. */
   holdLast(beforeEnd: () => Promise<void>, passed: (bytes: number) => void): this {
     this.beforeEnd = beforeEnd;
     this.passed = passed;
@@ -161,7 +168,18 @@ export class HitBody extends Readable {
         try {
           await head.ready;
           if (this.stopped) throw new AirlockError('CANCELLED', 'the client went away');
-          if (i === this.last) await this.beforeEnd();
+          if (i === this.hookAt) {
+            // Every chunk still to send verified first (a rotted one is cut and recorded as such, not served).
+            while (i < this.last && (queue.length === 0 || queue[queue.length - 1].i < this.last)) {
+              if (this.stopped) throw new AirlockError('CANCELLED', 'the client went away');
+              refill();
+              if (queue.length > 0 && queue[queue.length - 1].i === this.last) break;
+              await new Promise<void>((r) => (this.wake = r));
+            }
+            for (const q of queue) await q.ready;
+            if (this.stopped) throw new AirlockError('CANCELLED', 'the client went away');
+            await this.beforeEnd();
+          }
         } catch (e) {
           giveBack(head.slot);
           throw e;

@@ -10,6 +10,12 @@
  * FILLS_MEMORY in windows and as much in queues (never less than 128 KiB each), so 50 concurrent
  * cold pulls stay within the memory budget (README Reliability) while a lone fill keeps 1 MiB of each.
  */
+/**
+ * Bytes held back from every reader until the digest has been checked: no client ever receives
+ * the last bytes of a file that has not verified, so a tampered file never arrives whole. (Here,
+ * beside the window, so that fill.ts and fill-body.ts share it without importing each other.)
+ */
+export const HOLD_BACK = 64 * 1024;
 const PER_FILL_MAX = 1 << 20;
 const PER_FILL_MIN = 128 << 10;
 const FILLS_MEMORY = 8 << 20;
