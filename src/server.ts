@@ -235,9 +235,15 @@ export async function startServer(
      */
     stop: async (graceMs = 0) => {
       const s = server as unknown as { closeAllConnections?: () => void; closeIdleConnections?: () => void };
+      // server.close() closes only the keep-alive connections idle at that moment: one busy then
+      // would go on taking requests through the grace. No new request is handled from now on (its
+      // connection is dropped, as a refused one would be), and connections are closed as they go idle.
+      server.removeAllListeners('request');
+      server.on('request', (req: { socket: { destroy(): void } }) => req.socket.destroy());
+      const idle = setInterval(() => s.closeIdleConnections?.(), 100);
       await new Promise<void>((r) => {
         const cut = setTimeout(() => s.closeAllConnections?.(), graceMs);
-        server.close(() => (clearTimeout(cut), r()));
+        server.close(() => (clearTimeout(cut), clearInterval(idle), r()));
         s.closeIdleConnections?.();
         if (graceMs <= 0) s.closeAllConnections?.();
       });
