@@ -2,12 +2,13 @@
 // loopback upstream, pulled cold through `airlock serve` by curl, three times (fresh data dir
 // each); CPU seconds of every thread of Airlock (by thread name), of the upstream and of curl,
 // read from /proc before and after each pull. Prints seconds per GiB; a program, not a test.
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { selfSignedCert } from './lib/tls.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 // DIST=<dir>: profile another build's dist/ (a change against the code before it).
@@ -41,28 +42,7 @@ let tls;
 if (TLS) {
   const d = mkdtempSync(join(tmpdir(), 'airlock-prof-tls-'));
   process.on('exit', () => rmSync(d, { recursive: true, force: true }));
-  tls = { key: join(d, 'key.pem'), cert: join(d, 'cert.pem') };
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      tls.key,
-      '-out',
-      tls.cert,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
+  tls = selfSignedCert(d);
 }
 const up = spawn(process.execPath, [join(ROOT, 'bench', 'upstream.mjs'), JSON.stringify({ files: [file], bigPageFiles: 10, tls })], {
   stdio: ['ignore', 'pipe', 'inherit'],

@@ -11,6 +11,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nginxBinary, sleep } from './proc.mjs';
+import { selfSignedCert } from './tls.mjs';
 
 export const REGISTRY = ['/usr/bin/docker-registry'].find((p) => existsSync(p));
 const digestOf = (b) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -67,33 +68,9 @@ export function tree(pid) {
 export function createRig({ prefix, pin = false, tls = false }) {
   if (!nginxBinary) throw new Error('nginx is needed for the upstream');
   const work = mkdtempSync(join(tmpdir(), prefix));
-  const ca = tls ? join(work, 'cert.pem') : null;
-  const key = join(work, 'key.pem');
-  if (ca) {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        ca,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      {
-        stdio: 'ignore',
-      },
-    );
-  }
+  const made = tls ? selfSignedCert(work) : null;
+  const ca = made?.cert ?? null;
+  const key = made?.key;
   const children = new Set();
   process.on('exit', () => {
     for (const c of children) c.kill('SIGKILL');
