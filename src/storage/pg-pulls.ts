@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { ChainLink, PullFilter, PullLog, PullRecord, StoredPullRecord } from './meta-store.js';
 import { LOCK_CHAIN } from './pg-schema.js';
-import { DAY_RECOUNT_SQL, PULL_COLUMNS, ROW_BYTES_SQL, dayTally, pullOf, pullValues, type PullRow } from './pull-rows.js';
+import { DAY_RECOUNT_SQL, PULL_COLUMNS, ROW_BYTES_SQL, dayTally, pullOf, pullSearchSql, pullValues, type PullRow } from './pull-rows.js';
 
 /**
  * The pull record in PostgreSQL (PgMetaStore's PullLog). The chain stays one chain under
@@ -51,23 +51,11 @@ export class PgPullLog implements PullLog {
   }
 
   async listPulls(f: PullFilter): Promise<StoredPullRecord[]> {
-    const where: string[] = [];
     const args: unknown[] = [];
-    const add = (col: string, op: string, v: unknown) => {
-      args.push(v);
-      where.push(`${col} ${op} $${args.length}`);
-    };
-    if (f.ecosystem) add('ecosystem', '=', f.ecosystem);
-    if (f.name) add('name', '=', f.name);
-    if (f.version) add('version', '=', f.version);
-    if (f.sha256) add('sha256', '=', f.sha256);
-    if (f.decision) add('decision', '=', f.decision);
-    if (f.code) add('code', '=', f.code);
-    if (f.before !== undefined) add('id', '<', f.before);
-    if (f.since !== undefined) add('ts', '>=', f.since);
-    if (f.until !== undefined) add('ts', '<=', f.until);
-    args.push(Math.max(1, Math.min(f.limit ?? 1000, 100_000)));
-    const rs = await this.rows(`SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT $${args.length}`, args);
+    const rs = await this.rows(
+      pullSearchSql(f, (v) => `$${args.push(v)}`),
+      args,
+    );
     return rs.map(pullOf);
   }
 

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { ROW_BYTES_SQL_V1 } from './pull-rows.js';
+import { REFUSAL_INDEXES, ROW_BYTES_SQL_V1 } from './pull-rows.js';
 
 /**
  * The PostgreSQL schema: versioned steps, run in order on start by migrate() below. Text that is
@@ -105,6 +105,8 @@ export const PG_MIGRATIONS: string[] = [
    CREATE TABLE alert_baseline (id INTEGER PRIMARY KEY CHECK (id = 1), taken_at BIGINT NOT NULL);`,
   // Replicas stream a fill under way to each other (issue 29): the lease row says where its filler answers. Self-contained.
   `ALTER TABLE fill_leases ADD COLUMN addr TEXT;`,
+  // The record's write path (issue 29): an allowed pull goes into three indexes instead of seven (pull-rows.ts).
+  REFUSAL_INDEXES,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

@@ -1,4 +1,4 @@
-import type { PullRecord, StoredPullRecord } from './meta-store.js';
+import type { PullFilter, PullRecord, StoredPullRecord } from './meta-store.js';
 
 /**
  * The pull record as SQL backends store it (SQLite and PostgreSQL share the table's shape): the
@@ -140,3 +140,42 @@ export const ROW_BYTES_SQL = `(${ROW_BYTES_SQL_V1} + COALESCE(length(signature),
 
 /** What pull_days adds up per (day, ecosystem, decision) from stored rows (a folded row counts its events). */
 export const DAY_RECOUNT_SQL = 'SELECT (ts / 86400000) * 86400000, ecosystem, decision, SUM(COALESCE(count, 1)) FROM pulls';
+
+/**
+ * The pulls table's indexes beyond time, digest and name (one schema step, the same for both
+ * backends). Most rows are allowed pulls, and each index a row goes into is paid for on the warm
+ * path's commit (issue 29: seven indexes were a tenth of a warm manifest GET's CPU). The searches
+ * by decision and by code look for refusals, so those indexes hold only the rows that are not a
+ * plain allow; a search for allowed rows reads the record newest first, where they are most rows.
+ * (ecosystem, name, ts) goes: (name, id) answers the same searches in the order they are shown.
+ * A partial index is used by SQLite only when the query repeats its condition: see pullSearchSql.
+ */
+export const REFUSAL_INDEXES = `DROP INDEX pulls_name_ts;
+   DROP INDEX pulls_decision_id;
+   DROP INDEX pulls_decision_eco_id;
+   DROP INDEX pulls_code_id;
+   CREATE INDEX pulls_refused_id ON pulls (decision, id) WHERE decision <> 'allow';
+   CREATE INDEX pulls_refused_eco_id ON pulls (decision, ecosystem, id) WHERE decision <> 'allow';
+   CREATE INDEX pulls_code_id ON pulls (code, id) WHERE code IS NOT NULL;`;
+
+/**
+ * A search of the record (listPulls), newest first, as SQL for either backend: `param` takes a
+ * value and returns its placeholder. A search by a decision other than allow repeats the refusal
+ * indexes' condition, which SQLite needs to see before it uses a partial index (PostgreSQL proves it).
+ */
+export function pullSearchSql(f: PullFilter, param: (v: unknown) => string): string {
+  const where: string[] = [];
+  const add = (col: string, op: string, v: unknown) => where.push(`${col} ${op} ${param(v)}`);
+  if (f.ecosystem) add('ecosystem', '=', f.ecosystem);
+  if (f.name) add('name', '=', f.name);
+  if (f.version) add('version', '=', f.version);
+  if (f.sha256) add('sha256', '=', f.sha256);
+  if (f.decision) add('decision', '=', f.decision);
+  if (f.decision && f.decision !== 'allow') where.push("decision <> 'allow'");
+  if (f.code) add('code', '=', f.code);
+  if (f.before !== undefined) add('id', '<', f.before);
+  if (f.since !== undefined) add('ts', '>=', f.since);
+  if (f.until !== undefined) add('ts', '<=', f.until);
+  const limit = param(Math.max(1, Math.min(f.limit ?? 1000, 100_000)));
+  return `SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT ${limit}`;
+}

@@ -22,7 +22,7 @@ import { SqliteRemembered } from './sqlite-remembered.js';
 import { SqliteAdvisories } from './sqlite-advisories.js';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js';
 import { checkpointInBackground, type Checkpointer } from './sqlite-checkpointer.js';
-import { DAY_RECOUNT_SQL, PULL_COLUMNS, ROW_BYTES_SQL, dayTally, pullOf, pullValues, type PullRow } from './pull-rows.js';
+import { DAY_RECOUNT_SQL, PULL_COLUMNS, ROW_BYTES_SQL, dayTally, pullOf, pullSearchSql, pullValues, type PullRow } from './pull-rows.js';
 
 const DAY_MS = 86_400_000;
 interface TokenRow {
@@ -276,20 +276,8 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
   }
 
   async listPulls(f: PullFilter): Promise<StoredPullRecord[]> {
-    const where: string[] = [];
-    const args: Record<string, unknown> = {};
-    if (f.ecosystem) (where.push('ecosystem = @ecosystem'), (args.ecosystem = f.ecosystem));
-    if (f.name) (where.push('name = @name'), (args.name = f.name));
-    if (f.version) (where.push('version = @version'), (args.version = f.version));
-    if (f.sha256) (where.push('sha256 = @sha256'), (args.sha256 = f.sha256));
-    if (f.decision) (where.push('decision = @decision'), (args.decision = f.decision));
-    if (f.code) (where.push('code = @code'), (args.code = f.code));
-    if (f.before !== undefined) (where.push('id < @before'), (args.before = f.before));
-    if (f.since !== undefined) (where.push('ts >= @since'), (args.since = f.since));
-    if (f.until !== undefined) (where.push('ts <= @until'), (args.until = f.until));
-    args.limit = Math.max(1, Math.min(f.limit ?? 1000, 100_000));
-    const sql = `SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT @limit`;
-    const rows = this.db.prepare<Record<string, unknown>, PullRow>(sql).all(args);
+    const args: unknown[] = [];
+    const rows = this.db.prepare<unknown[], PullRow>(pullSearchSql(f, (v) => (args.push(v), '?'))).all(...args);
     return rows.map(pullOf);
   }
 

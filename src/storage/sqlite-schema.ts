@@ -1,4 +1,4 @@
-import { ROW_BYTES_SQL_V1 } from './pull-rows.js';
+import { REFUSAL_INDEXES, ROW_BYTES_SQL_V1 } from './pull-rows.js';
 import { ALERT_MIGRATION } from './sqlite-alert-store.js';
 import { INVENTORY_MIGRATION } from './sqlite-inventory-store.js';
 
@@ -142,4 +142,7 @@ export const SQLITE_MIGRATIONS: string[] = [
   ALERT_MIGRATION,
   // Replicas stream a fill under way to each other (issue 29): the lease row says where its filler answers. Self-contained.
   `ALTER TABLE fill_leases ADD COLUMN addr TEXT;`,
+  // The record's write path (issue 29): an allowed pull, most of the record, goes into three
+  // indexes (time, digest, name) instead of seven. REFUSAL_INDEXES says why.
+  REFUSAL_INDEXES,
 ];

@@ -154,6 +154,36 @@ export function pullLogContract(name: string, fresh: () => Promise<PullLog>): vo
       expect((await verifyChain(s)).problem).toBeUndefined();
     });
 
+    it('finds by decision, code, ecosystem, name and page exactly the rows a filter over the whole record finds (the refusal indexes hold only refusals)', async () => {
+      const s = await fresh();
+      const ecos = ['pypi', 'oci', 'hf'] as const;
+      const codes = [null, 'not_allowlisted', 'advisory', 'too_new'];
+      const rows = Array.from({ length: 120 }, (_, i) => {
+        const decision = (['allow', 'allow', 'deny', 'allow', 'error'] as const)[i % 5];
+        // Allowed rows carry a code too at times (a warning), refusals at times none (rows from before codes).
+        return pull(i, { ecosystem: ecos[i % 3], decision, code: codes[(i * 7) % 4] });
+      });
+      await appendPulls(s, rows);
+      const all = await s.listPulls({ limit: 1000 });
+      expect(all).toHaveLength(120);
+      const pageOf = (f: { decision?: string; code?: string; ecosystem?: string; name?: string; before?: number }) =>
+        all
+          .filter((r) => (!f.decision || r.decision === f.decision) && (!f.code || r.code === f.code))
+          .filter((r) => (!f.ecosystem || r.ecosystem === f.ecosystem) && (!f.name || r.name === f.name) && (f.before === undefined || r.id < f.before))
+          .slice(0, 7)
+          .map((r) => r.id);
+      const mid = all[60].id;
+      for (const decision of [undefined, 'allow', 'deny', 'error'] as const)
+        for (const code of [undefined, 'not_allowlisted', 'advisory'])
+          for (const ecosystem of [undefined, 'oci'] as const)
+            for (const before of [undefined, mid]) {
+              const f = { decision, code, ecosystem, before };
+              const got = (await s.listPulls({ ...f, limit: 7 })).map((r) => r.id);
+              expect(got, JSON.stringify(f)).toEqual(pageOf(f));
+            }
+      expect((await s.listPulls({ decision: 'deny', name: 'p1', limit: 7 })).map((r) => r.id)).toEqual(pageOf({ decision: 'deny', name: 'p1' }));
+    });
+
     it("keeps each row's signature (issue 26), covered by the chain when present, while rows without one hash as before", async () => {
       const s = await fresh();
       const sig = JSON.stringify({

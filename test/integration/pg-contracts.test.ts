@@ -3,6 +3,8 @@ import { appendPulls, verifyChain } from '../../src/core/chain.js';
 import pg from 'pg';
 import { PgMetaStore } from '../../src/storage/pg-meta-store.js';
 import { PG_MIGRATIONS } from '../../src/storage/pg-schema.js';
+import { pullSearchSql } from '../../src/storage/pull-rows.js';
+import type { PullFilter } from '../../src/storage/meta-store.js';
 import { consoleSessionStoreContract } from '../contract/console-sessions.js';
 import { alertStoreContract } from '../contract/alert-store.js';
 import { inventoryStoreContract } from '../contract/inventory-store.js';
@@ -177,5 +179,51 @@ describe('PostgreSQL: what SQLite cannot show', () => {
     expect(rows.map((r) => r.signature ?? null)).toEqual(['{"ok":true,"identity":"i s"}', null]);
     expect(await verifyChain(st)).toMatchObject({ rows: 2, unchained: 0 });
     expect((await verifyChain(st)).problem).toBeUndefined();
+  });
+
+  it('serves searches by decision and code from the refusal indexes (issue 29), which an allowed row is not written into', async () => {
+    const schema = `refusals_${process.pid}`;
+    const st = await PgMetaStore.open(pgsrv.url, { schema });
+    opened.push(st);
+    const c = new pg.Client({ connectionString: pgsrv.url, options: `-c search_path=${schema}` });
+    await c.connect();
+    try {
+      const defs = (
+        await c.query<{ indexname: string; indexdef: string }>("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'pulls'", [
+          schema,
+        ])
+      ).rows;
+      const partial = (d: { indexdef: string }) => / WHERE /.test(d.indexdef);
+      expect(
+        defs
+          .filter((d) => !partial(d))
+          .map((d) => d.indexname)
+          .sort(),
+      ).toEqual(['pulls_name_id', 'pulls_pkey', 'pulls_sha256', 'pulls_ts']);
+      expect(
+        defs
+          .filter(partial)
+          .map((d) => d.indexname)
+          .sort(),
+      ).toEqual(['pulls_code_id', 'pulls_refused_eco_id', 'pulls_refused_id']);
+      // A record the planner knows: 50,000 rows, one in a hundred refused.
+      await c.query(
+        `INSERT INTO pulls (ts, client, ecosystem, name, cache, decision, code)
+         SELECT i, 'c', (ARRAY['pypi','oci','hf'])[1 + i % 3], 'p' || (i % 500), 'miss', CASE WHEN i % 100 = 0 THEN 'deny' ELSE 'allow' END,
+                CASE WHEN i % 100 = 0 THEN 'advisory' END FROM generate_series(1, 50000) i`,
+      );
+      await c.query('ANALYZE pulls');
+      const plan = async (f: PullFilter) => {
+        const args: unknown[] = [];
+        const sql = pullSearchSql(f, (v) => `$${args.push(v)}`);
+        return (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${sql}`, args)).rows.map((r) => r['QUERY PLAN']).join('\n');
+      };
+      expect(await plan({ decision: 'deny', limit: 50 })).toMatch(/pulls_refused_id/);
+      expect(await plan({ decision: 'deny', ecosystem: 'oci', limit: 50 })).toMatch(/pulls_refused_eco_id/);
+      expect(await plan({ code: 'advisory', limit: 50 })).toMatch(/pulls_code_id/);
+      expect((await st.listPulls({ decision: 'deny', ecosystem: 'oci', limit: 3 })).map((r) => r.ts)).toEqual([49900, 49600, 49300]);
+    } finally {
+      await c.end();
+    }
   });
 });
