@@ -52,7 +52,7 @@ export class SqliteAdvisories implements AdvisoryStore {
   }
 
   async putAdvisories(recs: AdvisoryRow[]): Promise<number> {
-    return this.db.transaction(() => this.upsert(recs).ids.length)();
+    return this.db.transaction(() => this.upsert(recs).ids.length).immediate();
   }
 
   async listAdvisories(): Promise<string[]> {
@@ -73,16 +73,18 @@ export class SqliteAdvisories implements AdvisoryStore {
   }
 
   async recordAdvisorySync(recs: AdvisoryRow[], s: AdvisorySync): Promise<string[]> {
-    return this.db.transaction(() => {
-      const { ids, generation } = this.upsert(recs);
-      this.db
-        .prepare(
-          `INSERT INTO advisory_syncs (source, started_at, finished_at, outcome, mode, changed, high_water, error, generation)
+    return this.db
+      .transaction(() => {
+        const { ids, generation } = this.upsert(recs);
+        this.db
+          .prepare(
+            `INSERT INTO advisory_syncs (source, started_at, finished_at, outcome, mode, changed, high_water, error, generation)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(s.source, s.startedAt, s.finishedAt, outcomeOf(s, ids), s.mode, ids.length, s.highWater, s.error, ids.length ? generation : 0);
-      return ids;
-    })();
+          )
+          .run(s.source, s.startedAt, s.finishedAt, outcomeOf(s, ids), s.mode, ids.length, s.highWater, s.error, ids.length ? generation : 0);
+        return ids;
+      })
+      .immediate();
   }
 
   async advisorySyncs(opts: { source?: string; limit: number }): Promise<(AdvisorySync & { id: number; generation: number })[]> {

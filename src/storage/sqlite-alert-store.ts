@@ -90,11 +90,13 @@ export class SqliteAlertStore implements AlertStore {
   }
 
   async takeAlertBaseline(keys: AdvisoryKey[], now: number): Promise<boolean> {
-    return this.db.transaction(() => {
-      if (this.s.baseline.run(now).changes === 0) return false;
-      for (const k of keys) this.s.mark.run(k.id, k.modified, now);
-      return true;
-    })();
+    return this.db
+      .transaction(() => {
+        if (this.s.baseline.run(now).changes === 0) return false;
+        for (const k of keys) this.s.mark.run(k.id, k.modified, now);
+        return true;
+      })
+      .immediate();
   }
 
   async listEvaluated(): Promise<AdvisoryKey[]> {
@@ -106,17 +108,19 @@ export class SqliteAlertStore implements AlertStore {
   }
 
   async enqueueAlerts(alerts: NewAlert[], evaluated: AdvisoryKey[], now: number): Promise<number> {
-    return this.db.transaction(() => {
-      let n = 0;
-      for (const a of alerts) n += this.s.insert.run(a.advisoryId, a.modified, a.artefact, a.channel, a.payload, now, now).changes;
-      for (const k of evaluated) this.s.mark.run(k.id, k.modified, now);
-      return n;
-    })();
+    return this.db
+      .transaction(() => {
+        let n = 0;
+        for (const a of alerts) n += this.s.insert.run(a.advisoryId, a.modified, a.artefact, a.channel, a.payload, now, now).changes;
+        for (const k of evaluated) this.s.mark.run(k.id, k.modified, now);
+        return n;
+      })
+      .immediate();
   }
 
   async claimAlerts(owner: string, now: number, leaseMs: number, limit: number): Promise<AlertRow[]> {
     // One transaction: SQLite runs one writer at a time, so no two callers claim the same row.
-    return this.db.transaction(() => this.s.due.all(now, now, limit).map((r) => alertRow(this.s.claim.get(owner, now + leaseMs, r.id)!)))();
+    return this.db.transaction(() => this.s.due.all(now, now, limit).map((r) => alertRow(this.s.claim.get(owner, now + leaseMs, r.id)!))).immediate();
   }
 
   async finishAlert(id: number, owner: string, outcome: { deliveredAt: number } | { error: string; nextAt: number }): Promise<boolean> {

@@ -26,10 +26,12 @@ export class SqliteConsoleSessions implements ConsoleSessionStore {
   }
 
   async createConsoleSession(s: { key: string; tokenHash: string; expiresAt: number }, now: number): Promise<void> {
-    this.db.transaction(() => {
-      this.db.prepare('DELETE FROM console_sessions WHERE expires_at <= ?').run(now);
-      this.db.prepare('INSERT INTO console_sessions (key, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?)').run(s.key, s.tokenHash, now, s.expiresAt);
-    })();
+    this.db
+      .transaction(() => {
+        this.db.prepare('DELETE FROM console_sessions WHERE expires_at <= ?').run(now);
+        this.db.prepare('INSERT INTO console_sessions (key, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?)').run(s.key, s.tokenHash, now, s.expiresAt);
+      })
+      .immediate();
   }
 
   async findConsoleSession(key: string): Promise<ConsoleSessionRecord | null> {

@@ -60,11 +60,13 @@ export class SqliteInventoryStore implements InventoryStore {
   }
 
   async putInventory(digest: string, version: number, inventory: string, packages: InventoryPackageRow[]): Promise<void> {
-    this.db.transaction(() => {
-      this.s.putInv.run(digest, version, inventory, Date.now());
-      this.s.delPkgs.run(digest);
-      for (const p of packages) this.s.putPkg.run(digest, p.type, p.name, p.version, p.source ?? null);
-    })();
+    this.db
+      .transaction(() => {
+        this.s.putInv.run(digest, version, inventory, Date.now());
+        this.s.delPkgs.run(digest);
+        for (const p of packages) this.s.putPkg.run(digest, p.type, p.name, p.version, p.source ?? null);
+      })
+      .immediate();
   }
 
   async imagesWithPackage(type: string, name: string): Promise<{ digest: string; name: string; version: string; source: string | null }[]> {

@@ -124,9 +124,11 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
   }
 
   async touchBlobs(sha256s: string[], at: number): Promise<void> {
-    this.db.transaction(() => {
-      for (const h of sha256s) this.stmts.touchBlob.run(at, h, at);
-    })();
+    this.db
+      .transaction(() => {
+        for (const h of sha256s) this.stmts.touchBlob.run(at, h, at);
+      })
+      .immediate();
   }
 
   async blobTotals(): Promise<{ count: number; bytes: number }> {
@@ -153,10 +155,12 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
   }
 
   async deleteBlob(sha256: string): Promise<void> {
-    this.db.transaction(() => {
-      this.stmts.deleteBlob.run(sha256);
-      this.stmts.deleteChunks.run(sha256);
-    })();
+    this.db
+      .transaction(() => {
+        this.stmts.deleteBlob.run(sha256);
+        this.stmts.deleteChunks.run(sha256);
+      })
+      .immediate();
   }
 
   async getChunks(sha256: string): Promise<ChunkList | null> {
@@ -183,8 +187,8 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
 
   /** One transaction (nested in a prune's: a savepoint); its wrapper built once, not per batch. */
   private readonly insertPulls: (recs: PullRecord[], link: ChainLink) => void = (recs, link) =>
-    (this.insertTx ??= this.db.transaction(this.insertRows))(recs, link);
-  private insertTx: ((recs: PullRecord[], link: ChainLink) => void) | undefined;
+    (this.insertTx ??= this.db.transaction(this.insertRows)).immediate(recs, link);
+  private insertTx: Database.Transaction<(recs: PullRecord[], link: ChainLink) => void> | undefined;
   private readonly insertRows = (recs: PullRecord[], link: ChainLink) => {
     // One writer per database (SQLite serialises transactions): each row links to the head it follows.
     const last = this.stmts.lastHash.get();
@@ -255,23 +259,25 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
     link: ChainLink,
   ): number {
     let n = 0;
-    this.db.transaction(() => {
-      const last = find();
-      if (!last) return;
-      const span = this.db
-        .prepare<[number], { lo: number; hi: number; bytes: number }>(
-          `SELECT MIN(ts) AS lo, MAX(ts) AS hi, SUM(${ROW_BYTES_SQL}) AS bytes FROM pulls WHERE id <= ?`,
-        )
-        .get(last.id)!;
-      n = this.db.prepare('DELETE FROM pulls WHERE id <= ?').run(last.id).changes;
-      this.db.prepare('UPDATE pull_size SET rows = MAX(0, rows - ?), bytes = MAX(0, bytes - ?)').run(n, span.bytes ?? 0);
-      // Recount the days the removed rows were in from what is left of them.
-      const lo = Math.floor(span.lo / DAY_MS) * DAY_MS;
-      const hi = Math.floor(span.hi / DAY_MS) * DAY_MS;
-      this.db.prepare('DELETE FROM pull_days WHERE day BETWEEN ? AND ?').run(lo, hi);
-      this.db.prepare(`INSERT INTO pull_days ${DAY_RECOUNT_SQL} WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3`).run(lo, hi + DAY_MS);
-      this.insertPulls([anchor(last, n)], link);
-    })();
+    this.db
+      .transaction(() => {
+        const last = find();
+        if (!last) return;
+        const span = this.db
+          .prepare<[number], { lo: number; hi: number; bytes: number }>(
+            `SELECT MIN(ts) AS lo, MAX(ts) AS hi, SUM(${ROW_BYTES_SQL}) AS bytes FROM pulls WHERE id <= ?`,
+          )
+          .get(last.id)!;
+        n = this.db.prepare('DELETE FROM pulls WHERE id <= ?').run(last.id).changes;
+        this.db.prepare('UPDATE pull_size SET rows = MAX(0, rows - ?), bytes = MAX(0, bytes - ?)').run(n, span.bytes ?? 0);
+        // Recount the days the removed rows were in from what is left of them.
+        const lo = Math.floor(span.lo / DAY_MS) * DAY_MS;
+        const hi = Math.floor(span.hi / DAY_MS) * DAY_MS;
+        this.db.prepare('DELETE FROM pull_days WHERE day BETWEEN ? AND ?').run(lo, hi);
+        this.db.prepare(`INSERT INTO pull_days ${DAY_RECOUNT_SQL} WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3`).run(lo, hi + DAY_MS);
+        this.insertPulls([anchor(last, n)], link);
+      })
+      .immediate();
     return n;
   }
 
@@ -287,16 +293,20 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
   }
 
   async putOciManifest(repo: string, m: OciManifestRecord, children: OciLink[]): Promise<void> {
-    this.db.transaction(() => {
-      this.stmts.putOciManifest.run(m.digest, m.mediaType, m.size);
-      for (const c of children) this.stmts.putOciLink.run(repo, m.digest, c.digest, c.size, c.kind);
-    })();
+    this.db
+      .transaction(() => {
+        this.stmts.putOciManifest.run(m.digest, m.mediaType, m.size);
+        for (const c of children) this.stmts.putOciLink.run(repo, m.digest, c.digest, c.size, c.kind);
+      })
+      .immediate();
   }
 
   async addOciLinks(repo: string, parent: string, children: OciLink[]): Promise<void> {
-    this.db.transaction(() => {
-      for (const c of children) this.stmts.putOciLink.run(repo, parent, c.digest, c.size, c.kind);
-    })();
+    this.db
+      .transaction(() => {
+        for (const c of children) this.stmts.putOciLink.run(repo, parent, c.digest, c.size, c.kind);
+      })
+      .immediate();
   }
 
   async getOciParents(repo: string, digest: string): Promise<{ parent: string; size: number; kind: OciLink['kind'] }[]> {
@@ -329,10 +339,12 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
   }
 
   async revokeToken(name: string): Promise<boolean> {
-    return this.db.transaction(() => {
-      this.db.prepare('DELETE FROM console_sessions WHERE token_hash IN (SELECT hash FROM tokens WHERE name = ? AND revoked_at IS NULL)').run(name);
-      return this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(Date.now(), name).changes > 0;
-    })();
+    return this.db
+      .transaction(() => {
+        this.db.prepare('DELETE FROM console_sessions WHERE token_hash IN (SELECT hash FROM tokens WHERE name = ? AND revoked_at IS NULL)').run(name);
+        return this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(Date.now(), name).changes > 0;
+      })
+      .immediate();
   }
 
   // ConsoleSessionStore (sqlite-console-sessions.ts)

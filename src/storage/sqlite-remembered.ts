@@ -25,11 +25,13 @@ export abstract class SqliteRemembered {
   }
 
   async setSigner(ecosystem: string, project: string, s: { identity: string; version: string | null } | null): Promise<boolean> {
-    return this.db.transaction(() => {
-      const had = this.db.prepare('DELETE FROM signers WHERE ecosystem = ? AND project = ?').run(ecosystem, project).changes > 0;
-      if (s) this.db.prepare('INSERT INTO signers VALUES (?, ?, ?, ?, ?)').run(ecosystem, project, s.identity, s.version, Date.now());
-      return had;
-    })();
+    return this.db
+      .transaction(() => {
+        const had = this.db.prepare('DELETE FROM signers WHERE ecosystem = ? AND project = ?').run(ecosystem, project).changes > 0;
+        if (s) this.db.prepare('INSERT INTO signers VALUES (?, ?, ?, ?, ?)').run(ecosystem, project, s.identity, s.version, Date.now());
+        return had;
+      })
+      .immediate();
   }
 
   async recordOciFirstSeen(digest: string, at: number): Promise<number> {
