@@ -32,7 +32,7 @@ const row = (name: string, i: number) => ({
   version: String(i),
   cache: 'miss' as const,
   decision: i % 5 === 0 ? ('deny' as const) : ('allow' as const),
-  ...(i % 5 === 0 ? { code: 'not_allowlisted' } : {}),
+  ...(i % 5 === 0 ? { code: 'not_allowlisted' as const } : {}),
 });
 
 /** Run a script in another process; resolves with its exit code and stderr, and `ready` once it prints "ready". */
