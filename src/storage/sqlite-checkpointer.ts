@@ -96,11 +96,19 @@ export function checkpointInBackground(
     }
   });
   worker.on('error', (e) => fallBack(`the checkpoint thread failed: ${e.message}`));
-  worker.on('exit', (code) => fallBack(`the checkpoint thread exited (code ${code})`));
+  let gone = false;
+  worker.on('exit', (code) => {
+    gone = true;
+    fallBack(`the checkpoint thread exited (code ${code})`);
+  });
   return {
     async stop() {
       if (stopping) return;
       stopping = true;
+      if (gone) return;
+      // Waited for while referenced: an unref'd thread and timer would let a process with nothing
+      // else to do end here (exit 13 under a top-level await), before the database is closed.
+      worker.ref();
       const exited = new Promise<void>((r) => worker.once('exit', () => r()));
       worker.postMessage('stop');
       await Promise.race([exited, new Promise<void>((r) => setTimeout(r, 2000).unref())]);

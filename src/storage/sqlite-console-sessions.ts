@@ -45,7 +45,11 @@ export class SqliteConsoleSessions implements ConsoleSessionStore {
   }
 
   async consoleSecret(): Promise<string> {
+    // A read once the secret exists: no write lock to wait for while another process holds it.
+    const get = this.db.prepare<[], { secret: string }>('SELECT secret FROM console_secret WHERE id = 1');
+    const had = get.get();
+    if (had) return had.secret;
     this.db.prepare('INSERT OR IGNORE INTO console_secret (id, secret) VALUES (1, ?)').run(randomBytes(32).toString('base64url'));
-    return this.db.prepare<[], { secret: string }>('SELECT secret FROM console_secret WHERE id = 1').get()!.secret;
+    return get.get()!.secret;
   }
 }
