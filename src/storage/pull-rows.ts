@@ -147,7 +147,9 @@ export const DAY_RECOUNT_SQL = 'SELECT (ts / 86400000) * 86400000, ecosystem, de
  * path's commit (issue 29: seven indexes were a tenth of a warm manifest GET's CPU). The searches
  * by decision and by code look for refusals, so those indexes hold only the rows that are not a
  * plain allow; a search for allowed rows reads the record newest first, where they are most rows.
- * (ecosystem, name, ts) goes: (name, id) answers the same searches in the order they are shown.
+ * (ecosystem, name, ts) goes: (name, id) answers the same searches in the order they are shown,
+ * and the record's own rows (ecosystem `audit`: prune anchors, admin refusals), rare among many,
+ * keep an index of their own. A search of one artefact ecosystem alone reads newest first.
  * A partial index is used by SQLite only when the query repeats its condition: see pullSearchSql.
  */
 export const REFUSAL_INDEXES = `DROP INDEX pulls_name_ts;
@@ -156,7 +158,8 @@ export const REFUSAL_INDEXES = `DROP INDEX pulls_name_ts;
    DROP INDEX pulls_code_id;
    CREATE INDEX pulls_refused_id ON pulls (decision, id) WHERE decision <> 'allow';
    CREATE INDEX pulls_refused_eco_id ON pulls (decision, ecosystem, id) WHERE decision <> 'allow';
-   CREATE INDEX pulls_code_id ON pulls (code, id) WHERE code IS NOT NULL;`;
+   CREATE INDEX pulls_code_id ON pulls (code, id) WHERE code IS NOT NULL;
+   CREATE INDEX pulls_audit_id ON pulls (id) WHERE ecosystem = 'audit';`;
 
 /**
  * A search of the record (listPulls), newest first, as SQL for either backend: `param` takes a
@@ -166,7 +169,9 @@ export const REFUSAL_INDEXES = `DROP INDEX pulls_name_ts;
 export function pullSearchSql(f: PullFilter, param: (v: unknown) => string): string {
   const where: string[] = [];
   const add = (col: string, op: string, v: unknown) => where.push(`${col} ${op} ${param(v)}`);
-  if (f.ecosystem) add('ecosystem', '=', f.ecosystem);
+  // The audit rows' partial index is used only with its condition written out.
+  if (f.ecosystem === 'audit') where.push("ecosystem = 'audit'");
+  else if (f.ecosystem) add('ecosystem', '=', f.ecosystem);
   if (f.name) add('name', '=', f.name);
   if (f.version) add('version', '=', f.version);
   if (f.sha256) add('sha256', '=', f.sha256);

@@ -205,7 +205,7 @@ describe('PostgreSQL: what SQLite cannot show', () => {
           .filter(partial)
           .map((d) => d.indexname)
           .sort(),
-      ).toEqual(['pulls_code_id', 'pulls_refused_eco_id', 'pulls_refused_id']);
+      ).toEqual(['pulls_audit_id', 'pulls_code_id', 'pulls_refused_eco_id', 'pulls_refused_id']);
       // A record the planner knows: 50,000 rows, one in a hundred refused.
       await c.query(
         `INSERT INTO pulls (ts, client, ecosystem, name, cache, decision, code)

@@ -91,7 +91,7 @@ describe('SQLite: the refusal indexes (issue 29)', () => {
         .filter((i) => i.partial)
         .map((i) => i.name)
         .sort(),
-    ).toEqual(['pulls_code_id', 'pulls_refused_eco_id', 'pulls_refused_id']);
+    ).toEqual(['pulls_audit_id', 'pulls_code_id', 'pulls_refused_eco_id', 'pulls_refused_id']);
     expect(plan(db, { decision: 'deny', limit: 50 })).toMatch(/USING INDEX pulls_refused_id/);
     expect(plan(db, { decision: 'deny', before: 9, limit: 50 })).toMatch(/USING INDEX pulls_refused_id/);
     expect(plan(db, { decision: 'error', ecosystem: 'oci', limit: 50 })).toMatch(/USING INDEX pulls_refused_eco_id/);
