@@ -108,6 +108,15 @@ policy:
     const cli = await airlockCli(['records', '--config', a.configFile, '--name', 'denied-name']);
     const folded = rows.find((r) => r.code === 'not_allowlisted' && r.count)!;
     expect(cli.stdout).toContain(`\tx${folded.count} until ${new Date(folded.lastTs).toISOString()}\n`);
+    // By record code: only the rate-limit rows; an unknown code is a one-line error.
+    const byCode = await airlockCli(['records', '--config', a.configFile, '--code', 'rate_limited', '--json']);
+    const coded = JSON.parse(byCode.stdout) as { code: string }[];
+    expect(coded.length).toBeGreaterThan(0);
+    expect(new Set(coded.map((r) => r.code))).toEqual(new Set(['rate_limited']));
+    const bad = await airlockCli(['records', '--config', a.configFile, '--code', 'no_such_code']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toMatch(/--code: not a record code: "no_such_code"/);
   }, 60_000);
 
   it('wrong tokens and OCI refusals are limited too, each answered in its own format', async () => {

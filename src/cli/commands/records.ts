@@ -1,5 +1,6 @@
 import { loadConfig } from '../../config/load.js';
 import { parseTime } from '../../core/time.js';
+import { RECORD_CODE_LIST, isRecordCode } from '../../core/record-codes.js';
 import { parseSignature, signerLabel } from '../../signing/record.js';
 import type { PullFilter } from '../../storage/meta-store.js';
 import { fail, withMeta, type Command } from './shared.js';
@@ -9,10 +10,13 @@ export const records: Command = {
   summary: [
     {
       synopsis: [
-        'airlock records [--config FILE] [--name N] [--ecosystem E] [--decision allow|deny]',
-        '                [--since TIME] [--until TIME] [--limit N] [--json]',
+        'airlock records [--config FILE] [--name N] [--ecosystem E] [--decision allow|deny|error]',
+        '                [--code CODE] [--since TIME] [--until TIME] [--limit N] [--json]',
       ],
-      text: ['list pull records (newest first); a folded row ends with its count (xN until TIME),', 'a signature-checked one with its signer (signer: WHO)'],
+      text: [
+        'list pull records (newest first); a folded row ends with its count (xN until TIME),',
+        'a signature-checked one with its signer (signer: WHO); --code: rows with that record code',
+      ],
     },
   ],
   async run({ values, configFile }) {
@@ -21,10 +25,14 @@ export const records: Command = {
       name: values.name,
       ecosystem: values.ecosystem as PullFilter['ecosystem'],
       decision: values.decision as PullFilter['decision'],
+      code: values.code,
       since: parseTime(values.since, '--since'),
       until: parseTime(values.until, '--until'),
       limit: values.limit === undefined ? 100 : Number(values.limit),
     };
+    if (f.decision !== undefined && !['allow', 'deny', 'error'].includes(f.decision))
+      fail(`--decision: expected allow, deny or error, got ${JSON.stringify(f.decision)}`);
+    if (f.code !== undefined && !isRecordCode(f.code)) fail(`--code: not a record code: ${JSON.stringify(f.code)} (one of ${RECORD_CODE_LIST.join(', ')})`);
     if (!Number.isInteger(f.limit) || f.limit! < 1) fail(`--limit: expected a positive whole number, got ${JSON.stringify(values.limit)}`);
     const rows = await withMeta(loaded, true, (meta) => meta.listPulls(f));
     // A folded row (repeated identical refusals) ends with its count and the time of its last event.

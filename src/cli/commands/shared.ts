@@ -21,6 +21,7 @@ export function parseCommandLine(argv: string[]) {
       name: { type: 'string' },
       ecosystem: { type: 'string' },
       decision: { type: 'string' },
+      code: { type: 'string' },
       since: { type: 'string' },
       until: { type: 'string' },
       limit: { type: 'string' },
