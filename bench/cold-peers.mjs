@@ -23,6 +23,7 @@ import { mkdirSync, openSync, readFileSync, writeFileSync, writeSync, closeSync 
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median, sleep } from './lib/proc.mjs';
+import { airlockNodeFlags } from './lib/node-flags.mjs';
 import { REGISTRY, cpu, createRig, freePort, tree } from './lib/registry-rig.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -133,7 +134,10 @@ const contenders = {
   'floor: spool + hash': () => reference('floor'),
 };
 async function reference(mode) {
-  const child = start(process.execPath, [join(ROOT, 'bench', 'floor.cjs'), mode, UP], { env: { ...process.env, ...AIRLOCK_ENV, ...TRUST } });
+  // The floor runs with Airlock's settings (glibc's and node's), so the rows differ only in the code.
+  const child = start(process.execPath, [...(await airlockNodeFlags(join(ROOT, 'dist'))), join(ROOT, 'bench', 'floor.cjs'), mode, UP], {
+    env: { ...process.env, ...AIRLOCK_ENV, ...TRUST },
+  });
   const port = await new Promise((r) => child.stdout.once('data', (d) => r(Number(String(d).trim()))));
   return { url: `http://127.0.0.1:${port}${blobPath}`, pids: [child.pid], stop: () => stop(child) };
 }
@@ -153,7 +157,7 @@ async function airlock(env, dist = join(ROOT, 'dist')) {
       join(d, 'airlock.yaml'),
       `listen: 127.0.0.1:${port}\ndata_dir: ${d}/data\nlog_level: warn\noci:\n  default_registry: bench.local\n  inventory: on-demand\n  registries:\n    bench.local: { url: "${UP}" }\npolicy:\n  oci:\n    allow:\n      - { repository: bench.local/bench/layer, tags: { v1: "${manifestDigest}" } }\n`,
     );
-    const child = start(process.execPath, [join(dist, 'cli', 'main.js'), 'serve', '--config', join(d, 'airlock.yaml')], {
+    const child = start(process.execPath, [...(await airlockNodeFlags(dist)), join(dist, 'cli', 'main.js'), 'serve', '--config', join(d, 'airlock.yaml')], {
       env: { ...process.env, ...env, ...TRUST, ...(process.env.PERF ? { NODE_OPTIONS: '--perf-basic-prof' } : {}) },
     });
     const url = `http://127.0.0.1:${port}`;

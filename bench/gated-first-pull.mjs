@@ -21,6 +21,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median, sleep } from './lib/proc.mjs';
 import { REGISTRY, cpu, createRig, freePort, tree } from './lib/registry-rig.mjs';
+import { airlockNodeFlags } from './lib/node-flags.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -101,7 +102,7 @@ async function main() {
         ? `  advisories:\n    refuse: critical\n    images:\n      unjudged: allow\n${gateOn ? '' : '      repositories: [{ repository: bench.local/bench/layer, refuse: none }]\n'}`
         : '');
     writeFileSync(join(d, 'airlock.yaml'), config(false));
-    const child = start(process.execPath, [join(dist, 'cli', 'main.js'), 'serve', '--config', join(d, 'airlock.yaml')], {
+    const child = start(process.execPath, [...(await airlockNodeFlags(dist)), join(dist, 'cli', 'main.js'), 'serve', '--config', join(d, 'airlock.yaml')], {
       env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
       // --stderr: Airlock's own warnings and errors shown.
       ...(process.argv.includes('--stderr') ? { stdio: ['ignore', 'pipe', 'inherit'] } : {}),

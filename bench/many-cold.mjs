@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { airlockNodeFlags } from './lib/node-flags.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const MiB = 1 << 20;
@@ -32,7 +33,7 @@ export async function manyCold({ runs = 3, count = 50, size = 32 * MiB, dists = 
           join(dir, 'a.yaml'),
           `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: info\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${info.port}"]\npolicy:\n  pypi:\n    allow: [${files.map((f) => `{ name: ${f.project} }`).join(', ')}]\n`,
         );
-        const air = spawn(process.execPath, [join(dist, 'cli', 'main.js'), 'serve', '--config', join(dir, 'a.yaml')], {
+        const air = spawn(process.execPath, [...(await airlockNodeFlags(dist)), join(dist, 'cli', 'main.js'), 'serve', '--config', join(dir, 'a.yaml')], {
           stdio: ['ignore', 'pipe', 'inherit'],
           env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
         });

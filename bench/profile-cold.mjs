@@ -9,6 +9,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { selfSignedCert } from './lib/tls.mjs';
+import { airlockNodeFlags } from './lib/node-flags.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 // DIST=<dir>: profile another build's dist/ (a change against the code before it).
@@ -57,7 +58,7 @@ for (let round = 0; round < 3; round++) {
     `listen: 127.0.0.1:0\ndata_dir: ${join(dir, 'data')}\nlog_level: info\npypi:\n  upstream: ${UP}/simple/\n  file_hosts: ["127.0.0.1:${info.port}"]\npolicy:\n  pypi:\n    allow: [{ name: prof-big }]\n`,
   );
   // As deployed (Dockerfile, npm start): glibc keeps freed heap for reuse (src/obs/malloc.ts).
-  const air = spawn(process.execPath, [join(DIST, 'cli', 'main.js'), 'serve', '--config', join(dir, 'a.yaml')], {
+  const air = spawn(process.execPath, [...(await airlockNodeFlags(DIST)), join(DIST, 'cli', 'main.js'), 'serve', '--config', join(dir, 'a.yaml')], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES, ...(TLS ? { NODE_EXTRA_CA_CERTS: tls.cert } : {}) },
   });

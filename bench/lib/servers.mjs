@@ -1,6 +1,7 @@
 // The servers every section starts: Airlock from dist/ with a generated configuration
 // (startAirlock), and nginx serving fixed files (startStaticNginx).
 import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { airlockNodeFlags } from './node-flags.mjs';
 import { join } from 'node:path';
 import { get } from './http.mjs';
 import { startChild, sleep, nginxBinary, RssSampler } from './proc.mjs';
@@ -51,19 +52,23 @@ export function airlockStarter({ ROOT, work, up, UP, allow, LAYER, MALLOC_TUNABL
           : ''),
     );
     const port = 20000 + Math.floor(Math.random() * 20000);
-    const child = startChild(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', cfg], {
-      // As deployed (Dockerfile, npm start): glibc keeps freed heap for reuse (src/obs/malloc.ts);
-      // BENCH_GLIBC_TUNABLES=<other settings> measures others.
-      env: {
-        ...process.env,
-        GLIBC_TUNABLES: process.env.BENCH_GLIBC_TUNABLES ?? MALLOC_TUNABLES,
-        AIRLOCK_LISTEN: `127.0.0.1:${port}`,
-        // opts.env: switches read only by the bench (AIRLOCK_BENCH_NO_CHUNK_CHECKS, section 2).
-        ...(opts.env ?? {}),
-        ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER', AIRLOCK_BENCH_FLEET: 'bench-fleet-secret-0123456789abcdef' } : {}),
-        ...(opts.hook ? { AIRLOCK_BENCH_HOOK: 'bench-hook-secret' } : {}),
+    const child = startChild(
+      process.execPath,
+      [...(await airlockNodeFlags(join(ROOT, 'dist'))), join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', cfg],
+      {
+        // As deployed (Dockerfile, npm start): glibc keeps freed heap for reuse and V8's young generation is capped (src/obs/malloc.ts);
+        // BENCH_GLIBC_TUNABLES=<other settings> measures others.
+        env: {
+          ...process.env,
+          GLIBC_TUNABLES: process.env.BENCH_GLIBC_TUNABLES ?? MALLOC_TUNABLES,
+          AIRLOCK_LISTEN: `127.0.0.1:${port}`,
+          // opts.env: switches read only by the bench (AIRLOCK_BENCH_NO_CHUNK_CHECKS, section 2).
+          ...(opts.env ?? {}),
+          ...(opts.fleet ? { AIRLOCK_BENCH_PG: opts.fleet.pg, AIRLOCK_BENCH_S3: 'S3RVER', AIRLOCK_BENCH_FLEET: 'bench-fleet-secret-0123456789abcdef' } : {}),
+          ...(opts.hook ? { AIRLOCK_BENCH_HOOK: 'bench-hook-secret' } : {}),
+        },
       },
-    });
+    );
     const url = `http://127.0.0.1:${port}`;
     for (let i = 0; i < 200; i++) {
       try {

@@ -1,4 +1,7 @@
 /**
+ * The memory settings Airlock is meant to run with: glibc's allocator settings and V8's young
+ * generation size (below).
+ *
  * glibc's allocator settings Airlock is meant to run with (set in the Dockerfile and `npm start`).
  *
  * Why: every upstream body arrives in fresh 64 KiB socket buffers that die young; V8 frees them in
@@ -24,4 +27,24 @@ export function mallocWarning(env: NodeJS.ProcessEnv = process.env): string | un
   if (!header?.glibcVersionRuntime) return undefined;
   if ((env.GLIBC_TUNABLES ?? '').includes('glibc.malloc.trim_threshold')) return undefined;
   return `GLIBC_TUNABLES is not set: glibc returns freed memory to the kernel at once, and cold pulls ran up to 2x slower in the benchmark; start Airlock with GLIBC_TUNABLES=${MALLOC_TUNABLES} (as the Dockerfile and npm start do; docs/performance.md)`;
+}
+
+/**
+ * V8's young generation capped at 4 MiB a semi-space (Node grows it up to 16), on node's command
+ * line in the Dockerfile and `npm start` (a heap size is read when the isolate is made, so it cannot
+ * be set from code). Why (issue 29): young garbage, the HTTP parser's 64 KiB body copies among it,
+ * waits for the next scavenge, and a young generation grown once (loading a 10,000-entry policy
+ * grows it to the most) stays grown until V8's memory reducer runs, ~40 s of idle later. Measured:
+ * 50 concurrent cold pulls with a 10,000-entry policy peaked at 184-189 MB with the cap against
+ * 212-218 without (bench/many-cold.mjs, 4 runs each); a cold 1 GiB pull used 3.13-3.39 CPU-s
+ * against 3.19-3.81 (bench/profile-cold.mjs, 6 pulls each way, alternating). A 1 MiB cap cost
+ * ~1 CPU-s per cold GiB in GC (docs/performance.md).
+ */
+export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
+
+/** A warning for the start-up log when node was started without NODE_FLAGS, or undefined. */
+export function nodeFlagsWarning(execArgv: readonly string[] = process.execArgv, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const given = [...execArgv, ...(env.NODE_OPTIONS ?? '').split(/\s+/)];
+  if (NODE_FLAGS.every((f) => given.some((g) => g.split('=')[0] === f.split('=')[0]))) return undefined;
+  return `node was started without ${NODE_FLAGS.join(' ')}: V8's young generation may grow to 4x and hold garbage longer (peak memory ~30 MB higher in the benchmark); start Airlock with node ${NODE_FLAGS.join(' ')} (as the Dockerfile and npm start do; docs/performance.md)`;
 }

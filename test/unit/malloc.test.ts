@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MALLOC_TUNABLES, mallocWarning } from '../../src/obs/malloc.js';
+import { MALLOC_TUNABLES, NODE_FLAGS, mallocWarning, nodeFlagsWarning } from '../../src/obs/malloc.js';
 
 const root = process.cwd();
 
@@ -41,5 +41,40 @@ describe('glibc malloc settings (issue 17)', () => {
     if (!glibc) return expect(mallocWarning({})).toBeUndefined();
     expect(mallocWarning({})).toContain(`GLIBC_TUNABLES=${MALLOC_TUNABLES}`);
     expect(mallocWarning({ GLIBC_TUNABLES: MALLOC_TUNABLES })).toBeUndefined();
+  });
+});
+
+describe("V8's young generation capped (issue 29)", () => {
+  it('the Dockerfile and npm start pass the same node flags the benchmarks import from src/obs/malloc.ts', () => {
+    const flags = NODE_FLAGS.join(' ');
+    expect(readFileSync(join(root, 'Dockerfile'), 'utf8')).toContain(
+      `ENTRYPOINT ["node", ${NODE_FLAGS.map((f) => JSON.stringify(f)).join(', ')}, "dist/cli/main.js"]`,
+    );
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.start).toContain(` node ${flags} dist/cli/main.js serve `);
+    expect(readFileSync(join(root, 'bench', 'lib', 'node-flags.mjs'), 'utf8')).toContain("import(join(dist, 'obs', 'malloc.js'))");
+  });
+
+  it('node takes the flag: however much young garbage is made, the young generation stays within the cap', () => {
+    const script = `let keep = []; for (let i = 0; i < 2e6; i++) { keep.push({ i, s: 'x' + i }); if (keep.length > 20000) keep = []; }
+      const ns = require('v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+      console.log(ns.space_size);`;
+    const size = (flags: readonly string[]) =>
+      Number(
+        execFileSync(process.execPath, [...flags, '-e', script])
+          .toString()
+          .trim(),
+      );
+    const mib = Number(NODE_FLAGS[0].split('=')[1]);
+    expect(size(NODE_FLAGS)).toBeLessThanOrEqual(2 * mib * 2 ** 20 + 2 ** 20);
+    // Without it the same work grows it past the cap (so the assertion above means something).
+    expect(size([])).toBeGreaterThan(2 * mib * 2 ** 20 + 2 ** 20);
+  });
+
+  it('serve warns, naming the flag, when node was started without it (on the command line or in NODE_OPTIONS)', () => {
+    expect(nodeFlagsWarning([], {})).toContain(`node ${NODE_FLAGS.join(' ')}`);
+    expect(nodeFlagsWarning([...NODE_FLAGS], {})).toBeUndefined();
+    expect(nodeFlagsWarning([], { NODE_OPTIONS: `--enable-source-maps ${NODE_FLAGS.join(' ')}` })).toBeUndefined();
+    expect(nodeFlagsWarning(['--max-old-space-size=4'], {})).toBeDefined();
   });
 });

@@ -1,6 +1,6 @@
 import { loadConfig } from '../../config/load.js';
 import { preflight, systemMessage } from '../../config/preflight.js';
-import { mallocWarning } from '../../obs/malloc.js';
+import { mallocWarning, nodeFlagsWarning } from '../../obs/malloc.js';
 import { startServer } from '../../server.js';
 import { fail, type Command } from './shared.js';
 
@@ -25,8 +25,7 @@ export const serve: Command = {
     const pre = await preflight(loaded, { listen: false });
     if (pre.problems.length) fail(`cannot start: ${pre.problems.join('; ')}`, 1);
     const { airlock, stop } = await startServer(loaded).catch((e) => fail(`cannot start: ${startError(e, loaded.config.listen)}`, 1));
-    const malloc = mallocWarning();
-    if (malloc) airlock.log.warn(malloc);
+    for (const w of [mallocWarning(), nodeFlagsWarning()]) if (w) airlock.log.warn(w);
     let stopping = false;
     const shutdown = (sig: string) => {
       if (stopping) return;
