@@ -27,17 +27,8 @@ export class PgPullLog implements PullLog {
   private async insertPulls(c: pg.PoolClient, recs: PullRecord[], link: ChainLink): Promise<void> {
     await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK_CHAIN]);
     const last = (await c.query<{ id: number; hash: string | null }>('SELECT id, hash FROM pulls ORDER BY id DESC LIMIT 1')).rows[0];
-    let head = last?.hash ?? null;
-    const values: unknown[] = [];
-    const tuples: string[] = [];
-    for (const rec of recs) {
-      const { prevHash, hash } = link(head, rec);
-      const base = values.length;
-      values.push(...pullValues(rec, prevHash, hash));
-      tuples.push(`(${PULL_COLUMNS.map((_, i) => `$${base + i + 1}`).join(', ')})`);
-      head = hash;
-    }
-    await c.query(`INSERT INTO pulls (${PULL_COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}`, values);
+    const insert = linkedInsert(recs, last?.hash ?? null, link);
+    await c.query(insert.sql, insert.values);
     const tally = dayTally(recs);
     await c.query(
       `INSERT INTO pull_days (day, ecosystem, decision, count) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
@@ -136,4 +127,18 @@ export class PgPullLog implements PullLog {
       return n;
     });
   }
+}
+
+/** One INSERT of `recs` chained from `head` by `link`: its SQL, its values, and the chain's new head. */
+export function linkedInsert(recs: PullRecord[], head: string | null, link: ChainLink): { sql: string; values: unknown[]; head: string | null } {
+  const values: unknown[] = [];
+  const tuples: string[] = [];
+  for (const rec of recs) {
+    const { prevHash, hash } = link(head, rec);
+    const base = values.length;
+    values.push(...pullValues(rec, prevHash, hash));
+    tuples.push(`(${PULL_COLUMNS.map((_, i) => `$${base + i + 1}`).join(', ')})`);
+    head = hash;
+  }
+  return { sql: `INSERT INTO pulls (${PULL_COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}`, values, head };
 }

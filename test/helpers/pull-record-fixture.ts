@@ -1,3 +1,5 @@
+import type Database from 'better-sqlite3';
+import { pullSearchSql } from '../../src/storage/pull-rows.js';
 import type { PullFilter, PullRecord } from '../../src/storage/meta-store.js';
 
 /** A realistic pull record and searches over it, for the record-search attacks (SQLite and PostgreSQL). */
@@ -103,4 +105,15 @@ export function searches(count: number, seed = 11): PullFilter[] {
     out.push(f);
   }
   return out;
+}
+
+/** SQLite's plan for a record search as the stores build it (pullSearchSql), its steps joined by '; '. */
+export function sqlitePlan(db: Database.Database, f: PullFilter): string {
+  const args: unknown[] = [];
+  const sql = pullSearchSql(f, (v) => (args.push(v), '?'));
+  return db
+    .prepare<unknown[], { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`)
+    .all(...args)
+    .map((p) => p.detail)
+    .join('; ');
 }

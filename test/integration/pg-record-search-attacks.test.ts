@@ -4,7 +4,8 @@ import { link, prunePulls, verifyChain } from '../../src/core/chain.js';
 import type { PullFilter, PullRecord } from '../../src/storage/meta-store.js';
 import { PgMetaStore } from '../../src/storage/pg-meta-store.js';
 import { PG_MIGRATIONS } from '../../src/storage/pg-schema.js';
-import { PULL_COLUMNS, REFUSAL_INDEXES, ROW_BYTES_SQL, pullSearchSql, pullValues } from '../../src/storage/pull-rows.js';
+import { DAY_RECOUNT_SQL, REFUSAL_INDEXES, ROW_BYTES_SQL, pullSearchSql } from '../../src/storage/pull-rows.js';
+import { linkedInsert } from '../../src/storage/pg-pulls.js';
 import { N, T0, expected, makeRecord, searches } from '../helpers/pull-record-fixture.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 
@@ -32,18 +33,12 @@ beforeAll(async () => {
   const recs = makeRecord(N);
   let head: string | null = null;
   for (let at = 0; at < recs.length; at += 1000) {
-    const values: unknown[] = [];
-    const tuples: string[] = [];
-    for (const rec of recs.slice(at, at + 1000)) {
-      const { prevHash, hash } = link(head, rec);
-      const base = values.length;
-      values.push(...pullValues(rec, prevHash, hash));
-      tuples.push(`(${PULL_COLUMNS.map((_, i) => `$${base + i + 1}`).join(', ')})`);
-      head = hash;
-    }
-    await c.query(`INSERT INTO pulls (${PULL_COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}`, values);
+    // The store's own chained insert, into the schema as it stood before the step.
+    const insert = linkedInsert(recs.slice(at, at + 1000), head, link);
+    await c.query(insert.sql, insert.values);
+    head = insert.head;
   }
-  await c.query('INSERT INTO pull_days SELECT (ts / 86400000) * 86400000, ecosystem, decision, SUM(COALESCE(count, 1)) FROM pulls GROUP BY 1, 2, 3');
+  await c.query(`INSERT INTO pull_days ${DAY_RECOUNT_SQL} GROUP BY 1, 2, 3`);
   await c.query(`UPDATE pull_size SET rows = (SELECT COUNT(*) FROM pulls), bytes = (SELECT SUM(${ROW_BYTES_SQL}) FROM pulls)`);
   rows = recs.map((r, i) => ({ ...r, id: i + 1 }));
   meta = await PgMetaStore.open(srv.url, { schema });

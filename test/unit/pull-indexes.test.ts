@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { SQLITE_MIGRATIONS } from '../../src/storage/sqlite-schema.js';
-import { REFUSAL_INDEXES, pullSearchSql } from '../../src/storage/pull-rows.js';
+import { REFUSAL_INDEXES } from '../../src/storage/pull-rows.js';
 import type { PullFilter } from '../../src/storage/meta-store.js';
+import { sqlitePlan } from '../helpers/pull-record-fixture.js';
 
 /**
  * Issue 29: an allowed pull is written into three of the record's indexes, not seven. The
@@ -28,16 +29,6 @@ const rowOf = (i: number) => ({
   decision: DECISIONS[i % DECISIONS.length],
   code: CODES[(i * 5) % 4],
 });
-
-function plan(db: Database.Database, f: PullFilter): string {
-  const args: unknown[] = [];
-  const sql = pullSearchSql(f, (v) => (args.push(v), '?'));
-  return db
-    .prepare<unknown[], { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`)
-    .all(...args)
-    .map((r) => r.detail)
-    .join('; ');
-}
 
 describe('SQLite: the refusal indexes (issue 29)', () => {
   it('migrate a record written before them; every search finds the same rows, and searches by decision or code read only their index', async () => {
@@ -92,11 +83,11 @@ describe('SQLite: the refusal indexes (issue 29)', () => {
         .map((i) => i.name)
         .sort(),
     ).toEqual(['pulls_audit_id', 'pulls_code_id', 'pulls_refused_eco_id', 'pulls_refused_id']);
-    expect(plan(db, { decision: 'deny', limit: 50 })).toMatch(/USING INDEX pulls_refused_id/);
-    expect(plan(db, { decision: 'deny', before: 9, limit: 50 })).toMatch(/USING INDEX pulls_refused_id/);
-    expect(plan(db, { decision: 'error', ecosystem: 'oci', limit: 50 })).toMatch(/USING INDEX pulls_refused_eco_id/);
-    expect(plan(db, { code: 'advisory', limit: 50 })).toMatch(/USING INDEX pulls_code_id/);
+    expect(sqlitePlan(db, { decision: 'deny', limit: 50 })).toMatch(/USING INDEX pulls_refused_id/);
+    expect(sqlitePlan(db, { decision: 'deny', before: 9, limit: 50 })).toMatch(/USING INDEX pulls_refused_id/);
+    expect(sqlitePlan(db, { decision: 'error', ecosystem: 'oci', limit: 50 })).toMatch(/USING INDEX pulls_refused_eco_id/);
+    expect(sqlitePlan(db, { code: 'advisory', limit: 50 })).toMatch(/USING INDEX pulls_code_id/);
     // The newest page of refusals is read in order from the index: no sort of every refusal.
-    expect(plan(db, { decision: 'deny', limit: 50 })).not.toMatch(/TEMP B-TREE/);
+    expect(sqlitePlan(db, { decision: 'deny', limit: 50 })).not.toMatch(/TEMP B-TREE/);
   });
 });

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendPulls, link, prunePulls, prunePullsToSize, verifyChain } from '../../src/core/chain.js';
 import type { PullFilter, PullRecord } from '../../src/storage/meta-store.js';
-import { N, T0, expected, makeRecord, searches } from '../helpers/pull-record-fixture.js';
-import { PULL_COLUMNS, REFUSAL_INDEXES, ROW_BYTES_SQL, pullSearchSql, pullValues } from '../../src/storage/pull-rows.js';
+import { N, T0, expected, makeRecord, searches, sqlitePlan } from '../helpers/pull-record-fixture.js';
+import { DAY_RECOUNT_SQL, PULL_COLUMNS, REFUSAL_INDEXES, ROW_BYTES_SQL, pullValues } from '../../src/storage/pull-rows.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { SQLITE_MIGRATIONS } from '../../src/storage/sqlite-schema.js';
 
@@ -18,16 +18,6 @@ import { SQLITE_MIGRATIONS } from '../../src/storage/sqlite-schema.js';
  */
 const dir = mkdtempSync(join(tmpdir(), 'airlock-search-attacks-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function planOf(db: Database.Database, f: PullFilter): string {
-  const args: unknown[] = [];
-  const sql = pullSearchSql(f, (v) => (args.push(v), '?'));
-  return db
-    .prepare<unknown[], { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`)
-    .all(...args)
-    .map((p) => p.detail)
-    .join('; ');
-}
 
 describe('SQLite: searches of a record migrated across the refusal-index step', () => {
   const path = join(dir, 'airlock.db');
@@ -51,9 +41,7 @@ describe('SQLite: searches of a record migrated across the refusal-index step', 
         ins.run(...pullValues(rec, prevHash, hash));
         head = hash;
       }
-      old.exec(
-        'DELETE FROM pull_days; INSERT INTO pull_days SELECT (ts / 86400000) * 86400000, ecosystem, decision, SUM(COALESCE(count, 1)) FROM pulls GROUP BY 1, 2, 3',
-      );
+      old.exec(`DELETE FROM pull_days; INSERT INTO pull_days ${DAY_RECOUNT_SQL} GROUP BY 1, 2, 3`);
       old.exec(`UPDATE pull_size SET rows = (SELECT COUNT(*) FROM pulls), bytes = (SELECT SUM(${ROW_BYTES_SQL}) FROM pulls)`);
     })();
     old.close();
@@ -108,7 +96,7 @@ describe('SQLite: searches of a record migrated across the refusal-index step', 
     for (const code of ['advisory', 'client_gone'])
       for (const ecosystem of [undefined, 'pypi'] as const)
         refusalSearches.push({ code, ecosystem, since: T0, limit: 50 }, { code, decision: 'allow', limit: 50 });
-    for (const f of refusalSearches) expect(planOf(db, f), JSON.stringify(f)).toMatch(/USING INDEX pulls_(refused_id|refused_eco_id|code_id)/);
+    for (const f of refusalSearches) expect(sqlitePlan(db, f), JSON.stringify(f)).toMatch(/USING INDEX pulls_(refused_id|refused_eco_id|code_id)/);
   });
 
   it('a search of the admin/audit rows alone (records page, `airlock records --ecosystem audit`) does not read every allowed row', () => {
@@ -119,8 +107,8 @@ describe('SQLite: searches of a record migrated across the refusal-index step', 
       { ecosystem: 'audit', limit: 50 },
       { ecosystem: 'audit', before: 60_000, limit: 50 },
     ] as PullFilter[]) {
-      expect(planOf(db, f), JSON.stringify(f)).not.toMatch(/^SCAN pulls$|USING INTEGER PRIMARY KEY/);
-      expect(planOf(db, f), JSON.stringify(f)).toMatch(/USING INDEX pulls_audit_id/);
+      expect(sqlitePlan(db, f), JSON.stringify(f)).not.toMatch(/^SCAN pulls$|USING INTEGER PRIMARY KEY/);
+      expect(sqlitePlan(db, f), JSON.stringify(f)).toMatch(/USING INDEX pulls_audit_id/);
     }
   });
 
