@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -9,6 +8,7 @@ import { appendPulls, verifyChain } from '../../src/core/chain.js';
 import { Recorder } from '../../src/core/records.js';
 import { Metrics } from '../../src/obs/metrics.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+import { holdWriteLock, otherProcess } from '../helpers/other-process.js';
 
 /**
  * Attacks on "no pull row is lost because of another writer" (3b3bad7, BEGIN IMMEDIATE): other
@@ -35,38 +35,8 @@ const row = (name: string, i: number) => ({
   ...(i % 5 === 0 ? { code: 'not_allowlisted' as const } : {}),
 });
 
-/** Run a script in another process; resolves with its exit code and stderr, and `ready` once it prints "ready". */
-let children = 0;
-function child(script: string, args: string[]): { ready: Promise<void>; done: Promise<{ code: number | null; err: string }>; out: () => string } {
-  // A file of its own (no --input-type flag for the store's checkpoint thread to inherit), as the CLI is run.
-  const file = join(dir, `child-${++children}.mjs`);
-  writeFileSync(file, script);
-  const p = spawn(process.execPath, [file, ...args], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  let err = '';
-  p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const ready = new Promise<void>((resolve, reject) => {
-    p.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-    p.once('exit', () => reject(new Error(`the child exited before it was ready: ${err}`)));
-  });
-  return { ready, done: new Promise((r) => p.once('exit', (code) => r({ code, err }))), out: () => out };
-}
-
-/** Another process (a CLI command) holding the write lock for `ms` with a write in it, then committing. */
-const holdLock = (path: string, ms: number) =>
-  child(
-    `import { createRequire } from 'node:module';
-     const Database = createRequire(${JSON.stringify(join(process.cwd(), 'package.json'))})('better-sqlite3');
-     const db = new Database(process.argv[2]);
-     db.exec('BEGIN IMMEDIATE');
-     db.prepare("INSERT OR REPLACE INTO pages (key, body, fetched_at) VALUES ('cli', 'x', 1)").run();
-     process.stdout.write('ready\\n');
-     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(process.argv[3]));
-     db.exec('COMMIT');
-     db.close();`,
-    [path, String(ms)],
-  );
+const child = (script: string, args: string[]) => otherProcess(dir, script, args);
+const holdLock = (path: string, ms: number) => holdWriteLock(dir, path, ms);
 
 /** Another process running the store: `batches` appends of 1-3 pull rows, with its own checkpoint thread; a token and an advisory sync between. */
 const storeWriter = (path: string, tag: string, batches: number) =>

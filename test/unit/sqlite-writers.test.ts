@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { appendPulls, verifyChain } from '../../src/core/chain.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+import { holdWriteLock } from '../helpers/other-process.js';
 
 /**
  * The embedded database has other writers: `airlock tokens`, `airlock advisories import` and the
@@ -16,24 +16,6 @@ import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
  */
 const dir = mkdtempSync(join(tmpdir(), 'airlock-writers-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** Another process holding the write lock for `ms`, writing and committing; resolves when it holds the lock and when it is done. */
-function otherWriter(path: string, ms: number): { locked: Promise<void>; done: Promise<number | null> } {
-  const script = `
-    const db = new (require('better-sqlite3'))(process.argv[1]);
-    db.exec('BEGIN IMMEDIATE');
-    db.prepare("INSERT OR REPLACE INTO pages (key, body, fetched_at) VALUES ('other', 'x', 1)").run();
-    process.stdout.write('locked\\n');
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(process.argv[2]));
-    db.exec('COMMIT');
-    db.close();`;
-  const child = spawn(process.execPath, ['-e', script, path, String(ms)], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
-  const locked = new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && resolve());
-    child.once('exit', () => reject(new Error('the other writer exited before it held the lock')));
-  });
-  return { locked, done: new Promise((r) => child.once('exit', r)) };
-}
 
 const row = (i: number) => ({ ts: i, client: 'c', ecosystem: 'pypi' as const, name: 'x', version: '1', cache: 'miss' as const, decision: 'allow' as const });
 
@@ -62,13 +44,13 @@ describe('SQLite: write transactions wait for another process that is writing', 
         ['alert claim', () => meta.alerts.claimAlerts('me', Date.now(), 1000, 10)],
       ];
       for (const [what, op] of ops) {
-        const other = otherWriter(path, 300);
-        await other.locked;
+        const other = holdWriteLock(dir, path, 300);
+        await other.ready;
         const t0 = performance.now();
         await expect(op(), what).resolves.not.toThrow();
         // It waited for the other writer's commit (300 ms), within the store's busy timeout.
         expect(performance.now() - t0, what).toBeGreaterThan(150);
-        expect(await other.done, what).toBe(0);
+        expect((await other.done).code, what).toBe(0);
       }
       const chain = await verifyChain(meta);
       expect(chain.rows).toBe(2);
