@@ -1,6 +1,6 @@
 import { html } from 'hono/html';
 import { verifyChain } from '../core/chain.js';
-import type { PullFilter, StoredPullRecord } from '../storage/meta-store.js';
+import { DECISIONS, isDecision, type PullFilter, type StoredPullRecord } from '../storage/meta-store.js';
 import { filters, page, PAGE, type ConsoleApp } from './context.js';
 import { layout, pullsTable, select, when, type H } from './layout.js';
 import type { ConsoleDeps } from './routes.js';
@@ -45,7 +45,7 @@ export function recordsPage(
     html`<form class="filters" method="get" action="/-/ui/records">
 <label for="name">Name<input id="name" name="name" value="${f.name ?? ''}"></label>
 ${select('ecosystem', 'Ecosystem', f.ecosystem, ['pypi', 'oci', 'hf', 'audit'])}
-${select('decision', 'Decision', f.decision, ['allow', 'deny', 'error'])}
+${select('decision', 'Decision', f.decision, [...DECISIONS])}
 <button type="submit">Search</button></form>
 ${pullsTable(rows)}
 ${pager(f.query, rows, limit)}
@@ -60,7 +60,7 @@ export function recordsRoutes(app: ConsoleApp, d: ConsoleDeps): void {
   app.get('/records', async (c) => {
     const { q, before, query } = filters(c);
     const ecosystem = ['pypi', 'oci', 'hf', 'audit'].includes(q.ecosystem) ? (q.ecosystem as PullFilter['ecosystem']) : undefined;
-    const decision = ['allow', 'deny', 'error'].includes(q.decision) ? (q.decision as PullFilter['decision']) : undefined;
+    const decision = isDecision(q.decision) ? q.decision : undefined;
     const name = q.name ? q.name.slice(0, 300) : undefined;
     const rows = await d.meta.listPulls({ ecosystem, decision, name, before, limit: PAGE });
     return page(c, recordsPage(c.get('session').csrf, { name, ecosystem, decision, query }, rows, PAGE, chain));

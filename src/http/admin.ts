@@ -1,7 +1,7 @@
 import type { Context, Hono } from 'hono';
 import type { Recorder } from '../core/records.js';
 import type { Metrics } from '../obs/metrics.js';
-import type { PullFilter, PullLog } from '../storage/meta-store.js';
+import { isDecision, type PullFilter, type PullLog } from '../storage/meta-store.js';
 import type { InventoryStore } from '../storage/inventory-store.js';
 import { AirlockError } from '../core/errors.js';
 import { parseTime } from '../core/time.js';
@@ -62,7 +62,7 @@ export function mountAdmin(app: Hono<AppEnv>, d: AdminDeps): void {
     };
     if (f.ecosystem && !['pypi', 'hf', 'oci', 'audit'].includes(f.ecosystem))
       throw new AirlockError('BAD_REQUEST', 'ecosystem: expected pypi, hf, oci or audit');
-    if (f.decision && !['allow', 'deny', 'error'].includes(f.decision)) throw new AirlockError('BAD_REQUEST', 'decision: expected allow, deny or error');
+    if (f.decision && !isDecision(f.decision)) throw new AirlockError('BAD_REQUEST', 'decision: expected allow, deny or error');
     return c.json({ records: await d.meta.listPulls(f) });
   });
 

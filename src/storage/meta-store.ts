@@ -35,7 +35,11 @@ export interface CachedPage {
 /** 'audit' rows are the record's own events (retention pruning), chained like the rest. */
 export type Ecosystem = 'pypi' | 'hf' | 'oci' | 'audit';
 export type CacheState = 'hit' | 'miss' | 'join' | 'none';
-export type Decision = 'allow' | 'deny' | 'error';
+/** A pull record's decisions; what the record's searches (admin API, CLI, console) accept. */
+export const DECISIONS = ['allow', 'deny', 'error'] as const;
+export type Decision = (typeof DECISIONS)[number];
+/** Whether `s` is one of DECISIONS. */
+export const isDecision = (s: unknown): s is Decision => (DECISIONS as readonly unknown[]).includes(s);
 
 export interface PullRecord {
   ts: number;

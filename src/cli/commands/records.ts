@@ -2,7 +2,7 @@ import { loadConfig } from '../../config/load.js';
 import { parseTime } from '../../core/time.js';
 import { RECORD_CODE_LIST, isRecordCode } from '../../core/record-codes.js';
 import { parseSignature, signerLabel } from '../../signing/record.js';
-import type { PullFilter } from '../../storage/meta-store.js';
+import { isDecision, type PullFilter } from '../../storage/meta-store.js';
 import { fail, withMeta, type Command } from './shared.js';
 
 /** `airlock records`: list pull records, newest first, filtered, as tab-separated lines or JSON. */
@@ -30,8 +30,7 @@ export const records: Command = {
       until: parseTime(values.until, '--until'),
       limit: values.limit === undefined ? 100 : Number(values.limit),
     };
-    if (f.decision !== undefined && !['allow', 'deny', 'error'].includes(f.decision))
-      fail(`--decision: expected allow, deny or error, got ${JSON.stringify(f.decision)}`);
+    if (f.decision !== undefined && !isDecision(f.decision)) fail(`--decision: expected allow, deny or error, got ${JSON.stringify(f.decision)}`);
     if (f.code !== undefined && !isRecordCode(f.code)) fail(`--code: not a record code: ${JSON.stringify(f.code)} (one of ${RECORD_CODE_LIST.join(', ')})`);
     if (!Number.isInteger(f.limit) || f.limit! < 1) fail(`--limit: expected a positive whole number, got ${JSON.stringify(values.limit)}`);
     const rows = await withMeta(loaded, true, (meta) => meta.listPulls(f));
