@@ -2,6 +2,7 @@ import { affectedImages, InventoryCache } from '../audit/affected.js';
 import { Advisories, type AdvisoryMatch, type OsvRecord } from '../policy/advisories.js';
 import type { Policy } from '../policy/index.js';
 import type { MetaStore, StoredPullRecord } from '../storage/meta-store.js';
+import { eachPull } from '../storage/pull-pages.js';
 
 /**
  * "What changed, for whom" (issue 28): for one advisory, the artefacts Airlock served that it
@@ -36,17 +37,26 @@ export interface Impact {
   clients: ClientPulls[];
 }
 
-const ALL = 1_000_000;
+/** Pulls counted per client as rows are read (pull-pages.ts): no row is kept. */
+export class ClientTally {
+  private readonly by = new Map<string, ClientPulls>();
 
-export function clientsOf(pulls: StoredPullRecord[]): ClientPulls[] {
-  const by = new Map<string, ClientPulls>();
-  for (const p of pulls) {
+  add(p: StoredPullRecord): void {
     const last = p.lastTs ?? p.ts;
-    const c = by.get(p.client);
-    if (!c) by.set(p.client, { client: p.client, pulls: p.count ?? 1, first: p.ts, last });
+    const c = this.by.get(p.client);
+    if (!c) this.by.set(p.client, { client: p.client, pulls: p.count ?? 1, first: p.ts, last });
     else Object.assign(c, { pulls: c.pulls + (p.count ?? 1), first: Math.min(c.first, p.ts), last: Math.max(c.last, last) });
   }
-  return [...by.values()].sort((a, b) => a.client.localeCompare(b.client));
+
+  list(): ClientPulls[] {
+    return [...this.by.values()].sort((a, b) => a.client.localeCompare(b.client));
+  }
+}
+
+export function clientsOf(pulls: StoredPullRecord[]): ClientPulls[] {
+  const t = new ClientTally();
+  for (const p of pulls) t.add(p);
+  return t.list();
 }
 
 /**
@@ -57,30 +67,25 @@ export async function impactOf(meta: MetaStore, rec: OsvRecord, policy?: Policy,
   if (rec.withdrawn) return [];
   const adv = new Advisories([rec]);
   const out: Impact[] = [];
-  const pypi = new Map<string, { name: string; version: string; match: AdvisoryMatch; pulls: StoredPullRecord[]; ids: Set<number> }>();
+  const pypi = new Map<string, { name: string; version: string; match: AdvisoryMatch; clients: ClientTally; files: Map<string, string | null> }>();
   const addPypi = (p: StoredPullRecord) => {
     // A PEP 658 metadata file (pip reads it while resolving) is not the release itself.
     if (p.decision !== 'allow' || !p.version || p.filename?.endsWith('.metadata')) return;
     const match = adv.matchPypi(p.name, p.version, p.sha256 ?? undefined).find((m) => m.id === rec.id);
     if (!match) return;
     const key = `pkg:pypi/${p.name}@${p.version}`;
-    const e = pypi.get(key) ?? { name: p.name, version: p.version, match, pulls: [], ids: new Set<number>() };
-    // A row found both by name and by hash counts once (a Set: a popular release has 100,000s of rows).
-    if (!e.ids.has(p.id)) {
-      e.ids.add(p.id);
-      e.pulls.push(p);
-    }
+    const e = pypi.get(key) ?? { name: p.name, version: p.version, match, clients: new ClientTally(), files: new Map<string, string | null>() };
+    e.clients.add(p);
+    if (p.sha256) e.files.set(p.sha256, p.filename ?? null);
     pypi.set(key, e);
   };
-  for (const name of adv.packagesOf(rec)) {
-    if (name.includes(' ')) continue; // an OS package ("<ecosystem> <name>"): images below
-    // Not filtered by decision in the query: the (decision, ecosystem, id) index would walk every served row; addPypi keeps the served ones.
-    for (const p of await meta.listPulls({ ecosystem: 'pypi', name, limit: ALL })) addPypi(p);
-  }
-  for (const h of adv.hashesOf(rec)) for (const p of await meta.listPulls({ ecosystem: 'pypi', sha256: h, limit: ALL })) addPypi(p);
+  // Every row of the named packages, then the rows of the listed hashes under other names: a row
+  // counts once, and nothing is held per row (a popular release has 100,000s of them).
+  const names = new Set(adv.packagesOf(rec).filter((n) => !n.includes(' '))); // "<ecosystem> <name>": an OS package, images below
+  // Not filtered by decision in the query: the (decision, ecosystem, id) index would walk every served row; addPypi keeps the served ones.
+  for (const name of names) await eachPull(meta, { ecosystem: 'pypi', name }, addPypi);
+  for (const h of adv.hashesOf(rec)) await eachPull(meta, { ecosystem: 'pypi', sha256: h }, (p) => names.has(p.name) || addPypi(p));
   for (const [artefact, e] of [...pypi].sort(([a], [b]) => a.localeCompare(b))) {
-    const files = new Map<string, string | null>();
-    for (const p of e.pulls) if (p.sha256) files.set(p.sha256, p.filename ?? null);
     out.push({
       artefact,
       kind: 'pypi',
@@ -89,18 +94,19 @@ export async function impactOf(meta: MetaStore, rec: OsvRecord, policy?: Policy,
       fixed: e.match.fixed ?? null,
       severity: e.match.severity,
       malicious: e.match.malicious,
-      files: [...files].map(([sha256, filename]) => ({ filename, sha256 })).sort((a, b) => a.sha256.localeCompare(b.sha256)),
+      files: [...e.files].map(([sha256, filename]) => ({ filename, sha256 })).sort((a, b) => a.sha256.localeCompare(b.sha256)),
       repositories: [],
       tags: [],
-      clients: clientsOf(e.pulls),
+      clients: e.clients.list(),
     });
   }
   for (const img of await affectedImages(meta, adv, rec, policy, inventories)) {
     const digests = new Set([img.digest]);
     for (const repo of img.repositories) for (const p of await meta.getOciParents(repo, img.digest)) digests.add(p.parent);
-    const pulls: StoredPullRecord[] = [];
-    for (const d of digests) pulls.push(...(await meta.listPulls({ ecosystem: 'oci', sha256: d.slice(7), limit: ALL })).filter((p) => p.decision === 'allow'));
-    if (!pulls.length) continue;
+    const clients = new ClientTally();
+    let served = 0;
+    for (const d of digests) await eachPull(meta, { ecosystem: 'oci', sha256: d.slice(7), decision: 'allow' }, (p) => (served++, clients.add(p)));
+    if (!served) continue;
     const inv = await inventories.get(img.digest);
     const ecosystem = inv?.os?.ecosystem ?? 'PyPI';
     const matches = img.packages.flatMap((p) =>
@@ -120,7 +126,7 @@ export async function impactOf(meta: MetaStore, rec: OsvRecord, policy?: Policy,
       files: [{ filename: null, sha256: img.digest }],
       repositories: img.repositories,
       tags: img.tags,
-      clients: clientsOf(pulls),
+      clients: clients.list(),
     });
   }
   return out;

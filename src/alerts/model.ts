@@ -2,7 +2,8 @@ import type { NewlyRefused } from '../hf/rescan.js';
 import { SCANNER_VERSION } from '../scan/index.js';
 import type { NewAlert } from '../storage/alert-store.js';
 import type { MetaStore } from '../storage/meta-store.js';
-import { clientsOf } from './impact.js';
+import { eachPull } from '../storage/pull-pages.js';
+import { ClientTally } from './impact.js';
 import { clientLines, type AlertDocument } from './message.js';
 
 /**
@@ -32,8 +33,9 @@ export function modelAlertDocument(n: NewlyRefused, clients: AlertDocument['clie
 
 /** Queue the alert of a newly refused model file on every channel; returns how many rows were new. */
 export async function queueModelRefusal(meta: MetaStore, n: NewlyRefused, channels: string[], baseUrl: string, now = Date.now()): Promise<number> {
-  const served = await meta.listPulls({ ecosystem: 'hf', sha256: n.sha256, decision: 'allow', limit: 10_000 });
-  const payload = JSON.stringify(modelAlertDocument(n, clientLines(clientsOf(served)), baseUrl));
+  const served = new ClientTally();
+  await eachPull(meta, { ecosystem: 'hf', sha256: n.sha256, decision: 'allow' }, (p) => served.add(p));
+  const payload = JSON.stringify(modelAlertDocument(n, clientLines(served.list()), baseUrl));
   const alerts: NewAlert[] = channels.map((channel) => ({ advisoryId: SCANNER_VERSION, modified: '', artefact: `hf:sha256:${n.sha256}`, channel, payload }));
   return meta.alerts.enqueueAlerts(alerts, [], now);
 }

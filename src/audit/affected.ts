@@ -5,6 +5,7 @@ import { normalizeName } from '../names/pypi.js';
 import type { Policy } from '../policy/index.js';
 import { schemeOf } from '../versions/index.js';
 import type { MetaStore, PullFilter, StoredPullRecord } from '../storage/meta-store.js';
+import { eachPull, pullPages } from '../storage/pull-pages.js';
 
 export interface AffectedImage {
   /** The image manifest's digest. */
@@ -32,8 +33,6 @@ interface StoredInventory {
 
 const TYPE_OF_SCHEME: Record<string, string> = { deb: 'deb', apk: 'apk', rpm: 'rpm' };
 
-const ALL = 1_000_000;
-
 /**
  * "Who pulled the affected artefact?": every pull (served or refused) of what an advisory names,
  * or of one package URL, newest first.
@@ -50,22 +49,28 @@ export async function affected(meta: MetaStore, query: string, policy?: Policy):
   const packages = adv.packagesOf(rec);
   const hashes = new Set(adv.hashesOf(rec));
   const rows: StoredPullRecord[] = [];
-  for (const name of packages) {
-    for (const p of await meta.listPulls({ ecosystem: 'pypi', name, limit: ALL })) {
+  // Every row of the named packages, then the rows of the listed hashes and of the images' digests:
+  // a row under a named package was met by the first pass; any other may be met twice (two
+  // affected images can share a parent index), so those are kept by id.
+  const names = new Set(packages);
+  for (const name of names) {
+    await eachPull(meta, { ecosystem: 'pypi', name }, (p) => {
       const byVersion = p.version ? adv.matchPypi(name, p.version).some((m) => m.id === rec.id) : false;
       if (byVersion || (p.sha256 && hashes.has(p.sha256))) rows.push(p);
-    }
+    });
   }
-  for (const h of hashes) {
-    for (const p of await meta.listPulls({ sha256: h, limit: ALL })) if (!rows.some((r) => r.id === p.id)) rows.push(p);
-  }
+  const ids = new Set<number>();
+  const addOnce = (p: StoredPullRecord) => {
+    if ((p.ecosystem === 'pypi' && names.has(p.name)) || ids.has(p.id)) return;
+    ids.add(p.id);
+    rows.push(p);
+  };
+  for (const h of hashes) await eachPull(meta, { sha256: h }, addOnce);
   const images = await affectedImages(meta, adv, rec, policy);
   for (const img of images) {
     const digests = new Set([img.digest]);
     for (const repo of img.repositories) for (const p of await meta.getOciParents(repo, img.digest)) digests.add(p.parent);
-    for (const d of digests) {
-      for (const p of await meta.listPulls({ ecosystem: 'oci', sha256: d.slice(7), limit: ALL })) if (!rows.some((r) => r.id === p.id)) rows.push(p);
-    }
+    for (const d of digests) await eachPull(meta, { ecosystem: 'oci', sha256: d.slice(7) }, addOnce);
   }
   rows.sort((a, b) => b.id - a.id);
   const osPackages = adv.osPackagesOf(rec).map((p) => `${p.ecosystem} ${p.name}`);
@@ -144,8 +149,9 @@ export async function affectedImages(
     }
   }
   for (const img of candidates.values()) {
-    const pulls = await meta.listPulls({ ecosystem: 'oci', sha256: img.digest.slice(7), limit: ALL });
-    img.repositories = [...new Set(pulls.map((p) => p.name))].sort();
+    const repositories = new Set<string>();
+    await eachPull(meta, { ecosystem: 'oci', sha256: img.digest.slice(7) }, (p) => repositories.add(p.name));
+    img.repositories = [...repositories].sort();
     if (policy) {
       for (const repo of img.repositories) {
         const digests = new Set([img.digest, ...(await meta.getOciParents(repo, img.digest)).map((p) => p.parent)]);
@@ -167,7 +173,7 @@ async function pullsOfPurl(meta: MetaStore, s: string): Promise<StoredPullRecord
   } catch (e) {
     throw new ConfigError(`affected: ${JSON.stringify(s)} is not a package URL: ${(e as Error).message}`);
   }
-  const f: PullFilter = { limit: ALL };
+  const f: PullFilter = {};
   if (p.type === 'pypi') {
     Object.assign(f, { ecosystem: 'pypi', name: normalizeName(p.name) });
     if (p.version) f.version = p.version;
@@ -184,5 +190,7 @@ async function pullsOfPurl(meta: MetaStore, s: string): Promise<StoredPullRecord
   } else {
     throw new ConfigError(`affected: package URL type ${p.type} is not one Airlock serves (pypi, huggingface, oci)`);
   }
-  return meta.listPulls(f);
+  const rows: StoredPullRecord[] = [];
+  for await (const page of pullPages(meta, f)) rows.push(...page);
+  return rows;
 }

@@ -2,6 +2,7 @@ import * as CDX from '@cyclonedx/cyclonedx-library';
 import { PackageURL } from 'packageurl-js';
 import { parseSignature, signerLabel, type RecordSignature } from '../signing/record.js';
 import type { PullFilter, PullLog, StoredPullRecord } from '../storage/meta-store.js';
+import { eachPull } from '../storage/pull-pages.js';
 import type { InventoryStore } from '../storage/inventory-store.js';
 
 export interface SbomOptions {
@@ -108,12 +109,9 @@ const REGISTRY: Record<string, string> = {
  * Image manifests with an inventory nest their OS and packages (deb, apk, rpm, pypi package URLs).
  */
 export async function buildSbom(meta: PullLog & { inventories: InventoryStore }, o: SbomOptions): Promise<string> {
-  const rows = o.rows
-    ? o.rows.filter((r) => r.decision === 'allow')
-    : await meta.listPulls({ since: o.since, until: o.until, ecosystem: o.ecosystem, decision: 'allow', limit: 100_000 });
   const arts = new Map<string, Artefact>();
-  for (const r of rows) {
-    if (o.client && r.client !== o.client) continue;
+  const add = (r: StoredPullRecord) => {
+    if (o.client && r.client !== o.client) return;
     const key = [r.ecosystem, r.name, r.version ?? '', r.filename ?? '', r.sha256 ?? ''].join('\0');
     const a = arts.get(key) ?? {
       ecosystem: r.ecosystem,
@@ -137,7 +135,10 @@ export async function buildSbom(meta: PullLog & { inventories: InventoryStore },
     a.pulls++;
     a.clients.add(r.client);
     arts.set(key, a);
-  }
+  };
+  // Every served row of the window, a page at a time (pull-pages.ts): an SBOM cut at one page would leave out what was pulled before it.
+  if (o.rows) for (const r of o.rows) if (r.decision === 'allow') add(r);
+  if (!o.rows) await eachPull(meta, { since: o.since, until: o.until, ecosystem: o.ecosystem, decision: 'allow' }, add);
   const bom = new CDX.Models.Bom();
   bom.metadata.timestamp = new Date();
   bom.metadata.tools.components.add(new CDX.Models.Component(CDX.Enums.ComponentType.Application, 'airlock', { version: o.version }));

@@ -79,8 +79,16 @@ function signerNote(r: StoredPullRecord): H | '' {
   return s ? html`<br><span class="muted signer">signer: ${signerLabel(s)}</span>` : '';
 }
 
-export function pullsTable(rows: StoredPullRecord[]): H {
-  return html`<table><thead><tr><th scope="col">Time</th><th scope="col">Client</th><th scope="col">Artefact</th><th scope="col">Cache</th><th scope="col">Decision</th><th scope="col">Reason</th></tr></thead>
+/** Rows a pulls table shows: an answer of 100,000s of rows is summarised above it and exported whole, not drawn. */
+export const TABLE_ROWS = 1000;
+
+export function pullsTable(all: StoredPullRecord[]): H {
+  const rows = all.length > TABLE_ROWS ? all.slice(0, TABLE_ROWS) : all;
+  const more =
+    all.length > rows.length
+      ? html`<p class="muted">The newest ${TABLE_ROWS.toLocaleString('en')} of ${all.length.toLocaleString('en')} rows are shown; the exports hold every row.</p>`
+      : '';
+  return html`${more}<table><thead><tr><th scope="col">Time</th><th scope="col">Client</th><th scope="col">Artefact</th><th scope="col">Cache</th><th scope="col">Decision</th><th scope="col">Reason</th></tr></thead>
 <tbody>${rows.map(
     (r) =>
       html`<tr><td>${when(r.ts)}</td><td><code>${r.client}</code></td><td>${r.ecosystem}: ${artefact(r)}</td><td>${r.cache}</td><td${r.decision === 'allow' ? '' : html` class="deny"`}>${r.decision}</td><td>${r.reason ?? ''}${signerNote(r)}</td></tr>`,

@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
 import type { ChainReport, PullLog, PullRecord } from '../storage/meta-store.js';
+import { eachPull } from '../storage/pull-pages.js';
 
 /**
  * The hash chain of the pull record, above the storage seam: what a row's hash covers, how rows
@@ -55,7 +56,8 @@ export function appendPulls(log: PullLog, recs: PullRecord[]): Promise<void> {
 /** Walk the chain from the first row and name the first row that breaks it. */
 export async function verifyChain(log: PullLog): Promise<ChainReport> {
   // Retention prunes leave an anchor row naming the last removed row's hash: the chain may start there.
-  const anchors = new Set((await log.listPulls({ ecosystem: 'audit', name: 'prune', limit: Number.MAX_SAFE_INTEGER })).map((r) => r.sha256));
+  const anchors = new Set<string | null | undefined>();
+  await eachPull(log, { ecosystem: 'audit', name: 'prune' }, (r) => anchors.add(r.sha256));
   const out: ChainReport = { rows: 0, unchained: 0, head: null };
   let prev: { id: number; hash: string } | null = null;
   for await (const r of log.scanPulls()) {

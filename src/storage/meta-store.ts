@@ -171,7 +171,7 @@ export type ChainLink = (head: string | null, rec: PullRecord) => { prevHash: st
 export interface PullLog {
   /** Append rows, in order, atomically (one transaction for the batch), each linked to the one before. */
   appendPulls(recs: PullRecord[], link: ChainLink): Promise<void>;
-  /** Rows matching the filter, newest first. */
+  /** Rows matching the filter, newest first: at most `limit` (default 1000) and at most MAX_PULL_PAGE; pull-pages.ts reads them all. */
   listPulls(filter: PullFilter): Promise<StoredPullRecord[]>;
   /** Every row, oldest first (chain verification). */
   scanPulls(): AsyncIterable<StoredPullRecord>;

@@ -107,6 +107,10 @@ export const PG_MIGRATIONS: string[] = [
   `ALTER TABLE fill_leases ADD COLUMN addr TEXT;`,
   // The record's write path (issue 29): an allowed pull goes into three indexes instead of seven (pull-rows.ts).
   REFUSAL_INDEXES,
+  // Searches by digest are read a page at a time, newest first (pull-pages.ts): the digest's rows in
+  // id order, as SQLite's (sha256) index already holds them (its entries end with the rowid).
+  `CREATE INDEX pulls_sha256_id ON pulls (sha256, id);
+   DROP INDEX pulls_sha256;`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

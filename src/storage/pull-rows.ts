@@ -1,4 +1,5 @@
 import type { PullFilter, PullRecord, StoredPullRecord } from './meta-store.js';
+import { MAX_PULL_PAGE } from './pull-pages.js';
 
 /**
  * The pull record as SQL backends store it (SQLite and PostgreSQL share the table's shape): the
@@ -179,8 +180,11 @@ export function pullSearchSql(f: PullFilter, param: (v: unknown) => string): str
   if (f.decision && f.decision !== 'allow') where.push("decision <> 'allow'");
   if (f.code) add('code', '=', f.code);
   if (f.before !== undefined) add('id', '<', f.before);
-  if (f.since !== undefined) add('ts', '>=', f.since);
-  if (f.until !== undefined) add('ts', '<=', f.until);
-  const limit = param(Math.max(1, Math.min(f.limit ?? 1000, 100_000)));
+  // A page after the first (`before` set) reads back from where the last stopped, by id: the time
+  // index would collect and sort the whole window again for every page (`+ts` is no index's column).
+  const ts = f.before === undefined ? 'ts' : '+ts';
+  if (f.since !== undefined) add(ts, '>=', f.since);
+  if (f.until !== undefined) add(ts, '<=', f.until);
+  const limit = param(Math.max(1, Math.min(f.limit ?? 1000, MAX_PULL_PAGE)));
   return `SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT ${limit}`;
 }

@@ -199,7 +199,7 @@ describe('PostgreSQL: what SQLite cannot show', () => {
           .filter((d) => !partial(d))
           .map((d) => d.indexname)
           .sort(),
-      ).toEqual(['pulls_name_id', 'pulls_pkey', 'pulls_sha256', 'pulls_ts']);
+      ).toEqual(['pulls_name_id', 'pulls_pkey', 'pulls_sha256_id', 'pulls_ts']);
       expect(
         defs
           .filter(partial)
@@ -208,8 +208,8 @@ describe('PostgreSQL: what SQLite cannot show', () => {
       ).toEqual(['pulls_audit_id', 'pulls_code_id', 'pulls_refused_eco_id', 'pulls_refused_id']);
       // A record the planner knows: 50,000 rows, one in a hundred refused.
       await c.query(
-        `INSERT INTO pulls (ts, client, ecosystem, name, cache, decision, code)
-         SELECT i, 'c', (ARRAY['pypi','oci','hf'])[1 + i % 3], 'p' || (i % 500), 'miss', CASE WHEN i % 100 = 0 THEN 'deny' ELSE 'allow' END,
+        `INSERT INTO pulls (ts, client, ecosystem, name, sha256, cache, decision, code)
+         SELECT i, 'c', (ARRAY['pypi','oci','hf'])[1 + i % 3], 'p' || (i % 500), 'h' || (i % 4), 'miss', CASE WHEN i % 100 = 0 THEN 'deny' ELSE 'allow' END,
                 CASE WHEN i % 100 = 0 THEN 'advisory' END FROM generate_series(1, 50000) i`,
       );
       await c.query('ANALYZE pulls');
@@ -221,6 +221,12 @@ describe('PostgreSQL: what SQLite cannot show', () => {
       expect(await plan({ decision: 'deny', limit: 50 })).toMatch(/pulls_refused_id/);
       expect(await plan({ decision: 'deny', ecosystem: 'oci', limit: 50 })).toMatch(/pulls_refused_eco_id/);
       expect(await plan({ code: 'advisory', limit: 50 })).toMatch(/pulls_code_id/);
+      // "Who pulled it" reads every row of a digest a page at a time (pull-pages.ts): each page starts in the index where the last stopped.
+      expect(await plan({ ecosystem: 'pypi', sha256: 'h1', before: 30_000, limit: 10_000 })).toMatch(
+        /pulls_sha256_id.*\n.*Index Cond: \(\(sha256 = 'h1'::text\) AND \(id < /,
+      );
+      // A time window's later pages go back by id from there, not through the time index (which would sort the whole window each page).
+      expect(await plan({ since: 1000, until: 40_000, decision: 'allow', before: 30_000, limit: 10_000 })).toMatch(/Index Cond: \(id < /);
       expect((await st.listPulls({ decision: 'deny', ecosystem: 'oci', limit: 3 })).map((r) => r.ts)).toEqual([49900, 49600, 49300]);
     } finally {
       await c.end();

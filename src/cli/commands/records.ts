@@ -2,7 +2,8 @@ import { loadConfig } from '../../config/load.js';
 import { parseTime } from '../../core/time.js';
 import { RECORD_CODE_LIST, isRecordCode } from '../../core/record-codes.js';
 import { parseSignature, signerLabel } from '../../signing/record.js';
-import { isDecision, type PullFilter } from '../../storage/meta-store.js';
+import { isDecision, type PullFilter, type StoredPullRecord } from '../../storage/meta-store.js';
+import { pullPages } from '../../storage/pull-pages.js';
 import { fail, withMeta, type Command } from './shared.js';
 
 /** `airlock records`: list pull records, newest first, filtered, as tab-separated lines or JSON. */
@@ -33,35 +34,38 @@ export const records: Command = {
     if (f.decision !== undefined && !isDecision(f.decision)) fail(`--decision: expected allow, deny or error, got ${JSON.stringify(f.decision)}`);
     if (f.code !== undefined && !isRecordCode(f.code)) fail(`--code: not a record code: ${JSON.stringify(f.code)} (one of ${RECORD_CODE_LIST.join(', ')})`);
     if (!Number.isInteger(f.limit) || f.limit! < 1) fail(`--limit: expected a positive whole number, got ${JSON.stringify(values.limit)}`);
-    const rows = await withMeta(loaded, true, (meta) => meta.listPulls(f));
     // A folded row (repeated identical refusals) ends with its count and the time of its last event.
-    const folded = (r: (typeof rows)[number]) => (r.count != null ? [`x${r.count} until ${new Date(r.lastTs ?? r.ts).toISOString()}`] : []);
+    const folded = (r: StoredPullRecord) => (r.count != null ? [`x${r.count} until ${new Date(r.lastTs ?? r.ts).toISOString()}`] : []);
     // What verified the artefact (issue 26): its signer, at the end like a fold; in JSON, the parsed object.
-    const signer = (r: (typeof rows)[number]) => {
+    const signer = (r: StoredPullRecord) => {
       const s = parseSignature(r.signature);
       return s ? [`signer: ${signerLabel(s)}`] : [];
     };
-    if (values.json) {
-      const out = rows.map((r) => (r.signature ? { ...r, signature: parseSignature(r.signature) ?? r.signature } : r));
-      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
-      return;
-    }
-    for (const r of rows) {
-      process.stdout.write(
-        [
-          new Date(r.ts).toISOString(),
-          r.client,
-          r.ecosystem,
-          r.name,
-          r.version ?? '-',
-          r.filename ?? '-',
-          r.cache,
-          r.decision,
-          r.reason ?? '',
-          ...folded(r),
-          ...signer(r),
-        ].join('\t') + '\n',
-      );
-    }
+    const line = (r: StoredPullRecord) =>
+      [
+        new Date(r.ts).toISOString(),
+        r.client,
+        r.ecosystem,
+        r.name,
+        r.version ?? '-',
+        r.filename ?? '-',
+        r.cache,
+        r.decision,
+        r.reason ?? '',
+        ...folded(r),
+        ...signer(r),
+      ].join('\t') + '\n';
+    // JSON as one array, written element by element in JSON.stringify(rows, null, 2)'s layout.
+    const element = (r: StoredPullRecord) =>
+      JSON.stringify(r.signature ? { ...r, signature: parseSignature(r.signature) ?? r.signature } : r, null, 2).replace(/^/gm, '  ');
+    // Any --limit is honoured, a page at a time (pull-pages.ts): memory stays one page, output starts at once.
+    let n = 0;
+    await withMeta(loaded, true, async (meta) => {
+      for await (const rows of pullPages(meta, f)) {
+        const text = rows.map((r) => (values.json ? `${n++ ? ',\n' : '[\n'}${element(r)}` : line(r))).join('');
+        if (!process.stdout.write(text)) await new Promise((r) => process.stdout.once('drain', r));
+      }
+    });
+    if (values.json) process.stdout.write(n ? '\n]\n' : '[]\n');
   },
 };

@@ -1,0 +1,32 @@
+import type { PullFilter, PullLog, StoredPullRecord } from './meta-store.js';
+
+/** The most rows one listPulls answers (pull-rows.ts pullSearchSql); a search that may match more reads pages. */
+export const MAX_PULL_PAGE = 100_000;
+
+/** Rows per page of pullPages: what is held at once (a parsed row is under 1 KB). */
+export const PULL_PAGE = 10_000;
+
+/**
+ * Every row matching `filter`, newest first, a page at a time. "Who pulled it", the alerts and the
+ * SBOM must see every row, where one listPulls answers at most MAX_PULL_PAGE: a popular release
+ * pulled by CI passes that within days. Each page starts below the last id read (`before`), so a row
+ * written meanwhile (a newer id) is not read, no row is read twice, and a row pruned meanwhile is
+ * not read. `filter.limit`, when given, caps the total; `filter.before` is where the first page starts.
+ */
+export async function* pullPages(log: Pick<PullLog, 'listPulls'>, filter: PullFilter, page = PULL_PAGE): AsyncGenerator<StoredPullRecord[]> {
+  let left = filter.limit ?? Number.POSITIVE_INFINITY;
+  let before = filter.before;
+  while (left > 0) {
+    const want = Math.min(page, left, MAX_PULL_PAGE);
+    const rows = await log.listPulls({ ...filter, before, limit: want });
+    if (rows.length > 0) yield rows;
+    if (rows.length < want) return;
+    left -= rows.length;
+    before = rows[rows.length - 1].id;
+  }
+}
+
+/** Call `visit` with every row matching `filter`, newest first (pullPages). */
+export async function eachPull(log: Pick<PullLog, 'listPulls'>, filter: PullFilter, visit: (r: StoredPullRecord) => void): Promise<void> {
+  for await (const rows of pullPages(log, filter)) for (const r of rows) visit(r);
+}
