@@ -160,6 +160,9 @@ export interface PageCache {
   putPage(page: CachedPage): Promise<void>;
 }
 
+/** The chained row a prune leaves, given the last row it removed and how many it removed (core/chain.ts writes it). */
+export type PruneAnchor = (last: { id: number; hash: string | null }, removed: number) => PullRecord;
+
 /** How a row joins the hash chain, given the head it follows (core/chain.ts decides; the store only runs it). */
 export type ChainLink = (head: string | null, rec: PullRecord) => { prevHash: string; hash: string };
 
@@ -184,8 +187,10 @@ export interface PullLog {
   /**
    * Delete the rows older than `before` (ms) and append `anchor(last removed row, count)`, linked,
    * in one transaction; returns how many rows were removed (0, and no anchor, when none were).
+   * At most `maxRows` of the oldest rows go in one call (through the newest row older than `before`
+   * among them): core/chain.ts calls again while a call removes that many.
    */
-  prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number>;
+  prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows?: number): Promise<number>;
   /**
    * The record's size: rows, and an estimate of the bytes they take (their text plus a fixed
    * per-row allowance for hashes, numbers and indexes: pull-rows.ts ROW_BYTES_SQL), kept as a
@@ -195,9 +200,10 @@ export interface PullLog {
   /**
    * Delete the oldest rows until the record's estimated size is at most `maxBytes`, and append
    * `anchor(last removed row, count)`, linked, in one transaction (as prunePulls); returns how many
-   * rows were removed (0, and no anchor, when the record is already within it).
+   * rows were removed (0, and no anchor, when the record is already within it). At most `maxRows`
+   * rows go in one call, as prunePulls.
    */
-  prunePullsToSize(maxBytes: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number>;
+  prunePullsToSize(maxBytes: number, anchor: PruneAnchor, link: ChainLink, maxRows?: number): Promise<number>;
 }
 
 /** Verified OCI manifests and their links per repository (index -> manifest -> blobs, referrers). */

@@ -12,6 +12,7 @@ import type {
   OciLink,
   OciManifestRecord,
   PullFilter,
+  PruneAnchor,
   PullRecord,
   StoredPullRecord,
   TokenRecord,
@@ -182,16 +183,16 @@ export class PgMetaStore implements MetaStore {
     return this.pulls.dailyCounts(since);
   }
 
-  prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number> {
-    return this.pulls.prunePulls(before, anchor, link);
+  prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows?: number): Promise<number> {
+    return this.pulls.prunePulls(before, anchor, link, maxRows);
   }
 
   pullSize(): Promise<{ rows: number; bytes: number }> {
     return this.pulls.pullSize();
   }
 
-  prunePullsToSize(maxBytes: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number> {
-    return this.pulls.prunePullsToSize(maxBytes, anchor, link);
+  prunePullsToSize(maxBytes: number, anchor: PruneAnchor, link: ChainLink, maxRows?: number): Promise<number> {
+    return this.pulls.prunePullsToSize(maxBytes, anchor, link, maxRows);
   }
 
   // OciStore

@@ -1,7 +1,18 @@
 import type pg from 'pg';
-import type { ChainLink, PullFilter, PullLog, PullRecord, StoredPullRecord } from './meta-store.js';
+import type { ChainLink, PullFilter, PullLog, PullRecord, PruneAnchor, StoredPullRecord } from './meta-store.js';
 import { LOCK_CHAIN } from './pg-schema.js';
-import { DAY_RECOUNT_SQL, PULL_COLUMNS, ROW_BYTES_SQL, dayTally, pullOf, pullSearchSql, pullValues, type PullRow } from './pull-rows.js';
+import {
+  DAY_RECOUNT_SQL,
+  PULL_COLUMNS,
+  ROW_BYTES_SQL,
+  dayTally,
+  pullOf,
+  pullSearchSql,
+  pullValues,
+  retentionEndSql,
+  sizeEndSql,
+  type PullRow,
+} from './pull-rows.js';
 
 /**
  * The pull record in PostgreSQL (PgMetaStore's PullLog). The chain stays one chain under
@@ -70,30 +81,24 @@ export class PgPullLog implements PullLog {
     ).rows;
   }
 
-  async prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number> {
-    return this.pruneThrough(
-      async (c) => (await c.query<{ id: number; hash: string | null }>('SELECT id, hash FROM pulls WHERE ts < $1 ORDER BY id DESC LIMIT 1', [before])).rows[0],
-      anchor,
-      link,
-    );
+  async prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows = Number.MAX_SAFE_INTEGER): Promise<number> {
+    const args: unknown[] = [];
+    const sql = retentionEndSql(before, maxRows, (v) => `$${args.push(v)}`);
+    return this.pruneThrough(async (c) => (await c.query<{ id: number; hash: string | null }>(sql, args)).rows[0], anchor, link);
   }
 
   async pullSize(): Promise<{ rows: number; bytes: number }> {
     return (await this.pool.query<{ rows: number; bytes: number }>('SELECT rows, bytes FROM pull_size WHERE id = 1')).rows[0] ?? { rows: 0, bytes: 0 };
   }
 
-  async prunePullsToSize(
-    maxBytes: number,
-    anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord,
-    link: ChainLink,
-  ): Promise<number> {
+  async prunePullsToSize(maxBytes: number, anchor: PruneAnchor, link: ChainLink, maxRows = Number.MAX_SAFE_INTEGER): Promise<number> {
     return this.pruneThrough(
       async (c) => {
         const size = Number((await c.query<{ bytes: number }>('SELECT bytes FROM pull_size WHERE id = 1')).rows[0]?.bytes ?? 0);
         if (size <= maxBytes) return undefined;
-        // The oldest rows whose sizes add up to the excess: a scan of the table, run rarely (past the budget).
-        const sql = `SELECT id, hash FROM (SELECT id, hash, SUM(${ROW_BYTES_SQL}) OVER (ORDER BY id) AS upto FROM pulls) s WHERE upto >= $1 ORDER BY id LIMIT 1`;
-        return (await c.query<{ id: number; hash: string | null }>(sql, [size - maxBytes])).rows[0];
+        const args: unknown[] = [];
+        const sql = sizeEndSql(size - maxBytes, maxRows, (v) => `$${args.push(v)}`);
+        return (await c.query<{ id: number; hash: string | null }>(sql, args)).rows[0];
       },
       anchor,
       link,
@@ -103,7 +108,7 @@ export class PgPullLog implements PullLog {
   /** Under the chain lock: delete the rows through the one `find` names and append the chained anchor; keeps pull_days and pull_size. */
   private pruneThrough(
     find: (c: pg.PoolClient) => Promise<{ id: number; hash: string | null } | undefined>,
-    anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord,
+    anchor: PruneAnchor,
     link: ChainLink,
   ): Promise<number> {
     return this.tx(async (c) => {

@@ -188,3 +188,30 @@ export function pullSearchSql(f: PullFilter, param: (v: unknown) => string): str
   const limit = param(Math.max(1, Math.min(f.limit ?? 1000, MAX_PULL_PAGE)));
   return `SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT ${limit}`;
 }
+
+/**
+ * The last row one prune removes (with its hash, for the anchor), as SQL for either backend
+ * (`param` as in pullSearchSql). At most `maxRows` of the oldest rows go at once: a prune of a
+ * million rows in one transaction stopped SQLite's event loop (and held PostgreSQL's chain lock)
+ * for seconds, so core/chain.ts removes them a batch at a time.
+ *
+ * Retention: the newest row older than `before` among the oldest `maxRows` (`+ts`: read back by id
+ * from there, not through the time index, which would sort every old row).
+ */
+export function retentionEndSql(before: number, maxRows: number, param: (v: unknown) => string): string {
+  return `SELECT id, hash FROM pulls WHERE +ts < ${param(before)}
+    AND id <= COALESCE((SELECT id FROM pulls ORDER BY id LIMIT 1 OFFSET ${param(maxRows - 1)}), ${Number.MAX_SAFE_INTEGER})
+    ORDER BY id DESC LIMIT 1`;
+}
+
+/**
+ * Size budget: among the oldest `maxRows`, the first row whose running size reaches `excess`
+ * bytes, or the last of them when they all add up to less (`reached` says which; the caller
+ * removes none when the record holds fewer rows than that and they do not reach it).
+ */
+export function sizeEndSql(excess: number, maxRows: number, param: (v: unknown) => string): string {
+  return `SELECT id, hash, upto >= ${param(excess)} AS reached, n FROM (
+      SELECT id, hash, SUM(b) OVER (ORDER BY id) AS upto, ROW_NUMBER() OVER (ORDER BY id) AS n
+      FROM (SELECT id, hash, ${ROW_BYTES_SQL} AS b FROM pulls ORDER BY id LIMIT ${param(maxRows)}) oldest
+    ) s WHERE upto >= ${param(excess)} OR n = ${param(maxRows)} ORDER BY id LIMIT 1`;
+}

@@ -12,6 +12,7 @@ import type {
   OciLink,
   OciManifestRecord,
   PullFilter,
+  PruneAnchor,
   PullRecord,
   StoredPullRecord,
 } from './meta-store.js';
@@ -22,7 +23,18 @@ import { SqliteRemembered } from './sqlite-remembered.js';
 import { SqliteAdvisories } from './sqlite-advisories.js';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js';
 import { checkpointInBackground, type Checkpointer } from './sqlite-checkpointer.js';
-import { DAY_RECOUNT_SQL, PULL_COLUMNS, ROW_BYTES_SQL, dayTally, pullOf, pullSearchSql, pullValues, type PullRow } from './pull-rows.js';
+import {
+  DAY_RECOUNT_SQL,
+  PULL_COLUMNS,
+  ROW_BYTES_SQL,
+  dayTally,
+  pullOf,
+  pullSearchSql,
+  pullValues,
+  retentionEndSql,
+  sizeEndSql,
+  type PullRow,
+} from './pull-rows.js';
 
 const DAY_MS = 86_400_000;
 interface TokenRow {
@@ -224,40 +236,29 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
       .all(Math.floor(since / DAY_MS) * DAY_MS);
   }
 
-  async prunePulls(before: number, anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord, link: ChainLink): Promise<number> {
-    const find = () =>
-      this.db.prepare<[number], { id: number; hash: string | null }>('SELECT id, hash FROM pulls WHERE ts < ? ORDER BY id DESC LIMIT 1').get(before);
-    return this.pruneThrough(find, anchor, link);
+  async prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows = Number.MAX_SAFE_INTEGER): Promise<number> {
+    const args: unknown[] = [];
+    const sql = retentionEndSql(before, maxRows, (v) => (args.push(v), '?'));
+    return this.pruneThrough(() => this.db.prepare<unknown[], { id: number; hash: string | null }>(sql).get(...args), anchor, link);
   }
 
   async pullSize(): Promise<{ rows: number; bytes: number }> {
     return this.db.prepare<[], { rows: number; bytes: number }>('SELECT rows, bytes FROM pull_size WHERE id = 1').get() ?? { rows: 0, bytes: 0 };
   }
 
-  async prunePullsToSize(
-    maxBytes: number,
-    anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord,
-    link: ChainLink,
-  ): Promise<number> {
+  async prunePullsToSize(maxBytes: number, anchor: PruneAnchor, link: ChainLink, maxRows = Number.MAX_SAFE_INTEGER): Promise<number> {
     const find = () => {
       const size = this.db.prepare<[], { bytes: number }>('SELECT bytes FROM pull_size WHERE id = 1').get()?.bytes ?? 0;
       if (size <= maxBytes) return undefined;
-      // The oldest rows whose sizes add up to the excess: a scan of the table, run rarely (past the budget).
-      return this.db
-        .prepare<[number], { id: number; hash: string | null }>(
-          `SELECT id, hash FROM (SELECT id, hash, SUM(${ROW_BYTES_SQL}) OVER (ORDER BY id) AS upto FROM pulls) WHERE upto >= ? ORDER BY id LIMIT 1`,
-        )
-        .get(size - maxBytes);
+      const args: unknown[] = [];
+      const sql = sizeEndSql(size - maxBytes, maxRows, (v) => (args.push(v), '?'));
+      return this.db.prepare<unknown[], { id: number; hash: string | null }>(sql).get(...args);
     };
     return this.pruneThrough(find, anchor, link);
   }
 
   /** Delete the rows through the one `find` names (in the transaction) and append the chained anchor; keeps pull_days and pull_size. */
-  private pruneThrough(
-    find: () => { id: number; hash: string | null } | undefined,
-    anchor: (last: { id: number; hash: string | null }, removed: number) => PullRecord,
-    link: ChainLink,
-  ): number {
+  private pruneThrough(find: () => { id: number; hash: string | null } | undefined, anchor: PruneAnchor, link: ChainLink): number {
     let n = 0;
     this.db
       .transaction(() => {

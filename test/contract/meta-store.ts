@@ -265,6 +265,33 @@ export function pullLogContract(name: string, fresh: () => Promise<PullLog>): vo
       expect((await verifyChain(s)).problem).toBeUndefined();
     });
 
+    it('prunes a batch at a time: the same rows go, each batch leaves its anchor, and the rest verifies after every batch', async () => {
+      const s = await fresh();
+      await appendPulls(
+        s,
+        Array.from({ length: 7 }, (_, i) => pull(i + 1)),
+      );
+      // Rows 1001-1005 are past retention: batches of two remove 1001-1002, 1003-1004, then 1005 (not full: the last).
+      expect(await prunePulls(s, 1006, 'test', 2)).toBe(5);
+      const left = await s.listPulls({});
+      expect(left.filter((r) => r.ecosystem === 'pypi').map((r) => r.ts)).toEqual([1007, 1006]);
+      const anchors = left.filter((r) => r.ecosystem === 'audit').reverse();
+      expect(anchors.map((r) => /retention: (\d+) records/.exec(r.reason ?? '')?.[1])).toEqual(['2', '2', '1']);
+      expect((await verifyChain(s)).problem).toBeUndefined();
+      // The size budget, in batches of three: the oldest rows go until the record is within it.
+      await appendPulls(
+        s,
+        Array.from({ length: 20 }, (_, i) => pull(i + 10, { reason: 'x'.repeat(100) })),
+      );
+      const full = await s.pullSize();
+      const removed = await prunePullsToSize(s, Math.floor(full.bytes / 2), 'test', 3);
+      expect(removed).toBeGreaterThan(3);
+      expect((await s.pullSize()).bytes).toBeLessThanOrEqual(Math.floor(full.bytes / 2) + 5 * 1000); // the anchors on top
+      const budget = (await s.listPulls({ ecosystem: 'audit', limit: 100 })).filter((r) => /size budget/.test(r.reason ?? ''));
+      expect(budget.length).toBe(Math.ceil(removed / 3));
+      expect((await verifyChain(s)).problem).toBeUndefined();
+    });
+
     it('keeps a folded row (a count and the last time) in the chain: it verifies, counts its events per day, and a changed count is found', async () => {
       const s = await fresh();
       const folded = pull(2, { decision: 'deny', code: 'not_allowlisted', count: 41, lastTs: 9000 });

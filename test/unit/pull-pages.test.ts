@@ -70,7 +70,7 @@ describe('every pull is read, past one page of the record', () => {
   });
 
   it('`airlock affected` lists every pull, newest first, down to the oldest', async () => {
-    await meta.putAdvisories([{ id: advisory.id, modified: advisory.modified, record: JSON.stringify(advisory) }]);
+    await meta.putAdvisories([{ id: advisory.id, modified: advisory.modified!, record: JSON.stringify(advisory) }]);
     const rep = await affected(meta, advisory.id);
     expect(rep.pulls).toHaveLength(TOTAL);
     expect(rep.pulls.at(-1)).toMatchObject({ client: 'ci-old', ts: T0 });
