@@ -1,4 +1,5 @@
-// Section 6. Record throughput: SQLite, PostgreSQL, three replicas on one PostgreSQL chain
+// Section 6. Record throughput: SQLite, PostgreSQL, three replicas on one PostgreSQL chain; what a
+// retention prune does to the event loop (bench/prune-gap.mjs)
 import { join } from 'node:path';
 
 export async function run(ctx) {
@@ -33,4 +34,21 @@ export async function run(ctx) {
       pgsrv.stop();
     }
   } else row('record: served rows/s (group commit)', 'PostgreSQL 15', { note: 'postgresql-15 not installed: row skipped' });
+  // Pruning 90% of a record as one transaction (before) and a batch at a time, side by side.
+  const { pruneGap } = await import(join(ROOT, 'bench', 'prune-gap.mjs'));
+  const { one, batched } = await pruneGap(join(ROOT, 'dist'), QUICK ? 200_000 : 1_000_000);
+  const gapOf = (r) => ({
+    removed: r.removed,
+    secs: +r.secs.toFixed(1),
+    worstGapMs: Math.round(r.worstGapMs),
+    p99GapMs: Math.round(r.p99GapMs),
+    verifies: r.verifies,
+  });
+  row('record: retention prune, event-loop gap (SQLite)', 'one transaction', gapOf(one));
+  row('record: retention prune, event-loop gap (SQLite)', batched.label, { ...gapOf(batched), ratioVsOne: +(batched.worstGapMs / one.worstGapMs).toFixed(3) });
+  target(
+    'a retention prune stops the event loop for at most 0.5 s (one batch)',
+    batched.worstGapMs <= 500 && batched.verifies,
+    `${Math.round(batched.worstGapMs)} ms`,
+  );
 }
