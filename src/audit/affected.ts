@@ -5,7 +5,7 @@ import { normalizeName } from '../names/pypi.js';
 import type { Policy } from '../policy/index.js';
 import { schemeOf } from '../versions/index.js';
 import type { MetaStore, PullFilter, StoredPullRecord } from '../storage/meta-store.js';
-import { eachPull, pullPages } from '../storage/pull-pages.js';
+import { eachPull } from '../storage/pull-pages.js';
 
 export interface AffectedImage {
   /** The image manifest's digest. */
@@ -22,7 +22,39 @@ export interface AffectedReport {
   advisory?: { id: string; aliases: string[]; summary: string; packages: string[]; withdrawn: boolean };
   /** Images whose inventory holds an affected package (OS packages of the advisory's release, or PyPI packages). */
   images: AffectedImage[];
+  /** The pulls, newest first: every one, or the newest `keep` asked for (a console page). */
   pulls: StoredPullRecord[];
+  /** Of every pull, however many are listed: how many, how many were served, to how many clients. */
+  counts: { pulls: number; served: number; clientsServed: number };
+}
+
+/** The pulls of an answer as they are met: counted, and the newest `keep` of them held (all by default). */
+class Answer {
+  readonly rows: StoredPullRecord[] = [];
+  readonly counts = { pulls: 0, served: 0, clientsServed: 0 };
+  private readonly clients = new Set<string>();
+  constructor(private readonly keep: number) {}
+
+  add(p: StoredPullRecord): void {
+    this.counts.pulls++;
+    if (p.decision === 'allow') {
+      this.counts.served++;
+      this.clients.add(p.client);
+    }
+    this.rows.push(p);
+    if (this.rows.length >= 2 * this.keep) this.trim();
+  }
+
+  private trim(): void {
+    this.rows.sort((a, b) => b.id - a.id);
+    if (this.rows.length > this.keep) this.rows.length = this.keep;
+  }
+
+  done(): { pulls: StoredPullRecord[]; counts: AffectedReport['counts'] } {
+    this.trim();
+    this.counts.clientsServed = this.clients.size;
+    return { pulls: this.rows, counts: this.counts };
+  }
 }
 
 /** The inventory fields matching reads (src/image Inventory). */
@@ -35,20 +67,28 @@ const TYPE_OF_SCHEME: Record<string, string> = { deb: 'deb', apk: 'apk', rpm: 'r
 
 /**
  * "Who pulled the affected artefact?": every pull (served or refused) of what an advisory names,
- * or of one package URL, newest first.
+ * or of one package URL, newest first; with `keep`, every pull counted and the newest `keep` listed.
  */
-export async function affected(meta: MetaStore, query: string, policy?: Policy): Promise<AffectedReport> {
-  if (query.startsWith('pkg:')) return { query, images: [], pulls: await pullsOfPurl(meta, query) };
+export async function affected(meta: MetaStore, query: string, policy?: Policy, keep = Number.POSITIVE_INFINITY): Promise<AffectedReport> {
+  const answer = new Answer(keep);
+  if (query.startsWith('pkg:')) {
+    await eachPull(meta, purlFilter(query), (p) => answer.add(p));
+    return { query, images: [], ...answer.done() };
+  }
   const records = (await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord);
   const rec = records.find((r) => r.id === query) ?? records.find((r) => [...(r.aliases ?? []), ...(r.upstream ?? [])].includes(query));
   if (!rec) throw new ConfigError(`affected: no imported advisory ${JSON.stringify(query)} (import OSV records with: airlock advisories import PATH)`);
   if (rec.withdrawn) {
-    return { query, advisory: { id: rec.id, aliases: rec.aliases ?? [], summary: rec.summary ?? '', packages: [], withdrawn: true }, images: [], pulls: [] };
+    return {
+      query,
+      advisory: { id: rec.id, aliases: rec.aliases ?? [], summary: rec.summary ?? '', packages: [], withdrawn: true },
+      images: [],
+      ...answer.done(),
+    };
   }
   const adv = new Advisories([rec]);
   const packages = adv.packagesOf(rec);
   const hashes = new Set(adv.hashesOf(rec));
-  const rows: StoredPullRecord[] = [];
   // Every row of the named packages, then the rows of the listed hashes and of the images' digests:
   // a row under a named package was met by the first pass; any other may be met twice (two
   // affected images can share a parent index), so those are kept by id.
@@ -56,14 +96,14 @@ export async function affected(meta: MetaStore, query: string, policy?: Policy):
   for (const name of names) {
     await eachPull(meta, { ecosystem: 'pypi', name }, (p) => {
       const byVersion = p.version ? adv.matchPypi(name, p.version).some((m) => m.id === rec.id) : false;
-      if (byVersion || (p.sha256 && hashes.has(p.sha256))) rows.push(p);
+      if (byVersion || (p.sha256 && hashes.has(p.sha256))) answer.add(p);
     });
   }
   const ids = new Set<number>();
   const addOnce = (p: StoredPullRecord) => {
     if ((p.ecosystem === 'pypi' && names.has(p.name)) || ids.has(p.id)) return;
     ids.add(p.id);
-    rows.push(p);
+    answer.add(p);
   };
   for (const h of hashes) await eachPull(meta, { sha256: h }, addOnce);
   const images = await affectedImages(meta, adv, rec, policy);
@@ -72,7 +112,6 @@ export async function affected(meta: MetaStore, query: string, policy?: Policy):
     for (const repo of img.repositories) for (const p of await meta.getOciParents(repo, img.digest)) digests.add(p.parent);
     for (const d of digests) await eachPull(meta, { ecosystem: 'oci', sha256: d.slice(7) }, addOnce);
   }
-  rows.sort((a, b) => b.id - a.id);
   const osPackages = adv.osPackagesOf(rec).map((p) => `${p.ecosystem} ${p.name}`);
   return {
     query,
@@ -84,7 +123,7 @@ export async function affected(meta: MetaStore, query: string, policy?: Policy):
       withdrawn: false,
     },
     images,
-    pulls: rows,
+    ...answer.done(),
   };
 }
 
@@ -165,8 +204,8 @@ export async function affectedImages(
   return [...candidates.values()].sort((a, b) => a.digest.localeCompare(b.digest));
 }
 
-/** Pulls of one package URL: pkg:pypi/NAME[@VERSION], pkg:huggingface/ORG/NAME[@COMMIT], pkg:oci/NAME[@sha256:...]?repository_url=... */
-async function pullsOfPurl(meta: MetaStore, s: string): Promise<StoredPullRecord[]> {
+/** The search for pulls of one package URL: pkg:pypi/NAME[@VERSION], pkg:huggingface/ORG/NAME[@COMMIT], pkg:oci/NAME[@sha256:...]?repository_url=... */
+function purlFilter(s: string): PullFilter {
   let p: PackageURL;
   try {
     p = PackageURL.fromString(s);
@@ -190,7 +229,5 @@ async function pullsOfPurl(meta: MetaStore, s: string): Promise<StoredPullRecord
   } else {
     throw new ConfigError(`affected: package URL type ${p.type} is not one Airlock serves (pypi, huggingface, oci)`);
   }
-  const rows: StoredPullRecord[] = [];
-  for await (const page of pullPages(meta, f)) rows.push(...page);
-  return rows;
+  return f;
 }

@@ -4,7 +4,7 @@ import type { StoredPullRecord } from '../storage/meta-store.js';
 import { VERSION } from '../version.js';
 import { page, type ConsoleApp } from './context.js';
 import { feedsSection } from './feeds.js';
-import { layout, pullsTable, type H } from './layout.js';
+import { layout, pullsTable, TABLE_ROWS, type H } from './layout.js';
 import type { ConsoleDeps } from './routes.js';
 
 /**
@@ -17,8 +17,8 @@ const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
 
 /** "N pulls (M served), K clients served." */
 function pullCounts(rep: AffectedReport): string {
-  const served = rep.pulls.filter((p) => p.decision === 'allow');
-  return `${plural(rep.pulls.length, 'pull')} (${served.length} served), ${plural(new Set(served.map((p) => p.client)).size, 'client')} served.`;
+  const c = rep.counts;
+  return `${plural(c.pulls, 'pull')} (${c.served} served), ${plural(c.clientsServed, 'client')} served.`;
 }
 
 export function advisoriesPage(csrf: string, q: string, rep: AffectedReport | null, error?: string, feeds: H | string = ''): H {
@@ -38,7 +38,7 @@ ${
 ${rep.images.length ? html`<h2>Images containing an affected package</h2><ul>${rep.images.map((i) => html`<li><code>${i.digest}</code> (${i.repositories.join(', ')}${i.tags.length ? html`; tags ${i.tags.join(', ')}` : ''}): ${i.packages.map((p) => `${p.name} ${p.version}`).join(', ')}</li>`)}</ul>` : ''}
 <h2>Every pull of what it affects</h2>
 <p>${pullCounts(rep)} <a href="${exportUrl}" download>Export CSV</a> · <a href="${cdxUrl}" download>Export CycloneDX</a></p>
-${pullsTable(rep.pulls)}`
+${pullsTable(rep.pulls, rep.counts.pulls)}`
     : ''
 }
 ${feeds}`,
@@ -65,16 +65,17 @@ export function pullsCsv(rows: StoredPullRecord[]): string {
 /** GET /advisories, /advisories.cdx.json and /advisories.csv */
 export function advisoriesRoutes(app: ConsoleApp, d: ConsoleDeps): void {
   // "Who pulled what this advisory affects?" (the same answer as `airlock affected`), and its CSV.
-  const affectedOf = async (q: string) => {
+  // The page lists the newest TABLE_ROWS pulls (all are counted); the exports hold every one.
+  const affectedOf = async (q: string, keep?: number) => {
     try {
-      return { rep: await affected(d.meta, q, d.live.policy), error: undefined };
+      return { rep: await affected(d.meta, q, d.live.policy, keep), error: undefined };
     } catch (e) {
       return { rep: null, error: (e as Error).message };
     }
   };
   app.get('/advisories', async (c) => {
     const q = (c.req.query('q') ?? '').trim().slice(0, 300);
-    const { rep, error } = q ? await affectedOf(q) : { rep: null, error: undefined };
+    const { rep, error } = q ? await affectedOf(q, TABLE_ROWS) : { rep: null, error: undefined };
     return page(c, advisoriesPage(c.get('session').csrf, q, rep, error, await feedsSection(d)), error ? 404 : 200);
   });
   app.get('/advisories.cdx.json', async (c) => {

@@ -1,11 +1,10 @@
 import { html } from 'hono/html';
 import { impactOf, type Impact } from '../alerts/impact.js';
 import type { AlertDocument } from '../alerts/message.js';
-import { affected } from '../audit/affected.js';
+import { affected, type AffectedReport } from '../audit/affected.js';
 import type { AlertRow } from '../storage/alert-store.js';
-import type { StoredPullRecord } from '../storage/meta-store.js';
 import { page, type ConsoleApp } from './context.js';
-import { layout, pullsTable, when, type H } from './layout.js';
+import { layout, pullsTable, TABLE_ROWS, when, type H } from './layout.js';
 import type { ConsoleDeps } from './routes.js';
 
 /**
@@ -57,7 +56,7 @@ export function incidentPage(
   id: string,
   head: { summary: string; aliases: string[]; withdrawn: boolean } | null,
   impacts: Impact[],
-  pulls: StoredPullRecord[],
+  rep: Pick<AffectedReport, 'pulls' | 'counts'> | null,
   alerts: AlertRow[],
   now: number,
 ): H {
@@ -71,7 +70,7 @@ export function incidentPage(
 ${impacts.length ? impacts.map(artefactSection) : html`<p>No artefact Airlock served is affected now.</p>`}
 <h2>Every pull of what it affects</h2>
 <p>After a re-pin, the next pulls of the old version are refused and those of the fixed version served: both show here. <a href="/-/ui/advisories.csv?${q}" download>Export CSV</a> · <a href="/-/ui/advisories.cdx.json?${q}" download>Export CycloneDX</a></p>
-${pullsTable(pulls)}
+${pullsTable(rep?.pulls ?? [], rep?.counts.pulls)}
 <h2>Alert deliveries</h2>
 ${alerts.length ? deliveriesTable(alerts, now) : html`<p>No alert was queued for this advisory.</p>`}`,
   );
@@ -91,11 +90,11 @@ export function incidentsRoutes(app: ConsoleApp, d: ConsoleDeps): void {
     if (!rec && !alerts.length)
       return page(c, layout('Incident', 'incidents', c.get('session').csrf, html`<p class="error">No imported advisory ${id}, and no alert for it.</p>`), 404);
     const impacts = rec ? await impactOf(d.meta, rec, live.policy) : [];
-    const pulls = rec ? (await affected(d.meta, id, live.policy)).pulls : [];
+    const rep = rec ? await affected(d.meta, id, live.policy, TABLE_ROWS) : null;
     const doc = alerts[0] ? (JSON.parse(alerts[0].payload) as AlertDocument) : null;
     const head = rec
       ? { summary: rec.summary ?? '', aliases: [...new Set([...(rec.aliases ?? []), ...(rec.upstream ?? [])])], withdrawn: false }
       : doc && { summary: doc.advisory.summary, aliases: doc.advisory.aliases, withdrawn: true };
-    return page(c, incidentPage(c.get('session').csrf, id, head, impacts, pulls, alerts, Date.now()));
+    return page(c, incidentPage(c.get('session').csrf, id, head, impacts, rep, alerts, Date.now()));
   });
 }

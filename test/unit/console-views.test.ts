@@ -75,6 +75,7 @@ const report = {
     { digest: `sha256:${sha}`, repositories: ['library/python'], tags: ['3.12'], packages: [{ type: 'deb', name: 'openssl', version: '3.0.0', source: null }] },
   ],
   pulls: rows,
+  counts: { pulls: 4, served: 1, clientsServed: 1 },
 };
 const detail = { ecosystem: 'pypi', name: 'requests', version: '2.31.0', sha256: sha, size: 1234, pulls: rows, rule: 'pypi:requests' };
 
@@ -104,6 +105,7 @@ const pages: Record<string, H> = {
   advisories: advisoriesPage('csrf', '', null),
   'advisories with an error': advisoriesPage('csrf', 'X', null, 'no advisory X'),
   'advisories with a report': advisoriesPage('csrf', 'PYSEC-1', report),
+  'advisories with a report, newest only': advisoriesPage('csrf', 'PYSEC-1', { ...report, counts: { pulls: 250_000, served: 249_000, clientsServed: 40 } }),
   refusals: refusalsPage('csrf', { query: '' }, rows.slice(1), 3),
   'refusals, none': refusalsPage('csrf', { query: '' }, [], 50),
 };
@@ -128,6 +130,11 @@ describe('console pages', () => {
     expect(String(await pages['advisories with a report'])).toContain(
       '<p>4 pulls (1 served), 1 client served. <a href="/-/ui/advisories.csv?q=PYSEC-1" download>',
     );
+    // An answer of more rows than a page lists says so (audit/affected.ts counts every row, lists the newest).
+    expect(String(await pages['advisories with a report, newest only'])).toContain(
+      '<p class="muted">The newest 4 of 250,000 rows are shown; the exports hold every row.</p>',
+    );
+    expect(String(await pages['advisories with a report'])).not.toContain('The newest');
     expect(String(await pages['artefact (image)'])).toContain(
       '<p>None among the imported advisories (for an image manifest whose inventory was read; a layer has none of its own).</p>',
     );

@@ -75,6 +75,11 @@ describe('every pull is read, past one page of the record', () => {
     expect(rep.pulls).toHaveLength(TOTAL);
     expect(rep.pulls.at(-1)).toMatchObject({ client: 'ci-old', ts: T0 });
     expect(rep.pulls.every((p, i) => i === 0 || p.id < rep.pulls[i - 1].id)).toBe(true);
+    expect(rep.counts).toEqual({ pulls: TOTAL, served: TOTAL, clientsServed: 21 });
+    // A console page lists the newest 1,000 and counts them all, without holding every row.
+    const page = await affected(meta, advisory.id, undefined, 1000);
+    expect(page.counts).toEqual(rep.counts);
+    expect(page.pulls.map((p) => p.id)).toEqual(rep.pulls.slice(0, 1000).map((p) => p.id));
   });
 
   it('the SBOM of the whole record counts every pull and every client', async () => {

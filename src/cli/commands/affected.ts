@@ -21,10 +21,8 @@ function print(rep: AffectedReport): void {
       process.stdout.write(`  ${img.digest}${names.length ? ` (${names.join(', ')})` : ''}: ${img.packages.map((p) => `${p.name} ${p.version}`).join(', ')}\n`);
     }
   }
-  const served = rep.pulls.filter((p) => p.decision === 'allow');
-  process.stdout.write(
-    `${rep.pulls.length} pulls (${served.length} served, ${rep.pulls.length - served.length} refused), ${new Set(served.map((p) => p.client)).size} clients served\n`,
-  );
+  const c = rep.counts;
+  process.stdout.write(`${c.pulls} pulls (${c.served} served, ${c.pulls - c.served} refused), ${c.clientsServed} clients served\n`);
   if (rep.pulls.length) process.stdout.write(['time', 'client', 'ecosystem', 'name', 'version', 'file', 'sha256', 'cache', 'decision'].join('\t') + '\n');
   for (const p of rep.pulls) {
     process.stdout.write(
