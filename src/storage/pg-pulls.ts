@@ -81,9 +81,9 @@ export class PgPullLog implements PullLog {
     ).rows;
   }
 
-  async prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows = Number.MAX_SAFE_INTEGER): Promise<number> {
+  async prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows = Number.MAX_SAFE_INTEGER, through?: number): Promise<number> {
     const args: unknown[] = [];
-    const sql = retentionEndSql(before, maxRows, (v) => `$${args.push(v)}`);
+    const sql = retentionEndSql(before, maxRows, (v) => `$${args.push(v)}`, through);
     return this.pruneThrough(async (c) => (await c.query<{ id: number; hash: string | null }>(sql, args)).rows[0], anchor, link);
   }
 

@@ -195,11 +195,12 @@ export function pullSearchSql(f: PullFilter, param: (v: unknown) => string): str
  * million rows in one transaction stopped SQLite's event loop (and held PostgreSQL's chain lock)
  * for seconds, so core/chain.ts removes them a batch at a time.
  *
- * Retention: the newest row older than `before` among the oldest `maxRows` (`+ts`: read back by id
- * from there, not through the time index, which would sort every old row).
+ * Retention: the newest row older than `before` among the oldest `maxRows`, and not after row
+ * `through` (`+ts`: read back by id from there, not through the time index, which would sort every
+ * old row).
  */
-export function retentionEndSql(before: number, maxRows: number, param: (v: unknown) => string): string {
-  return `SELECT id, hash FROM pulls WHERE +ts < ${param(before)}
+export function retentionEndSql(before: number, maxRows: number, param: (v: unknown) => string, through = Number.MAX_SAFE_INTEGER): string {
+  return `SELECT id, hash FROM pulls WHERE +ts < ${param(before)} AND id <= ${param(through)}
     AND id <= COALESCE((SELECT id FROM pulls ORDER BY id LIMIT 1 OFFSET ${param(maxRows - 1)}), ${Number.MAX_SAFE_INTEGER})
     ORDER BY id DESC LIMIT 1`;
 }

@@ -236,9 +236,9 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
       .all(Math.floor(since / DAY_MS) * DAY_MS);
   }
 
-  async prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows = Number.MAX_SAFE_INTEGER): Promise<number> {
+  async prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows = Number.MAX_SAFE_INTEGER, through?: number): Promise<number> {
     const args: unknown[] = [];
-    const sql = retentionEndSql(before, maxRows, (v) => (args.push(v), '?'));
+    const sql = retentionEndSql(before, maxRows, (v) => (args.push(v), '?'), through);
     return this.pruneThrough(() => this.db.prepare<unknown[], { id: number; hash: string | null }>(sql).get(...args), anchor, link);
   }
 
