@@ -130,16 +130,25 @@ function pruneAnchor(client: string, last: { hash: string | null }, reason: stri
  */
 export const PRUNE_BATCH = 10_000;
 
-/** Run a prune a batch at a time while `more` says so of the last (by default: while a batch is full), other work getting its turn between batches. */
-async function inBatches(batch: (maxRows: number) => Promise<number>, maxRows: number, more = (n: number) => n === maxRows): Promise<number> {
+/**
+ * Run a prune a batch at a time while `more` says so of the last (by default: while a batch is
+ * full), other work getting its turn between batches; `signal` ends it between two batches.
+ */
+async function inBatches(
+  batch: (maxRows: number) => Promise<number>,
+  maxRows: number,
+  more = (n: number) => n === maxRows,
+  signal?: AbortSignal,
+): Promise<number> {
   let total = 0;
-  for (;;) {
+  while (!signal?.aborted) {
     const t0 = performance.now();
     const n = await batch(maxRows);
     total += n;
     if (!more(n)) return total;
     await new Promise((r) => setTimeout(r, Math.max(1, performance.now() - t0)));
   }
+  return total;
 }
 
 /**
@@ -149,7 +158,7 @@ async function inBatches(batch: (maxRows: number) => Promise<number>, maxRows: n
  * rows follow: batches go on while one removes any row, up to the head when the prune began (never
  * its own anchors, nor rows written meanwhile).
  */
-export async function prunePulls(log: PullLog, before: number, client: string, maxRows = PRUNE_BATCH): Promise<number> {
+export async function prunePulls(log: PullLog, before: number, client: string, maxRows = PRUNE_BATCH, signal?: AbortSignal): Promise<number> {
   const [head] = await log.listPulls({ limit: 1 });
   if (!head) return 0;
   const anchor = (last: { id: number; hash: string | null }, removed: number) =>
@@ -162,6 +171,7 @@ export async function prunePulls(log: PullLog, before: number, client: string, m
     (n) => log.prunePulls(before, anchor, link, n, head.id),
     maxRows,
     (n) => n > 0,
+    signal,
   );
 }
 
