@@ -1,0 +1,86 @@
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { appendPulls, prunePulls } from '../../src/core/chain.js';
+import type { PullRecord, StoredPullRecord } from '../../src/storage/meta-store.js';
+import { pullPages } from '../../src/storage/pull-pages.js';
+import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+
+/**
+ * "Who pulled it sees every pull", attacked from the side (SQLite): pages read while the record is
+ * written and pruned, and `airlock records --json` written a row at a time.
+ */
+const dir = mkdtempSync(join(tmpdir(), 'airlock-record-pages-attacks-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const row = (i: number, extra: Partial<PullRecord> = {}): PullRecord => ({
+  ts: 1_790_000_000_000 + i,
+  client: `c${i % 3}`,
+  ecosystem: 'pypi',
+  name: 'popular',
+  version: '1.0',
+  sha256: 'a'.repeat(64),
+  cache: 'hit',
+  decision: 'allow',
+  ...extra,
+});
+
+describe('pages of the record', () => {
+  it('a search read a page at a time while rows are written and the oldest pruned reads every row that was there at its start and is still there, once, and none written after it', async () => {
+    const meta = new SqliteMetaStore(join(dir, 'pages.db'));
+    try {
+      await appendPulls(
+        meta,
+        Array.from({ length: 40 }, (_, i) => row(i, i % 4 === 0 ? { name: 'other' } : {})),
+      );
+      const before = new Set((await meta.listPulls({ name: 'popular', limit: 1000 })).map((r) => r.id));
+      const seen: number[] = [];
+      let turn = 0;
+      for await (const page of pullPages(meta, { name: 'popular', sha256: 'a'.repeat(64) }, 4)) {
+        seen.push(...page.map((r) => r.id));
+        // Between pages: new pulls of it, and a retention prune of its oldest rows.
+        await appendPulls(meta, [row(100 + turn), row(200 + turn)]);
+        if (turn++ === 2) await prunePulls(meta, 1_790_000_000_000 + 6, 'test', 2);
+      }
+      const after = new Set((await meta.listPulls({ name: 'popular', limit: 1000 })).map((r) => r.id));
+      const kept = [...before].filter((id) => after.has(id));
+      expect(new Set(seen).size).toBe(seen.length);
+      for (const id of kept) expect(seen).toContain(id);
+      for (const id of seen) expect(before.has(id)).toBe(true);
+      expect(seen).toEqual([...seen].sort((a, b) => b - a));
+    } finally {
+      await meta.close();
+    }
+  });
+});
+
+describe('airlock records --json', () => {
+  it('writes every field as stored, whatever characters it holds (U+2028 and U+2029 end a line for a regular expression, not for JSON)', async () => {
+    const data = join(dir, 'json-data');
+    mkdirSync(data);
+    const meta = new SqliteMetaStore(join(data, 'airlock.db'));
+    const odd = ['line\u2028separator', 'paragraph\u2029separator', 'both\u2028\u2029', 'plain'];
+    try {
+      // A refused request's name and reason come from the client (a URL path) or an upstream's answer.
+      await appendPulls(
+        meta,
+        odd.map((name, i) => row(i, { name, reason: `refused ${name}`, decision: 'deny', code: 'not_allowlisted' })),
+      );
+    } finally {
+      await meta.close();
+    }
+    const config = join(dir, 'json.yaml');
+    writeFileSync(config, `listen: 127.0.0.1:0\ndata_dir: ${data}\nlog_level: silent\n`);
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile('node', [join(process.cwd(), 'dist', 'cli', 'main.js'), 'records', '--config', config, '--json'], (err, stdout) =>
+        err ? reject(err) : resolve(stdout),
+      ),
+    );
+    const rows = JSON.parse(out) as StoredPullRecord[];
+    expect(rows.map((r) => r.name)).toEqual([...odd].reverse());
+    expect(rows.map((r) => r.reason)).toEqual([...odd].reverse().map((n) => `refused ${n}`));
+    expect(out).toBe(JSON.stringify(rows, null, 2) + '\n');
+  });
+});
