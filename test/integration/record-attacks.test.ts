@@ -3,12 +3,15 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PRUNE_BATCH, verifyChain } from '../../src/core/chain.js';
+import { Authenticator } from '../../src/auth/tokens.js';
+import { appendPulls, PRUNE_BATCH, verifyChain } from '../../src/core/chain.js';
+import type { PullRecord } from '../../src/storage/meta-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { startAirlock } from '../helpers/airlock.js';
 
 /**
- * The record's guarantees through a running server (SQLite): pruning never stops it from serving.
+ * The record's guarantees through a running server (SQLite): pruning never stops it from serving,
+ * and the console's page of an artefact sees every pull of it.
  */
 const DAY = 86_400_000;
 const dirs: string[] = [];
@@ -69,4 +72,62 @@ describe('pruning never stops the server', () => {
       await meta.close();
     }
   }, 120_000);
+});
+
+describe('who pulled it, in the console', () => {
+  it('the page of an artefact counts every pull of it and names what allowed it, past its newest 1,000 pulls (here all refusals)', async () => {
+    const a = await startAirlock('auth:\n  admin: token\n');
+    try {
+      const token = await new Authenticator(a.airlock.meta).create('sec-team', true);
+      const sha256 = 'b'.repeat(64);
+      const pull = (i: number, extra: Partial<PullRecord>): PullRecord => ({
+        ts: Date.now() - 100_000 + i,
+        client: `gpu-${i % 7}`,
+        ecosystem: 'hf',
+        name: 'org/model',
+        version: 'c'.repeat(40),
+        filename: 'model.safetensors',
+        sha256,
+        size: 1234,
+        cache: 'hit',
+        decision: 'allow',
+        ...extra,
+      });
+      // Served 1,500 times; then refused after a rescan, and its clients retried 1,200 times (the
+      // model alert links to this page, "with every pull of it").
+      await appendPulls(a.airlock.meta, [
+        ...Array.from({ length: 1500 }, (_, i) => pull(i, { rule: 'hf.allow[0]' })),
+        ...Array.from({ length: 1200 }, (_, i) => pull(1500 + i, { decision: 'deny', code: 'content_refused', reason: 'refused after rescan' })),
+      ]);
+      const ui = (p: string) => `${a.url}/-/ui${p}`;
+      const form = await fetch(ui('/login'));
+      const nonceCookie = form.headers
+        .getSetCookie()
+        .find((c) => c.startsWith('airlock_login='))!
+        .split(';')[0];
+      const nonce = /name="nonce" value="([^"]+)"/.exec(await form.text())![1];
+      const login = await fetch(ui('/login'), {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { cookie: nonceCookie, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ nonce, token }),
+      });
+      const cookie = login.headers
+        .getSetCookie()
+        .find((c) => c.startsWith('airlock_console='))!
+        .split(';')[0];
+      const res = await fetch(ui(`/artefact?ecosystem=hf&name=org/model&sha256=${sha256}`), { headers: { cookie } });
+      expect(res.status).toBe(200);
+      const body = await res.text();
+      expect(body).toContain('Pulls (2700, 1200 refused)');
+      expect(body).toContain('The newest 1,000 of 2,700 rows are shown');
+      expect(body).toContain('<code>hf.allow[0]</code>');
+      expect(body).not.toContain('no pull was allowed');
+      expect(body).not.toContain('Not served');
+      // The SBOM fragment counts every served pull.
+      expect(/airlock:pulls&quot;,\s*&quot;value&quot;: &quot;(\d+)&quot;/.exec(body)?.[1]).toBe('1500');
+    } finally {
+      await a.stop();
+    }
+  }, 60_000);
 });
