@@ -82,11 +82,12 @@ function signerNote(r: StoredPullRecord): H | '' {
 /** Rows a pulls table shows: an answer of 100,000s of rows is summarised above it and exported whole, not drawn. */
 export const TABLE_ROWS = 1000;
 
-export function pullsTable(all: StoredPullRecord[]): H {
+/** A table of the newest TABLE_ROWS of `all`, said to be `total` rows (all.length unless only those were kept), `whole` saying where the rest are. */
+export function pullsTable(all: StoredPullRecord[], total = all.length, whole = 'the exports hold every row'): H {
   const rows = all.length > TABLE_ROWS ? all.slice(0, TABLE_ROWS) : all;
   const more =
-    all.length > rows.length
-      ? html`<p class="muted">The newest ${TABLE_ROWS.toLocaleString('en')} of ${all.length.toLocaleString('en')} rows are shown; the exports hold every row.</p>`
+    total > rows.length
+      ? html`<p class="muted">The newest ${TABLE_ROWS.toLocaleString('en')} of ${total.toLocaleString('en')} rows are shown; ${whole}.</p>`
       : '';
   return html`${more}<table><thead><tr><th scope="col">Time</th><th scope="col">Client</th><th scope="col">Artefact</th><th scope="col">Cache</th><th scope="col">Decision</th><th scope="col">Reason</th></tr></thead>
 <tbody>${rows.map(
