@@ -211,8 +211,10 @@ export function pullSearchSql(f: PullFilter, param: (v: unknown) => string): str
  * old row).
  */
 export function retentionEndSql(before: number, maxRows: number, param: (v: unknown) => string, through = Number.MAX_SAFE_INTEGER): string {
-  return `SELECT id, hash FROM pulls WHERE +ts < ${param(before)} AND id <= ${param(through)}
-    AND id <= COALESCE((SELECT id FROM pulls ORDER BY id LIMIT 1 OFFSET ${param(maxRows - 1)}), ${Number.MAX_SAFE_INTEGER})
+  // One bound on id (the oldest `maxRows`, through `through`), where the search starts: SQLite starts
+  // from one bound only, and with two it took `through` and read every row down from the head.
+  return `SELECT id, hash FROM pulls WHERE +ts < ${param(before)}
+    AND id <= COALESCE((SELECT id FROM pulls WHERE id <= ${param(through)} ORDER BY id LIMIT 1 OFFSET ${param(maxRows - 1)}), ${param(through)})
     ORDER BY id DESC LIMIT 1`;
 }
 
