@@ -3,6 +3,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { affected } from '../../src/audit/affected.js';
+import { pullsCsv } from '../../src/console/advisories.js';
 import { appendPulls, prunePulls } from '../../src/core/chain.js';
 import type { PullRecord, StoredPullRecord } from '../../src/storage/meta-store.js';
 import { eachPull, PULL_PAGE, pullPages } from '../../src/storage/pull-pages.js';
@@ -114,5 +116,39 @@ describe('reading every row leaves the event loop to the server between pages', 
     } finally {
       await meta.close();
     }
+  });
+});
+
+describe('folded rows in "who pulled it"', () => {
+  it('`airlock affected` and the CSV export count a folded row as the pulls it stands for, and give its last time', async () => {
+    const data = join(dir, 'folded-data');
+    mkdirSync(data);
+    const meta = new SqliteMetaStore(join(data, 'airlock.db'));
+    const last = Date.UTC(2026, 11, 4, 12, 0, 0);
+    try {
+      // One served pull, then 41 identical refusals of one client folded into one row (core/fold.ts).
+      await appendPulls(meta, [
+        row(0, { name: 'folded' }),
+        row(1, { name: 'folded', decision: 'deny', code: 'advisory', reason: 'affected by PYSEC-1', count: 41, lastTs: last }),
+      ]);
+      const rep = await affected(meta, 'pkg:pypi/folded@1.0');
+      const csv = pullsCsv(rep.pulls).trimEnd().split('\r\n');
+      expect(csv[0].split(',')).toEqual(expect.arrayContaining(['count', 'last_time']));
+      const cols = csv[0].split(',');
+      const denied = csv[1].split(',');
+      expect(denied[cols.indexOf('count')]).toBe('"41"');
+      expect(denied[cols.indexOf('last_time')]).toBe(`"${new Date(last).toISOString()}"`);
+    } finally {
+      await meta.close();
+    }
+    const config = join(dir, 'folded.yaml');
+    writeFileSync(config, `listen: 127.0.0.1:0\ndata_dir: ${data}\nlog_level: silent\n`);
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile('node', [join(process.cwd(), 'dist', 'cli', 'main.js'), 'affected', 'pkg:pypi/folded@1.0', '--config', config], (err, stdout) =>
+        err ? reject(err) : resolve(stdout),
+      ),
+    );
+    expect(out).toContain('42 pulls (1 served, 41 refused)');
+    expect(out).toContain(`\tdeny\tx41 until ${new Date(last).toISOString()}`);
   });
 });
