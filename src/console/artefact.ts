@@ -1,6 +1,6 @@
 import { html } from 'hono/html';
 import { parseSignature, signerLabel, type RecordSignature } from '../signing/record.js';
-import type { PullFilter, StoredPullRecord } from '../storage/meta-store.js';
+import { pullsIn, type PullFilter, type StoredPullRecord } from '../storage/meta-store.js';
 import { VERSION } from '../version.js';
 import { eachPull } from '../storage/pull-pages.js';
 import { page, type ConsoleApp } from './context.js';
@@ -51,8 +51,8 @@ function signedBy(pulls: StoredPullRecord[]): H {
 }
 
 export function artefactPage(csrf: string, a: ArtefactDetail): H {
-  const total = a.total ?? a.pulls.length;
-  const refused = a.refused ?? a.pulls.filter((p) => p.decision !== 'allow').length;
+  const total = a.total ?? pullsIn(a.pulls);
+  const refused = a.refused ?? pullsIn(a.pulls.filter((p) => p.decision !== 'allow'));
   let scan: string | null = null;
   if (a.scan) {
     try {
@@ -103,8 +103,9 @@ export function artefactRoutes(app: ConsoleApp, d: ConsoleDeps): void {
     let allowed: StoredPullRecord | undefined;
     let signed: StoredPullRecord | null = null;
     await eachPull(d.meta, filter, (p) => {
-      total++;
-      if (p.decision !== 'allow') refused++;
+      // A folded row stands for `count` refusals.
+      total += p.count ?? 1;
+      if (p.decision !== 'allow') refused += p.count ?? 1;
       else {
         allowed ??= p;
         if (!signed && parseSignature(p.signature)) signed = p;

@@ -92,6 +92,6 @@ export function pullsTable(all: StoredPullRecord[], total = all.length, whole = 
   return html`${more}<table><thead><tr><th scope="col">Time</th><th scope="col">Client</th><th scope="col">Artefact</th><th scope="col">Cache</th><th scope="col">Decision</th><th scope="col">Reason</th></tr></thead>
 <tbody>${rows.map(
     (r) =>
-      html`<tr><td>${when(r.ts)}</td><td><code>${r.client}</code></td><td>${r.ecosystem}: ${artefact(r)}</td><td>${r.cache}</td><td${r.decision === 'allow' ? '' : html` class="deny"`}>${r.decision}</td><td>${r.reason ?? ''}${signerNote(r)}</td></tr>`,
+      html`<tr><td>${when(r.ts)}</td><td><code>${r.client}</code></td><td>${r.ecosystem}: ${artefact(r)}</td><td>${r.cache}</td><td${r.decision === 'allow' ? '' : html` class="deny"`}>${r.decision}</td><td>${r.reason ?? ''}${r.count != null ? html`<br><span class="muted">×${r.count} until ${when(r.lastTs ?? r.ts)}</span>` : ''}${signerNote(r)}</td></tr>`,
   )}</tbody></table>`;
 }

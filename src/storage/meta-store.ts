@@ -40,6 +40,8 @@ export const DECISIONS = ['allow', 'deny', 'error'] as const;
 export type Decision = (typeof DECISIONS)[number];
 /** Whether `s` is one of DECISIONS. */
 export const isDecision = (s: unknown): s is Decision => (DECISIONS as readonly unknown[]).includes(s);
+/** How many pulls these rows stand for: a folded row (core/fold.ts) is `count` of them. */
+export const pullsIn = (rows: readonly { count?: number | null }[]): number => rows.reduce((n, r) => n + (r.count ?? 1), 0);
 
 export interface PullRecord {
   ts: number;

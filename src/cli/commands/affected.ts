@@ -1,5 +1,6 @@
 import { affected as findAffected, type AffectedReport } from '../../audit/affected.js';
 import { loadConfig } from '../../config/load.js';
+import { pullsIn } from '../../storage/meta-store.js';
 import { fail, withMeta, type Command } from './shared.js';
 
 /**
@@ -21,15 +22,27 @@ function print(rep: AffectedReport): void {
       process.stdout.write(`  ${img.digest}${names.length ? ` (${names.join(', ')})` : ''}: ${img.packages.map((p) => `${p.name} ${p.version}`).join(', ')}\n`);
     }
   }
+  // A folded row (repeated identical refusals) stands for `count` pulls, and its line ends with them.
   const served = rep.pulls.filter((p) => p.decision === 'allow');
+  const all = pullsIn(rep.pulls);
   process.stdout.write(
-    `${rep.pulls.length} pulls (${served.length} served, ${rep.pulls.length - served.length} refused), ${new Set(served.map((p) => p.client)).size} clients served\n`,
+    `${all} pulls (${pullsIn(served)} served, ${all - pullsIn(served)} refused), ${new Set(served.map((p) => p.client)).size} clients served\n`,
   );
   if (rep.pulls.length) process.stdout.write(['time', 'client', 'ecosystem', 'name', 'version', 'file', 'sha256', 'cache', 'decision'].join('\t') + '\n');
   for (const p of rep.pulls) {
     process.stdout.write(
-      [new Date(p.ts).toISOString(), p.client, p.ecosystem, p.name, p.version ?? '-', p.filename ?? '-', p.sha256 ?? '-', p.cache, p.decision].join('\t') +
-        '\n',
+      [
+        new Date(p.ts).toISOString(),
+        p.client,
+        p.ecosystem,
+        p.name,
+        p.version ?? '-',
+        p.filename ?? '-',
+        p.sha256 ?? '-',
+        p.cache,
+        p.decision,
+        ...(p.count != null ? [`x${p.count} until ${new Date(p.lastTs ?? p.ts).toISOString()}`] : []),
+      ].join('\t') + '\n',
     );
   }
 }
