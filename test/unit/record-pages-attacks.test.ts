@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { affected } from '../../src/audit/affected.js';
 import { pullsCsv } from '../../src/console/advisories.js';
-import { appendPulls, prunePulls } from '../../src/core/chain.js';
+import { appendPulls, prunePulls, verifyChain } from '../../src/core/chain.js';
 import type { PullRecord, StoredPullRecord } from '../../src/storage/meta-store.js';
 import { eachPull, PULL_PAGE, pullPages } from '../../src/storage/pull-pages.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
@@ -113,6 +113,44 @@ describe('reading every row leaves the event loop to the server between pages', 
       expect(atPage).toHaveLength(3);
       expect(atPage[1]).toBeGreaterThan(atPage[0]);
       expect(atPage[2]).toBeGreaterThan(atPage[1]);
+    } finally {
+      await meta.close();
+    }
+  });
+});
+
+describe('verifying the chain leaves the event loop to the server', () => {
+  it('other work runs while the chain is walked (the console verifies in the server: 500,000 rows stopped it 3.2 s)', async () => {
+    const meta = new SqliteMetaStore(join(dir, 'verify-turns.db'));
+    try {
+      for (let k = 0; k < 3; k++)
+        await appendPulls(
+          meta,
+          Array.from({ length: 10_000 }, (_, i) => row(k * 10_000 + i)),
+        );
+      let turns = 0;
+      let on = true;
+      const other = () => {
+        turns++;
+        if (on) setImmediate(other);
+      };
+      setImmediate(other);
+      const scan = meta.scanPulls.bind(meta);
+      const atRow: number[] = [];
+      meta.scanPulls = async function* () {
+        let k = 0;
+        for await (const r of scan()) {
+          if (k++ % 10_000 === 0) atRow.push(turns);
+          yield r;
+        }
+      };
+      const rep = await verifyChain(meta);
+      on = false;
+      expect(rep.problem).toBeUndefined();
+      expect(rep.rows).toBe(30_000);
+      expect(atRow).toHaveLength(3);
+      expect(atRow[1]).toBeGreaterThan(atRow[0]);
+      expect(atRow[2]).toBeGreaterThan(atRow[1]);
     } finally {
       await meta.close();
     }
