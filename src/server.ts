@@ -94,7 +94,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     frontends,
     trustedProxies: config.trusted_proxies,
   });
-  const retention = await startRetention(config.records, { recorder, meta, log });
+  const retention = startRetention(config.records, { recorder, meta, log });
   record.start();
   // Alerts about newly affected artefacts (issue 28): evaluated after each advisory import applied, sent through the outbox.
   const alerting = await startAlerting(config, channels, { meta, policy: () => live.policy, metrics, log, flush: () => recorder.flush() });
@@ -138,7 +138,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
       await rescans.done;
       await feeds.stop();
       await alerting?.stop();
-      retention.stop();
+      await retention.stop();
       record.stop();
       scrubber.stop();
       await cache.shutdown();

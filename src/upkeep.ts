@@ -46,17 +46,30 @@ export function startCacheUpkeep(cache: BlobCache, config: Config, log: Logger):
 
 /**
  * Record retention (records.retention_days; 0 keeps everything): pull records older than that are
- * pruned at start and then daily, each prune recorded by a chained audit/prune event.
+ * pruned from start (in the background: a record long past retention takes many batches, and the
+ * server serves meanwhile) and then daily, each batch recorded by a chained audit/prune event.
+ * `stop()` ends a prune under way after its current batch and resolves once it has.
  */
-export async function startRetention(records: Config['records'], d: { recorder: Recorder; meta: MetaStore; log: Logger }): Promise<{ stop(): void }> {
+export function startRetention(records: Config['records'], d: { recorder: Recorder; meta: MetaStore; log: Logger }): { stop(): Promise<void> } {
+  const stopping = new AbortController();
+  let running: Promise<void> = Promise.resolve();
   const prune = async () => {
-    if (records.retention_days <= 0) return;
+    if (records.retention_days <= 0 || stopping.signal.aborted) return;
     await d.recorder.flush();
-    const n = await prunePulls(d.meta, Date.now() - records.retention_days * DAY, 'airlock-retention');
+    const n = await prunePulls(d.meta, Date.now() - records.retention_days * DAY, 'airlock-retention', undefined, stopping.signal);
     if (n > 0) d.log.info({ removed: n, retentionDays: records.retention_days }, 'pull records pruned (a chained audit/prune event records it)');
   };
-  await prune();
-  const timer = setInterval(() => void prune().catch((e) => d.log.error({ err: (e as Error).message }, 'record pruning failed')), DAY);
+  const start = () => {
+    running = running.then(() => prune().catch((e) => d.log.error({ err: (e as Error).message }, 'record pruning failed')));
+  };
+  start();
+  const timer = setInterval(start, DAY);
   timer.unref();
-  return { stop: () => clearInterval(timer) };
+  return {
+    stop: () => {
+      clearInterval(timer);
+      stopping.abort();
+      return running;
+    },
+  };
 }

@@ -36,9 +36,10 @@ class Answer {
   constructor(private readonly keep: number) {}
 
   add(p: StoredPullRecord): void {
-    this.counts.pulls++;
+    // A folded row (repeated identical refusals) stands for `count` pulls.
+    this.counts.pulls += p.count ?? 1;
     if (p.decision === 'allow') {
-      this.counts.served++;
+      this.counts.served += p.count ?? 1;
       this.clients.add(p.client);
     }
     this.rows.push(p);

@@ -14,6 +14,8 @@ export interface SbomOptions {
   version: string;
   /** These pulls instead of a query (an incident's: the console's advisory export); the served ones are listed. */
   rows?: StoredPullRecord[];
+  /** The served pulls matching this filter instead of the window (an artefact's: the console's page of it). */
+  pulls?: PullFilter;
   /** What the document is about (airlock:subject), e.g. the advisory of an incident. */
   subject?: string;
 }
@@ -138,7 +140,7 @@ export async function buildSbom(meta: PullLog & { inventories: InventoryStore },
   };
   // Every served row of the window, a page at a time (pull-pages.ts): an SBOM cut at one page would leave out what was pulled before it.
   if (o.rows) for (const r of o.rows) if (r.decision === 'allow') add(r);
-  if (!o.rows) await eachPull(meta, { since: o.since, until: o.until, ecosystem: o.ecosystem, decision: 'allow' }, add);
+  if (!o.rows) await eachPull(meta, { ...(o.pulls ?? { since: o.since, until: o.until, ecosystem: o.ecosystem }), decision: 'allow' }, add);
   const bom = new CDX.Models.Bom();
   bom.metadata.timestamp = new Date();
   bom.metadata.tools.components.add(new CDX.Models.Component(CDX.Enums.ComponentType.Application, 'airlock', { version: o.version }));

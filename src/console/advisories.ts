@@ -15,7 +15,7 @@ import type { ConsoleDeps } from './routes.js';
 
 const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
 
-/** "N pulls (M served), K clients served." */
+/** "N pulls (M served), K clients served." (a folded row counts the pulls it stands for) */
 function pullCounts(rep: AffectedReport): string {
   const c = rep.counts;
   return `${plural(c.pulls, 'pull')} (${c.served} served), ${plural(c.clientsServed, 'client')} served.`;
@@ -53,9 +53,40 @@ function cell(v: unknown): string {
 }
 
 export function pullsCsv(rows: StoredPullRecord[]): string {
-  const head = ['time', 'client', 'ecosystem', 'name', 'version', 'filename', 'sha256', 'cache', 'decision', 'code', 'reason', 'request_id'];
+  // A folded row (core/fold.ts) stands for `count` pulls, the last at last_time.
+  const head = [
+    'time',
+    'client',
+    'ecosystem',
+    'name',
+    'version',
+    'filename',
+    'sha256',
+    'cache',
+    'decision',
+    'code',
+    'reason',
+    'request_id',
+    'count',
+    'last_time',
+  ];
   const lines = rows.map((r) =>
-    [new Date(r.ts).toISOString(), r.client, r.ecosystem, r.name, r.version, r.filename, r.sha256, r.cache, r.decision, r.code, r.reason, r.requestId]
+    [
+      new Date(r.ts).toISOString(),
+      r.client,
+      r.ecosystem,
+      r.name,
+      r.version,
+      r.filename,
+      r.sha256,
+      r.cache,
+      r.decision,
+      r.code,
+      r.reason,
+      r.requestId,
+      r.count,
+      r.count != null ? new Date(r.lastTs ?? r.ts).toISOString() : null,
+    ]
       .map(cell)
       .join(','),
   );

@@ -1,9 +1,10 @@
 import { html } from 'hono/html';
 import { parseSignature, signerLabel, type RecordSignature } from '../signing/record.js';
-import type { PullFilter, StoredPullRecord } from '../storage/meta-store.js';
+import { pullsIn, type PullFilter, type StoredPullRecord } from '../storage/meta-store.js';
 import { VERSION } from '../version.js';
+import { eachPull } from '../storage/pull-pages.js';
 import { page, type ConsoleApp } from './context.js';
-import { layout, pullsTable, type H } from './layout.js';
+import { layout, pullsTable, TABLE_ROWS, type H } from './layout.js';
 import type { ConsoleDeps } from './routes.js';
 
 /**
@@ -19,7 +20,12 @@ export interface ArtefactDetail {
   version?: string;
   sha256?: string;
   size: number | null;
+  /** Its newest pulls (TABLE_ROWS are shown); `total` and `refused` count every pull of it when only those were kept. */
   pulls: StoredPullRecord[];
+  total?: number;
+  refused?: number;
+  /** The newest allowed pull that was signature-checked, when only the newest pulls were kept. */
+  signed?: StoredPullRecord | null;
   /** The rule of the newest allowed pull: what allows it. */
   rule: string | null;
   scan: { scanner: string; report: string } | null;
@@ -45,7 +51,8 @@ function signedBy(pulls: StoredPullRecord[]): H {
 }
 
 export function artefactPage(csrf: string, a: ArtefactDetail): H {
-  const refused = a.pulls.filter((p) => p.decision !== 'allow');
+  const total = a.total ?? pullsIn(a.pulls);
+  const refused = a.refused ?? pullsIn(a.pulls.filter((p) => p.decision !== 'allow'));
   let scan: string | null = null;
   if (a.scan) {
     try {
@@ -65,7 +72,7 @@ export function artefactPage(csrf: string, a: ArtefactDetail): H {
 <tr><th scope="row">SHA-256</th><td><code>${a.sha256 ?? '-'}</code></td></tr>
 <tr><th scope="row">Size</th><td>${a.size ?? '-'}</td></tr>
 <tr><th scope="row">Allowed by</th><td><code>${a.rule ?? 'no pull was allowed'}</code></td></tr>
-<tr><th scope="row">Signed by</th><td>${signedBy(a.pulls)}</td></tr>
+<tr><th scope="row">Signed by</th><td>${signedBy(a.signed !== undefined ? (a.signed ? [a.signed] : []) : a.pulls)}</td></tr>
 </tbody></table>
 <h2>Vulnerabilities</h2>
 ${a.vulnerabilities.length ? html`<ul>${a.vulnerabilities.map((v) => html`<li><strong>${v.id}</strong>${v.aliases.length ? ` (${v.aliases.join(', ')})` : ''}${v.package ? ` in ${v.package}` : ''}${v.severity ? ` · ${v.severity}` : ''}${v.fixed ? ` · fixed in ${v.fixed}` : ''}: ${v.summary}</li>`)}</ul>` : html`<p>None among the imported advisories${a.ecosystem === 'oci' ? ' (for an image manifest whose inventory was read; a layer has none of its own)' : ''}.</p>`}
@@ -73,8 +80,8 @@ ${a.vulnerabilities.length ? html`<ul>${a.vulnerabilities.map((v) => html`<li><s
 ${a.sbom ? html`<pre aria-label="CycloneDX components">${a.sbom}</pre>` : html`<p class="muted">Not served: no SBOM entry.</p>`}
 <h2>Inspection</h2>
 ${scan ? html`<p class="muted">scanner ${a.scan!.scanner}</p><pre>${scan}</pre>` : html`<p class="muted">No inspection report (only model files are inspected).</p>`}
-<h2>Pulls (${a.pulls.length}, ${refused.length} refused)</h2>
-${pullsTable(a.pulls)}`,
+<h2>Pulls (${total}, ${refused} refused)</h2>
+${pullsTable(a.pulls, total, 'the counts above are of every pull')}`,
   );
 }
 
@@ -88,8 +95,23 @@ export function artefactRoutes(app: ConsoleApp, d: ConsoleDeps): void {
     const name = (q.name ?? '').slice(0, 300);
     if (!ecosystem || !name) return c.text('ecosystem and name are required', 400);
     const version = q.version ? q.version.slice(0, 300) : undefined;
-    const pulls = await d.meta.listPulls(sha256 ? { sha256, limit: 1000 } : { ecosystem, name, version, limit: 1000 });
-    const allowed = pulls.find((p) => p.decision === 'allow');
+    const filter: PullFilter = sha256 ? { sha256 } : { ecosystem, name, version };
+    // Every pull of it is counted (a popular artefact has 100,000s), the newest TABLE_ROWS kept for the table.
+    const pulls: StoredPullRecord[] = [];
+    let total = 0;
+    let refused = 0;
+    let allowed: StoredPullRecord | undefined;
+    let signed: StoredPullRecord | null = null;
+    await eachPull(d.meta, filter, (p) => {
+      // A folded row stands for `count` refusals.
+      total += p.count ?? 1;
+      if (p.decision !== 'allow') refused += p.count ?? 1;
+      else {
+        allowed ??= p;
+        if (!signed && parseSignature(p.signature)) signed = p;
+      }
+      if (pulls.length < TABLE_ROWS) pulls.push(p);
+    });
     const blob = sha256 ? await d.meta.getBlob(sha256) : null;
     let vulnerabilities: { id: string; aliases: string[]; summary: string; severity?: string; fixed?: string; package?: string }[] = [];
     if (ecosystem === 'oci' && sha256) {
@@ -120,13 +142,16 @@ export function artefactRoutes(app: ConsoleApp, d: ConsoleDeps): void {
         sha256,
         size: blob?.size ?? allowed?.size ?? null,
         pulls,
+        total,
+        refused,
+        signed,
         rule: allowed?.rule ?? null,
         scan: sha256 ? await d.meta.getScan(sha256) : null,
         vulnerabilities,
         // The SBOM fragment of what was served of it (the same document /-/sbom writes).
         sbom: allowed
           ? JSON.stringify(
-              JSON.parse(await (await import('../audit/sbom.js')).buildSbom(d.meta, { rows: pulls, subject: name, version: VERSION })).components ?? [],
+              JSON.parse(await (await import('../audit/sbom.js')).buildSbom(d.meta, { pulls: filter, subject: name, version: VERSION })).components ?? [],
               null,
               2,
             )

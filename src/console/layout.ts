@@ -82,16 +82,16 @@ function signerNote(r: StoredPullRecord): H | '' {
 /** Rows a pulls table shows: an answer of 100,000s of rows is counted above it and exported whole, not drawn. */
 export const TABLE_ROWS = 1000;
 
-/** `rows` newest first; `total`: how many the answer holds when only its newest were read (audit/affected.ts `keep`). */
-export function pullsTable(all: StoredPullRecord[], total = all.length): H {
+/** A table of the newest TABLE_ROWS of `all`, said to be `total` rows (all.length unless only those were kept), `whole` saying where the rest are. */
+export function pullsTable(all: StoredPullRecord[], total = all.length, whole = 'the exports hold every row'): H {
   const rows = all.length > TABLE_ROWS ? all.slice(0, TABLE_ROWS) : all;
   const more =
     total > rows.length
-      ? html`<p class="muted">The newest ${rows.length.toLocaleString('en')} of ${total.toLocaleString('en')} rows are shown; the exports hold every row.</p>`
+      ? html`<p class="muted">The newest ${rows.length.toLocaleString('en')} of ${total.toLocaleString('en')} rows are shown; ${whole}.</p>`
       : '';
   return html`${more}<table><thead><tr><th scope="col">Time</th><th scope="col">Client</th><th scope="col">Artefact</th><th scope="col">Cache</th><th scope="col">Decision</th><th scope="col">Reason</th></tr></thead>
 <tbody>${rows.map(
     (r) =>
-      html`<tr><td>${when(r.ts)}</td><td><code>${r.client}</code></td><td>${r.ecosystem}: ${artefact(r)}</td><td>${r.cache}</td><td${r.decision === 'allow' ? '' : html` class="deny"`}>${r.decision}</td><td>${r.reason ?? ''}${signerNote(r)}</td></tr>`,
+      html`<tr><td>${when(r.ts)}</td><td><code>${r.client}</code></td><td>${r.ecosystem}: ${artefact(r)}</td><td>${r.cache}</td><td${r.decision === 'allow' ? '' : html` class="deny"`}>${r.decision}</td><td>${r.reason ?? ''}${r.count != null ? html`<br><span class="muted">×${r.count} until ${when(r.lastTs ?? r.ts)}</span>` : ''}${signerNote(r)}</td></tr>`,
   )}</tbody></table>`;
 }

@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import type { ChainReport, PullLog, PullRecord } from '../storage/meta-store.js';
+import type { ChainReport, PullLog, PullRecord, StoredPullRecord } from '../storage/meta-store.js';
 import { eachPull } from '../storage/pull-pages.js';
 
 /**
@@ -57,7 +57,10 @@ export function appendPulls(log: PullLog, recs: PullRecord[]): Promise<void> {
 export async function verifyChain(log: PullLog): Promise<ChainReport> {
   // Retention prunes leave an anchor row naming the last removed row's hash: the chain may start there.
   const anchors = new Set<string | null | undefined>();
-  await eachPull(log, { ecosystem: 'audit', name: 'prune' }, (r) => anchors.add(r.sha256));
+  const readAnchors = () => eachPull(log, { ecosystem: 'audit', name: 'prune' }, (r) => anchors.add(r.sha256));
+  await readAnchors();
+  // Whether `r` may begin the record: it follows the start or an anchor (read again: a prune may have committed since).
+  const mayStart = async (r: StoredPullRecord) => r.prevHash === GENESIS || anchors.has(r.prevHash) || (await readAnchors(), anchors.has(r.prevHash));
   const out: ChainReport = { rows: 0, unchained: 0, head: null };
   let prev: { id: number; hash: string } | null = null;
   for await (const r of log.scanPulls()) {
@@ -75,7 +78,7 @@ export async function verifyChain(log: PullLog): Promise<ChainReport> {
       return out;
     }
     if (prev === null) {
-      if (r.prevHash !== GENESIS && !anchors.has(r.prevHash)) {
+      if (!(await mayStart(r))) {
         out.problem = {
           id: r.id,
           kind: 'deleted',
@@ -83,6 +86,12 @@ export async function verifyChain(log: PullLog): Promise<ChainReport> {
         };
         return out;
       }
+    } else if (r.prevHash !== prev.hash && (await prunedBefore(log, r)) && (await mayStart(r))) {
+      // The walk reads a page at a time, and a prune (a batch at a time, beside the server) may have
+      // committed since the last page: the rows before `r` are gone and `r` follows its anchor, so the
+      // record now starts at `r`, as a walk begun now would find.
+      out.rows = 1;
+      out.unchained = 0;
     } else if (r.prevHash !== prev.hash) {
       const gap = r.id - prev.id - 1;
       out.problem =
@@ -101,6 +110,11 @@ export async function verifyChain(log: PullLog): Promise<ChainReport> {
   return out;
 }
 
+/** Whether no row is left before `r` (a prune removed them). */
+async function prunedBefore(log: PullLog, r: StoredPullRecord): Promise<boolean> {
+  return (await log.listPulls({ before: r.id, limit: 1 })).length === 0;
+}
+
 /** The chained 'audit/prune' row left where records were removed: it carries the last removed row's hash. */
 function pruneAnchor(client: string, last: { hash: string | null }, reason: string): PullRecord {
   return { ts: Date.now(), client, ecosystem: 'audit', name: 'prune', sha256: last.hash, cache: 'none', decision: 'allow', reason };
@@ -116,27 +130,49 @@ function pruneAnchor(client: string, last: { hash: string | null }, reason: stri
  */
 export const PRUNE_BATCH = 10_000;
 
-/** Run a prune a batch at a time until a batch is not full, other work getting its turn between batches. */
-async function inBatches(batch: (maxRows: number) => Promise<number>, maxRows: number): Promise<number> {
+/**
+ * Run a prune a batch at a time while `more` says so of the last (by default: while a batch is
+ * full), other work getting its turn between batches; `signal` ends it between two batches.
+ */
+async function inBatches(
+  batch: (maxRows: number) => Promise<number>,
+  maxRows: number,
+  more = (n: number) => n === maxRows,
+  signal?: AbortSignal,
+): Promise<number> {
   let total = 0;
-  for (;;) {
+  while (!signal?.aborted) {
     const t0 = performance.now();
     const n = await batch(maxRows);
     total += n;
-    if (n < maxRows) return total;
+    if (!more(n)) return total;
     await new Promise((r) => setTimeout(r, Math.max(1, performance.now() - t0)));
   }
+  return total;
 }
 
-/** Delete records older than `before` (ms), leaving a chained 'audit/prune' row per batch that anchors what was removed. */
-export function prunePulls(log: PullLog, before: number, client: string, maxRows = PRUNE_BATCH): Promise<number> {
+/**
+ * Delete records older than `before` (ms), leaving a chained 'audit/prune' row per batch that
+ * anchors what was removed. A batch ends at the newest old row among the oldest `maxRows`, so one
+ * stamped later than its neighbours (a replica's clock ahead) at its end leaves it short while older
+ * rows follow: batches go on while one removes any row, up to the head when the prune began (never
+ * its own anchors, nor rows written meanwhile).
+ */
+export async function prunePulls(log: PullLog, before: number, client: string, maxRows = PRUNE_BATCH, signal?: AbortSignal): Promise<number> {
+  const [head] = await log.listPulls({ limit: 1 });
+  if (!head) return 0;
   const anchor = (last: { id: number; hash: string | null }, removed: number) =>
     pruneAnchor(
       client,
       last,
       `retention: ${removed} records before ${new Date(before).toISOString()} (through row ${last.id}) removed; this row anchors the chain at the last removed row's hash`,
     );
-  return inBatches((n) => log.prunePulls(before, anchor, link, n), maxRows);
+  return inBatches(
+    (n) => log.prunePulls(before, anchor, link, n, head.id),
+    maxRows,
+    (n) => n > 0,
+    signal,
+  );
 }
 
 /**

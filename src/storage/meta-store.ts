@@ -40,6 +40,8 @@ export const DECISIONS = ['allow', 'deny', 'error'] as const;
 export type Decision = (typeof DECISIONS)[number];
 /** Whether `s` is one of DECISIONS. */
 export const isDecision = (s: unknown): s is Decision => (DECISIONS as readonly unknown[]).includes(s);
+/** How many pulls these rows stand for: a folded row (core/fold.ts) is `count` of them. */
+export const pullsIn = (rows: readonly { count?: number | null }[]): number => rows.reduce((n, r) => n + (r.count ?? 1), 0);
 
 export interface PullRecord {
   ts: number;
@@ -188,9 +190,10 @@ export interface PullLog {
    * Delete the rows older than `before` (ms) and append `anchor(last removed row, count)`, linked,
    * in one transaction; returns how many rows were removed (0, and no anchor, when none were).
    * At most `maxRows` of the oldest rows go in one call (through the newest row older than `before`
-   * among them): core/chain.ts calls again while a call removes that many.
+   * among them), and none after row `through` (the head when the prune began): core/chain.ts calls
+   * again while a call removes any.
    */
-  prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows?: number): Promise<number>;
+  prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows?: number, through?: number): Promise<number>;
   /**
    * The record's size: rows, and an estimate of the bytes they take (their text plus a fixed
    * per-row allowance for hashes, numbers and indexes: pull-rows.ts ROW_BYTES_SQL), kept as a

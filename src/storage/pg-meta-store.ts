@@ -183,8 +183,8 @@ export class PgMetaStore implements MetaStore {
     return this.pulls.dailyCounts(since);
   }
 
-  prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows?: number): Promise<number> {
-    return this.pulls.prunePulls(before, anchor, link, maxRows);
+  prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows?: number, through?: number): Promise<number> {
+    return this.pulls.prunePulls(before, anchor, link, maxRows, through);
   }
 
   pullSize(): Promise<{ rows: number; bytes: number }> {

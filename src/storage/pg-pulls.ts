@@ -2,9 +2,9 @@ import type pg from 'pg';
 import type { ChainLink, PullFilter, PullLog, PullRecord, PruneAnchor, StoredPullRecord } from './meta-store.js';
 import { LOCK_CHAIN } from './pg-schema.js';
 import {
-  DAY_RECOUNT_SQL,
   PULL_COLUMNS,
   ROW_BYTES_SQL,
+  dayTakeBackSql,
   dayTally,
   pullOf,
   pullSearchSql,
@@ -81,9 +81,9 @@ export class PgPullLog implements PullLog {
     ).rows;
   }
 
-  async prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows = Number.MAX_SAFE_INTEGER): Promise<number> {
+  async prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows = Number.MAX_SAFE_INTEGER, through?: number): Promise<number> {
     const args: unknown[] = [];
-    const sql = retentionEndSql(before, maxRows, (v) => `$${args.push(v)}`);
+    const sql = retentionEndSql(before, maxRows, (v) => `$${args.push(v)}`, through);
     return this.pruneThrough(async (c) => (await c.query<{ id: number; hash: string | null }>(sql, args)).rows[0], anchor, link);
   }
 
@@ -121,13 +121,13 @@ export class PgPullLog implements PullLog {
           [last.id],
         )
       ).rows[0];
+      // What the removed rows added to the days they were in is taken back (reading only them).
+      await c.query(dayTakeBackSql('$1'), [last.id]);
       const n = (await c.query('DELETE FROM pulls WHERE id <= $1', [last.id])).rowCount ?? 0;
       await c.query('UPDATE pull_size SET rows = GREATEST(0, rows - $1), bytes = GREATEST(0, bytes - $2)', [n, Number(span.bytes ?? 0)]);
-      // Recount the days the removed rows were in from what is left of them.
       const lo = Math.floor(span.lo / 86_400_000) * 86_400_000;
       const hi = Math.floor(span.hi / 86_400_000) * 86_400_000;
-      await c.query('DELETE FROM pull_days WHERE day BETWEEN $1 AND $2', [lo, hi]);
-      await c.query(`INSERT INTO pull_days ${DAY_RECOUNT_SQL} WHERE ts >= $1 AND ts < $2 GROUP BY 1, 2, 3`, [lo, hi + 86_400_000]);
+      await c.query('DELETE FROM pull_days WHERE day BETWEEN $1 AND $2 AND count <= 0', [lo, hi]);
       await this.insertPulls(c, [anchor(last, n)], link);
       return n;
     });

@@ -24,9 +24,9 @@ import { SqliteAdvisories } from './sqlite-advisories.js';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js';
 import { checkpointInBackground, type Checkpointer } from './sqlite-checkpointer.js';
 import {
-  DAY_RECOUNT_SQL,
   PULL_COLUMNS,
   ROW_BYTES_SQL,
+  dayTakeBackSql,
   dayTally,
   pullOf,
   pullSearchSql,
@@ -215,14 +215,16 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
   };
 
   async *scanPulls(): AsyncIterable<StoredPullRecord> {
-    // Pages by id, so that no statement stays open across the consumer's awaits.
+    // Pages by id, so that no statement stays open across the consumer's awaits; the event loop gets
+    // a turn every ten pages (the console verifies in the server: 500,000 rows had stopped it 3.2 s).
     let after = 0;
     const page = this.db.prepare<[number], PullRow>('SELECT * FROM pulls WHERE id > ? ORDER BY id LIMIT 1000');
-    for (;;) {
+    for (let n = 1; ; n++) {
       const rows = page.all(after);
       if (rows.length === 0) return;
       for (const r of rows) yield pullOf(r);
       after = rows[rows.length - 1].id;
+      if (n % 10 === 0) await new Promise((r) => setImmediate(r));
     }
   }
 
@@ -236,9 +238,9 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
       .all(Math.floor(since / DAY_MS) * DAY_MS);
   }
 
-  async prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows = Number.MAX_SAFE_INTEGER): Promise<number> {
+  async prunePulls(before: number, anchor: PruneAnchor, link: ChainLink, maxRows = Number.MAX_SAFE_INTEGER, through?: number): Promise<number> {
     const args: unknown[] = [];
-    const sql = retentionEndSql(before, maxRows, (v) => (args.push(v), '?'));
+    const sql = retentionEndSql(before, maxRows, (v) => (args.push(v), '?'), through);
     return this.pruneThrough(() => this.db.prepare<unknown[], { id: number; hash: string | null }>(sql).get(...args), anchor, link);
   }
 
@@ -269,13 +271,13 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
             `SELECT MIN(ts) AS lo, MAX(ts) AS hi, SUM(${ROW_BYTES_SQL}) AS bytes FROM pulls WHERE id <= ?`,
           )
           .get(last.id)!;
+        // What the removed rows added to the days they were in is taken back (reading only them).
+        this.db.prepare(dayTakeBackSql('?')).run(last.id);
         n = this.db.prepare('DELETE FROM pulls WHERE id <= ?').run(last.id).changes;
         this.db.prepare('UPDATE pull_size SET rows = MAX(0, rows - ?), bytes = MAX(0, bytes - ?)').run(n, span.bytes ?? 0);
-        // Recount the days the removed rows were in from what is left of them.
         const lo = Math.floor(span.lo / DAY_MS) * DAY_MS;
         const hi = Math.floor(span.hi / DAY_MS) * DAY_MS;
-        this.db.prepare('DELETE FROM pull_days WHERE day BETWEEN ? AND ?').run(lo, hi);
-        this.db.prepare(`INSERT INTO pull_days ${DAY_RECOUNT_SQL} WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3`).run(lo, hi + DAY_MS);
+        this.db.prepare('DELETE FROM pull_days WHERE day BETWEEN ? AND ? AND count <= 0').run(lo, hi);
         this.insertPulls([anchor(last, n)], link);
       })
       .immediate();

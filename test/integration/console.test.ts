@@ -153,7 +153,7 @@ describe('console security', () => {
     expect(csv.headers.get('content-type')).toMatch(/text\/csv/);
     expect(csv.headers.get('content-disposition')).toBe('attachment; filename="airlock-affected-PYSEC-2099-1.csv"');
     const lines = (await csv.text()).trim().split('\r\n');
-    expect(lines[0]).toBe('time,client,ecosystem,name,version,filename,sha256,cache,decision,code,reason,request_id');
+    expect(lines[0]).toBe('time,client,ecosystem,name,version,filename,sha256,cache,decision,code,reason,request_id,count,last_time');
     expect(lines).toHaveLength(2);
     expect(lines.some((l) => l.includes('"\'=HYPERLINK(""http://evil"")"'))).toBe(true);
     // The same incident as CycloneDX for the security team: the served artefacts it affects.

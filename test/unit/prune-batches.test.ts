@@ -45,7 +45,8 @@ describe('a large prune leaves the event loop to the clients between batches (SQ
       clearInterval(timer);
       await written;
       expect(removed).toBe(rows - 100);
-      expect(batches).toEqual([...Array(6).fill(PRUNE_BATCH), 400]);
+      // Batches go on while one removes any row (a later-stamped row can end one short): the last finds none.
+      expect(batches).toEqual([...Array(6).fill(PRUNE_BATCH), 400, 0]);
       expect(ticks).toBeGreaterThanOrEqual(batches.length - 1);
       const audit = await meta.listPulls({ ecosystem: 'audit', limit: 100 });
       expect(audit).toHaveLength(7);

@@ -26,8 +26,18 @@ function print(rep: AffectedReport): void {
   if (rep.pulls.length) process.stdout.write(['time', 'client', 'ecosystem', 'name', 'version', 'file', 'sha256', 'cache', 'decision'].join('\t') + '\n');
   for (const p of rep.pulls) {
     process.stdout.write(
-      [new Date(p.ts).toISOString(), p.client, p.ecosystem, p.name, p.version ?? '-', p.filename ?? '-', p.sha256 ?? '-', p.cache, p.decision].join('\t') +
-        '\n',
+      [
+        new Date(p.ts).toISOString(),
+        p.client,
+        p.ecosystem,
+        p.name,
+        p.version ?? '-',
+        p.filename ?? '-',
+        p.sha256 ?? '-',
+        p.cache,
+        p.decision,
+        ...(p.count != null ? [`x${p.count} until ${new Date(p.lastTs ?? p.ts).toISOString()}`] : []),
+      ].join('\t') + '\n',
     );
   }
 }

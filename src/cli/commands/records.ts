@@ -55,9 +55,10 @@ export const records: Command = {
         ...folded(r),
         ...signer(r),
       ].join('\t') + '\n';
-    // JSON as one array, written element by element in JSON.stringify(rows, null, 2)'s layout.
+    // JSON as one array, written element by element in JSON.stringify(rows, null, 2)'s layout: each
+    // line indented (split on \n alone: U+2028 and U+2029, raw inside JSON strings, end a line for /^/m).
     const element = (r: StoredPullRecord) =>
-      JSON.stringify(r.signature ? { ...r, signature: parseSignature(r.signature) ?? r.signature } : r, null, 2).replace(/^/gm, '  ');
+      '  ' + JSON.stringify(r.signature ? { ...r, signature: parseSignature(r.signature) ?? r.signature } : r, null, 2).replaceAll('\n', '\n  ');
     // Any --limit is honoured, a page at a time (pull-pages.ts): memory stays one page, output starts at once.
     let n = 0;
     await withMeta(loaded, true, async (meta) => {
