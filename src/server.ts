@@ -139,7 +139,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
       await feeds.stop();
       await alerting?.stop();
       await retention.stop();
-      record.stop();
+      await record.stop();
       scrubber.stop();
       await cache.shutdown();
       // A judgement under way ends with its cancelled fills; wait a little so it does not outlive the stores.

@@ -179,12 +179,12 @@ export async function prunePulls(log: PullLog, before: number, client: string, m
  * Delete the oldest records until the record's estimated size is within `maxBytes`, leaving a
  * chained 'audit/prune' row per batch that anchors what was removed (as retention does).
  */
-export function prunePullsToSize(log: PullLog, maxBytes: number, client: string, maxRows = PRUNE_BATCH): Promise<number> {
+export function prunePullsToSize(log: PullLog, maxBytes: number, client: string, maxRows = PRUNE_BATCH, signal?: AbortSignal): Promise<number> {
   const anchor = (last: { id: number; hash: string | null }, removed: number) =>
     pruneAnchor(
       client,
       last,
       `size budget: the oldest ${removed} records (through row ${last.id}) removed to keep the record within records.max_bytes (${maxBytes} bytes); this row anchors the chain at the last removed row's hash`,
     );
-  return inBatches((n) => log.prunePullsToSize(maxBytes, anchor, link, n), maxRows);
+  return inBatches((n) => log.prunePullsToSize(maxBytes, anchor, link, n), maxRows, undefined, signal);
 }

@@ -17,6 +17,8 @@ const WARN_AT = 0.8;
  */
 export class RecordBudget {
   private last: { rows: number; bytes: number } | null = null;
+  /** Ends a prune under way after its current batch (the server closing). */
+  readonly stopping = new AbortController();
 
   constructor(
     private readonly log: PullLog,
@@ -32,7 +34,7 @@ export class RecordBudget {
     let removed = 0;
     if (this.maxBytes > 0 && size.bytes > this.maxBytes) {
       await this.recorder.flush();
-      removed = await prunePullsToSize(this.log, Math.floor(this.maxBytes * PRUNE_TO), 'airlock-budget');
+      removed = await prunePullsToSize(this.log, Math.floor(this.maxBytes * PRUNE_TO), 'airlock-budget', undefined, this.stopping.signal);
       this.metrics.recordBudgetPrunes.inc(removed);
       this.logger.warn(
         { removed, bytes: size.bytes, maxBytes: this.maxBytes },
@@ -77,7 +79,11 @@ export function keepRecord(pulls: PullLog, metrics: Metrics, log: Logger, rc: Re
     limits: { perSecond: rc.refusal_limit.per_second, burst: rc.refusal_limit.burst, maxClients: rc.refusal_limit.clients },
   });
   const budget = new RecordBudget(pulls, recorder, metrics, log, rc.max_bytes);
-  const check = () => void budget.check().catch((e) => log.error({ err: (e as Error).message }, 'record size check failed'));
+  let running: Promise<unknown> = Promise.resolve();
+  const check = () => {
+    if (budget.stopping.signal.aborted) return;
+    running = running.then(() => budget.check().catch((e) => log.error({ err: (e as Error).message }, 'record size check failed')));
+  };
   let timer: NodeJS.Timeout | undefined;
   return {
     recorder,
@@ -88,6 +94,11 @@ export function keepRecord(pulls: PullLog, metrics: Metrics, log: Logger, rc: Re
       timer.unref();
     },
     warnings: (): string[] => [budget.warning()].filter((w): w is string => w !== null),
-    stop: () => clearInterval(timer),
+    /** Stop the checks; resolves once a prune under way has ended its current batch. */
+    stop: async (): Promise<void> => {
+      clearInterval(timer);
+      budget.stopping.abort();
+      await running;
+    },
   };
 }
