@@ -12,6 +12,7 @@ import { FakeIndex } from '../helpers/fake-index.js';
 import { airlockCli } from '../helpers/cli.js';
 import { rawGet } from '../helpers/http.js';
 import { OsvFeedServer } from '../helpers/osv-feed.js';
+import { consoleLogin } from '../helpers/console-login.js';
 
 const CRITICAL = 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H';
 const wheel = (v: string) => `tinylib-${v}-py3-none-any.whl`;
@@ -195,22 +196,7 @@ policy:
   it("shows each source's freshness and the recorded syncs, failures with their error, on the console's advisories page", async () => {
     const token = await new Authenticator(a.airlock.meta).create('feeds-admin', true);
     const ui = (p: string) => `${a.url}/-/ui${p}`;
-    const form = await fetch(ui('/login'));
-    const nonceCookie = form.headers
-      .getSetCookie()
-      .find((c) => c.startsWith('airlock_login='))!
-      .split(';')[0];
-    const nonce = /name="nonce" value="([^"]+)"/.exec(await form.text())![1];
-    const res = await fetch(ui('/login'), {
-      method: 'POST',
-      redirect: 'manual',
-      headers: { cookie: nonceCookie, 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ nonce, token }),
-    });
-    const cookie = res.headers
-      .getSetCookie()
-      .find((c) => c.startsWith('airlock_console='))!
-      .split(';')[0];
+    const cookie = (await consoleLogin(a.url, token)).cookie!;
     const page = await (await fetch(ui('/advisories'), { headers: { cookie } })).text();
     expect(page).toContain('<h2>Advisory feeds</h2>');
     expect(page).toMatch(/<tr><td><code>osv-pypi<\/code><\/td><td>2026-\d\d-\d\d [\d:]+<\/td><td class="age">\d+ s<\/td><\/tr>/);

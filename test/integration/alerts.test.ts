@@ -6,6 +6,7 @@ import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex, sha256 } from '../helpers/fake-index.js';
 import { rawGet, records } from '../helpers/http.js';
 import { importAdvisory, Receiver, tinylibAdvisory } from '../helpers/receiver.js';
+import { consoleLogin } from '../helpers/console-login.js';
 
 const SECRET = 'alert-secret-for-tests';
 
@@ -150,22 +151,7 @@ policy:
   it('the incident page shows the affected artefacts, the clients and times, the pulls since and the deliveries; a failing channel shows on the console', async () => {
     const ui = (p: string) => `${a.url}/-/ui${p}`;
     const admin = await new Authenticator(a.airlock.meta).create('sec-team', true);
-    const form = await fetch(ui('/login'));
-    const nonceCookie = form.headers
-      .getSetCookie()
-      .find((c) => c.startsWith('airlock_login='))!
-      .split(';')[0];
-    const nonce = /name="nonce" value="([^"]+)"/.exec(await form.text())![1];
-    const login = await fetch(ui('/login'), {
-      method: 'POST',
-      redirect: 'manual',
-      headers: { cookie: nonceCookie, 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ nonce, token: admin }),
-    });
-    const cookie = login.headers
-      .getSetCookie()
-      .find((c) => c.startsWith('airlock_console='))!
-      .split(';')[0];
+    const cookie = (await consoleLogin(a.url, admin)).cookie!;
     const get = async (p: string) => {
       const res = await fetch(ui(p), { headers: { cookie } });
       return { status: res.status, text: await res.text() };

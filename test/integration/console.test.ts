@@ -6,6 +6,7 @@ import { airlockCli } from '../helpers/cli.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex } from '../helpers/fake-index.js';
 import { rawGet } from '../helpers/http.js';
+import { consoleLogin } from '../helpers/console-login.js';
 
 /** The console's security at the HTTP level: sessions, CSRF, escaping, headers. (The browser walk is test/e2e/console.test.ts.) */
 describe('console security', () => {
@@ -51,18 +52,7 @@ describe('console security', () => {
   const ui = (p: string) => `${a.url}/-/ui${p}`;
   const cookieOf = (res: Response, name: string) => res.headers.getSetCookie().find((c) => c.startsWith(`${name}=`));
 
-  async function login(token: string): Promise<{ res: Response; cookie?: string }> {
-    const form = await fetch(ui('/login'));
-    const nonceCookie = cookieOf(form, 'airlock_login')!.split(';')[0];
-    const nonce = /name="nonce" value="([^"]+)"/.exec(await form.text())![1];
-    const res = await fetch(ui('/login'), {
-      method: 'POST',
-      redirect: 'manual',
-      headers: { cookie: nonceCookie, 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ nonce, token }),
-    });
-    return { res, cookie: cookieOf(res, 'airlock_console')?.split(';')[0] };
-  }
+  const login = (token: string) => consoleLogin(a.url, token);
 
   it('nothing answers without a session but the login form and its stylesheet', async () => {
     for (const p of ['', '/refusals', '/records?name=tinylib']) {

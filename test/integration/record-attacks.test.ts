@@ -8,6 +8,7 @@ import { appendPulls, PRUNE_BATCH, verifyChain } from '../../src/core/chain.js';
 import type { PullRecord } from '../../src/storage/meta-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { startAirlock } from '../helpers/airlock.js';
+import { consoleLogin } from '../helpers/console-login.js';
 
 /**
  * The record's guarantees through a running server (SQLite): pruning never stops it from serving,
@@ -100,22 +101,7 @@ describe('who pulled it, in the console', () => {
         ...Array.from({ length: 1200 }, (_, i) => pull(1500 + i, { decision: 'deny', code: 'content_refused', reason: 'refused after rescan' })),
       ]);
       const ui = (p: string) => `${a.url}/-/ui${p}`;
-      const form = await fetch(ui('/login'));
-      const nonceCookie = form.headers
-        .getSetCookie()
-        .find((c) => c.startsWith('airlock_login='))!
-        .split(';')[0];
-      const nonce = /name="nonce" value="([^"]+)"/.exec(await form.text())![1];
-      const login = await fetch(ui('/login'), {
-        method: 'POST',
-        redirect: 'manual',
-        headers: { cookie: nonceCookie, 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ nonce, token }),
-      });
-      const cookie = login.headers
-        .getSetCookie()
-        .find((c) => c.startsWith('airlock_console='))!
-        .split(';')[0];
+      const cookie = (await consoleLogin(a.url, token)).cookie!;
       const res = await fetch(ui(`/artefact?ecosystem=hf&name=org/model&sha256=${sha256}`), { headers: { cookie } });
       expect(res.status).toBe(200);
       const body = await res.text();
