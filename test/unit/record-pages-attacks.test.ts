@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import { appendPulls, prunePulls, verifyChain } from '../../src/core/chain.js';
 import type { PullRecord, StoredPullRecord } from '../../src/storage/meta-store.js';
 import { eachPull, PULL_PAGE, pullPages } from '../../src/storage/pull-pages.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+import { airlockCli } from '../helpers/cli.js';
 
 /**
  * "Who pulled it sees every pull", attacked from the side (SQLite): pages read while the record is
@@ -75,11 +75,8 @@ describe('airlock records --json', () => {
     }
     const config = join(dir, 'json.yaml');
     writeFileSync(config, `listen: 127.0.0.1:0\ndata_dir: ${data}\nlog_level: silent\n`);
-    const out = await new Promise<string>((resolve, reject) =>
-      execFile('node', [join(process.cwd(), 'dist', 'cli', 'main.js'), 'records', '--config', config, '--json'], (err, stdout) =>
-        err ? reject(err) : resolve(stdout),
-      ),
-    );
+    const { code, stdout: out } = await airlockCli(['records', '--config', config, '--json']);
+    expect(code).toBe(0);
     const rows = JSON.parse(out) as StoredPullRecord[];
     expect(rows.map((r) => r.name)).toEqual([...odd].reverse());
     expect(rows.map((r) => r.reason)).toEqual([...odd].reverse().map((n) => `refused ${n}`));
@@ -181,11 +178,8 @@ describe('folded rows in "who pulled it"', () => {
     }
     const config = join(dir, 'folded.yaml');
     writeFileSync(config, `listen: 127.0.0.1:0\ndata_dir: ${data}\nlog_level: silent\n`);
-    const out = await new Promise<string>((resolve, reject) =>
-      execFile('node', [join(process.cwd(), 'dist', 'cli', 'main.js'), 'affected', 'pkg:pypi/folded@1.0', '--config', config], (err, stdout) =>
-        err ? reject(err) : resolve(stdout),
-      ),
-    );
+    const { code, stdout: out } = await airlockCli(['affected', 'pkg:pypi/folded@1.0', '--config', config]);
+    expect(code).toBe(0);
     expect(out).toContain('42 pulls (1 served, 41 refused)');
     expect(out).toContain(`\tdeny\tx41 until ${new Date(last).toISOString()}`);
   });
