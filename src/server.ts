@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { createServer as createHttpServer, type RequestListener, type ServerOptions } from 'node:http';
 import { serve, type ServerType } from '@hono/node-server';
 import { channelsFrom } from './alerts/channels.js';
@@ -6,6 +6,7 @@ import { startAlerting } from './alerts/index.js';
 import { buildApp } from './app.js';
 import { withFastPath } from './http/fast.js';
 import { withPeerRoute } from './http/peer.js';
+import { SendWatch } from './http/send-watch.js';
 import { Authenticator } from './auth/tokens.js';
 import type { LoadedConfig } from './config/load.js';
 import { splitListen } from './config/preflight.js';
@@ -220,6 +221,11 @@ export async function startServer(
     const s = serve({ fetch: airlock.app.fetch, hostname, port, createServer }, () => resolve(s));
     s.once('error', reject);
   });
+  // transfers.send_timeout: a client that stops reading does not keep its buffers and open file for ever.
+  const sendWatch = new SendWatch(loaded.config.transfers.send_timeout * 1000, (socket, queued) =>
+    airlock.log.warn({ client: socket.remoteAddress, queued }, 'a client took none of the bytes sent to it for transfers.send_timeout: connection closed'),
+  );
+  server.on('connection', (socket: Socket) => sendWatch.watch(socket));
   const bound = (server.address() as AddressInfo).port;
   advertise(peer, airlock.log, hostname, bound);
   airlock.log.info({ listen: `${hostname}:${bound}`, dataDir: loaded.dataDir, config: loaded.configFile }, 'airlock listening');
@@ -247,6 +253,7 @@ export async function startServer(
         s.closeIdleConnections?.();
         if (graceMs <= 0) s.closeAllConnections?.();
       });
+      sendWatch.stop();
       await airlock.close();
     },
   };

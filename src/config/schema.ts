@@ -309,6 +309,11 @@ export const configSchema = z
           .int()
           .min(0)
           .default(16 * 1024 * 1024),
+        /**
+         * Seconds a client may take none of the bytes queued for it before its connection is closed
+         * (nginx's send_timeout; src/http/send-watch.ts); 0: never.
+         */
+        send_timeout: z.number().min(0).default(60),
         /** New upstream downloads under way per client (token, or address when anonymous); 0: no limit. */
         per_client: z.number().int().min(0).default(16),
         /** Seconds a client over per_client waits for one of its own downloads to end before a 429. */

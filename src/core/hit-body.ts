@@ -24,10 +24,25 @@ import type { ChunkList } from '../storage/meta-store.js';
  * is copied out first.
  */
 
-/** Chunks in flight per transfer: one (or more) being written, the next ones read and hashed. */
-const DEPTH = 4;
+/** Chunks in flight per transfer while its client keeps up: one (or more) being written, the next ones read and hashed. */
+const DEPTH = 8;
 /** Idle buffers kept for the next hits (of the usual chunk size); the rest go to the collector. */
 const IDLE = 16;
+/**
+ * What all warm hits' chunk buffers of a process may add up to. Each transfer always gets its first
+ * buffer; read-ahead past this stops (a transfer then runs one chunk at a time until buffers come
+ * back), so many clients at once cost this plus one chunk each, not DEPTH chunks each.
+ */
+export const HIT_MEMORY = 32 << 20;
+/**
+ * A client whose socket took nothing for this long, while the process's hits are past HIT_MEMORY,
+ * gives back the chunks it read ahead (read and checked again when it goes on).
+ */
+const SHED_MS = 200;
+/** A client whose socket took this long to take a chunk is behind: one chunk is read ahead for it, not DEPTH. */
+const SLOW_MS = 20;
+/** Bytes queued in the socket past which the client is behind (as core/fill-body.ts SOCKET_QUEUE). */
+const SOCKET_QUEUE = 128 << 10;
 
 interface Slot {
   sab: SharedArrayBuffer;
@@ -37,24 +52,55 @@ interface Slot {
   digest: Buffer;
 }
 
-const idle = new Map<number, Slot[]>();
+/**
+ * The chunk buffers of warm hits (issue 29: memory bounded under many slow readers). Before it,
+ * every transfer took DEPTH buffers of its own: 60 clients reading a warm 1 GiB file slowly held
+ * 4 MiB each (a server of 151 MB went to 375 MB), and a client that stopped reading held them for
+ * as long as its connection stayed open.
+ */
+export class HitMemory {
+  /** Bytes of buffers made and not dropped: lent out or idle. */
+  held = 0;
+  /** Buffers made so far (tests: a hit reuses them, memory stays flat). */
+  made = 0;
+  private readonly idle = new Map<number, Slot[]>();
 
-/** Buffers made so far (tests: a hit reuses them, memory stays flat). */
-export const hitBuffers = { made: 0 };
+  constructor(readonly budget = HIT_MEMORY) {}
 
-function takeSlot(chunkSize: number): Slot {
-  const had = idle.get(chunkSize)?.pop();
-  if (had) return had;
-  hitBuffers.made++;
-  const sab = new SharedArrayBuffer(chunkSize + 32);
-  return { sab, bytes: Buffer.from(sab, 0, chunkSize), digest: Buffer.from(sab, chunkSize, 32) };
+  /** A buffer for one chunk: always for a transfer's first (`first`), else only within the budget (null: none now). */
+  take(chunkSize: number, first: boolean): Slot | null {
+    const had = this.idle.get(chunkSize)?.pop();
+    if (had) return had;
+    if (!first && this.held + chunkSize + 32 > this.budget) return null;
+    this.held += chunkSize + 32;
+    this.made++;
+    const sab = new SharedArrayBuffer(chunkSize + 32);
+    return { sab, bytes: Buffer.from(sab, 0, chunkSize), digest: Buffer.from(sab, chunkSize, 32) };
+  }
+
+  /** Bytes of buffers lent out now (held, less the idle ones). */
+  get lent(): number {
+    let idle = 0;
+    for (const [size, list] of this.idle) idle += list.length * (size + 32);
+    return this.held - idle;
+  }
+
+  /** Whether a transfer should hand a buffer back instead of keeping it for its next chunk. */
+  tight(): boolean {
+    return this.held > this.budget;
+  }
+
+  give(chunkSize: number, s: Slot): void {
+    let list = this.idle.get(chunkSize);
+    if (!list) this.idle.set(chunkSize, (list = []));
+    // Kept for the next chunk even past the budget: dropping it would only have the next transfer make one again.
+    if (list.length < IDLE) list.push(s);
+    else this.held -= chunkSize + 32;
+  }
 }
 
-function putSlot(chunkSize: number, s: Slot): void {
-  let list = idle.get(chunkSize);
-  if (!list) idle.set(chunkSize, (list = []));
-  if (list.length < IDLE) list.push(s);
-}
+/** The process's warm-hit buffers (one budget for every cache of the process). */
+export const hitMemory = new HitMemory();
 
 export interface HitBodyOptions {
   file: RandomRead;
@@ -66,6 +112,8 @@ export interface HitBodyOptions {
   hashes: HashPool;
   /** Told once, before the body fails, when a chunk does not match (forget the blob). */
   onRot: (got: string, e: AirlockError) => Promise<void>;
+  /** Where its chunk buffers come from (default: the process's hitMemory). */
+  memory?: HitMemory;
 }
 
 export class HitBody extends Readable {
@@ -130,31 +178,59 @@ export class HitBody extends Readable {
 
   /**
    * Run the transfer: `emit` is given each verified part in order and calls `done` once the slot's
-   * bytes are no longer needed. Up to DEPTH slots are reading, hashing or being emitted at once.
+   * bytes are no longer needed; it returns a promise when the client is behind (its socket full),
+   * resolved once it has taken them. Up to DEPTH slots are reading, hashing or being emitted at
+   * once while the client keeps up and the process's HitMemory has room; a client behind gets one
+   * chunk read ahead, and one that took nothing for SHED_MS gives back what it read ahead (read and
+   * checked again when it goes on): a stuck client holds only the chunk in its socket.
    */
   private async drive(emit: (part: Buffer, done: () => void) => void | Promise<void>): Promise<void> {
     const cs = this.cs;
     const { range } = this.o;
-    const queue: { i: number; slot: Slot; ready: Promise<void> }[] = [];
+    const mem = this.o.memory ?? hitMemory;
+    let queue: { i: number; slot: Slot; ready: Promise<void> }[] = [];
     const free: Slot[] = [];
-    let made = 0;
+    /** Slots this transfer took from `mem` and has not given back (queued, being written, or free). */
+    let holding = 0;
+    let behind = false;
     let next = this.first;
+    const release = (s: Slot) => {
+      holding--;
+      mem.give(cs, s);
+    };
     const giveBack = (s: Slot) => {
-      if (this.ended) putSlot(cs, s);
+      if (this.ended || behind || mem.tight()) release(s);
       else free.push(s);
       const w = this.wake;
       this.wake = null;
       w?.();
     };
-    const refill = () => {
-      while (next <= this.last) {
-        const slot = free.pop() ?? (made < DEPTH ? (made++, takeSlot(cs)) : undefined);
-        if (!slot) return;
+    // `force`: the chunks up to the last are needed at once (the hook's), whatever the budget says.
+    const refill = (force = false) => {
+      while (next <= this.last && queue.length < (behind && !force ? 1 : DEPTH)) {
+        let slot = free.pop();
+        if (!slot) {
+          slot = mem.take(cs, force || holding === 0) ?? undefined;
+          if (!slot) return;
+          holding++;
+        }
         const i = next++;
         const ready = this.load(i, slot);
         ready.catch(() => {});
         queue.push({ i, slot, ready });
       }
+    };
+    // The client took nothing for SHED_MS: the chunks read ahead go back (once read and hashed), to be read again.
+    const shed = () => {
+      if (queue.length === 0) return;
+      next = queue[0].i;
+      for (const q of queue)
+        q.ready.then(
+          () => release(q.slot),
+          () => release(q.slot),
+        );
+      queue = [];
+      for (const s of free.splice(0)) release(s);
     };
     try {
       for (let i = this.first; i <= this.last; i++) {
@@ -172,7 +248,7 @@ export class HitBody extends Readable {
             // Every chunk still to send verified first (a rotted one is cut and recorded as such, not served).
             while (i < this.last && (queue.length === 0 || queue[queue.length - 1].i < this.last)) {
               if (this.stopped) throw new AirlockError('CANCELLED', 'the client went away');
-              refill();
+              refill(true);
               if (queue.length > 0 && queue[queue.length - 1].i === this.last) break;
               await new Promise<void>((r) => (this.wake = r));
             }
@@ -188,26 +264,36 @@ export class HitBody extends Readable {
         const from = Math.max(0, range.start - at);
         const to = Math.min(Math.min(this.o.size, at + cs) - at, range.end + 1 - at);
         this.passed(to - from);
-        await emit(head.slot.bytes.subarray(from, to), () => giveBack(head.slot));
+        const taking = emit(head.slot.bytes.subarray(from, to), () => giveBack(head.slot));
+        if (!taking) {
+          behind = false;
+          continue;
+        }
+        // The chunks from the hook on stay: they are verified and the record is committed for them.
+        const t = i < this.hookAt ? setTimeout(() => mem.tight() && shed(), SHED_MS) : undefined;
+        const waited = Date.now();
+        await taking;
+        clearTimeout(t);
+        behind = Date.now() - waited >= SLOW_MS;
       }
     } finally {
       this.ended = true;
       // Slots still reading or hashing go back to the pool once their work is done; written ones from their callbacks.
       for (const q of queue)
         q.ready.then(
-          () => putSlot(cs, q.slot),
-          () => putSlot(cs, q.slot),
+          () => release(q.slot),
+          () => release(q.slot),
         );
-      for (const s of free) putSlot(cs, s);
-      free.length = 0;
+      for (const s of free.splice(0)) release(s);
     }
   }
 
   /**
    * Send into a Node socket or response: each part is written from its slot, which is reused once
-   * the write's callback says the bytes left (a write that never completes keeps its slot out of
-   * the pool for good). Resolves when the last part is handed to `out`; rejects on a rotted chunk,
-   * a hook that failed, or `out` closing first. Either way the body is closed after.
+   * the write's callback says the bytes left (a write that never completes keeps its slot until the
+   * connection closes: http/send-watch.ts closes one that takes nothing for transfers.send_timeout).
+   * Resolves when the last part is handed to `out`; rejects on a rotted chunk, a hook that failed,
+   * or `out` closing first. Either way the body is closed after.
    */
   async sendTo(out: Writable): Promise<void> {
     this.started = true;
@@ -224,6 +310,16 @@ export class HitBody extends Readable {
           if (err) gone();
           done();
         });
+        if (out.writableLength < SOCKET_QUEUE || this.stopped) return;
+        return new Promise<void>((r) => {
+          const on = () => {
+            out.off('drain', on);
+            out.off('close', on);
+            r();
+          };
+          out.on('drain', on);
+          out.on('close', on);
+        });
       });
     } finally {
       out.off('close', gone);
@@ -239,10 +335,10 @@ export class HitBody extends Readable {
       return;
     }
     this.started = true;
-    this.drive(async (part, done) => {
+    this.drive((part, done) => {
       const copy = Buffer.from(part);
       done();
-      if (!this.push(copy)) await new Promise<void>((r) => (this.pulled = r));
+      if (!this.push(copy)) return new Promise<void>((r) => (this.pulled = r));
     }).then(
       () => this.push(null),
       (e: Error) => this.destroy(e),

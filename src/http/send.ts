@@ -4,6 +4,7 @@ import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { HitBody } from '../core/hit-body.js';
 import { FillBody } from '../core/fill-body.js';
+import { sendTimedOut } from './send-watch.js';
 
 /** Hono environment when running under @hono/node-server: the raw Node objects are reachable. */
 export interface AppEnv {
@@ -56,19 +57,19 @@ export function sendStream(
           outgoing.end();
           finished(outgoing, (err) => {
             if (err) outgoing.destroy();
-            done?.({ error: err ?? undefined });
+            done?.({ error: err ? (sendTimedOut(outgoing.socket) ?? err) : undefined });
           });
         },
         (error: Error) => {
           outgoing.destroy();
-          done?.({ error });
+          done?.({ error: sendTimedOut(outgoing.socket) ?? error });
         },
       );
       return RESPONSE_ALREADY_SENT;
     }
     pipeline(body, outgoing, (err) => {
       if (err) outgoing.destroy();
-      done?.({ error: err ?? undefined });
+      done?.({ error: err ? (sendTimedOut(outgoing.socket) ?? err) : undefined });
     });
     return RESPONSE_ALREADY_SENT;
   }

@@ -10,6 +10,7 @@ import { HitBody } from '../core/hit-body.js';
 import { FillBody } from '../core/fill-body.js';
 import { requestedRange, resolveRange } from '../core/range.js';
 import { sendBytes, sendStream, type AppEnv } from './send.js';
+import { SendTimeout } from './send-watch.js';
 import { rateLimit } from './refusal.js';
 
 /**
@@ -217,15 +218,17 @@ async function start(
       });
       return;
     }
+    // Closed by Airlock (a client that took nothing for transfers.send_timeout) or by the client.
+    const early = error instanceof SendTimeout ? error.message : `client closed the connection early (${error.message})`;
     void served.settled.then(
-      () => r.recorder.record({ ...row(served.cache, size), decision: 'allow', rule: r.rule, reason: `client closed the connection early (${error.message})` }),
+      () => r.recorder.record({ ...row(served.cache, size), decision: 'allow', rule: r.rule, reason: early }),
       (fillError: Error) => {
         if ((fillError as AirlockError).code === 'CANCELLED') {
           r.recorder.record({
             ...row(served.cache, size),
             decision: 'allow',
             rule: r.rule,
-            reason: `client closed the connection early (${error.message}); the download was then cancelled, no client was waiting for it`,
+            reason: `${early}; the download was then cancelled, no client was waiting for it`,
           });
           return;
         }

@@ -4,7 +4,7 @@ import { get } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { HashPool } from '../../src/core/hasher.js';
-import { hitBuffers } from '../../src/core/hit-body.js';
+import { hitMemory } from '../../src/core/hit-body.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { sha256hex } from '../helpers/fake-hub.js';
 import { FakeIndex } from '../helpers/fake-index.js';
@@ -78,9 +78,9 @@ policy:
       sum.mockRestore();
     }
     // Ten more hits, one after another, make no new buffers: they come back to the pool.
-    const made = hitBuffers.made;
+    const made = hitMemory.made;
     for (let i = 0; i < 10; i++) expect((await rawGet(url())).body.equals(bytes)).toBe(true);
-    expect(hitBuffers.made).toBe(made);
+    expect(hitMemory.made).toBe(made);
   });
 
   const rots: { what: string; spoil: () => void }[] = [
