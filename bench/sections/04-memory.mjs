@@ -1,6 +1,9 @@
-// Section 4. Memory: 8 concurrent distinct cold transfers, then 50 concurrent cold pulls (5 runs, 1 with --quick).
+// Section 4. Memory: 8 concurrent distinct cold transfers, then 50 concurrent cold pulls (5 runs, 1 with --quick),
+// then 60 slow clients on one warm hit.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { curl } from '../lib/http.mjs';
-import { median } from '../lib/proc.mjs';
+import { median, sleep } from '../lib/proc.mjs';
 
 const MiB = 1 << 20;
 
@@ -53,4 +56,39 @@ export async function run(ctx) {
       { perRound: peaks.map((p) => p / 1e6) },
     );
   }
+  await slowReaders(ctx);
+}
+
+// Issue 29 (memory bounded under many slow readers): 60 clients at 2 MB/s each on one warm 1 GiB
+// hit, beside one client on the same server. Before the shared chunk budget (core/hit-body.ts
+// HitMemory) each transfer held 4 MiB of chunk buffers (375 MB peak against 151 for one client).
+async function slowReaders(ctx) {
+  const { QUICK, files, startAirlock, row, target, peakRss } = ctx;
+  const f = files[0];
+  const a = await startAirlock();
+  await a.warmPage(f);
+  await curl(a.fileUrl(f));
+  for (let i = 0; i < 600 && !existsSync(a.blobPath(f)); i++) await sleep(100);
+  const secs = QUICK ? 3 : 10;
+  const peakWith = async (n) => {
+    a.rss.reset();
+    const kids = Array.from({ length: n }, () => spawn('curl', ['-s', '-o', '/dev/null', '--limit-rate', '2M', a.fileUrl(f)], { stdio: 'ignore' }));
+    await sleep(secs * 1000);
+    const peak = a.rss.reset();
+    for (const k of kids) k.kill();
+    await sleep(500);
+    return peak;
+  };
+  const one = await peakWith(1);
+  const sixty = await peakWith(60);
+  peakRss['60 slow warm'] = sixty;
+  row('memory: 60 clients at 2 MB/s on one warm hit', 'Airlock', { peakRssMB: sixty / 1e6, oneClientPeakRssMB: one / 1e6, growthMB: (sixty - one) / 1e6 });
+  // The budget (32 MiB) plus one chunk per client, with room for the collector's lag.
+  const bound = (32 + 60 * 1.05) * 1048576 * 1.25;
+  target(
+    '60 slow clients on a warm hit grow RSS by at most the hit budget plus a chunk each',
+    sixty - one <= bound,
+    `${((sixty - one) / 1e6).toFixed(0)} MB over one client (bound ${(bound / 1e6).toFixed(0)} MB)`,
+  );
+  await a.stop();
 }
