@@ -115,9 +115,9 @@ policy:
     // A fifth client's first buffer spends it: the four have taken nothing for far longer than 200 ms.
     const fifth = new Paced(a.port, path, 0);
     await sleep(800);
-    expect(hitMemory.tight()).toBe(true);
-    // Each should hold only what is in its socket (one chunk; two for slack), not its read-ahead.
-    expect(hitMemory.lent).toBeLessThanOrEqual(5 * 2 * SLOT);
+    // The four hold only what is in their sockets (one chunk each; two for slack), not their read-ahead;
+    // the fifth may read ahead (8 chunks) in the room they gave back. Before: all 32 stayed lent.
+    expect(hitMemory.lent).toBeLessThanOrEqual(4 * 2 * SLOT + 8 * SLOT);
     for (const s of [...stuck, fifth]) s.socket.destroy();
     expect(await until(() => hitMemory.lent === 0, 3000)).toBe(true);
   }, 20_000);
