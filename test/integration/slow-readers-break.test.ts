@@ -136,5 +136,21 @@ policy:
     // The client is gone: no transfer of its connection may go on holding chunk buffers (or its open file).
     expect(await until(() => hitMemory.lent === 0, 3000)).toBe(true);
     for (const id of ids) expect(await until(async () => (await rowsOf(a, id)).length === 1, 3000)).toBe(true);
+    // A client that reads its pipelined answers gets each whole, in turn.
+    const p = connect(a.port, '127.0.0.1');
+    const got: Buffer[] = [];
+    p.on('data', (b: Buffer) => got.push(b));
+    const ended = new Promise((r) => p.once('close', r));
+    const req = `GET ${path} HTTP/1.1\r\nHost: airlock\r\n\r\n`;
+    p.write(req + req + `GET ${path} HTTP/1.1\r\nHost: airlock\r\nConnection: close\r\n\r\n`);
+    await ended;
+    let all = Buffer.concat(got);
+    for (let n = 0; n < 3; n++) {
+      const head = all.indexOf('\r\n\r\n');
+      expect(all.subarray(0, head).toString()).toMatch(new RegExp(`^HTTP/1.1 200[^]*content-length: ${bytes.length}`, 'i'));
+      expect(all.subarray(head + 4, head + 4 + bytes.length).equals(bytes)).toBe(true);
+      all = all.subarray(head + 4 + bytes.length);
+    }
+    expect(all.length).toBe(0);
   }, 20_000);
 });
