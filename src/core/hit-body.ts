@@ -222,6 +222,7 @@ export class HitBody extends Readable {
     };
     // The client took nothing for SHED_MS: the chunks read ahead go back (once read and hashed), to be read again.
     const shed = () => {
+      for (const s of free.splice(0)) release(s);
       if (queue.length === 0) return;
       next = queue[0].i;
       for (const q of queue)
@@ -230,7 +231,6 @@ export class HitBody extends Readable {
           () => release(q.slot),
         );
       queue = [];
-      for (const s of free.splice(0)) release(s);
     };
     try {
       for (let i = this.first; i <= this.last; i++) {
@@ -270,10 +270,11 @@ export class HitBody extends Readable {
           continue;
         }
         // The chunks from the hook on stay: they are verified and the record is committed for them.
-        const t = i < this.hookAt ? setTimeout(() => mem.tight() && shed(), SHED_MS) : undefined;
+        // Looked at again while the client stays stuck: the budget may be spent only later, by others.
+        const t = i < this.hookAt ? setInterval(() => mem.tight() && shed(), SHED_MS) : undefined;
         const waited = Date.now();
         await taking;
-        clearTimeout(t);
+        clearInterval(t);
         behind = Date.now() - waited >= SLOW_MS;
       }
     } finally {

@@ -10,6 +10,12 @@ import type { Socket } from 'node:net';
  * keep-alive, or a request still waiting for its upstream or its verdict) never times out here,
  * and a client that goes on taking bytes, however slowly, keeps it open as long as each write
  * (at most a 1 MiB chunk) goes within the timeout.
+ *
+ * The queue's length alone is not progress: a client slower than Airlock always has one whole
+ * chunk queued when the watch looks (the next is written as soon as the last is taken), so it
+ * reads the same 1 MiB at every look. What the kernel has not yet taken of the writes handed to
+ * it (libuv's write queue, which Node's own socket.setTimeout reads for the same reason) moves
+ * with every byte the client takes.
  */
 export class SendTimeout extends Error {
   constructor(seconds: number) {
@@ -18,8 +24,15 @@ export class SendTimeout extends Error {
 }
 
 interface Watched {
-  queued: number;
+  /** The queue as last seen: Node's length and libuv's write queue. */
+  seen: string;
   since: number;
+}
+
+/** Where the socket's queue stands: changes whenever the client takes bytes or more are queued. */
+function mark(socket: Socket): string {
+  const handle = (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle;
+  return `${socket.writableLength}/${handle?.writeQueueSize ?? ''}`;
 }
 
 const cut = new WeakMap<Socket, SendTimeout>();
@@ -45,15 +58,16 @@ export class SendWatch {
   /** Watch a connection from now until it closes (server 'connection'). */
   watch(socket: Socket): void {
     if (!this.timer) return;
-    this.live.set(socket, { queued: 0, since: Date.now() });
+    this.live.set(socket, { seen: '', since: Date.now() });
     socket.once('close', () => this.live.delete(socket));
   }
 
   private sweep(now: number): void {
     for (const [socket, w] of this.live) {
       const queued = socket.writableLength;
-      if (queued === 0 || queued !== w.queued) {
-        w.queued = queued;
+      const seen = mark(socket);
+      if (queued === 0 || seen !== w.seen) {
+        w.seen = seen;
         w.since = now;
         continue;
       }

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { Readable, finished, pipeline } from 'node:stream';
 import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
@@ -40,6 +41,7 @@ export function sendStream(
     return new Response(null, { status, headers });
   }
   if (outgoing && typeof outgoing.writeHead === 'function') {
+    closeWithConnection(outgoing, c.env?.incoming?.socket);
     outgoing.writeHead(status, headers);
     if (!body) {
       outgoing.end();
@@ -52,19 +54,33 @@ export function sendStream(
     if (body instanceof HitBody || body instanceof FillBody) {
       // A verified warm hit writes its chunks into the socket from reused buffers (core/hit-body.ts);
       // a cold fill's client is written from the fill's own memory as bytes arrive (core/fill-body.ts).
-      body.sendTo(outgoing).then(
-        () => {
-          outgoing.end();
-          finished(outgoing, (err) => {
-            if (err) outgoing.destroy();
-            done?.({ error: err ? (sendTimedOut(outgoing.socket) ?? err) : undefined });
-          });
-        },
-        (error: Error) => {
-          outgoing.destroy();
-          done?.({ error: sendTimedOut(outgoing.socket) ?? error });
-        },
-      );
+      const send = () =>
+        body.sendTo(outgoing).then(
+          () => {
+            outgoing.end();
+            finished(outgoing, (err) => {
+              if (err) outgoing.destroy();
+              done?.({ error: err ? (sendTimedOut(outgoing.socket) ?? err) : undefined });
+            });
+          },
+          (error: Error) => {
+            outgoing.destroy();
+            done?.({ error: sendTimedOut(outgoing.socket) ?? error });
+          },
+        );
+      if (outgoing.socket || outgoing.destroyed) send();
+      else {
+        // A pipelined request's turn: its body starts once its response has the socket (what it
+        // would write before sits in Node's memory, the chunk buffers with it), or ends when the
+        // connection closes first.
+        const go = () => {
+          outgoing.off('socket', go);
+          outgoing.off('close', go);
+          send();
+        };
+        outgoing.once('socket', go);
+        outgoing.once('close', go);
+      }
       return RESPONSE_ALREADY_SENT;
     }
     pipeline(body, outgoing, (err) => {
@@ -80,6 +96,25 @@ export function sendStream(
   body.once('end', () => done?.({}));
   body.once('error', (error) => done?.({ error }));
   return new Response(Readable.toWeb(body) as ReadableStream, { status, headers });
+}
+
+/**
+ * A pipelined request's response waits behind the ones before it on no socket yet, and Node never
+ * closes it if the connection goes first: its body would wait for 'drain' or 'close' for ever (a
+ * warm hit holding its chunk buffers and open file), and its pull row would never be written.
+ * Such a response is closed with its connection.
+ */
+function closeWithConnection(outgoing: ServerResponse, socket: Socket | undefined): void {
+  if (!socket || outgoing.socket === socket) return;
+  const onClose = () => {
+    // Given the socket since: Node closes it with the socket.
+    if (outgoing.socket) return;
+    outgoing.destroy();
+    outgoing.emit('close');
+  };
+  if (socket.destroyed) return onClose();
+  socket.once('close', onClose);
+  outgoing.once('close', () => socket.off('close', onClose));
 }
 
 /**
@@ -118,6 +153,7 @@ export function sendBytes(c: Context<AppEnv>, status: number, headers: Record<st
   headers['content-length'] = String(body.length);
   if (c.req.method === 'HEAD') return new Response(null, { status, headers });
   if (outgoing && typeof outgoing.writeHead === 'function') {
+    closeWithConnection(outgoing, c.env?.incoming?.socket);
     outgoing.writeHead(status, headers);
     outgoing.end(body);
     return RESPONSE_ALREADY_SENT;
