@@ -99,7 +99,8 @@ export function advisoriesRoutes(app: ConsoleApp, d: ConsoleDeps): void {
   // The page lists the newest TABLE_ROWS pulls (all are counted); the exports hold every one.
   const affectedOf = async (q: string, keep?: number) => {
     try {
-      return { rep: await affected(d.meta, q, d.live.policy, keep), error: undefined };
+      const live = d.live.current();
+      return { rep: await affected(d.meta, q, live.policy, keep, live.advisories), error: undefined };
     } catch (e) {
       return { rep: null, error: (e as Error).message };
     }

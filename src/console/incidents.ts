@@ -90,7 +90,7 @@ export function incidentsRoutes(app: ConsoleApp, d: ConsoleDeps): void {
     if (!rec && !alerts.length)
       return page(c, layout('Incident', 'incidents', c.get('session').csrf, html`<p class="error">No imported advisory ${id}, and no alert for it.</p>`), 404);
     const impacts = rec ? await impactOf(d.meta, rec, live.policy) : [];
-    const rep = rec ? await affected(d.meta, id, live.policy, TABLE_ROWS) : null;
+    const rep = rec ? await affected(d.meta, id, live.policy, TABLE_ROWS, live.advisories) : null;
     const doc = alerts[0] ? (JSON.parse(alerts[0].payload) as AlertDocument) : null;
     const head = rec
       ? { summary: rec.summary ?? '', aliases: [...new Set([...(rec.aliases ?? []), ...(rec.upstream ?? [])])], withdrawn: false }

@@ -252,6 +252,11 @@ export class Advisories {
     return this.byId.get(id) ?? [...this.byId.values()].find((r) => (r.aliases ?? []).includes(id));
   }
 
+  /** The record with this id, else the first naming it among its aliases or upstream ids (what `airlock affected` is asked). */
+  find(name: string): OsvRecord | undefined {
+    return this.byId.get(name) ?? [...this.byId.values()].find((r) => [...(r.aliases ?? []), ...(r.upstream ?? [])].includes(name));
+  }
+
   private matchOf(rec: OsvRecord, aff: OsvAffected, fixed?: string): AdvisoryMatch {
     let severity = severityOf(rec, aff);
     if (!severity.label) {
