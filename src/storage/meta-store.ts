@@ -106,6 +106,10 @@ export interface PullFilter {
   code?: string;
   /** Rows with an id below this (keyset pagination, newest first). */
   before?: number;
+  /** Rows with an id at or above this (where a paged answer's last page ends, pull-pages.ts). */
+  from?: number;
+  /** The oldest rows first (pull-pages.ts asks for the oldest matching row once, to know where to stop). */
+  oldestFirst?: boolean;
   since?: number;
   until?: number;
   limit?: number;

@@ -191,13 +191,17 @@ export function pullSearchSql(f: PullFilter, param: (v: unknown) => string): str
   if (f.decision && f.decision !== 'allow') where.push("decision <> 'allow'");
   if (f.code) add('code', '=', f.code);
   if (f.before !== undefined) add('id', '<', f.before);
+  if (f.from !== undefined) add('id', '>=', f.from);
   // A page after the first (`before` set) reads back from where the last stopped, by id: the time
   // index would collect and sort the whole window again for every page (`+ts` is no index's column).
   const ts = f.before === undefined ? 'ts' : '+ts';
   if (f.since !== undefined) add(ts, '>=', f.since);
   if (f.until !== undefined) add(ts, '<=', f.until);
   const limit = param(Math.max(1, Math.min(f.limit ?? 1000, MAX_PULL_PAGE)));
-  return `SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT ${limit}`;
+  // The oldest first by `+id`, no index's order: read through the filter's own index (the time
+  // window's, say) and sorted, never by walking the table up from its oldest row.
+  const order = f.oldestFirst ? '+id ASC' : 'id DESC';
+  return `SELECT * FROM pulls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY ${order} LIMIT ${limit}`;
 }
 
 /**

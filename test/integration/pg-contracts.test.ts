@@ -227,6 +227,11 @@ describe('PostgreSQL: what SQLite cannot show', () => {
       );
       // A time window's later pages go back by id from there, not through the time index (which would sort the whole window each page).
       expect(await plan({ since: 1000, until: 40_000, decision: 'allow', before: 30_000, limit: 10_000 })).toMatch(/Index Cond: \(id < /);
+      // Where the pages stop: the window's oldest row through the time index (sorted), not the table walked up from its oldest row;
+      // and the later pages bounded below by it.
+      expect(await plan({ since: 45_000, limit: 1, oldestFirst: true })).toMatch(/pulls_ts/);
+      expect(await plan({ since: 45_000, before: 48_000, from: 45_000, limit: 10_000 })).toMatch(/Index Cond: \(\(id < .*\) AND \(id >= /);
+      expect((await st.listPulls({ since: 45_001, limit: 1, oldestFirst: true })).map((r) => r.ts)).toEqual([45_001]);
       expect((await st.listPulls({ decision: 'deny', ecosystem: 'oci', limit: 3 })).map((r) => r.ts)).toEqual([49900, 49600, 49300]);
     } finally {
       await c.end();

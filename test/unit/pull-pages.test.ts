@@ -163,4 +163,32 @@ describe('every pull is read, past one page of the record', () => {
     expect(plans[4]).toMatch(/USING INTEGER PRIMARY KEY \(rowid<\?\)/);
     for (const p of plans) expect(p).not.toMatch(/TEMP B-TREE/);
   });
+
+  it('a time window read in pages stops at its oldest row, not at the oldest row of the record', async () => {
+    // About the newest 15,000 rows of the record: two pages of 10,000.
+    const since = T0 + TOTAL + HF_TOTAL - 15_000;
+    const asked: PullFilter[] = [];
+    const log = { listPulls: (f: PullFilter) => (asked.push(f), meta.listPulls(f)) };
+    const ids: number[] = [];
+    for await (const page of pullPages(log, { since })) ids.push(...page.map((r) => r.id));
+    const direct = (await meta.listPulls({ since, limit: 100_000 })).map((r) => r.id);
+    expect(ids).toEqual(direct);
+    expect(ids.length).toBeGreaterThan(10_000);
+    // Asked once where the window starts; the last page is bounded below by it.
+    expect(asked.filter((f) => f.oldestFirst)).toHaveLength(1);
+    expect(asked.at(-1)).toMatchObject({ from: ids.at(-1), before: ids[9_999] });
+    const db = new Database(join(dir, 'data', 'airlock.db'), { readonly: true });
+    const oldest = sqlitePlan(db, { since, limit: 1, oldestFirst: true });
+    const last = sqlitePlan(db, { since, before: ids[9_999], from: ids.at(-1), limit: 10_000 });
+    db.close();
+    expect(oldest).toMatch(/USING INDEX pulls_ts \(ts>\?\)/);
+    expect(last).toMatch(/USING INTEGER PRIMARY KEY \(rowid>\? AND rowid<\?\)/);
+    // An empty window asks nothing more; one page's worth never asks where it starts.
+    asked.length = 0;
+    for await (const page of pullPages(log, { since: T0 * 3 })) expect(page).toHaveLength(0);
+    const small: number[] = [];
+    for await (const page of pullPages(log, { since: T0 + TOTAL + HF_TOTAL - 50 })) small.push(page.length);
+    expect(small).toHaveLength(1);
+    expect(asked.filter((f) => f.oldestFirst)).toHaveLength(0);
+  });
 });
