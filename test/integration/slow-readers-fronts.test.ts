@@ -180,3 +180,66 @@ policy:
     }
   }, 40_000);
 });
+
+describe('a client stuck in the last bytes of its transfer', () => {
+  const reg = new FakeRegistry();
+  let a: TestAirlock;
+  const layer = randomBytes(24 * MiB + 4321);
+  const img = makeImage([layer]);
+  beforeAll(async () => {
+    await reg.start();
+    reg.push('team/app', img, 'v1');
+    a = await startAirlock(`
+oci:
+  default_registry: reg.test
+  registries:
+    reg.test:
+      url: ${reg.url}
+      blob_hosts: ["127.0.0.1:${reg.cdnPort}"]
+cache:
+  scrub_rate: 0
+transfers:
+  send_timeout: 2
+policy:
+  oci:
+    allow:
+      - repository: reg.test/team/app
+        tags: { v1: "${img.digest}" }
+`);
+    await fetch(`${a.url}/v2/team/app/manifests/v1`, { headers: { accept: img.mediaType } });
+    expect((await rawGet(`${a.url}/v2/team/app/blobs/${digestOf(layer)}`)).body.equals(layer)).toBe(true);
+    await a.airlock.cache.idle();
+  }, 60_000);
+  afterAll(async () => {
+    await a?.stop();
+    await reg.stop();
+  });
+
+  it('is closed by Airlock after send_timeout, and its row says so (not a plain served row)', async () => {
+    const p = `/v2/team/app/blobs/${digestOf(layer)}`;
+    // How much a client that reads nothing takes in (loopback's socket buffers): what it has once cut.
+    const probe = new Stuck(a.port, p);
+    await sleep(3500);
+    probe.resume();
+    await probe.closed;
+    const k = probe.body().length;
+    expect(k).toBeLessThan(layer.length - 2 * MiB);
+    // Ranges whose last chunk holds the point where such a client sticks: mid-chunk, 256 KiB before the
+    // range's end. Airlock has committed the served row before it wrote that chunk (the last bytes wait
+    // for it), then the client takes none of it for send_timeout and Airlock closes the connection.
+    const start = (((MiB / 2 - (k % MiB)) % MiB) + MiB) % MiB;
+    const len = k + (256 << 10);
+    const clients = Array.from({ length: 3 }, () => new Stuck(a.port, p, { range: `bytes=${start}-${start + len - 1}` }));
+    await sleep(4000);
+    for (const c of clients) c.resume();
+    await Promise.all(clients.map((c) => c.closed));
+    for (const c of clients) {
+      expect(c.head()).toMatch(/^HTTP\/1.1 206/);
+      // Cut: the client never had the whole range.
+      expect(c.body().length).toBeLessThan(len);
+      const rows = await rowsOf(a, c.id);
+      // Before: one row, allow with no reason, as for a transfer that went out whole.
+      expect(rows.map((r: { reason?: string }) => r.reason ?? 'served as a whole')).toContainEqual(expect.stringMatching(CUT));
+    }
+  }, 60_000);
+});
