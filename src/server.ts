@@ -143,6 +143,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
       await record.stop();
       scrubber.stop();
       await cache.shutdown();
+      // Transfers cut by the stop write their rows as they end (their connections are closed by now).
+      await recorder.transfersEnded(5000);
       // A judgement under way ends with its cancelled fills; wait a little so it does not outlive the stores.
       await Promise.race([backgroundJudge?.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
       await cache.flushUses().catch(() => {});

@@ -49,6 +49,9 @@ export class Recorder {
   private readonly limiter: RefusalLimiter;
   /** Digests with a digest_mismatch row already written by this process (bounded; oldest forgotten first). */
   private readonly mismatched = new Set<string>();
+  /** Transfers under way whose row may still come (a cut one's is written when it ends): shutdown waits for them. */
+  private transfers = 0;
+  private transfersDone: (() => void)[] = [];
 
   constructor(
     private readonly pulls: PullLog,
@@ -91,6 +94,31 @@ export class Recorder {
   rateLimited(row: Omit<RecordRow, 'code'>): void {
     this.metrics.refusalsRateLimited.inc({ ecosystem: row.ecosystem });
     void this.record({ ...row, code: 'rate_limited' });
+  }
+
+  /**
+   * A transfer whose row is written only when it ends (http/serve-blob.ts: cut by its client, by
+   * transfers.send_timeout or by a server stop); call the returned function once its row is queued,
+   * or it needs none. A server stop closes the connections, then waits for these (`transfersEnded`)
+   * before the last flush: a transfer ends some turns after its connection closed (its next chunk
+   * read and hashed first), and its row queued after the store closed was lost.
+   */
+  transferStarted(): () => void {
+    this.transfers++;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      if (--this.transfers === 0) for (const w of this.transfersDone.splice(0)) w();
+    };
+  }
+
+  /** Resolves once no transfer is under way (their rows queued), or after `ms` at most. */
+  async transfersEnded(ms: number): Promise<void> {
+    if (this.transfers === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise<void>((r) => this.transfersDone.push(r)), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+    clearTimeout(timer);
   }
 
   /** Resolves once every queued row is written (shutdown, tests, CLI); open fold windows are closed and written first. */

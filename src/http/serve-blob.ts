@@ -205,9 +205,11 @@ async function start(
   const body = direct
     ? direct.holdLast(beforeEnd, passed)
     : pipeline(served.body, lastChunkAfter(beforeEnd, passed, check ? (chunk) => check.update(chunk) : undefined), () => {});
+  // A server stop waits for the transfer's row (core/records.ts transferStarted).
+  const ended = r.recorder.transferStarted();
   return sendStream(c, status, headers, body, ({ error }) => {
     r.recorder.bytesSent(r.base.ecosystem, served.cache, bytes);
-    if (recorded || !error) return;
+    if (recorded || !error) return ended();
     if (rotted) {
       recordRefusal(c, r.recorder, {
         ...row(served.cache, size),
@@ -216,12 +218,15 @@ async function start(
         rule: r.rule,
         code: 'digest_mismatch',
       });
-      return;
+      return ended();
     }
     // Closed by Airlock (a client that took nothing for transfers.send_timeout) or by the client.
     const early = error instanceof SendTimeout ? error.message : `client closed the connection early (${error.message})`;
     void served.settled.then(
-      () => r.recorder.record({ ...row(served.cache, size), decision: 'allow', rule: r.rule, reason: early }),
+      () => {
+        void r.recorder.record({ ...row(served.cache, size), decision: 'allow', rule: r.rule, reason: early });
+        ended();
+      },
       (fillError: Error) => {
         if ((fillError as AirlockError).code === 'CANCELLED') {
           r.recorder.record({
@@ -230,7 +235,7 @@ async function start(
             rule: r.rule,
             reason: `${early}; the download was then cancelled, no client was waiting for it`,
           });
-          return;
+          return ended();
         }
         const refused = r.refusal?.();
         // A fill of undeclared size cut before it took the disk into its reserve (core/disk-reserve.ts watchGrowth).
@@ -243,6 +248,7 @@ async function start(
           rule: refused?.rule ?? r.rule,
           code,
         });
+        ended();
       },
     );
   });

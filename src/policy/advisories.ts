@@ -196,11 +196,14 @@ export class Advisories {
   /** Severity of records by id and alias, for records that carry none of their own (Debian, Alpine). */
   private readonly severityByName = new Map<string, AdvisoryMatch['severity']>();
   withdrawn = 0;
+  /** Ids, aliases and upstream ids of the withdrawn records, which are not held here (`find`). */
+  private readonly withdrawnNames = new Set<string>();
 
   constructor(records: Iterable<OsvRecord>) {
     for (const rec of records) {
       if (rec.withdrawn) {
         this.withdrawn++;
+        for (const n of [rec.id, ...(rec.aliases ?? []), ...(rec.upstream ?? [])]) this.withdrawnNames.add(n);
         continue;
       }
       this.byId.set(rec.id, rec);
@@ -252,8 +255,14 @@ export class Advisories {
     return this.byId.get(id) ?? [...this.byId.values()].find((r) => (r.aliases ?? []).includes(id));
   }
 
-  /** The record with this id, else the first naming it among its aliases or upstream ids (what `airlock affected` is asked). */
+  /**
+   * The record with this id, else the first naming it among its aliases or upstream ids (what
+   * `airlock affected` is asked). Undefined for a name a withdrawn record also bears: the store,
+   * which holds it, answers (a withdrawn GHSA record that a live PYSEC record lists as an alias is
+   * found by its id there, a CVE two records list by the first stored).
+   */
   find(name: string): OsvRecord | undefined {
+    if (this.withdrawnNames.has(name)) return undefined;
     return this.byId.get(name) ?? [...this.byId.values()].find((r) => [...(r.aliases ?? []), ...(r.upstream ?? [])].includes(name));
   }
 

@@ -134,6 +134,7 @@ describe('a whole warm hit read as a stream (a store without positioned reads: S
       recordServed: async (r: RecordRow) => void rows.push(r),
       record: async (r: RecordRow) => void rows.push(r),
       bytesSent: () => {},
+      transferStarted: () => () => {},
       firstMismatch: () => true,
     } as unknown as Recorder;
     const app = new Hono<AppEnv>();

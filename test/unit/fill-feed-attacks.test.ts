@@ -63,6 +63,7 @@ async function rig(spec: () => FillSpec): Promise<Rig> {
     },
     record: async (r: RecordRow) => void rows.push(r),
     bytesSent: () => {},
+    transferStarted: () => () => {},
     firstMismatch: () => true,
     limitRefusal: () => 0,
   } as unknown as Recorder;

@@ -151,6 +151,7 @@ describe('serveBlob: the signature and a continuity warning on the served row (i
       recordServed: async (r: RecordRow) => void rows.push(r),
       record: async (r: RecordRow) => void rows.push(r),
       bytesSent: () => {},
+      transferStarted: () => () => {},
     } as unknown as Recorder;
     const cache = {
       verifyHits: false,
