@@ -57,14 +57,17 @@ describe('affected() with the advisories in force, against the store, where a wi
     });
   }
 
-  it('a record withdrawn by hand while the server runs (the set in force not yet reloaded): the store says withdrawn', async () => {
+  it('a record withdrawn by hand while the server runs: the console answers as the policy in force does until the server notices (advisories.poll), then as the store', async () => {
     const live = new Advisories(all);
-    await meta.putAdvisories([
-      { id: pysec.id, modified: '2026-12-03T00:00:00Z', record: JSON.stringify({ ...pysec, modified: '2026-12-03T00:00:00Z', ...WITHDRAWN }) },
-    ]);
+    const withdrawn = { ...pysec, modified: '2026-12-03T00:00:00Z', ...WITHDRAWN };
+    await meta.putAdvisories([{ id: pysec.id, modified: withdrawn.modified, record: JSON.stringify(withdrawn) }]);
     const fromStore = await affected(meta, 'PYSEC-2026-1');
     expect(fromStore.advisory?.withdrawn).toBe(true);
-    const inForce = await affected(meta, 'PYSEC-2026-1', undefined, Number.POSITIVE_INFINITY, live);
-    expect(inForce).toEqual(fromStore);
+    // Until the reload, the record still refuses pulls, and the console says what the server enforces.
+    const before = await affected(meta, 'PYSEC-2026-1', undefined, Number.POSITIVE_INFINITY, live);
+    expect(before.advisory?.withdrawn).toBeFalsy();
+    // The reload (the feeds' poll, or SIGHUP) reads the store again: the same answer as the store's.
+    const reloaded = new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
+    expect(await affected(meta, 'PYSEC-2026-1', undefined, Number.POSITIVE_INFINITY, reloaded)).toEqual(fromStore);
   });
 });
