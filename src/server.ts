@@ -150,11 +150,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
       await cache.flushUses().catch(() => {});
       await recorder.flush();
       await hashes.close();
-      await http.pypi.close();
-      await http.oci.close();
       inventories.close();
-      await http.hf.close();
-      await feedSetup.http.close();
+      await Promise.all([http.pypi, http.oci, http.hf, feedSetup.http].map((h) => h.close()));
       await meta.close();
     },
   };
