@@ -220,7 +220,8 @@ export class HitBody extends Readable {
         queue.push({ i, slot, ready });
       }
     };
-    // The client took nothing for SHED_MS: the chunks read ahead go back (once read and hashed), to be read again.
+    // The client took nothing for SHED_MS: the chunks read ahead go back (once read and hashed), to be
+    // read again from `next`. Also how the transfer ends: what it still holds goes back.
     const shed = () => {
       for (const s of free.splice(0)) release(s);
       if (queue.length === 0) return;
@@ -280,12 +281,7 @@ export class HitBody extends Readable {
     } finally {
       this.ended = true;
       // Slots still reading or hashing go back to the pool once their work is done; written ones from their callbacks.
-      for (const q of queue)
-        q.ready.then(
-          () => release(q.slot),
-          () => release(q.slot),
-        );
-      for (const s of free.splice(0)) release(s);
+      shed();
     }
   }
 

@@ -1,6 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Whether `cond` came true within `ms` (looked at every 50 ms, and once more at the end). */
+export async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) {
+    if (await cond()) return true;
+    await sleep(50);
+  }
+  return cond();
+}
+
 /** A raw client: one request (its own request id), reads nothing until told, says when the server closed it. */
 export class Stuck {
   readonly socket: Socket;

@@ -5,20 +5,11 @@ import { hitMemory } from '../../src/core/hit-body.js';
 import { CHUNK_SIZE } from '../../src/core/chunks.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex } from '../helpers/fake-index.js';
+import { sleep, until } from '../helpers/stuck.js';
 import { rawGet, records, rowsOf } from '../helpers/http.js';
 
 const MiB = 1 << 20;
 const SLOT = CHUNK_SIZE + 32;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await cond()) return true;
-    await sleep(50);
-  }
-  return cond();
-}
 
 /** A raw client that reads about `rate` bytes a second (0: nothing), pausing its socket in between. */
 class Paced {

@@ -6,20 +6,10 @@ import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeHub, hfUpstream, sha256hex } from '../helpers/fake-hub.js';
 import { FakeRegistry, digestOf, makeImage } from '../helpers/fake-registry.js';
 import { rawGet, rowsOf } from '../helpers/http.js';
-import { Stuck } from '../helpers/stuck.js';
+import { sleep, Stuck, until } from '../helpers/stuck.js';
 import { safetensors, torchZip, hex, R } from '../helpers/model-files.js';
 
 const MiB = 1 << 20;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await cond()) return true;
-    await sleep(50);
-  }
-  return cond();
-}
 
 /** The one row a request left, once there. */
 async function rowOf(a: TestAirlock, id: string, ms = 9000): Promise<any[]> {

@@ -1,41 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HIT_MEMORY, hitMemory } from '../../src/core/hit-body.js';
 import { CHUNK_SIZE } from '../../src/core/chunks.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex } from '../helpers/fake-index.js';
 import { rawGet, records } from '../helpers/http.js';
+import { sleep, Stuck, until } from '../helpers/stuck.js';
 
 const MiB = 1 << 20;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A raw client: asks for `path`, reads nothing until told (`resume`), and says when the server closed it. */
-class Reader {
-  readonly socket: Socket;
-  private got: Buffer[] = [];
-  readonly closed: Promise<void>;
-
-  constructor(port: number, path: string) {
-    this.socket = connect(port, '127.0.0.1');
-    this.socket.write(`GET ${path} HTTP/1.1\r\nHost: airlock\r\nConnection: close\r\n\r\n`);
-    this.socket.on('data', (b: Buffer) => this.got.push(b));
-    this.socket.pause();
-    this.closed = new Promise((r) => this.socket.once('close', () => r()));
-    this.socket.on('error', () => {});
-  }
-
-  resume(): void {
-    this.socket.resume();
-  }
-
-  /** The body received (after the head). */
-  body(): Buffer {
-    const all = Buffer.concat(this.got);
-    return all.subarray(all.indexOf('\r\n\r\n') + 4);
-  }
-}
-
 /**
  * Many clients that read slowly or not at all (issue 29: memory bounded under many slow readers).
  * A verified warm hit's chunks come from one budget for the process (core/hit-body.ts HitMemory):
@@ -79,8 +52,8 @@ policy:
   });
 
   it('40 clients that stop reading hold one chunk each, 5 that pause and go on get exact bytes, the stuck ones are closed and recorded', async () => {
-    const stuck = Array.from({ length: 40 }, () => new Reader(a.port, path));
-    const pausing = Array.from({ length: 5 }, () => new Reader(a.port, path));
+    const stuck = Array.from({ length: 40 }, () => new Stuck(a.port, path));
+    const pausing = Array.from({ length: 5 }, () => new Stuck(a.port, path));
     // While they all sit: before the budget each transfer held its 4 chunks (160 MiB for these 45).
     let most = 0;
     for (let t = 0; t < 20; t++) {
@@ -95,12 +68,12 @@ policy:
     await Promise.all(pausing.map((p) => p.closed));
     for (const p of pausing) expect(createHash('sha256').update(p.body()).digest('hex')).toBe(sha);
     // The stuck ones are closed by the server once they took nothing for send_timeout (3 s): a row each says so.
-    const t0 = Date.now();
     let rows: { reason?: string; decision: string; cache: string }[] = [];
-    while (rows.length < 40 && Date.now() - t0 < 9000) {
-      await sleep(250);
-      rows = (await records(a, `name=slowlib&limit=200`)).filter((r: { reason?: string }) => r.reason?.includes('transfers.send_timeout'));
-    }
+    await until(
+      async () =>
+        (rows = (await records(a, `name=slowlib&limit=200`)).filter((r: { reason?: string }) => r.reason?.includes('transfers.send_timeout'))).length >= 40,
+      9000,
+    );
     expect(rows).toHaveLength(40);
     expect(rows[0]).toMatchObject({ decision: 'allow', cache: 'hit' });
     expect(rows[0].reason).toMatch(/^connection closed by Airlock: the client took none of the bytes sent to it for 3 s/);
@@ -113,17 +86,15 @@ policy:
 
   it('a client that stops reading a cold fill is closed after send_timeout too, and the fill goes on for the others', async () => {
     const coldPath = '/pypi/files/coldlib/coldlib-1.0-py3-none-any.whl';
-    const stuck = new Reader(a.port, coldPath);
+    const stuck = new Stuck(a.port, coldPath);
     await sleep(300);
     const other = await rawGet(`${a.url}${coldPath}`);
     expect(other.body.equals(cold)).toBe(true);
-    const coldSha = createHash('sha256').update(cold).digest('hex');
-    const t0 = Date.now();
     let cut: { reason?: string }[] = [];
-    while (cut.length === 0 && Date.now() - t0 < 9000) {
-      await sleep(250);
-      cut = (await records(a, `name=coldlib`)).filter((r: { reason?: string }) => r.reason?.includes('transfers.send_timeout'));
-    }
+    await until(
+      async () => (cut = (await records(a, `name=coldlib`)).filter((r: { reason?: string }) => r.reason?.includes('transfers.send_timeout'))).length > 0,
+      9000,
+    );
     expect(cut).toHaveLength(1);
     stuck.resume();
     await stuck.closed;
