@@ -3,6 +3,7 @@ import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { AirlockError } from '../core/errors.js';
 import { HostSlots, type HostSlotStats, type TransferClass } from './host-slots.js';
+import { LargeReadHttpAgent } from './large-reads.js';
 
 export interface UpstreamResponse {
   status: number;
@@ -99,9 +100,10 @@ class Breaker {
 
 /**
  * The one HTTP client for upstreams: Node's own `http`/`https`, keep-alive agents of 64
- * connections per host, handed out by HostSlots (small requests first, large bodies fairly
- * between clients, some connections kept for small requests). Redirects are followed here, hop
- * by hop, each hop checked against the caller's allow rule; credentials never cross to another host.
+ * connections per host (plain-HTTP ones reading ~220 KiB at a time: upstream/large-reads.ts),
+ * handed out by HostSlots (small requests first, large bodies fairly between clients, some
+ * connections kept for small requests). Redirects are followed here, hop by hop, each hop
+ * checked against the caller's allow rule; credentials never cross to another host.
  *
  * Why not undici (used until issue 17): on this kind of machine a cold 1 GiB body piped through
  * undici's `request` cost 2.5-3.6 CPU-s against 2.0-2.7 through `http.get` (three alternating
@@ -128,7 +130,7 @@ export class UpstreamHttp {
     this.smallBytes = opts.smallBytes ?? 1 << 20;
     this.queueWaitMs = opts.queueWaitMs ?? 120_000;
     const agent = { keepAlive: true, maxSockets: this.connections, maxFreeSockets: 16, scheduling: 'lifo' as const };
-    this.agents = { http: new http.Agent(agent), https: new https.Agent(agent) };
+    this.agents = { http: new LargeReadHttpAgent(agent), https: new https.Agent(agent) };
     this.headersTimeout = opts.headersTimeoutMs ?? 30_000;
     this.bodyTimeout = opts.bodyTimeoutMs ?? 60_000;
     this.userAgent = opts.userAgent ?? 'airlock/0.1';
