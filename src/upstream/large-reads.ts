@@ -25,11 +25,17 @@ import type { Duplex } from 'node:stream';
  * glibc settings (src/obs/malloc.ts) the larger copies cost more than they save (0.55-1.3 against
  * 0.32-1.1): that is why `airlock serve` warns when they are missing.
  *
+ * Why 256 KiB and not more: a body whose reader paused (a fill at its memory bound, src/core/spool.ts,
+ * 128 KiB at least when many run) has MiBs waiting in the kernel, and the first read after it
+ * resumes takes as much as the buffer holds, as one body chunk past the fill's bound. With 1 MiB
+ * that was up to 1 MiB per fill: 50 concurrent cold 8 MiB pulls peaked at 161-202 MB (8 runs) against
+ * 155-166 with 256 KiB (5 runs; 158-179 with Node's default reads, 8 runs); test/unit/break-reads.test.ts.
+ *
  * Not for HTTPS: tls.connect takes `onread` too, but Node's TLS layer hands it one 16 KiB record
  * per call, as it does without it (measured: 16 KiB at most either way, 24 MiB bodies on loopback),
  * so it would change nothing there.
  */
-export const READ_BYTES = 1 << 20;
+export const READ_BYTES = 256 << 10;
 
 let shared: Buffer | undefined;
 

@@ -273,7 +273,7 @@ describe('memory: a paused body is not handed back in reads larger than the fill
    * it as the read buffer holds: that one chunk goes into the fill's queue and window past its
    * bound. With Node's default reads that was 64 KiB; it must stay within two fills' minimum (256
    * KiB) (measured, 50 concurrent cold 8 MiB pulls through `airlock serve` with the glibc settings:
-   * peak RSS 161-196 MB with 1 MiB reads against 158-179 with default reads and 155-160 with 256 KiB).
+   * peak RSS 161-202 MB with 1 MiB reads against 158-179 with default reads and 155-166 with 256 KiB).
    */
   it('the largest chunk of a body whose reader keeps pausing is at most 256 KiB', async () => {
     const body = Buffer.alloc(32 << 20, 7);
