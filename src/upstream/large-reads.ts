@@ -2,64 +2,79 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 
 /**
- * Plain-HTTP upstream connections that read up to READ_BYTES per read (issue 29: "reads into
- * large buffers"), instead of the 64 KiB libuv asks for, for every socket Node's default reading
+ * Plain-HTTP upstream connections that read up to 1 MiB per read (issue 29: "reads into large
+ * buffers") instead of the 64 KiB libuv asks for, for every socket Node's default reading
  * allocates.
  *
- * How: each connection is opened with `onread` (net.connect takes it), so
- * libuv reads into one buffer shared by every upstream connection of the process, and the
- * callback hands the bytes to Node's HTTP client as the socket's own 'data' would. That is safe
- * because it is synchronous: the client's parser copies a body's bytes out (each body chunk is
- * a new buffer) and saves the header pieces before it returns, the model Node's own HTTP server
- * uses with one shared buffer for all its connections, and no other read runs in between on
- * this one thread. test/unit/large-reads.test.ts holds bodies of concurrent transfers past later
- * reads and checks them against their digests; were that ever not so, the fill's digest would
- * refuse the bytes (never serve them).
+ * How: each connection is opened with `onread` (net.connect takes it), so libuv reads into one
+ * buffer shared by every upstream connection of the process, and the callback hands the bytes to
+ * Node's HTTP client as the socket's own 'data' would. That is safe because it is synchronous:
+ * the client's parser copies a body's bytes out (each body chunk is a new buffer) and saves the
+ * header pieces before it returns, the model Node's own HTTP server uses with one shared buffer
+ * for all its connections, and no other read runs in between on this one thread. The tests
+ * (test/unit/large-reads.test.ts, break-reads.test.ts) hold bodies of concurrent transfers past
+ * later reads, with the buffer overwritten after each callback, and check them byte for byte;
+ * were that ever not so, the fill's digest would refuse the bytes (never serve them). One view
+ * into the buffer does outlive a callback: Node's parse error carries the raw bytes
+ * (`rawPacket`), which may then be another connection's; nothing here logs or keeps it.
  *
  * Pausing still works: the client pauses the socket when a body's reader is behind, which stops
  * an `onread` socket's reads as it stops any other (net.Socket pause/resume).
  *
- * Measured (a 1 GiB body through http.get, the server's glibc settings, loopback): 0.20-0.22
- * CPU-s per GiB against 0.30-0.38 for Node's default reads, ~220 KiB per read against 64 KiB;
- * 256 KiB and 1 MiB buffers read the same (the kernel has ~220 KiB ready at a time). Without the
- * glibc settings (src/obs/malloc.ts) the larger copies cost more than they save (0.55-1.3 against
- * 0.32-1.1): that is why `airlock serve` warns when they are missing.
+ * How large: a body whose reader paused (a fill at its memory bound, core/spool.ts) has MiBs
+ * waiting in the kernel, and the first read after it resumes takes as much as the read allows,
+ * as one chunk past the fill's bound. So the reads of all the connections busy at once share
+ * READS_MEMORY: a lone pull reads up to 1 MiB, 16 at once 256 KiB each, 64 or more Node's 64 KiB.
  *
- * Why 256 KiB and not more: a body whose reader paused (a fill at its memory bound, src/core/spool.ts,
- * 128 KiB at least when many run) has MiBs waiting in the kernel, and the first read after it
- * resumes takes as much as the buffer holds, as one body chunk past the fill's bound. With 1 MiB
- * that was up to 1 MiB per fill: 50 concurrent cold 8 MiB pulls peaked at 161-202 MB (8 runs) against
- * 155-166 with 256 KiB (5 runs; 158-179 with Node's default reads, 8 runs); test/unit/break-reads.test.ts.
+ * Measured (2 cores, load ~1, each build interleaved with the code before):
+ * - Alone (`bench/profile-cold.mjs`, 1 GiB cold through `airlock serve`, 6 pulls a build): Airlock's
+ *   main thread 0.80-0.96 CPU-s per GiB against 1.37-1.51 with Node's reads, all threads
+ *   2.59-2.70 against 3.18-3.42; curl's 0.40-0.45 against 0.53-0.60 (larger writes to it too).
+ *   Fixed 256 KiB reads saved only a third of that (main thread 1.15-1.42).
+ * - 50 concurrent cold pulls (`bench/many-cold.mjs`, 16 running at once): peak RSS 168-186 MB in
+ *   10 of 11 runs (one 218) against 179-194, 250-339 against 202-256 MiB/s. Fixed 1 MiB reads had
+ *   peaked at 193-210 (a paused fill's first read past its bound, above).
+ * - Without the server's glibc settings (src/obs/malloc.ts) larger copies cost more than they
+ *   save (a plain http.get: 0.55-1.3 CPU-s per GiB against 0.32-1.1), which is one more reason
+ *   `airlock serve` warns when they are missing.
  *
  * Not for HTTPS: tls.connect takes `onread` too, but Node's TLS layer hands it one 16 KiB record
- * per call, as it does without it (measured: 16 KiB at most either way, 24 MiB bodies on loopback),
- * so it would change nothing there.
+ * per call, as it does without it (measured: 16 KiB at most either way), so it changes nothing there.
  */
-export const READ_BYTES = 256 << 10;
+export const READ_MAX = 1 << 20;
+const READ_MIN = 64 << 10;
+/** What the reads of all busy upstream connections may hold together past their fills' bounds. */
+const READS_MEMORY = 4 << 20;
 
 let shared: Buffer | undefined;
 
-function withLargeReads<T extends object>(options: T, socket: () => Duplex | null | undefined): T {
-  shared ??= Buffer.allocUnsafe(READ_BYTES);
-  const onread = {
-    buffer: shared,
-    callback: (n: number, buf: Buffer) => {
-      socket()?.emit('data', buf.subarray(0, n));
-    },
-  };
-  return { ...options, onread };
+/** Bytes one read may take while `busy` connections are in use. */
+export function readBytes(busy: number): number {
+  return Math.max(READ_MIN, Math.min(READ_MAX, Math.floor(READS_MEMORY / Math.max(1, busy) / READ_MIN) * READ_MIN));
 }
-
-type Done = (err: Error | null, stream: Duplex) => void;
 
 /** Node's http.Agent whose connections read through the shared buffer. */
 export class LargeReadHttpAgent extends http.Agent {
-  override createConnection(options: http.ClientRequestArgs, cb?: Done): Duplex | null | undefined {
+  override createConnection(options: http.ClientRequestArgs, cb?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
+    shared ??= Buffer.allocUnsafe(READ_MAX);
+    const whole = shared;
+    const next = () => whole.subarray(0, readBytes(this.busy()));
     let s: Duplex | null | undefined = null;
-    s = super.createConnection(
-      withLargeReads(options, () => s),
-      cb,
-    );
+    const onread = {
+      // A function: asked again after every read, so each read is sized by the connections busy then.
+      buffer: next,
+      callback: (n: number, buf: Buffer) => {
+        s?.emit('data', buf.subarray(0, n));
+      },
+    };
+    s = super.createConnection({ ...options, onread } as http.ClientRequestArgs, cb);
     return s;
+  }
+
+  /** Connections handed to requests now (not idle in the pool), over every host. */
+  private busy(): number {
+    let n = 0;
+    for (const k in this.sockets) n += this.sockets[k]?.length ?? 0;
+    return n;
   }
 }

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LargeReadHttpAgent } from '../../src/upstream/large-reads.js';
+import { LargeReadHttpAgent, READ_MAX, readBytes } from '../../src/upstream/large-reads.js';
 
 /**
  * The upstream agents read every connection into one shared buffer (src/upstream/large-reads.ts).
@@ -89,5 +89,9 @@ describe('upstream connections read into one shared large buffer', () => {
     } finally {
       agent.destroy();
     }
+  });
+
+  it('reads shrink as connections are busy at once: 1 MiB alone, 256 KiB for 16, never under 64 KiB', () => {
+    expect([1, 4, 5, 16, 64, 1000].map(readBytes)).toEqual([READ_MAX, READ_MAX, 768 << 10, 256 << 10, 64 << 10, 64 << 10]);
   });
 });
