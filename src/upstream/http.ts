@@ -100,7 +100,7 @@ class Breaker {
 
 /**
  * The one HTTP client for upstreams: Node's own `http`/`https`, keep-alive agents of 64
- * connections per host (plain-HTTP ones reading ~220 KiB at a time: upstream/large-reads.ts),
+ * connections per host (plain-HTTP ones reading up to 1 MiB at a time: upstream/large-reads.ts),
  * handed out by HostSlots (small requests first, large bodies fairly between clients, some
  * connections kept for small requests). Redirects are followed here, hop by hop, each hop
  * checked against the caller's allow rule; credentials never cross to another host.
