@@ -51,7 +51,9 @@ export function airlockStarter({ ROOT, work, up, UP, allow, LAYER, MALLOC_TUNABL
           ? `  advisories:\n    refuse: critical\n    images:\n      unjudged: allow\n      repositories: [{ repository: bench.local/bench/img, refuse: none }]\n`
           : ''),
     );
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    // Below Linux's ephemeral range (32768 up): a port in it can be taken by any client connection
+    // (the rows' curls, the upstream's) before the server listens (EADDRINUSE).
+    const port = 20000 + Math.floor(Math.random() * 12000);
     const child = startChild(
       process.execPath,
       [...(await airlockNodeFlags(join(ROOT, 'dist'))), join(ROOT, 'dist', 'cli', 'main.js'), 'serve', '--config', cfg],
@@ -104,7 +106,7 @@ export function airlockStarter({ ROOT, work, up, UP, allow, LAYER, MALLOC_TUNABL
 export function startStaticNginx(work, name, paths) {
   const nd = join(work, name);
   mkdirSync(nd, { recursive: true });
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = 20000 + Math.floor(Math.random() * 12000); // below the ephemeral range, as startAirlock
   const locations = Object.entries(paths)
     .map(([p, [file, type]]) => `location = ${p} { alias ${file}; default_type "${type}"; }`)
     .join(' ');
