@@ -225,8 +225,10 @@ export class UpstreamHttp {
         timer = setTimeout(() => req.destroy(new Error(`no response headers within ${this.headersTimeout} ms`)), this.headersTimeout);
         timer.unref();
       });
-      req.once('error', (e: NodeJS.ErrnoException & HostFault) => {
+      req.once('error', (e: NodeJS.ErrnoException & HostFault & { rawPacket?: unknown }) => {
         clearTimeout(timer);
+        // A parse error's raw bytes are a view of the read buffer all connections share (large-reads.ts).
+        delete e.rawPacket;
         release();
         if (req.reusedSocket && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) e.staleSocket = true;
         if (assigned) e.hostFault = true;

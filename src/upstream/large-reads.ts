@@ -16,7 +16,7 @@ import type { Duplex } from 'node:stream';
  * later reads, with the buffer overwritten after each callback, and check them byte for byte;
  * were that ever not so, the fill's digest would refuse the bytes (never serve them). One view
  * into the buffer does outlive a callback: Node's parse error carries the raw bytes
- * (`rawPacket`), which may then be another connection's; nothing here logs or keeps it.
+ * (`rawPacket`), which may then be another connection's: UpstreamHttp drops it from the error.
  *
  * Pausing still works: the client pauses the socket when a body's reader is behind, which stops
  * an `onread` socket's reads as it stops any other (net.Socket pause/resume).

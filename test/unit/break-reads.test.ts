@@ -226,8 +226,11 @@ describe('the client behaves as before', () => {
     await expect(hold((await get('/reset')).body)).rejects.toThrow();
   });
 
-  it('garbage fails the request', async () => {
-    await expect(get('/garbage')).rejects.toThrow(/unreachable/);
+  it('garbage fails the request, and the error keeps no view of the shared read buffer (rawPacket)', async () => {
+    const e = (await get('/garbage').catch((x: unknown) => x)) as Error & { cause?: { rawPacket?: unknown } };
+    expect(e.message).toMatch(/unreachable/);
+    expect(e.cause).toBeInstanceOf(Error);
+    expect(e.cause?.rawPacket).toBeUndefined();
   });
 
   it('every connection slot is given back', async () => {
