@@ -25,6 +25,8 @@ import type { Duplex } from 'node:stream';
  * waiting in the kernel, and the first read after it resumes takes as much as the read allows,
  * as one chunk past the fill's bound. So the reads of all the connections busy at once share
  * READS_MEMORY: a lone pull reads up to 1 MiB, 16 at once 256 KiB each, 64 or more Node's 64 KiB.
+ * Counted over every agent of the process (one per UpstreamHttp: four in `airlock serve`), since
+ * the buffer is the process's; a paused or pooled connection's next read is 64 KiB (next()).
  *
  * Measured (2 cores, load ~1, each build interleaved with the code before):
  * - Alone (`bench/profile-cold.mjs`, 1 GiB cold through `airlock serve`, 6 pulls a build): Airlock's
@@ -47,19 +49,47 @@ const READ_MIN = 64 << 10;
 const READS_MEMORY = 4 << 20;
 
 let shared: Buffer | undefined;
+/** Every live agent of the process: the buffer is the process's, so its share is over all of them. */
+const agents = new Set<LargeReadHttpAgent>();
 
 /** Bytes one read may take while `busy` connections are in use. */
 export function readBytes(busy: number): number {
   return Math.max(READ_MIN, Math.min(READ_MAX, Math.floor(READS_MEMORY / Math.max(1, busy) / READ_MIN) * READ_MIN));
 }
 
+/** Connections handed to requests now (not idle in a pool), over every host of every agent. */
+function busyAll(): number {
+  let n = 0;
+  for (const a of agents) for (const k in a.sockets) n += a.sockets[k]?.length ?? 0;
+  return n;
+}
+
+type Reading = Duplex & { isPaused(): boolean; parser?: { incoming?: { complete?: boolean } | null } | null };
+
 /** Node's http.Agent whose connections read through the shared buffer. */
 export class LargeReadHttpAgent extends http.Agent {
+  constructor(opts?: http.AgentOptions) {
+    super(opts);
+    agents.add(this);
+  }
+
+  override destroy(): void {
+    agents.delete(this);
+    super.destroy();
+  }
+
   override createConnection(options: http.ClientRequestArgs, cb?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
     shared ??= Buffer.allocUnsafe(READ_MAX);
     const whole = shared;
-    const next = () => whole.subarray(0, readBytes(this.busy()));
-    let s: Duplex | null | undefined = null;
+    let s: Reading | null | undefined = null;
+    // Node asks for the next read's buffer right after a read, and that read may come much later:
+    // after a paused reader resumes, or a pooled connection is reused, when many more connections
+    // may be busy. Such a connection (paused, between responses, not yet connected) gets the
+    // smallest read; the read after it is sized by the connections busy then.
+    const next = () => {
+      const waiting = !s || s.isPaused() || !s.parser?.incoming || s.parser.incoming.complete === true;
+      return whole.subarray(0, waiting ? READ_MIN : readBytes(busyAll()));
+    };
     const onread = {
       // A function: asked again after every read, so each read is sized by the connections busy then.
       buffer: next,
@@ -67,14 +97,7 @@ export class LargeReadHttpAgent extends http.Agent {
         s?.emit('data', buf.subarray(0, n));
       },
     };
-    s = super.createConnection({ ...options, onread } as http.ClientRequestArgs, cb);
+    s = super.createConnection({ ...options, onread } as http.ClientRequestArgs, cb) as Reading | null | undefined;
     return s;
-  }
-
-  /** Connections handed to requests now (not idle in the pool), over every host. */
-  private busy(): number {
-    let n = 0;
-    for (const k in this.sockets) n += this.sockets[k]?.length ?? 0;
-    return n;
   }
 }
