@@ -226,6 +226,7 @@ export class UpstreamHttp {
         timer.unref();
       });
       req.once('error', (e: NodeJS.ErrnoException & HostFault & { rawPacket?: unknown }) => {
+        settled = true;
         clearTimeout(timer);
         // A parse error's raw bytes are a view of the read buffer all connections share (large-reads.ts).
         delete e.rawPacket;
@@ -234,7 +235,17 @@ export class UpstreamHttp {
         if (assigned) e.hostFault = true;
         reject(e);
       });
+      // Closed with neither a response nor an error: Node's client does that to a 101 (an upgrade
+      // nobody asked for). Without this the request would wait forever, holding its host slot.
+      let settled = false;
+      req.once('close', () => {
+        if (settled) return;
+        clearTimeout(timer);
+        release();
+        reject(Object.assign(new Error('upstream closed the connection without a usable response'), { hostFault: assigned }));
+      });
       req.once('response', (res) => {
+        settled = true;
         clearTimeout(timer);
         const status = res.statusCode ?? 0;
         const length = Number(res.headers['content-length'] ?? NaN);
