@@ -218,6 +218,8 @@ export class UpstreamHttp {
       }
       let timer: NodeJS.Timeout | undefined;
       let assigned = false;
+      // A response or an error came (a close after either is not a failure of its own).
+      let settled = false;
       req.once('socket', () => {
         assigned = true;
         const waited = (performance.now() - started) / 1000;
@@ -237,7 +239,6 @@ export class UpstreamHttp {
       });
       // Closed with neither a response nor an error: Node's client does that to a 101 (an upgrade
       // nobody asked for). Without this the request would wait forever, holding its host slot.
-      let settled = false;
       req.once('close', () => {
         if (settled) return;
         clearTimeout(timer);

@@ -32,10 +32,12 @@ import type { Duplex } from 'node:stream';
  * - Alone (`bench/profile-cold.mjs`, 1 GiB cold through `airlock serve`, 6 pulls a build): Airlock's
  *   main thread 0.80-0.96 CPU-s per GiB against 1.37-1.51 with Node's reads, all threads
  *   2.59-2.70 against 3.18-3.42; curl's 0.40-0.45 against 0.53-0.60 (larger writes to it too).
- *   Fixed 256 KiB reads saved only a third of that (main thread 1.15-1.42).
+ *   Fixed 256 KiB reads saved only a third of that (main thread 1.15-1.42). Since a paused or
+ *   pooled connection's next read is 64 KiB (next()): main thread 0.96-1.11 against 1.19-1.44.
  * - 50 concurrent cold pulls (`bench/many-cold.mjs`, 16 running at once): peak RSS 168-186 MB in
  *   10 of 11 runs (one 218) against 179-194, 250-339 against 202-256 MiB/s. Fixed 1 MiB reads had
- *   peaked at 193-210 (a paused fill's first read past its bound, above).
+ *   peaked at 193-210 (a paused fill's first read past its bound, above). Since next(): 174-191
+ *   against 183-193 MB, 285-331 against 222-265 MiB/s (4 runs each).
  * - Without the server's glibc settings (src/obs/malloc.ts) larger copies cost more than they
  *   save (a plain http.get: 0.55-1.3 CPU-s per GiB against 0.32-1.1), which is one more reason
  *   `airlock serve` warns when they are missing.
