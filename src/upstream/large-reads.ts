@@ -93,7 +93,7 @@ export class LargeReadHttpAgent extends http.Agent {
       return whole.subarray(0, waiting ? READ_MIN : readBytes(busyAll()));
     };
     const onread = {
-      // A function: asked again after every read, so each read is sized by the connections busy then.
+      // A function: Node asks it for the next read's buffer after every read (next(), above).
       buffer: next,
       callback: (n: number, buf: Buffer) => {
         s?.emit('data', buf.subarray(0, n));

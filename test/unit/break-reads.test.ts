@@ -12,9 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UpstreamHttp } from '../../src/upstream/http.js';
 import { READ_MAX } from '../../src/upstream/large-reads.js';
 import { rawServer, type RawServer } from '../helpers/raw-server.js';
+import { sleep } from '../helpers/stuck.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const allowUrl = () => true;
 
 /** Write `bytes` in pieces of the given sizes (cycled), a timer apart, so each lands in its own read. */

@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UpstreamHttp } from '../../src/upstream/http.js';
 import { readBytes } from '../../src/upstream/large-reads.js';
+import { sleep } from '../helpers/stuck.js';
 
 /**
  * Attacks on the shared read buffer's sizing (large-reads.ts): the size of a connection's next
@@ -42,8 +43,6 @@ function bigServer(): Promise<{ port: number; close: () => void }> {
     ),
   );
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Upstream connections handed to requests now, over every given client (what the shared buffer serves). */
 function busyOf(clients: UpstreamHttp[]): number {
