@@ -71,6 +71,12 @@ for (let round = 0; round < 3; round++) {
     });
   });
   await fetch(`http://127.0.0.1:${port}/pypi/simple/prof-big/`).then((r) => r.text());
+  // The event loop's longest stall during the pull: prom-client's delay histogram restarts at every scrape.
+  const stallMs = async () => {
+    const m = /^airlock_nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(await fetch(`http://127.0.0.1:${port}/-/metrics`).then((r) => r.text()));
+    return m ? Number(m[1]) * 1000 : NaN;
+  };
+  await stallMs();
   const before = { air: threads(air.pid), up: total(up.pid) };
   // PERF=file: `perf record -g` of Airlock's process for the pull (run node with --perf-basic-prof for JS names).
   const perf = process.env.PERF ? spawn('perf', ['record', '-g', '-p', String(air.pid), '-o', `${process.env.PERF}.${round}`], { stdio: 'ignore' }) : null;
@@ -97,6 +103,7 @@ for (let round = 0; round < 3; round++) {
     perf.kill('SIGINT');
     await new Promise((r) => perf.once('exit', r));
   }
+  const stall = await stallMs();
   await new Promise((r) => setTimeout(r, 3000)); // the commit (fsync, rename) after the transfer
   const after = { air: threads(air.pid), up: total(up.pid) };
   const byName = {};
@@ -122,7 +129,7 @@ for (let round = 0; round < 3; round++) {
         .join('; '),
     );
   }
-  rows.push({ secs, mibps: 1024 / secs, byName, upstream: after.up - before.up, curl: curlCpu });
+  rows.push({ secs, mibps: 1024 / secs, byName, upstream: after.up - before.up, curl: curlCpu, stall });
   air.kill('SIGTERM');
   await new Promise((r) => air.once('exit', r));
   rmSync(dir, { recursive: true, force: true });
@@ -136,6 +143,6 @@ for (const r of rows) {
   console.log(
     `cold 1 GiB in ${r.secs.toFixed(2)} s (${r.mibps.toFixed(0)} MiB/s). Airlock CPU s by thread: ${parts.join(', ')}; total ${Object.values(r.byName)
       .reduce((a, b) => a + b, 0)
-      .toFixed(2)}. Upstream ${r.upstream.toFixed(2)}, curl ${r.curl.toFixed(2)}`,
+      .toFixed(2)}. Upstream ${r.upstream.toFixed(2)}, curl ${r.curl.toFixed(2)}. Longest event-loop stall ${r.stall.toFixed(0)} ms`,
   );
 }

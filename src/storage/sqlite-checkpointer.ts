@@ -14,8 +14,22 @@ import type { Database } from 'better-sqlite3';
  * waiters are told (it survives a process crash, as before), and the checkpoint copies only
  * committed frames (PASSIVE: it never waits for, nor blocks, the writer).
  *
- * The thread opens its own connection and checkpoints every `everyMs`. If it fails or exits, the
- * main connection checkpoints itself again (SQLite's default), so the WAL never grows unbounded.
+ * The thread opens its own connection and checkpoints every `everyMs` when something was committed
+ * since its last look. If it fails or exits, the main connection checkpoints itself again (SQLite's
+ * default), so the WAL never grows unbounded.
+ *
+ * **The WAL starts over once per `startOverFrames`, not after every pause (2026-12-05).** The
+ * first commit after a checkpoint that copied every frame starts the WAL over, and SQLite syncs
+ * the new WAL header in that commit, on the committing thread. A checkpoint that caught up at every
+ * pause of 200 ms put an fsync in most pull rows' commits, and on ext4 (data=ordered) that fsync
+ * waits for whatever another fsync is writing out: at the end of a cold 1 GiB pull, the blob's own
+ * commit. Measured (bench/profile-cold.mjs, the row's insert): 6-480 ms with the event loop
+ * stopped, against 1.0-1.1 ms without the restart. So a second connection here holds a read
+ * transaction (the pin, as Litestream does): while it holds a snapshot that is in the WAL, no
+ * writer can start the WAL over. Before each checkpoint the pin moves to the newest commit (there
+ * are frames past the last checkpoint then, so the WAL cannot start over while it moves), and the
+ * checkpoint copies up to it: the database file and the syncs keep up as before. Past
+ * `startOverFrames` the pin is let go until the WAL has started over.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -23,13 +37,40 @@ const Database = require(workerData.module);
 const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma('synchronous = NORMAL');
 db.pragma('busy_timeout = 1000');
+const pin = new Database(workerData.path, { fileMustExist: true });
+const pinRead = pin.prepare('SELECT 1 FROM sqlite_master LIMIT 1');
+let pinned = false;
+const unpin = () => {
+  if (pinned) pin.exec('COMMIT');
+  pinned = false;
+};
 // One checkpoint at a time; past maxFrames the next waits until the committing connection has
 // finished one itself (so the two never collide and that one is never left busy).
 let timer;
+let seen = db.pragma('data_version', { simple: true });
+let releasing = false;
+let lastFrames = 0;
 const tick = () => {
   try {
+    const version = db.pragma('data_version', { simple: true });
+    if (version === seen) {
+      timer = setTimeout(tick, workerData.everyMs);
+      return;
+    }
+    seen = version;
+    // Committed since the last look: there are frames past the last checkpoint, so the WAL cannot
+    // start over while the pin moves to the newest commit.
+    unpin();
+    pin.exec('BEGIN');
+    pinRead.get();
+    pinned = true;
     const [r] = db.pragma('wal_checkpoint(PASSIVE)');
     const frames = r ? r.log : 0;
+    // Let go until the WAL has started over (fewer frames than at the last look); then kept.
+    if (releasing) releasing = frames >= lastFrames;
+    else releasing = frames >= workerData.startOverFrames;
+    if (releasing) unpin();
+    lastFrames = frames;
     parentPort.postMessage({ frames });
     if (frames <= workerData.maxFrames) timer = setTimeout(tick, workerData.everyMs);
   } catch (e) {
@@ -41,15 +82,19 @@ parentPort.on('message', (m) => {
   if (m === 'caught-up') timer = setTimeout(tick, workerData.everyMs);
   if (m !== 'stop') return;
   clearTimeout(timer);
+  unpin();
+  pin.close();
   db.close();
   parentPort.close();
 });
 `;
 
-/** How often the thread checkpoints. */
+/** How often the thread looks for commits to checkpoint. */
 const EVERY_MS = 200;
 /** The WAL frames (4 KiB pages) past which the committing connection finishes a checkpoint itself: 64 MiB. */
 const MAX_FRAMES = 16_384;
+/** The WAL frames after which the pin lets the WAL start over: 16 MiB. */
+const START_OVER_FRAMES = 4_096;
 
 export interface Checkpointer {
   /** Stop the thread (the main connection checkpoints on close, as SQLite does for the last connection). */
@@ -60,7 +105,7 @@ export interface Checkpointer {
 export function checkpointInBackground(
   db: Database,
   onFailure: (why: string) => void = () => {},
-  { everyMs = EVERY_MS, maxFrames = MAX_FRAMES }: { everyMs?: number; maxFrames?: number } = {},
+  { everyMs = EVERY_MS, maxFrames = MAX_FRAMES, startOverFrames = START_OVER_FRAMES }: { everyMs?: number; maxFrames?: number; startOverFrames?: number } = {},
 ): Checkpointer {
   const module = createRequire(import.meta.url).resolve('better-sqlite3');
   db.pragma('wal_autocheckpoint = 0');
@@ -69,7 +114,7 @@ export function checkpointInBackground(
   // A small heap: the thread only runs a pragma (its isolate still costs a few MB of RSS).
   const worker = new Worker(WORKER_SOURCE, {
     eval: true,
-    workerData: { module, path: db.name, everyMs, maxFrames },
+    workerData: { module, path: db.name, everyMs, maxFrames, startOverFrames: Math.min(startOverFrames, maxFrames) },
     resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
   });
   worker.unref();

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -110,6 +110,50 @@ step();
     expect(n).toBeGreaterThanOrEqual(said);
     expect(n % 20).toBe(0);
     again.close();
+  });
+
+  it('does not start the WAL over after every pause (its header sync would be on the committing thread), yet copies every commit into the database file', async () => {
+    const { db, wal } = open();
+    const c = checkpointInBackground(db, () => {}, { everyMs: 10, maxFrames: 1024, startOverFrames: 64 });
+    stops.push(c);
+    // The WAL header's checkpoint sequence (bytes 12-15) goes up by one each time the WAL starts over.
+    const startedOver = () => readFileSync(wal).readUInt32BE(12);
+    const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+    const pause = () => new Promise((r) => setTimeout(r, 150));
+    const inDatabaseFile = () => {
+      // The database file alone, as a crash that lost the WAL would leave it: what the checkpoints copied.
+      const copy = join(dirs[0], `copy-${Date.now()}.db`);
+      copyFileSync(join(dirs[0], 'x.db'), copy);
+      const d = new Database(copy);
+      const { n } = d.prepare('SELECT COUNT(*) AS n FROM t').get() as { n: number };
+      d.close();
+      return n;
+    };
+    insert.run('first');
+    await pause();
+    const sequence = startedOver();
+    for (let i = 1; i <= 5; i++) {
+      insert.run(`after pause ${i}`);
+      await pause();
+      expect(inDatabaseFile()).toBe(i + 1);
+    }
+    // Five commits, each after the thread had copied everything before it: the WAL never started over.
+    expect(startedOver()).toBe(sequence);
+    // Past startOverFrames it does, once.
+    const batch = db.transaction(() => {
+      for (let i = 0; i < 200; i++) insert.run('x'.repeat(2000));
+    });
+    batch();
+    await pause();
+    insert.run('after the WAL was let go');
+    await pause();
+    expect(startedOver()).toBe(sequence + 1);
+    insert.run('pinned again');
+    await pause();
+    insert.run('and again');
+    await pause();
+    expect(startedOver()).toBe(sequence + 1);
+    expect(inDatabaseFile()).toBe(209);
   });
 
   it('gives the checkpoints back to the committing connection when the thread cannot run', async () => {
