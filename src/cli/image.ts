@@ -201,7 +201,9 @@ async function fromRegistry(
       const out: PlatformReport[] = [];
       // The config blob (small), through the verified cache, for its author-chosen `created`.
       const config = async (digest: string, size: number | undefined) => {
-        await cache.ensure({ sha256: digest.slice(7), size, open: (signal) => upstream.openBlob(t, digest, signal) });
+        await (
+          await cache.ensure({ sha256: digest.slice(7), size, open: (signal) => upstream.openBlob(t, digest, signal) })
+        ).stored;
         return cache.readSmall(digest.slice(7), loaded.config.oci.max_manifest_bytes);
       };
       for (const p of platforms) {

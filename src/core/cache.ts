@@ -302,20 +302,20 @@ export class BlobCache {
   }
 
   /**
-   * A verified fill that nobody reads (the image gate and `image check` fill layers to inspect
-   * them through the spec's observer): a hit is only noted as used; a miss starts or joins the
-   * one fill of the blob, kept to its end though no client reads it. Resolves once every byte is
-   * verified, saying whether the blob is now in the store; rejects on a mismatch or an upstream failure.
+   * A verified fill that nobody reads (the image gate, `image check`): a hit is only noted as used;
+   * a miss starts or joins the one fill of the blob, kept to its end though no client reads it.
+   * Resolves once every byte is verified (before the commit's fsync), `stored` once the commit is
+   * over, saying whether the blob is now in the store; rejects on a mismatch or an upstream failure.
    */
-  async ensure(spec: FillSpec): Promise<{ cache: CacheOutcome; stored: boolean }> {
+  async ensure(spec: FillSpec): Promise<{ cache: CacheOutcome; stored: Promise<boolean> }> {
     if (await this.meta.getBlob(spec.sha256)) {
       this.noteUse(spec.sha256);
-      return { cache: 'hit', stored: true };
+      return { cache: 'hit', stored: Promise.resolve(true) };
     }
     const served = await this.fetch({ ...spec, keep: true });
     served.body.destroy();
     await served.settled;
-    return { cache: served.cache, stored: await served.committed };
+    return { cache: served.cache, stored: served.committed };
   }
 
   /**

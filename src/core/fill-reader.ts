@@ -130,11 +130,15 @@ export function spoolFollow(
   };
 }
 
-/** Start a fill's observer (FillSpec.observe) on its spool file, if it has one: it never fails the fill. */
-export function observeSpool(spec: FillSpec, spool: SpoolFollow, committed: Promise<boolean>): Promise<void> | undefined {
+/** Start a fill's observer (FillSpec.observe) on its spool file, if it has one: it never fails the fill. `settled`: the fill's digest checked. */
+export function observeSpool(spec: FillSpec, spool: SpoolFollow, settled: Promise<void>): Promise<void> | undefined {
   if (!spec.observe) return undefined;
   try {
-    return Promise.resolve(spec.observe(spool, committed)).catch(() => {});
+    const verified = settled.then(
+      () => true,
+      () => false,
+    );
+    return Promise.resolve(spec.observe(spool, verified)).catch(() => {});
   } catch {
     return undefined;
   }

@@ -21,11 +21,11 @@ export interface FillSpec {
   inspect?: Inspector;
   /**
    * Optional follower of a new fill that holds no client back (image layers are read for their
-   * inventory as they pass): it gets the spool file to follow as it is written, and `committed`,
-   * which says whether the bytes were the expected ones. The promise it returns resolves once it
+   * inventory as they pass): it gets the spool file to follow as it is written, and `verified`,
+   * which says whether the bytes were the expected ones (before the commit). The promise it returns resolves once it
    * holds the spool file open; the fill waits for that (5 s at most) before renaming the file.
    */
-  observe?: (spool: SpoolFollow, committed: Promise<boolean>) => Promise<void> | void;
+  observe?: (spool: SpoolFollow, verified: Promise<boolean>) => Promise<void> | void;
   /**
    * The fill is wanted even when no client reads it (the image gate reads a layer for its
    * inventory): it is not cancelled when its readers have gone.

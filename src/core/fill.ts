@@ -194,7 +194,7 @@ export class Fill extends EventEmitter implements TapSource {
     this.share.started();
     this.resolveReady();
     if (this.size !== undefined) this.startJudge(growingBytes(this, this.size));
-    if (this.size !== undefined) this.observerReady = observeSpool(this.spec, spoolFollow(this, this.tmpPath, this.size), this.committed);
+    if (this.size !== undefined) this.observerReady = observeSpool(this.spec, spoolFollow(this, this.tmpPath, this.size), this.settled);
     this.pump(up.body);
     this.maybeAbandon();
   }

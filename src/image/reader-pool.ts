@@ -121,13 +121,13 @@ export class LayerReaderPool {
    */
   read(
     spool: SpoolFollow,
-    committed: Promise<boolean>,
+    verified: Promise<boolean>,
     label: string,
     priority: ReadPriority = 'background',
   ): { opened: Promise<void>; facts: Promise<LayerFacts> } {
     const r = this.readers[priority];
     const child = this.start(r);
-    if (!child?.connected) return this.inProcess(spool, committed, label);
+    if (!child?.connected) return this.inProcess(spool, verified, label);
     const id = ++this.seq;
     let opened!: () => void;
     const openedP = new Promise<void>((res) => (opened = res));
@@ -144,18 +144,18 @@ export class LayerReaderPool {
     };
     const off = spool.onProgress(progress);
     progress();
-    committed.then((ok) => {
+    verified.then((ok) => {
       if (!ok && spool.written() < spool.size) send({ type: 'abort', id });
     });
     facts.then(off, off);
     return { opened: openedP, facts };
   }
 
-  private inProcess(spool: SpoolFollow, committed: Promise<boolean>, label: string): { opened: Promise<void>; facts: Promise<LayerFacts> } {
+  private inProcess(spool: SpoolFollow, verified: Promise<boolean>, label: string): { opened: Promise<void>; facts: Promise<LayerFacts> } {
     const follower = new FileFollower(spool.path, spool.size);
     const off = spool.onProgress(() => follower.progress(spool.written()));
     follower.progress(spool.written());
-    committed.then((ok) => {
+    verified.then((ok) => {
       if (!ok && spool.written() < spool.size) follower.abort(new Error('the fill failed'));
     });
     const body = follower.decompressed();

@@ -151,11 +151,12 @@ export class BackgroundJudge {
     for (const c of parseManifest(bytes, mediaType).children) {
       if (this.d.signal?.aborted) return;
       const hex = c.digest.slice('sha256:'.length);
-      await this.d.cache.ensure({
+      const filled = await this.d.cache.ensure({
         sha256: hex,
         size: c.size,
         open: (signal) => this.d.upstream.openBlob(t, c.digest, signal, { size: c.size, client: CLIENT }),
       });
+      await filled.stored;
     }
   }
 }

@@ -25,7 +25,7 @@ async function setup() {
   const cache = new BlobCache(store, meta, hashes);
   const inv = new ImageInventories(cache, meta.inventories, pino({ level: 'silent' }));
   opened.push(inv);
-  return { meta, cache, inv };
+  return { meta, cache, inv, store };
 }
 const opened: ImageInventories[] = [];
 afterAll(() => opened.forEach((i) => i.close()));
@@ -106,5 +106,39 @@ describe('image inventories', () => {
     for await (const _ of served.body) void _;
     await served.committed;
     expect(asked).toEqual(['urgent', 'background']);
+  });
+
+  it("answers the gate once the layer is verified, before its commit is over; the client's layer request then joins the committing fill and gets the verified bytes", async () => {
+    const { meta, store } = await setup();
+    // The commit's rename into the store is held until the test lets it go (as a long fsync would hold it).
+    let letGo!: () => void;
+    const held = new Promise<void>((r) => (letGo = r));
+    let renamed = false;
+    const slow = Object.assign(Object.create(store) as FsBlobStore, {
+      putFile: async (sha256: string, path: string) => {
+        await held;
+        await store.putFile(sha256, path);
+        renamed = true;
+      },
+    });
+    const cache = new BlobCache(slow, meta, hashes);
+    const inv = new ImageInventories(cache, meta.inventories, pino({ level: 'silent' }));
+    opened.push(inv);
+    const up = upstream(layer);
+    const i = await inv.inventory(`sha256:${'d'.repeat(64)}`, [{ digest, size: layer.length }], () => up.open);
+    expect(i.packages.filter((p) => p.type === 'deb').length).toBeGreaterThan(50);
+    expect(renamed).toBe(false);
+    expect(await meta.getBlob(sha(layer))).toBeNull();
+    const served = await cache.fetch({ sha256: sha(layer), size: layer.length, open: up.open });
+    expect(served.cache).toBe('join');
+    const got: Buffer[] = [];
+    for await (const c of served.body) got.push(c as Buffer);
+    // Every byte, verified, while the commit still waits.
+    expect(Buffer.concat(got).equals(layer)).toBe(true);
+    expect(renamed).toBe(false);
+    letGo();
+    expect(await served.committed).toBe(true);
+    expect(renamed).toBe(true);
+    expect(up.opens()).toBe(1);
   });
 });
