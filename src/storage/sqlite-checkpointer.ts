@@ -15,8 +15,8 @@ import type { Database } from 'better-sqlite3';
  * committed frames (PASSIVE: it never waits for, nor blocks, the writer).
  *
  * The thread opens its own connection and checkpoints every `everyMs` when something was committed
- * since its last look. If it fails or exits, the main connection checkpoints itself again (SQLite's
- * default), so the WAL never grows unbounded.
+ * since its last look, or its last checkpoint left commits in the WAL alone. If it fails or exits,
+ * the main connection checkpoints itself again (SQLite's default), so the WAL never grows unbounded.
  *
  * **The WAL starts over once per `startOverFrames`, not after every pause (2026-12-05).** The
  * first commit after a checkpoint that copied every frame starts the WAL over, and SQLite syncs
@@ -48,29 +48,41 @@ const unpin = () => {
 // finished one itself (so the two never collide and that one is never left busy).
 let timer;
 let seen = db.pragma('data_version', { simple: true });
+// Committed frames left in the WAL alone: at first (what was committed before the thread started)
+// and after a checkpoint that did not copy them all (a reader held them back, another connection's
+// checkpoint was running, a commit landed as the pin moved). The next tick goes again, committed
+// since or not, so the database file catches up once writes pause.
+let behind = true;
 let releasing = false;
 let lastFrames = 0;
 const tick = () => {
   try {
-    const version = db.pragma('data_version', { simple: true });
-    if (version === seen) {
+    if (!behind && db.pragma('data_version', { simple: true }) === seen) {
       timer = setTimeout(tick, workerData.everyMs);
       return;
     }
-    seen = version;
-    // Committed since the last look: there are frames past the last checkpoint, so the WAL cannot
-    // start over while the pin moves to the newest commit.
+    // Committed since the pin moved, or left behind: there are frames past the last checkpoint, so
+    // the WAL cannot start over while the pin moves to the newest commit.
     unpin();
     pin.exec('BEGIN');
     pinRead.get();
     pinned = true;
+    // Read after the pin moved: a commit in between is past it, and the checkpoint leaves it behind.
+    seen = db.pragma('data_version', { simple: true });
     const [r] = db.pragma('wal_checkpoint(PASSIVE)');
     const frames = r ? r.log : 0;
-    // Let go until the WAL has started over (fewer frames than at the last look); then kept.
-    if (releasing) releasing = frames >= lastFrames;
-    else releasing = frames >= workerData.startOverFrames;
-    if (releasing) unpin();
-    lastFrames = frames;
+    // Busy (log -1): another connection's checkpoint is running (a CLI's autocheckpoint, after each
+    // of its commits past 1,000 frames). Let go, so that it copies everything and its next commit
+    // starts the WAL over: held, the pin would keep it from ever doing so.
+    const busy = !!r && r.busy !== 0;
+    behind = busy || (!!r && r.checkpointed < r.log);
+    if (!busy) {
+      // Let go until the WAL has started over (fewer frames than at the last look); then kept.
+      if (releasing) releasing = frames >= lastFrames;
+      else releasing = frames >= workerData.startOverFrames;
+      lastFrames = frames;
+    }
+    if (releasing || busy) unpin();
     parentPort.postMessage({ frames });
     if (frames <= workerData.maxFrames) timer = setTimeout(tick, workerData.everyMs);
   } catch (e) {
@@ -132,7 +144,13 @@ export function checkpointInBackground(
     // MAX_FRAMES this connection checkpoints the rest itself (a stall of tens of ms every ~15 s
     // under sustained load, where SQLite's own checkpoints stalled every ~35 commits).
     if ((m.frames ?? 0) > maxFrames && db.open) {
-      db.pragma('wal_checkpoint(PASSIVE)');
+      try {
+        db.pragma('wal_checkpoint(PASSIVE)');
+      } catch {
+        // Not while this connection is in a transaction or iterating a statement (a page of a
+        // search read on a later turn): it throws, here in a listener that would crash the
+        // process. That read holds the checkpoints back, so the thread says so again next tick.
+      }
       worker.postMessage('caught-up');
     }
     if (m.error) {
