@@ -355,12 +355,23 @@ export class TapSet {
    * outrun instead, and moved to the spool once its next byte leaves the window.
    */
   hold(received: number, bound: number, readers: number): boolean {
-    if (readers > this.taps.size) return false;
+    const lead = this.pacer(readers);
+    return lead !== null && lead.holding(received, bound);
+  }
+
+  /** Where the client that paces the upstream is (the window keeps its next bytes), or Infinity when none does. */
+  leaderAt(readers: number): number {
+    return this.pacer(readers)?.inMemoryAt ?? Infinity;
+  }
+
+  /** The leading client in memory, when it may pace the upstream (see hold). */
+  private pacer(readers: number): FillBody | null {
+    if (readers > this.taps.size) return null;
     let lead: FillBody | null = null;
     for (const t of this.taps) {
-      if (t.waiting) return false;
+      if (t.waiting) return null;
       if (t.inMemoryAt >= 0 && (lead === null || t.inMemoryAt > lead.inMemoryAt)) lead = t;
     }
-    return lead !== null && lead.holding(received, bound);
+    return lead;
   }
 }

@@ -48,14 +48,22 @@ export class SpoolWindow {
   private chunks: { pos: number; buf: Buffer }[] = [];
   private bytes = 0;
 
-  /** Chunks just written at `pos`, in order; then trimmed from the oldest down to `bound`. */
-  add(pos: number, bufs: Buffer[], bound: number): void {
+  /**
+   * Chunks just written at `pos`, in order; then trimmed from the oldest down to `bound`, but never
+   * a chunk the pacing client still needs (bytes at or past `keepFrom`): one upstream read of up to
+   * 1 MiB could otherwise push the leader's next byte out while it lagged less than the half window
+   * that pauses the upstream (2 of 3 cold 1 GiB pulls moved their only client to the spool file).
+   * The upstream pauses once that lag reaches half the bound, so the window holds at most half the
+   * bound and one read past it.
+   */
+  add(pos: number, bufs: Buffer[], bound: number, keepFrom = Infinity): void {
     for (const b of bufs) {
       this.chunks.push({ pos, buf: b });
       pos += b.length;
       this.bytes += b.length;
     }
-    while (this.bytes > bound && this.chunks.length > 1) this.bytes -= this.chunks.shift()!.buf.length;
+    const w = this.chunks;
+    while (this.bytes > bound && w.length > 1 && w[0].pos + w[0].buf.length <= keepFrom) this.bytes -= w.shift()!.buf.length;
   }
 
   clear(): void {

@@ -149,6 +149,31 @@ describe('a cold fill written to its clients from memory (FillBody)', () => {
     expect(await fill.committed).toBe(false);
   });
 
+  it('one large upstream read arriving while the lone leader lags under half a window does not push its next bytes out (it stays in memory)', async () => {
+    // Plain-HTTP upstream reads are up to 1 MiB (upstream/large-reads.ts), the window of a lone fill 1 MiB.
+    const size = 4 << 20;
+    const { fill, up, bytes } = await fillOf(size);
+    const sink = slowSink();
+    const moved = tapStats.toSpool;
+    const sent = (fill.reader() as FillBody).sendTo(sink.w);
+    const piece = (from: number, to: number) => (up.write(bytes.subarray(from, to)), tick(50));
+    await piece(0, 100 << 10);
+    await until(() => sink.length() === 100 << 10);
+    sink.stop();
+    // The leader writes this one and blocks on its socket; the next it cannot take (it lags 300 KiB, under half the window)...
+    await piece(100 << 10, 300 << 10);
+    await piece(300 << 10, 600 << 10);
+    // ...and then a whole 1 MiB read arrives.
+    await piece(600 << 10, (600 << 10) + (1 << 20));
+    sink.go();
+    for (let at = (600 << 10) + (1 << 20); at < size; at += 1 << 20) await piece(at, Math.min(size, at + (1 << 20)));
+    up.end();
+    await sent;
+    expect(sink.bytes().equals(bytes)).toBe(true);
+    expect(tapStats.toSpool).toBe(moved);
+    expect(await fill.committed).toBe(true);
+  });
+
   it('paces the upstream by a leader that lags (the window is not outrun), then goes on once it drains', async () => {
     const size = 8 << 20;
     const share = new FillShare();
