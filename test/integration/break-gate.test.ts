@@ -20,6 +20,8 @@ import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeRegistry, digestOf, makeImage, type Image } from '../helpers/fake-registry.js';
 import { rawGet, records } from '../helpers/http.js';
 import { debianBase, layerOf } from '../helpers/layers.js';
+import { startPostgres } from '../helpers/postgres.js';
+import { startS3 } from '../helpers/s3.js';
 
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
 
@@ -138,7 +140,7 @@ const openFiles = (a: TestAirlock): string[] => {
  * awaited as its commit ends (Fill.maybeClose), so it may still be open for a moment after idle().
  */
 async function openFilesSettled(a: TestAirlock): Promise<string[]> {
-  const t = Date.now() + 2000;
+  const t = Date.now() + 5000;
   let left = openFiles(a);
   while (left.length && Date.now() < t) {
     await new Promise((r) => setTimeout(r, 25));
@@ -462,4 +464,70 @@ describe('a fill cancelled while its spool file is being created (cache.shutdown
     });
     expect(held.filter((p) => p.startsWith(store.spoolDir))).toEqual([]);
   });
+});
+
+describe('a fleet (PostgreSQL, shared S3 store, peers): the gate answers on one replica while its commit is under way, the layer is asked of another', () => {
+  for (const fails of [false, true])
+    it(`the other replica streams the committing fill, verifies it, and serves exactly the layer; a range waits for its digest${fails ? "; the filler's commit then FAILS: the next request fills again" : '; one upstream fetch; committed once'}`, async () => {
+      const reg = await registry();
+      const img = image(4, 'fleet');
+      reg.push('team/ok', img);
+      const [pg, s3] = await Promise.all([startPostgres(), startS3()]);
+      cleanup.push(() => pg.stop());
+      cleanup.push(() => s3.stop());
+      process.env.BREAK_GATE_PG = pg.url;
+      process.env.BREAK_GATE_S3_ID = s3.credentials.accessKeyId;
+      process.env.BREAK_GATE_S3_SECRET = s3.credentials.secretAccessKey;
+      process.env.BREAK_GATE_FLEET = 'break-gate-fleet-secret-0123456789abcdef';
+      const storage = `storage:
+  meta: postgres
+  postgres_url_env: BREAK_GATE_PG
+  lease_stale: 2
+  peers: { secret_env: BREAK_GATE_FLEET }
+  blobs: s3
+  s3: { endpoint: "${s3.endpoint}", bucket: ${s3.bucket}, path_style: true, access_key_env: BREAK_GATE_S3_ID, secret_key_env: BREAK_GATE_S3_SECRET }`;
+      const layer = img.layers[0];
+      const ld = digestOf(layer);
+      const hex = ld.slice(7);
+      // Replica a fills and verifies the layer (its background judge, or the gate) and holds its commit to the shared store.
+      const a = await gated(reg, { ok: img }, storage);
+      const hold = holdCommit(a, hex, 'putFile');
+      expect((await fetch(`${a.url}/v2/team/ok/manifests/${img.digest}`, { headers: { accept: ACCEPT } })).status).toBe(200);
+      await until(() => hold.state.reached);
+      const b = await gated(reg, { ok: img }, storage);
+      // b judges from the facts a stored (shared), and serves the layer from a's committing fill, verified by b.
+      expect((await fetch(`${b.url}/v2/team/ok/manifests/${img.digest}`, { headers: { accept: ACCEPT } })).status).toBe(200);
+      expect(await b.airlock.meta.getBlob(hex)).toBeNull();
+      const base = `${b.url}/v2/team/ok/blobs/${ld}`;
+      const [w, r, h] = await Promise.all([rawGet(base), rawGet(base, { range: 'bytes=1000-1999' }), fetch(base, { method: 'HEAD' })]);
+      expect(w.status).toBe(200);
+      expect(w.complete && w.body.equals(layer)).toBe(true);
+      expect(w.headers['x-airlock-cache']).toBe('join');
+      expect(r.status).toBe(206);
+      expect(r.body.equals(layer.subarray(1000, 2000))).toBe(true);
+      expect(h.headers.get('content-length')).toBe(String(layer.length));
+      expect(hold.state.done).toBe(false);
+      expect(await b.airlock.meta.getBlob(hex)).toBeNull();
+      hold.go(fails ? Object.assign(new Error('SlowDown: the S3 store refused the upload'), { code: 'SlowDown' }) : undefined);
+      await a.airlock.cache.idle();
+      if (fails) {
+        await b.airlock.cache.idle();
+        expect(await b.airlock.meta.getBlob(hex)).toBeNull();
+        const again = await rawGet(base);
+        expect(again.body.equals(layer)).toBe(true);
+      }
+      await until(async () => (await b.airlock.cache.cachedSize(hex)) === layer.length);
+      await b.airlock.backgroundJudged();
+      await b.airlock.cache.idle();
+      const hit = await rawGet(base);
+      expect(hit.headers['x-airlock-cache']).toBe('hit');
+      expect(hit.body.equals(layer)).toBe(true);
+      expect(upstreamFetches(reg, ld)).toBe(fails ? 2 : 1);
+      for (const x of [a, b]) {
+        expect(spoolFiles(x)).toEqual([]);
+        expect(x.airlock.cache.inflightCount()).toBe(0);
+      }
+      const rows = (await records(b)).filter((row: { sha256?: string; filename?: string }) => row.sha256 === hex && row.filename === 'blob');
+      expect(rows.filter((row: { decision: string }) => row.decision === 'allow').length).toBe(fails ? 4 : 3);
+    }, 180_000);
 });
