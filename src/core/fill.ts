@@ -73,6 +73,8 @@ export class Fill extends EventEmitter implements TapSource {
   private refusal: Error | undefined;
   /** Resolves once the observer holds the spool file open (the commit renames it). */
   private observerReady: Promise<void> | undefined;
+  /** The spool file's creation, once started: a failure removes the file only after it (else it would outlive the fill). */
+  private opening: Promise<unknown> = Promise.resolve();
   private resolveReady!: () => void;
   private rejectReady!: (e: Error) => void;
   private resolveSettled!: () => void;
@@ -178,7 +180,10 @@ export class Fill extends EventEmitter implements TapSource {
   async run(): Promise<void> {
     let up: UpstreamBody;
     try {
-      this.fh = await open(this.tmpPath, 'wx+');
+      const opening = open(this.tmpPath, 'wx+');
+      this.opening = opening.catch(noop);
+      this.fh = await opening;
+      if (this.state === 'failed') return this.maybeClose(); // cancelled (cache.shutdown) as it was created: fail() found no descriptor
       const how = this.lease ? await this.lease.acquire() : 'held';
       if (how === 'elsewhere') throw new AirlockError('FILLED_ELSEWHERE', `sha256:${this.spec.sha256} was filled by another replica`);
       up = how === 'peer' && this.lease?.peer ? this.lease.peer(this.abort.signal) : await this.spec.open(this.abort.signal);
@@ -190,6 +195,7 @@ export class Fill extends EventEmitter implements TapSource {
     } catch (e) {
       return this.fail(e as Error);
     }
+    if ((this.state as FillState) === 'failed') return void up.body.destroy(); // cancelled as the upstream answered: not revived
     this.state = 'running';
     this.share.started();
     this.resolveReady();
@@ -388,7 +394,7 @@ export class Fill extends EventEmitter implements TapSource {
     this.emit('progress');
     this.emit('failed');
     this.lease?.release();
-    const removed = unlink(this.tmpPath).catch(() => {});
+    const removed = this.opening.then(() => unlink(this.tmpPath)).catch(noop);
     this.maybeClose();
     // Over once the spool file is gone too (cache.idle() then leaves a clean spool directory).
     void removed.then(() => this.resolveCommitted(false));
