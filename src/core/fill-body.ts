@@ -359,9 +359,15 @@ export class TapSet {
     return lead !== null && lead.holding(received, bound);
   }
 
-  /** Where the client that paces the upstream is (the window keeps its next bytes), or Infinity when none does. */
-  leaderAt(readers: number): number {
-    return this.pacer(readers)?.inMemoryAt ?? Infinity;
+  /**
+   * Where the window must keep bytes from (Infinity: anywhere it may trim): the next byte of the
+   * client that paces the upstream, and of any client waiting at the front. The latter costs nothing
+   * but near the end, where it waits before the held-back last bytes while a small last read arrives.
+   */
+  keepFrom(readers: number): number {
+    let keep = this.pacer(readers)?.inMemoryAt ?? Infinity;
+    for (const t of this.taps) if (t.waiting && t.inMemoryAt >= 0) keep = Math.min(keep, t.inMemoryAt);
+    return keep;
   }
 
   /** The leading client in memory, when it may pace the upstream (see hold). */

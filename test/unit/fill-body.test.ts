@@ -174,6 +174,26 @@ describe('a cold fill written to its clients from memory (FillBody)', () => {
     expect(await fill.committed).toBe(true);
   });
 
+  it('a small last read after a large one does not push out the held-back bytes a client waits at (it stays in memory to the end)', async () => {
+    const size = (2 << 20) + (10 << 10);
+    const { fill, up, bytes } = await fillOf(size);
+    const sink = slowSink();
+    const moved = tapStats.toSpool;
+    const sent = (fill.reader() as FillBody).sendTo(sink.w);
+    const piece = (from: number, to: number) => (up.write(bytes.subarray(from, to)), tick(50));
+    await piece(0, 1 << 20);
+    // A 1 MiB read ending 10 KiB before the end: the client sends all but the last HOLD_BACK bytes and waits...
+    await piece(1 << 20, size - (10 << 10));
+    await until(() => sink.length() === size - HOLD_BACK);
+    // ...then the last 10 KiB arrive (the window's bound would keep only them).
+    await piece(size - (10 << 10), size);
+    up.end();
+    await sent;
+    expect(sink.bytes().equals(bytes)).toBe(true);
+    expect(tapStats.toSpool).toBe(moved);
+    expect(await fill.committed).toBe(true);
+  });
+
   it('paces the upstream by a leader that lags (the window is not outrun), then goes on once it drains', async () => {
     const size = 8 << 20;
     const share = new FillShare();
