@@ -1,0 +1,258 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Writable, type Readable } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Fill, HOLD_BACK, type FillBudget, type Inspector } from '../../src/core/fill.js';
+import { FillBody, STALL_MS, tapStats } from '../../src/core/fill-body.js';
+import { FillShare } from '../../src/core/spool.js';
+import { HashPool } from '../../src/core/hasher.js';
+import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
+import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+
+/**
+ * Attacks on the fill's window keeping the bytes its clients still need (SpoolWindow.add's
+ * keepFrom, TapSet.keepFrom/pacer): the window must stay bounded whatever the clients do (about
+ * half its bound and one upstream read past it), every client must get exact bytes (the tail only
+ * after the digest and the hook), and no gone or stuck client may hold the upstream forever.
+ * The window's bytes are measured after every add (its private field).
+ */
+
+const hashes = new HashPool(2);
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const NO_LIMITS: FillBudget = { minRate: 0, windowMs: 1000, deadlineMs: 0, abandonMs: 0, finishBytes: 0 };
+const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
+async function until(cond: () => boolean, ms = 15000): Promise<void> {
+  for (const end = Date.now() + ms; !cond() && Date.now() < end;) await tick(10);
+}
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+interface WindowPeek {
+  bytes: number;
+  add: (pos: number, bufs: Buffer[], bound: number, keepFrom?: number) => void;
+}
+
+/** The largest the fill's window ever was right after an add (and the bound then). */
+function watchWindow(fill: Fill): { max: () => number; now: () => number; overBy: () => number } {
+  const w = (fill as unknown as { window: WindowPeek }).window;
+  const add = w.add.bind(w);
+  let max = 0;
+  let over = -Infinity;
+  w.add = (pos, bufs, bound, keepFrom) => {
+    add(pos, bufs, bound, keepFrom);
+    max = Math.max(max, w.bytes);
+    over = Math.max(over, w.bytes - bound);
+  };
+  return { max: () => max, now: () => w.bytes, overBy: () => over };
+}
+
+async function fillOf(size: number, opts: { share?: FillShare; inspect?: Inspector } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-break-window-'));
+  dirs.push(dir);
+  const store = await FsBlobStore.create(dir);
+  const meta = new SqliteMetaStore(':memory:');
+  const up = new PassThrough({ highWaterMark: 64 << 10 });
+  const bytes = randomBytes(size);
+  const fill = new Fill(
+    { sha256: sha(bytes), size, open: async () => ({ body: up as Readable, size }), inspect: opts.inspect },
+    store,
+    meta,
+    hashes,
+    NO_LIMITS,
+    undefined,
+    opts.share ?? new FillShare(),
+  );
+  const win = watchWindow(fill);
+  void fill.run();
+  await fill.ready;
+  /** Feed the upstream in `piece`-byte chunks as fast as the fill takes them (a paused fill stops it). */
+  const send = async (from = 0, to = size, piece = 64 << 10) => {
+    for (let at = from; at < to; at += piece) {
+      if (!up.write(bytes.subarray(at, Math.min(to, at + piece)))) await new Promise((r) => up.once('drain', r));
+    }
+    if (to === size) up.end();
+  };
+  return { fill, up, bytes, send, win };
+}
+
+/** A socket-like Writable that collects what it is given; `slow(ms)`: takes ms per 64 KiB; takes nothing while stopped. */
+function slowSink(hwm = 64 << 10) {
+  const got: Buffer[] = [];
+  let open = true;
+  let delay = 0;
+  let pending: (() => void) | null = null;
+  const w = new Writable({
+    highWaterMark: hwm,
+    write(chunk: Buffer, _enc, cb) {
+      got.push(Buffer.from(chunk));
+      if (!open) pending = cb;
+      else if (delay > 0) setTimeout(cb, Math.ceil((delay * chunk.length) / (64 << 10)));
+      else cb();
+    },
+  });
+  return {
+    w,
+    bytes: () => Buffer.concat(got),
+    length: () => got.reduce((n, b) => n + b.length, 0),
+    stop: () => (open = false),
+    slow: (ms: number) => (delay = ms),
+    go: () => {
+      open = true;
+      const p = pending;
+      pending = null;
+      p?.();
+    },
+  };
+}
+
+/** A plain Readable consumer (as cache.fetch's callers and tests read a body): collects until its end or error. */
+function collect(r: Readable) {
+  const got: Buffer[] = [];
+  r.on('data', (c: Buffer) => got.push(c));
+  const done = new Promise<Error | null>((res) => {
+    r.once('end', () => res(null));
+    r.once('error', res);
+  });
+  return { data: () => Buffer.concat(got), done };
+}
+
+describe('the fill window keeping what its clients need stays bounded', () => {
+  it('a client reading an inspected file before the inspector releases it (it waits at byte 0) does not keep the whole file in memory', async () => {
+    // An inspector that releases only once it has read the end (code-bearing formats judge before any byte):
+    // every client waits at 0 until then, so "keep from where a client waits" would keep every byte received.
+    const size = 24 << 20;
+    let released = false;
+    const inspect: Inspector = {
+      judge: async (file, release) => {
+        await file.read(size - 8, 8);
+        release();
+        released = true;
+      },
+    };
+    const { fill, send, bytes, win } = await fillOf(size, { inspect });
+    // Read as cache.fetch's body is read before the gate (test/unit/fill.test.ts does so): a Readable.
+    const got = collect(fill.reader());
+    await send(0, size);
+    expect(await got.done).toBeNull();
+    expect(released).toBe(true);
+    expect(got.data().equals(bytes)).toBe(true);
+    // A lone fill's bound is 1 MiB: at most about that plus a read, never the file.
+    expect(win.max()).toBeLessThanOrEqual((1 << 20) + HOLD_BACK + (64 << 10));
+    expect(await fill.committed).toBe(true);
+  });
+
+  it('a leader that drains just before the stall each time paces the upstream within half a window and one read, never moved, exact bytes', async () => {
+    const size = 12 << 20;
+    const { fill, send, bytes, win } = await fillOf(size);
+    const sink = slowSink();
+    const moved = tapStats.toSpool;
+    const sent = (fill.reader() as FillBody).sendTo(sink.w);
+    // 1 MiB reads, as a lone plain-HTTP upstream reads (upstream/large-reads.ts).
+    const sending = send(0, size, 1 << 20);
+    await until(() => sink.length() > 1 << 20);
+    for (let i = 0; i < 3; i++) {
+      sink.stop();
+      await tick(STALL_MS - 300);
+      expect(win.now()).toBeLessThanOrEqual((1 << 19) + 2 * (1 << 20));
+      sink.go();
+      await tick(60);
+    }
+    await sending;
+    await sent;
+    expect(sink.bytes().equals(bytes)).toBe(true);
+    expect(tapStats.toSpool).toBe(moved);
+    // Half the 1 MiB bound plus one 1 MiB read (the leader always stops at a chunk's end).
+    expect(win.max()).toBeLessThanOrEqual((1 << 19) + (1 << 20) + (64 << 10));
+    expect(await fill.committed).toBe(true);
+  }, 30000);
+
+  it('a leader that drains a little at a time (slow socket, 1 MiB reads) keeps the window within half a window and one read, exact bytes', async () => {
+    const size = 6 << 20;
+    const { fill, send, bytes, win } = await fillOf(size);
+    const sink = slowSink(16 << 10);
+    sink.slow(3);
+    const sent = (fill.reader() as FillBody).sendTo(sink.w);
+    await send(0, size, 1 << 20);
+    await sent;
+    expect(sink.bytes().equals(bytes)).toBe(true);
+    expect(win.max()).toBeLessThanOrEqual((1 << 19) + (1 << 20) + (64 << 10));
+    expect(await fill.committed).toBe(true);
+  }, 30000);
+
+  it('a client waiting at the front beside a slow client and a range reader: the window stays bounded, all exact', async () => {
+    const size = 12 << 20;
+    const { fill, send, bytes, win } = await fillOf(size);
+    const fast = slowSink();
+    const slow = slowSink(16 << 10);
+    slow.slow(2);
+    const a = (fill.reader() as FillBody).sendTo(fast.w);
+    const b = (fill.reader() as FillBody).sendTo(slow.w);
+    const range = collect(fill.reader({ start: 1000, end: size - 1000 }));
+    await send(0, size, 256 << 10);
+    await Promise.all([a, b]);
+    expect(await range.done).toBeNull();
+    expect(fast.bytes().equals(bytes)).toBe(true);
+    expect(slow.bytes().equals(bytes)).toBe(true);
+    expect(range.data().equals(bytes.subarray(1000, size - 999))).toBe(true);
+    expect(win.max()).toBeLessThanOrEqual((1 << 20) + (256 << 10));
+  }, 30000);
+
+  it('clients joining and leaving while a slow leader paces: bounded window, the survivors exact, the upstream never stuck', async () => {
+    const size = 12 << 20;
+    const { fill, send, bytes, win } = await fillOf(size);
+    const lead = slowSink();
+    lead.slow(1);
+    const a = (fill.reader() as FillBody).sendTo(lead.w);
+    const sending = send(0, size, 512 << 10);
+    const others: Promise<void>[] = [];
+    for (let i = 0; i < 6; i++) {
+      await tick(80);
+      const s = slowSink();
+      if (i % 2) s.stop();
+      const body = fill.reader() as FillBody;
+      others.push(body.sendTo(s.w).catch(() => {}));
+      // Half of them hang up (some stuck on a full socket, never drained).
+      if (i % 3 === 0) setTimeout(() => s.w.destroy(), 150);
+      else if (i % 2) setTimeout(() => s.go(), 300);
+    }
+    await sending;
+    await a;
+    await Promise.all(others);
+    expect(lead.bytes().equals(bytes)).toBe(true);
+    expect(win.max()).toBeLessThanOrEqual((1 << 20) + (512 << 10));
+    expect(await fill.committed).toBe(true);
+  }, 30000);
+
+  it('50 fills at once with slow and stuck clients keep their windows within the fills memory and one read each', async () => {
+    const share = new FillShare();
+    const n = 50;
+    const size = 2 << 20;
+    const fills = await Promise.all(Array.from({ length: n }, () => fillOf(size, { share })));
+    const sinks = fills.map((_, i) => {
+      const s = slowSink(16 << 10);
+      if (i % 3 === 0) s.stop();
+      else s.slow(i % 5);
+      return s;
+    });
+    const sent = fills.map((f, i) => (f.fill.reader() as FillBody).sendTo(sinks[i].w));
+    let peak = 0;
+    const sample = setInterval(() => {
+      peak = Math.max(
+        peak,
+        fills.reduce((n, f) => n + f.win.now(), 0),
+      );
+    }, 5);
+    // 128 KiB reads (large-reads.ts gives 50 busy connections at most that).
+    const sending = fills.map((f) => f.send(0, size, 128 << 10));
+    await tick(STALL_MS + 500);
+    sinks.forEach((s) => s.go());
+    await Promise.all(sending);
+    await Promise.all(sent);
+    clearInterval(sample);
+    fills.forEach((f, i) => expect(sinks[i].bytes().equals(f.bytes)).toBe(true));
+    for (const f of fills) expect(f.win.overBy()).toBeLessThanOrEqual(128 << 10);
+    expect(peak).toBeLessThanOrEqual((8 << 20) + n * (128 << 10));
+  }, 60000);
+});
