@@ -360,13 +360,17 @@ export class TapSet {
   }
 
   /**
-   * Where the window must keep bytes from (Infinity: anywhere it may trim): the next byte of the
-   * client that paces the upstream, and of any client waiting at the front. The latter costs nothing
-   * but near the end, where it waits before the held-back last bytes while a small last read arrives.
+   * Where the window must keep bytes from (Infinity: anywhere it may trim) as a chunk arrives at
+   * `at`: the next byte of the client that paces the upstream, and of any client waiting at the
+   * front. The latter costs nothing but near the end, where it waits before the held-back last bytes
+   * while a small last read arrives: within HOLD_BACK and a feed of `at`, so within `bound` (at least
+   * 128 KiB). Farther, it waits because the fill allows it nothing yet (an inspected file before its
+   * release: every client at byte 0), and nothing pauses the upstream for it: keeping its bytes kept
+   * the whole file in memory (break-window test). It is moved to the spool once allowed, as before.
    */
-  keepFrom(readers: number): number {
+  keepFrom(readers: number, at: number, bound: number): number {
     let keep = this.pacer(readers)?.inMemoryAt ?? Infinity;
-    for (const t of this.taps) if (t.waiting && t.inMemoryAt >= 0) keep = Math.min(keep, t.inMemoryAt);
+    for (const t of this.taps) if (t.waiting && t.inMemoryAt >= 0 && at - t.inMemoryAt <= bound) keep = Math.min(keep, t.inMemoryAt);
     return keep;
   }
 

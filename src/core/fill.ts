@@ -286,7 +286,7 @@ export class Fill extends EventEmitter implements TapSource {
       queued += chunk.length;
       // In memory from its arrival: clients keeping pace are written from it (before the spool write) once FEED_BATCH arrived unfed, or at the turn's end.
       const bound = this.share.perFill();
-      this.window.add(at, [chunk], bound, this.taps.keepFrom(this.readers));
+      this.window.add(at, [chunk], bound, this.taps.keepFrom(this.readers, at, bound));
       if ((unfed += chunk.length) >= Math.min(FEED_BATCH, bound / 2)) {
         unfed = 0;
         this.taps.feed();

@@ -48,7 +48,7 @@ function watchWindow(fill: Fill): { max: () => number; now: () => number; overBy
   return { max: () => max, now: () => w.bytes, overBy: () => over };
 }
 
-async function fillOf(size: number, opts: { share?: FillShare; inspect?: Inspector } = {}) {
+async function fillOf(size: number, opts: { share?: FillShare; inspect?: Inspector; unsized?: boolean } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'airlock-break-window-'));
   dirs.push(dir);
   const store = await FsBlobStore.create(dir);
@@ -56,7 +56,12 @@ async function fillOf(size: number, opts: { share?: FillShare; inspect?: Inspect
   const up = new PassThrough({ highWaterMark: 64 << 10 });
   const bytes = randomBytes(size);
   const fill = new Fill(
-    { sha256: sha(bytes), size, open: async () => ({ body: up as Readable, size }), inspect: opts.inspect },
+    {
+      sha256: sha(bytes),
+      size: opts.unsized ? undefined : size,
+      open: async () => ({ body: up as Readable, size: opts.unsized ? undefined : size }),
+      inspect: opts.inspect,
+    },
     store,
     meta,
     hashes,
@@ -255,4 +260,79 @@ describe('the fill window keeping what its clients need stays bounded', () => {
     for (const f of fills) expect(f.win.overBy()).toBeLessThanOrEqual(128 << 10);
     expect(peak).toBeLessThanOrEqual((8 << 20) + n * (128 << 10));
   }, 60000);
+});
+
+describe('the window still keeps what a waiting client needs, and nobody holds the upstream forever', () => {
+  it('a file of unknown size (the hold-back counted from what arrived): small reads after large ones keep the lone client in memory, exact bytes, bounded', async () => {
+    const size = (3 << 20) + (10 << 10);
+    const { fill, up, bytes, win } = await fillOf(size, { unsized: true });
+    const sink = slowSink();
+    const moved = tapStats.toSpool;
+    let hooked = -1;
+    const sent = (fill.reader() as FillBody)
+      .holdLast(
+        async () => void (hooked = sink.length()),
+        () => {},
+      )
+      .sendTo(sink.w);
+    const piece = (from: number, to: number) => (up.write(bytes.subarray(from, to)), tick(30));
+    // 1 MiB reads, then small ones (the client is HOLD_BACK behind what arrived each time: the leader pacing), then large, then a small last one.
+    const cuts = [0, 1 << 20, 2 << 20, (2 << 20) + (7 << 10), (2 << 20) + (14 << 10), (2 << 20) + (21 << 10), (3 << 20) - (40 << 10), size - (10 << 10), size];
+    for (let k = 1; k < cuts.length; k++) await piece(cuts[k - 1], cuts[k]);
+    up.end();
+    await sent;
+    expect(sink.bytes().equals(bytes)).toBe(true);
+    // The hook ran before the last HOLD_BACK bytes went out.
+    expect(hooked).toBeLessThanOrEqual(size - HOLD_BACK);
+    expect(tapStats.toSpool).toBe(moved);
+    expect(win.max()).toBeLessThanOrEqual((1 << 20) + (1 << 20) + HOLD_BACK);
+    expect(await fill.committed).toBe(true);
+  });
+
+  it('a pacing leader that hangs up while it holds the upstream paused frees it at once (not after the stall)', async () => {
+    const size = 8 << 20;
+    const { fill, send, bytes, win } = await fillOf(size);
+    const lead = slowSink();
+    const other = slowSink();
+    const a = (fill.reader() as FillBody).sendTo(lead.w).catch((e: Error) => e);
+    const sending = send(0, size, 256 << 10);
+    await until(() => lead.length() > 1 << 20);
+    lead.stop();
+    await tick(200);
+    const held = fill.received;
+    await tick(200);
+    expect(fill.received).toBe(held);
+    expect(fill.received).toBeLessThan(size);
+    // A second client joins (it waits for bytes: the slow leader must no longer pace), then the leader goes.
+    const b = (fill.reader() as FillBody).sendTo(other.w);
+    const t0 = Date.now();
+    lead.w.destroy();
+    await sending;
+    await b;
+    expect(Date.now() - t0).toBeLessThan(STALL_MS);
+    expect(((await a) as { code?: string }).code).toBe('CANCELLED');
+    expect(other.bytes().equals(bytes)).toBe(true);
+    expect(win.max()).toBeLessThanOrEqual((1 << 20) + (256 << 10));
+    expect(await fill.committed).toBe(true);
+  });
+
+  it('a range reader (no client of the set) and a stuck whole-file client: the upstream is not held, the window stays bounded', async () => {
+    const size = 8 << 20;
+    const { fill, send, bytes, win } = await fillOf(size);
+    const stuck = slowSink();
+    stuck.stop();
+    const a = (fill.reader() as FillBody).sendTo(stuck.w);
+    const range = collect(fill.reader({ start: 0, end: size - 1 }));
+    const t0 = Date.now();
+    await send(0, size, 1 << 20);
+    await fill.settled;
+    // Nobody paced it: the range reader waits for bytes, so the stuck client is outrun, not waited for.
+    expect(Date.now() - t0).toBeLessThan(STALL_MS);
+    expect(await range.done).toBeNull();
+    expect(range.data().equals(bytes)).toBe(true);
+    stuck.go();
+    await a;
+    expect(stuck.bytes().equals(bytes)).toBe(true);
+    expect(win.max()).toBeLessThanOrEqual(2 << 20);
+  });
 });
