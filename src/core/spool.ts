@@ -50,11 +50,11 @@ export class SpoolWindow {
 
   /**
    * Chunks just written at `pos`, in order; then trimmed from the oldest down to `bound`, but never
-   * a chunk the pacing client still needs (bytes at or past `keepFrom`): one upstream read of up to
-   * 1 MiB could otherwise push the leader's next byte out while it lagged less than the half window
-   * that pauses the upstream (2 of 3 cold 1 GiB pulls moved their only client to the spool file).
-   * The upstream pauses once that lag reaches half the bound, so the window holds at most half the
-   * bound and one read past it.
+   * a chunk a client still needs (bytes at or past `keepFrom`, TapSet.keepFrom): one upstream read
+   * of up to 1 MiB could otherwise push the leader's next byte out while it lagged less than the
+   * half window that pauses the upstream (6 of 6 cold 1 GiB pulls moved their only client to the
+   * spool file). The upstream pauses once that lag reaches half the bound, so the window holds about
+   * half the bound and one read past it (two at worst: the chunk holding the leader's next byte).
    */
   add(pos: number, bufs: Buffer[], bound: number, keepFrom = Infinity): void {
     for (const b of bufs) {
