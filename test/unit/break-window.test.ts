@@ -1,15 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PassThrough, Writable, type Readable } from 'node:stream';
+import { type Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Fill, HOLD_BACK, type FillBudget, type Inspector } from '../../src/core/fill.js';
+import { HOLD_BACK, type Fill, type Inspector } from '../../src/core/fill.js';
 import { FillBody, STALL_MS, tapStats } from '../../src/core/fill-body.js';
 import { FillShare } from '../../src/core/spool.js';
-import { HashPool } from '../../src/core/hasher.js';
-import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
-import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+import { fillOf as rigFill, removeFillDirs, slowSink, tick, until as untilMs } from '../helpers/fill-rig.js';
 
 /**
  * Attacks on the fill's window keeping the bytes its clients still need (SpoolWindow.add's
@@ -19,15 +13,8 @@ import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
  * The window's bytes are measured after every add (its private field).
  */
 
-const hashes = new HashPool(2);
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const NO_LIMITS: FillBudget = { minRate: 0, windowMs: 1000, deadlineMs: 0, abandonMs: 0, finishBytes: 0 };
-const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
-async function until(cond: () => boolean, ms = 15000): Promise<void> {
-  for (const end = Date.now() + ms; !cond() && Date.now() < end;) await tick(10);
-}
-const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const until = (cond: () => boolean, ms = 15000) => untilMs(cond, ms);
+afterAll(removeFillDirs);
 
 interface WindowPeek {
   bytes: number;
@@ -48,68 +35,10 @@ function watchWindow(fill: Fill): { max: () => number; now: () => number; overBy
   return { max: () => max, now: () => w.bytes, overBy: () => over };
 }
 
+/** The rig's fill (helpers/fill-rig.ts) with its window watched from its first add. */
 async function fillOf(size: number, opts: { share?: FillShare; inspect?: Inspector; unsized?: boolean } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'airlock-break-window-'));
-  dirs.push(dir);
-  const store = await FsBlobStore.create(dir);
-  const meta = new SqliteMetaStore(':memory:');
-  const up = new PassThrough({ highWaterMark: 64 << 10 });
-  const bytes = randomBytes(size);
-  const fill = new Fill(
-    {
-      sha256: sha(bytes),
-      size: opts.unsized ? undefined : size,
-      open: async () => ({ body: up as Readable, size: opts.unsized ? undefined : size }),
-      inspect: opts.inspect,
-    },
-    store,
-    meta,
-    hashes,
-    NO_LIMITS,
-    undefined,
-    opts.share ?? new FillShare(),
-  );
-  const win = watchWindow(fill);
-  void fill.run();
-  await fill.ready;
-  /** Feed the upstream in `piece`-byte chunks as fast as the fill takes them (a paused fill stops it). */
-  const send = async (from = 0, to = size, piece = 64 << 10) => {
-    for (let at = from; at < to; at += piece) {
-      if (!up.write(bytes.subarray(at, Math.min(to, at + piece)))) await new Promise((r) => up.once('drain', r));
-    }
-    if (to === size) up.end();
-  };
-  return { fill, up, bytes, send, win };
-}
-
-/** A socket-like Writable that collects what it is given; `slow(ms)`: takes ms per 64 KiB; takes nothing while stopped. */
-function slowSink(hwm = 64 << 10) {
-  const got: Buffer[] = [];
-  let open = true;
-  let delay = 0;
-  let pending: (() => void) | null = null;
-  const w = new Writable({
-    highWaterMark: hwm,
-    write(chunk: Buffer, _enc, cb) {
-      got.push(Buffer.from(chunk));
-      if (!open) pending = cb;
-      else if (delay > 0) setTimeout(cb, Math.ceil((delay * chunk.length) / (64 << 10)));
-      else cb();
-    },
-  });
-  return {
-    w,
-    bytes: () => Buffer.concat(got),
-    length: () => got.reduce((n, b) => n + b.length, 0),
-    stop: () => (open = false),
-    slow: (ms: number) => (delay = ms),
-    go: () => {
-      open = true;
-      const p = pending;
-      pending = null;
-      p?.();
-    },
-  };
+  const f = await rigFill(size, opts);
+  return { ...f, win: watchWindow(f.fill) };
 }
 
 /** A plain Readable consumer (as cache.fetch's callers and tests read a body): collects until its end or error. */

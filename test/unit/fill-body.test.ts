@@ -1,15 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PassThrough, Writable, type Readable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
-import { Fill, HOLD_BACK, type FillBudget } from '../../src/core/fill.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { HOLD_BACK } from '../../src/core/fill.js';
 import { FillBody, STALL_MS, tapStats } from '../../src/core/fill-body.js';
 import { FillShare } from '../../src/core/spool.js';
-import { HashPool } from '../../src/core/hasher.js';
-import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
-import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+import { fillOf, removeFillDirs, slowSink, tick, until } from '../helpers/fill-rig.js';
 
 /**
  * A cold fill's whole-file clients (core/fill-body.ts): written from the fill's memory as bytes
@@ -17,67 +10,7 @@ import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
  * caller's hook, the upstream paced by a lagging leader but never held by a stuck one.
  */
 
-const hashes = new HashPool(2);
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const NO_LIMITS: FillBudget = { minRate: 0, windowMs: 1000, deadlineMs: 0, abandonMs: 0, finishBytes: 0 };
-const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
-async function until(cond: () => boolean, ms = 8000): Promise<void> {
-  for (const end = Date.now() + ms; !cond() && Date.now() < end;) await tick(10);
-}
-
-async function fillOf(size: number, opts: { sha256?: string; share?: FillShare } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'airlock-fill-body-'));
-  const store = await FsBlobStore.create(dir);
-  const meta = new SqliteMetaStore(':memory:');
-  const up = new PassThrough({ highWaterMark: 64 << 10 });
-  const bytes = randomBytes(size);
-  const fill = new Fill(
-    { sha256: opts.sha256 ?? sha(bytes), size, open: async () => ({ body: up as Readable, size }) },
-    store,
-    meta,
-    hashes,
-    NO_LIMITS,
-    undefined,
-    opts.share ?? new FillShare(),
-  );
-  void fill.run();
-  await fill.ready;
-  /** Feed the upstream in 64 KiB chunks as fast as the fill takes them (a paused fill stops it: the writes wait). */
-  const send = async (from = 0, to = size) => {
-    for (let at = from; at < to; at += 64 << 10) {
-      if (!up.write(bytes.subarray(at, Math.min(to, at + (64 << 10))))) await new Promise((r) => up.once('drain', r));
-    }
-    if (to === size) up.end();
-  };
-  return { fill, up, bytes, send, meta };
-}
-
-/** A socket-like Writable that collects what it is given, and takes it only when `open` (else its buffer fills). */
-function slowSink(hwm = 64 << 10) {
-  const got: Buffer[] = [];
-  let open = true;
-  let pending: (() => void) | null = null;
-  const w = new Writable({
-    highWaterMark: hwm,
-    write(chunk: Buffer, _enc, cb) {
-      got.push(Buffer.from(chunk));
-      if (open) cb();
-      else pending = cb;
-    },
-  });
-  return {
-    w,
-    bytes: () => Buffer.concat(got),
-    length: () => got.reduce((n, b) => n + b.length, 0),
-    stop: () => (open = false),
-    go: () => {
-      open = true;
-      const p = pending;
-      pending = null;
-      p?.();
-    },
-  };
-}
+afterAll(removeFillDirs);
 
 describe('a cold fill written to its clients from memory (FillBody)', () => {
   it('writes the leader from memory as bytes arrive, holds the tail for the digest and for the hook, exact bytes, never moved to the spool', async () => {
