@@ -51,6 +51,14 @@ describe('the checkpoint thread pin, attacked', () => {
     stops.push(c);
     return { c, failures };
   };
+  /** Another connection (a CLI export, a paged search) holding a snapshot: the checkpoints cannot copy past it. */
+  const holdSnapshot = (path: string) => {
+    const reader = new Database(path);
+    dbs.push(reader);
+    reader.exec('BEGIN');
+    reader.prepare('SELECT COUNT(*) FROM t').get();
+    return reader;
+  };
   /** The WAL header's checkpoint sequence (bytes 12-15): one more each time the WAL starts over. */
   const sequence = (wal: string) => {
     const fd = openSync(wal, 'r');
@@ -92,11 +100,8 @@ describe('the checkpoint thread pin, attacked', () => {
       await threadStarted();
       insert.run('first');
       expect(await until(() => inDatabaseFile(dir) === 1, 2000)).toBe(true);
-      // Another connection (a CLI export, a paged search) holds a snapshot from before the next commits.
-      const reader = new Database(path);
-      dbs.push(reader);
-      reader.exec('BEGIN');
-      reader.prepare('SELECT COUNT(*) FROM t').get();
+      // Another connection holds a snapshot from before the next commits.
+      const reader = holdSnapshot(path);
       for (let i = 0; i < 5; i++) {
         insert.run(`while read ${i}`);
         await sleep(30);
@@ -118,10 +123,7 @@ describe('the checkpoint thread pin, attacked', () => {
         await threadStarted();
         insert.run('first');
         expect(await until(() => inDatabaseFile(dir) === 1, 2000)).toBe(true);
-        const reader = new Database(path);
-        dbs.push(reader);
-        reader.exec('BEGIN');
-        reader.prepare('SELECT COUNT(*) FROM t').get();
+        const reader = holdSnapshot(path);
         for (let i = 0; i < 40; i++) {
           db.transaction(() => {
             for (let k = 0; k < 10; k++) insert.run('x'.repeat(3000));
