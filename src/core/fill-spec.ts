@@ -22,8 +22,9 @@ export interface FillSpec {
   /**
    * Optional follower of a new fill that holds no client back (image layers are read for their
    * inventory as they pass): it gets the spool file to follow as it is written, and `verified`,
-   * which says whether the bytes were the expected ones (before the commit). The promise it returns resolves once it
-   * holds the spool file open; the fill waits for that (5 s at most) before renaming the file.
+   * which says whether the bytes were the expected ones (before the commit). The promise it
+   * returns resolves once it holds the spool file open; the fill waits for that (5 s at most)
+   * before renaming the file.
    */
   observe?: (spool: SpoolFollow, verified: Promise<boolean>) => Promise<void> | void;
   /**

@@ -47,7 +47,8 @@ const unpin = () => {
 // One checkpoint at a time; past maxFrames the next waits until the committing connection has
 // finished one itself (so the two never collide and that one is never left busy).
 let timer;
-let seen = db.pragma('data_version', { simple: true });
+// data_version when the pin last moved (the first tick checkpoints whatever it is: behind).
+let seen = -1;
 // Committed frames left in the WAL alone: at first (what was committed before the thread started)
 // and after a checkpoint that did not copy them all (a reader held them back, another connection's
 // checkpoint was running, a commit landed as the pin moved). The next tick goes again, committed
