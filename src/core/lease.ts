@@ -27,6 +27,8 @@ export function fleetLease(
   /** The filler's first answer, when this fill streams another replica's. */
   let streamed: PeerAnswer | undefined;
   let refused = false;
+  /** Released (the fill ended, or was cancelled while it waited): a lease taken after this is let go at once. */
+  let over = false;
   const until = Date.now() + (fleet.waitMs ?? 3_600_000);
   const who = { digest: sha256, owner: fleet.owner };
   const renewFailed = warn(who, 'fill lease could not be renewed: another replica may take it over and fetch the same blob');
@@ -40,9 +42,20 @@ export function fleetLease(
         failing = true;
       },
     );
+  const release = (): void => {
+    over = true;
+    if (renew) clearInterval(renew);
+    const failed = warn(who, 'fill lease could not be released: other replicas wait for it to go stale before fetching this blob');
+    if (held) void fleet.leases.releaseLease(sha256, fleet.owner).catch(failed);
+    held = false;
+  };
   const take = async (): Promise<boolean> => {
     if (!(await fleet.leases.takeLease(sha256, fleet.owner, stale, peer?.addr))) return false;
     held = true;
+    if (over) {
+      release();
+      throw new AirlockError('CANCELLED', `the fill of sha256:${sha256} ended while it waited for the fleet's lease`);
+    }
     renew = setInterval(() => void renewLease(), Math.floor(stale / 3));
     renew.unref();
     return true;
@@ -70,6 +83,7 @@ export function fleetLease(
           refused = true;
         }
         await fleet.leases.awaitRelease(sha256, Math.min(addr ? 1000 : stale, Math.max(1, until - Date.now())));
+        if (over) throw new AirlockError('CANCELLED', `the fill of sha256:${sha256} ended while it waited for the fleet's lease`);
         if (await meta.getBlob(sha256)) return 'elsewhere';
         if (Date.now() >= until) throw new AirlockError('UPSTREAM_UNAVAILABLE', `another replica has been filling sha256:${sha256} for too long`);
       }
@@ -104,11 +118,6 @@ export function fleetLease(
       })();
     },
     fromPeer: () => streamed !== undefined,
-    release: () => {
-      if (renew) clearInterval(renew);
-      const failed = warn(who, 'fill lease could not be released: other replicas wait for it to go stale before fetching this blob');
-      if (held) void fleet.leases.releaseLease(sha256, fleet.owner).catch(failed);
-      held = false;
-    },
+    release,
   };
 }
