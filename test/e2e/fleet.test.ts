@@ -22,7 +22,7 @@ import { startS3, type TestS3 } from '../helpers/s3.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-/** GET, hashing the body as it arrives (16 clients x 256 MiB are not held in memory). */
+/** GET, hashing the body as it arrives (16 clients x 64 MiB are not held in memory). */
 function hashGet(url: string): Promise<{ status: number; complete: boolean; sha: string; cache: unknown }> {
   return new Promise((resolve, reject) => {
     get(url, (res) => {
@@ -38,7 +38,7 @@ function hashGet(url: string): Promise<{ status: number; complete: boolean; sha:
 
 /**
  * Three `airlock serve` processes on one PostgreSQL and one S3-compatible store, behind Debian's
- * nginx (round robin), with the real pip; 16 clients on one cold 256 MiB file; kill -9 of the
+ * nginx (round robin), with the real pip; 16 clients on one cold 64 MiB file; kill -9 of the
  * replica that is filling.
  */
 describe('a fleet: three replicas behind nginx', () => {
@@ -50,7 +50,7 @@ describe('a fleet: three replicas behind nginx', () => {
   let env: Record<string, string>;
   const replicas: { proc: ChildProcess; port: number }[] = [];
   let lb: { url: string; stop(): Promise<void> };
-  const big = { filename: 'fleetbig-1.0-py3-none-any.whl', bytes: randomBytes(256 << 20) };
+  const big = { filename: 'fleetbig-1.0-py3-none-any.whl', bytes: randomBytes(64 << 20) };
   const crash = { filename: 'fleetcrash-1.0-py3-none-any.whl', bytes: randomBytes(64 << 20) };
   const dist = buildDist({ name: 'fleetpkg', version: '1.0' });
   const reg = new RealRegistry();
@@ -166,8 +166,8 @@ policy:
     expect(hub.count(`cdn:${createHash('sha256').update(weights).digest('hex')}`)).toBe(1);
   }, 120_000);
 
-  it('16 clients over three replicas on one cold 256 MiB file: one upstream transfer, every byte verified', async () => {
-    index.throttle = 128 << 20; // 2 s for the file: every client asks while it fills
+  it('16 clients over three replicas on one cold 64 MiB file: one upstream transfer, every byte verified', async () => {
+    index.throttle = 32 << 20; // 2 s for the file: every client asks while it fills
     try {
       const t0 = Date.now();
       const results = await Promise.all(
@@ -181,7 +181,7 @@ policy:
       expect(index.count(`/files/${big.filename}`)).toBe(1);
       const byCache = (c: string) => results.filter((r) => r.cache === c).map((r) => r.ms);
       console.log(
-        `fleet: 16 clients, 3 replicas, 256 MiB cold: 1 upstream fetch; filling replica's clients (miss/join) done in ${Math.max(...byCache('miss'), ...byCache('join'))} ms, the others' (hit from the shared store after the commit) in ${Math.min(...byCache('hit'))}-${Math.max(...byCache('hit'))} ms`,
+        `fleet: 16 clients, 3 replicas, 64 MiB cold: 1 upstream fetch; filling replica's clients (miss/join) done in ${Math.max(...byCache('miss'), ...byCache('join'))} ms, the others' (hit from the shared store after the commit) in ${Math.min(...byCache('hit'))}-${Math.max(...byCache('hit'))} ms`,
       );
     } finally {
       index.throttle = 0;
