@@ -3,13 +3,15 @@ import type { LivePolicy } from './core/live-policy.js';
 import { policyVersion } from './core/live-policy.js';
 import type { Logger } from './obs/logger.js';
 import { Advisories } from './policy/index.js';
-import type { OsvRecord } from './policy/advisories.js';
 import { TrustRoots } from './signing/trust.js';
+import { advisoryPages } from './storage/advisory-pages.js';
 import type { MetaStore } from './storage/meta-store.js';
 
-/** The advisories imported into the metadata store (`airlock advisories import`). */
+/** The advisories imported into the metadata store (`airlock advisories import`), read a page at a time (advisory-pages.ts). */
 export async function readAdvisories(meta: MetaStore): Promise<Advisories> {
-  return new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
+  const advisories = new Advisories();
+  for await (const page of advisoryPages(meta)) advisories.add(page);
+  return advisories;
 }
 
 /** Re-read imported advisories into the policy in force; returns how many are active. */

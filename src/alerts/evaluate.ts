@@ -2,6 +2,7 @@ import { InventoryCache } from '../audit/affected.js';
 import type { Logger } from '../obs/logger.js';
 import type { OsvRecord } from '../policy/advisories.js';
 import type { Policy } from '../policy/index.js';
+import { advisoryPages } from '../storage/advisory-pages.js';
 import type { AdvisoryKey, NewAlert } from '../storage/alert-store.js';
 import type { MetaStore } from '../storage/meta-store.js';
 import { impactOf } from './impact.js';
@@ -31,8 +32,11 @@ export interface EvaluateDeps {
 const keyOf = (r: OsvRecord): AdvisoryKey => ({ id: r.id, modified: r.modified ?? '' });
 const text = (k: AdvisoryKey) => `${k.id}\0${k.modified}`;
 
-async function readRecords(meta: MetaStore): Promise<OsvRecord[]> {
-  return (await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord);
+/** The stored records that `keep` keeps, read a page at a time (storage/advisory-pages.ts: the server's event loop turns between pages). */
+async function readRecords(meta: MetaStore, keep: (r: OsvRecord) => boolean = () => true): Promise<OsvRecord[]> {
+  const out: OsvRecord[] = [];
+  for await (const page of advisoryPages(meta)) for (const r of page) if (keep(r)) out.push(r);
+  return out;
 }
 
 /** At start with channels configured: the baseline, once per store (true when this call took it). */
@@ -47,7 +51,7 @@ export async function takeBaseline(meta: MetaStore, log: Logger): Promise<boolea
 /** Evaluate every advisory version not yet evaluated; returns how many alerts were new. */
 export async function evaluatePending(d: EvaluateDeps): Promise<number> {
   const done = new Set((await d.meta.alerts.listEvaluated()).map(text));
-  const todo = (await readRecords(d.meta)).filter((r) => !done.has(text(keyOf(r))));
+  const todo = await readRecords(d.meta, (r) => !done.has(text(keyOf(r))));
   let added = 0;
   // Each stored inventory parsed once per pass, not once per advisory naming one of its packages.
   const inventories = new InventoryCache(d.meta);

@@ -199,7 +199,12 @@ export class Advisories {
   /** Ids, aliases and upstream ids of the withdrawn records, which are not held here (`find`). */
   private readonly withdrawnNames = new Set<string>();
 
-  constructor(records: Iterable<OsvRecord>) {
+  constructor(records: Iterable<OsvRecord> = []) {
+    this.add(records);
+  }
+
+  /** Index more records (a reader builds it a page at a time, storage/advisory-pages.ts, before it is put in force). */
+  add(records: Iterable<OsvRecord>): void {
     for (const rec of records) {
       if (rec.withdrawn) {
         this.withdrawn++;

@@ -42,6 +42,10 @@ export class PgAdvisories implements AdvisoryStore {
     return (await this.pool.query<{ record: string }>('SELECT record FROM advisories')).rows.map((r) => r.record);
   }
 
+  async advisoryPage(after: string, limit: number): Promise<{ id: string; record: string }[]> {
+    return (await this.pool.query<{ id: string; record: string }>('SELECT id, record FROM advisories WHERE id > $1 ORDER BY id LIMIT $2', [after, limit])).rows;
+  }
+
   async advisoriesModified(ids: string[]): Promise<Map<string, string>> {
     const { rows } = await this.pool.query<{ id: string; modified: string }>('SELECT id, modified FROM advisories WHERE id = ANY($1::text[])', [ids]);
     return new Map(rows.map((r) => [r.id, r.modified]));

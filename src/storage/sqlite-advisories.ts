@@ -62,6 +62,12 @@ export class SqliteAdvisories implements AdvisoryStore {
       .map((r) => r.record);
   }
 
+  async advisoryPage(after: string, limit: number): Promise<{ id: string; record: string }[]> {
+    return this.db
+      .prepare<[string, number], { id: string; record: string }>('SELECT id, record FROM advisories WHERE id > ? ORDER BY id LIMIT ?')
+      .all(after, limit);
+  }
+
   async advisoriesModified(ids: string[]): Promise<Map<string, string>> {
     const get = this.db.prepare<[string], { modified: string }>('SELECT modified FROM advisories WHERE id = ?');
     const out = new Map<string, string>();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { appendPulls, prunePulls, prunePullsToSize, verifyChain, GENESIS } from '../../src/core/chain.js';
+import { advisoryPages } from '../../src/storage/advisory-pages.js';
 import type {
   AdvisoryStore,
   TrustRootStore,
@@ -458,6 +459,21 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
       expect(await s.putAdvisories([{ id: 'A', modified: '1', record: '{"id":"A"}' }])).toBe(0);
       expect(await s.putAdvisories([{ id: 'A', modified: '2', record: '{"id":"A","v":2}' }])).toBe(1);
       expect((await s.listAdvisories()).sort()).toEqual(['{"id":"A","v":2}', '{"id":"B"}']);
+    });
+    it('reads every record once, a page at a time, whatever the ids (the server reloads them so)', async () => {
+      const s = await fresh();
+      // Ids as the feeds name them, with case, dashes, dots and underscores that collations order differently.
+      const ids = Array.from({ length: 23 }, (_, i) => [`PYSEC-2026-${i}`, `GHSA-${i}x-a_b`, `MAL-2026-${i}`, `debian-${i}.z`, `Cve_${i}`][i % 5]);
+      await s.putAdvisories(ids.map((id) => ({ id, modified: '1', record: JSON.stringify({ id }) })));
+      const seen: string[] = [];
+      for await (const page of advisoryPages(s, 5)) {
+        expect(page.length).toBeLessThanOrEqual(5);
+        seen.push(...page.map((r) => r.id));
+      }
+      expect(seen.sort()).toEqual([...ids].sort());
+      const pages: string[][] = [];
+      for await (const page of advisoryPages(s, 23)) pages.push(page.map((r) => r.id));
+      expect(pages.map((p) => p.length)).toEqual([23]);
     });
     it('bumps the generation once per import that changed something, and says what changed since a generation and from which source', async () => {
       const s = await fresh();

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { importAdvisories } from '../../src/cli/advisories.js';
+import type { AdvisoryRow } from '../../src/storage/meta-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 
 /**
@@ -39,14 +40,16 @@ describe('advisories import beside a running server', () => {
       const between: number[] = [];
       const put = meta.putAdvisories.bind(meta);
       // In one process the transaction's time is the call's; the ticks count turns of the event loop between calls.
-      meta.putAdvisories = async (rows) => {
-        between.push(ticks);
-        const t0 = performance.now();
-        const n = await put(rows);
-        held.push(performance.now() - t0);
-        ticks = 0;
-        return n;
-      };
+      Object.assign(meta, {
+        putAdvisories: async (rows: AdvisoryRow[]) => {
+          between.push(ticks);
+          const t0 = performance.now();
+          const n = await put(rows);
+          held.push(performance.now() - t0);
+          ticks = 0;
+          return n;
+        },
+      });
       const timer = setInterval(() => ticks++, 1);
       const first = await importAdvisories(meta, osvTree('a'));
       const again = await importAdvisories(meta, osvTree('b'));
