@@ -11,7 +11,7 @@ import { CHUNK_CHECKS_OFF, HitReader, unsatisfiable } from './cache-hit.js';
 import { Handover } from './handover.js';
 import { chunkListOf } from './chunks.js';
 import { evictLeastUsed } from './evict.js';
-import { fleetLease } from './lease.js';
+import { fleetLease, leasesReleased } from './lease.js';
 import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillSpec } from './fill.js';
 import type { HashPool } from './hasher.js';
 import type { ClientSlots } from './slots.js';
@@ -36,6 +36,7 @@ export class BlobCache {
   private readonly running = new Set<Fill>();
   /** This cache's running fills share one memory bound (spool.ts). */
   private readonly share = new FillShare();
+  private closed = false; // shut down: a fill asked for after this (its fetch was under way) is cancelled at once, before its lease or upstream
 
   private readonly onCommitError: (sha256: string, e: unknown) => void;
   private readonly onCorrupt: NonNullable<CacheOptions['onCorrupt']>;
@@ -89,10 +90,6 @@ export class BlobCache {
     this.uses = new UseTimes(meta, this.warn({}, 'last-use times of cached blobs could not be written (eviction may pick those blobs sooner)'));
     this.hits = new HitReader(store, meta, (sha256, got) => this.forget(sha256, got), hashes);
     if (opts.offload) this.handover = new Handover(this, opts.offload, this.verifyHits ? opts.offloadRecheckMs : undefined);
-  }
-
-  private noteUse(sha256: string): void {
-    this.uses.note(sha256);
   }
 
   /** Write the uses noted since the last flush. */
@@ -185,10 +182,12 @@ export class BlobCache {
     while (this.running.size > 0) await Promise.all([...this.running].map((f) => f.committed));
   }
 
-  /** Cancel every fill under way (shutdown): leases released, spool files removed. */
+  /** Cancel every fill under way, and any asked for from now on (shutdown): leases released in the store, spool files removed. */
   async shutdown(): Promise<void> {
+    this.closed = true;
     for (const f of this.running) f.cancel('the server is shutting down');
     await this.idle();
+    await leasesReleased(this.opts.fleet);
   }
 
   /**
@@ -259,7 +258,7 @@ export class BlobCache {
     // Every byte checked against the chunk list before it is handed out (cache-hit.ts); a rotted copy is forgotten.
     const gone = (e: AirlockError) => (e.code === 'NOT_FOUND' ? this.meta.deleteBlob(sha256).then(() => null) : Promise.reject(e));
     const bytes = await this.hits.bytes(sha256, rec.size).catch(gone);
-    if (bytes) this.noteUse(sha256);
+    if (bytes) this.uses.note(sha256);
     return bytes;
   }
 
@@ -285,7 +284,7 @@ export class BlobCache {
       await this.forget(sha256, got);
       return null;
     }
-    this.noteUse(sha256);
+    this.uses.note(sha256);
     return bytes;
   }
 
@@ -309,7 +308,7 @@ export class BlobCache {
    */
   async ensure(spec: FillSpec): Promise<{ cache: CacheOutcome; stored: Promise<boolean> }> {
     if (await this.meta.getBlob(spec.sha256)) {
-      this.noteUse(spec.sha256);
+      this.uses.note(spec.sha256);
       return { cache: 'hit', stored: Promise.resolve(true) };
     }
     const served = await this.fetch({ ...spec, keep: true });
@@ -345,7 +344,7 @@ export class BlobCache {
       await this.meta.deleteBlob(sha256);
       return null;
     }
-    this.noteUse(sha256);
+    this.uses.note(sha256);
     this.serving.set(sha256, (this.serving.get(sha256) ?? 0) + 1);
     body.once('close', () => {
       const n = (this.serving.get(sha256) ?? 1) - 1;
@@ -420,6 +419,7 @@ export class BlobCache {
       });
       f.on('commit-error', (e) => this.onCommitError(spec.sha256, e));
       void f.run();
+      if (this.closed) f.cancel('the server is shutting down');
     }
     try {
       await fill.ready;

@@ -5,6 +5,21 @@ import { openPeer, peerBody, type PeerAnswer } from './peer-stream.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { BlobIndex } from '../storage/meta-store.js';
 
+/** Each fleet's releases on the wire (the store answers over the network): shutdown waits for them. */
+const releasing = new WeakMap<object, Set<Promise<void>>>();
+
+/** Resolves once every lease this fleet let go is released in the store (cache.shutdown: closing the store next must not lose one). */
+export async function leasesReleased(fleet: CacheOptions['fleet']): Promise<void> {
+  const pending = fleet && releasing.get(fleet);
+  while (pending && pending.size > 0) await Promise.all(pending);
+}
+
+function onTheWire(fleet: object, release: Promise<void>): void {
+  const pending = releasing.get(fleet) ?? new Set();
+  releasing.set(fleet, pending.add(release));
+  void release.then(() => pending.delete(release));
+}
+
 /**
  * The fleet lease of a new fill (none for a single process: the cache's inflight map is its single
  * flight): taken before the upstream transfer, renewed while it runs, released at its end; while
@@ -29,6 +44,9 @@ export function fleetLease(
   let refused = false;
   /** Released (the fill ended, or was cancelled while it waited): a lease taken after this is let go at once. */
   let over = false;
+  /** Aborted at the release: a request to the filling replica under way is closed, not left open. */
+  const ended = new AbortController();
+  const cancelled = () => new AirlockError('CANCELLED', `the fill of sha256:${sha256} ended while it waited for the fleet's lease`);
   const until = Date.now() + (fleet.waitMs ?? 3_600_000);
   const who = { digest: sha256, owner: fleet.owner };
   const renewFailed = warn(who, 'fill lease could not be renewed: another replica may take it over and fetch the same blob');
@@ -44,9 +62,10 @@ export function fleetLease(
     );
   const release = (): void => {
     over = true;
+    ended.abort();
     if (renew) clearInterval(renew);
     const failed = warn(who, 'fill lease could not be released: other replicas wait for it to go stale before fetching this blob');
-    if (held) void fleet.leases.releaseLease(sha256, fleet.owner).catch(failed);
+    if (held) onTheWire(fleet, fleet.leases.releaseLease(sha256, fleet.owner).catch(failed));
     held = false;
   };
   const take = async (): Promise<boolean> => {
@@ -54,7 +73,7 @@ export function fleetLease(
     held = true;
     if (over) {
       release();
-      throw new AirlockError('CANCELLED', `the fill of sha256:${sha256} ended while it waited for the fleet's lease`);
+      throw cancelled();
     }
     renew = setInterval(() => void renewLease(), Math.floor(stale / 3));
     renew.unref();
@@ -72,8 +91,13 @@ export function fleetLease(
         // Another replica is filling it: stream its fill, or wait for its release, then it is in the
         // shared store (or, if that fill failed or its replica died, this one takes the lease and fills).
         const addr = await holder();
+        if (over) throw cancelled();
         if (addr && peer) {
-          const a = await openPeer(addr, sha256, 0, peer.secret, undefined, stale);
+          const a = await openPeer(addr, sha256, 0, peer.secret, ended.signal, stale);
+          if (over) {
+            if ('res' in a) a.res.destroy();
+            throw cancelled();
+          }
           if ('res' in a) {
             streamed = a;
             return 'peer';
@@ -83,7 +107,7 @@ export function fleetLease(
           refused = true;
         }
         await fleet.leases.awaitRelease(sha256, Math.min(addr ? 1000 : stale, Math.max(1, until - Date.now())));
-        if (over) throw new AirlockError('CANCELLED', `the fill of sha256:${sha256} ended while it waited for the fleet's lease`);
+        if (over) throw cancelled();
         if (await meta.getBlob(sha256)) return 'elsewhere';
         if (Date.now() >= until) throw new AirlockError('UPSTREAM_UNAVAILABLE', `another replica has been filling sha256:${sha256} for too long`);
       }
