@@ -157,9 +157,9 @@ describe('PostgreSQL (ICU en-US collation): the paged reader', () => {
     let pass: string[] = [];
     const page = s.advisoryPage.bind(s);
     Object.assign(s, {
-      advisoryPage: async (after: string, limit: number) => {
+      advisoryPage: async (after: string | null, limit: number) => {
         const rows = await page(after, limit);
-        if (after === '') passes.push((pass = []));
+        if (after === null) passes.push((pass = []));
         pass.push(...rows.map((x) => x.id));
         return rows;
       },

@@ -77,7 +77,7 @@ describe('paged advisory reader: page boundaries', () => {
         const calls: number[] = [];
         const page = m.advisoryPage.bind(m);
         Object.assign(m, {
-          advisoryPage: async (after: string, limit: number) => {
+          advisoryPage: async (after: string | null, limit: number) => {
             const rows = await page(after, limit);
             calls.push(rows.length);
             return rows;
@@ -296,9 +296,9 @@ describe('a reload while another process writes between its pages (advisories/sy
         let pass: string[] = [];
         const page = reader.advisoryPage.bind(reader);
         Object.assign(reader, {
-          advisoryPage: async (after: string, limit: number) => {
+          advisoryPage: async (after: string | null, limit: number) => {
             const rows = await page(after, limit);
-            if (after === '') passes.push((pass = []));
+            if (after === null) passes.push((pass = []));
             pass.push(...rows.map((x) => x.id));
             if (writing && rows.length) {
               const last = rows[rows.length - 1].id;
@@ -370,7 +370,7 @@ describe('alert evaluation while another process writes between its pages', () =
       let writing = true;
       const page = reader.advisoryPage.bind(reader);
       Object.assign(reader, {
-        advisoryPage: async (after: string, limit: number) => {
+        advisoryPage: async (after: string | null, limit: number) => {
           const rows = await page(after, limit);
           if (writing && rows.length) {
             v++;
