@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
+import { normTime } from '../advisories/osv.js';
 import { ConfigError } from '../config/load.js';
 import { fileHandleBytes } from '../core/bytes.js';
 import type { OsvRecord } from '../policy/advisories.js';
@@ -15,6 +16,15 @@ export interface ImportResult {
   skipped: string[];
 }
 
+/**
+ * A string both stores keep as given: PostgreSQL refuses a NUL (the import stopped there, with the
+ * batches before it committed), and a lone surrogate is stored as bytes SQLite reads back as U+FFFD
+ * (the paged reader's cursor then jumped past the records after it; PostgreSQL made two ids one).
+ */
+const storable = (s: string) => !/[\0\uD800-\uDFFF]/u.test(s);
+/** OSV ids are short (the feeds take 128 characters); PostgreSQL indexes at most 2,704 bytes of one. */
+const MAX_ID = 256;
+
 function parseRecord(text: string, where: string, skipped: string[]): OsvRecord | null {
   let rec: OsvRecord;
   try {
@@ -25,6 +35,15 @@ function parseRecord(text: string, where: string, skipped: string[]): OsvRecord 
   }
   if (!rec || typeof rec.id !== 'string' || (rec.affected !== undefined && !Array.isArray(rec.affected))) {
     skipped.push(`${where}: not an OSV record (no id)`);
+    return null;
+  }
+  if (!storable(rec.id) || rec.id.length > MAX_ID) {
+    skipped.push(`${where}: an id that cannot be stored as given (a NUL, a lone surrogate, or over ${MAX_ID} characters)`);
+    return null;
+  }
+  // Written to a column of its own (SQLite refused a boolean or an object there, mid-import).
+  if (rec.modified != null && (typeof rec.modified !== 'string' || !storable(rec.modified))) {
+    skipped.push(`${where}: ${rec.id}: "modified" is not a string`);
     return null;
   }
   // Staging names from the malicious-packages history, before an id was assigned.
@@ -64,13 +83,31 @@ async function putInTurns(meta: AdvisoryStore, rows: AdvisoryRow[]): Promise<num
 }
 
 /**
+ * One record per id: the newest by `modified`, the later read when as new. An import with two
+ * copies of a record (an osv.dev export beside a checkout of its source) wrote both, one after the
+ * other, on every run: a re-import changed it again, the older could end in force, and between two
+ * batches the other was (a withdrawn record live again).
+ */
+function keepNewest(byId: Map<string, { rec: OsvRecord; where: string }>, rec: OsvRecord | null, where: string, skipped: string[]): void {
+  if (!rec) return;
+  const had = byId.get(rec.id);
+  const time = (r: OsvRecord) => (typeof r.modified === 'string' ? normTime(r.modified) : null) ?? '';
+  if (had) {
+    const older = time(rec) < time(had.rec);
+    skipped.push(`${older ? where : had.where}: ${rec.id}: another copy is kept (${older ? had.where : where}, the newer or the later read)`);
+    if (older) return;
+  }
+  byId.set(rec.id, { rec, where });
+}
+
+/**
  * Import OSV records: a directory tree of .json files (ossf/malicious-packages, a checkout of
  * advisories) or the per-ecosystem zip that osv.dev exports (PyPI/all.zip). Withdrawn records
  * are stored but never match.
  */
 export async function importAdvisories(meta: AdvisoryStore, path: string): Promise<ImportResult> {
   const skipped: string[] = [];
-  const recs: OsvRecord[] = [];
+  const byId = new Map<string, { rec: OsvRecord; where: string }>();
   let st;
   try {
     st = statSync(path);
@@ -79,8 +116,7 @@ export async function importAdvisories(meta: AdvisoryStore, path: string): Promi
   }
   if (st.isDirectory()) {
     for (const f of walk(path)) {
-      const r = parseRecord(readFileSync(f, 'utf8'), f, skipped);
-      if (r) recs.push(r);
+      keepNewest(byId, parseRecord(readFileSync(f, 'utf8'), f, skipped), f, skipped);
     }
   } else if (path.endsWith('.zip')) {
     const fh = await open(path, 'r');
@@ -88,16 +124,16 @@ export async function importAdvisories(meta: AdvisoryStore, path: string): Promi
       const src = fileHandleBytes(fh, st.size);
       for (const e of await readZip(src)) {
         if (!e.name.endsWith('.json')) continue;
-        const r = parseRecord((await readEntry(src, e, 16 << 20)).toString('utf8'), `${path}:${e.name}`, skipped);
-        if (r) recs.push(r);
+        const where = `${path}:${e.name}`;
+        keepNewest(byId, parseRecord((await readEntry(src, e, 16 << 20)).toString('utf8'), where, skipped), where, skipped);
       }
     } finally {
       await fh.close();
     }
   } else {
-    const r = parseRecord(readFileSync(path, 'utf8'), path, skipped);
-    if (r) recs.push(r);
+    keepNewest(byId, parseRecord(readFileSync(path, 'utf8'), path, skipped), path, skipped);
   }
+  const recs = [...byId.values()].map((k) => k.rec);
   const changed = await putInTurns(
     meta,
     recs.map((r) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) })),

@@ -17,7 +17,8 @@ const PAGE = 250;
  * generation before reading, applies it again on its next look (advisories/sync.ts).
  */
 export async function* advisoryPages(meta: Pick<AdvisoryStore, 'advisoryPage'>, size = PAGE): AsyncGenerator<OsvRecord[]> {
-  for (let after = ''; ;) {
+  // The first page from the start, not after '': an import by hand may store a record whose id is '' (read once, before 2721d80; never, after).
+  for (let after: string | null = null; ;) {
     const rows = await meta.advisoryPage(after, size);
     if (rows.length > 0) yield rows.map((r) => JSON.parse(r.record) as OsvRecord);
     if (rows.length < size) return;

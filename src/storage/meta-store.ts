@@ -325,8 +325,11 @@ export interface AdvisoryStore {
   /** Upsert by id in one transaction; returns how many were new or changed (and bumps the generation when any were). */
   putAdvisories(recs: AdvisoryRow[]): Promise<number>;
   listAdvisories(): Promise<string[]>;
-  /** Up to `limit` advisories by id after `after` ('' for the first page), in id order: a reader of every record that does not hold them all at once (advisory-pages.ts). */
-  advisoryPage(after: string, limit: number): Promise<{ id: string; record: string }[]>;
+  /**
+   * Up to `limit` advisories by id after `after` (null for the first page: '' is an id an import
+   * may store), in id order: a reader of every record that does not hold them all at once (advisory-pages.ts).
+   */
+  advisoryPage(after: string | null, limit: number): Promise<{ id: string; record: string }[]>;
   /** The stored `modified` time of each of `ids` that is stored (as the record gave it). */
   advisoriesModified(ids: string[]): Promise<Map<string, string>>;
   /**

@@ -42,7 +42,8 @@ export class PgAdvisories implements AdvisoryStore {
     return (await this.pool.query<{ record: string }>('SELECT record FROM advisories')).rows.map((r) => r.record);
   }
 
-  async advisoryPage(after: string, limit: number): Promise<{ id: string; record: string }[]> {
+  async advisoryPage(after: string | null, limit: number): Promise<{ id: string; record: string }[]> {
+    if (after === null) return (await this.pool.query<{ id: string; record: string }>('SELECT id, record FROM advisories ORDER BY id LIMIT $1', [limit])).rows;
     return (await this.pool.query<{ id: string; record: string }>('SELECT id, record FROM advisories WHERE id > $1 ORDER BY id LIMIT $2', [after, limit])).rows;
   }
 

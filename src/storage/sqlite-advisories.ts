@@ -62,7 +62,8 @@ export class SqliteAdvisories implements AdvisoryStore {
       .map((r) => r.record);
   }
 
-  async advisoryPage(after: string, limit: number): Promise<{ id: string; record: string }[]> {
+  async advisoryPage(after: string | null, limit: number): Promise<{ id: string; record: string }[]> {
+    if (after === null) return this.db.prepare<[number], { id: string; record: string }>('SELECT id, record FROM advisories ORDER BY id LIMIT ?').all(limit);
     return this.db
       .prepare<[string, number], { id: string; record: string }>('SELECT id, record FROM advisories WHERE id > ? ORDER BY id LIMIT ?')
       .all(after, limit);

@@ -464,6 +464,7 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
       const s = await fresh();
       // Ids as the feeds name them, with case, dashes, dots and underscores that collations order differently.
       const ids = Array.from({ length: 23 }, (_, i) => [`PYSEC-2026-${i}`, `GHSA-${i}x-a_b`, `MAL-2026-${i}`, `debian-${i}.z`, `Cve_${i}`][i % 5]);
+      ids[0] = ''; // an id an import by hand may store: the first page starts before it
       await s.putAdvisories(ids.map((id) => ({ id, modified: '1', record: JSON.stringify({ id }) })));
       const seen: string[] = [];
       for await (const page of advisoryPages(s, 5)) {
