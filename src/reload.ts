@@ -14,9 +14,22 @@ export async function readAdvisories(meta: MetaStore): Promise<Advisories> {
   return advisories;
 }
 
-/** Re-read imported advisories into the policy in force; returns how many are active. */
+/** Per policy in force: the reloads begun, and the latest begun of those put in force. */
+const reloads = new WeakMap<LivePolicy, { begun: number; inForce: number }>();
+
+/**
+ * Re-read imported advisories into the policy in force; returns how many are active. Reads take a
+ * while (pages, the event loop turning between them) and two can overlap (SIGHUP beside a change
+ * noticed): the one begun later wins, so an older read that ends last does not put back what the
+ * newer one replaced (a change made during both reads bumps the generation: the next notice applies it).
+ */
 export async function reloadAdvisories(meta: MetaStore, live: LivePolicy, log: Logger): Promise<number> {
+  const seq = reloads.get(live) ?? { begun: 0, inForce: 0 };
+  reloads.set(live, seq);
+  const mine = ++seq.begun;
   const advisories = await readAdvisories(meta);
+  if (mine < seq.inForce) return live.advisories.size;
+  seq.inForce = mine;
   live.replaceAdvisories(advisories);
   log.info({ advisories: advisories.size }, 'advisories reloaded');
   return advisories.size;
