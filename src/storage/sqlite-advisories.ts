@@ -115,18 +115,16 @@ export class SqliteAdvisories implements AdvisoryStore {
   }
 
   async advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }> {
-    const ids = this.db
-      .prepare<[number], { id: string }>('SELECT id FROM advisories WHERE generation > ? ORDER BY id')
-      .all(generation)
-      .map((r) => r.id);
-    const gens = this.db
-      .prepare<[number], { generation: number }>('SELECT DISTINCT generation FROM advisories WHERE generation > ?')
-      .all(generation)
-      .map((r) => r.generation);
+    // Ids and their generations in one statement (as on PostgreSQL): read in two, a write committing
+    // between them was applied but its ids were not told to the hooks.
+    const rows = this.db
+      .prepare<[number], { id: string; generation: number }>('SELECT id, generation FROM advisories WHERE generation > ? ORDER BY id')
+      .all(generation);
     const bySync = this.db
       .prepare<[number], { source: string; generation: number }>('SELECT source, generation FROM advisory_syncs WHERE generation > ?')
       .all(generation);
-    return { ids, sources: sourcesOf(gens, bySync), generation: Math.max(generation, ...gens) };
+    const gens = [...new Set(rows.map((r) => r.generation))];
+    return { ids: rows.map((r) => r.id), sources: sourcesOf(gens, bySync), generation: Math.max(generation, ...gens) };
   }
 }
 
