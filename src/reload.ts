@@ -3,6 +3,7 @@ import type { LivePolicy } from './core/live-policy.js';
 import { policyVersion } from './core/live-policy.js';
 import type { Logger } from './obs/logger.js';
 import { Advisories } from './policy/index.js';
+import type { OsvRecord } from './policy/advisories.js';
 import { TrustRoots } from './signing/trust.js';
 import { advisoryPages } from './storage/advisory-pages.js';
 import type { MetaStore } from './storage/meta-store.js';
@@ -10,7 +11,7 @@ import type { MetaStore } from './storage/meta-store.js';
 /** The advisories imported into the metadata store (`airlock advisories import`), read a page at a time (advisory-pages.ts). */
 export async function readAdvisories(meta: MetaStore): Promise<Advisories> {
   const advisories = new Advisories();
-  for await (const page of advisoryPages(meta)) advisories.add(page);
+  for await (const page of advisoryPages<OsvRecord>(meta)) advisories.add(page);
   return advisories;
 }
 

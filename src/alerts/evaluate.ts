@@ -35,7 +35,7 @@ const text = (k: AdvisoryKey) => `${k.id}\0${k.modified}`;
 /** The stored records that `keep` keeps, read a page at a time (storage/advisory-pages.ts: the server's event loop turns between pages). */
 async function readRecords(meta: MetaStore, keep: (r: OsvRecord) => boolean = () => true): Promise<OsvRecord[]> {
   const out: OsvRecord[] = [];
-  for await (const page of advisoryPages(meta)) for (const r of page) if (keep(r)) out.push(r);
+  for await (const page of advisoryPages<OsvRecord>(meta)) for (const r of page) if (keep(r)) out.push(r);
   return out;
 }
 

@@ -1,4 +1,3 @@
-import type { OsvRecord } from '../policy/advisories.js';
 import type { AdvisoryStore } from './meta-store.js';
 
 /**
@@ -11,16 +10,16 @@ import type { AdvisoryStore } from './meta-store.js';
 const PAGE = 250;
 
 /**
- * Every stored advisory, parsed, a page at a time (in id order), with a turn of the event loop
+ * Every stored advisory, parsed (an OsvRecord: storage names no policy type), a page at a time (in id order), with a turn of the event loop
  * between pages. Not one snapshot: a record changed while the pages are read may be seen as it was
  * or as it is; its change bumped the store's generation, so the reader's caller, which took the
  * generation before reading, applies it again on its next look (advisories/sync.ts).
  */
-export async function* advisoryPages(meta: Pick<AdvisoryStore, 'advisoryPage'>, size = PAGE): AsyncGenerator<OsvRecord[]> {
+export async function* advisoryPages<R>(meta: Pick<AdvisoryStore, 'advisoryPage'>, size = PAGE): AsyncGenerator<R[]> {
   // The first page from the start, not after '': an import by hand may store a record whose id is '' (read once, before 2721d80; never, after).
   for (let after: string | null = null; ;) {
     const rows = await meta.advisoryPage(after, size);
-    if (rows.length > 0) yield rows.map((r) => JSON.parse(r.record) as OsvRecord);
+    if (rows.length > 0) yield rows.map((r) => JSON.parse(r.record) as R);
     if (rows.length < size) return;
     after = rows[rows.length - 1].id;
     await new Promise<void>((r) => setImmediate(r));

@@ -467,13 +467,13 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
       ids[0] = ''; // an id an import by hand may store: the first page starts before it
       await s.putAdvisories(ids.map((id) => ({ id, modified: '1', record: JSON.stringify({ id }) })));
       const seen: string[] = [];
-      for await (const page of advisoryPages(s, 5)) {
+      for await (const page of advisoryPages<{ id: string }>(s, 5)) {
         expect(page.length).toBeLessThanOrEqual(5);
         seen.push(...page.map((r) => r.id));
       }
       expect(seen.sort()).toEqual([...ids].sort());
       const pages: string[][] = [];
-      for await (const page of advisoryPages(s, 23)) pages.push(page.map((r) => r.id));
+      for await (const page of advisoryPages<{ id: string }>(s, 23)) pages.push(page.map((r) => r.id));
       expect(pages.map((p) => p.length)).toEqual([23]);
     });
     it('bumps the generation once per import that changed something, and says what changed since a generation and from which source', async () => {

@@ -125,7 +125,7 @@ describe('PostgreSQL (ICU en-US collation): the paged reader', () => {
     // 'é' and 'e\u0301' (canonically equal), 'ß' and 'ss': distinct rows, distinct reads.
     for (const size of [250, 1, 3, 7, 249, 251]) {
       const got: string[] = [];
-      for await (const page of advisoryPages(s, size)) got.push(...page.map((p) => p.id));
+      for await (const page of advisoryPages<{ id: string }>(s, size)) got.push(...page.map((p) => p.id));
       expect(got.length, `size ${size}`).toBe(ids.size);
       expect(new Set(got), `size ${size}`).toEqual(ids);
     }

@@ -107,7 +107,7 @@ describe('paged advisory reader: page boundaries', () => {
       await m.putAdvisories([...ids].map((id, i) => row(rec(id, i % 5))));
       const seen: string[] = [];
       // Page of 250 (the server's) and odd sizes that put other ids on the boundaries.
-      for (const size of [250, 1, 7, 249]) for await (const page of advisoryPages(m, size)) seen.push(...page.map((p) => `${size}\0${p.id}`));
+      for (const size of [250, 1, 7, 249]) for await (const page of advisoryPages<{ id: string }>(m, size)) seen.push(...page.map((p) => `${size}\0${p.id}`));
       for (const size of [250, 1, 7, 249]) {
         const got = seen.filter((s) => s.startsWith(`${size}\0`)).map((s) => s.slice(s.indexOf('\0') + 1));
         expect(got.length, `size ${size}`).toBe(ids.size);
