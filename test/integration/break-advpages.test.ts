@@ -1,16 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AdvisoryFeeds } from '../../src/advisories/sync.js';
 import { importAdvisories } from '../../src/cli/advisories.js';
-import { Advisories, type OsvRecord } from '../../src/policy/advisories.js';
 import { readAdvisories } from '../../src/reload.js';
 import { advisoryPages } from '../../src/storage/advisory-pages.js';
 import { PgMetaStore } from '../../src/storage/pg-meta-store.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { answers, atOnce, noticing, osvDir, rec, rng, row } from '../helpers/advisory-rig.js';
 
 /**
  * Attacks on the paged advisory reader (2721d80) and the batched import (cb30d00) on a real
@@ -45,45 +44,6 @@ afterAll(async () => {
   await pgsrv?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
-
-const quiet = { info() {}, warn() {}, error() {}, debug() {} } as never;
-const PKGS = 12;
-function rec(id: string, v: number, withdrawn = false): OsvRecord {
-  let h = 0;
-  for (const c of id) h = (h * 31 + c.codePointAt(0)!) >>> 0;
-  return {
-    id,
-    modified: `2026-01-01T00:00:${String(v % 60).padStart(2, '0')}Z`,
-    ...(withdrawn ? { withdrawn: '2026-02-01T00:00:00Z' } : {}),
-    affected: [{ package: { ecosystem: 'PyPI', name: `pkg${h % PKGS}` }, versions: [`${v}.0`] }],
-  } as OsvRecord;
-}
-const row = (r: OsvRecord) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) });
-function answers(a: Advisories, versions: number): string {
-  const out: string[] = [`size=${a.size} withdrawn=${a.withdrawn}`];
-  for (let p = 0; p < PKGS; p++)
-    for (let v = 0; v < versions; v++) {
-      const ids = a
-        .matchPypi(`pkg${p}`, `${v}.0`)
-        .map((m) => m.id)
-        .sort();
-      if (ids.length) out.push(`pkg${p}@${v}: ${ids.join(',')}`);
-    }
-  return out.join('\n');
-}
-const atOnce = async (m: PgMetaStore) => new Advisories((await m.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => ((s = (s * 1664525 + 1013904223) >>> 0), s / 2 ** 32);
-}
-function osvDir(name: string, files: [string, unknown][]): string {
-  const root = join(dir, name);
-  for (const [f, body] of files) {
-    mkdirSync(join(root, f, '..'), { recursive: true });
-    writeFileSync(join(root, f), typeof body === 'string' ? body : JSON.stringify(body));
-  }
-  return root;
-}
 
 describe('PostgreSQL (ICU en-US collation): the paged reader', () => {
   it('reads every id once whatever the collation makes of case, punctuation and unicode, at every page size', async () => {
@@ -134,7 +94,7 @@ describe('PostgreSQL (ICU en-US collation): the paged reader', () => {
 
   it("reads the record whose id is '' (stored by a hand import; the first page starts after '')", async () => {
     const s = await open();
-    const root = osvDir('pg-empty-id', [
+    const root = osvDir(dir, 'pg-empty-id', [
       ['a.json', rec('', 1)],
       ['b.json', rec('GHSA-1', 2)],
     ]);
@@ -164,21 +124,7 @@ describe('PostgreSQL (ICU en-US collation): the paged reader', () => {
         return rows;
       },
     });
-    let inForce = new Advisories();
-    const feeds = new AdvisoryFeeds({
-      meta: s,
-      feed: {} as never,
-      sources: [],
-      intervalMs: 3_600_000,
-      pollMs: 0,
-      maxAgeMs: 0,
-      apply: async () => {
-        inForce = await readAdvisories(s as never);
-        return inForce.size;
-      },
-      owner: 'test',
-      log: quiet,
-    });
+    const { feeds, inForce } = noticing(s);
     let stop = false;
     let writes = 0;
     // The writer: batches of updates (withdrawals among them), inserts before and after any cursor, no pause.
@@ -194,12 +140,12 @@ describe('PostgreSQL (ICU en-US collation): the paged reader', () => {
     const t0 = Date.now();
     while (Date.now() - t0 < 2_500) {
       await feeds.notice();
-      if (answers(inForce, 10) !== answers(await atOnce(s), 10)) stale++;
+      if (answers(inForce(), 10) !== answers(await atOnce(s), 10)) stale++;
     }
     stop = true;
     await writer;
     await feeds.notice();
-    expect(answers(inForce, 10)).toBe(answers(await atOnce(s), 10));
+    expect(answers(inForce(), 10)).toBe(answers(await atOnce(s), 10));
     // The attack ran: the writer wrote all through, and reads in force during it were behind the store.
     expect(writes).toBeGreaterThan(20);
     expect(stale).toBeGreaterThan(0);
@@ -214,6 +160,7 @@ describe('PostgreSQL: `airlock advisories import` in batches', () => {
     const b = await again(a);
     const N = 1_300;
     const root = osvDir(
+      dir,
       'pg-side',
       Array.from({ length: N }, (_, i) => [`P-${String(i).padStart(5, '0')}.json`, rec(`PYSEC-2026-${i}`, 1, i % 13 === 0)]),
     );
@@ -238,7 +185,7 @@ describe('PostgreSQL: `airlock advisories import` in batches', () => {
       const s = await open();
       const files: [string, unknown][] = Array.from({ length: 300 }, (_, i) => [`P-${String(i).padStart(4, '0')}.json`, rec(`PYSEC-2026-${i}`, 1)]);
       files.push(['ZZ.json', bad]);
-      const root = osvDir(`pg-bad-${seq++}`, files);
+      const root = osvDir(dir, `pg-bad-${seq++}`, files);
       try {
         const ok = await importAdvisories(s, root);
         outcomes.push(`read ${ok.read}, changed ${ok.changed}, skipped ${ok.skipped.length}; stored ${(await s.listAdvisories()).length}`);

@@ -1,15 +1,15 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AdvisoryFeeds } from '../../src/advisories/sync.js';
 import { evaluatePending } from '../../src/alerts/evaluate.js';
 import { importAdvisories } from '../../src/cli/advisories.js';
-import { Advisories, type OsvRecord } from '../../src/policy/advisories.js';
+import type { OsvRecord } from '../../src/policy/advisories.js';
 import { readAdvisories } from '../../src/reload.js';
 import { advisoryPages } from '../../src/storage/advisory-pages.js';
 import type { AdvisoryKey } from '../../src/storage/alert-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
+import { answers, atOnce, noticing, osvDir, quiet, rec, rng, row } from '../helpers/advisory-rig.js';
 
 /**
  * Attacks on the paged advisory reader (storage/advisory-pages.ts, 2721d80) and the batched
@@ -20,53 +20,6 @@ const dir = mkdtempSync(join(tmpdir(), 'airlock-break-advpages-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let seq = 0;
 const fresh = () => new SqliteMetaStore(join(dir, `s${seq++}.db`));
-const quiet = { info() {}, warn() {}, error() {}, debug() {} } as never;
-
-const PKGS = 12;
-/** A record of `id` at version `v`: it affects pkgN at exactly `${v}.0` (N from the id), so a stale or lost version matches differently. */
-function rec(id: string, v: number, withdrawn = false): OsvRecord {
-  let h = 0;
-  for (const c of id) h = (h * 31 + c.codePointAt(0)!) >>> 0;
-  return {
-    id,
-    modified: `2026-01-01T00:00:${String(v % 60).padStart(2, '0')}Z`,
-    ...(withdrawn ? { withdrawn: '2026-02-01T00:00:00Z' } : {}),
-    affected: [{ package: { ecosystem: 'PyPI', name: `pkg${h % PKGS}` }, versions: [`${v}.0`] }],
-  } as OsvRecord;
-}
-const row = (r: OsvRecord) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) });
-
-/** What an index answers, for every package and version the records above can name. */
-function answers(a: Advisories, versions: number): string {
-  const out: string[] = [`size=${a.size} withdrawn=${a.withdrawn}`];
-  for (let p = 0; p < PKGS; p++)
-    for (let v = 0; v < versions; v++) {
-      const ids = a
-        .matchPypi(`pkg${p}`, `${v}.0`)
-        .map((m) => m.id)
-        .sort();
-      if (ids.length) out.push(`pkg${p}@${v}: ${ids.join(',')}`);
-    }
-  return out.join('\n');
-}
-/** The index built from every stored record read at once (the reference). */
-const atOnce = async (m: SqliteMetaStore) => new Advisories((await m.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
-
-/** A tiny deterministic PRNG (the failures must replay). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => ((s = (s * 1664525 + 1013904223) >>> 0), s / 2 ** 32);
-}
-
-function osvDir(name: string, files: [string, unknown][]): string {
-  const root = join(dir, name);
-  for (const [f, body] of files) {
-    mkdirSync(join(root, f, '..'), { recursive: true });
-    writeFileSync(join(root, f), typeof body === 'string' ? body : JSON.stringify(body));
-  }
-  return root;
-}
-
 describe('paged advisory reader: page boundaries', () => {
   it('reads 0, 1, 249, 250, 251, 499, 500 and 501 records each exactly once, in ceil((n+1)/250) page reads', async () => {
     for (const n of [0, 1, 249, 250, 251, 499, 500, 501]) {
@@ -128,7 +81,7 @@ describe('paged advisory reader: odd ids an `airlock advisories import` by hand 
   it("reads the record whose id is '' (the reader's first page starts after '')", async () => {
     const m = fresh();
     try {
-      const root = osvDir('empty-id', [
+      const root = osvDir(dir, 'empty-id', [
         ['a.json', rec('', 1)],
         ['b.json', rec('PYSEC-2026-1', 2)],
       ]);
@@ -160,7 +113,7 @@ describe('paged advisory reader: odd ids an `airlock advisories import` by hand 
         'd/lone2.json',
         '{"id":"X\\udc00","modified":"2026-01-01T00:00:01Z","affected":[{"package":{"ecosystem":"PyPI","name":"pkg2"},"versions":["9.0"]}]}',
       ]);
-      const r = await importAdvisories(m, osvDir('lone-surrogate', files));
+      const r = await importAdvisories(m, osvDir(dir, 'lone-surrogate', files));
       const stored = await m.listAdvisories();
       expect(r.read).toBe(stored.length);
       const read = await readAdvisories(m as never);
@@ -179,7 +132,7 @@ describe('`airlock advisories import`: counts, re-imports and one bad record (cb
     try {
       const files: [string, unknown][] = Array.from({ length: 600 }, (_, i) => [`PYSEC-${String(i).padStart(4, '0')}.json`, rec(`PYSEC-2026-${i}`, 1)]);
       files.push(['ZZ.json', { ...rec('PYSEC-2026-bad', 1), modified: true }]);
-      const root = osvDir('bad-modified', files);
+      const root = osvDir(dir, 'bad-modified', files);
       let r: Awaited<ReturnType<typeof importAdvisories>> | Error;
       try {
         r = await importAdvisories(m, root);
@@ -206,7 +159,7 @@ describe('`airlock advisories import`: counts, re-imports and one bad record (cb
       files.push(['a-malicious-packages/osv/withdrawn/MAL-2026-1.json', { ...rec('MAL-2026-1', 5, true), modified: '2026-03-01T00:00:00Z' }]);
       for (let i = 0; i < 300; i++) files.push([`b-osv-dev/PYSEC-${String(i).padStart(4, '0')}.json`, rec(`PYSEC-2026-${i}`, 1)]);
       files.push(['c-osv-dev/MAL-2026-1.json', { ...rec('MAL-2026-1', 5), modified: '2026-01-01T00:00:00Z' }]);
-      const root = osvDir('dup-ids', files);
+      const root = osvDir(dir, 'dup-ids', files);
       const first = await importAdvisories(m, root);
       const states: boolean[] = [];
       const put = m.putAdvisories.bind(m);
@@ -236,6 +189,7 @@ describe('`airlock advisories import`: counts, re-imports and one bad record (cb
     try {
       const N = 1_100;
       const same = osvDir(
+        dir,
         'side-same',
         Array.from({ length: N }, (_, i) => [`P-${i}.json`, rec(`PYSEC-2026-${i}`, 1)]),
       );
@@ -244,10 +198,12 @@ describe('`airlock advisories import`: counts, re-imports and one bad record (cb
       expect([r1.read, r2.read]).toEqual([N, N]);
       // Different data for the same ids: each import changed every record (it found the other's or none).
       const other = osvDir(
+        dir,
         'side-other',
         Array.from({ length: N }, (_, i) => [`P-${i}.json`, rec(`PYSEC-2026-${i}`, 2, i % 10 === 0)]),
       );
       const third = osvDir(
+        dir,
         'side-third',
         Array.from({ length: N }, (_, i) => [`P-${i}.json`, rec(`PYSEC-2026-${i}`, 3)]),
       );
@@ -317,21 +273,7 @@ describe('a reload while another process writes between its pages (advisories/sy
             return rows;
           },
         });
-        let inForce = new Advisories();
-        const feeds = new AdvisoryFeeds({
-          meta: reader,
-          feed: {} as never,
-          sources: [],
-          intervalMs: 3_600_000,
-          pollMs: 0,
-          maxAgeMs: 0,
-          apply: async () => {
-            inForce = await readAdvisories(reader as never);
-            return inForce.size;
-          },
-          owner: 'test',
-          log: quiet,
-        });
+        const { feeds, inForce } = noticing(reader);
         await feeds.notice();
         for (let round = 0; round < 4; round++) {
           await put([rec(ids[Math.floor(r() * ids.length)], 9)]);
@@ -339,7 +281,7 @@ describe('a reload while another process writes between its pages (advisories/sy
           await feeds.notice();
           writing = false;
           await feeds.notice();
-          expect(answers(inForce, 10), `round ${round}`).toBe(answers(await atOnce(reader), 10));
+          expect(answers(inForce(), 10), `round ${round}`).toBe(answers(await atOnce(reader), 10));
         }
         for (const p of passes) expect(new Set(p).size).toBe(p.length);
         expect(passes.length).toBeGreaterThanOrEqual(9);

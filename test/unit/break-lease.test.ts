@@ -145,6 +145,30 @@ function upstream(bytes: Buffer, how: 'whole' | 'held' | 'hang' | 'reject' = 'wh
 
 const spec = (bytes: Buffer, open: FillSpec['open'], extra: Partial<FillSpec> = {}): FillSpec => ({ sha256: sha(bytes), size: bytes.length, open, ...extra });
 
+/** replica-a filling a blob from a held upstream, replica-b streaming that fill as its peer (joined). */
+async function peerPair(bHow: Parameters<typeof upstream>[1] = 'whole') {
+  const meta = new SqliteMetaStore(':memory:');
+  const a = await replica(meta, 'replica-a', { peer: true, staleMs: 1000 });
+  const b = await replica(meta, 'replica-b', { peer: true, staleMs: 1000 });
+  const bytes = randomBytes(300_000);
+  const upA = upstream(bytes, 'held');
+  const upB = upstream(bytes, bHow);
+  const sa = await a.cache.fetch(spec(bytes, upA.open));
+  const sb = await b.cache.fetch(spec(bytes, upB.open));
+  return { meta, a, b, bytes, upA, upB, sa, sb };
+}
+
+/** replica-a asked for a blob whose lease replica-b holds (stale after `staleMs`): its fetch under way. */
+async function behindB(staleMs: number, size: number, how: Parameters<typeof upstream>[1] = 'whole') {
+  const meta = new SqliteMetaStore(':memory:');
+  const a = await replica(meta, 'replica-a', { staleMs });
+  const bytes = randomBytes(size);
+  expect(await meta.takeLease(sha(bytes), 'replica-b', staleMs)).toBe(true);
+  const up = upstream(bytes, how);
+  const s = a.cache.fetch(spec(bytes, up.open)).catch((e: Error) => e);
+  return { meta, a, bytes, up, s };
+}
+
 async function drain(r: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const c of r) parts.push(c as Buffer);
@@ -367,12 +391,7 @@ describe('a fill cancelled by shutdown at any moment lets its fleet lease go and
   });
 
   it.each([0, 20, 60, 200])("shutdown while it waits for another replica's lease, which is let go %i ms later: never taken", async (later) => {
-    const meta = new SqliteMetaStore(':memory:');
-    const a = await replica(meta, 'replica-a', { staleMs: 60_000 });
-    const bytes = randomBytes(10_000);
-    expect(await meta.takeLease(sha(bytes), 'replica-b', 60_000)).toBe(true);
-    const up = upstream(bytes);
-    const s = a.cache.fetch(spec(bytes, up.open)).catch((e: Error) => e);
+    const { meta, a, bytes, up, s } = await behindB(60_000, 10_000);
     await until(() => a.count('await') >= 1);
     const cutAt = Date.now();
     await a.cache.shutdown();
@@ -387,12 +406,7 @@ describe('a fill cancelled by shutdown at any moment lets its fleet lease go and
   });
 
   it("shutdown while it waits for a dead replica's lease, which goes stale after the cancel: not taken over", async () => {
-    const meta = new SqliteMetaStore(':memory:');
-    const a = await replica(meta, 'replica-a', { staleMs: 200 });
-    const bytes = randomBytes(10_000);
-    expect(await meta.takeLease(sha(bytes), 'replica-b', 200)).toBe(true);
-    const up = upstream(bytes);
-    const s = a.cache.fetch(spec(bytes, up.open)).catch((e: Error) => e);
+    const { meta, a, bytes, up, s } = await behindB(200, 10_000);
     await until(() => a.count('await') >= 1);
     const cutAt = Date.now();
     await a.cache.shutdown();
@@ -407,12 +421,7 @@ describe('a fill cancelled by shutdown at any moment lets its fleet lease go and
   it.each([0, 5, 30, 120])(
     "after taking over a dead replica's lease, shutdown %i ms later: released, and the dead replica's late release or renewal changes nothing",
     async (delay) => {
-      const meta = new SqliteMetaStore(':memory:');
-      const a = await replica(meta, 'replica-a', { staleMs: 150 });
-      const bytes = randomBytes(200_000);
-      expect(await meta.takeLease(sha(bytes), 'replica-b', 150)).toBe(true);
-      const up = upstream(bytes, 'held');
-      const s = a.cache.fetch(spec(bytes, up.open)).catch((e: Error) => e);
+      const { meta, a, bytes, up, s } = await behindB(150, 200_000, 'held');
       await until(() => a.calls.some((c) => c.op === 'take' && c.took));
       expect((await meta.leaseHolder(sha(bytes)))?.owner).toBe('replica-a');
       await tick(delay);
@@ -474,14 +483,7 @@ describe('a fill cancelled by shutdown at any moment lets its fleet lease go and
 
 describe('a fill streamed from another replica (peer) lets no lease behind', () => {
   it.each([0, 30, 100])('streaming from the filler, shut down %i ms into the stream: never takes the lease, asks no upstream', async (delay) => {
-    const meta = new SqliteMetaStore(':memory:');
-    const a = await replica(meta, 'replica-a', { peer: true, staleMs: 1000 });
-    const b = await replica(meta, 'replica-b', { peer: true, staleMs: 1000 });
-    const bytes = randomBytes(300_000);
-    const upA = upstream(bytes, 'held');
-    const upB = upstream(bytes);
-    const sa = await a.cache.fetch(spec(bytes, upA.open));
-    const sb = await b.cache.fetch(spec(bytes, upB.open));
+    const { meta, a, b, bytes, upA, upB, sa, sb } = await peerPair();
     expect(sb.cache).toBe('join');
     await tick(delay);
     const cutAt = Date.now();
@@ -498,14 +500,7 @@ describe('a fill streamed from another replica (peer) lets no lease behind', () 
   });
 
   it('the filler shuts down mid-stream: the peer takes the lease over, fills from upstream, and lets it go at its commit', async () => {
-    const meta = new SqliteMetaStore(':memory:');
-    const a = await replica(meta, 'replica-a', { peer: true, staleMs: 1000 });
-    const b = await replica(meta, 'replica-b', { peer: true, staleMs: 1000 });
-    const bytes = randomBytes(300_000);
-    const upA = upstream(bytes, 'held');
-    const upB = upstream(bytes);
-    const sa = await a.cache.fetch(spec(bytes, upA.open));
-    const sb = await b.cache.fetch(spec(bytes, upB.open));
+    const { meta, a, b, bytes, upA, upB, sa, sb } = await peerPair();
     expect(sb.cache).toBe('join');
     const got = drain(sb.body);
     await a.cache.shutdown();
@@ -518,14 +513,7 @@ describe('a fill streamed from another replica (peer) lets no lease behind', () 
   });
 
   it('the filler shuts down mid-stream, and the peer too once it took the lease over: released, nothing opened after', async () => {
-    const meta = new SqliteMetaStore(':memory:');
-    const a = await replica(meta, 'replica-a', { peer: true, staleMs: 1000 });
-    const b = await replica(meta, 'replica-b', { peer: true, staleMs: 1000 });
-    const bytes = randomBytes(300_000);
-    const upA = upstream(bytes, 'held');
-    const upB = upstream(bytes, 'held');
-    const sa = await a.cache.fetch(spec(bytes, upA.open));
-    const sb = await b.cache.fetch(spec(bytes, upB.open));
+    const { meta, a, b, bytes, upA, upB, sa, sb } = await peerPair('held');
     const got = drain(sb.body).catch((e: Error) => e);
     await a.cache.shutdown();
     await drain(sa.body).catch(() => {});

@@ -1,0 +1,75 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AdvisoryFeeds } from '../../src/advisories/sync.js';
+import { Advisories, type OsvRecord } from '../../src/policy/advisories.js';
+import { readAdvisories } from '../../src/reload.js';
+import type { AdvisoryStore, MetaStore } from '../../src/storage/meta-store.js';
+
+/** What the advisory attacks share (test/unit/break-advpages.test.ts, test/integration/break-advpages.test.ts). */
+export const quiet = { info() {}, warn() {}, error() {}, debug() {} } as never;
+
+export const PKGS = 12;
+/** A record of `id` at version `v`: it affects pkgN at exactly `${v}.0` (N from the id), so a stale or lost version matches differently. */
+export function rec(id: string, v: number, withdrawn = false): OsvRecord {
+  let h = 0;
+  for (const c of id) h = (h * 31 + c.codePointAt(0)!) >>> 0;
+  return {
+    id,
+    modified: `2026-01-01T00:00:${String(v % 60).padStart(2, '0')}Z`,
+    ...(withdrawn ? { withdrawn: '2026-02-01T00:00:00Z' } : {}),
+    affected: [{ package: { ecosystem: 'PyPI', name: `pkg${h % PKGS}` }, versions: [`${v}.0`] }],
+  } as OsvRecord;
+}
+export const row = (r: OsvRecord) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) });
+
+/** What an index answers, for every package and version the records above can name. */
+export function answers(a: Advisories, versions: number): string {
+  const out: string[] = [`size=${a.size} withdrawn=${a.withdrawn}`];
+  for (let p = 0; p < PKGS; p++)
+    for (let v = 0; v < versions; v++) {
+      const ids = a
+        .matchPypi(`pkg${p}`, `${v}.0`)
+        .map((m) => m.id)
+        .sort();
+      if (ids.length) out.push(`pkg${p}@${v}: ${ids.join(',')}`);
+    }
+  return out.join('\n');
+}
+/** The index built from every stored record read at once (the reference). */
+export const atOnce = async (m: Pick<AdvisoryStore, 'listAdvisories'>) => new Advisories((await m.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
+
+/** A tiny deterministic PRNG (the failures must replay). */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => ((s = (s * 1664525 + 1013904223) >>> 0), s / 2 ** 32);
+}
+
+/** A directory tree of OSV files under `dir` (an import's input). */
+export function osvDir(dir: string, name: string, files: [string, unknown][]): string {
+  const root = join(dir, name);
+  for (const [f, body] of files) {
+    mkdirSync(join(root, f, '..'), { recursive: true });
+    writeFileSync(join(root, f), typeof body === 'string' ? body : JSON.stringify(body));
+  }
+  return root;
+}
+
+/** The server's notice of advisory changes over `meta`, with no feed: `inForce()` is what it last applied (reload.ts). */
+export function noticing(meta: AdvisoryStore): { feeds: AdvisoryFeeds; inForce: () => Advisories } {
+  let inForce = new Advisories();
+  const feeds = new AdvisoryFeeds({
+    meta: meta as MetaStore,
+    feed: {} as never,
+    sources: [],
+    intervalMs: 3_600_000,
+    pollMs: 0,
+    maxAgeMs: 0,
+    apply: async () => {
+      inForce = await readAdvisories(meta as MetaStore);
+      return inForce.size;
+    },
+    owner: 'test',
+    log: quiet,
+  });
+  return { feeds, inForce: () => inForce };
+}
