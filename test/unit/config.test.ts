@@ -47,6 +47,14 @@ describe('configuration loading', () => {
     expect(errorOf(write('cache:\n  max_file_share: 1.5\n'))).toMatch(/:2: cache\.max_file_share: /);
     expect(errorOf(write('cache:\n  quarantine_max_bytes: -1\n'))).toMatch(/cache\.quarantine_max_bytes: /);
   });
+  it('takes records.max_bytes in bytes: a size under 1 MiB is refused as a likely slip of units, 0 is no budget', () => {
+    expect(loadConfig(write('')).config.records.max_bytes).toBe(16 * 1024 ** 3);
+    expect(loadConfig(write('records:\n  max_bytes: 0\n')).config.records.max_bytes).toBe(0);
+    expect(loadConfig(write('records:\n  max_bytes: 1048576\n')).config.records.max_bytes).toBe(1048576);
+    expect(errorOf(write('records:\n  max_bytes: 16\n'))).toMatch(
+      /:2: records\.max_bytes: is a number of bytes; under 1 MiB \(1048576\).*16 GiB is 17179869184/,
+    );
+  });
   it('names the file, line and field of an unknown key', () => {
     const f = write('listen: 127.0.0.1:8080\npypi:\n  upstream: https://pypi.org/simple/\n  uptream: x\n');
     expect(errorOf(f)).toBe(`${f}:4: pypi.uptream: unknown key "uptream" (expected one of the documented keys; see docs/configuration.md)`);
