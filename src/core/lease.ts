@@ -106,7 +106,7 @@ export function fleetLease(
           if (!refused) warn({ ...who, filler: addr }, 'could not stream the fill of the replica filling this blob: waiting for its commit instead')(a.refused);
           refused = true;
         }
-        await fleet.leases.awaitRelease(sha256, Math.min(addr ? 1000 : stale, Math.max(1, until - Date.now())));
+        await fleet.leases.awaitRelease(sha256, Math.min(addr ? 1000 : stale, Math.max(1, until - Date.now())), ended.signal);
         if (over) throw cancelled();
         if (await meta.getBlob(sha256)) return 'elsewhere';
         if (Date.now() >= until) throw new AirlockError('UPSTREAM_UNAVAILABLE', `another replica has been filling sha256:${sha256} for too long`);

@@ -372,8 +372,8 @@ export interface LeaseStore {
   renewLease(sha256: string, owner: string): Promise<void>;
   /** Give `owner`'s lease up (nothing when another owns it). */
   releaseLease(sha256: string, owner: string): Promise<void>;
-  /** Resolves once nobody holds the lease on `sha256`, or after `timeoutMs`. */
-  awaitRelease(sha256: string, timeoutMs: number): Promise<void>;
+  /** Resolves once nobody holds the lease on `sha256`, or after `timeoutMs`, or soon after `signal` aborts (the waiting fill was cancelled). */
+  awaitRelease(sha256: string, timeoutMs: number, signal?: AbortSignal): Promise<void>;
 }
 
 /**

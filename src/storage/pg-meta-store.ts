@@ -387,16 +387,17 @@ export class PgMetaStore implements MetaStore {
     if ((r.rowCount ?? 0) > 0) await this.pool.query('SELECT pg_notify($1, $2)', [this.channel, sha256]);
   }
 
-  async awaitRelease(sha256: string, timeoutMs: number): Promise<void> {
+  async awaitRelease(sha256: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const until = Date.now() + timeoutMs;
     const held = async () => (await this.pool.query('SELECT 1 FROM fill_leases WHERE sha256 = $1', [sha256])).rowCount! > 0;
     const listener = await this.listener();
-    while ((await held()) && Date.now() < until) {
-      // Woken by the holder's NOTIFY; the poll (1 s) covers a holder that died without releasing.
+    while (!signal?.aborted && (await held()) && Date.now() < until) {
+      // Woken by the holder's NOTIFY, or the waiter's cancel; the poll (1 s) covers a holder that died without releasing.
       await new Promise<void>((resolve) => {
-        const done = () => (clearTimeout(t), listener.off(sha256, done), resolve());
+        const done = () => (clearTimeout(t), listener.off(sha256, done), signal?.removeEventListener('abort', done), resolve());
         const t = setTimeout(done, Math.min(1000, Math.max(1, until - Date.now())));
         listener.on(sha256, done);
+        signal?.addEventListener('abort', done, { once: true });
       });
     }
   }

@@ -423,10 +423,10 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
     this.db.prepare('DELETE FROM fill_leases WHERE sha256 = ? AND owner = ?').run(sha256, owner);
   }
 
-  async awaitRelease(sha256: string, timeoutMs: number): Promise<void> {
+  async awaitRelease(sha256: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const q = this.db.prepare<[string], { owner: string }>('SELECT owner FROM fill_leases WHERE sha256 = ?');
     const until = Date.now() + timeoutMs;
-    while (q.get(sha256) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    while (!signal?.aborted && q.get(sha256) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
   }
 
   private checkpoints: Checkpointer | undefined;

@@ -664,5 +664,20 @@ export function leaseStoreContract(name: string, fresh: () => Promise<LeaseStore
       await s.awaitRelease(hex('e'), 200);
       expect(Date.now() - t1).toBeGreaterThanOrEqual(190);
     });
+
+    it('stops waiting soon after its signal aborts, the lease still held', async () => {
+      const s = await fresh();
+      await s.takeLease(hex('h'), 'filler', 10_000);
+      const stop = new AbortController();
+      const t0 = Date.now();
+      setTimeout(() => stop.abort(), 100);
+      await s.awaitRelease(hex('h'), 5000, stop.signal);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(90);
+      expect(Date.now() - t0).toBeLessThan(1000);
+      expect((await s.leaseHolder(hex('h')))?.owner).toBe('filler');
+      const t1 = Date.now();
+      await s.awaitRelease(hex('h'), 5000, stop.signal); // already aborted: at once
+      expect(Date.now() - t1).toBeLessThan(200);
+    });
   });
 }

@@ -69,7 +69,7 @@ function counted(inner: LeaseStore) {
     },
     renewLease: (s, o) => (calls.push({ op: 'renew', at: Date.now() }), inner.renewLease(s, o)),
     releaseLease: (s, o) => (calls.push({ op: 'release', at: Date.now() }), inner.releaseLease(s, o)),
-    awaitRelease: (s, ms) => (calls.push({ op: 'await', at: Date.now() }), inner.awaitRelease(s, ms)),
+    awaitRelease: (s, ms, signal) => (calls.push({ op: 'await', at: Date.now() }), inner.awaitRelease(s, ms, signal)),
     leaseHolder: (s) => (calls.push({ op: 'holder', at: Date.now() }), inner.leaseHolder(s)),
   };
   const count = (op: Op, since = 0) => calls.filter((c) => c.op === op && c.at >= since).length;

@@ -32,6 +32,15 @@ describe('a fleet lease after its fill was cancelled', () => {
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     expect(await meta.takeLease(sha256, 'replica-b', 60_000)).toBe(true);
     const a = await replica(meta, 'replica-a');
+    // Waits for replica-b's release under way (the store polls while the lease is held).
+    let waiting = 0;
+    const wait = meta.awaitRelease.bind(meta);
+    Object.assign(meta, {
+      awaitRelease: async (sha: string, ms: number, signal?: AbortSignal) => {
+        waiting++;
+        await wait(sha, ms, signal).finally(() => waiting--);
+      },
+    });
     let opened = 0;
     const open = async () => {
       opened++;
@@ -39,11 +48,14 @@ describe('a fleet lease after its fill was cancelled', () => {
       body.end(bytes);
       return { body, size: bytes.length };
     };
-    const waiting = a.fetch({ sha256, size: bytes.length, open }).catch((e: Error) => e);
+    const fetched = a.fetch({ sha256, size: bytes.length, open }).catch((e: Error) => e);
     await new Promise((r) => setTimeout(r, 100)); // replica-a now waits for replica-b's lease
     expect((await meta.leaseHolder(sha256))?.owner).toBe('replica-b');
     await a.shutdown();
-    expect(await waiting).toBeInstanceOf(Error);
+    expect(await fetched).toBeInstanceOf(Error);
+    // The wait ends at the cancel (it polled until replica-b let go, up to staleMs).
+    await new Promise((r) => setTimeout(r, 150));
+    expect(waiting).toBe(0);
     // replica-b's fill failed: it lets the lease go. replica-a's wait (awaitRelease polls every 50 ms) ends.
     await meta.releaseLease(sha256, 'replica-b');
     await new Promise((r) => setTimeout(r, 300));
