@@ -23,6 +23,7 @@ import { startCacheUpkeep, startRetention } from './upkeep.js';
 import { consoleFor, createFrontends, readiness } from './wiring.js';
 import { advisoryFeeds, blobCache, fleetPeer, type FleetPeer, hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
 import { AdvisoryFeeds } from './advisories/sync.js';
+import { Continuity } from './signing/continuity.js';
 
 export interface AirlockOptions {
   log?: Logger;
@@ -70,7 +71,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
   metrics.watchAdvisoryFeeds(() => feeds.feeds());
   const trust = await loadTrustRoots(meta, log);
   metrics.watchTrustRoot(trust);
-  const shared = { live, cache, meta, recorder, log, trust };
+  const shared = { live, cache, meta, recorder, log, trust, continuity: new Continuity(meta) };
 
   const inventories = new ImageInventories(cache, meta.inventories, log);
   if (config.oci.inventory === 'on-fill') inventories.warm();
@@ -119,8 +120,8 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     reloadAdvisories: async (): Promise<number> => ((await feeds.notice()).length ? live.advisories.size : reloadAdvisories(meta, live, log)),
     /** The advisory feeds (advisories.sources): freshness, a sync now (tests). */
     feeds,
-    /** Re-read the trusted root (after `airlock trust import`); returns its version, or null when none is usable. */
-    reloadTrust: (): Promise<string | null> => reloadTrust(trust, log),
+    /** Re-read the trusted root (after `airlock trust import`) and the recorded signers (`airlock trust accept`); returns the root's version, or null when none is usable. */
+    reloadTrust: (): Promise<string | null> => (shared.continuity.forget(), reloadTrust(trust, log)),
     /** Re-read the policy from disk; a bad file keeps the old policy and says why. */
     reloadPolicy: (): boolean => reloadPolicy(loaded, live, log),
     /** Resolves once the background image judge has nothing queued or running (tests). */

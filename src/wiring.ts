@@ -23,7 +23,7 @@ import { integrityBaseOf, provenanceBase, Provenances } from './pypi/provenance.
 import { createPypiApp } from './pypi/routes.js';
 import type { BlobStore } from './storage/blob-store.js';
 import type { TrustRoots } from './signing/trust.js';
-import { Continuity } from './signing/continuity.js';
+import type { Continuity } from './signing/continuity.js';
 import type { MetaStore } from './storage/meta-store.js';
 import type { UpstreamHttp } from './upstream/http.js';
 
@@ -36,6 +36,8 @@ export interface Shared {
   log: Logger;
   /** The Sigstore trusted root in use (issue 26): shipped, or the newest imported; re-read on SIGHUP. */
   trust: TrustRoots;
+  /** Continuity of signers (issue 26, item 6): one per process, shared by the three front-ends (its cache included; forgotten on SIGHUP). */
+  continuity: Continuity;
 }
 
 /** Each ecosystem's upstream: the clients backends.ts chose (and the image inventories the OCI gate reads). */
@@ -52,13 +54,11 @@ export interface Upstreams {
 
 /** The three protocol front-ends, in mount order, each with its settings from the configuration. */
 export function createFrontends(config: Config, s: Shared, u: Upstreams): FrontEnd[] {
-  const { live, cache, meta, recorder, log } = s;
+  const { live, cache, meta, recorder, log, continuity } = s;
   const integrity = {
     public: config.pypi.integrity_url ?? integrityBaseOf(config.pypi.upstream),
     internal: config.pypi.internal ? integrityBaseOf(config.pypi.internal) : null,
   };
-  // Continuity of signers (issue 26, item 6): one per process, shared by the three front-ends (its cache included).
-  const continuity = new Continuity(meta);
   const provenance = new Provenances({ http: u.pypi.http, meta, trust: s.trust, log, integrity });
   const pypi = createPypiApp({
     live,

@@ -116,6 +116,11 @@ export class Continuity {
     return hit.rec;
   }
 
+  /** Forget what is kept in memory (SIGHUP, after `airlock trust accept`): the next look asks the store. */
+  forget(): void {
+    this.known.clear();
+  }
+
   /** What `recorded` would answer from memory now, or undefined when it would ask the store (the OCI fast path). */
   cached(ecosystem: ContinuityInput['ecosystem'], project: string): Pick<SignerRecord, 'identity' | 'version'> | null | undefined {
     const hit = this.known.get(`${ecosystem}\0${continuityProject(ecosystem, project)}`);

@@ -55,7 +55,7 @@ describe('airlock trust', () => {
     const acc = await airlockCli(['trust', 'accept', 'pypi', 'Sample_Project', '--identity', 'github:new/r release.yml', '--config', config]);
     expect([acc.code, acc.stderr]).toEqual([0, '']);
     expect(acc.stdout).toBe(
-      'pypi sample-project: signer github:new/r release.yml accepted (was github:o/r release.yml, first verified on 1.0); replicas use it within 10 s\n',
+      'pypi sample-project: signer github:new/r release.yml accepted (was github:o/r release.yml, first verified on 1.0); replicas use it within 10 s (at once on SIGHUP)\n',
     );
     const m2 = await openMeta(loadConfig(config), { create: false });
     expect(await m2.getSigner('pypi', 'sample-project')).toMatchObject({ identity: 'github:new/r release.yml', version: null });

@@ -7,7 +7,7 @@ import { fail, type Command } from './shared.js';
 /**
  * `airlock serve`: check what the server needs from the machine (preflight: one line per problem),
  * start it, and wire the signals: SIGINT/SIGTERM stop it gracefully (new connections refused,
- * transfers under way given shutdown_grace), SIGHUP reloads the policy, the advisories and the trusted root.
+ * transfers under way given shutdown_grace), SIGHUP reloads the policy, the advisories and the trusted root, and forgets the recorded signers kept in memory.
  */
 
 /** Why the server could not start, as one line. */

@@ -67,7 +67,7 @@ export const trust: Command = {
         const was = before ? `was ${before.identity}${before.version ? `, first verified on ${before.version}` : ''}` : 'none was recorded';
         process.stdout.write(
           identity
-            ? `${eco} ${project}: signer ${identity} accepted (${was}); replicas use it within 10 s\n`
+            ? `${eco} ${project}: signer ${identity} accepted (${was}); replicas use it within 10 s (at once on SIGHUP)\n`
             : `${eco} ${project}: recorded signer forgotten (${was}); the next verified pull records its signer\n`,
         );
       });
