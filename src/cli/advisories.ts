@@ -71,13 +71,20 @@ function* walk(dir: string): Generator<string> {
  * Each batch is a generation of its own: a server may apply an import in parts, never a torn record.
  */
 const IMPORT_BATCH = 250;
+/** ...and no more than this many characters of JSON (records listing thousands of versions run to 100 KB). */
+const IMPORT_BATCH_CHARS = 1024 * 1024;
 
 async function putInTurns(meta: AdvisoryStore, rows: AdvisoryRow[]): Promise<number> {
   let changed = 0;
-  for (let at = 0; at < rows.length; at += IMPORT_BATCH) {
+  for (let at = 0; at < rows.length;) {
+    // Up to IMPORT_BATCH rows, stopping once they come to IMPORT_BATCH_CHARS (at least one row).
+    let end = at + 1;
+    let chars = rows[at].record.length;
+    while (end < rows.length && end - at < IMPORT_BATCH && chars < IMPORT_BATCH_CHARS) chars += rows[end++].record.length;
     const t0 = performance.now();
-    changed += await meta.putAdvisories(rows.slice(at, at + IMPORT_BATCH));
-    if (at + IMPORT_BATCH < rows.length) await sleep(Math.min(50, performance.now() - t0));
+    changed += await meta.putAdvisories(rows.slice(at, end));
+    at = end;
+    if (at < rows.length) await sleep(Math.min(50, performance.now() - t0));
   }
   return changed;
 }

@@ -327,9 +327,10 @@ export interface AdvisoryStore {
   listAdvisories(): Promise<string[]>;
   /**
    * Up to `limit` advisories by id after `after` (null for the first page: '' is an id an import
-   * may store), in id order: a reader of every record that does not hold them all at once (advisory-pages.ts).
+   * may store), in id order, and no more once the records before one come to `maxChars` (at least
+   * one row): a reader of every record that does not hold them all at once (advisory-pages.ts).
    */
-  advisoryPage(after: string | null, limit: number): Promise<{ id: string; record: string }[]>;
+  advisoryPage(after: string | null, limit: number, maxChars?: number): Promise<{ id: string; record: string }[]>;
   /** The stored `modified` time of each of `ids` that is stored (as the record gave it). */
   advisoriesModified(ids: string[]): Promise<Map<string, string>>;
   /**

@@ -42,9 +42,14 @@ export class PgAdvisories implements AdvisoryStore {
     return (await this.pool.query<{ record: string }>('SELECT record FROM advisories')).rows.map((r) => r.record);
   }
 
-  async advisoryPage(after: string | null, limit: number): Promise<{ id: string; record: string }[]> {
-    if (after === null) return (await this.pool.query<{ id: string; record: string }>('SELECT id, record FROM advisories ORDER BY id LIMIT $1', [limit])).rows;
-    return (await this.pool.query<{ id: string; record: string }>('SELECT id, record FROM advisories WHERE id > $1 ORDER BY id LIMIT $2', [after, limit])).rows;
+  async advisoryPage(after: string | null, limit: number, maxChars = Infinity): Promise<{ id: string; record: string }[]> {
+    // The page's rows while the records before each come to under maxChars (at least one row).
+    const cap = Number.isFinite(maxChars) ? maxChars : Number.MAX_SAFE_INTEGER;
+    const page = `SELECT id, record FROM (
+         SELECT id, record, SUM(LENGTH(record)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) - LENGTH(record) AS before
+         FROM (SELECT id, record FROM advisories ${after === null ? '' : 'WHERE id > $3'} ORDER BY id LIMIT $1) AS p) AS w
+       WHERE before < $2 ORDER BY id`;
+    return (await this.pool.query<{ id: string; record: string }>(page, after === null ? [limit, cap] : [limit, cap, after])).rows;
   }
 
   async advisoriesModified(ids: string[]): Promise<Map<string, string>> {

@@ -62,11 +62,14 @@ export class SqliteAdvisories implements AdvisoryStore {
       .map((r) => r.record);
   }
 
-  async advisoryPage(after: string | null, limit: number): Promise<{ id: string; record: string }[]> {
-    if (after === null) return this.db.prepare<[number], { id: string; record: string }>('SELECT id, record FROM advisories ORDER BY id LIMIT ?').all(limit);
-    return this.db
-      .prepare<[string, number], { id: string; record: string }>('SELECT id, record FROM advisories WHERE id > ? ORDER BY id LIMIT ?')
-      .all(after, limit);
+  async advisoryPage(after: string | null, limit: number, maxChars = Infinity): Promise<{ id: string; record: string }[]> {
+    // The page's rows while the records before each come to under maxChars (at least one row).
+    const page = `SELECT id, record FROM (
+         SELECT id, record, SUM(LENGTH(record)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) - LENGTH(record) AS before
+         FROM (SELECT id, record FROM advisories ${after === null ? '' : 'WHERE id > @after'} ORDER BY id LIMIT @limit))
+       WHERE before < @maxChars ORDER BY id`;
+    const cap = Number.isFinite(maxChars) ? maxChars : Number.MAX_SAFE_INTEGER;
+    return this.db.prepare<[object], { id: string; record: string }>(page).all(after === null ? { limit, maxChars: cap } : { after, limit, maxChars: cap });
   }
 
   async advisoriesModified(ids: string[]): Promise<Map<string, string>> {

@@ -370,7 +370,7 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
   // AdvisoryStore: sqlite-advisories.ts
   readonly putAdvisories = (recs: AdvisoryRow[]) => this.advisories.putAdvisories(recs);
   readonly listAdvisories = () => this.advisories.listAdvisories();
-  readonly advisoryPage = (after: string | null, limit: number) => this.advisories.advisoryPage(after, limit);
+  readonly advisoryPage = (after: string | null, limit: number, maxChars?: number) => this.advisories.advisoryPage(after, limit, maxChars);
   readonly advisoriesModified = (ids: string[]) => this.advisories.advisoriesModified(ids);
   readonly recordAdvisorySync = (recs: AdvisoryRow[], sync: AdvisorySync) => this.advisories.recordAdvisorySync(recs, sync);
   readonly advisorySyncs = (opts: { source?: string; limit: number }) => this.advisories.advisorySyncs(opts);

@@ -476,6 +476,21 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
       for await (const page of advisoryPages<{ id: string }>(s, 23)) pages.push(page.map((r) => r.id));
       expect(pages.map((p) => p.length)).toEqual([23]);
     });
+    it('cuts a page once its records come to maxChars (at least one row), and the reader goes on past the cut', async () => {
+      const s = await fresh();
+      // Ten records of ~1,000 characters, one of ~5,000.
+      const body = (id: string, n: number) => JSON.stringify({ id, details: 'x'.repeat(n) });
+      const ids = Array.from({ length: 10 }, (_, i) => `R-${i}`);
+      await s.putAdvisories([...ids.map((id) => ({ id, modified: '1', record: body(id, 1000) })), { id: 'Q-big', modified: '1', record: body('Q-big', 5000) }]);
+      const first = await s.advisoryPage(null, 250, 2500);
+      expect(first.map((r) => r.id)).toEqual(['Q-big']); // alone past the cap: still one row
+      const next = await s.advisoryPage('Q-big', 250, 2500);
+      expect(next.map((r) => r.id)).toEqual(['R-0', 'R-1', 'R-2']); // 2 x ~1,020 before the third: under 2,500
+      const pages: string[][] = [];
+      for await (const page of advisoryPages<{ id: string }>(s, 250, 2500)) pages.push(page.map((r) => r.id));
+      expect(pages.map((p) => p.length)).toEqual([1, 3, 3, 3, 1]);
+      expect(pages.flat().sort()).toEqual(['Q-big', ...ids].sort());
+    });
     it('bumps the generation once per import that changed something, and says what changed since a generation and from which source', async () => {
       const s = await fresh();
       expect(await s.advisoryGeneration()).toBe(0);

@@ -68,4 +68,26 @@ describe('advisories import beside a running server', () => {
       await meta.close();
     }
   });
+
+  it('cuts a batch of large records at 1 Mi characters of JSON, not only at 250 records', async () => {
+    const meta = new SqliteMetaStore(':memory:');
+    const root = join(dir, 'osv-large');
+    mkdirSync(root, { recursive: true });
+    // 40 records that list 8,000 versions each (~100 KB of JSON), as the largest OSV records do.
+    for (let i = 0; i < 40; i++) {
+      const versions = Array.from({ length: 8000 }, (_, j) => `1.${j}.${i}`);
+      writeFileSync(
+        join(root, `L-${i}.json`),
+        JSON.stringify({ id: `L-${i}`, modified: '2026-01-01T00:00:00Z', affected: [{ package: { ecosystem: 'PyPI', name: `big${i}` }, versions }] }),
+      );
+    }
+    const batches: number[][] = [];
+    const put = meta.putAdvisories.bind(meta);
+    Object.assign(meta, { putAdvisories: (rows: AdvisoryRow[]) => (batches.push(rows.map((r) => r.record.length)), put(rows)) });
+    expect((await importAdvisories(meta, root)).changed).toBe(40);
+    expect(batches.flat().length).toBe(40);
+    expect(batches.length).toBeGreaterThan(1);
+    for (const b of batches) expect(b.slice(0, -1).reduce((n, c) => n + c, 0)).toBeLessThan(1024 * 1024);
+    await meta.close();
+  });
 });
