@@ -54,7 +54,15 @@ export async function openMeta(loaded: LoadedConfig, opts: { create?: boolean; s
     }
   }
   if (opts.create) mkdirSync(loaded.dataDir, { recursive: true });
-  const meta = new SqliteMetaStore(join(loaded.dataDir, 'airlock.db'));
+  const file = join(loaded.dataDir, 'airlock.db');
+  let meta: SqliteMetaStore;
+  try {
+    meta = new SqliteMetaStore(file);
+  } catch (e) {
+    // A data_dir that does not exist (a command run where no server ran) or is not a directory: one line, not a stack trace.
+    if ((e as { code?: string }).code !== 'SQLITE_CANTOPEN' && !/directory does not exist/.test((e as Error).message)) throw e;
+    throw new AirlockError('BAD_REQUEST', `cannot open the metadata store ${file}: ${(e as Error).message} (is data_dir right?)`, { cause: e });
+  }
   const log = opts.serving;
   if (log) meta.checkpointInBackground((why) => log.warn({ why }, 'SQLite WAL checkpoints are taken by the committing thread again'));
   return meta;

@@ -6,6 +6,7 @@ import { normTime } from '../advisories/osv.js';
 import { ConfigError } from '../config/load.js';
 import { fileHandleBytes } from '../core/bytes.js';
 import type { OsvRecord } from '../policy/advisories.js';
+import { ScanError } from '../scan/source.js';
 import { readEntry, readZip } from '../scan/zip.js';
 import type { AdvisoryRow, AdvisoryStore } from '../storage/meta-store.js';
 
@@ -134,6 +135,10 @@ export async function importAdvisories(meta: AdvisoryStore, path: string): Promi
         const where = `${path}:${e.name}`;
         keepNewest(byId, parseRecord((await readEntry(src, e, 16 << 20)).toString('utf8'), where, skipped), where, skipped);
       }
+    } catch (e) {
+      // Not a zip, cut short, or an entry that fails its CRC: the operator's file, said in one line.
+      if (e instanceof ScanError) throw new ConfigError(`advisories import: ${path}: ${e.message}`);
+      throw e;
     } finally {
       await fh.close();
     }

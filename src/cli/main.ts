@@ -71,7 +71,8 @@ main(process.argv.slice(2)).catch((e) => {
   if (e && typeof e === 'object' && 'code' in e && typeof (e as { code: unknown }).code === 'string' && (e as Error).name === 'AirlockError') {
     fail((e as Error).message);
   }
-  if ((e as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') fail((e as Error).message);
+  // An unknown option, one without its value, or a value that starts with a dash (--limit -5): one line.
+  if ((e as { code?: string }).code?.startsWith?.('ERR_PARSE_ARGS_')) fail((e as Error).message.replace(/\s*\n\s*/g, ' '));
   // A system error (permissions, a full or read-only disk): one line, no stack trace.
   if (/^E[A-Z]+$/.test((e as { code?: string }).code ?? '')) fail(`${systemMessage(e)}: ${(e as Error).message}`, 1);
   process.stderr.write(`airlock: unexpected error: ${(e as Error).stack ?? e}\n`);

@@ -347,12 +347,13 @@ export const configSchema = z
          */
         max_bytes: z
           .number()
-          .int()
-          .min(0)
           // A number of bytes: `max_bytes: 16` meant as GiB would prune the whole record every minute.
+          // Checked first, so that 0.5 (GiB) or -1 is told it is bytes too, not only "expected int".
           .refine((n) => n === 0 || n >= 1024 ** 2, {
             message: 'is a number of bytes; under 1 MiB (1048576) the record would keep fewer than ~5,000 rows: 16 GiB is 17179869184 (0: no budget)',
           })
+          .int()
+          .min(0)
           .default(16 * 1024 ** 3),
         /** Seconds identical refusals (client, ecosystem, name, version, code, rule) are folded into one row with a count; 0: a row each. */
         fold_window_seconds: z.number().min(0).max(86_400).default(60),

@@ -126,7 +126,7 @@ export function fleetLease(
           take,
           openUpstream: (s) => spec.open(s),
           holder,
-          waitRelease: (ms) => fleet.leases.awaitRelease(sha256, ms),
+          waitRelease: (ms, signal) => fleet.leases.awaitRelease(sha256, ms, signal),
           warn: (fields, msg, why) => warn(fields, msg)(why),
         },
         signal,

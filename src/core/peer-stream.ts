@@ -108,8 +108,8 @@ export interface PeerFallback {
   openUpstream(signal: AbortSignal): Promise<UpstreamBody>;
   /** The address of the replica holding the lease now (not this one), or undefined. */
   holder(): Promise<string | undefined>;
-  /** Wait (at most `ms`) for the lease to be released. */
-  waitRelease(ms: number): Promise<void>;
+  /** Wait (at most `ms`) for the lease to be released, or until `signal` aborts (the fill was cancelled). */
+  waitRelease(ms: number, signal?: AbortSignal): Promise<void>;
   warn(fields: object, msg: string, why: string): void;
 }
 
@@ -172,7 +172,7 @@ export function peerBody(first: PeerAnswer, f: PeerFallback, signal: AbortSignal
         if ('res' in a && a.size === size) return peerSource(a);
         if ('res' in a) a.res.destroy();
       }
-      await f.waitRelease(1000);
+      await f.waitRelease(1000, signal);
     }
   };
 

@@ -134,7 +134,8 @@ export class Provenances {
     row: RefusalRow,
     wants = 'a PEP 740 attestation',
   ): Promise<{ status: 'found'; result: Pep740Result; bytes: Buffer } | { status: 'missing' | 'unreadable'; detail: string }> {
-    const key = `${f.source}\u0000${f.project}\u0000${f.filename}\u0000${f.sha256}`;
+    // '/' between the parts (none holds one): PostgreSQL's page cache refuses a NUL in text.
+    const key = `${f.source}/${f.project}/${f.filename}/${f.sha256}`;
     let bytes = this.memo.get(key) ?? (await this.stored(key));
     const fromUpstream = !bytes;
     if (!bytes) {

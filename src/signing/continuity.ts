@@ -91,6 +91,8 @@ export function continuityDecision(input: ContinuityInput, earlier: Pick<SignerR
  */
 export class Continuity {
   private readonly known = new Map<string, { rec: Pick<SignerRecord, 'identity' | 'version'> | null; at: number }>();
+  /** Bumped by forget(): a store read begun before it (its answer may predate the acceptance) is not kept after it. */
+  private generation = 0;
 
   constructor(
     private readonly store: SignerStore,
@@ -109,7 +111,9 @@ export class Continuity {
     const t = this.clock();
     let hit = this.known.get(key);
     if (!hit || t - hit.at >= this.ttlMs) {
+      const gen = this.generation;
       hit = { rec: await this.store.getSigner(ecosystem, project), at: t };
+      if (gen !== this.generation) return hit.rec;
       if (this.known.size >= 10_000) this.known.clear();
       this.known.set(key, hit);
     }
@@ -118,6 +122,7 @@ export class Continuity {
 
   /** Forget what is kept in memory (SIGHUP, after `airlock trust accept`): the next look asks the store. */
   forget(): void {
+    this.generation++;
     this.known.clear();
   }
 
@@ -134,8 +139,9 @@ export class Continuity {
     const d = continuityDecision(input, await this.recorded(input.ecosystem, input.project));
     if (d.action === 'pass' && d.record) {
       // The first wins, also between replicas: what the store holds now is compared again.
+      const gen = this.generation;
       const rec = await this.store.recordSigner(input.ecosystem, input.project, d.record);
-      this.known.set(key, { rec, at: t });
+      if (gen === this.generation) this.known.set(key, { rec, at: t });
       return continuityDecision(input, rec);
     }
     return d;

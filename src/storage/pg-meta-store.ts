@@ -392,12 +392,13 @@ export class PgMetaStore implements MetaStore {
     const held = async () => (await this.pool.query('SELECT 1 FROM fill_leases WHERE sha256 = $1', [sha256])).rowCount! > 0;
     const listener = await this.listener();
     while (!signal?.aborted && (await held()) && Date.now() < until) {
-      // Woken by the holder's NOTIFY, or the waiter's cancel; the poll (1 s) covers a holder that died without releasing.
+      // Woken by the holder's NOTIFY, or the waiter's cancel (at once when it came while the store was asked); the poll (1 s) covers a holder that died without releasing.
       await new Promise<void>((resolve) => {
         const done = () => (clearTimeout(t), listener.off(sha256, done), signal?.removeEventListener('abort', done), resolve());
         const t = setTimeout(done, Math.min(1000, Math.max(1, until - Date.now())));
         listener.on(sha256, done);
-        signal?.addEventListener('abort', done, { once: true });
+        if (signal?.aborted) done();
+        else signal?.addEventListener('abort', done, { once: true });
       });
     }
   }
