@@ -47,8 +47,8 @@ export interface FillLease {
   release(): void;
   /** The filling replica's bytes as an upstream body (after 'peer'). */
   peer?(signal: AbortSignal): UpstreamBody;
-  /** When the fill streamed another replica's and did not take the lease over since: whether that replica committed the blob. */
-  committedElsewhere?(): Promise<boolean> | undefined;
+  /** When the fill streamed another replica's and did not take the lease over since: whether that replica committed the blob (false once `signal` aborts). */
+  committedElsewhere?(signal?: AbortSignal): Promise<boolean> | undefined;
   /** Is this fill streamed from another replica's? */
   fromPeer?(): boolean;
 }

@@ -111,8 +111,9 @@ export class Fill extends EventEmitter implements TapSource {
     if (!spec.inspect) this.ready.then(() => this.resolveGate(), noop);
   }
 
-  /** End the fill now (shutdown): readers are cut, nothing is cached. */
+  /** End the fill now (shutdown): readers are cut, nothing is cached; a verified one stops waiting for another replica's commit. */
   cancel(why: string): void {
+    this.abort.abort();
     this.fail(new AirlockError('CANCELLED', `download of sha256:${this.spec.sha256} cancelled: ${why}`));
   }
 
@@ -355,10 +356,9 @@ export class Fill extends EventEmitter implements TapSource {
     try {
       if (this.observerReady) await Promise.race([this.observerReady, new Promise((r) => setTimeout(r, 5000).unref())]);
       // Streamed from the replica filling it (peer-stream.ts, its bytes verified here as upstream's): that replica commits.
-      const elsewhere = this.lease?.committedElsewhere?.();
+      const elsewhere = this.lease?.committedElsewhere?.(this.abort.signal);
       if (elsewhere) ok = await elsewhere;
-      // Too large to keep (cache.max_file_share): served, verified, not stored, so one pull cannot
-      // flush the cache. A fill kept for inspection (the image gate reads the stored layer) is stored.
+      // Too large to keep (cache.max_file_share): served, not stored (one pull cannot flush the cache); kept for inspection (the gate reads it): stored.
       if (elsewhere || (!this.kept && this.tooLarge(this.written))) throw new NotKept();
       await this.fh!.sync();
       await this.store.putFile(this.spec.sha256, this.tmpPath);

@@ -132,12 +132,12 @@ export function fleetLease(
         signal,
       );
     },
-    committedElsewhere: () => {
+    committedElsewhere: (signal) => {
       // Streamed from the filler and never taken over: the filler commits the blob. Resolves once it
       // has (or its lease went stale), saying whether the blob is in the store.
       if (!streamed || held) return undefined;
       return (async () => {
-        await fleet.leases.awaitRelease(sha256, 2 * stale);
+        await fleet.leases.awaitRelease(sha256, 2 * stale, signal);
         return Boolean(await meta.getBlob(sha256));
       })();
     },

@@ -252,57 +252,51 @@ describe('a fill cancelled while it waits for another replica (streamed from it,
 });
 
 describe('a fill streamed from another replica, all its bytes in, waiting for that replica to commit', () => {
-  // Fails while the break stands: the verified fill ignores the cancel (Fill.fail returns early once verified) and
-  // committedElsewhere (lease.ts) waits for the filler's release without a signal, up to 2 x lease_stale (30 s by default),
-  // polling the store all along; shutdown waits for it. A fix: Fill.cancel aborts a signal that committedElsewhere passes
-  // to awaitRelease (src/core/fill.ts is at its 450 lines, so it is left to the lead).
-  it.fails(
-    'shutdown while it waits for the filler to let its lease go: shutdown does not wait for the filler',
-    async () => {
-      const meta = new SqliteMetaStore(':memory:');
-      const dir = tmp('airlock-break-sighup-');
-      const bytes = randomBytes(300_000);
-      const replicaOf = async (owner: string) => {
-        const peer: { secret: Buffer; addr?: string } = { secret: SECRET };
-        const store = await FsBlobStore.create(dir, { cleanSpool: false });
-        const cache = new BlobCache(store, meta, hashes, { budget: NO_LIMITS, fleet: { leases: meta, owner, staleMs: 1000, peer } });
-        const server = createServer(withPeerRoute(peer, cache, { warn: () => {} }, (_q, res) => res.writeHead(404).end()));
-        await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-        servers.push(server);
-        peer.addr = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-        return { cache, store };
-      };
-      const a = await replicaOf('replica-a');
-      const b = await replicaOf('replica-b');
-      // replica-a's store is slow to take the file (a large object to S3): its commit, and its release, wait.
-      let letPut!: () => void;
-      const putHeld = new Promise<void>((r) => (letPut = r));
-      const put = a.store.putFile.bind(a.store);
-      a.store.putFile = async (x, y) => (await putHeld, put(x, y));
-      const body = new PassThrough();
-      const sa = await a.cache.fetch({ sha256: sha(bytes), size: bytes.length, open: async () => ({ body: body as Readable, size: bytes.length }) });
-      body.write(bytes.subarray(0, 1000));
-      const sb = await b.cache.fetch({
-        sha256: sha(bytes),
-        size: bytes.length,
-        open: async () => Promise.reject(new Error('replica-b must not ask upstream')),
-      });
-      expect(sb.cache).toBe('join');
-      body.end(bytes.subarray(1000));
-      const [ga, gb] = await Promise.all([drain(sa.body), drain(sb.body)]);
-      expect(ga.equals(bytes) && gb.equals(bytes)).toBe(true);
-      await tick(100); // replica-b now waits for replica-a's commit (up to 2 x staleMs)
-      const cut = Date.now();
-      await b.cache.shutdown();
-      const took = Date.now() - cut;
-      letPut();
-      expect(await sa.committed).toBe(true);
-      await a.cache.shutdown();
-      expect(took).toBeLessThan(500);
-      meta.close();
-    },
-    15_000,
-  );
+  // The verified fill ignored the cancel (Fill.fail returns early once verified) and committedElsewhere (lease.ts) waited for the
+  // filler's release without a signal, up to 2 x lease_stale (30 s by default), polling the store all along; shutdown waited for it.
+  it('shutdown while it waits for the filler to let its lease go: shutdown does not wait for the filler', async () => {
+    const meta = new SqliteMetaStore(':memory:');
+    const dir = tmp('airlock-break-sighup-');
+    const bytes = randomBytes(300_000);
+    const replicaOf = async (owner: string) => {
+      const peer: { secret: Buffer; addr?: string } = { secret: SECRET };
+      const store = await FsBlobStore.create(dir, { cleanSpool: false });
+      const cache = new BlobCache(store, meta, hashes, { budget: NO_LIMITS, fleet: { leases: meta, owner, staleMs: 1000, peer } });
+      const server = createServer(withPeerRoute(peer, cache, { warn: () => {} }, (_q, res) => res.writeHead(404).end()));
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      servers.push(server);
+      peer.addr = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      return { cache, store };
+    };
+    const a = await replicaOf('replica-a');
+    const b = await replicaOf('replica-b');
+    // replica-a's store is slow to take the file (a large object to S3): its commit, and its release, wait.
+    let letPut!: () => void;
+    const putHeld = new Promise<void>((r) => (letPut = r));
+    const put = a.store.putFile.bind(a.store);
+    a.store.putFile = async (x, y) => (await putHeld, put(x, y));
+    const body = new PassThrough();
+    const sa = await a.cache.fetch({ sha256: sha(bytes), size: bytes.length, open: async () => ({ body: body as Readable, size: bytes.length }) });
+    body.write(bytes.subarray(0, 1000));
+    const sb = await b.cache.fetch({
+      sha256: sha(bytes),
+      size: bytes.length,
+      open: async () => Promise.reject(new Error('replica-b must not ask upstream')),
+    });
+    expect(sb.cache).toBe('join');
+    body.end(bytes.subarray(1000));
+    const [ga, gb] = await Promise.all([drain(sa.body), drain(sb.body)]);
+    expect(ga.equals(bytes) && gb.equals(bytes)).toBe(true);
+    await tick(100); // replica-b now waits for replica-a's commit (up to 2 x staleMs)
+    const cut = Date.now();
+    await b.cache.shutdown();
+    const took = Date.now() - cut;
+    letPut();
+    expect(await sa.committed).toBe(true);
+    await a.cache.shutdown();
+    expect(took).toBeLessThan(500);
+    meta.close();
+  }, 15_000);
 });
 
 // ---------------------------------------------------------------------------------------------
