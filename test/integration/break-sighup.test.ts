@@ -6,7 +6,7 @@
  * SIGHUP handler calls. Each step checks the old signer is still in force first (so the SIGHUP,
  * not the 10 s, is what changed it), then the SIGHUP, then every path.
  */
-import { createHash, generateKeyPairSync, randomBytes, randomUUID, sign, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import { records } from '../helpers/http.js';
 import { PgMetaStore } from '../../src/storage/pg-meta-store.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { fixtureFiles, MODE_DIR, MODELS } from '../helpers/signed-models.js';
+import { idOf, legacySig, OCI_ACCEPT, pemOf } from '../helpers/cosign-legacy.js';
 
 const FIX = new URL('../fixtures/signatures/pypi/', import.meta.url).pathname;
 const PA = 'pypi_attestations-0.0.19.tar.gz';
@@ -32,17 +33,9 @@ const OTHER = 'github:mallory/pypi-attestations release.yml';
 const IBM = 'https://sigstore.verify.ibm.com/oauth2 stefanb@us.ibm.com';
 const HFKEY = 'key:c1e49d63327f';
 
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const SIMPLESIGNING = 'application/vnd.dev.cosign.simplesigning.v1+json';
-const ACCEPT = [OCI_MANIFEST, 'application/vnd.oci.image.index.v1+json'].join(', ');
+const ACCEPT = OCI_ACCEPT;
 const keyA = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const keyB = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-const pemOf = (k: KeyObject) => k.export({ type: 'spki', format: 'pem' }).toString();
-const idOf = (k: KeyObject) =>
-  `key:${createHash('sha256')
-    .update(k.export({ type: 'spki', format: 'der' }))
-    .digest('hex')
-    .slice(0, 12)}`;
 const A = idOf(keyA.publicKey);
 const B = idOf(keyB.publicKey);
 const indent = (pem: string) =>
@@ -51,33 +44,6 @@ const indent = (pem: string) =>
     .split('\n')
     .map((l) => `          ${l}`)
     .join('\n');
-
-/** A legacy cosign signature image (tag sha256-<hex>.sig) of `subj`, signed with `key`. */
-function legacySig(subj: Image, key: KeyObject): Image {
-  const payload = Buffer.from(
-    JSON.stringify({
-      critical: { identity: { 'docker-reference': 'x' }, image: { 'docker-manifest-digest': subj.digest }, type: 'cosign container image signature' },
-      optional: null,
-    }),
-  );
-  const config = Buffer.from('{}');
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: digestOf(config), size: 2 },
-      layers: [
-        {
-          mediaType: SIMPLESIGNING,
-          digest: digestOf(payload),
-          size: payload.length,
-          annotations: { 'dev.cosignproject.cosign/signature': sign('sha256', payload, key).toString('base64') },
-        },
-      ],
-    }),
-  );
-  return { manifest, digest: digestOf(manifest), mediaType: OCI_MANIFEST, config, layers: [payload] };
-}
 
 describe('SIGHUP after trust accept: every path uses the new recorded signer at once', () => {
   const up = new FakeIndex();

@@ -4,53 +4,18 @@
  * (DENIED, naming `airlock trust accept`, on record), or served with a warning under on_change: warn; after
  * `airlock trust accept` it is served. Signatures: cosign's legacy `sha256-<hex>.sig`, with two keys.
  */
-import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { airlockCli } from '../helpers/cli.js';
 import { FakeRegistry, digestOf, makeImage, type Image } from '../helpers/fake-registry.js';
 import { records } from '../helpers/http.js';
+import { idOf, legacySig, OCI_ACCEPT, pemOf } from '../helpers/cosign-legacy.js';
 
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const SIMPLESIGNING = 'application/vnd.dev.cosign.simplesigning.v1+json';
-const ACCEPT = [OCI_MANIFEST, 'application/vnd.oci.image.index.v1+json'].join(', ');
+const ACCEPT = OCI_ACCEPT;
 
 const keyA = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const keyB = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-const pemOf = (k: KeyObject) => k.export({ type: 'spki', format: 'pem' }).toString();
-/** The identity Airlock gives a key signer: key:<12 hex of the SPKI's sha256>. */
-const idOf = (k: KeyObject) =>
-  `key:${createHash('sha256')
-    .update(k.export({ type: 'spki', format: 'der' }))
-    .digest('hex')
-    .slice(0, 12)}`;
-
-/** A legacy cosign signature image (tag sha256-<hex>.sig) of `subj`, signed with `key`. */
-function legacySig(subj: Image, key: KeyObject): Image {
-  const payload = Buffer.from(
-    JSON.stringify({
-      critical: { identity: { 'docker-reference': 'x' }, image: { 'docker-manifest-digest': subj.digest }, type: 'cosign container image signature' },
-      optional: null,
-    }),
-  );
-  const config = Buffer.from('{}');
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: digestOf(config), size: 2 },
-      layers: [
-        {
-          mediaType: SIMPLESIGNING,
-          digest: digestOf(payload),
-          size: payload.length,
-          annotations: { 'dev.cosignproject.cosign/signature': sign('sha256', payload, key).toString('base64') },
-        },
-      ],
-    }),
-  );
-  return { manifest, digest: digestOf(manifest), mediaType: OCI_MANIFEST, config, layers: [payload] };
-}
 
 describe('continuity of image signers', () => {
   const reg = new FakeRegistry();
