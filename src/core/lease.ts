@@ -42,10 +42,12 @@ export function fleetLease(
   /** The filler's first answer, when this fill streams another replica's. */
   let streamed: PeerAnswer | undefined;
   let refused = false;
-  /** Released (the fill ended, or was cancelled while it waited): a lease taken after this is let go at once. */
-  let over = false;
-  /** Aborted at the release: a request to the filling replica under way is closed, not left open. */
+  /**
+   * Aborted at the release (the fill ended, or was cancelled while it waited): a lease taken after
+   * it is let go at once, and a request to the filling replica or a wait under way ends.
+   */
   const ended = new AbortController();
+  const over = () => ended.signal.aborted;
   const cancelled = () => new AirlockError('CANCELLED', `the fill of sha256:${sha256} ended while it waited for the fleet's lease`);
   const until = Date.now() + (fleet.waitMs ?? 3_600_000);
   const who = { digest: sha256, owner: fleet.owner };
@@ -61,7 +63,6 @@ export function fleetLease(
       },
     );
   const release = (): void => {
-    over = true;
     ended.abort();
     if (renew) clearInterval(renew);
     const failed = warn(who, 'fill lease could not be released: other replicas wait for it to go stale before fetching this blob');
@@ -71,7 +72,7 @@ export function fleetLease(
   const take = async (): Promise<boolean> => {
     if (!(await fleet.leases.takeLease(sha256, fleet.owner, stale, peer?.addr))) return false;
     held = true;
-    if (over) {
+    if (over()) {
       release();
       throw cancelled();
     }
@@ -91,10 +92,10 @@ export function fleetLease(
         // Another replica is filling it: stream its fill, or wait for its release, then it is in the
         // shared store (or, if that fill failed or its replica died, this one takes the lease and fills).
         const addr = await holder();
-        if (over) throw cancelled();
+        if (over()) throw cancelled();
         if (addr && peer) {
           const a = await openPeer(addr, sha256, 0, peer.secret, ended.signal, stale);
-          if (over) {
+          if (over()) {
             if ('res' in a) a.res.destroy();
             throw cancelled();
           }
@@ -107,7 +108,7 @@ export function fleetLease(
           refused = true;
         }
         await fleet.leases.awaitRelease(sha256, Math.min(addr ? 1000 : stale, Math.max(1, until - Date.now())), ended.signal);
-        if (over) throw cancelled();
+        if (over()) throw cancelled();
         if (await meta.getBlob(sha256)) return 'elsewhere';
         if (Date.now() >= until) throw new AirlockError('UPSTREAM_UNAVAILABLE', `another replica has been filling sha256:${sha256} for too long`);
       }
