@@ -4,6 +4,7 @@ import { Advisories, type OsvRecord } from '../policy/advisories.js';
 import { normalizeName } from '../names/pypi.js';
 import type { Policy } from '../policy/index.js';
 import { schemeOf } from '../versions/index.js';
+import { advisoryPages } from '../storage/advisory-pages.js';
 import type { MetaStore, PullFilter, StoredPullRecord } from '../storage/meta-store.js';
 import { eachPull } from '../storage/pull-pages.js';
 
@@ -66,18 +67,24 @@ interface StoredInventory {
 
 const TYPE_OF_SCHEME: Record<string, string> = { deb: 'deb', apk: 'apk', rpm: 'rpm' };
 
-/** The imported record `query` names: by id, else by alias or upstream id; every stored record read and parsed. */
+/** The imported record `query` names: by id, else (the first) by alias or upstream id; the stored records read a page at a time (advisory-pages.ts). */
 async function storedAdvisory(meta: MetaStore, query: string): Promise<OsvRecord | undefined> {
-  const records = (await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord);
-  return records.find((r) => r.id === query) ?? records.find((r) => [...(r.aliases ?? []), ...(r.upstream ?? [])].includes(query));
+  let byAlias: OsvRecord | undefined;
+  for await (const page of advisoryPages<OsvRecord>(meta)) {
+    for (const r of page) {
+      if (r.id === query) return r;
+      if (!byAlias && [...(r.aliases ?? []), ...(r.upstream ?? [])].includes(query)) byAlias = r;
+    }
+  }
+  return byAlias;
 }
 
 /**
  * "Who pulled the affected artefact?": every pull (served or refused) of what an advisory names,
  * or of one package URL, newest first; with `keep`, every pull counted and the newest `keep` listed.
  * `known`: the advisories the server has in force (the console), looked in first; only a record
- * not among them (withdrawn) is looked for in the store, which reads and parses every record
- * (~0.4 s for 20,000 on this machine, the server's event loop stopped for it on SQLite).
+ * not among them (withdrawn) is looked for in the store, whose records are read and parsed a page
+ * at a time (storage/advisory-pages.ts: the server's event loop turns between pages).
  */
 export async function affected(meta: MetaStore, query: string, policy?: Policy, keep = Number.POSITIVE_INFINITY, known?: Advisories): Promise<AffectedReport> {
   const answer = new Answer(keep);

@@ -10,12 +10,12 @@ import { applyLayers, type Inventory } from '../image/inventory.js';
 import { readLayer } from '../image/layer.js';
 import { openMeta, withOciUpstream } from '../backends.js';
 import { LivePolicy } from '../core/live-policy.js';
-import { loadTrustRoots } from '../reload.js';
+import { loadTrustRoots, readAdvisories } from '../reload.js';
 import { ImageSignatures, type SignatureVerdict } from '../oci/signatures.js';
 import { checkDigest, parseImageRef } from '../names/oci.js';
 import { imageLayers, ImageInventories } from '../oci/inventory.js';
 import { ManifestError, indexEntries, parseManifest } from '../oci/reference.js';
-import { Advisories, type OsvRecord } from '../policy/advisories.js';
+import type { Advisories } from '../policy/advisories.js';
 import type { RefuseLevel } from '../policy/advisories.js';
 import type { ImageVerdict, Policy } from '../policy/index.js';
 
@@ -241,7 +241,7 @@ export async function checkImage(
   const meta = await openMeta(loaded, { create: true });
   let advisories: Advisories;
   try {
-    advisories = new Advisories((await meta.listAdvisories()).map((j) => JSON.parse(j) as OsvRecord));
+    advisories = await readAdvisories(meta);
   } finally {
     await meta.close();
   }

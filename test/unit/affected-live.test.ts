@@ -45,7 +45,8 @@ describe('affected() with the advisories in force', () => {
   for (const q of ['PYSEC-2026-2', 'CVE-2026-2', 'GHSA-up-2']) {
     it(`finds ${q} without reading the store's records, with the answer the store gives`, async () => {
       const live = new Advisories(records);
-      const read = vi.spyOn(meta, 'listAdvisories');
+      // The store's records read a page at a time (storage/advisory-pages.ts): three records are one page.
+      const read = vi.spyOn(meta, 'advisoryPage');
       const fast = await affected(meta, q, undefined, Number.POSITIVE_INFINITY, live);
       expect(read).not.toHaveBeenCalled();
       const slow = await affected(meta, q);
