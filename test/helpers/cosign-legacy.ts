@@ -1,7 +1,7 @@
 import { createHash, sign, type KeyObject } from 'node:crypto';
 import { digestOf, type Image } from './fake-registry.js';
 
-/** Key-signed cosign images as the continuity tests need them (test/integration/oci-continuity.test.ts, break-sighup.test.ts). */
+/** Key-signed cosign images as the continuity tests need them (test/integration/oci-continuity*.test.ts, break-sighup.test.ts). */
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 export const SIMPLESIGNING = 'application/vnd.dev.cosign.simplesigning.v1+json';
 export const OCI_ACCEPT = [OCI_MANIFEST, 'application/vnd.oci.image.index.v1+json'].join(', ');
@@ -15,7 +15,7 @@ export const idOf = (k: KeyObject) =>
     .slice(0, 12)}`;
 
 /** A legacy cosign signature image (tag sha256-<hex>.sig) of `subj`, signed with `key`. */
-export function legacySig(subj: Image, key: KeyObject): Image {
+export function legacySig(subj: Pick<Image, 'digest'>, key: KeyObject): Image {
   const payload = Buffer.from(
     JSON.stringify({
       critical: { identity: { 'docker-reference': 'x' }, image: { 'docker-manifest-digest': subj.digest }, type: 'cosign container image signature' },
@@ -40,3 +40,11 @@ export function legacySig(subj: Image, key: KeyObject): Image {
   );
   return { manifest, digest: digestOf(manifest), mediaType: OCI_MANIFEST, config, layers: [payload] };
 }
+
+/** A key signer under policy.signing.signers, as configuration YAML (six spaces in, its PEM below `key: |`). */
+export const keySigner = (name: string, key: KeyObject): string =>
+  `      ${name}:\n        key: |\n${pemOf(key)
+    .trim()
+    .split('\n')
+    .map((l) => `          ${l}`)
+    .join('\n')}`;

@@ -22,7 +22,7 @@ import { records } from '../helpers/http.js';
 import { PgMetaStore } from '../../src/storage/pg-meta-store.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { fixtureFiles, MODE_DIR, MODELS } from '../helpers/signed-models.js';
-import { idOf, legacySig, OCI_ACCEPT, pemOf } from '../helpers/cosign-legacy.js';
+import { idOf, keySigner, legacySig, OCI_ACCEPT } from '../helpers/cosign-legacy.js';
 
 const FIX = new URL('../fixtures/signatures/pypi/', import.meta.url).pathname;
 const PA = 'pypi_attestations-0.0.19.tar.gz';
@@ -38,12 +38,6 @@ const keyA = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const keyB = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const A = idOf(keyA.publicKey);
 const B = idOf(keyB.publicKey);
-const indent = (pem: string) =>
-  pem
-    .trim()
-    .split('\n')
-    .map((l) => `          ${l}`)
-    .join('\n');
 
 describe('SIGHUP after trust accept: every path uses the new recorded signer at once', () => {
   const up = new FakeIndex();
@@ -112,12 +106,8 @@ policy:
     signers:
       ibm: { issuer: "https://sigstore.verify.ibm.com/oauth2", subject: stefanb@us.ibm.com }
       acme-key: { key_file: ${join(MODELS, 'keys/signing-key-pub.pem')} }
-      key-a:
-        key: |
-${indent(pemOf(keyA.publicKey))}
-      key-b:
-        key: |
-${indent(pemOf(keyB.publicKey))}
+${keySigner('key-a', keyA.publicKey)}
+${keySigner('key-b', keyB.publicKey)}
   pypi:
     allow:
       - { name: pypi-attestations, require: attested, on_change: ${onChange}, publisher: { github: trailofbits/pypi-attestations, workflow: release.yml } }
@@ -407,12 +397,8 @@ oci:
 policy:
   signing:
     signers:
-      key-a:
-        key: |
-${indent(pemOf(keyA.publicKey))}
-      key-b:
-        key: |
-${indent(pemOf(keyB.publicKey))}
+${keySigner('key-a', keyA.publicKey)}
+${keySigner('key-b', keyB.publicKey)}
   pypi:
     allow:
       - { name: pypi-attestations, require: attested, publisher: { github: trailofbits/pypi-attestations, workflow: release.yml } }

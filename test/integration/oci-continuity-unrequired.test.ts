@@ -7,59 +7,18 @@
  * with the reason on its row. A repository with no signer on record is served as before.
  * Signatures: cosign's legacy `sha256-<hex>.sig`, with two keys.
  */
-import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { airlockCli } from '../helpers/cli.js';
 import { FakeRegistry, digestOf, makeImage, makeIndex, type Image } from '../helpers/fake-registry.js';
 import { records } from '../helpers/http.js';
+import { idOf, keySigner, legacySig, OCI_ACCEPT } from '../helpers/cosign-legacy.js';
 
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const SIMPLESIGNING = 'application/vnd.dev.cosign.simplesigning.v1+json';
-const ACCEPT = [OCI_MANIFEST, 'application/vnd.oci.image.index.v1+json'].join(', ');
+const ACCEPT = OCI_ACCEPT;
 
 const keyA = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const keyB = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-const pemOf = (k: KeyObject) => k.export({ type: 'spki', format: 'pem' }).toString();
-const idOf = (k: KeyObject) =>
-  `key:${createHash('sha256')
-    .update(k.export({ type: 'spki', format: 'der' }))
-    .digest('hex')
-    .slice(0, 12)}`;
-
-/** A legacy cosign signature image (tag sha256-<hex>.sig) of `subj`, signed with `key`. */
-function legacySig(subjDigest: string, key: KeyObject): Image {
-  const payload = Buffer.from(
-    JSON.stringify({
-      critical: { identity: { 'docker-reference': 'x' }, image: { 'docker-manifest-digest': subjDigest }, type: 'cosign container image signature' },
-      optional: null,
-    }),
-  );
-  const config = Buffer.from('{}');
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: digestOf(config), size: 2 },
-      layers: [
-        {
-          mediaType: SIMPLESIGNING,
-          digest: digestOf(payload),
-          size: payload.length,
-          annotations: { 'dev.cosignproject.cosign/signature': sign('sha256', payload, key).toString('base64') },
-        },
-      ],
-    }),
-  );
-  return { manifest, digest: digestOf(manifest), mediaType: OCI_MANIFEST, config, layers: [payload] };
-}
-
-const indent = (pem: string) =>
-  pem
-    .trim()
-    .split('\n')
-    .map((l) => `          ${l}`)
-    .join('\n');
 
 describe('continuity of image signers under a rule without require', () => {
   const reg = new FakeRegistry();
@@ -81,7 +40,7 @@ describe('continuity of image signers under a rule without require', () => {
     await reg.start();
     const signed = (repo: string, img: Image, key?: KeyObject) => {
       reg.push(repo, img);
-      if (key) reg.push(repo, legacySig(img.digest, key), `sha256-${img.digest.slice(7)}.sig`);
+      if (key) reg.push(repo, legacySig(img, key), `sha256-${img.digest.slice(7)}.sig`);
     };
     signed('later/app', first, keyA.privateKey);
     signed('later/app', unsigned);
@@ -99,12 +58,8 @@ oci:
 policy:
   signing:
     signers:
-      key-a:
-        key: |
-${indent(pemOf(keyA.publicKey))}
-      key-b:
-        key: |
-${indent(pemOf(keyB.publicKey))}
+${keySigner('key-a', keyA.publicKey)}
+${keySigner('key-b', keyB.publicKey)}
   oci:
     allow:
       - repository: reg.test/later/app

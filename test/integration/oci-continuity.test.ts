@@ -10,7 +10,7 @@ import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { airlockCli } from '../helpers/cli.js';
 import { FakeRegistry, digestOf, makeImage, type Image } from '../helpers/fake-registry.js';
 import { records } from '../helpers/http.js';
-import { idOf, legacySig, OCI_ACCEPT, pemOf } from '../helpers/cosign-legacy.js';
+import { idOf, keySigner, legacySig, OCI_ACCEPT } from '../helpers/cosign-legacy.js';
 
 const ACCEPT = OCI_ACCEPT;
 
@@ -33,12 +33,6 @@ describe('continuity of image signers', () => {
         reg.push(repo, legacySig(img, [keyA, keyB][i].privateKey), `sha256-${img.digest.slice(7)}.sig`);
       });
     }
-    const indent = (pem: string) =>
-      pem
-        .trim()
-        .split('\n')
-        .map((l) => `          ${l}`)
-        .join('\n');
     const rule = (repo: string, extra = '') =>
       `      - repository: reg.test/${repo}\n        digests: ["${imgs[repo][0].digest}", "${imgs[repo][1].digest}"]\n        require: signed\n        signers: [key-a, key-b]\n${extra}`;
     a = await startAirlock(`
@@ -49,12 +43,8 @@ oci:
 policy:
   signing:
     signers:
-      key-a:
-        key: |
-${indent(pemOf(keyA.publicKey))}
-      key-b:
-        key: |
-${indent(pemOf(keyB.publicKey))}
+${keySigner('key-a', keyA.publicKey)}
+${keySigner('key-b', keyB.publicKey)}
   oci:
     allow:
 ${rule('cont/app')}${rule('warned/app', '        on_change: warn\n')}`);
