@@ -8,6 +8,7 @@ import { fileHandleBytes } from '../core/bytes.js';
 import type { OsvRecord } from '../policy/advisories.js';
 import { ScanError } from '../scan/source.js';
 import { readEntry, readZip } from '../scan/zip.js';
+import { advisoryBatches } from '../storage/advisory-pages.js';
 import type { AdvisoryRow, AdvisoryStore } from '../storage/meta-store.js';
 
 export interface ImportResult {
@@ -64,28 +65,20 @@ function* walk(dir: string): Generator<string> {
 }
 
 /**
- * Rows per write transaction of an import. A running server writes its pull rows to the same
- * database and, while another process holds the write lock, waits for it with its event loop
- * stopped (SQLite's busy timeout): one transaction for a 20,000-record import held it 1.4 s, and
- * every client of the server waited that long. A batch holds it for milliseconds, and the import
- * then pauses as long as the batch took, so the server's writes get in between (a 50% share).
- * Each batch is a generation of its own: a server may apply an import in parts, never a torn record.
+ * An import's rows in write batches (storage/advisory-pages.ts). A running server writes its pull
+ * rows to the same database and, while another process holds the write lock, waits for it with its
+ * event loop stopped (SQLite's busy timeout): one transaction for a 20,000-record import held it
+ * 1.4 s. After each batch the import pauses as long as the batch took, so the server's writes get
+ * in between (a 50% share).
  */
-const IMPORT_BATCH = 250;
-/** ...and no more than this many characters of JSON (records listing thousands of versions run to 100 KB). */
-const IMPORT_BATCH_CHARS = 1024 * 1024;
-
 async function putInTurns(meta: AdvisoryStore, rows: AdvisoryRow[]): Promise<number> {
   let changed = 0;
-  for (let at = 0; at < rows.length;) {
-    // Up to IMPORT_BATCH rows, stopping once they come to IMPORT_BATCH_CHARS (at least one row).
-    let end = at + 1;
-    let chars = rows[at].record.length;
-    while (end < rows.length && end - at < IMPORT_BATCH && chars < IMPORT_BATCH_CHARS) chars += rows[end++].record.length;
+  let took = -1;
+  for (const batch of advisoryBatches(rows)) {
+    if (took >= 0) await sleep(Math.min(50, took));
     const t0 = performance.now();
-    changed += await meta.putAdvisories(rows.slice(at, end));
-    at = end;
-    if (at < rows.length) await sleep(Math.min(50, performance.now() - t0));
+    changed += await meta.putAdvisories(batch);
+    took = performance.now() - t0;
   }
   return changed;
 }

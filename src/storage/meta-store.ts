@@ -322,8 +322,12 @@ export interface AdvisorySync {
  * grows with every import that changed something, so every replica notices and applies it.
  */
 export interface AdvisoryStore {
-  /** Upsert by id in one transaction; returns how many were new or changed (and bumps the generation when any were). */
-  putAdvisories(recs: AdvisoryRow[]): Promise<number>;
+  /**
+   * Upsert by id in one transaction; returns how many were new or changed (and bumps the generation
+   * when any were). `source`: the feed sync writing them in batches before its last (recordAdvisorySync),
+   * told as that source's change (advisoryChangesSince); none: an import by hand.
+   */
+  putAdvisories(recs: AdvisoryRow[], source?: string): Promise<number>;
   listAdvisories(): Promise<string[]>;
   /**
    * Up to `limit` advisories by id after `after` (null for the first page: '' is an id an import
@@ -334,8 +338,9 @@ export interface AdvisoryStore {
   /** The stored `modified` time of each of `ids` that is stored (as the record gave it). */
   advisoriesModified(ids: string[]): Promise<Map<string, string>>;
   /**
-   * A feed sync, in one transaction: its records upserted (none for a failed sync), the generation bumped when any
-   * changed, and the sync recorded. Returns the ids that changed.
+   * A feed sync's last write, in one transaction: its last batch of records upserted (none for a
+   * failed sync), the generation bumped when any changed, and the sync recorded with `sync.changed`
+   * (the rows its earlier batches changed, putAdvisories) plus these. Returns the ids this call changed.
    */
   recordAdvisorySync(recs: AdvisoryRow[], sync: AdvisorySync): Promise<string[]>;
   /** Recorded syncs, newest first (of one source, or all). */

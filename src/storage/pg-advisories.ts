@@ -16,7 +16,7 @@ export class PgAdvisories implements AdvisoryStore {
    * is locked first (FOR UPDATE), so concurrent imports on several replicas take turns and each
    * change gets a generation of its own.
    */
-  private async upsert(c: pg.PoolClient, recs: AdvisoryRow[]): Promise<{ ids: string[]; generation: number }> {
+  private async upsert(c: pg.PoolClient, recs: AdvisoryRow[], source?: string): Promise<{ ids: string[]; generation: number }> {
     const cur = (await c.query<{ generation: number }>('SELECT generation FROM advisory_generation WHERE id = 1 FOR UPDATE')).rows[0].generation;
     const next = cur + 1;
     const ids: string[] = [];
@@ -31,11 +31,12 @@ export class PgAdvisories implements AdvisoryStore {
     }
     if (ids.length === 0) return { ids, generation: cur };
     await c.query('UPDATE advisory_generation SET generation = $1 WHERE id = 1', [next]);
+    if (source !== undefined) await c.query('INSERT INTO advisory_generation_sources (generation, source) VALUES ($1, $2)', [next, source]);
     return { ids, generation: next };
   }
 
-  async putAdvisories(recs: AdvisoryRow[]): Promise<number> {
-    return this.tx(async (c) => (await this.upsert(c, recs)).ids.length);
+  async putAdvisories(recs: AdvisoryRow[], source?: string): Promise<number> {
+    return this.tx(async (c) => (await this.upsert(c, recs, source)).ids.length);
   }
 
   async listAdvisories(): Promise<string[]> {
@@ -59,11 +60,11 @@ export class PgAdvisories implements AdvisoryStore {
 
   async recordAdvisorySync(recs: AdvisoryRow[], s: AdvisorySync): Promise<string[]> {
     return this.tx(async (c) => {
-      const { ids, generation } = await this.upsert(c, recs);
+      const { ids, generation } = await this.upsert(c, recs, s.source);
       await c.query(
         `INSERT INTO advisory_syncs (source, started_at, finished_at, outcome, mode, changed, high_water, error, generation)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [s.source, s.startedAt, s.finishedAt, outcomeOf(s, ids), s.mode, ids.length, s.highWater, s.error, ids.length ? generation : 0],
+        [s.source, s.startedAt, s.finishedAt, outcomeOf(s, ids), s.mode, s.changed + ids.length, s.highWater, s.error, ids.length ? generation : 0],
       );
       return ids;
     });
@@ -94,7 +95,10 @@ export class PgAdvisories implements AdvisoryStore {
       await this.pool.query<{ id: string; generation: number }>('SELECT id, generation FROM advisories WHERE generation > $1 ORDER BY id', [generation])
     ).rows;
     const bySync = (
-      await this.pool.query<{ source: string; generation: number }>('SELECT source, generation FROM advisory_syncs WHERE generation > $1', [generation])
+      await this.pool.query<{ source: string; generation: number }>(
+        'SELECT source, generation FROM advisory_syncs WHERE generation > $1 UNION SELECT source, generation FROM advisory_generation_sources WHERE generation > $1',
+        [generation],
+      )
     ).rows;
     const gens = [...new Set(rows.map((r) => r.generation))];
     return { ids: rows.map((r) => r.id), sources: sourcesOf(gens, bySync), generation: Math.max(generation, ...gens) };

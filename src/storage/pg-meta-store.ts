@@ -297,7 +297,7 @@ export class PgMetaStore implements MetaStore {
   }
 
   // AdvisoryStore: pg-advisories.ts
-  readonly putAdvisories = (recs: AdvisoryRow[]) => this.advisories.putAdvisories(recs);
+  readonly putAdvisories = (recs: AdvisoryRow[], source?: string) => this.advisories.putAdvisories(recs, source);
   readonly listAdvisories = () => this.advisories.listAdvisories();
   readonly advisoryPage = (after: string | null, limit: number, maxChars?: number) => this.advisories.advisoryPage(after, limit, maxChars);
   readonly advisoriesModified = (ids: string[]) => this.advisories.advisoriesModified(ids);

@@ -111,6 +111,8 @@ export const PG_MIGRATIONS: string[] = [
   // id order, as SQLite's (sha256) index already holds them (its entries end with the rowid).
   `CREATE INDEX pulls_sha256_id ON pulls (sha256, id);
    DROP INDEX pulls_sha256;`,
+  // A feed sync writes in batches, each a generation (storage/advisory-pages.ts): the source of each. Self-contained.
+  `CREATE TABLE advisory_generation_sources (generation BIGINT PRIMARY KEY, source TEXT NOT NULL);`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

@@ -33,8 +33,8 @@ export function syncOf(r: SyncRow): AdvisorySync & { id: number; generation: num
 export class SqliteAdvisories implements AdvisoryStore {
   constructor(private readonly db: Database.Database) {}
 
-  /** Inside a transaction: upsert, and give the changed rows the next generation (bumped only when something changed). */
-  private upsert(recs: AdvisoryRow[]): { ids: string[]; generation: number } {
+  /** Inside a transaction: upsert, and give the changed rows the next generation (bumped only when something changed), told as `source`'s. */
+  private upsert(recs: AdvisoryRow[], source?: string): { ids: string[]; generation: number } {
     const get = this.db.prepare<[string], { record: string }>('SELECT record FROM advisories WHERE id = ?');
     const gen = this.db.prepare<[], { generation: number }>('SELECT generation FROM advisory_generation WHERE id = 1');
     const next = gen.get()!.generation + 1;
@@ -48,11 +48,12 @@ export class SqliteAdvisories implements AdvisoryStore {
     }
     if (ids.length === 0) return { ids, generation: next - 1 };
     this.db.prepare('UPDATE advisory_generation SET generation = ? WHERE id = 1').run(next);
+    if (source !== undefined) this.db.prepare('INSERT INTO advisory_generation_sources (generation, source) VALUES (?, ?)').run(next, source);
     return { ids, generation: next };
   }
 
-  async putAdvisories(recs: AdvisoryRow[]): Promise<number> {
-    return this.db.transaction(() => this.upsert(recs).ids.length).immediate();
+  async putAdvisories(recs: AdvisoryRow[], source?: string): Promise<number> {
+    return this.db.transaction(() => this.upsert(recs, source).ids.length).immediate();
   }
 
   async listAdvisories(): Promise<string[]> {
@@ -85,13 +86,13 @@ export class SqliteAdvisories implements AdvisoryStore {
   async recordAdvisorySync(recs: AdvisoryRow[], s: AdvisorySync): Promise<string[]> {
     return this.db
       .transaction(() => {
-        const { ids, generation } = this.upsert(recs);
+        const { ids, generation } = this.upsert(recs, s.source);
         this.db
           .prepare(
             `INSERT INTO advisory_syncs (source, started_at, finished_at, outcome, mode, changed, high_water, error, generation)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
-          .run(s.source, s.startedAt, s.finishedAt, outcomeOf(s, ids), s.mode, ids.length, s.highWater, s.error, ids.length ? generation : 0);
+          .run(s.source, s.startedAt, s.finishedAt, outcomeOf(s, ids), s.mode, s.changed + ids.length, s.highWater, s.error, ids.length ? generation : 0);
         return ids;
       })
       .immediate();
@@ -124,8 +125,10 @@ export class SqliteAdvisories implements AdvisoryStore {
       .prepare<[number], { id: string; generation: number }>('SELECT id, generation FROM advisories WHERE generation > ? ORDER BY id')
       .all(generation);
     const bySync = this.db
-      .prepare<[number], { source: string; generation: number }>('SELECT source, generation FROM advisory_syncs WHERE generation > ?')
-      .all(generation);
+      .prepare<[number, number], { source: string; generation: number }>(
+        'SELECT source, generation FROM advisory_syncs WHERE generation > ? UNION SELECT source, generation FROM advisory_generation_sources WHERE generation > ?',
+      )
+      .all(generation, generation);
     const gens = [...new Set(rows.map((r) => r.generation))];
     return { ids: rows.map((r) => r.id), sources: sourcesOf(gens, bySync), generation: Math.max(generation, ...gens) };
   }
@@ -137,7 +140,7 @@ export function sourcesOf(gens: number[], bySync: { source: string; generation: 
   return [...new Set(gens.map((g) => known.get(g) ?? 'import'))].sort();
 }
 
-/** A sync that did not fail changed something or nothing, as its transaction found. */
+/** A sync that did not fail changed something or nothing, as its batches (`s.changed`) and its last transaction found. */
 export function outcomeOf(s: AdvisorySync, ids: string[]): AdvisorySync['outcome'] {
-  return s.outcome === 'failed' ? 'failed' : ids.length ? 'changed' : 'unchanged';
+  return s.outcome === 'failed' ? 'failed' : s.changed + ids.length ? 'changed' : 'unchanged';
 }

@@ -368,7 +368,7 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
   }
 
   // AdvisoryStore: sqlite-advisories.ts
-  readonly putAdvisories = (recs: AdvisoryRow[]) => this.advisories.putAdvisories(recs);
+  readonly putAdvisories = (recs: AdvisoryRow[], source?: string) => this.advisories.putAdvisories(recs, source);
   readonly listAdvisories = () => this.advisories.listAdvisories();
   readonly advisoryPage = (after: string | null, limit: number, maxChars?: number) => this.advisories.advisoryPage(after, limit, maxChars);
   readonly advisoriesModified = (ids: string[]) => this.advisories.advisoriesModified(ids);

@@ -145,4 +145,6 @@ export const SQLITE_MIGRATIONS: string[] = [
   // The record's write path (issue 29): an allowed pull, most of the record, goes into three
   // indexes (time, digest, name) instead of seven. REFUSAL_INDEXES says why.
   REFUSAL_INDEXES,
+  // A feed sync writes in batches, each a generation (storage/advisory-pages.ts): the source of each. Self-contained.
+  `CREATE TABLE advisory_generation_sources (generation INTEGER PRIMARY KEY, source TEXT NOT NULL);`,
 ];

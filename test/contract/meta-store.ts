@@ -550,6 +550,40 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
         error: null,
       });
     });
+    it("tells a sync's batches as its source's, and records the sync with the batches' count beside its last transaction's", async () => {
+      const s = await fresh();
+      await s.putAdvisories([{ id: 'H', modified: '1', record: '{"id":"H"}' }]);
+      expect(await s.putAdvisories([{ id: 'A', modified: '1', record: '{"id":"A"}' }], 'osv-pypi')).toBe(1);
+      expect(await s.putAdvisories([{ id: 'B', modified: '1', record: '{"id":"B"}' }], 'osv-pypi')).toBe(1);
+      // A batch that changed nothing bumps nothing and names no source.
+      expect(await s.putAdvisories([{ id: 'B', modified: '1', record: '{"id":"B"}' }], 'osv-pypi')).toBe(0);
+      expect(await s.advisoryGeneration()).toBe(3);
+      expect(await s.advisoryChangesSince(1)).toEqual({ ids: ['A', 'B'], sources: ['osv-pypi'], generation: 3 });
+      expect(await s.advisoryChangesSince(0)).toEqual({ ids: ['A', 'B', 'H'], sources: ['import', 'osv-pypi'], generation: 3 });
+      // The last transaction changed nothing: the sync still changed the 2 of its batches.
+      const sync = {
+        source: 'osv-pypi',
+        startedAt: 1,
+        finishedAt: 2,
+        outcome: 'changed' as const,
+        mode: 'full' as const,
+        changed: 2,
+        highWater: 'T',
+        error: null,
+      };
+      expect(await s.recordAdvisorySync([{ id: 'A', modified: '1', record: '{"id":"A"}' }], sync)).toEqual([]);
+      expect((await s.advisorySyncs({ limit: 1 }))[0]).toMatchObject({ outcome: 'changed', changed: 2, generation: 0, highWater: 'T' });
+      // ...and when it did, both counted; its generation is the source's too.
+      expect(await s.recordAdvisorySync([{ id: 'C', modified: '1', record: '{"id":"C"}' }], { ...sync, startedAt: 3, finishedAt: 4, changed: 1 })).toEqual([
+        'C',
+      ]);
+      expect((await s.advisorySyncs({ limit: 1 }))[0]).toMatchObject({ outcome: 'changed', changed: 2, generation: 4 });
+      await s.putAdvisories([{ id: 'D', modified: '1', record: '{"id":"D"}' }], 'osv-debian');
+      expect(await s.advisoryChangesSince(3)).toEqual({ ids: ['C', 'D'], sources: ['osv-debian', 'osv-pypi'], generation: 5 });
+      // A failed sync counts what its batches wrote before it failed, and stays failed.
+      await s.recordAdvisorySync([], { ...sync, startedAt: 5, finishedAt: 6, outcome: 'failed', changed: 7, error: 'disk full' });
+      expect((await s.advisorySyncs({ limit: 1 }))[0]).toMatchObject({ outcome: 'failed', changed: 7, generation: 0 });
+    });
     it('imports a sync whole: a record that cannot be written leaves neither records nor the generation changed', async () => {
       const s = await fresh();
       await s.putAdvisories([{ id: 'A', modified: '1', record: '{"id":"A"}' }]);
