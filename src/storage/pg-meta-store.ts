@@ -330,14 +330,12 @@ export class PgMetaStore implements MetaStore {
   }
 
   async recordSigner(ecosystem: string, project: string, s: { identity: string; version: string | null }): Promise<SignerRecord> {
-    await this.pool.query('INSERT INTO signers VALUES ($1, $2, $3, $4, $5) ON CONFLICT (ecosystem, project) DO NOTHING', [
-      ecosystem,
-      project,
-      s.identity,
-      s.version,
-      Date.now(),
-    ]);
-    return (await this.getSigner(ecosystem, project))!;
+    // One statement, the row inserted or the one there (a no-op update returns it): an INSERT then a SELECT found none when a forget came between.
+    const [r] = await this.rows<{ identity: string; version: string | null; recorded_at: number }>(
+      `INSERT INTO signers VALUES ($1, $2, $3, $4, $5) ON CONFLICT (ecosystem, project) DO UPDATE SET identity = signers.identity RETURNING identity, version, recorded_at`,
+      [ecosystem, project, s.identity, s.version, Date.now()],
+    );
+    return { identity: r.identity, version: r.version, recordedAt: r.recorded_at };
   }
 
   async setSigner(ecosystem: string, project: string, s: { identity: string; version: string | null } | null): Promise<boolean> {

@@ -20,8 +20,13 @@ export abstract class SqliteRemembered {
   }
 
   async recordSigner(ecosystem: string, project: string, s: { identity: string; version: string | null }): Promise<SignerRecord> {
-    this.db.prepare('INSERT OR IGNORE INTO signers VALUES (?, ?, ?, ?, ?)').run(ecosystem, project, s.identity, s.version, Date.now());
-    return (await this.getSigner(ecosystem, project))!;
+    // One statement, the row inserted or the one there (a no-op update returns it): a `trust forget` in another process could come between two.
+    const r = this.db
+      .prepare<[string, string, string, string | null, number], { identity: string; version: string | null; recorded_at: number }>(
+        'INSERT INTO signers VALUES (?, ?, ?, ?, ?) ON CONFLICT (ecosystem, project) DO UPDATE SET identity = signers.identity RETURNING identity, version, recorded_at',
+      )
+      .get(ecosystem, project, s.identity, s.version, Date.now())!;
+    return { identity: r.identity, version: r.version, recordedAt: r.recorded_at };
   }
 
   async setSigner(ecosystem: string, project: string, s: { identity: string; version: string | null } | null): Promise<boolean> {

@@ -642,6 +642,14 @@ export function signerStoreContract(name: string, fresh: () => Promise<SignerSto
       expect(await s.setSigner('pypi', 'x', null)).toBe(false);
       expect((await s.getSigner('oci', 'x'))!.recordedAt).toBeGreaterThan(0);
     });
+    it('answers the signer recorded even when a forget (`airlock trust accept`) races the recording', async () => {
+      const s = await fresh();
+      for (let i = 0; i < 200; i++) {
+        const [rec] = await Promise.all([s.recordSigner('pypi', 'race', { identity: `id${i}`, version: null }), s.setSigner('pypi', 'race', null)]);
+        // This one's, or the one before it when the forget came after: a record, never none.
+        expect([`id${i}`, `id${i - 1}`]).toContain(rec?.identity);
+      }
+    });
   });
 }
 
