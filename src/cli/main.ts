@@ -74,7 +74,10 @@ main(process.argv.slice(2)).catch((e) => {
   // An unknown option, one without its value, or a value that starts with a dash (--limit -5): one line.
   if ((e as { code?: string }).code?.startsWith?.('ERR_PARSE_ARGS_')) fail((e as Error).message.replace(/\s*\n\s*/g, ' '));
   // A system error (permissions, a full or read-only disk): one line, no stack trace.
-  if (/^E[A-Z]+$/.test((e as { code?: string }).code ?? '')) fail(`${systemMessage(e)}: ${(e as Error).message}`, 1);
+  if (/^E[A-Z]+$/.test((e as { code?: string }).code ?? '')) {
+    const why = systemMessage(e);
+    fail(why === (e as Error).message ? why : `${why}: ${(e as Error).message}`, 1);
+  }
   process.stderr.write(`airlock: unexpected error: ${(e as Error).stack ?? e}\n`);
   process.exit(1);
 });
