@@ -177,9 +177,10 @@ export class BlobCache {
     return Math.max(0, total - busy);
   }
 
-  /** Resolves when every fill under way has finished (committed or failed). */
+  /** Resolves when every fill under way has finished (committed or failed) and let its fleet lease go in the store. */
   async idle(): Promise<void> {
     while (this.running.size > 0) await Promise.all([...this.running].map((f) => f.committed));
+    await leasesReleased(this.opts.fleet);
   }
 
   /** Cancel every fill under way, and any asked for from now on (shutdown): leases released in the store, spool files removed. */
@@ -187,7 +188,6 @@ export class BlobCache {
     this.closed = true;
     for (const f of this.running) f.cancel('the server is shutting down');
     await this.idle();
-    await leasesReleased(this.opts.fleet);
   }
 
   /**
