@@ -10,7 +10,7 @@ import { AirlockError } from './errors.js';
 import { CHUNK_CHECKS_OFF, HitReader, unsatisfiable } from './cache-hit.js';
 import { Handover } from './handover.js';
 import { chunkListOf } from './chunks.js';
-import { evictLeastUsed } from './evict.js';
+import { Eviction } from './evict.js';
 import { fleetLease, leasesReleased } from './lease.js';
 import { DEFAULT_BUDGET, Fill, FillShare, type FillBudget, type FillSpec } from './fill.js';
 import type { HashPool } from './hasher.js';
@@ -21,9 +21,6 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { BlobIndex } from '../storage/meta-store.js';
 
 export type { CacheOptions, CacheOutcome, FetchOptions, Offload, Served } from './cache-types.js';
-
-/** Eviction brings the cache down to this share of max_bytes, so it does not run on every commit. */
-const LOW_WATER = 0.9;
 
 /**
  * The one fetch-verify-cache path every front-end uses. A hit streams from the blob store; a
@@ -50,12 +47,7 @@ export class BlobCache {
   private readonly serving = new Map<string, number>();
   /** Uses not yet written (one write per second at most, not one per hit). */
   private readonly uses: UseTimes;
-  /** Bytes stored, as far as this process knows (re-read from the index before each eviction). */
-  private stored: number | undefined;
-  private evicting: Promise<void> | undefined;
-  private evictAgain = false;
-  /** Bytes about to be written that the next eviction pass makes room for on disk (above the reserve). */
-  private evictFor = 0;
+  private readonly eviction: Eviction;
   private readonly log: Pick<Logger, 'warn' | 'error'>;
   /**
    * A blob larger than this share of max_bytes is served (verified as always) but not kept: one
@@ -89,22 +81,21 @@ export class BlobCache {
     this.log = opts.log ?? { warn: () => {}, error: () => {} };
     this.uses = new UseTimes(meta, this.warn({}, 'last-use times of cached blobs could not be written (eviction may pick those blobs sooner)'));
     this.hits = new HitReader(store, meta, (sha256, got) => this.forget(sha256, got), hashes);
+    this.eviction = new Eviction({
+      meta,
+      store,
+      opts,
+      flushUses: () => this.flushUses(),
+      serving: this.serving,
+      busy: (sha256) => this.serving.has(sha256) || this.inflight.has(sha256),
+      warn: this.warn,
+    });
     if (opts.offload) this.handover = new Handover(this, opts.offload, this.verifyHits ? opts.offloadRecheckMs : undefined);
   }
 
   /** Write the uses noted since the last flush. */
   flushUses(): Promise<void> {
     return this.uses.flush();
-  }
-
-  /** A blob was stored: count it, and evict if the cache is now over its limit or the disk below its reserve. */
-  private added(bytes: number): void {
-    if (this.stored !== undefined) this.stored += bytes;
-    this.opts.onStored?.(this.stored ?? 0);
-    const max = this.opts.maxBytes ?? 0;
-    const failed = this.warn({ maxBytes: max }, 'cache eviction failed: over cache.max_bytes or below cache.min_free_bytes until the next pass');
-    if (max > 0 && (this.stored === undefined || this.stored > max)) void this.evict().catch(failed);
-    else void this.checkDisk().catch(failed);
   }
 
   /**
@@ -124,57 +115,9 @@ export class BlobCache {
     return shortAfterEviction(disk, this.running, extra, (need) => this.evict(need));
   }
 
-  /**
-   * Bring the cache under max_bytes * LOW_WATER by forgetting the least recently used blobs,
-   * never one being read or filled now. An evicted artefact is simply fetched and verified again
-   * on its next pull (its approval, scan verdict and inventory are kept). One pass at a time.
-   */
+  /** Bring the cache under cache.max_bytes and above the disk's reserve (evict.ts): one pass at a time. */
   evict(room = 0): Promise<void> {
-    this.evictFor = Math.max(this.evictFor, room);
-    // Asked again during a pass (a blob added since it read the totals): one more pass after it.
-    if (this.evicting) this.evictAgain = true;
-    this.evicting ??= (async () => {
-      do {
-        this.evictAgain = false;
-        await this.evictPass();
-      } while (this.evictAgain);
-    })().finally(() => (this.evicting = undefined));
-    return this.evicting;
-  }
-
-  /**
-   * One pass: frees what the cache holds over max_bytes * LOW_WATER, or what the disk's reserve
-   * asks for before `evictFor` more bytes are written (DiskReserve.toFree), whichever is more.
-   */
-  private async evictPass(): Promise<void> {
-    const max = this.opts.maxBytes ?? 0;
-    const room = this.evictFor;
-    this.evictFor = 0;
-    await this.flushUses();
-    let { bytes } = await this.meta.blobTotals();
-    this.stored = bytes;
-    const overMax = max > 0 && bytes > max ? bytes - Math.floor(max * LOW_WATER) : 0;
-    const total = bytes;
-    const diskShort = this.opts.disk ? await this.opts.disk.toFree(room, () => this.evictable(total)) : 0;
-    const toFree = Math.max(overMax, diskShort);
-    if (toFree <= 0) return;
-    const busy = (sha256: string) => this.serving.has(sha256) || this.inflight.has(sha256);
-    const { count, freed } = await evictLeastUsed(this.meta, this.store, toFree, busy, (sha256) =>
-      this.warn({ digest: sha256 }, 'an evicted blob could not be deleted from the blob store: its space is not freed'),
-    );
-    bytes -= freed;
-    // Measured again, so that readiness says what eviction left.
-    if (this.opts.disk && count > 0) await this.opts.disk.free();
-    this.stored = bytes;
-    this.opts.onStored?.(bytes);
-    if (count > 0) this.opts.onEvict?.(count, freed, bytes, diskShort > overMax ? 'min_free_bytes' : 'max_bytes');
-  }
-
-  /** What eviction could free now: every cached byte but those being read. */
-  private async evictable(total: number): Promise<number> {
-    let busy = 0;
-    for (const sha256 of this.serving.keys()) busy += (await this.meta.getBlob(sha256))?.size ?? 0;
-    return Math.max(0, total - busy);
+    return this.eviction.evict(room);
   }
 
   /** Resolves when every fill under way has finished (committed or failed) and let its fleet lease go in the store. */
@@ -210,8 +153,8 @@ export class BlobCache {
   }
 
   /** Measure the disk's free space (cache.min_free_bytes) and, when it is below the reserve, evict. */
-  async checkDisk(): Promise<void> {
-    if (this.opts.disk && (await this.opts.disk.shortBy()) > 0) await this.evict();
+  checkDisk(): Promise<void> {
+    return this.eviction.checkDisk();
   }
 
   /** What /-/readyz warns of: free space below the disk's reserve, as last measured. */
@@ -247,7 +190,7 @@ export class BlobCache {
     }
     await this.meta.putChunks(sha256, chunkListOf(sha256, bytes));
     await this.meta.putBlob({ sha256, size: bytes.length, createdAt: Date.now() });
-    this.added(bytes.length);
+    this.eviction.added(bytes.length);
     return sha256;
   }
 
@@ -410,7 +353,7 @@ export class BlobCache {
       f.committed.then((ok) => {
         this.running.delete(f);
         forget();
-        if (ok) this.added(f.written);
+        if (ok) this.eviction.added(f.written);
       });
       // A failed fill is forgotten at once: the next request starts a new one.
       f.once('failed', () => {
