@@ -2,9 +2,10 @@ import { bufferBytes } from '../core/bytes.js';
 import { AirlockError } from '../core/errors.js';
 import { slicer } from '../core/turns.js';
 import type { OsvRecord } from '../policy/advisories.js';
+import type { AdvisoryRow } from '../storage/meta-store.js';
 import { readEntry, readZip } from '../scan/zip.js';
 import { readBoundedBytes, redact, type UpstreamHttp } from '../upstream/http.js';
-import { checkOsvRecord, modifiedSince, normTime } from './osv.js';
+import { checkOsvRecord, modifiedSince, normTime, olderThan } from './osv.js';
 
 /** One configured feed: an OSV export in osv.dev's layout (config/advisories-schema.ts). */
 export interface FeedSource {
@@ -23,10 +24,15 @@ export interface FeedLimits {
   maxIncremental: number;
 }
 
-/** What a fetch brought: every record verified, and the newest `modified` time among them (normalised, osv.ts). */
+/**
+ * What a fetch brought: every record verified, one per id, each held as the row it is stored as (its
+ * JSON: 20,000 records held parsed until written were ~10 live objects each, and the young
+ * generation's collections that copied them stopped the event loop for up to 90 ms at a time, the
+ * longest stretches of a sync), and the newest `modified` time among them (normalised, osv.ts).
+ */
 export interface FeedFetch {
   mode: 'full' | 'incremental';
-  records: OsvRecord[];
+  records: AdvisoryRow[];
   highWater: string | null;
   /** Files requested (all.zip, modified_id.csv, each record's .json): for the log. */
   requests: number;
@@ -55,7 +61,7 @@ export class OsvFeed {
   async full(s: FeedSource): Promise<FeedFetch> {
     const zip = await this.fetch(s, 'all.zip', this.limits.maxBytes);
     const src = bufferBytes(zip);
-    const records: OsvRecord[] = [];
+    const records: AdvisoryRow[] = [];
     // Read, inflated, parsed and checked in slices: 20,000 records at once stopped the server's event loop ~1.4 s (core/turns.ts).
     const slice = slicer();
     let entries;
@@ -74,6 +80,7 @@ export class OsvFeed {
         `${s.name}: all.zip's records inflate to ${inflated} bytes, over ${maxInflated} (${INFLATE_RATIO} x advisories.max_bytes)`,
       );
     let highWater: string | null = null;
+    const at = new Map<string, number>();
     for (const e of entries) {
       await slice();
       if (!e.name.endsWith('.json')) continue;
@@ -85,7 +92,7 @@ export class OsvFeed {
       }
       const rec = this.check(s, text, `all.zip:${e.name}`);
       if (!rec) continue;
-      records.push(rec);
+      keepNewest(records, at, rec);
       highWater = newest([rec], highWater);
     }
     if (entries.length > 0 && records.length === 0) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: all.zip holds no OSV record`);
@@ -110,7 +117,8 @@ export class OsvFeed {
       todo = todo.filter((t) => t.modified !== since || normTime(have.get(t.id) ?? '') !== t.modified);
     }
     if (todo.length > this.limits.maxIncremental) return null;
-    const records: OsvRecord[] = [];
+    const records: AdvisoryRow[] = [];
+    const at = new Map<string, number>();
     for (let i = 0; i < todo.length; i += PARALLEL) {
       const batch = await Promise.all(
         todo.slice(i, i + PARALLEL).map(async ({ id }) => {
@@ -119,7 +127,7 @@ export class OsvFeed {
           return rec;
         }),
       );
-      for (const r of batch) if (r) records.push(r);
+      for (const r of batch) if (r) keepNewest(records, at, r);
     }
     // The mark moves to the newest time the index listed, even for a staging record skipped.
     const listed = todo.reduce<string | null>((m, t) => (m === null || t.modified > m ? t.modified : m), null);
@@ -153,6 +161,19 @@ const CLOCK_SKEW_MS = 5 * 60_000;
 /** The latest acceptable feed time, normalised (osv.ts normTime). */
 export function notAfter(now = Date.now()): string {
   return normTime(new Date(now + CLOCK_SKEW_MS).toISOString())!;
+}
+
+/**
+ * `r` as the row it is stored as, one per id (`at`: the index of each id's row): an export may hold
+ * a record twice (under two paths of all.zip); the newer copy is kept, the later read when as new
+ * (as `airlock advisories import` does). Both written, the one in a later batch, or the later of one
+ * batch, was stored whatever its age, and the sync counted two changes.
+ */
+function keepNewest(rows: AdvisoryRow[], at: Map<string, number>, r: OsvRecord): void {
+  const row = { id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) };
+  const i = at.get(r.id);
+  if (i === undefined) at.set(r.id, rows.push(row) - 1);
+  else if (!olderThan(row.modified, rows[i].modified)) rows[i] = row;
 }
 
 /** The newest `modified` among records (and `m`), normalised (osv.ts normTime). */

@@ -19,6 +19,16 @@ export function normTime(s: string): string | null {
 }
 
 /**
+ * Whether a copy of a record modified at `given` is older than one modified at `held` (both as the
+ * records gave them): then it must not replace it (storage/meta-store.ts OlderThan). A `held` that
+ * is not an RFC 3339 time is replaced; a `given` that is not is older than any that is.
+ */
+export function olderThan(given: string, held: string): boolean {
+  const h = normTime(held);
+  return h !== null && (normTime(given) ?? '') < h;
+}
+
+/**
  * A feed record checked against the parts of the OSV schema Airlock relies on: an id, a modified
  * time, `affected` an array of objects (each package an object with string fields, ranges and
  * versions arrays), `withdrawn` a time when present. Returns why not, or the record.

@@ -19,14 +19,3 @@ export function slicer(ms = SLICE_MS): () => Promise<void> {
     since = performance.now();
   };
 }
-
-/** `items.map(fn)` in slices. */
-export async function inTurns<T, R>(items: readonly T[], fn: (t: T) => R, ms = SLICE_MS): Promise<R[]> {
-  const out: R[] = [];
-  const next = slicer(ms);
-  for (const t of items) {
-    out.push(fn(t));
-    await next();
-  }
-  return out;
-}

@@ -302,6 +302,14 @@ export interface AdvisoryRow {
   record: string;
 }
 
+/**
+ * Whether a copy of a record modified at `given` is older than the stored one, modified at `held`
+ * (both as the records gave them), and is not to replace it. Asked inside the write's transaction,
+ * after every other writer's: checked before it, a newer copy another replica committed meanwhile
+ * was overwritten (a record rolled back, un-withdrawn).
+ */
+export type OlderThan = (given: string, held: string) => boolean;
+
 /** One sync of an advisory feed (issue 28): what was fetched from a source, and what came of it. */
 export interface AdvisorySync {
   source: string;
@@ -325,9 +333,10 @@ export interface AdvisoryStore {
   /**
    * Upsert by id in one transaction; returns how many were new or changed (and bumps the generation
    * when any were). `source`: the feed sync writing them in batches before its last (recordAdvisorySync),
-   * told as that source's change (advisoryChangesSince); none: an import by hand.
+   * told as that source's change (advisoryChangesSince); none: an import by hand. `older`: rows it
+   * finds older than the stored copy are skipped.
    */
-  putAdvisories(recs: AdvisoryRow[], source?: string): Promise<number>;
+  putAdvisories(recs: AdvisoryRow[], source?: string, older?: OlderThan): Promise<number>;
   listAdvisories(): Promise<string[]>;
   /**
    * Up to `limit` advisories by id after `after` (null for the first page: '' is an id an import
@@ -342,7 +351,7 @@ export interface AdvisoryStore {
    * failed sync), the generation bumped when any changed, and the sync recorded with `sync.changed`
    * (the rows its earlier batches changed, putAdvisories) plus these. Returns the ids this call changed.
    */
-  recordAdvisorySync(recs: AdvisoryRow[], sync: AdvisorySync): Promise<string[]>;
+  recordAdvisorySync(recs: AdvisoryRow[], sync: AdvisorySync, older?: OlderThan): Promise<string[]>;
   /** Recorded syncs, newest first (of one source, or all). */
   advisorySyncs(opts: { source?: string; limit: number }): Promise<(AdvisorySync & { id: number; generation: number })[]>;
   /** The generation now: 0 before any change; grows by one per import that changed something. */

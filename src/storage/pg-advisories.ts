@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { AdvisoryRow, AdvisoryStore, AdvisorySync } from './meta-store.js';
+import type { AdvisoryRow, AdvisoryStore, AdvisorySync, OlderThan } from './meta-store.js';
 import { outcomeOf, sourcesOf, syncOf } from './sqlite-advisories.js';
 
 type Tx = <T>(fn: (c: pg.PoolClient) => Promise<T>) => Promise<T>;
@@ -14,13 +14,23 @@ export class PgAdvisories implements AdvisoryStore {
   /**
    * Inside a transaction: upsert, and give the changed rows the next generation. The generation row
    * is locked first (FOR UPDATE), so concurrent imports on several replicas take turns and each
-   * change gets a generation of its own.
+   * change gets a generation of its own. With `older`, the stored times are read after that lock: a
+   * row is judged against every write committed before its own.
    */
-  private async upsert(c: pg.PoolClient, recs: AdvisoryRow[], source?: string): Promise<{ ids: string[]; generation: number }> {
+  private async upsert(c: pg.PoolClient, recs: AdvisoryRow[], source?: string, older?: OlderThan): Promise<{ ids: string[]; generation: number }> {
     const cur = (await c.query<{ generation: number }>('SELECT generation FROM advisory_generation WHERE id = 1 FOR UPDATE')).rows[0].generation;
     const next = cur + 1;
     const ids: string[] = [];
+    const held = older
+      ? new Map(
+          (await c.query<{ id: string; modified: string }>('SELECT id, modified FROM advisories WHERE id = ANY($1::text[])', [recs.map((r) => r.id)])).rows.map(
+            (r) => [r.id, r.modified],
+          ),
+        )
+      : null;
     for (const r of recs) {
+      const was = held?.get(r.id);
+      if (was !== undefined && older!(r.modified, was)) continue;
       const res = await c.query(
         `INSERT INTO advisories (id, modified, record, generation) VALUES ($1, $2, $3, $4)
          ON CONFLICT (id) DO UPDATE SET modified = EXCLUDED.modified, record = EXCLUDED.record, generation = EXCLUDED.generation
@@ -28,6 +38,7 @@ export class PgAdvisories implements AdvisoryStore {
         [r.id, r.modified, r.record, next],
       );
       if (res.rowCount) ids.push(r.id);
+      held?.set(r.id, r.modified);
     }
     if (ids.length === 0) return { ids, generation: cur };
     await c.query('UPDATE advisory_generation SET generation = $1 WHERE id = 1', [next]);
@@ -35,8 +46,8 @@ export class PgAdvisories implements AdvisoryStore {
     return { ids, generation: next };
   }
 
-  async putAdvisories(recs: AdvisoryRow[], source?: string): Promise<number> {
-    return this.tx(async (c) => (await this.upsert(c, recs, source)).ids.length);
+  async putAdvisories(recs: AdvisoryRow[], source?: string, older?: OlderThan): Promise<number> {
+    return this.tx(async (c) => (await this.upsert(c, recs, source, older)).ids.length);
   }
 
   async listAdvisories(): Promise<string[]> {
@@ -58,9 +69,9 @@ export class PgAdvisories implements AdvisoryStore {
     return new Map(rows.map((r) => [r.id, r.modified]));
   }
 
-  async recordAdvisorySync(recs: AdvisoryRow[], s: AdvisorySync): Promise<string[]> {
+  async recordAdvisorySync(recs: AdvisoryRow[], s: AdvisorySync, older?: OlderThan): Promise<string[]> {
     return this.tx(async (c) => {
-      const { ids, generation } = await this.upsert(c, recs, s.source);
+      const { ids, generation } = await this.upsert(c, recs, s.source, older);
       await c.query(
         `INSERT INTO advisory_syncs (source, started_at, finished_at, outcome, mode, changed, high_water, error, generation)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,

@@ -1,8 +1,6 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type {
-  AdvisoryRow,
-  AdvisorySync,
   SignerRecord,
   BlobRecord,
   ChunkList,
@@ -297,11 +295,11 @@ export class PgMetaStore implements MetaStore {
   }
 
   // AdvisoryStore: pg-advisories.ts
-  readonly putAdvisories = (recs: AdvisoryRow[], source?: string) => this.advisories.putAdvisories(recs, source);
+  readonly putAdvisories: PgAdvisories['putAdvisories'] = (recs, source, older) => this.advisories.putAdvisories(recs, source, older);
   readonly listAdvisories = () => this.advisories.listAdvisories();
   readonly advisoryPage = (after: string | null, limit: number, maxChars?: number) => this.advisories.advisoryPage(after, limit, maxChars);
   readonly advisoriesModified = (ids: string[]) => this.advisories.advisoriesModified(ids);
-  readonly recordAdvisorySync = (recs: AdvisoryRow[], sync: AdvisorySync) => this.advisories.recordAdvisorySync(recs, sync);
+  readonly recordAdvisorySync: PgAdvisories['recordAdvisorySync'] = (recs, sync, older) => this.advisories.recordAdvisorySync(recs, sync, older);
   readonly advisorySyncs = (opts: { source?: string; limit: number }) => this.advisories.advisorySyncs(opts);
   readonly advisoryGeneration = () => this.advisories.advisoryGeneration();
   readonly advisoriesTold = () => this.advisories.advisoriesTold();

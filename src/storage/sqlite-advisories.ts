@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { AdvisoryRow, AdvisoryStore, AdvisorySync } from './meta-store.js';
+import type { AdvisoryRow, AdvisoryStore, AdvisorySync, OlderThan } from './meta-store.js';
 
 interface SyncRow {
   id: number;
@@ -33,16 +33,19 @@ export function syncOf(r: SyncRow): AdvisorySync & { id: number; generation: num
 export class SqliteAdvisories implements AdvisoryStore {
   constructor(private readonly db: Database.Database) {}
 
-  /** Inside a transaction: upsert, and give the changed rows the next generation (bumped only when something changed), told as `source`'s. */
-  private upsert(recs: AdvisoryRow[], source?: string): { ids: string[]; generation: number } {
-    const get = this.db.prepare<[string], { record: string }>('SELECT record FROM advisories WHERE id = ?');
+  /**
+   * Inside a transaction: upsert (but a row `older` than the stored copy), and give the changed rows
+   * the next generation (bumped only when something changed), told as `source`'s.
+   */
+  private upsert(recs: AdvisoryRow[], source?: string, older?: OlderThan): { ids: string[]; generation: number } {
+    const get = this.db.prepare<[string], { record: string; modified: string }>('SELECT record, modified FROM advisories WHERE id = ?');
     const gen = this.db.prepare<[], { generation: number }>('SELECT generation FROM advisory_generation WHERE id = 1');
     const next = gen.get()!.generation + 1;
     const put = this.db.prepare('INSERT OR REPLACE INTO advisories (id, modified, record, generation) VALUES (?, ?, ?, ?)');
     const ids: string[] = [];
     for (const r of recs) {
       const old = get.get(r.id);
-      if (old && old.record === r.record) continue;
+      if (old && (old.record === r.record || older?.(r.modified, old.modified))) continue;
       put.run(r.id, r.modified, r.record, next);
       ids.push(r.id);
     }
@@ -52,8 +55,8 @@ export class SqliteAdvisories implements AdvisoryStore {
     return { ids, generation: next };
   }
 
-  async putAdvisories(recs: AdvisoryRow[], source?: string): Promise<number> {
-    return this.db.transaction(() => this.upsert(recs, source).ids.length).immediate();
+  async putAdvisories(recs: AdvisoryRow[], source?: string, older?: OlderThan): Promise<number> {
+    return this.db.transaction(() => this.upsert(recs, source, older).ids.length).immediate();
   }
 
   async listAdvisories(): Promise<string[]> {
@@ -83,10 +86,10 @@ export class SqliteAdvisories implements AdvisoryStore {
     return out;
   }
 
-  async recordAdvisorySync(recs: AdvisoryRow[], s: AdvisorySync): Promise<string[]> {
+  async recordAdvisorySync(recs: AdvisoryRow[], s: AdvisorySync, older?: OlderThan): Promise<string[]> {
     return this.db
       .transaction(() => {
-        const { ids, generation } = this.upsert(recs, s.source);
+        const { ids, generation } = this.upsert(recs, s.source, older);
         this.db
           .prepare(
             `INSERT INTO advisory_syncs (source, started_at, finished_at, outcome, mode, changed, high_water, error, generation)

@@ -1,7 +1,5 @@
 import Database from 'better-sqlite3';
 import type {
-  AdvisoryRow,
-  AdvisorySync,
   TokenRecord,
   ConsoleSessionRecord,
   ChainLink,
@@ -368,11 +366,11 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
   }
 
   // AdvisoryStore: sqlite-advisories.ts
-  readonly putAdvisories = (recs: AdvisoryRow[], source?: string) => this.advisories.putAdvisories(recs, source);
+  readonly putAdvisories: SqliteAdvisories['putAdvisories'] = (recs, source, older) => this.advisories.putAdvisories(recs, source, older);
   readonly listAdvisories = () => this.advisories.listAdvisories();
   readonly advisoryPage = (after: string | null, limit: number, maxChars?: number) => this.advisories.advisoryPage(after, limit, maxChars);
   readonly advisoriesModified = (ids: string[]) => this.advisories.advisoriesModified(ids);
-  readonly recordAdvisorySync = (recs: AdvisoryRow[], sync: AdvisorySync) => this.advisories.recordAdvisorySync(recs, sync);
+  readonly recordAdvisorySync: SqliteAdvisories['recordAdvisorySync'] = (recs, sync, older) => this.advisories.recordAdvisorySync(recs, sync, older);
   readonly advisorySyncs = (opts: { source?: string; limit: number }) => this.advisories.advisorySyncs(opts);
   readonly advisoryGeneration = () => this.advisories.advisoryGeneration();
   readonly advisoriesTold = () => this.advisories.advisoriesTold();
