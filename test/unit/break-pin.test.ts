@@ -268,8 +268,9 @@ describe('the checkpoint thread pin, attacked', () => {
       clearInterval(watch);
       expect(err).toBe('');
       expect(code).toBe(0);
-      // 6,000 commits of a page each: the WAL went round rather than holding them all.
-      expect(largest).toBeLessThanOrEqual(32 + 2600 * FRAME);
+      // 6,000 commits of a page each: the WAL went round rather than holding them all (~2,100-2,600
+      // frames at its largest on a quiet machine; 2,960 in a run at load 4, the checkpoint thread late).
+      expect(largest).toBeLessThanOrEqual(32 + 4000 * FRAME);
       expect(await until(() => inDatabaseFile(dir) === 6001, 3000)).toBe(true);
       expect(failures).toEqual([]);
     });
