@@ -9,6 +9,7 @@ import type { AdvisoryRow } from '../../src/storage/meta-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { UpstreamHttp } from '../../src/upstream/http.js';
 import { OsvFeedServer, type OsvTestRecord } from '../helpers/osv-feed.js';
+import { longestStall } from '../helpers/stall.js';
 
 /**
  * A full feed sync runs on the server's own event loop. Before, an export of 20,000 records was
@@ -56,25 +57,6 @@ function feedsOver(meta: SqliteMetaStore): AdvisoryFeeds {
     owner: 'test',
     log: createLogger('silent'),
   });
-}
-
-/** The longest time the event loop did not turn while `fn` ran (a timer every millisecond, and one more turn after). */
-async function longestStall<T>(fn: () => Promise<T>): Promise<{ value: T; stallMs: number }> {
-  let last = performance.now();
-  let stallMs = 0;
-  const t = setInterval(() => {
-    const now = performance.now();
-    stallMs = Math.max(stallMs, now - last);
-    last = now;
-  }, 1);
-  try {
-    const value = await fn();
-    // A stretch at the very end is seen only by a tick after it.
-    await new Promise((r) => setTimeout(r, 10));
-    return { value, stallMs };
-  } finally {
-    clearInterval(t);
-  }
 }
 
 describe('a full advisory feed sync on the server event loop', () => {

@@ -13,6 +13,7 @@ import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { UpstreamHttp } from '../../src/upstream/http.js';
 import { OsvFeedServer } from '../helpers/osv-feed.js';
 import { writeZip, type ZipInput } from '../helpers/zip-writer.js';
+import { longestStall } from '../helpers/stall.js';
 
 /**
  * Guarantee: a feed sync runs on the server's own event loop and never stops it for more than
@@ -81,23 +82,6 @@ function setUp(zip: string, apply?: (meta: SqliteMetaStore) => () => Promise<num
     log,
   });
   return { meta, feeds, source };
-}
-
-async function longestStall<T>(fn: () => Promise<T>): Promise<{ value: T; stallMs: number }> {
-  let last = performance.now();
-  let stallMs = 0;
-  const t = setInterval(() => {
-    const now = performance.now();
-    stallMs = Math.max(stallMs, now - last);
-    last = now;
-  }, 1);
-  try {
-    const value = await fn();
-    await new Promise((r) => setTimeout(r, 10));
-    return { value, stallMs };
-  } finally {
-    clearInterval(t);
-  }
 }
 
 /**
