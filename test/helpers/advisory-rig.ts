@@ -1,9 +1,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { OsvFeed, type FeedSource } from '../../src/advisories/feed.js';
 import { AdvisoryFeeds } from '../../src/advisories/sync.js';
 import { Advisories, type OsvRecord } from '../../src/policy/advisories.js';
 import { readAdvisories } from '../../src/reload.js';
-import type { AdvisoryStore, MetaStore } from '../../src/storage/meta-store.js';
+import type { AdvisoryStore, LeaseStore, MetaStore } from '../../src/storage/meta-store.js';
+import { UpstreamHttp } from '../../src/upstream/http.js';
 
 /** What the advisory attacks share (test/unit/break-advpages.test.ts, test/integration/break-advpages.test.ts). */
 export const quiet = { info() {}, warn() {}, error() {}, debug() {} } as never;
@@ -72,4 +74,30 @@ export function noticing(meta: AdvisoryStore): { feeds: AdvisoryFeeds; inForce: 
     log: quiet,
   });
   return { feeds, inForce: () => inForce };
+}
+
+/**
+ * Syncs of `sources` (OSV exports on loopback, test/helpers/osv-feed.ts) into `meta` as the server
+ * runs them, but only when a test asks (syncNow, tick): no timer, no poll.
+ */
+export function feedsOver(
+  meta: AdvisoryStore & LeaseStore,
+  sources: FeedSource[],
+  o: { apply?: () => Promise<number>; maxBytes?: number; maxIncremental?: number; timeoutMs?: number; owner?: string } = {},
+): AdvisoryFeeds {
+  return new AdvisoryFeeds({
+    meta,
+    feed: new OsvFeed(new UpstreamHttp({ headersTimeoutMs: 5000 }), {
+      maxBytes: o.maxBytes ?? 64 << 20,
+      timeoutMs: o.timeoutMs ?? 30_000,
+      maxIncremental: o.maxIncremental ?? 1000,
+    }),
+    sources,
+    intervalMs: 3_600_000,
+    pollMs: 0,
+    maxAgeMs: 0,
+    apply: o.apply ?? (async () => 0),
+    owner: o.owner ?? 'test',
+    log: quiet,
+  });
 }

@@ -1,7 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { clearAdvisoriesAppliedHooks, onAdvisoriesApplied } from '../../src/advisories/applied.js';
-import { OsvFeed, type FeedSource } from '../../src/advisories/feed.js';
-import { AdvisoryFeeds } from '../../src/advisories/sync.js';
+import type { FeedSource } from '../../src/advisories/feed.js';
 import { LivePolicy } from '../../src/core/live-policy.js';
 import { createLogger } from '../../src/obs/logger.js';
 import { Advisories } from '../../src/policy/advisories.js';
@@ -9,10 +8,10 @@ import { Policy } from '../../src/policy/index.js';
 import { reloadAdvisories } from '../../src/reload.js';
 import type { AdvisoryRow } from '../../src/storage/meta-store.js';
 import { PgMetaStore } from '../../src/storage/pg-meta-store.js';
-import { UpstreamHttp } from '../../src/upstream/http.js';
 import { OsvFeedServer, type OsvTestRecord } from '../helpers/osv-feed.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { writeZip } from '../helpers/zip-writer.js';
+import { feedsOver } from '../helpers/advisory-rig.js';
 
 /**
  * A feed sync written in batches (a17fcb8) on a fleet: two replicas on one real PostgreSQL 15. One
@@ -45,19 +44,8 @@ async function fleet(): Promise<[PgMetaStore, PgMetaStore]> {
   opened.push(a, b);
   return [a, b];
 }
-function feedsOn(meta: PgMetaStore, sources: FeedSource[], apply: () => Promise<number> = async () => 0) {
-  return new AdvisoryFeeds({
-    meta,
-    feed: new OsvFeed(new UpstreamHttp({ headersTimeoutMs: 5000 }), { maxBytes: 64 << 20, timeoutMs: 30_000, maxIncremental: 1000 }),
-    sources,
-    intervalMs: 3_600_000,
-    pollMs: 0,
-    maxAgeMs: 0,
-    apply,
-    owner: `replica-${Math.random()}`,
-    log,
-  });
-}
+const feedsOn = (meta: PgMetaStore, sources: FeedSource[], apply?: () => Promise<number>) =>
+  feedsOver(meta, sources, { apply, owner: `replica-${Math.random()}` });
 
 beforeAll(async () => {
   [pgsrv] = await Promise.all([startPostgres(), feed.start()]);

@@ -2,14 +2,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OsvFeed, type FeedSource } from '../../src/advisories/feed.js';
-import { AdvisoryFeeds } from '../../src/advisories/sync.js';
-import { createLogger } from '../../src/obs/logger.js';
+import type { FeedSource } from '../../src/advisories/feed.js';
 import type { AdvisoryRow } from '../../src/storage/meta-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
-import { UpstreamHttp } from '../../src/upstream/http.js';
 import { OsvFeedServer, type OsvTestRecord } from '../helpers/osv-feed.js';
 import { longestStall } from '../helpers/stall.js';
+import { feedsOver } from '../helpers/advisory-rig.js';
 
 /**
  * A full feed sync runs on the server's own event loop. Before, an export of 20,000 records was
@@ -45,19 +43,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function feedsOver(meta: SqliteMetaStore): AdvisoryFeeds {
-  return new AdvisoryFeeds({
-    meta,
-    feed: new OsvFeed(new UpstreamHttp({ headersTimeoutMs: 5000 }), { maxBytes: 64 << 20, timeoutMs: 30_000, maxIncremental: 100 }),
-    sources: [source],
-    intervalMs: 3_600_000,
-    pollMs: 0,
-    maxAgeMs: 0,
-    apply: async () => 0,
-    owner: 'test',
-    log: createLogger('silent'),
-  });
-}
+const feedsOf = (meta: SqliteMetaStore) => feedsOver(meta, [source], { maxIncremental: 100 });
 
 describe('a full advisory feed sync on the server event loop', () => {
   it('reads the export in slices and writes it in batches with turns between them, and records it as one sync of its source', async () => {
@@ -68,7 +54,7 @@ describe('a full advisory feed sync on the server event loop', () => {
         const real = meta[via].bind(meta) as (rows: AdvisoryRow[], x: never) => Promise<unknown>;
         Object.assign(meta, { [via]: (rows: AdvisoryRow[], x: never) => (writes.push({ rows: rows.length, via }), real(rows, x)) });
       }
-      const feeds = feedsOver(meta);
+      const feeds = feedsOf(meta);
       const first = await longestStall(() => feeds.syncNow(source));
       expect(first.value).toMatchObject({ mode: 'full', outcome: 'changed', changed: N });
       expect((await meta.listAdvisories()).length).toBe(N);
@@ -107,7 +93,7 @@ describe('a full advisory feed sync on the server event loop', () => {
       Object.assign(meta, {
         putAdvisories: (rows: AdvisoryRow[], src?: string) => (++calls === 3 ? Promise.reject(new Error('disk full')) : real(rows, src)),
       });
-      const feeds = feedsOver(meta);
+      const feeds = feedsOf(meta);
       const failed = await feeds.syncNow(source);
       expect(failed).toMatchObject({ outcome: 'failed', changed: 500, error: 'disk full', highWater: null });
       expect((await meta.listAdvisories()).length).toBe(500);

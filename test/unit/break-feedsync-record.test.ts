@@ -3,8 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { clearAdvisoriesAppliedHooks, onAdvisoriesApplied, type AdvisoriesChange } from '../../src/advisories/applied.js';
-import { OsvFeed, type FeedSource } from '../../src/advisories/feed.js';
-import { AdvisoryFeeds } from '../../src/advisories/sync.js';
+import type { FeedSource } from '../../src/advisories/feed.js';
 import { importAdvisories } from '../../src/cli/advisories.js';
 import { LivePolicy } from '../../src/core/live-policy.js';
 import { createLogger } from '../../src/obs/logger.js';
@@ -13,9 +12,9 @@ import { Policy } from '../../src/policy/index.js';
 import { reloadAdvisories } from '../../src/reload.js';
 import type { AdvisoryRow } from '../../src/storage/meta-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
-import { UpstreamHttp } from '../../src/upstream/http.js';
 import { OsvFeedServer, type OsvTestRecord } from '../helpers/osv-feed.js';
 import { writeZip, type ZipInput } from '../helpers/zip-writer.js';
+import { feedsOver } from '../helpers/advisory-rig.js';
 
 /**
  * Guarantees 2-5 of a feed sync written in batches (a17fcb8), on SQLite: the record is exact
@@ -65,23 +64,6 @@ function store(): SqliteMetaStore {
   return m;
 }
 const src = (name: string, incremental = false, ecosystem = 'PyPI'): FeedSource => ({ name, url, ecosystem, incremental });
-function feedsOver(meta: SqliteMetaStore, sources: FeedSource[], o: { apply?: () => Promise<number>; maxBytes?: number; maxIncremental?: number } = {}) {
-  return new AdvisoryFeeds({
-    meta,
-    feed: new OsvFeed(new UpstreamHttp({ headersTimeoutMs: 5000 }), {
-      maxBytes: o.maxBytes ?? 64 << 20,
-      timeoutMs: 30_000,
-      maxIncremental: o.maxIncremental ?? 1000,
-    }),
-    sources,
-    intervalMs: 3_600_000,
-    pollMs: 0,
-    maxAgeMs: 0,
-    apply: o.apply ?? (async () => 0),
-    owner: 'test',
-    log,
-  });
-}
 const stored = async (meta: SqliteMetaStore, id: string) => {
   const m = await meta.advisoriesModified([id]);
   return m.get(id);

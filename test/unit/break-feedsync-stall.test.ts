@@ -2,18 +2,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OsvFeed, type FeedSource } from '../../src/advisories/feed.js';
-import { AdvisoryFeeds } from '../../src/advisories/sync.js';
+import type { FeedSource } from '../../src/advisories/feed.js';
 import { LivePolicy } from '../../src/core/live-policy.js';
 import { createLogger } from '../../src/obs/logger.js';
 import { Advisories } from '../../src/policy/advisories.js';
 import { Policy } from '../../src/policy/index.js';
 import { reloadAdvisories } from '../../src/reload.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
-import { UpstreamHttp } from '../../src/upstream/http.js';
 import { OsvFeedServer } from '../helpers/osv-feed.js';
 import { writeZip, type ZipInput } from '../helpers/zip-writer.js';
 import { longestStall } from '../helpers/stall.js';
+import { feedsOver } from '../helpers/advisory-rig.js';
 
 /**
  * Guarantee: a feed sync runs on the server's own event loop and never stops it for more than
@@ -70,17 +69,7 @@ function setUp(zip: string, apply?: (meta: SqliteMetaStore) => () => Promise<num
   feed.zip = () => z;
   const source: FeedSource = { name: 'osv-pypi', url, ecosystem: 'PyPI', incremental: false };
   const meta = new SqliteMetaStore(join(dir, `${dbs++}.db`));
-  const feeds = new AdvisoryFeeds({
-    meta,
-    feed: new OsvFeed(new UpstreamHttp({ headersTimeoutMs: 5000 }), { maxBytes: 256 << 20, timeoutMs: 60_000, maxIncremental: 100 }),
-    sources: [source],
-    intervalMs: 3_600_000,
-    pollMs: 0,
-    maxAgeMs: 0,
-    apply: apply ? apply(meta) : async () => 0,
-    owner: 'test',
-    log,
-  });
+  const feeds = feedsOver(meta, [source], { apply: apply?.(meta), maxBytes: 256 << 20, timeoutMs: 60_000, maxIncremental: 100 });
   return { meta, feeds, source };
 }
 
