@@ -93,7 +93,7 @@ export class OsvFeed {
       const rec = this.check(s, text, `all.zip:${e.name}`);
       if (!rec) continue;
       keepNewest(records, at, rec);
-      highWater = newest([rec], highWater);
+      highWater = newer(highWater, rec.modified);
     }
     if (entries.length > 0 && records.length === 0) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: all.zip holds no OSV record`);
     return { mode: 'full', records, highWater, requests: 1 };
@@ -176,11 +176,8 @@ function keepNewest(rows: AdvisoryRow[], at: Map<string, number>, r: OsvRecord):
   else if (!olderThan(row.modified, rows[i].modified)) rows[i] = row;
 }
 
-/** The newest `modified` among records (and `m`), normalised (osv.ts normTime). */
-export function newest(records: OsvRecord[], m: string | null = null): string | null {
-  for (const r of records) {
-    const t = r.modified ? normTime(r.modified) : null;
-    if (t && (m === null || t > m)) m = t;
-  }
-  return m;
+/** The newer of `m` and a record's `modified`, normalised (osv.ts normTime). */
+function newer(m: string | null, modified: string | undefined): string | null {
+  const t = modified ? normTime(modified) : null;
+  return t && (m === null || t > m) ? t : m;
 }

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
-import { normTime } from '../advisories/osv.js';
+import { olderThan } from '../advisories/osv.js';
 import { ConfigError } from '../config/load.js';
 import { fileHandleBytes } from '../core/bytes.js';
 import type { OsvRecord } from '../policy/advisories.js';
@@ -92,9 +92,9 @@ async function putInTurns(meta: AdvisoryStore, rows: AdvisoryRow[]): Promise<num
 function keepNewest(byId: Map<string, { rec: OsvRecord; where: string }>, rec: OsvRecord | null, where: string, skipped: string[]): void {
   if (!rec) return;
   const had = byId.get(rec.id);
-  const time = (r: OsvRecord) => (typeof r.modified === 'string' ? normTime(r.modified) : null) ?? '';
+  const modified = (r: OsvRecord) => (typeof r.modified === 'string' ? r.modified : '');
   if (had) {
-    const older = time(rec) < time(had.rec);
+    const older = olderThan(modified(rec), modified(had.rec));
     skipped.push(`${older ? where : had.where}: ${rec.id}: another copy is kept (${older ? had.where : where}, the newer or the later read)`);
     if (older) return;
   }
