@@ -9,13 +9,25 @@ import type { OsvRecord } from '../policy/advisories.js';
 import { ScanError } from '../scan/source.js';
 import { readEntry, readZip } from '../scan/zip.js';
 import { advisoryBatches } from '../storage/advisory-pages.js';
-import type { AdvisoryRow, AdvisoryStore } from '../storage/meta-store.js';
+import type { AdvisoryRow, AdvisoryStore, OlderThan } from '../storage/meta-store.js';
 
 export interface ImportResult {
   read: number;
   changed: number;
   withdrawn: number;
+  /** Records not written because the store holds a newer copy (0 with `replace`). */
+  older: number;
   skipped: string[];
+}
+
+export interface ImportOptions {
+  /**
+   * Write every record read, even over a newer stored copy (an operator's deliberate rollback).
+   * Without it an older copy is left out: an import of an old checkout or export un-withdrew
+   * withdrawn records and undid a feed's updates, and the feeds' later incremental syncs never
+   * restored them (they take only what is newer than their mark).
+   */
+  replace?: boolean;
 }
 
 /**
@@ -71,13 +83,13 @@ function* walk(dir: string): Generator<string> {
  * 1.4 s. After each batch the import pauses as long as the batch took, so the server's writes get
  * in between (a 50% share).
  */
-async function putInTurns(meta: AdvisoryStore, rows: AdvisoryRow[]): Promise<number> {
+async function putInTurns(meta: AdvisoryStore, rows: AdvisoryRow[], older?: OlderThan): Promise<number> {
   let changed = 0;
   let took = -1;
   for (const batch of advisoryBatches(rows)) {
     if (took >= 0) await sleep(Math.min(50, took));
     const t0 = performance.now();
-    changed += await meta.putAdvisories(batch);
+    changed += await meta.putAdvisories(batch, undefined, older);
     took = performance.now() - t0;
   }
   return changed;
@@ -104,9 +116,10 @@ function keepNewest(byId: Map<string, { rec: OsvRecord; where: string }>, rec: O
 /**
  * Import OSV records: a directory tree of .json files (ossf/malicious-packages, a checkout of
  * advisories) or the per-ecosystem zip that osv.dev exports (PyPI/all.zip). Withdrawn records
- * are stored but never match.
+ * are stored but never match. A record older than the stored copy is left out (counted in `older`)
+ * unless `opts.replace`: the stores compare inside each batch's transaction, as a feed sync's writes do.
  */
-export async function importAdvisories(meta: AdvisoryStore, path: string): Promise<ImportResult> {
+export async function importAdvisories(meta: AdvisoryStore, path: string, opts: ImportOptions = {}): Promise<ImportResult> {
   const skipped: string[] = [];
   const byId = new Map<string, { rec: OsvRecord; where: string }>();
   let st;
@@ -139,9 +152,17 @@ export async function importAdvisories(meta: AdvisoryStore, path: string): Promi
     keepNewest(byId, parseRecord(readFileSync(path, 'utf8'), path, skipped), path, skipped);
   }
   const recs = [...byId.values()].map((k) => k.rec);
+  // Asked by the store only of a record that differs from its stored copy, once per write.
+  let older = 0;
+  const counted: OlderThan = (given, held) => {
+    const is = olderThan(given, held);
+    if (is) older++;
+    return is;
+  };
   const changed = await putInTurns(
     meta,
     recs.map((r) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) })),
+    opts.replace ? undefined : counted,
   );
-  return { read: recs.length, changed, withdrawn: recs.filter((r) => r.withdrawn).length, skipped };
+  return { read: recs.length, changed, withdrawn: recs.filter((r) => r.withdrawn).length, older, skipped };
 }

@@ -207,13 +207,20 @@ describe('`airlock advisories import`: counts, re-imports and one bad record (cb
         'side-third',
         Array.from({ length: N }, (_, i) => [`P-${i}.json`, rec(`PYSEC-2026-${i}`, 3)]),
       );
+      // Side by side, the newer copy of each id is kept whichever import's batch came first: third (v=3) changes every
+      // record; other (v=2) changes those it reached first and leaves out the rest (older than what third wrote).
       const [r3, r4] = await Promise.all([importAdvisories(a, other), importAdvisories(b, third)]);
-      expect([r3.changed, r4.changed]).toEqual([N, N]);
+      expect(r4.changed).toBe(N);
+      expect(r3.changed + r3.older).toBe(N);
       expect([r3.withdrawn, r4.withdrawn]).toEqual([N / 10, 0]);
       expect((await a.listAdvisories()).length).toBe(N);
-      // Re-importing what is stored now changes nothing... for whichever import's batches won each id.
+      expect(new Set((await a.listAdvisories()).map((r) => (JSON.parse(r) as { modified: string }).modified))).toEqual(new Set([rec('x', 3).modified]));
+      // Re-importing the older copies changes nothing, from either connection.
       const again = [await importAdvisories(a, other), await importAdvisories(b, other)];
-      expect(again[1].changed).toBe(0);
+      expect(again.map((r) => [r.changed, r.older])).toEqual([
+        [0, N],
+        [0, N],
+      ]);
       expect(answers(await readAdvisories(a as never), 4)).toBe(answers(await atOnce(b), 4));
     } finally {
       await a.close();

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -152,25 +152,30 @@ describe('break: the record of a batched feed sync is exact', () => {
     expect(later.sources).toEqual(['osv-pypi']);
   });
 
-  // Fails: an import by hand writes whatever it reads (putAdvisories without the sync's `olderThan`), so an old checkout
-  // un-withdraws a record, and no incremental sync brings the newer copy back (it is behind the mark). The fix is one
-  // line (cli/advisories.ts putInTurns: `meta.putAdvisories(batch, undefined, olderThan)`), but it changes what an import
-  // by hand means, and break-advpages.test.ts ('two imports side by side') asserts that an import replaces every record
-  // whatever its age: left to the lead.
-  it.fails('an import by hand of an older copy does not roll back what a sync stored, and later incremental syncs keep the newest', async () => {
+  // An import by hand wrote whatever it read: an old checkout un-withdrew a record, and no incremental sync brought the
+  // newer copy back (it is behind the mark). It now leaves out a copy older than the stored one unless --replace.
+  it('an import by hand of an older copy does not roll back what a sync stored, and later incremental syncs keep the newest', async () => {
     const meta = store();
     const s = src('osv-pypi', true);
     const feeds = feedsOver(meta, [s]);
     feed.put('PyPI', rec('PYSEC-2026-Z', '2026-06-01T00:00:00Z', { withdrawn: '2026-06-01T00:00:00Z' }), rec('PYSEC-2026-W', '2026-07-01T00:00:00Z'));
     serveZip([...feed.records.get('PyPI')!.values()].map((r) => json(r)));
     expect(await feeds.syncNow(s)).toMatchObject({ mode: 'full', changed: 2 });
-    // The operator imports an old checkout (Z before it was withdrawn): the store would un-withdraw it.
-    const file = join(dir, `old-${dbs}.json`);
-    writeFileSync(file, JSON.stringify(rec('PYSEC-2026-Z', '2026-02-01T00:00:00Z')));
-    expect(await importAdvisories(meta, file)).toMatchObject({ read: 1 });
+    // The operator imports an old checkout (Z before it was withdrawn) beside a record the store does not hold.
+    const file = join(dir, `old-${dbs}`);
+    mkdirSync(file);
+    writeFileSync(join(file, 'Z.json'), JSON.stringify(rec('PYSEC-2026-Z', '2026-02-01T00:00:00Z')));
+    writeFileSync(join(file, 'N.json'), JSON.stringify(rec('PYSEC-2026-N', '2026-02-01T00:00:00Z')));
+    expect(await importAdvisories(meta, file)).toMatchObject({ read: 2, changed: 1, older: 1 });
     feed.put('PyPI', rec('PYSEC-2026-V', '2026-08-01T00:00:00Z'));
     expect(await feeds.syncNow(s)).toMatchObject({ mode: 'incremental', outcome: 'changed' });
     expect(await stored(meta, 'PYSEC-2026-Z')).toBe('2026-06-01T00:00:00Z');
+    expect(await stored(meta, 'PYSEC-2026-N')).toBe('2026-02-01T00:00:00Z');
+    // Deliberately, with replace: the older copy is written (and told as the import's change).
+    const before = await meta.advisoryGeneration();
+    expect(await importAdvisories(meta, file, { replace: true })).toMatchObject({ read: 2, changed: 1, older: 0 });
+    expect(await stored(meta, 'PYSEC-2026-Z')).toBe('2026-02-01T00:00:00Z');
+    expect(await meta.advisoryChangesSince(before)).toMatchObject({ ids: ['PYSEC-2026-Z'], sources: ['import'] });
   });
 
   it('a last write that fails keeps the mark: the next (incremental) sync brings the rest, and the counts add up', async () => {

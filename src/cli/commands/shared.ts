@@ -40,6 +40,7 @@ export function parseCommandLine(argv: string[]) {
       repository: { type: 'string' },
       identity: { type: 'string' },
       repair: { type: 'boolean', default: false },
+      replace: { type: 'boolean', default: false },
       from: { type: 'string' },
       to: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
