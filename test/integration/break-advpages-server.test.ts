@@ -170,6 +170,32 @@ policy:
     expect([...one.statuses]).toEqual([200]);
   }, 120_000);
 
+  it('an older copy imported by hand is left out and counted; --replace writes it and the server applies the rollback', async () => {
+    // The malicious records the first test imported (modified 2026-03-01), as an old checkout held them: naming 9.9 only.
+    const root = join(dir, 'old-checkout');
+    mkdirSync(root, { recursive: true });
+    for (const tag of ['a', 'b'])
+      writeFileSync(
+        join(root, `MAL-${tag}.json`),
+        JSON.stringify({
+          id: `MAL-2026-${tag}1`,
+          modified: '2026-02-15T00:00:00Z',
+          affected: [{ package: { ecosystem: 'PyPI', name: 'lib' }, versions: ['9.9'] }],
+        }),
+      );
+    expect((await rawGet(`${a.url}/pypi/files/lib/${wheel('1.0')}`)).status).toBe(403);
+    const kept = await airlockCli(['advisories', 'import', root, '--config', a.configFile]);
+    expect(kept.stderr).toBe('');
+    expect(kept.stdout).toContain(': 0 new or changed, 0 withdrawn (kept, never matched), 2 left out (older than the copy stored; --replace imports them)');
+    const replaced = await airlockCli(['advisories', 'import', root, '--replace', '--config', a.configFile]);
+    expect(replaced.stdout).toContain(': 2 new or changed, 0 withdrawn (kept, never matched)\n');
+    const t0 = Date.now();
+    while ((await rawGet(`${a.url}/pypi/files/lib/${wheel('1.0')}`)).status !== 200) {
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }, 60_000);
+
   it('two CLI imports at once (two processes) count each change once; re-imports change nothing', async () => {
     const root = join(dir, 'two-cli');
     mkdirSync(root, { recursive: true });
