@@ -106,6 +106,7 @@ export class PgAdvisories implements AdvisoryStore {
   async advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }> {
     // The ids and their sources as of one moment: read apart, another replica's sync committed between
     // them could write over a generation read and prune its source (PRUNE_SOURCES), told as an import by hand.
+    // Not one UNION ALL statement: on a table not yet analysed PostgreSQL planned it parallel, 60-95 ms against ~1.
     const { rows, bySync } = await this.tx(async (c) => {
       await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
       return {
