@@ -141,6 +141,32 @@ describe('break: a batched feed sync on a PostgreSQL fleet', () => {
     expect((await a.listAdvisories()).length).toBe(N);
   }, 30_000);
 
+  it('a stop of the feeds while a batch is being written on PostgreSQL: that batch commits whole, no other is written, the sync is recorded failed, the next completes', async () => {
+    const [a] = await fleet();
+    const N = 1500;
+    serveZip(Array.from({ length: N }, (_, i) => rec(`PYSEC-2026-${String(i).padStart(5, '0')}`, '2026-03-01T00:00:00Z')));
+    const feeds = feedsOn(a, [src('osv-pypi')]);
+    const real = a.putAdvisories.bind(a);
+    let batches = 0;
+    let stopping: Promise<void> | undefined;
+    Object.assign(a, {
+      putAdvisories: async (...args: Parameters<typeof real>) => {
+        batches++;
+        // The stop comes while the second batch's transaction is under way.
+        if (batches === 2) stopping = feeds.stop();
+        return real(...args);
+      },
+    });
+    await feeds.tick();
+    await stopping;
+    expect(batches).toBe(2);
+    expect((await a.listAdvisories()).length).toBe(500);
+    expect((await a.advisorySyncs({ limit: 1 }))[0]).toMatchObject({ outcome: 'failed', changed: 500, highWater: null });
+    Object.assign(a, { putAdvisories: real });
+    expect(await feedsOn(a, [src('osv-pypi')]).syncNow(src('osv-pypi'))).toMatchObject({ outcome: 'changed', changed: N - 500 });
+    expect((await a.listAdvisories()).length).toBe(N);
+  }, 30_000);
+
   it("a replica reading what changed reads ids and their sources as of one moment: another replica's sync, pruning the sources of generations it wrote over, is not read half", async () => {
     const [a, b] = await fleet();
     const row = (id: string, v: number): AdvisoryRow => ({
