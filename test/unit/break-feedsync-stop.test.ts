@@ -22,9 +22,19 @@ let url = '';
 let dbs = 0;
 /** How the next all.zip is answered. */
 let answer: (res: ServerResponse) => void = (res) => void res.writeHead(404).end();
+/** An incremental sync's files (modified_id.csv, each record's .json), when set; each answered after `slow` ms. */
+let incremental: { csv: string; records: Map<string, object>; slow: number; asked: number; open: number } | null = null;
 const server = createServer((req, res) => {
-  if (new URL(req.url ?? '/', 'http://x').pathname !== '/PyPI/all.zip') return void res.writeHead(404).end();
-  answer(res);
+  const path = new URL(req.url ?? '/', 'http://x').pathname;
+  if (path === '/PyPI/all.zip') return answer(res);
+  const inc = incremental;
+  if (inc && path === '/PyPI/modified_id.csv') return void res.writeHead(200).end(inc.csv);
+  const r = inc?.records.get(decodeURIComponent(path).replace(/^\/PyPI\/(.*)\.json$/, '$1'));
+  if (!inc || !r) return void res.writeHead(404).end();
+  inc.asked++;
+  inc.open++;
+  const t = setTimeout(() => res.writeHead(200).end(JSON.stringify(r)), inc.slow);
+  res.on('close', () => (clearTimeout(t), inc.open--));
 });
 
 const rec = (i: number, modified: string) => ({
@@ -116,6 +126,57 @@ describe('break: stopping the feeds cuts a sync under way short', () => {
     expect(await next.syncNow(src())).toMatchObject({ outcome: 'changed', changed: 300, highWater: '2026-01-01T00:00:00.000000000Z' });
     expect((await meta.listAdvisories()).length).toBe(300);
     expect(unhandled).toEqual([]);
+  }, 60_000);
+
+  it('during an incremental sync: stop() returns within ~1 s, the record requests under way are abandoned and no more are made; the next sync completes', async () => {
+    const meta = store();
+    const { log, lines } = recording();
+    const source: FeedSource = { ...src(), incremental: true };
+    // A full sync set the mark at T1 two hours ago; 200 records changed since, each served in 500 ms, 4 at a time (50 s in all).
+    const ago = Date.now() - 7_200_000;
+    const mark = '2026-01-01T00:00:00.000000000Z';
+    await meta.recordAdvisorySync([], {
+      source: 'osv-pypi',
+      startedAt: ago,
+      finishedAt: ago,
+      outcome: 'unchanged',
+      mode: 'full',
+      changed: 0,
+      highWater: mark,
+      error: null,
+    });
+    const changed = Array.from({ length: 200 }, (_, i) => rec(i, T2));
+    incremental = {
+      csv: changed.map((r) => `${r.modified},${r.id}\n`).join(''),
+      records: new Map(changed.map((r) => [r.id, r])),
+      slow: 500,
+      asked: 0,
+      open: 0,
+    };
+    try {
+      const feeds = feedsOver(meta, [source], { log });
+      const pass = feeds.tick();
+      await new Promise((r) => setTimeout(r, 1200));
+      const t0 = performance.now();
+      await feeds.stop();
+      const took = performance.now() - t0;
+      await pass;
+      const asked = incremental.asked;
+      expect(asked).toBeGreaterThan(0);
+      expect(took).toBeLessThan(1000);
+      await new Promise((r) => setTimeout(r, 700));
+      expect(incremental.asked).toBe(asked);
+      expect(incremental.open).toBe(0);
+      expect(await meta.listAdvisories()).toEqual([]);
+      const [last] = await meta.advisorySyncs({ limit: 1 });
+      expect(last).toMatchObject({ outcome: 'failed', mode: 'incremental', changed: 0, highWater: mark });
+      expect(lines.filter((l) => l.level === 'error')).toEqual([]);
+      incremental.slow = 0;
+      expect(await feedsOver(meta, [source]).syncNow(source)).toMatchObject({ mode: 'incremental', outcome: 'changed', changed: 200 });
+      expect(unhandled).toEqual([]);
+    } finally {
+      incremental = null;
+    }
   }, 60_000);
 
   it('between write batches: stop() returns after at most one more batch, only whole batches are kept, the mark stays; the next sync completes', async () => {
