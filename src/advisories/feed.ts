@@ -50,6 +50,8 @@ const PARALLEL = 4;
  * bounded read with a deadline), only from the source's own host, and verifies everything before
  * returning anything: the zip's structure and every entry's CRC and size (scan/zip.ts), every
  * record's schema (osv.ts). Any failure throws: the caller imports nothing and keeps its data.
+ * `signal` cuts a fetch short (a stop of the feeds): the download is abandoned, its connection
+ * closed, and reading stops at the next slice; the fetch throws.
  */
 export class OsvFeed {
   constructor(
@@ -58,8 +60,8 @@ export class OsvFeed {
   ) {}
 
   /** The whole export (all.zip). */
-  async full(s: FeedSource): Promise<FeedFetch> {
-    const zip = await this.fetch(s, 'all.zip', this.limits.maxBytes);
+  async full(s: FeedSource, signal?: AbortSignal): Promise<FeedFetch> {
+    const zip = await this.fetch(s, 'all.zip', this.limits.maxBytes, signal);
     const src = bufferBytes(zip);
     const records: AdvisoryRow[] = [];
     // Read, inflated, parsed and checked in slices: 20,000 records at once stopped the server's event loop ~1.4 s (core/turns.ts).
@@ -83,6 +85,7 @@ export class OsvFeed {
     const at = new Map<string, number>();
     for (const e of entries) {
       await slice();
+      signal?.throwIfAborted();
       if (!e.name.endsWith('.json')) continue;
       let text: string;
       try {
@@ -103,8 +106,8 @@ export class OsvFeed {
    * What changed after `since` (modified_id.csv, then each changed record); null when that is more than maxIncremental records.
    * A record listed at the mark itself is fetched unless `known` (the store's modified times by id) already holds it at that time.
    */
-  async changed(s: FeedSource, since: string, known?: (ids: string[]) => Promise<Map<string, string>>): Promise<FeedFetch | null> {
-    const csv = (await this.fetch(s, 'modified_id.csv', this.limits.maxBytes)).toString('utf8');
+  async changed(s: FeedSource, since: string, known?: (ids: string[]) => Promise<Map<string, string>>, signal?: AbortSignal): Promise<FeedFetch | null> {
+    const csv = (await this.fetch(s, 'modified_id.csv', this.limits.maxBytes, signal)).toString('utf8');
     let todo: { id: string; modified: string }[];
     try {
       todo = modifiedSince(csv, since, { ecosystem: s.ecosystem, notAfter: notAfter() });
@@ -120,9 +123,10 @@ export class OsvFeed {
     const records: AdvisoryRow[] = [];
     const at = new Map<string, number>();
     for (let i = 0; i < todo.length; i += PARALLEL) {
+      signal?.throwIfAborted();
       const batch = await Promise.all(
         todo.slice(i, i + PARALLEL).map(async ({ id }) => {
-          const rec = this.check(s, (await this.fetch(s, `${id}.json`, MAX_RECORD_BYTES)).toString('utf8'), `${id}.json`);
+          const rec = this.check(s, (await this.fetch(s, `${id}.json`, MAX_RECORD_BYTES, signal)).toString('utf8'), `${id}.json`);
           if (rec && rec.id !== id) throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: ${id}.json holds record ${rec.id}`);
           return rec;
         }),
@@ -143,10 +147,11 @@ export class OsvFeed {
     return /^MAL-0000-/.test(rec.id) ? null : rec;
   }
 
-  private async fetch(s: FeedSource, file: string, maxBytes: number): Promise<Buffer> {
+  private async fetch(s: FeedSource, file: string, maxBytes: number, signal?: AbortSignal): Promise<Buffer> {
     const base = new URL(s.url.endsWith('/') ? s.url : `${s.url}/`);
     const url = new URL(`${encodeURIComponent(s.ecosystem)}/${file}`, base);
-    const res = await this.http.get(url, { allowUrl: (u) => u.host === base.host && (u.protocol === base.protocol || u.protocol === 'https:') });
+    // The signal also ends a body being read: Node's request, aborted after its response, destroys the response.
+    const res = await this.http.get(url, { allowUrl: (u) => u.host === base.host && (u.protocol === base.protocol || u.protocol === 'https:'), signal });
     if (res.status !== 200) {
       res.body.resume();
       throw new AirlockError('UPSTREAM_BAD_RESPONSE', `${s.name}: ${redact(url)} answered ${res.status}`);

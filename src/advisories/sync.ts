@@ -58,6 +58,8 @@ export class AdvisoryFeeds {
   private stopped = false;
   private noticing: Promise<string[]> | null = null;
   private noticeAgain: Promise<string[]> | null = null;
+  /** The syncs under way, each with what cuts it short (stop). */
+  private readonly underWay = new Map<AbortController, Promise<AdvisorySync>>();
 
   constructor(private readonly o: FeedsOptions) {}
 
@@ -74,10 +76,16 @@ export class AdvisoryFeeds {
     void this.tick();
   }
 
+  /**
+   * No more passes, and a sync under way is cut short (a server's shutdown waited for a whole export's
+   * download and writes): its download is abandoned and its writes stop before the next batch
+   * (syncNow). Resolves once it has ended and been recorded.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    await this.ticking;
+    for (const cut of this.underWay.keys()) cut.abort();
+    await Promise.allSettled([this.ticking, ...this.underWay.values()]);
   }
 
   /** One pass (syncs due, then apply what changed); a pass under way is joined, not doubled. */
@@ -96,6 +104,8 @@ export class AdvisoryFeeds {
         this.o.log.error({ source: s.name, err: (e as Error).message }, 'advisory feed: could not check or record a sync');
       }
     }
+    // Stopped: what a sync cut short wrote is applied by the next start (from the generation last told).
+    if (this.stopped) return;
     if (this.o.pollMs > 0 || synced) await this.notice().catch((e) => this.o.log.error({ err: (e as Error).message }, 'advisories: applying a change failed'));
     await this.refreshStates().catch(() => {});
   }
@@ -109,7 +119,7 @@ export class AdvisoryFeeds {
     renew.unref();
     try {
       // Another replica may have synced between the check and the lease.
-      if (!this.due((await this.o.meta.advisorySyncs({ source: s.name, limit: 1 }))[0])) return false;
+      if (!this.due((await this.o.meta.advisorySyncs({ source: s.name, limit: 1 }))[0]) || this.stopped) return false;
       await this.syncNow(s);
       return true;
     } finally {
@@ -129,8 +139,16 @@ export class AdvisoryFeeds {
    * allows it, else (or when too much changed) the whole all.zip; verified whole before anything is
    * written, then written in batches (storage/advisory-pages.ts) with a turn of the event loop
    * between them, the last batch in one transaction with the sync's record. Returns the sync as recorded.
+   * A stop cuts it short (below).
    */
-  async syncNow(s: FeedSource): Promise<AdvisorySync> {
+  syncNow(s: FeedSource): Promise<AdvisorySync> {
+    const cut = new AbortController();
+    const done = this.sync(s, cut.signal).finally(() => this.underWay.delete(cut));
+    this.underWay.set(cut, done);
+    return done;
+  }
+
+  private async sync(s: FeedSource, signal: AbortSignal): Promise<AdvisorySync> {
     const startedAt = Date.now();
     const history = await this.o.meta.advisorySyncs({ source: s.name, limit: HISTORY });
     const mark = history.find((h) => h.outcome !== 'failed' && h.highWater)?.highWater ?? null;
@@ -138,10 +156,10 @@ export class AdvisoryFeeds {
     let sync: AdvisorySync;
     let changed = 0;
     try {
-      let got: FeedFetch | null = mode === 'incremental' ? await this.o.feed.changed(s, mark!, (ids) => this.o.meta.advisoriesModified(ids)) : null;
+      let got: FeedFetch | null = mode === 'incremental' ? await this.o.feed.changed(s, mark!, (ids) => this.o.meta.advisoriesModified(ids), signal) : null;
       if (!got) {
         mode = 'full';
-        got = await this.o.feed.full(s);
+        got = await this.o.feed.full(s, signal);
       }
       // Never past this sync's start: a time within the clock skew (feed.ts) is fetched again next time, not held as the mark.
       const began = normTime(new Date(startedAt).toISOString())!;
@@ -154,23 +172,25 @@ export class AdvisoryFeeds {
       // ranges): a row older than the stored copy is skipped, judged in the write's own transaction.
       const batches = [...advisoryBatches(got.records)];
       for (const b of batches.slice(0, -1)) {
+        signal.throwIfAborted();
         changed += await this.o.meta.putAdvisories(b, s.name, olderThan);
         await turn();
       }
+      signal.throwIfAborted();
       sync = { source: s.name, startedAt, finishedAt: Date.now(), outcome: 'changed', mode, changed, highWater, error: null };
       changed += (await this.o.meta.recordAdvisorySync(batches[batches.length - 1] ?? [], sync, olderThan)).length;
       sync = { ...sync, outcome: changed ? 'changed' : 'unchanged', changed };
       this.o.log.info({ source: s.name, mode, records: got.records.length, changed, requests: got.requests, highWater }, 'advisory feed synced');
     } catch (e) {
-      const error = (e as Error).message;
+      // Cut short by a stop (whatever the abandoned download threw): recorded as failed, as any sync
+      // that did not write its last batch, with what its batches wrote; but it is no fault to log as one.
+      const stopped = signal.aborted;
+      const error = stopped ? 'stopped before it finished: the advisory feeds were stopped (the server shutting down)' : (e as Error).message;
       // What earlier batches wrote stays (each record no older than the one it replaced), and is counted.
       sync = { source: s.name, startedAt, finishedAt: Date.now(), outcome: 'failed', mode, changed, highWater: mark, error };
-      this.o.log.error(
-        { source: s.name, mode, err: error, changed },
-        changed
-          ? 'advisory feed sync failed while writing; the batches written are kept, the rest comes with the next sync'
-          : 'advisory feed sync failed; the advisories in force are kept',
-      );
+      const kept = changed ? 'the batches written are kept, the rest comes with the next sync' : 'the advisories in force are kept';
+      if (stopped) this.o.log.info({ source: s.name, mode, changed }, `advisory feed sync stopped with the feeds; ${kept}`);
+      else this.o.log.error({ source: s.name, mode, err: error, changed }, `advisory feed sync failed${changed ? ' while writing' : ''}; ${kept}`);
       await this.o.meta.recordAdvisorySync([], sync);
     }
     this.o.counted?.(s.name, sync.outcome);
@@ -199,8 +219,8 @@ export class AdvisoryFeeds {
   private async applyChanges(): Promise<string[]> {
     const now = await this.o.meta.advisoryGeneration();
     if (now <= this.generation) return [];
-    // Stretches of their own: after a sync, its last write, the ids changed (SQLite reads every row's
-    // generation: ~55 ms for 20,000 records) and the first page re-read ran as one of ~100 ms.
+    // Stretches of their own: after a sync, its last write, the ids changed (on SQLite ~50 ms when all
+    // of 20,000 records changed; well under 1 ms for a batch) and the first page re-read ran as one of ~100 ms.
     await turn();
     const { ids, sources, generation } = await this.o.meta.advisoryChangesSince(this.generation);
     await turn();

@@ -29,6 +29,15 @@ export function syncOf(r: SyncRow): AdvisorySync & { id: number; generation: num
   };
 }
 
+/**
+ * The sources of generations no advisory row has any more (every row of theirs written over since):
+ * advisoryChangesSince reads only those of rows it finds, so they are never read again. Kept, the
+ * table grew by a row per changed batch of every sync. Each row looks up the generation index
+ * (advisories_by_generation); the table holds at most the generations in use. Both stores.
+ */
+export const PRUNE_SOURCES = `DELETE FROM advisory_generation_sources
+  WHERE NOT EXISTS (SELECT 1 FROM advisories WHERE advisories.generation = advisory_generation_sources.generation)`;
+
 /** Advisories, their generation and the feed syncs in the embedded SQLite database (sqlite-schema.ts). */
 export class SqliteAdvisories implements AdvisoryStore {
   constructor(private readonly db: Database.Database) {}
@@ -96,6 +105,8 @@ export class SqliteAdvisories implements AdvisoryStore {
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
           .run(s.source, s.startedAt, s.finishedAt, outcomeOf(s, ids), s.mode, s.changed + ids.length, s.highWater, s.error, ids.length ? generation : 0);
+        // Once per sync, with its last write (an import by hand adds no source: the next sync prunes what it left).
+        this.db.prepare(PRUNE_SOURCES).run();
         return ids;
       })
       .immediate();
@@ -123,10 +134,16 @@ export class SqliteAdvisories implements AdvisoryStore {
 
   async advisoryChangesSince(generation: number): Promise<{ ids: string[]; sources: string[]; generation: number }> {
     // Ids and their generations in one statement (as on PostgreSQL): read in two, a write committing
-    // between them was applied but its ids were not told to the hooks.
+    // between them was applied but its ids were not told to the hooks. Through the generation index:
+    // left to itself SQLite walked the primary key (for ORDER BY id) over every row, reading each
+    // one's generation, 40-60 ms for 20,000 records when nothing or one batch was new (0.02-0.2 ms so).
     const rows = this.db
-      .prepare<[number], { id: string; generation: number }>('SELECT id, generation FROM advisories WHERE generation > ? ORDER BY id')
+      .prepare<[number], { id: string; generation: number }>(
+        'SELECT id, generation FROM advisories INDEXED BY advisories_by_generation WHERE generation > ? ORDER BY id',
+      )
       .all(generation);
+    // Nothing changed: no sources to name (and advisory_syncs, never pruned, is read whole).
+    if (rows.length === 0) return { ids: [], sources: [], generation };
     const bySync = this.db
       .prepare<[number, number], { source: string; generation: number }>(
         'SELECT source, generation FROM advisory_syncs WHERE generation > ? UNION SELECT source, generation FROM advisory_generation_sources WHERE generation > ?',

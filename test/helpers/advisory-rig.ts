@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OsvFeed, type FeedSource } from '../../src/advisories/feed.js';
 import { AdvisoryFeeds } from '../../src/advisories/sync.js';
+import type { Logger } from '../../src/obs/logger.js';
 import { Advisories, type OsvRecord } from '../../src/policy/advisories.js';
 import { readAdvisories } from '../../src/reload.js';
 import type { AdvisoryStore, LeaseStore, MetaStore } from '../../src/storage/meta-store.js';
@@ -83,7 +84,7 @@ export function noticing(meta: AdvisoryStore): { feeds: AdvisoryFeeds; inForce: 
 export function feedsOver(
   meta: AdvisoryStore & LeaseStore,
   sources: FeedSource[],
-  o: { apply?: () => Promise<number>; maxBytes?: number; maxIncremental?: number; timeoutMs?: number; owner?: string } = {},
+  o: { apply?: () => Promise<number>; maxBytes?: number; maxIncremental?: number; timeoutMs?: number; owner?: string; log?: Logger } = {},
 ): AdvisoryFeeds {
   return new AdvisoryFeeds({
     meta,
@@ -98,6 +99,6 @@ export function feedsOver(
     maxAgeMs: 0,
     apply: o.apply ?? (async () => 0),
     owner: o.owner ?? 'test',
-    log: quiet,
+    log: o.log ?? quiet,
   });
 }

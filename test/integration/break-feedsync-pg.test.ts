@@ -6,6 +6,7 @@ import { createLogger } from '../../src/obs/logger.js';
 import { Advisories } from '../../src/policy/advisories.js';
 import { Policy } from '../../src/policy/index.js';
 import { reloadAdvisories } from '../../src/reload.js';
+import type pg from 'pg';
 import type { AdvisoryRow } from '../../src/storage/meta-store.js';
 import { PgMetaStore } from '../../src/storage/pg-meta-store.js';
 import { OsvFeedServer, type OsvTestRecord } from '../helpers/osv-feed.js';
@@ -138,5 +139,74 @@ describe('break: a batched feed sync on a PostgreSQL fleet', () => {
     expect(await a.advisoryChangesSince(0)).toMatchObject({ sources: ['osv-pypi'] });
     expect(await feeds.syncNow(src('osv-pypi'))).toMatchObject({ outcome: 'changed', changed: 500, highWater: '2026-03-01T00:00:00.000000000Z' });
     expect((await a.listAdvisories()).length).toBe(N);
+  }, 30_000);
+
+  it('a stop of the feeds while a batch is being written on PostgreSQL: that batch commits whole, no other is written, the sync is recorded failed, the next completes', async () => {
+    const [a] = await fleet();
+    const N = 1500;
+    serveZip(Array.from({ length: N }, (_, i) => rec(`PYSEC-2026-${String(i).padStart(5, '0')}`, '2026-03-01T00:00:00Z')));
+    const feeds = feedsOn(a, [src('osv-pypi')]);
+    const real = a.putAdvisories.bind(a);
+    let batches = 0;
+    let stopping: Promise<void> | undefined;
+    Object.assign(a, {
+      putAdvisories: async (...args: Parameters<typeof real>) => {
+        batches++;
+        // The stop comes while the second batch's transaction is under way.
+        if (batches === 2) stopping = feeds.stop();
+        return real(...args);
+      },
+    });
+    await feeds.tick();
+    await stopping;
+    expect(batches).toBe(2);
+    expect((await a.listAdvisories()).length).toBe(500);
+    expect((await a.advisorySyncs({ limit: 1 }))[0]).toMatchObject({ outcome: 'failed', changed: 500, highWater: null });
+    Object.assign(a, { putAdvisories: real });
+    expect(await feedsOn(a, [src('osv-pypi')]).syncNow(src('osv-pypi'))).toMatchObject({ outcome: 'changed', changed: N - 500 });
+    expect((await a.listAdvisories()).length).toBe(N);
+  }, 30_000);
+
+  it("a replica reading what changed reads ids and their sources as of one moment: another replica's sync, pruning the sources of generations it wrote over, is not read half", async () => {
+    const [a, b] = await fleet();
+    const row = (id: string, v: number): AdvisoryRow => ({
+      id,
+      modified: `2026-0${v}-01T00:00:00Z`,
+      record: JSON.stringify(rec(id, `2026-0${v}-01T00:00:00Z`)),
+    });
+    const sync = { startedAt: 1, finishedAt: 2, outcome: 'changed' as const, mode: 'full' as const, changed: 0, highWater: null, error: null };
+    // A sync on B: its one changed batch before its last (generation 1, osv-pypi's), its last changing nothing.
+    await b.putAdvisories([row('PYSEC-2026-P', 1)], 'osv-pypi');
+    await b.recordAdvisorySync([], { ...sync, source: 'osv-pypi' });
+    // A reads what changed; once it has read the ids, B's next sync writes over generation 1 (its source pruned).
+    const pool = (a as unknown as { pool: pg.Pool }).pool;
+    let interleaved = false;
+    const between = async (sql: unknown) => {
+      if (interleaved || typeof sql !== 'string' || !/FROM advisories WHERE generation >/.test(sql)) return;
+      interleaved = true;
+      expect(await b.recordAdvisorySync([row('PYSEC-2026-P', 2)], { ...sync, source: 'osv-debian' })).toEqual(['PYSEC-2026-P']);
+    };
+    // Every query of A's pool goes through a client it hands out (pool.query too, with callbacks).
+    const hooked = (c: pg.PoolClient): pg.PoolClient => {
+      const real = c.query.bind(c) as (...a: unknown[]) => Promise<unknown>;
+      const query = (...args: unknown[]) => {
+        const cb = args.at(-1) as ((err: unknown, r?: unknown) => void) | undefined;
+        if (typeof cb !== 'function') return real(...args).then((r) => between(args[0]).then(() => r));
+        return real(...args.slice(0, -1), (err: Error | null, r: unknown) => (err ? cb(err) : between(args[0]).then(() => cb(null, r), cb)));
+      };
+      return Object.assign(c, { query });
+    };
+    const connect = pool.connect.bind(pool) as (cb?: (err: Error | undefined, c: pg.PoolClient, done: unknown) => void) => Promise<pg.PoolClient>;
+    Object.assign(pool, {
+      connect: (cb?: (err: Error | undefined, c: pg.PoolClient, done: unknown) => void) =>
+        cb ? connect((err, c, done) => cb(err, c && hooked(c), done)) : connect().then(hooked),
+    });
+    const seen = await a.advisoryChangesSince(0);
+    expect(interleaved).toBe(true);
+    // Before B's sync (generation 1, osv-pypi's) or after it (2, osv-debian's); never generation 1 told as an import by hand.
+    expect([
+      { ids: ['PYSEC-2026-P'], sources: ['osv-pypi'], generation: 1 },
+      { ids: ['PYSEC-2026-P'], sources: ['osv-debian'], generation: 2 },
+    ]).toContainEqual(seen);
   }, 30_000);
 });

@@ -8,6 +8,7 @@ import type { PullFilter } from '../../src/storage/meta-store.js';
 import { consoleSessionStoreContract } from '../contract/console-sessions.js';
 import { alertStoreContract } from '../contract/alert-store.js';
 import { inventoryStoreContract } from '../contract/inventory-store.js';
+import { advisorySourcesContract } from '../contract/advisory-sources.js';
 import {
   advisoryStoreContract,
   aliasStoreContract,
@@ -58,6 +59,18 @@ signerStoreContract('PostgreSQL', fresh);
 leaseStoreContract('PostgreSQL', fresh);
 inventoryStoreContract('PostgreSQL', async () => (await fresh()).inventories);
 alertStoreContract('PostgreSQL', async () => (await fresh()).alerts);
+advisorySourcesContract('PostgreSQL', async () => {
+  const store = await fresh();
+  const pool = (store as unknown as { pool: pg.Pool }).pool;
+  return {
+    store,
+    rows: async (sql) => (await pool.query(sql)).rows,
+    keepEverySource: async () => {
+      await pool.query(`CREATE FUNCTION keep_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+        CREATE TRIGGER keep_sources BEFORE DELETE ON advisory_generation_sources FOR EACH ROW EXECUTE FUNCTION keep_row()`);
+    },
+  };
+});
 
 describe('PostgreSQL: what SQLite cannot show', () => {
   it('keeps one verifiable chain when several stores (replicas) append at once', async () => {

@@ -237,7 +237,7 @@ describe('break: a sync cut short leaves whole batches, and every change is appl
     expect(told.size).toBe(1100);
   });
 
-  it("a stop of the feeds while a sync is between batches ends with whole batches, the sync recorded, and the next start tells what wasn't told", async () => {
+  it("a stop of the feeds while a sync is between batches ends it with whole batches, the sync recorded failed, and the next start tells what wasn't told", async () => {
     const meta = store();
     const told: string[] = [];
     onAdvisoriesApplied(async (c) => void told.push(...c.changedIds));
@@ -257,10 +257,15 @@ describe('break: a sync cut short leaves whole batches, and every change is appl
     await feeds.tick();
     await stopping;
     const last = (await meta.advisorySyncs({ limit: 1 }))[0];
-    expect(last).toMatchObject({ outcome: 'changed', changed: 1000 });
-    // The stop came before the sync's notice: a new start from what was told tells the rest.
+    // The stop cuts the sync short after the batch it came in (break-feedsync-stop.test.ts): recorded failed, with what it wrote.
+    expect(last).toMatchObject({ outcome: 'failed', changed: 250 });
+    // The stop came before the sync's notice: a new start from what was told tells what was written...
     const again = feedsOver(meta, [src('osv-pypi')]);
     again.start(await meta.advisoriesTold());
+    await again.notice();
+    expect(new Set(told).size).toBe(250);
+    // ...and its sync (once the failed one is due again) the rest.
+    expect(await again.syncNow(src('osv-pypi'))).toMatchObject({ outcome: 'changed', changed: 750 });
     await again.notice();
     await again.stop();
     expect(new Set(told).size).toBe(1000);

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { consoleSessionStoreContract } from '../contract/console-sessions.js';
 import { alertStoreContract } from '../contract/alert-store.js';
+import { advisorySourcesContract } from '../contract/advisory-sources.js';
 import { inventoryStoreContract } from '../contract/inventory-store.js';
 import { blobStoreContract } from '../contract/blob-store.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
@@ -48,6 +49,15 @@ signerStoreContract('SQLite', fresh);
 leaseStoreContract('SQLite', fresh);
 inventoryStoreContract('SQLite', async () => (await fresh()).inventories);
 alertStoreContract('SQLite', async () => (await fresh()).alerts);
+advisorySourcesContract('SQLite', async () => {
+  const store = await fresh();
+  const db = (store as unknown as { db: { prepare(sql: string): { all(): Record<string, unknown>[] }; exec(sql: string): void } }).db;
+  return {
+    store,
+    rows: async (sql) => db.prepare(sql).all(),
+    keepEverySource: async () => db.exec('CREATE TRIGGER keep_sources BEFORE DELETE ON advisory_generation_sources BEGIN SELECT RAISE(IGNORE); END'),
+  };
+});
 
 blobStoreContract('filesystem', (opts) => FsBlobStore.create(mkdtempSync(join(tmpdir(), 'airlock-blobs-')), opts));
 
