@@ -40,6 +40,8 @@ const RETRY_MS = 300_000;
 const LEASE_STALE_MS = 120_000;
 const LEASE_RENEW_MS = 20_000;
 /** Syncs looked through for a source's newest good one (freshness, high-water mark). */
+/** What syncNow gives for a sync a stop cut short (returned, never recorded). */
+export const STOPPED = 'stopped before it finished: the advisory feeds were stopped (the server shutting down)';
 const HISTORY = 100;
 
 /**
@@ -79,7 +81,7 @@ export class AdvisoryFeeds {
   /**
    * No more passes, and a sync under way is cut short (a server's shutdown waited for a whole export's
    * download and writes): its download is abandoned and its writes stop before the next batch
-   * (syncNow). Resolves once it has ended and been recorded.
+   * (syncNow). Resolves once it has ended (not recorded: sync below).
    */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -182,15 +184,20 @@ export class AdvisoryFeeds {
       sync = { ...sync, outcome: changed ? 'changed' : 'unchanged', changed };
       this.o.log.info({ source: s.name, mode, records: got.records.length, changed, requests: got.requests, highWater }, 'advisory feed synced');
     } catch (e) {
-      // Cut short by a stop (whatever the abandoned download threw): recorded as failed, as any sync
-      // that did not write its last batch, with what its batches wrote; but it is no fault to log as one.
-      const stopped = signal.aborted;
-      const error = stopped ? 'stopped before it finished: the advisory feeds were stopped (the server shutting down)' : (e as Error).message;
       // What earlier batches wrote stays (each record no older than the one it replaced), and is counted.
-      sync = { source: s.name, startedAt, finishedAt: Date.now(), outcome: 'failed', mode, changed, highWater: mark, error };
       const kept = changed ? 'the batches written are kept, the rest comes with the next sync' : 'the advisories in force are kept';
-      if (stopped) this.o.log.info({ source: s.name, mode, changed }, `advisory feed sync stopped with the feeds; ${kept}`);
-      else this.o.log.error({ source: s.name, mode, err: error, changed }, `advisory feed sync failed${changed ? ' while writing' : ''}; ${kept}`);
+      if (signal.aborted) {
+        // Cut short by a stop (whatever the abandoned download threw): not recorded. A failed sync's row
+        // would hold the next start back for the retry delay, count a failure in the metrics and show on
+        // every replica's readiness until the next good sync, at every rolling restart. The source stays
+        // due, so the next start (or another replica) takes it at once; its batches' generations are the
+        // source's (advisory_generation_sources), and the mark did not move.
+        this.o.log.info({ source: s.name, mode, changed }, `advisory feed sync stopped with the feeds (not recorded; taken again at the next start); ${kept}`);
+        return { source: s.name, startedAt, finishedAt: Date.now(), outcome: 'failed', mode, changed, highWater: mark, error: STOPPED };
+      }
+      const error = (e as Error).message;
+      sync = { source: s.name, startedAt, finishedAt: Date.now(), outcome: 'failed', mode, changed, highWater: mark, error };
+      this.o.log.error({ source: s.name, mode, err: error, changed }, `advisory feed sync failed${changed ? ' while writing' : ''}; ${kept}`);
       await this.o.meta.recordAdvisorySync([], sync);
     }
     this.o.counted?.(s.name, sync.outcome);

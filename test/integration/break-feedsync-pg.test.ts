@@ -141,7 +141,7 @@ describe('break: a batched feed sync on a PostgreSQL fleet', () => {
     expect((await a.listAdvisories()).length).toBe(N);
   }, 30_000);
 
-  it('a stop of the feeds while a batch is being written on PostgreSQL: that batch commits whole, no other is written, the sync is recorded failed, the next completes', async () => {
+  it('a stop of the feeds while a batch is being written on PostgreSQL: that batch commits whole, no other is written, the sync is not recorded, the next completes', async () => {
     const [a] = await fleet();
     const N = 1500;
     serveZip(Array.from({ length: N }, (_, i) => rec(`PYSEC-2026-${String(i).padStart(5, '0')}`, '2026-03-01T00:00:00Z')));
@@ -161,7 +161,7 @@ describe('break: a batched feed sync on a PostgreSQL fleet', () => {
     await stopping;
     expect(batches).toBe(2);
     expect((await a.listAdvisories()).length).toBe(500);
-    expect((await a.advisorySyncs({ limit: 1 }))[0]).toMatchObject({ outcome: 'failed', changed: 500, highWater: null });
+    expect(await a.advisorySyncs({ limit: 1 })).toEqual([]);
     Object.assign(a, { putAdvisories: real });
     expect(await feedsOn(a, [src('osv-pypi')]).syncNow(src('osv-pypi'))).toMatchObject({ outcome: 'changed', changed: N - 500 });
     expect((await a.listAdvisories()).length).toBe(N);
