@@ -272,31 +272,39 @@ describe('break: the command line on PostgreSQL', () => {
     expect(new Set((await a.listAdvisories()).map((j) => (JSON.parse(j) as { modified: string }).modified))).toEqual(new Set([T2]));
   }, 60_000);
 
-  // `airlock migrate --from sqlite --to postgres` re-reads each stored record's `modified` from its JSON
-  // (cli/migrate.ts: `modified: o.modified`), not the stored column: a record an import stored without one (kept as
-  // '') goes to PostgreSQL as NULL, which advisories.modified refuses. The move fails after the pull record and the
-  // tokens were copied, and a second run refuses ("the PostgreSQL record is not empty"): the operator is stuck.
-  it.fails(
-    'airlock migrate moves an imported record that has no `modified` (or a null one) into PostgreSQL',
-    async () => {
-      const data = join(dir, 'mig-data');
-      const sqliteCfg = join(dir, 'mig-sqlite.yaml');
-      writeFileSync(sqliteCfg, `data_dir: ${data}\nlog_level: silent\n`);
-      const d = tree(dir, 'mig-recs', [
-        ['A.json', copy('GHSA-none', undefined, 'no modified')],
-        ['B.json', copy('GHSA-null', null, 'null modified')],
-        ['C.json', copy('GHSA-time', T1, 'a time')],
-      ]);
-      expect((await airlockCli(['advisories', 'import', d, '--config', sqliteCfg])).stdout).toMatch(/^read 3 OSV records .*: 3 new or changed/);
-      const pgCfg = join(dir, 'mig-pg.yaml');
-      writeFileSync(
-        pgCfg,
-        `data_dir: ${data}\nlog_level: silent\nstorage:\n  meta: postgres\n  postgres_url_env: AIRLOCK_TEST_PG\n  postgres_schema: migrated_${process.pid}\n`,
-      );
-      const moved = await airlockCli(['migrate', '--from', 'sqlite', '--to', 'postgres', '--config', pgCfg], env());
-      expect(moved.stderr).toBe('');
-      expect(moved.stdout).toMatch(/3 advisories/);
-    },
-    60_000,
-  );
+  // `airlock migrate --from sqlite --to postgres` re-read each stored record's `modified` from its JSON as it was:
+  // a record an import stored without one (kept as '') went to PostgreSQL as NULL, which advisories.modified refuses,
+  // after the pull record and the tokens were copied (a second run then refuses: "the PostgreSQL record is not empty").
+  it('airlock migrate moves an imported record that has no `modified` (or a null one) into PostgreSQL', async () => {
+    const data = join(dir, 'mig-data');
+    const sqliteCfg = join(dir, 'mig-sqlite.yaml');
+    writeFileSync(sqliteCfg, `data_dir: ${data}\nlog_level: silent\n`);
+    const d = tree(dir, 'mig-recs', [
+      ['A.json', copy('GHSA-none', undefined, 'no modified')],
+      ['B.json', copy('GHSA-null', null, 'null modified')],
+      ['C.json', copy('GHSA-time', T1, 'a time')],
+    ]);
+    expect((await airlockCli(['advisories', 'import', d, '--config', sqliteCfg])).stdout).toMatch(/^read 3 OSV records .*: 3 new or changed/);
+    const pgCfg = join(dir, 'mig-pg.yaml');
+    writeFileSync(
+      pgCfg,
+      `data_dir: ${data}\nlog_level: silent\nstorage:\n  meta: postgres\n  postgres_url_env: AIRLOCK_TEST_PG\n  postgres_schema: migrated_${process.pid}\n`,
+    );
+    const moved = await airlockCli(['migrate', '--from', 'sqlite', '--to', 'postgres', '--config', pgCfg], env());
+    expect(moved.stderr).toBe('');
+    expect(moved.stdout).toMatch(/3 advisories/);
+    const m = await PgMetaStore.open(pgsrv.url, { schema: `migrated_${process.pid}` });
+    opened.push(m);
+    expect([...(await m.advisoriesModified(['GHSA-none', 'GHSA-null', 'GHSA-time']))].sort()).toEqual([
+      ['GHSA-none', ''],
+      ['GHSA-null', ''],
+      ['GHSA-time', T1],
+    ]);
+    // Judged there as on SQLite: a copy with a time replaces one without; a copy without one is left out.
+    const later = tree(dir, 'mig-later', [
+      ['A.json', copy('GHSA-none', T1, 'now with a time')],
+      ['C.json', copy('GHSA-time', undefined, 'lost its time')],
+    ]);
+    expect(await importAdvisories(m, later)).toMatchObject({ changed: 1, older: 1 });
+  }, 60_000);
 });
