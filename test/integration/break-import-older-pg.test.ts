@@ -253,6 +253,9 @@ describe('break: the command line on PostgreSQL', () => {
       const cut = await airlockCli(['advisories', 'import', d, '--config', cfg], env());
       expect(cut.code).toBe(1);
       expect(cut.stderr).toMatch(/refused by a trigger/);
+      expect(cut.stderr.trimEnd().split('\n')).toEqual([
+        `airlock: advisories import ${d}: stopped by a store error after 250 of ${N} records (166 new or changed, 84 left out as older than the copy stored): those stay written, the rest were not; run it again to finish (refused by a trigger)`,
+      ]);
       expect(cut.stdout).toBe('');
       const mid = await a.advisoriesModified(Array.from({ length: N }, (_, i) => pad(i)));
       for (let i = 0; i < N; i++) expect(mid.get(pad(i)), pad(i)).toBe(i < 250 ? (i % 3 ? T2 : T3) : i % 3 ? T1 : T3);
