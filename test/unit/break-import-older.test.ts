@@ -91,10 +91,10 @@ describe('break: odd `modified` values against the stored copy (SQLite)', () => 
     expect(same).toMatchObject({ read: count('left') + count('skipped'), changed: 0, older: 0 });
   });
 
-  // RFC 3339 allows a leap second (23:59:60) and any number of fraction digits; normTime (src/advisories/osv.ts) takes
-  // neither, so olderThan judges such a time "not a time": a newer copy is left out and counted as older than the
-  // stored copy (the output line says so), and a stored copy at such a time is replaced by an older one.
-  it.fails('a leap second and a fraction of ten digits are times: a newer copy is written, an older one left out', async () => {
+  // RFC 3339 allows a leap second (23:59:60) and any number of fraction digits; normTime (src/advisories/osv.ts) took
+  // neither, so olderThan judged such a time "not a time": a newer copy was left out and counted as older than the
+  // stored copy (the output line said so), and a stored copy at such a time was replaced by an older one.
+  it('a leap second and a fraction of ten digits are times: a newer copy is written, an older one left out', async () => {
     const meta = store();
     const cases: [string, string, 'given' | 'held'][] = [
       ['2016-12-31T23:59:59Z', '2016-12-31T23:59:60Z', 'given'],
@@ -341,5 +341,18 @@ describe('the decision beside a feed: rollbacks and typos (SQLite)', () => {
     expect(await importAdvisories(meta, fixed, { replace: true })).toMatchObject({ changed: 1, older: 0 });
     expect(await feeds.syncNow(src('osv'))).toMatchObject({ outcome: 'changed', changed: 1 });
     expect((await storedOf(meta, 'PYSEC-2026-TY'))?.summary).toBe('feed update');
+  });
+});
+
+describe('normTime: the RFC 3339 times it used to refuse', () => {
+  it('a leap second is the last instant of its minute; a fraction past nine digits is cut; what is not RFC 3339 stays refused', async () => {
+    const { normTime } = await import('../../src/advisories/osv.js');
+    expect(normTime('2016-12-31T23:59:60Z')).toBe('2016-12-31T23:59:59.999999999Z');
+    expect(normTime('2016-12-31T23:59:60Z')! > normTime('2016-12-31T23:59:59.999999998Z')!).toBe(true);
+    expect(normTime('2016-12-31T23:59:60Z')! < normTime('2017-01-01T00:00:00Z')!).toBe(true);
+    expect(normTime('2017-01-01T00:59:60+01:00')).toBe('2016-12-31T23:59:59.999999999Z');
+    expect(normTime('2026-06-01T00:00:00.1234567891Z')).toBe('2026-06-01T00:00:00.123456789Z');
+    for (const bad of ['2026-06-01T00:00:61Z', '2026-06-01T00:00:00.Z', '2026-06-01T24:00:60Z', '2026-06-01T00:00:00', '2026-06-01'])
+      expect(normTime(bad), bad).toBeNull();
   });
 });
