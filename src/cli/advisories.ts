@@ -14,6 +14,7 @@ import type { AdvisoryRow, AdvisoryStore, OlderThan } from '../storage/meta-stor
 export interface ImportResult {
   read: number;
   changed: number;
+  /** Withdrawn records read and stored (new, changed or already as read): a withdrawn copy left out as older is not counted. */
   withdrawn: number;
   /** Records not written because the store holds a newer copy (0 with `replace`). */
   older: number;
@@ -85,7 +86,7 @@ function* walk(dir: string): Generator<string> {
 export class ImportCutShort extends Error {
   constructor(
     readonly of: number,
-    readonly done: { rows: number; changed: number; older: number },
+    readonly done: { rows: number; changed: number; older: number; left: Set<string> },
     cause: unknown,
   ) {
     const why = String((cause as Error)?.message ?? cause).replace(/\s*\n\s*/g, ' ');
@@ -105,26 +106,31 @@ export class ImportCutShort extends Error {
  * in between (a 50% share). Without `replace`, a row older than its stored copy is left out
  * (judged by the store inside the batch's transaction), counted only once its batch commits.
  */
-async function putInTurns(meta: AdvisoryStore, rows: AdvisoryRow[], replace: boolean): Promise<{ rows: number; changed: number; older: number }> {
-  const done = { rows: 0, changed: 0, older: 0 };
-  let older = 0;
+async function putInTurns(
+  meta: AdvisoryStore,
+  rows: AdvisoryRow[],
+  replace: boolean,
+): Promise<{ rows: number; changed: number; older: number; left: Set<string> }> {
+  const done = { rows: 0, changed: 0, older: 0, left: new Set<string>() };
+  let older: string[] = [];
   // Asked by the store of a record with a stored copy, once per write.
-  const counted: OlderThan = (given, held) => {
+  const counted: OlderThan = (given, held, id) => {
     const is = olderThan(given, held);
-    if (is) older++;
+    if (is) older.push(id);
     return is;
   };
   let took = -1;
   for (const batch of advisoryBatches(rows)) {
     if (took >= 0) await sleep(Math.min(50, took));
     const t0 = performance.now();
-    older = 0;
+    older = [];
     try {
       done.changed += await meta.putAdvisories(batch, undefined, replace ? undefined : counted);
     } catch (e) {
       throw new ImportCutShort(rows.length, done, e);
     }
-    done.older += older;
+    done.older += older.length;
+    for (const id of older) done.left.add(id);
     done.rows += batch.length;
     took = performance.now() - t0;
   }
@@ -188,10 +194,11 @@ export async function importAdvisories(meta: AdvisoryStore, path: string, opts: 
     keepNewest(byId, parseRecord(readFileSync(path, 'utf8'), path, skipped), path, skipped);
   }
   const recs = [...byId.values()].map((k) => k.rec);
-  const { changed, older } = await putInTurns(
+  const { changed, older, left } = await putInTurns(
     meta,
     recs.map((r) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) })),
     opts.replace === true,
   );
-  return { read: recs.length, changed, withdrawn: recs.filter((r) => r.withdrawn).length, older, skipped };
+  // Withdrawn among the records now stored as read: a withdrawn copy left out (older) is not kept.
+  return { read: recs.length, changed, withdrawn: recs.filter((r) => r.withdrawn && !left.has(r.id)).length, older, skipped };
 }
