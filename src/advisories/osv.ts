@@ -4,18 +4,21 @@ import type { OsvRecord } from '../policy/advisories.js';
 const ID = /^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$/;
 /** The `<ecosystem>/` prefix osv.dev may put on an id in modified_id.csv: one directory name (config/advisories-schema.ts). */
 const PREFIX = /^[A-Za-z0-9][A-Za-z0-9 .:_-]{0,63}$/;
-const RFC3339 = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/i;
+const RFC3339 = /^(\d{4}-\d\d-\d\dT\d\d:\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/i;
 
 /**
  * An RFC 3339 time as a fixed-width UTC string (nanoseconds), so times compare as strings without
- * losing osv.dev's microseconds to Date's milliseconds; null when it is not RFC 3339.
+ * losing osv.dev's microseconds to Date's milliseconds; null when it is not RFC 3339. RFC 3339 allows
+ * a leap second (:60, the last of its minute: after every :59.x) and any number of fraction digits
+ * (past nine, cut): taken as not a time, a newer copy at one was left out as older than any.
  */
 export function normTime(s: string): string | null {
   const m = RFC3339.exec(s);
   if (!m) return null;
-  const d = new Date(`${m[1]}${m[3].toUpperCase()}`);
+  const leap = m[2] === '60';
+  const d = new Date(`${m[1]}:${leap ? '59' : m[2]}${m[4].toUpperCase()}`);
   if (Number.isNaN(d.getTime())) return null;
-  return `${d.toISOString().slice(0, 19)}.${(m[2] ?? '').padEnd(9, '0')}Z`;
+  return `${d.toISOString().slice(0, 19)}.${leap ? '999999999' : (m[3] ?? '').slice(0, 9).padEnd(9, '0')}Z`;
 }
 
 /**

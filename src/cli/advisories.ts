@@ -14,6 +14,7 @@ import type { AdvisoryRow, AdvisoryStore, OlderThan } from '../storage/meta-stor
 export interface ImportResult {
   read: number;
   changed: number;
+  /** Withdrawn records read and stored (new, changed or already as read): a withdrawn copy left out as older is not counted. */
   withdrawn: number;
   /** Records not written because the store holds a newer copy (0 with `replace`). */
   older: number;
@@ -77,22 +78,63 @@ function* walk(dir: string): Generator<string> {
 }
 
 /**
+ * An import stopped by a store error part of the way through (a write lock held past the busy
+ * timeout, a dropped connection, a full disk): the batches before it stay written. It ended in a
+ * stack trace that said nothing of them; the command says in one line what was written and left
+ * out, and that a second run finishes it (the written copies are identical by then: not counted).
+ */
+export class ImportCutShort extends Error {
+  constructor(
+    readonly of: number,
+    readonly done: { rows: number; changed: number; older: number; left: Set<string> },
+    cause: unknown,
+  ) {
+    const why = String((cause as Error)?.message ?? cause).replace(/\s*\n\s*/g, ' ');
+    super(
+      `stopped by a store error after ${done.rows} of ${of} records (${done.changed} new or changed, ${done.older} left out as older than the copy stored): ` +
+        `those stay written, the rest were not; run it again to finish (${why})`,
+      { cause },
+    );
+  }
+}
+
+/**
  * An import's rows in write batches (storage/advisory-pages.ts). A running server writes its pull
  * rows to the same database and, while another process holds the write lock, waits for it with its
  * event loop stopped (SQLite's busy timeout): one transaction for a 20,000-record import held it
  * 1.4 s. After each batch the import pauses as long as the batch took, so the server's writes get
- * in between (a 50% share).
+ * in between (a 50% share). Without `replace`, a row older than its stored copy is left out
+ * (judged by the store inside the batch's transaction), counted only once its batch commits.
  */
-async function putInTurns(meta: AdvisoryStore, rows: AdvisoryRow[], older?: OlderThan): Promise<number> {
-  let changed = 0;
+async function putInTurns(
+  meta: AdvisoryStore,
+  rows: AdvisoryRow[],
+  replace: boolean,
+): Promise<{ rows: number; changed: number; older: number; left: Set<string> }> {
+  const done = { rows: 0, changed: 0, older: 0, left: new Set<string>() };
+  let older: string[] = [];
+  // Asked by the store of a record with a stored copy, once per write.
+  const counted: OlderThan = (given, held, id) => {
+    const is = olderThan(given, held);
+    if (is) older.push(id);
+    return is;
+  };
   let took = -1;
   for (const batch of advisoryBatches(rows)) {
     if (took >= 0) await sleep(Math.min(50, took));
     const t0 = performance.now();
-    changed += await meta.putAdvisories(batch, undefined, older);
+    older = [];
+    try {
+      done.changed += await meta.putAdvisories(batch, undefined, replace ? undefined : counted);
+    } catch (e) {
+      throw new ImportCutShort(rows.length, done, e);
+    }
+    done.older += older.length;
+    for (const id of older) done.left.add(id);
+    done.rows += batch.length;
     took = performance.now() - t0;
   }
-  return changed;
+  return done;
 }
 
 /**
@@ -152,17 +194,11 @@ export async function importAdvisories(meta: AdvisoryStore, path: string, opts: 
     keepNewest(byId, parseRecord(readFileSync(path, 'utf8'), path, skipped), path, skipped);
   }
   const recs = [...byId.values()].map((k) => k.rec);
-  // Asked by the store only of a record that differs from its stored copy, once per write.
-  let older = 0;
-  const counted: OlderThan = (given, held) => {
-    const is = olderThan(given, held);
-    if (is) older++;
-    return is;
-  };
-  const changed = await putInTurns(
+  const { changed, older, left } = await putInTurns(
     meta,
     recs.map((r) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) })),
-    opts.replace ? undefined : counted,
+    opts.replace === true,
   );
-  return { read: recs.length, changed, withdrawn: recs.filter((r) => r.withdrawn).length, older, skipped };
+  // Withdrawn among the records now stored as read: a withdrawn copy left out (older) is not kept.
+  return { read: recs.length, changed, withdrawn: recs.filter((r) => r.withdrawn && !left.has(r.id)).length, older, skipped };
 }

@@ -55,9 +55,10 @@ export async function moveSqliteToPostgres(loaded: LoadedConfig): Promise<MoveRe
       if (t.revokedAt !== null) await to.revokeToken(t.name);
       tokens++;
     }
+    // Stored as an import stores it: '' for a record with no `modified` (or a null one); PostgreSQL refused the NULL.
     const adv = (await from.listAdvisories()).map((record) => {
-      const o = JSON.parse(record) as { id: string; modified: string };
-      return { id: o.id, modified: o.modified, record };
+      const o = JSON.parse(record) as { id: string; modified?: unknown };
+      return { id: o.id, modified: typeof o.modified === 'string' ? o.modified : '', record };
     });
     await to.putAdvisories(adv);
     const target = await verifyChain(to);

@@ -306,9 +306,10 @@ export interface AdvisoryRow {
  * Whether a copy of a record modified at `given` is older than the stored one, modified at `held`
  * (both as the records gave them), and is not to replace it. Asked inside the write's transaction,
  * after every other writer's: checked before it, a newer copy another replica committed meanwhile
- * was overwritten (a record rolled back, un-withdrawn).
+ * was overwritten (a record rolled back, un-withdrawn). `id`: the record's, for a caller that counts
+ * which it left out (an import's output line).
  */
-export type OlderThan = (given: string, held: string) => boolean;
+export type OlderThan = (given: string, held: string, id: string) => boolean;
 
 /** One sync of an advisory feed (issue 28): what was fetched from a source, and what came of it. */
 export interface AdvisorySync {

@@ -30,7 +30,7 @@ export class PgAdvisories implements AdvisoryStore {
       : null;
     for (const r of recs) {
       const was = held?.get(r.id);
-      if (was !== undefined && older!(r.modified, was)) continue;
+      if (was !== undefined && older!(r.modified, was, r.id)) continue;
       const res = await c.query(
         `INSERT INTO advisories (id, modified, record, generation) VALUES ($1, $2, $3, $4)
          ON CONFLICT (id) DO UPDATE SET modified = EXCLUDED.modified, record = EXCLUDED.record, generation = EXCLUDED.generation

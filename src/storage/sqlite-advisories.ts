@@ -54,7 +54,7 @@ export class SqliteAdvisories implements AdvisoryStore {
     const ids: string[] = [];
     for (const r of recs) {
       const old = get.get(r.id);
-      if (old && (old.record === r.record || older?.(r.modified, old.modified))) continue;
+      if (old && (old.record === r.record || older?.(r.modified, old.modified, r.id))) continue;
       put.run(r.id, r.modified, r.record, next);
       ids.push(r.id);
     }

@@ -212,14 +212,16 @@ describe('`airlock advisories import`: counts, re-imports and one bad record (cb
       const [r3, r4] = await Promise.all([importAdvisories(a, other), importAdvisories(b, third)]);
       expect(r4.changed).toBe(N);
       expect(r3.changed + r3.older).toBe(N);
-      expect([r3.withdrawn, r4.withdrawn]).toEqual([N / 10, 0]);
+      // Withdrawn: of the copies each wrote (a withdrawn copy other left out is not counted).
+      expect(r3.withdrawn).toBeLessThanOrEqual(N / 10);
+      expect(r4.withdrawn).toBe(0);
       expect((await a.listAdvisories()).length).toBe(N);
       expect(new Set((await a.listAdvisories()).map((r) => (JSON.parse(r) as { modified: string }).modified))).toEqual(new Set([rec('x', 3).modified]));
       // Re-importing the older copies changes nothing, from either connection.
       const again = [await importAdvisories(a, other), await importAdvisories(b, other)];
-      expect(again.map((r) => [r.changed, r.older])).toEqual([
-        [0, N],
-        [0, N],
+      expect(again.map((r) => [r.changed, r.older, r.withdrawn])).toEqual([
+        [0, N, 0],
+        [0, N, 0],
       ]);
       expect(answers(await readAdvisories(a as never), 4)).toBe(answers(await atOnce(b), 4));
     } finally {
