@@ -58,6 +58,8 @@ export class AdvisoryFeeds {
   private ticking: Promise<void> | null = null;
   private states = new Map<string, FeedState>();
   private stopped = false;
+  /** A pass has looked at the store since start (the first looks whatever the poll). */
+  private looked = false;
   private noticing: Promise<string[]> | null = null;
   private noticeAgain: Promise<string[]> | null = null;
   /** The syncs under way, each with what cuts it short (stop). */
@@ -108,7 +110,12 @@ export class AdvisoryFeeds {
     }
     // Stopped: what a sync cut short wrote is applied by the next start (from the generation last told).
     if (this.stopped) return;
-    if (this.o.pollMs > 0 || synced) await this.notice().catch((e) => this.o.log.error({ err: (e as Error).message }, 'advisories: applying a change failed'));
+    // The first pass looks whatever the poll (start()): with advisories.poll 0 a change not told when the
+    // last run stopped (a stop during a sync's last write or its notice) waited for the next sync here.
+    if (this.o.pollMs > 0 || synced || !this.looked) {
+      this.looked = true;
+      await this.notice().catch((e) => this.o.log.error({ err: (e as Error).message }, 'advisories: applying a change failed'));
+    }
     await this.refreshStates().catch(() => {});
   }
 

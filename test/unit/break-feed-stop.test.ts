@@ -178,58 +178,54 @@ describe('break: stopping the feeds, from the side', () => {
     expect(performance.now() - t0).toBeLessThan(50);
   });
 
-  // BREAK (advisories.poll: 0): the pass a stop cuts short after the sync's last write tells nothing,
-  // as it should, but the next start's first pass does not look at the store either (it notices only
-  // after a sync of its own or with a poll): the 1,000 changes are told to the hooks only after the next
-  // sync here (advisories.interval later, an hour by default) or a SIGHUP, though start() promises the first
-  // tick applies and tells what changed since the generation last told. Unstopped, they were told at once.
-  it.fails(
-    'stop during the last write: that write completes and is recorded with its mark; the pass tells nothing; the next start tells every id once and syncs nothing',
-    async () => {
-      const meta = store();
-      const { log, lines } = recording();
-      answer = whole(zipOf(1000, T1));
-      const feeds = feedsOver(meta, [src()], { log });
-      const told = hooked();
-      const realLast = meta.recordAdvisorySync.bind(meta);
-      let stopping: Promise<void> | undefined;
-      let stopReturned = false;
-      let lastDone = false;
-      Object.assign(meta, {
-        recordAdvisorySync: async (...a: Parameters<typeof realLast>) => {
-          stopping = feeds.stop().then(() => void (stopReturned = true));
-          await new Promise((r) => setTimeout(r, 50));
-          expect(stopReturned).toBe(false);
-          const ids = await realLast(...a);
-          lastDone = true;
-          return ids;
-        },
-      });
-      feeds.start(await meta.advisoriesTold());
-      await new Promise<void>((r) => {
-        const t = setInterval(() => stopping && (clearInterval(t), r()), 10);
-      });
-      const t0 = performance.now();
-      await stopping;
-      expect(performance.now() - t0).toBeLessThan(1000);
-      expect(lastDone).toBe(true);
-      expect((await meta.advisorySyncs({ limit: 5 })).map((s) => [s.outcome, s.changed, s.highWater])).toEqual([['changed', 1000, MARK1]]);
-      expect(told.size).toBe(0);
-      expect(await meta.advisoriesTold()).toBe(0);
-      expect(errorsIn(lines)).toEqual([]);
-      Object.assign(meta, { recordAdvisorySync: realLast });
-      const asked = zipAsked;
-      const next = feedsOver(meta, [src()]);
-      feedsToStop.push(next);
-      next.start(await meta.advisoriesTold());
-      await next.tick();
-      expect(zipAsked).toBe(asked);
-      expect(told.size).toBe(1000);
-      expect([...told.values()].every((s) => s.length === 1 && s[0] === 'osv-pypi')).toBe(true);
-      expect(await meta.advisoriesTold()).toBe(await meta.advisoryGeneration());
-    },
-    30_000,
-  );
+  // Broke on main (advisories.poll: 0): the pass a stop cut short after the sync's last write told
+  // nothing, as it should, but the next start's first pass did not look at the store either (it noticed
+  // only after a sync of its own or with a poll): the 1,000 changes were told to the hooks only after the
+  // next sync here (advisories.interval later, an hour by default) or a SIGHUP, though start() promises the
+  // first tick applies and tells what changed since the generation last told. Unstopped, they were told at once.
+  it('stop during the last write: that write completes and is recorded with its mark; the pass tells nothing; the next start tells every id once and syncs nothing', async () => {
+    const meta = store();
+    const { log, lines } = recording();
+    answer = whole(zipOf(1000, T1));
+    const feeds = feedsOver(meta, [src()], { log });
+    const told = hooked();
+    const realLast = meta.recordAdvisorySync.bind(meta);
+    let stopping: Promise<void> | undefined;
+    let stopReturned = false;
+    let lastDone = false;
+    Object.assign(meta, {
+      recordAdvisorySync: async (...a: Parameters<typeof realLast>) => {
+        stopping = feeds.stop().then(() => void (stopReturned = true));
+        await new Promise((r) => setTimeout(r, 50));
+        expect(stopReturned).toBe(false);
+        const ids = await realLast(...a);
+        lastDone = true;
+        return ids;
+      },
+    });
+    feeds.start(await meta.advisoriesTold());
+    await new Promise<void>((r) => {
+      const t = setInterval(() => stopping && (clearInterval(t), r()), 10);
+    });
+    const t0 = performance.now();
+    await stopping;
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(lastDone).toBe(true);
+    expect((await meta.advisorySyncs({ limit: 5 })).map((s) => [s.outcome, s.changed, s.highWater])).toEqual([['changed', 1000, MARK1]]);
+    expect(told.size).toBe(0);
+    expect(await meta.advisoriesTold()).toBe(0);
+    expect(errorsIn(lines)).toEqual([]);
+    Object.assign(meta, { recordAdvisorySync: realLast });
+    const asked = zipAsked;
+    const next = feedsOver(meta, [src()]);
+    feedsToStop.push(next);
+    next.start(await meta.advisoriesTold());
+    await next.tick();
+    expect(zipAsked).toBe(asked);
+    expect(told.size).toBe(1000);
+    expect([...told.values()].every((s) => s.length === 1 && s[0] === 'osv-pypi')).toBe(true);
+    expect(await meta.advisoriesTold()).toBe(await meta.advisoryGeneration());
+  }, 30_000);
 
   it('a stopped sync whose every batch is unchanged: no generation, no source, no row; the next is recorded unchanged and tells nothing', async () => {
     const meta = store();
