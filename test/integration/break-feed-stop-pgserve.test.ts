@@ -58,11 +58,14 @@ policy:
   await meta.close();
 }, 120_000);
 afterAll(async () => {
+  for (const p of spawned) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
   await index.stop();
   await pgsrv?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** Every server started, killed after the tests if a failure left it running. */
+const spawned: ChildProcess[] = [];
 function serve(): { proc: ChildProcess; out: () => string; exited: Promise<number | null> } {
   let out = '';
   const proc = spawn(process.execPath, [join(process.cwd(), 'dist', 'cli', 'main.js'), 'serve', '--config', config], {
@@ -72,6 +75,7 @@ function serve(): { proc: ChildProcess; out: () => string; exited: Promise<numbe
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  spawned.push(proc);
   return { proc, out: () => out, exited };
 }
 async function until(what: () => boolean, ms: number, why: string): Promise<void> {

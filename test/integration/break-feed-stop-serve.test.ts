@@ -77,12 +77,15 @@ policy:
   );
 }, 60_000);
 afterAll(async () => {
+  for (const p of spawned) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
   feed.closeAllConnections();
   await new Promise<void>((r) => feed.close(() => r()));
   await index.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** Every server started, killed after the tests if a failure left it running. */
+const spawned: ChildProcess[] = [];
 /** A server on `data` (the first test's data_dir by default). */
 function serve(data = join(dir, 'data')): { proc: ChildProcess; out: () => string; exited: Promise<number | null> } {
   let out = '';
@@ -92,6 +95,7 @@ function serve(data = join(dir, 'data')): { proc: ChildProcess; out: () => strin
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  spawned.push(proc);
   return { proc, out: () => out, exited };
 }
 async function until(what: () => boolean, ms: number, why: string): Promise<void> {
