@@ -8,10 +8,10 @@ import { TrustRoots } from './signing/trust.js';
 import { advisoryPages } from './storage/advisory-pages.js';
 import type { MetaStore } from './storage/meta-store.js';
 
-/** The advisories imported into the metadata store (`airlock advisories import`), read a page at a time (advisory-pages.ts). */
-export async function readAdvisories(meta: MetaStore): Promise<Advisories> {
+/** The advisories imported into the metadata store (`airlock advisories import`), read a page at a time (advisory-pages.ts); `signal` ends the read (throws). */
+export async function readAdvisories(meta: MetaStore, signal?: AbortSignal): Promise<Advisories> {
   const advisories = new Advisories();
-  for await (const page of advisoryPages<OsvRecord>(meta)) advisories.add(page);
+  for await (const page of advisoryPages<OsvRecord>(meta, undefined, undefined, signal)) advisories.add(page);
   return advisories;
 }
 
@@ -24,11 +24,11 @@ const reloads = new WeakMap<LivePolicy, { begun: number; inForce: number }>();
  * noticed): the one begun later wins, so an older read that ends last does not put back what the
  * newer one replaced (a change made during both reads bumps the generation: the next notice applies it).
  */
-export async function reloadAdvisories(meta: MetaStore, live: LivePolicy, log: Logger): Promise<number> {
+export async function reloadAdvisories(meta: MetaStore, live: LivePolicy, log: Logger, signal?: AbortSignal): Promise<number> {
   const seq = reloads.get(live) ?? { begun: 0, inForce: 0 };
   reloads.set(live, seq);
   const mine = ++seq.begun;
-  const advisories = await readAdvisories(meta);
+  const advisories = await readAdvisories(meta, signal);
   if (mine < seq.inForce) return live.advisories.size;
   seq.inForce = mine;
   live.replaceAdvisories(advisories);

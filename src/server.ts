@@ -64,7 +64,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     intervalMs: a.interval * 1000,
     pollMs: a.poll * 1000,
     maxAgeMs: a.max_age * 1000,
-    apply: () => reloadAdvisories(meta, live, log),
+    apply: (signal) => reloadAdvisories(meta, live, log, signal),
     log,
     counted: (source, outcome) => metrics.advisorySyncs.inc({ source, outcome }),
   });
@@ -117,7 +117,14 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     /** The record's size budget (records.max_bytes): checked every minute; `check()` now. */
     budget: record.budget,
     /** Re-read imported advisories (SIGHUP; a change in the store is also noticed every advisories.poll seconds); returns how many are active. */
-    reloadAdvisories: async (): Promise<number> => ((await feeds.notice()).length ? live.advisories.size : reloadAdvisories(meta, live, log)),
+    reloadAdvisories: async (): Promise<number> => {
+      if ((await feeds.notice()).length) return live.advisories.size;
+      // Nothing new: re-read all the same. The feeds' stop (a shutdown, before the store closes) ends it at its next page.
+      return reloadAdvisories(meta, live, log, feeds.signal).catch((e) => {
+        if (feeds.signal.aborted) return live.advisories.size;
+        throw e;
+      });
+    },
     /** The advisory feeds (advisories.sources): freshness, a sync now (tests). */
     feeds,
     /** Re-read the trusted root (after `airlock trust import`) and the recorded signers (`airlock trust accept`); returns the root's version, or null when none is usable. */

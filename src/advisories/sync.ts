@@ -16,8 +16,11 @@ export interface FeedsOptions {
   pollMs: number;
   /** A source's data older than this is stale: a warning (0: never). */
   maxAgeMs: number;
-  /** Re-read the stored advisories into the policy in force (reload.ts reloadAdvisories); returns how many are active. */
-  apply: () => Promise<number>;
+  /**
+   * Re-read the stored advisories into the policy in force (reload.ts reloadAdvisories); returns how
+   * many are active. Once `signal` is aborted (a stop) it ends at its next page, throwing.
+   */
+  apply: (signal: AbortSignal) => Promise<number>;
   /** This replica, as the owner of a source's sync lease. */
   owner: string;
   log: Logger;
@@ -58,10 +61,13 @@ export class AdvisoryFeeds {
   private ticking: Promise<void> | null = null;
   private states = new Map<string, FeedState>();
   private stopped = false;
+  /** A pass has looked at the store since start (the first looks whatever the poll). */
+  private looked = false;
   private noticing: Promise<string[]> | null = null;
   private noticeAgain: Promise<string[]> | null = null;
   /** The syncs under way, each with what cuts it short (stop). */
   private readonly underWay = new Map<AbortController, Promise<AdvisorySync>>();
+  private readonly halt = new AbortController();
 
   constructor(private readonly o: FeedsOptions) {}
 
@@ -78,16 +84,24 @@ export class AdvisoryFeeds {
     void this.tick();
   }
 
+  /** Aborted by stop(): a re-read of the advisories under way (apply, a SIGHUP's in server.ts) ends at its next page. */
+  get signal(): AbortSignal {
+    return this.halt.signal;
+  }
+
   /**
    * No more passes, and a sync under way is cut short (a server's shutdown waited for a whole export's
    * download and writes): its download is abandoned and its writes stop before the next batch
-   * (syncNow). Resolves once it has ended (not recorded: sync below).
+   * (syncNow). A notice under way (after a sync, or a SIGHUP's) is cut short too: its re-read of every
+   * stored record (2 s for 60,000) stops at the next page, and it tells nothing (the next start does).
+   * Resolves once they have ended (the sync not recorded: sync below).
    */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.halt.abort();
     clearInterval(this.timer);
     for (const cut of this.underWay.keys()) cut.abort();
-    await Promise.allSettled([this.ticking, ...this.underWay.values()]);
+    await Promise.allSettled([this.ticking, ...this.underWay.values(), this.noticing, this.noticeAgain]);
   }
 
   /** One pass (syncs due, then apply what changed); a pass under way is joined, not doubled. */
@@ -108,7 +122,12 @@ export class AdvisoryFeeds {
     }
     // Stopped: what a sync cut short wrote is applied by the next start (from the generation last told).
     if (this.stopped) return;
-    if (this.o.pollMs > 0 || synced) await this.notice().catch((e) => this.o.log.error({ err: (e as Error).message }, 'advisories: applying a change failed'));
+    // The first pass looks whatever the poll (start()): with advisories.poll 0 a change not told when the
+    // last run stopped (a stop during a sync's last write or its notice) waited for the next sync here.
+    if (this.o.pollMs > 0 || synced || !this.looked) {
+      this.looked = true;
+      await this.notice().catch((e) => this.o.log.error({ err: (e as Error).message }, 'advisories: applying a change failed'));
+    }
     await this.refreshStates().catch(() => {});
   }
 
@@ -231,7 +250,14 @@ export class AdvisoryFeeds {
     await turn();
     const { ids, sources, generation } = await this.o.meta.advisoryChangesSince(this.generation);
     await turn();
-    const active = await this.o.apply();
+    let active: number;
+    try {
+      active = await this.o.apply(this.halt.signal);
+    } catch (e) {
+      // Cut short by a stop: nothing told, the mark of what was told stays; the next start's first pass tells it.
+      if (this.stopped) return [];
+      throw e;
+    }
     this.generation = Math.max(generation, this.generation);
     this.o.log.info({ changed: ids.length, sources, active, generation: this.generation }, 'advisories changed in the store: applied');
     if (ids.length) await advisoriesApplied({ changedIds: ids, source: sources.join(',') }, this.o.log);

@@ -20,9 +20,11 @@ const PAGE_CHARS = 512 * 1024;
  * so the reader's caller, which took the generation before reading, applies it again on its next
  * look (advisories/sync.ts).
  */
-export async function* advisoryPages<R>(meta: Pick<AdvisoryStore, 'advisoryPage'>, size = PAGE, chars = PAGE_CHARS): AsyncGenerator<R[]> {
+export async function* advisoryPages<R>(meta: Pick<AdvisoryStore, 'advisoryPage'>, size = PAGE, chars = PAGE_CHARS, signal?: AbortSignal): AsyncGenerator<R[]> {
   // The first page from the start, not after '': an import by hand may store a record whose id is '' (read once, before 2721d80; never, after).
   for (let after: string | null = null; ;) {
+    // Aborted (the feeds stopped, the store about to close): no page more.
+    signal?.throwIfAborted();
     const rows = await meta.advisoryPage(after, size, chars);
     if (rows.length > 0) yield rows.map((r) => JSON.parse(r.record) as R);
     // The last page: short of both caps (one cut by its characters is followed by another).

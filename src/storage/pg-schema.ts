@@ -113,6 +113,9 @@ export const PG_MIGRATIONS: string[] = [
    DROP INDEX pulls_sha256;`,
   // A feed sync writes in batches, each a generation (storage/advisory-pages.ts): the source of each. Self-contained.
   `CREATE TABLE advisory_generation_sources (generation BIGINT PRIMARY KEY, source TEXT NOT NULL);`,
+  // What changed since a generation names the syncs behind it (advisoryChangesSince): advisory_syncs,
+  // never pruned (a row per sync of every source), was read whole whenever anything changed. Self-contained.
+  `CREATE INDEX advisory_syncs_by_generation ON advisory_syncs (generation);`,
 ];
 
 /** Advisory-lock keys: schema migration, and the pull chain's head (one writer at a time across replicas). */

@@ -142,11 +142,14 @@ export class SqliteAdvisories implements AdvisoryStore {
         'SELECT id, generation FROM advisories INDEXED BY advisories_by_generation WHERE generation > ? ORDER BY id',
       )
       .all(generation);
-    // Nothing changed: no sources to name (and advisory_syncs, never pruned, is read whole).
+    // Nothing changed: no sources to name.
     if (rows.length === 0) return { ids: [], sources: [], generation };
+    // Through advisory_syncs_by_generation, and UNION ALL (a generation named twice names one source):
+    // advisory_syncs is never pruned, and a UNION walked all of it for the merge's order, 31-99 ms with
+    // 100,000 syncs recorded (a source synced every 5 minutes for a year) for one changed record.
     const bySync = this.db
       .prepare<[number, number], { source: string; generation: number }>(
-        'SELECT source, generation FROM advisory_syncs WHERE generation > ? UNION SELECT source, generation FROM advisory_generation_sources WHERE generation > ?',
+        'SELECT source, generation FROM advisory_syncs WHERE generation > ? UNION ALL SELECT source, generation FROM advisory_generation_sources WHERE generation > ?',
       )
       .all(generation, generation);
     const gens = [...new Set(rows.map((r) => r.generation))];

@@ -147,4 +147,7 @@ export const SQLITE_MIGRATIONS: string[] = [
   REFUSAL_INDEXES,
   // A feed sync writes in batches, each a generation (storage/advisory-pages.ts): the source of each. Self-contained.
   `CREATE TABLE advisory_generation_sources (generation INTEGER PRIMARY KEY, source TEXT NOT NULL);`,
+  // What changed since a generation names the syncs behind it (advisoryChangesSince): advisory_syncs,
+  // never pruned (a row per sync of every source), was read whole whenever anything changed. Self-contained.
+  `CREATE INDEX advisory_syncs_by_generation ON advisory_syncs (generation);`,
 ];

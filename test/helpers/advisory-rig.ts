@@ -84,7 +84,7 @@ export function noticing(meta: AdvisoryStore): { feeds: AdvisoryFeeds; inForce: 
 export function feedsOver(
   meta: AdvisoryStore & LeaseStore,
   sources: FeedSource[],
-  o: { apply?: () => Promise<number>; maxBytes?: number; maxIncremental?: number; timeoutMs?: number; owner?: string; log?: Logger } = {},
+  o: { apply?: (signal: AbortSignal) => Promise<number>; maxBytes?: number; maxIncremental?: number; timeoutMs?: number; owner?: string; log?: Logger } = {},
 ): AdvisoryFeeds {
   return new AdvisoryFeeds({
     meta,

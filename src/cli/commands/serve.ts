@@ -42,9 +42,13 @@ export const serve: Command = {
     process.on('SIGINT', () => shutdown('SIGINT'));
     process.on('SIGTERM', () => shutdown('SIGTERM'));
     process.on('SIGHUP', () => {
+      // Stopping: the stores are closing.
+      if (stopping) return;
       airlock.reloadPolicy();
-      void airlock.reloadAdvisories();
-      void airlock.reloadTrust();
+      // Not left unhandled: a read that failed (the store unreachable) ended the process (exit 1); what is in force stays.
+      const failed = (what: string) => (e: unknown) => airlock.log.error({ err: (e as Error).message }, `${what} reload failed; the one in force is kept`);
+      void airlock.reloadAdvisories().catch(failed('advisories'));
+      void airlock.reloadTrust().catch(failed('trusted root'));
     });
   },
 };
