@@ -23,6 +23,7 @@ import { startCacheUpkeep, startRetention } from './upkeep.js';
 import { consoleFor, createFrontends, readiness } from './wiring.js';
 import { advisoryFeeds, blobCache, fleetPeer, type FleetPeer, hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
 import { AdvisoryFeeds } from './advisories/sync.js';
+import type { MetaStore } from './storage/meta-store.js';
 import { Continuity } from './signing/continuity.js';
 
 export interface AirlockOptions {
@@ -117,14 +118,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     /** The record's size budget (records.max_bytes): checked every minute; `check()` now. */
     budget: record.budget,
     /** Re-read imported advisories (SIGHUP; a change in the store is also noticed every advisories.poll seconds); returns how many are active. */
-    reloadAdvisories: async (): Promise<number> => {
-      if ((await feeds.notice()).length) return live.advisories.size;
-      // Nothing new: re-read all the same. The feeds' stop (a shutdown, before the store closes) ends it at its next page.
-      return reloadAdvisories(meta, live, log, feeds.signal).catch((e) => {
-        if (feeds.signal.aborted) return live.advisories.size;
-        throw e;
-      });
-    },
+    reloadAdvisories: () => sighupAdvisories(feeds, meta, live, log),
     /** The advisory feeds (advisories.sources): freshness, a sync now (tests). */
     feeds,
     /** Re-read the trusted root (after `airlock trust import`) and the recorded signers (`airlock trust accept`); returns the root's version, or null when none is usable. */
@@ -264,4 +258,17 @@ export async function startServer(
       await airlock.close();
     },
   };
+}
+
+/**
+ * A SIGHUP's re-read of the advisories: what changed in the store, told as a feed's notice; when
+ * nothing did, every record re-read all the same. The feeds' stop (a shutdown, before the store
+ * closes) ends that read at its next page. Returns how many are active.
+ */
+async function sighupAdvisories(feeds: AdvisoryFeeds, meta: MetaStore, live: LivePolicy, log: Logger): Promise<number> {
+  if ((await feeds.notice()).length) return live.advisories.size;
+  return reloadAdvisories(meta, live, log, feeds.signal).catch((e) => {
+    if (feeds.signal.aborted) return live.advisories.size;
+    throw e;
+  });
 }
