@@ -1,8 +1,31 @@
-import { defineConfig } from 'vitest/config';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { configDefaults, defineConfig } from 'vitest/config';
+
+/**
+ * `npm test` runs the suite in two passes (AIRLOCK_TESTS): `parallel`, two files at a time, then
+ * `timed`, one at a time. A timed file asserts something about time (an event-loop stall, a rate,
+ * a deadline, a send timeout): it reads a clock, or says `timed:` in a comment. Run beside another
+ * file on this two-core machine its measurements would be the other file's load. Unset, every file
+ * runs one at a time (vitest's default here, cores - 1), as a file named on the command line does.
+ */
+const TIMED = /performance\.now\(|Date\.now\(|hrtime|monitorEventLoopDelay|longestStall|cpuUsage\(|\btimed:/;
+
+function testFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? testFiles(join(dir, e.name)) : e.name.endsWith('.test.ts') ? [join(dir, e.name)] : [],
+  );
+}
+
+const pass = process.env.AIRLOCK_TESTS;
+if (pass !== undefined && pass !== 'parallel' && pass !== 'timed') throw new Error(`AIRLOCK_TESTS is parallel or timed, not ${pass}`);
+const timed = pass ? testFiles('test').filter((f) => TIMED.test(readFileSync(f, 'utf8'))) : [];
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
+    include: pass === 'timed' ? timed : ['test/**/*.test.ts'],
+    exclude: pass === 'parallel' ? [...configDefaults.exclude, ...timed] : configDefaults.exclude,
+    ...(pass === 'parallel' ? { maxWorkers: 2, minWorkers: 2 } : {}),
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',

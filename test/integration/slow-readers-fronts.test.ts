@@ -1,3 +1,4 @@
+// timed: its clients are judged by transfers.send_timeout against real time (vitest.config.ts runs it alone).
 import { randomBytes, randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
