@@ -147,4 +147,10 @@ export const SQLITE_MIGRATIONS: string[] = [
   REFUSAL_INDEXES,
   // A feed sync writes in batches, each a generation (storage/advisory-pages.ts): the source of each. Self-contained.
   `CREATE TABLE advisory_generation_sources (generation INTEGER PRIMARY KEY, source TEXT NOT NULL);`,
+  // The ids a change noticed by a server reads (advisoryChangesSince) come from this index alone.
+  // Read from the table, each row's generation (its last column, after the record's overflow pages)
+  // cost a scan of the whole table: 80-190 ms of the server's event loop at every notice for 20,000
+  // records, however few had changed. Self-contained.
+  `DROP INDEX advisories_by_generation;
+   CREATE INDEX advisories_by_generation ON advisories (generation, id);`,
 ];
