@@ -77,6 +77,9 @@ function* walk(dir: string): Generator<string> {
   }
 }
 
+/** The shortest pause between two of an import's write batches (putInTurns): longer than any sleep of SQLite's busy handler in its first 103 ms. */
+const PAUSE_MIN_MS = 30;
+
 /**
  * An import stopped by a store error part of the way through (a write lock held past the busy
  * timeout, a dropped connection, a full disk): the batches before it stay written. It ended in a
@@ -102,9 +105,13 @@ export class ImportCutShort extends Error {
  * An import's rows in write batches (storage/advisory-pages.ts). A running server writes its pull
  * rows to the same database and, while another process holds the write lock, waits for it with its
  * event loop stopped (SQLite's busy timeout): one transaction for a 20,000-record import held it
- * 1.4 s. After each batch the import pauses as long as the batch took, so the server's writes get
- * in between (a 50% share). Without `replace`, a row older than its stored copy is left out
- * (judged by the store inside the batch's transaction), counted only once its batch commits.
+ * 1.4 s. After each batch the import pauses as long as the batch took (a 50% share), and at least
+ * PAUSE_MIN_MS: a waiting server does not watch the lock, it tries again after each sleep of its
+ * busy handler (1, 2, 5, 10, 15, 20, 25, 25, 25 ms in its first 103 ms of waiting; then 50, 50,
+ * then 100 each), and a pause shorter than the sleep under way could pass unseen, the next batch
+ * taking the lock again while the server slept on. Without `replace`, a row older than its stored
+ * copy is left out (judged by the store inside the batch's transaction), counted only once its
+ * batch commits.
  */
 async function putInTurns(
   meta: AdvisoryStore,
@@ -121,7 +128,7 @@ async function putInTurns(
   };
   let took = -1;
   for (const batch of advisoryBatches(rows)) {
-    if (took >= 0) await sleep(Math.min(50, took));
+    if (took >= 0) await sleep(Math.max(PAUSE_MIN_MS, took));
     const t0 = performance.now();
     older = [];
     try {

@@ -150,4 +150,10 @@ export const SQLITE_MIGRATIONS: string[] = [
   // What changed since a generation names the syncs behind it (advisoryChangesSince): advisory_syncs,
   // never pruned (a row per sync of every source), was read whole whenever anything changed. Self-contained.
   `CREATE INDEX advisory_syncs_by_generation ON advisory_syncs (generation);`,
+  // The ids a change noticed by a server reads (advisoryChangesSince) come from this index alone.
+  // Read from the table, each row's generation (its last column, after the record's overflow pages)
+  // cost a scan of the whole table: 80-190 ms of the server's event loop at every notice for 20,000
+  // records, however few had changed. Self-contained.
+  `DROP INDEX advisories_by_generation;
+   CREATE INDEX advisories_by_generation ON advisories (generation, id);`,
 ];
