@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ServerResponse } from 'node:http';
 import { OsvFeed, type FeedSource } from '../../src/advisories/feed.js';
 import { AdvisoryFeeds } from '../../src/advisories/sync.js';
 import type { Logger } from '../../src/obs/logger.js';
@@ -101,4 +102,35 @@ export function feedsOver(
     owner: o.owner ?? 'test',
     log: o.log ?? quiet,
   });
+}
+
+/** An all.zip answered whole. */
+export const wholeExport = (zip: Buffer) => (res: ServerResponse) => void res.writeHead(200, { 'content-type': 'application/zip' }).end(zip);
+
+/**
+ * A slow all.zip (the feed-stop tests): its first KB, then a byte every 50 ms, a transfer far from
+ * its end. `respond` answers a request with it; `started` once it has; `closed` once the client hangs up.
+ */
+export function dripExport(zip: Buffer): { respond: (res: ServerResponse) => void; started: Promise<void>; closed: Promise<void> } {
+  let started!: () => void;
+  let closed!: () => void;
+  return {
+    started: new Promise<void>((r) => (started = r)),
+    closed: new Promise<void>((r) => (closed = r)),
+    respond: (res) => {
+      res.writeHead(200, { 'content-type': 'application/zip', 'content-length': zip.length });
+      res.write(zip.subarray(0, 1024));
+      let at = 1024;
+      const drip = setInterval(() => res.write(zip.subarray(at, ++at)), 50);
+      res.on('close', () => (clearInterval(drip), closed()));
+      started();
+    },
+  };
+}
+
+/** A logger that keeps each line's level, message and fields. */
+export function recordingLog(): { log: Logger; lines: { level: string; msg: string; obj: Record<string, unknown> }[] } {
+  const lines: { level: string; msg: string; obj: Record<string, unknown> }[] = [];
+  const at = (level: string) => (obj: Record<string, unknown>, msg: string) => void lines.push({ level, msg, obj });
+  return { log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } as never, lines };
 }

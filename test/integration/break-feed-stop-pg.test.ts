@@ -5,10 +5,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { clearAdvisoriesAppliedHooks, onAdvisoriesApplied } from '../../src/advisories/applied.js';
 import type { FeedSource } from '../../src/advisories/feed.js';
 import type { AdvisoryFeeds } from '../../src/advisories/sync.js';
-import type { Logger } from '../../src/obs/logger.js';
 import type { AdvisoryRow, AdvisorySync } from '../../src/storage/meta-store.js';
 import { PgMetaStore } from '../../src/storage/pg-meta-store.js';
-import { feedsOver, rng } from '../helpers/advisory-rig.js';
+import { dripExport, feedsOver, recordingLog, rng, wholeExport } from '../helpers/advisory-rig.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { perGeneration, SHADOW_PG, UNPRUNED_READS, unprunedSince, type Unpruned } from '../helpers/unpruned.js';
 import { writeZip } from '../helpers/zip-writer.js';
@@ -48,26 +47,12 @@ const rec = (id: string, modified: string, extra: Record<string, unknown> = {}) 
 });
 const rowOf = (r: { id: string; modified: string }): AdvisoryRow => ({ id: r.id, modified: r.modified, record: JSON.stringify(r) });
 const zipOf = (recs: { id: string }[]) => writeZip(recs.map((r) => ({ name: `${r.id}.json`, data: JSON.stringify(r) })));
-const whole = (zip: Buffer) => (res: ServerResponse) => void res.writeHead(200, { 'content-type': 'application/zip' }).end(zip);
-function slowly(prefix: string, zip: Buffer): { started: Promise<void>; closed: Promise<void> } {
-  let started!: () => void;
-  let closed!: () => void;
-  const out = { started: new Promise<void>((r) => (started = r)), closed: new Promise<void>((r) => (closed = r)) };
-  answers.set(prefix, (res) => {
-    res.writeHead(200, { 'content-type': 'application/zip', 'content-length': zip.length });
-    res.write(zip.subarray(0, 1024));
-    let at = 1024;
-    const drip = setInterval(() => res.write(zip.subarray(at, ++at)), 50);
-    res.on('close', () => (clearInterval(drip), closed()));
-    started();
-  });
-  return out;
-}
-function recording(): { log: Logger; lines: { level: string; msg: string }[] } {
-  const lines: { level: string; msg: string }[] = [];
-  const at = (level: string) => (_o: unknown, msg: string) => void lines.push({ level, msg });
-  return { log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } as never, lines };
-}
+const whole = wholeExport;
+const slowly = (prefix: string, zip: Buffer) => {
+  const d = dripExport(zip);
+  answers.set(prefix, d.respond);
+  return d;
+};
 
 /** `n` replicas' stores on one fresh schema, with the unpruned shadow of advisory_generation_sources. */
 async function fleet(n: number): Promise<PgMetaStore[]> {
@@ -119,7 +104,7 @@ afterEach(async () => {
 describe("break: stopping a replica's feeds on a PostgreSQL fleet; the pruned sources stay exact", () => {
   it('a replica stopped mid-download releases the lease: the other, refused it meanwhile, takes the sync at its next pass and ends with exactly the export', async () => {
     const [a, b] = await fleet(2);
-    const { log, lines } = recording();
+    const { log, lines } = recordingLog();
     const N = 1200;
     const recs = Array.from({ length: N }, (_, i) => rec(`PYSEC-2026-${String(i).padStart(5, '0')}`, '2026-03-01T00:00:00Z'));
     const zip = zipOf(recs);

@@ -8,13 +8,12 @@ import { clearAdvisoriesAppliedHooks, onAdvisoriesApplied } from '../../src/advi
 import type { FeedSource } from '../../src/advisories/feed.js';
 import type { AdvisoryFeeds } from '../../src/advisories/sync.js';
 import { LivePolicy } from '../../src/core/live-policy.js';
-import type { Logger } from '../../src/obs/logger.js';
 import { Advisories } from '../../src/policy/advisories.js';
 import { Policy } from '../../src/policy/index.js';
 import { reloadAdvisories } from '../../src/reload.js';
 import type { AdvisoryRow } from '../../src/storage/meta-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
-import { feedsOver } from '../helpers/advisory-rig.js';
+import { dripExport, feedsOver, recordingLog, wholeExport } from '../helpers/advisory-rig.js';
 import { writeZip } from '../helpers/zip-writer.js';
 
 /**
@@ -50,30 +49,15 @@ const rec = (i: number, modified: string, details = '') => ({
 const rowOf = (r: { id: string; modified: string }): AdvisoryRow => ({ id: r.id, modified: r.modified, record: JSON.stringify(r) });
 const zipOf = (n: number, modified: string, details = '') =>
   writeZip(Array.from({ length: n }, (_, i) => ({ name: `${rec(i, modified).id}.json`, data: JSON.stringify(rec(i, modified, details)) })));
-const whole = (zip: Buffer) => (res: ServerResponse) => void res.writeHead(200, { 'content-type': 'application/zip' }).end(zip);
+const whole = wholeExport;
 
-/** A slow export: its first KB, then a byte every 50 ms; `closed` once the client hangs up. */
-function slowly(zip: Buffer): { started: Promise<void>; closed: Promise<void> } {
-  let started!: () => void;
-  let closed!: () => void;
-  const out = { started: new Promise<void>((r) => (started = r)), closed: new Promise<void>((r) => (closed = r)) };
-  answer = (res) => {
-    res.writeHead(200, { 'content-type': 'application/zip', 'content-length': zip.length });
-    res.write(zip.subarray(0, 1024));
-    let at = 1024;
-    const drip = setInterval(() => res.write(zip.subarray(at, ++at)), 50);
-    res.on('close', () => (clearInterval(drip), closed()));
-    started();
-  };
-  return out;
-}
+const slowly = (zip: Buffer) => {
+  const d = dripExport(zip);
+  answer = d.respond;
+  return d;
+};
 const hungUp = (p: Promise<void>) => Promise.race([p.then(() => 'closed'), new Promise((r) => setTimeout(() => r('open'), 1000))]);
 
-function recording(): { log: Logger; lines: { level: string; msg: string }[] } {
-  const lines: { level: string; msg: string }[] = [];
-  const at = (level: string) => (_obj: unknown, msg: string) => void lines.push({ level, msg });
-  return { log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } as never, lines };
-}
 const errorsIn = (lines: { level: string; msg: string }[]) => lines.filter((l) => l.level === 'error');
 
 /** What the hooks are told, id by id: the sources each was told with, one entry per telling. */
@@ -130,7 +114,7 @@ async function synced(meta: SqliteMetaStore, rows: AdvisoryRow[]): Promise<void>
 describe('break: stopping the feeds, from the side', () => {
   it('stop called twice at once, and again after: each returns promptly, the download is abandoned, nothing is written or recorded', async () => {
     const meta = store();
-    const { log, lines } = recording();
+    const { log, lines } = recordingLog();
     const feeds = feedsOver(meta, [src()], { log });
     const zip = zipOf(300, T1);
     const slow = slowly(zip);
@@ -159,7 +143,7 @@ describe('break: stopping the feeds, from the side', () => {
 
   it('stop before start: the start that follows fetches, writes and records nothing, and its timer does no pass', async () => {
     const meta = store();
-    const { log, lines } = recording();
+    const { log, lines } = recordingLog();
     answer = whole(zipOf(10, T1));
     const asked = zipAsked;
     const feeds = feedsOver(meta, [src()], { log });
@@ -185,7 +169,7 @@ describe('break: stopping the feeds, from the side', () => {
   // first tick applies and tells what changed since the generation last told. Unstopped, they were told at once.
   it('stop during the last write: that write completes and is recorded with its mark; the pass tells nothing; the next start tells every id once and syncs nothing', async () => {
     const meta = store();
-    const { log, lines } = recording();
+    const { log, lines } = recordingLog();
     answer = whole(zipOf(1000, T1));
     const feeds = feedsOver(meta, [src()], { log });
     const told = hooked();
@@ -229,7 +213,7 @@ describe('break: stopping the feeds, from the side', () => {
 
   it('a stopped sync whose every batch is unchanged: no generation, no source, no row; the next is recorded unchanged and tells nothing', async () => {
     const meta = store();
-    const { log, lines } = recording();
+    const { log, lines } = recordingLog();
     const recs = Array.from({ length: 2000 }, (_, i) => rec(i, T1));
     await synced(meta, recs.map(rowOf));
     const gen = await meta.advisoryGeneration();
@@ -319,7 +303,7 @@ describe('break: stopping the feeds, from the side', () => {
 
   it('stop right after the export is downloaded (while it is read and checked): stop() returns within ~1 s and nothing is written', async () => {
     const meta = store();
-    const { log, lines } = recording();
+    const { log, lines } = recordingLog();
     const zip = zipOf(20_000, T1, 'd'.repeat(200));
     let sent!: () => void;
     const done = new Promise<void>((r) => (sent = r));
@@ -348,7 +332,7 @@ describe('break: stopping the feeds, from the side', () => {
   // one export with 200 wide records), not "well under a second".
   it('stop during the notice after a sync (60,000 records stored, three sources): stop() returns within ~1 s; the change is told once, now or at the next start', async () => {
     const meta = store();
-    const { log, lines } = recording();
+    const { log, lines } = recordingLog();
     const other = (prefix: string) => Array.from({ length: 20_000 }, (_, i) => rowOf({ ...rec(i, T1, 'd'.repeat(1500)), id: `${prefix}-${i}` }));
     for (const [prefix, source] of [
       ['DSA', 'osv-debian'],

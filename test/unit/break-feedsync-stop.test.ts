@@ -5,10 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { FeedSource } from '../../src/advisories/feed.js';
-import type { Logger } from '../../src/obs/logger.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { writeZip } from '../helpers/zip-writer.js';
-import { feedsOver } from '../helpers/advisory-rig.js';
+import { dripExport, feedsOver, recordingLog, wholeExport } from '../helpers/advisory-rig.js';
 
 /**
  * Guarantee: stopping the feeds (a server's shutdown, SIGTERM) cuts a sync under way short instead
@@ -45,30 +44,13 @@ const rec = (i: number, modified: string) => ({
 });
 const zipOf = (n: number, modified: string) =>
   writeZip(Array.from({ length: n }, (_, i) => ({ name: `${rec(i, modified).id}.json`, data: JSON.stringify(rec(i, modified)) })));
-const whole = (zip: Buffer) => (res: ServerResponse) => void res.writeHead(200, { 'content-type': 'application/zip' }).end(zip);
+const whole = wholeExport;
 
-/** A slow export: its first KB, then a byte every 50 ms (a transfer far from its end); `closed` once the client hangs up. */
-function slowly(zip: Buffer): { started: Promise<void>; closed: Promise<void> } {
-  let started!: () => void;
-  let closed!: () => void;
-  const out = { started: new Promise<void>((r) => (started = r)), closed: new Promise<void>((r) => (closed = r)) };
-  answer = (res) => {
-    res.writeHead(200, { 'content-type': 'application/zip', 'content-length': zip.length });
-    res.write(zip.subarray(0, 1024));
-    let at = 1024;
-    const drip = setInterval(() => res.write(zip.subarray(at, ++at)), 50);
-    res.on('close', () => (clearInterval(drip), closed()));
-    started();
-  };
-  return out;
-}
-
-/** A logger that keeps each line's level and message. */
-function recording(): { log: Logger; lines: { level: string; msg: string; obj: Record<string, unknown> }[] } {
-  const lines: { level: string; msg: string; obj: Record<string, unknown> }[] = [];
-  const at = (level: string) => (obj: Record<string, unknown>, msg: string) => void lines.push({ level, msg, obj });
-  return { log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } as never, lines };
-}
+const slowly = (zip: Buffer) => {
+  const d = dripExport(zip);
+  answer = d.respond;
+  return d;
+};
 
 const unhandled: unknown[] = [];
 const onUnhandled = (e: unknown) => void unhandled.push(e);
@@ -99,7 +81,7 @@ const T2 = '2026-03-01T00:00:00Z';
 describe('break: stopping the feeds cuts a sync under way short', () => {
   it('during the download: stop() returns within ~1 s, the connection is closed, nothing is written or recorded; the next start syncs at once', async () => {
     const meta = store();
-    const { log, lines } = recording();
+    const { log, lines } = recordingLog();
     const feeds = feedsOver(meta, [src()], { log, timeoutMs: 15_000 });
     const zip = zipOf(300, T1);
     const slow = slowly(zip);
@@ -132,7 +114,7 @@ describe('break: stopping the feeds cuts a sync under way short', () => {
 
   it('during an incremental sync: stop() returns within ~1 s, the record requests under way are abandoned and no more are made; the next sync completes', async () => {
     const meta = store();
-    const { log, lines } = recording();
+    const { log, lines } = recordingLog();
     const source: FeedSource = { ...src(), incremental: true };
     // A full sync set the mark at T1 two hours ago; 200 records changed since, each served in 500 ms, 4 at a time (50 s in all).
     const ago = Date.now() - 7_200_000;
@@ -183,7 +165,7 @@ describe('break: stopping the feeds cuts a sync under way short', () => {
 
   it('between write batches: stop() returns after at most one more batch, only whole batches are kept, the mark stays; the next sync completes', async () => {
     const meta = store();
-    const { log, lines } = recording();
+    const { log, lines } = recordingLog();
     // A first sync, two hours ago (the next is due), set the mark at T1.
     const ago = Date.now() - 7_200_000;
     const older = Array.from({ length: 10 }, (_, i) => rec(i, T1)).map((r) => ({ id: r.id, modified: r.modified, record: JSON.stringify(r) }));
