@@ -4,21 +4,28 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from './oci-tools.js';
 
-/** `airlock serve` as its own process; resolves once it listens, with its port. */
-export function serveProcess(config: string, env: Record<string, string> = {}): Promise<{ proc: ChildProcess; port: number; log: () => string }> {
-  const proc = spawn('node', [join(process.cwd(), 'dist', 'cli', 'main.js'), 'serve', '--config', config], {
+/** `airlock serve` as its own process, from its start: everything it printed so far, and its exit code once it exits. */
+export function spawnServe(config: string, env: Record<string, string> = {}): { proc: ChildProcess; out: () => string; exited: Promise<number | null> } {
+  const proc = spawn(process.execPath, [join(process.cwd(), 'dist', 'cli', 'main.js'), 'serve', '--config', config], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
   let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  return { proc, out: () => out, exited };
+}
+
+/** `airlock serve` as its own process; resolves once it listens, with its port. */
+export function serveProcess(config: string, env: Record<string, string> = {}): Promise<{ proc: ChildProcess; port: number; log: () => string }> {
+  const { proc, out } = spawnServe(config, env);
   return new Promise((resolve, reject) => {
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /"listen":"127\.0\.0\.1:(\d+)"/.exec(out);
-      if (m) resolve({ proc, port: Number(m[1]), log: () => out });
+    proc.stdout!.on('data', () => {
+      const m = /"listen":"127\.0\.0\.1:(\d+)"/.exec(out());
+      if (m) resolve({ proc, port: Number(m[1]), log: out });
     });
-    proc.once('exit', (code) => reject(new Error(`airlock exited (${code}): ${out}`)));
+    proc.once('exit', (code) => reject(new Error(`airlock exited (${code}): ${out()}`)));
   });
 }
 

@@ -47,7 +47,6 @@ const rec = (id: string, modified: string, extra: Record<string, unknown> = {}) 
 });
 const rowOf = (r: { id: string; modified: string }): AdvisoryRow => ({ id: r.id, modified: r.modified, record: JSON.stringify(r) });
 const zipOf = (recs: { id: string }[]) => writeZip(recs.map((r) => ({ name: `${r.id}.json`, data: JSON.stringify(r) })));
-const whole = wholeExport;
 const slowly = (prefix: string, zip: Buffer) => {
   const d = dripExport(zip);
   answers.set(prefix, d.respond);
@@ -129,7 +128,7 @@ describe("break: stopping a replica's feeds on a PostgreSQL fleet; the pruned so
     expect(await a.advisorySyncs({ limit: 5 })).toEqual([]);
     expect(await a.leaseHolder('advisory-sync:osv-pypi')).toBeNull();
     // B's next pass: the source is due and the lease free.
-    answers.set('a', whole(zip));
+    answers.set('a', wholeExport(zip));
     feedsB.start(await b.advisoriesTold());
     await feedsB.tick();
     expect(zipAsked.get('a')).toBe(2);
@@ -157,8 +156,8 @@ describe("break: stopping a replica's feeds on a PostgreSQL fleet; the pruned so
       // Each source serves a random half of the ids at this round's version (no older than what it served before).
       const mod = `2026-0${1 + round}-01T00:00:00Z`;
       const pick = () => ids.filter(() => rand() < 0.6).map((id) => rec(id, mod, { summary: `r${round}-${rand() < 0.5 ? 'x' : 'y'}` }));
-      answers.set('a', whole(zipOf(pick())));
-      answers.set('b', whole(zipOf(pick())));
+      answers.set('a', wholeExport(zipOf(pick())));
+      answers.set('b', wholeExport(zipOf(pick())));
       const feedsA = feedsOver(a, [src('a', 'osv-a')], { owner: `a-${round}` });
       const feedsB = feedsOver(b, [src('b', 'osv-b')], { owner: `b-${round}` });
       // Between batches: an import by hand on the third replica, and once a round A's feeds are stopped.

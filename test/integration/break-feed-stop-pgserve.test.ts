@@ -1,10 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgMetaStore } from '../../src/storage/pg-meta-store.js';
 import { FakeIndex } from '../helpers/fake-index.js';
+import { spawnServe } from '../helpers/fleet.js';
+import { until } from '../helpers/stuck.js';
 import { freePort } from '../helpers/oci-tools.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 
@@ -66,24 +68,10 @@ afterAll(async () => {
 
 /** Every server started, killed after the tests if a failure left it running. */
 const spawned: ChildProcess[] = [];
-function serve(): { proc: ChildProcess; out: () => string; exited: Promise<number | null> } {
-  let out = '';
-  const proc = spawn(process.execPath, [join(process.cwd(), 'dist', 'cli', 'main.js'), 'serve', '--config', config], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, AIRLOCK_TEST_PG: pgsrv.url },
-  });
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  spawned.push(proc);
-  return { proc, out: () => out, exited };
-}
-async function until(what: () => boolean, ms: number, why: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!what()) {
-    if (Date.now() > end) throw new Error(`timed out: ${why}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+function serve(): ReturnType<typeof spawnServe> {
+  const s = spawnServe(config, { AIRLOCK_TEST_PG: pgsrv.url });
+  spawned.push(s.proc);
+  return s;
 }
 const errors = (out: string) => out.split('\n').filter((l) => /"level":(50|60)/.test(l) || /Unhandled|^Error|^\s+at /.test(l));
 
@@ -96,7 +84,7 @@ describe('break: a real server on PostgreSQL sent SIGHUP, then SIGTERM while the
     const runs: { delay: number; code: number | null; ms: number; problems: string[] }[] = [];
     for (const delay of [100, 150, 200, 250, 300, 400]) {
       const s = serve();
-      await until(() => /airlock listening/.test(s.out()) || s.proc.exitCode !== null, 30_000, s.out());
+      expect(await until(() => /airlock listening/.test(s.out()) || s.proc.exitCode !== null, 30_000), s.out()).toBe(true);
       await new Promise((r) => setTimeout(r, 1000));
       s.proc.kill('SIGHUP');
       await new Promise((r) => setTimeout(r, delay));

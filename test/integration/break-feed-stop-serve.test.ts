@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,6 +8,8 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { FakeIndex } from '../helpers/fake-index.js';
+import { spawnServe } from '../helpers/fleet.js';
+import { until } from '../helpers/stuck.js';
 import { freePort } from '../helpers/oci-tools.js';
 import { writeZip } from '../helpers/zip-writer.js';
 
@@ -87,23 +89,12 @@ afterAll(async () => {
 /** Every server started, killed after the tests if a failure left it running. */
 const spawned: ChildProcess[] = [];
 /** A server on `data` (the first test's data_dir by default). */
-function serve(data = join(dir, 'data')): { proc: ChildProcess; out: () => string; exited: Promise<number | null> } {
-  let out = '';
+function serve(data = join(dir, 'data')): ReturnType<typeof spawnServe> {
   const cfg = data === join(dir, 'data') ? config : join(dir, 'airlock-2.yaml');
   if (cfg !== config) writeFileSync(cfg, readFileSync(config, 'utf8').replace(`data_dir: ${join(dir, 'data')}`, `data_dir: ${data}`));
-  const proc = spawn(process.execPath, [join(process.cwd(), 'dist', 'cli', 'main.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  spawned.push(proc);
-  return { proc, out: () => out, exited };
-}
-async function until(what: () => boolean, ms: number, why: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!what()) {
-    if (Date.now() > end) throw new Error(`timed out: ${why}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const s = spawnServe(cfg);
+  spawned.push(s.proc);
+  return s;
 }
 const errors = (out: string) => out.split('\n').filter((l) => /"level":(50|60)/.test(l) || /Unhandled|UnhandledPromiseRejection|at async|TypeError/.test(l));
 
@@ -138,7 +129,7 @@ describe('break: the real server stopped (SIGTERM) while its feed downloads a sl
     const t1 = Date.now();
     const second = serve();
     try {
-      await until(() => /advisories changed in the store: applied/.test(second.out()), 30_000, `the next start's sync: ${second.out()}`);
+      expect(await until(() => /advisories changed in the store: applied/.test(second.out()), 30_000), `the next start's sync: ${second.out()}`).toBe(true);
       console.log(`the next start synced and applied in ${Date.now() - t1} ms`);
       expect(second.out()).toMatch(new RegExp(`"mode":"full","records":${N},"changed":${N}.*"msg":"advisory feed synced"`));
       expect(second.out()).toMatch(new RegExp(`"changed":${N},"sources":\\["osv-pypi"\\]`));
@@ -172,7 +163,7 @@ describe('break: the real server stopped (SIGTERM) while its feed reads and writ
     // comes once the first batch is seen in the database (read beside the server).
     const look = new Database(join(data, 'airlock.db'), { readonly: true });
     try {
-      await until(() => (look.prepare('SELECT COUNT(*) AS n FROM advisories').get() as { n: number }).n > 0, 30_000, first.out());
+      expect(await until(() => (look.prepare('SELECT COUNT(*) AS n FROM advisories').get() as { n: number }).n > 0, 30_000), first.out()).toBe(true);
     } finally {
       look.close();
     }
@@ -200,9 +191,9 @@ describe('break: the real server stopped (SIGTERM) while its feed reads and writ
     else expect([stored, syncs]).toEqual([BIG, [['changed', BIG]]]);
     const second = serve(data);
     try {
-      await until(() => /airlock listening/.test(second.out()), 30_000, second.out());
+      expect(await until(() => /airlock listening/.test(second.out()), 30_000), second.out()).toBe(true);
       // Stopped, the sync is taken again at once and applied; else the first pass looks anyway (what was not told).
-      if (syncs.length === 0) await until(() => /advisories changed in the store: applied/.test(second.out()), 60_000, second.out());
+      if (syncs.length === 0) expect(await until(() => /advisories changed in the store: applied/.test(second.out()), 60_000), second.out()).toBe(true);
       else await new Promise((r) => setTimeout(r, 1500));
       // The hooks are told every record once, as the source's, as one unstopped sync tells them.
       if (syncs.length === 0) expect(second.out()).toMatch(new RegExp(`"changed":${BIG},"sources":\\["osv-pypi"\\]`));

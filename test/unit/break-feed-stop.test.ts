@@ -49,7 +49,6 @@ const rec = (i: number, modified: string, details = '') => ({
 const rowOf = (r: { id: string; modified: string }): AdvisoryRow => ({ id: r.id, modified: r.modified, record: JSON.stringify(r) });
 const zipOf = (n: number, modified: string, details = '') =>
   writeZip(Array.from({ length: n }, (_, i) => ({ name: `${rec(i, modified).id}.json`, data: JSON.stringify(rec(i, modified, details)) })));
-const whole = wholeExport;
 
 const slowly = (zip: Buffer) => {
   const d = dripExport(zip);
@@ -136,7 +135,7 @@ describe('break: stopping the feeds, from the side', () => {
     expect(errorsIn(lines)).toEqual([]);
     // One "stopped" line, not one per stop.
     expect(lines.filter((l) => /stopped with the feeds/.test(l.msg))).toHaveLength(1);
-    answer = whole(zip);
+    answer = wholeExport(zip);
     await feedsOver(meta, [src()]).tick();
     expect((await meta.listAdvisories()).length).toBe(300);
   }, 30_000);
@@ -144,7 +143,7 @@ describe('break: stopping the feeds, from the side', () => {
   it('stop before start: the start that follows fetches, writes and records nothing, and its timer does no pass', async () => {
     const meta = store();
     const { log, lines } = recordingLog();
-    answer = whole(zipOf(10, T1));
+    answer = wholeExport(zipOf(10, T1));
     const asked = zipAsked;
     const feeds = feedsOver(meta, [src()], { log });
     feedsToStop.push(feeds);
@@ -170,7 +169,7 @@ describe('break: stopping the feeds, from the side', () => {
   it('stop during the last write: that write completes and is recorded with its mark; the pass tells nothing; the next start tells every id once and syncs nothing', async () => {
     const meta = store();
     const { log, lines } = recordingLog();
-    answer = whole(zipOf(1000, T1));
+    answer = wholeExport(zipOf(1000, T1));
     const feeds = feedsOver(meta, [src()], { log });
     const told = hooked();
     const realLast = meta.recordAdvisorySync.bind(meta);
@@ -218,7 +217,7 @@ describe('break: stopping the feeds, from the side', () => {
     await synced(meta, recs.map(rowOf));
     const gen = await meta.advisoryGeneration();
     await meta.markAdvisoriesTold(gen);
-    answer = whole(zipOf(2000, T1));
+    answer = wholeExport(zipOf(2000, T1));
     const feeds = feedsOver(meta, [src()], { log });
     const told = hooked();
     const real = meta.putAdvisories.bind(meta);
@@ -253,7 +252,7 @@ describe('break: stopping the feeds, from the side', () => {
 
   it("stopped between batches and started again: the hooks are told what one unstopped sync tells, once each, as the source's", async () => {
     // Reference: the same export synced without a stop, on a store of its own.
-    answer = whole(zipOf(1500, T2));
+    answer = wholeExport(zipOf(1500, T2));
     const ref = store();
     await synced(
       ref,
@@ -343,7 +342,7 @@ describe('break: stopping the feeds, from the side', () => {
       for (let i = 0; i < rows.length; i += 2000) await meta.putAdvisories(rows.slice(i, i + 2000), source);
     }
     await meta.markAdvisoriesTold(await meta.advisoryGeneration());
-    answer = whole(zipOf(250, T1));
+    answer = wholeExport(zipOf(250, T1));
     const live = new LivePolicy(new Policy({}), new Advisories(), 'v' as never);
     let applying!: () => void;
     const inApply = new Promise<void>((r) => (applying = r));

@@ -44,7 +44,6 @@ const rec = (i: number, modified: string) => ({
 });
 const zipOf = (n: number, modified: string) =>
   writeZip(Array.from({ length: n }, (_, i) => ({ name: `${rec(i, modified).id}.json`, data: JSON.stringify(rec(i, modified)) })));
-const whole = wholeExport;
 
 const slowly = (zip: Buffer) => {
   const d = dripExport(zip);
@@ -102,7 +101,7 @@ describe('break: stopping the feeds cuts a sync under way short', () => {
     expect(lines.filter((l) => l.level === 'error')).toEqual([]);
     expect(lines.some((l) => l.level === 'info' && /stopped/.test(l.msg))).toBe(true);
     // The next start's first pass takes the sync again, whole (a failed sync recorded would hold it back 5 minutes).
-    answer = whole(zip);
+    answer = wholeExport(zip);
     const next = feedsOver(meta, [src()]);
     await next.tick();
     expect((await meta.advisorySyncs({ limit: 5 })).map((x) => [x.outcome, x.changed, x.highWater])).toEqual([
@@ -181,7 +180,7 @@ describe('break: stopping the feeds cuts a sync under way short', () => {
       error: null,
     });
     // 2,000 records newer (8 batches of 250).
-    answer = whole(zipOf(2000, T2));
+    answer = wholeExport(zipOf(2000, T2));
     const feeds = feedsOver(meta, [src()], { log });
     const real = meta.putAdvisories.bind(meta);
     const realLast = meta.recordAdvisorySync.bind(meta);
