@@ -42,9 +42,9 @@ const RETRY_MS = 300_000;
 /** A sync lease not renewed for this long was left by a dead replica: another takes it over. */
 const LEASE_STALE_MS = 120_000;
 const LEASE_RENEW_MS = 20_000;
-/** Syncs looked through for a source's newest good one (freshness, high-water mark). */
 /** What syncNow gives for a sync a stop cut short (returned, never recorded). */
 export const STOPPED = 'stopped before it finished: the advisory feeds were stopped (the server shutting down)';
+/** Syncs looked through for a source's newest good one (freshness, high-water mark). */
 const HISTORY = 100;
 
 /**
@@ -60,13 +60,13 @@ export class AdvisoryFeeds {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | null = null;
   private states = new Map<string, FeedState>();
-  private stopped = false;
   /** A pass has looked at the store since start (the first looks whatever the poll). */
   private looked = false;
   private noticing: Promise<string[]> | null = null;
   private noticeAgain: Promise<string[]> | null = null;
   /** The syncs under way, each with what cuts it short (stop). */
   private readonly underWay = new Map<AbortController, Promise<AdvisorySync>>();
+  /** Aborted by stop(): no more passes, and what is under way ends at its next step. */
   private readonly halt = new AbortController();
 
   constructor(private readonly o: FeedsOptions) {}
@@ -97,7 +97,6 @@ export class AdvisoryFeeds {
    * Resolves once they have ended (the sync not recorded: sync below).
    */
   async stop(): Promise<void> {
-    this.stopped = true;
     this.halt.abort();
     clearInterval(this.timer);
     for (const cut of this.underWay.keys()) cut.abort();
@@ -113,7 +112,7 @@ export class AdvisoryFeeds {
   private async pass(): Promise<void> {
     let synced = false;
     for (const s of this.o.sources) {
-      if (this.stopped) return;
+      if (this.halt.signal.aborted) return;
       try {
         synced = (await this.maybeSync(s)) || synced;
       } catch (e) {
@@ -121,7 +120,7 @@ export class AdvisoryFeeds {
       }
     }
     // Stopped: what a sync cut short wrote is applied by the next start (from the generation last told).
-    if (this.stopped) return;
+    if (this.halt.signal.aborted) return;
     // The first pass looks whatever the poll (start()): with advisories.poll 0 a change not told when the
     // last run stopped (a stop during a sync's last write or its notice) waited for the next sync here.
     if (this.o.pollMs > 0 || synced || !this.looked) {
@@ -140,7 +139,7 @@ export class AdvisoryFeeds {
     renew.unref();
     try {
       // Another replica may have synced between the check and the lease.
-      if (!this.due((await this.o.meta.advisorySyncs({ source: s.name, limit: 1 }))[0]) || this.stopped) return false;
+      if (!this.due((await this.o.meta.advisorySyncs({ source: s.name, limit: 1 }))[0]) || this.halt.signal.aborted) return false;
       await this.syncNow(s);
       return true;
     } finally {
@@ -255,7 +254,7 @@ export class AdvisoryFeeds {
       active = await this.o.apply(this.halt.signal);
     } catch (e) {
       // Cut short by a stop: nothing told, the mark of what was told stays; the next start's first pass tells it.
-      if (this.stopped) return [];
+      if (this.halt.signal.aborted) return [];
       throw e;
     }
     this.generation = Math.max(generation, this.generation);
