@@ -89,12 +89,12 @@ const PAUSE_MIN_MS = 30;
 export class ImportCutShort extends Error {
   constructor(
     readonly of: number,
-    readonly done: { rows: number; changed: number; older: number; left: Set<string> },
+    readonly done: { rows: number; changed: number; left: Set<string> },
     cause: unknown,
   ) {
     const why = String((cause as Error)?.message ?? cause).replace(/\s*\n\s*/g, ' ');
     super(
-      `stopped by a store error after ${done.rows} of ${of} records (${done.changed} new or changed, ${done.older} left out as older than the copy stored): ` +
+      `stopped by a store error after ${done.rows} of ${of} records (${done.changed} new or changed, ${done.left.size} left out as older than the copy stored): ` +
         `those stay written, the rest were not; run it again to finish (${why})`,
       { cause },
     );
@@ -113,12 +113,9 @@ export class ImportCutShort extends Error {
  * copy is left out (judged by the store inside the batch's transaction), counted only once its
  * batch commits.
  */
-async function putInTurns(
-  meta: AdvisoryStore,
-  rows: AdvisoryRow[],
-  replace: boolean,
-): Promise<{ rows: number; changed: number; older: number; left: Set<string> }> {
-  const done = { rows: 0, changed: 0, older: 0, left: new Set<string>() };
+async function putInTurns(meta: AdvisoryStore, rows: AdvisoryRow[], replace: boolean): Promise<{ rows: number; changed: number; left: Set<string> }> {
+  // `left`: the ids left out as older (one row per id: keepNewest), committed batches only.
+  const done = { rows: 0, changed: 0, left: new Set<string>() };
   let older: string[] = [];
   // Asked by the store of a record with a stored copy, once per write.
   const counted: OlderThan = (given, held, id) => {
@@ -136,7 +133,6 @@ async function putInTurns(
     } catch (e) {
       throw new ImportCutShort(rows.length, done, e);
     }
-    done.older += older.length;
     for (const id of older) done.left.add(id);
     done.rows += batch.length;
     took = performance.now() - t0;
@@ -201,11 +197,11 @@ export async function importAdvisories(meta: AdvisoryStore, path: string, opts: 
     keepNewest(byId, parseRecord(readFileSync(path, 'utf8'), path, skipped), path, skipped);
   }
   const recs = [...byId.values()].map((k) => k.rec);
-  const { changed, older, left } = await putInTurns(
+  const { changed, left } = await putInTurns(
     meta,
     recs.map((r) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) })),
     opts.replace === true,
   );
   // Withdrawn among the records now stored as read: a withdrawn copy left out (older) is not kept.
-  return { read: recs.length, changed, withdrawn: recs.filter((r) => r.withdrawn && !left.has(r.id)).length, older, skipped };
+  return { read: recs.length, changed, withdrawn: recs.filter((r) => r.withdrawn && !left.has(r.id)).length, older: left.size, skipped };
 }
