@@ -1,6 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { importAdvisories, type ImportResult } from '../../src/cli/advisories.js';
+import type { FeedSource } from '../../src/advisories/feed.js';
+import type { OsvFeedServer } from './osv-feed.js';
 import type { AdvisoryStore } from '../../src/storage/meta-store.js';
 import { writeZip } from './zip-writer.js';
 
@@ -124,4 +126,20 @@ export async function runOdd(meta: AdvisoryStore, root: string, tag: string, for
   const all = new Map((await meta.listAdvisories()).map((r) => [(JSON.parse(r) as { id: string }).id, JSON.parse(r) as Record<string, unknown>]));
   const after = ODD_MODIFIED.map((c, i) => ({ name: c.name, expect: c.expect, summary: all.get(caseId(i))?.summary }));
   return { first, res, after };
+}
+
+/** How many of ODD_MODIFIED's cases end as `o`. */
+export const oddCount = (o: Outcome) => ODD_MODIFIED.filter((c) => c.expect === o).length;
+
+/** A PYSEC id numbered `i`. */
+export const pad = (i: number) => `PYSEC-2026-${String(i).padStart(4, '0')}`;
+
+/** The loopback export's source `name` (full syncs only). */
+export const sourceOn = (feed: OsvFeedServer, name: string): FeedSource => ({ name, url: feed.url, ecosystem: 'PyPI', incremental: false });
+
+/** The loopback export answers all.zip with `recs` (and only for an ecosystem it holds records of: PyPI). */
+export function serveZipOn(feed: OsvFeedServer, recs: Record<string, unknown>[]): void {
+  const z = writeZip(recs.map((r) => ({ name: `${r.id as string}.json`, data: JSON.stringify(r) })));
+  feed.zip = () => z;
+  if (!feed.records.has('PyPI')) feed.records.set('PyPI', new Map());
 }

@@ -8,10 +8,9 @@ import { importAdvisories, type ImportResult } from '../../src/cli/advisories.js
 import { PgMetaStore } from '../../src/storage/pg-meta-store.js';
 import { feedsOver, noticing } from '../helpers/advisory-rig.js';
 import { airlockCli } from '../helpers/cli.js';
-import { caseId, copy, ODD_MODIFIED, runOdd, storedOf, tree, zipOf } from '../helpers/import-older.js';
+import { caseId, copy, ODD_MODIFIED, oddCount, pad, runOdd, serveZipOn, sourceOn, storedOf, tree, zipOf } from '../helpers/import-older.js';
 import { OsvFeedServer } from '../helpers/osv-feed.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
-import { writeZip } from '../helpers/zip-writer.js';
 
 /**
  * Attacks on `airlock advisories import` leaving out a copy older than the stored one (053bb51), on
@@ -25,14 +24,9 @@ const feed = new OsvFeedServer();
 let pgsrv: TestPostgres;
 let schemas = 0;
 const opened: PgMetaStore[] = [];
-const count = (o: string) => ODD_MODIFIED.filter((c) => c.expect === o).length;
-const src = (name: string): FeedSource => ({ name, url: feed.url, ecosystem: 'PyPI', incremental: false });
-const serveZip = (recs: Record<string, unknown>[]) => {
-  const z = writeZip(recs.map((r) => ({ name: `${r.id as string}.json`, data: JSON.stringify(r) })));
-  feed.zip = () => z;
-  if (!feed.records.has('PyPI')) feed.records.set('PyPI', new Map());
-};
-const pad = (i: number) => `PYSEC-2026-${String(i).padStart(4, '0')}`;
+const count = oddCount;
+const src = (name: string): FeedSource => sourceOn(feed, name);
+const serveZip = (recs: Record<string, unknown>[]) => serveZipOn(feed, recs);
 const N = 600;
 const T1 = '2026-01-01T00:00:00Z';
 const T2 = '2026-02-01T00:00:00Z';

@@ -6,9 +6,8 @@ import type { FeedSource } from '../../src/advisories/feed.js';
 import { importAdvisories } from '../../src/cli/advisories.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { feedsOver, noticing } from '../helpers/advisory-rig.js';
-import { caseId, copy, FORMS, ODD_MODIFIED, runOdd, storedOf, tree, zipOf } from '../helpers/import-older.js';
+import { caseId, copy, FORMS, ODD_MODIFIED, oddCount, pad, runOdd, serveZipOn, sourceOn, storedOf, tree, zipOf } from '../helpers/import-older.js';
 import { OsvFeedServer } from '../helpers/osv-feed.js';
-import { writeZip } from '../helpers/zip-writer.js';
 
 /**
  * Attacks on `airlock advisories import` leaving out a copy older than the stored one (053bb51), on
@@ -24,15 +23,9 @@ function store(file = join(dir, `${dbs++}.db`)): SqliteMetaStore {
   stores.push(m);
   return m;
 }
-const count = (o: string) => ODD_MODIFIED.filter((c) => c.expect === o).length;
-const src = (name: string): FeedSource => ({ name, url: feed.url, ecosystem: 'PyPI', incremental: false });
-const serveZip = (recs: Record<string, unknown>[]) => {
-  const z = writeZip(recs.map((r) => ({ name: `${r.id as string}.json`, data: JSON.stringify(r) })));
-  feed.zip = () => z;
-  // The loopback export answers only for an ecosystem it holds records of.
-  if (!feed.records.has('PyPI')) feed.records.set('PyPI', new Map());
-};
-const pad = (i: number) => `PYSEC-2026-${String(i).padStart(4, '0')}`;
+const count = oddCount;
+const src = (name: string): FeedSource => sourceOn(feed, name);
+const serveZip = (recs: Record<string, unknown>[]) => serveZipOn(feed, recs);
 
 beforeAll(async () => {
   await feed.start();
