@@ -40,7 +40,7 @@ export class LivePolicy {
 
   /** `policy` as loaded from its file; the advisories are applied here. */
   constructor(policy: Policy, advisories: Advisories, version: PolicyVersion) {
-    this.state = { policy: policy.withAdvisories(advisories), advisories, version };
+    this.state = { policy: policy.withAdvisories(advisories.seal()), advisories, version };
   }
 
   /** The policy, advisories and version of one moment (read once per decision that needs more than one of them). */
@@ -86,6 +86,8 @@ export class LivePolicy {
 
   /** Swap in re-read advisories, applied to the policy in force. */
   replaceAdvisories(advisories: Advisories): void {
+    // Its maps built here, once, not by the first pull to read them (advisories.ts).
+    advisories.seal();
     const { policy, version } = this.state;
     this.state = { policy: policy.withAdvisories(advisories), advisories, version };
   }
