@@ -1,22 +1,28 @@
 import { changedSettings, ConfigError, loadConfig, type LoadedConfig } from './config/load.js';
 import type { LivePolicy } from './core/live-policy.js';
 import { policyVersion } from './core/live-policy.js';
+import { slicer } from './core/turns.js';
 import type { Logger } from './obs/logger.js';
 import { Advisories } from './policy/index.js';
-import type { OsvRecord } from './policy/advisories.js';
+import type { OsvRecord, Prepared } from './policy/advisories.js';
 import { TrustRoots } from './signing/trust.js';
 import { advisoryPages } from './storage/advisory-pages.js';
 import type { MetaStore } from './storage/meta-store.js';
 
-/** The advisories imported into the metadata store (`airlock advisories import`), read a page at a time (advisory-pages.ts); `signal` ends the read (throws). */
+/** The advisories imported into the metadata store (`airlock advisories import`), read a page at a time (advisory-pages.ts), their maps built in slices; `signal` ends the read (throws). */
 export async function readAdvisories(meta: MetaStore, signal?: AbortSignal): Promise<Advisories> {
   const advisories = new Advisories();
   for await (const page of advisoryPages<OsvRecord>(meta, undefined, undefined, signal)) advisories.add(page);
-  return advisories;
+  return advisories.sealed(slicer());
 }
 
 /** Per policy in force: the reloads begun, and the latest begun of those put in force. */
 const reloads = new WeakMap<LivePolicy, { begun: number; inForce: number }>();
+function sequence(live: LivePolicy): { begun: number; inForce: number } {
+  const seq = reloads.get(live) ?? { begun: 0, inForce: 0 };
+  reloads.set(live, seq);
+  return seq;
+}
 
 /**
  * Re-read imported advisories into the policy in force; returns how many are active. Reads take a
@@ -25,8 +31,7 @@ const reloads = new WeakMap<LivePolicy, { begun: number; inForce: number }>();
  * newer one replaced (a change made during both reads bumps the generation: the next notice applies it).
  */
 export async function reloadAdvisories(meta: MetaStore, live: LivePolicy, log: Logger, signal?: AbortSignal): Promise<number> {
-  const seq = reloads.get(live) ?? { begun: 0, inForce: 0 };
-  reloads.set(live, seq);
+  const seq = sequence(live);
   const mine = ++seq.begun;
   const advisories = await readAdvisories(meta, signal);
   if (mine < seq.inForce) return live.advisories.size;
@@ -34,6 +39,47 @@ export async function reloadAdvisories(meta: MetaStore, live: LivePolicy, log: L
   live.replaceAdvisories(advisories);
   log.info({ advisories: advisories.size }, 'advisories reloaded');
   return advisories.size;
+}
+
+/** Changed ids read from the store at a time when a notice applies them. */
+const CHANGED_READ = 100;
+
+/**
+ * Apply what a notice found changed in the store (advisories/sync.ts): the records of `ids` as
+ * stored now are read, parsed and prepared in slices with turns of the event loop between them,
+ * then put into the advisories in force in one step, the other records shared as they were.
+ * Re-reading every record at each notice cost ~1 s of CPU for 20,000 (GC stops up to 73 ms) for a
+ * sync that changed three. When half the records or more changed (a first sync, the first notice
+ * after a start from an old mark) every record is re-read instead, in pages (reloadAdvisories).
+ * Two reads side by side: the one begun later wins, as in reloadAdvisories.
+ */
+export async function applyAdvisoryChanges(meta: MetaStore, live: LivePolicy, log: Logger, ids: string[], signal?: AbortSignal): Promise<number> {
+  const held = live.advisories;
+  if (ids.length * 2 >= held.size + held.withdrawn) return reloadAdvisories(meta, live, log, signal);
+  const seq = sequence(live);
+  const mine = ++seq.begun;
+  const changes: Prepared[] = [];
+  const slice = slicer();
+  for (let at = 0; at < ids.length; at += CHANGED_READ) {
+    signal?.throwIfAborted();
+    for (const row of await meta.advisoryRecords(ids.slice(at, at + CHANGED_READ))) {
+      changes.push(Advisories.prepare(JSON.parse(row.record) as OsvRecord));
+      await slice();
+    }
+  }
+  if (mine < seq.inForce) return live.advisories.size;
+  seq.inForce = mine;
+  const found = new Set(changes.map((p) => p.rec.id));
+  // Onto the advisories in force now (a SIGHUP's whole re-read may have been put in force meanwhile).
+  const next = await live.advisories.withChangesSliced(
+    changes,
+    ids.filter((id) => !found.has(id)),
+    slicer(),
+  );
+  if (mine < seq.inForce) return live.advisories.size;
+  live.replaceAdvisories(next);
+  log.info({ advisories: next.size, changed: ids.length }, 'advisories changed: applied');
+  return next.size;
 }
 
 /**

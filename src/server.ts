@@ -18,7 +18,7 @@ import { Metrics } from './obs/metrics.js';
 import type { BackgroundJudge } from './oci/background.js';
 import { startBackgroundRescan, type NewlyRefused } from './hf/rescan.js';
 import { ImageInventories } from './oci/inventory.js';
-import { loadTrustRoots, readAdvisories, reloadAdvisories, reloadPolicy, reloadTrust } from './reload.js';
+import { applyAdvisoryChanges, loadTrustRoots, readAdvisories, reloadAdvisories, reloadPolicy, reloadTrust } from './reload.js';
 import { startCacheUpkeep, startRetention } from './upkeep.js';
 import { consoleFor, createFrontends, readiness } from './wiring.js';
 import { advisoryFeeds, blobCache, fleetPeer, type FleetPeer, hfHub, ociRegistries, openBlobs, openMeta, pypiIndex, upstreamHttp } from './backends.js';
@@ -65,7 +65,7 @@ export async function createAirlock(loaded: LoadedConfig, opts: AirlockOptions =
     intervalMs: a.interval * 1000,
     pollMs: a.poll * 1000,
     maxAgeMs: a.max_age * 1000,
-    apply: (signal) => reloadAdvisories(meta, live, log, signal),
+    apply: (signal, ids) => applyAdvisoryChanges(meta, live, log, ids, signal),
     log,
     counted: (source, outcome) => metrics.advisorySyncs.inc({ source, outcome }),
   });

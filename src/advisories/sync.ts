@@ -17,10 +17,11 @@ export interface FeedsOptions {
   /** A source's data older than this is stale: a warning (0: never). */
   maxAgeMs: number;
   /**
-   * Re-read the stored advisories into the policy in force (reload.ts reloadAdvisories); returns how
-   * many are active. Once `signal` is aborted (a stop) it ends at its next page, throwing.
+   * Put the stored records of `ids` (changed since the generation applied here) into the policy in
+   * force (reload.ts applyAdvisoryChanges); returns how many are active. Once `signal` is aborted (a
+   * stop) it ends at its next read, throwing.
    */
-  apply: (signal: AbortSignal) => Promise<number>;
+  apply: (signal: AbortSignal, ids: string[]) => Promise<number>;
   /** This replica, as the owner of a source's sync lease. */
   owner: string;
   log: Logger;
@@ -92,8 +93,8 @@ export class AdvisoryFeeds {
   /**
    * No more passes, and a sync under way is cut short (a server's shutdown waited for a whole export's
    * download and writes): its download is abandoned and its writes stop before the next batch
-   * (syncNow). A notice under way (after a sync, or a SIGHUP's) is cut short too: its re-read of every
-   * stored record (2 s for 60,000) stops at the next page, and it tells nothing (the next start does).
+   * (syncNow). A notice under way (after a sync, or a SIGHUP's) is cut short too: its re-read (of every
+   * stored record when most changed: 2 s for 60,000) stops at the next page or read, and it tells nothing (the next start does).
    * Resolves once they have ended (the sync not recorded: sync below).
    */
   async stop(): Promise<void> {
@@ -224,7 +225,7 @@ export class AdvisoryFeeds {
 
   /**
    * Apply what changed in the store since the generation in force here (a sync on any replica, an
-   * import by hand): re-read the advisories into the policy, then tell the hooks. Returns the ids.
+   * import by hand): put the changed records into the policy, then tell the hooks. Returns the ids.
    */
   notice(): Promise<string[]> {
     // One at a time (the timer, a sync, SIGHUP), so no change is told twice. A caller while one is
@@ -245,13 +246,13 @@ export class AdvisoryFeeds {
     const now = await this.o.meta.advisoryGeneration();
     if (now <= this.generation) return [];
     // Stretches of their own: after a sync, its last write, the ids changed (on SQLite ~50 ms when all
-    // of 20,000 records changed; well under 1 ms for a batch) and the first page re-read ran as one of ~100 ms.
+    // of 20,000 records changed; well under 1 ms for a batch) and the first read of the changed records ran as one of ~100 ms.
     await turn();
     const { ids, sources, generation } = await this.o.meta.advisoryChangesSince(this.generation);
     await turn();
     let active: number;
     try {
-      active = await this.o.apply(this.halt.signal);
+      active = await this.o.apply(this.halt.signal, ids);
     } catch (e) {
       // Cut short by a stop: nothing told, the mark of what was told stays; the next start's first pass tells it.
       if (this.halt.signal.aborted) return [];

@@ -345,6 +345,8 @@ export interface AdvisoryStore {
    * one row): a reader of every record that does not hold them all at once (advisory-pages.ts).
    */
   advisoryPage(after: string | null, limit: number, maxChars?: number): Promise<{ id: string; record: string }[]>;
+  /** The stored records of those of `ids` that are stored (what a notice of a few changed ids re-reads, reload.ts). */
+  advisoryRecords(ids: string[]): Promise<{ id: string; record: string }[]>;
   /** The stored `modified` time of each of `ids` that is stored (as the record gave it). */
   advisoriesModified(ids: string[]): Promise<Map<string, string>>;
   /**

@@ -64,6 +64,10 @@ export class PgAdvisories implements AdvisoryStore {
     return (await this.pool.query<{ id: string; record: string }>(page, after === null ? [limit, cap] : [limit, cap, after])).rows;
   }
 
+  async advisoryRecords(ids: string[]): Promise<{ id: string; record: string }[]> {
+    return (await this.pool.query<{ id: string; record: string }>('SELECT id, record FROM advisories WHERE id = ANY($1::text[])', [ids])).rows;
+  }
+
   async advisoriesModified(ids: string[]): Promise<Map<string, string>> {
     const { rows } = await this.pool.query<{ id: string; modified: string }>('SELECT id, modified FROM advisories WHERE id = ANY($1::text[])', [ids]);
     return new Map(rows.map((r) => [r.id, r.modified]));

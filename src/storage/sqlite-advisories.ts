@@ -85,6 +85,11 @@ export class SqliteAdvisories implements AdvisoryStore {
     return this.db.prepare<[object], { id: string; record: string }>(page).all(after === null ? { limit, maxChars: cap } : { after, limit, maxChars: cap });
   }
 
+  async advisoryRecords(ids: string[]): Promise<{ id: string; record: string }[]> {
+    const get = this.db.prepare<[string], { id: string; record: string }>('SELECT id, record FROM advisories WHERE id = ?');
+    return [...new Set(ids)].flatMap((id) => get.get(id) ?? []);
+  }
+
   async advisoriesModified(ids: string[]): Promise<Map<string, string>> {
     const get = this.db.prepare<[string], { modified: string }>('SELECT modified FROM advisories WHERE id = ?');
     const out = new Map<string, string>();

@@ -369,6 +369,7 @@ export class SqliteMetaStore extends SqliteRemembered implements MetaStore {
   readonly putAdvisories: SqliteAdvisories['putAdvisories'] = (recs, source, older) => this.advisories.putAdvisories(recs, source, older);
   readonly listAdvisories = () => this.advisories.listAdvisories();
   readonly advisoryPage = (after: string | null, limit: number, maxChars?: number) => this.advisories.advisoryPage(after, limit, maxChars);
+  readonly advisoryRecords = (ids: string[]) => this.advisories.advisoryRecords(ids);
   readonly advisoriesModified = (ids: string[]) => this.advisories.advisoriesModified(ids);
   readonly recordAdvisorySync: SqliteAdvisories['recordAdvisorySync'] = (recs, sync, older) => this.advisories.recordAdvisorySync(recs, sync, older);
   readonly advisorySyncs = (opts: { source?: string; limit: number }) => this.advisories.advisorySyncs(opts);

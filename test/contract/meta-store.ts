@@ -476,6 +476,17 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
       for await (const page of advisoryPages<{ id: string }>(s, 23)) pages.push(page.map((r) => r.id));
       expect(pages.map((p) => p.length)).toEqual([23]);
     });
+    it('reads the records of the ids asked for, as stored now, and nothing for an id not stored', async () => {
+      const s = await fresh();
+      await s.putAdvisories(['', 'A', 'b', 'C.1', 'd_2'].map((id) => ({ id, modified: '1', record: JSON.stringify({ id }) })));
+      await s.putAdvisories([{ id: 'b', modified: '2', record: '{"id":"b","v":2}' }]);
+      const got = await s.advisoryRecords(['b', 'nope', '', 'd_2', 'b']);
+      const byId = new Map(got.map((r) => [r.id, r.record]));
+      expect([...byId.keys()].sort()).toEqual(['', 'b', 'd_2']);
+      expect(byId.get('b')).toBe('{"id":"b","v":2}');
+      expect(byId.get('')).toBe('{"id":""}');
+      expect(await s.advisoryRecords([])).toEqual([]);
+    });
     it('cuts a page once its records come to maxChars (at least one row), and the reader goes on past the cut', async () => {
       const s = await fresh();
       // Ten records of ~1,000 characters, one of ~5,000.
