@@ -45,7 +45,11 @@ const LEASE_STALE_MS = 120_000;
 const LEASE_RENEW_MS = 20_000;
 /** What syncNow gives for a sync a stop cut short (returned, never recorded). */
 export const STOPPED = 'stopped before it finished: the advisory feeds were stopped (the server shutting down)';
-/** Syncs looked through for a source's newest good one (freshness, high-water mark). */
+/**
+ * Good syncs looked through for a source's newest high-water mark. Only good ones: among the last
+ * 100 syncs of any outcome, a source failing for ~8 h (a retry every 5 minutes) had none left, and
+ * lost both its mark (the next sync was a full one) and its freshness (shown as never synced).
+ */
 const HISTORY = 100;
 
 /**
@@ -171,8 +175,8 @@ export class AdvisoryFeeds {
 
   private async sync(s: FeedSource, signal: AbortSignal): Promise<AdvisorySync> {
     const startedAt = Date.now();
-    const history = await this.o.meta.advisorySyncs({ source: s.name, limit: HISTORY });
-    const mark = history.find((h) => h.outcome !== 'failed' && h.highWater)?.highWater ?? null;
+    const history = await this.o.meta.advisorySyncs({ source: s.name, limit: HISTORY, good: true });
+    const mark = history.find((h) => h.highWater)?.highWater ?? null;
     let mode: AdvisorySync['mode'] = s.incremental && mark ? 'incremental' : 'full';
     let sync: AdvisorySync;
     let changed = 0;
@@ -295,9 +299,9 @@ export class AdvisoryFeeds {
 
   private async refreshStates(): Promise<void> {
     for (const s of this.o.sources) {
-      const history = await this.o.meta.advisorySyncs({ source: s.name, limit: HISTORY });
-      const good = history.find((h) => h.outcome !== 'failed');
-      this.states.set(s.name, { source: s.name, syncedAt: good?.finishedAt ?? null, ageSeconds: null, last: history[0] ?? null });
+      const [last] = await this.o.meta.advisorySyncs({ source: s.name, limit: 1 });
+      const [good] = await this.o.meta.advisorySyncs({ source: s.name, limit: 1, good: true });
+      this.states.set(s.name, { source: s.name, syncedAt: good?.finishedAt ?? null, ageSeconds: null, last: last ?? null });
     }
   }
 }

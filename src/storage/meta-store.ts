@@ -326,6 +326,13 @@ export interface AdvisorySync {
   error: string | null;
 }
 
+/** Which recorded syncs `advisorySyncs` reads. */
+export interface SyncQuery {
+  source?: string;
+  limit: number;
+  good?: boolean;
+}
+
 /**
  * Imported advisories (OSV JSON), the feed syncs that brought them, and a generation number that
  * grows with every import that changed something, so every replica notices and applies it.
@@ -355,8 +362,8 @@ export interface AdvisoryStore {
    * (the rows its earlier batches changed, putAdvisories) plus these. Returns the ids this call changed.
    */
   recordAdvisorySync(recs: AdvisoryRow[], sync: AdvisorySync, older?: OlderThan): Promise<string[]>;
-  /** Recorded syncs, newest first (of one source, or all). */
-  advisorySyncs(opts: { source?: string; limit: number }): Promise<(AdvisorySync & { id: number; generation: number })[]>;
+  /** Recorded syncs, newest first (of one source, or all; `good`: only those that did not fail, however many failed since). */
+  advisorySyncs(opts: SyncQuery): Promise<(AdvisorySync & { id: number; generation: number })[]>;
   /** The generation now: 0 before any change; grows by one per import that changed something. */
   advisoryGeneration(): Promise<number>;
   /** The newest generation whose changes some replica applied and told its hooks of (advisories/applied.ts). */

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { AdvisoryRow, AdvisoryStore, AdvisorySync, OlderThan } from './meta-store.js';
+import type { AdvisoryRow, AdvisoryStore, AdvisorySync, OlderThan, SyncQuery } from './meta-store.js';
 import { outcomeOf, PRUNE_SOURCES, sourcesOf, syncOf } from './sqlite-advisories.js';
 
 type Tx = <T>(fn: (c: pg.PoolClient) => Promise<T>) => Promise<T>;
@@ -87,11 +87,12 @@ export class PgAdvisories implements AdvisoryStore {
     });
   }
 
-  async advisorySyncs(opts: { source?: string; limit: number }): Promise<(AdvisorySync & { id: number; generation: number })[]> {
+  async advisorySyncs(opts: SyncQuery): Promise<(AdvisorySync & { id: number; generation: number })[]> {
+    const good = opts.good ? "outcome <> 'failed'" : 'TRUE';
     const r =
       opts.source === undefined
-        ? await this.pool.query('SELECT * FROM advisory_syncs ORDER BY id DESC LIMIT $1', [opts.limit])
-        : await this.pool.query('SELECT * FROM advisory_syncs WHERE source = $1 ORDER BY id DESC LIMIT $2', [opts.source, opts.limit]);
+        ? await this.pool.query(`SELECT * FROM advisory_syncs WHERE ${good} ORDER BY id DESC LIMIT $1`, [opts.limit])
+        : await this.pool.query(`SELECT * FROM advisory_syncs WHERE source = $1 AND ${good} ORDER BY id DESC LIMIT $2`, [opts.source, opts.limit]);
     return r.rows.map(syncOf);
   }
 

@@ -13,6 +13,7 @@ import type {
   PruneAnchor,
   PullRecord,
   StoredPullRecord,
+  SyncQuery,
   TokenRecord,
   ConsoleSessionRecord,
 } from './meta-store.js';
@@ -301,7 +302,7 @@ export class PgMetaStore implements MetaStore {
   readonly advisoryRecords = (ids: string[]) => this.advisories.advisoryRecords(ids);
   readonly advisoriesModified = (ids: string[]) => this.advisories.advisoriesModified(ids);
   readonly recordAdvisorySync: PgAdvisories['recordAdvisorySync'] = (recs, sync, older) => this.advisories.recordAdvisorySync(recs, sync, older);
-  readonly advisorySyncs = (opts: { source?: string; limit: number }) => this.advisories.advisorySyncs(opts);
+  readonly advisorySyncs = (opts: SyncQuery) => this.advisories.advisorySyncs(opts);
   readonly advisoryGeneration = () => this.advisories.advisoryGeneration();
   readonly advisoriesTold = () => this.advisories.advisoriesTold();
   readonly markAdvisoriesTold = (generation: number) => this.advisories.markAdvisoriesTold(generation);

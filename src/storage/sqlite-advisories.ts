@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { AdvisoryRow, AdvisoryStore, AdvisorySync, OlderThan } from './meta-store.js';
+import type { AdvisoryRow, AdvisoryStore, AdvisorySync, OlderThan, SyncQuery } from './meta-store.js';
 
 interface SyncRow {
   id: number;
@@ -117,11 +117,14 @@ export class SqliteAdvisories implements AdvisoryStore {
       .immediate();
   }
 
-  async advisorySyncs(opts: { source?: string; limit: number }): Promise<(AdvisorySync & { id: number; generation: number })[]> {
+  async advisorySyncs(opts: SyncQuery): Promise<(AdvisorySync & { id: number; generation: number })[]> {
+    const good = opts.good ? "outcome <> 'failed'" : '1';
     const rows =
       opts.source === undefined
-        ? this.db.prepare<[number], SyncRow>('SELECT * FROM advisory_syncs ORDER BY id DESC LIMIT ?').all(opts.limit)
-        : this.db.prepare<[string, number], SyncRow>('SELECT * FROM advisory_syncs WHERE source = ? ORDER BY id DESC LIMIT ?').all(opts.source, opts.limit);
+        ? this.db.prepare<[number], SyncRow>(`SELECT * FROM advisory_syncs WHERE ${good} ORDER BY id DESC LIMIT ?`).all(opts.limit)
+        : this.db
+            .prepare<[string, number], SyncRow>(`SELECT * FROM advisory_syncs WHERE source = ? AND ${good} ORDER BY id DESC LIMIT ?`)
+            .all(opts.source, opts.limit);
     return rows.map(syncOf);
   }
 

@@ -560,6 +560,15 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
         highWater: 'T2',
         error: null,
       });
+      // `good`: the syncs that did not fail, past any number that did (the freshness and the mark).
+      for (let i = 0; i < 120; i++) await s.recordAdvisorySync([], { ...failed, startedAt: 40 + i, finishedAt: 41 + i });
+      expect((await s.advisorySyncs({ source: 'osv-pypi', limit: 100 })).every((x) => x.outcome === 'failed')).toBe(true);
+      const good = await s.advisorySyncs({ source: 'osv-pypi', limit: 5, good: true });
+      expect(good.map((x) => [x.outcome, x.highWater])).toEqual([
+        ['changed', 'T2'],
+        ['unchanged', good[1].highWater],
+      ]);
+      expect((await s.advisorySyncs({ limit: 1, good: true }))[0]).toMatchObject({ source: 'osv-pypi', outcome: 'changed' });
     });
     it("tells a sync's batches as its source's, and records the sync with the batches' count beside its last transaction's", async () => {
       const s = await fresh();
