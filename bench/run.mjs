@@ -31,6 +31,7 @@ import * as minAge from './sections/10-min-age.mjs';
 import * as signed from './sections/11-signed.mjs';
 import * as feeds from './sections/12-feeds.mjs';
 import * as rejudge from './sections/13-rejudge.mjs';
+import * as notice from './sections/14-notice.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The glibc settings Airlock is deployed with (Dockerfile, npm start); bench runs after the build.
@@ -74,6 +75,7 @@ const SECTIONS = [
   ['11', '11. Signed images', signed],
   ['12', '12. Advisory feeds', feeds],
   ['13', '13. Re-judging 100,000 pulls and 1,000 inventories', rejudge],
+  ['14', '14. A notice of changed advisories among 20,000', notice],
 ];
 
 const { results, progress, row, target } = createResults({ QUICK, S });
