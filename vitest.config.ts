@@ -5,13 +5,14 @@ import { configDefaults, defineConfig } from 'vitest/config';
 /**
  * `npm test` runs the suite in two passes (AIRLOCK_TESTS): `parallel`, two files at a time, then
  * `timed`, one at a time. A timed file asserts something about time (an event-loop stall, a rate,
- * a deadline, a send timeout): it measures a duration (a precise clock, or `Date.now() -` a start),
- * or says `timed:` in a comment. Run beside another file on this two-core machine its measurements
- * would be the other file's load. A file that reads Date.now() only for a timestamp or a wait's
- * generous deadline is not timed. Unset, every file runs one at a time (vitest's default here,
+ * a deadline, a send timeout): it measures a duration (a precise clock, or `Date.now() -` a start
+ * held in a variable), or says `timed:` in a comment. Run beside another file on this two-core
+ * machine its measurements would be the other file's load. A file that reads Date.now() only for a
+ * timestamp (`Date.now() - 3_600_000`, an `ago(ms)` helper's `Date.now() - ms`) or a wait's generous
+ * deadline is not timed. Unset, every file runs one at a time (vitest's default here,
  * cores - 1), as a file named on the command line does.
  */
-const TIMED = /performance\.now\(|Date\.now\(\) - |- t0\b|hrtime|monitorEventLoopDelay|longestStall|cpuUsage\(|\btimed:/;
+const TIMED = /performance\.now\(|Date\.now\(\) - (?!ms\))[A-Za-z_]|- t0\b|hrtime|monitorEventLoopDelay|longestStall|cpuUsage\(|\btimed:/;
 
 function testFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
