@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { AdvisoryRow, AdvisoryStore, AdvisorySync, OlderThan, SyncQuery } from './meta-store.js';
-import { outcomeOf, PRUNE_SOURCES, sourcesOf, syncOf } from './sqlite-advisories.js';
+import { outcomeOf, PRUNE_SOURCES, PRUNE_SYNCS, sourcesOf, syncOf } from './sqlite-advisories.js';
 
 type Tx = <T>(fn: (c: pg.PoolClient) => Promise<T>) => Promise<T>;
 
@@ -83,6 +83,7 @@ export class PgAdvisories implements AdvisoryStore {
       );
       // Under the generation's lock (upsert): no write of another replica is half done.
       await c.query(PRUNE_SOURCES);
+      await c.query(PRUNE_SYNCS, [s.source]);
       return ids;
     });
   }
@@ -112,7 +113,7 @@ export class PgAdvisories implements AdvisoryStore {
     // The ids and their sources as of one moment: read apart, another replica's sync committed between
     // them could write over a generation read and prune its source (PRUNE_SOURCES), told as an import by hand.
     // Not one UNION ALL statement: on a table not yet analysed PostgreSQL planned it parallel, 60-95 ms against ~1.
-    // The sources through advisory_syncs_by_generation (advisory_syncs is never pruned), as on SQLite.
+    // The sources through advisory_syncs_by_generation (advisory_syncs keeps thousands of rows), as on SQLite.
     const { rows, bySync } = await this.tx(async (c) => {
       await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
       return {

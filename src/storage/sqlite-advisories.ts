@@ -38,6 +38,22 @@ export function syncOf(r: SyncRow): AdvisorySync & { id: number; generation: num
 export const PRUNE_SOURCES = `DELETE FROM advisory_generation_sources
   WHERE NOT EXISTS (SELECT 1 FROM advisories WHERE advisories.generation = advisory_generation_sources.generation)`;
 
+/** Recorded syncs kept per source at least: ~3.5 days of failures retried every 5 minutes, 41 days of hourly syncs. */
+export const SYNCS_KEPT = 1000;
+
+/**
+ * A source's recorded syncs past its newest SYNCS_KEPT ($1: the source), but its newest good sync
+ * and its newest good sync with a high-water mark (freshness, the mark: advisories/sync.ts), and
+ * those whose generation an advisory row still has (they name its source, advisoryChangesSince).
+ * Kept whole, the table grew by a row per sync for ever: 288 a day per source while one fails. Both
+ * stores, with each sync's last write; it walks the source's index (advisory_syncs_by_source).
+ */
+export const PRUNE_SYNCS = `DELETE FROM advisory_syncs WHERE source = $1
+  AND id < COALESCE((SELECT id FROM advisory_syncs WHERE source = $1 ORDER BY id DESC LIMIT 1 OFFSET ${SYNCS_KEPT - 1}), 0)
+  AND id <> COALESCE((SELECT id FROM advisory_syncs WHERE source = $1 AND outcome <> 'failed' ORDER BY id DESC LIMIT 1), 0)
+  AND id <> COALESCE((SELECT id FROM advisory_syncs WHERE source = $1 AND outcome <> 'failed' AND high_water IS NOT NULL ORDER BY id DESC LIMIT 1), 0)
+  AND (generation = 0 OR NOT EXISTS (SELECT 1 FROM advisories WHERE advisories.generation = advisory_syncs.generation))`;
+
 /** Advisories, their generation and the feed syncs in the embedded SQLite database (sqlite-schema.ts). */
 export class SqliteAdvisories implements AdvisoryStore {
   constructor(private readonly db: Database.Database) {}
@@ -112,6 +128,7 @@ export class SqliteAdvisories implements AdvisoryStore {
           .run(s.source, s.startedAt, s.finishedAt, outcomeOf(s, ids), s.mode, s.changed + ids.length, s.highWater, s.error, ids.length ? generation : 0);
         // Once per sync, with its last write (an import by hand adds no source: the next sync prunes what it left).
         this.db.prepare(PRUNE_SOURCES).run();
+        this.db.prepare(PRUNE_SYNCS.replaceAll('$1', '@source')).run({ source: s.source });
         return ids;
       })
       .immediate();
@@ -153,8 +170,8 @@ export class SqliteAdvisories implements AdvisoryStore {
     // Nothing changed: no sources to name.
     if (rows.length === 0) return { ids: [], sources: [], generation };
     // Through advisory_syncs_by_generation, and UNION ALL (a generation named twice names one source):
-    // advisory_syncs is never pruned, and a UNION walked all of it for the merge's order, 31-99 ms with
-    // 100,000 syncs recorded (a source synced every 5 minutes for a year) for one changed record.
+    // advisory_syncs keeps thousands of rows (PRUNE_SYNCS), and a UNION walked all of it for the merge's
+    // order, 31-99 ms with 100,000 syncs recorded (before they were pruned) for one changed record.
     const bySync = this.db
       .prepare<[number, number], { source: string; generation: number }>(
         'SELECT source, generation FROM advisory_syncs WHERE generation > ? UNION ALL SELECT source, generation FROM advisory_generation_sources WHERE generation > ?',

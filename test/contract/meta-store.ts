@@ -621,6 +621,29 @@ export function advisoryStoreContract(name: string, fresh: () => Promise<Advisor
       expect(await s.advisoryGeneration()).toBe(1);
       expect(await s.advisorySyncs({ limit: 5 })).toEqual([]);
     });
+    it("keeps a source's newest 1,000 syncs, its newest good one (with a mark) and those naming a generation in use; prunes the rest", async () => {
+      const s = await fresh();
+      const base = { source: 'osv-pypi', startedAt: 1, finishedAt: 2, mode: 'incremental' as const, changed: 0, error: null };
+      // Old good syncs: one with a mark, one that changed B (written over by hand since), one that
+      // changed A (its generation in use, and the newest mark); then the newest good sync, with no mark.
+      await s.recordAdvisorySync([], { ...base, outcome: 'unchanged', highWater: 'T1' });
+      await s.recordAdvisorySync([{ id: 'B', modified: '1', record: '{"id":"B"}' }], { ...base, outcome: 'changed', highWater: 'T2' });
+      await s.putAdvisories([{ id: 'B', modified: '2', record: '{"id":"B","v":2}' }]);
+      await s.recordAdvisorySync([{ id: 'A', modified: '1', record: '{"id":"A"}' }], { ...base, outcome: 'changed', highWater: 'T3' });
+      await s.recordAdvisorySync([], { ...base, outcome: 'unchanged', highWater: null });
+      await s.recordAdvisorySync([], { ...base, source: 'osv-debian', outcome: 'failed', highWater: null, error: 'down' });
+      for (let i = 0; i < 1010; i++) await s.recordAdvisorySync([], { ...base, outcome: 'failed', highWater: 'T3', error: 'down' });
+      const all = await s.advisorySyncs({ source: 'osv-pypi', limit: 2000 });
+      expect(all.filter((x) => x.outcome === 'failed')).toHaveLength(1000);
+      expect(all.filter((x) => x.outcome !== 'failed').map((x) => [x.outcome, x.highWater])).toEqual([
+        ['unchanged', null],
+        ['changed', 'T3'],
+      ]);
+      const good = await s.advisorySyncs({ source: 'osv-pypi', limit: 100, good: true });
+      expect(good.find((x) => x.highWater)?.highWater).toBe('T3');
+      expect(await s.advisorySyncs({ source: 'osv-debian', limit: 5 })).toHaveLength(1);
+      expect((await s.advisoryChangesSince(0)).sources).toEqual(['import', 'osv-pypi']);
+    }, 60_000);
   });
 }
 
