@@ -21,14 +21,32 @@ export function normTime(s: string): string | null {
   return `${d.toISOString().slice(0, 19)}.${leap ? '999999999' : (m[3] ?? '').slice(0, 9).padEnd(9, '0')}Z`;
 }
 
+/** ISO 8601 forms a record written by hand may carry instead: a date alone, a time with no zone, a basic offset (+0000). */
+const ISO_BY_HAND = /^(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d(?::\d\d(?:\.\d+)?)?)(Z|[+-]\d\d:?\d\d)?)?$/i;
+
+/**
+ * A record's time as normTime gives it, also for the ISO 8601 forms of ISO_BY_HAND (a date is its
+ * midnight, a time with no zone is UTC, as OSV's times are): what an import compares, so a record
+ * written by hand and dated "2026-06-01" is not rolled back by an older copy. Null for anything else.
+ */
+function timeOf(s: string): string | null {
+  const t = normTime(s);
+  if (t !== null) return t;
+  const m = ISO_BY_HAND.exec(s);
+  if (!m) return null;
+  const time = !m[2] ? '00:00:00' : m[2].length === 5 ? `${m[2]}:00` : m[2];
+  const zone = !m[3] ? 'Z' : m[3].length === 5 ? `${m[3].slice(0, 3)}:${m[3].slice(3)}` : m[3];
+  return normTime(`${m[1]}T${time}${zone}`);
+}
+
 /**
  * Whether a copy of a record modified at `given` is older than one modified at `held` (both as the
- * records gave them): then it must not replace it (storage/meta-store.ts OlderThan). A `held` that
- * is not an RFC 3339 time is replaced; a `given` that is not is older than any that is.
+ * records gave them): then it must not replace it (storage/meta-store.ts OlderThan). Times are read
+ * by timeOf; a `held` that is no time is replaced, a `given` that is no time is older than any.
  */
 export function olderThan(given: string, held: string): boolean {
-  const h = normTime(held);
-  return h !== null && (normTime(given) ?? '') < h;
+  const h = timeOf(held);
+  return h !== null && (timeOf(given) ?? '') < h;
 }
 
 /**

@@ -115,11 +115,12 @@ describe('break: odd `modified` values against the stored copy (SQLite)', () => 
     expect(r).toMatchObject({ changed: 2, older: 2 });
   });
 
-  // Judgement, not a fix: the import stores any string as `modified` (the feeds refuse what is not RFC 3339), and
-  // olderThan replaces a stored copy whose time it cannot read. A hand-written record dated "2026-06-01" (no time),
-  // "...T00:00:00" (no zone) or "...+0000" (ISO 8601 basic offset) is then rolled back silently by an older checkout:
-  // `0 left out`, the newer copy gone. Skipping such records instead would leave a MAL- record out of force.
-  it.fails('a stored copy whose `modified` is a date, a time without a zone or a +0000 offset is not replaced by an older one', async () => {
+  // The import stores any string as `modified` (the feeds refuse what is not RFC 3339). A hand-written record dated
+  // "2026-06-01" (no time), "...T00:00:00" (no zone) or "...+0000" (ISO 8601 basic offset) was rolled back silently by
+  // an older checkout (`0 left out`, the newer copy gone): olderThan could not read its time and replaced it. It now
+  // reads those forms (a date: its midnight; no zone: UTC). A newer copy still replaces them, and a `modified` that is
+  // no time at all is still replaced by any copy (skipping such records would leave a MAL- record out of force).
+  it('a stored copy whose `modified` is a date, a time without a zone or a +0000 offset is not replaced by an older one', async () => {
     const meta = store();
     const held = ['2026-06-01', '2026-06-01T00:00:00', '2026-06-01T00:00:00+0000'];
     await importAdvisories(
@@ -139,6 +140,24 @@ describe('break: odd `modified` values against the stored copy (SQLite)', () => 
       ),
     );
     expect(r).toMatchObject({ changed: 0, older: 3 });
+    for (const i of held.keys()) expect((await storedOf(meta, `GHSA-iso-${i}`))?.summary).toBe('held');
+    // The same day an hour later, in each form's own terms, is newer: written.
+    const later = ['2026-06-01T01:00:00Z', '2026-06-01 01:00', '2026-06-01T01:00:00+0000'];
+    const newer = await importAdvisories(
+      meta,
+      tree(
+        dir,
+        'iso-newer',
+        later.map((t, i) => [`I${i}.json`, copy(`GHSA-iso-${i}`, t, 'newer')]),
+      ),
+    );
+    expect(newer).toMatchObject({ changed: 3, older: 0 });
+    // A `modified` that is no time at all is replaced by any copy.
+    await importAdvisories(meta, tree(dir, 'junk-held', [['J.json', copy('GHSA-junk', 'last tuesday', 'held')]]));
+    expect(await importAdvisories(meta, tree(dir, 'junk-given', [['J.json', copy('GHSA-junk', '2020-01-01T00:00:00Z', 'any')]]))).toMatchObject({
+      changed: 1,
+      older: 0,
+    });
   });
 });
 
