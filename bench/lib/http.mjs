@@ -59,15 +59,18 @@ export function loaders(loadSec) {
     return r;
   }
 
-  /** wrk (one thread, 32 connections) on a URL: requests per second and p99 latency in ms. */
+  /** wrk (one thread, 32 connections) on a URL: requests per second, p99 and p50 latency in ms. */
   function wrkLoad(wrk, url, headers, connections = 32) {
     const h = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
     execFileSync(wrk, ['-t1', `-c${connections}`, '-d1s', ...h, url], { stdio: 'ignore' }); // warm-up
     const out = execFileSync(wrk, ['-t1', `-c${connections}`, `-d${loadSec}s`, '--latency', ...h, url]).toString();
     if (/Non-2xx|Socket errors/.test(out)) throw new Error(`${url}: wrk saw errors:\n${out}`);
     const ms = (v, unit) => Number(v) * ({ us: 0.001, ms: 1, s: 1000 }[unit] ?? 1);
-    const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out);
-    return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), p99: p99 ? ms(p99[1], p99[2]) : null };
+    const at = (pct) => {
+      const m = new RegExp(`\\s${pct}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
+      return m ? ms(m[1], m[2]) : null;
+    };
+    return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), p99: at(99), p50: at(50) };
   }
 
   async function load(url, headers, connections = 32, method = 'GET') {
