@@ -21,8 +21,13 @@ export function normTime(s: string): string | null {
   return `${d.toISOString().slice(0, 19)}.${leap ? '999999999' : (m[3] ?? '').slice(0, 9).padEnd(9, '0')}Z`;
 }
 
-/** ISO 8601 forms a record written by hand may carry instead: a date alone, a time with no zone, a basic offset (+0000). */
-const ISO_BY_HAND = /^(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d(?::\d\d(?:\.\d+)?)?)(Z|[+-]\d\d:?\d\d)?)?$/i;
+/**
+ * ISO 8601 forms a record written by hand may carry instead: a date alone, a time with no zone or
+ * with hours and minutes only (or hours only: `date -Ihours`), a basic offset (+0000) or one of hours
+ * alone (+00: PostgreSQL's timestamptz as text), a space before the offset (`git log --date=iso`), a
+ * decimal comma. White space around the whole is ignored (a hand-edited file).
+ */
+const ISO_BY_HAND = /^(\d{4}-\d\d-\d\d)(?:[T ](\d\d(?::\d\d(?::\d\d)?)?)(?:[.,](\d+))? ?(Z|[+-]\d\d(?::?\d\d)?)?)?$/i;
 
 /**
  * A record's time as normTime gives it, also for the ISO 8601 forms of ISO_BY_HAND (a date is its
@@ -32,10 +37,13 @@ const ISO_BY_HAND = /^(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d(?::\d\d(?:\.\d+)?)?)(Z|
 function timeOf(s: string): string | null {
   const t = normTime(s);
   if (t !== null) return t;
-  const m = ISO_BY_HAND.exec(s);
+  const m = ISO_BY_HAND.exec(s.trim());
   if (!m) return null;
-  const time = !m[2] ? '00:00:00' : m[2].length === 5 ? `${m[2]}:00` : m[2];
-  const zone = !m[3] ? 'Z' : m[3].length === 5 ? `${m[3].slice(0, 3)}:${m[3].slice(3)}` : m[3];
+  // A fraction needs seconds (10:30,5 is not read as half a minute: no time).
+  if (m[3] !== undefined && (m[2] ?? '').length !== 8) return null;
+  const time = `${(m[2] ?? '00').padEnd(8, ':00').slice(0, 8)}${m[3] !== undefined ? `.${m[3]}` : ''}`;
+  const z = m[4] ?? 'Z';
+  const zone = z.length === 1 ? z : z.length === 3 ? `${z}:00` : z.length === 5 ? `${z.slice(0, 3)}:${z.slice(3)}` : z;
   return normTime(`${m[1]}T${time}${zone}`);
 }
 
