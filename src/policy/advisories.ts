@@ -20,6 +20,7 @@ export interface AdvisoryMatch {
 }
 
 export type RefuseLevel = 'none' | 'all' | 'low' | 'medium' | 'high' | 'critical';
+
 /** An OS package as an image inventory lists it (the fields advisory matching reads). */
 export interface OsPackage {
   name: string;
@@ -115,8 +116,10 @@ export class Advisories {
   /** The same, `slice` awaited every few records: building them for 20,000 records stopped the loop for 33-50 ms at once. */
   async sealed(slice: () => Promise<void>): Promise<this> {
     if (!this.built) {
+      const order = this.ids();
       const ix = await finishSliced(this.indexing(), slice);
-      this.built ??= ix;
+      // Records added meanwhile (a reader's next page) made it stale: the next use builds it again.
+      if (this.order === order) this.built ??= ix;
     }
     return this;
   }
