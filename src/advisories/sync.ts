@@ -97,8 +97,9 @@ export class AdvisoryFeeds {
   /**
    * No more passes, and a sync under way is cut short (a server's shutdown waited for a whole export's
    * download and writes): its download is abandoned and its writes stop before the next batch
-   * (syncNow). A notice under way (after a sync, or a SIGHUP's) is cut short too: its re-read (of every
-   * stored record when most changed: 2 s for 60,000) stops at the next page or read, and it tells nothing (the next start does).
+   * (syncNow). A notice under way (after a sync, or a SIGHUP's) is cut short too: its read (of every
+   * stored record when most changed: 2 s for 60,000) stops at the next page or record, and it tells
+   * nothing (the next start does).
    * Resolves once they have ended (the sync not recorded: sync below).
    */
   async stop(): Promise<void> {
@@ -250,7 +251,8 @@ export class AdvisoryFeeds {
     const now = await this.o.meta.advisoryGeneration();
     if (now <= this.generation) return [];
     // Stretches of their own: after a sync, its last write, the ids changed (on SQLite ~50 ms when all
-    // of 20,000 records changed; well under 1 ms for a batch) and the first read of the changed records ran as one of ~100 ms.
+    // of 20,000 records changed; well under 1 ms for a batch) and the first read of the changed
+    // records ran as one of ~100 ms.
     await turn();
     const { ids, sources, generation } = await this.o.meta.advisoryChangesSince(this.generation);
     await turn();
