@@ -82,12 +82,12 @@ policy:
   it('a client that keeps reading at 2 MiB/s (each MiB within send_timeout) is not closed, warm or cold', async () => {
     // Slower than Airlock sends, so a whole chunk is always queued when the watch looks: the queue's
     // length alone is the same at every look, though the client takes bytes all along.
+    // The two at once (each ~10 s at this pace).
     const warm = new Paced(a.port, path, 2 * MiB);
-    await warm.closed;
+    const coldClient = new Paced(a.port, '/pypi/files/coldlib/coldlib-1.0-py3-none-any.whl', 2 * MiB);
+    await Promise.all([warm.closed, coldClient.closed]);
     expect(warm.body().length).toBe(bytes.length);
     expect(createHash('sha256').update(warm.body()).digest('hex')).toBe(sha);
-    const coldClient = new Paced(a.port, '/pypi/files/coldlib/coldlib-1.0-py3-none-any.whl', 2 * MiB);
-    await coldClient.closed;
     expect(coldClient.body().equals(cold)).toBe(true);
     const cut = [...(await records(a, 'name=slowlib')), ...(await records(a, 'name=coldlib'))].filter((r: { reason?: string }) =>
       r.reason?.includes('transfers.send_timeout'),
