@@ -5,7 +5,9 @@ import { OsvFeed, type FeedSource } from '../../src/advisories/feed.js';
 import { AdvisoryFeeds } from '../../src/advisories/sync.js';
 import type { Logger } from '../../src/obs/logger.js';
 import { Advisories, type OsvRecord } from '../../src/policy/advisories.js';
-import { readAdvisories } from '../../src/reload.js';
+import { Policy } from '../../src/policy/index.js';
+import { LivePolicy } from '../../src/core/live-policy.js';
+import { applyAdvisoryChanges, readAdvisories, reloadAdvisories } from '../../src/reload.js';
 import type { AdvisoryStore, LeaseStore, MetaStore } from '../../src/storage/meta-store.js';
 import { UpstreamHttp } from '../../src/upstream/http.js';
 
@@ -133,4 +135,33 @@ export function recordingLog(): { log: Logger; lines: { level: string; msg: stri
   const lines: { level: string; msg: string; obj: Record<string, unknown> }[] = [];
   const at = (level: string) => (obj: Record<string, unknown>, msg: string) => void lines.push({ level, msg, obj });
   return { log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } as never, lines };
+}
+
+/**
+ * A replica as server.ts builds one over `meta`: its policy in force (`policy`, none by default), its
+ * feeds' notice applying through applyAdvisoryChanges from the generation last told (no source, not
+ * started: a test calls notice()), and its SIGHUP's re-read.
+ */
+export async function replicaOver(meta: MetaStore, o: { policy?: Policy; owner?: string } = {}) {
+  const live = new LivePolicy(o.policy ?? new Policy({}), await readAdvisories(meta), { file: 'x', sha256: 'x' });
+  const feeds = new AdvisoryFeeds({
+    meta,
+    feed: {} as never,
+    sources: [],
+    intervalMs: 3_600_000,
+    pollMs: 0,
+    maxAgeMs: 0,
+    apply: (signal, ids) => applyAdvisoryChanges(meta, live, quiet, ids, signal),
+    owner: o.owner ?? 't',
+    log: quiet,
+  });
+  (feeds as unknown as { generation: number }).generation = await meta.advisoriesTold();
+  const sighup = async () => {
+    if ((await feeds.notice()).length) return live.advisories.size;
+    return reloadAdvisories(meta, live, quiet, feeds.signal).catch((e) => {
+      if (feeds.signal.aborted) return live.advisories.size;
+      throw e;
+    });
+  };
+  return { live, feeds, sighup, generation: () => (feeds as unknown as { generation: number }).generation };
 }

@@ -142,3 +142,18 @@ export async function toldFrom(s: Store, g: number): Promise<string[]> {
 }
 
 export { SYNCS_KEPT };
+
+/** The cost attacks' failed sync of osv-pypi and its mark (both stores). */
+export const costRig: { hw: string; failed: AdvisorySync } = {
+  hw: '2026-01-01T00:00:00.000000000Z',
+  failed: {
+    source: 'osv-pypi',
+    startedAt: 1,
+    finishedAt: 2,
+    outcome: 'failed',
+    mode: 'incremental',
+    changed: 0,
+    highWater: '2026-01-01T00:00:00.000000000Z',
+    error: 'down',
+  },
+};

@@ -4,16 +4,15 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { clearAdvisoriesAppliedHooks, onAdvisoriesApplied } from '../../src/advisories/applied.js';
-import { AdvisoryFeeds } from '../../src/advisories/sync.js';
 import { importAdvisories } from '../../src/cli/advisories.js';
 import { LivePolicy } from '../../src/core/live-policy.js';
 import { Advisories, type OsvRecord } from '../../src/policy/advisories.js';
 import { Policy } from '../../src/policy/index.js';
-import { applyAdvisoryChanges, readAdvisories, reloadAdvisories } from '../../src/reload.js';
+import { applyAdvisoryChanges, readAdvisories } from '../../src/reload.js';
 import type { MetaStore } from '../../src/storage/meta-store.js';
 import { PgMetaStore } from '../../src/storage/pg-meta-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
-import { quiet, rng } from '../helpers/advisory-rig.js';
+import { replicaOver, rng } from '../helpers/advisory-rig.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 
 /**
@@ -63,31 +62,8 @@ function sqliteStore(name: string): SqliteMetaStore {
   return m;
 }
 
-/** A replica as server.ts builds one over `meta`: its policy in force, its feeds' notice (no source), its SIGHUP. */
-async function replica(meta: MetaStore) {
-  const live = new LivePolicy(new Policy({ advisories: { refuse: 'high' } } as never), await readAdvisories(meta), { file: 'x', sha256: 'x' });
-  const feeds = new AdvisoryFeeds({
-    meta,
-    feed: {} as never,
-    sources: [],
-    intervalMs: 3_600_000,
-    pollMs: 0,
-    maxAgeMs: 0,
-    apply: (signal, ids) => applyAdvisoryChanges(meta, live, quiet, ids, signal),
-    owner: `r${schemas}`,
-    log: quiet,
-  });
-  // As server.ts: from the generation last told; not started (no timer): the tests call notice().
-  (feeds as unknown as { generation: number }).generation = await meta.advisoriesTold();
-  const sighup = async () => {
-    if ((await feeds.notice()).length) return live.advisories.size;
-    return reloadAdvisories(meta, live, quiet, feeds.signal).catch((e) => {
-      if (feeds.signal.aborted) return live.advisories.size;
-      throw e;
-    });
-  };
-  return { live, feeds, sighup, generation: () => (feeds as unknown as { generation: number }).generation };
-}
+/** A replica as server.ts builds one over `meta` (advisory-rig.ts), refusing at high. */
+const replica = (meta: MetaStore) => replicaOver(meta, { policy: new Policy({ advisories: { refuse: 'high' } } as never), owner: `r${schemas}` });
 
 const row = (r: OsvRecord) => ({ id: r.id, modified: r.modified ?? '', record: JSON.stringify(r) });
 

@@ -7,6 +7,7 @@ import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { FakeIndex } from '../helpers/fake-index.js';
 import { rawGet } from '../helpers/http.js';
+import { longestStall } from '../helpers/stall.js';
 
 /**
  * Attacks on a notice that applies only the changed advisories (f1e3678: reload.ts
@@ -47,27 +48,16 @@ policy:
       - { name: lib }
 `;
 
-/** The longest stop of this process's event loop (the server's: it runs in here) while `work` runs. */
+/** The longest stop of this process's event loop (the server's: it runs in here) while `work` runs (test/helpers/stall.ts), and how long it took. */
 async function longestStop<T>(work: () => Promise<T>): Promise<{ gap: number; value: T; ms: number }> {
-  let last = performance.now();
-  let gap = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    gap = Math.max(gap, now - last);
-    last = now;
-  }, 1);
   const t0 = performance.now();
-  try {
-    await new Promise((r) => setTimeout(r, 5));
-    last = performance.now();
-    gap = 0;
-    const value = await work();
-    const ms = performance.now() - t0;
-    await new Promise((r) => setTimeout(r, 5));
-    return { gap, value, ms };
-  } finally {
-    clearInterval(timer);
-  }
+  let ms = 0;
+  const { value, stallMs } = await longestStall(async () => {
+    const v = await work();
+    ms = performance.now() - t0;
+    return v;
+  });
+  return { gap: stallMs, value, ms };
 }
 
 const T = (v: number) => `2026-01-01T00:${String(Math.floor(v / 60) % 60).padStart(2, '0')}:${String(v % 60).padStart(2, '0')}Z`;

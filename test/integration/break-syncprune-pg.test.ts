@@ -8,7 +8,7 @@ import { feedsOver } from '../helpers/advisory-rig.js';
 import { freePort } from '../helpers/oci-tools.js';
 import { OsvFeedServer } from '../helpers/osv-feed.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
-import { ChangesModel, expectChanges, run, SYNCS_KEPT, toldFrom } from '../helpers/syncprune.js';
+import { ChangesModel, costRig, expectChanges, run, SYNCS_KEPT, toldFrom } from '../helpers/syncprune.js';
 
 /**
  * Attacks on advisory_syncs read by good syncs (b6fc6d0) and pruned with each sync's last write
@@ -166,17 +166,7 @@ describe('break: pruning and the sources a change names (PostgreSQL, two replica
 });
 
 describe('break: what a prune costs (PostgreSQL, timed)', () => {
-  const hw = '2026-01-01T00:00:00.000000000Z';
-  const failed: AdvisorySync = {
-    source: 'osv-pypi',
-    startedAt: 1,
-    finishedAt: 2,
-    outcome: 'failed',
-    mode: 'incremental',
-    changed: 0,
-    highWater: hw,
-    error: 'down',
-  };
+  const { hw, failed } = costRig;
   /** 100,000 advisories; `syncs` syncs of osv-pypi, every `heldEvery`th naming a generation rows still have (0: none); all others failed. */
   async function fill(c: pg.Client, syncs: number, heldEvery: number): Promise<void> {
     const held = heldEvery ? Math.floor(syncs / heldEvery) : 0;

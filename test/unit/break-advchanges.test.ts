@@ -2,14 +2,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AdvisoryFeeds } from '../../src/advisories/sync.js';
 import { importAdvisories } from '../../src/cli/advisories.js';
-import { LivePolicy } from '../../src/core/live-policy.js';
 import type { Advisories, OsvRecord } from '../../src/policy/advisories.js';
-import { Policy } from '../../src/policy/index.js';
 import { applyAdvisoryChanges, readAdvisories } from '../../src/reload.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
-import { quiet } from '../helpers/advisory-rig.js';
+import { replicaOver } from '../helpers/advisory-rig.js';
+import { longestStall } from '../helpers/stall.js';
 
 /**
  * Attacks on a notice that applies only the changed advisories (f1e3678: reload.ts
@@ -32,25 +30,8 @@ const rec = (id: string, v: number, extra: Partial<OsvRecord> = {}): OsvRecord =
     ...extra,
   }) as OsvRecord;
 
-/** The longest stop of the event loop (a 1 ms interval's longest gap) while `work` runs. */
-async function longestStop(work: () => Promise<unknown>): Promise<number> {
-  let last = performance.now();
-  let gap = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    gap = Math.max(gap, now - last);
-    last = now;
-  }, 1);
-  await new Promise((r) => setTimeout(r, 3));
-  last = performance.now();
-  try {
-    await work();
-    await new Promise((r) => setTimeout(r, 3));
-    return Math.max(gap, performance.now() - last);
-  } finally {
-    clearInterval(timer);
-  }
-}
+/** The longest stop of the event loop while `work` runs (test/helpers/stall.ts). */
+const longestStop = async (work: () => Promise<unknown>): Promise<number> => (await longestStall(work)).stallMs;
 
 /** Every answer of the advisories for the records' packages, versions and ids. */
 function dump(a: Advisories, ids: string[]): string {
@@ -60,23 +41,8 @@ function dump(a: Advisories, ids: string[]): string {
   return out.join('\n');
 }
 
-/** The server's notice over `meta` (AdvisoryFeeds applying through applyAdvisoryChanges), from the generation told. */
-async function replica(meta: SqliteMetaStore) {
-  const live = new LivePolicy(new Policy({}), await readAdvisories(meta), { file: 'x', sha256: 'x' });
-  const feeds = new AdvisoryFeeds({
-    meta,
-    feed: {} as never,
-    sources: [],
-    intervalMs: 3_600_000,
-    pollMs: 0,
-    maxAgeMs: 0,
-    apply: (signal, ids) => applyAdvisoryChanges(meta, live, quiet, ids, signal),
-    owner: 't',
-    log: quiet,
-  });
-  (feeds as unknown as { generation: number }).generation = await meta.advisoriesTold();
-  return { live, feeds };
-}
+/** The server's notice over `meta` (advisory-rig.ts replicaOver). */
+const replica = (meta: SqliteMetaStore) => replicaOver(meta);
 
 describe('break: what reading changed records costs the event loop (SQLite)', () => {
   /** `count` records of ~`kb` KB listing many releases (how osv.dev lists every affected version of a busy package). */

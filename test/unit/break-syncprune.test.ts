@@ -9,7 +9,7 @@ import type { AdvisorySync } from '../../src/storage/meta-store.js';
 import { SqliteMetaStore } from '../../src/storage/sqlite-meta-store.js';
 import { feedsOver } from '../helpers/advisory-rig.js';
 import { OsvFeedServer } from '../helpers/osv-feed.js';
-import { ChangesModel, expectChanges, run, SYNCS_KEPT, toldFrom } from '../helpers/syncprune.js';
+import { ChangesModel, costRig, expectChanges, run, SYNCS_KEPT, toldFrom } from '../helpers/syncprune.js';
 
 /**
  * Attacks on advisory_syncs read by good syncs (b6fc6d0) and pruned with each sync's last write
@@ -129,17 +129,7 @@ describe('break: pruning and the sources a change names (SQLite)', () => {
 });
 
 describe('break: what a prune costs (SQLite, timed)', () => {
-  const hw = '2026-01-01T00:00:00.000000000Z';
-  const failed: AdvisorySync = {
-    source: 'osv-pypi',
-    startedAt: 1,
-    finishedAt: 2,
-    outcome: 'failed',
-    mode: 'incremental',
-    changed: 0,
-    highWater: hw,
-    error: 'down',
-  };
+  const { hw, failed } = costRig;
   /** 100,000 advisories; `syncs` syncs of osv-pypi, every `heldEvery`th naming a generation rows still have (0: none); all others failed. */
   function fill(m: SqliteMetaStore, syncs: number, heldEvery: number): void {
     const db = raw(m);
