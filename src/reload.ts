@@ -63,6 +63,7 @@ export async function applyAdvisoryChanges(meta: MetaStore, live: LivePolicy, lo
   const seq = sequence(live);
   const mine = ++seq.begun;
   const changes: Prepared[] = [];
+  // One slicer for the whole apply: reading, preparing and building the maps share its slices.
   const slice = slicer();
   for (let at = 0; at < ids.length; at += CHANGED_READ) {
     signal?.throwIfAborted();
@@ -82,7 +83,7 @@ export async function applyAdvisoryChanges(meta: MetaStore, live: LivePolicy, lo
   if (ids.some((id) => !found.has(id))) return reloadAdvisories(meta, live, log, signal);
   seq.inForce = mine;
   // Onto the advisories in force now (a SIGHUP's whole re-read may have been put in force meanwhile).
-  const next = await live.advisories.withChangesSliced(changes, [], slicer());
+  const next = await live.advisories.withChangesSliced(changes, slice);
   if (mine < seq.inForce) return live.advisories.size;
   live.replaceAdvisories(next);
   log.info({ advisories: next.size, changed: ids.length }, 'advisories changed: applied');

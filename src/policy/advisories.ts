@@ -94,17 +94,17 @@ export class Advisories {
   }
 
   /**
-   * These advisories with `changes` put in (by id: a withdrawn copy withdraws it) and the ids in
-   * `gone` taken out, as a new object with its maps built; this one is unchanged, and its unchanged
-   * records are shared as prepared.
+   * These advisories with `changes` put in (by id: a withdrawn copy withdraws it), as a new object
+   * with its maps built; this one is unchanged, and its unchanged records are shared as prepared.
+   * Nothing is taken out: stored advisories are never deleted (a withdrawal is a change).
    */
-  withChanges(changes: Prepared[], gone: Iterable<string> = []): Advisories {
-    return finish(this.changing(changes, gone));
+  withChanges(changes: Prepared[]): Advisories {
+    return finish(this.changing(changes));
   }
 
   /** The same, `slice` awaited every few records (core/turns.ts slicer): at once it stopped the loop for 40 ms at 20,000 records. */
-  withChangesSliced(changes: Prepared[], gone: Iterable<string>, slice: () => Promise<void>): Promise<Advisories> {
-    return finishSliced(this.changing(changes, gone), slice);
+  withChangesSliced(changes: Prepared[], slice: () => Promise<void>): Promise<Advisories> {
+    return finishSliced(this.changing(changes), slice);
   }
 
   /** Build the maps now (before the advisories are put in force), not on the first pull that reads them. */
@@ -125,22 +125,19 @@ export class Advisories {
   }
 
   /** One pass in id order: the new records by id and their maps built together, a yield every STEP records. */
-  private *changing(changes: Prepared[], gone: Iterable<string>): Generator<void, Advisories> {
+  private *changing(changes: Prepared[]): Generator<void, Advisories> {
     const put = new Map(changes.map((p) => [p.rec.id, p]));
-    const drop = new Set(gone);
     const fresh = [...put.keys()].filter((id) => !this.prepared.has(id)).sort(byIdOrder);
     const next = new Advisories();
-    const order: string[] = [];
+    next.order = merged(this.ids(), fresh);
     const ix = new OsvIndex();
-    for (const id of merged(this.ids(), fresh)) {
-      if (drop.has(id)) continue;
+    let n = 0;
+    for (const id of next.order) {
       const p = put.get(id) ?? this.prepared.get(id)!;
       next.prepared.set(id, p);
-      order.push(id);
       ix.put(p);
-      if (order.length % STEP === 0) yield;
+      if (++n % STEP === 0) yield;
     }
-    next.order = order;
     next.built = ix;
     return next;
   }
