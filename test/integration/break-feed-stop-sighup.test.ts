@@ -48,6 +48,19 @@ async function dataDir(extra: string[] = []): Promise<string> {
   return data;
 }
 
+/** A SIGHUP's reload of the advisories, then the server stopped 50 ms on: how long the stop took, and the reload's rejection, if any. */
+async function stopDuringSighup(a: TestAirlock): Promise<{ took: number; failed: string | null }> {
+  const sighup = a.airlock.reloadAdvisories().then(
+    () => null,
+    (e: Error) => e.message,
+  );
+  await new Promise((r) => setTimeout(r, 50));
+  const t0 = performance.now();
+  await a.stop();
+  const took = performance.now() - t0;
+  return { took, failed: await sighup };
+}
+
 describe('break: the server stopped while a SIGHUP reload of the advisories runs', () => {
   // Broke on main: the server's stop (feeds.stop(), then the stores closed) neither waited for nor cut
   // the SIGHUP's re-read: it went on reading pages from a closed store and rejected ("The database
@@ -55,15 +68,7 @@ describe('break: the server stopped while a SIGHUP reload of the advisories runs
   // rejection (on PostgreSQL: "Cannot use a pool after calling end on the pool").
   it('nothing new (the re-read of every record): the reload ends without a rejection', async () => {
     const a = await startAirlock(yaml, { dataDir: await dataDir() });
-    const sighup = a.airlock.reloadAdvisories().then(
-      () => null,
-      (e: Error) => e.message,
-    );
-    await new Promise((r) => setTimeout(r, 50));
-    const t0 = performance.now();
-    await a.stop();
-    const took = performance.now() - t0;
-    const failed = await sighup;
+    const { took, failed } = await stopDuringSighup(a);
     console.log(`stopped in ${took.toFixed(0)} ms; the SIGHUP's reload: ${failed ?? 'ended'}`);
     expect(took).toBeLessThan(1500);
     expect(failed).toBeNull();
@@ -77,15 +82,7 @@ describe('break: the server stopped while a SIGHUP reload of the advisories runs
     onAdvisoriesApplied(async (c) => void told.push(...c.changedIds));
     const a = await startAirlock(yaml, { dataDir: data });
     // The start's first pass may tell it already; the SIGHUP then re-reads everything.
-    const sighup = a.airlock.reloadAdvisories().then(
-      () => null,
-      (e: Error) => e.message,
-    );
-    await new Promise((r) => setTimeout(r, 50));
-    const t0 = performance.now();
-    await a.stop();
-    const took = performance.now() - t0;
-    const failed = await sighup;
+    const { took, failed } = await stopDuringSighup(a);
     console.log(`stopped in ${took.toFixed(0)} ms; the SIGHUP's reload: ${failed ?? 'ended'}; told ${told.length}`);
     const b = await startAirlock(yaml, { dataDir: data });
     servers.push(b);

@@ -6,6 +6,7 @@ import { startAirlock, type TestAirlock } from '../helpers/airlock.js';
 import { airlockCli } from '../helpers/cli.js';
 import { FakeIndex } from '../helpers/fake-index.js';
 import { rawGet } from '../helpers/http.js';
+import { longestStall } from '../helpers/stall.js';
 
 /**
  * An operator's command run beside a live server on the embedded SQLite store stops the server's
@@ -82,14 +83,8 @@ policy:
     await new Promise((r) => setTimeout(r, 10));
     const since = Date.now();
 
-    // The event loop's longest stop (a 1 ms timer), while a client pulls lib 2.0 every 5 ms.
-    let last = performance.now();
+    // The event loop's longest stop (stall.ts), while a client pulls lib 2.0 every 5 ms.
     let stall = 0;
-    const timer = setInterval(() => {
-      const now = performance.now();
-      stall = Math.max(stall, now - last);
-      last = now;
-    }, 1);
     let done = false;
     const statuses = new Map<number, number>();
     const puller = (async () => {
@@ -102,17 +97,18 @@ policy:
     })();
     let out = { code: -1, stdout: '', stderr: '' };
     try {
-      out = await airlockCli(['advisories', 'import', root, '--config', a.configFile]);
-      // Until the server has noticed and applied the whole import (its last batch refuses lib 1.0).
-      const t0 = Date.now();
-      while ((await rawGet(`${a.url}/pypi/files/lib/${wheel('1.0')}`)).status !== 403) {
-        expect(Date.now() - t0).toBeLessThan(15_000);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      ({ stallMs: stall } = await longestStall(async () => {
+        out = await airlockCli(['advisories', 'import', root, '--config', a.configFile]);
+        // Until the server has noticed and applied the whole import (its last batch refuses lib 1.0).
+        const t0 = Date.now();
+        while ((await rawGet(`${a.url}/pypi/files/lib/${wheel('1.0')}`)).status !== 403) {
+          expect(Date.now() - t0).toBeLessThan(15_000);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }));
     } finally {
       done = true;
       await puller;
-      clearInterval(timer);
     }
     expect(out.stderr).toBe('');
     expect(out.stdout).toContain(`read ${N + 1} OSV records`);
